@@ -1,0 +1,1 @@
+//! DC-09 transmitter: paths, retries, supervision and a persistent outbox.

@@ -1,0 +1,1 @@
+//! Modbus polling: request planning from a profile and the TCP/RTU poller.

@@ -1,0 +1,1 @@
+//! Device profiles: the declarative format, its loader and the value decoders.

@@ -1,0 +1,1 @@
+//! Bounded, checksummed on-disk spool for store-and-forward.

@@ -1,0 +1,374 @@
+//! The wire contract between edge agents and the server, version 1.
+//!
+//! Topics (all under one root, `dcim/v1`):
+//!
+//! | topic                                   | direction       | QoS | payload            |
+//! |-----------------------------------------|-----------------|-----|--------------------|
+//! | `dcim/v1/{site}/{agent}/telemetry`      | agent -> server | 1   | [`TelemetryBatch`] |
+//! | `dcim/v1/{site}/{agent}/events`         | agent -> server | 1   | [`EventBatch`]     |
+//! | `dcim/v1/{site}/{agent}/state`          | agent -> server | 1, retained, also the will | [`AgentState`] |
+//! | `dcim/v1/{site}/{agent}/cmd/{device}`   | server -> agent | 1   | [`Command`]        |
+//! | `dcim/v1/{site}/{agent}/cmd_result`     | agent -> server | 1   | [`CommandResult`]  |
+//!
+//! Delivery: every batch carries a sequence number that is strictly increasing per
+//! `(agent, stream)` and survives agent restarts (it is assigned when the batch is spooled).
+//! The agent replays unacknowledged batches in order after a reconnect, so a receiver can see a
+//! batch more than once and must be idempotent on `(agent, stream, seq)`. Telemetry may have gaps
+//! (thinned when the agent's spool was full; the agent reports the count in [`AgentState`]);
+//! events never have gaps.
+//!
+//! Payloads are JSON objects with a `v` field; a receiver rejects a `v` it does not know.
+
+use dcim_points::Sample;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The payload schema version this crate reads and writes.
+pub const VERSION: u32 = 1;
+/// Topic root of this version.
+pub const ROOT: &str = "dcim/v1";
+
+/// What a topic carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Telemetry,
+    Events,
+    State,
+    Command { device: String },
+    CommandResult,
+}
+
+/// A parsed topic of the v1 scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Topic {
+    pub site: String,
+    pub agent: String,
+    pub channel: Channel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("topic `{topic}` is not a dcim/v1 topic: {reason}")]
+    BadTopic { topic: String, reason: &'static str },
+    #[error("identifier `{0}` may only hold ASCII letters, digits, `-`, `_` and `.`")]
+    BadIdentifier(String),
+    #[error("payload is not valid {what}: {detail}")]
+    BadPayload { what: &'static str, detail: String },
+    #[error("payload schema version {found} is not supported (this build reads version {VERSION})")]
+    UnsupportedVersion { found: u32 },
+}
+
+/// Site, agent and device identifiers appear in topics, so they are restricted to a safe set.
+pub fn check_identifier(id: &str) -> Result<(), WireError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::BadIdentifier(id.to_owned()))
+    }
+}
+
+impl Topic {
+    pub fn new(site: &str, agent: &str, channel: Channel) -> Result<Topic, WireError> {
+        check_identifier(site)?;
+        check_identifier(agent)?;
+        if let Channel::Command { device } = &channel {
+            check_identifier(device)?;
+        }
+        Ok(Topic {
+            site: site.to_owned(),
+            agent: agent.to_owned(),
+            channel,
+        })
+    }
+
+    pub fn parse(topic: &str) -> Result<Topic, WireError> {
+        let bad = |reason| WireError::BadTopic {
+            topic: topic.to_owned(),
+            reason,
+        };
+        let rest = topic
+            .strip_prefix(ROOT)
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(|| bad("it does not start with dcim/v1/"))?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let channel = match parts.as_slice() {
+            [_, _, "telemetry"] => Channel::Telemetry,
+            [_, _, "events"] => Channel::Events,
+            [_, _, "state"] => Channel::State,
+            [_, _, "cmd_result"] => Channel::CommandResult,
+            [_, _, "cmd", device] => Channel::Command {
+                device: (*device).to_owned(),
+            },
+            _ => {
+                return Err(bad(
+                    "expected {site}/{agent}/{telemetry|events|state|cmd/{device}|cmd_result}",
+                ));
+            }
+        };
+        let (site, agent) = match parts.as_slice() {
+            [site, agent, ..] => (*site, *agent),
+            _ => return Err(bad("missing site or agent")),
+        };
+        Topic::new(site, agent, channel)
+            .map_err(|_| bad("site, agent or device has characters outside [A-Za-z0-9._-]"))
+    }
+
+    /// Subscription filter for one channel of every agent of every site, e.g. `dcim/v1/+/+/telemetry`.
+    pub fn filter_all(channel_leaf: &str) -> String {
+        format!("{ROOT}/+/+/{channel_leaf}")
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{ROOT}/{}/{}/", self.site, self.agent)?;
+        match &self.channel {
+            Channel::Telemetry => f.write_str("telemetry"),
+            Channel::Events => f.write_str("events"),
+            Channel::State => f.write_str("state"),
+            Channel::Command { device } => write!(f, "cmd/{device}"),
+            Channel::CommandResult => f.write_str("cmd_result"),
+        }
+    }
+}
+
+/// A batch of samples from one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryBatch {
+    pub v: u32,
+    pub agent: String,
+    /// Strictly increasing per agent for the telemetry stream.
+    pub seq: u64,
+    pub samples: Vec<Sample>,
+}
+
+/// How urgent an event is; the order is the order of delivery priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Trouble,
+    Supervisory,
+    Alarm,
+}
+
+/// Something that happened at the edge: a fire-logic transition, a device going silent, ...
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Globally unique and stable across retries: `{agent}:{seq}`. The DC-09 link and the
+    /// server use it to avoid raising the same alarm twice.
+    pub id: String,
+    /// Strictly increasing per agent for the events stream, without gaps.
+    pub seq: u64,
+    pub ts_ms: i64,
+    pub device: String,
+    /// Machine-readable kind, e.g. `fire.stage`, `fire.trouble`, `device.comm_lost`.
+    pub kind: String,
+    pub severity: Severity,
+    /// One line for people.
+    pub message: String,
+    /// Kind-specific details.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+    /// Set on events produced while a drill runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
+}
+
+/// A batch of events from one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventBatch {
+    pub v: u32,
+    pub agent: String,
+    pub events: Vec<Event>,
+}
+
+/// Agent health, published retained on connect and as the MQTT will (with `online: false`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentState {
+    pub v: u32,
+    pub agent: String,
+    pub online: bool,
+    pub ts_ms: i64,
+    #[serde(default)]
+    pub version: String,
+    /// Batches waiting in the spool.
+    #[serde(default)]
+    pub spool_pending: u64,
+    /// Samples dropped since the agent was installed because the spool was full (never events).
+    #[serde(default)]
+    pub thinned_samples: u64,
+}
+
+/// The only commands the network may send towards devices. Anything that could start, stop,
+/// silence or cancel a suppression stage is deliberately not representable here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CommandKind {
+    /// Acknowledge the alarm and silence the local buzzer.
+    Acknowledge,
+    /// Set the device clock.
+    TimeSync { unix_ms: i64 },
+    /// Ask for test mode (refused by the controller while any stage is active).
+    TestMode { on: bool },
+    /// Inhibit one faulted sensor for a bounded time (itself reported as a trouble).
+    InhibitSensor { sensor: String, seconds: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub v: u32,
+    /// Unique id chosen by the server; echoed in the [`CommandResult`].
+    pub id: String,
+    pub device: String,
+    /// Who asked, for the audit trail.
+    pub user: String,
+    #[serde(flatten)]
+    pub kind: CommandKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub v: u32,
+    pub id: String,
+    pub accepted: bool,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Encode any v1 payload as JSON.
+pub fn encode<T: Serialize>(payload: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail: no maps with non-string keys, no NaN keys.
+    serde_json::to_vec(payload).unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u32,
+}
+
+/// Decode a v1 payload, checking the schema version first so that a newer payload gets a
+/// clear error rather than a field mismatch.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, WireError> {
+    let version: VersionOnly =
+        serde_json::from_slice(bytes).map_err(|e| WireError::BadPayload {
+            what: "a dcim payload (JSON object with a `v` field)",
+            detail: e.to_string(),
+        })?;
+    if version.v != VERSION {
+        return Err(WireError::UnsupportedVersion { found: version.v });
+    }
+    serde_json::from_slice(bytes).map_err(|e| WireError::BadPayload {
+        what: std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("payload"),
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcim_points::{Quality, Role, Value};
+
+    #[test]
+    fn topics_round_trip() {
+        for t in [
+            "dcim/v1/pangyo/agent-b1/telemetry",
+            "dcim/v1/pangyo/agent-b1/events",
+            "dcim/v1/pangyo/agent-b1/state",
+            "dcim/v1/pangyo/agent-b1/cmd/rack-017",
+            "dcim/v1/pangyo/agent-b1/cmd_result",
+        ] {
+            let parsed = Topic::parse(t).unwrap();
+            assert_eq!(parsed.to_string(), t);
+        }
+    }
+
+    #[test]
+    fn foreign_and_malformed_topics_are_rejected() {
+        for t in [
+            "dcim/v2/s/a/telemetry",
+            "dcim/v1/s/telemetry",
+            "dcim/v1/s/a/telemetry/extra",
+            "dcim/v1/s/a/cmd",
+            "dcim/v1/s/+/telemetry",
+            "dcim/v1//a/events",
+        ] {
+            assert!(Topic::parse(t).is_err(), "{t} should be rejected");
+        }
+    }
+
+    #[test]
+    fn telemetry_round_trips() {
+        let batch = TelemetryBatch {
+            v: VERSION,
+            agent: "a1".into(),
+            seq: 7,
+            samples: vec![Sample {
+                device: "ups-z1".into(),
+                point: "load".into(),
+                role: Role::new("ups.load_pct").unwrap(),
+                labels: Default::default(),
+                value: Some(Value::Number(41.5)),
+                unit: "%".into(),
+                quality: Quality::Good,
+                ts_ms: 1,
+            }],
+        };
+        let back: TelemetryBatch = decode(&encode(&batch)).unwrap();
+        assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn a_newer_schema_version_gets_a_clear_error() {
+        let err = decode::<EventBatch>(br#"{"v":2,"agent":"a","events":[]}"#).unwrap_err();
+        assert_eq!(err, WireError::UnsupportedVersion { found: 2 });
+    }
+
+    #[test]
+    fn garbage_is_a_payload_error() {
+        assert!(matches!(
+            decode::<EventBatch>(b"\xff\x00"),
+            Err(WireError::BadPayload { .. })
+        ));
+        assert!(matches!(
+            decode::<EventBatch>(br#"{"v":1,"agent":"a"}"#),
+            Err(WireError::BadPayload { .. })
+        ));
+    }
+
+    #[test]
+    fn commands_cannot_express_safety_actions() {
+        let ok: Command = decode(
+            br#"{"v":1,"id":"c1","device":"rack-1","user":"op","kind":"inhibit_sensor","sensor":"rack_temp2","seconds":600}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.kind,
+            CommandKind::InhibitSensor {
+                sensor: "rack_temp2".into(),
+                seconds: 600
+            }
+        );
+        for kind in [
+            "reset",
+            "abort",
+            "close_contactor",
+            "silence_stage",
+            "set_threshold",
+        ] {
+            let json = format!(r#"{{"v":1,"id":"c","device":"d","user":"u","kind":"{kind}"}}"#);
+            assert!(
+                decode::<Command>(json.as_bytes()).is_err(),
+                "{kind} must not decode"
+            );
+        }
+    }
+}

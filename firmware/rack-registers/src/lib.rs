@@ -1,0 +1,1 @@
+//! Modbus register map of the battery-rack controller.

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit/property/integration tests, the firmware images
+# and the interop tests against third-party peers. Installs what it needs first (tests/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DCIM_TEST_VENV="${DCIM_TEST_VENV:-$HOME/.cache/dcim-test-venv}"
+export DCIM_PYTHON="$DCIM_TEST_VENV/bin/python"
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "setup"
+bash tests/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "fire-logic builds for thumbv7em-none-eabihf"
+cargo build -p fire-logic -p fire-trace --target thumbv7em-none-eabihf
+
+printf '\nall test steps passed in %ss\n' "$((SECONDS - started))"

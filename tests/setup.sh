@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine. Idempotent: each step is
+# skipped when its tool is already there, so running it twice costs seconds.
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*"; }
+
+# Rust targets for the firmware images.
+for target in thumbv7em-none-eabihf thumbv7m-none-eabi; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        log "rustup target add $target"
+        rustup target add "$target"
+    fi
+done
+for component in clippy rustfmt; do
+    if ! rustup component list --installed | grep -q "^$component"; then
+        log "rustup component add $component"
+        rustup component add "$component"
+    fi
+done
+
+# Debian packages: QEMU for the emulated controller, mosquitto as a third-party broker.
+missing=()
+command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python peers for interop tests, in a virtualenv owned by the project.
+venv="${DCIM_TEST_VENV:-$HOME/.cache/dcim-test-venv}"
+if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$(dirname "$0")/interop/requirements.txt"
+log "done"
