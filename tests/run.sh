@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DCIM_TEST_VENV="${DCIM_TEST_VENV:-$HOME/.cache/dcim-test-venv}"
 export DCIM_PYTHON="$DCIM_TEST_VENV/bin/python"
+# Interop tests fail (instead of skipping) when a third-party peer is missing.
+export DCIM_REQUIRE_PEERS=1
 
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
