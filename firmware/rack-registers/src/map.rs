@@ -1,0 +1,569 @@
+//! The register map: addresses, bit assignments and the table the profile test checks.
+//!
+//! Addresses are Modbus protocol addresses (0-based, as sent on the wire). 32-bit values are two
+//! registers, high word first. Temperatures are signed tenths of a degree Celsius; the value
+//! [`NO_VALUE`] (`0x8000`, -3276.8 C) means "no valid reading" (not fitted, faulted, stale or
+//! excluded by plausibility).
+//!
+//! Everything safety-related is an input register (function 4, read-only). The only writable
+//! objects are the coils in [`coil`], one per allowed network command.
+
+/// Raw value of a temperature or percentage register that holds no valid reading.
+pub const NO_VALUE: i16 = i16::MIN;
+
+/// Version of this register layout, readable at [`input::MAP_VERSION`]. Bumped on any change of
+/// address or meaning.
+pub const MAP_VERSION: u16 = 1;
+
+/// Default Modbus unit (slave) id of a controller.
+pub const DEFAULT_UNIT_ID: u8 = 1;
+
+/// Input register addresses (function code 4).
+pub mod input {
+    /// Firmware version, major.
+    pub const FW_VERSION_MAJOR: u16 = 0;
+    /// Firmware version, minor.
+    pub const FW_VERSION_MINOR: u16 = 1;
+    /// Firmware version, patch.
+    pub const FW_VERSION_PATCH: u16 = 2;
+    /// Register layout version ([`super::MAP_VERSION`]).
+    pub const MAP_VERSION: u16 = 3;
+    /// Seconds since boot, u32 (2 registers, high word first).
+    pub const UPTIME_S: u16 = 4;
+    /// Latched fire stage: 0 normal, 1 pre-alarm, 2..=6 stage 1..=5.
+    pub const STAGE: u16 = 6;
+    /// Commanded outputs, bits in [`super::action`].
+    pub const ACTIONS: u16 = 7;
+    /// Status flags, bits in [`super::status`].
+    pub const STATUS: u16 = 8;
+    /// Active troubles, u32 (2 registers, high word first), bits in [`super::trouble`].
+    pub const TROUBLES: u16 = 9;
+    /// Output feedbacks as read back from the field, bits in [`super::feedback`].
+    pub const FEEDBACKS: u16 = 11;
+    /// Sensors currently valid (bit set) per [`super::sensor`] index.
+    pub const SENSORS_VALID: u16 = 12;
+    /// BMS maximum cell temperature, 0.1 C.
+    pub const BMS_MAX_TEMP: u16 = 13;
+    /// Rack temperature sensor 1, 0.1 C.
+    pub const RACK_TEMP1: u16 = 14;
+    /// Rack temperature sensor 2, 0.1 C.
+    pub const RACK_TEMP2: u16 = 15;
+    /// Thermal camera maximum over the rack region, 0.1 C.
+    pub const CAMERA_MAX_TEMP: u16 = 16;
+    /// Governing temperature (highest valid reading), 0.1 C.
+    pub const GOVERNING_TEMP: u16 = 17;
+    /// Off-gas concentration, 0.1 % LFL.
+    pub const OFFGAS_LFL: u16 = 18;
+    /// Smoke detector state: see [`super::input_state`].
+    pub const SMOKE: u16 = 19;
+    /// Sensors under a timed network inhibit, bit per [`super::sensor`] index.
+    pub const SENSORS_INHIBITED: u16 = 20;
+    /// Sequence number of the newest event ever logged, u32 (0 = none yet).
+    pub const EVENT_SEQ: u16 = 21;
+    /// Number of valid entries in the event window (0..=[`super::EVENT_WINDOW_ENTRIES`]).
+    pub const EVENT_WINDOW_LEN: u16 = 23;
+    /// First register of the event window: the newest events, newest first,
+    /// [`super::EVENT_ENTRY_REGS`] registers each.
+    pub const EVENT_WINDOW: u16 = 24;
+    /// Number of input registers.
+    pub const COUNT: u16 = EVENT_WINDOW + super::EVENT_WINDOW_ENTRIES * super::EVENT_ENTRY_REGS;
+}
+
+/// Entries in the event window.
+pub const EVENT_WINDOW_ENTRIES: u16 = 8;
+/// Registers per event entry: sequence u32, time u32 (seconds), code, detail.
+pub const EVENT_ENTRY_REGS: u16 = 6;
+/// Offsets inside one event entry.
+pub mod event_entry {
+    /// Event sequence number, u32 (high word first).
+    pub const SEQ: u16 = 0;
+    /// Event time in seconds since boot (or since the epoch once time is synced), u32.
+    pub const TIME_S: u16 = 2;
+    /// High byte: priority (1 alarm, 2 supervisory, 3 trouble, 4 info); low byte: event kind.
+    pub const CODE: u16 = 4;
+    /// Kind-specific detail (the stage for a stage change, the trouble bit for a trouble).
+    pub const DETAIL: u16 = 5;
+}
+
+/// Coil addresses (function codes 1, 5, 15). Writing 1 asks for the command; writing 0 ends
+/// what can be ended (test mode, an inhibit). Reading gives the current state.
+pub mod coil {
+    /// Acknowledge and silence the local buzzer. Reads 1 while silenced.
+    pub const SILENCE_BUZZER: u16 = 0;
+    /// Request test mode (refused by the logic while any stage is active). Reads 1 in test mode.
+    pub const TEST_MODE: u16 = 1;
+    /// Timed inhibit of one faulted sensor; coil `INHIBIT_BASE + sensor index`.
+    pub const INHIBIT_BASE: u16 = 2;
+    /// Number of coils.
+    pub const COUNT: u16 = INHIBIT_BASE + super::sensor::COUNT;
+}
+
+/// Sensor indexes, used by [`input::SENSORS_VALID`], [`input::SENSORS_INHIBITED`] and the
+/// inhibit coils.
+pub mod sensor {
+    /// BMS maximum cell temperature.
+    pub const BMS: u16 = 0;
+    /// Rack temperature sensor 1.
+    pub const RACK_TEMP1: u16 = 1;
+    /// Rack temperature sensor 2.
+    pub const RACK_TEMP2: u16 = 2;
+    /// Thermal camera.
+    pub const CAMERA: u16 = 3;
+    /// Smoke detector.
+    pub const SMOKE: u16 = 4;
+    /// Off-gas detector.
+    pub const OFFGAS: u16 = 5;
+    /// Number of sensors.
+    pub const COUNT: u16 = 6;
+    /// Names, by index (as used in profiles and logs).
+    pub const NAMES: [&str; COUNT as usize] = [
+        "bms",
+        "rack_temp1",
+        "rack_temp2",
+        "camera",
+        "smoke",
+        "offgas",
+    ];
+}
+
+/// Bits of [`input::ACTIONS`] (commanded outputs).
+pub mod action {
+    /// Battery contactor commanded open (battery isolated).
+    pub const CONTACTOR_OPEN: u16 = 1 << 0;
+    /// Fire blanket drop.
+    pub const BLANKET_DROP: u16 = 1 << 1;
+    /// Extinguishing patch fire.
+    pub const PATCH_FIRE: u16 = 1 << 2;
+    /// Agent discharge through the rack nozzles.
+    pub const AGENT_DISCHARGE: u16 = 1 << 3;
+    /// Coolant water on.
+    pub const COOLANT_ON: u16 = 1 << 4;
+    /// Room extinguishing gas pre-discharge warning running.
+    pub const GAS_WARNING: u16 = 1 << 5;
+    /// Room extinguishing gas release requested.
+    pub const GAS_RELEASE: u16 = 1 << 6;
+    /// Local buzzer sounding.
+    pub const BUZZER: u16 = 1 << 7;
+    /// All battery power off (fire authority in command).
+    pub const ALL_POWER_OFF: u16 = 1 << 8;
+}
+
+/// Bits of [`input::STATUS`].
+pub mod status {
+    /// A supervisory signal is active (rate of rise, off-gas early warning).
+    pub const SUPERVISORY: u16 = 1 << 0;
+    /// Test mode active.
+    pub const TEST_MODE: u16 = 1 << 1;
+    /// Manual-only mode (room occupied): automatic release disabled, reported as a bypass.
+    pub const MANUAL_ONLY: u16 = 1 << 2;
+    /// Fire authority key switch on.
+    pub const AUTHORITY: u16 = 1 << 3;
+    /// Buzzer silenced.
+    pub const SILENCED: u16 = 1 << 4;
+    /// Hold/abort switch held.
+    pub const HOLD: u16 = 1 << 5;
+    /// The logic has run at least once since boot (outputs are live, not boot-safe defaults).
+    pub const RUNNING: u16 = 1 << 6;
+    /// The latch record was restored from non-volatile memory at boot.
+    pub const RESTORED: u16 = 1 << 7;
+}
+
+/// Bits of [`input::TROUBLES`] (u32).
+pub mod trouble {
+    /// BMS temperature invalid (fault, stale, out of range, implausible).
+    pub const BMS_INVALID: u32 = 1 << 0;
+    /// Rack temperature sensor 1 invalid.
+    pub const RACK_TEMP1_INVALID: u32 = 1 << 1;
+    /// Rack temperature sensor 2 invalid.
+    pub const RACK_TEMP2_INVALID: u32 = 1 << 2;
+    /// Camera invalid.
+    pub const CAMERA_INVALID: u32 = 1 << 3;
+    /// Smoke detector fault.
+    pub const SMOKE_FAULT: u32 = 1 << 4;
+    /// Off-gas detector fault.
+    pub const OFFGAS_FAULT: u32 = 1 << 5;
+    /// Redundant temperature sensors disagree beyond the configured band.
+    pub const SENSOR_DISAGREE: u32 = 1 << 6;
+    /// No valid temperature source left.
+    pub const NO_TEMPERATURE: u32 = 1 << 7;
+    /// Contactor feedback disagrees with the command.
+    pub const CONTACTOR_FEEDBACK: u32 = 1 << 8;
+    /// Another output feedback disagrees with its command.
+    pub const OUTPUT_FEEDBACK: u32 = 1 << 9;
+    /// A sensor is under a timed network inhibit.
+    pub const SENSOR_INHIBITED: u32 = 1 << 10;
+    /// Reset refused (readings still above the reset threshold or smoke/off-gas present).
+    pub const RESET_REFUSED: u32 = 1 << 11;
+    /// Manual-only bypass active.
+    pub const BYPASS: u32 = 1 << 12;
+    /// Non-volatile latch record corrupt or unreadable at boot (not trusted).
+    pub const NV_RECORD: u32 = 1 << 13;
+    /// Non-volatile write failed.
+    pub const NV_WRITE: u32 = 1 << 14;
+    /// A control cycle overran its period.
+    pub const CYCLE_OVERRUN: u32 = 1 << 15;
+    /// Another trouble reported by the logic that has no dedicated bit.
+    pub const OTHER: u32 = 1 << 31;
+}
+
+/// Bits of [`input::FEEDBACKS`].
+pub mod feedback {
+    /// Contactor reports open.
+    pub const CONTACTOR_OPEN: u16 = 1 << 0;
+    /// Blanket reports down.
+    pub const BLANKET_DOWN: u16 = 1 << 1;
+    /// Patch reports fired.
+    pub const PATCH_FIRED: u16 = 1 << 2;
+    /// Agent pressure switch (agent discharged).
+    pub const AGENT_PRESSURE: u16 = 1 << 3;
+    /// Coolant flow switch.
+    pub const COOLANT_FLOW: u16 = 1 << 4;
+    /// Room gas released.
+    pub const GAS_RELEASED: u16 = 1 << 5;
+}
+
+/// Values of discrete input-state registers such as [`input::SMOKE`].
+pub mod input_state {
+    /// Normal.
+    pub const NORMAL: u16 = 0;
+    /// Alarm.
+    pub const ALARM: u16 = 1;
+    /// Fault.
+    pub const FAULT: u16 = 2;
+    /// Not fitted.
+    pub const NOT_FITTED: u16 = 3;
+}
+
+/// Which Modbus table a definition lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Input registers (function 4).
+    Input,
+    /// Coils (functions 1, 5, 15).
+    Coil,
+}
+
+impl Table {
+    /// Name as written in device profiles.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Table::Input => "input",
+            Table::Coil => "coil",
+        }
+    }
+}
+
+/// Data type of a definition, as named in device profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    /// Unsigned 16-bit.
+    U16,
+    /// Signed 16-bit.
+    I16,
+    /// Unsigned 32-bit, high word first.
+    U32,
+    /// One bit (coil).
+    Bool,
+}
+
+impl DataType {
+    /// Name as written in device profiles.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DataType::U16 => "u16",
+            DataType::I16 => "i16",
+            DataType::U32 => "u32",
+            DataType::Bool => "bool",
+        }
+    }
+}
+
+/// One published value of the map.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointDef {
+    /// Point name (the profile's point name).
+    pub name: &'static str,
+    /// Semantic role from the point vocabulary (`custom.` for controller-specific values).
+    pub role: &'static str,
+    /// Modbus table.
+    pub table: Table,
+    /// Protocol address.
+    pub address: u16,
+    /// Data type.
+    pub data_type: DataType,
+    /// Engineering value = raw * scale.
+    pub scale: f32,
+    /// Unit of the engineering value ("" when dimensionless).
+    pub unit: &'static str,
+    /// Writable (coils only).
+    pub writable: bool,
+}
+
+const fn ir(
+    name: &'static str,
+    role: &'static str,
+    address: u16,
+    data_type: DataType,
+    scale: f32,
+    unit: &'static str,
+) -> PointDef {
+    PointDef {
+        name,
+        role,
+        table: Table::Input,
+        address,
+        data_type,
+        scale,
+        unit,
+        writable: false,
+    }
+}
+
+const fn cl(name: &'static str, role: &'static str, address: u16) -> PointDef {
+    PointDef {
+        name,
+        role,
+        table: Table::Coil,
+        address,
+        data_type: DataType::Bool,
+        scale: 1.0,
+        unit: "",
+        writable: true,
+    }
+}
+
+/// Every point of the map. `device-profiles/rack-controller.toml` must list exactly these.
+pub const POINTS: &[PointDef] = &[
+    ir(
+        "fw_version_major",
+        "custom.fw_version_major",
+        input::FW_VERSION_MAJOR,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    ir(
+        "fw_version_minor",
+        "custom.fw_version_minor",
+        input::FW_VERSION_MINOR,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    ir(
+        "fw_version_patch",
+        "custom.fw_version_patch",
+        input::FW_VERSION_PATCH,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    ir(
+        "map_version",
+        "custom.map_version",
+        input::MAP_VERSION,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    ir(
+        "uptime",
+        "custom.uptime_s",
+        input::UPTIME_S,
+        DataType::U32,
+        1.0,
+        "s",
+    ),
+    ir("stage", "fire.stage", input::STAGE, DataType::U16, 1.0, ""),
+    ir(
+        "actions",
+        "custom.fire_actions",
+        input::ACTIONS,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    ir(
+        "status",
+        "custom.fire_status",
+        input::STATUS,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    ir(
+        "troubles",
+        "custom.fire_troubles",
+        input::TROUBLES,
+        DataType::U32,
+        1.0,
+        "",
+    ),
+    ir(
+        "feedbacks",
+        "custom.fire_feedbacks",
+        input::FEEDBACKS,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    ir(
+        "sensors_valid",
+        "custom.sensors_valid",
+        input::SENSORS_VALID,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    ir(
+        "bms_max_temp",
+        "battery.cell_temp.max",
+        input::BMS_MAX_TEMP,
+        DataType::I16,
+        0.1,
+        "degC",
+    ),
+    ir(
+        "rack_temp1",
+        "rack.temp",
+        input::RACK_TEMP1,
+        DataType::I16,
+        0.1,
+        "degC",
+    ),
+    ir(
+        "rack_temp2",
+        "rack.temp",
+        input::RACK_TEMP2,
+        DataType::I16,
+        0.1,
+        "degC",
+    ),
+    ir(
+        "camera_max_temp",
+        "camera.region_max_temp",
+        input::CAMERA_MAX_TEMP,
+        DataType::I16,
+        0.1,
+        "degC",
+    ),
+    ir(
+        "governing_temp",
+        "custom.governing_temp",
+        input::GOVERNING_TEMP,
+        DataType::I16,
+        0.1,
+        "degC",
+    ),
+    ir(
+        "offgas",
+        "custom.offgas_lfl",
+        input::OFFGAS_LFL,
+        DataType::I16,
+        0.1,
+        "%LFL",
+    ),
+    ir("smoke", "rack.smoke", input::SMOKE, DataType::U16, 1.0, ""),
+    ir(
+        "sensors_inhibited",
+        "custom.sensors_inhibited",
+        input::SENSORS_INHIBITED,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    ir(
+        "event_seq",
+        "custom.event_seq",
+        input::EVENT_SEQ,
+        DataType::U32,
+        1.0,
+        "",
+    ),
+    ir(
+        "event_window_len",
+        "custom.event_window_len",
+        input::EVENT_WINDOW_LEN,
+        DataType::U16,
+        1.0,
+        "",
+    ),
+    cl("silence_buzzer", "custom.cmd_silence", coil::SILENCE_BUZZER),
+    cl("test_mode", "custom.cmd_test_mode", coil::TEST_MODE),
+    cl(
+        "inhibit_bms",
+        "custom.cmd_inhibit_bms",
+        coil::INHIBIT_BASE + sensor::BMS,
+    ),
+    cl(
+        "inhibit_rack_temp1",
+        "custom.cmd_inhibit_rack_temp1",
+        coil::INHIBIT_BASE + sensor::RACK_TEMP1,
+    ),
+    cl(
+        "inhibit_rack_temp2",
+        "custom.cmd_inhibit_rack_temp2",
+        coil::INHIBIT_BASE + sensor::RACK_TEMP2,
+    ),
+    cl(
+        "inhibit_camera",
+        "custom.cmd_inhibit_camera",
+        coil::INHIBIT_BASE + sensor::CAMERA,
+    ),
+    cl(
+        "inhibit_smoke",
+        "custom.cmd_inhibit_smoke",
+        coil::INHIBIT_BASE + sensor::SMOKE,
+    ),
+    cl(
+        "inhibit_offgas",
+        "custom.cmd_inhibit_offgas",
+        coil::INHIBIT_BASE + sensor::OFFGAS,
+    ),
+];
+
+// The whole input table is readable with one Modbus request (at most 125 registers).
+const _: () = assert!(input::COUNT <= 125);
+
+/// Looks a point up by name.
+pub fn point(name: &str) -> Option<&'static PointDef> {
+    POINTS.iter().find(|p| p.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn width(p: &PointDef) -> u16 {
+        match p.data_type {
+            DataType::U32 => 2,
+            _ => 1,
+        }
+    }
+
+    #[test]
+    fn points_do_not_overlap_and_fit_the_tables() {
+        for (i, a) in POINTS.iter().enumerate() {
+            let limit = match a.table {
+                Table::Input => input::EVENT_WINDOW,
+                Table::Coil => coil::COUNT,
+            };
+            assert!(a.address + width(a) <= limit, "{} out of its table", a.name);
+            for b in &POINTS[i + 1..] {
+                assert_ne!(a.name, b.name, "duplicate name");
+                if a.table == b.table {
+                    let disjoint =
+                        a.address + width(a) <= b.address || b.address + width(b) <= a.address;
+                    assert!(disjoint, "{} overlaps {}", a.name, b.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_coils_are_writable() {
+        for p in POINTS {
+            assert_eq!(p.writable, p.table == Table::Coil, "{}", p.name);
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! A controller snapshot (plain data, independent of the logic's types) and its encoding into the
+//! input registers and coil states of the map.
+
+use crate::map::{
+    self, EVENT_ENTRY_REGS, EVENT_WINDOW_ENTRIES, NO_VALUE, coil, event_entry, input,
+};
+
+/// Number of input registers, as a `usize` for arrays.
+pub const INPUT_COUNT: usize = input::COUNT as usize;
+/// Number of coils, as a `usize` for arrays.
+pub const COIL_COUNT: usize = coil::COUNT as usize;
+/// Entries of the event window, as a `usize`.
+pub const WINDOW: usize = EVENT_WINDOW_ENTRIES as usize;
+
+/// Event priority codes (high byte of [`event_entry::CODE`]).
+pub mod priority {
+    /// Alarm (a stage change).
+    pub const ALARM: u8 = 1;
+    /// Supervisory.
+    pub const SUPERVISORY: u8 = 2;
+    /// Trouble.
+    pub const TROUBLE: u8 = 3;
+    /// Information (resets, commands, test mode).
+    pub const INFO: u8 = 4;
+}
+
+/// One entry of the event window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventEntry {
+    /// Sequence number, 1 for the first event since the log was created.
+    pub seq: u32,
+    /// Time in seconds.
+    pub time_s: u32,
+    /// Priority ([`priority`]).
+    pub priority: u8,
+    /// Event kind (the logic's code).
+    pub kind: u8,
+    /// Kind-specific detail.
+    pub detail: u16,
+}
+
+/// Everything the controller publishes, in engineering units already scaled to the map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Firmware version (major, minor, patch).
+    pub fw_version: (u16, u16, u16),
+    /// Seconds since boot.
+    pub uptime_s: u32,
+    /// Stage code (0 normal, 1 pre-alarm, 2..=6 stage 1..=5).
+    pub stage: u16,
+    /// [`map::action`] bits.
+    pub actions: u16,
+    /// [`map::status`] bits.
+    pub status: u16,
+    /// [`map::trouble`] bits.
+    pub troubles: u32,
+    /// [`map::feedback`] bits.
+    pub feedbacks: u16,
+    /// Valid sensors, bit per [`map::sensor`] index.
+    pub sensors_valid: u16,
+    /// Inhibited sensors, bit per [`map::sensor`] index.
+    pub sensors_inhibited: u16,
+    /// Temperatures in 0.1 C: BMS, rack 1, rack 2, camera, governing. `None` = no valid value.
+    pub bms_max_dc: Option<i16>,
+    /// Rack temperature 1, 0.1 C.
+    pub rack_temp1_dc: Option<i16>,
+    /// Rack temperature 2, 0.1 C.
+    pub rack_temp2_dc: Option<i16>,
+    /// Camera maximum, 0.1 C.
+    pub camera_max_dc: Option<i16>,
+    /// Governing temperature, 0.1 C.
+    pub governing_dc: Option<i16>,
+    /// Off-gas, 0.1 % LFL.
+    pub offgas_dpct: Option<i16>,
+    /// Smoke state ([`map::input_state`]).
+    pub smoke: u16,
+    /// Sequence number of the newest event (0 = none).
+    pub event_seq: u32,
+    /// Newest events, newest first.
+    pub events: heapless::Vec<EventEntry, WINDOW>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            fw_version: (0, 0, 0),
+            uptime_s: 0,
+            stage: 0,
+            actions: 0,
+            status: 0,
+            troubles: 0,
+            feedbacks: 0,
+            sensors_valid: 0,
+            sensors_inhibited: 0,
+            bms_max_dc: None,
+            rack_temp1_dc: None,
+            rack_temp2_dc: None,
+            camera_max_dc: None,
+            governing_dc: None,
+            offgas_dpct: None,
+            smoke: map::input_state::NOT_FITTED,
+            event_seq: 0,
+            events: heapless::Vec::new(),
+        }
+    }
+}
+
+/// Converts a temperature in C to tenths, rounding to nearest and saturating; NaN gives `None`.
+pub fn deci(value: f32) -> Option<i16> {
+    if value.is_nan() {
+        return None;
+    }
+    let scaled = value * 10.0;
+    let rounded = if scaled >= 0.0 {
+        scaled + 0.5
+    } else {
+        scaled - 0.5
+    };
+    // `as` saturates for floats; keep clear of the NO_VALUE marker.
+    let v = rounded as i32;
+    Some(v.clamp(i32::from(NO_VALUE) + 1, i32::from(i16::MAX)) as i16)
+}
+
+fn opt(v: Option<i16>) -> u16 {
+    v.unwrap_or(NO_VALUE) as u16
+}
+
+fn put(regs: &mut [u16; INPUT_COUNT], address: u16, value: u16) {
+    if let Some(slot) = regs.get_mut(usize::from(address)) {
+        *slot = value;
+    }
+}
+
+fn put32(regs: &mut [u16; INPUT_COUNT], address: u16, value: u32) {
+    put(regs, address, (value >> 16) as u16);
+    put(regs, address + 1, value as u16);
+}
+
+impl Snapshot {
+    /// Encodes the snapshot into the input register image.
+    pub fn encode_inputs(&self, regs: &mut [u16; INPUT_COUNT]) {
+        regs.fill(0);
+        put(regs, input::FW_VERSION_MAJOR, self.fw_version.0);
+        put(regs, input::FW_VERSION_MINOR, self.fw_version.1);
+        put(regs, input::FW_VERSION_PATCH, self.fw_version.2);
+        put(regs, input::MAP_VERSION, map::MAP_VERSION);
+        put32(regs, input::UPTIME_S, self.uptime_s);
+        put(regs, input::STAGE, self.stage);
+        put(regs, input::ACTIONS, self.actions);
+        put(regs, input::STATUS, self.status);
+        put32(regs, input::TROUBLES, self.troubles);
+        put(regs, input::FEEDBACKS, self.feedbacks);
+        put(regs, input::SENSORS_VALID, self.sensors_valid);
+        put(regs, input::BMS_MAX_TEMP, opt(self.bms_max_dc));
+        put(regs, input::RACK_TEMP1, opt(self.rack_temp1_dc));
+        put(regs, input::RACK_TEMP2, opt(self.rack_temp2_dc));
+        put(regs, input::CAMERA_MAX_TEMP, opt(self.camera_max_dc));
+        put(regs, input::GOVERNING_TEMP, opt(self.governing_dc));
+        put(regs, input::OFFGAS_LFL, opt(self.offgas_dpct));
+        put(regs, input::SMOKE, self.smoke);
+        put(regs, input::SENSORS_INHIBITED, self.sensors_inhibited);
+        put32(regs, input::EVENT_SEQ, self.event_seq);
+        put(regs, input::EVENT_WINDOW_LEN, self.events.len() as u16);
+        let mut base = input::EVENT_WINDOW;
+        for e in &self.events {
+            put32(regs, base + event_entry::SEQ, e.seq);
+            put32(regs, base + event_entry::TIME_S, e.time_s);
+            put(
+                regs,
+                base + event_entry::CODE,
+                (u16::from(e.priority) << 8) | u16::from(e.kind),
+            );
+            put(regs, base + event_entry::DETAIL, e.detail);
+            base += EVENT_ENTRY_REGS;
+        }
+    }
+
+    /// Coil states as read back by a master.
+    pub fn coil_states(&self) -> [bool; COIL_COUNT] {
+        let mut coils = [false; COIL_COUNT];
+        coils[usize::from(coil::SILENCE_BUZZER)] = self.status & map::status::SILENCED != 0;
+        coils[usize::from(coil::TEST_MODE)] = self.status & map::status::TEST_MODE != 0;
+        for s in 0..map::sensor::COUNT {
+            if let Some(c) = coils.get_mut(usize::from(coil::INHIBIT_BASE + s)) {
+                *c = self.sensors_inhibited & (1 << s) != 0;
+            }
+        }
+        coils
+    }
+}
+
+/// Decodes a temperature register (for masters and tests): `None` for [`NO_VALUE`].
+pub fn decode_deci(raw: u16) -> Option<f32> {
+    let v = raw as i16;
+    (v != NO_VALUE).then(|| f32::from(v) / 10.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temperatures_encode_in_tenths_and_missing_as_no_value() {
+        let s = Snapshot {
+            rack_temp1_dc: deci(61.26),
+            rack_temp2_dc: deci(-5.04),
+            bms_max_dc: None,
+            ..Snapshot::default()
+        };
+        let mut regs = [0xFFFF; INPUT_COUNT];
+        s.encode_inputs(&mut regs);
+        assert_eq!(regs[input::RACK_TEMP1 as usize], 613);
+        assert_eq!(regs[input::RACK_TEMP2 as usize] as i16, -50);
+        assert_eq!(regs[input::BMS_MAX_TEMP as usize], 0x8000);
+        assert_eq!(decode_deci(regs[input::RACK_TEMP1 as usize]), Some(61.3));
+        assert_eq!(decode_deci(0x8000), None);
+        assert_eq!(regs[input::MAP_VERSION as usize], map::MAP_VERSION);
+    }
+
+    #[test]
+    fn deci_saturates_and_never_produces_the_marker() {
+        assert_eq!(deci(1e9), Some(i16::MAX));
+        assert_eq!(deci(-1e9), Some(NO_VALUE + 1));
+        assert_eq!(deci(f32::NAN), None);
+    }
+
+    #[test]
+    fn u32_values_are_high_word_first_and_events_newest_first() {
+        let mut s = Snapshot {
+            uptime_s: 0x0001_0002,
+            troubles: map::trouble::NV_RECORD | map::trouble::OTHER,
+            event_seq: 9,
+            ..Snapshot::default()
+        };
+        for seq in [9u32, 8] {
+            s.events
+                .push(EventEntry {
+                    seq,
+                    time_s: 100 + seq,
+                    priority: priority::ALARM,
+                    kind: 1,
+                    detail: 3,
+                })
+                .unwrap();
+        }
+        let mut regs = [0; INPUT_COUNT];
+        s.encode_inputs(&mut regs);
+        assert_eq!(&regs[4..6], &[1, 2]);
+        assert_eq!(&regs[9..11], &[0x8000, 0x2000]);
+        assert_eq!(regs[input::EVENT_WINDOW_LEN as usize], 2);
+        let w = input::EVENT_WINDOW as usize;
+        assert_eq!(&regs[w..w + 6], &[0, 9, 0, 109, 0x0101, 3]);
+        assert_eq!(&regs[w + 6..w + 8], &[0, 8]);
+        assert!(regs[w + 12..].iter().all(|&r| r == 0));
+    }
+
+    #[test]
+    fn coil_states_follow_status_and_inhibits() {
+        let s = Snapshot {
+            status: map::status::TEST_MODE,
+            sensors_inhibited: 1 << map::sensor::CAMERA,
+            ..Snapshot::default()
+        };
+        let c = s.coil_states();
+        assert!(!c[0] && c[1]);
+        assert!(c[(coil::INHIBIT_BASE + map::sensor::CAMERA) as usize]);
+        assert_eq!(c.iter().filter(|&&b| b).count(), 2);
+    }
+}
