@@ -1,1 +1,894 @@
 //! Bounded, checksummed on-disk spool for store-and-forward.
+//!
+//! The edge agent writes every event and every telemetry batch here before it tries to send
+//! it, and removes it only once every configured broker has acknowledged it (PUBACK for QoS 1).
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! {dir}/LOCK                               exclusive lock (one process per spool)
+//! {dir}/meta.json                          sequence floors, ack cursors, loss counters
+//! {dir}/event-{first_seq:020}.seg          event segments, append-only
+//! {dir}/telemetry-{first_seq:020}.seg      telemetry segments, append-only
+//! ```
+//!
+//! Segment and record framing is described in [`format`]. Each class has its own sequence
+//! numbers, assigned at append time, strictly increasing and (for events) without gaps; they are
+//! the wire sequence numbers of `dcim-wire`. `meta.json` is replaced atomically (write to a
+//! temporary file, fsync, rename, fsync the directory) and is always written before any segment
+//! file is deleted, so a sequence number is never handed out twice.
+//!
+//! # Durability (fsync policy)
+//!
+//! Every append is written to the kernel with one `pwrite` before [`Spool::append`] returns, so a
+//! crash of the agent process (kill -9, panic, OOM kill) loses nothing that was appended. The
+//! fsync policy decides what survives a power cut or a kernel crash:
+//!
+//! * [`FsyncPolicy::Always`] (default for events): `fdatasync` before `append` returns. An
+//!   acknowledged event survives a power cut. Costs one disk flush per record.
+//! * [`FsyncPolicy::Interval`] (default for telemetry, 1 s): `fdatasync` at most once per
+//!   interval, on the append or [`Spool::tick`] that finds the oldest unsynced record older than
+//!   the interval. A power cut can lose up to one interval of telemetry.
+//! * [`FsyncPolicy::Never`]: leave flushing to the kernel. Survives process crashes only.
+//!
+//! A record becomes visible to readers ([`Spool::read_after`]) only once it is durable under its
+//! class's policy, so nothing is ever published that a power cut could make the spool forget;
+//! that is what keeps sequence numbers unique across restarts (with `Never` it is the kernel's
+//! page cache that counts as durable). The trade-off of `Interval` is therefore latency: telemetry
+//! leaves the agent up to one interval later.
+//!
+//! # Recovery
+//!
+//! [`Spool::open`] scans every segment. The first record whose frame is incomplete, whose
+//! checksum does not match or whose sequence number is out of order ends the valid prefix; the
+//! file is truncated there and everything before it is kept ([`Recovery`] says what was cut).
+//!
+//! # Bounds
+//!
+//! The spool holds at most `max_bytes` of segment files. When a new record does not fit,
+//! acknowledged segments go first, then telemetry segments oldest-first (the number of batches
+//! and samples lost is counted and persisted). Events are never thinned: telemetry is refused
+//! while events alone fill the spool, and an event is written even over budget (both reported in
+//! [`Stats`]). A full disk (`ENOSPC`) is reported as [`SpoolError::DiskFull`]; the partial write
+//! is cut off again so the spool stays valid.
+
+pub mod format;
+pub mod policy;
+
+use format::{Class, RecordPos};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tracing::{info, warn};
+
+pub use format::Class as RecordClass;
+
+/// When the spool calls `fdatasync` on its segment files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before `append` returns.
+    Always,
+    /// At most once per interval (on `append` or `tick`).
+    Interval(Duration),
+    /// Never explicitly: survives process crashes, not power loss.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    /// Budget for all segment files together.
+    pub max_bytes: u64,
+    /// A segment is closed and a new one started once it would grow past this size.
+    pub segment_bytes: u64,
+    pub event_fsync: FsyncPolicy,
+    pub telemetry_fsync: FsyncPolicy,
+    /// Names of the consumers (brokers) that must all acknowledge a record before it is removed.
+    pub consumers: Vec<String>,
+    /// How often acknowledgement cursors are written to `meta.json` at most (they are also
+    /// written whenever a segment is deleted and on `flush`). A cursor lost in a crash only
+    /// means some records are sent again; receivers are idempotent on sequence numbers.
+    pub meta_interval: Duration,
+}
+
+impl SpoolConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> SpoolConfig {
+        SpoolConfig {
+            dir: dir.into(),
+            max_bytes: 256 << 20,
+            segment_bytes: 4 << 20,
+            event_fsync: FsyncPolicy::Always,
+            telemetry_fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
+            consumers: vec!["default".into()],
+            meta_interval: Duration::from_secs(1),
+        }
+    }
+
+    fn policy(&self, class: Class) -> FsyncPolicy {
+        match class {
+            Class::Event => self.event_fsync,
+            Class::Telemetry => self.telemetry_fsync,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool directory {dir}: {source}")]
+    Dir { dir: PathBuf, source: io::Error },
+    #[error("spool directory {0} is in use by another process (LOCK is held)")]
+    Locked(PathBuf),
+    #[error("disk full while writing {path}: the record was not spooled ({source})")]
+    DiskFull { path: PathBuf, source: io::Error },
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path} is not a usable spool file: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "spool is full of unacknowledged events ({event_bytes} of {max_bytes} bytes): telemetry refused ({count} samples lost)"
+    )]
+    FullOfEvents {
+        event_bytes: u64,
+        max_bytes: u64,
+        count: u32,
+    },
+    #[error("record of {0} bytes is larger than the maximum of {max} bytes", max = format::MAX_RECORD_PAYLOAD)]
+    TooLarge(usize),
+    #[error("unknown consumer `{0}`")]
+    UnknownConsumer(String),
+}
+
+fn io_err(path: &Path, source: io::Error) -> SpoolError {
+    if source.kind() == ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
+        SpoolError::DiskFull {
+            path: path.to_owned(),
+            source,
+        }
+    } else {
+        SpoolError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// A record read back from the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub class: Class,
+    pub seq: u64,
+    pub count: u32,
+    pub payload: Vec<u8>,
+}
+
+/// What recovery found when the spool was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub segments: usize,
+    pub records: [u64; 2],
+    /// Files whose damaged tail was cut, with the number of bytes removed and why.
+    pub truncated: Vec<(PathBuf, u64, &'static str)>,
+}
+
+/// Counters for health reporting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Records not yet acknowledged by every consumer, per class (event, telemetry).
+    pub pending: [u64; 2],
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub segments: usize,
+    /// Telemetry samples dropped since the spool was created (thinned or refused).
+    pub thinned_samples: u64,
+    /// Telemetry batches dropped since the spool was created (thinned or refused).
+    pub thinned_batches: u64,
+    /// Telemetry batches refused because events alone filled the spool.
+    pub refused_batches: u64,
+    /// Events currently hold more than the byte budget.
+    pub events_over_budget: bool,
+    /// Next sequence number per class.
+    pub next_seq: [u64; 2],
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    /// Lowest sequence number that may be handed out next, per class.
+    next_seq: BTreeMap<Class, u64>,
+    thinned_samples: u64,
+    thinned_batches: u64,
+    refused_batches: u64,
+    /// Per consumer and class: every record with `seq <= cursor` is acknowledged.
+    acked: BTreeMap<String, BTreeMap<Class, u64>>,
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    file: File,
+    first_seq: u64,
+    records: Vec<RecordPos>,
+    len: u64,
+    synced_len: u64,
+}
+
+impl Segment {
+    fn last_seq(&self) -> Option<u64> {
+        self.records.last().map(|r| r.seq)
+    }
+}
+
+#[derive(Debug)]
+struct ClassState {
+    segments: Vec<Segment>,
+    next_seq: u64,
+    /// Highest sequence number readers may see (durable under the class's policy).
+    visible_seq: u64,
+    /// Time of the oldest append not yet fsynced.
+    dirty_since_ms: Option<u64>,
+}
+
+/// The spool. Not internally synchronised: wrap it in a mutex to share it.
+#[derive(Debug)]
+pub struct Spool {
+    cfg: SpoolConfig,
+    _lock: File,
+    classes: [ClassState; 2],
+    meta: Meta,
+    meta_dirty: bool,
+    meta_saved_ms: u64,
+    total_bytes: u64,
+    events_over_budget: bool,
+    /// Test hook: fail writes with ENOSPC once this many more bytes have been written.
+    write_budget: Option<u64>,
+}
+
+const META: &str = "meta.json";
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))
+}
+
+impl Spool {
+    /// Open (or create) the spool in `cfg.dir`, recovering from any crash.
+    pub fn open(cfg: SpoolConfig) -> Result<(Spool, Recovery), SpoolError> {
+        let dir = cfg.dir.clone();
+        fs::create_dir_all(&dir).map_err(|source| SpoolError::Dir {
+            dir: dir.clone(),
+            source,
+        })?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_err(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(SpoolError::Locked(dir)),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, e)),
+        }
+
+        let meta_path = dir.join(META);
+        let meta: Meta = match fs::read(&meta_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SpoolError::Corrupt {
+                path: meta_path.clone(),
+                reason: e.to_string(),
+            })?,
+            Err(e) if e.kind() == ErrorKind::NotFound => Meta {
+                format: 1,
+                ..Meta::default()
+            },
+            Err(e) => return Err(io_err(&meta_path, e)),
+        };
+
+        let mut found: Vec<(Class, u64, PathBuf)> = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
+            let entry = entry.map_err(|e| io_err(&dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some((class, first)) = format::parse_segment_file_name(name) {
+                found.push((class, first, entry.path()));
+            } else if name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        found.sort();
+
+        let mut recovery = Recovery::default();
+        let mut classes = [
+            ClassState {
+                segments: Vec::new(),
+                next_seq: 1,
+                visible_seq: 0,
+                dirty_since_ms: None,
+            },
+            ClassState {
+                segments: Vec::new(),
+                next_seq: 1,
+                visible_seq: 0,
+                dirty_since_ms: None,
+            },
+        ];
+        let mut total_bytes = 0;
+        for (class, first_seq, path) in found {
+            let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
+            let scan = format::scan_segment(&bytes).map_err(|e| SpoolError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            });
+            let scan = match scan {
+                Ok(s) if s.header.class == class && s.header.first_seq == first_seq => s,
+                // A segment whose header never reached the disk (crash right after creation).
+                _ if bytes.len() < format::SEGMENT_HEADER_LEN => {
+                    warn!(path = %path.display(), "removing segment with an incomplete header");
+                    fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+                    continue;
+                }
+                Ok(_) => {
+                    return Err(SpoolError::Corrupt {
+                        path,
+                        reason: "header does not match the file name".into(),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_err(&path, e))?;
+            if let Some(why) = scan.damage {
+                let cut = bytes.len() as u64 - scan.valid_len;
+                warn!(path = %path.display(), bytes = cut, reason = why, "truncating damaged spool tail");
+                file.set_len(scan.valid_len)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| io_err(&path, e))?;
+                recovery.truncated.push((path.clone(), cut, why));
+            }
+            let state = &mut classes[class.index()];
+            // Records must continue the class's sequence across files.
+            let prev_last = state
+                .segments
+                .last()
+                .and_then(Segment::last_seq)
+                .unwrap_or(0);
+            let records: Vec<RecordPos> = scan
+                .records
+                .into_iter()
+                .filter(|r| r.seq > prev_last)
+                .collect();
+            recovery.records[class.index()] += records.len() as u64;
+            total_bytes += scan.valid_len;
+            state.segments.push(Segment {
+                path,
+                file,
+                first_seq,
+                records,
+                len: scan.valid_len,
+                synced_len: scan.valid_len,
+            });
+        }
+        for class in Class::ALL {
+            let state = &mut classes[class.index()];
+            let last = state
+                .segments
+                .iter()
+                .rev()
+                .find_map(Segment::last_seq)
+                .unwrap_or(0);
+            let floor = meta.next_seq.get(&class).copied().unwrap_or(1);
+            state.next_seq = floor.max(last + 1).max(1);
+            state.visible_seq = last;
+            recovery.segments += state.segments.len();
+        }
+        let mut meta = meta;
+        meta.acked.retain(|name, _| cfg.consumers.contains(name));
+        for c in &cfg.consumers {
+            let cursors = meta.acked.entry(c.clone()).or_default();
+            // A cursor can never cover a record that does not exist yet.
+            for class in Class::ALL {
+                let limit = classes[class.index()].next_seq - 1;
+                if let Some(cur) = cursors.get_mut(&class) {
+                    *cur = (*cur).min(limit);
+                }
+            }
+        }
+        info!(
+            dir = %dir.display(),
+            events = recovery.records[0],
+            telemetry = recovery.records[1],
+            truncated = recovery.truncated.len(),
+            "spool opened"
+        );
+        let mut spool = Spool {
+            cfg,
+            _lock: lock,
+            classes,
+            meta,
+            meta_dirty: true,
+            meta_saved_ms: 0,
+            total_bytes,
+            events_over_budget: false,
+            write_budget: None,
+        };
+        spool.save_meta()?;
+        Ok((spool, recovery))
+    }
+
+    pub fn config(&self) -> &SpoolConfig {
+        &self.cfg
+    }
+
+    /// Append one record. `build` receives the sequence number assigned to the record and returns
+    /// its payload (so the payload can embed it); `count` is the number of items it stands for.
+    /// Returns the sequence number once the record is written (and fsynced under `Always`).
+    pub fn append(
+        &mut self,
+        class: Class,
+        count: u32,
+        now_ms: u64,
+        build: impl FnOnce(u64) -> Vec<u8>,
+    ) -> Result<u64, SpoolError> {
+        let seq = self.classes[class.index()].next_seq;
+        let payload = build(seq);
+        if payload.len() > format::MAX_RECORD_PAYLOAD {
+            return Err(SpoolError::TooLarge(payload.len()));
+        }
+        let framed = (format::RECORD_HEADER_LEN + payload.len()) as u64;
+        self.make_room(class, framed, count)?;
+        let mut buf = Vec::with_capacity(framed as usize);
+        format::encode_record(seq, count, &payload, &mut buf);
+
+        let needs_new = match self.classes[class.index()].segments.last() {
+            None => true,
+            Some(seg) => !seg.records.is_empty() && seg.len + framed > self.cfg.segment_bytes,
+        };
+        if needs_new {
+            self.sync_class(class)?;
+            self.new_segment(class, seq)?;
+        }
+        let write_budget = &mut self.write_budget;
+        let state = &mut self.classes[class.index()];
+        let Some(seg) = state.segments.last_mut() else {
+            return Err(no_active_segment());
+        };
+        let offset = seg.len;
+        let result = match write_budget {
+            Some(left) if *left < buf.len() as u64 => {
+                let part = *left as usize;
+                *left = 0;
+                seg.file
+                    .write_all_at(&buf[..part], offset)
+                    .and(Err(io::Error::from(ErrorKind::StorageFull)))
+            }
+            Some(left) => {
+                *left -= buf.len() as u64;
+                seg.file.write_all_at(&buf, offset)
+            }
+            None => seg.file.write_all_at(&buf, offset),
+        };
+        if let Err(e) = result {
+            // Cut off whatever part of the record reached the file, so the spool stays valid.
+            if let Err(trunc) = seg.file.set_len(offset) {
+                warn!(path = %seg.path.display(), error = %trunc, "could not cut a partial record");
+            }
+            return Err(io_err(&seg.path, e));
+        }
+        seg.records.push(RecordPos {
+            seq,
+            count,
+            offset,
+            framed_len: framed as u32,
+        });
+        seg.len += framed;
+        self.total_bytes += framed;
+        state.next_seq = seq + 1;
+        match self.cfg.policy(class) {
+            FsyncPolicy::Always => {
+                if let Err(e) = seg.file.sync_data() {
+                    // The state of the page cache is unknown after a failed fsync: retract.
+                    let _ = seg.file.set_len(offset);
+                    seg.records.pop();
+                    seg.len = offset;
+                    self.total_bytes -= framed;
+                    state.next_seq = seq;
+                    return Err(io_err(&seg.path, e));
+                }
+                seg.synced_len = seg.len;
+                state.visible_seq = seq;
+            }
+            FsyncPolicy::Never => state.visible_seq = seq,
+            FsyncPolicy::Interval(iv) => {
+                let since = *state.dirty_since_ms.get_or_insert(now_ms);
+                if now_ms.saturating_sub(since) >= iv.as_millis() as u64 {
+                    self.sync_class(class)?;
+                }
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Run time-based work: fsync telemetry under the `Interval` policy, persist ack cursors.
+    pub fn tick(&mut self, now_ms: u64) -> Result<(), SpoolError> {
+        for class in Class::ALL {
+            if let FsyncPolicy::Interval(iv) = self.cfg.policy(class)
+                && let Some(since) = self.classes[class.index()].dirty_since_ms
+                && now_ms.saturating_sub(since) >= iv.as_millis() as u64
+            {
+                self.sync_class(class)?;
+            }
+        }
+        if self.meta_dirty
+            && now_ms.saturating_sub(self.meta_saved_ms)
+                >= self.cfg.meta_interval.as_millis() as u64
+        {
+            self.save_meta()?;
+            self.meta_saved_ms = now_ms;
+        }
+        Ok(())
+    }
+
+    /// Fsync everything and persist the cursors (on shutdown).
+    pub fn flush(&mut self) -> Result<(), SpoolError> {
+        for class in Class::ALL {
+            self.sync_class(class)?;
+        }
+        self.save_meta()
+    }
+
+    fn sync_class(&mut self, class: Class) -> Result<(), SpoolError> {
+        let state = &mut self.classes[class.index()];
+        for seg in state.segments.iter_mut().rev() {
+            if seg.synced_len == seg.len {
+                break;
+            }
+            seg.file.sync_data().map_err(|e| io_err(&seg.path, e))?;
+            seg.synced_len = seg.len;
+        }
+        state.dirty_since_ms = None;
+        if let Some(last) = state.segments.iter().rev().find_map(Segment::last_seq) {
+            state.visible_seq = last;
+        }
+        Ok(())
+    }
+
+    fn new_segment(&mut self, class: Class, first_seq: u64) -> Result<(), SpoolError> {
+        let path = self
+            .cfg
+            .dir
+            .join(format::segment_file_name(class, first_seq));
+        let header = format::encode_segment_header(&format::SegmentHeader { class, first_seq });
+        let created = (|| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            if let Some(left) = self.write_budget.as_mut() {
+                if *left < header.len() as u64 {
+                    return Err(io::Error::from(ErrorKind::StorageFull));
+                }
+                *left -= header.len() as u64;
+            }
+            file.write_all_at(&header, 0)?;
+            file.sync_all()?;
+            Ok(file)
+        })();
+        let file = match created {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                return Err(io_err(&path, e));
+            }
+        };
+        sync_dir(&self.cfg.dir)?;
+        let len = header.len() as u64;
+        self.total_bytes += len;
+        self.classes[class.index()].segments.push(Segment {
+            path,
+            file,
+            first_seq,
+            records: Vec::new(),
+            len,
+            synced_len: len,
+        });
+        Ok(())
+    }
+
+    /// Lowest cursor over all consumers: records up to it may be removed.
+    fn min_acked(&self, class: Class) -> u64 {
+        self.cfg
+            .consumers
+            .iter()
+            .map(|c| self.acked(c, class))
+            .min()
+            .unwrap_or(0)
+    }
+
+    fn make_room(&mut self, class: Class, need: u64, count: u32) -> Result<(), SpoolError> {
+        if self.total_bytes + need <= self.cfg.max_bytes {
+            self.events_over_budget = false;
+            return Ok(());
+        }
+        let mut cands = Vec::new();
+        let mut ids = Vec::new();
+        for c in Class::ALL {
+            let min = self.min_acked(c);
+            let n = self.classes[c.index()].segments.len();
+            for (i, seg) in self.classes[c.index()].segments.iter().enumerate() {
+                cands.push(policy::Candidate {
+                    class: c,
+                    bytes: seg.len,
+                    fully_acked: seg.last_seq().is_none_or(|l| l <= min),
+                    active: i + 1 == n,
+                });
+                ids.push((c, seg.first_seq));
+            }
+        }
+        let decision = policy::plan(&cands, self.total_bytes, self.cfg.max_bytes, need, class);
+        let drop = match decision {
+            policy::Decision::Fits { drop } => {
+                self.events_over_budget = false;
+                drop
+            }
+            policy::Decision::EventOverBudget { drop } => {
+                if !self.events_over_budget {
+                    warn!(
+                        max_bytes = self.cfg.max_bytes,
+                        "spool over budget with unacknowledged events alone; events are still kept"
+                    );
+                }
+                self.events_over_budget = true;
+                drop
+            }
+            policy::Decision::RefuseTelemetry => {
+                self.events_over_budget = true;
+                self.meta.thinned_samples += u64::from(count);
+                self.meta.thinned_batches += 1;
+                self.meta.refused_batches += 1;
+                self.save_meta()?;
+                let event_bytes = self.classes[0].segments.iter().map(|s| s.len).sum();
+                return Err(SpoolError::FullOfEvents {
+                    event_bytes,
+                    max_bytes: self.cfg.max_bytes,
+                    count,
+                });
+            }
+        };
+        let victims: Vec<(Class, u64)> = drop.into_iter().map(|i| ids[i]).collect();
+        self.drop_segments(&victims)
+    }
+
+    /// Delete whole segments; unacknowledged telemetry in them is counted as thinned. The meta
+    /// file (with the sequence floors) is saved before any file is removed.
+    fn drop_segments(&mut self, victims: &[(Class, u64)]) -> Result<(), SpoolError> {
+        if victims.is_empty() {
+            return Ok(());
+        }
+        for &(class, first) in victims {
+            let min = self.min_acked(class);
+            let state = &self.classes[class.index()];
+            if let Some(seg) = state.segments.iter().find(|s| s.first_seq == first) {
+                let lost: Vec<&RecordPos> = seg.records.iter().filter(|r| r.seq > min).collect();
+                if !lost.is_empty() {
+                    let samples: u64 = lost.iter().map(|r| u64::from(r.count)).sum();
+                    warn!(
+                        class = %class,
+                        batches = lost.len(),
+                        samples,
+                        first_seq = lost[0].seq,
+                        "spool full: thinning oldest telemetry"
+                    );
+                    self.meta.thinned_batches += lost.len() as u64;
+                    self.meta.thinned_samples += samples;
+                }
+            }
+        }
+        for class in Class::ALL {
+            let state = &self.classes[class.index()];
+            self.meta.next_seq.insert(class, state.next_seq);
+        }
+        self.save_meta()?;
+        for &(class, first) in victims {
+            let state = &mut self.classes[class.index()];
+            if let Some(pos) = state.segments.iter().position(|s| s.first_seq == first) {
+                let seg = state.segments.remove(pos);
+                fs::remove_file(&seg.path).map_err(|e| io_err(&seg.path, e))?;
+                self.total_bytes -= seg.len;
+            }
+        }
+        sync_dir(&self.cfg.dir)
+    }
+
+    /// Remove closed segments that every consumer has acknowledged.
+    fn collect_garbage(&mut self) -> Result<(), SpoolError> {
+        let mut victims = Vec::new();
+        for class in Class::ALL {
+            let min = self.min_acked(class);
+            let segs = &self.classes[class.index()].segments;
+            for seg in segs.iter().take(segs.len().saturating_sub(1)) {
+                match seg.last_seq() {
+                    Some(last) if last <= min => victims.push((class, seg.first_seq)),
+                    None => victims.push((class, seg.first_seq)),
+                    _ => break,
+                }
+            }
+        }
+        self.drop_segments(&victims)
+    }
+
+    /// Up to `max_records` visible records of `class` with `seq > after`, in order, stopping
+    /// early once `max_bytes` of payload is reached (at least one record is returned if any).
+    pub fn read_after(
+        &self,
+        class: Class,
+        after: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, SpoolError> {
+        let state = &self.classes[class.index()];
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let start = state
+            .segments
+            .partition_point(|s| s.last_seq().is_some_and(|l| l <= after));
+        'segs: for seg in &state.segments[start..] {
+            let first = seg.records.partition_point(|r| r.seq <= after);
+            for pos in &seg.records[first..] {
+                if pos.seq > state.visible_seq
+                    || out.len() >= max_records
+                    || (!out.is_empty() && bytes + pos.framed_len as usize > max_bytes)
+                {
+                    break 'segs;
+                }
+                let mut buf = vec![0u8; pos.framed_len as usize];
+                seg.file
+                    .read_exact_at(&mut buf, pos.offset)
+                    .map_err(|e| io_err(&seg.path, e))?;
+                match format::decode_record(&buf) {
+                    format::Decoded::Record {
+                        seq,
+                        count,
+                        payload,
+                        ..
+                    } if seq == pos.seq => {
+                        bytes += payload.len();
+                        out.push(Record {
+                            class,
+                            seq,
+                            count,
+                            payload: payload.to_vec(),
+                        });
+                    }
+                    _ => {
+                        return Err(SpoolError::Corrupt {
+                            path: seg.path.clone(),
+                            reason: format!(
+                                "record seq {} at offset {} changed on disk since it was written",
+                                pos.seq, pos.offset
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record that `consumer` has acknowledged every record of `class` up to `upto`.
+    /// Cursors only move forward. Fully acknowledged closed segments are deleted.
+    pub fn ack(&mut self, consumer: &str, class: Class, upto: u64) -> Result<(), SpoolError> {
+        let cursors = self
+            .meta
+            .acked
+            .get_mut(consumer)
+            .ok_or_else(|| SpoolError::UnknownConsumer(consumer.to_owned()))?;
+        let cursor = cursors.entry(class).or_insert(0);
+        if upto > *cursor {
+            *cursor = upto;
+            self.meta_dirty = true;
+            self.collect_garbage()?;
+        }
+        Ok(())
+    }
+
+    /// The acknowledgement cursor of a consumer (0 when it has acknowledged nothing).
+    pub fn acked(&self, consumer: &str, class: Class) -> u64 {
+        self.meta
+            .acked
+            .get(consumer)
+            .and_then(|c| c.get(&class))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records of `class` not yet acknowledged by `consumer`.
+    pub fn pending_for(&self, consumer: &str, class: Class) -> u64 {
+        let cursor = self.acked(consumer, class);
+        self.classes[class.index()]
+            .segments
+            .iter()
+            .map(|s| s.records.iter().filter(|r| r.seq > cursor).count() as u64)
+            .sum()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let pending = Class::ALL.map(|c| {
+            let min = self.min_acked(c);
+            self.classes[c.index()]
+                .segments
+                .iter()
+                .map(|s| s.records.len() - s.records.partition_point(|r| r.seq <= min))
+                .sum::<usize>() as u64
+        });
+        Stats {
+            pending,
+            bytes: self.total_bytes,
+            max_bytes: self.cfg.max_bytes,
+            segments: self.classes.iter().map(|c| c.segments.len()).sum(),
+            thinned_samples: self.meta.thinned_samples,
+            thinned_batches: self.meta.thinned_batches,
+            refused_batches: self.meta.refused_batches,
+            events_over_budget: self.events_over_budget,
+            next_seq: Class::ALL.map(|c| self.classes[c.index()].next_seq),
+        }
+    }
+
+    /// Length of the part of the newest segment of `class` that is known to be on disk, and its
+    /// path: everything past it may be lost in a power cut. For crash tests.
+    #[doc(hidden)]
+    pub fn durable_tail(&self, class: Class) -> Option<(PathBuf, u64)> {
+        self.classes[class.index()]
+            .segments
+            .last()
+            .map(|s| (s.path.clone(), s.synced_len))
+    }
+
+    /// Make writes fail with ENOSPC once `bytes` more bytes have been written. For tests.
+    #[doc(hidden)]
+    pub fn fail_writes_after(&mut self, bytes: Option<u64>) {
+        self.write_budget = bytes;
+    }
+
+    fn save_meta(&mut self) -> Result<(), SpoolError> {
+        for class in Class::ALL {
+            let next = self.classes[class.index()].next_seq;
+            let floor = self.meta.next_seq.entry(class).or_insert(1);
+            *floor = (*floor).max(next);
+        }
+        let path = self.cfg.dir.join(META);
+        let tmp = self.cfg.dir.join("meta.json.tmp");
+        let bytes = serde_json::to_vec_pretty(&self.meta).unwrap_or_default();
+        let written = (|| {
+            let f = File::create(&tmp)?;
+            f.write_all_at(&bytes, 0)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err(&path, e));
+        }
+        sync_dir(&self.cfg.dir)?;
+        self.meta_dirty = false;
+        Ok(())
+    }
+}
+
+fn no_active_segment() -> SpoolError {
+    SpoolError::Corrupt {
+        path: PathBuf::new(),
+        reason: "internal: no active segment after creating one".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

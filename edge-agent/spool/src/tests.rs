@@ -1,0 +1,415 @@
+use super::*;
+use proptest::prelude::*;
+
+fn cfg(dir: &Path) -> SpoolConfig {
+    let mut c = SpoolConfig::new(dir);
+    c.max_bytes = 1 << 20;
+    c.segment_bytes = 4096;
+    c.consumers = vec!["a".into()];
+    c
+}
+
+fn payload(class: Class, seq: u64, n: usize) -> Vec<u8> {
+    let mut p = format!("{class}:{seq}:").into_bytes();
+    p.resize(p.len() + n, b'x');
+    p
+}
+
+fn all(spool: &Spool, class: Class) -> Vec<Record> {
+    spool.read_after(class, 0, usize::MAX, usize::MAX).unwrap()
+}
+
+fn seqs(records: &[Record]) -> Vec<u64> {
+    records.iter().map(|r| r.seq).collect()
+}
+
+#[test]
+fn sequence_numbers_start_at_one_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, rec) = Spool::open(cfg(dir.path())).unwrap();
+    assert_eq!(rec.records, [0, 0]);
+    for i in 1..=3 {
+        assert_eq!(
+            s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 10))
+                .unwrap(),
+            i
+        );
+    }
+    assert_eq!(
+        s.append(Class::Telemetry, 5, 0, |q| payload(Class::Telemetry, q, 10))
+            .unwrap(),
+        1
+    );
+    drop(s);
+    let (mut s, rec) = Spool::open(cfg(dir.path())).unwrap();
+    assert_eq!(rec.records, [3, 1]);
+    assert_eq!(seqs(&all(&s, Class::Event)), vec![1, 2, 3]);
+    assert_eq!(
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 1))
+            .unwrap(),
+        4
+    );
+}
+
+#[test]
+fn the_payload_builder_sees_the_assigned_sequence_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
+    s.append(Class::Event, 1, 0, |q| format!("seq={q}").into_bytes())
+        .unwrap();
+    assert_eq!(all(&s, Class::Event)[0].payload, b"seq=1");
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_s, _) = Spool::open(cfg(dir.path())).unwrap();
+    assert!(matches!(
+        Spool::open(cfg(dir.path())),
+        Err(SpoolError::Locked(_))
+    ));
+}
+
+#[test]
+fn acknowledged_segments_are_deleted_and_sequence_numbers_never_go_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
+    for _ in 0..100 {
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 200))
+            .unwrap();
+    }
+    let segs_before = s.stats().segments;
+    assert!(segs_before > 3, "segments rolled: {segs_before}");
+    s.ack("a", Class::Event, 100).unwrap();
+    assert_eq!(s.stats().segments, 1, "only the active segment is left");
+    assert_eq!(s.stats().pending, [0, 0]);
+    assert!(
+        s.read_after(Class::Event, 100, 10, usize::MAX)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        all(&s, Class::Event).len() < 20,
+        "acknowledged records left on disk"
+    );
+    drop(s);
+    // Even with every old segment gone, numbering continues.
+    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
+    assert_eq!(s.append(Class::Event, 1, 0, |_| vec![1]).unwrap(), 101);
+    s.ack("a", Class::Event, 101).unwrap();
+    // Roll a new segment so the old active one is collected too.
+    for _ in 0..30 {
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 200))
+            .unwrap();
+    }
+    s.ack("a", Class::Event, 131).unwrap();
+    drop(s);
+    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
+    assert_eq!(s.append(Class::Event, 1, 0, |_| vec![1]).unwrap(), 132);
+}
+
+#[test]
+fn a_record_is_removed_only_when_every_consumer_acknowledged_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.consumers = vec!["site-a".into(), "site-b".into()];
+    let (mut s, _) = Spool::open(c.clone()).unwrap();
+    for _ in 0..60 {
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 200))
+            .unwrap();
+    }
+    s.ack("site-a", Class::Event, 60).unwrap();
+    assert_eq!(all(&s, Class::Event).len(), 60, "site-b still needs them");
+    assert_eq!(s.pending_for("site-a", Class::Event), 0);
+    assert_eq!(s.pending_for("site-b", Class::Event), 60);
+    s.ack("site-b", Class::Event, 30).unwrap();
+    let left = seqs(&all(&s, Class::Event));
+    assert!(left[0] <= 31 && *left.last().unwrap() == 60);
+    assert!(matches!(
+        s.ack("nobody", Class::Event, 1),
+        Err(SpoolError::UnknownConsumer(_))
+    ));
+    s.flush().unwrap();
+    drop(s);
+    let (s, _) = Spool::open(c).unwrap();
+    assert_eq!(s.acked("site-a", Class::Event), 60);
+    assert_eq!(s.acked("site-b", Class::Event), 30);
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_everything_before_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
+    for _ in 0..5 {
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 30))
+            .unwrap();
+    }
+    let (path, len) = s.durable_tail(Class::Event).unwrap();
+    drop(s);
+    // A half-written sixth record.
+    let mut rec = Vec::new();
+    format::encode_record(6, 1, &payload(Class::Event, 6, 30), &mut rec);
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&rec[..rec.len() / 2], len).unwrap();
+    drop(f);
+    let (mut s, rec) = Spool::open(cfg(dir.path())).unwrap();
+    assert_eq!(rec.truncated.len(), 1);
+    assert_eq!(fs::metadata(&path).unwrap().len(), len);
+    assert_eq!(seqs(&all(&s, Class::Event)), vec![1, 2, 3, 4, 5]);
+    assert_eq!(s.append(Class::Event, 1, 0, |_| vec![]).unwrap(), 6);
+}
+
+#[test]
+fn telemetry_is_thinned_oldest_first_and_the_loss_is_counted_and_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.max_bytes = 16 * 1024;
+    c.segment_bytes = 2048;
+    c.telemetry_fsync = FsyncPolicy::Never;
+    let (mut s, _) = Spool::open(c.clone()).unwrap();
+    for _ in 0..200 {
+        s.append(Class::Telemetry, 10, 0, |q| {
+            payload(Class::Telemetry, q, 180)
+        })
+        .unwrap();
+    }
+    let st = s.stats();
+    assert!(st.bytes <= c.max_bytes, "{st:?}");
+    assert!(st.thinned_batches > 0);
+    assert_eq!(st.thinned_samples, st.thinned_batches * 10);
+    let left = seqs(&all(&s, Class::Telemetry));
+    // The newest survive, contiguous up to the last one: loss is oldest-first.
+    assert_eq!(*left.last().unwrap(), 200);
+    assert!(left.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(left.len() as u64 + st.thinned_batches, 200);
+    drop(s);
+    let (s, _) = Spool::open(c).unwrap();
+    assert_eq!(s.stats().thinned_samples, st.thinned_samples);
+}
+
+#[test]
+fn events_are_never_thinned_and_telemetry_is_refused_when_events_fill_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.max_bytes = 8 * 1024;
+    c.segment_bytes = 1024;
+    c.event_fsync = FsyncPolicy::Never;
+    c.telemetry_fsync = FsyncPolicy::Never;
+    let (mut s, _) = Spool::open(c.clone()).unwrap();
+    for _ in 0..10 {
+        s.append(Class::Telemetry, 4, 0, |q| {
+            payload(Class::Telemetry, q, 100)
+        })
+        .unwrap();
+    }
+    for _ in 0..100 {
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 100))
+            .unwrap();
+    }
+    let st = s.stats();
+    assert!(st.events_over_budget);
+    assert_eq!(st.thinned_batches, 10, "all telemetry went to make room");
+    assert_eq!(seqs(&all(&s, Class::Event)), (1..=100).collect::<Vec<_>>());
+    let err = s
+        .append(Class::Telemetry, 7, 0, |q| payload(Class::Telemetry, q, 10))
+        .unwrap_err();
+    assert!(
+        matches!(err, SpoolError::FullOfEvents { count: 7, .. }),
+        "{err}"
+    );
+    let st = s.stats();
+    assert_eq!(st.refused_batches, 1);
+    assert_eq!(st.thinned_samples, 10 * 4 + 7);
+    // Once the events are delivered, telemetry is accepted again.
+    s.ack("a", Class::Event, 100).unwrap();
+    s.append(Class::Telemetry, 1, 0, |q| payload(Class::Telemetry, q, 10))
+        .unwrap();
+    assert!(!s.stats().events_over_budget);
+}
+
+#[test]
+fn disk_full_is_reported_and_leaves_the_spool_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
+    s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 50))
+        .unwrap();
+    s.fail_writes_after(Some(30));
+    let err = s
+        .append(Class::Event, 1, 0, |q| payload(Class::Event, q, 50))
+        .unwrap_err();
+    assert!(matches!(err, SpoolError::DiskFull { .. }), "{err}");
+    assert!(err.to_string().contains("disk full"));
+    s.fail_writes_after(None);
+    // The failed record did not take a sequence number and left no bytes behind.
+    assert_eq!(
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 50))
+            .unwrap(),
+        2
+    );
+    drop(s);
+    let (s, rec) = Spool::open(cfg(dir.path())).unwrap();
+    assert!(rec.truncated.is_empty(), "{rec:?}");
+    assert_eq!(seqs(&all(&s, Class::Event)), vec![1, 2]);
+}
+
+#[test]
+fn interval_policy_hides_records_until_they_are_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.telemetry_fsync = FsyncPolicy::Interval(Duration::from_millis(100));
+    let (mut s, _) = Spool::open(c).unwrap();
+    s.append(Class::Telemetry, 1, 1000, |_| b"a".to_vec())
+        .unwrap();
+    s.append(Class::Telemetry, 1, 1050, |_| b"b".to_vec())
+        .unwrap();
+    assert!(all(&s, Class::Telemetry).is_empty());
+    s.tick(1099).unwrap();
+    assert!(all(&s, Class::Telemetry).is_empty());
+    s.tick(1100).unwrap();
+    assert_eq!(seqs(&all(&s, Class::Telemetry)), vec![1, 2]);
+    let (_, synced) = s.durable_tail(Class::Telemetry).unwrap();
+    assert_eq!(synced, s.classes[1].segments[0].len);
+}
+
+#[test]
+fn read_after_respects_limits_and_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
+    for _ in 0..50 {
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 100))
+            .unwrap();
+    }
+    assert_eq!(
+        seqs(&s.read_after(Class::Event, 10, 3, usize::MAX).unwrap()),
+        vec![11, 12, 13]
+    );
+    let by_bytes = s.read_after(Class::Event, 0, 100, 250).unwrap();
+    assert_eq!(by_bytes.len(), 2);
+    assert_eq!(s.read_after(Class::Event, 0, 100, 1).unwrap().len(), 1);
+    assert!(s.read_after(Class::Event, 50, 10, 1000).unwrap().is_empty());
+}
+
+// ---- property test: append / ack / crash / reopen ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Class, usize),
+    /// Acknowledge the next n readable records of a class.
+    Ack(Class, usize),
+    Tick(u64),
+    /// Power cut: cut the newest segment of each class at a random point past its durable
+    /// length (fraction in 0..=1000), then maybe leave garbage behind.
+    Crash(u16, u16, Vec<u8>),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let class = prop_oneof![Just(Class::Event), Just(Class::Telemetry)];
+    prop_oneof![
+        6 => (class.clone(), 0usize..300).prop_map(|(c, n)| Op::Append(c, n)),
+        2 => (class, 1usize..8).prop_map(|(c, n)| Op::Ack(c, n)),
+        2 => (1u64..400).prop_map(Op::Tick),
+        1 => (0u16..=1000, 0u16..=1000, proptest::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(a, b, g)| Op::Crash(a, b, g)),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn cut_past_durable(spool: &Spool, class: Class, frac: u16, garbage: &[u8]) {
+    let Some((path, durable)) = spool.durable_tail(class) else {
+        return;
+    };
+    let len = fs::metadata(&path).unwrap().len();
+    let cut = durable + (len - durable) * u64::from(frac) / 1000;
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(cut).unwrap();
+    if cut < len || !garbage.is_empty() {
+        f.write_all_at(garbage, cut).unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn nothing_spooled_is_lost_or_reordered(ops in proptest::collection::vec(op(), 1..80)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path());
+        c.segment_bytes = 1024;
+        c.telemetry_fsync = FsyncPolicy::Interval(Duration::from_millis(200));
+        c.meta_interval = Duration::from_millis(300);
+        let (mut spool, _) = Spool::open(c.clone()).unwrap();
+        let mut now = 0u64;
+        // Model: every event appended (all durable under `Always`), and every telemetry record
+        // that became visible (durable); both as (seq, payload).
+        let mut events: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut telemetry: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut acked = [0u64; 2];
+        let mut max_visible_tel = 0u64;
+        for op in ops {
+            match op {
+                Op::Append(class, n) => {
+                    let seq = spool.append(class, 1, now, |q| payload(class, q, n)).unwrap();
+                    match class {
+                        Class::Event => {
+                            if let Some((last, _)) = events.last() {
+                                prop_assert_eq!(seq, last + 1, "events have no gaps");
+                            }
+                            events.push((seq, payload(class, seq, n)));
+                        }
+                        Class::Telemetry => {
+                            prop_assert!(seq > max_visible_tel);
+                            telemetry.insert(seq, payload(class, seq, n));
+                        }
+                    }
+                }
+                Op::Ack(class, n) => {
+                    let recs = spool.read_after(class, acked[class.index()], n, usize::MAX).unwrap();
+                    if let Some(last) = recs.last() {
+                        spool.ack("a", class, last.seq).unwrap();
+                        acked[class.index()] = last.seq;
+                    }
+                }
+                Op::Tick(dt) => {
+                    now += dt;
+                    spool.tick(now).unwrap();
+                }
+                Op::Crash(a, b, garbage) => {
+                    cut_past_durable(&spool, Class::Event, a, &garbage);
+                    cut_past_durable(&spool, Class::Telemetry, b, &garbage);
+                    drop(spool);
+                    spool = Spool::open(c.clone()).unwrap().0;
+                    // Unsynced telemetry may be gone; it was never visible.
+                    let present: Vec<u64> = seqs(&all(&spool, Class::Telemetry));
+                    telemetry.retain(|s, _| *s <= max_visible_tel || present.contains(s));
+                    acked = Class::ALL.map(|cl| spool.acked("a", cl));
+                }
+                Op::Reopen => {
+                    drop(spool);
+                    spool = Spool::open(c.clone()).unwrap().0;
+                    acked = Class::ALL.map(|cl| spool.acked("a", cl));
+                }
+            }
+            // Invariants after every step.
+            let ev = all(&spool, Class::Event);
+            prop_assert!(ev.windows(2).all(|w| w[1].seq == w[0].seq + 1), "events in order, no gaps");
+            for (seq, p) in &events {
+                if *seq > spool.acked("a", Class::Event) {
+                    let found = ev.iter().find(|r| r.seq == *seq);
+                    prop_assert!(found.is_some(), "event {} lost", seq);
+                    prop_assert_eq!(&found.unwrap().payload, p);
+                }
+            }
+            let tel = all(&spool, Class::Telemetry);
+            prop_assert!(tel.windows(2).all(|w| w[1].seq > w[0].seq), "telemetry in order");
+            for r in &tel {
+                max_visible_tel = max_visible_tel.max(r.seq);
+                prop_assert_eq!(Some(&r.payload), telemetry.get(&r.seq));
+            }
+            let from = spool.acked("a", Class::Telemetry) + 1;
+            for (seq, _) in telemetry.range(from..).take_while(|(s, _)| **s <= max_visible_tel) {
+                prop_assert!(tel.iter().any(|r| r.seq == *seq), "visible telemetry {} lost", seq);
+            }
+        }
+    }
+}
