@@ -166,6 +166,8 @@ pub mod status {
     pub const RUNNING: u16 = 1 << 6;
     /// The latch record was restored from non-volatile memory at boot.
     pub const RESTORED: u16 = 1 << 7;
+    /// A smoke detector is in alarm.
+    pub const SMOKE_ALARM: u16 = 1 << 8;
 }
 
 /// Bits of [`input::TROUBLES`] (u32).
@@ -253,7 +255,7 @@ impl Table {
     }
 }
 
-/// Data type of a definition, as named in device profiles.
+/// Wire type of a definition, as named in device profiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataType {
     /// Unsigned 16-bit.
@@ -262,7 +264,9 @@ pub enum DataType {
     I16,
     /// Unsigned 32-bit, high word first.
     U32,
-    /// One bit (coil).
+    /// One bit of a register (index 0 = least significant).
+    Bit(u8),
+    /// A coil.
     Bool,
 }
 
@@ -273,220 +277,248 @@ impl DataType {
             DataType::U16 => "u16",
             DataType::I16 => "i16",
             DataType::U32 => "u32",
+            DataType::Bit(_) => "bit",
             DataType::Bool => "bool",
+        }
+    }
+
+    /// Registers (or coils) occupied.
+    pub const fn width(self) -> u16 {
+        match self {
+            DataType::U32 => 2,
+            _ => 1,
         }
     }
 }
 
-/// One published value of the map.
+/// One published value of the map, as the edge agent's profile must describe it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PointDef {
-    /// Point name (the profile's point name).
-    pub name: &'static str,
+    /// Point id (the profile's `id`).
+    pub id: &'static str,
     /// Semantic role from the point vocabulary (`custom.` for controller-specific values).
     pub role: &'static str,
+    /// Labels the role needs, as `(name, value)`.
+    pub labels: &'static [(&'static str, &'static str)],
     /// Modbus table.
     pub table: Table,
-    /// Protocol address.
-    pub address: u16,
-    /// Data type.
+    /// Protocol (wire) address; the profile uses `address_base = 0`.
+    pub register: u16,
+    /// Wire type.
     pub data_type: DataType,
     /// Engineering value = raw * scale.
     pub scale: f32,
-    /// Unit of the engineering value ("" when dimensionless).
-    pub unit: &'static str,
-    /// Writable (coils only).
-    pub writable: bool,
 }
 
-const fn ir(
-    name: &'static str,
+const fn ir(id: &'static str, role: &'static str, register: u16, data_type: DataType) -> PointDef {
+    PointDef {
+        id,
+        role,
+        labels: &[],
+        table: Table::Input,
+        register,
+        data_type,
+        scale: 1.0,
+    }
+}
+
+const fn temp(
+    id: &'static str,
     role: &'static str,
-    address: u16,
-    data_type: DataType,
-    scale: f32,
-    unit: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    register: u16,
 ) -> PointDef {
     PointDef {
-        name,
+        id,
         role,
+        labels,
         table: Table::Input,
-        address,
-        data_type,
-        scale,
-        unit,
-        writable: false,
+        register,
+        data_type: DataType::I16,
+        scale: 0.1,
     }
 }
 
-const fn cl(name: &'static str, role: &'static str, address: u16) -> PointDef {
+const fn bit(id: &'static str, role: &'static str, register: u16, mask: u16) -> PointDef {
     PointDef {
-        name,
+        id,
         role,
+        labels: &[],
+        table: Table::Input,
+        register,
+        data_type: DataType::Bit(mask.trailing_zeros() as u8),
+        scale: 1.0,
+    }
+}
+
+const fn cl(id: &'static str, role: &'static str, register: u16) -> PointDef {
+    PointDef {
+        id,
+        role,
+        labels: &[],
         table: Table::Coil,
-        address,
+        register,
         data_type: DataType::Bool,
         scale: 1.0,
-        unit: "",
-        writable: true,
     }
 }
 
-/// Every point of the map. `device-profiles/rack-controller.toml` must list exactly these.
+use DataType::{U16, U32};
+
+/// Every point of the map. `device-profiles/rack-controller.toml` must list exactly these
+/// (checked by `tests/profile.rs`).
 pub const POINTS: &[PointDef] = &[
     ir(
         "fw_version_major",
         "custom.fw_version_major",
         input::FW_VERSION_MAJOR,
-        DataType::U16,
-        1.0,
-        "",
+        U16,
     ),
     ir(
         "fw_version_minor",
         "custom.fw_version_minor",
         input::FW_VERSION_MINOR,
-        DataType::U16,
-        1.0,
-        "",
+        U16,
     ),
     ir(
         "fw_version_patch",
         "custom.fw_version_patch",
         input::FW_VERSION_PATCH,
-        DataType::U16,
-        1.0,
-        "",
+        U16,
     ),
-    ir(
-        "map_version",
-        "custom.map_version",
-        input::MAP_VERSION,
-        DataType::U16,
-        1.0,
-        "",
-    ),
-    ir(
-        "uptime",
-        "custom.uptime_s",
-        input::UPTIME_S,
-        DataType::U32,
-        1.0,
-        "s",
-    ),
-    ir("stage", "fire.stage", input::STAGE, DataType::U16, 1.0, ""),
-    ir(
-        "actions",
-        "custom.fire_actions",
+    ir("map_version", "custom.map_version", input::MAP_VERSION, U16),
+    ir("uptime", "device.uptime_s", input::UPTIME_S, U32),
+    ir("stage", "fire.stage", input::STAGE, U16),
+    ir("actions", "custom.fire_actions", input::ACTIONS, U16),
+    bit(
+        "cmd_contactor_open",
+        "custom.cmd_contactor_open",
         input::ACTIONS,
-        DataType::U16,
-        1.0,
-        "",
+        action::CONTACTOR_OPEN,
     ),
-    ir(
-        "status",
-        "custom.fire_status",
+    bit(
+        "cmd_agent",
+        "custom.cmd_agent",
+        input::ACTIONS,
+        action::AGENT_DISCHARGE,
+    ),
+    bit(
+        "cmd_coolant",
+        "custom.cmd_coolant",
+        input::ACTIONS,
+        action::COOLANT_ON,
+    ),
+    bit(
+        "cmd_gas_release",
+        "custom.cmd_gas_release",
+        input::ACTIONS,
+        action::GAS_RELEASE,
+    ),
+    ir("status", "custom.fire_status", input::STATUS, U16),
+    bit(
+        "manual_only",
+        "fire.manual_only",
         input::STATUS,
-        DataType::U16,
-        1.0,
-        "",
+        status::MANUAL_ONLY,
     ),
-    ir(
-        "troubles",
-        "custom.fire_troubles",
-        input::TROUBLES,
-        DataType::U32,
-        1.0,
-        "",
+    bit(
+        "authority",
+        "fire.authority",
+        input::STATUS,
+        status::AUTHORITY,
     ),
-    ir(
-        "feedbacks",
-        "custom.fire_feedbacks",
+    PointDef {
+        labels: &[("sensor", "1")],
+        ..bit("smoke_alarm", "rack.smoke", input::STATUS, status::SMOKE_ALARM)
+    },
+    ir("troubles", "fire.troubles", input::TROUBLES, U32),
+    ir("feedbacks", "custom.fire_feedbacks", input::FEEDBACKS, U16),
+    bit(
+        "fb_contactor_open",
+        "fire.contactor_open",
         input::FEEDBACKS,
-        DataType::U16,
-        1.0,
-        "",
+        feedback::CONTACTOR_OPEN,
+    ),
+    bit(
+        "fb_blanket_down",
+        "fire.blanket_down",
+        input::FEEDBACKS,
+        feedback::BLANKET_DOWN,
+    ),
+    bit(
+        "fb_patch_fired",
+        "fire.patch_fired",
+        input::FEEDBACKS,
+        feedback::PATCH_FIRED,
+    ),
+    bit(
+        "fb_agent_pressure",
+        "custom.agent_pressure_switch",
+        input::FEEDBACKS,
+        feedback::AGENT_PRESSURE,
+    ),
+    bit(
+        "fb_coolant_flow",
+        "custom.coolant_flow_switch",
+        input::FEEDBACKS,
+        feedback::COOLANT_FLOW,
+    ),
+    bit(
+        "fb_gas_released",
+        "fire.gas_released",
+        input::FEEDBACKS,
+        feedback::GAS_RELEASED,
     ),
     ir(
         "sensors_valid",
         "custom.sensors_valid",
         input::SENSORS_VALID,
-        DataType::U16,
-        1.0,
-        "",
+        U16,
     ),
-    ir(
+    temp(
         "bms_max_temp",
         "battery.cell_temp.max",
+        &[],
         input::BMS_MAX_TEMP,
-        DataType::I16,
-        0.1,
-        "degC",
     ),
-    ir(
+    temp(
         "rack_temp1",
         "rack.temp",
+        &[("sensor", "1")],
         input::RACK_TEMP1,
-        DataType::I16,
-        0.1,
-        "degC",
     ),
-    ir(
+    temp(
         "rack_temp2",
         "rack.temp",
+        &[("sensor", "2")],
         input::RACK_TEMP2,
-        DataType::I16,
-        0.1,
-        "degC",
     ),
-    ir(
+    temp(
         "camera_max_temp",
         "camera.region_max_temp",
+        &[("region", "rack")],
         input::CAMERA_MAX_TEMP,
-        DataType::I16,
-        0.1,
-        "degC",
     ),
-    ir(
+    temp(
         "governing_temp",
         "custom.governing_temp",
+        &[],
         input::GOVERNING_TEMP,
-        DataType::I16,
-        0.1,
-        "degC",
     ),
-    ir(
-        "offgas",
-        "custom.offgas_lfl",
-        input::OFFGAS_LFL,
-        DataType::I16,
-        0.1,
-        "%LFL",
-    ),
-    ir("smoke", "rack.smoke", input::SMOKE, DataType::U16, 1.0, ""),
+    temp("offgas", "rack.offgas_lfl", &[], input::OFFGAS_LFL),
+    ir("smoke_state", "custom.smoke_state", input::SMOKE, U16),
     ir(
         "sensors_inhibited",
         "custom.sensors_inhibited",
         input::SENSORS_INHIBITED,
-        DataType::U16,
-        1.0,
-        "",
+        U16,
     ),
-    ir(
-        "event_seq",
-        "custom.event_seq",
-        input::EVENT_SEQ,
-        DataType::U32,
-        1.0,
-        "",
-    ),
+    ir("event_seq", "custom.event_seq", input::EVENT_SEQ, U32),
     ir(
         "event_window_len",
         "custom.event_window_len",
         input::EVENT_WINDOW_LEN,
-        DataType::U16,
-        1.0,
-        "",
+        U16,
     ),
     cl("silence_buzzer", "custom.cmd_silence", coil::SILENCE_BUZZER),
     cl("test_mode", "custom.cmd_test_mode", coil::TEST_MODE),
@@ -526,20 +558,13 @@ pub const POINTS: &[PointDef] = &[
 const _: () = assert!(input::COUNT <= 125);
 
 /// Looks a point up by name.
-pub fn point(name: &str) -> Option<&'static PointDef> {
-    POINTS.iter().find(|p| p.name == name)
+pub fn point(id: &str) -> Option<&'static PointDef> {
+    POINTS.iter().find(|p| p.id == id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn width(p: &PointDef) -> u16 {
-        match p.data_type {
-            DataType::U32 => 2,
-            _ => 1,
-        }
-    }
 
     #[test]
     fn points_do_not_overlap_and_fit_the_tables() {
@@ -548,22 +573,35 @@ mod tests {
                 Table::Input => input::EVENT_WINDOW,
                 Table::Coil => coil::COUNT,
             };
-            assert!(a.address + width(a) <= limit, "{} out of its table", a.name);
+            assert!(
+                a.register + a.data_type.width() <= limit,
+                "{} out of its table",
+                a.id
+            );
             for b in &POINTS[i + 1..] {
-                assert_ne!(a.name, b.name, "duplicate name");
-                if a.table == b.table {
-                    let disjoint =
-                        a.address + width(a) <= b.address || b.address + width(b) <= a.address;
-                    assert!(disjoint, "{} overlaps {}", a.name, b.name);
+                assert_ne!(a.id, b.id, "duplicate id");
+                let both_bits = matches!(
+                    (a.data_type, b.data_type),
+                    (DataType::Bit(_), DataType::Bit(_))
+                );
+                let one_bit = matches!(a.data_type, DataType::Bit(_))
+                    != matches!(b.data_type, DataType::Bit(_));
+                if a.table == b.table && !one_bit {
+                    let disjoint = a.register + a.data_type.width() <= b.register
+                        || b.register + b.data_type.width() <= a.register
+                        || (both_bits && a.data_type != b.data_type);
+                    assert!(disjoint, "{} overlaps {}", a.id, b.id);
                 }
             }
         }
     }
 
     #[test]
-    fn only_coils_are_writable() {
-        for p in POINTS {
-            assert_eq!(p.writable, p.table == Table::Coil, "{}", p.name);
+    fn only_coils_are_writable_and_every_coil_is_a_command() {
+        let coils = POINTS.iter().filter(|p| p.table == Table::Coil).count();
+        assert_eq!(coils, usize::from(coil::COUNT));
+        for p in POINTS.iter().filter(|p| p.table == Table::Coil) {
+            assert!(p.role.starts_with("custom.cmd_"), "{}", p.id);
         }
     }
 }
