@@ -1,1 +1,36 @@
-//! Site model and the redundancy engine.
+//! Site model and the redundancy engine: pure code, no I/O besides reading the site file, no
+//! clocks (`now_ms` is passed in).
+//!
+//! ```text
+//! Site::load(path) / Site::from_toml_str(src, file)   -> Site        (schema: README.md)
+//! Live::from_samples(&samples) / live.update(sample)  -> Live        (latest sample per point)
+//! component_states(&site, &live, &maintenance, now)   -> Vec<ComponentState>
+//! evaluate(&site, &states)                            -> Evaluation  (per component, subsystem,
+//!                                                                      tank ride-through)
+//! what_if(&site, &states, &evaluation, &["feed-a"])   -> WhatIf      (loses_power/cooling/
+//!                                                                      network, loses_redundancy)
+//! status::status(&observation, now, &policy)          -> dcim_points::Status
+//! status::device_statuses(&live, devices, &maint, now, &policy)
+//! ```
+//!
+//! A typical server loop keeps one [`Live`], updates it with every ingested sample, and on a
+//! tick (or on a state-relevant sample) recomputes states and the evaluation, then diffs the
+//! subsystem and rack levels against the previous evaluation to raise redundancy alarms.
+//!
+//! Definitions of every number are in [`engine`]; state rules in [`state::component_state`].
+
+pub mod engine;
+pub mod fixture;
+pub mod model;
+pub mod state;
+pub mod status;
+
+pub use engine::{
+    ComponentHealth, Evaluation, LevelChange, RideThrough, SubsystemHealth, SupplyHealth,
+    UnknownComponent, WhatIf, evaluate, what_if,
+};
+pub use model::{
+    Binding, CompIdx, Component, Group, Kind, Redundancy, Site, SiteError, Subsystem, TankSpec,
+};
+pub use state::{CompState, ComponentState, Live, component_state, component_states};
+pub use status::{Observation, StatusPolicy, device_statuses, status};

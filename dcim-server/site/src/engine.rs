@@ -1,0 +1,770 @@
+//! The redundancy engine: supply, redundancy levels, independent paths, N-1 spare capacity,
+//! single points of failure, buffer-tank ride-through, and what-if queries.
+//!
+//! Definitions (for a component `c` and a subsystem `s` it consumes):
+//! - *available*: `c` conducts (state up or unknown) and every group of `c` has at least `need`
+//!   available members.
+//! - *supplied in `s`*: `c` conducts and every group of `c` in `s` is satisfied.
+//! - *group level*: with `a` available members and `k = max(need, k_cap)` required, where
+//!   `k_cap` is the fewest members whose ratings cover the group's demand: `a >= 2k` -> 2N,
+//!   `a >= k+1` -> N+1, `a == k` -> N, else below N (also when the available ratings do not
+//!   cover the demand). A group whose only member is a place (room, row) takes that member's
+//!   level instead.
+//! - *level* of `c` in `s`: below N when not supplied; otherwise the lowest level of its groups
+//!   in `s`, capped at N when `c` has a single point of failure. A component with no group in
+//!   its own subsystem is a source: N.
+//! - *single point of failure* of `c`: an available, non-place ancestor whose failure alone
+//!   leaves `c` unsupplied (exact, by simulation on the ancestor closure).
+//! - *live paths*: the largest number of node-disjoint chains of available equipment from
+//!   sources to `c` (places can be shared).
+//! - *demand* of a group: the sum of its members' loads (measured, else estimated: a consumer's
+//!   load split evenly across the members of the group that feeds it). *Spare after one more
+//!   failure*: sum of available ratings - the largest available rating - demand.
+//! - *designed*: the same computation with every component up and no capacity limit, unless
+//!   the site file declares `design` for the component.
+//! - *subsystem*: the worst level over its consumers (components that consume `s` and that
+//!   nothing consumes from in `s`; the racks in a normal site).
+//!
+//! Every failure can only lower levels and paths: availability is monotone in the set of
+//! working components, loads do not depend on availability, and the cap by single points of
+//! failure only tightens.
+
+use crate::model::{CompIdx, Kind, Redundancy, Site, Subsystem};
+use crate::state::{CompState, ComponentState};
+use serde::Serialize;
+
+/// Supply health of one component in one subsystem.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SupplyHealth {
+    pub subsystem: Subsystem,
+    pub supplied: bool,
+    pub designed: Redundancy,
+    pub current: Redundancy,
+    pub designed_paths: u32,
+    pub live_paths: u32,
+    /// Spare capacity of the component's own groups if any one more member fails (worst
+    /// group), in the subsystem's unit; `None` when ratings or loads are unknown.
+    pub spare_after_one: Option<f64>,
+    /// Ids of ancestors whose failure alone would cut this supply.
+    pub single_points_of_failure: Vec<String>,
+}
+
+/// Health of one component.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComponentHealth {
+    pub id: String,
+    pub kind: Kind,
+    pub state: CompState,
+    pub available: bool,
+    /// Effective load (measured or estimated) per subsystem.
+    pub load: [Option<f64>; 3],
+    pub supply: Vec<SupplyHealth>,
+}
+
+impl ComponentHealth {
+    pub fn supply(&self, s: Subsystem) -> Option<&SupplyHealth> {
+        self.supply.iter().find(|h| h.subsystem == s)
+    }
+}
+
+/// Health of a whole subsystem.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubsystemHealth {
+    pub subsystem: Subsystem,
+    pub designed: Redundancy,
+    pub current: Redundancy,
+    /// Consumers the level is taken over (racks, normally).
+    pub consumers: u32,
+    /// Fewest live paths of any consumer.
+    pub min_live_paths: u32,
+    /// Consumers that have lost this supply.
+    pub lost: Vec<String>,
+    /// Consumers whose level is below their designed level.
+    pub degraded: Vec<String>,
+    /// Worst spare capacity after one more failure over every group in the subsystem.
+    pub spare_after_one: Option<f64>,
+    /// The component whose group has that worst spare.
+    pub spare_after_one_at: Option<String>,
+    /// Union of the consumers' single points of failure.
+    pub single_points_of_failure: Vec<String>,
+    /// Components of the subsystem whose state is unknown / in maintenance / down.
+    pub unknown: Vec<String>,
+    pub maintenance: Vec<String>,
+    pub down: Vec<String>,
+}
+
+/// Buffer-tank ride-through at the current heat load.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RideThrough {
+    pub tank: String,
+    /// Minutes of cooling the stored water gives at the current heat load; `None` when the
+    /// tank temperature or the heat load is unknown.
+    pub minutes: Option<f64>,
+    pub heat_load_kw: Option<f64>,
+    pub tank_temp_c: Option<f64>,
+    pub level_pct: Option<f64>,
+    pub chillers_available: u32,
+    pub chillers_total: u32,
+}
+
+/// The result of one evaluation of the site.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// In the order of [`Site::components`].
+    pub components: Vec<ComponentHealth>,
+    /// Power, cooling, network (only those present in the site).
+    pub subsystems: Vec<SubsystemHealth>,
+    pub ride_through: Vec<RideThrough>,
+}
+
+impl Evaluation {
+    pub fn subsystem(&self, s: Subsystem) -> Option<&SubsystemHealth> {
+        self.subsystems.iter().find(|h| h.subsystem == s)
+    }
+
+    pub fn component<'a>(&'a self, site: &Site, id: &str) -> Option<&'a ComponentHealth> {
+        site.index_of(id).map(|i| &self.components[i])
+    }
+}
+
+/// A change of level caused by a what-if.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LevelChange {
+    pub id: String,
+    pub subsystem: Subsystem,
+    pub before: Redundancy,
+    pub after: Redundancy,
+}
+
+/// The answer to "what if these components failed".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WhatIf {
+    pub failed: Vec<String>,
+    /// Components (other than the failed ones) that lose their supply, per subsystem.
+    pub loses_power: Vec<String>,
+    pub loses_cooling: Vec<String>,
+    pub loses_network: Vec<String>,
+    /// Components still supplied whose level drops.
+    pub loses_redundancy: Vec<LevelChange>,
+    /// The whole evaluation after the failures.
+    pub after: Evaluation,
+}
+
+/// A what-if named a component that is not in the site.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown component `{0}`")]
+pub struct UnknownComponent(pub String);
+
+// ------------------------------------------------------------------ engine
+
+struct Ctx<'a> {
+    site: &'a Site,
+    conducts: Vec<bool>,
+    avail: Vec<bool>,
+    /// Effective load per component and subsystem.
+    load: Vec<[Option<f64>; 3]>,
+    capacity: bool,
+    // scratch
+    mark: Vec<u32>,
+    stamp: u32,
+    local: Vec<bool>,
+}
+
+fn availability(site: &Site, conducts: &[bool]) -> Vec<bool> {
+    let mut avail = vec![false; conducts.len()];
+    for (i, c) in site.components.iter().enumerate() {
+        avail[i] = conducts[i]
+            && c.groups
+                .iter()
+                .all(|g| g.members.iter().filter(|&&m| avail[m]).count() >= g.need as usize);
+    }
+    avail
+}
+
+fn effective_loads(site: &Site, states: &[ComponentState]) -> Vec<[Option<f64>; 3]> {
+    let n = site.components.len();
+    let mut load: Vec<[Option<f64>; 3]> = states.iter().map(|s| s.load).collect();
+    let mut est: Vec<[Option<f64>; 3]> = vec![[None; 3]; n];
+    for i in (0..n).rev() {
+        for s in Subsystem::ALL {
+            let si = s.idx();
+            if load[i][si].is_none() {
+                load[i][si] = est[i][si];
+            }
+        }
+        let c = &site.components[i];
+        for g in &c.groups {
+            let si = g.subsystem.idx();
+            if let Some(l) = load[i][si] {
+                let share = l / g.members.len() as f64;
+                for &m in &g.members {
+                    *est[m][si].get_or_insert(0.0) += share;
+                }
+            }
+        }
+    }
+    load
+}
+
+fn count_level(a: usize, k: usize) -> Redundancy {
+    if a >= 2 * k {
+        Redundancy::TwoN
+    } else if a > k {
+        Redundancy::NPlus1
+    } else if a == k {
+        Redundancy::N
+    } else {
+        Redundancy::BelowN
+    }
+}
+
+impl<'a> Ctx<'a> {
+    fn new(site: &'a Site, conducts: Vec<bool>, states: &[ComponentState], capacity: bool) -> Self {
+        let n = site.components.len();
+        let avail = availability(site, &conducts);
+        let load = if capacity {
+            effective_loads(site, states)
+        } else {
+            vec![[None; 3]; n]
+        };
+        Ctx {
+            site,
+            conducts,
+            avail,
+            load,
+            capacity,
+            mark: vec![0; n],
+            stamp: 0,
+            local: vec![false; n],
+        }
+    }
+
+    fn supplied(&self, i: CompIdx, s: Subsystem) -> bool {
+        self.conducts[i]
+            && self.site.components[i]
+                .groups
+                .iter()
+                .filter(|g| g.subsystem == s)
+                .all(|g| g.members.iter().filter(|&&m| self.avail[m]).count() >= g.need as usize)
+    }
+
+    /// Demand on a group (sum of member loads) and (level, spare-after-one) of the group.
+    fn group_eval(&self, g: &crate::model::Group) -> (Redundancy, Option<f64>) {
+        let si = g.subsystem.idx();
+        let avail: Vec<CompIdx> = g
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| self.avail[m])
+            .collect();
+        let need = g.need as usize;
+        let mut k = need;
+        let mut spare = None;
+        let mut overloaded = false;
+        if self.capacity {
+            let demand: Option<f64> = g
+                .members
+                .iter()
+                .filter_map(|&m| self.load[m][si])
+                .fold(None, |acc, x| Some(acc.unwrap_or(0.0) + x));
+            let ratings: Option<Vec<f64>> = avail
+                .iter()
+                .map(|&m| self.site.components[m].rating)
+                .collect();
+            if let (Some(d), Some(mut r)) = (demand, ratings) {
+                r.sort_by(f64::total_cmp);
+                let total: f64 = r.iter().sum();
+                let max = r.last().copied().unwrap_or(0.0);
+                spare = Some(total - max - d);
+                if total < d {
+                    overloaded = true;
+                } else {
+                    let mut acc = 0.0;
+                    let mut kc = 0;
+                    for x in &r {
+                        if acc >= d {
+                            break;
+                        }
+                        acc += x;
+                        kc += 1;
+                    }
+                    k = k.max(kc);
+                }
+            }
+        }
+        let lvl = if overloaded {
+            Redundancy::BelowN
+        } else {
+            count_level(avail.len(), k)
+        };
+        (lvl, spare)
+    }
+
+    /// Available ancestors reached through the groups of `c` in `s`, in topological order.
+    fn closure(&mut self, c: CompIdx, s: Subsystem) -> Vec<CompIdx> {
+        self.stamp += 1;
+        let stamp = self.stamp;
+        let mut stack: Vec<CompIdx> = Vec::new();
+        for g in self.site.components[c]
+            .groups
+            .iter()
+            .filter(|g| g.subsystem == s)
+        {
+            for &m in &g.members {
+                if self.avail[m] && self.mark[m] != stamp {
+                    self.mark[m] = stamp;
+                    stack.push(m);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(x) = stack.pop() {
+            out.push(x);
+            for g in &self.site.components[x].groups {
+                for &m in &g.members {
+                    if self.avail[m] && self.mark[m] != stamp {
+                        self.mark[m] = stamp;
+                        stack.push(m);
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Whether `c` stays supplied in `s` when `failed` fails, computed on the closure `anc`
+    /// (marked with the current stamp).
+    fn survives_without(
+        &mut self,
+        c: CompIdx,
+        s: Subsystem,
+        anc: &[CompIdx],
+        failed: CompIdx,
+    ) -> bool {
+        let stamp = self.stamp;
+        for &x in anc {
+            let ok = x != failed
+                && self.site.components[x].groups.iter().all(|g| {
+                    g.members
+                        .iter()
+                        .filter(|&&m| self.mark[m] == stamp && self.local[m])
+                        .count()
+                        >= g.need as usize
+                });
+            self.local[x] = ok;
+        }
+        self.site.components[c]
+            .groups
+            .iter()
+            .filter(|g| g.subsystem == s)
+            .all(|g| {
+                g.members
+                    .iter()
+                    .filter(|&&m| self.mark[m] == stamp && self.local[m])
+                    .count()
+                    >= g.need as usize
+            })
+    }
+
+    /// Node-disjoint paths from sources to `c` through the closure (places uncapacitated).
+    fn live_paths(&self, c: CompIdx, s: Subsystem, anc: &[CompIdx]) -> u32 {
+        if anc.is_empty() {
+            return 0;
+        }
+        // Local nodes: for each ancestor j: in = 2j, out = 2j+1; source = 2n, sink = 2n+1.
+        let n = anc.len();
+        let pos = |x: CompIdx| anc.binary_search(&x).ok();
+        let (src, sink) = (2 * n, 2 * n + 1);
+        let mut adj: Vec<Vec<usize>> = vec![Vec::new(); 2 * n + 2];
+        let mut to: Vec<usize> = Vec::new();
+        let mut cap: Vec<u32> = Vec::new();
+        let mut add = |adj: &mut Vec<Vec<usize>>, u: usize, v: usize, c: u32| {
+            adj[u].push(to.len());
+            to.push(v);
+            cap.push(c);
+            adj[v].push(to.len());
+            to.push(u);
+            cap.push(0);
+        };
+        const INF: u32 = u32::MAX / 4;
+        for (j, &x) in anc.iter().enumerate() {
+            let comp = &self.site.components[x];
+            let node_cap = if comp.kind.is_passive() { INF } else { 1 };
+            add(&mut adj, 2 * j, 2 * j + 1, node_cap);
+            if comp.groups.is_empty() {
+                add(&mut adj, src, 2 * j, 1);
+            }
+            for g in &comp.groups {
+                for &m in &g.members {
+                    if let Some(p) = pos(m) {
+                        add(&mut adj, 2 * p + 1, 2 * j, INF);
+                    }
+                }
+            }
+        }
+        for g in self.site.components[c]
+            .groups
+            .iter()
+            .filter(|g| g.subsystem == s)
+        {
+            for &m in &g.members {
+                if let Some(p) = pos(m) {
+                    add(&mut adj, 2 * p + 1, sink, INF);
+                }
+            }
+        }
+        let mut flow = 0u32;
+        loop {
+            let mut prev: Vec<Option<usize>> = vec![None; 2 * n + 2];
+            let mut seen = vec![false; 2 * n + 2];
+            seen[src] = true;
+            let mut q = std::collections::VecDeque::from([src]);
+            while let Some(u) = q.pop_front() {
+                if u == sink {
+                    break;
+                }
+                for &e in &adj[u] {
+                    let v = to[e];
+                    if cap[e] > 0 && !seen[v] {
+                        seen[v] = true;
+                        prev[v] = Some(e);
+                        q.push_back(v);
+                    }
+                }
+            }
+            if !seen[sink] {
+                break;
+            }
+            let mut v = sink;
+            while let Some(e) = prev[v] {
+                cap[e] -= 1;
+                cap[e ^ 1] += 1;
+                v = to[e ^ 1];
+            }
+            flow += 1;
+        }
+        flow
+    }
+}
+
+struct PairResult {
+    supplied: bool,
+    level: Redundancy,
+    paths: u32,
+    spare: Option<f64>,
+    spofs: Vec<CompIdx>,
+}
+
+fn pairs_of(site: &Site, i: CompIdx) -> Vec<Subsystem> {
+    let c = &site.components[i];
+    let mut v: Vec<Subsystem> = Subsystem::ALL
+        .into_iter()
+        .filter(|s| c.consumes(*s))
+        .collect();
+    if let Some(own) = c.kind.subsystem()
+        && !v.contains(&own)
+    {
+        v.insert(0, own);
+    }
+    v.sort();
+    v
+}
+
+/// Computes every (component, subsystem) pair. `levels[i][s]` is filled in topological order.
+fn compute(ctx: &mut Ctx<'_>, with_spofs: bool) -> Vec<Vec<(Subsystem, PairResult)>> {
+    let site = ctx.site;
+    let n = site.components.len();
+    let mut levels: Vec<[Redundancy; 3]> = vec![[Redundancy::BelowN; 3]; n];
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = &site.components[i];
+        let mut res = Vec::new();
+        for s in pairs_of(site, i) {
+            let supplied = ctx.supplied(i, s);
+            let groups: Vec<&crate::model::Group> =
+                c.groups.iter().filter(|g| g.subsystem == s).collect();
+            let mut r = PairResult {
+                supplied,
+                level: Redundancy::BelowN,
+                paths: 0,
+                spare: None,
+                spofs: Vec::new(),
+            };
+            if groups.is_empty() {
+                // A source.
+                r.level = if supplied {
+                    Redundancy::N
+                } else {
+                    Redundancy::BelowN
+                };
+                r.paths = u32::from(supplied && ctx.avail[i]);
+            } else if supplied {
+                let mut lvl = Redundancy::TwoN;
+                for g in &groups {
+                    let (gl, spare) = ctx.group_eval(g);
+                    let m0 = g.members[0];
+                    let gl = if g.members.len() == 1
+                        && g.need == 1
+                        && site.components[m0].kind.is_passive()
+                    {
+                        // A place passes the level of its own supply through.
+                        if ctx.avail[m0] {
+                            levels[m0][g.subsystem.idx()]
+                        } else {
+                            Redundancy::BelowN
+                        }
+                    } else {
+                        gl
+                    };
+                    lvl = lvl.min(gl);
+                    r.spare = match (r.spare, spare) {
+                        (Some(a), Some(b)) => Some(f64::min(a, b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                let anc = ctx.closure(i, s);
+                if with_spofs {
+                    for &a in &anc {
+                        if site.components[a].kind.is_passive() {
+                            continue;
+                        }
+                        if !ctx.survives_without(i, s, &anc, a) {
+                            r.spofs.push(a);
+                        }
+                    }
+                }
+                if !r.spofs.is_empty() {
+                    lvl = lvl.min(Redundancy::N);
+                }
+                r.level = lvl;
+                r.paths = ctx.live_paths(i, s, &anc);
+            }
+            levels[i][s.idx()] = r.level;
+            res.push((s, r));
+        }
+        out.push(res);
+    }
+    out
+}
+
+/// Evaluates the whole site from the component states (see the module docs for definitions).
+pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
+    assert_eq!(
+        states.len(),
+        site.components.len(),
+        "one state per component, in site order"
+    );
+    let conducts: Vec<bool> = states.iter().map(|s| s.state.conducts()).collect();
+    let mut ctx = Ctx::new(site, conducts, states, true);
+    let current = compute(&mut ctx, true);
+    let mut dctx = Ctx::new(site, vec![true; site.components.len()], states, false);
+    let designed = compute(&mut dctx, true);
+
+    let mut components = Vec::with_capacity(site.components.len());
+    for (i, c) in site.components.iter().enumerate() {
+        let supply = current[i]
+            .iter()
+            .zip(&designed[i])
+            .map(|((s, r), (_, d))| SupplyHealth {
+                subsystem: *s,
+                supplied: r.supplied,
+                designed: c.design.unwrap_or(d.level),
+                current: r.level,
+                designed_paths: d.paths,
+                live_paths: r.paths,
+                spare_after_one: r.spare,
+                single_points_of_failure: r
+                    .spofs
+                    .iter()
+                    .map(|&a| site.components[a].id.clone())
+                    .collect(),
+            })
+            .collect();
+        components.push(ComponentHealth {
+            id: c.id.clone(),
+            kind: c.kind,
+            state: states[i].state,
+            available: ctx.avail[i],
+            load: ctx.load[i],
+            supply,
+        });
+    }
+
+    let mut subsystems = Vec::new();
+    for s in Subsystem::ALL {
+        let members: Vec<CompIdx> = (0..site.components.len())
+            .filter(|&i| {
+                site.components[i].kind.subsystem() == Some(s) || site.components[i].consumes(s)
+            })
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let mut consumers: Vec<CompIdx> = members
+            .iter()
+            .copied()
+            .filter(|&i| {
+                site.components[i].consumes(s)
+                    && !site.children[i]
+                        .iter()
+                        .any(|&(d, gi)| site.components[d].groups[gi].subsystem == s)
+            })
+            .collect();
+        if consumers.is_empty() {
+            consumers = members.clone();
+        }
+        let mut h = SubsystemHealth {
+            subsystem: s,
+            designed: Redundancy::TwoN,
+            current: Redundancy::TwoN,
+            consumers: consumers.len() as u32,
+            min_live_paths: u32::MAX,
+            lost: Vec::new(),
+            degraded: Vec::new(),
+            spare_after_one: None,
+            spare_after_one_at: None,
+            single_points_of_failure: Vec::new(),
+            unknown: Vec::new(),
+            maintenance: Vec::new(),
+            down: Vec::new(),
+        };
+        for &i in &consumers {
+            let Some(sh) = components[i].supply(s) else {
+                continue;
+            };
+            h.designed = h.designed.min(sh.designed);
+            h.current = h.current.min(sh.current);
+            h.min_live_paths = h.min_live_paths.min(sh.live_paths);
+            if !sh.supplied {
+                h.lost.push(site.components[i].id.clone());
+            } else if sh.current < sh.designed {
+                h.degraded.push(site.components[i].id.clone());
+            }
+            h.single_points_of_failure
+                .extend(sh.single_points_of_failure.iter().cloned());
+        }
+        if h.min_live_paths == u32::MAX {
+            h.min_live_paths = 0;
+        }
+        h.single_points_of_failure.sort();
+        h.single_points_of_failure.dedup();
+        for &i in &members {
+            if let Some(sh) = components[i].supply(s)
+                && let Some(sp) = sh.spare_after_one
+                && h.spare_after_one.is_none_or(|cur| sp < cur)
+            {
+                h.spare_after_one = Some(sp);
+                h.spare_after_one_at = Some(site.components[i].id.clone());
+            }
+            if site.components[i].kind.subsystem() == Some(s) {
+                let id = site.components[i].id.clone();
+                match states[i].state {
+                    CompState::Unknown => h.unknown.push(id),
+                    CompState::Maintenance => h.maintenance.push(id),
+                    CompState::Down => h.down.push(id),
+                    CompState::Up => {}
+                }
+            }
+        }
+        subsystems.push(h);
+    }
+
+    let chillers: Vec<CompIdx> = (0..site.components.len())
+        .filter(|&i| site.components[i].kind == Kind::Chiller)
+        .collect();
+    let chillers_available = chillers.iter().filter(|&&i| ctx.avail[i]).count() as u32;
+    let mut ride_through = Vec::new();
+    for (i, c) in site.components.iter().enumerate() {
+        let Some(t) = &c.tank else { continue };
+        let heat: Option<f64> = t
+            .covers
+            .iter()
+            .filter_map(|&r| ctx.load[r][Subsystem::Cooling.idx()])
+            .fold(None, |a, x| Some(a.unwrap_or(0.0) + x));
+        let temp = states[i].readings.get("buffer_tank.temp").copied();
+        let level = states[i].readings.get("buffer_tank.level_pct").copied();
+        let minutes = match (heat, temp) {
+            (Some(q), Some(tc)) if q > 0.0 && ctx.conducts[i] => {
+                let frac = level.map(|l| (l / 100.0).clamp(0.0, 1.0)).unwrap_or(1.0);
+                let kj = t.volume_m3 * frac * 1000.0 * 4.186 * (t.max_supply_c - tc).max(0.0);
+                Some(kj / q / 60.0)
+            }
+            (Some(_), Some(_)) => Some(0.0),
+            _ => None,
+        };
+        ride_through.push(RideThrough {
+            tank: c.id.clone(),
+            minutes,
+            heat_load_kw: heat,
+            tank_temp_c: temp,
+            level_pct: level,
+            chillers_available,
+            chillers_total: chillers.len() as u32,
+        });
+    }
+
+    Evaluation {
+        components,
+        subsystems,
+        ride_through,
+    }
+}
+
+/// Fails `failed` on a copy of the states and reports what loses supply or redundancy
+/// compared with `before` (the evaluation of `states`, usually cached by the caller).
+pub fn what_if(
+    site: &Site,
+    states: &[ComponentState],
+    before: &Evaluation,
+    failed: &[&str],
+) -> Result<WhatIf, UnknownComponent> {
+    let mut idx = Vec::new();
+    for id in failed {
+        idx.push(
+            site.index_of(id)
+                .ok_or_else(|| UnknownComponent((*id).to_owned()))?,
+        );
+    }
+    let mut copy = states.to_vec();
+    for &i in &idx {
+        copy[i].state = CompState::Down;
+        copy[i].reason = "what-if: failed".into();
+    }
+    let after = evaluate(site, &copy);
+    let mut w = WhatIf {
+        failed: failed.iter().map(|s| (*s).to_owned()).collect(),
+        loses_power: Vec::new(),
+        loses_cooling: Vec::new(),
+        loses_network: Vec::new(),
+        loses_redundancy: Vec::new(),
+        after: Evaluation {
+            components: Vec::new(),
+            subsystems: Vec::new(),
+            ride_through: Vec::new(),
+        },
+    };
+    for (i, (b, a)) in before.components.iter().zip(&after.components).enumerate() {
+        if idx.contains(&i) {
+            continue;
+        }
+        for (sb, sa) in b.supply.iter().zip(&a.supply) {
+            if sb.supplied && !sa.supplied {
+                match sb.subsystem {
+                    Subsystem::Power => w.loses_power.push(b.id.clone()),
+                    Subsystem::Cooling => w.loses_cooling.push(b.id.clone()),
+                    Subsystem::Network => w.loses_network.push(b.id.clone()),
+                }
+            } else if sa.supplied && sa.current < sb.current {
+                w.loses_redundancy.push(LevelChange {
+                    id: b.id.clone(),
+                    subsystem: sb.subsystem,
+                    before: sb.current,
+                    after: sa.current,
+                });
+            }
+        }
+    }
+    w.after = after;
+    Ok(w)
+}

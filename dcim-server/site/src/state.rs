@@ -1,0 +1,318 @@
+//! Component state from live values: a pure function of the latest samples and `now_ms`.
+
+use crate::model::{Binding, Component, Kind, Site, Subsystem};
+use dcim_points::{Quality, Sample, Value};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// State of a component as the redundancy engine sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompState {
+    Up,
+    Down,
+    /// Its state points are missing, stale, bad or comm-lost. Unknown components still carry
+    /// supply in the engine (an unreachable meter does not cut power); they are counted apart.
+    Unknown,
+    /// Taken out of service by an operator: carries no supply.
+    Maintenance,
+}
+
+impl CompState {
+    /// Whether the component carries supply downstream.
+    pub fn conducts(self) -> bool {
+        matches!(self, CompState::Up | CompState::Unknown)
+    }
+}
+
+/// State and measured loads of one component.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComponentState {
+    pub state: CompState,
+    /// Measured load per subsystem (index by `Subsystem as usize`), in the subsystem's unit.
+    pub load: [Option<f64>; 3],
+    /// Why the state is what it is (first deciding point), for operators.
+    pub reason: String,
+    /// Fresh, good numeric readings of the bound points, by role (e.g. `buffer_tank.temp`).
+    pub readings: BTreeMap<String, f64>,
+}
+
+impl ComponentState {
+    pub fn up() -> ComponentState {
+        ComponentState {
+            state: CompState::Up,
+            load: [None; 3],
+            reason: String::new(),
+            readings: BTreeMap::new(),
+        }
+    }
+    pub fn load(&self, s: Subsystem) -> Option<f64> {
+        self.load[s.idx()]
+    }
+}
+
+/// The latest sample of every point, indexed by `(device, role)`.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    by_device_role: HashMap<(String, String), Vec<Sample>>,
+}
+
+impl Live {
+    pub fn new() -> Live {
+        Live::default()
+    }
+
+    /// Builds the table from any samples; for each `(device, point)` the newest one wins.
+    pub fn from_samples<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Live {
+        let mut live = Live::new();
+        for s in samples {
+            live.update(s.clone());
+        }
+        live
+    }
+
+    /// Inserts a sample, keeping only the newest per `(device, point)`.
+    pub fn update(&mut self, s: Sample) {
+        let v = self
+            .by_device_role
+            .entry((s.device.clone(), s.role.as_str().to_owned()))
+            .or_default();
+        if let Some(old) = v.iter_mut().find(|o| o.point == s.point) {
+            if s.ts_ms >= old.ts_ms {
+                *old = s;
+            }
+        } else {
+            v.push(s);
+        }
+    }
+
+    /// The newest sample matching a binding (device, role and a subset of labels).
+    pub fn get(&self, b: &Binding) -> Option<&Sample> {
+        self.by_device_role
+            .get(&(b.device.clone(), b.role.as_str().to_owned()))?
+            .iter()
+            .filter(|s| b.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .max_by_key(|s| s.ts_ms)
+    }
+
+    /// Every sample of a device.
+    pub fn device_samples(&self, device: &str) -> impl Iterator<Item = &Sample> {
+        self.by_device_role
+            .iter()
+            .filter(move |((d, _), _)| d == device)
+            .flat_map(|(_, v)| v.iter())
+    }
+
+    /// Every device with at least one sample.
+    pub fn devices(&self) -> BTreeSet<&str> {
+        self.by_device_role
+            .keys()
+            .map(|(d, _)| d.as_str())
+            .collect()
+    }
+}
+
+/// What one bound point says about its component.
+enum Verdict {
+    Up,
+    Down(String),
+    /// A state point without usable evidence.
+    NoEvidence(String),
+    /// A point that does not decide the state (e.g. a measurement).
+    Neutral,
+}
+
+fn fresh(s: &Sample, now_ms: i64, stale_after_ms: i64) -> bool {
+    s.quality == Quality::Good && now_ms - s.ts_ms <= stale_after_ms && s.value.is_some()
+}
+
+fn judge(site: &Site, c: &Component, b: &Binding, s: Option<&Sample>, now_ms: i64) -> Verdict {
+    let role = b.role.as_str();
+    let is_state = matches!(
+        role,
+        "feed.breaker_closed"
+            | "pdu.breaker_closed"
+            | "feed.voltage"
+            | "ups.output_voltage"
+            | "ats.source"
+            | "chiller.running"
+            | "chiller.fault"
+            | "crah.running"
+            | "crah.fault"
+            | "loop.flow"
+            | "link.up"
+            | "device.online"
+            | "battery.contactor_closed"
+    ) || (role == "fire.stage" && c.kind == Kind::BatteryRoom);
+    if !is_state {
+        return Verdict::Neutral;
+    }
+    let what = format!("{} {}", b.device, role);
+    let Some(s) = s else {
+        return Verdict::NoEvidence(format!("{what}: no sample"));
+    };
+    if !fresh(s, now_ms, site.stale_after_ms) {
+        let q = if s.quality == Quality::Good {
+            "stale"
+        } else {
+            s.quality.as_str()
+        };
+        return Verdict::NoEvidence(format!("{what}: {q}"));
+    }
+    let v = s.value.as_ref().expect("fresh implies a value");
+    let down = |why: &str| Verdict::Down(format!("{what}: {why}"));
+    match role {
+        "feed.breaker_closed"
+        | "pdu.breaker_closed"
+        | "chiller.running"
+        | "crah.running"
+        | "link.up"
+        | "device.online"
+        | "battery.contactor_closed" => match v.as_bool() {
+            Some(true) => Verdict::Up,
+            Some(false) => down("false"),
+            None => Verdict::NoEvidence(format!("{what}: not a boolean")),
+        },
+        "chiller.fault" | "crah.fault" => match v.as_bool() {
+            Some(false) => Verdict::Up,
+            Some(true) => down("fault"),
+            None => Verdict::NoEvidence(format!("{what}: not a boolean")),
+        },
+        "feed.voltage" | "ups.output_voltage" => match v.as_f64() {
+            None => Verdict::NoEvidence(format!("{what}: not a number")),
+            Some(x) => match c.nominal_v {
+                Some(nom) if nom > 0.0 => {
+                    if (x - nom).abs() <= nom * site.voltage_tolerance {
+                        Verdict::Up
+                    } else {
+                        down(&format!(
+                            "{x} V outside {nom} V ±{:.0} %",
+                            site.voltage_tolerance * 100.0
+                        ))
+                    }
+                }
+                _ if x > 0.0 => Verdict::Up,
+                _ => down("no voltage"),
+            },
+        },
+        "ats.source" => match v {
+            Value::Text(t) if t.eq_ignore_ascii_case("none") || t.is_empty() => {
+                down("on no source")
+            }
+            Value::Text(_) => Verdict::Up,
+            Value::Number(n) if *n == 0.0 => down("on no source"),
+            Value::Number(_) => Verdict::Up,
+            Value::Bool(b) => {
+                if *b {
+                    Verdict::Up
+                } else {
+                    down("on no source")
+                }
+            }
+        },
+        "loop.flow" => match v.as_f64() {
+            Some(x) if x > 0.0 => Verdict::Up,
+            Some(_) => down("no flow"),
+            None => Verdict::NoEvidence(format!("{what}: not a number")),
+        },
+        "fire.stage" => match v.as_f64() {
+            // Stage values: 0 normal, 1 pre-alarm, 2 = stage 1 (battery power cut) and above.
+            Some(x) if x >= 2.0 => down(&format!("fire stage value {x}: battery power cut")),
+            Some(_) => Verdict::Up,
+            None => Verdict::NoEvidence(format!("{what}: not a number")),
+        },
+        _ => Verdict::Neutral,
+    }
+}
+
+/// Roles that carry a measured load, and the subsystems they load.
+fn load_roles(kind: Kind, role: &str) -> &'static [Subsystem] {
+    match role {
+        "feed.power_kw" | "ups.output_kw" | "pdu.power_kw" => &[Subsystem::Power],
+        // A rack's IT power is both its electrical load and its heat load.
+        "it.power_kw" if kind == Kind::Rack => &[Subsystem::Power, Subsystem::Cooling],
+        "it.power_kw" => &[Subsystem::Power],
+        "chiller.load_kw" | "crah.cooling_kw" => &[Subsystem::Cooling],
+        "link.throughput_gbps" => &[Subsystem::Network],
+        _ => &[],
+    }
+}
+
+/// State of one component from the live values. Rules (the same for every kind; which roles a
+/// component binds decides which rules apply):
+///
+/// - in `maintenance` -> `Maintenance`;
+/// - any bound state point with a good, fresh value saying "down" -> `Down`: a breaker
+///   (`feed.breaker_closed`, `pdu.breaker_closed`) open; `feed.voltage`/`ups.output_voltage`
+///   outside `nominal_v` ± tolerance (or <= 0 without a nominal); `ats.source` = none/0;
+///   `chiller.running`/`crah.running`/`link.up`/`device.online`/`battery.contactor_closed`
+///   false; `chiller.fault`/`crah.fault` true; `loop.flow` <= 0; for a battery room,
+///   `fire.stage` >= 2 (stage 1 or above: battery power cut);
+/// - otherwise any bound state point without usable evidence (missing, older than
+///   `stale_after_ms`, or quality stale/bad/comm_lost) -> `Unknown`;
+/// - otherwise `Up` (also when nothing is bound: unmonitored plant is assumed up).
+///
+/// Loads: `feed.power_kw`, `ups.output_kw`, `pdu.power_kw`, `it.power_kw` (power; a rack's
+/// also counts as its heat load), `chiller.load_kw`, `crah.cooling_kw` (cooling),
+/// `link.throughput_gbps` (network); summed over bindings, fresh good values only.
+pub fn component_state(
+    site: &Site,
+    c: &Component,
+    live: &Live,
+    maintenance: bool,
+    now_ms: i64,
+) -> ComponentState {
+    let mut load: [Option<f64>; 3] = [None; 3];
+    let mut readings = BTreeMap::new();
+    let mut down = None;
+    let mut unknown = None;
+    for b in &c.bindings {
+        let s = live.get(b);
+        if let Some(s) = s
+            && fresh(s, now_ms, site.stale_after_ms)
+            && let Some(x) = s.value.as_ref().and_then(Value::as_f64)
+        {
+            for sub in load_roles(c.kind, b.role.as_str()) {
+                *load[sub.idx()].get_or_insert(0.0) += x;
+            }
+            readings.entry(b.role.as_str().to_owned()).or_insert(x);
+        }
+        match judge(site, c, b, s, now_ms) {
+            Verdict::Down(r) => {
+                down.get_or_insert(r);
+            }
+            Verdict::NoEvidence(r) => {
+                unknown.get_or_insert(r);
+            }
+            Verdict::Up | Verdict::Neutral => {}
+        }
+    }
+    let (state, reason) = if maintenance {
+        (CompState::Maintenance, "in maintenance".to_owned())
+    } else if let Some(r) = down {
+        (CompState::Down, r)
+    } else if let Some(r) = unknown {
+        (CompState::Unknown, r)
+    } else {
+        (CompState::Up, String::new())
+    };
+    ComponentState {
+        state,
+        load,
+        reason,
+        readings,
+    }
+}
+
+/// States of every component, in the order of [`Site::components`].
+pub fn component_states(
+    site: &Site,
+    live: &Live,
+    maintenance: &BTreeSet<String>,
+    now_ms: i64,
+) -> Vec<ComponentState> {
+    site.components
+        .iter()
+        .map(|c| component_state(site, c, live, maintenance.contains(&c.id), now_ms))
+        .collect()
+}
