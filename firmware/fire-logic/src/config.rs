@@ -1,0 +1,462 @@
+//! Configuration: thresholds, confirmation, delays, plausibility and corroboration rules.
+//!
+//! [`Config::validate`] rejects an invalid configuration with the field and the reason; nothing
+//! is ever clamped.
+
+use core::fmt;
+
+use crate::types::DeciC;
+
+/// The largest confirmation sample count (`Config::confirm_samples`).
+pub const MAX_CONFIRM_SAMPLES: u8 = 8;
+/// The confirmation window (`confirm_samples` x slowest expected period) may not exceed this.
+pub const MAX_CONFIRM_WINDOW_MS: u32 = 1_000;
+/// The pre-discharge warning may not exceed this.
+pub const MAX_GAS_WARNING_MS: u32 = 60_000;
+/// The contactor (and other) feedback may disagree with the command for at most this long
+/// before a fault is reported.
+pub const MAX_FEEDBACK_MISMATCH_MS: u32 = 100;
+
+/// Which independent evidence counts as corroboration for stage 2 and later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Corroboration {
+    /// A second valid temperature source at or above the previous stage's threshold.
+    pub second_temperature: bool,
+    /// A confirmed smoke detection.
+    pub smoke: bool,
+    /// Off-gas at or above `offgas_supervisory`.
+    pub offgas: bool,
+}
+
+/// Which inputs are fitted on this rack. A fitted sensor that stays silent is a fault; an
+/// input that is not fitted is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fitted {
+    /// BMS maximum cell temperature.
+    pub bms: bool,
+    /// Rack temperature sensor 1.
+    pub rack_temp1: bool,
+    /// Rack temperature sensor 2.
+    pub rack_temp2: bool,
+    /// Thermal camera.
+    pub camera: bool,
+    /// Smoke detector.
+    pub smoke: bool,
+    /// Off-gas detector.
+    pub offgas: bool,
+    /// Feedback inputs in [`crate::Action::FEEDBACK`] order (contactor, blanket, patch, agent,
+    /// coolant, gas).
+    pub feedback: [bool; 6],
+}
+
+/// The fire-logic configuration. All temperatures in tenths of a degree Celsius, off-gas in
+/// tenths of % LFL, times in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Pre-alarm (warning) temperature. Default 50.0 C.
+    pub prealarm: DeciC,
+    /// Stage 1 temperature (contactor open, blanket). Default 60.0 C.
+    pub stage1: DeciC,
+    /// Stage 2 temperature (patch). Default 68.0 C.
+    pub stage2: DeciC,
+    /// Stage 3 temperature (agent). Default 80.0 C.
+    pub stage3: DeciC,
+    /// A local reset is refused while any valid reading is at or above this. Default 45.0 C.
+    pub reset_max: DeciC,
+    /// Rate-of-rise supervisory: rise of the governing temperature over `ror_window_ms`.
+    /// Default 8.0 C.
+    pub ror_rise: DeciC,
+    /// Rate-of-rise window. Default 60 s.
+    pub ror_window_ms: u32,
+    /// Off-gas supervisory level (pre-alarm, corroboration, blocks reset). Default 10.0 % LFL.
+    pub offgas_supervisory: i32,
+    /// Off-gas stage 1 level. Default 25.0 % LFL.
+    pub offgas_stage1: i32,
+    /// Camera hot spot: camera at or above this plus smoke gives stage 1. Default 50.0 C.
+    pub camera_hotspot: DeciC,
+    /// N consecutive samples for a threshold to count (1..=8; N x slowest period <= 1 s).
+    /// Default 2.
+    pub confirm_samples: u8,
+    /// Expected sample period of each sensor source, in [`crate::SourceId`] order. A source
+    /// silent for 3 periods is stale. Default 500 ms each.
+    pub period_ms: [u32; 6],
+    /// Lowest plausible temperature. Default -40.0 C.
+    pub valid_min: DeciC,
+    /// Highest plausible temperature. Default 1000.0 C.
+    pub valid_max: DeciC,
+    /// Raw code a temperature input reports for an open circuit. Default 32767 (0x7FFF).
+    pub open_code: i32,
+    /// Raw code a temperature input reports for a short circuit. Default -32768 (0x8000).
+    pub short_code: i32,
+    /// Largest plausible change between two consecutive temperature samples. Default 15.0 C.
+    pub max_jump: DeciC,
+    /// Plausible samples needed after an implausible jump before the source counts again.
+    /// Default 3.
+    pub jump_recover_samples: u8,
+    /// Largest plausible difference between the two redundant rack sensors. Default 15.0 C.
+    pub partner_band: DeciC,
+    /// Coolant (stage 4) when the governing temperature has not fallen by this much below its
+    /// peak since stage 3. Default 5.0 C.
+    pub coolant_min_fall: DeciC,
+    /// ...checked from this long after stage 3. Default 120 s.
+    pub coolant_after_ms: u32,
+    /// Room gas (stage 5) when it has not fallen by this much below its peak since stage 4.
+    /// Default 5.0 C.
+    pub gas_min_fall: DeciC,
+    /// ...checked from this long after stage 4. Default 300 s.
+    pub gas_after_ms: u32,
+    /// Pre-discharge warning before the room gas is released. Default 30 s, at most 60 s.
+    pub gas_warning_ms: u32,
+    /// Battery isolated this long after the last valid temperature source is lost. Default 60 s.
+    pub isolate_after_ms: u32,
+    /// Feedback mismatch tolerance. Default (and maximum) 100 ms.
+    pub feedback_mismatch_ms: u32,
+    /// Longest test mode. Default 30 min.
+    pub test_mode_max_ms: u32,
+    /// Longest sensor inhibit. Default 8 h.
+    pub inhibit_max_ms: u32,
+    /// Corroboration rules for stage 2 and later.
+    pub corroboration: Corroboration,
+    /// Fitted inputs.
+    pub fitted: Fitted,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            prealarm: 500,
+            stage1: 600,
+            stage2: 680,
+            stage3: 800,
+            reset_max: 450,
+            ror_rise: 80,
+            ror_window_ms: 60_000,
+            offgas_supervisory: 100,
+            offgas_stage1: 250,
+            camera_hotspot: 500,
+            confirm_samples: 2,
+            period_ms: [500; 6],
+            valid_min: -400,
+            valid_max: 10_000,
+            open_code: 32_767,
+            short_code: -32_768,
+            max_jump: 150,
+            jump_recover_samples: 3,
+            partner_band: 150,
+            coolant_min_fall: 50,
+            coolant_after_ms: 120_000,
+            gas_min_fall: 50,
+            gas_after_ms: 300_000,
+            gas_warning_ms: 30_000,
+            isolate_after_ms: 60_000,
+            feedback_mismatch_ms: MAX_FEEDBACK_MISMATCH_MS,
+            test_mode_max_ms: 30 * 60_000,
+            inhibit_max_ms: 8 * 3_600_000,
+            corroboration: Corroboration {
+                second_temperature: true,
+                smoke: true,
+                offgas: true,
+            },
+            fitted: Fitted {
+                bms: true,
+                rack_temp1: true,
+                rack_temp2: true,
+                camera: true,
+                smoke: true,
+                offgas: false,
+                feedback: [true, false, false, false, false, false],
+            },
+        }
+    }
+}
+
+/// Why a configuration was rejected: the field and what was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending field (as named in the configuration file).
+    pub field: &'static str,
+    /// What was expected.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: `{}` {}", self.field, self.reason)
+    }
+}
+
+fn check(ok: bool, field: &'static str, reason: &'static str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError { field, reason })
+    }
+}
+
+impl Fitted {
+    pub(crate) fn source(&self, index: usize) -> bool {
+        match index {
+            0 => self.bms,
+            1 => self.rack_temp1,
+            2 => self.rack_temp2,
+            3 => self.camera,
+            4 => self.smoke,
+            5 => self.offgas,
+            _ => false,
+        }
+    }
+}
+
+impl Config {
+    /// Checks every field and every relation between fields. Returns the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = self;
+        check(
+            c.valid_min < c.valid_max,
+            "valid_min_c",
+            "must be below valid_max_c",
+        )?;
+        check(
+            c.valid_min < c.reset_max,
+            "reset_max_c",
+            "must be above valid_min_c",
+        )?;
+        check(
+            c.reset_max <= c.prealarm,
+            "reset_max_c",
+            "must not be above prealarm_c",
+        )?;
+        check(
+            c.prealarm < c.stage1,
+            "prealarm_c",
+            "must be below stage1_c",
+        )?;
+        check(c.stage1 < c.stage2, "stage1_c", "must be below stage2_c")?;
+        check(c.stage2 < c.stage3, "stage2_c", "must be below stage3_c")?;
+        check(
+            c.stage3 <= c.valid_max,
+            "stage3_c",
+            "must not be above valid_max_c",
+        )?;
+        check(
+            c.camera_hotspot > c.valid_min && c.camera_hotspot <= c.valid_max,
+            "camera_hotspot_c",
+            "must be within the plausible range (valid_min_c, valid_max_c]",
+        )?;
+        check(
+            c.open_code < c.valid_min || c.open_code > c.valid_max,
+            "open_code",
+            "must lie outside the plausible range, or an open circuit would read as a temperature",
+        )?;
+        check(
+            c.short_code < c.valid_min || c.short_code > c.valid_max,
+            "short_code",
+            "must lie outside the plausible range, or a short circuit would read as a temperature",
+        )?;
+        check(
+            c.open_code != c.short_code,
+            "short_code",
+            "must differ from open_code",
+        )?;
+        check(c.ror_rise > 0, "ror_rise_c", "must be greater than 0")?;
+        check(
+            c.ror_window_ms >= 1_000 && c.ror_window_ms <= 3_600_000,
+            "ror_window_ms",
+            "must be between 1000 and 3600000",
+        )?;
+        check(
+            c.offgas_supervisory > 0,
+            "offgas_supervisory_pct",
+            "must be greater than 0",
+        )?;
+        check(
+            c.offgas_supervisory < c.offgas_stage1,
+            "offgas_supervisory_pct",
+            "must be below offgas_stage1_pct",
+        )?;
+        check(
+            c.offgas_stage1 <= 1_000,
+            "offgas_stage1_pct",
+            "must not be above 100 % LFL",
+        )?;
+        check(
+            c.confirm_samples >= 1 && c.confirm_samples <= MAX_CONFIRM_SAMPLES,
+            "confirm_samples",
+            "must be between 1 and 8",
+        )?;
+        let mut slowest = 0u32;
+        for (i, p) in c.period_ms.iter().enumerate() {
+            check(
+                *p >= 10 && *p <= 60_000,
+                "period_ms",
+                "each sensor period must be between 10 and 60000 ms",
+            )?;
+            if c.fitted.source(i) && *p > slowest {
+                slowest = *p;
+            }
+        }
+        let window = u32::from(c.confirm_samples).saturating_mul(slowest);
+        check(
+            window <= MAX_CONFIRM_WINDOW_MS,
+            "confirm_samples",
+            "times the slowest fitted sensor period must not exceed 1000 ms",
+        )?;
+        check(c.max_jump > 0, "max_jump_c", "must be greater than 0")?;
+        check(
+            c.jump_recover_samples >= 1 && c.jump_recover_samples <= 100,
+            "jump_recover_samples",
+            "must be between 1 and 100",
+        )?;
+        check(
+            c.partner_band > 0,
+            "partner_band_c",
+            "must be greater than 0",
+        )?;
+        check(
+            c.coolant_min_fall > 0,
+            "coolant_min_fall_c",
+            "must be greater than 0",
+        )?;
+        check(
+            c.coolant_after_ms >= 1_000 && c.coolant_after_ms <= 3_600_000,
+            "coolant_after_ms",
+            "must be between 1000 and 3600000",
+        )?;
+        check(
+            c.gas_min_fall > 0,
+            "gas_min_fall_c",
+            "must be greater than 0",
+        )?;
+        check(
+            c.gas_after_ms >= 1_000 && c.gas_after_ms <= 3_600_000,
+            "gas_after_ms",
+            "must be between 1000 and 3600000",
+        )?;
+        check(
+            c.gas_warning_ms >= 1_000 && c.gas_warning_ms <= MAX_GAS_WARNING_MS,
+            "gas_warning_ms",
+            "must be between 1000 and 60000 (the pre-discharge warning is at most 60 s)",
+        )?;
+        check(
+            c.isolate_after_ms <= 600_000,
+            "isolate_after_ms",
+            "must not exceed 600000",
+        )?;
+        check(
+            c.feedback_mismatch_ms >= 1 && c.feedback_mismatch_ms <= MAX_FEEDBACK_MISMATCH_MS,
+            "feedback_mismatch_ms",
+            "must be between 1 and 100",
+        )?;
+        check(
+            c.test_mode_max_ms >= 1_000 && c.test_mode_max_ms <= 24 * 3_600_000,
+            "test_mode_max_ms",
+            "must be between 1000 and 86400000",
+        )?;
+        check(
+            c.inhibit_max_ms >= 1_000 && c.inhibit_max_ms <= 7 * 24 * 3_600_000,
+            "inhibit_max_ms",
+            "must be between 1000 and 604800000",
+        )?;
+        check(
+            c.corroboration.second_temperature || c.corroboration.smoke || c.corroboration.offgas,
+            "corroboration",
+            "must enable at least one of second_temperature, smoke, offgas",
+        )?;
+        let temps_fitted = [
+            c.fitted.bms,
+            c.fitted.rack_temp1,
+            c.fitted.rack_temp2,
+            c.fitted.camera,
+        ]
+        .iter()
+        .filter(|f| **f)
+        .count();
+        check(
+            (c.corroboration.second_temperature && temps_fitted >= 2)
+                || (c.corroboration.smoke && c.fitted.smoke)
+                || (c.corroboration.offgas && c.fitted.offgas),
+            "corroboration",
+            "enables no rule whose source is fitted (second_temperature needs two fitted temperature sources)",
+        )?;
+        check(
+            c.fitted.bms || c.fitted.rack_temp1 || c.fitted.rack_temp2 || c.fitted.camera,
+            "fitted",
+            "must include at least one temperature source",
+        )?;
+        Ok(())
+    }
+
+    /// A 32-bit FNV-1a fingerprint over every field, stored in the latch record so that a
+    /// restore under a different configuration is reported.
+    pub fn fingerprint(&self) -> u32 {
+        let mut h = Fnv(0x811c_9dc5);
+        let c = self;
+        for v in [
+            c.prealarm,
+            c.stage1,
+            c.stage2,
+            c.stage3,
+            c.reset_max,
+            c.ror_rise,
+            c.offgas_supervisory,
+            c.offgas_stage1,
+            c.camera_hotspot,
+            c.valid_min,
+            c.valid_max,
+            c.open_code,
+            c.short_code,
+            c.max_jump,
+            c.partner_band,
+            c.coolant_min_fall,
+            c.gas_min_fall,
+        ] {
+            h.bytes(&v.to_le_bytes());
+        }
+        for v in [
+            c.ror_window_ms,
+            c.coolant_after_ms,
+            c.gas_after_ms,
+            c.gas_warning_ms,
+            c.isolate_after_ms,
+            c.feedback_mismatch_ms,
+            c.test_mode_max_ms,
+            c.inhibit_max_ms,
+        ] {
+            h.bytes(&v.to_le_bytes());
+        }
+        for p in c.period_ms {
+            h.bytes(&p.to_le_bytes());
+        }
+        h.bytes(&[c.confirm_samples, c.jump_recover_samples]);
+        let f = &c.fitted;
+        let k = &c.corroboration;
+        for b in [
+            f.bms,
+            f.rack_temp1,
+            f.rack_temp2,
+            f.camera,
+            f.smoke,
+            f.offgas,
+            k.second_temperature,
+            k.smoke,
+            k.offgas,
+        ] {
+            h.bytes(&[u8::from(b)]);
+        }
+        for b in f.feedback {
+            h.bytes(&[u8::from(b)]);
+        }
+        h.0
+    }
+}
+
+struct Fnv(u32);
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u32::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0193);
+        }
+    }
+}
