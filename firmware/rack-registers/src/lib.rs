@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod map;
+pub mod nvstore;
 pub mod slave;
 pub mod snapshot;
 

@@ -429,7 +429,12 @@ pub const POINTS: &[PointDef] = &[
     ),
     PointDef {
         labels: &[("sensor", "1")],
-        ..bit("smoke_alarm", "rack.smoke", input::STATUS, status::SMOKE_ALARM)
+        ..bit(
+            "smoke_alarm",
+            "rack.smoke",
+            input::STATUS,
+            status::SMOKE_ALARM,
+        )
     },
     ir("troubles", "fire.troubles", input::TROUBLES, U32),
     ir("feedbacks", "custom.fire_feedbacks", input::FEEDBACKS, U16),
