@@ -1,0 +1,135 @@
+//! Pure authentication helpers: password hashing (argon2id), opaque tokens, role checks,
+//! cookie and CSRF parsing. The HTTP wiring is in `api`.
+
+use crate::config::Role;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use sha2::{Digest, Sha256};
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any signed-in role, including the fire authority.
+    Read,
+    /// Operators and admins: acknowledge, shelve, comment, incidents.
+    Operate,
+    /// Admins: users, tokens, audit log.
+    Admin,
+}
+
+pub fn allows(role: Role, access: Access) -> bool {
+    match access {
+        Access::Read => true,
+        Access::Operate => matches!(role, Role::Operator | Role::Admin),
+        Access::Admin => role == Role::Admin,
+    }
+}
+
+pub fn hash_password(password: &str, memory_kib: u32, iterations: u32) -> Result<String, String> {
+    let params = Params::new(memory_kib, iterations, 1, None).map_err(|e| e.to_string())?;
+    let a = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    a.hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A fresh random token (256 bits, hex) with the given prefix.
+pub fn new_token(prefix: &str) -> String {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).expect("the OS random source is available");
+    format!("{prefix}{}", hex::encode(buf))
+}
+
+/// Tokens are stored hashed, so a database leak does not leak live credentials.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The value of a cookie in a `Cookie` header.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+/// Constant-time comparison of two secrets.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Whether a browser request's `Origin` is acceptable: absent (not a cross-site browser
+/// request: browsers always send it on cross-origin POSTs), equal to the request's own host, or
+/// listed in `allowed`.
+pub fn origin_ok(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else { return true };
+    if allowed.iter().any(|a| a == origin) {
+        return true;
+    }
+    let Some(host) = host else { return false };
+    let bare = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    bare == Some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse", 64, 1).unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "not a hash"));
+        assert_ne!(h, hash_password("correct horse", 64, 1).unwrap(), "salted");
+    }
+
+    #[test]
+    fn roles() {
+        assert!(allows(Role::FireAuthority, Access::Read));
+        assert!(!allows(Role::FireAuthority, Access::Operate));
+        assert!(!allows(Role::Viewer, Access::Operate));
+        assert!(allows(Role::Operator, Access::Operate));
+        assert!(!allows(Role::Operator, Access::Admin));
+        assert!(allows(Role::Admin, Access::Admin));
+    }
+
+    #[test]
+    fn cookies_tokens_origins() {
+        assert_eq!(
+            cookie("a=1; dcim_session=xyz; b=2", "dcim_session"),
+            Some("xyz")
+        );
+        assert_eq!(cookie("a=1", "dcim_session"), None);
+        let t = new_token("dcim_");
+        assert_eq!(t.len(), 5 + 64);
+        assert_ne!(t, new_token("dcim_"));
+        assert_eq!(token_hash("x").len(), 64);
+        assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("a", "ab"));
+        assert!(origin_ok(None, Some("h:1"), &[]));
+        assert!(origin_ok(Some("http://h:1"), Some("h:1"), &[]));
+        assert!(!origin_ok(Some("http://evil"), Some("h:1"), &[]));
+        assert!(origin_ok(
+            Some("https://console"),
+            Some("h:1"),
+            &["https://console".into()]
+        ));
+    }
+}

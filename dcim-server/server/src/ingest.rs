@@ -1,0 +1,512 @@
+//! Pure ingest core: topic/payload in, decision out. No sockets, no clock (`now_ms` is passed).
+//!
+//! It checks what an agent may publish (its own agent id in the topic and payload, its own site,
+//! only its own devices), de-duplicates on `(agent, stream, seq)` and keeps the latest value of
+//! every point. Events are de-duplicated against a high-water mark that the shell advances only
+//! after the events are committed ([`Ingest::events_committed`]), so a failed commit does not
+//! swallow events.
+
+use crate::config::AgentConfig;
+use dcim_points::Sample;
+use dcim_wire::{AgentState, Channel, CommandResult, Event, EventBatch, TelemetryBatch, Topic};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Why a message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum Rejection {
+    /// Not a dcim/v1 topic or not a payload of this version.
+    Malformed { detail: String },
+    /// The topic names an agent that is not configured.
+    UnknownAgent { agent: String },
+    /// The topic's site is not the agent's site.
+    WrongSite { agent: String, site: String },
+    /// The payload's `agent` differs from the topic's.
+    AgentMismatch {
+        topic_agent: String,
+        payload_agent: String,
+    },
+    /// The authenticated publisher is not the agent of the topic.
+    Impersonation {
+        publisher: String,
+        topic_agent: String,
+    },
+    /// A sample or event for a device the agent does not own.
+    ForeignDevice { agent: String, device: String },
+    /// Agents do not publish on command topics.
+    CommandTopic,
+}
+
+impl Rejection {
+    /// Whether the rejection is an access-control violation (as opposed to a malformed message).
+    pub fn is_acl(&self) -> bool {
+        !matches!(self, Rejection::Malformed { .. } | Rejection::CommandTopic)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// New telemetry; `samples` are the ones that changed the latest value of their point.
+    Telemetry {
+        site: String,
+        agent: String,
+        seq: u64,
+        samples: Vec<Sample>,
+    },
+    /// Events not seen before (in sequence order); commit, then call `events_committed`.
+    Events {
+        site: String,
+        agent: String,
+        events: Vec<Event>,
+        /// Events whose sequence skipped numbers (should never happen).
+        gap: u64,
+    },
+    State {
+        site: String,
+        state: AgentState,
+    },
+    CommandResult {
+        site: String,
+        agent: String,
+        result: CommandResult,
+    },
+    /// Already seen: `(agent, stream, seq)`.
+    Duplicate {
+        agent: String,
+        stream: &'static str,
+        count: u64,
+    },
+    Rejected(Rejection),
+}
+
+/// Latest value of a point, as served by the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latest {
+    pub site: String,
+    pub agent: String,
+    #[serde(flatten)]
+    pub sample: Sample,
+    pub received_ms: i64,
+}
+
+#[derive(Default)]
+pub struct Ingest {
+    agents: HashMap<String, AgentConfig>,
+    /// `(agent, stream) -> highest seq accepted`.
+    high_water: HashMap<(String, &'static str), u64>,
+    /// `(site, device, point) -> latest`.
+    latest: HashMap<(String, String, String), Latest>,
+    /// Whether any agent may publish (no agents configured: accept everything; used by tests
+    /// and the quick start only, logged loudly at start).
+    open: bool,
+}
+
+pub const TELEMETRY: &str = "telemetry";
+pub const EVENTS: &str = "events";
+
+impl Ingest {
+    pub fn new(agents: &[AgentConfig]) -> Ingest {
+        Ingest {
+            agents: agents.iter().map(|a| (a.id.clone(), a.clone())).collect(),
+            open: agents.is_empty(),
+            ..Default::default()
+        }
+    }
+
+    pub fn set_high_water(&mut self, agent: &str, stream: &'static str, seq: u64) {
+        let e = self
+            .high_water
+            .entry((agent.to_owned(), stream))
+            .or_insert(0);
+        *e = (*e).max(seq);
+    }
+
+    pub fn high_water(&self, agent: &str, stream: &'static str) -> Option<u64> {
+        self.high_water.get(&(agent.to_owned(), stream)).copied()
+    }
+
+    pub fn high_waters(&self) -> impl Iterator<Item = (&str, &'static str, u64)> {
+        self.high_water
+            .iter()
+            .map(|((a, s), q)| (a.as_str(), *s, *q))
+    }
+
+    /// Advance the events high-water mark after the events were committed.
+    pub fn events_committed(&mut self, agent: &str, last_seq: u64) {
+        self.set_high_water(agent, EVENTS, last_seq);
+    }
+
+    pub fn latest(&self) -> impl Iterator<Item = &Latest> {
+        self.latest.values()
+    }
+
+    pub fn point_count(&self) -> usize {
+        self.latest.len()
+    }
+
+    fn check_agent(
+        &self,
+        topic: &Topic,
+        payload_agent: &str,
+        publisher: Option<&str>,
+    ) -> Result<Option<&AgentConfig>, Rejection> {
+        if let Some(p) = publisher
+            && p != topic.agent
+        {
+            return Err(Rejection::Impersonation {
+                publisher: p.to_owned(),
+                topic_agent: topic.agent.clone(),
+            });
+        }
+        if payload_agent != topic.agent {
+            return Err(Rejection::AgentMismatch {
+                topic_agent: topic.agent.clone(),
+                payload_agent: payload_agent.to_owned(),
+            });
+        }
+        if self.open {
+            return Ok(None);
+        }
+        let Some(cfg) = self.agents.get(&topic.agent) else {
+            return Err(Rejection::UnknownAgent {
+                agent: topic.agent.clone(),
+            });
+        };
+        if cfg.site != topic.site {
+            return Err(Rejection::WrongSite {
+                agent: topic.agent.clone(),
+                site: topic.site.clone(),
+            });
+        }
+        Ok(Some(cfg))
+    }
+
+    fn check_devices<'a>(
+        cfg: Option<&AgentConfig>,
+        mut devices: impl Iterator<Item = &'a str>,
+    ) -> Result<(), Rejection> {
+        let Some(cfg) = cfg else { return Ok(()) };
+        match devices.find(|d| !cfg.may_publish_for(d)) {
+            Some(d) => Err(Rejection::ForeignDevice {
+                agent: cfg.id.clone(),
+                device: d.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Decide what to do with one MQTT message. `publisher` is the authenticated client when
+    /// the transport knows it (the embedded broker's gate does; an external broker does not,
+    /// and enforces it with its own ACL).
+    pub fn handle(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        publisher: Option<&str>,
+        now_ms: i64,
+    ) -> Outcome {
+        let malformed = |e: dcim_wire::WireError| {
+            Outcome::Rejected(Rejection::Malformed {
+                detail: e.to_string(),
+            })
+        };
+        let topic = match Topic::parse(topic) {
+            Ok(t) => t,
+            Err(e) => return malformed(e),
+        };
+        match topic.channel {
+            Channel::Command { .. } => Outcome::Rejected(Rejection::CommandTopic),
+            Channel::Telemetry => {
+                let batch: TelemetryBatch = match dcim_wire::decode(payload) {
+                    Ok(b) => b,
+                    Err(e) => return malformed(e),
+                };
+                let cfg = match self.check_agent(&topic, &batch.agent, publisher) {
+                    Ok(c) => c,
+                    Err(r) => return Outcome::Rejected(r),
+                };
+                if let Err(r) =
+                    Self::check_devices(cfg, batch.samples.iter().map(|s| s.device.as_str()))
+                {
+                    return Outcome::Rejected(r);
+                }
+                if self
+                    .high_water(&batch.agent, TELEMETRY)
+                    .is_some_and(|hw| batch.seq <= hw)
+                {
+                    return Outcome::Duplicate {
+                        agent: batch.agent,
+                        stream: TELEMETRY,
+                        count: batch.samples.len() as u64,
+                    };
+                }
+                self.set_high_water(&batch.agent, TELEMETRY, batch.seq);
+                let mut changed = Vec::with_capacity(batch.samples.len());
+                for s in batch.samples {
+                    let key = (topic.site.clone(), s.device.clone(), s.point.clone());
+                    match self.latest.get_mut(&key) {
+                        // An older reading (replayed after a newer one) never overwrites.
+                        Some(l) if l.sample.ts_ms > s.ts_ms => continue,
+                        Some(l) => {
+                            l.sample = s.clone();
+                            l.received_ms = now_ms;
+                        }
+                        None => {
+                            self.latest.insert(
+                                key,
+                                Latest {
+                                    site: topic.site.clone(),
+                                    agent: batch.agent.clone(),
+                                    sample: s.clone(),
+                                    received_ms: now_ms,
+                                },
+                            );
+                        }
+                    }
+                    changed.push(s);
+                }
+                Outcome::Telemetry {
+                    site: topic.site,
+                    agent: batch.agent,
+                    seq: batch.seq,
+                    samples: changed,
+                }
+            }
+            Channel::Events => {
+                let batch: EventBatch = match dcim_wire::decode(payload) {
+                    Ok(b) => b,
+                    Err(e) => return malformed(e),
+                };
+                let cfg = match self.check_agent(&topic, &batch.agent, publisher) {
+                    Ok(c) => c,
+                    Err(r) => return Outcome::Rejected(r),
+                };
+                if let Err(r) =
+                    Self::check_devices(cfg, batch.events.iter().map(|e| e.device.as_str()))
+                {
+                    return Outcome::Rejected(r);
+                }
+                let hw = self.high_water(&batch.agent, EVENTS);
+                let total = batch.events.len() as u64;
+                let mut events: Vec<Event> = batch
+                    .events
+                    .into_iter()
+                    .filter(|e| hw.is_none_or(|hw| e.seq > hw))
+                    .collect();
+                events.sort_by_key(|e| e.seq);
+                events.dedup_by_key(|e| e.seq);
+                if events.is_empty() {
+                    return Outcome::Duplicate {
+                        agent: batch.agent,
+                        stream: EVENTS,
+                        count: total,
+                    };
+                }
+                let mut gap = 0;
+                let mut prev = hw;
+                for e in &events {
+                    if let Some(p) = prev {
+                        gap += e.seq.saturating_sub(p + 1);
+                    }
+                    prev = Some(e.seq);
+                }
+                Outcome::Events {
+                    site: topic.site,
+                    agent: batch.agent,
+                    events,
+                    gap,
+                }
+            }
+            Channel::State => {
+                let state: AgentState = match dcim_wire::decode(payload) {
+                    Ok(b) => b,
+                    Err(e) => return malformed(e),
+                };
+                match self.check_agent(&topic, &state.agent, publisher) {
+                    Ok(_) => Outcome::State {
+                        site: topic.site,
+                        state,
+                    },
+                    Err(r) => Outcome::Rejected(r),
+                }
+            }
+            Channel::CommandResult => {
+                let result: CommandResult = match dcim_wire::decode(payload) {
+                    Ok(b) => b,
+                    Err(e) => return malformed(e),
+                };
+                match self.check_agent(&topic, &topic.agent.clone(), publisher) {
+                    Ok(_) => Outcome::CommandResult {
+                        site: topic.site,
+                        agent: topic.agent,
+                        result,
+                    },
+                    Err(r) => Outcome::Rejected(r),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcim_points::{Quality, Role, Value};
+    use dcim_wire::{Severity, VERSION};
+
+    fn agents() -> Vec<AgentConfig> {
+        vec![AgentConfig {
+            id: "a1".into(),
+            site: "s1".into(),
+            password: Some("x".into()),
+            password_env: None,
+            devices: vec!["ups-1".into(), "rack-*".into()],
+        }]
+    }
+
+    fn sample(device: &str, v: f64, ts: i64) -> Sample {
+        Sample {
+            device: device.into(),
+            point: "load".into(),
+            role: Role::new("ups.load_pct").unwrap(),
+            labels: Default::default(),
+            value: Some(Value::Number(v)),
+            unit: "%".into(),
+            quality: Quality::Good,
+            ts_ms: ts,
+        }
+    }
+
+    fn tele(agent: &str, seq: u64, samples: Vec<Sample>) -> Vec<u8> {
+        dcim_wire::encode(&TelemetryBatch {
+            v: VERSION,
+            agent: agent.into(),
+            seq,
+            samples,
+        })
+    }
+
+    fn events(agent: &str, seqs: &[u64]) -> Vec<u8> {
+        dcim_wire::encode(&EventBatch {
+            v: VERSION,
+            agent: agent.into(),
+            events: seqs
+                .iter()
+                .map(|&seq| Event {
+                    id: format!("{agent}:{seq}"),
+                    seq,
+                    ts_ms: seq as i64,
+                    device: "rack-1".into(),
+                    kind: "fire.stage".into(),
+                    severity: Severity::Alarm,
+                    message: "stage".into(),
+                    data: serde_json::Value::Null,
+                    test: false,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn replayed_telemetry_is_a_duplicate_and_latest_keeps_newest() {
+        let mut ing = Ingest::new(&agents());
+        let t = "dcim/v1/s1/a1/telemetry";
+        let o = ing.handle(t, &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]), None, 1);
+        assert!(matches!(o, Outcome::Telemetry { ref samples, .. } if samples.len() == 1));
+        let o = ing.handle(t, &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]), None, 2);
+        assert_eq!(
+            o,
+            Outcome::Duplicate {
+                agent: "a1".into(),
+                stream: TELEMETRY,
+                count: 1
+            }
+        );
+        // Newer batch with an older sample timestamp does not overwrite.
+        ing.handle(t, &tele("a1", 2, vec![sample("ups-1", 5.0, 50)]), None, 3);
+        let l: Vec<_> = ing.latest().collect();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].sample.value, Some(Value::Number(10.0)));
+    }
+
+    #[test]
+    fn events_dedup_only_after_commit() {
+        let mut ing = Ingest::new(&agents());
+        let t = "dcim/v1/s1/a1/events";
+        let Outcome::Events {
+            events: ev, gap, ..
+        } = ing.handle(t, &events("a1", &[1, 2]), None, 0)
+        else {
+            panic!()
+        };
+        assert_eq!((ev.len(), gap), (2, 0));
+        // Not committed yet: a replay is still offered.
+        assert!(matches!(
+            ing.handle(t, &events("a1", &[1, 2]), None, 0),
+            Outcome::Events { .. }
+        ));
+        ing.events_committed("a1", 2);
+        assert!(matches!(
+            ing.handle(t, &events("a1", &[1, 2]), None, 0),
+            Outcome::Duplicate { count: 2, .. }
+        ));
+        let Outcome::Events {
+            events: ev, gap, ..
+        } = ing.handle(t, &events("a1", &[2, 3, 5]), None, 0)
+        else {
+            panic!()
+        };
+        assert_eq!(ev.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 5]);
+        assert_eq!(gap, 1);
+    }
+
+    #[test]
+    fn acl_violations_are_rejected() {
+        let mut ing = Ingest::new(&agents());
+        let r = |o| match o {
+            Outcome::Rejected(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            r(ing.handle("dcim/v1/s1/a2/telemetry", &tele("a2", 1, vec![]), None, 0)),
+            Rejection::UnknownAgent { .. }
+        ));
+        assert!(matches!(
+            r(ing.handle("dcim/v1/s2/a1/telemetry", &tele("a1", 1, vec![]), None, 0)),
+            Rejection::WrongSite { .. }
+        ));
+        assert!(matches!(
+            r(ing.handle("dcim/v1/s1/a1/telemetry", &tele("a9", 1, vec![]), None, 0)),
+            Rejection::AgentMismatch { .. }
+        ));
+        assert!(matches!(
+            r(ing.handle(
+                "dcim/v1/s1/a1/telemetry",
+                &tele("a1", 1, vec![sample("ups-2", 1.0, 1)]),
+                None,
+                0
+            )),
+            Rejection::ForeignDevice { .. }
+        ));
+        assert!(matches!(
+            r(ing.handle(
+                "dcim/v1/s1/a1/telemetry",
+                &tele("a1", 1, vec![]),
+                Some("a2"),
+                0
+            )),
+            Rejection::Impersonation { .. }
+        ));
+        assert!(matches!(
+            r(ing.handle("dcim/v1/s1/a1/cmd/rack-1", b"{}", Some("a1"), 0)),
+            Rejection::CommandTopic
+        ));
+        assert!(matches!(
+            r(ing.handle("dcim/v1/s1/a1/telemetry", b"not json", None, 0)),
+            Rejection::Malformed { .. }
+        ));
+        // Nothing of the rejected messages reached the latest values.
+        assert_eq!(ing.point_count(), 0);
+    }
+}

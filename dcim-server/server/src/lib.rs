@@ -1,0 +1,330 @@
+//! Central DCIM server: MQTT ingest, storage, authentication, REST/SSE API and the time-series
+//! writer. [`start`] starts everything and returns a [`Server`] handle; [`run`] starts and stops
+//! it around a shutdown future (that is what `main` and a future `demo` mode call).
+
+pub mod api;
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod influx;
+pub mod ingest;
+pub mod metrics;
+pub mod mosquitto;
+pub mod mqtt;
+pub mod store;
+
+use anyhow::Context;
+use config::{BrokerMode, Config, Role};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use store::{SqliteStore, Store, UserRecord};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Resolves when the stop flag becomes true (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// A message on the live stream (`/api/stream`): SSE event name and JSON data. Sent only after
+/// what it reports is committed.
+#[derive(Debug, Clone)]
+pub struct LiveMsg {
+    pub event: &'static str,
+    pub data: Arc<String>,
+}
+
+/// Shared state of a running server.
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub ingest: Mutex<ingest::Ingest>,
+    pub live: broadcast::Sender<LiveMsg>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub influx: Option<influx::InfluxHandle>,
+    /// Becomes true when the server stops (ends SSE streams).
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl App {
+    pub fn publish_live<T: serde::Serialize>(&self, event: &'static str, data: &T) {
+        if let Ok(json) = serde_json::to_string(data) {
+            // No receivers is fine.
+            let _ = self.live.send(LiveMsg {
+                event,
+                data: Arc::new(json),
+            });
+        }
+    }
+
+    /// Writes an audit record; returns its id after it is committed.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> anyhow::Result<i64> {
+        let ts = now_ms();
+        let id = self.store.audit(ts, actor, action, target, &detail).await?;
+        self.publish_live(
+            "audit",
+            &serde_json::json!({"id": id, "ts_ms": ts, "actor": actor, "action": action, "target": target}),
+        );
+        Ok(id)
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub app: Arc<App>,
+    pub http_addr: SocketAddr,
+    /// Where agents connect (embedded broker), if embedded.
+    pub mqtt_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    sqlite: Arc<SqliteStore>,
+}
+
+impl Server {
+    /// Stops HTTP, ingest and the writers, saves the stream marks and closes the database.
+    /// The embedded broker's threads cannot be stopped (rumqttd has no shutdown); its gate is,
+    /// so the public MQTT port is released.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+        mqtt::save_marks(&self.app).await;
+        self.sqlite.close().await;
+    }
+}
+
+/// Creates the users listed in the config and, when there is no user at all, the bootstrap
+/// admin (password from `DCIM_ADMIN_PASSWORD`, or generated and logged once).
+async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+    let hash = |pw: &str| {
+        auth::hash_password(
+            pw,
+            config.auth.argon2_memory_kib,
+            config.auth.argon2_iterations,
+        )
+        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+    };
+    for u in &config.users {
+        if store.get_user(&u.name).await?.is_some() {
+            continue;
+        }
+        let pw = std::env::var(&u.password_env).with_context(|| {
+            format!(
+                "user `{}`: environment variable {} (its initial password) is not set",
+                u.name, u.password_env
+            )
+        })?;
+        store
+            .create_user(&UserRecord {
+                name: u.name.clone(),
+                role: u.role.as_str().into(),
+                password_hash: hash(&pw)?,
+                created_ms: now_ms(),
+                disabled: false,
+            })
+            .await?;
+        store
+            .audit(
+                now_ms(),
+                "system",
+                "user.create",
+                &u.name,
+                &serde_json::json!({"role": u.role, "from": "config"}),
+            )
+            .await?;
+        tracing::info!(user = %u.name, role = u.role.as_str(), "created user from config");
+    }
+    if store.count_users().await? == 0 {
+        let name = &config.auth.bootstrap_admin;
+        let (pw, generated) = match std::env::var("DCIM_ADMIN_PASSWORD") {
+            Ok(p) if !p.is_empty() => (p, false),
+            _ => (auth::new_token("")[..24].to_string(), true),
+        };
+        store
+            .create_user(&UserRecord {
+                name: name.clone(),
+                role: Role::Admin.as_str().into(),
+                password_hash: hash(&pw)?,
+                created_ms: now_ms(),
+                disabled: false,
+            })
+            .await?;
+        store
+            .audit(
+                now_ms(),
+                "system",
+                "user.create",
+                name,
+                &serde_json::json!({"role": "admin", "from": "bootstrap"}),
+            )
+            .await?;
+        if generated {
+            tracing::warn!(
+                "created bootstrap admin `{name}` with generated password `{pw}` (shown once; change it or set DCIM_ADMIN_PASSWORD)"
+            );
+        } else {
+            tracing::info!(
+                "created bootstrap admin `{name}` with the password from DCIM_ADMIN_PASSWORD"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Starts everything: store, broker (embedded) or broker connection, ingest, time-series writer
+/// and the HTTP API. Returns once all listeners are bound.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sqlite = Arc::new(
+        SqliteStore::open(&config.data_dir)
+            .await
+            .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
+    );
+    let store: Arc<dyn Store> = sqlite.clone();
+    bootstrap_users(&config, store.as_ref()).await?;
+    if config.agents.is_empty() {
+        tracing::warn!(
+            "no [[agents]] configured: any client with the server's broker credentials is trusted and topic ACLs are not enforced"
+        );
+    }
+
+    let (stop, stop_rx) = watch::channel(false);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let mut tasks = Vec::new();
+
+    let influx = match &config.influx {
+        Some(ic) => {
+            let (handle, task) = influx::spawn(ic.clone(), metrics.clone(), stop_rx.clone())?;
+            tasks.push(task);
+            Some(handle)
+        }
+        None => None,
+    };
+
+    let mut ingest = ingest::Ingest::new(&config.agents);
+    for (agent, seq) in store.event_high_water().await? {
+        ingest.set_high_water(&agent, ingest::EVENTS, seq.max(0) as u64);
+    }
+    for (agent, stream, seq) in store.stream_seqs().await? {
+        if stream == ingest::TELEMETRY {
+            ingest.set_high_water(&agent, ingest::TELEMETRY, seq.max(0) as u64);
+        }
+    }
+
+    let (live, _) = broadcast::channel(4096);
+    let app = Arc::new(App {
+        config: config.clone(),
+        store,
+        ingest: Mutex::new(ingest),
+        live,
+        metrics: metrics.clone(),
+        influx,
+        stopping: stop_rx.clone(),
+    });
+
+    // Broker: embedded, or the external one by URL.
+    let (mqtt_target, mqtt_addr) = match config.broker.mode {
+        BrokerMode::Embedded => {
+            let server_secret = auth::new_token("");
+            let b = broker::start_embedded(app.clone(), &server_secret, stop_rx.clone()).await?;
+            tasks.push(b.gate_task);
+            (
+                mqtt::Target {
+                    host: b.internal_addr.ip().to_string(),
+                    port: b.internal_addr.port(),
+                    tls_ca: None,
+                    username: Some(config.broker.client_id.clone()),
+                    password: Some(server_secret),
+                    clean_session: true,
+                },
+                Some(b.public_addr),
+            )
+        }
+        BrokerMode::External => {
+            let url = config.broker.url.as_deref().unwrap_or_default();
+            let (tls, host, port) =
+                config::parse_broker_url(url).with_context(|| format!("broker.url `{url}`"))?;
+            let tls_ca = if tls {
+                let path = config
+                    .broker
+                    .ca_file
+                    .as_ref()
+                    .context("broker.ca_file is required for mqtts://")?;
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            } else {
+                None
+            };
+            let password = config.broker.password.clone().or_else(|| {
+                config
+                    .broker
+                    .password_env
+                    .as_ref()
+                    .and_then(|v| std::env::var(v).ok())
+            });
+            (
+                mqtt::Target {
+                    host,
+                    port,
+                    tls_ca,
+                    username: config.broker.username.clone(),
+                    password,
+                    clean_session: false,
+                },
+                None,
+            )
+        }
+    };
+    tasks.extend(mqtt::spawn(app.clone(), mqtt_target, stop_rx.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen {}", config.http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let router = api::router(app.clone());
+    let mut http_stop = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                crate::stopped(&mut http_stop).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!("http server: {e}");
+        }
+    }));
+    tracing::info!(%http_addr, mqtt = ?mqtt_addr, data_dir = %config.data_dir.display(), "dcim-server started");
+    Ok(Server {
+        app,
+        http_addr,
+        mqtt_addr,
+        stop,
+        tasks,
+        sqlite,
+    })
+}
+
+/// Starts the server, waits for `shutdown`, then stops it.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let server = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}

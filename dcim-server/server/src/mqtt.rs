@@ -1,0 +1,304 @@
+//! The ingest shell: one rumqttc client subscribed to every agent's streams, on the embedded
+//! broker (over loopback, to its internal listener) or on an external broker.
+//!
+//! The client uses manual acknowledgements: a QoS 1 message is acknowledged to the broker only
+//! after what it carries is committed (events) or applied (telemetry, state), so a crash before
+//! the commit makes the broker redeliver it (with a persistent session on an external broker).
+
+use crate::ingest::{EVENTS, Outcome, TELEMETRY};
+use crate::metrics::inc;
+use crate::store::{AgentRecord, EventRecord};
+use crate::{App, now_ms};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub tls_ca: Option<Vec<u8>>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub clean_session: bool,
+}
+
+const SUBSCRIPTIONS: [&str; 4] = ["telemetry", "events", "state", "cmd_result"];
+
+/// Starts the client's event loop and the ingest worker.
+pub fn spawn(app: Arc<App>, target: Target, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let mut opts = MqttOptions::new(
+        app.config.broker.client_id.clone(),
+        target.host.clone(),
+        target.port,
+    );
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(target.clean_session)
+        .set_manual_acks(true)
+        .set_inflight(200)
+        .set_max_packet_size(app.config.broker.max_payload + 1024, 64 * 1024);
+    if let (Some(u), Some(p)) = (&target.username, &target.password) {
+        opts.set_credentials(u.clone(), p.clone());
+    }
+    if let Some(ca) = &target.tls_ca {
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+            ca: ca.clone(),
+            alpn: None,
+            client_auth: None,
+        }));
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let (tx, mut rx) = mpsc::channel::<Publish>(1024);
+
+    let loop_app = app.clone();
+    let loop_client = client.clone();
+    let mut loop_stop = stop.clone();
+    let poller = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let ev = tokio::select! {
+                _ = crate::stopped(&mut loop_stop) => break,
+                ev = eventloop.poll() => ev,
+            };
+            match ev {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff = Duration::from_millis(100);
+                    loop_app.metrics.mqtt_connected.store(1, Ordering::Relaxed);
+                    tracing::info!(
+                        session_present = ack.session_present,
+                        "ingest connected to the broker"
+                    );
+                    // rumqttc does not resubscribe by itself (#250).
+                    if !ack.session_present {
+                        let filters = SUBSCRIPTIONS.iter().map(|leaf| rumqttc::SubscribeFilter {
+                            path: dcim_wire::Topic::filter_all(leaf),
+                            qos: QoS::AtLeastOnce,
+                        });
+                        if let Err(e) = loop_client.try_subscribe_many(filters) {
+                            tracing::error!("subscribing: {e}");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    loop_app.metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                    tracing::warn!("broker connection: {e}; retrying in {backoff:?}");
+                    tokio::select! {
+                        _ = crate::stopped(&mut loop_stop) => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        let _ = loop_client.try_disconnect();
+    });
+
+    let worker_app = app.clone();
+    let worker_stop = stop.clone();
+    let worker = tokio::spawn(async move {
+        while let Some(p) = rx.recv().await {
+            if *worker_stop.borrow() {
+                break;
+            }
+            if handle(&worker_app, &p, &worker_stop).await {
+                let _ = client.ack(&p).await;
+            }
+        }
+    });
+
+    let marks_app = app;
+    let mut marks_stop = stop;
+    let marks = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = crate::stopped(&mut marks_stop) => break,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => save_marks(&marks_app).await,
+            }
+        }
+    });
+    vec![poller, worker, marks]
+}
+
+/// Persists the telemetry high-water marks (events have theirs in the events table).
+pub async fn save_marks(app: &App) {
+    let marks: Vec<(String, String, i64)> = {
+        let ing = app.ingest.lock().expect("ingest lock");
+        ing.high_waters()
+            .filter(|(_, s, _)| *s == TELEMETRY)
+            .map(|(a, s, q)| (a.to_owned(), s.to_owned(), q as i64))
+            .collect()
+    };
+    if !marks.is_empty()
+        && let Err(e) = app.store.save_stream_seq(&marks).await
+    {
+        inc(&app.metrics.store_errors_total, 1);
+        tracing::error!("saving stream marks: {e}");
+    }
+}
+
+/// Processes one message; returns whether it may be acknowledged to the broker.
+pub async fn handle(app: &App, p: &Publish, stop: &watch::Receiver<bool>) -> bool {
+    let m = &app.metrics;
+    inc(&m.ingest_messages_total, 1);
+    let now = now_ms();
+    let outcome = {
+        let mut ing = app.ingest.lock().expect("ingest lock");
+        let o = ing.handle(&p.topic, &p.payload, None, now);
+        m.points.store(ing.point_count() as i64, Ordering::Relaxed);
+        o
+    };
+    match outcome {
+        Outcome::Telemetry {
+            site,
+            agent,
+            samples,
+            ..
+        } => {
+            inc(&m.ingest_samples_total, samples.len() as u64);
+            if let Some(influx) = &app.influx {
+                influx.push(&site, &agent, &samples);
+            }
+            if !samples.is_empty() {
+                app.publish_live(
+                    "points",
+                    &serde_json::json!({"site": site, "agent": agent, "samples": samples}),
+                );
+            }
+            true
+        }
+        Outcome::Events {
+            site,
+            agent,
+            events,
+            gap,
+        } => {
+            if gap > 0 {
+                inc(&m.ingest_event_gaps_total, gap);
+                tracing::warn!(%agent, gap, "event sequence has a gap");
+            }
+            let records: Vec<EventRecord> = events
+                .iter()
+                .map(|e| EventRecord {
+                    site: site.clone(),
+                    agent: agent.clone(),
+                    seq: e.seq as i64,
+                    id: e.id.clone(),
+                    ts_ms: e.ts_ms,
+                    device: e.device.clone(),
+                    kind: e.kind.clone(),
+                    severity: serde_json::to_value(e.severity)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    message: e.message.clone(),
+                    data: e.data.clone(),
+                    test: e.test,
+                    received_ms: now,
+                })
+                .collect();
+            // Events are never dropped: retry the commit until it succeeds or the server stops
+            // (then the message is not acknowledged and the broker redelivers it).
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match app.store.insert_events(&records).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        inc(&m.store_errors_total, 1);
+                        tracing::error!(%agent, "committing events: {e}; retrying");
+                        if *stop.borrow() {
+                            return false;
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            let last = events.iter().map(|e| e.seq).max().unwrap_or(0);
+            app.ingest
+                .lock()
+                .expect("ingest lock")
+                .events_committed(&agent, last);
+            inc(&m.ingest_events_total, records.len() as u64);
+            for r in &records {
+                app.publish_live("event", r);
+            }
+            true
+        }
+        Outcome::State { site, state } => {
+            let rec = AgentRecord {
+                agent: state.agent.clone(),
+                site,
+                online: state.online,
+                ts_ms: state.ts_ms,
+                version: state.version.clone(),
+                spool_pending: state.spool_pending as i64,
+                thinned_samples: state.thinned_samples as i64,
+                last_seen_ms: now,
+            };
+            if let Err(e) = app.store.upsert_agent(&rec).await {
+                inc(&m.store_errors_total, 1);
+                tracing::error!("storing agent state: {e}");
+            }
+            app.publish_live("agent", &rec);
+            true
+        }
+        Outcome::CommandResult {
+            site,
+            agent,
+            result,
+        } => {
+            let _ = app
+                .audit(
+                    &format!("mqtt:{agent}"),
+                    "command.result",
+                    &format!("{site}/{agent}"),
+                    serde_json::to_value(&result).unwrap_or_default(),
+                )
+                .await;
+            true
+        }
+        Outcome::Duplicate {
+            agent,
+            stream,
+            count,
+        } => {
+            inc(&m.ingest_duplicate_batches_total, 1);
+            inc(&m.ingest_duplicate_items_total, count);
+            tracing::debug!(%agent, stream, count, "duplicate batch dropped");
+            let _ = EVENTS;
+            true
+        }
+        Outcome::Rejected(r) => {
+            if r.is_acl() {
+                inc(&m.acl_rejections_total, 1);
+                tracing::warn!(topic = %p.topic, ?r, "message refused by access control");
+                let agent = dcim_wire::Topic::parse(&p.topic)
+                    .map(|t| t.agent)
+                    .unwrap_or_default();
+                if let Err(e) = app
+                    .audit(
+                        &format!("mqtt:{agent}"),
+                        "mqtt.rejected",
+                        &p.topic,
+                        serde_json::to_value(&r).unwrap_or_default(),
+                    )
+                    .await
+                {
+                    tracing::error!("auditing a rejection: {e}");
+                }
+            } else {
+                inc(&m.ingest_malformed_total, 1);
+                tracing::warn!(topic = %p.topic, ?r, "malformed message dropped");
+            }
+            true
+        }
+    }
+}

@@ -1,0 +1,733 @@
+//! Durable storage behind the [`Store`] trait; [`SqliteStore`] is the default implementation.
+//!
+//! Every method returns only after the transaction is committed (SQLite in WAL mode with
+//! `synchronous=FULL`, so a commit is on disk), which is what lets callers acknowledge a write
+//! to anyone only after it returned. Times are `i64` milliseconds since the Unix epoch, so that a
+//! PostgreSQL implementation can use plain `bigint` columns.
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+
+pub type StoreResult<T> = Result<T, sqlx::Error>;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventRecord {
+    pub site: String,
+    pub agent: String,
+    pub seq: i64,
+    pub id: String,
+    pub ts_ms: i64,
+    pub device: String,
+    pub kind: String,
+    pub severity: String,
+    pub message: String,
+    pub data: serde_json::Value,
+    pub test: bool,
+    pub received_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AgentRecord {
+    pub agent: String,
+    pub site: String,
+    pub online: bool,
+    pub ts_ms: i64,
+    pub version: String,
+    pub spool_pending: i64,
+    pub thinned_samples: i64,
+    pub last_seen_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UserRecord {
+    pub name: String,
+    pub role: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub created_ms: i64,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub token_hash: String,
+    pub user: String,
+    pub csrf: String,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub since_ms: Option<i64>,
+    pub agent: Option<String>,
+    pub device: Option<String>,
+    pub limit: i64,
+}
+
+/// A JSON document kept by id (alarms, incidents): the engines own the shape.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DocRecord {
+    pub id: String,
+    pub updated_ms: i64,
+    pub body: serde_json::Value,
+}
+
+/// Everything the server persists. Implementations commit before they return.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts the events not already stored (unique on `(agent, seq)`); returns how many
+    /// were new.
+    fn insert_events<'a>(&'a self, events: &'a [EventRecord]) -> BoxFuture<'a, StoreResult<u64>>;
+    fn list_events<'a>(&'a self, q: &'a EventQuery)
+    -> BoxFuture<'a, StoreResult<Vec<EventRecord>>>;
+    /// Highest stored event sequence per agent.
+    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, i64)>>>;
+    fn upsert_agent<'a>(&'a self, a: &'a AgentRecord) -> BoxFuture<'a, StoreResult<()>>;
+    fn list_agents<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<AgentRecord>>>;
+    /// Stream sequence high-water marks (telemetry), `(agent, stream) -> seq`.
+    fn save_stream_seq<'a>(
+        &'a self,
+        marks: &'a [(String, String, i64)],
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>>;
+
+    fn count_users<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>>;
+    /// Creates a user; returns false when the name is taken.
+    fn create_user<'a>(&'a self, u: &'a UserRecord) -> BoxFuture<'a, StoreResult<bool>>;
+    fn set_password<'a>(&'a self, name: &'a str, hash: &'a str)
+    -> BoxFuture<'a, StoreResult<bool>>;
+    fn get_user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>>;
+    fn list_users<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<UserRecord>>>;
+
+    fn create_session<'a>(&'a self, s: &'a SessionRecord) -> BoxFuture<'a, StoreResult<()>>;
+    fn get_session<'a>(
+        &'a self,
+        token_hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<SessionRecord>>>;
+    fn delete_session<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<()>>;
+    /// API tokens: `(token_hash, user, name, created_ms)`.
+    fn create_token<'a>(
+        &'a self,
+        token_hash: &'a str,
+        user: &'a str,
+        name: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    fn token_user<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>>;
+
+    fn audit<'a>(
+        &'a self,
+        ts_ms: i64,
+        actor: &'a str,
+        action: &'a str,
+        target: &'a str,
+        detail: &'a serde_json::Value,
+    ) -> BoxFuture<'a, StoreResult<i64>>;
+    fn list_audit<'a>(
+        &'a self,
+        since_id: i64,
+        limit: i64,
+    ) -> BoxFuture<'a, StoreResult<Vec<AuditRecord>>>;
+
+    /// Documents by kind (`alarm`, `incident`, ...), written with an audit record in one
+    /// transaction so that a change is never stored without who made it.
+    fn put_doc<'a>(
+        &'a self,
+        kind: &'a str,
+        doc: &'a DocRecord,
+        audit: Option<(&'a str, &'a str, &'a serde_json::Value)>,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    fn list_docs<'a>(&'a self, kind: &'a str) -> BoxFuture<'a, StoreResult<Vec<DocRecord>>>;
+}
+
+/// Schema migrations, applied in order and recorded in `schema_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE events (
+    agent TEXT NOT NULL, seq INTEGER NOT NULL, site TEXT NOT NULL, id TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
+    message TEXT NOT NULL, data TEXT NOT NULL, test INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+    PRIMARY KEY (agent, seq)
+);
+CREATE INDEX events_ts ON events (ts_ms);
+CREATE INDEX events_received ON events (received_ms);
+CREATE TABLE agents (
+    agent TEXT PRIMARY KEY, site TEXT NOT NULL, online INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+    version TEXT NOT NULL, spool_pending INTEGER NOT NULL, thinned_samples INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL
+);
+CREATE TABLE stream_seq (
+    agent TEXT NOT NULL, stream TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (agent, stream)
+);
+CREATE TABLE users (
+    name TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), csrf TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL
+);
+CREATE TABLE api_tokens (
+    token_hash TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), name TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TABLE docs (
+    kind TEXT NOT NULL, id TEXT NOT NULL, updated_ms INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+"#,
+)];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/dcim.sqlite3` and applies the migrations.
+    pub async fn open(dir: &Path) -> StoreResult<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        let path = dir.join("dcim.sqlite3");
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)")
+                .bind(version)
+                .bind(crate::now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> EventRecord {
+    EventRecord {
+        site: r.get("site"),
+        agent: r.get("agent"),
+        seq: r.get("seq"),
+        id: r.get("id"),
+        ts_ms: r.get("ts_ms"),
+        device: r.get("device"),
+        kind: r.get("kind"),
+        severity: r.get("severity"),
+        message: r.get("message"),
+        data: serde_json::from_str(r.get::<&str, _>("data")).unwrap_or(serde_json::Value::Null),
+        test: r.get::<i64, _>("test") != 0,
+        received_ms: r.get("received_ms"),
+    }
+}
+
+fn user_from_row(r: &sqlx::sqlite::SqliteRow) -> UserRecord {
+    UserRecord {
+        name: r.get("name"),
+        role: r.get("role"),
+        password_hash: r.get("password_hash"),
+        created_ms: r.get("created_ms"),
+        disabled: r.get::<i64, _>("disabled") != 0,
+    }
+}
+
+impl Store for SqliteStore {
+    fn insert_events<'a>(&'a self, events: &'a [EventRecord]) -> BoxFuture<'a, StoreResult<u64>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let mut inserted = 0;
+            for e in events {
+                let r = sqlx::query(
+                    "INSERT OR IGNORE INTO events (agent, seq, site, id, ts_ms, device, kind, severity, message, data, test, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                )
+                .bind(&e.agent)
+                .bind(e.seq)
+                .bind(&e.site)
+                .bind(&e.id)
+                .bind(e.ts_ms)
+                .bind(&e.device)
+                .bind(&e.kind)
+                .bind(&e.severity)
+                .bind(&e.message)
+                .bind(e.data.to_string())
+                .bind(e.test as i64)
+                .bind(e.received_ms)
+                .execute(&mut *tx)
+                .await?;
+                inserted += r.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        })
+    }
+
+    fn list_events<'a>(
+        &'a self,
+        q: &'a EventQuery,
+    ) -> BoxFuture<'a, StoreResult<Vec<EventRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT * FROM events WHERE ts_ms >= ? AND (? IS NULL OR agent = ?) AND (? IS NULL OR device = ?) ORDER BY ts_ms DESC, agent, seq DESC LIMIT ?",
+            )
+            .bind(q.since_ms.unwrap_or(i64::MIN))
+            .bind(&q.agent)
+            .bind(&q.agent)
+            .bind(&q.device)
+            .bind(&q.device)
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(event_from_row).collect())
+        })
+    }
+
+    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, i64)>>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT agent, MAX(seq) AS seq FROM events GROUP BY agent")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get("agent"), r.get("seq")))
+                .collect())
+        })
+    }
+
+    fn upsert_agent<'a>(&'a self, a: &'a AgentRecord) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO agents (agent, site, online, ts_ms, version, spool_pending, thinned_samples, last_seen_ms) VALUES (?,?,?,?,?,?,?,?)
+                 ON CONFLICT(agent) DO UPDATE SET site=excluded.site, online=excluded.online, ts_ms=excluded.ts_ms, version=excluded.version,
+                 spool_pending=excluded.spool_pending, thinned_samples=excluded.thinned_samples, last_seen_ms=excluded.last_seen_ms",
+            )
+            .bind(&a.agent)
+            .bind(&a.site)
+            .bind(a.online as i64)
+            .bind(a.ts_ms)
+            .bind(&a.version)
+            .bind(a.spool_pending)
+            .bind(a.thinned_samples)
+            .bind(a.last_seen_ms)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn list_agents<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<AgentRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM agents ORDER BY agent")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| AgentRecord {
+                    agent: r.get("agent"),
+                    site: r.get("site"),
+                    online: r.get::<i64, _>("online") != 0,
+                    ts_ms: r.get("ts_ms"),
+                    version: r.get("version"),
+                    spool_pending: r.get("spool_pending"),
+                    thinned_samples: r.get("thinned_samples"),
+                    last_seen_ms: r.get("last_seen_ms"),
+                })
+                .collect())
+        })
+    }
+
+    fn save_stream_seq<'a>(
+        &'a self,
+        marks: &'a [(String, String, i64)],
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            for (agent, stream, seq) in marks {
+                sqlx::query(
+                    "INSERT INTO stream_seq (agent, stream, seq) VALUES (?,?,?) ON CONFLICT(agent, stream) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                )
+                .bind(agent)
+                .bind(stream)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT agent, stream, seq FROM stream_seq")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get("agent"), r.get("stream"), r.get("seq")))
+                .collect())
+        })
+    }
+
+    fn count_users<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(&self.pool)
+                .await
+        })
+    }
+
+    fn create_user<'a>(&'a self, u: &'a UserRecord) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "INSERT OR IGNORE INTO users (name, role, password_hash, created_ms, disabled) VALUES (?,?,?,?,?)",
+            )
+            .bind(&u.name)
+            .bind(&u.role)
+            .bind(&u.password_hash)
+            .bind(u.created_ms)
+            .bind(u.disabled as i64)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn set_password<'a>(
+        &'a self,
+        name: &'a str,
+        hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let r = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
+                .bind(hash)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    fn get_user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT * FROM users WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.as_ref().map(user_from_row))
+        })
+    }
+
+    fn list_users<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<UserRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(user_from_row).collect())
+        })
+    }
+
+    fn create_session<'a>(&'a self, s: &'a SessionRecord) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM sessions WHERE expires_ms < ?")
+                .bind(s.created_ms)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO sessions (token_hash, user, csrf, created_ms, expires_ms) VALUES (?,?,?,?,?)",
+            )
+            .bind(&s.token_hash)
+            .bind(&s.user)
+            .bind(&s.csrf)
+            .bind(s.created_ms)
+            .bind(s.expires_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })
+    }
+
+    fn get_session<'a>(
+        &'a self,
+        token_hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<SessionRecord>>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT * FROM sessions WHERE token_hash = ?")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|r| SessionRecord {
+                token_hash: r.get("token_hash"),
+                user: r.get("user"),
+                csrf: r.get("csrf"),
+                created_ms: r.get("created_ms"),
+                expires_ms: r.get("expires_ms"),
+            }))
+        })
+    }
+
+    fn delete_session<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn create_token<'a>(
+        &'a self,
+        token_hash: &'a str,
+        user: &'a str,
+        name: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO api_tokens (token_hash, user, name, created_ms) VALUES (?,?,?,?)",
+            )
+            .bind(token_hash)
+            .bind(user)
+            .bind(name)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn token_user<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT user FROM api_tokens WHERE token_hash = ?")
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+        })
+    }
+
+    fn audit<'a>(
+        &'a self,
+        ts_ms: i64,
+        actor: &'a str,
+        action: &'a str,
+        target: &'a str,
+        detail: &'a serde_json::Value,
+    ) -> BoxFuture<'a, StoreResult<i64>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?,?,?,?,?)",
+            )
+            .bind(ts_ms)
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(detail.to_string())
+            .execute(&self.pool)
+            .await?;
+            Ok(r.last_insert_rowid())
+        })
+    }
+
+    fn list_audit<'a>(
+        &'a self,
+        since_id: i64,
+        limit: i64,
+    ) -> BoxFuture<'a, StoreResult<Vec<AuditRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?")
+                .bind(since_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| AuditRecord {
+                    id: r.get("id"),
+                    ts_ms: r.get("ts_ms"),
+                    actor: r.get("actor"),
+                    action: r.get("action"),
+                    target: r.get("target"),
+                    detail: serde_json::from_str(r.get::<&str, _>("detail"))
+                        .unwrap_or(serde_json::Value::Null),
+                })
+                .collect())
+        })
+    }
+
+    fn put_doc<'a>(
+        &'a self,
+        kind: &'a str,
+        doc: &'a DocRecord,
+        audit: Option<(&'a str, &'a str, &'a serde_json::Value)>,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO docs (kind, id, updated_ms, body) VALUES (?,?,?,?) ON CONFLICT(kind, id) DO UPDATE SET updated_ms=excluded.updated_ms, body=excluded.body",
+            )
+            .bind(kind)
+            .bind(&doc.id)
+            .bind(doc.updated_ms)
+            .bind(doc.body.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if let Some((actor, action, detail)) = audit {
+                sqlx::query(
+                    "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?,?,?,?,?)",
+                )
+                .bind(doc.updated_ms)
+                .bind(actor)
+                .bind(action)
+                .bind(format!("{kind}/{}", doc.id))
+                .bind(detail.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    fn list_docs<'a>(&'a self, kind: &'a str) -> BoxFuture<'a, StoreResult<Vec<DocRecord>>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT id, updated_ms, body FROM docs WHERE kind = ? ORDER BY id")
+                    .bind(kind)
+                    .fetch_all(&self.pool)
+                    .await?;
+            Ok(rows
+                .iter()
+                .map(|r| DocRecord {
+                    id: r.get("id"),
+                    updated_ms: r.get("updated_ms"),
+                    body: serde_json::from_str(r.get::<&str, _>("body"))
+                        .unwrap_or(serde_json::Value::Null),
+                })
+                .collect())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(agent: &str, seq: i64) -> EventRecord {
+        EventRecord {
+            site: "s".into(),
+            agent: agent.into(),
+            seq,
+            id: format!("{agent}:{seq}"),
+            ts_ms: 1000 + seq,
+            device: "rack-1".into(),
+            kind: "fire.stage".into(),
+            severity: "alarm".into(),
+            message: "m".into(),
+            data: serde_json::json!({"stage": 1}),
+            test: false,
+            received_ms: 5,
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_unique_per_agent_and_seq_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SqliteStore::open(dir.path()).await.unwrap();
+            assert_eq!(s.insert_events(&[ev("a", 1), ev("a", 2)]).await.unwrap(), 2);
+            assert_eq!(s.insert_events(&[ev("a", 2), ev("a", 3)]).await.unwrap(), 1);
+            assert_eq!(s.insert_events(&[ev("b", 1)]).await.unwrap(), 1);
+            s.close().await;
+        }
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        let all = s
+            .list_events(&EventQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[0].data, serde_json::json!({"stage": 1}));
+        let mut hw = s.event_high_water().await.unwrap();
+        hw.sort();
+        assert_eq!(hw, vec![("a".into(), 3), ("b".into(), 1)]);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[tokio::test]
+    async fn doc_writes_carry_their_audit_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        let doc = DocRecord {
+            id: "a1".into(),
+            updated_ms: 7,
+            body: serde_json::json!({"state": "acked"}),
+        };
+        s.put_doc(
+            "alarm",
+            &doc,
+            Some(("op", "alarm.ack", &serde_json::json!({}))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.list_docs("alarm").await.unwrap(), vec![doc]);
+        let audit = s.list_audit(0, 10).await.unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].target, "alarm/a1");
+    }
+}
