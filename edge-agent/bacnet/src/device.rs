@@ -14,9 +14,9 @@
 
 use crate::codec::apdu::{Apdu, abort_reason, confirmed, reject_reason, unconfirmed};
 use crate::codec::services::{
-    CovNotification, IAm, PropertyValue, ReadAccessResult,
-    ReadPropertyAck, ReadPropertyMultipleAck, ReadPropertyMultipleRequest, ReadPropertyRequest,
-    ReadResultItem, SubscribeCovRequest, WhoIs,
+    CovNotification, IAm, PropertyValue, ReadAccessResult, ReadPropertyAck,
+    ReadPropertyMultipleAck, ReadPropertyMultipleRequest, ReadPropertyRequest, ReadResultItem,
+    SubscribeCovRequest, WhoIs,
 };
 use crate::codec::types::{
     BacnetError, BitString, ObjectId, ObjectType, PropertyId, Segmentation, Value,
@@ -561,12 +561,7 @@ impl Device {
                 .collect(),
             PropertyId::OPTIONAL => all
                 .into_iter()
-                .filter(|p| {
-                    matches!(
-                        *p,
-                        PropertyId::DESCRIPTION | PropertyId::COV_INCREMENT
-                    )
-                })
+                .filter(|p| matches!(*p, PropertyId::DESCRIPTION | PropertyId::COV_INCREMENT))
                 .collect(),
             _ => all,
         })
@@ -836,4 +831,3 @@ fn check_value_type(id: ObjectId, value: &Value) -> Result<(), DeviceError> {
         })
     }
 }
-

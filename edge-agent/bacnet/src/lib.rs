@@ -7,7 +7,18 @@
 //! - [`quality`]: pure tracking of per-point quality from read outcomes.
 //! - [`chiller_plant`]: a ready-made device model of a chiller plant for simulators.
 
+pub mod chiller_plant;
+pub mod client;
 pub mod codec;
 pub mod device;
+pub mod quality;
+pub mod server;
 
+pub use client::{
+    BacnetClient, ClientConfig, ClientError, CovEvent, CovOptions, CovSubscription, DeviceInfo,
+    PropertyRef,
+};
+pub use codec::services::CovNotification;
 pub use codec::types::{BacnetError, BitString, ObjectId, ObjectType, PropertyId, Value};
+pub use device::{Device, Object, StatusFlags};
+pub use server::DeviceServer;

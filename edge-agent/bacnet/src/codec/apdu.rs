@@ -263,7 +263,9 @@ fn decode_error_body(buf: &[u8]) -> Result<BacnetError, DecodeError> {
 fn enumerated(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
     match r.app_value()? {
         super::types::Value::Enumerated(e) => Ok(e),
-        _ => Err(DecodeError::Invalid("expected an enumerated error class/code")),
+        _ => Err(DecodeError::Invalid(
+            "expected an enumerated error class/code",
+        )),
     }
 }
 

@@ -38,7 +38,9 @@ pub enum LinkKind {
     Unicast,
     Broadcast,
     /// Relayed by a BBMD on behalf of `origin` (replies go to `origin`).
-    Forwarded { origin: SocketAddrV4 },
+    Forwarded {
+        origin: SocketAddrV4,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,9 @@ fn expect_end(r: &Reader<'_>) -> Result<(), DecodeError> {
     if r.is_empty() {
         Ok(())
     } else {
-        Err(DecodeError::Invalid("trailing data after service parameters"))
+        Err(DecodeError::Invalid(
+            "trailing data after service parameters",
+        ))
     }
 }
 
@@ -33,7 +35,8 @@ pub struct WhoIs {
 
 impl WhoIs {
     pub fn matches(&self, instance: u32) -> bool {
-        self.range.is_none_or(|(lo, hi)| lo <= instance && instance <= hi)
+        self.range
+            .is_none_or(|(lo, hi)| lo <= instance && instance <= hi)
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -82,16 +85,22 @@ impl IAm {
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(buf);
         let Value::ObjectId(device) = r.app_value()? else {
-            return Err(DecodeError::Invalid("I-Am: expected device object identifier"));
+            return Err(DecodeError::Invalid(
+                "I-Am: expected device object identifier",
+            ));
         };
         if device.object_type != ObjectType::DEVICE {
-            return Err(DecodeError::Invalid("I-Am: object identifier is not a device"));
+            return Err(DecodeError::Invalid(
+                "I-Am: object identifier is not a device",
+            ));
         }
         let Value::Unsigned(max_apdu) = r.app_value()? else {
             return Err(DecodeError::Invalid("I-Am: expected max-APDU unsigned"));
         };
         let Value::Enumerated(seg) = r.app_value()? else {
-            return Err(DecodeError::Invalid("I-Am: expected segmentation enumerated"));
+            return Err(DecodeError::Invalid(
+                "I-Am: expected segmentation enumerated",
+            ));
         };
         let Value::Unsigned(vendor) = r.app_value()? else {
             return Err(DecodeError::Invalid("I-Am: expected vendor id unsigned"));

@@ -128,7 +128,9 @@ impl<'a> Reader<'a> {
             (TagClass::Context, 6) => TagKind::Opening,
             (TagClass::Context, 7) => TagKind::Closing,
             (TagClass::Application, 6 | 7) => {
-                return Err(DecodeError::Invalid("application tag with opening/closing LVT"));
+                return Err(DecodeError::Invalid(
+                    "application tag with opening/closing LVT",
+                ));
             }
             (_, 5) => {
                 let ext = self.u8()?;
@@ -525,9 +527,11 @@ impl<'a> Writer<'a> {
                 false,
                 &[d.year_minus_1900, d.month, d.day, d.weekday],
             ),
-            Value::Time(t) => {
-                self.primitive(app::TIME, false, &[t.hour, t.minute, t.second, t.hundredths])
-            }
+            Value::Time(t) => self.primitive(
+                app::TIME,
+                false,
+                &[t.hour, t.minute, t.second, t.hundredths],
+            ),
             Value::ObjectId(id) => self.app_object_id(*id),
             Value::List(items) => {
                 for i in items {
