@@ -15,6 +15,9 @@ pub const NO_VALUE: i16 = i16::MIN;
 /// address or meaning.
 pub const MAP_VERSION: u16 = 1;
 
+/// Duration of a sensor inhibit asked through a coil (capped by the logic's `inhibit_max_ms`).
+pub const INHIBIT_DURATION_MS: u32 = 3_600_000;
+
 /// Default Modbus unit (slave) id of a controller.
 pub const DEFAULT_UNIT_ID: u8 = 1;
 
@@ -77,22 +80,83 @@ pub const EVENT_ENTRY_REGS: u16 = 6;
 pub mod event_entry {
     /// Event sequence number, u32 (high word first).
     pub const SEQ: u16 = 0;
-    /// Event time in seconds since boot (or since the epoch once time is synced), u32.
+    /// Event time in seconds since boot, u32.
     pub const TIME_S: u16 = 2;
-    /// High byte: priority (1 alarm, 2 supervisory, 3 trouble, 4 info); low byte: event kind.
+    /// High byte: priority (1 alarm, 2 supervisory, 3 trouble); low byte: event kind
+    /// ([`super::event_kind`]).
     pub const CODE: u16 = 4;
     /// Kind-specific detail (the stage for a stage change, the trouble bit for a trouble).
     pub const DETAIL: u16 = 5;
 }
 
+/// Event kind codes (low byte of [`event_entry::CODE`]) and the meaning of the detail register.
+pub mod event_kind {
+    /// A stage was entered; detail = stage code.
+    pub const STAGE_ENTERED: u8 = 1;
+    /// Local reset accepted.
+    pub const RESET_ACCEPTED: u8 = 2;
+    /// Local reset refused; detail = reason (0 temperature, 1 smoke, 2 off-gas, 3 no valid
+    /// temperature).
+    pub const RESET_REFUSED: u8 = 3;
+    /// Local manual release operated.
+    pub const MANUAL_RELEASE: u8 = 4;
+    /// Agent released.
+    pub const AGENT_RELEASED: u8 = 5;
+    /// Agent held back by manual-only mode.
+    pub const AGENT_INHIBITED_MANUAL_ONLY: u8 = 6;
+    /// Room gas pre-discharge warning started.
+    pub const GAS_WARNING_STARTED: u8 = 7;
+    /// Room gas held by the hold switch.
+    pub const GAS_HELD: u8 = 8;
+    /// Room gas waits for manual release (manual-only mode).
+    pub const GAS_WAITING_MANUAL_ONLY: u8 = 9;
+    /// Room gas released.
+    pub const GAS_RELEASED: u8 = 10;
+    /// Battery isolated after losing every valid temperature source.
+    pub const BATTERY_ISOLATED: u8 = 11;
+    /// A source became invalid; detail = sensor index | reason << 8.
+    pub const SOURCE_INVALID: u8 = 12;
+    /// A source became valid; detail = sensor index.
+    pub const SOURCE_VALID: u8 = 13;
+    /// A trouble was raised; detail = trouble bit.
+    pub const TROUBLE_RAISED: u8 = 14;
+    /// A trouble cleared; detail = trouble bit.
+    pub const TROUBLE_CLEARED: u8 = 15;
+    /// A supervisory signal was raised; detail = status bit.
+    pub const SUPERVISORY_RAISED: u8 = 16;
+    /// A supervisory signal cleared; detail = status bit.
+    pub const SUPERVISORY_CLEARED: u8 = 17;
+    /// Network: buzzer acknowledged.
+    pub const ACKNOWLEDGED: u8 = 18;
+    /// Network: time synchronised.
+    pub const TIME_SYNCED: u8 = 19;
+    /// Test mode started.
+    pub const TEST_MODE_STARTED: u8 = 20;
+    /// Test mode ended; detail = 1 when ended by a real detection.
+    pub const TEST_MODE_ENDED: u8 = 21;
+    /// A sensor was inhibited; detail = sensor index.
+    pub const SENSOR_INHIBITED: u8 = 22;
+    /// A sensor inhibit ended; detail = sensor index.
+    pub const INHIBIT_ENDED: u8 = 23;
+    /// A network command was refused; detail = reason (0 stage active, 1 sensor not
+    /// faulted, 2 sensor not fitted, 3 another sensor inhibited, 4 bad duration, 5 bad time).
+    pub const COMMAND_REFUSED: u8 = 24;
+    /// The logic was restored from the non-volatile record; detail = restored stage.
+    pub const RESTORED: u8 = 25;
+    /// The non-volatile record was found corrupt at boot (not trusted).
+    pub const NV_RECORD_CORRUPT: u8 = 26;
+}
+
 /// Coil addresses (function codes 1, 5, 15). Writing 1 asks for the command; writing 0 ends
-/// what can be ended (test mode, an inhibit). Reading gives the current state.
+/// test mode and is ignored on the silence coil; an inhibit cannot be cut short (writing 0
+/// there is an illegal data value). Reading gives the current state.
 pub mod coil {
     /// Acknowledge and silence the local buzzer. Reads 1 while silenced.
     pub const SILENCE_BUZZER: u16 = 0;
     /// Request test mode (refused by the logic while any stage is active). Reads 1 in test mode.
     pub const TEST_MODE: u16 = 1;
-    /// Timed inhibit of one faulted sensor; coil `INHIBIT_BASE + sensor index`.
+    /// Timed inhibit of one faulted sensor for [`super::INHIBIT_DURATION_MS`]; coil
+    /// `INHIBIT_BASE + sensor index`. Reads 1 while that sensor is inhibited.
     pub const INHIBIT_BASE: u16 = 2;
     /// Number of coils.
     pub const COUNT: u16 = INHIBIT_BASE + super::sensor::COUNT;
@@ -126,53 +190,57 @@ pub mod sensor {
     ];
 }
 
-/// Bits of [`input::ACTIONS`] (commanded outputs).
+/// Bits of [`input::ACTIONS`] (commanded outputs). Bits 0..=6 are the fire logic's `Actions`
+/// bits (pinned by a test in `controller.rs`).
 pub mod action {
-    /// Battery contactor commanded open (battery isolated).
+    /// Battery contactor commanded open (battery isolated; also forced by the fire authority).
     pub const CONTACTOR_OPEN: u16 = 1 << 0;
     /// Fire blanket drop.
     pub const BLANKET_DROP: u16 = 1 << 1;
     /// Extinguishing patch fire.
     pub const PATCH_FIRE: u16 = 1 << 2;
     /// Agent discharge through the rack nozzles.
-    pub const AGENT_DISCHARGE: u16 = 1 << 3;
+    pub const AGENT_RELEASE: u16 = 1 << 3;
     /// Coolant water on.
     pub const COOLANT_ON: u16 = 1 << 4;
-    /// Room extinguishing gas pre-discharge warning running.
-    pub const GAS_WARNING: u16 = 1 << 5;
-    /// Room extinguishing gas release requested.
-    pub const GAS_RELEASE: u16 = 1 << 6;
+    /// Room extinguishing gas release.
+    pub const GAS_RELEASE: u16 = 1 << 5;
+    /// Room extinguishing gas pre-discharge warning (sounders).
+    pub const GAS_WARNING: u16 = 1 << 6;
     /// Local buzzer sounding.
     pub const BUZZER: u16 = 1 << 7;
-    /// All battery power off (fire authority in command).
-    pub const ALL_POWER_OFF: u16 = 1 << 8;
 }
 
-/// Bits of [`input::STATUS`].
+/// Bits of [`input::STATUS`]. Bits 0..=5 are the fire logic's supervisory signals.
 pub mod status {
-    /// A supervisory signal is active (rate of rise, off-gas early warning).
-    pub const SUPERVISORY: u16 = 1 << 0;
-    /// Test mode active.
-    pub const TEST_MODE: u16 = 1 << 1;
+    /// Supervisory: the governing temperature rises faster than the configured rate.
+    pub const RATE_OF_RISE: u16 = 1 << 0;
+    /// Supervisory: off-gas at or above the supervisory level.
+    pub const OFFGAS_WARNING: u16 = 1 << 1;
     /// Manual-only mode (room occupied): automatic release disabled, reported as a bypass.
     pub const MANUAL_ONLY: u16 = 1 << 2;
-    /// Fire authority key switch on.
+    /// Fire authority in command (battery power forced off).
     pub const AUTHORITY: u16 = 1 << 3;
-    /// Buzzer silenced.
-    pub const SILENCED: u16 = 1 << 4;
+    /// Test mode active.
+    pub const TEST_MODE: u16 = 1 << 4;
+    /// Battery isolated because no valid temperature source remained.
+    pub const ISOLATED_NO_TEMPERATURE: u16 = 1 << 5;
+    /// Buzzer silenced by an acknowledge.
+    pub const SILENCED: u16 = 1 << 8;
     /// Hold/abort switch held.
-    pub const HOLD: u16 = 1 << 5;
+    pub const HOLD: u16 = 1 << 9;
     /// The logic has run at least once since boot (outputs are live, not boot-safe defaults).
-    pub const RUNNING: u16 = 1 << 6;
+    pub const RUNNING: u16 = 1 << 10;
     /// The latch record was restored from non-volatile memory at boot.
-    pub const RESTORED: u16 = 1 << 7;
-    /// A smoke detector is in alarm.
-    pub const SMOKE_ALARM: u16 = 1 << 8;
+    pub const RESTORED: u16 = 1 << 11;
+    /// The smoke detector is in alarm.
+    pub const SMOKE_ALARM: u16 = 1 << 12;
 }
 
-/// Bits of [`input::TROUBLES`] (u32).
+/// Bits of [`input::TROUBLES`] (u32). Bits 0..=17 are the fire logic's `Troubles` bits (pinned
+/// by a test in `controller.rs`); bits 24.. are the controller's own.
 pub mod trouble {
-    /// BMS temperature invalid (fault, stale, out of range, implausible).
+    /// BMS temperature invalid (fault, stale, out of range, implausible, disagreeing).
     pub const BMS_INVALID: u32 = 1 << 0;
     /// Rack temperature sensor 1 invalid.
     pub const RACK_TEMP1_INVALID: u32 = 1 << 1;
@@ -180,32 +248,40 @@ pub mod trouble {
     pub const RACK_TEMP2_INVALID: u32 = 1 << 2;
     /// Camera invalid.
     pub const CAMERA_INVALID: u32 = 1 << 3;
-    /// Smoke detector fault.
-    pub const SMOKE_FAULT: u32 = 1 << 4;
-    /// Off-gas detector fault.
-    pub const OFFGAS_FAULT: u32 = 1 << 5;
-    /// Redundant temperature sensors disagree beyond the configured band.
-    pub const SENSOR_DISAGREE: u32 = 1 << 6;
+    /// Smoke detector invalid.
+    pub const SMOKE_INVALID: u32 = 1 << 4;
+    /// Off-gas detector invalid.
+    pub const OFFGAS_INVALID: u32 = 1 << 5;
     /// No valid temperature source left.
-    pub const NO_TEMPERATURE: u32 = 1 << 7;
-    /// Contactor feedback disagrees with the command.
-    pub const CONTACTOR_FEEDBACK: u32 = 1 << 8;
-    /// Another output feedback disagrees with its command.
-    pub const OUTPUT_FEEDBACK: u32 = 1 << 9;
+    pub const NO_VALID_TEMPERATURE: u32 = 1 << 6;
     /// A sensor is under a timed network inhibit.
-    pub const SENSOR_INHIBITED: u32 = 1 << 10;
-    /// Reset refused (readings still above the reset threshold or smoke/off-gas present).
-    pub const RESET_REFUSED: u32 = 1 << 11;
-    /// Manual-only bypass active.
-    pub const BYPASS: u32 = 1 << 12;
+    pub const SENSOR_INHIBITED: u32 = 1 << 7;
+    /// Contactor feedback disagrees with the command.
+    pub const CONTACTOR_MISMATCH: u32 = 1 << 8;
+    /// Blanket feedback disagrees with the command.
+    pub const BLANKET_MISMATCH: u32 = 1 << 9;
+    /// Patch feedback disagrees with the command.
+    pub const PATCH_MISMATCH: u32 = 1 << 10;
+    /// Agent pressure feedback disagrees with the command.
+    pub const AGENT_MISMATCH: u32 = 1 << 11;
+    /// Coolant flow feedback disagrees with the command.
+    pub const COOLANT_MISMATCH: u32 = 1 << 12;
+    /// Gas released feedback disagrees with the command.
+    pub const GAS_MISMATCH: u32 = 1 << 13;
+    /// A feedback line reports a fault.
+    pub const FEEDBACK_FAULT: u32 = 1 << 14;
+    /// A local switch line reports a fault.
+    pub const SWITCH_FAULT: u32 = 1 << 15;
+    /// The logic's event log had to drop an event.
+    pub const EVENT_LOG_OVERFLOW: u32 = 1 << 16;
+    /// The restored latch record was written under another configuration.
+    pub const CONFIG_CHANGED: u32 = 1 << 17;
     /// Non-volatile latch record corrupt or unreadable at boot (not trusted).
-    pub const NV_RECORD: u32 = 1 << 13;
-    /// Non-volatile write failed.
-    pub const NV_WRITE: u32 = 1 << 14;
-    /// A control cycle overran its period.
-    pub const CYCLE_OVERRUN: u32 = 1 << 15;
-    /// Another trouble reported by the logic that has no dedicated bit.
-    pub const OTHER: u32 = 1 << 31;
+    pub const NV_RECORD: u32 = 1 << 24;
+    /// Writing the non-volatile latch record failed.
+    pub const NV_WRITE: u32 = 1 << 25;
+    /// A control cycle overran its period (the watchdog was not fed for it).
+    pub const CYCLE_OVERRUN: u32 = 1 << 26;
 }
 
 /// Bits of [`input::FEEDBACKS`].
@@ -400,7 +476,7 @@ pub const POINTS: &[PointDef] = &[
         "cmd_agent",
         "custom.cmd_agent",
         input::ACTIONS,
-        action::AGENT_DISCHARGE,
+        action::AGENT_RELEASE,
     ),
     bit(
         "cmd_coolant",

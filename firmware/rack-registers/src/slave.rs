@@ -30,12 +30,11 @@ pub enum Command {
     SilenceBuzzer,
     /// Enter (`true`) or leave (`false`) test mode.
     TestMode(bool),
-    /// Start (`true`) or end (`false`) the timed inhibit of one sensor ([`sensor`] index).
+    /// Timed inhibit of one faulted sensor ([`sensor`] index) for
+    /// [`crate::map::INHIBIT_DURATION_MS`].
     Inhibit {
         /// Sensor index.
         sensor: u16,
-        /// Start or end.
-        on: bool,
     },
 }
 
@@ -72,18 +71,23 @@ impl From<ErrorKind> for FrameError {
     }
 }
 
-/// Decodes a coil write into a command; `None` when the coil does not exist.
-pub fn command_for_coil(address: u16, value: bool) -> Option<Option<Command>> {
+/// Decodes a coil write into a command (`Ok(None)`: accepted, nothing to do). Errors are the
+/// Modbus exception to answer: no such coil, or a value the coil does not accept.
+pub fn command_for_coil(address: u16, value: bool) -> Result<Option<Command>, ErrorKind> {
     match address {
-        coil::SILENCE_BUZZER => Some(value.then_some(Command::SilenceBuzzer)),
-        coil::TEST_MODE => Some(Some(Command::TestMode(value))),
+        coil::SILENCE_BUZZER => Ok(value.then_some(Command::SilenceBuzzer)),
+        coil::TEST_MODE => Ok(Some(Command::TestMode(value))),
         a if (coil::INHIBIT_BASE..coil::INHIBIT_BASE + sensor::COUNT).contains(&a) => {
-            Some(Some(Command::Inhibit {
-                sensor: a - coil::INHIBIT_BASE,
-                on: value,
-            }))
+            if value {
+                Ok(Some(Command::Inhibit {
+                    sensor: a - coil::INHIBIT_BASE,
+                }))
+            } else {
+                // An inhibit runs out by itself; it cannot be ended or shortened remotely.
+                Err(ErrorKind::IllegalDataValue)
+            }
         }
-        _ => None,
+        _ => Err(ErrorKind::IllegalDataAddress),
     }
 }
 
@@ -240,10 +244,8 @@ fn write_bits(address: u16, count: u16, data: &[u8], out: &mut Commands) -> Resu
             .get(usize::from(i / 8))
             .ok_or(ErrorKind::IllegalDataValue)?;
         let value = byte & (1 << (i % 8)) != 0;
-        match command_for_coil(address + i, value) {
-            Some(Some(c)) => out.push(c).map_err(|_| ErrorKind::IllegalDataValue)?,
-            Some(None) => {}
-            None => return Err(ErrorKind::IllegalDataAddress),
+        if let Some(c) = command_for_coil(address + i, value)? {
+            out.push(c).map_err(|_| ErrorKind::IllegalDataValue)?;
         }
     }
     Ok(())
@@ -365,23 +367,23 @@ mod tests {
         assert_eq!(r, Ok(true));
         assert_eq!(&resp[..6], &[1, 5, 0, 0, 0xFF, 0]);
         assert_eq!(cmds.as_slice(), &[Command::SilenceBuzzer]);
-        // Bulk: test mode off, inhibit bms on, inhibit rack_temp1 off.
-        let (_, resp, cmds) = run(Proto::Rtu, &rtu(&[1, 15, 0, 1, 0, 3, 1, 0b010]));
+        // Bulk: test mode off, inhibit bms, inhibit rack_temp1.
+        let (_, resp, cmds) = run(Proto::Rtu, &rtu(&[1, 15, 0, 1, 0, 3, 1, 0b110]));
         assert_eq!(&resp[..6], &[1, 15, 0, 1, 0, 3]);
-        assert_eq!(
-            cmds.as_slice(),
-            &[
-                Command::TestMode(false),
-                Command::Inhibit {
-                    sensor: sensor::BMS,
-                    on: true
-                },
-                Command::Inhibit {
-                    sensor: sensor::RACK_TEMP1,
-                    on: false
-                },
-            ]
-        );
+        let expected = [
+            Command::TestMode(false),
+            Command::Inhibit {
+                sensor: sensor::BMS,
+            },
+            Command::Inhibit {
+                sensor: sensor::RACK_TEMP1,
+            },
+        ];
+        assert_eq!(cmds.as_slice(), &expected);
+        // An inhibit cannot be ended remotely: the whole write is refused.
+        let (_, resp, cmds) = run(Proto::Rtu, &rtu(&[1, 15, 0, 1, 0, 3, 1, 0b010]));
+        assert_eq!(&resp[..3], &[1, 0x8F, 3]);
+        assert!(cmds.is_empty());
     }
 
     #[test]

@@ -228,7 +228,7 @@ mod tests {
     fn u32_values_are_high_word_first_and_events_newest_first() {
         let mut s = Snapshot {
             uptime_s: 0x0001_0002,
-            troubles: map::trouble::NV_RECORD | map::trouble::OTHER,
+            troubles: map::trouble::NV_RECORD | map::trouble::CONFIG_CHANGED | 1 << 31,
             event_seq: 9,
             ..Snapshot::default()
         };
@@ -246,7 +246,7 @@ mod tests {
         let mut regs = [0; INPUT_COUNT];
         s.encode_inputs(&mut regs);
         assert_eq!(&regs[4..6], &[1, 2]);
-        assert_eq!(&regs[9..11], &[0x8000, 0x2000]);
+        assert_eq!(&regs[9..11], &[0x8102, 0]);
         assert_eq!(regs[input::EVENT_WINDOW_LEN as usize], 2);
         let w = input::EVENT_WINDOW as usize;
         assert_eq!(&regs[w..w + 6], &[0, 9, 0, 109, 0x0101, 3]);
