@@ -1,15 +1,187 @@
 //! Simulated facility hardware served over the real protocols.
 
-const USAGE: &str = "facility-sim {version}\nSimulated facility hardware served over the real protocols.\n\nUSAGE:\n    facility-sim [--help] [--version]\n\nNot yet functional: this binary only reports its version.\n";
+use facility_sim::{Command, SimConfig, default_profiles_dir, parse_scenario, start};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
 
-fn main() {
-    let usage = USAGE.replace("{version}", env!("CARGO_PKG_VERSION"));
-    match std::env::args().nth(1).as_deref() {
-        Some("--version") | Some("-V") => println!("facility-sim {}", env!("CARGO_PKG_VERSION")),
-        Some("--help") | Some("-h") | None => print!("{usage}"),
-        Some(other) => {
-            eprintln!("facility-sim: unknown argument `{other}`\n\n{usage}");
+const USAGE: &str = "facility-sim {version}
+Simulated facility hardware served over the real protocols: Modbus TCP rack BMSs, UPS zones and
+dual-feed meters/ATSs (registers as in device-profiles/), an MQTT thermal camera, scripted faults.
+
+USAGE:
+    facility-sim [OPTIONS]
+
+OPTIONS:
+    --racks N             battery racks (BMS devices bms-r01..), default 8
+    --ups N               UPS zones (ups-z1..), default 4
+    --meters N            dual-feed meters with ATS (meter-1..), default 2
+    --no-camera           no thermal camera
+    --mqtt URL            publish the thermal camera (cam-1) to this broker, e.g. mqtt://127.0.0.1:1883
+    --camera-period-ms N  camera publish period, default 1000
+    --base-port P         first Modbus TCP port (one port per device, counting up);
+                          default 0 = an ephemeral port per device
+    --profiles DIR        device profiles folder, default device-profiles/
+    --scenario FILE       run the timed commands of FILE (see below)
+    --duration S          exit after S seconds (default: run until stdin closes or Ctrl-C)
+    -h, --help            this text
+    -V, --version         version
+
+On start it prints one line per device:
+    device=bms-r01 kind=rack-bms profile=rack-bms-li-ion modbus=127.0.0.1:40123 unit=1
+
+CONTROL: commands are read from stdin, one per line (and from the scenario file, each preceded
+by its time in seconds, e.g. `30 feed-loss A`):
+    feed-loss A|B, feed-restore A|B        utility feed lost / back (ATS transfers)
+    breaker <meter> A|B open|close         a meter's feed breaker
+    heat <bms> [C_per_min]                 a battery rack heats up through the fire stages
+    cool <bms>                             stop heating
+    sensor-fail <device> <point>           a point reads its fault code
+    sensor-ok <device> <point>
+    silent <device>, revive <device>       the device stops / resumes answering
+    slow <device> <ms>                     the device answers late
+    chiller-trip <id>, chiller-restore <id> (recorded for BACnet chillers)
+    status                                 list the devices
+";
+
+fn usage() -> String {
+    USAGE.replace("{version}", env!("CARGO_PKG_VERSION"))
+}
+
+struct Args {
+    cfg: SimConfig,
+    mqtt: Option<String>,
+    camera_period: Duration,
+    scenario: Option<PathBuf>,
+    duration: Option<Duration>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut cfg = SimConfig {
+        profiles_dir: default_profiles_dir(),
+        ..SimConfig::default()
+    };
+    let mut a = Args {
+        cfg: SimConfig::default(),
+        mqtt: None,
+        camera_period: Duration::from_millis(1000),
+        scenario: None,
+        duration: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        let num = |name: &str, v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{name}: `{v}` is not a number"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{}", usage());
+                std::process::exit(0);
+            }
+            "-V" | "--version" => {
+                println!("facility-sim {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            "--racks" => cfg.racks = num("--racks", val("--racks")?)? as usize,
+            "--ups" => cfg.ups = num("--ups", val("--ups")?)? as usize,
+            "--meters" => cfg.meters = num("--meters", val("--meters")?)? as usize,
+            "--no-camera" => cfg.camera = false,
+            "--mqtt" => a.mqtt = Some(val("--mqtt")?),
+            "--camera-period-ms" => {
+                a.camera_period = Duration::from_millis(
+                    num("--camera-period-ms", val("--camera-period-ms")?)?.max(50),
+                )
+            }
+            "--base-port" => {
+                let p = num("--base-port", val("--base-port")?)?;
+                cfg.base_port = u16::try_from(p).map_err(|_| "--base-port: too large")?;
+            }
+            "--profiles" => cfg.profiles_dir = PathBuf::from(val("--profiles")?),
+            "--scenario" => a.scenario = Some(PathBuf::from(val("--scenario")?)),
+            "--duration" => {
+                a.duration = Some(Duration::from_secs(num("--duration", val("--duration")?)?))
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    a.cfg = cfg;
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("facility-sim: {e}\n\n{}", usage());
             std::process::exit(2);
         }
+    };
+    let steps = match &args.scenario {
+        None => Vec::new(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_scenario(&t).map_err(|e| e.to_string()))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("facility-sim: scenario {}: {e}", path.display());
+                std::process::exit(2);
+            }
+        },
+    };
+    let mut sim = match start(args.cfg.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("facility-sim: {e}");
+            std::process::exit(1);
+        }
+    };
+    for e in &sim.endpoints {
+        match e.modbus {
+            Some(addr) => println!(
+                "device={} kind={} profile={} modbus={addr} unit={}",
+                e.device, e.kind, e.profile, e.unit_id
+            ),
+            None => println!("device={} kind={}", e.device, e.kind),
+        }
+    }
+    if let Some(url) = &args.mqtt {
+        if let Err(e) = sim.publish_camera(url, args.camera_period) {
+            eprintln!("facility-sim: {e}");
+            std::process::exit(2);
+        }
+        println!("camera publishing to {url}");
+    }
+    sim.run_scenario(steps, true);
+
+    let stdin = async {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match Command::parse(line).map_err(|e| e.to_string()).and_then(|c| sim.command(&c))
+            {
+                Ok(m) => println!("{m}"),
+                Err(e) => println!("error: {e}"),
+            }
+        }
+        // stdin closed: keep running unless a duration was given (then that ends it).
+        std::future::pending::<()>().await;
+    };
+    let until = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = stdin => {}
+        _ = until => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -1,0 +1,279 @@
+//! The request planner: merges neighbouring registers of the same table and unit id into as few
+//! reads as possible. Pure; no I/O.
+//!
+//! Invariants (property-tested): every item is covered by exactly one read that contains all of
+//! its registers; no read is longer than the limit of its table (125 registers / 2000 bits, or
+//! the profile's lower `max_registers_per_read`); two items are only merged across a hole of at
+//! most `max_gap` unused registers.
+
+use dcim_profiles::{PollClass, Profile, Table};
+use std::collections::BTreeMap;
+
+/// One thing to read: `count` registers (or bits) of `table` from `address`, for `point`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Item {
+    pub point: usize,
+    pub unit: u8,
+    pub table: Table,
+    pub address: u16,
+    pub count: u16,
+}
+
+/// One read request and the points it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub unit: u8,
+    pub table: Table,
+    pub address: u16,
+    pub count: u16,
+    /// Indices of the points (into the profile's `points`) decoded from this read.
+    pub points: Vec<usize>,
+}
+
+impl Read {
+    /// The exclusive end address.
+    pub fn end(&self) -> u32 {
+        self.address as u32 + self.count as u32
+    }
+}
+
+/// Planner limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest hole of unused registers (or bits) read through to merge two items.
+    pub max_gap: u16,
+    /// At most this many registers per read (capped at 125).
+    pub max_registers: u16,
+    /// At most this many bits per coil/discrete read (capped at 2000).
+    pub max_bits: u16,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_gap: 8,
+            max_registers: 125,
+            max_bits: 2000,
+        }
+    }
+}
+
+impl Limits {
+    fn max_for(&self, table: Table) -> u32 {
+        if table.is_bits() {
+            self.max_bits.clamp(1, 2000) as u32
+        } else {
+            self.max_registers.clamp(1, 125) as u32
+        }
+    }
+}
+
+/// Plans the reads for `items`. Reads come out ordered by unit, table and address. An item longer
+/// than the limit (which the profile loader never lets through) gets a read of its own.
+pub fn plan(items: &[Item], limits: Limits) -> Vec<Read> {
+    let mut groups: BTreeMap<(u8, Table), Vec<&Item>> = BTreeMap::new();
+    for it in items {
+        groups.entry((it.unit, it.table)).or_default().push(it);
+    }
+    let mut reads = Vec::new();
+    for ((unit, table), mut its) in groups {
+        its.sort_by_key(|i| (i.address, std::cmp::Reverse(i.count)));
+        let max = limits.max_for(table);
+        let gap = limits.max_gap as u32;
+        let mut cur: Option<(u32, u32, Vec<usize>)> = None; // start, end, points
+        for it in its {
+            let (a, e) = (it.address as u32, it.address as u32 + it.count.max(1) as u32);
+            match &mut cur {
+                Some((start, end, points)) if a <= *end + gap && e.max(*end) - *start <= max => {
+                    *end = e.max(*end);
+                    points.push(it.point);
+                }
+                _ => {
+                    if let Some((s, en, p)) = cur.take() {
+                        reads.push(Read {
+                            unit,
+                            table,
+                            address: s as u16,
+                            count: (en - s) as u16,
+                            points: p,
+                        });
+                    }
+                    cur = Some((a, e, vec![it.point]));
+                }
+            }
+        }
+        if let Some((s, en, p)) = cur {
+            reads.push(Read {
+                unit,
+                table,
+                address: s as u16,
+                count: (en - s) as u16,
+                points: p,
+            });
+        }
+    }
+    reads
+}
+
+/// The reads of one poll class of a Modbus profile for a device at `unit`.
+pub fn plan_class(profile: &Profile, unit: u8, class: PollClass) -> Vec<Read> {
+    let limits = profile
+        .modbus
+        .map(|m| Limits {
+            max_gap: m.max_gap,
+            max_registers: m.max_registers_per_read,
+            max_bits: 2000,
+        })
+        .unwrap_or_default();
+    let items: Vec<Item> = profile
+        .points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.poll == class)
+        .filter_map(|(i, p)| {
+            p.modbus().map(|a| Item {
+                point: i,
+                unit,
+                table: a.table,
+                address: a.address,
+                count: a.count(),
+            })
+        })
+        .collect();
+    plan(&items, limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item(point: usize, table: Table, address: u16, count: u16) -> Item {
+        Item {
+            point,
+            unit: 1,
+            table,
+            address,
+            count,
+        }
+    }
+
+    #[test]
+    fn neighbours_merge_and_gaps_split() {
+        let items = [
+            item(0, Table::Holding, 0, 2),
+            item(1, Table::Holding, 2, 2),
+            item(2, Table::Holding, 10, 1), // gap of 6 from 4
+            item(3, Table::Holding, 30, 4), // gap of 19
+            item(4, Table::Input, 0, 1),
+            item(5, Table::Coil, 0, 1),
+            item(6, Table::Coil, 1500, 1),
+        ];
+        let reads = plan(&items, Limits::default());
+        let shape: Vec<_> = reads
+            .iter()
+            .map(|r| (r.table, r.address, r.count, r.points.clone()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (Table::Coil, 0, 1, vec![5]),
+                (Table::Coil, 1500, 1, vec![6]),
+                (Table::Holding, 0, 11, vec![0, 1, 2]),
+                (Table::Holding, 30, 4, vec![3]),
+                (Table::Input, 0, 1, vec![4]),
+            ]
+        );
+        let wide = plan(
+            &items[..4],
+            Limits {
+                max_gap: 30,
+                ..Limits::default()
+            },
+        );
+        assert_eq!(wide.len(), 1);
+        assert_eq!((wide[0].address, wide[0].count), (0, 34));
+    }
+
+    #[test]
+    fn reads_split_at_125_registers() {
+        let items: Vec<_> = (0..300).map(|i| item(i, Table::Input, i as u16, 1)).collect();
+        let reads = plan(&items, Limits::default());
+        assert_eq!(
+            reads.iter().map(|r| r.count).collect::<Vec<_>>(),
+            vec![125, 125, 50]
+        );
+    }
+
+    #[test]
+    fn a_value_never_straddles_two_reads() {
+        // A 4-register value starting at 123 cannot share the first read (0..125).
+        let items = [item(0, Table::Holding, 0, 1), item(1, Table::Holding, 123, 4)];
+        let reads = plan(&items, Limits::default());
+        assert_eq!(reads.len(), 2);
+        assert_eq!((reads[1].address, reads[1].count), (123, 4));
+    }
+
+    #[test]
+    fn units_are_never_merged() {
+        let mut b = item(1, Table::Holding, 1, 1);
+        b.unit = 2;
+        let reads = plan(&[item(0, Table::Holding, 0, 1), b], Limits::default());
+        assert_eq!(reads.len(), 2);
+    }
+
+    fn table() -> impl Strategy<Value = Table> {
+        prop_oneof![
+            Just(Table::Holding),
+            Just(Table::Input),
+            Just(Table::Coil),
+            Just(Table::Discrete)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_item_covered_and_no_read_over_the_limit(
+            raw in proptest::collection::vec((0u8..3, table(), 0u16..5000, 1u16..=8), 0..300),
+            max_gap in 0u16..40,
+            max_registers in 1u16..=125,
+        ) {
+            let items: Vec<Item> = raw.iter().enumerate().map(|(i, (u, t, a, c))| Item {
+                point: i, unit: *u, table: *t, address: *a,
+                count: if t.is_bits() { 1 } else { (*c).min(max_registers) },
+            }).collect();
+            let limits = Limits { max_gap, max_registers, max_bits: 2000 };
+            let reads = plan(&items, limits);
+            for r in &reads {
+                let max = if r.table.is_bits() { 2000 } else { max_registers };
+                prop_assert!(r.count >= 1 && r.count <= max, "read {r:?} over the limit");
+                prop_assert!(r.end() <= 65536);
+            }
+            let mut seen = vec![0; items.len()];
+            for r in &reads {
+                for &p in &r.points {
+                    seen[p] += 1;
+                    let it = &items[p];
+                    prop_assert_eq!((it.unit, it.table), (r.unit, r.table));
+                    prop_assert!(it.address >= r.address);
+                    prop_assert!(it.address as u32 + it.count as u32 <= r.end());
+                }
+            }
+            prop_assert!(seen.iter().all(|n| *n == 1), "every point exactly once");
+            // No read holds a hole wider than max_gap.
+            for r in &reads {
+                let mut spans: Vec<(u32, u32)> = r.points.iter()
+                    .map(|&p| (items[p].address as u32, items[p].address as u32 + items[p].count as u32))
+                    .collect();
+                spans.sort();
+                let mut end = spans[0].1;
+                prop_assert_eq!(spans[0].0, r.address as u32);
+                for (a, e) in spans.into_iter().skip(1) {
+                    prop_assert!(a <= end + max_gap as u32, "hole wider than max_gap");
+                    end = end.max(e);
+                }
+                prop_assert_eq!(end, r.end());
+            }
+        }
+    }
+}

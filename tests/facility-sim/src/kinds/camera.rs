@@ -1,0 +1,65 @@
+//! Thermal camera over the battery room (profile `thermal-camera-battery-room`): one region per
+//! battery rack; its temperatures follow the racks' surfaces. Published over MQTT by
+//! [`crate::publish_camera`] as `thermal/{id}/region/{region}` with
+//! `{"ts_ms": .., "max_c": .., "avg_c": .., "hotspot": ..}`.
+
+use super::wobble;
+use crate::{Env, SimDevice};
+use std::collections::BTreeMap;
+
+/// Above this region maximum the camera flags a hot spot.
+pub const HOTSPOT_C: f64 = 50.0;
+
+pub struct Camera {
+    id: String,
+    /// region -> (max, avg)
+    regions: BTreeMap<String, (f64, f64)>,
+}
+
+impl Camera {
+    pub fn new(id: &str) -> Camera {
+        Camera {
+            id: id.to_owned(),
+            regions: BTreeMap::new(),
+        }
+    }
+
+    /// The messages to publish now: (topic, JSON payload).
+    pub fn messages(&self, ts_ms: i64) -> Vec<(String, String)> {
+        self.regions
+            .iter()
+            .map(|(r, (max, avg))| {
+                let body = serde_json::json!({
+                    "ts_ms": ts_ms,
+                    "max_c": (max * 10.0).round() / 10.0,
+                    "avg_c": (avg * 10.0).round() / 10.0,
+                    "hotspot": *max >= HOTSPOT_C,
+                });
+                (format!("thermal/{}/region/{r}", self.id), body.to_string())
+            })
+            .collect()
+    }
+}
+
+impl SimDevice for Camera {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> &'static str {
+        "thermal-camera"
+    }
+    fn step(&mut self, t: f64, _dt: f64, env: &Env) {
+        self.regions = env
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(i, (r, surface))| {
+                let max = surface + 1.0 + 0.3 * wobble(t, 45.0, i as f64);
+                (r.clone(), (max, max - 2.5))
+            })
+            .collect();
+    }
+    fn camera(&self) -> Option<&Camera> {
+        Some(self)
+    }
+}

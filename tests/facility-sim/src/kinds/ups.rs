@@ -1,0 +1,72 @@
+//! UPS of one UPS zone (profile `ups-modular-3ph`). Goes on battery when neither utility feed
+//! is up, and its runtime and state of charge then fall.
+
+use super::wobble;
+use crate::modbus::{ModbusShared, SimValue};
+use crate::{Env, SimDevice};
+use dcim_profiles::Profile;
+use std::sync::Arc;
+
+pub struct Ups {
+    id: String,
+    index: usize,
+    profile: Arc<Profile>,
+    shared: Arc<ModbusShared>,
+    soc: f64,
+}
+
+impl Ups {
+    pub fn new(id: &str, index: usize, profile: Arc<Profile>) -> Ups {
+        Ups {
+            id: id.to_owned(),
+            index,
+            profile,
+            shared: Arc::new(ModbusShared::default()),
+            soc: 100.0,
+        }
+    }
+}
+
+impl SimDevice for Ups {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> &'static str {
+        "ups"
+    }
+    fn step(&mut self, t: f64, dt: f64, env: &Env) {
+        let ph = self.index as f64 * 0.7;
+        let on_battery = !env.feed_up.iter().any(|u| *u);
+        let load_pct = 48.0 + 6.0 * wobble(t, 1200.0, ph);
+        let output_kw = 500.0 * 0.9 * load_pct / 100.0;
+        // 15 minutes of autonomy at 100 % load from a full battery.
+        let full_runtime_s = 900.0 * 100.0 / load_pct.max(1.0);
+        if on_battery {
+            self.soc = (self.soc - 100.0 * dt / full_runtime_s).max(0.0);
+        } else {
+            self.soc = (self.soc + 100.0 * dt / 3600.0).min(100.0);
+        }
+        let v = |x: f64| SimValue::Number(x);
+        self.shared.write_values(
+            &self.profile,
+            &[
+                ("on_battery", SimValue::Bool(on_battery)),
+                ("on_bypass", SimValue::Bool(false)),
+                ("general_alarm", SimValue::Bool(on_battery)),
+                ("load_pct", v(load_pct)),
+                ("output_kw", v(output_kw)),
+                (
+                    "input_voltage",
+                    v(if on_battery { 0.0 } else { 400.0 + 3.0 * wobble(t, 200.0, ph) }),
+                ),
+                ("output_voltage", v(400.0 + 0.5 * wobble(t, 60.0, ph))),
+                ("runtime", v((full_runtime_s * self.soc / 100.0).round())),
+                ("battery_soc", v(self.soc)),
+                ("firmware", SimValue::Text("UPS-7.1".into())),
+            ],
+        );
+    }
+    fn modbus(&self) -> Option<(&Arc<ModbusShared>, &Arc<Profile>)> {
+        Some((&self.shared, &self.profile))
+    }
+}
