@@ -624,7 +624,7 @@ impl Site {
                 Some(Subsystem::Network) => c.rating_gbps,
                 _ => c.rating_kw,
             };
-            if rating.is_some_and(|r| !(r >= 0.0)) {
+            if rating.is_some_and(|r| r.is_nan() || r < 0.0) {
                 return Err(err(line, f("rating"), "expected a rating >= 0".into()));
             }
             out.push(Component {

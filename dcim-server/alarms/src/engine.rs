@@ -1,0 +1,843 @@
+//! The alarm engine: rules applied to inputs, debouncing, ISA-18.2 transitions, operator
+//! actions, shelving expiry, suppression, chattering and flood detection, grade escalation.
+//! Every change is an output [`Record`] for the journal and audit.
+
+use crate::alarm::{Alarm, AlarmState};
+use crate::rules::{Condition, Rule};
+use dcim_points::{Quality, Sample};
+use dcim_site::Redundancy;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Tuning of the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// An alarm that activates `chatter_count` times within `chatter_window_ms` is shelved
+    /// automatically for `chatter_shelve_ms`.
+    pub chatter_count: usize,
+    pub chatter_window_ms: i64,
+    pub chatter_shelve_ms: i64,
+    /// More than `flood_count` annunciations within `flood_window_ms` is a flood: one summary
+    /// record starts it, one ends it when the rate is back under the limit.
+    pub flood_count: usize,
+    pub flood_window_ms: i64,
+    /// Longest shelving an operator may ask for.
+    pub max_shelve_ms: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            chatter_count: 5,
+            chatter_window_ms: 60_000,
+            chatter_shelve_ms: 15 * 60_000,
+            flood_count: 10,
+            flood_window_ms: 10 * 60_000,
+            max_shelve_ms: 8 * 3_600_000,
+        }
+    }
+}
+
+/// What happened, in an output record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Activated,
+    Cleared,
+    Acknowledged,
+    Shelved {
+        until_ms: i64,
+    },
+    Unshelved,
+    ShelfExpired,
+    ChatterShelved {
+        activations: usize,
+    },
+    SuppressedByDesign {
+        cause: String,
+    },
+    Unsuppressed,
+    MaintenanceOn,
+    MaintenanceOff,
+    OutOfService,
+    ReturnedToService,
+    Comment {
+        text: String,
+    },
+    /// The grade was raised because recovery takes longer than expected (or the condition
+    /// worsened, for redundancy).
+    GradeRaised {
+        from: u8,
+        to: u8,
+    },
+    /// The condition changed while an overlay hid it (kept for the journal).
+    ConditionWhileHidden {
+        active: bool,
+    },
+    FloodStarted {
+        count: usize,
+    },
+    FloodEnded {
+        count: usize,
+    },
+}
+
+/// One output record: a transition or an event of one alarm (or a flood summary).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Increasing per engine.
+    pub seq: u64,
+    pub ts_ms: i64,
+    /// Alarm id; `flood` for flood summaries.
+    pub alarm: String,
+    pub event: Event,
+    pub from: AlarmState,
+    pub to: AlarmState,
+    pub grade: u8,
+    /// The operator for operator actions; `system:...` for automatic ones.
+    pub user: Option<String>,
+    pub message: String,
+    /// Component of the site model the alarm is about, when known.
+    pub component: Option<String>,
+    /// Annunciated during a flood: notify the flood summary instead.
+    pub in_flood: bool,
+}
+
+impl Record {
+    /// Whether the record changes the visible state.
+    pub fn is_transition(&self) -> bool {
+        self.from != self.to
+    }
+}
+
+/// An operator action on one alarm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Ack,
+    Shelve { until_ms: i64 },
+    Unshelve,
+    Comment { text: String },
+    OutOfService,
+    ReturnToService,
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("unknown alarm `{0}`")]
+    UnknownAlarm(String),
+    #[error("alarm `{alarm}` is {state}: {action} is not possible in that state")]
+    NotAllowed {
+        alarm: String,
+        state: &'static str,
+        action: &'static str,
+    },
+    #[error("shelving must end in the future and within the maximum shelving time")]
+    BadShelveTime,
+    #[error("an operator action needs a user")]
+    NoUser,
+}
+
+/// Decides whether an alarm is suppressed by design, e.g. because the upstream feed of its
+/// component is lost. Return the cause to suppress.
+pub trait Suppression {
+    fn suppressed_by(&self, alarm: &Alarm) -> Option<String>;
+}
+
+/// No suppression by design.
+pub struct NoSuppression;
+impl Suppression for NoSuppression {
+    fn suppressed_by(&self, _: &Alarm) -> Option<String> {
+        None
+    }
+}
+
+impl<F: Fn(&Alarm) -> Option<String>> Suppression for F {
+    fn suppressed_by(&self, alarm: &Alarm) -> Option<String> {
+        self(alarm)
+    }
+}
+
+/// The alarm engine. Pure: every method takes `now_ms` and returns the records it produced.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    rules: Vec<Rule>,
+    pub config: EngineConfig,
+    alarms: BTreeMap<String, Alarm>,
+    seq: u64,
+    annunciations: VecDeque<i64>,
+    flooding: Option<usize>,
+    /// Maintenance applies to alarms whose subject or component is in this set.
+    maintenance: std::collections::BTreeSet<String>,
+    /// Device -> component, for suppression and grouping (from the site model).
+    device_component: BTreeMap<String, String>,
+}
+
+impl Engine {
+    /// A new engine; rules are validated.
+    pub fn new(rules: Vec<Rule>, config: EngineConfig) -> Result<Engine, String> {
+        for r in &rules {
+            r.validate()?;
+        }
+        Ok(Engine {
+            rules,
+            config,
+            alarms: BTreeMap::new(),
+            seq: 0,
+            annunciations: VecDeque::new(),
+            flooding: None,
+            maintenance: Default::default(),
+            device_component: BTreeMap::new(),
+        })
+    }
+
+    /// Tells the engine which component each device belongs to (e.g. from
+    /// `dcim_site::Site::components_of_device`).
+    pub fn set_device_components(&mut self, map: BTreeMap<String, String>) {
+        self.device_component = map;
+        for a in self.alarms.values_mut() {
+            a.component = self.device_component.get(&a.subject).cloned();
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Alarm> {
+        self.alarms.get(id)
+    }
+
+    /// Every alarm instance, in id order.
+    pub fn alarms(&self) -> impl Iterator<Item = &Alarm> {
+        self.alarms.values()
+    }
+
+    /// The active list: every alarm not in the normal state (including shelved, suppressed
+    /// and out-of-service ones, which a console shows in their own tabs).
+    pub fn active(&self) -> impl Iterator<Item = &Alarm> {
+        self.alarms
+            .values()
+            .filter(|a| a.state() != AlarmState::Normal)
+    }
+
+    pub fn is_flooding(&self) -> bool {
+        self.flooding.is_some()
+    }
+
+    fn record(
+        &mut self,
+        out: &mut Vec<Record>,
+        id: &str,
+        event: Event,
+        from: AlarmState,
+        user: Option<&str>,
+        now_ms: i64,
+    ) {
+        let a = self
+            .alarms
+            .get(id)
+            .expect("records are about existing alarms");
+        self.seq += 1;
+        out.push(Record {
+            seq: self.seq,
+            ts_ms: now_ms,
+            alarm: id.to_owned(),
+            event,
+            from,
+            to: a.state(),
+            grade: a.grade,
+            user: user.map(str::to_owned),
+            message: a.message.clone(),
+            component: a.component.clone(),
+            in_flood: self.flooding.is_some(),
+        });
+    }
+
+    fn instance(&mut self, rule: usize, subject: &str, now_ms: i64) -> String {
+        let r = &self.rules[rule];
+        let id = format!("{}:{}", r.id, subject);
+        if !self.alarms.contains_key(&id) {
+            let mut a = Alarm::new(
+                id.clone(),
+                r.id.clone(),
+                subject.to_owned(),
+                r.grade,
+                now_ms,
+            );
+            a.component = self.device_component.get(subject).cloned();
+            a.overlays.maintenance = self.in_maintenance(&a);
+            a.message = format!("{}: {}", r.name, subject);
+            self.alarms.insert(id.clone(), a);
+        }
+        id
+    }
+
+    fn in_maintenance(&self, a: &Alarm) -> bool {
+        self.maintenance.contains(&a.subject)
+            || a.component
+                .as_ref()
+                .is_some_and(|c| self.maintenance.contains(c))
+    }
+
+    /// Feeds one sample through the rules that match its role and device.
+    pub fn on_sample(&mut self, s: &Sample, now_ms: i64) -> Vec<Record> {
+        let mut out = Vec::new();
+        for ri in 0..self.rules.len() {
+            let r = &self.rules[ri];
+            if r.role() != Some(s.role.as_str())
+                || !s.device.starts_with(&r.device_prefix)
+                || !r.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+            {
+                continue;
+            }
+            // Values that cannot be trusted do not move the condition (comm loss has its own
+            // alarm).
+            if s.quality != Quality::Good {
+                continue;
+            }
+            let Some(v) = s.value.as_ref() else { continue };
+            let subject = if s.labels.is_empty() {
+                s.device.clone()
+            } else {
+                let l: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{}[{}]", s.device, l.join(","))
+            };
+            let id = self.instance(ri, &subject, now_ms);
+            let was_raw = self.alarms[&id].raw;
+            let r = &self.rules[ri];
+            let raw = match &r.condition {
+                Condition::Threshold {
+                    high,
+                    low,
+                    deadband,
+                    ..
+                } => match v.as_f64() {
+                    None => continue,
+                    Some(x) => {
+                        let hi =
+                            high.is_some_and(|h| if was_raw { x > h - deadband } else { x > h });
+                        let lo =
+                            low.is_some_and(|l| if was_raw { x < l + deadband } else { x < l });
+                        hi || lo
+                    }
+                },
+                Condition::Binary { alarm_when, .. } => match v.as_bool() {
+                    None => continue,
+                    Some(b) => b == *alarm_when,
+                },
+                Condition::FireStage => v.as_f64().is_some_and(|x| x >= 2.0),
+                Condition::CommLost | Condition::Redundancy => continue,
+            };
+            let a = self.alarms.get_mut(&id).expect("just made");
+            a.value = v.as_f64();
+            let msg = format!("{}: {} = {}", r.name, subject, fmt_value(v));
+            a.message = msg;
+            self.set_raw(&id, raw, now_ms, &mut out);
+        }
+        out
+    }
+
+    /// A device's communication state (from the status engine or the agent).
+    pub fn on_comm(&mut self, device: &str, comm_lost: bool, now_ms: i64) -> Vec<Record> {
+        let mut out = Vec::new();
+        for ri in 0..self.rules.len() {
+            let r = &self.rules[ri];
+            if r.condition != Condition::CommLost || !device.starts_with(&r.device_prefix) {
+                continue;
+            }
+            if !comm_lost && !self.alarms.contains_key(&format!("{}:{device}", r.id)) {
+                continue;
+            }
+            let id = self.instance(ri, device, now_ms);
+            self.set_raw(&id, comm_lost, now_ms, &mut out);
+        }
+        out
+    }
+
+    /// A subsystem's (or a rack's) redundancy. Active when `current < designed`; grade 1 when
+    /// below N, the rule's grade otherwise (losing 2N is grade 2 with the default rules). A
+    /// drop to below N while active raises the grade with a record.
+    pub fn on_redundancy(
+        &mut self,
+        subject: &str,
+        designed: Redundancy,
+        current: Redundancy,
+        detail: &str,
+        now_ms: i64,
+    ) -> Vec<Record> {
+        let mut out = Vec::new();
+        for ri in 0..self.rules.len() {
+            if self.rules[ri].condition != Condition::Redundancy {
+                continue;
+            }
+            let raw = current < designed;
+            if !raw
+                && !self
+                    .alarms
+                    .contains_key(&format!("{}:{subject}", self.rules[ri].id))
+            {
+                continue;
+            }
+            let id = self.instance(ri, subject, now_ms);
+            let rule_grade = self.rules[ri].grade;
+            let name = self.rules[ri].name.clone();
+            let a = self.alarms.get_mut(&id).expect("just made");
+            a.message = format!("{name}: {subject} designed {designed}, now {current}. {detail}");
+            let want = if current == Redundancy::BelowN {
+                1
+            } else {
+                rule_grade
+            };
+            if raw && want < a.base_grade {
+                a.base_grade = want;
+                if want < a.grade {
+                    let from = a.grade;
+                    a.grade = want;
+                    let st = a.state();
+                    self.record(
+                        &mut out,
+                        &id,
+                        Event::GradeRaised { from, to: want },
+                        st,
+                        Some("system:redundancy"),
+                        now_ms,
+                    );
+                }
+            }
+            self.set_raw(&id, raw, now_ms, &mut out);
+        }
+        out
+    }
+
+    fn set_raw(&mut self, id: &str, raw: bool, now_ms: i64, out: &mut Vec<Record>) {
+        let a = self.alarms.get_mut(id).expect("exists");
+        if a.raw != raw {
+            a.raw = raw;
+            a.raw_since_ms = now_ms;
+        }
+        self.settle(id, now_ms, out);
+    }
+
+    /// Applies the on/off delays: moves the debounced condition when the raw one has held long
+    /// enough.
+    fn settle(&mut self, id: &str, now_ms: i64, out: &mut Vec<Record>) {
+        let a = &self.alarms[id];
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| r.id == a.rule)
+            .expect("alarm of a rule");
+        let delay = if a.raw {
+            rule.on_delay_ms
+        } else {
+            rule.off_delay_ms
+        };
+        if a.raw != a.active && now_ms - a.raw_since_ms >= delay {
+            let active = a.raw;
+            self.set_condition(id, active, now_ms, out);
+        }
+    }
+
+    fn set_condition(&mut self, id: &str, active: bool, now_ms: i64, out: &mut Vec<Record>) {
+        let cfg = self.config.clone();
+        let a = self.alarms.get_mut(id).expect("exists");
+        a.active = active;
+        a.last_change_ms = now_ms;
+        let from = a.state();
+        if active {
+            a.active_since_ms = Some(now_ms);
+            a.recent_activations.push(now_ms);
+            a.recent_activations
+                .retain(|&t| now_ms - t < cfg.chatter_window_ms);
+        } else {
+            a.active_since_ms = None;
+            // Recovery: the grade returns to the rule's grade for the next occurrence.
+            a.grade = a.base_grade;
+            a.grade_raised = false;
+        }
+        if a.overlays.visible().is_some() {
+            self.record(
+                out,
+                id,
+                Event::ConditionWhileHidden { active },
+                from,
+                None,
+                now_ms,
+            );
+            return;
+        }
+        let new_base = Alarm::base_on_condition(a.base, active);
+        a.base = new_base;
+        let chatter = active && a.recent_activations.len() >= cfg.chatter_count;
+        let ev = if active {
+            Event::Activated
+        } else {
+            Event::Cleared
+        };
+        let annunciated =
+            from != AlarmState::Unacknowledged && new_base == AlarmState::Unacknowledged;
+        if annunciated {
+            self.note_annunciation(now_ms, out);
+        }
+        self.record(out, id, ev, from, None, now_ms);
+        if chatter {
+            let a = self.alarms.get_mut(id).expect("exists");
+            let n = a.recent_activations.len();
+            a.recent_activations.clear();
+            let from = a.state();
+            a.overlays.shelved_until = Some(now_ms + cfg.chatter_shelve_ms);
+            a.overlays.shelved_by = Some("system:chatter".into());
+            self.record(
+                out,
+                id,
+                Event::ChatterShelved { activations: n },
+                from,
+                Some("system:chatter"),
+                now_ms,
+            );
+        }
+    }
+
+    fn note_annunciation(&mut self, now_ms: i64, out: &mut Vec<Record>) {
+        self.annunciations.push_back(now_ms);
+        self.prune_flood(now_ms);
+        let n = self.annunciations.len();
+        if self.flooding.is_none() && n > self.config.flood_count {
+            self.flooding = Some(n);
+            self.seq += 1;
+            out.push(Record {
+                seq: self.seq,
+                ts_ms: now_ms,
+                alarm: "flood".into(),
+                event: Event::FloodStarted { count: n },
+                from: AlarmState::Normal,
+                to: AlarmState::Normal,
+                grade: 2,
+                user: Some("system:flood".into()),
+                message: format!(
+                    "Alarm flood: {n} alarms in {} s",
+                    self.config.flood_window_ms / 1000
+                ),
+                component: None,
+                in_flood: false,
+            });
+        } else if let Some(total) = &mut self.flooding {
+            *total += 1;
+        }
+    }
+
+    fn prune_flood(&mut self, now_ms: i64) {
+        while self
+            .annunciations
+            .front()
+            .is_some_and(|&t| now_ms - t >= self.config.flood_window_ms)
+        {
+            self.annunciations.pop_front();
+        }
+    }
+
+    /// Time passes: on/off delays, shelving expiry, suppression by design, recovery-time grade
+    /// raises, flood end.
+    pub fn tick(&mut self, now_ms: i64, suppression: &dyn Suppression) -> Vec<Record> {
+        let mut out = Vec::new();
+        let ids: Vec<String> = self.alarms.keys().cloned().collect();
+        for id in &ids {
+            self.settle(id, now_ms, &mut out);
+            // Shelving expiry.
+            let a = &self.alarms[id];
+            if a.overlays.shelved_until.is_some_and(|t| now_ms >= t) {
+                self.remove_overlay(
+                    id,
+                    now_ms,
+                    &mut out,
+                    |o| {
+                        o.shelved_until = None;
+                        o.shelved_by = None;
+                    },
+                    Event::ShelfExpired,
+                    Some("system:shelf"),
+                );
+            }
+            // Suppression by design.
+            let cause = suppression.suppressed_by(&self.alarms[id]);
+            let cur = self.alarms[id].overlays.suppressed_by.clone();
+            match (cur, cause) {
+                (None, Some(c)) => {
+                    let a = self.alarms.get_mut(id).expect("exists");
+                    let from = a.state();
+                    a.overlays.suppressed_by = Some(c.clone());
+                    self.record(
+                        &mut out,
+                        id,
+                        Event::SuppressedByDesign { cause: c },
+                        from,
+                        Some("system:design"),
+                        now_ms,
+                    );
+                }
+                (Some(_), None) => {
+                    self.remove_overlay(
+                        id,
+                        now_ms,
+                        &mut out,
+                        |o| o.suppressed_by = None,
+                        Event::Unsuppressed,
+                        Some("system:design"),
+                    );
+                }
+                (Some(a), Some(b)) if a != b => {
+                    self.alarms
+                        .get_mut(id)
+                        .expect("exists")
+                        .overlays
+                        .suppressed_by = Some(b);
+                }
+                _ => {}
+            }
+            // Recovery later than expected: raise the grade once.
+            let a = &self.alarms[id];
+            let rule = self.rules.iter().find(|r| r.id == a.rule).expect("rule");
+            if a.active
+                && !a.grade_raised
+                && a.grade > 1
+                && rule.expected_recovery_ms > 0
+                && a.active_since_ms
+                    .is_some_and(|t| now_ms - t > rule.expected_recovery_ms)
+            {
+                let a = self.alarms.get_mut(id).expect("exists");
+                let from = a.grade;
+                a.grade -= 1;
+                a.grade_raised = true;
+                let st = a.state();
+                self.record(
+                    &mut out,
+                    id,
+                    Event::GradeRaised { from, to: from - 1 },
+                    st,
+                    Some("system:recovery"),
+                    now_ms,
+                );
+            }
+        }
+        self.prune_flood(now_ms);
+        if let Some(total) = self.flooding
+            && self.annunciations.len() <= self.config.flood_count / 2
+        {
+            self.flooding = None;
+            self.seq += 1;
+            out.push(Record {
+                seq: self.seq,
+                ts_ms: now_ms,
+                alarm: "flood".into(),
+                event: Event::FloodEnded { count: total },
+                from: AlarmState::Normal,
+                to: AlarmState::Normal,
+                grade: 2,
+                user: Some("system:flood".into()),
+                message: format!("Alarm flood over: {total} alarms"),
+                component: None,
+                in_flood: false,
+            });
+        }
+        out
+    }
+
+    fn remove_overlay(
+        &mut self,
+        id: &str,
+        now_ms: i64,
+        out: &mut Vec<Record>,
+        clear: impl FnOnce(&mut crate::alarm::Overlays),
+        event: Event,
+        user: Option<&str>,
+    ) {
+        let a = self.alarms.get_mut(id).expect("exists");
+        let from = a.state();
+        clear(&mut a.overlays);
+        if a.overlays.visible().is_none() {
+            let before = a.base;
+            a.base = Alarm::base_after_overlay(a.base, a.active);
+            let annunciated =
+                before != AlarmState::Unacknowledged && a.base == AlarmState::Unacknowledged;
+            if annunciated {
+                self.note_annunciation(now_ms, out);
+            }
+        }
+        self.record(out, id, event, from, user, now_ms);
+    }
+
+    /// Puts a device or component in maintenance (or takes it out): its alarms are suppressed
+    /// by maintenance meanwhile.
+    pub fn set_maintenance(
+        &mut self,
+        subject: &str,
+        on: bool,
+        user: &str,
+        now_ms: i64,
+    ) -> Vec<Record> {
+        let mut out = Vec::new();
+        if on {
+            self.maintenance.insert(subject.to_owned());
+        } else {
+            self.maintenance.remove(subject);
+        }
+        let ids: Vec<String> = self.alarms.keys().cloned().collect();
+        for id in ids {
+            let want = self.in_maintenance(&self.alarms[&id]);
+            let a = self.alarms.get_mut(&id).expect("exists");
+            if a.overlays.maintenance == want {
+                continue;
+            }
+            if want {
+                let from = a.state();
+                a.overlays.maintenance = true;
+                self.record(
+                    &mut out,
+                    &id,
+                    Event::MaintenanceOn,
+                    from,
+                    Some(user),
+                    now_ms,
+                );
+            } else {
+                self.remove_overlay(
+                    &id,
+                    now_ms,
+                    &mut out,
+                    |o| o.maintenance = false,
+                    Event::MaintenanceOff,
+                    Some(user),
+                );
+            }
+        }
+        out
+    }
+
+    /// An operator action. Refused (with nothing changed) when the state does not allow it.
+    pub fn act(
+        &mut self,
+        alarm: &str,
+        action: Action,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Record>, ActionError> {
+        if user.is_empty() {
+            return Err(ActionError::NoUser);
+        }
+        let Some(a) = self.alarms.get(alarm) else {
+            return Err(ActionError::UnknownAlarm(alarm.to_owned()));
+        };
+        let state = a.state();
+        let refuse = |action: &'static str| ActionError::NotAllowed {
+            alarm: alarm.to_owned(),
+            state: state.as_str(),
+            action,
+        };
+        let mut out = Vec::new();
+        match action {
+            Action::Ack => {
+                if a.overlays.visible().is_some() {
+                    return Err(refuse("acknowledge"));
+                }
+                let Some(nb) = Alarm::base_on_ack(a.base) else {
+                    return Err(refuse("acknowledge"));
+                };
+                let a = self.alarms.get_mut(alarm).expect("exists");
+                a.base = nb;
+                a.acked_by = Some(user.to_owned());
+                self.record(
+                    &mut out,
+                    alarm,
+                    Event::Acknowledged,
+                    state,
+                    Some(user),
+                    now_ms,
+                );
+            }
+            Action::Shelve { until_ms } => {
+                if until_ms <= now_ms || until_ms - now_ms > self.config.max_shelve_ms {
+                    return Err(ActionError::BadShelveTime);
+                }
+                if a.overlays.shelved_until.is_some() || a.overlays.out_of_service_by.is_some() {
+                    return Err(refuse("shelve"));
+                }
+                let a = self.alarms.get_mut(alarm).expect("exists");
+                a.overlays.shelved_until = Some(until_ms);
+                a.overlays.shelved_by = Some(user.to_owned());
+                self.record(
+                    &mut out,
+                    alarm,
+                    Event::Shelved { until_ms },
+                    state,
+                    Some(user),
+                    now_ms,
+                );
+            }
+            Action::Unshelve => {
+                if a.overlays.shelved_until.is_none() {
+                    return Err(refuse("unshelve"));
+                }
+                self.remove_overlay(
+                    alarm,
+                    now_ms,
+                    &mut out,
+                    |o| {
+                        o.shelved_until = None;
+                        o.shelved_by = None;
+                    },
+                    Event::Unshelved,
+                    Some(user),
+                );
+            }
+            Action::Comment { text } => {
+                self.record(
+                    &mut out,
+                    alarm,
+                    Event::Comment { text },
+                    state,
+                    Some(user),
+                    now_ms,
+                );
+            }
+            Action::OutOfService => {
+                if a.overlays.out_of_service_by.is_some() {
+                    return Err(refuse("take out of service"));
+                }
+                let a = self.alarms.get_mut(alarm).expect("exists");
+                a.overlays.out_of_service_by = Some(user.to_owned());
+                self.record(
+                    &mut out,
+                    alarm,
+                    Event::OutOfService,
+                    state,
+                    Some(user),
+                    now_ms,
+                );
+            }
+            Action::ReturnToService => {
+                if a.overlays.out_of_service_by.is_none() {
+                    return Err(refuse("return to service"));
+                }
+                self.remove_overlay(
+                    alarm,
+                    now_ms,
+                    &mut out,
+                    |o| o.out_of_service_by = None,
+                    Event::ReturnedToService,
+                    Some(user),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn fmt_value(v: &dcim_points::Value) -> String {
+    match v {
+        dcim_points::Value::Bool(b) => b.to_string(),
+        dcim_points::Value::Number(n) => format!("{n}"),
+        dcim_points::Value::Text(t) => t.clone(),
+    }
+}

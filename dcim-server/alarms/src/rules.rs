@@ -1,0 +1,220 @@
+//! Alarm definitions: rules that turn samples, device communication and redundancy levels into
+//! alarm conditions.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What makes the alarm's condition true.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Condition {
+    /// A numeric role above `high` or below `low`; it clears only `deadband` inside the limit.
+    Threshold {
+        role: String,
+        high: Option<f64>,
+        low: Option<f64>,
+        #[serde(default)]
+        deadband: f64,
+    },
+    /// A binary role equal to `alarm_when`.
+    Binary { role: String, alarm_when: bool },
+    /// The device stopped answering (`comm_lost` from the agent or the status engine).
+    CommLost,
+    /// A subsystem's redundancy below its design: losing 2N (or N+1) while still at N or above
+    /// is graded `grade`; below N is always grade 1.
+    Redundancy,
+    /// `fire.stage` at stage 1 or above (value >= 2: 0 normal, 1 pre-alarm): grade 1.
+    FireStage,
+}
+
+/// One alarm rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: String,
+    pub name: String,
+    pub condition: Condition,
+    /// Incident grade 1-3 the alarm maps to.
+    pub grade: u8,
+    /// Only devices whose id starts with this prefix (all when empty).
+    #[serde(default)]
+    pub device_prefix: String,
+    /// Labels a sample must carry to match.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The condition must hold this long before the alarm activates.
+    #[serde(default)]
+    pub on_delay_ms: i64,
+    /// The condition must be gone this long before the alarm clears.
+    #[serde(default)]
+    pub off_delay_ms: i64,
+    /// When the alarm lasts longer than this, its grade is raised one level (0 = never).
+    #[serde(default)]
+    pub expected_recovery_ms: i64,
+}
+
+impl Rule {
+    fn new(id: &str, name: &str, condition: Condition, grade: u8) -> Rule {
+        Rule {
+            id: id.into(),
+            name: name.into(),
+            condition,
+            grade,
+            device_prefix: String::new(),
+            labels: BTreeMap::new(),
+            on_delay_ms: 0,
+            off_delay_ms: 0,
+            expected_recovery_ms: 0,
+        }
+    }
+
+    /// The role a sample must have to be evaluated by this rule.
+    pub fn role(&self) -> Option<&str> {
+        match &self.condition {
+            Condition::Threshold { role, .. } | Condition::Binary { role, .. } => Some(role),
+            Condition::FireStage => Some("fire.stage"),
+            _ => None,
+        }
+    }
+
+    /// Checks the rule; the message says which field is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=3).contains(&self.grade) {
+            return Err(format!("rule {}: grade: expected 1, 2 or 3", self.id));
+        }
+        if self.on_delay_ms < 0 || self.off_delay_ms < 0 || self.expected_recovery_ms < 0 {
+            return Err(format!("rule {}: delays: expected >= 0 ms", self.id));
+        }
+        if let Condition::Threshold {
+            high,
+            low,
+            deadband,
+            ..
+        } = &self.condition
+        {
+            if high.is_none() && low.is_none() {
+                return Err(format!("rule {}: threshold: expected high or low", self.id));
+            }
+            if *deadband < 0.0 {
+                return Err(format!("rule {}: deadband: expected >= 0", self.id));
+            }
+        }
+        if let Some(r) = self.role() {
+            dcim_points::Role::new(r).map_err(|e| format!("rule {}: role: {e}", self.id))?;
+        }
+        Ok(())
+    }
+
+    /// The default rule set of the product (used by the demo and as a starting point).
+    pub fn defaults() -> Vec<Rule> {
+        let mut v = vec![
+            Rule::new("fire-stage", "Battery fire stage", Condition::FireStage, 1),
+            Rule {
+                expected_recovery_ms: 600_000,
+                ..Rule::new(
+                    "fire-prealarm",
+                    "Battery fire pre-alarm",
+                    Condition::Threshold {
+                        role: "fire.stage".into(),
+                        high: Some(0.5),
+                        low: None,
+                        deadband: 0.0,
+                    },
+                    2,
+                )
+            },
+            Rule {
+                on_delay_ms: 2_000,
+                expected_recovery_ms: 3_600_000,
+                ..Rule::new(
+                    "feed-breaker-open",
+                    "Utility feed breaker open",
+                    Condition::Binary {
+                        role: "feed.breaker_closed".into(),
+                        alarm_when: false,
+                    },
+                    3,
+                )
+            },
+            Rule {
+                expected_recovery_ms: 1_800_000,
+                ..Rule::new(
+                    "ups-on-battery",
+                    "UPS on battery",
+                    Condition::Binary {
+                        role: "ups.on_battery".into(),
+                        alarm_when: true,
+                    },
+                    2,
+                )
+            },
+            Rule {
+                expected_recovery_ms: 3_600_000,
+                ..Rule::new(
+                    "chiller-fault",
+                    "Chiller fault",
+                    Condition::Binary {
+                        role: "chiller.fault".into(),
+                        alarm_when: true,
+                    },
+                    3,
+                )
+            },
+            Rule {
+                on_delay_ms: 10_000,
+                off_delay_ms: 10_000,
+                expected_recovery_ms: 1_800_000,
+                ..Rule::new(
+                    "battery-hot",
+                    "Battery cell temperature high",
+                    Condition::Threshold {
+                        role: "battery.cell_temp.max".into(),
+                        high: Some(45.0),
+                        low: None,
+                        deadband: 2.0,
+                    },
+                    2,
+                )
+            },
+            Rule {
+                on_delay_ms: 30_000,
+                off_delay_ms: 30_000,
+                expected_recovery_ms: 1_800_000,
+                ..Rule::new(
+                    "room-hot",
+                    "Room temperature high",
+                    Condition::Threshold {
+                        role: "room.temp".into(),
+                        high: Some(32.0),
+                        low: None,
+                        deadband: 1.0,
+                    },
+                    2,
+                )
+            },
+            Rule {
+                on_delay_ms: 30_000,
+                expected_recovery_ms: 1_800_000,
+                ..Rule::new(
+                    "comm-lost",
+                    "Device communication lost",
+                    Condition::CommLost,
+                    3,
+                )
+            },
+            Rule {
+                expected_recovery_ms: 4 * 3_600_000,
+                ..Rule::new(
+                    "redundancy",
+                    "Redundancy below design",
+                    Condition::Redundancy,
+                    2,
+                )
+            },
+        ];
+        for r in &mut v {
+            debug_assert!(r.validate().is_ok());
+            r.labels.clear();
+        }
+        v
+    }
+}
