@@ -1,15 +1,136 @@
-//! Edge agent daemon: polls facility hardware and forwards it to the center.
+//! `dcim-edge-agent --config FILE`: the edge agent daemon.
 
-const USAGE: &str = "dcim-edge-agent {version}\nEdge agent daemon: polls facility hardware and forwards it to the center.\n\nUSAGE:\n    dcim-edge-agent [--help] [--version]\n\nNot yet functional: this binary only reports its version.\n";
+use dcim_edge_agent::{Agent, config};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
 
-fn main() {
-    let usage = USAGE.replace("{version}", env!("CARGO_PKG_VERSION"));
-    match std::env::args().nth(1).as_deref() {
-        Some("--version") | Some("-V") => println!("dcim-edge-agent {}", env!("CARGO_PKG_VERSION")),
-        Some("--help") | Some("-h") | None => print!("{usage}"),
-        Some(other) => {
-            eprintln!("dcim-edge-agent: unknown argument `{other}`\n\n{usage}");
-            std::process::exit(2);
+const USAGE: &str = "dcim-edge-agent {version}
+Edge agent daemon: reads facility devices, spools every event and sample to disk and forwards
+them to the center over MQTT.
+
+USAGE:
+    dcim-edge-agent --config FILE        run the agent
+    dcim-edge-agent --check-config FILE  validate the configuration and the device profiles
+    dcim-edge-agent --help | --version
+
+Logs go to stderr; the level comes from `log_level` in the file, RUST_LOG overrides it.
+SIGTERM or SIGINT stop the agent gracefully (the spool is flushed first).
+";
+
+enum Mode {
+    Run(PathBuf),
+    Check(PathBuf),
+}
+
+fn parse_args() -> Result<Option<Mode>, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["--version" | "-V"] => {
+            println!("dcim-edge-agent {}", env!("CARGO_PKG_VERSION"));
+            Ok(None)
         }
+        [] | ["--help" | "-h"] => {
+            print!("{}", USAGE.replace("{version}", env!("CARGO_PKG_VERSION")));
+            Ok(None)
+        }
+        ["--config", f] => Ok(Some(Mode::Run(PathBuf::from(f)))),
+        ["--check-config", f] => Ok(Some(Mode::Check(PathBuf::from(f)))),
+        other => Err(format!("unexpected arguments {other:?}")),
     }
+}
+
+fn main() -> ExitCode {
+    let mode = match parse_args() {
+        Ok(Some(m)) => m,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "dcim-edge-agent: {e}\n\n{}",
+                USAGE.replace("{version}", env!("CARGO_PKG_VERSION"))
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let (path, check_only) = match mode {
+        Mode::Run(p) => (p, false),
+        Mode::Check(p) => (p, true),
+    };
+    let cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dcim-edge-agent: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if check_only {
+        for d in &cfg.devices {
+            if let Err(e) = dcim_edge_agent::devices::prepare(d) {
+                eprintln!("dcim-edge-agent: device `{}`: {e}", d.id);
+                return ExitCode::from(2);
+            }
+        }
+        println!("{}: configuration is valid", path.display());
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dcim-edge-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        tracing::info!(
+            site = %cfg.site,
+            agent = %cfg.agent,
+            brokers = cfg.brokers.len(),
+            devices = cfg.devices.len(),
+            config = %path.display(),
+            "dcim-edge-agent {} starting",
+            env!("CARGO_PKG_VERSION")
+        );
+        let agent = match Agent::start(cfg) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                eprintln!("dcim-edge-agent: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+            let _ = tx.send(true);
+        });
+        agent.run(rx).await;
+        ExitCode::SUCCESS
+    })
 }

@@ -55,7 +55,7 @@
 pub mod format;
 pub mod policy;
 
-use format::{Class, RecordPos};
+use format::RecordPos;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -65,7 +65,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::{info, warn};
 
-pub use format::Class as RecordClass;
+pub use format::Class;
 
 /// When the spool calls `fdatasync` on its segment files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -514,6 +514,14 @@ impl Spool {
             }
         }
         Ok(seq)
+    }
+
+    /// Count telemetry samples the caller could not spool (e.g. the disk was full) as lost, so
+    /// the loss is reported with the thinned samples.
+    pub fn note_lost_telemetry(&mut self, samples: u32) {
+        self.meta.thinned_samples += u64::from(samples);
+        self.meta.thinned_batches += 1;
+        self.meta_dirty = true;
     }
 
     /// Run time-based work: fsync telemetry under the `Interval` policy, persist ack cursors.

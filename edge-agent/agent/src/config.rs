@@ -1,0 +1,869 @@
+//! The agent's TOML configuration: parsing and validation with file, line and field in every
+//! error. Pure apart from [`load`], which reads the file (and password files).
+//!
+//! ```toml
+//! site = "pangyo"                 # identifiers: ASCII letters, digits, `-`, `_`, `.`
+//! agent = "agent-b1"
+//! log_level = "info"              # tracing filter; RUST_LOG overrides it
+//! health_interval_s = 30          # progress/health log and retained state refresh
+//!
+//! [spool]
+//! dir = "/var/lib/dcim-edge-agent/spool"   # relative paths are relative to this file
+//! max_mb = 256                    # byte budget of all segment files
+//! segment_kb = 4096
+//! event_fsync = "always"          # always | interval | never
+//! telemetry_fsync = "interval"
+//! fsync_interval_ms = 1000
+//!
+//! [batch]
+//! max_samples = 500               # a telemetry batch is spooled when it has this many samples
+//! max_delay_ms = 1000             # ... or when its oldest sample is this old
+//!
+//! [[broker]]                      # one or two (different sites); each must acknowledge
+//! name = "center-a"
+//! url = "mqtts://mqtt-a.example.net:8883"   # mqtt:// (1883) or mqtts:// (8883)
+//! ca_file = "/etc/dcim/ca.pem"    # mqtts: CA bundle (PEM); default: the system's roots
+//! cert_file = "/etc/dcim/agent.pem"  # optional client certificate (PEM) ...
+//! key_file = "/etc/dcim/agent.key"   # ... and its key (PEM, PKCS#8/PKCS#1/SEC1)
+//! username = "agent-b1"
+//! password_file = "/etc/dcim/mqtt.pass"  # or password = "..."
+//! keep_alive_s = 15
+//! backoff_initial_ms = 500
+//! backoff_max_ms = 30000
+//! inflight = 32                   # unacknowledged spool publishes at once
+//!
+//! [[device]]
+//! id = "cam-1"
+//! profile = "../device-profiles/thermal-camera-battery-room.toml"
+//! mqtt = { url = "mqtt://10.0.0.20:1883", username = "cam", password = "..." }
+//!
+//! [[device]]
+//! id = "ups-z1"
+//! profile = "../device-profiles/ups-modular-3ph.toml"
+//! modbus = { tcp = "10.0.0.31:502", unit = 1 }      # or { rtu = "/dev/ttyUSB0", baud = 9600, unit = 3 }
+//!
+//! [[device]]                      # built-in signal generator for commissioning and drills
+//! id = "selftest"
+//! synthetic = { points = 10, period_ms = 1000, event_every = 60 }
+//! ```
+
+use dcim_spool::FsyncPolicy;
+use serde::Deserialize;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A configuration error with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the error is not tied to a place (e.g. the file cannot be read).
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": field `{}`", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub site: String,
+    pub agent: String,
+    pub log_level: String,
+    pub health_interval: Duration,
+    pub spool: SpoolSettings,
+    pub batch: BatchSettings,
+    pub brokers: Vec<BrokerConfig>,
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSettings {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub segment_bytes: u64,
+    pub event_fsync: FsyncPolicy,
+    pub telemetry_fsync: FsyncPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSettings {
+    pub max_samples: usize,
+    pub max_delay: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    pub name: String,
+    pub endpoint: Endpoint,
+    pub ca_file: Option<PathBuf>,
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    pub credentials: Option<(String, String)>,
+    pub keep_alive: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub inflight: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceConfig {
+    pub id: String,
+    /// Profile file (absolute, or resolved against the config file's directory).
+    pub profile: Option<PathBuf>,
+    pub connection: Connection,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connection {
+    Mqtt {
+        endpoint: Endpoint,
+        credentials: Option<(String, String)>,
+        ca_file: Option<PathBuf>,
+    },
+    ModbusTcp {
+        addr: String,
+        unit: u8,
+    },
+    ModbusRtu {
+        port: String,
+        baud: u32,
+        unit: u8,
+    },
+    Synthetic {
+        points: usize,
+        period: Duration,
+        event_every: u64,
+    },
+}
+
+// ---- raw, as written in the file ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    site: Spanned<String>,
+    agent: Spanned<String>,
+    #[serde(default = "default_log")]
+    log_level: String,
+    #[serde(default = "default_health")]
+    health_interval_s: u64,
+    spool: Spanned<RawSpool>,
+    #[serde(default)]
+    batch: Option<RawBatch>,
+    #[serde(default)]
+    broker: Vec<Spanned<RawBroker>>,
+    #[serde(default)]
+    device: Vec<Spanned<RawDevice>>,
+}
+
+fn default_log() -> String {
+    "info".into()
+}
+fn default_health() -> u64 {
+    30
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    dir: Spanned<String>,
+    #[serde(default = "d_max_mb")]
+    max_mb: Spanned<u64>,
+    #[serde(default = "d_segment_kb")]
+    segment_kb: Spanned<u64>,
+    #[serde(default = "d_always")]
+    event_fsync: Spanned<String>,
+    #[serde(default = "d_interval")]
+    telemetry_fsync: Spanned<String>,
+    #[serde(default = "d_fsync_ms")]
+    fsync_interval_ms: u64,
+}
+
+fn d_max_mb() -> Spanned<u64> {
+    Spanned::new(0..0, 256)
+}
+fn d_segment_kb() -> Spanned<u64> {
+    Spanned::new(0..0, 4096)
+}
+fn d_always() -> Spanned<String> {
+    Spanned::new(0..0, "always".into())
+}
+fn d_interval() -> Spanned<String> {
+    Spanned::new(0..0, "interval".into())
+}
+fn d_fsync_ms() -> u64 {
+    1000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatch {
+    #[serde(default = "d_batch_samples")]
+    max_samples: Spanned<usize>,
+    #[serde(default = "d_batch_ms")]
+    max_delay_ms: u64,
+}
+
+fn d_batch_samples() -> Spanned<usize> {
+    Spanned::new(0..0, 500)
+}
+fn d_batch_ms() -> u64 {
+    1000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    ca_file: Option<String>,
+    cert_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<Spanned<String>>,
+    #[serde(default = "d_keep_alive")]
+    keep_alive_s: Spanned<u64>,
+    #[serde(default = "d_backoff_initial")]
+    backoff_initial_ms: u64,
+    #[serde(default = "d_backoff_max")]
+    backoff_max_ms: u64,
+    #[serde(default = "d_inflight")]
+    inflight: Spanned<usize>,
+}
+
+fn d_keep_alive() -> Spanned<u64> {
+    Spanned::new(0..0, 15)
+}
+fn d_backoff_initial() -> u64 {
+    500
+}
+fn d_backoff_max() -> u64 {
+    30_000
+}
+fn d_inflight() -> Spanned<usize> {
+    Spanned::new(0..0, 32)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    id: Spanned<String>,
+    profile: Option<Spanned<String>>,
+    mqtt: Option<Spanned<RawMqttConn>>,
+    modbus: Option<Spanned<RawModbusConn>>,
+    synthetic: Option<RawSynthetic>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqttConn {
+    url: Spanned<String>,
+    username: Option<String>,
+    password: Option<String>,
+    ca_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModbusConn {
+    tcp: Option<String>,
+    rtu: Option<String>,
+    #[serde(default = "d_baud")]
+    baud: u32,
+    #[serde(default = "d_unit")]
+    unit: u8,
+}
+
+fn d_baud() -> u32 {
+    9600
+}
+fn d_unit() -> u8 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSynthetic {
+    #[serde(default = "d_points")]
+    points: usize,
+    #[serde(default = "d_period")]
+    period_ms: u64,
+    #[serde(default)]
+    event_every: u64,
+}
+
+fn d_points() -> usize {
+    10
+}
+fn d_period() -> u64 {
+    1000
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    base: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        if span.start == 0 && span.end == 0 {
+            return 0;
+        }
+        self.text[..span.start.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            line: self.line(span),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+}
+
+/// Parse `mqtt://host[:port]` or `mqtts://host[:port]`.
+pub fn parse_url(url: &str) -> Result<Endpoint, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err(format!(
+            "`{url}` is not a broker URL: expected mqtt://host[:port] or mqtts://host[:port]"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('/') || rest.contains('@') {
+        return Err(format!(
+            "`{url}`: a broker URL holds only host and port (put credentials in username/password)"
+        ));
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port: u16 = p
+                .parse()
+                .map_err(|_| format!("`{url}`: port `{p}` is not a number from 1 to 65535"))?;
+            if port == 0 {
+                return Err(format!("`{url}`: port 0 is not allowed"));
+            }
+            (h, port)
+        }
+        _ => (rest, if tls { 8883 } else { 1883 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("`{url}`: missing host"));
+    }
+    Ok(Endpoint {
+        host: host.to_owned(),
+        port,
+        tls,
+    })
+}
+
+fn fsync(
+    ctx: &Ctx,
+    field: &str,
+    v: &Spanned<String>,
+    interval_ms: u64,
+) -> Result<FsyncPolicy, ConfigError> {
+    match v.get_ref().as_str() {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        "interval" if interval_ms > 0 => {
+            Ok(FsyncPolicy::Interval(Duration::from_millis(interval_ms)))
+        }
+        "interval" => Err(ctx.err(
+            v.span(),
+            "spool.fsync_interval_ms",
+            "must be greater than 0 for the `interval` policy",
+        )),
+        other => Err(ctx.err(
+            v.span(),
+            field,
+            format!("`{other}` is not an fsync policy: expected always, interval or never"),
+        )),
+    }
+}
+
+fn identifier(ctx: &Ctx, field: &str, v: &Spanned<String>) -> Result<String, ConfigError> {
+    dcim_wire::check_identifier(v.get_ref())
+        .map_err(|e| ctx.err(v.span(), field, e.to_string()))?;
+    Ok(v.get_ref().clone())
+}
+
+/// Parse a configuration file's text. `base` resolves relative paths; password files are read.
+pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError> {
+    let ctx = Ctx { file, text, base };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let line = if span == (0..0) { 1 } else { ctx.line(span) };
+        ConfigError {
+            file: file.to_owned(),
+            line,
+            field: String::new(),
+            message: e.message().trim().to_owned(),
+        }
+    })?;
+    let site = identifier(&ctx, "site", &raw.site)?;
+    let agent = identifier(&ctx, "agent", &raw.agent)?;
+
+    let sp = raw.spool.get_ref();
+    if sp.dir.get_ref().is_empty() {
+        return Err(ctx.err(sp.dir.span(), "spool.dir", "must not be empty"));
+    }
+    if *sp.max_mb.get_ref() == 0 {
+        return Err(ctx.err(sp.max_mb.span(), "spool.max_mb", "must be at least 1"));
+    }
+    let segment_bytes = sp.segment_kb.get_ref() * 1024;
+    let max_bytes = sp.max_mb.get_ref() * 1024 * 1024;
+    if *sp.segment_kb.get_ref() < 64 || segment_bytes * 4 > max_bytes {
+        return Err(ctx.err(
+            sp.segment_kb.span(),
+            "spool.segment_kb",
+            format!(
+                "must be at least 64 and at most a quarter of spool.max_mb ({} KiB)",
+                max_bytes / 4096
+            ),
+        ));
+    }
+    let spool = SpoolSettings {
+        dir: ctx.path(sp.dir.get_ref()),
+        max_bytes,
+        segment_bytes,
+        event_fsync: fsync(
+            &ctx,
+            "spool.event_fsync",
+            &sp.event_fsync,
+            sp.fsync_interval_ms,
+        )?,
+        telemetry_fsync: fsync(
+            &ctx,
+            "spool.telemetry_fsync",
+            &sp.telemetry_fsync,
+            sp.fsync_interval_ms,
+        )?,
+    };
+
+    let batch = match raw.batch {
+        None => BatchSettings {
+            max_samples: 500,
+            max_delay: Duration::from_millis(1000),
+        },
+        Some(b) => {
+            if *b.max_samples.get_ref() == 0 {
+                return Err(ctx.err(
+                    b.max_samples.span(),
+                    "batch.max_samples",
+                    "must be at least 1",
+                ));
+            }
+            BatchSettings {
+                max_samples: *b.max_samples.get_ref(),
+                max_delay: Duration::from_millis(b.max_delay_ms.max(1)),
+            }
+        }
+    };
+
+    if raw.broker.is_empty() {
+        return Err(ctx.err(
+            raw.agent.span(),
+            "broker",
+            "at least one [[broker]] is required",
+        ));
+    }
+    if raw.broker.len() > 2 {
+        return Err(ctx.err(
+            raw.broker[2].span(),
+            "broker",
+            "at most two brokers are supported",
+        ));
+    }
+    let mut brokers = Vec::new();
+    for (i, b) in raw.broker.iter().enumerate() {
+        let span = b.span();
+        let b = b.get_ref();
+        let f = |name: &str| format!("broker[{i}].{name}");
+        let name = identifier(&ctx, &f("name"), &b.name)?;
+        if brokers.iter().any(|x: &BrokerConfig| x.name == name) {
+            return Err(ctx.err(b.name.span(), &f("name"), "broker names must be unique"));
+        }
+        let endpoint =
+            parse_url(b.url.get_ref()).map_err(|m| ctx.err(b.url.span(), &f("url"), m))?;
+        let client_auth = match (&b.cert_file, &b.key_file) {
+            (Some(c), Some(k)) => Some((ctx.path(c.get_ref()), ctx.path(k.get_ref()))),
+            (None, None) => None,
+            (Some(c), None) => {
+                return Err(ctx.err(c.span(), &f("key_file"), "cert_file needs key_file too"));
+            }
+            (None, Some(k)) => {
+                return Err(ctx.err(k.span(), &f("cert_file"), "key_file needs cert_file too"));
+            }
+        };
+        if !endpoint.tls && (client_auth.is_some() || b.ca_file.is_some()) {
+            return Err(ctx.err(
+                b.url.span(),
+                &f("url"),
+                "TLS files are set but the URL is not mqtts://",
+            ));
+        }
+        let password = match (&b.password, &b.password_file) {
+            (Some(_), Some(pf)) => {
+                return Err(ctx.err(
+                    pf.span(),
+                    &f("password_file"),
+                    "set either password or password_file, not both",
+                ));
+            }
+            (Some(p), None) => Some(p.clone()),
+            (None, Some(pf)) => {
+                let path = ctx.path(pf.get_ref());
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    ctx.err(
+                        pf.span(),
+                        &f("password_file"),
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            (None, None) => None,
+        };
+        let credentials = match (&b.username, password) {
+            (Some(u), p) => Some((u.clone(), p.unwrap_or_default())),
+            (None, Some(_)) => {
+                return Err(ctx.err(span, &f("username"), "a password needs a username"));
+            }
+            (None, None) => None,
+        };
+        if *b.keep_alive_s.get_ref() < 5 {
+            return Err(ctx.err(
+                b.keep_alive_s.span(),
+                &f("keep_alive_s"),
+                "must be at least 5",
+            ));
+        }
+        if *b.inflight.get_ref() == 0 || *b.inflight.get_ref() > 64 {
+            return Err(ctx.err(b.inflight.span(), &f("inflight"), "must be from 1 to 64"));
+        }
+        brokers.push(BrokerConfig {
+            name,
+            endpoint,
+            ca_file: b.ca_file.as_deref().map(|p| ctx.path(p)),
+            client_auth,
+            credentials,
+            keep_alive: Duration::from_secs(*b.keep_alive_s.get_ref()),
+            backoff_initial: Duration::from_millis(b.backoff_initial_ms.max(10)),
+            backoff_max: Duration::from_millis(b.backoff_max_ms.max(b.backoff_initial_ms).max(10)),
+            inflight: *b.inflight.get_ref(),
+        });
+    }
+
+    let mut devices = Vec::new();
+    for (i, d) in raw.device.iter().enumerate() {
+        let span = d.span();
+        let d = d.get_ref();
+        let f = |name: &str| format!("device[{i}].{name}");
+        let id = identifier(&ctx, &f("id"), &d.id)?;
+        if devices.iter().any(|x: &DeviceConfig| x.id == id) {
+            return Err(ctx.err(d.id.span(), &f("id"), "device ids must be unique"));
+        }
+        let kinds = [d.mqtt.is_some(), d.modbus.is_some(), d.synthetic.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if kinds != 1 {
+            return Err(ctx.err(
+                span,
+                &f("mqtt|modbus|synthetic"),
+                "a device needs exactly one connection: mqtt, modbus or synthetic",
+            ));
+        }
+        let connection = if let Some(m) = &d.mqtt {
+            let mspan = m.span();
+            let m = m.get_ref();
+            let endpoint =
+                parse_url(m.url.get_ref()).map_err(|e| ctx.err(m.url.span(), &f("mqtt.url"), e))?;
+            let credentials = match (&m.username, &m.password) {
+                (Some(u), p) => Some((u.clone(), p.clone().unwrap_or_default())),
+                (None, Some(_)) => {
+                    return Err(ctx.err(mspan, &f("mqtt.username"), "a password needs a username"));
+                }
+                (None, None) => None,
+            };
+            Connection::Mqtt {
+                endpoint,
+                credentials,
+                ca_file: m.ca_file.as_deref().map(|p| ctx.path(p)),
+            }
+        } else if let Some(m) = &d.modbus {
+            let mspan = m.span();
+            let m = m.get_ref();
+            match (&m.tcp, &m.rtu) {
+                (Some(addr), None) => Connection::ModbusTcp {
+                    addr: addr.clone(),
+                    unit: m.unit,
+                },
+                (None, Some(port)) => Connection::ModbusRtu {
+                    port: port.clone(),
+                    baud: m.baud,
+                    unit: m.unit,
+                },
+                _ => {
+                    return Err(ctx.err(
+                        mspan,
+                        &f("modbus"),
+                        "set exactly one of tcp = \"host:port\" or rtu = \"/dev/tty...\"",
+                    ));
+                }
+            }
+        } else if let Some(s) = &d.synthetic {
+            if s.points == 0 || s.period_ms == 0 {
+                return Err(ctx.err(
+                    span,
+                    &f("synthetic"),
+                    "points and period_ms must be at least 1",
+                ));
+            }
+            Connection::Synthetic {
+                points: s.points,
+                period: Duration::from_millis(s.period_ms),
+                event_every: s.event_every,
+            }
+        } else {
+            unreachable_kind()?
+        };
+        let needs_profile = !matches!(connection, Connection::Synthetic { .. });
+        let profile = match (&d.profile, needs_profile) {
+            (Some(p), _) => Some(ctx.path(p.get_ref())),
+            (None, true) => {
+                return Err(ctx.err(span, &f("profile"), "this device needs a profile file"));
+            }
+            (None, false) => None,
+        };
+        devices.push(DeviceConfig {
+            id,
+            profile,
+            connection,
+        });
+    }
+
+    Ok(Config {
+        site,
+        agent,
+        log_level: raw.log_level,
+        health_interval: Duration::from_secs(raw.health_interval_s.max(1)),
+        spool,
+        batch,
+        brokers,
+        devices,
+    })
+}
+
+fn unreachable_kind() -> Result<Connection, ConfigError> {
+    Err(ConfigError {
+        file: String::new(),
+        line: 0,
+        field: String::new(),
+        message: "internal: device kind".into(),
+    })
+}
+
+/// Read and parse a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        line: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&file, &text, base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+site = "pangyo"
+agent = "agent-b1"
+
+[spool]
+dir = "spool"
+max_mb = 64
+telemetry_fsync = "never"
+
+[[broker]]
+name = "a"
+url = "mqtt://127.0.0.1:1883"
+username = "u"
+password = "p"
+
+[[broker]]
+name = "b"
+url = "mqtts://center-b.example"
+ca_file = "/etc/ca.pem"
+
+[[device]]
+id = "cam-1"
+profile = "profiles/cam.toml"
+mqtt = { url = "mqtt://10.0.0.2" }
+
+[[device]]
+id = "ups-1"
+profile = "/p/ups.toml"
+modbus = { tcp = "10.0.0.3:502", unit = 2 }
+
+[[device]]
+id = "gen"
+synthetic = { points = 3, period_ms = 50, event_every = 5 }
+"#;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse("agent.toml", text, Path::new("/etc/dcim"))
+    }
+
+    #[test]
+    fn a_full_config_parses_with_defaults() {
+        let c = parse_str(GOOD).unwrap();
+        assert_eq!(c.site, "pangyo");
+        assert_eq!(c.spool.dir, PathBuf::from("/etc/dcim/spool"));
+        assert_eq!(c.spool.max_bytes, 64 << 20);
+        assert_eq!(c.spool.event_fsync, FsyncPolicy::Always);
+        assert_eq!(c.spool.telemetry_fsync, FsyncPolicy::Never);
+        assert_eq!(c.brokers.len(), 2);
+        assert_eq!(
+            c.brokers[0].credentials,
+            Some(("u".to_string(), "p".to_string()))
+        );
+        assert_eq!(
+            c.brokers[1].endpoint,
+            Endpoint {
+                host: "center-b.example".into(),
+                port: 8883,
+                tls: true
+            }
+        );
+        assert_eq!(
+            c.devices[0].profile,
+            Some(PathBuf::from("/etc/dcim/profiles/cam.toml"))
+        );
+        assert_eq!(
+            c.devices[1].connection,
+            Connection::ModbusTcp {
+                addr: "10.0.0.3:502".into(),
+                unit: 2
+            }
+        );
+        assert_eq!(c.batch.max_samples, 500);
+    }
+
+    fn err_of(text: &str) -> ConfigError {
+        parse_str(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        let e = err_of(&GOOD.replace("agent-b1", "agent b1"));
+        assert_eq!((e.line, e.field.as_str()), (3, "agent"));
+        let e = err_of(&GOOD.replace("mqtt://127.0.0.1:1883", "http://x"));
+        assert_eq!((e.line, e.field.as_str()), (12, "broker[0].url"));
+        assert!(
+            e.to_string()
+                .starts_with("agent.toml:12: field `broker[0].url`: "),
+            "{e}"
+        );
+        let e = err_of(&GOOD.replace(
+            "telemetry_fsync = \"never\"",
+            "telemetry_fsync = \"sometimes\"",
+        ));
+        assert_eq!((e.line, e.field.as_str()), (8, "spool.telemetry_fsync"));
+        let e = err_of(&GOOD.replace("unit = 2 }", "unit = 2, rtu = \"/dev/ttyS0\" }"));
+        assert_eq!(e.field, "device[1].modbus");
+        assert_eq!(e.line, 29);
+    }
+
+    #[test]
+    fn unknown_fields_and_type_errors_are_located() {
+        let e = err_of(&GOOD.replace("max_mb = 64", "max_mb = 64\nmax_gb = 1"));
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.message.contains("max_gb"), "{e}");
+        let e = err_of(&GOOD.replace("max_mb = 64", "max_mb = \"lots\""));
+        assert_eq!(e.line, 7, "{e}");
+    }
+
+    #[test]
+    fn structural_mistakes_are_rejected() {
+        let no_broker = GOOD.split("[[broker]]").next().unwrap().to_string();
+        assert_eq!(err_of(&no_broker).field, "broker");
+        let e = err_of(&GOOD.replace("mqtt = { url = \"mqtt://10.0.0.2\" }", ""));
+        assert_eq!(e.field, "device[0].mqtt|modbus|synthetic");
+        let e = err_of(&GOOD.replace("id = \"ups-1\"", "id = \"cam-1\""));
+        assert_eq!(e.field, "device[1].id");
+        let e = err_of(&GOOD.replace("ca_file = \"/etc/ca.pem\"", "cert_file = \"/c.pem\""));
+        assert_eq!(e.field, "broker[1].key_file");
+        let e = err_of(&GOOD.replace(
+            "url = \"mqtts://center-b.example\"",
+            "url = \"mqtt://center-b.example\"",
+        ));
+        assert_eq!(e.field, "broker[1].url");
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("mqtt://h:1"),
+            Ok(Endpoint {
+                host: "h".into(),
+                port: 1,
+                tls: false
+            })
+        );
+        assert_eq!(parse_url("mqtts://[::1]:8884").unwrap().host, "::1");
+        assert!(parse_url("mqtt://u:p@h").is_err());
+        assert!(parse_url("mqtt://h:0").is_err());
+        assert!(parse_url("mqtt://h:x").is_err());
+        assert!(parse_url("tcp://h").is_err());
+        assert!(parse_url("mqtt://").is_err());
+    }
+}

@@ -1,0 +1,237 @@
+//! The path from device drivers into the spool.
+//!
+//! Drivers hand samples to [`Ingest::samples`]; they are gathered into telemetry batches of at
+//! most `max_samples` and spooled when a batch is full or its oldest sample is `max_delay` old.
+//! Events go to [`Ingest::event`], which returns only once the event is in the spool (fsynced
+//! under the default policy): that return is the "acknowledged as spooled" point. If the disk is
+//! full, events wait in memory in order and are retried on every tick (and logged loudly);
+//! telemetry that cannot be written is counted as lost.
+
+use crate::payload::{self, EventDraft};
+use dcim_points::Sample;
+use dcim_spool::{Class, Spool, SpoolError};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::{debug, error, warn};
+
+/// State shared by the ingest path, the uplinks and the health reporter.
+pub struct Shared {
+    pub site: String,
+    pub agent: String,
+    pub devices: Vec<String>,
+    spool: Mutex<Spool>,
+    /// Bumped whenever new records may have become visible in the spool.
+    pub spooled: watch::Sender<u64>,
+    started: Instant,
+}
+
+impl Shared {
+    pub fn new(site: String, agent: String, devices: Vec<String>, spool: Spool) -> Arc<Shared> {
+        Arc::new(Shared {
+            site,
+            agent,
+            devices,
+            spool: Mutex::new(spool),
+            spooled: watch::Sender::new(0),
+            started: Instant::now(),
+        })
+    }
+
+    /// Milliseconds since the agent started (the spool's clock).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Run `f` on the spool. Spool calls may fsync, so they run where blocking is allowed.
+    pub fn with_spool<R>(&self, f: impl FnOnce(&mut Spool) -> R) -> R {
+        let run = || {
+            let mut guard: MutexGuard<'_, Spool> =
+                self.spool.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(run)
+            }
+            _ => run(),
+        }
+    }
+
+    pub fn wake_uplinks(&self) {
+        self.spooled.send_modify(|g| *g = g.wrapping_add(1));
+    }
+}
+
+struct Pending {
+    samples: Vec<Sample>,
+    oldest: Option<Instant>,
+}
+
+pub struct Ingest {
+    shared: Arc<Shared>,
+    max_samples: usize,
+    max_delay: Duration,
+    pending: Mutex<Pending>,
+    backlog: Mutex<VecDeque<EventDraft>>,
+    last_refusal_log: Mutex<Option<Instant>>,
+}
+
+impl Ingest {
+    pub fn new(shared: Arc<Shared>, max_samples: usize, max_delay: Duration) -> Arc<Ingest> {
+        Arc::new(Ingest {
+            shared,
+            max_samples: max_samples.max(1),
+            max_delay,
+            pending: Mutex::new(Pending {
+                samples: Vec::new(),
+                oldest: None,
+            }),
+            backlog: Mutex::new(VecDeque::new()),
+            last_refusal_log: Mutex::new(None),
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Queue samples; spools full batches at once.
+    pub fn samples(&self, mut samples: Vec<Sample>) {
+        if samples.is_empty() {
+            return;
+        }
+        let full: Vec<Vec<Sample>> = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.oldest.get_or_insert_with(Instant::now);
+            p.samples.append(&mut samples);
+            let mut out = Vec::new();
+            while p.samples.len() >= self.max_samples {
+                let rest = p.samples.split_off(self.max_samples);
+                out.push(std::mem::replace(&mut p.samples, rest));
+            }
+            if p.samples.is_empty() {
+                p.oldest = None;
+            }
+            out
+        };
+        for batch in full {
+            self.spool_batch(batch);
+        }
+    }
+
+    fn spool_batch(&self, samples: Vec<Sample>) {
+        let count = samples.len() as u32;
+        let agent = self.shared.agent.clone();
+        let now = self.shared.now_ms();
+        let result = self.shared.with_spool(|s| {
+            let r = s.append(Class::Telemetry, count, now, |seq| {
+                payload::telemetry_record(&agent, seq, samples)
+            });
+            if let Err(SpoolError::DiskFull { .. } | SpoolError::Io { .. }) = &r {
+                s.note_lost_telemetry(count);
+            }
+            r
+        });
+        match result {
+            Ok(seq) => {
+                debug!(target: "dcim_edge_agent::spooled", stream = "telemetry", seq, samples = count, "spooled");
+                self.shared.wake_uplinks();
+            }
+            Err(e @ SpoolError::FullOfEvents { .. }) => {
+                let mut last = self
+                    .last_refusal_log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    error!(error = %e, "SPOOL FULL OF EVENTS: telemetry is being refused and counted as lost");
+                    *last = Some(Instant::now());
+                }
+            }
+            Err(e) => {
+                error!(error = %e, samples = count, "telemetry batch could not be spooled and is counted as lost")
+            }
+        }
+    }
+
+    /// Spool an event; returns its sequence number once it is in the spool. On a full disk the
+    /// event is kept in memory (in order) and retried by [`Ingest::tick`]; the error is returned.
+    pub fn event(&self, draft: EventDraft) -> Result<u64, SpoolError> {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        backlog.push_back(draft);
+        self.drain(&mut backlog)
+    }
+
+    /// Spool waiting events in order; the sequence number of the last one spooled.
+    fn drain(&self, backlog: &mut VecDeque<EventDraft>) -> Result<u64, SpoolError> {
+        let mut last = 0;
+        while let Some(next) = backlog.front().cloned() {
+            let agent = self.shared.agent.clone();
+            let now = self.shared.now_ms();
+            let r = self.shared.with_spool(|s| {
+                s.append(Class::Event, 1, now, |seq| {
+                    payload::event_record(&agent, seq, next)
+                })
+            });
+            match r {
+                Ok(seq) => {
+                    backlog.pop_front();
+                    debug!(target: "dcim_edge_agent::spooled", stream = "event", seq, "spooled");
+                    self.shared.wake_uplinks();
+                    last = seq;
+                }
+                Err(e) => {
+                    error!(error = %e, waiting = backlog.len(), "EVENT NOT SPOOLED: kept in memory and retried");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// Time-based work: spool an old partial batch, retry waiting events, fsync on interval.
+    pub fn tick(&self) {
+        let due = {
+            let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.oldest.is_some_and(|t| t.elapsed() >= self.max_delay)
+        };
+        if due {
+            self.flush_batch();
+        }
+        {
+            let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+            if !b.is_empty() {
+                let _ = self.drain(&mut b);
+            }
+        }
+        let now = self.shared.now_ms();
+        if let Err(e) = self.shared.with_spool(|s| s.tick(now)) {
+            error!(error = %e, "spool fsync failed");
+        }
+        self.shared.wake_uplinks();
+    }
+
+    fn flush_batch(&self) {
+        let batch = {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.oldest = None;
+            std::mem::take(&mut p.samples)
+        };
+        if !batch.is_empty() {
+            self.spool_batch(batch);
+        }
+    }
+
+    /// Spool everything held in memory and fsync the spool (shutdown).
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        self.flush_batch();
+        let waiting = self.backlog.lock().map(|b| b.len()).unwrap_or(0);
+        if waiting > 0 {
+            warn!(waiting, "events still waiting for disk space at shutdown");
+        }
+        let r = self.shared.with_spool(|s| s.flush());
+        self.shared.wake_uplinks();
+        r
+    }
+}

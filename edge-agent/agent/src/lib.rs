@@ -1,0 +1,188 @@
+//! The edge agent: reads facility devices, spools every event and sample to disk and forwards
+//! them to one or two MQTT brokers (see `ARCHITECTURE.md`).
+//!
+//! - [`config`]: the TOML configuration file;
+//! - [`ingest`]: from drivers into the spool (telemetry batching, events);
+//! - [`uplink`]: one task per broker publishing the spool, PUBACK-driven acknowledgement;
+//! - [`devices`]: drivers (MQTT devices, a signal generator);
+//! - [`commands`]: answers to `cmd/{device}`;
+//! - [`payload`]: spool records and wire payloads.
+
+pub mod commands;
+pub mod config;
+pub mod devices;
+pub mod ingest;
+pub mod payload;
+pub mod uplink;
+
+use config::Config;
+use dcim_spool::{Spool, SpoolConfig};
+use ingest::{Ingest, Shared};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use uplink::LinkStatus;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Spool(#[from] dcim_spool::SpoolError),
+    #[error("device `{device}`: {message}")]
+    Device { device: String, message: String },
+}
+
+/// Everything the agent runs, built from a configuration; [`Agent::run`] drives it.
+pub struct Agent {
+    cfg: Config,
+    shared: Arc<Shared>,
+    ingest: Arc<Ingest>,
+    links: Vec<Arc<LinkStatus>>,
+    devices: Vec<devices::Driver>,
+}
+
+impl Agent {
+    /// Open the spool (recovering it), load the device profiles.
+    pub fn start(cfg: Config) -> Result<Agent, StartError> {
+        let mut sc = SpoolConfig::new(&cfg.spool.dir);
+        sc.max_bytes = cfg.spool.max_bytes;
+        sc.segment_bytes = cfg.spool.segment_bytes;
+        sc.event_fsync = cfg.spool.event_fsync;
+        sc.telemetry_fsync = cfg.spool.telemetry_fsync;
+        sc.consumers = cfg.brokers.iter().map(|b| b.name.clone()).collect();
+        let (spool, recovery) = Spool::open(sc)?;
+        for (path, bytes, why) in &recovery.truncated {
+            warn!(path = %path.display(), bytes, reason = why, "spool recovery cut a damaged tail");
+        }
+        let st = spool.stats();
+        info!(
+            pending_events = st.pending[0],
+            pending_batches = st.pending[1],
+            next_event_seq = st.next_seq[0],
+            next_telemetry_seq = st.next_seq[1],
+            thinned_samples = st.thinned_samples,
+            "spool ready"
+        );
+        let device_ids = cfg.devices.iter().map(|d| d.id.clone()).collect();
+        let shared = Shared::new(cfg.site.clone(), cfg.agent.clone(), device_ids, spool);
+        let ingest = Ingest::new(shared.clone(), cfg.batch.max_samples, cfg.batch.max_delay);
+        let mut drivers = Vec::new();
+        for d in &cfg.devices {
+            let drv = devices::prepare(d).map_err(|message| StartError::Device {
+                device: d.id.clone(),
+                message,
+            })?;
+            drivers.push(drv);
+        }
+        let links = cfg
+            .brokers
+            .iter()
+            .map(|b| {
+                Arc::new(LinkStatus {
+                    name: b.name.clone(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        Ok(Agent {
+            cfg,
+            shared,
+            ingest,
+            links,
+            devices: drivers,
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Run until `shutdown` turns true, then flush the spool and close the broker links.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut device_tasks = Vec::new();
+        for drv in self.devices {
+            device_tasks.push(tokio::spawn(devices::run(
+                self.ingest.clone(),
+                drv,
+                stop_rx.clone(),
+            )));
+        }
+        let (link_stop_tx, link_stop_rx) = watch::channel(false);
+        let mut link_tasks = Vec::new();
+        for (b, status) in self.cfg.brokers.iter().zip(&self.links) {
+            link_tasks.push(tokio::spawn(uplink::run(
+                self.shared.clone(),
+                b.clone(),
+                status.clone(),
+                link_stop_rx.clone(),
+            )));
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut health = tokio::time::interval(self.cfg.health_interval);
+        health.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.ingest.tick(),
+                _ = health.tick() => log_health(&self.shared, &self.links),
+                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
+            }
+        }
+        info!("shutting down: stopping drivers, flushing the spool");
+        let _ = stop_tx.send(true);
+        for t in device_tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.ingest.flush() {
+            error!(error = %e, "final spool flush failed");
+        }
+        let _ = link_stop_tx.send(true);
+        for t in link_tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.shared.with_spool(|s| s.flush()) {
+            error!(error = %e, "final spool flush failed");
+        }
+        log_health(&self.shared, &self.links);
+        info!("stopped");
+    }
+}
+
+fn log_health(shared: &Shared, links: &[Arc<LinkStatus>]) {
+    let st = shared.with_spool(|s| s.stats());
+    let brokers: Vec<String> = links
+        .iter()
+        .map(|l| {
+            format!(
+                "{}:{}:published={}:acked_event_seq={}:acked_batch_seq={}",
+                l.name,
+                if l.connected.load(Ordering::Relaxed) {
+                    "up"
+                } else {
+                    "down"
+                },
+                l.published.load(Ordering::Relaxed),
+                l.acked_events.load(Ordering::Relaxed),
+                l.acked_batches.load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+    info!(
+        pending_events = st.pending[0],
+        pending_batches = st.pending[1],
+        spool_bytes = st.bytes,
+        spool_max_bytes = st.max_bytes,
+        thinned_samples = st.thinned_samples,
+        refused_batches = st.refused_batches,
+        events_over_budget = st.events_over_budget,
+        brokers = %brokers.join(" "),
+        "health"
+    );
+    if st.events_over_budget {
+        error!(
+            "SPOOL OVER BUDGET WITH EVENTS ALONE: telemetry is refused until the center acknowledges events"
+        );
+    }
+}
