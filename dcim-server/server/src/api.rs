@@ -10,6 +10,7 @@ use crate::config::Role;
 use crate::metrics::inc;
 use crate::store::{EventQuery, UserRecord};
 use crate::{App, now_ms};
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -270,6 +271,12 @@ pub fn router(app: Arc<App>) -> Router {
 
 type AppState = State<Arc<App>>;
 
+/// JSON bodies are parsed after authorization, so an anonymous request gets 401, never 400/422.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))
+}
+
 async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
@@ -283,8 +290,9 @@ struct LoginBody {
 async fn login(
     State(app): AppState,
     headers: HeaderMap,
-    Json(body): Json<LoginBody>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
+    let body: LoginBody = parse_body(&body)?;
     if !auth::origin_ok(
         header_str(&headers, header::ORIGIN),
         header_str(&headers, header::HOST),
@@ -608,9 +616,10 @@ struct NewUser {
 async fn create_user(
     State(app): AppState,
     headers: HeaderMap,
-    Json(body): Json<NewUser>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
+    let body: NewUser = parse_body(&body)?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -669,9 +678,10 @@ async fn create_token(
     State(app): AppState,
     headers: HeaderMap,
     Path(user): Path<String>,
-    Json(body): Json<NewToken>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
+    let body: NewToken = parse_body(&body)?;
     if app.store.get_user(&user).await?.is_none() {
         return Err(ApiError(StatusCode::NOT_FOUND, "no such user".into()));
     }

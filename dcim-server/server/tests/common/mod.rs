@@ -1,0 +1,208 @@
+//! Helpers shared by the integration tests: a server on ephemeral ports in a temp dir, users of
+//! every role with bearer tokens, an HTTP client and MQTT agent clients.
+#![allow(dead_code)]
+
+use dcim_server::config::{AgentConfig, Config, Role};
+use dcim_server::store::UserRecord;
+use dcim_server::{Server, auth};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::path::Path;
+use std::time::Duration;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub fn agent(id: &str, site: &str, devices: &[&str]) -> AgentConfig {
+    AgentConfig {
+        id: id.into(),
+        site: site.into(),
+        password: Some(format!("{id}-secret")),
+        password_env: None,
+        devices: devices.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+pub fn config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.data_dir = dir.to_owned();
+    c.http.listen = "127.0.0.1:0".parse().unwrap();
+    c.broker.listen = "127.0.0.1:0".parse().unwrap();
+    c.auth.argon2_memory_kib = 64;
+    c.auth.argon2_iterations = 1;
+    c.agents = vec![
+        agent("a1", "s1", &["ups-1", "rack-*"]),
+        agent("a2", "s1", &["crah-*"]),
+    ];
+    c
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn http() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Creates a user of each role and returns bearer tokens `(role, token)`.
+pub async fn users_with_tokens(server: &Server) -> Vec<(Role, String)> {
+    let mut out = Vec::new();
+    for role in [
+        Role::Viewer,
+        Role::Operator,
+        Role::Admin,
+        Role::FireAuthority,
+    ] {
+        let name = format!("u-{}", role.as_str());
+        let store = &server.app.store;
+        store
+            .create_user(&UserRecord {
+                name: name.clone(),
+                role: role.as_str().into(),
+                password_hash: auth::hash_password(PASSWORD, 64, 1).unwrap(),
+                created_ms: 0,
+                disabled: false,
+            })
+            .await
+            .unwrap();
+        let token = auth::new_token("dcim_");
+        store
+            .create_token(&auth::token_hash(&token), &name, "test", 0)
+            .await
+            .unwrap();
+        out.push((role, token));
+    }
+    out
+}
+
+pub fn url(server: &Server, path: &str) -> String {
+    format!("http://{}{}", server.http_addr, path)
+}
+
+pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
+    let r = client.get(url).bearer_auth(token).send().await.unwrap();
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    serde_json::from_str(&r.text().await.unwrap()).unwrap()
+}
+
+pub async fn metric(client: &reqwest::Client, server: &Server, token: &str, name: &str) -> f64 {
+    let text = client
+        .get(url(server, "/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        .parse()
+        .unwrap()
+}
+
+/// Polls `f` until it returns true or 10 s pass.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An MQTT client for an agent; returns once the CONNACK arrived (or the refusal).
+pub async fn mqtt_agent(
+    host: &str,
+    port: u16,
+    id: &str,
+    password: &str,
+) -> (AsyncClient, EventLoop, Result<(), String>) {
+    let mut o = MqttOptions::new(id, host, port);
+    o.set_credentials(id, password);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (c, mut el) = AsyncClient::new(o, 100);
+    let r = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("timeout".into()));
+    (c, el, r)
+}
+
+/// Publishes at QoS 1 and drives the event loop until the PUBACK (Ok) or an error/close (Err).
+pub async fn publish(
+    c: &AsyncClient,
+    el: &mut EventLoop,
+    topic: &str,
+    payload: Vec<u8>,
+) -> Result<(), String> {
+    c.publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("timeout".into()))
+}
+
+pub fn telemetry(agent: &str, seq: u64, device: &str, value: f64) -> Vec<u8> {
+    dcim_wire::encode(&dcim_wire::TelemetryBatch {
+        v: dcim_wire::VERSION,
+        agent: agent.into(),
+        seq,
+        samples: vec![dcim_points::Sample {
+            device: device.into(),
+            point: "load".into(),
+            role: dcim_points::Role::new("ups.load_pct").unwrap(),
+            labels: Default::default(),
+            value: Some(dcim_points::Value::Number(value)),
+            unit: "%".into(),
+            quality: dcim_points::Quality::Good,
+            ts_ms: 1_700_000_000_000 + seq as i64,
+        }],
+    })
+}
+
+pub fn events(agent: &str, device: &str, seqs: std::ops::RangeInclusive<u64>) -> Vec<u8> {
+    dcim_wire::encode(&dcim_wire::EventBatch {
+        v: dcim_wire::VERSION,
+        agent: agent.into(),
+        events: seqs
+            .map(|seq| dcim_wire::Event {
+                id: format!("{agent}:{seq}"),
+                seq,
+                ts_ms: 1_700_000_000_000 + seq as i64,
+                device: device.into(),
+                kind: "fire.stage".into(),
+                severity: dcim_wire::Severity::Alarm,
+                message: format!("stage event {seq}"),
+                data: serde_json::json!({"stage": 1}),
+                test: false,
+            })
+            .collect(),
+    })
+}
