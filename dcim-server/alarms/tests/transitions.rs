@@ -1,0 +1,554 @@
+//! One test per ISA-18.2 transition and per engine feature.
+
+use dcim_alarms::*;
+use dcim_points::{Quality, Role, Sample, Value};
+use dcim_site::Redundancy;
+
+const T0: i64 = 1_800_000_000_000;
+
+fn s(device: &str, role: &str, v: Value, ts: i64) -> Sample {
+    Sample {
+        device: device.into(),
+        point: role.replace('.', "_"),
+        role: Role::new(role).unwrap(),
+        labels: Default::default(),
+        value: Some(v),
+        unit: String::new(),
+        quality: Quality::Good,
+        ts_ms: ts,
+    }
+}
+
+fn binary_rule() -> Rule {
+    Rule {
+        id: "ups-on-battery".into(),
+        name: "UPS on battery".into(),
+        condition: Condition::Binary {
+            role: "ups.on_battery".into(),
+            alarm_when: true,
+        },
+        grade: 2,
+        device_prefix: String::new(),
+        labels: Default::default(),
+        on_delay_ms: 0,
+        off_delay_ms: 0,
+        expected_recovery_ms: 0,
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(vec![binary_rule()], EngineConfig::default()).unwrap()
+}
+
+const ID: &str = "ups-on-battery:ups-z1";
+
+fn set(e: &mut Engine, on: bool, t: i64) -> Vec<Record> {
+    e.on_sample(&s("ups-z1", "ups.on_battery", Value::Bool(on), t), t)
+}
+
+fn state(e: &Engine) -> AlarmState {
+    e.get(ID).unwrap().state()
+}
+
+fn check(recs: &[Record]) {
+    for r in recs {
+        if r.is_transition() {
+            assert!(valid_transition(r.from, r.to), "{r:?}");
+        }
+    }
+}
+
+#[test]
+fn normal_to_unacknowledged_on_activation() {
+    let mut e = engine();
+    let r = set(&mut e, false, T0);
+    assert!(r.is_empty());
+    assert_eq!(state(&e), AlarmState::Normal);
+    let r = set(&mut e, true, T0 + 1);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::Normal, AlarmState::Unacknowledged)
+    );
+    assert_eq!(r[0].event, Event::Activated);
+    assert_eq!(r[0].grade, 2);
+    assert_eq!(r[0].ts_ms, T0 + 1);
+    assert_eq!(e.active().count(), 1);
+}
+
+#[test]
+fn unacknowledged_to_acknowledged_on_ack_records_the_user() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    let r = e.act(ID, Action::Ack, "alice", T0 + 5).unwrap();
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::Unacknowledged, AlarmState::Acknowledged)
+    );
+    assert_eq!(r[0].user.as_deref(), Some("alice"));
+    assert_eq!(e.get(ID).unwrap().acked_by.as_deref(), Some("alice"));
+    assert_eq!(e.act(ID, Action::Ack, "", T0), Err(ActionError::NoUser));
+}
+
+#[test]
+fn unacknowledged_to_rtn_unacknowledged_on_clear() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    let r = set(&mut e, false, T0 + 1);
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::Unacknowledged, AlarmState::RtnUnacknowledged)
+    );
+    // Still in the active list: it needs an acknowledgement.
+    assert_eq!(e.active().count(), 1);
+}
+
+#[test]
+fn acknowledged_to_normal_on_clear() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    e.act(ID, Action::Ack, "alice", T0 + 1).unwrap();
+    let r = set(&mut e, false, T0 + 2);
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::Acknowledged, AlarmState::Normal)
+    );
+    assert_eq!(e.active().count(), 0);
+}
+
+#[test]
+fn rtn_unacknowledged_to_normal_on_ack() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    set(&mut e, false, T0 + 1);
+    let r = e.act(ID, Action::Ack, "bob", T0 + 2).unwrap();
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::RtnUnacknowledged, AlarmState::Normal)
+    );
+}
+
+#[test]
+fn rtn_unacknowledged_to_unacknowledged_on_reactivation() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    set(&mut e, false, T0 + 1);
+    let r = set(&mut e, true, T0 + 2);
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::RtnUnacknowledged, AlarmState::Unacknowledged)
+    );
+}
+
+#[test]
+fn ack_in_normal_or_acknowledged_is_refused() {
+    let mut e = engine();
+    set(&mut e, false, T0);
+    assert!(matches!(
+        e.act(ID, Action::Ack, "a", T0),
+        Err(ActionError::NotAllowed { .. })
+    ));
+    set(&mut e, true, T0 + 1);
+    e.act(ID, Action::Ack, "a", T0 + 2).unwrap();
+    assert!(e.act(ID, Action::Ack, "a", T0 + 3).is_err());
+    assert!(matches!(
+        e.act("nope", Action::Ack, "a", T0),
+        Err(ActionError::UnknownAlarm(_))
+    ));
+}
+
+#[test]
+fn unacknowledged_to_shelved_and_back_to_unacknowledged_when_the_shelf_expires() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    let r = e
+        .act(
+            ID,
+            Action::Shelve {
+                until_ms: T0 + 60_000,
+            },
+            "alice",
+            T0 + 1,
+        )
+        .unwrap();
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::Unacknowledged, AlarmState::Shelved)
+    );
+    assert!(e.tick(T0 + 59_999, &NoSuppression).is_empty());
+    let r = e.tick(T0 + 60_000, &NoSuppression);
+    assert_eq!(r[0].event, Event::ShelfExpired);
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::Shelved, AlarmState::Unacknowledged)
+    );
+}
+
+#[test]
+fn acknowledged_to_shelved_and_back_to_acknowledged_when_the_shelf_expires() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    e.act(ID, Action::Ack, "a", T0 + 1).unwrap();
+    e.act(ID, Action::Shelve { until_ms: T0 + 10 }, "a", T0 + 2)
+        .unwrap();
+    let r = e.tick(T0 + 10, &NoSuppression);
+    assert_eq!(r[0].to, AlarmState::Acknowledged);
+}
+
+#[test]
+fn shelved_to_normal_when_the_condition_cleared_while_shelved() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    e.act(ID, Action::Ack, "a", T0 + 1).unwrap();
+    e.act(ID, Action::Shelve { until_ms: T0 + 100 }, "a", T0 + 2)
+        .unwrap();
+    let r = set(&mut e, false, T0 + 3);
+    assert_eq!(r[0].event, Event::ConditionWhileHidden { active: false });
+    assert_eq!(state(&e), AlarmState::Shelved);
+    let r = e.act(ID, Action::Unshelve, "a", T0 + 4).unwrap();
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::Shelved, AlarmState::Normal)
+    );
+}
+
+#[test]
+fn normal_to_shelved_then_unacknowledged_when_it_activated_while_shelved() {
+    let mut e = engine();
+    set(&mut e, false, T0);
+    e.act(ID, Action::Shelve { until_ms: T0 + 100 }, "a", T0 + 1)
+        .unwrap();
+    set(&mut e, true, T0 + 2);
+    assert_eq!(state(&e), AlarmState::Shelved);
+    let r = e.tick(T0 + 100, &NoSuppression);
+    assert_eq!(r[0].to, AlarmState::Unacknowledged);
+}
+
+#[test]
+fn shelving_is_bounded_and_needs_a_future_end() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    assert_eq!(
+        e.act(ID, Action::Shelve { until_ms: T0 }, "a", T0),
+        Err(ActionError::BadShelveTime)
+    );
+    let too_long = T0 + e.config.max_shelve_ms + 1;
+    assert_eq!(
+        e.act(ID, Action::Shelve { until_ms: too_long }, "a", T0),
+        Err(ActionError::BadShelveTime)
+    );
+    assert!(e.act(ID, Action::Unshelve, "a", T0).is_err());
+}
+
+#[test]
+fn unacknowledged_to_suppressed_by_design_and_back() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    let sup = |a: &Alarm| (a.subject == "ups-z1").then(|| "upstream lost: tx-1".to_string());
+    let r = e.tick(T0 + 1, &sup);
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::Unacknowledged, AlarmState::SuppressedByDesign)
+    );
+    assert_eq!(
+        r[0].event,
+        Event::SuppressedByDesign {
+            cause: "upstream lost: tx-1".into()
+        }
+    );
+    assert!(e.tick(T0 + 2, &sup).is_empty());
+    let r = e.tick(T0 + 3, &NoSuppression);
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::SuppressedByDesign, AlarmState::Unacknowledged)
+    );
+}
+
+#[test]
+fn acknowledged_to_suppressed_by_maintenance_and_back() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    e.act(ID, Action::Ack, "a", T0 + 1).unwrap();
+    let r = e.set_maintenance("ups-z1", true, "alice", T0 + 2);
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (
+            AlarmState::Acknowledged,
+            AlarmState::SuppressedByMaintenance
+        )
+    );
+    assert_eq!(r[0].user.as_deref(), Some("alice"));
+    let r = e.set_maintenance("ups-z1", false, "alice", T0 + 3);
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (
+            AlarmState::SuppressedByMaintenance,
+            AlarmState::Acknowledged
+        )
+    );
+}
+
+#[test]
+fn alarms_created_during_maintenance_start_suppressed() {
+    let mut e = engine();
+    e.set_maintenance("ups-z1", true, "alice", T0);
+    set(&mut e, true, T0 + 1);
+    assert_eq!(state(&e), AlarmState::SuppressedByMaintenance);
+}
+
+#[test]
+fn unacknowledged_to_out_of_service_and_return_to_service() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    let r = e.act(ID, Action::OutOfService, "tech", T0 + 1).unwrap();
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (AlarmState::Unacknowledged, AlarmState::OutOfService)
+    );
+    assert!(e.act(ID, Action::OutOfService, "tech", T0 + 1).is_err());
+    // Out of service beats maintenance; maintenance shows when it returns to service.
+    e.set_maintenance("ups-z1", true, "tech", T0 + 2);
+    assert_eq!(state(&e), AlarmState::OutOfService);
+    let r = e.act(ID, Action::ReturnToService, "tech", T0 + 3).unwrap();
+    assert_eq!(
+        (r[0].from, r[0].to),
+        (
+            AlarmState::OutOfService,
+            AlarmState::SuppressedByMaintenance
+        )
+    );
+    let r = e.set_maintenance("ups-z1", false, "tech", T0 + 4);
+    assert_eq!(r[0].to, AlarmState::Unacknowledged);
+}
+
+#[test]
+fn comments_carry_the_user_and_change_nothing() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    let r = e
+        .act(
+            ID,
+            Action::Comment {
+                text: "crew on site".into(),
+            },
+            "carol",
+            T0 + 1,
+        )
+        .unwrap();
+    assert!(!r[0].is_transition());
+    assert_eq!(r[0].user.as_deref(), Some("carol"));
+    assert_eq!(state(&e), AlarmState::Unacknowledged);
+}
+
+#[test]
+fn threshold_with_deadband() {
+    let rule = Rule {
+        id: "hot".into(),
+        name: "Hot".into(),
+        condition: Condition::Threshold {
+            role: "room.temp".into(),
+            high: Some(30.0),
+            low: None,
+            deadband: 2.0,
+        },
+        grade: 3,
+        device_prefix: String::new(),
+        labels: Default::default(),
+        on_delay_ms: 0,
+        off_delay_ms: 0,
+        expected_recovery_ms: 0,
+    };
+    let mut e = Engine::new(vec![rule], EngineConfig::default()).unwrap();
+    let t = |e: &mut Engine, v: f64, ts: i64| {
+        e.on_sample(&s("env-h1", "room.temp", Value::Number(v), ts), ts)
+    };
+    assert!(t(&mut e, 30.0, T0).is_empty());
+    assert_eq!(t(&mut e, 30.5, T0 + 1)[0].event, Event::Activated);
+    assert!(
+        t(&mut e, 29.0, T0 + 2).is_empty(),
+        "inside the deadband it stays active"
+    );
+    assert_eq!(t(&mut e, 27.9, T0 + 3)[0].event, Event::Cleared);
+}
+
+#[test]
+fn on_delay_and_off_delay() {
+    let mut rule = binary_rule();
+    rule.on_delay_ms = 10_000;
+    rule.off_delay_ms = 5_000;
+    let mut e = Engine::new(vec![rule], EngineConfig::default()).unwrap();
+    assert!(set(&mut e, true, T0).is_empty());
+    assert!(e.tick(T0 + 9_999, &NoSuppression).is_empty());
+    let r = e.tick(T0 + 10_000, &NoSuppression);
+    assert_eq!(r[0].event, Event::Activated);
+    assert!(set(&mut e, false, T0 + 11_000).is_empty());
+    assert!(
+        set(&mut e, true, T0 + 12_000).is_empty(),
+        "a blip back to active cancels the off delay"
+    );
+    assert!(e.tick(T0 + 20_000, &NoSuppression).is_empty());
+    set(&mut e, false, T0 + 21_000);
+    let r = e.tick(T0 + 26_000, &NoSuppression);
+    assert_eq!(r[0].event, Event::Cleared);
+}
+
+#[test]
+fn chattering_alarm_is_shelved_automatically_and_the_shelf_expires() {
+    let mut e = engine();
+    let mut recs = Vec::new();
+    for i in 0..5 {
+        recs.extend(set(&mut e, true, T0 + i * 1000));
+        recs.extend(set(&mut e, false, T0 + i * 1000 + 500));
+    }
+    check(&recs);
+    assert!(
+        recs.iter()
+            .any(|r| matches!(r.event, Event::ChatterShelved { activations: 5 }))
+    );
+    assert_eq!(state(&e), AlarmState::Shelved);
+    assert_eq!(
+        e.get(ID).unwrap().overlays.shelved_by.as_deref(),
+        Some("system:chatter")
+    );
+    let until = e.get(ID).unwrap().overlays.shelved_until.unwrap();
+    let r = e.tick(until, &NoSuppression);
+    assert_eq!(r[0].event, Event::ShelfExpired);
+    assert_eq!(state(&e), AlarmState::RtnUnacknowledged);
+}
+
+#[test]
+fn flood_gives_one_summary_and_ends() {
+    let mut cfg = EngineConfig::default();
+    cfg.flood_count = 3;
+    cfg.flood_window_ms = 10_000;
+    let mut e = Engine::new(vec![binary_rule()], cfg).unwrap();
+    let mut recs = Vec::new();
+    for i in 0..6 {
+        let d = format!("ups-x{i}");
+        recs.extend(e.on_sample(&s(&d, "ups.on_battery", Value::Bool(true), T0 + i), T0 + i));
+    }
+    let floods: Vec<_> = recs
+        .iter()
+        .filter(|r| matches!(r.event, Event::FloodStarted { .. }))
+        .collect();
+    assert_eq!(floods.len(), 1);
+    assert_eq!(floods[0].event, Event::FloodStarted { count: 4 });
+    // The annunciation that started the flood and those after it are covered by the summary.
+    assert_eq!(recs.iter().filter(|r| r.in_flood).count(), 3);
+    let r = e.tick(T0 + 20_000, &NoSuppression);
+    assert_eq!(r.last().unwrap().event, Event::FloodEnded { count: 6 });
+    assert!(!e.is_flooding());
+}
+
+#[test]
+fn redundancy_loss_of_2n_is_grade_2_and_below_n_is_grade_1() {
+    let mut e = Engine::new(Rule::defaults(), EngineConfig::default()).unwrap();
+    assert!(
+        e.on_redundancy("power", Redundancy::TwoN, Redundancy::TwoN, "", T0)
+            .is_empty()
+    );
+    let r = e.on_redundancy(
+        "power",
+        Redundancy::TwoN,
+        Redundancy::N,
+        "feed-a lost",
+        T0 + 1,
+    );
+    assert_eq!(r[0].event, Event::Activated);
+    assert_eq!(r[0].grade, 2);
+    assert!(r[0].message.contains("designed 2N, now N"));
+    let r = e.on_redundancy("power", Redundancy::TwoN, Redundancy::BelowN, "", T0 + 2);
+    assert_eq!(r[0].event, Event::GradeRaised { from: 2, to: 1 });
+    assert_eq!(e.get("redundancy:power").unwrap().grade, 1);
+    let r = e.on_redundancy("power", Redundancy::TwoN, Redundancy::TwoN, "", T0 + 3);
+    assert_eq!(r[0].event, Event::Cleared);
+    // A direct loss below N starts at grade 1.
+    let r = e.on_redundancy(
+        "cooling",
+        Redundancy::NPlus1,
+        Redundancy::BelowN,
+        "",
+        T0 + 4,
+    );
+    assert_eq!(r[0].grade, 1);
+}
+
+#[test]
+fn fire_stage_at_or_above_stage_1_is_grade_1() {
+    let mut e = Engine::new(Rule::defaults(), EngineConfig::default()).unwrap();
+    let r = e.on_sample(&s("bms-r001", "fire.stage", Value::Number(1.0), T0), T0);
+    assert_eq!(r.len(), 1, "pre-alarm only");
+    assert_eq!(
+        (r[0].alarm.as_str(), r[0].grade),
+        ("fire-prealarm:bms-r001", 2)
+    );
+    let r = e.on_sample(
+        &s("bms-r001", "fire.stage", Value::Number(4.0), T0 + 1),
+        T0 + 1,
+    );
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].alarm.as_str(), r[0].grade),
+        ("fire-stage:bms-r001", 1)
+    );
+}
+
+#[test]
+fn comm_lost_alarm_after_its_on_delay() {
+    let mut e = Engine::new(Rule::defaults(), EngineConfig::default()).unwrap();
+    assert!(e.on_comm("meter-a", false, T0).is_empty());
+    assert!(e.on_comm("meter-a", true, T0).is_empty());
+    let r = e.tick(T0 + 30_000, &NoSuppression);
+    assert_eq!(r[0].alarm, "comm-lost:meter-a");
+    assert_eq!(r[0].to, AlarmState::Unacknowledged);
+}
+
+#[test]
+fn grade_is_raised_once_when_recovery_takes_longer_than_expected() {
+    let mut rule = binary_rule();
+    rule.expected_recovery_ms = 60_000;
+    let mut e = Engine::new(vec![rule], EngineConfig::default()).unwrap();
+    set(&mut e, true, T0);
+    assert!(e.tick(T0 + 60_000, &NoSuppression).is_empty());
+    let r = e.tick(T0 + 60_001, &NoSuppression);
+    assert_eq!(r[0].event, Event::GradeRaised { from: 2, to: 1 });
+    assert!(
+        e.tick(T0 + 600_000, &NoSuppression).is_empty(),
+        "raised once"
+    );
+    set(&mut e, false, T0 + 600_001);
+    assert_eq!(
+        e.get(ID).unwrap().grade,
+        2,
+        "back to the rule's grade after recovery"
+    );
+}
+
+#[test]
+fn bad_quality_samples_do_not_move_alarms() {
+    let mut e = engine();
+    let mut x = s("ups-z1", "ups.on_battery", Value::Bool(true), T0);
+    x.quality = Quality::CommLost;
+    assert!(e.on_sample(&x, T0).is_empty());
+}
+
+#[test]
+fn invalid_rules_are_rejected() {
+    let mut r = binary_rule();
+    r.grade = 4;
+    assert!(Engine::new(vec![r], EngineConfig::default()).is_err());
+    let r = Rule {
+        condition: Condition::Threshold {
+            role: "nope.role".into(),
+            high: Some(1.0),
+            low: None,
+            deadband: 0.0,
+        },
+        ..binary_rule()
+    };
+    assert!(
+        Engine::new(vec![r], EngineConfig::default())
+            .unwrap_err()
+            .contains("role")
+    );
+}
