@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod controller;
 pub mod map;
 pub mod nvstore;
+pub mod scenario;
 pub mod slave;
 pub mod snapshot;
 

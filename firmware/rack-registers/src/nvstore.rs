@@ -127,9 +127,14 @@ impl<F: Flash> NvStore<F> {
         })
     }
 
-    /// The flash (to inspect it in tests, or to hand it back).
+    /// The flash (to inspect it in tests).
     pub fn flash_mut(&mut self) -> &mut F {
         &mut self.flash
+    }
+
+    /// Gives the flash back (what survives a reset).
+    pub fn into_flash(self) -> F {
+        self.flash
     }
 
     fn slots_per_page(&self) -> usize {
