@@ -1,1 +1,650 @@
 //! DC-09 transmitter: paths, retries, supervision and a persistent outbox.
+//!
+//! [`Transmitter::start`] opens the outbox, resends whatever was left undelivered (with the
+//! sequence numbers it was first given) and runs one sender task. Callers [`Handle::submit`]
+//! events with their own event id; the call returns once the message is fsynced in the outbox.
+//!
+//! Sending: one message at a time; fire alarms first. Each path (in configured preference,
+//! working paths before failed ones) gets `attempts_per_path` attempts of at most
+//! `ack_timeout_ms` each. ACK delivers; NAK corrects the clock offset for that path from the
+//! receiver's time and resends (same sequence number); DUH rejects the message as a local
+//! trouble without a retry loop. A path that fails all its attempts is marked down and a
+//! `path.fail` event is queued (so it goes out over a surviving path); a down path is probed
+//! with NULL messages every `down_probe_ms` and reported restored when one is ACKed. Working
+//! paths get a NULL message every `supervision_ms` when idle, and a periodic test report is
+//! queued every `test_interval_ms`.
+
+pub mod config;
+pub mod outbox;
+mod transport;
+
+pub use config::{ConfigError, LinkConfig, PathConfig, Transport};
+pub use outbox::{Entry, Recovery};
+
+use outbox::Outbox;
+use sia_dc09::{Event, EventKind, Message, Payload, ResponseKind, Seq, Token, encode_message};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+use transport::{Conn, Exchange};
+
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// An event to transmit, with the caller's id (the same product event must always carry the
+/// same id: it is what prevents duplicate alarms at the receiver).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    pub event_id: String,
+    pub event: Event,
+}
+
+/// Result of a submission: the message is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    pub seq: Seq,
+    /// The event id was submitted before; nothing new was queued.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("event cannot be encoded with this code table: {0}")]
+    Payload(#[from] sia_dc09::PayloadError),
+    #[error("event id must be 1 to 200 characters")]
+    EventId,
+    #[error("outbox write failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("transmitter stopped")]
+    Stopped,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("outbox: {0}")]
+    Outbox(#[from] std::io::Error),
+}
+
+/// What the transmitter reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    Delivered {
+        event_id: String,
+        seq: Seq,
+        event: Event,
+        path: String,
+        queued_ms: i64,
+        acked_ms: i64,
+    },
+    /// The receiver answered DUH: a local trouble (code table or account setup); not retried.
+    Rejected {
+        event_id: String,
+        seq: Seq,
+        event: Event,
+        path: String,
+    },
+    Nak {
+        path: String,
+        offset_ms: i64,
+    },
+    PathDown {
+        path: String,
+        reason: String,
+    },
+    PathUp {
+        path: String,
+    },
+    SupervisionAcked {
+        path: String,
+    },
+}
+
+/// A snapshot of the transmitter state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub pending: usize,
+    pub delivered: u64,
+    pub rejected: u64,
+    pub naks: u64,
+    pub failed_attempts: u64,
+    /// `(name, up)` per path, in configured order.
+    pub paths: Vec<(String, bool)>,
+    pub recovered: Recovery,
+}
+
+struct Shared {
+    cfg: LinkConfig,
+    outbox: Mutex<Outbox>,
+    wake: Notify,
+    stop: AtomicBool,
+    test_mode: AtomicBool,
+    events: broadcast::Sender<LinkEvent>,
+    stats: watch::Sender<Stats>,
+}
+
+/// Handle to a running transmitter (cheap to clone).
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+pub struct Transmitter;
+
+impl Transmitter {
+    /// Opens the outbox in `outbox_dir` and starts sending. Must be called inside a tokio
+    /// runtime.
+    pub async fn start(
+        config: LinkConfig,
+        outbox_dir: impl AsRef<Path>,
+    ) -> Result<Handle, StartError> {
+        config.validate()?;
+        let dir = outbox_dir.as_ref().to_path_buf();
+        let (outbox, recovery) = tokio::task::spawn_blocking(move || Outbox::open(&dir))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let (events, _) = broadcast::channel(1024);
+        let stats = Stats {
+            pending: outbox.pending_len(),
+            paths: config
+                .paths
+                .iter()
+                .map(|p| (p.name.clone(), true))
+                .collect(),
+            recovered: recovery,
+            ..Stats::default()
+        };
+        let (stats_tx, _) = watch::channel(stats);
+        let shared = Arc::new(Shared {
+            cfg: config,
+            outbox: Mutex::new(outbox),
+            wake: Notify::new(),
+            stop: AtomicBool::new(false),
+            test_mode: AtomicBool::new(false),
+            events,
+            stats: stats_tx,
+        });
+        let task = tokio::spawn(Sender::new(shared.clone()).run());
+        Ok(Handle {
+            shared,
+            task: Arc::new(Mutex::new(Some(task))),
+        })
+    }
+}
+
+impl Handle {
+    /// Queues an event; returns once it is fsynced in the outbox.
+    pub async fn submit(&self, sub: Submission) -> Result<Queued, SubmitError> {
+        if sub.event_id.is_empty() || sub.event_id.len() > 200 {
+            return Err(SubmitError::EventId);
+        }
+        if self.shared.stop.load(Ordering::SeqCst) {
+            return Err(SubmitError::Stopped);
+        }
+        let mut event = sub.event;
+        if self.shared.test_mode.load(Ordering::SeqCst) {
+            event.test = true;
+        }
+        // reject what can never be encoded before it reaches the disk
+        self.shared
+            .cfg
+            .codes
+            .payload(&self.shared.cfg.header.account, &event)?;
+        let shared = self.shared.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut ob = shared.outbox.lock().expect("outbox lock");
+            let r = ob.enqueue(&sub.event_id, event, now_ms());
+            let pending = ob.pending_len();
+            drop(ob);
+            shared.stats.send_modify(|s| s.pending = pending);
+            r
+        })
+        .await
+        .map_err(|_| SubmitError::Stopped)??;
+        self.shared.wake.notify_one();
+        Ok(Queued {
+            seq: r.seq,
+            duplicate: r.duplicate,
+        })
+    }
+
+    /// Drill mode: while on, every submitted event is flagged as test.
+    pub fn set_test_mode(&self, on: bool) {
+        self.shared.test_mode.store(on, Ordering::SeqCst);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LinkEvent> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn stats(&self) -> watch::Receiver<Stats> {
+        self.shared.stats.subscribe()
+    }
+
+    /// Messages still waiting for an ACK.
+    pub fn pending(&self) -> Vec<Entry> {
+        self.shared
+            .outbox
+            .lock()
+            .expect("outbox lock")
+            .pending()
+            .cloned()
+            .collect()
+    }
+
+    /// Stops the sender after the exchange in progress, if any. Undelivered messages stay in
+    /// the outbox for the next start.
+    pub async fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+        let task = self.task.lock().expect("task lock").take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+struct PathState {
+    conn: Conn,
+    name: String,
+    index: usize,
+    up: bool,
+    offset_ms: i64,
+    next_probe_ms: i64,
+}
+
+enum Delivery {
+    Acked(usize),
+    Rejected(usize),
+    Preempted,
+    AllFailed,
+}
+
+struct Sender {
+    sh: Arc<Shared>,
+    paths: Vec<PathState>,
+    next_test_ms: i64,
+    backoff_until_ms: i64,
+}
+
+fn random16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // without OS randomness fall back to the clock: the pad only has to vary
+    if getrandom::fill(&mut b).is_err() {
+        b = (now_ms() as u128).to_le_bytes();
+    }
+    b
+}
+
+impl Sender {
+    fn new(sh: Arc<Shared>) -> Sender {
+        let now = now_ms();
+        let paths = sh
+            .cfg
+            .paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PathState {
+                conn: Conn::new(p.clone()),
+                name: p.name.clone(),
+                index: i,
+                up: true,
+                offset_ms: 0,
+                next_probe_ms: if p.supervision_ms > 0 {
+                    now + p.supervision_ms as i64
+                } else {
+                    i64::MAX
+                },
+            })
+            .collect();
+        let next_test_ms = if sh.cfg.test_interval_ms > 0 {
+            now + sh.cfg.test_interval_ms as i64
+        } else {
+            i64::MAX
+        };
+        Sender {
+            sh,
+            paths,
+            next_test_ms,
+            backoff_until_ms: 0,
+        }
+    }
+
+    fn emit(&self, e: LinkEvent) {
+        let _ = self.sh.events.send(e);
+    }
+
+    fn publish_paths(&self) {
+        let paths: Vec<_> = self.paths.iter().map(|p| (p.name.clone(), p.up)).collect();
+        self.sh.stats.send_modify(|s| s.paths = paths);
+    }
+
+    fn probe_interval(&self, i: usize) -> i64 {
+        let p = &self.paths[i];
+        let sup = self.sh.cfg.paths[i].supervision_ms;
+        if p.up {
+            if sup > 0 { sup as i64 } else { i64::MAX / 4 }
+        } else {
+            self.sh.cfg.down_probe_ms.max(1) as i64
+        }
+    }
+
+    async fn outbox<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Outbox) -> R + Send + 'static,
+    ) -> R {
+        let sh = self.sh.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut ob = sh.outbox.lock().expect("outbox lock");
+            let r = f(&mut ob);
+            let pending = ob.pending_len();
+            drop(ob);
+            sh.stats.send_modify(|s| s.pending = pending);
+            r
+        })
+        .await
+        .expect("outbox task")
+    }
+
+    async fn run(mut self) {
+        loop {
+            if self.sh.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let now = now_ms();
+            // periodic test report
+            if now >= self.next_test_ms {
+                let ev = Event::new(EventKind::PeriodicTest, 0, 0);
+                let id = format!("test.periodic:{now}");
+                if let Err(e) = self
+                    .outbox(move |ob| ob.enqueue(&id, ev, now).map(|_| ()))
+                    .await
+                {
+                    tracing::error!("cannot queue periodic test: {e}");
+                }
+                self.next_test_ms = now + self.sh.cfg.test_interval_ms as i64;
+            }
+            // supervision / probes that are due (not while a fire alarm waits)
+            let alarm_waiting = self
+                .sh
+                .outbox
+                .lock()
+                .expect("outbox lock")
+                .has_priority_pending();
+            for i in 0..self.paths.len() {
+                if alarm_waiting {
+                    break;
+                }
+                if now_ms() >= self.paths[i].next_probe_ms {
+                    self.supervise(i).await;
+                    self.paths[i].next_probe_ms = now_ms() + self.probe_interval(i);
+                }
+            }
+            // next message
+            let next = if now_ms() >= self.backoff_until_ms {
+                let sh = self.sh.clone();
+                let ob = sh.outbox.lock().expect("outbox lock");
+                ob.next().cloned()
+            } else {
+                None
+            };
+            if let Some(entry) = next {
+                match self.deliver(&entry).await {
+                    Delivery::Acked(p) => {
+                        let path = self.paths[p].name.clone();
+                        let acked = now_ms();
+                        let id = entry.id;
+                        let pth = path.clone();
+                        if let Err(e) = self
+                            .outbox(move |ob| ob.mark_delivered(id, &pth, acked))
+                            .await
+                        {
+                            tracing::error!("cannot record delivery of {}: {e}", entry.event_id);
+                        }
+                        self.sh.stats.send_modify(|s| s.delivered += 1);
+                        self.emit(LinkEvent::Delivered {
+                            event_id: entry.event_id.clone(),
+                            seq: entry.seq,
+                            event: entry.event,
+                            path,
+                            queued_ms: entry.queued_ms,
+                            acked_ms: acked,
+                        });
+                    }
+                    Delivery::Rejected(p) => {
+                        let path = self.paths[p].name.clone();
+                        tracing::error!(
+                            "receiver on {path} answered DUH to {} ({}): local trouble, not retried",
+                            entry.event_id,
+                            entry.event.kind
+                        );
+                        let id = entry.id;
+                        if let Err(e) = self
+                            .outbox(move |ob| ob.mark_rejected(id, "DUH", now_ms()))
+                            .await
+                        {
+                            tracing::error!("cannot record rejection: {e}");
+                        }
+                        self.sh.stats.send_modify(|s| s.rejected += 1);
+                        self.emit(LinkEvent::Rejected {
+                            event_id: entry.event_id.clone(),
+                            seq: entry.seq,
+                            event: entry.event,
+                            path,
+                        });
+                    }
+                    Delivery::Preempted => {}
+                    Delivery::AllFailed => {
+                        self.backoff_until_ms =
+                            now_ms() + self.sh.cfg.all_paths_down_backoff_ms as i64;
+                    }
+                }
+                continue;
+            }
+            // idle: sleep until the next timer or a submission
+            let wake_at = self
+                .paths
+                .iter()
+                .map(|p| p.next_probe_ms)
+                .chain([self.next_test_ms])
+                .chain((self.backoff_until_ms > now_ms()).then_some(self.backoff_until_ms))
+                .min()
+                .unwrap_or(i64::MAX);
+            let sleep_ms = (wake_at - now_ms()).clamp(0, 3_600_000) as u64;
+            tokio::select! {
+                _ = self.sh.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+            }
+        }
+    }
+
+    fn payload(&self, ev: &Event) -> Option<Payload> {
+        self.sh
+            .cfg
+            .codes
+            .payload(&self.sh.cfg.header.account, ev)
+            .ok()
+    }
+
+    /// One exchange of `payload` (or NULL when `None`) with sequence `seq` on path `i`.
+    async fn attempt(&mut self, i: usize, seq: Seq, payload: Option<&Payload>) -> Exchange {
+        let cfg = &self.sh.cfg;
+        let (token, data) = match payload {
+            Some(p) => (p.token, p.data.as_str()),
+            None => (Token::Null, ""),
+        };
+        let msg = Message {
+            token,
+            seq,
+            header: &cfg.header,
+            data,
+            timestamp_ms: now_ms() + self.paths[i].offset_ms,
+        };
+        let frame = match encode_message(&msg, cfg.key.as_ref(), &random16()) {
+            Ok(f) => f,
+            Err(e) => return Exchange::Failed(format!("encode: {e}")),
+        };
+        let key = cfg.key.clone();
+        let wait = Duration::from_millis(cfg.ack_timeout_ms);
+        let r = self.paths[i]
+            .conn
+            .exchange(&frame, seq.get(), key.as_ref(), wait)
+            .await;
+        if let Exchange::Reply(resp) = &r
+            && resp.kind == ResponseKind::Nak
+            && let Some(t) = resp.timestamp_ms
+        {
+            // receiver time minus ours, at second resolution of the timestamps
+            let offset = t - now_ms();
+            self.paths[i].offset_ms = offset;
+            self.sh.stats.send_modify(|s| s.naks += 1);
+            self.emit(LinkEvent::Nak {
+                path: self.paths[i].name.clone(),
+                offset_ms: offset,
+            });
+        }
+        if matches!(r, Exchange::Failed(_)) {
+            self.sh.stats.send_modify(|s| s.failed_attempts += 1);
+        }
+        r
+    }
+
+    async fn path_up(&mut self, i: usize) {
+        if self.paths[i].up {
+            return;
+        }
+        self.paths[i].up = true;
+        let name = self.paths[i].name.clone();
+        tracing::info!("DC-09 path {name} restored");
+        self.emit(LinkEvent::PathUp { path: name.clone() });
+        self.publish_paths();
+        self.paths[i].next_probe_ms = now_ms() + self.probe_interval(i);
+        let now = now_ms();
+        let ev = Event::new(EventKind::PathFail, 0, (self.paths[i].index + 1) as u16).restored();
+        let id = format!("path.restore:{name}:{now}");
+        if let Err(e) = self
+            .outbox(move |ob| ob.enqueue(&id, ev, now).map(|_| ()))
+            .await
+        {
+            tracing::error!("cannot queue path restore: {e}");
+        }
+    }
+
+    async fn path_down(&mut self, i: usize, reason: String) {
+        if !self.paths[i].up {
+            return;
+        }
+        self.paths[i].up = false;
+        let name = self.paths[i].name.clone();
+        tracing::warn!("DC-09 path {name} failed: {reason}");
+        self.emit(LinkEvent::PathDown {
+            path: name.clone(),
+            reason,
+        });
+        self.publish_paths();
+        self.paths[i].next_probe_ms = now_ms() + self.probe_interval(i);
+        let now = now_ms();
+        let ev = Event::new(EventKind::PathFail, 0, (self.paths[i].index + 1) as u16);
+        let id = format!("path.fail:{name}:{now}");
+        if let Err(e) = self
+            .outbox(move |ob| ob.enqueue(&id, ev, now).map(|_| ()))
+            .await
+        {
+            tracing::error!("cannot queue path failure: {e}");
+        }
+    }
+
+    /// NULL supervision (or probe of a failed path).
+    async fn supervise(&mut self, i: usize) {
+        let seq = match self.outbox(|ob| ob.next_unlogged_seq()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("outbox: {e}");
+                return;
+            }
+        };
+        let mut last = String::new();
+        let attempts = if self.paths[i].up {
+            self.sh.cfg.attempts_per_path
+        } else {
+            1
+        };
+        for _ in 0..attempts {
+            match self.attempt(i, seq, None).await {
+                Exchange::Reply(r) if matches!(r.kind, ResponseKind::Ack | ResponseKind::Rsp) => {
+                    self.emit(LinkEvent::SupervisionAcked {
+                        path: self.paths[i].name.clone(),
+                    });
+                    self.path_up(i).await;
+                    return;
+                }
+                Exchange::Reply(r) if r.kind == ResponseKind::Nak => last = "NAK".into(),
+                Exchange::Reply(r) => {
+                    // DUH to a NULL: the receiver is there but does not accept us
+                    last = format!("{:?} to NULL", r.kind);
+                    break;
+                }
+                Exchange::Failed(e) => last = e,
+            }
+        }
+        self.path_down(i, last).await;
+    }
+
+    fn order(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..self.paths.len()).collect();
+        v.sort_by_key(|&i| (!self.paths[i].up, i));
+        v
+    }
+
+    async fn deliver(&mut self, entry: &Entry) -> Delivery {
+        let Some(payload) = self.payload(&entry.event) else {
+            // cannot happen for submissions (checked at submit); a changed code table could
+            return Delivery::Rejected(0);
+        };
+        for i in self.order() {
+            let mut last = String::new();
+            for _ in 0..self.sh.cfg.attempts_per_path {
+                if entry.event.priority() > 0 {
+                    let preempt = self
+                        .sh
+                        .outbox
+                        .lock()
+                        .expect("outbox lock")
+                        .has_priority_pending();
+                    if preempt {
+                        return Delivery::Preempted;
+                    }
+                }
+                match self.attempt(i, entry.seq, Some(&payload)).await {
+                    Exchange::Reply(r) => match r.kind {
+                        ResponseKind::Ack | ResponseKind::Rsp => {
+                            self.path_up(i).await;
+                            self.paths[i].next_probe_ms = now_ms() + self.probe_interval(i);
+                            return Delivery::Acked(i);
+                        }
+                        ResponseKind::Duh => {
+                            self.path_up(i).await;
+                            return Delivery::Rejected(i);
+                        }
+                        ResponseKind::Nak => last = "NAK".into(),
+                    },
+                    Exchange::Failed(e) => last = e,
+                }
+                if self.sh.stop.load(Ordering::SeqCst) {
+                    return Delivery::Preempted;
+                }
+            }
+            self.path_down(i, last).await;
+        }
+        Delivery::AllFailed
+    }
+}
