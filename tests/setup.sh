@@ -23,6 +23,9 @@ done
 missing=()
 command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+# dcim-server tests: VictoriaMetrics as the InfluxDB v2 compatible store, openssl for test certs.
+command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
