@@ -82,7 +82,10 @@ pub fn plan(items: &[Item], limits: Limits) -> Vec<Read> {
         let gap = limits.max_gap as u32;
         let mut cur: Option<(u32, u32, Vec<usize>)> = None; // start, end, points
         for it in its {
-            let (a, e) = (it.address as u32, it.address as u32 + it.count.max(1) as u32);
+            let (a, e) = (
+                it.address as u32,
+                it.address as u32 + it.count.max(1) as u32,
+            );
             match &mut cur {
                 Some((start, end, points)) if a <= *end + gap && e.max(*end) - *start <= max => {
                     *end = e.max(*end);
@@ -197,7 +200,9 @@ mod tests {
 
     #[test]
     fn reads_split_at_125_registers() {
-        let items: Vec<_> = (0..300).map(|i| item(i, Table::Input, i as u16, 1)).collect();
+        let items: Vec<_> = (0..300)
+            .map(|i| item(i, Table::Input, i as u16, 1))
+            .collect();
         let reads = plan(&items, Limits::default());
         assert_eq!(
             reads.iter().map(|r| r.count).collect::<Vec<_>>(),
@@ -208,7 +213,10 @@ mod tests {
     #[test]
     fn a_value_never_straddles_two_reads() {
         // A 4-register value starting at 123 cannot share the first read (0..125).
-        let items = [item(0, Table::Holding, 0, 1), item(1, Table::Holding, 123, 4)];
+        let items = [
+            item(0, Table::Holding, 0, 1),
+            item(1, Table::Holding, 123, 4),
+        ];
         let reads = plan(&items, Limits::default());
         assert_eq!(reads.len(), 2);
         assert_eq!((reads[1].address, reads[1].count), (123, 4));

@@ -21,9 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
+use tokio_modbus::Slave;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::prelude::{SlaveContext, rtu, tcp};
-use tokio_modbus::Slave;
 
 /// How to reach a device (or a line of devices).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,12 +116,22 @@ struct DeviceState {
 }
 
 impl DeviceState {
-    fn next_due(&self) -> Option<(Instant, usize)> {
+    /// The next class to poll: earliest effective time (back-off included), and among equal
+    /// times the one waiting longest, so a device in back-off cannot starve a class.
+    fn next_due(&self) -> Option<(Instant, Instant, usize)> {
         self.classes
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.due.max(self.retry_at), i))
+            .map(|(i, c)| (c.due.max(self.retry_at), c.due, i))
             .min()
+    }
+
+    /// Every point the device polls.
+    fn all_points(&self) -> Vec<usize> {
+        self.classes
+            .iter()
+            .flat_map(|c| c.points.iter().copied())
+            .collect()
     }
 }
 
@@ -257,7 +267,8 @@ impl Line {
                 d.failures += 1;
                 let wait = d.dev.profile.comm.backoff_ms(d.failures);
                 d.retry_at = Instant::now() + Duration::from_millis(wait);
-                let points = d.classes[ci].points.clone();
+                // The device does not answer: all its points are stale, not only this class's.
+                let points = d.all_points();
                 d.tracker.failed(&points, now_ms, out);
                 return;
             };
@@ -292,18 +303,18 @@ impl Line {
                 .devices
                 .iter()
                 .enumerate()
-                .filter_map(|(di, d)| d.next_due().map(|(t, ci)| (t, di, ci)))
+                .filter_map(|(di, d)| d.next_due().map(|(t, waiting, ci)| (t, waiting, di, ci)))
                 .min();
             let now = Instant::now();
             let mut out = Vec::new();
             match next {
-                Some((t, di, ci)) if t <= now => {
+                Some((t, _, di, ci)) if t <= now => {
                     self.poll(di, ci, &mut out).await;
                     let c = &mut self.devices[di].classes[ci];
                     // Keep the cadence, but never try to catch up on missed polls.
                     c.due = (c.due + c.period).max(Instant::now());
                 }
-                Some((t, _, _)) => {
+                Some((t, _, _, _)) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(t.min(now + TICK)) => {}
                         _ = tx.closed() => return,

@@ -227,8 +227,7 @@ impl Facility {
                     .as_ref()
                     .and_then(|h| h.invalid.first())
                     .map_or(Raw::Unsigned(0xFFFF), |x| Raw::Float(*x));
-                self.overrides
-                    .insert((device.clone(), point.clone()), raw);
+                self.overrides.insert((device.clone(), point.clone()), raw);
                 format!("{device}/{point} failed")
             }
             Command::SensorOk { device, point } => {
@@ -474,8 +473,14 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        assert_eq!(parse_broker("mqtt://127.0.0.1:1884").unwrap(), ("127.0.0.1".into(), 1884));
-        assert_eq!(parse_broker("localhost").unwrap(), ("localhost".into(), 1883));
+        assert_eq!(
+            parse_broker("mqtt://127.0.0.1:1884").unwrap(),
+            ("127.0.0.1".into(), 1884)
+        );
+        assert_eq!(
+            parse_broker("localhost").unwrap(),
+            ("localhost".into(), 1883)
+        );
         assert!(parse_broker("mqtt://:x").is_err());
     }
 }

@@ -164,7 +164,9 @@ async fn main() {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            match Command::parse(line).map_err(|e| e.to_string()).and_then(|c| sim.command(&c))
+            match Command::parse(line)
+                .map_err(|e| e.to_string())
+                .and_then(|c| sim.command(&c))
             {
                 Ok(m) => println!("{m}"),
                 Err(e) => println!("error: {e}"),

@@ -165,10 +165,7 @@ pub fn parse_scenario(text: &str) -> Result<Vec<Step>, CommandError> {
             continue;
         }
         let (t, rest) = line.split_once(char::is_whitespace).ok_or_else(|| {
-            CommandError(format!(
-                "line {}: expected `<seconds> <command>`",
-                n + 1
-            ))
+            CommandError(format!("line {}: expected `<seconds> <command>`", n + 1))
         })?;
         let at_s: f64 = t
             .trim_end_matches('s')
@@ -193,19 +190,27 @@ mod tests {
     #[test]
     fn commands_parse() {
         assert_eq!(Command::parse("feed-loss A").unwrap(), Command::FeedLoss(0));
-        assert_eq!(Command::parse("feed-restore b").unwrap(), Command::FeedRestore(1));
+        assert_eq!(
+            Command::parse("feed-restore b").unwrap(),
+            Command::FeedRestore(1)
+        );
         assert_eq!(
             Command::parse("heat bms-r01").unwrap(),
             Command::Device {
                 device: "bms-r01".into(),
-                cmd: DeviceCommand::Heat { rate_c_per_min: 2.0 }
+                cmd: DeviceCommand::Heat {
+                    rate_c_per_min: 2.0
+                }
             }
         );
         assert_eq!(
             Command::parse("breaker meter-1 B open").unwrap(),
             Command::Device {
                 device: "meter-1".into(),
-                cmd: DeviceCommand::Breaker { feed: 1, closed: false }
+                cmd: DeviceCommand::Breaker {
+                    feed: 1,
+                    closed: false
+                }
             }
         );
         assert!(Command::parse("feed-loss C").is_err());

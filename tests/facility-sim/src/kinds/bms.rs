@@ -35,7 +35,9 @@ impl Bms {
 
     /// Surface temperature a thermal camera sees on this rack.
     pub fn surface_temp(&self) -> f64 {
-        self.rack_temp[0].max(self.rack_temp[1]).max(self.cell_max - 1.5)
+        self.rack_temp[0]
+            .max(self.rack_temp[1])
+            .max(self.cell_max - 1.5)
     }
 }
 
@@ -84,7 +86,10 @@ impl SimDevice for Bms {
                 ("cell_temp_min", v(cell_min)),
                 ("cell_voltage_max", v(3.34 + 0.005 * wobble(t, 400.0, ph))),
                 ("cell_voltage_min", v(3.30 + 0.005 * wobble(t, 450.0, ph))),
-                ("string_voltage", v(3.32 * 16.0 * 17.0 + 2.0 * wobble(t, 500.0, ph))),
+                (
+                    "string_voltage",
+                    v(3.32 * 16.0 * 17.0 + 2.0 * wobble(t, 500.0, ph)),
+                ),
                 ("string_current", v(if contactor { current } else { 0.0 })),
                 ("soc", v(96.0 + 1.5 * wobble(t, 3600.0, ph))),
                 ("soh", v(97.5)),

@@ -74,7 +74,10 @@ impl SimDevice for Meter {
             values.push((format!("feed_{name}_current"), SimValue::Number(current)));
             values.push((format!("feed_{name}_power"), SimValue::Number(power)));
             values.push((format!("feed_{name}_frequency"), SimValue::Number(freq)));
-            values.push((format!("feed_{name}_energy"), SimValue::Number(self.energy_kwh[f])));
+            values.push((
+                format!("feed_{name}_energy"),
+                SimValue::Number(self.energy_kwh[f]),
+            ));
             values.push((
                 format!("feed_{name}_breaker_closed"),
                 SimValue::Bool(self.breaker_closed[f]),
@@ -87,8 +90,10 @@ impl SimDevice for Meter {
         };
         values.push(("ats_source".into(), SimValue::Text(src.into())));
         values.push(("ats_transfer_inhibited".into(), SimValue::Bool(false)));
-        let refs: Vec<(&str, SimValue)> =
-            values.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let refs: Vec<(&str, SimValue)> = values
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         self.shared.write_values(&self.profile, &refs);
     }
     fn command(&mut self, cmd: &DeviceCommand) -> Result<(), String> {

@@ -57,7 +57,11 @@ impl SimDevice for Ups {
                 ("output_kw", v(output_kw)),
                 (
                     "input_voltage",
-                    v(if on_battery { 0.0 } else { 400.0 + 3.0 * wobble(t, 200.0, ph) }),
+                    v(if on_battery {
+                        0.0
+                    } else {
+                        400.0 + 3.0 * wobble(t, 200.0, ph)
+                    }),
                 ),
                 ("output_voltage", v(400.0 + 0.5 * wobble(t, 60.0, ph))),
                 ("runtime", v((full_runtime_s * self.soc / 100.0).round())),
