@@ -518,6 +518,8 @@ impl RackLogic {
         self.peak4 = None;
         self.silenced = false;
         self.config_changed = false;
+        self.ror_ref = None;
+        self.ror_active = false;
         self.dropped_seen = self.log.dropped();
         self.log(now, EventKind::ResetAccepted);
     }
@@ -898,34 +900,39 @@ impl RackLogic {
             sup.insert(Supervisory::IsolatedNoTemperature);
         }
         let mut new_event = self.stage > stage_before;
-        for t in Trouble::ALL {
-            let is_source = SourceId::ALL.iter().any(|id| Trouble::for_source(*id) == t);
-            let (was, is) = (troubles_before.contains(t), troubles.contains(t));
-            if is && !was {
-                new_event = true;
+        if troubles != troubles_before {
+            for t in Trouble::ALL {
+                let (was, is) = (troubles_before.contains(t), troubles.contains(t));
+                if was == is {
+                    continue;
+                }
+                new_event |= is;
+                // Source troubles are logged above with their reason.
+                if t.source().is_some() {
+                    continue;
+                }
+                let kind = if is {
+                    EventKind::TroubleRaised(t)
+                } else {
+                    EventKind::TroubleCleared(t)
+                };
+                self.log(now, kind);
             }
-            if is_source || was == is {
-                continue;
-            }
-            let kind = if is {
-                EventKind::TroubleRaised(t)
-            } else {
-                EventKind::TroubleCleared(t)
-            };
-            self.log(now, kind);
         }
-        for s in Supervisory::ALL {
-            let (was, is) = (sup_before.contains(s), sup.contains(s));
-            if was == is {
-                continue;
+        if sup != sup_before {
+            for s in Supervisory::ALL {
+                let (was, is) = (sup_before.contains(s), sup.contains(s));
+                if was == is {
+                    continue;
+                }
+                new_event |= is;
+                let kind = if is {
+                    EventKind::SupervisoryRaised(s)
+                } else {
+                    EventKind::SupervisoryCleared(s)
+                };
+                self.log(now, kind);
             }
-            new_event |= is;
-            let kind = if is {
-                EventKind::SupervisoryRaised(s)
-            } else {
-                EventKind::SupervisoryCleared(s)
-            };
-            self.log(now, kind);
         }
 
         // 14. Buzzer: sounds for any stage, trouble or supervisory signal until acknowledged,

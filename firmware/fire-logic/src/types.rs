@@ -433,6 +433,19 @@ impl Trouble {
         }
     }
 
+    /// The source of an invalid-source trouble.
+    pub const fn source(self) -> Option<SourceId> {
+        match self {
+            Trouble::BmsInvalid => Some(SourceId::Bms),
+            Trouble::RackTemp1Invalid => Some(SourceId::RackTemp1),
+            Trouble::RackTemp2Invalid => Some(SourceId::RackTemp2),
+            Trouble::CameraInvalid => Some(SourceId::Camera),
+            Trouble::SmokeInvalid => Some(SourceId::Smoke),
+            Trouble::OffGasInvalid => Some(SourceId::OffGas),
+            _ => None,
+        }
+    }
+
     /// The mismatch trouble of a feedback index (see [`Action::FEEDBACK`]).
     pub(crate) const fn mismatch(a: Action) -> Trouble {
         match a {

@@ -1,4 +1,5 @@
 //! One test (or more) per requirement of the rack fire logic, named after it.
+#![allow(clippy::field_reassign_with_default, clippy::type_complexity)]
 
 mod common;
 
