@@ -13,15 +13,28 @@ use rack_registers::scenario::{RESET_STAGES, ThermalRunaway, reset_in_stage};
 fn panic(info: &core::panic::PanicInfo) -> ! {
     hprintln!("FAIL panic: {}", info);
     debug::exit(debug::EXIT_FAILURE);
-    loop {}
+    loop {
+        cortex_m::asm::nop();
+    }
 }
 
 fn reset_checks() -> u32 {
     let mut failures = 0;
     for stage in RESET_STAGES {
         let flash = RamFlash::<{ 2 * 1024 }>::new(1024);
-        match reset_in_stage(Config::default(), flash, &ThermalRunaway::default(), stage, 17, 20) {
-            Ok(c) => hprintln!("PASS reset in {}: actions {:#04x} kept", stage, c.after.actions.bits()),
+        match reset_in_stage(
+            Config::default(),
+            flash,
+            &ThermalRunaway::default(),
+            stage,
+            17,
+            20,
+        ) {
+            Ok(c) => hprintln!(
+                "PASS reset in {}: actions {:#04x} kept",
+                stage,
+                c.after.actions.bits()
+            ),
             Err(e) => {
                 failures += 1;
                 hprintln!("FAIL reset in {}: {:?}", stage, e);
@@ -42,5 +55,7 @@ fn main() -> ! {
         hprintln!("qemu-replay: {} check(s) failed", failures);
         debug::exit(debug::EXIT_FAILURE);
     }
-    loop {}
+    loop {
+        cortex_m::asm::nop();
+    }
 }
