@@ -245,18 +245,18 @@ impl Config {
         )?;
         check(
             c.open_code < c.valid_min || c.open_code > c.valid_max,
-            "open_code",
+            "open_code_c",
             "must lie outside the plausible range, or an open circuit would read as a temperature",
         )?;
         check(
             c.short_code < c.valid_min || c.short_code > c.valid_max,
-            "short_code",
+            "short_code_c",
             "must lie outside the plausible range, or a short circuit would read as a temperature",
         )?;
         check(
             c.open_code != c.short_code,
-            "short_code",
-            "must differ from open_code",
+            "short_code_c",
+            "must differ from open_code_c",
         )?;
         check(c.ror_rise > 0, "ror_rise_c", "must be greater than 0")?;
         check(

@@ -780,7 +780,7 @@ fn req10_invalid_configuration_is_rejected_with_a_reason_never_clamped() {
         (|c| c.gas_warning_ms = 61_000, "gas_warning_ms"),
         (|c| c.confirm_samples = 0, "confirm_samples"),
         (|c| c.confirm_samples = 3, "confirm_samples"), // 3 x 500 ms > 1 s
-        (|c| c.open_code = 500, "open_code"),
+        (|c| c.open_code = 500, "open_code_c"),
         (|c| c.reset_max = 550, "reset_max_c"),
         (|c| c.feedback_mismatch_ms = 250, "feedback_mismatch_ms"),
         (
