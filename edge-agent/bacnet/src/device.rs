@@ -29,6 +29,8 @@ use std::net::SocketAddr;
 pub const MAX_APDU: u16 = 1476;
 /// Most COV subscriptions held at once; more are refused with resources/no-space.
 pub const MAX_SUBSCRIPTIONS: usize = 1024;
+/// Delay between the SimpleACK of a SubscribeCOV and the initial notification.
+pub const INITIAL_NOTIFICATION_DELAY_MS: u64 = 50;
 /// Vendor id 999 is reserved by ASHRAE for testing; used as the default.
 pub const DEFAULT_VENDOR_ID: u16 = 999;
 
@@ -189,6 +191,10 @@ impl Peer {
 pub struct Outgoing {
     pub to: SocketAddr,
     pub bytes: Vec<u8>,
+    /// Send this long after the datagrams before it. Used for the initial COV notification,
+    /// which must reach the subscriber after its SimpleACK (some stacks, e.g. bacpypes3, only
+    /// register the subscription once they have processed the ACK).
+    pub delay_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -378,6 +384,7 @@ impl Device {
         Outgoing {
             to: s.subscriber.addr,
             bytes: encode_frame(false, &s.subscriber.npdu(s.confirmed), &apdu),
+            delay_ms: 0,
         }
     }
 
@@ -648,7 +655,9 @@ impl Device {
             }
             self.subscriptions.push(sub.clone());
         }
-        Ok(Some(self.notification(&sub, &obj, now_ms)))
+        let mut initial = self.notification(&sub, &obj, now_ms);
+        initial.delay_ms = INITIAL_NOTIFICATION_DELAY_MS;
+        Ok(Some(initial))
     }
 
     /// Handles one received datagram and returns the datagrams to send.
@@ -676,6 +685,7 @@ impl Device {
         let reply = |peer: &Peer, apdu: Apdu| Outgoing {
             to: peer.addr,
             bytes: encode_frame(false, &peer.npdu(false), &apdu),
+            delay_ms: 0,
         };
         match apdu {
             Apdu::UnconfirmedRequest { service, data } => {
@@ -698,6 +708,7 @@ impl Device {
                                 },
                             )
                         },
+                        delay_ms: 0,
                     }];
                 }
                 Vec::new()

@@ -27,11 +27,31 @@ impl Shared {
         self.device.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn send_all(&self, out: Vec<Outgoing>) {
-        for o in out {
-            if let Err(e) = self.socket.send_to(&o.bytes, o.to).await {
-                tracing::debug!(to = %o.to, error = %e, "bacnet server: send failed");
+    async fn send_one(&self, o: &Outgoing) {
+        if let Err(e) = self.socket.send_to(&o.bytes, o.to).await {
+            tracing::debug!(to = %o.to, error = %e, "bacnet server: send failed");
+        }
+    }
+
+    /// Sends datagrams in order; from the first one with a delay on, the rest go from a
+    /// separate task so that the receive loop never sleeps.
+    async fn send_all(self: &Arc<Self>, out: Vec<Outgoing>) {
+        let mut iter = out.into_iter();
+        for o in iter.by_ref() {
+            if o.delay_ms > 0 {
+                let me = self.clone();
+                let rest: Vec<Outgoing> = std::iter::once(o).chain(iter).collect();
+                tokio::spawn(async move {
+                    for o in rest {
+                        if o.delay_ms > 0 {
+                            tokio::time::sleep(Duration::from_millis(o.delay_ms)).await;
+                        }
+                        me.send_one(&o).await;
+                    }
+                });
+                return;
             }
+            self.send_one(&o).await;
         }
     }
 }
