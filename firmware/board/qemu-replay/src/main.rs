@@ -1,13 +1,26 @@
-//! Emulated-MCU proof: runs on QEMU's lm3s6965evb (Cortex-M3) and exits non-zero through
-//! semihosting on any failure.
+//! Emulated-MCU proof, run on QEMU's lm3s6965evb (Cortex-M3) by `tests/firmware/run.sh`:
+//!
+//! 1. every shipped trace (`tests/traces/*.csv`) is replayed through the real fire logic with the
+//!    same `fire_trace::replay` the host tool uses, and its JSON lines are compared byte for byte
+//!    with `tests/traces/*.expected.jsonl`;
+//! 2. the controller is reset in the middle of every stage (only the record store survives) and
+//!    must drive the same outputs after the reset.
+//!
+//! Prints one PASS/FAIL line per check through semihosting and exits non-zero on any failure.
 #![no_std]
 #![no_main]
+
+mod compare;
 
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 use fire_logic::Config;
 use rack_registers::nvstore::RamFlash;
 use rack_registers::scenario::{RESET_STAGES, ThermalRunaway, reset_in_stage};
+
+mod traces {
+    include!(concat!(env!("OUT_DIR"), "/traces.rs"));
+}
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
@@ -16,6 +29,48 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     loop {
         cortex_m::asm::nop();
     }
+}
+
+fn replay_checks() -> u32 {
+    let mut failures = 0;
+    if traces::TRACES.is_empty() {
+        hprintln!("FAIL no traces embedded (tests/traces/*.csv)");
+        return 1;
+    }
+    for (name, csv, expected) in traces::TRACES {
+        let mut cmp = compare::Compare::new(expected);
+        let result = fire_trace::replay(csv, &Config::default(), &mut cmp);
+        match (result, cmp.verdict()) {
+            (Ok(summary), Ok(lines)) => {
+                hprintln!(
+                    "PASS trace {}: {} rows, {} lines identical, max stage {}",
+                    name,
+                    summary.rows,
+                    lines,
+                    summary.max_stage
+                )
+            }
+            (Err(e), _) => {
+                failures += 1;
+                hprintln!("FAIL trace {}: replay error: {}", name, e);
+                if let Err(m) = cmp.verdict() {
+                    hprintln!(
+                        "  first difference at line {}: expected {:?}, got {:?}",
+                        m.line,
+                        m.expected,
+                        m.actual.as_str()
+                    );
+                }
+            }
+            (Ok(_), Err(m)) => {
+                failures += 1;
+                hprintln!("FAIL trace {}: output differs at line {}", name, m.line);
+                hprintln!("  expected: {}", m.expected);
+                hprintln!("  got:      {}", m.actual.as_str());
+            }
+        }
+    }
+    failures
 }
 
 fn reset_checks() -> u32 {
@@ -31,7 +86,7 @@ fn reset_checks() -> u32 {
             20,
         ) {
             Ok(c) => hprintln!(
-                "PASS reset in {}: actions {:#04x} kept",
+                "PASS reset in {}: stage and actions {:#04x} kept",
                 stage,
                 c.after.actions.bits()
             ),
@@ -46,8 +101,11 @@ fn reset_checks() -> u32 {
 
 #[entry]
 fn main() -> ! {
-    hprintln!("qemu-replay {} on Cortex-M3", env!("CARGO_PKG_VERSION"));
-    let failures = reset_checks();
+    hprintln!(
+        "qemu-replay {} on an emulated Cortex-M3",
+        env!("CARGO_PKG_VERSION")
+    );
+    let failures = replay_checks() + reset_checks();
     if failures == 0 {
         hprintln!("qemu-replay: all checks passed");
         debug::exit(debug::EXIT_SUCCESS);
