@@ -5,13 +5,13 @@ use core::fmt;
 
 /// First difference found.
 #[derive(Debug)]
-pub struct Mismatch<'a> {
+pub struct Mismatch<'e, 's> {
     /// 1-based line number.
     pub line: usize,
     /// The expected line.
-    pub expected: &'a str,
+    pub expected: &'e str,
     /// The line actually produced (truncated to 512 bytes).
-    pub actual: heapless::String<512>,
+    pub actual: &'s str,
 }
 
 /// Streaming comparison against `expected`.

@@ -58,7 +58,7 @@ fn replay_checks() -> u32 {
                         "  first difference at line {}: expected {:?}, got {:?}",
                         m.line,
                         m.expected,
-                        m.actual.as_str()
+                        m.actual
                     );
                 }
             }
@@ -66,7 +66,7 @@ fn replay_checks() -> u32 {
                 failures += 1;
                 hprintln!("FAIL trace {}: output differs at line {}", name, m.line);
                 hprintln!("  expected: {}", m.expected);
-                hprintln!("  got:      {}", m.actual.as_str());
+                hprintln!("  got:      {}", m.actual);
             }
         }
     }
