@@ -11,7 +11,7 @@ use crate::metrics::inc;
 use crate::store::{EventQuery, UserRecord};
 use crate::{App, now_ms};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -114,6 +114,85 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "GET",
+        "/api/alarms",
+        Some(Access::Read),
+        "Alarms not in normal (all=true: every alarm), and the flood flag.",
+    ),
+    r(
+        "GET",
+        "/api/alarms/{id}/journal",
+        Some(Access::Read),
+        "Journal of one alarm (every transition and action).",
+    ),
+    r(
+        "POST",
+        "/api/alarms/{id}/{action}",
+        Some(Access::Operate),
+        "ack | shelve {until_ms|minutes} | unshelve | comment {text} | out_of_service | return_to_service.",
+    ),
+    r(
+        "GET",
+        "/api/maintenance",
+        Some(Access::Read),
+        "Devices and components in maintenance.",
+    ),
+    r(
+        "POST",
+        "/api/maintenance",
+        Some(Access::Operate),
+        "Put a device or component in maintenance {subject, on}.",
+    ),
+    r(
+        "GET",
+        "/api/incidents",
+        Some(Access::Read),
+        "Incidents with their journals.",
+    ),
+    r(
+        "POST",
+        "/api/incidents",
+        Some(Access::Operate),
+        "Open an incident {title, grade}.",
+    ),
+    r(
+        "GET",
+        "/api/incidents/{id}",
+        Some(Access::Read),
+        "One incident.",
+    ),
+    r(
+        "GET",
+        "/api/incidents/{id}/export",
+        Some(Access::Read),
+        "Export as format=markdown (default) or json.",
+    ),
+    r(
+        "POST",
+        "/api/incidents/{id}/{op}",
+        Some(Access::Operate),
+        "advance {phase} | grade {grade} | note {text} | assign {role, person} | field {field, text} | follow_up {text, owner} | complete_follow_up {index}.",
+    ),
+    r("GET", "/api/site", Some(Access::Read), "The site model."),
+    r(
+        "GET",
+        "/api/site/redundancy",
+        Some(Access::Read),
+        "Designed and current redundancy per subsystem, ride-through (components=true: per component).",
+    ),
+    r(
+        "GET",
+        "/api/site/whatif",
+        Some(Access::Read),
+        "fail=a,b: what loses power, cooling, network or redundancy if these components fail.",
+    ),
+    r(
+        "GET",
+        "/api/status",
+        Some(Access::Read),
+        "Up/Down/Warning/Maintenance/Unknown of every device.",
+    ),
+    r(
+        "GET",
         "/api/audit",
         Some(Access::Admin),
         "Audit log; filters: since_id, limit.",
@@ -175,7 +254,7 @@ pub struct Principal {
     pub session: Option<String>,
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -266,10 +345,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/audit", get(audit))
         .route("/api/users", get(users).post(create_user))
         .route("/api/users/{name}/tokens", post(create_token))
+        .merge(crate::api_facility::routes())
         .with_state(app)
 }
 
 type AppState = State<Arc<App>>;
+
+/// Query strings are parsed after authorization too.
+pub fn parse_query<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("query: {e}")))
+}
 
 /// JSON bodies are parsed after authorization, so an anonymous request gets 401, never 400/422.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -412,9 +498,10 @@ fn select_points(app: &App, q: &PointsQuery) -> Vec<crate::ingest::Latest> {
 async fn points(
     State(app): AppState,
     headers: HeaderMap,
-    Query(q): Query<PointsQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: PointsQuery = crate::api::parse_query(raw.as_deref())?;
     Ok(Json(json!({"points": select_points(&app, &q)})))
 }
 
@@ -465,9 +552,10 @@ struct EventsQuery {
 async fn events(
     State(app): AppState,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: EventsQuery = crate::api::parse_query(raw.as_deref())?;
     let ev = app
         .store
         .list_events(&EventQuery {
@@ -585,9 +673,10 @@ struct AuditQuery {
 async fn audit(
     State(app): AppState,
     headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Admin).await?;
+    let q: AuditQuery = crate::api::parse_query(raw.as_deref())?;
     let rows = app
         .store
         .list_audit(

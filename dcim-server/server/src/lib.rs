@@ -3,9 +3,11 @@
 //! it around a shutdown future (that is what `main` and a future `demo` mode call).
 
 pub mod api;
+pub mod api_facility;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod facility;
 pub mod influx;
 pub mod ingest;
 pub mod metrics;
@@ -51,6 +53,9 @@ pub struct App {
     pub influx: Option<influx::InfluxHandle>,
     /// Becomes true when the server stops (ends SSE streams).
     pub stopping: watch::Receiver<bool>,
+    /// Site model, redundancy engine, alarm engine and incidents. A tokio mutex: it is held
+    /// while a change is committed, so that snapshots are stored in the order they were made.
+    pub facility: tokio::sync::Mutex<facility::Facility>,
 }
 
 impl App {
@@ -62,6 +67,73 @@ impl App {
                 data: Arc::new(json),
             });
         }
+    }
+
+    /// Commits what an engine step changed (alarm journal, alarm and incident snapshots, and
+    /// the operator's audit record if any) in one transaction, then pushes it to the live
+    /// stream. Call with the facility lock held.
+    pub async fn commit_changes(
+        &self,
+        f: &facility::Facility,
+        changes: &facility::Changes,
+        audit: Option<(&str, &str, &str, serde_json::Value)>,
+    ) -> anyhow::Result<()> {
+        if changes.is_empty() && audit.is_none() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut batch = store::Batch::default();
+        let mut touched = std::collections::BTreeSet::new();
+        for r in &changes.records {
+            batch
+                .journal
+                .push((r.ts_ms, r.alarm.clone(), serde_json::to_value(r)?));
+            touched.insert(r.alarm.clone());
+        }
+        for id in &touched {
+            if let Some(a) = f.engine.get(id) {
+                batch.docs.push((
+                    "alarm".into(),
+                    store::DocRecord {
+                        id: id.clone(),
+                        updated_ms: now,
+                        body: serde_json::to_value(a)?,
+                    },
+                ));
+            }
+        }
+        if !changes.incidents.is_empty() {
+            batch.docs.push((
+                "incidents".into(),
+                store::DocRecord {
+                    id: "state".into(),
+                    updated_ms: now,
+                    body: serde_json::to_value(&f.incidents)?,
+                },
+            ));
+        }
+        if let Some((actor, action, target, detail)) = &audit {
+            batch.audit.push((
+                actor.to_string(),
+                action.to_string(),
+                target.to_string(),
+                detail.clone(),
+            ));
+        }
+        let ids = self.store.commit_batch(&batch).await?;
+        for r in &changes.records {
+            self.publish_live("alarm", r);
+        }
+        for e in &changes.incidents {
+            self.publish_live("incident", e);
+        }
+        if let (Some(id), Some((actor, action, target, _))) = (ids.first(), &audit) {
+            self.publish_live(
+                "audit",
+                &serde_json::json!({"id": id, "ts_ms": now, "actor": actor, "action": action, "target": target}),
+            );
+        }
+        Ok(())
     }
 
     /// Writes an audit record; returns its id after it is committed.
@@ -225,6 +297,24 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         }
     }
 
+    let site = match &config.site_model {
+        Some(path) => {
+            Some(dcim_site::Site::load(path).map_err(|e| anyhow::anyhow!("site model: {e}"))?)
+        }
+        None => None,
+    };
+    let incidents = match store
+        .list_docs("incidents")
+        .await?
+        .into_iter()
+        .find(|d| d.id == "state")
+    {
+        Some(d) => Some(serde_json::from_value(d.body).context("stored incidents do not decode")?),
+        None => None,
+    };
+    let facility = facility::Facility::new(site, incidents)
+        .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
+
     let (live, _) = broadcast::channel(4096);
     let app = Arc::new(App {
         config: config.clone(),
@@ -234,7 +324,9 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         metrics: metrics.clone(),
         influx,
         stopping: stop_rx.clone(),
+        facility: tokio::sync::Mutex::new(facility),
     });
+    tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
 
     // Broker: embedded, or the external one by URL.
     let (mqtt_target, mqtt_addr) = match config.broker.mode {
@@ -314,6 +406,27 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         stop,
         tasks,
         sqlite,
+    })
+}
+
+/// Runs the engines' timers once a second: redundancy re-evaluation, alarm delays and shelf
+/// expiry, incident escalation.
+fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stopped(&mut stop) => break,
+                _ = interval.tick() => {}
+            }
+            let mut f = app.facility.lock().await;
+            let changes = f.tick(now_ms());
+            if let Err(e) = app.commit_changes(&f, &changes, None).await {
+                metrics::inc(&app.metrics.store_errors_total, 1);
+                tracing::error!("committing alarm changes: {e:#}");
+            }
+        }
     })
 }
 

@@ -167,6 +167,13 @@ pub async fn handle(app: &App, p: &Publish, stop: &watch::Receiver<bool>) -> boo
                 influx.push(&site, &agent, &samples);
             }
             if !samples.is_empty() {
+                let mut f = app.facility.lock().await;
+                let changes = f.on_samples(&samples, now);
+                if let Err(e) = app.commit_changes(&f, &changes, None).await {
+                    inc(&m.store_errors_total, 1);
+                    tracing::error!("committing alarm changes: {e:#}");
+                }
+                drop(f);
                 app.publish_live(
                     "points",
                     &serde_json::json!({"site": site, "agent": agent, "samples": samples}),
@@ -229,6 +236,14 @@ pub async fn handle(app: &App, p: &Publish, stop: &watch::Receiver<bool>) -> boo
             inc(&m.ingest_events_total, records.len() as u64);
             for r in &records {
                 app.publish_live("event", r);
+            }
+            let mut f = app.facility.lock().await;
+            for e in &events {
+                let changes = f.on_event(&e.kind, &e.device, now);
+                if let Err(e) = app.commit_changes(&f, &changes, None).await {
+                    inc(&m.store_errors_total, 1);
+                    tracing::error!("committing alarm changes: {e:#}");
+                }
             }
             true
         }

@@ -87,6 +87,26 @@ pub struct DocRecord {
     pub body: serde_json::Value,
 }
 
+/// One alarm-journal row: an alarm engine record, kept forever.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JournalRecord {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub alarm: String,
+    pub record: serde_json::Value,
+}
+
+/// Writes committed together, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// `(kind, doc)` upserts.
+    pub docs: Vec<(String, DocRecord)>,
+    /// `(ts_ms, alarm, record)` appended to the alarm journal.
+    pub journal: Vec<(i64, String, serde_json::Value)>,
+    /// `(actor, action, target, detail)` appended to the audit log.
+    pub audit: Vec<(String, String, String, serde_json::Value)>,
+}
+
 /// Everything the server persists. Implementations commit before they return.
 pub trait Store: Send + Sync + 'static {
     /// Inserts the events not already stored (unique on `(agent, seq)`); returns how many
@@ -152,12 +172,22 @@ pub trait Store: Send + Sync + 'static {
         audit: Option<(&'a str, &'a str, &'a serde_json::Value)>,
     ) -> BoxFuture<'a, StoreResult<()>>;
     fn list_docs<'a>(&'a self, kind: &'a str) -> BoxFuture<'a, StoreResult<Vec<DocRecord>>>;
+    /// Commits docs, journal rows and audit records in one transaction; returns the audit ids.
+    fn commit_batch<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, StoreResult<Vec<i64>>>;
+    /// Alarm journal rows, oldest first; optionally of one alarm.
+    fn list_journal<'a>(
+        &'a self,
+        alarm: Option<&'a str>,
+        since_id: i64,
+        limit: i64,
+    ) -> BoxFuture<'a, StoreResult<Vec<JournalRecord>>>;
 }
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE events (
     agent TEXT NOT NULL, seq INTEGER NOT NULL, site TEXT NOT NULL, id TEXT NOT NULL,
     ts_ms INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,
@@ -195,7 +225,18 @@ CREATE TABLE docs (
     PRIMARY KEY (kind, id)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE alarm_journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, alarm TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX alarm_journal_alarm ON alarm_journal (alarm, id);
+"#,
+    ),
+];
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -278,6 +319,39 @@ fn user_from_row(r: &sqlx::sqlite::SqliteRow) -> UserRecord {
 }
 
 impl Store for SqliteStore {
+    fn commit_batch<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, StoreResult<Vec<i64>>> {
+        Box::pin(self.commit_batch_impl(batch))
+    }
+
+    fn list_journal<'a>(
+        &'a self,
+        alarm: Option<&'a str>,
+        since_id: i64,
+        limit: i64,
+    ) -> BoxFuture<'a, StoreResult<Vec<JournalRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT * FROM alarm_journal WHERE id > ? AND (? IS NULL OR alarm = ?) ORDER BY id LIMIT ?",
+            )
+            .bind(since_id)
+            .bind(alarm)
+            .bind(alarm)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| JournalRecord {
+                    id: r.get("id"),
+                    ts_ms: r.get("ts_ms"),
+                    alarm: r.get("alarm"),
+                    record: serde_json::from_str(r.get::<&str, _>("record"))
+                        .unwrap_or(serde_json::Value::Null),
+                })
+                .collect())
+        })
+    }
+
     fn insert_events<'a>(&'a self, events: &'a [EventRecord]) -> BoxFuture<'a, StoreResult<u64>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
@@ -650,6 +724,48 @@ impl Store for SqliteStore {
                 })
                 .collect())
         })
+    }
+}
+
+impl SqliteStore {
+    async fn commit_batch_impl(&self, batch: &Batch) -> StoreResult<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        for (kind, doc) in &batch.docs {
+            sqlx::query(
+                "INSERT INTO docs (kind, id, updated_ms, body) VALUES (?,?,?,?) ON CONFLICT(kind, id) DO UPDATE SET updated_ms=excluded.updated_ms, body=excluded.body",
+            )
+            .bind(kind)
+            .bind(&doc.id)
+            .bind(doc.updated_ms)
+            .bind(doc.body.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (ts, alarm, record) in &batch.journal {
+            sqlx::query("INSERT INTO alarm_journal (ts_ms, alarm, record) VALUES (?,?,?)")
+                .bind(ts)
+                .bind(alarm)
+                .bind(record.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut ids = Vec::new();
+        let now = crate::now_ms();
+        for (actor, action, target, detail) in &batch.audit {
+            let r = sqlx::query(
+                "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?,?,?,?,?)",
+            )
+            .bind(now)
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(detail.to_string())
+            .execute(&mut *tx)
+            .await?;
+            ids.push(r.last_insert_rowid());
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 }
 

@@ -22,8 +22,10 @@ pub fn agent(id: &str, site: &str, devices: &[&str]) -> AgentConfig {
 }
 
 pub fn config(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_owned();
+    let mut c = Config {
+        data_dir: dir.to_owned(),
+        ..Default::default()
+    };
     c.http.listen = "127.0.0.1:0".parse().unwrap();
     c.broker.listen = "127.0.0.1:0".parse().unwrap();
     c.auth.argon2_memory_kib = 64;

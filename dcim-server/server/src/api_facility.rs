@@ -1,0 +1,468 @@
+//! API routes over the engines: alarms, maintenance, incidents, site model, redundancy, what-if
+//! and device status. Writes go through [`App::commit_changes`]: the journal, the snapshots and
+//! the operator's audit record are committed in one transaction before the response.
+
+use crate::api::{ApiError, authorize, parse_body};
+use crate::auth::Access;
+use crate::facility::Changes;
+use crate::{App, now_ms};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dcim_alarms::{Action, ActionError, Field, IncidentError, Phase, RoleKind};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+type AppState = State<Arc<App>>;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/alarms", get(alarms))
+        .route("/api/alarms/{id}/journal", get(alarm_journal))
+        .route("/api/alarms/{id}/{action}", post(alarm_action))
+        .route("/api/maintenance", get(maintenance).post(set_maintenance))
+        .route("/api/incidents", get(incidents).post(open_incident))
+        .route("/api/incidents/{id}", get(incident))
+        .route("/api/incidents/{id}/export", get(export_incident))
+        .route("/api/incidents/{id}/{op}", post(incident_op))
+        .route("/api/site", get(site))
+        .route("/api/site/redundancy", get(redundancy))
+        .route("/api/site/whatif", get(what_if))
+        .route("/api/status", get(statuses))
+}
+
+fn action_error(e: ActionError) -> ApiError {
+    let code = match e {
+        ActionError::UnknownAlarm(_) => StatusCode::NOT_FOUND,
+        ActionError::NotAllowed { .. } => StatusCode::CONFLICT,
+        ActionError::BadShelveTime | ActionError::NoUser => StatusCode::BAD_REQUEST,
+    };
+    ApiError(code, e.to_string())
+}
+
+fn incident_error(e: IncidentError) -> ApiError {
+    let code = match e {
+        IncidentError::Unknown(_) => StatusCode::NOT_FOUND,
+        IncidentError::BadPhase { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError(code, e.to_string())
+}
+
+#[derive(Deserialize)]
+struct AlarmsQuery {
+    /// Include alarms back to normal.
+    all: Option<bool>,
+}
+
+async fn alarms(
+    State(app): AppState,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: AlarmsQuery = crate::api::parse_query(raw.as_deref())?;
+    let f = app.facility.lock().await;
+    let list: Vec<_> = if q.all.unwrap_or(false) {
+        f.engine.alarms().collect()
+    } else {
+        f.engine.active().collect()
+    };
+    Ok(Json(
+        json!({"alarms": list, "flooding": f.engine.is_flooding()}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct JournalQuery {
+    since_id: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn alarm_journal(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: JournalQuery = crate::api::parse_query(raw.as_deref())?;
+    let rows = app
+        .store
+        .list_journal(
+            Some(&id),
+            q.since_id.unwrap_or(0),
+            q.limit.unwrap_or(500).clamp(1, 10_000),
+        )
+        .await?;
+    Ok(Json(json!({"journal": rows})))
+}
+
+#[derive(Deserialize)]
+struct ShelveBody {
+    until_ms: Option<i64>,
+    minutes: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct TextBody {
+    text: String,
+}
+
+async fn commit(
+    app: &App,
+    f: &crate::facility::Facility,
+    changes: &Changes,
+    user: &str,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    app.commit_changes(f, changes, Some((user, action, target, detail)))
+        .await
+        .map_err(ApiError::from)
+}
+
+async fn alarm_action(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
+    let now = now_ms();
+    let act = match action.as_str() {
+        "ack" => Action::Ack,
+        "shelve" => {
+            let b: ShelveBody = parse_body(&body)?;
+            let until_ms = match (b.until_ms, b.minutes) {
+                (Some(t), _) => t,
+                (None, Some(m)) => now + m * 60_000,
+                _ => {
+                    return Err(ApiError(
+                        StatusCode::BAD_REQUEST,
+                        "shelve needs until_ms or minutes".into(),
+                    ));
+                }
+            };
+            Action::Shelve { until_ms }
+        }
+        "unshelve" => Action::Unshelve,
+        "comment" => Action::Comment {
+            text: parse_body::<TextBody>(&body)?.text,
+        },
+        "out_of_service" => Action::OutOfService,
+        "return_to_service" => Action::ReturnToService,
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "unknown alarm action `{other}`: ack, shelve, unshelve, comment, out_of_service, return_to_service"
+                ),
+            ));
+        }
+    };
+    let detail = serde_json::to_value(&act).unwrap_or_default();
+    let mut f = app.facility.lock().await;
+    let changes = f.act(&id, act, &p.user, now).map_err(action_error)?;
+    commit(
+        &app,
+        &f,
+        &changes,
+        &p.user,
+        &format!("alarm.{action}"),
+        &format!("alarm/{id}"),
+        detail,
+    )
+    .await?;
+    Ok(Json(json!({"alarm": f.engine.get(&id), "records": changes.records})).into_response())
+}
+
+async fn maintenance(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let f = app.facility.lock().await;
+    Ok(Json(json!({"maintenance": f.maintenance()})))
+}
+
+#[derive(Deserialize)]
+struct MaintenanceBody {
+    subject: String,
+    on: bool,
+}
+
+async fn set_maintenance(
+    State(app): AppState,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
+    let b: MaintenanceBody = parse_body(&body)?;
+    let mut f = app.facility.lock().await;
+    let changes = f.set_maintenance(&b.subject, b.on, &p.user, now_ms());
+    commit(
+        &app,
+        &f,
+        &changes,
+        &p.user,
+        "maintenance.set",
+        &b.subject,
+        json!({"on": b.on}),
+    )
+    .await?;
+    Ok(Json(json!({"maintenance": f.maintenance(), "records": changes.records})).into_response())
+}
+
+async fn incidents(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let f = app.facility.lock().await;
+    Ok(Json(json!({"incidents": f.incidents.list})))
+}
+
+fn incident_id(s: &str) -> Result<u64, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError(StatusCode::NOT_FOUND, format!("no incident `{s}`")))
+}
+
+async fn incident(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let id = incident_id(&id)?;
+    let f = app.facility.lock().await;
+    let inc = f
+        .incidents
+        .get(id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+    Ok(Json(json!({"incident": inc})))
+}
+
+#[derive(Deserialize)]
+struct ExportQuery {
+    format: Option<String>,
+}
+
+async fn export_incident(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: ExportQuery = crate::api::parse_query(raw.as_deref())?;
+    let id = incident_id(&id)?;
+    let f = app.facility.lock().await;
+    let inc = f
+        .incidents
+        .get(id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+    Ok(match q.format.as_deref().unwrap_or("markdown") {
+        "json" => ([(header::CONTENT_TYPE, "application/json")], inc.to_json()).into_response(),
+        "markdown" | "md" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            inc.to_markdown(),
+        )
+            .into_response(),
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("format `{other}`: markdown or json"),
+            ));
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct OpenBody {
+    title: String,
+    grade: u8,
+}
+
+async fn open_incident(
+    State(app): AppState,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
+    let b: OpenBody = parse_body(&body)?;
+    let mut f = app.facility.lock().await;
+    let id = f
+        .incidents
+        .open(&b.title, b.grade, &p.user, now_ms())
+        .map_err(incident_error)?;
+    let changes = Changes {
+        records: Vec::new(),
+        incidents: vec![dcim_alarms::IncidentEvent::Opened { id, grade: b.grade }],
+    };
+    commit(
+        &app,
+        &f,
+        &changes,
+        &p.user,
+        "incident.open",
+        &format!("incident/{id}"),
+        json!({"title": b.title, "grade": b.grade}),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"incident": f.incidents.get(id)})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct OpBody {
+    phase: Option<Phase>,
+    grade: Option<u8>,
+    text: Option<String>,
+    role: Option<RoleKind>,
+    person: Option<String>,
+    field: Option<Field>,
+    owner: Option<String>,
+    index: Option<usize>,
+}
+
+fn need<T>(v: Option<T>, what: &str) -> Result<T, ApiError> {
+    v.ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("missing `{what}`")))
+}
+
+async fn incident_op(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path((id, op)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
+    let id = incident_id(&id)?;
+    let b: OpBody = parse_body(if body.is_empty() { b"{}" } else { &body })?;
+    let detail: serde_json::Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let now = now_ms();
+    let u = p.user.as_str();
+    let mut f = app.facility.lock().await;
+    let inc = &mut f.incidents;
+    let ev = match op.as_str() {
+        "advance" => inc.advance(id, need(b.phase, "phase")?, u, now),
+        "grade" => inc.set_grade(id, need(b.grade, "grade")?, u, now),
+        "note" => inc.note(id, &need(b.text, "text")?, u, now),
+        "assign" => inc.assign(id, need(b.role, "role")?, &need(b.person, "person")?, u, now),
+        "field" => inc.set_field(id, need(b.field, "field")?, &need(b.text, "text")?, u, now),
+        "follow_up" => inc.add_follow_up(id, &need(b.text, "text")?, b.owner.as_deref(), u, now),
+        "complete_follow_up" => inc.complete_follow_up(id, need(b.index, "index")?, u, now),
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("unknown incident operation `{other}`: advance, grade, note, assign, field, follow_up, complete_follow_up"),
+            ));
+        }
+    }
+    .map_err(incident_error)?;
+    let changes = Changes {
+        records: Vec::new(),
+        incidents: vec![ev],
+    };
+    commit(
+        &app,
+        &f,
+        &changes,
+        u,
+        &format!("incident.{op}"),
+        &format!("incident/{id}"),
+        detail,
+    )
+    .await?;
+    Ok(Json(json!({"incident": f.incidents.get(id)})).into_response())
+}
+
+fn no_site() -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "no site model configured (site_model in the config)".into(),
+    )
+}
+
+async fn site(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let f = app.facility.lock().await;
+    let site = f.site.as_ref().ok_or_else(no_site)?;
+    Ok(Json(json!({"site": site})))
+}
+
+#[derive(Deserialize)]
+struct RedundancyQuery {
+    components: Option<bool>,
+}
+
+async fn redundancy(
+    State(app): AppState,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: RedundancyQuery = crate::api::parse_query(raw.as_deref())?;
+    let mut f = app.facility.lock().await;
+    let ev = f.evaluation(now_ms()).ok_or_else(no_site)?;
+    let mut out = json!({"subsystems": ev.subsystems, "ride_through": ev.ride_through});
+    if q.components.unwrap_or(false) {
+        out["components"] = json!(ev.components);
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+struct WhatIfQuery {
+    /// Comma-separated component ids.
+    fail: Option<String>,
+}
+
+async fn what_if(
+    State(app): AppState,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: WhatIfQuery = crate::api::parse_query(raw.as_deref())?;
+    let fail = need(q.fail, "fail")?;
+    let failed: Vec<&str> = fail
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut f = app.facility.lock().await;
+    let w = f
+        .what_if(&failed, now_ms())
+        .ok_or_else(no_site)?
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(Json(json!({
+        "failed": w.failed,
+        "loses_power": w.loses_power,
+        "loses_cooling": w.loses_cooling,
+        "loses_network": w.loses_network,
+        "loses_redundancy": w.loses_redundancy,
+        "subsystems_after": w.after.subsystems,
+        "ride_through_after": w.after.ride_through,
+    })))
+}
+
+async fn statuses(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let f = app.facility.lock().await;
+    Ok(Json(json!({"devices": f.device_statuses(now_ms())})))
+}

@@ -1,0 +1,246 @@
+//! Thin adapter over the pure engines: the site model and redundancy engine (`dcim-site`) and
+//! the alarm engine and incidents (`dcim-alarms`). Synchronous and clock-free (`now_ms` passed
+//! in); the shell (`lib.rs`, `mqtt.rs`, `api.rs`) commits what it returns before telling anyone.
+//!
+//! Kept deliberately small so that changes in the engines' APIs stay cheap to follow.
+
+use dcim_alarms::{
+    Action, ActionError, Engine, EngineConfig, IncidentConfig, IncidentEvent, Incidents, Record,
+    Rule, SiteSuppression,
+};
+use dcim_points::Sample;
+use dcim_site::{ComponentState, Evaluation, Live, Site, StatusPolicy, UnknownComponent, WhatIf};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What one step changed: alarm records and incident events, to be committed then pushed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Changes {
+    pub records: Vec<Record>,
+    pub incidents: Vec<IncidentEvent>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.incidents.is_empty()
+    }
+}
+
+pub struct Facility {
+    pub site: Option<Site>,
+    live: Live,
+    maintenance: BTreeSet<String>,
+    states: Vec<ComponentState>,
+    evaluation: Option<Evaluation>,
+    pub engine: Engine,
+    pub incidents: Incidents,
+    /// A sample of a site device arrived since the last evaluation.
+    dirty: bool,
+    site_devices: BTreeSet<String>,
+    pub status_policy: StatusPolicy,
+}
+
+impl Facility {
+    pub fn new(site: Option<Site>, incidents: Option<Incidents>) -> Result<Facility, String> {
+        let mut engine = Engine::new(Rule::defaults(), EngineConfig::default())?;
+        let mut site_devices = BTreeSet::new();
+        if let Some(s) = &site {
+            engine.set_device_components(dcim_alarms::device_components(s));
+            site_devices = s.devices().into_iter().collect();
+        }
+        Ok(Facility {
+            site,
+            live: Live::new(),
+            maintenance: BTreeSet::new(),
+            states: Vec::new(),
+            evaluation: None,
+            engine,
+            incidents: incidents.unwrap_or_else(|| Incidents::new(IncidentConfig::default())),
+            dirty: true,
+            site_devices,
+            status_policy: StatusPolicy::default(),
+        })
+    }
+
+    fn finish(&mut self, records: Vec<Record>, now_ms: i64) -> Changes {
+        let mut incidents = self.incidents.on_records(&records);
+        incidents.extend(self.incidents.tick(now_ms));
+        Changes { records, incidents }
+    }
+
+    /// New samples: the live table and the alarm rules on samples.
+    pub fn on_samples(&mut self, samples: &[Sample], now_ms: i64) -> Changes {
+        let mut records = Vec::new();
+        for s in samples {
+            if self.site_devices.contains(&s.device) {
+                self.dirty = true;
+            }
+            self.live.update(s.clone());
+            records.extend(self.engine.on_sample(s, now_ms));
+        }
+        if records.is_empty() {
+            return Changes::default();
+        }
+        self.finish(records, now_ms)
+    }
+
+    /// An edge event: communication loss and return feed the comm-lost rule.
+    pub fn on_event(&mut self, kind: &str, device: &str, now_ms: i64) -> Changes {
+        let records = match kind {
+            "device.comm_lost" => self.engine.on_comm(device, true, now_ms),
+            "device.comm_restored" | "device.comm_ok" => self.engine.on_comm(device, false, now_ms),
+            _ => return Changes::default(),
+        };
+        self.finish(records, now_ms)
+    }
+
+    fn evaluate(&mut self, now_ms: i64) {
+        let Some(site) = &self.site else { return };
+        self.states = dcim_site::component_states(site, &self.live, &self.maintenance, now_ms);
+        self.evaluation = Some(dcim_site::evaluate(site, &self.states));
+        self.dirty = false;
+    }
+
+    /// Time passes: re-evaluate the site (states go stale with time, so always), feed the
+    /// redundancy levels to the alarm engine, run its timers and the incidents' timers.
+    pub fn tick(&mut self, now_ms: i64) -> Changes {
+        self.evaluate(now_ms);
+        let mut records = Vec::new();
+        if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
+            for sub in &ev.subsystems {
+                let detail = if sub.lost.is_empty() && sub.degraded.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "{} lost, {} degraded; single points of failure: {}",
+                        sub.lost.len(),
+                        sub.degraded.len(),
+                        sub.single_points_of_failure.join(", ")
+                    )
+                };
+                records.extend(self.engine.on_redundancy(
+                    sub.subsystem.as_str(),
+                    sub.designed,
+                    sub.current,
+                    &detail,
+                    now_ms,
+                ));
+            }
+            let suppression = SiteSuppression::new(site, ev);
+            records.extend(self.engine.tick(now_ms, &suppression));
+        } else {
+            records.extend(self.engine.tick(now_ms, &dcim_alarms::NoSuppression));
+        }
+        self.finish(records, now_ms)
+    }
+
+    pub fn act(
+        &mut self,
+        alarm: &str,
+        action: Action,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Changes, ActionError> {
+        let records = self.engine.act(alarm, action, user, now_ms)?;
+        Ok(self.finish(records, now_ms))
+    }
+
+    pub fn set_maintenance(&mut self, subject: &str, on: bool, user: &str, now_ms: i64) -> Changes {
+        if on {
+            self.maintenance.insert(subject.to_owned());
+        } else {
+            self.maintenance.remove(subject);
+        }
+        self.dirty = true;
+        let records = self.engine.set_maintenance(subject, on, user, now_ms);
+        self.finish(records, now_ms)
+    }
+
+    pub fn maintenance(&self) -> &BTreeSet<String> {
+        &self.maintenance
+    }
+
+    pub fn evaluation(&mut self, now_ms: i64) -> Option<&Evaluation> {
+        if self.dirty || self.evaluation.is_none() {
+            self.evaluate(now_ms);
+        }
+        self.evaluation.as_ref()
+    }
+
+    pub fn what_if(
+        &mut self,
+        failed: &[&str],
+        now_ms: i64,
+    ) -> Option<Result<WhatIf, UnknownComponent>> {
+        self.evaluation(now_ms)?;
+        let (site, ev) = (self.site.as_ref()?, self.evaluation.as_ref()?);
+        Some(dcim_site::what_if(site, &self.states, ev, failed))
+    }
+
+    /// Up/Down/Warning/Maintenance/Unknown of every device of the site and every device seen.
+    pub fn device_statuses(&self, now_ms: i64) -> BTreeMap<String, dcim_points::Status> {
+        let mut devices: BTreeSet<&str> = self.site_devices.iter().map(String::as_str).collect();
+        devices.extend(self.live.devices());
+        dcim_site::device_statuses(
+            &self.live,
+            devices,
+            &self.maintenance,
+            now_ms,
+            &self.status_policy,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_site_loses_power_redundancy_when_a_feed_opens() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../site/sites/demo.toml");
+        let Ok(site) = Site::load(std::path::Path::new(path)) else {
+            panic!("demo site at {path} does not load");
+        };
+        let now = 1_700_000_000_000;
+        let samples = dcim_site::fixture::healthy_samples(&site, now);
+        let mut f = Facility::new(Some(site), None).unwrap();
+        f.on_samples(&samples, now);
+        let c = f.tick(now);
+        assert!(
+            !c.records.iter().any(|r| r.alarm.starts_with("redundancy")),
+            "a healthy site raises no redundancy alarm: {:?}",
+            c.records
+        );
+        // Open feed A's breaker.
+        let mut open: Vec<Sample> = samples
+            .iter()
+            .filter(|s| s.device == "meter-a" && s.role.as_str() == "feed.breaker_closed")
+            .cloned()
+            .collect();
+        assert!(
+            !open.is_empty(),
+            "demo site binds meter-a feed.breaker_closed"
+        );
+        for s in &mut open {
+            s.value = Some(dcim_points::Value::Bool(false));
+            s.ts_ms = now + 1000;
+        }
+        f.on_samples(&open, now + 1000);
+        let c = f.tick(now + 1000);
+        let red: Vec<&Record> = c
+            .records
+            .iter()
+            .filter(|r| r.alarm.contains("power"))
+            .collect();
+        assert!(
+            !red.is_empty(),
+            "feed loss raises a power redundancy alarm: {:?}",
+            c.records
+        );
+        assert!(
+            red.iter().all(|r| r.grade == 2),
+            "losing 2N is grade 2: {red:?}"
+        );
+        assert!(!c.incidents.is_empty(), "a grade-2 alarm opens an incident");
+    }
+}
