@@ -690,10 +690,12 @@ impl RackLogic {
         }
         self.partner_check();
         for id in SourceId::ALL {
+            // Pending (never sampled yet, within three periods) is not a trouble. Inhibited is
+            // reported (the source stays excluded) but its trouble is `sensor_inhibited`.
             let now_invalid = self
                 .source(id)
                 .and_then(Source::invalidity)
-                .filter(|w| !matches!(w, Invalidity::Pending | Invalidity::Inhibited));
+                .filter(|w| *w != Invalidity::Pending);
             let before = self.reported_invalid.get(id.index()).copied().flatten();
             if now_invalid != before {
                 if let Some(r) = self.reported_invalid.get_mut(id.index()) {
@@ -855,13 +857,8 @@ impl RackLogic {
 
         // 13. Troubles and supervisory signals, logged on every change.
         for id in SourceId::ALL {
-            if self
-                .reported_invalid
-                .get(id.index())
-                .copied()
-                .flatten()
-                .is_some()
-            {
+            let reported = self.reported_invalid.get(id.index()).copied().flatten();
+            if reported.is_some_and(|w| w != Invalidity::Inhibited) {
                 troubles.insert(Trouble::for_source(id));
             }
         }
@@ -884,7 +881,17 @@ impl RackLogic {
         if self.ror_active {
             sup.insert(Supervisory::RateOfRise);
         }
-        if e.offgas.is_some_and(|v| v >= cfg.offgas_supervisory) {
+        // Off-gas supervisory with a hysteresis of a tenth of the level, so that a
+        // concentration hovering at the level does not chatter.
+        let offgas_clear_below = cfg
+            .offgas_supervisory
+            .saturating_sub((cfg.offgas_supervisory / 10).max(1));
+        let offgas_sup = match e.offgas {
+            Some(v) if sup_before.contains(Supervisory::OffGas) => v >= offgas_clear_below,
+            Some(v) => v >= cfg.offgas_supervisory,
+            None => false,
+        };
+        if offgas_sup {
             sup.insert(Supervisory::OffGas);
         }
         if manual_only {

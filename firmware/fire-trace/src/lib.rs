@@ -508,7 +508,9 @@ pub enum ReplayError {
 impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReplayError::Config(e) => write!(f, "{e}"),
+            ReplayError::Config(e) => {
+                write!(f, "{e} (fitted inputs are the trace header's columns)")
+            }
             ReplayError::Trace(e) => write!(f, "{e}"),
             ReplayError::Output => f.write_str("could not write the output"),
         }
@@ -592,10 +594,9 @@ pub fn write_transition<W: Write>(
 pub fn write_summary<W: Write>(out: &mut W, s: &Summary) -> fmt::Result {
     write!(
         out,
-        "{{\"summary\":true,\"rows\":{},\"end_t_ms\":{},\"final_stage\":",
+        "{{\"summary\":true,\"rows\":{},\"end_t_ms\":{}",
         s.rows, s.end_t_ms
     )?;
-    json_str(out, s.final_stage.name())?;
     out.write_str(",\"max_stage\":")?;
     json_str(out, s.max_stage.name())?;
     out.write_char(',')?;
