@@ -133,6 +133,7 @@ pub async fn mqtt_agent(
     let mut o = MqttOptions::new(id, host, port);
     o.set_credentials(id, password);
     o.set_keep_alive(Duration::from_secs(5));
+    o.set_max_packet_size(4 << 20, 4 << 20);
     let (c, mut el) = AsyncClient::new(o, 100);
     let r = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
