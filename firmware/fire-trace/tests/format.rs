@@ -178,8 +178,10 @@ fn replay_rejects_time_going_back_and_empty_traces() {
 
 #[test]
 fn replay_rejects_an_invalid_configuration_before_any_output() {
-    let mut cfg = Config::default();
-    cfg.gas_warning_ms = 90_000;
+    let cfg = Config {
+        gas_warning_ms: 90_000,
+        ..Config::default()
+    };
     let mut out = String::new();
     match replay(SMALL, &cfg, &mut out) {
         Err(ReplayError::Config(e)) => assert_eq!(e.field, "gas_warning_ms"),
