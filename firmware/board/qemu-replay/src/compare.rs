@@ -45,12 +45,12 @@ impl<'a> Compare<'a> {
     }
 
     /// Lines compared, or the first difference (including output that stopped short).
-    pub fn verdict(&self) -> Result<usize, Mismatch<'a>> {
+    pub fn verdict(&self) -> Result<usize, Mismatch<'a, '_>> {
         if self.failed || self.pos != self.expected.len() {
             return Err(Mismatch {
                 line: self.line,
                 expected: self.expected_line(),
-                actual: self.actual.clone(),
+                actual: self.actual.as_str(),
             });
         }
         Ok(self.line - 1)
