@@ -6,7 +6,7 @@
 //!   available members.
 //! - *supplied in `s`*: `c` conducts and every group of `c` in `s` is satisfied.
 //! - *group level*: with `a` available members and `k = max(need, k_cap)` required, where
-//!   `k_cap` is the fewest members whose ratings cover the group's demand: `a >= 2k` -> 2N,
+//!   `k_cap` is the fewest available members whose ratings cover the group's demand: `a >= 2k` -> 2N,
 //!   `a >= k+1` -> N+1, `a == k` -> N, else below N (also when the available ratings do not
 //!   cover the demand). A group whose only member is a place (room, row) takes that member's
 //!   level instead.
@@ -279,9 +279,11 @@ impl<'a> Ctx<'a> {
                 if total < d {
                     overloaded = true;
                 } else {
+                    // Fewest members that can carry the demand (largest first), so that a
+                    // failure can only raise it.
                     let mut acc = 0.0;
                     let mut kc = 0;
-                    for x in &r {
+                    for x in r.iter().rev() {
                         if acc >= d {
                             break;
                         }
@@ -558,20 +560,25 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
     let conducts: Vec<bool> = states.iter().map(|s| s.state.conducts()).collect();
     let mut ctx = Ctx::new(site, conducts, states, true);
     let current = compute(&mut ctx, true);
-    let mut dctx = Ctx::new(site, vec![true; site.components.len()], states, false);
-    let designed = compute(&mut dctx, true);
+    let designed = site.designed.get_or_init(|| {
+        let mut dctx = Ctx::new(site, vec![true; site.components.len()], states, false);
+        compute(&mut dctx, true)
+            .into_iter()
+            .map(|v| v.into_iter().map(|(_, r)| (r.level, r.paths)).collect())
+            .collect()
+    });
 
     let mut components = Vec::with_capacity(site.components.len());
     for (i, c) in site.components.iter().enumerate() {
         let supply = current[i]
             .iter()
             .zip(&designed[i])
-            .map(|((s, r), (_, d))| SupplyHealth {
+            .map(|((s, r), &(dl, dp))| SupplyHealth {
                 subsystem: *s,
                 supplied: r.supplied,
-                designed: c.design.unwrap_or(d.level),
+                designed: c.design.unwrap_or(dl),
                 current: r.level,
-                designed_paths: d.paths,
+                designed_paths: dp,
                 live_paths: r.paths,
                 spare_after_one: r.spare,
                 single_points_of_failure: r

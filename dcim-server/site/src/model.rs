@@ -233,6 +233,9 @@ pub struct Site {
     /// Same-group children of each component (who depends on it), by index.
     #[serde(skip)]
     pub(crate) children: Vec<Vec<(CompIdx, usize)>>,
+    /// Designed (level, paths) per component and subsystem pair, computed once.
+    #[serde(skip)]
+    pub(crate) designed: std::sync::OnceLock<Vec<Vec<(Redundancy, u32)>>>,
 }
 
 /// A site file that cannot be loaded: where, which field, and what was expected.
@@ -717,6 +720,7 @@ impl Site {
             components,
             index,
             children,
+            designed: Default::default(),
         })
     }
 
@@ -803,6 +807,7 @@ impl Site {
             components,
             index,
             children,
+            designed: Default::default(),
         })
     }
 }

@@ -1,0 +1,35 @@
+//! Full evaluation of the demo site and one what-if.
+//! Run: `cargo bench -p dcim-site --bench evaluate`
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use dcim_site::fixture::healthy_live;
+use dcim_site::*;
+use std::collections::BTreeSet;
+use std::hint::black_box;
+use std::path::Path;
+
+fn bench(c: &mut Criterion) {
+    let site = Site::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sites/demo.toml")).unwrap();
+    let now = 1_800_000_000_000;
+    let live = healthy_live(&site, now - 1000);
+    let none = BTreeSet::new();
+    let states = component_states(&site, &live, &none, now);
+    let before = evaluate(&site, &states);
+    c.bench_function(
+        "demo: component states from live values (432 components)",
+        |b| b.iter(|| component_states(black_box(&site), black_box(&live), &none, now)),
+    );
+    c.bench_function("demo: full evaluation", |b| {
+        b.iter(|| evaluate(black_box(&site), black_box(&states)))
+    });
+    c.bench_function("demo: what-if feed-a fails", |b| {
+        b.iter(|| what_if(black_box(&site), black_box(&states), &before, &["feed-a"]).unwrap())
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
