@@ -32,6 +32,7 @@ pub fn free_port() -> u16 {
 pub struct Mosquitto {
     pub port: u16,
     dir: PathBuf,
+    prelude: String,
     extra: String,
     child: Option<Child>,
 }
@@ -43,10 +44,16 @@ impl Mosquitto {
 
     /// `extra` is appended to the listener section (TLS files, auth).
     pub fn start_with(dir: &Path, port: u16, extra: &str) -> Mosquitto {
+        Mosquitto::start_full(dir, port, "", extra)
+    }
+
+    /// `prelude` goes before everything (e.g. `per_listener_settings true`).
+    pub fn start_full(dir: &Path, port: u16, prelude: &str, extra: &str) -> Mosquitto {
         std::fs::create_dir_all(dir).unwrap();
         let mut m = Mosquitto {
             port,
             dir: dir.to_owned(),
+            prelude: prelude.to_owned(),
             extra: extra.to_owned(),
             child: None,
         };
@@ -60,8 +67,9 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "user root\npersistence true\npersistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 0\n\
+                "{}user root\npersistence true\npersistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 0\n\
                  log_dest file {}/mosquitto.log\nlog_type all\nlistener {} 127.0.0.1\n{}",
+                self.prelude,
                 self.dir.display(),
                 self.dir.display(),
                 self.port,
