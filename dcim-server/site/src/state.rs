@@ -316,3 +316,138 @@ pub fn component_states(
         .map(|c| component_state(site, c, live, maintenance.contains(&c.id), now_ms))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::sample;
+
+    const T: i64 = 1_800_000_000_000;
+
+    fn site() -> Site {
+        Site::from_toml_str(
+            r#"
+[site]
+name = "t"
+stale_after_ms = 10000
+
+[[component]]
+id = "ats"
+kind = "ats"
+device = "ats-1"
+points = ["ats.source"]
+
+[[component]]
+id = "loop"
+kind = "chilled_water_loop"
+device = "loop-a"
+points = ["loop.flow"]
+
+[[component]]
+id = "ch"
+kind = "chiller"
+device = "chiller-1"
+points = ["chiller.running", "chiller.fault", "chiller.load_kw"]
+
+[[component]]
+id = "ups"
+kind = "ups"
+nominal_v = 400
+device = "ups-z1"
+points = ["ups.output_voltage", "ups.output_kw"]
+"#,
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    fn state_of(site: &Site, live: &Live, id: &str, now: i64) -> ComponentState {
+        let c = site.get(id).unwrap();
+        component_state(site, c, live, false, now)
+    }
+
+    #[test]
+    fn ats_on_no_source_is_down() {
+        let s = site();
+        let mut live = Live::new();
+        live.update(sample("ats-1", "ats.source", Value::Text("B".into()), T));
+        assert_eq!(state_of(&s, &live, "ats", T).state, CompState::Up);
+        live.update(sample(
+            "ats-1",
+            "ats.source",
+            Value::Text("none".into()),
+            T + 1,
+        ));
+        let st = state_of(&s, &live, "ats", T + 1);
+        assert_eq!(st.state, CompState::Down);
+        assert!(st.reason.contains("ats-1 ats.source"));
+    }
+
+    #[test]
+    fn loop_without_flow_is_down_and_stale_flow_is_unknown() {
+        let s = site();
+        let mut live = Live::new();
+        live.update(sample("loop-a", "loop.flow", Value::Number(0.0), T));
+        assert_eq!(state_of(&s, &live, "loop", T).state, CompState::Down);
+        live.update(sample("loop-a", "loop.flow", Value::Number(120.0), T + 1));
+        assert_eq!(state_of(&s, &live, "loop", T + 1).state, CompState::Up);
+        assert_eq!(
+            state_of(&s, &live, "loop", T + 10_002).state,
+            CompState::Unknown
+        );
+        // An older sample never replaces a newer one.
+        live.update(sample("loop-a", "loop.flow", Value::Number(0.0), T - 5));
+        assert_eq!(state_of(&s, &live, "loop", T + 2).state, CompState::Up);
+    }
+
+    #[test]
+    fn chiller_is_up_when_running_and_not_in_fault_and_reports_its_load() {
+        let s = site();
+        let mut live = Live::new();
+        live.update(sample("chiller-1", "chiller.running", Value::Bool(true), T));
+        let st = state_of(&s, &live, "ch", T);
+        assert_eq!(st.state, CompState::Unknown, "fault point missing");
+        live.update(sample("chiller-1", "chiller.fault", Value::Bool(false), T));
+        live.update(sample(
+            "chiller-1",
+            "chiller.load_kw",
+            Value::Number(700.0),
+            T,
+        ));
+        let st = state_of(&s, &live, "ch", T);
+        assert_eq!(st.state, CompState::Up);
+        assert_eq!(st.load(Subsystem::Cooling), Some(700.0));
+        live.update(sample(
+            "chiller-1",
+            "chiller.fault",
+            Value::Bool(true),
+            T + 1,
+        ));
+        assert_eq!(state_of(&s, &live, "ch", T + 1).state, CompState::Down);
+    }
+
+    #[test]
+    fn ups_output_voltage_within_tolerance() {
+        let s = site();
+        let mut live = Live::new();
+        live.update(sample(
+            "ups-z1",
+            "ups.output_voltage",
+            Value::Number(365.0),
+            T,
+        ));
+        assert_eq!(state_of(&s, &live, "ups", T).state, CompState::Up);
+        live.update(sample(
+            "ups-z1",
+            "ups.output_voltage",
+            Value::Number(355.0),
+            T + 1,
+        ));
+        assert_eq!(state_of(&s, &live, "ups", T + 1).state, CompState::Down);
+        let c = s.get("ups").unwrap();
+        assert_eq!(
+            component_state(&s, c, &live, true, T + 1).state,
+            CompState::Maintenance
+        );
+    }
+}

@@ -125,3 +125,108 @@ pub fn device_statuses<'a>(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::sample;
+    use dcim_points::Value;
+
+    const T: i64 = 1_800_000_000_000;
+    const P: StatusPolicy = StatusPolicy {
+        unknown_after_ms: 60_000,
+        down_after_ms: 300_000,
+    };
+
+    fn seen(ms_ago: i64) -> Observation {
+        Observation {
+            last_good_ms: Some(T - ms_ago),
+            ..Observation::default()
+        }
+    }
+
+    #[test]
+    fn recent_good_evidence_is_up() {
+        assert_eq!(status(&seen(1_000), T, &P), Status::Up);
+        assert_eq!(status(&seen(60_000), T, &P), Status::Up);
+    }
+
+    #[test]
+    fn no_evidence_past_the_timeout_is_unknown_then_down() {
+        assert_eq!(status(&seen(60_001), T, &P), Status::Unknown);
+        // Unknown since T-300_000 (+60 s) = 299_999 ms ago: still unknown.
+        assert_eq!(status(&seen(359_999), T, &P), Status::Unknown);
+        assert_eq!(status(&seen(360_000), T, &P), Status::Down);
+    }
+
+    #[test]
+    fn comm_lost_is_unknown_from_its_start_and_down_after_the_timeout() {
+        let mut o = seen(1_000);
+        o.comm_lost_since_ms = Some(T - 10_000);
+        assert_eq!(status(&o, T, &P), Status::Unknown);
+        o.comm_lost_since_ms = Some(T - 300_000);
+        assert_eq!(status(&o, T, &P), Status::Down);
+    }
+
+    #[test]
+    fn never_seen_is_unknown_from_first_sight() {
+        let o = Observation {
+            first_seen_ms: Some(T - 1_000),
+            ..Observation::default()
+        };
+        assert_eq!(status(&o, T, &P), Status::Unknown);
+        assert_eq!(status(&o, T + 299_000, &P), Status::Down);
+    }
+
+    #[test]
+    fn maintenance_beats_everything_and_reported_down_beats_warning() {
+        let mut o = seen(1_000);
+        o.warning = true;
+        assert_eq!(status(&o, T, &P), Status::Warning);
+        o.reported_down = true;
+        assert_eq!(status(&o, T, &P), Status::Down);
+        o.maintenance = true;
+        assert_eq!(status(&o, T, &P), Status::Maintenance);
+    }
+
+    #[test]
+    fn observations_from_samples() {
+        let mut live = Live::new();
+        live.update(sample(
+            "core-1",
+            "device.online",
+            Value::Bool(true),
+            T - 5_000,
+        ));
+        let mut stale = sample("core-1", "link.latency_ms", Value::Number(3.0), T - 4_000);
+        stale.quality = Quality::Stale;
+        live.update(stale);
+        live.update(sample(
+            "mmr-1",
+            "device.online",
+            Value::Bool(false),
+            T - 1_000,
+        ));
+        let mut lost = sample(
+            "chiller-1",
+            "chiller.running",
+            Value::Bool(true),
+            T - 20_000,
+        );
+        lost.quality = Quality::CommLost;
+        live.update(lost);
+        let st = device_statuses(
+            &live,
+            ["core-1", "mmr-1", "chiller-1", "tank-1"],
+            &["tank-1".to_string()].into(),
+            T,
+            &P,
+        );
+        assert_eq!(st["core-1"], Status::Warning);
+        assert_eq!(st["mmr-1"], Status::Down);
+        assert_eq!(st["chiller-1"], Status::Unknown);
+        assert_eq!(st["tank-1"], Status::Maintenance);
+        let st = device_statuses(&live, ["chiller-1"], &BTreeSet::new(), T + 280_000, &P);
+        assert_eq!(st["chiller-1"], Status::Down);
+    }
+}

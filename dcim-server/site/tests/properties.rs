@@ -4,12 +4,15 @@ use dcim_site::model::{Component, Group};
 use dcim_site::*;
 use proptest::prelude::*;
 
+/// An intermediate node: member picks, need pick, place flag, rating.
+type NodePlan = (Vec<usize>, usize, bool, Option<u32>);
+
 #[derive(Debug, Clone)]
 struct Plan {
     /// Per subsystem (power, cooling): number of sources, then intermediate nodes as
     /// (member picks, need pick, passive?, rating).
     sources: [usize; 2],
-    nodes: [Vec<(Vec<usize>, usize, bool, Option<u32>)>; 2],
+    nodes: [Vec<NodePlan>; 2],
     racks: Vec<(Vec<usize>, Vec<usize>, usize)>,
     states: Vec<(u8, Option<u32>)>,
 }
