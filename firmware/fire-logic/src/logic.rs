@@ -65,6 +65,14 @@ const SW_MANUAL: usize = 2;
 const SW_MANUAL_ONLY: usize = 3;
 const SW_AUTHORITY: usize = 4;
 
+/// Rate-of-rise state of one temperature source.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ror {
+    reference: Option<(u64, DeciC)>,
+    active: bool,
+    rise: DeciC,
+}
+
 /// What the sources say this cycle.
 #[derive(Debug, Clone, Copy, Default)]
 struct Evidence {
@@ -94,7 +102,7 @@ pub struct RackLogic {
     isolated: bool,
     peak3: Option<DeciC>,
     peak4: Option<DeciC>,
-    ror_ref: Option<(u64, DeciC)>,
+    ror: [Ror; 4],
     ror_active: bool,
     ror_last_rise: DeciC,
     loss_since: Option<u64>,
@@ -133,7 +141,7 @@ impl RackLogic {
             isolated: false,
             peak3: None,
             peak4: None,
-            ror_ref: None,
+            ror: [Ror::default(); 4],
             ror_active: false,
             ror_last_rise: 0,
             loss_since: None,
@@ -518,7 +526,7 @@ impl RackLogic {
         self.peak4 = None;
         self.silenced = false;
         self.config_changed = false;
-        self.ror_ref = None;
+        self.ror = [Ror::default(); 4];
         self.ror_active = false;
         self.dropped_seen = self.log.dropped();
         self.log(now, EventKind::ResetAccepted);
@@ -563,12 +571,13 @@ impl RackLogic {
         let warning = Gas::Warning {
             until: now.saturating_add(u64::from(self.cfg.gas_warning_ms)),
         };
+        // Manual-only first (no automatic release at all), then the hold switch (holds only
+        // while held), then the warning delay. Released is final.
         let next = match self.gas {
-            Gas::Idle | Gas::Held | Gas::ManualOnly if hold => Gas::Held,
-            Gas::Idle | Gas::Held | Gas::ManualOnly if manual_only => Gas::ManualOnly,
+            Gas::Released => Gas::Released,
+            _ if manual_only => Gas::ManualOnly,
+            _ if hold => Gas::Held,
             Gas::Idle | Gas::Held | Gas::ManualOnly => warning,
-            Gas::Warning { .. } if hold => Gas::Held,
-            Gas::Warning { .. } if manual_only => Gas::ManualOnly,
             Gas::Warning { until } if now >= until => Gas::Released,
             other => other,
         };
@@ -587,22 +596,37 @@ impl RackLogic {
         }
     }
 
-    fn update_rate_of_rise(&mut self, now: u64, e: &Evidence) {
-        match (self.ror_ref, e.top1) {
-            (_, None) => {
-                self.ror_ref = None;
-                self.ror_active = false;
-            }
-            (None, Some((_, v))) => self.ror_ref = Some((now, v)),
-            (Some((t, r)), Some((_, v))) => {
-                // Evaluated once per window; the signal holds until the next evaluation.
-                if now.saturating_sub(t) >= u64::from(self.cfg.ror_window_ms) {
-                    self.ror_last_rise = v.saturating_sub(r);
-                    self.ror_active = self.ror_last_rise >= self.cfg.ror_rise;
-                    self.ror_ref = Some((now, v));
+    /// Rate of rise, per temperature source (a source that drops out or comes back never
+    /// fakes a rise): each source's confirmed value is compared with its own value one window
+    /// earlier. Evaluated once per window; the signal holds until the next evaluation.
+    fn update_rate_of_rise(&mut self, now: u64) {
+        let n = self.cfg.confirm_samples;
+        let window = u64::from(self.cfg.ror_window_ms);
+        let mut active = false;
+        let mut rise_max: DeciC = 0;
+        for (k, id) in SourceId::TEMPERATURES.into_iter().enumerate() {
+            let v = self.source(id).and_then(|s| s.confirmed(n));
+            let Some(st) = self.ror.get_mut(k) else {
+                continue;
+            };
+            match (st.reference, v) {
+                (_, None) => *st = Ror::default(),
+                (None, Some(v)) => st.reference = Some((now, v)),
+                (Some((t, r)), Some(v)) => {
+                    if now.saturating_sub(t) >= window {
+                        st.rise = v.saturating_sub(r);
+                        st.active = st.rise >= self.cfg.ror_rise;
+                        st.reference = Some((now, v));
+                    }
                 }
             }
+            if st.active {
+                active = true;
+                rise_max = rise_max.max(st.rise);
+            }
         }
+        self.ror_active = active;
+        self.ror_last_rise = rise_max;
     }
 
     fn partner_check(&mut self) {
@@ -710,7 +734,7 @@ impl RackLogic {
 
         // 3. Evidence and rate of rise.
         let e = self.evidence();
-        self.update_rate_of_rise(now, &e);
+        self.update_rate_of_rise(now);
 
         // 4. Local reset (refused while anything is still hot, smoking or unverifiable).
         if reset_edge && self.latched() {

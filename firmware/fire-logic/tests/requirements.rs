@@ -200,6 +200,18 @@ fn req3_rate_of_rise_gives_supervisory_signal_and_prealarm() {
     assert!(r.out.actions.iter().next().is_none());
 }
 
+#[test]
+fn req3_rate_of_rise_is_per_source_so_a_returning_sensor_does_not_fake_it() {
+    let mut r = Rig::new();
+    r.temps[3] = Some(Analog::Fault);
+    r.run(90_000);
+    // The camera comes back 15 C warmer than the rest: no source rose by itself.
+    r.set(3, 40.0);
+    r.run(150_000);
+    assert!(!r.out.supervisory.contains(Supervisory::RateOfRise));
+    assert_eq!(r.out.stage, Stage::Normal);
+}
+
 fn offgas_rig() -> Rig {
     let mut cfg = Config::default();
     cfg.fitted.offgas = true;
