@@ -26,9 +26,16 @@ fn main() {
         Err(_) => Vec::new(),
     };
     names.sort();
-    let mut src = String::from(
-        "/// (name, trace CSV, expected JSON lines) of every shipped trace.\npub static TRACES: &[(&str, &str, &str)] = &[\n",
-    );
+    // The emulated LM3S6965 has 256 KiB of flash: the traces are packed into groups that fit
+    // next to the code (first fit, largest first), and QEMU_REPLAY_GROUP selects the group
+    // this image embeds. tests/firmware/run.sh builds and runs every group in turn.
+    const GROUP_BYTES: u64 = 150 * 1024;
+    println!("cargo:rerun-if-env-changed=QEMU_REPLAY_GROUP");
+    let group: usize = env::var("QEMU_REPLAY_GROUP")
+        .ok()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0);
+    let mut sized: Vec<(u64, &String)> = Vec::new();
     for name in &names {
         let csv = dir.join(format!("{name}.csv"));
         let expected = dir.join(format!("{name}.expected.jsonl"));
@@ -40,13 +47,45 @@ fn main() {
             csv.display(),
             expected.display()
         );
-        writeln!(
-            src,
-            "    ({name:?}, include_str!({:?}), include_str!({:?})),",
-            csv.display().to_string(),
-            expected.display().to_string()
-        )
-        .unwrap();
+        let bytes = fs::metadata(&csv).map(|m| m.len()).unwrap_or(0)
+            + fs::metadata(&expected).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            bytes <= GROUP_BYTES,
+            "{}: {bytes} bytes do not fit the emulated MCU's flash",
+            csv.display()
+        );
+        sized.push((bytes, name));
+    }
+    sized.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut groups: Vec<(u64, Vec<&String>)> = Vec::new();
+    for (bytes, name) in sized {
+        match groups.iter_mut().find(|g| g.0 + bytes <= GROUP_BYTES) {
+            Some(g) => {
+                g.0 += bytes;
+                g.1.push(name);
+            }
+            None => groups.push((bytes, vec![name])),
+        }
+    }
+    let total = groups.len().max(1);
+    let mut src = format!(
+        "/// This image's group of traces, and the number of groups.\npub const GROUP: usize = {group};\npub const GROUPS: usize = {total};\n"
+    );
+    src.push_str("/// (name, trace CSV, expected JSON lines) of the traces of this group.\npub static TRACES: &[(&str, &str, &str)] = &[\n");
+    if let Some((_, members)) = groups.get(group) {
+        let mut members = members.clone();
+        members.sort();
+        for name in members {
+            let csv = dir.join(format!("{name}.csv"));
+            let expected = dir.join(format!("{name}.expected.jsonl"));
+            writeln!(
+                src,
+                "    ({name:?}, include_str!({:?}), include_str!({:?})),",
+                csv.display().to_string(),
+                expected.display().to_string()
+            )
+            .unwrap();
+        }
     }
     src.push_str("];\n");
     fs::write(out.join("traces.rs"), src).expect("write traces.rs");
