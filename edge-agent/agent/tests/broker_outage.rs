@@ -120,9 +120,11 @@ synthetic = {{ points = 100, period_ms = 5, event_every = 4 }}
         (1..=last_event).collect::<Vec<_>>(),
         "every event exactly once (after receiver de-duplication), in order"
     );
+    // Repeats can only be of events sent before the broker stopped (in flight on the agent's
+    // side, or not yet acknowledged by the subscriber when mosquitto saved its session).
     assert!(
-        repeated_events.len() <= 64,
-        "repeats only from the in-flight window of the dropped connection: {repeated_events:?}"
+        repeated_events.iter().all(|s| *s <= before_outage as u64 + 200),
+        "repeats only around the outage: {repeated_events:?}"
     );
     println!(
         "events {last_event} (repeats {}), batches {last_batch} (received {}, thinned {})",
@@ -137,13 +139,17 @@ synthetic = {{ points = 100, period_ms = 5, event_every = 4 }}
         "telemetry in order"
     );
     let received: BTreeSet<u64> = telemetry.iter().copied().collect();
-    assert_eq!(
-        received.len() as u64 + st.thinned_batches,
-        last_batch,
+    // A batch that was in flight when its segment was thinned may still have reached the broker:
+    // it is counted as lost although it arrived (the count errs on the side of reporting loss).
+    // So received + thinned covers every batch, with at most one in-flight window of overlap.
+    let accounted = received.len() as u64 + st.thinned_batches;
+    assert!(
+        accounted >= last_batch && accounted - last_batch <= 32,
         "every batch arrived or was counted as thinned (received {}, thinned {}, produced {last_batch})",
         received.len(),
         st.thinned_batches
     );
+    assert!(received.iter().all(|s| *s <= last_batch));
     // The agent said goodbye with a retained offline state that reports the loss.
     let last_state = states(&got).pop().expect("agent state published");
     assert!(!last_state.online);
