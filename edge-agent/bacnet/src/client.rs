@@ -30,8 +30,9 @@ pub const BACNET_PORT: u16 = 47808;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Where Who-Is broadcasts go. Default: limited broadcast on the standard port; set the
-    /// subnet's directed broadcast (or a unicast address) where that is what reaches devices.
+    /// Where Who-Is broadcasts go. Default: the limited broadcast 255.255.255.255:47808, which
+    /// reaches the local subnet of the default interface; on multi-homed hosts set the subnet's
+    /// directed broadcast ([`directed_broadcast`]), or a unicast address (tests on loopback).
     pub broadcast: SocketAddr,
     /// Time to wait for each attempt of a confirmed request.
     pub timeout: Duration,
@@ -42,6 +43,19 @@ pub struct ClientConfig {
     /// Most property references put in one ReadPropertyMultiple request; longer lists are
     /// split, and a request whose answer would need segmentation is split further.
     pub max_properties_per_request: usize,
+}
+
+/// The directed broadcast address of the IPv4 subnet `ip/prefix_len`, e.g. 10.1.2.3/24 ->
+/// 10.1.2.255:port. Use it for [`ClientConfig::broadcast`] on hosts with several interfaces.
+pub fn directed_broadcast(ip: Ipv4Addr, prefix_len: u8, port: u16) -> SocketAddr {
+    let host_bits = 32u32.saturating_sub(u32::from(prefix_len.min(32)));
+    let mask = if host_bits == 32 {
+        0
+    } else {
+        u32::MAX << host_bits
+    };
+    let b = u32::from(ip) | !mask;
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(b), port))
 }
 
 impl Default for ClientConfig {
@@ -916,6 +930,21 @@ mod tests {
             "two devices behind one address stay distinct"
         );
         assert_eq!(t.seen_since(4).len(), 1);
+    }
+
+    #[test]
+    fn directed_broadcast_addresses() {
+        let ip = Ipv4Addr::new(10, 1, 2, 3);
+        assert_eq!(
+            directed_broadcast(ip, 24, 47808).to_string(),
+            "10.1.2.255:47808"
+        );
+        assert_eq!(directed_broadcast(ip, 8, 1).to_string(), "10.255.255.255:1");
+        assert_eq!(
+            directed_broadcast(ip, 0, 1).to_string(),
+            "255.255.255.255:1"
+        );
+        assert_eq!(directed_broadcast(ip, 32, 1).to_string(), "10.1.2.3:1");
     }
 
     #[test]

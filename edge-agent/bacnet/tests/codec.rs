@@ -372,3 +372,41 @@ fn services_round_trip() {
         "trailing byte"
     );
 }
+
+#[test]
+fn names_and_point_values() {
+    let id: ObjectId = "analog-input,5".parse().unwrap();
+    assert_eq!(id, ObjectId::new(ObjectType::ANALOG_INPUT, 5));
+    assert_eq!(
+        "binary-value:2".parse::<ObjectId>().unwrap().object_type,
+        ObjectType::BINARY_VALUE
+    );
+    assert_eq!(
+        "130,7".parse::<ObjectId>().unwrap().object_type,
+        ObjectType(130)
+    );
+    assert_eq!(id.to_string().parse::<ObjectId>().unwrap(), id);
+    let err = "analog-inptu,5".parse::<ObjectId>().unwrap_err();
+    assert!(err.contains("unknown object type"), "{err}");
+    assert!("analog-input,4194304".parse::<ObjectId>().is_err());
+    assert!("analog-input".parse::<ObjectId>().is_err());
+    assert_eq!(
+        PropertyId::from_name("present-value"),
+        Some(PropertyId::PRESENT_VALUE)
+    );
+    assert_eq!(
+        PropertyId::from_name("status-flags"),
+        Some(PropertyId::STATUS_FLAGS)
+    );
+    assert_eq!(PropertyId::from_name("512"), Some(PropertyId(512)));
+    assert_eq!(PropertyId::from_name("present_value"), None);
+    use dcim_points::Value as P;
+    assert_eq!(Value::Real(1.5).to_point_value(), Some(P::Number(1.5)));
+    assert_eq!(Value::Enumerated(1).to_point_value(), Some(P::Number(1.0)));
+    assert_eq!(Value::Boolean(true).to_point_value(), Some(P::Bool(true)));
+    assert_eq!(
+        Value::CharacterString("x".into()).to_point_value(),
+        Some(P::Text("x".into()))
+    );
+    assert_eq!(Value::Null.to_point_value(), None);
+}

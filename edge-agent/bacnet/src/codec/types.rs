@@ -94,6 +94,36 @@ impl ObjectId {
     }
 }
 
+/// Parses `analog-input,5`, `analog-input:5` or a numeric type `0,5`.
+impl std::str::FromStr for ObjectId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (t, i) = s
+            .split_once([',', ':'])
+            .ok_or_else(|| format!("object identifier {s:?}: expected TYPE,INSTANCE"))?;
+        let t = t.trim();
+        let object_type = match ObjectType::from_name(t) {
+            Some(ot) => ot,
+            None => ObjectType(t.parse::<u16>().ok().filter(|n| *n < 1024).ok_or_else(|| {
+                format!("object identifier {s:?}: unknown object type {t:?} (expected e.g. analog-input, binary-value, device or a number below 1024)")
+            })?),
+        };
+        let instance = i
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= ObjectId::MAX_INSTANCE)
+            .ok_or_else(|| {
+                format!("object identifier {s:?}: instance must be a number from 0 to 4194303")
+            })?;
+        Ok(ObjectId {
+            object_type,
+            instance,
+        })
+    }
+}
+
 impl fmt::Display for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{},{}", self.object_type, self.instance)
@@ -138,9 +168,35 @@ impl PropertyId {
     pub const DATABASE_REVISION: PropertyId = PropertyId(155);
     pub const PROPERTY_LIST: PropertyId = PropertyId(371);
 
+    /// Looks a property up by its standard name (`present-value`) or number (`85`).
+    pub fn from_name(name: &str) -> Option<PropertyId> {
+        if let Ok(n) = name.parse::<u32>() {
+            return (n <= 0x3F_FFFF).then_some(PropertyId(n));
+        }
+        (0..=371).map(PropertyId).find(|p| p.name() == Some(name))
+    }
+
     pub fn name(self) -> Option<&'static str> {
         Some(match self.0 {
             8 => "all",
+            11 => "apdu-timeout",
+            12 => "application-software-version",
+            30 => "device-address-binding",
+            44 => "firmware-revision",
+            62 => "max-apdu-length-accepted",
+            70 => "model-name",
+            73 => "number-of-apdu-retries",
+            80 => "optional",
+            84 => "polarity",
+            96 => "protocol-object-types-supported",
+            97 => "protocol-services-supported",
+            98 => "protocol-version",
+            105 => "required",
+            107 => "segmentation-supported",
+            112 => "system-status",
+            139 => "protocol-revision",
+            155 => "database-revision",
+            371 => "property-list",
             22 => "cov-increment",
             28 => "description",
             36 => "event-state",
@@ -272,6 +328,17 @@ impl Value {
         match self {
             Value::CharacterString(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// The point-model value: booleans stay booleans, numbers and enumerations become
+    /// numbers, character strings text; other types have no point value. (A binary object's
+    /// present-value is an enumeration 0/1; the profile decides whether it is a boolean.)
+    pub fn to_point_value(&self) -> Option<dcim_points::Value> {
+        match self {
+            Value::Boolean(b) => Some(dcim_points::Value::Bool(*b)),
+            Value::CharacterString(s) => Some(dcim_points::Value::Text(s.clone())),
+            v => v.as_f64().map(dcim_points::Value::Number),
         }
     }
 }
