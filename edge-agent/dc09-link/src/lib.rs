@@ -523,6 +523,8 @@ impl Sender {
             return;
         }
         self.paths[i].up = true;
+        // a working path ends any wait after an all-paths failure
+        self.backoff_until_ms = 0;
         let name = self.paths[i].name.clone();
         tracing::info!("DC-09 path {name} restored");
         self.emit(LinkEvent::PathUp { path: name.clone() });

@@ -9,7 +9,7 @@
 
 use crate::crypto::{Key, hex_encode};
 use crate::frame::{
-    DecodeError, Header, Seq, decrypt_content, frame_body, parse_prefix, split_content, split_frame,
+    Account, DecodeError, Header, Seq, decrypt_content, frame_body, split_content, split_frame,
 };
 use crate::timestamp;
 
@@ -62,11 +62,17 @@ pub fn parse_response(input: &[u8], key: Option<&Key>) -> Result<Response, Decod
         _ => return Err(DecodeError::Token),
     };
     let seq: u16 = raw.seq.parse().map_err(|_| DecodeError::Seq)?;
-    // NAK carries "R0L0A0" style prefixes that are not worth validating.
-    let account = if kind == ResponseKind::Nak {
-        None
-    } else {
-        parse_prefix(raw.prefix)?.2.map(|a| a.as_str().to_string())
+    // Only the account matters in a reply. NAK carries "R0L0A0" style prefixes, and
+    // pysiaalarm echoes a missing receiver number as "None" ("ACK"0001NoneL1#1234[]), so the
+    // receiver and line are not validated here.
+    let account = match (kind, raw.prefix.find('#')) {
+        (ResponseKind::Nak, _) | (_, None) => None,
+        (_, Some(i)) => Some(
+            Account::new(&raw.prefix[i + 1..])
+                .map_err(|_| DecodeError::Prefix)?
+                .as_str()
+                .to_string(),
+        ),
     };
     let timestamp_ms = if raw.encrypted {
         let key = key.ok_or(DecodeError::NoKey)?;
@@ -141,7 +147,6 @@ pub fn encode_response(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Account;
 
     fn hdr() -> Header {
         Header {

@@ -114,6 +114,13 @@ fn pysiaalarm_replies() {
         (ResponseKind::Nak, 0, Some(T + 5000))
     );
 
+    // pysiaalarm echoes a message without receiver number with "None" in its place
+    let r = parse_response(b"\nAE140016\"ACK\"0001NoneL1#1234[]\r", None).unwrap();
+    assert_eq!(
+        (r.kind, r.seq, r.account.as_deref()),
+        (ResponseKind::Ack, 1, Some("1234"))
+    );
+
     // pysiaalarm answers a frame with a bad CRC with an empty "\n\r"
     assert!(parse_response(b"\n\r", None).is_err());
 }
