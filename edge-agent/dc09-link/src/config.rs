@@ -291,3 +291,14 @@ mod tests {
         assert_eq!(e.field, "key_hex");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    #[test]
+    fn example_config_loads() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/link.example.toml");
+        let c = super::LinkConfig::from_file(&p).unwrap();
+        assert_eq!(c.paths.len(), 3);
+        assert_eq!(c.codes.authority, "Example fire authority ARC");
+    }
+}

@@ -614,7 +614,11 @@ impl Sender {
         };
         for i in self.order() {
             let mut last = String::new();
-            for _ in 0..self.sh.cfg.attempts_per_path {
+            let mut attempts = self.sh.cfg.attempts_per_path;
+            // the resend right after a NAK (with the corrected clock) is not counted as an
+            // attempt, once per path, so that a single attempt per path still survives a NAK
+            let mut nak_resend = true;
+            while attempts > 0 {
                 if entry.event.priority() > 0 {
                     let preempt = self
                         .sh
@@ -637,10 +641,15 @@ impl Sender {
                             self.path_up(i).await;
                             return Delivery::Rejected(i);
                         }
+                        ResponseKind::Nak if nak_resend => {
+                            nak_resend = false;
+                            continue;
+                        }
                         ResponseKind::Nak => last = "NAK".into(),
                     },
                     Exchange::Failed(e) => last = e,
                 }
+                attempts -= 1;
                 if self.sh.stop.load(Ordering::SeqCst) {
                     return Delivery::Preempted;
                 }

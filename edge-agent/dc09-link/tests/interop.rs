@@ -270,10 +270,12 @@ async fn nak_on_skewed_clock_is_recovered() {
                 ..Default::default()
             },
         );
-        let cfg = config(
+        let mut cfg = config(
             vec![path("p", rcv.port, Transport::Tcp)],
             rkey.map(|k| Key::from_ascii(k).unwrap()),
         );
+        // one attempt per path: the resend after the NAK must not need a second one
+        cfg.attempts_per_path = 1;
         let h = Transmitter::start(cfg, dir.path().join("ob"))
             .await
             .unwrap();

@@ -575,3 +575,21 @@ mod tests {
         assert_eq!(e.line, 1);
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn example_table_equals_the_built_in_one() {
+        let text = include_str!("../codes.example.toml");
+        let t = CodeTable::from_toml(text, "codes.example.toml").unwrap();
+        let d = CodeTable::default();
+        assert_eq!(t.entries, d.entries);
+        assert_eq!(
+            (t.test_sia.as_str(), t.test_cid),
+            (d.test_sia.as_str(), d.test_cid)
+        );
+        assert_eq!(t.entries.len(), EventKind::ALL.len());
+    }
+}
