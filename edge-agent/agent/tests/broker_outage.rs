@@ -123,7 +123,9 @@ synthetic = {{ points = 100, period_ms = 5, event_every = 4 }}
     // Repeats can only be of events sent before the broker stopped (in flight on the agent's
     // side, or not yet acknowledged by the subscriber when mosquitto saved its session).
     assert!(
-        repeated_events.iter().all(|s| *s <= before_outage as u64 + 200),
+        repeated_events
+            .iter()
+            .all(|s| *s <= before_outage as u64 + 200),
         "repeats only around the outage: {repeated_events:?}"
     );
     println!(
