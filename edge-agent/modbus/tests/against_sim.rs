@@ -399,3 +399,54 @@ async fn a_dead_unit_on_a_shared_gateway_does_not_stall_the_others() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn rtu_over_a_serial_line_with_a_dead_unit() {
+    use tokio_serial::SerialPort;
+    let p = quick(profile("ups-modular-3ph"));
+    let mut units = HashMap::new();
+    for (unit, load) in [(1u8, 11.0), (2, 22.0)] {
+        let s = Arc::new(ModbusShared::default());
+        s.write_values(&p, &[("load_pct", SimValue::Number(load))]);
+        units.insert(unit, s);
+    }
+    units[&2].silent.store(true, Ordering::Relaxed);
+    // A pseudo-terminal pair stands in for the RS-485 line: the simulator serves the master end,
+    // the poller opens the slave end by its path.
+    let (master, slave) = tokio_serial::SerialStream::pair().unwrap();
+    let path = slave.name().expect("pty path");
+    let _srv = facility_sim::serve_rtu_serial(master, units.clone());
+    let devices = (1..=2)
+        .map(|u| ModbusDevice {
+            id: format!("ups-{u}"),
+            unit_id: u,
+            profile: p.clone(),
+        })
+        .collect();
+    let (tx, rx) = mpsc::channel(64);
+    let _line = spawn_line(
+        Connection::Rtu {
+            path,
+            baud_rate: 19_200,
+        },
+        devices,
+        tx,
+    )
+    .unwrap();
+    let mut c = Collector::new(rx);
+    c.until(
+        Duration::from_secs(8),
+        "unit 1 good over RTU, unit 2 lost",
+        |l| {
+            near(l, "ups-1/load_pct", 11.0, 0.01)
+                && is(l, "ups-2/online", Quality::Good, Some(Value::Bool(false)))
+        },
+    )
+    .await;
+    units[&2].silent.store(false, Ordering::Relaxed);
+    c.until(Duration::from_secs(8), "unit 2 back", |l| {
+        near(l, "ups-2/load_pct", 22.0, 0.01)
+    })
+    .await;
+    drop(slave);
+}

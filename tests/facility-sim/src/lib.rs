@@ -18,7 +18,9 @@ pub mod kinds;
 pub mod modbus;
 pub mod scenario;
 
-pub use modbus::{ModbusShared, RegisterBank, SimValue, serve_rtu_gateway, serve_tcp};
+pub use modbus::{
+    ModbusShared, RegisterBank, SimValue, serve_rtu_gateway, serve_rtu_serial, serve_tcp,
+};
 pub use scenario::{Command, CommandError, DeviceCommand, Step, parse_scenario};
 
 use dcim_profiles::{Profile, Raw, load_file};

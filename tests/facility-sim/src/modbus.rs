@@ -300,3 +300,17 @@ pub fn serve_rtu_gateway(
         server.serve(&on_connected, |_err| {}).await
     })
 }
+
+/// Serves several devices, by unit id, as Modbus RTU on a serial port (e.g. one end of a
+/// pseudo-terminal pair in tests) until aborted.
+pub fn serve_rtu_serial(
+    port: tokio_serial::SerialStream,
+    devices: HashMap<u8, Arc<ModbusShared>>,
+) -> JoinHandle<io::Result<()>> {
+    let service = GatewayService(Arc::new(devices));
+    tokio::spawn(async move {
+        tokio_modbus::server::rtu::Server::new(port)
+            .serve_forever(service)
+            .await
+    })
+}
