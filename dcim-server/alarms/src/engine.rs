@@ -255,7 +255,13 @@ impl Engine {
         });
     }
 
-    fn instance(&mut self, rule: usize, subject: &str, now_ms: i64) -> String {
+    fn instance(
+        &mut self,
+        rule: usize,
+        subject: &str,
+        now_ms: i64,
+        out: &mut Vec<Record>,
+    ) -> String {
         let r = &self.rules[rule];
         let id = format!("{}:{}", r.id, subject);
         if !self.alarms.contains_key(&id) {
@@ -267,9 +273,25 @@ impl Engine {
                 now_ms,
             );
             a.component = self.device_component.get(subject).cloned();
-            a.overlays.maintenance = self.in_maintenance(&a);
             a.message = format!("{}: {}", r.name, subject);
+            let maintenance = self.in_maintenance(&a);
             self.alarms.insert(id.clone(), a);
+            if maintenance {
+                // A new alarm of equipment in maintenance starts suppressed, on the record.
+                self.alarms
+                    .get_mut(&id)
+                    .expect("just inserted")
+                    .overlays
+                    .maintenance = true;
+                self.record(
+                    out,
+                    &id,
+                    Event::MaintenanceOn,
+                    AlarmState::Normal,
+                    Some("system:maintenance"),
+                    now_ms,
+                );
+            }
         }
         id
     }
@@ -304,7 +326,7 @@ impl Engine {
                 let l: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{}[{}]", s.device, l.join(","))
             };
-            let id = self.instance(ri, &subject, now_ms);
+            let id = self.instance(ri, &subject, now_ms, &mut out);
             let was_raw = self.alarms[&id].raw;
             let r = &self.rules[ri];
             let raw = match &r.condition {
@@ -350,7 +372,7 @@ impl Engine {
             if !comm_lost && !self.alarms.contains_key(&format!("{}:{device}", r.id)) {
                 continue;
             }
-            let id = self.instance(ri, device, now_ms);
+            let id = self.instance(ri, device, now_ms, &mut out);
             self.set_raw(&id, comm_lost, now_ms, &mut out);
         }
         out
@@ -380,7 +402,7 @@ impl Engine {
             {
                 continue;
             }
-            let id = self.instance(ri, subject, now_ms);
+            let id = self.instance(ri, subject, now_ms, &mut out);
             let rule_grade = self.rules[ri].grade;
             let name = self.rules[ri].name.clone();
             let a = self.alarms.get_mut(&id).expect("just made");

@@ -418,9 +418,11 @@ fn chattering_alarm_is_shelved_automatically_and_the_shelf_expires() {
 
 #[test]
 fn flood_gives_one_summary_and_ends() {
-    let mut cfg = EngineConfig::default();
-    cfg.flood_count = 3;
-    cfg.flood_window_ms = 10_000;
+    let cfg = EngineConfig {
+        flood_count: 3,
+        flood_window_ms: 10_000,
+        ..EngineConfig::default()
+    };
     let mut e = Engine::new(vec![binary_rule()], cfg).unwrap();
     let mut recs = Vec::new();
     for i in 0..6 {
