@@ -288,8 +288,8 @@ impl Shared {
     }
 
     /// Sends a confirmed request to device `instance` and waits for its response APDU, with
-    /// per-attempt timeout and retries. The device address is looked up at every attempt, so a
-    /// device that moved (new I-Am) is followed.
+    /// per-attempt timeout and retries (same invoke id). The device address is looked up when
+    /// the request starts, so the next request after an I-Am from a new address goes there.
     async fn request(
         &self,
         instance: u32,
