@@ -256,7 +256,13 @@ impl<F: Flash> Controller<F> {
                 }
             }
         };
-        let result = self.logic.command(now_ms, nc);
+        self.network_command(now_ms, nc)
+    }
+
+    /// Applies a command of the logic's network vocabulary directly (time sync, or a command
+    /// column of a replayed trace).
+    pub fn network_command(&mut self, now_ms: u64, command: NetworkCommand) -> Result<(), Refused> {
+        let result = self.logic.command(now_ms, command);
         self.after_logic();
         result
     }
