@@ -391,3 +391,21 @@ invert = true
         Some(Value::Bool(true))
     );
 }
+
+#[test]
+fn readme_example_loads_and_its_error_example_is_real() {
+    let readme = std::fs::read_to_string(profiles_dir().join("README.md"))
+        .expect("device-profiles/README.md");
+    let start = readme.find("```toml\n").expect("a toml example") + "```toml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let example = &readme[start..end];
+    let p = load_str("README.md example", example).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.points.len(), 2);
+    assert_eq!(p.points[1].modbus().unwrap().address, 100);
+    // The error quoted at the top of the README is what the loader prints.
+    let bad = example.replace("type = \"u16\"", "type = \"float\"");
+    let e = load_str("device-profiles/ups-modular-3ph.toml", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(readme.contains(&e), "README should quote:\n{e}");
+}
