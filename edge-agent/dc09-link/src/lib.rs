@@ -451,9 +451,11 @@ impl Sender {
                 continue;
             }
             // idle: sleep until the next timer or a submission
+            // (probes are held back while a fire alarm waits out a back-off: do not spin on them)
             let wake_at = self
                 .paths
                 .iter()
+                .filter(|_| !alarm_waiting)
                 .map(|p| p.next_probe_ms)
                 .chain([self.next_test_ms])
                 .chain((self.backoff_until_ms > now_ms()).then_some(self.backoff_until_ms))
