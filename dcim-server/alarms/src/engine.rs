@@ -110,6 +110,14 @@ impl Record {
     }
 }
 
+/// The persistent state of an [`Engine`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub alarms: Vec<Alarm>,
+    pub maintenance: Vec<String>,
+    pub seq: u64,
+}
+
 /// An operator action on one alarm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -224,6 +232,29 @@ impl Engine {
 
     pub fn is_flooding(&self) -> bool {
         self.flooding.is_some()
+    }
+
+    /// Everything needed to resume after a restart: alarm instances, maintenance set and the
+    /// record sequence. Store it with the records it follows.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            alarms: self.alarms.values().cloned().collect(),
+            maintenance: self.maintenance.iter().cloned().collect(),
+            seq: self.seq,
+        }
+    }
+
+    /// Resumes from a snapshot (alarms of rules that no longer exist are dropped). Chattering
+    /// and flood windows start afresh.
+    pub fn restore(&mut self, snap: Snapshot) {
+        self.seq = self.seq.max(snap.seq);
+        self.maintenance = snap.maintenance.into_iter().collect();
+        self.alarms = snap
+            .alarms
+            .into_iter()
+            .filter(|a| self.rules.iter().any(|r| r.id == a.rule))
+            .map(|a| (a.id.clone(), a))
+            .collect();
     }
 
     fn record(

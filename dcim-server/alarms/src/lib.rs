@@ -12,6 +12,7 @@
 //! engine.act("feed-breaker-open:meter-a", Action::Ack, "alice", now) -> Result<Vec<Record>, _>
 //! engine.set_maintenance("ups-z1", true, "alice", now) -> Vec<Record>
 //! engine.active()  (every alarm not normal)
+//! engine.snapshot() / engine.restore(snapshot)   (persist across restarts; serde)
 //!
 //! Incidents::new(IncidentConfig::default())
 //! incidents.on_records(&records) -> Vec<IncidentEvent>   (auto-open from grade 1/2, grouping)
@@ -36,7 +37,7 @@ pub mod suppression;
 
 pub use alarm::{Alarm, AlarmState, valid_transition};
 pub use engine::{
-    Action, ActionError, Engine, EngineConfig, Event, NoSuppression, Record, Suppression,
+    Action, ActionError, Engine, EngineConfig, Event, NoSuppression, Record, Snapshot, Suppression,
 };
 pub use incident::{
     Field, Incident, IncidentConfig, IncidentError, IncidentEvent, Incidents, Phase, RoleKind,
@@ -45,5 +46,5 @@ pub use notify::{
     Breaker, BreakerConfig, BreakerState, Channel, ChannelKind, Delivery, EscalationStep, Notifier,
     Policy,
 };
-pub use rules::{Condition, Rule};
+pub use rules::{Condition, Rule, rules_from_toml};
 pub use suppression::{SiteSuppression, device_components};

@@ -218,3 +218,89 @@ impl Rule {
         v
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    rule: Vec<toml::Spanned<Rule>>,
+}
+
+/// Loads rules from a TOML file of `[[rule]]` tables (the fields of [`Rule`]; `condition` is an
+/// inline table with a `type`: `threshold`, `binary`, `comm_lost`, `redundancy`, `fire_stage`).
+/// Errors name the file, the line and what was expected.
+pub fn rules_from_toml(src: &str, file: &str) -> Result<Vec<Rule>, String> {
+    let line = |off: usize| src[..off.min(src.len())].matches('\n').count() + 1;
+    let f: RulesFile = toml::from_str(src).map_err(|e| {
+        let l = e.span().map(|s| line(s.start)).unwrap_or(0);
+        format!("{file}:{l}: {}", e.message().trim())
+    })?;
+    let mut out = Vec::new();
+    for r in f.rule {
+        let l = line(r.span().start);
+        let r = r.into_inner();
+        r.validate().map_err(|e| format!("{file}:{l}: {e}"))?;
+        if out.iter().any(|o: &Rule| o.id == r.id) {
+            return Err(format!(
+                "{file}:{l}: rule {}: id: duplicate, expected each id once",
+                r.id
+            ));
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_load_from_toml() {
+        let src = r#"
+[[rule]]
+id = "room-hot"
+name = "Room hot"
+grade = 2
+on_delay_ms = 30000
+condition = { type = "threshold", role = "room.temp", high = 32.0, deadband = 1.0 }
+
+[[rule]]
+id = "breaker"
+name = "Breaker open"
+grade = 3
+device_prefix = "meter-"
+condition = { type = "binary", role = "feed.breaker_closed", alarm_when = false }
+
+[[rule]]
+id = "redundancy"
+name = "Redundancy"
+grade = 2
+condition = { type = "redundancy" }
+"#;
+        let rules = rules_from_toml(src, "rules.toml").unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0].on_delay_ms, 30_000);
+        assert_eq!(rules[1].device_prefix, "meter-");
+        assert_eq!(rules[2].condition, Condition::Redundancy);
+    }
+
+    #[test]
+    fn bad_rules_name_file_and_line() {
+        let e = rules_from_toml(
+            "[[rule]]\nid = \"x\"\nname = \"x\"\ngrade = 5\ncondition = { type = \"comm_lost\" }\n",
+            "r.toml",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("r.toml:1: rule x: grade"), "{e}");
+        let e = rules_from_toml(
+            "[[rule]]\nid = \"x\"\nname = \"x\"\ngrade = 2\ncondition = { type = \"bogus\" }\n",
+            "r.toml",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("r.toml:"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+        let e = rules_from_toml("[[rule]]\nid = \"x\"\nname = \"x\"\ngrade = 2\ncondition = { type = \"binary\", role = \"no.such\", alarm_when = true }\n", "r.toml").unwrap_err();
+        assert!(e.contains("role"), "{e}");
+    }
+}

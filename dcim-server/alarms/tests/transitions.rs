@@ -554,3 +554,31 @@ fn invalid_rules_are_rejected() {
             .contains("role")
     );
 }
+
+#[test]
+fn snapshot_and_restore_resume_where_the_engine_stopped() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    e.act(
+        ID,
+        Action::Shelve {
+            until_ms: T0 + 1_000,
+        },
+        "a",
+        T0 + 1,
+    )
+    .unwrap();
+    e.set_maintenance("ups-z9", true, "a", T0 + 2);
+    let json = serde_json::to_string(&e.snapshot()).unwrap();
+    let mut e2 = engine();
+    e2.restore(serde_json::from_str(&json).unwrap());
+    assert_eq!(e2.get(ID).unwrap().state(), AlarmState::Shelved);
+    let r = e2.tick(T0 + 1_000, &NoSuppression);
+    assert_eq!(r[0].to, AlarmState::Unacknowledged);
+    assert!(r[0].seq > 2, "sequence continues");
+    let r = e2.on_sample(
+        &s("ups-z9", "ups.on_battery", Value::Bool(true), T0 + 3),
+        T0 + 3,
+    );
+    assert_eq!(r[0].to, AlarmState::SuppressedByMaintenance);
+}
