@@ -11,9 +11,16 @@
 //! Each batch holds the samples that changed (deadband and quality rules of
 //! `dcim_profiles::report`), plus a `device.online` sample (point id `online`) whenever a device
 //! comes up or is declared lost. The task ends when the receiver is dropped.
+//!
+//! [`spawn_line_with_writes`] also returns a [`LineHandle`] whose `write(device, point, value)`
+//! writes a coil or holding register between two polls and returns the device's confirmation
+//! or the failure (used for relay-module outputs).
 
 pub mod plan;
 pub mod poller;
 
 pub use plan::{Item, Limits, Read, plan, plan_class};
-pub use poller::{Connection, ModbusDevice, SpawnError, spawn_line};
+pub use poller::{
+    Connection, LineHandle, ModbusDevice, SpawnError, WriteData, WriteError, encode_write,
+    spawn_line, spawn_line_with_writes,
+};

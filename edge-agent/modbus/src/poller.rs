@@ -13,16 +13,18 @@
 //! - a Modbus exception is an answer: the points of that read get quality `bad`.
 
 use crate::plan::{Read, plan_class};
-use dcim_points::Sample;
-use dcim_profiles::{DeviceTracker, PollClass, Profile, Protocol, Reading, Table};
+use dcim_points::{Sample, Value};
+use dcim_profiles::{
+    DeviceTracker, Point, PollClass, Profile, Protocol, Reading, Table, WireType, encode_registers,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use tokio_modbus::Slave;
-use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::{SlaveContext, rtu, tcp};
 
 /// How to reach a device (or a line of devices).
@@ -90,7 +92,123 @@ pub fn spawn_line(
         }
     }
     let line = Line::new(connection, devices);
-    Ok(tokio::spawn(line.run(tx)))
+    Ok(tokio::spawn(line.run(tx, None)))
+}
+
+/// A write of one point's value, carried out by the line task between two polls (so writes and
+/// polls never interleave on a shared line).
+#[derive(Debug)]
+struct WriteRequest {
+    device: String,
+    point: String,
+    value: Value,
+    reply: oneshot::Sender<Result<(), WriteError>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("no device `{0}` on this line")]
+    UnknownDevice(String),
+    #[error("device `{0}` has no point `{1}`")]
+    UnknownPoint(String, String),
+    #[error("point `{0}` cannot be written: {1}")]
+    NotWritable(String, &'static str),
+    #[error("the device refused the write (Modbus exception {0})")]
+    Exception(String),
+    #[error("no answer to the write within the timeout (after retries)")]
+    NoAnswer,
+    #[error("the line task has stopped")]
+    Stopped,
+}
+
+/// A running line that also accepts writes (e.g. relay-module coils driven by local fire logic).
+#[derive(Debug)]
+pub struct LineHandle {
+    pub task: JoinHandle<()>,
+    writes: mpsc::Sender<WriteRequest>,
+}
+
+impl LineHandle {
+    /// Writes `value` to `point` of `device` (a coil, or a holding register of a whole-register
+    /// type; the profile's scale, offset and inversion are applied in reverse) and waits for the
+    /// device's confirmation. Never silently dropped: every failure is returned.
+    pub async fn write(&self, device: &str, point: &str, value: Value) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(WriteRequest {
+                device: device.to_owned(),
+                point: point.to_owned(),
+                value,
+                reply,
+            })
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+}
+
+/// Like [`spawn_line`], and returns a handle that can also write points.
+pub fn spawn_line_with_writes(
+    connection: Connection,
+    devices: Vec<ModbusDevice>,
+    tx: mpsc::Sender<Vec<Sample>>,
+) -> Result<LineHandle, SpawnError> {
+    if devices.is_empty() {
+        return Err(SpawnError::Empty);
+    }
+    for d in &devices {
+        if d.profile.protocol != Protocol::Modbus || d.profile.modbus.is_none() {
+            return Err(SpawnError::NotModbus(d.id.clone(), d.profile.name.clone()));
+        }
+    }
+    let (wtx, wrx) = mpsc::channel(16);
+    let line = Line::new(connection, devices);
+    Ok(LineHandle {
+        task: tokio::spawn(line.run(tx, Some(wrx))),
+        writes: wtx,
+    })
+}
+
+/// The registers (or coil) a point's value is written as; pure.
+pub fn encode_write(point: &Point, value: &Value) -> Result<WriteData, &'static str> {
+    let a = point.modbus().ok_or("not a Modbus point")?;
+    match a.table {
+        Table::Input | Table::Discrete => Err("input registers and discrete inputs are read-only"),
+        Table::Coil => {
+            let b = value.as_bool().ok_or("a coil takes true or false")?;
+            Ok(WriteData::Coil(a.address, b != point.invert))
+        }
+        Table::Holding => {
+            let raw = match (value, a.wire) {
+                (_, WireType::Bit(_)) => {
+                    return Err("a bit inside a register cannot be written on its own");
+                }
+                (_, WireType::String(_)) => return Err("strings are not written"),
+                (Value::Bool(b), _) => (*b != point.invert) as u8 as f64,
+                (Value::Number(x), _) => (x - point.offset) / point.scale,
+                (Value::Text(t), _) => point
+                    .enum_map
+                    .as_ref()
+                    .and_then(|m| m.iter().find(|(_, s)| *s == t))
+                    .map(|(k, _)| *k as f64)
+                    .ok_or("text not in the point's enum map")?,
+            };
+            if !raw.is_finite() {
+                return Err("value is not a finite number");
+            }
+            Ok(WriteData::Registers(
+                a.address,
+                encode_registers(raw, a.wire, a.order),
+            ))
+        }
+    }
+}
+
+/// What goes on the wire for a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteData {
+    Coil(u16, bool),
+    Registers(u16, Vec<u16>),
 }
 
 fn wall_ms() -> i64 {
@@ -296,9 +414,61 @@ impl Line {
         }
     }
 
-    async fn run(mut self, tx: mpsc::Sender<Vec<Sample>>) {
+    async fn write(&mut self, req: &WriteRequest) -> Result<(), WriteError> {
+        let d = self
+            .devices
+            .iter()
+            .find(|d| d.dev.id == req.device)
+            .ok_or_else(|| WriteError::UnknownDevice(req.device.clone()))?;
+        let point = d
+            .dev
+            .profile
+            .point(&req.point)
+            .ok_or_else(|| WriteError::UnknownPoint(req.device.clone(), req.point.clone()))?;
+        let data = encode_write(point, &req.value)
+            .map_err(|why| WriteError::NotWritable(req.point.clone(), why))?;
+        let unit = d.dev.unit_id;
+        let limit = Duration::from_millis(d.dev.profile.comm.timeout_ms);
+        let attempts = 1 + d.dev.profile.comm.retries;
+        for _ in 0..attempts {
+            if self.ctx.is_none() {
+                let connection = self.connection.clone();
+                self.ctx = Self::connect(&connection, unit, limit).await;
+            }
+            let Some(ctx) = self.ctx.as_mut() else {
+                continue;
+            };
+            ctx.set_slave(Slave(unit));
+            let r = match &data {
+                WriteData::Coil(a, b) => timeout(limit, ctx.write_single_coil(*a, *b)).await,
+                WriteData::Registers(a, regs) if regs.len() == 1 => {
+                    timeout(limit, ctx.write_single_register(*a, regs[0])).await
+                }
+                WriteData::Registers(a, regs) => {
+                    timeout(limit, ctx.write_multiple_registers(*a, regs)).await
+                }
+            };
+            match r {
+                Ok(Ok(Ok(()))) => return Ok(()),
+                Ok(Ok(Err(code))) => return Err(WriteError::Exception(format!("{code:?}"))),
+                Ok(Err(_)) | Err(_) => self.ctx = None,
+            }
+        }
+        Err(WriteError::NoAnswer)
+    }
+
+    async fn run(
+        mut self,
+        tx: mpsc::Sender<Vec<Sample>>,
+        mut writes: Option<mpsc::Receiver<WriteRequest>>,
+    ) {
         const TICK: Duration = Duration::from_millis(500);
         loop {
+            // Writes first: they are rare and usually urgent (relay outputs).
+            while let Some(req) = writes.as_mut().and_then(|w| w.try_recv().ok()) {
+                let result = self.write(&req).await;
+                let _ = req.reply.send(result);
+            }
             let next = self
                 .devices
                 .iter()
@@ -318,12 +488,20 @@ impl Line {
                     tokio::select! {
                         _ = tokio::time::sleep_until(t.min(now + TICK)) => {}
                         _ = tx.closed() => return,
+                        Some(req) = recv_write(&mut writes) => {
+                            let result = self.write(&req).await;
+                            let _ = req.reply.send(result);
+                        }
                     }
                 }
                 None => {
                     tokio::select! {
                         _ = tokio::time::sleep(TICK) => {}
                         _ = tx.closed() => return,
+                        Some(req) = recv_write(&mut writes) => {
+                            let result = self.write(&req).await;
+                            let _ = req.reply.send(result);
+                        }
                     }
                 }
             }
@@ -335,5 +513,19 @@ impl Line {
                 return;
             }
         }
+    }
+}
+
+/// The next write request; pending forever when there is no write channel or it closed.
+async fn recv_write(writes: &mut Option<mpsc::Receiver<WriteRequest>>) -> Option<WriteRequest> {
+    match writes {
+        Some(w) => match w.recv().await {
+            Some(r) => Some(r),
+            None => {
+                *writes = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }

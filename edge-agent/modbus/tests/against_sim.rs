@@ -450,3 +450,89 @@ async fn rtu_over_a_serial_line_with_a_dead_unit() {
     .await;
     drop(slave);
 }
+
+#[tokio::test]
+async fn writes_go_through_the_line_and_failures_are_returned() {
+    use dcim_modbus::{WriteError, spawn_line_with_writes};
+    let p = dcim_profiles::load_str(
+        "relay.toml",
+        r#"[profile]
+name = "relay"
+protocol = "modbus"
+[comm]
+timeout_ms = 200
+retries = 0
+[modbus]
+address_base = 1
+order = "CDAB"
+[[point]]
+id = "blanket_release"
+role = "custom.blanket_release"
+table = "coil"
+register = 3
+[[point]]
+id = "setpoint"
+role = "custom.setpoint"
+table = "holding"
+register = 11
+type = "f32"
+scale = 0.5
+[[point]]
+id = "state"
+role = "custom.state"
+table = "input"
+register = 1
+"#,
+    )
+    .unwrap();
+    let p = Arc::new(p);
+    let shared = Arc::new(ModbusShared::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _srv = serve_tcp(listener, shared.clone());
+    let (tx, _rx) = mpsc::channel(64);
+    let dev = ModbusDevice {
+        id: "relay".into(),
+        unit_id: 1,
+        profile: p,
+    };
+    let line = spawn_line_with_writes(Connection::Tcp { addr }, vec![dev], tx).unwrap();
+
+    line.write("relay", "blanket_release", Value::Bool(true))
+        .await
+        .unwrap();
+    line.write("relay", "setpoint", Value::Number(61.0))
+        .await
+        .unwrap();
+    {
+        let bank = shared.bank.lock().unwrap();
+        assert_eq!(
+            bank.bits(dcim_profiles::Table::Coil, 2, 1),
+            vec![true],
+            "coil 3 = wire 2"
+        );
+        // 61.0 / 0.5 = 122.0f32 = 0x42F40000, word-swapped.
+        assert_eq!(
+            bank.registers(dcim_profiles::Table::Holding, 10, 2),
+            vec![0x0000, 0x42F4]
+        );
+    }
+    assert!(matches!(
+        line.write("relay", "state", Value::Number(1.0)).await,
+        Err(WriteError::NotWritable(..))
+    ));
+    assert!(matches!(
+        line.write("relay", "nope", Value::Bool(true)).await,
+        Err(WriteError::UnknownPoint(..))
+    ));
+    assert!(matches!(
+        line.write("other", "setpoint", Value::Bool(true)).await,
+        Err(WriteError::UnknownDevice(..))
+    ));
+    shared.silent.store(true, Ordering::Relaxed);
+    assert_eq!(
+        line.write("relay", "blanket_release", Value::Bool(false))
+            .await,
+        Err(WriteError::NoAnswer)
+    );
+}
