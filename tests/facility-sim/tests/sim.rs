@@ -301,3 +301,71 @@ async fn camera_publishes_region_json_matching_the_camera_profile() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_third_party_client_reads_the_simulated_meter() {
+    let python = std::env::var("DCIM_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import pymodbus"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("pymodbus cannot be imported with `{python}` (DCIM_REQUIRE_PEERS=1)");
+        }
+        println!("skipped: pymodbus cannot be imported with `{python}`");
+        return;
+    }
+    let sim = facility_sim::start(SimConfig {
+        racks: 0,
+        ups: 0,
+        meters: 1,
+        camera: false,
+        ..cfg()
+    })
+    .await
+    .unwrap();
+    sim.command(&Command::parse("feed-loss A").unwrap())
+        .unwrap();
+    let port = sim.endpoint("meter-1").unwrap().modbus.unwrap().port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/modbus/read_meter.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(&python)
+            .arg(script)
+            .arg(port.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("pymodbus client finished")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        "feed_a_voltage=0.000 ats_source=2",
+        "feed A lost, ATS on B"
+    );
+    sim.command(&Command::parse("feed-restore A").unwrap())
+        .unwrap();
+    let out = tokio::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/modbus/read_meter.py"))
+        .arg(port.to_string())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: f64 = stdout
+        .trim()
+        .strip_prefix("feed_a_voltage=")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!((395.0..=405.0).contains(&v), "{v}");
+    assert!(stdout.trim().ends_with("ats_source=1"), "{stdout}");
+}
