@@ -40,7 +40,10 @@
 //! [[device]]
 //! id = "ups-z1"
 //! profile = "../device-profiles/ups-modular-3ph.toml"
-//! modbus = { tcp = "10.0.0.31:502", unit = 1 }      # or { rtu = "/dev/ttyUSB0", baud = 9600, unit = 3 }
+//! modbus = { tcp = "10.0.0.31:502", unit = 1 }
+//! # or RS-485: { rtu = "/dev/ttyUSB0", baud = 9600, unit = 3 }
+//! # or a serial gateway: { rtu_tcp = "10.0.0.40:4001", unit = 3 }
+//! # (devices with the same rtu / rtu_tcp line share one poller, one request at a time)
 //!
 //! [[device]]                      # built-in signal generator for commissioning and drills
 //! id = "selftest"
@@ -143,7 +146,12 @@ pub enum Connection {
         ca_file: Option<PathBuf>,
     },
     ModbusTcp {
-        addr: String,
+        addr: std::net::SocketAddr,
+        unit: u8,
+    },
+    /// RTU frames through a TCP serial gateway (several unit ids share it).
+    ModbusRtuOverTcp {
+        addr: std::net::SocketAddr,
         unit: u8,
     },
     ModbusRtu {
@@ -291,6 +299,7 @@ struct RawMqttConn {
 struct RawModbusConn {
     tcp: Option<String>,
     rtu: Option<String>,
+    rtu_tcp: Option<String>,
     #[serde(default = "d_baud")]
     baud: u32,
     #[serde(default = "d_unit")]
@@ -637,12 +646,25 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         } else if let Some(m) = &d.modbus {
             let mspan = m.span();
             let m = m.get_ref();
-            match (&m.tcp, &m.rtu) {
-                (Some(addr), None) => Connection::ModbusTcp {
-                    addr: addr.clone(),
+            let addr = |a: &str| -> Result<std::net::SocketAddr, ConfigError> {
+                a.parse().map_err(|_| {
+                    ctx.err(
+                        mspan.clone(),
+                        &f("modbus"),
+                        format!("`{a}` is not an address: expected IP:port, e.g. 10.0.0.31:502"),
+                    )
+                })
+            };
+            match (&m.tcp, &m.rtu, &m.rtu_tcp) {
+                (Some(a), None, None) => Connection::ModbusTcp {
+                    addr: addr(a)?,
                     unit: m.unit,
                 },
-                (None, Some(port)) => Connection::ModbusRtu {
+                (None, None, Some(a)) => Connection::ModbusRtuOverTcp {
+                    addr: addr(a)?,
+                    unit: m.unit,
+                },
+                (None, Some(port), None) => Connection::ModbusRtu {
                     port: port.clone(),
                     baud: m.baud,
                     unit: m.unit,
@@ -651,7 +673,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
                     return Err(ctx.err(
                         mspan,
                         &f("modbus"),
-                        "set exactly one of tcp = \"host:port\" or rtu = \"/dev/tty...\"",
+                        "set exactly one of tcp = \"IP:port\", rtu_tcp = \"IP:port\" (serial gateway) or rtu = \"/dev/tty...\"",
                     ));
                 }
             }
@@ -791,7 +813,7 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         assert_eq!(
             c.devices[1].connection,
             Connection::ModbusTcp {
-                addr: "10.0.0.3:502".into(),
+                addr: "10.0.0.3:502".parse().unwrap(),
                 unit: 2
             }
         );

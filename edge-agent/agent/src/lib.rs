@@ -76,6 +76,7 @@ impl Agent {
             })?;
             drivers.push(drv);
         }
+        let drivers = devices::group_lines(drivers);
         let links = cfg
             .brokers
             .iter()

@@ -2,9 +2,10 @@
 //!
 //! - `mqtt`: devices that publish JSON over MQTT (profile `protocol = "mqtt"`);
 //! - `synthetic`: the built-in signal generator;
-//! - Modbus TCP/RTU devices are accepted in the configuration but the agent refuses to start
-//!   with them until the `dcim-modbus` driver is wired in here (see [`prepare`]).
+//! - `modbus`: Modbus TCP, RTU over a serial port and RTU over a TCP gateway (`dcim-modbus`);
+//!   devices on the same serial line or gateway share one poller ([`group_lines`]).
 
+pub mod modbus;
 pub mod mqtt;
 pub mod synthetic;
 
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 
 /// A device ready to run.
 pub enum Driver {
+    Modbus(Box<modbus::ModbusLine>),
     Mqtt(Box<(mqtt::MqttDevice, mqtt::MqttConn)>),
     Synthetic {
         id: String,
@@ -32,7 +34,14 @@ pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
         None => None,
     };
     match (&d.connection, profile) {
-        (Connection::Synthetic { points, period, event_every }, _) => Ok(Driver::Synthetic {
+        (
+            Connection::Synthetic {
+                points,
+                period,
+                event_every,
+            },
+            _,
+        ) => Ok(Driver::Synthetic {
             id: d.id.clone(),
             points: *points,
             period: *period,
@@ -61,16 +70,72 @@ pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
                 },
             ))))
         }
-        (Connection::ModbusTcp { .. } | Connection::ModbusRtu { .. }, _) => Err(
-            "Modbus devices are not wired into this build of the agent yet (dcim-modbus driver pending)"
-                .into(),
-        ),
-        (Connection::Mqtt { .. }, None) => Err("an mqtt device needs a profile".into()),
+        (
+            Connection::ModbusTcp { .. }
+            | Connection::ModbusRtu { .. }
+            | Connection::ModbusRtuOverTcp { .. },
+            Some(profile),
+        ) => {
+            let (connection, unit_id) = match &d.connection {
+                Connection::ModbusTcp { addr, unit } => {
+                    (dcim_modbus::Connection::Tcp { addr: *addr }, *unit)
+                }
+                Connection::ModbusRtuOverTcp { addr, unit } => {
+                    (dcim_modbus::Connection::RtuOverTcp { addr: *addr }, *unit)
+                }
+                Connection::ModbusRtu { port, baud, unit } => (
+                    dcim_modbus::Connection::Rtu {
+                        path: port.clone(),
+                        baud_rate: *baud,
+                    },
+                    *unit,
+                ),
+                _ => return Err("internal: not a Modbus connection".into()),
+            };
+            if profile.protocol != dcim_profiles::Protocol::Modbus || profile.modbus.is_none() {
+                return Err(format!(
+                    "profile `{}` is for {}, not modbus",
+                    profile.name,
+                    profile.protocol.as_str()
+                ));
+            }
+            Ok(Driver::Modbus(Box::new(modbus::ModbusLine {
+                connection,
+                devices: vec![dcim_modbus::ModbusDevice {
+                    id: d.id.clone(),
+                    unit_id,
+                    profile: Arc::new(profile),
+                }],
+            })))
+        }
+        (_, None) => Err("this device needs a profile".into()),
     }
+}
+
+/// Merge Modbus devices that share a serial line or a serial gateway into one poller each (one
+/// request at a time on the line); TCP devices keep a connection each.
+pub fn group_lines(drivers: Vec<Driver>) -> Vec<Driver> {
+    let mut out: Vec<Driver> = Vec::new();
+    for d in drivers {
+        if let Driver::Modbus(line) = &d
+            && !matches!(line.connection, dcim_modbus::Connection::Tcp { .. })
+            && let Some(Driver::Modbus(existing)) = out
+                .iter_mut()
+                .find(|o| matches!(o, Driver::Modbus(l) if l.connection == line.connection))
+        {
+            if let Driver::Modbus(line) = d {
+                existing.devices.extend(line.devices);
+            }
+            continue;
+        }
+        out.push(d);
+    }
+    out
 }
 
 pub async fn run(ingest: Arc<Ingest>, driver: Driver, shutdown: watch::Receiver<bool>) {
     match driver {
+        Driver::Modbus(line) => modbus::run(ingest, *line, shutdown).await,
         Driver::Mqtt(b) => {
             let (dev, conn) = *b;
             mqtt::run(ingest, dev, conn, shutdown).await
