@@ -28,7 +28,11 @@ struct RustReceiver {
 
 impl RustReceiver {
     async fn start(mode: Mode, key: Option<Key>) -> RustReceiver {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        RustReceiver::start_on(0, mode, key).await
+    }
+
+    async fn start_on(port: u16, mode: Mode, key: Option<Key>) -> RustReceiver {
+        let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = l.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
@@ -287,5 +291,74 @@ async fn bad_replies_count_as_failures_and_fail_over() {
     // the same sequence number went to both receivers
     assert_eq!(bad.events()[0].seq, q.seq.get());
     assert_eq!(good.events()[0].seq, q.seq.get());
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarm_waits_out_a_total_outage_and_goes_when_a_path_returns() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(&[port]);
+    c.paths[0].supervision_ms = 50;
+    c.all_paths_down_backoff_ms = 300;
+    let h = Transmitter::start(c, dir.path()).await.unwrap();
+    let mut rx = h.subscribe();
+    let q = h
+        .submit(sub("a", Event::new(EventKind::FireStage2Patch, 3, 33)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!h.stats().borrow().paths[0].1, "path reported down");
+    let rcv = RustReceiver::start_on(port, Mode::Ack { delay_ms: 0 }, None).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        match tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("deliveries")
+            .unwrap()
+        {
+            LinkEvent::Delivered { seq, event, .. } => {
+                if kinds.is_empty() {
+                    assert_eq!(seq, q.seq, "the alarm goes first");
+                }
+                kinds.push((event.kind, event.restore));
+            }
+            _ => continue,
+        }
+    }
+    assert_eq!(
+        kinds,
+        [
+            (EventKind::FireStage2Patch, false),
+            (EventKind::PathFail, false),
+            (EventKind::PathFail, true)
+        ]
+    );
+    assert_eq!(rcv.events()[0].data, "#1234|Nri3/FA0033");
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_cannot_be_encoded_are_refused_at_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(&[9]);
+    c.codes.format = sia_dc09::Format::AdmCid;
+    let h = Transmitter::start(c, dir.path()).await.unwrap();
+    let e = h
+        .submit(sub("z", Event::new(EventKind::FireSmoke, 100, 1)))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("zone 100 out of range"), "{e}");
+    assert!(
+        h.submit(sub("", Event::new(EventKind::FireSmoke, 1, 1)))
+            .await
+            .is_err()
+    );
+    assert!(h.pending().is_empty());
     h.shutdown().await;
 }
