@@ -346,6 +346,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/users", get(users).post(create_user))
         .route("/api/users/{name}/tokens", post(create_token))
         .merge(crate::api_facility::routes())
+        .merge(crate::console::router())
         .with_state(app)
 }
 

@@ -7,6 +7,7 @@ pub mod api_facility;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod console;
 pub mod facility;
 pub mod influx;
 pub mod ingest;
