@@ -445,10 +445,18 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let line = if span == (0..0) { 1 } else { ctx.line(span) };
+        // Name the key written on that line, when there is one.
+        let field = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().to_owned())
+            .filter(|k| !k.is_empty() && !k.starts_with('#') && !k.starts_with('['))
+            .unwrap_or_default();
         ConfigError {
             file: file.to_owned(),
             line,
-            field: String::new(),
+            field,
             message: e.message().trim().to_owned(),
         }
     })?;
@@ -852,6 +860,7 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         assert!(e.message.contains("max_gb"), "{e}");
         let e = err_of(&GOOD.replace("max_mb = 64", "max_mb = \"lots\""));
         assert_eq!(e.line, 7, "{e}");
+        assert_eq!(e.field, "max_mb");
     }
 
     #[test]
@@ -869,6 +878,25 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
             "url = \"mqtt://center-b.example\"",
         ));
         assert_eq!(e.field, "broker[1].url");
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_its_profiles_load() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml"));
+        let c = load(path).unwrap();
+        assert_eq!(c.brokers.len(), 2);
+        assert_eq!(c.devices.len(), 5);
+        for d in &c.devices {
+            let drv = crate::devices::prepare(d);
+            assert!(drv.is_ok(), "{}: {:?}", d.id, drv.err());
+        }
+        let drivers: Vec<_> = c
+            .devices
+            .iter()
+            .map(|d| crate::devices::prepare(d).unwrap())
+            .collect();
+        // The two BMS on /dev/ttyUSB0 share one poller.
+        assert_eq!(crate::devices::group_lines(drivers).len(), 4);
     }
 
     #[test]

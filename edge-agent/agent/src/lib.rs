@@ -118,6 +118,7 @@ impl Agent {
                 self.shared.clone(),
                 b.clone(),
                 status.clone(),
+                self.cfg.health_interval,
                 link_stop_rx.clone(),
             )));
         }

@@ -329,7 +329,7 @@ fn cut_past_durable(spool: &Spool, class: Class, frac: u16, garbage: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn nothing_spooled_is_lost_or_reordered(ops in proptest::collection::vec(op(), 1..80)) {

@@ -350,6 +350,7 @@ pub async fn run(
     shared: Arc<Shared>,
     cfg: BrokerConfig,
     status: Arc<LinkStatus>,
+    state_interval: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let tls = if cfg.endpoint.tls {
@@ -377,8 +378,16 @@ pub async fn run(
             sent: [0, 0],
             connected: false,
         };
+        let mut state_tick = tokio::time::interval(state_interval);
+        state_tick.tick().await;
         let err: ConnectionError = loop {
             tokio::select! {
+                _ = state_tick.tick(), if link.connected => {
+                    // Refresh the retained state (pending count, thinned samples).
+                    let state = state_payload(&link.shared, &link.cfg.name, true);
+                    let t = topic(&link.shared, Channel::State);
+                    link.publish(t, true, state, Tag::Other);
+                }
                 ev = eventloop.poll() => match ev {
                     Ok(ev) => {
                         if matches!(ev, Event::Incoming(Packet::ConnAck(_))) {
