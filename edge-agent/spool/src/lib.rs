@@ -345,6 +345,9 @@ impl Spool {
                 .write(true)
                 .open(&path)
                 .map_err(|e| io_err(&path, e))?;
+            // Records written before a process crash may still be only in the page cache;
+            // make them durable before they become visible (and publishable) again.
+            file.sync_data().map_err(|e| io_err(&path, e))?;
             if let Some(why) = scan.damage {
                 let cut = bytes.len() as u64 - scan.valid_len;
                 warn!(path = %path.display(), bytes = cut, reason = why, "truncating damaged spool tail");
