@@ -235,3 +235,75 @@ impl Ingest {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcim_spool::SpoolConfig;
+    use dcim_wire::{Event, Severity};
+
+    fn draft(n: u64) -> EventDraft {
+        EventDraft {
+            ts_ms: n as i64,
+            device: "rack-01".into(),
+            kind: "fire.stage".into(),
+            severity: Severity::Alarm,
+            message: format!("event {n}"),
+            data: serde_json::json!({ "n": n }),
+            test: false,
+        }
+    }
+
+    #[test]
+    fn events_wait_in_order_while_the_disk_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
+        let shared = Shared::new("s".into(), "a".into(), vec![], spool);
+        let ingest = Ingest::new(shared.clone(), 10, Duration::from_millis(10));
+        assert_eq!(ingest.event(draft(1)).unwrap(), 1);
+        shared.with_spool(|s| s.fail_writes_after(Some(0)));
+        assert!(matches!(
+            ingest.event(draft(2)),
+            Err(SpoolError::DiskFull { .. })
+        ));
+        assert!(ingest.event(draft(3)).is_err());
+        ingest.tick();
+        shared.with_spool(|s| s.fail_writes_after(None));
+        ingest.tick();
+        let recs = shared.with_spool(|s| s.read_after(Class::Event, 0, 10, usize::MAX).unwrap());
+        let got: Vec<(u64, u64)> = recs
+            .iter()
+            .map(|r| {
+                let e: Event = serde_json::from_slice(&r.payload).unwrap();
+                (e.seq, e.data["n"].as_u64().unwrap())
+            })
+            .collect();
+        assert_eq!(got, vec![(1, 1), (2, 2), (3, 3)]);
+    }
+
+    #[test]
+    fn telemetry_is_batched_by_size_and_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = SpoolConfig::new(dir.path());
+        cfg.telemetry_fsync = dcim_spool::FsyncPolicy::Never;
+        let (spool, _) = Spool::open(cfg).unwrap();
+        let shared = Shared::new("s".into(), "a".into(), vec![], spool);
+        let ingest = Ingest::new(shared.clone(), 3, Duration::from_millis(30));
+        let (samples, _) = crate::devices::synthetic::tick("gen", 7, 0, 1, 0);
+        ingest.samples(samples);
+        let batches =
+            || shared.with_spool(|s| s.read_after(Class::Telemetry, 0, 10, usize::MAX).unwrap());
+        assert_eq!(
+            batches().iter().map(|r| r.count).collect::<Vec<_>>(),
+            vec![3, 3]
+        );
+        ingest.tick();
+        assert_eq!(batches().len(), 2, "the last sample waits for max_delay");
+        std::thread::sleep(Duration::from_millis(40));
+        ingest.tick();
+        assert_eq!(
+            batches().iter().map(|r| r.count).collect::<Vec<_>>(),
+            vec![3, 3, 1]
+        );
+    }
+}
