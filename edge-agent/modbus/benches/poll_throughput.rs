@@ -33,6 +33,16 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) used so far by the calling thread.
+fn thread_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn profile(points: usize) -> Profile {
     let mut t = String::from(
         "[profile]\nname = \"bench\"\nprotocol = \"modbus\"\n[modbus]\naddress_base = 0\nmax_gap = 0\n",
@@ -129,7 +139,7 @@ fn main() {
         .build()
         .unwrap();
     let rss_before = rss_kib();
-    let (samples, requests, elapsed, rss_after) = rt.block_on(async {
+    let (samples, requests, elapsed, rss_after, cpu) = rt.block_on(async {
         let (tx, mut rx) = mpsc::channel::<Vec<dcim_points::Sample>>(1024);
         let mut tasks = Vec::new();
         for (i, (addr, _)) in sims.iter().enumerate() {
@@ -155,6 +165,7 @@ fn main() {
             let _ = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await;
         }
         let r0 = count(&sims);
+        let cpu0 = thread_cpu_s();
         let t0 = Instant::now();
         let mut samples = 0usize;
         let end = t0 + Duration::from_secs(seconds);
@@ -164,10 +175,11 @@ fn main() {
             }
         }
         let elapsed = t0.elapsed();
+        let cpu = thread_cpu_s() - cpu0;
         let requests = count(&sims) - r0;
         let rss_after = rss_kib();
         tasks.iter().for_each(|t| t.abort());
-        (samples, requests, elapsed, rss_after)
+        (samples, requests, elapsed, rss_after, cpu)
     });
     let total_points = devices * points;
     let pps = requests as f64 * points as f64 / elapsed.as_secs_f64();
@@ -180,6 +192,10 @@ fn main() {
         requests as f64 / elapsed.as_secs_f64()
     );
     println!("points_polled_per_s_one_core={pps:.0}");
+    println!(
+        "poller_thread_cpu_s={cpu:.2} points_per_cpu_second={:.0}",
+        requests as f64 * points as f64 / cpu.max(0.01)
+    );
     println!(
         "samples_reported_per_s={:.0} (every value moves past its deadband 5 times a second)",
         samples as f64 / elapsed.as_secs_f64()
