@@ -206,10 +206,17 @@ fn is_identifier(s: &str) -> bool {
 
 /// The key written at the start of the line holding `offset`, to name the field of a serde error.
 fn key_at(text: &str, offset: usize) -> String {
-    let start = text[..offset.min(text.len())]
-        .rfind('\n')
+    let bytes = text.as_bytes();
+    let offset = offset.min(bytes.len());
+    let start = bytes[..offset]
+        .iter()
+        .rposition(|b| *b == b'\n')
         .map_or(0, |i| i + 1);
-    let line = text[start..].lines().next().unwrap_or("");
+    // `start` follows a newline (or is 0), so it is a character boundary.
+    let line = text
+        .get(start..)
+        .and_then(|t| t.lines().next())
+        .unwrap_or("");
     match line.split_once('=') {
         Some((k, _)) if !k.trim_start().starts_with('[') => k.trim().trim_matches('"').to_owned(),
         _ => String::new(),
@@ -224,9 +231,9 @@ pub fn load_str(file: &str, text: &str) -> Result<Profile, ProfileErrors> {
         Ok(r) => r,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let line = text[..span.start.min(text.len())]
-                .bytes()
-                .filter(|b| *b == b'\n')
+            let line = text.as_bytes()[..span.start.min(text.len())]
+                .iter()
+                .filter(|b| **b == b'\n')
                 .count()
                 + 1;
             let mut message = e.message().trim().to_owned();

@@ -409,3 +409,11 @@ fn readme_example_loads_and_its_error_example_is_real() {
         .to_string();
     assert!(readme.contains(&e), "README should quote:\n{e}");
 }
+
+#[test]
+fn errors_after_multibyte_text_do_not_panic() {
+    let text = "# Kühlung – °C\n[profile]\nname = \"é\"\nprotocol = \"modbus\"\n[modbus]\naddress_base = 1\n[[point]]\nid = \"ü\"\nrole = \"x\"\nregister = \"é\"\n";
+    let e = load_str("u.toml", text).unwrap_err();
+    assert_eq!(e.0[0].line, 10);
+    assert_eq!(e.0[0].field, "register");
+}
