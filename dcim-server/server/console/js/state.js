@@ -1,0 +1,195 @@
+// Client-side model of the facility: the site model, latest point values (with a short history
+// kept since the page loaded, for trend charts), redundancy, alarms and incidents. Views
+// subscribe to topics and re-render when the server pushes changes over the live stream.
+
+import { get, stream } from './api.js';
+
+const HISTORY = 720;
+
+export const state = {
+  me: null,
+  site: null,
+  byId: new Map(),
+  points: new Map(), // `${device}|${role}` -> {value, ts_ms, quality, device, role, point}
+  history: new Map(), // same key -> [[ts, number], ...]
+  redundancy: null,
+  compState: new Map(), // id -> {state, available, supply[]}
+  alarms: [],
+  flooding: false,
+  incidents: [],
+  events: [],
+  pue: [], // [[ts, pue]]
+  live: 'connecting',
+};
+
+const subs = new Map();
+export function on(topic, fn) {
+  if (!subs.has(topic)) subs.set(topic, new Set());
+  subs.get(topic).add(fn);
+  return () => subs.get(topic).delete(fn);
+}
+function emit(topic) {
+  for (const fn of subs.get(topic) ?? []) {
+    try {
+      fn();
+    } catch (e) {
+      console.warn(`view update (${topic}) failed:`, e);
+    }
+  }
+}
+
+export const key = (device, role) => `${device}|${role}`;
+
+export function point(device, role) {
+  return state.points.get(key(device, role));
+}
+
+/// Latest value of a component's binding with `role`.
+export function compValue(c, role) {
+  const b = (c.bindings ?? []).find((x) => x.role === role);
+  if (!b) return undefined;
+  return point(b.device, role)?.value;
+}
+
+function setPoint(p, agent) {
+  const k = key(p.device, p.role);
+  state.points.set(k, { ...p, agent });
+  const v = typeof p.value === 'boolean' ? (p.value ? 1 : 0) : p.value;
+  if (typeof v === 'number') {
+    let hst = state.history.get(k);
+    if (!hst) state.history.set(k, (hst = []));
+    hst.push([p.ts_ms ?? Date.now(), v]);
+    if (hst.length > HISTORY) hst.splice(0, hst.length - HISTORY);
+  }
+}
+
+function throttle(fn, ms) {
+  let busy = false;
+  let again = false;
+  const schedule = () => {
+    if (busy) {
+      again = true;
+      return;
+    }
+    busy = true;
+    again = false;
+    Promise.resolve()
+      .then(fn)
+      .catch((e) => console.warn('refresh failed:', e.message))
+      .finally(() =>
+        setTimeout(() => {
+          busy = false;
+          if (again) schedule();
+        }, ms),
+      );
+  };
+  return schedule;
+}
+
+export async function loadRedundancy() {
+  const [sub, comp] = await Promise.all([
+    get('/api/site/redundancy'),
+    get('/api/site/redundancy?components=true'),
+  ]);
+  state.redundancy = sub;
+  state.compState = new Map((comp.components ?? []).map((c) => [c.id, c]));
+  emit('redundancy');
+}
+
+export async function loadAlarms() {
+  const r = await get('/api/alarms');
+  state.alarms = r.alarms ?? [];
+  state.flooding = !!r.flooding;
+  emit('alarms');
+}
+
+export async function loadIncidents() {
+  const r = await get('/api/incidents');
+  state.incidents = r.incidents ?? [];
+  emit('incidents');
+}
+
+export async function loadEvents() {
+  const r = await get('/api/events?limit=500');
+  state.events = r.events ?? [];
+  emit('events');
+}
+
+/// Facility power (utility feeds) over IT power (racks).
+export function computePue() {
+  if (!state.site) return null;
+  let facility = 0;
+  let it = 0;
+  let haveF = false;
+  let haveI = false;
+  for (const c of state.site.components) {
+    if (c.kind === 'utility_feed') {
+      const v = compValue(c, 'feed.power_kw');
+      if (typeof v === 'number') {
+        facility += v;
+        haveF = true;
+      }
+    } else if (c.kind === 'rack') {
+      const v = compValue(c, 'it.power_kw');
+      if (typeof v === 'number') {
+        it += v;
+        haveI = true;
+      }
+    }
+  }
+  if (!haveF || !haveI || it <= 0) return null;
+  return { facility, it, pue: facility / it };
+}
+
+const refreshRedundancy = throttle(loadRedundancy, 250);
+const refreshAlarms = throttle(loadAlarms, 250);
+const refreshIncidents = throttle(loadIncidents, 500);
+const refreshEvents = throttle(loadEvents, 1000);
+const pointsChanged = throttle(async () => {
+  const p = computePue();
+  if (p) {
+    state.pue.push([Date.now(), p.pue]);
+    if (state.pue.length > HISTORY) state.pue.shift();
+  }
+  emit('points');
+}, 250);
+
+let es = null;
+export async function start() {
+  const [site, pts] = await Promise.all([get('/api/site'), get('/api/points?limit=100000')]);
+  state.site = site.site;
+  state.byId = new Map(state.site.components.map((c) => [c.id, c]));
+  for (const p of pts.points ?? []) setPoint(p, p.agent);
+  const p = computePue();
+  if (p) state.pue.push([Date.now(), p.pue]);
+  await Promise.all([loadRedundancy(), loadAlarms(), loadIncidents(), loadEvents()]);
+  if (es) es.close();
+  es = stream(
+    {
+      points: (d) => {
+        for (const smp of d.samples ?? []) setPoint(smp, d.agent);
+        pointsChanged();
+        refreshRedundancy();
+      },
+      alarm: () => refreshAlarms(),
+      incident: () => refreshIncidents(),
+      event: () => refreshEvents(),
+      lagged: () => {
+        refreshRedundancy();
+        refreshAlarms();
+        refreshIncidents();
+      },
+    },
+    (st) => {
+      state.live = st;
+      emit('live');
+    },
+  );
+}
+
+export function stop() {
+  if (es) es.close();
+  es = null;
+}
+
+export { emit };
