@@ -148,6 +148,20 @@ export class Feeder {
   }
 }
 
+/// Publishes agent events (fire-logic actions and the like); `seq` continues per feeder.
+export async function sendEvents(feeder, events) {
+  feeder.eventSeq = feeder.eventSeq ?? 0;
+  const batch = {
+    v: 1,
+    agent: feeder.agent,
+    events: events.map((e) => {
+      feeder.eventSeq += 1;
+      return { id: `${feeder.agent}:${feeder.eventSeq}`, seq: feeder.eventSeq, ts_ms: Date.now(), severity: 'info', data: null, ...e };
+    }),
+  };
+  await feeder.mqtt.publish(`dcim/v1/${feeder.site}/${feeder.agent}/events`, JSON.stringify(batch));
+}
+
 export function healthySamples(feeder, siteModel) {
   const out = [];
   for (const c of siteModel.components) {

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { Mqtt, Feeder, healthySamples } from './feeder.mjs';
+import { Mqtt, Feeder, healthySamples, sendEvents } from './feeder.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -271,11 +271,15 @@ async function main() {
       const batt = site.components.find((c) => c.id === 'batt-z2');
       const dev = batt.bindings[0].device;
       await set(dev, 'fire.stage', 2);
+      await sendEvents(feeder, [
+        { device: 'bms-r017', kind: 'fire.stage', severity: 'alarm', message: 'Stage 3: off-gas and temperature rising; rack contactor opened automatically', data: { stage: 3 } },
+        { device: 'bms-r017', kind: 'fire.contactor_open', severity: 'alarm', message: 'Battery string contactor opened by fire logic' },
+      ]);
       await page.click('nav a[data-view="racks"]');
       await page.waitForSelector('button.rack[data-id="r017"][data-stage="3"]', { timeout: 3000 });
       await page.waitForSelector('.battroom[data-id="batt-z2"][data-stage="2"]', { timeout: 3000 });
       await page.click('button.rack[data-id="r017"]');
-      await page.waitForSelector('#rack-panel');
+      await page.waitForSelector('#rack-panel ul.log >> text=contactor opened', { timeout: 3000 });
       await page.screenshot({ path: path.join(shots, 'battery-rooms.png') });
       await page.click('#mode-temp');
       await page.waitForSelector('button.rack.t-hot[data-id="r017"]');
@@ -352,6 +356,7 @@ async function main() {
         const liveFeeds = await fp.textContent('#fire-power tr[data-kind="utility_feed"] td.live');
         assert(liveFeeds.includes('feed-b') && !liveFeeds.includes('feed-a'), `live feeds shown: ${liveFeeds}`);
         await fp.waitForSelector('#fire-coolant >> text=drain_tank.level_pct');
+        await fp.waitForSelector('#fire-log >> text=Battery string contactor opened');
         await fp.screenshot({ path: path.join(shots, 'fire-authority.png'), fullPage: true });
         await fp.emulateMedia({ media: 'print' });
         await fp.screenshot({ path: path.join(shots, 'fire-authority-print.png'), fullPage: true });

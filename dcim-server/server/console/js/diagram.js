@@ -5,14 +5,14 @@ import { s } from './ui.js';
 import { state } from './state.js';
 
 export const LAYERS = {
-  power: ['utility_feed', 'ats', 'transformer', 'ups', 'battery_room', 'pdu'],
+  power: ['utility_feed', 'ats', 'transformer', ['ups', 'battery_room'], 'pdu'],
   cooling: ['chiller', 'chilled_water_loop', 'buffer_tank', 'crah', 'room'],
   network: ['carrier', 'mmr', 'core', 'row'],
 };
 
 const LABEL = {
   utility_feed: 'Utility feeds', ats: 'Switchgear / ATS', transformer: 'Transformers', ups: 'UPS zones',
-  battery_room: 'Battery rooms', pdu: 'PDUs', chiller: 'Chillers', chilled_water_loop: 'Chilled-water loops',
+  battery_room: 'Battery rooms', 'ups+battery_room': 'UPS + batteries', pdu: 'PDUs', chiller: 'Chillers', chilled_water_loop: 'Chilled-water loops',
   buffer_tank: 'Buffer tank', crah: 'CRAH units', room: 'Halls', carrier: 'Carriers', mmr: 'Meet-me rooms',
   core: 'Core switches', row: 'Row switches',
 };
@@ -21,6 +21,11 @@ const RANK = { N: 1, 'N+1': 2, '2N': 3 };
 function rank(r) {
   if (!r || r === 'below_n') return 0;
   return RANK[r] ?? 1;
+}
+
+function supText(sup) {
+  const r = (x) => (x === 'below_n' ? 'below N' : x ?? '?');
+  return `${r(sup.current)} (design ${r(sup.designed)})`;
 }
 
 /// The display state of a component: up | degraded | down | maintenance | warning | unknown.
@@ -53,7 +58,13 @@ export function rackSummary(subsystem) {
 export function diagram(subsystem, opts = {}) {
   const comps = state.site.components;
   const layers = LAYERS[subsystem]
-    .map((k) => ({ kind: k, nodes: comps.filter((c) => c.kind === k) }))
+    .map((k) => {
+      const kinds = Array.isArray(k) ? k : [k];
+      const nodes = comps.filter((c) => kinds.includes(c.kind));
+      // Mixed layers (UPS with its battery room) are ordered by zone, then by kind.
+      if (kinds.length > 1) nodes.sort((a, b) => String(a.zone).localeCompare(String(b.zone)) || kinds.indexOf(a.kind) - kinds.indexOf(b.kind));
+      return { kind: kinds.join('+'), nodes };
+    })
     .filter((l) => l.nodes.length > 0);
   const W = 1600;
   const rowH = 118;
@@ -99,7 +110,7 @@ export function diagram(subsystem, opts = {}) {
       if (c.kind === 'battery_room' && c.zone) {
         const ups = comps.find((u) => u.kind === 'ups' && u.zone === c.zone);
         const from = ups && pos.get(ups.id);
-        if (from) edges.appendChild(s('path.edge.batt', { d: `M${from.x + from.w / 2},${from.y + from.h} L${to.x + to.w / 2},${to.y}` }));
+        if (from) edges.appendChild(s('path.edge.batt', { d: `M${from.x + from.w},${from.y + from.h / 2} L${to.x},${to.y + to.h / 2}` }));
       }
     }
   }
@@ -131,7 +142,7 @@ export function diagram(subsystem, opts = {}) {
         g.appendChild(s('text.id', { x: p.x + p.w / 2, y: p.y + 27, 'text-anchor': 'middle' }, c.id));
         const cs = state.compState.get(c.id);
         const sup = (cs?.supply ?? []).find((x) => x.subsystem === subsystem);
-        const sub = sup ? `${sup.current ?? '?'} / ${sup.designed}` : st;
+        const sub = sup ? supText(sup) : st;
         g.appendChild(s('text.sub', { x: p.x + p.w / 2, y: p.y + 51, 'text-anchor': 'middle' }, sub));
       }
       if (opts.selected === c.id) g.classList.add('selected');
@@ -156,7 +167,7 @@ export function recolour(svg, subsystem, overlay) {
     const cs = state.compState.get(id);
     const sup = (cs?.supply ?? []).find((x) => x.subsystem === subsystem);
     const sub = g.querySelector('text.sub');
-    if (sub && sup) sub.textContent = `${sup.current ?? '?'} / ${sup.designed}`;
+    if (sub && sup) sub.textContent = supText(sup);
     for (const cl of ['failed', 'loses', 'weakened']) g.classList.toggle(cl, overlay?.get(id) === cl);
   }
   for (const e of svg.querySelectorAll('path.edge[data-from]')) {

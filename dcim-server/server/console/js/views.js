@@ -298,7 +298,7 @@ const racks = {
       for (const b of state.site.components.filter((c) => c.kind === 'battery_room')) {
         const st = stageOf(b);
         const ups = state.site.components.find((u) => u.kind === 'ups' && u.zone === b.zone);
-        rooms.appendChild(h(`section.card.battroom.stage-${st ?? 'x'}`, { 'data-id': b.id, 'data-stage': st ?? '' },
+        rooms.appendChild(h(`section.card.battroom.bstage-${st ?? 'x'}`, { 'data-id': b.id, 'data-stage': st ?? '' },
           h('h2', null, `Zone ${b.zone ?? '?'} — ${b.id}`),
           h('dl.kv', null, h('dt', null, 'Fire stage'), h('dd', null, st == null ? '—' : STAGE_LABEL[st] ?? `stage ${st}`),
             h('dt', null, 'Max cell °C'), h('dd', null, fmtValue(compValue(b, 'battery.cell_temp.max'))),
@@ -599,7 +599,7 @@ const whatif = {
       clear(picker);
       for (const [sub, kinds] of Object.entries(LAYERS)) {
         const fs = h('fieldset', null, h('legend', null, sub));
-        for (const c of state.site.components.filter((x) => kinds.includes(x.kind) && x.kind !== 'pdu' && x.kind !== 'row')) {
+        for (const c of state.site.components.filter((x) => kinds.flat().includes(x.kind) && x.kind !== 'pdu' && x.kind !== 'row')) {
           fs.appendChild(h('label.check', null, h('input', { type: 'checkbox', value: c.id, checked: chosen.has(c.id), onchange: () => toggle(c.id) }), ` ${c.id}`));
         }
         picker.appendChild(fs);
