@@ -192,6 +192,8 @@ pub struct Stats {
     pub events_over_budget: bool,
     /// Next sequence number per class.
     pub next_seq: [u64; 2],
+    /// Records found damaged on disk when read back (skipped, lost) since the spool was opened.
+    pub corrupt_skipped: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -245,6 +247,8 @@ pub struct Spool {
     events_over_budget: bool,
     /// Test hook: fail writes with ENOSPC once this many more bytes have been written.
     write_budget: Option<u64>,
+    /// Records found damaged when read back, and skipped.
+    corrupt_skipped: std::sync::atomic::AtomicU64,
 }
 
 const META: &str = "meta.json";
@@ -421,6 +425,7 @@ impl Spool {
             total_bytes,
             events_over_budget: false,
             write_budget: None,
+            corrupt_skipped: Default::default(),
         };
         spool.save_meta()?;
         Ok((spool, recovery))
@@ -780,13 +785,18 @@ impl Spool {
                         });
                     }
                     _ => {
-                        return Err(SpoolError::Corrupt {
-                            path: seg.path.clone(),
-                            reason: format!(
-                                "record seq {} at offset {} changed on disk since it was written",
-                                pos.seq, pos.offset
-                            ),
-                        });
+                        // The bytes changed on disk after they were written and checked (media
+                        // error). Skipping the record lets everything behind it through; the
+                        // receiver sees the gap and the counter reports it.
+                        self.corrupt_skipped
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::error!(
+                            path = %seg.path.display(),
+                            class = %class,
+                            seq = pos.seq,
+                            offset = pos.offset,
+                            "SPOOL RECORD DAMAGED ON DISK: skipped"
+                        );
                     }
                 }
             }
@@ -850,6 +860,9 @@ impl Spool {
             refused_batches: self.meta.refused_batches,
             events_over_budget: self.events_over_budget,
             next_seq: Class::ALL.map(|c| self.classes[c.index()].next_seq),
+            corrupt_skipped: self
+                .corrupt_skipped
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

@@ -289,6 +289,22 @@ fn read_after_respects_limits_and_order() {
     assert!(s.read_after(Class::Event, 50, 10, 1000).unwrap().is_empty());
 }
 
+#[test]
+fn a_record_damaged_after_it_was_written_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
+    for _ in 0..3 {
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 30))
+            .unwrap();
+    }
+    let (path, _) = s.durable_tail(Class::Event).unwrap();
+    let second = s.classes[0].segments[0].records[1];
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(b"X", second.offset + 25).unwrap();
+    assert_eq!(seqs(&all(&s, Class::Event)), vec![1, 3]);
+    assert_eq!(s.stats().corrupt_skipped, 1);
+}
+
 // ---- property test: append / ack / crash / reopen ----
 
 #[derive(Debug, Clone)]
