@@ -178,6 +178,7 @@ fn log_health(shared: &Shared, links: &[Arc<LinkStatus>]) {
         spool_max_bytes = st.max_bytes,
         thinned_samples = st.thinned_samples,
         refused_batches = st.refused_batches,
+        corrupt_skipped = st.corrupt_skipped,
         events_over_budget = st.events_over_budget,
         brokers = %brokers.join(" "),
         "health"
