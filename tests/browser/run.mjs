@@ -165,6 +165,30 @@ async function main() {
       return r.json.subsystems?.find((s) => s.subsystem === 'power')?.current === '2N';
     });
 
+    await check('console assets: content types, cache headers, history fallback', async () => {
+      const expect = [
+        ['/console/', 200, 'text/html', 'no-cache'],
+        ['/console/alarms', 200, 'text/html', 'no-cache'],
+        ['/console/racks/r017', 200, 'text/html', 'no-cache'],
+        ['/console/js/app.js', 200, 'text/javascript', 'max-age'],
+        ['/console/css/console.css', 200, 'text/css', 'max-age'],
+        ['/console/js/missing.js', 404, null, null],
+        ['/console/../Cargo.toml', 404, null, null],
+      ];
+      for (const [p, status, type, cache] of expect) {
+        const r = await fetch(`${base}${p}`);
+        assert(r.status === status, `${p}: status ${r.status}, expected ${status}`);
+        if (type) assert((r.headers.get('content-type') ?? '').startsWith(type), `${p}: content-type ${r.headers.get('content-type')}`);
+        if (cache) assert((r.headers.get('cache-control') ?? '').includes(cache), `${p}: cache-control ${r.headers.get('cache-control')}`);
+      }
+      const root = await fetch(`${base}/`, { redirect: 'manual' });
+      assert(root.status >= 300 && root.status < 400 && root.headers.get('location') === '/console/', `/ answered ${root.status}`);
+      const api = await fetch(`${base}/api/no-such-route`);
+      assert(api.status === 404 && !(api.headers.get('content-type') ?? '').includes('html'), 'unknown API routes must not fall back to the console');
+      const anon = await fetch(`${base}/api/alarms`);
+      assert(anon.status === 401, `anonymous /api/alarms answered ${anon.status}`);
+    });
+
     const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcim-chromium-'));
     browser = await chromium.launchPersistentContext(userDir, {
       executablePath: chromiumPath,
