@@ -35,6 +35,11 @@ async function check(name, fn) {
 function assert(cond, msg) {
   if (!cond) throw new Error(msg);
 }
+/// Screenshot without transient notifications covering the view.
+async function shot(page, file, opts = {}) {
+  await page.evaluate(() => document.querySelectorAll('#toasts .toast').forEach((t) => t.remove()));
+  await page.screenshot({ path: path.join(shots, file), ...opts });
+}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function startServer(dir) {
@@ -213,7 +218,7 @@ async function main() {
     await check('login page renders and signs in with the CSRF scheme', async () => {
       await page.goto(`${base}/console/`);
       await page.waitForSelector('form.login #username');
-      await page.screenshot({ path: path.join(shots, 'login.png') });
+      await shot(page, 'login.png');
       await page.fill('#username', 'op');
       await page.fill('#password', 'wrong password');
       await page.click('#login-submit');
@@ -229,7 +234,7 @@ async function main() {
       await page.waitForFunction(() => document.querySelector('section.card.sub[data-subsystem="power"] .big')?.textContent.includes('2N'));
       const pue = await page.textContent('#pue .big');
       assert(Math.abs(parseFloat(pue) - 1.2) < 0.01, `PUE shown ${pue}, expected 1.20 (1800 kW / 1500 kW)`);
-      await page.screenshot({ path: path.join(shots, 'overview-healthy.png') });
+      await shot(page, 'overview-healthy.png');
       noErrors('overview');
     });
 
@@ -246,7 +251,7 @@ async function main() {
       await page.waitForSelector('#component-panel table.points');
       await page.click('#component-panel button.link >> nth=1');
       await page.waitForSelector('#component-panel svg.chart');
-      await page.screenshot({ path: path.join(shots, 'power.png') });
+      await shot(page, 'power.png');
       noErrors('power');
     });
 
@@ -254,7 +259,7 @@ async function main() {
       await page.click('nav a[data-view="alarms"]');
       const row = 'tr.alarm[data-id="redundancy:power"]';
       await page.waitForSelector(`${row}[data-state="unacknowledged"] button.ack`);
-      await page.screenshot({ path: path.join(shots, 'alarms.png') });
+      await shot(page, 'alarms.png');
       await page.click(`${row} button.ack`);
       await waitFor('server-side acknowledgement', async () => {
         const r = await op.get('/api/alarms');
@@ -283,7 +288,7 @@ async function main() {
         return JSON.stringify(r.json).includes('crew on the way');
       }, 5000);
       await page.waitForSelector('#alarm-journal li >> text=crew on the way');
-      await page.screenshot({ path: path.join(shots, 'alarms-acknowledged.png') });
+      await shot(page, 'alarms-acknowledged.png');
       noErrors('alarms');
     });
 
@@ -304,10 +309,10 @@ async function main() {
       await page.waitForSelector('.battroom[data-id="batt-z2"][data-stage="2"]', { timeout: 3000 });
       await page.click('button.rack[data-id="r017"]');
       await page.waitForSelector('#rack-panel ul.log >> text=contactor opened', { timeout: 3000 });
-      await page.screenshot({ path: path.join(shots, 'battery-rooms.png') });
+      await shot(page, 'battery-rooms.png');
       await page.click('#mode-temp');
       await page.waitForSelector('button.rack.t-hot[data-id="r017"]');
-      await page.screenshot({ path: path.join(shots, 'battery-rooms-temperature.png') });
+      await shot(page, 'battery-rooms-temperature.png');
       noErrors('battery rooms');
     });
 
@@ -324,7 +329,7 @@ async function main() {
           await page.keyboard.press('Enter');
           await page.waitForSelector('#component-panel');
         }
-        await page.screenshot({ path: path.join(shots, file) });
+        await shot(page, file);
         noErrors(view);
       });
     }
@@ -338,7 +343,7 @@ async function main() {
       const id = await page.getAttribute('#incident-detail', 'data-id');
       const md = await page.evaluate(async (i) => (await fetch(`/api/incidents/${i}/export?format=markdown`)).text(), id);
       assert(md.includes('Switched to feed B'), 'markdown export lacks the note');
-      await page.screenshot({ path: path.join(shots, 'incidents.png') });
+      await shot(page, 'incidents.png');
       noErrors('incidents');
     });
 
@@ -348,7 +353,7 @@ async function main() {
       await page.waitForSelector('#whatif-result');
       await page.waitForSelector('svg.diagram[data-subsystem="power"] g.node.failed[data-id="feed-b"]');
       await page.waitForSelector('svg.diagram[data-subsystem="power"] g.node.loses');
-      await page.screenshot({ path: path.join(shots, 'whatif.png') });
+      await shot(page, 'whatif.png', { fullPage: true });
       noErrors('what-if');
     });
 
@@ -381,9 +386,9 @@ async function main() {
         assert(liveFeeds.includes('feed-b') && !liveFeeds.includes('feed-a'), `live feeds shown: ${liveFeeds}`);
         await fp.waitForSelector('#fire-coolant >> text=drain_tank.level_pct');
         await fp.waitForSelector('#fire-log >> text=Battery string contactor opened');
-        await fp.screenshot({ path: path.join(shots, 'fire-authority.png'), fullPage: true });
+        await shot(fp, 'fire-authority.png', { fullPage: true });
         await fp.emulateMedia({ media: 'print' });
-        await fp.screenshot({ path: path.join(shots, 'fire-authority-print.png'), fullPage: true });
+        await shot(fp, 'fire-authority-print.png', { fullPage: true });
         await fp.emulateMedia({ media: 'screen' });
         for (const view of ['alarms', 'incidents']) {
           await fp.goto(`${base}/console/${view}`);

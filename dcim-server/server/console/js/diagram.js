@@ -23,9 +23,9 @@ function rank(r) {
   return RANK[r] ?? 1;
 }
 
-function supText(sup) {
-  const r = (x) => (x === 'below_n' ? 'below N' : x ?? '?');
-  return `${r(sup.current)} (design ${r(sup.designed)})`;
+function supText(sup, short) {
+  const r = (x) => (x === 'below_n' ? '<N' : x ?? '?');
+  return short ? `${r(sup.current)} / ${r(sup.designed)}` : `${r(sup.current)} (design ${r(sup.designed)})`;
 }
 
 /// The display state of a component: up | degraded | down | maintenance | warning | unknown.
@@ -142,7 +142,7 @@ export function diagram(subsystem, opts = {}) {
         g.appendChild(s('text.id', { x: p.x + p.w / 2, y: p.y + 27, 'text-anchor': 'middle' }, c.id));
         const cs = state.compState.get(c.id);
         const sup = (cs?.supply ?? []).find((x) => x.subsystem === subsystem);
-        const sub = sup ? supText(sup) : st;
+        const sub = sup ? supText(sup, p.w < 150) : st;
         g.appendChild(s('text.sub', { x: p.x + p.w / 2, y: p.y + 51, 'text-anchor': 'middle' }, sub));
       }
       if (opts.selected === c.id) g.classList.add('selected');
@@ -167,7 +167,7 @@ export function recolour(svg, subsystem, overlay) {
     const cs = state.compState.get(id);
     const sup = (cs?.supply ?? []).find((x) => x.subsystem === subsystem);
     const sub = g.querySelector('text.sub');
-    if (sub && sup) sub.textContent = supText(sup);
+    if (sub && sup) sub.textContent = supText(sup, Number(g.querySelector('rect')?.getAttribute('width')) < 150);
     for (const cl of ['failed', 'loses', 'weakened']) g.classList.toggle(cl, overlay?.get(id) === cl);
   }
   for (const e of svg.querySelectorAll('path.edge[data-from]')) {
