@@ -205,7 +205,7 @@ impl Engine {
     pub fn set_device_components(&mut self, map: BTreeMap<String, String>) {
         self.device_component = map;
         for a in self.alarms.values_mut() {
-            a.component = self.device_component.get(&a.subject).cloned();
+            a.component = self.device_component.get(device_of(&a.subject)).cloned();
         }
     }
 
@@ -303,7 +303,7 @@ impl Engine {
                 r.grade,
                 now_ms,
             );
-            a.component = self.device_component.get(subject).cloned();
+            a.component = self.device_component.get(device_of(subject)).cloned();
             a.message = format!("{}: {}", r.name, subject);
             let maintenance = self.in_maintenance(&a);
             self.alarms.insert(id.clone(), a);
@@ -328,7 +328,7 @@ impl Engine {
     }
 
     fn in_maintenance(&self, a: &Alarm) -> bool {
-        self.maintenance.contains(&a.subject)
+        self.maintenance.contains(device_of(&a.subject))
             || a.component
                 .as_ref()
                 .is_some_and(|c| self.maintenance.contains(c))
@@ -357,8 +357,14 @@ impl Engine {
                 let l: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{}[{}]", s.device, l.join(","))
             };
-            let id = self.instance(ri, &subject, now_ms, &mut out);
-            let was_raw = self.alarms[&id].raw;
+            let id = format!("{}:{}", r.id, subject);
+            let was_raw = match self.alarms.get(&id) {
+                Some(a) => a.raw,
+                None => {
+                    self.instance(ri, &subject, now_ms, &mut out);
+                    false
+                }
+            };
             let r = &self.rules[ri];
             let raw = match &r.condition {
                 Condition::Threshold {
@@ -383,10 +389,15 @@ impl Engine {
                 Condition::FireStage => v.as_f64().is_some_and(|x| x >= 2.0),
                 Condition::CommLost | Condition::Redundancy => continue,
             };
-            let a = self.alarms.get_mut(&id).expect("just made");
+            let a = self.alarms.get_mut(&id).expect("exists");
             a.value = v.as_f64();
-            let msg = format!("{}: {} = {}", r.name, subject, fmt_value(v));
-            a.message = msg;
+            if raw == a.raw && a.raw == a.active {
+                // Steady: nothing pending, nothing to record (the fast path).
+                continue;
+            }
+            if raw != a.raw {
+                a.message = format!("{}: {} = {}", r.name, subject, fmt_value(v));
+            }
             self.set_raw(&id, raw, now_ms, &mut out);
         }
         out
@@ -595,8 +606,26 @@ impl Engine {
     /// raises, flood end.
     pub fn tick(&mut self, now_ms: i64, suppression: &dyn Suppression) -> Vec<Record> {
         let mut out = Vec::new();
-        let ids: Vec<String> = self.alarms.keys().cloned().collect();
-        for id in &ids {
+        // One cheap pass to find the alarms that need work now.
+        let mut todo: Vec<(String, Option<String>)> = Vec::new();
+        for (id, a) in &self.alarms {
+            let cause = suppression.suppressed_by(a);
+            let rule = self.rules.iter().find(|r| r.id == a.rule).expect("rule");
+            let due = a.raw != a.active
+                || a.overlays.shelved_until.is_some_and(|t| now_ms >= t)
+                || cause != a.overlays.suppressed_by
+                || (a.active
+                    && !a.grade_raised
+                    && a.grade > 1
+                    && rule.expected_recovery_ms > 0
+                    && a.active_since_ms
+                        .is_some_and(|t| now_ms - t > rule.expected_recovery_ms));
+            if due {
+                todo.push((id.clone(), cause));
+            }
+        }
+        for (id, cause) in todo {
+            let id = &id;
             self.settle(id, now_ms, &mut out);
             // Shelving expiry.
             let a = &self.alarms[id];
@@ -614,7 +643,6 @@ impl Engine {
                 );
             }
             // Suppression by design.
-            let cause = suppression.suppressed_by(&self.alarms[id]);
             let cur = self.alarms[id].overlays.suppressed_by.clone();
             match (cur, cause) {
                 (None, Some(c)) => {
@@ -885,6 +913,11 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The device part of an alarm subject (`meter-a[feed=A]` -> `meter-a`).
+fn device_of(subject: &str) -> &str {
+    subject.split_once('[').map_or(subject, |(d, _)| d)
 }
 
 fn fmt_value(v: &dcim_points::Value) -> String {

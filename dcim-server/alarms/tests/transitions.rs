@@ -582,3 +582,25 @@ fn snapshot_and_restore_resume_where_the_engine_stopped() {
     );
     assert_eq!(r[0].to, AlarmState::SuppressedByMaintenance);
 }
+
+#[test]
+fn labelled_samples_make_one_alarm_per_label_set_bound_to_the_device() {
+    let rule = Rule {
+        id: "feed-open".into(),
+        name: "Feed breaker open".into(),
+        condition: Condition::Binary {
+            role: "feed.breaker_closed".into(),
+            alarm_when: false,
+        },
+        ..binary_rule()
+    };
+    let mut e = Engine::new(vec![rule], EngineConfig::default()).unwrap();
+    e.set_device_components([("meter-1".to_string(), "feed-a".to_string())].into());
+    let mut x = s("meter-1", "feed.breaker_closed", Value::Bool(false), T0);
+    x.labels.insert("feed".into(), "A".into());
+    let r = e.on_sample(&x, T0);
+    assert_eq!(r[0].alarm, "feed-open:meter-1[feed=A]");
+    assert_eq!(r[0].component.as_deref(), Some("feed-a"));
+    let r = e.set_maintenance("meter-1", true, "tech", T0 + 1);
+    assert_eq!(r[0].to, AlarmState::SuppressedByMaintenance);
+}
