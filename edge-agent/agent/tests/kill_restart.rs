@@ -126,7 +126,6 @@ synthetic = {{ points = 20, period_ms = 5, event_every = 2 }}
     signal(&agent, "-TERM");
     let status = agent.wait().unwrap();
     sub.abort();
-    drop(broker);
     let (events, batches) = sequences(&got);
     let received_ev: BTreeSet<u64> = events.iter().copied().collect();
     let received_tel: BTreeSet<u64> = batches.iter().copied().collect();
@@ -148,4 +147,44 @@ synthetic = {{ points = 20, period_ms = 5, event_every = 2 }}
     assert!(status.success(), "graceful stop after SIGTERM: {status:?}");
     let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
     assert!(log.contains("SIGTERM received") && log.contains("stopped"));
+    let last = states(&got).pop().expect("state published");
+    assert!(!last.online, "graceful stop publishes the offline state");
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_is_reported_offline_by_its_will() {
+    if !mosquitto_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Mosquitto::start(&dir.path().join("broker"), port);
+    let (got, sub) = subscribe(port, "will-test-sub").await;
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "site = \"test-site\"\nagent = \"agent-w\"\n[spool]\ndir = \"spool\"\n\
+             [[broker]]\nname = \"center\"\nurl = \"mqtt://127.0.0.1:{port}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut agent = start_agent(&config, &dir.path().join("agent.log"));
+    let online = wait_until(Duration::from_secs(10), || {
+        states(&got).last().is_some_and(|s| s.online)
+    })
+    .await;
+    assert!(online, "online state published on connect");
+    signal(&agent, "-KILL");
+    agent.wait().unwrap();
+    let offline = wait_until(Duration::from_secs(10), || {
+        states(&got).last().is_some_and(|s| !s.online)
+    })
+    .await;
+    sub.abort();
+    drop(broker);
+    assert!(offline, "the broker published the will (online: false)");
+    let will = states(&got).pop().unwrap();
+    assert_eq!(will.agent, "agent-w");
 }
