@@ -406,6 +406,9 @@ async function main() {
           return out;
         });
         assert(r.every((s) => s === 403), `fire-authority writes answered ${r}`);
+        const viewer = await session(base, 'view', PW.view);
+        const vAck = await viewer.post('/api/alarms/redundancy:power/ack');
+        assert(vAck.status === 403, `viewer ack answered ${vAck.status}`);
         const fs2 = await session(base, 'fire', PW.fire);
         const ack = await fs2.post('/api/alarms/redundancy:power/ack');
         assert(ack.status === 403, `fire-authority ack answered ${ack.status}`);
