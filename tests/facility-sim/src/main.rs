@@ -1,6 +1,8 @@
 //! Simulated facility hardware served over the real protocols.
 
-use facility_sim::{Command, SimConfig, default_profiles_dir, parse_scenario, start};
+use facility_sim::{
+    Command, Connection, Preset, SimConfig, default_profiles_dir, demo, parse_scenario, start,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
@@ -13,11 +15,16 @@ USAGE:
     facility-sim [OPTIONS]
 
 OPTIONS:
+    --preset NAME         basic (default: the devices below) or demo (the demo data center of
+                          dcim-server/site/sites/demo.toml, ~420 devices, see the README)
+    --agent-config FILE   write the dcim-edge-agent configuration polling this run's devices
+    --agent-spool DIR     spool folder written into that configuration (default /tmp/dcim-demo-spool)
     --racks N             battery racks (BMS devices bms-r01..), default 8
     --ups N               UPS zones (ups-z1..), default 4
     --meters N            dual-feed meters with ATS (meter-1..), default 2
     --no-camera           no thermal camera
-    --mqtt URL            publish the thermal camera (cam-1) to this broker, e.g. mqtt://127.0.0.1:1883
+    --mqtt URL            publish the MQTT devices (thermal cameras, network probes) to this
+                          broker, e.g. mqtt://127.0.0.1:1883
     --camera-period-ms N  camera publish period, default 1000
     --base-port P         first Modbus TCP port (one port per device, counting up);
                           default 0 = an ephemeral port per device
@@ -29,6 +36,9 @@ OPTIONS:
 
 On start it prints one line per device:
     device=bms-r01 kind=rack-bms profile=rack-bms-li-ion modbus=127.0.0.1:40123 unit=1
+    device=bms-r001 kind=it-rack profile=it-rack rtu_tcp=127.0.0.1:40200 unit=1
+    device=chiller-1 kind=bacnet profile=chiller-water-cooled bacnet=127.0.0.1:47001 instance=3001
+    device=cam-z1 kind=thermal-camera profile=thermal-camera-battery-room mqtt
 
 CONTROL: commands are read from stdin, one per line (and from the scenario file, each preceded
 by its time in seconds, e.g. `30 feed-loss A`):
@@ -40,7 +50,9 @@ by its time in seconds, e.g. `30 feed-loss A`):
     sensor-ok <device> <point>
     silent <device>, revive <device>       the device stops / resumes answering
     slow <device> <ms>                     the device answers late
-    chiller-trip <id>, chiller-restore <id> (recorded for BACnet chillers)
+    fire-reset <bms>                       local reset of a latched fire stage (demo racks)
+    link-down <probe>, link-up <probe>     a network link/device down / back (demo)
+    chiller-trip <id>, chiller-restore <id> a BACnet chiller trips / is reset
     status                                 list the devices
 ";
 
@@ -54,6 +66,8 @@ struct Args {
     camera_period: Duration,
     scenario: Option<PathBuf>,
     duration: Option<Duration>,
+    agent_config: Option<PathBuf>,
+    agent_spool: PathBuf,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +81,8 @@ fn parse_args() -> Result<Args, String> {
         camera_period: Duration::from_millis(1000),
         scenario: None,
         duration: None,
+        agent_config: None,
+        agent_spool: PathBuf::from("/tmp/dcim-demo-spool"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -84,6 +100,15 @@ fn parse_args() -> Result<Args, String> {
                 println!("facility-sim {}", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
             }
+            "--preset" => {
+                cfg.preset = match val("--preset")?.as_str() {
+                    "basic" => Preset::Basic,
+                    "demo" => Preset::Demo,
+                    other => return Err(format!("--preset: `{other}`: expected basic or demo")),
+                }
+            }
+            "--agent-config" => a.agent_config = Some(PathBuf::from(val("--agent-config")?)),
+            "--agent-spool" => a.agent_spool = PathBuf::from(val("--agent-spool")?),
             "--racks" => cfg.racks = num("--racks", val("--racks")?)? as usize,
             "--ups" => cfg.ups = num("--ups", val("--ups")?)? as usize,
             "--meters" => cfg.meters = num("--meters", val("--meters")?)? as usize,
@@ -140,20 +165,40 @@ async fn main() {
         }
     };
     for e in &sim.endpoints {
-        match e.modbus {
-            Some(addr) => println!(
-                "device={} kind={} profile={} modbus={addr} unit={}",
-                e.device, e.kind, e.profile, e.unit_id
-            ),
-            None => println!("device={} kind={}", e.device, e.kind),
+        let head = format!("device={} kind={} profile={}", e.device, e.kind, e.profile);
+        match e.connection {
+            Connection::ModbusTcp { addr, unit } => println!("{head} modbus={addr} unit={unit}"),
+            Connection::ModbusRtuOverTcp { addr, unit } => {
+                println!("{head} rtu_tcp={addr} unit={unit}")
+            }
+            Connection::Bacnet { addr, instance } => {
+                println!("{head} bacnet={addr} instance={instance}")
+            }
+            Connection::Mqtt => println!("{head} mqtt"),
+            Connection::None => println!("device={} kind={}", e.device, e.kind),
         }
     }
+    if let Some(path) = &args.agent_config {
+        let broker = args
+            .mqtt
+            .clone()
+            .unwrap_or_else(|| "mqtt://127.0.0.1:1883".into());
+        let text = demo::agent_config(
+            &sim.endpoints,
+            &demo::AgentOptions::new(&broker, args.agent_spool.clone()),
+        );
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("facility-sim: cannot write {}: {e}", path.display());
+            std::process::exit(1);
+        }
+        println!("agent configuration written to {}", path.display());
+    }
     if let Some(url) = &args.mqtt {
-        if let Err(e) = sim.publish_camera(url, args.camera_period) {
+        if let Err(e) = sim.publish_mqtt(url, args.camera_period) {
             eprintln!("facility-sim: {e}");
             std::process::exit(2);
         }
-        println!("camera publishing to {url}");
+        println!("MQTT devices publishing to {url}");
     }
     sim.run_scenario(steps, true);
 

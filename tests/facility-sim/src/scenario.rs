@@ -8,11 +8,13 @@
 //! | `breaker <meter> A open` / `... close` | opens or closes a meter's feed breaker |
 //! | `heat <bms> [rate]` | the rack's cells heat up at `rate` °C/min (default 2) through the fire stages |
 //! | `cool <bms>` | stops the heating; the rack cools back |
+//! | `fire-reset <bms>` | local reset of a latched fire stage (demo battery rooms and racks; refused above 45 °C) |
+//! | `link-down <probe>` / `link-up <probe>` | a network link or device (demo network probes) goes down / comes back |
 //! | `sensor-fail <device> <point>` | the point reads its fault code (first `health.invalid` value, else 0xFFFF) |
 //! | `sensor-ok <device> <point>` | the point reads normally again |
 //! | `silent <device>` / `revive <device>` | the device stops answering / answers again |
 //! | `slow <device> <ms>` | the device answers after `ms` milliseconds (0 = normal) |
-//! | `chiller-trip <id>` / `chiller-restore <id>` | recorded for BACnet chiller devices (none in this build) |
+//! | `chiller-trip <id>` / `chiller-restore <id>` | the BACnet chiller stops with a fault / is reset and restarts; the buffer tank rides through |
 //! | `status` | prints the devices and their endpoints |
 //!
 //! A scenario file has one command per line, preceded by the time in seconds from the start:
@@ -34,6 +36,19 @@ pub enum DeviceCommand {
     Heat { rate_c_per_min: f64 },
     Cool,
     Breaker { feed: usize, closed: bool },
+    /// Local reset of a latched fire stage (refused while the rack is still hot).
+    FireReset,
+    /// A network link goes down (`false`) or comes back.
+    LinkUp(bool),
+    /// For a device kind hosting several ids (the chiller plant): trip / reset chiller `id`.
+    ChillerTrip(String),
+    ChillerReset(String),
+    /// A point of a hosted device reads as failed (BACnet status flag fault) or repaired.
+    PointFault {
+        device: String,
+        point: String,
+        failed: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +135,18 @@ impl Command {
                 device: dev(1)?,
                 cmd: DeviceCommand::Cool,
             },
+            "fire-reset" => Command::Device {
+                device: dev(1)?,
+                cmd: DeviceCommand::FireReset,
+            },
+            "link-down" => Command::Device {
+                device: dev(1)?,
+                cmd: DeviceCommand::LinkUp(false),
+            },
+            "link-up" => Command::Device {
+                device: dev(1)?,
+                cmd: DeviceCommand::LinkUp(true),
+            },
             "sensor-fail" => Command::SensorFail {
                 device: dev(1)?,
                 point: arg(&w, 2, "a point id")?.to_owned(),
@@ -141,7 +168,7 @@ impl Command {
             "status" => Command::Status,
             other => {
                 return Err(CommandError(format!(
-                    "unknown command `{other}`; expected feed-loss, feed-restore, breaker, heat, cool, sensor-fail, sensor-ok, silent, revive, slow, chiller-trip, chiller-restore or status"
+                    "unknown command `{other}`; expected feed-loss, feed-restore, breaker, heat, cool, fire-reset, link-down, link-up, sensor-fail, sensor-ok, silent, revive, slow, chiller-trip, chiller-restore or status"
                 )));
             }
         };

@@ -132,11 +132,33 @@ fn faults_change_the_registers() {
 }
 
 #[test]
-fn chiller_trip_is_recorded_for_bacnet_kinds() {
+fn chiller_trip_reaches_the_bacnet_chiller_and_unknown_chillers_are_refused() {
     let mut f = Facility::build(&cfg()).unwrap();
-    f.apply(&Command::parse("chiller-trip ch-1").unwrap())
+    f.apply(&Command::parse("chiller-trip chiller-1").unwrap())
         .unwrap();
-    assert!(f.env().chillers_tripped.contains("ch-1"));
+    assert!(f.env().chillers_tripped.contains("chiller-1"));
+    let chiller = f
+        .bacnet_devices()
+        .into_iter()
+        .find(|d| d.device == "chiller-1")
+        .unwrap();
+    // binary-value 1 (running) is off, binary-input 2 (fault) is on.
+    let value = |ty, inst| {
+        chiller
+            .objects
+            .iter()
+            .find(|o| o.id.object_type == ty && o.id.instance == inst)
+            .unwrap()
+            .value
+            .clone()
+    };
+    use dcim_bacnet::{ObjectType, Value};
+    assert_eq!(value(ObjectType::BINARY_VALUE, 1), Value::Enumerated(0));
+    assert_eq!(value(ObjectType::BINARY_INPUT, 2), Value::Enumerated(1));
+    assert!(
+        f.apply(&Command::parse("chiller-trip ch-9").unwrap())
+            .is_err()
+    );
 }
 
 #[test]

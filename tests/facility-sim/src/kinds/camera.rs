@@ -12,6 +12,9 @@ pub const HOTSPOT_C: f64 = 50.0;
 
 pub struct Camera {
     id: String,
+    /// Only regions keyed `{watched}:{region}` (a camera over one room's device); None: the
+    /// regions without a device prefix.
+    watched: Option<String>,
     /// region -> (max, avg)
     regions: BTreeMap<String, (f64, f64)>,
 }
@@ -20,6 +23,16 @@ impl Camera {
     pub fn new(id: &str) -> Camera {
         Camera {
             id: id.to_owned(),
+            watched: None,
+            regions: BTreeMap::new(),
+        }
+    }
+
+    /// A camera over the regions `device` reports (`{device}:{region}` in `Env::regions`).
+    pub fn watching(id: &str, device: &str) -> Camera {
+        Camera {
+            id: id.to_owned(),
+            watched: Some(device.to_owned()),
             regions: BTreeMap::new(),
         }
     }
@@ -49,17 +62,28 @@ impl SimDevice for Camera {
         "thermal-camera"
     }
     fn step(&mut self, t: f64, _dt: f64, env: &Env) {
+        let mine = |key: &String| -> Option<String> {
+            match (&self.watched, key.split_once(':')) {
+                (Some(w), Some((d, r))) if d == w => Some(r.to_owned()),
+                (None, None) => Some(key.clone()),
+                _ => None,
+            }
+        };
         self.regions = env
             .regions
             .iter()
+            .filter_map(|(k, v)| mine(k).map(|r| (r, v)))
             .enumerate()
             .map(|(i, (r, surface))| {
                 let max = surface + 1.0 + 0.3 * wobble(t, 45.0, i as f64);
-                (r.clone(), (max, max - 2.5))
+                (r, (max, max - 2.5))
             })
             .collect();
     }
     fn camera(&self) -> Option<&Camera> {
         Some(self)
+    }
+    fn profile_name(&self) -> Option<&str> {
+        Some("thermal-camera-battery-room")
     }
 }

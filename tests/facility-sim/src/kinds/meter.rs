@@ -15,6 +15,7 @@ pub struct Meter {
     shared: Arc<ModbusShared>,
     breaker_closed: [bool; 2],
     energy_kwh: [f64; 2],
+    source: Option<usize>,
 }
 
 impl Meter {
@@ -26,6 +27,7 @@ impl Meter {
             shared: Arc::new(ModbusShared::default()),
             breaker_closed: [true, true],
             energy_kwh: [1_250_000.0, 310_000.0],
+            source: Some(0),
         }
     }
 }
@@ -36,6 +38,9 @@ impl SimDevice for Meter {
     }
     fn kind(&self) -> &'static str {
         "power-meter-ats"
+    }
+    fn contribute(&self, env: &mut Env) {
+        env.ats_source.insert(self.id.clone(), self.source);
     }
     fn step(&mut self, t: f64, dt: f64, env: &Env) {
         let ph = self.index as f64 * 1.3;
@@ -50,7 +55,13 @@ impl SimDevice for Meter {
         } else {
             None
         };
-        let load_kw = 820.0 + 40.0 * wobble(t, 1800.0, ph);
+        self.source = source;
+        // The demo's load model gives the ATS line-up's load; otherwise a plausible one.
+        let load_kw = env
+            .loads_kw
+            .get(&self.id)
+            .copied()
+            .unwrap_or_else(|| 820.0 + 40.0 * wobble(t, 1800.0, ph));
         let mut values = Vec::new();
         for (f, name) in ["a", "b"].iter().enumerate() {
             let voltage = if env.feed_up[f] {

@@ -5,6 +5,11 @@
 pub mod bms;
 pub mod camera;
 pub mod meter;
+pub mod network;
+pub mod plant;
+pub mod power;
+pub mod racks;
+pub mod room;
 pub mod ups;
 
 /// A slow, smooth, deterministic wobble in [-1, 1] (no random numbers: runs are repeatable).

@@ -13,6 +13,10 @@ pub struct Ups {
     profile: Arc<Profile>,
     shared: Arc<ModbusShared>,
     soc: f64,
+    /// Rated output and the ATS feeding it (demo facility); loads then come from the load model.
+    rating_kw: f64,
+    ats: Option<String>,
+    on_battery: bool,
 }
 
 impl Ups {
@@ -23,7 +27,18 @@ impl Ups {
             profile,
             shared: Arc::new(ModbusShared::default()),
             soc: 100.0,
+            rating_kw: 450.0,
+            ats: None,
+            on_battery: false,
         }
+    }
+
+    /// A UPS of the demo facility: rated `rating_kw`, fed through `ats`, output from the load
+    /// model (`Env::loads_kw`).
+    pub fn fed_by(mut self, ats: &str, rating_kw: f64) -> Ups {
+        self.ats = Some(ats.to_owned());
+        self.rating_kw = rating_kw;
+        self
     }
 }
 
@@ -34,11 +49,27 @@ impl SimDevice for Ups {
     fn kind(&self) -> &'static str {
         "ups"
     }
+    fn contribute(&self, env: &mut Env) {
+        if self.on_battery {
+            env.ups_on_battery.insert(self.id.clone());
+        } else {
+            env.ups_on_battery.remove(&self.id);
+        }
+    }
     fn step(&mut self, t: f64, dt: f64, env: &Env) {
         let ph = self.index as f64 * 0.7;
-        let on_battery = !env.feed_up.iter().any(|u| *u);
-        let load_pct = 48.0 + 6.0 * wobble(t, 1200.0, ph);
-        let output_kw = 500.0 * 0.9 * load_pct / 100.0;
+        let on_battery = match self.ats.as_ref().and_then(|a| env.ats_source.get(a)) {
+            Some(source) => source.is_none(),
+            None => !env.feed_up.iter().any(|u| *u),
+        };
+        self.on_battery = on_battery;
+        let (load_pct, output_kw) = match env.loads_kw.get(&self.id) {
+            Some(kw) => (100.0 * kw / self.rating_kw, *kw),
+            None => {
+                let pct = 48.0 + 6.0 * wobble(t, 1200.0, ph);
+                (pct, self.rating_kw * pct / 100.0)
+            }
+        };
         // 15 minutes of autonomy at 100 % load from a full battery.
         let full_runtime_s = 900.0 * 100.0 / load_pct.max(1.0);
         if on_battery {
