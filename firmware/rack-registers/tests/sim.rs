@@ -188,3 +188,82 @@ fn bad_arguments_are_reported() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn python() -> String {
+    std::env::var("DCIM_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// True if pymodbus is importable; otherwise skips (or fails under DCIM_REQUIRE_PEERS=1).
+fn pymodbus_available() -> bool {
+    let ok = Command::new(python())
+        .args(["-c", "import pymodbus"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return true;
+    }
+    let msg = format!(
+        "pymodbus is not importable with {} (run `bash tests/setup.sh` and set DCIM_PYTHON)",
+        python()
+    );
+    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("skipped: {msg}");
+    false
+}
+
+/// A third-party master (pymodbus) reads the whole map, silences the buzzer through the coil
+/// and is refused a register write.
+#[test]
+fn pymodbus_master_reads_the_map_and_is_refused_register_writes() {
+    if !pymodbus_available() {
+        return;
+    }
+    let sim = start(&["--scenario", "thermal-runaway", "--speed", "200"]);
+    let mut m = Master::connect(&sim.addr);
+    wait_stage(&mut m, 2);
+    drop(m);
+    let (host, port) = sim.addr.rsplit_once(':').unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/rack-controller/read_controller.py"
+    );
+    let out = Command::new(python())
+        .args([script, host, port])
+        .output()
+        .expect("run pymodbus master");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pymodbus master failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = |key: &str| -> String {
+        let i = stdout
+            .find(&format!("\"{key}\": "))
+            .unwrap_or_else(|| panic!("{key} missing in {stdout}"));
+        stdout[i + key.len() + 4..]
+            .split([',', '}'])
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let regs_start = stdout.find("[").unwrap();
+    let regs: Vec<u16> = stdout[regs_start + 1..stdout.find(']').unwrap()]
+        .split(',')
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    assert_eq!(regs.len(), input::COUNT as usize);
+    assert_eq!(
+        regs[input::MAP_VERSION as usize],
+        rack_registers::map::MAP_VERSION
+    );
+    assert!(regs[input::STAGE as usize] >= 2);
+    assert_eq!(get("coil_write_ok"), "true");
+    assert_eq!(get("register_write_exception"), "1", "illegal function");
+    assert_eq!(get("holding_exception"), "2", "illegal data address");
+    let status_after: u16 = get("status_after").parse().unwrap();
+    assert_ne!(status_after & status::SILENCED, 0);
+}
