@@ -1,6 +1,8 @@
-//! Suppression by design from the site model: an alarm about a component is suppressed when
-//! one of the component's direct upstream members is unavailable (its alarms are consequences
-//! of an upstream loss); the cause names the root components (unavailable while fed).
+//! Suppression by design from the site model: an alarm about a component is suppressed when one
+//! of the component's upstream groups is no longer satisfied (the component has lost its supply,
+//! so its alarms are consequences of an upstream loss); the cause names the root components
+//! (unavailable although their own supply is fine). Fire, battery-temperature and redundancy
+//! alarms are never suppressed.
 
 use crate::alarm::Alarm;
 use crate::engine::Suppression;
@@ -24,10 +26,12 @@ impl SiteSuppression {
         let mut causes = BTreeMap::new();
         for i in 0..n {
             let c = &site.components[i];
+            // Only when a group is no longer satisfied: losing one side of a 2N pair leaves the
+            // component supplied, and its own alarms are then not consequences.
             let lost_upstream = c
                 .groups
                 .iter()
-                .any(|g| g.members.iter().any(|&m| !avail[m]));
+                .any(|g| g.members.iter().filter(|&&m| avail[m]).count() < g.need as usize);
             if !lost_upstream {
                 continue;
             }

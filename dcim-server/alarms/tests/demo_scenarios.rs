@@ -194,3 +194,35 @@ fn battery_rack_heating_to_stage_3_is_a_grade_1_incident() {
         "raised by the grade-1 alarm joining it"
     );
 }
+
+#[test]
+fn losing_one_side_of_a_2n_pair_suppresses_nothing_downstream() {
+    let mut w = World::new();
+    let t = T0 + 1000;
+    w.set("pdu-h1-01a", "pdu.breaker_closed", Value::Bool(false), t);
+    w.engine.on_comm("bms-r001", true, t);
+    w.step(t + 30_000);
+    let ev = w.eval.as_ref().unwrap();
+    let sup = SiteSuppression::new(&w.site, ev);
+    assert_eq!(sup.cause("r001"), None, "r001 still has its B side");
+    assert_eq!(
+        w.engine.get("comm-lost:bms-r001").unwrap().state(),
+        AlarmState::Unacknowledged
+    );
+    // Both sides gone: the rack's alarms are consequences of the PDUs.
+    // (Fresh samples: the ones from before are stale by now.)
+    for d in ["pdu-h1-01a", "pdu-h1-01b"] {
+        w.set(d, "pdu.breaker_closed", Value::Bool(false), t + 31_000);
+    }
+    w.step(t + 31_000);
+    let ev = w.eval.as_ref().unwrap();
+    let sup = SiteSuppression::new(&w.site, ev);
+    assert_eq!(
+        sup.cause("r001"),
+        Some("upstream lost: pdu-h1-01a, pdu-h1-01b")
+    );
+    assert_eq!(
+        w.engine.get("comm-lost:bms-r001").unwrap().state(),
+        AlarmState::SuppressedByDesign
+    );
+}
