@@ -3,14 +3,14 @@
 //!
 //! | device ids | kind | served as | profile |
 //! |---|---|---|---|
-//! | `meter-a`, `meter-b` | 22.9 kV utility line meters | Modbus TCP, one port each | `power-meter-feed` |
+//! | `meter-a`, `meter-b` | 22.9 kV utility line meters | Modbus TCP, one port each | `power-meter-feed-a`, `-b` |
 //! | `ats-1`, `ats-2` | switchgear line-up meters with ATS | Modbus TCP | `power-meter-dual-feed-ats` |
 //! | `tx-1`..`tx-4` | transformers (1600 kW) | Modbus TCP | `transformer` |
 //! | `ups-z1`..`ups-z4` | UPS zones (1200 kW) | Modbus TCP | `ups-modular-3ph` |
 //! | `bms-z1`..`bms-z4` | battery room master BMSs (room 2 runs 4 °C warmer) | Modbus TCP | `battery-room-bms` |
 //! | `env-h1`..`env-h3` | hall temperature/humidity | Modbus TCP | `room-environment` |
 //! | `bms-r001`..`bms-r300` | IT racks | RTU over TCP, one gateway per row (`gw-h{h}-{gg}`), units 1-10 | `it-rack` |
-//! | `pdu-h{h}-{gg}{a,b}` | row PDUs | same row gateway, units 101 (A) and 102 (B) | `pdu-row` |
+//! | `pdu-h{h}-{gg}{a,b}` | row PDUs | same row gateway, units 101 (A) and 102 (B) | `pdu-row-a`, `pdu-row-b` |
 //! | `chiller-1`, `chiller-2` | chillers | BACnet/IP, one UDP port each, instances 3001, 3002 | `chiller-water-cooled` |
 //! | `tank-1` | buffer tank (60 m³) | BACnet/IP, instance 3003 | `buffer-tank` |
 //! | `loop-a`, `loop-b` | chilled-water loops | BACnet/IP, instances 3004, 3005 | `chilled-water-loop` |
@@ -25,8 +25,7 @@
 //! each ATS line-up, line-ups onto the utility line their ATS is on. PUE is about 1.38.
 
 use crate::kinds::{
-    camera::Camera, meter::Meter, network, plant, power, racks, room,
-    ups::Ups, wobble,
+    camera::Camera, meter::Meter, network, plant, power, racks, room, ups::Ups, wobble,
 };
 use crate::{Connection, Endpoint, Env, SimDevice, load_profile};
 use std::fmt::Write as _;
@@ -54,7 +53,11 @@ pub fn rack_id(n: usize) -> String {
 /// Hall (1-based), row (1-based) and position in the row (0-based) of rack `n`.
 pub fn rack_place(n: usize) -> (usize, usize, usize) {
     let i = (n - 1) % (ROWS * RACKS_PER_ROW);
-    ((n - 1) / (ROWS * RACKS_PER_ROW) + 1, i / RACKS_PER_ROW + 1, i % RACKS_PER_ROW)
+    (
+        (n - 1) / (ROWS * RACKS_PER_ROW) + 1,
+        i / RACKS_PER_ROW + 1,
+        i % RACKS_PER_ROW,
+    )
 }
 
 /// UPS zones (1-based) of the A and B side of row `row` of hall `hall`, as in the site model.
@@ -79,7 +82,9 @@ fn gateway_name(hall: usize, row: usize) -> String {
 pub fn rack_kw(n: usize, t: f64) -> f64 {
     let (hall, _, _) = rack_place(n);
     let spread = ((n * 37) % 11) as f64 - 5.0;
-    HALL_RACK_KW[hall - 1] + 0.12 * spread + 0.4 * wobble(t, 900.0 + 40.0 * (n % 13) as f64, n as f64)
+    HALL_RACK_KW[hall - 1]
+        + 0.12 * spread
+        + 0.4 * wobble(t, 900.0 + 40.0 * (n % 13) as f64, n as f64)
 }
 
 /// The load model of the demo facility: fills `env.loads_kw` (racks, PDUs, UPSs, transformers,
@@ -160,12 +165,23 @@ pub fn plant_layout() -> plant::PlantLayout {
 pub fn build_devices(profiles_dir: &Path) -> Result<Vec<Box<dyn SimDevice>>, String> {
     let load = |n: &str| load_profile(profiles_dir, n);
     let mut d: Vec<Box<dyn SimDevice>> = Vec::new();
-    let feed = load("power-meter-feed")?;
-    d.push(Box::new(power::FeedMeter::new("meter-a", 0, feed.clone())));
-    d.push(Box::new(power::FeedMeter::new("meter-b", 1, feed)));
+    d.push(Box::new(power::FeedMeter::new(
+        "meter-a",
+        0,
+        load("power-meter-feed-a")?,
+    )));
+    d.push(Box::new(power::FeedMeter::new(
+        "meter-b",
+        1,
+        load("power-meter-feed-b")?,
+    )));
     let ats = load("power-meter-dual-feed-ats")?;
     for i in 0..2 {
-        d.push(Box::new(Meter::new(&format!("ats-{}", i + 1), i, ats.clone())));
+        d.push(Box::new(Meter::new(
+            &format!("ats-{}", i + 1),
+            i,
+            ats.clone(),
+        )));
     }
     let tx = load("transformer")?;
     for i in 0..4 {
@@ -205,7 +221,7 @@ pub fn build_devices(profiles_dir: &Path) -> Result<Vec<Box<dyn SimDevice>>, Str
         )));
     }
     let rack = load("it-rack")?;
-    let pdu = load("pdu-row")?;
+    let pdu = [load("pdu-row-a")?, load("pdu-row-b")?];
     for hall in 1..=HALLS {
         for row in 1..=ROWS {
             let gw = gateway_name(hall, row);
@@ -224,13 +240,13 @@ pub fn build_devices(profiles_dir: &Path) -> Result<Vec<Box<dyn SimDevice>>, Str
                 &pdu_id(hall, row, 'a'),
                 &gw,
                 101,
-                pdu.clone(),
+                pdu[0].clone(),
             )));
             d.push(Box::new(power::Pdu::new(
                 &pdu_id(hall, row, 'b'),
                 &gw,
                 102,
-                pdu.clone(),
+                pdu[1].clone(),
             )));
         }
     }
@@ -339,7 +355,11 @@ pub fn agent_config(endpoints: &[Endpoint], opts: &AgentOptions) -> String {
     let _ = writeln!(o, "max_mb = 256");
     let _ = writeln!(o, "telemetry_fsync = \"interval\"\n");
     let _ = writeln!(o, "[batch]\nmax_samples = 500\nmax_delay_ms = 1000\n");
-    let _ = writeln!(o, "[[broker]]\nname = \"center\"\nurl = {}\n", q(&opts.broker_url));
+    let _ = writeln!(
+        o,
+        "[[broker]]\nname = \"center\"\nurl = {}\n",
+        q(&opts.broker_url)
+    );
     let mut bacnet = Vec::new();
     for e in endpoints {
         let Some(profile) = &e.profile_file else {
@@ -347,7 +367,10 @@ pub fn agent_config(endpoints: &[Endpoint], opts: &AgentOptions) -> String {
         };
         let conn = match e.connection {
             Connection::ModbusTcp { addr, unit } => {
-                format!("modbus = {{ tcp = {}, unit = {unit} }}", q(&addr.to_string()))
+                format!(
+                    "modbus = {{ tcp = {}, unit = {unit} }}",
+                    q(&addr.to_string())
+                )
             }
             Connection::ModbusRtuOverTcp { addr, unit } => {
                 format!(

@@ -345,19 +345,21 @@ impl Facility {
                 format!("feed {} restored", ["A", "B"][*f])
             }
             Command::SensorFail { device, point } if self.is_bacnet(device) => {
-                self.device_mut(device)?.command(&DeviceCommand::PointFault {
-                    device: device.clone(),
-                    point: point.clone(),
-                    failed: true,
-                })?;
+                self.device_mut(device)?
+                    .command(&DeviceCommand::PointFault {
+                        device: device.clone(),
+                        point: point.clone(),
+                        failed: true,
+                    })?;
                 format!("{device}/{point} failed (BACnet status flag fault)")
             }
             Command::SensorOk { device, point } if self.is_bacnet(device) => {
-                self.device_mut(device)?.command(&DeviceCommand::PointFault {
-                    device: device.clone(),
-                    point: point.clone(),
-                    failed: false,
-                })?;
+                self.device_mut(device)?
+                    .command(&DeviceCommand::PointFault {
+                        device: device.clone(),
+                        point: point.clone(),
+                        failed: false,
+                    })?;
                 format!("{device}/{point} repaired")
             }
             Command::SensorFail { device, point } => {
@@ -622,12 +624,12 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, String> {
     for b in facility.bacnet_devices() {
         let p = next_port();
         let device = bacnet_device(&b);
-        let server = dcim_bacnet::server::DeviceServer::bind(
-            SocketAddr::from(([127, 0, 0, 1], p)),
-            device,
-        )
-        .await
-        .map_err(|e| format!("cannot bind BACnet/IP device {} on UDP {p}: {e}", b.device))?;
+        let server =
+            dcim_bacnet::server::DeviceServer::bind(SocketAddr::from(([127, 0, 0, 1], p)), device)
+                .await
+                .map_err(|e| {
+                    format!("cannot bind BACnet/IP device {} on UDP {p}: {e}", b.device)
+                })?;
         let addr = server.local_addr();
         endpoints.push(Endpoint {
             device: b.device.clone(),

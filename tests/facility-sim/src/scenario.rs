@@ -33,9 +33,14 @@ use std::fmt;
 /// A command addressed to one device.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeviceCommand {
-    Heat { rate_c_per_min: f64 },
+    Heat {
+        rate_c_per_min: f64,
+    },
     Cool,
-    Breaker { feed: usize, closed: bool },
+    Breaker {
+        feed: usize,
+        closed: bool,
+    },
     /// Local reset of a latched fire stage (refused while the rack is still hot).
     FireReset,
     /// A network link goes down (`false`) or comes back.

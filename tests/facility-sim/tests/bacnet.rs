@@ -78,7 +78,11 @@ async fn every_bacnet_point_of_the_plant_profiles_reads_and_decodes() {
             if ty == ObjectType::MULTI_STATE_VALUE {
                 // The dcim-bacnet device server hosts analog and binary objects only.
                 assert_eq!(p.id, "mode", "only the chiller mode is multi-state");
-                assert!(r[0].is_err(), "{}: multi-state objects are not hosted", e.device);
+                assert!(
+                    r[0].is_err(),
+                    "{}: multi-state objects are not hosted",
+                    e.device
+                );
                 continue;
             }
             let v = r[0]
@@ -142,8 +146,7 @@ async fn read(client: &BacnetClient, instance: u32, obj: ObjectId) -> Value {
 async fn a_scripted_chiller_trip_shows_over_bacnet_and_is_reset() {
     let sim = facility_sim::start(plant_only()).await.unwrap();
     let client = client_for(&sim).await;
-    let Some(Connection::Bacnet { instance, .. }) =
-        sim.endpoint("chiller-1").map(|e| e.connection)
+    let Some(Connection::Bacnet { instance, .. }) = sim.endpoint("chiller-1").map(|e| e.connection)
     else {
         panic!("chiller-1 is not a BACnet device");
     };
@@ -200,7 +203,10 @@ async fn a_failed_bacnet_sensor_carries_the_fault_flag() {
         if StatusFlags::from_value(&v).is_some_and(|f| f.fault) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "fault flag not seen");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fault flag not seen"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
@@ -238,7 +244,10 @@ fn the_buffer_tank_rides_through_while_the_chillers_are_down() {
         .unwrap();
     run(&mut f, 600.0);
     let t1 = tank_temp(&f);
-    assert!((t1 - t0).abs() < 0.05, "one chiller carries 600 kW: {t0} -> {t1}");
+    assert!(
+        (t1 - t0).abs() < 0.05,
+        "one chiller carries 600 kW: {t0} -> {t1}"
+    );
     f.apply(&Command::parse("chiller-trip chiller-2").unwrap())
         .unwrap();
     run(&mut f, 600.0);

@@ -146,7 +146,13 @@ impl Plant {
         self.layout.crahs.iter().filter(|(_, r)| r == room).count()
     }
 
-    fn device(&self, id: &str, profile: &Profile, instance: u32, values: &[(&str, Value)]) -> BacnetDevice {
+    fn device(
+        &self,
+        id: &str,
+        profile: &Profile,
+        instance: u32,
+        values: &[(&str, Value)],
+    ) -> BacnetDevice {
         let objects = values
             .iter()
             .filter_map(|(point, value)| {
@@ -256,15 +262,17 @@ impl SimDevice for Plant {
         // Rooms: heat per room from the load model (or shared evenly), supply air from the loop.
         let rooms = self.room_heat.len().max(1) as f64;
         for (room, h) in &mut self.room_heat {
-            *h = env
-                .room_it_kw
-                .get(room)
-                .copied()
-                .unwrap_or(heat / rooms);
+            *h = env.room_it_kw.get(room).copied().unwrap_or(heat / rooms);
         }
         let supply = self.loop_supply_c();
         for (i, (room, temp)) in self.room_temp.iter_mut().enumerate() {
-            let crahs = self.layout.crahs.iter().filter(|(_, r)| r == room).count().max(1);
+            let crahs = self
+                .layout
+                .crahs
+                .iter()
+                .filter(|(_, r)| r == room)
+                .count()
+                .max(1);
             let h = self.room_heat[i].1;
             let per_crah_load = h / (crahs as f64 * self.layout.crah_rating_kw);
             let target = supply + 11.0 + 4.0 * per_crah_load + 0.3 * wobble(t, 700.0, i as f64);
@@ -292,10 +300,12 @@ impl SimDevice for Plant {
                 point,
                 failed,
             } => {
-                let known = self
-                    .bacnet()
-                    .iter()
-                    .any(|b| &b.device == device && b.objects.iter().any(|o| o.name.ends_with(&format!(" {point}"))));
+                let known = self.bacnet().iter().any(|b| {
+                    &b.device == device
+                        && b.objects
+                            .iter()
+                            .any(|o| o.name.ends_with(&format!(" {point}")))
+                });
                 if !known {
                     return Err(format!("`{device}` has no BACnet point `{point}`"));
                 }
@@ -381,7 +391,11 @@ impl SimDevice for Plant {
         }
         for (k, (id, room)) in l.crahs.iter().enumerate() {
             let c = &m.crahs[k];
-            let room_i = self.room_temp.iter().position(|(r, _)| r == room).unwrap_or(0);
+            let room_i = self
+                .room_temp
+                .iter()
+                .position(|(r, _)| r == room)
+                .unwrap_or(0);
             let room_temp = self.room_temp.get(room_i).map_or(24.0, |x| x.1);
             let heat = self.room_heat.get(room_i).map_or(0.0, |x| x.1);
             let cooling = heat / self.crahs_in(room).max(1) as f64;
@@ -403,7 +417,10 @@ impl SimDevice for Plant {
                         real(room_temp + 7.0 + 0.3 * wobble(self.t, 260.0, ph)),
                     ),
                     ("room_temp", real(room_temp)),
-                    ("room_humidity", real(45.0 + 3.0 * wobble(self.t, 1800.0, ph))),
+                    (
+                        "room_humidity",
+                        real(45.0 + 3.0 * wobble(self.t, 1800.0, ph)),
+                    ),
                     ("fan_pct", real(45.0 + 40.0 * share)),
                     ("valve_pct", real(100.0 * share)),
                     ("cooling_kw", real(cooling)),
