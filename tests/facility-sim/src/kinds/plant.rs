@@ -278,7 +278,6 @@ impl SimDevice for Plant {
             let target = supply + 11.0 + 4.0 * per_crah_load + 0.3 * wobble(t, 700.0, i as f64);
             // Room air follows with a 3-minute time constant.
             *temp += (target - *temp) * (dt / 180.0).min(1.0);
-            let _ = room;
         }
     }
     fn command(&mut self, cmd: &DeviceCommand) -> Result<(), String> {

@@ -206,7 +206,7 @@ impl SimDevice for ItRack {
         let room = env.room_temp.get(&self.room).copied().unwrap_or(24.0);
         let n = self.number as f64;
         // Cold-aisle inlet: a few degrees below the room average, racks at row ends warmer.
-        let end_of_row = if self.number % 10 == 0 || self.number % 10 == 1 {
+        let end_of_row = if matches!(self.number % 10, 0 | 1) {
             0.8
         } else {
             0.0
