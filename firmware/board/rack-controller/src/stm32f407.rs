@@ -137,15 +137,19 @@ extern "C" fn USART2() {
             let _ = u.rx.push_back((byte, now_us_raw()));
         }
         if sr & SR_TXE != 0 && rd(USART_CR1) & CR1_TXEIE != 0 {
-            let pos = u.tx_pos;
-            if let Some(&b) = u.tx.get(pos) {
+            // Fill the data register while it is free (at most two bytes on the chip: one in the
+            // shift register, one waiting).
+            while rd(USART_SR) & SR_TXE != 0 {
+                let pos = u.tx_pos;
+                let Some(&b) = u.tx.get(pos) else {
+                    modify(USART_CR1, CR1_TXEIE, CR1_TCIE);
+                    break;
+                };
                 wr(USART_DR, u32::from(b));
                 u.tx_pos = pos + 1;
-            } else {
-                modify(USART_CR1, CR1_TXEIE, CR1_TCIE);
             }
         }
-        if sr & SR_TC != 0 && rd(USART_CR1) & CR1_TCIE != 0 {
+        if rd(USART_CR1) & CR1_TCIE != 0 && rd(USART_SR) & SR_TC != 0 {
             modify(USART_CR1, CR1_TCIE, 0);
             wr(GPIOA + BSRR, 1 << (4 + 16)); // driver enable off
             u.tx.clear();
