@@ -192,6 +192,12 @@ pub const ROUTES: &[RouteDoc] = &[
         "Up/Down/Warning/Maintenance/Unknown of every device.",
     ),
     r(
+        "POST",
+        "/api/devices/{device}/commands",
+        Some(Access::Operate),
+        "Send a command to a device's agent: {kind: acknowledge | time_sync {unix_ms} | test_mode {on} | inhibit_sensor {sensor, seconds}}.",
+    ),
+    r(
         "GET",
         "/api/audit",
         Some(Access::Admin),

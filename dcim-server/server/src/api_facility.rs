@@ -33,6 +33,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/site/redundancy", get(redundancy))
         .route("/api/site/whatif", get(what_if))
         .route("/api/status", get(statuses))
+        .route("/api/devices/{device}/commands", post(send_command))
 }
 
 fn action_error(e: ActionError) -> ApiError {
@@ -465,4 +466,77 @@ async fn statuses(
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let f = app.facility.lock().await;
     Ok(Json(json!({"devices": f.device_statuses(now_ms())})))
+}
+
+/// Sends one of the wire contract's commands (acknowledge, time_sync, test_mode,
+/// inhibit_sensor) to the agent that owns the device. Safety actions are not representable in
+/// `dcim_wire::CommandKind`, so they cannot be sent. The audit record is committed before the
+/// command is published; the agent's `cmd_result` is audited when it arrives.
+async fn send_command(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(device): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
+    let kind: dcim_wire::CommandKind = parse_body(&body)?;
+    if dcim_wire::check_identifier(&device).is_err() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "device id: 1-64 of [A-Za-z0-9._-]".into(),
+        ));
+    }
+    let Some(agent) = app
+        .config
+        .agents
+        .iter()
+        .find(|a| a.may_publish_for(&device))
+    else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no configured agent owns device `{device}`"),
+        ));
+    };
+    let Some(client) = app.mqtt.get() else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker client not started".into(),
+        ));
+    };
+    let cmd = dcim_wire::Command {
+        v: dcim_wire::VERSION,
+        id: crate::auth::new_token("cmd-")[..20].to_string(),
+        device: device.clone(),
+        user: p.user.clone(),
+        kind,
+    };
+    let topic = dcim_wire::Topic::new(
+        &agent.site,
+        &agent.id,
+        dcim_wire::Channel::Command {
+            device: device.clone(),
+        },
+    )
+    .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    app.audit(
+        &p.user,
+        "command.send",
+        &topic.to_string(),
+        serde_json::to_value(&cmd).unwrap_or_default(),
+    )
+    .await?;
+    client
+        .publish(
+            topic.to_string(),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            dcim_wire::encode(&cmd),
+        )
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("broker: {e}")))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"command": cmd, "topic": topic.to_string()})),
+    )
+        .into_response())
 }

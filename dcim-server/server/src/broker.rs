@@ -38,6 +38,8 @@ use tokio::task::JoinHandle;
 pub struct EmbeddedBroker {
     /// Where agents connect (the gate).
     pub public_addr: SocketAddr,
+    /// In-process link to the router, used by the ingest (no TCP between broker and server).
+    pub link: (rumqttd::local::LinkTx, rumqttd::local::LinkRx),
     /// rumqttd's own listener (loopback).
     pub internal_addr: SocketAddr,
     pub gate_task: JoinHandle<()>,
@@ -89,15 +91,22 @@ pub async fn start_embedded(
     }
     let internal_addr = free_loopback_port()?;
     let rumqttd_config = rumqttd_config(config, internal_addr, creds.clone());
+    let (link_tx, link_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("rumqttd".into())
         .spawn(move || {
             let mut broker = rumqttd::Broker::new(rumqttd_config);
+            let link = broker.link("dcim-server-ingest").map_err(|e| e.to_string());
+            let _ = link_tx.send(link);
             if let Err(e) = broker.start() {
                 tracing::error!("embedded broker stopped: {e}");
             }
         })
         .context("starting the embedded broker thread")?;
+    let link = link_rx
+        .recv_timeout(Duration::from_secs(10))
+        .context("the embedded broker did not start")?
+        .map_err(|e| anyhow::anyhow!("in-process link to the embedded broker: {e}"))?;
     // start() spawns its listener threads; wait until the port answers.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -116,6 +125,7 @@ pub async fn start_embedded(
     let gate_task = tokio::spawn(gate(listener, internal_addr, creds, app, stop));
     Ok(EmbeddedBroker {
         public_addr,
+        link,
         internal_addr,
         gate_task,
     })

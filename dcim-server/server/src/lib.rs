@@ -57,6 +57,8 @@ pub struct App {
     /// Site model, redundancy engine, alarm engine and incidents. A tokio mutex: it is held
     /// while a change is committed, so that snapshots are stored in the order they were made.
     pub facility: tokio::sync::Mutex<facility::Facility>,
+    /// The broker client (set once the ingest starts), used to send commands to agents.
+    pub mqtt: std::sync::OnceLock<rumqttc::AsyncClient>,
 }
 
 impl App {
@@ -326,15 +328,18 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         influx,
         stopping: stop_rx.clone(),
         facility: tokio::sync::Mutex::new(facility),
+        mqtt: std::sync::OnceLock::new(),
     });
     tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
 
     // Broker: embedded, or the external one by URL.
+    let mut link = None;
     let (mqtt_target, mqtt_addr) = match config.broker.mode {
         BrokerMode::Embedded => {
             let server_secret = auth::new_token("");
             let b = broker::start_embedded(app.clone(), &server_secret, stop_rx.clone()).await?;
             tasks.push(b.gate_task);
+            link = Some(b.link);
             (
                 mqtt::Target {
                     host: b.internal_addr.ip().to_string(),
@@ -381,7 +386,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             )
         }
     };
-    tasks.extend(mqtt::spawn(app.clone(), mqtt_target, stop_rx.clone()));
+    tasks.extend(mqtt::spawn(app.clone(), mqtt_target, link, stop_rx.clone()));
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

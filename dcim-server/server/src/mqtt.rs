@@ -1,14 +1,24 @@
-//! The ingest shell: one rumqttc client subscribed to every agent's streams, on the embedded
-//! broker (over loopback, to its internal listener) or on an external broker.
+//! The ingest shell. Messages reach one worker task, in order, from either:
 //!
-//! The client uses manual acknowledgements: a QoS 1 message is acknowledged to the broker only
-//! after what it carries is committed (events) or applied (telemetry, state), so a crash before
-//! the commit makes the broker redeliver it (with a persistent session on an external broker).
+//! - the embedded broker's in-process link (rumqttd `LinkRx`; no TCP between broker and
+//!   server; `Notification::Unschedule` is answered with `wake()`, or the link stalls, #582), or
+//! - an rumqttc client subscribed to every agent's streams on an external broker. It uses
+//!   manual acknowledgements: a QoS 1 message is acknowledged to the broker only after what it
+//!   carries is committed (events) or applied (telemetry, state), so a crash before the commit
+//!   makes the broker redeliver it (persistent session, `clean_session = false`).
+//!
+//! An rumqttc client is connected in both modes: it publishes the commands to agents (on the
+//! embedded broker over loopback to its internal listener, with the server's credential).
+//!
+//! Why not rumqttc over loopback for the embedded ingest: rumqttd 0.20 does not set
+//! TCP_NODELAY on accepted sockets, so each large publish it forwards waits for the client's
+//! delayed ACK (~40 ms): about 20 batches/s. The in-process link has no such limit.
 
 use crate::ingest::{EVENTS, Outcome, TELEMETRY};
 use crate::metrics::inc;
 use crate::store::{AgentRecord, EventRecord};
 use crate::{App, now_ms};
+use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,8 +37,25 @@ pub struct Target {
 
 const SUBSCRIPTIONS: [&str; 4] = ["telemetry", "events", "state", "cmd_result"];
 
-/// Starts the client's event loop and the ingest worker.
-pub fn spawn(app: Arc<App>, target: Target, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+/// One message for the ingest worker.
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Bytes,
+    /// The rumqttc message to acknowledge after processing (external broker).
+    pub ack: Option<Publish>,
+}
+
+type Link = (rumqttd::local::LinkTx, rumqttd::local::LinkRx);
+
+/// Starts the broker client's event loop, the in-process link reader (embedded broker) and the
+/// ingest worker.
+pub fn spawn(
+    app: Arc<App>,
+    target: Target,
+    link: Option<Link>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let subscribe = link.is_none();
     let mut opts = MqttOptions::new(
         app.config.broker.client_id.clone(),
         target.host.clone(),
@@ -36,7 +63,7 @@ pub fn spawn(app: Arc<App>, target: Target, stop: watch::Receiver<bool>) -> Vec<
     );
     opts.set_keep_alive(Duration::from_secs(30))
         .set_clean_session(target.clean_session)
-        .set_manual_acks(true)
+        .set_manual_acks(subscribe)
         .set_inflight(200)
         .set_max_packet_size(app.config.broker.max_payload + 1024, 64 * 1024);
     if let (Some(u), Some(p)) = (&target.username, &target.password) {
@@ -50,7 +77,55 @@ pub fn spawn(app: Arc<App>, target: Target, stop: watch::Receiver<bool>) -> Vec<
         }));
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-    let (tx, mut rx) = mpsc::channel::<Publish>(1024);
+    let _ = app.mqtt.set(client.clone());
+    let (tx, mut rx) = mpsc::channel::<Incoming>(1024);
+    let mut tasks = Vec::new();
+    if let Some((mut link_tx, mut link_rx)) = link {
+        let tx = tx.clone();
+        let app = app.clone();
+        let mut stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            for leaf in SUBSCRIPTIONS {
+                if let Err(e) = link_tx.subscribe(dcim_wire::Topic::filter_all(leaf)) {
+                    tracing::error!("subscribing the in-process link: {e}");
+                    return;
+                }
+            }
+            app.metrics.mqtt_connected.store(1, Ordering::Relaxed);
+            loop {
+                let n = tokio::select! {
+                    _ = crate::stopped(&mut stop) => break,
+                    n = link_rx.next() => n,
+                };
+                match n {
+                    Ok(Some(rumqttd::Notification::Forward(f))) => {
+                        let msg = Incoming {
+                            topic: String::from_utf8_lossy(&f.publish.topic).into_owned(),
+                            payload: f.publish.payload,
+                            ack: None,
+                        };
+                        if tx.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Without this the router stops scheduling the link (#582).
+                    Ok(Some(rumqttd::Notification::Unschedule)) => {
+                        if let Err(e) = link_rx.wake().await {
+                            tracing::error!("in-process link: {e}");
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!("in-process link to the embedded broker closed: {e}");
+                        break;
+                    }
+                }
+            }
+            app.metrics.mqtt_connected.store(0, Ordering::Relaxed);
+            drop(link_tx);
+        }));
+    }
 
     let loop_app = app.clone();
     let loop_client = client.clone();
@@ -63,8 +138,17 @@ pub fn spawn(app: Arc<App>, target: Target, stop: watch::Receiver<bool>) -> Vec<
                 ev = eventloop.poll() => ev,
             };
             match ev {
+                // In embedded mode this client only publishes commands, yet rumqttd 0.20 also
+                // forwards it what the in-process link subscribed to (observed: every message
+                // twice). Those copies are ignored; the link is the ingest path.
+                Ok(Event::Incoming(Packet::Publish(_))) if !subscribe => {}
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if tx.send(p).await.is_err() {
+                    let msg = Incoming {
+                        topic: p.topic.clone(),
+                        payload: p.payload.clone(),
+                        ack: Some(p),
+                    };
+                    if tx.send(msg).await.is_err() {
                         break;
                     }
                 }
@@ -88,7 +172,9 @@ pub fn spawn(app: Arc<App>, target: Target, stop: watch::Receiver<bool>) -> Vec<
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    loop_app.metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                    if subscribe {
+                        loop_app.metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                    }
                     tracing::warn!("broker connection: {e}; retrying in {backoff:?}");
                     tokio::select! {
                         _ = crate::stopped(&mut loop_stop) => break,
@@ -104,12 +190,14 @@ pub fn spawn(app: Arc<App>, target: Target, stop: watch::Receiver<bool>) -> Vec<
     let worker_app = app.clone();
     let worker_stop = stop.clone();
     let worker = tokio::spawn(async move {
-        while let Some(p) = rx.recv().await {
+        while let Some(m) = rx.recv().await {
             if *worker_stop.borrow() {
                 break;
             }
-            if handle(&worker_app, &p, &worker_stop).await {
-                let _ = client.ack(&p).await;
+            if handle(&worker_app, &m.topic, &m.payload, &worker_stop).await
+                && let Some(p) = &m.ack
+            {
+                let _ = client.ack(p).await;
             }
         }
     });
@@ -124,7 +212,8 @@ pub fn spawn(app: Arc<App>, target: Target, stop: watch::Receiver<bool>) -> Vec<
             }
         }
     });
-    vec![poller, worker, marks]
+    tasks.extend([poller, worker, marks]);
+    tasks
 }
 
 /// Persists the telemetry high-water marks (events have theirs in the events table).
@@ -145,13 +234,13 @@ pub async fn save_marks(app: &App) {
 }
 
 /// Processes one message; returns whether it may be acknowledged to the broker.
-pub async fn handle(app: &App, p: &Publish, stop: &watch::Receiver<bool>) -> bool {
+pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiver<bool>) -> bool {
     let m = &app.metrics;
     inc(&m.ingest_messages_total, 1);
     let now = now_ms();
     let outcome = {
         let mut ing = app.ingest.lock().expect("ingest lock");
-        let o = ing.handle(&p.topic, &p.payload, None, now);
+        let o = ing.handle(topic, payload, None, now);
         m.points.store(ing.point_count() as i64, Ordering::Relaxed);
         o
     };
@@ -294,15 +383,15 @@ pub async fn handle(app: &App, p: &Publish, stop: &watch::Receiver<bool>) -> boo
         Outcome::Rejected(r) => {
             if r.is_acl() {
                 inc(&m.acl_rejections_total, 1);
-                tracing::warn!(topic = %p.topic, ?r, "message refused by access control");
-                let agent = dcim_wire::Topic::parse(&p.topic)
+                tracing::warn!(topic = %topic, ?r, "message refused by access control");
+                let agent = dcim_wire::Topic::parse(&topic)
                     .map(|t| t.agent)
                     .unwrap_or_default();
                 if let Err(e) = app
                     .audit(
                         &format!("mqtt:{agent}"),
                         "mqtt.rejected",
-                        &p.topic,
+                        &topic,
                         serde_json::to_value(&r).unwrap_or_default(),
                     )
                     .await
@@ -311,7 +400,7 @@ pub async fn handle(app: &App, p: &Publish, stop: &watch::Receiver<bool>) -> boo
                 }
             } else {
                 inc(&m.ingest_malformed_total, 1);
-                tracing::warn!(topic = %p.topic, ?r, "malformed message dropped");
+                tracing::warn!(topic = %topic, ?r, "malformed message dropped");
             }
             true
         }

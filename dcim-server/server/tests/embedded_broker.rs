@@ -273,3 +273,103 @@ impl<F: std::future::Future<Output = usize>> MapEq for F {
         self.await == n
     }
 }
+
+#[tokio::test]
+async fn operators_send_only_contract_commands_to_the_owning_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dcim_server::start(config(dir.path())).await.unwrap();
+    let tokens = users_with_tokens(&server).await;
+    let (operator, admin) = (tokens[1].1.clone(), tokens[2].1.clone());
+    let client = http();
+    let mq = server.mqtt_addr.unwrap();
+    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
+    r.unwrap();
+    c.subscribe("dcim/v1/s1/a1/cmd/+", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) = el.poll().await {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let send = |device: &str, body: &str| {
+        client
+            .post(url(&server, &format!("/api/devices/{device}/commands")))
+            .bearer_auth(&operator)
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(
+        send("rack-1", r#"{"kind":"reset"}"#)
+            .await
+            .unwrap()
+            .status(),
+        400,
+        "safety actions do not parse"
+    );
+    assert_eq!(
+        send("nobody-owns", r#"{"kind":"acknowledge"}"#)
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let r = send(
+        "rack-1",
+        r#"{"kind":"inhibit_sensor","sensor":"rack_temp2","seconds":600}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) = el.poll().await {
+                return p;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.topic, "dcim/v1/s1/a1/cmd/rack-1");
+    let cmd: dcim_wire::Command = dcim_wire::decode(&got.payload).unwrap();
+    assert_eq!(cmd.user, "u-operator");
+    assert_eq!(
+        cmd.kind,
+        dcim_wire::CommandKind::InhibitSensor {
+            sensor: "rack_temp2".into(),
+            seconds: 600
+        }
+    );
+    // The agent's result is audited.
+    let result = dcim_wire::CommandResult {
+        v: dcim_wire::VERSION,
+        id: cmd.id.clone(),
+        accepted: true,
+        reason: String::new(),
+    };
+    publish(
+        &c,
+        &mut el,
+        "dcim/v1/s1/a1/cmd_result",
+        dcim_wire::encode(&result),
+    )
+    .await
+    .unwrap();
+    eventually("command result audited", || async {
+        let audit = get_json(&client, &url(&server, "/api/audit"), &admin).await;
+        let actions: Vec<String> = audit["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["action"].as_str().unwrap().to_string())
+            .collect();
+        actions.contains(&"command.send".to_string())
+            && actions.contains(&"command.result".to_string())
+    })
+    .await;
+    server.shutdown().await;
+}
