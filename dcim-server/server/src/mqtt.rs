@@ -384,14 +384,14 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
             if r.is_acl() {
                 inc(&m.acl_rejections_total, 1);
                 tracing::warn!(topic = %topic, ?r, "message refused by access control");
-                let agent = dcim_wire::Topic::parse(&topic)
+                let agent = dcim_wire::Topic::parse(topic)
                     .map(|t| t.agent)
                     .unwrap_or_default();
                 if let Err(e) = app
                     .audit(
                         &format!("mqtt:{agent}"),
                         "mqtt.rejected",
-                        &topic,
+                        topic,
                         serde_json::to_value(&r).unwrap_or_default(),
                     )
                     .await
