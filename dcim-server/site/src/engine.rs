@@ -168,6 +168,7 @@ struct Ctx<'a> {
     mark: Vec<u32>,
     stamp: u32,
     local: Vec<bool>,
+    flow: Flow,
 }
 
 fn availability(site: &Site, conducts: &[bool]) -> Vec<bool> {
@@ -236,6 +237,7 @@ impl<'a> Ctx<'a> {
             mark: vec![0; n],
             stamp: 0,
             local: vec![false; n],
+            flow: Flow::default(),
         }
     }
 
@@ -370,18 +372,27 @@ impl<'a> Ctx<'a> {
     }
 
     /// Node-disjoint paths from sources to `c` through the closure (places uncapacitated).
-    fn live_paths(&self, c: CompIdx, s: Subsystem, anc: &[CompIdx]) -> u32 {
+    fn live_paths(&mut self, c: CompIdx, s: Subsystem, anc: &[CompIdx]) -> u32 {
         if anc.is_empty() {
             return 0;
         }
+        let site = self.site;
+        let f = &mut self.flow;
         // Local nodes: for each ancestor j: in = 2j, out = 2j+1; source = 2n, sink = 2n+1.
         let n = anc.len();
+        let nodes = 2 * n + 2;
         let pos = |x: CompIdx| anc.binary_search(&x).ok();
         let (src, sink) = (2 * n, 2 * n + 1);
-        let mut adj: Vec<Vec<usize>> = vec![Vec::new(); 2 * n + 2];
-        let mut to: Vec<usize> = Vec::new();
-        let mut cap: Vec<u32> = Vec::new();
-        let mut add = |adj: &mut Vec<Vec<usize>>, u: usize, v: usize, c: u32| {
+        if f.adj.len() < nodes {
+            f.adj.resize_with(nodes, Vec::new);
+        }
+        for a in &mut f.adj[..nodes] {
+            a.clear();
+        }
+        f.to.clear();
+        f.cap.clear();
+        let Flow { adj, to, cap, .. } = f;
+        let mut add = |u: usize, v: usize, c: u32| {
             adj[u].push(to.len());
             to.push(v);
             cap.push(c);
@@ -391,63 +402,79 @@ impl<'a> Ctx<'a> {
         };
         const INF: u32 = u32::MAX / 4;
         for (j, &x) in anc.iter().enumerate() {
-            let comp = &self.site.components[x];
+            let comp = &site.components[x];
             let node_cap = if comp.kind.is_passive() { INF } else { 1 };
-            add(&mut adj, 2 * j, 2 * j + 1, node_cap);
+            add(2 * j, 2 * j + 1, node_cap);
             if comp.groups.is_empty() {
-                add(&mut adj, src, 2 * j, 1);
+                add(src, 2 * j, 1);
             }
             for g in &comp.groups {
                 for &m in &g.members {
                     if let Some(p) = pos(m) {
-                        add(&mut adj, 2 * p + 1, 2 * j, INF);
+                        add(2 * p + 1, 2 * j, INF);
                     }
                 }
             }
         }
-        for g in self.site.components[c]
+        for g in site.components[c]
             .groups
             .iter()
             .filter(|g| g.subsystem == s)
         {
             for &m in &g.members {
                 if let Some(p) = pos(m) {
-                    add(&mut adj, 2 * p + 1, sink, INF);
+                    add(2 * p + 1, sink, INF);
                 }
             }
         }
+        const NONE: usize = usize::MAX;
         let mut flow = 0u32;
         loop {
-            let mut prev: Vec<Option<usize>> = vec![None; 2 * n + 2];
-            let mut seen = vec![false; 2 * n + 2];
-            seen[src] = true;
-            let mut q = std::collections::VecDeque::from([src]);
-            while let Some(u) = q.pop_front() {
+            f.prev.clear();
+            f.prev.resize(nodes, NONE);
+            f.seen.clear();
+            f.seen.resize(nodes, false);
+            f.seen[src] = true;
+            f.q.clear();
+            f.q.push_back(src);
+            while let Some(u) = f.q.pop_front() {
                 if u == sink {
                     break;
                 }
-                for &e in &adj[u] {
-                    let v = to[e];
-                    if cap[e] > 0 && !seen[v] {
-                        seen[v] = true;
-                        prev[v] = Some(e);
-                        q.push_back(v);
+                for &e in &f.adj[u] {
+                    let v = f.to[e];
+                    if f.cap[e] > 0 && !f.seen[v] {
+                        f.seen[v] = true;
+                        f.prev[v] = e;
+                        f.q.push_back(v);
                     }
                 }
             }
-            if !seen[sink] {
+            if !f.seen[sink] {
                 break;
             }
             let mut v = sink;
-            while let Some(e) = prev[v] {
-                cap[e] -= 1;
-                cap[e ^ 1] += 1;
-                v = to[e ^ 1];
+            while f.prev[v] != NONE {
+                let e = f.prev[v];
+                f.cap[e] -= 1;
+                f.cap[e ^ 1] += 1;
+                v = f.to[e ^ 1];
             }
             flow += 1;
         }
         flow
     }
+}
+
+/// Reused buffers of the max-flow in [`Ctx::live_paths`].
+#[derive(Default)]
+struct Flow {
+    adj: Vec<Vec<usize>>,
+    to: Vec<usize>,
+    cap: Vec<u32>,
+    prev: Vec<usize>,
+    seen: Vec<bool>,
+    q: std::collections::VecDeque<usize>,
 }
 
 struct PairResult {
