@@ -98,18 +98,31 @@ pub fn compute_loads(t: f64, env: &mut Env) {
     for hall in 1..=HALLS {
         let mut hall_kw = 0.0;
         for row in 1..=ROWS {
+            // Dual-corded racks share their load over both sides; with one side's breaker open
+            // the other carries all of it, with both open the row is dark.
+            let (a, b) = (pdu_id(hall, row, 'a'), pdu_id(hall, row, 'b'));
+            let share = match (
+                env.open_breakers.contains(&a),
+                env.open_breakers.contains(&b),
+            ) {
+                (false, false) => [0.5, 0.5],
+                (true, false) => [0.0, 1.0],
+                (false, true) => [1.0, 0.0],
+                (true, true) => [0.0, 0.0],
+            };
+            let powered = if share == [0.0, 0.0] { 0.0 } else { 1.0 };
             let mut row_kw = 0.0;
             for pos in 0..RACKS_PER_ROW {
                 let n = (hall - 1) * ROWS * RACKS_PER_ROW + (row - 1) * RACKS_PER_ROW + pos + 1;
-                let kw = rack_kw(n, t);
+                let kw = rack_kw(n, t) * powered;
                 env.loads_kw.insert(rack_id(n), kw);
                 row_kw += kw;
             }
             let (za, zb) = row_zones(hall, row);
-            env.loads_kw.insert(pdu_id(hall, row, 'a'), row_kw / 2.0);
-            env.loads_kw.insert(pdu_id(hall, row, 'b'), row_kw / 2.0);
-            ups_out[za - 1] += row_kw / 2.0;
-            ups_out[zb - 1] += row_kw / 2.0;
+            env.loads_kw.insert(a, row_kw * share[0]);
+            env.loads_kw.insert(b, row_kw * share[1]);
+            ups_out[za - 1] += row_kw * share[0];
+            ups_out[zb - 1] += row_kw * share[1];
             hall_kw += row_kw;
         }
         env.room_it_kw.insert(format!("hall-{hall}"), hall_kw);

@@ -59,6 +59,8 @@ pub struct Env {
     pub room_it_kw: BTreeMap<String, f64>,
     /// UPSs running on battery.
     pub ups_on_battery: BTreeSet<String>,
+    /// Devices whose own breaker is open (row PDUs): their load moves to the other side.
+    pub open_breakers: BTreeSet<String>,
 }
 
 /// One BACnet object of a simulated device, with its current value.

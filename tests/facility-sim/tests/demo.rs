@@ -195,6 +195,26 @@ fn the_demo_scenario_loses_feed_a_trips_a_chiller_and_heats_a_battery_rack_to_st
     assert_eq!(num(&f, "bms-z1", "fire_stage"), 0.0);
 }
 
+#[test]
+fn an_open_pdu_breaker_moves_the_row_to_the_other_side() {
+    let mut f = demo();
+    let before = num(&f, "pdu-h1-03a", "power_kw") + num(&f, "pdu-h1-03b", "power_kw");
+    f.apply(&Command::parse("breaker pdu-h1-03a A open").unwrap())
+        .unwrap();
+    f.step(1.0);
+    f.step(2.0);
+    assert_eq!(num(&f, "pdu-h1-03a", "power_kw"), 0.0);
+    assert_eq!(
+        read(&f, "pdu-h1-03a", "breaker_closed").0,
+        Some(Value::Bool(false))
+    );
+    let b = num(&f, "pdu-h1-03b", "power_kw");
+    assert!(
+        (b - before).abs() < 2.0,
+        "side B carries the row: {b} vs {before}"
+    );
+}
+
 #[tokio::test]
 async fn racks_answer_through_their_row_gateway_and_chillers_over_bacnet() {
     use tokio_modbus::prelude::*;

@@ -175,6 +175,13 @@ impl SimDevice for Pdu {
     fn gateway(&self) -> Option<(String, u8)> {
         Some((self.gateway.clone(), self.unit))
     }
+    fn contribute(&self, env: &mut Env) {
+        if self.breaker_closed {
+            env.open_breakers.remove(&self.id);
+        } else {
+            env.open_breakers.insert(self.id.clone());
+        }
+    }
     fn step(&mut self, _t: f64, _dt: f64, env: &Env) {
         let kw = if self.breaker_closed {
             env.loads_kw.get(&self.id).copied().unwrap_or(0.0)
