@@ -9,7 +9,8 @@
 #   CARGO_DENY_VERSION    cargo-deny version to install when missing (default below).
 #   DCIM_ADVISORY_DB      a copy of cargo-deny's advisory database directory (`advisory-dbs`
 #                         under CARGO_HOME on a machine that fetched it): the advisories check
-#                         then runs offline against it.
+#                         then runs offline against it (cargo-deny 0.20 reads the git checkout
+#                         <DCIM_ADVISORY_DB>/advisory-db-3157b0e258782691).
 #   DCIM_ADVISORIES=fetch fetch the database from GitHub and run the advisories check.
 #   DCIM_REQUIRE_ADVISORIES=1  fail (instead of skipping with a message) when the advisories
 #                         check cannot run.
@@ -40,7 +41,7 @@ if [[ -n "${DCIM_ADVISORY_DB:-}" ]]; then
     config="$(mktemp)"
     trap 'rm -f "$config"' EXIT
     sed "s|^\[advisories\]|[advisories]\ndb-path = \"$(realpath "$DCIM_ADVISORY_DB")\"|" deny.toml >"$config"
-    cargo deny --all-features check --config "$config" --disable-fetch advisories
+    cargo deny --offline --all-features --config "$config" check advisories
 elif [[ "${DCIM_ADVISORIES:-}" == "fetch" ]]; then
     echo "==> cargo deny check advisories (fetching the RustSec database)"
     cargo deny --all-features check advisories

@@ -45,6 +45,15 @@ pub fn harness(name: &str) -> Option<Harness> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, h)| *h)
 }
 
+/// Whether inputs that hit an already reported bug are skipped (environment variable
+/// `DCIM_FUZZ_SKIP_KNOWN=1`, set by `tests/fuzz/run.sh` so that a fuzzing campaign looks for
+/// new bugs instead of finding the known one again). Never set for the corpus replay test: the
+/// reproducers in `tests/fuzz/regressions/` fail there until the bug is fixed.
+pub fn skip_known_bugs() -> bool {
+    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SKIP.get_or_init(|| std::env::var("DCIM_FUZZ_SKIP_KNOWN").is_ok_and(|v| v == "1"))
+}
+
 /// Splits `data` into chunks separated by `sep` (at most `max` chunks; the rest is ignored).
 pub(crate) fn chunks(data: &[u8], sep: u8, max: usize) -> impl Iterator<Item = &[u8]> {
     data.split(move |b| *b == sep).take(max)
