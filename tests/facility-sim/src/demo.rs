@@ -421,6 +421,23 @@ pub fn agent_config(endpoints: &[Endpoint], opts: &AgentOptions) -> String {
     o
 }
 
+/// Starts the demo facility on 127.0.0.1 (ephemeral ports), publishes its MQTT devices to
+/// `opts.devices_broker_url` every second, and returns the running simulator with the rendered
+/// edge-agent configuration ([`agent_config`]) for it. Must be called inside a tokio runtime.
+pub async fn start(
+    profiles_dir: &Path,
+    opts: &AgentOptions,
+) -> Result<(crate::SimHandle, String), String> {
+    let mut sim = crate::start(crate::SimConfig::demo(profiles_dir)).await?;
+    sim.publish_mqtt(&opts.devices_broker_url, std::time::Duration::from_secs(1))?;
+    let config = agent_config(&sim.endpoints, opts);
+    Ok((sim, config))
+}
+
+/// The demo scenario (`scenarios/demo.txt`): feed A lost, chiller 1 trip, a battery string of
+/// room 2 heated to stage 3, then recovery; about seven minutes.
+pub const SCENARIO: &str = include_str!("../scenarios/demo.txt");
+
 /// Every device id the demo facility serves, in build order.
 pub fn device_ids(profiles_dir: &Path) -> Result<Vec<String>, String> {
     let devices = build_devices(profiles_dir)?;

@@ -147,8 +147,7 @@ fn demo_values_are_realistic() {
 
 #[test]
 fn the_demo_scenario_loses_feed_a_trips_a_chiller_and_heats_a_battery_rack_to_stage_3() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/demo.txt");
-    let steps = parse_scenario(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let steps = parse_scenario(facility_sim::demo::SCENARIO).unwrap();
     let mut f = demo();
     let tank = |f: &Facility| {
         let b = f.bacnet_devices();
@@ -277,15 +276,14 @@ async fn racks_answer_through_their_row_gateway_and_chillers_over_bacnet() {
 
 #[tokio::test]
 async fn the_rendered_agent_configuration_loads_with_the_agents_loader() {
-    let sim = facility_sim::start(SimConfig::demo(default_profiles_dir()))
-        .await
-        .unwrap();
     let dir = std::env::temp_dir().join(format!("facility-sim-agent-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let text = agent_config(
-        &sim.endpoints,
-        &AgentOptions::new("mqtt://127.0.0.1:1883", dir.join("spool")),
-    );
+    // No broker listens there: the MQTT publisher keeps retrying quietly.
+    let opts = AgentOptions::new("mqtt://127.0.0.1:9", dir.join("spool"));
+    let (sim, text) = facility_sim::demo::start(&default_profiles_dir(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(text, agent_config(&sim.endpoints, &opts));
     let file = dir.join("agent.toml");
     std::fs::write(&file, &text).unwrap();
     let cfg = dcim_edge_agent::config::load(&file);
