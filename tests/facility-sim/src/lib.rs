@@ -760,7 +760,12 @@ pub fn publish_camera(
     period: Duration,
 ) -> Result<JoinHandle<()>, String> {
     let (host, port) = parse_broker(broker)?;
-    let mut opts = rumqttc::MqttOptions::new("facility-sim-camera", host, port);
+    // A client id per publisher: two simulators on one broker must not take over each other's
+    // session.
+    static PUBLISHERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PUBLISHERS.fetch_add(1, Ordering::Relaxed);
+    let client_id = format!("facility-sim-{}-{n}", std::process::id());
+    let mut opts = rumqttc::MqttOptions::new(client_id, host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1024);
     Ok(tokio::spawn(async move {
