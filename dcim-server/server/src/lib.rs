@@ -8,6 +8,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod console;
+pub mod demo;
 pub mod facility;
 pub mod influx;
 pub mod ingest;

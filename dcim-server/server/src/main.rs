@@ -18,6 +18,10 @@ USAGE:
                                                 environment variable DCIM_NEW_PASSWORD or stdin
     dcim-server user token --name NAME --label LABEL [--config FILE]
                                                 create an API bearer token (printed once)
+    dcim-server demo [--http ADDR] [--broker ADDR] [--data DIR]
+                                                run the demo facility in one process: server,
+                                                embedded broker, facility simulator, edge agent
+                                                (defaults 127.0.0.1:8080, 127.0.0.1:1883, ./.data/demo)
     dcim-server --help | --version
 
 ROLES: viewer, operator, admin, fire_authority (read-only)
@@ -43,7 +47,7 @@ fn parse_args() -> Result<Args, String> {
             "--config" | "-c" => {
                 args.config = Some(it.next().ok_or("--config needs a file")?.into())
             }
-            "--name" | "--role" | "--label" => {
+            "--name" | "--role" | "--label" | "--http" | "--broker" | "--data" => {
                 let v = it.next().ok_or(format!("{a} needs a value"))?;
                 args.opts.push((a.trim_start_matches('-').to_string(), v));
             }
@@ -188,6 +192,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Some("user") => user_command(&args).await,
+        Some("demo") => dcim_server::demo::run_cli(&args.opts, shutdown_signal()).await,
         Some(other) => anyhow::bail!("unknown command `{other}`"),
     }
 }
