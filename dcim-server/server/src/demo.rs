@@ -284,7 +284,9 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         dcim_edge_agent::config::parse("dcim-demo.toml", text, &data_dir)
             .map_err(|e| anyhow::anyhow!("the rendered agent configuration: {e}"))
     };
-    let device_ids: Vec<String> = parse(&render(opts.broker))?
+    // The device ids (the agent's ACL) do not depend on the broker's port; any valid one will do.
+    let placeholder: SocketAddr = "127.0.0.1:1883".parse().expect("literal address");
+    let device_ids: Vec<String> = parse(&render(placeholder))?
         .devices
         .iter()
         .map(|d| d.id.clone())

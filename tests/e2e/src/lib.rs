@@ -1,1 +1,182 @@
-//! End-to-end test harness: starts the facility simulator, an edge agent and the server in one process.
+//! End-to-end test harness: the demo facility in one process (facility simulator -> edge agent
+//! -> embedded broker -> server, see `dcim_server::demo`) on ephemeral loopback ports with a
+//! temporary data directory, and a small HTTP client for the server's API.
+//!
+//! Everything a test asserts is read through the server's REST API with a bearer token, the way
+//! an operator's tools would see it; faults are injected with the simulator's commands
+//! (`feed-loss A`, `heat bms-z2 1200`, ...).
+
+use anyhow::Context;
+use dcim_server::demo::{Demo, DemoOptions};
+use serde_json::Value;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use dcim_server::demo;
+
+/// A running demo plus an authenticated API client.
+pub struct Harness {
+    pub demo: Demo,
+    http: reqwest::Client,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Starts the demo (no scenario) and creates an admin API token.
+    pub async fn start() -> anyhow::Result<Harness> {
+        let dir = tempfile::tempdir()?;
+        let demo = dcim_server::demo::start(DemoOptions::for_tests(dir.path())).await?;
+        let token = dcim_server::auth::new_token("dcim_");
+        demo.server
+            .app
+            .store
+            .create_token(
+                &dcim_server::auth::token_hash(&token),
+                "admin",
+                "e2e",
+                dcim_server::now_ms(),
+            )
+            .await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()?;
+        Ok(Harness {
+            demo,
+            http,
+            token,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.demo.base_url())
+    }
+
+    /// GET with the bearer token; the body as JSON (errors on a non-2xx status).
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = r.status();
+        let text = r.text().await?;
+        anyhow::ensure!(status.is_success(), "GET {path}: {status}: {text}");
+        serde_json::from_str(&text).with_context(|| format!("GET {path}: body is not JSON"))
+    }
+
+    /// GET with the bearer token; the body as text.
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        Ok((r.status().as_u16(), r.text().await?))
+    }
+
+    /// GET without credentials.
+    pub async fn get_anonymous(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let r = self.http.get(self.url(path)).send().await?;
+        Ok((r.status().as_u16(), r.text().await?))
+    }
+
+    /// Applies a simulator command line (`feed-loss A`).
+    pub fn sim(&self, line: &str) -> anyhow::Result<String> {
+        let cmd = facility_sim::Command::parse(line)
+            .map_err(|e| anyhow::anyhow!("simulator command `{line}`: {e}"))?;
+        self.demo
+            .sim
+            .command(&cmd)
+            .map_err(|e| anyhow::anyhow!("simulator command `{line}`: {e}"))
+    }
+
+    /// The redundancy report of one subsystem (`power`, `cooling`, `network`).
+    pub async fn redundancy(&self, subsystem: &str) -> anyhow::Result<Value> {
+        let r = self.get("/api/site/redundancy").await?;
+        r["subsystems"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["subsystem"] == subsystem))
+            .cloned()
+            .with_context(|| format!("no subsystem `{subsystem}` in {r}"))
+    }
+
+    /// Active alarms (`/api/alarms`, `active` true).
+    pub async fn active_alarms(&self) -> anyhow::Result<Vec<Value>> {
+        let r = self.get("/api/alarms").await?;
+        Ok(r["alarms"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["active"] == true)
+            .collect())
+    }
+
+    pub async fn incidents(&self) -> anyhow::Result<Vec<Value>> {
+        let r = self.get("/api/incidents").await?;
+        Ok(r["incidents"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The latest value of a device's point with this role, if the server has it.
+    pub async fn point(&self, device: &str, role: &str) -> anyhow::Result<Option<Value>> {
+        let r = self.get(&format!("/api/points/{device}")).await?;
+        Ok(r["points"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["role"] == role))
+            .cloned())
+    }
+
+    /// Waits until the facility is in its designed state: every subsystem at its designed
+    /// redundancy with nothing unknown, down or lost, and no active alarm.
+    pub async fn wait_steady(&self, timeout: Duration) -> anyhow::Result<()> {
+        wait_for("the facility at its designed redundancy", timeout, || async {
+            let r = self.get("/api/site/redundancy").await?;
+            let subs = r["subsystems"].as_array().cloned().unwrap_or_default();
+            let steady = !subs.is_empty()
+                && subs.iter().all(|s| {
+                    s["current"] == s["designed"]
+                        && s["down"].as_array().is_some_and(|a| a.is_empty())
+                        && s["lost"].as_array().is_some_and(|a| a.is_empty())
+                        && (s["subsystem"] == "cooling"
+                            || s["unknown"].as_array().is_some_and(|a| a.is_empty()))
+                });
+            Ok((steady && self.active_alarms().await?.is_empty()).then_some(()))
+        })
+        .await
+    }
+
+    pub async fn shutdown(self) {
+        self.demo.shutdown().await;
+    }
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last_err = None;
+    loop {
+        match f().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if start.elapsed() > timeout {
+            return Err(match last_err {
+                Some(e) => e.context(format!("waiting {timeout:?} for {what}")),
+                None => anyhow::anyhow!("timed out after {timeout:?} waiting for {what}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
