@@ -45,6 +45,14 @@
 //! # or a serial gateway: { rtu_tcp = "10.0.0.40:4001", unit = 3 }
 //! # (devices with the same rtu / rtu_tcp line share one poller, one request at a time)
 //!
+//! [[device]]
+//! id = "chiller-1"
+//! profile = "../device-profiles/chiller-water-cooled.toml"
+//! bacnet = { address = "10.0.0.50:47808", instance = 1001 }
+//! # optional: bind = "0.0.0.0:47808" (local UDP address; default 0.0.0.0:0, an ephemeral port)
+//! # optional: discover = true (find the instance by Who-Is sent to `address`, e.g. the subnet's
+//! #           broadcast 10.0.0.255:47808, instead of using `address` as the device's address)
+//!
 //! [[device]]                      # built-in signal generator for commissioning and drills
 //! id = "selftest"
 //! synthetic = { points = 10, period_ms = 1000, event_every = 60 }
@@ -164,6 +172,8 @@ pub enum Connection {
         period: Duration,
         event_every: u64,
     },
+    /// A BACnet/IP device, keyed by its device instance.
+    Bacnet(crate::devices::bacnet::BacnetTarget),
 }
 
 // ---- raw, as written in the file ----
@@ -283,6 +293,22 @@ struct RawDevice {
     mqtt: Option<Spanned<RawMqttConn>>,
     modbus: Option<Spanned<RawModbusConn>>,
     synthetic: Option<RawSynthetic>,
+    bacnet: Option<Spanned<RawBacnetConn>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBacnetConn {
+    address: String,
+    instance: u32,
+    #[serde(default = "d_bacnet_bind")]
+    bind: String,
+    #[serde(default)]
+    discover: bool,
+}
+
+fn d_bacnet_bind() -> String {
+    "0.0.0.0:0".into()
 }
 
 #[derive(Deserialize)]
@@ -623,15 +649,20 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         if devices.iter().any(|x: &DeviceConfig| x.id == id) {
             return Err(ctx.err(d.id.span(), &f("id"), "device ids must be unique"));
         }
-        let kinds = [d.mqtt.is_some(), d.modbus.is_some(), d.synthetic.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
+        let kinds = [
+            d.mqtt.is_some(),
+            d.modbus.is_some(),
+            d.synthetic.is_some(),
+            d.bacnet.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if kinds != 1 {
             return Err(ctx.err(
                 span,
-                &f("mqtt|modbus|synthetic"),
-                "a device needs exactly one connection: mqtt, modbus or synthetic",
+                &f("mqtt|modbus|bacnet|synthetic"),
+                "a device needs exactly one connection: mqtt, modbus, bacnet or synthetic",
             ));
         }
         let connection = if let Some(m) = &d.mqtt {
@@ -685,6 +716,31 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
                     ));
                 }
             }
+        } else if let Some(b) = &d.bacnet {
+            let bspan = b.span();
+            let b = b.get_ref();
+            let addr = |field: &str, a: &str| -> Result<std::net::SocketAddr, ConfigError> {
+                a.parse().map_err(|_| {
+                    ctx.err(
+                        bspan.clone(),
+                        &f(field),
+                        format!("`{a}` is not an address: expected IP:port, e.g. 10.0.0.50:47808"),
+                    )
+                })
+            };
+            if b.instance > 0x3F_FFFE {
+                return Err(ctx.err(
+                    bspan,
+                    &f("bacnet.instance"),
+                    "a device instance is from 0 to 4194302",
+                ));
+            }
+            Connection::Bacnet(crate::devices::bacnet::BacnetTarget {
+                address: addr("bacnet.address", &b.address)?,
+                instance: b.instance,
+                bind: addr("bacnet.bind", &b.bind)?,
+                discover: b.discover,
+            })
         } else if let Some(s) = &d.synthetic {
             if s.points == 0 || s.period_ms == 0 {
                 return Err(ctx.err(
@@ -868,7 +924,31 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         let no_broker = GOOD.split("[[broker]]").next().unwrap().to_string();
         assert_eq!(err_of(&no_broker).field, "broker");
         let e = err_of(&GOOD.replace("mqtt = { url = \"mqtt://10.0.0.2\" }", ""));
-        assert_eq!(e.field, "device[0].mqtt|modbus|synthetic");
+        assert_eq!(e.field, "device[0].mqtt|modbus|bacnet|synthetic");
+        let e = err_of(&GOOD.replace(
+            "synthetic = {",
+            "bacnet = { address = \"x\", instance = 1 }\nsynthetic = {",
+        ));
+        assert_eq!(e.field, "device[2].mqtt|modbus|bacnet|synthetic");
+        let e = err_of(&GOOD.replace(
+            "synthetic = { points = 3, period_ms = 50, event_every = 5 }",
+            "profile = \"p.toml\"\nbacnet = { address = \"10.0.0.5\", instance = 7 }",
+        ));
+        assert_eq!(e.field, "device[2].bacnet.address");
+        let c = parse_str(&GOOD.replace(
+            "synthetic = { points = 3, period_ms = 50, event_every = 5 }",
+            "profile = \"p.toml\"\nbacnet = { address = \"10.0.0.5:47808\", instance = 7 }",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.devices[2].connection,
+            Connection::Bacnet(crate::devices::bacnet::BacnetTarget {
+                address: "10.0.0.5:47808".parse().unwrap(),
+                instance: 7,
+                bind: "0.0.0.0:0".parse().unwrap(),
+                discover: false,
+            })
+        );
         let e = err_of(&GOOD.replace("id = \"ups-1\"", "id = \"cam-1\""));
         assert_eq!(e.field, "device[1].id");
         let e = err_of(&GOOD.replace("ca_file = \"/etc/ca.pem\"", "cert_file = \"/c.pem\""));
@@ -885,7 +965,7 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml"));
         let c = load(path).unwrap();
         assert_eq!(c.brokers.len(), 2);
-        assert_eq!(c.devices.len(), 5);
+        assert_eq!(c.devices.len(), 7);
         for d in &c.devices {
             let drv = crate::devices::prepare(d);
             assert!(drv.is_ok(), "{}: {:?}", d.id, drv.err());
@@ -896,7 +976,7 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
             .map(|d| crate::devices::prepare(d).unwrap())
             .collect();
         // The two BMS on /dev/ttyUSB0 share one poller.
-        assert_eq!(crate::devices::group_lines(drivers).len(), 4);
+        assert_eq!(crate::devices::group_lines(drivers).len(), 6);
     }
 
     #[test]

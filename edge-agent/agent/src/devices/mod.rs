@@ -3,8 +3,10 @@
 //! - `mqtt`: devices that publish JSON over MQTT (profile `protocol = "mqtt"`);
 //! - `synthetic`: the built-in signal generator;
 //! - `modbus`: Modbus TCP, RTU over a serial port and RTU over a TCP gateway (`dcim-modbus`);
-//!   devices on the same serial line or gateway share one poller ([`group_lines`]).
+//!   devices on the same serial line or gateway share one poller ([`group_lines`]);
+//! - `bacnet`: BACnet/IP devices (`dcim-bacnet`), ReadPropertyMultiple per poll class and COV.
 
+pub mod bacnet;
 pub mod modbus;
 pub mod mqtt;
 pub mod synthetic;
@@ -19,6 +21,7 @@ use tokio::sync::watch;
 pub enum Driver {
     Modbus(Box<modbus::ModbusLine>),
     Mqtt(Box<(mqtt::MqttDevice, mqtt::MqttConn)>),
+    Bacnet(Box<bacnet::BacnetDevice>),
     Synthetic {
         id: String,
         points: usize,
@@ -108,6 +111,9 @@ pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
                 }],
             })))
         }
+        (Connection::Bacnet(target), Some(profile)) => Ok(Driver::Bacnet(Box::new(
+            bacnet::BacnetDevice::new(&d.id, target.clone(), profile, crate::uplink::unix_ms())?,
+        ))),
         (_, None) => Err("this device needs a profile".into()),
     }
 }
@@ -136,6 +142,7 @@ pub fn group_lines(drivers: Vec<Driver>) -> Vec<Driver> {
 pub async fn run(ingest: Arc<Ingest>, driver: Driver, shutdown: watch::Receiver<bool>) {
     match driver {
         Driver::Modbus(line) => modbus::run(ingest, *line, shutdown).await,
+        Driver::Bacnet(dev) => bacnet::run(ingest, *dev, shutdown).await,
         Driver::Mqtt(b) => {
             let (dev, conn) = *b;
             mqtt::run(ingest, dev, conn, shutdown).await
