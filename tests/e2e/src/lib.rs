@@ -136,19 +136,23 @@ impl Harness {
     /// Waits until the facility is in its designed state: every subsystem at its designed
     /// redundancy with nothing unknown, down or lost, and no active alarm.
     pub async fn wait_steady(&self, timeout: Duration) -> anyhow::Result<()> {
-        wait_for("the facility at its designed redundancy", timeout, || async {
-            let r = self.get("/api/site/redundancy").await?;
-            let subs = r["subsystems"].as_array().cloned().unwrap_or_default();
-            let steady = !subs.is_empty()
-                && subs.iter().all(|s| {
-                    s["current"] == s["designed"]
-                        && s["down"].as_array().is_some_and(|a| a.is_empty())
-                        && s["lost"].as_array().is_some_and(|a| a.is_empty())
-                        && (s["subsystem"] == "cooling"
-                            || s["unknown"].as_array().is_some_and(|a| a.is_empty()))
-                });
-            Ok((steady && self.active_alarms().await?.is_empty()).then_some(()))
-        })
+        wait_for(
+            "the facility at its designed redundancy",
+            timeout,
+            || async {
+                let r = self.get("/api/site/redundancy").await?;
+                let subs = r["subsystems"].as_array().cloned().unwrap_or_default();
+                let steady = !subs.is_empty()
+                    && subs.iter().all(|s| {
+                        s["current"] == s["designed"]
+                            && s["down"].as_array().is_some_and(|a| a.is_empty())
+                            && s["lost"].as_array().is_some_and(|a| a.is_empty())
+                            && (s["subsystem"] == "cooling"
+                                || s["unknown"].as_array().is_some_and(|a| a.is_empty()))
+                    });
+                Ok((steady && self.active_alarms().await?.is_empty()).then_some(()))
+            },
+        )
         .await
     }
 

@@ -20,7 +20,11 @@ async fn feed_a_lost_drops_power_from_2n_to_n_with_one_grade_2_alarm() -> anyhow
         Ok((p["current"] == "N").then_some(p))
     })
     .await?;
-    assert_eq!(power["lost"], Value::Array(vec![]), "racks lost power: {power}");
+    assert_eq!(
+        power["lost"],
+        Value::Array(vec![]),
+        "racks lost power: {power}"
+    );
     assert!(
         power["single_points_of_failure"]
             .as_array()
@@ -28,12 +32,16 @@ async fn feed_a_lost_drops_power_from_2n_to_n_with_one_grade_2_alarm() -> anyhow
         "feed B should be the single point of failure: {power}"
     );
 
-    let alarm = dcim_e2e::wait_for("the power redundancy alarm", Duration::from_secs(15), || async {
-        Ok(h.active_alarms()
-            .await?
-            .into_iter()
-            .find(|a| a["rule"] == "redundancy" && a["subject"] == "power"))
-    })
+    let alarm = dcim_e2e::wait_for(
+        "the power redundancy alarm",
+        Duration::from_secs(15),
+        || async {
+            Ok(h.active_alarms()
+                .await?
+                .into_iter()
+                .find(|a| a["rule"] == "redundancy" && a["subject"] == "power"))
+        },
+    )
     .await?;
     assert_eq!(alarm["grade"], 2, "{alarm}");
 
@@ -42,7 +50,11 @@ async fn feed_a_lost_drops_power_from_2n_to_n_with_one_grade_2_alarm() -> anyhow
     tokio::time::sleep(Duration::from_secs(5)).await;
     let active = h.active_alarms().await?;
     let ids: Vec<&Value> = active.iter().map(|a| &a["id"]).collect();
-    assert_eq!(active.len(), 1, "only the power redundancy alarm should be active: {ids:?}");
+    assert_eq!(
+        active.len(),
+        1,
+        "only the power redundancy alarm should be active: {ids:?}"
+    );
     for s in ["cooling", "network"] {
         let r = h.redundancy(s).await?;
         assert_eq!(r["current"], r["designed"], "{s}: {r}");

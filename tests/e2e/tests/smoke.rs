@@ -9,7 +9,10 @@ async fn demo_starts_and_serves_health_and_console() -> anyhow::Result<()> {
     assert_eq!(status, 200, "{body}");
     let (status, body) = h.get_anonymous("/console/").await?;
     assert_eq!(status, 200);
-    assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"), "{body}");
+    assert!(
+        body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"),
+        "{body}"
+    );
     // No route but health (and the console's static files) without credentials.
     let (status, _) = h.get_anonymous("/api/alarms").await?;
     assert_eq!(status, 401);
@@ -26,9 +29,11 @@ async fn demo_starts_and_serves_health_and_console() -> anyhow::Result<()> {
     // The site model is loaded, and data flows from the simulator through the agent.
     let site = h.get("/api/site").await?;
     assert!(site.to_string().contains("feed-a"), "site model not loaded");
-    let v = dcim_e2e::wait_for("meter-a's breaker state at the server", Duration::from_secs(30), || async {
-        Ok(h.point("meter-a", "feed.breaker_closed").await?)
-    })
+    let v = dcim_e2e::wait_for(
+        "meter-a's breaker state at the server",
+        Duration::from_secs(30),
+        || h.point("meter-a", "feed.breaker_closed"),
+    )
     .await?;
     assert_eq!(v["value"], true, "{v}");
     assert_eq!(v["agent"], dcim_e2e::demo::AGENT);
