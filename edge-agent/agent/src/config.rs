@@ -53,6 +53,21 @@
 //! # optional: discover = true (find the instance by Who-Is sent to `address`, e.g. the subnet's
 //! #           broadcast 10.0.0.255:47808, instead of using `address` as the device's address)
 //!
+//! [[rack]]                        # a rack WITHOUT a controller: fire logic runs here
+//! id = "rack-07"
+//! number = 7                      # DC-09 rack number
+//! zone = "battery-room-1"         # DC-09 zone / room
+//! cycle_ms = 100                  # control cycle (10..1000)
+//! latch_file = "fire/rack-07.latch"  # default: <spool.dir>/../fire-<id>.latch
+//! bms_max = "bms-r07/max_cell_temp"  # inputs as "device/point"; omitted = not fitted
+//! temp1 = "rio-r07/temp1"
+//! temp2 = "rio-r07/temp2"
+//! camera = "cam-1/rack07_max"
+//! smoke = "rio-r07/smoke"
+//! offgas = "rio-r07/offgas"
+//! relay = "relay-r07"             # a Modbus [[device]]: the relay module
+//! coils = { contactor_open = "do1", blanket_drop = "do2", patch_fire = "do3", agent_release = "do4", coolant_on = "do5", gas_release = "do6", gas_warning = "do7" }
+//!
 //! [[device]]                      # built-in signal generator for commissioning and drills
 //! id = "selftest"
 //! synthetic = { points = 10, period_ms = 1000, event_every = 60 }
@@ -101,6 +116,34 @@ pub struct Config {
     pub batch: BatchSettings,
     pub brokers: Vec<BrokerConfig>,
     pub devices: Vec<DeviceConfig>,
+    /// Racks without a controller whose fire logic runs in the agent.
+    pub racks: Vec<RackConfig>,
+}
+
+/// A `[[rack]]`: local fire logic fed from device points, driving a relay module's coils.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RackConfig {
+    pub id: String,
+    /// Rack number (DC-09 `rack`), from `number`.
+    pub number: u32,
+    /// Room / zone (DC-09 zone), from `zone`.
+    pub zone: String,
+    /// `(device, point)` of each input; `None` = not fitted.
+    pub bms: Option<(String, String)>,
+    pub temp1: Option<(String, String)>,
+    pub temp2: Option<(String, String)>,
+    pub camera: Option<(String, String)>,
+    pub smoke: Option<(String, String)>,
+    pub offgas: Option<(String, String)>,
+    /// Relay module device (a Modbus device of this configuration).
+    pub relay: Option<String>,
+    /// Action name (`contactor_open`, `blanket_drop`, `patch_fire`, `agent_release`,
+    /// `coolant_on`, `gas_release`, `gas_warning`) -> coil point of the relay device.
+    pub coils: std::collections::BTreeMap<String, String>,
+    pub cycle: Duration,
+    pub latch_file: PathBuf,
+    /// Thresholds and timings: the fire logic's defaults.
+    pub logic: fire_logic::Config,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +237,34 @@ struct RawConfig {
     broker: Vec<Spanned<RawBroker>>,
     #[serde(default)]
     device: Vec<Spanned<RawDevice>>,
+    #[serde(default)]
+    rack: Vec<Spanned<RawRack>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRack {
+    id: Spanned<String>,
+    #[serde(default)]
+    number: u32,
+    #[serde(default)]
+    zone: String,
+    #[serde(default = "d_cycle")]
+    cycle_ms: u64,
+    latch_file: Option<String>,
+    bms_max: Option<Spanned<String>>,
+    temp1: Option<Spanned<String>>,
+    temp2: Option<Spanned<String>>,
+    camera: Option<Spanned<String>>,
+    smoke: Option<Spanned<String>>,
+    offgas: Option<Spanned<String>>,
+    relay: Option<Spanned<String>>,
+    #[serde(default)]
+    coils: std::collections::BTreeMap<String, String>,
+}
+
+fn d_cycle() -> u64 {
+    100
 }
 
 fn default_log() -> String {
@@ -772,7 +843,116 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         });
     }
 
+    let mut racks: Vec<RackConfig> = Vec::new();
+    for (i, r) in raw.rack.iter().enumerate() {
+        let span = r.span();
+        let r = r.get_ref();
+        let f = |name: &str| format!("rack[{i}].{name}");
+        let id = identifier(&ctx, &f("id"), &r.id)?;
+        if racks.iter().any(|x| x.id == id) || devices.iter().any(|d| d.id == id) {
+            return Err(ctx.err(
+                r.id.span(),
+                &f("id"),
+                "rack ids must be unique and differ from device ids",
+            ));
+        }
+        let point = |name: &str,
+                     v: &Option<Spanned<String>>|
+         -> Result<Option<(String, String)>, ConfigError> {
+            let Some(v) = v else { return Ok(None) };
+            let (d, p) = v.get_ref().split_once('/').ok_or_else(|| {
+                ctx.err(
+                    v.span(),
+                    &f(name),
+                    format!("`{}` is not `device/point`", v.get_ref()),
+                )
+            })?;
+            if !devices.iter().any(|x| x.id == d) {
+                return Err(ctx.err(v.span(), &f(name), format!("no [[device]] `{d}`")));
+            }
+            Ok(Some((d.to_owned(), p.to_owned())))
+        };
+        let relay = match &r.relay {
+            None => None,
+            Some(v) => match devices.iter().find(|x| &x.id == v.get_ref()) {
+                Some(d)
+                    if matches!(
+                        d.connection,
+                        Connection::ModbusTcp { .. }
+                            | Connection::ModbusRtu { .. }
+                            | Connection::ModbusRtuOverTcp { .. }
+                    ) =>
+                {
+                    Some(v.get_ref().clone())
+                }
+                _ => {
+                    return Err(ctx.err(
+                        v.span(),
+                        &f("relay"),
+                        format!("`{}` is not a Modbus [[device]] of this file", v.get_ref()),
+                    ));
+                }
+            },
+        };
+        const ACTIONS: [&str; 7] = [
+            "contactor_open",
+            "blanket_drop",
+            "patch_fire",
+            "agent_release",
+            "coolant_on",
+            "gas_release",
+            "gas_warning",
+        ];
+        if let Some(k) = r.coils.keys().find(|k| !ACTIONS.contains(&k.as_str())) {
+            return Err(ctx.err(
+                span,
+                &f("coils"),
+                format!(
+                    "`{k}` is not an output: expected one of {}",
+                    ACTIONS.join(", ")
+                ),
+            ));
+        }
+        if !r.coils.is_empty() && relay.is_none() {
+            return Err(ctx.err(span, &f("relay"), "coils need a relay device"));
+        }
+        if r.cycle_ms < 10 || r.cycle_ms > 1000 {
+            return Err(ctx.err(span, &f("cycle_ms"), "must be from 10 to 1000"));
+        }
+        let rack = RackConfig {
+            bms: point("bms_max", &r.bms_max)?,
+            temp1: point("temp1", &r.temp1)?,
+            temp2: point("temp2", &r.temp2)?,
+            camera: point("camera", &r.camera)?,
+            smoke: point("smoke", &r.smoke)?,
+            offgas: point("offgas", &r.offgas)?,
+            latch_file: match &r.latch_file {
+                Some(p) => ctx.path(p),
+                None => spool.dir.join("..").join(format!("fire-{id}.latch")),
+            },
+            id,
+            number: r.number,
+            zone: r.zone.clone(),
+            relay,
+            coils: r.coils.clone(),
+            cycle: Duration::from_millis(r.cycle_ms),
+            logic: fire_logic::Config::default(),
+        };
+        if [&rack.bms, &rack.temp1, &rack.temp2]
+            .iter()
+            .all(|x| x.is_none())
+        {
+            return Err(ctx.err(
+                span,
+                &f("bms_max|temp1|temp2"),
+                "a rack needs at least one temperature input",
+            ));
+        }
+        racks.push(rack);
+    }
+
     Ok(Config {
+        racks,
         site,
         agent,
         log_level: raw.log_level,
@@ -966,6 +1146,11 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         let c = load(path).unwrap();
         assert_eq!(c.brokers.len(), 2);
         assert_eq!(c.devices.len(), 7);
+        assert_eq!(c.racks.len(), 1);
+        assert_eq!(
+            c.racks[0].bms,
+            Some(("bms-r02".to_string(), "cell_temp_max".to_string()))
+        );
         for d in &c.devices {
             let drv = crate::devices::prepare(d);
             assert!(drv.is_ok(), "{}: {:?}", d.id, drv.err());
@@ -977,6 +1162,31 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
             .collect();
         // The two BMS on /dev/ttyUSB0 share one poller.
         assert_eq!(crate::devices::group_lines(drivers).len(), 6);
+    }
+
+    #[test]
+    fn racks_are_checked() {
+        let rack = "\n[[rack]]\nid = \"r1\"\nnumber = 1\nzone = \"z\"\ntemp1 = \"ups-1/t\"\nrelay = \"ups-1\"\ncoils = { contactor_open = \"c1\" }\n";
+        let c = parse_str(&format!("{GOOD}{rack}")).unwrap();
+        assert_eq!(c.racks[0].coils["contactor_open"], "c1");
+        assert_eq!(c.racks[0].cycle, Duration::from_millis(100));
+        let e = err_of(&format!("{GOOD}{}", rack.replace("ups-1/t", "nope/t")));
+        assert_eq!(e.field, "rack[0].temp1");
+        let e = err_of(&format!(
+            "{GOOD}{}",
+            rack.replace("relay = \"ups-1\"", "relay = \"cam-1\"")
+        ));
+        assert_eq!(e.field, "rack[0].relay");
+        let e = err_of(&format!(
+            "{GOOD}{}",
+            rack.replace("contactor_open", "open_sesame")
+        ));
+        assert_eq!(e.field, "rack[0].coils");
+        let e = err_of(&format!(
+            "{GOOD}{}",
+            rack.replace("temp1 = \"ups-1/t\"", "")
+        ));
+        assert_eq!(e.field, "rack[0].bms_max|temp1|temp2");
     }
 
     #[test]

@@ -64,6 +64,69 @@ impl Shared {
     }
 }
 
+/// Latest values by `(device, point)`: value and quality.
+pub type LatestValues = std::collections::BTreeMap<
+    (String, String),
+    (Option<dcim_points::Value>, dcim_points::Quality),
+>;
+
+/// The latest value and quality of every point seen, and the Modbus write handles by device;
+/// read by the local fire logic and the command path.
+#[derive(Default)]
+pub struct Latest {
+    values: Mutex<LatestValues>,
+    writers: Mutex<std::collections::BTreeMap<String, Arc<dcim_modbus::LineHandle>>>,
+}
+
+impl Latest {
+    pub fn update(&self, samples: &[Sample]) {
+        let mut v = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        for s in samples {
+            v.insert(
+                (s.device.clone(), s.point.clone()),
+                (s.value.clone(), s.quality),
+            );
+        }
+    }
+
+    pub fn get(
+        &self,
+        device: &str,
+        point: &str,
+    ) -> Option<(Option<dcim_points::Value>, dcim_points::Quality)> {
+        let v = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        v.get(&(device.to_owned(), point.to_owned())).cloned()
+    }
+
+    pub fn snapshot(
+        &self,
+    ) -> std::collections::BTreeMap<
+        (String, String),
+        (Option<dcim_points::Value>, dcim_points::Quality),
+    > {
+        self.values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Registers the write handle of the Modbus line that polls `device`.
+    pub fn set_writer(&self, device: &str, handle: Arc<dcim_modbus::LineHandle>) {
+        self.writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(device.to_owned(), handle);
+    }
+
+    pub fn writer(&self, device: &str) -> Option<Arc<dcim_modbus::LineHandle>> {
+        self.writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(device)
+            .cloned()
+    }
+}
+
 struct Pending {
     samples: Vec<Sample>,
     oldest: Option<Instant>,
@@ -76,6 +139,7 @@ pub struct Ingest {
     pending: Mutex<Pending>,
     backlog: Mutex<VecDeque<EventDraft>>,
     last_refusal_log: Mutex<Option<Instant>>,
+    latest: Arc<Latest>,
 }
 
 impl Ingest {
@@ -90,6 +154,7 @@ impl Ingest {
             }),
             backlog: Mutex::new(VecDeque::new()),
             last_refusal_log: Mutex::new(None),
+            latest: Arc::new(Latest::default()),
         })
     }
 
@@ -97,11 +162,17 @@ impl Ingest {
         &self.shared
     }
 
+    /// Latest values and write handles.
+    pub fn latest(&self) -> &Arc<Latest> {
+        &self.latest
+    }
+
     /// Queue samples; spools full batches at once.
     pub fn samples(&self, mut samples: Vec<Sample>) {
         if samples.is_empty() {
             return;
         }
+        self.latest.update(&samples);
         let full: Vec<Vec<Sample>> = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             p.oldest.get_or_insert_with(Instant::now);

@@ -5,12 +5,14 @@
 //! - [`ingest`]: from drivers into the spool (telemetry batching, events);
 //! - [`uplink`]: one task per broker publishing the spool, PUBACK-driven acknowledgement;
 //! - [`devices`]: drivers (MQTT devices, a signal generator);
+//! - [`fire`]: local fire logic of racks without a controller;
 //! - [`commands`]: answers to `cmd/{device}`;
 //! - [`payload`]: spool records and wire payloads.
 
 pub mod commands;
 pub mod config;
 pub mod devices;
+pub mod fire;
 pub mod ingest;
 pub mod payload;
 pub mod uplink;
@@ -108,6 +110,14 @@ impl Agent {
             device_tasks.push(tokio::spawn(devices::run(
                 self.ingest.clone(),
                 drv,
+                stop_rx.clone(),
+            )));
+        }
+        for rack in &self.cfg.racks {
+            device_tasks.push(tokio::spawn(fire::run(
+                self.ingest.clone(),
+                self.ingest.latest().clone(),
+                rack.clone(),
                 stop_rx.clone(),
             )));
         }

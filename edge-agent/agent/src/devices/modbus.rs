@@ -56,22 +56,80 @@ pub fn online_events(known: &mut BTreeMap<String, bool>, samples: &[Sample]) -> 
     out
 }
 
+/// `fire.stage` events for changes of a rack controller's `fire.stage` point (role
+/// `fire.stage`), shaped like the local fire logic's so the center and the fire authority see
+/// both kinds of rack alike. `known` holds the last stage code per device. Pure.
+pub fn stage_events(known: &mut BTreeMap<String, u8>, samples: &[Sample]) -> Vec<EventDraft> {
+    let mut out = Vec::new();
+    for s in samples
+        .iter()
+        .filter(|s| s.role.as_str() == "fire.stage" && s.quality == dcim_points::Quality::Good)
+    {
+        let Some(Value::Number(x)) = s.value else {
+            continue;
+        };
+        let Some(stage) = fire_logic::Stage::from_code(x as u8) else {
+            continue;
+        };
+        let before = known.insert(s.device.clone(), stage.code());
+        if before == Some(stage.code()) || (before.is_none() && stage == fire_logic::Stage::Normal)
+        {
+            continue;
+        }
+        let severity = if stage >= fire_logic::Stage::Stage1 {
+            Severity::Alarm
+        } else if stage == fire_logic::Stage::PreAlarm {
+            Severity::Supervisory
+        } else {
+            Severity::Info
+        };
+        out.push(EventDraft {
+            ts_ms: s.ts_ms,
+            device: s.device.clone(),
+            kind: "fire.stage".into(),
+            severity,
+            message: format!("rack {}: stage {}", s.device, stage.name()),
+            data: serde_json::json!({
+                "rack": s.device,
+                "stage": stage.name(),
+                "stage_code": stage.code(),
+                "entered": stage.name(),
+                "previous": before.and_then(fire_logic::Stage::from_code).map(|p| p.name()),
+                "source": "controller",
+            }),
+            test: false,
+        });
+    }
+    out
+}
+
 pub async fn run(ingest: Arc<Ingest>, line: ModbusLine, mut shutdown: watch::Receiver<bool>) {
     let (tx, mut rx) = mpsc::channel::<Vec<Sample>>(256);
     let name = line.connection.to_string();
-    let handle = match dcim_modbus::spawn_line(line.connection, line.devices, tx) {
-        Ok(h) => h,
+    let ids: Vec<String> = line.devices.iter().map(|d| d.id.clone()).collect();
+    let handle = match dcim_modbus::spawn_line_with_writes(line.connection, line.devices, tx) {
+        Ok(h) => {
+            let h = Arc::new(h);
+            for id in &ids {
+                ingest.latest().set_writer(id, h.clone());
+            }
+            h
+        }
         Err(e) => {
             error!(line = %name, error = %e, "cannot start the Modbus poller");
             return;
         }
     };
     let mut known = BTreeMap::new();
+    let mut stages = BTreeMap::new();
     loop {
         tokio::select! {
             batch = rx.recv() => match batch {
                 Some(samples) => {
-                    for e in online_events(&mut known, &samples) {
+                    for e in online_events(&mut known, &samples)
+                        .into_iter()
+                        .chain(stage_events(&mut stages, &samples))
+                    {
                         warn!(device = %e.device, kind = %e.kind, "{}", e.message);
                         let _ = ingest.event(e);
                     }
@@ -84,7 +142,7 @@ pub async fn run(ingest: Arc<Ingest>, line: ModbusLine, mut shutdown: watch::Rec
             },
             _ = shutdown.changed() => if *shutdown.borrow() {
                 drop(rx);
-                handle.abort();
+                handle.task.abort();
                 return;
             },
         }
@@ -107,6 +165,35 @@ mod tests {
             quality: Quality::Good,
             ts_ms: 1,
         }
+    }
+
+    #[test]
+    fn controller_stage_changes_make_fire_stage_events() {
+        let stage = |v: f64| Sample {
+            device: "rc-07".into(),
+            point: "stage".into(),
+            role: Role::new("fire.stage").unwrap(),
+            labels: Default::default(),
+            value: Some(Value::Number(v)),
+            unit: String::new(),
+            quality: Quality::Good,
+            ts_ms: 1,
+        };
+        let mut known = BTreeMap::new();
+        assert!(stage_events(&mut known, &[stage(0.0)]).is_empty());
+        let e = stage_events(&mut known, &[stage(2.0)]);
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            (e[0].kind.as_str(), e[0].severity),
+            ("fire.stage", Severity::Alarm)
+        );
+        assert_eq!(e[0].data["entered"], "stage1");
+        assert_eq!(e[0].data["previous"], "normal");
+        assert!(stage_events(&mut known, &[stage(2.0)]).is_empty());
+        assert_eq!(
+            stage_events(&mut known, &[stage(0.0)])[0].severity,
+            Severity::Info
+        );
     }
 
     #[test]

@@ -1,0 +1,453 @@
+//! Local fire logic for racks declared without a controller (`[[rack]]` in the configuration):
+//! the firmware's `fire_logic::RackLogic`, fed every control cycle with the latest values of
+//! the configured device points, driving the relay module's coils through the Modbus write
+//! handle of the line that polls it.
+//!
+//! [`RackRunner`] is the pure part: inputs from the latest-value table (unknown or stale
+//! values -> `Analog::NoSample`, so the logic's own staleness supervision applies; `bad` or
+//! `comm_lost` -> `Fault`), one logic step, and its results as wire event drafts, a
+//! `fire.stage` sample, the coils to assert and the latch record to persist. [`run`] is the
+//! shell: the cycle timer, coil writes (active outputs re-asserted every cycle and never
+//! cleared by the agent: only the logic's local reset clears a latched stage), and the latch
+//! file (temp file + fsync + rename on every change, restored at start).
+
+use crate::config::RackConfig;
+use crate::ingest::{Ingest, Latest};
+use crate::payload::EventDraft;
+use crate::uplink::unix_ms;
+use dcim_points::{Quality, Role, Sample, Value};
+use dcim_wire::Severity;
+use fire_logic::{
+    Action, Analog, Digital, EventClass, EventKind, Inputs, LatchRecord, RackLogic, Stage,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// `device` / `point` of a value in the latest-value table.
+pub type PointRef = (String, String);
+
+/// The wire event kind of a logic event.
+pub fn event_kind(k: &EventKind) -> &'static str {
+    match k {
+        EventKind::StageEntered { .. } | EventKind::Restored { .. } => "fire.stage",
+        EventKind::ResetAccepted => "fire.reset",
+        _ => match k.class() {
+            EventClass::Alarm => "fire.action",
+            EventClass::Supervisory => "fire.supervisory",
+            EventClass::Trouble => "fire.trouble",
+        },
+    }
+}
+
+fn severity(c: EventClass) -> Severity {
+    match c {
+        EventClass::Alarm => Severity::Alarm,
+        EventClass::Supervisory => Severity::Supervisory,
+        EventClass::Trouble => Severity::Trouble,
+    }
+}
+
+/// Tenths of a degree from a value.
+fn tenths(v: &Value) -> Option<i32> {
+    match v {
+        Value::Number(x) if x.is_finite() => Some((x * 10.0).round() as i32),
+        Value::Bool(b) => Some(i32::from(*b)),
+        _ => None,
+    }
+}
+
+/// An analogue input from the latest value of a point.
+pub fn analog(latest: Option<&(Option<Value>, Quality)>) -> Analog {
+    match latest {
+        None | Some((_, Quality::Stale)) => Analog::NoSample,
+        Some((_, Quality::Bad | Quality::CommLost)) => Analog::Fault,
+        Some((v, Quality::Good)) => match v.as_ref().and_then(tenths) {
+            Some(t) => Analog::Value(t),
+            None => Analog::Fault,
+        },
+    }
+}
+
+/// A digital input (smoke) from the latest value of a point.
+pub fn digital(latest: Option<&(Option<Value>, Quality)>) -> Digital {
+    match latest {
+        Some((Some(Value::Bool(true)), Quality::Good)) => Digital::On,
+        Some((Some(Value::Number(x)), Quality::Good)) if *x != 0.0 => Digital::On,
+        Some((Some(_), Quality::Good)) => Digital::Off,
+        _ => Digital::NoSample,
+    }
+}
+
+/// What one control cycle produced.
+#[derive(Debug, Default)]
+pub struct Cycle {
+    pub events: Vec<EventDraft>,
+    pub samples: Vec<Sample>,
+    /// Coils to assert on (point ids of the relay device).
+    pub coils_on: Vec<String>,
+    /// A changed latch record to persist.
+    pub latch: Option<LatchRecord>,
+}
+
+pub struct RackRunner {
+    pub cfg: RackConfig,
+    pub logic: RackLogic,
+    last_latch: LatchRecord,
+    last_stage: Option<Stage>,
+}
+
+impl RackRunner {
+    /// A runner; `restored` is the persisted latch record, if any.
+    pub fn new(
+        cfg: RackConfig,
+        restored: Option<&LatchRecord>,
+        now_ms: u64,
+    ) -> Result<RackRunner, String> {
+        let mut lc = cfg.logic;
+        lc.fitted.bms = cfg.bms.is_some();
+        lc.fitted.rack_temp1 = cfg.temp1.is_some();
+        lc.fitted.rack_temp2 = cfg.temp2.is_some();
+        lc.fitted.camera = cfg.camera.is_some();
+        lc.fitted.smoke = cfg.smoke.is_some();
+        lc.fitted.offgas = cfg.offgas.is_some();
+        lc.fitted.feedback = [false; 6];
+        let logic = match restored {
+            Some(r) => RackLogic::restore(lc, r, now_ms),
+            None => RackLogic::new(lc),
+        }
+        .map_err(|e| format!("rack `{}`: fire logic configuration: {e:?}", cfg.id))?;
+        let last_latch = logic.latch_record();
+        Ok(RackRunner {
+            cfg,
+            logic,
+            last_latch,
+            last_stage: None,
+        })
+    }
+
+    pub fn inputs(&self, latest: &BTreeMap<PointRef, (Option<Value>, Quality)>) -> Inputs {
+        let get = |r: &Option<PointRef>| r.as_ref().and_then(|k| latest.get(k));
+        Inputs {
+            bms_max: analog(get(&self.cfg.bms)),
+            rack_temp1: analog(get(&self.cfg.temp1)),
+            rack_temp2: analog(get(&self.cfg.temp2)),
+            camera_max: analog(get(&self.cfg.camera)),
+            smoke: digital(get(&self.cfg.smoke)),
+            offgas: analog(get(&self.cfg.offgas)),
+            ..Inputs::default()
+        }
+    }
+
+    /// One control cycle at `now_ms` (monotonic) with the wall clock `wall_ms`.
+    pub fn step(
+        &mut self,
+        now_ms: u64,
+        wall_ms: i64,
+        latest: &BTreeMap<PointRef, (Option<Value>, Quality)>,
+    ) -> Cycle {
+        let inputs = self.inputs(latest);
+        let out = self.logic.step(now_ms, &inputs);
+        let mut c = Cycle::default();
+        let actions: Vec<&str> = Action::ALL
+            .iter()
+            .filter(|a| out.actions.contains(**a))
+            .map(|a| a.name())
+            .collect();
+        let troubles = format!("{:?}", out.troubles);
+        let supervisory = format!("{:?}", out.supervisory);
+        while let Some(ev) = self.logic.take_event() {
+            let mut data = serde_json::json!({
+                "rack": self.cfg.id,
+                "rack_number": self.cfg.number,
+                "zone": self.cfg.zone,
+                "stage": out.stage.name(),
+                "stage_code": out.stage.code(),
+                "actions": actions,
+                "troubles": troubles,
+                "supervisory": supervisory,
+                "logic_seq": ev.seq,
+                "detail": format!("{:?}", ev.kind),
+            });
+            if let EventKind::StageEntered { stage, cause } = &ev.kind {
+                data["entered"] = stage.name().into();
+                data["cause"] = format!("{cause:?}").into();
+            }
+            c.events.push(EventDraft {
+                ts_ms: wall_ms,
+                device: self.cfg.id.clone(),
+                kind: event_kind(&ev.kind).into(),
+                severity: severity(ev.class()),
+                message: format!("rack {}: {:?}", self.cfg.id, ev.kind),
+                data,
+                test: self.logic.test_mode(),
+            });
+        }
+        if self.last_stage != Some(out.stage) {
+            self.last_stage = Some(out.stage);
+            c.samples.push(Sample {
+                device: self.cfg.id.clone(),
+                point: "fire_stage".into(),
+                role: Role::new("fire.stage").expect("fire.stage is in the vocabulary"),
+                labels: Default::default(),
+                value: Some(Value::Number(f64::from(out.stage.code()))),
+                unit: String::new(),
+                quality: Quality::Good,
+                ts_ms: wall_ms,
+            });
+        }
+        for a in Action::ALL {
+            if out.actions.contains(a)
+                && let Some(coil) = self.cfg.coils.get(a.name())
+            {
+                c.coils_on.push(coil.clone());
+            }
+        }
+        let latch = self.logic.latch_record();
+        if latch != self.last_latch {
+            self.last_latch = latch;
+            c.latch = Some(latch);
+        }
+        c
+    }
+}
+
+/// Writes the latch record durably: temp file, fsync, rename, fsync of the directory.
+pub fn persist_latch(path: &Path, record: &LatchRecord) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&record.to_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads a persisted latch record (`None` when there is none or it is damaged, logged).
+pub fn load_latch(path: &Path) -> Option<LatchRecord> {
+    let bytes = std::fs::read(path).ok()?;
+    match LatchRecord::from_bytes(&bytes) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            error!(path = %path.display(), error = ?e, "damaged fire latch record ignored");
+            None
+        }
+    }
+}
+
+pub async fn run(
+    ingest: Arc<Ingest>,
+    latest: Arc<Latest>,
+    cfg: RackConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    if let Some(dir) = cfg.latch_file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let restored = load_latch(&cfg.latch_file);
+    if let Some(r) = &restored {
+        info!(rack = %cfg.id, stage = r.stage.name(), "fire latch restored");
+    }
+    let mut runner = match RackRunner::new(cfg, restored.as_ref(), 0) {
+        Ok(r) => r,
+        Err(e) => {
+            error!("{e}");
+            return;
+        }
+    };
+    let mut iv = tokio::time::interval(runner.cfg.cycle);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = iv.tick() => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { return },
+        }
+        let snapshot = latest.snapshot();
+        let now = started.elapsed().as_millis() as u64;
+        let c = runner.step(now, unix_ms(), &snapshot);
+        if let Some(l) = &c.latch
+            && let Err(e) = persist_latch(&runner.cfg.latch_file, l)
+        {
+            error!(rack = %runner.cfg.id, error = %e, "FIRE LATCH NOT PERSISTED");
+        }
+        for e in c.events {
+            let _ = ingest.event(e);
+        }
+        ingest.samples(c.samples);
+        if let Some(relay) = &runner.cfg.relay {
+            for coil in c.coils_on {
+                match latest.writer(relay) {
+                    Some(w) => {
+                        let r = tokio::time::timeout(
+                            Duration::from_secs(2),
+                            w.write(relay, &coil, Value::Bool(true)),
+                        )
+                        .await;
+                        if !matches!(r, Ok(Ok(()))) {
+                            warn!(rack = %runner.cfg.id, relay = %relay, coil = %coil, result = ?r, "fire output not confirmed; re-asserted next cycle");
+                        }
+                    }
+                    None => {
+                        warn!(rack = %runner.cfg.id, relay = %relay, "relay module has no Modbus write handle (yet)")
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rack(dir: &Path) -> RackConfig {
+        let p = |d: &str, pt: &str| Some((d.to_owned(), pt.to_owned()));
+        RackConfig {
+            id: "rack-07".into(),
+            number: 7,
+            zone: "room-1".into(),
+            bms: p("bms", "max_cell"),
+            temp1: p("rio", "t1"),
+            temp2: p("rio", "t2"),
+            camera: None,
+            smoke: None,
+            offgas: None,
+            relay: Some("relay".into()),
+            coils: [("contactor_open", "do1"), ("blanket_drop", "do2")]
+                .into_iter()
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .collect(),
+            cycle: Duration::from_millis(100),
+            latch_file: dir.join("fire-rack-07.latch"),
+            logic: fire_logic::Config::default(),
+        }
+    }
+
+    fn values(t: f64, q: Quality) -> BTreeMap<PointRef, (Option<Value>, Quality)> {
+        [("bms", "max_cell"), ("rio", "t1"), ("rio", "t2")]
+            .into_iter()
+            .map(|(d, p)| ((d.to_owned(), p.to_owned()), (Some(Value::Number(t)), q)))
+            .collect()
+    }
+
+    fn run_for(
+        r: &mut RackRunner,
+        from: u64,
+        ms: u64,
+        v: &BTreeMap<PointRef, (Option<Value>, Quality)>,
+        all: &mut Vec<Cycle>,
+    ) -> u64 {
+        let mut t = from;
+        while t < from + ms {
+            all.push(r.step(t, t as i64, v));
+            t += 100;
+        }
+        t
+    }
+
+    #[test]
+    fn quality_maps_to_logic_inputs() {
+        assert_eq!(analog(None), Analog::NoSample);
+        let good = (Some(Value::Number(61.54)), Quality::Good);
+        assert_eq!(analog(Some(&good)), Analog::Value(615));
+        assert_eq!(
+            analog(Some(&(Some(Value::Number(1.0)), Quality::Stale))),
+            Analog::NoSample
+        );
+        assert_eq!(analog(Some(&(None, Quality::Bad))), Analog::Fault);
+        assert_eq!(
+            analog(Some(&(Some(Value::Number(1.0)), Quality::CommLost))),
+            Analog::Fault
+        );
+        assert_eq!(
+            digital(Some(&(Some(Value::Bool(true)), Quality::Good))),
+            Digital::On
+        );
+        assert_eq!(
+            digital(Some(&(Some(Value::Bool(true)), Quality::CommLost))),
+            Digital::NoSample
+        );
+    }
+
+    #[test]
+    fn crossing_thresholds_latches_stages_outputs_and_the_latch_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = rack(dir.path());
+        let mut r = RackRunner::new(cfg.clone(), None, 0).unwrap();
+        let mut all = Vec::new();
+        let t = run_for(&mut r, 0, 2000, &values(25.0, Quality::Good), &mut all);
+        assert_eq!(r.logic.stage(), Stage::Normal);
+        assert!(all.iter().all(|c| c.coils_on.is_empty()));
+        let t = run_for(&mut r, t, 2000, &values(61.0, Quality::Good), &mut all);
+        assert_eq!(r.logic.stage(), Stage::Stage1);
+        let t = run_for(&mut r, t, 2000, &values(85.0, Quality::Good), &mut all);
+        assert!(r.logic.stage() >= Stage::Stage3, "{:?}", r.logic.stage());
+        let events: Vec<&EventDraft> = all.iter().flat_map(|c| &c.events).collect();
+        let stages: Vec<&str> = events
+            .iter()
+            .filter(|e| e.kind == "fire.stage")
+            .map(|e| e.data["entered"].as_str().unwrap())
+            .collect();
+        assert!(
+            stages.starts_with(&["pre_alarm", "stage1", "stage2", "stage3"]),
+            "{stages:?}"
+        );
+        let stage1 = events
+            .iter()
+            .find(|e| e.data["entered"] == "stage1")
+            .unwrap();
+        assert_eq!(stage1.severity, Severity::Alarm);
+        assert_eq!(stage1.data["rack"], "rack-07");
+        // Outputs are asserted every cycle once active and never released by the agent,
+        // even when the temperature falls back.
+        run_for(&mut r, t, 1000, &values(20.0, Quality::Good), &mut all);
+        let last = all.last().unwrap();
+        assert_eq!(last.coils_on, vec!["do1".to_string(), "do2".to_string()]);
+        // Stage samples on each change.
+        let codes: Vec<f64> = all
+            .iter()
+            .flat_map(|c| &c.samples)
+            .filter_map(|s| match s.value {
+                Some(Value::Number(x)) => Some(x),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(codes[0], 0.0);
+        assert!(codes.contains(&2.0));
+        // The latch record changes were produced; persisted and restored it brings the stage back.
+        let latch = all.iter().rev().find_map(|c| c.latch).unwrap();
+        persist_latch(&cfg.latch_file, &latch).unwrap();
+        let back = load_latch(&cfg.latch_file).unwrap();
+        assert_eq!(back, latch);
+        let mut r2 = RackRunner::new(cfg, Some(&back), 0).unwrap();
+        let c = r2.step(0, 0, &BTreeMap::new());
+        assert_eq!(r2.logic.stage(), r.logic.stage());
+        assert_eq!(c.coils_on, vec!["do1".to_string(), "do2".to_string()]);
+    }
+
+    #[test]
+    fn lost_sensors_raise_troubles_not_alarms() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = RackRunner::new(rack(dir.path()), None, 0).unwrap();
+        let mut all = Vec::new();
+        let t = run_for(&mut r, 0, 1000, &values(25.0, Quality::Good), &mut all);
+        run_for(&mut r, t, 3000, &values(25.0, Quality::CommLost), &mut all);
+        let events: Vec<&EventDraft> = all.iter().flat_map(|c| &c.events).collect();
+        assert!(
+            events.iter().any(|e| e.kind == "fire.trouble"),
+            "{events:?}"
+        );
+        assert!(events.iter().all(|e| e.severity != Severity::Alarm));
+    }
+}
