@@ -65,10 +65,23 @@ pub fn stage_events(known: &mut BTreeMap<String, u8>, samples: &[Sample]) -> Vec
         .iter()
         .filter(|s| s.role.as_str() == "fire.stage" && s.quality == dcim_points::Quality::Good)
     {
-        let Some(Value::Number(x)) = s.value else {
-            continue;
+        // The controller profile maps the code to a label (`stage1_power_cut`); plain codes
+        // are accepted too.
+        let code = match &s.value {
+            Some(Value::Number(x)) if *x >= 0.0 && *x < 7.0 => Some(*x as u8),
+            Some(Value::Text(t)) => match t.as_str() {
+                "normal" => Some(0),
+                "pre_alarm" => Some(1),
+                t => t
+                    .strip_prefix("stage")
+                    .and_then(|r| r.chars().next())
+                    .and_then(|c| c.to_digit(10))
+                    .filter(|d| (1..=5).contains(d))
+                    .map(|d| d as u8 + 1),
+            },
+            _ => None,
         };
-        let Some(stage) = fire_logic::Stage::from_code(x as u8) else {
+        let Some(stage) = code.and_then(fire_logic::Stage::from_code) else {
             continue;
         };
         let before = known.insert(s.device.clone(), stage.code());
