@@ -98,7 +98,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/stream",
         Some(Access::Read),
-        "Server-sent events: points, event, agent, audit, lagged.",
+        "Server-sent events: points, event, agent, alarm, incident, audit, lagged; events=a,b to filter.",
     ),
     r(
         "GET",
@@ -582,26 +582,50 @@ impl Drop for SseGuard {
     }
 }
 
-async fn stream(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
+#[derive(Deserialize, Default)]
+struct StreamQuery {
+    /// Comma-separated event names to receive (default: all): points, event, agent, alarm,
+    /// incident, audit.
+    events: Option<String>,
+}
+
+async fn stream(
+    State(app): AppState,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: StreamQuery = parse_query(raw.as_deref())?;
+    let wanted: Option<Vec<String>> = q
+        .events
+        .map(|e| e.split(',').map(|s| s.trim().to_string()).collect());
     let rx = app.live.subscribe();
     let stop = app.stopping.clone();
     app.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
     let guard = SseGuard(app.clone());
-    let s =
-        futures_util::stream::unfold((rx, stop, guard), |(mut rx, mut stop, guard)| async move {
-            let ev = tokio::select! {
-                _ = crate::stopped(&mut stop) => return None,
-                r = rx.recv() => match r {
-                    Ok(m) => SseEvent::default().event(m.event).data(m.data.as_str()),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        SseEvent::default().event("lagged").data(n.to_string())
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                },
+    let s = futures_util::stream::unfold(
+        (rx, stop, guard, wanted),
+        |(mut rx, mut stop, guard, wanted)| async move {
+            let ev = loop {
+                tokio::select! {
+                    _ = crate::stopped(&mut stop) => return None,
+                    r = rx.recv() => match r {
+                        Ok(m) => {
+                            if wanted.as_ref().is_some_and(|w| !w.iter().any(|e| e == m.event)) {
+                                continue;
+                            }
+                            break SseEvent::default().event(m.event).data(m.data.as_str());
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            break SseEvent::default().event("lagged").data(n.to_string());
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                }
             };
-            Some((Ok::<_, Infallible>(ev), (rx, stop, guard)))
-        });
+            Some((Ok::<_, Infallible>(ev), (rx, stop, guard, wanted)))
+        },
+    );
     Ok(Sse::new(s).keep_alive(KeepAlive::default()).into_response())
 }
 

@@ -64,6 +64,9 @@ pub struct App {
 
 impl App {
     pub fn publish_live<T: serde::Serialize>(&self, event: &'static str, data: &T) {
+        if self.live.receiver_count() == 0 {
+            return;
+        }
         if let Ok(json) = serde_json::to_string(data) {
             // No receivers is fine.
             let _ = self.live.send(LiveMsg {

@@ -94,9 +94,11 @@ async fn watch_stream(resp: reqwest::Response, waiters: Waiters) {
     while let Ok(Some(chunk)) = resp.chunk().await {
         let at = Instant::now();
         buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(i) = buf.find('\n') {
-            let line: String = buf.drain(..=i).collect();
-            let line = line.trim_end();
+        let mut consumed = 0;
+        while let Some(i) = buf[consumed..].find('\n') {
+            let line = buf[consumed..consumed + i].trim_end().to_string();
+            consumed += i + 1;
+            let line = line.as_str();
             if let Some(e) = line.strip_prefix("event: ") {
                 event = e.to_string();
             } else if let Some(d) = line.strip_prefix("data: ")
@@ -111,6 +113,7 @@ async fn watch_stream(resp: reqwest::Response, waiters: Waiters) {
                 }
             }
         }
+        buf.drain(..consumed);
     }
 }
 
@@ -199,7 +202,10 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let http = reqwest::Client::new();
     let resp = http
-        .get(format!("http://{}/api/stream", server.http_addr))
+        .get(format!(
+            "http://{}/api/stream?events=alarm",
+            server.http_addr
+        ))
         .bearer_auth(&token)
         .send()
         .await?;
