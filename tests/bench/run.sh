@@ -9,7 +9,7 @@
 # Environment (defaults in brackets): DEVICES [20] simulated Modbus TCP devices, REGS [125]
 # input registers read per request, LEG_SECONDS [5] measured seconds per leg,
 # LOADS ["100000 400000 1000000"] offered points/s for the server legs, BATCH [500] samples per
-# MQTT message, DCIM_PYTHON [~/.cache/dcim-test-venv/bin/python] (needs pymodbus).
+# MQTT message, BUILD [1] (0: skip the cargo builds, use the binaries in target/release), DCIM_PYTHON [~/.cache/dcim-test-venv/bin/python] (needs pymodbus).
 # Not part of CI: it takes a few minutes and the numbers depend on the machine.
 set -uo pipefail
 
@@ -48,10 +48,15 @@ wait_http() { # url seconds
 }
 fmt() { python3 -c 'import sys; v=sys.argv[1]; print(f"{float(v):,.0f}" if v not in ("", "None", "nan") else "-")' "${1:-}"; }
 
-say "building (release): dcim-server, facility-sim, the dcim-modbus poll_throughput bench, tests/bench/loadgen"
-cargo build --release -q -p dcim-server --bin dcim-server || exit 1
-cargo build --release -q -p facility-sim --bin facility-sim || exit 1
-cargo bench -q -p dcim-modbus --bench poll_throughput --no-run 2>/dev/null || exit 1
+if [ "${BUILD:-1}" = 1 ]; then
+    say "building (release): dcim-server, facility-sim, the dcim-modbus poll_throughput bench, tests/bench/loadgen"
+    cargo build --release -q -p dcim-server --bin dcim-server || exit 1
+    cargo build --release -q -p facility-sim --bin facility-sim || exit 1
+    POLL_BENCH=$(cargo bench -p dcim-modbus --bench poll_throughput --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*poll_throughput-[0-9a-f]*\)).*/\1/p' | tail -1)
+    [ -x "$POLL_BENCH" ] || { echo "cannot build the dcim-modbus poll_throughput bench" >&2; exit 1; }
+else # BUILD=0: use the release binaries already in target/ (e.g. while the build lock is busy)
+    POLL_BENCH=$(ls -t target/release/deps/poll_throughput-* 2>/dev/null | grep -v '\.d$' | head -1)
+fi
 (cd "$BENCH/loadgen" && cargo build --release -q) || exit 1
 LOAD=$BENCH/loadgen/target/release/dcim-bench-load
 NODE_RED_OK=1
@@ -94,7 +99,7 @@ CEIL=$(kv "$C125" points_per_s)
 pct() { python3 -c 'import sys; a,b=sys.argv[1:]; print(f"{100*float(a)/float(b):.0f}%" if a and b and float(b)>0 else "-")' "${1:-}" "${CEIL:-}"; }
 
 say "(a) dcim-modbus poller: cargo bench -p dcim-modbus --bench poll_throughput -- --devices $DEVICES --points $REGS --seconds $S"
-A=$(cargo bench -q -p dcim-modbus --bench poll_throughput -- --devices "$DEVICES" --points "$REGS" --seconds "$S" 2>/dev/null)
+A=$("$POLL_BENCH" --bench --devices "$DEVICES" --points "$REGS" --seconds "$S" 2>/dev/null)
 echo "$A" >&2
 A_PPS=$(sed -n 's/^points_polled_per_s_one_core=//p' <<<"$A")
 A_CPU=$(grep -o 'poller_thread_cpu_s=[0-9.]*' <<<"$A" | cut -d= -f2)
@@ -121,7 +126,7 @@ if ((NODE_RED_OK)); then
         s1=$(curl -s "http://127.0.0.1:$NRP/bench/stats")
         c1=$(cpu_of $NRPID)
         t1=$(date +%s.%N)
-        B=$(python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); el=float(sys.argv[4])-float(sys.argv[3]); cpu=max(float(sys.argv[6])-float(sys.argv[5]),0.01); n=b["points"]-a["points"]; print(f"points_per_s={n/el:.0f} cpu_s={cpu:.2f} points_per_cpu_s={n/cpu:.0f} reads_per_s={(b["reads"]-a["reads"])/el:.0f}")' "$s0" "$s1" "$t0" "$t1" "$c0" "$c1")
+        B=$(python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); el=float(sys.argv[4])-float(sys.argv[3]); cpu=max(float(sys.argv[6])-float(sys.argv[5]),0.01); n=b['points']-a['points']; print(f"points_per_s={n/el:.0f} cpu_s={cpu:.2f} points_per_cpu_s={n/cpu:.0f} reads_per_s={(b['reads']-a['reads'])/el:.0f}")' "$s0" "$s1" "$t0" "$t1" "$c0" "$c1")
         echo "node-red modbus $B" >&2
         EDGE+=("Node-RED $(node -p 'require("'"$BENCH"'/node_modules/node-red/package.json").version') + node-red-contrib-modbus $(node -p 'require("'"$BENCH"'/node_modules/node-red-contrib-modbus/package.json").version') (whole node process) | $(fmt "$(kv "$B" points_per_s)") | $(kv "$B" cpu_s) | $(fmt "$(kv "$B" points_per_cpu_s)") | $(pct "$(kv "$B" points_per_s)")")
     else

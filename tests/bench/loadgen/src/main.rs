@@ -16,11 +16,12 @@
 //!     and reports the latency from that publish to the `activated` alarm record.
 //! ```
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> u64 {
@@ -144,7 +145,11 @@ fn modbus(a: &Args) -> Result<(), String> {
         }));
     }
     std::thread::sleep(warm);
-    let (r0, c0, t0) = (reads.load(Ordering::Relaxed), process_cpu_s(), Instant::now());
+    let (r0, c0, t0) = (
+        reads.load(Ordering::Relaxed),
+        process_cpu_s(),
+        Instant::now(),
+    );
     std::thread::sleep(Duration::from_secs(seconds));
     let (r1, c1, el) = (
         reads.load(Ordering::Relaxed),
@@ -286,7 +291,9 @@ fn mqtt(a: &Args) -> Result<(), String> {
     let probe_ms = a.num("--probe-ms", 50).max(1);
     let pass_suffix = a.str("--pass-suffix", "-secret");
 
-    // Alarm stream watcher (dcim-server only).
+    // Alarm stream watcher (dcim-server only). Only probes sent by this run count, each once
+    // (its first `activated` record).
+    let sent_probes: Arc<Mutex<HashSet<String>>> = Arc::default();
     let (lat_tx, lat_rx) = mpsc::channel::<f64>();
     if let Some(http) = a.get("--sse") {
         let token = a.str("--token", "");
@@ -302,6 +309,7 @@ fn mqtt(a: &Args) -> Result<(), String> {
         if !status.contains(" 200") {
             return Err(format!("/api/stream: {}", status.trim()));
         }
+        let sent_probes = sent_probes.clone();
         std::thread::spawn(move || {
             let mut line = String::new();
             while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
@@ -310,11 +318,14 @@ fn mqtt(a: &Args) -> Result<(), String> {
                     && line.contains("activated")
                     && let Some(i) = line.find("rack-t")
                 {
-                    let digits: String = line[i + 6..]
+                    let name: String = line[i..]
                         .chars()
-                        .take_while(char::is_ascii_digit)
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
                         .collect();
-                    if let Ok(sent) = digits.parse::<u64>() {
+                    let digits: String =
+                        name[6..].chars().take_while(char::is_ascii_digit).collect();
+                    let ours = sent_probes.lock().map(|mut s| s.remove(&name));
+                    if let (Ok(true), Ok(sent)) = (ours, digits.parse::<u64>()) {
                         let _ = lat_tx.send(at.saturating_sub(sent) as f64);
                     }
                 }
@@ -341,6 +352,7 @@ fn mqtt(a: &Args) -> Result<(), String> {
         )?;
         let topic = format!("dcim/v1/{site}/{agent}/telemetry");
         let (agent, published, probes) = (agent.clone(), published.clone(), probes.clone());
+        let sent_probes = sent_probes.clone();
         let probe_here = ai == 0;
         threads.push(std::thread::spawn(move || -> Result<(), String> {
             let mut seq = now_ms(); // strictly increasing across runs too
@@ -357,7 +369,11 @@ fn mqtt(a: &Args) -> Result<(), String> {
                 let probe = (probe_here && Instant::now() >= next_probe).then(|| {
                     next_probe += Duration::from_millis(probe_ms);
                     probes.fetch_add(1, Ordering::Relaxed);
-                    format!("rack-t{ts}-{seq}")
+                    let name = format!("rack-t{ts}-{seq}");
+                    if let Ok(mut s) = sent_probes.lock() {
+                        s.insert(name.clone());
+                    }
+                    name
                 });
                 seq += 1;
                 let json = batch_json(&agent, seq, batch, ts, probe.as_deref());
