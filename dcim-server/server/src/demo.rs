@@ -211,6 +211,24 @@ async fn start_device_bus() -> anyhow::Result<SocketAddr> {
     Ok(listen)
 }
 
+/// `[[device]]` entries for the simulator's BACnet/IP devices (chiller plant), polled from a
+/// loopback socket.
+fn bacnet_devices(endpoints: &[facility_sim::Endpoint]) -> String {
+    let mut o = String::new();
+    for e in endpoints {
+        if let (facility_sim::Connection::Bacnet { addr, instance }, Some(profile)) =
+            (e.connection, &e.profile_file)
+        {
+            o.push_str(&format!(
+                "\n[[device]]\nid = {:?}\nprofile = {:?}\nbacnet = {{ address = \"{addr}\", instance = {instance}, bind = \"127.0.0.1:0\" }}\n",
+                e.device,
+                profile.display().to_string(),
+            ));
+        }
+    }
+    o
+}
+
 /// Creates the demo users, or resets their password when they exist.
 async fn demo_users(
     config: &Config,
@@ -278,7 +296,11 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         ao.site = SITE.into();
         ao.agent = AGENT.into();
         ao.devices_broker_url = format!("mqtt://{device_bus}");
-        facility_sim::demo::agent_config(&sim.endpoints, &ao)
+        let mut text = facility_sim::demo::agent_config(&sim.endpoints, &ao);
+        if !text.contains("bacnet = {") {
+            text.push_str(&bacnet_devices(&sim.endpoints));
+        }
+        text
     };
     let parse = |text: &str| {
         dcim_edge_agent::config::parse("dcim-demo.toml", text, &data_dir)

@@ -87,6 +87,27 @@ impl Harness {
         Ok((r.status().as_u16(), r.text().await?))
     }
 
+    /// Opens the live stream (`/api/stream`, server-sent events).
+    pub async fn events(&self) -> anyhow::Result<EventStream> {
+        // No overall timeout: the body of a stream never ends.
+        let client = reqwest::Client::builder().no_proxy().build()?;
+        let resp = client
+            .get(self.url("/api/stream"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .context("GET /api/stream")?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "GET /api/stream: {}",
+            resp.status()
+        );
+        Ok(EventStream {
+            resp,
+            buf: String::new(),
+        })
+    }
+
     /// Applies a simulator command line (`feed-loss A`).
     pub fn sim(&self, line: &str) -> anyhow::Result<String> {
         let cmd = facility_sim::Command::parse(line)
@@ -182,5 +203,68 @@ where
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A server-sent event stream.
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    /// The next event as (event name, data), or None when the stream ends.
+    pub async fn next(&mut self) -> anyhow::Result<Option<(String, String)>> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut event, mut data) = (String::from("message"), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim_start().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        if !data.is_empty() {
+                            data.push('\n');
+                        }
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if data.is_empty() {
+                    continue; // keep-alive comment
+                }
+                return Ok(Some((event, data)));
+            }
+            match self.resp.chunk().await? {
+                Some(c) => self
+                    .buf
+                    .push_str(&String::from_utf8_lossy(&c).replace("\r\n", "\n")),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for an event named `event` whose data satisfies `f`.
+    pub async fn wait(
+        &mut self,
+        event: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("no matching `{event}` event within {timeout:?}"))??;
+            let Some((name, data)) = next else {
+                anyhow::bail!("the event stream ended");
+            };
+            if name == event {
+                let v: Value = serde_json::from_str(&data)
+                    .with_context(|| format!("`{event}` event data is not JSON: {data}"))?;
+                if f(&v) {
+                    return Ok(v);
+                }
+            }
+        }
     }
 }

@@ -14,9 +14,18 @@ async fn battery_heating_to_stage_3_raises_grade_1_alarm_and_incident() -> anyho
         .expect("bms-z2 fire.stage");
     assert_eq!(stage["value"], 0.0, "{stage}");
 
+    let mut stream = h.events().await?;
     // 1200 degC/min: from ~29 degC to stage 3 (80 degC) in about 3 s.
     let t0 = Instant::now();
     h.sim("heat bms-z2 1200")?;
+
+    // The alarm's activation is pushed on the live stream once it is committed.
+    let record = stream
+        .wait("alarm", Duration::from_secs(30), |r| {
+            r.to_string().contains("fire-stage:bms-z2")
+        })
+        .await?;
+    let to_sse = t0.elapsed();
 
     // fire.stage 4 is stage 3 (0 normal, 1 pre-alarm, 2..4 stages 1..3).
     let p = dcim_e2e::wait_for(
@@ -61,7 +70,8 @@ async fn battery_heating_to_stage_3_raises_grade_1_alarm_and_incident() -> anyho
     )
     .await?;
     println!(
-        "heat command -> fire.stage 4 at the server: {to_stage3:?}; alarm {} ({}), incident {}",
+        "heat command -> first fire alarm on SSE: {to_sse:?}; -> fire.stage 4 at the server: \
+         {to_stage3:?}; alarm {} ({}), incident {}; SSE record {record}",
         alarm["id"], alarm["message"], inc["id"]
     );
     h.shutdown().await;
