@@ -53,10 +53,15 @@
 //! # optional: discover = true (find the instance by Who-Is sent to `address`, e.g. the subnet's
 //! #           broadcast 10.0.0.255:47808, instead of using `address` as the device's address)
 //!
+//! [dc09]                          # optional: fire events to the fire authority (SIA DC-09)
+//! link_config = "/etc/dcim/dc09-link.toml"  # a dc09-link configuration file
+//! outbox_dir = "/var/lib/dcim-edge-agent/dc09-outbox"  # default: <spool.dir>/../dc09-outbox
+//!
 //! [[rack]]                        # a rack WITHOUT a controller: fire logic runs here
 //! id = "rack-07"
 //! number = 7                      # DC-09 rack number
-//! zone = "battery-room-1"         # DC-09 zone / room
+//! zone = "battery-room-1"         # room / zone name (in event data)
+//! dc09_zone = 1                   # DC-09 zone (area) number, 0..=999
 //! cycle_ms = 100                  # control cycle (10..1000)
 //! latch_file = "fire/rack-07.latch"  # default: <spool.dir>/../fire-<id>.latch
 //! bms_max = "bms-r07/max_cell_temp"  # inputs as "device/point"; omitted = not fitted
@@ -118,6 +123,17 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// Racks without a controller whose fire logic runs in the agent.
     pub racks: Vec<RackConfig>,
+    /// Fire events forwarded to the fire authority over SIA DC-09.
+    pub dc09: Option<Dc09Settings>,
+}
+
+/// The `[dc09]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dc09Settings {
+    /// A `dc09-link` configuration file (`dc09_link::LinkConfig::from_file`).
+    pub link_config: PathBuf,
+    /// The transmitter's outbox directory.
+    pub outbox_dir: PathBuf,
 }
 
 /// A `[[rack]]`: local fire logic fed from device points, driving a relay module's coils.
@@ -128,6 +144,8 @@ pub struct RackConfig {
     pub number: u32,
     /// Room / zone (DC-09 zone), from `zone`.
     pub zone: String,
+    /// DC-09 zone / room number (`dc09_zone`, 0..=999).
+    pub dc09_zone: u16,
     /// `(device, point)` of each input; `None` = not fitted.
     pub bms: Option<(String, String)>,
     pub temp1: Option<(String, String)>,
@@ -239,6 +257,14 @@ struct RawConfig {
     device: Vec<Spanned<RawDevice>>,
     #[serde(default)]
     rack: Vec<Spanned<RawRack>>,
+    dc09: Option<RawDc09>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDc09 {
+    link_config: String,
+    outbox_dir: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +275,8 @@ struct RawRack {
     number: u32,
     #[serde(default)]
     zone: String,
+    #[serde(default)]
+    dc09_zone: u16,
     #[serde(default = "d_cycle")]
     cycle_ms: u64,
     latch_file: Option<String>,
@@ -916,6 +944,13 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         if !r.coils.is_empty() && relay.is_none() {
             return Err(ctx.err(span, &f("relay"), "coils need a relay device"));
         }
+        if r.dc09_zone > 999 || r.number > 9999 {
+            return Err(ctx.err(
+                span,
+                &f("dc09_zone|number"),
+                "dc09_zone is 0..=999 and number 0..=9999 (DC-09 area and unit)",
+            ));
+        }
         if r.cycle_ms < 10 || r.cycle_ms > 1000 {
             return Err(ctx.err(span, &f("cycle_ms"), "must be from 10 to 1000"));
         }
@@ -933,6 +968,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
             id,
             number: r.number,
             zone: r.zone.clone(),
+            dc09_zone: r.dc09_zone,
             relay,
             coils: r.coils.clone(),
             cycle: Duration::from_millis(r.cycle_ms),
@@ -951,7 +987,16 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         racks.push(rack);
     }
 
+    let dc09 = raw.dc09.as_ref().map(|d| Dc09Settings {
+        link_config: ctx.path(&d.link_config),
+        outbox_dir: match &d.outbox_dir {
+            Some(p) => ctx.path(p),
+            None => spool.dir.join("..").join("dc09-outbox"),
+        },
+    });
+
     Ok(Config {
+        dc09,
         racks,
         site,
         agent,

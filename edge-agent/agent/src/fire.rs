@@ -82,10 +82,63 @@ pub fn digital(latest: Option<&(Option<Value>, Quality)>) -> Digital {
     }
 }
 
+/// The DC-09 event (SIA code) of a logic event for the fire authority link, if it has one.
+/// Stage 4 (coolant) has no code of its own in the code table: the stage 3 agent alarm that
+/// always precedes it stays active until the reset.
+pub fn dc09_event(k: &EventKind, zone: u16, rack: u16) -> Option<sia_dc09::Event> {
+    use fire_logic::Supervisory;
+    use sia_dc09::EventKind as K;
+    let ev = |kind| sia_dc09::Event::new(kind, zone, rack);
+    Some(match k {
+        EventKind::StageEntered { stage, .. } => match stage {
+            Stage::Stage1 => ev(K::FireStage1),
+            Stage::Stage2 => ev(K::FireStage2Patch),
+            Stage::Stage3 => ev(K::FireStage3Agent),
+            Stage::Stage5 => ev(K::FireGasReleased),
+            _ => return None,
+        },
+        EventKind::GasReleased => ev(K::FireGasReleased),
+        EventKind::BatteryIsolated => ev(K::BatteryIsolated),
+        EventKind::AgentInhibitedManualOnly | EventKind::GasWaitingManualOnly => {
+            ev(K::FireManualOnly)
+        }
+        EventKind::SourceInvalid { .. } => ev(K::FireTroubleSensor),
+        EventKind::SourceValid { .. } => ev(K::FireTroubleSensor).restored(),
+        EventKind::TroubleRaised(_) => ev(K::FireTrouble),
+        EventKind::TroubleCleared(_) => ev(K::FireTrouble).restored(),
+        EventKind::SupervisoryRaised(Supervisory::OffGas) => ev(K::FireSupervisoryOffgas),
+        EventKind::SupervisoryCleared(Supervisory::OffGas) => {
+            ev(K::FireSupervisoryOffgas).restored()
+        }
+        EventKind::SupervisoryRaised(Supervisory::ManualOnlyBypass) => ev(K::FireManualOnly),
+        EventKind::SupervisoryCleared(Supervisory::ManualOnlyBypass) => {
+            ev(K::FireManualOnly).restored()
+        }
+        EventKind::SupervisoryRaised(Supervisory::Authority) => ev(K::FireAuthority),
+        EventKind::SupervisoryCleared(Supervisory::Authority) => ev(K::FireAuthority).restored(),
+        _ => return None,
+    })
+}
+
+/// The restores a local reset sends: every fire alarm of the rack returns to normal.
+pub fn dc09_reset(zone: u16, rack: u16) -> Vec<sia_dc09::Event> {
+    use sia_dc09::EventKind as K;
+    [
+        K::FireStage1,
+        K::FireStage2Patch,
+        K::FireStage3Agent,
+        K::FireGasReleased,
+    ]
+    .into_iter()
+    .map(|k| sia_dc09::Event::new(k, zone, rack).restored())
+    .collect()
+}
+
 /// What one control cycle produced.
 #[derive(Debug, Default)]
 pub struct Cycle {
-    pub events: Vec<EventDraft>,
+    /// Wire events, each with what goes to the fire authority link for it.
+    pub events: Vec<(EventDraft, Vec<sia_dc09::Event>)>,
     pub samples: Vec<Sample>,
     /// Coils to assert on (point ids of the relay device).
     pub coils_on: Vec<String>,
@@ -176,7 +229,16 @@ impl RackRunner {
                 data["entered"] = stage.name().into();
                 data["cause"] = format!("{cause:?}").into();
             }
-            c.events.push(EventDraft {
+            let zone = self.cfg.dc09_zone;
+            let rack = self.cfg.number.min(9999) as u16;
+            let mut dc09: Vec<sia_dc09::Event> = match ev.kind {
+                EventKind::ResetAccepted => dc09_reset(zone, rack),
+                k => dc09_event(&k, zone, rack).into_iter().collect(),
+            };
+            if self.logic.test_mode() {
+                dc09 = dc09.into_iter().map(sia_dc09::Event::as_test).collect();
+            }
+            let draft = EventDraft {
                 ts_ms: wall_ms,
                 device: self.cfg.id.clone(),
                 kind: event_kind(&ev.kind).into(),
@@ -184,7 +246,8 @@ impl RackRunner {
                 message: format!("rack {}: {:?}", self.cfg.id, ev.kind),
                 data,
                 test: self.logic.test_mode(),
-            });
+            };
+            c.events.push((draft, dc09));
         }
         if self.last_stage != Some(out.stage) {
             self.last_stage = Some(out.stage);
@@ -249,6 +312,7 @@ pub async fn run(
     ingest: Arc<Ingest>,
     latest: Arc<Latest>,
     cfg: RackConfig,
+    dc09_link: Option<dc09_link::Handle>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
@@ -281,8 +345,38 @@ pub async fn run(
         {
             error!(rack = %runner.cfg.id, error = %e, "FIRE LATCH NOT PERSISTED");
         }
-        for e in c.events {
-            let _ = ingest.event(e);
+        for (e, dc09) in c.events {
+            let logic_seq = e.data["logic_seq"].clone();
+            let wire_id = match ingest.event(e) {
+                Ok(seq) => format!("{}:{seq}", ingest.shared().agent),
+                // Not spooled yet (disk full): still a stable, unique id for this event.
+                Err(_) => format!(
+                    "{}:{}:logic-{logic_seq}",
+                    ingest.shared().agent,
+                    runner.cfg.id
+                ),
+            };
+            if let Some(link) = &dc09_link {
+                for (i, ev) in dc09.into_iter().enumerate() {
+                    let event_id = if i == 0 {
+                        wire_id.clone()
+                    } else {
+                        format!("{wire_id}/{i}")
+                    };
+                    match link
+                        .submit(dc09_link::Submission {
+                            event_id,
+                            event: ev,
+                        })
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(err) => {
+                            error!(rack = %runner.cfg.id, error = %err, "FIRE EVENT NOT QUEUED FOR THE FIRE AUTHORITY LINK")
+                        }
+                    }
+                }
+            }
         }
         ingest.samples(c.samples);
         if let Some(relay) = &runner.cfg.relay {
@@ -330,6 +424,7 @@ mod tests {
                 .collect(),
             cycle: Duration::from_millis(100),
             latch_file: dir.join("fire-rack-07.latch"),
+            dc09_zone: 3,
             logic: fire_logic::Config::default(),
         }
     }
@@ -393,7 +488,23 @@ mod tests {
         assert_eq!(r.logic.stage(), Stage::Stage1);
         let t = run_for(&mut r, t, 2000, &values(85.0, Quality::Good), &mut all);
         assert!(r.logic.stage() >= Stage::Stage3, "{:?}", r.logic.stage());
-        let events: Vec<&EventDraft> = all.iter().flat_map(|c| &c.events).collect();
+        let events: Vec<&EventDraft> = all.iter().flat_map(|c| &c.events).map(|(e, _)| e).collect();
+        let dc09: Vec<sia_dc09::EventKind> = all
+            .iter()
+            .flat_map(|c| &c.events)
+            .flat_map(|(_, d)| d)
+            .map(|d| d.kind)
+            .filter(|k| k.is_fire_alarm())
+            .collect();
+        // (The step changes here are implausible jumps, so sensor troubles come and go too.)
+        assert!(
+            dc09.starts_with(&[
+                sia_dc09::EventKind::FireStage1,
+                sia_dc09::EventKind::FireStage2Patch,
+                sia_dc09::EventKind::FireStage3Agent
+            ]),
+            "{dc09:?}"
+        );
         let stages: Vec<&str> = events
             .iter()
             .filter(|e| e.kind == "fire.stage")
@@ -443,7 +554,17 @@ mod tests {
         let mut all = Vec::new();
         let t = run_for(&mut r, 0, 1000, &values(25.0, Quality::Good), &mut all);
         run_for(&mut r, t, 3000, &values(25.0, Quality::CommLost), &mut all);
-        let events: Vec<&EventDraft> = all.iter().flat_map(|c| &c.events).collect();
+        let events: Vec<&EventDraft> = all.iter().flat_map(|c| &c.events).map(|(e, _)| e).collect();
+        let dc09: Vec<&sia_dc09::Event> = all
+            .iter()
+            .flat_map(|c| &c.events)
+            .flat_map(|(_, d)| d)
+            .collect();
+        assert!(
+            dc09.iter()
+                .any(|d| d.kind == sia_dc09::EventKind::FireTroubleSensor),
+            "{dc09:?}"
+        );
         assert!(
             events.iter().any(|e| e.kind == "fire.trouble"),
             "{events:?}"

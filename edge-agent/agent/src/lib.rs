@@ -32,6 +32,8 @@ use uplink::LinkStatus;
 pub enum StartError {
     #[error(transparent)]
     Spool(#[from] dcim_spool::SpoolError),
+    #[error("[dc09] link configuration: {0}")]
+    Dc09(String),
     #[error("device `{device}`: {message}")]
     Device { device: String, message: String },
 }
@@ -43,6 +45,7 @@ pub struct Agent {
     ingest: Arc<Ingest>,
     links: Vec<Arc<LinkStatus>>,
     devices: Vec<devices::Driver>,
+    dc09: Option<dc09_link::LinkConfig>,
 }
 
 impl Agent {
@@ -79,6 +82,13 @@ impl Agent {
             drivers.push(drv);
         }
         let drivers = devices::group_lines(drivers);
+        let dc09 = match &cfg.dc09 {
+            None => None,
+            Some(d) => Some(
+                dc09_link::LinkConfig::from_file(&d.link_config)
+                    .map_err(|e| StartError::Dc09(e.to_string()))?,
+            ),
+        };
         let links = cfg
             .brokers
             .iter()
@@ -95,6 +105,7 @@ impl Agent {
             ingest,
             links,
             devices: drivers,
+            dc09,
         })
     }
 
@@ -113,11 +124,22 @@ impl Agent {
                 stop_rx.clone(),
             )));
         }
+        let dc09 = match (&self.cfg.dc09, self.dc09) {
+            (Some(d), Some(lc)) => match dc09_link::Transmitter::start(lc, &d.outbox_dir).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    error!(error = %e, "DC-09 link cannot start: fire events are NOT forwarded to the fire authority");
+                    None
+                }
+            },
+            _ => None,
+        };
         for rack in &self.cfg.racks {
             device_tasks.push(tokio::spawn(fire::run(
                 self.ingest.clone(),
                 self.ingest.latest().clone(),
                 rack.clone(),
+                dc09.clone(),
                 stop_rx.clone(),
             )));
         }
@@ -149,6 +171,9 @@ impl Agent {
         }
         if let Err(e) = self.ingest.flush() {
             error!(error = %e, "final spool flush failed");
+        }
+        if let Some(h) = &dc09 {
+            h.shutdown().await;
         }
         let _ = link_stop_tx.send(true);
         for t in link_tasks {
