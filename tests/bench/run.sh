@@ -126,7 +126,16 @@ if ((NODE_RED_OK)); then
         s1=$(curl -s "http://127.0.0.1:$NRP/bench/stats")
         c1=$(cpu_of $NRPID)
         t1=$(date +%s.%N)
-        B=$(python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); el=float(sys.argv[4])-float(sys.argv[3]); cpu=max(float(sys.argv[6])-float(sys.argv[5]),0.01); n=b['points']-a['points']; print(f"points_per_s={n/el:.0f} cpu_s={cpu:.2f} points_per_cpu_s={n/cpu:.0f} reads_per_s={(b['reads']-a['reads'])/el:.0f}")' "$s0" "$s1" "$t0" "$t1" "$c0" "$c1")
+        B=$(python3 - "$s0" "$s1" "$t0" "$t1" "$c0" "$c1" <<'PY'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+el = float(sys.argv[4]) - float(sys.argv[3])
+cpu = max(float(sys.argv[6]) - float(sys.argv[5]), 0.01)
+n = b["points"] - a["points"]
+r = b["reads"] - a["reads"]
+print(f"points_per_s={n / el:.0f} cpu_s={cpu:.2f} points_per_cpu_s={n / cpu:.0f} reads_per_s={r / el:.0f}")
+PY
+)
         echo "node-red modbus $B" >&2
         EDGE+=("Node-RED $(node -p 'require("'"$BENCH"'/node_modules/node-red/package.json").version') + node-red-contrib-modbus $(node -p 'require("'"$BENCH"'/node_modules/node-red-contrib-modbus/package.json").version') (whole node process) | $(fmt "$(kv "$B" points_per_s)") | $(kv "$B" cpu_s) | $(fmt "$(kv "$B" points_per_cpu_s)") | $(pct "$(kv "$B" points_per_s)")")
     else
