@@ -134,6 +134,12 @@ impl Slave {
         // rmodbus adds the bulk byte count to a u8 before checking it (overflow on counts above
         // 248), so bulk writes are checked here first.
         let start = if proto == Proto::Tcp { 6 } else { 0 };
+        // A request never carries the exception bit (0x80): rmodbus would compute its exception
+        // reply as `function + 0x80` in a u8 and overflow. Such a frame is not a request at all,
+        // so it is dropped like any other broken frame.
+        if request.get(start + 1).is_some_and(|&code| code >= 0x80) {
+            return Err(FrameError::Broken);
+        }
         if let Some(&code) = request.get(start + 1)
             && let Ok(func) = ModbusFunction::try_from(code)
             && !bulk_length_consistent(request, start, func)
@@ -337,6 +343,19 @@ mod tests {
         let (r, resp, _) = run(Proto::Rtu, &rtu(&[1, 4, 0, input::COUNT as u8 - 1, 0, 2]));
         assert_eq!(r, Ok(true));
         assert_eq!(&resp[..3], &[1, 0x84, 2]);
+    }
+
+    #[test]
+    fn function_codes_with_the_exception_bit_are_dropped_not_answered() {
+        // Found by fuzzing: rmodbus overflows computing `0x80 + 0x80` for its exception reply.
+        for code in [0x80u8, 0x83, 0xff] {
+            let (r, resp, cmds) = run(Proto::Rtu, &rtu(&[1, code]));
+            assert_eq!(r, Err(FrameError::Broken));
+            assert!(resp.is_empty() && cmds.is_empty());
+            let (r, resp, _) = run(Proto::Tcp, &[0, 1, 0, 0, 0, 6, 1, code, 0, 0, 0, 1]);
+            assert_eq!(r, Err(FrameError::Broken));
+            assert!(resp.is_empty());
+        }
     }
 
     #[test]
