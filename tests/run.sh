@@ -17,6 +17,9 @@ bash tests/setup.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "supply chain: cargo-deny licenses, bans, sources"
+bash tests/supply-chain.sh
+
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
