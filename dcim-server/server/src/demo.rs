@@ -35,9 +35,8 @@ pub const SCENARIO: &str = include_str!("../../../tests/facility-sim/scenarios/d
 /// Site name of the demo site model and of its agent.
 pub const SITE: &str = "demo";
 /// Id (and MQTT user name) of the demo edge agent. The broker gate accepts a client id equal to
-/// the user name or starting with `{user}-`; the agent connects as `dcim-{site}-{agent}`, which
-/// for this id is `dcim-demo-dcim-demo`, so both rules hold.
-pub const AGENT: &str = "dcim-demo";
+/// the user name or starting with `{user}-`; the agent connects as `{agent}-{site}`.
+pub const AGENT: &str = "edge-demo";
 /// Password of the demo users unless `DCIM_ADMIN_PASSWORD` is set.
 pub const DEFAULT_PASSWORD: &str = "dcim-demo-2026";
 

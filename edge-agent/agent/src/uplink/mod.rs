@@ -338,7 +338,9 @@ fn new_client(
     cfg: &BrokerConfig,
     tls: Option<&rustls::ClientConfig>,
 ) -> (AsyncClient, EventLoop) {
-    let client_id = format!("dcim-{}-{}", shared.site, shared.agent);
+    // `{agent}-{site}`: unique per broker, and it starts with the agent id, which is what
+    // dcim-server's broker gate requires of a client logging in as that agent.
+    let client_id = format!("{}-{}", shared.agent, shared.site);
     let will = state_payload(shared, &cfg.name, false);
     let opts = mqtt_options(cfg, &client_id, topic(shared, Channel::State), will, tls);
     AsyncClient::new(opts, 512)
