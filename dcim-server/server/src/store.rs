@@ -291,6 +291,11 @@ impl SqliteStore {
     }
 }
 
+/// A JSON text column; text that does not parse (written by an older version) reads as null.
+fn json_column(r: &sqlx::sqlite::SqliteRow, column: &str) -> serde_json::Value {
+    serde_json::from_str(r.get::<&str, _>(column)).unwrap_or(serde_json::Value::Null)
+}
+
 fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> EventRecord {
     EventRecord {
         site: r.get("site"),
@@ -302,7 +307,7 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> EventRecord {
         kind: r.get("kind"),
         severity: r.get("severity"),
         message: r.get("message"),
-        data: serde_json::from_str(r.get::<&str, _>("data")).unwrap_or(serde_json::Value::Null),
+        data: json_column(r, "data"),
         test: r.get::<i64, _>("test") != 0,
         received_ms: r.get("received_ms"),
     }
@@ -345,8 +350,7 @@ impl Store for SqliteStore {
                     id: r.get("id"),
                     ts_ms: r.get("ts_ms"),
                     alarm: r.get("alarm"),
-                    record: serde_json::from_str(r.get::<&str, _>("record"))
-                        .unwrap_or(serde_json::Value::Null),
+                    record: json_column(r, "record"),
                 })
                 .collect())
         })
@@ -667,8 +671,7 @@ impl Store for SqliteStore {
                     actor: r.get("actor"),
                     action: r.get("action"),
                     target: r.get("target"),
-                    detail: serde_json::from_str(r.get::<&str, _>("detail"))
-                        .unwrap_or(serde_json::Value::Null),
+                    detail: json_column(r, "detail"),
                 })
                 .collect())
         })
@@ -719,8 +722,7 @@ impl Store for SqliteStore {
                 .map(|r| DocRecord {
                     id: r.get("id"),
                     updated_ms: r.get("updated_ms"),
-                    body: serde_json::from_str(r.get::<&str, _>("body"))
-                        .unwrap_or(serde_json::Value::Null),
+                    body: json_column(r, "body"),
                 })
                 .collect())
         })
