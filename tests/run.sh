@@ -11,6 +11,15 @@ export DCIM_REQUIRE_PEERS=1
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
 
+step "disk space"
+# A full disk shows up as a linker crash (SIGBUS) half-way through the build; say it up front.
+mkdir -p target
+free_kib=$(df -Pk target | awk 'NR==2 {print $4}')
+echo "free under target/: $((free_kib / 1024 / 1024)) GiB (the debug build needs about 8 GiB)"
+if [ "$free_kib" -lt $((8 * 1024 * 1024)) ]; then
+    echo "warning: less than 8 GiB free; the build may fail with a linker bus error" >&2
+fi
+
 step "setup"
 bash tests/setup.sh
 

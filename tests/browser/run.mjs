@@ -136,6 +136,7 @@ async function main() {
   const server = await startServer(dir);
   const base = `http://${server.http}`;
   let browser = null;
+  let userDir = null;
   let mqtt = null;
   let heartbeat = null;
   try {
@@ -194,7 +195,7 @@ async function main() {
       assert(anon.status === 401, `anonymous /api/alarms answered ${anon.status}`);
     });
 
-    const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcim-chromium-'));
+    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcim-chromium-'));
     browser = await chromium.launchPersistentContext(userDir, {
       executablePath: chromiumPath,
       headless: true,
@@ -420,12 +421,14 @@ async function main() {
         errors.length = 0;
       } finally {
         await fb.close();
+        fs.rmSync(ctx2Dir, { recursive: true, force: true });
       }
     });
   } finally {
     if (heartbeat) clearInterval(heartbeat);
     if (mqtt) mqtt.close();
     if (browser) await browser.close().catch(() => {});
+    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
     server.child.kill('SIGTERM');
     await sleep(300);
     fs.rmSync(dir, { recursive: true, force: true });
