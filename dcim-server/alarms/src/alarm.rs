@@ -144,9 +144,11 @@ pub struct Alarm {
     pub acked_by: Option<String>,
     /// Latest value that drove the condition, when numeric.
     pub value: Option<f64>,
-    /// Timestamps of recent activations (chattering detection).
+    /// Timestamps of recent activations (chattering detection); persisted in
+    /// [`crate::Snapshot::chatter`], not in the alarm's own serialised form.
     #[serde(skip)]
     pub(crate) recent_activations: Vec<i64>,
+    #[serde(default)]
     pub(crate) grade_raised: bool,
 }
 

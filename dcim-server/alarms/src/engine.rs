@@ -111,11 +111,31 @@ impl Record {
 }
 
 /// The persistent state of an [`Engine`].
+///
+/// Every field after `seq` is optional in the serialised form (snapshots written before they
+/// existed still load; the counters then start afresh).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub alarms: Vec<Alarm>,
     pub maintenance: Vec<String>,
     pub seq: u64,
+    /// Recent activation times per alarm id (chattering detection), non-empty ones only.
+    #[serde(default)]
+    pub chatter: BTreeMap<String, Vec<i64>>,
+    /// Annunciation times inside the flood window.
+    #[serde(default)]
+    pub annunciations: Vec<i64>,
+    /// Annunciations counted in the flood under way, if one is.
+    #[serde(default)]
+    pub flooding: Option<usize>,
+}
+
+impl Snapshot {
+    /// The snapshot without its alarms ([`Engine::snapshot_meta`]) completed with them.
+    pub fn with_alarms(mut self, alarms: Vec<Alarm>) -> Snapshot {
+        self.alarms = alarms;
+        self
+    }
 }
 
 /// An operator action on one alarm.
@@ -234,27 +254,50 @@ impl Engine {
         self.flooding.is_some()
     }
 
-    /// Everything needed to resume after a restart: alarm instances, maintenance set and the
-    /// record sequence. Store it with the records it follows.
+    /// Everything needed to resume after a restart: alarm instances (with their debounce
+    /// timers, shelving expiry and grade raises), maintenance set, record sequence, chattering
+    /// counters and the flood window. Store it with the records it follows.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_meta()
+            .with_alarms(self.alarms.values().cloned().collect())
+    }
+
+    /// [`Engine::snapshot`] without the alarm instances, for stores that keep each alarm in
+    /// its own row and write only the alarms a step touched (cheap: no alarm is cloned).
+    pub fn snapshot_meta(&self) -> Snapshot {
         Snapshot {
-            alarms: self.alarms.values().cloned().collect(),
+            alarms: Vec::new(),
             maintenance: self.maintenance.iter().cloned().collect(),
             seq: self.seq,
+            chatter: self
+                .alarms
+                .values()
+                .filter(|a| !a.recent_activations.is_empty())
+                .map(|a| (a.id.clone(), a.recent_activations.clone()))
+                .collect(),
+            annunciations: self.annunciations.iter().copied().collect(),
+            flooding: self.flooding,
         }
     }
 
-    /// Resumes from a snapshot (alarms of rules that no longer exist are dropped). Chattering
-    /// and flood windows start afresh.
+    /// Resumes from a snapshot (alarms of rules that no longer exist are dropped): the next
+    /// records continue the sequence, pending on/off delays and shelf expiries fire on the next
+    /// tick due, chattering counts and a flood under way carry on.
     pub fn restore(&mut self, snap: Snapshot) {
         self.seq = self.seq.max(snap.seq);
         self.maintenance = snap.maintenance.into_iter().collect();
+        let mut chatter = snap.chatter;
         self.alarms = snap
             .alarms
             .into_iter()
             .filter(|a| self.rules.iter().any(|r| r.id == a.rule))
-            .map(|a| (a.id.clone(), a))
+            .map(|mut a| {
+                a.recent_activations = chatter.remove(&a.id).unwrap_or_default();
+                (a.id.clone(), a)
+            })
             .collect();
+        self.annunciations = snap.annunciations.into_iter().collect();
+        self.flooding = snap.flooding;
     }
 
     fn record(

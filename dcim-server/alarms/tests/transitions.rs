@@ -604,3 +604,100 @@ fn labelled_samples_make_one_alarm_per_label_set_bound_to_the_device() {
     let r = e.set_maintenance("meter-1", true, "tech", T0 + 1);
     assert_eq!(r[0].to, AlarmState::SuppressedByMaintenance);
 }
+
+/// Through JSON, as the server stores it.
+fn round_trip(e: &Engine, rules: Vec<Rule>, cfg: EngineConfig) -> Engine {
+    let json = serde_json::to_string(&e.snapshot()).unwrap();
+    let mut e2 = Engine::new(rules, cfg).unwrap();
+    e2.restore(serde_json::from_str(&json).unwrap());
+    e2
+}
+
+#[test]
+fn chattering_count_carries_over_a_restore() {
+    let mut e = engine();
+    for i in 0..4 {
+        set(&mut e, true, T0 + i * 1000);
+        set(&mut e, false, T0 + i * 1000 + 500);
+    }
+    assert_eq!(state(&e), AlarmState::RtnUnacknowledged);
+    let mut e2 = round_trip(&e, vec![binary_rule()], EngineConfig::default());
+    // The fifth activation within the window shelves it, as it would have without the restart.
+    let r = set(&mut e2, true, T0 + 4_000);
+    check(&r);
+    assert!(
+        r.iter()
+            .any(|r| matches!(r.event, Event::ChatterShelved { activations: 5 })),
+        "{r:?}"
+    );
+    // The alarm's own serialised form (the API's) does not carry the counters.
+    let json = serde_json::to_value(e.get(ID).unwrap()).unwrap();
+    assert!(json.get("recent_activations").is_none(), "{json}");
+}
+
+#[test]
+fn flood_under_way_carries_over_a_restore() {
+    let cfg = EngineConfig {
+        flood_count: 3,
+        flood_window_ms: 10_000,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(vec![binary_rule()], cfg.clone()).unwrap();
+    for i in 0..5 {
+        let d = format!("ups-x{i}");
+        e.on_sample(&s(&d, "ups.on_battery", Value::Bool(true), T0 + i), T0 + i);
+    }
+    assert!(e.is_flooding());
+    let mut e2 = round_trip(&e, vec![binary_rule()], cfg);
+    assert!(e2.is_flooding());
+    // A new annunciation is still part of the flood (no second summary).
+    let r = e2.on_sample(
+        &s("ups-x9", "ups.on_battery", Value::Bool(true), T0 + 10),
+        T0 + 10,
+    );
+    assert!(r.iter().all(|r| r.in_flood), "{r:?}");
+    let r = e2.tick(T0 + 20_000, &NoSuppression);
+    assert!(
+        r.iter().any(|r| r.event == Event::FloodEnded { count: 6 }),
+        "the flood ends with every annunciation counted: {r:?}"
+    );
+}
+
+#[test]
+fn pending_on_delay_and_grade_raise_carry_over_a_restore() {
+    let rule = Rule {
+        on_delay_ms: 5_000,
+        expected_recovery_ms: 60_000,
+        ..binary_rule()
+    };
+    let mut e = Engine::new(vec![rule.clone()], EngineConfig::default()).unwrap();
+    assert!(
+        set(&mut e, true, T0).is_empty(),
+        "still within the on-delay"
+    );
+    let mut e2 = round_trip(&e, vec![rule.clone()], EngineConfig::default());
+    assert!(e2.tick(T0 + 4_999, &NoSuppression).is_empty());
+    let r = e2.tick(T0 + 5_000, &NoSuppression);
+    assert_eq!(r[0].event, Event::Activated, "{r:?}");
+    // Recovery later than expected raises the grade once, also across another restore.
+    let r = e2.tick(T0 + 5_000 + 60_001, &NoSuppression);
+    assert_eq!(r[0].event, Event::GradeRaised { from: 2, to: 1 });
+    let mut e3 = round_trip(&e2, vec![rule], EngineConfig::default());
+    assert!(e3.tick(T0 + 200_000, &NoSuppression).is_empty());
+    assert_eq!(e3.get(ID).unwrap().grade, 1);
+}
+
+#[test]
+fn snapshot_meta_with_alarms_equals_the_snapshot() {
+    let mut e = engine();
+    set(&mut e, true, T0);
+    set(&mut e, false, T0 + 1);
+    let alarms: Vec<Alarm> = e.alarms().cloned().collect();
+    assert!(e.snapshot_meta().alarms.is_empty());
+    assert_eq!(e.snapshot_meta().with_alarms(alarms), e.snapshot());
+    // Snapshots written before the counters existed still load.
+    let old = r#"{"alarms":[],"maintenance":["x"],"seq":7}"#;
+    let snap: Snapshot = serde_json::from_str(old).unwrap();
+    assert_eq!(snap.seq, 7);
+    assert!(snap.chatter.is_empty() && snap.flooding.is_none());
+}
