@@ -13,6 +13,10 @@ use std::fmt;
 /// What happened, in product terms. Every kind except the periodic test has a restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventKind {
+    /// Pre-alarm (warning): the governing temperature passed the pre-alarm threshold (50 °C by
+    /// default) before any suppression stage.
+    #[serde(rename = "fire.prealarm")]
+    FirePreAlarm,
     /// Stage 1, heat: 60 °C reached, battery power cut and fire blanket dropped.
     #[serde(rename = "fire.stage1")]
     FireStage1,
@@ -22,6 +26,13 @@ pub enum EventKind {
     /// Stage 3: 80 °C reached, extinguishing agent released in the rack.
     #[serde(rename = "fire.stage3_agent")]
     FireStage3Agent,
+    /// Stage 4: coolant water sprayed continuously (the temperature did not fall after the agent).
+    #[serde(rename = "fire.stage4_coolant")]
+    FireStage4Coolant,
+    /// Stage 5: room extinguishing gas requested (pre-discharge warning running; the discharge
+    /// itself is [`EventKind::FireGasReleased`]).
+    #[serde(rename = "fire.stage5_gas")]
+    FireStage5Gas,
     /// Room extinguishing gas released.
     #[serde(rename = "fire.gas_released")]
     FireGasReleased,
@@ -55,13 +66,20 @@ pub enum EventKind {
     /// Periodic test report.
     #[serde(rename = "test.periodic")]
     PeriodicTest,
+    /// Drill (fire test) begins; its restore is the end of the drill. Sent around the messages
+    /// that a drill marks as test, so the receiving centre sees where the drill starts and ends.
+    #[serde(rename = "test.drill")]
+    DrillTest,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 18] = [
+        EventKind::FirePreAlarm,
         EventKind::FireStage1,
         EventKind::FireStage2Patch,
         EventKind::FireStage3Agent,
+        EventKind::FireStage4Coolant,
+        EventKind::FireStage5Gas,
         EventKind::FireGasReleased,
         EventKind::FireSmoke,
         EventKind::FireTrouble,
@@ -73,13 +91,17 @@ impl EventKind {
         EventKind::FireAuthority,
         EventKind::PathFail,
         EventKind::PeriodicTest,
+        EventKind::DrillTest,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
+            EventKind::FirePreAlarm => "fire.prealarm",
             EventKind::FireStage1 => "fire.stage1",
             EventKind::FireStage2Patch => "fire.stage2_patch",
             EventKind::FireStage3Agent => "fire.stage3_agent",
+            EventKind::FireStage4Coolant => "fire.stage4_coolant",
+            EventKind::FireStage5Gas => "fire.stage5_gas",
             EventKind::FireGasReleased => "fire.gas_released",
             EventKind::FireSmoke => "fire.smoke",
             EventKind::FireTrouble => "fire.trouble",
@@ -91,6 +113,7 @@ impl EventKind {
             EventKind::FireAuthority => "fire.authority",
             EventKind::PathFail => "path.fail",
             EventKind::PeriodicTest => "test.periodic",
+            EventKind::DrillTest => "test.drill",
         }
     }
 
@@ -98,16 +121,25 @@ impl EventKind {
         EventKind::ALL.into_iter().find(|k| k.name() == s)
     }
 
-    /// Fire alarms (not their restores) jump the transmit queue.
+    /// Fire alarms (not their restores) jump the transmit queue. The pre-alarm is a warning,
+    /// not a fire alarm.
     pub fn is_fire_alarm(self) -> bool {
         matches!(
             self,
             EventKind::FireStage1
                 | EventKind::FireStage2Patch
                 | EventKind::FireStage3Agent
+                | EventKind::FireStage4Coolant
+                | EventKind::FireStage5Gas
                 | EventKind::FireGasReleased
                 | EventKind::FireSmoke
         )
+    }
+
+    /// Test reports in their own right: sent with their own codes even in a drill (never
+    /// replaced by the test code).
+    pub fn is_test_report(self) -> bool {
+        matches!(self, EventKind::PeriodicTest | EventKind::DrillTest)
     }
 
     pub fn has_restore(self) -> bool {
@@ -135,7 +167,7 @@ pub struct Event {
     #[serde(default)]
     pub rack: u16,
     /// Drill or test: sent with the authority's test code so it can never be taken for a real
-    /// alarm.
+    /// alarm (test reports, [`EventKind::is_test_report`], keep their own codes).
     #[serde(default)]
     pub test: bool,
 }
@@ -221,13 +253,17 @@ fn e(sia: &str, restore: Option<&str>, cid: u16) -> CodeEntry {
 }
 
 impl Default for CodeTable {
-    /// The built-in table (SIA DC-03 letter codes, Contact ID codes).
+    /// The built-in table (SIA DC-03 letter codes, Contact ID codes). Why each code was chosen
+    /// is written next to it in `codes.example.toml`.
     fn default() -> CodeTable {
         use EventKind::*;
         let entries = [
+            (FirePreAlarm, e("KS", Some("KR"), 158)),
             (FireStage1, e("KA", Some("KH"), 114)),
             (FireStage2Patch, e("FA", Some("FH"), 110)),
             (FireStage3Agent, e("SA", Some("SH"), 113)),
+            (FireStage4Coolant, e("WA", Some("WH"), 205)),
+            (FireStage5Gas, e("GS", Some("GR"), 150)),
             (FireGasReleased, e("GA", Some("GH"), 151)),
             (FireSmoke, e("FA", Some("FH"), 111)),
             (FireTrouble, e("FT", Some("FJ"), 373)),
@@ -239,6 +275,7 @@ impl Default for CodeTable {
             (FireAuthority, e("OS", Some("CS"), 409)),
             (PathFail, e("YS", Some("YK"), 350)),
             (PeriodicTest, e("RP", None, 602)),
+            (DrillTest, e("FI", Some("FK"), 604)),
         ]
         .into_iter()
         .collect();
@@ -446,7 +483,7 @@ impl CodeTable {
             Format::SiaDcs => {
                 range("zone", ev.zone, 999)?;
                 range("rack", ev.rack, 9999)?;
-                let code = if ev.test {
+                let code = if ev.test && !ev.kind.is_test_report() {
                     self.test_sia.clone()
                 } else if ev.restore {
                     entry
@@ -466,7 +503,7 @@ impl CodeTable {
             Format::AdmCid => {
                 range("zone", ev.zone, 99)?;
                 range("rack", ev.rack, 999)?;
-                let (q, cid) = if ev.test {
+                let (q, cid) = if ev.test && !ev.kind.is_test_report() {
                     (1, self.test_cid)
                 } else {
                     (if ev.restore { 3 } else { 1 }, entry.cid)
@@ -532,6 +569,40 @@ mod tests {
             ),
             Err(PayloadError::NoRestore(_))
         ));
+    }
+
+    #[test]
+    fn stage_codes_and_the_drill_bracket() {
+        let mut t = CodeTable::default();
+        let code = |t: &CodeTable, ev: Event| t.payload(&acct(), &ev).unwrap().code;
+        for (k, alarm, restore) in [
+            (EventKind::FirePreAlarm, "KS", "KR"),
+            (EventKind::FireStage4Coolant, "WA", "WH"),
+            (EventKind::FireStage5Gas, "GS", "GR"),
+            (EventKind::DrillTest, "FI", "FK"),
+        ] {
+            let ev = Event::new(k, 2, 7);
+            assert_eq!(code(&t, ev), alarm, "{k}");
+            assert_eq!(code(&t, ev.restored()), restore, "{k}");
+        }
+        // Inside a drill every event is sent with the test code; the bracket and the periodic
+        // test report keep their own codes.
+        let ev = Event::new(EventKind::FireStage4Coolant, 2, 7);
+        assert_eq!(code(&t, ev.as_test()), "FX");
+        let drill = Event::new(EventKind::DrillTest, 0, 0);
+        assert_eq!(code(&t, drill.as_test()), "FI");
+        assert_eq!(code(&t, drill.restored().as_test()), "FK");
+        assert_eq!(
+            code(&t, Event::new(EventKind::PeriodicTest, 0, 0).as_test()),
+            "RP"
+        );
+        assert!(!EventKind::FirePreAlarm.is_fire_alarm());
+        assert_eq!(Event::new(EventKind::FireStage5Gas, 1, 1).priority(), 0);
+        t.format = Format::AdmCid;
+        assert_eq!(code(&t, drill), "1604");
+        assert_eq!(code(&t, drill.restored().as_test()), "3604");
+        assert_eq!(code(&t, Event::new(EventKind::FirePreAlarm, 1, 1)), "1158");
+        assert_eq!(code(&t, ev.restored()), "3205");
     }
 
     #[test]
