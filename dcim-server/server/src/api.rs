@@ -98,7 +98,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/stream",
         Some(Access::Read),
-        "Server-sent events: points, event, agent, alarm, incident, audit, lagged; events=a,b to filter.",
+        "Server-sent events: points, event, agent, alarm, incident, audit, authority, lagged; events=a,b to filter.",
     ),
     r(
         "GET",
@@ -215,6 +215,24 @@ pub const ROUTES: &[RouteDoc] = &[
         "/api/users/{name}/tokens",
         Some(Access::Admin),
         "Create an API bearer token for a user {name}; shown once.",
+    ),
+    r(
+        "GET",
+        "/api/authority",
+        Some(Access::Read),
+        "Authority control: active, since, cause (key switch at a device, or user and reason), keys on, refused action kinds.",
+    ),
+    r(
+        "POST",
+        "/api/authority/enter",
+        Some(Access::TakeCommand),
+        "Enter authority control {reason}: device commands, maintenance, shelving and out-of-service are refused (423) until an operator leaves it.",
+    ),
+    r(
+        "POST",
+        "/api/authority/exit",
+        Some(Access::Operate),
+        "Leave authority control {reason}; 423 while any authority key switch is still on; audited with the duration.",
     ),
 ];
 
@@ -352,6 +370,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/users", get(users).post(create_user))
         .route("/api/users/{name}/tokens", post(create_token))
         .merge(crate::api_facility::routes())
+        .merge(crate::api_authority::routes())
         .merge(crate::console::router())
         .with_state(app)
 }
@@ -643,6 +662,17 @@ pub fn openapi_doc() -> serde_json::Value {
                 "403": {"description": "Role too weak, or CSRF/origin check failed"}
             }
         });
+        if rt.method == "POST"
+            && matches!(
+                rt.path,
+                "/api/devices/{device}/commands"
+                    | "/api/maintenance"
+                    | "/api/alarms/{id}/{action}"
+                    | "/api/authority/exit"
+            )
+        {
+            op["responses"]["423"] = json!({"description": "Refused under authority control (the fire authority is in command); the reason names it"});
+        }
         match rt.access {
             None => {
                 op["security"] = json!([]);
@@ -652,6 +682,7 @@ pub fn openapi_doc() -> serde_json::Value {
                     Access::Read => "viewer, operator, admin or fire_authority",
                     Access::Operate => "operator or admin",
                     Access::Admin => "admin",
+                    Access::TakeCommand => "operator, admin or fire_authority",
                 });
             }
         }

@@ -168,6 +168,11 @@ async fn alarm_action(
         }
     };
     let detail = serde_json::to_value(&act).unwrap_or_default();
+    // Authority control: shelving and out-of-service are refused (423, audited).
+    let kind = crate::authority::ActionKind::of_alarm_action(&action)
+        .unwrap_or(crate::authority::ActionKind::AlarmShelve);
+    let _authority =
+        crate::api_authority::guard(&app, &p, kind, &format!("alarm/{id}")).await?;
     let mut f = app.facility.lock().await;
     let changes = f.act(&id, act, &p.user, now).map_err(action_error)?;
     commit(
@@ -205,6 +210,13 @@ async fn set_maintenance(
 ) -> Result<Response, ApiError> {
     let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
     let b: MaintenanceBody = parse_body(&body)?;
+    let _authority = crate::api_authority::guard(
+        &app,
+        &p,
+        crate::authority::ActionKind::Maintenance,
+        &b.subject,
+    )
+    .await?;
     let mut f = app.facility.lock().await;
     let changes = f.set_maintenance(&b.subject, b.on, &p.user, now_ms());
     commit(
@@ -497,6 +509,15 @@ async fn send_command(
             format!("no configured agent owns device `{device}`"),
         ));
     };
+    // Authority control: no command is sent while the fire authority is in command (423,
+    // audited); the lock is held until the command is published.
+    let _authority = crate::api_authority::guard(
+        &app,
+        &p,
+        crate::authority::ActionKind::DeviceCommand,
+        &device,
+    )
+    .await?;
     let Some(client) = app.mqtt.get() else {
         return Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -16,6 +16,9 @@ pub enum Access {
     Operate,
     /// Admins: users, tokens, audit log.
     Admin,
+    /// Operators, admins and the fire authority: take command of the site (enter authority
+    /// control). The fire authority's only write.
+    TakeCommand,
 }
 
 pub fn allows(role: Role, access: Access) -> bool {
@@ -23,6 +26,9 @@ pub fn allows(role: Role, access: Access) -> bool {
         Access::Read => true,
         Access::Operate => matches!(role, Role::Operator | Role::Admin),
         Access::Admin => role == Role::Admin,
+        Access::TakeCommand => {
+            matches!(role, Role::Operator | Role::Admin | Role::FireAuthority)
+        }
     }
 }
 
@@ -109,6 +115,9 @@ mod tests {
         assert!(allows(Role::Operator, Access::Operate));
         assert!(!allows(Role::Operator, Access::Admin));
         assert!(allows(Role::Admin, Access::Admin));
+        assert!(allows(Role::FireAuthority, Access::TakeCommand));
+        assert!(allows(Role::Operator, Access::TakeCommand));
+        assert!(!allows(Role::Viewer, Access::TakeCommand));
     }
 
     #[test]

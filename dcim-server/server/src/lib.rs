@@ -3,8 +3,10 @@
 //! it around a shutdown future (that is what `main` and a future `demo` mode call).
 
 pub mod api;
+pub mod api_authority;
 pub mod api_facility;
 pub mod auth;
+pub mod authority;
 pub mod broker;
 pub mod config;
 pub mod console;
@@ -60,6 +62,9 @@ pub struct App {
     pub facility: tokio::sync::Mutex<facility::Facility>,
     /// The broker client (set once the ingest starts), used to send commands to agents.
     pub mqtt: std::sync::OnceLock<rumqttc::AsyncClient>,
+    /// Authority control (the fire authority in command). A tokio mutex: write routes hold it
+    /// while they act (see `api_authority::guard`); taken before the facility lock.
+    pub authority: tokio::sync::Mutex<authority::Authority>,
 }
 
 impl App {
@@ -322,6 +327,14 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let facility = facility::Facility::new(site, incidents)
         .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
 
+    let authority_state = api_authority::load(store.as_ref()).await?;
+    if authority_state.is_active() {
+        tracing::warn!(
+            state = ?authority_state,
+            "the site is under authority control (restored from the database)"
+        );
+    }
+
     let (live, _) = broadcast::channel(4096);
     let app = Arc::new(App {
         config: config.clone(),
@@ -333,6 +346,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         stopping: stop_rx.clone(),
         facility: tokio::sync::Mutex::new(facility),
         mqtt: std::sync::OnceLock::new(),
+        authority: tokio::sync::Mutex::new(authority_state),
     });
     tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
 

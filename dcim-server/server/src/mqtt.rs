@@ -263,6 +263,7 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
                     tracing::error!("committing alarm changes: {e:#}");
                 }
                 drop(f);
+                crate::api_authority::on_samples(app, &agent, &samples).await;
                 app.publish_live(
                     "points",
                     &serde_json::json!({"site": site, "agent": agent, "samples": samples}),
@@ -326,6 +327,7 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
             for r in &records {
                 app.publish_live("event", r);
             }
+            crate::api_authority::on_events(app, &agent, &events).await;
             let mut f = app.facility.lock().await;
             for e in &events {
                 let changes = f.on_event(&e.kind, &e.device, now);

@@ -93,7 +93,12 @@ async fn every_route_but_health_refuses_without_credentials_or_with_a_weak_role(
                         rt.path
                     );
                 }
-                if *role == Role::FireAuthority && rt.method != "GET" && rt.path != "/api/logout" {
+                // Taking command (entering authority control) is the fire authority's only
+                // write.
+                if *role == Role::FireAuthority
+                    && rt.method != "GET"
+                    && !matches!(rt.path, "/api/logout" | "/api/authority/enter")
+                {
                     assert_eq!(
                         st,
                         StatusCode::FORBIDDEN,
@@ -120,10 +125,13 @@ async fn every_route_but_health_refuses_without_credentials_or_with_a_weak_role(
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     drop(r);
-    // Every route with a write is Operate or Admin, except logout.
+    // Every route with a write is Operate or Admin, except logout and entering authority
+    // control (which the fire authority may do, and which is refused to viewers).
     for rt in ROUTES.iter().filter(|r| r.method != "GET") {
         assert!(
             matches!(rt.path, "/api/login" | "/api/logout")
+                || (rt.path == "/api/authority/enter"
+                    && rt.access == Some(Access::TakeCommand))
                 || matches!(rt.access, Some(Access::Operate | Access::Admin)),
             "{} is a write open to readers",
             rt.path
