@@ -2,7 +2,9 @@
 // playwright-core). Starts dcim-server on ephemeral ports with the demo site model, feeds it over
 // MQTT like an edge agent, and checks: every page loads without console errors; an alarm
 // acknowledged in the browser is acknowledged on the server; a feed loss recolours the power
-// view within 2 s; the fire-authority role sees no controls and the API refuses its writes.
+// view within 2 s; the fire-authority role sees no controls and the API refuses its writes; an
+// operator enters authority control (the fire-authority view becomes the default page, commands
+// are refused) and leaves it with a reason.
 // Screenshots go to docs/screenshots/.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -423,6 +425,52 @@ async function main() {
         await fb.close();
         fs.rmSync(ctx2Dir, { recursive: true, force: true });
       }
+    });
+
+    await check('authority control: operator enters, the fire view is the default, commands are refused, operator leaves', async () => {
+      await page.click('nav a[data-view="overview"]');
+      await page.waitForSelector('section.card.sub[data-subsystem="power"]');
+      await page.waitForSelector('#authority-banner', { state: 'hidden' });
+      await page.click('#authority-toggle');
+      await page.waitForSelector('dialog#authority-dialog[open]');
+      await page.fill('#authority-reason', 'Fire brigade in command of battery room 2');
+      await page.click('#authority-submit');
+      // Every console switches to the fire-authority view, under a red banner naming who and why.
+      await page.waitForSelector('#fire-stages');
+      const banner = await page.textContent('#authority-banner');
+      assert(banner.includes('AUTHORITY CONTROL') && banner.includes('op (operator)') && banner.includes('battery room 2'), `banner: ${banner}`);
+      const st = await op.get('/api/authority');
+      assert(st.json.authority.active === true && st.json.authority.cause.user === 'op', `server state: ${JSON.stringify(st.json)}`);
+      await page.goto(`${base}/console/`);
+      await page.waitForSelector('#fire-stages');
+      assert(new URL(page.url()).pathname === '/console/fire', `default page is ${page.url()}`);
+      await page.waitForSelector('#authority-banner:not([hidden])');
+      // A device command is refused: disabled with the reason in the UI, 423 from the server.
+      await page.goto(`${base}/console/racks/r017`);
+      await page.waitForSelector('#rack-panel #cmd-ack');
+      const btn = await page.$eval('#cmd-ack', (b) => ({ disabled: b.disabled, title: b.title }));
+      assert(btn.disabled && btn.title.includes('authority control'), `command button: ${JSON.stringify(btn)}`);
+      const refused = await page.evaluate(async () => {
+        const csrf = document.cookie.split('; ').find((c) => c.startsWith('dcim_csrf='))?.split('=')[1];
+        const res = await fetch('/api/devices/bms-r017/commands', { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify({ kind: 'acknowledge' }) });
+        return { status: res.status, body: await res.json() };
+      });
+      assert(refused.status === 423 && refused.body.error.includes('authority control'), `command answered ${JSON.stringify(refused)}`);
+      await shot(page, 'authority-control.png');
+      await page.click('nav a[data-view="alarms"]');
+      await page.waitForSelector('#alarm-table button.shelve-btn[disabled]');
+      // Leaving needs a reason; then the banner goes and commands are possible again.
+      await page.click('#authority-toggle');
+      await page.waitForSelector('dialog#authority-dialog[open]');
+      await page.fill('#authority-reason', 'Brigade handed the site back');
+      await page.click('#authority-submit');
+      await page.waitForSelector('#authority-banner', { state: 'hidden' });
+      const after = await op.get('/api/authority');
+      assert(after.json.authority.active === false, `server state after leaving: ${JSON.stringify(after.json)}`);
+      await page.waitForSelector('#alarm-table button.shelve-btn:not([disabled])');
+      const unexpected = errors.filter((e) => !/status of 423/.test(e));
+      assert(unexpected.length === 0, `console errors:\n${unexpected.join('\n')}`);
+      errors.length = 0;
     });
   } finally {
     if (heartbeat) clearInterval(heartbeat);

@@ -1,9 +1,9 @@
 // Console shell: sign-in, navigation (history API under /console/), keyboard shortcuts, live
 // status and the alarm flood banner.
 
-import { get, login, logout, ApiError } from './api.js';
-import { h, clear, toast } from './ui.js';
-import { state, start, stop, on } from './state.js';
+import { get, post, login, logout, ApiError } from './api.js';
+import { h, clear, toast, fmtTime, fmtAgo } from './ui.js';
+import { state, start, stop, on, emit, loadAuthority } from './state.js';
 import { VIEWS } from './views.js';
 
 const NAV = [
@@ -25,7 +25,9 @@ export const canOperate = () => state.me && (state.me.role === 'operator' || sta
 function route() {
   const rest = location.pathname.replace(/^\/console\/?/, '');
   const [name, ...args] = rest.split('/').filter(Boolean);
-  return { name: name || (state.me?.role === 'fire_authority' ? 'fire' : 'overview'), args: args.map(decodeURIComponent) };
+  // Under authority control the fire-authority view is every role's default page.
+  const home = state.me?.role === 'fire_authority' || state.authority?.active ? 'fire' : 'overview';
+  return { name: name || home, args: args.map(decodeURIComponent) };
 }
 
 export function go(path) {
@@ -64,6 +66,107 @@ function updateBadges() {
   } else f.hidden = true;
 }
 
+// ------------------------------------------------------------------ authority control
+
+function causeText(c) {
+  if (!c) return '';
+  if (c.by === 'key_switch') return `the authority key switch at ${c.device} (agent ${c.agent})`;
+  return `${c.user} (${(c.role ?? '').replace('_', ' ')}): “${c.reason}”`;
+}
+
+/// The red banner on every page, the enter/leave button and the page's state class.
+function renderAuthority() {
+  const a = state.authority;
+  const banner = document.getElementById('authority-banner');
+  const btn = document.getElementById('authority-toggle');
+  const active = !!a?.active;
+  document.body.classList.toggle('authority-active', active);
+  if (active) {
+    banner.hidden = false;
+    clear(banner);
+    const keys = (a.keys_on ?? []).map((k) => k.device);
+    banner.appendChild(h('span', null, `AUTHORITY CONTROL — the fire authority is in command since ${fmtTime(a.since_ms)} (${fmtAgo(a.since_ms)}).`));
+    banner.appendChild(h('span.sub', null, `Entered by ${causeText(a.cause)}.`,
+      keys.length ? ` Key switch on at ${keys.join(', ')}.` : '',
+      ` Refused: ${(a.refused_actions ?? []).map((r) => r.kind.replace(/_/g, ' ')).join(', ')}.`));
+  } else {
+    banner.hidden = true;
+    clear(banner);
+  }
+  const role = state.me?.role;
+  const canLeave = role === 'operator' || role === 'admin';
+  const canEnter = canLeave || role === 'fire_authority';
+  if (active && canLeave) {
+    btn.hidden = false;
+    btn.textContent = 'Leave authority control';
+    btn.disabled = keysOn().length > 0;
+    btn.title = btn.disabled ? `The authority key switch is still on at ${keysOn().join(', ')}` : 'Leave authority control (reason required)';
+  } else if (!active && canEnter) {
+    btn.hidden = false;
+    btn.textContent = 'Enter authority control';
+    btn.disabled = false;
+    btn.title = 'The fire authority takes command: device commands, maintenance and shelving are refused';
+  } else btn.hidden = true;
+}
+
+const keysOn = () => (state.authority?.keys_on ?? []).map((k) => k.device);
+
+function openAuthorityDialog() {
+  const entering = !state.authority?.active;
+  const dlg = document.getElementById('authority-dialog');
+  document.getElementById('authority-dialog-title').textContent = entering ? 'Enter authority control' : 'Leave authority control';
+  document.getElementById('authority-dialog-text').textContent = entering
+    ? 'The fire authority takes command of the site. Device commands, maintenance, shelving and out-of-service are refused until an operator leaves authority control.'
+    : 'Remote actions will be allowed again. Leaving is recorded with your name, the reason and how long the site was under authority control.';
+  document.getElementById('authority-submit').textContent = entering ? 'Enter authority control' : 'Leave authority control';
+  document.getElementById('authority-reason').value = '';
+  document.getElementById('authority-dialog-error').textContent = '';
+  dlg.dataset.op = entering ? 'enter' : 'exit';
+  dlg.showModal();
+  document.getElementById('authority-reason').focus();
+}
+
+async function submitAuthority(e) {
+  e.preventDefault();
+  const dlg = document.getElementById('authority-dialog');
+  const reason = document.getElementById('authority-reason').value.trim();
+  const err = document.getElementById('authority-dialog-error');
+  if (!reason) {
+    err.textContent = 'A reason is required.';
+    return;
+  }
+  try {
+    const r = await post(`/api/authority/${dlg.dataset.op}`, { reason });
+    dlg.close();
+    toast(dlg.dataset.op === 'enter' ? 'Authority control entered' : 'Authority control left', 'ok');
+    setAuthority(r.authority);
+  } catch (x) {
+    err.textContent = `Refused: ${x.message}`;
+  }
+}
+
+/// A new authority state (from the stream or an answer). Entering switches every console to the
+/// fire-authority view; any change re-renders the page so refused controls are (un)disabled.
+function setAuthority(a) {
+  state.authority = a;
+  emit('authority');
+}
+
+let wasActive = false;
+let ready = false; // the shell has rendered once (site and state loaded)
+on('authority', () => {
+  if (!state.me || !ready) return;
+  const active = !!state.authority?.active;
+  renderAuthority();
+  if (active && !wasActive) {
+    wasActive = active;
+    go('fire');
+    return;
+  }
+  wasActive = active;
+  render();
+});
+
 function render() {
   if (!state.me) return;
   const r = route();
@@ -85,7 +188,9 @@ function render() {
 function showLogin(message) {
   stop();
   state.me = null;
+  ready = false;
   document.getElementById('top').hidden = true;
+  document.getElementById('authority-banner').hidden = true;
   document.body.dataset.view = 'login';
   const main = clear(document.getElementById('main'));
   const err = h('p.error#login-error', { role: 'alert' }, message ?? '');
@@ -131,6 +236,13 @@ async function boot() {
   document.getElementById('who').textContent = `${state.me.user} (${state.me.role.replace('_', ' ')})`;
   document.body.dataset.role = state.me.role;
   try {
+    await loadAuthority();
+  } catch (e) {
+    toast(`Loading the authority-control state failed: ${e.message}`, 'error');
+  }
+  wasActive = !!state.authority?.active;
+  renderAuthority();
+  try {
     await start();
   } catch (e) {
     toast(`Loading the facility failed: ${e.message}`, 'error');
@@ -138,6 +250,9 @@ async function boot() {
   document.getElementById('site-name').textContent = state.site?.name ?? '';
   const rest = location.pathname.replace(/^\/console\/?/, '');
   if (!rest) history.replaceState(null, '', `/console/${route().name}`);
+  wasActive = !!state.authority?.active;
+  renderAuthority();
+  ready = true;
   render();
 }
 
@@ -149,6 +264,9 @@ on('live', () => {
 });
 
 window.addEventListener('popstate', render);
+document.getElementById('authority-toggle').addEventListener('click', openAuthorityDialog);
+document.getElementById('authority-form').addEventListener('submit', submitAuthority);
+document.getElementById('authority-cancel').addEventListener('click', () => document.getElementById('authority-dialog').close());
 document.getElementById('logout').addEventListener('click', async () => {
   try {
     await logout();

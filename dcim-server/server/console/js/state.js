@@ -20,6 +20,7 @@ export const state = {
   events: [],
   pue: [], // [[ts, pue]]
   live: 'connecting',
+  authority: null, // GET /api/authority: {active, since_ms, cause, keys_on, refused_actions}
 };
 
 const subs = new Map();
@@ -109,6 +110,21 @@ export async function loadIncidents() {
   emit('incidents');
 }
 
+export async function loadAuthority() {
+  const r = await get('/api/authority');
+  state.authority = r.authority ?? null;
+  emit('authority');
+}
+
+/// Authority control: why an action kind (`device_command`, `maintenance`, `alarm_shelve`, ...)
+/// is refused now, or null when it is allowed.
+export function refusedWhy(kind) {
+  const a = state.authority;
+  if (!a || !a.active) return null;
+  const r = (a.refused_actions ?? []).find((x) => x.kind === kind);
+  return r ? `Refused under authority control: ${r.why} while the fire authority is in command.` : null;
+}
+
 export async function loadEvents() {
   const r = await get('/api/events?limit=500');
   state.events = r.events ?? [];
@@ -174,7 +190,12 @@ export async function start() {
       alarm: () => refreshAlarms(),
       incident: () => refreshIncidents(),
       event: () => refreshEvents(),
+      authority: (d) => {
+        state.authority = d;
+        emit('authority');
+      },
       lagged: () => {
+        loadAuthority().catch((e) => console.warn('authority refresh failed:', e.message));
         refreshRedundancy();
         refreshAlarms();
         refreshIncidents();

@@ -2,7 +2,7 @@
 
 import { get, post } from './api.js';
 import { h, s, clear, fmtTime, fmtAgo, fmtValue, trendChart, toast } from './ui.js';
-import { state, on, key, point, compValue, computePue, loadAlarms, loadIncidents } from './state.js';
+import { state, on, key, point, compValue, computePue, loadAlarms, loadIncidents, refusedWhy } from './state.js';
 import { diagram, recolour, displayState, rackSummary, LAYERS } from './diagram.js';
 
 // ------------------------------------------------------------------ shared helpers
@@ -362,6 +362,16 @@ const racks = {
       panel.appendChild(h('h3', null, 'Now'));
       panel.appendChild(h('dl.kv', null, (c.bindings ?? []).flatMap((b) => [h('dt', null, b.role), h('dd', null, fmtValue(point(b.device, b.role)?.value))])));
       const dev = (c.bindings ?? [])[0]?.device;
+      if (ctx.canOperate && dev) {
+        // Commands to the rack controller through its agent; refused under authority control.
+        const why = refusedWhy('device_command');
+        const send = (kind, label) => act(() => post(`/api/devices/${encodeURIComponent(dev)}/commands`, kind), `${label}: sent to ${dev}`);
+        panel.appendChild(h('h3', null, 'Commands'));
+        panel.appendChild(h('div.controls#rack-commands', { title: why ?? undefined },
+          h('button#cmd-ack', { type: 'button', disabled: !!why, title: why ?? `Acknowledge and silence the buzzer at ${dev}`, onclick: () => send({ kind: 'acknowledge' }, 'Acknowledge') }, 'Acknowledge / silence'),
+          h('button#cmd-time', { type: 'button', disabled: !!why, title: why ?? `Set the clock of ${dev}`, onclick: () => send({ kind: 'time_sync', unix_ms: Date.now() }, 'Clock sync') }, 'Sync clock')));
+        if (why) panel.appendChild(h('p.warn#rack-commands-why', null, why));
+      }
       panel.appendChild(h('h3', null, 'Stage timeline'));
       const hist = dev ? state.history.get(key(dev, 'fire.stage')) ?? [] : [];
       panel.appendChild(trendChart(hist, { height: 120, label: 'fire stage' }));
@@ -432,8 +442,9 @@ const alarms = {
           if (st === 'unacknowledged' || st === 'rtn_unacknowledged') acts.appendChild(h('button.ack', { type: 'button', onclick: () => ack(a) }, 'Acknowledge'));
           if (st === 'shelved') acts.appendChild(h('button', { type: 'button', onclick: () => act(() => post(`/api/alarms/${encodeURIComponent(a.id)}/unshelve`), 'Unshelved') }, 'Unshelve'));
           else {
-            const sel = h('select.shelve-min', { 'aria-label': 'Shelve for' }, [15, 60, 240, 480].map((m) => h('option', { value: m }, m < 60 ? `${m} min` : `${m / 60} h`)));
-            acts.appendChild(h('span.shelve', null, sel, h('button.shelve-btn', { type: 'button', onclick: () => shelve(a, +sel.value) }, 'Shelve')));
+            const why = refusedWhy('alarm_shelve');
+            const sel = h('select.shelve-min', { 'aria-label': 'Shelve for', disabled: !!why }, [15, 60, 240, 480].map((m) => h('option', { value: m }, m < 60 ? `${m} min` : `${m / 60} h`)));
+            acts.appendChild(h('span.shelve', { title: why ?? undefined }, sel, h('button.shelve-btn', { type: 'button', disabled: !!why, title: why ?? undefined, onclick: () => shelve(a, +sel.value) }, 'Shelve')));
           }
           acts.appendChild(h('button', { type: 'button', onclick: () => showDetail(a, true) }, 'Comment'));
           tr.appendChild(acts);
@@ -474,7 +485,11 @@ const alarms = {
     if (e.key === 'j' || e.key === 'ArrowDown') this.sel = Math.min(rows.length - 1, (this.sel ?? 0) + 1);
     else if (e.key === 'k' || e.key === 'ArrowUp') this.sel = Math.max(0, (this.sel ?? 0) - 1);
     else if (e.key === 'a' && rows[this.sel] && state.me.role !== 'viewer' && state.me.role !== 'fire_authority') return this.ack(rows[this.sel]);
-    else if (e.key === 's' && rows[this.sel] && state.me.role !== 'viewer' && state.me.role !== 'fire_authority') return this.shelve(rows[this.sel], 60);
+    else if (e.key === 's' && rows[this.sel] && state.me.role !== 'viewer' && state.me.role !== 'fire_authority') {
+      const why = refusedWhy('alarm_shelve');
+      if (why) return toast(why, 'error');
+      return this.shelve(rows[this.sel], 60);
+    }
     else return;
     e.preventDefault();
     const trs = document.querySelectorAll('#alarm-table tr.alarm');
