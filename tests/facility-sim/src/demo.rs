@@ -307,6 +307,82 @@ pub fn build_devices(profiles_dir: &Path) -> Result<Vec<Box<dyn SimDevice>>, Str
     Ok(d)
 }
 
+/// Number of the first rack of hall `hall` (1-based): racks are numbered hall by hall.
+pub fn first_rack_of_hall(hall: usize) -> usize {
+    (hall - 1) * ROWS * RACKS_PER_ROW + 1
+}
+
+/// Hall (1-based) of a device id of the large preset's IT halls (`bms-rNNN`, `pdu-hH-RRs`,
+/// `gw-hH-RR`), or None for other ids.
+pub fn hall_of(device: &str) -> Option<usize> {
+    if let Some(n) = device.strip_prefix("bms-r") {
+        let n: usize = n.parse().ok()?;
+        return (n >= 1).then(|| rack_place(n).0);
+    }
+    let rest = device
+        .strip_prefix("pdu-h")
+        .or_else(|| device.strip_prefix("gw-h"))?;
+    rest.split('-').next()?.parse().ok()
+}
+
+/// The IT racks and row PDUs of halls `HALLS + 1 ..= halls` (the large preset): per hall 10 rows
+/// of 10 racks (`bms-r0301`.. numbered on from the demo's 300; ids keep the `bms-r{n:03}`
+/// form) and two PDUs (`pdu-h{h}-{rr}{a,b}`), each row behind its own RTU-over-TCP gateway
+/// (`gw-h{h}-{rr}`, units 1-10 and 101/102), exactly like the demo halls. They are not in the
+/// demo site model and do not load its UPS zones: [`extra_loads`] gives them their own load.
+pub fn extra_halls(profiles_dir: &Path, halls: usize) -> Result<Vec<Box<dyn SimDevice>>, String> {
+    let load = |n: &str| load_profile(profiles_dir, n);
+    let rack = load("it-rack")?;
+    let pdu = [load("pdu-row-a")?, load("pdu-row-b")?];
+    let mut d: Vec<Box<dyn SimDevice>> = Vec::new();
+    for hall in HALLS + 1..=halls {
+        for row in 1..=ROWS {
+            let gw = gateway_name(hall, row);
+            for pos in 0..RACKS_PER_ROW {
+                let n = first_rack_of_hall(hall) + (row - 1) * RACKS_PER_ROW + pos;
+                d.push(Box::new(racks::ItRack::new(
+                    &rack_id(n),
+                    n,
+                    &format!("hall-{hall}"),
+                    &gw,
+                    pos as u8 + 1,
+                    rack.clone(),
+                )));
+            }
+            for (side, unit, p) in [('a', 101, &pdu[0]), ('b', 102, &pdu[1])] {
+                d.push(Box::new(power::Pdu::new(
+                    &pdu_id(hall, row, side),
+                    &gw,
+                    unit,
+                    p.clone(),
+                )));
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// Loads of the extra halls of the large preset (racks of 4.6-5.8 kW, each row split over its
+/// two PDUs); they feed nothing of the demo's power chain.
+pub fn extra_loads(t: f64, halls: usize, env: &mut Env) {
+    for hall in HALLS + 1..=halls {
+        for row in 1..=ROWS {
+            let mut row_kw = 0.0;
+            for pos in 0..RACKS_PER_ROW {
+                let n = first_rack_of_hall(hall) + (row - 1) * RACKS_PER_ROW + pos;
+                let spread = ((n * 37) % 11) as f64 - 5.0;
+                let kw =
+                    5.2 + 0.1 * spread + 0.4 * wobble(t, 900.0 + 40.0 * (n % 13) as f64, n as f64);
+                env.loads_kw.insert(rack_id(n), kw);
+                row_kw += kw;
+            }
+            for side in ['a', 'b'] {
+                env.loads_kw.insert(pdu_id(hall, row, side), row_kw / 2.0);
+            }
+        }
+    }
+}
+
 /// Options of the rendered edge-agent configuration.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {

@@ -145,6 +145,18 @@ pub enum Preset {
     /// The demo data center of `dcim-server/site/sites/demo.toml`, with its device ids
     /// (see [`demo`]); `racks`, `ups`, `meters`, `camera` and `chiller_plant` are ignored.
     Demo,
+    /// The demo data center plus IT halls 4..=`halls` of 100 racks each (rows of 10 racks and
+    /// two PDUs behind one RTU-over-TCP gateway, as in the demo halls): `halls = 20` is 2,000
+    /// racks. The extra halls are outside the demo site model and its load model (see
+    /// [`demo::extra_halls`]); they exist to load agents, broker and server at full scale.
+    Large { halls: usize },
+}
+
+impl Preset {
+    /// Whether the demo data center is part of this preset.
+    pub fn has_demo(self) -> bool {
+        matches!(self, Preset::Demo | Preset::Large { .. })
+    }
 }
 
 /// What to simulate.
@@ -224,6 +236,11 @@ impl Facility {
                 Preset::Demo,
             ));
         }
+        if let Preset::Large { halls } = cfg.preset {
+            let mut devices = demo::build_devices(&cfg.profiles_dir)?;
+            devices.extend(demo::extra_halls(&cfg.profiles_dir, halls)?);
+            return Ok(Facility::with_devices(devices, cfg.preset));
+        }
         if cfg.racks > 0 {
             let p = load("rack-bms-li-ion")?;
             for i in 0..cfg.racks {
@@ -291,8 +308,11 @@ impl Facility {
         for d in &self.devices {
             d.contribute(&mut self.env);
         }
-        if self.preset == Preset::Demo {
+        if self.preset.has_demo() {
             demo::compute_loads(t, &mut self.env);
+        }
+        if let Preset::Large { halls } = self.preset {
+            demo::extra_loads(t, halls, &mut self.env);
         }
         for d in &mut self.devices {
             d.step(t, dt, &self.env);

@@ -17,6 +17,8 @@ USAGE:
 OPTIONS:
     --preset NAME         basic (default: the devices below) or demo (the demo data center of
                           dcim-server/site/sites/demo.toml, ~420 devices, see the README)
+                          or large[:HALLS] (the demo plus IT halls 4..=HALLS of 100 racks
+                          each, default 20 = 2,000 racks)
     --agent-config FILE   write the dcim-edge-agent configuration polling this run's devices
     --agent-spool DIR     spool folder written into that configuration (default /tmp/dcim-demo-spool)
     --racks N             battery racks (BMS devices bms-r01..), default 8
@@ -104,7 +106,18 @@ fn parse_args() -> Result<Args, String> {
                 cfg.preset = match val("--preset")?.as_str() {
                     "basic" => Preset::Basic,
                     "demo" => Preset::Demo,
-                    other => return Err(format!("--preset: `{other}`: expected basic or demo")),
+                    v if v.starts_with("large") => {
+                        let halls = v.strip_prefix("large:").map_or(Ok(20), |n| {
+                            n.parse::<usize>()
+                                .map_err(|_| format!("--preset: `{v}`: expected large:HALLS"))
+                        })?;
+                        Preset::Large { halls }
+                    }
+                    other => {
+                        return Err(format!(
+                            "--preset: `{other}`: expected basic, demo or large[:HALLS]"
+                        ));
+                    }
                 }
             }
             "--agent-config" => a.agent_config = Some(PathBuf::from(val("--agent-config")?)),
