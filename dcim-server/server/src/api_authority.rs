@@ -50,7 +50,9 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<Authority> {
         .find(|d| d.id == DOC_ID)
     {
         Some(d) => serde_json::from_value(d.body).map_err(|e| {
-            anyhow::anyhow!("stored authority-control state (docs {DOC_KIND}/{DOC_ID}) does not decode: {e}")
+            anyhow::anyhow!(
+                "stored authority-control state (docs {DOC_KIND}/{DOC_ID}) does not decode: {e}"
+            )
         }),
         None => Ok(Authority::default()),
     }

@@ -171,8 +171,7 @@ async fn alarm_action(
     // Authority control: shelving and out-of-service are refused (423, audited).
     let kind = crate::authority::ActionKind::of_alarm_action(&action)
         .unwrap_or(crate::authority::ActionKind::AlarmShelve);
-    let _authority =
-        crate::api_authority::guard(&app, &p, kind, &format!("alarm/{id}")).await?;
+    let _authority = crate::api_authority::guard(&app, &p, kind, &format!("alarm/{id}")).await?;
     let mut f = app.facility.lock().await;
     let changes = f.act(&id, act, &p.user, now).map_err(action_error)?;
     commit(

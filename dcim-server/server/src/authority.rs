@@ -548,7 +548,11 @@ mod tests {
         let t = a.key_report("r07", "agent-1", true, 1000).unwrap();
         assert_eq!(t.action(), "authority.enter");
         assert!(a.is_active());
-        assert_eq!(a.key_report("r07", "agent-1", true, 1100), None, "no change");
+        assert_eq!(
+            a.key_report("r07", "agent-1", true, 1100),
+            None,
+            "no change"
+        );
         assert!(matches!(
             a.key_report("r08", "agent-1", true, 1200),
             Some(Transition::KeyOn { .. })
@@ -575,7 +579,9 @@ mod tests {
                 assert_eq!(*duration_ms, 2000);
                 assert_eq!(user, "ops");
                 assert_eq!(reason, "all clear");
-                assert!(matches!(&entered.cause, Cause::KeySwitch { device, .. } if device == "r07"));
+                assert!(
+                    matches!(&entered.cause, Cause::KeySwitch { device, .. } if device == "r07")
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -682,7 +688,10 @@ mod tests {
             key_from_event("fire.stage", &ev("SupervisoryRaised(Authority)")),
             None
         );
-        assert_eq!(key_from_event("fire.supervisory", &serde_json::json!(1)), None);
+        assert_eq!(
+            key_from_event("fire.supervisory", &serde_json::json!(1)),
+            None
+        );
     }
 
     #[test]

@@ -130,8 +130,7 @@ async fn every_route_but_health_refuses_without_credentials_or_with_a_weak_role(
     for rt in ROUTES.iter().filter(|r| r.method != "GET") {
         assert!(
             matches!(rt.path, "/api/login" | "/api/logout")
-                || (rt.path == "/api/authority/enter"
-                    && rt.access == Some(Access::TakeCommand))
+                || (rt.path == "/api/authority/enter" && rt.access == Some(Access::TakeCommand))
                 || matches!(rt.access, Some(Access::Operate | Access::Admin)),
             "{} is a write open to readers",
             rt.path

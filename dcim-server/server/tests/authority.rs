@@ -88,7 +88,10 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     assert_eq!(body["authority"]["active"], true);
     assert_eq!(body["authority"]["cause"]["by"], "user");
     assert_eq!(body["authority"]["cause"]["user"], "u-operator");
-    assert_eq!(body["authority"]["cause"]["reason"], "fire brigade arriving");
+    assert_eq!(
+        body["authority"]["cause"]["reason"],
+        "fire brigade arriving"
+    );
     let live = tokio::time::timeout(Duration::from_secs(5), sse.chunk())
         .await
         .expect("an authority event on the stream")
@@ -177,10 +180,7 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     );
     assert_eq!(refused[0]["actor"], "u-operator");
     assert_eq!(refused[0]["target"], "ups-1");
-    assert!(
-        rows(&log, "command.send").is_empty(),
-        "no command was sent"
-    );
+    assert!(rows(&log, "command.send").is_empty(), "no command was sent");
 
     // Leaving: not the fire authority, not without a reason; then audited with the duration.
     let (st, _) = post(&client, &exit, &fire, json!({"reason": "done"})).await;
