@@ -380,6 +380,17 @@ impl Engine {
     /// Feeds one sample through the rules that match its role and device.
     pub fn on_sample(&mut self, s: &Sample, now_ms: i64) -> Vec<Record> {
         let mut out = Vec::new();
+        // Values that cannot be trusted do not move the condition (comm loss has its own
+        // alarm).
+        if s.quality != Quality::Good {
+            return out;
+        }
+        let Some(v) = s.value.as_ref() else {
+            return out;
+        };
+        // The alarm id `rule:subject`, built in one buffer reused across the rules (the
+        // steady case allocates nothing else).
+        let mut id = String::new();
         for ri in 0..self.rules.len() {
             let r = &self.rules[ri];
             if r.role() != Some(s.role.as_str())
@@ -388,58 +399,49 @@ impl Engine {
             {
                 continue;
             }
-            // Values that cannot be trusted do not move the condition (comm loss has its own
-            // alarm).
-            if s.quality != Quality::Good {
-                continue;
-            }
-            let Some(v) = s.value.as_ref() else { continue };
-            let subject = if s.labels.is_empty() {
-                s.device.clone()
-            } else {
-                let l: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{}[{}]", s.device, l.join(","))
-            };
-            let id = format!("{}:{}", r.id, subject);
-            let was_raw = match self.alarms.get(&id) {
-                Some(a) => a.raw,
-                None => {
-                    self.instance(ri, &subject, now_ms, &mut out);
-                    false
-                }
-            };
-            let r = &self.rules[ri];
+            id.clear();
+            id.push_str(&r.id);
+            id.push(':');
+            push_subject(&mut id, s);
+            let subject_at = r.id.len() + 1;
+            let existing = self.alarms.get_mut(id.as_str());
+            let was_raw = existing.as_ref().is_some_and(|a| a.raw);
             let raw = match &r.condition {
                 Condition::Threshold {
                     high,
                     low,
                     deadband,
                     ..
-                } => match v.as_f64() {
-                    None => continue,
-                    Some(x) => {
-                        let hi =
-                            high.is_some_and(|h| if was_raw { x > h - deadband } else { x > h });
-                        let lo =
-                            low.is_some_and(|l| if was_raw { x < l + deadband } else { x < l });
-                        hi || lo
-                    }
-                },
-                Condition::Binary { alarm_when, .. } => match v.as_bool() {
-                    None => continue,
-                    Some(b) => b == *alarm_when,
-                },
-                Condition::FireStage => v.as_f64().is_some_and(|x| x >= 2.0),
-                Condition::CommLost | Condition::Redundancy => continue,
+                } => v.as_f64().map(|x| {
+                    let hi = high.is_some_and(|h| if was_raw { x > h - deadband } else { x > h });
+                    let lo = low.is_some_and(|l| if was_raw { x < l + deadband } else { x < l });
+                    hi || lo
+                }),
+                Condition::Binary { alarm_when, .. } => v.as_bool().map(|b| b == *alarm_when),
+                Condition::FireStage => Some(v.as_f64().is_some_and(|x| x >= 2.0)),
+                Condition::CommLost | Condition::Redundancy => None,
             };
-            let a = self.alarms.get_mut(&id).expect("exists");
+            if let (Some(a), Some(raw)) = (existing, raw) {
+                a.value = v.as_f64();
+                if raw == a.raw && a.raw == a.active {
+                    // Steady: nothing pending, nothing to record (the fast path).
+                    continue;
+                }
+            } else if !self.alarms.contains_key(id.as_str()) {
+                // A new instance (even when the value cannot drive the condition, so that the
+                // subject is known).
+                let subject = id[subject_at..].to_owned();
+                self.instance(ri, &subject, now_ms, &mut out);
+            }
+            let Some(raw) = raw else { continue };
+            let r = &self.rules[ri];
+            let a = self.alarms.get_mut(id.as_str()).expect("exists");
             a.value = v.as_f64();
             if raw == a.raw && a.raw == a.active {
-                // Steady: nothing pending, nothing to record (the fast path).
                 continue;
             }
             if raw != a.raw {
-                a.message = format!("{}: {} = {}", r.name, subject, fmt_value(v));
+                a.message = format!("{}: {} = {}", r.name, &id[subject_at..], fmt_value(v));
             }
             self.set_raw(&id, raw, now_ms, &mut out);
         }
@@ -955,6 +957,24 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+/// Appends the alarm subject of a sample: its device, with its labels when it has any
+/// (`meter-a[feed=A]`).
+fn push_subject(out: &mut String, s: &Sample) {
+    out.push_str(&s.device);
+    if !s.labels.is_empty() {
+        out.push('[');
+        for (i, (k, v)) in s.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
+        out.push(']');
     }
 }
 
