@@ -19,6 +19,9 @@ pub enum Outcome {
         result: CommandResult,
         command: Option<Command>,
     },
+    /// `TestMode { on }` addressed to the agent itself (`cmd/{agent}`): the caller applies it
+    /// (see `crate::test_mode`) and answers with the result.
+    TestMode { on: bool, command: Command },
 }
 
 pub fn handle(site: &str, agent: &str, devices: &[String], topic: &str, payload: &[u8]) -> Outcome {
@@ -56,6 +59,16 @@ pub fn handle(site: &str, agent: &str, devices: &[String], topic: &str, payload:
         let reason = format!(
             "device `{}` in the payload does not match the topic's `{device}`",
             command.device
+        );
+        return refuse(command.id.clone(), reason, Some(command));
+    }
+    if device == agent {
+        // The agent itself: drills only (test mode). Everything else stays refused.
+        if let dcim_wire::CommandKind::TestMode { on } = command.kind {
+            return Outcome::TestMode { on, command };
+        }
+        let reason = format!(
+            "the agent `{agent}` itself accepts only test_mode; other commands go to a device"
         );
         return refuse(command.id.clone(), reason, Some(command));
     }
@@ -117,6 +130,36 @@ mod tests {
             r#"{"v":1,"id":"c4","device":"rack-09","user":"op","kind":"acknowledge"}"#,
         );
         assert!(r.reason.contains("unknown device"));
+    }
+
+    #[test]
+    fn test_mode_for_the_agent_is_accepted_and_nothing_else() {
+        let on = handle(
+            "s",
+            "a",
+            &devices(),
+            "dcim/v1/s/a/cmd/a",
+            br#"{"v":1,"id":"t1","device":"a","user":"drill:d1","kind":"test_mode","on":true}"#,
+        );
+        assert!(
+            matches!(&on, Outcome::TestMode { on: true, command } if command.id == "t1"),
+            "{on:?}"
+        );
+        let r = answer(
+            "dcim/v1/s/a/cmd/a",
+            r#"{"v":1,"id":"t2","device":"a","user":"op","kind":"acknowledge"}"#,
+        );
+        assert!(
+            !r.accepted && r.reason.contains("only test_mode"),
+            "{}",
+            r.reason
+        );
+        // test mode for a device is not the agent's drill: refused like any device command
+        let r = answer(
+            "dcim/v1/s/a/cmd/rack-01",
+            r#"{"v":1,"id":"t3","device":"rack-01","user":"op","kind":"test_mode","on":true}"#,
+        );
+        assert!(!r.accepted);
     }
 
     #[test]

@@ -73,6 +73,17 @@
 //! relay = "relay-r07"             # a Modbus [[device]]: the relay module
 //! coils = { contactor_open = "do1", blanket_drop = "do2", patch_fire = "do3", agent_release = "do4", coolant_on = "do5", gas_release = "do6", gas_warning = "do7" }
 //!
+//! [[controller]]                  # a rack WITH its own controller (firmware/board/rack-controller)
+//! device = "rc-08"                # its Modbus [[device]] (tcp or rtu_tcp; profile rack-controller)
+//! number = 8                      # DC-09 rack number
+//! dc09_zone = 1                   # DC-09 zone (area) number, 0..=999
+//! poll_ms = 250                   # how often its state and event log are read (50..10000)
+//! cursor_file = "fire/ctl-rc-08.json"  # default: <spool.dir>/../ctl-<device>.json
+//!
+//! [test_mode]                     # drills: `test_mode` commands sent to cmd/{agent}
+//! max_minutes = 120               # a drill ends by itself after this long (1..=1440)
+//! state_file = "test-mode.json"   # default: <spool.dir>/../test-mode.json
+//!
 //! [[device]]                      # built-in signal generator for commissioning and drills
 //! id = "selftest"
 //! synthetic = { points = 10, period_ms = 1000, event_every = 60 }
@@ -125,6 +136,38 @@ pub struct Config {
     pub racks: Vec<RackConfig>,
     /// Fire events forwarded to the fire authority over SIA DC-09.
     pub dc09: Option<Dc09Settings>,
+    /// Racks with their own controller whose fire events the agent forwards over DC-09.
+    pub controllers: Vec<ControllerConfig>,
+    /// Drills (test mode) commanded by the center.
+    pub test_mode: TestModeSettings,
+}
+
+/// A `[[controller]]`: a rack controller polled for its stage, troubles and event log, whose
+/// changes are forwarded over DC-09.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// The `[[device]]` id of the controller.
+    pub device: String,
+    /// Its Modbus TCP address (Modbus TCP, or RTU frames over TCP when `rtu_over_tcp`).
+    pub addr: std::net::SocketAddr,
+    pub rtu_over_tcp: bool,
+    pub unit: u8,
+    /// DC-09 rack number (`number`, 0..=9999).
+    pub number: u16,
+    /// DC-09 zone / room number (`dc09_zone`, 0..=999).
+    pub dc09_zone: u16,
+    pub poll: Duration,
+    /// Where the forwarding cursor (event-log position and reported state) is kept.
+    pub cursor_file: PathBuf,
+}
+
+/// The `[test_mode]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestModeSettings {
+    /// A drill ends by itself after this long.
+    pub max: Duration,
+    /// Marks a drill in progress, so that a restart can close it (a drill never resumes).
+    pub state_file: PathBuf,
 }
 
 /// The `[dc09]` section.
@@ -258,6 +301,42 @@ struct RawConfig {
     #[serde(default)]
     rack: Vec<Spanned<RawRack>>,
     dc09: Option<RawDc09>,
+    #[serde(default)]
+    controller: Vec<Spanned<RawController>>,
+    test_mode: Option<Spanned<RawTestMode>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawController {
+    device: Spanned<String>,
+    #[serde(default = "d_zero")]
+    number: Spanned<u32>,
+    #[serde(default = "d_zero")]
+    dc09_zone: Spanned<u32>,
+    #[serde(default = "d_ctl_poll")]
+    poll_ms: Spanned<u64>,
+    cursor_file: Option<String>,
+}
+
+fn d_zero() -> Spanned<u32> {
+    Spanned::new(0..0, 0)
+}
+
+fn d_ctl_poll() -> Spanned<u64> {
+    Spanned::new(0..0, 250)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTestMode {
+    #[serde(default = "d_test_max")]
+    max_minutes: Spanned<u64>,
+    state_file: Option<String>,
+}
+
+fn d_test_max() -> Spanned<u64> {
+    Spanned::new(0..0, 120)
 }
 
 #[derive(Deserialize)]
@@ -995,9 +1074,118 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         },
     });
 
+    let mut controllers: Vec<ControllerConfig> = Vec::new();
+    for (i, c) in raw.controller.iter().enumerate() {
+        let span = c.span();
+        let c = c.get_ref();
+        let f = |name: &str| format!("controller[{i}].{name}");
+        let id = c.device.get_ref();
+        let Some(dev) = devices.iter().find(|d| &d.id == id) else {
+            return Err(ctx.err(
+                c.device.span(),
+                &f("device"),
+                format!("no [[device]] `{id}`"),
+            ));
+        };
+        let (addr, rtu_over_tcp, unit) = match &dev.connection {
+            Connection::ModbusTcp { addr, unit } => (*addr, false, *unit),
+            Connection::ModbusRtuOverTcp { addr, unit } => (*addr, true, *unit),
+            _ => {
+                return Err(ctx.err(
+                    c.device.span(),
+                    &f("device"),
+                    format!(
+                        "`{id}` must be a Modbus TCP (`tcp`) or RTU-over-TCP (`rtu_tcp`) device: \
+                         the event log is read over a connection of its own"
+                    ),
+                ));
+            }
+        };
+        if controllers.iter().any(|x| &x.device == id) {
+            return Err(ctx.err(
+                c.device.span(),
+                &f("device"),
+                format!("controller `{id}` is listed twice"),
+            ));
+        }
+        let number = *c.number.get_ref();
+        if number > 9999 {
+            return Err(ctx.err(
+                c.number.span(),
+                &f("number"),
+                "expected 0..=9999 (DC-09 unit)",
+            ));
+        }
+        let zone = *c.dc09_zone.get_ref();
+        if zone > 999 {
+            return Err(ctx.err(
+                c.dc09_zone.span(),
+                &f("dc09_zone"),
+                "expected 0..=999 (DC-09 area)",
+            ));
+        }
+        let poll = *c.poll_ms.get_ref();
+        if !(50..=10_000).contains(&poll) {
+            let sp = if c.poll_ms.span() == (0..0) {
+                span.clone()
+            } else {
+                c.poll_ms.span()
+            };
+            return Err(ctx.err(sp, &f("poll_ms"), "expected 50..=10000 ms"));
+        }
+        controllers.push(ControllerConfig {
+            device: id.clone(),
+            addr,
+            rtu_over_tcp,
+            unit,
+            number: number as u16,
+            dc09_zone: zone as u16,
+            poll: Duration::from_millis(poll),
+            cursor_file: match &c.cursor_file {
+                Some(p) => ctx.path(p),
+                None => spool.dir.join("..").join(format!("ctl-{id}.json")),
+            },
+        });
+    }
+    if !controllers.is_empty() && dc09.is_none() {
+        let span = raw.controller[0].span();
+        return Err(ctx.err(
+            span,
+            "controller",
+            "[[controller]] forwards fire events over DC-09: a [dc09] section is required",
+        ));
+    }
+
+    let test_mode = match &raw.test_mode {
+        None => TestModeSettings {
+            max: Duration::from_secs(120 * 60),
+            state_file: spool.dir.join("..").join("test-mode.json"),
+        },
+        Some(t) => {
+            let t = t.get_ref();
+            let m = *t.max_minutes.get_ref();
+            if !(1..=1440).contains(&m) {
+                return Err(ctx.err(
+                    t.max_minutes.span(),
+                    "test_mode.max_minutes",
+                    "expected 1..=1440 (a drill must end by itself within a day)",
+                ));
+            }
+            TestModeSettings {
+                max: Duration::from_secs(m * 60),
+                state_file: match &t.state_file {
+                    Some(p) => ctx.path(p),
+                    None => spool.dir.join("..").join("test-mode.json"),
+                },
+            }
+        }
+    };
+
     Ok(Config {
         dc09,
         racks,
+        controllers,
+        test_mode,
         site,
         agent,
         log_level: raw.log_level,

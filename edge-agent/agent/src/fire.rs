@@ -82,21 +82,28 @@ pub fn digital(latest: Option<&(Option<Value>, Quality)>) -> Digital {
     }
 }
 
+/// The DC-09 event kind of a latched stage (none for `Normal`).
+pub fn stage_kind(stage: Stage) -> Option<sia_dc09::EventKind> {
+    use sia_dc09::EventKind as K;
+    Some(match stage {
+        Stage::Normal => return None,
+        Stage::PreAlarm => K::FirePreAlarm,
+        Stage::Stage1 => K::FireStage1,
+        Stage::Stage2 => K::FireStage2Patch,
+        Stage::Stage3 => K::FireStage3Agent,
+        Stage::Stage4 => K::FireStage4Coolant,
+        Stage::Stage5 => K::FireStage5Gas,
+    })
+}
+
 /// The DC-09 event (SIA code) of a logic event for the fire authority link, if it has one.
-/// Stage 4 (coolant) has no code of its own in the code table: the stage 3 agent alarm that
-/// always precedes it stays active until the reset.
+/// Every stage has its own code; a local reset is [`dc09_reset`].
 pub fn dc09_event(k: &EventKind, zone: u16, rack: u16) -> Option<sia_dc09::Event> {
     use fire_logic::Supervisory;
     use sia_dc09::EventKind as K;
     let ev = |kind| sia_dc09::Event::new(kind, zone, rack);
     Some(match k {
-        EventKind::StageEntered { stage, .. } => match stage {
-            Stage::Stage1 => ev(K::FireStage1),
-            Stage::Stage2 => ev(K::FireStage2Patch),
-            Stage::Stage3 => ev(K::FireStage3Agent),
-            Stage::Stage5 => ev(K::FireGasReleased),
-            _ => return None,
-        },
+        EventKind::StageEntered { stage, .. } => ev(stage_kind(*stage)?),
         EventKind::GasReleased => ev(K::FireGasReleased),
         EventKind::BatteryIsolated => ev(K::BatteryIsolated),
         EventKind::AgentInhibitedManualOnly | EventKind::GasWaitingManualOnly => {
@@ -120,18 +127,23 @@ pub fn dc09_event(k: &EventKind, zone: u16, rack: u16) -> Option<sia_dc09::Event
     })
 }
 
-/// The restores a local reset sends: every fire alarm of the rack returns to normal.
-pub fn dc09_reset(zone: u16, rack: u16) -> Vec<sia_dc09::Event> {
-    use sia_dc09::EventKind as K;
-    [
-        K::FireStage1,
-        K::FireStage2Patch,
-        K::FireStage3Agent,
-        K::FireGasReleased,
-    ]
-    .into_iter()
-    .map(|k| sia_dc09::Event::new(k, zone, rack).restored())
-    .collect()
+/// The restores a local reset sends: the alarm of every stage up to the one latched before the
+/// reset returns to normal (and the gas release, when stage 5 was reached), highest first.
+pub fn dc09_reset(latched: Stage, zone: u16, rack: u16) -> Vec<sia_dc09::Event> {
+    let mut out: Vec<sia_dc09::Event> = Stage::ALL
+        .iter()
+        .rev()
+        .filter(|s| **s <= latched)
+        .filter_map(|s| stage_kind(*s))
+        .map(|k| sia_dc09::Event::new(k, zone, rack).restored())
+        .collect();
+    if latched >= Stage::Stage5 {
+        out.insert(
+            0,
+            sia_dc09::Event::new(sia_dc09::EventKind::FireGasReleased, zone, rack).restored(),
+        );
+    }
+    out
 }
 
 /// What one control cycle produced.
@@ -232,7 +244,9 @@ impl RackRunner {
             let zone = self.cfg.dc09_zone;
             let rack = self.cfg.number.min(9999) as u16;
             let mut dc09: Vec<sia_dc09::Event> = match ev.kind {
-                EventKind::ResetAccepted => dc09_reset(zone, rack),
+                EventKind::ResetAccepted => {
+                    dc09_reset(self.last_stage.unwrap_or(Stage::Stage5), zone, rack)
+                }
                 k => dc09_event(&k, zone, rack).into_iter().collect(),
             };
             if self.logic.test_mode() {

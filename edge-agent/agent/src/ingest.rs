@@ -8,6 +8,7 @@
 //! telemetry that cannot be written is counted as lost.
 
 use crate::payload::{self, EventDraft};
+use crate::test_mode::{self, TestMode};
 use dcim_points::Sample;
 use dcim_spool::{Class, Spool, SpoolError};
 use std::collections::VecDeque;
@@ -25,10 +26,16 @@ pub struct Shared {
     /// Bumped whenever new records may have become visible in the spool.
     pub spooled: watch::Sender<u64>,
     started: Instant,
+    /// Drill (test) mode commanded by the center.
+    test_mode: Mutex<TestMode>,
+    /// Test-mode changes for the task that brackets DC-09 messages and reports them.
+    test_changes: tokio::sync::mpsc::UnboundedSender<test_mode::Change>,
+    test_changes_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<test_mode::Change>>>,
 }
 
 impl Shared {
     pub fn new(site: String, agent: String, devices: Vec<String>, spool: Spool) -> Arc<Shared> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         Arc::new(Shared {
             site,
             agent,
@@ -36,7 +43,47 @@ impl Shared {
             spool: Mutex::new(spool),
             spooled: watch::Sender::new(0),
             started: Instant::now(),
+            test_mode: Mutex::new(TestMode::new(test_mode::DEFAULT_MAX_MS)),
+            test_changes: tx,
+            test_changes_rx: Mutex::new(Some(rx)),
         })
+    }
+
+    fn test_mode(&self) -> MutexGuard<'_, TestMode> {
+        self.test_mode.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the maximum duration of a drill (from the configuration).
+    pub fn set_test_mode_max(&self, max: Duration) {
+        *self.test_mode() = TestMode::new(max.as_millis() as u64);
+    }
+
+    /// The drill in progress at `now_ms` (Unix ms), ending it first when it has expired.
+    pub fn test_mode_at(&self, now_ms: i64) -> Option<test_mode::Active> {
+        let mut t = self.test_mode();
+        if let Some(c) = t.tick(now_ms) {
+            let _ = self.test_changes.send(c);
+        }
+        t.active().cloned()
+    }
+
+    /// Applies a `TestMode { on }` command at `now_ms` (Unix ms); returns the answer's reason.
+    pub fn command_test_mode(&self, on: bool, now_ms: i64, user: &str, command_id: &str) -> String {
+        let (reason, changes) = self.test_mode().command(on, now_ms, user, command_id);
+        for c in changes {
+            let _ = self.test_changes.send(c);
+        }
+        reason
+    }
+
+    /// The receiving end of test-mode changes (once).
+    pub fn take_test_changes(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<test_mode::Change>> {
+        self.test_changes_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Milliseconds since the agent started (the spool's clock).
@@ -228,7 +275,12 @@ impl Ingest {
 
     /// Spool an event; returns its sequence number once it is in the spool. On a full disk the
     /// event is kept in memory (in order) and retried by [`Ingest::tick`]; the error is returned.
-    pub fn event(&self, draft: EventDraft) -> Result<u64, SpoolError> {
+    ///
+    /// While a drill runs every event is marked `test`.
+    pub fn event(&self, mut draft: EventDraft) -> Result<u64, SpoolError> {
+        if self.shared.test_mode_at(crate::uplink::unix_ms()).is_some() {
+            draft.test = true;
+        }
         let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
         backlog.push_back(draft);
         self.drain(&mut backlog)

@@ -11,10 +11,13 @@
 
 pub mod commands;
 pub mod config;
+pub mod controller;
 pub mod devices;
+mod drill;
 pub mod fire;
 pub mod ingest;
 pub mod payload;
+pub mod test_mode;
 pub mod uplink;
 
 use config::Config;
@@ -72,6 +75,7 @@ impl Agent {
         );
         let device_ids = cfg.devices.iter().map(|d| d.id.clone()).collect();
         let shared = Shared::new(cfg.site.clone(), cfg.agent.clone(), device_ids, spool);
+        shared.set_test_mode_max(cfg.test_mode.max);
         let ingest = Ingest::new(shared.clone(), cfg.batch.max_samples, cfg.batch.max_delay);
         let mut drivers = Vec::new();
         for d in &cfg.devices {
@@ -134,6 +138,31 @@ impl Agent {
             },
             _ => None,
         };
+        match &dc09 {
+            Some(link) => {
+                for c in &self.cfg.controllers {
+                    device_tasks.push(tokio::spawn(controller::run(
+                        self.shared.agent.clone(),
+                        c.clone(),
+                        link.clone(),
+                        stop_rx.clone(),
+                    )));
+                }
+            }
+            None if !self.cfg.controllers.is_empty() => error!(
+                "DC-09 link not running: fire events of rack controllers are NOT forwarded to the fire authority"
+            ),
+            None => {}
+        }
+        if let Some(rx) = self.shared.take_test_changes() {
+            device_tasks.push(tokio::spawn(drill::run(
+                self.ingest.clone(),
+                self.cfg.test_mode.state_file.clone(),
+                dc09.clone(),
+                rx,
+                stop_rx.clone(),
+            )));
+        }
         for rack in &self.cfg.racks {
             device_tasks.push(tokio::spawn(fire::run(
                 self.ingest.clone(),

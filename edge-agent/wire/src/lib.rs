@@ -203,6 +203,13 @@ pub struct AgentState {
     /// Samples dropped since the agent was installed because the spool was full (never events).
     #[serde(default)]
     pub thinned_samples: u64,
+    /// The agent is in test (drill) mode: what it publishes and sends over DC-09 is marked as
+    /// test. Absent (false) outside drills and from agents that predate drills.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
+    /// When the drill ends by itself (Unix ms), while `test` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_until_ms: Option<i64>,
 }
 
 /// The only commands the network may send towards devices. Anything that could start, stop,
@@ -324,6 +331,25 @@ mod tests {
         };
         let back: TelemetryBatch = decode(&encode(&batch)).unwrap();
         assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn agent_state_test_fields_are_optional() {
+        let old = br#"{"v":1,"agent":"a","online":true,"ts_ms":1}"#;
+        let s: AgentState = decode(old).unwrap();
+        assert!(!s.test);
+        assert_eq!(s.test_until_ms, None);
+        // Outside drills the fields are not written at all.
+        let text = String::from_utf8(encode(&s)).unwrap();
+        assert!(!text.contains("test"), "{text}");
+        let drill = AgentState {
+            test: true,
+            test_until_ms: Some(99),
+            ..s
+        };
+        let text = String::from_utf8(encode(&drill)).unwrap();
+        assert!(text.contains(r#""test":true,"test_until_ms":99"#), "{text}");
+        assert_eq!(decode::<AgentState>(text.as_bytes()).unwrap(), drill);
     }
 
     #[test]

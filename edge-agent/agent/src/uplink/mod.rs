@@ -69,14 +69,22 @@ fn state_payload(shared: &Shared, broker: &str, online: bool) -> Vec<u8> {
             s.stats().thinned_samples,
         )
     });
+    let now = unix_ms();
+    let drill = if online {
+        shared.test_mode_at(now)
+    } else {
+        None
+    };
     dcim_wire::encode(&AgentState {
         v: VERSION,
         agent: shared.agent.clone(),
         online,
-        ts_ms: unix_ms(),
+        ts_ms: now,
         version: env!("CARGO_PKG_VERSION").into(),
         spool_pending: pending,
         thinned_samples: thinned,
+        test: drill.is_some(),
+        test_until_ms: drill.map(|d| d.until_ms),
     })
 }
 
@@ -318,6 +326,30 @@ impl Link {
                 );
                 let t = topic(&self.shared, Channel::CommandResult);
                 self.publish(t, false, dcim_wire::encode(&result), Tag::Other);
+            }
+            Outcome::TestMode { on, command } => {
+                let reason =
+                    self.shared
+                        .command_test_mode(on, unix_ms(), &command.user, &command.id);
+                warn!(
+                    broker = %self.cfg.name,
+                    id = %command.id,
+                    user = %command.user,
+                    on,
+                    reason = %reason,
+                    "test mode command accepted"
+                );
+                let result = dcim_wire::CommandResult {
+                    v: VERSION,
+                    id: command.id.clone(),
+                    accepted: true,
+                    reason,
+                };
+                let t = topic(&self.shared, Channel::CommandResult);
+                self.publish(t, false, dcim_wire::encode(&result), Tag::Other);
+                // The retained state shows the drill at once.
+                let state = state_payload(&self.shared, &self.cfg.name, true);
+                self.publish(topic(&self.shared, Channel::State), true, state, Tag::Other);
             }
         }
     }
