@@ -23,6 +23,7 @@ done
 missing=()
 command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 # dcim-server tests: VictoriaMetrics as the InfluxDB v2 compatible store, openssl for test certs.
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v openssl >/dev/null || missing+=(openssl)

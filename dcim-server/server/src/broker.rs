@@ -15,11 +15,17 @@
 //! one PUBLISH, and silently dropping a QoS 1 message would leave the agent retrying forever).
 //! The device ownership of each sample/event is checked at ingest, where the payload is decoded.
 //!
-//! The server's own ingest client connects to the internal port directly with a per-process
-//! random credential. The internal port is bound to 127.0.0.1, and rumqttd also checks every
-//! login there, so a local process that bypasses the gate still needs valid credentials (it
-//! would escape the topic checks; that is the remaining gap of the embedded broker, closed by
-//! running an external broker with an ACL file, see `mosquitto`).
+//! The internal port (rumqttd's own listener, 127.0.0.1 on a random port) accepts only two
+//! per-process random credentials that never leave the server process: the server's command
+//! client, and the gate. After the gate has checked an agent's login it replaces the CONNECT's
+//! user name and password with the gate's credential before relaying it, so agent passwords are
+//! not valid on the internal port: a local process that knows an agent's password and connects
+//! to the internal port directly, bypassing the topic checks, is refused at CONNECT.
+//! (rumqttd 0.20 cannot serve an MQTT connection over anything but its own TCP listeners, so
+//! the port itself remains, reachable from the host's loopback only.)
+//!
+//! TLS (`[broker.tls]`) is terminated at the gate (tokio-rustls), on a second listener, so the
+//! ACL checks stay in one place; the relay to rumqttd is plain loopback TCP.
 
 use crate::App;
 use crate::config::Config;
@@ -36,20 +42,27 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub struct EmbeddedBroker {
-    /// Where agents connect (the gate).
-    pub public_addr: SocketAddr,
+    /// Where agents connect with plain MQTT (the gate); None when `[broker.tls]` turns it off.
+    pub public_addr: Option<SocketAddr>,
+    /// Where agents connect with MQTT over TLS (the gate), with `[broker.tls]`.
+    pub tls_addr: Option<SocketAddr>,
     /// In-process link to the router, used by the ingest (no TCP between broker and server).
     pub link: (rumqttd::local::LinkTx, rumqttd::local::LinkRx),
     /// rumqttd's own listener (loopback).
     pub internal_addr: SocketAddr,
-    pub gate_task: JoinHandle<()>,
+    pub gate_tasks: Vec<JoinHandle<()>>,
 }
+
+/// User name of the gate's relayed connections on the internal port.
+const GATE_USER: &str = "dcim-gate";
 
 /// Who may log in, and as what.
 #[derive(Clone)]
 struct Credentials {
     server_user: String,
     server_secret: String,
+    /// Replaces every relayed agent's credentials on the internal port.
+    gate_secret: String,
     /// agent id -> (site, secret)
     agents: HashMap<String, (String, String)>,
 }
@@ -61,6 +74,11 @@ impl Credentials {
     }
     fn open(&self) -> bool {
         self.agents.is_empty()
+    }
+    /// The logins rumqttd accepts on the internal port: the server's and the gate's.
+    fn internal_login_ok(&self, user: &str, password: &str) -> bool {
+        (user == self.server_user && crate::auth::same_secret(&self.server_secret, password))
+            || (user == GATE_USER && crate::auth::same_secret(&self.gate_secret, password))
     }
 }
 
@@ -78,6 +96,7 @@ pub async fn start_embedded(
     let creds = Credentials {
         server_user: config.broker.client_id.clone(),
         server_secret: server_secret.to_owned(),
+        gate_secret: crate::auth::new_token(""),
         agents: config
             .agents
             .iter()
@@ -118,16 +137,49 @@ pub async fn start_embedded(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let listener = TcpListener::bind(config.broker.listen)
-        .await
-        .with_context(|| format!("binding broker.listen {}", config.broker.listen))?;
-    let public_addr = listener.local_addr()?;
-    let gate_task = tokio::spawn(gate(listener, internal_addr, creds, app, stop));
+    let creds = Arc::new(creds);
+    let mut gate_tasks = Vec::new();
+    let mut tls_addr = None;
+    let mut plain = true;
+    if let Some(t) = &config.broker.tls {
+        let server_config = crate::tls::server_config(t.files(), &[])
+            .map_err(|e| anyhow::anyhow!("broker.tls.{e}"))?;
+        let listener = TcpListener::bind(t.listen)
+            .await
+            .with_context(|| format!("binding broker.tls.listen {}", t.listen))?;
+        tls_addr = Some(listener.local_addr()?);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+        gate_tasks.push(tokio::spawn(gate(
+            listener,
+            Some(acceptor),
+            internal_addr,
+            creds.clone(),
+            app.clone(),
+            stop.clone(),
+        )));
+        plain = t.plain_listener;
+    }
+    let mut public_addr = None;
+    if plain {
+        let listener = TcpListener::bind(config.broker.listen)
+            .await
+            .with_context(|| format!("binding broker.listen {}", config.broker.listen))?;
+        public_addr = Some(listener.local_addr()?);
+        gate_tasks.push(tokio::spawn(gate(
+            listener,
+            None,
+            internal_addr,
+            creds,
+            app,
+            stop,
+        )));
+    }
     Ok(EmbeddedBroker {
         public_addr,
+        tls_addr,
         link,
         internal_addr,
-        gate_task,
+        gate_tasks,
     })
 }
 
@@ -140,10 +192,9 @@ fn rumqttd_config(config: &Config, listen: SocketAddr, creds: Credentials) -> ru
         external_auth: None,
         dynamic_filters: true,
     };
+    // Only the server's own client and the gate log in here (see the module documentation).
     connections.set_auth_handler(move |_client_id: String, user: String, pass: String| {
-        let ok = creds.open()
-            || (user == creds.server_user && crate::auth::same_secret(&creds.server_secret, &pass))
-            || creds.agent(&user, &pass).is_some();
+        let ok = creds.internal_login_ok(&user, &pass);
         async move { ok }
     });
     let server = rumqttd::ServerSettings {
@@ -169,12 +220,12 @@ fn rumqttd_config(config: &Config, listen: SocketAddr, creds: Credentials) -> ru
 
 async fn gate(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     upstream: SocketAddr,
-    creds: Credentials,
+    creds: Arc<Credentials>,
     app: Arc<App>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let creds = Arc::new(creds);
     loop {
         let (sock, peer) = tokio::select! {
             _ = crate::stopped(&mut stop) => break,
@@ -191,15 +242,24 @@ async fn gate(
         let creds = creds.clone();
         let app = app.clone();
         let mut conn_stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             app.metrics.broker_clients.fetch_add(1, Ordering::Relaxed);
+            let session = async {
+                let r = match &tls {
+                    None => relay(sock, upstream, &creds, &app).await,
+                    Some(acceptor) => match crate::tls::handshake(acceptor, sock).await {
+                        Ok(s) => relay(s, upstream, &creds, &app).await,
+                        Err(e) => Err(Closed::Protocol(format!("TLS handshake: {e}"))),
+                    },
+                };
+                if let Err(v) = r {
+                    v.report(&app, peer).await;
+                }
+            };
             tokio::select! {
                 _ = crate::stopped(&mut conn_stop) => {}
-                r = relay(sock, upstream, &creds, &app) => {
-                    if let Err(v) = r {
-                        v.report(&app, peer).await;
-                    }
-                }
+                _ = session => {}
             }
             app.metrics.broker_clients.fetch_sub(1, Ordering::Relaxed);
         });
@@ -321,6 +381,10 @@ struct Connect {
     will_topic: Option<String>,
     user: Option<String>,
     password: Option<String>,
+    /// Offset of the connect-flags byte in the body.
+    flags_at: usize,
+    /// Offset where the user name (if any) starts: the end of the client id and will fields.
+    login_at: usize,
 }
 
 fn parse_connect(body: &[u8]) -> Option<Connect> {
@@ -333,17 +397,20 @@ fn parse_connect(body: &[u8]) -> Option<Connect> {
     if level != 4 && level != 3 {
         return None; // MQTT 3.1/3.1.1 only (the gate does not parse v5 properties)
     }
-    let flags = *body.get(pos + 1)?;
+    let flags_at = pos + 1;
+    let flags = *body.get(flags_at)?;
     pos += 4; // level, flags, keep-alive
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).ok();
     let mut c = Connect {
         client_id: text(field(body, &mut pos)?)?,
+        flags_at,
         ..Default::default()
     };
     if flags & 0x04 != 0 {
         c.will_topic = Some(text(field(body, &mut pos)?)?);
         field(body, &mut pos)?; // will message
     }
+    c.login_at = pos;
     if flags & 0x80 != 0 {
         c.user = Some(text(field(body, &mut pos)?)?);
     }
@@ -351,6 +418,28 @@ fn parse_connect(body: &[u8]) -> Option<Connect> {
         c.password = Some(text(field(body, &mut pos)?)?);
     }
     Some(c)
+}
+
+/// The CONNECT packet `c` (parsed from `body`) with its user name and password replaced.
+fn with_login(body: &[u8], c: &Connect, user: &str, password: &str) -> Vec<u8> {
+    let mut b = body[..c.login_at].to_vec();
+    b[c.flags_at] |= 0x80 | 0x40;
+    for f in [user.as_bytes(), password.as_bytes()] {
+        b.extend_from_slice(&(f.len() as u16).to_be_bytes());
+        b.extend_from_slice(f);
+    }
+    let mut raw = vec![0x10];
+    let mut len = b.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        raw.push(if len > 0 { byte | 0x80 } else { byte });
+        if len == 0 {
+            break;
+        }
+    }
+    raw.extend_from_slice(&b);
+    raw
 }
 
 fn publish_topic(f: &Frame) -> Option<String> {
@@ -389,14 +478,17 @@ pub fn may_subscribe(site: &str, agent: &str, filter: &str) -> bool {
         .is_some_and(|rest| !rest.is_empty() && !rest.contains('/') || rest == "#")
 }
 
-async fn relay(
-    client: TcpStream,
+async fn relay<S>(
+    client: S,
     upstream: SocketAddr,
     creds: &Credentials,
     app: &App,
-) -> Result<(), Closed> {
+) -> Result<(), Closed>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let max = app.config.broker.max_payload + 64 * 1024;
-    let (cr, cw) = client.into_split();
+    let (cr, cw) = tokio::io::split(client);
     let mut cr = BufReader::with_capacity(64 * 1024, cr);
     let mut cw = cw;
     let connect = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut cr, max))
@@ -407,6 +499,13 @@ async fn relay(
     }
     let c = parse_connect(connect.body())
         .ok_or_else(|| Closed::Protocol("unreadable CONNECT".into()))?;
+    // The server's own client id: an agent taking it over would disconnect the server.
+    if c.client_id == creds.server_user {
+        let _ = cw.write_all(&[0x20, 0x02, 0x00, 0x02]).await; // identifier rejected
+        return Err(Closed::BadLogin {
+            user: c.user.clone().unwrap_or_default(),
+        });
+    }
     // (site, agent) the connection is bound to; None in open mode.
     let identity = if creds.open() {
         None
@@ -438,7 +537,13 @@ async fn relay(
     let _ = up.set_nodelay(true);
     let (ur, uw) = up.into_split();
     let mut uw = BufWriter::with_capacity(64 * 1024, uw);
-    uw.write_all(&connect.raw).await?;
+    uw.write_all(&with_login(
+        connect.body(),
+        &c,
+        GATE_USER,
+        &creds.gate_secret,
+    ))
+    .await?;
     uw.flush().await?;
     let down = tokio::spawn(async move {
         let mut ur = ur;
@@ -543,7 +648,36 @@ mod tests {
                 will_topic: Some("dcim/v1/s/a1/state".into()),
                 user: Some("a1".into()),
                 password: Some("pw".into()),
+                flags_at: 7,
+                login_at: 2 + 4 + 4 + 2 + 2 + 2 + 18 + 2 + 2,
             }
+        );
+        // The gate's login replaces the agent's; client id and will are kept.
+        let c = parse_connect(f.body()).unwrap();
+        let long = "x".repeat(200); // remaining length over 127: two length bytes
+        let g = with_login(f.body(), &c, "dcim-gate", &long);
+        let f2 = read_frame(&mut &g[..], 1024).await.unwrap();
+        assert_eq!(f2.kind, 1);
+        let c2 = parse_connect(f2.body()).unwrap();
+        assert_eq!(c2.client_id, "a1");
+        assert_eq!(c2.will_topic.as_deref(), Some("dcim/v1/s/a1/state"));
+        assert_eq!(c2.user.as_deref(), Some("dcim-gate"));
+        assert_eq!(c2.password.as_deref(), Some(long.as_str()));
+        // ... and is added to a CONNECT that had none (open mode).
+        let mut anon = Vec::new();
+        s(&mut anon, b"MQTT");
+        anon.extend_from_slice(&[4, 0x02, 0, 30]);
+        s(&mut anon, b"c1");
+        let c = parse_connect(&anon).unwrap();
+        let g = with_login(&anon, &c, "dcim-gate", "pw");
+        let c3 = parse_connect(read_frame(&mut &g[..], 1024).await.unwrap().body()).unwrap();
+        assert_eq!(
+            (
+                c3.client_id.as_str(),
+                c3.user.as_deref(),
+                c3.password.as_deref()
+            ),
+            ("c1", Some("dcim-gate"), Some("pw"))
         );
         let mut sub = vec![0x82, 0];
         let mut b = vec![0, 1];

@@ -3,6 +3,26 @@
 //!
 //! Errors name the file, the line and column, and the field (the `toml` crate's spans), plus
 //! the cross-field checks done by [`Config::validate`].
+//!
+//! TLS (both optional; plain HTTP and plain MQTT are the defaults). Relative paths are relative
+//! to the config file; the files are read at load and at start, and a missing, unreadable or
+//! invalid PEM file is reported with the line and field that name it:
+//!
+//! ```toml
+//! [http.tls]                       # HTTPS on http.listen instead of plain HTTP
+//! cert_file = "tls/server.pem"     # certificate chain (PEM), the server's certificate first
+//! key_file = "tls/server.key"      # private key (PEM: PKCS#8, PKCS#1 or SEC1)
+//! client_ca_file = "tls/users-ca.pem"  # optional: require client certificates (mutual TLS)
+//! hsts_max_age_s = 31536000        # Strict-Transport-Security max-age; 0 = no header
+//! # With [http.tls], cookies are always `Secure` (http.secure_cookies is implied).
+//!
+//! [broker.tls]                     # embedded broker: MQTT over TLS, terminated at the ACL gate
+//! listen = "0.0.0.0:8883"          # default 127.0.0.1:8883
+//! cert_file = "tls/server.pem"
+//! key_file = "tls/server.key"
+//! client_ca_file = "tls/agents-ca.pem" # optional: agents need a certificate as well as a password
+//! plain_listener = false           # default true: also keep plain MQTT on broker.listen
+//! ```
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -20,6 +40,14 @@ pub enum ConfigError {
     #[error("config file {path}: field `{field}`: {message}")]
     Invalid {
         path: PathBuf,
+        field: String,
+        message: String,
+    },
+    /// A field whose value was read but is not usable (e.g. a TLS file), at its line.
+    #[error("config file {path}, line {line}: field `{field}`: {message}")]
+    InvalidAt {
+        path: PathBuf,
+        line: usize,
         field: String,
         message: String,
     },
@@ -70,8 +98,56 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Session lifetime in seconds.
     pub session_ttl_s: u64,
-    /// Mark cookies `Secure` (set when the server is behind HTTPS).
+    /// Mark cookies `Secure` (set when the server is behind HTTPS; implied by `[http.tls]`).
     pub secure_cookies: bool,
+    /// Serve HTTPS on `listen` instead of plain HTTP.
+    pub tls: Option<HttpTlsConfig>,
+}
+
+/// `[http.tls]`: HTTPS for the API and the console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTlsConfig {
+    /// Certificate chain (PEM), the server's certificate first.
+    pub cert_file: PathBuf,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA bundle (PEM): when set, clients must present a certificate it issued (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// `Strict-Transport-Security: max-age` in seconds; 0 sends no HSTS header.
+    #[serde(default = "default_hsts")]
+    pub hsts_max_age_s: u64,
+}
+
+fn default_hsts() -> u64 {
+    365 * 24 * 3600
+}
+
+/// `[broker.tls]`: a second, TLS listener of the embedded broker's gate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerTlsConfig {
+    /// Where agents connect with MQTT over TLS.
+    #[serde(default = "default_mqtts_listen")]
+    pub listen: SocketAddr,
+    /// Certificate chain (PEM), the server's certificate first.
+    pub cert_file: PathBuf,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA bundle (PEM): when set, agents must present a certificate it issued (mutual TLS),
+    /// in addition to their MQTT credentials.
+    pub client_ca_file: Option<PathBuf>,
+    /// Keep the plain listener on `broker.listen` open too (set false for TLS only).
+    #[serde(default = "default_true")]
+    pub plain_listener: bool,
+}
+
+fn default_mqtts_listen() -> SocketAddr {
+    "127.0.0.1:8883".parse().expect("literal address")
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for HttpConfig {
@@ -81,6 +157,7 @@ impl Default for HttpConfig {
             allowed_origins: Vec::new(),
             session_ttl_s: 12 * 3600,
             secure_cookies: false,
+            tls: None,
         }
     }
 }
@@ -111,6 +188,8 @@ pub struct BrokerConfig {
     pub client_id: String,
     /// Largest accepted payload in bytes.
     pub max_payload: usize,
+    /// Embedded broker: MQTT over TLS for agents, terminated at the gate.
+    pub tls: Option<BrokerTlsConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -125,6 +204,7 @@ impl Default for BrokerConfig {
             ca_file: None,
             client_id: "dcim-server".into(),
             max_payload: 4 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -279,7 +359,49 @@ impl Config {
         {
             config.broker.ca_file = Some(base.join(ca));
         }
+        let rel = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(t) = &mut config.http.tls {
+            rel(&mut t.cert_file);
+            rel(&mut t.key_file);
+            t.client_ca_file.as_mut().map(rel);
+        }
+        if let Some(t) = &mut config.broker.tls {
+            rel(&mut t.cert_file);
+            rel(&mut t.key_file);
+            t.client_ca_file.as_mut().map(rel);
+        }
+        config.check_tls_files(&text)?;
         Ok(config)
+    }
+
+    /// Loads the TLS files named in `[http.tls]` and `[broker.tls]`, so that a missing,
+    /// unreadable or invalid PEM file is reported at start with the line of its field in `text`.
+    pub fn check_tls_files(&self, text: &str) -> Result<(), ConfigError> {
+        let err = |section: &str, e: crate::tls::TlsFileError| {
+            let field = format!("{section}.{}", e.field);
+            let message = format!("`{}`: {}", e.path.display(), e.message);
+            let path: Vec<&str> = field.split('.').collect();
+            match line_of(text, &path) {
+                Some(line) => ConfigError::InvalidAt {
+                    path: self.source.clone(),
+                    line,
+                    field,
+                    message,
+                },
+                None => self.invalid(field, message),
+            }
+        };
+        if let Some(t) = &self.http.tls {
+            crate::tls::server_config(t.files(), &[]).map_err(|e| err("http.tls", e))?;
+        }
+        if let Some(t) = &self.broker.tls {
+            crate::tls::server_config(t.files(), &[]).map_err(|e| err("broker.tls", e))?;
+        }
+        Ok(())
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -360,6 +482,21 @@ impl Config {
                 }
             }
         }
+        if self.broker.tls.is_some() && self.broker.mode == BrokerMode::External {
+            return Err(self.invalid(
+                "broker.tls",
+                "only for the embedded broker; an external broker has its own TLS settings",
+            ));
+        }
+        if let Some(t) = &self.broker.tls
+            && t.listen == self.broker.listen
+            && t.plain_listener
+        {
+            return Err(self.invalid(
+                "broker.tls.listen",
+                format!("{} is already broker.listen", t.listen),
+            ));
+        }
         if self.http.session_ttl_s == 0 {
             return Err(self.invalid("http.session_ttl_s", "must be at least 1"));
         }
@@ -383,6 +520,43 @@ impl Config {
     pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
         self.agents.iter().find(|a| a.id == id)
     }
+}
+
+impl HttpTlsConfig {
+    pub fn files(&self) -> crate::tls::TlsFiles<'_> {
+        crate::tls::TlsFiles {
+            cert_file: &self.cert_file,
+            key_file: &self.key_file,
+            client_ca_file: self.client_ca_file.as_deref(),
+        }
+    }
+}
+
+impl BrokerTlsConfig {
+    pub fn files(&self) -> crate::tls::TlsFiles<'_> {
+        crate::tls::TlsFiles {
+            cert_file: &self.cert_file,
+            key_file: &self.key_file,
+            client_ca_file: self.client_ca_file.as_deref(),
+        }
+    }
+}
+
+/// 1-based line of the value at a dotted key path (`["http", "tls", "cert_file"]`) in a TOML
+/// text, for error messages about values that parse but are not usable.
+pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let (last, parents) = path.split_last()?;
+    for key in parents {
+        let (_, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *key)?;
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    let (_, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *last)?;
+    Some(text[..v.span().start].matches('\n').count() + 1)
 }
 
 /// `(tls, host, port)` of an `mqtt://` or `mqtts://` URL.
@@ -453,6 +627,62 @@ mod tests {
         assert!(a.may_publish_for("rack-17"));
         assert!(!a.may_publish_for("ups-2"));
         assert!(!a.may_publish_for("racks"));
+    }
+
+    #[test]
+    fn tls_files_are_checked_at_load_with_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), c.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), c.signing_key.serialize_pem()).unwrap();
+        let file = dir.path().join("server.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(&file)
+        };
+        // Relative paths are relative to the config file.
+        let ok = load("[http.tls]\ncert_file = 'cert.pem'\nkey_file = 'key.pem'\n").unwrap();
+        let t = ok.http.tls.unwrap();
+        assert_eq!(t.cert_file, dir.path().join("cert.pem"));
+        assert_eq!(t.hsts_max_age_s, 365 * 24 * 3600);
+
+        let err = load("[http]\nlisten = '127.0.0.1:1'\n[http.tls]\ncert_file = 'nope.pem'\nkey_file = 'key.pem'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.toml, line 4"), "{err}");
+        assert!(err.contains("`http.tls.cert_file`"), "{err}");
+        assert!(
+            err.contains("nope.pem") && err.contains("cannot read"),
+            "{err}"
+        );
+
+        let err = load(
+            "[broker.tls]\nlisten = '127.0.0.1:0'\ncert_file = 'cert.pem'\nkey_file = 'cert.pem'\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 4") && err.contains("`broker.tls.key_file`"),
+            "{err}"
+        );
+        assert!(err.contains("private key"), "{err}");
+
+        let err = load("[broker]\ntls = { cert_file = 'cert.pem', key_file = 'key.pem', client_ca_file = 'key.pem' }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("`broker.tls.client_ca_file`"),
+            "{err}"
+        );
+
+        let err = load("[http.tls]\ncert_file = 'cert.pem'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key_file"), "{err}");
+        let err = load("[broker]\nmode = 'external'\nurl = 'mqtt://h'\n[broker.tls]\ncert_file = 'cert.pem'\nkey_file = 'key.pem'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`broker.tls`"), "{err}");
     }
 
     #[test]

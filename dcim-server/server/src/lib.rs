@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod store;
+pub mod tls;
 
 use anyhow::Context;
 use config::{BrokerMode, Config, Role};
@@ -172,6 +173,11 @@ pub struct Server {
     pub http_addr: SocketAddr,
     /// Where agents connect (embedded broker), if embedded.
     pub mqtt_addr: Option<SocketAddr>,
+    /// Where agents connect with MQTT over TLS (embedded broker with `[broker.tls]`).
+    pub mqtts_addr: Option<SocketAddr>,
+    /// The embedded broker's internal loopback listener (only the server's own client and the
+    /// gate can log in there).
+    pub mqtt_internal_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     sqlite: Arc<SqliteStore>,
@@ -271,8 +277,19 @@ async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<(
 
 /// Starts everything: store, broker (embedded) or broker connection, ingest, time-series writer
 /// and the HTTP API. Returns once all listeners are bound.
-pub async fn start(config: Config) -> anyhow::Result<Server> {
+pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // TLS files are read before anything else starts, so a bad file stops the start at once.
+    let http_tls = match &config.http.tls {
+        Some(t) => {
+            // Cookies set over HTTPS are never sent back over plain HTTP.
+            config.http.secure_cookies = true;
+            let server_config = tls::server_config(t.files(), &[b"http/1.1"])
+                .map_err(|e| anyhow::anyhow!("http.tls.{e}"))?;
+            Some((server_config, t.hsts_max_age_s))
+        }
+        None => None,
+    };
     let sqlite = Arc::new(
         SqliteStore::open(&config.data_dir)
             .await
@@ -352,12 +369,16 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
 
     // Broker: embedded, or the external one by URL.
     let mut link = None;
+    let mut mqtts_addr = None;
+    let mut mqtt_internal_addr = None;
     let (mqtt_target, mqtt_addr) = match config.broker.mode {
         BrokerMode::Embedded => {
             let server_secret = auth::new_token("");
             let b = broker::start_embedded(app.clone(), &server_secret, stop_rx.clone()).await?;
-            tasks.push(b.gate_task);
+            tasks.extend(b.gate_tasks);
             link = Some(b.link);
+            mqtts_addr = b.tls_addr;
+            mqtt_internal_addr = Some(b.internal_addr);
             (
                 mqtt::Target {
                     host: b.internal_addr.ip().to_string(),
@@ -367,7 +388,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                     password: Some(server_secret),
                     clean_session: true,
                 },
-                Some(b.public_addr),
+                b.public_addr,
             )
         }
         BrokerMode::External => {
@@ -412,21 +433,53 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let http_addr = listener.local_addr()?;
     let router = api::router(app.clone());
     let mut http_stop = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let r = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                crate::stopped(&mut http_stop).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!("http server: {e}");
+    let shutdown = async move {
+        crate::stopped(&mut http_stop).await;
+    };
+    match &http_tls {
+        None => tasks.push(tokio::spawn(async move {
+            let r = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await;
+            if let Err(e) = r {
+                tracing::error!("http server: {e}");
+            }
+        })),
+        Some((tls, hsts_max_age_s)) => {
+            let listener = tls::TlsListener::new(listener, tls.clone(), stop_rx.clone())?;
+            let router = match *hsts_max_age_s {
+                0 => router,
+                age => {
+                    let hsts = axum::http::HeaderValue::from_str(&tls::hsts_value(age))?;
+                    router.layer(axum::middleware::map_response(
+                        move |mut r: axum::response::Response| {
+                            let hsts = hsts.clone();
+                            async move {
+                                r.headers_mut()
+                                    .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, hsts);
+                                r
+                            }
+                        },
+                    ))
+                }
+            };
+            tasks.push(tokio::spawn(async move {
+                let r = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!("https server: {e}");
+                }
+            }));
         }
-    }));
-    tracing::info!(%http_addr, mqtt = ?mqtt_addr, data_dir = %config.data_dir.display(), "dcim-server started");
+    }
+    tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, data_dir = %config.data_dir.display(), "dcim-server started");
     Ok(Server {
         app,
         http_addr,
         mqtt_addr,
+        mqtts_addr,
+        mqtt_internal_addr,
         stop,
         tasks,
         sqlite,
