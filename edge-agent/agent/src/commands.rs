@@ -3,11 +3,71 @@
 //! The agent has no command path towards devices yet, so every well-formed command for a known
 //! device is refused with that reason; malformed ones are refused with the decoding error. Every
 //! command is answered on `cmd_result` so that the server never waits on silence.
+//!
+//! Authority control: while a device of this agent reports its fire-authority key switch on
+//! (a good `fire.authority` reading, tracked by [`AuthorityKeys`]), a command for that device,
+//! and a drill (test mode) for the agent itself, are refused with a reason that says so
+//! ([`authority_reason`]), matching the server's own refusal.
 
+use dcim_points::{Quality, Sample, Value};
 use dcim_wire::{Channel, Command, CommandResult, Topic, VERSION};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 /// The reason given while no driver can carry commands to its device.
 pub const NO_PATH: &str = "no command path for this device yet";
+
+/// The key switch state a sample reports: `Some(on)` for a good `fire.authority` reading;
+/// stale, bad or lost readings say nothing (the last known state holds).
+pub fn key_reading(s: &Sample) -> Option<bool> {
+    if s.role.as_str() != "fire.authority" || s.quality != Quality::Good {
+        return None;
+    }
+    match s.value.as_ref()? {
+        Value::Bool(b) => Some(*b),
+        Value::Number(x) if x.is_finite() => Some(*x != 0.0),
+        _ => None,
+    }
+}
+
+/// The devices of this agent whose fire-authority key switch reads on, fed with every batch
+/// of samples the drivers produce.
+#[derive(Debug, Default)]
+pub struct AuthorityKeys(Mutex<BTreeSet<String>>);
+
+impl AuthorityKeys {
+    pub fn update(&self, samples: &[Sample]) {
+        let mut readings = samples
+            .iter()
+            .filter_map(|s| key_reading(s).map(|on| (s, on)))
+            .peekable();
+        if readings.peek().is_none() {
+            return;
+        }
+        let mut keys = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (s, on) in readings {
+            if on {
+                keys.insert(s.device.clone());
+            } else {
+                keys.remove(&s.device);
+            }
+        }
+    }
+
+    /// Devices with the key on.
+    pub fn on(&self) -> BTreeSet<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The refusal reason while the key switch at `devices` is on.
+pub fn authority_reason(devices: &BTreeSet<String>) -> String {
+    let at: Vec<&str> = devices.iter().map(String::as_str).collect();
+    format!(
+        "refused: authority control: the fire-authority key switch at {} is on; no remote command is carried out while the fire authority is in command",
+        at.join(", ")
+    )
+}
 
 /// What to do with a message that arrived on a subscribed topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +84,14 @@ pub enum Outcome {
     TestMode { on: bool, command: Command },
 }
 
-pub fn handle(site: &str, agent: &str, devices: &[String], topic: &str, payload: &[u8]) -> Outcome {
+pub fn handle(
+    site: &str,
+    agent: &str,
+    devices: &[String],
+    keys: &AuthorityKeys,
+    topic: &str,
+    payload: &[u8],
+) -> Outcome {
     let parsed = match Topic::parse(topic) {
         Ok(t) => t,
         Err(e) => return Outcome::Ignore(e.to_string()),
@@ -63,7 +130,11 @@ pub fn handle(site: &str, agent: &str, devices: &[String], topic: &str, payload:
         return refuse(command.id.clone(), reason, Some(command));
     }
     if device == agent {
-        // The agent itself: drills only (test mode). Everything else stays refused.
+        // The agent itself: drills only (test mode), and none while a key switch is on.
+        let on = keys.on();
+        if !on.is_empty() {
+            return refuse(command.id.clone(), authority_reason(&on), Some(command));
+        }
         if let dcim_wire::CommandKind::TestMode { on } = command.kind {
             return Outcome::TestMode { on, command };
         }
@@ -75,6 +146,11 @@ pub fn handle(site: &str, agent: &str, devices: &[String], topic: &str, payload:
     if !devices.iter().any(|d| d == device) {
         let reason = format!("unknown device `{device}` on this agent");
         return refuse(command.id.clone(), reason, Some(command));
+    }
+    let on = keys.on();
+    if on.contains(device.as_str()) {
+        let here = BTreeSet::from([device.clone()]);
+        return refuse(command.id.clone(), authority_reason(&here), Some(command));
     }
     refuse(command.id.clone(), NO_PATH.into(), Some(command))
 }
@@ -88,7 +164,14 @@ mod tests {
     }
 
     fn answer(topic: &str, payload: &str) -> CommandResult {
-        match handle("s", "a", &devices(), topic, payload.as_bytes()) {
+        match handle(
+            "s",
+            "a",
+            &devices(),
+            &AuthorityKeys::default(),
+            topic,
+            payload.as_bytes(),
+        ) {
             Outcome::Answer { result, .. } => result,
             other => panic!("expected an answer, got {other:?}"),
         }
@@ -138,6 +221,7 @@ mod tests {
             "s",
             "a",
             &devices(),
+            &AuthorityKeys::default(),
             "dcim/v1/s/a/cmd/a",
             br#"{"v":1,"id":"t1","device":"a","user":"drill:d1","kind":"test_mode","on":true}"#,
         );
@@ -162,6 +246,74 @@ mod tests {
         assert!(!r.accepted);
     }
 
+    fn key(device: &str, value: Option<Value>, quality: Quality) -> Sample {
+        Sample {
+            device: device.into(),
+            point: "authority".into(),
+            role: dcim_points::Role::new("fire.authority").unwrap(),
+            labels: Default::default(),
+            value,
+            unit: String::new(),
+            quality,
+            ts_ms: 0,
+        }
+    }
+
+    #[test]
+    fn under_the_authority_key_commands_and_drills_are_refused_as_authority_control() {
+        let keys = AuthorityKeys::default();
+        let ack = br#"{"v":1,"id":"k1","device":"rack-01","user":"op","kind":"acknowledge"}"#;
+        let drill =
+            br#"{"v":1,"id":"k2","device":"a","user":"drill:d1","kind":"test_mode","on":true}"#;
+        let result = |keys: &AuthorityKeys, topic: &str, payload: &[u8]| match handle(
+            "s",
+            "a",
+            &devices(),
+            keys,
+            topic,
+            payload,
+        ) {
+            Outcome::Answer { result, .. } => result,
+            other => panic!("expected an answer, got {other:?}"),
+        };
+        keys.update(&[key("rack-01", Some(Value::Bool(true)), Quality::Good)]);
+        assert_eq!(keys.on(), BTreeSet::from(["rack-01".to_string()]));
+        let r = result(&keys, "dcim/v1/s/a/cmd/rack-01", ack);
+        assert!(!r.accepted);
+        assert_eq!(r.id, "k1");
+        assert!(
+            r.reason.contains("authority control") && r.reason.contains("rack-01"),
+            "{}",
+            r.reason
+        );
+        let r = result(&keys, "dcim/v1/s/a/cmd/a", drill);
+        assert!(
+            !r.accepted && r.reason.contains("authority control"),
+            "{}",
+            r.reason
+        );
+        // A stale or lost reading keeps the key on; a good "off" reading turns it off.
+        keys.update(&[key("rack-01", Some(Value::Bool(false)), Quality::Stale)]);
+        keys.update(&[key("rack-01", None, Quality::CommLost)]);
+        assert!(!keys.on().is_empty());
+        keys.update(&[key("rack-01", Some(Value::Number(0.0)), Quality::Good)]);
+        assert!(keys.on().is_empty());
+        assert_eq!(
+            result(&keys, "dcim/v1/s/a/cmd/rack-01", ack).reason,
+            NO_PATH
+        );
+        assert!(matches!(
+            handle("s", "a", &devices(), &keys, "dcim/v1/s/a/cmd/a", drill),
+            Outcome::TestMode { on: true, .. }
+        ));
+        // Other roles are not key readings.
+        let mut other = key("rack-01", Some(Value::Bool(true)), Quality::Good);
+        other.role = dcim_points::Role::new("fire.manual_only").unwrap();
+        assert_eq!(key_reading(&other), None);
+        keys.update(&[other]);
+        assert!(keys.on().is_empty());
+    }
+
     #[test]
     fn other_topics_are_ignored() {
         for t in [
@@ -170,7 +322,7 @@ mod tests {
             "x/y",
         ] {
             assert!(matches!(
-                handle("s", "a", &devices(), t, b"{}"),
+                handle("s", "a", &devices(), &AuthorityKeys::default(), t, b"{}"),
                 Outcome::Ignore(_)
             ));
         }

@@ -31,6 +31,8 @@ pub struct Shared {
     /// Test-mode changes for the task that brackets DC-09 messages and reports them.
     test_changes: tokio::sync::mpsc::UnboundedSender<test_mode::Change>,
     test_changes_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<test_mode::Change>>>,
+    /// Devices whose fire-authority key switch reads on (commands to them are refused).
+    pub authority_keys: crate::commands::AuthorityKeys,
 }
 
 impl Shared {
@@ -46,6 +48,7 @@ impl Shared {
             test_mode: Mutex::new(TestMode::new(test_mode::DEFAULT_MAX_MS)),
             test_changes: tx,
             test_changes_rx: Mutex::new(Some(rx)),
+            authority_keys: Default::default(),
         })
     }
 
@@ -220,6 +223,7 @@ impl Ingest {
             return;
         }
         self.latest.update(&samples);
+        self.shared.authority_keys.update(&samples);
         let full: Vec<Vec<Sample>> = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             p.oldest.get_or_insert_with(Instant::now);

@@ -308,6 +308,7 @@ impl Link {
             &self.shared.site,
             &self.shared.agent,
             &self.shared.devices,
+            &self.shared.authority_keys,
             topic_name,
             payload,
         ) {
