@@ -522,12 +522,14 @@ mod tests {
     #[test]
     fn decode_reads_the_firmware_image() {
         use rack_registers::{EventEntry, Snapshot};
-        let mut snap = Snapshot::default();
-        snap.uptime_s = 70_000;
-        snap.stage = 4;
-        snap.status = map::status::AUTHORITY;
-        snap.troubles = map::trouble::NV_WRITE | 1;
-        snap.event_seq = 12;
+        let mut snap = Snapshot {
+            uptime_s: 70_000,
+            stage: 4,
+            status: map::status::AUTHORITY,
+            troubles: map::trouble::NV_WRITE | 1,
+            event_seq: 12,
+            ..Snapshot::default()
+        };
         for seq in [12, 11] {
             let _ = snap.events.push(EventEntry {
                 seq,

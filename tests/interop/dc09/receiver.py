@@ -4,7 +4,8 @@ Usage: receiver.py --account 1234 [--key KEY] [--udp] [--port N] [--clock-offset
                    [--log FILE]
 
 Binds 127.0.0.1 (port 0 = ephemeral), prints "PORT <n>" on stdout once listening, and appends
-one JSON line per message it parsed to --log: the response it sent (ACK/NAK/DUH/null), message
+one JSON line per message it parsed to --log: the time it answered (ack_unix_ms, Unix ms), the
+response it sent (ACK/NAK/DUH/null), message
 type, sequence, account, code, zone (ri), unit, ADM-CID fields, encrypted flag and timestamp.
 --clock-offset shifts the receiver's clock (to make the transmitter's clock look skewed).
 Exit code 3 when pysiaalarm cannot be imported.
@@ -14,6 +15,7 @@ import asyncio
 import datetime as _dt
 import json
 import sys
+import time
 
 try:
     import pysiaalarm.event as sia_event
@@ -59,6 +61,8 @@ def main() -> None:
         except Exception:  # noqa: BLE001
             resp = None
         row = {
+            # when the response was decided (it is sent right after), Unix ms
+            "ack_unix_ms": int(time.time() * 1000),
             "response": resp,
             "type": getattr(event.message_type, "value", None),
             "sequence": getattr(event, "sequence", None),
