@@ -51,7 +51,12 @@ const fn r(
 }
 
 pub const ROUTES: &[RouteDoc] = &[
-    r("GET", "/health", None, "Liveness; no authentication."),
+    r(
+        "GET",
+        "/health",
+        None,
+        "Liveness and database state (`degraded` with `store: disk full` while writes fail); no authentication.",
+    ),
     r(
         "POST",
         "/api/login",
@@ -389,8 +394,13 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+async fn health(State(app): AppState) -> Json<serde_json::Value> {
+    let store = *app.metrics.store_error.lock().expect("store status lock");
+    Json(match store {
+        // Alive, but what arrives now is not committed (nor acknowledged) until it can be.
+        Some(why) => json!({"status": "degraded", "store": why}),
+        None => json!({"status": "ok"}),
+    })
 }
 
 #[derive(Deserialize)]

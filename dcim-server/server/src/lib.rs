@@ -165,6 +165,48 @@ impl App {
         );
         Ok(id)
     }
+
+    /// Records a failed database write (`what` says which) for `/health` and `/metrics`: it is
+    /// counted in `store_errors_total`; when the disk holding the database is full, the episode
+    /// is logged once with the database path and `dcim_store_disk_full` is 1 until a write
+    /// succeeds again ([`App::store_write_ok`]).
+    pub fn store_write_failed(&self, what: &str, e: &(dyn std::error::Error + 'static)) {
+        use std::sync::atomic::Ordering::Relaxed;
+        metrics::inc(&self.metrics.store_errors_total, 1);
+        let disk_full = std::iter::successors(Some(e), |e| e.source()).any(|e| {
+            e.downcast_ref::<sqlx::Error>()
+                .is_some_and(store::is_disk_full)
+                || e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.raw_os_error() == Some(28))
+        });
+        let was_full = self.metrics.store_disk_full.swap(disk_full as i64, Relaxed) == 1;
+        if disk_full && !was_full {
+            tracing::error!(
+                "disk full: the database {} cannot be written ({what}: {e}); nothing new is \
+                 acknowledged until it is committed, retrying",
+                store::db_path(&self.config.data_dir).display()
+            );
+        }
+        *self.metrics.store_error.lock().expect("store status lock") = Some(if disk_full {
+            "disk full"
+        } else {
+            "write failed"
+        });
+    }
+
+    /// Clears what [`App::store_write_failed`] recorded, after a successful write.
+    pub fn store_write_ok(&self) {
+        let mut status = self.metrics.store_error.lock().expect("store status lock");
+        if let Some(was) = status.take() {
+            self.metrics
+                .store_disk_full
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                "the database {} is writable again (it was: {was})",
+                store::db_path(&self.config.data_dir).display()
+            );
+        }
+    }
 }
 
 /// A running server.
@@ -500,7 +542,7 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
             let mut f = app.facility.lock().await;
             let changes = f.tick(now_ms());
             if let Err(e) = app.commit_changes(&f, &changes, None).await {
-                metrics::inc(&app.metrics.store_errors_total, 1);
+                app.store_write_failed("committing alarm changes", e.as_ref());
                 tracing::error!("committing alarm changes: {e:#}");
             }
         }

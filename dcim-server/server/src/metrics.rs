@@ -14,6 +14,10 @@ macro_rules! counters {
             pub sse_clients: AtomicI64,
             pub mqtt_connected: AtomicI64,
             pub influx_queue: AtomicI64,
+            pub store_disk_full: AtomicI64,
+            /// Why database writes fail (`disk full`, `write failed`) while they do; cleared by
+            /// the next successful write. Shown by `/health`.
+            pub store_error: std::sync::Mutex<Option<&'static str>>,
         }
 
         impl Metrics {
@@ -30,6 +34,7 @@ macro_rules! counters {
                     ("sse_clients", "Open /api/stream connections.", &self.sse_clients),
                     ("mqtt_connected", "1 when the ingest client is connected to the broker.", &self.mqtt_connected),
                     ("influx_queue", "Lines waiting for the time-series store.", &self.influx_queue),
+                    ("store_disk_full", "1 while database writes fail because its disk is full.", &self.store_disk_full),
                 ] {
                     let _ = writeln!(out, "# HELP dcim_{name} {help}");
                     let _ = writeln!(out, "# TYPE dcim_{name} gauge");

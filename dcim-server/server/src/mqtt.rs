@@ -228,7 +228,7 @@ pub async fn save_marks(app: &App) {
     if !marks.is_empty()
         && let Err(e) = app.store.save_stream_seq(&marks).await
     {
-        inc(&app.metrics.store_errors_total, 1);
+        app.store_write_failed("saving stream marks", &e);
         tracing::error!("saving stream marks: {e}");
     }
 }
@@ -259,7 +259,7 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
                 let mut f = app.facility.lock().await;
                 let changes = f.on_samples(&samples, now);
                 if let Err(e) = app.commit_changes(&f, &changes, None).await {
-                    inc(&m.store_errors_total, 1);
+                    app.store_write_failed("committing alarm changes", e.as_ref());
                     tracing::error!("committing alarm changes: {e:#}");
                 }
                 drop(f);
@@ -306,9 +306,12 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
             let mut delay = Duration::from_millis(200);
             loop {
                 match app.store.insert_events(&records).await {
-                    Ok(_) => break,
+                    Ok(_) => {
+                        app.store_write_ok();
+                        break;
+                    }
                     Err(e) => {
-                        inc(&m.store_errors_total, 1);
+                        app.store_write_failed("committing events", &e);
                         tracing::error!(%agent, "committing events: {e}; retrying");
                         if *stop.borrow() {
                             return false;
@@ -332,7 +335,7 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
             for e in &events {
                 let changes = f.on_event(&e.kind, &e.device, now);
                 if let Err(e) = app.commit_changes(&f, &changes, None).await {
-                    inc(&m.store_errors_total, 1);
+                    app.store_write_failed("committing alarm changes", e.as_ref());
                     tracing::error!("committing alarm changes: {e:#}");
                 }
             }
@@ -349,9 +352,12 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
                 thinned_samples: state.thinned_samples as i64,
                 last_seen_ms: now,
             };
-            if let Err(e) = app.store.upsert_agent(&rec).await {
-                inc(&m.store_errors_total, 1);
-                tracing::error!("storing agent state: {e}");
+            match app.store.upsert_agent(&rec).await {
+                Ok(()) => app.store_write_ok(),
+                Err(e) => {
+                    app.store_write_failed("storing agent state", &e);
+                    tracing::error!("storing agent state: {e}");
+                }
             }
             app.publish_live("agent", &rec);
             true

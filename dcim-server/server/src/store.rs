@@ -242,11 +242,36 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+/// The database file in a data directory.
+pub fn db_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("dcim.sqlite3")
+}
+
+/// Whether a store error means the file system holding the database is full (SQLITE_FULL, or
+/// ENOSPC from the operating system). Such a write is not committed and may be retried once
+/// space returns; SQLite keeps the database consistent meanwhile.
+pub fn is_disk_full(e: &sqlx::Error) -> bool {
+    const SQLITE_FULL: i64 = 13;
+    const ENOSPC: i32 = 28;
+    match e {
+        sqlx::Error::Database(db) => {
+            db.code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .is_some_and(|c| c & 0xff == SQLITE_FULL)
+                || db.message().contains("disk is full")
+        }
+        sqlx::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(ENOSPC)
+        }
+        _ => false,
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `dir/dcim.sqlite3` and applies the migrations.
     pub async fn open(dir: &Path) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
-        let path = dir.join("dcim.sqlite3");
+        let path = db_path(dir);
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
