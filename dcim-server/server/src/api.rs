@@ -208,6 +208,24 @@ pub const ROUTES: &[RouteDoc] = &[
         Some(Access::Admin),
         "Audit log; filters: since_id, limit.",
     ),
+    r(
+        "GET",
+        "/api/drills",
+        Some(Access::Read),
+        "Drills, newest first, and the one in progress.",
+    ),
+    r(
+        "GET",
+        "/api/drills/{id}/report",
+        Some(Access::Read),
+        "Report of a finished drill: what was detected, acknowledged and sent to the fire authority when; format=json (default) or markdown.",
+    ),
+    r(
+        "GET",
+        "/api/dc09",
+        Some(Access::Read),
+        "The server's DC-09 transmitter: paths, counters and every site-level message with its ACK time.",
+    ),
     r("GET", "/api/users", Some(Access::Admin), "Users and roles."),
     r(
         "POST",
@@ -375,6 +393,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/users", get(users).post(create_user))
         .route("/api/users/{name}/tokens", post(create_token))
         .merge(crate::api_facility::routes())
+        .merge(crate::api_drill::routes())
         .merge(crate::api_authority::routes())
         .merge(crate::console::router())
         .with_state(app)

@@ -68,6 +68,9 @@ pub struct Config {
     #[serde(rename = "users")]
     pub users: Vec<UserBootstrap>,
     pub influx: Option<InfluxConfig>,
+    /// SIA DC-09 to the fire authority for site-level events (`dc09::Dc09Config`); off when
+    /// absent.
+    pub dc09: Option<crate::dc09::Dc09Config>,
     /// Where this file was read from (empty when built from defaults).
     #[serde(skip)]
     pub source: PathBuf,
@@ -84,6 +87,7 @@ impl Default for Config {
             agents: Vec::new(),
             users: Vec::new(),
             influx: None,
+            dc09: None,
             source: PathBuf::new(),
         }
     }
@@ -359,6 +363,9 @@ impl Config {
         {
             config.broker.ca_file = Some(base.join(ca));
         }
+        if let Some(d) = &mut config.dc09 {
+            d.resolve(base);
+        }
         let rel = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -497,6 +504,7 @@ impl Config {
                 format!("{} is already broker.listen", t.listen),
             ));
         }
+        self.validate_dc09()?;
         if self.http.session_ttl_s == 0 {
             return Err(self.invalid("http.session_ttl_s", "must be at least 1"));
         }
@@ -515,6 +523,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_dc09(&self) -> Result<(), ConfigError> {
+        match &self.dc09 {
+            Some(d) => d.validate().map_err(|(f, m)| self.invalid(f, m)),
+            None => Ok(()),
+        }
     }
 
     pub fn agent(&self, id: &str) -> Option<&AgentConfig> {

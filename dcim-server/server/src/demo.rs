@@ -57,6 +57,9 @@ pub struct DemoOptions {
     pub light_hashing: bool,
     /// Period of the simulated MQTT devices.
     pub mqtt_period: Duration,
+    /// The server's `[dc09]` section (site-level events to the fire authority); off when
+    /// `None`. `--dc09 LINK.toml` sets it with the demo's battery-room zones.
+    pub dc09: Option<crate::dc09::Dc09Config>,
 }
 
 impl Default for DemoOptions {
@@ -69,6 +72,7 @@ impl Default for DemoOptions {
             scenario: true,
             light_hashing: false,
             mqtt_period: Duration::from_secs(1),
+            dc09: None,
         }
     }
 }
@@ -108,6 +112,13 @@ impl DemoOptions {
                         .with_context(|| format!("--broker `{v}`: expected IP:PORT"))?
                 }
                 "data" => o.data_dir = PathBuf::from(v),
+                "dc09" => {
+                    let link = dc09_link::LinkConfig::from_file(std::path::Path::new(v))
+                        .map_err(|e| anyhow::anyhow!("--dc09: {e}"))?;
+                    let mut d = crate::dc09::Dc09Config::with_link(link);
+                    d.zone = crate::dc09::Dc09Config::demo_zones(AGENT);
+                    o.dc09 = Some(d);
+                }
                 other => anyhow::bail!("`demo` does not take --{other}"),
             }
         }
@@ -321,6 +332,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
     };
     config.http.listen = opts.http;
     config.broker.listen = opts.broker;
+    config.dc09 = opts.dc09.clone();
     if opts.light_hashing {
         config.auth.argon2_memory_kib = 64;
         config.auth.argon2_iterations = 1;

@@ -4,13 +4,16 @@
 
 pub mod api;
 pub mod api_authority;
+pub mod api_drill;
 pub mod api_facility;
 pub mod auth;
 pub mod authority;
 pub mod broker;
 pub mod config;
 pub mod console;
+pub mod dc09;
 pub mod demo;
+pub mod drill;
 pub mod facility;
 pub mod influx;
 pub mod ingest;
@@ -66,6 +69,10 @@ pub struct App {
     /// Authority control (the fire authority in command). A tokio mutex: write routes hold it
     /// while they act (see `api_authority::guard`); taken before the facility lock.
     pub authority: tokio::sync::Mutex<authority::Authority>,
+    /// The server's DC-09 transmitter for site-level events, when `[dc09]` is configured.
+    pub dc09: std::sync::OnceLock<Arc<dc09::Dc09>>,
+    /// The drill in progress: alarm records, incidents and DC-09 messages are tagged as test.
+    pub drill: std::sync::RwLock<Option<drill::ActiveDrill>>,
 }
 
 impl App {
@@ -97,11 +104,28 @@ impl App {
         let now = now_ms();
         let mut batch = store::Batch::default();
         let mut touched = std::collections::BTreeSet::new();
+        let drill = drill::active_id(self);
         for r in &changes.records {
-            batch
-                .journal
-                .push((r.ts_ms, r.alarm.clone(), serde_json::to_value(r)?));
+            let mut record = serde_json::to_value(r)?;
+            if let Some(d) = &drill {
+                record["drill"] = d.as_str().into();
+            }
+            batch.journal.push((r.ts_ms, r.alarm.clone(), record));
             touched.insert(r.alarm.clone());
+        }
+        if let Some(d) = &drill {
+            for e in &changes.incidents {
+                if let dcim_alarms::IncidentEvent::Opened { id, .. } = e {
+                    batch.docs.push((
+                        drill::INCIDENT_DOC.into(),
+                        store::DocRecord {
+                            id: id.to_string(),
+                            updated_ms: now,
+                            body: serde_json::json!({"drill": d, "incident": id}),
+                        },
+                    ));
+                }
+            }
         }
         for id in &touched {
             if let Some(a) = f.engine.get(id) {
@@ -394,6 +418,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         );
     }
 
+    let drill_state = drill::load_active(store.as_ref()).await?;
+    if let Some(d) = &drill_state {
+        tracing::warn!(drill = %d.id, "the site is in drill mode (restored from the database)");
+    }
+
     let (live, _) = broadcast::channel(4096);
     let app = Arc::new(App {
         config: config.clone(),
@@ -406,8 +435,15 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         facility: tokio::sync::Mutex::new(facility),
         mqtt: std::sync::OnceLock::new(),
         authority: tokio::sync::Mutex::new(authority_state),
+        dc09: std::sync::OnceLock::new(),
+        drill: std::sync::RwLock::new(drill_state),
     });
     tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
+    if let Some(dc) = &config.dc09 {
+        let (d, t) = dc09::start(app.clone(), dc, stop_rx.clone()).await?;
+        let _ = app.dc09.set(d);
+        tasks.extend(t);
+    }
 
     // Broker: embedded, or the external one by URL.
     let mut link = None;

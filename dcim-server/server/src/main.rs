@@ -22,6 +22,12 @@ USAGE:
                                                 run the demo facility in one process: server,
                                                 embedded broker, facility simulator, edge agent
                                                 (defaults 127.0.0.1:8080, 127.0.0.1:1883, ./.data/demo)
+                                                --dc09 LINK.toml: site-level events of the demo's
+                                                battery rooms to a DC-09 receiver
+    dcim-server drill SCENARIO.toml [--dc09 LINK.toml] [--http ADDR] [--broker ADDR] [--data DIR]
+                                                run a scripted drill on the demo facility (format in
+                                                tests/drills/README.md); writes the report to
+                                                DIR/drills/<id>.md and .json, then stops
     dcim-server --help | --version
 
 ROLES: viewer, operator, admin, fire_authority (read-only)
@@ -47,7 +53,7 @@ fn parse_args() -> Result<Args, String> {
             "--config" | "-c" => {
                 args.config = Some(it.next().ok_or("--config needs a file")?.into())
             }
-            "--name" | "--role" | "--label" | "--http" | "--broker" | "--data" => {
+            "--name" | "--role" | "--label" | "--http" | "--broker" | "--data" | "--dc09" => {
                 let v = it.next().ok_or(format!("{a} needs a value"))?;
                 args.opts.push((a.trim_start_matches('-').to_string(), v));
             }
@@ -193,6 +199,13 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
         }
         Some("user") => user_command(&args).await,
         Some("demo") => dcim_server::demo::run_cli(&args.opts, shutdown_signal()).await,
+        Some("drill") => {
+            let scenario = args
+                .words
+                .get(1)
+                .context("`drill` needs a scenario file: dcim-server drill SCENARIO.toml")?;
+            dcim_server::drill::run_cli(std::path::Path::new(scenario), &args.opts).await
+        }
         Some(other) => anyhow::bail!("unknown command `{other}`"),
     }
 }

@@ -1,0 +1,82 @@
+//! Drill and server DC-09 routes (read-only): drills, a drill's report, the server's DC-09
+//! messages. Listed in `api::ROUTES`.
+
+use crate::App;
+use crate::api::{ApiError, authorize, parse_query};
+use crate::auth::Access;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/drills", get(drills))
+        .route("/api/drills/{id}/report", get(report))
+        .route("/api/dc09", get(dc09))
+}
+
+type AppState = State<Arc<App>>;
+
+async fn drills(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let active = app.drill.read().expect("drill lock").clone();
+    let list = crate::drill::list(&app).await?;
+    Ok(Json(json!({"active": active, "drills": list})).into_response())
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+async fn report(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: ReportQuery = parse_query(q.as_deref())?;
+    let Some(r) = crate::drill::stored_report(&app, &id).await? else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no report for drill `{id}` (unknown, or still running)"),
+        ));
+    };
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(r).into_response()),
+        Some("markdown") | Some("md") => Ok((
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            r.markdown(),
+        )
+            .into_response()),
+        Some(other) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("format `{other}`: expected json or markdown"),
+        )),
+    }
+}
+
+async fn dc09(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let Some(d) = app.dc09.get() else {
+        return Ok(Json(json!({"enabled": false, "messages": []})).into_response());
+    };
+    let stats = d.link.stats().borrow().clone();
+    let messages = crate::dc09::messages(&app).await?;
+    Ok(Json(json!({
+        "enabled": true,
+        "pending": stats.pending,
+        "delivered": stats.delivered,
+        "rejected": stats.rejected,
+        "paths": stats.paths.iter().map(|(n, up)| json!({"name": n, "up": up})).collect::<Vec<_>>(),
+        "messages": messages,
+    }))
+    .into_response())
+}

@@ -1,0 +1,1282 @@
+//! Server-side SIA DC-09: the site-level events no single edge agent owns, sent to the fire
+//! authority through a `dc09-link` transmitter with its own persistent outbox.
+//!
+//! What the server sends (and restores):
+//! - **loss of contact with a zone's agent** (`fire.trouble` for the zone, rack 0), as soon as
+//!   a fire stage is active in the zone, otherwise once the agent has been away for
+//!   `agent_loss_after_s`;
+//! - **alarms of the server's alarm engine** mapped by `[[dc09.alarm]]` (by default the
+//!   `fire-stage` rule, whose value gives the stage: stage 1, 2, 3 and gas each become their
+//!   own alarm), for devices of a configured zone.
+//!
+//! De-duplication with the agents, by event identity `(zone, rack, kind)`:
+//! - the server never forwards an agent's events; an agent listed in a zone's `dc09_agents` sent
+//!   its fire events over its own DC-09 link, so an identity an agent reported over MQTT
+//!   (`fire.stage` events) is never sent by the server;
+//! - an identity in a zone with a `dc09_agents` agent that is online is that agent's to send
+//!   (the wire's `AgentState` carries no DC-09 link status, so "link up" is the agent's
+//!   liveness: retained state `online = true`, the will sets it false);
+//! - agent-loss troubles are site-level only: no agent ever covers them;
+//! - every server message has a stable event id (`srv:z{zone}:r{rack}:{kind}:{since_ms}`), so
+//!   a restart re-submits the same id and the outbox drops it as a duplicate.
+//!
+//! [`Planner`] is the pure decision (inputs in, messages out, `now_ms` passed in); [`start`] is
+//! the shell: it polls the alarm engine, the agent states and new agent events, submits what the
+//! planner decides, and records every message (queued, ACK time, path) as a `dc09.msg` document.
+//! During a drill every message is flagged as test (`Event::as_test`: the authority's test code)
+//! and carries the drill id.
+
+use crate::App;
+use crate::store::{DocRecord, EventQuery};
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sia_dc09::{Event as SiaEvent, EventKind};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Document kind of one server-sent DC-09 message.
+pub const MSG_DOC: &str = "dc09.msg";
+/// Document kind of the planner's state (survives restarts).
+pub const STATE_DOC: &str = "dc09.state";
+
+/// The `[dc09]` section of the server configuration (off when absent).
+///
+/// ```toml
+/// [dc09]
+/// link_config = "dc09-link.toml"   # dc09-link file: account, receivers/paths, key, codes_file
+/// outbox_dir = "dc09-outbox"        # default: <data_dir>/dc09-outbox
+/// agent_loss_after_s = 120
+///
+/// [[dc09.zone]]
+/// number = 2                        # DC-09 zone (area), 0..=999
+/// name = "battery room 2"
+/// devices = ["bms-z2", "cam-z2"]    # exact ids or prefix*
+/// racks = { "bms-z2" = 1 }          # DC-09 rack (unit) per device; others 0
+/// agents = ["edge-b2"]              # loss of contact with these is a trouble of the zone
+/// dc09_agents = ["edge-b2"]         # these send the zone's fire events themselves
+///
+/// [[dc09.alarm]]                    # default: rule "fire-stage" -> kind "fire.stage"
+/// rule = "room-hot"
+/// kind = "fire.stage1"              # a sia-dc09 event kind, or "fire.stage" (by stage value)
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dc09Config {
+    /// A `dc09-link` configuration file (the format of the edge agent's `[dc09] link_config`).
+    pub link_config: PathBuf,
+    /// The transmitter's outbox; default `<data_dir>/dc09-outbox`.
+    #[serde(default)]
+    pub outbox_dir: Option<PathBuf>,
+    #[serde(default = "d_loss")]
+    pub agent_loss_after_s: u64,
+    /// How often alarms, agent states and agent events are looked at.
+    #[serde(default = "d_poll")]
+    pub poll_ms: u64,
+    /// After a restart, alarms sent by the previous process are not restored during this time
+    /// (the alarm engine rebuilds its conditions from fresh samples first).
+    #[serde(default = "d_grace")]
+    pub restart_grace_s: u64,
+    #[serde(default)]
+    pub zone: Vec<ZoneConfig>,
+    #[serde(default = "d_alarms")]
+    pub alarm: Vec<AlarmMap>,
+    /// An already loaded link configuration (tests, demo); takes precedence over the file.
+    #[serde(skip)]
+    pub link: Option<dc09_link::LinkConfig>,
+}
+
+fn d_loss() -> u64 {
+    120
+}
+fn d_poll() -> u64 {
+    250
+}
+fn d_grace() -> u64 {
+    30
+}
+fn d_alarms() -> Vec<AlarmMap> {
+    vec![AlarmMap {
+        rule: "fire-stage".into(),
+        kind: STAGE_KIND.into(),
+    }]
+}
+
+/// `kind` of an [`AlarmMap`] that takes the stage from the alarm's `fire.stage` value.
+pub const STAGE_KIND: &str = "fire.stage";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub number: u16,
+    #[serde(default)]
+    pub name: String,
+    pub devices: Vec<String>,
+    #[serde(default)]
+    pub racks: BTreeMap<String, u16>,
+    #[serde(default)]
+    pub agents: Vec<String>,
+    #[serde(default)]
+    pub dc09_agents: Vec<String>,
+}
+
+impl ZoneConfig {
+    fn has_device(&self, device: &str) -> bool {
+        self.devices.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => device.starts_with(prefix),
+            None => p == device,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmMap {
+    /// Alarm rule id of the server's alarm engine.
+    pub rule: String,
+    /// A sia-dc09 event kind name (`fire.stage1`, `fire.smoke`, ...) or `fire.stage`.
+    pub kind: String,
+}
+
+impl Dc09Config {
+    /// A configuration with a loaded link and no zones.
+    pub fn with_link(link: dc09_link::LinkConfig) -> Dc09Config {
+        Dc09Config {
+            link_config: PathBuf::new(),
+            outbox_dir: None,
+            agent_loss_after_s: d_loss(),
+            poll_ms: d_poll(),
+            restart_grace_s: d_grace(),
+            zone: Vec::new(),
+            alarm: d_alarms(),
+            link: Some(link),
+        }
+    }
+
+    /// Checks zones and alarm maps; `Err((field, message))`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let mut numbers = BTreeSet::new();
+        for (i, z) in self.zone.iter().enumerate() {
+            let f = |s: &str| format!("dc09.zone[{i}].{s}");
+            if z.number > 999 {
+                return Err((f("number"), "a DC-09 zone is 0..=999".into()));
+            }
+            if !numbers.insert(z.number) {
+                return Err((f("number"), format!("zone {} is listed twice", z.number)));
+            }
+            if z.devices.is_empty() {
+                return Err((
+                    f("devices"),
+                    "list the zone's devices (ids or prefix*)".into(),
+                ));
+            }
+            if let Some((d, n)) = z.racks.iter().find(|(_, n)| **n > 9999) {
+                return Err((f("racks"), format!("{d} = {n}: a DC-09 rack is 0..=9999")));
+            }
+        }
+        for (i, a) in self.alarm.iter().enumerate() {
+            if a.kind != STAGE_KIND && EventKind::from_name(&a.kind).is_none() {
+                let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+                return Err((
+                    format!("dc09.alarm[{i}].kind"),
+                    format!(
+                        "`{}`: expected {STAGE_KIND} or one of {}",
+                        a.kind,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        if self.poll_ms == 0 {
+            return Err(("dc09.poll_ms".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Resolves relative paths against the configuration file's directory.
+    pub fn resolve(&mut self, base: &Path) {
+        if !self.link_config.as_os_str().is_empty() && self.link_config.is_relative() {
+            self.link_config = base.join(&self.link_config);
+        }
+        if let Some(o) = &self.outbox_dir
+            && o.is_relative()
+        {
+            self.outbox_dir = Some(base.join(o));
+        }
+    }
+
+    /// The demo site's battery rooms: zone n = UPS zone n (`bms-z{n}`, `cam-z{n}`), served by
+    /// the demo agent, which has no DC-09 link of its own (so the server sends).
+    pub fn demo_zones(agent: &str) -> Vec<ZoneConfig> {
+        (1..=4)
+            .map(|n| ZoneConfig {
+                number: n,
+                name: format!("battery room {n}"),
+                devices: vec![format!("bms-z{n}"), format!("cam-z{n}")],
+                racks: [(format!("bms-z{n}"), 1)].into(),
+                agents: vec![agent.to_string()],
+                dc09_agents: Vec::new(),
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pure planner
+// ---------------------------------------------------------------------------------------------
+
+/// What the receiver sees as one alarm: zone, rack and kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Identity {
+    pub zone: u16,
+    pub rack: u16,
+    pub kind: EventKind,
+}
+
+impl Identity {
+    fn key(&self) -> String {
+        format!("z{}:r{}:{}", self.zone, self.rack, self.kind.name())
+    }
+}
+
+/// One alarm of the server's alarm engine, as the planner needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmView {
+    pub id: String,
+    pub rule: String,
+    pub subject: String,
+    /// Debounced process condition (independent of acknowledgement and shelving: the fire
+    /// authority is told what the plant does, not what operators chose to hide).
+    pub active: bool,
+    pub active_since_ms: Option<i64>,
+    pub value: Option<f64>,
+}
+
+impl AlarmView {
+    pub fn of(a: &dcim_alarms::Alarm) -> AlarmView {
+        AlarmView {
+            id: a.id.clone(),
+            rule: a.rule.clone(),
+            subject: a.subject.clone(),
+            active: a.active,
+            active_since_ms: a.active_since_ms,
+            value: a.value,
+        }
+    }
+}
+
+/// An agent's last known state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentView {
+    pub id: String,
+    pub online: bool,
+    /// Time of the state (when it went offline, for an offline agent).
+    pub since_ms: i64,
+}
+
+/// The planner's inputs at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs<'a> {
+    pub now_ms: i64,
+    pub alarms: &'a [AlarmView],
+    pub agents: &'a [AgentView],
+    /// The drill in progress: messages are flagged as test and carry its id.
+    pub drill: Option<&'a str>,
+}
+
+/// A message to submit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub event_id: String,
+    pub event: SiaEvent,
+    pub identity: Identity,
+    /// Why (alarm id or lost agent), for the record.
+    pub source: String,
+    pub drill: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sent {
+    identity: Identity,
+    event_id: String,
+    test: bool,
+    drill: Option<String>,
+    source: String,
+}
+
+/// The planner's persistent state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlannerState {
+    /// Alarms the server sent and has not restored yet, by identity key.
+    sent: BTreeMap<String, Sent>,
+    /// Identities agents reported active over MQTT (they sent them themselves), by key.
+    agent_reported: BTreeMap<String, String>,
+    /// Highest agent event sequence looked at, per agent.
+    pub cursors: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    since_ms: i64,
+    source: String,
+    /// Site-level only: no agent ever sends it (loss of contact with an agent).
+    site_only: bool,
+}
+
+/// The decision: which site-level events go to the fire authority from the server.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    zones: Vec<ZoneConfig>,
+    alarms: Vec<AlarmMap>,
+    loss_after_ms: i64,
+    /// Identities sent by a previous process: not restored before `hold_until_ms`.
+    loaded: BTreeSet<String>,
+    hold_until_ms: i64,
+    pub state: PlannerState,
+}
+
+/// The fire alarms active at a `fire.stage` value (0 normal, 1 pre-alarm, 2..=4 stages 1..3,
+/// 5 coolant, 6 room gas): every stage up to the current one, as the agent sends them.
+pub fn stage_kinds(value: f64) -> Vec<EventKind> {
+    let mut v = Vec::new();
+    if value >= 2.0 {
+        v.push(EventKind::FireStage1);
+    }
+    if value >= 3.0 {
+        v.push(EventKind::FireStage2Patch);
+    }
+    if value >= 4.0 {
+        v.push(EventKind::FireStage3Agent);
+    }
+    if value >= 6.0 {
+        v.push(EventKind::FireGasReleased);
+    }
+    v
+}
+
+const STAGE_ALARMS: [EventKind; 4] = [
+    EventKind::FireStage1,
+    EventKind::FireStage2Patch,
+    EventKind::FireStage3Agent,
+    EventKind::FireGasReleased,
+];
+
+impl Planner {
+    pub fn new(cfg: &Dc09Config, state: PlannerState) -> Planner {
+        Planner {
+            zones: cfg.zone.clone(),
+            alarms: cfg.alarm.clone(),
+            loss_after_ms: (cfg.agent_loss_after_s as i64).saturating_mul(1000),
+            loaded: state.sent.keys().cloned().collect(),
+            hold_until_ms: i64::MIN,
+            state,
+        }
+    }
+
+    /// Alarms sent before a restart (in the state given to [`Planner::new`]) are not restored
+    /// before `until_ms`, so that a condition the alarm engine has not rebuilt yet is not
+    /// reported as gone.
+    pub fn hold_restores_until(&mut self, until_ms: i64) {
+        self.hold_until_ms = until_ms;
+    }
+
+    fn zone_of(&self, device: &str) -> Option<(u16, u16)> {
+        self.zones
+            .iter()
+            .find(|z| z.has_device(device))
+            .map(|z| (z.number, z.racks.get(device).copied().unwrap_or(0)))
+    }
+
+    /// An event an agent published (`dcim/v1/{site}/{agent}/events`). A fire stage reported
+    /// by an agent that sends its zone's fire events over DC-09 marks those identities as
+    /// sent by the agent; a return to normal (stage 0, after a local reset) clears them.
+    /// Returns the identities now covered by the agent.
+    pub fn on_agent_event(
+        &mut self,
+        agent: &str,
+        device: &str,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Vec<Identity> {
+        if kind != "fire.stage" {
+            return Vec::new();
+        }
+        let Some(zone) = self.zones.iter().find(|z| z.has_device(device)) else {
+            return Vec::new();
+        };
+        if !zone.dc09_agents.iter().any(|a| a == agent) {
+            return Vec::new();
+        }
+        let rack = zone.racks.get(device).copied().unwrap_or_else(|| {
+            data.get("rack_number")
+                .and_then(|n| n.as_u64())
+                .map_or(0, |n| n.min(9999) as u16)
+        });
+        let zone = zone.number;
+        let Some(code) = data.get("stage_code").and_then(|c| c.as_f64()) else {
+            return Vec::new();
+        };
+        let active = stage_kinds(code);
+        for kind in STAGE_ALARMS {
+            let id = Identity { zone, rack, kind };
+            if active.contains(&kind) {
+                self.state
+                    .agent_reported
+                    .insert(id.key(), agent.to_string());
+            } else if code < 1.0 {
+                // a local reset: the agent restored every stage itself
+                self.state.agent_reported.remove(&id.key());
+            }
+        }
+        active
+            .into_iter()
+            .map(|kind| Identity { zone, rack, kind })
+            .collect()
+    }
+
+    /// The agent that covers an identity, if any (then the server does not send it).
+    pub fn covered_by(&self, id: &Identity, agents: &[AgentView]) -> Option<String> {
+        if let Some(a) = self.state.agent_reported.get(&id.key()) {
+            return Some(a.clone());
+        }
+        let zone = self.zones.iter().find(|z| z.number == id.zone)?;
+        zone.dc09_agents
+            .iter()
+            .find(|a| agents.iter().any(|v| &v.id == *a && v.online))
+            .cloned()
+    }
+
+    fn candidates(&self, inp: &Inputs<'_>) -> BTreeMap<Identity, Candidate> {
+        let mut out: BTreeMap<Identity, Candidate> = BTreeMap::new();
+        for a in inp.alarms.iter().filter(|a| a.active) {
+            let Some(map) = self.alarms.iter().find(|m| m.rule == a.rule) else {
+                continue;
+            };
+            let Some((zone, rack)) = self.zone_of(&a.subject) else {
+                continue;
+            };
+            let kinds = if map.kind == STAGE_KIND {
+                stage_kinds(a.value.unwrap_or(2.0))
+            } else {
+                EventKind::from_name(&map.kind).into_iter().collect()
+            };
+            for kind in kinds {
+                out.entry(Identity { zone, rack, kind })
+                    .or_insert_with(|| Candidate {
+                        since_ms: a.active_since_ms.unwrap_or(inp.now_ms),
+                        source: a.id.clone(),
+                        site_only: false,
+                    });
+            }
+        }
+        for z in &self.zones {
+            let fire_in_zone = out
+                .keys()
+                .any(|i| i.zone == z.number && i.kind.is_fire_alarm())
+                || self.state.agent_reported.keys().any(|k| {
+                    k.starts_with(&format!("z{}:", z.number))
+                        && STAGE_ALARMS.iter().any(|s| k.ends_with(s.name()))
+                });
+            for agent in &z.agents {
+                let Some(v) = inp.agents.iter().find(|v| &v.id == agent) else {
+                    continue; // never seen: nothing to lose yet
+                };
+                if v.online {
+                    continue;
+                }
+                let away = inp.now_ms.saturating_sub(v.since_ms);
+                if !(fire_in_zone || away >= self.loss_after_ms) {
+                    continue;
+                }
+                let id = Identity {
+                    zone: z.number,
+                    rack: 0,
+                    kind: EventKind::FireTrouble,
+                };
+                let c = out.entry(id).or_insert_with(|| Candidate {
+                    since_ms: v.since_ms,
+                    source: format!("agent {agent} lost"),
+                    site_only: true,
+                });
+                c.since_ms = c.since_ms.min(v.since_ms);
+            }
+        }
+        out
+    }
+
+    /// One decision step: new alarms to send, and restores of what the server sent whose
+    /// condition is gone.
+    pub fn step(&mut self, inp: &Inputs<'_>) -> Vec<Outgoing> {
+        let cands = self.candidates(inp);
+        let mut out = Vec::new();
+        for (id, c) in &cands {
+            if self.state.sent.contains_key(&id.key()) {
+                continue;
+            }
+            if !c.site_only && self.covered_by(id, inp.agents).is_some() {
+                continue;
+            }
+            let event_id = format!("srv:{}:{}", id.key(), c.since_ms);
+            let mut event = SiaEvent::new(id.kind, id.zone, id.rack);
+            if inp.drill.is_some() {
+                event = event.as_test();
+            }
+            self.state.sent.insert(
+                id.key(),
+                Sent {
+                    identity: *id,
+                    event_id: event_id.clone(),
+                    test: event.test,
+                    drill: inp.drill.map(str::to_owned),
+                    source: c.source.clone(),
+                },
+            );
+            out.push(Outgoing {
+                event_id,
+                event,
+                identity: *id,
+                source: c.source.clone(),
+                drill: inp.drill.map(str::to_owned),
+            });
+        }
+        let gone: Vec<String> = self
+            .state
+            .sent
+            .iter()
+            .filter(|(_, s)| !cands.contains_key(&s.identity))
+            .filter(|(k, _)| inp.now_ms >= self.hold_until_ms || !self.loaded.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            let Some(s) = self.state.sent.remove(&k) else {
+                continue;
+            };
+            let mut event = SiaEvent::new(s.identity.kind, s.identity.zone, s.identity.rack);
+            event = event.restored();
+            if s.test {
+                event = event.as_test();
+            }
+            out.push(Outgoing {
+                event_id: format!("{}:restore", s.event_id),
+                event,
+                identity: s.identity,
+                source: s.source,
+                drill: s.drill,
+            });
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shell
+// ---------------------------------------------------------------------------------------------
+
+/// A server-sent message as recorded in the `dc09.msg` documents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub event_id: String,
+    pub kind: String,
+    pub zone: u16,
+    pub rack: u16,
+    pub restore: bool,
+    pub test: bool,
+    #[serde(default)]
+    pub drill: Option<String>,
+    pub source: String,
+    pub seq: u16,
+    pub queued_ms: i64,
+    #[serde(default)]
+    pub acked_ms: Option<i64>,
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `queued`, `delivered` or `rejected`.
+    pub status: String,
+}
+
+/// The running server-side transmitter.
+pub struct Dc09 {
+    pub link: dc09_link::Handle,
+    planner: tokio::sync::Mutex<Planner>,
+    /// Serialises read-modify-write of the message records (queued vs delivery reports).
+    records: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Dc09 {
+    /// The planner's state (for tests and the API).
+    pub async fn state(&self) -> PlannerState {
+        self.planner.lock().await.state.clone()
+    }
+}
+
+/// Opens the outbox, starts the transmitter and the planner loop. Errors name the config.
+pub async fn start(
+    app: Arc<App>,
+    cfg: &Dc09Config,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<Dc09>, Vec<JoinHandle<()>>)> {
+    cfg.validate()
+        .map_err(|(f, m)| anyhow::anyhow!("[dc09] {f}: {m}"))?;
+    let link_cfg = match &cfg.link {
+        Some(l) => l.clone(),
+        None => dc09_link::LinkConfig::from_file(&cfg.link_config)
+            .map_err(|e| anyhow::anyhow!("[dc09] link_config: {e}"))?,
+    };
+    let outbox = cfg
+        .outbox_dir
+        .clone()
+        .unwrap_or_else(|| app.config.data_dir.join("dc09-outbox"));
+    let link = dc09_link::Transmitter::start(link_cfg, &outbox)
+        .await
+        .with_context(|| {
+            format!(
+                "[dc09] starting the transmitter (outbox {})",
+                outbox.display()
+            )
+        })?;
+    let state = match app
+        .store
+        .list_docs(STATE_DOC)
+        .await?
+        .into_iter()
+        .find(|d| d.id == "planner")
+    {
+        Some(d) => serde_json::from_value(d.body).context("stored DC-09 planner state")?,
+        None => PlannerState::default(),
+    };
+    let mut planner = Planner::new(cfg, state);
+    planner.hold_restores_until(
+        crate::now_ms().saturating_add((cfg.restart_grace_s as i64).saturating_mul(1000)),
+    );
+    let records = Arc::new(tokio::sync::Mutex::new(()));
+    let dc09 = Arc::new(Dc09 {
+        link: link.clone(),
+        planner: tokio::sync::Mutex::new(planner),
+        records: records.clone(),
+    });
+    let mut tasks = Vec::new();
+    // Delivery reports -> message documents.
+    {
+        let app = app.clone();
+        let mut rx = link.subscribe();
+        let mut stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = crate::stopped(&mut stop) => break,
+                    ev = rx.recv() => ev,
+                };
+                match ev {
+                    Ok(dc09_link::LinkEvent::Delivered {
+                        event_id,
+                        path,
+                        acked_ms,
+                        ..
+                    }) => {
+                        update_msg(&app, &records, &event_id, |m| {
+                            m.acked_ms = Some(acked_ms);
+                            m.path = Some(path.clone());
+                            m.status = "delivered".into();
+                        })
+                        .await;
+                    }
+                    Ok(dc09_link::LinkEvent::Rejected { event_id, path, .. }) => {
+                        update_msg(&app, &records, &event_id, |m| {
+                            m.path = Some(path.clone());
+                            m.status = "rejected".into();
+                        })
+                        .await;
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("DC-09 delivery reports lagged by {n}");
+                    }
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    // The planner loop.
+    {
+        let app = app.clone();
+        let dc09 = dc09.clone();
+        let mut stop = stop.clone();
+        let poll = std::time::Duration::from_millis(cfg.poll_ms);
+        tasks.push(tokio::spawn(async move {
+            let mut iv = tokio::time::interval(poll);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = crate::stopped(&mut stop) => break,
+                    _ = iv.tick() => {}
+                }
+                if let Err(e) = cycle(&app, &dc09).await {
+                    tracing::error!("DC-09 planner: {e:#}");
+                }
+            }
+            dc09.link.shutdown().await;
+        }));
+    }
+    tracing::info!(outbox = %outbox.display(), zones = cfg.zone.len(), "server DC-09 transmitter started");
+    Ok((dc09, tasks))
+}
+
+async fn update_msg(
+    app: &App,
+    lock: &tokio::sync::Mutex<()>,
+    event_id: &str,
+    f: impl Fn(&mut MessageRecord),
+) {
+    // The queued record is written before the submission, so it exists; retry briefly if a
+    // delivery report overtakes it.
+    for _ in 0..20 {
+        let _guard = lock.lock().await;
+        let docs = match app.store.list_docs(MSG_DOC).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("DC-09 message records: {e}");
+                return;
+            }
+        };
+        if let Some(d) = docs.into_iter().find(|d| d.id == event_id)
+            && let Ok(mut m) = serde_json::from_value::<MessageRecord>(d.body)
+        {
+            f(&mut m);
+            put_msg(app, &m).await;
+            return;
+        }
+        drop(_guard);
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    tracing::debug!(%event_id, "delivery report for a message not sent by the planner");
+}
+
+async fn put_msg(app: &App, m: &MessageRecord) {
+    let doc = DocRecord {
+        id: m.event_id.clone(),
+        updated_ms: crate::now_ms(),
+        body: serde_json::to_value(m).unwrap_or_default(),
+    };
+    if let Err(e) = app.store.put_doc(MSG_DOC, &doc, None).await {
+        tracing::error!("storing DC-09 message record {}: {e}", m.event_id);
+    }
+}
+
+/// Every server-sent DC-09 message recorded, oldest first.
+pub async fn messages(app: &App) -> anyhow::Result<Vec<MessageRecord>> {
+    let mut v: Vec<MessageRecord> = app
+        .store
+        .list_docs(MSG_DOC)
+        .await?
+        .into_iter()
+        .filter_map(|d| serde_json::from_value(d.body).ok())
+        .collect();
+    v.sort_by_key(|m| (m.queued_ms, m.seq));
+    Ok(v)
+}
+
+/// One planner cycle: new agent events, then alarms and agent states, then submissions.
+async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
+    let now = crate::now_ms();
+    let agents: Vec<AgentView> = app
+        .store
+        .list_agents()
+        .await?
+        .into_iter()
+        .map(|a| AgentView {
+            id: a.agent,
+            online: a.online,
+            // when the server received the state: for the will, the moment contact was lost
+            since_ms: a.last_seen_ms,
+        })
+        .collect();
+    let high = app.store.event_high_water().await?;
+    let mut planner = dc09.planner.lock().await;
+    let before = planner.state.clone();
+    for (agent, seq) in high {
+        let cursor = planner.state.cursors.get(&agent).copied().unwrap_or(0);
+        if seq <= cursor {
+            continue;
+        }
+        let q = EventQuery {
+            agent: Some(agent.clone()),
+            limit: 10_000,
+            ..Default::default()
+        };
+        let mut evs: Vec<_> = app
+            .store
+            .list_events(&q)
+            .await?
+            .into_iter()
+            .filter(|e| e.seq > cursor)
+            .collect();
+        evs.sort_by_key(|e| e.seq);
+        for e in &evs {
+            let covered = planner.on_agent_event(&e.agent, &e.device, &e.kind, &e.data);
+            if !covered.is_empty() {
+                tracing::info!(agent = %e.agent, event = %e.id, ?covered, "fire event sent by the agent over its own DC-09 link; the server does not send it");
+            }
+        }
+        planner.state.cursors.insert(agent, seq);
+    }
+    let alarms: Vec<AlarmView> = {
+        let f = app.facility.lock().await;
+        f.engine.alarms().map(AlarmView::of).collect()
+    };
+    let drill = crate::drill::active_id(app);
+    let out = planner.step(&Inputs {
+        now_ms: now,
+        alarms: &alarms,
+        agents: &agents,
+        drill: drill.as_deref(),
+    });
+    if planner.state != before {
+        let doc = DocRecord {
+            id: "planner".into(),
+            updated_ms: now,
+            body: serde_json::to_value(&planner.state)?,
+        };
+        app.store.put_doc(STATE_DOC, &doc, None).await?;
+    }
+    drop(planner);
+    for o in out {
+        let rec = MessageRecord {
+            event_id: o.event_id.clone(),
+            kind: o.event.kind.name().into(),
+            zone: o.identity.zone,
+            rack: o.identity.rack,
+            restore: o.event.restore,
+            test: o.event.test,
+            drill: o.drill.clone(),
+            source: o.source.clone(),
+            seq: 0,
+            queued_ms: crate::now_ms(),
+            acked_ms: None,
+            path: None,
+            status: "queued".into(),
+        };
+        // Recorded before the submission so that a delivery report always finds it; an
+        // event id already in the outbox (restart) keeps its first record.
+        let existing = app
+            .store
+            .list_docs(MSG_DOC)
+            .await?
+            .into_iter()
+            .any(|d| d.id == o.event_id);
+        if !existing {
+            let _guard = dc09.records.lock().await;
+            put_msg(app, &rec).await;
+        }
+        match dc09
+            .link
+            .submit(dc09_link::Submission {
+                event_id: o.event_id.clone(),
+                event: o.event,
+            })
+            .await
+        {
+            Ok(q) if !q.duplicate => {
+                tracing::info!(event = %o.event_id, seq = q.seq.get(), source = %o.source, "DC-09 message queued");
+                let seq = q.seq.get();
+                update_msg(app, &dc09.records, &rec.event_id, move |m| m.seq = seq).await;
+            }
+            Ok(_) => tracing::debug!(event = %o.event_id, "already in the DC-09 outbox"),
+            Err(e) => {
+                tracing::error!(event = %o.event_id, "DC-09 MESSAGE NOT QUEUED: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Dc09Config {
+        let mut c = Dc09Config::with_link(dc09_link::LinkConfig::new(
+            sia_dc09::Account::new("1234").unwrap(),
+            Vec::new(),
+        ));
+        c.agent_loss_after_s = 60;
+        c.zone = vec![
+            ZoneConfig {
+                number: 1,
+                name: "battery room 1".into(),
+                devices: vec!["bms-z1".into(), "rack-1*".into()],
+                racks: [("bms-z1".to_string(), 7)].into(),
+                agents: vec!["a1".into()],
+                dc09_agents: vec!["a1".into()],
+            },
+            ZoneConfig {
+                number: 2,
+                name: "battery room 2".into(),
+                devices: vec!["bms-z2".into()],
+                racks: BTreeMap::new(),
+                agents: vec!["a2".into()],
+                dc09_agents: vec![],
+            },
+        ];
+        c.alarm.push(AlarmMap {
+            rule: "room-hot".into(),
+            kind: "fire.stage1".into(),
+        });
+        c
+    }
+
+    fn alarm(rule: &str, subject: &str, active: bool, value: f64, since: i64) -> AlarmView {
+        AlarmView {
+            id: format!("{rule}:{subject}"),
+            rule: rule.into(),
+            subject: subject.into(),
+            active,
+            active_since_ms: active.then_some(since),
+            value: Some(value),
+        }
+    }
+
+    fn agent(id: &str, online: bool, since: i64) -> AgentView {
+        AgentView {
+            id: id.into(),
+            online,
+            since_ms: since,
+        }
+    }
+
+    fn kinds(out: &[Outgoing]) -> Vec<(u16, u16, &'static str, bool)> {
+        out.iter()
+            .map(|o| {
+                (
+                    o.identity.zone,
+                    o.identity.rack,
+                    o.event.kind.name(),
+                    o.event.restore,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let mut c = cfg();
+        c.zone[1].number = 1;
+        assert_eq!(c.validate().unwrap_err().0, "dc09.zone[1].number");
+        let mut c = cfg();
+        c.alarm[0].kind = "fire.big".into();
+        let (f, m) = c.validate().unwrap_err();
+        assert_eq!(f, "dc09.alarm[0].kind");
+        assert!(m.contains("fire.stage1"), "{m}");
+        let mut c = cfg();
+        c.zone[0].racks.insert("x".into(), 10_000);
+        assert_eq!(c.validate().unwrap_err().0, "dc09.zone[0].racks");
+        assert!(cfg().validate().is_ok());
+    }
+
+    #[test]
+    fn parses_from_toml() {
+        let c: Dc09Config = toml::from_str(
+            "link_config = \"l.toml\"\n[[zone]]\nnumber = 3\ndevices = [\"bms-z3\"]\nracks = { \"bms-z3\" = 2 }\n",
+        )
+        .unwrap();
+        assert_eq!(c.zone[0].racks["bms-z3"], 2);
+        assert_eq!(c.alarm, d_alarms());
+        assert_eq!(c.agent_loss_after_s, 120);
+        let e = toml::from_str::<Dc09Config>("link_config = \"l\"\nzones = 1\n").unwrap_err();
+        assert!(e.to_string().contains("zones"), "{e}");
+    }
+
+    #[test]
+    fn stage_values_map_to_every_stage_reached() {
+        assert!(stage_kinds(1.0).is_empty());
+        assert_eq!(stage_kinds(2.0), vec![EventKind::FireStage1]);
+        assert_eq!(
+            stage_kinds(5.0),
+            vec![
+                EventKind::FireStage1,
+                EventKind::FireStage2Patch,
+                EventKind::FireStage3Agent
+            ]
+        );
+        assert_eq!(stage_kinds(6.0).len(), 4);
+    }
+
+    #[test]
+    fn site_level_alarm_in_an_uncovered_zone_is_sent_once_then_restored() {
+        let c = cfg();
+        let mut p = Planner::new(&c, PlannerState::default());
+        let agents = [agent("a2", true, 0)];
+        let alarms = [alarm("fire-stage", "bms-z2", true, 3.0, 1000)];
+        let out = p.step(&Inputs {
+            now_ms: 2000,
+            alarms: &alarms,
+            agents: &agents,
+            drill: None,
+        });
+        assert_eq!(
+            kinds(&out),
+            vec![
+                (2, 0, "fire.stage1", false),
+                (2, 0, "fire.stage2_patch", false)
+            ]
+        );
+        assert_eq!(out[0].event_id, "srv:z2:r0:fire.stage1:1000");
+        assert!(!out[0].event.test);
+        // steady: nothing more
+        let again = p.step(&Inputs {
+            now_ms: 3000,
+            alarms: &alarms,
+            agents: &agents,
+            drill: None,
+        });
+        assert!(again.is_empty(), "{again:?}");
+        // stage 3 adds one
+        let alarms = [alarm("fire-stage", "bms-z2", true, 4.0, 1000)];
+        let out = p.step(&Inputs {
+            now_ms: 4000,
+            alarms: &alarms,
+            agents: &agents,
+            drill: None,
+        });
+        assert_eq!(kinds(&out), vec![(2, 0, "fire.stage3_agent", false)]);
+        // the condition clears: every sent alarm is restored, with its own restore id
+        let alarms = [alarm("fire-stage", "bms-z2", false, 0.0, 0)];
+        let out = p.step(&Inputs {
+            now_ms: 5000,
+            alarms: &alarms,
+            agents: &agents,
+            drill: None,
+        });
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|o| o.event.restore));
+        assert!(out.iter().all(|o| o.event_id.ends_with(":restore")));
+        assert!(p.state.sent.is_empty());
+    }
+
+    #[test]
+    fn zone_with_an_online_dc09_agent_is_the_agents_to_send() {
+        let c = cfg();
+        let mut p = Planner::new(&c, PlannerState::default());
+        let alarms = [alarm("fire-stage", "bms-z1", true, 2.0, 1000)];
+        let online = [agent("a1", true, 0)];
+        let out = p.step(&Inputs {
+            now_ms: 2000,
+            alarms: &alarms,
+            agents: &online,
+            drill: None,
+        });
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(
+            p.covered_by(
+                &Identity {
+                    zone: 1,
+                    rack: 7,
+                    kind: EventKind::FireStage1
+                },
+                &online
+            ),
+            Some("a1".into())
+        );
+        // the agent is gone before it reported the stage: the server sends it, and the
+        // agent's loss is a trouble at once because a fire stage is active in the zone
+        let offline = [agent("a1", false, 1500)];
+        let out = p.step(&Inputs {
+            now_ms: 2500,
+            alarms: &alarms,
+            agents: &offline,
+            drill: None,
+        });
+        assert_eq!(
+            kinds(&out),
+            vec![(1, 0, "fire.trouble", false), (1, 7, "fire.stage1", false)]
+        );
+    }
+
+    #[test]
+    fn an_event_an_agent_reported_is_never_sent_again_by_the_server() {
+        let c = cfg();
+        let mut p = Planner::new(&c, PlannerState::default());
+        let covered = p.on_agent_event(
+            "a1",
+            "bms-z1",
+            "fire.stage",
+            &serde_json::json!({"stage_code": 3, "rack": "bms-z1"}),
+        );
+        assert_eq!(covered.len(), 2);
+        // even with the agent offline since, the identities it reported stay its own
+        let alarms = [alarm("fire-stage", "bms-z1", true, 3.0, 1000)];
+        let offline = [agent("a1", false, 1500)];
+        let out = p.step(&Inputs {
+            now_ms: 1600,
+            alarms: &alarms,
+            agents: &offline,
+            drill: None,
+        });
+        assert_eq!(kinds(&out), vec![(1, 0, "fire.trouble", false)]);
+        // stage 3 was not reported by the agent: the server sends that one
+        let alarms = [alarm("fire-stage", "bms-z1", true, 4.0, 1000)];
+        let out = p.step(&Inputs {
+            now_ms: 1700,
+            alarms: &alarms,
+            agents: &offline,
+            drill: None,
+        });
+        assert_eq!(kinds(&out), vec![(1, 7, "fire.stage3_agent", false)]);
+        // a local reset reported by the agent clears its identities
+        p.on_agent_event(
+            "a1",
+            "bms-z1",
+            "fire.stage",
+            &serde_json::json!({"stage_code": 0}),
+        );
+        assert!(p.state.agent_reported.is_empty());
+        // an agent without its own DC-09 link covers nothing
+        let mut p = Planner::new(&c, PlannerState::default());
+        assert!(
+            p.on_agent_event(
+                "a2",
+                "bms-z2",
+                "fire.stage",
+                &serde_json::json!({"stage_code": 4})
+            )
+            .is_empty()
+        );
+        // other event kinds are not fire stages
+        assert!(
+            p.on_agent_event("a1", "bms-z1", "device.comm_lost", &serde_json::Value::Null)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn agent_loss_becomes_a_trouble_after_the_configured_time_and_restores() {
+        let c = cfg();
+        let mut p = Planner::new(&c, PlannerState::default());
+        let away = [agent("a2", false, 10_000)];
+        let at = |p: &mut Planner, now: i64, agents: &[AgentView]| {
+            p.step(&Inputs {
+                now_ms: now,
+                alarms: &[],
+                agents,
+                drill: None,
+            })
+        };
+        assert!(at(&mut p, 69_999, &away).is_empty());
+        let out = at(&mut p, 70_000, &away);
+        assert_eq!(kinds(&out), vec![(2, 0, "fire.trouble", false)]);
+        assert_eq!(out[0].source, "agent a2 lost");
+        assert!(at(&mut p, 80_000, &away).is_empty());
+        let back = [agent("a2", true, 90_000)];
+        let out = at(&mut p, 90_000, &back);
+        assert_eq!(kinds(&out), vec![(2, 0, "fire.trouble", true)]);
+        // never seen: nothing to lose
+        let mut p = Planner::new(&c, PlannerState::default());
+        assert!(at(&mut p, 1_000_000, &[]).is_empty());
+    }
+
+    #[test]
+    fn drill_messages_are_tests_and_their_restores_too() {
+        let c = cfg();
+        let mut p = Planner::new(&c, PlannerState::default());
+        let alarms = [alarm("room-hot", "bms-z2", true, 35.0, 500)];
+        let out = p.step(&Inputs {
+            now_ms: 1000,
+            alarms: &alarms,
+            agents: &[],
+            drill: Some("d1"),
+        });
+        assert_eq!(kinds(&out), vec![(2, 0, "fire.stage1", false)]);
+        assert!(out[0].event.test);
+        assert_eq!(out[0].drill.as_deref(), Some("d1"));
+        // the drill ended before the condition cleared: the restore is still a test
+        let out = p.step(&Inputs {
+            now_ms: 2000,
+            alarms: &[],
+            agents: &[],
+            drill: None,
+        });
+        assert!(out[0].event.test && out[0].event.restore);
+        assert_eq!(out[0].drill.as_deref(), Some("d1"));
+    }
+
+    #[test]
+    fn unmapped_rules_and_devices_outside_zones_send_nothing() {
+        let c = cfg();
+        let mut p = Planner::new(&c, PlannerState::default());
+        let alarms = [
+            alarm("chiller-fault", "bms-z2", true, 1.0, 1),
+            alarm("fire-stage", "bms-r99", true, 4.0, 1),
+        ];
+        let out = p.step(&Inputs {
+            now_ms: 10,
+            alarms: &alarms,
+            agents: &[],
+            drill: None,
+        });
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn restores_of_alarms_sent_before_a_restart_wait_for_the_grace_time() {
+        let c = cfg();
+        let mut p = Planner::new(&c, PlannerState::default());
+        let alarms = [alarm("fire-stage", "bms-z2", true, 2.0, 1000)];
+        let sent = p.step(&Inputs {
+            now_ms: 2000,
+            alarms: &alarms,
+            agents: &[],
+            drill: None,
+        });
+        assert_eq!(sent.len(), 1);
+        let mut p2 = Planner::new(&c, p.state.clone());
+        p2.hold_restores_until(10_000);
+        let none = Inputs {
+            now_ms: 5000,
+            alarms: &[],
+            agents: &[],
+            drill: None,
+        };
+        assert!(p2.step(&none).is_empty(), "held");
+        let out = p2.step(&Inputs {
+            now_ms: 10_000,
+            ..none
+        });
+        assert_eq!(kinds(&out), vec![(2, 0, "fire.stage1", true)]);
+    }
+
+    #[test]
+    fn state_survives_a_restart_without_resending() {
+        let c = cfg();
+        let mut p = Planner::new(&c, PlannerState::default());
+        let alarms = [alarm("fire-stage", "bms-z2", true, 2.0, 1000)];
+        let first = p.step(&Inputs {
+            now_ms: 2000,
+            alarms: &alarms,
+            agents: &[],
+            drill: None,
+        });
+        assert_eq!(first.len(), 1);
+        let saved: PlannerState =
+            serde_json::from_value(serde_json::to_value(&p.state).unwrap()).unwrap();
+        let mut p2 = Planner::new(&c, saved);
+        assert!(
+            p2.step(&Inputs {
+                now_ms: 3000,
+                alarms: &alarms,
+                agents: &[],
+                drill: None,
+            })
+            .is_empty()
+        );
+        // without the saved state the same event id is produced (the outbox drops it)
+        let mut p3 = Planner::new(&c, PlannerState::default());
+        let again = p3.step(&Inputs {
+            now_ms: 9000,
+            alarms: &alarms,
+            agents: &[],
+            drill: None,
+        });
+        assert_eq!(again[0].event_id, first[0].event_id);
+    }
+}

@@ -1,0 +1,1157 @@
+//! Drill mode: a scripted scenario run against the (simulated) facility with the site flagged
+//! as in a drill, and a report of what was detected, acknowledged and transmitted when.
+//!
+//! While a drill runs ([`App::drill`](crate::App) is set and persisted as a `drill` document):
+//! - every alarm-journal record carries `"drill": "<id>"` and every incident opened gets an
+//!   `incident.drill` document (see `App::commit_changes`);
+//! - every DC-09 message the server sends is flagged as test (`sia_dc09::Event::as_test`, the
+//!   authority's test code) and recorded with the drill id;
+//! - every configured agent was sent `CommandKind::TestMode { on: true }` on
+//!   `dcim/v1/{site}/{agent}/cmd/{agent}` (the agent itself is the device), and `on: false` at the
+//!   end, so that what the agents send over their own DC-09 links is marked as test too.
+//!
+//! The scenario format is documented in `tests/drills/README.md`. [`Scenario::parse`] and
+//! [`build_report`] / [`Report::markdown`] are pure; [`run`] is the shell.
+
+use crate::App;
+use crate::store::DocRecord;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Document kind of a drill's state (`id` = drill id).
+pub const DRILL_DOC: &str = "drill";
+/// Document kind of a drill's report.
+pub const REPORT_DOC: &str = "drill.report";
+/// Document kind tagging an incident opened during a drill (`id` = incident id).
+pub const INCIDENT_DOC: &str = "incident.drill";
+
+/// The drill in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveDrill {
+    pub id: String,
+    pub name: String,
+    pub started_ms: i64,
+    #[serde(default)]
+    pub ended_ms: Option<i64>,
+    /// Audit id at the start (the report reads the audit log from there).
+    #[serde(default)]
+    pub audit_from: i64,
+}
+
+/// The id of the drill in progress, if any.
+pub fn active_id(app: &App) -> Option<String> {
+    app.drill
+        .read()
+        .ok()
+        .and_then(|d| d.as_ref().map(|d| d.id.clone()))
+}
+
+/// The drill left running by a previous process (a drill flag survives restarts).
+pub async fn load_active(store: &dyn crate::store::Store) -> anyhow::Result<Option<ActiveDrill>> {
+    let mut running: Vec<ActiveDrill> = store
+        .list_docs(DRILL_DOC)
+        .await?
+        .into_iter()
+        .filter_map(|d| serde_json::from_value::<ActiveDrill>(d.body).ok())
+        .filter(|d| d.ended_ms.is_none())
+        .collect();
+    running.sort_by_key(|d| d.started_ms);
+    Ok(running.pop())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario
+// ---------------------------------------------------------------------------------------------
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A facility-simulator command (`heat bms-z2 1200`, `feed-loss A`, `chiller-trip
+    /// chiller-1`, ...; the grammar of `facility_sim::Command`).
+    Sim(String),
+    /// An operator acknowledges the alarms whose id equals or starts with this.
+    Ack { alarm: String, user: String },
+    /// A line in the report's timeline.
+    Note(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub at_s: f64,
+    pub action: Action,
+}
+
+/// What the drill is expected to show, checked in the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Expect {
+    /// An alarm whose id equals or starts with this activates within `within_s`.
+    Alarm { alarm: String, within_s: f64 },
+    /// A server DC-09 message of this kind (e.g. `fire.stage1`) is ACKed within `within_s`.
+    Dc09 { kind: String, within_s: f64 },
+    /// An alarm is acknowledged within `within_s`.
+    Ack { alarm: String, within_s: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub duration_s: f64,
+    /// After the end, wait at most this long for the DC-09 outbox to drain.
+    pub drain_s: f64,
+    pub steps: Vec<Step>,
+    pub expect: Vec<Expect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: String,
+    #[serde(default)]
+    description: String,
+    duration_s: toml::Spanned<f64>,
+    #[serde(default)]
+    drain_s: Option<f64>,
+    #[serde(default)]
+    step: Vec<toml::Spanned<RawStep>>,
+    #[serde(default)]
+    expect: Vec<toml::Spanned<RawExpect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    at_s: f64,
+    sim: Option<String>,
+    ack: Option<String>,
+    user: Option<String>,
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    alarm: Option<String>,
+    dc09: Option<String>,
+    ack: Option<String>,
+    within_s: f64,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+impl Scenario {
+    /// Parses a scenario; errors are `origin:line: field: message`.
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, String> {
+        let raw: RawScenario = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            format!("{origin}:{line}: {}", e.message())
+        })?;
+        let err = |span: std::ops::Range<usize>, field: &str, msg: String| {
+            format!("{origin}:{}: {field}: {msg}", line_of(text, span.start))
+        };
+        let duration = *raw.duration_s.get_ref();
+        if !(duration.is_finite() && duration > 0.0) {
+            return Err(err(
+                raw.duration_s.span(),
+                "duration_s",
+                "expected seconds > 0".into(),
+            ));
+        }
+        let mut steps = Vec::new();
+        for (i, s) in raw.step.iter().enumerate() {
+            let span = s.span();
+            let s = s.get_ref();
+            let f = |x: &str| format!("step[{i}].{x}");
+            if !(s.at_s.is_finite() && s.at_s >= 0.0 && s.at_s <= duration) {
+                return Err(err(
+                    span,
+                    &f("at_s"),
+                    format!("{}: expected 0..=duration_s ({duration})", s.at_s),
+                ));
+            }
+            let action = match (&s.sim, &s.ack, &s.note) {
+                (Some(c), None, None) => {
+                    facility_sim::Command::parse(c)
+                        .map_err(|e| err(span.clone(), &f("sim"), format!("`{c}`: {e}")))?;
+                    Action::Sim(c.clone())
+                }
+                (None, Some(a), None) => Action::Ack {
+                    alarm: a.clone(),
+                    user: s.user.clone().unwrap_or_else(|| "operator".into()),
+                },
+                (None, None, Some(n)) => Action::Note(n.clone()),
+                _ => {
+                    return Err(err(
+                        span,
+                        &format!("step[{i}]"),
+                        "give exactly one of sim, ack or note".into(),
+                    ));
+                }
+            };
+            if s.user.is_some() && s.ack.is_none() {
+                return Err(err(span, &f("user"), "only used with ack".into()));
+            }
+            steps.push(Step {
+                at_s: s.at_s,
+                action,
+            });
+        }
+        steps.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+        let mut expect = Vec::new();
+        for (i, e) in raw.expect.iter().enumerate() {
+            let span = e.span();
+            let e = e.get_ref();
+            if !(e.within_s.is_finite() && e.within_s > 0.0) {
+                return Err(err(
+                    span,
+                    &format!("expect[{i}].within_s"),
+                    "expected seconds > 0".into(),
+                ));
+            }
+            let w = e.within_s;
+            expect.push(match (&e.alarm, &e.dc09, &e.ack) {
+                (Some(a), None, None) => Expect::Alarm {
+                    alarm: a.clone(),
+                    within_s: w,
+                },
+                (None, Some(k), None) => {
+                    if sia_dc09::EventKind::from_name(k).is_none() {
+                        return Err(err(
+                            span,
+                            &format!("expect[{i}].dc09"),
+                            format!(
+                                "`{k}` is not a DC-09 event kind (fire.stage1, fire.trouble, ...)"
+                            ),
+                        ));
+                    }
+                    Expect::Dc09 {
+                        kind: k.clone(),
+                        within_s: w,
+                    }
+                }
+                (None, None, Some(a)) => Expect::Ack {
+                    alarm: a.clone(),
+                    within_s: w,
+                },
+                _ => {
+                    return Err(err(
+                        span,
+                        &format!("expect[{i}]"),
+                        "give exactly one of alarm, dc09 or ack".into(),
+                    ));
+                }
+            });
+        }
+        Ok(Scenario {
+            name: raw.name,
+            description: raw.description,
+            duration_s: duration,
+            drain_s: raw.drain_s.unwrap_or(10.0).max(0.0),
+            steps,
+            expect,
+        })
+    }
+
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Scenario> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading drill scenario {}", path.display()))?;
+        Scenario::parse(&text, &path.display().to_string()).map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub at_s: f64,
+    pub done_ms: i64,
+    pub action: String,
+    pub ok: bool,
+    pub result: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub alarm: String,
+    pub ts_ms: i64,
+    pub after_s: f64,
+    pub grade: u8,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    pub alarm: String,
+    pub user: String,
+    pub ts_ms: i64,
+    pub after_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentLine {
+    pub id: u64,
+    pub title: String,
+    pub grade: u8,
+    pub opened_ms: i64,
+    pub after_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transmission {
+    pub event_id: String,
+    pub kind: String,
+    pub zone: u16,
+    pub rack: u16,
+    pub restore: bool,
+    pub test: bool,
+    pub seq: u16,
+    pub queued_ms: i64,
+    pub queued_after_s: f64,
+    pub acked_ms: Option<i64>,
+    pub acked_after_s: Option<f64>,
+    pub path: Option<String>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCommand {
+    pub agent: String,
+    pub command_id: String,
+    pub on: bool,
+    pub sent_ms: i64,
+    /// `None` while no answer came back.
+    pub accepted: Option<bool>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectResult {
+    pub what: String,
+    pub within_s: f64,
+    pub at_s: Option<f64>,
+    pub met: bool,
+}
+
+/// Everything the report says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub drill: ActiveDrill,
+    pub scenario: String,
+    pub description: String,
+    pub steps: Vec<StepResult>,
+    pub detected: Vec<Detection>,
+    pub acknowledged: Vec<Acknowledgement>,
+    pub incidents: Vec<IncidentLine>,
+    pub dc09: Vec<Transmission>,
+    pub agents: Vec<AgentCommand>,
+    pub expectations: Vec<ExpectResult>,
+}
+
+/// The facts a report is built from (read from the store by [`run`]).
+pub struct Facts<'a> {
+    pub drill: &'a ActiveDrill,
+    pub scenario: &'a Scenario,
+    pub steps: Vec<StepResult>,
+    /// Alarm-journal records (as stored: engine records with a `drill` field).
+    pub journal: Vec<serde_json::Value>,
+    pub incidents: Vec<(u64, String, u8, i64)>,
+    pub dc09: Vec<crate::dc09::MessageRecord>,
+    pub agents: Vec<AgentCommand>,
+}
+
+fn after(start: i64, t: i64) -> f64 {
+    ((t - start) as f64 / 1000.0 * 1000.0).round() / 1000.0
+}
+
+fn matches(id: &str, pattern: &str) -> bool {
+    id == pattern || id.starts_with(pattern)
+}
+
+/// Builds the report (pure).
+pub fn build_report(f: Facts<'_>) -> Report {
+    let start = f.drill.started_ms;
+    let mine: Vec<&serde_json::Value> = f
+        .journal
+        .iter()
+        .filter(|r| r["drill"].as_str() == Some(f.drill.id.as_str()))
+        .collect();
+    let mut detected: Vec<Detection> = Vec::new();
+    let mut acknowledged = Vec::new();
+    for r in &mine {
+        let alarm = r["alarm"].as_str().unwrap_or_default().to_string();
+        let ts = r["ts_ms"].as_i64().unwrap_or(0);
+        match r["event"]["type"].as_str() {
+            Some("activated") if !detected.iter().any(|d| d.alarm == alarm) => {
+                detected.push(Detection {
+                    alarm,
+                    ts_ms: ts,
+                    after_s: after(start, ts),
+                    grade: r["grade"].as_u64().unwrap_or(0) as u8,
+                    message: r["message"].as_str().unwrap_or_default().to_string(),
+                })
+            }
+            Some("acknowledged") => acknowledged.push(Acknowledgement {
+                alarm,
+                user: r["user"].as_str().unwrap_or_default().to_string(),
+                ts_ms: ts,
+                after_s: after(start, ts),
+            }),
+            _ => {}
+        }
+    }
+    let incidents: Vec<IncidentLine> = f
+        .incidents
+        .iter()
+        .map(|(id, title, grade, opened)| IncidentLine {
+            id: *id,
+            title: title.clone(),
+            grade: *grade,
+            opened_ms: *opened,
+            after_s: after(start, *opened),
+        })
+        .collect();
+    let dc09: Vec<Transmission> = f
+        .dc09
+        .iter()
+        .filter(|m| m.drill.as_deref() == Some(f.drill.id.as_str()))
+        .map(|m| Transmission {
+            event_id: m.event_id.clone(),
+            kind: m.kind.clone(),
+            zone: m.zone,
+            rack: m.rack,
+            restore: m.restore,
+            test: m.test,
+            seq: m.seq,
+            queued_ms: m.queued_ms,
+            queued_after_s: after(start, m.queued_ms),
+            acked_ms: m.acked_ms,
+            acked_after_s: m.acked_ms.map(|t| after(start, t)),
+            path: m.path.clone(),
+            status: m.status.clone(),
+        })
+        .collect();
+    let expectations = f
+        .scenario
+        .expect
+        .iter()
+        .map(|e| {
+            let (what, within, at) = match e {
+                Expect::Alarm { alarm, within_s } => (
+                    format!("alarm {alarm} detected"),
+                    *within_s,
+                    detected
+                        .iter()
+                        .filter(|d| matches(&d.alarm, alarm))
+                        .map(|d| d.after_s)
+                        .reduce(f64::min),
+                ),
+                Expect::Ack { alarm, within_s } => (
+                    format!("alarm {alarm} acknowledged"),
+                    *within_s,
+                    acknowledged
+                        .iter()
+                        .filter(|d| matches(&d.alarm, alarm))
+                        .map(|d| d.after_s)
+                        .reduce(f64::min),
+                ),
+                Expect::Dc09 { kind, within_s } => (
+                    format!("DC-09 {kind} acknowledged by the receiver"),
+                    *within_s,
+                    dc09.iter()
+                        .filter(|m| &m.kind == kind && !m.restore)
+                        .filter_map(|m| m.acked_after_s)
+                        .reduce(f64::min),
+                ),
+            };
+            ExpectResult {
+                what,
+                within_s: within,
+                at_s: at,
+                met: at.is_some_and(|a| a <= within),
+            }
+        })
+        .collect();
+    Report {
+        drill: f.drill.clone(),
+        scenario: f.scenario.name.clone(),
+        description: f.scenario.description.clone(),
+        steps: f.steps,
+        detected,
+        acknowledged,
+        incidents,
+        dc09,
+        agents: f.agents,
+        expectations,
+    }
+}
+
+fn opt_s(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |s| format!("{s:.3} s"))
+}
+
+impl Report {
+    /// The report as Markdown (times relative to the drill start).
+    pub fn markdown(&self) -> String {
+        let d = &self.drill;
+        let mut o = format!(
+            "# Drill report: {}\n\n- Drill id: `{}`\n- Scenario: {}\n- Started: {} ms (Unix)\n- Ended: {}\n- Everything below was tagged as test (alarm journal `drill` field, incident tags, DC-09 test code).\n",
+            d.name,
+            d.id,
+            self.scenario,
+            d.started_ms,
+            d.ended_ms.map_or("still running".into(), |e| format!(
+                "{e} ms (after {:.3} s)",
+                after(d.started_ms, e)
+            ))
+        );
+        if !self.description.is_empty() {
+            o.push_str(&format!("\n{}\n", self.description.trim()));
+        }
+        o.push_str("\n## Timeline of the scenario\n\n| at | action | result |\n|---|---|---|\n");
+        for s in &self.steps {
+            o.push_str(&format!(
+                "| {:.3} s | {} | {}{} |\n",
+                after(d.started_ms, s.done_ms),
+                s.action,
+                if s.ok { "" } else { "FAILED: " },
+                s.result.replace('|', "/").replace('\n', " ")
+            ));
+        }
+        o.push_str("\n## Detected\n\n| after | alarm | grade | message |\n|---|---|---|---|\n");
+        for x in &self.detected {
+            o.push_str(&format!(
+                "| {:.3} s | `{}` | {} | {} |\n",
+                x.after_s, x.alarm, x.grade, x.message
+            ));
+        }
+        o.push_str("\n## Acknowledged\n\n| after | alarm | by |\n|---|---|---|\n");
+        for x in &self.acknowledged {
+            o.push_str(&format!(
+                "| {:.3} s | `{}` | {} |\n",
+                x.after_s, x.alarm, x.user
+            ));
+        }
+        o.push_str("\n## Incidents opened\n\n| after | id | grade | title |\n|---|---|---|---|\n");
+        for x in &self.incidents {
+            o.push_str(&format!(
+                "| {:.3} s | {} | {} | {} |\n",
+                x.after_s, x.id, x.grade, x.title
+            ));
+        }
+        o.push_str(
+            "\n## Reached the fire authority's receiver (server DC-09, test code)\n\n| queued | ACKed | kind | zone | rack | restore | seq | path | status |\n|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for x in &self.dc09 {
+            o.push_str(&format!(
+                "| {:.3} s | {} | {} | {} | {} | {} | {:04} | {} | {} |\n",
+                x.queued_after_s,
+                opt_s(x.acked_after_s),
+                x.kind,
+                x.zone,
+                x.rack,
+                if x.restore { "yes" } else { "no" },
+                x.seq,
+                x.path.as_deref().unwrap_or("-"),
+                x.status
+            ));
+        }
+        o.push_str("\n## Agents (test mode)\n\n| agent | test mode | answer |\n|---|---|---|\n");
+        for a in &self.agents {
+            o.push_str(&format!(
+                "| {} | {} | {} |\n",
+                a.agent,
+                if a.on { "on" } else { "off" },
+                match a.accepted {
+                    None => "no answer".to_string(),
+                    Some(true) => "accepted".to_string(),
+                    Some(false) => format!("refused: {}", a.reason),
+                }
+            ));
+        }
+        if !self.expectations.is_empty() {
+            o.push_str(
+                "\n## Expectations\n\n| expected | within | at | met |\n|---|---|---|---|\n",
+            );
+            for e in &self.expectations {
+                o.push_str(&format!(
+                    "| {} | {:.0} s | {} | {} |\n",
+                    e.what,
+                    e.within_s,
+                    opt_s(e.at_s),
+                    if e.met { "yes" } else { "NO" }
+                ));
+            }
+        }
+        o
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shell
+// ---------------------------------------------------------------------------------------------
+
+async fn put_drill(app: &App, d: &ActiveDrill) -> anyhow::Result<()> {
+    let doc = DocRecord {
+        id: d.id.clone(),
+        updated_ms: crate::now_ms(),
+        body: serde_json::to_value(d)?,
+    };
+    let action = if d.ended_ms.is_some() {
+        "drill.end"
+    } else {
+        "drill.start"
+    };
+    let detail = serde_json::json!({"name": d.name});
+    app.store
+        .put_doc(DRILL_DOC, &doc, Some(("drill", action, &detail)))
+        .await?;
+    Ok(())
+}
+
+/// Puts the site in drill mode (persisted, audited). Refused while another drill runs.
+pub async fn begin(app: &App, name: &str) -> anyhow::Result<ActiveDrill> {
+    if let Some(id) = active_id(app) {
+        anyhow::bail!("drill {id} is still running");
+    }
+    let now = crate::now_ms();
+    let audit_from = app
+        .store
+        .list_audit(0, i64::MAX)
+        .await?
+        .last()
+        .map_or(0, |a| a.id);
+    let d = ActiveDrill {
+        id: format!("drill-{now}"),
+        name: name.to_string(),
+        started_ms: now,
+        ended_ms: None,
+        audit_from,
+    };
+    put_drill(app, &d).await?;
+    *app.drill.write().expect("drill lock") = Some(d.clone());
+    tracing::warn!(drill = %d.id, name, "DRILL STARTED: alarms, incidents and DC-09 messages are tagged as test");
+    Ok(d)
+}
+
+/// Ends drill mode (persisted, audited).
+pub async fn end(app: &App) -> anyhow::Result<Option<ActiveDrill>> {
+    let current = app.drill.read().expect("drill lock").clone();
+    let Some(mut d) = current else {
+        return Ok(None);
+    };
+    d.ended_ms = Some(crate::now_ms());
+    put_drill(app, &d).await?;
+    *app.drill.write().expect("drill lock") = None;
+    tracing::warn!(drill = %d.id, "drill ended");
+    Ok(Some(d))
+}
+
+/// Sends `TestMode { on }` to every configured agent; returns what was sent.
+async fn test_mode(app: &App, drill: &ActiveDrill, on: bool) -> Vec<AgentCommand> {
+    let mut out = Vec::new();
+    let Some(client) = app.mqtt.get() else {
+        tracing::warn!("drill: no broker client, agents not told about the drill");
+        return out;
+    };
+    for a in &app.config.agents {
+        let cmd = dcim_wire::Command {
+            v: dcim_wire::VERSION,
+            id: format!(
+                "{}-test-{}-{}",
+                drill.id,
+                if on { "on" } else { "off" },
+                a.id
+            ),
+            device: a.id.clone(),
+            user: format!("drill:{}", drill.id),
+            kind: dcim_wire::CommandKind::TestMode { on },
+        };
+        let Ok(topic) = dcim_wire::Topic::new(
+            &a.site,
+            &a.id,
+            dcim_wire::Channel::Command {
+                device: a.id.clone(),
+            },
+        ) else {
+            continue;
+        };
+        let _ = app
+            .audit(
+                "drill",
+                "command.send",
+                &topic.to_string(),
+                serde_json::to_value(&cmd).unwrap_or_default(),
+            )
+            .await;
+        let r = client
+            .publish(
+                topic.to_string(),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                dcim_wire::encode(&cmd),
+            )
+            .await;
+        out.push(AgentCommand {
+            agent: a.id.clone(),
+            command_id: cmd.id.clone(),
+            on,
+            sent_ms: crate::now_ms(),
+            accepted: None,
+            reason: match r {
+                Ok(()) => String::new(),
+                Err(e) => format!("not published: {e}"),
+            },
+        });
+    }
+    out
+}
+
+async fn do_step(app: &App, sim: Option<&facility_sim::SimHandle>, a: &Action) -> (bool, String) {
+    match a {
+        Action::Sim(line) => {
+            let Some(sim) = sim else {
+                return (false, "no simulator in this run".into());
+            };
+            match facility_sim::Command::parse(line) {
+                Ok(c) => match sim.command(&c) {
+                    Ok(m) => (true, m),
+                    Err(e) => (false, e),
+                },
+                Err(e) => (false, e.to_string()),
+            }
+        }
+        Action::Note(n) => (true, n.clone()),
+        Action::Ack { alarm, user } => {
+            let now = crate::now_ms();
+            let mut f = app.facility.lock().await;
+            let ids: Vec<String> = f
+                .engine
+                .alarms()
+                .filter(|x| matches(&x.id, alarm) && x.state().needs_ack())
+                .map(|x| x.id.clone())
+                .collect();
+            if ids.is_empty() {
+                return (
+                    false,
+                    format!("no alarm {alarm} waiting for acknowledgement"),
+                );
+            }
+            let mut done = Vec::new();
+            for id in ids {
+                match f.act(&id, dcim_alarms::Action::Ack, user, now) {
+                    Ok(changes) => {
+                        let audit = (
+                            user.as_str(),
+                            "alarm.ack",
+                            format!("alarm/{id}"),
+                            serde_json::json!({"drill": active_id(app)}),
+                        );
+                        if let Err(e) = app
+                            .commit_changes(
+                                &f,
+                                &changes,
+                                Some((audit.0, audit.1, &audit.2, audit.3)),
+                            )
+                            .await
+                        {
+                            return (false, format!("committing the acknowledgement: {e:#}"));
+                        }
+                        done.push(id);
+                    }
+                    Err(e) => return (false, e.to_string()),
+                }
+            }
+            (true, format!("{user} acknowledged {}", done.join(", ")))
+        }
+    }
+}
+
+/// Runs a scenario: drill mode on, agents to test mode, the steps at their times, the end,
+/// the DC-09 outbox drained (bounded), then the report (written as `drills/<id>.md` and
+/// `.json` under the data directory and stored for `GET /api/drills/{id}/report`).
+pub async fn run(
+    app: &Arc<App>,
+    sim: Option<&facility_sim::SimHandle>,
+    scenario: &Scenario,
+) -> anyhow::Result<Report> {
+    let drill = begin(app, &scenario.name).await?;
+    let mut agents = test_mode(app, &drill, true).await;
+    let t0 = tokio::time::Instant::now();
+    let mut steps = Vec::new();
+    for s in &scenario.steps {
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(s.at_s)).await;
+        let (ok, result) = do_step(app, sim, &s.action).await;
+        let action = match &s.action {
+            Action::Sim(c) => format!("simulator: {c}"),
+            Action::Ack { alarm, user } => format!("{user} acknowledges {alarm}"),
+            Action::Note(_) => "note".into(),
+        };
+        tracing::info!(drill = %drill.id, at_s = s.at_s, %action, ok, %result, "drill step");
+        steps.push(StepResult {
+            at_s: s.at_s,
+            done_ms: crate::now_ms(),
+            action,
+            ok,
+            result,
+        });
+    }
+    tokio::time::sleep_until(t0 + Duration::from_secs_f64(scenario.duration_s)).await;
+    // Let the planner see the last alarms before drill mode ends.
+    if let Some(d) = app.dc09.get() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(scenario.drain_s);
+        while !d.link.pending().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    agents.extend(test_mode(app, &drill, false).await);
+    let ended = end(app).await?.unwrap_or(drill);
+    // Give the agents a moment to answer the test-mode commands.
+    let answer_deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        fill_answers(app, &ended, &mut agents).await?;
+        if agents.iter().all(|a| a.accepted.is_some())
+            || tokio::time::Instant::now() >= answer_deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = report_for(app, &ended, scenario, steps, agents).await?;
+    save_report(app, &report).await?;
+    Ok(report)
+}
+
+async fn fill_answers(
+    app: &App,
+    d: &ActiveDrill,
+    agents: &mut [AgentCommand],
+) -> anyhow::Result<()> {
+    let audit = app.store.list_audit(d.audit_from, 100_000).await?;
+    for a in agents.iter_mut().filter(|a| a.accepted.is_none()) {
+        if let Some(r) = audit
+            .iter()
+            .find(|r| r.action == "command.result" && r.detail["id"] == a.command_id.as_str())
+        {
+            a.accepted = r.detail["accepted"].as_bool();
+            a.reason = r.detail["reason"].as_str().unwrap_or_default().to_string();
+        }
+    }
+    Ok(())
+}
+
+async fn report_for(
+    app: &App,
+    d: &ActiveDrill,
+    scenario: &Scenario,
+    steps: Vec<StepResult>,
+    agents: Vec<AgentCommand>,
+) -> anyhow::Result<Report> {
+    let journal: Vec<serde_json::Value> = app
+        .store
+        .list_journal(None, 0, 1_000_000)
+        .await?
+        .into_iter()
+        .filter(|j| j.ts_ms >= d.started_ms)
+        .map(|j| j.record)
+        .collect();
+    let tagged: Vec<u64> = app
+        .store
+        .list_docs(INCIDENT_DOC)
+        .await?
+        .into_iter()
+        .filter(|doc| doc.body["drill"].as_str() == Some(d.id.as_str()))
+        .filter_map(|doc| doc.id.parse().ok())
+        .collect();
+    let incidents = {
+        let f = app.facility.lock().await;
+        tagged
+            .iter()
+            .filter_map(|id| f.incidents.get(*id))
+            .map(|i| (i.id, i.title.clone(), i.grade, i.opened_ms))
+            .collect()
+    };
+    let dc09 = crate::dc09::messages(app).await?;
+    Ok(build_report(Facts {
+        drill: d,
+        scenario,
+        steps,
+        journal,
+        incidents,
+        dc09,
+        agents,
+    }))
+}
+
+async fn save_report(app: &App, r: &Report) -> anyhow::Result<()> {
+    let dir = app.config.data_dir.join("drills");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::to_string_pretty(r)?;
+    std::fs::write(dir.join(format!("{}.json", r.drill.id)), &json)?;
+    std::fs::write(dir.join(format!("{}.md", r.drill.id)), r.markdown())?;
+    let doc = DocRecord {
+        id: r.drill.id.clone(),
+        updated_ms: crate::now_ms(),
+        body: serde_json::to_value(r)?,
+    };
+    app.store.put_doc(REPORT_DOC, &doc, None).await?;
+    tracing::info!(drill = %r.drill.id, dir = %dir.display(), "drill report written");
+    Ok(())
+}
+
+/// A stored report.
+pub async fn stored_report(app: &App, id: &str) -> anyhow::Result<Option<Report>> {
+    Ok(app
+        .store
+        .list_docs(REPORT_DOC)
+        .await?
+        .into_iter()
+        .find(|d| d.id == id)
+        .and_then(|d| serde_json::from_value(d.body).ok()))
+}
+
+/// Stored drills, newest first.
+pub async fn list(app: &App) -> anyhow::Result<Vec<ActiveDrill>> {
+    let mut v: Vec<ActiveDrill> = app
+        .store
+        .list_docs(DRILL_DOC)
+        .await?
+        .into_iter()
+        .filter_map(|d| serde_json::from_value(d.body).ok())
+        .collect();
+    v.sort_by_key(|d| std::cmp::Reverse(d.started_ms));
+    Ok(v)
+}
+
+/// Waits until every configured agent reported itself online (bounded), so that the drill
+/// starts with the agents connected and able to receive the test-mode command.
+pub async fn wait_agents_online(app: &App, timeout: Duration) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let online: Vec<String> = app
+            .store
+            .list_agents()
+            .await?
+            .into_iter()
+            .filter(|a| a.online)
+            .map(|a| a.agent)
+            .collect();
+        if app.config.agents.iter().all(|a| online.contains(&a.id)) {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `dcim-server drill SCENARIO.toml [--dc09 LINK.toml] [--http] [--broker] [--data]`: the demo
+/// facility, the drill, the report, then stop.
+pub async fn run_cli(scenario: &std::path::Path, opts: &[(String, String)]) -> anyhow::Result<()> {
+    let scenario = Scenario::load(scenario)?;
+    let mut o = crate::demo::DemoOptions::from_args(opts)?;
+    o.scenario = false;
+    if o.dc09.is_none() {
+        tracing::warn!(
+            "no --dc09 link file: the drill runs without the server's DC-09 transmitter"
+        );
+    }
+    let demo = crate::demo::start(o.clone()).await?;
+    print!("{}", crate::demo::banner(&demo, &o));
+    if !wait_agents_online(&demo.server.app, Duration::from_secs(30)).await? {
+        tracing::warn!("not every agent is online; the drill starts anyway");
+    }
+    let result = run(&demo.server.app, Some(&demo.sim), &scenario).await;
+    demo.shutdown().await;
+    let report = result?;
+    let dir = o.data_dir.join("drills");
+    println!("{}", report.markdown());
+    println!("report: {}/{}.md and .json", dir.display(), report.drill.id);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCENARIO: &str = r#"
+name = "t"
+duration_s = 10
+[[step]]
+at_s = 5
+ack = "fire-stage:"
+[[step]]
+at_s = 1
+sim = "heat bms-z2 1200"
+[[expect]]
+alarm = "fire-stage:bms-z2"
+within_s = 4
+[[expect]]
+dc09 = "fire.stage1"
+within_s = 4
+[[expect]]
+ack = "fire-stage"
+within_s = 6
+"#;
+
+    #[test]
+    fn parses_and_orders_steps() {
+        let s = Scenario::parse(SCENARIO, "s.toml").unwrap();
+        assert_eq!(s.steps[0].action, Action::Sim("heat bms-z2 1200".into()));
+        assert_eq!(
+            s.steps[1].action,
+            Action::Ack {
+                alarm: "fire-stage:".into(),
+                user: "operator".into()
+            }
+        );
+        assert_eq!(s.expect.len(), 3);
+        assert_eq!(s.drain_s, 10.0);
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let e = Scenario::parse(
+            "name='x'\nduration_s=5\n[[step]]\nat_s=1\nsim='boil it'\n",
+            "d.toml",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("d.toml:3: step[0].sim"), "{e}");
+        let e = Scenario::parse(
+            "name='x'\nduration_s=5\n[[step]]\nat_s=9\nnote='n'\n",
+            "d.toml",
+        )
+        .unwrap_err();
+        assert!(e.contains("step[0].at_s"), "{e}");
+        let e =
+            Scenario::parse("name='x'\nduration_s=5\n[[step]]\nat_s=1\n", "d.toml").unwrap_err();
+        assert!(e.contains("exactly one"), "{e}");
+        let e = Scenario::parse("name='x'\nduration_s=5\nfoo=1\n", "d.toml").unwrap_err();
+        assert!(e.starts_with("d.toml:3:") && e.contains("foo"), "{e}");
+        let e = Scenario::parse(
+            "name='x'\nduration_s=5\n[[expect]]\ndc09='fire.big'\nwithin_s=1\n",
+            "d.toml",
+        )
+        .unwrap_err();
+        assert!(e.contains("expect[0].dc09"), "{e}");
+    }
+
+    #[test]
+    fn report_takes_only_this_drills_records() {
+        let s = Scenario::parse(SCENARIO, "s.toml").unwrap();
+        let d = ActiveDrill {
+            id: "drill-1".into(),
+            name: "t".into(),
+            started_ms: 10_000,
+            ended_ms: Some(20_000),
+            audit_from: 0,
+        };
+        let rec = |alarm: &str, ty: &str, ts: i64, drill: Option<&str>, user: Option<&str>| {
+            serde_json::json!({"alarm": alarm, "event": {"type": ty}, "ts_ms": ts, "grade": 1,
+                "message": "m", "user": user, "drill": drill})
+        };
+        let msg =
+            |kind: &str, drill: Option<&str>, acked: Option<i64>| crate::dc09::MessageRecord {
+                event_id: format!("srv:{kind}"),
+                kind: kind.into(),
+                zone: 2,
+                rack: 1,
+                restore: false,
+                test: drill.is_some(),
+                drill: drill.map(Into::into),
+                source: "fire-stage:bms-z2".into(),
+                seq: 3,
+                queued_ms: 12_000,
+                acked_ms: acked,
+                path: Some("p".into()),
+                status: "delivered".into(),
+            };
+        let r = build_report(Facts {
+            drill: &d,
+            scenario: &s,
+            steps: vec![],
+            journal: vec![
+                rec(
+                    "fire-stage:bms-z2",
+                    "activated",
+                    12_500,
+                    Some("drill-1"),
+                    None,
+                ),
+                rec(
+                    "fire-stage:bms-z2",
+                    "activated",
+                    13_000,
+                    Some("drill-1"),
+                    None,
+                ),
+                rec("other:x", "activated", 12_000, None, None),
+                rec(
+                    "fire-stage:bms-z2",
+                    "acknowledged",
+                    15_000,
+                    Some("drill-1"),
+                    Some("op"),
+                ),
+            ],
+            incidents: vec![(4, "fire".into(), 1, 12_600)],
+            dc09: vec![
+                msg("fire.stage1", Some("drill-1"), Some(12_900)),
+                msg("fire.stage2_patch", None, Some(12_900)),
+            ],
+            agents: vec![],
+        });
+        assert_eq!(r.detected.len(), 1);
+        assert_eq!(r.detected[0].after_s, 2.5);
+        assert_eq!(r.acknowledged[0].user, "op");
+        assert_eq!(r.acknowledged[0].after_s, 5.0);
+        assert_eq!(r.dc09.len(), 1);
+        assert_eq!(r.dc09[0].acked_after_s, Some(2.9));
+        assert_eq!(r.incidents[0].after_s, 2.6);
+        assert!(r.expectations.iter().all(|e| e.met), "{:?}", r.expectations);
+        let md = r.markdown();
+        assert!(
+            md.contains("| 2.500 s | `fire-stage:bms-z2` | 1 | m |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 5.000 s | `fire-stage:bms-z2` | op |"),
+            "{md}"
+        );
+        assert!(md.contains("fire.stage1 | 2 | 1 | no | 0003"), "{md}");
+        // an expectation missed is reported as such
+        let mut s2 = s.clone();
+        s2.expect = vec![Expect::Alarm {
+            alarm: "fire-stage".into(),
+            within_s: 1.0,
+        }];
+        let r = build_report(Facts {
+            drill: &d,
+            scenario: &s2,
+            steps: vec![],
+            journal: vec![rec(
+                "fire-stage:bms-z2",
+                "activated",
+                12_500,
+                Some("drill-1"),
+                None,
+            )],
+            incidents: vec![],
+            dc09: vec![],
+            agents: vec![],
+        });
+        assert!(!r.expectations[0].met);
+        assert!(r.markdown().contains("| NO |"));
+    }
+}

@@ -1,0 +1,236 @@
+//! The server's DC-09 transmitter against pysiaalarm (the receiver): a site-level fire alarm
+//! raised by the server's alarm engine in a zone whose agent has no DC-09 link is ACKed; the
+//! same alarm in a zone whose agent sends over its own DC-09 link (and reported it over MQTT) is
+//! not sent again by the server; losing the agent of a zone with a fire stage active is sent as
+//! a trouble at once.
+
+mod common;
+#[path = "../../../edge-agent/dc09-link/tests/common/mod.rs"]
+mod sia;
+
+use common::*;
+use dcim_server::dc09::{Dc09Config, ZoneConfig};
+use std::time::Duration;
+
+fn link(port: u16) -> dc09_link::LinkConfig {
+    let mut l = dc09_link::LinkConfig::new(
+        sia_dc09::Account::new("1234").unwrap(),
+        vec![dc09_link::PathConfig {
+            name: "receiver".into(),
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            transport: dc09_link::Transport::Tcp,
+            supervision_ms: 0,
+        }],
+    );
+    l.ack_timeout_ms = 2000;
+    l.test_interval_ms = 0;
+    l
+}
+
+fn stage_sample(agent: &str, seq: u64, device: &str, stage: f64) -> Vec<u8> {
+    dcim_wire::encode(&dcim_wire::TelemetryBatch {
+        v: dcim_wire::VERSION,
+        agent: agent.into(),
+        seq,
+        samples: vec![dcim_points::Sample {
+            device: device.into(),
+            point: "fire_stage".into(),
+            role: dcim_points::Role::new("fire.stage").unwrap(),
+            labels: Default::default(),
+            value: Some(dcim_points::Value::Number(stage)),
+            unit: String::new(),
+            quality: dcim_points::Quality::Good,
+            ts_ms: dcim_server::now_ms(),
+        }],
+    })
+}
+
+fn state(agent: &str, online: bool) -> Vec<u8> {
+    // JSON rather than the struct, so that fields added to `AgentState` keep their defaults.
+    serde_json::json!({"v": dcim_wire::VERSION, "agent": agent, "online": online,
+        "ts_ms": dcim_server::now_ms(), "version": "test"})
+    .to_string()
+    .into_bytes()
+}
+
+fn stage_event(agent: &str, seq: u64, device: &str, code: u8) -> Vec<u8> {
+    dcim_wire::encode(&dcim_wire::EventBatch {
+        v: dcim_wire::VERSION,
+        agent: agent.into(),
+        events: vec![dcim_wire::Event {
+            id: format!("{agent}:{seq}"),
+            seq,
+            ts_ms: dcim_server::now_ms(),
+            device: device.into(),
+            kind: "fire.stage".into(),
+            severity: dcim_wire::Severity::Alarm,
+            message: "stage 1".into(),
+            data: serde_json::json!({"rack": device, "stage": "stage1", "stage_code": code, "entered": "stage1"}),
+            test: false,
+        }],
+    })
+}
+
+fn codes(rx: &sia::Receiver, ri: &str) -> Vec<(String, String)> {
+    rx.rows()
+        .iter()
+        .filter(|r| r["ri"].as_str() == Some(ri))
+        .map(|r| {
+            (
+                r["code"].as_str().unwrap_or_default().to_string(),
+                r["response"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_level_alarm_is_acked_and_agent_sent_alarm_is_not_repeated() {
+    let Some(py) = sia::python("dc09_interop") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rx = sia::Receiver::start(
+        &py,
+        &dir.path().join("rx.jsonl"),
+        sia::ReceiverOpts::default(),
+    );
+
+    let mut cfg = config(&dir.path().join("server"));
+    cfg.agents = vec![
+        agent("a1", "s1", &["bms-z1"]),
+        agent("a2", "s1", &["bms-z2"]),
+    ];
+    let mut d = Dc09Config::with_link(link(rx.port));
+    d.poll_ms = 100;
+    d.zone = vec![
+        ZoneConfig {
+            number: 1,
+            name: "battery room 1".into(),
+            devices: vec!["bms-z1".into()],
+            racks: [("bms-z1".to_string(), 1)].into(),
+            agents: vec!["a1".into()],
+            dc09_agents: vec!["a1".into()],
+        },
+        ZoneConfig {
+            number: 2,
+            name: "battery room 2".into(),
+            devices: vec!["bms-z2".into()],
+            racks: [("bms-z2".to_string(), 1)].into(),
+            agents: vec!["a2".into()],
+            dc09_agents: vec![],
+        },
+    ];
+    cfg.dc09 = Some(d);
+    let server = dcim_server::start(cfg).await.unwrap();
+    let mqtt = server.mqtt_addr.unwrap();
+    let host = mqtt.ip().to_string();
+
+    // Agent a1 runs its own DC-09 link (as the edge agent does with `[dc09]`).
+    let a1_link = dc09_link::Transmitter::start(link(rx.port), dir.path().join("a1-outbox"))
+        .await
+        .unwrap();
+    let (c1, mut e1, r) = mqtt_agent(&host, mqtt.port(), "a1", "a1-secret").await;
+    r.unwrap();
+    let (c2, mut e2, r) = mqtt_agent(&host, mqtt.port(), "a2", "a2-secret").await;
+    r.unwrap();
+    publish(&c1, &mut e1, "dcim/v1/s1/a1/state", state("a1", true))
+        .await
+        .unwrap();
+    publish(&c2, &mut e2, "dcim/v1/s1/a2/state", state("a2", true))
+        .await
+        .unwrap();
+
+    // Battery room 1: a1 sends stage 1 over its own link and reports it over MQTT.
+    a1_link
+        .submit(dc09_link::Submission {
+            event_id: "a1:1".into(),
+            event: sia_dc09::Event::new(sia_dc09::EventKind::FireStage1, 1, 1),
+        })
+        .await
+        .unwrap();
+    publish(
+        &c1,
+        &mut e1,
+        "dcim/v1/s1/a1/events",
+        stage_event("a1", 1, "bms-z1", 2),
+    )
+    .await
+    .unwrap();
+    publish(
+        &c1,
+        &mut e1,
+        "dcim/v1/s1/a1/telemetry",
+        stage_sample("a1", 1, "bms-z1", 2.0),
+    )
+    .await
+    .unwrap();
+    // Battery room 2: a2 has no DC-09 link; only the point reaches the server.
+    publish(
+        &c2,
+        &mut e2,
+        "dcim/v1/s1/a2/telemetry",
+        stage_sample("a2", 1, "bms-z2", 2.0),
+    )
+    .await
+    .unwrap();
+
+    assert!(
+        sia::wait_until(Duration::from_secs(10), || {
+            codes(&rx, "2").contains(&("KA".into(), "ACK".into()))
+                && codes(&rx, "1").contains(&("KA".into(), "ACK".into()))
+        }),
+        "both stage-1 alarms ACKed: {:?}",
+        rx.rows()
+    );
+    let client = http();
+    let tokens = users_with_tokens(&server).await;
+    let token = &tokens[0].1;
+    let d = get_json(&client, &url(&server, "/api/dc09"), token).await;
+    let msgs = d["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1, "{d}");
+    assert_eq!(msgs[0]["kind"], "fire.stage1");
+    assert_eq!(msgs[0]["zone"], 2);
+    assert_eq!(msgs[0]["test"], false);
+    eventually("the ACK time recorded", || async {
+        get_json(&client, &url(&server, "/api/dc09"), token).await["messages"][0]["status"]
+            == "delivered"
+    })
+    .await;
+
+    // Agent a1 goes away with the stage active: the stage it reported stays its own (it went
+    // out over its link); losing it is a trouble of zone 1 (site-level, sent by the server).
+    publish(&c1, &mut e1, "dcim/v1/s1/a1/state", state("a1", false))
+        .await
+        .unwrap();
+    assert!(
+        sia::wait_until(Duration::from_secs(10), || codes(&rx, "1")
+            .contains(&("FT".into(), "ACK".into()))),
+        "agent loss reported as a zone-1 trouble: {:?}",
+        rx.rows()
+    );
+    // Give the planner a few more cycles: still exactly one stage-1 alarm per room.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for ri in ["1", "2"] {
+        let ka = codes(&rx, ri).iter().filter(|(c, _)| c == "KA").count();
+        assert_eq!(ka, 1, "room {ri}: one KA at the receiver: {:?}", rx.rows());
+    }
+
+    // Room 2 returns to normal: the server restores what it sent.
+    publish(
+        &c2,
+        &mut e2,
+        "dcim/v1/s1/a2/telemetry",
+        stage_sample("a2", 2, "bms-z2", 0.0),
+    )
+    .await
+    .unwrap();
+    assert!(
+        sia::wait_until(Duration::from_secs(10), || codes(&rx, "2")
+            .contains(&("KH".into(), "ACK".into()))),
+        "stage-1 restore for room 2: {:?}",
+        rx.rows()
+    );
+    a1_link.shutdown().await;
+    server.shutdown().await;
+}

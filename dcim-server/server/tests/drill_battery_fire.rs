@@ -1,0 +1,176 @@
+//! The shipped drill `tests/drills/battery-room-fire.toml` on the demo facility with a pysiaalarm
+//! receiver: the report says what was detected, acknowledged and ACKed by the receiver when, and
+//! everything the drill produced is tagged as test (receiver sees the test code, never a fire
+//! alarm code; alarm journal and incidents carry the drill id).
+
+#[path = "../../../edge-agent/dc09-link/tests/common/mod.rs"]
+mod sia;
+
+use dcim_server::dc09::Dc09Config;
+use std::time::Duration;
+
+fn link(port: u16) -> dc09_link::LinkConfig {
+    let mut l = dc09_link::LinkConfig::new(
+        sia_dc09::Account::new("1234").unwrap(),
+        vec![dc09_link::PathConfig {
+            name: "arc-primary".into(),
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            transport: dc09_link::Transport::Tcp,
+            supervision_ms: 0,
+        }],
+    );
+    l.ack_timeout_ms = 2000;
+    l.test_interval_ms = 0;
+    l
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn battery_room_fire_drill_reports_and_tags_everything_as_test() {
+    let Some(py) = sia::python("drill_battery_fire") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rx = sia::Receiver::start(
+        &py,
+        &dir.path().join("rx.jsonl"),
+        sia::ReceiverOpts::default(),
+    );
+    let scenario = dcim_server::drill::Scenario::load(
+        &sia::repo_root().join("tests/drills/battery-room-fire.toml"),
+    )
+    .unwrap();
+
+    let mut opts = dcim_server::demo::DemoOptions::for_tests(dir.path().join("demo"));
+    let mut d = Dc09Config::with_link(link(rx.port));
+    d.poll_ms = 100;
+    d.zone = Dc09Config::demo_zones(dcim_server::demo::AGENT);
+    opts.dc09 = Some(d);
+    let demo = dcim_server::demo::start(opts).await.unwrap();
+    let app = demo.server.app.clone();
+    assert!(
+        dcim_server::drill::wait_agents_online(&app, Duration::from_secs(15))
+            .await
+            .unwrap(),
+        "the demo agent came online"
+    );
+
+    let report = dcim_server::drill::run(&app, Some(&demo.sim), &scenario)
+        .await
+        .unwrap();
+    println!("{}", report.markdown());
+
+    // The drill is over and persisted as such.
+    assert!(dcim_server::drill::active_id(&app).is_none());
+    assert!(report.drill.ended_ms.is_some());
+    assert!(report.steps.iter().all(|s| s.ok), "{:?}", report.steps);
+
+    // What was detected when, who acknowledged when.
+    let fire = report
+        .detected
+        .iter()
+        .find(|x| x.alarm == "fire-stage:bms-z2")
+        .expect("the fire-stage alarm detected during the drill");
+    assert_eq!(fire.grade, 1);
+    assert!(fire.after_s > 1.0 && fire.after_s < 7.0, "{fire:?}");
+    let ack = report
+        .acknowledged
+        .iter()
+        .find(|x| x.alarm == "fire-stage:bms-z2")
+        .expect("acknowledged");
+    assert_eq!(ack.user, "operator");
+    assert!(ack.after_s >= 7.0, "{ack:?}");
+    assert!(
+        report.incidents.iter().any(|i| i.grade == 1),
+        "a grade-1 incident tagged with the drill: {:?}",
+        report.incidents
+    );
+
+    // What reached the receiver when: test messages, ACKed, with their ACK times.
+    let stage1 = report
+        .dc09
+        .iter()
+        .find(|m| m.kind == "fire.stage1" && !m.restore)
+        .expect("stage 1 sent by the server");
+    assert!(stage1.test, "{stage1:?}");
+    assert_eq!((stage1.zone, stage1.rack), (2, 1));
+    assert_eq!(stage1.status, "delivered");
+    let acked = stage1.acked_after_s.unwrap();
+    assert!(acked >= fire.after_s - 0.5, "{stage1:?} vs {fire:?}");
+    assert!(report.dc09.iter().all(|m| m.test), "{:?}", report.dc09);
+    let rows = rx.rows();
+    let room2: Vec<&serde_json::Value> = rows.iter().filter(|r| r["ri"] == "2").collect();
+    assert!(!room2.is_empty(), "{rows:?}");
+    assert!(
+        room2
+            .iter()
+            .all(|r| r["code"] == "FX" && r["response"] == "ACK"),
+        "every drill message carries the test code and is ACKed: {room2:?}"
+    );
+    assert_eq!(room2.len(), report.dc09.len(), "{rows:?}");
+    assert!(
+        report.expectations.iter().all(|e| e.met),
+        "{:?}",
+        report.expectations
+    );
+
+    // The agent was told about the drill (test mode on, then off).
+    let sent: Vec<bool> = report.agents.iter().map(|a| a.on).collect();
+    assert_eq!(sent, vec![true, false], "{:?}", report.agents);
+
+    // Alarm journal records carry the drill id; records after the drill do not.
+    let journal = app.store.list_journal(None, 0, 100_000).await.unwrap();
+    let tagged = journal
+        .iter()
+        .filter(|j| j.record["drill"] == report.drill.id.as_str())
+        .count();
+    assert!(tagged >= 1, "tagged journal records");
+
+    // The report is on disk and served by the API.
+    let md = dir
+        .path()
+        .join("demo/drills")
+        .join(format!("{}.md", report.drill.id));
+    assert!(
+        std::fs::read_to_string(&md)
+            .unwrap()
+            .contains("fire-stage:bms-z2")
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let login = client
+        .post(format!("{}/api/login", demo.base_url()))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({"username": "viewer", "password": dcim_server::demo::DEFAULT_PASSWORD})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(login.status().is_success(), "{}", login.status());
+    let cookies: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|c| c.split(';').next().unwrap_or_default().to_string())
+        .collect();
+    let api = client
+        .get(format!(
+            "{}/api/drills/{}/report",
+            demo.base_url(),
+            report.drill.id
+        ))
+        .header("cookie", cookies.join("; "))
+        .send()
+        .await
+        .unwrap();
+    assert!(api.status().is_success(), "{}", api.status());
+    let served: serde_json::Value = serde_json::from_str(&api.text().await.unwrap()).unwrap();
+    assert_eq!(served["drill"]["id"], report.drill.id.as_str());
+    assert_eq!(
+        served["dc09"].as_array().map(Vec::len),
+        Some(report.dc09.len())
+    );
+    demo.shutdown().await;
+}
