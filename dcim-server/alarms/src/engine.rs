@@ -258,8 +258,16 @@ impl Engine {
     /// timers, shelving expiry and grade raises), maintenance set, record sequence, chattering
     /// counters and the flood window. Store it with the records it follows.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot_meta()
-            .with_alarms(self.alarms.values().cloned().collect())
+        // The chattering counters travel in `chatter` only (as they are serialised).
+        let alarms = self
+            .alarms
+            .values()
+            .map(|a| Alarm {
+                recent_activations: Vec::new(),
+                ..a.clone()
+            })
+            .collect();
+        self.snapshot_meta().with_alarms(alarms)
     }
 
     /// [`Engine::snapshot`] without the alarm instances, for stores that keep each alarm in

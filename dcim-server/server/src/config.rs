@@ -68,6 +68,8 @@ pub struct Config {
     #[serde(rename = "users")]
     pub users: Vec<UserBootstrap>,
     pub influx: Option<InfluxConfig>,
+    /// `[notify]`: notifications of alarms (webhook, e-mail, MQTT); off by default.
+    pub notify: crate::notify_io::NotifyConfig,
     /// SIA DC-09 to the fire authority for site-level events (`dc09::Dc09Config`); off when
     /// absent.
     pub dc09: Option<crate::dc09::Dc09Config>,
@@ -87,6 +89,7 @@ impl Default for Config {
             agents: Vec::new(),
             users: Vec::new(),
             influx: None,
+            notify: Default::default(),
             dc09: None,
             source: PathBuf::new(),
         }
@@ -522,6 +525,9 @@ impl Config {
                 ));
             }
         }
+        self.notify
+            .validate()
+            .map_err(|(field, message)| self.invalid(field, message))?;
         Ok(())
     }
 

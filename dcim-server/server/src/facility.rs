@@ -62,6 +62,19 @@ impl Facility {
         })
     }
 
+    /// Resumes the alarm engine from a stored snapshot (and the maintenance set the site
+    /// evaluation uses), before any input arrives.
+    pub fn restore(&mut self, snap: dcim_alarms::Snapshot) {
+        self.maintenance = snap.maintenance.iter().cloned().collect();
+        self.engine.restore(snap);
+        if let Some(s) = &self.site {
+            // Components follow the current site model, not the stored one.
+            self.engine
+                .set_device_components(dcim_alarms::device_components(s));
+        }
+        self.dirty = true;
+    }
+
     fn finish(&mut self, records: Vec<Record>, now_ms: i64) -> Changes {
         let mut incidents = self.incidents.on_records(&records);
         incidents.extend(self.incidents.tick(now_ms));

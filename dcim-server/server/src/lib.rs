@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod notify_io;
 pub mod store;
 pub mod tls;
 
@@ -66,6 +67,10 @@ pub struct App {
     pub facility: tokio::sync::Mutex<facility::Facility>,
     /// The broker client (set once the ingest starts), used to send commands to agents.
     pub mqtt: std::sync::OnceLock<rumqttc::AsyncClient>,
+    /// The notifier's queue (set when `[notify]` is enabled): alarm records after commit.
+    pub notify: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<dcim_alarms::Record>>>,
+    /// A commit of alarm changes failed: the next one rewrites every alarm's row.
+    pub alarms_resync: std::sync::atomic::AtomicBool,
     /// Authority control (the fire authority in command). A tokio mutex: write routes hold it
     /// while they act (see `api_authority::guard`); taken before the facility lock.
     pub authority: tokio::sync::Mutex<authority::Authority>,
@@ -127,6 +132,16 @@ impl App {
                 }
             }
         }
+        // The engine's state is persisted with the records it follows, in the same
+        // transaction: the rows of the alarms this step touched and the rest of the snapshot
+        // (`store::load_alarm_snapshot` puts them together at start).
+        if self
+            .alarms_resync
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            touched.extend(f.engine.alarms().map(|a| a.id.clone()));
+        }
+        batch.docs.push(store::alarm_engine_doc(&f.engine, now)?);
         for id in &touched {
             if let Some(a) = f.engine.get(id) {
                 batch.docs.push((
@@ -157,7 +172,24 @@ impl App {
                 detail.clone(),
             ));
         }
-        let ids = self.store.commit_batch(&batch).await?;
+        let ids = match self.store.commit_batch(&batch).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.alarms_resync
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(e.into());
+            }
+        };
+        if !changes.records.is_empty()
+            && let Some(tx) = self.notify.get()
+            && tx.try_send(changes.records.clone()).is_err()
+        {
+            metrics::inc(&self.metrics.notify_queue_dropped_total, 1);
+            tracing::error!(
+                records = changes.records.len(),
+                "notification queue full or closed: records not notified"
+            );
+        }
         for r in &changes.records {
             self.publish_live("alarm", r);
         }
@@ -407,8 +439,18 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         Some(d) => Some(serde_json::from_value(d.body).context("stored incidents do not decode")?),
         None => None,
     };
-    let facility = facility::Facility::new(site, incidents)
+    let mut facility = facility::Facility::new(site, incidents)
         .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
+    // Alarm states as last committed, before any ingest: acknowledged and shelved alarms stay
+    // so, and a condition still present raises no second activation.
+    if let Some(snap) = store::load_alarm_snapshot(store.as_ref()).await? {
+        tracing::info!(
+            alarms = snap.alarms.len(),
+            seq = snap.seq,
+            "restored the alarm engine state"
+        );
+        facility.restore(snap);
+    }
 
     let authority_state = api_authority::load(store.as_ref()).await?;
     if authority_state.is_active() {
@@ -434,11 +476,17 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         stopping: stop_rx.clone(),
         facility: tokio::sync::Mutex::new(facility),
         mqtt: std::sync::OnceLock::new(),
+        notify: std::sync::OnceLock::new(),
+        alarms_resync: std::sync::atomic::AtomicBool::new(false),
         authority: tokio::sync::Mutex::new(authority_state),
         dc09: std::sync::OnceLock::new(),
         drill: std::sync::RwLock::new(drill_state),
     });
     tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
+    if let Some((tx, t)) = notify_io::spawn(app.clone(), stop_rx.clone()).await? {
+        let _ = app.notify.set(tx);
+        tasks.extend(t);
+    }
     if let Some(dc) = &config.dc09 {
         let (d, t) = dc09::start(app.clone(), dc, stop_rx.clone()).await?;
         let _ = app.dc09.set(d);

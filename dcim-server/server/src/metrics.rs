@@ -61,6 +61,13 @@ counters! {
     influx_lines_dropped_total: "counter", "Lines dropped because the time-series queue was full.";
     influx_write_errors_total: "counter", "Failed writes to the time-series store.";
     http_auth_failures_total: "counter", "HTTP requests refused for missing or bad credentials.";
+    notify_attempts_total: "counter", "Notification sends attempted (each channel tried counts).";
+    notify_sent_total: "counter", "Notifications delivered.";
+    notify_failures_total: "counter", "Notification sends that failed (then the fallback is tried).";
+    notify_fallbacks_total: "counter", "Notifications delivered on a fallback channel instead of the planned one.";
+    notify_undelivered_total: "counter", "Notifications no channel of the chain could deliver.";
+    notify_escalations_total: "counter", "Escalation notifications due for unacknowledged alarms.";
+    notify_queue_dropped_total: "counter", "Alarm record batches not notified because the notifier queue was full.";
 }
 
 pub fn inc(c: &AtomicU64, n: u64) {

@@ -1,0 +1,977 @@
+//! Notification I/O: the shell around [`dcim_alarms::Notifier`] (pure policy: which channel,
+//! circuit breakers with fallback chains, escalation steps).
+//!
+//! One tokio task owns the notifier. It is fed the alarm records after they are committed
+//! ([`crate::App::commit_changes`] hands them over through a bounded queue; a full queue drops
+//! the batch and counts it, the alarm itself is already stored), plans the deliveries, sends
+//! each on the channel the breakers allow (falling back along the chain when a send fails),
+//! and once a tick asks for the escalations of alarms still unacknowledged.
+//!
+//! Channels: webhook (HTTP POST of JSON, optional HMAC-SHA256 signature), e-mail (SMTP through
+//! `lettre`: plain to a relay, STARTTLS or implicit TLS, optional AUTH) and MQTT (JSON to a
+//! topic on an external broker, or on the server's own broker connection).
+//!
+//! Every attempt is logged, counted in `/metrics` (`dcim_notify_*`) and written to the audit
+//! log (`notify.sent`, `notify.failed`, `notify.undelivered`, target `alarm/<id>`), so an
+//! operator can see that a notification went out or failed over.
+//!
+//! Deliveries are sent one at a time, each bounded by its channel's timeout: a slow channel
+//! delays the ones behind it but never blocks ingest (the queue is between them).
+
+use crate::metrics::inc;
+use crate::{App, now_ms};
+use anyhow::Context;
+use dcim_alarms::{
+    AlarmState, Breaker, BreakerConfig, Channel, ChannelKind, Delivery, EscalationStep, Event,
+    Notifier, Policy, Record,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// `[notify]` in the server config. Off unless `enabled = true`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    pub enabled: bool,
+    /// `[[notify.channels]]`.
+    pub channels: Vec<ChannelConfig>,
+    /// Channels per grade of the alarm (names of `channels`).
+    pub grade1: Vec<String>,
+    pub grade2: Vec<String>,
+    pub grade3: Vec<String>,
+    /// Channel that also receives battery fire-stage alarms.
+    pub fire_channel: Option<String>,
+    /// `[[notify.escalation]]`: steps for alarms left unacknowledged.
+    pub escalation: Vec<EscalationConfig>,
+    /// How often escalations are checked, in milliseconds.
+    pub tick_ms: u64,
+    /// Record batches waiting for the notifier; beyond it batches are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            enabled: false,
+            channels: Vec::new(),
+            grade1: Vec::new(),
+            grade2: Vec::new(),
+            grade3: Vec::new(),
+            fire_channel: None,
+            escalation: Vec::new(),
+            tick_ms: 1000,
+            queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Webhook,
+    Email,
+    Mqtt,
+}
+
+/// One `[[notify.channels]]` entry; which fields apply depends on `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub kind: Kind,
+    /// Channel to use when this one fails or its breaker is open.
+    pub fallback: Option<String>,
+    /// Time allowed for one send, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub breaker: BreakerToml,
+    /// webhook: `http://` or `https://` URL. email: `smtp://host[:port]` (plain, to a relay),
+    /// `smtp+starttls://host[:port]` or `smtps://host[:port]`. mqtt: `mqtt://` or `mqtts://`
+    /// broker URL; absent = the server's own broker connection.
+    pub url: Option<String>,
+    /// webhook: HMAC-SHA256 key; the body's signature is sent in `X-Dcim-Signature:
+    /// sha256=<hex>`. Or `secret_env`.
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    /// email: sender and recipients.
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// email: name sent in EHLO (default `localhost`).
+    pub helo_name: Option<String>,
+    /// email (SMTP AUTH) or mqtt credentials; password or `password_env`.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    /// mqtt: topic of the JSON messages.
+    pub topic: Option<String>,
+    /// mqtt: CA certificate (PEM) for `mqtts://`.
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_timeout_ms() -> u64 {
+    5000
+}
+
+/// Breaker tuning of a channel; absent fields take [`BreakerConfig::default`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerToml {
+    pub consecutive_failures: Option<u32>,
+    pub error_rate: Option<f64>,
+    pub window: Option<usize>,
+    pub min_samples: Option<usize>,
+    pub slow_ms: Option<i64>,
+    pub cool_down_ms: Option<i64>,
+}
+
+impl BreakerToml {
+    pub fn config(&self) -> BreakerConfig {
+        let d = BreakerConfig::default();
+        BreakerConfig {
+            consecutive_failures: self.consecutive_failures.unwrap_or(d.consecutive_failures),
+            error_rate: self.error_rate.unwrap_or(d.error_rate),
+            window: self.window.unwrap_or(d.window),
+            min_samples: self.min_samples.unwrap_or(d.min_samples),
+            slow_ms: self.slow_ms.unwrap_or(d.slow_ms),
+            cool_down_ms: self.cool_down_ms.unwrap_or(d.cool_down_ms),
+        }
+    }
+}
+
+/// One `[[notify.escalation]]` step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationConfig {
+    /// Unacknowledged this long (seconds, fractions allowed) since it was annunciated.
+    pub after_s: f64,
+    pub channel: String,
+    /// Who is escalated to. On an e-mail channel an address here replaces the channel's
+    /// recipients for this step.
+    pub to: String,
+}
+
+/// SMTP security of an e-mail channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    Plain,
+    StartTls,
+    Tls,
+}
+
+/// `(security, host, port)` of an SMTP URL.
+pub fn parse_smtp_url(url: &str) -> Option<(SmtpSecurity, String, u16)> {
+    let (sec, rest, port) = if let Some(r) = url.strip_prefix("smtp+starttls://") {
+        (SmtpSecurity::StartTls, r, 587)
+    } else if let Some(r) = url.strip_prefix("smtps://") {
+        (SmtpSecurity::Tls, r, 465)
+    } else if let Some(r) = url.strip_prefix("smtp://") {
+        (SmtpSecurity::Plain, r, 25)
+    } else {
+        return None;
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (rest, port),
+    };
+    if host.is_empty() || host.contains('/') {
+        return None;
+    }
+    Some((sec, host.to_string(), port))
+}
+
+impl NotifyConfig {
+    /// Checks the section; errors are `(field, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: String, m: &str| Err((f, m.to_string()));
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.tick_ms == 0 || self.queue == 0 {
+            return err(
+                "notify.tick_ms".into(),
+                "tick_ms and queue must be at least 1",
+            );
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, c) in self.channels.iter().enumerate() {
+            let f = |n: &str| format!("notify.channels[{i}].{n}");
+            if c.name.is_empty() || !names.insert(c.name.as_str()) {
+                return err(f("name"), "channel names must be non-empty and unique");
+            }
+            if c.timeout_ms == 0 {
+                return err(f("timeout_ms"), "must be at least 1");
+            }
+            let b = c.breaker.config();
+            if b.consecutive_failures == 0 || !(0.0..=1.0).contains(&b.error_rate) {
+                return err(
+                    f("breaker"),
+                    "consecutive_failures must be at least 1 and error_rate within 0..1",
+                );
+            }
+            match c.kind {
+                Kind::Webhook => match &c.url {
+                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                    _ => return err(f("url"), "a webhook needs an http:// or https:// url"),
+                },
+                Kind::Email => {
+                    if c.url.as_deref().and_then(parse_smtp_url).is_none() {
+                        return err(
+                            f("url"),
+                            "expected smtp://host[:port], smtp+starttls://host[:port] or smtps://host[:port]",
+                        );
+                    }
+                    match &c.from {
+                        Some(a) if a.parse::<lettre::message::Mailbox>().is_ok() => {}
+                        _ => {
+                            return err(
+                                f("from"),
+                                "an e-mail channel needs a valid `from` address",
+                            );
+                        }
+                    }
+                    if c.to.is_empty() {
+                        return err(f("to"), "an e-mail channel needs at least one recipient");
+                    }
+                    for a in &c.to {
+                        if a.parse::<lettre::message::Mailbox>().is_err() {
+                            return err(f("to"), &format!("`{a}` is not an e-mail address"));
+                        }
+                    }
+                }
+                Kind::Mqtt => {
+                    if c.topic
+                        .as_deref()
+                        .is_none_or(|t| t.is_empty() || t.contains('+') || t.contains('#'))
+                    {
+                        return err(
+                            f("topic"),
+                            "an mqtt channel needs a topic without wildcards",
+                        );
+                    }
+                    if let Some(u) = &c.url
+                        && crate::config::parse_broker_url(u).is_none()
+                    {
+                        return err(f("url"), "expected mqtt://host:port or mqtts://host:port");
+                    }
+                }
+            }
+        }
+        for (g, list) in [(1, &self.grade1), (2, &self.grade2), (3, &self.grade3)] {
+            for n in list {
+                if !names.contains(n.as_str()) {
+                    return err(
+                        format!("notify.grade{g}"),
+                        &format!("unknown channel `{n}`"),
+                    );
+                }
+            }
+        }
+        for (i, e) in self.escalation.iter().enumerate() {
+            if !names.contains(e.channel.as_str()) {
+                return err(
+                    format!("notify.escalation[{i}].channel"),
+                    &format!("unknown channel `{}`", e.channel),
+                );
+            }
+            if !(e.after_s.is_finite() && e.after_s > 0.0) {
+                return err(format!("notify.escalation[{i}].after_s"), "must be above 0");
+            }
+            if i > 0 && e.after_s <= self.escalation[i - 1].after_s {
+                return err(
+                    format!("notify.escalation[{i}].after_s"),
+                    "steps must come in increasing after_s",
+                );
+            }
+        }
+        if let Some(f) = &self.fire_channel
+            && !names.contains(f.as_str())
+        {
+            return err(
+                "notify.fire_channel".into(),
+                &format!("unknown channel `{f}`"),
+            );
+        }
+        // Fallback names and loops.
+        self.notifier()
+            .map_err(|m| ("notify.channels".to_string(), m))?;
+        Ok(())
+    }
+
+    /// The pure notifier this section describes.
+    pub fn notifier(&self) -> Result<Notifier, String> {
+        let channels = self
+            .channels
+            .iter()
+            .map(|c| Channel {
+                name: c.name.clone(),
+                kind: match c.kind {
+                    Kind::Webhook => ChannelKind::Webhook,
+                    Kind::Email => ChannelKind::Email,
+                    Kind::Mqtt => ChannelKind::Mqtt,
+                },
+                fallback: c.fallback.clone(),
+                breaker: Breaker::new(c.breaker.config()),
+            })
+            .collect();
+        let policy = Policy {
+            by_grade: [
+                self.grade1.clone(),
+                self.grade2.clone(),
+                self.grade3.clone(),
+            ],
+            fire_channel: self.fire_channel.clone(),
+            escalation: self
+                .escalation
+                .iter()
+                .map(|e| EscalationStep {
+                    after_ms: (e.after_s * 1000.0).round() as i64,
+                    channel: e.channel.clone(),
+                    to: e.to.clone(),
+                })
+                .collect(),
+        };
+        Notifier::new(channels, policy)
+    }
+}
+
+/// The JSON document sent by webhook and MQTT channels.
+pub fn payload(d: &Delivery, channel: &str, now_ms: i64) -> serde_json::Value {
+    serde_json::json!({
+        "alarm": d.alarm,
+        "grade": d.grade,
+        "subject": d.subject,
+        "body": d.body,
+        "escalation": d.escalation,
+        "planned_channel": d.channel,
+        "channel": channel,
+        "ts_ms": now_ms,
+    })
+}
+
+/// `sha256=<hex>` HMAC-SHA256 of `body` under `secret` (the `X-Dcim-Signature` header).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes keys of any size");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Tracks which alarms are unacknowledged since when, from the records (the escalation input).
+#[derive(Debug, Default)]
+pub struct Unacked {
+    /// alarm -> (unacknowledged since, grade, message)
+    pub alarms: BTreeMap<String, (i64, u8, String)>,
+}
+
+impl Unacked {
+    pub fn on_records(&mut self, records: &[Record]) {
+        for r in records {
+            if r.is_transition() {
+                if r.to == AlarmState::Unacknowledged {
+                    self.alarms
+                        .insert(r.alarm.clone(), (r.ts_ms, r.grade, r.message.clone()));
+                } else {
+                    self.alarms.remove(&r.alarm);
+                }
+            } else if let (Event::GradeRaised { to, .. }, Some(a)) =
+                (&r.event, self.alarms.get_mut(&r.alarm))
+            {
+                a.1 = *to;
+            }
+        }
+    }
+}
+
+/// A resolved channel: where and how to send.
+enum Sender {
+    Webhook {
+        client: reqwest::Client,
+        url: String,
+        secret: Option<Vec<u8>>,
+    },
+    Email {
+        transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+        from: lettre::message::Mailbox,
+        to: Vec<lettre::message::Mailbox>,
+    },
+    Mqtt {
+        topic: String,
+        link: MqttLink,
+    },
+}
+
+enum MqttLink {
+    /// The server's own broker connection (best effort: queued counts as sent).
+    Server(Arc<App>),
+    /// An own connection; a send succeeds on the broker's PUBACK.
+    Own {
+        client: rumqttc::AsyncClient,
+        acks: tokio::sync::Mutex<mpsc::Receiver<Result<u16, String>>>,
+    },
+}
+
+fn secret_of(
+    value: &Option<String>,
+    env: &Option<String>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    match (value, env) {
+        (Some(v), _) => Ok(Some(v.clone())),
+        (None, Some(var)) => std::env::var(var)
+            .map(Some)
+            .with_context(|| format!("{what}: environment variable {var} is not set")),
+        (None, None) => Ok(None),
+    }
+}
+
+fn build_sender(
+    app: &Arc<App>,
+    c: &ChannelConfig,
+    stop: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Sender> {
+    let timeout = Duration::from_millis(c.timeout_ms);
+    let what = format!("notify channel `{}`", c.name);
+    Ok(match c.kind {
+        Kind::Webhook => Sender::Webhook {
+            client: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .with_context(|| format!("{what}: http client"))?,
+            url: c.url.clone().unwrap_or_default(),
+            secret: secret_of(&c.secret, &c.secret_env, &what)?.map(String::into_bytes),
+        },
+        Kind::Email => {
+            use lettre::transport::smtp::authentication::Credentials;
+            use lettre::transport::smtp::extension::ClientId;
+            use lettre::{AsyncSmtpTransport, Tokio1Executor};
+            let url = c.url.as_deref().unwrap_or_default();
+            let (sec, host, port) = parse_smtp_url(url).context("smtp url")?;
+            let mut b = match sec {
+                SmtpSecurity::Plain => {
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+                }
+                SmtpSecurity::StartTls => {
+                    AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)?
+                }
+                SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)?,
+            }
+            .port(port)
+            .timeout(Some(timeout));
+            if let Some(h) = &c.helo_name {
+                b = b.hello_name(ClientId::Domain(h.clone()));
+            }
+            if let Some(user) = &c.username {
+                let pw = secret_of(&c.password, &c.password_env, &what)?.unwrap_or_default();
+                b = b.credentials(Credentials::new(user.clone(), pw));
+            }
+            let parse = |a: &str| {
+                a.parse::<lettre::message::Mailbox>()
+                    .with_context(|| format!("{what}: address `{a}`"))
+            };
+            Sender::Email {
+                transport: b.build(),
+                from: parse(c.from.as_deref().unwrap_or_default())?,
+                to: c
+                    .to
+                    .iter()
+                    .map(|a| parse(a))
+                    .collect::<anyhow::Result<_>>()?,
+            }
+        }
+        Kind::Mqtt => {
+            let topic = c.topic.clone().unwrap_or_default();
+            let link = match &c.url {
+                None => MqttLink::Server(app.clone()),
+                Some(url) => {
+                    let (tls, host, port) =
+                        crate::config::parse_broker_url(url).context("mqtt url")?;
+                    let id = format!("{}-notify-{}", app.config.broker.client_id, c.name);
+                    let mut o = rumqttc::MqttOptions::new(id, host, port);
+                    o.set_keep_alive(Duration::from_secs(30));
+                    if let Some(u) = &c.username {
+                        let pw =
+                            secret_of(&c.password, &c.password_env, &what)?.unwrap_or_default();
+                        o.set_credentials(u.clone(), pw);
+                    }
+                    if tls {
+                        let path = c.ca_file.as_ref().context("mqtts:// needs ca_file")?;
+                        let ca = std::fs::read(path)
+                            .with_context(|| format!("{what}: reading {}", path.display()))?;
+                        o.set_transport(rumqttc::Transport::tls_with_config(
+                            rumqttc::TlsConfiguration::Simple {
+                                ca,
+                                alpn: None,
+                                client_auth: None,
+                            },
+                        ));
+                    }
+                    let (client, el) = rumqttc::AsyncClient::new(o, 16);
+                    let (tx, rx) = mpsc::channel(64);
+                    tasks.push(tokio::spawn(mqtt_loop(
+                        el,
+                        tx,
+                        stop.clone(),
+                        c.name.clone(),
+                    )));
+                    MqttLink::Own {
+                        client,
+                        acks: tokio::sync::Mutex::new(rx),
+                    }
+                }
+            };
+            Sender::Mqtt { topic, link }
+        }
+    })
+}
+
+/// Drives an own MQTT connection; reports PUBACKs (and connection errors) to the sender.
+async fn mqtt_loop(
+    mut el: rumqttc::EventLoop,
+    tx: mpsc::Sender<Result<u16, String>>,
+    mut stop: watch::Receiver<bool>,
+    name: String,
+) {
+    use rumqttc::{Event, Packet};
+    loop {
+        let ev = tokio::select! {
+            _ = crate::stopped(&mut stop) => return,
+            ev = el.poll() => ev,
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::PubAck(a))) => {
+                let _ = tx.try_send(Ok(a.pkid));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(channel = %name, "notify mqtt connection: {e}");
+                let _ = tx.try_send(Err(e.to_string()));
+                tokio::select! {
+                    _ = crate::stopped(&mut stop) => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+impl Sender {
+    async fn send(&self, d: &Delivery, channel: &str, timeout: Duration) -> Result<(), String> {
+        match self {
+            Sender::Webhook {
+                client,
+                url,
+                secret,
+            } => {
+                let body = serde_json::to_vec(&payload(d, channel, now_ms()))
+                    .map_err(|e| e.to_string())?;
+                let mut req = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("user-agent", "dcim-server");
+                if let Some(s) = secret {
+                    req = req.header("x-dcim-signature", sign(s, &body));
+                }
+                let r = req.body(body).send().await.map_err(|e| format!("{e}"))?;
+                if r.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP {}", r.status()))
+                }
+            }
+            Sender::Email {
+                transport,
+                from,
+                to,
+            } => {
+                use lettre::AsyncTransport;
+                let mut b = lettre::Message::builder()
+                    .from(from.clone())
+                    .subject(d.subject.clone())
+                    .header(lettre::message::header::ContentType::TEXT_PLAIN);
+                let step_to = d
+                    .escalation
+                    .and(extract_address(&d.body))
+                    .and_then(|a| a.parse::<lettre::message::Mailbox>().ok());
+                match step_to {
+                    Some(a) => b = b.to(a),
+                    None => {
+                        for a in to {
+                            b = b.to(a.clone());
+                        }
+                    }
+                }
+                let msg = b.body(d.body.clone()).map_err(|e| e.to_string())?;
+                tokio::time::timeout(timeout, transport.send(msg))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Sender::Mqtt { topic, link } => {
+                let body = serde_json::to_vec(&payload(d, channel, now_ms()))
+                    .map_err(|e| e.to_string())?;
+                match link {
+                    MqttLink::Server(app) => {
+                        let client = app.mqtt.get().ok_or("no broker connection yet")?;
+                        client
+                            .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
+                            .map_err(|e| e.to_string())
+                    }
+                    MqttLink::Own { client, acks } => {
+                        let mut acks = acks.lock().await;
+                        while acks.try_recv().is_ok() {}
+                        client
+                            .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
+                            .map_err(|e| e.to_string())?;
+                        // One delivery at a time: the next PUBACK is this message's.
+                        match tokio::time::timeout(timeout, acks.recv()).await {
+                            Ok(Some(Ok(_))) => Ok(()),
+                            Ok(Some(Err(e))) => Err(e),
+                            Ok(None) => Err("connection task ended".into()),
+                            Err(_) => Err("no PUBACK in time".into()),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `to:` line of an escalation body, when it names an e-mail address.
+fn extract_address(body: &str) -> Option<&str> {
+    body.lines()
+        .find_map(|l| l.strip_prefix("to: "))
+        .map(str::trim)
+        .filter(|a| a.contains('@'))
+}
+
+/// The running notifier.
+struct Worker {
+    app: Arc<App>,
+    notifier: Notifier,
+    senders: BTreeMap<String, (Sender, Duration)>,
+    unacked: Unacked,
+}
+
+impl Worker {
+    async fn audit(&self, action: &str, d: &Delivery, detail: serde_json::Value) {
+        if let Err(e) = self
+            .app
+            .audit(
+                "system:notify",
+                action,
+                &format!("alarm/{}", d.alarm),
+                detail,
+            )
+            .await
+        {
+            inc(&self.app.metrics.store_errors_total, 1);
+            tracing::error!("recording a notification in the audit log: {e:#}");
+        }
+    }
+
+    /// Sends one delivery: the planned channel or, when its breaker is open or the send
+    /// fails, along its fallback chain.
+    async fn deliver(&mut self, d: &Delivery) {
+        let m = self.app.metrics.clone();
+        let mut planned = d.channel.clone();
+        let mut tried: Vec<String> = Vec::new();
+        loop {
+            let now = now_ms();
+            let Some(ch) = self.notifier.route(&planned, now) else {
+                inc(&m.notify_undelivered_total, 1);
+                tracing::error!(alarm = %d.alarm, channel = %d.channel, tried = ?tried, "notification undelivered: every channel of the chain is open or failed");
+                self.audit(
+                    "notify.undelivered",
+                    d,
+                    serde_json::json!({"planned_channel": d.channel, "tried": tried, "subject": d.subject, "escalation": d.escalation}),
+                )
+                .await;
+                return;
+            };
+            if tried.contains(&ch) {
+                // A chain that routes back to a channel already tried (cannot loop: checked at
+                // start, but a breaker may have reopened).
+                planned = String::new();
+                continue;
+            }
+            let Some((sender, timeout)) = self.senders.get(&ch) else {
+                return;
+            };
+            inc(&m.notify_attempts_total, 1);
+            let t0 = Instant::now();
+            let r = sender.send(d, &ch, *timeout).await;
+            let latency = t0.elapsed().as_millis() as i64;
+            self.notifier.report(&ch, r.is_ok(), latency, now_ms());
+            tried.push(ch.clone());
+            match r {
+                Ok(()) => {
+                    inc(&m.notify_sent_total, 1);
+                    if ch != d.channel {
+                        inc(&m.notify_fallbacks_total, 1);
+                    }
+                    tracing::info!(alarm = %d.alarm, channel = %ch, planned = %d.channel, latency_ms = latency, escalation = ?d.escalation, "notification sent");
+                    self.audit(
+                        "notify.sent",
+                        d,
+                        serde_json::json!({"channel": ch, "planned_channel": d.channel, "latency_ms": latency, "subject": d.subject, "escalation": d.escalation}),
+                    )
+                    .await;
+                    return;
+                }
+                Err(e) => {
+                    inc(&m.notify_failures_total, 1);
+                    tracing::warn!(alarm = %d.alarm, channel = %ch, latency_ms = latency, "notification failed: {e}");
+                    self.audit(
+                        "notify.failed",
+                        d,
+                        serde_json::json!({"channel": ch, "planned_channel": d.channel, "latency_ms": latency, "error": e, "escalation": d.escalation}),
+                    )
+                    .await;
+                    match self
+                        .notifier
+                        .channels
+                        .get(&ch)
+                        .and_then(|c| c.fallback.clone())
+                    {
+                        Some(f) => planned = f,
+                        None => planned = String::new(),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_records(&mut self, records: &[Record]) {
+        self.unacked.on_records(records);
+        let deliveries = self.notifier.plan(records);
+        for d in &deliveries {
+            self.deliver(d).await;
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let now = now_ms();
+        let due = self.notifier.escalations(
+            self.unacked
+                .alarms
+                .iter()
+                .map(|(id, (since, grade, msg))| (id.as_str(), *since, *grade, msg.as_str())),
+            now,
+        );
+        for d in &due {
+            inc(&self.app.metrics.notify_escalations_total, 1);
+            self.deliver(d).await;
+        }
+    }
+}
+
+/// Starts the notifier when `[notify]` is enabled: returns the queue the committed records go
+/// to and the task. Alarms unacknowledged at start (restored) are escalated from the time
+/// they last changed.
+pub async fn spawn(
+    app: Arc<App>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<(mpsc::Sender<Vec<Record>>, Vec<JoinHandle<()>>)>> {
+    let cfg = &app.config.notify;
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let notifier = cfg
+        .notifier()
+        .map_err(|e| anyhow::anyhow!("[notify]: {e}"))?;
+    let mut tasks = Vec::new();
+    let mut senders = BTreeMap::new();
+    for c in &cfg.channels {
+        let s = build_sender(&app, c, &stop, &mut tasks)?;
+        senders.insert(c.name.clone(), (s, Duration::from_millis(c.timeout_ms)));
+    }
+    let mut unacked = Unacked::default();
+    {
+        let f = app.facility.lock().await;
+        for a in f.engine.active() {
+            if a.state() == AlarmState::Unacknowledged {
+                unacked
+                    .alarms
+                    .insert(a.id.clone(), (a.last_change_ms, a.grade, a.message.clone()));
+            }
+        }
+    }
+    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(cfg.queue);
+    let tick = Duration::from_millis(cfg.tick_ms);
+    let mut worker = Worker {
+        app,
+        notifier,
+        senders,
+        unacked,
+    };
+    let mut stop = stop;
+    tasks.push(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = crate::stopped(&mut stop) => break,
+                r = rx.recv() => match r {
+                    Some(records) => worker.on_records(&records).await,
+                    None => break,
+                },
+                _ = interval.tick() => worker.on_tick().await,
+            }
+        }
+    }));
+    Ok(Some((tx, tasks)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::Config::parse(text, std::path::Path::new("server.toml"))
+    }
+
+    const OK: &str = r#"
+[notify]
+enabled = true
+grade2 = ["hook"]
+[[notify.channels]]
+name = "hook"
+kind = "webhook"
+url = "http://127.0.0.1:9/x"
+fallback = "mail"
+[[notify.channels]]
+name = "mail"
+kind = "email"
+url = "smtp://127.0.0.1:2525"
+from = "dcim@example.org"
+to = ["ops@example.org"]
+[[notify.escalation]]
+after_s = 60
+channel = "mail"
+to = "lead@example.org"
+"#;
+
+    #[test]
+    fn notify_is_off_by_default_and_a_full_section_parses() {
+        assert!(!cfg("").unwrap().notify.enabled);
+        let c = cfg(OK).unwrap();
+        assert!(c.notify.enabled);
+        let n = c.notify.notifier().unwrap();
+        assert_eq!(n.policy.escalation[0].after_ms, 60_000);
+        assert_eq!(n.channels["hook"].fallback.as_deref(), Some("mail"));
+    }
+
+    #[test]
+    fn bad_notify_sections_name_the_field() {
+        let e = cfg(&OK.replace("fallback = \"mail\"", "fallback = \"nope\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("server.toml") && e.contains("notify.channels") && e.contains("nope"),
+            "{e}"
+        );
+        let e = cfg(&OK.replace("smtp://127", "http://127"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("notify.channels[1].url"), "{e}");
+        let e = cfg(&OK.replace("grade2 = [\"hook\"]", "grade2 = [\"pager\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("notify.grade2") && e.contains("pager"), "{e}");
+        let e = cfg(&OK.replace("kind = \"webhook\"", "kind = \"pager\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line") && e.contains("pager"), "{e}");
+        let e = cfg(&OK.replace("to = [\"ops@example.org\"]", "to = [\"not an address\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("notify.channels[1].to"), "{e}");
+    }
+
+    #[test]
+    fn smtp_urls() {
+        assert_eq!(
+            parse_smtp_url("smtp://relay"),
+            Some((SmtpSecurity::Plain, "relay".into(), 25))
+        );
+        assert_eq!(
+            parse_smtp_url("smtp+starttls://m.example:2587"),
+            Some((SmtpSecurity::StartTls, "m.example".into(), 2587))
+        );
+        assert_eq!(
+            parse_smtp_url("smtps://m.example"),
+            Some((SmtpSecurity::Tls, "m.example".into(), 465))
+        );
+        assert_eq!(parse_smtp_url("http://x"), None);
+        assert_eq!(parse_smtp_url("smtp://:25"), None);
+    }
+
+    #[test]
+    fn signature_is_hmac_sha256_of_the_body() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            sign(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    fn rec(alarm: &str, event: Event, from: AlarmState, to: AlarmState, ts: i64) -> Record {
+        Record {
+            seq: 1,
+            ts_ms: ts,
+            alarm: alarm.into(),
+            event,
+            from,
+            to,
+            grade: 2,
+            user: None,
+            message: "m".into(),
+            component: None,
+            in_flood: false,
+        }
+    }
+
+    #[test]
+    fn unacked_follows_the_records() {
+        use AlarmState::*;
+        let mut u = Unacked::default();
+        u.on_records(&[rec("a", Event::Activated, Normal, Unacknowledged, 5)]);
+        assert_eq!(u.alarms["a"].0, 5);
+        u.on_records(&[rec(
+            "a",
+            Event::GradeRaised { from: 2, to: 1 },
+            Unacknowledged,
+            Unacknowledged,
+            9,
+        )]);
+        assert_eq!(u.alarms["a"], (5, 1, "m".into()));
+        u.on_records(&[rec(
+            "a",
+            Event::Acknowledged,
+            Unacknowledged,
+            Acknowledged,
+            10,
+        )]);
+        assert!(u.alarms.is_empty());
+    }
+
+    #[test]
+    fn escalation_address_comes_from_the_step() {
+        assert_eq!(
+            extract_address("Not acknowledged for 60 s: x\nto: lead@example.org"),
+            Some("lead@example.org")
+        );
+        assert_eq!(extract_address("Not acknowledged\nto: shift lead"), None);
+    }
+}
