@@ -783,10 +783,37 @@ pub async fn spawn(
     app: Arc<App>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(mpsc::Sender<Vec<Record>>, Vec<JoinHandle<()>>)>> {
-    let cfg = &app.config.notify;
-    if !cfg.enabled {
+    if !app.config.notify.enabled {
         return Ok(None);
     }
+    let cfg = app.config.notify.clone();
+    start(app, &cfg, stop).await.map(Some)
+}
+
+/// Starts a notifier with `cfg` on a running server whose own `[notify]` is off (embedding,
+/// e.g. the demo or a test harness). It stops with the server.
+pub async fn attach(app: &Arc<App>, cfg: &NotifyConfig) -> anyhow::Result<()> {
+    let cfg = &NotifyConfig {
+        enabled: true,
+        ..cfg.clone()
+    };
+    cfg.validate()
+        .map_err(|(field, message)| anyhow::anyhow!("{field}: {message}"))?;
+    anyhow::ensure!(
+        app.notify.get().is_none(),
+        "a notifier is already running on this server"
+    );
+    let (tx, _tasks) = start(app.clone(), cfg, app.stopping.clone()).await?;
+    app.notify
+        .set(tx)
+        .map_err(|_| anyhow::anyhow!("a notifier is already running on this server"))
+}
+
+async fn start(
+    app: Arc<App>,
+    cfg: &NotifyConfig,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(mpsc::Sender<Vec<Record>>, Vec<JoinHandle<()>>)> {
     let notifier = cfg
         .notifier()
         .map_err(|e| anyhow::anyhow!("[notify]: {e}"))?;
@@ -830,7 +857,7 @@ pub async fn spawn(
             }
         }
     }));
-    Ok(Some((tx, tasks)))
+    Ok((tx, tasks))
 }
 
 #[cfg(test)]

@@ -182,6 +182,70 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Attaches a notifier to the running server whose grade-1 and grade-2 alarms go to a
+    /// webhook receiver on 127.0.0.1 (an ephemeral port); returns the bodies it receives.
+    pub async fn webhook_notifications(
+        &self,
+    ) -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<Value>> {
+        let (url, rx) = webhook_receiver().await?;
+        let text = format!(
+            "[notify]\nenabled = true\ngrade1 = [\"hook\"]\ngrade2 = [\"hook\"]\n\
+             [[notify.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n"
+        );
+        let cfg = dcim_server::config::Config::parse(&text, std::path::Path::new("e2e.toml"))?;
+        dcim_server::notify_io::attach(&self.demo.server.app, &cfg.notify).await?;
+        Ok(rx)
+    }
+}
+
+/// A minimal HTTP/1.1 receiver of webhook POSTs (one request per connection, answered 204):
+/// `(url, JSON bodies)`.
+pub async fn webhook_receiver()
+-> anyhow::Result<(String, tokio::sync::mpsc::UnboundedReceiver<Value>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break buf[end + 4..end + 4 + len].to_vec();
+                    }
+                };
+                let _ = sock
+                    .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    let _ = tx.send(v);
+                }
+            });
+        }
+    });
+    Ok((url, rx))
+}
+
 /// Polls `f` every 200 ms until it returns `Some`, or fails after `timeout` with `what`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
 where

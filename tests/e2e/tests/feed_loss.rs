@@ -1,6 +1,7 @@
 //! Utility feed A is lost in the simulator: the meters (Modbus TCP) report it through the edge
 //! agent and the embedded broker; the server's power redundancy drops from 2N to N, one grade-2
 //! redundancy alarm is raised with an incident, and nothing else alarms (no rack loses power).
+//! The chain ends at a webhook receiver: the grade-2 alarm's notification arrives, and no other.
 
 use serde_json::Value;
 use std::time::Duration;
@@ -12,6 +13,7 @@ async fn feed_a_lost_drops_power_from_2n_to_n_with_one_grade_2_alarm() -> anyhow
     let before = h.redundancy("power").await?;
     assert_eq!(before["designed"], "2N");
     assert_eq!(before["current"], "2N");
+    let mut notifications = h.webhook_notifications().await?;
 
     h.sim("feed-loss A")?;
 
@@ -44,6 +46,13 @@ async fn feed_a_lost_drops_power_from_2n_to_n_with_one_grade_2_alarm() -> anyhow
     )
     .await?;
     assert_eq!(alarm["grade"], 2, "{alarm}");
+    let note = tokio::time::timeout(Duration::from_secs(10), notifications.recv())
+        .await
+        .map_err(|_| anyhow::anyhow!("no webhook notification within 10 s"))?
+        .ok_or_else(|| anyhow::anyhow!("the webhook receiver stopped"))?;
+    assert_eq!(note["alarm"], alarm["id"], "{note}");
+    assert_eq!(note["grade"], 2, "{note}");
+    assert_eq!(note["channel"], "hook", "{note}");
 
     // Give every other rule time to fire if it would (the on-delays of the default rules are
     // shorter than this), then check that the redundancy alarm is the only one.
@@ -55,6 +64,9 @@ async fn feed_a_lost_drops_power_from_2n_to_n_with_one_grade_2_alarm() -> anyhow
         1,
         "only the power redundancy alarm should be active: {ids:?}"
     );
+    if let Ok(other) = notifications.try_recv() {
+        panic!("only the redundancy alarm is notified, also got {other}");
+    }
     for s in ["cooling", "network"] {
         let r = h.redundancy(s).await?;
         assert_eq!(r["current"], r["designed"], "{s}: {r}");
