@@ -98,10 +98,13 @@ fn d_grace() -> u64 {
     30
 }
 fn d_alarms() -> Vec<AlarmMap> {
-    vec![AlarmMap {
-        rule: "fire-stage".into(),
-        kind: STAGE_KIND.into(),
-    }]
+    ["fire-prealarm", "fire-stage"]
+        .into_iter()
+        .map(|rule| AlarmMap {
+            rule: rule.into(),
+            kind: STAGE_KIND.into(),
+        })
+        .collect()
 }
 
 /// `kind` of an [`AlarmMap`] that takes the stage from the alarm's `fire.stage` value.
@@ -337,31 +340,27 @@ pub struct Planner {
     pub state: PlannerState,
 }
 
-/// The fire alarms active at a `fire.stage` value (0 normal, 1 pre-alarm, 2..=4 stages 1..3,
-/// 5 coolant, 6 room gas): every stage up to the current one, as the agent sends them.
-pub fn stage_kinds(value: f64) -> Vec<EventKind> {
-    let mut v = Vec::new();
-    if value >= 2.0 {
-        v.push(EventKind::FireStage1);
-    }
-    if value >= 3.0 {
-        v.push(EventKind::FireStage2Patch);
-    }
-    if value >= 4.0 {
-        v.push(EventKind::FireStage3Agent);
-    }
-    if value >= 6.0 {
-        v.push(EventKind::FireGasReleased);
-    }
-    v
-}
-
-const STAGE_ALARMS: [EventKind; 4] = [
+/// The DC-09 kind of each `fire.stage` code (0 normal, 1 pre-alarm, 2..=4 stages 1..3,
+/// 5 coolant, 6 room gas), in stage order: the agent sends every stage as its own event.
+const STAGE_ALARMS: [EventKind; 6] = [
+    EventKind::FirePreAlarm,
     EventKind::FireStage1,
     EventKind::FireStage2Patch,
     EventKind::FireStage3Agent,
-    EventKind::FireGasReleased,
+    EventKind::FireStage4Coolant,
+    EventKind::FireStage5Gas,
 ];
+
+/// The stage events active at a `fire.stage` value: every stage up to the current one (stages
+/// are latched until a local reset, which restores them all).
+pub fn stage_kinds(value: f64) -> Vec<EventKind> {
+    STAGE_ALARMS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| value >= (*i + 1) as f64)
+        .map(|(_, k)| *k)
+        .collect()
+}
 
 impl Planner {
     pub fn new(cfg: &Dc09Config, state: PlannerState) -> Planner {
@@ -471,6 +470,21 @@ impl Planner {
                     });
             }
         }
+        if let Some(d) = inp.drill {
+            // the drill bracket: begins with the drill, restored when it ends
+            out.insert(
+                Identity {
+                    zone: 0,
+                    rack: 0,
+                    kind: EventKind::DrillTest,
+                },
+                Candidate {
+                    since_ms: inp.now_ms,
+                    source: format!("drill {d}"),
+                    site_only: true,
+                },
+            );
+        }
         for z in &self.zones {
             let fire_in_zone = out
                 .keys()
@@ -518,7 +532,10 @@ impl Planner {
             if !c.site_only && self.covered_by(id, inp.agents).is_some() {
                 continue;
             }
-            let event_id = format!("srv:{}:{}", id.key(), c.since_ms);
+            let event_id = match (id.kind, inp.drill) {
+                (EventKind::DrillTest, Some(d)) => format!("srv:{}:{d}", id.key()),
+                _ => format!("srv:{}:{}", id.key(), c.since_ms),
+            };
             let mut event = SiaEvent::new(id.kind, id.zone, id.rack);
             if inp.drill.is_some() {
                 event = event.as_test();
@@ -608,6 +625,17 @@ impl Dc09 {
     /// The planner's state (for tests and the API).
     pub async fn state(&self) -> PlannerState {
         self.planner.lock().await.state.clone()
+    }
+
+    /// Whether a drill's begin bracket was sent and its end not yet.
+    pub async fn drill_bracket_open(&self) -> bool {
+        self.planner
+            .lock()
+            .await
+            .state
+            .sent
+            .values()
+            .any(|s| s.identity.kind == EventKind::DrillTest)
     }
 }
 
@@ -989,17 +1017,23 @@ mod tests {
 
     #[test]
     fn stage_values_map_to_every_stage_reached() {
-        assert!(stage_kinds(1.0).is_empty());
-        assert_eq!(stage_kinds(2.0), vec![EventKind::FireStage1]);
+        assert!(stage_kinds(0.0).is_empty());
+        assert_eq!(stage_kinds(1.0), vec![EventKind::FirePreAlarm]);
         assert_eq!(
-            stage_kinds(5.0),
+            stage_kinds(2.0),
+            vec![EventKind::FirePreAlarm, EventKind::FireStage1]
+        );
+        assert_eq!(
+            stage_kinds(4.0),
             vec![
+                EventKind::FirePreAlarm,
                 EventKind::FireStage1,
                 EventKind::FireStage2Patch,
                 EventKind::FireStage3Agent
             ]
         );
-        assert_eq!(stage_kinds(6.0).len(), 4);
+        assert_eq!(stage_kinds(6.0).last(), Some(&EventKind::FireStage5Gas));
+        assert_eq!(stage_kinds(6.0).len(), 6);
     }
 
     #[test]
@@ -1017,11 +1051,12 @@ mod tests {
         assert_eq!(
             kinds(&out),
             vec![
+                (2, 0, "fire.prealarm", false),
                 (2, 0, "fire.stage1", false),
                 (2, 0, "fire.stage2_patch", false)
             ]
         );
-        assert_eq!(out[0].event_id, "srv:z2:r0:fire.stage1:1000");
+        assert_eq!(out[1].event_id, "srv:z2:r0:fire.stage1:1000");
         assert!(!out[0].event.test);
         // steady: nothing more
         let again = p.step(&Inputs {
@@ -1048,7 +1083,7 @@ mod tests {
             agents: &agents,
             drill: None,
         });
-        assert_eq!(out.len(), 3);
+        assert_eq!(out.len(), 4);
         assert!(out.iter().all(|o| o.event.restore));
         assert!(out.iter().all(|o| o.event_id.ends_with(":restore")));
         assert!(p.state.sent.is_empty());
@@ -1089,7 +1124,11 @@ mod tests {
         });
         assert_eq!(
             kinds(&out),
-            vec![(1, 0, "fire.trouble", false), (1, 7, "fire.stage1", false)]
+            vec![
+                (1, 0, "fire.trouble", false),
+                (1, 7, "fire.prealarm", false),
+                (1, 7, "fire.stage1", false)
+            ]
         );
     }
 
@@ -1103,7 +1142,7 @@ mod tests {
             "fire.stage",
             &serde_json::json!({"stage_code": 3, "rack": "bms-z1"}),
         );
-        assert_eq!(covered.len(), 2);
+        assert_eq!(covered.len(), 3);
         // even with the agent offline since, the identities it reported stay its own
         let alarms = [alarm("fire-stage", "bms-z1", true, 3.0, 1000)];
         let offline = [agent("a1", false, 1500)];
@@ -1186,17 +1225,41 @@ mod tests {
             agents: &[],
             drill: Some("d1"),
         });
-        assert_eq!(kinds(&out), vec![(2, 0, "fire.stage1", false)]);
-        assert!(out[0].event.test);
-        assert_eq!(out[0].drill.as_deref(), Some("d1"));
-        // the drill ended before the condition cleared: the restore is still a test
+        // the drill bracket first, then the alarm, all as tests
+        assert_eq!(
+            kinds(&out),
+            vec![(0, 0, "test.drill", false), (2, 0, "fire.stage1", false)]
+        );
+        assert_eq!(out[0].event_id, "srv:z0:r0:test.drill:d1");
+        assert!(out.iter().all(|o| o.event.test));
+        assert_eq!(out[1].drill.as_deref(), Some("d1"));
+        assert!(
+            p.step(&Inputs {
+                now_ms: 1500,
+                alarms: &alarms,
+                agents: &[],
+                drill: Some("d1"),
+            })
+            .is_empty()
+        );
+        // the drill ends, and the condition clears after it: the bracket closes, and the
+        // alarm's restore is still a test
         let out = p.step(&Inputs {
             now_ms: 2000,
+            alarms: &alarms,
+            agents: &[],
+            drill: None,
+        });
+        assert_eq!(kinds(&out), vec![(0, 0, "test.drill", true)]);
+        assert!(out[0].event.test);
+        let out = p.step(&Inputs {
+            now_ms: 2500,
             alarms: &[],
             agents: &[],
             drill: None,
         });
-        assert!(out[0].event.test && out[0].event.restore);
+        assert_eq!(kinds(&out), vec![(2, 0, "fire.stage1", true)]);
+        assert!(out[0].event.test);
         assert_eq!(out[0].drill.as_deref(), Some("d1"));
     }
 
@@ -1228,7 +1291,7 @@ mod tests {
             agents: &[],
             drill: None,
         });
-        assert_eq!(sent.len(), 1);
+        assert_eq!(sent.len(), 2);
         let mut p2 = Planner::new(&c, p.state.clone());
         p2.hold_restores_until(10_000);
         let none = Inputs {
@@ -1242,7 +1305,10 @@ mod tests {
             now_ms: 10_000,
             ..none
         });
-        assert_eq!(kinds(&out), vec![(2, 0, "fire.stage1", true)]);
+        assert_eq!(
+            kinds(&out),
+            vec![(2, 0, "fire.prealarm", true), (2, 0, "fire.stage1", true)]
+        );
     }
 
     #[test]
@@ -1256,7 +1322,7 @@ mod tests {
             agents: &[],
             drill: None,
         });
-        assert_eq!(first.len(), 1);
+        assert_eq!(first.len(), 2);
         let saved: PlannerState =
             serde_json::from_value(serde_json::to_value(&p.state).unwrap()).unwrap();
         let mut p2 = Planner::new(&c, saved);

@@ -806,16 +806,25 @@ pub async fn run(
         });
     }
     tokio::time::sleep_until(t0 + Duration::from_secs_f64(scenario.duration_s)).await;
-    // Let the planner see the last alarms before drill mode ends.
+    // Let the planner see the last alarms before drill mode ends, and the receiver ACK them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(scenario.drain_s);
     if let Some(d) = app.dc09.get() {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(scenario.drain_s);
         while !d.link.pending().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     agents.extend(test_mode(app, &drill, false).await);
     let ended = end(app).await?.unwrap_or(drill);
+    // The end of the drill bracket goes out once the planner sees the drill ended.
+    if let Some(d) = app.dc09.get() {
+        let deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(2));
+        while (d.drill_bracket_open().await || !d.link.pending().is_empty())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     // Give the agents a moment to answer the test-mode commands.
     let answer_deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {

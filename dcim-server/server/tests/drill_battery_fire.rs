@@ -97,16 +97,33 @@ async fn battery_room_fire_drill_reports_and_tags_everything_as_test() {
     let acked = stage1.acked_after_s.unwrap();
     assert!(acked >= fire.after_s - 0.5, "{stage1:?} vs {fire:?}");
     assert!(report.dc09.iter().all(|m| m.test), "{:?}", report.dc09);
-    let rows = rx.rows();
-    let room2: Vec<&serde_json::Value> = rows.iter().filter(|r| r["ri"] == "2").collect();
-    assert!(!room2.is_empty(), "{rows:?}");
     assert!(
-        room2
-            .iter()
-            .all(|r| r["code"] == "FX" && r["response"] == "ACK"),
-        "every drill message carries the test code and is ACKed: {room2:?}"
+        report.dc09.iter().all(|m| m.status == "delivered"),
+        "{:?}",
+        report.dc09
     );
-    assert_eq!(room2.len(), report.dc09.len(), "{rows:?}");
+    // At the receiver: the drill bracket (FI ... FK) around the room's messages, every one with
+    // the test code, never a fire alarm code, all ACKed.
+    let rows = rx.rows();
+    let codes: Vec<&str> = rows
+        .iter()
+        .map(|r| r["code"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(codes.first(), Some(&"FI"), "{rows:?}");
+    assert_eq!(codes.last(), Some(&"FK"), "{rows:?}");
+    assert!(
+        codes[1..codes.len() - 1].iter().all(|c| *c == "FX"),
+        "every drill message carries the test code: {codes:?}"
+    );
+    assert!(rows.iter().all(|r| r["response"] == "ACK"), "{rows:?}");
+    let room2 = rows.iter().filter(|r| r["ri"] == "2").count();
+    assert!(room2 >= 4, "pre-alarm and stages 1-3 of room 2: {rows:?}");
+    assert_eq!(
+        room2,
+        report.dc09.iter().filter(|m| m.zone == 2).count(),
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), report.dc09.len(), "{rows:?}");
     assert!(
         report.expectations.iter().all(|e| e.met),
         "{:?}",
