@@ -142,16 +142,6 @@ impl App {
             touched.extend(f.engine.alarms().map(|a| a.id.clone()));
         }
         batch.docs.push(store::alarm_engine_doc(&f.engine, now)?);
-        // The engine's state is persisted with the records it follows, in the same
-        // transaction: the rows of the alarms this step touched and the rest of the snapshot
-        // (`store::load_alarm_snapshot` puts them together at start).
-        if self
-            .alarms_resync
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
-            touched.extend(f.engine.alarms().map(|a| a.id.clone()));
-        }
-        batch.docs.push(store::alarm_engine_doc(&f.engine, now)?);
         for id in &touched {
             if let Some(a) = f.engine.get(id) {
                 batch.docs.push((
