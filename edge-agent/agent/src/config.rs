@@ -1398,6 +1398,47 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
     }
 
     #[test]
+    fn controllers_and_test_mode_are_checked() {
+        let c = parse_str(GOOD).unwrap();
+        assert!(c.controllers.is_empty());
+        assert_eq!(c.test_mode.max, Duration::from_secs(7200));
+        assert_eq!(
+            c.test_mode.state_file,
+            Path::new("/etc/dcim/spool/../test-mode.json")
+        );
+        let dc09 = "\n[dc09]\nlink_config = \"link.toml\"\n";
+        let ctl = "\n[[controller]]\ndevice = \"ups-1\"\nnumber = 8\ndc09_zone = 2\n";
+        let c = parse_str(&format!("{GOOD}{dc09}{ctl}")).unwrap();
+        let k = &c.controllers[0];
+        assert_eq!(
+            (k.number, k.dc09_zone, k.unit, k.rtu_over_tcp, k.poll),
+            (8, 2, 2, false, Duration::from_millis(250))
+        );
+        assert_eq!(k.addr, "10.0.0.3:502".parse().unwrap());
+        assert_eq!(
+            k.cursor_file,
+            Path::new("/etc/dcim/spool/../ctl-ups-1.json")
+        );
+        let e = err_of(&format!("{GOOD}{ctl}"));
+        assert!(e.message.contains("[dc09]"), "{e}");
+        let e = err_of(&format!("{GOOD}{dc09}{}", ctl.replace("ups-1", "cam-1")));
+        assert_eq!(e.field, "controller[0].device");
+        assert!(e.message.contains("Modbus TCP"), "{e}");
+        let e = err_of(&format!("{GOOD}{dc09}{}", ctl.replace("ups-1", "nope")));
+        assert!(e.message.contains("no [[device]]"), "{e}");
+        let e = err_of(&format!("{GOOD}{dc09}{ctl}poll_ms = 5\n"));
+        assert_eq!(e.field, "controller[0].poll_ms");
+        let e = err_of(&format!("{GOOD}{dc09}{}", ctl.replace("= 8", "= 10000")));
+        assert_eq!(e.field, "controller[0].number");
+        let e = err_of(&format!("{GOOD}{dc09}{ctl}{ctl}"));
+        assert!(e.message.contains("twice"), "{e}");
+        let c = parse_str(&format!("{GOOD}\n[test_mode]\nmax_minutes = 5\n")).unwrap();
+        assert_eq!(c.test_mode.max, Duration::from_secs(300));
+        let e = err_of(&format!("{GOOD}\n[test_mode]\nmax_minutes = 0\n"));
+        assert_eq!(e.field, "test_mode.max_minutes");
+    }
+
+    #[test]
     fn racks_are_checked() {
         let rack = "\n[[rack]]\nid = \"r1\"\nnumber = 1\nzone = \"z\"\ntemp1 = \"ups-1/t\"\nrelay = \"ups-1\"\ncoils = { contactor_open = \"c1\" }\n";
         let c = parse_str(&format!("{GOOD}{rack}")).unwrap();

@@ -466,6 +466,39 @@ mod tests {
     }
 
     #[test]
+    fn every_stage_has_its_code_and_a_reset_restores_what_was_reached() {
+        use sia_dc09::EventKind as K;
+        let kinds: Vec<Option<K>> = Stage::ALL.iter().map(|s| stage_kind(*s)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                None,
+                Some(K::FirePreAlarm),
+                Some(K::FireStage1),
+                Some(K::FireStage2Patch),
+                Some(K::FireStage3Agent),
+                Some(K::FireStage4Coolant),
+                Some(K::FireStage5Gas),
+            ]
+        );
+        let r: Vec<K> = dc09_reset(Stage::Stage1, 3, 9)
+            .iter()
+            .map(|e| {
+                assert!(e.restore && e.zone == 3 && e.rack == 9);
+                e.kind
+            })
+            .collect();
+        assert_eq!(r, vec![K::FireStage1, K::FirePreAlarm]);
+        let r: Vec<K> = dc09_reset(Stage::Stage5, 0, 0)
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(r.len(), 7);
+        assert_eq!(r[0], K::FireGasReleased);
+        assert!(dc09_reset(Stage::Normal, 0, 0).is_empty());
+    }
+
+    #[test]
     fn quality_maps_to_logic_inputs() {
         assert_eq!(analog(None), Analog::NoSample);
         let good = (Some(Value::Number(61.54)), Quality::Good);
