@@ -1016,6 +1016,43 @@ mod tests {
     }
 
     #[test]
+    fn server_config_section_is_checked_and_resolved() {
+        use crate::config::Config;
+        let ok = "[dc09]\nlink_config = \"arc.toml\"\n[[dc09.zone]]\nnumber = 1\ndevices = [\"bms-z1\"]\n";
+        let c = Config::parse(ok, Path::new("server.toml")).unwrap();
+        assert_eq!(c.dc09.as_ref().unwrap().zone[0].number, 1);
+        assert!(
+            Config::parse("", Path::new("server.toml"))
+                .unwrap()
+                .dc09
+                .is_none()
+        );
+        let e = Config::parse(
+            "[dc09]\nlink_config = \"a\"\n[[dc09.zone]]\nnumber = 1000\ndevices = [\"x\"]\n",
+            Path::new("server.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("server.toml") && e.contains("dc09.zone[0].number"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "[dc09]\nlink_config = \"a\"\nzones = 3\n",
+            Path::new("server.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 3") && e.contains("zones"), "{e}");
+        // relative paths are relative to the configuration file
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, ok).unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(c.dc09.unwrap().link_config, dir.path().join("arc.toml"));
+    }
+
+    #[test]
     fn stage_values_map_to_every_stage_reached() {
         assert!(stage_kinds(0.0).is_empty());
         assert_eq!(stage_kinds(1.0), vec![EventKind::FirePreAlarm]);

@@ -191,3 +191,84 @@ async fn battery_room_fire_drill_reports_and_tags_everything_as_test() {
     );
     demo.shutdown().await;
 }
+
+#[tokio::test]
+async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = dcim_server::config::Config {
+            data_dir: dir.path().to_owned(),
+            ..Default::default()
+        };
+        c.http.listen = "127.0.0.1:0".parse().unwrap();
+        c.broker.listen = "127.0.0.1:0".parse().unwrap();
+        c.auth.argon2_memory_kib = 64;
+        c.auth.argon2_iterations = 1;
+        c
+    };
+    let server = dcim_server::start(config()).await.unwrap();
+    let d = dcim_server::drill::begin(&server.app, "restart check")
+        .await
+        .unwrap();
+    assert!(
+        dcim_server::drill::begin(&server.app, "second")
+            .await
+            .is_err(),
+        "one drill at a time"
+    );
+    server.shutdown().await;
+
+    let server = dcim_server::start(config()).await.unwrap();
+    let app = server.app.clone();
+    assert_eq!(dcim_server::drill::active_id(&app), Some(d.id.clone()));
+    // An alarm record made now carries the drill id; after the end it does not.
+    let sample = |v: f64| dcim_points::Sample {
+        device: "bms-z9".into(),
+        point: "fire_stage".into(),
+        role: dcim_points::Role::new("fire.stage").unwrap(),
+        labels: Default::default(),
+        value: Some(dcim_points::Value::Number(v)),
+        unit: String::new(),
+        quality: dcim_points::Quality::Good,
+        ts_ms: dcim_server::now_ms(),
+    };
+    {
+        let mut f = app.facility.lock().await;
+        let ch = f.on_samples(&[sample(2.0)], dcim_server::now_ms());
+        assert!(!ch.records.is_empty());
+        app.commit_changes(&f, &ch, None).await.unwrap();
+    }
+    let ended = dcim_server::drill::end(&app).await.unwrap().unwrap();
+    assert_eq!(ended.id, d.id);
+    {
+        let mut f = app.facility.lock().await;
+        let ch = f.on_samples(&[sample(0.0)], dcim_server::now_ms());
+        app.commit_changes(&f, &ch, None).await.unwrap();
+    }
+    let journal = app.store.list_journal(None, 0, 1000).await.unwrap();
+    let during: Vec<_> = journal
+        .iter()
+        .filter(|j| j.record["event"]["type"] == "activated")
+        .collect();
+    assert!(!during.is_empty());
+    assert!(
+        during.iter().all(|j| j.record["drill"] == d.id.as_str()),
+        "{during:?}"
+    );
+    let after: Vec<_> = journal
+        .iter()
+        .filter(|j| j.record["event"]["type"] == "cleared")
+        .collect();
+    assert!(!after.is_empty(), "{journal:?}");
+    assert!(after.iter().all(|j| j.record.get("drill").is_none()));
+    // Incidents opened during the drill are tagged.
+    let tags = app.store.list_docs("incident.drill").await.unwrap();
+    assert!(
+        tags.iter().any(|t| t.body["drill"] == d.id.as_str()),
+        "{tags:?}"
+    );
+    server.shutdown().await;
+    let server = dcim_server::start(config()).await.unwrap();
+    assert_eq!(dcim_server::drill::active_id(&server.app), None);
+    server.shutdown().await;
+}
