@@ -1,13 +1,15 @@
 //! The shell of test (drill) mode ([`crate::test_mode`]): applies its changes to the DC-09 link
-//! (test flag, begin/end bracket), the state file and the event stream, and ends an expired
-//! drill. A drill found in the state file at start was interrupted by a restart: it is closed
-//! (end bracket, `test_mode.ended` with reason `agent_restart`), never resumed.
+//! (test flag, begin/end bracket) and the state file, and ends an expired drill. A drill found in
+//! the state file at start was interrupted by a restart: it is closed (end bracket, logged with
+//! reason `agent_restart`), never resumed.
+//!
+//! The center sees test mode in the retained `AgentState` (`test`, `test_until_ms`) and in the
+//! command results; no wire event is published for it, because the center rejects a whole event
+//! batch that names a device outside the agent's list, and fire events share those batches.
 
 use crate::ingest::Ingest;
-use crate::payload::EventDraft;
 use crate::test_mode::{self, Active, Change, EndReason};
 use crate::uplink::unix_ms;
-use dcim_wire::Severity;
 use sia_dc09::{Event, EventKind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,21 +50,6 @@ async fn bracket(link: &Option<dc09_link::Handle>, id: String, end: bool) {
     }
 }
 
-fn event(ingest: &Ingest, kind: &str, message: String, data: serde_json::Value) {
-    let draft = EventDraft {
-        ts_ms: unix_ms(),
-        device: ingest.shared().agent.clone(),
-        kind: kind.into(),
-        severity: Severity::Info,
-        message,
-        data,
-        test: true,
-    };
-    if let Err(e) = ingest.event(draft) {
-        warn!(error = %e, "test-mode event not spooled yet");
-    }
-}
-
 async fn end(
     ingest: &Ingest,
     link: &Option<dc09_link::Handle>,
@@ -86,18 +73,10 @@ async fn end(
         reason = reason.as_str(),
         "test mode ended"
     );
-    event(
-        ingest,
-        "test_mode.ended",
-        format!("test mode ended ({})", reason.as_str()),
-        serde_json::json!({
-            "since_ms": drill.since_ms,
-            "until_ms": drill.until_ms,
-            "user": drill.user,
-            "command_id": drill.command_id,
-            "reason": reason.as_str(),
-        }),
-    );
+    ingest
+        .shared()
+        .state_changed
+        .send_modify(|g| *g = g.wrapping_add(1));
 }
 
 async fn apply(
@@ -116,17 +95,6 @@ async fn apply(
                 l.set_test_mode(true);
             }
             warn!(until_ms = a.until_ms, user = %a.user, "test mode on: DC-09 messages and events are marked as test");
-            event(
-                ingest,
-                "test_mode.started",
-                format!("test mode on until {} (Unix ms)", a.until_ms),
-                serde_json::json!({
-                    "since_ms": a.since_ms,
-                    "until_ms": a.until_ms,
-                    "user": a.user,
-                    "command_id": a.command_id,
-                }),
-            );
         }
         Change::Extended(a) => {
             write_state(state_file, Some(&a));

@@ -25,6 +25,8 @@ pub struct Shared {
     spool: Mutex<Spool>,
     /// Bumped whenever new records may have become visible in the spool.
     pub spooled: watch::Sender<u64>,
+    /// Bumped when the retained `AgentState` should be published again (test mode changes).
+    pub state_changed: watch::Sender<u64>,
     started: Instant,
     /// Drill (test) mode commanded by the center.
     test_mode: Mutex<TestMode>,
@@ -44,6 +46,7 @@ impl Shared {
             devices,
             spool: Mutex::new(spool),
             spooled: watch::Sender::new(0),
+            state_changed: watch::Sender::new(0),
             started: Instant::now(),
             test_mode: Mutex::new(TestMode::new(test_mode::DEFAULT_MAX_MS)),
             test_changes: tx,

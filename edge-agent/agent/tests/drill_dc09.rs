@@ -271,10 +271,8 @@ temp2 = "rio/t2"
         codes(&rcv).contains(&"FK".to_string())
     })
     .await;
-    wait_for("test_mode.ended (agent_restart)", timeout, || {
-        events(&got)
-            .iter()
-            .any(|e| e.kind == "test_mode.ended" && e.data["reason"] == "agent_restart")
+    wait_for("the state without test after the restart", timeout, || {
+        states(&got).last().is_some_and(|s| s.online && !s.test)
     })
     .await;
     ramp(&rio, &profile, 61.0, 70.0).await;
@@ -296,10 +294,20 @@ temp2 = "rio/t2"
         codes(&rcv).iter().filter(|c| *c == "FI").count() == 2
     })
     .await;
+    wait_for("the test state of the second drill", timeout, || {
+        states(&got).last().is_some_and(|s| s.test)
+    })
+    .await;
     send("d2-off", false).await;
     wait_for("the second FK", timeout, || {
         codes(&rcv).iter().filter(|c| *c == "FK").count() == 2
     })
+    .await;
+    wait_for(
+        "the state without test after the second drill",
+        timeout,
+        || states(&got).last().is_some_and(|s| !s.test),
+    )
     .await;
     assert!(result(&got, "d2-off").is_some_and(|r| r.accepted && r.reason == "test mode off"));
     signal(&agent, "-TERM");

@@ -400,6 +400,7 @@ pub async fn run(
         None
     };
     let mut wake = shared.spooled.subscribe();
+    let mut state_changed = shared.state_changed.subscribe();
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
     let mut seed = (unix_ms() as u64) ^ (std::process::id() as u64);
     loop {
@@ -417,6 +418,13 @@ pub async fn run(
         state_tick.tick().await;
         let err: ConnectionError = loop {
             tokio::select! {
+                // (its sender lives in `Shared`, which this task holds: it never closes)
+                _ = state_changed.changed(), if link.connected => {
+                    // Test mode started or ended: the retained state shows it at once.
+                    let state = state_payload(&link.shared, &link.cfg.name, true);
+                    let t = topic(&link.shared, Channel::State);
+                    link.publish(t, true, state, Tag::Other);
+                }
                 _ = state_tick.tick(), if link.connected => {
                     // Refresh the retained state (pending count, thinned samples).
                     let state = state_payload(&link.shared, &link.cfg.name, true);
