@@ -619,9 +619,16 @@ pub struct Dc09 {
     planner: tokio::sync::Mutex<Planner>,
     /// Serialises read-modify-write of the message records (queued vs delivery reports).
     records: Arc<tokio::sync::Mutex<()>>,
+    wake: tokio::sync::Notify,
 }
 
 impl Dc09 {
+    /// Runs a planner cycle now rather than at the next poll (called after alarm changes are
+    /// committed, so that a fire alarm does not wait for the poll interval).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     /// The planner's state (for tests and the API).
     pub async fn state(&self) -> PlannerState {
         self.planner.lock().await.state.clone()
@@ -683,6 +690,7 @@ pub async fn start(
         link: link.clone(),
         planner: tokio::sync::Mutex::new(planner),
         records: records.clone(),
+        wake: tokio::sync::Notify::new(),
     });
     let mut tasks = Vec::new();
     // Delivery reports -> message documents.
@@ -739,6 +747,7 @@ pub async fn start(
                 tokio::select! {
                     _ = crate::stopped(&mut stop) => break,
                     _ = iv.tick() => {}
+                    _ = dc09.wake.notified() => {}
                 }
                 if let Err(e) = cycle(&app, &dc09).await {
                     tracing::error!("DC-09 planner: {e:#}");

@@ -190,6 +190,11 @@ impl App {
                 "notification queue full or closed: records not notified"
             );
         }
+        if !changes.records.is_empty()
+            && let Some(d) = self.dc09.get()
+        {
+            d.wake();
+        }
         for r in &changes.records {
             self.publish_live("alarm", r);
         }
