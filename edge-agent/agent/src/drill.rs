@@ -1,5 +1,6 @@
 //! The shell of test (drill) mode ([`crate::test_mode`]): applies its changes to the DC-09 link
-//! (test flag, begin/end bracket) and the state file, and ends an expired drill. A drill found in
+//! (test flag, begin/end bracket) and the state file, and ends an expired drill, or a drill
+//! during which the fire authority takes command (checked every second). A drill found in
 //! the state file at start was interrupted by a restart: it is closed (end bracket, logged with
 //! reason `agent_restart`), never resumed.
 //!
@@ -128,8 +129,12 @@ pub async fn run(
                 None => return,
             },
             _ = tick.tick() => {
-                // ends an expired drill (the change arrives on `changes`)
-                let _ = ingest.shared().test_mode_at(unix_ms());
+                // ends an expired drill, or any drill once the fire authority is in command
+                // (the change arrives on `changes`)
+                let shared = ingest.shared();
+                if shared.test_mode_at(unix_ms()).is_some() && !shared.authority_keys.on().is_empty() {
+                    shared.end_test_mode(EndReason::Authority);
+                }
             }
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }

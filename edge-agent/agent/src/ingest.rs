@@ -73,6 +73,13 @@ impl Shared {
         t.active().cloned()
     }
 
+    /// Ends the drill in progress, if any, for `reason`.
+    pub fn end_test_mode(&self, reason: test_mode::EndReason) {
+        if let Some(c) = self.test_mode().end(reason) {
+            let _ = self.test_changes.send(c);
+        }
+    }
+
     /// Applies a `TestMode { on }` command at `now_ms` (Unix ms); returns the answer's reason.
     pub fn command_test_mode(&self, on: bool, now_ms: i64, user: &str, command_id: &str) -> String {
         let (reason, changes) = self.test_mode().command(on, now_ms, user, command_id);

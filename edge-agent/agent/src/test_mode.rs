@@ -9,9 +9,10 @@
 //!   `AgentState` (with `test_until_ms`);
 //! - the fire logic itself is not altered in any way: stages, outputs and latches are the same.
 //!
-//! Bounds: test mode ends by itself `max` after the last `on` (a repeated `on` re-arms the timer);
-//! a restart never resumes it: the state file written at the start lets the restarted agent
-//! close the drill at the receiver (the end code) and report why.
+//! Bounds: test mode ends by itself `max` after the last `on` (a repeated `on` re-arms the timer),
+//! and at once when the fire authority takes command (a device's `fire.authority` key switch reads
+//! on); a restart never resumes it: the state file written at the start lets the restarted agent
+//! close the drill at the receiver (the end code).
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,9 @@ pub enum EndReason {
     Expired,
     /// The agent restarted during the drill (found at start; drills never resume).
     Restart,
+    /// The fire authority took command (a key switch reads on): from then on everything is
+    /// sent for real.
+    Authority,
 }
 
 impl EndReason {
@@ -47,6 +51,7 @@ impl EndReason {
             EndReason::Command => "command",
             EndReason::Expired => "expired",
             EndReason::Restart => "agent_restart",
+            EndReason::Authority => "authority_control",
         }
     }
 }
@@ -133,6 +138,12 @@ impl TestMode {
         (reason, changes)
     }
 
+    /// Ends the drill now, if one runs.
+    pub fn end(&mut self, reason: EndReason) -> Option<Change> {
+        let drill = self.active.take()?;
+        Some(Change::Ended { drill, reason })
+    }
+
     /// Ends an expired drill.
     pub fn tick(&mut self, now_ms: i64) -> Option<Change> {
         if self.active.as_ref().is_some_and(|a| now_ms >= a.until_ms) {
@@ -198,6 +209,21 @@ mod tests {
         assert!(!t.is_on(600));
         let (why, c) = t.command(false, 700, "op", "c4");
         assert_eq!((why.as_str(), c), ("test mode was not on", vec![]));
+    }
+
+    #[test]
+    fn a_drill_can_be_ended_by_the_fire_authority() {
+        let mut t = TestMode::new(1000);
+        assert_eq!(t.end(EndReason::Authority), None);
+        t.command(true, 0, "op", "c1");
+        assert!(matches!(
+            t.end(EndReason::Authority),
+            Some(Change::Ended {
+                reason: EndReason::Authority,
+                ..
+            })
+        ));
+        assert!(!t.is_on(1));
     }
 
     #[test]

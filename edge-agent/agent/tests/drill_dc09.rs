@@ -3,7 +3,8 @@
 //! the drill begin/end codes (FI/FK), and the events and the retained state on MQTT carry
 //! `test: true`; the fire logic still latches its stages. A SIGKILL during the drill: the
 //! restarted agent closes the drill at the receiver (FK) and does not resume it, so the next
-//! stage goes out with its real code. A second drill is started and ended by command.
+//! stage goes out with its real code. A second drill is started and ended by command; a third
+//! ends when the fire authority takes command (key switch).
 
 mod common;
 #[path = "../../dc09-link/tests/common/mod.rs"]
@@ -48,6 +49,13 @@ table = "holding"
 register = 1
 type = "i16"
 scale = 0.1
+poll = "fast"
+[[point]]
+id = "key"
+role = "fire.authority"
+table = "holding"
+register = 2
+type = "u16"
 poll = "fast"
 "#;
 
@@ -158,6 +166,7 @@ async fn a_drill_marks_dc09_messages_and_events_as_test_and_never_resumes_after_
         &[
             ("t1", SimValue::Number(25.0)),
             ("t2", SimValue::Number(25.0)),
+            ("key", SimValue::Number(0.0)),
         ],
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -310,6 +319,24 @@ temp2 = "rio/t2"
     )
     .await;
     assert!(result(&got, "d2-off").is_some_and(|r| r.accepted && r.reason == "test mode off"));
+
+    // A third drill, ended because the fire authority takes command (key switch on).
+    send("d3-on", true).await;
+    wait_for("the third FI", timeout, || {
+        codes(&rcv).iter().filter(|c| *c == "FI").count() == 3
+    })
+    .await;
+    rio.write_values(&profile, &[("key", SimValue::Number(1.0))]);
+    wait_for("the third FK (authority control)", timeout, || {
+        codes(&rcv).iter().filter(|c| *c == "FK").count() == 3
+    })
+    .await;
+    wait_for(
+        "the state without test under authority control",
+        timeout,
+        || states(&got).last().is_some_and(|s| !s.test),
+    )
+    .await;
     signal(&agent, "-TERM");
     assert!(agent.wait().unwrap().success());
 
