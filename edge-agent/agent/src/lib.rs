@@ -6,7 +6,9 @@
 //! - [`uplink`]: one task per broker publishing the spool, PUBACK-driven acknowledgement;
 //! - [`devices`]: drivers (MQTT devices, a signal generator);
 //! - [`fire`]: local fire logic of racks without a controller;
+//! - [`controller`]: fire events of racks with their own controller, forwarded over DC-09;
 //! - [`commands`]: answers to `cmd/{device}`;
+//! - [`test_mode`]: drills commanded by the center (DC-09 test codes, `test` flags);
 //! - [`payload`]: spool records and wire payloads.
 
 pub mod commands;
