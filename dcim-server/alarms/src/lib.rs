@@ -22,6 +22,7 @@
 //! Notifier::new(channels, policy)?
 //! notifier.plan(&records) -> Vec<Delivery>; notifier.route(channel, now) -> Option<channel>
 //! notifier.report(channel, ok, latency_ms, now); notifier.escalations(unacked, now)
+//! notifier.state() / notifier.restore_state(state)   (escalation progress, breakers)
 //! ```
 //!
 //! Invariants: every record with `from != to` satisfies [`alarm::valid_transition`]; an alarm
@@ -44,7 +45,7 @@ pub use incident::{
 };
 pub use notify::{
     Breaker, BreakerConfig, BreakerState, Channel, ChannelKind, Delivery, EscalationStep, Notifier,
-    Policy,
+    NotifierState, Policy,
 };
 pub use rules::{Condition, Rule, rules_from_toml};
 pub use suppression::{SiteSuppression, device_components};

@@ -188,6 +188,14 @@ pub struct Delivery {
     pub escalation: Option<usize>,
 }
 
+/// What a [`Notifier`] has learnt at run time, to persist across restarts: the escalation
+/// steps already sent per alarm and the breakers' states.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotifierState {
+    pub escalated: BTreeMap<String, usize>,
+    pub breakers: BTreeMap<String, Breaker>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notifier {
     pub channels: BTreeMap<String, Channel>,
@@ -233,6 +241,32 @@ impl Notifier {
             policy,
             escalated: BTreeMap::new(),
         })
+    }
+
+    /// The run-time state (see [`NotifierState`]).
+    pub fn state(&self) -> NotifierState {
+        NotifierState {
+            escalated: self.escalated.clone(),
+            breakers: self
+                .channels
+                .iter()
+                .map(|(n, c)| (n.clone(), c.breaker.clone()))
+                .collect(),
+        }
+    }
+
+    /// Resumes from a stored state: escalation progress, and the breakers of channels that
+    /// still exist (their tuning stays the configured one).
+    pub fn restore_state(&mut self, state: NotifierState) {
+        self.escalated = state.escalated;
+        for (name, b) in state.breakers {
+            if let Some(c) = self.channels.get_mut(&name) {
+                c.breaker = Breaker {
+                    config: c.breaker.config.clone(),
+                    ..b
+                };
+            }
+        }
     }
 
     /// Deliveries for alarm records: annunciations (activation to unacknowledged, shelf or

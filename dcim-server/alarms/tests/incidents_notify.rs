@@ -340,3 +340,44 @@ fn escalation_when_not_acknowledged_in_time() {
     let d = n.escalations(un, T0 + 900_000);
     assert_eq!(d[0].escalation, Some(1));
 }
+
+#[test]
+fn notifier_state_survives_a_restart() {
+    let mut n = notifier();
+    let un = [("redundancy:power", T0, 2u8, "power at N")];
+    assert_eq!(n.escalations(un, T0 + 300_000).len(), 1);
+    for i in 0..3 {
+        n.report("webhook", false, 10, T0 + i);
+    }
+    let json = serde_json::to_string(&n.state()).unwrap();
+    // A new process with the same configuration.
+    let mut n2 = notifier();
+    n2.restore_state(serde_json::from_str(&json).unwrap());
+    assert_eq!(n2.state(), n.state());
+    assert!(
+        n2.escalations(un, T0 + 300_001).is_empty(),
+        "a step sent before the restart is not sent again"
+    );
+    assert_eq!(
+        n2.route("webhook", T0 + 10).as_deref(),
+        Some("email"),
+        "the open breaker stays open"
+    );
+    assert_eq!(n2.escalations(un, T0 + 900_000)[0].escalation, Some(1));
+    // Breakers of channels that are gone are ignored; tuning stays the configured one.
+    let mut state: NotifierState = serde_json::from_str(&json).unwrap();
+    state.breakers.insert(
+        "gone".into(),
+        Breaker::new(BreakerConfig {
+            consecutive_failures: 1,
+            ..BreakerConfig::default()
+        }),
+    );
+    let mut n3 = notifier();
+    n3.restore_state(state);
+    assert!(!n3.channels.contains_key("gone"));
+    assert_eq!(
+        n3.channels["webhook"].breaker.config,
+        BreakerConfig::default()
+    );
+}

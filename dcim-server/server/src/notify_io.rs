@@ -15,6 +15,11 @@
 //! log (`notify.sent`, `notify.failed`, `notify.undelivered`, target `alarm/<id>`), so an
 //! operator can see that a notification went out or failed over.
 //!
+//! The notifier's run-time state (escalation steps already sent, breakers) is stored as the
+//! `notifier/state` doc after it changes and restored at start, so that a restart does not
+//! send an escalation step again; alarms still unacknowledged at start are escalated from the
+//! time they last changed.
+//!
 //! Deliveries are sent one at a time, each bounded by its channel's timeout: a slow channel
 //! delays the ones behind it but never blocks ingest (the queue is between them).
 
@@ -23,7 +28,7 @@ use crate::{App, now_ms};
 use anyhow::Context;
 use dcim_alarms::{
     AlarmState, Breaker, BreakerConfig, Channel, ChannelKind, Delivery, EscalationStep, Event,
-    Notifier, Policy, Record,
+    Notifier, NotifierState, Policy, Record,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -661,7 +666,13 @@ struct Worker {
     notifier: Notifier,
     senders: BTreeMap<String, (Sender, Duration)>,
     unacked: Unacked,
+    /// The notifier state last stored (escalation steps sent, breakers).
+    saved: NotifierState,
 }
+
+/// Doc (`notifier/state`) with the notifier's run-time state: escalation steps already sent,
+/// so that a restart does not send them again, and the breakers.
+pub const NOTIFIER_DOC: &str = "notifier";
 
 impl Worker {
     async fn audit(&self, action: &str, d: &Delivery, detail: serde_json::Value) {
@@ -752,12 +763,33 @@ impl Worker {
         }
     }
 
+    /// Stores the notifier's state when it changed.
+    async fn save(&mut self) {
+        let state = self.notifier.state();
+        if state == self.saved {
+            return;
+        }
+        let doc = crate::store::DocRecord {
+            id: "state".into(),
+            updated_ms: now_ms(),
+            body: serde_json::to_value(&state).unwrap_or_default(),
+        };
+        match self.app.store.put_doc(NOTIFIER_DOC, &doc, None).await {
+            Ok(()) => self.saved = state,
+            Err(e) => {
+                inc(&self.app.metrics.store_errors_total, 1);
+                tracing::error!("storing the notifier state: {e}");
+            }
+        }
+    }
+
     async fn on_records(&mut self, records: &[Record]) {
         self.unacked.on_records(records);
         let deliveries = self.notifier.plan(records);
         for d in &deliveries {
             self.deliver(d).await;
         }
+        self.save().await;
     }
 
     async fn on_tick(&mut self) {
@@ -772,6 +804,9 @@ impl Worker {
         for d in &due {
             inc(&self.app.metrics.notify_escalations_total, 1);
             self.deliver(d).await;
+        }
+        if !due.is_empty() {
+            self.save().await;
         }
     }
 }
@@ -814,9 +849,22 @@ async fn start(
     cfg: &NotifyConfig,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(mpsc::Sender<Vec<Record>>, Vec<JoinHandle<()>>)> {
-    let notifier = cfg
+    let mut notifier = cfg
         .notifier()
         .map_err(|e| anyhow::anyhow!("[notify]: {e}"))?;
+    if let Some(d) = app
+        .store
+        .list_docs(NOTIFIER_DOC)
+        .await?
+        .into_iter()
+        .find(|d| d.id == "state")
+    {
+        match serde_json::from_value::<NotifierState>(d.body) {
+            Ok(state) => notifier.restore_state(state),
+            Err(e) => tracing::warn!("stored notifier state does not decode, starting afresh: {e}"),
+        }
+    }
+    let saved = notifier.state();
     let mut tasks = Vec::new();
     let mut senders = BTreeMap::new();
     for c in &cfg.channels {
@@ -841,6 +889,7 @@ async fn start(
         notifier,
         senders,
         unacked,
+        saved,
     };
     let mut stop = stop;
     tasks.push(tokio::spawn(async move {
@@ -924,6 +973,24 @@ to = "lead@example.org"
             .unwrap_err()
             .to_string();
         assert!(e.contains("notify.channels[1].to"), "{e}");
+    }
+
+    #[test]
+    fn the_documented_example_is_a_valid_section() {
+        let text = include_str!("../notify.example.toml");
+        let c = cfg(text).unwrap();
+        assert!(
+            !c.notify.enabled,
+            "the example is off until copied and enabled"
+        );
+        let on = cfg(&text.replace("enabled = false", "enabled = true")).unwrap();
+        let n = on.notify.notifier().unwrap();
+        assert_eq!(n.channels.len(), 3);
+        assert_eq!(n.policy.escalation.len(), 2);
+        assert_eq!(
+            n.channels["ops-webhook"].breaker.config,
+            BreakerConfig::default()
+        );
     }
 
     #[test]
