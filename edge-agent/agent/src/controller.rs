@@ -422,16 +422,8 @@ pub async fn run(
             None
         }
     };
-    // What a previous run decided but may not have queued.
-    if let Some(c) = &mut cursor
-        && !c.pending.is_empty()
-        && submit_pending(&link, c, &cfg.device).await
-    {
-        c.pending.clear();
-        if let Err(e) = save(&cfg.cursor_file, c) {
-            error!(controller = %cfg.device, error = %e, "controller cursor not saved");
-        }
-    }
+    // What a previous run decided but may not have queued is submitted again on the first
+    // tick (the outbox recognises what it already has by the ids).
     let mut ctx = None;
     let mut failures = 0u32;
     let mut iv = tokio::time::interval(cfg.poll);
@@ -459,21 +451,25 @@ pub async fn run(
                 }
             }
         };
-        let Some(mut next) = next else { continue };
-        if cursor.as_ref() == Some(&next) {
-            continue;
-        }
-        // Write-ahead: the decision is on disk before anything is queued.
-        if let Err(e) = save(&cfg.cursor_file, &next) {
-            error!(controller = %cfg.device, error = %e, "controller cursor not saved: events are queued anyway and may repeat after a restart");
-        }
-        if !next.pending.is_empty() && submit_pending(&link, &next, &cfg.device).await {
-            next.pending.clear();
+        if let Some(next) = next
+            && cursor.as_ref() != Some(&next)
+        {
+            // Write-ahead: the decision is on disk before anything is queued.
             if let Err(e) = save(&cfg.cursor_file, &next) {
+                error!(controller = %cfg.device, error = %e, "controller cursor not saved: events are queued anyway and may repeat after a restart");
+            }
+            cursor = Some(next);
+        }
+        // Queue what is decided (retried every poll until the outbox takes it).
+        if let Some(c) = &mut cursor
+            && !c.pending.is_empty()
+            && submit_pending(&link, c, &cfg.device).await
+        {
+            c.pending.clear();
+            if let Err(e) = save(&cfg.cursor_file, c) {
                 error!(controller = %cfg.device, error = %e, "controller cursor not saved");
             }
         }
-        cursor = Some(next);
     }
 }
 
