@@ -500,6 +500,7 @@ impl Config {
         }
         if let Some(t) = &self.broker.tls
             && t.listen == self.broker.listen
+            && t.listen.port() != 0
             && t.plain_listener
         {
             return Err(self.invalid(
@@ -695,6 +696,12 @@ mod tests {
             err.contains("line 2") && err.contains("`broker.tls.client_ca_file`"),
             "{err}"
         );
+
+        // Both listeners on one fixed port is a mistake; port 0 (ephemeral) twice is not.
+        let both = "[broker]\nlisten = '127.0.0.1:1883'\n[broker.tls]\nlisten = '127.0.0.1:1883'\ncert_file = 'cert.pem'\nkey_file = 'key.pem'\n";
+        let err = load(both).unwrap_err().to_string();
+        assert!(err.contains("`broker.tls.listen`"), "{err}");
+        assert!(load(&both.replace(":1883", ":0")).is_ok());
 
         let err = load("[http.tls]\ncert_file = 'cert.pem'\n")
             .unwrap_err()

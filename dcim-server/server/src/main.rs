@@ -33,6 +33,8 @@ USAGE:
 ROLES: viewer, operator, admin, fire_authority (read-only)
 ENV:   DCIM_CONFIG (config file when --config is absent), DCIM_ADMIN_PASSWORD (bootstrap admin),
        RUST_LOG (log filter, default info)
+TLS:   [http.tls] (HTTPS, HSTS, Secure cookies) and [broker.tls] (MQTT over TLS at the broker
+       gate), each with cert_file, key_file and an optional client_ca_file, in the config file
 ";
 
 struct Args {
