@@ -297,6 +297,18 @@ pub struct Acknowledgement {
     pub after_s: f64,
 }
 
+/// An event an edge agent published during the drill (`test` is the agent's own flag).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EdgeEvent {
+    pub agent: String,
+    pub device: String,
+    pub kind: String,
+    pub message: String,
+    pub ts_ms: i64,
+    pub after_s: f64,
+    pub test: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentLine {
     pub id: u64,
@@ -350,6 +362,9 @@ pub struct Report {
     pub description: String,
     pub steps: Vec<StepResult>,
     pub detected: Vec<Detection>,
+    /// Events the edge agents published during the drill (fire stages seen at the edge, ...).
+    #[serde(default)]
+    pub edge_events: Vec<EdgeEvent>,
     pub acknowledged: Vec<Acknowledgement>,
     pub incidents: Vec<IncidentLine>,
     pub dc09: Vec<Transmission>,
@@ -367,6 +382,8 @@ pub struct Facts<'a> {
     pub incidents: Vec<(u64, String, u8, i64)>,
     pub dc09: Vec<crate::dc09::MessageRecord>,
     pub agents: Vec<AgentCommand>,
+    /// Agent events received during the drill.
+    pub edge_events: Vec<crate::store::EventRecord>,
 }
 
 fn after(start: i64, t: i64) -> f64 {
@@ -481,12 +498,29 @@ pub fn build_report(f: Facts<'_>) -> Report {
             }
         })
         .collect();
+    let end = f.drill.ended_ms.unwrap_or(i64::MAX);
+    let mut edge_events: Vec<EdgeEvent> = f
+        .edge_events
+        .iter()
+        .filter(|e| e.received_ms >= start && e.received_ms <= end)
+        .map(|e| EdgeEvent {
+            agent: e.agent.clone(),
+            device: e.device.clone(),
+            kind: e.kind.clone(),
+            message: e.message.clone(),
+            ts_ms: e.ts_ms,
+            after_s: after(start, e.ts_ms),
+            test: e.test,
+        })
+        .collect();
+    edge_events.sort_by_key(|e| e.ts_ms);
     Report {
         drill: f.drill.clone(),
         scenario: f.scenario.name.clone(),
         description: f.scenario.description.clone(),
         steps: f.steps,
         detected,
+        edge_events,
         acknowledged,
         incidents,
         dc09,
@@ -532,6 +566,20 @@ impl Report {
             o.push_str(&format!(
                 "| {:.3} s | `{}` | {} | {} |\n",
                 x.after_s, x.alarm, x.grade, x.message
+            ));
+        }
+        o.push_str(
+            "\n## Edge events\n\n| after | agent | device | kind | test | message |\n|---|---|---|---|---|---|\n",
+        );
+        for x in &self.edge_events {
+            o.push_str(&format!(
+                "| {:.3} s | {} | {} | {} | {} | {} |\n",
+                x.after_s,
+                x.agent,
+                x.device,
+                x.kind,
+                if x.test { "yes" } else { "no" },
+                x.message.replace('|', "/")
             ));
         }
         o.push_str("\n## Acknowledged\n\n| after | alarm | by |\n|---|---|---|\n");
@@ -891,6 +939,14 @@ async fn report_for(
             .collect()
     };
     let dc09 = crate::dc09::messages(app).await?;
+    let edge_events = app
+        .store
+        .list_events(&crate::store::EventQuery {
+            since_ms: Some(d.started_ms - 60_000),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await?;
     Ok(build_report(Facts {
         drill: d,
         scenario,
@@ -899,6 +955,7 @@ async fn report_for(
         incidents,
         dc09,
         agents,
+        edge_events,
     }))
 }
 
@@ -1120,6 +1177,7 @@ within_s = 6
                 msg("fire.stage2_patch", None, Some(12_900)),
             ],
             agents: vec![],
+            edge_events: vec![],
         });
         assert_eq!(r.detected.len(), 1);
         assert_eq!(r.detected[0].after_s, 2.5);
@@ -1159,6 +1217,7 @@ within_s = 6
             incidents: vec![],
             dc09: vec![],
             agents: vec![],
+            edge_events: vec![],
         });
         assert!(!r.expectations[0].met);
         assert!(r.markdown().contains("| NO |"));

@@ -130,6 +130,14 @@ async fn battery_room_fire_drill_reports_and_tags_everything_as_test() {
         report.expectations
     );
 
+    // The agent saw the stages at the edge and, in test mode, flagged its events as test.
+    let edge: Vec<_> = report
+        .edge_events
+        .iter()
+        .filter(|e| e.device == "bms-z2" && e.kind == "fire.stage")
+        .collect();
+    assert!(!edge.is_empty(), "{:?}", report.edge_events);
+    assert!(edge.iter().all(|e| e.test), "{edge:?}");
     // The agent was told about the drill (test mode on, then off).
     let sent: Vec<bool> = report.agents.iter().map(|a| a.on).collect();
     assert_eq!(sent, vec![true, false], "{:?}", report.agents);
