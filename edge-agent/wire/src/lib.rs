@@ -221,7 +221,12 @@ pub enum CommandKind {
     Acknowledge,
     /// Set the device clock.
     TimeSync { unix_ms: i64 },
-    /// Ask for test mode (refused by the controller while any stage is active).
+    /// Ask for test mode (refused by the controller while any stage is active). Addressed to the
+    /// agent itself (`cmd/{agent}` with `device` = the agent id) it starts or ends a drill of
+    /// that agent: its DC-09 messages carry the authority's test code between drill begin/end
+    /// codes, its events and `AgentState` carry `test`; the drill ends by itself after the
+    /// agent's configured maximum (2 h by default), when the fire authority takes command, and
+    /// it never resumes after an agent restart. The fire logic is not affected.
     TestMode { on: bool },
     /// Inhibit one faulted sensor for a bounded time (itself reported as a trouble).
     InhibitSensor { sensor: String, seconds: u32 },
