@@ -623,17 +623,36 @@ async fn events(
     Ok(Json(json!({"events": ev})))
 }
 
-struct SseGuard(Arc<App>);
+/// Counts an open stream (and whether it receives `points`, which the ingest serialises only
+/// while someone listens) for as long as it lives.
+struct SseGuard(Arc<App>, bool);
+impl SseGuard {
+    fn new(app: Arc<App>, points: bool) -> SseGuard {
+        app.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
+        if points {
+            app.metrics
+                .sse_points_clients
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        SseGuard(app, points)
+    }
+}
 impl Drop for SseGuard {
     fn drop(&mut self) {
         self.0.metrics.sse_clients.fetch_sub(1, Ordering::Relaxed);
+        if self.1 {
+            self.0
+                .metrics
+                .sse_points_clients
+                .fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
 #[derive(Deserialize, Default)]
 struct StreamQuery {
     /// Comma-separated event names to receive (default: all): points, event, agent, alarm,
-    /// incident, audit.
+    /// incident, audit, redundancy (a subsystem's or rack's current level changed).
     events: Option<String>,
 }
 
@@ -649,8 +668,10 @@ async fn stream(
         .map(|e| e.split(',').map(|s| s.trim().to_string()).collect());
     let rx = app.live.subscribe();
     let stop = app.stopping.clone();
-    app.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
-    let guard = SseGuard(app.clone());
+    let points = wanted
+        .as_ref()
+        .is_none_or(|w| w.iter().any(|e| e == "points"));
+    let guard = SseGuard::new(app.clone(), points);
     let s = futures_util::stream::unfold(
         (rx, stop, guard, wanted),
         |(mut rx, mut stop, guard, wanted)| async move {

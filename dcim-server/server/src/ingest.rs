@@ -12,6 +12,8 @@ use dcim_wire::{AgentState, Channel, CommandResult, Event, EventBatch, Telemetry
 use serde::Serialize;
 use std::collections::HashMap;
 
+mod fast;
+
 /// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
@@ -95,8 +97,11 @@ pub struct Ingest {
     agents: HashMap<String, AgentConfig>,
     /// `(agent, stream) -> highest seq accepted`.
     high_water: HashMap<(String, &'static str), u64>,
-    /// `(site, device, point) -> latest`.
-    latest: HashMap<(String, String, String), Latest>,
+    /// `site -> device -> point -> latest` (nested so that a lookup borrows the sample's
+    /// strings instead of allocating a key).
+    latest: HashMap<String, HashMap<String, HashMap<String, Latest>>>,
+    /// Number of points in `latest`.
+    points: usize,
     /// Whether any agent may publish (no agents configured: accept everything; used by tests
     /// and the quick start only, logged loudly at start).
     open: bool,
@@ -138,11 +143,19 @@ impl Ingest {
     }
 
     pub fn latest(&self) -> impl Iterator<Item = &Latest> {
-        self.latest.values()
+        self.latest
+            .values()
+            .flat_map(|d| d.values())
+            .flat_map(|p| p.values())
+    }
+
+    /// The latest value of one point.
+    pub fn get(&self, site: &str, device: &str, point: &str) -> Option<&Latest> {
+        self.latest.get(site)?.get(device)?.get(point)
     }
 
     pub fn point_count(&self) -> usize {
-        self.latest.len()
+        self.points
     }
 
     fn check_agent(
@@ -206,78 +219,16 @@ impl Ingest {
         publisher: Option<&str>,
         now_ms: i64,
     ) -> Outcome {
-        let malformed = |e: dcim_wire::WireError| {
-            Outcome::Rejected(Rejection::Malformed {
-                detail: e.to_string(),
-            })
-        };
-        let topic = match Topic::parse(topic) {
-            Ok(t) => t,
-            Err(e) => return malformed(e),
-        };
-        match topic.channel {
-            Channel::Command { .. } => Outcome::Rejected(Rejection::CommandTopic),
-            Channel::Telemetry => {
-                let batch: TelemetryBatch = match dcim_wire::decode(payload) {
-                    Ok(b) => b,
-                    Err(e) => return malformed(e),
-                };
-                let cfg = match self.check_agent(&topic, &batch.agent, publisher) {
-                    Ok(c) => c,
-                    Err(r) => return Outcome::Rejected(r),
-                };
-                if let Err(r) =
-                    Self::check_devices(cfg, batch.samples.iter().map(|s| s.device.as_str()))
-                {
-                    return Outcome::Rejected(r);
-                }
-                if self
-                    .high_water(&batch.agent, TELEMETRY)
-                    .is_some_and(|hw| batch.seq <= hw)
-                {
-                    return Outcome::Duplicate {
-                        agent: batch.agent,
-                        stream: TELEMETRY,
-                        count: batch.samples.len() as u64,
-                    };
-                }
-                self.set_high_water(&batch.agent, TELEMETRY, batch.seq);
-                let mut changed = Vec::with_capacity(batch.samples.len());
-                for s in batch.samples {
-                    let key = (topic.site.clone(), s.device.clone(), s.point.clone());
-                    match self.latest.get_mut(&key) {
-                        // An older reading (replayed after a newer one) never overwrites.
-                        Some(l) if l.sample.ts_ms > s.ts_ms => continue,
-                        Some(l) => {
-                            l.sample = s.clone();
-                            l.received_ms = now_ms;
-                        }
-                        None => {
-                            self.latest.insert(
-                                key,
-                                Latest {
-                                    site: topic.site.clone(),
-                                    agent: batch.agent.clone(),
-                                    sample: s.clone(),
-                                    received_ms: now_ms,
-                                },
-                            );
-                        }
-                    }
-                    changed.push(s);
-                }
-                Outcome::Telemetry {
-                    site: topic.site,
-                    agent: batch.agent,
-                    seq: batch.seq,
-                    samples: changed,
-                }
-            }
-            Channel::Events => {
-                let batch: EventBatch = match dcim_wire::decode(payload) {
-                    Ok(b) => b,
-                    Err(e) => return malformed(e),
-                };
+        self.apply(decode(topic, payload), publisher, now_ms)
+    }
+
+    /// Applies a message decoded by [`decode`] (which needs no state, so the shell decodes
+    /// on another task while this runs).
+    pub fn apply(&mut self, msg: Decoded, publisher: Option<&str>, now_ms: i64) -> Outcome {
+        match msg {
+            Decoded::Rejected(r) => Outcome::Rejected(r),
+            Decoded::Telemetry(topic, batch) => self.telemetry(topic, batch, publisher, now_ms),
+            Decoded::Events(topic, batch) => {
                 let cfg = match self.check_agent(&topic, &batch.agent, publisher) {
                     Ok(c) => c,
                     Err(r) => return Outcome::Rejected(r),
@@ -318,11 +269,7 @@ impl Ingest {
                     gap,
                 }
             }
-            Channel::State => {
-                let state: AgentState = match dcim_wire::decode(payload) {
-                    Ok(b) => b,
-                    Err(e) => return malformed(e),
-                };
+            Decoded::State(topic, state) => {
                 match self.check_agent(&topic, &state.agent, publisher) {
                     Ok(_) => Outcome::State {
                         site: topic.site,
@@ -331,11 +278,7 @@ impl Ingest {
                     Err(r) => Outcome::Rejected(r),
                 }
             }
-            Channel::CommandResult => {
-                let result: CommandResult = match dcim_wire::decode(payload) {
-                    Ok(b) => b,
-                    Err(e) => return malformed(e),
-                };
+            Decoded::CommandResult(topic, result) => {
                 match self.check_agent(&topic, &topic.agent.clone(), publisher) {
                     Ok(_) => Outcome::CommandResult {
                         site: topic.site,
@@ -346,6 +289,130 @@ impl Ingest {
                 }
             }
         }
+    }
+
+    fn telemetry(
+        &mut self,
+        topic: Topic,
+        batch: TelemetryBatch,
+        publisher: Option<&str>,
+        now_ms: i64,
+    ) -> Outcome {
+        let cfg = match self.check_agent(&topic, &batch.agent, publisher) {
+            Ok(c) => c,
+            Err(r) => return Outcome::Rejected(r),
+        };
+        if let Err(r) = Self::check_devices(cfg, batch.samples.iter().map(|s| s.device.as_str())) {
+            return Outcome::Rejected(r);
+        }
+        if self
+            .high_water(&batch.agent, TELEMETRY)
+            .is_some_and(|hw| batch.seq <= hw)
+        {
+            return Outcome::Duplicate {
+                agent: batch.agent,
+                stream: TELEMETRY,
+                count: batch.samples.len() as u64,
+            };
+        }
+        self.set_high_water(&batch.agent, TELEMETRY, batch.seq);
+        let mut changed = Vec::with_capacity(batch.samples.len());
+        let site = match self.latest.get_mut(&topic.site) {
+            Some(m) => m,
+            None => self.latest.entry(topic.site.clone()).or_default(),
+        };
+        for s in batch.samples {
+            let points = match site.get_mut(&s.device) {
+                Some(m) => m,
+                None => site.entry(s.device.clone()).or_default(),
+            };
+            match points.get_mut(&s.point) {
+                // An older reading (replayed after a newer one) never overwrites.
+                Some(l) if l.sample.ts_ms > s.ts_ms => continue,
+                Some(l) => {
+                    // In place: device and point are the key; the rest rarely changes, so
+                    // the common case allocates nothing.
+                    let old = &mut l.sample;
+                    old.value.clone_from(&s.value);
+                    old.quality = s.quality;
+                    old.ts_ms = s.ts_ms;
+                    if old.role != s.role {
+                        old.role = s.role.clone();
+                    }
+                    if old.unit != s.unit {
+                        old.unit.clone_from(&s.unit);
+                    }
+                    if old.labels != s.labels {
+                        old.labels.clone_from(&s.labels);
+                    }
+                    if l.agent != batch.agent {
+                        l.agent.clone_from(&batch.agent);
+                    }
+                    l.received_ms = now_ms;
+                }
+                None => {
+                    points.insert(
+                        s.point.clone(),
+                        Latest {
+                            site: topic.site.clone(),
+                            agent: batch.agent.clone(),
+                            sample: s.clone(),
+                            received_ms: now_ms,
+                        },
+                    );
+                    self.points += 1;
+                }
+            }
+            changed.push(s);
+        }
+        Outcome::Telemetry {
+            site: topic.site,
+            agent: batch.agent,
+            seq: batch.seq,
+            samples: changed,
+        }
+    }
+}
+
+/// A message decoded and checked for form, not yet for permission or duplicates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Telemetry(Topic, TelemetryBatch),
+    Events(Topic, EventBatch),
+    State(Topic, AgentState),
+    CommandResult(Topic, CommandResult),
+    Rejected(Rejection),
+}
+
+/// Parses the topic and decodes the payload (no state: may run on any task).
+pub fn decode(topic: &str, payload: &[u8]) -> Decoded {
+    let malformed = |e: dcim_wire::WireError| {
+        Decoded::Rejected(Rejection::Malformed {
+            detail: e.to_string(),
+        })
+    };
+    let topic = match Topic::parse(topic) {
+        Ok(t) => t,
+        Err(e) => return malformed(e),
+    };
+    match topic.channel {
+        Channel::Command { .. } => Decoded::Rejected(Rejection::CommandTopic),
+        Channel::Telemetry => match fast::telemetry(payload) {
+            Ok(b) => Decoded::Telemetry(topic, b),
+            Err(e) => malformed(e),
+        },
+        Channel::Events => match dcim_wire::decode(payload) {
+            Ok(b) => Decoded::Events(topic, b),
+            Err(e) => malformed(e),
+        },
+        Channel::State => match dcim_wire::decode(payload) {
+            Ok(b) => Decoded::State(topic, b),
+            Err(e) => malformed(e),
+        },
+        Channel::CommandResult => match dcim_wire::decode(payload) {
+            Ok(b) => Decoded::CommandResult(topic, b),
+            Err(e) => malformed(e),
+        },
     }
 }
 

@@ -12,6 +12,8 @@ macro_rules! counters {
             pub points: AtomicI64,
             pub broker_clients: AtomicI64,
             pub sse_clients: AtomicI64,
+            /// Open /api/stream connections that receive `points` events.
+            pub sse_points_clients: AtomicI64,
             pub mqtt_connected: AtomicI64,
             pub influx_queue: AtomicI64,
             pub store_disk_full: AtomicI64,
@@ -32,6 +34,7 @@ macro_rules! counters {
                     ("points", "Points with a latest value in memory.", &self.points),
                     ("broker_clients", "Clients connected to the embedded broker.", &self.broker_clients),
                     ("sse_clients", "Open /api/stream connections.", &self.sse_clients),
+                    ("sse_points_clients", "Open /api/stream connections that receive points events.", &self.sse_points_clients),
                     ("mqtt_connected", "1 when the ingest client is connected to the broker.", &self.mqtt_connected),
                     ("influx_queue", "Lines waiting for the time-series store.", &self.influx_queue),
                     ("store_disk_full", "1 while database writes fail because its disk is full.", &self.store_disk_full),

@@ -14,7 +14,7 @@
 //! TCP_NODELAY on accepted sockets, so each large publish it forwards waits for the client's
 //! delayed ACK (~40 ms): about 20 batches/s. The in-process link has no such limit.
 
-use crate::ingest::{EVENTS, Outcome, TELEMETRY};
+use crate::ingest::{Decoded, EVENTS, Outcome, TELEMETRY};
 use crate::metrics::inc;
 use crate::store::{AgentRecord, EventRecord};
 use crate::{App, now_ms};
@@ -37,12 +37,21 @@ pub struct Target {
 
 const SUBSCRIPTIONS: [&str; 4] = ["telemetry", "events", "state", "cmd_result"];
 
-/// One message for the ingest worker.
+/// One message for the ingest worker, already decoded by the task that received it (JSON
+/// decoding is the largest part of the ingest's work; doing it there keeps it off the worker,
+/// so the two run on different cores).
 pub struct Incoming {
     pub topic: String,
-    pub payload: Bytes,
+    pub msg: Decoded,
     /// The rumqttc message to acknowledge after processing (external broker).
     pub ack: Option<Publish>,
+}
+
+impl Incoming {
+    fn new(topic: String, payload: &Bytes, ack: Option<Publish>) -> Incoming {
+        let msg = crate::ingest::decode(&topic, payload);
+        Incoming { topic, msg, ack }
+    }
 }
 
 type Link = (rumqttd::local::LinkTx, rumqttd::local::LinkRx);
@@ -99,11 +108,8 @@ pub fn spawn(
                 };
                 match n {
                     Ok(Some(rumqttd::Notification::Forward(f))) => {
-                        let msg = Incoming {
-                            topic: String::from_utf8_lossy(&f.publish.topic).into_owned(),
-                            payload: f.publish.payload,
-                            ack: None,
-                        };
+                        let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
+                        let msg = Incoming::new(topic, &f.publish.payload, None);
                         if tx.send(msg).await.is_err() {
                             break;
                         }
@@ -143,11 +149,8 @@ pub fn spawn(
                 // twice). Those copies are ignored; the link is the ingest path.
                 Ok(Event::Incoming(Packet::Publish(_))) if !subscribe => {}
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let msg = Incoming {
-                        topic: p.topic.clone(),
-                        payload: p.payload.clone(),
-                        ack: Some(p),
-                    };
+                    let payload = p.payload.clone();
+                    let msg = Incoming::new(p.topic.clone(), &payload, Some(p));
                     if tx.send(msg).await.is_err() {
                         break;
                     }
@@ -194,7 +197,7 @@ pub fn spawn(
             if *worker_stop.borrow() {
                 break;
             }
-            if handle(&worker_app, &m.topic, &m.payload, &worker_stop).await
+            if handle_decoded(&worker_app, &m.topic, m.msg, &worker_stop).await
                 && let Some(p) = &m.ack
             {
                 let _ = client.ack(p).await;
@@ -235,12 +238,30 @@ pub async fn save_marks(app: &App) {
 
 /// Processes one message; returns whether it may be acknowledged to the broker.
 pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiver<bool>) -> bool {
+    handle_decoded(app, topic, crate::ingest::decode(topic, payload), stop).await
+}
+
+/// The live `points` event: serialised straight from the samples.
+#[derive(serde::Serialize)]
+struct PointsEvent<'a> {
+    agent: &'a str,
+    samples: &'a [dcim_points::Sample],
+    site: &'a str,
+}
+
+/// Processes one decoded message; returns whether it may be acknowledged to the broker.
+pub async fn handle_decoded(
+    app: &App,
+    topic: &str,
+    msg: Decoded,
+    stop: &watch::Receiver<bool>,
+) -> bool {
     let m = &app.metrics;
     inc(&m.ingest_messages_total, 1);
     let now = now_ms();
     let outcome = {
         let mut ing = app.ingest.lock().expect("ingest lock");
-        let o = ing.handle(topic, payload, None, now);
+        let o = ing.apply(msg, None, now);
         m.points.store(ing.point_count() as i64, Ordering::Relaxed);
         o
     };
@@ -264,10 +285,16 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
                 }
                 drop(f);
                 crate::api_authority::on_samples(app, &agent, &samples).await;
-                app.publish_live(
-                    "points",
-                    &serde_json::json!({"site": site, "agent": agent, "samples": samples}),
-                );
+                if app.metrics.sse_points_clients.load(Ordering::Relaxed) > 0 {
+                    app.publish_live(
+                        "points",
+                        &PointsEvent {
+                            agent: &agent,
+                            samples: &samples,
+                            site: &site,
+                        },
+                    );
+                }
             }
             true
         }

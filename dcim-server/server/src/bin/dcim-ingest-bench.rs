@@ -7,8 +7,9 @@
 //!
 //! It starts a server in-process (temp data dir, embedded broker, its ACL gate), connects
 //! `--agents` MQTT clients that publish telemetry batches of `--batch` samples at QoS 1 as fast
-//! as the PUBACKs come back (at most 64 in flight each), and reports the samples the ingest
-//! accepted per second. Then it measures alarm latency: each probe publishes `fire.stage = 3`
+//! as the PUBACKs come back (at most 64 in flight each) for `--seconds`, waits until every
+//! acknowledged sample was taken in by the ingest, and reports the samples per second from the
+//! first publish to the last sample taken in (a progress line per second while it drains). Then it measures alarm latency: each probe publishes `fire.stage = 3`
 //! for a new rack and waits for the matching `alarm` record on `/api/stream` (the record is
 //! committed to SQLite before it is streamed); first with the broker idle, then while the
 //! telemetry load runs.
@@ -232,9 +233,18 @@ async fn main() -> anyhow::Result<()> {
             let id = format!("load{i}");
             let (c, mut el) = connect(port, &id).await;
             let topic = format!("dcim/v1/bench/{id}/telemetry");
+            // Counts what the broker acknowledged: a publish handed to the client is only
+            // queued (and lost when the client stops), so only PUBACKs count as published.
+            let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let pump_acked = acked.clone();
+            let pump_published = published.clone();
             let pump = tokio::spawn(async move {
                 loop {
                     match el.poll().await {
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            pump_acked.fetch_add(1, Ordering::Relaxed);
+                            pump_published.fetch_add(batch as u64, Ordering::Relaxed);
+                        }
                         Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
                         _ => {}
                     }
@@ -266,7 +276,11 @@ async fn main() -> anyhow::Result<()> {
                 {
                     break;
                 }
-                published.fetch_add(batch as u64, Ordering::Relaxed);
+            }
+            // Let the queued and in-flight publishes be acknowledged before leaving.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while acked.load(Ordering::Relaxed) < seq && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let _ = c.disconnect().await;
             pump.abort();
@@ -283,25 +297,33 @@ async fn main() -> anyhow::Result<()> {
     });
     tokio::time::sleep(Duration::from_secs(o.seconds)).await;
     running.store(false, Ordering::Relaxed);
+    for p in publishers {
+        let _ = p.await;
+    }
     let sent = published.load(Ordering::Relaxed);
     // Wait until everything published was ingested (bounded): end-to-end sustained rate.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = 0;
+    let mut progress = Instant::now();
     while Instant::now() < deadline {
         last = m.ingest_samples_total.load(Ordering::Relaxed) - start_samples;
         if last >= sent {
             break;
         }
+        if progress.elapsed() >= Duration::from_secs(1) {
+            progress = Instant::now();
+            eprintln!(
+                "  {:.0} s: {last} of {sent} samples taken in",
+                t0.elapsed().as_secs_f64()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let accepted = last;
-    for p in publishers {
-        let _ = p.await;
-    }
     let loaded = under_load.await?;
     println!(
-        "ingest: {sent} samples published in {} s, {accepted} accepted after {elapsed:.1} s = {:.0} points/s end to end (duplicates {}, ACL rejections {}, points in memory {})",
+        "ingest: {sent} samples published (acknowledged by the broker) in {} s, {accepted} accepted after {elapsed:.1} s = {:.0} points/s end to end (duplicates {}, ACL rejections {}, points in memory {})",
         o.seconds,
         accepted as f64 / elapsed,
         m.ingest_duplicate_batches_total.load(Ordering::Relaxed),
