@@ -26,6 +26,12 @@ impl Changes {
     }
 }
 
+/// After a restart, how long a subsystem whose components have not all reported yet keeps
+/// its restored redundancy alarm unchanged: the site engine counts unknown components as
+/// available, so without it a restored redundancy alarm would clear before the first samples
+/// and be raised again when they arrive. Agents report every point at least every 10 s.
+pub const RESTORE_WARMUP_MS: i64 = 20_000;
+
 pub struct Facility {
     pub site: Option<Site>,
     live: Live,
@@ -38,6 +44,9 @@ pub struct Facility {
     dirty: bool,
     site_devices: BTreeSet<String>,
     pub status_policy: StatusPolicy,
+    /// After a restore: until then, a subsystem with components not yet known keeps its
+    /// restored redundancy alarm as it is (see [`RESTORE_WARMUP_MS`]).
+    warmup_until_ms: Option<i64>,
 }
 
 impl Facility {
@@ -59,12 +68,14 @@ impl Facility {
             dirty: true,
             site_devices,
             status_policy: StatusPolicy::default(),
+            warmup_until_ms: None,
         })
     }
 
     /// Resumes the alarm engine from a stored snapshot (and the maintenance set the site
     /// evaluation uses), before any input arrives.
-    pub fn restore(&mut self, snap: dcim_alarms::Snapshot) {
+    pub fn restore(&mut self, snap: dcim_alarms::Snapshot, now_ms: i64) {
+        self.warmup_until_ms = Some(now_ms + RESTORE_WARMUP_MS);
         self.maintenance = snap.maintenance.iter().cloned().collect();
         self.engine.restore(snap);
         if let Some(s) = &self.site {
@@ -121,6 +132,10 @@ impl Facility {
         let mut records = Vec::new();
         if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
             for sub in &ev.subsystems {
+                if !sub.unknown.is_empty() && self.warmup_until_ms.is_some_and(|t| now_ms < t) {
+                    // Just restored: no data yet is not a change of redundancy.
+                    continue;
+                }
                 let detail = if sub.lost.is_empty() && sub.degraded.is_empty() {
                     String::new()
                 } else {

@@ -454,7 +454,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
             seq = snap.seq,
             "restored the alarm engine state"
         );
-        facility.restore(snap);
+        facility.restore(snap, now_ms());
     }
 
     let authority_state = api_authority::load(store.as_ref()).await?;

@@ -145,3 +145,66 @@ async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
     drop(c);
     server.shutdown().await;
 }
+
+/// The site engine counts components without data as available: right after a restart a
+/// restored redundancy alarm must neither clear for lack of data nor be raised again when the
+/// data shows the same loss.
+#[test]
+fn restored_redundancy_alarm_waits_for_the_data_instead_of_clearing() {
+    use dcim_alarms::Action;
+    use dcim_server::facility::Facility;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../site/sites/demo.toml");
+    let site = dcim_site::Site::load(&path).unwrap();
+    let now = 1_700_000_000_000;
+    let feed_a_open = |ts: i64| -> Vec<Sample> {
+        dcim_site::fixture::healthy_samples(&site, ts)
+            .into_iter()
+            .map(|mut s| {
+                if s.device == "meter-a" && s.role.as_str() == "feed.breaker_closed" {
+                    s.value = Some(Value::Bool(false));
+                }
+                s
+            })
+            .collect()
+    };
+    let mut f = Facility::new(Some(site.clone()), None).unwrap();
+    f.on_samples(&feed_a_open(now), now);
+    let c = f.tick(now);
+    let id = "redundancy:power";
+    assert!(
+        c.records
+            .iter()
+            .any(|r| r.alarm == id && r.to == AlarmState::Unacknowledged),
+        "{:?}",
+        c.records
+    );
+    f.act(id, Action::Ack, "op", now + 500).unwrap();
+    let snap = f.engine.snapshot();
+
+    // Restart: nothing has reported yet.
+    let mut g = Facility::new(Some(site.clone()), None).unwrap();
+    g.restore(snap, now + 1_000);
+    let c = g.tick(now + 2_000);
+    assert!(
+        c.records.iter().all(|r| r.alarm != id),
+        "no data is not a recovery: {:?}",
+        c.records
+    );
+    assert_eq!(g.engine.get(id).unwrap().state(), AlarmState::Acknowledged);
+    // The data arrives, feed A still open: the alarm goes on, acknowledged, not raised again.
+    g.on_samples(&feed_a_open(now + 3_000), now + 3_000);
+    let c = g.tick(now + 3_000);
+    assert!(c.records.iter().all(|r| r.alarm != id), "{:?}", c.records);
+    assert_eq!(g.engine.get(id).unwrap().state(), AlarmState::Acknowledged);
+    // Feed A closes: it returns to normal as usual.
+    let healthy = dcim_site::fixture::healthy_samples(&site, now + 4_000);
+    g.on_samples(&healthy, now + 4_000);
+    let c = g.tick(now + 4_000);
+    assert!(
+        c.records
+            .iter()
+            .any(|r| r.alarm == id && r.to == AlarmState::Normal),
+        "{:?}",
+        c.records
+    );
+}
