@@ -156,6 +156,23 @@ pub struct Cursor {
     pub next: u64,
     /// Messages decided but not yet confirmed in the DC-09 outbox: `(event id, event)`.
     pub pending: Vec<(String, Event)>,
+    /// The controller has answered at least once (before that only its silence is reported).
+    pub seen: bool,
+}
+
+impl Cursor {
+    fn new(now_ms: i64) -> Cursor {
+        Cursor {
+            boot: now_ms,
+            last_seq: 0,
+            uptime_s: 0,
+            stage: 0,
+            flags: 0,
+            next: 0,
+            pending: Vec::new(),
+            seen: false,
+        }
+    }
 }
 
 /// Identity of the controller in messages and ids.
@@ -219,20 +236,12 @@ impl Out<'_> {
 /// The next cursor after a successful read at `now_ms` (Unix ms). `cursor` is `None` on first
 /// contact (nothing reported yet): the log is not replayed then, the present state is reported.
 pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident) -> Cursor {
-    let mut c = match cursor {
-        Some(c) => c.clone(),
-        None => Cursor {
-            boot: now_ms,
-            last_seq: r.event_seq,
-            uptime_s: r.uptime_s,
-            stage: 0,
-            flags: 0,
-            next: 0,
-            pending: Vec::new(),
-        },
-    };
-    let rebooted = cursor.is_some() && (r.uptime_s < c.uptime_s || r.event_seq < c.last_seq);
-    if rebooted {
+    let mut c = cursor.cloned().unwrap_or_else(|| Cursor::new(now_ms));
+    if !c.seen {
+        // First contact: the log is not replayed, the present state is reported below.
+        c.seen = true;
+        c.last_seq = r.event_seq;
+    } else if r.uptime_s < c.uptime_s || r.event_seq < c.last_seq {
         // A new boot: its window is fresh and its sequence numbers may repeat old ones.
         c.boot = now_ms.max(c.boot + 1);
         c.last_seq = 0;
@@ -288,9 +297,10 @@ fn flags_to(out: &mut Out<'_>, target: u8) {
 }
 
 /// The controller stopped answering (`lost`) or answers again: a fire trouble of the rack and
-/// its restore. The restore also comes from the next successful [`advance`].
-pub fn comm(cursor: &Cursor, lost: bool, ident: &Ident) -> Cursor {
-    let mut c = cursor.clone();
+/// its restore. The restore also comes from the next successful [`advance`]. A controller that
+/// has never answered is reported too (`cursor` `None`).
+pub fn comm(cursor: Option<&Cursor>, lost: bool, now_ms: i64, ident: &Ident) -> Cursor {
+    let mut c = cursor.cloned().unwrap_or_else(|| Cursor::new(now_ms));
     let target = if lost {
         c.flags | (1 << COMM_FLAG)
     } else {
@@ -445,7 +455,7 @@ pub async fn run(
                 failures = failures.saturating_add(1);
                 if failures == COMM_LOST_AFTER {
                     warn!(controller = %cfg.device, error = %e, "controller not answering: reported as a fire trouble");
-                    cursor.as_ref().map(|c| comm(c, true, &ident))
+                    Some(comm(cursor.as_ref(), true, dc09_link::now_ms(), &ident))
                 } else {
                     None
                 }
@@ -683,7 +693,7 @@ mod tests {
             vec![(K::FireTrouble, false), (K::FireSupervisoryOffgas, false)]
         );
         c.pending.clear();
-        let mut lost = comm(&c, true, &ident());
+        let mut lost = comm(Some(&c), true, 2500, &ident());
         assert_eq!(
             codes(&lost)
                 .into_iter()
@@ -703,6 +713,32 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(K::FireTrouble, true), (K::FireTrouble, true)]
         );
+    }
+
+    #[test]
+    fn a_controller_that_never_answered_is_a_trouble_then_first_contact() {
+        let mut c = comm(None, true, 500, &ident());
+        assert_eq!(
+            codes(&c),
+            vec![("ag:rc-08:500:c1".into(), K::FireTrouble, false)]
+        );
+        c.pending.clear();
+        // It answers at last, in stage 1 with a long log: the log is not replayed, the state is
+        // reported and the trouble restored.
+        let log: Vec<LogEntry> = (1..=30)
+            .map(|s| entry(s, event_kind::STAGE_ENTERED, 2))
+            .collect();
+        let c = advance(Some(&c), &reading(9000, 2, &log), 1000, &ident());
+        let k: Vec<(K, bool)> = codes(&c).into_iter().map(|x| (x.1, x.2)).collect();
+        assert_eq!(
+            k,
+            vec![
+                (K::FirePreAlarm, false),
+                (K::FireStage1, false),
+                (K::FireTrouble, true)
+            ]
+        );
+        assert_eq!((c.last_seq, c.boot, c.seen), (30, 500, true));
     }
 
     #[test]
