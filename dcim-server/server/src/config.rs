@@ -366,6 +366,13 @@ impl Config {
         {
             config.broker.ca_file = Some(base.join(ca));
         }
+        for c in &mut config.notify.channels {
+            if let Some(ca) = &c.ca_file
+                && ca.is_relative()
+            {
+                c.ca_file = Some(base.join(ca));
+            }
+        }
         if let Some(d) = &mut config.dc09 {
             d.resolve(base);
         }

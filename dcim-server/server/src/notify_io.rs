@@ -116,7 +116,8 @@ pub struct ChannelConfig {
     pub password_env: Option<String>,
     /// mqtt: topic of the JSON messages.
     pub topic: Option<String>,
-    /// mqtt: CA certificate (PEM) for `mqtts://`.
+    /// mqtt (`mqtts://`) and email (`smtp+starttls://`, `smtps://`): CA certificate (PEM)
+    /// trusted instead of the system roots.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -461,14 +462,35 @@ fn build_sender(
             use lettre::{AsyncSmtpTransport, Tokio1Executor};
             let url = c.url.as_deref().unwrap_or_default();
             let (sec, host, port) = parse_smtp_url(url).context("smtp url")?;
-            let mut b = match sec {
-                SmtpSecurity::Plain => {
+            let mut b = match (sec, &c.ca_file) {
+                (SmtpSecurity::Plain, _) => {
                     AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
                 }
-                SmtpSecurity::StartTls => {
+                (SmtpSecurity::StartTls, None) => {
                     AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)?
                 }
-                SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)?,
+                (SmtpSecurity::Tls, None) => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)?,
+                // A private CA: only it is trusted (not the system roots).
+                (sec, Some(path)) => {
+                    use lettre::transport::smtp::client::{
+                        Certificate, CertificateStore, Tls, TlsParameters,
+                    };
+                    let pem = std::fs::read(path)
+                        .with_context(|| format!("{what}: reading {}", path.display()))?;
+                    let params = TlsParameters::builder(host.clone())
+                        .certificate_store(CertificateStore::None)
+                        .add_root_certificate(Certificate::from_pem(&pem).with_context(|| {
+                            format!("{what}: {} is not a PEM certificate", path.display())
+                        })?)
+                        .build()?;
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host).tls(
+                        if sec == SmtpSecurity::Tls {
+                            Tls::Wrapper(params)
+                        } else {
+                            Tls::Required(params)
+                        },
+                    )
+                }
             }
             .port(port)
             .timeout(Some(timeout));
@@ -990,6 +1012,22 @@ to = "lead@example.org"
         assert_eq!(
             n.channels["ops-webhook"].breaker.config,
             BreakerConfig::default()
+        );
+    }
+
+    #[test]
+    fn relative_ca_files_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        let text = OK.replace(
+            "to = [\"ops@example.org\"]",
+            "to = [\"ops@example.org\"]\nca_file = \"pki/ca.pem\"",
+        );
+        std::fs::write(&path, text).unwrap();
+        let c = crate::config::Config::load(&path).unwrap();
+        assert_eq!(
+            c.notify.channels[1].ca_file.as_deref(),
+            Some(dir.path().join("pki/ca.pem").as_path())
         );
     }
 

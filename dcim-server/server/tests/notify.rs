@@ -86,7 +86,9 @@ async fn webhook() -> (
 }
 
 /// aiosmtpd on an ephemeral port: `(port, messages, process)`.
-async fn smtp_sink() -> Option<(
+async fn smtp_sink(
+    args: &[&std::path::Path],
+) -> Option<(
     u16,
     mpsc::UnboundedReceiver<serde_json::Value>,
     tokio::process::Child,
@@ -109,6 +111,12 @@ async fn smtp_sink() -> Option<(
     );
     let mut child = tokio::process::Command::new(py)
         .arg(script)
+        .args(if args.is_empty() {
+            &[][..]
+        } else {
+            &["--starttls"][..]
+        })
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -149,7 +157,7 @@ fn notify_config(dir: &std::path::Path, extra: &str) -> Config {
 
 #[tokio::test]
 async fn webhook_gets_the_alarm_and_email_carries_it_when_the_webhook_fails() {
-    let Some((smtp_port, mut mails, sink)) = smtp_sink().await else {
+    let Some((smtp_port, mut mails, sink)) = smtp_sink(&[]).await else {
         return;
     };
     let (hook_url, mut hooks, hook_fails) = webhook().await;
@@ -485,4 +493,72 @@ to = "shift lead"
     assert!(escalations.try_recv().is_err(), "escalated twice");
     assert!(hooks.try_recv().is_err(), "announced twice");
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn email_over_starttls_trusts_the_configured_ca_only() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+    // A throwaway CA and a certificate for 127.0.0.1.
+    let pki = tempfile::tempdir().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca).unwrap();
+    let (ca_pem, cert_pem, key_pem) = (
+        pki.path().join("ca.pem"),
+        pki.path().join("srv.pem"),
+        pki.path().join("srv.key"),
+    );
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let Some((smtp_port, mut mails, sink)) = smtp_sink(&[&cert_pem, &key_pem]).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = notify_config(
+        dir.path(),
+        &format!(
+            r#"grade2 = ["mail"]
+[[notify.channels]]
+name = "mail"
+kind = "email"
+url = "smtp+starttls://127.0.0.1:{smtp_port}"
+ca_file = "{}"
+from = "dcim@example.org"
+to = ["ops@example.org"]
+"#,
+            ca_pem.display()
+        ),
+    );
+    let server = dcim_server::start(cfg).await.unwrap();
+    let mq = server.mqtt_addr.unwrap();
+    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
+    r.unwrap();
+    publish(
+        &c,
+        &mut el,
+        "dcim/v1/s1/a1/telemetry",
+        batch(
+            1,
+            vec![sample("ups-1", "ups.on_battery", Value::Bool(true))],
+        ),
+    )
+    .await
+    .unwrap();
+    let mail = next(&mut mails, "the e-mail over STARTTLS").await;
+    assert_eq!(mail["tls"], true, "{mail}");
+    assert!(
+        mail["data"]
+            .as_str()
+            .unwrap()
+            .contains("ups-on-battery:ups-1"),
+        "{mail}"
+    );
+    drop(c);
+    server.shutdown().await;
+    drop(sink);
 }

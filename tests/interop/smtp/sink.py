@@ -2,13 +2,16 @@
 on 127.0.0.1 and an ephemeral port.
 
 Prints {"port": N} once listening, then one JSON line per message received:
-{"from": ..., "to": [...], "data": "<the message as received>"}. Exits when stdin closes.
+{"from": ..., "to": [...], "helo": ..., "tls": bool, "data": "<the message as received>"}.
+Exits when stdin closes. With `--starttls CERT KEY` the server offers STARTTLS with that
+certificate and refuses mail before it.
 
-    $DCIM_PYTHON tests/interop/smtp/sink.py
+    $DCIM_PYTHON tests/interop/smtp/sink.py [--starttls CERT KEY]
 """
 
 import asyncio
 import json
+import ssl
 import sys
 
 from aiosmtpd.smtp import SMTP
@@ -22,6 +25,7 @@ class Sink:
                     "from": envelope.mail_from,
                     "to": envelope.rcpt_tos,
                     "helo": session.host_name,
+                    "tls": session.ssl is not None,
                     "data": envelope.content.decode("utf-8", "replace"),
                 }
             ),
@@ -32,8 +36,16 @@ class Sink:
 
 async def main():
     loop = asyncio.get_running_loop()
+    tls = None
+    if len(sys.argv) == 4 and sys.argv[1] == "--starttls":
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(sys.argv[2], sys.argv[3])
     server = await loop.create_server(
-        lambda: SMTP(Sink(), hostname="sink.test"), "127.0.0.1", 0
+        lambda: SMTP(
+            Sink(), hostname="sink.test", tls_context=tls, require_starttls=tls is not None
+        ),
+        "127.0.0.1",
+        0,
     )
     print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
     await loop.run_in_executor(None, sys.stdin.read)
