@@ -15,6 +15,7 @@
 //!   with a persistent session) or is counted as thinned by the agent's spool; the server's
 //!   durable telemetry mark reached the last batch; the thinned count the server holds for the
 //!   agent (from its state message) is the spool's;
+//! - the database passes `PRAGMA integrity_check`;
 //! - alarms: exactly the ones the faults explain (power redundancy for feed A, fire stage and
 //!   fire pre-alarm for the heated rack); no alarm from the restarts or the cut.
 //!
@@ -1017,6 +1018,14 @@ argon2_iterations = 1
         ));
     }
     store.close().await;
+    // The database survived the SIGKILL intact.
+    let opts =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dcim_server::store::db_path(&data_dir));
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts).await?;
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await?;
+    assert_eq!(integrity, "ok", "SQLite integrity check after the soak");
 
     // ---- Alarms: exactly those the faults explain.
     let list = alarms["alarms"].as_array().cloned().unwrap_or_default();
