@@ -38,14 +38,34 @@ pub struct ActiveDrill {
     /// Audit id at the start (the report reads the audit log from there).
     #[serde(default)]
     pub audit_from: i64,
+    /// Drill mode ends by itself at this time even if nobody ends it (a crashed drill runner
+    /// must never leave real alarms marked as test); `None`: [`MAX_DRILL_MS`] after the start.
+    #[serde(default)]
+    pub until_ms: Option<i64>,
 }
 
-/// The id of the drill in progress, if any.
+/// Longest drill when the drill does not say.
+pub const MAX_DRILL_MS: i64 = 2 * 3600 * 1000;
+
+impl ActiveDrill {
+    /// Whether the drill still marks things as test at `now_ms`.
+    pub fn is_active_at(&self, now_ms: i64) -> bool {
+        self.ended_ms.is_none()
+            && now_ms
+                < self
+                    .until_ms
+                    .unwrap_or(self.started_ms.saturating_add(MAX_DRILL_MS))
+    }
+}
+
+/// The id of the drill in progress, if any (an expired drill is not in progress).
 pub fn active_id(app: &App) -> Option<String> {
-    app.drill
-        .read()
-        .ok()
-        .and_then(|d| d.as_ref().map(|d| d.id.clone()))
+    let now = crate::now_ms();
+    app.drill.read().ok().and_then(|d| {
+        d.as_ref()
+            .filter(|d| d.is_active_at(now))
+            .map(|d| d.id.clone())
+    })
 }
 
 /// The drill left running by a previous process (a drill flag survives restarts).
@@ -55,7 +75,7 @@ pub async fn load_active(store: &dyn crate::store::Store) -> anyhow::Result<Opti
         .await?
         .into_iter()
         .filter_map(|d| serde_json::from_value::<ActiveDrill>(d.body).ok())
-        .filter(|d| d.ended_ms.is_none())
+        .filter(|d| d.is_active_at(crate::now_ms()))
         .collect();
     running.sort_by_key(|d| d.started_ms);
     Ok(running.pop())
@@ -666,8 +686,9 @@ async fn put_drill(app: &App, d: &ActiveDrill) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Puts the site in drill mode (persisted, audited). Refused while another drill runs.
-pub async fn begin(app: &App, name: &str) -> anyhow::Result<ActiveDrill> {
+/// Puts the site in drill mode (persisted, audited) for at most `max_ms` (then it ends by
+/// itself). Refused while another drill runs.
+pub async fn begin(app: &App, name: &str, max_ms: i64) -> anyhow::Result<ActiveDrill> {
     if let Some(id) = active_id(app) {
         anyhow::bail!("drill {id} is still running");
     }
@@ -684,6 +705,7 @@ pub async fn begin(app: &App, name: &str) -> anyhow::Result<ActiveDrill> {
         started_ms: now,
         ended_ms: None,
         audit_from,
+        until_ms: Some(now.saturating_add(max_ms.clamp(1, MAX_DRILL_MS))),
     };
     put_drill(app, &d).await?;
     *app.drill.write().expect("drill lock") = Some(d.clone());
@@ -832,7 +854,9 @@ pub async fn run(
     sim: Option<&facility_sim::SimHandle>,
     scenario: &Scenario,
 ) -> anyhow::Result<Report> {
-    let drill = begin(app, &scenario.name).await?;
+    // The drill ends by itself a minute after its planned end if this runner dies.
+    let max_ms = ((scenario.duration_s + scenario.drain_s + 60.0) * 1000.0) as i64;
+    let drill = begin(app, &scenario.name, max_ms).await?;
     let mut agents = test_mode(app, &drill, true).await;
     let t0 = tokio::time::Instant::now();
     let mut steps = Vec::new();
@@ -1072,6 +1096,25 @@ within_s = 6
 "#;
 
     #[test]
+    fn a_drill_ends_by_itself() {
+        let mut d = ActiveDrill {
+            id: "d".into(),
+            name: "n".into(),
+            started_ms: 1000,
+            ended_ms: None,
+            audit_from: 0,
+            until_ms: Some(5000),
+        };
+        assert!(d.is_active_at(4999));
+        assert!(!d.is_active_at(5000));
+        d.until_ms = None;
+        assert!(d.is_active_at(1000 + MAX_DRILL_MS - 1));
+        assert!(!d.is_active_at(1000 + MAX_DRILL_MS));
+        d.ended_ms = Some(2000);
+        assert!(!d.is_active_at(1500));
+    }
+
+    #[test]
     fn parses_and_orders_steps() {
         let s = Scenario::parse(SCENARIO, "s.toml").unwrap();
         assert_eq!(s.steps[0].action, Action::Sim("heat bms-z2 1200".into()));
@@ -1122,6 +1165,7 @@ within_s = 6
             started_ms: 10_000,
             ended_ms: Some(20_000),
             audit_from: 0,
+            until_ms: None,
         };
         let rec = |alarm: &str, ty: &str, ts: i64, drill: Option<&str>, user: Option<&str>| {
             serde_json::json!({"alarm": alarm, "event": {"type": ty}, "ts_ms": ts, "grade": 1,

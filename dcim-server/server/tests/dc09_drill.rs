@@ -444,11 +444,11 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
         c
     };
     let server = dcim_server::start(config()).await.unwrap();
-    let d = dcim_server::drill::begin(&server.app, "restart check")
+    let d = dcim_server::drill::begin(&server.app, "restart check", 60_000)
         .await
         .unwrap();
     assert!(
-        dcim_server::drill::begin(&server.app, "second")
+        dcim_server::drill::begin(&server.app, "second", 60_000)
             .await
             .is_err(),
         "one drill at a time"
