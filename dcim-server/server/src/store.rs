@@ -802,17 +802,25 @@ pub const ALARM_DOC: &str = "alarm";
 /// record sequence, chattering counters and flood window.
 pub const ALARM_ENGINE_DOC: &str = "alarm-engine";
 
-/// The `alarm-engine/state` doc for a batch (see [`load_alarm_snapshot`]).
+/// The `alarm-engine/state` doc for a batch (see [`load_alarm_snapshot`]). Activation times
+/// older than the chattering window are left out (they can no longer count), so the doc stays
+/// small however many alarms once activated.
 pub fn alarm_engine_doc(
     engine: &dcim_alarms::Engine,
     now_ms: i64,
 ) -> serde_json::Result<(String, DocRecord)> {
+    let mut meta = engine.snapshot_meta();
+    let window = engine.config.chatter_window_ms;
+    meta.chatter.retain(|_, times| {
+        times.retain(|&t| now_ms - t < window);
+        !times.is_empty()
+    });
     Ok((
         ALARM_ENGINE_DOC.into(),
         DocRecord {
             id: "state".into(),
             updated_ms: now_ms,
-            body: serde_json::to_value(engine.snapshot_meta())?,
+            body: serde_json::to_value(meta)?,
         },
     ))
 }
@@ -975,6 +983,9 @@ mod tests {
             ));
         }
         batch.docs.push(alarm_engine_doc(&e, t).unwrap());
+        // Activation times outside the chattering window are not kept.
+        let (_, late) = alarm_engine_doc(&e, t + e.config.chatter_window_ms).unwrap();
+        assert_eq!(late.body["chatter"], serde_json::json!({}));
         s.commit_batch(&batch).await.unwrap();
         s.close().await;
 
