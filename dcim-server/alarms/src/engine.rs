@@ -187,6 +187,12 @@ impl<F: Fn(&Alarm) -> Option<String>> Suppression for F {
     }
 }
 
+/// Between the subsystem and the rack in a per-rack redundancy subject (`power/rack-a01`).
+pub const RACK_SEP: char = '/';
+
+/// Start of the suppression cause of an alarm hidden under its group's alarm.
+pub const GROUPED_UNDER: &str = "grouped under ";
+
 /// The alarm engine. Pure: every method takes `now_ms` and returns the records it produced.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -484,6 +490,37 @@ impl Engine {
         detail: &str,
         now_ms: i64,
     ) -> Vec<Record> {
+        self.redundancy(subject, None, designed, current, detail, now_ms)
+    }
+
+    /// One rack's redundancy in one subsystem: the alarm `redundancy:{subsystem}/{rack}`, graded
+    /// like [`Engine::on_redundancy`], about the rack's component. It is grouped under the
+    /// subsystem's alarm `redundancy:{subsystem}`: while that one is active at the same or a
+    /// higher grade, the rack's alarm is suppressed by design (journaled, not annunciated), so
+    /// that a feed loss dropping 400 racks from 2N to N shows one alarm per subsystem. Call it
+    /// after `on_redundancy` for the subsystem in the same step.
+    pub fn on_rack_redundancy(
+        &mut self,
+        subsystem: &str,
+        rack: &str,
+        designed: Redundancy,
+        current: Redundancy,
+        detail: &str,
+        now_ms: i64,
+    ) -> Vec<Record> {
+        let subject = format!("{subsystem}{RACK_SEP}{rack}");
+        self.redundancy(&subject, Some(rack), designed, current, detail, now_ms)
+    }
+
+    fn redundancy(
+        &mut self,
+        subject: &str,
+        rack: Option<&str>,
+        designed: Redundancy,
+        current: Redundancy,
+        detail: &str,
+        now_ms: i64,
+    ) -> Vec<Record> {
         let mut out = Vec::new();
         for ri in 0..self.rules.len() {
             if self.rules[ri].condition != Condition::Redundancy {
@@ -501,6 +538,11 @@ impl Engine {
             let rule_grade = self.rules[ri].grade;
             let name = self.rules[ri].name.clone();
             let a = self.alarms.get_mut(&id).expect("just made");
+            if let Some(rack) = rack
+                && a.component.as_deref() != Some(rack)
+            {
+                a.component = Some(rack.to_owned());
+            }
             a.message = format!("{name}: {subject} designed {designed}, now {current}. {detail}");
             let want = if current == Redundancy::BelowN {
                 1
@@ -523,9 +565,57 @@ impl Engine {
                     );
                 }
             }
+            // A member of a group whose alarm is active is hidden before it activates, so it
+            // is never annunciated (and never counts towards a flood).
+            let a = &self.alarms[&id];
+            if raw
+                && !a.active
+                && a.overlays.suppressed_by.is_none()
+                && let Some(cause) = self.group_cause(a)
+            {
+                let a = self.alarms.get_mut(&id).expect("exists");
+                let from = a.state();
+                a.overlays.suppressed_by = Some(cause.clone());
+                self.record(
+                    &mut out,
+                    &id,
+                    Event::SuppressedByDesign { cause },
+                    from,
+                    Some("system:design"),
+                    now_ms,
+                );
+            }
             self.set_raw(&id, raw, now_ms, &mut out);
         }
         out
+    }
+
+    /// The id of the alarm a per-rack redundancy alarm is grouped under (`redundancy:power`
+    /// for `redundancy:power/rack-a01`); `None` for every other alarm.
+    pub fn group_parent(&self, a: &Alarm) -> Option<String> {
+        let rule = self.rules.iter().find(|r| r.id == a.rule)?;
+        if rule.condition != Condition::Redundancy {
+            return None;
+        }
+        let (subsystem, _) = a.subject.split_once(RACK_SEP)?;
+        Some(format!("{}:{subsystem}", rule.id))
+    }
+
+    /// Why a grouped alarm is suppressed now: its group's alarm is active at the same or a
+    /// higher grade.
+    fn group_cause(&self, a: &Alarm) -> Option<String> {
+        let parent = self.group_parent(a)?;
+        let p = self.alarms.get(&parent)?;
+        (p.active && p.grade <= a.grade).then(|| format!("{GROUPED_UNDER}{parent}"))
+    }
+
+    /// Whether the alarm is hidden under its group's alarm (the API lists those only on
+    /// request).
+    pub fn is_grouped_out(&self, a: &Alarm) -> bool {
+        a.overlays
+            .suppressed_by
+            .as_deref()
+            .is_some_and(|c| c.starts_with(GROUPED_UNDER))
     }
 
     fn set_raw(&mut self, id: &str, raw: bool, now_ms: i64, out: &mut Vec<Record>) {
@@ -662,7 +752,7 @@ impl Engine {
         // One cheap pass to find the alarms that need work now.
         let mut todo: Vec<(String, Option<String>)> = Vec::new();
         for (id, a) in &self.alarms {
-            let cause = suppression.suppressed_by(a);
+            let cause = self.group_cause(a).or_else(|| suppression.suppressed_by(a));
             let rule = self.rules.iter().find(|r| r.id == a.rule).expect("rule");
             let due = a.raw != a.active
                 || a.overlays.shelved_until.is_some_and(|t| now_ms >= t)

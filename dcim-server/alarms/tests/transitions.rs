@@ -706,3 +706,88 @@ fn snapshot_meta_with_alarms_equals_the_snapshot() {
     assert_eq!(snap.seq, 7);
     assert!(snap.chatter.is_empty() && snap.flooding.is_none());
 }
+
+#[test]
+fn rack_redundancy_is_grouped_under_the_subsystem_alarm() {
+    let mut e = Engine::new(Rule::defaults(), EngineConfig::default()).unwrap();
+    let racks: Vec<String> = (0..400).map(|i| format!("rack-{i:03}")).collect();
+    let step = |e: &mut Engine, current: Redundancy, t: i64| {
+        let mut r = e.on_redundancy("power", Redundancy::TwoN, current, "feed-a lost", t);
+        for rack in &racks {
+            r.extend(e.on_rack_redundancy("power", rack, Redundancy::TwoN, current, "", t));
+        }
+        r.extend(e.tick(t, &NoSuppression));
+        r
+    };
+    // A feed loss: 400 racks from 2N to N.
+    let r = step(&mut e, Redundancy::N, T0);
+    let activated: Vec<&Record> = r.iter().filter(|r| r.event == Event::Activated).collect();
+    assert_eq!(activated.len(), 1, "one annunciated alarm: {activated:?}");
+    assert_eq!(activated[0].alarm, "redundancy:power");
+    assert_eq!(activated[0].grade, 2);
+    assert!(!e.is_flooding(), "grouped racks are not a flood");
+    assert!(
+        r.iter()
+            .all(|r| !matches!(r.event, Event::FloodStarted { .. }))
+    );
+    // Every rack has its own record, suppressed by design under the subsystem's alarm.
+    let rack = e.get("redundancy:power/rack-007").expect("per-rack alarm");
+    assert_eq!(rack.state(), AlarmState::SuppressedByDesign);
+    assert!(rack.active);
+    assert_eq!(rack.component.as_deref(), Some("rack-007"));
+    assert_eq!(
+        rack.overlays.suppressed_by.as_deref(),
+        Some("grouped under redundancy:power")
+    );
+    assert!(e.is_grouped_out(rack));
+    assert_eq!(
+        r.iter()
+            .filter(|r| matches!(r.event, Event::SuppressedByDesign { .. }))
+            .count(),
+        400
+    );
+    let visible: Vec<&Alarm> = e.active().filter(|a| !e.is_grouped_out(a)).collect();
+    assert_eq!(visible.len(), 1);
+    // Steady: nothing more is recorded while it lasts.
+    assert!(step(&mut e, Redundancy::N, T0 + 1000).is_empty());
+    // Restored: the subsystem's alarm clears, the racks' clear hidden and leave suppression
+    // without annunciating.
+    let r = step(&mut e, Redundancy::TwoN, T0 + 2000);
+    assert!(r.iter().all(|r| r.event != Event::Activated), "{r:?}");
+    let rack = e.get("redundancy:power/rack-007").unwrap();
+    assert!(!rack.active);
+    assert_eq!(rack.state(), AlarmState::Normal);
+    assert_eq!(e.active().filter(|a| a.rule == "redundancy").count(), 1);
+    assert_eq!(
+        e.get("redundancy:power").unwrap().state(),
+        AlarmState::RtnUnacknowledged
+    );
+}
+
+#[test]
+fn a_rack_losing_redundancy_on_its_own_is_annunciated() {
+    let mut e = Engine::new(Rule::defaults(), EngineConfig::default()).unwrap();
+    // The subsystem stays at its design (e.g. the rack's own PDU failed and the site engine
+    // counts the subsystem by its sources); the rack's alarm is not hidden.
+    let r = e.on_rack_redundancy("power", "rack-001", Redundancy::TwoN, Redundancy::N, "", T0);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].event, Event::Activated);
+    assert_eq!(r[0].grade, 2);
+    // Below N is grade 1 per rack too.
+    let r = e.on_rack_redundancy(
+        "power",
+        "rack-001",
+        Redundancy::TwoN,
+        Redundancy::BelowN,
+        "",
+        T0 + 1,
+    );
+    assert_eq!(r[0].event, Event::GradeRaised { from: 2, to: 1 });
+    // A subsystem alarm of a lower grade does not hide a worse rack.
+    e.on_redundancy("power", Redundancy::TwoN, Redundancy::N, "", T0 + 2);
+    e.tick(T0 + 2, &NoSuppression);
+    let rack = e.get("redundancy:power/rack-001").unwrap();
+    assert_eq!(rack.overlays.suppressed_by, None);
+    assert_eq!(rack.state(), AlarmState::Unacknowledged);
+    assert_eq!(e.group_parent(rack).as_deref(), Some("redundancy:power"));
+}
