@@ -89,6 +89,12 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "GET",
+        "/api/points/{device}/{point}/history",
+        Some(Access::Read),
+        "Recent history of one numeric point from memory: time buckets {t_ms, n, min, max, last}; query from, to (ms, default the retention up to now), step (ms, a multiple of the resolution), site. Kept: one-minute buckets for the last hour per point (good-quality samples only; since the server started).",
+    ),
+    r(
+        "GET",
         "/api/agents",
         Some(Access::Read),
         "Configured and seen edge agents with their last state.",
@@ -103,7 +109,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/stream",
         Some(Access::Read),
-        "Server-sent events: points, event, agent, alarm, incident, audit, authority, lagged; events=a,b to filter.",
+        "Server-sent events: points, event, agent, alarm, incident, audit, authority, redundancy (a subsystem's or rack's current level changed: subsystem, rack, designed, before, current, ts_ms), lagged; events=a,b to filter.",
     ),
     r(
         "GET",
@@ -121,7 +127,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/alarms",
         Some(Access::Read),
-        "Alarms not in normal (all=true: every alarm), and the flood flag.",
+        "Alarms not in normal (all=true: every alarm; grouped=true: with the per-rack alarms hidden under their subsystem's), and the flood flag.",
     ),
     r(
         "GET",
@@ -384,6 +390,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/me", get(me))
         .route("/api/points", get(points))
         .route("/api/points/{device}", get(device_points))
+        .route("/api/points/{device}/{point}/history", get(point_history))
         .route("/api/agents", get(agents))
         .route("/api/events", get(events))
         .route("/api/stream", get(stream))
@@ -571,6 +578,61 @@ async fn device_points(
         ..Default::default()
     };
     Ok(Json(json!({"points": select_points(&app, &q)})))
+}
+
+#[derive(Deserialize, Default)]
+struct HistoryQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+    step: Option<i64>,
+    site: Option<String>,
+}
+
+async fn point_history(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path((device, point)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: HistoryQuery = parse_query(raw.as_deref())?;
+    let ing = app.ingest.lock().expect("ingest lock");
+    let cfg = ing.history_config();
+    let to = q.to.unwrap_or_else(crate::now_ms);
+    let from = q.from.unwrap_or(to - cfg.retention_ms());
+    if from > to {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "query: from: expected a time (ms) not after `to`".into(),
+        ));
+    }
+    let step = q.step.unwrap_or(cfg.resolution_ms);
+    if step < 0 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "query: step: expected a duration in ms >= 0".into(),
+        ));
+    }
+    let Some((site, buckets)) = ing.history(q.site.as_deref(), &device, &point, from, to, step)
+    else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no point `{point}` of device `{device}` has been received"),
+        ));
+    };
+    let res = cfg.resolution_ms.max(1);
+    let step = (step.max(res) + res - 1) / res * res;
+    Ok(Json(json!({
+        "site": site,
+        "device": device,
+        "point": point,
+        "from": from,
+        "to": to,
+        "step_ms": step,
+        "resolution_ms": cfg.resolution_ms,
+        "retention_ms": cfg.retention_ms(),
+        "buckets": buckets,
+    })))
 }
 
 async fn agents(

@@ -58,6 +58,8 @@ fn incident_error(e: IncidentError) -> ApiError {
 struct AlarmsQuery {
     /// Include alarms back to normal.
     all: Option<bool>,
+    /// Include the per-rack alarms hidden under their subsystem's alarm (`all` includes them).
+    grouped: Option<bool>,
 }
 
 async fn alarms(
@@ -71,7 +73,11 @@ async fn alarms(
     let list: Vec<_> = if q.all.unwrap_or(false) {
         f.engine.alarms().collect()
     } else {
-        f.engine.active().collect()
+        let grouped = q.grouped.unwrap_or(false);
+        f.engine
+            .active()
+            .filter(|a| grouped || !f.engine.is_grouped_out(a))
+            .collect()
     };
     Ok(Json(
         json!({"alarms": list, "flooding": f.engine.is_flooding()}),
@@ -316,6 +322,7 @@ async fn open_incident(
     let changes = Changes {
         records: Vec::new(),
         incidents: vec![dcim_alarms::IncidentEvent::Opened { id, grade: b.grade }],
+        ..Default::default()
     };
     commit(
         &app,
@@ -383,6 +390,7 @@ async fn incident_op(
     let changes = Changes {
         records: Vec::new(),
         incidents: vec![ev],
+        ..Default::default()
     };
     commit(
         &app,

@@ -9,15 +9,33 @@ use dcim_alarms::{
     Rule, SiteSuppression,
 };
 use dcim_points::Sample;
-use dcim_site::{ComponentState, Evaluation, Live, Site, StatusPolicy, UnknownComponent, WhatIf};
+use dcim_site::{
+    ComponentState, Evaluation, Live, Redundancy, Site, StatusPolicy, UnknownComponent, WhatIf,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What one step changed: alarm records and incident events, to be committed then pushed.
+/// What one step changed: alarm records and incident events, to be committed then pushed;
+/// redundancy level changes, to be pushed (the live `redundancy` event).
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Changes {
     pub records: Vec<Record>,
     pub incidents: Vec<IncidentEvent>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redundancy: Vec<RedundancyChange>,
+}
+
+/// A subsystem's or a rack's current redundancy changed (between two evaluations).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedundancyChange {
+    pub subsystem: String,
+    /// The rack, for a rack's level; absent for the subsystem's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+    pub designed: Redundancy,
+    pub before: Redundancy,
+    pub current: Redundancy,
+    pub ts_ms: i64,
 }
 
 impl Changes {
@@ -47,6 +65,8 @@ pub struct Facility {
     /// After a restore: until then, a subsystem with components not yet known keeps its
     /// restored redundancy alarm as it is (see [`RESTORE_WARMUP_MS`]).
     warmup_until_ms: Option<i64>,
+    /// Current redundancy at the last tick, by `(subsystem, rack)` (`""` for the subsystem).
+    levels: BTreeMap<(String, String), Redundancy>,
 }
 
 impl Facility {
@@ -69,6 +89,7 @@ impl Facility {
             site_devices,
             status_policy: StatusPolicy::default(),
             warmup_until_ms: None,
+            levels: BTreeMap::new(),
         })
     }
 
@@ -89,7 +110,11 @@ impl Facility {
     fn finish(&mut self, records: Vec<Record>, now_ms: i64) -> Changes {
         let mut incidents = self.incidents.on_records(&records);
         incidents.extend(self.incidents.tick(now_ms));
-        Changes { records, incidents }
+        Changes {
+            records,
+            incidents,
+            ..Default::default()
+        }
     }
 
     /// New samples: the live table and the alarm rules on samples.
@@ -130,7 +155,32 @@ impl Facility {
     pub fn tick(&mut self, now_ms: i64) -> Changes {
         self.evaluate(now_ms);
         let mut records = Vec::new();
+        let mut redundancy = Vec::new();
         if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
+            let mut level = |subsystem: &str, rack: &str, designed, current| {
+                let key = (subsystem.to_owned(), rack.to_owned());
+                match self.levels.insert(key, current) {
+                    Some(before) if before != current => redundancy.push(RedundancyChange {
+                        subsystem: subsystem.to_owned(),
+                        rack: (!rack.is_empty()).then(|| rack.to_owned()),
+                        designed,
+                        before,
+                        current,
+                        ts_ms: now_ms,
+                    }),
+                    _ => {}
+                }
+            };
+            for sub in &ev.subsystems {
+                level(sub.subsystem.as_str(), "", sub.designed, sub.current);
+            }
+            for (c, h) in site.components.iter().zip(&ev.components) {
+                if c.kind == dcim_site::Kind::Rack {
+                    for sup in &h.supply {
+                        level(sup.subsystem.as_str(), &c.id, sup.designed, sup.current);
+                    }
+                }
+            }
             for sub in &ev.subsystems {
                 if !sub.unknown.is_empty() && self.warmup_until_ms.is_some_and(|t| now_ms < t) {
                     // Just restored: no data yet is not a change of redundancy.
@@ -154,12 +204,40 @@ impl Facility {
                     now_ms,
                 ));
             }
+            // Every rack, after the subsystems (the rack alarms are grouped under theirs).
+            for (c, h) in site.components.iter().zip(&ev.components) {
+                if c.kind != dcim_site::Kind::Rack {
+                    continue;
+                }
+                for sup in &h.supply {
+                    let detail = if sup.current < sup.designed {
+                        format!(
+                            "{} of {} paths live; single points of failure: {}",
+                            sup.live_paths,
+                            sup.designed_paths,
+                            sup.single_points_of_failure.join(", ")
+                        )
+                    } else {
+                        String::new()
+                    };
+                    records.extend(self.engine.on_rack_redundancy(
+                        sup.subsystem.as_str(),
+                        &c.id,
+                        sup.designed,
+                        sup.current,
+                        &detail,
+                        now_ms,
+                    ));
+                }
+            }
             let suppression = SiteSuppression::new(site, ev);
             records.extend(self.engine.tick(now_ms, &suppression));
         } else {
             records.extend(self.engine.tick(now_ms, &dcim_alarms::NoSuppression));
         }
-        self.finish(records, now_ms)
+        let mut changes = self.finish(records, now_ms);
+        changes.redundancy = redundancy;
+        changes
     }
 
     pub fn act(
@@ -270,5 +348,44 @@ mod tests {
             "losing 2N is grade 2: {red:?}"
         );
         assert!(!c.incidents.is_empty(), "a grade-2 alarm opens an incident");
+        // One annunciated alarm: the racks' own alarms are grouped under it.
+        let activated: Vec<&str> = c
+            .records
+            .iter()
+            .filter(|r| r.event == dcim_alarms::Event::Activated)
+            .map(|r| r.alarm.as_str())
+            .collect();
+        assert_eq!(activated, ["redundancy:power"]);
+        let racks: Vec<&dcim_alarms::Alarm> = f
+            .engine
+            .active()
+            .filter(|a| a.subject.starts_with("power/"))
+            .collect();
+        assert!(racks.len() >= 100, "per-rack alarms: {}", racks.len());
+        assert!(
+            racks
+                .iter()
+                .all(|a| f.engine.is_grouped_out(a) && a.grade == 2)
+        );
+        // The level changes for the live stream: the subsystem and every rack, 2N -> N.
+        let power: Vec<&RedundancyChange> = c
+            .redundancy
+            .iter()
+            .filter(|r| r.subsystem == "power")
+            .collect();
+        assert!(power.iter().any(|r| r.rack.is_none()));
+        assert_eq!(
+            power.iter().filter(|r| r.rack.is_some()).count(),
+            racks.len()
+        );
+        assert!(
+            power
+                .iter()
+                .all(|r| (r.before, r.current) == (Redundancy::TwoN, Redundancy::N))
+        );
+        assert!(
+            f.tick(now + 2000).redundancy.is_empty(),
+            "no change, no event"
+        );
     }
 }

@@ -7,12 +7,14 @@
 //! swallow events.
 
 use crate::config::AgentConfig;
-use dcim_points::Sample;
+use dcim_points::{Quality, Sample};
 use dcim_wire::{AgentState, Channel, CommandResult, Event, EventBatch, TelemetryBatch, Topic};
 use serde::Serialize;
 use std::collections::HashMap;
 
 mod fast;
+mod history;
+pub use history::{Bucket, History, HistoryConfig};
 
 /// Why a message was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,14 +99,22 @@ pub struct Ingest {
     agents: HashMap<String, AgentConfig>,
     /// `(agent, stream) -> highest seq accepted`.
     high_water: HashMap<(String, &'static str), u64>,
-    /// `site -> device -> point -> latest` (nested so that a lookup borrows the sample's
-    /// strings instead of allocating a key).
-    latest: HashMap<String, HashMap<String, HashMap<String, Latest>>>,
+    /// `site -> device -> point -> latest value and recent history` (nested so that a lookup
+    /// borrows the sample's strings instead of allocating a key).
+    latest: HashMap<String, HashMap<String, HashMap<String, Point>>>,
+    history: HistoryConfig,
     /// Number of points in `latest`.
     points: usize,
     /// Whether any agent may publish (no agents configured: accept everything; used by tests
     /// and the quick start only, logged loudly at start).
     open: bool,
+}
+
+/// What the ingest keeps of one point.
+#[derive(Debug, Clone)]
+struct Point {
+    latest: Latest,
+    history: History,
 }
 
 pub const TELEMETRY: &str = "telemetry";
@@ -147,11 +157,45 @@ impl Ingest {
             .values()
             .flat_map(|d| d.values())
             .flat_map(|p| p.values())
+            .map(|p| &p.latest)
     }
 
     /// The latest value of one point.
     pub fn get(&self, site: &str, device: &str, point: &str) -> Option<&Latest> {
-        self.latest.get(site)?.get(device)?.get(point)
+        Some(&self.latest.get(site)?.get(device)?.get(point)?.latest)
+    }
+
+    /// How much history is kept per point (default: one-minute buckets for an hour).
+    pub fn set_history(&mut self, cfg: HistoryConfig) {
+        self.history = cfg;
+    }
+
+    pub fn history_config(&self) -> HistoryConfig {
+        self.history
+    }
+
+    /// The recent history of one point in `[from_ms, to_ms]` merged into `step_ms` windows:
+    /// `(site, buckets)`, or `None` for a point never seen. Without `site`, the first site
+    /// (in name order) that has the point.
+    pub fn history(
+        &self,
+        site: Option<&str>,
+        device: &str,
+        point: &str,
+        from_ms: i64,
+        to_ms: i64,
+        step_ms: i64,
+    ) -> Option<(String, Vec<Bucket>)> {
+        let mut sites: Vec<&String> = self.latest.keys().collect();
+        sites.sort();
+        let (site, p) = sites
+            .into_iter()
+            .filter(|s| site.is_none_or(|x| x == s.as_str()))
+            .find_map(|s| Some((s, self.latest.get(s)?.get(device)?.get(point)?)))?;
+        Some((
+            site.clone(),
+            p.history.query(&self.history, from_ms, to_ms, step_ms),
+        ))
     }
 
     pub fn point_count(&self) -> usize {
@@ -321,15 +365,31 @@ impl Ingest {
             Some(m) => m,
             None => self.latest.entry(topic.site.clone()).or_default(),
         };
+        let history = self.history;
         for s in batch.samples {
             let points = match site.get_mut(&s.device) {
                 Some(m) => m,
                 None => site.entry(s.device.clone()).or_default(),
             };
+            let numeric = s
+                .value
+                .as_ref()
+                .and_then(|v| v.as_f64())
+                .filter(|_| s.quality == Quality::Good);
             match points.get_mut(&s.point) {
-                // An older reading (replayed after a newer one) never overwrites.
-                Some(l) if l.sample.ts_ms > s.ts_ms => continue,
-                Some(l) => {
+                // An older reading (replayed after a newer one) never overwrites the latest
+                // value; the history takes it in its time bucket.
+                Some(p) if p.latest.sample.ts_ms > s.ts_ms => {
+                    if let Some(x) = numeric {
+                        p.history.add(&history, s.ts_ms, x);
+                    }
+                    continue;
+                }
+                Some(p) => {
+                    if let Some(x) = numeric {
+                        p.history.add(&history, s.ts_ms, x);
+                    }
+                    let l = &mut p.latest;
                     // In place: device and point are the key; the rest rarely changes, so
                     // the common case allocates nothing.
                     let old = &mut l.sample;
@@ -351,13 +411,20 @@ impl Ingest {
                     l.received_ms = now_ms;
                 }
                 None => {
+                    let mut h = History::default();
+                    if let Some(x) = numeric {
+                        h.add(&history, s.ts_ms, x);
+                    }
                     points.insert(
                         s.point.clone(),
-                        Latest {
-                            site: topic.site.clone(),
-                            agent: batch.agent.clone(),
-                            sample: s.clone(),
-                            received_ms: now_ms,
+                        Point {
+                            latest: Latest {
+                                site: topic.site.clone(),
+                                agent: batch.agent.clone(),
+                                sample: s.clone(),
+                                received_ms: now_ms,
+                            },
+                            history: h,
                         },
                     );
                     self.points += 1;
@@ -495,6 +562,52 @@ mod tests {
         let l: Vec<_> = ing.latest().collect();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].sample.value, Some(Value::Number(10.0)));
+    }
+
+    #[test]
+    fn history_keeps_good_numeric_samples_per_point_in_bounded_buckets() {
+        let mut ing = Ingest::new(&agents());
+        ing.set_history(HistoryConfig {
+            resolution_ms: 1000,
+            buckets: 2,
+        });
+        let t = "dcim/v1/s1/a1/telemetry";
+        let mut bad = sample("ups-1", 99.0, 1500);
+        bad.quality = Quality::CommLost;
+        let batches = [
+            vec![sample("ups-1", 10.0, 1000), sample("rack-1", 1.0, 1000)],
+            vec![sample("ups-1", 30.0, 1900), bad],
+            vec![sample("ups-1", 20.0, 2100)],
+            vec![sample("ups-1", 5.0, 1200)], // replayed: history only
+            vec![sample("ups-1", 40.0, 3000)],
+        ];
+        for (i, b) in batches.into_iter().enumerate() {
+            ing.handle(t, &tele("a1", i as u64 + 1, b), None, 0);
+        }
+        let (site, h) = ing.history(None, "ups-1", "load", 0, 10_000, 0).unwrap();
+        assert_eq!(site, "s1");
+        // Two buckets kept (2 s and 3 s); the 1 s bucket fell out of the ring.
+        let got: Vec<_> = h
+            .iter()
+            .map(|b| (b.t_ms, b.n, b.min, b.max, b.last))
+            .collect();
+        assert_eq!(
+            got,
+            [(2000, 1, 20.0, 20.0, 20.0), (3000, 1, 40.0, 40.0, 40.0)]
+        );
+        assert_eq!(ing.get("s1", "ups-1", "load").unwrap().sample.ts_ms, 3000);
+        assert!(
+            ing.history(Some("s2"), "ups-1", "load", 0, 10_000, 0)
+                .is_none()
+        );
+        assert!(ing.history(None, "ups-1", "nope", 0, 10_000, 0).is_none());
+        assert_eq!(
+            ing.history(None, "rack-1", "load", 0, 10_000, 0)
+                .unwrap()
+                .1
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -634,6 +634,9 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
                 app.store_write_failed("committing alarm changes", e.as_ref());
                 tracing::error!("committing alarm changes: {e:#}");
             }
+            for c in &changes.redundancy {
+                app.publish_live("redundancy", c);
+            }
         }
     })
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 fn concrete(path: &str) -> String {
     path.replace("{device}", "ups-1")
+        .replace("{point}", "load")
         .replace("{name}", "u-viewer")
 }
 
