@@ -692,6 +692,22 @@ pub async fn begin(app: &App, name: &str, max_ms: i64) -> anyhow::Result<ActiveD
     if let Some(id) = active_id(app) {
         anyhow::bail!("drill {id} is still running");
     }
+    // A drill marks real alarms as test: never while the fire authority is in command.
+    if let Err(r) = app
+        .authority
+        .lock()
+        .await
+        .check(crate::authority::ActionKind::DrillStart)
+    {
+        app.audit(
+            "system:drill",
+            "authority.refused",
+            name,
+            serde_json::json!({"action": "drill_start", "reason": r.message}),
+        )
+        .await?;
+        anyhow::bail!("{}", r.message);
+    }
     let now = crate::now_ms();
     let audit_from = app
         .store

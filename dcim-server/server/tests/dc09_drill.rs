@@ -507,5 +507,32 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
     server.shutdown().await;
     let server = dcim_server::start(config()).await.unwrap();
     assert_eq!(dcim_server::drill::active_id(&server.app), None);
+    // Under authority control a drill is refused (it would mark real alarms as test), and
+    // the refusal is audited.
+    server
+        .app
+        .authority
+        .lock()
+        .await
+        .enter(
+            "ops",
+            dcim_server::config::Role::Operator,
+            "fire brigade on site",
+            dcim_server::now_ms(),
+        )
+        .unwrap();
+    let refused = dcim_server::drill::begin(&server.app, "under control", 60_000)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("authority control"),
+        "{refused:#}"
+    );
+    assert_eq!(dcim_server::drill::active_id(&server.app), None);
+    let audit = server.app.store.list_audit(0, i64::MAX).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "authority.refused"),
+        "{audit:?}"
+    );
     server.shutdown().await;
 }
