@@ -71,6 +71,9 @@ pub struct App {
     pub notify: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<dcim_alarms::Record>>>,
     /// A commit of alarm changes failed: the next one rewrites every alarm's row.
     pub alarms_resync: std::sync::atomic::AtomicBool,
+    /// Alarm records of a commit that failed (disk full, ...): journalled, notified and streamed
+    /// with the next commit, which the ticker attempts every second.
+    pub unjournaled: std::sync::Mutex<Vec<dcim_alarms::Record>>,
     /// Authority control (the fire authority in command). A tokio mutex: write routes hold it
     /// while they act (see `api_authority::guard`); taken before the facility lock.
     pub authority: tokio::sync::Mutex<authority::Authority>,
@@ -103,14 +106,24 @@ impl App {
         changes: &facility::Changes,
         audit: Option<(&str, &str, &str, serde_json::Value)>,
     ) -> anyhow::Result<()> {
-        if changes.is_empty() && audit.is_none() {
+        // Records whose commit failed earlier go first, in their order (callers hold the
+        // facility lock, so commits do not interleave).
+        let records: Vec<dcim_alarms::Record> = {
+            let carried = self.unjournaled.lock().expect("unjournaled lock");
+            carried
+                .iter()
+                .chain(changes.records.iter())
+                .cloned()
+                .collect()
+        };
+        if records.is_empty() && changes.is_empty() && audit.is_none() {
             return Ok(());
         }
         let now = now_ms();
         let mut batch = store::Batch::default();
         let mut touched = std::collections::BTreeSet::new();
         let drill = drill::active_id(self);
-        for r in &changes.records {
+        for r in &records {
             let mut record = serde_json::to_value(r)?;
             if let Some(d) = &drill {
                 record["drill"] = d.as_str().into();
@@ -177,25 +190,28 @@ impl App {
             Err(e) => {
                 self.alarms_resync
                     .store(true, std::sync::atomic::Ordering::Relaxed);
+                // Not journalled, notified nor streamed yet: the next commit carries them.
+                *self.unjournaled.lock().expect("unjournaled lock") = records;
                 return Err(e.into());
             }
         };
-        if !changes.records.is_empty()
+        self.unjournaled.lock().expect("unjournaled lock").clear();
+        if !records.is_empty()
             && let Some(tx) = self.notify.get()
-            && tx.try_send(changes.records.clone()).is_err()
+            && tx.try_send(records.clone()).is_err()
         {
             metrics::inc(&self.metrics.notify_queue_dropped_total, 1);
             tracing::error!(
-                records = changes.records.len(),
+                records = records.len(),
                 "notification queue full or closed: records not notified"
             );
         }
-        if !changes.records.is_empty()
+        if !records.is_empty()
             && let Some(d) = self.dc09.get()
         {
             d.wake();
         }
-        for r in &changes.records {
+        for r in &records {
             self.publish_live("alarm", r);
         }
         for e in &changes.incidents {
@@ -483,6 +499,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         mqtt: std::sync::OnceLock::new(),
         notify: std::sync::OnceLock::new(),
         alarms_resync: std::sync::atomic::AtomicBool::new(false),
+        unjournaled: std::sync::Mutex::new(Vec::new()),
         authority: tokio::sync::Mutex::new(authority_state),
         dc09: std::sync::OnceLock::new(),
         drill: std::sync::RwLock::new(drill_state),

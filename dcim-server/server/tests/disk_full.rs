@@ -5,7 +5,8 @@
 //!   `/metrics` has `dcim_store_disk_full 1`;
 //! - nothing that was not committed is acknowledged: the events stay unacknowledged at the
 //!   broker, so a server killed with SIGKILL while the disk is full gets them again at restart;
-//! - the server recovers without a restart once space returns (the failed commit is retried);
+//! - the server recovers without a restart once space returns (the failed commits are retried:
+//!   the events, and the journal record of an alarm raised while the disk was full);
 //! - every event is stored exactly once and in order, and `PRAGMA integrity_check` is `ok`.
 //!
 //! Mounting a tmpfs needs root (or CAP_SYS_ADMIN); without it the test prints "skipped" and
@@ -168,6 +169,34 @@ where
     }
 }
 
+/// Publishes one telemetry batch: `ups-1` on battery (the default rules alarm on it at once).
+async fn publish_on_battery(port: u16) {
+    let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
+        v: dcim_wire::VERSION,
+        agent: AGENT.into(),
+        seq: 1,
+        samples: vec![dcim_points::Sample {
+            device: "ups-1".into(),
+            point: "on_battery".into(),
+            role: dcim_points::Role::new("ups.on_battery").unwrap(),
+            labels: Default::default(),
+            value: Some(dcim_points::Value::Bool(true)),
+            unit: String::new(),
+            quality: dcim_points::Quality::Good,
+            ts_ms: dcim_server::now_ms(),
+        }],
+    });
+    let (c, mut el, r) = mqtt_agent("127.0.0.1", port, AGENT, "unused").await;
+    r.unwrap();
+    publish(&c, &mut el, "dcim/v1/s1/a1/telemetry", payload)
+        .await
+        .unwrap();
+    let _ = c.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), el.poll()).await;
+}
+
+const ALARM: &str = "ups-on-battery:ups-1";
+
 /// Publishes event batches of 10 at QoS 1 from `first` to `last` (the agent's side: the broker
 /// acknowledges them; the server acknowledges to the broker only after its commit).
 async fn publish_events(port: u16, first: u64, last: u64) {
@@ -263,7 +292,7 @@ argon2_iterations = 1
 id = "{AGENT}"
 site = "s1"
 password = "unused"
-devices = ["rack-*"]
+devices = ["rack-*", "ups-*"]
 "#,
             data.display()
         ),
@@ -319,9 +348,18 @@ devices = ["rack-*"]
         "healthy before the disk fills"
     );
 
-    // 2. The disk fills; events keep coming. They are not stored, the failure is visible, and
-    //    space coming back lets the retried commit through without a restart.
+    // 2. The disk fills; an alarm is raised and events keep coming. Neither the alarm's journal
+    //    record nor the events are stored, the failure is visible, and space coming back lets
+    //    the retried commits through without a restart.
     let filled = fill(&mnt);
+    publish_on_battery(mport).await;
+    within(10, "the on-battery alarm raised in memory", || async {
+        get(&client, http, "/api/alarms", &token).await["alarms"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["id"] == ALARM))
+    })
+    .await;
+    let journal = format!("/api/alarms/{ALARM}/journal");
     publish_events(mport, 101, 200).await;
     within(20, "the disk-full state in /health", || async {
         health(&client, http)
@@ -345,6 +383,11 @@ devices = ["rack-*"]
     assert!(line.contains(&db.display().to_string()), "{line}");
     println!("logged: {line}");
     let during = stored_seqs(&client, http, &token).await;
+    assert_eq!(
+        get(&client, http, &journal, &token).await["journal"],
+        serde_json::json!([]),
+        "nothing journalled while the disk is full"
+    );
     assert!(
         during.len() < 200,
         "the disk was full yet every event was stored ({filled} bytes filled)"
@@ -353,6 +396,16 @@ devices = ["rack-*"]
     within(30, "events 1..=200 stored after space returned", || async {
         stored_seqs(&client, http, &token).await.len() == 200
     })
+    .await;
+    within(
+        10,
+        "the alarm's record journalled after space returned",
+        || async {
+            get(&client, http, &journal, &token).await["journal"]
+                .as_array()
+                .is_some_and(|j| !j.is_empty())
+        },
+    )
     .await;
     within(10, "healthy again", || async {
         health(&client, http)
