@@ -4,6 +4,11 @@
 //! `synchronous=FULL`, so a commit is on disk), which is what lets callers acknowledge a write
 //! to anyone only after it returned. Times are `i64` milliseconds since the Unix epoch, so that a
 //! PostgreSQL implementation can use plain `bigint` columns.
+//!
+//! Reads use `fetch_all`, never `fetch_one`/`fetch_optional` on the pool: sqlx's SQLite driver
+//! resets a statement that was not read to the end later, on its worker thread, and until then
+//! the pooled connection keeps an old WAL snapshot, so a read right after a commit could miss
+//! it (sqlx issue #2543).
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;
@@ -518,9 +523,10 @@ impl Store for SqliteStore {
 
     fn count_users<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>> {
         Box::pin(async move {
-            sqlx::query_scalar("SELECT COUNT(*) FROM users")
-                .fetch_one(&self.pool)
-                .await
+            let n: Vec<i64> = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(n.first().copied().unwrap_or(0))
         })
     }
 
@@ -557,11 +563,11 @@ impl Store for SqliteStore {
 
     fn get_user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM users WHERE name = ?")
+            let rows = sqlx::query("SELECT * FROM users WHERE name = ?")
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-            Ok(row.as_ref().map(user_from_row))
+            Ok(rows.first().map(user_from_row))
         })
     }
 
@@ -600,11 +606,11 @@ impl Store for SqliteStore {
         token_hash: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<SessionRecord>>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM sessions WHERE token_hash = ?")
+            let rows = sqlx::query("SELECT * FROM sessions WHERE token_hash = ?")
                 .bind(token_hash)
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-            Ok(row.map(|r| SessionRecord {
+            Ok(rows.into_iter().next().map(|r| SessionRecord {
                 token_hash: r.get("token_hash"),
                 user: r.get("user"),
                 csrf: r.get("csrf"),
@@ -647,10 +653,12 @@ impl Store for SqliteStore {
 
     fn token_user<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>> {
         Box::pin(async move {
-            sqlx::query_scalar("SELECT user FROM api_tokens WHERE token_hash = ?")
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await
+            let users: Vec<String> =
+                sqlx::query_scalar("SELECT user FROM api_tokens WHERE token_hash = ?")
+                    .bind(token_hash)
+                    .fetch_all(&self.pool)
+                    .await?;
+            Ok(users.into_iter().next())
         })
     }
 
