@@ -91,7 +91,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/points/{device}/{point}/history",
         Some(Access::Read),
-        "Recent history of one numeric point from memory: time buckets {t_ms, n, min, max, last}; query from, to (ms, default the retention up to now), step (ms, a multiple of the resolution), site. Kept: one-minute buckets for the last hour per point (good-quality samples only; since the server started).",
+        "Recent history of one numeric point from memory: time buckets {t_ms, n, min, max, last}; query from, to (ms, default the retention up to now), step (ms, a multiple of the resolution), site. Kept: good-quality samples since the server started, in one-minute buckets for the last hour per point by default ([history] resolution_ms, buckets).",
     ),
     r(
         "GET",

@@ -73,6 +73,9 @@ pub struct Config {
     /// SIA DC-09 to the fire authority for site-level events (`dc09::Dc09Config`); off when
     /// absent.
     pub dc09: Option<crate::dc09::Dc09Config>,
+    /// `[history]`: recent history kept in memory per point (`resolution_ms`, default 60000;
+    /// `buckets`, default 60: one hour; about 40 bytes per bucket and point once full).
+    pub history: crate::ingest::HistoryConfig,
     /// Where this file was read from (empty when built from defaults).
     #[serde(skip)]
     pub source: PathBuf,
@@ -91,6 +94,7 @@ impl Default for Config {
             influx: None,
             notify: Default::default(),
             dc09: None,
+            history: Default::default(),
             source: PathBuf::new(),
         }
     }
@@ -516,6 +520,9 @@ impl Config {
             ));
         }
         self.validate_dc09()?;
+        self.history
+            .validate()
+            .map_err(|(f, m)| self.invalid(f, m))?;
         if self.http.session_ttl_s == 0 {
             return Err(self.invalid("http.session_ttl_s", "must be at least 1"));
         }

@@ -436,6 +436,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     };
 
     let mut ingest = ingest::Ingest::new(&config.agents);
+    ingest.set_history(config.history);
     for (agent, seq) in store.event_high_water().await? {
         ingest.set_high_water(&agent, ingest::EVENTS, seq.max(0) as u64);
     }

@@ -2,7 +2,7 @@
 //! resident memory they take (VmRSS from `/proc/self/status`, before and after).
 //!
 //! ```sh
-//! cargo run --release -p dcim-server --bin dcim-memory-bench -- [--devices 10000] [--points 100] [--batch 500] [--facility 0]
+//! cargo run --release -p dcim-server --bin dcim-memory-bench -- [--devices 10000] [--points 100] [--batch 500] [--facility 0] [--fill-history 1]
 //! ```
 //!
 //! Every point is sent once as JSON telemetry batches of `--batch` samples and goes through
@@ -12,7 +12,10 @@
 //! default rules; roles cycle through the vocabulary, so some points create alarm instances).
 //! Then every point is sent a second time with a new value (steady state: the maps are full,
 //! nothing new is allocated), and the memory is read again. `--facility 0` measures the
-//! ingest alone. Not included: the broker's own buffers (rumqttd keeps a bounded commit log),
+//! ingest alone. Each point also has a history ring (one-minute buckets for an hour by
+//! default), holding one bucket after these passes; `--fill-history 1` then sends every point
+//! once per bucket width until every ring is full and reads the memory again (use fewer points:
+//! that is 60 more passes). Not included: the broker's own buffers (rumqttd keeps a bounded commit log),
 //! SQLite and the SSE stream.
 
 use dcim_points::{Quality, ROLES, Role, Sample, Value};
@@ -35,6 +38,7 @@ struct Opts {
     batch: usize,
     /// Feed the facility (site live table and alarm engine) too; 0 measures the ingest alone.
     facility: bool,
+    fill_history: bool,
 }
 
 fn opts() -> Opts {
@@ -43,6 +47,7 @@ fn opts() -> Opts {
         points: 100,
         batch: 500,
         facility: true,
+        fill_history: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -52,9 +57,10 @@ fn opts() -> Opts {
             ("--points", Some(v)) => o.points = v,
             ("--batch", Some(v)) if v > 0 => o.batch = v,
             ("--facility", Some(v)) => o.facility = v != 0,
+            ("--fill-history", Some(v)) => o.fill_history = v != 0,
             _ => {
                 eprintln!(
-                    "usage: dcim-memory-bench [--devices N] [--points N] [--batch N] [--facility 0|1]"
+                    "usage: dcim-memory-bench [--devices N] [--points N] [--batch N] [--facility 0|1] [--fill-history 0|1]"
                 );
                 std::process::exit(2);
             }
@@ -166,4 +172,21 @@ fn main() {
         per_point(loaded),
         per_point(steady)
     );
+    if o.fill_history {
+        let h = ing.history_config();
+        let t2 = Instant::now();
+        for k in 1..=h.buckets as i64 {
+            let ts = ts + k * h.resolution_ms;
+            pass(&o, &roles, &mut ing, &mut f, &mut seq, 12.0 + k as f64, ts);
+        }
+        let full = rss_kib();
+        println!(
+            "history rings filled ({} buckets of {} s, {} more passes in {:.1} s): VmRSS {full} KiB, {:.0} bytes per point",
+            h.buckets,
+            h.resolution_ms / 1000,
+            h.buckets,
+            t2.elapsed().as_secs_f64(),
+            per_point(full)
+        );
+    }
 }

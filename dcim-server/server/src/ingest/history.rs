@@ -7,11 +7,12 @@
 //! into their bucket when it is still held, and dropped otherwise. Boolean values are kept as
 //! 0/1; text values are not kept.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
-/// How much history is kept per point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How much history is kept per point (`[history]` in the server's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HistoryConfig {
     /// Width of one bucket.
     pub resolution_ms: i64,
@@ -32,6 +33,20 @@ impl Default for HistoryConfig {
 impl HistoryConfig {
     pub fn retention_ms(&self) -> i64 {
         self.resolution_ms * self.buckets as i64
+    }
+
+    /// Checks the settings: `(field, what was expected)` when they are not usable.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if !(1000..=86_400_000).contains(&self.resolution_ms) {
+            return Err((
+                "history.resolution_ms",
+                "expected 1000 (1 s) to 86400000 (one day)",
+            ));
+        }
+        if self.buckets > 100_000 {
+            return Err(("history.buckets", "expected 0 (no history) to 100000"));
+        }
+        Ok(())
     }
 }
 
@@ -210,6 +225,25 @@ mod tests {
             1.0,
         );
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn configured_in_the_history_section() {
+        let path = std::path::Path::new("server.toml");
+        let c = crate::config::Config::parse("[history]\nbuckets = 1440\n", path).unwrap();
+        assert_eq!(
+            c.history,
+            HistoryConfig {
+                resolution_ms: 60_000,
+                buckets: 1440
+            }
+        );
+        assert_eq!(c.history.retention_ms(), 86_400_000);
+        let e = crate::config::Config::parse("[history]\nresolution_ms = 10\n", path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("history.resolution_ms"), "{e}");
+        assert!(crate::config::Config::parse("[history]\nbucket = 1\n", path).is_err());
     }
 
     #[test]
