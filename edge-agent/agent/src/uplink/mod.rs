@@ -440,7 +440,10 @@ pub async fn run(
                     }
                     Err(e) => break e,
                 },
-                _ = wake.changed() => link.fill(),
+                // Only while connected: winning this branch cancels `eventloop.poll()`, and a
+                // poll cancelled mid-connect drops the half-open connection (the agent then
+                // needed many attempts to reconnect under load).
+                _ = wake.changed(), if link.connected => link.fill(),
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
                         graceful_close(&mut link, &mut eventloop).await;
