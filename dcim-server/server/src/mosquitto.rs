@@ -20,6 +20,17 @@ pub fn acl_file(config: &Config, server_user: &str) -> String {
         out,
         "# Use with: allow_anonymous false, password_file <...>, acl_file <this file>"
     );
+    // mosquitto drops QoS 1 messages beyond `max_queued_messages` (default 1000) queued for a
+    // disconnected client; agents delete events once the broker has them, so while the
+    // server is down that would lose events.
+    let _ = writeln!(
+        out,
+        "# and: persistence true, max_queued_messages 0 (the default of 1000 drops events queued"
+    );
+    let _ = writeln!(
+        out,
+        "# for the server while it is down), so that no acknowledged event can be lost."
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "user {server_user}");
     let _ = writeln!(out, "topic read dcim/v1/#");
