@@ -72,6 +72,14 @@
 //! offgas = "rio-r07/offgas"
 //! relay = "relay-r07"             # a Modbus [[device]]: the relay module
 //! coils = { contactor_open = "do1", blanket_drop = "do2", patch_fire = "do3", agent_release = "do4", coolant_on = "do5", gas_release = "do6", gas_warning = "do7" }
+//! # Feedback of each action (a fitted feedback that disagrees with the command is a trouble):
+//! feedback = { contactor_open = "rio-r07/di1", blanket_drop = "rio-r07/di2", agent_release = "rio-r07/di4" }
+//! reset_key = "rio-r07/reset"        # local panel, read from the I/O module (omitted = not wired)
+//! hold = "rio-r07/hold"              # hold-to-abort for the room gas
+//! manual_release = "rio-r07/manual"
+//! manual_only = "rio-r07/occupied"   # room occupied: no automatic agent or gas
+//! authority_key = "rio-r07/authority"  # fire-authority key switch: battery power off
+//! thresholds = { stage1_c = 60.0, stage2_c = 68.0, stage3_c = 80.0 }  # optional, °C
 //!
 //! [[controller]]                  # a rack WITH its own controller (firmware/board/rack-controller)
 //! device = "rc-08"                # its Modbus [[device]] (tcp or rtu_tcp; profile rack-controller)
@@ -201,10 +209,25 @@ pub struct RackConfig {
     /// Action name (`contactor_open`, `blanket_drop`, `patch_fire`, `agent_release`,
     /// `coolant_on`, `gas_release`, `gas_warning`) -> coil point of the relay device.
     pub coils: std::collections::BTreeMap<String, String>,
+    /// Feedback input of each action that has one, indexed like `fire_logic::Action::FEEDBACK`
+    /// (contactor open, blanket down, patch fired, agent pressure, coolant flow, gas released).
+    pub feedback: [Option<(String, String)>; 6],
+    /// The rack's local panel, wired to an I/O module the agent polls.
+    pub panel: PanelInputs,
     pub cycle: Duration,
     pub latch_file: PathBuf,
     /// Thresholds and timings: the fire logic's defaults.
     pub logic: fire_logic::Config,
+}
+
+/// Local panel inputs of a `[[rack]]` (`device/point` each; `None` = not wired).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PanelInputs {
+    pub reset_key: Option<(String, String)>,
+    pub hold: Option<(String, String)>,
+    pub manual_release: Option<(String, String)>,
+    pub manual_only: Option<(String, String)>,
+    pub authority_key: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,6 +391,25 @@ struct RawRack {
     relay: Option<Spanned<String>>,
     #[serde(default)]
     coils: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    feedback: std::collections::BTreeMap<String, Spanned<String>>,
+    reset_key: Option<Spanned<String>>,
+    hold: Option<Spanned<String>>,
+    manual_release: Option<Spanned<String>>,
+    manual_only: Option<Spanned<String>>,
+    authority_key: Option<Spanned<String>>,
+    thresholds: Option<Spanned<RawThresholds>>,
+}
+
+/// Per-rack temperature thresholds in °C (the fire logic's defaults otherwise).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThresholds {
+    prealarm_c: Option<f64>,
+    stage1_c: Option<f64>,
+    stage2_c: Option<f64>,
+    stage3_c: Option<f64>,
+    reset_max_c: Option<f64>,
 }
 
 fn d_cycle() -> u64 {
@@ -1033,7 +1075,67 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         if r.cycle_ms < 10 || r.cycle_ms > 1000 {
             return Err(ctx.err(span, &f("cycle_ms"), "must be from 10 to 1000"));
         }
+        let mut feedback: [Option<(String, String)>; 6] = Default::default();
+        for (name, v) in &r.feedback {
+            let Some(i) = fire_logic::Action::FEEDBACK
+                .iter()
+                .position(|a| a.name() == name)
+            else {
+                let names: Vec<&str> = fire_logic::Action::FEEDBACK
+                    .iter()
+                    .map(|a| a.name())
+                    .collect();
+                return Err(ctx.err(
+                    v.span(),
+                    &f("feedback"),
+                    format!(
+                        "`{name}` has no feedback input: expected one of {}",
+                        names.join(", ")
+                    ),
+                ));
+            };
+            if let Some(slot) = feedback.get_mut(i) {
+                *slot = point(&format!("feedback.{name}"), &Some(v.clone()))?;
+            }
+        }
+        let panel = PanelInputs {
+            reset_key: point("reset_key", &r.reset_key)?,
+            hold: point("hold", &r.hold)?,
+            manual_release: point("manual_release", &r.manual_release)?,
+            manual_only: point("manual_only", &r.manual_only)?,
+            authority_key: point("authority_key", &r.authority_key)?,
+        };
+        let mut logic = fire_logic::Config::default();
+        if let Some(t) = &r.thresholds {
+            let deci = |field: &str, c: Option<f64>, into: &mut i32| -> Result<(), ConfigError> {
+                let Some(c) = c else { return Ok(()) };
+                if !c.is_finite() || !(0.0..=200.0).contains(&c) {
+                    return Err(ctx.err(
+                        t.span(),
+                        &f(&format!("thresholds.{field}")),
+                        format!("{c} is not a temperature from 0 to 200 °C"),
+                    ));
+                }
+                *into = (c * 10.0).round() as i32;
+                Ok(())
+            };
+            let tv = t.get_ref();
+            deci("prealarm_c", tv.prealarm_c, &mut logic.prealarm)?;
+            deci("stage1_c", tv.stage1_c, &mut logic.stage1)?;
+            deci("stage2_c", tv.stage2_c, &mut logic.stage2)?;
+            deci("stage3_c", tv.stage3_c, &mut logic.stage3)?;
+            deci("reset_max_c", tv.reset_max_c, &mut logic.reset_max)?;
+            if let Err(e) = logic.validate() {
+                return Err(ctx.err(
+                    t.span(),
+                    &f(&format!("thresholds ({})", e.field)),
+                    e.reason.to_string(),
+                ));
+            }
+        }
         let rack = RackConfig {
+            feedback,
+            panel,
             bms: point("bms_max", &r.bms_max)?,
             temp1: point("temp1", &r.temp1)?,
             temp2: point("temp2", &r.temp2)?,
@@ -1051,7 +1153,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
             relay,
             coils: r.coils.clone(),
             cycle: Duration::from_millis(r.cycle_ms),
-            logic: fire_logic::Config::default(),
+            logic,
         };
         if [&rack.bms, &rack.temp1, &rack.temp2]
             .iter()
@@ -1461,6 +1563,33 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
             rack.replace("temp1 = \"ups-1/t\"", "")
         ));
         assert_eq!(e.field, "rack[0].bms_max|temp1|temp2");
+    }
+
+    #[test]
+    fn rack_panel_feedback_and_thresholds() {
+        let rack = "\n[[rack]]\nid = \"r1\"\ntemp1 = \"ups-1/t\"\nfeedback = { contactor_open = \"ups-1/fb\" }\nreset_key = \"ups-1/key\"\nauthority_key = \"ups-1/auth\"\nthresholds = { stage1_c = 55.0, stage2_c = 66.5 }\n";
+        let c = parse_str(&format!("{GOOD}{rack}")).unwrap();
+        let r = &c.racks[0];
+        assert_eq!(r.feedback[0], Some(("ups-1".into(), "fb".into())));
+        assert!(r.feedback[1..].iter().all(Option::is_none));
+        assert_eq!(r.panel.reset_key, Some(("ups-1".into(), "key".into())));
+        assert_eq!(r.panel.authority_key, Some(("ups-1".into(), "auth".into())));
+        assert_eq!(r.panel.hold, None);
+        assert_eq!((r.logic.stage1, r.logic.stage2), (550, 665));
+        assert_eq!(r.logic.stage3, fire_logic::Config::default().stage3);
+        // The gas warning has no feedback input.
+        let e = err_of(&format!(
+            "{GOOD}{}",
+            rack.replace("contactor_open = ", "gas_warning = ")
+        ));
+        assert_eq!(e.field, "rack[0].feedback");
+        let e = err_of(&format!("{GOOD}{}", rack.replace("ups-1/key", "nope/key")));
+        assert_eq!(e.field, "rack[0].reset_key");
+        // Thresholds out of order are refused by the logic's own validation, never clamped.
+        let e = err_of(&format!("{GOOD}{}", rack.replace("66.5", "50.0")));
+        assert!(e.field.starts_with("rack[0].thresholds"), "{}", e.field);
+        let e = err_of(&format!("{GOOD}{}", rack.replace("55.0", "900.0")));
+        assert_eq!(e.field, "rack[0].thresholds.stage1_c");
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl RackRunner {
         lc.fitted.camera = cfg.camera.is_some();
         lc.fitted.smoke = cfg.smoke.is_some();
         lc.fitted.offgas = cfg.offgas.is_some();
-        lc.fitted.feedback = [false; 6];
+        lc.fitted.feedback = cfg.feedback.each_ref().map(Option::is_some);
         let logic = match restored {
             Some(r) => RackLogic::restore(lc, r, now_ms),
             None => RackLogic::new(lc),
@@ -203,7 +203,12 @@ impl RackRunner {
             camera_max: analog(get(&self.cfg.camera)),
             smoke: digital(get(&self.cfg.smoke)),
             offgas: analog(get(&self.cfg.offgas)),
-            ..Inputs::default()
+            feedback: self.cfg.feedback.each_ref().map(|r| digital(get(r))),
+            reset: digital(get(&self.cfg.panel.reset_key)),
+            hold: digital(get(&self.cfg.panel.hold)),
+            manual_release: digital(get(&self.cfg.panel.manual_release)),
+            manual_only: digital(get(&self.cfg.panel.manual_only)),
+            authority: digital(get(&self.cfg.panel.authority_key)),
         }
     }
 
@@ -440,6 +445,8 @@ mod tests {
             latch_file: dir.join("fire-rack-07.latch"),
             dc09_zone: 3,
             logic: fire_logic::Config::default(),
+            feedback: Default::default(),
+            panel: Default::default(),
         }
     }
 
@@ -617,5 +624,62 @@ mod tests {
             "{events:?}"
         );
         assert!(events.iter().all(|e| e.severity != Severity::Alarm));
+    }
+
+    #[test]
+    fn panel_keys_and_feedbacks_reach_the_logic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = rack(dir.path());
+        let p = |pt: &str| Some(("rio".to_owned(), pt.to_owned()));
+        cfg.panel.reset_key = p("reset");
+        cfg.panel.authority_key = p("authority");
+        cfg.feedback[0] = p("contactor_fb");
+        let mut r = RackRunner::new(cfg, None, 0).unwrap();
+        let with = |t: f64, reset: bool, authority: bool, fb: bool| {
+            let mut v = values(t, Quality::Good);
+            for (pt, on) in [
+                ("reset", reset),
+                ("authority", authority),
+                ("contactor_fb", fb),
+            ] {
+                v.insert(
+                    ("rio".to_owned(), pt.to_owned()),
+                    (Some(Value::Bool(on)), Quality::Good),
+                );
+            }
+            v
+        };
+        let mut all = Vec::new();
+        // The fire authority's key switch forces battery power off at normal temperatures.
+        let t = run_for(&mut r, 0, 1000, &with(25.0, false, false, false), &mut all);
+        assert!(all.iter().all(|c| c.coils_on.is_empty()));
+        let t = run_for(&mut r, t, 1000, &with(25.0, false, true, false), &mut all);
+        assert_eq!(all.last().unwrap().coils_on, vec!["do1".to_string()]);
+        // The contactor's feedback never confirmed the command: a trouble, never an alarm.
+        let troubles: Vec<String> = all
+            .iter()
+            .flat_map(|c| &c.events)
+            .filter(|(e, _)| e.kind == "fire.trouble")
+            .map(|(e, _)| e.message.clone())
+            .collect();
+        assert!(!troubles.is_empty(), "no feedback trouble");
+        // Stage 1 latches; the local reset key clears it once cooled and the key is off.
+        let t = run_for(&mut r, t, 3000, &with(61.0, false, false, true), &mut all);
+        assert_eq!(r.logic.stage(), Stage::Stage1);
+        let t = run_for(&mut r, t, 3000, &with(30.0, false, false, true), &mut all);
+        assert_eq!(
+            r.logic.stage(),
+            Stage::Stage1,
+            "latched until a local reset"
+        );
+        all.clear();
+        run_for(&mut r, t, 1000, &with(30.0, true, false, true), &mut all);
+        assert_eq!(r.logic.stage(), Stage::Normal);
+        assert!(
+            all.iter()
+                .flat_map(|c| &c.events)
+                .any(|(e, _)| e.kind == "fire.reset"),
+            "reset event"
+        );
     }
 }
