@@ -181,9 +181,18 @@ impl Facility {
                     }
                 }
             }
+            // Just restored: in a subsystem whose components have not all reported yet, no data
+            // is not a change of redundancy (for the subsystem's alarm and its racks' alarms).
+            let warming: BTreeSet<&str> = ev
+                .subsystems
+                .iter()
+                .filter(|sub| {
+                    !sub.unknown.is_empty() && self.warmup_until_ms.is_some_and(|t| now_ms < t)
+                })
+                .map(|sub| sub.subsystem.as_str())
+                .collect();
             for sub in &ev.subsystems {
-                if !sub.unknown.is_empty() && self.warmup_until_ms.is_some_and(|t| now_ms < t) {
-                    // Just restored: no data yet is not a change of redundancy.
+                if warming.contains(sub.subsystem.as_str()) {
                     continue;
                 }
                 let detail = if sub.lost.is_empty() && sub.degraded.is_empty() {
@@ -210,6 +219,9 @@ impl Facility {
                     continue;
                 }
                 for sup in &h.supply {
+                    if warming.contains(sup.subsystem.as_str()) {
+                        continue;
+                    }
                     let detail = if sup.current < sup.designed {
                         format!(
                             "{} of {} paths live; single points of failure: {}",
