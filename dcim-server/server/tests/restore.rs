@@ -187,7 +187,9 @@ fn restored_redundancy_alarm_waits_for_the_data_instead_of_clearing() {
     let c = g.tick(now + 2_000);
     // Neither the subsystem's alarm nor its racks' grouped alarms move for lack of data.
     assert!(
-        c.records.iter().all(|r| !r.alarm.starts_with("redundancy:")),
+        c.records
+            .iter()
+            .all(|r| !r.alarm.starts_with("redundancy:")),
         "no data is not a recovery: {:?}",
         c.records
     );
@@ -196,7 +198,9 @@ fn restored_redundancy_alarm_waits_for_the_data_instead_of_clearing() {
     g.on_samples(&feed_a_open(now + 3_000), now + 3_000);
     let c = g.tick(now + 3_000);
     assert!(
-        c.records.iter().all(|r| !r.alarm.starts_with("redundancy:")),
+        c.records
+            .iter()
+            .all(|r| !r.alarm.starts_with("redundancy:")),
         "{:?}",
         c.records
     );
