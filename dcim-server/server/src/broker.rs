@@ -26,6 +26,9 @@
 //!
 //! TLS (`[broker.tls]`) is terminated at the gate (tokio-rustls), on a second listener, so the
 //! ACL checks stay in one place; the relay to rumqttd is plain loopback TCP.
+//!
+//! Acknowledge after commit: the gate holds rumqttd's PUBACK of an agent's `events` publish
+//! until the ingest has committed (or dropped for good) every event of the batch; see [`ack`].
 
 use crate::App;
 use crate::config::Config;
@@ -38,8 +41,25 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+mod ack;
+pub use ack::{AckHold, EventsHandled, HoldError, events_mark};
+
+/// How long the gate holds an events PUBACK before it gives up on the connection (the agent
+/// reconnects and sends the batch again; nothing is acknowledged that was not handled).
+pub const HOLD_LIMIT_MS: i64 = 30_000;
+
+/// The ingest's side of the embedded broker: the in-process link, and the marks through which
+/// the ingest worker tells the gate which events it has handled.
+pub struct IngestLink {
+    pub tx: rumqttd::local::LinkTx,
+    pub rx: rumqttd::local::LinkRx,
+    /// Advance with [`EventsHandled::mark`] after an events message was committed (or
+    /// refused, or found duplicate): the gate then releases the agent's PUBACK.
+    pub events_handled: EventsHandled,
+}
 
 pub struct EmbeddedBroker {
     /// Where agents connect with plain MQTT (the gate); None when `[broker.tls]` turns it off.
@@ -47,7 +67,7 @@ pub struct EmbeddedBroker {
     /// Where agents connect with MQTT over TLS (the gate), with `[broker.tls]`.
     pub tls_addr: Option<SocketAddr>,
     /// In-process link to the router, used by the ingest (no TCP between broker and server).
-    pub link: (rumqttd::local::LinkTx, rumqttd::local::LinkRx),
+    pub link: IngestLink,
     /// rumqttd's own listener (loopback).
     pub internal_addr: SocketAddr,
     pub gate_tasks: Vec<JoinHandle<()>>,
@@ -138,6 +158,7 @@ pub async fn start_embedded(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let creds = Arc::new(creds);
+    let events_handled = EventsHandled::default();
     let mut gate_tasks = Vec::new();
     let mut tls_addr = None;
     let mut plain = true;
@@ -154,6 +175,7 @@ pub async fn start_embedded(
             Some(acceptor),
             internal_addr,
             creds.clone(),
+            events_handled.clone(),
             app.clone(),
             stop.clone(),
         )));
@@ -170,6 +192,7 @@ pub async fn start_embedded(
             None,
             internal_addr,
             creds,
+            events_handled.clone(),
             app,
             stop,
         )));
@@ -177,7 +200,11 @@ pub async fn start_embedded(
     Ok(EmbeddedBroker {
         public_addr,
         tls_addr,
-        link,
+        link: IngestLink {
+            tx: link.0,
+            rx: link.1,
+            events_handled,
+        },
         internal_addr,
         gate_tasks,
     })
@@ -223,6 +250,7 @@ async fn gate(
     tls: Option<tokio_rustls::TlsAcceptor>,
     upstream: SocketAddr,
     creds: Arc<Credentials>,
+    handled: EventsHandled,
     app: Arc<App>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -240,6 +268,7 @@ async fn gate(
         };
         let _ = sock.set_nodelay(true);
         let creds = creds.clone();
+        let handled = handled.clone();
         let app = app.clone();
         let mut conn_stop = stop.clone();
         let tls = tls.clone();
@@ -247,9 +276,9 @@ async fn gate(
             app.metrics.broker_clients.fetch_add(1, Ordering::Relaxed);
             let session = async {
                 let r = match &tls {
-                    None => relay(sock, upstream, &creds, &app).await,
+                    None => relay(sock, upstream, &creds, &handled, &app).await,
                     Some(acceptor) => match crate::tls::handshake(acceptor, sock).await {
-                        Ok(s) => relay(s, upstream, &creds, &app).await,
+                        Ok(s) => relay(s, upstream, &creds, &handled, &app).await,
                         Err(e) => Err(Closed::Protocol(format!("TLS handshake: {e}"))),
                     },
                 };
@@ -447,6 +476,153 @@ fn publish_topic(f: &Frame) -> Option<String> {
     String::from_utf8(field(f.body(), &mut pos)?.to_vec()).ok()
 }
 
+/// The packet id and payload of a QoS 1 PUBLISH (None for QoS 0 and 2).
+fn publish_qos1(f: &Frame) -> Option<(u16, &[u8])> {
+    if (f.raw[0] >> 1) & 3 != 1 {
+        return None;
+    }
+    let body = f.body();
+    let mut pos = 0;
+    field(body, &mut pos)?;
+    let pkid = u16::from_be_bytes([*body.get(pos)?, *body.get(pos + 1)?]);
+    Some((pkid, body.get(pos + 2..)?))
+}
+
+/// The events PUBACKs of one connection and the agent they wait for (see [`ack`]).
+struct Hold {
+    state: AckHold,
+    /// The agent whose events are held: the logged-in agent, or in open mode the agent of the
+    /// first events publish (events of other agents on that connection are not held).
+    agent: Option<String>,
+    handled: Option<watch::Receiver<u64>>,
+}
+
+impl Hold {
+    fn bind(&mut self, agent: &str, marks: &EventsHandled) {
+        let rx = marks.subscribe(agent);
+        self.state.on_handled(*rx.borrow());
+        self.agent = Some(agent.to_owned());
+        self.handled = Some(rx);
+    }
+}
+
+/// Records an events publish before it is relayed, so that its PUBACK is held.
+fn hold_events_publish(
+    hold: &std::sync::Mutex<Hold>,
+    marks: &EventsHandled,
+    topic: &str,
+    f: &Frame,
+) -> Result<(), Closed> {
+    if !topic.ends_with("/events") {
+        return Ok(());
+    }
+    let Some((pkid, payload)) = publish_qos1(f) else {
+        return Ok(());
+    };
+    // The same decoding as the ingest's: a batch it will refuse is not held.
+    let decoded = crate::ingest::decode(topic, payload);
+    let Some((agent, seq)) = events_mark(&decoded) else {
+        return Ok(());
+    };
+    let mut h = hold.lock().expect("hold lock");
+    if h.agent.is_none() {
+        h.bind(agent, marks);
+    }
+    if h.agent.as_deref() != Some(agent) {
+        return Ok(());
+    }
+    h.state
+        .on_publish(pkid, seq)
+        .map_err(|e| Closed::Protocol(format!("events acknowledgements: {e:?}")))
+}
+
+/// Forwards what rumqttd sends to the agent, holding events PUBACKs until the ingest has
+/// handled their batch. Ends when rumqttd closes, or with an error when a hold lasts longer
+/// than [`HOLD_LIMIT_MS`] (closing the connection makes the agent send the batch again).
+async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
+    mut frames: mpsc::Receiver<Frame>,
+    cw: W,
+    hold: Arc<std::sync::Mutex<Hold>>,
+) -> Result<(), Closed> {
+    async fn changed(rx: &mut Option<watch::Receiver<u64>>) -> u64 {
+        if let Some(rx) = rx
+            && rx.changed().await.is_ok()
+        {
+            return *rx.borrow_and_update();
+        }
+        std::future::pending().await
+    }
+    async fn write_pubacks<W: tokio::io::AsyncWrite + Unpin>(
+        w: &mut W,
+        pkids: &[u16],
+    ) -> std::io::Result<()> {
+        for p in pkids {
+            let [hi, lo] = p.to_be_bytes();
+            w.write_all(&[0x40, 0x02, hi, lo]).await?;
+        }
+        Ok(())
+    }
+    let mut cw = BufWriter::with_capacity(16 * 1024, cw);
+    let mut handled: Option<watch::Receiver<u64>> = None;
+    loop {
+        let until = {
+            let h = hold.lock().expect("hold lock");
+            if handled.is_none() {
+                handled = h.handled.clone();
+            }
+            h.state.held_since().map(|t| t + HOLD_LIMIT_MS)
+        };
+        let timeout = async {
+            match until {
+                Some(t) => {
+                    let ms = (t - crate::now_ms()).max(0) as u64;
+                    tokio::time::sleep(Duration::from_millis(ms)).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            f = frames.recv() => {
+                let Some(f) = f else {
+                    let _ = cw.flush().await;
+                    return Ok(());
+                };
+                if f.kind == 4 && f.body().len() == 2 {
+                    let pkid = u16::from_be_bytes([f.body()[0], f.body()[1]]);
+                    let out = hold
+                        .lock()
+                        .expect("hold lock")
+                        .state
+                        .on_puback(pkid, crate::now_ms())
+                        .map_err(|e| Closed::Protocol(format!("events acknowledgements: {e:?}")))?;
+                    write_pubacks(&mut cw, &out).await?;
+                } else {
+                    cw.write_all(&f.raw).await?;
+                }
+                if frames.is_empty() {
+                    cw.flush().await?;
+                }
+            }
+            seq = changed(&mut handled) => {
+                let out = hold.lock().expect("hold lock").state.on_handled(seq);
+                if !out.is_empty() {
+                    write_pubacks(&mut cw, &out).await?;
+                    cw.flush().await?;
+                }
+            }
+            _ = timeout => {
+                let agent = hold.lock().expect("hold lock").agent.clone().unwrap_or_default();
+                tracing::warn!(
+                    %agent,
+                    "events not committed within {} s of receipt: closing the agent's connection so that it sends them again",
+                    HOLD_LIMIT_MS / 1000
+                );
+                return Err(Closed::Protocol("events acknowledgement held too long".into()));
+            }
+        }
+    }
+}
+
 fn subscribe_filters(f: &Frame) -> Option<Vec<String>> {
     let body = f.body();
     let mut pos = 2; // packet id
@@ -482,6 +658,7 @@ async fn relay<S>(
     client: S,
     upstream: SocketAddr,
     creds: &Credentials,
+    marks: &EventsHandled,
     app: &App,
 ) -> Result<(), Closed>
 where
@@ -545,38 +722,53 @@ where
     ))
     .await?;
     uw.flush().await?;
-    let down = tokio::spawn(async move {
-        let mut ur = ur;
-        let _ = tokio::io::copy(&mut ur, &mut cw).await;
-        let _ = cw.shutdown().await;
+    let hold = Arc::new(std::sync::Mutex::new(Hold {
+        state: AckHold::default(),
+        agent: None,
+        handled: None,
+    }));
+    if let Some((_, agent)) = &identity {
+        hold.lock().expect("hold lock").bind(agent, marks);
+    }
+    // rumqttd -> agent: a reader task (so the writer can wait for frames, commits and a
+    // deadline at once without losing a partly read frame) and the writer.
+    let (frame_tx, frame_rx) = mpsc::channel::<Frame>(64);
+    let reader = tokio::spawn(async move {
+        let mut ur = BufReader::with_capacity(16 * 1024, ur);
+        while let Ok(f) = read_frame(&mut ur, max).await {
+            if frame_tx.send(f).await.is_err() {
+                break;
+            }
+        }
     });
-    let result = async {
+    let mut down = tokio::spawn(downstream(frame_rx, cw, hold.clone()));
+    let up = async {
         loop {
             let f = read_frame(&mut cr, max).await?;
-            if let Some((site, agent)) = &identity {
-                match f.kind {
-                    3 => {
-                        let topic = publish_topic(&f).unwrap_or_default();
-                        if !may_publish(site, agent, &topic) {
-                            return Err(Closed::Acl {
-                                user: agent.clone(),
-                                what: "publish",
-                                topic,
-                            });
-                        }
+            if f.kind == 3 {
+                let topic = publish_topic(&f).unwrap_or_default();
+                if let Some((site, agent)) = &identity
+                    && !may_publish(site, agent, &topic)
+                {
+                    return Err(Closed::Acl {
+                        user: agent.clone(),
+                        what: "publish",
+                        topic,
+                    });
+                }
+                hold_events_publish(&hold, marks, &topic, &f)?;
+            }
+            if f.kind == 8
+                && let Some((site, agent)) = &identity
+            {
+                for filter in subscribe_filters(&f).unwrap_or_default() {
+                    if !may_subscribe(site, agent, &filter) {
+                        return Err(Closed::Acl {
+                            user: agent.clone(),
+                            what: "subscribe",
+                            topic: filter,
+                        });
                     }
-                    8 => {
-                        for filter in subscribe_filters(&f).unwrap_or_default() {
-                            if !may_subscribe(site, agent, &filter) {
-                                return Err(Closed::Acl {
-                                    user: agent.clone(),
-                                    what: "subscribe",
-                                    topic: filter,
-                                });
-                            }
-                        }
-                    }
-                    _ => {}
                 }
             }
             uw.write_all(&f.raw).await?;
@@ -587,9 +779,16 @@ where
                 return Ok(()); // DISCONNECT
             }
         }
-    }
-    .await;
+    };
+    let result = tokio::select! {
+        r = up => r,
+        r = &mut down => match r {
+            Ok(Err(e)) => Err(e),
+            _ => Ok(()), // rumqttd closed the connection
+        },
+    };
     down.abort();
+    reader.abort();
     result
 }
 

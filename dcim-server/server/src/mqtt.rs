@@ -54,7 +54,7 @@ impl Incoming {
     }
 }
 
-type Link = (rumqttd::local::LinkTx, rumqttd::local::LinkRx);
+type Link = crate::broker::IngestLink;
 
 /// Starts the broker client's event loop, the in-process link reader (embedded broker) and the
 /// ingest worker.
@@ -89,7 +89,14 @@ pub fn spawn(
     let _ = app.mqtt.set(client.clone());
     let (tx, mut rx) = mpsc::channel::<Incoming>(1024);
     let mut tasks = Vec::new();
-    if let Some((mut link_tx, mut link_rx)) = link {
+    // Tells the broker's gate which events are handled, so it releases the agents' PUBACKs.
+    let events_handled = link.as_ref().map(|l| l.events_handled.clone());
+    if let Some(crate::broker::IngestLink {
+        tx: mut link_tx,
+        rx: mut link_rx,
+        ..
+    }) = link
+    {
         let tx = tx.clone();
         let app = app.clone();
         let mut stop = stop.clone();
@@ -197,10 +204,17 @@ pub fn spawn(
             if *worker_stop.borrow() {
                 break;
             }
-            if handle_decoded(&worker_app, &m.topic, m.msg, &worker_stop).await
-                && let Some(p) = &m.ack
-            {
-                let _ = client.ack(p).await;
+            let mark = events_handled
+                .as_ref()
+                .and_then(|_| crate::broker::events_mark(&m.msg).map(|(a, s)| (a.to_owned(), s)));
+            if handle_decoded(&worker_app, &m.topic, m.msg, &worker_stop).await {
+                if let Some(p) = &m.ack {
+                    let _ = client.ack(p).await;
+                }
+                // Committed, duplicate or refused for good: the gate may release the PUBACK.
+                if let (Some(h), Some((agent, seq))) = (&events_handled, mark) {
+                    h.mark(&agent, seq);
+                }
             }
         }
     });
