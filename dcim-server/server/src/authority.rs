@@ -28,8 +28,9 @@
 //! | `incident_write`   | allowed | the incident journal is how the handover is documented |
 //! | `user_create`, `token_create` | allowed | e.g. an account for the arriving fire officer |
 //!
-//! `user_modify`, `token_revoke` and `drill_start` have no API route yet; whoever adds one must
-//! call the check with that kind.
+//! `user_modify` and `token_revoke` have no API route yet; whoever adds one must call the check
+//! with that kind. `drill::begin` checks `drill_start`. Entering from the console is also sent
+//! to the fire authority's receiver by the server's DC-09 link (`dc09`), as `fire.authority`.
 //!
 //! Invariants: `active` is `Some` whenever `keys` is non-empty (a key report always enters);
 //! [`Authority::exit`] succeeds only with `keys` empty.

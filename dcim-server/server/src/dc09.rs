@@ -17,6 +17,10 @@
 //!   (the wire's `AgentState` carries no DC-09 link status, so "link up" is the agent's
 //!   liveness: retained state `online = true`, the will sets it false);
 //! - agent-loss troubles are site-level only: no agent ever covers them;
+//! - **authority control entered from the console or the API** is sent as `fire.authority` for
+//!   zone 0, rack 0 (restored when the site leaves it). Entered by a key switch, it is not: the
+//!   rack controller or the agent reports that key switch for its own rack, so the receiver sees
+//!   one message per key, not two;
 //! - every server message has a stable event id (`srv:z{zone}:r{rack}:{kind}:{since_ms}`), so
 //!   a restart re-submits the same id and the outbox drops it as a duplicate.
 //!
@@ -287,6 +291,8 @@ pub struct Inputs<'a> {
     pub agents: &'a [AgentView],
     /// The drill in progress: messages are flagged as test and carry its id.
     pub drill: Option<&'a str>,
+    /// Authority control entered by a user: since when, and who/why (for the record).
+    pub authority: Option<(i64, String)>,
 }
 
 /// A message to submit.
@@ -481,6 +487,20 @@ impl Planner {
                 Candidate {
                     since_ms: inp.now_ms,
                     source: format!("drill {d}"),
+                    site_only: true,
+                },
+            );
+        }
+        if let Some((since_ms, who)) = &inp.authority {
+            out.insert(
+                Identity {
+                    zone: 0,
+                    rack: 0,
+                    kind: EventKind::FireAuthority,
+                },
+                Candidate {
+                    since_ms: *since_ms,
+                    source: format!("authority control entered by {who}"),
                     site_only: true,
                 },
             );
@@ -863,11 +883,22 @@ async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
         f.engine.alarms().map(AlarmView::of).collect()
     };
     let drill = crate::drill::active_id(app);
+    let authority = {
+        let a = app.authority.lock().await;
+        match &a.active {
+            Some(crate::authority::Control {
+                since_ms,
+                cause: cause @ crate::authority::Cause::User { .. },
+            }) => Some((*since_ms, cause.describe())),
+            _ => None,
+        }
+    };
     let out = planner.step(&Inputs {
         now_ms: now,
         alarms: &alarms,
         agents: &agents,
         drill: drill.as_deref(),
+        authority,
     });
     if planner.state != before {
         let doc = DocRecord {
@@ -1093,6 +1124,7 @@ mod tests {
             alarms: &alarms,
             agents: &agents,
             drill: None,
+            authority: None,
         });
         assert_eq!(
             kinds(&out),
@@ -1110,6 +1142,7 @@ mod tests {
             alarms: &alarms,
             agents: &agents,
             drill: None,
+            authority: None,
         });
         assert!(again.is_empty(), "{again:?}");
         // stage 3 adds one
@@ -1119,6 +1152,7 @@ mod tests {
             alarms: &alarms,
             agents: &agents,
             drill: None,
+            authority: None,
         });
         assert_eq!(kinds(&out), vec![(2, 0, "fire.stage3_agent", false)]);
         // the condition clears: every sent alarm is restored, with its own restore id
@@ -1128,6 +1162,7 @@ mod tests {
             alarms: &alarms,
             agents: &agents,
             drill: None,
+            authority: None,
         });
         assert_eq!(out.len(), 4);
         assert!(out.iter().all(|o| o.event.restore));
@@ -1146,6 +1181,7 @@ mod tests {
             alarms: &alarms,
             agents: &online,
             drill: None,
+            authority: None,
         });
         assert!(out.is_empty(), "{out:?}");
         assert_eq!(
@@ -1167,6 +1203,7 @@ mod tests {
             alarms: &alarms,
             agents: &offline,
             drill: None,
+            authority: None,
         });
         assert_eq!(
             kinds(&out),
@@ -1197,6 +1234,7 @@ mod tests {
             alarms: &alarms,
             agents: &offline,
             drill: None,
+            authority: None,
         });
         assert_eq!(kinds(&out), vec![(1, 0, "fire.trouble", false)]);
         // stage 3 was not reported by the agent: the server sends that one
@@ -1206,6 +1244,7 @@ mod tests {
             alarms: &alarms,
             agents: &offline,
             drill: None,
+            authority: None,
         });
         assert_eq!(kinds(&out), vec![(1, 7, "fire.stage3_agent", false)]);
         // a local reset reported by the agent clears its identities
@@ -1245,6 +1284,7 @@ mod tests {
                 alarms: &[],
                 agents,
                 drill: None,
+                authority: None,
             })
         };
         assert!(at(&mut p, 69_999, &away).is_empty());
@@ -1270,6 +1310,7 @@ mod tests {
             alarms: &alarms,
             agents: &[],
             drill: Some("d1"),
+            authority: None,
         });
         // the drill bracket first, then the alarm, all as tests
         assert_eq!(
@@ -1285,6 +1326,7 @@ mod tests {
                 alarms: &alarms,
                 agents: &[],
                 drill: Some("d1"),
+                authority: None,
             })
             .is_empty()
         );
@@ -1295,6 +1337,7 @@ mod tests {
             alarms: &alarms,
             agents: &[],
             drill: None,
+            authority: None,
         });
         assert_eq!(kinds(&out), vec![(0, 0, "test.drill", true)]);
         assert!(out[0].event.test);
@@ -1303,10 +1346,33 @@ mod tests {
             alarms: &[],
             agents: &[],
             drill: None,
+            authority: None,
         });
         assert_eq!(kinds(&out), vec![(2, 0, "fire.stage1", true)]);
         assert!(out[0].event.test);
         assert_eq!(out[0].drill.as_deref(), Some("d1"));
+    }
+
+    #[test]
+    fn authority_control_entered_by_a_user_is_sent_once_and_restored_on_exit() {
+        let c = cfg();
+        let mut p = Planner::new(&c, PlannerState::default());
+        let entered = Some((900, "ops (operator): brigade on site".to_string()));
+        let step = |p: &mut Planner, now_ms, authority: &Option<(i64, String)>| {
+            p.step(&Inputs {
+                now_ms,
+                alarms: &[],
+                agents: &[],
+                drill: None,
+                authority: authority.clone(),
+            })
+        };
+        let out = step(&mut p, 1000, &entered);
+        assert_eq!(kinds(&out), vec![(0, 0, "fire.authority", false)]);
+        assert_eq!(out[0].event_id, "srv:z0:r0:fire.authority:900");
+        assert!(step(&mut p, 1500, &entered).is_empty(), "sent once");
+        let out = step(&mut p, 2000, &None);
+        assert_eq!(kinds(&out), vec![(0, 0, "fire.authority", true)]);
     }
 
     #[test]
@@ -1322,6 +1388,7 @@ mod tests {
             alarms: &alarms,
             agents: &[],
             drill: None,
+            authority: None,
         });
         assert!(out.is_empty(), "{out:?}");
     }
@@ -1336,6 +1403,7 @@ mod tests {
             alarms: &alarms,
             agents: &[],
             drill: None,
+            authority: None,
         });
         assert_eq!(sent.len(), 2);
         let mut p2 = Planner::new(&c, p.state.clone());
@@ -1345,6 +1413,7 @@ mod tests {
             alarms: &[],
             agents: &[],
             drill: None,
+            authority: None,
         };
         assert!(p2.step(&none).is_empty(), "held");
         let out = p2.step(&Inputs {
@@ -1367,6 +1436,7 @@ mod tests {
             alarms: &alarms,
             agents: &[],
             drill: None,
+            authority: None,
         });
         assert_eq!(first.len(), 2);
         let saved: PlannerState =
@@ -1378,6 +1448,7 @@ mod tests {
                 alarms: &alarms,
                 agents: &[],
                 drill: None,
+                authority: None,
             })
             .is_empty()
         );
@@ -1388,6 +1459,7 @@ mod tests {
             alarms: &alarms,
             agents: &[],
             drill: None,
+            authority: None,
         });
         assert_eq!(again[0].event_id, first[0].event_id);
     }
