@@ -13,6 +13,31 @@ async fn feed_a_lost_drops_power_from_2n_to_n_with_one_grade_2_alarm() -> anyhow
     let before = h.redundancy("power").await?;
     assert_eq!(before["designed"], "2N");
     assert_eq!(before["current"], "2N");
+    // On the healthy facility every component is at its designed redundancy (the console
+    // colours components by this; a measured load above N-1 capacity would show here).
+    let all = h.get("/api/site/redundancy?components=true").await?;
+    let degraded: Vec<String> = all["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            c["supply"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["current"] != s["designed"])
+                .map(move |s| {
+                    format!(
+                        "{} {}: {} of {}",
+                        c["id"], s["subsystem"], s["current"], s["designed"]
+                    )
+                })
+        })
+        .collect();
+    assert!(
+        degraded.is_empty(),
+        "healthy facility below its design: {degraded:?}"
+    );
     let mut notifications = h.webhook_notifications().await?;
 
     h.sim("feed-loss A")?;
