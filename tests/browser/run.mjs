@@ -4,7 +4,8 @@
 // acknowledged in the browser is acknowledged on the server; a feed loss recolours the power
 // view within 2 s; the fire-authority role sees no controls and the API refuses its writes; an
 // operator enters authority control (the fire-authority view becomes the default page, commands
-// are refused) and leaves it with a reason.
+// are refused) and leaves it with a reason; a component's trend starts with the server's history
+// from before the page loaded.
 // Screenshots go to docs/screenshots/.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -160,6 +161,10 @@ async function main() {
       overrides.set(`${device}|${role}`, value);
       await feeder.send([feeder.sample(device, role, value)]);
     };
+    // Readings of one point from before the page loads (an agent's replayed spool): the trend
+    // of ups-z2 must start with them, from the server's history of the point.
+    const before = Date.now();
+    await feeder.send([20, 10, 5].map((min, i) => ({ ...feeder.sample('ups-z2', 'ups.output_voltage', 398 + i), ts_ms: before - min * 60000 })));
     await publishAll();
     // Extra points the fire-authority view shows (not bound in the site model).
     await feeder.send([
@@ -256,6 +261,25 @@ async function main() {
       await page.waitForSelector('#component-panel svg.chart');
       await shot(page, 'power.png');
       noErrors('power');
+    });
+
+    await check('a component trend is seeded with the history from before the page loaded', async () => {
+      const asked = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/points/ups-z2/ups_output_voltage/history', { timeout: 3000 });
+      await page.click('svg.diagram g.node[data-id="ups-z2"]');
+      await page.waitForSelector('#component-panel table.points');
+      const res = await asked;
+      assert(res.status() === 200, `history request answered ${res.status()}`);
+      // The chart (ups.output_voltage is the first numeric point) starts at the bucket of the
+      // reading published 20 minutes before the page loaded.
+      const from = await page.waitForFunction((t) => {
+        const v = Number(document.querySelector('#component-panel svg.chart')?.getAttribute('data-from'));
+        return v && v <= t ? v : null;
+      }, before - 19 * 60000, { timeout: 3000 }).then((h) => h.jsonValue()).catch(() => null);
+      const got = await page.getAttribute('#component-panel svg.chart', 'data-from');
+      assert(from, `trend starts at ${got ? new Date(Number(got)).toISOString() : 'nothing'}, expected about ${new Date(before - 20 * 60000).toISOString()}`);
+      const n = Number(await page.getAttribute('#component-panel svg.chart', 'data-n'));
+      assert(n >= 4, `trend draws ${n} samples, expected the 3 earlier readings and the live one`);
+      noErrors('trend history');
     });
 
     await check('an alarm acknowledged in the browser is acknowledged on the server', async () => {

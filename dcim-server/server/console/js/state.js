@@ -1,10 +1,15 @@
 // Client-side model of the facility: the site model, latest point values (with a short history
-// kept since the page loaded, for trend charts), redundancy, alarms and incidents. Views
-// subscribe to topics and re-render when the server pushes changes over the live stream.
+// for trend charts: live samples since the page loaded, seeded on demand with the server's
+// recent history of the point), redundancy, alarms and incidents. Views subscribe to topics and
+// re-render when the server pushes changes over the live stream.
 
 import { get, stream } from './api.js';
 
 const HISTORY = 720;
+/// How far back a detail panel's trends reach when seeded from the server.
+const SEED_MS = 3600_000;
+/// At most this many history requests per detail panel (sent in parallel).
+const SEED_MAX = 12;
 
 export const state = {
   me: null,
@@ -62,6 +67,64 @@ function setPoint(p, agent) {
     hst.push([p.ts_ms ?? Date.now(), v]);
     if (hst.length > HISTORY) hst.splice(0, hst.length - HISTORY);
   }
+}
+
+// `${device}|${role}` -> 'pending' | 'done': each point's history is fetched once per page.
+const seeded = new Map();
+
+/// Seeds the trend history of points (`[[device, role], ...]`, most wanted first; at most
+/// SEED_MAX of them) with the last hour from `GET /api/points/{device}/{point}/history`, in
+/// parallel and in the background: the caller renders at once, and topic 'history' is emitted
+/// for each point that gained samples. Only points the server has reported are asked for; a
+/// failed or empty answer leaves the live-only history.
+export function seedHistory(pairs) {
+  const todo = [];
+  for (const [device, role] of pairs) {
+    const k = key(device, role);
+    const p = state.points.get(k);
+    const v = p?.value;
+    if (seeded.has(k) || !p?.point || (typeof v !== 'number' && typeof v !== 'boolean')) continue;
+    if (todo.some((t) => t.k === k)) continue;
+    todo.push({ k, p });
+    if (todo.length >= SEED_MAX) break;
+  }
+  for (const { k, p } of todo) {
+    seeded.set(k, 'pending');
+    const q = new URLSearchParams({ from: String(Date.now() - SEED_MS) });
+    if (p.site) q.set('site', p.site);
+    get(`/api/points/${encodeURIComponent(p.device)}/${encodeURIComponent(p.point)}/history?${q}`)
+      .then((r) => {
+        seeded.set(k, 'done');
+        if (mergeHistory(k, r?.buckets ?? [], r?.resolution_ms ?? 60_000)) emit('history');
+      })
+      .catch((e) => {
+        // 404 (the server has no such point any more): live samples only. Other failures may
+        // be transient: a later panel may ask again.
+        if (e?.status === 404) seeded.set(k, 'done');
+        else seeded.delete(k);
+        console.warn(`history of ${k} not loaded:`, e?.message ?? e);
+      });
+  }
+}
+
+/// Puts the server's buckets (`{t_ms, n, min, max, last}`) that end before the first live
+/// sample in front of the live history, one point per bucket at its start with its last value
+/// (the chart holds a value until the next one). Returns whether anything was added.
+export function mergeHistory(k, buckets, resolutionMs) {
+  const live = state.history.get(k) ?? [];
+  const liveStart = live.length ? live[0][0] : Infinity;
+  const older = [];
+  for (const b of buckets) {
+    if (!b || typeof b.t_ms !== 'number' || typeof b.last !== 'number' || !Number.isFinite(b.last)) continue;
+    if (b.n === 0 || b.t_ms + resolutionMs > liveStart) continue;
+    if (older.length && b.t_ms <= older[older.length - 1][0]) continue;
+    older.push([b.t_ms, b.last]);
+  }
+  if (!older.length) return false;
+  const merged = older.concat(live);
+  if (merged.length > HISTORY) merged.splice(0, merged.length - HISTORY);
+  state.history.set(k, merged);
+  return true;
 }
 
 function throttle(fn, ms) {

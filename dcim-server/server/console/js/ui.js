@@ -70,13 +70,16 @@ export function fmtValue(v) {
   return String(v);
 }
 
-/// A trend chart as SVG: `series` is [[ts_ms, number], ...].
+/// A trend chart as SVG: `series` is [[ts_ms, number], ...], oldest first. The SVG carries
+/// `data-n` (samples drawn) and `data-from` (time of the first one, ms).
 export function trendChart(series, opts = {}) {
   const w = opts.width ?? 560;
   const hgt = opts.height ?? 160;
   const pad = { l: 56, r: 12, t: 12, b: 26 };
   const svg = s('svg.chart', { viewBox: `0 0 ${w} ${hgt}`, role: 'img', 'aria-label': opts.label ?? 'trend' });
   const pts = series.filter((p) => typeof p[1] === 'number' && Number.isFinite(p[1]));
+  svg.setAttribute('data-n', String(pts.length));
+  if (pts.length) svg.setAttribute('data-from', String(pts[0][0]));
   if (pts.length === 0) {
     svg.appendChild(s('text.muted', { x: w / 2, y: hgt / 2, 'text-anchor': 'middle' }, 'no samples yet'));
     return svg;

@@ -2,7 +2,7 @@
 
 import { get, post } from './api.js';
 import { h, s, clear, fmtTime, fmtAgo, fmtValue, trendChart, toast } from './ui.js';
-import { state, on, key, point, compValue, computePue, loadAlarms, loadIncidents, refusedWhy } from './state.js';
+import { state, on, key, point, compValue, computePue, loadAlarms, loadIncidents, refusedWhy, seedHistory } from './state.js';
 import { diagram, recolour, displayState, rackSummary, LAYERS } from './diagram.js';
 
 // ------------------------------------------------------------------ shared helpers
@@ -162,6 +162,11 @@ function componentPanel(id, subsystem, close) {
     panel.appendChild(alarms.length ? h('ul.plain', null, alarms.map((a) => h('li', null, h(`span.gradechip.g${a.grade}`, null, `G${a.grade}`), ` ${a.message} `, h('span.muted', null, stateLabel(alarmState(a)))))) : h('p.muted', null, 'none'));
   };
   update();
+  // The charted point first, then the others; the panel is already drawn and redraws when
+  // the history arrives.
+  const pairs = bindings.map((b) => [b.device, b.role]);
+  if (firstNum) pairs.unshift([firstNum.device, firstNum.role]);
+  seedHistory(pairs);
   return { el: panel, update };
 }
 
@@ -224,6 +229,7 @@ function subsystemView(subsystem, title) {
           if (panel) panel.update();
         }),
         on('points', () => panel && panel.update()),
+        on('history', () => panel && panel.update()),
         on('alarms', () => panel && panel.update()),
       ];
       return () => offs.forEach((f) => f());
@@ -382,6 +388,8 @@ const racks = {
       const evs = state.events.filter((e) => devs.has(e.device)).slice(0, 50);
       panel.appendChild(evs.length ? h('ul.log', null, evs.map((e) => h('li', null, h('span.ts', null, fmtTime(e.ts_ms)), ` ${e.kind}: ${e.message}`))) : h('p.muted', null, 'No events from this rack.'));
       side.appendChild(panel);
+      // Charted points first; drawSide runs again when the history arrives (once per point).
+      seedHistory([...(dev ? [[dev, 'fire.stage'], [dev, 'rack.temp']] : []), ...(c.bindings ?? []).map((b) => [b.device, b.role])]);
     };
     draw();
     let pending = false;
@@ -390,7 +398,7 @@ const racks = {
       pending = true;
       requestAnimationFrame(() => { pending = false; draw(); });
     };
-    const offs = [on('points', redraw), on('redundancy', redraw), on('events', drawSide)];
+    const offs = [on('points', redraw), on('redundancy', redraw), on('events', drawSide), on('history', drawSide)];
     return () => offs.forEach((f) => f());
   },
 };
