@@ -7,6 +7,8 @@ export DCIM_TEST_VENV="${DCIM_TEST_VENV:-$HOME/.cache/dcim-test-venv}"
 export DCIM_PYTHON="$DCIM_TEST_VENV/bin/python"
 # Interop tests fail (instead of skipping) when a third-party peer is missing.
 export DCIM_REQUIRE_PEERS=1
+# The full-scale soak runs about six minutes here, with the uplink cut for two of them.
+export DCIM_SOAK_SECS="${DCIM_SOAK_SECS:-360}"
 
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
