@@ -28,15 +28,22 @@ pub fn payload(data: &[u8]) {
         return;
     };
     let devices = ["ups-z1".to_string(), "cam-1".to_string()];
-    if let Outcome::Answer { result, .. } =
-        commands::handle("site-a", "agent-1", &devices, topic, body)
-    {
-        // No command path towards devices exists: every command is refused with a reason.
-        assert!(
-            !result.accepted,
-            "a command was accepted: {topic} {body:02x?}"
-        );
-        assert!(!result.reason.is_empty(), "refusal without a reason");
+    let keys = commands::AuthorityKeys::default();
+    match commands::handle("site-a", "agent-1", &devices, &keys, topic, body) {
+        Outcome::Answer { result, .. } => {
+            // No command path towards devices exists: every command is refused with a reason.
+            assert!(
+                !result.accepted,
+                "a command was accepted: {topic} {body:02x?}"
+            );
+            assert!(!result.reason.is_empty(), "refusal without a reason");
+        }
+        // The only command the agent takes is a drill, addressed to the agent itself.
+        Outcome::TestMode { command, .. } => assert_eq!(
+            command.device, "agent-1",
+            "test mode accepted for a device: {topic} {body:02x?}"
+        ),
+        Outcome::Ignore(_) => {}
     }
 }
 
