@@ -58,6 +58,12 @@ synthetic = {{ points = 10, period_ms = 10, event_every = 2 }}
     // A acknowledges everything; B none of it: nothing may leave the spool.
     let a_caught_up = wait_until(Duration::from_secs(10), || sequences(&got_a).0.len() >= 50).await;
     assert!(a_caught_up, "site A receives while site B is down");
+    // A subscriber can see a message before the agent has processed the broker's PUBACK for it.
+    let a_acked = wait_until(Duration::from_secs(10), || {
+        shared.with_spool(|s| s.acked("site-a", Class::Event)) >= 50
+    })
+    .await;
+    assert!(a_acked, "site A's acknowledgements reach the spool");
     let (acked_a, acked_b, pending_b, stats) = shared.with_spool(|s| {
         (
             s.acked("site-a", Class::Event),
