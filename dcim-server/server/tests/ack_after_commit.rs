@@ -12,9 +12,7 @@ use common::*;
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -147,50 +145,6 @@ async fn puback_of_events_waits_for_their_commit() {
     assert_eq!(stored(&mut blocker, 1..=100).await, 6);
     drop(blocker);
     server.shutdown().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_config(dir: &Path, http: u16, mqtt: u16) -> std::path::PathBuf {
-    let path = dir.join("server.toml");
-    let mut f = std::fs::File::create(&path).unwrap();
-    write!(
-        f,
-        r#"
-data_dir = "data"
-[http]
-listen = "127.0.0.1:{http}"
-[broker]
-listen = "127.0.0.1:{mqtt}"
-[auth]
-argon2_memory_kib = 64
-argon2_iterations = 1
-[[agents]]
-id = "a1"
-site = "s1"
-password = "a1-secret"
-devices = ["rack-*"]
-"#
-    )
-    .unwrap();
-    path
-}
-
-fn spawn(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_dcim-server"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 async fn wait_port(port: u16) {

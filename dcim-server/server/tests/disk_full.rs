@@ -21,14 +21,6 @@ use std::time::Duration;
 
 const AGENT: &str = "a1";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn skip_or_fail(why: &str) {
     if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
         panic!("required for this test: {why}");

@@ -3,57 +3,12 @@
 
 mod common;
 use common::*;
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_dcim-server")
-}
-
-fn write_config(dir: &std::path::Path, http: u16, mqtt: u16) -> std::path::PathBuf {
-    let path = dir.join("server.toml");
-    let mut f = std::fs::File::create(&path).unwrap();
-    write!(
-        f,
-        r#"
-data_dir = "data"
-[http]
-listen = "127.0.0.1:{http}"
-[broker]
-listen = "127.0.0.1:{mqtt}"
-[auth]
-argon2_memory_kib = 64
-argon2_iterations = 1
-[[agents]]
-id = "a1"
-site = "s1"
-password = "a1-secret"
-devices = ["rack-*"]
-"#
-    )
-    .unwrap();
-    path
-}
-
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 async fn wait_http(client: &reqwest::Client, http: u16) {

@@ -8,14 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn mosquitto_bin() -> Option<PathBuf> {
     ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .iter()

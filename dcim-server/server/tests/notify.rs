@@ -307,14 +307,6 @@ helo_name = "dcim.example.org"
     drop(sink);
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// mosquitto on a free port (own config, anonymous, loopback only).
 async fn mosquitto(dir: &std::path::Path) -> Option<(u16, tokio::process::Child)> {
     let Some(bin) = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]

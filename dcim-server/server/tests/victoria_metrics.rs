@@ -8,14 +8,6 @@ use dcim_server::config::InfluxConfig;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Vm(Child);
 impl Drop for Vm {
     fn drop(&mut self) {

@@ -209,3 +209,52 @@ pub fn events(agent: &str, device: &str, seqs: std::ops::RangeInclusive<u64>) ->
             .collect(),
     })
 }
+
+/// A free TCP port on 127.0.0.1 (for a server started as a separate process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server configuration file for the `dcim-server` binary: data under `dir/data`, agent `a1`
+/// of site `s1` (password `a1-secret`) owning `rack-*`.
+pub fn write_config(dir: &Path, http: u16, mqtt: u16) -> std::path::PathBuf {
+    let path = dir.join("server.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+data_dir = "data"
+[http]
+listen = "127.0.0.1:{http}"
+[broker]
+listen = "127.0.0.1:{mqtt}"
+[auth]
+argon2_memory_kib = 64
+argon2_iterations = 1
+[[agents]]
+id = "a1"
+site = "s1"
+password = "a1-secret"
+devices = ["rack-*"]
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts the `dcim-server` binary with `config` (output discarded).
+pub fn spawn(config: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dcim-server"))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
