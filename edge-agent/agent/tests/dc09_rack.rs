@@ -2,48 +2,16 @@
 //! receiver (`tests/interop/dc09/receiver.py`), which acknowledges them; the time from the
 //! Modbus sample that crossed a threshold to the receiver's ACK is measured and printed.
 
+mod common;
 #[path = "../../dc09-link/tests/common/mod.rs"]
 mod dc09_common;
 
+use common::rack_io_profile;
 use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
 use dcim_edge_agent::{Agent, config};
 use facility_sim::{ModbusShared, SimValue, serve_tcp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const RIO: &str = r#"
-[profile]
-name = "rack-io-test"
-protocol = "modbus"
-[comm]
-timeout_ms = 300
-retries = 0
-comm_lost_after_ms = 2000
-[poll]
-fast_ms = 100
-[modbus]
-address_base = 0
-[[point]]
-id = "t1"
-role = "rack.temp"
-labels = { sensor = "1" }
-unit = "degC"
-table = "holding"
-register = 0
-type = "i16"
-scale = 0.1
-poll = "fast"
-[[point]]
-id = "t2"
-role = "rack.temp"
-labels = { sensor = "2" }
-unit = "degC"
-table = "holding"
-register = 1
-type = "i16"
-scale = 0.1
-poll = "fast"
-"#;
 
 async fn wait_code(rcv: &Receiver, code: &str, timeout: Duration) -> Option<Duration> {
     let t0 = Instant::now();
@@ -82,8 +50,9 @@ async fn fire_alarms_of_a_local_rack_reach_the_receiver() {
             ),
         )
         .unwrap();
-        std::fs::write(dir.path().join("rio.toml"), RIO).unwrap();
-        let profile = dcim_profiles::load_str("rio.toml", RIO).unwrap();
+        let rio_profile = rack_io_profile("");
+        std::fs::write(dir.path().join("rio.toml"), &rio_profile).unwrap();
+        let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
         let rio = Arc::new(ModbusShared::default());
         rio.write_values(
             &profile,

@@ -10,7 +10,7 @@ mod common;
 #[path = "../../dc09-link/tests/common/mod.rs"]
 mod dc09_common;
 
-use common::{Mosquitto, Received, mosquitto_available, states, subscribe};
+use common::{Mosquitto, Received, mosquitto_available, rack_io_profile, states, subscribe};
 use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
 use facility_sim::{ModbusShared, SimValue, serve_tcp};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
@@ -18,38 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const RIO: &str = r#"
-[profile]
-name = "rack-io-test"
-protocol = "modbus"
-[comm]
-timeout_ms = 300
-retries = 0
-comm_lost_after_ms = 2000
-[poll]
-fast_ms = 100
-[modbus]
-address_base = 0
-[[point]]
-id = "t1"
-role = "rack.temp"
-labels = { sensor = "1" }
-unit = "degC"
-table = "holding"
-register = 0
-type = "i16"
-scale = 0.1
-poll = "fast"
-[[point]]
-id = "t2"
-role = "rack.temp"
-labels = { sensor = "2" }
-unit = "degC"
-table = "holding"
-register = 1
-type = "i16"
-scale = 0.1
-poll = "fast"
+/// The rack I/O module: the two temperatures of `common::rack_io_profile` plus these.
+const RIO_EXTRA: &str = r#"
 [[point]]
 id = "key"
 role = "fire.authority"
@@ -158,8 +128,9 @@ async fn a_drill_marks_dc09_messages_and_events_as_test_and_never_resumes_after_
         ),
     )
     .unwrap();
-    std::fs::write(dir.path().join("rio.toml"), RIO).unwrap();
-    let profile = dcim_profiles::load_str("rio.toml", RIO).unwrap();
+    let rio_profile = rack_io_profile(RIO_EXTRA);
+    std::fs::write(dir.path().join("rio.toml"), &rio_profile).unwrap();
+    let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
     let rio = Arc::new(ModbusShared::default());
     rio.write_values(
         &profile,

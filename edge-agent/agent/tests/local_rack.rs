@@ -11,38 +11,8 @@ use facility_sim::{ModbusShared, SimValue, serve_tcp};
 use std::sync::Arc;
 use std::time::Duration;
 
-const RIO: &str = r#"
-[profile]
-name = "rack-io-test"
-protocol = "modbus"
-[comm]
-timeout_ms = 300
-retries = 0
-comm_lost_after_ms = 2000
-[poll]
-fast_ms = 100
-[modbus]
-address_base = 0
-[[point]]
-id = "t1"
-role = "rack.temp"
-labels = { sensor = "1" }
-unit = "degC"
-table = "holding"
-register = 0
-type = "i16"
-scale = 0.1
-poll = "fast"
-[[point]]
-id = "t2"
-role = "rack.temp"
-labels = { sensor = "2" }
-unit = "degC"
-table = "holding"
-register = 1
-type = "i16"
-scale = 0.1
-poll = "fast"
+/// The rack I/O module: the two temperatures of `common::rack_io_profile` plus these.
+const RIO_EXTRA: &str = r#"
 [[point]]
 id = "do1"
 role = "custom.relay1"
@@ -66,8 +36,9 @@ async fn a_local_rack_latches_its_relays_and_reports_stages() {
     let port = free_port();
     let _broker = Mosquitto::start(&dir.path().join("broker"), port);
     let (got, sub) = subscribe(port, "rack-test-sub").await;
-    std::fs::write(dir.path().join("rio.toml"), RIO).unwrap();
-    let profile = dcim_profiles::load_str("rio.toml", RIO).unwrap();
+    let rio_profile = rack_io_profile(RIO_EXTRA);
+    std::fs::write(dir.path().join("rio.toml"), &rio_profile).unwrap();
+    let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
     let rio = Arc::new(ModbusShared::default());
     rio.write_values(
         &profile,

@@ -205,3 +205,42 @@ pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
     }
     cond()
 }
+
+/// A rack I/O module profile (Modbus): rack temperatures `t1`/`t2` in holding registers 0 and
+/// 1 (0.1 °C), followed by `extra_points` (`[[point]]` tables).
+pub fn rack_io_profile(extra_points: &str) -> String {
+    format!("{RACK_IO_TEMPS}{extra_points}")
+}
+
+const RACK_IO_TEMPS: &str = r#"[profile]
+name = "rack-io-test"
+protocol = "modbus"
+[comm]
+timeout_ms = 300
+retries = 0
+comm_lost_after_ms = 2000
+[poll]
+fast_ms = 100
+[modbus]
+address_base = 0
+[[point]]
+id = "t1"
+role = "rack.temp"
+labels = { sensor = "1" }
+unit = "degC"
+table = "holding"
+register = 0
+type = "i16"
+scale = 0.1
+poll = "fast"
+[[point]]
+id = "t2"
+role = "rack.temp"
+labels = { sensor = "2" }
+unit = "degC"
+table = "holding"
+register = 1
+type = "i16"
+scale = 0.1
+poll = "fast"
+"#;
