@@ -69,6 +69,7 @@ mod events;
 mod latch;
 mod logic;
 mod source;
+mod stages;
 mod types;
 
 pub use config::{Config, ConfigError, Corroboration, Fitted};
@@ -79,6 +80,7 @@ pub use events::{
 pub use latch::{GasState, LatchError, LatchRecord};
 pub use logic::{NetworkCommand, RackLogic};
 pub use source::Invalidity;
+pub use stages::{STAGE_TABLE, StageInfo};
 pub use types::{
     Action, Actions, Analog, DeciC, Digital, Inputs, Outputs, SourceId, Stage, Supervisory,
     SupervisoryFlags, Trouble, Troubles,
