@@ -662,6 +662,15 @@ async function main() {
         assert(first === '6', `the fire view does not lead with the worst stage (first row ${first})`);
         const liveFeeds = await fp.textContent('#fire-power tr[data-kind="utility_feed"] td.live');
         assert(liveFeeds.includes('feed-b') && !liveFeeds.includes('feed-a'), `live feeds shown: ${liveFeeds}`);
+        // A lost utility line whose breaker is still closed is not LIVE: no voltage, no supply.
+        await set('meter-a', 'feed.voltage', 0);
+        await set('meter-a', 'feed.breaker_closed', true);
+        await fp.waitForFunction(() => {
+          const row = document.querySelector('#fire-power tr[data-kind="utility_feed"]');
+          return row && row.querySelector('td.dead').textContent.includes('feed-a') && !row.querySelector('td.live').textContent.includes('feed-a');
+        }, null, { timeout: 5000 });
+        await set('meter-a', 'feed.breaker_closed', false);
+        await set('meter-a', 'feed.voltage', 22900);
         const flow = await fp.textContent('#fire-coolant tr[data-role="loop.flow"]');
         assert(flow.includes('Chilled-water loop flow') && flow.includes('m³/h') && !flow.includes('loop.flow'), `loop flow row: ${flow}`);
         const drain = await fp.textContent('#fire-coolant tr[data-role="drain_tank.level_pct"]');

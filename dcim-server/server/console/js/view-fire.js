@@ -12,19 +12,21 @@ import { stageChip, stageName, stageClass, stageOf, placeText, triggerText, acti
 import { tableWrap, pointValue } from './common.js';
 
 /// Energised or not, as the API says: the evaluation's `energised` when it has one (from
-/// measurement), otherwise the component's state (a UPS), otherwise its breaker reading.
-/// `null`: not known — never shown as live or dead.
+/// measurement), otherwise its breaker or contactor reading, then its evaluated state (a feed
+/// voltage out of band or a lost supply is down). `null`: not known (no current reading, or in
+/// maintenance) — never shown as live or dead.
 function energised(c) {
   const cs = state.compState.get(c.id);
   if (cs && 'energised' in cs) return cs.energised === true ? true : cs.energised === false ? false : null;
-  if (c.kind === 'ups') {
-    const st = displayState(c.id, 'power');
-    return st === 'unknown' ? null : st !== 'down' && st !== 'maintenance';
-  }
-  const role = { utility_feed: 'feed.breaker_closed', pdu: 'pdu.breaker_closed', battery_room: 'battery.contactor_closed', generator: 'generator.running' }[c.kind];
+  const role = { utility_feed: 'feed.breaker_closed', pdu: 'pdu.breaker_closed', battery_room: 'battery.contactor_closed' }[c.kind];
   const p = role ? compPoint(c, role) : null;
-  if (!p || readingStale(p) || typeof p.value !== 'boolean') return null;
-  return p.value;
+  if (p && !readingStale(p) && p.value === false) return false;
+  // A battery string is live while its contactor reports closed, whatever else is said of
+  // the room (a fire stage that should have opened it does not make it safe).
+  if (c.kind === 'battery_room') return p && !readingStale(p) && p.value === true ? true : null;
+  const st = displayState(c.id, 'power');
+  if (st === 'unknown' || st === 'maintenance') return null;
+  return st !== 'down';
 }
 
 const POWER_ROWS = [
