@@ -42,14 +42,16 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$(dirname "$0")/interop/requirements.txt"
 # Web console browser tests: Debian's chromium (driven by playwright-core; never a downloaded
-# browser) and the test's npm dependencies.
+# browser) and the test's npm dependencies (playwright-core, and axe-core, which the test
+# injects into the pages; the console itself ships neither).
 if ! [ -x /usr/bin/chromium ] || ! command -v chromedriver >/dev/null; then
     log "apt-get install chromium chromium-driver"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 fi
-if command -v npm >/dev/null && [ ! -f "$(dirname "$0")/browser/node_modules/playwright-core/package.json" ]; then
+if command -v npm >/dev/null && { [ ! -f "$(dirname "$0")/browser/node_modules/playwright-core/package.json" ] \
+    || [ ! -f "$(dirname "$0")/browser/node_modules/axe-core/axe.min.js" ]; }; then
     log "npm ci in tests/browser"
     (cd "$(dirname "$0")/browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Browser tests of the dcim-server web console in headless Chromium (Debian's chromium driven by
-# playwright-core from npm; no browser download). Installs what is missing, builds dcim-server,
+# playwright-core from npm; no browser download; axe-core from npm, injected by the test). Installs what is missing, builds dcim-server,
 # runs the checks with a time limit, and exits non-zero on any failure. Screenshots are written
 # to docs/screenshots/ (override with SCREENSHOT_DIR).
 set -euo pipefail
@@ -17,9 +17,9 @@ if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
     fi
 fi
 command -v node >/dev/null || { echo "browser tests: node is not installed" >&2; exit 1; }
-if [ ! -f "$here/node_modules/playwright-core/package.json" ]; then
+if [ ! -f "$here/node_modules/playwright-core/package.json" ] || [ ! -f "$here/node_modules/axe-core/axe.min.js" ]; then
     (cd "$here" && timeout 300 npm ci --no-audit --no-fund --loglevel=error)
 fi
 (cd "$repo" && timeout 900 cargo build -q -p dcim-server --bin dcim-server)
 cd "$here"
-timeout 240 node run.mjs
+timeout 300 node run.mjs

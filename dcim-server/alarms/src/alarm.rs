@@ -181,6 +181,21 @@ impl Alarm {
         self.overlays.visible().unwrap_or(self.base)
     }
 
+    /// Whether the alarm belongs on the operators' list: every state but normal, except an
+    /// alarm that is quiet (condition clear, nothing to acknowledge) and hidden only because
+    /// its equipment is in maintenance or lost its supply upstream. Such an alarm hides
+    /// nothing; listing it would show, say, "UPS on battery (suppressed)" for a UPS on mains.
+    /// Shelving and out-of-service are an operator's decision about the alarm itself and stay
+    /// listed.
+    pub fn is_listed(&self) -> bool {
+        if self.state() == AlarmState::Normal {
+            return false;
+        }
+        let o = &self.overlays;
+        let quiet = self.base == AlarmState::Normal && !self.active && !self.raw;
+        !(quiet && o.shelved_until.is_none() && o.out_of_service_by.is_none())
+    }
+
     /// Base state after a process change (no overlay involved).
     pub(crate) fn base_on_condition(base: AlarmState, active: bool) -> AlarmState {
         use AlarmState::*;

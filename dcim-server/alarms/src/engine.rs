@@ -249,11 +249,10 @@ impl Engine {
     }
 
     /// The active list: every alarm not in the normal state (including shelved, suppressed
-    /// and out-of-service ones, which a console shows in their own tabs).
+    /// and out-of-service ones, which a console shows in their own tabs), but not quiet alarms
+    /// hidden only by maintenance or suppression by design ([`Alarm::is_listed`]).
     pub fn active(&self) -> impl Iterator<Item = &Alarm> {
-        self.alarms
-            .values()
-            .filter(|a| a.state() != AlarmState::Normal)
+        self.alarms.values().filter(|a| a.is_listed())
     }
 
     pub fn is_flooding(&self) -> bool {

@@ -152,6 +152,10 @@ pub enum IncidentError {
     },
     #[error("grade must be 1, 2 or 3")]
     BadGrade,
+    #[error("incident {id} is already grade {grade}")]
+    SameGrade { id: u64, grade: u8 },
+    #[error("incident {id} cannot be closed without a cause: record its cause first")]
+    NoCause { id: u64 },
     #[error("an incident action needs a user")]
     NoUser,
 }
@@ -356,6 +360,7 @@ impl Incidents {
 
     /// Moves to the next step. Allowed: detected -> declared -> handling -> closed ->
     /// follow-up, plus detected -> handling (declared implicitly) and handling -> closed.
+    /// Closing needs a cause ([`Field::Cause`]).
     pub fn advance(
         &mut self,
         id: u64,
@@ -382,6 +387,10 @@ impl Incidents {
                 to: to.as_str(),
             });
         }
+        // The incident report starts with its cause: an incident is never closed without one.
+        if to == Phase::Closed && inc.cause.trim().is_empty() {
+            return Err(IncidentError::NoCause { id });
+        }
         if inc.declared_ms.is_none() && to >= Phase::Declared {
             inc.declared_ms = Some(now_ms);
         }
@@ -398,7 +407,7 @@ impl Incidents {
         Ok(IncidentEvent::PhaseChanged { id, phase: to })
     }
 
-    /// The control tower sets the grade.
+    /// The control tower sets the grade (refused when it is the grade already).
     pub fn set_grade(
         &mut self,
         id: u64,
@@ -411,6 +420,10 @@ impl Incidents {
         }
         let inc = self.get_mut(id)?;
         let from = inc.grade;
+        if from == grade {
+            // Nothing to journal: "grade 1 -> 1" is not an event.
+            return Err(IncidentError::SameGrade { id, grade });
+        }
         inc.grade = grade;
         inc.journal.push(JournalEntry {
             ts_ms: now_ms,

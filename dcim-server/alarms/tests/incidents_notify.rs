@@ -83,6 +83,19 @@ fn lifecycle_roles_fields_and_export() {
     inc.assign(id, RoleKind::ResponsibleManager, "dave", "alice", T0 + 2)
         .unwrap();
     inc.advance(id, Phase::Handling, "alice", T0 + 3).unwrap();
+    // Hazard: an incident closed by mistake (or to make it go away) with nothing said about
+    // why it happened; and a journal cluttered with "grade 2 -> 2".
+    assert_eq!(
+        inc.advance(id, Phase::Closed, "alice", T0 + 3),
+        Err(IncidentError::NoCause { id }),
+        "no closing without a cause"
+    );
+    let journal_len = inc.get(id).unwrap().journal.len();
+    assert_eq!(
+        inc.set_grade(id, 2, "alice", T0 + 3),
+        Err(IncidentError::SameGrade { id, grade: 2 })
+    );
+    assert_eq!(inc.get(id).unwrap().journal.len(), journal_len);
     inc.note(id, "chiller 2 carries the load", "bob", T0 + 4)
         .unwrap();
     inc.set_field(id, Field::Cause, "compressor trip", "alice", T0 + 5)

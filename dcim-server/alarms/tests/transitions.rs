@@ -289,6 +289,47 @@ fn acknowledged_to_suppressed_by_maintenance_and_back() {
 }
 
 #[test]
+fn maintenance_of_equipment_with_no_alarm_raises_no_phantom_alarm() {
+    // Hazard: putting a UPS in maintenance while it is on mains listed "UPS on battery
+    // (suppressed)": operators learn to ignore the list, or think the UPS is on battery.
+    let mut e = engine();
+    set(&mut e, false, T0);
+    e.set_maintenance("ups-z1", true, "alice", T0 + 1);
+    assert_eq!(state(&e), AlarmState::SuppressedByMaintenance);
+    assert!(!e.get(ID).unwrap().active);
+    assert_eq!(
+        e.active().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        Vec::<&str>::new(),
+        "a quiet alarm under maintenance is not an active alarm"
+    );
+    // The same for an alarm first seen while the equipment is in maintenance.
+    e.set_maintenance("ups-z2", true, "alice", T0 + 2);
+    e.on_sample(
+        &s("ups-z2", "ups.on_battery", Value::Bool(false), T0 + 3),
+        T0 + 3,
+    );
+    assert_eq!(e.active().count(), 0);
+    // When the UPS does go on battery during maintenance, it is listed (suppressed).
+    set(&mut e, true, T0 + 4);
+    let listed: Vec<_> = e.active().map(|a| (a.id.as_str(), a.state())).collect();
+    assert_eq!(listed, [(ID, AlarmState::SuppressedByMaintenance)]);
+    // Back on mains during the maintenance: quiet again, off the list.
+    set(&mut e, false, T0 + 5);
+    assert_eq!(e.active().count(), 0);
+    // An alarm waiting for an acknowledgement stays listed when maintenance starts.
+    e.set_maintenance("ups-z1", false, "alice", T0 + 6);
+    set(&mut e, true, T0 + 7);
+    set(&mut e, false, T0 + 8);
+    assert_eq!(state(&e), AlarmState::RtnUnacknowledged);
+    e.set_maintenance("ups-z1", true, "alice", T0 + 9);
+    assert_eq!(
+        e.active().count(),
+        1,
+        "returned unacknowledged: still listed"
+    );
+}
+
+#[test]
 fn alarms_created_during_maintenance_start_suppressed() {
     let mut e = engine();
     e.set_maintenance("ups-z1", true, "alice", T0);

@@ -109,7 +109,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/stream",
         Some(Access::Read),
-        "Server-sent events: points, event, agent, alarm, incident, audit, authority, redundancy (a subsystem's or rack's current level changed: subsystem, rack, designed, before, current, ts_ms), lagged; events=a,b to filter.",
+        "Server-sent events: points, event, agent, alarm, incident, audit, authority, redundancy (a subsystem's or rack's current level changed: subsystem, rack, designed, before, current, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
     ),
     r(
         "GET",
@@ -139,7 +139,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "POST",
         "/api/alarms/{id}/{action}",
         Some(Access::Operate),
-        "ack | shelve {until_ms|minutes} | unshelve | comment {text} | out_of_service | return_to_service.",
+        "ack | shelve {until_ms|minutes, reason (journalled as a comment)} | unshelve | comment {text} | out_of_service | return_to_service.",
     ),
     r(
         "GET",
@@ -151,7 +151,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "POST",
         "/api/maintenance",
         Some(Access::Operate),
-        "Put a device or component in maintenance {subject, on}.",
+        "Put a device or component in maintenance, or take it out {subject, on, reason (audited)}.",
     ),
     r(
         "GET",
@@ -184,6 +184,36 @@ pub const ROUTES: &[RouteDoc] = &[
         "advance {phase} | grade {grade} | note {text} | assign {role, person} | field {field, text} | follow_up {text, owner} | complete_follow_up {index}.",
     ),
     r("GET", "/api/site", Some(Access::Read), "The site model."),
+    r(
+        "GET",
+        "/api/site/places",
+        Some(Access::Read),
+        "Where each rack, battery room, row, room, PDU and CRAH is: building (the site), room, row and position in the row (the site model has no coordinates).",
+    ),
+    r(
+        "GET",
+        "/api/fire/stages",
+        Some(Access::Read),
+        "The fire stage table of the fire logic: code, key, name, entry condition, default threshold (°C), actions added and all actions commanded at the stage; every action with its name and feedback role.",
+    ),
+    r(
+        "GET",
+        "/api/fire/summary",
+        Some(Access::Read),
+        "Every rack and battery room at pre-alarm or above, most severe first: stage by name, the reading behind it (stale ones keep their last stage), since when, the trigger (source and °C), the actions with their feedback, the place; the racks with no usable stage reading; counts per stage.",
+    ),
+    r(
+        "GET",
+        "/api/roles",
+        Some(Access::Read),
+        "The point role vocabulary: name, unit, kind, labels, description.",
+    ),
+    r(
+        "GET",
+        "/api/alarm-rules",
+        Some(Access::Read),
+        "The alarm rules in force (id, name, grade, condition and the role it reads).",
+    ),
     r(
         "GET",
         "/api/site/redundancy",
@@ -402,6 +432,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::api_facility::routes())
         .merge(crate::api_drill::routes())
         .merge(crate::api_authority::routes())
+        .merge(crate::api_console::routes())
         .merge(crate::console::router())
         .with_state(app)
 }
@@ -716,6 +747,8 @@ struct StreamQuery {
     /// Comma-separated event names to receive (default: all): points, event, agent, alarm,
     /// incident, audit, redundancy (a subsystem's or rack's current level changed).
     events: Option<String>,
+    /// Send a `heartbeat` event after this many ms without another event (500..=60000).
+    heartbeat_ms: Option<u64>,
 }
 
 async fn stream(
@@ -728,6 +761,16 @@ async fn stream(
     let wanted: Option<Vec<String>> = q
         .events
         .map(|e| e.split(',').map(|s| s.trim().to_string()).collect());
+    let heartbeat = match q.heartbeat_ms {
+        None => None,
+        Some(ms @ 500..=60_000) => Some(std::time::Duration::from_millis(ms)),
+        Some(_) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "query: heartbeat_ms: expected 500..=60000".into(),
+            ));
+        }
+    };
     let rx = app.live.subscribe();
     let stop = app.stopping.clone();
     let points = wanted
@@ -736,10 +779,22 @@ async fn stream(
     let guard = SseGuard::new(app.clone(), points);
     let s = futures_util::stream::unfold(
         (rx, stop, guard, wanted),
-        |(mut rx, mut stop, guard, wanted)| async move {
+        move |(mut rx, mut stop, guard, wanted)| async move {
+            // The heartbeat is due `heartbeat` after the last event sent (events filtered out
+            // do not count).
+            let due = heartbeat.map(|d| tokio::time::Instant::now() + d);
             let ev = loop {
+                let beat = async {
+                    match due {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = crate::stopped(&mut stop) => return None,
+                    _ = beat => {
+                        break SseEvent::default().event("heartbeat").data(crate::now_ms().to_string());
+                    }
                     r = rx.recv() => match r {
                         Ok(m) => {
                             if wanted.as_ref().is_some_and(|w| !w.iter().any(|e| e == m.event)) {

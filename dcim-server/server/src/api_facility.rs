@@ -48,7 +48,9 @@ fn action_error(e: ActionError) -> ApiError {
 fn incident_error(e: IncidentError) -> ApiError {
     let code = match e {
         IncidentError::Unknown(_) => StatusCode::NOT_FOUND,
-        IncidentError::BadPhase { .. } => StatusCode::CONFLICT,
+        IncidentError::BadPhase { .. }
+        | IncidentError::NoCause { .. }
+        | IncidentError::SameGrade { .. } => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError(code, e.to_string())
@@ -113,6 +115,8 @@ async fn alarm_journal(
 struct ShelveBody {
     until_ms: Option<i64>,
     minutes: Option<i64>,
+    /// Why (the console always asks): journalled as a comment on the alarm and audited.
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -142,10 +146,15 @@ async fn alarm_action(
 ) -> Result<Response, ApiError> {
     let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
     let now = now_ms();
+    let mut reason = None;
     let act = match action.as_str() {
         "ack" => Action::Ack,
         "shelve" => {
             let b: ShelveBody = parse_body(&body)?;
+            reason = b
+                .reason
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty());
             let until_ms = match (b.until_ms, b.minutes) {
                 (Some(t), _) => t,
                 (None, Some(m)) => now + m * 60_000,
@@ -173,13 +182,31 @@ async fn alarm_action(
             ));
         }
     };
-    let detail = serde_json::to_value(&act).unwrap_or_default();
+    let mut detail = serde_json::to_value(&act).unwrap_or_default();
+    if let Some(r) = &reason {
+        detail["reason"] = json!(r);
+    }
     // Authority control: shelving and out-of-service are refused (423, audited).
     let kind = crate::authority::ActionKind::of_alarm_action(&action)
         .unwrap_or(crate::authority::ActionKind::AlarmShelve);
     let _authority = crate::api_authority::guard(&app, &p, kind, &format!("alarm/{id}")).await?;
     let mut f = app.facility.lock().await;
-    let changes = f.act(&id, act, &p.user, now).map_err(action_error)?;
+    let mut changes = f.act(&id, act, &p.user, now).map_err(action_error)?;
+    if let Some(r) = reason {
+        // The reason goes in the alarm's own journal, next to the shelving.
+        let more = f
+            .act(
+                &id,
+                Action::Comment {
+                    text: format!("shelved: {r}"),
+                },
+                &p.user,
+                now,
+            )
+            .map_err(action_error)?;
+        changes.records.extend(more.records);
+        changes.incidents.extend(more.incidents);
+    }
     commit(
         &app,
         &f,
@@ -206,6 +233,8 @@ async fn maintenance(
 struct MaintenanceBody {
     subject: String,
     on: bool,
+    /// Why (the console always asks); audited.
+    reason: Option<String>,
 }
 
 async fn set_maintenance(
@@ -231,7 +260,7 @@ async fn set_maintenance(
         &p.user,
         "maintenance.set",
         &b.subject,
-        json!({"on": b.on}),
+        json!({"on": b.on, "reason": b.reason}),
     )
     .await?;
     Ok(Json(json!({"maintenance": f.maintenance(), "records": changes.records})).into_response())

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod api_authority;
+pub mod api_console;
 pub mod api_drill;
 pub mod api_facility;
 pub mod auth;
@@ -15,6 +16,7 @@ pub mod dc09;
 pub mod demo;
 pub mod drill;
 pub mod facility;
+pub mod fire_view;
 pub mod influx;
 pub mod ingest;
 pub mod metrics;

@@ -315,3 +315,78 @@ async fn openapi_lists_every_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_quiet_stream_sends_heartbeats_so_a_client_can_tell_it_from_a_dead_one() {
+    // Hazard: a console that cannot tell "nothing happened" from "the server is gone" keeps
+    // showing the last values as live (the lost-data banner needs a beat to miss).
+    let dir = tempfile::tempdir().unwrap();
+    let server = dcim_server::start(config(dir.path())).await.unwrap();
+    let tokens = users_with_tokens(&server).await;
+    let client = http();
+    let base = format!("http://{}", server.http_addr);
+    let viewer = &tokens[0].1;
+    let bad = client
+        .get(format!("{base}/api/stream?heartbeat_ms=10"))
+        .bearer_auth(viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    // Only authority events, of which there are none: the heartbeats are all that arrive,
+    // filtered-out events do not delay them.
+    let mut r = client
+        .get(format!(
+            "{base}/api/stream?heartbeat_ms=500&events=authority"
+        ))
+        .bearer_auth(viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let t0 = std::time::Instant::now();
+    let mut beats = Vec::new();
+    while beats.len() < 3 {
+        let chunk = tokio::time::timeout(Duration::from_secs(2), r.chunk())
+            .await
+            .expect("a heartbeat within 2 s")
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&chunk);
+        for block in text
+            .split("\n\n")
+            .filter(|b| b.contains("event: heartbeat"))
+        {
+            let ms: i64 = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .expect("heartbeat data")
+                .parse()
+                .expect("the server time in ms");
+            assert!((ms - dcim_server::now_ms()).abs() < 5_000, "{block}");
+            beats.push(t0.elapsed());
+        }
+    }
+    assert!(
+        beats[2] < Duration::from_millis(2_500),
+        "three heartbeats of 500 ms took {:?}",
+        beats[2]
+    );
+    drop(r);
+    // Without the parameter the stream is as before: no heartbeat events.
+    let mut plain = client
+        .get(format!("{base}/api/stream?events=authority"))
+        .bearer_auth(viewer)
+        .send()
+        .await
+        .unwrap();
+    let nothing = tokio::time::timeout(Duration::from_millis(1200), plain.chunk()).await;
+    assert!(
+        nothing.is_err()
+            || !String::from_utf8_lossy(&nothing.unwrap().unwrap().unwrap_or_default())
+                .contains("heartbeat"),
+        "a heartbeat without heartbeat_ms"
+    );
+    drop(plain);
+    server.shutdown().await;
+}

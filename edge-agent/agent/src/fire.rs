@@ -146,6 +146,48 @@ pub fn dc09_reset(latched: Stage, zone: u16, rack: u16) -> Vec<sia_dc09::Event> 
     out
 }
 
+/// The structured trigger of a stage entry, for the center's fire view and the fire authority:
+/// the governing source (`SourceId::name`, or `governing`, `manual`) and its temperature in °C,
+/// or what else caused the stage in `detail`. The `cause` text of the event stays as it was.
+pub fn cause_trigger(cause: &fire_logic::Cause) -> serde_json::Value {
+    use fire_logic::{Cause, SourceId};
+    let c = |t: i32| f64::from(t) / 10.0;
+    match *cause {
+        Cause::Temperature { source, value, .. } => {
+            serde_json::json!({"source": source.name(), "value_c": c(value)})
+        }
+        Cause::SmokeAndHotSpot { camera } => serde_json::json!({
+            "source": SourceId::Camera.name(), "value_c": c(camera),
+            "detail": "smoke with a camera hot spot"
+        }),
+        Cause::NotFalling { peak, now, .. } => serde_json::json!({
+            "source": "governing", "value_c": c(now),
+            "detail": format!("temperature not falling after the previous stage (peak {} °C)", c(peak))
+        }),
+        Cause::RateOfRise { rise } => serde_json::json!({
+            "source": "governing",
+            "detail": format!("temperature rose {} °C within the rate-of-rise window", c(rise))
+        }),
+        Cause::OffGas { value } => serde_json::json!({
+            "source": SourceId::OffGas.name(), "detail": format!("off-gas at {} % LFL", c(value))
+        }),
+        Cause::Smoke => serde_json::json!({"source": SourceId::Smoke.name(), "detail": "smoke"}),
+        Cause::ManualRelease => {
+            serde_json::json!({"source": "manual", "detail": "manual release at the rack"})
+        }
+    }
+}
+
+/// The event message of a logic event: a stage by its name from the stage table.
+fn event_message(rack: &str, k: &EventKind) -> String {
+    match k {
+        EventKind::StageEntered { stage, .. } => {
+            format!("rack {rack}: fire stage entered: {}", stage.title())
+        }
+        other => format!("rack {rack}: {other:?}"),
+    }
+}
+
 /// What one control cycle produced.
 #[derive(Debug, Default)]
 pub struct Cycle {
@@ -245,6 +287,7 @@ impl RackRunner {
             if let EventKind::StageEntered { stage, cause } = &ev.kind {
                 data["entered"] = stage.name().into();
                 data["cause"] = format!("{cause:?}").into();
+                data["trigger"] = cause_trigger(cause);
             }
             let zone = self.cfg.dc09_zone;
             let rack = self.cfg.number.min(9999) as u16;
@@ -262,7 +305,7 @@ impl RackRunner {
                 device: self.cfg.id.clone(),
                 kind: event_kind(&ev.kind).into(),
                 severity: severity(ev.class()),
-                message: format!("rack {}: {:?}", self.cfg.id, ev.kind),
+                message: event_message(&self.cfg.id, &ev.kind),
                 data,
                 test: self.logic.test_mode(),
             };
@@ -423,6 +466,35 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stage_entry_carries_its_trigger_and_its_name() {
+        // Hazard: the fire authority reading "stage stage3" or a debug dump instead of which
+        // sensor saw how hot, and the stage's name.
+        let cause = fire_logic::Cause::Temperature {
+            source: fire_logic::SourceId::Bms,
+            value: 684,
+            corroborated_by: None,
+        };
+        let t = cause_trigger(&cause);
+        assert_eq!(t["source"], "bms_max");
+        assert_eq!(t["value_c"], 68.4);
+        let m = event_message(
+            "rack-07",
+            &EventKind::StageEntered {
+                stage: Stage::Stage2,
+                cause,
+            },
+        );
+        assert_eq!(m, "rack rack-07: fire stage entered: Extinguishing patch");
+        let nf = cause_trigger(&fire_logic::Cause::NotFalling {
+            peak: 850,
+            now: 842,
+            corroborated_by: fire_logic::Corroborator::Smoke,
+        });
+        assert_eq!(nf["value_c"], 84.2);
+        assert!(nf["detail"].as_str().unwrap().contains("85 °C"));
+    }
 
     fn rack(dir: &Path) -> RackConfig {
         let p = |d: &str, pt: &str| Some((d.to_owned(), pt.to_owned()));

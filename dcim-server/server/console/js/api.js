@@ -1,4 +1,4 @@
-// HTTP and live-stream access to the dcim-server API. Cookie sessions: every state-changing
+// HTTP access to the dcim-server API (the live stream is in live.js). Cookie sessions: every state-changing
 // request carries the CSRF token (double-submitted from the `dcim_csrf` cookie, or the one the
 // login response returned) in `X-CSRF-Token`.
 
@@ -61,24 +61,4 @@ export async function logout() {
   } finally {
     csrfToken = null;
   }
-}
-
-/// Opens the live stream; `handlers` maps SSE event names to callbacks taking the parsed data.
-/// `onState` gets 'open' | 'error'. EventSource reconnects by itself.
-export function stream(handlers, onState) {
-  const es = new EventSource('/api/stream');
-  for (const [name, fn] of Object.entries(handlers)) {
-    es.addEventListener(name, (e) => {
-      let d = null;
-      try {
-        d = JSON.parse(e.data);
-      } catch {
-        return;
-      }
-      fn(d);
-    });
-  }
-  es.onopen = () => onState && onState('open');
-  es.onerror = () => onState && onState('error');
-  return es;
 }

@@ -1,8 +1,9 @@
-// Console shell: sign-in, navigation (history API under /console/), keyboard shortcuts, live
-// status and the alarm flood banner.
+// Console shell: sign-in, navigation (history API under /console/; a menu button on a phone),
+// keyboard shortcuts, the live status, the banner of lost live data, the alarm flood banner,
+// and ages that keep counting.
 
 import { get, post, login, logout, ApiError } from './api.js';
-import { h, clear, toast, fmtTime, fmtAgo } from './ui.js';
+import { h, clear, toast, fmtTime, fmtAgo, tickAges } from './ui.js';
 import { state, start, stop, on, emit, loadAuthority } from './state.js';
 import { VIEWS } from './views.js';
 
@@ -35,12 +36,19 @@ export function go(path) {
   render();
 }
 
+function setMenu(open) {
+  const btn = document.getElementById('menu-toggle');
+  btn.setAttribute('aria-expanded', String(open));
+  document.getElementById('top').classList.toggle('menu-open', open);
+}
+
 function renderNav(current) {
+  setMenu(false);
   const nav = clear(document.getElementById('nav'));
   const items = state.me?.role === 'fire_authority' ? NAV.filter(([n]) => ['fire', 'racks', 'power', 'alarms', 'incidents'].includes(n)) : NAV;
   for (const [name, label] of items) {
     const a = h('a', { href: `/console/${name}`, 'data-view': name }, label);
-    if (name === 'alarms') a.appendChild(h('span.badge#alarm-count', null, ''));
+    if (name === 'alarms') a.appendChild(h('span.badge#alarm-count', { 'aria-label': 'alarms to acknowledge' }, ''));
     if (name === current) a.setAttribute('aria-current', 'page');
     a.addEventListener('click', (e) => {
       if (e.ctrlKey || e.metaKey || e.shiftKey) return;
@@ -55,7 +63,7 @@ function renderNav(current) {
 function updateBadges() {
   const b = document.getElementById('alarm-count');
   if (b) {
-    const unack = state.alarms.filter((a) => a.base === 'unacknowledged' || a.base === 'returned_unacknowledged').length;
+    const unack = state.alarms.filter((a) => a.base === 'unacknowledged' || a.base === 'rtn_unacknowledged').length;
     b.textContent = unack ? String(unack) : '';
     b.classList.toggle('hot', state.alarms.some((a) => a.grade === 1));
   }
@@ -185,12 +193,50 @@ function render() {
   cleanup = view.render(main, r.args, { go, canOperate: canOperate() }) || null;
 }
 
+// ------------------------------------------------------------------ lost live data
+
+/// The banner across every page while live data is lost, the greyed values (body.stale), and
+/// the time of the last word from the server. Clears by itself once the stream is back and
+/// everything was loaded again.
+function renderStale() {
+  const b = document.getElementById('stale-banner');
+  const stale = !!state.me && ready && state.stale;
+  document.body.classList.toggle('stale', stale);
+  if (!stale) {
+    if (!b.hidden) {
+      b.hidden = true;
+      clear(b);
+      toast('Live data is back.', 'ok');
+    }
+    return;
+  }
+  const last = state.lastDataMs;
+  const text = `LIVE DATA LOST — nothing heard from the server since ${last ? fmtTime(last, { tz: true }) : 'this page opened'}${last ? ` (${fmtAgo(last)})` : ''}. The values below are from then and may be wrong. Reconnecting…`;
+  if (b.hidden) b.hidden = false;
+  if (b.textContent !== text) b.textContent = text;
+}
+
+let sessionCheck = 0;
+/// While the stream is down, ask whether the session still exists: a sign-out in another tab
+/// (or an expired session) shows the sign-in form instead of a banner that never clears.
+async function checkSession() {
+  if (!state.stale || !state.me || Date.now() - sessionCheck < 3000) return;
+  sessionCheck = Date.now();
+  try {
+    await get('/api/me');
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) showLogin('Your session has ended. Sign in again.');
+  }
+}
+
 function showLogin(message) {
   stop();
   state.me = null;
   ready = false;
   document.getElementById('top').hidden = true;
   document.getElementById('authority-banner').hidden = true;
+  document.getElementById('stale-banner').hidden = true;
+  document.body.classList.remove('stale');
   document.body.dataset.view = 'login';
   const main = clear(document.getElementById('main'));
   const err = h('p.error#login-error', { role: 'alert' }, message ?? '');
@@ -257,11 +303,25 @@ async function boot() {
 }
 
 on('alarms', updateBadges);
-on('live', () => {
+const renderLive = () => {
   const l = document.getElementById('live');
-  l.classList.toggle('ok', state.live === 'open');
-  l.title = state.live === 'open' ? 'Live' : 'Live stream interrupted; reconnecting';
+  const ok = state.live.state === 'open' && !state.stale;
+  l.classList.toggle('ok', ok);
+  const text = ok ? 'Live' : 'Live stream interrupted; reconnecting';
+  l.title = text;
+  l.setAttribute('aria-label', `Live stream: ${ok ? 'live' : 'interrupted, reconnecting'}`);
+};
+on('live', renderLive);
+on('stale', () => {
+  renderLive();
+  renderStale();
 });
+setInterval(() => {
+  tickAges();
+  renderStale();
+  checkSession();
+}, 1000);
+document.getElementById('menu-toggle').addEventListener('click', () => setMenu(document.getElementById('menu-toggle').getAttribute('aria-expanded') !== 'true'));
 
 window.addEventListener('popstate', render);
 document.getElementById('authority-toggle').addEventListener('click', openAuthorityDialog);
@@ -273,6 +333,7 @@ document.getElementById('logout').addEventListener('click', async () => {
   } catch {
     /* the session is gone either way */
   }
+  stop(true);
   showLogin('Signed out.');
 });
 

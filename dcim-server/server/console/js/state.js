@@ -1,30 +1,48 @@
-// Client-side model of the facility: the site model, latest point values (with a short history
-// for trend charts: live samples since the page loaded, seeded on demand with the server's
-// recent history of the point), redundancy, alarms and incidents. Views subscribe to topics and
-// re-render when the server pushes changes over the live stream.
+// Client-side model of the facility: the site model and places, latest point values (with a
+// short history for trend charts: live samples since the page loaded, seeded on demand with the
+// server's recent history of the point), redundancy, alarms, incidents, maintenance, the fire
+// summary, the stage table, the role vocabulary and the alarm rules. Views subscribe to topics
+// and re-render when the server pushes changes over the live stream.
+//
+// Liveness: `state.live` says whether the live stream is open and when anything was last heard
+// (heartbeats included). Without word from the server for STALE_MS, or with the stream down,
+// `state.stale` is set (topic 'live'): the shell shows it across the page and greys live values.
+// When the stream is back, everything is loaded again before `stale` clears.
 
-import { get, stream } from './api.js';
+import { get } from './api.js';
+import { openLive } from './live.js';
 
 const HISTORY = 720;
 /// How far back a detail panel's trends reach when seeded from the server.
 const SEED_MS = 3600_000;
 /// At most this many history requests per detail panel (sent in parallel).
 const SEED_MAX = 12;
+/// No word from the server for this long is a lost stream (heartbeats come every 1.5 s).
+export const STALE_MS = 4000;
 
 export const state = {
   me: null,
   site: null,
   byId: new Map(),
+  places: {}, // id -> {building, room, room_name, row, position, zone}
   points: new Map(), // `${device}|${role}` -> {value, ts_ms, quality, device, role, point}
   history: new Map(), // same key -> [[ts, number], ...]
   redundancy: null,
+  redundancyAt: 0, // when the redundancy evaluation was loaded (ms)
   compState: new Map(), // id -> {state, available, supply[]}
   alarms: [],
   flooding: false,
   incidents: [],
   events: [],
+  maintenance: new Set(),
+  fire: null, // GET /api/fire/summary
+  stages: null, // GET /api/fire/stages: {stages: [...], actions: [...]}
+  roles: new Map(), // role name -> {unit, description, kind}
+  rules: new Map(), // alarm rule id -> rule (with `role`)
   pue: [], // [[ts, pue]]
-  live: 'connecting',
+  live: { state: 'connecting', lastMsgMs: 0, opened: 0, shared: false },
+  stale: false,
+  lastDataMs: 0, // last time anything was heard from the server, or data loaded
   authority: null, // GET /api/authority: {active, since_ms, cause, keys_on, refused_actions}
 };
 
@@ -55,6 +73,25 @@ export function compValue(c, role) {
   const b = (c.bindings ?? []).find((x) => x.role === role);
   if (!b) return undefined;
   return point(b.device, role)?.value;
+}
+
+/// The latest reading of a component's binding with `role` ({value, ts_ms, quality, ...}).
+export function compPoint(c, role) {
+  const b = (c.bindings ?? []).find((x) => x.role === role);
+  return b ? point(b.device, role) : undefined;
+}
+
+/// Whether a reading cannot be taken at face value: missing, not of good quality, or older
+/// than the site's `stale_after_ms`.
+export function readingStale(p, now = Date.now()) {
+  if (!p || p.value === null || p.value === undefined) return true;
+  if (p.quality && p.quality !== 'good') return true;
+  return now - (p.ts_ms ?? 0) > (state.site?.stale_after_ms ?? 30000);
+}
+
+/// The vocabulary entry of a role: {unit, description, kind}.
+export function roleInfo(role) {
+  return state.roles.get(role) ?? { unit: '', description: role, kind: '' };
 }
 
 function setPoint(p, agent) {
@@ -156,6 +193,7 @@ export async function loadRedundancy() {
     get('/api/site/redundancy?components=true'),
   ]);
   state.redundancy = sub;
+  state.redundancyAt = Date.now();
   state.compState = new Map((comp.components ?? []).map((c) => [c.id, c]));
   emit('redundancy');
 }
@@ -179,6 +217,17 @@ export async function loadAuthority() {
   emit('authority');
 }
 
+export async function loadMaintenance() {
+  const r = await get('/api/maintenance');
+  state.maintenance = new Set(r.maintenance ?? []);
+  emit('maintenance');
+}
+
+export async function loadFire() {
+  state.fire = await get('/api/fire/summary');
+  emit('fire');
+}
+
 /// Authority control: why an action kind (`device_command`, `maintenance`, `alarm_shelve`, ...)
 /// is refused now, or null when it is allowed.
 export function refusedWhy(kind) {
@@ -192,6 +241,23 @@ export async function loadEvents() {
   const r = await get('/api/events?limit=500');
   state.events = r.events ?? [];
   emit('events');
+}
+
+async function loadPoints() {
+  const pts = await get('/api/points?limit=100000');
+  for (const p of pts.points ?? []) setPoint(p, p.agent);
+}
+
+/// The tables that do not change while the server runs: stage table, roles, alarm rules,
+/// places. A failure leaves the console usable (names fall back to what the API sent).
+async function loadStatic() {
+  const tries = await Promise.allSettled([get('/api/fire/stages'), get('/api/roles'), get('/api/alarm-rules'), get('/api/site/places')]);
+  const [st, ro, ru, pl] = tries.map((t) => (t.status === 'fulfilled' ? t.value : null));
+  if (st) state.stages = st;
+  if (ro) state.roles = new Map((ro.roles ?? []).map((r) => [r.name, r]));
+  if (ru) state.rules = new Map((ru.rules ?? []).map((r) => [r.id, r]));
+  if (pl) state.places = pl.places ?? {};
+  for (const t of tries) if (t.status === 'rejected') console.warn('table not loaded:', t.reason?.message);
 }
 
 /// Facility power (utility feeds) over IT power (racks).
@@ -224,6 +290,8 @@ const refreshRedundancy = throttle(loadRedundancy, 250);
 const refreshAlarms = throttle(loadAlarms, 250);
 const refreshIncidents = throttle(loadIncidents, 500);
 const refreshEvents = throttle(loadEvents, 1000);
+const refreshMaintenance = throttle(loadMaintenance, 1000);
+export const refreshFire = throttle(loadFire, 1500);
 const pointsChanged = throttle(async () => {
   const p = computePue();
   if (p) {
@@ -233,47 +301,124 @@ const pointsChanged = throttle(async () => {
   emit('points');
 }, 250);
 
-let es = null;
-export async function start() {
-  const [site, pts] = await Promise.all([get('/api/site'), get('/api/points?limit=100000')]);
-  state.site = site.site;
-  state.byId = new Map(state.site.components.map((c) => [c.id, c]));
-  for (const p of pts.points ?? []) setPoint(p, p.agent);
+/// Roles whose change may change the fire summary.
+const FIRE_ROLES = /^(fire\.|drain_tank\.|battery\.cell_temp|rack\.temp|camera\.)/;
+
+let live = null;
+let resyncing = false;
+
+/// Everything the views show, loaded again (at start, and when the stream is back).
+async function loadAll() {
+  await Promise.all([loadPoints(), loadRedundancy(), loadAlarms(), loadIncidents(), loadEvents(), loadMaintenance(), loadFire().catch((e) => console.warn('fire summary:', e.message))]);
+  state.lastDataMs = Date.now();
   const p = computePue();
   if (p) state.pue.push([Date.now(), p.pue]);
-  await Promise.all([loadRedundancy(), loadAlarms(), loadIncidents(), loadEvents()]);
-  if (es) es.close();
-  es = stream(
-    {
-      points: (d) => {
-        for (const smp of d.samples ?? []) setPoint(smp, d.agent);
-        pointsChanged();
-        refreshRedundancy();
-      },
-      alarm: () => refreshAlarms(),
-      incident: () => refreshIncidents(),
-      event: () => refreshEvents(),
-      authority: (d) => {
-        state.authority = d;
-        emit('authority');
-      },
-      lagged: () => {
-        loadAuthority().catch((e) => console.warn('authority refresh failed:', e.message));
-        refreshRedundancy();
-        refreshAlarms();
-        refreshIncidents();
-      },
-    },
-    (st) => {
-      state.live = st;
-      emit('live');
-    },
-  );
+  emit('points');
 }
 
-export function stop() {
-  if (es) es.close();
-  es = null;
+function onLiveEvent(name, d, at) {
+  state.lastDataMs = Math.max(state.lastDataMs, at ?? Date.now());
+  state.live.lastMsgMs = state.lastDataMs;
+  switch (name) {
+    case 'points': {
+      let fire = false;
+      for (const smp of d.samples ?? []) {
+        setPoint(smp, d.agent);
+        if (FIRE_ROLES.test(smp.role)) fire = true;
+      }
+      pointsChanged();
+      refreshRedundancy();
+      if (fire) refreshFire();
+      break;
+    }
+    case 'alarm':
+      refreshAlarms();
+      refreshMaintenance();
+      break;
+    case 'incident':
+      refreshIncidents();
+      break;
+    case 'event':
+      refreshEvents();
+      if (String(d?.kind ?? '').startsWith('fire.')) refreshFire();
+      break;
+    case 'authority':
+      state.authority = d;
+      emit('authority');
+      break;
+    case 'lagged':
+      loadAuthority().catch((e) => console.warn('authority refresh failed:', e.message));
+      refreshRedundancy();
+      refreshAlarms();
+      refreshIncidents();
+      refreshFire();
+      break;
+    default:
+      break;
+  }
+  checkStale();
+}
+
+function onLiveStatus(st) {
+  const wasOpen = state.live.state === 'open';
+  state.live = { ...state.live, ...st };
+  if (st.lastMsgMs) state.lastDataMs = Math.max(state.lastDataMs, st.lastMsgMs);
+  emit('live');
+  // Back after a loss: reload everything that may have changed meanwhile, then clear.
+  if (st.state === 'open' && !wasOpen && state.stale) resync();
+  checkStale();
+}
+
+async function resync() {
+  if (resyncing) return;
+  resyncing = true;
+  try {
+    await Promise.all([loadAll(), loadAuthority()]);
+    resyncing = false;
+    checkStale();
+  } catch (e) {
+    resyncing = false;
+    console.warn('reload after reconnection failed:', e.message);
+    setTimeout(() => state.stale && state.live.state === 'open' && resync(), 2000);
+  }
+}
+
+/// Sets `state.stale` from the stream's state and the time of the last word from the server.
+export function checkStale(now = Date.now()) {
+  // Just opened: the stream has STALE_MS to connect before that counts as lost.
+  const heard = Math.max(state.live.lastMsgMs || 0, startedMs);
+  const silent = now - heard > STALE_MS;
+  const connecting = state.live.state === 'connecting' && !silent;
+  const stale = !live || (state.live.state !== 'open' && !connecting) || silent || resyncing;
+  if (stale !== state.stale) {
+    state.stale = stale;
+    emit('stale');
+  }
+}
+
+let ticker = null;
+let startedMs = 0;
+export async function start() {
+  const site = await get('/api/site');
+  state.site = site.site;
+  state.byId = new Map(state.site.components.map((c) => [c.id, c]));
+  await Promise.all([loadStatic(), loadAll()]);
+  startedMs = Date.now();
+  if (live) live.restart();
+  else live = openLive(onLiveEvent, onLiveStatus);
+  state.live.shared = live.shared;
+  if (!ticker) ticker = setInterval(() => checkStale(), 500);
+}
+
+/// Stops this tab's use of the live stream. `reauth`: the session ended (sign-out), so the
+/// browser's shared connection reconnects and is refused for every tab.
+export function stop(reauth = false) {
+  if (live && reauth) live.restart();
+  if (live) live.close();
+  live = null;
+  clearInterval(ticker);
+  ticker = null;
+  state.stale = false;
 }
 
 export { emit };

@@ -1,5 +1,5 @@
-// Small DOM helpers: element builders (HTML and SVG), formatting, and a dependency-free trend
-// chart.
+// Small DOM helpers: element builders (HTML and SVG), formatting (times with their time zone,
+// ages that keep counting, values with units), dialogs, and a dependency-free trend chart.
 
 const SVGNS = 'http://www.w3.org/2000/svg';
 
@@ -47,20 +47,60 @@ export function clear(el) {
   return el;
 }
 
-export function fmtTime(ms) {
+const pad = (n) => String(n).padStart(2, '0');
+
+/// The browser's time zone as people read it: its name and its offset from UTC at `ms`.
+export function zoneLabel(ms = Date.now()) {
+  const off = -new Date(ms).getTimezoneOffset();
+  const sign = off < 0 ? '−' : '+';
+  const a = Math.abs(off);
+  const utc = `UTC${sign}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
+  let name = '';
+  try {
+    name = Intl.DateTimeFormat().resolvedOptions().timeZone ?? '';
+  } catch {
+    /* no Intl: the offset alone */
+  }
+  return name && name !== 'UTC' ? `${name}, ${utc}` : utc;
+}
+
+/// `2026-05-01 14:03:07`, local time. `opts.tz`: followed by the zone (`UTC+02:00`);
+/// `opts.short`: the time of day only.
+export function fmtTime(ms, opts = {}) {
   if (!ms) return '—';
   const d = new Date(ms);
-  const p = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const date = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+  let out = opts.short ? time : `${date} ${time}`;
+  if (opts.tz) {
+    const off = -d.getTimezoneOffset();
+    const a = Math.abs(off);
+    out += ` UTC${off < 0 ? '−' : '+'}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
+  }
+  return out;
 }
 
 export function fmtAgo(ms, now = Date.now()) {
   if (!ms) return '—';
   const s = Math.max(0, Math.round((now - ms) / 1000));
   if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s ago`.replace(' 0 s', '');
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min ago`.replace(' 0 min', '');
   return `${Math.floor(s / 86400)} d ago`;
+}
+
+/// An age that keeps counting: a <span data-ago> updated every second by `tickAges`.
+export function ago(ms, cls = 'ago') {
+  return h(`span.${cls}`, { 'data-ago': ms || '' }, fmtAgo(ms));
+}
+
+/// Updates every `[data-ago]` under `root` (called every second by the shell).
+export function tickAges(root = document) {
+  const now = Date.now();
+  for (const el of root.querySelectorAll('[data-ago]')) {
+    const ms = Number(el.dataset.ago);
+    if (ms) el.textContent = fmtAgo(ms, now);
+  }
 }
 
 export function fmtValue(v) {
@@ -70,12 +110,26 @@ export function fmtValue(v) {
   return String(v);
 }
 
+const UNIT = { degC: '°C', m3: 'm³', 'm3/h': 'm³/h', pct: '%', 'l/min': 'l/min' };
+/// A unit of the role vocabulary as people write it (`degC` -> `°C`).
+export function fmtUnit(u) {
+  return UNIT[u] ?? u ?? '';
+}
+
+/// A value with its unit: `180 m³/h`, `68.4 °C`, `12 %`.
+export function withUnit(v, unit) {
+  const t = fmtValue(v);
+  const u = fmtUnit(unit);
+  if (v === null || v === undefined || !u) return t;
+  return u === '%' ? `${t} %` : `${t} ${u}`;
+}
+
 /// A trend chart as SVG: `series` is [[ts_ms, number], ...], oldest first. The SVG carries
 /// `data-n` (samples drawn) and `data-from` (time of the first one, ms).
 export function trendChart(series, opts = {}) {
   const w = opts.width ?? 560;
   const hgt = opts.height ?? 160;
-  const pad = { l: 56, r: 12, t: 12, b: 26 };
+  const padd = { l: 56, r: 12, t: 12, b: 26 };
   const svg = s('svg.chart', { viewBox: `0 0 ${w} ${hgt}`, role: 'img', 'aria-label': opts.label ?? 'trend' });
   const pts = series.filter((p) => typeof p[1] === 'number' && Number.isFinite(p[1]));
   svg.setAttribute('data-n', String(pts.length));
@@ -84,7 +138,7 @@ export function trendChart(series, opts = {}) {
     svg.appendChild(s('text.muted', { x: w / 2, y: hgt / 2, 'text-anchor': 'middle' }, 'no samples yet'));
     return svg;
   }
-  let t0 = pts[0][0];
+  const t0 = pts[0][0];
   let t1 = pts[pts.length - 1][0];
   if (t1 === t0) t1 = t0 + 1000;
   let lo = Math.min(...pts.map((p) => p[1]));
@@ -93,22 +147,22 @@ export function trendChart(series, opts = {}) {
     hi += 1;
     lo -= 1;
   }
-  const x = (t) => pad.l + ((t - t0) / (t1 - t0)) * (w - pad.l - pad.r);
-  const y = (v) => pad.t + (1 - (v - lo) / (hi - lo)) * (hgt - pad.t - pad.b);
-  svg.appendChild(s('line.axis', { x1: pad.l, y1: hgt - pad.b, x2: w - pad.r, y2: hgt - pad.b }));
-  svg.appendChild(s('line.axis', { x1: pad.l, y1: pad.t, x2: pad.l, y2: hgt - pad.b }));
+  const x = (t) => padd.l + ((t - t0) / (t1 - t0)) * (w - padd.l - padd.r);
+  const y = (v) => padd.t + (1 - (v - lo) / (hi - lo)) * (hgt - padd.t - padd.b);
+  svg.appendChild(s('line.axis', { x1: padd.l, y1: hgt - padd.b, x2: w - padd.r, y2: hgt - padd.b }));
+  svg.appendChild(s('line.axis', { x1: padd.l, y1: padd.t, x2: padd.l, y2: hgt - padd.b }));
   for (const v of [lo, (lo + hi) / 2, hi]) {
-    svg.appendChild(s('text.tick', { x: pad.l - 6, y: y(v) + 5, 'text-anchor': 'end' }, fmtValue(v)));
+    svg.appendChild(s('text.tick', { x: padd.l - 6, y: y(v) + 5, 'text-anchor': 'end' }, opts.fmt ? opts.fmt(v) : fmtValue(v)));
   }
-  const tl = (t) => fmtTime(t).slice(11);
-  svg.appendChild(s('text.tick', { x: pad.l, y: hgt - 6 }, tl(t0)));
-  svg.appendChild(s('text.tick', { x: w - pad.r, y: hgt - 6, 'text-anchor': 'end' }, tl(t1)));
+  const tl = (t) => fmtTime(t, { short: true });
+  svg.appendChild(s('text.tick', { x: padd.l, y: hgt - 6 }, tl(t0)));
+  svg.appendChild(s('text.tick', { x: w - padd.r, y: hgt - 6, 'text-anchor': 'end' }, tl(t1)));
   // Step line: a value holds until the next sample.
   let d = '';
   pts.forEach((p, i) => {
     d += i === 0 ? `M${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}` : `H${x(p[0]).toFixed(1)}V${y(p[1]).toFixed(1)}`;
   });
-  d += `H${(w - pad.r).toFixed(1)}`;
+  d += `H${(w - padd.r).toFixed(1)}`;
   svg.appendChild(s('path.line', { d }));
   return svg;
 }
@@ -118,5 +172,71 @@ export function toast(msg, kind = 'info') {
   if (!host) return;
   const t = h(`div.toast.${kind}`, { role: kind === 'error' ? 'alert' : 'status' }, msg);
   host.appendChild(t);
-  setTimeout(() => t.remove(), 5000);
+  setTimeout(() => t.remove(), kind === 'error' ? 8000 : 5000);
+}
+
+/// A modal form: resolves with the values of its fields, or null when cancelled. `fields`:
+/// [{name, label, type: 'textarea'|'text'|'select'|'checkbox', required, value, options:[[v, label]]}].
+/// `validate(values)` may return an error text that keeps the dialog open.
+export function formDialog({ id, title, text, fields, submit, validate, danger }) {
+  return new Promise((resolve) => {
+    const dlg = h(`dialog.form-dialog${danger ? '.danger' : ''}`, { id: id ?? undefined, 'aria-labelledby': `${id ?? 'form-dialog'}-title` });
+    const err = h('p.error', { role: 'alert' });
+    const inputs = {};
+    const form = h('form', { method: 'dialog' }, h('h2', { id: `${id ?? 'form-dialog'}-title` }, title), text ? h('p', null, text) : null);
+    for (const f of fields) {
+      const fid = `${id ?? 'form-dialog'}-${f.name}`;
+      let input;
+      if (f.type === 'select') {
+        input = h('select', { id: fid, name: f.name }, f.options.map(([v, l]) => h('option', { value: v, selected: String(v) === String(f.value) }, l)));
+      } else if (f.type === 'checkbox') {
+        input = h('input', { id: fid, name: f.name, type: 'checkbox', checked: !!f.value });
+        form.appendChild(h('label.check', { for: fid }, input, ` ${f.label}`));
+        inputs[f.name] = input;
+        continue;
+      } else if (f.type === 'textarea') {
+        input = h('textarea', { id: fid, name: f.name, rows: 3, maxlength: 500 });
+        input.value = f.value ?? '';
+      } else {
+        input = h('input', { id: fid, name: f.name, type: 'text', maxlength: 200 });
+        input.value = f.value ?? '';
+      }
+      form.appendChild(h('label', { for: fid }, f.label));
+      form.appendChild(input);
+      inputs[f.name] = input;
+    }
+    form.appendChild(err);
+    const ok = h('button.primary', { type: 'submit' }, submit ?? 'OK');
+    const cancel = h('button', { type: 'button', onclick: () => dlg.close('cancel') }, 'Cancel');
+    form.appendChild(h('div.controls', null, ok, cancel));
+    dlg.appendChild(form);
+    const values = () => Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.type === 'checkbox' ? el.checked : el.value.trim()]));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const v = values();
+      for (const f of fields) {
+        if (f.required && (f.type === 'checkbox' ? !v[f.name] : !v[f.name])) {
+          err.textContent = f.type === 'checkbox' ? `Confirm: ${f.label}` : `${f.label}: required.`;
+          inputs[f.name].focus();
+          return;
+        }
+      }
+      const why = validate ? validate(v) : null;
+      if (why) {
+        err.textContent = why;
+        return;
+      }
+      dlg.dataset.done = '1';
+      dlg.close('ok');
+      resolve(v);
+    });
+    dlg.addEventListener('close', () => {
+      dlg.remove();
+      if (!dlg.dataset.done) resolve(null);
+    });
+    document.body.appendChild(dlg);
+    dlg.showModal();
+    const first = Object.values(inputs)[0];
+    if (first) first.focus();
+  });
 }

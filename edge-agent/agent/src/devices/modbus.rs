@@ -101,7 +101,7 @@ pub fn stage_events(known: &mut BTreeMap<String, u8>, samples: &[Sample]) -> Vec
             device: s.device.clone(),
             kind: "fire.stage".into(),
             severity,
-            message: format!("rack {}: stage {}", s.device, stage.name()),
+            message: format!("rack {}: fire stage entered: {}", s.device, stage.title()),
             data: serde_json::json!({
                 "rack": s.device,
                 "stage": stage.name(),

@@ -1,0 +1,188 @@
+//! Read-only routes the console and the fire authority's view are drawn from: the fire stage
+//! table, the fire state of every rack and battery room, the place of each component, the role
+//! vocabulary (names and units) and the alarm rules. Listed in `api::ROUTES`. The data shaping
+//! is in [`crate::fire_view`] (pure); this module only gathers its inputs.
+
+use crate::App;
+use crate::api::{ApiError, authorize};
+use crate::auth::Access;
+use crate::fire_view::{self, FireEvent};
+use crate::store::EventQuery;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use dcim_points::Sample;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/fire/stages", get(stages))
+        .route("/api/fire/summary", get(summary))
+        .route("/api/site/places", get(places))
+        .route("/api/roles", get(roles))
+        .route("/api/alarm-rules", get(alarm_rules))
+}
+
+type AppState = State<Arc<App>>;
+
+/// Stored events looked at per rack in a fire stage (newest first).
+const EVENTS_PER_RACK: i64 = 200;
+
+fn no_site() -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "no site model configured (site_model in the config)".into(),
+    )
+}
+
+async fn stages(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    Ok(Json(fire_view::stage_table_json()))
+}
+
+async fn summary(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let devices: HashSet<String> = {
+        let f = app.facility.lock().await;
+        let site = f.site.as_ref().ok_or_else(no_site)?;
+        fire_view::devices_of_interest(site).into_iter().collect()
+    };
+    let now = crate::now_ms();
+    // The latest samples of those devices, and the recent stage history of those in a stage.
+    let (samples, stage_history) = {
+        let ing = app.ingest.lock().expect("ingest lock");
+        let samples: Vec<Sample> = ing
+            .latest()
+            .filter(|l| devices.contains(&l.sample.device))
+            .map(|l| l.sample.clone())
+            .collect();
+        let cfg = ing.history_config();
+        let mut hist = BTreeMap::new();
+        for s in samples.iter().filter(|s| {
+            s.role.as_str() == "fire.stage"
+                && s.value
+                    .as_ref()
+                    .and_then(fire_view::stage_code)
+                    .is_some_and(|c| c > 0)
+        }) {
+            if let Some((_, buckets)) = ing.history(
+                None,
+                &s.device,
+                &s.point,
+                now - cfg.retention_ms(),
+                now,
+                cfg.resolution_ms,
+            ) {
+                hist.insert(
+                    s.device.clone(),
+                    buckets
+                        .iter()
+                        .filter(|b| b.n > 0)
+                        .map(|b| (b.t_ms, b.max))
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        (samples, hist)
+    };
+    let mut events: BTreeMap<String, Vec<FireEvent>> = BTreeMap::new();
+    for device in stage_history.keys() {
+        let rows = app
+            .store
+            .list_events(&EventQuery {
+                since_ms: None,
+                agent: None,
+                device: Some(device.clone()),
+                limit: EVENTS_PER_RACK,
+            })
+            .await?;
+        events.insert(
+            device.clone(),
+            rows.into_iter()
+                .filter(|e| e.kind.starts_with("fire."))
+                .map(|e| FireEvent {
+                    ts_ms: e.ts_ms,
+                    kind: e.kind,
+                    data: e.data,
+                })
+                .collect(),
+        );
+    }
+    let mut readings: fire_view::Readings<'_> = BTreeMap::new();
+    for s in &samples {
+        readings
+            .entry((s.device.as_str(), s.role.as_str()))
+            .or_default()
+            .push(s);
+    }
+    let f = app.facility.lock().await;
+    let site = f.site.as_ref().ok_or_else(no_site)?;
+    let out = fire_view::summary(
+        site,
+        &fire_view::SummaryInput {
+            readings: &readings,
+            events: &events,
+            stage_history: &stage_history,
+            now_ms: now,
+        },
+    );
+    Ok(Json(json!(out)))
+}
+
+async fn places(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let f = app.facility.lock().await;
+    let site = f.site.as_ref().ok_or_else(no_site)?;
+    Ok(Json(json!({"places": fire_view::places(site)})))
+}
+
+async fn roles(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let roles: Vec<_> = dcim_points::ROLES
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "unit": r.unit,
+                "kind": format!("{:?}", r.kind).to_lowercase(),
+                "labels": r.labels,
+                "description": r.description,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"roles": roles})))
+}
+
+async fn alarm_rules(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let f = app.facility.lock().await;
+    let rules: Vec<_> = f
+        .engine
+        .rules()
+        .iter()
+        .map(|r| {
+            let mut v = json!(r);
+            v["role"] = json!(r.role());
+            v
+        })
+        .collect();
+    Ok(Json(json!({"rules": rules})))
+}
