@@ -12,7 +12,7 @@
 pub const NO_VALUE: i16 = i16::MIN;
 
 /// Version of this register layout, readable at [`input::MAP_VERSION`]. Bumped on any change of
-/// address or meaning. Version 2 added the board diagnostics block (registers 24..=41) and moved
+/// address or meaning. Version 2 added the board diagnostics block (registers 24..=42) and moved
 /// the event window behind it.
 pub const MAP_VERSION: u16 = 2;
 
@@ -101,9 +101,11 @@ pub mod input {
     pub const FAULT_PC: u16 = 38;
     /// Longest control cycle since boot, microseconds, u32.
     pub const CYCLE_MAX_US: u16 = 40;
+    /// Deepest stack use since boot, bytes (0 = not measured).
+    pub const STACK_PEAK: u16 = 42;
     /// First register of the event window: the newest events, newest first,
     /// [`super::EVENT_ENTRY_REGS`] registers each.
-    pub const EVENT_WINDOW: u16 = 42;
+    pub const EVENT_WINDOW: u16 = 43;
     /// Number of input registers.
     pub const COUNT: u16 = EVENT_WINDOW + super::EVENT_WINDOW_ENTRIES * super::EVENT_ENTRY_REGS;
 }
@@ -816,6 +818,12 @@ pub const POINTS: &[PointDef] = &[
         "custom.cycle_max_us",
         input::CYCLE_MAX_US,
         U32,
+    ),
+    ir(
+        "stack_peak",
+        "custom.stack_peak_bytes",
+        input::STACK_PEAK,
+        U16,
     ),
     cl("silence_buzzer", "custom.cmd_silence", coil::SILENCE_BUZZER),
     cl("test_mode", "custom.cmd_test_mode", coil::TEST_MODE),

@@ -64,6 +64,8 @@ pub struct BoardStatus {
     pub output_energised: u16,
     /// Last internal reference conversion, raw counts (`None`: no valid conversion).
     pub vrefint_raw: Option<u16>,
+    /// Deepest stack use since boot, bytes (0 = not measured).
+    pub stack_peak: u16,
 }
 
 /// The reset-cause record published at [`input::RESET_CAUSE`] ..= [`input::FAULT_PC`].
@@ -219,6 +221,7 @@ impl Snapshot {
         put(regs, input::OUTPUT_LINE_FAULT, b.output_line_fault);
         put(regs, input::OUTPUT_ENERGISED, b.output_energised);
         put(regs, input::VREFINT_RAW, b.vrefint_raw.unwrap_or(0));
+        put(regs, input::STACK_PEAK, b.stack_peak);
         put(regs, input::RESET_CAUSE, self.reset.cause);
         put32(regs, input::BOOT_COUNT, self.reset.boot_count);
         put32(regs, input::FAULT_PC, self.reset.fault_pc);
@@ -331,6 +334,7 @@ mod tests {
                 output_line_fault: 1 << map::output::GAS_RELEASE,
                 output_energised: 1 << map::output::CONTACTOR_HOLD,
                 vrefint_raw: Some(1651),
+                stack_peak: 9_000,
             },
             reset: ResetInfo {
                 cause: map::reset_cause::FAULT | map::reset_cause::SOFTWARE,
