@@ -22,6 +22,8 @@ done
 # Debian packages: QEMU for the emulated controller, mosquitto as a third-party broker.
 missing=()
 command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+# The firmware panic check reads the image's symbols and call sites with LLVM's tools.
+command -v llvm-objdump >/dev/null && command -v llvm-addr2line >/dev/null || missing+=(llvm)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 # dcim-server tests: VictoriaMetrics as the InfluxDB v2 compatible store, openssl for test certs.

@@ -17,10 +17,12 @@ use fire_logic::{
     LatchRecord, NetworkCommand, Outputs, RackLogic, Refused, ResetRefusal, SourceId,
 };
 
-use crate::map::{self, event_kind as ek, input_state, status, trouble};
+use crate::map::{
+    self, board_trouble, event_kind as ek, input_state, reset_cause, status, trouble,
+};
 use crate::nvstore::{Flash, NvStore, ScanReport, StoreError};
 use crate::slave::Command;
-use crate::snapshot::{EventEntry, Snapshot, WINDOW, priority};
+use crate::snapshot::{BoardStatus, EventEntry, ResetInfo, Snapshot, WINDOW, priority};
 
 /// How the controller came up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +132,10 @@ pub struct Controller<F: Flash> {
     samples: Samples,
     window: heapless::Deque<EventEntry, WINDOW>,
     event_seq: u32,
+    board: BoardStatus,
+    reset: ResetInfo,
+    reset_unacked: bool,
+    cycle_max_us: u32,
 }
 
 impl<F: Flash> Controller<F> {
@@ -186,6 +192,10 @@ impl<F: Flash> Controller<F> {
             samples: Samples::default(),
             window: heapless::Deque::new(),
             event_seq: 0,
+            board: BoardStatus::default(),
+            reset: ResetInfo::default(),
+            reset_unacked: false,
+            cycle_max_us: 0,
         })
     }
 
@@ -232,17 +242,50 @@ impl<F: Flash> Controller<F> {
     /// One control cycle: runs the logic on `inputs`, persists the latch if it changed and
     /// collects the new events. Returns the outputs to drive.
     pub fn cycle(&mut self, now_ms: u64, inputs: &Inputs) -> Outputs {
+        self.cycle_observed(now_ms, inputs, &mut |_| {})
+    }
+
+    /// [`Controller::cycle`], handing every event the logic logged in it to `observe` before it
+    /// goes into the register window (the emulated-MCU replay writes them as trace output).
+    pub fn cycle_observed(
+        &mut self,
+        now_ms: u64,
+        inputs: &Inputs,
+        observe: &mut impl FnMut(&Event),
+    ) -> Outputs {
         self.samples.update(inputs);
         let out = self.logic.step(now_ms, inputs);
         self.running = true;
-        self.after_logic();
+        self.after_logic(observe);
         out
+    }
+
+    /// Publishes what the board's diagnostics found in this cycle.
+    pub fn set_board_status(&mut self, board: BoardStatus) {
+        self.board = board;
+    }
+
+    /// Records the cause of the last reset (from the board, at boot). A cause in
+    /// [`reset_cause::UNEXPECTED`] raises [`board_trouble::UNEXPECTED_RESET`] until the
+    /// acknowledge coil is written.
+    pub fn set_reset_info(&mut self, info: ResetInfo) {
+        self.reset = info;
+        self.reset_unacked = info.cause & reset_cause::UNEXPECTED != 0;
+    }
+
+    /// Records the duration of a control cycle (the longest is published).
+    pub fn note_cycle_time(&mut self, us: u32) {
+        self.cycle_max_us = self.cycle_max_us.max(us);
     }
 
     /// Applies an allowed network command (decoded from a coil write).
     pub fn command(&mut self, now_ms: u64, command: Command) -> Result<(), Refused> {
         let nc = match command {
-            Command::SilenceBuzzer => NetworkCommand::Acknowledge,
+            Command::SilenceBuzzer => {
+                // The acknowledge also acknowledges an unexpected reset: it was seen.
+                self.reset_unacked = false;
+                NetworkCommand::Acknowledge
+            }
             Command::TestMode(on) => NetworkCommand::TestMode { on },
             Command::Inhibit { sensor } => {
                 let id = SourceId::ALL
@@ -262,8 +305,18 @@ impl<F: Flash> Controller<F> {
     /// Applies a command of the logic's network vocabulary directly (time sync, or a command
     /// column of a replayed trace).
     pub fn network_command(&mut self, now_ms: u64, command: NetworkCommand) -> Result<(), Refused> {
+        self.network_command_observed(now_ms, command, &mut |_| {})
+    }
+
+    /// [`Controller::network_command`], handing the events it logged to `observe`.
+    pub fn network_command_observed(
+        &mut self,
+        now_ms: u64,
+        command: NetworkCommand,
+        observe: &mut impl FnMut(&Event),
+    ) -> Result<(), Refused> {
         let result = self.logic.command(now_ms, command);
-        self.after_logic();
+        self.after_logic(observe);
         result
     }
 
@@ -277,7 +330,7 @@ impl<F: Flash> Controller<F> {
         self.ctl_troubles
     }
 
-    fn after_logic(&mut self) {
+    fn after_logic(&mut self, observe: &mut impl FnMut(&Event)) {
         let record = self.logic.latch_record();
         let changed = self.persisted.map(|p| latched_part(&p)) != Some(latched_part(&record));
         if changed {
@@ -290,6 +343,7 @@ impl<F: Flash> Controller<F> {
             }
         }
         while let Some(ev) = self.logic.take_event() {
+            observe(&ev);
             let entry = event_entry(&ev);
             self.event_seq = entry.seq;
             if self.window.is_full() {
@@ -370,13 +424,26 @@ impl<F: Flash> Controller<F> {
         if out.buzzer {
             actions |= map::action::BUZZER;
         }
+        let mut board = self.board;
+        if self.reset_unacked {
+            board.troubles |= board_trouble::UNEXPECTED_RESET;
+        }
+        let mut troubles = out.troubles.bits() | self.ctl_troubles;
+        if board.troubles != 0 {
+            troubles |= trouble::BOARD;
+        }
+        let mut events = heapless::Vec::new();
+        for e in self.window.iter() {
+            // Cannot fail: the window and the snapshot hold the same number of entries.
+            let _ = events.push(*e);
+        }
         Snapshot {
             fw_version: self.fw,
             uptime_s: u32::try_from(now_ms / 1000).unwrap_or(u32::MAX),
             stage: u16::from(out.stage.code()),
             actions,
             status: st,
-            troubles: out.troubles.bits() | self.ctl_troubles,
+            troubles,
             feedbacks,
             sensors_valid: valid,
             sensors_inhibited: inhibited,
@@ -392,7 +459,10 @@ impl<F: Flash> Controller<F> {
             },
             smoke,
             event_seq: self.event_seq,
-            events: self.window.iter().copied().collect(),
+            events,
+            board,
+            reset: self.reset,
+            cycle_max_us: self.cycle_max_us,
         }
     }
 }

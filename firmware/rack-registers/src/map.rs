@@ -12,8 +12,9 @@
 pub const NO_VALUE: i16 = i16::MIN;
 
 /// Version of this register layout, readable at [`input::MAP_VERSION`]. Bumped on any change of
-/// address or meaning.
-pub const MAP_VERSION: u16 = 1;
+/// address or meaning. Version 2 added the board diagnostics block (registers 24..=42) and moved
+/// the event window behind it.
+pub const MAP_VERSION: u16 = 2;
 
 /// Duration of a sensor inhibit asked through a coil (capped by the logic's `inhibit_max_ms`).
 pub const INHIBIT_DURATION_MS: u32 = 3_600_000;
@@ -65,9 +66,46 @@ pub mod input {
     pub const EVENT_SEQ: u16 = 21;
     /// Number of valid entries in the event window (0..=[`super::EVENT_WINDOW_ENTRIES`]).
     pub const EVENT_WINDOW_LEN: u16 = 23;
+    /// Board hardware troubles, u32, bits in [`super::board_trouble`]. Any of them also sets
+    /// [`super::trouble::BOARD`] in [`TROUBLES`].
+    pub const BOARD_TROUBLES: u16 = 24;
+    /// Line-monitored inputs whose line is open, shorted or out of band, bit per
+    /// [`super::line`] index.
+    pub const LINE_FAULT: u16 = 26;
+    /// Line-monitored inputs read as an open line, bit per [`super::line`] index.
+    pub const LINE_OPEN: u16 = 27;
+    /// Line-monitored inputs read as a shorted line, bit per [`super::line`] index.
+    pub const LINE_SHORT: u16 = 28;
+    /// Line-monitored inputs in their active state (alarm, switch operated, feedback
+    /// reporting), bit per [`super::line`] index.
+    pub const LINE_ACTIVE: u16 = 29;
+    /// Release inputs found active or faulted at power-up and not yet seen normal: held off
+    /// (never a release), bit per [`super::line`] index.
+    pub const INPUTS_BLOCKED: u16 = 30;
+    /// Output circuits whose read-back disagrees with the command, bit per [`super::output`]
+    /// index.
+    pub const OUTPUT_MISMATCH: u16 = 31;
+    /// Output circuits whose field line is open, shorted or out of band, bit per
+    /// [`super::output`] index.
+    pub const OUTPUT_LINE_FAULT: u16 = 32;
+    /// Output circuits read back as energised, bit per [`super::output`] index.
+    pub const OUTPUT_ENERGISED: u16 = 33;
+    /// Last internal reference (VREFINT) conversion, raw 12-bit counts against the 3.000 V
+    /// VREF+; 0 = no valid conversion.
+    pub const VREFINT_RAW: u16 = 34;
+    /// Cause of the last reset, bits in [`super::reset_cause`].
+    pub const RESET_CAUSE: u16 = 35;
+    /// Boots counted in the non-volatile area, u32 (restarts at 1 when that record was lost).
+    pub const BOOT_COUNT: u16 = 36;
+    /// Program counter of the last fault that reset the controller, u32 (0 = none).
+    pub const FAULT_PC: u16 = 38;
+    /// Longest control cycle since boot, microseconds, u32.
+    pub const CYCLE_MAX_US: u16 = 40;
+    /// Deepest stack use since boot, bytes (0 = not measured).
+    pub const STACK_PEAK: u16 = 42;
     /// First register of the event window: the newest events, newest first,
     /// [`super::EVENT_ENTRY_REGS`] registers each.
-    pub const EVENT_WINDOW: u16 = 24;
+    pub const EVENT_WINDOW: u16 = 43;
     /// Number of input registers.
     pub const COUNT: u16 = EVENT_WINDOW + super::EVENT_WINDOW_ENTRIES * super::EVENT_ENTRY_REGS;
 }
@@ -282,6 +320,142 @@ pub mod trouble {
     pub const NV_WRITE: u32 = 1 << 25;
     /// A control cycle overran its period (the watchdog was not fed for it).
     pub const CYCLE_OVERRUN: u32 = 1 << 26;
+    /// A board hardware fault: the details are in [`super::input::BOARD_TROUBLES`].
+    pub const BOARD: u32 = 1 << 27;
+}
+
+/// Bits of [`input::BOARD_TROUBLES`] (u32): faults of the controller board itself, found by its
+/// own diagnostics. Each one is also summarised in [`trouble::BOARD`].
+pub mod board_trouble {
+    /// The internal reference (VREFINT) read out of range against VREF+: the analogue readings
+    /// of that scan were discarded (temperatures invalid, line states held then faulted).
+    pub const REFERENCE: u32 = 1 << 0;
+    /// The supply voltage detector reports VDD below its threshold (2.9 V): readings discarded.
+    pub const SUPPLY_LOW: u32 = 1 << 1;
+    /// An ADC conversion did not complete, or the converter's self-check failed.
+    pub const ADC: u32 = 1 << 2;
+    /// A line-monitored input is open, shorted or out of band ([`super::input::LINE_FAULT`]).
+    pub const LINE: u32 = 1 << 3;
+    /// A release input (manual release, reset key) was active or faulted at power-up; it is
+    /// held off until seen normal ([`super::input::INPUTS_BLOCKED`]).
+    pub const RELEASE_INPUT_AT_POWER_UP: u32 = 1 << 4;
+    /// An output circuit reads back otherwise than commanded
+    /// ([`super::input::OUTPUT_MISMATCH`]).
+    pub const OUTPUT_MISMATCH: u32 = 1 << 5;
+    /// A release or contactor line is open, shorted or out of band
+    /// ([`super::input::OUTPUT_LINE_FAULT`]).
+    pub const OUTPUT_LINE: u32 = 1 << 6;
+    /// The backup regulator is not ready: the latch record would not survive a power loss.
+    pub const NV_RETENTION: u32 = 1 << 7;
+    /// The last reset was not a power-up or the reset pin (watchdog, fault, brown-out,
+    /// unknown): see [`super::input::RESET_CAUSE`]. Cleared by the acknowledge coil.
+    pub const UNEXPECTED_RESET: u32 = 1 << 8;
+    /// The stack reached its guard band.
+    pub const STACK: u32 = 1 << 9;
+    /// The brown-out reset level could not be set (option bytes).
+    pub const BROWN_OUT_CONFIG: u32 = 1 << 10;
+}
+
+/// Indexes of the line-monitored inputs (bits of [`input::LINE_FAULT`] and the other line
+/// registers).
+pub mod line {
+    /// Smoke detector relay.
+    pub const SMOKE: u16 = 0;
+    /// Local manual release.
+    pub const MANUAL_RELEASE: u16 = 1;
+    /// Local reset key.
+    pub const RESET: u16 = 2;
+    /// Hold/abort switch of the room gas.
+    pub const HOLD: u16 = 3;
+    /// Manual-only mode switch.
+    pub const MANUAL_ONLY: u16 = 4;
+    /// Fire-authority key switch.
+    pub const AUTHORITY: u16 = 5;
+    /// First of the six output feedbacks, in the order of [`super::feedback`].
+    pub const FEEDBACK_BASE: u16 = 6;
+    /// Number of line-monitored inputs.
+    pub const COUNT: u16 = 12;
+    /// Names, by index (as used in profiles, logs and the hazard log).
+    pub const NAMES: [&str; COUNT as usize] = [
+        "smoke",
+        "manual_release",
+        "reset",
+        "hold",
+        "manual_only",
+        "authority",
+        "fb_contactor_open",
+        "fb_blanket_down",
+        "fb_patch_fired",
+        "fb_agent_pressure",
+        "fb_coolant_flow",
+        "fb_gas_released",
+    ];
+}
+
+/// Indexes of the output circuits (bits of [`input::OUTPUT_MISMATCH`],
+/// [`input::OUTPUT_LINE_FAULT`] and [`input::OUTPUT_ENERGISED`]).
+pub mod output {
+    /// Battery contactor hold coil (energised = battery connected; de-energise to trip).
+    pub const CONTACTOR_HOLD: u16 = 0;
+    /// Fire blanket release.
+    pub const BLANKET: u16 = 1;
+    /// Extinguishing patch release.
+    pub const PATCH: u16 = 2;
+    /// Agent release.
+    pub const AGENT: u16 = 3;
+    /// Coolant valve.
+    pub const COOLANT: u16 = 4;
+    /// Room gas release.
+    pub const GAS_RELEASE: u16 = 5;
+    /// Room gas pre-discharge warning sounders.
+    pub const GAS_WARNING: u16 = 6;
+    /// Number of monitored output circuits (the local buzzer is not monitored).
+    pub const COUNT: u16 = 7;
+    /// Names, by index.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "contactor_hold",
+        "blanket",
+        "patch",
+        "agent",
+        "coolant",
+        "gas_release",
+        "gas_warning",
+    ];
+}
+
+/// Bits of [`input::RESET_CAUSE`]: the hardware reset flags read at boot and what the firmware
+/// recorded in the non-volatile area before it reset itself.
+pub mod reset_cause {
+    /// Power-on / power-down reset (normal power-up).
+    pub const POWER_ON: u16 = 1 << 0;
+    /// The reset pin (NRST) alone.
+    pub const PIN: u16 = 1 << 1;
+    /// Software reset request.
+    pub const SOFTWARE: u16 = 1 << 2;
+    /// Independent watchdog.
+    pub const IWDG: u16 = 1 << 3;
+    /// Window watchdog.
+    pub const WWDG: u16 = 1 << 4;
+    /// Low-power management reset.
+    pub const LOW_POWER: u16 = 1 << 5;
+    /// Brown-out reset while running (without a power-on).
+    pub const BROWN_OUT: u16 = 1 << 6;
+    /// The fault handler (hard fault, NMI, unexpected interrupt) reset the controller.
+    pub const FAULT: u16 = 1 << 7;
+    /// A panic reset the controller (the image is built so that none can happen).
+    pub const PANIC: u16 = 1 << 8;
+    /// The program-flow check refused to feed the watchdogs.
+    pub const FLOW: u16 = 1 << 9;
+    /// The fault was a stack overflow (stack pointer below the stack region).
+    pub const STACK: u16 = 1 << 10;
+    /// No hardware flag and no record: the cause is unknown.
+    pub const UNKNOWN: u16 = 1 << 11;
+    /// The boot record in the non-volatile area was missing or corrupt (boot count restarted).
+    pub const NV_LOST: u16 = 1 << 12;
+    /// Causes that raise [`super::board_trouble::UNEXPECTED_RESET`]: anything but a power-up or
+    /// the reset pin.
+    pub const UNEXPECTED: u16 =
+        SOFTWARE | IWDG | WWDG | LOW_POWER | BROWN_OUT | FAULT | PANIC | FLOW | STACK | UNKNOWN;
 }
 
 /// Bits of [`input::FEEDBACKS`].
@@ -599,6 +773,56 @@ pub const POINTS: &[PointDef] = &[
         "event_window_len",
         "custom.event_window_len",
         input::EVENT_WINDOW_LEN,
+        U16,
+    ),
+    ir(
+        "board_troubles",
+        "custom.board_troubles",
+        input::BOARD_TROUBLES,
+        U32,
+    ),
+    ir("line_fault", "custom.line_fault", input::LINE_FAULT, U16),
+    ir("line_open", "custom.line_open", input::LINE_OPEN, U16),
+    ir("line_short", "custom.line_short", input::LINE_SHORT, U16),
+    ir("line_active", "custom.line_active", input::LINE_ACTIVE, U16),
+    ir(
+        "inputs_blocked",
+        "custom.inputs_blocked",
+        input::INPUTS_BLOCKED,
+        U16,
+    ),
+    ir(
+        "output_mismatch",
+        "custom.output_mismatch",
+        input::OUTPUT_MISMATCH,
+        U16,
+    ),
+    ir(
+        "output_line_fault",
+        "custom.output_line_fault",
+        input::OUTPUT_LINE_FAULT,
+        U16,
+    ),
+    ir(
+        "output_energised",
+        "custom.output_energised",
+        input::OUTPUT_ENERGISED,
+        U16,
+    ),
+    ir("vrefint_raw", "custom.vrefint_raw", input::VREFINT_RAW, U16),
+    ir("reset_cause", "custom.reset_cause", input::RESET_CAUSE, U16),
+    ir("boot_count", "custom.boot_count", input::BOOT_COUNT, U32),
+    ir("fault_pc", "custom.fault_pc", input::FAULT_PC, U32),
+    ir(
+        "cycle_max_us",
+        "custom.cycle_max_us",
+        input::CYCLE_MAX_US,
+        U32,
+    ),
+    ir(
+        "stack_peak",
+        "custom.stack_peak_bytes",
+        input::STACK_PEAK,
         U16,
     ),
     cl("silence_buzzer", "custom.cmd_silence", coil::SILENCE_BUZZER),

@@ -138,16 +138,24 @@ impl<F: Flash> NvStore<F> {
     }
 
     fn slots_per_page(&self) -> usize {
-        self.flash.page_size() / self.slot
+        self.flash.page_size().checked_div(self.slot).unwrap_or(0)
     }
 
     fn total_slots(&self) -> usize {
-        self.slots_per_page() * self.flash.pages()
+        self.slots_per_page().saturating_mul(self.flash.pages())
+    }
+
+    /// Wraps a slot index into the region (0 for an empty geometry, which `new` rejects).
+    fn wrap(&self, slot: usize) -> usize {
+        slot.checked_rem(self.total_slots()).unwrap_or(0)
     }
 
     fn offset(&self, slot: usize) -> usize {
         let spp = self.slots_per_page();
-        (slot / spp) * self.flash.page_size() + (slot % spp) * self.slot
+        let page = slot.checked_div(spp).unwrap_or(0);
+        let within = slot.checked_rem(spp).unwrap_or(0);
+        page.saturating_mul(self.flash.page_size())
+            .saturating_add(within.saturating_mul(self.slot))
     }
 
     /// Reads one slot: `Ok(Some((seq, ())))` when valid (payload copied into `out`),
@@ -165,14 +173,16 @@ impl<F: Flash> NvStore<F> {
             return Ok(None);
         }
         let word = |i: usize| {
-            raw.get(i..i + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            raw.get(i..i.saturating_add(4))
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_le_bytes)
         };
         let magic = word(0).ok_or(())?;
         let seq = word(4).ok_or(())?;
         let len = raw
             .get(8..10)
-            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map(|b| usize::from(u16::from_le_bytes(b)))
             .ok_or(())?;
         if magic != MAGIC || len != self.len {
             return Err(());
@@ -221,24 +231,23 @@ impl<F: Flash> NvStore<F> {
                 }
             }
         }
-        let total = self.total_slots();
         match newest {
             Some((seq, slot)) => {
                 report.newest_seq = Some(seq);
                 self.seq = seq;
                 // A corrupt slot right after the newest record is a lost (torn) last write.
-                let following = (slot + 1) % total;
+                let following = self.wrap(slot.saturating_add(1));
                 report.newest_lost = corrupt_slots.contains(&Some(following));
                 // Write after the newest record, skipping a corrupt slot that follows it.
                 self.next = if report.newest_lost {
-                    (following + 1) % total
+                    self.wrap(following.saturating_add(1))
                 } else {
                     following
                 };
             }
             None => {
                 self.seq = 0;
-                self.next = last_written.map_or(0, |s| (s + 1) % total);
+                self.next = last_written.map_or(0, |s| self.wrap(s.saturating_add(1)));
             }
         }
         (newest.is_some(), report)
@@ -250,27 +259,30 @@ impl<F: Flash> NvStore<F> {
             return Err(StoreError::PayloadSize);
         }
         let spp = self.slots_per_page();
-        let total = self.total_slots();
-        let slot = self.next % total;
+        let slot = self.wrap(self.next);
         // Entering a page: erase it first (it only holds older records: the newest record is
         // in the page we are leaving, or earlier in this one).
         let offset = self.offset(slot);
-        if slot.is_multiple_of(spp) || !self.slot_blank(slot)? {
-            self.flash.erase(slot / spp)?;
+        if slot.checked_rem(spp) == Some(0) || !self.slot_blank(slot)? {
+            self.flash.erase(slot.checked_div(spp).unwrap_or(0))?;
         }
         let seq = self.seq.wrapping_add(1);
         let mut buf = [0xFFu8; slot_size(MAX_PAYLOAD)];
-        let size = self.slot;
-        let raw = buf.get_mut(..size).ok_or(StoreError::PayloadSize)?;
-        raw[4..8].copy_from_slice(&seq.to_le_bytes());
-        raw[8..10].copy_from_slice(&(self.len as u16).to_le_bytes());
-        raw[HEADER..HEADER + self.len].copy_from_slice(payload);
-        let crc = crc32(&raw[4..HEADER + self.len]);
-        raw[HEADER + self.len..HEADER + self.len + TRAILER].copy_from_slice(&crc.to_le_bytes());
+        buf[4..8].copy_from_slice(&seq.to_le_bytes());
+        buf[8..10].copy_from_slice(&(self.len as u16).to_le_bytes());
+        let body_end = HEADER.saturating_add(self.len);
+        buf.get_mut(HEADER..body_end)
+            .ok_or(StoreError::PayloadSize)?
+            .copy_from_slice(payload);
+        let crc = crc32(buf.get(4..body_end).ok_or(StoreError::PayloadSize)?);
+        buf.get_mut(body_end..body_end.saturating_add(TRAILER))
+            .ok_or(StoreError::PayloadSize)?
+            .copy_from_slice(&crc.to_le_bytes());
         // Body first, magic last.
-        self.flash.program(offset + 4, &raw[4..])?;
+        let body = buf.get(4..self.slot).ok_or(StoreError::PayloadSize)?;
+        self.flash.program(offset.saturating_add(4), body)?;
         self.flash.program(offset, &MAGIC.to_le_bytes())?;
-        self.next = (slot + 1) % total;
+        self.next = self.wrap(slot.saturating_add(1));
         self.seq = seq;
         let mut check = [0u8; MAX_PAYLOAD];
         match self.read_slot(slot, &mut check) {

@@ -1,6 +1,5 @@
 //! The Modbus slave: one request frame in, one response frame and the decoded network commands
-//! out. The framing (RTU CRC, TCP MBAP header) is rmodbus's; the table access is ours, served from
-//! the register image of [`crate::Snapshot`]:
+//! out, served from the register image of [`crate::Snapshot`]:
 //!
 //! - function 4 reads the input registers; function 1 reads the coils;
 //! - functions 5 and 15 write coils, and each written coil becomes a [`Command`];
@@ -9,10 +8,19 @@
 //!   writable.
 //!
 //! The same code serves the RTU link on the controller and the TCP server of the simulator.
-
-use rmodbus::consts::ModbusFunction;
-use rmodbus::server::{ModbusFrame, Read, Write};
-use rmodbus::{ErrorKind, ModbusProto};
+//!
+//! The framing (RTU CRC, TCP MBAP header) and the function decoding are written here rather than
+//! taken from a general-purpose Modbus crate: the controller image must contain no panic path
+//! (`tests/firmware/panic-check.sh` checks the linked image), so every byte is read with a
+//! checked access and every length is validated before use. Any malformed frame is dropped
+//! without an answer ([`FrameError`]), as the serial line specification asks.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::arithmetic_side_effects
+)]
 
 use crate::map::{coil, sensor};
 use crate::snapshot::{COIL_COUNT, INPUT_COUNT};
@@ -61,33 +69,53 @@ pub enum FrameError {
     Encode,
 }
 
-impl From<ErrorKind> for FrameError {
-    fn from(e: ErrorKind) -> Self {
-        match e {
-            ErrorKind::FrameCRCError => FrameError::Crc,
-            ErrorKind::FrameBroken => FrameError::Broken,
-            _ => FrameError::Encode,
-        }
-    }
+/// Modbus exception codes the slave answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exception {
+    /// 1: the function is not supported (or not allowed: register writes).
+    IllegalFunction = 1,
+    /// 2: the address range does not exist.
+    IllegalDataAddress = 2,
+    /// 3: a quantity or value the function does not accept.
+    IllegalDataValue = 3,
 }
+
+/// Function codes handled.
+mod function {
+    pub const READ_COILS: u8 = 1;
+    pub const READ_DISCRETES: u8 = 2;
+    pub const READ_HOLDINGS: u8 = 3;
+    pub const READ_INPUTS: u8 = 4;
+    pub const WRITE_COIL: u8 = 5;
+    pub const WRITE_REGISTER: u8 = 6;
+    pub const WRITE_COILS: u8 = 15;
+    pub const WRITE_REGISTERS: u8 = 16;
+}
+
+/// Most registers one read may ask for (Modbus application protocol, 6.4).
+const MAX_READ_REGISTERS: u16 = 125;
+/// Most coils one read may ask for (6.1).
+const MAX_READ_COILS: u16 = 2000;
+/// Most coils one write may carry (6.11).
+const MAX_WRITE_COILS: u16 = 1968;
 
 /// Decodes a coil write into a command (`Ok(None)`: accepted, nothing to do). Errors are the
 /// Modbus exception to answer: no such coil, or a value the coil does not accept.
-pub fn command_for_coil(address: u16, value: bool) -> Result<Option<Command>, ErrorKind> {
+pub fn command_for_coil(address: u16, value: bool) -> Result<Option<Command>, Exception> {
     match address {
         coil::SILENCE_BUZZER => Ok(value.then_some(Command::SilenceBuzzer)),
         coil::TEST_MODE => Ok(Some(Command::TestMode(value))),
         a if (coil::INHIBIT_BASE..coil::INHIBIT_BASE + sensor::COUNT).contains(&a) => {
             if value {
                 Ok(Some(Command::Inhibit {
-                    sensor: a - coil::INHIBIT_BASE,
+                    sensor: a.wrapping_sub(coil::INHIBIT_BASE),
                 }))
             } else {
                 // An inhibit runs out by itself; it cannot be ended or shortened remotely.
-                Err(ErrorKind::IllegalDataValue)
+                Err(Exception::IllegalDataValue)
             }
         }
-        _ => Err(ErrorKind::IllegalDataAddress),
+        _ => Err(Exception::IllegalDataAddress),
     }
 }
 
@@ -95,6 +123,86 @@ pub fn command_for_coil(address: u16, value: bool) -> Result<Option<Command>, Er
 #[derive(Debug, Clone, Copy)]
 pub struct Slave {
     unit_id: u8,
+}
+
+/// Big-endian u16 at `i` of `b`.
+fn be16(b: &[u8], i: usize) -> Option<u16> {
+    match (b.get(i), b.get(i.wrapping_add(1))) {
+        (Some(&hi), Some(&lo)) => Some(u16::from_be_bytes([hi, lo])),
+        _ => None,
+    }
+}
+
+/// What a request asks for, once its PDU length is known to be right.
+enum Request<'a> {
+    Read {
+        function: u8,
+        address: u16,
+        count: u16,
+    },
+    WriteCoil {
+        address: u16,
+        value: u16,
+    },
+    WriteCoils {
+        address: u16,
+        count: u16,
+        data: &'a [u8],
+    },
+    /// A function that is answered with an exception whatever its content.
+    Refused(Exception),
+}
+
+/// Decodes a PDU (function code first). `None`: the PDU is malformed (dropped, no answer).
+fn decode(pdu: &[u8]) -> Option<Request<'_>> {
+    let (&function, body) = pdu.split_first()?;
+    match function {
+        function::READ_COILS
+        | function::READ_DISCRETES
+        | function::READ_HOLDINGS
+        | function::READ_INPUTS => (body.len() == 4).then(|| Request::Read {
+            function,
+            address: be16(body, 0).unwrap_or(0),
+            count: be16(body, 2).unwrap_or(0),
+        }),
+        function::WRITE_COIL => (body.len() == 4).then(|| Request::WriteCoil {
+            address: be16(body, 0).unwrap_or(0),
+            value: be16(body, 2).unwrap_or(0),
+        }),
+        function::WRITE_REGISTER => {
+            (body.len() == 4).then_some(Request::Refused(Exception::IllegalFunction))
+        }
+        function::WRITE_COILS | function::WRITE_REGISTERS => {
+            let address = be16(body, 0)?;
+            let count = be16(body, 2)?;
+            let bytes = usize::from(*body.get(4)?);
+            let data = body.get(5..)?;
+            let expected = if function == function::WRITE_COILS {
+                usize::from(count).div_ceil(8)
+            } else {
+                usize::from(count).saturating_mul(2)
+            };
+            // The byte count must match the quantity and the bytes received.
+            if count == 0 || bytes != expected || data.len() != bytes {
+                return None;
+            }
+            Some(if function == function::WRITE_COILS {
+                Request::WriteCoils {
+                    address,
+                    count,
+                    data,
+                }
+            } else {
+                Request::Refused(Exception::IllegalFunction)
+            })
+        }
+        _ => Some(Request::Refused(Exception::IllegalFunction)),
+    }
+}
+
+/// Appends `bytes` to the response.
+fn push(r: &mut Response, bytes: &[u8]) -> Result<(), FrameError> {
+    r.extend_from_slice(bytes).map_err(|_| FrameError::Encode)
 }
 
 impl Slave {
@@ -121,140 +229,194 @@ impl Slave {
         response: &mut Response,
         commands: &mut Commands,
     ) -> Result<bool, FrameError> {
+        response.clear();
         if request.len() > MAX_FRAME {
             return Err(FrameError::Broken);
         }
-        let rm_proto = match proto {
-            Proto::Rtu => ModbusProto::Rtu,
-            Proto::Tcp => ModbusProto::TcpUdp,
+        // `adu` is the unit id and the PDU; `mbap` the TCP transaction and protocol ids.
+        let (mbap, adu) = match proto {
+            Proto::Rtu => {
+                let split = request.len().checked_sub(2).ok_or(FrameError::Broken)?;
+                let (adu, crc) = request.split_at_checked(split).ok_or(FrameError::Broken)?;
+                if adu.len() < 2 {
+                    return Err(FrameError::Broken);
+                }
+                if be16(crc, 0).map(u16::swap_bytes) != Some(crc16(adu)) {
+                    return Err(FrameError::Crc);
+                }
+                (None, adu)
+            }
+            Proto::Tcp => {
+                let (head, adu) = request.split_at_checked(6).ok_or(FrameError::Broken)?;
+                let protocol = be16(head, 2).ok_or(FrameError::Broken)?;
+                let length = be16(head, 4).ok_or(FrameError::Broken)?;
+                if protocol != 0 || usize::from(length) != adu.len() || adu.len() < 2 {
+                    return Err(FrameError::Broken);
+                }
+                (head.get(..4), adu)
+            }
         };
-        if proto == Proto::Tcp && !tcp_length_consistent(request) {
+        let (&unit, pdu) = adu.split_first().ok_or(FrameError::Broken)?;
+        let broadcast = unit == 0;
+        if !broadcast && unit != self.unit_id {
+            return Ok(false);
+        }
+        // A request never carries the exception bit (0x80): such a frame is not a request.
+        let function = *pdu.first().ok_or(FrameError::Broken)?;
+        if function >= 0x80 {
             return Err(FrameError::Broken);
         }
-        // rmodbus adds the bulk byte count to a u8 before checking it (overflow on counts above
-        // 248), so bulk writes are checked here first.
-        let start = if proto == Proto::Tcp { 6 } else { 0 };
-        // A request never carries the exception bit (0x80): rmodbus would compute its exception
-        // reply as `function + 0x80` in a u8 and overflow. Such a frame is not a request at all,
-        // so it is dropped like any other broken frame.
-        if request.get(start + 1).is_some_and(|&code| code >= 0x80) {
-            return Err(FrameError::Broken);
+        let request = decode(pdu).ok_or(FrameError::Broken)?;
+        // The PDU of the answer, built after the header.
+        let mut body = Response::new();
+        let outcome = self.execute(&request, broadcast, inputs, coils, &mut body, commands)?;
+        if broadcast {
+            // Broadcast writes are applied and never answered; broadcast reads are ignored.
+            return Ok(false);
         }
-        if let Some(&code) = request.get(start + 1)
-            && let Ok(func) = ModbusFunction::try_from(code)
-            && !bulk_length_consistent(request, start, func)
-        {
-            return Err(FrameError::Broken);
+        let mut pdu_out = Response::new();
+        match outcome {
+            Ok(()) => push(&mut pdu_out, &body)?,
+            Err(e) => push(&mut pdu_out, &[function | 0x80, e as u8])?,
         }
-        let mut frame = ModbusFrame::new(self.unit_id, request, rm_proto, response);
-        frame.parse()?;
-        if frame.processing_required {
-            if frame.readonly {
-                let func = frame.func;
-                let result = match frame.get_external_read()? {
-                    Read::Words(w) if func == ModbusFunction::GetInputs => {
-                        read_words(inputs, w.address, w.count, w.buf)
-                    }
-                    Read::Bits(b) if func == ModbusFunction::GetCoils => {
-                        read_bits(coils, b.address, b.count, b.buf)
-                    }
-                    _ => Err(ErrorKind::IllegalDataAddress),
+        match mbap {
+            Some(ids) => {
+                let len = u16::try_from(pdu_out.len().saturating_add(1))
+                    .map_err(|_| FrameError::Encode)?;
+                push(response, ids)?;
+                push(response, &len.to_be_bytes())?;
+                push(response, &[self.unit_id])?;
+                push(response, &pdu_out)?;
+            }
+            None => {
+                push(response, &[self.unit_id])?;
+                push(response, &pdu_out)?;
+                let crc = crc16(response);
+                push(response, &crc.to_le_bytes())?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs a decoded request: the answer PDU goes to `out`, or the exception to answer.
+    fn execute(
+        &self,
+        request: &Request<'_>,
+        broadcast: bool,
+        inputs: &[u16; INPUT_COUNT],
+        coils: &[bool; COIL_COUNT],
+        out: &mut Response,
+        commands: &mut Commands,
+    ) -> Result<Result<(), Exception>, FrameError> {
+        match *request {
+            Request::Refused(e) => Ok(Err(e)),
+            Request::Read { .. } if broadcast => Ok(Ok(())),
+            Request::Read {
+                function,
+                address,
+                count,
+            } => {
+                let limit = if function <= function::READ_DISCRETES {
+                    MAX_READ_COILS
+                } else {
+                    MAX_READ_REGISTERS
                 };
-                frame.process_external_read(result)?;
-            } else {
-                let mut decoded = Commands::new();
-                let result = match frame.get_external_write()? {
-                    Write::Bits(b) => write_bits(b.address, b.count, b.data, &mut decoded),
-                    Write::Words(_) => Err(ErrorKind::IllegalFunction),
+                if count == 0 || count > limit {
+                    return Ok(Err(Exception::IllegalDataValue));
+                }
+                let start = usize::from(address);
+                let end = start.saturating_add(usize::from(count));
+                match function {
+                    function::READ_INPUTS => {
+                        let Some(words) = inputs.get(start..end) else {
+                            return Ok(Err(Exception::IllegalDataAddress));
+                        };
+                        let bytes = u8::try_from(words.len().saturating_mul(2))
+                            .map_err(|_| FrameError::Encode)?;
+                        push(out, &[function, bytes])?;
+                        for w in words {
+                            push(out, &w.to_be_bytes())?;
+                        }
+                        Ok(Ok(()))
+                    }
+                    function::READ_COILS => {
+                        let Some(bits) = coils.get(start..end) else {
+                            return Ok(Err(Exception::IllegalDataAddress));
+                        };
+                        let mut packed = [0u8; COIL_COUNT.div_ceil(8)];
+                        for (i, &b) in bits.iter().enumerate() {
+                            if b && let Some(byte) = packed.get_mut(i / 8) {
+                                *byte |= 1 << (i % 8);
+                            }
+                        }
+                        let n = bits.len().div_ceil(8);
+                        let used = packed.get(..n).ok_or(FrameError::Encode)?;
+                        let bytes = u8::try_from(n).map_err(|_| FrameError::Encode)?;
+                        push(out, &[function, bytes])?;
+                        push(out, used)?;
+                        Ok(Ok(()))
+                    }
+                    // Holding registers and discrete inputs do not exist.
+                    _ => Ok(Err(Exception::IllegalDataAddress)),
+                }
+            }
+            Request::WriteCoil { address, value } => {
+                let on = match value {
+                    0xFF00 => true,
+                    0x0000 => false,
+                    _ => return Ok(Err(Exception::IllegalDataValue)),
                 };
-                let ok = result.is_ok();
-                frame.process_external_write(result)?;
-                if ok {
-                    for c in decoded {
-                        // Capacity equals the coil count, and one command per coil at most.
-                        let _ = commands.push(c);
+                match command_for_coil(address, on) {
+                    Err(e) => Ok(Err(e)),
+                    Ok(c) => {
+                        if let Some(c) = c {
+                            commands.push(c).map_err(|_| FrameError::Encode)?;
+                        }
+                        push(out, &[function::WRITE_COIL])?;
+                        push(out, &address.to_be_bytes())?;
+                        push(out, &value.to_be_bytes())?;
+                        Ok(Ok(()))
                     }
                 }
             }
-        }
-        if !frame.response_required {
-            return Ok(false);
-        }
-        frame.finalize_response()?;
-        Ok(true)
-    }
-}
-
-/// The MBAP length field must match the bytes received.
-fn tcp_length_consistent(request: &[u8]) -> bool {
-    match request {
-        [_, _, _, _, hi, lo, rest @ ..] => {
-            usize::from(u16::from_be_bytes([*hi, *lo])) == rest.len()
-        }
-        _ => false,
-    }
-}
-
-/// For functions 15/16, the byte count must be covered by the frame and match the quantity.
-fn bulk_length_consistent(request: &[u8], start: usize, func: ModbusFunction) -> bool {
-    let bits = match func {
-        ModbusFunction::SetCoilsBulk => true,
-        ModbusFunction::SetHoldingsBulk => false,
-        ModbusFunction::SetCoil | ModbusFunction::SetHolding => return request.len() >= start + 6,
-        _ => return true,
-    };
-    let Some(hdr) = request.get(start..start + 7) else {
-        return false;
-    };
-    let count = usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
-    let bytes = usize::from(hdr[6]);
-    let expected = if bits { count.div_ceil(8) } else { count * 2 };
-    count > 0 && bytes <= 246 && bytes == expected && request.len() >= start + 7 + bytes
-}
-
-fn read_words(table: &[u16], address: u16, count: u16, buf: &mut [u8]) -> Result<(), ErrorKind> {
-    let start = usize::from(address);
-    let end = start + usize::from(count);
-    if count == 0 {
-        return Err(ErrorKind::IllegalDataValue);
-    }
-    let words = table.get(start..end).ok_or(ErrorKind::IllegalDataAddress)?;
-    for (chunk, w) in buf.chunks_exact_mut(2).zip(words) {
-        chunk.copy_from_slice(&w.to_be_bytes());
-    }
-    Ok(())
-}
-
-fn read_bits(table: &[bool], address: u16, count: u16, buf: &mut [u8]) -> Result<(), ErrorKind> {
-    let start = usize::from(address);
-    let end = start + usize::from(count);
-    if count == 0 {
-        return Err(ErrorKind::IllegalDataValue);
-    }
-    let bits = table.get(start..end).ok_or(ErrorKind::IllegalDataAddress)?;
-    buf.fill(0);
-    for (i, &b) in bits.iter().enumerate() {
-        if b && let Some(byte) = buf.get_mut(i / 8) {
-            *byte |= 1 << (i % 8);
+            Request::WriteCoils {
+                address,
+                count,
+                data,
+            } => {
+                if count > MAX_WRITE_COILS {
+                    return Ok(Err(Exception::IllegalDataValue));
+                }
+                if usize::from(address).saturating_add(usize::from(count)) > COIL_COUNT {
+                    return Ok(Err(Exception::IllegalDataAddress));
+                }
+                // Decode every coil first: the write is applied only if all are accepted.
+                let mut decoded = Commands::new();
+                for i in 0..count {
+                    let bit = data
+                        .get(usize::from(i / 8))
+                        .is_some_and(|byte| byte & (1 << (i % 8)) != 0);
+                    match command_for_coil(address.saturating_add(i), bit) {
+                        Err(e) => return Ok(Err(e)),
+                        Ok(Some(c)) => {
+                            if decoded.push(c).is_err() {
+                                return Ok(Err(Exception::IllegalDataValue));
+                            }
+                        }
+                        Ok(None) => {}
+                    }
+                }
+                // Capacity equals the coil count, and one command per coil at most.
+                commands
+                    .extend_from_slice(&decoded)
+                    .map_err(|_| FrameError::Encode)?;
+                push(out, &[function::WRITE_COILS])?;
+                push(out, &address.to_be_bytes())?;
+                push(out, &count.to_be_bytes())?;
+                Ok(Ok(()))
+            }
         }
     }
-    Ok(())
-}
-
-fn write_bits(address: u16, count: u16, data: &[u8], out: &mut Commands) -> Result<(), ErrorKind> {
-    if count == 0 || usize::from(address) + usize::from(count) > COIL_COUNT {
-        return Err(ErrorKind::IllegalDataAddress);
-    }
-    for i in 0..count {
-        let byte = data
-            .get(usize::from(i / 8))
-            .ok_or(ErrorKind::IllegalDataValue)?;
-        let value = byte & (1 << (i % 8)) != 0;
-        if let Some(c) = command_for_coil(address + i, value)? {
-            out.push(c).map_err(|_| ErrorKind::IllegalDataValue)?;
-        }
-    }
-    Ok(())
 }
 
 /// Modbus CRC-16 (poly 0xA001, init 0xFFFF), as appended little-endian to RTU frames.
@@ -274,6 +436,11 @@ pub fn crc16(data: &[u8]) -> u16 {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
     use crate::map::input;
@@ -347,7 +514,8 @@ mod tests {
 
     #[test]
     fn function_codes_with_the_exception_bit_are_dropped_not_answered() {
-        // Found by fuzzing: rmodbus overflows computing `0x80 + 0x80` for its exception reply.
+        // Found by fuzzing (with the earlier third-party parser): `0x80 + 0x80` overflowed while
+        // computing the exception reply.
         for code in [0x80u8, 0x83, 0xff] {
             let (r, resp, cmds) = run(Proto::Rtu, &rtu(&[1, code]));
             assert_eq!(r, Err(FrameError::Broken));
@@ -438,6 +606,62 @@ mod tests {
             run(Proto::Tcp, &[0, 1, 0, 0, 0, 8, 1, 15, 0, 0, 0, 8, 200, 1])
                 .0
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn broadcast_writes_are_applied_without_an_answer_and_broadcast_reads_ignored() {
+        // Hazard: answering a broadcast makes every unit on the RS-485 line talk at once.
+        let (r, resp, cmds) = run(
+            Proto::Rtu,
+            &rtu(&[0, 5, 0, coil::SILENCE_BUZZER as u8, 0xFF, 0]),
+        );
+        assert_eq!(r, Ok(false));
+        assert!(resp.is_empty());
+        assert_eq!(cmds.as_slice(), &[Command::SilenceBuzzer]);
+        let (r, resp, cmds) = run(Proto::Rtu, &rtu(&[0, 4, 0, 0, 0, 1]));
+        assert_eq!(r, Ok(false));
+        assert!(resp.is_empty() && cmds.is_empty());
+    }
+
+    #[test]
+    fn quantities_and_values_outside_the_specification_are_illegal_data_values() {
+        // Count 0 and count 126 registers; coil value neither 0xFF00 nor 0x0000.
+        let (_, resp, _) = run(Proto::Rtu, &rtu(&[1, 4, 0, 0, 0, 0]));
+        assert_eq!(&resp[..3], &[1, 0x84, 3]);
+        let (_, resp, _) = run(Proto::Rtu, &rtu(&[1, 4, 0, 0, 0, 126]));
+        assert_eq!(&resp[..3], &[1, 0x84, 3]);
+        let (_, resp, cmds) = run(Proto::Rtu, &rtu(&[1, 5, 0, 0, 0x12, 0x34]));
+        assert_eq!(&resp[..3], &[1, 0x85, 3]);
+        assert!(cmds.is_empty(), "a malformed value never becomes a command");
+    }
+
+    #[test]
+    fn unknown_functions_get_illegal_function_over_both_protocols() {
+        let (r, resp, _) = run(Proto::Rtu, &rtu(&[1, 0x2B, 0x0E, 1, 0]));
+        assert_eq!(r, Ok(true));
+        let expected = rtu(&[1, 0xAB, 1]);
+        assert_eq!(resp, expected);
+        let (r, resp, _) = run(Proto::Tcp, &[0, 9, 0, 0, 0, 2, 1, 0x07]);
+        assert_eq!(r, Ok(true));
+        assert_eq!(resp.as_slice(), &[0, 9, 0, 0, 0, 3, 1, 0x87, 1]);
+    }
+
+    #[test]
+    fn frames_with_extra_or_missing_bytes_are_dropped() {
+        // A read with one byte too many (CRC valid over all of it), one too few, and a TCP
+        // frame with a non-zero protocol id.
+        assert_eq!(
+            run(Proto::Rtu, &rtu(&[1, 4, 0, 0, 0, 1, 0])).0,
+            Err(FrameError::Broken)
+        );
+        assert_eq!(
+            run(Proto::Rtu, &rtu(&[1, 4, 0, 0, 0])).0,
+            Err(FrameError::Broken)
+        );
+        assert_eq!(
+            run(Proto::Tcp, &[0, 1, 0, 1, 0, 6, 1, 4, 0, 0, 0, 1]).0,
+            Err(FrameError::Broken)
         );
     }
 

@@ -39,6 +39,46 @@ pub struct EventEntry {
     pub detail: u16,
 }
 
+/// What the board's own diagnostics found, as published in the board block of the map
+/// ([`input::BOARD_TROUBLES`] ..= [`input::OUTPUT_ENERGISED`], [`input::VREFINT_RAW`]).
+/// The default is "nothing reported yet": no troubles and no reference reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BoardStatus {
+    /// [`map::board_trouble`] bits found by the board (the controller adds the reset trouble).
+    pub troubles: u32,
+    /// Line-monitored inputs open, shorted or out of band, bit per [`map::line`] index.
+    pub line_fault: u16,
+    /// Lines read open.
+    pub line_open: u16,
+    /// Lines read shorted.
+    pub line_short: u16,
+    /// Lines in their active state.
+    pub line_active: u16,
+    /// Release inputs held off since power-up.
+    pub inputs_blocked: u16,
+    /// Output circuits whose read-back disagrees with the command, bit per [`map::output`].
+    pub output_mismatch: u16,
+    /// Output circuits whose line is open, shorted or out of band.
+    pub output_line_fault: u16,
+    /// Output circuits read back as energised.
+    pub output_energised: u16,
+    /// Last internal reference conversion, raw counts (`None`: no valid conversion).
+    pub vrefint_raw: Option<u16>,
+    /// Deepest stack use since boot, bytes (0 = not measured).
+    pub stack_peak: u16,
+}
+
+/// The reset-cause record published at [`input::RESET_CAUSE`] ..= [`input::FAULT_PC`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResetInfo {
+    /// [`map::reset_cause`] bits.
+    pub cause: u16,
+    /// Boots counted in the non-volatile area.
+    pub boot_count: u32,
+    /// Program counter of the fault that caused the reset (0 = none).
+    pub fault_pc: u32,
+}
+
 /// Everything the controller publishes, in engineering units already scaled to the map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -78,6 +118,12 @@ pub struct Snapshot {
     pub event_seq: u32,
     /// Newest events, newest first.
     pub events: heapless::Vec<EventEntry, WINDOW>,
+    /// Board diagnostics (troubles include the controller's reset trouble).
+    pub board: BoardStatus,
+    /// Cause of the last reset.
+    pub reset: ResetInfo,
+    /// Longest control cycle since boot, microseconds.
+    pub cycle_max_us: u32,
 }
 
 impl Default for Snapshot {
@@ -101,6 +147,9 @@ impl Default for Snapshot {
             smoke: map::input_state::NOT_FITTED,
             event_seq: 0,
             events: heapless::Vec::new(),
+            board: BoardStatus::default(),
+            reset: ResetInfo::default(),
+            cycle_max_us: 0,
         }
     }
 }
@@ -133,7 +182,7 @@ fn put(regs: &mut [u16; INPUT_COUNT], address: u16, value: u16) {
 
 fn put32(regs: &mut [u16; INPUT_COUNT], address: u16, value: u32) {
     put(regs, address, (value >> 16) as u16);
-    put(regs, address + 1, value as u16);
+    put(regs, address.wrapping_add(1), value as u16);
 }
 
 impl Snapshot {
@@ -161,6 +210,22 @@ impl Snapshot {
         put(regs, input::SENSORS_INHIBITED, self.sensors_inhibited);
         put32(regs, input::EVENT_SEQ, self.event_seq);
         put(regs, input::EVENT_WINDOW_LEN, self.events.len() as u16);
+        let b = &self.board;
+        put32(regs, input::BOARD_TROUBLES, b.troubles);
+        put(regs, input::LINE_FAULT, b.line_fault);
+        put(regs, input::LINE_OPEN, b.line_open);
+        put(regs, input::LINE_SHORT, b.line_short);
+        put(regs, input::LINE_ACTIVE, b.line_active);
+        put(regs, input::INPUTS_BLOCKED, b.inputs_blocked);
+        put(regs, input::OUTPUT_MISMATCH, b.output_mismatch);
+        put(regs, input::OUTPUT_LINE_FAULT, b.output_line_fault);
+        put(regs, input::OUTPUT_ENERGISED, b.output_energised);
+        put(regs, input::VREFINT_RAW, b.vrefint_raw.unwrap_or(0));
+        put(regs, input::STACK_PEAK, b.stack_peak);
+        put(regs, input::RESET_CAUSE, self.reset.cause);
+        put32(regs, input::BOOT_COUNT, self.reset.boot_count);
+        put32(regs, input::FAULT_PC, self.reset.fault_pc);
+        put32(regs, input::CYCLE_MAX_US, self.cycle_max_us);
         let mut base = input::EVENT_WINDOW;
         for e in &self.events {
             put32(regs, base + event_entry::SEQ, e.seq);
@@ -171,7 +236,7 @@ impl Snapshot {
                 (u16::from(e.priority) << 8) | u16::from(e.kind),
             );
             put(regs, base + event_entry::DETAIL, e.detail);
-            base += EVENT_ENTRY_REGS;
+            base = base.wrapping_add(EVENT_ENTRY_REGS);
         }
     }
 
@@ -252,6 +317,63 @@ mod tests {
         assert_eq!(&regs[w..w + 6], &[0, 9, 0, 109, 0x0101, 3]);
         assert_eq!(&regs[w + 6..w + 8], &[0, 8]);
         assert!(regs[w + 12..].iter().all(|&r| r == 0));
+    }
+
+    #[test]
+    fn board_block_encodes_every_field_at_its_address() {
+        // A field written to the wrong register would show a healthy board over a faulty one.
+        let s = Snapshot {
+            board: BoardStatus {
+                troubles: map::board_trouble::REFERENCE | map::board_trouble::UNEXPECTED_RESET,
+                line_fault: 1 << map::line::MANUAL_RELEASE,
+                line_open: 1 << map::line::SMOKE,
+                line_short: 1 << map::line::RESET,
+                line_active: 1 << map::line::HOLD,
+                inputs_blocked: 1 << map::line::MANUAL_RELEASE,
+                output_mismatch: 1 << map::output::AGENT,
+                output_line_fault: 1 << map::output::GAS_RELEASE,
+                output_energised: 1 << map::output::CONTACTOR_HOLD,
+                vrefint_raw: Some(1651),
+                stack_peak: 9_000,
+            },
+            reset: ResetInfo {
+                cause: map::reset_cause::FAULT | map::reset_cause::SOFTWARE,
+                boot_count: 0x0002_0003,
+                fault_pc: 0x0800_1234,
+            },
+            cycle_max_us: 70_000,
+            ..Snapshot::default()
+        };
+        let mut regs = [0; INPUT_COUNT];
+        s.encode_inputs(&mut regs);
+        let r = |a: u16| regs[usize::from(a)];
+        assert_eq!(
+            (r(input::BOARD_TROUBLES), r(input::BOARD_TROUBLES + 1)),
+            (0, 0x0101)
+        );
+        assert_eq!(r(input::LINE_FAULT), 2);
+        assert_eq!(r(input::LINE_OPEN), 1);
+        assert_eq!(r(input::LINE_SHORT), 4);
+        assert_eq!(r(input::LINE_ACTIVE), 8);
+        assert_eq!(r(input::INPUTS_BLOCKED), 2);
+        assert_eq!(r(input::OUTPUT_MISMATCH), 8);
+        assert_eq!(r(input::OUTPUT_LINE_FAULT), 32);
+        assert_eq!(r(input::OUTPUT_ENERGISED), 1);
+        assert_eq!(r(input::VREFINT_RAW), 1651);
+        assert_eq!(r(input::RESET_CAUSE), 0x84);
+        assert_eq!((r(input::BOOT_COUNT), r(input::BOOT_COUNT + 1)), (2, 3));
+        assert_eq!(
+            (r(input::FAULT_PC), r(input::FAULT_PC + 1)),
+            (0x0800, 0x1234)
+        );
+        assert_eq!(
+            (r(input::CYCLE_MAX_US), r(input::CYCLE_MAX_US + 1)),
+            (1, 4464)
+        );
+        // No valid reference reading is published as 0, never as a plausible count.
+        let mut regs = [0xFFFF; INPUT_COUNT];
+        Snapshot::default().encode_inputs(&mut regs);
+        assert_eq!(regs[usize::from(input::VREFINT_RAW)], 0);
     }
 
     #[test]

@@ -355,3 +355,99 @@ fn register_bits_match_the_logic_bits() {
         "a new supervisory signal needs a status bit"
     );
 }
+
+#[test]
+fn an_unexpected_reset_is_a_trouble_until_acknowledged_and_a_power_up_is_not() {
+    // Hazard: a controller that resets itself (watchdog, fault) and comes back looking healthy
+    // hides the fault that made it reset.
+    use rack_registers::map::{board_trouble, reset_cause};
+    use rack_registers::snapshot::ResetInfo;
+    let mut c = boot(flash());
+    c.set_reset_info(ResetInfo {
+        cause: reset_cause::IWDG | reset_cause::PIN,
+        boot_count: 7,
+        fault_pc: 0,
+    });
+    let snap = c.snapshot(0);
+    assert_ne!(snap.board.troubles & board_trouble::UNEXPECTED_RESET, 0);
+    assert_ne!(snap.troubles & trouble::BOARD, 0);
+    assert_eq!(snap.reset.boot_count, 7);
+    let mut regs = [0u16; INPUT_COUNT];
+    snap.encode_inputs(&mut regs);
+    assert_eq!(
+        regs[input::RESET_CAUSE as usize],
+        reset_cause::IWDG | reset_cause::PIN
+    );
+    c.command(0, Command::SilenceBuzzer).unwrap();
+    let snap = c.snapshot(0);
+    assert_eq!(snap.board.troubles & board_trouble::UNEXPECTED_RESET, 0);
+    assert_eq!(snap.troubles & trouble::BOARD, 0);
+    assert_eq!(
+        snap.reset.cause,
+        reset_cause::IWDG | reset_cause::PIN,
+        "the cause stays readable after the acknowledge"
+    );
+
+    let mut c = boot(flash());
+    c.set_reset_info(ResetInfo {
+        cause: reset_cause::POWER_ON,
+        boot_count: 1,
+        fault_pc: 0,
+    });
+    assert_eq!(c.snapshot(0).troubles & trouble::BOARD, 0);
+    // Unknown is never good news.
+    c.set_reset_info(ResetInfo {
+        cause: reset_cause::UNKNOWN,
+        boot_count: 2,
+        fault_pc: 0,
+    });
+    assert_ne!(c.snapshot(0).troubles & trouble::BOARD, 0);
+}
+
+#[test]
+fn any_board_trouble_sets_the_board_bit_of_the_main_trouble_word() {
+    // The edge agent alarms on the main trouble word: a board fault only in its own register
+    // would reach nobody.
+    use rack_registers::map::board_trouble;
+    use rack_registers::snapshot::BoardStatus;
+    let mut c = boot(flash());
+    assert_eq!(c.snapshot(0).troubles & trouble::BOARD, 0);
+    for bit in 0..11 {
+        c.set_board_status(BoardStatus {
+            troubles: 1 << bit,
+            ..BoardStatus::default()
+        });
+        assert_ne!(c.snapshot(0).troubles & trouble::BOARD, 0, "bit {bit}");
+    }
+    c.set_board_status(BoardStatus {
+        troubles: board_trouble::LINE,
+        line_fault: 1 << map::line::SMOKE,
+        ..BoardStatus::default()
+    });
+    assert_eq!(c.snapshot(0).board.line_fault, 1 << map::line::SMOKE);
+}
+
+#[test]
+fn observed_events_are_the_events_of_the_register_window() {
+    let mut c = boot(flash());
+    let mut seen = Vec::new();
+    let s = ThermalRunaway::default();
+    let mut actions = Actions::NONE;
+    let mut now = 0;
+    while c.logic().stage() < Stage::Stage1 {
+        let out = c.cycle_observed(now, &s.inputs(now, actions), &mut |e| seen.push(*e));
+        actions = out.actions;
+        now += PERIOD_MS;
+    }
+    let snap = c.snapshot(now);
+    assert!(!seen.is_empty());
+    assert_eq!(
+        snap.event_seq,
+        seen.last().unwrap().seq + 1,
+        "the newest window entry is the last observed event"
+    );
+    assert_eq!(
+        snap.events.len(),
+        seen.len().min(map::EVENT_WINDOW_ENTRIES as usize)
+    );
+}

@@ -1,27 +1,42 @@
-//! The hardware seen by the application: one trait, implemented once per board revision.
-//! A new board maps its pins, ADC channels and UART onto these calls and nothing else changes.
+//! The hardware seen by the application: one trait, implemented once per board revision (and
+//! once for the emulated MCU, whose bindings feed scripted readings through the same front end).
 
 use fire_logic::{Inputs, Outputs};
 use rack_registers::nvstore::Flash;
+use rack_registers::snapshot::{BoardStatus, ResetInfo};
 
 /// What the application needs from a board.
 pub trait Board {
-    /// The non-volatile region holding the latch record (flash pages or battery-backed SRAM).
+    /// The non-volatile region holding the latch record (battery-backed SRAM on rev B).
     type Nv: Flash;
 
-    /// Monotonic time since boot, microseconds.
+    /// Monotonic 64-bit time since boot, microseconds (never wraps, never goes back).
     fn now_us(&mut self) -> u64;
 
-    /// Samples every input once (ADC channels, digital lines, feedbacks). A source this board
-    /// does not have is `NoSample` (and configured as not fitted).
+    /// Why the controller last reset (read and recorded by the board at boot).
+    fn reset_info(&mut self) -> ResetInfo;
+
+    /// Samples every input once: a converter scan through the front end
+    /// ([`crate::frontend::FrontEnd`]). A source this board does not have is `NoSample` (and
+    /// configured as not fitted).
     fn sample(&mut self, now_ms: u64) -> Inputs;
 
-    /// Drives the outputs. Called with `Outputs::default()` (everything off: the safe state)
-    /// at boot, then once per control cycle with the logic's outputs.
+    /// The board's own diagnostics of the last sample and the output read-back.
+    fn status(&mut self) -> BoardStatus;
+
+    /// Drives the boot state ([`crate::outputs::Drive::SAFE`]): nothing released, contactor
+    /// hold de-energised (tripped). Called once before the controller boots.
+    fn drive_safe(&mut self);
+
+    /// Drives the logic's outputs (once per control cycle).
     fn drive(&mut self, outputs: &Outputs);
 
-    /// Feeds the hardware watchdog.
+    /// Feeds both watchdogs (the first call also starts the window watchdog).
     fn feed_watchdog(&mut self);
+
+    /// The program-flow check failed: trip the contactor, leave the releases as they are, record
+    /// `cause` (a [`rack_registers::map::reset_cause`] bit) in the non-volatile area and reset.
+    fn fail_safe(&mut self, cause: u16) -> !;
 
     /// Next received RS-485 byte with its arrival time (microseconds), if any.
     fn rx_byte(&mut self) -> Option<(u8, u64)>;

@@ -1,400 +1,347 @@
-//! Board support for the STM32F407 rack controller, revision A. Register-level and small: the
-//! only `unsafe` of the image is here (volatile access to the peripherals below).
+//! Board support for the STM32F407ZG rack controller, revision B: the pin and peripheral
+//! bindings. Register-level and small; what a reading means is decided by the host-tested
+//! library (`rack_controller::frontend`, `outputs`, `reset`).
 //!
-//! Pin map:
-//! | function | pin | notes |
+//! | function | pin / peripheral | notes |
 //! |---|---|---|
-//! | rack temperature 1 | PA0 / ADC1_IN0 | 4-20 mA on 150 ohm, see `boards::transmitter_tenths` |
-//! | rack temperature 2 | PA1 / ADC1_IN1 | idem |
+//! | rack temperature 1, 2 | PA0, PA1 / ADC1 IN0, IN1 | 4-20 mA on 120 Ω against VREF+ 3.000 V |
+//! | internal reference | ADC1 IN17 (VREFINT) | converted first and last in every scan |
+//! | converter self-test | PC0 / ADC1, ADC2, ADC3 IN10 | half-scale divider, 2 × 10 kΩ 0.1 % |
+//! | line-monitored inputs | PF6, PF7, PF8, PF9, PF10, PF3, PF4, PF5, PC1, PC2, PC3 / ADC3; PC5 / ADC2 | `boards::LINES`, resistor values in `line` |
+//! | output read-back | PA4, PA5, PA6, PA7, PB0, PB1, PC4 / ADC2 | `boards::OUTPUT_SENSE` |
 //! | RS-485 TX / RX | PA2 / PA3 (USART2, AF7) | 19200 8N1, interrupt driven |
-//! | RS-485 driver enable | PA4 | high while sending |
-//! | smoke detector relay | PE0 | active high, pull-down |
-//! | reset key, hold, manual release, manual-only, fire authority | PE1..PE5 | active high, pull-down |
-//! | feedbacks: contactor open, blanket down, patch, agent, coolant, gas | PE8..PE13 | active high |
-//! | contactor trip, blanket, patch, agent, coolant, gas release, gas warning, buzzer | PD0..PD7 | energise to act; low (off) from reset until the logic has run |
+//! | RS-485 driver enable | PA8 | high while sending |
+//! | contactor hold | PD0 | energised = battery connected (de-energise to trip) |
+//! | blanket, patch, agent, coolant, gas release, gas warning | PD1..PD6 | energise to act |
+//! | buzzer | PD7 | |
 //!
-//! Clock: the 16 MHz HSI the chip starts on. SysTick gives a 1 ms tick, the independent watchdog
-//! runs on the LSI with a 300 ms timeout (three control cycles). The latch record lives in the
-//! 4 KiB battery-backed SRAM (kept on VBAT), which needs no erase and so never stalls a cycle.
+//! Clocks: the 16 MHz HSI (no PLL: nothing to lose lock), PCLK1 = 8 MHz (USART2, WWDG),
+//! PCLK2 = 16 MHz, ADC clock 4 MHz. SysTick 1 kHz at the highest priority. Supervision: brown-out
+//! reset at level 3 (2.7 V, option bytes, programmed at boot if different), the programmable
+//! voltage detector at 2.9 V (readings discarded below it), the independent and the window
+//! watchdogs (`rack_controller::watchdog`). The non-volatile area is the battery-backed SRAM
+//! (`rack_controller::nv`), kept by the backup regulator, whose ready flag is checked at boot
+//! and in every cycle.
 
-use core::cell::RefCell;
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{AtomicU32, Ordering};
 
-use cortex_m::interrupt::Mutex;
-use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m_rt::exception;
-use fire_logic::{Action, Analog, Config, Digital, Inputs, Outputs};
+use fire_logic::{Config, Inputs, Outputs};
 use rack_controller::board::Board;
-use rack_controller::boards::transmitter_tenths;
-use rack_registers::nvstore::{Flash, FlashError};
+use rack_controller::boards::{LINES, OUTPUT_SENSE, SELF_TEST, TRANSMITTERS, VREFINT};
+use rack_controller::clock::Monotonic;
+use rack_controller::frontend::{FrontEnd, RawScan};
+use rack_controller::nv::{LatchArea, NV_BYTES, NvMemory, read_records, write_boot, write_crumb};
+use rack_controller::outputs::Drive;
+use rack_controller::reset::{Breadcrumb, at_boot, csr};
+use rack_controller::watchdog::{IWDG_RELOAD, WWDG_COUNTER, WWDG_WINDOW};
+use rack_registers::map::board_trouble as bt;
+use rack_registers::snapshot::{BoardStatus, ResetInfo};
+
+use crate::mcu::{
+    self, BSRR, GPIOD, MODER, RCC_AHB1ENR, RCC_APB1ENR, RCC_APB2ENR, RCC_CFGR, RCC_CSR, modify, rd,
+    wr,
+};
 
 const HSI_HZ: u32 = 16_000_000;
+const PCLK1_HZ: u32 = HSI_HZ / 2;
 const BAUD: u32 = 19_200;
 
-const RCC: usize = 0x4002_3800;
-const RCC_AHB1ENR: usize = RCC + 0x30;
-const RCC_APB1ENR: usize = RCC + 0x40;
-const RCC_APB2ENR: usize = RCC + 0x44;
-const GPIOA: usize = 0x4002_0000;
-const GPIOD: usize = 0x4002_0C00;
-const GPIOE: usize = 0x4002_1000;
-const MODER: usize = 0x00;
-const PUPDR: usize = 0x0C;
-const IDR: usize = 0x10;
-const ODR: usize = 0x14;
-const BSRR: usize = 0x18;
-const AFRL: usize = 0x20;
-const USART2_BASE: usize = 0x4000_4400;
-const USART_SR: usize = USART2_BASE;
-const USART_DR: usize = USART2_BASE + 0x04;
-const USART_BRR: usize = USART2_BASE + 0x08;
-const USART_CR1: usize = USART2_BASE + 0x0C;
-const ADC1: usize = 0x4001_2000;
-const ADC_SR: usize = ADC1;
-const ADC_CR2: usize = ADC1 + 0x08;
-const ADC_SMPR2: usize = ADC1 + 0x10;
-const ADC_SQR1: usize = ADC1 + 0x2C;
-const ADC_SQR3: usize = ADC1 + 0x34;
-const ADC_DR: usize = ADC1 + 0x4C;
+const GPIO_PORTS: [usize; 6] = [
+    0x4002_0000, // A
+    0x4002_0400, // B
+    0x4002_0800, // C
+    0x4002_0C00, // D
+    0x4002_1000, // E
+    0x4002_1400, // F
+];
+const ADC_BASE: [usize; 3] = [0x4001_2000, 0x4001_2100, 0x4001_2200];
+const ADC_SR: usize = 0x00;
+const ADC_CR2: usize = 0x08;
+const ADC_SMPR1: usize = 0x0C;
+const ADC_SMPR2: usize = 0x10;
+const ADC_SQR1: usize = 0x2C;
+const ADC_SQR3: usize = 0x34;
+const ADC_DR: usize = 0x4C;
+const ADC_CCR: usize = 0x4001_2304;
 const IWDG_KR: usize = 0x4000_3000;
 const IWDG_PR: usize = 0x4000_3004;
 const IWDG_RLR: usize = 0x4000_3008;
 const IWDG_SR: usize = 0x4000_300C;
+const WWDG_CR: usize = 0x4000_2C00;
+const WWDG_CFR: usize = 0x4000_2C04;
 const PWR_CR: usize = 0x4000_7000;
 const PWR_CSR: usize = 0x4000_7004;
+const FLASH_OPTKEYR: usize = 0x4002_3C08;
+const FLASH_SR: usize = 0x4002_3C0C;
+const FLASH_OPTCR: usize = 0x4002_3C14;
 const BKPSRAM: usize = 0x4002_4000;
-const BKPSRAM_LEN: usize = 4096;
-const USART2_IRQ: u16 = 38;
 
-fn rd(addr: usize) -> u32 {
-    // SAFETY: `addr` is one of the peripheral registers above, valid for aligned 32-bit access.
-    unsafe { read_volatile(addr as *const u32) }
+/// PWR_CSR: backup regulator ready.
+const CSR_BRR: u32 = 1 << 3;
+/// PWR_CSR: VDD below the PVD threshold.
+const CSR_PVDO: u32 = 1 << 2;
+/// Bound of every busy wait on a hardware flag at start-up (a flag that never comes is
+/// reported, never waited for).
+const SPIN_LIMIT: u32 = 100_000;
+/// Bound of the wait for one conversion: the longest (VREFINT, 480 ADC cycles at 4 MHz) takes
+/// about 2000 core cycles, some 200 polls; ten times that, so that a dead converter costs a
+/// scan under 2 ms instead of overrunning the cycle.
+const CONVERSION_POLLS: u32 = 2_000;
+
+fn wait(done: impl FnMut() -> bool) -> bool {
+    wait_for(SPIN_LIMIT, done)
 }
 
-fn wr(addr: usize, v: u32) {
-    // SAFETY: as in `rd`.
-    unsafe { write_volatile(addr as *mut u32, v) }
-}
-
-fn modify(addr: usize, clear: u32, set: u32) {
-    wr(addr, (rd(addr) & !clear) | set);
-}
-
-/// Milliseconds since boot (SysTick).
-static MILLIS: AtomicU32 = AtomicU32::new(0);
-
-#[exception]
-fn SysTick() {
-    MILLIS.fetch_add(1, Ordering::Relaxed);
-}
-
-fn now_us_raw() -> u64 {
-    // A consistent (millis, counter) pair: re-read if the tick fired in between.
-    loop {
-        let ms = MILLIS.load(Ordering::Acquire);
-        let cvr = cortex_m::peripheral::SYST::get_current();
-        if MILLIS.load(Ordering::Acquire) == ms {
-            let reload = HSI_HZ / 1000 - 1;
-            let sub_us = (reload - cvr.min(reload)) / (HSI_HZ / 1_000_000);
-            return u64::from(ms) * 1000 + u64::from(sub_us);
+fn wait_for(limit: u32, mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..limit {
+        if done() {
+            return true;
         }
     }
+    false
 }
 
-struct Uart {
-    rx: heapless::Deque<(u8, u64), 300>,
-    tx: heapless::Vec<u8, 256>,
-    tx_pos: usize,
-}
-
-static UART: Mutex<RefCell<Uart>> = Mutex::new(RefCell::new(Uart {
-    rx: heapless::Deque::new(),
-    tx: heapless::Vec::new(),
-    tx_pos: 0,
-}));
-
-const SR_RXNE: u32 = 1 << 5;
-const SR_ORE: u32 = 1 << 3;
-const SR_TXE: u32 = 1 << 7;
-const SR_TC: u32 = 1 << 6;
-const CR1_RXNEIE: u32 = 1 << 5;
-const CR1_TXEIE: u32 = 1 << 7;
-const CR1_TCIE: u32 = 1 << 6;
-
-/// USART2 interrupt: receive into the queue with a timestamp, send from the frame buffer, and
-/// release the RS-485 driver once the last bit has left.
-#[unsafe(no_mangle)]
-extern "C" fn USART2() {
-    let sr = rd(USART_SR);
-    cortex_m::interrupt::free(|cs| {
-        let mut u = UART.borrow(cs).borrow_mut();
-        if sr & (SR_RXNE | SR_ORE) != 0 {
-            let byte = rd(USART_DR) as u8;
-            if u.rx.is_full() {
-                u.rx.pop_front();
-            }
-            let _ = u.rx.push_back((byte, now_us_raw()));
-        }
-        if sr & SR_TXE != 0 && rd(USART_CR1) & CR1_TXEIE != 0 {
-            // Fill the data register while it is free (at most two bytes on the chip: one in the
-            // shift register, one waiting).
-            while rd(USART_SR) & SR_TXE != 0 {
-                let pos = u.tx_pos;
-                let Some(&b) = u.tx.get(pos) else {
-                    modify(USART_CR1, CR1_TXEIE, CR1_TCIE);
-                    break;
-                };
-                wr(USART_DR, u32::from(b));
-                u.tx_pos = pos + 1;
-            }
-        }
-        if rd(USART_CR1) & CR1_TCIE != 0 && rd(USART_SR) & SR_TC != 0 {
-            modify(USART_CR1, CR1_TCIE, 0);
-            wr(GPIOA + BSRR, 1 << (4 + 16)); // driver enable off
-            u.tx.clear();
-            u.tx_pos = 0;
-        }
-    });
-}
-
-/// One entry of the device interrupt table.
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub union Vector {
-    handler: unsafe extern "C" fn(),
-    reserved: usize,
-}
-
-unsafe extern "C" {
-    fn DefaultHandler();
-}
-
-/// Device interrupts 0..=38: only USART2 is used; the others go to the default handler.
-#[unsafe(link_section = ".vector_table.interrupts")]
-#[unsafe(no_mangle)]
-pub static __INTERRUPTS: [Vector; 39] = {
-    let mut v = [Vector {
-        handler: DefaultHandler,
-    }; 39];
-    v[USART2_IRQ as usize] = Vector { handler: USART2 };
-    v
-};
-
-#[derive(Clone, Copy)]
-struct Irq(u16);
-
-// SAFETY: 38 is USART2's position in the STM32F407 vector table.
-unsafe impl cortex_m::interrupt::InterruptNumber for Irq {
-    fn number(self) -> u16 {
-        self.0
-    }
-}
-
-/// The latch store in the battery-backed SRAM, seen as four 1 KiB pages.
+/// The first 1 KiB of the battery-backed SRAM.
 pub struct BackupSram;
 
-impl Flash for BackupSram {
-    fn page_size(&self) -> usize {
-        1024
-    }
-    fn pages(&self) -> usize {
-        BKPSRAM_LEN / 1024
-    }
-    fn read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), FlashError> {
-        if offset + buf.len() > BKPSRAM_LEN {
-            return Err(FlashError::OutOfBounds);
+impl NvMemory for BackupSram {
+    fn read(&mut self, offset: usize, buf: &mut [u8]) -> bool {
+        if offset.saturating_add(buf.len()) > NV_BYTES {
+            return false;
         }
         for (i, b) in buf.iter_mut().enumerate() {
-            // SAFETY: inside the 4 KiB backup SRAM, enabled in `init`.
+            // SAFETY: inside the backup SRAM, enabled in `init`.
             *b = unsafe { read_volatile((BKPSRAM + offset + i) as *const u8) };
         }
-        Ok(())
+        true
     }
-    fn erase(&mut self, page: usize) -> Result<(), FlashError> {
-        if page >= 4 {
-            return Err(FlashError::OutOfBounds);
-        }
-        for i in 0..1024 {
-            // SAFETY: inside the backup SRAM.
-            unsafe { write_volatile((BKPSRAM + page * 1024 + i) as *mut u8, 0xFF) };
-        }
-        Ok(())
-    }
-    fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), FlashError> {
-        if offset + data.len() > BKPSRAM_LEN {
-            return Err(FlashError::OutOfBounds);
+    fn write(&mut self, offset: usize, data: &[u8]) -> bool {
+        if offset.saturating_add(data.len()) > NV_BYTES {
+            return false;
         }
         for (i, b) in data.iter().enumerate() {
             // SAFETY: inside the backup SRAM.
             unsafe { write_volatile((BKPSRAM + offset + i) as *mut u8, *b) };
         }
-        Ok(())
+        true
     }
+}
+
+/// The fault path's board actions: de-energise the contactor hold (trip), sound the buzzer,
+/// leave the releases as they are, record the breadcrumb.
+pub fn on_fault(crumb: &Breadcrumb) {
+    wr(GPIOD + BSRR, (1 << 16) | (1 << 7));
+    write_crumb(&mut BackupSram, crumb);
 }
 
 /// The board.
 pub struct Stm32f407 {
-    open_code: i32,
-    short_code: i32,
+    fe: FrontEnd,
+    status: BoardStatus,
+    reset: ResetInfo,
+    clock: Monotonic,
+    bor_ok: bool,
+    stack: mcu::StackWatch,
+}
+
+/// Sets the brown-out reset to level 3 (2.7 V) in the option bytes if it is not already.
+fn brown_out_level_3() -> bool {
+    const BOR_LEV: u32 = 0b11 << 2;
+    if rd(FLASH_OPTCR) & BOR_LEV == 0 {
+        return true;
+    }
+    wr(FLASH_OPTKEYR, 0x0819_2A3B);
+    wr(FLASH_OPTKEYR, 0x4C5D_6E7F);
+    modify(FLASH_OPTCR, BOR_LEV, 0);
+    modify(FLASH_OPTCR, 0, 1 << 1); // OPTSTRT
+    let done = wait(|| rd(FLASH_SR) & (1 << 16) == 0);
+    modify(FLASH_OPTCR, 0, 1); // OPTLOCK
+    done && rd(FLASH_OPTCR) & BOR_LEV == 0
 }
 
 impl Stm32f407 {
-    /// Brings the board up with every output off, the watchdog running and the latch SRAM
-    /// retained on VBAT.
-    pub fn init(mut cp: cortex_m::Peripherals, config: &Config) -> (Self, BackupSram) {
-        // Clocks: GPIOA, GPIOD, GPIOE, backup SRAM; USART2, PWR; ADC1.
-        modify(RCC_AHB1ENR, 0, (1 << 0) | (1 << 3) | (1 << 4) | (1 << 18));
-        modify(RCC_APB1ENR, 0, (1 << 17) | (1 << 28));
-        modify(RCC_APB2ENR, 0, 1 << 8);
+    /// Brings the board up with the outputs in the safe state, the supervision on, the reset
+    /// cause recorded, the watchdogs running.
+    pub fn init(mut cp: cortex_m::Peripherals, config: &Config) -> (Self, LatchArea<BackupSram>) {
+        // Clocks: GPIOA..F, backup SRAM; PWR, USART2, WWDG; ADC1..3. PCLK1 = HSI / 2.
+        modify(RCC_AHB1ENR, 0, 0b11_1111 | (1 << 18));
+        modify(RCC_APB1ENR, 0, (1 << 17) | (1 << 28) | (1 << 11));
+        modify(RCC_APB2ENR, 0, (1 << 8) | (1 << 9) | (1 << 10));
+        modify(RCC_CFGR, 0b111 << 10, 0b100 << 10);
 
-        // Outputs: drive low first, then make them outputs (safe state from the first moment).
-        wr(GPIOD + ODR, 0);
+        // Outputs: the safe state before they become outputs.
+        wr(GPIOD + BSRR, 0xFF << 16);
         modify(GPIOD + MODER, 0xFFFF, 0x5555);
-        // Inputs on PE0..PE5 and PE8..PE13 with pull-downs.
-        modify(GPIOE + MODER, 0x0FFF_0FFF, 0);
-        modify(GPIOE + PUPDR, 0x0FFF_0FFF, 0x0AAA_0AAA);
-        // PA0, PA1 analog; PA2, PA3 USART2 (AF7); PA4 driver enable, output low.
-        wr(GPIOA + BSRR, 1 << (4 + 16));
-        modify(GPIOA + MODER, 0x3FF, 0b01_10_10_11_11);
-        modify(GPIOA + AFRL, 0xFF00, 0x7700);
+        // Analogue pins.
+        for ch in TRANSMITTERS
+            .iter()
+            .chain(LINES.iter())
+            .chain(OUTPUT_SENSE.iter())
+        {
+            set_analog(ch.pin);
+        }
+        set_analog(rack_controller::boards::SELF_TEST_PIN);
 
-        // Backup SRAM: write access, and the backup regulator so it survives on VBAT.
-        modify(PWR_CR, 0, 1 << 8);
+        // Supervision: brown-out level, voltage detector at 2.9 V, backup domain.
+        let bor_ok = brown_out_level_3();
+        modify(PWR_CR, 0b111 << 5, (0b111 << 5) | (1 << 4) | (1 << 8));
         modify(PWR_CSR, 0, 1 << 9);
-        let mut spins = 0u32;
-        while rd(PWR_CSR) & (1 << 3) == 0 && spins < 100_000 {
-            spins += 1;
+        wait(|| rd(PWR_CSR) & CSR_BRR != 0);
+
+        // Reset cause: flags, breadcrumb, boot record.
+        let flags = rd(RCC_CSR);
+        let mut nv = BackupSram;
+        let (crumb, previous) = read_records(&mut nv);
+        let record = at_boot(flags, crumb, previous);
+        write_boot(&mut nv, &record);
+        modify(RCC_CSR, 0, csr::RMVF);
+
+        // ADCs: PCLK2 / 4, VREFINT on; each one on, 84-cycle sampling, 480 for VREFINT.
+        modify(ADC_CCR, 0b11 << 16, (0b01 << 16) | (1 << 23));
+        for base in ADC_BASE {
+            wr(base + ADC_SMPR2, 0x2492_4924); // channels 0..9: 84 cycles
+            wr(base + ADC_SMPR1, 0x0012_4924 | (0b111 << 21)); // 10..16: 84, 17: 480
+            wr(base + ADC_SQR1, 0);
+            modify(base + ADC_CR2, 0, 1);
         }
 
-        // ADC1: 12-bit, single conversion, 84-cycle sampling on channels 0 and 1.
-        wr(ADC_SMPR2, 0b100 | (0b100 << 3));
-        wr(ADC_SQR1, 0);
-        modify(ADC_CR2, 0, 1);
+        mcu::start_uart(&mut cp.NVIC, PCLK1_HZ, BAUD);
+        mcu::start_clock(&mut cp.SYST, &mut cp.SCB, HSI_HZ);
 
-        // USART2 19200 8N1, receive interrupt on.
-        wr(USART_BRR, HSI_HZ / BAUD);
-        wr(USART_CR1, (1 << 13) | (1 << 3) | (1 << 2) | CR1_RXNEIE);
-
-        // SysTick 1 kHz.
-        cp.SYST.set_clock_source(SystClkSource::Core);
-        cp.SYST.set_reload(HSI_HZ / 1000 - 1);
-        cp.SYST.clear_current();
-        cp.SYST.enable_counter();
-        cp.SYST.enable_interrupt();
-
-        // Watchdog: LSI / 32 = 1 kHz, 300 ticks. Once started it cannot be stopped.
+        // Independent watchdog: LSI / 32, reload 440 (300..828 ms over the LSI tolerance).
+        // The window watchdog is configured now and started by the first feed.
         wr(IWDG_KR, 0x5555);
         wr(IWDG_PR, 3);
-        wr(IWDG_RLR, 300);
-        let mut spins = 0u32;
-        while rd(IWDG_SR) & 0b11 != 0 && spins < 100_000 {
-            spins += 1;
-        }
+        wr(IWDG_RLR, IWDG_RELOAD);
+        wait(|| rd(IWDG_SR) & 0b11 == 0);
         wr(IWDG_KR, 0xAAAA);
         wr(IWDG_KR, 0xCCCC);
-
-        // SAFETY: the handler only touches state behind a critical section.
-        unsafe { cortex_m::peripheral::NVIC::unmask(Irq(USART2_IRQ)) };
+        wr(WWDG_CFR, WWDG_WINDOW | (0b11 << 7));
 
         (
             Stm32f407 {
-                open_code: config.open_code,
-                short_code: config.short_code,
+                fe: FrontEnd::new(config.open_code, config.short_code),
+                status: BoardStatus::default(),
+                reset: record.info(),
+                clock: Monotonic::new(),
+                stack: mcu::StackWatch::new(),
+                bor_ok,
             },
-            BackupSram,
+            LatchArea(BackupSram),
         )
-    }
-
-    fn adc(&mut self, channel: u32) -> u16 {
-        wr(ADC_SQR3, channel);
-        modify(ADC_CR2, 0, 1 << 30);
-        let mut spins = 0u32;
-        while rd(ADC_SR) & (1 << 1) == 0 {
-            spins += 1;
-            if spins > 10_000 {
-                // No conversion: reads as an open loop (a fault, never a temperature).
-                return 0;
-            }
-        }
-        (rd(ADC_DR) & 0x0FFF) as u16
     }
 }
 
-fn level(idr: u32, pin: u32) -> Digital {
-    if idr & (1 << pin) != 0 {
-        Digital::On
-    } else {
-        Digital::Off
+/// Puts a pin (`"PF6"`) in analogue mode.
+fn set_analog(pin: &str) {
+    let b = pin.as_bytes();
+    let (Some(&port), Some(num)) = (b.get(1), pin.get(2..).and_then(|n| n.parse::<u32>().ok()))
+    else {
+        return;
+    };
+    let Some(&base) = GPIO_PORTS.get(usize::from(port.wrapping_sub(b'A'))) else {
+        return;
+    };
+    if num < 16 {
+        modify(base + MODER, 0, 0b11 << (num * 2));
     }
+}
+
+/// One conversion; `None` if it does not complete.
+fn convert(adc: u8, channel: u8) -> Option<u16> {
+    let base = *ADC_BASE.get(usize::from(adc).wrapping_sub(1))?;
+    wr(base + ADC_SQR3, u32::from(channel));
+    modify(base + ADC_CR2, 0, 1 << 30);
+    if !wait_for(CONVERSION_POLLS, || rd(base + ADC_SR) & (1 << 1) != 0) {
+        return None;
+    }
+    Some((rd(base + ADC_DR) & 0x0FFF) as u16)
 }
 
 impl Board for Stm32f407 {
-    type Nv = BackupSram;
+    type Nv = LatchArea<BackupSram>;
 
     fn now_us(&mut self) -> u64 {
-        now_us_raw()
+        self.clock.guard(mcu::now_us_raw())
+    }
+
+    fn reset_info(&mut self) -> ResetInfo {
+        self.reset
     }
 
     fn sample(&mut self, _now_ms: u64) -> Inputs {
-        let t1 = transmitter_tenths(self.adc(0), self.open_code, self.short_code);
-        let t2 = transmitter_tenths(self.adc(1), self.open_code, self.short_code);
-        let e = rd(GPIOE + IDR);
-        let mut feedback = [Digital::NoSample; 6];
-        for (i, f) in feedback.iter_mut().enumerate() {
-            *f = level(e, 8 + i as u32);
+        let mut scan = RawScan::NONE;
+        scan.vrefint_first = convert(VREFINT.adc, VREFINT.channel);
+        // A converter that does not answer the reference is not asked for the rest.
+        let alive = scan.vrefint_first.is_some();
+        if alive {
+            for (adc, t) in (1u8..=3).zip(scan.self_test.iter_mut()) {
+                *t = convert(adc, SELF_TEST);
+            }
+            for (r, ch) in scan.transmitters.iter_mut().zip(TRANSMITTERS) {
+                *r = convert(ch.adc, ch.channel);
+            }
+            for (r, ch) in scan.lines.iter_mut().zip(LINES) {
+                *r = convert(ch.adc, ch.channel);
+            }
+            for (r, ch) in scan.outputs.iter_mut().zip(OUTPUT_SENSE) {
+                *r = convert(ch.adc, ch.channel);
+            }
+            scan.vrefint_last = convert(VREFINT.adc, VREFINT.channel);
         }
-        Inputs {
-            bms_max: Analog::NoSample,
-            rack_temp1: Analog::Value(t1),
-            rack_temp2: Analog::Value(t2),
-            camera_max: Analog::NoSample,
-            smoke: level(e, 0),
-            offgas: Analog::NoSample,
-            feedback,
-            reset: level(e, 1),
-            hold: level(e, 2),
-            manual_release: level(e, 3),
-            manual_only: level(e, 4),
-            authority: level(e, 5),
+        let csr = rd(PWR_CSR);
+        scan.supply_low = csr & CSR_PVDO != 0;
+        let (inputs, mut st) = self.fe.process(&scan);
+        if csr & CSR_BRR == 0 {
+            st.troubles |= bt::NV_RETENTION;
         }
+        if !mcu::stack_guard_ok() {
+            st.troubles |= bt::STACK;
+        }
+        st.stack_peak = self.stack.update();
+        if !self.bor_ok {
+            st.troubles |= bt::BROWN_OUT_CONFIG;
+        }
+        self.status = st;
+        inputs
+    }
+
+    fn status(&mut self) -> BoardStatus {
+        self.status
+    }
+
+    fn drive_safe(&mut self) {
+        self.set_pins(Drive::SAFE);
     }
 
     fn drive(&mut self, outputs: &Outputs) {
-        let mut set = 0u32;
-        for (pin, a) in Action::ALL.iter().enumerate() {
-            if outputs.actions.contains(*a) {
-                set |= 1 << pin;
-            }
-        }
-        if outputs.buzzer {
-            set |= 1 << 7;
-        }
-        // One write: set the active pins, reset the others of PD0..PD7.
-        wr(GPIOD + BSRR, set | ((!set & 0xFF) << 16));
+        self.set_pins(Drive::for_outputs(outputs));
     }
 
     fn feed_watchdog(&mut self) {
         wr(IWDG_KR, 0xAAAA);
+        // The first feed starts the window watchdog (a start counts as a feed).
+        wr(WWDG_CR, (1 << 7) | WWDG_COUNTER);
+    }
+
+    fn fail_safe(&mut self, cause: u16) -> ! {
+        mcu::fault_path(cause, 0, 0)
     }
 
     fn rx_byte(&mut self) -> Option<(u8, u64)> {
-        cortex_m::interrupt::free(|cs| UART.borrow(cs).borrow_mut().rx.pop_front())
+        mcu::rx_byte()
     }
 
     fn send(&mut self, frame: &[u8]) {
-        cortex_m::interrupt::free(|cs| {
-            let mut u = UART.borrow(cs).borrow_mut();
-            if !u.tx.is_empty() {
-                // Still sending the previous answer: a master never sends before it ends.
-                return;
-            }
-            if u.tx.extend_from_slice(frame).is_err() {
-                return;
-            }
-            u.tx_pos = 0;
-            wr(GPIOA + BSRR, 1 << 4); // driver enable on
-            modify(USART_CR1, 0, CR1_TXEIE);
-        });
+        mcu::send(frame);
+    }
+}
+
+impl Stm32f407 {
+    fn set_pins(&mut self, d: Drive) {
+        let set = u32::from(d.0);
+        // One write: set the energised pins, reset the others of PD0..PD7.
+        wr(GPIOD + BSRR, set | ((!set & 0xFF) << 16));
+        self.fe.driven(d);
     }
 }
