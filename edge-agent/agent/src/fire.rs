@@ -207,6 +207,7 @@ impl RackRunner {
             reset: digital(get(&self.cfg.panel.reset_key)),
             hold: digital(get(&self.cfg.panel.hold)),
             manual_release: digital(get(&self.cfg.panel.manual_release)),
+            room_gas_release: digital(get(&self.cfg.panel.room_gas_release)),
             manual_only: digital(get(&self.cfg.panel.manual_only)),
             authority: digital(get(&self.cfg.panel.authority_key)),
         }

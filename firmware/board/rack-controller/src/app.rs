@@ -228,6 +228,7 @@ mod tests {
                 reset: Digital::Off,
                 hold: Digital::Off,
                 manual_release: Digital::Off,
+                room_gas_release: Digital::Off,
                 manual_only: Digital::Off,
                 authority: Digital::Off,
             }

@@ -355,6 +355,8 @@ impl Board for Stm32f407 {
             reset: level(e, 1),
             hold: level(e, 2),
             manual_release: level(e, 3),
+            // No room gas release input on this board revision.
+            room_gas_release: Digital::NoSample,
             manual_only: level(e, 4),
             authority: level(e, 5),
         }
