@@ -386,7 +386,8 @@ pub enum Trouble {
     OffGasInvalid = 5,
     /// No valid temperature source at all.
     NoValidTemperature = 6,
-    /// One sensor is inhibited by a network command.
+    /// One faulted sensor's trouble is inhibited by a network command (the sensor still does
+    /// not count).
     SensorInhibited = 7,
     /// Contactor feedback disagrees with the command for longer than allowed.
     ContactorMismatch = 8,
@@ -402,7 +403,8 @@ pub enum Trouble {
     GasMismatch = 13,
     /// A feedback line reports a fault.
     FeedbackFault = 14,
-    /// A local switch line reports a fault.
+    /// A local switch line reports a fault, or a momentary switch (reset, manual release, room
+    /// gas release) is on since the logic started and was never seen released.
     SwitchFault = 15,
     /// The event log had to drop an event.
     EventLogOverflow = 16,
