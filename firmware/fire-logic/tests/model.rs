@@ -6,9 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use fire_logic::{
-    CHECKPOINT_MS, Config, GasState, MAX_WARNING_STEP_MS, RESTORE_CREDIT_MS, Stage,
-};
+use fire_logic::{CHECKPOINT_MS, Config, GasState, MAX_WARNING_STEP_MS, RESTORE_CREDIT_MS, Stage};
 
 fn defines() -> BTreeMap<String, i64> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/model/stages.pml");
@@ -53,7 +51,11 @@ fn model_thresholds_and_delays_are_the_config_defaults() {
         ("OFFGAS_SUSTAINED_MS", c.offgas_sustained_ms.into()),
     ];
     for (name, want) in pairs {
-        assert_eq!(get(&d, name), want, "model {name} differs from Config::default()");
+        assert_eq!(
+            get(&d, name),
+            want,
+            "model {name} differs from Config::default()"
+        );
     }
     assert_eq!(get(&d, "RESTORE_CREDIT_MS"), i64::from(RESTORE_CREDIT_MS));
 }

@@ -106,7 +106,9 @@ fn corrupt_record_is_not_trusted_and_raises_a_trouble() {
     let mut f = c.into_flash();
     // Flip a bit in every written slot: no record can be trusted.
     for page in 0..f.pages() {
-        for b in f.data[page * 1024..page * 1024 + 1024].chunks_mut(slot_size(fire_logic::LatchRecord::LEN)) {
+        for b in f.data[page * 1024..page * 1024 + 1024]
+            .chunks_mut(slot_size(fire_logic::LatchRecord::LEN))
+        {
             if b.iter().any(|&x| x != 0xFF) {
                 b[20] ^= 0x04;
             }
