@@ -40,6 +40,9 @@ cargo test --workspace
 step "fire-logic builds for thumbv7em-none-eabihf"
 cargo build -p fire-logic -p fire-trace --target thumbv7em-none-eabihf
 
+step "fire logic: Spin model of the stage machine (safety and liveness claims)"
+timeout 120 bash tests/model/run.sh
+
 step "firmware: images, flash/RAM budget, emulated MCU, board tests"
 bash tests/firmware/run.sh
 

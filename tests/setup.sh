@@ -19,7 +19,7 @@ for component in clippy rustfmt; do
     fi
 done
 
-# Debian packages: QEMU for the emulated controller, mosquitto as a third-party broker.
+# Debian packages: QEMU for the emulated controller, mosquitto as a third-party broker, Spin.
 missing=()
 command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
 # The firmware panic check reads the image's symbols and call sites with LLVM's tools.
@@ -29,6 +29,9 @@ command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 # dcim-server tests: VictoriaMetrics as the InfluxDB v2 compatible store, openssl for test certs.
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v openssl >/dev/null || missing+=(openssl)
+# The fire logic's stage-machine model is checked with Spin (it compiles its verifier with cc).
+command -v spin >/dev/null || missing+=(spin)
+command -v cc >/dev/null || missing+=(gcc)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

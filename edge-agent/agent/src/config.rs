@@ -76,10 +76,14 @@
 //! feedback = { contactor_open = "rio-r07/di1", blanket_drop = "rio-r07/di2", agent_release = "rio-r07/di4" }
 //! reset_key = "rio-r07/reset"        # local panel, read from the I/O module (omitted = not wired)
 //! hold = "rio-r07/hold"              # hold-to-abort for the room gas
-//! manual_release = "rio-r07/manual"
+//! manual_release = "rio-r07/manual"     # the rack's agent release
+//! room_gas_release = "rio-r07/gas"   # the room's gas release (gas after the pre-discharge warning)
 //! manual_only = "rio-r07/occupied"   # room occupied: no automatic agent or gas
 //! authority_key = "rio-r07/authority"  # fire-authority key switch: battery power off
 //! thresholds = { stage1_c = 60.0, stage2_c = 68.0, stage3_c = 80.0 }  # optional, °C
+//! # Inputs sharing an ADC, a supply, a module or a cable: the same group id (1..=15); they
+//! # never corroborate each other (omitted: no shared cause declared).
+//! common_cause = { temp1 = 1, temp2 = 1 }
 //!
 //! [[controller]]                  # a rack WITH its own controller (firmware/board/rack-controller)
 //! device = "rc-08"                # its Modbus [[device]] (tcp or rtu_tcp; profile rack-controller)
@@ -226,6 +230,8 @@ pub struct PanelInputs {
     pub reset_key: Option<(String, String)>,
     pub hold: Option<(String, String)>,
     pub manual_release: Option<(String, String)>,
+    /// The room's manual gas release (separate from the rack's agent release).
+    pub room_gas_release: Option<(String, String)>,
     pub manual_only: Option<(String, String)>,
     pub authority_key: Option<(String, String)>,
 }
@@ -396,9 +402,11 @@ struct RawRack {
     reset_key: Option<Spanned<String>>,
     hold: Option<Spanned<String>>,
     manual_release: Option<Spanned<String>>,
+    room_gas_release: Option<Spanned<String>>,
     manual_only: Option<Spanned<String>>,
     authority_key: Option<Spanned<String>>,
     thresholds: Option<Spanned<RawThresholds>>,
+    common_cause: Option<Spanned<std::collections::BTreeMap<String, u8>>>,
 }
 
 /// Per-rack temperature thresholds in °C (the fire logic's defaults otherwise).
@@ -1102,6 +1110,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
             reset_key: point("reset_key", &r.reset_key)?,
             hold: point("hold", &r.hold)?,
             manual_release: point("manual_release", &r.manual_release)?,
+            room_gas_release: point("room_gas_release", &r.room_gas_release)?,
             manual_only: point("manual_only", &r.manual_only)?,
             authority_key: point("authority_key", &r.authority_key)?,
         };
@@ -1131,6 +1140,32 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
                     &f(&format!("thresholds ({})", e.field)),
                     e.reason.to_string(),
                 ));
+            }
+        }
+        if let Some(groups) = &r.common_cause {
+            // The fire logic's source order.
+            const INPUTS: [&str; 6] = ["bms_max", "temp1", "temp2", "camera", "smoke", "offgas"];
+            for (name, id) in groups.get_ref() {
+                let Some(i) = INPUTS.iter().position(|n| n == name) else {
+                    return Err(ctx.err(
+                        groups.span(),
+                        &f("common_cause"),
+                        format!(
+                            "`{name}` is not an input: expected one of {}",
+                            INPUTS.join(", ")
+                        ),
+                    ));
+                };
+                if *id > fire_logic::MAX_COMMON_CAUSE_GROUP {
+                    return Err(ctx.err(
+                        groups.span(),
+                        &f("common_cause"),
+                        format!("group {id} of `{name}`: expected 0 (none) to 15"),
+                    ));
+                }
+                if let Some(slot) = logic.common_cause.get_mut(i) {
+                    *slot = *id;
+                }
             }
         }
         let rack = RackConfig {
@@ -1590,6 +1625,26 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         assert!(e.field.starts_with("rack[0].thresholds"), "{}", e.field);
         let e = err_of(&format!("{GOOD}{}", rack.replace("55.0", "900.0")));
         assert_eq!(e.field, "rack[0].thresholds.stage1_c");
+    }
+
+    #[test]
+    fn rack_room_gas_release_and_common_cause_groups() {
+        // Hazard: two inputs read through one I/O module "corroborating" each other.
+        let rack = "\n[[rack]]\nid = \"r1\"\ntemp1 = \"ups-1/t\"\ntemp2 = \"ups-1/t2\"\nroom_gas_release = \"ups-1/gas\"\ncommon_cause = { temp1 = 1, temp2 = 1 }\n";
+        let c = parse_str(&format!("{GOOD}{rack}")).unwrap();
+        let r = &c.racks[0];
+        assert_eq!(
+            r.panel.room_gas_release,
+            Some(("ups-1".into(), "gas".into()))
+        );
+        assert_eq!(r.logic.common_cause, [0, 1, 1, 0, 0, 0]);
+        let e = err_of(&format!("{GOOD}{}", rack.replace("temp2 = 1", "adc = 1")));
+        assert_eq!(e.field, "rack[0].common_cause");
+        let e = err_of(&format!(
+            "{GOOD}{}",
+            rack.replace("temp2 = 1", "temp2 = 16")
+        ));
+        assert_eq!(e.field, "rack[0].common_cause");
     }
 
     #[test]

@@ -264,7 +264,9 @@ pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident)
                     out.raise_stages(to, Some(&log_id));
                 }
             }
-            event_kind::RESET_ACCEPTED => out.restore_stages(Some(&log_id)),
+            event_kind::RESET_ACCEPTED | event_kind::RESET_OVERRIDE => {
+                out.restore_stages(Some(&log_id))
+            }
             event_kind::GAS_RELEASED => out.push(log_id, K::FireGasReleased, false),
             event_kind::BATTERY_ISOLATED => out.push(log_id, K::BatteryIsolated, false),
             _ => {}
@@ -573,6 +575,22 @@ mod tests {
             self.time_s = t;
             self
         }
+    }
+
+    #[test]
+    fn a_reset_with_dead_sensors_out_of_service_restores_the_alarms_too() {
+        // Hazard: the fire authority keeps seeing a fire after a local reset with the key held.
+        let mut log = vec![entry(1, event_kind::SOURCE_VALID, 0)];
+        let c = advance(None, &reading(10, 0, &log), 1000, &ident());
+        log.push(entry(2, event_kind::STAGE_ENTERED, 1));
+        log.push(entry(3, event_kind::STAGE_ENTERED, 2));
+        let mut c = advance(Some(&c), &reading(11, 2, &log), 2000, &ident());
+        c.pending.clear();
+        log.push(entry(4, event_kind::RESET_OVERRIDE, 1 << 3));
+        let c = advance(Some(&c), &reading(12, 0, &log), 3000, &ident());
+        let r: Vec<(K, bool)> = codes(&c).into_iter().map(|x| (x.1, x.2)).collect();
+        assert_eq!(r, vec![(K::FireStage1, true), (K::FirePreAlarm, true)]);
+        assert_eq!(c.stage, 0);
     }
 
     #[test]

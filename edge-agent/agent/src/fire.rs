@@ -34,7 +34,7 @@ pub type PointRef = (String, String);
 pub fn event_kind(k: &EventKind) -> &'static str {
     match k {
         EventKind::StageEntered { .. } | EventKind::Restored { .. } => "fire.stage",
-        EventKind::ResetAccepted => "fire.reset",
+        EventKind::ResetAccepted | EventKind::ResetOverride { .. } => "fire.reset",
         _ => match k.class() {
             EventClass::Alarm => "fire.action",
             EventClass::Supervisory => "fire.supervisory",
@@ -249,6 +249,7 @@ impl RackRunner {
             reset: digital(get(&self.cfg.panel.reset_key)),
             hold: digital(get(&self.cfg.panel.hold)),
             manual_release: digital(get(&self.cfg.panel.manual_release)),
+            room_gas_release: digital(get(&self.cfg.panel.room_gas_release)),
             manual_only: digital(get(&self.cfg.panel.manual_only)),
             authority: digital(get(&self.cfg.panel.authority_key)),
         }
@@ -292,7 +293,8 @@ impl RackRunner {
             let zone = self.cfg.dc09_zone;
             let rack = self.cfg.number.min(9999) as u16;
             let mut dc09: Vec<sia_dc09::Event> = match ev.kind {
-                EventKind::ResetAccepted => {
+                // A reset with dead sensors taken out of service ends the alarms like any reset.
+                EventKind::ResetAccepted | EventKind::ResetOverride { .. } => {
                     dc09_reset(self.last_stage.unwrap_or(Stage::Stage5), zone, rack)
                 }
                 k => dc09_event(&k, zone, rack).into_iter().collect(),
@@ -696,6 +698,44 @@ mod tests {
             "{events:?}"
         );
         assert!(events.iter().all(|e| e.severity != Severity::Alarm));
+    }
+
+    #[test]
+    fn a_reset_with_a_dead_sensor_out_of_service_sends_the_restores() {
+        // Hazard: after a local reset with the key held (a dead sensor taken out of service)
+        // the fire authority would keep seeing the alarms.
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = rack(dir.path());
+        cfg.panel.reset_key = Some(("rio".to_owned(), "reset".to_owned()));
+        let mut r = RackRunner::new(cfg, None, 0).unwrap();
+        let with = |t: f64, reset: bool| {
+            let mut v = values(t, Quality::Good);
+            v.insert(
+                ("rio".to_owned(), "reset".to_owned()),
+                (Some(Value::Bool(reset)), Quality::Good),
+            );
+            v
+        };
+        let mut all = Vec::new();
+        let t = run_for(&mut r, 0, 3000, &with(61.0, false), &mut all);
+        assert_eq!(r.logic.stage(), Stage::Stage1);
+        let mut cool = with(30.0, false);
+        cool.insert(("rio".to_owned(), "t1".to_owned()), (None, Quality::Bad));
+        let t = run_for(&mut r, t, 3000, &cool, &mut all);
+        cool.insert(
+            ("rio".to_owned(), "reset".to_owned()),
+            (Some(Value::Bool(true)), Quality::Good),
+        );
+        all.clear();
+        run_for(&mut r, t, 11_000, &cool, &mut all);
+        assert_eq!(r.logic.stage(), Stage::Normal);
+        let reset: Vec<_> = all
+            .iter()
+            .flat_map(|c| &c.events)
+            .filter(|(e, _)| e.kind == "fire.reset")
+            .collect();
+        assert_eq!(reset.len(), 1, "one reset event");
+        assert!(reset[0].1.iter().all(|e| e.restore) && !reset[0].1.is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use crate::types::DeciC;
+use crate::types::{DeciC, SourceId};
 
 /// The largest confirmation sample count (`Config::confirm_samples`).
 pub const MAX_CONFIRM_SAMPLES: u8 = 8;
@@ -16,6 +16,8 @@ pub const MAX_GAS_WARNING_MS: u32 = 60_000;
 /// The contactor (and other) feedback may disagree with the command for at most this long
 /// before a fault is reported.
 pub const MAX_FEEDBACK_MISMATCH_MS: u32 = 100;
+/// The largest common-cause group id (`Config::common_cause`); 0 means "no shared cause".
+pub const MAX_COMMON_CAUSE_GROUP: u8 = 15;
 
 /// Which independent evidence counts as corroboration for stage 2 and later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,14 @@ pub struct Config {
     pub offgas_supervisory: i32,
     /// Off-gas stage 1 level. Default 25.0 % LFL.
     pub offgas_stage1: i32,
+    /// Off-gas at or above `offgas_supervisory` for this long (valid readings; a detector lost
+    /// while the level was high keeps the timer running) gives stage 1. Default 60 s.
+    pub offgas_sustained_ms: u32,
+    /// Off-gas at or above `offgas_supervisory` that rose by at least this much within
+    /// `offgas_ror_window_ms` gives stage 1. Default 5.0 % LFL.
+    pub offgas_ror_rise: i32,
+    /// Off-gas rate-of-rise window. Default 60 s.
+    pub offgas_ror_window_ms: u32,
     /// Camera hot spot: camera at or above this plus smoke gives stage 1. Default 50.0 C.
     pub camera_hotspot: DeciC,
     /// N consecutive samples for a threshold to count (1..=8; N x slowest period <= 1 s).
@@ -88,22 +98,23 @@ pub struct Config {
     pub open_code: i32,
     /// Raw code a temperature input reports for a short circuit. Default -32768 (0x8000).
     pub short_code: i32,
-    /// Largest plausible change between two consecutive temperature samples. Default 15.0 C.
+    /// Rate limit of a temperature source: the reading the logic uses follows the sensor by at
+    /// most this much per sample, so a single-sample spike never confirms while a reading that
+    /// stays high (a flickering flame) is followed within a few samples. Default 15.0 C.
     pub max_jump: DeciC,
-    /// Plausible samples needed after an implausible jump before the source counts again.
-    /// Default 3.
-    pub jump_recover_samples: u8,
     /// Largest plausible difference between the two redundant rack sensors. Default 15.0 C.
     pub partner_band: DeciC,
-    /// Coolant (stage 4) when the governing temperature has not fallen by this much below its
-    /// peak since stage 3. Default 5.0 C.
+    /// Coolant (stage 4) when a valid temperature source at or above the stage 1 threshold has
+    /// not fallen by this much below its own peak since stage 3 (or a source was lost while at
+    /// or above stage 1, or no temperature source is valid). Default 5.0 C.
     pub coolant_min_fall: DeciC,
-    /// ...checked from this long after stage 3. Default 120 s.
+    /// ...checked from this long after stage 3 (time in stage 3, kept across restarts).
+    /// Default 120 s.
     pub coolant_after_ms: u32,
-    /// Room gas (stage 5) when it has not fallen by this much below its peak since stage 4.
-    /// Default 5.0 C.
+    /// Room gas (stage 5): the same test against the peaks since stage 4. Default 5.0 C.
     pub gas_min_fall: DeciC,
-    /// ...checked from this long after stage 4. Default 300 s.
+    /// ...checked from this long after stage 4 (time in stage 4, kept across restarts).
+    /// Default 300 s.
     pub gas_after_ms: u32,
     /// Pre-discharge warning before the room gas is released. Default 30 s, at most 60 s.
     pub gas_warning_ms: u32,
@@ -115,6 +126,16 @@ pub struct Config {
     pub test_mode_max_ms: u32,
     /// Longest sensor inhibit. Default 8 h.
     pub inhibit_max_ms: u32,
+    /// Holding the local reset key this long (after a refused reset) resets with the invalid
+    /// sources taken out of service, provided everything that is still valid allows a reset and
+    /// at least one temperature source is valid. Logged with the sources. Default 10 s.
+    pub reset_override_ms: u32,
+    /// Common-cause group of each sensor source, in [`crate::SourceId`] order (`bms`,
+    /// `rack_temp1`, `rack_temp2`, `camera`, `smoke`, `offgas`). Sources with the same non-zero
+    /// id share an ADC, a supply, a module or a cable, and never corroborate each other; 0 means
+    /// the source shares no declared cause with any other. Default: all 0 (declare the groups
+    /// of the actual wiring; the rack controller board declares its own).
+    pub common_cause: [u8; 6],
     /// Corroboration rules for stage 2 and later.
     pub corroboration: Corroboration,
     /// Fitted inputs.
@@ -133,6 +154,9 @@ impl Default for Config {
             ror_window_ms: 60_000,
             offgas_supervisory: 100,
             offgas_stage1: 250,
+            offgas_sustained_ms: 60_000,
+            offgas_ror_rise: 50,
+            offgas_ror_window_ms: 60_000,
             camera_hotspot: 500,
             confirm_samples: 2,
             period_ms: [500; 6],
@@ -141,7 +165,6 @@ impl Default for Config {
             open_code: 32_767,
             short_code: -32_768,
             max_jump: 150,
-            jump_recover_samples: 3,
             partner_band: 150,
             coolant_min_fall: 50,
             coolant_after_ms: 120_000,
@@ -152,6 +175,8 @@ impl Default for Config {
             feedback_mismatch_ms: MAX_FEEDBACK_MISMATCH_MS,
             test_mode_max_ms: 30 * 60_000,
             inhibit_max_ms: 8 * 3_600_000,
+            reset_override_ms: 10_000,
+            common_cause: [0; 6],
             corroboration: Corroboration {
                 second_temperature: true,
                 smoke: true,
@@ -208,6 +233,33 @@ impl Fitted {
 }
 
 impl Config {
+    /// True if `a` may corroborate `b` (and the reverse): two different sources that do not
+    /// share a declared common-cause group.
+    pub fn independent(&self, a: SourceId, b: SourceId) -> bool {
+        if a == b {
+            return false;
+        }
+        let ga = self.common_cause.get(a.index()).copied().unwrap_or(0);
+        let gb = self.common_cause.get(b.index()).copied().unwrap_or(0);
+        ga == 0 || ga != gb
+    }
+
+    /// True if some fitted temperature source has an enabled corroboration rule whose source is
+    /// fitted and independent of it.
+    fn any_independent_corroboration(&self) -> bool {
+        let f = &self.fitted;
+        let rules = &self.corroboration;
+        SourceId::TEMPERATURES.iter().any(|t| {
+            f.source(t.index())
+                && ((rules.second_temperature
+                    && SourceId::TEMPERATURES
+                        .iter()
+                        .any(|o| f.source(o.index()) && self.independent(*t, *o)))
+                    || (rules.smoke && f.smoke && self.independent(*t, SourceId::Smoke))
+                    || (rules.offgas && f.offgas && self.independent(*t, SourceId::OffGas)))
+        })
+    }
+
     /// Checks every field and every relation between fields. Returns the first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let c = self;
@@ -303,9 +355,29 @@ impl Config {
         )?;
         check(c.max_jump > 0, "max_jump_c", "must be greater than 0")?;
         check(
-            c.jump_recover_samples >= 1 && c.jump_recover_samples <= 100,
-            "jump_recover_samples",
-            "must be between 1 and 100",
+            c.offgas_sustained_ms >= 1_000 && c.offgas_sustained_ms <= 3_600_000,
+            "offgas_sustained_ms",
+            "must be between 1000 and 3600000",
+        )?;
+        check(
+            c.offgas_ror_rise > 0 && c.offgas_ror_rise <= 1_000,
+            "offgas_ror_rise_pct",
+            "must be greater than 0 and at most 100 % LFL",
+        )?;
+        check(
+            c.offgas_ror_window_ms >= 1_000 && c.offgas_ror_window_ms <= 3_600_000,
+            "offgas_ror_window_ms",
+            "must be between 1000 and 3600000",
+        )?;
+        check(
+            c.reset_override_ms >= 3_000 && c.reset_override_ms <= 60_000,
+            "reset_override_ms",
+            "must be between 3000 and 60000 (a deliberate hold of the local reset key)",
+        )?;
+        check(
+            c.common_cause.iter().all(|g| *g <= MAX_COMMON_CAUSE_GROUP),
+            "common_cause",
+            "group ids must be between 0 (no shared cause) and 15",
         )?;
         check(
             c.partner_band > 0,
@@ -362,26 +434,17 @@ impl Config {
             "corroboration",
             "must enable at least one of second_temperature, smoke, offgas",
         )?;
-        let temps_fitted = [
-            c.fitted.bms,
-            c.fitted.rack_temp1,
-            c.fitted.rack_temp2,
-            c.fitted.camera,
-        ]
-        .iter()
-        .filter(|f| **f)
-        .count();
-        check(
-            (c.corroboration.second_temperature && temps_fitted >= 2)
-                || (c.corroboration.smoke && c.fitted.smoke)
-                || (c.corroboration.offgas && c.fitted.offgas),
-            "corroboration",
-            "enables no rule whose source is fitted (second_temperature needs two fitted temperature sources)",
-        )?;
         check(
             c.fitted.bms || c.fitted.rack_temp1 || c.fitted.rack_temp2 || c.fitted.camera,
             "fitted",
             "must include at least one temperature source",
+        )?;
+        check(
+            c.any_independent_corroboration(),
+            "corroboration",
+            "enables no rule with a fitted source independent of a fitted temperature source \
+             (second_temperature needs two fitted temperature sources in different common-cause \
+             groups; smoke and offgas must not share the group of every temperature source)",
         )?;
         Ok(())
     }
@@ -400,6 +463,7 @@ impl Config {
             c.ror_rise,
             c.offgas_supervisory,
             c.offgas_stage1,
+            c.offgas_ror_rise,
             c.camera_hotspot,
             c.valid_min,
             c.valid_max,
@@ -421,13 +485,17 @@ impl Config {
             c.feedback_mismatch_ms,
             c.test_mode_max_ms,
             c.inhibit_max_ms,
+            c.offgas_sustained_ms,
+            c.offgas_ror_window_ms,
+            c.reset_override_ms,
         ] {
             h.bytes(&v.to_le_bytes());
         }
         for p in c.period_ms {
             h.bytes(&p.to_le_bytes());
         }
-        h.bytes(&[c.confirm_samples, c.jump_recover_samples]);
+        h.bytes(&[c.confirm_samples]);
+        h.bytes(&c.common_cause);
         let f = &c.fitted;
         let k = &c.corroboration;
         for b in [

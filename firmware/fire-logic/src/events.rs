@@ -5,7 +5,7 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::source::Invalidity;
-use crate::types::{DeciC, SourceId, Stage, Supervisory, Tenths, Trouble};
+use crate::types::{DeciC, SourceId, SourceSet, Stage, Supervisory, Tenths, Trouble};
 
 /// Capacity of the event log.
 pub const EVENT_LOG_CAPACITY: usize = 64;
@@ -51,6 +51,31 @@ pub enum Corroborator {
     },
 }
 
+/// Why a timed stage (coolant, room gas) found that the fire has not fallen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotFallen {
+    /// A valid source at or above the stage 1 threshold has not fallen `*_min_fall` below its
+    /// own peak since the previous stage.
+    Hot {
+        /// The source.
+        source: SourceId,
+        /// Its peak since the previous stage.
+        peak: DeciC,
+        /// Its confirmed value now.
+        now: DeciC,
+    },
+    /// A source was lost (fault, open, stale ...) while at or above the stage 1 threshold: a
+    /// sensor the fire destroyed counts as still hot.
+    LostWhileHot {
+        /// The source.
+        source: SourceId,
+        /// Its last valid value.
+        last: DeciC,
+    },
+    /// No temperature source is valid: the fire cannot be shown to be out.
+    NoValidTemperature,
+}
+
 /// Why a stage was entered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -60,12 +85,31 @@ pub enum Cause {
         source: SourceId,
         /// Its confirmed value.
         value: DeciC,
-        /// The corroboration (stage 2 and later).
+        /// The corroboration by an independent source (stage 2 and later).
         corroborated_by: Option<Corroborator>,
     },
-    /// Confirmed off-gas reached the level.
+    /// Confirmed off-gas reached the stage 1 level.
     OffGas {
         /// Tenths of % LFL.
+        value: i32,
+    },
+    /// Off-gas at or above the supervisory level for `offgas_sustained_ms`.
+    OffGasSustained {
+        /// The latest confirmed value, if the detector is still valid (tenths of % LFL).
+        value: Option<i32>,
+    },
+    /// Off-gas at or above the supervisory level and rising by `offgas_ror_rise` within its
+    /// window.
+    OffGasRising {
+        /// Confirmed value (tenths of % LFL).
+        value: i32,
+        /// Rise within the window (tenths of % LFL).
+        rise: i32,
+    },
+    /// Confirmed smoke together with off-gas at or above the supervisory level (independent
+    /// detectors).
+    SmokeAndOffGas {
+        /// Off-gas, tenths of % LFL.
         value: i32,
     },
     /// Confirmed smoke together with a camera hot spot.
@@ -73,6 +117,8 @@ pub enum Cause {
         /// The camera's confirmed value.
         camera: DeciC,
     },
+    /// Confirmed smoke while no temperature source is valid.
+    SmokeNoTemperature,
     /// Confirmed smoke alone (pre-alarm).
     Smoke,
     /// The governing temperature rose by `rise` within the rate-of-rise window.
@@ -80,17 +126,20 @@ pub enum Cause {
         /// Rise in tenths.
         rise: DeciC,
     },
-    /// The temperature did not fall after the previous stage.
-    NotFalling {
-        /// Peak since the previous stage.
-        peak: DeciC,
-        /// Current governing value.
-        now: DeciC,
-        /// The corroboration.
-        corroborated_by: Corroborator,
+    /// The fire has not fallen after the previous stage's delay.
+    NotFallen(NotFallen),
+    /// In stage 2 every temperature source was lost, one of them while at or above the stage 2
+    /// threshold: the fire destroyed the evidence, escalation goes on.
+    EvidenceLost {
+        /// The source lost while hottest.
+        source: SourceId,
+        /// Its last valid value.
+        last: DeciC,
     },
-    /// The local manual release.
+    /// The rack's local manual release (agent).
     ManualRelease,
+    /// The room's gas release (a person decided to flood the room).
+    RoomGasRelease,
 }
 
 /// Why a local reset was refused.
@@ -107,7 +156,14 @@ pub enum ResetRefusal {
     SmokePresent,
     /// Off-gas at or above the supervisory level.
     OffGasPresent,
-    /// No valid temperature source: the fire cannot be shown to be out.
+    /// A fitted source is not valid (fault, open, stale, disagreeing ...): the fire cannot be
+    /// shown to be out there. Holding the reset key for `reset_override_ms` takes it out of
+    /// service.
+    SourceInvalid {
+        /// The first invalid source.
+        source: SourceId,
+    },
+    /// No valid temperature source: the fire cannot be shown to be out (no override).
     NoValidTemperature,
 }
 
@@ -121,6 +177,10 @@ impl fmt::Display for ResetRefusal {
             ),
             ResetRefusal::SmokePresent => f.write_str("smoke present"),
             ResetRefusal::OffGasPresent => f.write_str("off-gas present"),
+            ResetRefusal::SourceInvalid { source } => write!(
+                f,
+                "{source} is not valid (hold the reset key to take it out of service)"
+            ),
             ResetRefusal::NoValidTemperature => f.write_str("no valid temperature source"),
         }
     }
@@ -168,10 +228,18 @@ pub enum EventKind {
     },
     /// The local reset key was turned and the reset was accepted.
     ResetAccepted,
+    /// The local reset key was held for `reset_override_ms` and the reset was accepted with
+    /// these invalid sources taken out of service (the audit record of that local decision).
+    ResetOverride {
+        /// The sources that were not valid at the reset.
+        out_of_service: SourceSet,
+    },
     /// The local reset key was turned and the reset was refused.
     ResetRefused(ResetRefusal),
-    /// The local manual release was operated.
+    /// The rack's local manual release was operated.
     ManualRelease,
+    /// The room's gas release was operated (the gas follows the pre-discharge warning).
+    RoomGasRelease,
     /// Agent released (automatic, or by manual release).
     AgentReleased,
     /// Agent held back because manual-only mode is on.
@@ -253,6 +321,7 @@ impl EventKind {
                 }
             }
             EventKind::ManualRelease
+            | EventKind::RoomGasRelease
             | EventKind::AgentReleased
             | EventKind::GasWarningStarted
             | EventKind::GasReleased => EventClass::Alarm,
@@ -275,6 +344,27 @@ fn write_corroborator(f: &mut fmt::Formatter<'_>, c: &Corroborator) -> fmt::Resu
     }
 }
 
+impl fmt::Display for NotFallen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotFallen::Hot { source, peak, now } => write!(
+                f,
+                "{source} at {} C has not fallen enough from its peak {} C",
+                Tenths(*now),
+                Tenths(*peak)
+            ),
+            NotFallen::LostWhileHot { source, last } => write!(
+                f,
+                "{source} was lost at {} C and counts as still hot",
+                Tenths(*last)
+            ),
+            NotFallen::NoValidTemperature => {
+                f.write_str("no valid temperature: the fire cannot be shown to be out")
+            }
+        }
+    }
+}
+
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -291,27 +381,38 @@ impl fmt::Display for Cause {
                 Ok(())
             }
             Cause::OffGas { value } => write!(f, "off-gas {} % LFL confirmed", Tenths(*value)),
+            Cause::OffGasSustained { value } => {
+                f.write_str("off-gas at or above the supervisory level for the sustained time")?;
+                match value {
+                    Some(v) => write!(f, " (now {} % LFL)", Tenths(*v)),
+                    None => f.write_str(" (detector lost while high)"),
+                }
+            }
+            Cause::OffGasRising { value, rise } => write!(
+                f,
+                "off-gas {} % LFL rising {} % LFL within the window",
+                Tenths(*value),
+                Tenths(*rise)
+            ),
+            Cause::SmokeAndOffGas { value } => {
+                write!(f, "smoke with off-gas {} % LFL", Tenths(*value))
+            }
             Cause::SmokeAndHotSpot { camera } => {
                 write!(f, "smoke with camera hot spot {} C", Tenths(*camera))
             }
+            Cause::SmokeNoTemperature => f.write_str("smoke with no valid temperature source"),
             Cause::Smoke => f.write_str("smoke confirmed"),
             Cause::RateOfRise { rise } => {
                 write!(f, "temperature rose {} C within the window", Tenths(*rise))
             }
-            Cause::NotFalling {
-                peak,
-                now,
-                corroborated_by,
-            } => {
-                write!(
-                    f,
-                    "temperature {} C has not fallen enough from peak {} C, corroborated by ",
-                    Tenths(*now),
-                    Tenths(*peak)
-                )?;
-                write_corroborator(f, corroborated_by)
-            }
+            Cause::NotFallen(n) => write!(f, "{n}"),
+            Cause::EvidenceLost { source, last } => write!(
+                f,
+                "every temperature source lost, {source} at {} C: escalation goes on",
+                Tenths(*last)
+            ),
             Cause::ManualRelease => f.write_str("manual release"),
+            Cause::RoomGasRelease => f.write_str("room gas release"),
         }
     }
 }
@@ -321,8 +422,16 @@ impl fmt::Display for EventKind {
         match self {
             EventKind::StageEntered { stage, cause } => write!(f, "{stage}: {cause}"),
             EventKind::ResetAccepted => f.write_str("local reset accepted"),
+            EventKind::ResetOverride { out_of_service } => {
+                f.write_str("local reset accepted (key held) with out of service:")?;
+                for s in out_of_service.iter() {
+                    write!(f, " {s}")?;
+                }
+                Ok(())
+            }
             EventKind::ResetRefused(r) => write!(f, "local reset refused: {r}"),
             EventKind::ManualRelease => f.write_str("manual release operated"),
+            EventKind::RoomGasRelease => f.write_str("room gas release operated"),
             EventKind::AgentReleased => f.write_str("agent released"),
             EventKind::AgentInhibitedManualOnly => f.write_str("agent held back: manual-only mode"),
             EventKind::GasWarningStarted => f.write_str("room gas pre-discharge warning started"),

@@ -1,25 +1,45 @@
 //! The persistence record: what a controller restart must not forget.
 //!
-//! Byte layout of version 1 (all integers little-endian, [`LatchRecord::LEN`] = 80 bytes;
-//! the controller image adds its own CRC around it):
+//! Byte layout of version 2 (all integers little-endian, [`LatchRecord::LEN`] = 40 bytes; the
+//! controller image adds its own CRC around it):
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
-//! | 0 | 1 | version (1) |
+//! | 0 | 1 | version (2) |
 //! | 1 | 1 | stage code (0..=6) |
 //! | 2 | 2 | actions bits at snapshot |
-//! | 4 | 1 | flags: bit0 agent released, bit1 isolated, bit2 buzzer silenced, bit3 peak3 present, bit4 peak4 present |
+//! | 4 | 1 | flags: bit0 agent released, bit1 isolated, bit2 buzzer silenced, bit3 room gas requested manually, bit4 off-gas timer running, bit5 loss-of-temperature timer running |
 //! | 5 | 1 | gas state (0 idle, 1 warning, 2 held, 3 manual-only, 4 released) |
-//! | 6 | 2 | reserved, 0 |
+//! | 6 | 1 | temperature sources lost while at or above stage 1 in the current stage (bit = [`crate::SourceId`] index 0..=3) |
+//! | 7 | 1 | reserved, 0 |
 //! | 8 | 4 | configuration fingerprint |
 //! | 12 | 4 | next event sequence number |
-//! | 16 | 4 | peak after stage 3 (tenths C) |
-//! | 20 | 4 | peak after stage 4 (tenths C) |
-//! | 24 | 56 | stage entry times, 7 x u64 ms (index = stage code) |
+//! | 16 | 4 | stage timer: ms spent in stage 3 or 4 |
+//! | 20 | 4 | ms the room-gas pre-discharge warning has sounded |
+//! | 24 | 4 | off-gas sustained timer, ms |
+//! | 28 | 4 | loss-of-every-temperature timer, ms |
+//! | 32 | 8 | peak of each temperature source since the current stage (2, 3 or 4) began, 4 x i16 tenths C in [`crate::SourceId`] order, `i16::MIN` = none |
+//!
+//! Timers are stored in whole [`CHECKPOINT_MS`] (rounded down, saturated at their delay) and
+//! peaks in whole degrees (rounded up), so the record changes at most once a second per
+//! running timer and once per degree per rising source: it can be written on every change
+//! without wearing the flash. A restore credits each running stage, off-gas and loss timer
+//! with [`RESTORE_CREDIT_MS`], so even a reboot loop faster than the checkpoint makes
+//! progress toward coolant, gas and isolation (a delay is shortened by at most one
+//! [`RESTORE_CREDIT_MS`] per restart). The pre-discharge warning gets no credit: its sounding
+//! time is never shortened by a restart.
 
 use core::fmt;
 
-use crate::types::{Actions, DeciC, Stage};
+use crate::types::{Actions, DeciC, SourceSet, Stage};
+
+/// Timers are persisted in whole multiples of this (rounded down).
+pub const CHECKPOINT_MS: u32 = 1_000;
+/// A restore adds this to every running stage, off-gas and loss timer (not to the
+/// pre-discharge warning).
+pub const RESTORE_CREDIT_MS: u32 = CHECKPOINT_MS;
+/// The largest timer value a record may hold.
+const MAX_TIMER_MS: u32 = 3_600_000;
 
 /// The room-gas sequence state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +50,7 @@ pub enum GasState {
     Warning = 1,
     /// Held by the hold-to-abort switch.
     Held = 2,
-    /// Waiting for a manual release (manual-only mode).
+    /// Waiting for the room's manual gas release (manual-only mode).
     ManualOnly = 3,
     /// Released.
     Released = 4,
@@ -62,17 +82,28 @@ pub struct LatchRecord {
     pub agent_released: bool,
     /// Room gas sequence.
     pub gas: GasState,
+    /// A person operated the room's gas release (manual-only mode no longer holds the gas).
+    pub gas_requested_manually: bool,
     /// Battery isolated after losing every temperature source.
     pub isolated: bool,
     /// Buzzer acknowledged.
     pub buzzer_silenced: bool,
-    /// Logic time at which each stage was entered (index = stage code), in the time base of
-    /// the boot that wrote the record.
-    pub stage_entered_ms: [u64; 7],
-    /// Peak governing temperature since stage 3.
-    pub peak_after_stage3: Option<DeciC>,
-    /// Peak governing temperature since stage 4.
-    pub peak_after_stage4: Option<DeciC>,
+    /// Time spent in stage 3 (toward coolant) or stage 4 (toward room gas), ms; 0 otherwise.
+    pub stage_timer_ms: u32,
+    /// Time the pre-discharge warning has sounded since it last (re)started, ms.
+    pub gas_warning_ms: u32,
+    /// Off-gas sustained timer (off-gas at or above the supervisory level), if running.
+    pub offgas_timer_ms: Option<u32>,
+    /// Loss-of-every-temperature timer (toward isolation), if running.
+    pub loss_timer_ms: Option<u32>,
+    /// Temperature sources lost (invalid) while at or above the stage 1 threshold during the
+    /// current stage (2 to 4): after a restart they still count as not fallen, even before
+    /// they could go stale again.
+    pub lost_while_hot: SourceSet,
+    /// Peak of each temperature source since the current stage began (stages 2 to 4), in
+    /// [`crate::SourceId::TEMPERATURES`] order. After a restore these stand in for the last
+    /// known values: a source that does not come back counts as lost at its peak.
+    pub peaks: [Option<DeciC>; 4],
     /// The event log's next sequence number, so numbering continues after a restart.
     pub next_event_seq: u32,
     /// [`crate::Config::fingerprint`] of the configuration in force.
@@ -130,7 +161,10 @@ impl Writer<'_> {
     fn put(&mut self, bytes: &[u8]) {
         let end = self.pos.saturating_add(bytes.len());
         if let Some(dst) = self.buf.get_mut(self.pos..end) {
-            dst.copy_from_slice(bytes);
+            // Element-wise: `copy_from_slice` would link a length-mismatch panic.
+            for (d, b) in dst.iter_mut().zip(bytes) {
+                *d = *b;
+            }
         }
         self.pos = end;
     }
@@ -146,7 +180,9 @@ impl Reader<'_> {
         let end = self.pos.saturating_add(N);
         let mut out = [0u8; N];
         if let Some(src) = self.buf.get(self.pos..end) {
-            out.copy_from_slice(src);
+            for (d, b) in out.iter_mut().zip(src) {
+                *d = *b;
+            }
         }
         self.pos = end;
         out
@@ -155,15 +191,26 @@ impl Reader<'_> {
         let [b] = self.take::<1>();
         b
     }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
 }
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const NO_PEAK: i16 = i16::MIN;
+
+/// A peak in whole degrees, rounded up (so a restored peak is never lower than the real one
+/// and a fall is never found earlier), within the i16 range.
+fn peak_to_i16(p: DeciC) -> i16 {
+    let up = p.saturating_add(9).div_euclid(10).saturating_mul(10);
+    i16::try_from(up.clamp(-32_767, i32::from(i16::MAX))).unwrap_or(i16::MAX)
+}
 
 impl LatchRecord {
     /// Encoded size in bytes.
-    pub const LEN: usize = 80;
+    pub const LEN: usize = 40;
 
-    /// Encodes the record (version 1 layout, see the module documentation).
+    /// Encodes the record (version 2 layout, see the module documentation).
     pub fn to_bytes(&self) -> [u8; LatchRecord::LEN] {
         let mut buf = [0u8; LatchRecord::LEN];
         let mut w = Writer {
@@ -175,8 +222,9 @@ impl LatchRecord {
             self.agent_released,
             self.isolated,
             self.buzzer_silenced,
-            self.peak_after_stage3.is_some(),
-            self.peak_after_stage4.is_some(),
+            self.gas_requested_manually,
+            self.offgas_timer_ms.is_some(),
+            self.loss_timer_ms.is_some(),
         ]
         .into_iter()
         .enumerate()
@@ -187,13 +235,19 @@ impl LatchRecord {
         }
         w.put(&[VERSION, self.stage.code()]);
         w.put(&self.actions.bits().to_le_bytes());
-        w.put(&[flags, self.gas as u8, 0, 0]);
+        w.put(&[flags, self.gas as u8, self.lost_while_hot.bits(), 0]);
         w.put(&self.config_fingerprint.to_le_bytes());
         w.put(&self.next_event_seq.to_le_bytes());
-        w.put(&self.peak_after_stage3.unwrap_or(0).to_le_bytes());
-        w.put(&self.peak_after_stage4.unwrap_or(0).to_le_bytes());
-        for t in self.stage_entered_ms {
+        for t in [
+            self.stage_timer_ms,
+            self.gas_warning_ms,
+            self.offgas_timer_ms.unwrap_or(0),
+            self.loss_timer_ms.unwrap_or(0),
+        ] {
             w.put(&t.to_le_bytes());
+        }
+        for p in self.peaks {
+            w.put(&p.map_or(NO_PEAK, peak_to_i16).to_le_bytes());
         }
         buf
     }
@@ -212,20 +266,43 @@ impl LatchRecord {
         let actions = Actions::from_bits(u16::from_le_bytes(r.take()))
             .ok_or(LatchError::BadField { field: "actions" })?;
         let flags = r.u8();
-        if flags & !0x1f != 0 {
+        if flags & !0x3f != 0 {
             return Err(LatchError::BadField { field: "flags" });
         }
         let gas = GasState::from_code(r.u8()).ok_or(LatchError::BadField { field: "gas" })?;
-        if r.take::<2>() != [0, 0] {
+        let lost_bits = r.u8();
+        if lost_bits & !0x0f != 0 {
+            return Err(LatchError::BadField {
+                field: "lost_while_hot",
+            });
+        }
+        let mut lost_while_hot = SourceSet::NONE;
+        for id in crate::types::SourceId::TEMPERATURES {
+            if lost_bits & (1u8 << (id as u8)) != 0 {
+                lost_while_hot.insert(id);
+            }
+        }
+        if r.u8() != 0 {
             return Err(LatchError::BadField { field: "reserved" });
         }
-        let config_fingerprint = u32::from_le_bytes(r.take());
-        let next_event_seq = u32::from_le_bytes(r.take());
-        let peak3 = i32::from_le_bytes(r.take());
-        let peak4 = i32::from_le_bytes(r.take());
-        let mut stage_entered_ms = [0u64; 7];
-        for t in stage_entered_ms.iter_mut() {
-            *t = u64::from_le_bytes(r.take());
+        let config_fingerprint = r.u32();
+        let next_event_seq = r.u32();
+        let timers = [r.u32(), r.u32(), r.u32(), r.u32()];
+        if timers.iter().any(|t| *t > MAX_TIMER_MS) {
+            return Err(LatchError::BadField { field: "timers" });
+        }
+        let [stage_timer_ms, gas_warning_ms, offgas, loss] = timers;
+        if (flags & (1 << 4) == 0 && offgas != 0) || (flags & (1 << 5) == 0 && loss != 0) {
+            return Err(LatchError::BadField { field: "timers" });
+        }
+        let mut peaks = [None; 4];
+        for p in peaks.iter_mut() {
+            let v = i16::from_le_bytes(r.take());
+            *p = if v == NO_PEAK {
+                None
+            } else {
+                Some(i32::from(v))
+            };
         }
         let flag = |bit: u8| flags & (1u8 << bit) != 0;
         let rec = LatchRecord {
@@ -233,15 +310,19 @@ impl LatchRecord {
             actions,
             agent_released: flag(0),
             gas,
+            gas_requested_manually: flag(3),
             isolated: flag(1),
             buzzer_silenced: flag(2),
-            stage_entered_ms,
-            peak_after_stage3: if flag(3) { Some(peak3) } else { None },
-            peak_after_stage4: if flag(4) { Some(peak4) } else { None },
+            stage_timer_ms,
+            gas_warning_ms,
+            offgas_timer_ms: if flag(4) { Some(offgas) } else { None },
+            loss_timer_ms: if flag(5) { Some(loss) } else { None },
+            lost_while_hot,
+            peaks,
             next_event_seq,
             config_fingerprint,
         };
-        if rec.gas != GasState::Idle && rec.stage != Stage::Stage5 {
+        if (rec.gas != GasState::Idle || rec.gas_requested_manually) && rec.stage != Stage::Stage5 {
             return Err(LatchError::Inconsistent {
                 what: "room gas sequence below stage 5",
             });
@@ -249,6 +330,23 @@ impl LatchRecord {
         if rec.agent_released && rec.stage < Stage::Stage3 {
             return Err(LatchError::Inconsistent {
                 what: "agent released below stage 3",
+            });
+        }
+        if rec.stage_timer_ms != 0 && !matches!(rec.stage, Stage::Stage3 | Stage::Stage4) {
+            return Err(LatchError::Inconsistent {
+                what: "stage timer outside stages 3 and 4",
+            });
+        }
+        if rec.gas_warning_ms != 0 && rec.gas != GasState::Warning {
+            return Err(LatchError::Inconsistent {
+                what: "warning time without a running warning",
+            });
+        }
+        if (rec.peaks.iter().any(Option::is_some) || !rec.lost_while_hot.is_empty())
+            && !matches!(rec.stage, Stage::Stage2 | Stage::Stage3 | Stage::Stage4)
+        {
+            return Err(LatchError::Inconsistent {
+                what: "peaks or lost sources outside stages 2 to 4",
             });
         }
         Ok(rec)

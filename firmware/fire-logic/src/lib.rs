@@ -20,6 +20,7 @@
 //! RackLogic::events(&self) -> &EventLog  /  take_event(&mut self) -> Option<Event>
 //! RackLogic::latch_record(&self) -> LatchRecord                        persist when it changes
 //! RackLogic::restore(Config, &LatchRecord, now_ms: u64) -> Result<RackLogic, ConfigError>
+//! Config::independent(&self, a: SourceId, b: SourceId) -> bool      not one common-cause group
 //! LatchRecord::to_bytes(&self) -> [u8; LatchRecord::LEN]
 //! LatchRecord::from_bytes(&[u8]) -> Result<LatchRecord, LatchError>
 //! ```
@@ -38,19 +39,31 @@
 //! [`Stage`] goes forward only and is latched until an accepted local reset:
 //! `Normal -> PreAlarm -> Stage1 (contactor open + blanket) -> Stage2 (patch) -> Stage3 (agent)
 //! -> Stage4 (coolant) -> Stage5 (room gas request, pre-discharge warning, release)`.
-//! Stage 2 and later need an independent corroboration or a manual release. Troubles (invalid
-//! sensors, lost temperature, feedback mismatch) never start a suppression stage.
+//! Stages 2 and 3 need corroboration by an *independent* source (outside the common-cause
+//! group of the hot sensor, [`Config::common_cause`]) or a manual release. Troubles (invalid
+//! sensors, feedback mismatch) never start a suppression stage on their own, but the fire
+//! damaging its own evidence never stops escalation: a temperature source lost while hot
+//! counts as not fallen, the stage timers run without valid temperatures, smoke with no valid
+//! temperature cuts the power. The rules are listed in plain words in the crate README.
 //!
 //! # Network
 //! [`NetworkCommand`] is the whole vocabulary: acknowledge the buzzer, time sync, test mode,
-//! timed inhibit of one faulted sensor. Nothing else (reset, abort, close contactor, thresholds)
-//! is representable.
+//! timed inhibit of one faulted sensor's trouble report. Nothing else (reset, abort, close
+//! contactor, thresholds) is representable, and none of them changes a stage or an action.
+//!
+//! # Time
+//! `now_ms` is a 64-bit monotonic millisecond clock everywhere (no wrap in the life of a
+//! controller). Stage, warning, off-gas and loss timers accumulate elapsed time and survive a
+//! restart through the [`LatchRecord`] (see [`latch`](crate::LatchRecord)).
 //!
 //! # Invariants (checked by the property tests)
 //! - the stage never decreases except by an accepted local reset;
-//! - agent, coolant and gas need the thresholds plus corroboration, or a manual release;
-//! - no network command turns any suppression output on;
-//! - a sensor fault or trouble never releases anything;
+//! - agent, coolant and gas need the thresholds plus independent corroboration, or a manual
+//!   release; a single sensor or a common-cause group alone never goes past stage 1;
+//! - every room-gas release follows at least `gas_warning_ms` of pre-discharge warning;
+//! - valid independent evidence at a threshold leads to its action within a bound, and a fire
+//!   that destroys its sensors after the agent still gets coolant and gas;
+//! - no network command changes a stage or an action;
 //! - the fire-authority key always forces the contactor open;
 //! - `step` never panics and does bounded work (no loop over unbounded data).
 #![no_std]
@@ -72,16 +85,16 @@ mod source;
 mod stages;
 mod types;
 
-pub use config::{Config, ConfigError, Corroboration, Fitted};
+pub use config::{Config, ConfigError, Corroboration, Fitted, MAX_COMMON_CAUSE_GROUP};
 pub use events::{
-    Cause, Corroborator, EVENT_LOG_CAPACITY, Event, EventClass, EventKind, EventLog, Refused,
-    ResetRefusal,
+    Cause, Corroborator, EVENT_LOG_CAPACITY, Event, EventClass, EventKind, EventLog, NotFallen,
+    Refused, ResetRefusal,
 };
-pub use latch::{GasState, LatchError, LatchRecord};
-pub use logic::{NetworkCommand, RackLogic};
+pub use latch::{CHECKPOINT_MS, GasState, LatchError, LatchRecord, RESTORE_CREDIT_MS};
+pub use logic::{MAX_WARNING_STEP_MS, NetworkCommand, RackLogic};
 pub use source::Invalidity;
 pub use stages::{STAGE_TABLE, StageInfo};
 pub use types::{
-    Action, Actions, Analog, DeciC, Digital, Inputs, Outputs, SourceId, Stage, Supervisory,
-    SupervisoryFlags, Trouble, Troubles,
+    Action, Actions, Analog, DeciC, Digital, Inputs, Outputs, SourceId, SourceSet, Stage,
+    Supervisory, SupervisoryFlags, Trouble, Troubles,
 };

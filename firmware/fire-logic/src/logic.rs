@@ -1,16 +1,26 @@
 //! The rack fire state machine.
+//!
+//! Every rule here is written for a fire that damages its own evidence: a sensor lost while
+//! hot counts as still hot, the stage timers run without valid temperatures, in doubt the
+//! hotter reading wins, corroboration only comes from an independent source, and every room
+//! gas release follows the full pre-discharge warning.
 
 use crate::config::{Config, ConfigError};
-use crate::events::{Cause, Corroborator, EventKind, EventLog, Refused, ResetRefusal};
-use crate::latch::{GasState, LatchRecord};
+use crate::events::{Cause, Corroborator, EventKind, EventLog, NotFallen, Refused, ResetRefusal};
+use crate::latch::{CHECKPOINT_MS, GasState, LatchRecord, RESTORE_CREDIT_MS};
 use crate::source::{Invalidity, Source};
 use crate::types::{
-    Action, Actions, DeciC, Digital, Inputs, Outputs, SourceId, Stage, Supervisory,
+    Action, Actions, DeciC, Digital, Inputs, Outputs, SourceId, SourceSet, Stage, Supervisory,
     SupervisoryFlags, Trouble, Troubles,
 };
 
+/// The most a single control cycle adds to the pre-discharge warning: a clock that jumps
+/// forward, or a controller that stalls, never shortens the warning people hear.
+pub const MAX_WARNING_STEP_MS: u64 = 1_000;
+
 /// The whole vocabulary of network commands. Reset, abort, silencing a stage, closing a
-/// contactor, inhibiting a release or changing a threshold are deliberately not representable.
+/// contactor, inhibiting a release or changing a threshold are deliberately not representable,
+/// and none of these commands changes what the logic actuates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkCommand {
     /// Acknowledge: silence the local buzzer until the next new event.
@@ -27,7 +37,11 @@ pub enum NetworkCommand {
         /// On or off.
         on: bool,
     },
-    /// Inhibit one faulted sensor for a bounded time (itself reported as a trouble).
+    /// Inhibit the *trouble report* of one faulted sensor for a bounded time (the
+    /// `sensor_inhibited` trouble replaces it). Accepted only while the sensor is invalid for
+    /// its own reasons (fault, open, short, out of range, stale); ends at once when the sensor
+    /// gives a valid reading again. It never changes whether the sensor counts, so it never
+    /// applies to a hot or rising reading and never changes a stage or an action.
     InhibitSensor {
         /// The sensor.
         sensor: SourceId,
@@ -36,11 +50,11 @@ pub enum NetworkCommand {
     },
 }
 
-/// Internal room-gas state (adds the warning deadline to [`GasState`]).
+/// Internal room-gas state (adds the warning's sounding time to [`GasState`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gas {
     Idle,
-    Warning { until: u64 },
+    Warning { elapsed: u64 },
     Held,
     ManualOnly,
     Released,
@@ -64,25 +78,85 @@ const SW_HOLD: usize = 1;
 const SW_MANUAL: usize = 2;
 const SW_MANUAL_ONLY: usize = 3;
 const SW_AUTHORITY: usize = 4;
+const SW_ROOM_GAS: usize = 5;
+const SWITCHES: usize = 6;
+/// The momentary switches: acting on an edge, and only once seen off since start.
+const MOMENTARY: [usize; 3] = [SW_RESET, SW_MANUAL, SW_ROOM_GAS];
 
-/// Rate-of-rise state of one temperature source.
+/// Rate-of-rise state of one source.
 #[derive(Debug, Clone, Copy, Default)]
 struct Ror {
-    reference: Option<(u64, DeciC)>,
+    reference: Option<(u64, i32)>,
     active: bool,
-    rise: DeciC,
+    rise: i32,
 }
 
-/// What the sources say this cycle.
+impl Ror {
+    /// Compares `v` with the value one window earlier; evaluated once per window, the signal
+    /// holds until the next evaluation. A source that drops out starts again from scratch, so
+    /// a returning sensor never fakes a rise.
+    fn update(&mut self, now: u64, v: Option<i32>, window_ms: u32, rise: i32) {
+        match (self.reference, v) {
+            (_, None) => *self = Ror::default(),
+            (None, Some(v)) => self.reference = Some((now, v)),
+            (Some((t, r)), Some(v)) => {
+                if now.saturating_sub(t) >= u64::from(window_ms) {
+                    self.rise = v.saturating_sub(r);
+                    self.active = self.rise >= rise;
+                    self.reference = Some((now, v));
+                }
+            }
+        }
+    }
+}
+
+/// What the sources say this cycle (confirmed values of valid sources only).
 #[derive(Debug, Clone, Copy, Default)]
 struct Evidence {
-    top1: Option<(SourceId, DeciC)>,
-    top2: Option<(SourceId, DeciC)>,
+    temps: [Option<DeciC>; 4],
     smoke: bool,
     offgas: Option<i32>,
-    camera: Option<DeciC>,
     any_valid_temperature: bool,
     any_pending_temperature: bool,
+    /// Every temperature source lost (see [`RackLogic::evidence`]).
+    lost: bool,
+}
+
+impl Evidence {
+    /// The governing temperature: the highest confirmed valid reading.
+    fn top(&self) -> Option<(SourceId, DeciC)> {
+        let mut top: Option<(SourceId, DeciC)> = None;
+        for (id, v) in SourceId::TEMPERATURES.into_iter().zip(self.temps) {
+            if let Some(v) = v
+                && top.is_none_or(|(_, t)| v > t)
+            {
+                top = Some((id, v));
+            }
+        }
+        top
+    }
+
+    fn temp(&self, id: SourceId) -> Option<DeciC> {
+        self.temps.get(id.index()).copied().flatten()
+    }
+
+    fn lost(&self) -> bool {
+        self.lost
+    }
+}
+
+fn add(t: u64, dt: u64) -> u64 {
+    t.saturating_add(dt)
+}
+
+/// A timer for the latch record: whole checkpoints, rounded down, saturated at `limit`.
+fn checkpoint(t: u64, limit: u32) -> u32 {
+    let t = u32::try_from(t.min(u64::from(limit))).unwrap_or(limit);
+    t.saturating_sub(t % CHECKPOINT_MS)
+}
+
+fn credit(t: u32) -> u64 {
+    u64::from(t).saturating_add(u64::from(RESTORE_CREDIT_MS))
 }
 
 /// The fire logic of one rack. Create with [`RackLogic::new`] (or [`RackLogic::restore`] after
@@ -95,19 +169,34 @@ pub struct RackLogic {
     sources: [Source; 6],
     reported_invalid: [Option<Invalidity>; 6],
     stage: Stage,
-    entered: [u64; 7],
+    /// Time spent in the current stage (counts in stages 3 and 4).
+    stage_timer: u64,
     agent_released: bool,
     agent_inhibit_logged: bool,
     gas: Gas,
+    /// A person operated the room gas release: manual-only mode no longer holds the gas.
+    gas_manual: bool,
     isolated: bool,
-    peak3: Option<DeciC>,
-    peak4: Option<DeciC>,
+    /// Peak of each temperature source since the current stage (2, 3 or 4) began.
+    peaks: [Option<DeciC>; 4],
+    /// Last confirmed value of each temperature source (kept when it is lost).
+    last_known: [Option<DeciC>; 4],
+    /// Temperature sources lost while at or above stage 1 in the current stage window.
+    lost_hot: SourceSet,
     ror: [Ror; 4],
     ror_active: bool,
     ror_last_rise: DeciC,
-    loss_since: Option<u64>,
-    switch_level: [bool; 5],
-    switch_fault: [bool; 5],
+    offgas_ror: Ror,
+    /// Off-gas at or above the supervisory level for this long.
+    offgas_timer: Option<u64>,
+    /// Every temperature source lost for this long.
+    loss_timer: Option<u64>,
+    switch_level: [bool; SWITCHES],
+    /// A momentary switch seen off (or faulted) since start: only then is On a press.
+    switch_armed: [bool; SWITCHES],
+    switch_fault: [bool; SWITCHES],
+    /// The reset key held since this time after a reset refused only for invalid sources.
+    reset_hold_since: Option<u64>,
     feedback_level: [Option<bool>; 6],
     feedback_fault: [bool; 6],
     mismatch_since: [Option<u64>; 6],
@@ -134,19 +223,25 @@ impl RackLogic {
             sources: SourceId::ALL.map(src),
             reported_invalid: [None; 6],
             stage: Stage::Normal,
-            entered: [0; 7],
+            stage_timer: 0,
             agent_released: false,
             agent_inhibit_logged: false,
             gas: Gas::Idle,
+            gas_manual: false,
             isolated: false,
-            peak3: None,
-            peak4: None,
+            peaks: [None; 4],
+            last_known: [None; 4],
+            lost_hot: SourceSet::NONE,
             ror: [Ror::default(); 4],
             ror_active: false,
             ror_last_rise: 0,
-            loss_since: None,
-            switch_level: [false; 5],
-            switch_fault: [false; 5],
+            offgas_ror: Ror::default(),
+            offgas_timer: None,
+            loss_timer: None,
+            switch_level: [false; SWITCHES],
+            switch_armed: [false; SWITCHES],
+            switch_fault: [false; SWITCHES],
+            reset_hold_since: None,
             feedback_level: [None; 6],
             feedback_fault: [false; 6],
             mismatch_since: [None; 6],
@@ -163,9 +258,11 @@ impl RackLogic {
 
     /// Rebuilds the logic after a controller restart from the last persisted [`LatchRecord`]:
     /// the latched stage and latched outputs come back at once. Sensor histories are not
-    /// persisted (they need fresh samples), and every stage timer restarts at `now_ms`: the
-    /// logic cannot know how long the controller was down, so a restore never shortens a
-    /// delay, and a room-gas pre-discharge warning that was running starts again in full.
+    /// persisted (they need fresh samples; a source that does not come back counts as lost at
+    /// its persisted peak). The stage, off-gas and loss timers resume from the record plus
+    /// [`RESTORE_CREDIT_MS`], so a reboot loop cannot hold coolant, gas or isolation back;
+    /// the pre-discharge warning resumes from the time it has already sounded (never less).
+    /// A momentary switch held through the restart is not a press until it is seen released.
     /// A record written under another configuration is restored all the same (losing the
     /// latched stage would be worse) and raises the `config_changed` trouble until a reset.
     pub fn restore(
@@ -180,26 +277,32 @@ impl RackLogic {
             s.start(now_ms);
         }
         l.stage = record.stage;
-        for (i, t) in l.entered.iter_mut().enumerate() {
-            if i != 0 && i <= usize::from(record.stage.code()) {
-                *t = now_ms;
-            }
-        }
+        l.stage_timer = if matches!(record.stage, Stage::Stage3 | Stage::Stage4) {
+            credit(record.stage_timer_ms)
+        } else {
+            0
+        };
         l.agent_released = record.agent_released;
         l.agent_inhibit_logged = record.stage >= Stage::Stage3 && !record.agent_released;
         l.gas = match record.gas {
             GasState::Idle => Gas::Idle,
             GasState::Warning => Gas::Warning {
-                until: now_ms.saturating_add(u64::from(config.gas_warning_ms)),
+                elapsed: u64::from(record.gas_warning_ms),
             },
             GasState::Held => Gas::Held,
             GasState::ManualOnly => Gas::ManualOnly,
             GasState::Released => Gas::Released,
         };
+        l.gas_manual = record.gas_requested_manually;
         l.isolated = record.isolated;
         l.silenced = record.buzzer_silenced;
-        l.peak3 = record.peak_after_stage3;
-        l.peak4 = record.peak_after_stage4;
+        if matches!(record.stage, Stage::Stage2 | Stage::Stage3 | Stage::Stage4) {
+            l.peaks = record.peaks;
+            l.last_known = record.peaks;
+            l.lost_hot = record.lost_while_hot;
+        }
+        l.offgas_timer = record.offgas_timer_ms.map(credit);
+        l.loss_timer = record.loss_timer_ms.map(credit);
         l.config_changed = record.config_fingerprint != config.fingerprint();
         l.log = EventLog::new(record.next_event_seq);
         l.log.push(
@@ -214,18 +317,44 @@ impl RackLogic {
     }
 
     /// The persistence snapshot. Write it to non-volatile memory whenever it differs from the
-    /// last one written (it only changes on transitions, so this does not wear the flash).
+    /// last one written (timers change once a second while running, peaks once a degree; see
+    /// [`crate::latch`]).
     pub fn latch_record(&self) -> LatchRecord {
+        let c = &self.cfg;
+        let stage_timer_ms = match self.stage {
+            Stage::Stage3 => checkpoint(self.stage_timer, c.coolant_after_ms),
+            Stage::Stage4 => checkpoint(self.stage_timer, c.gas_after_ms),
+            _ => 0,
+        };
+        let gas_warning_ms = match self.gas {
+            Gas::Warning { elapsed } => checkpoint(elapsed, c.gas_warning_ms),
+            _ => 0,
+        };
+        let peaks = if matches!(self.stage, Stage::Stage2 | Stage::Stage3 | Stage::Stage4) {
+            self.peaks
+        } else {
+            [None; 4]
+        };
         LatchRecord {
             stage: self.stage,
             actions: self.out.actions,
             agent_released: self.agent_released,
             gas: self.gas.state(),
+            gas_requested_manually: self.gas_manual,
             isolated: self.isolated,
             buzzer_silenced: self.silenced,
-            stage_entered_ms: self.entered,
-            peak_after_stage3: self.peak3,
-            peak_after_stage4: self.peak4,
+            stage_timer_ms,
+            gas_warning_ms,
+            offgas_timer_ms: self
+                .offgas_timer
+                .map(|t| checkpoint(t, c.offgas_sustained_ms)),
+            loss_timer_ms: self.loss_timer.map(|t| checkpoint(t, c.isolate_after_ms)),
+            lost_while_hot: if matches!(self.stage, Stage::Stage2 | Stage::Stage3 | Stage::Stage4) {
+                self.lost_hot
+            } else {
+                SourceSet::NONE
+            },
+            peaks,
             next_event_seq: self.log.next_seq(),
             config_fingerprint: self.cfg.fingerprint(),
         }
@@ -256,9 +385,15 @@ impl RackLogic {
         self.log.pop()
     }
 
-    /// Why a source is invalid now (`None` if valid or not fitted).
+    /// Why a source is invalid now, as reported (`None` if valid or not fitted; `Inhibited`
+    /// while an invalid source's trouble is under a network inhibit).
     pub fn source_invalidity(&self, id: SourceId) -> Option<Invalidity> {
-        self.sources.get(id.index()).and_then(Source::invalidity)
+        let why = self.source(id).and_then(Source::invalidity)?;
+        if self.inhibit.is_some_and(|(x, _)| x == id) {
+            Some(Invalidity::Inhibited)
+        } else {
+            Some(why)
+        }
     }
 
     /// Wall-clock time (unix ms) at logic time `now_ms`, once a time sync was received.
@@ -280,8 +415,9 @@ impl RackLogic {
         self.log.push(now, kind);
     }
 
-    /// Applies one switch sample; returns (level, rising edge).
-    fn switch(&mut self, i: usize, d: Digital, fault_level: bool) -> (bool, bool) {
+    /// Applies one sample of a level switch; returns its level. `fault_level` is what a
+    /// faulted line counts as.
+    fn level_switch(&mut self, i: usize, d: Digital, fault_level: bool) -> bool {
         let prev = self.switch_level.get(i).copied().unwrap_or(false);
         let (level, fault) = match d {
             Digital::NoSample => (prev, self.switch_fault.get(i).copied().unwrap_or(false)),
@@ -295,80 +431,136 @@ impl RackLogic {
         if let Some(f) = self.switch_fault.get_mut(i) {
             *f = fault;
         }
-        (level, level && !prev)
+        level
+    }
+
+    /// Applies one sample of a momentary switch; returns (level, press). A press is an
+    /// Off -> On edge of a switch seen off since start: a switch already on when the logic
+    /// starts (or restarts) is not a press, and stays a `switch_fault` until released.
+    fn momentary_switch(&mut self, i: usize, d: Digital) -> (bool, bool) {
+        let prev = self.switch_level.get(i).copied().unwrap_or(false);
+        let armed = self.switch_armed.get(i).copied().unwrap_or(false);
+        let level = self.level_switch(i, d, false);
+        if matches!(d, Digital::Off | Digital::Fault)
+            && let Some(a) = self.switch_armed.get_mut(i)
+        {
+            *a = true;
+        }
+        (level, level && !prev && armed)
     }
 
     fn evidence(&self) -> Evidence {
         let n = self.cfg.confirm_samples;
         let mut e = Evidence::default();
-        for id in SourceId::TEMPERATURES {
+        for (slot, id) in e.temps.iter_mut().zip(SourceId::TEMPERATURES) {
             let Some(s) = self.source(id) else { continue };
             e.any_valid_temperature |= s.is_valid();
             e.any_pending_temperature |= s.is_pending();
-            let Some(v) = s.confirmed(n) else { continue };
-            match e.top1 {
-                Some((_, t1)) if v <= t1 => {
-                    if e.top2.is_none_or(|(_, t2)| v > t2) {
-                        e.top2 = Some((id, v));
-                    }
-                }
-                _ => {
-                    e.top2 = e.top1;
-                    e.top1 = Some((id, v));
-                }
-            }
+            *slot = s.confirmed(n);
         }
         e.smoke = self
             .source(SourceId::Smoke)
             .and_then(|s| s.confirmed(n))
             .is_some_and(|v| v >= 1);
         e.offgas = self.source(SourceId::OffGas).and_then(|s| s.confirmed(n));
-        e.camera = self.source(SourceId::Camera).and_then(|s| s.confirmed(n));
+        // Every temperature source is lost when none is valid and none is still waiting for
+        // its first sample, or none is valid and they were all lost before a restart (a
+        // reboot loop faster than the staleness time never makes them "pending" again).
+        e.lost =
+            !e.any_valid_temperature && (!e.any_pending_temperature || self.loss_timer.is_some());
         e
     }
 
-    fn corroboration(&self, e: &Evidence, previous_threshold: DeciC) -> Option<Corroborator> {
+    /// Independent corroboration of temperature source `of`: another temperature source
+    /// outside its common-cause group at or above `previous_threshold`, smoke, or off-gas at
+    /// or above the supervisory level, each only if enabled and independent of `of`.
+    fn corroborator(
+        &self,
+        of: SourceId,
+        e: &Evidence,
+        previous_threshold: DeciC,
+    ) -> Option<Corroborator> {
         let rules = self.cfg.corroboration;
-        if rules.second_temperature
-            && let Some((source, value)) = e.top2
-            && value >= previous_threshold
-        {
-            return Some(Corroborator::Temperature { source, value });
+        if rules.second_temperature {
+            let mut best: Option<(SourceId, DeciC)> = None;
+            for id in SourceId::TEMPERATURES {
+                if let Some(v) = e.temp(id)
+                    && v >= previous_threshold
+                    && self.cfg.independent(of, id)
+                    && best.is_none_or(|(_, b)| v > b)
+                {
+                    best = Some((id, v));
+                }
+            }
+            if let Some((source, value)) = best {
+                return Some(Corroborator::Temperature { source, value });
+            }
         }
-        if rules.smoke && e.smoke {
+        if rules.smoke && e.smoke && self.cfg.independent(of, SourceId::Smoke) {
             return Some(Corroborator::Smoke);
         }
         if rules.offgas
             && let Some(value) = e.offgas
             && value >= self.cfg.offgas_supervisory
+            && self.cfg.independent(of, SourceId::OffGas)
         {
             return Some(Corroborator::OffGas { value });
         }
         None
     }
 
-    fn temperature_cause(
+    /// The hottest temperature source at or above `threshold` that an independent source
+    /// corroborates.
+    fn corroborated(
+        &self,
         e: &Evidence,
         threshold: DeciC,
-        corroborated_by: Option<Corroborator>,
+        previous_threshold: DeciC,
     ) -> Option<Cause> {
-        match e.top1 {
+        let mut best: Option<Cause> = None;
+        let mut best_value = DeciC::MIN;
+        for id in SourceId::TEMPERATURES {
+            let Some(v) = e.temp(id) else { continue };
+            if v < threshold || v <= best_value {
+                continue;
+            }
+            if let Some(c) = self.corroborator(id, e, previous_threshold) {
+                best_value = v;
+                best = Some(Cause::Temperature {
+                    source: id,
+                    value: v,
+                    corroborated_by: Some(c),
+                });
+            }
+        }
+        best
+    }
+
+    fn temperature_cause(e: &Evidence, threshold: DeciC) -> Option<Cause> {
+        match e.top() {
             Some((source, value)) if value >= threshold => Some(Cause::Temperature {
                 source,
                 value,
-                corroborated_by,
+                corroborated_by: None,
             }),
             _ => None,
         }
     }
 
+    /// Off-gas at or above the supervisory level and rising by `offgas_ror_rise` in its window.
+    fn offgas_rising(&self, e: &Evidence) -> Option<(i32, i32)> {
+        let v = e.offgas?;
+        (self.offgas_ror.active && v >= self.cfg.offgas_supervisory)
+            .then_some((v, self.offgas_ror.rise))
+    }
+
     /// The cause for entering `stage` from the current evidence, if its condition holds.
-    fn stage_condition(&self, stage: Stage, e: &Evidence, now: u64) -> Option<Cause> {
+    fn stage_condition(&self, stage: Stage, e: &Evidence) -> Option<Cause> {
         let c = &self.cfg;
         match stage {
             Stage::Normal => None,
             Stage::PreAlarm => {
-                if let Some(cause) = Self::temperature_cause(e, c.prealarm, None) {
+                if let Some(cause) = Self::temperature_cause(e, c.prealarm) {
                     Some(cause)
                 } else if let Some(value) = e.offgas.filter(|v| *v >= c.offgas_supervisory) {
                     Some(Cause::OffGas { value })
@@ -382,81 +574,132 @@ impl RackLogic {
                     None
                 }
             }
-            Stage::Stage1 => {
-                if let Some(cause) = Self::temperature_cause(e, c.stage1, None) {
-                    Some(cause)
-                } else if let Some(value) = e.offgas.filter(|v| *v >= c.offgas_stage1) {
-                    Some(Cause::OffGas { value })
-                } else {
-                    match e.camera {
-                        Some(camera) if e.smoke && camera >= c.camera_hotspot => {
-                            Some(Cause::SmokeAndHotSpot { camera })
-                        }
-                        _ => None,
-                    }
-                }
+            Stage::Stage1 => self.stage1_condition(e),
+            Stage::Stage2 => self.corroborated(e, c.stage2, c.stage1),
+            Stage::Stage3 => self
+                .corroborated(e, c.stage3, c.stage2)
+                .or_else(|| self.evidence_lost(e)),
+            Stage::Stage4 => {
+                self.not_fallen(e, Stage::Stage3, c.coolant_after_ms, c.coolant_min_fall)
             }
-            Stage::Stage2 => {
-                let corr = self.corroboration(e, c.stage1)?;
-                Self::temperature_cause(e, c.stage2, Some(corr))
-            }
-            Stage::Stage3 => {
-                let corr = self.corroboration(e, c.stage2)?;
-                Self::temperature_cause(e, c.stage3, Some(corr))
-            }
-            Stage::Stage4 => self.not_falling(
-                e,
-                now,
-                Stage::Stage3,
-                self.peak3,
-                c.coolant_after_ms,
-                c.coolant_min_fall,
-            ),
-            Stage::Stage5 => self.not_falling(
-                e,
-                now,
-                Stage::Stage4,
-                self.peak4,
-                c.gas_after_ms,
-                c.gas_min_fall,
-            ),
+            Stage::Stage5 => self.not_fallen(e, Stage::Stage4, c.gas_after_ms, c.gas_min_fall),
         }
     }
 
-    /// Stage 4/5 condition: the previous stage has lasted `after_ms`, the governing
-    /// temperature is still at or above stage 1 and has not fallen `min_fall` below the peak,
-    /// and an independent corroboration holds.
-    fn not_falling(
+    fn stage1_condition(&self, e: &Evidence) -> Option<Cause> {
+        let c = &self.cfg;
+        if let Some(cause) = Self::temperature_cause(e, c.stage1) {
+            return Some(cause);
+        }
+        if let Some(value) = e.offgas.filter(|v| *v >= c.offgas_stage1) {
+            return Some(Cause::OffGas { value });
+        }
+        if self
+            .offgas_timer
+            .is_some_and(|t| t >= u64::from(c.offgas_sustained_ms))
+        {
+            return Some(Cause::OffGasSustained { value: e.offgas });
+        }
+        if let Some((value, rise)) = self.offgas_rising(e) {
+            return Some(Cause::OffGasRising { value, rise });
+        }
+        if !e.smoke {
+            return None;
+        }
+        if let Some(value) = e.offgas.filter(|v| *v >= c.offgas_supervisory)
+            && c.independent(SourceId::Smoke, SourceId::OffGas)
+        {
+            return Some(Cause::SmokeAndOffGas { value });
+        }
+        if let Some(camera) = e.temp(SourceId::Camera).filter(|v| *v >= c.camera_hotspot)
+            && c.independent(SourceId::Smoke, SourceId::Camera)
+        {
+            return Some(Cause::SmokeAndHotSpot { camera });
+        }
+        if e.lost() {
+            return Some(Cause::SmokeNoTemperature);
+        }
+        None
+    }
+
+    /// Stage 3 without temperatures: in stage 2 (a corroborated fire) every temperature source
+    /// is lost, one of them last seen at or above the stage 2 threshold.
+    fn evidence_lost(&self, e: &Evidence) -> Option<Cause> {
+        if self.stage != Stage::Stage2 || !e.lost() {
+            return None;
+        }
+        let mut best: Option<(SourceId, DeciC)> = None;
+        for (id, last) in SourceId::TEMPERATURES.into_iter().zip(self.last_known) {
+            if let Some(v) = last
+                && v >= self.cfg.stage2
+                && best.is_none_or(|(_, b)| v > b)
+            {
+                best = Some((id, v));
+            }
+        }
+        best.map(|(source, last)| Cause::EvidenceLost { source, last })
+    }
+
+    /// Stage 4/5 condition: the previous stage has lasted `after_ms` (its timer runs with or
+    /// without valid temperatures) and the fire has not fallen: a valid source at or above
+    /// stage 1 has not fallen `min_fall` below its own peak, a source was lost while at or
+    /// above stage 1, or no temperature source is valid. A source that has not given its
+    /// first sample since a restart is not judged (unless it was lost while hot before).
+    /// Uses `e` only for the loss of every source.
+    fn not_fallen(
         &self,
         e: &Evidence,
-        now: u64,
         previous: Stage,
-        peak: Option<DeciC>,
         after_ms: u32,
         min_fall: DeciC,
     ) -> Option<Cause> {
-        if self.stage != previous {
+        if self.stage != previous || self.stage_timer < u64::from(after_ms) {
             return None;
         }
-        let since = self
-            .entered
-            .get(usize::from(previous.code()))
-            .copied()
-            .unwrap_or(u64::MAX);
-        if now < since.saturating_add(u64::from(after_ms)) {
-            return None;
+        if e.lost() {
+            return Some(Cause::NotFallen(NotFallen::NoValidTemperature));
         }
-        let (_, value) = e.top1?;
-        let peak = peak?;
-        if value < self.cfg.stage1 || value <= peak.saturating_sub(min_fall) {
-            return None;
+        let stage1 = self.cfg.stage1;
+        let mut lost: Option<NotFallen> = None;
+        let mut hot: Option<NotFallen> = None;
+        for (k, id) in SourceId::TEMPERATURES.into_iter().enumerate() {
+            let Some(src) = self.source(id).filter(|s| s.fitted()) else {
+                continue;
+            };
+            let peak = self.peaks.get(k).copied().flatten();
+            let last = self.last_known.get(k).copied().flatten();
+            // The latest valid reading, confirmed or not: the fire was confirmed when the
+            // agent went, and a reboot loop faster than the confirmation window must not hold
+            // the decision back (a one-sample spike moves the reading by `max_jump` at most).
+            match src.valid_latest() {
+                Some(now) => {
+                    let peak = peak.map_or(now, |p| p.max(now));
+                    let hotter = match hot {
+                        Some(NotFallen::Hot { now: h, .. }) => now > h,
+                        _ => true,
+                    };
+                    if now >= stage1 && now > peak.saturating_sub(min_fall) && hotter {
+                        hot = Some(NotFallen::Hot {
+                            source: id,
+                            peak,
+                            now,
+                        });
+                    }
+                }
+                None => {
+                    let hot_when_lost = self.lost_hot.contains(id)
+                        || (!src.is_pending() && last.is_some_and(|v| v >= stage1));
+                    if hot_when_lost && lost.is_none() {
+                        lost = Some(NotFallen::LostWhileHot {
+                            source: id,
+                            last: last.or(peak).unwrap_or(stage1),
+                        });
+                    }
+                }
+            }
         }
-        let corroborated_by = self.corroboration(e, self.cfg.stage2)?;
-        Some(Cause::NotFalling {
-            peak,
-            now: value,
-            corroborated_by,
-        })
+        // The hottest source that has not fallen, else the first one lost while hot.
+        hot.or(lost).map(Cause::NotFallen)
     }
 
     fn enter(&mut self, now: u64, stage: Stage, cause: Cause) {
@@ -464,9 +707,9 @@ impl RackLogic {
             return;
         }
         self.stage = stage;
-        if let Some(t) = self.entered.get_mut(usize::from(stage.code())) {
-            *t = now;
-        }
+        self.stage_timer = 0;
+        self.peaks = [None; 4];
+        self.lost_hot = SourceSet::NONE;
         self.log(now, EventKind::StageEntered { stage, cause });
     }
 
@@ -474,62 +717,99 @@ impl RackLogic {
     fn escalate_to(&mut self, now: u64, target: Stage, cause: Cause, e: &Evidence) {
         for s in Stage::ALL {
             if s > self.stage && s <= target {
-                let own = self.stage_condition(s, e, now).unwrap_or(cause);
+                let own = self.stage_condition(s, e).unwrap_or(cause);
                 self.enter(now, s, own);
             }
         }
     }
 
-    fn reset_refusal(&self) -> Option<ResetRefusal> {
+    /// Why a reset is refused now. With `override_invalid`, invalid sources are taken out of
+    /// service (the key-held reset): only readings that are valid count, and one temperature
+    /// source at least must be valid.
+    fn reset_refusal(&self, override_invalid: bool) -> Option<ResetRefusal> {
+        let mut invalid: Option<SourceId> = None;
+        let mut any_valid_temperature = false;
         for id in SourceId::TEMPERATURES {
-            if let Some(value) = self.source(id).and_then(Source::valid_latest)
-                && value >= self.cfg.reset_max
-            {
-                return Some(ResetRefusal::TemperatureHigh { source: id, value });
+            let Some(s) = self.source(id).filter(|s| s.fitted()) else {
+                continue;
+            };
+            // The raw sample, not the rate-limited one: a reading that just jumped up counts.
+            match s.raw() {
+                Some(value) if value >= self.cfg.reset_max => {
+                    return Some(ResetRefusal::TemperatureHigh { source: id, value });
+                }
+                Some(_) => any_valid_temperature = true,
+                None => {
+                    invalid.get_or_insert(id);
+                }
             }
         }
-        if self
-            .source(SourceId::Smoke)
-            .and_then(Source::valid_latest)
-            .is_some_and(|v| v >= 1)
-        {
-            return Some(ResetRefusal::SmokePresent);
+        if let Some(s) = self.source(SourceId::Smoke).filter(|s| s.fitted()) {
+            match s.raw() {
+                Some(v) if v >= 1 => return Some(ResetRefusal::SmokePresent),
+                Some(_) => {}
+                None => {
+                    invalid.get_or_insert(SourceId::Smoke);
+                }
+            }
         }
-        if self
-            .source(SourceId::OffGas)
-            .and_then(Source::valid_latest)
-            .is_some_and(|v| v >= self.cfg.offgas_supervisory)
-        {
-            return Some(ResetRefusal::OffGasPresent);
+        if let Some(s) = self.source(SourceId::OffGas).filter(|s| s.fitted()) {
+            match s.raw() {
+                Some(v) if v >= self.cfg.offgas_supervisory => {
+                    return Some(ResetRefusal::OffGasPresent);
+                }
+                Some(_) => {}
+                None => {
+                    invalid.get_or_insert(SourceId::OffGas);
+                }
+            }
         }
-        let any_valid = SourceId::TEMPERATURES
-            .iter()
-            .any(|id| self.source(*id).is_some_and(Source::is_valid));
-        if !any_valid {
+        if !any_valid_temperature {
             return Some(ResetRefusal::NoValidTemperature);
         }
-        None
+        match invalid {
+            Some(source) if !override_invalid => Some(ResetRefusal::SourceInvalid { source }),
+            _ => None,
+        }
+    }
+
+    fn invalid_sources(&self) -> SourceSet {
+        let mut set = SourceSet::NONE;
+        for id in SourceId::ALL {
+            if self
+                .source(id)
+                .is_some_and(|s| s.fitted() && s.raw().is_none())
+            {
+                set.insert(id);
+            }
+        }
+        set
     }
 
     fn latched(&self) -> bool {
         self.stage != Stage::Normal || self.isolated || self.agent_released || self.gas != Gas::Idle
     }
 
-    fn do_reset(&mut self, now: u64) {
+    fn do_reset(&mut self, now: u64, kind: EventKind) {
         self.stage = Stage::Normal;
-        self.entered = [0; 7];
+        self.stage_timer = 0;
         self.agent_released = false;
         self.agent_inhibit_logged = false;
         self.gas = Gas::Idle;
+        self.gas_manual = false;
         self.isolated = false;
-        self.peak3 = None;
-        self.peak4 = None;
+        self.peaks = [None; 4];
+        self.last_known = [None; 4];
+        self.lost_hot = SourceSet::NONE;
         self.silenced = false;
         self.config_changed = false;
         self.ror = [Ror::default(); 4];
         self.ror_active = false;
+        self.offgas_ror = Ror::default();
+        self.offgas_timer = None;
+        self.loss_timer = None;
         self.dropped_seen = self.log.dropped();
-        self.log(now, EventKind::ResetAccepted);
+        self.log(now, kind);
     }
 
     /// The actions implied by the latched state and the authority key.
@@ -564,22 +844,26 @@ impl RackLogic {
         a
     }
 
-    fn gas_step(&mut self, now: u64, hold: bool, manual_only: bool) {
+    /// The room gas sequence. Every release, automatic or manual, follows the full
+    /// pre-discharge warning; the hold switch holds it (the warning restarts in full when let
+    /// go); manual-only mode stops an automatic sequence but not one a person asked for.
+    fn gas_step(&mut self, now: u64, dt: u64, hold: bool, manual_only: bool) {
         if self.stage != Stage::Stage5 {
             return;
         }
-        let warning = Gas::Warning {
-            until: now.saturating_add(u64::from(self.cfg.gas_warning_ms)),
-        };
-        // Manual-only first (no automatic release at all), then the hold switch (holds only
-        // while held), then the warning delay. Released is final.
         let next = match self.gas {
             Gas::Released => Gas::Released,
-            _ if manual_only => Gas::ManualOnly,
+            _ if manual_only && !self.gas_manual => Gas::ManualOnly,
             _ if hold => Gas::Held,
-            Gas::Idle | Gas::Held | Gas::ManualOnly => warning,
-            Gas::Warning { until } if now >= until => Gas::Released,
-            other => other,
+            Gas::Idle | Gas::Held | Gas::ManualOnly => Gas::Warning { elapsed: 0 },
+            Gas::Warning { elapsed } => {
+                let elapsed = add(elapsed, dt.min(MAX_WARNING_STEP_MS));
+                if elapsed >= u64::from(self.cfg.gas_warning_ms) {
+                    Gas::Released
+                } else {
+                    Gas::Warning { elapsed }
+                }
+            }
         };
         if next.state() != self.gas.state() {
             let kind = match next {
@@ -589,37 +873,25 @@ impl RackLogic {
                 Gas::Released => Some(EventKind::GasReleased),
                 Gas::Idle => None,
             };
-            self.gas = next;
             if let Some(k) = kind {
                 self.log(now, k);
             }
         }
+        self.gas = next;
     }
 
-    /// Rate of rise, per temperature source (a source that drops out or comes back never
-    /// fakes a rise): each source's confirmed value is compared with its own value one window
-    /// earlier. Evaluated once per window; the signal holds until the next evaluation.
+    /// Rate of rise, per temperature source, and of the off-gas.
     fn update_rate_of_rise(&mut self, now: u64) {
         let n = self.cfg.confirm_samples;
-        let window = u64::from(self.cfg.ror_window_ms);
         let mut active = false;
         let mut rise_max: DeciC = 0;
         for (k, id) in SourceId::TEMPERATURES.into_iter().enumerate() {
             let v = self.source(id).and_then(|s| s.confirmed(n));
+            let (window, rise) = (self.cfg.ror_window_ms, self.cfg.ror_rise);
             let Some(st) = self.ror.get_mut(k) else {
                 continue;
             };
-            match (st.reference, v) {
-                (_, None) => *st = Ror::default(),
-                (None, Some(v)) => st.reference = Some((now, v)),
-                (Some((t, r)), Some(v)) => {
-                    if now.saturating_sub(t) >= window {
-                        st.rise = v.saturating_sub(r);
-                        st.active = st.rise >= self.cfg.ror_rise;
-                        st.reference = Some((now, v));
-                    }
-                }
-            }
+            st.update(now, v, window, rise);
             if st.active {
                 active = true;
                 rise_max = rise_max.max(st.rise);
@@ -627,98 +899,134 @@ impl RackLogic {
         }
         self.ror_active = active;
         self.ror_last_rise = rise_max;
+        let v = self.source(SourceId::OffGas).and_then(|s| s.confirmed(n));
+        self.offgas_ror.update(
+            now,
+            v,
+            self.cfg.offgas_ror_window_ms,
+            self.cfg.offgas_ror_rise,
+        );
     }
 
+    /// Rack sensors 1 and 2 disagree by more than `partner_band` while the cooler one reads
+    /// below the pre-alarm level: one is the suspect and is excluded (its trouble names it).
+    /// In doubt the hotter reading wins: the cooler one is
+    /// the suspect whenever smoke, off-gas, the camera or the BMS (each independent of the
+    /// hotter sensor) agree that it is hot, and when there is no independent referee at all.
+    /// Only when independent temperature referees are valid, none agrees, and neither smoke
+    /// nor off-gas is present, the one farther from the referees is the suspect.
     fn partner_check(&mut self) {
-        let t1 = SourceId::RackTemp1.index();
-        let t2 = SourceId::RackTemp2.index();
-        let latest = |s: &Source| if s.inhibited { None } else { s.own_latest() };
-        let a = self.sources.get(t1).and_then(latest);
-        let b = self.sources.get(t2).and_then(latest);
-        let (mut ex1, mut ex2) = (false, false);
+        let t1 = SourceId::RackTemp1;
+        let t2 = SourceId::RackTemp2;
+        let a = self.source(t1).and_then(Source::own_latest);
+        let b = self.source(t2).and_then(Source::own_latest);
+        let mut suspect: Option<SourceId> = None;
+        // Both at or above the pre-alarm level: both say it is hot, the difference is the
+        // fire's gradient, not a faulty sensor; both count.
         if let (Some(a), Some(b)) = (a, b)
             && a.abs_diff(b) > self.cfg.partner_band.unsigned_abs()
+            && a.min(b) < self.cfg.prealarm
         {
-            // Arbitrate with the other valid temperature sources: the partner farther from
-            // their mean is excluded. Without a referee the lower one is excluded, so that a
-            // failing sensor can never hide a real rise (stage 2+ still need corroboration).
+            let (hot, hot_v, cool, cool_v) = if a >= b {
+                (t1, a, t2, b)
+            } else {
+                (t2, b, t1, a)
+            };
+            let cfg = self.cfg;
+            let raw = |id: SourceId| self.source(id).and_then(Source::raw);
+            let smoke_agrees = cfg.independent(hot, SourceId::Smoke)
+                && raw(SourceId::Smoke).is_some_and(|v| v >= 1);
+            let offgas_agrees = cfg.independent(hot, SourceId::OffGas)
+                && raw(SourceId::OffGas).is_some_and(|v| v >= cfg.offgas_supervisory);
+            let mut referee_agrees = false;
             let mut sum: i64 = 0;
             let mut count: i64 = 0;
             for id in [SourceId::Bms, SourceId::Camera] {
-                if let Some(v) = self.source(id).and_then(Source::valid_latest) {
+                let Some(v) = self.source(id).and_then(Source::own_latest) else {
+                    continue;
+                };
+                // A referee agrees that it is hot when it reads hot itself, or reads closer to
+                // the hotter partner than to the cooler one.
+                if cfg.independent(hot, id)
+                    && (v >= cfg.prealarm || v.abs_diff(hot_v) < v.abs_diff(cool_v))
+                {
+                    referee_agrees = true;
+                }
+                if cfg.independent(t1, id) && cfg.independent(t2, id) {
                     sum = sum.saturating_add(i64::from(v));
                     count = count.saturating_add(1);
                 }
             }
-            if let Some(reference) = sum.checked_div(count) {
-                let da = (i64::from(a).saturating_sub(reference)).unsigned_abs();
-                let db = (i64::from(b).saturating_sub(reference)).unsigned_abs();
+            suspect = Some(if smoke_agrees || offgas_agrees || referee_agrees {
+                cool
+            } else if let Some(reference) = sum.checked_div(count) {
+                let d = |v: i32| i64::from(v).saturating_sub(reference).unsigned_abs();
+                let (da, db) = (d(a), d(b));
                 if da > db {
-                    ex1 = true;
+                    t1
                 } else if db > da {
-                    ex2 = true;
-                } else if a < b {
-                    ex1 = true;
+                    t2
                 } else {
-                    ex2 = true;
+                    cool
                 }
-            } else if a < b {
-                ex1 = true;
             } else {
-                ex2 = true;
+                cool
+            });
+        }
+        for id in [t1, t2] {
+            if let Some(s) = self.sources.get_mut(id.index()) {
+                s.disagree = suspect == Some(id);
             }
-        }
-        if let Some(s) = self.sources.get_mut(t1) {
-            s.disagree = ex1;
-        }
-        if let Some(s) = self.sources.get_mut(t2) {
-            s.disagree = ex2;
         }
     }
 
-    /// One control cycle. `now_ms` is a monotonic millisecond clock (a value lower than the
-    /// previous one is treated as no time passing). Bounded work, never panics.
+    /// One control cycle. `now_ms` is a monotonic 64-bit millisecond clock (a value lower than
+    /// the previous one is treated as no time passing). Bounded work, never panics.
     pub fn step(&mut self, now_ms: u64, inputs: &Inputs) -> Outputs {
         let now = now_ms.max(self.last_now);
         if !self.started {
             self.started = true;
+            self.last_now = now;
             for s in self.sources.iter_mut() {
                 s.start(now);
             }
         }
+        let dt = now.saturating_sub(self.last_now);
         self.last_now = now;
         let cfg = self.cfg;
         let stage_before = self.stage;
         let troubles_before = self.out.troubles;
         let sup_before = self.out.supervisory;
 
-        // 1. Local switches. A faulted manual-only switch counts as manual-only (never release
-        // agent or gas on a room that may be occupied); any other faulted switch counts as off.
-        let (_, reset_edge) = self.switch(SW_RESET, inputs.reset, false);
-        let (hold, _) = self.switch(SW_HOLD, inputs.hold, false);
-        let (_, manual_edge) = self.switch(SW_MANUAL, inputs.manual_release, false);
-        let (manual_only, _) = self.switch(SW_MANUAL_ONLY, inputs.manual_only, true);
-        let (authority, _) = self.switch(SW_AUTHORITY, inputs.authority, false);
+        // 1. Local switches. A faulted manual-only switch counts as manual-only and a faulted
+        // hold switch as held (never release agent or gas on a room that may be occupied);
+        // any other faulted switch counts as off.
+        let (reset_level, reset_edge) = self.momentary_switch(SW_RESET, inputs.reset);
+        let hold = self.level_switch(SW_HOLD, inputs.hold, true);
+        let (_, manual_edge) = self.momentary_switch(SW_MANUAL, inputs.manual_release);
+        let manual_only = self.level_switch(SW_MANUAL_ONLY, inputs.manual_only, true);
+        let authority = self.level_switch(SW_AUTHORITY, inputs.authority, false);
+        let (_, room_gas_edge) = self.momentary_switch(SW_ROOM_GAS, inputs.room_gas_release);
 
         // 2. Sources: samples, staleness, plausibility, inhibit, partner check.
-        if let Some((id, until)) = self.inhibit
-            && now >= until
-        {
-            self.inhibit = None;
-            self.log(now, EventKind::InhibitEnded { source: id });
-        }
         for (i, s) in self.sources.iter_mut().enumerate() {
             let id = SourceId::ALL.get(i).copied().unwrap_or(SourceId::Bms);
             s.update(inputs.analog(id), now, &cfg);
-            s.inhibited = self.inhibit.is_some_and(|(x, _)| x == id);
+        }
+        if let Some((id, until)) = self.inhibit {
+            let recovered = self
+                .source(id)
+                .is_some_and(|s| s.own_invalidity().is_none());
+            if now >= until || recovered {
+                self.inhibit = None;
+                self.log(now, EventKind::InhibitEnded { source: id });
+            }
         }
         self.partner_check();
         for id in SourceId::ALL {
-            // Pending (never sampled yet, within three periods) is not a trouble. Inhibited is
-            // reported (the source stays excluded) but its trouble is `sensor_inhibited`.
+            // Pending (never sampled yet, within three periods) is not a trouble.
             let now_invalid = self
-                .source(id)
-                .and_then(Source::invalidity)
+                .source_invalidity(id)
                 .filter(|w| *w != Invalidity::Pending);
             let before = self.reported_invalid.get(id.index()).copied().flatten();
             if now_invalid != before {
@@ -732,15 +1040,75 @@ impl RackLogic {
             }
         }
 
-        // 3. Evidence and rate of rise.
+        // 3. Evidence, rates of rise, last known values and the evidence timers.
         let e = self.evidence();
         self.update_rate_of_rise(now);
+        for (slot, v) in self.last_known.iter_mut().zip(e.temps) {
+            if v.is_some() {
+                *slot = v;
+            }
+        }
+        if matches!(self.stage, Stage::Stage2 | Stage::Stage3 | Stage::Stage4) {
+            for (id, last) in SourceId::TEMPERATURES.into_iter().zip(self.last_known) {
+                let gone = self
+                    .source(id)
+                    .is_some_and(|s| s.fitted() && !s.is_valid() && !s.is_pending());
+                if gone && last.is_some_and(|v| v >= cfg.stage1) {
+                    self.lost_hot.insert(id);
+                }
+            }
+        }
+        let offgas_src = self.source(SourceId::OffGas).copied();
+        if let Some(s) = offgas_src.filter(Source::fitted) {
+            let clear_below = cfg
+                .offgas_supervisory
+                .saturating_sub((cfg.offgas_supervisory / 10).max(1));
+            self.offgas_timer = match (e.offgas, self.offgas_timer) {
+                (Some(v), t) if v >= cfg.offgas_supervisory => Some(t.map_or(0, |t| add(t, dt))),
+                (Some(v), Some(t)) if v >= clear_below => Some(add(t, dt)),
+                (Some(_), _) => None,
+                // No confirmed valid reading: a detector lost while high keeps the timer
+                // running; a valid one that is not yet confirmed holds it.
+                (None, Some(t)) if s.invalidity().is_some() => Some(add(t, dt)),
+                (None, t) => t,
+            };
+        }
+        self.loss_timer = if e.lost() {
+            Some(self.loss_timer.map_or(0, |t| add(t, dt)))
+        } else if e.any_valid_temperature {
+            None
+        } else {
+            self.loss_timer.map(|t| add(t, dt))
+        };
+        if matches!(self.stage, Stage::Stage3 | Stage::Stage4) {
+            self.stage_timer = add(self.stage_timer, dt);
+        }
 
-        // 4. Local reset (refused while anything is still hot, smoking or unverifiable).
+        // 4. Local reset (refused while anything is still hot, smoking or unverifiable; the
+        // key held for `reset_override_ms` takes invalid sources out of service).
+        if !reset_level {
+            self.reset_hold_since = None;
+        }
         if reset_edge && self.latched() {
-            match self.reset_refusal() {
+            match self.reset_refusal(false) {
+                Some(r) => {
+                    if matches!(r, ResetRefusal::SourceInvalid { .. }) {
+                        self.reset_hold_since = Some(now);
+                    }
+                    self.log(now, EventKind::ResetRefused(r));
+                }
+                None => self.do_reset(now, EventKind::ResetAccepted),
+            }
+        } else if let Some(since) = self.reset_hold_since
+            && now.saturating_sub(since) >= u64::from(cfg.reset_override_ms)
+        {
+            self.reset_hold_since = None;
+            match self.reset_refusal(true) {
                 Some(r) => self.log(now, EventKind::ResetRefused(r)),
-                None => self.do_reset(now),
+                None => {
+                    let out_of_service = self.invalid_sources();
+                    self.do_reset(now, EventKind::ResetOverride { out_of_service });
+                }
             }
         }
 
@@ -757,36 +1125,46 @@ impl RackLogic {
             if s <= self.stage {
                 break;
             }
-            if let Some(cause) = self.stage_condition(s, &e, now) {
+            if let Some(cause) = self.stage_condition(s, &e) {
                 self.escalate_to(now, s, cause, &e);
                 break;
             }
         }
-        if self.stage == Stage::Stage3 {
-            self.peak3 = max_opt(self.peak3, e.top1.map(|(_, v)| v));
-        }
-        if self.stage == Stage::Stage4 {
-            self.peak4 = max_opt(self.peak4, e.top1.map(|(_, v)| v));
-        }
 
-        // 6. Manual release: at least stage 3 with agent; overrides the gas hold and delay.
+        // 6. The rack's manual release: at least stage 3 with agent. Never the room gas.
         if manual_edge {
             self.log(now, EventKind::ManualRelease);
             if self.stage < Stage::Stage3 {
                 self.escalate_to(now, Stage::Stage3, Cause::ManualRelease, &e);
-                self.peak3 = max_opt(self.peak3, e.top1.map(|(_, v)| v));
             }
             if !self.agent_released {
                 self.agent_released = true;
                 self.log(now, EventKind::AgentReleased);
             }
-            if self.stage == Stage::Stage5 && self.gas != Gas::Released {
-                self.gas = Gas::Released;
-                self.log(now, EventKind::GasReleased);
+        }
+
+        // 7. The room's gas release: stage 5, and the gas sequence goes ahead even in
+        // manual-only mode (a person decided), after the full pre-discharge warning.
+        if room_gas_edge {
+            self.log(now, EventKind::RoomGasRelease);
+            if self.stage < Stage::Stage5 {
+                self.escalate_to(now, Stage::Stage5, Cause::RoomGasRelease, &e);
+            }
+            self.gas_manual = true;
+        }
+
+        // Peaks of the current stage window.
+        if matches!(self.stage, Stage::Stage2 | Stage::Stage3 | Stage::Stage4) {
+            for (p, v) in self.peaks.iter_mut().zip(e.temps) {
+                *p = match (*p, v) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, None) => a,
+                    (None, b) => b,
+                };
             }
         }
 
-        // 7. Automatic agent, unless manual-only mode holds it back.
+        // 8. Automatic agent, unless manual-only mode holds it back.
         if self.stage >= Stage::Stage3 && !self.agent_released {
             if manual_only {
                 if !self.agent_inhibit_logged {
@@ -799,22 +1177,21 @@ impl RackLogic {
             }
         }
 
-        // 8. Room gas: warning, hold-to-abort, manual-only, release.
-        self.gas_step(now, hold, manual_only);
+        // 9. Room gas: warning, hold-to-abort, manual-only, release.
+        self.gas_step(now, dt, hold, manual_only);
 
-        // 9. Loss of every valid temperature source: trouble at once, isolation after a delay.
-        let lost = !e.any_valid_temperature && !e.any_pending_temperature;
-        if lost {
-            let since = *self.loss_since.get_or_insert(now);
-            if !self.isolated && now.saturating_sub(since) >= u64::from(cfg.isolate_after_ms) {
-                self.isolated = true;
-                self.log(now, EventKind::BatteryIsolated);
-            }
-        } else {
-            self.loss_since = None;
+        // 10. Loss of every valid temperature source: trouble at once, isolation after a
+        // delay (the timer survives a restart).
+        if !self.isolated
+            && self
+                .loss_timer
+                .is_some_and(|t| t >= u64::from(cfg.isolate_after_ms))
+        {
+            self.isolated = true;
+            self.log(now, EventKind::BatteryIsolated);
         }
 
-        // 10. Test mode ends at once on a real detection, or when it expires.
+        // 11. Test mode ends at once on a real detection, or when it expires.
         if let Some(until) = self.test_until {
             if self.stage != Stage::Normal {
                 self.test_until = None;
@@ -830,10 +1207,10 @@ impl RackLogic {
             }
         }
 
-        // 11. Actions; the authority key forces the contactor open above everything.
+        // 12. Actions; the authority key forces the contactor open above everything.
         let actions = self.actions();
 
-        // 12. Feedback supervision: a mismatch beyond the tolerance is a reported fault; the
+        // 13. Feedback supervision: a mismatch beyond the tolerance is a reported fault; the
         // command is kept.
         let mut troubles = Troubles::NONE;
         for (i, action) in Action::FEEDBACK.into_iter().enumerate() {
@@ -879,20 +1256,26 @@ impl RackLogic {
             }
         }
 
-        // 13. Troubles and supervisory signals, logged on every change.
+        // 14. Troubles and supervisory signals, logged on every change.
         for id in SourceId::ALL {
             let reported = self.reported_invalid.get(id.index()).copied().flatten();
             if reported.is_some_and(|w| w != Invalidity::Inhibited) {
                 troubles.insert(Trouble::for_source(id));
             }
         }
-        if lost {
+        if e.lost() {
             troubles.insert(Trouble::NoValidTemperature);
         }
         if self.inhibit.is_some() {
             troubles.insert(Trouble::SensorInhibited);
         }
-        if self.switch_fault.iter().any(|f| *f) {
+        // A faulted switch line, or a momentary switch on since start (a stuck key or a
+        // shorted line: not a press until it is seen released).
+        let held_at_start = MOMENTARY.iter().any(|i| {
+            self.switch_level.get(*i).copied().unwrap_or(false)
+                && !self.switch_armed.get(*i).copied().unwrap_or(false)
+        });
+        if self.switch_fault.iter().any(|f| *f) || held_at_start {
             troubles.insert(Trouble::SwitchFault);
         }
         if self.log.dropped() != self.dropped_seen {
@@ -966,7 +1349,7 @@ impl RackLogic {
             }
         }
 
-        // 14. Buzzer: sounds for any stage, trouble or supervisory signal until acknowledged,
+        // 15. Buzzer: sounds for any stage, trouble or supervisory signal until acknowledged,
         // and again on every new one.
         if new_event {
             self.silenced = false;
@@ -982,7 +1365,7 @@ impl RackLogic {
             troubles,
             supervisory: sup,
             buzzer,
-            governing: e.top1.map(|(_, v)| v),
+            governing: e.top().map(|(_, v)| v),
         };
         self.out
     }
@@ -1044,17 +1427,13 @@ impl RackLogic {
                 if self.inhibit.is_some_and(|(x, _)| x != sensor) {
                     return Err(Refused::AnotherSensorInhibited);
                 }
-                let faulted = matches!(
-                    s.own_invalidity(),
-                    Some(w) if w != Invalidity::Pending
-                ) || s.disagree;
+                // Only a sensor that is invalid for its own reasons: never one that gives a
+                // reading (hot, rising or cool), never one merely excluded by arbitration.
+                let faulted = matches!(s.own_invalidity(), Some(w) if w != Invalidity::Pending);
                 if !faulted {
                     return Err(Refused::SensorNotFaulted);
                 }
                 self.inhibit = Some((sensor, now.saturating_add(u64::from(duration_ms))));
-                if let Some(s) = self.sources.get_mut(sensor.index()) {
-                    s.inhibited = true;
-                }
                 self.log(
                     now,
                     EventKind::SensorInhibited {
@@ -1065,13 +1444,5 @@ impl RackLogic {
             }
         }
         Ok(())
-    }
-}
-
-fn max_opt(a: Option<DeciC>, b: Option<DeciC>) -> Option<DeciC> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, None) => x,
-        (None, y) => y,
     }
 }

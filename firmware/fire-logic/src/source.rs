@@ -1,4 +1,5 @@
-//! Supervision of one sensor source: staleness, plausibility and N-sample confirmation.
+//! Supervision of one sensor source: staleness, plausibility, rate limiting and N-sample
+//! confirmation.
 
 use core::fmt;
 
@@ -20,12 +21,12 @@ pub enum Invalidity {
     Short,
     /// Outside the plausible range.
     OutOfRange,
-    /// Changed more than `max_jump` between two samples (counts again after
-    /// `jump_recover_samples` plausible samples).
-    Jump,
-    /// Disagrees with its redundant partner beyond `partner_band` and lost the arbitration.
+    /// Disagrees with its redundant partner beyond `partner_band` and lost the arbitration
+    /// (it is the suspect one: the cooler one whenever independent evidence says it is hot).
     Disagree,
-    /// Inhibited by a network command.
+    /// Invalid for one of the reasons above and under a timed network inhibit: only the
+    /// reporting changes (the `sensor_inhibited` trouble replaces the sensor's own), never what
+    /// the logic does.
     Inhibited,
 }
 
@@ -39,7 +40,6 @@ impl Invalidity {
             Invalidity::Open => "open",
             Invalidity::Short => "short",
             Invalidity::OutOfRange => "out_of_range",
-            Invalidity::Jump => "implausible_jump",
             Invalidity::Disagree => "partner_disagreement",
             Invalidity::Inhibited => "inhibited",
         }
@@ -64,17 +64,17 @@ pub(crate) struct Source {
     ever_sampled: bool,
     /// Own status from the samples (None = valid).
     status: Option<Invalidity>,
-    /// Last in-range value (reference for the jump check).
-    last_plausible: Option<i32>,
-    recover_left: u8,
-    /// Ring of the most recent consecutive valid samples.
+    /// The latest in-range raw sample (None while invalid): what the sensor says now, used
+    /// where the most pessimistic view counts (the reset check).
+    last_raw: Option<i32>,
+    /// The latest rate-limited value (reference for the next sample's rate limit).
+    last_used: Option<i32>,
+    /// Ring of the most recent consecutive valid (rate-limited) values.
     hist: [i32; HIST],
     hist_len: u8,
     hist_pos: u8,
     /// Excluded by the partner check this cycle.
     pub(crate) disagree: bool,
-    /// Excluded by an inhibit command.
-    pub(crate) inhibited: bool,
 }
 
 impl Source {
@@ -85,13 +85,12 @@ impl Source {
             last_ms: now_ms,
             ever_sampled: false,
             status: Some(Invalidity::Pending),
-            last_plausible: None,
-            recover_left: 0,
+            last_raw: None,
+            last_used: None,
             hist: [0; HIST],
             hist_len: 0,
             hist_pos: 0,
             disagree: false,
-            inhibited: false,
         }
     }
 
@@ -104,7 +103,10 @@ impl Source {
         self.fitted
     }
 
-    fn clear_history(&mut self) {
+    fn invalidate(&mut self, why: Invalidity) {
+        self.status = Some(why);
+        self.last_raw = None;
+        self.last_used = None;
         self.hist_len = 0;
         self.hist_pos = 0;
     }
@@ -141,9 +143,7 @@ impl Source {
             Analog::Fault => {
                 self.last_ms = now_ms;
                 self.ever_sampled = true;
-                self.status = Some(Invalidity::Fault);
-                self.last_plausible = None;
-                self.clear_history();
+                self.invalidate(Invalidity::Fault);
             }
             Analog::Value(v) => {
                 self.last_ms = now_ms;
@@ -154,9 +154,7 @@ impl Source {
         let period = cfg.period_ms.get(self.id.index()).copied().unwrap_or(1_000);
         let stale_after = u64::from(period).saturating_mul(3);
         if now_ms.saturating_sub(self.last_ms) > stale_after {
-            self.status = Some(Invalidity::Stale);
-            self.last_plausible = None;
-            self.clear_history();
+            self.invalidate(Invalidity::Stale);
         }
     }
 
@@ -168,48 +166,39 @@ impl Source {
         };
         let temperature = self.id.is_temperature();
         if temperature && v == cfg.open_code {
-            self.status = Some(Invalidity::Open);
-            self.clear_history();
+            self.invalidate(Invalidity::Open);
             return;
         }
         if temperature && v == cfg.short_code {
-            self.status = Some(Invalidity::Short);
-            self.clear_history();
+            self.invalidate(Invalidity::Short);
             return;
         }
         if v < min || v > max {
-            self.status = Some(Invalidity::OutOfRange);
-            self.clear_history();
+            self.invalidate(Invalidity::OutOfRange);
             return;
         }
-        let previous = self.last_plausible.replace(v);
-        if temperature {
-            let jumped = previous.is_some_and(|p| p.abs_diff(v) > cfg.max_jump.unsigned_abs());
-            if jumped {
-                self.status = Some(Invalidity::Jump);
-                self.recover_left = cfg.jump_recover_samples;
-                self.clear_history();
-                return;
+        self.last_raw = Some(v);
+        // Rate limit (temperatures): follow the sensor by at most `max_jump` per sample. A
+        // one-sample spike moves the used value by `max_jump` and is gone before it can be
+        // confirmed; a reading that stays high (a flame, even one flickering by more than
+        // `max_jump` from sample to sample) is followed and never rejected.
+        let used = match (temperature, self.last_used) {
+            (true, Some(p)) => {
+                let step = cfg.max_jump;
+                // max/min, not clamp: clamp panics when its bounds cross.
+                v.max(p.saturating_sub(step)).min(p.saturating_add(step))
             }
-            if self.recover_left > 0 {
-                self.recover_left = self.recover_left.saturating_sub(1);
-                if self.recover_left > 0 {
-                    self.status = Some(Invalidity::Jump);
-                    return;
-                }
-            }
-        }
+            _ => v,
+        };
+        self.last_used = Some(used);
         self.status = None;
-        self.push(v);
+        self.push(used);
     }
 
-    /// Why the source is invalid this cycle, or `None` if it is valid.
+    /// Why the source is invalid this cycle, or `None` if it is valid (partner check included).
     pub(crate) fn invalidity(&self) -> Option<Invalidity> {
         if !self.fitted {
             return None;
-        }
-        if self.inhibited {
-            return Some(Invalidity::Inhibited);
         }
         if self.status.is_none() && self.disagree {
             return Some(Invalidity::Disagree);
@@ -217,7 +206,7 @@ impl Source {
         self.status
     }
 
-    /// Invalid for its own reasons (ignoring the partner check and the inhibit).
+    /// Invalid for its own reasons (ignoring the partner check).
     pub(crate) fn own_invalidity(&self) -> Option<Invalidity> {
         if !self.fitted { None } else { self.status }
     }
@@ -230,7 +219,7 @@ impl Source {
         self.fitted && !self.ever_sampled && self.status == Some(Invalidity::Pending)
     }
 
-    /// The latest valid value (partner/inhibit ignored).
+    /// The latest valid (rate-limited) value, partner check ignored.
     pub(crate) fn own_latest(&self) -> Option<i32> {
         if self.fitted && self.status.is_none() {
             self.latest()
@@ -239,9 +228,18 @@ impl Source {
         }
     }
 
-    /// The latest valid value.
+    /// The latest valid (rate-limited) value, partner check included, confirmed or not.
     pub(crate) fn valid_latest(&self) -> Option<i32> {
         if self.is_valid() { self.latest() } else { None }
+    }
+
+    /// The latest in-range raw sample, while the source is valid for its own reasons.
+    pub(crate) fn raw(&self) -> Option<i32> {
+        if self.fitted && self.status.is_none() {
+            self.last_raw
+        } else {
+            None
+        }
     }
 
     /// The confirmed value: the minimum of the last `n` consecutive valid samples, so that a

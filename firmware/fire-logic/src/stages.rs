@@ -68,7 +68,9 @@ pub const STAGE_TABLE: [StageInfo; 7] = [
         code: 2,
         key: "stage1",
         name: "Power cut and fire blanket",
-        condition: "temperature >= 60 C, off-gas >= 25 % LFL, or smoke with the camera >= 50 C",
+        condition: "temperature >= 60 C; off-gas >= 25 % LFL, >= 10 % LFL for 60 s, or >= 10 % LFL \
+                    and rising 5 % LFL within 60 s; smoke with off-gas >= 10 % LFL, with the camera \
+                    >= 50 C, or with no valid temperature",
         default_threshold: Some(600),
         actions: &[Action::ContactorOpen, Action::BlanketDrop],
     },
@@ -77,7 +79,8 @@ pub const STAGE_TABLE: [StageInfo; 7] = [
         code: 3,
         key: "stage2",
         name: "Extinguishing patch",
-        condition: "temperature >= 68 C with independent corroboration",
+        condition: "temperature >= 68 C corroborated by an independent source (a temperature \
+                    >= 60 C outside its common-cause group, smoke or off-gas >= 10 % LFL)",
         default_threshold: Some(680),
         actions: &[Action::PatchFire],
     },
@@ -86,7 +89,10 @@ pub const STAGE_TABLE: [StageInfo; 7] = [
         code: 4,
         key: "stage3",
         name: "Extinguishing agent",
-        condition: "temperature >= 80 C with independent corroboration, or the manual release",
+        condition: "temperature >= 80 C corroborated by an independent source (a temperature \
+                    >= 68 C outside its common-cause group, smoke or off-gas >= 10 % LFL), every \
+                    temperature source lost in stage 2 (one of them at >= 68 C), or the rack's \
+                    manual release",
         default_threshold: Some(800),
         actions: &[Action::AgentRelease],
     },
@@ -95,7 +101,9 @@ pub const STAGE_TABLE: [StageInfo; 7] = [
         code: 5,
         key: "stage4",
         name: "Continuous coolant",
-        condition: "temperature not fallen 5 C below its peak 120 s after the agent",
+        condition: "120 s after the agent (timer kept without temperatures and across \
+                    restarts): a valid temperature >= 60 C not fallen 5 C below its own peak, a \
+                    source lost while >= 60 C, or no valid temperature",
         default_threshold: None,
         actions: &[Action::CoolantOn],
     },
@@ -104,8 +112,9 @@ pub const STAGE_TABLE: [StageInfo; 7] = [
         code: 6,
         key: "stage5",
         name: "Room gas",
-        condition: "temperature not fallen 5 C below its peak 300 s after the coolant; \
-                    released after the pre-discharge warning",
+        condition: "300 s after the coolant, the same test against the peaks since the \
+                    coolant; or the room gas release. The gas is released only after 30 s of \
+                    pre-discharge warning (hold switch honoured)",
         default_threshold: None,
         actions: &[Action::GasWarning, Action::GasRelease],
     },

@@ -161,6 +161,35 @@ impl fmt::Display for SourceId {
     }
 }
 
+/// A set of [`SourceId`]s (bit n = the source with discriminant n).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct SourceSet(u8);
+
+impl SourceSet {
+    /// The empty set.
+    pub const NONE: SourceSet = SourceSet(0);
+    /// True if `id` is in the set.
+    pub const fn contains(self, id: SourceId) -> bool {
+        self.0 & (1u8 << (id as u8)) != 0
+    }
+    /// Adds `id`.
+    pub fn insert(&mut self, id: SourceId) {
+        self.0 |= 1u8 << (id as u8);
+    }
+    /// True if empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// The raw bits.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+    /// Iterates the sources in the set, in [`SourceId::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = SourceId> {
+        SourceId::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+}
+
 /// One analogue sample (temperature or off-gas), in tenths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Analog {
@@ -205,12 +234,19 @@ pub struct Inputs {
     /// Feedbacks, indexed like [`Action::FEEDBACK`]: contactor open, blanket down, patch fired,
     /// agent pressure, coolant flow, gas released.
     pub feedback: [Digital; 6],
-    /// Local reset key (a reset is attempted on the Off -> On edge).
+    /// Local reset key (a reset is attempted on the Off -> On edge; held for
+    /// `reset_override_ms` it resets with invalid sources out of service).
     pub reset: Digital,
-    /// Local hold-to-abort switch for the room gas (works only while held).
+    /// Local hold-to-abort switch for the room gas (works only while held; a faulted line
+    /// counts as held).
     pub hold: Digital,
-    /// Local manual release (acts on the Off -> On edge).
+    /// The rack's local manual release of the agent (acts on the Off -> On edge; an input
+    /// already on when the logic starts or restarts is not a press until seen off).
     pub manual_release: Digital,
+    /// The room's manual gas release (acts on the Off -> On edge, like `manual_release`): the
+    /// gas follows the full pre-discharge warning, the hold switch holds it. Leave it
+    /// `NoSample` where no such input is wired.
+    pub room_gas_release: Digital,
     /// Manual-only mode (room occupied): automatic agent and gas disabled.
     pub manual_only: Digital,
     /// Fire-authority key switch: forces all battery power off.
@@ -350,7 +386,8 @@ pub enum Trouble {
     OffGasInvalid = 5,
     /// No valid temperature source at all.
     NoValidTemperature = 6,
-    /// One sensor is inhibited by a network command.
+    /// One faulted sensor's trouble is inhibited by a network command (the sensor still does
+    /// not count).
     SensorInhibited = 7,
     /// Contactor feedback disagrees with the command for longer than allowed.
     ContactorMismatch = 8,
@@ -366,7 +403,8 @@ pub enum Trouble {
     GasMismatch = 13,
     /// A feedback line reports a fault.
     FeedbackFault = 14,
-    /// A local switch line reports a fault.
+    /// A local switch line reports a fault, or a momentary switch (reset, manual release, room
+    /// gas release) is on since the logic started and was never seen released.
     SwitchFault = 15,
     /// The event log had to drop an event.
     EventLogOverflow = 16,

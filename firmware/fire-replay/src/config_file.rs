@@ -67,6 +67,9 @@ fn apply(c: &mut Config, key: &str, v: &Value) -> Result<(), String> {
         "ror_window_ms" => c.ror_window_ms = uint(v, MS)?,
         "offgas_supervisory_pct" => c.offgas_supervisory = tenths(v, PCT)?,
         "offgas_stage1_pct" => c.offgas_stage1 = tenths(v, PCT)?,
+        "offgas_sustained_ms" => c.offgas_sustained_ms = uint(v, MS)?,
+        "offgas_ror_rise_pct" => c.offgas_ror_rise = tenths(v, PCT)?,
+        "offgas_ror_window_ms" => c.offgas_ror_window_ms = uint(v, MS)?,
         "camera_hotspot_c" => c.camera_hotspot = tenths(v, DEG)?,
         "confirm_samples" => c.confirm_samples = uint(v, "an integer 1..=8")?,
         "period_ms" => match v {
@@ -86,7 +89,6 @@ fn apply(c: &mut Config, key: &str, v: &Value) -> Result<(), String> {
         "open_code_c" => c.open_code = tenths(v, DEG)?,
         "short_code_c" => c.short_code = tenths(v, DEG)?,
         "max_jump_c" => c.max_jump = tenths(v, DEG)?,
-        "jump_recover_samples" => c.jump_recover_samples = uint(v, "an integer 1..=100")?,
         "partner_band_c" => c.partner_band = tenths(v, DEG)?,
         "coolant_min_fall_c" => c.coolant_min_fall = tenths(v, DEG)?,
         "coolant_after_ms" => c.coolant_after_ms = uint(v, MS)?,
@@ -97,6 +99,21 @@ fn apply(c: &mut Config, key: &str, v: &Value) -> Result<(), String> {
         "feedback_mismatch_ms" => c.feedback_mismatch_ms = uint(v, MS)?,
         "test_mode_max_ms" => c.test_mode_max_ms = uint(v, MS)?,
         "inhibit_max_ms" => c.inhibit_max_ms = uint(v, MS)?,
+        "reset_override_ms" => c.reset_override_ms = uint(v, MS)?,
+        "common_cause" => {
+            let t = v.as_table().ok_or_else(|| {
+                format!("expected a table of sensor = group, found {}", v.type_str())
+            })?;
+            c.common_cause = [0; 6];
+            for (k, gv) in t {
+                let i = SOURCES
+                    .iter()
+                    .position(|s| s == k)
+                    .ok_or_else(|| format!("unknown sensor `{k}` (known: {SOURCES:?})"))?;
+                c.common_cause[i] =
+                    uint(gv, "a group id 0..=15").map_err(|e| format!("{k}: {e}"))?;
+            }
+        }
         "corroboration" => {
             let t = v
                 .as_table()
@@ -142,6 +159,33 @@ mod tests {
         assert_eq!(c.period_ms[0], 250);
         assert_eq!(c.period_ms[1], 500);
         assert!(!c.corroboration.smoke);
+    }
+
+    #[test]
+    fn common_cause_groups_are_read_and_validated() {
+        let c = parse(
+            "common_cause = { rack_temp1 = 1, rack_temp2 = 1 }\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(c.common_cause, [0, 1, 1, 0, 0, 0]);
+        let e = parse("common_cause = { rack_temp1 = 16 }\n", "x.toml").unwrap_err();
+        assert!(e.contains("common_cause") && e.contains("15"), "{e}");
+        let e = parse("common_cause = { adc = 1 }\n", "x.toml").unwrap_err();
+        assert!(e.contains("unknown sensor `adc`"), "{e}");
+        let c = parse(
+            "offgas_sustained_ms = 120000\noffgas_ror_rise_pct = 3.5\nreset_override_ms = 5000\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.offgas_sustained_ms,
+                c.offgas_ror_rise,
+                c.reset_override_ms
+            ),
+            (120_000, 35, 5_000)
+        );
     }
 
     #[test]

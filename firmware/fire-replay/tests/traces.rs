@@ -27,7 +27,7 @@ fn expected_path(trace: &Path) -> PathBuf {
 fn every_trace_matches_its_expected_output() {
     let traces = traces();
     assert!(
-        traces.len() >= 6,
+        traces.len() >= 17,
         "expected the shipped traces, found {traces:?}"
     );
     let bless = std::env::var("FIRE_TRACES_BLESS").is_ok_and(|v| v == "1");
@@ -88,13 +88,15 @@ fn every_expected_file_has_a_trace() {
 
 #[test]
 fn shipped_traces_reach_what_they_claim() {
+    // Hazard: an expected file blessed with a wrong behaviour; each trace's own claim is
+    // checked here independently of its expected output.
     let run = |name: &str| {
         let text = std::fs::read_to_string(traces_dir().join(name)).unwrap();
         let mut out = String::new();
         let s = fire_trace::replay(&text, &fire_logic::Config::default(), &mut out).unwrap();
         (s, out)
     };
-    use fire_logic::{Action, Stage, Supervisory};
+    use fire_logic::{Action, Stage, Supervisory, Trouble};
     let (s, out) = run("slow-thermal-runaway.csv");
     assert_eq!(s.max_stage, Stage::Stage5);
     assert!(s.final_outputs.actions.contains(Action::GasRelease));
@@ -104,7 +106,8 @@ fn shipped_traces_reach_what_they_claim() {
     assert!(s.final_outputs.actions.iter().next().is_none());
     let (s, out) = run("noisy-sensor.csv");
     assert_eq!(s.max_stage, Stage::Normal);
-    assert!(out.contains("implausible_jump"));
+    assert!(out.contains("rack_temp2 invalid: partner_disagreement"));
+    assert!(!out.contains("rack_temp1 invalid"));
     let (s, out) = run("offgas-early-warning.csv");
     assert_eq!(s.max_stage, Stage::Stage1);
     assert_eq!(s.final_stage, Stage::Normal);
@@ -117,9 +120,75 @@ fn shipped_traces_reach_what_they_claim() {
     );
     assert!(out.contains("agent held back: manual-only mode"));
     assert!(s.final_outputs.actions.contains(Action::AgentRelease));
+    assert!(!s.final_outputs.actions.contains(Action::GasWarning));
     let (s, out) = run("authority-key.csv");
     assert_eq!(s.max_stage, Stage::Normal);
     assert!(out.contains("authority_in_command") && out.contains("contactor_feedback_mismatch"));
+
+    // One trace per hazard.
+    let (s, out) = run("h1-burnt-sensors-after-agent.csv");
+    assert!(s.final_outputs.actions.contains(Action::GasRelease));
+    assert!(s.final_outputs.actions.contains(Action::CoolantOn));
+    assert!(out.contains("stage4: no valid temperature"));
+    let (s, out) = run("h1-peak-sensor-lost-while-hot.csv");
+    assert_eq!(s.max_stage, Stage::Stage4);
+    assert!(out.contains("camera_max invalid: fault"));
+    let (s, _) = run("h2-stuck-partner-hides-fire.csv");
+    assert!(s.final_outputs.actions.contains(Action::AgentRelease));
+    assert!(s.final_outputs.troubles.contains(Trouble::RackTemp1Invalid));
+    assert!(!s.final_outputs.troubles.contains(Trouble::RackTemp2Invalid));
+    let (s, out) = run("h3-flickering-flame.csv");
+    assert!(s.final_outputs.actions.contains(Action::AgentRelease));
+    assert!(!out.contains("camera_max invalid"));
+    let (s, _) = run("h4-common-mode-drift.csv");
+    assert_eq!(s.max_stage, Stage::Stage1);
+    assert!(!s.final_outputs.actions.contains(Action::PatchFire));
+    let (s, out) = run("h5-room-gas-manual-only.csv");
+    assert!(s.final_outputs.actions.contains(Action::GasRelease));
+    let warned = |line: &str| line.contains("room gas pre-discharge warning started");
+    let last_warning: u64 = out
+        .lines()
+        .rfind(|l| warned(l))
+        .and_then(|l| {
+            l.split(',')
+                .next()?
+                .strip_prefix("{\"t_ms\":")?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    let released: u64 = out
+        .lines()
+        .find(|l| l.contains("room gas released"))
+        .and_then(|l| {
+            l.split(',')
+                .next()?
+                .strip_prefix("{\"t_ms\":")?
+                .parse()
+                .ok()
+        })
+        .unwrap();
+    assert!(
+        released - last_warning >= 30_000,
+        "full warning after the hold"
+    );
+    let (s, out) = run("h6-inhibit-then-recovery.csv");
+    assert!(out.contains("rack_temp1 inhibit ended"));
+    assert!(s.final_outputs.actions.contains(Action::AgentRelease));
+    let (s, out) = run("h7-reset-with-dead-hot-sensor.csv");
+    assert!(out.contains("local reset refused: camera_max is not valid"));
+    assert!(out.contains("with out of service: camera_max"));
+    assert_eq!(s.final_stage, Stage::Normal);
+    let (s, out) = run("h8-offgas-sustained.csv");
+    assert_eq!(s.max_stage, Stage::Stage1);
+    assert!(out.contains("sustained time"));
+    let (s, _) = run("h8-smoke-offgas-no-temperature.csv");
+    assert_eq!(s.max_stage, Stage::Stage1);
+    let (s, out) = run("h9-reboot-loop-time-wrap.csv");
+    assert_eq!(s.max_stage, Stage::Stage4);
+    assert!(s.end_t_ms > u64::from(u32::MAX));
+    assert!(out.matches("restored after restart").count() >= 4);
+    assert_eq!(out.matches("manual release operated").count(), 1);
 }
 
 fn bin() -> Command {

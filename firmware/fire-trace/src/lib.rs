@@ -20,7 +20,14 @@
 //! means "no new sample", `fault` means the sensor or line reports a fault; temperatures and
 //! off-gas are decimal numbers (rounded to 0.1); detectors, switches and feedbacks are `0` or
 //! `1`; the `command` column holds one network command (`ack`, `test_on`, `test_off`,
-//! `time:<unix_ms>`, `inhibit:<sensor>:<ms>`).
+//! `time:<unix_ms>`, `inhibit:<sensor>:<ms>`); `restart` = `1` restarts the controller before
+//! the row's cycle (only the latch record survives, through its bytes).
+//!
+//! Lines starting with `#!` before the header are directives. The only one is
+//! `#! common_cause: <column> <column> ...`: those sensors share a common cause (an ADC, a
+//! supply, a module, a cable) and never corroborate each other; one line per group. When a
+//! trace has such lines they replace the configuration's groups, like the header replaces its
+//! fitted sensors (both describe the wiring the trace was recorded on).
 //!
 //! # Output
 //! One JSON object per line for every cycle in which anything was logged:
@@ -40,8 +47,8 @@
 use core::fmt::{self, Write};
 
 use fire_logic::{
-    Analog, Config, ConfigError, Digital, Event, Fitted, Inputs, NetworkCommand, Outputs,
-    RackLogic, SourceId, Stage,
+    Analog, Config, ConfigError, Digital, Event, Fitted, Inputs, LatchError, LatchRecord,
+    MAX_COMMON_CAUSE_GROUP, NetworkCommand, Outputs, RackLogic, SourceId, Stage,
 };
 
 /// One trace column.
@@ -65,8 +72,10 @@ pub enum Column {
     Reset,
     /// `hold` switch (0/1).
     Hold,
-    /// `manual_release` (0/1).
+    /// `manual_release` (0/1): the rack's agent release.
     ManualRelease,
+    /// `room_gas_release` (0/1): the room's gas release.
+    RoomGasRelease,
     /// `manual_only` mode (0/1).
     ManualOnly,
     /// `authority` key (0/1).
@@ -76,9 +85,11 @@ pub enum Column {
     Feedback(u8),
     /// `command`: a network command applied before the cycle.
     Command,
+    /// `restart` (0/1): the controller restarts before the cycle.
+    Restart,
 }
 
-const NAMES: [(&str, Column); 19] = [
+const NAMES: [(&str, Column); 21] = [
     ("t_ms", Column::TMs),
     ("bms_max_c", Column::Bms),
     ("rack_temp1_c", Column::RackTemp1),
@@ -89,6 +100,7 @@ const NAMES: [(&str, Column); 19] = [
     ("reset", Column::Reset),
     ("hold", Column::Hold),
     ("manual_release", Column::ManualRelease),
+    ("room_gas_release", Column::RoomGasRelease),
     ("manual_only", Column::ManualOnly),
     ("authority", Column::Authority),
     ("contactor_open_fb", Column::Feedback(0)),
@@ -98,6 +110,7 @@ const NAMES: [(&str, Column); 19] = [
     ("coolant_flow_fb", Column::Feedback(4)),
     ("gas_released_fb", Column::Feedback(5)),
     ("command", Column::Command),
+    ("restart", Column::Restart),
 ];
 
 impl Column {
@@ -125,6 +138,7 @@ impl Column {
             Column::Command => {
                 "`ack`, `test_on`, `test_off`, `time:<unix_ms>`, `inhibit:<sensor>:<ms>` or empty"
             }
+            Column::Restart => "`0`, `1`, or an empty cell",
             _ => "`0`, `1`, `fault`, or an empty cell",
         }
     }
@@ -160,6 +174,12 @@ pub enum TraceErrorKind {
     TimeWentBack {
         /// The previous row's time.
         previous: u64,
+    },
+    /// A `#!` directive that is not `common_cause:`, comes after the header, or names a
+    /// column that is not a sensor (or one already in a group).
+    BadDirective {
+        /// What is wrong.
+        why: &'static str,
     },
 }
 
@@ -242,6 +262,9 @@ impl fmt::Display for TraceError {
                 "t_ms {} is before the previous row's {previous}",
                 self.found
             ),
+            TraceErrorKind::BadDirective { why } => {
+                write!(f, "directive `{}`: {why}", self.found)
+            }
         }
     }
 }
@@ -262,6 +285,8 @@ pub struct Row {
     pub inputs: Inputs,
     /// A network command to apply before the cycle, if any.
     pub command: Option<NetworkCommand>,
+    /// The controller restarts before the cycle.
+    pub restart: bool,
 }
 
 impl Header {
@@ -353,6 +378,7 @@ impl Header {
             t_ms: 0,
             inputs: Inputs::default(),
             command: None,
+            restart: false,
         };
         for (i, (cell, col)) in line.split(',').zip(self.columns()).enumerate() {
             let cell = cell.trim();
@@ -379,6 +405,7 @@ impl Header {
                 Column::Reset => inp.reset = digital(cell).ok_or_else(bad)?,
                 Column::Hold => inp.hold = digital(cell).ok_or_else(bad)?,
                 Column::ManualRelease => inp.manual_release = digital(cell).ok_or_else(bad)?,
+                Column::RoomGasRelease => inp.room_gas_release = digital(cell).ok_or_else(bad)?,
                 Column::ManualOnly => inp.manual_only = digital(cell).ok_or_else(bad)?,
                 Column::Authority => inp.authority = digital(cell).ok_or_else(bad)?,
                 Column::Feedback(k) => {
@@ -387,9 +414,76 @@ impl Header {
                     *slot = d;
                 }
                 Column::Command => row.command = command(cell).ok_or_else(bad)?,
+                Column::Restart => {
+                    row.restart = match cell {
+                        "" | "0" => false,
+                        "1" => true,
+                        _ => return Err(bad()),
+                    }
+                }
             }
         }
         Ok(row)
+    }
+}
+
+/// The sensor source a column feeds, if it is a sensor column.
+fn column_source(c: Column) -> Option<SourceId> {
+    match c {
+        Column::Bms => Some(SourceId::Bms),
+        Column::RackTemp1 => Some(SourceId::RackTemp1),
+        Column::RackTemp2 => Some(SourceId::RackTemp2),
+        Column::Camera => Some(SourceId::Camera),
+        Column::Smoke => Some(SourceId::Smoke),
+        Column::OffGas => Some(SourceId::OffGas),
+        _ => None,
+    }
+}
+
+/// Common-cause groups declared by `#! common_cause:` directives (group ids 1, 2, ... in the
+/// order of the lines), in [`SourceId`] order like [`Config::common_cause`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Directives {
+    /// The groups, if any directive was given.
+    pub common_cause: Option<[u8; 6]>,
+    groups: u8,
+}
+
+impl Directives {
+    /// Parses one `#!` line (`line` is the whole line, `#!` included).
+    pub fn parse(&mut self, line: &str, line_no: usize) -> Result<(), TraceError> {
+        let text = line.trim().trim_start_matches("#!").trim();
+        let bad = |why| TraceError::new(line_no, 0, "", text, TraceErrorKind::BadDirective { why });
+        let Some(list) = text.strip_prefix("common_cause:") else {
+            return Err(bad(
+                "the only directive is `common_cause: <column> <column> ...`",
+            ));
+        };
+        if self.groups >= MAX_COMMON_CAUSE_GROUP {
+            return Err(bad("too many common-cause groups (at most 15)"));
+        }
+        let id = self.groups.saturating_add(1);
+        let mut groups = self.common_cause.unwrap_or([0; 6]);
+        let mut members = 0u8;
+        for name in list.split([' ', ',']).filter(|n| !n.is_empty()) {
+            let source = Column::from_name(name)
+                .and_then(column_source)
+                .ok_or_else(|| bad("names a column that is not a sensor"))?;
+            let slot = groups
+                .get_mut(source as usize)
+                .ok_or_else(|| bad("names a column that is not a sensor"))?;
+            if *slot != 0 {
+                return Err(bad("names a sensor already in a group"));
+            }
+            *slot = id;
+            members = members.saturating_add(1);
+        }
+        if members < 2 {
+            return Err(bad("a common-cause group needs at least two sensors"));
+        }
+        self.groups = id;
+        self.common_cause = Some(groups);
+        Ok(())
     }
 }
 
@@ -503,6 +597,8 @@ pub enum ReplayError {
     Trace(TraceError),
     /// The output sink failed.
     Output,
+    /// The latch record did not survive a `restart` row (never expected: a bug).
+    Latch(LatchError),
 }
 
 impl fmt::Display for ReplayError {
@@ -513,6 +609,7 @@ impl fmt::Display for ReplayError {
             }
             ReplayError::Trace(e) => write!(f, "{e}"),
             ReplayError::Output => f.write_str("could not write the output"),
+            ReplayError::Latch(e) => write!(f, "restart: {e}"),
         }
     }
 }
@@ -612,12 +709,28 @@ pub fn write_summary<W: Write>(out: &mut W, s: &Summary) -> fmt::Result {
 /// The fitted sensors and feedbacks are taken from the trace header; everything else from
 /// `config`. Pure: the same trace and configuration always give the same bytes.
 pub fn replay<W: Write>(trace: &str, config: &Config, out: &mut W) -> Result<Summary, ReplayError> {
+    let mut directives = Directives::default();
+    let mut header_line: Option<(usize, &str)> = None;
     let mut lines = trace
         .lines()
         .enumerate()
-        .map(|(i, l)| (i.saturating_add(1), l))
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let Some((hline, htext)) = lines.next() else {
+        .map(|(i, l)| (i.saturating_add(1), l));
+    for (line_no, text) in lines.by_ref() {
+        let t = text.trim_start();
+        if t.starts_with("#!") {
+            directives
+                .parse(text, line_no)
+                .map_err(ReplayError::Trace)?;
+        } else if !t.trim().is_empty() && !t.starts_with('#') {
+            header_line = Some((line_no, text));
+            break;
+        }
+    }
+    let mut lines = lines.filter(|(_, l)| {
+        let t = l.trim_start();
+        !t.trim().is_empty() && (!t.starts_with('#') || t.starts_with("#!"))
+    });
+    let Some((hline, htext)) = header_line else {
         return Err(ReplayError::Trace(TraceError::new(
             1,
             0,
@@ -629,6 +742,9 @@ pub fn replay<W: Write>(trace: &str, config: &Config, out: &mut W) -> Result<Sum
     let header = Header::parse(htext, hline).map_err(ReplayError::Trace)?;
     let mut cfg = *config;
     cfg.fitted = header.fitted(cfg.fitted);
+    if let Some(groups) = directives.common_cause {
+        cfg.common_cause = groups;
+    }
     let mut logic = RackLogic::new(cfg).map_err(ReplayError::Config)?;
     let mut summary = Summary {
         rows: 0,
@@ -640,7 +756,18 @@ pub fn replay<W: Write>(trace: &str, config: &Config, out: &mut W) -> Result<Sum
         events: 0,
     };
     let mut previous: Option<u64> = None;
-    for (line_no, text) in lines {
+    for (line_no, text) in lines.by_ref() {
+        if text.trim_start().starts_with("#!") {
+            return Err(ReplayError::Trace(TraceError::new(
+                line_no,
+                0,
+                "",
+                text.trim(),
+                TraceErrorKind::BadDirective {
+                    why: "directives come before the header",
+                },
+            )));
+        }
         let row = header
             .parse_row(text, line_no)
             .map_err(ReplayError::Trace)?;
@@ -659,6 +786,12 @@ pub fn replay<W: Write>(trace: &str, config: &Config, out: &mut W) -> Result<Sum
             )));
         }
         previous = Some(row.t_ms);
+        if row.restart {
+            // Only the latch record survives, through its bytes, like in the controller.
+            let bytes = logic.latch_record().to_bytes();
+            let record = LatchRecord::from_bytes(&bytes).map_err(ReplayError::Latch)?;
+            logic = RackLogic::restore(cfg, &record, row.t_ms).map_err(ReplayError::Config)?;
+        }
         if let Some(c) = row.command {
             // Refusals are logged by the logic and show up in the reason.
             let _ = logic.command(row.t_ms, c);

@@ -223,3 +223,83 @@ fn replay_output_is_valid_json_lines() {
         assert!(!in_str && depth == 0, "{line}");
     }
 }
+
+#[test]
+fn room_gas_release_and_restart_columns() {
+    let h = Header::parse("t_ms,bms_max_c,room_gas_release,restart", 1).unwrap();
+    let r = h.parse_row("500,30,1,1", 2).unwrap();
+    assert_eq!(r.inputs.room_gas_release, Digital::On);
+    assert!(r.restart);
+    let r = h.parse_row("500,30,,", 2).unwrap();
+    assert_eq!(r.inputs.room_gas_release, Digital::NoSample);
+    assert!(!r.restart);
+    let e = h.parse_row("500,30,0,fault", 2).unwrap_err();
+    assert_eq!(e.column, 4, "{e}");
+}
+
+/// Both rack sensors drift to 87 C together; BMS and camera stay at 25 C; no smoke.
+fn drift_trace(directive: &str) -> String {
+    let mut t = format!("{directive}t_ms,bms_max_c,rack_temp1_c,rack_temp2_c,camera_max_c,smoke\n");
+    for i in 0..=700u64 {
+        let v = 25.0 + (i.min(620) as f64) * 0.1;
+        t.push_str(&format!("{},25,{v:.1},{v:.1},25,0\n", i * 500));
+    }
+    t
+}
+
+#[test]
+fn common_cause_directive_sets_the_groups_of_the_wiring() {
+    // Hazard: a trace recorded on two transmitters sharing one ADC replayed as if they were
+    // independent, "corroborating" each other up to the agent.
+    let mut out = String::new();
+    let s = replay(&drift_trace(""), &Config::default(), &mut out).unwrap();
+    assert_eq!(s.max_stage, Stage::Stage3, "undeclared: they corroborate");
+    let mut out = String::new();
+    let s = replay(
+        &drift_trace("#! common_cause: rack_temp1_c rack_temp2_c\n"),
+        &Config::default(),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(s.max_stage, Stage::Stage1, "one ADC: power cut only");
+}
+
+#[test]
+fn bad_directives_are_rejected_with_the_line() {
+    for (text, line) in [
+        ("#! groups: rack_temp1_c rack_temp2_c\nt_ms,bms_max_c\n", 1),
+        ("#! common_cause: rack_temp1_c reset\nt_ms,bms_max_c\n", 1),
+        ("#! common_cause: rack_temp1_c\nt_ms,bms_max_c\n", 1),
+        (
+            "#! common_cause: rack_temp1_c bms_max_c\n#! common_cause: bms_max_c smoke\nt_ms,bms_max_c\n",
+            2,
+        ),
+        (
+            "t_ms,bms_max_c,camera_max_c\n0,25,25\n#! common_cause: bms_max_c smoke\n",
+            3,
+        ),
+    ] {
+        let mut out = String::new();
+        match replay(text, &Config::default(), &mut out) {
+            Err(ReplayError::Trace(e)) => {
+                assert_eq!(e.line, line, "{text}: {e}");
+                assert!(matches!(e.kind, TraceErrorKind::BadDirective { .. }), "{e}");
+                assert!(e.to_string().contains("directive"), "{e}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_restart_row_keeps_only_the_latch_record() {
+    // A restart mid-incident: the stage comes back from the record, a key held through it is
+    // not a new press.
+    let t = "t_ms,bms_max_c,camera_max_c,smoke,manual_release,restart\n\
+             0,25,25,0,0,\n500,25,25,0,1,\n1000,25,25,0,1,\n1500,25,25,0,1,1\n2000,25,25,0,1,\n";
+    let mut out = String::new();
+    let s = replay(t, &Config::default(), &mut out).unwrap();
+    assert_eq!(s.final_stage, Stage::Stage3);
+    assert!(out.contains("restored after restart in stage3"), "{out}");
+    assert_eq!(out.matches("manual release operated").count(), 1, "{out}");
+}

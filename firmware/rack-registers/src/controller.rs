@@ -485,8 +485,13 @@ pub fn event_code(kind: &EventKind) -> (u8, u16) {
                 ResetRefusal::SmokePresent => 1,
                 ResetRefusal::OffGasPresent => 2,
                 ResetRefusal::NoValidTemperature => 3,
+                ResetRefusal::SourceInvalid { source } => 4 | (src(source) << 8),
             },
         ),
+        EventKind::ResetOverride { out_of_service } => {
+            (ek::RESET_OVERRIDE, u16::from(out_of_service.bits()))
+        }
+        EventKind::RoomGasRelease => (ek::ROOM_GAS_RELEASE, 0),
         EventKind::ManualRelease => (ek::MANUAL_RELEASE, 0),
         EventKind::AgentReleased => (ek::AGENT_RELEASED, 0),
         EventKind::AgentInhibitedManualOnly => (ek::AGENT_INHIBITED_MANUAL_ONLY, 0),
@@ -535,7 +540,7 @@ fn invalidity_code(i: Invalidity) -> u16 {
         Invalidity::Open => 3,
         Invalidity::Short => 4,
         Invalidity::OutOfRange => 5,
-        Invalidity::Jump => 6,
+        // 6 was the implausible jump: jumps are rate-limited now, never a fault.
         Invalidity::Disagree => 7,
         Invalidity::Inhibited => 8,
     }

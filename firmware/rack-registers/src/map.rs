@@ -134,7 +134,7 @@ pub mod event_kind {
     /// Local reset accepted.
     pub const RESET_ACCEPTED: u8 = 2;
     /// Local reset refused; detail = reason (0 temperature, 1 smoke, 2 off-gas, 3 no valid
-    /// temperature).
+    /// temperature, 4 a source not valid: sensor index in the high byte).
     pub const RESET_REFUSED: u8 = 3;
     /// Local manual release operated.
     pub const MANUAL_RELEASE: u8 = 4;
@@ -183,6 +183,11 @@ pub mod event_kind {
     pub const RESTORED: u8 = 25;
     /// The non-volatile record was found corrupt at boot (not trusted).
     pub const NV_RECORD_CORRUPT: u8 = 26;
+    /// Local reset accepted with the reset key held, invalid sources taken out of service;
+    /// detail = bit mask of those sensors (bit = sensor index).
+    pub const RESET_OVERRIDE: u8 = 27;
+    /// The room's manual gas release was operated (the gas follows the pre-discharge warning).
+    pub const ROOM_GAS_RELEASE: u8 = 28;
 }
 
 /// Coil addresses (function codes 1, 5, 15). Writing 1 asks for the command; writing 0 ends
@@ -278,7 +283,7 @@ pub mod status {
 /// Bits of [`input::TROUBLES`] (u32). Bits 0..=17 are the fire logic's `Troubles` bits (pinned
 /// by a test in `controller.rs`); bits 24.. are the controller's own.
 pub mod trouble {
-    /// BMS temperature invalid (fault, stale, out of range, implausible, disagreeing).
+    /// BMS temperature invalid (fault, stale, open, short, out of range, disagreeing).
     pub const BMS_INVALID: u32 = 1 << 0;
     /// Rack temperature sensor 1 invalid.
     pub const RACK_TEMP1_INVALID: u32 = 1 << 1;

@@ -66,6 +66,7 @@ impl ThermalRunaway {
             reset: Digital::Off,
             hold: Digital::Off,
             manual_release: Digital::Off,
+            room_gas_release: Digital::Off,
             manual_only: Digital::Off,
             authority: Digital::Off,
         }

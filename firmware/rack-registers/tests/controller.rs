@@ -4,7 +4,7 @@
 use fire_logic::{Action, Actions, Config, Outputs, Stage, Supervisory, Trouble};
 use rack_registers::controller::{BootState, Controller, CycleMonitor, parse_version};
 use rack_registers::map::{self, action, input, status, trouble};
-use rack_registers::nvstore::{Flash, RamFlash};
+use rack_registers::nvstore::{Flash, RamFlash, slot_size};
 use rack_registers::scenario::{PERIOD_MS, RESET_STAGES, ThermalRunaway, reset_in_stage};
 use rack_registers::{Command, INPUT_COUNT};
 
@@ -106,7 +106,9 @@ fn corrupt_record_is_not_trusted_and_raises_a_trouble() {
     let mut f = c.into_flash();
     // Flip a bit in every written slot: no record can be trusted.
     for page in 0..f.pages() {
-        for b in f.data[page * 1024..page * 1024 + 1024].chunks_mut(96) {
+        for b in f.data[page * 1024..page * 1024 + 1024]
+            .chunks_mut(slot_size(fire_logic::LatchRecord::LEN))
+        {
             if b.iter().any(|&x| x != 0xFF) {
                 b[20] ^= 0x04;
             }
@@ -177,7 +179,7 @@ fn steady_state_does_not_write_the_flash() {
         c.store_mut()
             .flash_mut()
             .data
-            .chunks(96)
+            .chunks(slot_size(fire_logic::LatchRecord::LEN))
             .filter(|b| b[0] != 0xFF)
             .count()
     };

@@ -41,6 +41,7 @@ fn inputs(u: &mut Unstructured<'_>) -> arbitrary::Result<Inputs> {
         reset: digital(u)?,
         hold: digital(u)?,
         manual_release: digital(u)?,
+        room_gas_release: digital(u)?,
         manual_only: digital(u)?,
         authority: digital(u)?,
     })

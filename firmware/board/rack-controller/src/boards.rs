@@ -17,6 +17,15 @@ pub fn stm32f407_rev_b() -> Config {
     c.fitted.camera = false;
     c.fitted.offgas = false;
     c.fitted.feedback = [true; 6];
+    // Group k+1 for the k-th entry of the common-cause table: members never corroborate each
+    // other (the fire logic's rule).
+    for (k, group) in STM32F407_REV_B_COMMON_CAUSE.iter().enumerate() {
+        for member in group.members {
+            if let Some(slot) = c.common_cause.get_mut(*member as usize) {
+                *slot = u8::try_from(k + 1).unwrap_or(u8::MAX);
+            }
+        }
+    }
     c
 }
 
@@ -27,8 +36,8 @@ pub fn stm32f407_rev_b() -> Config {
 /// ratiometric line (insensitive to the reference) from its own detector: it is independent of
 /// them. (The BMS, camera and off-gas detector are not fitted on this revision.)
 ///
-/// To wire into the fire logic's configuration: one group per entry, members as
-/// [`SourceId`]s, or as bit masks over `SourceId` indexes with
+/// [`stm32f407_rev_b`] puts each entry's members in one `Config::common_cause` group; the
+/// same table is available as bit masks over `SourceId` indexes with
 /// [`crate::analog::group_masks`].
 pub const STM32F407_REV_B_COMMON_CAUSE: &[CommonCause] = &[CommonCause {
     name: "rack transmitters: ADC1, VREF+ reference, 24 V loop supply, one field cable",
@@ -104,6 +113,14 @@ mod tests {
         assert!(share_a_cause(g, SourceId::RackTemp1, SourceId::RackTemp2));
         assert!(!share_a_cause(g, SourceId::RackTemp1, SourceId::Smoke));
         assert!(!share_a_cause(g, SourceId::RackTemp2, SourceId::Smoke));
+        // ...and the logic's configuration says the same.
+        let cfg = stm32f407_rev_b();
+        assert_ne!(cfg.common_cause[SourceId::RackTemp1 as usize], 0);
+        assert_eq!(
+            cfg.common_cause[SourceId::RackTemp1 as usize],
+            cfg.common_cause[SourceId::RackTemp2 as usize]
+        );
+        assert_eq!(cfg.common_cause[SourceId::Smoke as usize], 0);
         // Every member of every group is a source this board has.
         let c = stm32f407_rev_b();
         for grp in g {

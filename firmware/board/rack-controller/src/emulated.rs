@@ -28,7 +28,7 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use cortex_m_semihosting::{debug, hprintln};
 use fire_logic::{Config, EVENT_LOG_CAPACITY, Event, Inputs, Outputs, Stage};
-use fire_trace::{Header, Summary, write_summary, write_transition};
+use fire_trace::{Directives, Header, Summary, write_summary, write_transition};
 use rack_controller::app::{App, Settings};
 use rack_controller::board::Board;
 use rack_controller::boards::stm32f407_rev_b;
@@ -684,6 +684,16 @@ fn replay(t: &mut Tally) {
 
 #[inline(never)]
 fn replay_one(csv: &str, out: &mut Compare<'_>, t: &mut Tally) -> Result<u32, &'static str> {
+    // `#!` directives (common-cause groups) come before the header, as in `fire_trace::replay`.
+    let mut directives = Directives::default();
+    for (i, l) in csv.lines().enumerate() {
+        let t = l.trim_start();
+        if t.starts_with("#!") {
+            directives.parse(l, i + 1).map_err(|_| "bad directive")?;
+        } else if !t.trim().is_empty() && !t.starts_with('#') {
+            break;
+        }
+    }
     let mut lines = csv
         .lines()
         .enumerate()
@@ -693,6 +703,9 @@ fn replay_one(csv: &str, out: &mut Compare<'_>, t: &mut Tally) -> Result<u32, &'
     let header = Header::parse(htext, hline).map_err(|_| "bad header")?;
     let mut cfg = Config::default();
     cfg.fitted = header.fitted(cfg.fitted);
+    if let Some(groups) = directives.common_cause {
+        cfg.common_cause = groups;
+    }
     let board = ReplayBoard {
         now_us: 0,
         inputs: Inputs::default(),
@@ -711,6 +724,14 @@ fn replay_one(csv: &str, out: &mut Compare<'_>, t: &mut Tally) -> Result<u32, &'
     let mut events: heapless::Vec<Event, EVENT_LOG_CAPACITY> = heapless::Vec::new();
     for (line_no, text) in lines {
         let row = header.parse_row(text, line_no).map_err(|_| "bad row")?;
+        if row.restart {
+            // A controller restart: only what the controller wrote to its non-volatile area
+            // survives; the new App boots from it like the board does after a reset.
+            let (mut board, ctrl) = a.into_parts();
+            board.now_us = row.t_ms * 1000;
+            a = App::new(board, ctrl.into_flash(), cfg, Settings::default())
+                .map_err(|_| "restart: boot refused")?;
+        }
         let b = a.board_mut();
         b.now_us = row.t_ms * 1000;
         b.inputs = row.inputs;

@@ -237,6 +237,8 @@ impl FrontEnd {
             reset: d(line::RESET),
             hold: d(line::HOLD),
             manual_release: d(line::MANUAL_RELEASE),
+            // The room's gas release is a room panel input, not wired to the rack board.
+            room_gas_release: Digital::NoSample,
             manual_only: d(line::MANUAL_ONLY),
             authority: d(line::AUTHORITY),
         };

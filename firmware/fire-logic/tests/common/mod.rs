@@ -49,6 +49,7 @@ impl Rig {
         r.inp.hold = Digital::Off;
         r.inp.reset = Digital::Off;
         r.inp.manual_release = Digital::Off;
+        r.inp.room_gas_release = Digital::Off;
         r.inp.feedback[0] = Digital::Off;
         r.out = r.logic.step(0, &r.sample());
         r
@@ -62,7 +63,8 @@ impl Rig {
         self.temps[i] = Some(Analog::Value(c(deg)));
     }
 
-    fn sample(&self) -> Inputs {
+    /// The inputs of the next cycle (as `tick` would give them).
+    pub fn sample(&self) -> Inputs {
         let mut i = self.inp;
         i.bms_max = self.temps[0].unwrap_or_default();
         i.rack_temp1 = self.temps[1].unwrap_or_default();
@@ -126,6 +128,15 @@ impl Rig {
         self.out
     }
 
+    /// A controller restart now: only the latch record survives (through its bytes); the
+    /// sensors keep their values, the clock keeps going.
+    pub fn restart(&mut self) {
+        let bytes = self.logic.latch_record().to_bytes();
+        let rec = fire_logic::LatchRecord::from_bytes(&bytes).expect("record decodes");
+        let cfg = *self.logic.config();
+        self.logic = RackLogic::restore(cfg, &rec, self.t).expect("valid config");
+    }
+
     /// Ticks until `cond` holds (panics after `max_ms`).
     pub fn run_until(&mut self, max_ms: u64, cond: impl Fn(&Outputs) -> bool) -> Outputs {
         let end = self.t + max_ms;
@@ -164,4 +175,7 @@ pub fn reset(i: &mut Inputs) -> &mut Digital {
 }
 pub fn manual(i: &mut Inputs) -> &mut Digital {
     &mut i.manual_release
+}
+pub fn room_gas(i: &mut Inputs) -> &mut Digital {
+    &mut i.room_gas_release
 }
