@@ -125,6 +125,7 @@ struct RawPoint {
     scale: Option<S<f64>>,
     offset: Option<S<f64>>,
     invert: Option<bool>,
+    true_values: Option<S<Vec<i64>>>,
     #[serde(rename = "enum")]
     enum_map: Option<S<BTreeMap<String, String>>>,
     poll: Option<S<String>>,
@@ -657,6 +658,25 @@ fn validate_point(
         }
         out
     });
+    let true_values = match &p.true_values {
+        None => Vec::new(),
+        Some(t) => {
+            if def.map(|d| d.kind) != Some(dcim_points::RoleKind::Binary) {
+                cx.err(
+                    t.span(),
+                    f("true_values"),
+                    "`true_values` only goes with a true/false role",
+                );
+            } else if t.get_ref().is_empty() {
+                cx.err(
+                    t.span(),
+                    f("true_values"),
+                    "expected at least one raw value meaning true, e.g. true_values = [1]",
+                );
+            }
+            t.get_ref().clone()
+        }
+    };
     let poll = match &p.poll {
         None => PollClass::Normal,
         Some(s) => PollClass::parse(s.get_ref()).unwrap_or_else(|| {
@@ -917,6 +937,7 @@ fn validate_point(
         scale,
         offset,
         invert: p.invert.unwrap_or(false),
+        true_values,
         enum_map,
         poll,
         deadband,

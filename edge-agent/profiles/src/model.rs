@@ -407,6 +407,9 @@ pub struct Point {
     pub scale: f64,
     pub offset: f64,
     pub invert: bool,
+    /// For true/false roles: the raw values meaning true (anything else is false). Empty:
+    /// any non-zero value is true. E.g. IF-MIB `ifOperStatus` is up only when 1.
+    pub true_values: Vec<i64>,
     pub enum_map: Option<BTreeMap<i64, String>>,
     pub poll: PollClass,
     pub deadband: Option<f64>,

@@ -417,3 +417,34 @@ fn errors_after_multibyte_text_do_not_panic() {
     assert_eq!(e.0[0].line, 10);
     assert_eq!(e.0[0].field, "register");
 }
+
+/// Hazard: IF-MIB reports a down link as 2 (and "lower layer down" as 7); read as "non-zero is
+/// true" such a link would count as up and hide a lost network path.
+#[test]
+fn true_values_decide_a_binary_role_from_an_enumerated_raw_value() {
+    let text = r#"
+[profile]
+name = "t"
+protocol = "modbus"
+[modbus]
+address_base = 0
+[[point]]
+id = "up"
+role = "link.up"
+labels = { link = "a" }
+table = "holding"
+register = 0
+true_values = [1]
+"#;
+    let p = dcim_profiles::load_str("t.toml", text).unwrap();
+    let pt = &p.points[0];
+    for (raw, up) in [(1, true), (2, false), (7, false), (0, false)] {
+        let r = pt.reading(&dcim_profiles::Raw::Unsigned(raw));
+        assert_eq!(r.value, Some(dcim_points::Value::Bool(up)), "raw {raw}");
+    }
+    let bad = text
+        .replace("role = \"link.up\"", "role = \"link.speed_gbps\"")
+        .replace("labels = { link = \"a\" }\n", "labels = { link = \"a\" }\n");
+    let e = dcim_profiles::load_str("t.toml", &bad).unwrap_err();
+    assert!(e.to_string().contains("true_values"), "{e}");
+}
