@@ -118,17 +118,50 @@ pub fn plan(items: &[Item], limits: Limits) -> Vec<Read> {
     reads
 }
 
-/// The reads of one poll class of a Modbus profile for a device at `unit`.
-pub fn plan_class(profile: &Profile, unit: u8, class: PollClass) -> Vec<Read> {
-    let limits = profile
+/// Splits a read the device refused (a Modbus exception) in two: its points in address order,
+/// halved, each half planned again with the same limits, so the halves cover exactly the
+/// read's points and never more registers than it did. Repeated, this isolates the registers
+/// a device refuses in `log2(points)` steps. `None` for a read of a single point (that point
+/// is the refused one). `items` must hold the items of the read's points.
+pub fn bisect(read: &Read, items: &[Item], limits: Limits) -> Option<Vec<Read>> {
+    if read.points.len() < 2 {
+        return None;
+    }
+    let mut its: Vec<Item> = read
+        .points
+        .iter()
+        .filter_map(|p| items.iter().find(|i| i.point == *p).copied())
+        .collect();
+    if its.len() < 2 {
+        return None;
+    }
+    its.sort_by_key(|i| (i.address, i.point));
+    let (a, b) = its.split_at(its.len() / 2);
+    let mut out = plan(a, limits);
+    out.extend(plan(b, limits));
+    Some(out)
+}
+
+/// The planner limits of a Modbus profile.
+pub fn limits_of(profile: &Profile) -> Limits {
+    profile
         .modbus
         .map(|m| Limits {
             max_gap: m.max_gap,
             max_registers: m.max_registers_per_read,
             max_bits: 2000,
         })
-        .unwrap_or_default();
-    let items: Vec<Item> = profile
+        .unwrap_or_default()
+}
+
+/// The reads of one poll class of a Modbus profile for a device at `unit`.
+pub fn plan_class(profile: &Profile, unit: u8, class: PollClass) -> Vec<Read> {
+    plan(&class_items(profile, unit, class), limits_of(profile))
+}
+
+/// The items (one per Modbus point) of one poll class.
+pub fn class_items(profile: &Profile, unit: u8, class: PollClass) -> Vec<Item> {
+    profile
         .points
         .iter()
         .enumerate()
@@ -142,8 +175,7 @@ pub fn plan_class(profile: &Profile, unit: u8, class: PollClass) -> Vec<Read> {
                 count: a.count(),
             })
         })
-        .collect();
-    plan(&items, limits)
+        .collect()
 }
 
 #[cfg(test)]
@@ -230,6 +262,23 @@ mod tests {
         assert_eq!(reads.len(), 2);
     }
 
+    #[test]
+    fn bisect_halves_the_points_and_stops_at_one() {
+        let items: Vec<_> = (0..5)
+            .map(|i| item(i, Table::Holding, i as u16 * 2, 2))
+            .collect();
+        let reads = plan(&items, Limits::default());
+        assert_eq!(reads.len(), 1);
+        let halves = bisect(&reads[0], &items, Limits::default()).unwrap();
+        let shape: Vec<_> = halves
+            .iter()
+            .map(|r| (r.address, r.count, r.points.clone()))
+            .collect();
+        assert_eq!(shape, vec![(0, 4, vec![0, 1]), (4, 6, vec![2, 3, 4])]);
+        let one = plan(&items[3..4], Limits::default());
+        assert!(bisect(&one[0], &items, Limits::default()).is_none());
+    }
+
     fn table() -> impl Strategy<Value = Table> {
         prop_oneof![
             Just(Table::Holding),
@@ -240,6 +289,34 @@ mod tests {
     }
 
     proptest! {
+        /// Hazard: splitting a refused read must neither lose a point (it would never be read
+        /// again, silently) nor read registers the refused read did not cover.
+        #[test]
+        fn bisect_keeps_every_point_within_the_refused_read(
+            raw in proptest::collection::vec((0u16..300, 1u16..=4), 2..40),
+            max_gap in 0u16..20,
+        ) {
+            let items: Vec<Item> = raw.iter().enumerate()
+                .map(|(i, (a, c))| item(i, Table::Holding, *a, *c)).collect();
+            let limits = Limits { max_gap, ..Limits::default() };
+            for read in plan(&items, limits) {
+                let Some(parts) = bisect(&read, &items, limits) else {
+                    prop_assert_eq!(read.points.len(), 1);
+                    continue;
+                };
+                prop_assert!(parts.len() >= 2);
+                let mut pts: Vec<usize> = parts.iter().flat_map(|r| r.points.clone()).collect();
+                pts.sort_unstable();
+                let mut want = read.points.clone();
+                want.sort_unstable();
+                prop_assert_eq!(pts, want);
+                for r in &parts {
+                    prop_assert!(r.address >= read.address && r.end() <= read.end());
+                    prop_assert!(r.points.len() < read.points.len());
+                }
+            }
+        }
+
         #[test]
         fn every_item_covered_and_no_read_over_the_limit(
             raw in proptest::collection::vec((0u8..3, table(), 0u16..5000, 1u16..=8), 0..300),

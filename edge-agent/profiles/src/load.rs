@@ -87,6 +87,7 @@ struct RawComm {
     backoff_initial_ms: Option<S<i64>>,
     backoff_max_ms: Option<S<i64>>,
     comm_lost_after_ms: Option<S<i64>>,
+    refused_retry_ms: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -385,6 +386,13 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
                     500,
                     3_600_000,
                     d.comm_lost_after_ms as i64,
+                ) as u64,
+                refused_retry_ms: cx.int(
+                    &c.refused_retry_ms,
+                    "comm.refused_retry_ms",
+                    1000,
+                    86_400_000,
+                    d.refused_retry_ms as i64,
                 ) as u64,
             };
             if comm.backoff_max_ms < comm.backoff_initial_ms
@@ -1120,11 +1128,33 @@ fn modbus_address(
         );
         return None;
     }
-    if wire.registers() as u16 > table.max_per_read().min(settings.max_registers_per_read) {
+    let per_read = table.max_per_read().min(settings.max_registers_per_read);
+    if wire.registers() > per_read {
+        let (field, fix) = match wire {
+            WireType::String(_) => (
+                f("length"),
+                format!(
+                    "shorten `length` to at most {} characters, or raise max_registers_per_read",
+                    per_read * 2
+                ),
+            ),
+            _ => (
+                f("type"),
+                "raise max_registers_per_read (a number split over two reads could mix two \
+                 different readings)"
+                    .to_owned(),
+            ),
+        };
         cx.err(
             register.span(),
-            f("length"),
-            "the value is longer than one read may be (max_registers_per_read)",
+            field,
+            format!(
+                "this value takes {} registers but [modbus] max_registers_per_read = {per_read}: \
+                 every value is read whole in one request; {fix}. A device that refuses reads \
+                 across unimplemented registers does not need a lower limit: the agent splits a \
+                 refused read by itself",
+                wire.registers()
+            ),
         );
         return None;
     }

@@ -62,6 +62,8 @@ pub struct Comm {
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub comm_lost_after_ms: u64,
+    /// A point the device refused (Modbus exception) is tried alone again this often.
+    pub refused_retry_ms: u64,
 }
 
 impl Default for Comm {
@@ -72,6 +74,7 @@ impl Default for Comm {
             backoff_initial_ms: 1000,
             backoff_max_ms: 60_000,
             comm_lost_after_ms: 15_000,
+            refused_retry_ms: 300_000,
         }
     }
 }

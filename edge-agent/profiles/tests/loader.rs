@@ -442,9 +442,42 @@ true_values = [1]
         let r = pt.reading(&dcim_profiles::Raw::Unsigned(raw));
         assert_eq!(r.value, Some(dcim_points::Value::Bool(up)), "raw {raw}");
     }
-    let bad = text
-        .replace("role = \"link.up\"", "role = \"link.speed_gbps\"")
-        .replace("labels = { link = \"a\" }\n", "labels = { link = \"a\" }\n");
+    let bad = text.replace("role = \"link.up\"", "role = \"link.speed_gbps\"");
     let e = dcim_profiles::load_str("t.toml", &bad).unwrap_err();
     assert!(e.to_string().contains("true_values"), "{e}");
+}
+
+/// Hazard: a technician lowering `max_registers_per_read` to work around a fussy device gets a
+/// refusal that does not say why or what to do instead.
+#[test]
+fn a_value_longer_than_the_read_limit_is_refused_with_the_rule_and_the_fix() {
+    let text = r#"
+[profile]
+name = "t"
+protocol = "modbus"
+[modbus]
+address_base = 1
+max_registers_per_read = 2
+[[point]]
+id = "model"
+role = "device.firmware"
+table = "holding"
+register = 20
+type = "string"
+length = 16
+[[point]]
+id = "energy"
+role = "custom.energy"
+table = "holding"
+register = 40
+type = "u64"
+"#;
+    let e = dcim_profiles::load_str("t.toml", text).unwrap_err();
+    assert_eq!(e.0.len(), 2, "{e}");
+    let s = &e.0[0];
+    assert_eq!((s.line, s.field.as_str()), (12, "point[0].length"));
+    assert!(s.message.contains("takes 8 registers"), "{}", s.message);
+    assert!(s.message.contains("at most 4 characters"), "{}", s.message);
+    assert!(s.message.contains("splits a refused read"), "{}", s.message);
+    assert_eq!(e.0[1].field, "point[1].type");
 }
