@@ -1,7 +1,12 @@
 //! The path from device drivers into the spool.
 //!
 //! Drivers hand samples to [`Ingest::samples`]; they are gathered into telemetry batches of at
-//! most `max_samples` and spooled when a batch is full or its oldest sample is `max_delay` old.
+//! most `max_samples` and spooled when a batch is full or its oldest sample is `max_delay` old,
+//! or at once when the samples hold a point of a `fast` poll class or a `device.online` change
+//! ([`Ingest::set_fast_points`]): fire- and power-critical values do not wait for the batch.
+//! Telemetry is published as soon as it is written to the spool (the spool's durable sequence
+//! reservation, `SpoolConfig::telemetry_visible_before_sync`), not after the telemetry fsync
+//! interval; events still wait for their fsync.
 //! Events go to [`Ingest::event`], which returns only once the event is in the spool (fsynced
 //! under the default policy): that return is the "acknowledged as spooled" point. If the disk is
 //! full, events wait in memory in order and are retried on every tick (and logged loudly);
@@ -192,8 +197,12 @@ struct Pending {
     oldest: Option<Instant>,
 }
 
+/// Point ids of the `fast` poll class, by device.
+pub type FastPoints = std::collections::HashMap<String, std::collections::HashSet<String>>;
+
 pub struct Ingest {
     shared: Arc<Shared>,
+    fast: std::sync::OnceLock<FastPoints>,
     max_samples: usize,
     max_delay: Duration,
     pending: Mutex<Pending>,
@@ -206,6 +215,7 @@ impl Ingest {
     pub fn new(shared: Arc<Shared>, max_samples: usize, max_delay: Duration) -> Arc<Ingest> {
         Arc::new(Ingest {
             shared,
+            fast: std::sync::OnceLock::new(),
             max_samples: max_samples.max(1),
             max_delay,
             pending: Mutex::new(Pending {
@@ -227,11 +237,30 @@ impl Ingest {
         &self.latest
     }
 
-    /// Queue samples; spools full batches at once.
+    /// The points whose samples are spooled (and so published) at once instead of waiting for
+    /// the batch delay: the `fast` poll class of each device's profile. Set once at start.
+    pub fn set_fast_points(&self, fast: FastPoints) {
+        let _ = self.fast.set(fast);
+    }
+
+    fn urgent(&self, samples: &[Sample]) -> bool {
+        samples.iter().any(|s| {
+            s.role.as_str() == "device.online"
+                || self
+                    .fast
+                    .get()
+                    .and_then(|f| f.get(&s.device))
+                    .is_some_and(|points| points.contains(&s.point))
+        })
+    }
+
+    /// Queue samples; spools full batches at once, and the whole pending batch when `samples`
+    /// hold a fast point.
     pub fn samples(&self, mut samples: Vec<Sample>) {
         if samples.is_empty() {
             return;
         }
+        let urgent = self.urgent(&samples);
         self.latest.update(&samples);
         self.shared.authority_keys.update(&samples);
         let full: Vec<Vec<Sample>> = {
@@ -242,6 +271,9 @@ impl Ingest {
             while p.samples.len() >= self.max_samples {
                 let rest = p.samples.split_off(self.max_samples);
                 out.push(std::mem::replace(&mut p.samples, rest));
+            }
+            if urgent && !p.samples.is_empty() {
+                out.push(std::mem::take(&mut p.samples));
             }
             if p.samples.is_empty() {
                 p.oldest = None;
@@ -416,6 +448,32 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec![(1, 1), (2, 2), (3, 3)]);
+    }
+
+    /// Hazard: a fire- or power-critical value waiting a second for its batch (and another for
+    /// the telemetry fsync) reaches the center seconds after the change.
+    #[test]
+    fn a_fast_point_is_spooled_and_visible_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = SpoolConfig::new(dir.path());
+        cfg.telemetry_fsync = dcim_spool::FsyncPolicy::Interval(Duration::from_secs(60));
+        cfg.telemetry_visible_before_sync = true;
+        let (spool, _) = Spool::open(cfg).unwrap();
+        let shared = Shared::new("s".into(), "a".into(), vec![], spool);
+        let ingest = Ingest::new(shared.clone(), 500, Duration::from_secs(60));
+        let (samples, _) = crate::devices::synthetic::tick("gen", 3, 0, 1, 0);
+        let fast_id = samples[1].point.clone();
+        ingest.set_fast_points([("gen".to_string(), [fast_id].into())].into());
+        let batches =
+            || shared.with_spool(|s| s.read_after(Class::Telemetry, 0, 10, usize::MAX).unwrap());
+        ingest.samples(vec![samples[0].clone()]);
+        assert!(batches().is_empty(), "a normal point waits for its batch");
+        ingest.samples(vec![samples[1].clone()]);
+        assert_eq!(
+            batches().iter().map(|r| r.count).collect::<Vec<_>>(),
+            vec![2],
+            "the fast point takes the waiting batch with it, readable before any fsync"
+        );
     }
 
     #[test]

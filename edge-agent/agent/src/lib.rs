@@ -62,6 +62,9 @@ impl Agent {
         sc.event_fsync = cfg.spool.event_fsync;
         sc.telemetry_fsync = cfg.spool.telemetry_fsync;
         sc.consumers = cfg.brokers.iter().map(|b| b.name.clone()).collect();
+        // Publish telemetry as soon as it is written; its sequence numbers are protected by
+        // the spool's durable reservation (events still wait for their fsync).
+        sc.telemetry_visible_before_sync = true;
         let (spool, recovery) = Spool::open(sc)?;
         for (path, bytes, why) in &recovery.truncated {
             warn!(path = %path.display(), bytes, reason = why, "spool recovery cut a damaged tail");
@@ -79,6 +82,7 @@ impl Agent {
         let shared = Shared::new(cfg.site.clone(), cfg.agent.clone(), device_ids, spool);
         shared.set_test_mode_max(cfg.test_mode.max);
         let ingest = Ingest::new(shared.clone(), cfg.batch.max_samples, cfg.batch.max_delay);
+        ingest.set_fast_points(fast_points(&cfg));
         let mut drivers = Vec::new();
         for d in &cfg.devices {
             let drv = devices::prepare(d).map_err(|message| StartError::Device {
@@ -216,6 +220,28 @@ impl Agent {
         log_health(&self.shared, &self.links);
         info!("stopped");
     }
+}
+
+/// The `fast` poll-class points of every device with a profile (profiles were checked by
+/// `devices::prepare` already; one that cannot be read contributes nothing).
+fn fast_points(cfg: &Config) -> ingest::FastPoints {
+    let mut out = ingest::FastPoints::new();
+    for d in &cfg.devices {
+        let Some(path) = &d.profile else { continue };
+        let Ok(profile) = dcim_profiles::load_file(path) else {
+            continue;
+        };
+        let fast: std::collections::HashSet<String> = profile
+            .points
+            .iter()
+            .filter(|p| p.poll == dcim_profiles::PollClass::Fast)
+            .map(|p| p.id.clone())
+            .collect();
+        if !fast.is_empty() {
+            out.insert(d.id.clone(), fast);
+        }
+    }
+    out
 }
 
 fn log_health(shared: &Shared, links: &[Arc<LinkStatus>]) {
