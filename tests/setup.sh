@@ -27,6 +27,10 @@ command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 # dcim-server tests: VictoriaMetrics as the InfluxDB v2 compatible store, openssl for test certs.
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v openssl >/dev/null || missing+=(openssl)
+# SNMP driver tests: net-snmp's agent (v3 authPriv) and its command-line tools (traps, informs,
+# sets that take a simulated link down).
+[ -x /usr/sbin/snmpd ] || missing+=(snmpd)
+command -v snmptrap >/dev/null || missing+=(snmp)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

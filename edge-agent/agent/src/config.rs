@@ -148,6 +148,8 @@ pub struct Config {
     pub controllers: Vec<ControllerConfig>,
     /// Drills (test mode) commanded by the center.
     pub test_mode: TestModeSettings,
+    /// SNMP traps and informs (`[snmp_traps]`, see `snmp_config`).
+    pub snmp_traps: Option<dcim_snmp::ReceiverSettings>,
 }
 
 /// A `[[controller]]`: a rack controller polled for its stage, troubles and event log, whose
@@ -301,6 +303,8 @@ pub enum Connection {
     },
     /// A BACnet/IP device, keyed by its device instance.
     Bacnet(crate::devices::bacnet::BacnetTarget),
+    /// An SNMP device (see `snmp_config`).
+    Snmp(crate::snmp_config::SnmpDeviceConfig),
 }
 
 // ---- raw, as written in the file ----
@@ -327,6 +331,7 @@ struct RawConfig {
     #[serde(default)]
     controller: Vec<Spanned<RawController>>,
     test_mode: Option<Spanned<RawTestMode>>,
+    snmp_traps: Option<Spanned<crate::snmp_config::RawSnmpTraps>>,
 }
 
 #[derive(Deserialize)]
@@ -514,6 +519,10 @@ struct RawDevice {
     modbus: Option<Spanned<RawModbusConn>>,
     synthetic: Option<RawSynthetic>,
     bacnet: Option<Spanned<RawBacnetConn>>,
+    snmp: Option<Spanned<crate::snmp_config::RawSnmpConn>>,
+    #[serde(default)]
+    link: Vec<Spanned<crate::snmp_config::RawLink>>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -577,7 +586,7 @@ fn d_period() -> u64 {
     1000
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
     base: &'a Path,
@@ -595,7 +604,12 @@ impl Ctx<'_> {
             + 1
     }
 
-    fn err(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
             line: self.line(span),
@@ -604,7 +618,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
             p.to_owned()
@@ -874,6 +888,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
             d.modbus.is_some(),
             d.synthetic.is_some(),
             d.bacnet.is_some(),
+            d.snmp.is_some(),
         ]
         .iter()
         .filter(|x| **x)
@@ -881,11 +896,22 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         if kinds != 1 {
             return Err(ctx.err(
                 span,
-                &f("mqtt|modbus|bacnet|synthetic"),
-                "a device needs exactly one connection: mqtt, modbus, bacnet or synthetic",
+                &f("mqtt|modbus|bacnet|snmp|synthetic"),
+                "a device needs exactly one connection: mqtt, modbus, bacnet, snmp or synthetic",
             ));
         }
-        let connection = if let Some(m) = &d.mqtt {
+        if d.snmp.is_none() && (!d.link.is_empty() || d.labels.is_some()) {
+            return Err(ctx.err(
+                span,
+                &f("link"),
+                "links and labels belong to snmp devices only",
+            ));
+        }
+        let connection = if let Some(sn) = &d.snmp {
+            Connection::Snmp(crate::snmp_config::device(
+                &ctx, &f, sn, &d.link, &d.labels,
+            )?)
+        } else if let Some(m) = &d.mqtt {
             let mspan = m.span();
             let m = m.get_ref();
             let endpoint =
@@ -1283,7 +1309,12 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         }
     };
 
+    let snmp_traps = match &raw.snmp_traps {
+        Some(t) => Some(crate::snmp_config::traps(&ctx, t, &agent, &spool.dir)?),
+        None => None,
+    };
     Ok(Config {
+        snmp_traps,
         dc09,
         racks,
         controllers,

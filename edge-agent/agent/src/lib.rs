@@ -19,6 +19,7 @@ mod drill;
 pub mod fire;
 pub mod ingest;
 pub mod payload;
+pub mod snmp_config;
 pub mod test_mode;
 pub mod uplink;
 
@@ -127,7 +128,23 @@ impl Agent {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut device_tasks = Vec::new();
-        for drv in self.devices {
+        let mut devices = self.devices;
+        let mut traps = devices::snmp::TrapRouter::default();
+        if self.cfg.snmp_traps.is_some() {
+            for d in devices.iter_mut() {
+                if let devices::Driver::Snmp(s) = d {
+                    traps.register(s);
+                }
+            }
+        }
+        if let Some(settings) = self.cfg.snmp_traps.clone() {
+            device_tasks.push(tokio::spawn(devices::snmp::receive_traps(
+                settings,
+                traps,
+                stop_rx.clone(),
+            )));
+        }
+        for drv in devices {
             device_tasks.push(tokio::spawn(devices::run(
                 self.ingest.clone(),
                 drv,
