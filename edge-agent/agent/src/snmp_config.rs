@@ -445,3 +445,86 @@ pub(crate) fn traps(
         engine_file,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Connection, parse};
+    use std::path::Path;
+
+    fn cfg(device: &str, extra: &str) -> String {
+        format!(
+            "site = \"s\"\nagent = \"a\"\n[spool]\ndir = \"spool\"\n[[device]]\nid = \"sw\"\nprofile = \"p.toml\"\n{device}\n{extra}\n[[broker]]\nname = \"c\"\nurl = \"mqtt://127.0.0.1:1883\"\n"
+        )
+    }
+
+    #[test]
+    fn v2c_device_with_links_and_a_trap_receiver() {
+        let text = cfg(
+            "snmp = { address = \"10.0.0.60\", community = \"monitor\" }\n[[device.link]]\nname = \"core-a-1\"\nif_index = 49\nneighbor = \"core-a\"",
+            "[snmp_traps]\nlisten = \"0.0.0.0:1162\"\ncommunities = [\"monitor\"]",
+        );
+        let c = parse("a.toml", &text, Path::new("/etc/dcim")).unwrap();
+        let Connection::Snmp(s) = &c.devices[0].connection else {
+            panic!("not snmp")
+        };
+        assert_eq!(s.target.address.to_string(), "10.0.0.60:161");
+        assert_eq!(s.links[0].lldp_port, 49, "defaults to if_index");
+        assert_eq!(s.links[0].neighbor.as_deref(), Some("core-a"));
+        let t = c.snmp_traps.unwrap();
+        assert_eq!(t.engine_id[..5], [0x80, 0x00, 0x1f, 0x88, 0x04]);
+        assert_eq!(t.engine_file, Path::new("/etc/dcim/snmp-engine"));
+    }
+
+    /// Hazard: an SNMPv3 device configured without privacy, or with MD5/DES, would send the
+    /// facility's state in clear or with broken crypto while the operator believes it secured.
+    #[test]
+    fn v3_needs_auth_priv_with_strong_algorithms_and_errors_name_line_and_field() {
+        let e = parse(
+            "a.toml",
+            &cfg(
+                "snmp = { address = \"10.0.0.60:161\", version = \"3\", user = \"dcim\", auth = \"sha256\", auth_password = \"authpass123\" }",
+                "",
+            ),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (8, "device[0].snmp.privacy"));
+        let e = parse(
+            "a.toml",
+            &cfg(
+                "snmp = { address = \"10.0.0.60\", version = \"3\", user = \"dcim\", auth = \"md5\", auth_password = \"authpass123\", privacy = \"aes\", privacy_password = \"privpass123\" }",
+                "",
+            ),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("MD5 is not accepted"), "{e}");
+        let e = parse(
+            "a.toml",
+            &cfg(
+                "snmp = { address = \"10.0.0.60\", version = \"3\", user = \"dcim\", auth = \"sha\", auth_password = \"short\", privacy = \"aes\", privacy_password = \"privpass123\" }",
+                "",
+            ),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("at least 8"), "{e}");
+        let e = parse(
+            "a.toml",
+            &cfg("snmp = { address = \"10.0.0.60\" }", ""),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("community"), "{e}");
+        let e = parse(
+            "a.toml",
+            &cfg(
+                "snmp = { address = \"10.0.0.60\", community = \"c\" }",
+                "[snmp_traps]\nlisten = \"0.0.0.0:162\"",
+            ),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "snmp_traps");
+    }
+}

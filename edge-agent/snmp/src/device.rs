@@ -443,3 +443,144 @@ impl SnmpDevice {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROFILE: &str = r#"
+[profile]
+name = "sw"
+protocol = "snmp"
+[snmp]
+max_oids_per_request = 2
+[[point]]
+id = "up"
+role = "link.up"
+labels = { link = "{link}" }
+oid = "1.3.6.1.2.1.2.2.1.8.{if_index}"
+true_values = [1]
+poll = "fast"
+[[point]]
+id = "neighbor"
+role = "link.neighbor"
+labels = { link = "{link}" }
+oid = "1.0.8802.1.1.2.1.4.1.1.9"
+index = "*.{lldp_port}.*"
+poll = "fast"
+[[point]]
+id = "name"
+role = "device.name"
+oid = "1.3.6.1.2.1.1.5.0"
+poll = "fast"
+"#;
+
+    fn links() -> Vec<LinkConfig> {
+        vec![
+            LinkConfig {
+                name: "a".into(),
+                if_index: 1,
+                lldp_port: 11,
+                neighbor: Some("core-a".into()),
+            },
+            LinkConfig {
+                name: "b".into(),
+                if_index: 2,
+                lldp_port: 12,
+                neighbor: None,
+            },
+        ]
+    }
+
+    fn device() -> SnmpDevice {
+        let p = dcim_profiles::load_str("sw.toml", PROFILE).unwrap();
+        SnmpDevice::new("sw", &p, links(), &BTreeMap::new(), 0).unwrap()
+    }
+
+    #[test]
+    fn per_link_points_are_expanded_and_requests_chunked() {
+        let d = device();
+        let ids: Vec<&str> = d.profile().points.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(ids, ["up.a", "up.b", "neighbor.a", "neighbor.b", "name"]);
+        assert_eq!(d.profile().points[1].labels["link"], "b");
+        let r = d.request(PollClass::Fast);
+        assert_eq!(
+            r.gets,
+            vec![
+                vec![
+                    "1.3.6.1.2.1.2.2.1.8.1".to_string(),
+                    "1.3.6.1.2.1.2.2.1.8.2".to_string()
+                ],
+                vec!["1.3.6.1.2.1.1.5.0".to_string()],
+            ]
+        );
+        assert_eq!(
+            r.walks,
+            vec!["1.0.8802.1.1.2.1.4.1.1.9".to_string()],
+            "walked once"
+        );
+    }
+
+    fn answer(neighbor_a: &str) -> PollAnswer {
+        PollAnswer {
+            values: [
+                ("1.3.6.1.2.1.2.2.1.8.1".to_string(), SnmpValue::Integer(1)),
+                ("1.3.6.1.2.1.2.2.1.8.2".to_string(), SnmpValue::Integer(7)),
+                ("1.3.6.1.2.1.1.5.0".to_string(), SnmpValue::Missing),
+            ]
+            .into(),
+            rows: [(
+                "1.0.8802.1.1.2.1.4.1.1.9".to_string(),
+                vec![
+                    (vec![0, 11, 1], SnmpValue::Text(neighbor_a.into())),
+                    (vec![0, 13, 1], SnmpValue::Text("elsewhere".into())),
+                ],
+            )]
+            .into(),
+        }
+    }
+
+    /// Hazard: a port cabled to the wrong switch is up, and read as the designed path it would
+    /// hide a lost redundancy; `lowerLayerDown` (7) read as non-zero would hide a lost link.
+    #[test]
+    fn a_wrong_neighbour_makes_link_up_bad_once_and_lower_layer_down_is_down() {
+        let mut d = device();
+        let mut out = Vec::new();
+        let n = d.on_poll(PollClass::Fast, &Ok(answer("core-x")), 1, &mut out);
+        let get = |out: &[Sample], id: &str| out.iter().rfind(|s| s.point == id).cloned().unwrap();
+        let a = get(&out, "up.a");
+        assert_eq!(
+            (a.quality, a.value),
+            (Quality::Bad, Some(Value::Bool(true)))
+        );
+        assert_eq!(get(&out, "up.b").value, Some(Value::Bool(false)));
+        assert_eq!(
+            get(&out, "neighbor.b").quality,
+            Quality::Bad,
+            "no LLDP row for port 12"
+        );
+        assert_eq!(get(&out, "name").quality, Quality::Bad, "noSuchInstance");
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].kind, "link.neighbor_mismatch");
+        out.clear();
+        assert!(
+            d.on_poll(PollClass::Fast, &Ok(answer("core-x")), 2, &mut out)
+                .is_empty()
+        );
+        let n = d.on_poll(PollClass::Fast, &Ok(answer("CORE-A")), 3, &mut out);
+        assert_eq!(n[0].kind, "link.neighbor_confirmed");
+        assert_eq!(get(&out, "up.a").quality, Quality::Good);
+    }
+
+    #[test]
+    fn a_failed_poll_makes_points_stale_then_comm_lost() {
+        let mut d = device();
+        let mut out = Vec::new();
+        d.on_poll(PollClass::Fast, &Ok(answer("core-a")), 1, &mut out);
+        out.clear();
+        d.on_poll(PollClass::Fast, &Err("timeout".into()), 2, &mut out);
+        assert!(out.iter().all(|s| s.quality == Quality::Stale));
+        let n = d.tick(1 + 15_000, &mut out);
+        assert_eq!(n[0].kind, "device.comm_lost");
+    }
+}
