@@ -92,6 +92,9 @@
 //! max_minutes = 120               # a drill ends by itself after this long (1..=1440)
 //! state_file = "test-mode.json"   # default: <spool.dir>/../test-mode.json
 //!
+//! # SNMP devices (`snmp = { ... }`, `labels`, `[[device.link]]`) and `[snmp_traps]`: see the
+//! `snmp_config` module.
+//!
 //! [[device]]                      # built-in signal generator for commissioning and drills
 //! id = "selftest"
 //! synthetic = { points = 10, period_ms = 1000, event_every = 60 }
@@ -1511,7 +1514,8 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml"));
         let c = load(path).unwrap();
         assert_eq!(c.brokers.len(), 2);
-        assert_eq!(c.devices.len(), 7);
+        assert_eq!(c.devices.len(), 10);
+        assert!(c.snmp_traps.is_some());
         assert_eq!(c.racks.len(), 1);
         assert_eq!(
             c.racks[0].bms,
@@ -1527,7 +1531,7 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
             .map(|d| crate::devices::prepare(d).unwrap())
             .collect();
         // The two BMS on /dev/ttyUSB0 share one poller.
-        assert_eq!(crate::devices::group_lines(drivers).len(), 6);
+        assert_eq!(crate::devices::group_lines(drivers).len(), 9);
     }
 
     #[test]
