@@ -516,7 +516,8 @@ impl Line {
                         }
                         continue;
                     }
-                    // One point, refused on its own.
+                    // One point, refused on its own: left out of the reads from now on.
+                    split = true;
                     let pi = read.points[0];
                     let again_at =
                         Instant::now() + Duration::from_millis(profile.comm.refused_retry_ms);
