@@ -1473,12 +1473,12 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         let no_broker = GOOD.split("[[broker]]").next().unwrap().to_string();
         assert_eq!(err_of(&no_broker).field, "broker");
         let e = err_of(&GOOD.replace("mqtt = { url = \"mqtt://10.0.0.2\" }", ""));
-        assert_eq!(e.field, "device[0].mqtt|modbus|bacnet|synthetic");
+        assert_eq!(e.field, "device[0].mqtt|modbus|bacnet|snmp|synthetic");
         let e = err_of(&GOOD.replace(
             "synthetic = {",
             "bacnet = { address = \"x\", instance = 1 }\nsynthetic = {",
         ));
-        assert_eq!(e.field, "device[2].mqtt|modbus|bacnet|synthetic");
+        assert_eq!(e.field, "device[2].mqtt|modbus|bacnet|snmp|synthetic");
         let e = err_of(&GOOD.replace(
             "synthetic = { points = 3, period_ms = 50, event_every = 5 }",
             "profile = \"p.toml\"\nbacnet = { address = \"10.0.0.5\", instance = 7 }",

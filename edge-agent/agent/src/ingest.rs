@@ -2,8 +2,10 @@
 //!
 //! Drivers hand samples to [`Ingest::samples`]; they are gathered into telemetry batches of at
 //! most `max_samples` and spooled when a batch is full or its oldest sample is `max_delay` old,
-//! or at once when the samples hold a point of a `fast` poll class or a `device.online` change
-//! ([`Ingest::set_fast_points`]): fire- and power-critical values do not wait for the batch.
+//! or at the next [`Ingest::flush_urgent`] (every [`URGENT_FLUSH`]) when the batch holds a point
+//! of a `fast` poll class or a `device.online` change ([`Ingest::set_fast_points`]): fire- and
+//! power-critical values do not wait for the batch delay, and the fast samples of many devices
+//! still share a few batches a second.
 //! Telemetry is published as soon as it is written to the spool (the spool's durable sequence
 //! reservation, `SpoolConfig::telemetry_visible_before_sync`), not after the telemetry fsync
 //! interval; events still wait for their fsync.
@@ -195,7 +197,14 @@ impl Latest {
 struct Pending {
     samples: Vec<Sample>,
     oldest: Option<Instant>,
+    /// The batch holds a fast point: spooled at the next `flush_urgent`.
+    urgent: bool,
 }
+
+/// How often a batch holding a fast point is spooled at most (the agent's run loop calls
+/// [`Ingest::flush_urgent`] at this period): the latency it adds to a fast point, and the bound
+/// on telemetry records per second however many devices poll fast.
+pub const URGENT_FLUSH: Duration = Duration::from_millis(20);
 
 /// Point ids of the `fast` poll class, by device.
 pub type FastPoints = std::collections::HashMap<String, std::collections::HashSet<String>>;
@@ -221,6 +230,7 @@ impl Ingest {
             pending: Mutex::new(Pending {
                 samples: Vec::new(),
                 oldest: None,
+                urgent: false,
             }),
             backlog: Mutex::new(VecDeque::new()),
             last_refusal_log: Mutex::new(None),
@@ -254,8 +264,8 @@ impl Ingest {
         })
     }
 
-    /// Queue samples; spools full batches at once, and the whole pending batch when `samples`
-    /// hold a fast point.
+    /// Queue samples; spools full batches at once. A batch holding a fast point is spooled by
+    /// the next [`Ingest::flush_urgent`].
     pub fn samples(&self, mut samples: Vec<Sample>) {
         if samples.is_empty() {
             return;
@@ -272,11 +282,11 @@ impl Ingest {
                 let rest = p.samples.split_off(self.max_samples);
                 out.push(std::mem::replace(&mut p.samples, rest));
             }
-            if urgent && !p.samples.is_empty() {
-                out.push(std::mem::take(&mut p.samples));
-            }
             if p.samples.is_empty() {
                 p.oldest = None;
+                p.urgent = false;
+            } else if urgent {
+                p.urgent = true;
             }
             out
         };
@@ -381,10 +391,23 @@ impl Ingest {
         self.shared.wake_uplinks();
     }
 
+    /// Spools the pending batch if it holds a fast point (called every [`URGENT_FLUSH`]).
+    pub fn flush_urgent(&self) {
+        let urgent = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .urgent;
+        if urgent {
+            self.flush_batch();
+        }
+    }
+
     fn flush_batch(&self) {
         let batch = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             p.oldest = None;
+            p.urgent = false;
             std::mem::take(&mut p.samples)
         };
         if !batch.is_empty() {
@@ -467,13 +490,18 @@ mod tests {
         let batches =
             || shared.with_spool(|s| s.read_after(Class::Telemetry, 0, 10, usize::MAX).unwrap());
         ingest.samples(vec![samples[0].clone()]);
+        ingest.flush_urgent();
         assert!(batches().is_empty(), "a normal point waits for its batch");
         ingest.samples(vec![samples[1].clone()]);
+        ingest.samples(vec![samples[2].clone()]);
+        ingest.flush_urgent();
         assert_eq!(
             batches().iter().map(|r| r.count).collect::<Vec<_>>(),
-            vec![2],
+            vec![3],
             "the fast point takes the waiting batch with it, readable before any fsync"
         );
+        ingest.flush_urgent();
+        assert_eq!(batches().len(), 1, "nothing urgent left");
     }
 
     #[test]

@@ -207,10 +207,13 @@ impl Agent {
             )));
         }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut urgent = tokio::time::interval(ingest::URGENT_FLUSH);
+        urgent.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut health = tokio::time::interval(self.cfg.health_interval);
         health.tick().await;
         loop {
             tokio::select! {
+                _ = urgent.tick() => self.ingest.flush_urgent(),
                 _ = tick.tick() => self.ingest.tick(),
                 _ = health.tick() => log_health(&self.shared, &self.links),
                 r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },

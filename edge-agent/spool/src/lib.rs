@@ -42,8 +42,9 @@
 //! reservation instead: before a not-yet-durable number is handed to readers, `meta.json`'s
 //! floor for the class is raised (durably, one `meta.json` write per
 //! [`SEQ_RESERVATION`] records) past it, so a power cut that loses the record can never give its
-//! number to another one. The cost of a power cut is a gap in the telemetry sequence (and at most
-//! one interval of telemetry, as before). Events keep their fsync before they are visible.
+//! number to another one. The cost of a power cut or a crash is a gap in the telemetry sequence
+//! (and at most one interval of telemetry, as before); [`Spool::flush`] at a clean shutdown gives
+//! the reservation back. Events keep their fsync before they are visible.
 //!
 //! # Recovery
 //!
@@ -588,10 +589,16 @@ impl Spool {
         Ok(())
     }
 
-    /// Fsync everything and persist the cursors (on shutdown).
+    /// Fsync everything and persist the cursors (on shutdown). With every record durable, a
+    /// sequence reservation is no longer needed: the floors go back to the next numbers, so a
+    /// clean restart continues without a gap.
     pub fn flush(&mut self) -> Result<(), SpoolError> {
         for class in Class::ALL {
             self.sync_class(class)?;
+        }
+        for class in Class::ALL {
+            let next = self.classes[class.index()].next_seq;
+            self.meta.next_seq.insert(class, next);
         }
         self.save_meta()
     }

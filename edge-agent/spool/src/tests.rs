@@ -313,6 +313,18 @@ fn telemetry_visible_before_sync_never_reuses_a_published_number_after_a_power_c
     );
     assert_eq!(seqs(&all(&s, Class::Telemetry)), vec![next]);
     assert_eq!(seqs(&all(&s, Class::Event)), vec![1]);
+    // A clean shutdown makes everything durable: the reservation is given back, and the next
+    // start continues right after the last record.
+    s.flush().unwrap();
+    let cfg2 = s.config().clone();
+    drop(s);
+    let (mut s, _) = Spool::open(cfg2).unwrap();
+    let after = s
+        .append(Class::Telemetry, 1, 3000, |seq| {
+            payload(Class::Telemetry, seq, 0)
+        })
+        .unwrap();
+    assert_eq!(after, next + 1);
 }
 
 #[test]
