@@ -2,11 +2,12 @@
 //! reads as possible. Pure; no I/O.
 //!
 //! Invariants (property-tested): every item is covered by exactly one read that contains all of
-//! its registers; no read is longer than the limit of its table (125 registers / 2000 bits, or
+//! its registers (an item is a whole point, or a chunk of a text point longer than the limit,
+//! see [`class_items`]); no read is longer than the limit of its table (125 registers / 2000 bits, or
 //! the profile's lower `max_registers_per_read`); two items are only merged across a hole of at
 //! most `max_gap` unused registers.
 
-use dcim_profiles::{PollClass, Profile, Table};
+use dcim_profiles::{PollClass, Profile, Table, WireType};
 use std::collections::BTreeMap;
 
 /// One thing to read: `count` registers (or bits) of `table` from `address`, for `point`.
@@ -127,10 +128,18 @@ pub fn bisect(read: &Read, items: &[Item], limits: Limits) -> Option<Vec<Read>> 
     if read.points.len() < 2 {
         return None;
     }
-    let mut its: Vec<Item> = read
-        .points
+    // The read's items: its points' items within its registers (a long text point has
+    // several items, one per read).
+    let mut its: Vec<Item> = items
         .iter()
-        .filter_map(|p| items.iter().find(|i| i.point == *p).copied())
+        .filter(|i| {
+            read.points.contains(&i.point)
+                && i.unit == read.unit
+                && i.table == read.table
+                && i.address >= read.address
+                && u32::from(i.address) + u32::from(i.count) <= read.end()
+        })
+        .copied()
         .collect();
     if its.len() < 2 {
         return None;
@@ -159,23 +168,37 @@ pub fn plan_class(profile: &Profile, unit: u8, class: PollClass) -> Vec<Read> {
     plan(&class_items(profile, unit, class), limits_of(profile))
 }
 
-/// The items (one per Modbus point) of one poll class.
+/// The items of one poll class: one per Modbus point, except that a text (string) point longer
+/// than one read may be is split into consecutive chunks of at most `max_registers_per_read`
+/// (its characters do not change meaning when read in parts; a number is always one item).
 pub fn class_items(profile: &Profile, unit: u8, class: PollClass) -> Vec<Item> {
-    profile
-        .points
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.poll == class)
-        .filter_map(|(i, p)| {
-            p.modbus().map(|a| Item {
+    let max = limits_of(profile).max_registers.clamp(1, 125);
+    let mut out = Vec::new();
+    for (i, p) in profile.points.iter().enumerate() {
+        if p.poll != class {
+            continue;
+        }
+        let Some(a) = p.modbus() else { continue };
+        let count = a.count();
+        let chunk = if matches!(a.wire, WireType::String(_)) && !a.table.is_bits() {
+            max
+        } else {
+            count
+        };
+        let mut at = 0;
+        while at < count {
+            let n = chunk.min(count - at);
+            out.push(Item {
                 point: i,
                 unit,
                 table: a.table,
-                address: a.address,
-                count: a.count(),
-            })
-        })
-        .collect()
+                address: a.address + at,
+                count: n,
+            });
+            at += n;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -260,6 +283,50 @@ mod tests {
         b.unit = 2;
         let reads = plan(&[item(0, Table::Holding, 0, 1), b], Limits::default());
         assert_eq!(reads.len(), 2);
+    }
+
+    /// Hazard: a device that reads at most 2 registers per request made a profile with a text
+    /// point unusable (refused), so its numbers were not read either.
+    #[test]
+    fn a_long_text_point_is_read_in_chunks_within_the_limit() {
+        let p = dcim_profiles::load_str(
+            "t.toml",
+            r#"
+[profile]
+name = "t"
+protocol = "modbus"
+[modbus]
+address_base = 0
+max_registers_per_read = 2
+[[point]]
+id = "model"
+role = "device.firmware"
+table = "holding"
+register = 10
+type = "string"
+length = 9
+[[point]]
+id = "v"
+role = "custom.v"
+table = "holding"
+register = 15
+type = "f32"
+"#,
+        )
+        .unwrap();
+        let items = class_items(&p, 1, PollClass::Normal);
+        let shape: Vec<_> = items
+            .iter()
+            .map(|i| (i.point, i.address, i.count))
+            .collect();
+        assert_eq!(shape, vec![(0, 10, 2), (0, 12, 2), (0, 14, 1), (1, 15, 2)]);
+        let reads = plan_class(&p, 1, PollClass::Normal);
+        assert!(reads.iter().all(|r| r.count <= 2), "{reads:?}");
+        assert_eq!(
+            reads.iter().filter(|r| r.points.contains(&0)).count(),
+            3,
+            "the text point spans three reads"
+        );
     }
 
     #[test]

@@ -467,8 +467,11 @@ impl Line {
             c.refused
                 .iter()
                 .filter(|(_, (_, at))| *at <= now)
-                .filter_map(|(p, _)| c.items.iter().find(|i| i.point == *p))
-                .flat_map(|i| plan(std::slice::from_ref(i), limits))
+                .flat_map(|(p, _)| {
+                    let its: Vec<Item> =
+                        c.items.iter().filter(|i| i.point == *p).copied().collect();
+                    plan(&its, limits)
+                })
                 .collect()
         };
         let mut work: std::collections::VecDeque<(Read, bool)> = self.devices[di].classes[ci]
@@ -483,6 +486,8 @@ impl Line {
         let mut split = false;
         let mut accepted_again = false;
         let mut notices = Vec::new();
+        // Registers of text points read in parts, by point.
+        let mut parts: std::collections::BTreeMap<usize, Vec<Option<u16>>> = Default::default();
         while let Some((read, probe)) = work.pop_front() {
             let mut outcome = None;
             for _ in 0..attempts {
@@ -563,6 +568,22 @@ impl Line {
             for &pi in &read.points {
                 let point = &profile.points[pi];
                 let Some(addr) = point.modbus() else { continue };
+                let (start, count) = (u32::from(addr.address), u32::from(addr.count()));
+                if start < u32::from(read.address) || start + count > read.end() {
+                    // A text point read in parts: keep this part, decode after the last one.
+                    if let ReadOutcome::Registers(regs) = &outcome {
+                        let buf = parts
+                            .entry(pi)
+                            .or_insert_with(|| vec![None; count as usize]);
+                        for (k, r) in regs.iter().enumerate() {
+                            let a = u32::from(read.address) + k as u32;
+                            if (start..start + count).contains(&a) {
+                                buf[(a - start) as usize] = Some(*r);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let off = (addr.address - read.address) as usize;
                 let reading = match &outcome {
                     ReadOutcome::Registers(regs) => match regs.get(off..) {
@@ -583,6 +604,17 @@ impl Line {
         }
         if self.devices[di].failures > 0 {
             return; // the poll failed part-way: keep the plan as it was
+        }
+        let now_ms = wall_ms();
+        let d = &mut self.devices[di];
+        for (pi, buf) in parts {
+            let regs: Option<Vec<u16>> = buf.into_iter().collect();
+            let reading = match regs {
+                Some(regs) => d.dev.profile.points[pi].reading_from_registers(&regs),
+                // A part was refused or not answered: the text is incomplete.
+                None => Reading::bad(None),
+            };
+            d.tracker.reading(pi, reading, now_ms, out);
         }
         let class = &mut self.devices[di].classes[ci];
         if accepted_again {

@@ -1260,30 +1260,18 @@ fn modbus_address(
         return None;
     }
     let per_read = table.max_per_read().min(settings.max_registers_per_read);
-    if wire.registers() > per_read {
-        let (field, fix) = match wire {
-            WireType::String(_) => (
-                f("length"),
-                format!(
-                    "shorten `length` to at most {} characters, or raise max_registers_per_read",
-                    per_read * 2
-                ),
-            ),
-            _ => (
-                f("type"),
-                "raise max_registers_per_read (a number split over two reads could mix two \
-                 different readings)"
-                    .to_owned(),
-            ),
-        };
+    // Text is read in parts when it is longer than one read may be; a number never is.
+    if wire.registers() > per_read && !matches!(wire, WireType::String(_)) {
         cx.err(
             register.span(),
-            field,
+            f("type"),
             format!(
                 "this value takes {} registers but [modbus] max_registers_per_read = {per_read}: \
-                 every value is read whole in one request; {fix}. A device that refuses reads \
-                 across unimplemented registers does not need a lower limit: the agent splits a \
-                 refused read by itself",
+                 a number is read whole in one request (read in two it could mix two different \
+                 readings), so raise max_registers_per_read to at least {}; text points are read \
+                 in parts. A device that refuses reads across unimplemented registers does not \
+                 need a lower limit: the agent splits a refused read by itself",
+                wire.registers(),
                 wire.registers()
             ),
         );
