@@ -32,6 +32,10 @@ command -v openssl >/dev/null || missing+=(openssl)
 # The fire logic's stage-machine model is checked with Spin (it compiles its verifier with cc).
 command -v spin >/dev/null || missing+=(spin)
 command -v cc >/dev/null || missing+=(gcc)
+# SNMP driver tests: net-snmp's agent (v3 authPriv) and its command-line tools (traps, informs,
+# sets that take a simulated link down).
+[ -x /usr/sbin/snmpd ] || missing+=(snmpd)
+command -v snmptrap >/dev/null || missing+=(snmp)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

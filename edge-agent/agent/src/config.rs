@@ -96,6 +96,9 @@
 //! max_minutes = 120               # a drill ends by itself after this long (1..=1440)
 //! state_file = "test-mode.json"   # default: <spool.dir>/../test-mode.json
 //!
+//! # SNMP devices (`snmp = { ... }`, `labels`, `[[device.link]]`) and `[snmp_traps]`: see the
+//! `snmp_config` module.
+//!
 //! [[device]]                      # built-in signal generator for commissioning and drills
 //! id = "selftest"
 //! synthetic = { points = 10, period_ms = 1000, event_every = 60 }
@@ -152,6 +155,8 @@ pub struct Config {
     pub controllers: Vec<ControllerConfig>,
     /// Drills (test mode) commanded by the center.
     pub test_mode: TestModeSettings,
+    /// SNMP traps and informs (`[snmp_traps]`, see `snmp_config`).
+    pub snmp_traps: Option<dcim_snmp::ReceiverSettings>,
 }
 
 /// A `[[controller]]`: a rack controller polled for its stage, troubles and event log, whose
@@ -307,6 +312,8 @@ pub enum Connection {
     },
     /// A BACnet/IP device, keyed by its device instance.
     Bacnet(crate::devices::bacnet::BacnetTarget),
+    /// An SNMP device (see `snmp_config`).
+    Snmp(crate::snmp_config::SnmpDeviceConfig),
 }
 
 // ---- raw, as written in the file ----
@@ -333,6 +340,7 @@ struct RawConfig {
     #[serde(default)]
     controller: Vec<Spanned<RawController>>,
     test_mode: Option<Spanned<RawTestMode>>,
+    snmp_traps: Option<Spanned<crate::snmp_config::RawSnmpTraps>>,
 }
 
 #[derive(Deserialize)]
@@ -522,6 +530,10 @@ struct RawDevice {
     modbus: Option<Spanned<RawModbusConn>>,
     synthetic: Option<RawSynthetic>,
     bacnet: Option<Spanned<RawBacnetConn>>,
+    snmp: Option<Spanned<crate::snmp_config::RawSnmpConn>>,
+    #[serde(default)]
+    link: Vec<Spanned<crate::snmp_config::RawLink>>,
+    labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -585,7 +597,7 @@ fn d_period() -> u64 {
     1000
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
     base: &'a Path,
@@ -603,7 +615,12 @@ impl Ctx<'_> {
             + 1
     }
 
-    fn err(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(
+        &self,
+        span: Range<usize>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
             line: self.line(span),
@@ -612,7 +629,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
             p.to_owned()
@@ -882,6 +899,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
             d.modbus.is_some(),
             d.synthetic.is_some(),
             d.bacnet.is_some(),
+            d.snmp.is_some(),
         ]
         .iter()
         .filter(|x| **x)
@@ -889,11 +907,22 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         if kinds != 1 {
             return Err(ctx.err(
                 span,
-                &f("mqtt|modbus|bacnet|synthetic"),
-                "a device needs exactly one connection: mqtt, modbus, bacnet or synthetic",
+                &f("mqtt|modbus|bacnet|snmp|synthetic"),
+                "a device needs exactly one connection: mqtt, modbus, bacnet, snmp or synthetic",
             ));
         }
-        let connection = if let Some(m) = &d.mqtt {
+        if d.snmp.is_none() && (!d.link.is_empty() || d.labels.is_some()) {
+            return Err(ctx.err(
+                span,
+                &f("link"),
+                "links and labels belong to snmp devices only",
+            ));
+        }
+        let connection = if let Some(sn) = &d.snmp {
+            Connection::Snmp(crate::snmp_config::device(
+                &ctx, &f, sn, &d.link, &d.labels,
+            )?)
+        } else if let Some(m) = &d.mqtt {
             let mspan = m.span();
             let m = m.get_ref();
             let endpoint =
@@ -1318,7 +1347,12 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         }
     };
 
+    let snmp_traps = match &raw.snmp_traps {
+        Some(t) => Some(crate::snmp_config::traps(&ctx, t, &agent, &spool.dir)?),
+        None => None,
+    };
     Ok(Config {
+        snmp_traps,
         dc09,
         racks,
         controllers,
@@ -1474,12 +1508,12 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         let no_broker = GOOD.split("[[broker]]").next().unwrap().to_string();
         assert_eq!(err_of(&no_broker).field, "broker");
         let e = err_of(&GOOD.replace("mqtt = { url = \"mqtt://10.0.0.2\" }", ""));
-        assert_eq!(e.field, "device[0].mqtt|modbus|bacnet|synthetic");
+        assert_eq!(e.field, "device[0].mqtt|modbus|bacnet|snmp|synthetic");
         let e = err_of(&GOOD.replace(
             "synthetic = {",
             "bacnet = { address = \"x\", instance = 1 }\nsynthetic = {",
         ));
-        assert_eq!(e.field, "device[2].mqtt|modbus|bacnet|synthetic");
+        assert_eq!(e.field, "device[2].mqtt|modbus|bacnet|snmp|synthetic");
         let e = err_of(&GOOD.replace(
             "synthetic = { points = 3, period_ms = 50, event_every = 5 }",
             "profile = \"p.toml\"\nbacnet = { address = \"10.0.0.5\", instance = 7 }",
@@ -1515,7 +1549,8 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml"));
         let c = load(path).unwrap();
         assert_eq!(c.brokers.len(), 2);
-        assert_eq!(c.devices.len(), 7);
+        assert_eq!(c.devices.len(), 10);
+        assert!(c.snmp_traps.is_some());
         assert_eq!(c.racks.len(), 1);
         assert_eq!(
             c.racks[0].bms,
@@ -1531,7 +1566,7 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
             .map(|d| crate::devices::prepare(d).unwrap())
             .collect();
         // The two BMS on /dev/ttyUSB0 share one poller.
-        assert_eq!(crate::devices::group_lines(drivers).len(), 6);
+        assert_eq!(crate::devices::group_lines(drivers).len(), 9);
     }
 
     #[test]

@@ -1,7 +1,14 @@
 //! The path from device drivers into the spool.
 //!
 //! Drivers hand samples to [`Ingest::samples`]; they are gathered into telemetry batches of at
-//! most `max_samples` and spooled when a batch is full or its oldest sample is `max_delay` old.
+//! most `max_samples` and spooled when a batch is full or its oldest sample is `max_delay` old,
+//! or at the next [`Ingest::flush_urgent`] (every [`URGENT_FLUSH`]) when the batch holds a point
+//! of a `fast` poll class or a `device.online` change ([`Ingest::set_fast_points`]): fire- and
+//! power-critical values do not wait for the batch delay, and the fast samples of many devices
+//! still share a few batches a second.
+//! Telemetry is published as soon as it is written to the spool (the spool's durable sequence
+//! reservation, `SpoolConfig::telemetry_visible_before_sync`), not after the telemetry fsync
+//! interval; events still wait for their fsync.
 //! Events go to [`Ingest::event`], which returns only once the event is in the spool (fsynced
 //! under the default policy): that return is the "acknowledged as spooled" point. If the disk is
 //! full, events wait in memory in order and are retried on every tick (and logged loudly);
@@ -190,10 +197,21 @@ impl Latest {
 struct Pending {
     samples: Vec<Sample>,
     oldest: Option<Instant>,
+    /// The batch holds a fast point: spooled at the next `flush_urgent`.
+    urgent: bool,
 }
+
+/// How often a batch holding a fast point is spooled at most (the agent's run loop calls
+/// [`Ingest::flush_urgent`] at this period): the latency it adds to a fast point, and the bound
+/// on telemetry records per second however many devices poll fast.
+pub const URGENT_FLUSH: Duration = Duration::from_millis(20);
+
+/// Point ids of the `fast` poll class, by device.
+pub type FastPoints = std::collections::HashMap<String, std::collections::HashSet<String>>;
 
 pub struct Ingest {
     shared: Arc<Shared>,
+    fast: std::sync::OnceLock<FastPoints>,
     max_samples: usize,
     max_delay: Duration,
     pending: Mutex<Pending>,
@@ -206,11 +224,13 @@ impl Ingest {
     pub fn new(shared: Arc<Shared>, max_samples: usize, max_delay: Duration) -> Arc<Ingest> {
         Arc::new(Ingest {
             shared,
+            fast: std::sync::OnceLock::new(),
             max_samples: max_samples.max(1),
             max_delay,
             pending: Mutex::new(Pending {
                 samples: Vec::new(),
                 oldest: None,
+                urgent: false,
             }),
             backlog: Mutex::new(VecDeque::new()),
             last_refusal_log: Mutex::new(None),
@@ -227,11 +247,30 @@ impl Ingest {
         &self.latest
     }
 
-    /// Queue samples; spools full batches at once.
+    /// The points whose samples are spooled (and so published) at once instead of waiting for
+    /// the batch delay: the `fast` poll class of each device's profile. Set once at start.
+    pub fn set_fast_points(&self, fast: FastPoints) {
+        let _ = self.fast.set(fast);
+    }
+
+    fn urgent(&self, samples: &[Sample]) -> bool {
+        samples.iter().any(|s| {
+            s.role.as_str() == "device.online"
+                || self
+                    .fast
+                    .get()
+                    .and_then(|f| f.get(&s.device))
+                    .is_some_and(|points| points.contains(&s.point))
+        })
+    }
+
+    /// Queue samples; spools full batches at once. A batch holding a fast point is spooled by
+    /// the next [`Ingest::flush_urgent`].
     pub fn samples(&self, mut samples: Vec<Sample>) {
         if samples.is_empty() {
             return;
         }
+        let urgent = self.urgent(&samples);
         self.latest.update(&samples);
         self.shared.authority_keys.update(&samples);
         let full: Vec<Vec<Sample>> = {
@@ -245,6 +284,9 @@ impl Ingest {
             }
             if p.samples.is_empty() {
                 p.oldest = None;
+                p.urgent = false;
+            } else if urgent {
+                p.urgent = true;
             }
             out
         };
@@ -349,10 +391,23 @@ impl Ingest {
         self.shared.wake_uplinks();
     }
 
+    /// Spools the pending batch if it holds a fast point (called every [`URGENT_FLUSH`]).
+    pub fn flush_urgent(&self) {
+        let urgent = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .urgent;
+        if urgent {
+            self.flush_batch();
+        }
+    }
+
     fn flush_batch(&self) {
         let batch = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             p.oldest = None;
+            p.urgent = false;
             std::mem::take(&mut p.samples)
         };
         if !batch.is_empty() {
@@ -416,6 +471,37 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec![(1, 1), (2, 2), (3, 3)]);
+    }
+
+    /// Hazard: a fire- or power-critical value waiting a second for its batch (and another for
+    /// the telemetry fsync) reaches the center seconds after the change.
+    #[test]
+    fn a_fast_point_is_spooled_and_visible_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = SpoolConfig::new(dir.path());
+        cfg.telemetry_fsync = dcim_spool::FsyncPolicy::Interval(Duration::from_secs(60));
+        cfg.telemetry_visible_before_sync = true;
+        let (spool, _) = Spool::open(cfg).unwrap();
+        let shared = Shared::new("s".into(), "a".into(), vec![], spool);
+        let ingest = Ingest::new(shared.clone(), 500, Duration::from_secs(60));
+        let (samples, _) = crate::devices::synthetic::tick("gen", 3, 0, 1, 0);
+        let fast_id = samples[1].point.clone();
+        ingest.set_fast_points([("gen".to_string(), [fast_id].into())].into());
+        let batches =
+            || shared.with_spool(|s| s.read_after(Class::Telemetry, 0, 10, usize::MAX).unwrap());
+        ingest.samples(vec![samples[0].clone()]);
+        ingest.flush_urgent();
+        assert!(batches().is_empty(), "a normal point waits for its batch");
+        ingest.samples(vec![samples[1].clone()]);
+        ingest.samples(vec![samples[2].clone()]);
+        ingest.flush_urgent();
+        assert_eq!(
+            batches().iter().map(|r| r.count).collect::<Vec<_>>(),
+            vec![3],
+            "the fast point takes the waiting batch with it, readable before any fsync"
+        );
+        ingest.flush_urgent();
+        assert_eq!(batches().len(), 1, "nothing urgent left");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod drill;
 pub mod fire;
 pub mod ingest;
 pub mod payload;
+pub mod snmp_config;
 pub mod test_mode;
 pub mod uplink;
 
@@ -62,6 +63,9 @@ impl Agent {
         sc.event_fsync = cfg.spool.event_fsync;
         sc.telemetry_fsync = cfg.spool.telemetry_fsync;
         sc.consumers = cfg.brokers.iter().map(|b| b.name.clone()).collect();
+        // Publish telemetry as soon as it is written; its sequence numbers are protected by
+        // the spool's durable reservation (events still wait for their fsync).
+        sc.telemetry_visible_before_sync = true;
         let (spool, recovery) = Spool::open(sc)?;
         for (path, bytes, why) in &recovery.truncated {
             warn!(path = %path.display(), bytes, reason = why, "spool recovery cut a damaged tail");
@@ -79,6 +83,7 @@ impl Agent {
         let shared = Shared::new(cfg.site.clone(), cfg.agent.clone(), device_ids, spool);
         shared.set_test_mode_max(cfg.test_mode.max);
         let ingest = Ingest::new(shared.clone(), cfg.batch.max_samples, cfg.batch.max_delay);
+        ingest.set_fast_points(fast_points(&cfg));
         let mut drivers = Vec::new();
         for d in &cfg.devices {
             let drv = devices::prepare(d).map_err(|message| StartError::Device {
@@ -123,7 +128,23 @@ impl Agent {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut device_tasks = Vec::new();
-        for drv in self.devices {
+        let mut devices = self.devices;
+        let mut traps = devices::snmp::TrapRouter::default();
+        if self.cfg.snmp_traps.is_some() {
+            for d in devices.iter_mut() {
+                if let devices::Driver::Snmp(s) = d {
+                    traps.register(s);
+                }
+            }
+        }
+        if let Some(settings) = self.cfg.snmp_traps.clone() {
+            device_tasks.push(tokio::spawn(devices::snmp::receive_traps(
+                settings,
+                traps,
+                stop_rx.clone(),
+            )));
+        }
+        for drv in devices {
             device_tasks.push(tokio::spawn(devices::run(
                 self.ingest.clone(),
                 drv,
@@ -186,10 +207,13 @@ impl Agent {
             )));
         }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut urgent = tokio::time::interval(ingest::URGENT_FLUSH);
+        urgent.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut health = tokio::time::interval(self.cfg.health_interval);
         health.tick().await;
         loop {
             tokio::select! {
+                _ = urgent.tick() => self.ingest.flush_urgent(),
                 _ = tick.tick() => self.ingest.tick(),
                 _ = health.tick() => log_health(&self.shared, &self.links),
                 r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
@@ -216,6 +240,28 @@ impl Agent {
         log_health(&self.shared, &self.links);
         info!("stopped");
     }
+}
+
+/// The `fast` poll-class points of every device with a profile (profiles were checked by
+/// `devices::prepare` already; one that cannot be read contributes nothing).
+fn fast_points(cfg: &Config) -> ingest::FastPoints {
+    let mut out = ingest::FastPoints::new();
+    for d in &cfg.devices {
+        let Some(path) = &d.profile else { continue };
+        let Ok(profile) = dcim_profiles::load_file(path) else {
+            continue;
+        };
+        let fast: std::collections::HashSet<String> = profile
+            .points
+            .iter()
+            .filter(|p| p.poll == dcim_profiles::PollClass::Fast)
+            .map(|p| p.id.clone())
+            .collect();
+        if !fast.is_empty() {
+            out.insert(d.id.clone(), fast);
+        }
+    }
+    out
 }
 
 fn log_health(shared: &Shared, links: &[Arc<LinkStatus>]) {

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use dcim_bacnet::chiller_plant::{self, ChillerPlant};
 use dcim_bacnet::{BacnetClient, ClientConfig, CovEvent, CovOptions, DeviceInfo, DeviceServer};
-use dcim_edge_agent::devices::bacnet::{BacnetDevice, BacnetTarget};
+use dcim_edge_agent::devices::bacnet::{BacnetDevice, BacnetTarget, Identity};
 use dcim_edge_agent::{Agent, config};
 use dcim_points::{Quality, Value};
 use dcim_profiles::PollClass;
@@ -98,7 +98,7 @@ async fn polls_cov_and_per_point_errors_go_through_the_tracker() {
         let r = client
             .read_multiple(PLANT_INSTANCE, &dev.request(class))
             .await;
-        assert!(dev.on_poll(class, &r, now, &mut out).is_none());
+        assert!(dev.on_poll(class, &r, now, &mut out).is_empty());
     }
     let get = |out: &[dcim_points::Sample], id: &str| {
         out.iter()
@@ -164,7 +164,7 @@ async fn polls_cov_and_per_point_errors_go_through_the_tracker() {
         .read_multiple(PLANT_INSTANCE, &dev.request(PollClass::Normal))
         .await;
     assert!(r.is_err());
-    assert!(dev.on_poll(PollClass::Normal, &r, now, &mut out).is_none());
+    assert!(dev.on_poll(PollClass::Normal, &r, now, &mut out).is_empty());
     assert_eq!(get(&out, "tank_temp").quality, Quality::Stale);
     out.clear();
     let e = dev.tick(now + 800, &mut out).expect("comm lost event");
@@ -305,4 +305,83 @@ bacnet = {{ address = "{addr}", instance = {PLANT_INSTANCE}, bind = "127.0.0.1:0
         s.iter()
             .any(|s| s.point == "tank_temp" && s.quality == Quality::CommLost)
     );
+}
+
+/// Hazard: with `discover = false` the device was trusted by its address; another controller
+/// answering there (an address reused, a controller replaced) was reported `good` under this
+/// device's name. Who answers must be checked on contact and on every poll; a mismatch is a
+/// communication fault with one event, and none of its values may ever become good data.
+#[tokio::test]
+async fn another_device_at_the_configured_address_is_a_comm_fault_never_good_data() {
+    let plant = ChillerPlant::new(2);
+    // The plant at the configured address is device 2002, not the configured 2001.
+    let server = DeviceServer::bind("127.0.0.1:0".parse().unwrap(), plant.device(2002, "other"))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let profile = dcim_profiles::load_str("plant.toml", PLANT_PROFILE).unwrap();
+    let mut dev = BacnetDevice::new("plant", target(addr), profile, 1000).unwrap();
+    let client = BacnetClient::bind_with("127.0.0.1:0".parse().unwrap(), client_config(addr))
+        .await
+        .unwrap();
+    client.add_device(DeviceInfo::fixed(PLANT_INSTANCE, addr));
+    let mut out = Vec::new();
+
+    // The identity read on contact names the device that answers.
+    let answer = client
+        .read_property(PLANT_INSTANCE, BacnetDevice::identity_request())
+        .await;
+    let events = dev.on_identity(&answer, 1000, &mut out);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, "device.identity_mismatch");
+    assert_eq!(events[0].data["answered_instance"], 2002);
+    assert_eq!(dev.identity(), Identity::Mismatch(Some(2002)));
+
+    // Even if polled, its answers are refused: the identity item fails first.
+    for (class, _) in dev.schedule() {
+        let r = client
+            .read_multiple(PLANT_INSTANCE, &dev.request(class))
+            .await;
+        assert!(
+            dev.on_poll(class, &r, 1100, &mut out).is_empty(),
+            "reported once"
+        );
+    }
+    let e = dev.tick(1000 + 800, &mut out).expect("comm lost");
+    assert_eq!(e.kind, "device.comm_lost");
+    assert!(
+        out.iter()
+            .all(|s| s.point == "online" || s.quality != Quality::Good),
+        "a value of the wrong device became good data: {out:?}"
+    );
+    assert!(
+        out.iter()
+            .any(|s| s.point == "tank_temp" && s.quality == Quality::CommLost)
+    );
+    server.shutdown().await;
+
+    // The right device answers at the address again: confirmed, values good.
+    let server = DeviceServer::bind(addr, plant.device(PLANT_INSTANCE, "plant"))
+        .await
+        .unwrap();
+    out.clear();
+    let answer = client
+        .read_property(PLANT_INSTANCE, BacnetDevice::identity_request())
+        .await;
+    let events = dev.on_identity(&answer, 2000, &mut out);
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["device.identity_confirmed"]);
+    let r = client
+        .read_multiple(PLANT_INSTANCE, &dev.request(PollClass::Normal))
+        .await;
+    let events = dev.on_poll(PollClass::Normal, &r, 2001, &mut out);
+    assert_eq!(
+        events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["device.comm_restored"]
+    );
+    assert!(
+        out.iter()
+            .any(|s| s.point == "tank_temp" && s.quality == Quality::Good)
+    );
+    server.shutdown().await;
 }

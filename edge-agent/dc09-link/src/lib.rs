@@ -7,8 +7,12 @@
 //! Sending: one message at a time; fire alarms first. Each path (in configured preference,
 //! working paths before failed ones) gets `attempts_per_path` attempts of at most
 //! `ack_timeout_ms` each. ACK delivers; NAK corrects the clock offset for that path from the
-//! receiver's time and resends (same sequence number); DUH rejects the message as a local
-//! trouble without a retry loop. A path that fails all its attempts is marked down and a
+//! receiver's time and resends (same sequence number); DUH to a fire alarm (or its restore)
+//! makes it go out again at once with the generic fire alarm code of the format (a new message
+//! with a new sequence number; the outbox records the substitution, [`outbox::Outbox::mark_fallback`]),
+//! so the receiving centre never misses a fire alarm because its code table lacks a stage code;
+//! DUH to anything else (or to the generic code itself) rejects the message as a local trouble
+//! without a retry loop. A path that fails all its attempts is marked down and a
 //! `path.fail` event is queued (so it goes out over a surviving path); a down path is probed
 //! with NULL messages every `down_probe_ms` and reported restored when one is ACKed. Working
 //! paths get a NULL message every `supervision_ms` when idle, and a periodic test report is
@@ -19,7 +23,7 @@ pub mod outbox;
 mod transport;
 
 pub use config::{ConfigError, LinkConfig, PathConfig, Transport};
-pub use outbox::{Entry, Recovery};
+pub use outbox::{Entry, Fallback, Recovery};
 
 use outbox::Outbox;
 use sia_dc09::{Event, EventKind, Message, Payload, ResponseKind, Seq, Token, encode_message};
@@ -84,6 +88,17 @@ pub enum LinkEvent {
         path: String,
         queued_ms: i64,
         acked_ms: i64,
+        /// Delivered with the generic fire alarm code after the own code was refused.
+        fallback: Option<Fallback>,
+    },
+    /// The receiver answered DUH to a fire alarm's own code: it goes out again as `seq` with
+    /// the generic fire alarm code `fallback.code`.
+    FallingBack {
+        event_id: String,
+        seq: Seq,
+        event: Event,
+        path: String,
+        fallback: Fallback,
     },
     /// The receiver answered DUH: a local trouble (code table or account setup); not retried.
     Rejected {
@@ -265,6 +280,8 @@ struct PathState {
 enum Delivery {
     Acked(usize),
     Rejected(usize),
+    /// DUH to the own code of a message that has a generic fallback code.
+    FallBack(usize, Payload, Payload),
     Preempted,
     AllFailed,
 }
@@ -418,15 +435,58 @@ impl Sender {
                             path,
                             queued_ms: entry.queued_ms,
                             acked_ms: acked,
+                            fallback: entry.fallback.clone(),
                         });
+                    }
+                    Delivery::FallBack(p, refused, generic) => {
+                        let path = self.paths[p].name.clone();
+                        tracing::error!(
+                            "receiver on {path} answered DUH to fire alarm {} ({}, code {}): sending it again with the generic fire alarm code {}",
+                            entry.event_id,
+                            entry.event.kind,
+                            refused.code,
+                            generic.code
+                        );
+                        let id = entry.id;
+                        let (r, g) = (refused.code.clone(), generic.code.clone());
+                        match self
+                            .outbox(move |ob| ob.mark_fallback(id, &r, &g, now_ms()))
+                            .await
+                        {
+                            Ok(seq) => self.emit(LinkEvent::FallingBack {
+                                event_id: entry.event_id.clone(),
+                                seq,
+                                event: entry.event,
+                                path,
+                                fallback: Fallback {
+                                    refused: refused.code,
+                                    code: generic.code,
+                                },
+                            }),
+                            Err(e) => {
+                                // Not recorded: the entry keeps its own code and is tried
+                                // again after the back-off rather than dropped.
+                                tracing::error!("cannot record the fallback: {e}");
+                                self.backoff_until_ms =
+                                    now_ms() + self.sh.cfg.all_paths_down_backoff_ms as i64;
+                            }
+                        }
                     }
                     Delivery::Rejected(p) => {
                         let path = self.paths[p].name.clone();
-                        tracing::error!(
-                            "receiver on {path} answered DUH to {} ({}): local trouble, not retried",
-                            entry.event_id,
-                            entry.event.kind
-                        );
+                        if entry.event.priority() == 0 {
+                            tracing::error!(
+                                "FIRE ALARM REFUSED: receiver on {path} answered DUH to {} ({}) even with the generic fire alarm code: check the account and the receiver's code table",
+                                entry.event_id,
+                                entry.event.kind
+                            );
+                        } else {
+                            tracing::error!(
+                                "receiver on {path} answered DUH to {} ({}): local trouble, not retried",
+                                entry.event_id,
+                                entry.event.kind
+                            );
+                        }
                         let id = entry.id;
                         if let Err(e) = self
                             .outbox(move |ob| ob.mark_rejected(id, "DUH", now_ms()))
@@ -469,12 +529,14 @@ impl Sender {
         }
     }
 
-    fn payload(&self, ev: &Event) -> Option<Payload> {
-        self.sh
-            .cfg
-            .codes
-            .payload(&self.sh.cfg.header.account, ev)
-            .ok()
+    /// What goes out for `entry`: its own code, or the generic fire alarm code once the own
+    /// code was refused.
+    fn payload(&self, entry: &Entry) -> Option<Payload> {
+        let (codes, account) = (&self.sh.cfg.codes, &self.sh.cfg.header.account);
+        match &entry.fallback {
+            None => codes.payload(account, &entry.event).ok(),
+            Some(_) => codes.fallback_payload(account, &entry.event),
+        }
     }
 
     /// One exchange of `payload` (or NULL when `None`) with sequence `seq` on path `i`.
@@ -610,7 +672,7 @@ impl Sender {
     }
 
     async fn deliver(&mut self, entry: &Entry) -> Delivery {
-        let Some(payload) = self.payload(&entry.event) else {
+        let Some(payload) = self.payload(entry) else {
             // cannot happen for submissions (checked at submit); a changed code table could
             return Delivery::Rejected(0);
         };
@@ -641,6 +703,15 @@ impl Sender {
                         }
                         ResponseKind::Duh => {
                             self.path_up(i).await;
+                            if entry.fallback.is_none()
+                                && let Some(generic) = self
+                                    .sh
+                                    .cfg
+                                    .codes
+                                    .fallback_payload(&self.sh.cfg.header.account, &entry.event)
+                            {
+                                return Delivery::FallBack(i, payload, generic);
+                            }
                             return Delivery::Rejected(i);
                         }
                         ResponseKind::Nak if nak_resend => {

@@ -50,6 +50,16 @@ enum Record {
     SeqReserve {
         upto: u64,
     },
+    /// The receiver answered DUH to the message's own code: it is sent again as a new message
+    /// (sequence number from `counter`) with the generic fire alarm code `code`.
+    Fallback {
+        id: u64,
+        /// The code the receiver refused.
+        refused: String,
+        code: String,
+        counter: u64,
+        at_ms: i64,
+    },
     /// An event id remembered for de-duplication after its message was compacted away.
     Seen {
         event_id: String,
@@ -65,6 +75,16 @@ pub struct Entry {
     pub seq: Seq,
     pub event: Event,
     pub queued_ms: i64,
+    /// Set once the receiver refused the message's own code (DUH): the generic fire alarm
+    /// code it is sent with instead (and the refused one). See [`Outbox::mark_fallback`].
+    pub fallback: Option<Fallback>,
+}
+
+/// A fire alarm sent with the generic fire alarm code because its own code was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    pub refused: String,
+    pub code: String,
 }
 
 impl Entry {
@@ -216,9 +236,23 @@ impl Outbox {
                         seq,
                         event,
                         queued_ms,
+                        fallback: None,
                     },
                 );
                 self.next_id = self.next_id.max(id + 1);
+                self.next_counter = self.next_counter.max(counter + 1);
+            }
+            Record::Fallback {
+                id,
+                refused,
+                code,
+                counter,
+                ..
+            } => {
+                if let Some(e) = self.pending.get_mut(&id) {
+                    e.seq = Seq::from_counter(counter);
+                    e.fallback = Some(Fallback { refused, code });
+                }
                 self.next_counter = self.next_counter.max(counter + 1);
             }
             Record::Delivered { id, .. } | Record::Rejected { id, .. } => {
@@ -316,6 +350,30 @@ impl Outbox {
         self.maybe_compact()
     }
 
+    /// Records that the receiver refused message `id`'s own code (`refused`) and that it goes
+    /// out again with the generic fire alarm code `code`, as a new message with a new sequence
+    /// number (a receiver may take a repeated sequence number for a duplicate and drop it).
+    /// Fsynced before it returns; the entry then carries the fallback and its new number.
+    pub fn mark_fallback(
+        &mut self,
+        id: u64,
+        refused: &str,
+        code: &str,
+        now_ms: i64,
+    ) -> io::Result<Seq> {
+        let counter = self.next_counter;
+        let rec = Record::Fallback {
+            id,
+            refused: refused.to_string(),
+            code: code.to_string(),
+            counter,
+            at_ms: now_ms,
+        };
+        self.append(std::slice::from_ref(&rec))?;
+        self.apply(rec);
+        Ok(Seq::from_counter(counter))
+    }
+
     /// The message to send next: fire alarms first, then by queue order.
     pub fn next(&self) -> Option<&Entry> {
         self.pending.values().min_by_key(|e| e.order_key())
@@ -387,6 +445,15 @@ impl Outbox {
                 event: e.event,
                 queued_ms: e.queued_ms,
             }));
+            if let Some(f) = &e.fallback {
+                buf.extend(encode(&Record::Fallback {
+                    id: e.id,
+                    refused: f.refused.clone(),
+                    code: f.code.clone(),
+                    counter: u64::from(e.seq.get() - 1),
+                    at_ms: e.queued_ms,
+                }));
+            }
         }
         let tmp = self.dir.join("outbox.log.tmp");
         {
@@ -500,6 +567,41 @@ mod tests {
         );
         let q = ob.enqueue("new", ev(EventKind::FireTrouble), 0).unwrap();
         assert_eq!(q.seq.get(), 101);
+    }
+
+    #[test]
+    fn a_fallback_keeps_its_new_number_and_code_across_restart_and_compaction() {
+        // Hazard: a restart after a DUH would resend the refused code (refused again, or
+        // dropped) or reuse the refused message's number.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ob, _) = Outbox::open(dir.path()).unwrap();
+        let q = ob
+            .enqueue("stage4", ev(EventKind::FireStage4Coolant), 1)
+            .unwrap();
+        let seq = ob.mark_fallback(q.id, "WA", "FA", 2).unwrap();
+        assert_ne!(seq, q.seq, "a new message, a new sequence number");
+        let check = |ob: &Outbox| {
+            let e = ob.next().unwrap();
+            assert_eq!(e.seq, seq);
+            assert_eq!(
+                e.fallback,
+                Some(Fallback {
+                    refused: "WA".into(),
+                    code: "FA".into()
+                })
+            );
+        };
+        check(&ob);
+        drop(ob);
+        let (mut ob, _) = Outbox::open(dir.path()).unwrap();
+        check(&ob);
+        ob.dead_records = 1;
+        ob.compact().unwrap();
+        drop(ob);
+        let (mut ob, _) = Outbox::open(dir.path()).unwrap();
+        check(&ob);
+        let next = ob.enqueue("later", ev(EventKind::FireTrouble), 3).unwrap();
+        assert_eq!(next.seq.get(), seq.get() + 1, "numbers never go back");
     }
 
     #[test]

@@ -254,6 +254,99 @@ async fn duh_is_a_local_trouble_without_retry_loop() {
     h.shutdown().await;
 }
 
+/// Hazard: a receiving centre whose code table lacks a stage code answers DUH and, without a
+/// fallback, never learns of that fire stage. The message must go out again with the generic
+/// fire alarm code of its format (a new sequence number), be ACKed, and the outbox must say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_alarm_refused_with_duh_is_delivered_with_the_generic_fire_code() {
+    let Some(py) = python("fire_alarm_duh_fallback") else {
+        return;
+    };
+    // (format, code table, receiver options, refused code, generic code as pysiaalarm logs it)
+    let cases = [
+        // ADM-CID: stage 4 uses Contact ID 205, which pysiaalarm's table lacks (strict receiver).
+        ("adm-cid", "format = \"adm-cid\"\n", true, "1205", "FA"),
+        // SIA-DCS: a receiver that does not know the stage's letters.
+        (
+            "sia-dcs",
+            "[codes.\"fire.stage4_coolant\"]\nsia = \"WZ\"\n",
+            false,
+            "WZ",
+            "FA",
+        ),
+    ];
+    for (name, table, strict_cid, refused, generic_logged) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let rcv = Receiver::start(
+            &py,
+            &dir.path().join("rx.jsonl"),
+            ReceiverOpts {
+                strict_cid,
+                ..Default::default()
+            },
+        );
+        let mut cfg = config(vec![path("p", rcv.port, Transport::Tcp)], None);
+        cfg.codes = CodeTable::from_toml(table, "test").unwrap();
+        let ob_dir = dir.path().join("ob");
+        let h = Transmitter::start(cfg, &ob_dir).await.unwrap();
+        let mut rx = h.subscribe();
+        let q = h
+            .submit(Submission {
+                event_id: "stage4".into(),
+                event: Event::new(EventKind::FireStage4Coolant, 1, 7),
+            })
+            .await
+            .unwrap();
+        let mut fell_back = None;
+        let mut delivered = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while delivered.is_none() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(LinkEvent::FallingBack { seq, fallback, .. })) => {
+                    fell_back = Some((seq, fallback))
+                }
+                Ok(Ok(LinkEvent::Delivered { seq, fallback, .. })) => {
+                    delivered = Some((seq, fallback))
+                }
+                Ok(Ok(LinkEvent::Rejected { .. })) => panic!("{name}: the fire alarm was dropped"),
+                Ok(Ok(_)) => {}
+                other => panic!("{name}: no delivery: {other:?}"),
+            }
+        }
+        let (fb_seq, fb) = fell_back.expect("a FallingBack report before the delivery");
+        assert_eq!(fb.refused, refused, "{name}");
+        let (d_seq, d_fb) = delivered.unwrap();
+        assert_eq!(d_seq, fb_seq, "{name}: delivered under the new number");
+        assert_ne!(
+            d_seq, q.seq,
+            "{name}: a new message, not a resend of the refused one"
+        );
+        assert_eq!(d_fb.as_ref(), Some(&fb), "{name}");
+        let rows = rcv.rows();
+        let first = rows_for_seq(&rows, q.seq);
+        assert_eq!(first.len(), 1, "{name}: {rows:?}");
+        assert_eq!(first[0]["response"], "DUH", "{name}");
+        let second = rows_for_seq(&rows, d_seq);
+        assert_eq!(second.len(), 1, "{name}: {rows:?}");
+        assert_eq!(second[0]["response"], "ACK", "{name}");
+        assert_eq!(second[0]["code"], generic_logged, "{name}");
+        if name == "adm-cid" {
+            assert_eq!(second[0]["event_type"], "110");
+            assert_eq!(second[0]["qualifier"], "1");
+        }
+        assert!(h.pending().is_empty());
+        h.shutdown().await;
+        // The outbox log records the substitution (read as text: it is JSON records).
+        let log = std::fs::read(ob_dir.join("outbox.log")).unwrap();
+        let log = String::from_utf8_lossy(&log);
+        assert!(
+            log.contains("\"r\":\"fallback\"")
+                && log.contains(&format!("\"refused\":\"{refused}\"")),
+            "{name}: the outbox does not record the fallback: {log}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nak_on_skewed_clock_is_recovered() {
     let Some(py) = python("nak_on_skewed_clock") else {

@@ -362,3 +362,43 @@ async fn events_that_cannot_be_encoded_are_refused_at_submit() {
     assert!(h.pending().is_empty());
     h.shutdown().await;
 }
+
+/// Hazard: scripts and operators drive `dc09-send` by its lines; an undocumented or changed
+/// line silently breaks them. `--help` must document the input line and every output line the
+/// tool can print.
+#[test]
+fn dc09_send_help_documents_its_input_and_output_lines() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dc09-send"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("<event-id> <kind> [zone] [rack] [restore] [test]"));
+    let source = include_str!("../src/bin/dc09-send.rs");
+    // Every line the tool prints starts with `println!("WORD ...`: each WORD is in the help.
+    let mut printed = 0;
+    for (at, _) in source.match_indices("println!(\"") {
+        if source[..at].ends_with('e') {
+            continue; // eprintln!: messages on standard error
+        }
+        let part = &source[at + "println!(\"".len()..];
+        let word: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || *c == '-')
+            .collect();
+        assert!(!word.is_empty(), "unexpected output line: {part:.40}");
+        assert!(
+            help.contains(&format!("\n    {word} ")),
+            "`{word}` is printed but not documented in --help"
+        );
+        printed += 1;
+    }
+    assert!(printed >= 10, "found only {printed} output lines");
+    for kind in sia_dc09::EventKind::ALL {
+        assert!(
+            help.contains(kind.name()),
+            "kind {kind} missing from --help"
+        );
+    }
+}

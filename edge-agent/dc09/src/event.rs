@@ -242,6 +242,12 @@ pub struct CodeTable {
     pub test_sia: String,
     /// Code for anything flagged as test (ADM-CID).
     pub test_cid: u16,
+    /// The generic fire alarm of this authority's format, sent instead of a fire alarm's own
+    /// code when the receiver answers DUH (unknown code) to it: SIA-DCS `FA`/`FH`, ADM-CID 110.
+    /// See [`CodeTable::fallback_payload`].
+    pub fallback_sia: String,
+    pub fallback_sia_restore: String,
+    pub fallback_cid: u16,
 }
 
 fn e(sia: &str, restore: Option<&str>, cid: u16) -> CodeEntry {
@@ -285,6 +291,9 @@ impl Default for CodeTable {
             entries,
             test_sia: "FX".into(),
             test_cid: 601,
+            fallback_sia: "FA".into(),
+            fallback_sia_restore: "FH".into(),
+            fallback_cid: 110,
         }
     }
 }
@@ -320,6 +329,7 @@ struct RawTable {
     authority: Option<String>,
     format: Option<toml::Spanned<String>>,
     test: Option<RawTest>,
+    fallback: Option<RawFallback>,
     #[serde(default)]
     codes: BTreeMap<toml::Spanned<String>, RawEntry>,
 }
@@ -328,6 +338,14 @@ struct RawTable {
 #[serde(deny_unknown_fields)]
 struct RawTest {
     sia: Option<toml::Spanned<String>>,
+    cid: Option<toml::Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFallback {
+    sia: Option<toml::Spanned<String>>,
+    sia_restore: Option<toml::Spanned<String>>,
     cid: Option<toml::Spanned<i64>>,
 }
 
@@ -418,6 +436,17 @@ impl CodeTable {
                 table.test_cid = check_cid(c, "test.cid")?;
             }
         }
+        if let Some(f) = raw.fallback {
+            if let Some(s) = &f.sia {
+                table.fallback_sia = check_sia(s, "fallback.sia")?;
+            }
+            if let Some(s) = &f.sia_restore {
+                table.fallback_sia_restore = check_sia(s, "fallback.sia_restore")?;
+            }
+            if let Some(c) = &f.cid {
+                table.fallback_cid = check_cid(c, "fallback.cid")?;
+            }
+        }
         for (name, entry) in &raw.codes {
             let kind = EventKind::from_name(name.get_ref()).ok_or_else(|| {
                 let known: Vec<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
@@ -459,6 +488,34 @@ impl CodeTable {
 
     pub fn entries(&self) -> impl Iterator<Item = (EventKind, &CodeEntry)> {
         self.entries.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// The payload of a fire alarm (or its restore) with the generic fire alarm code of this
+    /// table's format instead of its own, for a receiver that answered DUH to the own code:
+    /// the receiving centre must learn of every fire alarm, even one its code table lacks.
+    /// `None` when `ev` is not a fire alarm ([`EventKind::is_fire_alarm`]), when it is a test
+    /// (a drill must never be turned into a real alarm code), or when its own code already is
+    /// the generic one (nothing else to try).
+    pub fn fallback_payload(&self, account: &Account, ev: &Event) -> Option<Payload> {
+        if !ev.kind.is_fire_alarm() || ev.test {
+            return None;
+        }
+        let own = self.payload(account, ev).ok()?;
+        let generic = CodeTable {
+            entries: [(
+                ev.kind,
+                CodeEntry {
+                    sia: self.fallback_sia.clone(),
+                    sia_restore: Some(self.fallback_sia_restore.clone()),
+                    cid: self.fallback_cid,
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..self.clone()
+        };
+        let p = generic.payload(account, ev).ok()?;
+        (p.code != own.code).then_some(p)
     }
 
     /// Builds the payload for an event.
@@ -606,6 +663,50 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_fire_alarm_falls_back_to_the_generic_fire_code_of_its_format() {
+        // Hazard: a receiver whose table lacks a stage code answers DUH; without a fallback the
+        // receiving centre never learns of that fire stage.
+        let mut t = CodeTable::default();
+        let stage4 = Event::new(EventKind::FireStage4Coolant, 2, 7);
+        let p = t.fallback_payload(&acct(), &stage4).unwrap();
+        assert_eq!(
+            (p.code.as_str(), p.data.as_str()),
+            ("FA", "#1234|Nri2/FA0007")
+        );
+        assert_eq!(
+            t.fallback_payload(&acct(), &stage4.restored())
+                .unwrap()
+                .code,
+            "FH"
+        );
+        t.format = Format::AdmCid;
+        assert_eq!(
+            t.fallback_payload(&acct(), &stage4).unwrap().data,
+            "#1234|1110 02 007"
+        );
+        assert_eq!(
+            t.fallback_payload(&acct(), &stage4.restored())
+                .unwrap()
+                .code,
+            "3110"
+        );
+        // Stage 2 already uses 110 / FA: nothing else to try.
+        let stage2 = Event::new(EventKind::FireStage2Patch, 1, 1);
+        assert!(t.fallback_payload(&acct(), &stage2).is_none());
+        // Only fire alarms fall back, and never a drill message (it must stay a test code).
+        assert!(
+            t.fallback_payload(&acct(), &Event::new(EventKind::FireTrouble, 1, 1))
+                .is_none()
+        );
+        assert!(t.fallback_payload(&acct(), &stage4.as_test()).is_none());
+        let t = CodeTable::from_toml("[fallback]\nsia = \"FX\"\ncid = 111\n", "f.toml");
+        let t = t.unwrap();
+        assert_eq!((t.fallback_sia.as_str(), t.fallback_cid), ("FX", 111));
+        let e = CodeTable::from_toml("[fallback]\ncid = 0\n", "f.toml").unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (2, "fallback.cid"));
+    }
+
+    #[test]
     fn toml_overrides_and_errors() {
         let t = CodeTable::from_toml(
             "authority = \"ARC North\"\nformat = \"adm-cid\"\n[codes.\"fire.stage1\"]\nsia = \"FA\"\ncid = 110\n",
@@ -660,6 +761,10 @@ mod example_file {
         assert_eq!(
             (t.test_sia.as_str(), t.test_cid),
             (d.test_sia.as_str(), d.test_cid)
+        );
+        assert_eq!(
+            (&t.fallback_sia, &t.fallback_sia_restore, t.fallback_cid),
+            (&d.fallback_sia, &d.fallback_sia_restore, d.fallback_cid)
         );
         assert_eq!(t.entries.len(), EventKind::ALL.len());
     }

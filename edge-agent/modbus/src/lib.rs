@@ -19,8 +19,8 @@
 pub mod plan;
 pub mod poller;
 
-pub use plan::{Item, Limits, Read, plan, plan_class};
+pub use plan::{Item, Limits, Read, bisect, class_items, limits_of, plan, plan_class};
 pub use poller::{
-    Connection, LineHandle, ModbusDevice, SpawnError, WriteData, WriteError, encode_write,
-    spawn_line, spawn_line_with_writes,
+    Connection, ExceptionClass, LineHandle, ModbusDevice, Notice, SpawnError, WriteData,
+    WriteError, classify_exception, encode_write, spawn_line, spawn_line_with_writes,
 };

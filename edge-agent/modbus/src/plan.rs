@@ -2,11 +2,12 @@
 //! reads as possible. Pure; no I/O.
 //!
 //! Invariants (property-tested): every item is covered by exactly one read that contains all of
-//! its registers; no read is longer than the limit of its table (125 registers / 2000 bits, or
+//! its registers (an item is a whole point, or a chunk of a text point longer than the limit,
+//! see [`class_items`]); no read is longer than the limit of its table (125 registers / 2000 bits, or
 //! the profile's lower `max_registers_per_read`); two items are only merged across a hole of at
 //! most `max_gap` unused registers.
 
-use dcim_profiles::{PollClass, Profile, Table};
+use dcim_profiles::{PollClass, Profile, Table, WireType};
 use std::collections::BTreeMap;
 
 /// One thing to read: `count` registers (or bits) of `table` from `address`, for `point`.
@@ -118,32 +119,86 @@ pub fn plan(items: &[Item], limits: Limits) -> Vec<Read> {
     reads
 }
 
-/// The reads of one poll class of a Modbus profile for a device at `unit`.
-pub fn plan_class(profile: &Profile, unit: u8, class: PollClass) -> Vec<Read> {
-    let limits = profile
+/// Splits a read the device refused (a Modbus exception) in two: its points in address order,
+/// halved, each half planned again with the same limits, so the halves cover exactly the
+/// read's points and never more registers than it did. Repeated, this isolates the registers
+/// a device refuses in `log2(points)` steps. `None` for a read of a single point (that point
+/// is the refused one). `items` must hold the items of the read's points.
+pub fn bisect(read: &Read, items: &[Item], limits: Limits) -> Option<Vec<Read>> {
+    if read.points.len() < 2 {
+        return None;
+    }
+    // The read's items: its points' items within its registers (a long text point has
+    // several items, one per read).
+    let mut its: Vec<Item> = items
+        .iter()
+        .filter(|i| {
+            read.points.contains(&i.point)
+                && i.unit == read.unit
+                && i.table == read.table
+                && i.address >= read.address
+                && u32::from(i.address) + u32::from(i.count) <= read.end()
+        })
+        .copied()
+        .collect();
+    if its.len() < 2 {
+        return None;
+    }
+    its.sort_by_key(|i| (i.address, i.point));
+    let (a, b) = its.split_at(its.len() / 2);
+    let mut out = plan(a, limits);
+    out.extend(plan(b, limits));
+    Some(out)
+}
+
+/// The planner limits of a Modbus profile.
+pub fn limits_of(profile: &Profile) -> Limits {
+    profile
         .modbus
         .map(|m| Limits {
             max_gap: m.max_gap,
             max_registers: m.max_registers_per_read,
             max_bits: 2000,
         })
-        .unwrap_or_default();
-    let items: Vec<Item> = profile
-        .points
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.poll == class)
-        .filter_map(|(i, p)| {
-            p.modbus().map(|a| Item {
+        .unwrap_or_default()
+}
+
+/// The reads of one poll class of a Modbus profile for a device at `unit`.
+pub fn plan_class(profile: &Profile, unit: u8, class: PollClass) -> Vec<Read> {
+    plan(&class_items(profile, unit, class), limits_of(profile))
+}
+
+/// The items of one poll class: one per Modbus point, except that a text (string) point longer
+/// than one read may be is split into consecutive chunks of at most `max_registers_per_read`
+/// (its characters do not change meaning when read in parts; a number is always one item).
+pub fn class_items(profile: &Profile, unit: u8, class: PollClass) -> Vec<Item> {
+    let max = limits_of(profile).max_registers.clamp(1, 125);
+    let mut out = Vec::new();
+    for (i, p) in profile.points.iter().enumerate() {
+        if p.poll != class {
+            continue;
+        }
+        let Some(a) = p.modbus() else { continue };
+        let count = a.count();
+        let chunk = if matches!(a.wire, WireType::String(_)) && !a.table.is_bits() {
+            max
+        } else {
+            count
+        };
+        let mut at = 0;
+        while at < count {
+            let n = chunk.min(count - at);
+            out.push(Item {
                 point: i,
                 unit,
                 table: a.table,
-                address: a.address,
-                count: a.count(),
-            })
-        })
-        .collect();
-    plan(&items, limits)
+                address: a.address + at,
+                count: n,
+            });
+            at += n;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -230,6 +285,67 @@ mod tests {
         assert_eq!(reads.len(), 2);
     }
 
+    /// Hazard: a device that reads at most 2 registers per request made a profile with a text
+    /// point unusable (refused), so its numbers were not read either.
+    #[test]
+    fn a_long_text_point_is_read_in_chunks_within_the_limit() {
+        let p = dcim_profiles::load_str(
+            "t.toml",
+            r#"
+[profile]
+name = "t"
+protocol = "modbus"
+[modbus]
+address_base = 0
+max_registers_per_read = 2
+[[point]]
+id = "model"
+role = "device.firmware"
+table = "holding"
+register = 10
+type = "string"
+length = 9
+[[point]]
+id = "v"
+role = "custom.v"
+table = "holding"
+register = 15
+type = "f32"
+"#,
+        )
+        .unwrap();
+        let items = class_items(&p, 1, PollClass::Normal);
+        let shape: Vec<_> = items
+            .iter()
+            .map(|i| (i.point, i.address, i.count))
+            .collect();
+        assert_eq!(shape, vec![(0, 10, 2), (0, 12, 2), (0, 14, 1), (1, 15, 2)]);
+        let reads = plan_class(&p, 1, PollClass::Normal);
+        assert!(reads.iter().all(|r| r.count <= 2), "{reads:?}");
+        assert_eq!(
+            reads.iter().filter(|r| r.points.contains(&0)).count(),
+            3,
+            "the text point spans three reads"
+        );
+    }
+
+    #[test]
+    fn bisect_halves_the_points_and_stops_at_one() {
+        let items: Vec<_> = (0..5)
+            .map(|i| item(i, Table::Holding, i as u16 * 2, 2))
+            .collect();
+        let reads = plan(&items, Limits::default());
+        assert_eq!(reads.len(), 1);
+        let halves = bisect(&reads[0], &items, Limits::default()).unwrap();
+        let shape: Vec<_> = halves
+            .iter()
+            .map(|r| (r.address, r.count, r.points.clone()))
+            .collect();
+        assert_eq!(shape, vec![(0, 4, vec![0, 1]), (4, 6, vec![2, 3, 4])]);
+        let one = plan(&items[3..4], Limits::default());
+        assert!(bisect(&one[0], &items, Limits::default()).is_none());
+    }
+
     fn table() -> impl Strategy<Value = Table> {
         prop_oneof![
             Just(Table::Holding),
@@ -240,6 +356,34 @@ mod tests {
     }
 
     proptest! {
+        /// Hazard: splitting a refused read must neither lose a point (it would never be read
+        /// again, silently) nor read registers the refused read did not cover.
+        #[test]
+        fn bisect_keeps_every_point_within_the_refused_read(
+            raw in proptest::collection::vec((0u16..300, 1u16..=4), 2..40),
+            max_gap in 0u16..20,
+        ) {
+            let items: Vec<Item> = raw.iter().enumerate()
+                .map(|(i, (a, c))| item(i, Table::Holding, *a, *c)).collect();
+            let limits = Limits { max_gap, ..Limits::default() };
+            for read in plan(&items, limits) {
+                let Some(parts) = bisect(&read, &items, limits) else {
+                    prop_assert_eq!(read.points.len(), 1);
+                    continue;
+                };
+                prop_assert!(parts.len() >= 2);
+                let mut pts: Vec<usize> = parts.iter().flat_map(|r| r.points.clone()).collect();
+                pts.sort_unstable();
+                let mut want = read.points.clone();
+                want.sort_unstable();
+                prop_assert_eq!(pts, want);
+                for r in &parts {
+                    prop_assert!(r.address >= read.address && r.end() <= read.end());
+                    prop_assert!(r.points.len() < read.points.len());
+                }
+            }
+        }
+
         #[test]
         fn every_item_covered_and_no_read_over_the_limit(
             raw in proptest::collection::vec((0u8..3, table(), 0u16..5000, 1u16..=8), 0..300),

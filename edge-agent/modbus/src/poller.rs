@@ -10,9 +10,17 @@
 //!   of that poll is skipped and the device is retried after an exponential back-off. A device
 //!   in back-off gets a single attempt per probe, so on a shared line a dead device costs at most
 //!   one `timeout_ms` per back-off period;
-//! - a Modbus exception is an answer: the points of that read get quality `bad`.
+//! - a Modbus exception is an answer, mapped to qualities as documented in
+//!   `device-profiles/README.md` ("Modbus exceptions"): exceptions 1, 2 and 3 (illegal
+//!   function / data address / data value) to a read of several points split it in two
+//!   ([`crate::plan::bisect`]) until the refusing points are isolated; those are remembered,
+//!   reported `bad` and once as a [`Notice::Refused`], left out of the class's reads (the
+//!   learned split is kept) and probed alone every `comm.refused_retry_ms`; the other points
+//!   stay `good`.
+//!   Exceptions 4, 5, 6 and 8 make that read's points `bad` for this poll; 10 and 11 (gateway
+//!   path / target not answering) count as no answer.
 
-use crate::plan::{Read, plan_class};
+use crate::plan::{Item, Limits, Read, bisect, class_items, limits_of, plan};
 use dcim_points::{Sample, Value};
 use dcim_profiles::{
     DeviceTracker, Point, PollClass, Profile, Protocol, Reading, Table, WireType, encode_registers,
@@ -23,9 +31,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
-use tokio_modbus::Slave;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::prelude::{SlaveContext, rtu, tcp};
+use tokio_modbus::{ExceptionCode, Slave};
 
 /// How to reach a device (or a line of devices).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +54,24 @@ impl std::fmt::Display for Connection {
             Connection::Rtu { path, baud_rate } => write!(f, "rtu://{path}?baud={baud_rate}"),
         }
     }
+}
+
+/// Something a line reports besides samples, once per occurrence (the agent logs it and turns
+/// it into an event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The device refused to read this point on its own (Modbus exception `exception`, e.g. 2
+    /// "illegal data address"). The point is `bad` until the device serves it again.
+    Refused {
+        device: String,
+        point: String,
+        table: Table,
+        /// Wire (0-based) address of the point's first register.
+        address: u16,
+        exception: u8,
+    },
+    /// A refused point is served again.
+    Accepted { device: String, point: String },
 }
 
 /// One Modbus device: its id in the site, its unit id (slave address) and its profile.
@@ -91,7 +117,7 @@ pub fn spawn_line(
             return Err(SpawnError::NotModbus(d.id.clone(), d.profile.name.clone()));
         }
     }
-    let line = Line::new(connection, devices);
+    let line = Line::new(connection, devices, None);
     Ok(tokio::spawn(line.run(tx, None)))
 }
 
@@ -147,11 +173,13 @@ impl LineHandle {
     }
 }
 
-/// Like [`spawn_line`], and returns a handle that can also write points.
+/// Like [`spawn_line`], and returns a handle that can also write points. Refused and
+/// accepted-again points are reported on `notices` when given.
 pub fn spawn_line_with_writes(
     connection: Connection,
     devices: Vec<ModbusDevice>,
     tx: mpsc::Sender<Vec<Sample>>,
+    notices: Option<mpsc::UnboundedSender<Notice>>,
 ) -> Result<LineHandle, SpawnError> {
     if devices.is_empty() {
         return Err(SpawnError::Empty);
@@ -162,7 +190,7 @@ pub fn spawn_line_with_writes(
         }
     }
     let (wtx, wrx) = mpsc::channel(16);
-    let line = Line::new(connection, devices);
+    let line = Line::new(connection, devices, notices);
     Ok(LineHandle {
         task: tokio::spawn(line.run(tx, Some(wrx))),
         writes: wtx,
@@ -219,10 +247,29 @@ fn wall_ms() -> i64 {
 
 struct ClassPlan {
     period: Duration,
+    /// The reads of the class, as learned: merged as far as the limits allow, split where the
+    /// device refused a merged read, without the refused points.
     reads: Vec<Read>,
+    /// One item per point of the class (for re-planning).
+    items: Vec<Item>,
     /// Every point index of the class (to mark stale on failure).
     points: Vec<usize>,
+    /// Points the device refused on their own: exception code and when to try again.
+    refused: std::collections::BTreeMap<usize, (u8, Instant)>,
     due: Instant,
+}
+
+impl ClassPlan {
+    /// Plans the class's reads again from every point not refused.
+    fn replan(&mut self, limits: Limits) {
+        let items: Vec<Item> = self
+            .items
+            .iter()
+            .filter(|i| !self.refused.contains_key(&i.point))
+            .copied()
+            .collect();
+        self.reads = plan(&items, limits);
+    }
 }
 
 struct DeviceState {
@@ -257,16 +304,43 @@ struct Line {
     connection: Connection,
     devices: Vec<DeviceState>,
     ctx: Option<Context>,
+    notices: Option<mpsc::UnboundedSender<Notice>>,
 }
 
 enum ReadOutcome {
     Registers(Vec<u16>),
     Bits(Vec<bool>),
-    Exception,
+    Exception(u8),
+}
+
+/// What an exception code means for the read it answered; pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExceptionClass {
+    /// 1 illegal function, 2 illegal data address, 3 illegal data value: the device refuses
+    /// (part of) what was asked; split the read to find what.
+    Refusal,
+    /// 4 server device failure, 5 acknowledge, 6 busy, 8 memory parity, others: the device
+    /// answered without the values; the read's points are `bad` for this poll.
+    NoValues,
+    /// 10 gateway path unavailable, 11 gateway target failed to respond: the device behind the
+    /// gateway did not answer (a failed poll: stale, back-off, comm lost).
+    NoAnswer,
+}
+
+pub fn classify_exception(code: u8) -> ExceptionClass {
+    match code {
+        1..=3 => ExceptionClass::Refusal,
+        0x0A | 0x0B => ExceptionClass::NoAnswer,
+        _ => ExceptionClass::NoValues,
+    }
 }
 
 impl Line {
-    fn new(connection: Connection, devices: Vec<ModbusDevice>) -> Line {
+    fn new(
+        connection: Connection,
+        devices: Vec<ModbusDevice>,
+        notices: Option<mpsc::UnboundedSender<Notice>>,
+    ) -> Line {
         let now = Instant::now();
         let now_ms = wall_ms();
         let devices = devices
@@ -275,15 +349,18 @@ impl Line {
                 let classes = PollClass::ALL
                     .iter()
                     .filter_map(|&class| {
-                        let reads = plan_class(&dev.profile, dev.unit_id, class);
-                        if reads.is_empty() {
+                        let items = class_items(&dev.profile, dev.unit_id, class);
+                        if items.is_empty() {
                             return None;
                         }
-                        let points = reads.iter().flat_map(|r| r.points.clone()).collect();
+                        let reads = plan(&items, limits_of(&dev.profile));
+                        let points = items.iter().map(|i| i.point).collect();
                         Some(ClassPlan {
                             period: Duration::from_millis(dev.profile.poll.period_ms(class)),
                             reads,
+                            items,
                             points,
+                            refused: Default::default(),
                             due: now,
                         })
                     })
@@ -301,6 +378,13 @@ impl Line {
             connection,
             devices,
             ctx: None,
+            notices,
+        }
+    }
+
+    fn notice(&self, n: Notice) {
+        if let Some(tx) = &self.notices {
+            let _ = tx.send(n);
         }
     }
 
@@ -353,7 +437,12 @@ impl Line {
         };
         match result {
             Ok(Ok(Ok(outcome))) => Some(outcome),
-            Ok(Ok(Err(_exception))) => Some(ReadOutcome::Exception),
+            Ok(Ok(Err(exception))) => match classify_exception(exception_code(exception)) {
+                // The gateway says the device behind it did not answer: like a timeout, but
+                // the connection to the gateway is fine.
+                ExceptionClass::NoAnswer => None,
+                _ => Some(ReadOutcome::Exception(exception_code(exception))),
+            },
             // Timeout, transport or protocol error: never reuse this context.
             Ok(Err(_)) | Err(_) => {
                 self.ctx = None;
@@ -370,11 +459,39 @@ impl Line {
             let attempts = if d.failures > 0 { 1 } else { 1 + comm.retries };
             (Duration::from_millis(comm.timeout_ms), attempts)
         };
-        let reads = self.devices[di].classes[ci].reads.clone();
-        for read in &reads {
+        let limits = limits_of(&self.devices[di].dev.profile);
+        let now = Instant::now();
+        // Refused points due for a probe are read alone, after the class's reads.
+        let probes: Vec<Read> = {
+            let c = &self.devices[di].classes[ci];
+            c.refused
+                .iter()
+                .filter(|(_, (_, at))| *at <= now)
+                .flat_map(|(p, _)| {
+                    let its: Vec<Item> =
+                        c.items.iter().filter(|i| i.point == *p).copied().collect();
+                    plan(&its, limits)
+                })
+                .collect()
+        };
+        let mut work: std::collections::VecDeque<(Read, bool)> = self.devices[di].classes[ci]
+            .reads
+            .iter()
+            .cloned()
+            .map(|r| (r, false))
+            .chain(probes.into_iter().map(|r| (r, true)))
+            .collect();
+        // The reads that were answered, in order: the class's plan from now on.
+        let mut learned: Vec<Read> = Vec::new();
+        let mut split = false;
+        let mut accepted_again = false;
+        let mut notices = Vec::new();
+        // Registers of text points read in parts, by point.
+        let mut parts: std::collections::BTreeMap<usize, Vec<Option<u16>>> = Default::default();
+        while let Some((read, probe)) = work.pop_front() {
             let mut outcome = None;
             for _ in 0..attempts {
-                outcome = self.read_once(read, limit).await;
+                outcome = self.read_once(&read, limit).await;
                 if outcome.is_some() {
                     break;
                 }
@@ -388,15 +505,85 @@ impl Line {
                 // The device does not answer: all its points are stale, not only this class's.
                 let points = d.all_points();
                 d.tracker.failed(&points, now_ms, out);
-                return;
+                break;
             };
             d.failures = 0;
             d.retry_at = Instant::now();
             d.tracker.answered(now_ms, out);
             let profile = d.dev.profile.clone();
+            if let ReadOutcome::Exception(code) = outcome {
+                if classify_exception(code) == ExceptionClass::Refusal {
+                    let class = &mut d.classes[ci];
+                    if let Some(parts) = bisect(&read, &class.items, limits) {
+                        split = true;
+                        for part in parts.into_iter().rev() {
+                            work.push_front((part, probe));
+                        }
+                        continue;
+                    }
+                    // One point, refused on its own: left out of the reads from now on.
+                    split = true;
+                    let pi = read.points[0];
+                    let again_at =
+                        Instant::now() + Duration::from_millis(profile.comm.refused_retry_ms);
+                    let new = class.refused.insert(pi, (code, again_at)).is_none();
+                    d.tracker.reading(pi, Reading::bad(None), now_ms, out);
+                    if new {
+                        let point = &profile.points[pi];
+                        let notice = Notice::Refused {
+                            device: d.dev.id.clone(),
+                            point: point.id.clone(),
+                            table: read.table,
+                            address: read.address,
+                            exception: code,
+                        };
+                        notices.push(notice);
+                    }
+                    continue;
+                }
+                // The device answered without values: bad for this poll, plan unchanged.
+                for &pi in &read.points {
+                    d.tracker.reading(pi, Reading::bad(None), now_ms, out);
+                }
+                if !probe {
+                    learned.push(read);
+                }
+                continue;
+            }
+            if probe {
+                for &pi in &read.points {
+                    if d.classes[ci].refused.remove(&pi).is_some() {
+                        accepted_again = true;
+                        let notice = Notice::Accepted {
+                            device: d.dev.id.clone(),
+                            point: profile.points[pi].id.clone(),
+                        };
+                        notices.push(notice);
+                    }
+                }
+            } else {
+                learned.push(read.clone());
+            }
+            let d = &mut self.devices[di];
             for &pi in &read.points {
                 let point = &profile.points[pi];
                 let Some(addr) = point.modbus() else { continue };
+                let (start, count) = (u32::from(addr.address), u32::from(addr.count()));
+                if start < u32::from(read.address) || start + count > read.end() {
+                    // A text point read in parts: keep this part, decode after the last one.
+                    if let ReadOutcome::Registers(regs) = &outcome {
+                        let buf = parts
+                            .entry(pi)
+                            .or_insert_with(|| vec![None; count as usize]);
+                        for (k, r) in regs.iter().enumerate() {
+                            let a = u32::from(read.address) + k as u32;
+                            if (start..start + count).contains(&a) {
+                                buf[(a - start) as usize] = Some(*r);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let off = (addr.address - read.address) as usize;
                 let reading = match &outcome {
                     ReadOutcome::Registers(regs) => match regs.get(off..) {
@@ -407,10 +594,34 @@ impl Line {
                         Some(b) => point.reading_from_bit(*b),
                         None => Reading::bad(None),
                     },
-                    ReadOutcome::Exception => Reading::bad(None),
+                    ReadOutcome::Exception(_) => Reading::bad(None),
                 };
                 d.tracker.reading(pi, reading, now_ms, out);
             }
+        }
+        for n in notices {
+            self.notice(n);
+        }
+        if self.devices[di].failures > 0 {
+            return; // the poll failed part-way: keep the plan as it was
+        }
+        let now_ms = wall_ms();
+        let d = &mut self.devices[di];
+        for (pi, buf) in parts {
+            let regs: Option<Vec<u16>> = buf.into_iter().collect();
+            let reading = match regs {
+                Some(regs) => d.dev.profile.points[pi].reading_from_registers(&regs),
+                // A part was refused or not answered: the text is incomplete.
+                None => Reading::bad(None),
+            };
+            d.tracker.reading(pi, reading, now_ms, out);
+        }
+        let class = &mut self.devices[di].classes[ci];
+        if accepted_again {
+            // Merge the point back; a refusal of the merged read is learned again.
+            class.replan(limits);
+        } else if split {
+            class.reads = learned;
         }
     }
 
@@ -516,6 +727,10 @@ impl Line {
     }
 }
 
+fn exception_code(e: ExceptionCode) -> u8 {
+    u8::from(e)
+}
+
 /// The next write request; pending forever when there is no write channel or it closed.
 async fn recv_write(writes: &mut Option<mpsc::Receiver<WriteRequest>>) -> Option<WriteRequest> {
     match writes {
@@ -527,5 +742,27 @@ async fn recv_write(writes: &mut Option<mpsc::Receiver<WriteRequest>>) -> Option
             }
         },
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hazard: a gateway answering "target did not respond" for a dead device must not read as
+    /// a live device with bad values (it would never be declared lost), and a refusal must not
+    /// read as a device failure (nothing would be learned and the block would stay bad).
+    #[test]
+    fn exception_codes_map_to_refusal_no_values_or_no_answer() {
+        for c in [1, 2, 3] {
+            assert_eq!(classify_exception(c), ExceptionClass::Refusal, "{c}");
+        }
+        for c in [4, 5, 6, 8, 0x20] {
+            assert_eq!(classify_exception(c), ExceptionClass::NoValues, "{c}");
+        }
+        for c in [0x0A, 0x0B] {
+            assert_eq!(classify_exception(c), ExceptionClass::NoAnswer, "{c}");
+        }
+        assert_eq!(exception_code(ExceptionCode::IllegalDataAddress), 2);
     }
 }

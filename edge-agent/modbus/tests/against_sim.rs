@@ -496,7 +496,7 @@ register = 1
         unit_id: 1,
         profile: p,
     };
-    let line = spawn_line_with_writes(Connection::Tcp { addr }, vec![dev], tx).unwrap();
+    let line = spawn_line_with_writes(Connection::Tcp { addr }, vec![dev], tx, None).unwrap();
 
     line.write("relay", "blanket_release", Value::Bool(true))
         .await

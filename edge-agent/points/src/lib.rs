@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 mod roles;
-pub use roles::{ROLES, RoleDef, RoleKind};
+pub use roles::{ROLES, RoleDef, RoleKind, vocabulary_markdown};
 
 /// How far a value can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -220,6 +220,41 @@ pub const ROLES: &[RoleDef] = &[
         "UPS battery state of charge",
     ),
     r("ups.alarm", "", Binary, &[], "UPS general alarm"),
+    r(
+        "ups.battery_temp",
+        "degC",
+        Analog,
+        &[],
+        "UPS battery (cabinet) temperature",
+    ),
+    r(
+        "ups.battery_status",
+        "",
+        Enum,
+        &[],
+        "UPS battery status (e.g. UPS-MIB: unknown, normal, low, depleted)",
+    ),
+    r(
+        "ups.output_source",
+        "",
+        Enum,
+        &[],
+        "What feeds the UPS output (e.g. UPS-MIB: none, normal, bypass, battery, booster, reducer)",
+    ),
+    r(
+        "ups.output_current",
+        "A",
+        Analog,
+        &["phase"],
+        "UPS output current of one phase",
+    ),
+    r(
+        "ups.output_phase_voltage",
+        "V",
+        Analog,
+        &["phase"],
+        "UPS output voltage of one phase (line to neutral)",
+    ),
     // Power feeds, switchgear, ATS, transformers, PDUs.
     r(
         "feed.voltage",
@@ -245,6 +280,20 @@ pub const ROLES: &[RoleDef] = &[
     ),
     r("feed.frequency", "Hz", Analog, &["feed"], "Feed frequency"),
     r(
+        "feed.phase_voltage",
+        "V",
+        Analog,
+        &["feed", "phase"],
+        "Voltage of one phase of a feed (line to neutral)",
+    ),
+    r(
+        "feed.phase_current",
+        "A",
+        Analog,
+        &["feed", "phase"],
+        "Current of one phase of a feed",
+    ),
+    r(
         "feed.breaker_closed",
         "",
         Binary,
@@ -267,6 +316,28 @@ pub const ROLES: &[RoleDef] = &[
     ),
     r("transformer.load_pct", "%", Analog, &[], "Transformer load"),
     r("pdu.power_kw", "kW", Analog, &["feed"], "PDU output power"),
+    r("pdu.current", "A", Analog, &["feed"], "PDU total current"),
+    r(
+        "pdu.phase_current",
+        "A",
+        Analog,
+        &["feed", "phase"],
+        "PDU current of one phase",
+    ),
+    r(
+        "pdu.outlet_on",
+        "",
+        Binary,
+        &["outlet"],
+        "Switched PDU outlet energised",
+    ),
+    r(
+        "pdu.outlet_current",
+        "A",
+        Analog,
+        &["outlet"],
+        "Current drawn through one PDU outlet",
+    ),
     r(
         "pdu.breaker_closed",
         "",
@@ -300,6 +371,13 @@ pub const ROLES: &[RoleDef] = &[
         "Chilled-water return temperature",
     ),
     r("chiller.load_kw", "kW", Analog, &[], "Cooling delivered"),
+    r(
+        "chiller.supply_setpoint",
+        "degC",
+        Analog,
+        &[],
+        "Chilled-water supply temperature setpoint",
+    ),
     r(
         "chiller.power_kw",
         "kW",
@@ -353,6 +431,13 @@ pub const ROLES: &[RoleDef] = &[
         "CRAH return air temperature",
     ),
     r("crah.fan_pct", "%", Analog, &[], "CRAH fan speed"),
+    r(
+        "crah.supply_air_setpoint",
+        "degC",
+        Analog,
+        &[],
+        "CRAH supply air temperature setpoint",
+    ),
     r(
         "crah.valve_pct",
         "%",
@@ -414,6 +499,27 @@ pub const ROLES: &[RoleDef] = &[
     ),
     r("link.loss_pct", "%", Analog, &["link"], "Packet loss"),
     r(
+        "link.speed_gbps",
+        "Gbit/s",
+        Analog,
+        &["link"],
+        "Negotiated link speed (e.g. IF-MIB ifHighSpeed)",
+    ),
+    r(
+        "link.admin_up",
+        "",
+        Binary,
+        &["link"],
+        "Port enabled by configuration (IF-MIB ifAdminStatus up)",
+    ),
+    r(
+        "link.neighbor",
+        "",
+        Text,
+        &["link"],
+        "System name of the neighbour seen on the link (LLDP)",
+    ),
+    r(
         "link.throughput_gbps",
         "Gbit/s",
         Analog,
@@ -424,4 +530,47 @@ pub const ROLES: &[RoleDef] = &[
     r("device.online", "", Binary, &[], "Device answers its polls"),
     r("device.firmware", "", Text, &[], "Firmware version"),
     r("device.uptime_s", "s", Analog, &[], "Device uptime"),
+    r(
+        "device.name",
+        "",
+        Text,
+        &[],
+        "Name the device reports for itself (e.g. sysName)",
+    ),
 ];
+
+/// The vocabulary as the Markdown table in `device-profiles/README.md` (between the
+/// `<!-- roles:begin -->` and `<!-- roles:end -->` markers), grouped by the part of the name
+/// before the first dot. A test in `dcim-profiles` checks that the README holds exactly this.
+pub fn vocabulary_markdown() -> String {
+    let mut out = String::from(
+        "| role | kind | unit | labels (required) | meaning |\n|---|---|---|---|---|\n",
+    );
+    for def in ROLES {
+        let kind = match def.kind {
+            Analog => "number",
+            Binary => "true/false",
+            Enum => "enum",
+            Text => "text",
+        };
+        let unit = if def.unit.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("`{}`", def.unit)
+        };
+        let labels = if def.labels.is_empty() {
+            "-".to_owned()
+        } else {
+            def.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {kind} | {unit} | {labels} | {} |\n",
+            def.name, def.description
+        ));
+    }
+    out
+}

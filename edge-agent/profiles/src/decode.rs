@@ -195,7 +195,12 @@ impl Point {
             return Reading::bad(None);
         };
         if binary_role {
-            return Reading::good(Value::Bool((x != 0.0) != self.invert));
+            let on = if self.true_values.is_empty() {
+                x != 0.0
+            } else {
+                raw.as_i64().is_some_and(|i| self.true_values.contains(&i))
+            };
+            return Reading::good(Value::Bool(on != self.invert));
         }
         let v = x * self.scale + self.offset;
         if !v.is_finite() {

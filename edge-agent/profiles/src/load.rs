@@ -65,6 +65,7 @@ struct RawFile {
     comm: Option<S<RawComm>>,
     poll: Option<S<RawPoll>>,
     modbus: Option<S<RawModbus>>,
+    snmp: Option<S<RawSnmp>>,
     #[serde(default)]
     point: Vec<S<RawPoint>>,
 }
@@ -87,6 +88,7 @@ struct RawComm {
     backoff_initial_ms: Option<S<i64>>,
     backoff_max_ms: Option<S<i64>>,
     comm_lost_after_ms: Option<S<i64>>,
+    refused_retry_ms: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +110,13 @@ struct RawModbus {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawSnmp {
+    max_oids_per_request: Option<S<i64>>,
+    max_repetitions: Option<S<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawHealth {
     min: Option<f64>,
     max: Option<f64>,
@@ -125,6 +134,7 @@ struct RawPoint {
     scale: Option<S<f64>>,
     offset: Option<S<f64>>,
     invert: Option<bool>,
+    true_values: Option<S<Vec<i64>>>,
     #[serde(rename = "enum")]
     enum_map: Option<S<BTreeMap<String, String>>>,
     poll: Option<S<String>>,
@@ -148,6 +158,9 @@ struct RawPoint {
     // MQTT
     topic: Option<S<String>>,
     pointer: Option<S<String>>,
+    // SNMP
+    oid: Option<S<String>>,
+    index: Option<S<String>>,
 }
 
 // ---- Error collection --------------------------------------------------------------------------
@@ -385,6 +398,13 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
                     3_600_000,
                     d.comm_lost_after_ms as i64,
                 ) as u64,
+                refused_retry_ms: cx.int(
+                    &c.refused_retry_ms,
+                    "comm.refused_retry_ms",
+                    1000,
+                    86_400_000,
+                    d.refused_retry_ms as i64,
+                ) as u64,
             };
             if comm.backoff_max_ms < comm.backoff_initial_ms
                 && let Some(s) = &c.backoff_max_ms
@@ -492,6 +512,42 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
         (None, _) => None,
     };
 
+    let snmp = match (&raw.snmp, protocol) {
+        (Some(sn), Protocol::Snmp) => {
+            let sn = sn.get_ref();
+            let d = SnmpSettings::default();
+            Some(SnmpSettings {
+                max_oids_per_request: cx.int(
+                    &sn.max_oids_per_request,
+                    "snmp.max_oids_per_request",
+                    1,
+                    100,
+                    i64::from(d.max_oids_per_request),
+                ) as u16,
+                max_repetitions: cx.int(
+                    &sn.max_repetitions,
+                    "snmp.max_repetitions",
+                    1,
+                    200,
+                    i64::from(d.max_repetitions),
+                ) as u32,
+            })
+        }
+        (None, Protocol::Snmp) => Some(SnmpSettings::default()),
+        (Some(sn), _) => {
+            cx.err(
+                sn.span(),
+                "snmp",
+                format!(
+                    "an [snmp] section only belongs in an snmp profile; this one is `{}`",
+                    protocol.as_str()
+                ),
+            );
+            None
+        }
+        (None, _) => None,
+    };
+
     if raw.point.is_empty() {
         cx.err(
             header_span,
@@ -528,6 +584,7 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
         comm,
         poll,
         modbus,
+        snmp,
         points,
         source: cx.file.to_owned(),
     }
@@ -657,6 +714,25 @@ fn validate_point(
         }
         out
     });
+    let true_values = match &p.true_values {
+        None => Vec::new(),
+        Some(t) => {
+            if def.map(|d| d.kind) != Some(dcim_points::RoleKind::Binary) {
+                cx.err(
+                    t.span(),
+                    f("true_values"),
+                    "`true_values` only goes with a true/false role",
+                );
+            } else if t.get_ref().is_empty() {
+                cx.err(
+                    t.span(),
+                    f("true_values"),
+                    "expected at least one raw value meaning true, e.g. true_values = [1]",
+                );
+            }
+            t.get_ref().clone()
+        }
+    };
     let poll = match &p.poll {
         None => PollClass::Normal,
         Some(s) => PollClass::parse(s.get_ref()).unwrap_or_else(|| {
@@ -717,7 +793,9 @@ fn validate_point(
     });
 
     // Fields that belong to another protocol.
-    let foreign: [(&str, Option<Range<usize>>, Protocol); 10] = [
+    let foreign: [(&str, Option<Range<usize>>, Protocol); 12] = [
+        ("oid", p.oid.as_ref().map(|s| s.span()), Protocol::Snmp),
+        ("index", p.index.as_ref().map(|s| s.span()), Protocol::Snmp),
         (
             "table",
             p.table.as_ref().map(|s| s.span()),
@@ -903,6 +981,7 @@ fn validate_point(
                 _ => None,
             }
         }
+        Protocol::Snmp => snmp_address(cx, i, &span, &p).map(Address::Snmp),
     };
 
     if cx.errors.len() > errors_before {
@@ -917,12 +996,93 @@ fn validate_point(
         scale,
         offset,
         invert: p.invert.unwrap_or(false),
+        true_values,
         enum_map,
         poll,
         deadband,
         report_every_ms,
         health,
         alarm,
+    })
+}
+
+/// Checks one component list of an SNMP OID or index pattern: numbers, placeholders and (in an
+/// index) `*`.
+fn snmp_components(text: &str, index: bool) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("is empty".into());
+    }
+    for c in text.split('.') {
+        let ok = c.parse::<u32>().is_ok() || SNMP_PLACEHOLDERS.contains(&c) || (index && c == "*");
+        if !ok {
+            return Err(format!(
+                "`{c}` is not {}",
+                if index {
+                    "a number, `*`, {if_index} or {lldp_port}"
+                } else {
+                    "a number, {if_index} or {lldp_port}"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn snmp_address(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    span: &Range<usize>,
+    p: &RawPoint,
+) -> Option<SnmpAddress> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    let Some(oid) = &p.oid else {
+        cx.err(
+            span.clone(),
+            f("oid"),
+            "missing; expected a numeric OID such as \"1.3.6.1.2.1.33.1.2.4.0\" (no MIB names)",
+        );
+        return None;
+    };
+    let text = oid.get_ref().trim_start_matches('.');
+    if let Err(why) = snmp_components(text, false) {
+        cx.err(
+            oid.span(),
+            f("oid"),
+            format!(
+                "OID `{}` {why}; expected dotted numbers such as 1.3.6.1.2.1.2.2.1.8.{{if_index}}",
+                oid.get_ref()
+            ),
+        );
+        return None;
+    }
+    if text.split('.').count() < 2 || text.split('.').next().is_some_and(|c| c.starts_with('{')) {
+        cx.err(
+            oid.span(),
+            f("oid"),
+            "expected at least two numeric components, starting with a number",
+        );
+        return None;
+    }
+    let index = match &p.index {
+        None => None,
+        Some(ix) => {
+            if let Err(why) = snmp_components(ix.get_ref(), true) {
+                cx.err(
+                    ix.span(),
+                    f("index"),
+                    format!(
+                        "index `{}` {why}; expected e.g. \"*.{{lldp_port}}.*\"",
+                        ix.get_ref()
+                    ),
+                );
+                return None;
+            }
+            Some(ix.get_ref().clone())
+        }
+    };
+    Some(SnmpAddress {
+        oid: text.to_owned(),
+        index,
     })
 }
 
@@ -1099,11 +1259,21 @@ fn modbus_address(
         );
         return None;
     }
-    if wire.registers() as u16 > table.max_per_read().min(settings.max_registers_per_read) {
+    let per_read = table.max_per_read().min(settings.max_registers_per_read);
+    // Text is read in parts when it is longer than one read may be; a number never is.
+    if wire.registers() > per_read && !matches!(wire, WireType::String(_)) {
         cx.err(
             register.span(),
-            f("length"),
-            "the value is longer than one read may be (max_registers_per_read)",
+            f("type"),
+            format!(
+                "this value takes {} registers but [modbus] max_registers_per_read = {per_read}: \
+                 a number is read whole in one request (read in two it could mix two different \
+                 readings), so raise max_registers_per_read to at least {}; text points are read \
+                 in parts. A device that refuses reads across unimplemented registers does not \
+                 need a lower limit: the agent splits a refused read by itself",
+                wire.registers(),
+                wire.registers()
+            ),
         );
         return None;
     }

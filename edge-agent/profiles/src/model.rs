@@ -17,6 +17,8 @@ pub struct Profile {
     pub poll: PollPeriods,
     /// Present exactly when `protocol` is Modbus.
     pub modbus: Option<ModbusSettings>,
+    /// Present exactly when `protocol` is SNMP.
+    pub snmp: Option<SnmpSettings>,
     pub points: Vec<Point>,
     /// Where the profile was loaded from (file name), for messages.
     pub source: String,
@@ -33,15 +35,17 @@ pub enum Protocol {
     Modbus,
     Bacnet,
     Mqtt,
+    Snmp,
 }
 
 impl Protocol {
-    pub const NAMES: &'static str = "modbus, bacnet, mqtt";
+    pub const NAMES: &'static str = "modbus, bacnet, mqtt, snmp";
     pub fn parse(s: &str) -> Option<Protocol> {
         match s {
             "modbus" => Some(Protocol::Modbus),
             "bacnet" => Some(Protocol::Bacnet),
             "mqtt" => Some(Protocol::Mqtt),
+            "snmp" => Some(Protocol::Snmp),
             _ => None,
         }
     }
@@ -50,7 +54,50 @@ impl Protocol {
             Protocol::Modbus => "modbus",
             Protocol::Bacnet => "bacnet",
             Protocol::Mqtt => "mqtt",
+            Protocol::Snmp => "snmp",
         }
+    }
+}
+
+/// Device-wide SNMP settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnmpSettings {
+    /// At most this many OIDs in one GET request.
+    pub max_oids_per_request: u16,
+    /// GETBULK max-repetitions when a table column is walked.
+    pub max_repetitions: u32,
+}
+
+impl Default for SnmpSettings {
+    fn default() -> Self {
+        SnmpSettings {
+            max_oids_per_request: 20,
+            max_repetitions: 25,
+        }
+    }
+}
+
+/// Placeholders an SNMP OID or index may contain; each is filled from the device's configured
+/// links, so a point with one is read once per link (see `device-profiles/README.md`).
+pub const SNMP_PLACEHOLDERS: [&str; 2] = ["{if_index}", "{lldp_port}"];
+
+/// Where an SNMP point lives: a numeric OID (an object instance, read with GET), or a table
+/// column walked with GETBULK whose row is chosen by `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SnmpAddress {
+    /// Dotted numeric OID, possibly with placeholders (`1.3.6.1.2.1.2.2.1.8.{if_index}`).
+    pub oid: String,
+    /// For a walked column: the pattern of the row index after the column OID, components
+    /// separated by dots, `*` matching any one component (`*.{lldp_port}.*`).
+    pub index: Option<String>,
+}
+
+impl SnmpAddress {
+    /// Whether the point is read once per configured link.
+    pub fn per_link(&self) -> bool {
+        SNMP_PLACEHOLDERS
+            .iter()
+            .any(|p| self.oid.contains(p) || self.index.as_deref().is_some_and(|i| i.contains(p)))
     }
 }
 
@@ -62,6 +109,8 @@ pub struct Comm {
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub comm_lost_after_ms: u64,
+    /// A point the device refused (Modbus exception) is tried alone again this often.
+    pub refused_retry_ms: u64,
 }
 
 impl Default for Comm {
@@ -72,6 +121,7 @@ impl Default for Comm {
             backoff_initial_ms: 1000,
             backoff_max_ms: 60_000,
             comm_lost_after_ms: 15_000,
+            refused_retry_ms: 300_000,
         }
     }
 }
@@ -370,6 +420,7 @@ pub enum Address {
     Modbus(ModbusAddress),
     Bacnet(BacnetAddress),
     Mqtt(MqttAddress),
+    Snmp(SnmpAddress),
 }
 
 /// Plausibility check of a point.
@@ -407,6 +458,9 @@ pub struct Point {
     pub scale: f64,
     pub offset: f64,
     pub invert: bool,
+    /// For true/false roles: the raw values meaning true (anything else is false). Empty:
+    /// any non-zero value is true. E.g. IF-MIB `ifOperStatus` is up only when 1.
+    pub true_values: Vec<i64>,
     pub enum_map: Option<BTreeMap<i64, String>>,
     pub poll: PollClass,
     pub deadband: Option<f64>,

@@ -417,3 +417,69 @@ fn errors_after_multibyte_text_do_not_panic() {
     assert_eq!(e.0[0].line, 10);
     assert_eq!(e.0[0].field, "register");
 }
+
+/// Hazard: IF-MIB reports a down link as 2 (and "lower layer down" as 7); read as "non-zero is
+/// true" such a link would count as up and hide a lost network path.
+#[test]
+fn true_values_decide_a_binary_role_from_an_enumerated_raw_value() {
+    let text = r#"
+[profile]
+name = "t"
+protocol = "modbus"
+[modbus]
+address_base = 0
+[[point]]
+id = "up"
+role = "link.up"
+labels = { link = "a" }
+table = "holding"
+register = 0
+true_values = [1]
+"#;
+    let p = dcim_profiles::load_str("t.toml", text).unwrap();
+    let pt = &p.points[0];
+    for (raw, up) in [(1, true), (2, false), (7, false), (0, false)] {
+        let r = pt.reading(&dcim_profiles::Raw::Unsigned(raw));
+        assert_eq!(r.value, Some(dcim_points::Value::Bool(up)), "raw {raw}");
+    }
+    let bad = text.replace("role = \"link.up\"", "role = \"link.speed_gbps\"");
+    let e = dcim_profiles::load_str("t.toml", &bad).unwrap_err();
+    assert!(e.to_string().contains("true_values"), "{e}");
+}
+
+/// Hazard: a technician lowering `max_registers_per_read` to work around a fussy device gets a
+/// refusal that does not say why or what to do instead; or, with a text point, cannot lower it
+/// at all and the whole device goes unread.
+#[test]
+fn a_number_longer_than_the_read_limit_is_refused_with_the_rule_text_is_read_in_parts() {
+    let text = r#"
+[profile]
+name = "t"
+protocol = "modbus"
+[modbus]
+address_base = 1
+max_registers_per_read = 2
+[[point]]
+id = "model"
+role = "device.firmware"
+table = "holding"
+register = 20
+type = "string"
+length = 16
+[[point]]
+id = "energy"
+role = "custom.energy"
+table = "holding"
+register = 40
+type = "u64"
+"#;
+    let e = dcim_profiles::load_str("t.toml", text).unwrap_err();
+    assert_eq!(e.0.len(), 1, "the text point is accepted: {e}");
+    let s = &e.0[0];
+    assert_eq!((s.line, s.field.as_str()), (19, "point[1].type"));
+    assert!(s.message.contains("takes 4 registers"), "{}", s.message);
+    assert!(s.message.contains("at least 4"), "{}", s.message);
+    assert!(s.message.contains("splits a refused read"), "{}", s.message);
+    let only_text = text.split("[[point]]\nid = \"energy\"").next().unwrap();
+    assert!(dcim_profiles::load_str("t.toml", only_text).is_ok());
+}

@@ -34,8 +34,17 @@
 //! A record becomes visible to readers ([`Spool::read_after`]) only once it is durable under its
 //! class's policy, so nothing is ever published that a power cut could make the spool forget;
 //! that is what keeps sequence numbers unique across restarts (with `Never` it is the kernel's
-//! page cache that counts as durable). The trade-off of `Interval` is therefore latency: telemetry
-//! leaves the agent up to one interval later.
+//! page cache that counts as durable). The trade-off of `Interval` is latency: telemetry leaves
+//! the agent up to one interval later.
+//!
+//! [`SpoolConfig::telemetry_visible_before_sync`] removes that wait for telemetry: a record is
+//! visible as soon as it is written, and the uniqueness of sequence numbers is kept by a
+//! reservation instead: before a not-yet-durable number is handed to readers, `meta.json`'s
+//! floor for the class is raised (durably, one `meta.json` write per
+//! [`SEQ_RESERVATION`] records) past it, so a power cut that loses the record can never give its
+//! number to another one. The cost of a power cut or a crash is a gap in the telemetry sequence
+//! (and at most one interval of telemetry, as before); [`Spool::flush`] at a clean shutdown gives
+//! the reservation back. Events keep their fsync before they are visible.
 //!
 //! # Recovery
 //!
@@ -93,7 +102,13 @@ pub struct SpoolConfig {
     /// written whenever a segment is deleted and on `flush`). A cursor lost in a crash only
     /// means some records are sent again; receivers are idempotent on sequence numbers.
     pub meta_interval: Duration,
+    /// Under `FsyncPolicy::Interval`, make telemetry visible to readers (publishable) before it
+    /// is fsynced, its sequence number covered by a durable reservation (see the module docs).
+    pub telemetry_visible_before_sync: bool,
 }
+
+/// Sequence numbers reserved per `meta.json` write for records visible before their fsync.
+pub const SEQ_RESERVATION: u64 = 4096;
 
 impl SpoolConfig {
     pub fn new(dir: impl Into<PathBuf>) -> SpoolConfig {
@@ -105,6 +120,7 @@ impl SpoolConfig {
             telemetry_fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
             consumers: vec!["default".into()],
             meta_interval: Duration::from_secs(1),
+            telemetry_visible_before_sync: false,
         }
     }
 
@@ -518,10 +534,31 @@ impl Spool {
                 let since = *state.dirty_since_ms.get_or_insert(now_ms);
                 if now_ms.saturating_sub(since) >= iv.as_millis() as u64 {
                     self.sync_class(class)?;
+                } else if class == Class::Telemetry && self.cfg.telemetry_visible_before_sync {
+                    self.reveal_unsynced(class, seq);
                 }
             }
         }
         Ok(seq)
+    }
+
+    /// Makes `seq` visible before its fsync once the durable floor covers it (raising the floor
+    /// by a block when needed). If the floor cannot be written the record stays invisible until
+    /// its fsync: a sequence number is never published unprotected.
+    fn reveal_unsynced(&mut self, class: Class, seq: u64) {
+        let floor = self.meta.next_seq.get(&class).copied().unwrap_or(1);
+        if seq >= floor {
+            let before = self.meta.next_seq.insert(class, seq + SEQ_RESERVATION);
+            if let Err(e) = self.save_meta() {
+                match before {
+                    Some(b) => self.meta.next_seq.insert(class, b),
+                    None => self.meta.next_seq.remove(&class),
+                };
+                warn!(error = %e, "cannot reserve telemetry sequence numbers: records wait for their fsync");
+                return;
+            }
+        }
+        self.classes[class.index()].visible_seq = seq;
     }
 
     /// Count telemetry samples the caller could not spool (e.g. the disk was full) as lost, so
@@ -552,10 +589,16 @@ impl Spool {
         Ok(())
     }
 
-    /// Fsync everything and persist the cursors (on shutdown).
+    /// Fsync everything and persist the cursors (on shutdown). With every record durable, a
+    /// sequence reservation is no longer needed: the floors go back to the next numbers, so a
+    /// clean restart continues without a gap.
     pub fn flush(&mut self) -> Result<(), SpoolError> {
         for class in Class::ALL {
             self.sync_class(class)?;
+        }
+        for class in Class::ALL {
+            let next = self.classes[class.index()].next_seq;
+            self.meta.next_seq.insert(class, next);
         }
         self.save_meta()
     }

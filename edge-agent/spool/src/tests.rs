@@ -271,6 +271,62 @@ fn interval_policy_hides_records_until_they_are_synced() {
     assert_eq!(synced, s.classes[1].segments[0].len);
 }
 
+/// Hazard: publishing telemetry before its fsync, a power cut loses records the center already
+/// has; if the spool then gave their sequence numbers to new records, the center would drop the
+/// new ones as duplicates, silently. The durable reservation must make the numbers move on.
+#[test]
+fn telemetry_visible_before_sync_never_reuses_a_published_number_after_a_power_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.segment_bytes = 1 << 20;
+    c.telemetry_fsync = FsyncPolicy::Interval(Duration::from_secs(10));
+    c.telemetry_visible_before_sync = true;
+    let (mut s, _) = Spool::open(c.clone()).unwrap();
+    for (i, t) in [1000, 1010, 1020].into_iter().enumerate() {
+        s.append(Class::Telemetry, 1, t, |seq| {
+            payload(Class::Telemetry, seq, i)
+        })
+        .unwrap();
+    }
+    // Readable at once, long before the 10 s fsync interval.
+    assert_eq!(seqs(&all(&s, Class::Telemetry)), vec![1, 2, 3]);
+    // Events still wait for their fsync (Always) before they are visible: unchanged.
+    s.append(Class::Event, 1, 1030, |seq| payload(Class::Event, seq, 1))
+        .unwrap();
+    assert_eq!(seqs(&all(&s, Class::Event)), vec![1]);
+    // Power cut: everything after the last fsync is lost.
+    cut_past_durable(&s, Class::Telemetry, 0, &[]);
+    drop(s);
+    let (mut s, _) = Spool::open(c).unwrap();
+    assert!(
+        all(&s, Class::Telemetry).is_empty(),
+        "the unsynced records are gone"
+    );
+    let next = s
+        .append(Class::Telemetry, 1, 2000, |seq| {
+            payload(Class::Telemetry, seq, 0)
+        })
+        .unwrap();
+    assert!(
+        next > 3,
+        "published numbers 1..=3 handed out again as {next}"
+    );
+    assert_eq!(seqs(&all(&s, Class::Telemetry)), vec![next]);
+    assert_eq!(seqs(&all(&s, Class::Event)), vec![1]);
+    // A clean shutdown makes everything durable: the reservation is given back, and the next
+    // start continues right after the last record.
+    s.flush().unwrap();
+    let cfg2 = s.config().clone();
+    drop(s);
+    let (mut s, _) = Spool::open(cfg2).unwrap();
+    let after = s
+        .append(Class::Telemetry, 1, 3000, |seq| {
+            payload(Class::Telemetry, seq, 0)
+        })
+        .unwrap();
+    assert_eq!(after, next + 1);
+}
+
 #[test]
 fn read_after_respects_limits_and_order() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,13 +1,16 @@
 """A DC-09 receiver for interop tests, built on pysiaalarm's own server classes.
 
 Usage: receiver.py --account 1234 [--key KEY] [--udp] [--port N] [--clock-offset SECONDS]
-                   [--log FILE]
+                   [--log FILE] [--strict-cid]
 
 Binds 127.0.0.1 (port 0 = ephemeral), prints "PORT <n>" on stdout once listening, and appends
 one JSON line per message it parsed to --log: the time it answered (ack_unix_ms, Unix ms), the
 response it sent (ACK/NAK/DUH/null), message
 type, sequence, account, code, zone (ri), unit, ADM-CID fields, encrypted flag and timestamp.
 --clock-offset shifts the receiver's clock (to make the transmitter's clock look skewed).
+--strict-cid answers DUH to an ADM-CID event code missing from pysiaalarm's own ADM-CID table
+(115, 116, 118, 200-206, 383-389 among them), as a receiving centre does whose code table lacks
+it; plain pysiaalarm maps such a code to "YN" (invalid data) and ACKs it.
 Exit code 3 when pysiaalarm cannot be imported.
 """
 import argparse
@@ -46,7 +49,19 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--clock-offset", type=float, default=0.0)
     ap.add_argument("--log", default=None)
+    ap.add_argument("--strict-cid", action="store_true")
     args = ap.parse_args()
+    if args.strict_cid:
+        from pysiaalarm.data.data import ADM_MAPPING
+
+        original_parse_adm = sia_event.SIAEvent.parse_adm
+
+        def strict_parse_adm(self):
+            original_parse_adm(self)
+            if self.event_type not in ADM_MAPPING:
+                self.code = None  # no code: pysiaalarm answers DUH
+
+        sia_event.SIAEvent.parse_adm = strict_parse_adm
     if args.clock_offset:
         skew_clock(args.clock_offset)
 

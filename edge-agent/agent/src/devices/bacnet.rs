@@ -45,6 +45,16 @@ struct Polled {
     binary: bool,
 }
 
+/// Whether the device answering at the target is the configured device instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// Not checked since the device was last (re)contacted.
+    Unverified,
+    Confirmed,
+    /// Something else answers: `Some(instance)` when it named itself.
+    Mismatch(Option<u32>),
+}
+
 pub struct BacnetDevice {
     pub device: String,
     pub target: BacnetTarget,
@@ -52,6 +62,7 @@ pub struct BacnetDevice {
     tracker: DeviceTracker,
     /// Points per poll class (fast, normal, slow).
     classes: [Vec<Polled>; 3],
+    identity: Identity,
 }
 
 /// The `dcim-bacnet` object id of a profile address.
@@ -123,6 +134,126 @@ impl BacnetDevice {
             tracker: DeviceTracker::new(device, &profile, now_ms),
             profile,
             classes,
+            identity: Identity::Unverified,
+        })
+    }
+
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    /// The configured Device object.
+    fn device_object(&self) -> ObjectId {
+        ObjectId::new(ObjectType::DEVICE, self.target.instance)
+    }
+
+    /// What the shell reads to identify the device: the Device object's identifier through the
+    /// wildcard instance (any device answers with its own identifier).
+    pub fn identity_request() -> PropertyRef {
+        PropertyRef::new(
+            ObjectId::new(ObjectType::DEVICE, ObjectId::MAX_INSTANCE),
+            PropertyId::OBJECT_IDENTIFIER,
+        )
+    }
+
+    /// The same through the configured instance, for devices that refuse the wildcard.
+    pub fn identity_request_fallback(&self) -> PropertyRef {
+        PropertyRef::new(self.device_object(), PropertyId::OBJECT_IDENTIFIER)
+    }
+
+    /// The answer to the identity read (see [`BacnetDevice::identity_request`]).
+    pub fn on_identity(
+        &mut self,
+        answer: &Result<BValue, ClientError>,
+        now_ms: i64,
+        out: &mut Vec<Sample>,
+    ) -> Vec<EventDraft> {
+        let before = self.tracker.online();
+        let mut events = Vec::new();
+        match answer {
+            Ok(BValue::ObjectId(id)) if *id == self.device_object() => {
+                events.extend(self.confirm(now_ms));
+            }
+            Ok(BValue::ObjectId(id)) if id.object_type == ObjectType::DEVICE => {
+                events.extend(self.mismatch(Some(id.instance), now_ms, out));
+            }
+            Err(e) if e.is_comm_failure() => {
+                self.unverify();
+                let idx = self.all_points();
+                self.tracker.failed(&idx, now_ms, out);
+            }
+            // An error for the configured Device object (unknown object) or an answer that is
+            // not a device identifier: not the configured device.
+            _ => events.extend(self.mismatch(None, now_ms, out)),
+        }
+        events.extend(self.transition(before, now_ms));
+        events
+    }
+
+    /// After a failed exchange whoever answers next is checked again; a mismatch stays one
+    /// until the right device is confirmed (so its end is reported).
+    fn unverify(&mut self) {
+        if self.identity == Identity::Confirmed {
+            self.identity = Identity::Unverified;
+        }
+    }
+
+    fn all_points(&self) -> Vec<usize> {
+        self.classes.iter().flatten().map(|p| p.idx).collect()
+    }
+
+    fn confirm(&mut self, now_ms: i64) -> Option<EventDraft> {
+        let was = std::mem::replace(&mut self.identity, Identity::Confirmed);
+        matches!(was, Identity::Mismatch(_)).then(|| EventDraft {
+            ts_ms: now_ms,
+            device: self.device.clone(),
+            kind: "device.identity_confirmed".into(),
+            severity: Severity::Info,
+            message: format!(
+                "{}: device {} answers at {} again",
+                self.device, self.target.instance, self.target.address
+            ),
+            data: serde_json::json!({
+                "bacnet_instance": self.target.instance,
+                "address": self.target.address.to_string(),
+            }),
+            test: false,
+        })
+    }
+
+    /// Something else answers: a communication fault. No sample from it is used; the points
+    /// go stale (last good value kept) and comm_lost when it lasts.
+    fn mismatch(
+        &mut self,
+        seen: Option<u32>,
+        now_ms: i64,
+        out: &mut Vec<Sample>,
+    ) -> Option<EventDraft> {
+        let was = std::mem::replace(&mut self.identity, Identity::Mismatch(seen));
+        let idx = self.all_points();
+        self.tracker.failed(&idx, now_ms, out);
+        if matches!(was, Identity::Mismatch(_)) {
+            return None;
+        }
+        let who = match seen {
+            Some(i) => format!("device {i}"),
+            None => "a device without that device object".to_owned(),
+        };
+        Some(EventDraft {
+            ts_ms: now_ms,
+            device: self.device.clone(),
+            kind: "device.identity_mismatch".into(),
+            severity: Severity::Trouble,
+            message: format!(
+                "{}: {who} answers at {} instead of the configured device {}: its values are not used",
+                self.device, self.target.address, self.target.instance
+            ),
+            data: serde_json::json!({
+                "bacnet_instance": self.target.instance,
+                "answered_instance": seen,
+                "address": self.target.address.to_string(),
+            }),
+            test: false,
         })
     }
 
@@ -144,11 +275,11 @@ impl BacnetDevice {
             .collect()
     }
 
-    /// What one poll of `class` reads, in order.
+    /// What one poll of `class` reads, in order: the configured Device object's identifier
+    /// first (every poll checks who answers), then the class's points.
     pub fn request(&self, class: PollClass) -> Vec<PropertyRef> {
-        self.classes[class_index(class)]
-            .iter()
-            .map(|p| p.prop)
+        std::iter::once(self.identity_request_fallback())
+            .chain(self.classes[class_index(class)].iter().map(|p| p.prop))
             .collect()
     }
 
@@ -167,20 +298,36 @@ impl BacnetDevice {
         out
     }
 
-    /// The outcome of a poll of `class` (as returned by `read_multiple`).
+    /// The outcome of a poll of `class` (as returned by `read_multiple` for
+    /// [`BacnetDevice::request`]). Values count only when the first result is the configured
+    /// Device object's identifier.
     pub fn on_poll(
         &mut self,
         class: PollClass,
         result: &Result<Vec<Result<BValue, BacnetError>>, ClientError>,
         now_ms: i64,
         out: &mut Vec<Sample>,
-    ) -> Option<EventDraft> {
+    ) -> Vec<EventDraft> {
         let before = self.tracker.online();
-        let polled = &self.classes[class_index(class)];
+        let mut events = Vec::new();
         match result {
             Ok(values) => {
+                let expected = BValue::ObjectId(self.device_object());
+                match values.first() {
+                    Some(Ok(v)) if *v == expected => events.extend(self.confirm(now_ms)),
+                    first => {
+                        let seen = match first {
+                            Some(Ok(BValue::ObjectId(id))) => Some(id.instance),
+                            _ => None,
+                        };
+                        events.extend(self.mismatch(seen, now_ms, out));
+                        events.extend(self.transition(before, now_ms));
+                        return events;
+                    }
+                }
                 self.tracker.answered(now_ms, out);
-                for (p, v) in polled.iter().zip(values) {
+                let polled = &self.classes[class_index(class)];
+                for (p, v) in polled.iter().zip(&values[1..]) {
                     let r = match v {
                         Ok(v) => match raw_of(v, p.binary) {
                             Some(raw) => self.profile.points[p.idx].reading(&raw),
@@ -192,18 +339,21 @@ impl BacnetDevice {
                 }
             }
             Err(e) if !e.is_comm_failure() => {
-                // The device answered, but refused the whole request: every point is bad.
-                self.tracker.answered(now_ms, out);
-                for p in polled {
-                    self.tracker.reading(p.idx, Reading::bad(None), now_ms, out);
-                }
+                // The device refused the whole request, identity check included: what answers
+                // is not known to be the configured device, so nothing it says is used.
+                events.extend(self.mismatch(None, now_ms, out));
             }
             Err(_) => {
-                let idx: Vec<usize> = polled.iter().map(|p| p.idx).collect();
+                self.unverify();
+                let idx: Vec<usize> = self.classes[class_index(class)]
+                    .iter()
+                    .map(|p| p.idx)
+                    .collect();
                 self.tracker.failed(&idx, now_ms, out);
             }
         }
-        self.transition(before, now_ms)
+        events.extend(self.transition(before, now_ms));
+        events
     }
 
     /// A COV notification for `object`: present-value (and status-flags `fault` -> bad).
@@ -214,6 +364,10 @@ impl BacnetDevice {
         now_ms: i64,
         out: &mut Vec<Sample>,
     ) -> Option<EventDraft> {
+        if self.identity != Identity::Confirmed || values.device != self.device_object() {
+            // A notification from a device not (or no longer) known to be this one.
+            return None;
+        }
         let before = self.tracker.online();
         self.tracker.answered(now_ms, out);
         let fault = values
@@ -246,7 +400,13 @@ impl BacnetDevice {
         self.transition(before, now_ms)
     }
 
-    fn transition(&self, before: Option<bool>, now_ms: i64) -> Option<EventDraft> {
+    fn transition(&mut self, before: Option<bool>, now_ms: i64) -> Option<EventDraft> {
+        if self.tracker.online() == Some(false) && before != Some(false) {
+            // Lost: whatever answers next is checked again first.
+            if self.identity == Identity::Confirmed {
+                self.unverify();
+            }
+        }
         let (kind, severity, message) = match (before, self.tracker.online()) {
             (b, Some(false)) if b != Some(false) => (
                 "device.comm_lost",
@@ -275,8 +435,12 @@ impl BacnetDevice {
     }
 }
 
-fn deliver(ingest: &Ingest, samples: &mut Vec<Sample>, event: Option<EventDraft>) {
-    if let Some(e) = event {
+fn deliver(
+    ingest: &Ingest,
+    samples: &mut Vec<Sample>,
+    events: impl IntoIterator<Item = EventDraft>,
+) {
+    for e in events {
         warn!(device = %e.device, kind = %e.kind, "{}", e.message);
         let _ = ingest.event(e);
     }
@@ -286,6 +450,7 @@ fn deliver(ingest: &Ingest, samples: &mut Vec<Sample>, event: Option<EventDraft>
 }
 
 enum Msg {
+    Identity(Result<BValue, ClientError>),
     Poll(
         PollClass,
         Result<Vec<Result<BValue, BacnetError>>, ClientError>,
@@ -319,12 +484,16 @@ pub async fn run(ingest: Arc<Ingest>, mut dev: BacnetDevice, mut shutdown: watch
     }
     let (tx, mut rx) = mpsc::channel::<Msg>(64);
     let mut tasks = Vec::new();
+    // Set by this loop from the device's identity: polls wait until who answers is checked.
+    let confirmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fallback = dev.identity_request_fallback();
     for (class, period) in dev.schedule() {
         let props = dev.request(class);
         let client = client.clone();
         let tx = tx.clone();
         let discover = dev.target.discover;
         let target = dev.target.address;
+        let confirmed = confirmed.clone();
         tasks.push(tokio::spawn(async move {
             let mut iv = tokio::time::interval(period);
             iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -335,8 +504,13 @@ pub async fn run(ingest: Arc<Ingest>, mut dev: BacnetDevice, mut shutdown: watch
                         .find_device(instance, target, period.min(Duration::from_secs(3)))
                         .await;
                 }
-                let r = client.read_multiple(instance, &props).await;
-                if tx.send(Msg::Poll(class, r)).await.is_err() {
+                let msg = if confirmed.load(std::sync::atomic::Ordering::SeqCst) {
+                    Msg::Poll(class, client.read_multiple(instance, &props).await)
+                } else {
+                    let wait = period.clamp(Duration::from_millis(100), Duration::from_millis(500));
+                    Msg::Identity(read_identity(&client, instance, fallback, target, wait).await)
+                };
+                if tx.send(msg).await.is_err() {
                     return;
                 }
             }
@@ -388,6 +562,10 @@ pub async fn run(ingest: Arc<Ingest>, mut dev: BacnetDevice, mut shutdown: watch
     loop {
         tokio::select! {
             m = rx.recv() => match m {
+                Some(Msg::Identity(r)) => {
+                    let e = dev.on_identity(&r, unix_ms(), &mut out);
+                    deliver(&ingest, &mut out, e);
+                }
                 Some(Msg::Poll(class, r)) => {
                     let e = dev.on_poll(class, &r, unix_ms(), &mut out);
                     deliver(&ingest, &mut out, e);
@@ -404,8 +582,48 @@ pub async fn run(ingest: Arc<Ingest>, mut dev: BacnetDevice, mut shutdown: watch
             }
             _ = shutdown.changed() => if *shutdown.borrow() { break },
         }
+        confirmed.store(
+            dev.identity() == Identity::Confirmed,
+            std::sync::atomic::Ordering::SeqCst,
+        );
     }
     for t in tasks {
         t.abort();
+    }
+}
+
+/// Reads the identifier of the Device object answering for `instance`: through the wildcard
+/// instance first (the answer names the device, whichever it is), through the configured
+/// instance when the device refuses the wildcard (older devices, and bacpypes3 0.0.110). When
+/// that fails too, a unicast Who-Is to the address names whatever device answers there.
+async fn read_identity(
+    client: &BacnetClient,
+    instance: u32,
+    fallback: PropertyRef,
+    address: SocketAddr,
+    wait: Duration,
+) -> Result<BValue, ClientError> {
+    match client
+        .read_property(instance, BacnetDevice::identity_request())
+        .await
+    {
+        Err(e) if !e.is_comm_failure() => match client.read_property(instance, fallback).await {
+            Err(e) if !e.is_comm_failure() => {
+                let seen = client.discover_at(address, None, wait).await.ok();
+                match seen
+                    .into_iter()
+                    .flatten()
+                    .find(|d| d.addr == address && d.instance != instance)
+                {
+                    Some(d) => Ok(BValue::ObjectId(ObjectId::new(
+                        ObjectType::DEVICE,
+                        d.instance,
+                    ))),
+                    None => Err(e),
+                }
+            }
+            r => r,
+        },
+        r => r,
     }
 }

@@ -4,11 +4,13 @@
 //! - `synthetic`: the built-in signal generator;
 //! - `modbus`: Modbus TCP, RTU over a serial port and RTU over a TCP gateway (`dcim-modbus`);
 //!   devices on the same serial line or gateway share one poller ([`group_lines`]);
-//! - `bacnet`: BACnet/IP devices (`dcim-bacnet`), ReadPropertyMultiple per poll class and COV.
+//! - `bacnet`: BACnet/IP devices (`dcim-bacnet`), ReadPropertyMultiple per poll class and COV;
+//! - `snmp`: SNMP devices (`dcim-snmp`), GET/GETBULK per poll class, traps and informs.
 
 pub mod bacnet;
 pub mod modbus;
 pub mod mqtt;
+pub mod snmp;
 pub mod synthetic;
 
 use crate::config::{Connection, DeviceConfig};
@@ -22,6 +24,7 @@ pub enum Driver {
     Modbus(Box<modbus::ModbusLine>),
     Mqtt(Box<(mqtt::MqttDevice, mqtt::MqttConn)>),
     Bacnet(Box<bacnet::BacnetDevice>),
+    Snmp(Box<snmp::SnmpDriver>),
     Synthetic {
         id: String,
         points: usize,
@@ -111,6 +114,9 @@ pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
                 }],
             })))
         }
+        (Connection::Snmp(cfg), Some(profile)) => Ok(Driver::Snmp(Box::new(
+            snmp::SnmpDriver::new(&d.id, cfg, &profile, crate::uplink::unix_ms())?,
+        ))),
         (Connection::Bacnet(target), Some(profile)) => Ok(Driver::Bacnet(Box::new(
             bacnet::BacnetDevice::new(&d.id, target.clone(), profile, crate::uplink::unix_ms())?,
         ))),
@@ -143,6 +149,7 @@ pub async fn run(ingest: Arc<Ingest>, driver: Driver, shutdown: watch::Receiver<
     match driver {
         Driver::Modbus(line) => modbus::run(ingest, *line, shutdown).await,
         Driver::Bacnet(dev) => bacnet::run(ingest, *dev, shutdown).await,
+        Driver::Snmp(dev) => snmp::run(ingest, *dev, shutdown).await,
         Driver::Mqtt(b) => {
             let (dev, conn) = *b;
             mqtt::run(ingest, dev, conn, shutdown).await

@@ -5,7 +5,7 @@
 
 use crate::ingest::Ingest;
 use crate::payload::EventDraft;
-use dcim_modbus::{Connection, ModbusDevice};
+use dcim_modbus::{Connection, ModbusDevice, Notice};
 use dcim_points::{Sample, Value};
 use dcim_wire::Severity;
 use std::collections::BTreeMap;
@@ -54,6 +54,44 @@ pub fn online_events(known: &mut BTreeMap<String, bool>, samples: &[Sample]) -> 
         });
     }
     out
+}
+
+/// The event for a line's [`Notice`] (a point the device refused on its own, or serves again).
+/// Pure.
+pub fn notice_event(n: &Notice, ts_ms: i64) -> EventDraft {
+    match n {
+        Notice::Refused {
+            device,
+            point,
+            table,
+            address,
+            exception,
+        } => EventDraft {
+            ts_ms,
+            device: device.clone(),
+            kind: "device.point_refused".into(),
+            severity: Severity::Trouble,
+            message: format!(
+                "{device} refuses to read point {point} ({table:?} register at wire address {address}, Modbus exception {exception}): the point is bad, the others are read without it"
+            ),
+            data: serde_json::json!({
+                "point": point,
+                "table": format!("{table:?}").to_lowercase(),
+                "address": address,
+                "exception": exception,
+            }),
+            test: false,
+        },
+        Notice::Accepted { device, point } => EventDraft {
+            ts_ms,
+            device: device.clone(),
+            kind: "device.point_accepted".into(),
+            severity: Severity::Info,
+            message: format!("{device} serves point {point} again"),
+            data: serde_json::json!({ "point": point }),
+            test: false,
+        },
+    }
 }
 
 /// `fire.stage` events for changes of a rack controller's `fire.stage` point (role
@@ -118,21 +156,23 @@ pub fn stage_events(known: &mut BTreeMap<String, u8>, samples: &[Sample]) -> Vec
 
 pub async fn run(ingest: Arc<Ingest>, line: ModbusLine, mut shutdown: watch::Receiver<bool>) {
     let (tx, mut rx) = mpsc::channel::<Vec<Sample>>(256);
+    let (ntx, mut notices) = mpsc::unbounded_channel::<Notice>();
     let name = line.connection.to_string();
     let ids: Vec<String> = line.devices.iter().map(|d| d.id.clone()).collect();
-    let handle = match dcim_modbus::spawn_line_with_writes(line.connection, line.devices, tx) {
-        Ok(h) => {
-            let h = Arc::new(h);
-            for id in &ids {
-                ingest.latest().set_writer(id, h.clone());
+    let handle =
+        match dcim_modbus::spawn_line_with_writes(line.connection, line.devices, tx, Some(ntx)) {
+            Ok(h) => {
+                let h = Arc::new(h);
+                for id in &ids {
+                    ingest.latest().set_writer(id, h.clone());
+                }
+                h
             }
-            h
-        }
-        Err(e) => {
-            error!(line = %name, error = %e, "cannot start the Modbus poller");
-            return;
-        }
-    };
+            Err(e) => {
+                error!(line = %name, error = %e, "cannot start the Modbus poller");
+                return;
+            }
+        };
     let mut known = BTreeMap::new();
     let mut stages = BTreeMap::new();
     loop {
@@ -153,6 +193,11 @@ pub async fn run(ingest: Arc<Ingest>, line: ModbusLine, mut shutdown: watch::Rec
                     return;
                 }
             },
+            Some(n) = notices.recv() => {
+                let e = notice_event(&n, crate::uplink::unix_ms());
+                warn!(device = %e.device, kind = %e.kind, "{}", e.message);
+                let _ = ingest.event(e);
+            }
             _ = shutdown.changed() => if *shutdown.borrow() {
                 drop(rx);
                 handle.task.abort();
@@ -206,6 +251,41 @@ mod tests {
         assert_eq!(
             stage_events(&mut known, &[stage(0.0)])[0].severity,
             Severity::Info
+        );
+    }
+
+    /// Hazard: a refused point reported without naming the point, register and exception
+    /// leaves the technician guessing which register the firmware lacks.
+    #[test]
+    fn a_refused_point_is_a_trouble_event_naming_point_register_and_exception() {
+        let e = notice_event(
+            &Notice::Refused {
+                device: "ups-z1".into(),
+                point: "input_frequency".into(),
+                table: dcim_profiles::Table::Holding,
+                address: 4,
+                exception: 2,
+            },
+            7,
+        );
+        assert_eq!(
+            (e.kind.as_str(), e.severity, e.ts_ms),
+            ("device.point_refused", Severity::Trouble, 7)
+        );
+        assert_eq!(e.data["point"], "input_frequency");
+        assert_eq!(e.data["table"], "holding");
+        assert_eq!(e.data["address"], 4);
+        assert_eq!(e.data["exception"], 2);
+        let e = notice_event(
+            &Notice::Accepted {
+                device: "ups-z1".into(),
+                point: "input_frequency".into(),
+            },
+            8,
+        );
+        assert_eq!(
+            (e.kind.as_str(), e.severity),
+            ("device.point_accepted", Severity::Info)
         );
     }
 

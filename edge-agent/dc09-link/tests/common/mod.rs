@@ -64,6 +64,8 @@ pub struct ReceiverOpts<'a> {
     pub udp: bool,
     pub port: u16,
     pub clock_offset_s: i64,
+    /// DUH to ADM-CID codes missing from pysiaalarm's table (`--strict-cid`).
+    pub strict_cid: bool,
 }
 
 impl Receiver {
@@ -78,6 +80,9 @@ impl Receiver {
         }
         if o.udp {
             cmd.arg("--udp");
+        }
+        if o.strict_cid {
+            cmd.arg("--strict-cid");
         }
         if o.clock_offset_s != 0 {
             cmd.args(["--clock-offset", &o.clock_offset_s.to_string()]);

@@ -46,6 +46,17 @@ impl Collector {
         }
     }
 
+    /// Receives batches for `d`.
+    pub async fn during(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        while let Ok(Some(batch)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+            for s in batch {
+                self.latest.insert(s.key(), s.clone());
+                self.all.push(s);
+            }
+        }
+    }
+
     pub fn num(&self, key: &str) -> Option<f64> {
         self.latest
             .get(key)
