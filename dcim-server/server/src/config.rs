@@ -201,6 +201,17 @@ pub struct BrokerConfig {
     pub max_payload: usize,
     /// Embedded broker: MQTT over TLS for agents, terminated at the gate.
     pub tls: Option<BrokerTlsConfig>,
+    /// Embedded broker: size of one segment of rumqttd's in-memory log, per subscribed topic
+    /// filter (default 32 MiB). The gate never lets the bytes relayed and not yet taken by the
+    /// ingest exceed `(log_segments - 1) * log_segment_bytes - (max_payload + 64 KiB)`, so the
+    /// log cannot drop a message before the ingest has read it (see `broker::budget`).
+    pub log_segment_bytes: usize,
+    /// Embedded broker: segments kept per filter (default 4, at least 2).
+    pub log_segments: usize,
+    /// New points (device and point names never seen before) one agent may add per minute
+    /// (default 20,000); samples of further new points are refused and counted
+    /// (`dcim_ingest_new_points_refused_total`) until the next minute. 0 = no limit.
+    pub new_points_per_agent_per_min: usize,
 }
 
 impl Default for BrokerConfig {
@@ -216,6 +227,9 @@ impl Default for BrokerConfig {
             client_id: "dcim-server".into(),
             max_payload: 4 * 1024 * 1024,
             tls: None,
+            log_segment_bytes: 32 * 1024 * 1024,
+            log_segments: 4,
+            new_points_per_agent_per_min: 20_000,
         }
     }
 }
@@ -502,6 +516,23 @@ impl Config {
                     );
                 }
             }
+        }
+        if self.broker.log_segment_bytes < 1024 {
+            return Err(self.invalid("broker.log_segment_bytes", "must be at least 1024"));
+        }
+        if self.broker.log_segments < 2 {
+            return Err(self.invalid("broker.log_segments", "must be at least 2"));
+        }
+        if crate::broker::budget::log_budget(&self.broker)
+            < crate::broker::budget::max_message(&self.broker)
+        {
+            return Err(self.invalid(
+                "broker.log_segment_bytes",
+                format!(
+                    "(log_segments - 1) x log_segment_bytes must hold at least two of the largest messages (2 x (max_payload + 64 KiB) = {} bytes)",
+                    2 * crate::broker::budget::max_message(&self.broker)
+                ),
+            ));
         }
         if self.broker.tls.is_some() && self.broker.mode == BrokerMode::External {
             return Err(self.invalid(

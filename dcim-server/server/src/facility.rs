@@ -50,6 +50,46 @@ impl Changes {
 /// and be raised again when they arrive. Agents report every point at least every 10 s.
 pub const RESTORE_WARMUP_MS: i64 = 20_000;
 
+/// The server itself, as the device of its own alarms.
+pub const SERVER_DEVICE: &str = "dcim-server";
+/// The role of the ingest-loss condition (a server-internal point).
+pub const INGEST_LOSS_ROLE: &str = "custom.server.ingest_loss";
+/// How long after the last lost range the ingest-loss condition clears (the alarm then waits
+/// for an acknowledgement, returned to normal).
+pub const INGEST_LOSS_HOLD_MS: i64 = 60_000;
+
+/// The alarm rules: the engine's defaults plus the server's own `ingest-loss` (grade 2): the
+/// embedded broker dropped messages before the ingest read them.
+pub fn rules() -> Vec<Rule> {
+    let mut r = Rule::defaults();
+    r.push(Rule {
+        id: "ingest-loss".into(),
+        name: "Telemetry lost inside the server (broker log skipped unread messages)".into(),
+        condition: dcim_alarms::Condition::Binary {
+            role: INGEST_LOSS_ROLE.into(),
+            alarm_when: true,
+        },
+        grade: 2,
+        device_prefix: SERVER_DEVICE.into(),
+        labels: Default::default(),
+        on_delay_ms: 0,
+        off_delay_ms: 0,
+        expected_recovery_ms: 0,
+    });
+    r
+}
+
+/// The roles some alarm rule reads: their samples take the ingest's priority lane.
+pub fn alarm_roles() -> Vec<String> {
+    let mut v: Vec<String> = rules()
+        .iter()
+        .filter_map(|r| r.role().map(str::to_owned))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 pub struct Facility {
     pub site: Option<Site>,
     live: Live,
@@ -67,11 +107,14 @@ pub struct Facility {
     warmup_until_ms: Option<i64>,
     /// Current redundancy at the last tick, by `(subsystem, rack)` (`""` for the subsystem).
     levels: BTreeMap<(String, String), Redundancy>,
+    /// When the ingest last lost messages (the `ingest-loss` condition holds until
+    /// [`INGEST_LOSS_HOLD_MS`] after it).
+    ingest_loss_ms: Option<i64>,
 }
 
 impl Facility {
     pub fn new(site: Option<Site>, incidents: Option<Incidents>) -> Result<Facility, String> {
-        let mut engine = Engine::new(Rule::defaults(), EngineConfig::default())?;
+        let mut engine = Engine::new(rules(), EngineConfig::default())?;
         let mut site_devices = BTreeSet::new();
         if let Some(s) = &site {
             engine.set_device_components(dcim_alarms::device_components(s));
@@ -90,6 +133,7 @@ impl Facility {
             status_policy: StatusPolicy::default(),
             warmup_until_ms: None,
             levels: BTreeMap::new(),
+            ingest_loss_ms: None,
         })
     }
 
@@ -133,6 +177,29 @@ impl Facility {
         self.finish(records, now_ms)
     }
 
+    fn ingest_loss_sample(lost: bool, now_ms: i64) -> Sample {
+        Sample {
+            device: SERVER_DEVICE.into(),
+            point: "ingest_loss".into(),
+            role: dcim_points::Role::new(INGEST_LOSS_ROLE).expect("custom role"),
+            labels: Default::default(),
+            value: Some(dcim_points::Value::Bool(lost)),
+            unit: String::new(),
+            quality: dcim_points::Quality::Good,
+            ts_ms: now_ms,
+        }
+    }
+
+    /// The ingest lost messages (rumqttd skipped them unread; the caller counts them):
+    /// raises `ingest-loss`, which holds until [`INGEST_LOSS_HOLD_MS`] without a new loss.
+    pub fn on_ingest_loss(&mut self, now_ms: i64) -> Changes {
+        self.ingest_loss_ms = Some(now_ms);
+        let records = self
+            .engine
+            .on_sample(&Self::ingest_loss_sample(true, now_ms), now_ms);
+        self.finish(records, now_ms)
+    }
+
     /// An edge event: communication loss and return feed the comm-lost rule.
     pub fn on_event(&mut self, kind: &str, device: &str, now_ms: i64) -> Changes {
         let records = match kind {
@@ -155,6 +222,15 @@ impl Facility {
     pub fn tick(&mut self, now_ms: i64) -> Changes {
         self.evaluate(now_ms);
         let mut records = Vec::new();
+        if let Some(t) = self.ingest_loss_ms
+            && now_ms - t >= INGEST_LOSS_HOLD_MS
+        {
+            self.ingest_loss_ms = None;
+            records.extend(
+                self.engine
+                    .on_sample(&Self::ingest_loss_sample(false, now_ms), now_ms),
+            );
+        }
         let mut redundancy = Vec::new();
         if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
             let mut level = |subsystem: &str, rack: &str, designed, current| {

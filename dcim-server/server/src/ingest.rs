@@ -5,6 +5,16 @@
 //! every point. Events are de-duplicated against a high-water mark that the shell advances only
 //! after the events are committed ([`Ingest::events_committed`]), so a failed commit does not
 //! swallow events.
+//!
+//! Telemetry may also arrive in two parts (the shell's priority lane): the samples of a batch
+//! that feed an alarm rule first ([`Ingest::apply_priority`], which does not move the
+//! high-water), then the whole batch ([`Ingest::apply`]). A sample equal to the latest value of
+//! its point (same time, value and quality) is not a change, so the second pass does not feed
+//! the alarm engine twice.
+//!
+//! Each agent may add at most `new_point_limit` new points (device and point never seen) per
+//! minute; samples of further new points are refused and counted (`refused_new`), so that one
+//! agent publishing endless new names cannot grow the tables without bound.
 
 use crate::config::AgentConfig;
 use dcim_points::{Quality, Sample};
@@ -57,6 +67,10 @@ pub enum Outcome {
         agent: String,
         seq: u64,
         samples: Vec<Sample>,
+        /// Samples in the batch (taken in, changed or not).
+        taken: u64,
+        /// Samples of new points refused: the agent's budget of new points is spent.
+        refused_new: u64,
     },
     /// Events not seen before (in sequence order); commit, then call `events_committed`.
     Events {
@@ -108,7 +122,14 @@ pub struct Ingest {
     /// Whether any agent may publish (no agents configured: accept everything; used by tests
     /// and the quick start only, logged loudly at start).
     open: bool,
+    /// New points one agent may add per minute (0: no limit).
+    new_point_limit: usize,
+    /// Per agent: `(start of the current minute, new points added, samples refused)`.
+    new_points: HashMap<String, (i64, usize, u64)>,
 }
+
+/// Length of the window of the new-points budget.
+pub const NEW_POINT_WINDOW_MS: i64 = 60_000;
 
 /// What the ingest keeps of one point.
 #[derive(Debug, Clone)]
@@ -127,6 +148,16 @@ impl Ingest {
             open: agents.is_empty(),
             ..Default::default()
         }
+    }
+
+    /// At most `limit` new points per agent and minute (0: no limit).
+    pub fn set_new_point_limit(&mut self, limit: usize) {
+        self.new_point_limit = limit;
+    }
+
+    /// The agent's new-points window: `(start, new points added, samples refused)`.
+    pub fn new_point_window(&self, agent: &str) -> Option<(i64, usize, u64)> {
+        self.new_points.get(agent).copied()
     }
 
     pub fn set_high_water(&mut self, agent: &str, stream: &'static str, seq: u64) {
@@ -360,29 +391,87 @@ impl Ingest {
             };
         }
         self.set_high_water(&batch.agent, TELEMETRY, batch.seq);
-        let mut changed = Vec::with_capacity(batch.samples.len());
-        let site = match self.latest.get_mut(&topic.site) {
+        let taken = batch.samples.len() as u64;
+        let (samples, refused_new) =
+            self.update_latest(&topic.site, &batch.agent, batch.samples, now_ms);
+        Outcome::Telemetry {
+            site: topic.site,
+            agent: batch.agent,
+            seq: batch.seq,
+            samples,
+            taken,
+            refused_new,
+        }
+    }
+
+    /// The priority lane's part of a telemetry batch (see the module documentation): the
+    /// same checks as [`Ingest::apply`] (a refused batch gives nothing; the bulk pass reports
+    /// it), the same latest-value rule, but the high-water does not move. Returns the samples
+    /// that changed their point.
+    pub fn apply_priority(
+        &mut self,
+        topic: &str,
+        batch: TelemetryBatch,
+        publisher: Option<&str>,
+        now_ms: i64,
+    ) -> Vec<Sample> {
+        let Ok(topic) = Topic::parse(topic) else {
+            return Vec::new();
+        };
+        if topic.channel != Channel::Telemetry {
+            return Vec::new();
+        }
+        let Ok(cfg) = self.check_agent(&topic, &batch.agent, publisher) else {
+            return Vec::new();
+        };
+        if Self::check_devices(cfg, batch.samples.iter().map(|s| s.device.as_str())).is_err()
+            || self
+                .high_water(&batch.agent, TELEMETRY)
+                .is_some_and(|hw| batch.seq <= hw)
+        {
+            return Vec::new();
+        }
+        self.update_latest(&topic.site, &batch.agent, batch.samples, now_ms)
+            .0
+    }
+
+    /// Takes samples into the latest values: returns those that changed their point, and how
+    /// many samples of new points were refused (the agent's budget).
+    fn update_latest(
+        &mut self,
+        site_id: &str,
+        agent: &str,
+        samples: Vec<Sample>,
+        now_ms: i64,
+    ) -> (Vec<Sample>, u64) {
+        let mut changed = Vec::with_capacity(samples.len());
+        let mut refused = 0;
+        let site = match self.latest.get_mut(site_id) {
             Some(m) => m,
-            None => self.latest.entry(topic.site.clone()).or_default(),
+            None => self.latest.entry(site_id.to_owned()).or_default(),
         };
         let history = self.history;
-        for s in batch.samples {
-            let points = match site.get_mut(&s.device) {
-                Some(m) => m,
-                None => site.entry(s.device.clone()).or_default(),
-            };
+        for s in samples {
             let numeric = s
                 .value
                 .as_ref()
                 .and_then(|v| v.as_f64())
                 .filter(|_| s.quality == Quality::Good);
-            match points.get_mut(&s.point) {
+            match site.get_mut(&s.device).and_then(|p| p.get_mut(&s.point)) {
                 // An older reading (replayed after a newer one) never overwrites the latest
                 // value; the history takes it in its time bucket.
                 Some(p) if p.latest.sample.ts_ms > s.ts_ms => {
                     if let Some(x) = numeric {
                         p.history.add(&history, s.ts_ms, x);
                     }
+                    continue;
+                }
+                // The same reading again (the priority lane took it first): nothing new.
+                Some(p)
+                    if p.latest.sample.ts_ms == s.ts_ms
+                        && p.latest.sample.quality == s.quality
+                        && p.latest.sample.value == s.value =>
+                {
                     continue;
                 }
                 Some(p) => {
@@ -405,22 +494,44 @@ impl Ingest {
                     if old.labels != s.labels {
                         old.labels.clone_from(&s.labels);
                     }
-                    if l.agent != batch.agent {
-                        l.agent.clone_from(&batch.agent);
+                    if l.agent != agent {
+                        l.agent = agent.to_owned();
                     }
                     l.received_ms = now_ms;
                 }
                 None => {
+                    if self.new_point_limit > 0 {
+                        let w = match self.new_points.get_mut(agent) {
+                            Some(w) => w,
+                            None => self
+                                .new_points
+                                .entry(agent.to_owned())
+                                .or_insert((now_ms, 0, 0)),
+                        };
+                        if now_ms - w.0 >= NEW_POINT_WINDOW_MS {
+                            *w = (now_ms, 0, 0);
+                        }
+                        if w.1 >= self.new_point_limit {
+                            w.2 += 1;
+                            refused += 1;
+                            continue;
+                        }
+                        w.1 += 1;
+                    }
                     let mut h = History::default();
                     if let Some(x) = numeric {
                         h.add(&history, s.ts_ms, x);
                     }
+                    let points = match site.get_mut(&s.device) {
+                        Some(m) => m,
+                        None => site.entry(s.device.clone()).or_default(),
+                    };
                     points.insert(
                         s.point.clone(),
                         Point {
                             latest: Latest {
-                                site: topic.site.clone(),
-                                agent: batch.agent.clone(),
+                                site: site_id.to_owned(),
+                                agent: agent.to_owned(),
                                 sample: s.clone(),
                                 received_ms: now_ms,
                             },
@@ -432,12 +543,44 @@ impl Ingest {
             }
             changed.push(s);
         }
-        Outcome::Telemetry {
-            site: topic.site,
-            agent: batch.agent,
-            seq: batch.seq,
-            samples: changed,
+        (changed, refused)
+    }
+}
+
+/// The roles whose samples take the priority lane (those some alarm rule reads), and the
+/// cheap test for them: one multi-pattern byte scan for the quoted role names (no match: the
+/// batch has none, nothing is decoded), then a decode that copies only the selected samples
+/// ([`fast::select`]). A role spelled with JSON escapes is missed by the scan; its sample then
+/// only takes the bulk lane (later, never lost).
+pub struct PriorityRoles {
+    scan: Option<aho_corasick::AhoCorasick>,
+    roles: std::collections::HashSet<String>,
+}
+
+impl PriorityRoles {
+    pub fn new(roles: &[String]) -> PriorityRoles {
+        let quoted: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+        PriorityRoles {
+            scan: (!quoted.is_empty())
+                .then(|| aho_corasick::AhoCorasick::new(&quoted).ok())
+                .flatten(),
+            roles: roles.iter().cloned().collect(),
         }
+    }
+
+    /// Whether the bytes name a priority role (the scan alone: may be a false positive).
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        self.scan.as_ref().is_some_and(|s| s.is_match(bytes))
+    }
+
+    /// The priority samples of a telemetry payload, fire stages first; None when it has none.
+    pub fn extract(&self, payload: &[u8]) -> Option<TelemetryBatch> {
+        if !self.matches(payload) {
+            return None;
+        }
+        let mut b = fast::select(payload, |r| self.roles.contains(r))?;
+        b.samples.sort_by_key(|s| s.role.as_str() != "fire.stage");
+        Some(b)
     }
 }
 

@@ -81,6 +81,10 @@ pub struct App {
     pub dc09: std::sync::OnceLock<Arc<dc09::Dc09>>,
     /// The drill in progress: alarm records, incidents and DC-09 messages are tagged as test.
     pub drill: std::sync::RwLock<Option<drill::ActiveDrill>>,
+    /// The ingest's bulk lane takes this for reading around each telemetry batch; holding it
+    /// for writing pauses that lane alone (tests and benchmarks use it to build a telemetry
+    /// backlog and check that the priority lane does not wait for it).
+    pub bulk_pause: tokio::sync::RwLock<()>,
 }
 
 impl App {
@@ -437,6 +441,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
 
     let mut ingest = ingest::Ingest::new(&config.agents);
     ingest.set_history(config.history);
+    ingest.set_new_point_limit(config.broker.new_points_per_agent_per_min);
     for (agent, seq) in store.event_high_water().await? {
         ingest.set_high_water(&agent, ingest::EVENTS, seq.max(0) as u64);
     }
@@ -504,6 +509,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         authority: tokio::sync::Mutex::new(authority_state),
         dc09: std::sync::OnceLock::new(),
         drill: std::sync::RwLock::new(drill_state),
+        bulk_pause: tokio::sync::RwLock::new(()),
     });
     tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
     if let Some((tx, t)) = notify_io::spawn(app.clone(), stop_rx.clone()).await? {
