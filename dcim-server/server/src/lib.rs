@@ -652,8 +652,21 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
                 _ = stopped(&mut stop) => break,
                 _ = interval.tick() => {}
             }
+            // The evaluation, the costly part, runs without the facility lock (alarms and
+            // API requests do not wait for it).
+            let now = now_ms();
+            let inputs = app.facility.lock().await.tick_inputs(now);
+            let evaluated = match inputs {
+                Some((site, states)) => tokio::task::spawn_blocking(move || {
+                    let ev = dcim_site::evaluate(&site, &states);
+                    (states, ev)
+                })
+                .await
+                .ok(),
+                None => None,
+            };
             let mut f = app.facility.lock().await;
-            let changes = f.tick(now_ms());
+            let changes = f.tick_with(now, evaluated);
             if let Err(e) = app.commit_changes(&f, &changes, None).await {
                 app.store_write_failed("committing alarm changes", e.as_ref());
                 tracing::error!("committing alarm changes: {e:#}");
