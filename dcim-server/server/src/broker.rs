@@ -189,8 +189,7 @@ pub async fn start_embedded(
             Some(acceptor),
             internal_addr,
             creds.clone(),
-            events_handled.clone(),
-            budgets.clone(),
+            (events_handled.clone(), budgets.clone()),
             app.clone(),
             stop.clone(),
         )));
@@ -207,8 +206,7 @@ pub async fn start_embedded(
             None,
             internal_addr,
             creds,
-            events_handled.clone(),
-            budgets.clone(),
+            (events_handled.clone(), budgets.clone()),
             app,
             stop,
         )));
@@ -269,8 +267,7 @@ async fn gate(
     tls: Option<tokio_rustls::TlsAcceptor>,
     upstream: SocketAddr,
     creds: Arc<Credentials>,
-    handled: EventsHandled,
-    budgets: Arc<Budgets>,
+    (handled, budgets): (EventsHandled, Arc<Budgets>),
     app: Arc<App>,
     mut stop: watch::Receiver<bool>,
 ) {
