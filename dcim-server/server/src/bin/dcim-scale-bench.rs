@@ -4,7 +4,11 @@
 //!
 //! ```sh
 //! cargo run --release -p dcim-server --bin dcim-scale-bench -- [--racks 300,1000,4000,10000] [--repeat 5]
+//! cargo run --release -p dcim-server --bin dcim-scale-bench -- --racks 4000 --write-site site.toml
 //! ```
+//!
+//! `--write-site PATH` only writes the site file of the first size (`tests/bench/run.sh` runs
+//! its server on it).
 //!
 //! Each site is the demo site's plant (two utility lines, two ATS line-ups, four UPS zones,
 //! chillers, loops, buffer tank, carriers, Meet-Me-Rooms, core) with as many halls of 100 racks
@@ -22,9 +26,10 @@ use dcim_server::config::Config;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-fn opts() -> (Vec<usize>, usize) {
+fn opts() -> (Vec<usize>, usize, Option<std::path::PathBuf>) {
     let mut racks = vec![300, 1000, 4000, 10_000];
     let mut repeat = 5;
+    let mut write = None;
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
         match (pair[0].as_str(), pair.get(1)) {
@@ -35,13 +40,16 @@ fn opts() -> (Vec<usize>, usize) {
                     .collect()
             }
             ("--repeat", Some(v)) => repeat = v.parse().expect("--repeat: a number"),
+            ("--write-site", Some(v)) => write = Some(v.into()),
             _ => {
-                eprintln!("usage: dcim-scale-bench [--racks 300,1000,4000,10000] [--repeat 5]");
+                eprintln!(
+                    "usage: dcim-scale-bench [--racks 300,1000,4000,10000] [--repeat 5] [--write-site PATH]"
+                );
                 std::process::exit(2);
             }
         }
     }
-    (racks, repeat.max(1))
+    (racks, repeat.max(1), write)
 }
 
 const DEMO: &str = include_str!("../../../site/sites/demo.toml");
@@ -168,7 +176,11 @@ fn ms(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (sizes, repeat) = opts();
+    let (sizes, repeat, write) = opts();
+    if let Some(path) = write {
+        std::fs::write(&path, site_toml(sizes[0]))?;
+        return Ok(());
+    }
     println!(
         "| racks | components | bound points | start-up ms | site load ms | samples in ms | tick ms | of which facility lock held ms | /api/status ms | /api/site/redundancy ms |"
     );
