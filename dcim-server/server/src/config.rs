@@ -687,6 +687,28 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_log_too_small_for_the_largest_message_is_refused() {
+        // Hazard: a log that cannot hold what the gate lets in unread drops acknowledged data.
+        let err = p("[broker]\nlog_segments = 1\n").unwrap_err().to_string();
+        assert!(err.contains("broker.log_segments"), "{err}");
+        let err = p("[broker]\nlog_segment_bytes = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("broker.log_segment_bytes"), "{err}");
+        let err =
+            p("[broker]\nmax_payload = 8388608\nlog_segment_bytes = 4194304\nlog_segments = 3\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("broker.log_segment_bytes") && err.contains("largest messages"),
+            "{err}"
+        );
+        let c = p("[broker]\nmax_payload = 8388608\nlog_segment_bytes = 16777216\n").unwrap();
+        assert_eq!(c.broker.log_segments, 4);
+        assert_eq!(c.broker.new_points_per_agent_per_min, 100_000);
+    }
+
+    #[test]
     fn device_patterns() {
         let c =
             p("[[agents]]\nid='a1'\nsite='s'\npassword='x'\ndevices=['ups-1','rack-*']\n").unwrap();

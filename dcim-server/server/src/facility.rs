@@ -590,6 +590,30 @@ mod tests {
     }
 
     #[test]
+    fn lost_ingest_raises_an_alarm_that_stays_until_acknowledged() {
+        // Hazard: telemetry dropped inside the server without anyone being told.
+        let now = 1_800_000_000_000;
+        let mut f = Facility::new(None, None).unwrap();
+        let c = f.on_ingest_loss(now);
+        let id = format!("ingest-loss:{SERVER_DEVICE}");
+        assert!(
+            c.records
+                .iter()
+                .any(|r| r.alarm == id && r.event == dcim_alarms::Event::Activated),
+            "{:?}",
+            c.records
+        );
+        assert_eq!(f.engine.get(&id).unwrap().grade, 2);
+        // Still lost 59 s later; returned to normal after a minute without a new loss, and
+        // still waiting for an acknowledgement.
+        f.tick(now + INGEST_LOSS_HOLD_MS - 1_000);
+        assert!(f.engine.active().any(|a| a.id == id));
+        f.tick(now + INGEST_LOSS_HOLD_MS);
+        let a = f.engine.get(&id).unwrap();
+        assert_eq!(a.state(), dcim_alarms::AlarmState::RtnUnacknowledged);
+    }
+
+    #[test]
     fn device_statuses_read_each_device_and_point_once() {
         // Hazard: /api/status grew with the square of the site (4.7 s at 10,000 racks) while
         // holding the facility lock, so every alarm waited for the console's poll.
