@@ -85,17 +85,22 @@ def main():
     span = max(lastt - first, 0.1)
     fields = dict(f.split("=", 1) for f in pub_line.split() if "=" in f)
     if kind == "server":
-        p50, p99, alarms = fields.get("alarm_p50_ms"), fields.get("alarm_p99_ms"), fields.get("alarms_seen")
+        # Sample time -> the engine's decision (the record's ts_ms), like the Node-RED flow's;
+        # and sample time -> the committed record on the live stream.
+        p50, p99, alarms = fields.get("alarm_decision_p50_ms"), fields.get("alarm_decision_p99_ms"), fields.get("alarms_seen")
+        s50, s99 = fields.get("alarm_p50_ms"), fields.get("alarm_p99_ms")
     else:
         st = json.loads(get(url))
         p50, p99, alarms = st.get("p50"), st.get("p99"), st.get("alarms")
+        s50, s99 = "-", "-"
     published = int(fields.get("published", 0))
     print(
         f"{kind} offered_pps={fields.get('offered_pps')} achieved_pub_pps={fields.get('achieved_pps')} "
         f"published={published} taken_in={took} ({100.0 * took / max(published, 1):.1f}%) "
         f"ingest_pps={took / span:.0f} drain_s={max(lastt - pub_end, 0):.1f} "
         f"alarm_probes={fields.get('probes')} alarms_seen={alarms} alarm_p50_ms={p50} alarm_p99_ms={p99} "
-        f"consumer_cpu_s={c1 - c0:.2f}"
+        f"stream_p50_ms={s50} stream_p99_ms={s99} "
+        f"consumer_cpu_s={c1 - c0:.2f} cpu_us_per_sample={(c1 - c0) * 1e6 / max(took, 1):.2f}"
     )
 
 

@@ -8,8 +8,11 @@
 #
 # Environment (defaults in brackets): DEVICES [20] simulated Modbus TCP devices, REGS [125]
 # input registers read per request, LEG_SECONDS [5] measured seconds per leg,
-# LOADS ["100000 400000 1000000"] offered points/s for the server legs, BATCH [500] samples per
-# MQTT message, BUILD [1] (0: skip the cargo builds, use the binaries in target/release), DCIM_PYTHON [~/.cache/dcim-test-venv/bin/python] (needs pymodbus).
+# LOADS ["100000 1000000 2000000"] offered points/s for the server legs, BATCH [500] samples per
+# MQTT message, BUILD [1] (0: skip the cargo builds, use the binaries in target/release), DCIM_PYTHON [~/.cache/dcim-test-venv/bin/python] (needs pymodbus),
+# PARTS ["edge server"] which tables to measure, SITE_RACKS [4000] racks of the site model the
+# server runs (dcim-scale-bench's generated site; 0: none), CONSOLE [1] (1: while each server leg
+# runs, a console polls /api/status, /api/alarms, /api/site/redundancy and /api/points every 2 s).
 # Not part of CI: it takes a few minutes and the numbers depend on the machine.
 set -uo pipefail
 
@@ -19,8 +22,11 @@ BENCH=$ROOT/tests/bench
 DEVICES=${DEVICES:-20}
 REGS=${REGS:-125}
 S=${LEG_SECONDS:-5}
-LOADS=${LOADS:-"100000 400000 1000000"}
+LOADS=${LOADS:-"100000 1000000 2000000"}
 BATCH=${BATCH:-500}
+PARTS=${PARTS:-"edge server"}
+SITE_RACKS=${SITE_RACKS:-4000}
+CONSOLE=${CONSOLE:-1}
 PY=${DCIM_PYTHON:-$HOME/.cache/dcim-test-venv/bin/python}
 T=$(mktemp -d /tmp/dcim-bench.XXXXXX)
 ROWS=$T/rows.md
@@ -50,7 +56,7 @@ fmt() { python3 -c 'import sys; v=sys.argv[1]; print(f"{float(v):,.0f}" if v not
 
 if [ "${BUILD:-1}" = 1 ]; then
     say "building (release): dcim-server, facility-sim, the dcim-modbus poll_throughput bench, tests/bench/loadgen"
-    cargo build --release -q -p dcim-server --bin dcim-server || exit 1
+    cargo build --release -q -p dcim-server --bin dcim-server --bin dcim-scale-bench || exit 1
     cargo build --release -q -p facility-sim --bin facility-sim || exit 1
     POLL_BENCH=$(cargo bench -p dcim-modbus --bench poll_throughput --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*poll_throughput-[0-9a-f]*\)).*/\1/p' | tail -1)
     [ -x "$POLL_BENCH" ] || { echo "cannot build the dcim-modbus poll_throughput bench" >&2; exit 1; }
@@ -73,6 +79,7 @@ CPU=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
 
 # ------------------------------------------------------------------------------------------
 # 1. Edge polling
+if [[ " $PARTS " == *" edge "* ]]; then
 say "simulated devices: facility-sim --racks $DEVICES (Modbus TCP, one port each)"
 mkfifo "$T/simin"
 ./target/release/facility-sim --racks "$DEVICES" --ups 0 --meters 0 --no-camera \
@@ -98,14 +105,14 @@ echo "$C1" >&2
 CEIL=$(kv "$C125" points_per_s)
 pct() { python3 -c 'import sys; a,b=sys.argv[1:]; print(f"{100*float(a)/float(b):.0f}%" if a and b and float(b)>0 else "-")' "${1:-}" "${CEIL:-}"; }
 
-say "(a) dcim-modbus poller: cargo bench -p dcim-modbus --bench poll_throughput -- --devices $DEVICES --points $REGS --seconds $S"
-A=$("$POLL_BENCH" --bench --devices "$DEVICES" --points "$REGS" --seconds "$S" 2>/dev/null)
+say "(a) dcim-modbus poller, back to back: cargo bench -p dcim-modbus --bench poll_throughput -- --devices $DEVICES --points $REGS --seconds $S --period-ms 0"
+A=$("$POLL_BENCH" --bench --devices "$DEVICES" --points "$REGS" --seconds "$S" --period-ms 0 2>/dev/null)
 echo "$A" >&2
 A_PPS=$(sed -n 's/^points_polled_per_s_one_core=//p' <<<"$A")
 A_CPU=$(grep -o 'poller_thread_cpu_s=[0-9.]*' <<<"$A" | cut -d= -f2)
 A_PPC=$(grep -o 'points_per_cpu_second=[0-9.]*' <<<"$A" | cut -d= -f2)
 if [ -n "$A_PPS" ]; then
-    EDGE+=("dcim-modbus poller (this agent; one current-thread runtime, devices served in-process by facility-sim's serve_tcp) | $(fmt "$A_PPS") | $A_CPU | $(fmt "$A_PPC") | $(pct "$A_PPS")")
+    EDGE+=("dcim-modbus poller (this agent; one current-thread runtime, polling back to back; devices served in-process by facility-sim's serve_tcp) | $(fmt "$A_PPS") | $A_CPU | $(fmt "$A_PPC") | $(pct "$A_PPS")")
 else
     EDGE+=("dcim-modbus poller | not measured: the bench printed no result | | |")
 fi
@@ -158,16 +165,24 @@ EDGE+=("Ceiling: minimal blocking Rust client, one thread per device, $REGS regi
 EDGE+=("Ceiling, 1 register per read (request/response round trips: $(fmt "$(kv "$C1" reads_per_s)") reads/s) | $(fmt "$(kv "$C1" points_per_s)") | $(kv "$C1" client_cpu_s) | $(fmt "$(kv "$C1" points_per_cpu_s)") | -")
 for e in "${EDGE[@]}"; do row "$e"; done
 exec 3>&- # facility-sim exits when its stdin closes
+fi
 
 # ------------------------------------------------------------------------------------------
 # 2. Server ingest and alarm latency
 SRV=()
+RSS=()
+peak_mb() { awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
+if [[ " $PARTS " == *" server "* ]]; then
 say "dcim-server (embedded broker) at offered loads: $LOADS"
 HP=$(free_port)
 MP=$(free_port)
 mkdir -p "$T/srv"
+if ((SITE_RACKS > 0)); then
+    ./target/release/dcim-scale-bench --racks "$SITE_RACKS" --write-site "$T/srv/site.toml" || exit 1
+fi
 cat >"$T/srv/server.toml" <<EOF
 data_dir = "$T/srv/data"
+$( ((SITE_RACKS > 0)) && echo "site_model = \"$T/srv/site.toml\"" )
 [http]
 listen = "127.0.0.1:$HP"
 [broker]
@@ -194,15 +209,27 @@ if wait_http "http://127.0.0.1:$HP/health" 30; then
     TOKEN=$(./target/release/dcim-server user token --name admin --label bench --config "$T/srv/server.toml" 2>/dev/null | grep -o 'dcim_[0-9a-f]*' | tail -1)
     for L in $LOADS; do
         say "dcim-server at $L points/s"
+        CPID=
+        if ((CONSOLE)); then
+            (while :; do
+                for p in /api/status /api/alarms /api/site/redundancy /api/points?limit=2000; do
+                    curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HP$p"
+                done
+                sleep 2
+            done) &
+            CPID=$!
+        fi
         R=$("$PY" "$BENCH/load_leg.py" --kind server --stats "http://127.0.0.1:$HP/metrics" --token "$TOKEN" --pid $SRVPID -- \
             "$LOAD" mqtt --port "$MP" --user x --agents load0,load1 --site bench --rate "$L" --batch "$BATCH" \
             --seconds "$S" --probe-ms 50 --drain-ms 3000 --sse "127.0.0.1:$HP" --token "$TOKEN" 2>"$T/leg.err" | tail -1)
+        [ -n "$CPID" ] && kill "$CPID" 2>/dev/null
         echo "$R" >&2
-        SRV+=("dcim-server $(./target/release/dcim-server --version | awk '{print $2}') (embedded broker, ACL, ingest, alarm engine, SQLite) | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" consumer_cpu_s)")
+        SRV+=("dcim-server $(./target/release/dcim-server --version | awk '{print $2}') (embedded broker, ACL, ingest, alarm engine, SQLite) | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" stream_p99_ms) | $(kv "$R" consumer_cpu_s) | $(kv "$R" cpu_us_per_sample)")
     done
 else
-    SRV+=("dcim-server | not measured: the server did not answer /health (log: $(tail -1 "$T/srv/log")) | | | | | | |")
+    SRV+=("dcim-server | not measured: the server did not answer /health (log: $(tail -1 "$T/srv/log")) | | | | | | | | |")
 fi
+RSS+=("dcim-server $(peak_mb $SRVPID) MB")
 kill $SRVPID 2>/dev/null
 
 if ((NODE_RED_OK)) && [ -x /usr/sbin/mosquitto ]; then
@@ -210,7 +237,8 @@ if ((NODE_RED_OK)) && [ -x /usr/sbin/mosquitto ]; then
     QP=$(free_port)
     printf 'listener %s 127.0.0.1\nallow_anonymous true\nmessage_size_limit 8388608\n' "$QP" >"$T/mosquitto.conf"
     /usr/sbin/mosquitto -c "$T/mosquitto.conf" >"$T/mosquitto.log" 2>&1 &
-    PIDS+=($!)
+    MQPID=$!
+    PIDS+=($MQPID)
     NRP=$(free_port)
     python3 "$BENCH/nodered_flows.py" mqtt "$T/nr-mqtt" "$NRP" --mqtt-port "$QP"
     node "$BENCH/node_modules/node-red/red.js" --settings "$T/nr-mqtt/settings.js" >"$T/nr-mqtt.log" 2>&1 &
@@ -226,21 +254,28 @@ if ((NODE_RED_OK)) && [ -x /usr/sbin/mosquitto ]; then
                 "$LOAD" mqtt --port "$QP" --agents load0,load1 --site bench --rate "$L" --batch "$BATCH" \
                 --seconds "$S" --probe-ms 50 --drain-ms 0 2>"$T/leg.err" | tail -1)
             echo "$R" >&2
-            SRV+=("Node-RED $NRV (mqtt in -> json -> threshold function) on mosquitto $MV | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" consumer_cpu_s)")
+            SRV+=("Node-RED $NRV (mqtt in -> json -> threshold function) on mosquitto $MV | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" stream_p99_ms) | $(kv "$R" consumer_cpu_s) | $(kv "$R" cpu_us_per_sample)")
         done
+        RSS+=("Node-RED $(peak_mb $NRPID) MB + mosquitto $(peak_mb $MQPID) MB")
     else
-        SRV+=("Node-RED threshold flow | not measured: Node-RED did not start | | | | | | |")
+        SRV+=("Node-RED threshold flow | not measured: Node-RED did not start | | | | | | | | |")
     fi
 else
-    SRV+=("Node-RED threshold flow | not measured: ${NR_WHY} or no /usr/sbin/mosquitto | | | | | | |")
+    SRV+=("Node-RED threshold flow | not measured: ${NR_WHY} or no /usr/sbin/mosquitto | | | | | | | | |")
+fi
+
 fi
 
 echo >>"$ROWS"
+if [[ " $PARTS " == *" server "* ]]; then
 {
-    row "Server consumer (publisher: tests/bench/loadgen, QoS 0, $BATCH samples/message, 2 connections, ${S} s per step) | offered points/s | published points/s | taken in points/s | samples taken in | alarms seen/probes | alarm p50 ms | alarm p99 ms | consumer CPU s"
-    row "--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:"
+    row "Server consumer (publisher: tests/bench/loadgen, QoS 0, $BATCH samples/message, 2 connections, ${S} s per step) | offered points/s | published points/s | taken in points/s | samples taken in | alarms seen/probes | alarm p50 ms (sample time -> decision) | alarm p99 ms (sample time -> decision) | alarm p99 ms (sample time -> committed, on the stream) | consumer CPU s | consumer CPU µs per sample"
+    row "--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:"
     for e in "${SRV[@]}"; do row "$e"; done
 }
+echo >>"$ROWS"
+echo "Server legs: site model of $SITE_RACKS racks (0: none); console polling every 2 s: $CONSOLE. Peak resident memory over all legs: ${RSS[*]}." >>"$ROWS"
+fi
 
 echo
 echo "Machine: $CORES cores, $CPU; loopback only; $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD)"

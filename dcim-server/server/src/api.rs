@@ -567,14 +567,13 @@ struct PointsQuery {
 fn select_points(app: &App, q: &PointsQuery) -> Vec<crate::ingest::Latest> {
     let ing = app.ingest.lock().expect("ingest lock");
     let mut out: Vec<_> = ing
-        .latest()
+        .latest_of(q.device.as_deref())
         .filter(|l| {
             q.site.as_ref().is_none_or(|s| &l.site == s)
                 && q.agent.as_ref().is_none_or(|a| &l.agent == a)
                 && q.device.as_ref().is_none_or(|d| &l.sample.device == d)
                 && q.role.as_ref().is_none_or(|r| l.sample.role.as_str() == r)
         })
-        .cloned()
         .collect();
     drop(ing);
     out.sort_by(|a, b| {

@@ -446,9 +446,9 @@ async fn site(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    let f = app.facility.lock().await;
-    let site = f.site.as_ref().ok_or_else(no_site)?;
-    Ok(Json(json!({"site": site})))
+    // Serialised without the lock.
+    let site = app.facility.lock().await.site.clone().ok_or_else(no_site)?;
+    Ok(Json(json!({"site": site.as_ref()})))
 }
 
 #[derive(Deserialize)]
@@ -463,8 +463,13 @@ async fn redundancy(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: RedundancyQuery = crate::api::parse_query(raw.as_deref())?;
-    let mut f = app.facility.lock().await;
-    let ev = f.evaluation(now_ms()).ok_or_else(no_site)?;
+    // Serialised without the lock.
+    let ev = app
+        .facility
+        .lock()
+        .await
+        .evaluation(now_ms())
+        .ok_or_else(no_site)?;
     let mut out = json!({"subsystems": ev.subsystems, "ride_through": ev.ride_through});
     if q.components.unwrap_or(false) {
         out["components"] = json!(ev.components);
@@ -512,8 +517,13 @@ async fn statuses(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    let f = app.facility.lock().await;
-    Ok(Json(json!({"devices": f.device_statuses(now_ms())})))
+    // Linear in the devices and their points; serialised without the lock.
+    let inputs = app.facility.lock().await.status_inputs();
+    let statuses = {
+        let ing = app.ingest.lock().expect("ingest lock");
+        crate::facility::device_statuses(&inputs, &*ing, now_ms())
+    };
+    Ok(Json(json!({"devices": statuses})))
 }
 
 /// Sends one of the wire contract's commands (acknowledge, time_sync, test_mode,

@@ -29,6 +29,11 @@
 //!
 //! Acknowledge after commit: the gate holds rumqttd's PUBACK of an agent's `events` publish
 //! until the ingest has committed (or dropped for good) every event of the batch; see [`ack`].
+//!
+//! Backpressure: the gate charges every publish on an ingest topic to a byte budget before it
+//! relays it, and the ingest gives the charge back when it has handled the message, so
+//! rumqttd's log can never drop a message the ingest has not read (an acknowledged one); see
+//! [`budget`].
 
 use crate::App;
 use crate::config::Config;
@@ -45,7 +50,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 mod ack;
+pub mod budget;
 pub use ack::{AckHold, EventsHandled, HoldError, events_mark};
+use budget::Budgets;
 
 /// How long the gate holds an events PUBACK before it gives up on the connection (the agent
 /// reconnects and sends the batch again; nothing is acknowledged that was not handled).
@@ -59,6 +66,9 @@ pub struct IngestLink {
     /// Advance with [`EventsHandled::mark`] after an events message was committed (or
     /// refused, or found duplicate): the gate then releases the agent's PUBACK.
     pub events_handled: EventsHandled,
+    /// What the gate relayed and the ingest has not handled yet, per filter: give each
+    /// message's charge back ([`budget::LogBudget::release`]) once it is handled.
+    pub budgets: Arc<Budgets>,
 }
 
 pub struct EmbeddedBroker {
@@ -159,6 +169,10 @@ pub async fn start_embedded(
     }
     let creds = Arc::new(creds);
     let events_handled = EventsHandled::default();
+    let budgets = Arc::new(Budgets::new(
+        budget::log_budget(&config.broker),
+        crate::ingest::PriorityRoles::new(&crate::facility::alarm_roles()),
+    ));
     let mut gate_tasks = Vec::new();
     let mut tls_addr = None;
     let mut plain = true;
@@ -175,7 +189,7 @@ pub async fn start_embedded(
             Some(acceptor),
             internal_addr,
             creds.clone(),
-            events_handled.clone(),
+            (events_handled.clone(), budgets.clone()),
             app.clone(),
             stop.clone(),
         )));
@@ -192,7 +206,7 @@ pub async fn start_embedded(
             None,
             internal_addr,
             creds,
-            events_handled.clone(),
+            (events_handled.clone(), budgets.clone()),
             app,
             stop,
         )));
@@ -204,6 +218,7 @@ pub async fn start_embedded(
             tx: link.0,
             rx: link.1,
             events_handled,
+            budgets,
         },
         internal_addr,
         gate_tasks,
@@ -213,7 +228,9 @@ pub async fn start_embedded(
 fn rumqttd_config(config: &Config, listen: SocketAddr, creds: Credentials) -> rumqttd::Config {
     let mut connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 10_000,
-        max_payload_size: config.broker.max_payload,
+        // The gate's own limit (it refuses larger packets first, so rumqttd never drops a
+        // relayed publish the gate has charged to a budget).
+        max_payload_size: budget::max_message(&config.broker),
         max_inflight_count: 500,
         auth: None,
         external_auth: None,
@@ -236,8 +253,8 @@ fn rumqttd_config(config: &Config, listen: SocketAddr, creds: Credentials) -> ru
         router: rumqttd::RouterConfig {
             max_connections: 10_010,
             max_outgoing_packet_count: 200,
-            max_segment_size: 64 * 1024 * 1024,
-            max_segment_count: 4,
+            max_segment_size: config.broker.log_segment_bytes.max(1024),
+            max_segment_count: config.broker.log_segments.max(1),
             ..Default::default()
         },
         v4: Some([("internal".to_string(), server)].into()),
@@ -250,7 +267,7 @@ async fn gate(
     tls: Option<tokio_rustls::TlsAcceptor>,
     upstream: SocketAddr,
     creds: Arc<Credentials>,
-    handled: EventsHandled,
+    (handled, budgets): (EventsHandled, Arc<Budgets>),
     app: Arc<App>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -269,6 +286,7 @@ async fn gate(
         let _ = sock.set_nodelay(true);
         let creds = creds.clone();
         let handled = handled.clone();
+        let budgets = budgets.clone();
         let app = app.clone();
         let mut conn_stop = stop.clone();
         let tls = tls.clone();
@@ -276,9 +294,9 @@ async fn gate(
             app.metrics.broker_clients.fetch_add(1, Ordering::Relaxed);
             let session = async {
                 let r = match &tls {
-                    None => relay(sock, upstream, &creds, &handled, &app).await,
+                    None => relay(sock, upstream, &creds, &handled, &budgets, &app).await,
                     Some(acceptor) => match crate::tls::handshake(acceptor, sock).await {
-                        Ok(s) => relay(s, upstream, &creds, &handled, &app).await,
+                        Ok(s) => relay(s, upstream, &creds, &handled, &budgets, &app).await,
                         Err(e) => Err(Closed::Protocol(format!("TLS handshake: {e}"))),
                     },
                 };
@@ -476,6 +494,13 @@ fn publish_topic(f: &Frame) -> Option<String> {
     String::from_utf8(field(f.body(), &mut pos)?.to_vec()).ok()
 }
 
+/// rumqttd's size of a PUBLISH in its log (see [`budget::charge_of`]).
+fn publish_charge(f: &Frame, topic: &str) -> usize {
+    let id = if (f.raw[0] >> 1) & 3 == 0 { 0 } else { 2 };
+    let payload = f.body().len().saturating_sub(2 + topic.len() + id);
+    budget::charge_of(topic.len(), payload)
+}
+
 /// The packet id and payload of a QoS 1 PUBLISH (None for QoS 0 and 2).
 fn publish_qos1(f: &Frame) -> Option<(u16, &[u8])> {
     if (f.raw[0] >> 1) & 3 != 1 {
@@ -659,6 +684,7 @@ async fn relay<S>(
     upstream: SocketAddr,
     creds: &Credentials,
     marks: &EventsHandled,
+    budgets: &Budgets,
     app: &App,
 ) -> Result<(), Closed>
 where
@@ -757,6 +783,18 @@ where
                     });
                 }
                 hold_events_publish(&hold, marks, &topic, &f)?;
+                // Backpressure: wait until rumqttd's log has room the ingest has read past.
+                // What is buffered for rumqttd goes first, so that the ingest can drain it.
+                if let Some(lane) = budget::Lane::of_topic(&topic) {
+                    let b = budgets.lane(lane);
+                    let bytes = publish_charge(&f, &topic);
+                    let alarm =
+                        lane == budget::Lane::Telemetry && budgets.alarm_roles.matches(f.body());
+                    if b.try_reserve(bytes, alarm).is_none() {
+                        uw.flush().await?;
+                        b.reserve(bytes).await;
+                    }
+                }
             }
             if f.kind == 8
                 && let Some((site, agent)) = &identity

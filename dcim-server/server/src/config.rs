@@ -201,6 +201,18 @@ pub struct BrokerConfig {
     pub max_payload: usize,
     /// Embedded broker: MQTT over TLS for agents, terminated at the gate.
     pub tls: Option<BrokerTlsConfig>,
+    /// Embedded broker: size of one segment of rumqttd's in-memory log, per subscribed topic
+    /// filter (default 32 MiB). The gate never lets the bytes relayed and not yet taken by the
+    /// ingest exceed `(log_segments - 1) * log_segment_bytes - (max_payload + 64 KiB)`, so the
+    /// log cannot drop a message before the ingest has read it (see `broker::budget`).
+    pub log_segment_bytes: usize,
+    /// Embedded broker: segments kept per filter (default 4, at least 2).
+    pub log_segments: usize,
+    /// New points (device and point names never seen before) one agent may add per minute
+    /// (default 100,000: a 4,000-rack agent is fully known within two minutes of its start);
+    /// samples of further new points are refused and counted
+    /// (`dcim_ingest_new_points_refused_total`) until the next minute. 0 = no limit.
+    pub new_points_per_agent_per_min: usize,
 }
 
 impl Default for BrokerConfig {
@@ -216,6 +228,9 @@ impl Default for BrokerConfig {
             client_id: "dcim-server".into(),
             max_payload: 4 * 1024 * 1024,
             tls: None,
+            log_segment_bytes: 32 * 1024 * 1024,
+            log_segments: 4,
+            new_points_per_agent_per_min: 100_000,
         }
     }
 }
@@ -503,6 +518,23 @@ impl Config {
                 }
             }
         }
+        if self.broker.log_segment_bytes < 1024 {
+            return Err(self.invalid("broker.log_segment_bytes", "must be at least 1024"));
+        }
+        if self.broker.log_segments < 2 {
+            return Err(self.invalid("broker.log_segments", "must be at least 2"));
+        }
+        if crate::broker::budget::log_budget(&self.broker)
+            < crate::broker::budget::max_message(&self.broker)
+        {
+            return Err(self.invalid(
+                "broker.log_segment_bytes",
+                format!(
+                    "(log_segments - 1) x log_segment_bytes must hold at least two of the largest messages (2 x (max_payload + 64 KiB) = {} bytes)",
+                    2 * crate::broker::budget::max_message(&self.broker)
+                ),
+            ));
+        }
         if self.broker.tls.is_some() && self.broker.mode == BrokerMode::External {
             return Err(self.invalid(
                 "broker.tls",
@@ -652,6 +684,28 @@ mod tests {
         assert!(err.contains("agents[0].id"), "{err}");
         let err = p("[broker]\nmode='external'\n").unwrap_err().to_string();
         assert!(err.contains("broker.url"), "{err}");
+    }
+
+    #[test]
+    fn a_broker_log_too_small_for_the_largest_message_is_refused() {
+        // Hazard: a log that cannot hold what the gate lets in unread drops acknowledged data.
+        let err = p("[broker]\nlog_segments = 1\n").unwrap_err().to_string();
+        assert!(err.contains("broker.log_segments"), "{err}");
+        let err = p("[broker]\nlog_segment_bytes = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("broker.log_segment_bytes"), "{err}");
+        let err =
+            p("[broker]\nmax_payload = 8388608\nlog_segment_bytes = 4194304\nlog_segments = 3\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("broker.log_segment_bytes") && err.contains("largest messages"),
+            "{err}"
+        );
+        let c = p("[broker]\nmax_payload = 8388608\nlog_segment_bytes = 16777216\n").unwrap();
+        assert_eq!(c.broker.log_segments, 4);
+        assert_eq!(c.broker.new_points_per_agent_per_min, 100_000);
     }
 
     #[test]

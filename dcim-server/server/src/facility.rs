@@ -13,7 +13,8 @@ use dcim_site::{
     ComponentState, Evaluation, Live, Redundancy, Site, StatusPolicy, UnknownComponent, WhatIf,
 };
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// What one step changed: alarm records and incident events, to be committed then pushed;
 /// redundancy level changes, to be pushed (the live `redundancy` event).
@@ -50,35 +51,86 @@ impl Changes {
 /// and be raised again when they arrive. Agents report every point at least every 10 s.
 pub const RESTORE_WARMUP_MS: i64 = 20_000;
 
+/// The server itself, as the device of its own alarms.
+pub const SERVER_DEVICE: &str = "dcim-server";
+/// The role of the ingest-loss condition (a server-internal point).
+pub const INGEST_LOSS_ROLE: &str = "custom.server.ingest_loss";
+/// How long after the last lost range the ingest-loss condition clears (the alarm then waits
+/// for an acknowledgement, returned to normal).
+pub const INGEST_LOSS_HOLD_MS: i64 = 60_000;
+
+/// The alarm rules: the engine's defaults plus the server's own `ingest-loss` (grade 2): the
+/// embedded broker dropped messages before the ingest read them.
+pub fn rules() -> Vec<Rule> {
+    let mut r = Rule::defaults();
+    r.push(Rule {
+        id: "ingest-loss".into(),
+        name: "Telemetry lost inside the server (broker log skipped unread messages)".into(),
+        condition: dcim_alarms::Condition::Binary {
+            role: INGEST_LOSS_ROLE.into(),
+            alarm_when: true,
+        },
+        grade: 2,
+        device_prefix: SERVER_DEVICE.into(),
+        labels: Default::default(),
+        on_delay_ms: 0,
+        off_delay_ms: 0,
+        expected_recovery_ms: 0,
+    });
+    r
+}
+
+/// The roles some alarm rule reads: their samples take the ingest's priority lane.
+pub fn alarm_roles() -> Vec<String> {
+    let mut v: Vec<String> = rules()
+        .iter()
+        .filter_map(|r| r.role().map(str::to_owned))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 pub struct Facility {
-    pub site: Option<Site>,
+    /// Shared, so that the expensive part of a tick and the API's JSON run outside the lock.
+    pub site: Option<Arc<Site>>,
     live: Live,
     maintenance: BTreeSet<String>,
     states: Vec<ComponentState>,
-    evaluation: Option<Evaluation>,
+    evaluation: Option<Arc<Evaluation>>,
     pub engine: Engine,
     pub incidents: Incidents,
     /// A sample of a site device arrived since the last evaluation.
     dirty: bool,
-    site_devices: BTreeSet<String>,
+    /// The devices the site model binds: only their samples are kept in `live` (the ingest
+    /// keeps the latest value of every point; this is the site engine's view of its own).
+    site_devices: Arc<BTreeSet<String>>,
     pub status_policy: StatusPolicy,
     /// After a restore: until then, a subsystem with components not yet known keeps its
     /// restored redundancy alarm as it is (see [`RESTORE_WARMUP_MS`]).
     warmup_until_ms: Option<i64>,
     /// Current redundancy at the last tick, by `(subsystem, rack)` (`""` for the subsystem).
-    levels: BTreeMap<(String, String), Redundancy>,
+    /// (Nested, so that a tick looks levels up without building keys.)
+    levels: HashMap<String, HashMap<String, Redundancy>>,
+    /// The rack levels last given to the alarm engine, by subsystem and rack: a rack at its
+    /// designed level that was already given that level is not given it again (nothing
+    /// would change), so a healthy site's tick does not call the engine once per rack.
+    fed: HashMap<String, HashMap<String, Redundancy>>,
+    /// When the ingest last lost messages (the `ingest-loss` condition holds until
+    /// [`INGEST_LOSS_HOLD_MS`] after it).
+    ingest_loss_ms: Option<i64>,
 }
 
 impl Facility {
     pub fn new(site: Option<Site>, incidents: Option<Incidents>) -> Result<Facility, String> {
-        let mut engine = Engine::new(Rule::defaults(), EngineConfig::default())?;
+        let mut engine = Engine::new(rules(), EngineConfig::default())?;
         let mut site_devices = BTreeSet::new();
         if let Some(s) = &site {
             engine.set_device_components(dcim_alarms::device_components(s));
             site_devices = s.devices().into_iter().collect();
         }
         Ok(Facility {
-            site,
+            site: site.map(Arc::new),
             live: Live::new(),
             maintenance: BTreeSet::new(),
             states: Vec::new(),
@@ -86,10 +138,12 @@ impl Facility {
             engine,
             incidents: incidents.unwrap_or_else(|| Incidents::new(IncidentConfig::default())),
             dirty: true,
-            site_devices,
+            site_devices: Arc::new(site_devices),
             status_policy: StatusPolicy::default(),
             warmup_until_ms: None,
-            levels: BTreeMap::new(),
+            levels: HashMap::new(),
+            fed: HashMap::new(),
+            ingest_loss_ms: None,
         })
     }
 
@@ -123,13 +177,36 @@ impl Facility {
         for s in samples {
             if self.site_devices.contains(&s.device) {
                 self.dirty = true;
+                self.live.update(s.clone());
             }
-            self.live.update(s.clone());
             records.extend(self.engine.on_sample(s, now_ms));
         }
         if records.is_empty() {
             return Changes::default();
         }
+        self.finish(records, now_ms)
+    }
+
+    fn ingest_loss_sample(lost: bool, now_ms: i64) -> Sample {
+        Sample {
+            device: SERVER_DEVICE.into(),
+            point: "ingest_loss".into(),
+            role: dcim_points::Role::new(INGEST_LOSS_ROLE).expect("custom role"),
+            labels: Default::default(),
+            value: Some(dcim_points::Value::Bool(lost)),
+            unit: String::new(),
+            quality: dcim_points::Quality::Good,
+            ts_ms: now_ms,
+        }
+    }
+
+    /// The ingest lost messages (rumqttd skipped them unread; the caller counts them):
+    /// raises `ingest-loss`, which holds until [`INGEST_LOSS_HOLD_MS`] without a new loss.
+    pub fn on_ingest_loss(&mut self, now_ms: i64) -> Changes {
+        self.ingest_loss_ms = Some(now_ms);
+        let records = self
+            .engine
+            .on_sample(&Self::ingest_loss_sample(true, now_ms), now_ms);
         self.finish(records, now_ms)
     }
 
@@ -144,22 +221,69 @@ impl Facility {
     }
 
     fn evaluate(&mut self, now_ms: i64) {
-        let Some(site) = &self.site else { return };
-        self.states = dcim_site::component_states(site, &self.live, &self.maintenance, now_ms);
-        self.evaluation = Some(dcim_site::evaluate(site, &self.states));
-        self.dirty = false;
+        if let Some((site, states)) = self.tick_inputs(now_ms) {
+            let ev = dcim_site::evaluate(&site, &states);
+            self.states = states;
+            self.evaluation = Some(Arc::new(ev));
+        }
     }
 
     /// Time passes: re-evaluate the site (states go stale with time, so always), feed the
     /// redundancy levels to the alarm engine, run its timers and the incidents' timers.
+    /// The shell runs it in three steps so that the evaluation, the costly part, runs
+    /// without the lock: [`Facility::tick_inputs`], `dcim_site::evaluate`,
+    /// [`Facility::tick_with`].
     pub fn tick(&mut self, now_ms: i64) -> Changes {
-        self.evaluate(now_ms);
+        let evaluated = self.tick_inputs(now_ms).map(|(site, states)| {
+            let ev = dcim_site::evaluate(&site, &states);
+            (states, ev)
+        });
+        self.tick_with(now_ms, evaluated)
+    }
+
+    /// The first step of a tick (under the lock): the component states from the live values
+    /// (one lookup per bound point) and the site to evaluate them on; None without a site.
+    pub fn tick_inputs(&mut self, now_ms: i64) -> Option<(Arc<Site>, Vec<ComponentState>)> {
+        let site = self.site.clone()?;
+        let states = dcim_site::component_states(&site, &self.live, &self.maintenance, now_ms);
+        // Samples that arrive from here on mark it dirty again.
+        self.dirty = false;
+        Some((site, states))
+    }
+
+    /// The last step of a tick (under the lock again): takes the evaluation made outside it
+    /// and feeds the alarm engine.
+    pub fn tick_with(
+        &mut self,
+        now_ms: i64,
+        evaluated: Option<(Vec<ComponentState>, Evaluation)>,
+    ) -> Changes {
+        if let Some((states, ev)) = evaluated {
+            self.states = states;
+            self.evaluation = Some(Arc::new(ev));
+        }
         let mut records = Vec::new();
+        if let Some(t) = self.ingest_loss_ms
+            && now_ms - t >= INGEST_LOSS_HOLD_MS
+        {
+            self.ingest_loss_ms = None;
+            records.extend(
+                self.engine
+                    .on_sample(&Self::ingest_loss_sample(false, now_ms), now_ms),
+            );
+        }
         let mut redundancy = Vec::new();
         if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
             let mut level = |subsystem: &str, rack: &str, designed, current| {
-                let key = (subsystem.to_owned(), rack.to_owned());
-                match self.levels.insert(key, current) {
+                let racks = match self.levels.get_mut(subsystem) {
+                    Some(r) => r,
+                    None => self.levels.entry(subsystem.to_owned()).or_default(),
+                };
+                let before = match racks.get_mut(rack) {
+                    Some(l) => Some(std::mem::replace(l, current)),
+                    None => racks.insert(rack.to_owned(), current),
+                };
+                match before {
                     Some(before) if before != current => redundancy.push(RedundancyChange {
                         subsystem: subsystem.to_owned(),
                         rack: (!rack.is_empty()).then(|| rack.to_owned()),
@@ -222,6 +346,20 @@ impl Facility {
                     if warming.contains(sup.subsystem.as_str()) {
                         continue;
                     }
+                    let racks = match self.fed.get_mut(sup.subsystem.as_str()) {
+                        Some(r) => r,
+                        None => self
+                            .fed
+                            .entry(sup.subsystem.as_str().to_owned())
+                            .or_default(),
+                    };
+                    let before = match racks.get_mut(c.id.as_str()) {
+                        Some(l) => Some(std::mem::replace(l, sup.current)),
+                        None => racks.insert(c.id.clone(), sup.current),
+                    };
+                    if sup.current >= sup.designed && before == Some(sup.current) {
+                        continue;
+                    }
                     let detail = if sup.current < sup.designed {
                         format!(
                             "{} of {} paths live; single points of failure: {}",
@@ -278,11 +416,13 @@ impl Facility {
         &self.maintenance
     }
 
-    pub fn evaluation(&mut self, now_ms: i64) -> Option<&Evaluation> {
+    /// The current evaluation (re-evaluated first if a site device reported since the last
+    /// one); shared, so the caller serialises it without the lock.
+    pub fn evaluation(&mut self, now_ms: i64) -> Option<Arc<Evaluation>> {
         if self.dirty || self.evaluation.is_none() {
             self.evaluate(now_ms);
         }
-        self.evaluation.as_ref()
+        self.evaluation.clone()
     }
 
     pub fn what_if(
@@ -290,23 +430,71 @@ impl Facility {
         failed: &[&str],
         now_ms: i64,
     ) -> Option<Result<WhatIf, UnknownComponent>> {
-        self.evaluation(now_ms)?;
-        let (site, ev) = (self.site.as_ref()?, self.evaluation.as_ref()?);
-        Some(dcim_site::what_if(site, &self.states, ev, failed))
+        let ev = self.evaluation(now_ms)?;
+        let site = self.site.as_ref()?;
+        Some(dcim_site::what_if(site, &self.states, &ev, failed))
     }
 
-    /// Up/Down/Warning/Maintenance/Unknown of every device of the site and every device seen.
-    pub fn device_statuses(&self, now_ms: i64) -> BTreeMap<String, dcim_points::Status> {
-        let mut devices: BTreeSet<&str> = self.site_devices.iter().map(String::as_str).collect();
-        devices.extend(self.live.devices());
-        dcim_site::device_statuses(
-            &self.live,
-            devices,
-            &self.maintenance,
-            now_ms,
-            &self.status_policy,
-        )
+    /// What [`device_statuses`] needs from the facility, cloned so that the statuses are
+    /// computed without its lock: the site's devices, the maintenance set and the policy.
+    pub fn status_inputs(&self) -> StatusInputs {
+        StatusInputs {
+            site_devices: self.site_devices.clone(),
+            maintenance: self.maintenance.clone(),
+            policy: self.status_policy,
+        }
     }
+}
+
+/// See [`Facility::status_inputs`].
+pub struct StatusInputs {
+    pub site_devices: Arc<BTreeSet<String>>,
+    pub maintenance: BTreeSet<String>,
+    pub policy: StatusPolicy,
+}
+
+/// A table of latest values the statuses are read from (the ingest's; tests count reads).
+pub trait PointTable {
+    /// Every device with a point.
+    fn devices(&self) -> Box<dyn Iterator<Item = &str> + '_>;
+    /// The points of one device.
+    fn device_points<'a>(
+        &'a self,
+        device: &'a str,
+    ) -> Box<dyn Iterator<Item = dcim_site::status::PointObs<'a>> + 'a>;
+}
+
+impl PointTable for crate::ingest::Ingest {
+    fn devices(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        Box::new(crate::ingest::Ingest::devices(self))
+    }
+    fn device_points<'a>(
+        &'a self,
+        device: &'a str,
+    ) -> Box<dyn Iterator<Item = dcim_site::status::PointObs<'a>> + 'a> {
+        Box::new(crate::ingest::Ingest::device_points(self, device))
+    }
+}
+
+/// Up/Down/Warning/Maintenance/Unknown of every device of the site and every device seen,
+/// from the latest values: each device is looked up once and each point read once.
+pub fn device_statuses(
+    inputs: &StatusInputs,
+    seen: &dyn PointTable,
+    now_ms: i64,
+) -> BTreeMap<String, dcim_points::Status> {
+    let mut devices: BTreeSet<&str> = inputs.site_devices.iter().map(String::as_str).collect();
+    devices.extend(seen.devices());
+    devices
+        .into_iter()
+        .map(|d| {
+            let o = dcim_site::status::observe_points(
+                seen.device_points(d),
+                inputs.maintenance.contains(d),
+            );
+            (d.to_owned(), dcim_site::status(&o, now_ms, &inputs.policy))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -399,5 +587,112 @@ mod tests {
             f.tick(now + 2000).redundancy.is_empty(),
             "no change, no event"
         );
+    }
+
+    #[test]
+    fn lost_ingest_raises_an_alarm_that_stays_until_acknowledged() {
+        // Hazard: telemetry dropped inside the server without anyone being told.
+        let now = 1_800_000_000_000;
+        let mut f = Facility::new(None, None).unwrap();
+        let c = f.on_ingest_loss(now);
+        let id = format!("ingest-loss:{SERVER_DEVICE}");
+        assert!(
+            c.records
+                .iter()
+                .any(|r| r.alarm == id && r.event == dcim_alarms::Event::Activated),
+            "{:?}",
+            c.records
+        );
+        assert_eq!(f.engine.get(&id).unwrap().grade, 2);
+        // Still lost 59 s later; returned to normal after a minute without a new loss, and
+        // still waiting for an acknowledgement.
+        f.tick(now + INGEST_LOSS_HOLD_MS - 1_000);
+        assert!(f.engine.active().any(|a| a.id == id));
+        f.tick(now + INGEST_LOSS_HOLD_MS);
+        let a = f.engine.get(&id).unwrap();
+        assert_eq!(a.state(), dcim_alarms::AlarmState::RtnUnacknowledged);
+    }
+
+    #[test]
+    fn device_statuses_read_each_device_and_point_once() {
+        // Hazard: /api/status grew with the square of the site (4.7 s at 10,000 racks) while
+        // holding the facility lock, so every alarm waited for the console's poll.
+        use crate::ingest::Ingest;
+        use dcim_points::{Quality, Role, Status, Value};
+        let now = 1_800_000_000_000;
+        let table = |devices: usize| {
+            let mut ing = Ingest::new(&[]);
+            for (seq, chunk) in (0..devices).collect::<Vec<_>>().chunks(500).enumerate() {
+                let mut samples = Vec::new();
+                for &d in chunk {
+                    for p in 0..5 {
+                        let (role, value) = if p == 0 {
+                            ("device.online", Value::Bool(d != 0))
+                        } else {
+                            ("rack.temp", Value::Number(20.0))
+                        };
+                        samples.push(Sample {
+                            device: format!("dev-{d:05}"),
+                            point: format!("p{p}"),
+                            role: Role::new(role).unwrap(),
+                            labels: Default::default(),
+                            value: Some(value),
+                            unit: String::new(),
+                            quality: if d == 1 && p == 3 {
+                                Quality::Bad
+                            } else {
+                                Quality::Good
+                            },
+                            ts_ms: now,
+                        });
+                    }
+                }
+                let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
+                    v: dcim_wire::VERSION,
+                    agent: "a".into(),
+                    seq: seq as u64 + 1,
+                    samples,
+                });
+                ing.handle("dcim/v1/s/a/telemetry", &payload, None, now);
+            }
+            ing
+        };
+        /// Counts what the statuses read.
+        struct Counted<'t>(&'t Ingest, std::cell::Cell<(usize, usize)>);
+        impl PointTable for Counted<'_> {
+            fn devices(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+                PointTable::devices(self.0)
+            }
+            fn device_points<'a>(
+                &'a self,
+                device: &'a str,
+            ) -> Box<dyn Iterator<Item = dcim_site::status::PointObs<'a>> + 'a> {
+                let (d, p) = self.1.get();
+                self.1.set((d + 1, p));
+                Box::new(PointTable::device_points(self.0, device).inspect(|_| {
+                    let (d, p) = self.1.get();
+                    self.1.set((d, p + 1));
+                }))
+            }
+        }
+        let mut site = Facility::new(None, None).unwrap();
+        site.site_devices = Arc::new(["never-seen".to_string()].into());
+        let inputs = site.status_inputs();
+        for devices in [1_000, 8_000] {
+            let ing = table(devices);
+            let counted = Counted(&ing, Default::default());
+            let st = device_statuses(&inputs, &counted, now);
+            assert_eq!(st.len(), devices + 1);
+            assert_eq!(st["dev-00000"], Status::Down, "device.online false");
+            assert_eq!(st["dev-00001"], Status::Warning, "a bad point");
+            assert_eq!(st["dev-00002"], Status::Up);
+            assert_eq!(
+                st["never-seen"],
+                Status::Unknown,
+                "a site device without data"
+            );
+            // Linear: one lookup per device, each point read once.
+            assert_eq!(counted.1.get(), (devices + 1, devices * 5));
+        }
     }
 }

@@ -5,6 +5,16 @@
 //! every point. Events are de-duplicated against a high-water mark that the shell advances only
 //! after the events are committed ([`Ingest::events_committed`]), so a failed commit does not
 //! swallow events.
+//!
+//! Telemetry may also arrive in two parts (the shell's priority lane): the samples of a batch
+//! that feed an alarm rule first ([`Ingest::apply_priority`], which does not move the
+//! high-water), then the whole batch ([`Ingest::apply`]). A sample equal to the latest value of
+//! its point (same time, value and quality) is not a change, so the second pass does not feed
+//! the alarm engine twice.
+//!
+//! Each agent may add at most `new_point_limit` new points (device and point never seen) per
+//! minute; samples of further new points are refused and counted (`refused_new`), so that one
+//! agent publishing endless new names cannot grow the tables without bound.
 
 use crate::config::AgentConfig;
 use dcim_points::{Quality, Sample};
@@ -57,6 +67,10 @@ pub enum Outcome {
         agent: String,
         seq: u64,
         samples: Vec<Sample>,
+        /// Samples in the batch (taken in, changed or not).
+        taken: u64,
+        /// Samples of new points refused: the agent's budget of new points is spent.
+        refused_new: u64,
     },
     /// Events not seen before (in sequence order); commit, then call `events_committed`.
     Events {
@@ -100,21 +114,89 @@ pub struct Ingest {
     /// `(agent, stream) -> highest seq accepted`.
     high_water: HashMap<(String, &'static str), u64>,
     /// `site -> device -> point -> latest value and recent history` (nested so that a lookup
-    /// borrows the sample's strings instead of allocating a key).
+    /// borrows the sample's strings instead of allocating a key). The rest of a sample is kept
+    /// compact: role, unit, labels and agent as ids into the tables below (shared by every
+    /// point), value, quality and times in place.
     latest: HashMap<String, HashMap<String, HashMap<String, Point>>>,
+    roles: Interned<dcim_points::Role>,
+    units: Interned<String>,
+    label_sets: Interned<std::collections::BTreeMap<String, String>>,
+    agent_names: Interned<String>,
     history: HistoryConfig,
     /// Number of points in `latest`.
     points: usize,
     /// Whether any agent may publish (no agents configured: accept everything; used by tests
     /// and the quick start only, logged loudly at start).
     open: bool,
+    /// New points one agent may add per minute (0: no limit).
+    new_point_limit: usize,
+    /// Per agent: `(start of the current minute, new points added, samples refused)`.
+    new_points: HashMap<String, (i64, usize, u64)>,
 }
 
-/// What the ingest keeps of one point.
+/// Length of the window of the new-points budget.
+pub const NEW_POINT_WINDOW_MS: i64 = 60_000;
+
+/// What the ingest keeps of one point (its device and point names are the keys above it).
 #[derive(Debug, Clone)]
 struct Point {
-    latest: Latest,
+    value: Option<dcim_points::Value>,
+    ts_ms: i64,
+    received_ms: i64,
+    role: u32,
+    unit: u32,
+    labels: u32,
+    agent: u32,
+    quality: Quality,
     history: History,
+}
+
+/// Values shared by many points, each kept once, by id.
+#[derive(Debug)]
+struct Interned<T> {
+    values: Vec<T>,
+    ids: HashMap<T, u32>,
+}
+
+impl<T> Default for Interned<T> {
+    fn default() -> Self {
+        Interned {
+            values: Vec::new(),
+            ids: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Clone + Eq + std::hash::Hash> Interned<T> {
+    fn get(&self, id: u32) -> &T {
+        &self.values[id as usize]
+    }
+
+    /// The id of `v` (added when new).
+    fn id<Q>(&mut self, v: &Q) -> u32
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = T> + ?Sized,
+    {
+        if let Some(&id) = self.ids.get(v) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.values.push(v.to_owned());
+        self.ids.insert(v.to_owned(), id);
+        id
+    }
+
+    /// Keeps `*id` when it already names `v` (the common case: no hashing), else looks it up.
+    fn update<Q>(&mut self, id: &mut u32, v: &Q)
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = T> + ?Sized,
+    {
+        if self.get(*id).borrow() != v {
+            *id = self.id(v);
+        }
+    }
 }
 
 pub const TELEMETRY: &str = "telemetry";
@@ -127,6 +209,16 @@ impl Ingest {
             open: agents.is_empty(),
             ..Default::default()
         }
+    }
+
+    /// At most `limit` new points per agent and minute (0: no limit).
+    pub fn set_new_point_limit(&mut self, limit: usize) {
+        self.new_point_limit = limit;
+    }
+
+    /// The agent's new-points window: `(start, new points added, samples refused)`.
+    pub fn new_point_window(&self, agent: &str) -> Option<(i64, usize, u64)> {
+        self.new_points.get(agent).copied()
     }
 
     pub fn set_high_water(&mut self, agent: &str, stream: &'static str, seq: u64) {
@@ -152,17 +244,74 @@ impl Ingest {
         self.set_high_water(agent, EVENTS, last_seq);
     }
 
-    pub fn latest(&self) -> impl Iterator<Item = &Latest> {
-        self.latest
-            .values()
-            .flat_map(|d| d.values())
-            .flat_map(|p| p.values())
-            .map(|p| &p.latest)
+    fn to_latest(&self, site: &str, device: &str, point: &str, p: &Point) -> Latest {
+        Latest {
+            site: site.to_owned(),
+            agent: self.agent_names.get(p.agent).clone(),
+            sample: Sample {
+                device: device.to_owned(),
+                point: point.to_owned(),
+                role: self.roles.get(p.role).clone(),
+                labels: self.label_sets.get(p.labels).clone(),
+                value: p.value.clone(),
+                unit: self.units.get(p.unit).clone(),
+                quality: p.quality,
+                ts_ms: p.ts_ms,
+            },
+            received_ms: p.received_ms,
+        }
+    }
+
+    /// The latest value of every point (of one device when `device` is given: only its
+    /// points are read).
+    pub fn latest_of<'a>(&'a self, device: Option<&'a str>) -> impl Iterator<Item = Latest> + 'a {
+        self.latest.iter().flat_map(move |(site, devices)| {
+            let one = device.map(|d| devices.get_key_value(d).into_iter());
+            let all = device.is_none().then(|| devices.iter());
+            one.into_iter()
+                .flatten()
+                .chain(all.into_iter().flatten())
+                .flat_map(move |(d, points)| {
+                    points
+                        .iter()
+                        .map(move |(name, p)| self.to_latest(site, d, name, p))
+                })
+        })
+    }
+
+    /// The latest value of every point.
+    pub fn latest(&self) -> impl Iterator<Item = Latest> + '_ {
+        self.latest_of(None)
     }
 
     /// The latest value of one point.
-    pub fn get(&self, site: &str, device: &str, point: &str) -> Option<&Latest> {
-        Some(&self.latest.get(site)?.get(device)?.get(point)?.latest)
+    pub fn get(&self, site: &str, device: &str, point: &str) -> Option<Latest> {
+        let p = self.latest.get(site)?.get(device)?.get(point)?;
+        Some(self.to_latest(site, device, point, p))
+    }
+
+    /// Every device with a point, over all sites.
+    pub fn devices(&self) -> impl Iterator<Item = &str> {
+        self.latest
+            .values()
+            .flat_map(|d| d.keys().map(String::as_str))
+    }
+
+    /// What the status rule needs of each point of a device (over all sites).
+    pub fn device_points<'a>(
+        &'a self,
+        device: &'a str,
+    ) -> impl Iterator<Item = dcim_site::status::PointObs<'a>> + 'a {
+        self.latest
+            .values()
+            .filter_map(move |d| d.get(device))
+            .flat_map(|points| points.values())
+            .map(|p| dcim_site::status::PointObs {
+                ts_ms: p.ts_ms,
+                quality: p.quality,
+                role: self.roles.get(p.role).as_str(),
+                value: p.value.as_ref(),
+            })
     }
 
     /// How much history is kept per point (default: one-minute buckets for an hour).
@@ -360,84 +509,193 @@ impl Ingest {
             };
         }
         self.set_high_water(&batch.agent, TELEMETRY, batch.seq);
-        let mut changed = Vec::with_capacity(batch.samples.len());
-        let site = match self.latest.get_mut(&topic.site) {
-            Some(m) => m,
-            None => self.latest.entry(topic.site.clone()).or_default(),
+        let taken = batch.samples.len() as u64;
+        let (samples, refused_new) =
+            self.update_latest(&topic.site, &batch.agent, batch.samples, now_ms);
+        Outcome::Telemetry {
+            site: topic.site,
+            agent: batch.agent,
+            seq: batch.seq,
+            samples,
+            taken,
+            refused_new,
+        }
+    }
+
+    /// The priority lane's part of a telemetry batch (see the module documentation): the
+    /// same checks as [`Ingest::apply`] (a refused batch gives nothing; the bulk pass reports
+    /// it), the same latest-value rule, but the high-water does not move. Returns the samples
+    /// that changed their point.
+    pub fn apply_priority(
+        &mut self,
+        topic: &str,
+        batch: TelemetryBatch,
+        publisher: Option<&str>,
+        now_ms: i64,
+    ) -> Vec<Sample> {
+        let Ok(topic) = Topic::parse(topic) else {
+            return Vec::new();
         };
-        let history = self.history;
-        for s in batch.samples {
-            let points = match site.get_mut(&s.device) {
-                Some(m) => m,
-                None => site.entry(s.device.clone()).or_default(),
-            };
+        if topic.channel != Channel::Telemetry {
+            return Vec::new();
+        }
+        let Ok(cfg) = self.check_agent(&topic, &batch.agent, publisher) else {
+            return Vec::new();
+        };
+        if Self::check_devices(cfg, batch.samples.iter().map(|s| s.device.as_str())).is_err()
+            || self
+                .high_water(&batch.agent, TELEMETRY)
+                .is_some_and(|hw| batch.seq <= hw)
+        {
+            return Vec::new();
+        }
+        self.update_latest(&topic.site, &batch.agent, batch.samples, now_ms)
+            .0
+    }
+
+    /// Takes samples into the latest values: returns those that changed their point, and how
+    /// many samples of new points were refused (the agent's budget).
+    fn update_latest(
+        &mut self,
+        site_id: &str,
+        agent: &str,
+        samples: Vec<Sample>,
+        now_ms: i64,
+    ) -> (Vec<Sample>, u64) {
+        let mut changed = Vec::with_capacity(samples.len());
+        let mut refused = 0;
+        let Ingest {
+            latest,
+            roles,
+            units,
+            label_sets,
+            agent_names,
+            history,
+            points: count,
+            new_point_limit,
+            new_points,
+            ..
+        } = self;
+        let history = *history;
+        let site = match latest.get_mut(site_id) {
+            Some(m) => m,
+            None => latest.entry(site_id.to_owned()).or_default(),
+        };
+        let agent_id = agent_names.id(agent);
+        for s in samples {
             let numeric = s
                 .value
                 .as_ref()
                 .and_then(|v| v.as_f64())
                 .filter(|_| s.quality == Quality::Good);
-            match points.get_mut(&s.point) {
+            match site.get_mut(&s.device).and_then(|p| p.get_mut(&s.point)) {
                 // An older reading (replayed after a newer one) never overwrites the latest
                 // value; the history takes it in its time bucket.
-                Some(p) if p.latest.sample.ts_ms > s.ts_ms => {
+                Some(p) if p.ts_ms > s.ts_ms => {
                     if let Some(x) = numeric {
                         p.history.add(&history, s.ts_ms, x);
                     }
+                    continue;
+                }
+                // The same reading again (the priority lane took it first): nothing new.
+                Some(p) if p.ts_ms == s.ts_ms && p.quality == s.quality && p.value == s.value => {
                     continue;
                 }
                 Some(p) => {
                     if let Some(x) = numeric {
                         p.history.add(&history, s.ts_ms, x);
                     }
-                    let l = &mut p.latest;
-                    // In place: device and point are the key; the rest rarely changes, so
-                    // the common case allocates nothing.
-                    let old = &mut l.sample;
-                    old.value.clone_from(&s.value);
-                    old.quality = s.quality;
-                    old.ts_ms = s.ts_ms;
-                    if old.role != s.role {
-                        old.role = s.role.clone();
-                    }
-                    if old.unit != s.unit {
-                        old.unit.clone_from(&s.unit);
-                    }
-                    if old.labels != s.labels {
-                        old.labels.clone_from(&s.labels);
-                    }
-                    if l.agent != batch.agent {
-                        l.agent.clone_from(&batch.agent);
-                    }
-                    l.received_ms = now_ms;
+                    // In place: device and point are the keys, the rest rarely changes (each
+                    // shared value is compared before it is looked up), so the common case
+                    // allocates nothing.
+                    p.value.clone_from(&s.value);
+                    p.quality = s.quality;
+                    p.ts_ms = s.ts_ms;
+                    p.received_ms = now_ms;
+                    p.agent = agent_id;
+                    roles.update(&mut p.role, &s.role);
+                    units.update(&mut p.unit, s.unit.as_str());
+                    label_sets.update(&mut p.labels, &s.labels);
                 }
                 None => {
+                    if *new_point_limit > 0 {
+                        let w = match new_points.get_mut(agent) {
+                            Some(w) => w,
+                            None => new_points.entry(agent.to_owned()).or_insert((now_ms, 0, 0)),
+                        };
+                        if now_ms - w.0 >= NEW_POINT_WINDOW_MS {
+                            *w = (now_ms, 0, 0);
+                        }
+                        if w.1 >= *new_point_limit {
+                            w.2 += 1;
+                            refused += 1;
+                            continue;
+                        }
+                        w.1 += 1;
+                    }
                     let mut h = History::default();
                     if let Some(x) = numeric {
                         h.add(&history, s.ts_ms, x);
                     }
-                    points.insert(
-                        s.point.clone(),
-                        Point {
-                            latest: Latest {
-                                site: topic.site.clone(),
-                                agent: batch.agent.clone(),
-                                sample: s.clone(),
-                                received_ms: now_ms,
-                            },
-                            history: h,
-                        },
-                    );
-                    self.points += 1;
+                    let p = Point {
+                        value: s.value.clone(),
+                        ts_ms: s.ts_ms,
+                        received_ms: now_ms,
+                        role: roles.id(&s.role),
+                        unit: units.id(s.unit.as_str()),
+                        labels: label_sets.id(&s.labels),
+                        agent: agent_id,
+                        quality: s.quality,
+                        history: h,
+                    };
+                    let points = match site.get_mut(&s.device) {
+                        Some(m) => m,
+                        None => site.entry(s.device.clone()).or_default(),
+                    };
+                    points.insert(s.point.clone(), p);
+                    *count += 1;
                 }
             }
             changed.push(s);
         }
-        Outcome::Telemetry {
-            site: topic.site,
-            agent: batch.agent,
-            seq: batch.seq,
-            samples: changed,
+        (changed, refused)
+    }
+}
+
+/// The roles whose samples take the priority lane (those some alarm rule reads), and the
+/// cheap test for them: one multi-pattern byte scan for the quoted role names (no match: the
+/// batch has none, nothing is decoded), then a decode that copies only the selected samples
+/// ([`fast::select`]). A role spelled with JSON escapes is missed by the scan; its sample then
+/// only takes the bulk lane (later, never lost).
+pub struct PriorityRoles {
+    scan: Option<aho_corasick::AhoCorasick>,
+    roles: std::collections::HashSet<String>,
+}
+
+impl PriorityRoles {
+    pub fn new(roles: &[String]) -> PriorityRoles {
+        let quoted: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+        PriorityRoles {
+            scan: (!quoted.is_empty())
+                .then(|| aho_corasick::AhoCorasick::new(&quoted).ok())
+                .flatten(),
+            roles: roles.iter().cloned().collect(),
         }
+    }
+
+    /// Whether the bytes name a priority role (the scan alone: may be a false positive).
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        self.scan.as_ref().is_some_and(|s| s.is_match(bytes))
+    }
+
+    /// The priority samples of a telemetry payload, fire stages first; None when it has none.
+    pub fn extract(&self, payload: &[u8]) -> Option<TelemetryBatch> {
+        if !self.matches(payload) {
+            return None;
+        }
+        let mut b = fast::select(payload, |r| self.roles.contains(r))?;
+        b.samples.sort_by_key(|s| s.role.as_str() != "fire.stage");
+        Some(b)
     }
 }
 
@@ -688,5 +946,133 @@ mod tests {
         ));
         // Nothing of the rejected messages reached the latest values.
         assert_eq!(ing.point_count(), 0);
+    }
+
+    #[test]
+    fn priority_samples_first_then_the_batch_without_counting_them_twice() {
+        // Hazards: the priority lane moving the high-water (the batch would be dropped as a
+        // duplicate), feeding the alarm engine twice, or re-raising from a replayed batch.
+        let mut ing = Ingest::new(&agents());
+        let t = "dcim/v1/s1/a1/telemetry";
+        let mut fire = sample("rack-1", 3.0, 100);
+        fire.point = "stage".into();
+        fire.role = Role::new("fire.stage").unwrap();
+        let batch = |seq, fire: &Sample| TelemetryBatch {
+            v: VERSION,
+            agent: "a1".into(),
+            seq,
+            samples: vec![sample("ups-1", 10.0, 100), fire.clone()],
+        };
+        // The priority lane gets the batch's alarm samples only (`PriorityRoles::extract`).
+        let only = |seq, fire: &Sample| TelemetryBatch {
+            samples: vec![fire.clone()],
+            ..batch(seq, fire)
+        };
+        let pre = ing.apply_priority(t, only(1, &fire), None, 1);
+        assert_eq!(pre, vec![fire.clone()]);
+        assert_eq!(
+            ing.high_water("a1", TELEMETRY),
+            None,
+            "the high-water did not move"
+        );
+        let Outcome::Telemetry { samples, taken, .. } =
+            ing.handle(t, &tele("a1", 1, batch(1, &fire).samples), None, 2)
+        else {
+            panic!()
+        };
+        assert_eq!(taken, 2);
+        assert_eq!(
+            samples,
+            vec![sample("ups-1", 10.0, 100)],
+            "the fire stage was not new"
+        );
+        // A replay of the batch gives the priority lane nothing.
+        assert!(ing.apply_priority(t, only(1, &fire), None, 3).is_empty());
+        // Nor does a refused one (a device the agent does not own).
+        let mut foreign = fire.clone();
+        foreign.device = "crah-1".into();
+        foreign.ts_ms = 200;
+        assert!(ing.apply_priority(t, only(2, &foreign), None, 4).is_empty());
+        assert!(ing.get("s1", "crah-1", "stage").is_none());
+    }
+
+    #[test]
+    fn an_agent_adding_too_many_new_points_is_refused_and_counted() {
+        // Hazard: one agent publishing endless new point names grows the tables without bound
+        // and stalls every other agent.
+        let mut ing = Ingest::new(&agents());
+        ing.set_new_point_limit(3);
+        let t = "dcim/v1/s1/a1/telemetry";
+        let batch = |seq: u64, n: usize, ts| {
+            let s = (0..n)
+                .map(|i| {
+                    let mut s = sample("rack-1", i as f64, ts);
+                    s.point = format!("p{i}");
+                    s
+                })
+                .collect();
+            tele("a1", seq, s)
+        };
+        let Outcome::Telemetry {
+            samples,
+            refused_new,
+            ..
+        } = ing.handle(t, &batch(1, 5, 10), None, 1_000)
+        else {
+            panic!()
+        };
+        assert_eq!((samples.len(), refused_new), (3, 2));
+        assert_eq!(ing.point_count(), 3);
+        assert_eq!(ing.new_point_window("a1"), Some((1_000, 3, 2)));
+        // Known points are still taken in; new ones wait for the next minute.
+        let Outcome::Telemetry {
+            samples,
+            refused_new,
+            ..
+        } = ing.handle(t, &batch(2, 5, 20), None, 30_000)
+        else {
+            panic!()
+        };
+        assert_eq!((samples.len(), refused_new), (3, 2));
+        let Outcome::Telemetry { refused_new, .. } = ing.handle(t, &batch(3, 5, 30), None, 61_000)
+        else {
+            panic!()
+        };
+        assert_eq!(refused_new, 0);
+        assert_eq!(ing.point_count(), 5);
+    }
+
+    #[test]
+    fn latest_values_are_served_as_received() {
+        // Hazard: the compact table answering with another point's role, unit or labels.
+        let mut ing = Ingest::new(&agents());
+        let t = "dcim/v1/s1/a1/telemetry";
+        let mut a = sample("ups-1", 1.0, 10);
+        a.labels.insert("feed".into(), "A".into());
+        let mut b = sample("rack-2", 2.0, 10);
+        b.point = "t".into();
+        b.role = Role::new("rack.temp").unwrap();
+        b.unit = "degC".into();
+        b.quality = Quality::Bad;
+        ing.handle(t, &tele("a1", 1, vec![a.clone(), b.clone()]), None, 5);
+        assert_eq!(ing.get("s1", "ups-1", "load").unwrap().sample, a);
+        let l = ing.get("s1", "rack-2", "t").unwrap();
+        assert_eq!(
+            (l.sample.clone(), l.agent.as_str(), l.received_ms),
+            (b.clone(), "a1", 5)
+        );
+        // Role, unit and labels that change are followed.
+        b.unit = "K".into();
+        b.role = Role::new("room.temp").unwrap();
+        b.ts_ms = 11;
+        a.labels.clear();
+        a.ts_ms = 11;
+        ing.handle(t, &tele("a1", 2, vec![a.clone(), b.clone()]), None, 6);
+        let mut all: Vec<Latest> = ing.latest().collect();
+        all.sort_by(|x, y| x.sample.device.cmp(&y.sample.device));
+        assert_eq!(all.iter().map(|l| &l.sample).collect::<Vec<_>>(), [&b, &a]);
+        assert_eq!(ing.latest_of(Some("ups-1")).count(), 1);
+        let obs: Vec<_> = ing.device_points("rack-2").collect();
+        assert_eq!((obs.len(), obs[0].role, obs[0].ts_ms), (1, "room.temp", 11));
     }
 }

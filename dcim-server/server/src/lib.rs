@@ -83,6 +83,10 @@ pub struct App {
     pub dc09: std::sync::OnceLock<Arc<dc09::Dc09>>,
     /// The drill in progress: alarm records, incidents and DC-09 messages are tagged as test.
     pub drill: std::sync::RwLock<Option<drill::ActiveDrill>>,
+    /// The ingest's bulk lane takes this for reading around each telemetry batch; holding it
+    /// for writing pauses that lane alone (tests and benchmarks use it to build a telemetry
+    /// backlog and check that the priority lane does not wait for it).
+    pub bulk_pause: tokio::sync::RwLock<()>,
 }
 
 impl App {
@@ -439,6 +443,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
 
     let mut ingest = ingest::Ingest::new(&config.agents);
     ingest.set_history(config.history);
+    ingest.set_new_point_limit(config.broker.new_points_per_agent_per_min);
     for (agent, seq) in store.event_high_water().await? {
         ingest.set_high_water(&agent, ingest::EVENTS, seq.max(0) as u64);
     }
@@ -506,6 +511,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         authority: tokio::sync::Mutex::new(authority_state),
         dc09: std::sync::OnceLock::new(),
         drill: std::sync::RwLock::new(drill_state),
+        bulk_pause: tokio::sync::RwLock::new(()),
     });
     tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
     if let Some((tx, t)) = notify_io::spawn(app.clone(), stop_rx.clone()).await? {
@@ -648,8 +654,21 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
                 _ = stopped(&mut stop) => break,
                 _ = interval.tick() => {}
             }
+            // The evaluation, the costly part, runs without the facility lock (alarms and
+            // API requests do not wait for it).
+            let now = now_ms();
+            let inputs = app.facility.lock().await.tick_inputs(now);
+            let evaluated = match inputs {
+                Some((site, states)) => tokio::task::spawn_blocking(move || {
+                    let ev = dcim_site::evaluate(&site, &states);
+                    (states, ev)
+                })
+                .await
+                .ok(),
+                None => None,
+            };
             let mut f = app.facility.lock().await;
-            let changes = f.tick(now_ms());
+            let changes = f.tick_with(now, evaluated);
             if let Err(e) = app.commit_changes(&f, &changes, None).await {
                 app.store_write_failed("committing alarm changes", e.as_ref());
                 tracing::error!("committing alarm changes: {e:#}");

@@ -57,6 +57,10 @@ counters! {
     ingest_duplicate_items_total: "counter", "Samples and events inside duplicate batches.";
     ingest_event_gaps_total: "counter", "Event sequence numbers skipped by agents (should stay 0).";
     ingest_malformed_total: "counter", "Messages that are not v1 topics or payloads.";
+    ingest_skipped_messages_total: "counter", "Messages the embedded broker dropped before the ingest read them (should stay 0; raises the ingest-loss alarm).";
+    ingest_priority_samples_total: "counter", "Alarm-rule samples applied ahead of their telemetry batch by the priority lane.";
+    ingest_new_points_refused_total: "counter", "Samples refused because their agent exceeded its budget of new points per minute.";
+    broker_budget_resyncs_total: "counter", "Times the gate's log budget gave back charges of publishes the ingest never received.";
     acl_rejections_total: "counter", "Messages or connections refused by access control (broker gate or ingest).";
     broker_auth_failures_total: "counter", "MQTT connections refused for bad credentials.";
     store_errors_total: "counter", "Failed store operations (retried for events).";

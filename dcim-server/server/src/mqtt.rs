@@ -1,4 +1,4 @@
-//! The ingest shell. Messages reach one worker task, in order, from either:
+//! The ingest shell. Messages come from either:
 //!
 //! - the embedded broker's in-process link (rumqttd `LinkRx`; no TCP between broker and
 //!   server; `Notification::Unschedule` is answered with `wake()`, or the link stalls, #582), or
@@ -7,6 +7,21 @@
 //!   carries is committed (events) or applied (telemetry, state), so a crash before the commit
 //!   makes the broker redeliver it (persistent session, `clean_session = false`).
 //!
+//! and go through two lanes, so that a telemetry backlog never delays an alarm:
+//!
+//! - the **bulk lane**: telemetry, raw, to the decoder task, then to the bulk worker, in order
+//!   (decoding and applying run on two cores);
+//! - the **priority lane**: events, agent state and command results (decoded by the reader),
+//!   and the samples of each telemetry batch whose role feeds an alarm rule (fire stages
+//!   first; found by a byte scan and a non-allocating decode, [`crate::ingest::PriorityRoles`]),
+//!   handled by their own worker at once. The batch still follows in the bulk lane, in which
+//!   those samples are then no longer new.
+//!
+//! With the embedded broker, every message carries the gate's budget charge
+//! (`broker::budget`), given back when a worker has handled it; the link reader also checks
+//! rumqttd's log offsets and counts and raises a skipped range (`ingest-loss` alarm, metric
+//! `dcim_ingest_skipped_messages_total`).
+//!
 //! An rumqttc client is connected in both modes: it publishes the commands to agents (on the
 //! embedded broker over loopback to its internal listener, with the server's credential).
 //!
@@ -14,14 +29,16 @@
 //! TCP_NODELAY on accepted sockets, so each large publish it forwards waits for the client's
 //! delayed ACK (~40 ms): about 20 batches/s. The in-process link has no such limit.
 
+use crate::broker::budget::Lane;
 use crate::ingest::{Decoded, EVENTS, Outcome, TELEMETRY};
 use crate::metrics::inc;
 use crate::store::{AgentRecord, EventRecord};
 use crate::{App, now_ms};
 use bytes::Bytes;
+use dcim_wire::TelemetryBatch;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -37,27 +54,129 @@ pub struct Target {
 
 const SUBSCRIPTIONS: [&str; 4] = ["telemetry", "events", "state", "cmd_result"];
 
-/// One message for the ingest worker, already decoded by the task that received it (JSON
-/// decoding is the largest part of the ingest's work; doing it there keeps it off the worker,
-/// so the two run on different cores).
+/// One message for a worker, already decoded (JSON decoding is the largest part of the
+/// ingest's work; doing it on its own task keeps it off the workers, so they run on different
+/// cores).
 pub struct Incoming {
     pub topic: String,
     pub msg: Decoded,
     /// The rumqttc message to acknowledge after processing (external broker).
     pub ack: Option<Publish>,
+    /// The gate's charge to give back once handled (embedded broker).
+    pub charge: Option<(Lane, usize)>,
 }
 
-impl Incoming {
-    fn new(topic: String, payload: &Bytes, ack: Option<Publish>) -> Incoming {
-        let msg = crate::ingest::decode(&topic, payload);
-        Incoming { topic, msg, ack }
-    }
+/// A telemetry message not decoded yet, on its way to the decoder.
+struct Raw {
+    topic: String,
+    payload: Bytes,
+    ack: Option<Publish>,
+    charge: Option<(Lane, usize)>,
+}
+
+/// What the priority lane handles: events, agent state, command results, and the samples of
+/// a telemetry batch that feed an alarm rule (taken out ahead of the batch, see
+/// [`crate::ingest::PriorityRoles`]).
+enum Priority {
+    Message(Incoming),
+    Samples {
+        topic: String,
+        batch: TelemetryBatch,
+    },
 }
 
 type Link = crate::broker::IngestLink;
 
-/// Starts the broker client's event loop, the in-process link reader (embedded broker) and the
-/// ingest worker.
+/// The queues between the reader (link or client), the decoder and the two workers.
+#[derive(Clone)]
+struct Lanes {
+    raw: mpsc::Sender<Raw>,
+    priority: mpsc::UnboundedSender<Priority>,
+    roles: Arc<crate::ingest::PriorityRoles>,
+    /// Messages handed to a lane and not handled yet (the link's idle check).
+    pending: Arc<AtomicUsize>,
+}
+
+impl Lanes {
+    /// Routes one received message: telemetry to the decoder (its alarm samples also to the
+    /// priority lane at once), everything else decoded to the priority lane. Returns false
+    /// when the workers are gone.
+    async fn route(
+        &self,
+        topic: String,
+        payload: Bytes,
+        ack: Option<Publish>,
+        charge: Option<(Lane, usize)>,
+    ) -> bool {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if topic.ends_with("/telemetry") {
+            if let Some(batch) = self.roles.extract(&payload) {
+                let _ = self.priority.send(Priority::Samples {
+                    topic: topic.clone(),
+                    batch,
+                });
+            }
+            let raw = Raw {
+                topic,
+                payload,
+                ack,
+                charge,
+            };
+            return self.raw.send(raw).await.is_ok();
+        }
+        let msg = crate::ingest::decode(&topic, &payload);
+        self.priority
+            .send(Priority::Message(Incoming {
+                topic,
+                msg,
+                ack,
+                charge,
+            }))
+            .is_ok()
+    }
+}
+
+/// The shared end of a handled message: acknowledge it (external broker), give the gate's
+/// charge back (embedded broker).
+async fn finish(
+    client: &AsyncClient,
+    budgets: Option<&crate::broker::budget::Budgets>,
+    pending: &AtomicUsize,
+    ack: Option<Publish>,
+    charge: Option<(Lane, usize)>,
+) {
+    if let Some(p) = &ack {
+        let _ = client.ack(p).await;
+    }
+    if let (Some(b), Some((lane, n))) = (budgets, charge) {
+        b.lane(lane).release(n);
+    }
+    pending.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// rumqttd dropped `skipped` messages of a filter before the ingest read them: counted,
+/// logged, and raised as the `ingest-loss` alarm (it never happens while the gate's budget
+/// holds; see `broker::budget`).
+async fn report_skip(app: &App, lane: Lane, skipped: u64) {
+    inc(&app.metrics.ingest_skipped_messages_total, skipped);
+    tracing::error!(
+        ?lane,
+        skipped,
+        "the embedded broker dropped messages before the ingest read them"
+    );
+    let now = now_ms();
+    let mut f = app.facility.lock().await;
+    let changes = f.on_ingest_loss(now);
+    if let Err(e) = app.commit_changes(&f, &changes, None).await {
+        app.store_write_failed("committing alarm changes", e.as_ref());
+        tracing::error!("committing alarm changes: {e:#}");
+    }
+}
+
+/// Starts the broker client's event loop, the in-process link reader (embedded broker), the
+/// telemetry decoder and the two ingest workers: the bulk lane (telemetry batches, in order)
+/// and the priority lane (events, state, command results, and the alarm samples of telemetry),
+/// so that a telemetry backlog never delays an alarm.
 pub fn spawn(
     app: Arc<App>,
     target: Target,
@@ -87,17 +206,35 @@ pub fn spawn(
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let _ = app.mqtt.set(client.clone());
-    let (tx, mut rx) = mpsc::channel::<Incoming>(1024);
+    // The embedded broker's gate bounds what is unread by its budget, so the raw queue never
+    // blocks the link (which would hold events behind telemetry); an external broker's
+    // client is bounded here instead (the broker keeps the rest in the persistent session).
+    let raw_capacity = if subscribe { 1024 } else { 1 << 20 };
+    let (raw_tx, mut raw_rx) = mpsc::channel::<Raw>(raw_capacity);
+    let (bulk_tx, mut bulk_rx) = mpsc::channel::<Incoming>(16);
+    let (prio_tx, mut prio_rx) = mpsc::unbounded_channel::<Priority>();
+    let roles = Arc::new(crate::ingest::PriorityRoles::new(
+        &crate::facility::alarm_roles(),
+    ));
+    let lanes = Lanes {
+        raw: raw_tx,
+        priority: prio_tx,
+        roles,
+        pending: Arc::new(AtomicUsize::new(0)),
+    };
+    let pending = lanes.pending.clone();
     let mut tasks = Vec::new();
     // Tells the broker's gate which events are handled, so it releases the agents' PUBACKs.
     let events_handled = link.as_ref().map(|l| l.events_handled.clone());
+    let budgets = link.as_ref().map(|l| l.budgets.clone());
     if let Some(crate::broker::IngestLink {
         tx: mut link_tx,
         rx: mut link_rx,
+        budgets: link_budgets,
         ..
     }) = link
     {
-        let tx = tx.clone();
+        let lanes = lanes.clone();
         let app = app.clone();
         let mut stop = stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -108,16 +245,50 @@ pub fn spawn(
                 }
             }
             app.metrics.mqtt_connected.store(1, Ordering::Relaxed);
+            let mut offsets = [crate::broker::budget::OffsetTracker::default(); 3];
+            let mut last_read = tokio::time::Instant::now();
+            let mut idle = tokio::time::interval(Duration::from_secs(1));
             loop {
                 let n = tokio::select! {
                     _ = crate::stopped(&mut stop) => break,
+                    _ = idle.tick() => {
+                        // Idle with nothing queued: nothing charged can still be unread, so
+                        // a charge left over (a publish cut between the gate and rumqttd) is
+                        // given back.
+                        if last_read.elapsed() >= Duration::from_secs(2)
+                            && lanes.pending.load(Ordering::Relaxed) == 0
+                        {
+                            for lane in [Lane::Telemetry, Lane::Events, Lane::Other] {
+                                let n = link_budgets.lane(lane).resync();
+                                if n > 0 {
+                                    inc(&app.metrics.broker_budget_resyncs_total, 1);
+                                    tracing::warn!(?lane, bytes = n, "broker budget: gave back charges of publishes the ingest never received");
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     n = link_rx.next() => n,
                 };
                 match n {
                     Ok(Some(rumqttd::Notification::Forward(f))) => {
+                        last_read = tokio::time::Instant::now();
                         let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
-                        let msg = Incoming::new(topic, &f.publish.payload, None);
-                        if tx.send(msg).await.is_err() {
+                        let lane = Lane::of_topic(&topic);
+                        if let (Some(lane), Some((_, offset))) = (lane, f.cursor) {
+                            let skipped = offsets[lane as usize].on_read(offset);
+                            if skipped > 0 {
+                                report_skip(&app, lane, skipped).await;
+                            }
+                        }
+                        let charge = lane.map(|l| {
+                            let bytes = crate::broker::budget::charge_of(
+                                f.publish.topic.len(),
+                                f.publish.payload.len(),
+                            );
+                            (l, link_budgets.lane(l).charge_for(bytes))
+                        });
+                        if !lanes.route(topic, f.publish.payload, None, charge).await {
                             break;
                         }
                     }
@@ -143,6 +314,7 @@ pub fn spawn(
     let loop_app = app.clone();
     let loop_client = client.clone();
     let mut loop_stop = stop.clone();
+    let loop_lanes = lanes.clone();
     let poller = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -157,8 +329,10 @@ pub fn spawn(
                 Ok(Event::Incoming(Packet::Publish(_))) if !subscribe => {}
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let payload = p.payload.clone();
-                    let msg = Incoming::new(p.topic.clone(), &payload, Some(p));
-                    if tx.send(msg).await.is_err() {
+                    if !loop_lanes
+                        .route(p.topic.clone(), payload, Some(p), None)
+                        .await
+                    {
                         break;
                     }
                 }
@@ -196,21 +370,69 @@ pub fn spawn(
         }
         let _ = loop_client.try_disconnect();
     });
+    drop(lanes);
 
-    let worker_app = app.clone();
-    let worker_stop = stop.clone();
-    let worker = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if *worker_stop.borrow() {
+    // The decoder: telemetry JSON to batches, in order, on its own task.
+    let decoder = tokio::spawn(async move {
+        while let Some(r) = raw_rx.recv().await {
+            let msg = crate::ingest::decode(&r.topic, &r.payload);
+            let m = Incoming {
+                topic: r.topic,
+                msg,
+                ack: r.ack,
+                charge: r.charge,
+            };
+            if bulk_tx.send(m).await.is_err() {
                 break;
             }
+        }
+    });
+
+    let bulk_app = app.clone();
+    let bulk_stop = stop.clone();
+    let bulk_client = client.clone();
+    let bulk_budgets = budgets.clone();
+    let bulk_pending = pending.clone();
+    let bulk = tokio::spawn(async move {
+        while let Some(m) = bulk_rx.recv().await {
+            if *bulk_stop.borrow() {
+                break;
+            }
+            let pause = bulk_app.bulk_pause.read().await;
+            let handled = handle_decoded(&bulk_app, &m.topic, m.msg, &bulk_stop).await;
+            drop(pause);
+            if handled {
+                finish(
+                    &bulk_client,
+                    bulk_budgets.as_deref(),
+                    &bulk_pending,
+                    m.ack,
+                    m.charge,
+                )
+                .await;
+            }
+        }
+    });
+
+    let prio_app = app.clone();
+    let prio_stop = stop.clone();
+    let priority = tokio::spawn(async move {
+        while let Some(p) = prio_rx.recv().await {
+            if *prio_stop.borrow() {
+                break;
+            }
+            let m = match p {
+                Priority::Samples { topic, batch } => {
+                    handle_priority_samples(&prio_app, &topic, batch).await;
+                    continue;
+                }
+                Priority::Message(m) => m,
+            };
             let mark = events_handled
                 .as_ref()
                 .and_then(|_| crate::broker::events_mark(&m.msg).map(|(a, s)| (a.to_owned(), s)));
-            if handle_decoded(&worker_app, &m.topic, m.msg, &worker_stop).await {
-                if let Some(p) = &m.ack {
-                    let _ = client.ack(p).await;
-                }
+            if handle_decoded(&prio_app, &m.topic, m.msg, &prio_stop).await {
+                finish(&client, budgets.as_deref(), &pending, m.ack, m.charge).await;
                 // Committed, duplicate or refused for good: the gate may release the PUBACK.
                 if let (Some(h), Some((agent, seq))) = (&events_handled, mark) {
                     h.mark(&agent, seq);
@@ -229,8 +451,40 @@ pub fn spawn(
             }
         }
     });
-    tasks.extend([poller, worker, marks]);
+    tasks.extend([poller, decoder, bulk, priority, marks]);
     tasks
+}
+
+/// The priority lane's share of a telemetry batch: its alarm samples go through the same
+/// access checks and latest-value rule as the batch (an older or repeated sample changes
+/// nothing, so a replayed batch raises nothing), feed the live table and the alarm engine, and
+/// what that changes is committed now. The batch itself follows in the bulk lane, where these
+/// samples are no longer new.
+async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch) {
+    let now = now_ms();
+    let samples = {
+        let mut ing = app.ingest.lock().expect("ingest lock");
+        ing.apply_priority(topic, batch, None, now)
+    };
+    if samples.is_empty() {
+        return;
+    }
+    inc(
+        &app.metrics.ingest_priority_samples_total,
+        samples.len() as u64,
+    );
+    let agent = dcim_wire::Topic::parse(topic)
+        .map(|t| t.agent)
+        .unwrap_or_default();
+    {
+        let mut f = app.facility.lock().await;
+        let changes = f.on_samples(&samples, now);
+        if let Err(e) = app.commit_changes(&f, &changes, None).await {
+            app.store_write_failed("committing alarm changes", e.as_ref());
+            tracing::error!("committing alarm changes: {e:#}");
+        }
+    }
+    crate::api_authority::on_samples(app, &agent, &samples).await;
 }
 
 /// Persists the telemetry high-water marks (events have theirs in the events table).
@@ -284,9 +538,27 @@ pub async fn handle_decoded(
             site,
             agent,
             samples,
+            taken,
+            refused_new,
             ..
         } => {
-            inc(&m.ingest_samples_total, samples.len() as u64);
+            inc(&m.ingest_samples_total, taken);
+            if refused_new > 0 {
+                inc(&m.ingest_new_points_refused_total, refused_new);
+                // Once per agent and window: the first refusals of the minute.
+                let w = app
+                    .ingest
+                    .lock()
+                    .expect("ingest lock")
+                    .new_point_window(&agent);
+                if w.is_some_and(|(_, _, r)| r == refused_new) {
+                    tracing::warn!(
+                        %agent,
+                        limit = app.config.broker.new_points_per_agent_per_min,
+                        "agent exceeds its budget of new points per minute: samples of further new points are refused until the next minute"
+                    );
+                }
+            }
             if let Some(influx) = &app.influx {
                 influx.push(&site, &agent, &samples);
             }

@@ -354,12 +354,25 @@ enum RawBinding {
     },
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// Line numbers of byte offsets in a source text: the newline positions are found once, so
+/// each lookup is a binary search (a site of many components is not read once per component).
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(src: &str) -> Lines {
+        Lines(
+            src.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// The 1-based line of `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
 }
 
 fn substitute(v: &toml::Value, n: &str, g: &str, i: u32) -> toml::Value {
@@ -402,8 +415,9 @@ impl Site {
             field,
             message,
         };
+        let lines = Lines::new(src);
         let raw: RawFile = toml::from_str(src).map_err(|e| {
-            let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(0);
+            let line = e.span().map(|s| lines.line_of(s.start)).unwrap_or(0);
             err(line, "(toml)".into(), e.message().trim().to_owned())
         })?;
         if raw.site.stale_after_ms <= 0 {
@@ -418,12 +432,12 @@ impl Site {
             .component
             .into_iter()
             .map(|s| {
-                let line = line_of(src, s.span().start);
+                let line = lines.line_of(s.span().start);
                 (s.into_inner(), line)
             })
             .collect();
         for (gi, g) in raw.generate.into_iter().enumerate() {
-            let line = line_of(src, g.span().start);
+            let line = lines.line_of(g.span().start);
             let g = g.into_inner();
             if g.per_group == 0 {
                 return Err(err(
@@ -809,5 +823,25 @@ impl Site {
             children,
             designed: Default::default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lines;
+
+    #[test]
+    fn line_numbers_match_counting_newlines() {
+        // Hazard: an error message pointing at the wrong line of a site file.
+        let src = "a\nbb\n\nccc\n";
+        let lines = Lines::new(src);
+        for offset in 0..=src.len() + 2 {
+            let naive = src.as_bytes()[..offset.min(src.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            assert_eq!(lines.line_of(offset), naive, "offset {offset}");
+        }
     }
 }

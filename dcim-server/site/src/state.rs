@@ -51,10 +51,23 @@ impl ComponentState {
     }
 }
 
-/// The latest sample of every point, indexed by `(device, role)`.
+/// The latest sample of every point, indexed by device, then by point and by role: an update
+/// is one device lookup and one point lookup (no key is built for a point already known), a
+/// binding lookup reads only the device's points of that role, and a device's samples are its
+/// own list. Every per-sample and per-device cost is independent of the size of the site.
 #[derive(Debug, Clone, Default)]
 pub struct Live {
-    by_device_role: HashMap<(String, String), Vec<Sample>>,
+    devices: HashMap<String, DeviceLive>,
+}
+
+/// The points of one device.
+#[derive(Debug, Clone, Default)]
+struct DeviceLive {
+    samples: Vec<Sample>,
+    /// Point name -> index in `samples`.
+    by_point: HashMap<String, usize>,
+    /// Role -> indexes in `samples`.
+    by_role: HashMap<String, Vec<usize>>,
 }
 
 impl Live {
@@ -73,42 +86,73 @@ impl Live {
 
     /// Inserts a sample, keeping only the newest per `(device, point)`.
     pub fn update(&mut self, s: Sample) {
-        let v = self
-            .by_device_role
-            .entry((s.device.clone(), s.role.as_str().to_owned()))
-            .or_default();
-        if let Some(old) = v.iter_mut().find(|o| o.point == s.point) {
-            if s.ts_ms >= old.ts_ms {
+        let d = match self.devices.get_mut(&s.device) {
+            Some(d) => d,
+            None => self.devices.entry(s.device.clone()).or_default(),
+        };
+        match d.by_point.get(&s.point) {
+            Some(&i) => {
+                let old = &mut d.samples[i];
+                if s.ts_ms < old.ts_ms {
+                    return;
+                }
+                if old.role != s.role {
+                    // A point that changed its role moves to the new role's list.
+                    if let Some(v) = d.by_role.get_mut(old.role.as_str()) {
+                        v.retain(|&j| j != i);
+                    }
+                    d.by_role
+                        .entry(s.role.as_str().to_owned())
+                        .or_default()
+                        .push(i);
+                }
                 *old = s;
             }
-        } else {
-            v.push(s);
+            None => {
+                let i = d.samples.len();
+                d.by_point.insert(s.point.clone(), i);
+                match d.by_role.get_mut(s.role.as_str()) {
+                    Some(v) => v.push(i),
+                    None => {
+                        d.by_role.insert(s.role.as_str().to_owned(), vec![i]);
+                    }
+                }
+                d.samples.push(s);
+            }
         }
     }
 
     /// The newest sample matching a binding (device, role and a subset of labels).
     pub fn get(&self, b: &Binding) -> Option<&Sample> {
-        self.by_device_role
-            .get(&(b.device.clone(), b.role.as_str().to_owned()))?
+        let d = self.devices.get(&b.device)?;
+        d.by_role
+            .get(b.role.as_str())?
             .iter()
+            .map(|&i| &d.samples[i])
             .filter(|s| b.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
             .max_by_key(|s| s.ts_ms)
     }
 
     /// Every sample of a device.
     pub fn device_samples(&self, device: &str) -> impl Iterator<Item = &Sample> {
-        self.by_device_role
-            .iter()
-            .filter(move |((d, _), _)| d == device)
-            .flat_map(|(_, v)| v.iter())
+        self.devices
+            .get(device)
+            .into_iter()
+            .flat_map(|d| d.samples.iter())
     }
 
     /// Every device with at least one sample.
     pub fn devices(&self) -> BTreeSet<&str> {
-        self.by_device_role
-            .keys()
-            .map(|(d, _)| d.as_str())
-            .collect()
+        self.devices.keys().map(String::as_str).collect()
+    }
+
+    /// Number of points (device and point) in the table.
+    pub fn len(&self) -> usize {
+        self.devices.values().map(|d| d.samples.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
     }
 }
 
@@ -449,5 +493,37 @@ points = ["ups.output_voltage", "ups.output_kw"]
             component_state(&s, c, &live, true, T + 1).state,
             CompState::Maintenance
         );
+    }
+
+    #[test]
+    fn live_lookups_do_not_grow_with_the_number_of_points_of_a_role() {
+        // Hazard: one agent publishing thousands of points under one device and role made
+        // every update a linear search (quadratic overall), stalling every other agent.
+        let mut live = Live::new();
+        let n = 20_000;
+        for i in 0..n {
+            let mut s = sample("ups-z1", "custom.x", Value::Number(i as f64), T);
+            s.point = format!("p{i}");
+            live.update(s);
+        }
+        // Re-updating every point stays in place (no duplicates) and keeps the newest.
+        for i in 0..n {
+            let mut s = sample("ups-z1", "custom.x", Value::Number(-1.0), T - 1);
+            s.point = format!("p{i}");
+            live.update(s);
+        }
+        assert_eq!(live.len(), n);
+        assert!(
+            live.device_samples("ups-z1")
+                .all(|s| s.value != Some(Value::Number(-1.0)))
+        );
+        assert_eq!(live.device_samples("nope").count(), 0);
+        // A point that changes its role is found under the new one only.
+        let mut moved = sample("ups-z1", "ups.output_voltage", Value::Number(400.0), T + 1);
+        moved.point = "p7".into();
+        live.update(moved);
+        let s = site();
+        assert_eq!(state_of(&s, &live, "ups", T + 1).state, CompState::Up);
+        assert_eq!(live.len(), n);
     }
 }

@@ -2,7 +2,7 @@
 //! of what was last seen and `now_ms`. Unknown that lasts past `down_after_ms` becomes Down.
 
 use crate::state::Live;
-use dcim_points::{Quality, Status};
+use dcim_points::{Quality, Sample, Status, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,22 +76,49 @@ pub fn status(o: &Observation, now_ms: i64, p: &StatusPolicy) -> Status {
     }
 }
 
+/// What the status rule reads of the newest sample of one point.
+#[derive(Debug, Clone, Copy)]
+pub struct PointObs<'a> {
+    pub ts_ms: i64,
+    pub quality: Quality,
+    pub role: &'a str,
+    pub value: Option<&'a Value>,
+}
+
+impl<'a> PointObs<'a> {
+    pub fn of(s: &'a Sample) -> PointObs<'a> {
+        PointObs {
+            ts_ms: s.ts_ms,
+            quality: s.quality,
+            role: s.role.as_str(),
+            value: s.value.as_ref(),
+        }
+    }
+}
+
 /// Builds the observation of a device from its samples: newest good sample, comm-lost if its
 /// newest sample says so, down when `device.online` is false, warning when any newest point is
 /// bad or stale.
 pub fn observe(live: &Live, device: &str, maintenance: bool) -> Observation {
+    observe_points(live.device_samples(device).map(PointObs::of), maintenance)
+}
+
+/// [`observe`] over the newest sample of each point of a device, from any table of latest
+/// values.
+pub fn observe_points<'a>(
+    points: impl IntoIterator<Item = PointObs<'a>>,
+    maintenance: bool,
+) -> Observation {
     let mut o = Observation {
         maintenance,
         ..Observation::default()
     };
     let mut newest: Option<(i64, Quality)> = None;
-    for s in live.device_samples(device) {
+    for s in points {
         o.first_seen_ms = Some(o.first_seen_ms.map_or(s.ts_ms, |f| f.min(s.ts_ms)));
         if s.quality == Quality::Good {
             o.last_good_ms = Some(o.last_good_ms.map_or(s.ts_ms, |g| g.max(s.ts_ms)));
-            if s.role.as_str() == "device.online"
-                && s.value.as_ref().and_then(|v| v.as_bool()) == Some(false)
-            {
+            if s.role == "device.online" && s.value.and_then(|v| v.as_bool()) == Some(false) {
                 o.reported_down = true;
             }
         }

@@ -4,11 +4,13 @@
 //! ```sh
 //! cargo bench -p dcim-modbus --bench poll_throughput                      # 80 devices x 125 points
 //! cargo bench -p dcim-modbus --bench poll_throughput -- --devices 667 --points 15 --seconds 5
+//! cargo bench -p dcim-modbus --bench poll_throughput -- --devices 20 --points 125 --period-ms 0
 //! ```
 //!
 //! The simulated devices (facility-sim's Modbus TCP servers) run on their own thread and
 //! runtime; every poller runs on ONE current-thread runtime, i.e. one core. Each device polls
-//! one class continuously (period 1 ms, so as fast as answers come back); the figure counts
+//! one class continuously (`--period-ms`, default 1; 0 polls back to back, the next read as soon
+//! as the answer is in, as the other pollers of `tests/bench/run.sh` do); the figure counts
 //! points decoded and passed through the deadband/quality tracker. Memory is the growth of the
 //! process's resident set from before the pollers start to the end of the run (the simulated
 //! devices were allocated before the baseline).
@@ -43,7 +45,7 @@ fn thread_cpu_s() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn profile(points: usize) -> Profile {
+fn profile(points: usize, period_ms: u64) -> Profile {
     let mut t = String::from(
         "[profile]\nname = \"bench\"\nprotocol = \"modbus\"\n[modbus]\naddress_base = 0\nmax_gap = 0\n",
     );
@@ -53,7 +55,7 @@ fn profile(points: usize) -> Profile {
         ));
     }
     let mut p = load_str("bench.toml", &t).unwrap();
-    p.poll.fast_ms = 1;
+    p.poll.fast_ms = period_ms;
     p
 }
 
@@ -61,6 +63,7 @@ fn main() {
     let mut devices = 80usize;
     let mut points = 125usize;
     let mut seconds = 5u64;
+    let mut period_ms = 1u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = || {
@@ -72,10 +75,11 @@ fn main() {
             "--devices" => devices = num() as usize,
             "--points" => points = num() as usize,
             "--seconds" => seconds = num(),
+            "--period-ms" => period_ms = num(),
             _ => {} // cargo bench passes --bench
         }
     }
-    let profile = Arc::new(profile(points));
+    let profile = Arc::new(profile(points, period_ms));
 
     // The simulated devices, on their own thread.
     let (addr_tx, addr_rx) = std::sync::mpsc::channel::<(SocketAddr, Arc<ModbusShared>)>();

@@ -7,12 +7,17 @@
 //!
 //! It starts a server in-process (temp data dir, embedded broker, its ACL gate), connects
 //! `--agents` MQTT clients that publish telemetry batches of `--batch` samples at QoS 1 as fast
-//! as the PUBACKs come back (at most 64 in flight each) for `--seconds`, waits until every
-//! acknowledged sample was taken in by the ingest, and reports the samples per second from the
-//! first publish to the last sample taken in (a progress line per second while it drains). Then it measures alarm latency: each probe publishes `fire.stage = 3`
-//! for a new rack and waits for the matching `alarm` record on `/api/stream` (the record is
-//! committed to SQLite before it is streamed); first with the broker idle, then while the
-//! telemetry load runs.
+//! as the PUBACKs come back (at most 64 in flight each) for `--seconds`, waits (at most 60 s)
+//! until every acknowledged sample was taken in by the ingest, and reports: the samples
+//! acknowledged by the broker, the samples taken in, the rate taken in while publishing (over
+//! the `--seconds`), the drain time after the publishers stopped, and the end-to-end rate (all
+//! samples over publishing plus drain). It exits with status 1 when the ingest took in fewer
+//! samples than were acknowledged (acknowledged telemetry lost), or when the broker skipped
+//! messages. Alarm latency: each probe publishes `fire.stage = 3` for a new rack (in a batch of
+//! its own, from a probe agent) and waits for the matching `alarm` record on `/api/stream` (the
+//! record is committed to SQLite before it is streamed); reported as sample time -> decision
+//! (the record's `ts_ms`) and publish -> record on the stream; first with the broker idle, then
+//! while the telemetry load runs.
 
 use dcim_points::{Quality, Role, Sample, Value};
 use dcim_server::config::{AgentConfig, Config};
@@ -85,7 +90,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
+/// Per probe alarm id: where to send (arrival, the record's `ts_ms`).
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<(Instant, i64)>>>>;
 
 /// Reads the live stream and completes the waiter of each activated fire alarm.
 async fn watch_stream(resp: reqwest::Response, waiters: Waiters) {
@@ -110,7 +116,7 @@ async fn watch_stream(resp: reqwest::Response, waiters: Waiters) {
                     && let Some(id) = v["alarm"].as_str()
                     && let Some(tx) = waiters.lock().await.remove(id)
                 {
-                    let _ = tx.send(at);
+                    let _ = tx.send((at, v["ts_ms"].as_i64().unwrap_or(0)));
                 }
             }
         }
@@ -118,7 +124,8 @@ async fn watch_stream(resp: reqwest::Response, waiters: Waiters) {
     }
 }
 
-async fn probe_latencies(port: u16, waiters: &Waiters, n: usize, tag: &str) -> Vec<f64> {
+/// `(sample time -> decision, publish -> stream)` in ms, per probe answered.
+async fn probe_latencies(port: u16, waiters: &Waiters, n: usize, tag: &str) -> Vec<(f64, f64)> {
     let (c, mut el) = connect(port, "probe").await;
     tokio::spawn(async move { while el.poll().await.is_ok() {} });
     let mut out = Vec::new();
@@ -129,11 +136,12 @@ async fn probe_latencies(port: u16, waiters: &Waiters, n: usize, tag: &str) -> V
             .lock()
             .await
             .insert(format!("fire-stage:{device}"), tx);
+        let ts = dcim_server::now_ms();
         let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
             v: dcim_wire::VERSION,
             agent: "probe".into(),
             seq: (i + 1) as u64 + if tag == "load" { 1_000_000 } else { 0 },
-            samples: vec![sample(device, "fire.stage", 3.0, dcim_server::now_ms())],
+            samples: vec![sample(device, "fire.stage", 3.0, ts)],
         });
         let t0 = Instant::now();
         c.publish(
@@ -145,7 +153,10 @@ async fn probe_latencies(port: u16, waiters: &Waiters, n: usize, tag: &str) -> V
         .await
         .expect("publish");
         match tokio::time::timeout(Duration::from_secs(5), rx).await {
-            Ok(Ok(at)) => out.push(at.duration_since(t0).as_secs_f64() * 1000.0),
+            Ok(Ok((at, decided))) => out.push((
+                (decided - ts) as f64,
+                at.duration_since(t0).as_secs_f64() * 1000.0,
+            )),
             _ => eprintln!("probe {i}: no alarm within 5 s"),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -153,14 +164,19 @@ async fn probe_latencies(port: u16, waiters: &Waiters, n: usize, tag: &str) -> V
     out
 }
 
-fn report(name: &str, mut v: Vec<f64>) {
-    v.sort_by(|a, b| a.total_cmp(b));
+fn report(name: &str, probes: usize, v: Vec<(f64, f64)>) {
+    let (mut decided, mut stream): (Vec<f64>, Vec<f64>) = v.into_iter().unzip();
+    decided.sort_by(|a, b| a.total_cmp(b));
+    stream.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "alarm latency publish -> SSE ({name}): n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
-        v.len(),
-        percentile(&v, 0.5),
-        percentile(&v, 0.99),
-        v.last().copied().unwrap_or(f64::NAN)
+        "alarm latency ({name}): {} of {probes} probes; sample time -> decision p50={:.0} ms p99={:.0} ms max={:.0} ms; publish -> stream p50={:.2} ms p99={:.2} ms max={:.2} ms",
+        stream.len(),
+        percentile(&decided, 0.5),
+        percentile(&decided, 0.99),
+        decided.last().copied().unwrap_or(f64::NAN),
+        percentile(&stream, 0.5),
+        percentile(&stream, 0.99),
+        stream.last().copied().unwrap_or(f64::NAN)
     );
 }
 
@@ -296,17 +312,24 @@ async fn main() -> anyhow::Result<()> {
         probe_latencies(probes_port, &load_waiters, load_probes, "load").await
     });
     tokio::time::sleep(Duration::from_secs(o.seconds)).await;
+    let during = m.ingest_samples_total.load(Ordering::Relaxed) - start_samples;
+    let publish_s = t0.elapsed().as_secs_f64();
     running.store(false, Ordering::Relaxed);
     for p in publishers {
         let _ = p.await;
     }
     let sent = published.load(Ordering::Relaxed);
-    // Wait until everything published was ingested (bounded): end-to-end sustained rate.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let stopped = Instant::now();
+    // The probes' own samples (one per probe batch) are taken in too.
+    let loaded = under_load.await?;
+    let probe_samples = o.probes as u64;
+    // Wait until everything acknowledged was taken in (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = 0;
     let mut progress = Instant::now();
     while Instant::now() < deadline {
-        last = m.ingest_samples_total.load(Ordering::Relaxed) - start_samples;
+        last = (m.ingest_samples_total.load(Ordering::Relaxed) - start_samples)
+            .saturating_sub(probe_samples);
         if last >= sent {
             break;
         }
@@ -320,20 +343,33 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    let drain = stopped.elapsed().as_secs_f64();
     let accepted = last;
-    let loaded = under_load.await?;
+    let skipped = m.ingest_skipped_messages_total.load(Ordering::Relaxed);
     println!(
-        "ingest: {sent} samples published (acknowledged by the broker) in {} s, {accepted} accepted after {elapsed:.1} s = {:.0} points/s end to end (duplicates {}, ACL rejections {}, points in memory {})",
-        o.seconds,
+        "ingest: {sent} samples acknowledged by the broker, {accepted} taken in ({}); {:.0} points/s taken in while publishing ({during} in {publish_s:.1} s), drained {drain:.1} s after the publishers stopped, {:.0} points/s end to end (duplicates {}, ACL rejections {}, broker messages skipped {skipped}, points in memory {})",
+        if accepted == sent {
+            "accepted == acknowledged"
+        } else {
+            "LOST ACKNOWLEDGED SAMPLES"
+        },
+        during as f64 / publish_s,
         accepted as f64 / elapsed,
         m.ingest_duplicate_batches_total.load(Ordering::Relaxed),
         m.acl_rejections_total.load(Ordering::Relaxed),
         m.points.load(Ordering::Relaxed),
     );
-    report("idle broker", idle);
-    report("during the ingest load", loaded);
+    report("idle broker", o.probes, idle);
+    report("during the ingest load", o.probes, loaded);
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+    if accepted != sent || skipped > 0 {
+        eprintln!(
+            "FAILED: {} acknowledged samples not taken in, {skipped} broker messages skipped",
+            sent.saturating_sub(accepted)
+        );
+        std::process::exit(1);
+    }
     Ok(())
 }
 

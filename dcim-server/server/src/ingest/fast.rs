@@ -15,6 +15,7 @@ use dcim_points::{Quality, Role, Sample, Value};
 use dcim_wire::{TelemetryBatch, WireError};
 use serde::Deserialize;
 use serde::de::{Deserializer, Visitor};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
@@ -101,6 +102,67 @@ pub fn telemetry(payload: &[u8]) -> Result<TelemetryBatch, WireError> {
     }
 }
 
+/// A telemetry batch read without copying its strings (for the priority lane's look at it).
+#[derive(Deserialize)]
+struct BatchRef<'a> {
+    v: u32,
+    #[serde(borrow)]
+    agent: Cow<'a, str>,
+    seq: u64,
+    #[serde(borrow)]
+    samples: Vec<SampleRef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SampleRef<'a> {
+    #[serde(borrow)]
+    device: Cow<'a, str>,
+    #[serde(borrow)]
+    point: Cow<'a, str>,
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(default, borrow)]
+    labels: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    value: Option<ValueIn>,
+    #[serde(default, borrow)]
+    unit: Cow<'a, str>,
+    quality: Quality,
+    ts_ms: i64,
+}
+
+/// The samples of a telemetry payload whose role `keep` selects, with the batch's agent and
+/// seq; the other samples are read but not copied. None when the payload is not a valid batch
+/// of this version (the bulk lane reports it) or no sample is selected.
+pub fn select(payload: &[u8], keep: impl Fn(&str) -> bool) -> Option<TelemetryBatch> {
+    let b: BatchRef = serde_json::from_slice(payload).ok()?;
+    if b.v != dcim_wire::VERSION {
+        return None;
+    }
+    let mut samples = Vec::new();
+    for s in b.samples.into_iter().filter(|s| keep(&s.role)) {
+        samples.push(Sample {
+            device: s.device.into_owned(),
+            point: s.point.into_owned(),
+            role: Role::new(&s.role).ok()?,
+            labels: s
+                .labels
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            value: s.value.map(|v| v.0),
+            unit: s.unit.into_owned(),
+            quality: s.quality,
+            ts_ms: s.ts_ms,
+        });
+    }
+    (!samples.is_empty()).then(|| TelemetryBatch {
+        v: b.v,
+        agent: b.agent.into_owned(),
+        seq: b.seq,
+        samples,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +213,20 @@ mod tests {
         // The cases exercise both outcomes.
         assert!(telemetry(cases[1].as_bytes()).unwrap().samples.len() == 5);
         assert!(telemetry(cases[3].as_bytes()).is_err());
+    }
+
+    #[test]
+    fn select_keeps_the_chosen_roles_as_the_full_decoder_reads_them() {
+        let v = dcim_wire::VERSION;
+        let json = format!(
+            r#"{{"v":{v},"agent":"a","seq":7,"samples":[{{"device":"d","point":"p","role":"rack.temp","value":21.5,"unit":"degC","quality":"good","ts_ms":5}},{{"device":"r\u002d1","point":"s","role":"fire.stage","labels":{{"k":"v"}},"value":3,"quality":"good","ts_ms":6}}]}}"#
+        );
+        let full = telemetry(json.as_bytes()).unwrap();
+        let sel = select(json.as_bytes(), |r| r == "fire.stage").unwrap();
+        assert_eq!((sel.agent.as_str(), sel.seq), ("a", 7));
+        assert_eq!(sel.samples, vec![full.samples[1].clone()]);
+        assert_eq!(sel.samples[0].device, "r-1", "escaped strings are decoded");
+        assert!(select(json.as_bytes(), |r| r == "ups.on_battery").is_none());
+        assert!(select(b"not json", |_| true).is_none());
     }
 }

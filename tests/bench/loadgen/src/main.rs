@@ -13,7 +13,10 @@
 //!     fixed rate of PPS samples per second, split over the agents (one connection and thread
 //!     each). Every --probe-ms one batch carries a `fire.stage = 3` sample for a new device
 //!     `rack-t{publish_ms}`; with --sse the tool follows the server's `/api/stream?events=alarm`
-//!     and reports the latency from that publish to the `activated` alarm record.
+//!     and reports two latencies per probe: sample time to the alarm decision (the record's
+//!     `ts_ms`, when the server's engine took the sample: like for like with the Node-RED flow,
+//!     which measures sample time to its threshold function) and sample time to the
+//!     `activated` record on the stream (committed to SQLite first).
 //! ```
 
 use std::collections::HashSet;
@@ -294,7 +297,7 @@ fn mqtt(a: &Args) -> Result<(), String> {
     // Alarm stream watcher (dcim-server only). Only probes sent by this run count, each once
     // (its first `activated` record).
     let sent_probes: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let (lat_tx, lat_rx) = mpsc::channel::<f64>();
+    let (lat_tx, lat_rx) = mpsc::channel::<(f64, f64)>();
     if let Some(http) = a.get("--sse") {
         let token = a.str("--token", "");
         let mut s = TcpStream::connect(http).map_err(|e| format!("connect {http}: {e}"))?;
@@ -325,8 +328,18 @@ fn mqtt(a: &Args) -> Result<(), String> {
                     let digits: String =
                         name[6..].chars().take_while(char::is_ascii_digit).collect();
                     let ours = sent_probes.lock().map(|mut s| s.remove(&name));
+                    // The record's own time: when the engine decided.
+                    let decided = line.find("\"ts_ms\":").and_then(|i| {
+                        line[i + 8..]
+                            .chars()
+                            .take_while(char::is_ascii_digit)
+                            .collect::<String>()
+                            .parse::<u64>()
+                            .ok()
+                    });
                     if let (Ok(true), Ok(sent)) = (ours, digits.parse::<u64>()) {
-                        let _ = lat_tx.send(at.saturating_sub(sent) as f64);
+                        let decision = decided.map_or(f64::NAN, |d| d.saturating_sub(sent) as f64);
+                        let _ = lat_tx.send((decision, at.saturating_sub(sent) as f64));
                     }
                 }
                 line.clear();
@@ -393,22 +406,25 @@ fn mqtt(a: &Args) -> Result<(), String> {
     let sent = published.load(Ordering::Relaxed);
     // Give the last alarms a moment to arrive.
     std::thread::sleep(Duration::from_millis(a.num("--drain-ms", 1500)));
-    let mut lat: Vec<f64> = lat_rx.try_iter().collect();
+    let (mut decided, mut lat): (Vec<f64>, Vec<f64>) = lat_rx.try_iter().unzip();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        if lat.is_empty() {
+    decided.sort_by(f64::total_cmp);
+    let pct = |v: &[f64], p: f64| {
+        if v.is_empty() {
             f64::NAN
         } else {
-            lat[((lat.len() as f64 - 1.0) * p).round() as usize]
+            v[((v.len() as f64 - 1.0) * p).round() as usize]
         }
     };
     println!(
-        "mqtt_publish offered_pps={rate:.0} published={sent} seconds={el:.2} achieved_pps={:.0} probes={} alarms_seen={} alarm_p50_ms={:.0} alarm_p99_ms={:.0} cpu_s={:.2}",
+        "mqtt_publish offered_pps={rate:.0} published={sent} seconds={el:.2} achieved_pps={:.0} probes={} alarms_seen={} alarm_decision_p50_ms={:.0} alarm_decision_p99_ms={:.0} alarm_p50_ms={:.0} alarm_p99_ms={:.0} cpu_s={:.2}",
         sent as f64 / el,
         probes.load(Ordering::Relaxed),
         lat.len(),
-        pct(0.5),
-        pct(0.99),
+        pct(&decided, 0.5),
+        pct(&decided, 0.99),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
         process_cpu_s()
     );
     Ok(())

@@ -1,0 +1,325 @@
+//! Backpressure between the gate and the ingest: rumqttd's log never wraps past the ingest.
+//!
+//! rumqttd keeps, per subscribed topic filter, an in-memory log of `log_segments` segments of
+//! `log_segment_bytes`; when the active segment is full and the log holds `log_segments`
+//! segments, the oldest is dropped, whether or not a subscriber has read it (rumqttd then logs
+//! "Read cursor start jumped" and the reader skips the range). A QoS 1 publish is acknowledged
+//! to the agent as soon as rumqttd has appended it, so a log that wraps past the ingest loses
+//! acknowledged telemetry: the agent has deleted it from its spool.
+//!
+//! The gate therefore charges every publish it relays on an ingest topic to a [`LogBudget`]
+//! (one per filter the ingest reads: telemetry, events, and the small state/cmd_result topics)
+//! before it writes the publish to rumqttd, and the ingest gives the charge back once it has
+//! handled the message. A publish that does not fit waits in the gate, which stops reading that
+//! agent's connection: TCP backpressure slows the agent, whose spool keeps the data. The
+//! budget is `(log_segments - 1) * log_segment_bytes - largest message`: the unread tail of a
+//! log is never larger than that, and when rumqttd drops a segment the `log_segments - 1`
+//! segments it keeps each hold at least `log_segment_bytes` newer bytes, so nothing unread is
+//! dropped. The charge of a message is rumqttd's own size of it (`4 + topic + payload`).
+//!
+//! An eighth of the budget is kept for telemetry that carries an alarm sample (a role some
+//! alarm rule reads; [`crate::ingest::PriorityRoles`], the same byte scan as the ingest's
+//! priority lane): when the rest is spent, such a publish still passes at once, so a fire
+//! stage is not queued behind other agents' bulk telemetry. Charges given back refill that
+//! reserve first. An agent that marks every batch cannot take more than the reserve: then it
+//! waits like the others.
+//!
+//! A message the gate charged but rumqttd never logged (a connection cut between the two)
+//! would keep its charge for ever; [`LogBudget::resync`] gives back everything outstanding and
+//! is called by the ingest only when the link has been idle with nothing queued (so nothing can
+//! be unread). Each resync is counted (`dcim_broker_budget_resyncs_total`).
+
+use std::sync::Mutex;
+use tokio::sync::Semaphore;
+
+/// Largest message the gate relays: the payload limit plus room for the topic and header.
+pub fn max_message(b: &crate::config::BrokerConfig) -> usize {
+    b.max_payload + 64 * 1024
+}
+
+/// The bytes one filter's log may hold unread (see the module documentation); at least one
+/// largest message even for a configuration that skipped validation.
+pub fn log_budget(b: &crate::config::BrokerConfig) -> usize {
+    b.log_segments
+        .saturating_sub(1)
+        .saturating_mul(b.log_segment_bytes)
+        .saturating_sub(max_message(b))
+}
+
+/// rumqttd's size of a publish in its log (`Storage::size` of its `PublishData`).
+pub fn charge_of(topic_len: usize, payload_len: usize) -> usize {
+    4 + topic_len + payload_len
+}
+
+/// Which budget a topic's publishes are charged to: the filters the ingest subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Telemetry,
+    Events,
+    /// `state` and `cmd_result`: small, rare.
+    Other,
+}
+
+impl Lane {
+    /// The budget of a publish on `topic`; None for a topic the ingest does not read (not
+    /// charged: nothing would ever give the charge back).
+    pub fn of_topic(topic: &str) -> Option<Lane> {
+        match dcim_wire::Topic::parse(topic).ok()?.channel {
+            dcim_wire::Channel::Telemetry => Some(Lane::Telemetry),
+            dcim_wire::Channel::Events => Some(Lane::Events),
+            dcim_wire::Channel::State | dcim_wire::Channel::CommandResult => Some(Lane::Other),
+            dcim_wire::Channel::Command { .. } => None,
+        }
+    }
+}
+
+/// Bytes relayed into one log and not yet handled by the ingest, bounded.
+pub struct LogBudget {
+    /// The bulk part.
+    sem: Semaphore,
+    /// The part kept for alarm samples.
+    reserve: Semaphore,
+    capacity: usize,
+    reserve_capacity: usize,
+    /// `(bytes charged and not given back, of which taken from the reserve)`.
+    outstanding: Mutex<(usize, usize)>,
+}
+
+impl LogBudget {
+    pub fn new(capacity: usize) -> LogBudget {
+        let capacity = capacity.clamp(2, u32::MAX as usize);
+        let reserve_capacity = (capacity / 8).max(1);
+        LogBudget {
+            sem: Semaphore::new(capacity - reserve_capacity),
+            reserve: Semaphore::new(reserve_capacity),
+            capacity,
+            reserve_capacity,
+            outstanding: Mutex::new((0, 0)),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes charged and not given back.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.lock().expect("budget lock").0
+    }
+
+    /// The charge a message of `bytes` takes (a message larger than the bulk part takes all
+    /// of it, so it passes alone).
+    pub fn charge_for(&self, bytes: usize) -> usize {
+        bytes.clamp(1, self.capacity - self.reserve_capacity)
+    }
+
+    /// Charges `bytes` at once if they fit; returns the charge to give back. An alarm
+    /// publish (`priority`) may take the reserve when the bulk part is spent.
+    pub fn try_reserve(&self, bytes: usize, priority: bool) -> Option<usize> {
+        let n = self.charge_for(bytes);
+        if let Ok(p) = self.sem.try_acquire_many(n as u32) {
+            p.forget();
+            self.outstanding.lock().expect("budget lock").0 += n;
+            return Some(n);
+        }
+        if priority
+            && n <= self.reserve_capacity
+            && let Ok(p) = self.reserve.try_acquire_many(n as u32)
+        {
+            p.forget();
+            let mut o = self.outstanding.lock().expect("budget lock");
+            o.0 += n;
+            o.1 += n;
+            return Some(n);
+        }
+        None
+    }
+
+    /// Charges `bytes`, waiting until they fit in the bulk part; returns the charge to give
+    /// back.
+    pub async fn reserve(&self, bytes: usize) -> usize {
+        let n = self.charge_for(bytes);
+        // The semaphore is never closed.
+        if let Ok(p) = self.sem.acquire_many(n as u32).await {
+            p.forget();
+        }
+        self.outstanding.lock().expect("budget lock").0 += n;
+        n
+    }
+
+    /// Gives back a charge, refilling the reserve first (never more than is outstanding, so a
+    /// late release after a [`LogBudget::resync`] cannot raise the budget above its capacity).
+    pub fn release(&self, charge: usize) {
+        let mut o = self.outstanding.lock().expect("budget lock");
+        let n = charge.min(o.0);
+        o.0 -= n;
+        let to_reserve = n.min(o.1);
+        o.1 -= to_reserve;
+        self.reserve.add_permits(to_reserve);
+        self.sem.add_permits(n - to_reserve);
+    }
+
+    /// Gives back everything outstanding; returns how much that was. Only when nothing can be
+    /// unread (see the module documentation).
+    pub fn resync(&self) -> usize {
+        let (n, r) = std::mem::take(&mut *self.outstanding.lock().expect("budget lock"));
+        self.reserve.add_permits(r);
+        self.sem.add_permits(n - r);
+        n
+    }
+}
+
+/// The three budgets of the embedded broker's ingest filters.
+pub struct Budgets {
+    pub telemetry: LogBudget,
+    pub events: LogBudget,
+    pub other: LogBudget,
+    /// Which telemetry publishes may take the reserve.
+    pub alarm_roles: crate::ingest::PriorityRoles,
+}
+
+impl Budgets {
+    pub fn new(capacity: usize, alarm_roles: crate::ingest::PriorityRoles) -> Budgets {
+        Budgets {
+            telemetry: LogBudget::new(capacity),
+            events: LogBudget::new(capacity),
+            other: LogBudget::new(capacity),
+            alarm_roles,
+        }
+    }
+
+    pub fn lane(&self, lane: Lane) -> &LogBudget {
+        match lane {
+            Lane::Telemetry => &self.telemetry,
+            Lane::Events => &self.events,
+            Lane::Other => &self.other,
+        }
+    }
+}
+
+/// Skipped ranges of one of rumqttd's logs, as seen by the reader: each message it forwards
+/// carries its absolute offset in the filter's log, contiguous from 0 (rumqttd
+/// `Segment::readv`); an offset past the next expected one means rumqttd dropped the range in
+/// between before it was read. Pure.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetTracker {
+    next: u64,
+}
+
+impl OffsetTracker {
+    /// A message at `offset` was read; returns how many messages before it were skipped.
+    pub fn on_read(&mut self, offset: u64) -> u64 {
+        let skipped = offset.saturating_sub(self.next);
+        self.next = self.next.max(offset + 1);
+        skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn budget_leaves_room_for_a_segment_and_the_largest_message() {
+        let b = crate::config::BrokerConfig {
+            log_segment_bytes: 32 << 20,
+            log_segments: 4,
+            max_payload: 4 << 20,
+            ..Default::default()
+        };
+        assert_eq!(log_budget(&b), 3 * (32 << 20) - (4 << 20) - 64 * 1024);
+        let tiny = crate::config::BrokerConfig {
+            log_segments: 1,
+            ..b
+        };
+        assert_eq!(log_budget(&tiny), 0, "one segment leaves nothing safe");
+    }
+
+    #[tokio::test]
+    async fn a_full_budget_makes_the_relay_wait_until_the_ingest_gives_back() {
+        // Hazard: relaying more than the log can hold unread drops acknowledged telemetry.
+        // 1,000 bytes: 875 bulk, 125 kept for alarm samples.
+        let b = std::sync::Arc::new(LogBudget::new(1000));
+        let a = b.reserve(600).await;
+        assert_eq!(b.try_reserve(600, false), None, "would exceed the budget");
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move { b.reserve(600).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiter.is_finished(),
+            "waits while the log holds 600 unread bytes"
+        );
+        b.release(a);
+        let c = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("released")
+            .unwrap();
+        assert_eq!((c, b.outstanding()), (600, 600));
+        // A message larger than the bulk part passes alone.
+        b.release(c);
+        assert_eq!(b.try_reserve(5000, false), Some(875));
+        assert_eq!(b.try_reserve(1, false), None);
+        // A resync gives everything back; a late release cannot inflate the budget.
+        assert_eq!(b.resync(), 875);
+        b.release(875);
+        assert_eq!(b.outstanding(), 0);
+        assert_eq!(b.try_reserve(875, false), Some(875));
+        assert_eq!(
+            b.try_reserve(1, false),
+            None,
+            "capacity unchanged by the late release"
+        );
+    }
+
+    #[test]
+    fn an_alarm_publish_passes_a_spent_budget_within_the_reserve() {
+        // Hazard: a fire stage queued behind other agents' telemetry while the budget is full.
+        let b = LogBudget::new(1000);
+        let bulk = b.try_reserve(875, false).unwrap();
+        assert_eq!(b.try_reserve(100, false), None);
+        assert_eq!(
+            b.try_reserve(100, true),
+            Some(100),
+            "taken from the reserve"
+        );
+        assert_eq!(b.try_reserve(100, true), None, "the reserve is bounded too");
+        assert_eq!(b.outstanding(), 975);
+        // Giving back refills the reserve first.
+        b.release(bulk);
+        assert_eq!(b.try_reserve(100, true), Some(100));
+        assert_eq!(b.outstanding(), 200);
+        assert_eq!(b.resync(), 200);
+        assert_eq!(b.try_reserve(875, false), Some(875));
+        assert_eq!(b.try_reserve(125, true), Some(125));
+        assert_eq!(b.try_reserve(1, true), None);
+    }
+
+    #[test]
+    fn skipped_ranges_are_counted_from_the_offsets() {
+        // Hazard: rumqttd skipping unread messages silently (a lost range nobody counts).
+        let mut t = OffsetTracker::default();
+        assert_eq!(t.on_read(0), 0);
+        assert_eq!(t.on_read(1), 0);
+        assert_eq!(t.on_read(5), 3, "offsets 2, 3 and 4 were dropped unread");
+        assert_eq!(t.on_read(6), 0);
+        assert_eq!(t.on_read(6), 0, "a repeated offset is not a skip");
+        let mut late = OffsetTracker::default();
+        assert_eq!(late.on_read(10), 10, "the first message is at offset 0");
+    }
+
+    #[test]
+    fn only_ingest_topics_are_charged() {
+        assert_eq!(
+            Lane::of_topic("dcim/v1/s/a/telemetry"),
+            Some(Lane::Telemetry)
+        );
+        assert_eq!(Lane::of_topic("dcim/v1/s/a/events"), Some(Lane::Events));
+        assert_eq!(Lane::of_topic("dcim/v1/s/a/state"), Some(Lane::Other));
+        assert_eq!(Lane::of_topic("dcim/v1/s/a/cmd_result"), Some(Lane::Other));
+        assert_eq!(Lane::of_topic("dcim/v1/s/a/cmd/rack-1"), None);
+        assert_eq!(Lane::of_topic("other/topic"), None);
+    }
+}
