@@ -150,7 +150,7 @@ pub fn dc09_reset(latched: Stage, zone: u16, rack: u16) -> Vec<sia_dc09::Event> 
 /// the governing source (`SourceId::name`, or `governing`, `manual`) and its temperature in °C,
 /// or what else caused the stage in `detail`. The `cause` text of the event stays as it was.
 pub fn cause_trigger(cause: &fire_logic::Cause) -> serde_json::Value {
-    use fire_logic::{Cause, SourceId};
+    use fire_logic::{Cause, NotFallen, SourceId};
     let c = |t: i32| f64::from(t) / 10.0;
     match *cause {
         Cause::Temperature { source, value, .. } => {
@@ -160,9 +160,21 @@ pub fn cause_trigger(cause: &fire_logic::Cause) -> serde_json::Value {
             "source": SourceId::Camera.name(), "value_c": c(camera),
             "detail": "smoke with a camera hot spot"
         }),
-        Cause::NotFalling { peak, now, .. } => serde_json::json!({
-            "source": "governing", "value_c": c(now),
+        Cause::NotFallen(NotFallen::Hot { source, peak, now }) => serde_json::json!({
+            "source": source.name(), "value_c": c(now),
             "detail": format!("temperature not falling after the previous stage (peak {} °C)", c(peak))
+        }),
+        Cause::NotFallen(NotFallen::LostWhileHot { source, last }) => serde_json::json!({
+            "source": source.name(), "value_c": c(last),
+            "detail": format!("sensor lost while hot (last {} °C): counted as not fallen", c(last))
+        }),
+        Cause::NotFallen(NotFallen::NoValidTemperature) => serde_json::json!({
+            "source": "governing",
+            "detail": "no valid temperature after the previous stage: the fire cannot be shown out"
+        }),
+        Cause::EvidenceLost { source, last } => serde_json::json!({
+            "source": source.name(), "value_c": c(last),
+            "detail": format!("every temperature sensor lost, {} last at {} °C", source.name(), c(last))
         }),
         Cause::RateOfRise { rise } => serde_json::json!({
             "source": "governing",
@@ -171,9 +183,30 @@ pub fn cause_trigger(cause: &fire_logic::Cause) -> serde_json::Value {
         Cause::OffGas { value } => serde_json::json!({
             "source": SourceId::OffGas.name(), "detail": format!("off-gas at {} % LFL", c(value))
         }),
+        Cause::OffGasSustained { value } => serde_json::json!({
+            "source": SourceId::OffGas.name(),
+            "detail": match value {
+                Some(v) => format!("off-gas held above the supervisory level (now {} % LFL)", c(v)),
+                None => "off-gas held above the supervisory level".to_string(),
+            }
+        }),
+        Cause::OffGasRising { value, rise } => serde_json::json!({
+            "source": SourceId::OffGas.name(),
+            "detail": format!("off-gas at {} % LFL, rising {} % LFL", c(value), c(rise))
+        }),
+        Cause::SmokeAndOffGas { value } => serde_json::json!({
+            "source": SourceId::Smoke.name(),
+            "detail": format!("smoke with off-gas at {} % LFL", c(value))
+        }),
+        Cause::SmokeNoTemperature => serde_json::json!({
+            "source": SourceId::Smoke.name(), "detail": "smoke with no valid temperature"
+        }),
         Cause::Smoke => serde_json::json!({"source": SourceId::Smoke.name(), "detail": "smoke"}),
         Cause::ManualRelease => {
             serde_json::json!({"source": "manual", "detail": "manual release at the rack"})
+        }
+        Cause::RoomGasRelease => {
+            serde_json::json!({"source": "manual", "detail": "room gas release at the room panel"})
         }
     }
 }
@@ -489,13 +522,23 @@ mod tests {
             },
         );
         assert_eq!(m, "rack rack-07: fire stage entered: Extinguishing patch");
-        let nf = cause_trigger(&fire_logic::Cause::NotFalling {
+        let nf = cause_trigger(&fire_logic::Cause::NotFallen(fire_logic::NotFallen::Hot {
+            source: fire_logic::SourceId::RackTemp1,
             peak: 850,
             now: 842,
-            corroborated_by: fire_logic::Corroborator::Smoke,
-        });
+        }));
+        assert_eq!(nf["source"], "rack_temp1");
         assert_eq!(nf["value_c"], 84.2);
         assert!(nf["detail"].as_str().unwrap().contains("85 °C"));
+        // A sensor the fire destroyed is named with its last reading, never dropped.
+        let lost = cause_trigger(&fire_logic::Cause::NotFallen(
+            fire_logic::NotFallen::LostWhileHot {
+                source: fire_logic::SourceId::Camera,
+                last: 2100,
+            },
+        ));
+        assert_eq!(lost["source"], "camera_max");
+        assert!(lost["detail"].as_str().unwrap().contains("lost while hot"));
     }
 
     fn rack(dir: &Path) -> RackConfig {
