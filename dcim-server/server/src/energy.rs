@@ -651,6 +651,7 @@ points = ["it.power_kw"]
 
     #[test]
     fn a_site_meter_takes_precedence_over_the_feeds() {
+        // Hazard: facility power counted twice, from the main meter and from the feeds.
         let src = format!(
             "{SITE}\n[[component]]\nid = \"main\"\nkind = \"switchgear\"\ndevice = \"main-meter\"\npoints = [\"facility.power_kw\"]\n"
         );
@@ -669,6 +670,7 @@ points = ["it.power_kw"]
 
     #[test]
     fn energy_integrates_only_complete_observations_close_together() {
+        // Hazard: energy guessed across the time the server was down or a meter was silent.
         let mut e = EnergyMeter::default();
         let t0 = NOW.div_euclid(HOUR_MS) * HOUR_MS + 59 * MINUTE_MS + 50_000; // 10 s before an hour
         e.observe(t0, Some((120.0, 100.0)));
@@ -698,6 +700,7 @@ points = ["it.power_kw"]
 
     #[test]
     fn history_uses_minutes_for_short_ranges_and_hours_for_long_ones() {
+        // Hazard: a 30-day chart asked of minute buckets that only reach back 48 h.
         let mut e = EnergyMeter::default();
         let start = NOW.div_euclid(HOUR_MS) * HOUR_MS;
         let mut t = start;
@@ -724,6 +727,7 @@ points = ["it.power_kw"]
 
     #[test]
     fn the_calendar_round_trips() {
+        // Hazard: a leap day or a month end putting a day's energy in the wrong report.
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         for d in [-1000, 0, 59, 60, 11_016, 20_000, 30_000] {
@@ -739,6 +743,8 @@ points = ["it.power_kw"]
 
     #[test]
     fn the_monthly_report_sums_local_days_and_says_what_is_covered() {
+        // Hazard: a day the server did not see reported as zero energy, or Korean days cut at
+        // UTC midnight.
         // Korea (UTC+09:00): 1 May 2026 starts at 30 April 15:00 UTC.
         let may1 = days_from_civil(2026, 5, 1) * DAY_MS - 9 * HOUR_MS;
         let mut hours = BTreeMap::new();

@@ -456,6 +456,7 @@ mod tests {
 
     #[test]
     fn requests_are_checked_field_by_field() {
+        // Hazard: a window on a misspelt component that silently does nothing.
         let mut s = Schedule::default();
         let field = |r: Result<&Window, WindowError>| match r {
             Err(WindowError::Invalid { field, .. }) => field,

@@ -240,6 +240,7 @@ upstream = [{ of = ["hall-1"] }]
 
     #[test]
     fn an_exact_id_comes_first_then_prefixes_then_the_rest() {
+        // Hazard: the operator typing the id of the burning rack and being offered r010 first.
         let r = run("r001");
         assert_eq!((r[0].kind, r[0].id.as_str()), (Hit::Rack, "r001"));
         assert_eq!(r[0].place.as_ref().unwrap().room.as_deref(), Some("hall-1"));
@@ -260,6 +261,7 @@ upstream = [{ of = ["hall-1"] }]
 
     #[test]
     fn every_word_must_match_names_roles_and_descriptions() {
+        // Hazard: a point reachable only by its id, not by what people call it.
         let r = run("battery ups");
         assert_eq!(r[0].id, "ups-z1/on_battery", "{r:?}");
         assert_eq!(r[0].subsystem, Some("power"));

@@ -687,6 +687,7 @@ mod tests {
 
     #[test]
     fn ranges_expand_and_refuse_what_they_cannot_mean() {
+        // Hazard: "r01..r100" read as some other set of racks than the file's author meant.
         assert_eq!(
             expand_range("r098..r101").unwrap(),
             ["r098", "r099", "r100", "r101"]
