@@ -53,11 +53,12 @@ fi
 # Web console browser tests: Debian's chromium (driven by playwright-core; never a downloaded
 # browser) and the test's npm dependencies (playwright-core, and axe-core, which the test
 # injects into the pages; the console itself ships neither).
-if ! [ -x /usr/bin/chromium ] || ! command -v chromedriver >/dev/null; then
-    log "apt-get install chromium chromium-driver"
+# fonts-nanum: Korean glyphs for the console's Korean pages and their screenshots.
+if ! [ -x /usr/bin/chromium ] || ! command -v chromedriver >/dev/null || ! [ -d /usr/share/fonts/truetype/nanum ]; then
+    log "apt-get install chromium chromium-driver fonts-nanum"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+    apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-nanum >/dev/null
 fi
 if command -v npm >/dev/null && { [ ! -f "$(dirname "$0")/browser/node_modules/playwright-core/package.json" ] \
     || [ ! -f "$(dirname "$0")/browser/node_modules/axe-core/axe.min.js" ]; }; then

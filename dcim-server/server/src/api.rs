@@ -109,7 +109,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/stream",
         Some(Access::Read),
-        "Server-sent events: points, event, agent, alarm, incident, audit, authority, redundancy (a subsystem's or rack's current level changed: subsystem, rack, designed, before, current, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
+        "Server-sent events: points, event, agent, alarm, incident, audit, authority, maintenance (the maintenance schedule changed), redundancy (a subsystem's or rack's current level changed: subsystem, rack, designed, before, current, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
     ),
     r(
         "GET",
@@ -152,6 +152,54 @@ pub const ROUTES: &[RouteDoc] = &[
         "/api/maintenance",
         Some(Access::Operate),
         "Put a device or component in maintenance, or take it out {subject, on, reason (audited)}.",
+    ),
+    r(
+        "GET",
+        "/api/maintenance/windows",
+        Some(Access::Read),
+        "Maintenance windows scheduled in advance: subjects, who, reason, from_ms, to_ms, status (scheduled, active, ended, cancelled), the subjects each put in maintenance, held under authority control.",
+    ),
+    r(
+        "POST",
+        "/api/maintenance/windows",
+        Some(Access::Operate),
+        "Schedule a maintenance window {subjects: [component or device ids], who, reason, from_ms, to_ms}: it puts its subjects in maintenance at from_ms and takes them out at to_ms by itself (audited; held under authority control).",
+    ),
+    r(
+        "POST",
+        "/api/maintenance/windows/{id}/cancel",
+        Some(Access::Operate),
+        "Cancel a scheduled window, or end an active one now {reason}; ending an active one is refused (423) under authority control.",
+    ),
+    r(
+        "GET",
+        "/api/energy/pue",
+        Some(Access::Read),
+        "PUE computed on the server: now (facility and IT power, only when every meter reports; what is missing otherwise) and its history from integrated energy; query from, to (ms), step (ms): minute buckets for the last 48 h, hour buckets for 400 days, each with its covered time.",
+    ),
+    r(
+        "GET",
+        "/api/energy/report",
+        Some(Access::Read),
+        "Monthly energy report: facility and IT energy (kWh), PUE and covered time per local day and for the month; query month (YYYY-MM), offset_min (minutes east of UTC), format=json (default) or csv.",
+    ),
+    r(
+        "GET",
+        "/api/export/alarms.csv",
+        Some(Access::Read),
+        "The alarm list as CSV (UTF-8), filtered like the console: grade, subsystem, state (a state, needs_ack or suppressed), room, q (words), all=true; times at offset_min (minutes east of UTC).",
+    ),
+    r(
+        "GET",
+        "/api/export/events.csv",
+        Some(Access::Read),
+        "The event list as CSV (UTF-8): since_ms, until_ms, severity, kind (or a prefix ending in `.`), room, device, q (words), limit (default 1000); times at offset_min.",
+    ),
+    r(
+        "GET",
+        "/api/search",
+        Some(Access::Read),
+        "Search racks, components, devices and points by id, name, room, row, role or description: q (words, all must match), limit (default 20, at most 100).",
     ),
     r(
         "GET",
@@ -433,6 +481,9 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::api_drill::routes())
         .merge(crate::api_authority::routes())
         .merge(crate::api_console::routes())
+        .merge(crate::api_windows::routes())
+        .merge(crate::api_energy::routes())
+        .merge(crate::api_export::routes())
         .merge(crate::console::router())
         .with_state(app)
 }
@@ -833,6 +884,7 @@ pub fn openapi_doc() -> serde_json::Value {
                 rt.path,
                 "/api/devices/{device}/commands"
                     | "/api/maintenance"
+                    | "/api/maintenance/windows/{id}/cancel"
                     | "/api/alarms/{id}/{action}"
                     | "/api/authority/exit"
             )

@@ -4,10 +4,11 @@
 //! every rack or battery room in a fire stage: the stage by name, since when, what triggered it,
 //! and the actions its stage commands with their feedback.
 //!
-//! The site model has no buildings, floor coordinates or rack positions. A [`Place`] is what it
-//! does have: the site (the building), the component's `room`, the row it hangs off (its
-//! network group of kind `row`) and its position in that row (the order of the racks of the row
-//! in the site file, 1-based).
+//! A [`Place`] comes from the site file's floor plans when it has them (`[[plan]]`: building,
+//! floor, room, the plan's row, the position in it and the tile), and otherwise from what the
+//! site graph says: the site (as the building), the component's `room`, the row it hangs off
+//! (its network group of kind `row`) and its position in that row (the order of the racks of
+//! the row in the site file, 1-based).
 //!
 //! Missing information is never good news here: a rack whose stage reading is stale, bad or
 //! lost keeps the last stage it reported (flagged `stale`), and racks with no current reading
@@ -114,19 +115,26 @@ pub fn stage_code(v: &Value) -> Option<u8> {
 /// Where a component is, as far as the site model says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Place {
-    /// The site (the model has one building per site).
+    /// The building: the plan's `building`, else the site.
     pub building: String,
+    /// The plan's floor, when it gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<String>,
     pub room: Option<String>,
     /// The room's name, when the room is a component with one.
     pub room_name: Option<String>,
-    /// The row (a network component of kind `row`) the rack hangs off.
+    /// The row: the plan's row, else the network component of kind `row` the rack hangs off.
     pub row: Option<String>,
-    /// 1-based position of the rack in its row (site-file order).
+    /// 1-based position of the rack in its row (the plan's order, else site-file order).
     pub position: Option<usize>,
     pub zone: Option<String>,
+    /// The tile on the room's floor plan, when the site file has one: `[x, y]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tile: Option<[u32; 2]>,
 }
 
-/// The place of every rack, battery room, row, room and PDU of the site, by component id.
+/// The place of every rack, battery room, row, room, PDU and CRAH of the site (and of anything
+/// else drawn on a floor plan), by component id.
 pub fn places(site: &Site) -> BTreeMap<String, Place> {
     let mut out = BTreeMap::new();
     let mut in_row: BTreeMap<&str, usize> = BTreeMap::new();
@@ -135,11 +143,15 @@ pub fn places(site: &Site) -> BTreeMap<String, Place> {
             .and_then(|r| site.get(r))
             .and_then(|c| c.name.clone())
     };
+    let layout = &site.layout;
     for c in &site.components {
-        if !matches!(
-            c.kind,
-            Kind::Rack | Kind::BatteryRoom | Kind::Row | Kind::Room | Kind::Pdu | Kind::Crah
-        ) {
+        let cell = layout.cell_of(&c.id);
+        if cell.is_none()
+            && !matches!(
+                c.kind,
+                Kind::Rack | Kind::BatteryRoom | Kind::Row | Kind::Room | Kind::Pdu | Kind::Crah
+            )
+        {
             continue;
         }
         let row = (c.kind == Kind::Rack)
@@ -171,17 +183,53 @@ pub fn places(site: &Site) -> BTreeMap<String, Place> {
             *n += 1;
             *n
         });
-        out.insert(
-            c.id.clone(),
-            Place {
-                building: site.name.clone(),
-                room_name: room_name(&room),
-                room,
-                row,
-                position,
-                zone: c.zone.clone(),
-            },
-        );
+        // A room or battery room with a plan of its own is where that plan is.
+        let own = layout.plan(&c.id);
+        let place = match (cell, own) {
+            (Some((plan, cell)), _) => {
+                let room = Some(plan.room.clone());
+                Place {
+                    building: plan.building.clone().unwrap_or_else(|| site.name.clone()),
+                    floor: plan.floor.clone(),
+                    room_name: room_name(&room),
+                    room,
+                    row: cell.row.clone().or(row),
+                    position: cell.position.map(|p| p as usize).or(position),
+                    zone: c.zone.clone(),
+                    tile: Some([cell.x, cell.y]),
+                }
+            }
+            (None, Some(plan)) => {
+                let room = Some(c.id.clone());
+                Place {
+                    building: plan.building.clone().unwrap_or_else(|| site.name.clone()),
+                    floor: plan.floor.clone(),
+                    room_name: room_name(&room),
+                    room,
+                    row: None,
+                    position: None,
+                    zone: c.zone.clone(),
+                    tile: None,
+                }
+            }
+            (None, None) => {
+                // In a room with a plan, the building and floor are the plan's.
+                let plan = room.as_deref().and_then(|r| layout.plan(r));
+                Place {
+                    building: plan
+                        .and_then(|p| p.building.clone())
+                        .unwrap_or_else(|| site.name.clone()),
+                    floor: plan.and_then(|p| p.floor.clone()),
+                    room_name: room_name(&room),
+                    room,
+                    row,
+                    position,
+                    zone: c.zone.clone(),
+                    tile: None,
+                }
+            }
+        };
+        out.insert(c.id.clone(), place);
     }
     out
 }
@@ -741,6 +789,28 @@ upstream = [{ of = ["pdu-1"] }, { of = ["hall-1"] }, { of = ["row-1"] }]
         assert_eq!(r2.position, Some(2));
         assert_eq!(p["batt-z1"].zone.as_deref(), Some("z1"));
         assert_eq!(p["batt-z1"].room, None, "the model has no room for it");
+    }
+
+    #[test]
+    fn places_come_from_the_floor_plan_when_the_site_file_has_one() {
+        // Hazard: the fire officer sent to the row and position the graph implies when the
+        // plan says the racks stand elsewhere.
+        let src = format!(
+            "{SITE}\n[[plan]]\nroom = \"hall-1\"\nbuilding = \"B\"\nfloor = \"3F\"\nwidth = 9\ndepth = 3\n\n[[plan.row]]\nname = \"A\"\nx = 8\ny = 2\ndirection = \"west\"\nracks = [\"r03\", \"r02\"]\n"
+        );
+        let site = dcim_site::Site::from_toml_str(&src, "test.toml").expect("site with a plan");
+        let p = places(&site);
+        assert_eq!(p["r02"].row.as_deref(), Some("A"));
+        assert_eq!(p["r02"].position, Some(2));
+        assert_eq!(p["r02"].tile, Some([7, 2]));
+        assert_eq!(
+            (p["r02"].building.as_str(), p["r02"].floor.as_deref()),
+            ("B", Some("3F"))
+        );
+        // Not on the plan: the graph's row, but the building and floor of the room's plan.
+        assert_eq!(p["r01"].row.as_deref(), Some("row-1"));
+        assert_eq!((p["r01"].building.as_str(), p["r01"].tile), ("B", None));
+        assert_eq!(p["hall-1"].floor.as_deref(), Some("3F"));
     }
 
     #[test]

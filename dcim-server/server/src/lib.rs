@@ -6,7 +6,10 @@ pub mod api;
 pub mod api_authority;
 pub mod api_console;
 pub mod api_drill;
+pub mod api_energy;
+pub mod api_export;
 pub mod api_facility;
+pub mod api_windows;
 pub mod auth;
 pub mod authority;
 pub mod broker;
@@ -15,14 +18,18 @@ pub mod console;
 pub mod dc09;
 pub mod demo;
 pub mod drill;
+pub mod energy;
+pub mod export;
 pub mod facility;
 pub mod fire_view;
 pub mod influx;
 pub mod ingest;
+pub mod maint_windows;
 pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod notify_io;
+pub mod search;
 pub mod store;
 pub mod tls;
 
@@ -87,6 +94,11 @@ pub struct App {
     /// for writing pauses that lane alone (tests and benchmarks use it to build a telemetry
     /// backlog and check that the priority lane does not wait for it).
     pub bulk_pause: tokio::sync::RwLock<()>,
+    /// Energy integrated from the facility and IT power (`api_energy`).
+    pub energy: Mutex<energy::EnergyMeter>,
+    /// Maintenance windows scheduled in advance (`api_windows`). A tokio mutex, taken after
+    /// the authority lock and before the facility lock.
+    pub windows: tokio::sync::Mutex<maint_windows::Schedule>,
 }
 
 impl App {
@@ -494,6 +506,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         tracing::warn!(drill = %d.id, "the site is in drill mode (restored from the database)");
     }
 
+    let energy_meter = api_energy::load(store.as_ref()).await?;
+    let schedule = api_windows::load(store.as_ref()).await?;
+
     let (live, _) = broadcast::channel(4096);
     let app = Arc::new(App {
         config: config.clone(),
@@ -512,8 +527,12 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         dc09: std::sync::OnceLock::new(),
         drill: std::sync::RwLock::new(drill_state),
         bulk_pause: tokio::sync::RwLock::new(()),
+        energy: Mutex::new(energy_meter),
+        windows: tokio::sync::Mutex::new(schedule),
     });
     tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
+    tasks.push(api_energy::spawn(app.clone(), stop_rx.clone()));
+    tasks.push(api_windows::spawn(app.clone(), stop_rx.clone()));
     if let Some((tx, t)) = notify_io::spawn(app.clone(), stop_rx.clone()).await? {
         let _ = app.notify.set(tx);
         tasks.extend(t);

@@ -21,6 +21,7 @@
 
 pub mod engine;
 pub mod fixture;
+pub mod layout;
 pub mod model;
 pub mod state;
 pub mod status;
@@ -29,6 +30,7 @@ pub use engine::{
     ComponentHealth, Evaluation, LevelChange, RideThrough, SubsystemHealth, SupplyHealth,
     UnknownComponent, WhatIf, evaluate, what_if,
 };
+pub use layout::{Asset, Cell, CellKind, Direction, Layout, Plan, PlanRow};
 pub use model::{
     Binding, CompIdx, Component, Group, Kind, Redundancy, Site, SiteError, Subsystem, TankSpec,
 };

@@ -236,6 +236,8 @@ pub struct Site {
     /// Designed (level, paths) per component and subsystem pair, computed once.
     #[serde(skip)]
     pub(crate) designed: std::sync::OnceLock<Vec<Vec<(Redundancy, u32)>>>,
+    /// Floor plans and rack contents (empty when the file gives none).
+    pub layout: crate::layout::Layout,
 }
 
 /// A site file that cannot be loaded: where, which field, and what was expected.
@@ -259,6 +261,12 @@ struct RawFile {
     component: Vec<toml::Spanned<RawComponent>>,
     #[serde(default)]
     generate: Vec<toml::Spanned<RawGenerate>>,
+    /// Floor plans (`crate::layout`).
+    #[serde(default)]
+    plan: Vec<toml::Spanned<crate::layout::RawPlan>>,
+    /// Equipment mounted in racks (`crate::layout`).
+    #[serde(default)]
+    asset: Vec<toml::Spanned<crate::layout::RawAsset>>,
 }
 
 #[derive(Deserialize)]
@@ -269,6 +277,12 @@ struct RawSiteHeader {
     stale_after_ms: i64,
     #[serde(default = "default_vtol")]
     voltage_tolerance_pct: f64,
+    #[serde(default = "default_rack_units")]
+    rack_units: u32,
+}
+
+fn default_rack_units() -> u32 {
+    crate::layout::DEFAULT_RACK_UNITS
 }
 
 fn default_stale() -> i64 {
@@ -714,11 +728,20 @@ impl Site {
                 }
             }
         }
-        let index = components
+        let index: HashMap<String, CompIdx> = components
             .iter()
             .enumerate()
             .map(|(i, c)| (c.id.clone(), i))
             .collect();
+        let layout = crate::layout::build(
+            raw.plan,
+            raw.asset,
+            raw.site.rack_units,
+            &components,
+            &index,
+            src,
+            file,
+        )?;
         let mut children = vec![Vec::new(); n];
         for (i, c) in components.iter().enumerate() {
             for (gi, g) in c.groups.iter().enumerate() {
@@ -735,6 +758,7 @@ impl Site {
             index,
             children,
             designed: Default::default(),
+            layout,
         })
     }
 
@@ -822,6 +846,10 @@ impl Site {
             index,
             children,
             designed: Default::default(),
+            layout: crate::layout::Layout {
+                rack_units: crate::layout::DEFAULT_RACK_UNITS,
+                ..Default::default()
+            },
         })
     }
 }

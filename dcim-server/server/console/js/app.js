@@ -1,23 +1,68 @@
 // Console shell: sign-in, navigation (history API under /console/; a menu button on a phone),
-// keyboard shortcuts, the live status, the banner of lost live data, the alarm flood banner,
-// and ages that keep counting.
+// the global search, the language (English / Korean) and theme (dark / light) choices, keyboard
+// shortcuts, the live status, the banner of lost live data, the alarm flood banner, and ages
+// that keep counting. The wall screen (`/console/wall`) is a view without the header.
 
 import { get, post, login, logout, ApiError } from './api.js';
 import { h, clear, toast, fmtTime, fmtAgo, tickAges } from './ui.js';
 import { state, start, stop, on, emit, loadAuthority } from './state.js';
 import { VIEWS } from './views.js';
+import { mountSearch } from './search.js';
+import { t, LANGS, getLang, setLang, onLang } from './i18n.js';
 
 const NAV = [
-  ['overview', 'Overview', 'o'],
-  ['power', 'Power', 'p'],
-  ['cooling', 'Cooling', 'c'],
-  ['network', 'Network', 'n'],
-  ['racks', 'Battery rooms', 'b'],
-  ['alarms', 'Alarms', 'a'],
-  ['incidents', 'Incidents', 'i'],
-  ['whatif', 'What-if', 'w'],
-  ['fire', 'Fire authority', 'f'],
+  ['overview', 'o'],
+  ['power', 'p'],
+  ['cooling', 'c'],
+  ['network', 'n'],
+  ['racks', 'b'],
+  ['alarms', 'a'],
+  ['events', 'v'],
+  ['incidents', 'i'],
+  ['maintenance', 'm'],
+  ['trends', 't'],
+  ['energy', 'e'],
+  ['whatif', 'w'],
+  ['fire', 'f'],
 ];
+
+// ------------------------------------------------------------------ theme
+
+const THEME_KEY = 'dcim.theme';
+/// The theme: the user's choice (kept), else the system's preference, else dark.
+function theme() {
+  try {
+    const v = localStorage.getItem(THEME_KEY);
+    if (v === 'light' || v === 'dark') return v;
+  } catch {
+    /* no storage */
+  }
+  return window.matchMedia?.('(prefers-color-scheme: light)').matches ? 'light' : 'dark';
+}
+function applyTheme(th) {
+  document.documentElement.dataset.theme = th;
+  const b = document.getElementById('theme-toggle');
+  if (b) {
+    b.textContent = th === 'light' ? t('shell.themeDark') : t('shell.themeLight');
+    b.setAttribute('aria-pressed', String(th === 'light'));
+  }
+}
+applyTheme(theme());
+document.documentElement.lang = getLang();
+
+/// The texts of the static shell (index.html) in the current language.
+function applyStatic() {
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  document.getElementById('nav').setAttribute('aria-label', t('shell.views'));
+  const sel = document.getElementById('lang-select');
+  clear(sel);
+  for (const [k, label] of LANGS) sel.appendChild(h('option', { value: k, selected: k === getLang(), lang: k }, label));
+  const keys = clear(document.getElementById('help-keys'));
+  for (const [name, key] of NAV) keys.append(h('dt', null, `g ${key}`), h('dd', null, t(`view.${name}`)));
+  for (const [k, what] of [['/', 'help.search'], ['j / k', 'help.nextAlarm'], ['a', 'help.ack'], ['s', 'help.shelve'], ['Esc', 'help.closePanel'], ['?', 'help.this']]) keys.append(h('dt', null, k), h('dd', null, t(what)));
+  applyTheme(document.documentElement.dataset.theme);
+  renderLive();
+}
 
 let cleanup = null;
 
@@ -40,19 +85,38 @@ function setMenu(open) {
   const btn = document.getElementById('menu-toggle');
   btn.setAttribute('aria-expanded', String(open));
   document.getElementById('top').classList.toggle('menu-open', open);
+  setUserMenu(false);
+  measureHeader();
 }
 
+function setUserMenu(open) {
+  document.getElementById('user-menu').setAttribute('aria-expanded', String(open));
+  document.getElementById('user-panel').hidden = !open;
+}
+
+/// The header's height as a CSS variable, so sticky panels sit just under it.
+function measureHeader() {
+  const top = document.getElementById('top');
+  const hgt = top.hidden ? 0 : top.getBoundingClientRect().height;
+  document.documentElement.style.setProperty('--head-h', `${Math.round(hgt)}px`);
+}
+window.addEventListener('resize', measureHeader);
+
+let navView = null;
 function renderNav(current) {
-  setMenu(false);
+  // Menus close when the page changes, not when the same page is drawn again (a live update).
+  if (current !== navView) setMenu(false);
+  navView = current;
   const nav = clear(document.getElementById('nav'));
-  const items = state.me?.role === 'fire_authority' ? NAV.filter(([n]) => ['fire', 'racks', 'power', 'alarms', 'incidents'].includes(n)) : NAV;
-  for (const [name, label] of items) {
-    const a = h('a', { href: `/console/${name}`, 'data-view': name }, label);
-    if (name === 'alarms') a.appendChild(h('span.badge#alarm-count', { 'aria-label': 'alarms to acknowledge' }, ''));
+  const items = state.me?.role === 'fire_authority' ? NAV.filter(([n]) => ['fire', 'racks', 'power', 'alarms', 'events', 'incidents'].includes(n)) : NAV;
+  for (const [name] of items) {
+    const a = h('a', { href: `/console/${name}`, 'data-view': name }, t(`nav.${name}`));
+    if (name === 'alarms') a.appendChild(h('span.badge#alarm-count', { 'aria-label': t('shell.toAck') }, ''));
     if (name === current) a.setAttribute('aria-current', 'page');
     a.addEventListener('click', (e) => {
       if (e.ctrlKey || e.metaKey || e.shiftKey) return;
       e.preventDefault();
+      setMenu(false);
       go(name);
     });
     nav.appendChild(a);
@@ -70,7 +134,7 @@ function updateBadges() {
   const f = document.getElementById('flood');
   if (state.flooding) {
     f.hidden = false;
-    f.textContent = `Alarm flood: ${state.alarms.length} alarms active. Work from the incident and the grade-1 alarms first.`;
+    f.textContent = t('shell.flood', { n: state.alarms.length });
   } else f.hidden = true;
 }
 
@@ -78,8 +142,8 @@ function updateBadges() {
 
 function causeText(c) {
   if (!c) return '';
-  if (c.by === 'key_switch') return `the authority key switch at ${c.device} (agent ${c.agent})`;
-  return `${c.user} (${(c.role ?? '').replace('_', ' ')}): “${c.reason}”`;
+  if (c.by === 'key_switch') return t('authority.byKey', { device: c.device, agent: c.agent });
+  return `${c.user} (${t(`role.${c.role}`)}): “${c.reason}”`;
 }
 
 /// The red banner on every page, the enter/leave button and the page's state class.
@@ -93,10 +157,10 @@ function renderAuthority() {
     banner.hidden = false;
     clear(banner);
     const keys = (a.keys_on ?? []).map((k) => k.device);
-    banner.appendChild(h('span', null, `AUTHORITY CONTROL — the fire authority is in command since ${fmtTime(a.since_ms)} (${fmtAgo(a.since_ms)}).`));
-    banner.appendChild(h('span.sub', null, `Entered by ${causeText(a.cause)}.`,
-      keys.length ? ` Key switch on at ${keys.join(', ')}.` : '',
-      ` Refused: ${(a.refused_actions ?? []).map((r) => r.kind.replace(/_/g, ' ')).join(', ')}.`));
+    banner.appendChild(h('span', null, t('authority.banner', { since: fmtTime(a.since_ms, { tz: true }), ago: fmtAgo(a.since_ms) })));
+    banner.appendChild(h('span.sub', null, t('authority.enteredBy', { cause: causeText(a.cause) }),
+      keys.length ? ` ${t('authority.keysOn', { list: keys.join(', ') })}` : '',
+      ` ${t('authority.refusedList', { list: (a.refused_actions ?? []).map((r) => t(`action.kind.${r.kind}`)).join(', ') })}`));
   } else {
     banner.hidden = true;
     clear(banner);
@@ -106,14 +170,14 @@ function renderAuthority() {
   const canEnter = canLeave || role === 'fire_authority';
   if (active && canLeave) {
     btn.hidden = false;
-    btn.textContent = 'Leave authority control';
+    btn.textContent = t('authority.leave');
     btn.disabled = keysOn().length > 0;
-    btn.title = btn.disabled ? `The authority key switch is still on at ${keysOn().join(', ')}` : 'Leave authority control (reason required)';
+    btn.title = btn.disabled ? t('authority.keyStillOn', { list: keysOn().join(', ') }) : t('authority.leaveTitle');
   } else if (!active && canEnter) {
     btn.hidden = false;
-    btn.textContent = 'Enter authority control';
+    btn.textContent = t('authority.enter');
     btn.disabled = false;
-    btn.title = 'The fire authority takes command: device commands, maintenance and shelving are refused';
+    btn.title = t('authority.enterTitle');
   } else btn.hidden = true;
 }
 
@@ -122,11 +186,9 @@ const keysOn = () => (state.authority?.keys_on ?? []).map((k) => k.device);
 function openAuthorityDialog() {
   const entering = !state.authority?.active;
   const dlg = document.getElementById('authority-dialog');
-  document.getElementById('authority-dialog-title').textContent = entering ? 'Enter authority control' : 'Leave authority control';
-  document.getElementById('authority-dialog-text').textContent = entering
-    ? 'The fire authority takes command of the site. Device commands, maintenance, shelving and out-of-service are refused until an operator leaves authority control.'
-    : 'Remote actions will be allowed again. Leaving is recorded with your name, the reason and how long the site was under authority control.';
-  document.getElementById('authority-submit').textContent = entering ? 'Enter authority control' : 'Leave authority control';
+  document.getElementById('authority-dialog-title').textContent = entering ? t('authority.enter') : t('authority.leave');
+  document.getElementById('authority-dialog-text').textContent = entering ? t('authority.enterText') : t('authority.leaveText');
+  document.getElementById('authority-submit').textContent = entering ? t('authority.enter') : t('authority.leave');
   document.getElementById('authority-reason').value = '';
   document.getElementById('authority-dialog-error').textContent = '';
   dlg.dataset.op = entering ? 'enter' : 'exit';
@@ -140,16 +202,16 @@ async function submitAuthority(e) {
   const reason = document.getElementById('authority-reason').value.trim();
   const err = document.getElementById('authority-dialog-error');
   if (!reason) {
-    err.textContent = 'A reason is required.';
+    err.textContent = t('authority.reasonRequired');
     return;
   }
   try {
     const r = await post(`/api/authority/${dlg.dataset.op}`, { reason });
     dlg.close();
-    toast(dlg.dataset.op === 'enter' ? 'Authority control entered' : 'Authority control left', 'ok');
+    toast(dlg.dataset.op === 'enter' ? t('authority.entered') : t('authority.left'), 'ok');
     setAuthority(r.authority);
   } catch (x) {
-    err.textContent = `Refused: ${x.message}`;
+    err.textContent = t('toast.refused', { why: x.message });
   }
 }
 
@@ -184,13 +246,14 @@ function render() {
   cleanup = null;
   const main = clear(document.getElementById('main'));
   if (!view) {
-    main.appendChild(h('h1', null, 'Not found'));
-    main.appendChild(h('p', null, `No view named “${r.name}”.`));
+    main.appendChild(h('h1', null, t('shell.notFound')));
+    main.appendChild(h('p', null, t('shell.noView', { name: r.name })));
     return;
   }
-  document.title = `${view.title} — DCIM`;
+  document.title = `${t(view.title)} — DCIM`;
   document.body.dataset.view = r.name;
   cleanup = view.render(main, r.args, { go, canOperate: canOperate() }) || null;
+  measureHeader();
 }
 
 // ------------------------------------------------------------------ lost live data
@@ -206,12 +269,12 @@ function renderStale() {
     if (!b.hidden) {
       b.hidden = true;
       clear(b);
-      toast('Live data is back.', 'ok');
+      toast(t('stale.back'), 'ok');
     }
     return;
   }
   const last = state.lastDataMs;
-  const text = `LIVE DATA LOST — nothing heard from the server since ${last ? fmtTime(last, { tz: true }) : 'this page opened'}${last ? ` (${fmtAgo(last)})` : ''}. The values below are from then and may be wrong. Reconnecting…`;
+  const text = last ? t('stale.banner', { time: fmtTime(last, { tz: true }), ago: fmtAgo(last) }) : t('stale.bannerNever');
   if (b.hidden) b.hidden = false;
   if (b.textContent !== text) b.textContent = text;
 }
@@ -225,7 +288,7 @@ async function checkSession() {
   try {
     await get('/api/me');
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) showLogin('Your session has ended. Sign in again.');
+    if (e instanceof ApiError && e.status === 401) showLogin(t('login.sessionEnded'));
   }
 }
 
@@ -250,19 +313,22 @@ function showLogin(message) {
         err.textContent = '';
         try {
           await login(user.value, pass.value);
-          await boot();
+          await applyStatic();
+boot();
         } catch (x) {
-          err.textContent = x instanceof ApiError && x.status === 401 ? 'Wrong user name or password.' : `Sign-in failed: ${x.message}`;
+          err.textContent = x instanceof ApiError && x.status === 401 ? t('login.wrong') : t('login.failed', { why: x.message });
         }
       },
     },
-    h('h1', null, 'DCIM console'),
-    h('label', { for: 'username' }, 'User name'),
+    h('h1', null, t('login.title')),
+    h('label', { for: 'username' }, t('login.user')),
     user,
-    h('label', { for: 'password' }, 'Password'),
+    h('label', { for: 'password' }, t('login.password')),
     pass,
-    h('button#login-submit', { type: 'submit' }, 'Sign in'),
+    h('button#login-submit', { type: 'submit' }, t('login.submit')),
     err,
+    h('div.loginprefs', null, h('label', { for: 'login-lang' }, t('shell.language')),
+      h('select#login-lang', { onchange: (e) => setLang(e.target.value) }, LANGS.map(([k, label]) => h('option', { value: k, selected: k === getLang(), lang: k }, label)))),
   );
   main.appendChild(form);
   user.focus();
@@ -276,24 +342,26 @@ async function boot() {
     state.me = await get('/api/me');
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return showLogin();
-    return showLogin(`The server cannot be reached: ${e.message}`);
+    return showLogin(t('login.unreachable', { why: e.message }));
   }
   document.getElementById('top').hidden = false;
-  document.getElementById('who').textContent = `${state.me.user} (${state.me.role.replace('_', ' ')})`;
+  document.getElementById('who').textContent = `${state.me.user} (${t(`role.${state.me.role}`)})`;
+  mountSearch(document.getElementById('search-host'), go);
   document.body.dataset.role = state.me.role;
   try {
     await loadAuthority();
   } catch (e) {
-    toast(`Loading the authority-control state failed: ${e.message}`, 'error');
+    toast(t('shell.authorityLoadFailed', { why: e.message }), 'error');
   }
   wasActive = !!state.authority?.active;
   renderAuthority();
   try {
     await start();
   } catch (e) {
-    toast(`Loading the facility failed: ${e.message}`, 'error');
+    toast(t('shell.loadFailed', { why: e.message }), 'error');
   }
   document.getElementById('site-name').textContent = state.site?.name ?? '';
+  measureHeader();
   const rest = location.pathname.replace(/^\/console\/?/, '');
   if (!rest) history.replaceState(null, '', `/console/${route().name}`);
   wasActive = !!state.authority?.active;
@@ -303,14 +371,14 @@ async function boot() {
 }
 
 on('alarms', updateBadges);
-const renderLive = () => {
+function renderLive() {
   const l = document.getElementById('live');
   const ok = state.live.state === 'open' && !state.stale;
   l.classList.toggle('ok', ok);
-  const text = ok ? 'Live' : 'Live stream interrupted; reconnecting';
+  const text = ok ? t('live.ok') : t('live.lost');
   l.title = text;
-  l.setAttribute('aria-label', `Live stream: ${ok ? 'live' : 'interrupted, reconnecting'}`);
-};
+  l.setAttribute('aria-label', text);
+}
 on('live', renderLive);
 on('stale', () => {
   renderLive();
@@ -322,6 +390,10 @@ setInterval(() => {
   checkSession();
 }, 1000);
 document.getElementById('menu-toggle').addEventListener('click', () => setMenu(document.getElementById('menu-toggle').getAttribute('aria-expanded') !== 'true'));
+document.getElementById('user-menu').addEventListener('click', () => setUserMenu(document.getElementById('user-menu').getAttribute('aria-expanded') !== 'true'));
+document.addEventListener('click', (e) => {
+  if (!e.target.closest?.('.usermenu')) setUserMenu(false);
+});
 
 window.addEventListener('popstate', render);
 document.getElementById('authority-toggle').addEventListener('click', openAuthorityDialog);
@@ -334,7 +406,32 @@ document.getElementById('logout').addEventListener('click', async () => {
     /* the session is gone either way */
   }
   stop(true);
-  showLogin('Signed out.');
+  showLogin(t('login.signedOut'));
+});
+document.getElementById('theme-toggle').addEventListener('click', () => {
+  const next = document.documentElement.dataset.theme === 'light' ? 'dark' : 'light';
+  try {
+    localStorage.setItem(THEME_KEY, next);
+  } catch {
+    /* this page only */
+  }
+  applyTheme(next);
+});
+document.getElementById('lang-select').addEventListener('change', (e) => setLang(e.target.value));
+document.getElementById('wall-link').addEventListener('click', (e) => {
+  if (e.ctrlKey || e.metaKey || e.shiftKey) return;
+  e.preventDefault();
+  go('wall');
+});
+// A new language: the shell, the navigation and the page are drawn again in it.
+onLang(() => {
+  applyStatic();
+  if (!state.me) return showLogin();
+  document.getElementById('who').textContent = `${state.me.user} (${t(`role.${state.me.role}`)})`;
+  mountSearch(document.getElementById('search-host'), go);
+  renderAuthority();
+  renderStale();
+  render();
 });
 
 let pendingG = 0;
@@ -348,13 +445,18 @@ document.addEventListener('keydown', (e) => {
     e.preventDefault();
     return;
   }
+  if (e.key === '/') {
+    document.getElementById('search')?.focus();
+    e.preventDefault();
+    return;
+  }
   if (e.key === 'g') {
     pendingG = Date.now();
     return;
   }
   if (Date.now() - pendingG < 1500) {
     pendingG = 0;
-    const hit = NAV.find((n) => n[2] === e.key);
+    const hit = NAV.find((n) => n[1] === e.key);
     if (hit) {
       e.preventDefault();
       go(hit[0]);
@@ -365,4 +467,5 @@ document.addEventListener('keydown', (e) => {
   if (view && view.key) view.key(e);
 });
 
+applyStatic();
 boot();

@@ -1,41 +1,45 @@
 // Helpers shared by the views: alarm states, redundancy badges, actions with feedback, values
-// with their unit and age, and the maintenance control of a component.
+// with their unit and age, the maintenance control of a component (now, or a window scheduled
+// in advance) and the text of a maintenance window.
 
 import { post } from './api.js';
-import { h, toast, fmtValue, withUnit, ago, formDialog } from './ui.js';
-import { state, roleInfo, readingStale, refusedWhy, loadMaintenance } from './state.js';
+import { h, toast, fmtValue, withUnit, ago, formDialog, fmtTime } from './ui.js';
+import { state, roleInfo, readingStale, refusedWhy, loadMaintenance, loadWindows, windowOf, upcomingWindows } from './state.js';
 import { stageName, stageCode } from './fire.js';
+import { t, utcOffset, zoneLabel } from './i18n.js';
 
-export const GRADE_LABEL = { 1: 'Grade 1', 2: 'Grade 2', 3: 'Grade 3' };
 export const RANK = { below_n: 0, N: 1, 'N+1': 2, '2N': 3 };
 
+export const gradeLabel = (g) => t('grade.n', { g });
+
+/// The state an alarm shows: the strongest overlay (out of service > maintenance > design >
+/// shelved, as the server orders them), else its base state.
 export function alarmState(a) {
   const o = a.overlays ?? {};
   if (o.out_of_service_by) return 'out_of_service';
-  if (o.suppressed_by) return 'suppressed_by_design';
   if (o.maintenance) return 'suppressed_by_maintenance';
+  if (o.suppressed_by) return 'suppressed_by_design';
   if (o.shelved_until) return 'shelved';
   return a.base;
 }
 
 export function stateLabel(st) {
-  return (
-    {
-      unacknowledged: 'Unacknowledged',
-      acknowledged: 'Acknowledged',
-      rtn_unacknowledged: 'Returned, unacknowledged',
-      shelved: 'Shelved',
-      suppressed_by_design: 'Suppressed (by design)',
-      suppressed_by_maintenance: 'Suppressed (maintenance)',
-      out_of_service: 'Out of service',
-      normal: 'Normal',
-    }[st] ?? st
-  );
+  return st ? t(`alarmState.${st}`) : '';
+}
+
+/// The state of a component for people (up, degraded, down, maintenance, unknown, warning).
+export const compStateLabel = (st) => t(`compState.${st}`);
+
+/// A subsystem's name.
+export const subsystemLabel = (s) => t(`subsystem.${s}`);
+
+export function redLabel(r) {
+  return r === 'below_n' ? t('red.belowN') : r ?? '?';
 }
 
 export function redBadge(cur, des) {
   const ok = (RANK[cur] ?? 0) >= (RANK[des] ?? 0);
-  return h(`span.red.${ok ? 'ok' : cur === 'below_n' ? 'bad' : 'warn'}`, null, cur === 'below_n' ? 'below N' : cur ?? '?');
+  return h(`span.red.${ok ? 'ok' : cur === 'below_n' ? 'bad' : 'warn'}`, null, redLabel(cur));
 }
 
 /// Runs an API call; a toast says what happened (success when `okMsg` is given, refusal
@@ -46,7 +50,7 @@ export async function act(fn, okMsg) {
     if (okMsg) toast(okMsg, 'ok');
     return r;
   } catch (e) {
-    toast(`Refused: ${e.message}`, 'error');
+    toast(t('toast.refused', { why: e.message }), 'error');
     return null;
   }
 }
@@ -59,21 +63,22 @@ export function compLabel(id) {
 
 /// A role's value in words, with its unit: stage codes by name, booleans as yes/no.
 export function valueText(role, v) {
-  if (v === null || v === undefined) return 'no value';
+  if (v === null || v === undefined) return t('value.none');
   if (role === 'fire.stage') {
     const c = stageCode(v);
     return c === null ? String(v) : stageName(c);
   }
-  if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  if (typeof v === 'boolean') return v ? t('value.yes') : t('value.no');
   return withUnit(v, roleInfo(role).unit);
 }
 
 /// A point's value with its unit, and marked when it is not current (stale, bad, missing).
 export function pointValue(p, role) {
-  if (!p) return h('span.novalue', null, 'no value');
+  if (!p) return h('span.novalue', null, t('value.none'));
   const stale = readingStale(p);
-  return h(`span.pv${stale ? '.stale-value' : ''}`, { title: stale ? `${p.quality ?? ''} reading` : undefined },
-    valueText(role, p.value), stale ? h('span.tag', null, p.quality && p.quality !== 'good' ? p.quality.replace('_', ' ') : 'stale') : null);
+  const q = p.quality && p.quality !== 'good' ? t(`quality.${p.quality}`) : t('quality.stale');
+  return h(`span.pv${stale ? '.stale-value' : ''}`, { title: stale ? q : undefined },
+    valueText(role, p.value), stale ? h('span.tag', null, q) : null);
 }
 
 /// A point's age (counting).
@@ -83,39 +88,109 @@ export function pointAge(p) {
 
 export { fmtValue };
 
-/// The maintenance state of a component and the control to set or clear it (reason asked
-/// for; refused under authority control). `onDone` after a change.
+/// "#3 Kim (UPS vendor), 14:00–16:00 UTC+09:00: battery replacement".
+export function windowText(w) {
+  const same = new Date(w.from_ms).toDateString() === new Date(w.to_ms).toDateString();
+  return t('window.text', {
+    id: w.id,
+    who: w.who,
+    from: fmtTime(w.from_ms, { minutes: true }),
+    to: same ? fmtTime(w.to_ms, { short: true, minutes: true }) : fmtTime(w.to_ms, { minutes: true }),
+    tz: utcOffset(w.from_ms),
+    reason: w.reason,
+  });
+}
+
+/// A chip saying a subject is in a maintenance window now, or has one coming.
+export function windowChip(subject) {
+  const w = windowOf(subject);
+  if (w) return h('span.chip.maintchip', { 'data-window': w.id, title: windowText(w) }, t('window.chipNow', { id: w.id, to: fmtTime(w.to_ms, { short: true, minutes: true }) }));
+  const next = upcomingWindows(subject)[0];
+  if (next) return h('span.chip.maintsoon', { 'data-window': next.id, title: windowText(next) }, t('window.chipNext', { id: next.id, from: fmtTime(next.from_ms, { minutes: true }) }));
+  return null;
+}
+
+/// `datetime-local` value of a time (the browser's zone).
+export function localInput(ms) {
+  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60000);
+  return d.toISOString().slice(0, 16);
+}
+
+/// Asks for a window (what, who, from, to, reason) and schedules it. Resolves with the window
+/// or null.
+export async function scheduleWindow(subjects) {
+  const now = Date.now();
+  const start = Math.ceil((now + 3600_000) / 900_000) * 900_000;
+  const v = await formDialog({
+    id: 'window-dialog',
+    title: t('window.scheduleTitle'),
+    text: t('window.scheduleText', { zone: zoneLabel() }),
+    fields: [
+      { name: 'subjects', label: t('window.fieldWhat'), type: 'text', required: true, value: subjects.join(', ') },
+      { name: 'who', label: t('window.fieldWho'), type: 'text', required: true },
+      { name: 'from', label: t('window.fieldFrom', { zone: utcOffset(start) }), type: 'datetime', required: true, value: localInput(start) },
+      { name: 'to', label: t('window.fieldTo', { zone: utcOffset(start) }), type: 'datetime', required: true, value: localInput(start + 2 * 3600_000) },
+      { name: 'reason', label: t('window.fieldReason'), type: 'textarea', required: true },
+    ],
+    submit: t('window.schedule'),
+    validate: (x) => {
+      const from = new Date(x.from).getTime();
+      const to = new Date(x.to).getTime();
+      if (!Number.isFinite(from) || !Number.isFinite(to)) return t('window.badTime');
+      if (to <= from) return t('window.endBeforeStart');
+      return null;
+    },
+  });
+  if (!v) return null;
+  const body = {
+    subjects: v.subjects.split(/[\s,]+/).filter(Boolean),
+    who: v.who,
+    reason: v.reason,
+    from_ms: new Date(v.from).getTime(),
+    to_ms: new Date(v.to).getTime(),
+  };
+  const r = await act(() => post('/api/maintenance/windows', body), t('window.scheduled'));
+  if (r) await loadWindows().catch(() => {});
+  return r?.window ?? null;
+}
+
+/// The maintenance state of a component and the controls to set or clear it now (reason
+/// asked for; refused under authority control) or to schedule a window. `onDone` after a
+/// change.
 export function maintenanceControl(id, ctx, onDone) {
   const on = state.maintenance.has(id);
+  const w = windowOf(id);
   const box = h('div.maint#maintenance', { 'data-on': on ? 'true' : 'false' },
-    h('p', null, on ? h('span.state.st-maintenance', null, 'In maintenance') : 'Not in maintenance', on ? ' — its alarms are suppressed and it carries no supply in the redundancy figures.' : ''));
+    h('p', null, on ? h('span.state.st-maintenance', null, t('maint.in')) : t('maint.notIn'), on ? ` — ${t('maint.inWhat')}` : ''),
+    w ? h('p.muted', null, windowText(w)) : null,
+    upcomingWindows(id).map((x) => h('p.muted.upcoming', null, t('window.upcoming', { text: windowText(x) }))));
   if (!ctx.canOperate) return box;
   const why = refusedWhy('maintenance');
-  const label = on ? 'End maintenance…' : 'Put in maintenance…';
-  box.appendChild(h('button#maintenance-toggle', {
+  const label = on ? t('maint.end') : t('maint.start');
+  box.appendChild(h('div.controls', null, h('button#maintenance-toggle', {
     type: 'button', disabled: !!why, title: why ?? undefined,
     onclick: async () => {
       const v = await formDialog({
         id: 'maintenance-dialog',
-        title: on ? `End maintenance of ${id}` : `Put ${id} in maintenance`,
-        text: on ? 'Its alarms are annunciated again and it counts in the redundancy figures.' : 'Its alarms are suppressed and it carries no supply in the redundancy figures until maintenance ends.',
-        fields: [{ name: 'reason', label: 'Reason (required, recorded in the audit log)', type: 'textarea', required: true }],
-        submit: on ? 'End maintenance' : 'Put in maintenance',
+        title: on ? t('maint.endTitle', { id }) : t('maint.startTitle', { id }),
+        text: on ? t('maint.endText') : t('maint.startText'),
+        fields: [{ name: 'reason', label: t('maint.reason'), type: 'textarea', required: true }],
+        submit: on ? t('maint.endSubmit') : t('maint.startSubmit'),
       });
       if (!v) return;
-      const r = await act(() => post('/api/maintenance', { subject: id, on: !on, reason: v.reason }), on ? `${id}: maintenance ended` : `${id}: in maintenance`);
+      const r = await act(() => post('/api/maintenance', { subject: id, on: !on, reason: v.reason }), on ? t('maint.ended', { id }) : t('maint.started', { id }));
       if (r) {
         state.maintenance = new Set(r.maintenance ?? []);
         await loadMaintenance().catch(() => {});
         if (onDone) onDone();
       }
     },
-  }, label));
+  }, label), h('button#window-schedule', { type: 'button', onclick: async () => { if (await scheduleWindow([id]) && onDone) onDone(); } }, t('window.scheduleButton'))));
   if (why) box.appendChild(h('p.warn', null, why));
   return box;
 }
 
 /// Wraps a wide table so that it scrolls by itself on a narrow screen instead of the page.
 export function tableWrap(table, label) {
-  return h('div.tablewrap', { tabindex: 0, role: 'region', 'aria-label': label ?? 'table' }, table);
+  return h('div.tablewrap', { tabindex: 0, role: 'region', 'aria-label': label ?? t('table.label') }, table);
 }

@@ -9,6 +9,7 @@
 
 import { s } from './ui.js';
 import { state } from './state.js';
+import { t } from './i18n.js';
 
 export const LAYERS = {
   power: ['utility_feed', 'ats', 'transformer', ['ups', 'battery_room'], 'pdu'],
@@ -19,12 +20,10 @@ export const LAYERS = {
 /// Most nodes drawn side by side in one layer before it is drawn per room.
 export const MAX_NODES = 40;
 
-const LABEL = {
-  utility_feed: 'Utility feeds', ats: 'Switchgear / ATS', transformer: 'Transformers', ups: 'UPS zones',
-  battery_room: 'Battery rooms', 'ups+battery_room': 'UPS + batteries', pdu: 'PDUs', chiller: 'Chillers', chilled_water_loop: 'Chilled-water loops',
-  buffer_tank: 'Buffer tank', crah: 'CRAH units', room: 'Halls', carrier: 'Carriers', mmr: 'Meet-me rooms',
-  core: 'Core switches', row: 'Row switches',
-};
+/// A layer's name (`ups+battery_room` is the UPS layer with its battery rooms).
+const layerLabel = (kind) => t(`layer.${kind}`);
+/// A display state in words.
+const stLabel = (st) => t(`compState.${st}`);
 
 const RANK = { N: 1, 'N+1': 2, '2N': 3 };
 function rank(r) {
@@ -34,7 +33,8 @@ function rank(r) {
 
 function supText(sup, short) {
   const r = (x) => (x === 'below_n' ? '<N' : x ?? '?');
-  return short ? `${r(sup.current)} / ${r(sup.designed)}` : `${r(sup.current)} (design ${r(sup.designed)})`;
+  if (!short) return t('diagram.supply', { cur: r(sup.current), des: r(sup.designed) });
+  return `${r(sup.current)} / ${r(sup.designed)}`;
 }
 
 /// The display state of a component: up | degraded | down | maintenance | warning | unknown.
@@ -66,7 +66,7 @@ export function groupState(ids, subsystem) {
 }
 
 function countsText(counts) {
-  return WORST.filter((st) => counts[st]).map((st) => `${counts[st]} ${st}`).join(' · ');
+  return WORST.filter((st) => counts[st]).map((st) => `${counts[st]} ${stLabel(st)}`).join(' · ');
 }
 
 /// Racks of a subsystem summarised: counts per display state.
@@ -120,7 +120,7 @@ export function diagram(subsystem, opts = {}) {
   const rowH = 118;
   const top = 20;
   const H = top + layers.length * rowH + 10;
-  const svg = s('svg.diagram', { viewBox: `0 0 ${W} ${H}`, role: 'group', 'aria-label': `${subsystem} diagram`, 'data-subsystem': subsystem });
+  const svg = s('svg.diagram', { viewBox: `0 0 ${W} ${H}`, role: 'group', 'aria-label': t('diagram.label', { sub: t(`subsystem.${subsystem}`) }), 'data-subsystem': subsystem });
   const pos = new Map(); // component or group id -> box
   const at = new Map(); // component id -> the id of the node it is drawn in
   const left = 210;
@@ -138,7 +138,7 @@ export function diagram(subsystem, opts = {}) {
       if (node.group) for (const m of node.members) at.set(m, node.id);
       else at.set(node.id, node.id);
     });
-    svg.appendChild(s('text.layer', { x: 12, y: y + bh / 2 + 6 }, LABEL[l.kind] ?? l.kind));
+    svg.appendChild(s('text.layer', { x: 12, y: y + bh / 2 + 6 }, layerLabel(l.kind)));
   });
   // Edges first, under the nodes; one per pair of drawn nodes.
   const edges = s('g.edges');
@@ -200,7 +200,7 @@ function compNode(c, p, subsystem, opts) {
   const extra = opts.overlay?.get(c.id);
   const cs = state.compState.get(c.id);
   const sup = (cs?.supply ?? []).find((x) => x.subsystem === subsystem);
-  const sub = sup ? supText(sup, p.w < 150) : st;
+  const sub = sup ? supText(sup, p.w < 150) : stLabel(st);
   const visible = p.compact ? (p.w >= 34 ? c.id.split('-').pop() : '') : `${c.id} ${sub}`;
   const g = s(`g.node.st-${st}${extra ? `.${extra}` : ''}`, {
     'data-id': c.id,
@@ -208,10 +208,10 @@ function compNode(c, p, subsystem, opts) {
     tabindex: 0,
     role: 'button',
     // The accessible name starts with what is written on the node.
-    'aria-label': `${p.compact ? c.id : visible}${c.name ? `, ${c.name}` : ''}: ${st}`,
+    'aria-label': `${p.compact ? c.id : visible}${c.name ? `, ${c.name}` : ''}: ${stLabel(st)}`,
   });
   activate(g, () => opts.onSelect && opts.onSelect(c.id));
-  g.appendChild(s('title', null, `${c.id}${c.name ? ` — ${c.name}` : ''} (${st})`));
+  g.appendChild(s('title', null, `${c.id}${c.name ? ` — ${c.name}` : ''} (${stLabel(st)})`));
   g.appendChild(s('rect', { x: p.x, y: p.y, width: p.w, height: p.h, rx: 6 }));
   if (p.compact) {
     if (p.w >= 34) g.appendChild(s('text.small', { x: p.x + p.w / 2, y: p.y + p.h / 2 + 5, 'text-anchor': 'middle' }, c.id.split('-').pop()));
@@ -226,8 +226,7 @@ function compNode(c, p, subsystem, opts) {
 
 function groupNode(node, p, subsystem, opts) {
   const { counts, worst } = groupState(node.members, subsystem);
-  const what = LABEL[node.kind] ?? node.kind;
-  const head = `${node.key}: ${node.members.length} ${what}`;
+  const head = t('diagram.group', { key: node.key, n: node.members.length, what: layerLabel(node.kind) });
   const short = p.w < 150;
   const g = s(`g.node.group.st-${worst}`, {
     'data-id': node.id,
@@ -236,13 +235,13 @@ function groupNode(node, p, subsystem, opts) {
     'data-members': node.members.length,
     tabindex: 0,
     role: 'button',
-    'aria-label': `${short ? node.key : head} ${short ? `${node.members.length}, ${worst}` : countsText(counts)}${short ? `: ${head}` : ''}`,
+    'aria-label': `${short ? node.key : head} ${short ? `${node.members.length}, ${stLabel(worst)}` : countsText(counts)}${short ? `: ${head}` : ''}`,
   });
   activate(g, () => opts.onSelectGroup && opts.onSelectGroup(node));
   g.appendChild(s('title', null, `${head} (${countsText(counts)})`));
   g.appendChild(s('rect', { x: p.x, y: p.y, width: p.w, height: p.h, rx: 6 }));
   g.appendChild(s('text.id', { x: p.x + p.w / 2, y: p.y + (p.compact ? 17 : 27), 'text-anchor': 'middle' }, `${short ? node.key : head} `));
-  g.appendChild(s('text.sub', { x: p.x + p.w / 2, y: p.y + (p.compact ? 35 : 51), 'text-anchor': 'middle' }, short ? `${node.members.length}, ${worst}` : countsText(counts)));
+  g.appendChild(s('text.sub', { x: p.x + p.w / 2, y: p.y + (p.compact ? 35 : 51), 'text-anchor': 'middle' }, short ? `${node.members.length}, ${stLabel(worst)}` : countsText(counts)));
   if (opts.selectedGroup === node.id) g.classList.add('selected');
   return g;
 }
@@ -257,10 +256,10 @@ export function recolour(svg, subsystem, overlay) {
       g.setAttribute('data-state', st);
       for (const cl of [...g.classList]) if (cl.startsWith('st-')) g.classList.remove(cl);
       g.classList.add(`st-${st}`);
-      const t = g.querySelector('title');
-      if (t) t.textContent = t.textContent.replace(/\([^)]*\)$/, `(${st})`);
+      const title = g.querySelector('title');
+      if (title) title.textContent = title.textContent.replace(/\([^)]*\)$/, `(${stLabel(st)})`);
       const al = g.getAttribute('aria-label');
-      if (al) g.setAttribute('aria-label', al.replace(/: [^:]*$/, `: ${st}`));
+      if (al) g.setAttribute('aria-label', al.replace(/: [^:]*$/, `: ${stLabel(st)}`));
     }
     const cs = state.compState.get(id);
     const sup = (cs?.supply ?? []).find((x) => x.subsystem === subsystem);
@@ -287,7 +286,7 @@ export function recolourGroups(svg, subsystem) {
     g.classList.add(`st-${worst}`);
     const sub = g.querySelector('text.sub');
     const wide = Number(g.querySelector('rect')?.getAttribute('width')) >= 150;
-    const text = wide ? countsText(counts) : `${ids.length}, ${worst}`;
+    const text = wide ? countsText(counts) : `${ids.length}, ${stLabel(worst)}`;
     if (sub) sub.textContent = text;
     const idText = g.querySelector('text.id')?.textContent ?? '';
     g.setAttribute('aria-label', `${idText}${text}`);

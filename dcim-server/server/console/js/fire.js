@@ -1,10 +1,12 @@
-// Fire stages as people read them: every label comes from the stage table the server serves
-// (`GET /api/fire/stages`, the firmware's STAGE_TABLE), never from the raw code. Each code 0-6
+// Fire stages as people read them: every stage comes from the stage table the server serves
+// (`GET /api/fire/stages`, the firmware's STAGE_TABLE), never from the raw code; its name is
+// the catalogue's text for the stage's key (`stage.<key>`), else the server's. Each code 0-6
 // has its own colour class `stage-N`; the higher the stage, the heavier its mark (stripes from
 // the agent on, the room gas the strongest), so the most severe is always the most visible.
 
 import { h, fmtTime, ago, withUnit } from './ui.js';
 import { state, compPoint, readingStale } from './state.js';
+import { t, tOr } from './i18n.js';
 
 /// The stage table row of a code, or undefined.
 export function stageInfo(code) {
@@ -14,10 +16,10 @@ export function stageInfo(code) {
 /// The name of a stage code: "Power cut and fire blanket". A code outside the table is shown
 /// as such, never as a healthy state.
 export function stageName(code) {
-  if (code === null || code === undefined || code === '') return 'No stage reading';
+  if (code === null || code === undefined || code === '') return t('stage.none');
   const info = stageInfo(Number(code));
-  if (info) return info.name;
-  return state.stages ? `Unknown stage code ${code}` : `Stage code ${code} (stage table not loaded)`;
+  if (info) return tOr(`srv.stage.${info.key}`, info.name);
+  return state.stages ? t('stage.unknownCode', { code }) : t('stage.tableMissing', { code });
 }
 
 /// The CSS class of a stage code (`stage-x`: no reading).
@@ -32,7 +34,7 @@ export function stageChip(code, extra = '') {
 
 /// The human name of an action key (`contactor_open` -> "Power cut (battery contactor opened)").
 export function actionName(key) {
-  return state.stages?.actions?.find((a) => a.key === key)?.name ?? key.replace(/_/g, ' ');
+  return tOr(`srv.action.${key}`, state.stages?.actions?.find((a) => a.key === key)?.name ?? key.replace(/_/g, ' '));
 }
 
 /// The stage code of a `fire.stage` value (a number, or a profile's text label).
@@ -63,51 +65,58 @@ export function fireEntry(id) {
   return state.fire?.racks?.find((r) => r.id === id);
 }
 
-/// Where a component is, in words: "demo › hall-1 › row h1-02 › position 7".
+/// Where a component is, in words: "Main building › 1F › hall-1 (Data hall 1) › row h1-02 ›
+/// position 7".
 export function placeText(id, { building = false } = {}) {
   const p = state.places?.[id];
-  if (!p) return 'place not in the site model';
+  if (!p) return t('place.none');
   const parts = [];
   if (building && p.building) parts.push(p.building);
+  if (building && p.floor) parts.push(t('place.floor', { floor: p.floor }));
   if (p.room) parts.push(p.room_name ? `${p.room} (${p.room_name})` : p.room);
-  if (p.row) parts.push(`row ${p.row.replace(/^row-/, '')}`);
-  if (p.position) parts.push(`position ${p.position}`);
-  if (p.zone && !p.room) parts.push(`zone ${p.zone}`);
-  return parts.length ? parts.join(' › ') : 'place not in the site model';
+  if (p.row) parts.push(t('place.row', { row: p.row.replace(/^row-/, '') }));
+  if (p.position) parts.push(t('place.position', { n: p.position }));
+  if (p.zone && !p.room) parts.push(t('place.zone', { zone: p.zone }));
+  return parts.length ? parts.join(' › ') : t('place.none');
+}
+
+/// The name of a fire-logic input source, or of the point role a trigger names.
+export function sourceName(k, fallback) {
+  return tOr(`source.${k}`, tOr(`srv.role.${k}`, fallback ?? k ?? t('source.unknown')));
 }
 
 /// The trigger of a fire entry in words: "68.4 °C, BMS highest cell temperature".
-export function triggerText(t) {
-  if (!t) return 'not reported';
-  const v = t.value_c === null || t.value_c === undefined ? '' : `${withUnit(t.value_c, 'degC')}, `;
-  const basis = t.basis === 'reading' ? ' (highest reading now; the controller did not report why)' : '';
-  return `${v}${t.source_name}${t.detail ? ` — ${t.detail}` : ''}${basis}`;
+export function triggerText(tr) {
+  if (!tr) return t('fire.triggerNone');
+  const v = tr.value_c === null || tr.value_c === undefined ? '' : `${withUnit(tr.value_c, 'degC')}, `;
+  const basis = tr.basis === 'reading' ? ` (${t('fire.triggerReading')})` : '';
+  return `${v}${sourceName(tr.source, tr.source_name)}${tr.detail ? ` — ${tr.detail}` : ''}${basis}`;
 }
 
 /// A list of the actions of a fire entry with their feedback.
 export function actionList(entry) {
   return h('ul.actions', null, (entry.actions ?? []).map((a) => {
     const f = a.feedback;
-    let mark = 'commanded';
+    let mark = t('fire.act.commanded');
     let cls = 'cmd';
     if (f && f.confirmed === true && !f.stale) {
-      mark = 'confirmed';
+      mark = t('fire.act.confirmed');
       cls = 'ok';
     } else if (f && f.confirmed === false && !f.stale) {
-      mark = 'NOT confirmed';
+      mark = t('fire.act.notConfirmed');
       cls = 'bad';
     } else if (f && f.stale) {
-      mark = 'feedback stale';
+      mark = t('fire.act.stale');
       cls = 'bad';
     }
-    return h(`li.act-${cls}`, { 'data-action': a.key }, h('span.actname', null, a.name), ' ', h(`span.actmark.${cls}`, null, mark));
+    return h(`li.act-${cls}`, { 'data-action': a.key }, h('span.actname', null, actionName(a.key)), ' ', h(`span.actmark.${cls}`, null, mark));
   }));
 }
 
 /// Since when an entry is in its stage: time with zone and a counting age.
 export function sinceNode(entry) {
-  if (!entry?.since_ms) return h('span.muted', null, 'entry time not reported');
-  return h('span', null, `${entry.since_basis === 'history' ? 'about ' : ''}${fmtTime(entry.since_ms, { tz: true })} (`, ago(entry.since_ms), ')');
+  if (!entry?.since_ms) return h('span.muted', null, t('fire.sinceNone'));
+  return h('span', null, `${entry.since_basis === 'history' ? `${t('fire.about')} ` : ''}${fmtTime(entry.since_ms, { tz: true })} (`, ago(entry.since_ms), ')');
 }
 
 /// Whether the component's stage reading is missing or not current.
@@ -129,17 +138,9 @@ export function eventText(e) {
     let code = typeof d.stage_code === 'number' ? d.stage_code : null;
     if (code === null && typeof d.stage === 'string') code = stageCode(d.stage);
     if (code !== null && code >= 0) {
-      const t = d.trigger ? ` — ${triggerText({ ...d.trigger, source_name: sourceName(d.trigger.source) })}` : '';
-      return `fire stage entered: ${stageName(code)}${t}`;
+      const tr = d.trigger ? ` — ${triggerText({ ...d.trigger, source_name: sourceName(d.trigger.source) })}` : '';
+      return `${t('fire.stageEntered', { stage: stageName(code) })}${tr}`;
     }
   }
   return e?.message ?? '';
-}
-
-const SOURCES = {
-  bms_max: 'BMS highest cell temperature', rack_temp1: 'rack temperature sensor 1', rack_temp2: 'rack temperature sensor 2',
-  camera_max: 'thermal camera hot spot', smoke: 'smoke detector', offgas: 'off-gas detector', governing: 'governing temperature', manual: 'manual release',
-};
-function sourceName(k) {
-  return SOURCES[k] ?? k ?? 'unknown source';
 }

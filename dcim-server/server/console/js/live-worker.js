@@ -11,7 +11,7 @@
 // for SILENT_MS is treated as lost (a hung server or a cut network path can keep a TCP
 // connection open without anything arriving) and reconnected.
 
-const EVENTS = ['points', 'event', 'agent', 'alarm', 'incident', 'audit', 'authority', 'redundancy', 'lagged', 'heartbeat'];
+const EVENTS = ['points', 'event', 'agent', 'alarm', 'incident', 'audit', 'authority', 'maintenance', 'redundancy', 'lagged', 'heartbeat'];
 const HEARTBEAT_MS = 1500;
 const SILENT_MS = 3500;
 

@@ -42,7 +42,7 @@ export function openLive(onEvent, onStatus) {
   return ownStream(deliver, onStatus);
 }
 
-const EVENTS = ['points', 'event', 'agent', 'alarm', 'incident', 'audit', 'authority', 'redundancy', 'lagged', 'heartbeat'];
+const EVENTS = ['points', 'event', 'agent', 'alarm', 'incident', 'audit', 'authority', 'maintenance', 'redundancy', 'lagged', 'heartbeat'];
 
 function ownStream(deliver, onStatus) {
   let es = null;

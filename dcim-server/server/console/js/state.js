@@ -1,6 +1,7 @@
-// Client-side model of the facility: the site model and places, latest point values (with a
-// short history for trend charts: live samples since the page loaded, seeded on demand with the
-// server's recent history of the point), redundancy, alarms, incidents, maintenance, the fire
+// Client-side model of the facility: the site model (with its floor plans) and places, latest
+// point values (with a short history for trend charts: live samples since the page loaded,
+// seeded on demand with the server's recent history of the point), redundancy, alarms,
+// incidents, maintenance and the maintenance windows, PUE as the server computes it, the fire
 // summary, the stage table, the role vocabulary and the alarm rules. Views subscribe to topics
 // and re-render when the server pushes changes over the live stream.
 //
@@ -11,6 +12,7 @@
 
 import { get } from './api.js';
 import { openLive } from './live.js';
+import { t, tOr } from './i18n.js';
 
 const HISTORY = 720;
 /// How far back a detail panel's trends reach when seeded from the server.
@@ -35,11 +37,12 @@ export const state = {
   incidents: [],
   events: [],
   maintenance: new Set(),
+  windows: [], // GET /api/maintenance/windows
+  energy: null, // GET /api/energy/pue: {now, history}
   fire: null, // GET /api/fire/summary
   stages: null, // GET /api/fire/stages: {stages: [...], actions: [...]}
   roles: new Map(), // role name -> {unit, description, kind}
   rules: new Map(), // alarm rule id -> rule (with `role`)
-  pue: [], // [[ts, pue]]
   live: { state: 'connecting', lastMsgMs: 0, opened: 0, shared: false },
   stale: false,
   lastDataMs: 0, // last time anything was heard from the server, or data loaded
@@ -89,9 +92,11 @@ export function readingStale(p, now = Date.now()) {
   return now - (p.ts_ms ?? 0) > (state.site?.stale_after_ms ?? 30000);
 }
 
-/// The vocabulary entry of a role: {unit, description, kind}.
+/// The vocabulary entry of a role: {unit, description, kind}; the description in the
+/// console's language when the catalogue has it, else the server's.
 export function roleInfo(role) {
-  return state.roles.get(role) ?? { unit: '', description: role, kind: '' };
+  const r = state.roles.get(role) ?? { unit: '', description: role, kind: '' };
+  return { ...r, description: tOr(`srv.role.${role}`, r.description ?? role) };
 }
 
 function setPoint(p, agent) {
@@ -223,6 +228,28 @@ export async function loadMaintenance() {
   emit('maintenance');
 }
 
+export async function loadWindows() {
+  const r = await get('/api/maintenance/windows');
+  state.windows = r.windows ?? [];
+  emit('windows');
+}
+
+/// PUE now and over the last hour, as the server computes it.
+export async function loadEnergy() {
+  state.energy = await get(`/api/energy/pue?from=${Date.now() - 3600_000}&step=60000`);
+  emit('energy');
+}
+
+/// The active maintenance window covering a subject, if any.
+export function windowOf(subject) {
+  return state.windows.find((w) => w.status === 'active' && w.subjects.includes(subject));
+}
+
+/// Scheduled (not yet started) windows of a subject, soonest first.
+export function upcomingWindows(subject) {
+  return state.windows.filter((w) => w.status === 'scheduled' && w.subjects.includes(subject)).sort((a, b) => a.from_ms - b.from_ms);
+}
+
 export async function loadFire() {
   state.fire = await get('/api/fire/summary');
   emit('fire');
@@ -234,7 +261,7 @@ export function refusedWhy(kind) {
   const a = state.authority;
   if (!a || !a.active) return null;
   const r = (a.refused_actions ?? []).find((x) => x.kind === kind);
-  return r ? `Refused under authority control: ${r.why} while the fire authority is in command.` : null;
+  return r ? t('authority.refusedWhy', { why: tOr(`refused.${kind}`, r.why) }) : null;
 }
 
 export async function loadEvents() {
@@ -260,44 +287,15 @@ async function loadStatic() {
   for (const t of tries) if (t.status === 'rejected') console.warn('table not loaded:', t.reason?.message);
 }
 
-/// Facility power (utility feeds) over IT power (racks).
-export function computePue() {
-  if (!state.site) return null;
-  let facility = 0;
-  let it = 0;
-  let haveF = false;
-  let haveI = false;
-  for (const c of state.site.components) {
-    if (c.kind === 'utility_feed') {
-      const v = compValue(c, 'feed.power_kw');
-      if (typeof v === 'number') {
-        facility += v;
-        haveF = true;
-      }
-    } else if (c.kind === 'rack') {
-      const v = compValue(c, 'it.power_kw');
-      if (typeof v === 'number') {
-        it += v;
-        haveI = true;
-      }
-    }
-  }
-  if (!haveF || !haveI || it <= 0) return null;
-  return { facility, it, pue: facility / it };
-}
-
 const refreshRedundancy = throttle(loadRedundancy, 250);
 const refreshAlarms = throttle(loadAlarms, 250);
 const refreshIncidents = throttle(loadIncidents, 500);
 const refreshEvents = throttle(loadEvents, 1000);
 const refreshMaintenance = throttle(loadMaintenance, 1000);
 export const refreshFire = throttle(loadFire, 1500);
+const refreshWindows = throttle(loadWindows, 500);
+const refreshEnergy = throttle(loadEnergy, 5000);
 const pointsChanged = throttle(async () => {
-  const p = computePue();
-  if (p) {
-    state.pue.push([Date.now(), p.pue]);
-    if (state.pue.length > HISTORY) state.pue.shift();
-  }
   emit('points');
 }, 250);
 
@@ -309,10 +307,9 @@ let resyncing = false;
 
 /// Everything the views show, loaded again (at start, and when the stream is back).
 async function loadAll() {
-  await Promise.all([loadPoints(), loadRedundancy(), loadAlarms(), loadIncidents(), loadEvents(), loadMaintenance(), loadFire().catch((e) => console.warn('fire summary:', e.message))]);
+  await Promise.all([loadPoints(), loadRedundancy(), loadAlarms(), loadIncidents(), loadEvents(), loadMaintenance(), loadWindows(),
+    loadFire().catch((e) => console.warn('fire summary:', e.message)), loadEnergy().catch((e) => console.warn('energy:', e.message))]);
   state.lastDataMs = Date.now();
-  const p = computePue();
-  if (p) state.pue.push([Date.now(), p.pue]);
   emit('points');
 }
 
@@ -328,9 +325,14 @@ function onLiveEvent(name, d, at) {
       }
       pointsChanged();
       refreshRedundancy();
+      refreshEnergy();
       if (fire) refreshFire();
       break;
     }
+    case 'maintenance':
+      refreshWindows();
+      refreshMaintenance();
+      break;
     case 'alarm':
       refreshAlarms();
       refreshMaintenance();
@@ -348,6 +350,7 @@ function onLiveEvent(name, d, at) {
       break;
     case 'lagged':
       loadAuthority().catch((e) => console.warn('authority refresh failed:', e.message));
+      refreshWindows();
       refreshRedundancy();
       refreshAlarms();
       refreshIncidents();

@@ -1,5 +1,8 @@
 // Small DOM helpers: element builders (HTML and SVG), formatting (times with their time zone,
-// ages that keep counting, values with units), dialogs, and a dependency-free trend chart.
+// ages that keep counting, values with units; the formats themselves are in i18n.js), dialogs,
+// and a small dependency-free trend chart for detail panels (the trends page has chart.js).
+
+import { t, fmtTime, fmtAgo, fmtNumber } from './i18n.js';
 
 const SVGNS = 'http://www.w3.org/2000/svg';
 
@@ -47,47 +50,7 @@ export function clear(el) {
   return el;
 }
 
-const pad = (n) => String(n).padStart(2, '0');
-
-/// The browser's time zone as people read it: its name and its offset from UTC at `ms`.
-export function zoneLabel(ms = Date.now()) {
-  const off = -new Date(ms).getTimezoneOffset();
-  const sign = off < 0 ? '−' : '+';
-  const a = Math.abs(off);
-  const utc = `UTC${sign}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
-  let name = '';
-  try {
-    name = Intl.DateTimeFormat().resolvedOptions().timeZone ?? '';
-  } catch {
-    /* no Intl: the offset alone */
-  }
-  return name && name !== 'UTC' ? `${name}, ${utc}` : utc;
-}
-
-/// `2026-05-01 14:03:07`, local time. `opts.tz`: followed by the zone (`UTC+02:00`);
-/// `opts.short`: the time of day only.
-export function fmtTime(ms, opts = {}) {
-  if (!ms) return '—';
-  const d = new Date(ms);
-  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  const date = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-  let out = opts.short ? time : `${date} ${time}`;
-  if (opts.tz) {
-    const off = -d.getTimezoneOffset();
-    const a = Math.abs(off);
-    out += ` UTC${off < 0 ? '−' : '+'}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
-  }
-  return out;
-}
-
-export function fmtAgo(ms, now = Date.now()) {
-  if (!ms) return '—';
-  const s = Math.max(0, Math.round((now - ms) / 1000));
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s ago`.replace(' 0 s', '');
-  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min ago`.replace(' 0 min', '');
-  return `${Math.floor(s / 86400)} d ago`;
-}
+export { zoneLabel, fmtTime, fmtAgo, fmtDate, fmtNumber, fmtDuration, utcOffset } from './i18n.js';
 
 /// An age that keeps counting: a <span data-ago> updated every second by `tickAges`.
 export function ago(ms, cls = 'ago') {
@@ -105,8 +68,8 @@ export function tickAges(root = document) {
 
 export function fmtValue(v) {
   if (v === null || v === undefined) return '—';
-  if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toFixed(Math.abs(v) < 10 ? 2 : 1);
+  if (typeof v === 'boolean') return v ? t('value.yes') : t('value.no');
+  if (typeof v === 'number') return fmtNumber(v);
   return String(v);
 }
 
@@ -130,12 +93,12 @@ export function trendChart(series, opts = {}) {
   const w = opts.width ?? 560;
   const hgt = opts.height ?? 160;
   const padd = { l: 56, r: 12, t: 12, b: 26 };
-  const svg = s('svg.chart', { viewBox: `0 0 ${w} ${hgt}`, role: 'img', 'aria-label': opts.label ?? 'trend' });
+  const svg = s('svg.chart', { viewBox: `0 0 ${w} ${hgt}`, role: 'img', 'aria-label': opts.label ?? t('chart.trend') });
   const pts = series.filter((p) => typeof p[1] === 'number' && Number.isFinite(p[1]));
   svg.setAttribute('data-n', String(pts.length));
   if (pts.length) svg.setAttribute('data-from', String(pts[0][0]));
   if (pts.length === 0) {
-    svg.appendChild(s('text.muted', { x: w / 2, y: hgt / 2, 'text-anchor': 'middle' }, 'no samples yet'));
+    svg.appendChild(s('text.muted', { x: w / 2, y: hgt / 2, 'text-anchor': 'middle' }, t('chart.noSamples')));
     return svg;
   }
   const t0 = pts[0][0];
@@ -154,7 +117,7 @@ export function trendChart(series, opts = {}) {
   for (const v of [lo, (lo + hi) / 2, hi]) {
     svg.appendChild(s('text.tick', { x: padd.l - 6, y: y(v) + 5, 'text-anchor': 'end' }, opts.fmt ? opts.fmt(v) : fmtValue(v)));
   }
-  const tl = (t) => fmtTime(t, { short: true });
+  const tl = (ms) => fmtTime(ms, { short: true });
   svg.appendChild(s('text.tick', { x: padd.l, y: hgt - 6 }, tl(t0)));
   svg.appendChild(s('text.tick', { x: w - padd.r, y: hgt - 6, 'text-anchor': 'end' }, tl(t1)));
   // Step line: a value holds until the next sample.
@@ -194,6 +157,9 @@ export function formDialog({ id, title, text, fields, submit, validate, danger }
         form.appendChild(h('label.check', { for: fid }, input, ` ${f.label}`));
         inputs[f.name] = input;
         continue;
+      } else if (f.type === 'datetime') {
+        input = h('input', { id: fid, name: f.name, type: 'datetime-local', step: 60 });
+        input.value = f.value ?? '';
       } else if (f.type === 'textarea') {
         input = h('textarea', { id: fid, name: f.name, rows: 3, maxlength: 500 });
         input.value = f.value ?? '';
@@ -206,8 +172,8 @@ export function formDialog({ id, title, text, fields, submit, validate, danger }
       inputs[f.name] = input;
     }
     form.appendChild(err);
-    const ok = h('button.primary', { type: 'submit' }, submit ?? 'OK');
-    const cancel = h('button', { type: 'button', onclick: () => dlg.close('cancel') }, 'Cancel');
+    const ok = h('button.primary', { type: 'submit' }, submit ?? t('form.ok'));
+    const cancel = h('button', { type: 'button', onclick: () => dlg.close('cancel') }, t('form.cancel'));
     form.appendChild(h('div.controls', null, ok, cancel));
     dlg.appendChild(form);
     const values = () => Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.type === 'checkbox' ? el.checked : el.value.trim()]));
@@ -216,7 +182,7 @@ export function formDialog({ id, title, text, fields, submit, validate, danger }
       const v = values();
       for (const f of fields) {
         if (f.required && (f.type === 'checkbox' ? !v[f.name] : !v[f.name])) {
-          err.textContent = f.type === 'checkbox' ? `Confirm: ${f.label}` : `${f.label}: required.`;
+          err.textContent = f.type === 'checkbox' ? t('form.confirm', { what: f.label }) : t('form.required', { what: f.label });
           inputs[f.name].focus();
           return;
         }

@@ -1,15 +1,17 @@
 // The fire authority's view: what an officer must read at a glance and on paper. Which racks
 // and battery rooms are in which stage and since when, what triggered it and what was done,
-// where they are (a plan of the rooms as far as the site model goes: rooms, rows and positions,
-// no coordinates), which feeds and breakers are live (as the server evaluates them), coolant
+// where they are (the floor plans of the rooms, the same ones the racks page draws, coloured
+// by fire stage), which feeds and breakers are live (as the server evaluates them), coolant
 // and drain tank levels with their units, where gas was released, and the log of automatic
 // actions. Every time carries its zone; "printed at" appears on paper only.
 
 import { h, clear, fmtTime, ago, zoneLabel } from './ui.js';
 import { state, on, point, roleInfo, readingStale, compPoint } from './state.js';
 import { displayState } from './diagram.js';
-import { stageChip, stageName, stageClass, stageOf, placeText, triggerText, actionList, sinceNode, stageLegend, eventText } from './fire.js';
+import { stageChip, stageClass, placeText, triggerText, actionList, sinceNode, stageLegend, eventText } from './fire.js';
 import { tableWrap, pointValue } from './common.js';
+import { roomPlan, planRooms } from './plan.js';
+import { t } from './i18n.js';
 
 /// Energised or not, as the API says: the evaluation's `energised` when it has one (from
 /// measurement), otherwise its breaker or contactor reading, then its evaluated state (a feed
@@ -29,13 +31,7 @@ function energised(c) {
   return st !== 'down';
 }
 
-const POWER_ROWS = [
-  ['utility_feed', 'Utility feeds'],
-  ['generator', 'Generators'],
-  ['ups', 'UPS outputs'],
-  ['battery_room', 'Battery strings (contactor)'],
-  ['pdu', 'PDU breakers'],
-];
+const POWER_ROWS = ['utility_feed', 'generator', 'ups', 'battery_room', 'pdu'];
 
 /// The component a device is bound to, for places of points the site model does not bind.
 function deviceComponents() {
@@ -53,55 +49,22 @@ function whereOf(device, devComp) {
   return place ? `${id} (${placeText(id)})` : id;
 }
 
-/// Floor plan: one box per room with its rows of racks, one per battery room, coloured by
-/// stage. The table above is the text of it; the cells are not announced one by one.
-function floorPlan() {
-  const wrap = h('div.plan', { role: 'img', 'aria-label': 'Floor plan of the rooms with racks coloured by fire stage; the table above lists every rack in a stage' });
-  const halls = new Map();
-  for (const c of state.site.components.filter((x) => x.kind === 'rack')) {
-    const p = state.places?.[c.id] ?? {};
-    const room = p.room ?? 'no room';
-    if (!halls.has(room)) halls.set(room, new Map());
-    const rows = halls.get(room);
-    const row = p.row ?? '—';
-    if (!rows.has(row)) rows.set(row, []);
-    rows.get(row).push(c);
-  }
-  for (const [room, rows] of halls) {
-    const r = state.byId.get(room);
-    let worst = -1;
-    const box = h('div.planroom', { 'data-room': room });
-    const grid = h('div.planrows');
-    for (const [row, list] of rows) {
-      grid.appendChild(h('div.planrow', null, h('span.planrowname', null, row.replace(/^row-/, '')), list.map((c) => {
-        const st = stageOf(c);
-        if (st !== null && st > worst) worst = st;
-        return h(`span.plancell.${stageClass(st)}`, { 'data-id': c.id, title: `${c.id}: ${stageName(st)}` }, st >= 2 ? c.id.replace(/^r/, '') : '');
-      })));
-    }
-    box.appendChild(h('div.planhead', null, h('strong', null, room), r?.name ? ` ${r.name}` : '', worst > 0 ? h('span', null, ' — worst: ', stageChip(worst)) : null));
-    box.appendChild(grid);
-    wrap.appendChild(box);
-  }
-  const batt = state.site.components.filter((x) => x.kind === 'battery_room');
-  if (batt.length) {
-    wrap.appendChild(h('div.planroom.planbatt', null, h('div.planhead', null, h('strong', null, 'Battery rooms')),
-      h('div.planbattlist', null, batt.map((b) => {
-        const st = stageOf(b);
-        return h(`span.planbattcell.${stageClass(st)}`, { 'data-id': b.id }, `${b.id} (zone ${b.zone ?? '?'}): ${stageName(st)}`);
-      }))));
-  }
+/// The floor plans of every room and battery room, coloured by fire stage. The table above is
+/// the text of it; the cells are not announced one by one.
+function floorPlans() {
+  const wrap = h('div.plans.fireplans', { role: 'img', 'aria-label': t('firev.planLabel') });
+  for (const room of planRooms()) wrap.appendChild(roomPlan(room, { mode: 'stage' }));
   return wrap;
 }
 
 export const fire = {
-  title: 'Fire authority',
+  title: 'view.fire',
   render(main) {
     const root = h('div.fire');
     main.appendChild(root);
     const printed = h('p.printonly#printed');
     const setPrinted = () => {
-      printed.textContent = `Printed ${fmtTime(Date.now(), { tz: true })} from the DCIM console of ${state.site?.name ?? ''}.`;
+      printed.textContent = t('firev.printed', { time: fmtTime(Date.now(), { tz: true }), site: state.site?.name ?? '' });
     };
     window.addEventListener('beforeprint', setPrinted);
     const draw = () => {
@@ -110,9 +73,9 @@ export const fire = {
       const f = state.fire;
       const asOf = f?.as_of_ms ?? state.lastDataMs;
       root.appendChild(h('div.viewhead', null,
-        h('h1', null, `Fire authority view — ${state.site?.name ?? ''}`),
-        h('p.asof#fire-asof', null, `Data as of ${fmtTime(asOf, { tz: true })} (`, ago(asOf), `). All times are ${zoneLabel(asOf)}. Read-only.`),
-        h('button.noprint#print', { type: 'button', onclick: () => window.print() }, 'Print'),
+        h('h1', null, t('firev.title', { site: state.site?.name ?? '' })),
+        h('p.asof#fire-asof', null, t('firev.asOf', { time: fmtTime(asOf, { tz: true }) }), ' (', ago(asOf), '). ', t('firev.zone', { zone: zoneLabel(asOf) })),
+        h('button.noprint#print', { type: 'button', onclick: () => window.print() }, t('firev.print')),
         printed));
       const comps = state.site.components;
       // 1. Stages.
@@ -120,30 +83,30 @@ export const fire = {
       const tb = h('tbody');
       for (const r of racks) {
         tb.appendChild(h(`tr.stage-row.${stageClass(r.stage.code)}-edge`, { 'data-stage': r.stage.code, 'data-id': r.id },
-          h('td', null, stageChip(r.stage.code), r.reading.stale ? h('div.tag.hot', null, `reading lost since ${fmtTime(r.reading.ts_ms, { short: true })}`) : null),
-          h('td', null, h('strong', null, r.id), r.kind === 'battery_room' ? ' (battery room)' : ''),
-          h('td.place', { 'data-label': 'Where' }, placeText(r.id, { building: true })),
-          h('td', { 'data-label': 'Since' }, sinceNode(r)),
-          h('td', { 'data-label': 'Triggered by' }, triggerText(r.trigger)),
-          h('td', { 'data-label': 'Actions' }, r.actions.length ? actionList(r) : 'none at this stage')));
+          h('td', null, stageChip(r.stage.code), r.reading.stale ? h('div.tag.hot', null, t('firev.readingLostSince', { time: fmtTime(r.reading.ts_ms, { short: true }) })) : null),
+          h('td', null, h('strong', null, r.id), r.kind === 'battery_room' ? ` (${t('firev.batteryRoom')})` : ''),
+          h('td.place', { 'data-label': t('fire.where') }, placeText(r.id, { building: true })),
+          h('td', { 'data-label': t('fire.since') }, sinceNode(r)),
+          h('td', { 'data-label': t('fire.triggeredBy') }, triggerText(r.trigger)),
+          h('td', { 'data-label': t('fire.actions') }, r.actions.length ? actionList(r) : t('fire.noActions'))));
       }
-      if (!racks.length) tb.appendChild(h('tr', { 'data-stage': 'none' }, h('td', { colspan: 6 }, 'No rack or battery room is in a fire stage.')));
+      if (!racks.length) tb.appendChild(h('tr', { 'data-stage': 'none' }, h('td', { colspan: 6 }, t('fire.noneInStage'))));
       const noReading = f?.no_reading ?? [];
       if (noReading.length) {
         tb.appendChild(h('tr.stage-row.stage-x-edge', { 'data-stage': 'x' }, h('td', null, stageChip(null)),
-          h('td', { colspan: 5 }, `${noReading.length}: `, noReading.slice(0, 40).map((n) => `${n.id} (${placeText(n.id)})`).join('; '), noReading.length > 40 ? ` … and ${noReading.length - 40} more` : '')));
+          h('td', { colspan: 5 }, `${noReading.length}: `, noReading.slice(0, 40).map((n) => `${n.id} (${placeText(n.id)})`).join('; '), noReading.length > 40 ? ` ${t('list.more', { n: noReading.length - 40 })}` : '')));
       }
       const counts = f?.counts ?? [];
-      root.appendChild(h('section.card#fire-stages', null, h('h2', null, 'Racks and battery rooms by fire stage'),
-        tableWrap(h('table.data.firetable.cardtable', null, h('thead', null, h('tr', null, ['Stage', 'Rack / room', 'Where', 'Since', 'Triggered by', 'Actions (feedback)'].map((x) => h('th', { scope: 'col' }, x)))), tb), 'Racks by fire stage'),
+      root.appendChild(h('section.card#fire-stages', null, h('h2', null, t('firev.byStage')),
+        tableWrap(h('table.data.firetable.cardtable', null, h('thead', null, h('tr', null, [t('col.stage'), t('col.rackRoom'), t('fire.where'), t('fire.since'), t('fire.triggeredBy'), t('col.actionsFeedback')].map((x) => h('th', { scope: 'col' }, x)))), tb), t('firev.byStage')),
         h('p.counts', null, [6, 5, 4, 3, 2, 1, 0].filter((c) => counts[c]).map((c) => h('span.count', { 'data-stage': c }, stageChip(c), ` ${counts[c]}`)), noReading.length ? h('span.count', null, stageChip(null), ` ${noReading.length}`) : null)));
-      // 2. Floor plan.
-      root.appendChild(h('section.card#fire-plan', null, h('h2', null, 'Where: rooms, rows and racks'),
-        h('p.muted', null, 'Drawn from the site model (rooms, rows, position in the row); it has no building coordinates.'),
-        stageLegend(), floorPlan()));
+      // 2. Floor plans.
+      root.appendChild(h('section.card#fire-plan', null, h('h2', null, t('firev.where')),
+        h('p.muted', null, t('firev.planNote')),
+        stageLegend(), floorPlans()));
       // 3. Feeds and breakers.
       const rows = [];
-      for (const [kind, label] of POWER_ROWS) {
+      for (const kind of POWER_ROWS) {
         const xs = comps.filter((c) => c.kind === kind);
         if (!xs.length) continue;
         const live = [];
@@ -154,12 +117,12 @@ export const fire = {
           (e === true ? live : e === false ? dead : unknown).push(c);
         }
         const names = (list) => list.map((c) => (c.name && list.length < 8 ? `${c.id} (${c.name})` : c.id)).join(', ');
-        const liveText = live.length === xs.length && xs.length > 12 ? `all ${xs.length}` : live.length > 12 ? `${live.length} of ${xs.length}: all but those in the other columns` : names(live);
-        rows.push(h('tr', { 'data-kind': kind }, h('th', { scope: 'row' }, label), h('td.live', null, live.length ? liveText : '—'), h('td.dead', null, dead.length ? names(dead) : '—'), h('td.unknown', null, unknown.length ? names(unknown) : '—')));
+        const liveText = live.length === xs.length && xs.length > 12 ? t('firev.allN', { n: xs.length }) : live.length > 12 ? t('firev.nOfAll', { n: live.length, total: xs.length }) : names(live);
+        rows.push(h('tr', { 'data-kind': kind }, h('th', { scope: 'row' }, t(`firev.kind.${kind}`)), h('td.live', null, live.length ? liveText : '—'), h('td.dead', null, dead.length ? names(dead) : '—'), h('td.unknown', null, unknown.length ? names(unknown) : '—')));
       }
-      root.appendChild(h('section.card#fire-power', null, h('h2', null, 'Which feeds and breakers are live'),
-        tableWrap(h('table.data', null, h('thead', null, h('tr', null, ['Equipment', 'LIVE (energised)', 'Open / de-energised', 'Not known'].map((x) => h('th', { scope: 'col' }, x)))), h('tbody', null, rows)), 'Live feeds and breakers'),
-        h('p.muted', null, '“Not known”: no current reading — treat as live.')));
+      root.appendChild(h('section.card#fire-power', null, h('h2', null, t('firev.live')),
+        tableWrap(h('table.data', null, h('thead', null, h('tr', null, [t('col.equipment'), t('firev.colLive'), t('firev.colDead'), t('firev.colUnknown')].map((x) => h('th', { scope: 'col' }, x)))), h('tbody', null, rows)), t('firev.live')),
+        h('p.muted', null, t('firev.unknownNote'))));
       // 4. Coolant and tanks.
       const devComp = deviceComponents();
       const cool = h('tbody');
@@ -169,34 +132,34 @@ export const fire = {
         if (seen.has(k)) return;
         seen.add(k);
         const ri = roleInfo(role);
-        cool.appendChild(h('tr', { 'data-role': role, 'data-device': device }, h('td', null, where), h('td', null, ri.description ?? role), h('td.num', null, pointValue(p, role)), h('td', null, p ? fmtTime(p.ts_ms, { short: true }) : '—')));
+        cool.appendChild(h('tr', { 'data-role': role, 'data-device': device }, h('td', null, where), h('td', null, ri.description), h('td.num', null, pointValue(p, role)), h('td', null, p ? fmtTime(p.ts_ms, { short: true }) : '—')));
       };
       for (const c of comps.filter((x) => x.kind === 'chilled_water_loop' || x.kind === 'buffer_tank')) {
         for (const b of c.bindings ?? []) if (COOLANT_ROLES.includes(b.role)) addRow(b.device, b.role, point(b.device, b.role), c.name ? `${c.id} (${c.name})` : c.id);
       }
       for (const role of ['fire.coolant_flow', 'drain_tank.level_pct']) {
         const ps = [...state.points.values()].filter((p) => p.role === role);
-        if (!ps.length) cool.appendChild(h('tr', { 'data-role': role }, h('td', null, '—'), h('td', null, roleInfo(role).description ?? role), h('td.num', null, h('span.novalue', null, 'no reading')), h('td', null, '—')));
+        if (!ps.length) cool.appendChild(h('tr', { 'data-role': role }, h('td', null, '—'), h('td', null, roleInfo(role).description), h('td.num', null, h('span.novalue', null, t('plan.noReading'))), h('td', null, '—')));
         for (const p of ps) addRow(p.device, role, p, whereOf(p.device, devComp));
       }
-      root.appendChild(h('section.card#fire-coolant', null, h('h2', null, 'Coolant, buffer tank and drain tank'),
-        tableWrap(h('table.data', null, h('thead', null, h('tr', null, ['Where', 'What', 'Value', 'Reading at'].map((x) => h('th', { scope: 'col' }, x)))), cool), 'Coolant and tanks')));
+      root.appendChild(h('section.card#fire-coolant', null, h('h2', null, t('firev.coolant')),
+        tableWrap(h('table.data', null, h('thead', null, h('tr', null, [t('fire.where'), t('col.what'), t('col.value'), t('col.readingAt')].map((x) => h('th', { scope: 'col' }, x)))), cool), t('firev.coolant'))));
       // 5. Gas.
       const gasPts = [...state.points.values()].filter((p) => p.role === 'fire.gas_released');
       const released = gasPts.filter((p) => p.value === true || (typeof p.value === 'number' && p.value > 0));
       const gasRacks = racks.filter((r) => r.stage.code >= 6);
       const gasItems = [
-        ...gasRacks.map((r) => h('li', { 'data-id': r.id }, `Room gas stage at ${r.id}: ${placeText(r.id, { building: true })}, since `, sinceNode(r))),
-        ...released.map((p) => h('li', { 'data-device': p.device }, `RELEASED at ${whereOf(p.device, devComp)} — reported ${fmtTime(p.ts_ms, { tz: true })}`)),
+        ...gasRacks.map((r) => h('li', { 'data-id': r.id }, t('firev.gasStageAt', { id: r.id, place: placeText(r.id, { building: true }) }), ' ', sinceNode(r))),
+        ...released.map((p) => h('li', { 'data-device': p.device }, t('firev.gasReleasedAt', { where: whereOf(p.device, devComp), time: fmtTime(p.ts_ms, { tz: true }) }))),
       ];
       const unknownGas = gasPts.filter((p) => readingStale(p));
-      root.appendChild(h('section.card#fire-gas', null, h('h2', null, 'Where extinguishing gas was released'),
-        gasItems.length ? h('ul.plain.hot', null, gasItems) : gasPts.length === 0 ? h('p.muted', null, 'No gas-release points reported.') : h('p', null, `Not released (${gasPts.length} system${gasPts.length === 1 ? '' : 's'} reporting).`),
-        unknownGas.length ? h('p.warn', null, `No current reading from: ${unknownGas.map((p) => whereOf(p.device, devComp)).join(', ')}.`) : null));
+      root.appendChild(h('section.card#fire-gas', null, h('h2', null, t('firev.gas')),
+        gasItems.length ? h('ul.plain.hot', null, gasItems) : gasPts.length === 0 ? h('p.muted', null, t('firev.gasNone')) : h('p', null, t('firev.gasNotReleased', { n: gasPts.length })),
+        unknownGas.length ? h('p.warn', null, t('firev.gasNoReading', { list: unknownGas.map((p) => whereOf(p.device, devComp)).join(', ') })) : null));
       // 6. Log.
       const evs = state.events.slice(0, 100);
-      root.appendChild(h('section.card#fire-log', null, h('h2', null, 'Log of automatic actions and events'),
-        evs.length ? h('ol.log', null, evs.map((e) => h('li', { 'data-kind': e.kind }, h('span.ts', null, fmtTime(e.ts_ms, { tz: true })), ` ${e.device}: ${eventText(e)}`))) : h('p.muted', null, 'No events recorded.')));
+      root.appendChild(h('section.card#fire-log', null, h('h2', null, t('firev.log')),
+        evs.length ? h('ol.log', null, evs.map((e) => h('li', { 'data-kind': e.kind }, h('span.ts', null, fmtTime(e.ts_ms, { tz: true })), ` ${e.device}: ${eventText(e)}`))) : h('p.muted', null, t('firev.noEvents'))));
     };
     draw();
     let pending = false;
@@ -205,7 +168,7 @@ export const fire = {
       pending = true;
       setTimeout(() => { pending = false; draw(); }, 300);
     };
-    const offs = [on('points', redraw), on('redundancy', redraw), on('events', redraw), on('fire', redraw)];
+    const offs = [on('points', redraw), on('redundancy', redraw), on('events', redraw), on('fire', redraw), on('windows', redraw)];
     return () => {
       window.removeEventListener('beforeprint', setPrinted);
       offs.forEach((x) => x());

@@ -5,14 +5,15 @@
 import { h, clear, trendChart, fmtUnit } from './ui.js';
 import { state, on, key, point, seedHistory, roleInfo } from './state.js';
 import { diagram, recolour, recolourGroups, displayState, rackSummary, groupState } from './diagram.js';
-import { alarmState, stateLabel, redBadge, pointValue, pointAge, maintenanceControl, tableWrap } from './common.js';
+import { alarmState, stateLabel, redBadge, redLabel, pointValue, pointAge, maintenanceControl, tableWrap, compStateLabel, subsystemLabel } from './common.js';
 import { placeText } from './fire.js';
+import { t } from './i18n.js';
 
 export function componentPanel(id, subsystem, close, ctx) {
   const c = state.byId.get(id);
-  const panel = h('aside.panel#component-panel', { 'aria-label': `Component ${id}`, tabindex: -1 });
+  const panel = h('aside.panel#component-panel', { 'aria-label': t('comp.panelLabel', { id }), tabindex: -1 });
   if (!c) {
-    panel.appendChild(h('p', null, `Unknown component ${id}`));
+    panel.appendChild(h('p', null, t('comp.unknown', { id })));
     return { el: panel, update() {} };
   }
   let chartKey = null;
@@ -23,38 +24,40 @@ export function componentPanel(id, subsystem, close, ctx) {
     clear(panel);
     const st = displayState(id, subsystem);
     const cs = state.compState.get(id);
-    panel.appendChild(h('div.panel-head', null, h('h2', null, c.id), h('button.close', { type: 'button', onclick: close, 'aria-label': 'Close panel' }, '✕')));
-    panel.appendChild(h('p', null, c.name ?? c.kind, ' ', h(`span.state.st-${st}`, null, st)));
-    if (state.places?.[id]) panel.appendChild(h('p.muted', null, `Where: ${placeText(id, { building: true })}`));
+    panel.appendChild(h('div.panel-head', null, h('h2', null, c.id), h('button.close', { type: 'button', onclick: close, 'aria-label': t('panel.close') }, '✕')));
+    panel.appendChild(h('p', null, c.name ?? t(`kind.${c.kind}`), ' ', h(`span.state.st-${st}`, null, compStateLabel(st))));
+    if (state.places?.[id]) panel.appendChild(h('p.muted', null, t('rack.where', { place: placeText(id, { building: true }) })));
     if (cs?.supply?.length) {
-      panel.appendChild(tableWrap(h('table.data', null, h('thead', null, h('tr', null, ['Subsystem', 'Designed', 'Current', 'Live paths', 'SPOF'].map((x) => h('th', { scope: 'col' }, x)))),
-        h('tbody', null, cs.supply.map((x) => h('tr', null, h('td', null, x.subsystem), h('td', null, x.designed), h('td', null, redBadge(x.current, x.designed)), h('td', null, `${x.live_paths}/${x.designed_paths}`), h('td', null, x.single_points_of_failure.join(', ') || '—'))))), 'Supply'));
+      panel.appendChild(tableWrap(h('table.data', null, h('thead', null, h('tr', null, [t('col.subsystem'), t('col.designed'), t('col.current'), t('col.livePaths'), t('col.spof')].map((x) => h('th', { scope: 'col' }, x)))),
+        h('tbody', null, cs.supply.map((x) => h('tr', null, h('td', null, subsystemLabel(x.subsystem)), h('td', null, redLabel(x.designed)), h('td', null, redBadge(x.current, x.designed)), h('td', null, `${x.live_paths}/${x.designed_paths}`), h('td', null, x.single_points_of_failure.join(', ') || '—'))))), t('comp.supply')));
     }
-    panel.appendChild(h('h3', null, 'Points'));
+    panel.appendChild(h('h3', null, t('comp.points')));
     const tb = h('tbody');
     for (const b of bindings) {
       const p = point(b.device, b.role);
       const k = key(b.device, b.role);
       const numeric = typeof p?.value === 'number' || typeof p?.value === 'boolean';
-      const label = roleInfo(b.role).description ?? b.role;
+      const label = roleInfo(b.role).description;
       tb.appendChild(h(`tr${k === chartKey ? '.sel' : ''}`, { 'data-role': b.role },
         h('td', null, numeric ? h('button.link', { type: 'button', title: b.role, onclick: () => { chartKey = k; update(); } }, label) : h('span', { title: b.role }, label)),
         h('td.num', null, pointValue(p, b.role)), h('td', null, pointAge(p))));
     }
-    panel.appendChild(tableWrap(h('table.data.points', null, h('thead', null, h('tr', null, ['Point', 'Value', 'Age'].map((x) => h('th', { scope: 'col' }, x)))), tb), 'Points'));
+    panel.appendChild(tableWrap(h('table.data.points', null, h('thead', null, h('tr', null, [t('col.point'), t('col.value'), t('col.age')].map((x) => h('th', { scope: 'col' }, x)))), tb), t('comp.points')));
     if (chartKey) {
       const role = chartKey.split('|')[1];
       const ri = roleInfo(role);
       const unit = fmtUnit(ri.unit);
-      panel.appendChild(h('h3', null, `Trend: ${ri.description ?? role}${unit ? ` (${unit})` : ''}`));
-      panel.appendChild(trendChart(state.history.get(chartKey) ?? [], { label: `${ri.description ?? role} trend` }));
+      panel.appendChild(h('h3', null, t('comp.trend', { what: `${ri.description}${unit ? ` (${unit})` : ''}` })));
+      panel.appendChild(trendChart(state.history.get(chartKey) ?? [], { label: t('comp.trendLabel', { what: ri.description }) }));
+      const p = point(...chartKey.split('|'));
+      if (p?.point) panel.appendChild(h('p', null, h('a', { href: `/console/trends?a=${encodeURIComponent(`${p.device}/${p.point}`)}`, onclick: (e) => { e.preventDefault(); ctx.go(`trends?a=${encodeURIComponent(`${p.device}/${p.point}`)}`); } }, t('rack.openTrends'))));
     }
-    panel.appendChild(h('h3', null, 'Maintenance'));
+    panel.appendChild(h('h3', null, t('rack.maintenance')));
     panel.appendChild(maintenanceControl(id, ctx, update));
     const devices = new Set(bindings.map((b) => b.device));
     const alarms = state.alarms.filter((a) => a.component === id || devices.has(a.subject));
-    panel.appendChild(h('h3', null, `Alarms (${alarms.length})`));
-    panel.appendChild(alarms.length ? h('ul.plain', null, alarms.map((a) => h('li', null, h(`span.gradechip.g${a.grade}`, null, `G${a.grade}`), ` ${a.message} `, h('span.muted', null, stateLabel(alarmState(a)))))) : h('p.muted', null, 'none'));
+    panel.appendChild(h('h3', null, t('rack.alarms', { n: alarms.length })));
+    panel.appendChild(alarms.length ? h('ul.plain', null, alarms.map((a) => h('li', null, h(`span.gradechip.g${a.grade}`, null, `G${a.grade}`), ` ${a.message} `, h('span.muted', null, stateLabel(alarmState(a)))))) : h('p.muted', null, t('overview.none')));
   };
   update();
   // The charted point first, then the others; the panel is already drawn and redraws when
@@ -67,18 +70,18 @@ export function componentPanel(id, subsystem, close, ctx) {
 
 /// The members of a group node, each selectable.
 function groupPanel(node, subsystem, close, select) {
-  const panel = h('aside.panel#group-panel', { 'aria-label': `Group ${node.key}`, tabindex: -1 });
+  const panel = h('aside.panel#group-panel', { 'aria-label': t('comp.groupLabel', { key: node.key }), tabindex: -1 });
   const update = () => {
     clear(panel);
     const { counts } = groupState(node.members, subsystem);
-    panel.appendChild(h('div.panel-head', null, h('h2', null, `${node.key}: ${node.members.length} components`), h('button.close', { type: 'button', onclick: close, 'aria-label': 'Close panel' }, '✕')));
-    panel.appendChild(h('p', null, Object.entries(counts).map(([st, n]) => h(`span.state.st-${st}`, null, `${n} ${st}`)).reduce((a, x) => (a.length ? [...a, ' ', x] : [x]), [])));
+    panel.appendChild(h('div.panel-head', null, h('h2', null, t('comp.groupTitle', { key: node.key, n: node.members.length })), h('button.close', { type: 'button', onclick: close, 'aria-label': t('panel.close') }, '✕')));
+    panel.appendChild(h('p', null, Object.entries(counts).map(([st, n]) => h(`span.state.st-${st}`, null, `${n} ${compStateLabel(st)}`)).reduce((a, x) => (a.length ? [...a, ' ', x] : [x]), [])));
     // Worst first.
     const order = { down: 0, degraded: 1, unknown: 2, warning: 3, maintenance: 4, up: 5 };
     const ids = [...node.members].sort((a, b) => (order[displayState(a, subsystem)] ?? 9) - (order[displayState(b, subsystem)] ?? 9) || a.localeCompare(b));
     panel.appendChild(h('div.members', null, ids.map((id) => {
       const st = displayState(id, subsystem);
-      return h(`button.member.st-${st}`, { type: 'button', 'data-id': id, onclick: () => select(id) }, `${id}: ${st}`);
+      return h(`button.member.st-${st}`, { type: 'button', 'data-id': id, onclick: () => select(id) }, `${id}: ${compStateLabel(st)}`);
     })));
   };
   update();
@@ -93,7 +96,7 @@ export function subsystemView(subsystem, title) {
       let selectedGroup = null;
       const sub = () => (state.redundancy?.subsystems ?? []).find((x) => x.subsystem === subsystem);
       const head = h('div.viewhead');
-      main.appendChild(h('h1', null, title));
+      main.appendChild(h('h1', null, t(title)));
       main.appendChild(head);
       const wrap = h('div.split');
       const side = h('div.side.sticky');
@@ -138,7 +141,7 @@ export function subsystemView(subsystem, title) {
         } else if (selected) {
           panel = componentPanel(selected, subsystem, closePanel, ctx);
         } else {
-          side.appendChild(h('p.muted', null, 'Select a component (click, or Tab then Enter) to see its points, trend, alarms and maintenance.'));
+          side.appendChild(h('p.muted', null, t('comp.selectHint')));
           return;
         }
         side.appendChild(panel.el);
@@ -148,9 +151,9 @@ export function subsystemView(subsystem, title) {
         clear(head);
         const x = sub();
         const racks = rackSummary(subsystem);
-        if (x) head.appendChild(h('p.summary', null, 'Redundancy ', redBadge(x.current, x.designed), ` designed ${x.designed}. SPOF: ${x.single_points_of_failure.join(', ') || 'none'}. `,
-          `Racks: ${racks.up} full, ${racks.degraded} degraded, ${racks.down} without ${subsystem}, ${racks.unknown} unknown.`));
-        head.appendChild(h('p.legend', null, ['up', 'degraded', 'down', 'maintenance', 'unknown'].map((st) => h(`span.state.st-${st}`, null, st))));
+        if (x) head.appendChild(h('p.summary', null, `${t('comp.redundancy')} `, redBadge(x.current, x.designed), ` ${t('comp.summary', { designed: redLabel(x.designed), spof: x.single_points_of_failure.join(', ') || t('overview.none') })} `,
+          t('comp.racks', { up: racks.up, degraded: racks.degraded, down: racks.down, unknown: racks.unknown, sub: subsystemLabel(subsystem) })));
+        head.appendChild(h('p.legend', null, ['up', 'degraded', 'down', 'maintenance', 'unknown'].map((st) => h(`span.state.st-${st}`, null, compStateLabel(st)))));
       };
       drawHead();
       showPanel();
@@ -165,6 +168,7 @@ export function subsystemView(subsystem, title) {
         on('history', () => panel && panel.update()),
         on('alarms', () => panel && panel.update()),
         on('maintenance', () => panel && panel.update()),
+        on('windows', () => panel && panel.update()),
         on('authority', () => panel && panel.update()),
       ];
       return () => offs.forEach((f) => f());

@@ -4,12 +4,13 @@ import { get } from './api.js';
 import { h, clear } from './ui.js';
 import { state } from './state.js';
 import { diagram, LAYERS } from './diagram.js';
-import { act } from './common.js';
+import { act, redLabel, subsystemLabel } from './common.js';
+import { t } from './i18n.js';
 
 export const whatif = {
-  title: 'What-if',
+  title: 'view.whatif',
   render(main) {
-    main.appendChild(h('h1', null, 'What-if: fail components'));
+    main.appendChild(h('h1', null, t('whatif.title')));
     const chosen = new Set();
     let result = null;
     const picker = h('div.picker');
@@ -34,33 +35,33 @@ export const whatif = {
     const drawPicker = () => {
       clear(picker);
       for (const [sub, kinds] of Object.entries(LAYERS)) {
-        const fs = h('fieldset', null, h('legend', null, sub));
+        const fs = h('fieldset', null, h('legend', null, subsystemLabel(sub)));
         for (const c of state.site.components.filter((x) => kinds.flat().includes(x.kind) && x.kind !== 'pdu' && x.kind !== 'row')) {
           fs.appendChild(h('label.check', null, h('input', { type: 'checkbox', value: c.id, checked: chosen.has(c.id), onchange: () => toggle(c.id) }), ` ${c.id}`));
         }
         picker.appendChild(fs);
       }
-      picker.appendChild(h('button#whatif-clear', { type: 'button', onclick: () => { chosen.clear(); drawPicker(); evaluate(); } }, 'Clear'));
+      picker.appendChild(h('button#whatif-clear', { type: 'button', onclick: () => { chosen.clear(); drawPicker(); evaluate(); } }, t('whatif.clear')));
     };
-    const list = (title, items, fmt) => h('section.card', null, h('h3', null, `${title} (${items.length})`), items.length ? h('p.ids', null, items.slice(0, 80).map(fmt).join(', ') + (items.length > 80 ? `, … ${items.length - 80} more` : '')) : h('p.muted', null, 'none'));
+    const list = (title, items, fmt) => h('section.card', null, h('h3', null, `${title} (${items.length})`), items.length ? h('p.ids', null, items.slice(0, 80).map(fmt).join(', ') + (items.length > 80 ? `, ${t('list.more', { n: items.length - 80 })}` : '')) : h('p.muted', null, t('overview.none')));
     const evaluate = async () => {
       clear(out);
       if (!chosen.size) {
         result = null;
-        out.appendChild(h('p.muted', null, 'Pick components to fail. The diagrams below show what fails (hatched), loses supply (red outline) and loses redundancy (amber outline).'));
+        out.appendChild(h('p.muted', null, t('whatif.hint')));
       } else {
         result = await act(() => get(`/api/site/whatif?fail=${[...chosen].map(encodeURIComponent).join(',')}`));
         if (result) {
           const id = (x) => (typeof x === 'string' ? x : x.id);
           out.appendChild(h('div#whatif-result', null,
-            list('Loses power', result.loses_power ?? [], id), list('Loses cooling', result.loses_cooling ?? [], id), list('Loses network', result.loses_network ?? [], id),
-            list('Loses redundancy', result.loses_redundancy ?? [], (x) => `${x.id} ${x.before}→${x.after}`)));
+            list(t('whatif.losesPower'), result.loses_power ?? [], id), list(t('whatif.losesCooling'), result.loses_cooling ?? [], id), list(t('whatif.losesNetwork'), result.loses_network ?? [], id),
+            list(t('whatif.losesRedundancy'), result.loses_redundancy ?? [], (x) => `${x.id} ${redLabel(x.before)}→${redLabel(x.after)}`)));
         }
       }
       clear(diagrams);
       const ov = overlay();
       for (const sub of Object.keys(LAYERS)) {
-        diagrams.appendChild(h('h2', null, sub));
+        diagrams.appendChild(h('h2', null, subsystemLabel(sub)));
         diagrams.appendChild(h('div.diagram-wrap', null, diagram(sub, { overlay: ov, onSelect: (id) => state.byId.get(id)?.kind !== 'pdu' && toggle(id) })));
       }
     };

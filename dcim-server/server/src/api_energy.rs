@@ -1,0 +1,251 @@
+//! PUE and energy: the sampler task and the routes over [`crate::energy`] (pure). Listed in
+//! `api::ROUTES`.
+//!
+//! Every [`SAMPLE_MS`] the sampler computes facility and IT power from the latest readings and
+//! feeds the energy meter; once a minute (and when the server stops) the hour buckets that
+//! changed are stored as `energy.hour` documents, so a restart loses at most a minute of
+//! energy, and the time the server was down is not covered (never guessed).
+
+use crate::api::{ApiError, authorize, parse_query};
+use crate::auth::Access;
+use crate::energy::{self, EnergyBucket, EnergyMeter, HOUR_MS, Meter, PowerNow};
+use crate::store::{DocRecord, Store};
+use crate::{App, now_ms};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the power sums are observed.
+pub const SAMPLE_MS: u64 = 10_000;
+/// How often changed hour buckets are stored.
+const FLUSH_MS: i64 = 60_000;
+/// The document kind of stored hour buckets.
+pub const DOC_KIND: &str = "energy.hour";
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/energy/pue", get(pue))
+        .route("/api/energy/report", get(report))
+}
+
+type AppState = State<Arc<App>>;
+
+/// The stored hour buckets, as a meter to continue from.
+pub async fn load(store: &dyn Store) -> anyhow::Result<EnergyMeter> {
+    let docs = store.list_docs(DOC_KIND).await?;
+    let mut hours = Vec::with_capacity(docs.len());
+    for d in docs {
+        match serde_json::from_value::<EnergyBucket>(d.body) {
+            Ok(b) => hours.push(b),
+            Err(e) => tracing::warn!(id = %d.id, "stored energy bucket does not decode: {e}"),
+        }
+    }
+    Ok(EnergyMeter::restore(hours))
+}
+
+/// Stores the hour buckets that changed (the sampler does this once a minute).
+pub async fn flush(app: &App) {
+    let dirty = app.energy.lock().expect("energy lock").take_dirty();
+    for b in dirty {
+        let doc = DocRecord {
+            id: format!("{:015}", b.t_ms),
+            updated_ms: now_ms(),
+            body: json!(b),
+        };
+        if let Err(e) = app.store.put_doc(DOC_KIND, &doc, None).await {
+            app.store_write_failed("storing energy", &e);
+            tracing::error!("storing the energy of hour {}: {e}", b.t_ms);
+            // Tried again at the next flush.
+            app.energy.lock().expect("energy lock").mark_dirty(b.t_ms);
+        }
+    }
+}
+
+/// The meters of the site and its staleness limit.
+async fn site_meters(app: &App) -> Option<(Vec<Meter>, i64)> {
+    let f = app.facility.lock().await;
+    let site = f.site.as_ref()?;
+    Some((energy::meters(site), site.stale_after_ms))
+}
+
+/// Facility and IT power now, from the latest readings.
+fn power(app: &App, meters: &[Meter], stale_after_ms: i64, now: i64) -> PowerNow {
+    // Only the meters' devices are read (the ingest's table holds every point of the site).
+    let devices: std::collections::BTreeSet<&str> =
+        meters.iter().map(|m| m.device.as_str()).collect();
+    let samples: Vec<dcim_points::Sample> = {
+        let ing = app.ingest.lock().expect("ingest lock");
+        devices
+            .into_iter()
+            .flat_map(|d| ing.latest_of(Some(d)).map(|l| l.sample).collect::<Vec<_>>())
+            .collect()
+    };
+    energy::power_now(meters, samples.iter(), now, stale_after_ms)
+}
+
+/// One observation of the power sums now (what the sampler does every [`SAMPLE_MS`]).
+pub async fn sample_once(app: &App) {
+    if let Some((meters, stale)) = site_meters(app).await {
+        observe(app, &meters, stale);
+    }
+}
+
+fn observe(app: &App, meters: &[Meter], stale_after_ms: i64) {
+    let now = now_ms();
+    let p = power(app, meters, stale_after_ms, now);
+    app.energy
+        .lock()
+        .expect("energy lock")
+        .observe(now, p.complete());
+}
+
+/// Starts the sampler (nothing to do without a site model).
+pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some((meters, stale)) = site_meters(&app).await else {
+            return;
+        };
+        let mut interval = tokio::time::interval(std::time::Duration::from_millis(SAMPLE_MS));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut flushed = now_ms();
+        loop {
+            tokio::select! {
+                _ = crate::stopped(&mut stop) => break,
+                _ = interval.tick() => {}
+            }
+            observe(&app, &meters, stale);
+            let now = now_ms();
+            if now - flushed >= FLUSH_MS {
+                flushed = now;
+                flush(&app).await;
+            }
+        }
+        flush(&app).await;
+    })
+}
+
+fn no_site() -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "no site model configured (site_model in the config)".into(),
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct PueQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+    step: Option<i64>,
+}
+
+async fn pue(
+    State(app): AppState,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: PueQuery = parse_query(raw.as_deref())?;
+    let now = now_ms();
+    let to = q.to.unwrap_or(now);
+    let from = q.from.unwrap_or(to - HOUR_MS);
+    if from > to {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "query: from: expected a time (ms) not after `to`".into(),
+        ));
+    }
+    let step = q.step.unwrap_or(energy::MINUTE_MS);
+    if step < 0 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "query: step: expected a duration in ms >= 0".into(),
+        ));
+    }
+    let (meters, stale) = site_meters(&app).await.ok_or_else(no_site)?;
+    let p = power(&app, &meters, stale, now);
+    let h = app
+        .energy
+        .lock()
+        .expect("energy lock")
+        .history(from, to, step, now);
+    Ok(Json(json!({
+        "now": p,
+        "from": from,
+        "to": to,
+        "sample_ms": SAMPLE_MS,
+        "history": h,
+    })))
+}
+
+#[derive(Deserialize, Default)]
+struct ReportQuery {
+    /// `YYYY-MM`; default: the current month at `offset_min`.
+    month: Option<String>,
+    /// Minutes east of UTC of the report's days (default 0).
+    offset_min: Option<i32>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+async fn report(
+    State(app): AppState,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let q: ReportQuery = parse_query(raw.as_deref())?;
+    let offset = crate::export::check_offset(q.offset_min.unwrap_or(0))
+        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, format!("query: {m}")))?;
+    let now = now_ms();
+    let (year, month) = match q.month.as_deref() {
+        Some(m) => energy::parse_month(m).ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("query: month: `{m}`: expected YYYY-MM"),
+            )
+        })?,
+        None => {
+            let local = now + i64::from(offset) * energy::MINUTE_MS;
+            let (y, m, _) = energy::civil_from_days(local.div_euclid(energy::DAY_MS));
+            (y, m)
+        }
+    };
+    if site_meters(&app).await.is_none() {
+        return Err(no_site());
+    }
+    let r = {
+        let e = app.energy.lock().expect("energy lock");
+        energy::month_report(e.hours(), year, month, offset, now)
+    };
+    Ok(match q.format.as_deref().unwrap_or("json") {
+        "json" => Json(json!(r)).into_response(),
+        "csv" => {
+            let mut resp =
+                format!("{}{}", crate::export::BOM, energy::month_csv(&r)).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            );
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("attachment; filename=\"energy-{}.csv\"", r.month))
+            {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            resp
+        }
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("query: format: `{other}`: expected json or csv"),
+            ));
+        }
+    })
+}
