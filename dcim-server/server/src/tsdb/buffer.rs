@@ -71,6 +71,9 @@ impl Buffer {
         cfg.consumers = vec![CONSUMER.into()];
         cfg.telemetry_fsync = FsyncPolicy::Interval(Duration::from_secs(1));
         cfg.event_fsync = FsyncPolicy::Always;
+        // A batch may be sent as soon as it is written: sending one that a power cut then
+        // takes from the buffer loses nothing (the store has it).
+        cfg.telemetry_visible_before_sync = true;
         let (spool, recovery) = Spool::open(cfg)?;
         for (path, bytes, why) in &recovery.truncated {
             tracing::warn!(path = %path.display(), bytes, reason = why, "time-series buffer: recovery cut a damaged tail");
