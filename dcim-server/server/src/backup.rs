@@ -231,7 +231,11 @@ mod tests {
             .await
             .unwrap();
         conn.close().await.unwrap();
-        let err = store::SqliteStore::open(&data).await.err().unwrap().to_string();
+        let err = store::SqliteStore::open(&data)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("newer than this dcim-server knows"), "{err}");
         let err = check_file(&db).await.unwrap_err().to_string();
         assert!(err.contains("newer"), "{err}");

@@ -671,10 +671,19 @@ impl Config {
             return Err(self.invalid("http.session_ttl_s", "must be at least 1"));
         }
         if dcim_service::LogFormat::parse(&self.log.format).is_none() {
-            return Err(self.invalid("log.format", format!("`{}`: expected \"text\" or \"json\"", self.log.format)));
+            return Err(self.invalid(
+                "log.format",
+                format!("`{}`: expected \"text\" or \"json\"", self.log.format),
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(self.invalid("log.level", format!("`{}` is not a log filter (e.g. \"info\" or \"warn,dcim_server=debug\")", self.log.level)));
+            return Err(self.invalid(
+                "log.level",
+                format!(
+                    "`{}` is not a log filter (e.g. \"info\" or \"warn,dcim_server=debug\")",
+                    self.log.level
+                ),
+            ));
         }
         if let Some(t) = &self.metrics.scrape_token
             && t.len() < 16

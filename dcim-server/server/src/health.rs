@@ -144,9 +144,10 @@ pub struct Dc09Readings {
     pub paths: Vec<(String, bool)>,
 }
 
-/// Free space under which the disk is reported `degraded`: 2 % or 512 MiB, whichever is
-/// larger. (A full disk is `failing` for writes: the store reports it.)
-pub const DISK_LOW_BYTES: u64 = 512 << 20;
+/// Free space under which the disk is reported `degraded`: 1 GiB or 5 % of the file system,
+/// whichever is smaller (a small dedicated volume is not "low" at 100 MiB of 200). A full disk
+/// is reported by the store's write errors.
+pub const DISK_LOW_BYTES: u64 = 1 << 30;
 /// Waiting ingest work with no progress for this long means the ingest is stalled.
 pub const INGEST_STALLED_MS: i64 = 30_000;
 /// A message that waited this long in the lanes means the ingest is behind.
@@ -171,7 +172,9 @@ pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
         "store",
         match (&r.store_error, &r.store_probe_error) {
             (Some(w), _) => Check::with(Level::Degraded, format!("writes fail: {w}"), detail),
-            (None, Some(e)) => Check::with(Level::Degraded, format!("read probe failed: {e}"), detail),
+            (None, Some(e)) => {
+                Check::with(Level::Degraded, format!("read probe failed: {e}"), detail)
+            }
             (None, None) if r.store_probe_ok_ms == 0 && !starting => {
                 Check::with(Level::Degraded, "not probed yet", detail)
             }
@@ -197,11 +200,14 @@ pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
             ),
             Some((free, total)) => {
                 let detail = json!({"free_bytes": free, "total_bytes": total});
-                let low = DISK_LOW_BYTES.max(total / 50);
+                let low = DISK_LOW_BYTES.min(total / 20);
                 if free < low {
                     Check::with(
                         Level::Degraded,
-                        format!("{} MiB free on the data directory's file system", free >> 20),
+                        format!(
+                            "{} MiB free on the data directory's file system",
+                            free >> 20
+                        ),
                         detail,
                     )
                 } else {
@@ -248,7 +254,10 @@ pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
         } else if r.ingest_last_wait_ms > INGEST_BEHIND_MS && r.ingest_pending > 0 {
             Check::with(
                 Level::Degraded,
-                format!("behind: the last message waited {} ms", r.ingest_last_wait_ms),
+                format!(
+                    "behind: the last message waited {} ms",
+                    r.ingest_last_wait_ms
+                ),
                 detail,
             )
         } else {
@@ -319,7 +328,10 @@ pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
             } else if t.dropped_lines > 0 {
                 Check::with(
                     Level::Degraded,
-                    format!("{} lines were dropped (buffer full or refused by the store)", t.dropped_lines),
+                    format!(
+                        "{} lines were dropped (buffer full or refused by the store)",
+                        t.dropped_lines
+                    ),
                     detail,
                 )
             } else {
@@ -345,7 +357,10 @@ pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
             } else if down.len() == d.paths.len() {
                 Check::with(
                     Level::Degraded,
-                    format!("every path to the fire authority is down ({} queued)", d.pending),
+                    format!(
+                        "every path to the fire authority is down ({} queued)",
+                        d.pending
+                    ),
                     detail,
                 )
             } else if !down.is_empty() {
@@ -542,7 +557,13 @@ mod tests {
         r.ended_tasks = vec!["ingest.priority".into()];
         let (level, c) = assess(&r);
         assert_eq!(level, Level::Failing);
-        assert!(check(&c, "tasks").reason.as_ref().unwrap().contains("ingest.priority"));
+        assert!(
+            check(&c, "tasks")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("ingest.priority")
+        );
         let mut r = healthy();
         r.ticker_beat_ms = 80_000;
         assert_eq!(assess(&r).0, Level::Failing);
@@ -598,7 +619,13 @@ mod tests {
         r.store_error = Some("disk full".into());
         let (level, c) = assess(&r);
         assert_eq!(level, Level::Degraded);
-        assert!(check(&c, "store").reason.as_ref().unwrap().contains("disk full"));
+        assert!(
+            check(&c, "store")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("disk full")
+        );
         let mut r = healthy();
         r.disk = Some((100 << 20, 100 << 30));
         assert_eq!(assess(&r).0, Level::Degraded);
@@ -610,7 +637,13 @@ mod tests {
         });
         let (level, c) = assess(&r);
         assert_eq!(level, Level::Degraded);
-        assert!(check(&c, "dc09").reason.as_ref().unwrap().contains("backup"));
+        assert!(
+            check(&c, "dc09")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("backup")
+        );
     }
 
     #[test]
@@ -629,12 +662,24 @@ mod tests {
         });
         let (level, c) = assess(&r);
         assert_eq!(level, Level::Degraded);
-        assert!(check(&c, "tsdb").reason.as_ref().unwrap().contains("40 batches"));
+        assert!(
+            check(&c, "tsdb")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("40 batches")
+        );
         let t = r.tsdb.as_mut().unwrap();
         t.buffer_bytes = 1 << 30;
         t.dropped_lines = 5000;
         let (_, c) = assess(&r);
-        assert!(check(&c, "tsdb").reason.as_ref().unwrap().contains("5000 lines dropped"));
+        assert!(
+            check(&c, "tsdb")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("5000 lines dropped")
+        );
         let t = r.tsdb.as_mut().unwrap();
         t.last_ok_ms = 99_500;
         t.buffer_bytes = 0;

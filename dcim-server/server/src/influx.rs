@@ -46,7 +46,13 @@ pub fn encode(measurement: &str, site: &str, agent: &str, s: &Sample) -> Option<
 
 /// Appends one line (without its newline) to `line`; false (and possibly a partial line the
 /// caller cuts off) when the sample has no value to write.
-pub fn encode_into(measurement: &str, site: &str, agent: &str, s: &Sample, line: &mut String) -> bool {
+pub fn encode_into(
+    measurement: &str,
+    site: &str,
+    agent: &str,
+    s: &Sample,
+    line: &mut String,
+) -> bool {
     let Some(value) = s.value.as_ref() else {
         return false;
     };

@@ -8,8 +8,8 @@ pub mod api_console;
 pub mod api_drill;
 pub mod api_facility;
 pub mod auth;
-pub mod backup;
 pub mod authority;
+pub mod backup;
 pub mod broker;
 pub mod config;
 pub mod console;
@@ -733,7 +733,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         dcim_service::Notifier::from_env(),
         stop_rx.clone(),
     )));
-    app.health.ready_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    app.health
+        .ready_ms
+        .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
     tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, metrics = ?metrics_addr, data_dir = %config.data_dir.display(), "dcim-server started");
     Ok(Server {
         app,
@@ -797,8 +799,7 @@ pub async fn run(
     notifier.ready(&format!("serving HTTP on {}", server.http_addr));
     tokio::pin!(shutdown);
     #[cfg(unix)]
-    let mut hup =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         #[cfg(unix)]
         let reload = async {

@@ -443,10 +443,7 @@ pub fn spawn(
                     received,
                 } => {
                     crate::observe::RECEIVED
-                        .scope(
-                            received,
-                            handle_priority_samples(&prio_app, &topic, batch),
-                        )
+                        .scope(received, handle_priority_samples(&prio_app, &topic, batch))
                         .await;
                     continue;
                 }
@@ -457,7 +454,10 @@ pub fn spawn(
                 .and_then(|_| crate::broker::events_mark(&m.msg).map(|(a, s)| (a.to_owned(), s)));
             let received = m.received;
             if crate::observe::RECEIVED
-                .scope(received, handle_decoded(&prio_app, &m.topic, m.msg, &prio_stop))
+                .scope(
+                    received,
+                    handle_decoded(&prio_app, &m.topic, m.msg, &prio_stop),
+                )
                 .await
             {
                 prio_app.ops.ingest_handled(received);

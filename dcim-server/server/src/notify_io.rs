@@ -296,7 +296,10 @@ impl NotifyConfig {
                         other => {
                             return err(
                                 f("format"),
-                                &format!("`{other}`: expected {}", crate::notify_templates::FORMATS),
+                                &format!(
+                                    "`{other}`: expected {}",
+                                    crate::notify_templates::FORMATS
+                                ),
                             );
                         }
                     }
@@ -790,12 +793,32 @@ impl Worker {
         tasks: &mut Vec<JoinHandle<()>>,
     ) {
         let cfg = NotifyConfig {
-            channels: if cfg.enabled { cfg.channels.clone() } else { Vec::new() },
-            grade1: if cfg.enabled { cfg.grade1.clone() } else { Vec::new() },
-            grade2: if cfg.enabled { cfg.grade2.clone() } else { Vec::new() },
-            grade3: if cfg.enabled { cfg.grade3.clone() } else { Vec::new() },
+            channels: if cfg.enabled {
+                cfg.channels.clone()
+            } else {
+                Vec::new()
+            },
+            grade1: if cfg.enabled {
+                cfg.grade1.clone()
+            } else {
+                Vec::new()
+            },
+            grade2: if cfg.enabled {
+                cfg.grade2.clone()
+            } else {
+                Vec::new()
+            },
+            grade3: if cfg.enabled {
+                cfg.grade3.clone()
+            } else {
+                Vec::new()
+            },
             fire_channel: cfg.fire_channel.clone().filter(|_| cfg.enabled),
-            escalation: if cfg.enabled { cfg.escalation.clone() } else { Vec::new() },
+            escalation: if cfg.enabled {
+                cfg.escalation.clone()
+            } else {
+                Vec::new()
+            },
             ..cfg.clone()
         };
         let mut notifier = match cfg.notifier() {
@@ -1147,7 +1170,7 @@ to = "lead@example.org"
         );
         let on = cfg(&text.replace("enabled = false", "enabled = true")).unwrap();
         let n = on.notify.notifier().unwrap();
-        assert_eq!(n.channels.len(), 3);
+        assert_eq!(n.channels.len(), 7);
         assert_eq!(n.policy.escalation.len(), 2);
         assert_eq!(
             n.channels["ops-webhook"].breaker.config,

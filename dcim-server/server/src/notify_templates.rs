@@ -135,7 +135,8 @@ pub fn render(format: &Format, d: &Delivery, channel: &str, now_ms: i64) -> Resu
         }),
         Format::Custom { template } => {
             let text = fill(template, d, channel, now_ms, &time);
-            serde_json::from_str(&text).map_err(|e| format!("the template does not give JSON: {e}"))?
+            serde_json::from_str(&text)
+                .map_err(|e| format!("the template does not give JSON: {e}"))?
         }
     })
 }
@@ -156,7 +157,10 @@ fn escaped(s: &str) -> String {
 }
 
 fn fill(template: &str, d: &Delivery, channel: &str, now_ms: i64, time: &str) -> String {
-    let esc = d.escalation.map(|e| (e + 1).to_string()).unwrap_or_default();
+    let esc = d
+        .escalation
+        .map(|e| (e + 1).to_string())
+        .unwrap_or_default();
     let vars: [(&str, String); 10] = [
         ("alarm", escaped(&d.alarm)),
         ("grade", d.grade.to_string()),
@@ -205,11 +209,19 @@ mod tests {
         // does not render, a PagerDuty event without routing key) is a notification lost.
         let d = sample_delivery();
         let slack = render(&Format::Slack, &d, "c", 0).unwrap();
-        assert!(slack["text"].as_str().unwrap().starts_with("[G1] Fire stage 2"));
+        assert!(
+            slack["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[G1] Fire stage 2")
+        );
         assert_eq!(slack["blocks"][0]["type"], "header");
         let teams = render(&Format::Teams, &d, "c", 0).unwrap();
         let card = &teams["attachments"][0];
-        assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(
+            card["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
         assert_eq!(card["content"]["type"], "AdaptiveCard");
         assert_eq!(card["content"]["body"][1]["text"], d.body);
         let kakao = render(&Format::KakaoWork, &d, "c", 0).unwrap();

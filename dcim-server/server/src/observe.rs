@@ -116,7 +116,8 @@ tokio::task_local! {
 /// handling an ingested message.
 pub fn observe_alarm_commit(ops: &Ops) {
     if let Ok(received) = RECEIVED.try_with(|r| *r) {
-        ops.ingest_to_alarm.observe(received.elapsed().as_secs_f64());
+        ops.ingest_to_alarm
+            .observe(received.elapsed().as_secs_f64());
     }
 }
 
@@ -385,13 +386,19 @@ mod tests {
             ),
             Some(65536)
         );
-        assert_eq!(parse_btime("cpu 1 2\nbtime 1700000000\n"), Some(1_700_000_000));
+        assert_eq!(
+            parse_btime("cpu 1 2\nbtime 1700000000\n"),
+            Some(1_700_000_000)
+        );
     }
 
     #[test]
     fn the_running_process_reports_itself() {
         let p = ProcessStats::read().expect("/proc/self on Linux");
-        assert!(p.resident_bytes > 0 && p.threads >= 1 && p.open_fds >= 3, "{p:?}");
+        assert!(
+            p.resident_bytes > 0 && p.threads >= 1 && p.open_fds >= 3,
+            "{p:?}"
+        );
         assert!(p.max_fds >= p.open_fds);
         assert!(p.start_time_seconds > 1_600_000_000.0);
     }

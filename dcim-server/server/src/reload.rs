@@ -129,7 +129,9 @@ pub async fn on_sighup(app: &std::sync::Arc<App>, notifier: &dcim_service::Notif
         }
         Err(e) => {
             tracing::error!("configuration reload failed, nothing changed: {e:#}");
-            notifier.ready(&format!("reload failed, running with the previous configuration: {e}"));
+            notifier.ready(&format!(
+                "reload failed, running with the previous configuration: {e}"
+            ));
         }
     }
 }
@@ -147,7 +149,9 @@ mod tests {
         // Hazard: an operator reloads a changed listener or agent list and believes it took
         // effect; the log must say it did not.
         let a = parse("[http]\nlisten = '127.0.0.1:8080'\n");
-        let b = parse("[http]\nlisten = '127.0.0.1:9090'\n[notify]\ntick_ms = 500\n[[users]]\nname='x'\nrole='viewer'\npassword_env='X'\n");
+        let b = parse(
+            "[http]\nlisten = '127.0.0.1:9090'\n[notify]\ntick_ms = 500\n[[users]]\nname='x'\nrole='viewer'\npassword_env='X'\n",
+        );
         assert_eq!(needs_restart(&a, &b), vec!["http".to_string()]);
         assert!(needs_restart(&a, &a).is_empty());
     }

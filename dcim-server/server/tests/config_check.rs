@@ -19,9 +19,9 @@ fn uncommented(text: &str) -> String {
     for line in text.lines() {
         let rest = line.strip_prefix("# ").unwrap_or("");
         let is_setting = rest.starts_with('[')
-            || rest
-                .split_once(" = ")
-                .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            || rest.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
         if is_setting {
             out.push_str(rest);
         } else {
@@ -37,7 +37,11 @@ fn json_paths(v: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, v) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 out.insert(p.clone());
                 json_paths(v, &p, out);
             }
@@ -55,7 +59,11 @@ fn toml_paths(v: &toml::Value, prefix: &str, out: &mut BTreeSet<String>) {
     match v {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 out.insert(p.clone());
                 toml_paths(v, &p, out);
             }
@@ -84,7 +92,11 @@ fn every_setting_of_every_section_is_in_the_example() {
     let mut in_code = BTreeSet::new();
     json_paths(&serde_json::to_value(&parsed).unwrap(), "", &mut in_code);
     let mut in_example = BTreeSet::new();
-    toml_paths(&toml::from_str::<toml::Value>(&full).unwrap(), "", &mut in_example);
+    toml_paths(
+        &toml::from_str::<toml::Value>(&full).unwrap(),
+        "",
+        &mut in_example,
+    );
     // `dc09.zone.racks` is a map of device ids: its keys are data, not settings.
     let missing: Vec<&String> = in_code
         .iter()
@@ -97,9 +109,23 @@ fn every_setting_of_every_section_is_in_the_example() {
     );
     // Each section of the configuration is there.
     for section in [
-        "http", "http.tls", "broker", "broker.tls", "auth", "log", "metrics", "history",
-        "agents", "users", "influx", "dc09", "dc09.zone", "dc09.alarm", "notify",
-        "notify.channels", "notify.escalation",
+        "http",
+        "http.tls",
+        "broker",
+        "broker.tls",
+        "auth",
+        "log",
+        "metrics",
+        "history",
+        "agents",
+        "users",
+        "influx",
+        "dc09",
+        "dc09.zone",
+        "dc09.alarm",
+        "notify",
+        "notify.channels",
+        "notify.escalation",
     ] {
         assert!(in_example.contains(section), "section {section} missing");
     }
@@ -137,15 +163,28 @@ fn check_config_names_file_line_and_field() {
     // A typo in a key.
     let (ok, _, err) = check("[http]\nlisten = \"127.0.0.1:8080\"\nlisen = 1\n");
     assert!(!ok);
-    assert!(err.contains("server.toml") && err.contains("line 3") && err.contains("lisen"), "{err}");
+    assert!(
+        err.contains("server.toml") && err.contains("line 3") && err.contains("lisen"),
+        "{err}"
+    );
     // A value checked after parsing: its line is found from the field's name.
-    let (ok, _, err) = check("[[agents]]\nid = \"a1\"\nsite = \"s\"\npassword = \"x\"\ndevices = [\"d\"]\n\n[[agents]]\nid = \"a 2\"\nsite = \"s\"\npassword = \"x\"\ndevices = [\"d\"]\n");
+    let (ok, _, err) = check(
+        "[[agents]]\nid = \"a1\"\nsite = \"s\"\npassword = \"x\"\ndevices = [\"d\"]\n\n[[agents]]\nid = \"a 2\"\nsite = \"s\"\npassword = \"x\"\ndevices = [\"d\"]\n",
+    );
     assert!(!ok);
-    assert!(err.contains("line 8") && err.contains("agents[1].id"), "{err}");
+    assert!(
+        err.contains("line 8") && err.contains("agents[1].id"),
+        "{err}"
+    );
     let (ok, _, err) = check("[log]\nformat = \"xml\"\n");
     assert!(!ok);
-    assert!(err.contains("line 2") && err.contains("log.format"), "{err}");
-    let (ok, _, err) = check("[notify]\nenabled = true\n[[notify.channels]]\nname = \"p\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nformat = \"pagerduty\"\n");
+    assert!(
+        err.contains("line 2") && err.contains("log.format"),
+        "{err}"
+    );
+    let (ok, _, err) = check(
+        "[notify]\nenabled = true\n[[notify.channels]]\nname = \"p\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nformat = \"pagerduty\"\n",
+    );
     assert!(!ok);
     assert!(err.contains("notify.channels[0].routing_key"), "{err}");
     // A file the configuration names is read too.

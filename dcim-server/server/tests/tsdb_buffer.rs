@@ -22,10 +22,13 @@ impl Drop for Vm {
 }
 
 fn vm_bin() -> Option<PathBuf> {
-    ["/usr/bin/victoria-metrics", "/usr/local/bin/victoria-metrics"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    [
+        "/usr/bin/victoria-metrics",
+        "/usr/local/bin/victoria-metrics",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
 }
 
 fn telemetry_at(seq: u64, ts_ms: i64, value: f64) -> Vec<u8> {
@@ -86,9 +89,14 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
     let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
     r.unwrap();
     for i in 1..=15u64 {
-        publish(&c, &mut el, "dcim/v1/s1/a1/telemetry", telemetry_at(i, ts(i), i as f64))
-            .await
-            .unwrap();
+        publish(
+            &c,
+            &mut el,
+            "dcim/v1/s1/a1/telemetry",
+            telemetry_at(i, ts(i), i as f64),
+        )
+        .await
+        .unwrap();
     }
     eventually("failed writes while the store is down", || async {
         metric(&client, &server, &admin, "dcim_influx_write_errors_total").await >= 1.0
@@ -117,7 +125,10 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
     // History while the store is down: the ring answers, and says why.
     let h = get_json(
         &client,
-        &url(&server, &format!("/api/points/ups-1/load/history?from={}&to={now}", base)),
+        &url(
+            &server,
+            &format!("/api/points/ups-1/load/history?from={}&to={now}", base),
+        ),
         &admin,
     )
     .await;
@@ -134,14 +145,22 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
     let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
     r.unwrap();
     for i in 16..=25u64 {
-        publish(&c, &mut el, "dcim/v1/s1/a1/telemetry", telemetry_at(i, ts(i), i as f64))
-            .await
-            .unwrap();
+        publish(
+            &c,
+            &mut el,
+            "dcim/v1/s1/a1/telemetry",
+            telemetry_at(i, ts(i), i as f64),
+        )
+        .await
+        .unwrap();
     }
     // The store comes back: everything of both runs arrives, nothing dropped.
     let _vm = Vm(Command::new(vm_bin().unwrap())
         .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
-        .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
+        .arg(format!(
+            "-storageDataPath={}",
+            dir.path().join("vm").display()
+        ))
         .arg("-retentionPeriod=100y")
         .arg("-search.disableCache")
         .arg("-search.latencyOffset=0s")
@@ -153,7 +172,10 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
     while metric(&client, &server, &admin, "dcim_influx_lines_written_total").await < 10.0
         || metric(&client, &server, &admin, "dcim_tsdb_buffer_batches").await > 0.0
     {
-        assert!(tokio::time::Instant::now() < deadline, "the buffer was not delivered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the buffer was not delivered"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(
@@ -176,12 +198,18 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
         if h["source"].as_str().is_some_and(|s| s.starts_with("store")) && n == 25 {
             break h;
         }
-        assert!(tokio::time::Instant::now() < deadline, "history from the store: {h}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history from the store: {h}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     };
     assert_eq!(h["covers"]["from"], base, "{h}");
     let first = &h["buckets"][0];
-    assert_eq!(first["min"], 1.0, "the first run's samples, from the store: {h}");
+    assert_eq!(
+        first["min"], 1.0,
+        "the first run's samples, from the store: {h}"
+    );
     assert!(h["sources"][0]["source"] == "store", "{h}");
     drop(c);
     server.shutdown().await;

@@ -24,7 +24,9 @@ impl Notifier {
     /// From `NOTIFY_SOCKET` (unset: every call does nothing).
     pub fn from_env() -> Notifier {
         Notifier {
-            socket: std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty()),
+            socket: std::env::var("NOTIFY_SOCKET")
+                .ok()
+                .filter(|s| !s.is_empty()),
         }
     }
 
@@ -151,7 +153,8 @@ impl Watchdog {
 
     /// Whether a ping is due at `now`.
     pub fn due(&self, now: Instant) -> bool {
-        self.last.is_none_or(|l| now.duration_since(l) >= self.period)
+        self.last
+            .is_none_or(|l| now.duration_since(l) >= self.period)
     }
 
     /// Sends `WATCHDOG=1` if due. Call it only when the loop's own checks passed.

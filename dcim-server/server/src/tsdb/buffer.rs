@@ -138,7 +138,9 @@ mod tests {
 
     fn gunzip(b: &[u8]) -> String {
         let mut s = String::new();
-        flate2::read::GzDecoder::new(b).read_to_string(&mut s).unwrap();
+        flate2::read::GzDecoder::new(b)
+            .read_to_string(&mut s)
+            .unwrap();
         s
     }
 
@@ -150,7 +152,8 @@ mod tests {
             let mut b = Buffer::open(dir.path(), 64 << 20).unwrap();
             for i in 0..3 {
                 let body = format!("dcim,device=d{i} value=1 {}\n", 1000 + i);
-                b.append(encode(&body, 1000 + i, 1000 + i).unwrap(), 1, 0).unwrap();
+                b.append(encode(&body, 1000 + i, 1000 + i).unwrap(), 1, 0)
+                    .unwrap();
             }
             let first = b.next().unwrap().unwrap();
             assert_eq!((first.oldest_ms, first.lines), (1000, 1));
@@ -174,7 +177,9 @@ mod tests {
         let mut state: u64 = 1;
         let mut body = String::new();
         for _ in 0..20_000 {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             body.push_str(&format!("{state:x}"));
         }
         for i in 0..100 {
@@ -188,6 +193,10 @@ mod tests {
         assert!(oldest.oldest_ms > 0, "the oldest batches went first");
         drop(b);
         let b = Buffer::open(dir.path(), 16 << 20).unwrap();
-        assert_eq!(b.status().dropped_lines, s.dropped_lines, "the count is persisted");
+        assert_eq!(
+            b.status().dropped_lines,
+            s.dropped_lines,
+            "the count is persisted"
+        );
     }
 }

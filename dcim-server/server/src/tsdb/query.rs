@@ -63,7 +63,13 @@ pub fn selector(measurement: &str, site: Option<&str>, device: &str, point: &str
 pub fn metric_name(measurement: &str) -> String {
     measurement
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == ':' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -103,7 +109,10 @@ pub fn parse_matrix(body: &serde_json::Value) -> Result<Vec<(i64, f64)>, String>
         .ok_or("the answer has no result")?;
     let mut out = Vec::new();
     for series in result {
-        for v in series["values"].as_array().ok_or("a series without values")? {
+        for v in series["values"]
+            .as_array()
+            .ok_or("a series without values")?
+        {
             let t = v[0].as_f64().ok_or("a value without time")?;
             let x: f64 = v[1]
                 .as_str()
@@ -190,8 +199,12 @@ impl Client {
                 .map_err(|e| format!("{e}"))?;
             let status = r.status();
             let text = r.text().await.map_err(|e| format!("{e}"))?;
-            let body: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| format!("not JSON ({e}): {}", text.chars().take(200).collect::<String>()))?;
+            let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "not JSON ({e}): {}",
+                    text.chars().take(200).collect::<String>()
+                )
+            })?;
             if !status.is_success() {
                 return Err(format!(
                     "{status}: {}",
@@ -227,7 +240,10 @@ mod tests {
 
     #[test]
     fn buckets_are_aligned_and_exist_only_where_samples_were() {
-        assert_eq!(evaluation_range(125_000, 250_000, 60_000), (180_000, 300_000));
+        assert_eq!(
+            evaluation_range(125_000, 250_000, 60_000),
+            (180_000, 300_000)
+        );
         let mut a = BTreeMap::new();
         a.insert("n", vec![(180_000, 2.0), (240_000, 0.0), (300_000, 1.0)]);
         a.insert("min", vec![(180_000, 1.0), (300_000, 5.0)]);
@@ -237,8 +253,20 @@ mod tests {
         assert_eq!(
             b,
             vec![
-                Bucket { t_ms: 120_000, n: 2, min: 1.0, max: 3.0, last: 2.0 },
-                Bucket { t_ms: 240_000, n: 1, min: 5.0, max: 5.0, last: 5.0 },
+                Bucket {
+                    t_ms: 120_000,
+                    n: 2,
+                    min: 1.0,
+                    max: 3.0,
+                    last: 2.0
+                },
+                Bucket {
+                    t_ms: 240_000,
+                    n: 1,
+                    min: 5.0,
+                    max: 5.0,
+                    last: 5.0
+                },
             ]
         );
     }
@@ -248,11 +276,13 @@ mod tests {
         // Hazard: an error page read as "no samples" would draw a healthy flat gap.
         let ok = serde_json::json!({"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[180,"2.5"]]}]}});
         assert_eq!(parse_matrix(&ok).unwrap(), vec![(180_000, 2.5)]);
-        let empty = serde_json::json!({"status":"success","data":{"resultType":"matrix","result":[]}});
+        let empty =
+            serde_json::json!({"status":"success","data":{"resultType":"matrix","result":[]}});
         assert!(parse_matrix(&empty).unwrap().is_empty());
         let err = serde_json::json!({"status":"error","error":"bad query"});
         assert!(parse_matrix(&err).unwrap_err().contains("bad query"));
-        let vector = serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}});
+        let vector =
+            serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}});
         assert!(parse_matrix(&vector).is_err());
     }
 }

@@ -34,7 +34,8 @@ impl Shared {
     fn publish_status(&self, b: &Buffer) {
         let s = b.status();
         let ops = &self.ops;
-        ops.tsdb_buffer_bytes.store(s.bytes as i64, Ordering::Relaxed);
+        ops.tsdb_buffer_bytes
+            .store(s.bytes as i64, Ordering::Relaxed);
         ops.tsdb_buffer_max_bytes
             .store(s.max_bytes as i64, Ordering::Relaxed);
         ops.tsdb_buffer_batches
@@ -122,7 +123,11 @@ pub fn spawn(
                 let _ = tokio::task::spawn_blocking(move || {
                     flush_staging(&s, crate::now_ms());
                     let mut b = s.buffer.lock().expect("tsdb buffer");
-                    let r = if stopping { b.flush() } else { b.tick(crate::now_ms().max(0) as u64) };
+                    let r = if stopping {
+                        b.flush()
+                    } else {
+                        b.tick(crate::now_ms().max(0) as u64)
+                    };
                     if let Err(e) = r {
                         tracing::error!("time-series buffer: {e}");
                     }
@@ -149,7 +154,10 @@ pub fn spawn(
                 let batch = match next {
                     Ok(Some(b)) => b,
                     Ok(None) => {
-                        shared.ops.tsdb_oldest_pending_ms.store(0, Ordering::Relaxed);
+                        shared
+                            .ops
+                            .tsdb_oldest_pending_ms
+                            .store(0, Ordering::Relaxed);
                         tokio::select! {
                             _ = crate::stopped(&mut stop) => return,
                             _ = shared.appended.notified() => {}
@@ -182,14 +190,20 @@ pub fn spawn(
                 let now = crate::now_ms();
                 let done = match &outcome {
                     Ok(r) if r.status().is_success() => {
-                        inc(&shared.metrics.influx_lines_written_total, batch.lines as u64);
+                        inc(
+                            &shared.metrics.influx_lines_written_total,
+                            batch.lines as u64,
+                        );
                         shared.ops.tsdb_last_ok_ms.store(now, Ordering::Relaxed);
                         backoff = Duration::from_millis(200);
                         true
                     }
                     Ok(r) if matches!(r.status().as_u16(), 400 | 413 | 422) => {
                         inc(&shared.metrics.influx_write_errors_total, 1);
-                        inc(&shared.metrics.influx_lines_dropped_total, batch.lines as u64);
+                        inc(
+                            &shared.metrics.influx_lines_dropped_total,
+                            batch.lines as u64,
+                        );
                         shared.ops.tsdb_last_error_ms.store(now, Ordering::Relaxed);
                         tracing::error!(status = %r.status(), lines = batch.lines, "the time-series store refused a batch for good: dropped");
                         true
@@ -198,8 +212,12 @@ pub fn spawn(
                         inc(&shared.metrics.influx_write_errors_total, 1);
                         shared.ops.tsdb_last_error_ms.store(now, Ordering::Relaxed);
                         match other {
-                            Ok(r) => tracing::warn!(status = %r.status(), "time-series store: retrying in {backoff:?}"),
-                            Err(e) => tracing::warn!("time-series store: {e}; retrying in {backoff:?}"),
+                            Ok(r) => {
+                                tracing::warn!(status = %r.status(), "time-series store: retrying in {backoff:?}")
+                            }
+                            Err(e) => {
+                                tracing::warn!("time-series store: {e}; retrying in {backoff:?}")
+                            }
                         }
                         false
                     }
