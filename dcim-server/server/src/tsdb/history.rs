@@ -63,11 +63,6 @@ pub async fn point_history(
     }
     let res = cfg.resolution_ms.max(1);
     let step = (step.max(res) + res - 1) / res * res;
-    if (to - from) / step > MAX_BUCKETS {
-        return Err(bad(&format!(
-            "at most {MAX_BUCKETS} buckets per request: raise `step` or narrow `from`..`to`"
-        )));
-    }
     let ring = {
         let ing = app.ingest.lock().expect("ingest lock");
         ing.history(q.site.as_deref(), device, point, from, to, step)
@@ -108,7 +103,11 @@ pub async fn point_history(
             Some(t) => to.min(t - 1),
             None => to,
         };
-        if from <= store_to {
+        if (to - from) / step > MAX_BUCKETS {
+            fallback = Some(format!(
+                "the store answers at most {MAX_BUCKETS} buckets per request: raise `step` or narrow `from`..`to`"
+            ));
+        } else if from <= store_to {
             match client
                 .history(site.as_deref(), device, point, from, store_to, step)
                 .await
