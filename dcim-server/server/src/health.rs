@@ -477,7 +477,7 @@ pub async fn supervise(
             _ = crate::stopped(&mut stop) => return,
             _ = tick.tick() => {}
         }
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             probe_store(&app).await;
         }
         n += 1;

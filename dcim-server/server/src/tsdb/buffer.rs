@@ -187,7 +187,10 @@ mod tests {
         }
         let s = b.status();
         assert!(s.bytes <= s.max_bytes, "{s:?}");
-        assert!(s.dropped_lines > 0 && s.dropped_lines % 500 == 0, "{s:?}");
+        assert!(
+            s.dropped_lines > 0 && s.dropped_lines.is_multiple_of(500),
+            "{s:?}"
+        );
         assert_eq!(s.batches * 500 + s.dropped_lines, 100 * 500, "{s:?}");
         let oldest = b.next().unwrap().unwrap();
         assert!(oldest.oldest_ms > 0, "the oldest batches went first");
