@@ -37,6 +37,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+step "packages: build, install, verify the units, run as the service users, purge"
+# Packages the dev-profile binaries cargo test built (seconds); bounded all the same.
+timeout 600 bash tests/packaging/run.sh
+
 step "fire-logic builds for thumbv7em-none-eabihf"
 cargo build -p fire-logic -p fire-trace --target thumbv7em-none-eabihf
 

@@ -4,6 +4,7 @@
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*"; }
+missing_late=()
 
 # Rust targets for the firmware images.
 for target in thumbv7em-none-eabihf thumbv7m-none-eabi; do
@@ -41,6 +42,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian packages of the daemons are built with cargo-deb (from crates.io; about a minute to
+# compile once) and checked by tests/packaging/run.sh.
+if ! command -v cargo-deb >/dev/null; then
+    log "cargo install cargo-deb"
+    cargo install --quiet --locked cargo-deb
+fi
+command -v systemd-analyze >/dev/null || missing_late+=(systemd)
+command -v adduser >/dev/null || missing_late+=(adduser)
+if [ "${#missing_late[@]}" -gt 0 ]; then
+    log "apt-get install ${missing_late[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing_late[@]}" >/dev/null
 fi
 
 # Python peers for interop tests, in a virtualenv owned by the project.

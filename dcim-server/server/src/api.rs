@@ -55,7 +55,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/health",
         None,
-        "Liveness and database state (`degraded` with `store: disk full` while writes fail); no authentication.",
+        "Health of every part (store, disk, broker, ingest, essential tasks, time-series store, DC-09 paths): status ok|degraded|failing with a reason per check; 503 while failing; no authentication.",
     ),
     r(
         "POST",
@@ -91,7 +91,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/points/{device}/{point}/history",
         Some(Access::Read),
-        "Recent history of one numeric point from memory: time buckets {t_ms, n, min, max, last}; query from, to (ms, default the retention up to now), step (ms, a multiple of the resolution), site. Kept: good-quality samples since the server started, in one-minute buckets for the last hour per point by default ([history] resolution_ms, buckets).",
+        "History of one numeric point: time buckets {t_ms, n, min, max, last} of good-quality samples; query from, to (ms, default the last hour), step (ms, a multiple of [history] resolution_ms), site. From the time-series store when [influx] query_url is set (what it does not hold yet from memory), else from the in-memory ring (since the server started, the last hour by default); `source` (store, memory, store+memory), `covers` {from, to} and `sources` say which answered for which range, `fallback_reason` why the store did not.",
     ),
     r(
         "GET",
@@ -121,7 +121,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/metrics",
         Some(Access::Read),
-        "Prometheus metrics of the server itself.",
+        "Metrics of the server itself (OpenMetrics): counters, histograms (ingest-to-alarm, commit time), build, process, time-series buffer and DC-09; also with the [metrics] scrape token, or without authentication on [metrics] listen.",
     ),
     r(
         "GET",
@@ -502,13 +502,15 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))
 }
 
-async fn health(State(app): AppState) -> Json<serde_json::Value> {
-    let store = *app.metrics.store_error.lock().expect("store status lock");
-    Json(match store {
-        // Alive, but what arrives now is not committed (nor acknowledged) until it can be.
-        Some(why) => json!({"status": "degraded", "store": why}),
-        None => json!({"status": "ok"}),
-    })
+/// `/health` (see `crate::health`): 200 while `ok` or `degraded`, 503 while `failing`.
+pub async fn health(State(app): AppState) -> Response {
+    let (level, doc) = crate::health::report(&app);
+    let status = if level == crate::health::Level::Failing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(doc)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -661,14 +663,6 @@ async fn device_points(
     Ok(Json(json!({"points": select_points(&app, &q)})))
 }
 
-#[derive(Deserialize, Default)]
-struct HistoryQuery {
-    from: Option<i64>,
-    to: Option<i64>,
-    step: Option<i64>,
-    site: Option<String>,
-}
-
 async fn point_history(
     State(app): AppState,
     headers: HeaderMap,
@@ -676,44 +670,11 @@ async fn point_history(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    let q: HistoryQuery = parse_query(raw.as_deref())?;
-    let ing = app.ingest.lock().expect("ingest lock");
-    let cfg = ing.history_config();
-    let to = q.to.unwrap_or_else(crate::now_ms);
-    let from = q.from.unwrap_or(to - cfg.retention_ms());
-    if from > to {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "query: from: expected a time (ms) not after `to`".into(),
-        ));
-    }
-    let step = q.step.unwrap_or(cfg.resolution_ms);
-    if step < 0 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "query: step: expected a duration in ms >= 0".into(),
-        ));
-    }
-    let Some((site, buckets)) = ing.history(q.site.as_deref(), &device, &point, from, to, step)
-    else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no point `{point}` of device `{device}` has been received"),
-        ));
-    };
-    let res = cfg.resolution_ms.max(1);
-    let step = (step.max(res) + res - 1) / res * res;
-    Ok(Json(json!({
-        "site": site,
-        "device": device,
-        "point": point,
-        "from": from,
-        "to": to,
-        "step_ms": step,
-        "resolution_ms": cfg.resolution_ms,
-        "retention_ms": cfg.retention_ms(),
-        "buckets": buckets,
-    })))
+    let q: crate::tsdb::history::Params = parse_query(raw.as_deref())?;
+    crate::tsdb::history::point_history(&app, &device, &point, q)
+        .await
+        .map(Json)
+        .map_err(|(status, msg)| ApiError(status, msg))
 }
 
 async fn agents(
@@ -936,12 +897,37 @@ async fn openapi(
 }
 
 async fn metrics(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
+    // A scrape token (`[metrics] scrape_token`) is accepted here and nowhere else.
+    let scrape = app.config.metrics.token().is_some_and(|t| {
+        header_str(&headers, header::AUTHORIZATION)
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|b| auth::same_secret(b.trim(), &t))
+    });
+    if !scrape {
+        authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    }
+    Ok(metrics_response(&app))
+}
+
+/// The `/metrics` document (also served without authentication on `[metrics] listen`).
+pub fn metrics_response(app: &App) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::observe::CONTENT_TYPE)],
+        crate::observe::render(app),
     )
-        .into_response())
+        .into_response()
+}
+
+/// The router of `[metrics] listen`: `/metrics` and `/health` only, without authentication
+/// (bind it where only the scraper reaches).
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route(
+            "/metrics",
+            get(|State(app): AppState| async move { metrics_response(&app) }),
+        )
+        .with_state(app)
 }
 
 #[derive(Deserialize)]

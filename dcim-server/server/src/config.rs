@@ -53,7 +53,35 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl ConfigError {
+    /// An [`ConfigError::Invalid`] whose field can be found in `text` becomes
+    /// [`ConfigError::InvalidAt`] with the field's line (or its table's, when the field is
+    /// missing), so every error names file, line and field.
+    pub fn at_line(self, text: &str) -> ConfigError {
+        match self {
+            ConfigError::Invalid {
+                path,
+                field,
+                message,
+            } => match line_of_field(text, &field) {
+                Some(line) => ConfigError::InvalidAt {
+                    path,
+                    line,
+                    field,
+                    message,
+                },
+                None => ConfigError::Invalid {
+                    path,
+                    field,
+                    message,
+                },
+            },
+            other => other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory of the SQLite database and other state.
@@ -76,6 +104,10 @@ pub struct Config {
     /// `[history]`: recent history kept in memory per point (`resolution_ms`, default 60000;
     /// `buckets`, default 60: one hour; about 40 bytes per bucket and point once full).
     pub history: crate::ingest::HistoryConfig,
+    /// `[log]`: level and format of the log lines.
+    pub log: LogConfig,
+    /// `[metrics]`: how Prometheus scrapes `/metrics` without a user account.
+    pub metrics: MetricsConfig,
     /// Where this file was read from (empty when built from defaults).
     #[serde(skip)]
     pub source: PathBuf,
@@ -95,12 +127,62 @@ impl Default for Config {
             notify: Default::default(),
             dc09: None,
             history: Default::default(),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             source: PathBuf::new(),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[log]`: the log lines on stderr (journald under systemd).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter (`info`, `warn`, `info,dcim_server::mqtt=debug`); `RUST_LOG` overrides.
+    pub level: String,
+    /// `text` (for people; colours only on a terminal) or `json` (one object per line, for
+    /// Loki or Vector); `DCIM_LOG_FORMAT` overrides.
+    pub format: String,
+}
+
+/// The default filter: the embedded broker's own chatter is kept out.
+pub const DEFAULT_LOG_LEVEL: &str = "info,rumqttd=warn,rumqttd::server::broker=off";
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: DEFAULT_LOG_LEVEL.into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// `[metrics]`: scraping `/metrics` without a user account. Either a listener of its own
+/// (serving only `/metrics` and `/health`, e.g. on an address only Prometheus reaches), or a
+/// bearer token accepted on `/metrics` of the main listener and nowhere else, or both.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A second listener for `/metrics` and `/health`, without authentication.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for `/metrics` only (at least 16 characters); or `scrape_token_env`.
+    pub scrape_token: Option<String>,
+    pub scrape_token_env: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The scrape token, if one is configured (and its environment variable set).
+    pub fn token(&self) -> Option<String> {
+        self.scrape_token.clone().or_else(|| {
+            self.scrape_token_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok())
+                .filter(|t| !t.is_empty())
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
@@ -116,7 +198,7 @@ pub struct HttpConfig {
 }
 
 /// `[http.tls]`: HTTPS for the API and the console.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpTlsConfig {
     /// Certificate chain (PEM), the server's certificate first.
@@ -135,7 +217,7 @@ fn default_hsts() -> u64 {
 }
 
 /// `[broker.tls]`: a second, TLS listener of the embedded broker's gate.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerTlsConfig {
     /// Where agents connect with MQTT over TLS.
@@ -173,14 +255,14 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BrokerMode {
     Embedded,
     External,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     pub mode: BrokerMode,
@@ -235,7 +317,7 @@ impl Default for BrokerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Argon2id memory cost in KiB (OWASP minimum 19 MiB by default).
@@ -257,7 +339,7 @@ impl Default for AuthConfig {
 }
 
 /// An edge agent allowed to publish.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     pub id: String,
@@ -321,7 +403,7 @@ impl Role {
 }
 
 /// A user created at start when it does not exist yet.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserBootstrap {
     pub name: String,
@@ -330,7 +412,7 @@ pub struct UserBootstrap {
     pub password_env: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfluxConfig {
     /// Base URL, e.g. `http://127.0.0.1:8086`.
@@ -348,6 +430,30 @@ pub struct InfluxConfig {
     pub queue_capacity: usize,
     #[serde(default = "default_measurement")]
     pub measurement: String,
+    /// The on-disk buffer between the ingest and the store (`tsdb::buffer`); default
+    /// `<data_dir>/tsdb-buffer`. Relative paths are relative to the config file.
+    #[serde(default)]
+    pub buffer_dir: Option<PathBuf>,
+    /// Budget of the on-disk buffer in MiB (default 2048: about 10 hours of the demo
+    /// facility's telemetry while the store is down). When it is full the oldest batches are
+    /// dropped, counted (`dcim_tsdb_buffer_dropped_lines_total`) and reported by `/health`.
+    #[serde(default = "default_buffer_mb")]
+    pub buffer_max_mb: u64,
+    /// Prometheus query API of the same store (VictoriaMetrics: its base URL, e.g.
+    /// `http://127.0.0.1:8428`): the console's point history is read from it. Without it the
+    /// history comes from the in-memory ring (`[history]`).
+    #[serde(default)]
+    pub query_url: Option<String>,
+    /// Time allowed for one history query before the in-memory ring answers instead.
+    #[serde(default = "default_query_timeout")]
+    pub query_timeout_ms: u64,
+}
+
+fn default_buffer_mb() -> u64 {
+    2048
+}
+fn default_query_timeout() -> u64 {
+    3000
 }
 
 fn default_batch() -> usize {
@@ -394,6 +500,12 @@ impl Config {
         }
         if let Some(d) = &mut config.dc09 {
             d.resolve(base);
+        }
+        if let Some(i) = &mut config.influx
+            && let Some(b) = &i.buffer_dir
+            && b.is_relative()
+        {
+            i.buffer_dir = Some(base.join(b));
         }
         let rel = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -446,7 +558,7 @@ impl Config {
             message: e.to_string().trim_end().to_string(),
         })?;
         config.source = path.to_owned();
-        config.validate()?;
+        config.validate().map_err(|e| e.at_line(text))?;
         Ok(config)
     }
 
@@ -558,6 +670,32 @@ impl Config {
         if self.http.session_ttl_s == 0 {
             return Err(self.invalid("http.session_ttl_s", "must be at least 1"));
         }
+        if dcim_service::LogFormat::parse(&self.log.format).is_none() {
+            return Err(self.invalid(
+                "log.format",
+                format!("`{}`: expected \"text\" or \"json\"", self.log.format),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(self.invalid(
+                "log.level",
+                format!(
+                    "`{}` is not a log filter (e.g. \"info\" or \"warn,dcim_server=debug\")",
+                    self.log.level
+                ),
+            ));
+        }
+        if let Some(t) = &self.metrics.scrape_token
+            && t.len() < 16
+        {
+            return Err(self.invalid("metrics.scrape_token", "must have at least 16 characters"));
+        }
+        if let Some(l) = self.metrics.listen
+            && l == self.http.listen
+            && l.port() != 0
+        {
+            return Err(self.invalid("metrics.listen", format!("{l} is already http.listen")));
+        }
         if self.auth.argon2_memory_kib < 64 {
             return Err(self.invalid("auth.argon2_memory_kib", "must be at least 64"));
         }
@@ -570,6 +708,14 @@ impl Config {
                     "influx.queue_capacity",
                     "must be at least batch_size, and batch_size at least 1",
                 ));
+            }
+            if influx.buffer_max_mb < 16 {
+                return Err(self.invalid("influx.buffer_max_mb", "must be at least 16"));
+            }
+            if let Some(q) = &influx.query_url
+                && !(q.starts_with("http://") || q.starts_with("https://"))
+            {
+                return Err(self.invalid("influx.query_url", "expected http:// or https:// URL"));
             }
         }
         self.notify
@@ -625,6 +771,48 @@ pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
     }
     let (_, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *last)?;
     Some(text[..v.span().start].matches('\n').count() + 1)
+}
+
+/// 1-based line of a field named as in error messages (`agents[1].password`,
+/// `notify.channels[0].url`, `broker.tls.listen`): the line of its value, else of the nearest
+/// enclosing table or array entry that is in the text.
+pub fn line_of_field(text: &str, field: &str) -> Option<usize> {
+    use toml::de::DeValue;
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let line = |start: usize| text[..start].matches('\n').count() + 1;
+    let mut table = root.get_ref();
+    let mut found: Option<usize> = None;
+    for part in field.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == key) else {
+            return found;
+        };
+        found = Some(line(k.span().start));
+        let mut value = v;
+        if let Some(i) = index {
+            match value.get_ref() {
+                DeValue::Array(items) => match items.get(i) {
+                    Some(item) => {
+                        value = item;
+                        found = Some(line(item.span().start));
+                    }
+                    None => return found,
+                },
+                _ => return found,
+            }
+        }
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => {
+                found = Some(line(value.span().start));
+                break;
+            }
+        }
+    }
+    found
 }
 
 /// `(tls, host, port)` of an `mqtt://` or `mqtts://` URL.

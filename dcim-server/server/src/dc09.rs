@@ -66,7 +66,7 @@ pub const STATE_DOC: &str = "dc09.state";
 /// rule = "room-hot"
 /// kind = "fire.stage1"              # a sia-dc09 event kind, or "fire.stage" (by stage value)
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dc09Config {
     /// A `dc09-link` configuration file (the format of the edge agent's `[dc09] link_config`).

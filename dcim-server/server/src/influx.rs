@@ -1,16 +1,14 @@
 //! Optional time-series writer: InfluxDB v2 line protocol over HTTP (`POST /api/v2/write`).
 //!
-//! The encoder is pure. The writer keeps a bounded queue of lines: when the store is down the
-//! queue fills, further lines are dropped and counted (`dcim_influx_lines_dropped_total`), and
-//! the failed batch is retried with exponential back-off. A batch is removed from the queue only
-//! after the store answered 2xx. Points: measurement `dcim` (configurable), tags `site`, `agent`,
+//! The encoder is pure. The ingest stages encoded lines in memory ([`InfluxHandle::push`]);
+//! the writer (`crate::tsdb`) moves them into a bounded on-disk buffer that survives restarts
+//! and store outages, and sends each batch until the store answered 2xx. Points: measurement `dcim` (configurable), tags `site`, `agent`,
 //! `device`, `point`, `role`, `quality` and the sample's labels, field `value` (float; booleans
 //! as 0/1) or `text` (strings), timestamp in ms.
 
 use crate::config::InfluxConfig;
 use crate::metrics::{Metrics, inc};
 use dcim_points::{Sample, Value};
-use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -42,9 +40,25 @@ fn escape_measurement(s: &str, out: &mut String) {
 
 /// One line of line protocol, `None` when the sample has no value to write.
 pub fn encode(measurement: &str, site: &str, agent: &str, s: &Sample) -> Option<String> {
-    let field = match s.value.as_ref()? {
+    let mut line = String::with_capacity(128);
+    encode_into(measurement, site, agent, s, &mut line).then_some(line)
+}
+
+/// Appends one line (without its newline) to `line`; false (and possibly a partial line the
+/// caller cuts off) when the sample has no value to write.
+pub fn encode_into(
+    measurement: &str,
+    site: &str,
+    agent: &str,
+    s: &Sample,
+    line: &mut String,
+) -> bool {
+    let Some(value) = s.value.as_ref() else {
+        return false;
+    };
+    let field = match value {
         Value::Number(n) if n.is_finite() => format!("value={n:?}"),
-        Value::Number(_) => return None,
+        Value::Number(_) => return false,
         Value::Bool(b) => format!("value={}", if *b { "1.0" } else { "0.0" }),
         Value::Text(t) => {
             let mut v = String::from("text=\"");
@@ -58,8 +72,7 @@ pub fn encode(measurement: &str, site: &str, agent: &str, s: &Sample) -> Option<
             v
         }
     };
-    let mut line = String::with_capacity(128);
-    escape_measurement(measurement, &mut line);
+    escape_measurement(measurement, line);
     // Tags sorted by key, as InfluxDB recommends.
     let mut tags: Vec<(&str, &str)> = vec![
         ("agent", agent),
@@ -84,170 +97,165 @@ pub fn encode(measurement: &str, site: &str, agent: &str, s: &Sample) -> Option<
             continue;
         }
         line.push(',');
-        escape_tag(k, &mut line);
+        escape_tag(k, line);
         line.push('=');
-        escape_tag(v, &mut line);
+        escape_tag(v, line);
     }
     let _ = write!(line, " {field} {}", s.ts_ms);
-    Some(line)
+    true
 }
 
-struct Queue {
-    lines: Mutex<VecDeque<String>>,
-    notify: Notify,
+/// Lines encoded by the ingest, waiting for the flusher to move them into the on-disk buffer
+/// (`tsdb::writer`). Bounded by `influx.queue_capacity` lines: beyond it (the flusher cannot
+/// keep up or the buffer's disk fails) lines are dropped and counted.
+#[derive(Debug)]
+pub struct Staging {
+    inner: Mutex<Staged>,
+    /// Woken when `batch` lines wait.
+    pub full: Notify,
     capacity: usize,
     batch: usize,
+}
+
+/// One batch taken from the staging area.
+#[derive(Debug, Default)]
+pub struct Staged {
+    pub body: String,
+    pub lines: usize,
+    pub oldest_ms: i64,
+    pub newest_ms: i64,
+}
+
+impl Staging {
+    pub fn new(capacity: usize, batch: usize) -> Staging {
+        Staging {
+            inner: Mutex::new(Staged::default()),
+            full: Notify::new(),
+            capacity,
+            batch,
+        }
+    }
+
+    /// Everything staged so far, or `None` when nothing is.
+    pub fn take(&self) -> Option<Staged> {
+        let mut s = self.inner.lock().expect("influx staging");
+        if s.lines == 0 {
+            return None;
+        }
+        Some(std::mem::take(&mut *s))
+    }
+
+    pub fn lines(&self) -> usize {
+        self.inner.lock().expect("influx staging").lines
+    }
+
+    /// The oldest sample time staged, if anything is.
+    pub fn oldest(&self) -> Option<i64> {
+        let s = self.inner.lock().expect("influx staging");
+        (s.lines > 0).then_some(s.oldest_ms)
+    }
 }
 
 /// Cheap handle used by the ingest to enqueue samples.
 #[derive(Clone)]
 pub struct InfluxHandle {
-    queue: Arc<Queue>,
+    staging: Arc<Staging>,
     metrics: Arc<Metrics>,
     measurement: Arc<str>,
+    /// The writer's state (buffer), for the history endpoint and `/health`.
+    pub shared: Arc<crate::tsdb::writer::Shared>,
+    /// The store's Prometheus query API, when `influx.query_url` is set.
+    pub query: Option<crate::tsdb::query::Client>,
 }
 
 impl InfluxHandle {
+    /// The oldest sample time staged in memory, if anything is.
+    pub fn staged_oldest(&self) -> Option<i64> {
+        self.staging.oldest()
+    }
+
     pub fn push(&self, site: &str, agent: &str, samples: &[Sample]) {
         let mut dropped = 0;
         {
-            let mut q = self.queue.lines.lock().expect("influx queue");
+            let mut q = self.staging.inner.lock().expect("influx staging");
             for s in samples {
-                if let Some(line) = encode(&self.measurement, site, agent, s) {
-                    if q.len() >= self.queue.capacity {
-                        dropped += 1;
-                    } else {
-                        q.push_back(line);
+                if q.lines >= self.staging.capacity {
+                    dropped += 1;
+                    continue;
+                }
+                let before = q.body.len();
+                if encode_into(&self.measurement, site, agent, s, &mut q.body) {
+                    q.body.push('\n');
+                    if q.lines == 0 || s.ts_ms < q.oldest_ms {
+                        q.oldest_ms = s.ts_ms;
                     }
+                    q.newest_ms = q.newest_ms.max(s.ts_ms);
+                    q.lines += 1;
+                } else {
+                    q.body.truncate(before);
                 }
             }
             self.metrics
                 .influx_queue
-                .store(q.len() as i64, Ordering::Relaxed);
-            if q.len() >= self.queue.batch {
-                self.queue.notify.notify_one();
+                .store(q.lines as i64, Ordering::Relaxed);
+            if q.lines >= self.staging.batch {
+                self.staging.full.notify_one();
             }
         }
         if dropped > 0 {
             inc(&self.metrics.influx_lines_dropped_total, dropped);
+            tracing::error!(
+                dropped,
+                "time-series staging full (the buffer does not keep up): lines dropped"
+            );
         }
     }
 }
 
+/// Opens the on-disk buffer and starts the writer's tasks.
 pub fn spawn(
     cfg: InfluxConfig,
+    data_dir: &std::path::Path,
     metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<(InfluxHandle, JoinHandle<()>)> {
-    let token = cfg
-        .token
+    ops: Arc<crate::observe::Ops>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(InfluxHandle, Vec<JoinHandle<()>>)> {
+    let dir = cfg
+        .buffer_dir
         .clone()
-        .or_else(|| cfg.token_env.as_ref().and_then(|v| std::env::var(v).ok()));
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let url = format!(
-        "{}/api/v2/write?org={}&bucket={}&precision=ms",
-        cfg.url.trim_end_matches('/'),
-        urlencode(&cfg.org),
-        urlencode(&cfg.bucket)
-    );
-    let queue = Arc::new(Queue {
-        lines: Mutex::new(VecDeque::new()),
-        notify: Notify::new(),
-        capacity: cfg.queue_capacity,
-        batch: cfg.batch_size,
-    });
-    let handle = InfluxHandle {
-        queue: queue.clone(),
+        .unwrap_or_else(|| data_dir.join("tsdb-buffer"));
+    let buffer = crate::tsdb::buffer::Buffer::open(&dir, cfg.buffer_max_mb << 20)
+        .map_err(|e| anyhow::anyhow!("the time-series buffer in {}: {e}", dir.display()))?;
+    let staging = Arc::new(Staging::new(cfg.queue_capacity, cfg.batch_size));
+    let shared = Arc::new(crate::tsdb::writer::Shared {
+        buffer: Mutex::new(buffer),
+        staging: staging.clone(),
+        appended: Notify::new(),
         metrics: metrics.clone(),
-        measurement: cfg.measurement.clone().into(),
-    };
-    let task = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
-        let interval = Duration::from_millis(cfg.flush_interval_ms);
-        loop {
-            let stopping = tokio::select! {
-                _ = crate::stopped(&mut stop) => true,
-                _ = queue.notify.notified() => false,
-                _ = tokio::time::sleep(interval) => false,
-            };
-            // Drain in batches while the store accepts them.
-            loop {
-                let (body, n) = {
-                    let q = queue.lines.lock().expect("influx queue");
-                    let n = q.len().min(queue.batch);
-                    if n == 0 {
-                        break;
-                    }
-                    let mut body = String::new();
-                    for l in q.iter().take(n) {
-                        body.push_str(l);
-                        body.push('\n');
-                    }
-                    (body, n)
-                };
-                let mut req = client
-                    .post(&url)
-                    .header("Content-Type", "text/plain; charset=utf-8")
-                    .body(body);
-                if let Some(t) = &token {
-                    req = req.header("Authorization", format!("Token {t}"));
-                }
-                match req.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let mut q = queue.lines.lock().expect("influx queue");
-                        for _ in 0..n.min(q.len()) {
-                            q.pop_front();
-                        }
-                        metrics
-                            .influx_queue
-                            .store(q.len() as i64, Ordering::Relaxed);
-                        inc(&metrics.influx_lines_written_total, n as u64);
-                        backoff = Duration::from_millis(200);
-                    }
-                    Ok(r) if r.status().is_client_error() => {
-                        // The store will never accept this batch: drop it, count it.
-                        inc(&metrics.influx_write_errors_total, 1);
-                        let status = r.status();
-                        let text = r.text().await.unwrap_or_default();
-                        tracing::error!(%status, "time-series store refused a batch: {text}");
-                        let mut q = queue.lines.lock().expect("influx queue");
-                        for _ in 0..n.min(q.len()) {
-                            q.pop_front();
-                        }
-                        inc(&metrics.influx_lines_dropped_total, n as u64);
-                    }
-                    other => {
-                        inc(&metrics.influx_write_errors_total, 1);
-                        match other {
-                            Ok(r) => {
-                                tracing::warn!(status = %r.status(), "time-series store: retrying in {backoff:?}")
-                            }
-                            Err(e) => {
-                                tracing::warn!("time-series store: {e}; retrying in {backoff:?}")
-                            }
-                        }
-                        if stopping {
-                            return;
-                        }
-                        tokio::select! {
-                            _ = crate::stopped(&mut stop) => return,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-            if stopping {
-                return;
-            }
-        }
+        ops,
     });
-    Ok((handle, task))
+    let tasks = crate::tsdb::writer::spawn(&cfg, shared.clone(), stop)?;
+    let query = match &cfg.query_url {
+        Some(url) => Some(crate::tsdb::query::Client::new(
+            url,
+            &cfg.measurement,
+            Duration::from_millis(cfg.query_timeout_ms),
+        )?),
+        None => None,
+    };
+    Ok((
+        InfluxHandle {
+            staging,
+            metrics,
+            measurement: cfg.measurement.clone().into(),
+            shared,
+            query,
+        },
+        tasks,
+    ))
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

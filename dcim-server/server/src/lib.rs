@@ -12,6 +12,7 @@ pub mod api_facility;
 pub mod api_windows;
 pub mod auth;
 pub mod authority;
+pub mod backup;
 pub mod broker;
 pub mod config;
 pub mod console;
@@ -22,6 +23,7 @@ pub mod energy;
 pub mod export;
 pub mod facility;
 pub mod fire_view;
+pub mod health;
 pub mod influx;
 pub mod ingest;
 pub mod maint_windows;
@@ -29,9 +31,13 @@ pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod notify_io;
+pub mod notify_templates;
+pub mod observe;
+pub mod reload;
 pub mod search;
 pub mod store;
 pub mod tls;
+pub mod tsdb;
 
 use anyhow::Context;
 use config::{BrokerMode, Config, Role};
@@ -99,6 +105,12 @@ pub struct App {
     /// Maintenance windows scheduled in advance (`api_windows`). A tokio mutex, taken after
     /// the authority lock and before the facility lock.
     pub windows: tokio::sync::Mutex<maint_windows::Schedule>,
+    /// Histograms and run-time observations behind `/metrics` (`observe`).
+    pub ops: Arc<observe::Ops>,
+    /// Essential tasks and beats behind `/health` and the systemd watchdog (`health`).
+    pub health: health::Health,
+    /// The configuration parts a reload (SIGHUP) may change: notification channels and users.
+    pub reloadable: reload::Reloadable,
 }
 
 impl App {
@@ -203,7 +215,10 @@ impl App {
                 detail.clone(),
             ));
         }
-        let ids = match self.store.commit_batch(&batch).await {
+        let t0 = std::time::Instant::now();
+        let committed = self.store.commit_batch(&batch).await;
+        self.ops.commit_took("alarms", t0);
+        let ids = match committed {
             Ok(ids) => ids,
             Err(e) => {
                 self.alarms_resync
@@ -214,6 +229,9 @@ impl App {
             }
         };
         self.unjournaled.lock().expect("unjournaled lock").clear();
+        if !records.is_empty() {
+            observe::observe_alarm_commit(&self.ops);
+        }
         if !records.is_empty()
             && let Some(tx) = self.notify.get()
             && tx.try_send(records.clone()).is_err()
@@ -315,9 +333,13 @@ pub struct Server {
     /// The embedded broker's internal loopback listener (only the server's own client and the
     /// gate can log in there).
     pub mqtt_internal_addr: Option<SocketAddr>,
+    /// `[metrics] listen`: `/metrics` and `/health` without authentication.
+    pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     sqlite: Arc<SqliteStore>,
+    /// `<data_dir>/server.lock`, held while the server runs.
+    _data_lock: std::fs::File,
 }
 
 impl Server {
@@ -336,7 +358,7 @@ impl Server {
 
 /// Creates the users listed in the config and, when there is no user at all, the bootstrap
 /// admin (password from `DCIM_ADMIN_PASSWORD`, or generated and logged once).
-async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
     let hash = |pw: &str| {
         auth::hash_password(
             pw,
@@ -427,6 +449,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         }
         None => None,
     };
+    // One server per data directory (and no `restore` under a running one).
+    let data_lock = backup::lock_data_dir(&config.data_dir)?;
     let sqlite = Arc::new(
         SqliteStore::open(&config.data_dir)
             .await
@@ -442,12 +466,23 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
 
     let (stop, stop_rx) = watch::channel(false);
     let metrics = Arc::new(metrics::Metrics::default());
+    let ops = Arc::new(observe::Ops::default());
+    let health = health::Health::default();
     let mut tasks = Vec::new();
 
     let influx = match &config.influx {
         Some(ic) => {
-            let (handle, task) = influx::spawn(ic.clone(), metrics.clone(), stop_rx.clone())?;
-            tasks.push(task);
+            let (handle, t) = influx::spawn(
+                ic.clone(),
+                &config.data_dir,
+                metrics.clone(),
+                ops.clone(),
+                stop_rx.clone(),
+            )?;
+            for (name, t) in ["tsdb.flusher", "tsdb.sender"].iter().zip(&t) {
+                health.essential(*name, t.abort_handle());
+            }
+            tasks.extend(t);
             Some(handle)
         }
         None => None,
@@ -529,17 +564,33 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         bulk_pause: tokio::sync::RwLock::new(()),
         energy: Mutex::new(energy_meter),
         windows: tokio::sync::Mutex::new(schedule),
+        ops,
+        health,
+        reloadable: reload::Reloadable::new(&config),
     });
-    tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
-    tasks.push(api_energy::spawn(app.clone(), stop_rx.clone()));
-    tasks.push(api_windows::spawn(app.clone(), stop_rx.clone()));
+    let ticker = spawn_ticker(app.clone(), stop_rx.clone());
+    app.health.essential("ticker", ticker.abort_handle());
+    tasks.push(ticker);
+    let energy = api_energy::spawn(app.clone(), stop_rx.clone());
+    app.health.essential("energy", energy.abort_handle());
+    tasks.push(energy);
+    let windows = api_windows::spawn(app.clone(), stop_rx.clone());
+    app.health
+        .essential("maintenance-windows", windows.abort_handle());
+    tasks.push(windows);
     if let Some((tx, t)) = notify_io::spawn(app.clone(), stop_rx.clone()).await? {
         let _ = app.notify.set(tx);
+        for t in &t {
+            app.health.essential("notify", t.abort_handle());
+        }
         tasks.extend(t);
     }
     if let Some(dc) = &config.dc09 {
         let (d, t) = dc09::start(app.clone(), dc, stop_rx.clone()).await?;
         let _ = app.dc09.set(d);
+        for t in &t {
+            app.health.essential("dc09", t.abort_handle());
+        }
         tasks.extend(t);
     }
 
@@ -551,6 +602,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         BrokerMode::Embedded => {
             let server_secret = auth::new_token("");
             let b = broker::start_embedded(app.clone(), &server_secret, stop_rx.clone()).await?;
+            for t in &b.gate_tasks {
+                app.health.essential("broker.gate", t.abort_handle());
+            }
             tasks.extend(b.gate_tasks);
             link = Some(b.link);
             mqtts_addr = b.tls_addr;
@@ -601,7 +655,32 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
             )
         }
     };
-    tasks.extend(mqtt::spawn(app.clone(), mqtt_target, link, stop_rx.clone()));
+    let embedded = link.is_some();
+    let ingest_tasks = mqtt::spawn(app.clone(), mqtt_target, link, stop_rx.clone());
+    // `mqtt::spawn` returns its tasks in this order (the link reader only when embedded).
+    let names: &[&str] = if embedded {
+        &[
+            "ingest.link",
+            "ingest.client",
+            "ingest.decoder",
+            "ingest.bulk",
+            "ingest.priority",
+            "ingest.marks",
+        ]
+    } else {
+        &[
+            "ingest.client",
+            "ingest.decoder",
+            "ingest.bulk",
+            "ingest.priority",
+            "ingest.marks",
+        ]
+    };
+    for (i, t) in ingest_tasks.iter().enumerate() {
+        let name = names.get(i).copied().unwrap_or("ingest");
+        app.health.essential(name, t.abort_handle());
+    }
+    tasks.extend(ingest_tasks);
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -612,15 +691,37 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     let shutdown = async move {
         crate::stopped(&mut http_stop).await;
     };
-    match &http_tls {
-        None => tasks.push(tokio::spawn(async move {
+    let metrics_addr = match config.metrics.listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics.listen {addr}"))?;
+            let bound = l.local_addr()?;
+            let mut s = stop_rx.clone();
+            let metrics_router = api::metrics_router(app.clone());
+            let t = tokio::spawn(async move {
+                let r = axum::serve(l, metrics_router)
+                    .with_graceful_shutdown(async move { crate::stopped(&mut s).await })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!("metrics listener: {e}");
+                }
+            });
+            app.health.essential("metrics.http", t.abort_handle());
+            tasks.push(t);
+            Some(bound)
+        }
+        None => None,
+    };
+    let http_task = match &http_tls {
+        None => tokio::spawn(async move {
             let r = axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown)
                 .await;
             if let Err(e) = r {
                 tracing::error!("http server: {e}");
             }
-        })),
+        }),
         Some((tls, hsts_max_age_s)) => {
             let listener = tls::TlsListener::new(listener, tls.clone(), stop_rx.clone())?;
             let router = match *hsts_max_age_s {
@@ -639,26 +740,38 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
                     ))
                 }
             };
-            tasks.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 let r = axum::serve(listener, router)
                     .with_graceful_shutdown(shutdown)
                     .await;
                 if let Err(e) = r {
                     tracing::error!("https server: {e}");
                 }
-            }));
+            })
         }
-    }
-    tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, data_dir = %config.data_dir.display(), "dcim-server started");
+    };
+    app.health.essential("http", http_task.abort_handle());
+    tasks.push(http_task);
+    tasks.push(tokio::spawn(health::supervise(
+        app.clone(),
+        dcim_service::Notifier::from_env(),
+        stop_rx.clone(),
+    )));
+    app.health
+        .ready_ms
+        .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, metrics = ?metrics_addr, data_dir = %config.data_dir.display(), "dcim-server started");
     Ok(Server {
         app,
         http_addr,
         mqtt_addr,
         mqtts_addr,
         mqtt_internal_addr,
+        metrics_addr,
         stop,
         tasks,
         sqlite,
+        _data_lock: data_lock,
     })
 }
 
@@ -673,6 +786,7 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
                 _ = stopped(&mut stop) => break,
                 _ = interval.tick() => {}
             }
+            app.health.beat_ticker();
             // The evaluation, the costly part, runs without the facility lock (alarms and
             // API requests do not wait for it).
             let now = now_ms();
@@ -705,7 +819,27 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let server = start(config).await?;
-    shutdown.await;
+    let notifier = dcim_service::Notifier::from_env();
+    notifier.ready(&format!("serving HTTP on {}", server.http_addr));
+    tokio::pin!(shutdown);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let reload = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let reload = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = reload => reload::on_sighup(&server.app, &notifier).await,
+        }
+    }
+    notifier.stopping();
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())

@@ -12,6 +12,13 @@ USAGE:
     dcim-server [--config FILE]                 run the server (defaults: embedded broker on
                                                 127.0.0.1:1883, HTTP on 127.0.0.1:8080,
                                                 data in ./dcim-data)
+    dcim-server --check-config FILE             check a configuration file (and the files it
+                                                names: TLS, site model, DC-09 link) without
+                                                starting; errors name file, line and field
+    dcim-server backup FILE [--config FILE]     write a consistent copy of the database to FILE
+                                                (online: the server may be running)
+    dcim-server restore FILE [--config FILE]    replace the database of a stopped server by
+                                                FILE (the old one is kept aside)
     dcim-server mosquitto-acl [--config FILE]   print a mosquitto ACL file for the configured agents
     dcim-server user add --name NAME --role ROLE [--config FILE]
                                                 create a user; the password is read from the
@@ -32,7 +39,8 @@ USAGE:
 
 ROLES: viewer, operator, admin, fire_authority (read-only)
 ENV:   DCIM_CONFIG (config file when --config is absent), DCIM_ADMIN_PASSWORD (bootstrap admin),
-       RUST_LOG (log filter, default info)
+       RUST_LOG (log filter; else [log] level), DCIM_LOG_FORMAT (text or json; else [log] format)
+SIGNALS: SIGTERM/SIGINT stop; SIGHUP reloads [notify] and [[users]] (the rest needs a restart)
 TLS:   [http.tls] (HTTPS, HSTS, Secure cookies) and [broker.tls] (MQTT over TLS at the broker
        gate), each with cert_file, key_file and an optional client_ca_file, in the config file
 ";
@@ -54,6 +62,10 @@ fn parse_args() -> Result<Args, String> {
         match a.as_str() {
             "--config" | "-c" => {
                 args.config = Some(it.next().ok_or("--config needs a file")?.into())
+            }
+            "--check-config" => {
+                args.config = Some(it.next().ok_or("--check-config needs a file")?.into());
+                args.words.insert(0, "check-config".into());
             }
             "--name" | "--role" | "--label" | "--http" | "--broker" | "--data" | "--dc09" => {
                 let v = it.next().ok_or(format!("{a} needs a value"))?;
@@ -200,6 +212,37 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Some("user") => user_command(&args).await,
+        Some("backup") => {
+            let file = args
+                .words
+                .get(1)
+                .context("`backup` needs a file: dcim-server backup FILE")?;
+            let config = load_config(&args)?;
+            let c = dcim_server::backup::backup(&config, std::path::Path::new(file)).await?;
+            println!(
+                "backup written to {file}: {} bytes, schema version {}, integrity ok",
+                c.bytes, c.schema_version
+            );
+            Ok(())
+        }
+        Some("restore") => {
+            let file = args
+                .words
+                .get(1)
+                .context("`restore` needs a file: dcim-server restore FILE")?;
+            let config = load_config(&args)?;
+            let (c, kept) =
+                dcim_server::backup::restore(&config, std::path::Path::new(file)).await?;
+            println!(
+                "restored {file} (schema version {}) into {}",
+                c.schema_version,
+                config.data_dir.display()
+            );
+            if let Some(k) = kept {
+                println!("the previous database is kept as {}", k.display());
+            }
+            Ok(())
+        }
         Some("demo") => dcim_server::demo::run_cli(&args.opts, shutdown_signal()).await,
         Some("drill") => {
             let scenario = args
@@ -209,6 +252,59 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
             dcim_server::drill::run_cli(std::path::Path::new(scenario), &args.opts).await
         }
         Some(other) => anyhow::bail!("unknown command `{other}`"),
+    }
+}
+
+/// `--check-config FILE`: the file and everything it names, without starting anything.
+/// Exit status 0 when valid, 2 otherwise.
+fn check_config(args: &Args) -> i32 {
+    let Some(path) = &args.config else {
+        eprintln!("dcim-server: --check-config needs a file");
+        return 2;
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dcim-server: {e}");
+            return 2;
+        }
+    };
+    let mut problems = Vec::new();
+    if let Some(site) = &config.site_model
+        && let Err(e) = dcim_site::Site::load(site)
+    {
+        problems.push(format!("site model: {e}"));
+    }
+    if let Some(d) = &config.dc09
+        && d.link.is_none()
+        && let Err(e) = dc09_link::LinkConfig::from_file(&d.link_config)
+    {
+        problems.push(format!("dc09.link_config {}: {e}", d.link_config.display()));
+    }
+    for (i, c) in config.notify.channels.iter().enumerate() {
+        if c.kind == dcim_server::notify_io::Kind::Webhook
+            && config.notify.enabled
+            && let Err(e) = c.webhook_format()
+        {
+            problems.push(format!("notify.channels[{i}] (`{}`): {e}", c.name));
+        }
+    }
+    for (i, u) in config.users.iter().enumerate() {
+        if std::env::var_os(&u.password_env).is_none() {
+            eprintln!(
+                "dcim-server: note: users[{i}] (`{}`): {} is not set here; it is needed when the user is first created",
+                u.name, u.password_env
+            );
+        }
+    }
+    if problems.is_empty() {
+        println!("{}: configuration is valid", path.display());
+        0
+    } else {
+        for p in &problems {
+            eprintln!("dcim-server: {}: {p}", path.display());
+        }
+        2
     }
 }
 
@@ -232,14 +328,27 @@ fn main() {
         }
         _ => {}
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttd::server::broker=off")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if args.words.first().map(String::as_str) == Some("check-config") {
+        std::process::exit(check_config(&args));
+    }
+    // The log settings come from the file (the run itself loads it again, which reports any
+    // error the same way).
+    let log = match &args.config {
+        Some(p) if args.words.is_empty() => match Config::load(p) {
+            Ok(c) => c.log,
+            Err(e) => {
+                eprintln!("dcim-server: {e}");
+                std::process::exit(2);
+            }
+        },
+        _ => dcim_server::config::LogConfig::default(),
+    };
+    let format = std::env::var("DCIM_LOG_FORMAT")
+        .ok()
+        .and_then(|f| dcim_service::LogFormat::parse(&f))
+        .or_else(|| dcim_service::LogFormat::parse(&log.format))
+        .unwrap_or_default();
+    dcim_service::init_logging(format, &log.level);
     let rt = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     if let Err(e) = rt.block_on(real_main(args)) {
         eprintln!("dcim-server: {e:#}");

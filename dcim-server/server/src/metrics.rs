@@ -1,4 +1,7 @@
-//! The server's own health counters, rendered in the Prometheus text format at `/metrics`.
+//! The server's own health counters. `/metrics` renders them in the OpenMetrics format
+//! together with the histograms, build, process, DC-09 and time-series metrics of
+//! [`crate::observe`]; [`Metrics::render`] is the plain Prometheus text of these counters
+//! alone.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -23,6 +26,23 @@ macro_rules! counters {
         }
 
         impl Metrics {
+            /// Calls `f(name, is_counter, help, value)` for every counter and gauge (names
+            /// without the `dcim_` prefix).
+            pub fn visit(&self, mut f: impl FnMut(&'static str, bool, &'static str, f64)) {
+                $( f(stringify!($name), $kind == "counter", $help, self.$name.load(Ordering::Relaxed) as f64); )*
+                for (name, help, v) in [
+                    ("points", "Points with a latest value in memory.", &self.points),
+                    ("broker_clients", "Clients connected to the embedded broker.", &self.broker_clients),
+                    ("sse_clients", "Open /api/stream connections.", &self.sse_clients),
+                    ("sse_points_clients", "Open /api/stream connections that receive points events.", &self.sse_points_clients),
+                    ("mqtt_connected", "1 when the ingest client is connected to the broker.", &self.mqtt_connected),
+                    ("influx_queue", "Lines waiting for the time-series store (in the on-disk buffer).", &self.influx_queue),
+                    ("store_disk_full", "1 while database writes fail because its disk is full.", &self.store_disk_full),
+                ] {
+                    f(name, false, help, v.load(Ordering::Relaxed) as f64);
+                }
+            }
+
             pub fn render(&self) -> String {
                 let mut out = String::new();
                 $(
@@ -65,7 +85,7 @@ counters! {
     broker_auth_failures_total: "counter", "MQTT connections refused for bad credentials.";
     store_errors_total: "counter", "Failed store operations (retried for events).";
     influx_lines_written_total: "counter", "Lines accepted by the time-series store.";
-    influx_lines_dropped_total: "counter", "Lines dropped because the time-series queue was full.";
+    influx_lines_dropped_total: "counter", "Lines dropped: the on-disk buffer was full (oldest first) or the store refused them for good.";
     influx_write_errors_total: "counter", "Failed writes to the time-series store.";
     http_auth_failures_total: "counter", "HTTP requests refused for missing or bad credentials.";
     notify_attempts_total: "counter", "Notification sends attempted (each channel tried counts).";

@@ -64,6 +64,8 @@ pub struct Incoming {
     pub ack: Option<Publish>,
     /// The gate's charge to give back once handled (embedded broker).
     pub charge: Option<(Lane, usize)>,
+    /// When the reader took it off the broker (ingest lag, ingest-to-alarm latency).
+    pub received: std::time::Instant,
 }
 
 /// A telemetry message not decoded yet, on its way to the decoder.
@@ -72,6 +74,7 @@ struct Raw {
     payload: Bytes,
     ack: Option<Publish>,
     charge: Option<(Lane, usize)>,
+    received: std::time::Instant,
 }
 
 /// What the priority lane handles: events, agent state, command results, and the samples of
@@ -82,6 +85,7 @@ enum Priority {
     Samples {
         topic: String,
         batch: TelemetryBatch,
+        received: std::time::Instant,
     },
 }
 
@@ -109,11 +113,13 @@ impl Lanes {
         charge: Option<(Lane, usize)>,
     ) -> bool {
         self.pending.fetch_add(1, Ordering::Relaxed);
+        let received = std::time::Instant::now();
         if topic.ends_with("/telemetry") {
             if let Some(batch) = self.roles.extract(&payload) {
                 let _ = self.priority.send(Priority::Samples {
                     topic: topic.clone(),
                     batch,
+                    received,
                 });
             }
             let raw = Raw {
@@ -121,6 +127,7 @@ impl Lanes {
                 payload,
                 ack,
                 charge,
+                received,
             };
             return self.raw.send(raw).await.is_ok();
         }
@@ -131,6 +138,7 @@ impl Lanes {
                 msg,
                 ack,
                 charge,
+                received,
             }))
             .is_ok()
     }
@@ -220,7 +228,7 @@ pub fn spawn(
         raw: raw_tx,
         priority: prio_tx,
         roles,
-        pending: Arc::new(AtomicUsize::new(0)),
+        pending: app.ops.ingest_pending.clone(),
     };
     let pending = lanes.pending.clone();
     let mut tasks = Vec::new();
@@ -381,6 +389,7 @@ pub fn spawn(
                 msg,
                 ack: r.ack,
                 charge: r.charge,
+                received: r.received,
             };
             if bulk_tx.send(m).await.is_err() {
                 break;
@@ -399,9 +408,15 @@ pub fn spawn(
                 break;
             }
             let pause = bulk_app.bulk_pause.read().await;
-            let handled = handle_decoded(&bulk_app, &m.topic, m.msg, &bulk_stop).await;
+            let handled = crate::observe::RECEIVED
+                .scope(
+                    m.received,
+                    handle_decoded(&bulk_app, &m.topic, m.msg, &bulk_stop),
+                )
+                .await;
             drop(pause);
             if handled {
+                bulk_app.ops.ingest_handled(m.received);
                 finish(
                     &bulk_client,
                     bulk_budgets.as_deref(),
@@ -422,8 +437,14 @@ pub fn spawn(
                 break;
             }
             let m = match p {
-                Priority::Samples { topic, batch } => {
-                    handle_priority_samples(&prio_app, &topic, batch).await;
+                Priority::Samples {
+                    topic,
+                    batch,
+                    received,
+                } => {
+                    crate::observe::RECEIVED
+                        .scope(received, handle_priority_samples(&prio_app, &topic, batch))
+                        .await;
                     continue;
                 }
                 Priority::Message(m) => m,
@@ -431,7 +452,15 @@ pub fn spawn(
             let mark = events_handled
                 .as_ref()
                 .and_then(|_| crate::broker::events_mark(&m.msg).map(|(a, s)| (a.to_owned(), s)));
-            if handle_decoded(&prio_app, &m.topic, m.msg, &prio_stop).await {
+            let received = m.received;
+            if crate::observe::RECEIVED
+                .scope(
+                    received,
+                    handle_decoded(&prio_app, &m.topic, m.msg, &prio_stop),
+                )
+                .await
+            {
+                prio_app.ops.ingest_handled(received);
                 finish(&client, budgets.as_deref(), &pending, m.ack, m.charge).await;
                 // Committed, duplicate or refused for good: the gate may release the PUBACK.
                 if let (Some(h), Some((agent, seq))) = (&events_handled, mark) {
@@ -618,7 +647,10 @@ pub async fn handle_decoded(
             // (then the message is not acknowledged and the broker redelivers it).
             let mut delay = Duration::from_millis(200);
             loop {
-                match app.store.insert_events(&records).await {
+                let t0 = std::time::Instant::now();
+                let inserted = app.store.insert_events(&records).await;
+                app.ops.commit_took("events", t0);
+                match inserted {
                     Ok(_) => {
                         app.store_write_ok();
                         break;
@@ -665,7 +697,10 @@ pub async fn handle_decoded(
                 thinned_samples: state.thinned_samples as i64,
                 last_seen_ms: now,
             };
-            match app.store.upsert_agent(&rec).await {
+            let t0 = std::time::Instant::now();
+            let upserted = app.store.upsert_agent(&rec).await;
+            app.ops.commit_took("agent_state", t0);
+            match upserted {
                 Ok(()) => app.store_write_ok(),
                 Err(e) => {
                     app.store_write_failed("storing agent state", &e);

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// `[notify]` in the server config. Off unless `enabled = true`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     pub enabled: bool,
@@ -75,7 +75,7 @@ impl Default for NotifyConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Webhook,
@@ -84,7 +84,7 @@ pub enum Kind {
 }
 
 /// One `[[notify.channels]]` entry; which fields apply depends on `kind`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     pub name: String,
@@ -119,6 +119,45 @@ pub struct ChannelConfig {
     /// mqtt (`mqtts://`) and email (`smtp+starttls://`, `smtps://`): CA certificate (PEM)
     /// trusted instead of the system roots.
     pub ca_file: Option<PathBuf>,
+    /// webhook: the body's format (`crate::notify_templates`): `json` (default), `slack`,
+    /// `teams`, `kakaowork`, `pagerduty` or `custom` (with `template`).
+    pub format: Option<String>,
+    /// webhook, `format = "custom"`: the JSON body with `{{placeholders}}`.
+    pub template: Option<String>,
+    /// webhook, `format = "pagerduty"`: the Events API v2 integration key; or
+    /// `routing_key_env`.
+    pub routing_key: Option<String>,
+    pub routing_key_env: Option<String>,
+}
+
+impl ChannelConfig {
+    /// The webhook body format, with its secret read (`routing_key_env`) for PagerDuty.
+    pub fn webhook_format(&self) -> Result<crate::notify_templates::Format, String> {
+        use crate::notify_templates::Format;
+        Ok(match self.format.as_deref().unwrap_or("json") {
+            "json" => Format::Json,
+            "slack" => Format::Slack,
+            "teams" => Format::Teams,
+            "kakaowork" => Format::KakaoWork,
+            "pagerduty" => Format::PagerDuty {
+                routing_key: secret_of(&self.routing_key, &self.routing_key_env, "routing_key")
+                    .map_err(|e| format!("{e:#}"))?
+                    .ok_or("a pagerduty channel needs `routing_key` or `routing_key_env`")?,
+            },
+            "custom" => Format::Custom {
+                template: self
+                    .template
+                    .clone()
+                    .ok_or("a custom format needs `template`")?,
+            },
+            other => {
+                return Err(format!(
+                    "`{other}`: expected {}",
+                    crate::notify_templates::FORMATS
+                ));
+            }
+        })
+    }
 }
 
 fn default_timeout_ms() -> u64 {
@@ -126,7 +165,7 @@ fn default_timeout_ms() -> u64 {
 }
 
 /// Breaker tuning of a channel; absent fields take [`BreakerConfig::default`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerToml {
     pub consecutive_failures: Option<u32>,
@@ -152,7 +191,7 @@ impl BreakerToml {
 }
 
 /// One `[[notify.escalation]]` step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationConfig {
     /// Unacknowledged this long (seconds, fractions allowed) since it was annunciated.
@@ -223,10 +262,48 @@ impl NotifyConfig {
                 );
             }
             match c.kind {
-                Kind::Webhook => match &c.url {
-                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
-                    _ => return err(f("url"), "a webhook needs an http:// or https:// url"),
-                },
+                Kind::Webhook => {
+                    match &c.url {
+                        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                        _ => return err(f("url"), "a webhook needs an http:// or https:// url"),
+                    }
+                    match c.format.as_deref().unwrap_or("json") {
+                        "json" | "slack" | "teams" | "kakaowork" => {}
+                        "pagerduty" => {
+                            if c.routing_key.is_none() && c.routing_key_env.is_none() {
+                                return err(
+                                    f("routing_key"),
+                                    "a pagerduty channel needs `routing_key` or `routing_key_env`",
+                                );
+                            }
+                        }
+                        "custom" => {
+                            let Some(t) = &c.template else {
+                                return err(f("template"), "format = \"custom\" needs `template`");
+                            };
+                            let fmt = crate::notify_templates::Format::Custom {
+                                template: t.clone(),
+                            };
+                            if let Err(e) = crate::notify_templates::render(
+                                &fmt,
+                                &crate::notify_templates::sample_delivery(),
+                                &c.name,
+                                0,
+                            ) {
+                                return err(f("template"), &e);
+                            }
+                        }
+                        other => {
+                            return err(
+                                f("format"),
+                                &format!(
+                                    "`{other}`: expected {}",
+                                    crate::notify_templates::FORMATS
+                                ),
+                            );
+                        }
+                    }
+                }
                 Kind::Email => {
                     if c.url.as_deref().and_then(parse_smtp_url).is_none() {
                         return err(
@@ -403,6 +480,7 @@ enum Sender {
         client: reqwest::Client,
         url: String,
         secret: Option<Vec<u8>>,
+        format: crate::notify_templates::Format,
     },
     Email {
         transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
@@ -455,6 +533,9 @@ fn build_sender(
                 .with_context(|| format!("{what}: http client"))?,
             url: c.url.clone().unwrap_or_default(),
             secret: secret_of(&c.secret, &c.secret_env, &what)?.map(String::into_bytes),
+            format: c
+                .webhook_format()
+                .map_err(|e| anyhow::anyhow!("{what}: {e}"))?,
         },
         Kind::Email => {
             use lettre::transport::smtp::authentication::Credentials;
@@ -570,6 +651,10 @@ async fn mqtt_loop(
 ) {
     use rumqttc::{Event, Packet};
     loop {
+        // The channel was removed or replaced by a reload: its connection ends.
+        if tx.is_closed() {
+            return;
+        }
         let ev = tokio::select! {
             _ = crate::stopped(&mut stop) => return,
             ev = el.poll() => ev,
@@ -598,9 +683,10 @@ impl Sender {
                 client,
                 url,
                 secret,
+                format,
             } => {
-                let body = serde_json::to_vec(&payload(d, channel, now_ms()))
-                    .map_err(|e| e.to_string())?;
+                let doc = crate::notify_templates::render(format, d, channel, now_ms())?;
+                let body = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
                 let mut req = client
                     .post(url)
                     .header("content-type", "application/json")
@@ -697,6 +783,78 @@ struct Worker {
 pub const NOTIFIER_DOC: &str = "notifier";
 
 impl Worker {
+    /// Applies a reloaded `[notify]`: new senders and policy, the state kept (escalation steps
+    /// sent, breakers of channels that keep their name). A section whose senders cannot be
+    /// built (a missing secret, an unreadable CA) changes nothing.
+    fn reconfigure(
+        &mut self,
+        cfg: &NotifyConfig,
+        stop: &watch::Receiver<bool>,
+        tasks: &mut Vec<JoinHandle<()>>,
+    ) {
+        let cfg = NotifyConfig {
+            channels: if cfg.enabled {
+                cfg.channels.clone()
+            } else {
+                Vec::new()
+            },
+            grade1: if cfg.enabled {
+                cfg.grade1.clone()
+            } else {
+                Vec::new()
+            },
+            grade2: if cfg.enabled {
+                cfg.grade2.clone()
+            } else {
+                Vec::new()
+            },
+            grade3: if cfg.enabled {
+                cfg.grade3.clone()
+            } else {
+                Vec::new()
+            },
+            fire_channel: cfg.fire_channel.clone().filter(|_| cfg.enabled),
+            escalation: if cfg.enabled {
+                cfg.escalation.clone()
+            } else {
+                Vec::new()
+            },
+            ..cfg.clone()
+        };
+        let mut notifier = match cfg.notifier() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("[notify] reload refused: {e}");
+                return;
+            }
+        };
+        let mut senders = BTreeMap::new();
+        let mut new_tasks = Vec::new();
+        for c in &cfg.channels {
+            match build_sender(&self.app, c, stop, &mut new_tasks) {
+                Ok(s) => {
+                    senders.insert(c.name.clone(), (s, Duration::from_millis(c.timeout_ms)));
+                }
+                Err(e) => {
+                    tracing::error!("[notify] reload refused, channel `{}`: {e:#}", c.name);
+                    for t in new_tasks {
+                        t.abort();
+                    }
+                    return;
+                }
+            }
+        }
+        notifier.restore_state(self.notifier.state());
+        self.notifier = notifier;
+        self.senders = senders;
+        tasks.extend(new_tasks);
+        tracing::info!(
+            channels = cfg.channels.len(),
+            enabled = cfg.enabled,
+            "notification channels reloaded"
+        );
+    }
+
     async fn audit(&self, action: &str, d: &Delivery, detail: serde_json::Value) {
         if let Err(e) = self
             .app
@@ -905,6 +1063,8 @@ async fn start(
         }
     }
     let (tx, mut rx) = mpsc::channel::<Vec<Record>>(cfg.queue);
+    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<NotifyConfig>();
+    let _ = app.reloadable.notify_tx.set(reload_tx);
     let tick = Duration::from_millis(cfg.tick_ms);
     let mut worker = Worker {
         app,
@@ -917,6 +1077,8 @@ async fn start(
     tasks.push(tokio::spawn(async move {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Connections of channels added by a reload (own MQTT links); they end with `stop`.
+        let mut reloaded_tasks = Vec::new();
         loop {
             tokio::select! {
                 _ = crate::stopped(&mut stop) => break,
@@ -924,6 +1086,7 @@ async fn start(
                     Some(records) => worker.on_records(&records).await,
                     None => break,
                 },
+                Some(cfg) = reload_rx.recv() => worker.reconfigure(&cfg, &stop, &mut reloaded_tasks),
                 _ = interval.tick() => worker.on_tick().await,
             }
         }
@@ -1007,7 +1170,7 @@ to = "lead@example.org"
         );
         let on = cfg(&text.replace("enabled = false", "enabled = true")).unwrap();
         let n = on.notify.notifier().unwrap();
-        assert_eq!(n.channels.len(), 3);
+        assert_eq!(n.channels.len(), 7);
         assert_eq!(n.policy.escalation.len(), 2);
         assert_eq!(
             n.channels["ops-webhook"].breaker.config,

@@ -243,6 +243,10 @@ CREATE INDEX alarm_journal_alarm ON alarm_journal (alarm, id);
     ),
 ];
 
+/// The newest schema this binary knows. A database whose schema is newer (written by a newer
+/// `dcim-server`) is refused at open: an older binary would misread or damage it.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
 pub struct SqliteStore {
     pool: SqlitePool,
 }
@@ -302,6 +306,13 @@ impl SqliteStore {
         let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
             .fetch_all(&mut *tx)
             .await?;
+        if let Some(newest) = applied.iter().copied().max()
+            && newest > SCHEMA_VERSION
+        {
+            return Err(sqlx::Error::Protocol(format!(
+                "the database schema is version {newest}, newer than this dcim-server knows ({SCHEMA_VERSION}): it was written by a newer version; install that version or restore a backup made by this one"
+            )));
+        }
         for (version, sql) in MIGRATIONS {
             if applied.contains(version) {
                 continue;

@@ -60,6 +60,10 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
         flush_interval_ms: 100,
         queue_capacity: 1000,
         measurement: "dcim".into(),
+        buffer_dir: None,
+        buffer_max_mb: 64,
+        query_url: Some(format!("http://127.0.0.1:{vm_port}")),
+        query_timeout_ms: 3000,
     });
     // The store is down when the server starts and the first samples arrive.
     let server = dcim_server::start(cfg).await.unwrap();

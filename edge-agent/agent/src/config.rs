@@ -5,6 +5,7 @@
 //! site = "pangyo"                 # identifiers: ASCII letters, digits, `-`, `_`, `.`
 //! agent = "agent-b1"
 //! log_level = "info"              # tracing filter; RUST_LOG overrides it
+//! log_format = "text"             # or "json" (one object per line); DCIM_LOG_FORMAT overrides it
 //! health_interval_s = 30          # progress/health log and retained state refresh
 //!
 //! [spool]
@@ -142,6 +143,8 @@ pub struct Config {
     pub site: String,
     pub agent: String,
     pub log_level: String,
+    /// `text` (default) or `json` (one object per line for log shippers).
+    pub log_format: dcim_service::LogFormat,
     pub health_interval: Duration,
     pub spool: SpoolSettings,
     pub batch: BatchSettings,
@@ -325,6 +328,8 @@ struct RawConfig {
     agent: Spanned<String>,
     #[serde(default = "default_log")]
     log_level: String,
+    #[serde(default)]
+    log_format: Option<Spanned<String>>,
     #[serde(default = "default_health")]
     health_interval_s: u64,
     spool: Spanned<RawSpool>,
@@ -769,6 +774,17 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
             &sp.telemetry_fsync,
             sp.fsync_interval_ms,
         )?,
+    };
+
+    let log_format = match &raw.log_format {
+        None => dcim_service::LogFormat::Text,
+        Some(f) => dcim_service::LogFormat::parse(f.get_ref()).ok_or_else(|| {
+            ctx.err(
+                f.span(),
+                "log_format",
+                format!("`{}`: expected \"text\" or \"json\"", f.get_ref()),
+            )
+        })?,
     };
 
     let batch = match raw.batch {
@@ -1360,6 +1376,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         site,
         agent,
         log_level: raw.log_level,
+        log_format,
         health_interval: Duration::from_secs(raw.health_interval_s.max(1)),
         spool,
         batch,

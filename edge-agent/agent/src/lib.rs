@@ -211,14 +211,32 @@ impl Agent {
         urgent.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut health = tokio::time::interval(self.cfg.health_interval);
         health.tick().await;
+        // systemd: ready once the drivers and links run; the watchdog is pinged from this loop
+        // (the one that moves ingest into the spool), never from a timer of its own, so a
+        // stuck loop stops the pings and systemd restarts the agent.
+        let notifier = dcim_service::Notifier::from_env();
+        let mut watchdog = dcim_service::Watchdog::from_env(&notifier);
+        notifier.ready(&format!(
+            "site {} agent {}: {} devices, {} brokers",
+            self.cfg.site,
+            self.cfg.agent,
+            self.cfg.devices.len(),
+            self.cfg.brokers.len()
+        ));
         loop {
             tokio::select! {
                 _ = urgent.tick() => self.ingest.flush_urgent(),
-                _ = tick.tick() => self.ingest.tick(),
+                _ = tick.tick() => {
+                    self.ingest.tick();
+                    if let Some(w) = &mut watchdog {
+                        w.ping(std::time::Instant::now());
+                    }
+                }
                 _ = health.tick() => log_health(&self.shared, &self.links),
                 r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
             }
         }
+        notifier.stopping();
         info!("shutting down: stopping drivers, flushing the spool");
         let _ = stop_tx.send(true);
         for t in device_tasks {

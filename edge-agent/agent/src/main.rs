@@ -4,7 +4,6 @@ use dcim_edge_agent::{Agent, config};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "dcim-edge-agent {version}
 Edge agent daemon: reads facility devices, spools every event and sample to disk and forwards
@@ -15,8 +14,10 @@ USAGE:
     dcim-edge-agent --check-config FILE  validate the configuration and the device profiles
     dcim-edge-agent --help | --version
 
-Logs go to stderr; the level comes from `log_level` in the file, RUST_LOG overrides it.
+Logs go to stderr; the level comes from `log_level` in the file, RUST_LOG overrides it; the
+format from `log_format` (text or json), DCIM_LOG_FORMAT overrides it.
 SIGTERM or SIGINT stop the agent gracefully (the spool is flushed first).
+Under systemd (Type=notify) it sends READY=1 once running and WATCHDOG=1 from its main loop.
 ";
 
 enum Mode {
@@ -69,14 +70,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let format = std::env::var("DCIM_LOG_FORMAT")
+        .ok()
+        .and_then(|f| dcim_service::LogFormat::parse(&f))
+        .unwrap_or(cfg.log_format);
+    dcim_service::init_logging(format, &cfg.log_level);
     if check_only {
         for d in &cfg.devices {
             if let Err(e) = dcim_edge_agent::devices::prepare(d) {

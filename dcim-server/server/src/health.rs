@@ -1,0 +1,690 @@
+//! `/health` and the systemd watchdog.
+//!
+//! [`report`] looks at every part the server needs and says, per part, `ok`, `degraded`
+//! (working but something an operator must see: a broker away, a store down while the buffer
+//! holds the data, a disk filling, a DC-09 path down) or `failing` (the process cannot do its
+//! job: an essential task has ended, the ingest is stalled). Nothing is reported `ok` for lack
+//! of information: a part that cannot be assessed is `degraded` with the reason.
+//!
+//! The parts: `store` (last write result and a periodic read probe), `disk` (free space where
+//! the database lives), `broker` (the ingest's connection), `ingest` (messages waiting and how
+//! long the oldest progress is ago), `tasks` (each essential task alive; the engines' ticker
+//! beating), `tsdb` (the on-disk buffer and the store behind it) and `dc09` (each path to the
+//! fire authority, messages queued).
+//!
+//! [`supervise`] runs once a second: it computes the report, logs changes, sets the systemd
+//! status line, and sends `WATCHDOG=1` only while no part is `failing`, so that systemd
+//! restarts a server whose ingest or engines are stuck (`WatchdogSec=` in the unit).
+//!
+//! The rules ([`assess`]) are pure; time and readings are passed in.
+
+use crate::App;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::task::AbortHandle;
+
+/// Worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Ok,
+    Degraded,
+    Failing,
+}
+
+/// One part of the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub status: Level,
+    /// Why it is not `ok` (absent when it is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Figures behind the verdict.
+    pub detail: serde_json::Value,
+}
+
+impl Check {
+    fn ok(detail: serde_json::Value) -> Check {
+        Check {
+            status: Level::Ok,
+            reason: None,
+            detail,
+        }
+    }
+    fn with(status: Level, reason: impl Into<String>, detail: serde_json::Value) -> Check {
+        Check {
+            status,
+            reason: Some(reason.into()),
+            detail,
+        }
+    }
+}
+
+/// Essential tasks and beats, registered at start.
+#[derive(Debug, Default)]
+pub struct Health {
+    tasks: Mutex<Vec<(String, AbortHandle)>>,
+    /// Last beat of the engines' 1 s ticker (ms since the epoch; 0 = not yet).
+    pub ticker_beat_ms: AtomicI64,
+    /// Result of the last store read probe: when it succeeded, and the last error.
+    pub store_probe_ok_ms: AtomicI64,
+    pub store_probe_error: Mutex<Option<String>>,
+    /// When the server became ready (ms); 0 while starting.
+    pub ready_ms: AtomicI64,
+}
+
+impl Health {
+    /// Registers a task whose end means the server no longer works.
+    pub fn essential(&self, name: impl Into<String>, task: AbortHandle) {
+        self.tasks
+            .lock()
+            .expect("health tasks")
+            .push((name.into(), task));
+    }
+
+    /// Names of the registered tasks that have ended.
+    pub fn ended_tasks(&self) -> (usize, Vec<String>) {
+        let t = self.tasks.lock().expect("health tasks");
+        (
+            t.len(),
+            t.iter()
+                .filter(|(_, h)| h.is_finished())
+                .map(|(n, _)| n.clone())
+                .collect(),
+        )
+    }
+
+    pub fn beat_ticker(&self) {
+        self.ticker_beat_ms
+            .store(crate::now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// Everything [`assess`] needs, read from the running server.
+#[derive(Debug, Clone, Default)]
+pub struct Readings {
+    pub now_ms: i64,
+    pub ready_ms: i64,
+    pub store_error: Option<String>,
+    pub store_probe_ok_ms: i64,
+    pub store_probe_error: Option<String>,
+    /// `(free bytes, total bytes)` of the data directory's file system, `None` if unknown.
+    pub disk: Option<(u64, u64)>,
+    pub broker_connected: bool,
+    pub broker_clients: i64,
+    pub embedded_broker: bool,
+    pub ingest_pending: u64,
+    pub ingest_progress_ms: i64,
+    pub ingest_last_wait_ms: i64,
+    pub tasks: usize,
+    pub ended_tasks: Vec<String>,
+    pub ticker_beat_ms: i64,
+    pub tsdb: Option<TsdbReadings>,
+    pub dc09: Option<Dc09Readings>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TsdbReadings {
+    pub buffer_bytes: i64,
+    pub buffer_max_bytes: i64,
+    pub batches: i64,
+    pub oldest_pending_ms: i64,
+    pub dropped_lines: u64,
+    pub last_ok_ms: i64,
+    pub last_error_ms: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Dc09Readings {
+    pub pending: usize,
+    pub rejected: u64,
+    pub paths: Vec<(String, bool)>,
+}
+
+/// Free space under which the disk is reported `degraded`: 1 GiB or 5 % of the file system,
+/// whichever is smaller (a small dedicated volume is not "low" at 100 MiB of 200). A full disk
+/// is reported by the store's write errors.
+pub const DISK_LOW_BYTES: u64 = 1 << 30;
+/// Waiting ingest work with no progress for this long means the ingest is stalled.
+pub const INGEST_STALLED_MS: i64 = 30_000;
+/// A message that waited this long in the lanes means the ingest is behind.
+pub const INGEST_BEHIND_MS: i64 = 10_000;
+/// The 1 s ticker silent this long means the engines are stuck.
+pub const TICKER_STUCK_MS: i64 = 15_000;
+/// The store read probe older than this (or failing) means the store cannot be read.
+pub const STORE_PROBE_STALE_MS: i64 = 30_000;
+/// Grace after start before silence counts (the first tick, the first probe).
+pub const START_GRACE_MS: i64 = 15_000;
+
+/// The pure verdict: one check per part, and the overall level (the worst).
+pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
+    use serde_json::json;
+    let mut out = Vec::new();
+    let starting = r.ready_ms == 0 || r.now_ms - r.ready_ms < START_GRACE_MS;
+
+    // Store.
+    let probe_age = r.now_ms - r.store_probe_ok_ms;
+    let detail = json!({"last_read_probe_ms": r.store_probe_ok_ms, "write_error": r.store_error, "probe_error": r.store_probe_error});
+    out.push((
+        "store",
+        match (&r.store_error, &r.store_probe_error) {
+            (Some(w), _) => Check::with(Level::Degraded, format!("writes fail: {w}"), detail),
+            (None, Some(e)) => {
+                Check::with(Level::Degraded, format!("read probe failed: {e}"), detail)
+            }
+            (None, None) if r.store_probe_ok_ms == 0 && !starting => {
+                Check::with(Level::Degraded, "not probed yet", detail)
+            }
+            (None, None) if r.store_probe_ok_ms > 0 && probe_age > STORE_PROBE_STALE_MS => {
+                Check::with(
+                    Level::Degraded,
+                    format!("no successful read probe for {} s", probe_age / 1000),
+                    detail,
+                )
+            }
+            _ => Check::ok(detail),
+        },
+    ));
+
+    // Disk.
+    out.push((
+        "disk",
+        match r.disk {
+            None => Check::with(
+                Level::Degraded,
+                "free space of the data directory unknown",
+                json!({}),
+            ),
+            Some((free, total)) => {
+                let detail = json!({"free_bytes": free, "total_bytes": total});
+                let low = DISK_LOW_BYTES.min(total / 20);
+                if free < low {
+                    Check::with(
+                        Level::Degraded,
+                        format!(
+                            "{} MiB free on the data directory's file system",
+                            free >> 20
+                        ),
+                        detail,
+                    )
+                } else {
+                    Check::ok(detail)
+                }
+            }
+        },
+    ));
+
+    // Broker.
+    let detail = json!({"connected": r.broker_connected, "embedded": r.embedded_broker, "clients": r.broker_clients});
+    out.push((
+        "broker",
+        if r.broker_connected {
+            Check::ok(detail)
+        } else {
+            Check::with(
+                Level::Degraded,
+                "the ingest is not connected to the broker",
+                detail,
+            )
+        },
+    ));
+
+    // Ingest.
+    let since_progress = if r.ingest_progress_ms > 0 {
+        r.now_ms - r.ingest_progress_ms
+    } else {
+        r.now_ms - r.ready_ms.max(1)
+    };
+    let detail = json!({"pending_messages": r.ingest_pending, "last_progress_ms": r.ingest_progress_ms, "last_wait_ms": r.ingest_last_wait_ms});
+    out.push((
+        "ingest",
+        if r.ingest_pending > 0 && since_progress > INGEST_STALLED_MS && !starting {
+            Check::with(
+                Level::Failing,
+                format!(
+                    "stalled: {} messages waiting, nothing handled for {} s",
+                    r.ingest_pending,
+                    since_progress / 1000
+                ),
+                detail,
+            )
+        } else if r.ingest_last_wait_ms > INGEST_BEHIND_MS && r.ingest_pending > 0 {
+            Check::with(
+                Level::Degraded,
+                format!(
+                    "behind: the last message waited {} ms",
+                    r.ingest_last_wait_ms
+                ),
+                detail,
+            )
+        } else {
+            Check::ok(detail)
+        },
+    ));
+
+    // Tasks.
+    let ticker_age = r.now_ms - r.ticker_beat_ms;
+    let detail = json!({"essential": r.tasks, "ended": r.ended_tasks, "ticker_last_beat_ms": r.ticker_beat_ms});
+    out.push((
+        "tasks",
+        if !r.ended_tasks.is_empty() {
+            Check::with(
+                Level::Failing,
+                format!("essential tasks ended: {}", r.ended_tasks.join(", ")),
+                detail,
+            )
+        } else if (r.ticker_beat_ms == 0 && !starting)
+            || (r.ticker_beat_ms > 0 && ticker_age > TICKER_STUCK_MS)
+        {
+            Check::with(
+                Level::Failing,
+                format!(
+                    "the engines' ticker is stuck ({} s since its last beat)",
+                    if r.ticker_beat_ms == 0 {
+                        since_progress / 1000
+                    } else {
+                        ticker_age / 1000
+                    }
+                ),
+                detail,
+            )
+        } else {
+            Check::ok(detail)
+        },
+    ));
+
+    // Time-series store.
+    if let Some(t) = &r.tsdb {
+        let detail = json!({
+            "buffer_bytes": t.buffer_bytes, "buffer_max_bytes": t.buffer_max_bytes,
+            "batches_waiting": t.batches, "oldest_waiting_ms": t.oldest_pending_ms,
+            "dropped_lines": t.dropped_lines, "last_write_ok_ms": t.last_ok_ms,
+            "last_write_error_ms": t.last_error_ms,
+        });
+        let failing_now = t.last_error_ms > t.last_ok_ms;
+        out.push((
+            "tsdb",
+            if t.dropped_lines > 0 && t.buffer_bytes * 10 >= t.buffer_max_bytes * 9 {
+                Check::with(
+                    Level::Degraded,
+                    format!(
+                        "the on-disk buffer is full: {} lines dropped (oldest first)",
+                        t.dropped_lines
+                    ),
+                    detail,
+                )
+            } else if failing_now && t.batches > 0 {
+                Check::with(
+                    Level::Degraded,
+                    format!(
+                        "the store does not accept writes; {} batches wait in the on-disk buffer",
+                        t.batches
+                    ),
+                    detail,
+                )
+            } else if t.dropped_lines > 0 {
+                Check::with(
+                    Level::Degraded,
+                    format!(
+                        "{} lines were dropped (buffer full or refused by the store)",
+                        t.dropped_lines
+                    ),
+                    detail,
+                )
+            } else {
+                Check::ok(detail)
+            },
+        ));
+    }
+
+    // DC-09.
+    if let Some(d) = &r.dc09 {
+        let down: Vec<&str> = d
+            .paths
+            .iter()
+            .filter(|(_, up)| !up)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let detail = json!({"queued": d.pending, "rejected": d.rejected,
+            "paths": d.paths.iter().map(|(n, up)| json!({"path": n, "up": up})).collect::<Vec<_>>()});
+        out.push((
+            "dc09",
+            if d.paths.is_empty() {
+                Check::with(Level::Degraded, "no DC-09 path configured", detail)
+            } else if down.len() == d.paths.len() {
+                Check::with(
+                    Level::Degraded,
+                    format!(
+                        "every path to the fire authority is down ({} queued)",
+                        d.pending
+                    ),
+                    detail,
+                )
+            } else if !down.is_empty() {
+                Check::with(
+                    Level::Degraded,
+                    format!("path(s) down: {}", down.join(", ")),
+                    detail,
+                )
+            } else if d.rejected > 0 {
+                Check::with(
+                    Level::Degraded,
+                    format!("{} messages refused by the receiver", d.rejected),
+                    detail,
+                )
+            } else {
+                Check::ok(detail)
+            },
+        ));
+    }
+    let level = out.iter().map(|(_, c)| c.status).max().unwrap_or(Level::Ok);
+    (level, out)
+}
+
+/// Free and total bytes of the file system holding `dir`.
+pub fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some((s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize))
+}
+
+/// Reads the running server.
+pub fn readings(app: &App) -> Readings {
+    let m = &app.metrics;
+    let ops = &app.ops;
+    let (tasks, ended_tasks) = app.health.ended_tasks();
+    Readings {
+        now_ms: crate::now_ms(),
+        ready_ms: app.health.ready_ms.load(Ordering::Relaxed),
+        store_error: m
+            .store_error
+            .lock()
+            .expect("store status lock")
+            .map(str::to_string),
+        store_probe_ok_ms: app.health.store_probe_ok_ms.load(Ordering::Relaxed),
+        store_probe_error: app
+            .health
+            .store_probe_error
+            .lock()
+            .expect("probe lock")
+            .clone(),
+        disk: disk_space(&app.config.data_dir),
+        broker_connected: m.mqtt_connected.load(Ordering::Relaxed) == 1,
+        broker_clients: m.broker_clients.load(Ordering::Relaxed),
+        embedded_broker: app.config.broker.mode == crate::config::BrokerMode::Embedded,
+        ingest_pending: ops.ingest_pending.load(Ordering::Relaxed) as u64,
+        ingest_progress_ms: ops.ingest_progress_ms.load(Ordering::Relaxed),
+        ingest_last_wait_ms: ops.ingest_last_wait_ms.load(Ordering::Relaxed),
+        tasks,
+        ended_tasks,
+        ticker_beat_ms: app.health.ticker_beat_ms.load(Ordering::Relaxed),
+        tsdb: app.influx.as_ref().map(|_| TsdbReadings {
+            buffer_bytes: ops.tsdb_buffer_bytes.load(Ordering::Relaxed),
+            buffer_max_bytes: ops.tsdb_buffer_max_bytes.load(Ordering::Relaxed),
+            batches: ops.tsdb_buffer_batches.load(Ordering::Relaxed),
+            oldest_pending_ms: ops.tsdb_oldest_pending_ms.load(Ordering::Relaxed),
+            dropped_lines: ops.tsdb_buffer_dropped_lines.load(Ordering::Relaxed)
+                + m.influx_lines_dropped_total.load(Ordering::Relaxed),
+            last_ok_ms: ops.tsdb_last_ok_ms.load(Ordering::Relaxed),
+            last_error_ms: ops.tsdb_last_error_ms.load(Ordering::Relaxed),
+        }),
+        dc09: app.dc09.get().map(|d| {
+            let s = d.link.stats().borrow().clone();
+            Dc09Readings {
+                pending: s.pending,
+                rejected: s.rejected,
+                paths: s.paths,
+            }
+        }),
+    }
+}
+
+/// The `/health` document and whether it is `failing` (then served with 503).
+pub fn report(app: &App) -> (Level, serde_json::Value) {
+    let r = readings(app);
+    let (level, checks) = assess(&r);
+    let mut doc = serde_json::json!({
+        "status": level,
+        "version": env!("CARGO_PKG_VERSION"),
+        "checks": checks.iter().map(|(n, c)| (n.to_string(), serde_json::to_value(c).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
+    });
+    // Kept from the first version of /health: the store's write problem at the top level.
+    if let Some(why) = &r.store_error {
+        doc["store"] = why.as_str().into();
+    }
+    (level, doc)
+}
+
+/// Runs until `stop`: probes the store, computes the report once a second, logs changes, keeps
+/// systemd's status line current and pings its watchdog while nothing is failing.
+pub async fn supervise(
+    app: Arc<App>,
+    notifier: dcim_service::Notifier,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut watchdog = dcim_service::Watchdog::from_env(&notifier);
+    if let Some(w) = &watchdog {
+        tracing::info!(period = ?w.period(), "systemd watchdog enabled: pinged while no health check is failing");
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<(Level, Vec<String>)> = None;
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = crate::stopped(&mut stop) => return,
+            _ = tick.tick() => {}
+        }
+        if n.is_multiple_of(5) {
+            probe_store(&app).await;
+        }
+        n += 1;
+        let (level, checks) = assess(&readings(&app));
+        let reasons: Vec<String> = checks
+            .iter()
+            .filter_map(|(name, c)| c.reason.as_ref().map(|r| format!("{name}: {r}")))
+            .collect();
+        if last.as_ref() != Some(&(level, reasons.clone())) {
+            match level {
+                Level::Ok => tracing::info!("health: ok"),
+                Level::Degraded => tracing::warn!("health: degraded: {}", reasons.join("; ")),
+                Level::Failing => tracing::error!("health: FAILING: {}", reasons.join("; ")),
+            }
+            notifier.status(&match level {
+                Level::Ok => "ok".to_string(),
+                _ => format!("{level:?}: {}", reasons.join("; ")).to_lowercase(),
+            });
+            last = Some((level, reasons));
+        }
+        if level != Level::Failing
+            && let Some(w) = &mut watchdog
+        {
+            w.ping(std::time::Instant::now());
+        }
+    }
+}
+
+async fn probe_store(app: &App) {
+    let r = tokio::time::timeout(Duration::from_secs(5), app.store.count_users()).await;
+    let err = match r {
+        Ok(Ok(_)) => {
+            app.health
+                .store_probe_ok_ms
+                .store(crate::now_ms(), Ordering::Relaxed);
+            None
+        }
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer within 5 s".to_string()),
+    };
+    *app.health.store_probe_error.lock().expect("probe lock") = err;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Readings {
+        Readings {
+            now_ms: 100_000,
+            ready_ms: 10_000,
+            store_probe_ok_ms: 99_000,
+            disk: Some((50 << 30, 100 << 30)),
+            broker_connected: true,
+            embedded_broker: true,
+            tasks: 8,
+            ticker_beat_ms: 99_500,
+            ..Default::default()
+        }
+    }
+
+    fn check<'a>(c: &'a [(&'static str, Check)], name: &str) -> &'a Check {
+        &c.iter().find(|(n, _)| *n == name).unwrap().1
+    }
+
+    #[test]
+    fn a_healthy_server_is_ok() {
+        let (level, checks) = assess(&healthy());
+        assert_eq!(level, Level::Ok, "{checks:?}");
+    }
+
+    #[test]
+    fn an_ended_essential_task_or_a_stuck_ticker_is_failing() {
+        // Hazard: the ingest worker panicked and the server kept answering /health "ok":
+        // nothing is ingested, no alarm is raised, and systemd never restarts it.
+        let mut r = healthy();
+        r.ended_tasks = vec!["ingest.priority".into()];
+        let (level, c) = assess(&r);
+        assert_eq!(level, Level::Failing);
+        assert!(
+            check(&c, "tasks")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("ingest.priority")
+        );
+        let mut r = healthy();
+        r.ticker_beat_ms = 80_000;
+        assert_eq!(assess(&r).0, Level::Failing);
+        // Never beaten after the start grace is no better than stuck.
+        let mut r = healthy();
+        r.ticker_beat_ms = 0;
+        assert_eq!(assess(&r).0, Level::Failing);
+        r.ready_ms = 95_000;
+        assert_ne!(assess(&r).0, Level::Failing, "within the start grace");
+    }
+
+    #[test]
+    fn a_stalled_ingest_is_failing_and_a_slow_one_degraded() {
+        let mut r = healthy();
+        r.ingest_pending = 12;
+        r.ingest_progress_ms = 50_000;
+        assert_eq!(assess(&r).0, Level::Failing);
+        let mut r = healthy();
+        r.ingest_pending = 12;
+        r.ingest_progress_ms = 99_900;
+        r.ingest_last_wait_ms = 12_000;
+        assert_eq!(assess(&r).0, Level::Degraded);
+        // Idle (nothing waiting) is not stalled, however long ago the last message was.
+        let mut r = healthy();
+        r.ingest_progress_ms = 1;
+        assert_eq!(assess(&r).0, Level::Ok);
+    }
+
+    #[test]
+    fn unknown_is_never_ok() {
+        // Hazard: a check that cannot read its part reporting "ok" hides the failure it was
+        // meant to show.
+        let mut r = healthy();
+        r.disk = None;
+        assert_eq!(assess(&r).0, Level::Degraded);
+        let mut r = healthy();
+        r.store_probe_ok_ms = 0;
+        assert_eq!(assess(&r).0, Level::Degraded);
+        let mut r = healthy();
+        r.store_probe_ok_ms = 10_000;
+        assert_eq!(assess(&r).0, Level::Degraded, "a stale probe");
+        let mut r = healthy();
+        r.broker_connected = false;
+        assert_eq!(assess(&r).0, Level::Degraded);
+        let mut r = healthy();
+        r.dc09 = Some(Dc09Readings::default());
+        assert_eq!(assess(&r).0, Level::Degraded);
+    }
+
+    #[test]
+    fn store_disk_and_paths_degrade_with_their_reason() {
+        let mut r = healthy();
+        r.store_error = Some("disk full".into());
+        let (level, c) = assess(&r);
+        assert_eq!(level, Level::Degraded);
+        assert!(
+            check(&c, "store")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("disk full")
+        );
+        let mut r = healthy();
+        r.disk = Some((100 << 20, 100 << 30));
+        assert_eq!(assess(&r).0, Level::Degraded);
+        let mut r = healthy();
+        r.dc09 = Some(Dc09Readings {
+            pending: 2,
+            rejected: 0,
+            paths: vec![("primary".into(), true), ("backup".into(), false)],
+        });
+        let (level, c) = assess(&r);
+        assert_eq!(level, Level::Degraded);
+        assert!(
+            check(&c, "dc09")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("backup")
+        );
+    }
+
+    #[test]
+    fn a_time_series_outage_is_degraded_and_a_full_buffer_says_so() {
+        // Hazard: history silently stops while the store is down; or the buffer overflows
+        // and trends have holes nobody was told about.
+        let mut r = healthy();
+        r.tsdb = Some(TsdbReadings {
+            buffer_bytes: 10 << 20,
+            buffer_max_bytes: 1 << 30,
+            batches: 40,
+            oldest_pending_ms: 60_000,
+            dropped_lines: 0,
+            last_ok_ms: 50_000,
+            last_error_ms: 99_000,
+        });
+        let (level, c) = assess(&r);
+        assert_eq!(level, Level::Degraded);
+        assert!(
+            check(&c, "tsdb")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("40 batches")
+        );
+        let t = r.tsdb.as_mut().unwrap();
+        t.buffer_bytes = 1 << 30;
+        t.dropped_lines = 5000;
+        let (_, c) = assess(&r);
+        assert!(
+            check(&c, "tsdb")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("5000 lines dropped")
+        );
+        let t = r.tsdb.as_mut().unwrap();
+        t.last_ok_ms = 99_500;
+        t.buffer_bytes = 0;
+        t.batches = 0;
+        t.dropped_lines = 0;
+        assert_eq!(assess(&r).0, Level::Ok);
+    }
+}

@@ -1,0 +1,255 @@
+//! The tasks between the ingest and the store.
+//!
+//! - The **flusher** takes the lines the ingest staged in memory
+//!   ([`crate::influx::InfluxHandle::push`]) every `flush_interval_ms` (or as soon as
+//!   `batch_size` lines wait), compresses them and appends one batch to the on-disk buffer.
+//! - The **sender** posts the oldest batch in the buffer to `/api/v2/write` and removes it
+//!   only when the store answered 2xx. A refusal for the batch's own sake (400, 413, 422) drops
+//!   it and counts its lines (`dcim_influx_lines_dropped_total`); anything else (the store
+//!   down, 401/403 from a wrong token, 5xx) keeps it and retries with back-off up to 30 s, so
+//!   a misconfigured token loses nothing either.
+
+use crate::config::InfluxConfig;
+use crate::influx::Staging;
+use crate::metrics::{Metrics, inc};
+use crate::observe::Ops;
+use crate::tsdb::buffer::{self, Buffer};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// What the writer tasks share.
+pub struct Shared {
+    pub buffer: Mutex<Buffer>,
+    pub staging: Arc<Staging>,
+    /// The sender waits on it when the buffer is empty.
+    pub appended: Notify,
+    pub metrics: Arc<Metrics>,
+    pub ops: Arc<Ops>,
+}
+
+impl Shared {
+    fn publish_status(&self, b: &Buffer) {
+        let s = b.status();
+        let ops = &self.ops;
+        ops.tsdb_buffer_bytes
+            .store(s.bytes as i64, Ordering::Relaxed);
+        ops.tsdb_buffer_max_bytes
+            .store(s.max_bytes as i64, Ordering::Relaxed);
+        ops.tsdb_buffer_batches
+            .store(s.batches as i64, Ordering::Relaxed);
+        let before = ops
+            .tsdb_buffer_dropped_lines
+            .swap(s.dropped_lines, Ordering::Relaxed);
+        if s.dropped_lines > before && before > 0 {
+            tracing::error!(
+                dropped_lines = s.dropped_lines - before,
+                total = s.dropped_lines,
+                "time-series buffer full: its oldest batches were dropped"
+            );
+        }
+    }
+}
+
+/// Moves the staged lines into the buffer as one batch. Returns the lines moved.
+pub fn flush_staging(shared: &Shared, now_ms: i64) -> usize {
+    let Some(batch) = shared.staging.take() else {
+        return 0;
+    };
+    let n = batch.lines;
+    let payload = match buffer::encode(&batch.body, batch.oldest_ms, batch.newest_ms) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("time-series batch not compressed: {e}; {n} lines dropped");
+            inc(&shared.metrics.influx_lines_dropped_total, n as u64);
+            return 0;
+        }
+    };
+    let mut b = shared.buffer.lock().expect("tsdb buffer");
+    match b.append(payload, n as u32, now_ms.max(0) as u64) {
+        Ok(_) => {
+            shared.publish_status(&b);
+            drop(b);
+            shared.appended.notify_one();
+            n
+        }
+        Err(e) => {
+            // The buffer cannot take it (disk full, I/O error): counted and reported.
+            tracing::error!("time-series buffer: {e}; {n} lines dropped");
+            inc(&shared.metrics.influx_lines_dropped_total, n as u64);
+            0
+        }
+    }
+}
+
+pub fn spawn(
+    cfg: &InfluxConfig,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let token = cfg
+        .token
+        .clone()
+        .or_else(|| cfg.token_env.as_ref().and_then(|v| std::env::var(v).ok()));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let url = format!(
+        "{}/api/v2/write?org={}&bucket={}&precision=ms",
+        cfg.url.trim_end_matches('/'),
+        crate::influx::urlencode(&cfg.org),
+        crate::influx::urlencode(&cfg.bucket)
+    );
+    {
+        let b = shared.buffer.lock().expect("tsdb buffer");
+        shared.publish_status(&b);
+    }
+    let interval = Duration::from_millis(cfg.flush_interval_ms.max(10));
+    let flusher = {
+        let shared = shared.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let stopping = tokio::select! {
+                    _ = crate::stopped(&mut stop) => true,
+                    _ = tick.tick() => false,
+                    _ = shared.staging.full.notified() => false,
+                };
+                let s = shared.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    flush_staging(&s, crate::now_ms());
+                    let mut b = s.buffer.lock().expect("tsdb buffer");
+                    let r = if stopping {
+                        b.flush()
+                    } else {
+                        b.tick(crate::now_ms().max(0) as u64)
+                    };
+                    if let Err(e) = r {
+                        tracing::error!("time-series buffer: {e}");
+                    }
+                })
+                .await;
+                if stopping {
+                    return;
+                }
+            }
+        })
+    };
+    let sender = {
+        let mut stop = stop;
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                if *stop.borrow() {
+                    return;
+                }
+                let next = {
+                    let b = shared.buffer.lock().expect("tsdb buffer");
+                    b.next()
+                };
+                let batch = match next {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        shared
+                            .ops
+                            .tsdb_oldest_pending_ms
+                            .store(0, Ordering::Relaxed);
+                        tokio::select! {
+                            _ = crate::stopped(&mut stop) => return,
+                            _ = shared.appended.notified() => {}
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!("time-series buffer read: {e}");
+                        tokio::select! {
+                            _ = crate::stopped(&mut stop) => return,
+                            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        }
+                        continue;
+                    }
+                };
+                shared
+                    .ops
+                    .tsdb_oldest_pending_ms
+                    .store(batch.oldest_ms, Ordering::Relaxed);
+                let mut req = client
+                    .post(&url)
+                    .header("Content-Type", "text/plain; charset=utf-8")
+                    .header("Content-Encoding", "gzip")
+                    .body(batch.gzip.clone());
+                if let Some(t) = &token {
+                    req = req.header("Authorization", format!("Token {t}"));
+                }
+                let outcome = req.send().await;
+                let now = crate::now_ms();
+                let done = match &outcome {
+                    Ok(r) if r.status().is_success() => {
+                        inc(
+                            &shared.metrics.influx_lines_written_total,
+                            batch.lines as u64,
+                        );
+                        shared.ops.tsdb_last_ok_ms.store(now, Ordering::Relaxed);
+                        backoff = Duration::from_millis(200);
+                        true
+                    }
+                    Ok(r) if matches!(r.status().as_u16(), 400 | 413 | 422) => {
+                        inc(&shared.metrics.influx_write_errors_total, 1);
+                        inc(
+                            &shared.metrics.influx_lines_dropped_total,
+                            batch.lines as u64,
+                        );
+                        shared.ops.tsdb_last_error_ms.store(now, Ordering::Relaxed);
+                        tracing::error!(status = %r.status(), lines = batch.lines, "the time-series store refused a batch for good: dropped");
+                        true
+                    }
+                    other => {
+                        inc(&shared.metrics.influx_write_errors_total, 1);
+                        shared.ops.tsdb_last_error_ms.store(now, Ordering::Relaxed);
+                        match other {
+                            Ok(r) => {
+                                tracing::warn!(status = %r.status(), "time-series store: retrying in {backoff:?}")
+                            }
+                            Err(e) => {
+                                tracing::warn!("time-series store: {e}; retrying in {backoff:?}")
+                            }
+                        }
+                        false
+                    }
+                };
+                if done {
+                    let s = shared.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let mut b = s.buffer.lock().expect("tsdb buffer");
+                        if let Err(e) = b.done(batch.seq) {
+                            tracing::error!("time-series buffer: {e}");
+                        }
+                        s.publish_status(&b);
+                        shared_pending(&s, &b);
+                    })
+                    .await;
+                } else {
+                    tokio::select! {
+                        _ = crate::stopped(&mut stop) => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        })
+    };
+    Ok(vec![flusher, sender])
+}
+
+/// `dcim_influx_queue`: lines staged in memory plus batches waiting on disk (as batches).
+fn shared_pending(s: &Shared, b: &Buffer) {
+    s.metrics.influx_queue.store(
+        s.staging.lines() as i64 + b.status().batches as i64,
+        Ordering::Relaxed,
+    );
+}
