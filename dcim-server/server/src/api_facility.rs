@@ -40,7 +40,11 @@ fn action_error(e: ActionError) -> ApiError {
     let code = match e {
         ActionError::UnknownAlarm(_) => StatusCode::NOT_FOUND,
         ActionError::NotAllowed { .. } => StatusCode::CONFLICT,
-        ActionError::BadShelveTime | ActionError::NoUser => StatusCode::BAD_REQUEST,
+        ActionError::BadShelveTime | ActionError::NoUser | ActionError::ReasonRequired { .. } => {
+            StatusCode::BAD_REQUEST
+        }
+        // Never shelvable (fire-stage, battery temperature): a policy, not a bad request.
+        ActionError::NotShelvable { .. } => StatusCode::FORBIDDEN,
     };
     ApiError(code, e.to_string())
 }
@@ -113,6 +117,8 @@ async fn alarm_journal(
 struct ShelveBody {
     until_ms: Option<i64>,
     minutes: Option<i64>,
+    /// Why (required; kept in the journal and the audit log).
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -156,7 +162,10 @@ async fn alarm_action(
                     ));
                 }
             };
-            Action::Shelve { until_ms }
+            Action::Shelve {
+                until_ms,
+                reason: b.reason.unwrap_or_default(),
+            }
         }
         "unshelve" => Action::Unshelve,
         "comment" => Action::Comment {
@@ -179,7 +188,22 @@ async fn alarm_action(
         .unwrap_or(crate::authority::ActionKind::AlarmShelve);
     let _authority = crate::api_authority::guard(&app, &p, kind, &format!("alarm/{id}")).await?;
     let mut f = app.facility.lock().await;
-    let changes = f.act(&id, act, &p.user, now).map_err(action_error)?;
+    let changes = match f.act(&id, act, &p.user, now) {
+        Ok(c) => c,
+        // A refusal by policy (never shelvable, no reason) is audited like the attempt.
+        Err(e @ (ActionError::NotShelvable { .. } | ActionError::ReasonRequired { .. })) => {
+            drop(f);
+            app.audit(
+                &p.user,
+                &format!("alarm.{action}.refused"),
+                &format!("alarm/{id}"),
+                json!({"request": detail, "error": e.to_string()}),
+            )
+            .await?;
+            return Err(action_error(e));
+        }
+        Err(e) => return Err(action_error(e)),
+    };
     commit(
         &app,
         &f,

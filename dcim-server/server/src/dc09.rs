@@ -852,8 +852,14 @@ async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
     let high = app.store.event_high_water().await?;
     let mut planner = dc09.planner.lock().await;
     let before = planner.state.clone();
-    for (agent, seq) in high {
-        let cursor = planner.state.cursors.get(&agent).copied().unwrap_or(0);
+    for (agent, epoch, seq) in high {
+        // One cursor per spool epoch: a wiped spool's new stream starts again at 1.
+        let key = if epoch.is_empty() {
+            agent.clone()
+        } else {
+            format!("{agent}@{epoch}")
+        };
+        let cursor = planner.state.cursors.get(&key).copied().unwrap_or(0);
         if seq <= cursor {
             continue;
         }
@@ -867,7 +873,7 @@ async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
             .list_events(&q)
             .await?
             .into_iter()
-            .filter(|e| e.seq > cursor)
+            .filter(|e| e.epoch == epoch && e.seq > cursor)
             .collect();
         evs.sort_by_key(|e| e.seq);
         for e in &evs {
@@ -876,7 +882,7 @@ async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
                 tracing::info!(agent = %e.agent, event = %e.id, ?covered, "fire event sent by the agent over its own DC-09 link; the server does not send it");
             }
         }
-        planner.state.cursors.insert(agent, seq);
+        planner.state.cursors.insert(key, seq);
     }
     let alarms: Vec<AlarmView> = {
         let f = app.facility.lock().await;

@@ -10,7 +10,8 @@ use dcim_alarms::{
 };
 use dcim_points::Sample;
 use dcim_site::{
-    ComponentState, Evaluation, Live, Redundancy, Site, StatusPolicy, UnknownComponent, WhatIf,
+    ComponentState, Evaluation, Live, Redundancy, Site, StatusPolicy, UnknownComponent,
+    UnknownTimer, WhatIf,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,8 +34,12 @@ pub struct RedundancyChange {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
     pub designed: Redundancy,
+    /// Proven level before and now.
     pub before: Redundancy,
     pub current: Redundancy,
+    /// The level now if every Unknown component were up, and whether the two agree.
+    pub if_unknown_up: Redundancy,
+    pub verified: bool,
     pub ts_ms: i64,
 }
 
@@ -49,6 +54,10 @@ impl Changes {
 /// available, so without it a restored redundancy alarm would clear before the first samples
 /// and be raised again when they arrive. Agents report every point at least every 10 s.
 pub const RESTORE_WARMUP_MS: i64 = 20_000;
+
+/// An agent's `agent-clock-ahead` trouble clears once none of its samples has been refused for
+/// this long.
+pub const CLOCK_AHEAD_CLEAR_MS: i64 = 60_000;
 
 pub struct Facility {
     pub site: Option<Site>,
@@ -65,8 +74,15 @@ pub struct Facility {
     /// After a restore: until then, a subsystem with components not yet known keeps its
     /// restored redundancy alarm as it is (see [`RESTORE_WARMUP_MS`]).
     warmup_until_ms: Option<i64>,
-    /// Current redundancy at the last tick, by `(subsystem, rack)` (`""` for the subsystem).
-    levels: BTreeMap<(String, String), Redundancy>,
+    /// Current redundancy at the last tick, by `(subsystem, rack)` (`""` for the subsystem):
+    /// proven level, level if unknown up, verified.
+    levels: BTreeMap<(String, String), (Redundancy, Redundancy, bool)>,
+    /// Turns components Unknown for longer than `status_policy.down_after_ms` into Down.
+    unknown_timer: UnknownTimer,
+    /// Components whose breaker-mismatch trouble is active.
+    mismatches: BTreeSet<String>,
+    /// Agents with refused future samples: when the last one was refused.
+    clock_ahead: BTreeMap<String, i64>,
 }
 
 impl Facility {
@@ -75,6 +91,7 @@ impl Facility {
         let mut site_devices = BTreeSet::new();
         if let Some(s) = &site {
             engine.set_device_components(dcim_alarms::device_components(s));
+            engine.set_places(dcim_alarms::device_places(s));
             site_devices = s.devices().into_iter().collect();
         }
         Ok(Facility {
@@ -90,6 +107,9 @@ impl Facility {
             status_policy: StatusPolicy::default(),
             warmup_until_ms: None,
             levels: BTreeMap::new(),
+            unknown_timer: UnknownTimer::new(),
+            mismatches: BTreeSet::new(),
+            clock_ahead: BTreeMap::new(),
         })
     }
 
@@ -103,6 +123,7 @@ impl Facility {
             // Components follow the current site model, not the stored one.
             self.engine
                 .set_device_components(dcim_alarms::device_components(s));
+            self.engine.set_places(dcim_alarms::device_places(s));
         }
         self.dirty = true;
     }
@@ -143,9 +164,53 @@ impl Facility {
         self.finish(records, now_ms)
     }
 
+    /// A trouble the server detects itself (see `dcim_alarms::Condition::Trouble`): disk full,
+    /// an agent's clock ahead, an agent's new spool epoch.
+    pub fn trouble(
+        &mut self,
+        kind: &str,
+        subject: &str,
+        active: bool,
+        message: &str,
+        now_ms: i64,
+    ) -> Changes {
+        let records = self
+            .engine
+            .on_trouble(kind, subject, None, active, message, now_ms);
+        self.finish(records, now_ms)
+    }
+
+    /// Samples of `agent` stamped too far in the future were refused: its `agent-clock-ahead`
+    /// trouble (cleared by [`Facility::tick`] after [`CLOCK_AHEAD_CLEAR_MS`] without refusals).
+    pub fn future_samples(
+        &mut self,
+        agent: &str,
+        refused: u64,
+        latest_ts_ms: i64,
+        now_ms: i64,
+    ) -> Changes {
+        self.clock_ahead.insert(agent.to_owned(), now_ms);
+        let ahead_s = (latest_ts_ms - now_ms) / 1000;
+        let text = format!(
+            "{agent}: {refused} sample(s) stamped up to {ahead_s} s ahead of the server's clock \
+             (ts_ms {latest_ts_ms}) refused; check the agent's time synchronisation"
+        );
+        let records = self
+            .engine
+            .on_trouble("clock_ahead", agent, None, true, &text, now_ms);
+        self.finish(records, now_ms)
+    }
+
     fn evaluate(&mut self, now_ms: i64) {
         let Some(site) = &self.site else { return };
         self.states = dcim_site::component_states(site, &self.live, &self.maintenance, now_ms);
+        // The seed rule: Unknown that lasts becomes Down.
+        self.unknown_timer.apply(
+            site,
+            &mut self.states,
+            now_ms,
+            self.status_policy.down_after_ms,
+        );
         self.evaluation = Some(dcim_site::evaluate(site, &self.states));
         self.dirty = false;
     }
@@ -155,29 +220,60 @@ impl Facility {
     pub fn tick(&mut self, now_ms: i64) -> Changes {
         self.evaluate(now_ms);
         let mut records = Vec::new();
+        let calm: Vec<String> = self
+            .clock_ahead
+            .iter()
+            .filter(|(_, t)| now_ms - **t >= CLOCK_AHEAD_CLEAR_MS)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for agent in calm {
+            self.clock_ahead.remove(&agent);
+            records.extend(
+                self.engine
+                    .on_trouble("clock_ahead", &agent, None, false, "", now_ms),
+            );
+        }
         let mut redundancy = Vec::new();
         if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
-            let mut level = |subsystem: &str, rack: &str, designed, current| {
+            let mut level = |subsystem: &str, rack: &str, designed, current, if_up, verified| {
                 let key = (subsystem.to_owned(), rack.to_owned());
-                match self.levels.insert(key, current) {
-                    Some(before) if before != current => redundancy.push(RedundancyChange {
-                        subsystem: subsystem.to_owned(),
-                        rack: (!rack.is_empty()).then(|| rack.to_owned()),
-                        designed,
-                        before,
-                        current,
-                        ts_ms: now_ms,
-                    }),
+                match self.levels.insert(key, (current, if_up, verified)) {
+                    Some(before) if before != (current, if_up, verified) => {
+                        redundancy.push(RedundancyChange {
+                            subsystem: subsystem.to_owned(),
+                            rack: (!rack.is_empty()).then(|| rack.to_owned()),
+                            designed,
+                            before: before.0,
+                            current,
+                            if_unknown_up: if_up,
+                            verified,
+                            ts_ms: now_ms,
+                        })
+                    }
                     _ => {}
                 }
             };
             for sub in &ev.subsystems {
-                level(sub.subsystem.as_str(), "", sub.designed, sub.current);
+                level(
+                    sub.subsystem.as_str(),
+                    "",
+                    sub.designed,
+                    sub.current,
+                    sub.if_unknown_up,
+                    sub.verified,
+                );
             }
             for (c, h) in site.components.iter().zip(&ev.components) {
                 if c.kind == dcim_site::Kind::Rack {
                     for sup in &h.supply {
-                        level(sup.subsystem.as_str(), &c.id, sup.designed, sup.current);
+                        level(
+                            sup.subsystem.as_str(),
+                            &c.id,
+                            sup.designed,
+                            sup.current,
+                            sup.if_unknown_up,
+                            sup.verified,
+                        );
                     }
                 }
             }
@@ -191,6 +287,9 @@ impl Facility {
                 })
                 .map(|sub| sub.subsystem.as_str())
                 .collect();
+            // The redundancy alarm follows what is known: Unknown components count as up until
+            // they have been Unknown for `down_after_ms` (then they are Down). What is not
+            // proven raises its own alarm, `redundancy-unverified`.
             for sub in &ev.subsystems {
                 if warming.contains(sub.subsystem.as_str()) {
                     continue;
@@ -199,20 +298,61 @@ impl Facility {
                     String::new()
                 } else {
                     format!(
-                        "{} lost, {} degraded; single points of failure: {}",
+                        "{} lost, {} degraded; down: {}; single points of failure: {}",
                         sub.lost.len(),
                         sub.degraded.len(),
+                        sub.down.join(", "),
                         sub.single_points_of_failure.join(", ")
                     )
                 };
                 records.extend(self.engine.on_redundancy(
                     sub.subsystem.as_str(),
                     sub.designed,
-                    sub.current,
+                    sub.if_unknown_up,
                     &detail,
                     now_ms,
                 ));
+                let unverified = format!(
+                    "designed {}, {}; unknown: {}; {} of {} consumers unverified",
+                    sub.designed,
+                    sub.summary,
+                    list(&sub.unverified, 12),
+                    sub.unverified_consumers.len(),
+                    sub.consumers
+                );
+                records.extend(self.engine.on_unverified(
+                    sub.subsystem.as_str(),
+                    !sub.verified,
+                    &unverified,
+                    now_ms,
+                ));
             }
+            // Breaker position against measurement, per component.
+            let mut mismatches = BTreeSet::new();
+            for h in &ev.components {
+                if let Some(m) = &h.mismatch {
+                    mismatches.insert(h.id.clone());
+                    records.extend(self.engine.on_trouble(
+                        "breaker_mismatch",
+                        &h.id,
+                        Some(&h.id),
+                        true,
+                        &format!("{}: {m}", h.id),
+                        now_ms,
+                    ));
+                }
+            }
+            for gone in self.mismatches.difference(&mismatches) {
+                records.extend(self.engine.on_trouble(
+                    "breaker_mismatch",
+                    gone,
+                    Some(gone),
+                    false,
+                    "",
+                    now_ms,
+                ));
+            }
+            self.mismatches = mismatches;
             // Every rack, after the subsystems (the rack alarms are grouped under theirs).
             for (c, h) in site.components.iter().zip(&ev.components) {
                 if c.kind != dcim_site::Kind::Rack {
@@ -222,10 +362,10 @@ impl Facility {
                     if warming.contains(sup.subsystem.as_str()) {
                         continue;
                     }
-                    let detail = if sup.current < sup.designed {
+                    let detail = if sup.if_unknown_up < sup.designed {
                         format!(
                             "{} of {} paths live; single points of failure: {}",
-                            sup.live_paths,
+                            sup.live_paths_if_unknown_up,
                             sup.designed_paths,
                             sup.single_points_of_failure.join(", ")
                         )
@@ -236,7 +376,7 @@ impl Facility {
                         sup.subsystem.as_str(),
                         &c.id,
                         sup.designed,
-                        sup.current,
+                        sup.if_unknown_up,
                         &detail,
                         now_ms,
                     ));
@@ -307,6 +447,18 @@ impl Facility {
             &self.status_policy,
         )
     }
+}
+
+/// At most `n` ids, then how many more.
+fn list(ids: &[String], n: usize) -> String {
+    if ids.is_empty() {
+        return "none".into();
+    }
+    let mut s = ids.iter().take(n).cloned().collect::<Vec<_>>().join(", ");
+    if ids.len() > n {
+        s.push_str(&format!(" and {} more", ids.len() - n));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -398,6 +550,169 @@ mod tests {
         assert!(
             f.tick(now + 2000).redundancy.is_empty(),
             "no change, no event"
+        );
+    }
+
+    fn demo_site() -> Site {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../site/sites/demo.toml");
+        Site::load(std::path::Path::new(path)).expect("demo site loads")
+    }
+
+    fn active(f: &Facility, id: &str) -> Option<dcim_alarms::Alarm> {
+        f.engine.get(id).filter(|a| a.active).cloned()
+    }
+
+    #[test]
+    fn a_site_that_never_reported_raises_unverified_alarms_not_green() {
+        // Hazard: a fresh site with nothing reporting reads 2N / N+1 / 2N and stays quiet.
+        let now = 1_700_000_000_000;
+        let mut f = Facility::new(Some(demo_site()), None).unwrap();
+        let c = f.tick(now);
+        assert!(c.records.is_empty(), "{:?}", c.records);
+        let ev = f.evaluation(now).unwrap();
+        for s in &ev.subsystems {
+            assert_eq!(s.current, Redundancy::BelowN);
+            assert!(!s.verified);
+        }
+        // A minute without proof: one unverified alarm per subsystem, grade 2; the known
+        // levels are still at design, so no redundancy alarm yet.
+        let c = f.tick(now + 60_000);
+        let mut act: Vec<&str> = c
+            .records
+            .iter()
+            .filter(|r| r.event == dcim_alarms::Event::Activated)
+            .map(|r| r.alarm.as_str())
+            .collect();
+        act.sort();
+        assert_eq!(
+            act,
+            [
+                "redundancy-unverified:cooling",
+                "redundancy-unverified:network",
+                "redundancy-unverified:power"
+            ]
+        );
+        let a = active(&f, "redundancy-unverified:power").unwrap();
+        assert_eq!(a.grade, 2);
+        assert!(
+            a.message.contains("unverified: below N proven, 2N if the"),
+            "{}",
+            a.message
+        );
+        // Unknown for longer than down_after: Down, and the redundancy alarm is grade 1.
+        let down_after = f.status_policy.down_after_ms;
+        let c = f.tick(now + down_after);
+        let red = c
+            .records
+            .iter()
+            .find(|r| r.alarm == "redundancy:power" && r.event == dcim_alarms::Event::Activated)
+            .expect("power redundancy alarm once everything is Down");
+        assert_eq!(red.grade, 1);
+        assert!(
+            active(&f, "redundancy-unverified:power").is_none(),
+            "known now: below N"
+        );
+    }
+
+    #[test]
+    fn the_whole_power_plant_going_silent_is_unverified_then_down_with_an_alarm() {
+        let now = 1_700_000_000_000;
+        let site = demo_site();
+        let power: BTreeSet<String> = site
+            .components
+            .iter()
+            .filter(|c| c.kind.subsystem() == Some(dcim_site::Subsystem::Power))
+            .flat_map(|c| c.bindings.iter().map(|b| b.device.clone()))
+            .collect();
+        let samples = dcim_site::fixture::healthy_samples(&site, now);
+        let mut f = Facility::new(Some(site), None).unwrap();
+        f.status_policy.down_after_ms = 30_000;
+        f.on_samples(&samples, now);
+        assert!(f.tick(now).records.is_empty());
+        // Every power device reports comm-lost (its agent's verdict); the rest stays fresh.
+        let mut t;
+        let step = |f: &mut Facility, t: i64| {
+            let batch: Vec<Sample> =
+                dcim_site::fixture::healthy_samples(f.site.as_ref().unwrap(), t)
+                    .into_iter()
+                    .map(|mut s| {
+                        if power.contains(&s.device) {
+                            s.quality = dcim_points::Quality::CommLost;
+                        }
+                        s
+                    })
+                    .collect();
+            f.on_samples(&batch, t);
+            f.tick(t)
+        };
+        t = now + 5_000;
+        let c = step(&mut f, t);
+        let p = f
+            .evaluation(t)
+            .unwrap()
+            .subsystem(dcim_site::Subsystem::Power)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (p.current, p.if_unknown_up, p.verified),
+            (Redundancy::BelowN, Redundancy::TwoN, false)
+        );
+        assert!(
+            c.redundancy
+                .iter()
+                .any(|r| r.subsystem == "power" && r.rack.is_none() && !r.verified)
+        );
+        for _ in 0..6 {
+            t += 5_000;
+            step(&mut f, t);
+        }
+        let p = f
+            .evaluation(t)
+            .unwrap()
+            .subsystem(dcim_site::Subsystem::Power)
+            .unwrap()
+            .clone();
+        assert_eq!(p.if_unknown_up, Redundancy::BelowN, "{p:?}");
+        let a = active(&f, "redundancy:power").expect("alarm raised");
+        assert_eq!(a.grade, 1);
+        assert!(active(&f, "redundancy:cooling").is_none());
+    }
+
+    #[test]
+    fn a_feed_lost_with_its_breaker_closed_raises_a_breaker_mismatch_trouble() {
+        let now = 1_700_000_000_000;
+        let site = demo_site();
+        let samples = dcim_site::fixture::healthy_samples(&site, now);
+        let mut f = Facility::new(Some(site), None).unwrap();
+        f.on_samples(&samples, now);
+        f.tick(now);
+        let lost: Vec<Sample> = samples
+            .iter()
+            .filter(|s| s.device == "meter-a" && s.role.as_str() != "feed.breaker_closed")
+            .map(|s| {
+                let mut s = s.clone();
+                s.value = Some(dcim_points::Value::Number(0.0));
+                s.ts_ms = now + 1_000;
+                s
+            })
+            .collect();
+        f.on_samples(&lost, now + 1_000);
+        f.tick(now + 1_000);
+        f.tick(now + 6_000);
+        let a = active(&f, "breaker-mismatch:feed-a").expect("trouble after its on-delay");
+        assert_eq!(a.grade, 3);
+        assert_eq!(a.component.as_deref(), Some("feed-a"));
+        assert!(
+            a.message
+                .contains("reports closed but feed.voltage measures 0 V"),
+            "{}",
+            a.message
+        );
+        let site = f.site.clone().unwrap();
+        let ev = f.evaluation(now + 6_000).unwrap();
+        assert_eq!(
+            ev.component(&site, "feed-a").unwrap().energised,
+            Some(false)
         );
     }
 }

@@ -1,10 +1,17 @@
 //! Pure ingest core: topic/payload in, decision out. No sockets, no clock (`now_ms` is passed).
 //!
 //! It checks what an agent may publish (its own agent id in the topic and payload, its own site,
-//! only its own devices), de-duplicates on `(agent, stream, seq)` and keeps the latest value of
-//! every point. Events are de-duplicated against a high-water mark that the shell advances only
-//! after the events are committed ([`Ingest::events_committed`]), so a failed commit does not
-//! swallow events.
+//! only its own devices), de-duplicates on `(agent, epoch, stream, seq)` and keeps the latest
+//! value of every point. Events are de-duplicated against a high-water mark that the shell
+//! advances only after the events are committed ([`Ingest::events_committed`]), so a failed
+//! commit does not swallow events.
+//!
+//! A spool epoch the server has not seen for an agent that it knows under another epoch is a new
+//! stream (the agent's spool was wiped or replaced): accepted from its first sequence number and
+//! reported once in the outcome ([`NewEpoch`]), never dropped as duplicates of the old stream.
+//! Sample timestamps are checked against the server's clock ([`clock`]): a sample from the
+//! future beyond the tolerance is refused and counted, one ahead by less is taken as received
+//! now.
 
 use crate::config::AgentConfig;
 use dcim_points::{Quality, Sample};
@@ -12,8 +19,10 @@ use dcim_wire::{AgentState, Channel, CommandResult, Event, EventBatch, Telemetry
 use serde::Serialize;
 use std::collections::HashMap;
 
+pub mod clock;
 mod fast;
 mod history;
+pub use clock::{Admit, DEFAULT_MAX_CLOCK_SKEW_MS, admit};
 pub use history::{Bucket, History, HistoryConfig};
 
 /// Why a message was refused.
@@ -49,22 +58,56 @@ impl Rejection {
     }
 }
 
+/// The first batch of a spool epoch the server had not seen for an agent it knows under other
+/// epochs: the agent's spool was wiped or replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewEpoch {
+    /// The new epoch (empty: an agent that stopped sending epochs).
+    pub epoch: String,
+    /// The epochs known before, sorted (empty string: the agent's stream before epochs).
+    pub previous: Vec<String>,
+    pub stream: &'static str,
+    pub first_seq: u64,
+    /// The new stream's first sequence number is not above the old stream's high-water: the
+    /// spool started over, and what the old one had not delivered is lost.
+    pub restarted: bool,
+}
+
+/// Samples of one batch stamped too far in the future (see [`clock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Future {
+    /// Refused samples.
+    pub refused: u64,
+    /// The latest refused timestamp.
+    pub latest_ts_ms: i64,
+    /// Samples a little ahead, taken as received now.
+    pub clamped: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// New telemetry; `samples` are the ones that changed the latest value of their point.
     Telemetry {
         site: String,
         agent: String,
+        epoch: String,
         seq: u64,
         samples: Vec<Sample>,
+        /// Set on the first batch of an epoch new for a known agent.
+        new_epoch: Option<NewEpoch>,
+        /// Samples of the batch stamped in the future.
+        future: Future,
     },
     /// Events not seen before (in sequence order); commit, then call `events_committed`.
     Events {
         site: String,
         agent: String,
+        epoch: String,
         events: Vec<Event>,
         /// Events whose sequence skipped numbers (should never happen).
         gap: u64,
+        /// Set on the first batch of an epoch new for a known agent.
+        new_epoch: Option<NewEpoch>,
     },
     State {
         site: String,
@@ -97,8 +140,12 @@ pub struct Latest {
 #[derive(Default)]
 pub struct Ingest {
     agents: HashMap<String, AgentConfig>,
-    /// `(agent, stream) -> highest seq accepted`.
-    high_water: HashMap<(String, &'static str), u64>,
+    /// `(agent, epoch, stream) -> highest seq accepted`.
+    high_water: HashMap<(String, String, &'static str), u64>,
+    /// `(agent, epoch)` pairs reported as new (once each).
+    reported_epochs: std::collections::HashSet<(String, String)>,
+    /// Samples stamped further ahead than this are refused (see [`clock`]).
+    max_skew_ms: i64,
     /// `site -> device -> point -> latest value and recent history` (nested so that a lookup
     /// borrows the sample's strings instead of allocating a key).
     latest: HashMap<String, HashMap<String, HashMap<String, Point>>>,
@@ -125,31 +172,83 @@ impl Ingest {
         Ingest {
             agents: agents.iter().map(|a| (a.id.clone(), a.clone())).collect(),
             open: agents.is_empty(),
+            max_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
             ..Default::default()
         }
     }
 
-    pub fn set_high_water(&mut self, agent: &str, stream: &'static str, seq: u64) {
+    /// How far ahead of the server's clock a sample may be stamped (`[ingest]
+    /// max_clock_skew_ms`).
+    pub fn set_max_clock_skew(&mut self, ms: i64) {
+        self.max_skew_ms = ms;
+    }
+
+    pub fn set_high_water(&mut self, agent: &str, epoch: &str, stream: &'static str, seq: u64) {
         let e = self
             .high_water
-            .entry((agent.to_owned(), stream))
+            .entry((agent.to_owned(), epoch.to_owned(), stream))
             .or_insert(0);
         *e = (*e).max(seq);
     }
 
-    pub fn high_water(&self, agent: &str, stream: &'static str) -> Option<u64> {
-        self.high_water.get(&(agent.to_owned(), stream)).copied()
+    pub fn high_water(&self, agent: &str, epoch: &str, stream: &'static str) -> Option<u64> {
+        self.high_water
+            .get(&(agent.to_owned(), epoch.to_owned(), stream))
+            .copied()
     }
 
-    pub fn high_waters(&self) -> impl Iterator<Item = (&str, &'static str, u64)> {
+    /// `(agent, epoch, stream, seq)` of every stream seen.
+    pub fn high_waters(&self) -> impl Iterator<Item = (&str, &str, &'static str, u64)> {
         self.high_water
             .iter()
-            .map(|((a, s), q)| (a.as_str(), *s, *q))
+            .map(|((a, e, s), q)| (a.as_str(), e.as_str(), *s, *q))
     }
 
     /// Advance the events high-water mark after the events were committed.
-    pub fn events_committed(&mut self, agent: &str, last_seq: u64) {
-        self.set_high_water(agent, EVENTS, last_seq);
+    pub fn events_committed(&mut self, agent: &str, epoch: &str, last_seq: u64) {
+        self.set_high_water(agent, epoch, EVENTS, last_seq);
+    }
+
+    /// Whether `(agent, epoch)` is a new stream of a known agent (reported once): the first
+    /// batch of a spool that was wiped or replaced.
+    fn new_epoch(
+        &mut self,
+        agent: &str,
+        epoch: &str,
+        stream: &'static str,
+        first_seq: u64,
+    ) -> Option<NewEpoch> {
+        let mut previous: Vec<String> = Vec::new();
+        let mut old_high = 0;
+        for ((a, e, s), q) in &self.high_water {
+            if a != agent {
+                continue;
+            }
+            if e == epoch {
+                return None;
+            }
+            if !previous.contains(e) {
+                previous.push(e.clone());
+            }
+            if *s == stream {
+                old_high = old_high.max(*q);
+            }
+        }
+        if previous.is_empty()
+            || !self
+                .reported_epochs
+                .insert((agent.to_owned(), epoch.to_owned()))
+        {
+            return None;
+        }
+        previous.sort();
+        Some(NewEpoch {
+            epoch: epoch.to_owned(),
+            previous,
+            stream,
+            first_seq,
+            restarted: first_seq <= old_high,
+        })
     }
 
     pub fn latest(&self) -> impl Iterator<Item = &Latest> {
@@ -282,7 +381,13 @@ impl Ingest {
                 {
                     return Outcome::Rejected(r);
                 }
-                let hw = self.high_water(&batch.agent, EVENTS);
+                let first = batch.events.iter().map(|e| e.seq).min().unwrap_or(0);
+                let new_epoch = if batch.events.is_empty() {
+                    None
+                } else {
+                    self.new_epoch(&batch.agent, &batch.epoch, EVENTS, first)
+                };
+                let hw = self.high_water(&batch.agent, &batch.epoch, EVENTS);
                 let total = batch.events.len() as u64;
                 let mut events: Vec<Event> = batch
                     .events
@@ -309,8 +414,10 @@ impl Ingest {
                 Outcome::Events {
                     site: topic.site,
                     agent: batch.agent,
+                    epoch: batch.epoch,
                     events,
                     gap,
+                    new_epoch,
                 }
             }
             Decoded::State(topic, state) => {
@@ -350,7 +457,7 @@ impl Ingest {
             return Outcome::Rejected(r);
         }
         if self
-            .high_water(&batch.agent, TELEMETRY)
+            .high_water(&batch.agent, &batch.epoch, TELEMETRY)
             .is_some_and(|hw| batch.seq <= hw)
         {
             return Outcome::Duplicate {
@@ -359,14 +466,30 @@ impl Ingest {
                 count: batch.samples.len() as u64,
             };
         }
-        self.set_high_water(&batch.agent, TELEMETRY, batch.seq);
+        let new_epoch = self.new_epoch(&batch.agent, &batch.epoch, TELEMETRY, batch.seq);
+        self.set_high_water(&batch.agent, &batch.epoch, TELEMETRY, batch.seq);
+        let mut future = Future::default();
+        let max_skew = self.max_skew_ms;
         let mut changed = Vec::with_capacity(batch.samples.len());
         let site = match self.latest.get_mut(&topic.site) {
             Some(m) => m,
             None => self.latest.entry(topic.site.clone()).or_default(),
         };
         let history = self.history;
-        for s in batch.samples {
+        for mut s in batch.samples {
+            // A timestamp from the future never outranks a later arrival (see `clock`).
+            match admit(s.ts_ms, now_ms, max_skew) {
+                Admit::Keep => {}
+                Admit::Clamp => {
+                    s.ts_ms = now_ms;
+                    future.clamped += 1;
+                }
+                Admit::Refuse => {
+                    future.refused += 1;
+                    future.latest_ts_ms = future.latest_ts_ms.max(s.ts_ms);
+                    continue;
+                }
+            }
             let points = match site.get_mut(&s.device) {
                 Some(m) => m,
                 None => site.entry(s.device.clone()).or_default(),
@@ -435,8 +558,11 @@ impl Ingest {
         Outcome::Telemetry {
             site: topic.site,
             agent: batch.agent,
+            epoch: batch.epoch,
             seq: batch.seq,
             samples: changed,
+            new_epoch,
+            future,
         }
     }
 }
@@ -516,6 +642,7 @@ mod tests {
         dcim_wire::encode(&TelemetryBatch {
             v: VERSION,
             agent: agent.into(),
+            epoch: String::new(),
             seq,
             samples,
         })
@@ -525,6 +652,7 @@ mod tests {
         dcim_wire::encode(&EventBatch {
             v: VERSION,
             agent: agent.into(),
+            epoch: String::new(),
             events: seqs
                 .iter()
                 .map(|&seq| Event {
@@ -546,9 +674,19 @@ mod tests {
     fn replayed_telemetry_is_a_duplicate_and_latest_keeps_newest() {
         let mut ing = Ingest::new(&agents());
         let t = "dcim/v1/s1/a1/telemetry";
-        let o = ing.handle(t, &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]), None, 1);
+        let o = ing.handle(
+            t,
+            &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]),
+            None,
+            1001,
+        );
         assert!(matches!(o, Outcome::Telemetry { ref samples, .. } if samples.len() == 1));
-        let o = ing.handle(t, &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]), None, 2);
+        let o = ing.handle(
+            t,
+            &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]),
+            None,
+            1002,
+        );
         assert_eq!(
             o,
             Outcome::Duplicate {
@@ -558,7 +696,12 @@ mod tests {
             }
         );
         // Newer batch with an older sample timestamp does not overwrite.
-        ing.handle(t, &tele("a1", 2, vec![sample("ups-1", 5.0, 50)]), None, 3);
+        ing.handle(
+            t,
+            &tele("a1", 2, vec![sample("ups-1", 5.0, 50)]),
+            None,
+            1003,
+        );
         let l: Vec<_> = ing.latest().collect();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].sample.value, Some(Value::Number(10.0)));
@@ -582,7 +725,7 @@ mod tests {
             vec![sample("ups-1", 40.0, 3000)],
         ];
         for (i, b) in batches.into_iter().enumerate() {
-            ing.handle(t, &tele("a1", i as u64 + 1, b), None, 0);
+            ing.handle(t, &tele("a1", i as u64 + 1, b), None, 10_000);
         }
         let (site, h) = ing.history(None, "ups-1", "load", 0, 10_000, 0).unwrap();
         assert_eq!(site, "s1");
@@ -626,7 +769,7 @@ mod tests {
             ing.handle(t, &events("a1", &[1, 2]), None, 0),
             Outcome::Events { .. }
         ));
-        ing.events_committed("a1", 2);
+        ing.events_committed("a1", "", 2);
         assert!(matches!(
             ing.handle(t, &events("a1", &[1, 2]), None, 0),
             Outcome::Duplicate { count: 2, .. }
@@ -688,5 +831,189 @@ mod tests {
         ));
         // Nothing of the rejected messages reached the latest values.
         assert_eq!(ing.point_count(), 0);
+    }
+
+    fn tele_in(agent: &str, epoch: &str, seq: u64, samples: Vec<Sample>) -> Vec<u8> {
+        dcim_wire::encode(&TelemetryBatch {
+            v: VERSION,
+            agent: agent.into(),
+            epoch: epoch.into(),
+            seq,
+            samples,
+        })
+    }
+
+    #[test]
+    fn a_sample_from_the_future_never_freezes_a_point() {
+        // Hazard: one sample stamped in 2100 became the latest value and every later, correct
+        // reading of a battery rack at 95 °C went to history only: alarms ran on a stale value.
+        let mut ing = Ingest::new(&agents());
+        let t = "dcim/v1/s1/a1/telemetry";
+        let now = 1_800_000_000_000;
+        ing.handle(
+            t,
+            &tele("a1", 1, vec![sample("ups-1", 10.0, now - 1000)]),
+            None,
+            now,
+        );
+        let Outcome::Telemetry {
+            samples, future, ..
+        } = ing.handle(
+            t,
+            &tele("a1", 2, vec![sample("ups-1", 99.0, 4_102_444_800_000)]),
+            None,
+            now,
+        )
+        else {
+            panic!()
+        };
+        assert!(samples.is_empty(), "refused, not forwarded to the alarms");
+        assert_eq!(
+            (future.refused, future.latest_ts_ms),
+            (1, 4_102_444_800_000)
+        );
+        assert_eq!(
+            ing.get("s1", "ups-1", "load").unwrap().sample.value,
+            Some(Value::Number(10.0))
+        );
+        // The next correct reading is the latest value.
+        ing.handle(
+            t,
+            &tele("a1", 3, vec![sample("ups-1", 95.0, now + 500)]),
+            None,
+            now + 1000,
+        );
+        let l = ing.get("s1", "ups-1", "load").unwrap();
+        assert_eq!(l.sample.value, Some(Value::Number(95.0)));
+        // A little ahead (clock skew within the tolerance): taken as received now, so a later
+        // arrival still replaces it.
+        let Outcome::Telemetry { future, .. } = ing.handle(
+            t,
+            &tele("a1", 4, vec![sample("ups-1", 96.0, now + 30_000)]),
+            None,
+            now + 2000,
+        ) else {
+            panic!()
+        };
+        assert_eq!((future.refused, future.clamped), (0, 1));
+        assert_eq!(
+            ing.get("s1", "ups-1", "load").unwrap().sample.ts_ms,
+            now + 2000
+        );
+        ing.handle(
+            t,
+            &tele("a1", 5, vec![sample("ups-1", 97.0, now + 3000)]),
+            None,
+            now + 3000,
+        );
+        assert_eq!(
+            ing.get("s1", "ups-1", "load").unwrap().sample.value,
+            Some(Value::Number(97.0))
+        );
+    }
+
+    #[test]
+    fn a_wiped_spool_is_a_new_stream_reported_once_never_duplicates() {
+        // Hazard: an agent's spool wiped (disk replaced); its sequence numbers restart at 1 and
+        // the server acknowledged and dropped 38 batches and 616 items as duplicates, silently.
+        let mut ing = Ingest::new(&agents());
+        let t = "dcim/v1/s1/a1/telemetry";
+        for seq in 1..=38 {
+            let o = ing.handle(
+                t,
+                &tele_in("a1", "e1", seq, vec![sample("ups-1", 1.0, seq as i64)]),
+                None,
+                100,
+            );
+            assert!(
+                matches!(
+                    o,
+                    Outcome::Telemetry {
+                        new_epoch: None,
+                        ..
+                    }
+                ),
+                "first epoch: {o:?}"
+            );
+        }
+        let o = ing.handle(
+            t,
+            &tele_in("a1", "e2", 1, vec![sample("ups-1", 2.0, 200)]),
+            None,
+            300,
+        );
+        let Outcome::Telemetry {
+            new_epoch: Some(n),
+            samples,
+            ..
+        } = o
+        else {
+            panic!("{o:?}")
+        };
+        assert_eq!(samples.len(), 1, "accepted");
+        assert_eq!(
+            n,
+            NewEpoch {
+                epoch: "e2".into(),
+                previous: vec!["e1".into()],
+                stream: TELEMETRY,
+                first_seq: 1,
+                restarted: true
+            }
+        );
+        // Reported once; within the new stream duplicates are duplicates again.
+        assert!(matches!(
+            ing.handle(t, &tele_in("a1", "e2", 2, vec![]), None, 300),
+            Outcome::Telemetry {
+                new_epoch: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            ing.handle(t, &tele_in("a1", "e2", 2, vec![]), None, 300),
+            Outcome::Duplicate { .. }
+        ));
+        // A late replay of the old stream is still a duplicate of it.
+        assert!(matches!(
+            ing.handle(t, &tele_in("a1", "e1", 30, vec![]), None, 300),
+            Outcome::Duplicate { .. }
+        ));
+        // Events: the same seq in a new epoch is new.
+        let ev = |epoch: &str, seqs: &[u64]| {
+            let mut b: EventBatch = dcim_wire::decode(&events("a1", seqs)).unwrap();
+            b.epoch = epoch.into();
+            dcim_wire::encode(&b)
+        };
+        let e = "dcim/v1/s1/a1/events";
+        ing.handle(e, &ev("e1", &[1, 2, 3]), None, 0);
+        ing.events_committed("a1", "e1", 3);
+        let Outcome::Events {
+            events,
+            epoch,
+            new_epoch,
+            ..
+        } = ing.handle(e, &ev("e2", &[1, 2]), None, 0)
+        else {
+            panic!()
+        };
+        assert_eq!((events.len(), epoch.as_str()), (2, "e2"));
+        assert!(
+            new_epoch.is_none(),
+            "e2 was already reported by the telemetry stream"
+        );
+        assert!(matches!(
+            ing.handle(e, &ev("e1", &[2]), None, 0),
+            Outcome::Duplicate { .. }
+        ));
+        // An agent upgraded to epochs: its numbers continue, so nothing restarted.
+        let mut ing = Ingest::new(&agents());
+        ing.handle(t, &tele_in("a1", "", 7, vec![]), None, 0);
+        let Outcome::Telemetry {
+            new_epoch: Some(n), ..
+        } = ing.handle(t, &tele_in("a1", "e9", 8, vec![]), None, 0)
+        else {
+            panic!()
+        };
+        assert_eq!((n.previous, n.restarted), (vec![String::new()], false));
     }
 }

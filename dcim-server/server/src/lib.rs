@@ -22,6 +22,7 @@ pub mod mosquitto;
 pub mod mqtt;
 pub mod notify_io;
 pub mod store;
+pub mod stream_report;
 pub mod tls;
 
 use anyhow::Context;
@@ -437,12 +438,13 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
 
     let mut ingest = ingest::Ingest::new(&config.agents);
     ingest.set_history(config.history);
-    for (agent, seq) in store.event_high_water().await? {
-        ingest.set_high_water(&agent, ingest::EVENTS, seq.max(0) as u64);
+    ingest.set_max_clock_skew(config.ingest.max_clock_skew_ms);
+    for (agent, epoch, seq) in store.event_high_water().await? {
+        ingest.set_high_water(&agent, &epoch, ingest::EVENTS, seq.max(0) as u64);
     }
-    for (agent, stream, seq) in store.stream_seqs().await? {
+    for (agent, epoch, stream, seq) in store.stream_seqs().await? {
         if stream == ingest::TELEMETRY {
-            ingest.set_high_water(&agent, ingest::TELEMETRY, seq.max(0) as u64);
+            ingest.set_high_water(&agent, &epoch, ingest::TELEMETRY, seq.max(0) as u64);
         }
     }
 
@@ -463,6 +465,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     };
     let mut facility = facility::Facility::new(site, incidents)
         .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
+    facility.status_policy = config.status.policy();
     // Alarm states as last committed, before any ingest: acknowledged and shelved alarms stay
     // so, and a condition still present raises no second activation.
     if let Some(snap) = store::load_alarm_snapshot(store.as_ref()).await? {

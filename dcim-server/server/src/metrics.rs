@@ -57,6 +57,9 @@ counters! {
     ingest_duplicate_items_total: "counter", "Samples and events inside duplicate batches.";
     ingest_event_gaps_total: "counter", "Event sequence numbers skipped by agents (should stay 0).";
     ingest_malformed_total: "counter", "Messages that are not v1 topics or payloads.";
+    ingest_future_samples_total: "counter", "Samples refused because they were stamped further in the future than [ingest] max_clock_skew_ms.";
+    ingest_clamped_samples_total: "counter", "Samples stamped a little in the future (within the clock-skew tolerance), taken as received now.";
+    ingest_new_epochs_total: "counter", "Agent spool epochs seen for the first time for a known agent (a spool wiped or replaced: a new stream).";
     acl_rejections_total: "counter", "Messages or connections refused by access control (broker gate or ingest).";
     broker_auth_failures_total: "counter", "MQTT connections refused for bad credentials.";
     store_errors_total: "counter", "Failed store operations (retried for events).";

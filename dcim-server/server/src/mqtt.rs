@@ -204,16 +204,16 @@ pub fn spawn(
             if *worker_stop.borrow() {
                 break;
             }
-            let mark = events_handled
-                .as_ref()
-                .and_then(|_| crate::broker::events_mark(&m.msg).map(|(a, s)| (a.to_owned(), s)));
+            let mark = events_handled.as_ref().and_then(|_| {
+                crate::broker::events_mark(&m.msg).map(|(a, e, s)| (a.to_owned(), e.to_owned(), s))
+            });
             if handle_decoded(&worker_app, &m.topic, m.msg, &worker_stop).await {
                 if let Some(p) = &m.ack {
                     let _ = client.ack(p).await;
                 }
                 // Committed, duplicate or refused for good: the gate may release the PUBACK.
-                if let (Some(h), Some((agent, seq))) = (&events_handled, mark) {
-                    h.mark(&agent, seq);
+                if let (Some(h), Some((agent, epoch, seq))) = (&events_handled, mark) {
+                    h.mark(&agent, &epoch, seq);
                 }
             }
         }
@@ -235,11 +235,11 @@ pub fn spawn(
 
 /// Persists the telemetry high-water marks (events have theirs in the events table).
 pub async fn save_marks(app: &App) {
-    let marks: Vec<(String, String, i64)> = {
+    let marks: Vec<crate::store::StreamMark> = {
         let ing = app.ingest.lock().expect("ingest lock");
         ing.high_waters()
-            .filter(|(_, s, _)| *s == TELEMETRY)
-            .map(|(a, s, q)| (a.to_owned(), s.to_owned(), q as i64))
+            .filter(|(_, _, s, _)| *s == TELEMETRY)
+            .map(|(a, e, s, q)| (a.to_owned(), e.to_owned(), s.to_owned(), q as i64))
             .collect()
     };
     if !marks.is_empty()
@@ -284,9 +284,15 @@ pub async fn handle_decoded(
             site,
             agent,
             samples,
+            new_epoch,
+            future,
             ..
         } => {
             inc(&m.ingest_samples_total, samples.len() as u64);
+            if let Some(n) = &new_epoch {
+                crate::stream_report::new_epoch(app, &site, &agent, n, now).await;
+            }
+            crate::stream_report::future_samples(app, &agent, &future, now).await;
             if let Some(influx) = &app.influx {
                 influx.push(&site, &agent, &samples);
             }
@@ -315,9 +321,14 @@ pub async fn handle_decoded(
         Outcome::Events {
             site,
             agent,
+            epoch,
             events,
             gap,
+            new_epoch,
         } => {
+            if let Some(n) = &new_epoch {
+                crate::stream_report::new_epoch(app, &site, &agent, n, now).await;
+            }
             if gap > 0 {
                 inc(&m.ingest_event_gaps_total, gap);
                 tracing::warn!(%agent, gap, "event sequence has a gap");
@@ -327,6 +338,7 @@ pub async fn handle_decoded(
                 .map(|e| EventRecord {
                     site: site.clone(),
                     agent: agent.clone(),
+                    epoch: epoch.clone(),
                     seq: e.seq as i64,
                     id: e.id.clone(),
                     ts_ms: e.ts_ms,
@@ -366,7 +378,7 @@ pub async fn handle_decoded(
             app.ingest
                 .lock()
                 .expect("ingest lock")
-                .events_committed(&agent, last);
+                .events_committed(&agent, &epoch, last);
             inc(&m.ingest_events_total, records.len() as u64);
             for r in &records {
                 app.publish_live("event", r);

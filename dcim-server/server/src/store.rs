@@ -23,6 +23,8 @@ pub type StoreResult<T> = Result<T, sqlx::Error>;
 pub struct EventRecord {
     pub site: String,
     pub agent: String,
+    /// The agent's spool epoch (empty for agents without one): with `agent` and `seq`, the key.
+    pub epoch: String,
     pub seq: i64,
     pub id: String,
     pub ts_ms: i64,
@@ -101,6 +103,9 @@ pub struct JournalRecord {
     pub record: serde_json::Value,
 }
 
+/// A stream's high-water mark: `(agent, epoch, stream, seq)`.
+pub type StreamMark = (String, String, String, i64);
+
 /// Writes committed together, in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -114,21 +119,18 @@ pub struct Batch {
 
 /// Everything the server persists. Implementations commit before they return.
 pub trait Store: Send + Sync + 'static {
-    /// Inserts the events not already stored (unique on `(agent, seq)`); returns how many
-    /// were new.
+    /// Inserts the events not already stored (unique on `(agent, epoch, seq)`); returns how
+    /// many were new.
     fn insert_events<'a>(&'a self, events: &'a [EventRecord]) -> BoxFuture<'a, StoreResult<u64>>;
     fn list_events<'a>(&'a self, q: &'a EventQuery)
     -> BoxFuture<'a, StoreResult<Vec<EventRecord>>>;
-    /// Highest stored event sequence per agent.
-    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, i64)>>>;
+    /// Highest stored event sequence per agent and epoch: `(agent, epoch, seq)`.
+    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>>;
     fn upsert_agent<'a>(&'a self, a: &'a AgentRecord) -> BoxFuture<'a, StoreResult<()>>;
     fn list_agents<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<AgentRecord>>>;
-    /// Stream sequence high-water marks (telemetry), `(agent, stream) -> seq`.
-    fn save_stream_seq<'a>(
-        &'a self,
-        marks: &'a [(String, String, i64)],
-    ) -> BoxFuture<'a, StoreResult<()>>;
-    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>>;
+    /// Stream sequence high-water marks (telemetry): `(agent, epoch, stream, seq)`.
+    fn save_stream_seq<'a>(&'a self, marks: &'a [StreamMark]) -> BoxFuture<'a, StoreResult<()>>;
+    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<StreamMark>>>;
 
     fn count_users<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>>;
     /// Creates a user; returns false when the name is taken.
@@ -241,6 +243,31 @@ CREATE TABLE alarm_journal (
 CREATE INDEX alarm_journal_alarm ON alarm_journal (alarm, id);
 "#,
     ),
+    (
+        3,
+        r#"
+CREATE TABLE events_v3 (
+    agent TEXT NOT NULL, epoch TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL, site TEXT NOT NULL,
+    id TEXT NOT NULL, ts_ms INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL,
+    severity TEXT NOT NULL, message TEXT NOT NULL, data TEXT NOT NULL, test INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (agent, epoch, seq)
+);
+INSERT INTO events_v3 (agent, epoch, seq, site, id, ts_ms, device, kind, severity, message, data, test, received_ms)
+    SELECT agent, '', seq, site, id, ts_ms, device, kind, severity, message, data, test, received_ms FROM events;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+CREATE INDEX events_ts ON events (ts_ms);
+CREATE INDEX events_received ON events (received_ms);
+CREATE TABLE stream_seq_v3 (
+    agent TEXT NOT NULL, epoch TEXT NOT NULL DEFAULT '', stream TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (agent, epoch, stream)
+);
+INSERT INTO stream_seq_v3 (agent, epoch, stream, seq) SELECT agent, '', stream, seq FROM stream_seq;
+DROP TABLE stream_seq;
+ALTER TABLE stream_seq_v3 RENAME TO stream_seq;
+"#,
+    ),
 ];
 
 pub struct SqliteStore {
@@ -330,6 +357,7 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> EventRecord {
     EventRecord {
         site: r.get("site"),
         agent: r.get("agent"),
+        epoch: r.get("epoch"),
         seq: r.get("seq"),
         id: r.get("id"),
         ts_ms: r.get("ts_ms"),
@@ -392,9 +420,10 @@ impl Store for SqliteStore {
             let mut inserted = 0;
             for e in events {
                 let r = sqlx::query(
-                    "INSERT OR IGNORE INTO events (agent, seq, site, id, ts_ms, device, kind, severity, message, data, test, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR IGNORE INTO events (agent, epoch, seq, site, id, ts_ms, device, kind, severity, message, data, test, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 )
                 .bind(&e.agent)
+                .bind(&e.epoch)
                 .bind(e.seq)
                 .bind(&e.site)
                 .bind(&e.id)
@@ -435,14 +464,16 @@ impl Store for SqliteStore {
         })
     }
 
-    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, i64)>>> {
+    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT agent, MAX(seq) AS seq FROM events GROUP BY agent")
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT agent, epoch, MAX(seq) AS seq FROM events GROUP BY agent, epoch",
+            )
+            .fetch_all(&self.pool)
+            .await?;
             Ok(rows
                 .iter()
-                .map(|r| (r.get("agent"), r.get("seq")))
+                .map(|r| (r.get("agent"), r.get("epoch"), r.get("seq")))
                 .collect())
         })
     }
@@ -489,17 +520,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn save_stream_seq<'a>(
-        &'a self,
-        marks: &'a [(String, String, i64)],
-    ) -> BoxFuture<'a, StoreResult<()>> {
+    fn save_stream_seq<'a>(&'a self, marks: &'a [StreamMark]) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
             let mut tx = self.pool.begin().await?;
-            for (agent, stream, seq) in marks {
+            for (agent, epoch, stream, seq) in marks {
                 sqlx::query(
-                    "INSERT INTO stream_seq (agent, stream, seq) VALUES (?,?,?) ON CONFLICT(agent, stream) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                    "INSERT INTO stream_seq (agent, epoch, stream, seq) VALUES (?,?,?,?) ON CONFLICT(agent, epoch, stream) DO UPDATE SET seq = MAX(seq, excluded.seq)",
                 )
                 .bind(agent)
+                .bind(epoch)
                 .bind(stream)
                 .bind(seq)
                 .execute(&mut *tx)
@@ -509,14 +538,21 @@ impl Store for SqliteStore {
         })
     }
 
-    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>> {
+    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<StreamMark>>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT agent, stream, seq FROM stream_seq")
+            let rows = sqlx::query("SELECT agent, epoch, stream, seq FROM stream_seq")
                 .fetch_all(&self.pool)
                 .await?;
             Ok(rows
                 .iter()
-                .map(|r| (r.get("agent"), r.get("stream"), r.get("seq")))
+                .map(|r| {
+                    (
+                        r.get("agent"),
+                        r.get("epoch"),
+                        r.get("stream"),
+                        r.get("seq"),
+                    )
+                })
                 .collect())
         })
     }
@@ -879,6 +915,7 @@ mod tests {
         EventRecord {
             site: "s".into(),
             agent: agent.into(),
+            epoch: String::new(),
             seq,
             id: format!("{agent}:{seq}"),
             ts_ms: 1000 + seq,
@@ -914,7 +951,17 @@ mod tests {
         assert_eq!(all[0].data, serde_json::json!({"stage": 1}));
         let mut hw = s.event_high_water().await.unwrap();
         hw.sort();
-        assert_eq!(hw, vec![("a".into(), 3), ("b".into(), 1)]);
+        assert_eq!(
+            hw,
+            vec![
+                ("a".into(), String::new(), 3),
+                ("b".into(), String::new(), 1)
+            ]
+        );
+        // A new epoch of the same agent is a new stream: its seq 1 is not a duplicate.
+        let mut e = ev("a", 1);
+        e.epoch = "e2".into();
+        assert_eq!(s.insert_events(&[e]).await.unwrap(), 1);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&s.pool)
             .await
@@ -925,6 +972,52 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_epochs_keeps_its_events_and_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let opts = SqliteConnectOptions::from_str(&format!(
+                "sqlite://{}",
+                db_path(dir.path()).display()
+            ))
+            .unwrap()
+            .create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+            sqlx::raw_sql("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)")
+                .execute(&pool).await.unwrap();
+            for (v, sql) in &MIGRATIONS[..2] {
+                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+                sqlx::query("INSERT INTO schema_migrations VALUES (?, 0)")
+                    .bind(v)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            sqlx::raw_sql(
+                "INSERT INTO events VALUES ('a', 7, 's', 'a:7', 1, 'd', 'k', 'alarm', 'm', '{}', 0, 2);
+                 INSERT INTO stream_seq VALUES ('a', 'telemetry', 99);",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        assert_eq!(
+            s.event_high_water().await.unwrap(),
+            vec![("a".to_string(), String::new(), 7)]
+        );
+        assert_eq!(
+            s.stream_seqs().await.unwrap(),
+            vec![("a".into(), String::new(), "telemetry".into(), 99)]
+        );
+        // The old stream's seq 7 is a duplicate; the same seq in a new epoch is not.
+        let mut e = ev("a", 7);
+        assert_eq!(s.insert_events(&[e.clone()]).await.unwrap(), 0);
+        e.epoch = "e1".into();
+        assert_eq!(s.insert_events(&[e]).await.unwrap(), 1);
     }
 
     #[tokio::test]
@@ -975,6 +1068,7 @@ mod tests {
         );
         let shelve = Action::Shelve {
             until_ms: t + 60_000,
+            reason: "test".into(),
         };
         recs.extend(e.act("ups-on-battery:ups-2", shelve, "op", t + 2).unwrap());
         recs.extend(e.set_maintenance("ups-9", true, "op", t + 3));

@@ -166,6 +166,7 @@ async fn publish_on_battery(port: u16) {
     let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: AGENT.into(),
+        epoch: String::new(),
         seq: 1,
         samples: vec![dcim_points::Sample {
             device: "ups-1".into(),

@@ -25,6 +25,7 @@ fn batch(seq: u64) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
+        epoch: String::new(),
         seq,
         samples: vec![
             sample("ups-1", "ups.on_battery", Value::Bool(true)),

@@ -367,7 +367,7 @@ pub async fn run(
         for (e, dc09) in c.events {
             let logic_seq = e.data["logic_seq"].clone();
             let wire_id = match ingest.event(e) {
-                Ok(seq) => format!("{}:{seq}", ingest.shared().agent),
+                Ok(seq) => ingest.shared().event_id(seq),
                 // Not spooled yet (disk full): still a stable, unique id for this event.
                 Err(_) => format!(
                     "{}:{}:logic-{logic_seq}",

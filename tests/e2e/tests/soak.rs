@@ -936,7 +936,7 @@ argon2_iterations = 1
         .stream_seqs()
         .await?
         .into_iter()
-        .map(|(a, s, q)| ((a, s), q))
+        .map(|(a, _epoch, s, q)| ((a, s), q))
         .collect();
     let stored_agents: HashMap<String, dcim_server::store::AgentRecord> = store
         .list_agents()

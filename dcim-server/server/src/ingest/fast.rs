@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 struct BatchIn {
     v: u32,
     agent: String,
+    #[serde(default)]
+    epoch: String,
     seq: u64,
     samples: Vec<SampleIn>,
 }
@@ -94,6 +96,7 @@ pub fn telemetry(payload: &[u8]) -> Result<TelemetryBatch, WireError> {
         Ok(b) if b.v == dcim_wire::VERSION => Ok(TelemetryBatch {
             v: b.v,
             agent: b.agent,
+            epoch: b.epoch,
             seq: b.seq,
             samples: b.samples.into_iter().map(Sample::from).collect(),
         }),
@@ -128,6 +131,8 @@ mod tests {
                 r#"{{"v":{v},"agent":"a","seq":2,"samples":[{{"device":"d","point":"p","role":"feed.breaker_closed","labels":{{"feed":"A"}},"value":true,"quality":"good","ts_ms":5}},{{"device":"d","point":"q","role":"custom.x","value":"on","quality":"bad","ts_ms":6}},{{"device":"d","point":"r","role":"custom.x","value":null,"quality":"comm_lost","ts_ms":7}},{{"device":"d","point":"s","role":"custom.x","quality":"good","ts_ms":8}},{{"device":"d","point":"t","role":"custom.x","value":-3,"quality":"good","ts_ms":9,"extra":1}}]}}"#
             ),
             format!(r#"{{"v":{v},"agent":"a","seq":3,"samples":[]}}"#),
+            format!(r#"{{"v":{v},"agent":"a","epoch":"e9","seq":4,"samples":[]}}"#),
+            format!(r#"{{"v":{v},"agent":"a","epoch":7,"seq":4,"samples":[]}}"#),
             // Refused by both: arrays and objects are not values, unknown roles, bad version,
             // missing fields, not JSON.
             format!(
@@ -150,6 +155,7 @@ mod tests {
         }
         // The cases exercise both outcomes.
         assert!(telemetry(cases[1].as_bytes()).unwrap().samples.len() == 5);
-        assert!(telemetry(cases[3].as_bytes()).is_err());
+        assert!(telemetry(cases[5].as_bytes()).is_err());
+        assert_eq!(telemetry(cases[3].as_bytes()).unwrap().epoch, "e9");
     }
 }

@@ -176,6 +176,7 @@ pub fn telemetry(agent: &str, seq: u64, device: &str, value: f64) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: agent.into(),
+        epoch: String::new(),
         seq,
         samples: vec![dcim_points::Sample {
             device: device.into(),
@@ -194,6 +195,7 @@ pub fn events(agent: &str, device: &str, seqs: std::ops::RangeInclusive<u64>) ->
     dcim_wire::encode(&dcim_wire::EventBatch {
         v: dcim_wire::VERSION,
         agent: agent.into(),
+        epoch: String::new(),
         events: seqs
             .map(|seq| dcim_wire::Event {
                 id: format!("{agent}:{seq}"),
