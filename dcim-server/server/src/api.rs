@@ -421,9 +421,19 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 }
 
 async fn health(State(app): AppState) -> Json<serde_json::Value> {
+    // Alive, but what arrives now is not committed (nor acknowledged) until it can be.
+    if let Some(d) = app.store.disk()
+        && d.is_full()
+    {
+        return Json(json!({
+            "status": "degraded",
+            "store": "disk full",
+            "free_bytes": d.free(),
+            "reserve_bytes": d.reserve_held(),
+        }));
+    }
     let store = *app.metrics.store_error.lock().expect("store status lock");
     Json(match store {
-        // Alive, but what arrives now is not committed (nor acknowledged) until it can be.
         Some(why) => json!({"status": "degraded", "store": why}),
         None => json!({"status": "ok"}),
     })

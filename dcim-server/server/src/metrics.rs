@@ -17,6 +17,10 @@ macro_rules! counters {
             pub mqtt_connected: AtomicI64,
             pub influx_queue: AtomicI64,
             pub store_disk_full: AtomicI64,
+            pub store_free_bytes: AtomicI64,
+            /// Events batches waiting for the store (see `deferred`).
+            pub ingest_deferred_batches: AtomicI64,
+            pub store_reserve_bytes: AtomicI64,
             /// Why database writes fail (`disk full`, `write failed`) while they do; cleared by
             /// the next successful write. Shown by `/health`.
             pub store_error: std::sync::Mutex<Option<&'static str>>,
@@ -37,7 +41,10 @@ macro_rules! counters {
                     ("sse_points_clients", "Open /api/stream connections that receive points events.", &self.sse_points_clients),
                     ("mqtt_connected", "1 when the ingest client is connected to the broker.", &self.mqtt_connected),
                     ("influx_queue", "Lines waiting for the time-series store.", &self.influx_queue),
-                    ("store_disk_full", "1 while database writes fail because its disk is full.", &self.store_disk_full),
+                    ("store_disk_full", "1 while the database's disk is full (writes that can wait are refused; alarm and journal commits use the reserve).", &self.store_disk_full),
+                    ("store_free_bytes", "Free bytes on the file system of the data directory.", &self.store_free_bytes),
+                    ("ingest_deferred_batches", "Events batches kept unacknowledged until the store can commit them (a full disk).", &self.ingest_deferred_batches),
+                    ("store_reserve_bytes", "Bytes of the free-space reserve held now (0 while released for a full disk).", &self.store_reserve_bytes),
                 ] {
                     let _ = writeln!(out, "# HELP dcim_{name} {help}");
                     let _ = writeln!(out, "# TYPE dcim_{name} gauge");

@@ -199,21 +199,71 @@ pub fn spawn(
 
     let worker_app = app.clone();
     let worker_stop = stop.clone();
+    let deferred = Arc::new(crate::deferred::DeferredEvents::default());
+    let (worker_deferred, worker_client, worker_handled) =
+        (deferred.clone(), client.clone(), events_handled.clone());
     let worker = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
             if *worker_stop.borrow() {
                 break;
             }
-            let mark = events_handled.as_ref().and_then(|_| {
+            let mark = worker_handled.as_ref().and_then(|_| {
                 crate::broker::events_mark(&m.msg).map(|(a, e, s)| (a.to_owned(), e.to_owned(), s))
             });
-            if handle_decoded(&worker_app, &m.topic, m.msg, &worker_stop).await {
-                if let Some(p) = &m.ack {
-                    let _ = client.ack(p).await;
+            // Events of an agent whose earlier events wait for the store wait behind them
+            // (commit order is sequence order); everything else goes on.
+            if let Some(agent) = crate::deferred::events_agent(&m.msg)
+                && worker_deferred.holds(agent)
+            {
+                worker_deferred
+                    .push(&worker_app, m.topic, m.msg, m.ack, mark, &worker_stop)
+                    .await;
+                continue;
+            }
+            match process(&worker_app, &m.topic, m.msg, &worker_stop).await {
+                Handled::Ack => {
+                    if let Some(p) = &m.ack {
+                        let _ = worker_client.ack(p).await;
+                    }
+                    // Committed, duplicate or refused for good: the gate may release the
+                    // PUBACK.
+                    if let (Some(h), Some((agent, epoch, seq))) = (&worker_handled, mark) {
+                        h.mark(&agent, &epoch, seq);
+                    }
                 }
-                // Committed, duplicate or refused for good: the gate may release the PUBACK.
-                if let (Some(h), Some((agent, epoch, seq))) = (&events_handled, mark) {
-                    h.mark(&agent, &epoch, seq);
+                Handled::Hold => {}
+                Handled::Defer(msg) => {
+                    worker_deferred
+                        .push(&worker_app, m.topic, msg, m.ack, mark, &worker_stop)
+                        .await
+                }
+            }
+        }
+    });
+    // Events that could not be committed (a full disk) are tried again in order, without
+    // holding up the ingest of telemetry meanwhile.
+    let retry_app = app.clone();
+    let mut retry_stop = stop.clone();
+    let retry = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = crate::stopped(&mut retry_stop) => break,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            while let Some((topic, msg)) = deferred.front() {
+                match process(&retry_app, &topic, msg, &retry_stop).await {
+                    Handled::Ack => {
+                        if let Some(p) = deferred.pop(&retry_app) {
+                            if let Some(a) = &p.ack {
+                                let _ = client.ack(a).await;
+                            }
+                            if let (Some(h), Some((agent, epoch, seq))) = (&events_handled, p.mark)
+                            {
+                                h.mark(&agent, &epoch, seq);
+                            }
+                        }
+                    }
+                    Handled::Hold | Handled::Defer(_) => break,
                 }
             }
         }
@@ -229,7 +279,7 @@ pub fn spawn(
             }
         }
     });
-    tasks.extend([poller, worker, marks]);
+    tasks.extend([poller, worker, retry, marks]);
     tasks
 }
 
@@ -255,6 +305,27 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
     handle_decoded(app, topic, crate::ingest::decode(topic, payload), stop).await
 }
 
+/// What became of one message.
+pub enum Handled {
+    /// Committed, applied, a duplicate or refused for good: acknowledge it.
+    Ack,
+    /// Not acknowledged (the server is stopping): the broker or the agent sends it again.
+    Hold,
+    /// Events the store could not commit (a full disk): try them again later, in order.
+    Defer(Decoded),
+}
+
+/// Processes one decoded message; returns whether it may be acknowledged to the broker
+/// (events the store cannot commit now are not).
+pub async fn handle_decoded(
+    app: &App,
+    topic: &str,
+    msg: Decoded,
+    stop: &watch::Receiver<bool>,
+) -> bool {
+    matches!(process(app, topic, msg, stop).await, Handled::Ack)
+}
+
 /// The live `points` event: serialised straight from the samples.
 #[derive(serde::Serialize)]
 struct PointsEvent<'a> {
@@ -263,16 +334,18 @@ struct PointsEvent<'a> {
     site: &'a str,
 }
 
-/// Processes one decoded message; returns whether it may be acknowledged to the broker.
-pub async fn handle_decoded(
+/// Processes one decoded message (see [`Handled`]).
+pub async fn process(
     app: &App,
     topic: &str,
     msg: Decoded,
     stop: &watch::Receiver<bool>,
-) -> bool {
+) -> Handled {
     let m = &app.metrics;
     inc(&m.ingest_messages_total, 1);
     let now = now_ms();
+    // An events batch is kept until committed: it is deferred when the store refuses it.
+    let keep = matches!(msg, Decoded::Events(..)).then(|| msg.clone());
     let outcome = {
         let mut ing = app.ingest.lock().expect("ingest lock");
         let o = ing.apply(msg, None, now);
@@ -316,7 +389,7 @@ pub async fn handle_decoded(
                     );
                 }
             }
-            true
+            Handled::Ack
         }
         Outcome::Events {
             site,
@@ -354,24 +427,20 @@ pub async fn handle_decoded(
                     received_ms: now,
                 })
                 .collect();
-            // Events are never dropped: retry the commit until it succeeds or the server stops
-            // (then the message is not acknowledged and the broker redelivers it).
-            let mut delay = Duration::from_millis(200);
-            loop {
-                match app.store.insert_events(&records).await {
-                    Ok(_) => {
-                        app.store_write_ok();
-                        break;
+            // Events are never dropped: a failed commit defers the batch (tried again in order,
+            // acknowledged only once committed), and the ingest goes on with telemetry.
+            match app.store.insert_events(&records).await {
+                Ok(_) => app.store_write_ok(),
+                Err(e) => {
+                    app.store_write_failed("committing events", &e);
+                    tracing::error!(%agent, "committing events: {e}; kept and tried again");
+                    if *stop.borrow() {
+                        return Handled::Hold;
                     }
-                    Err(e) => {
-                        app.store_write_failed("committing events", &e);
-                        tracing::error!(%agent, "committing events: {e}; retrying");
-                        if *stop.borrow() {
-                            return false;
-                        }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
+                    return match keep {
+                        Some(msg) => Handled::Defer(msg),
+                        None => Handled::Hold,
+                    };
                 }
             }
             let last = events.iter().map(|e| e.seq).max().unwrap_or(0);
@@ -392,7 +461,7 @@ pub async fn handle_decoded(
                     tracing::error!("committing alarm changes: {e:#}");
                 }
             }
-            true
+            Handled::Ack
         }
         Outcome::State { site, state } => {
             let rec = AgentRecord {
@@ -413,7 +482,7 @@ pub async fn handle_decoded(
                 }
             }
             app.publish_live("agent", &rec);
-            true
+            Handled::Ack
         }
         Outcome::CommandResult {
             site,
@@ -428,7 +497,7 @@ pub async fn handle_decoded(
                     serde_json::to_value(&result).unwrap_or_default(),
                 )
                 .await;
-            true
+            Handled::Ack
         }
         Outcome::Duplicate {
             agent,
@@ -439,7 +508,7 @@ pub async fn handle_decoded(
             inc(&m.ingest_duplicate_items_total, count);
             tracing::debug!(%agent, stream, count, "duplicate batch dropped");
             let _ = EVENTS;
-            true
+            Handled::Ack
         }
         Outcome::Rejected(r) => {
             if r.is_acl() {
@@ -463,7 +532,7 @@ pub async fn handle_decoded(
                 inc(&m.ingest_malformed_total, 1);
                 tracing::warn!(topic = %topic, ?r, "malformed message dropped");
             }
-            true
+            Handled::Ack
         }
     }
 }

@@ -9,7 +9,17 @@
 //! resets a statement that was not read to the end later, on its worker thread, and until then
 //! the pooled connection keeps an old WAL snapshot, so a read right after a commit could miss
 //! it (sqlx issue #2543).
+//!
+//! A full disk: writes go through [`crate::disk::DiskGuard`] (a free-space reserve kept for
+//! alarm and journal commits; writes that can wait are refused while the disk is full). And no
+//! connection goes back to the pool inside a transaction: when SQLite rolls a transaction back
+//! by itself (it may on SQLITE_FULL), sqlx's rollback on drop fails ("no transaction is
+//! active") and leaves its transaction depth at 1, so the next `begin` on that connection
+//! issues a SAVEPOINT, whose rollback ends nothing: the connection keeps the write lock and
+//! every other connection gets "database is locked" for as long as it stays in the pool. The
+//! pool's `after_release` check closes any connection whose depth is not 0.
 
+use crate::disk::{DiskGuard, WriteClass};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -188,6 +198,16 @@ pub trait Store: Send + Sync + 'static {
         since_id: i64,
         limit: i64,
     ) -> BoxFuture<'a, StoreResult<Vec<JournalRecord>>>;
+
+    /// Whether the store is in disk-full mode (see [`crate::disk`]).
+    fn disk_full(&self) -> bool {
+        false
+    }
+
+    /// The guard of the store's disk, when it has one.
+    fn disk(&self) -> Option<&DiskGuard> {
+        None
+    }
 }
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
@@ -272,6 +292,7 @@ ALTER TABLE stream_seq_v3 RENAME TO stream_seq;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    disk: DiskGuard,
 }
 
 /// The database file in a data directory.
@@ -300,9 +321,17 @@ pub fn is_disk_full(e: &sqlx::Error) -> bool {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `dir/dcim.sqlite3` and applies the migrations.
+    /// Opens (creating if needed) `dir/dcim.sqlite3` and applies the migrations, without a
+    /// free-space reserve (tools and tests; the server uses [`SqliteStore::open_with_reserve`]).
     pub async fn open(dir: &Path) -> StoreResult<SqliteStore> {
+        Self::open_with_reserve(dir, 0).await
+    }
+
+    /// Opens the store with a free-space reserve of `reserve_bytes` in `dir` (see
+    /// [`crate::disk`]).
+    pub async fn open_with_reserve(dir: &Path, reserve_bytes: u64) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        let disk = DiskGuard::new(dir, reserve_bytes);
         let path = db_path(dir);
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -312,9 +341,17 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection left in a transaction holds the write lock: never reuse it (see the
+            // module docs).
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(opts)
             .await?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore { pool, disk };
         store.migrate().await?;
         Ok(store)
     }
@@ -345,6 +382,32 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Runs a write through the disk guard: refused at once when it can wait and the disk is
+    /// full; an essential write that failed for lack of space is tried once more after the
+    /// reserve was released.
+    async fn guarded<T, Fut>(
+        &self,
+        class: WriteClass,
+        what: &str,
+        f: impl Fn() -> Fut,
+    ) -> StoreResult<T>
+    where
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        self.disk.admit(class)?;
+        match f().await {
+            Err(e) if is_disk_full(&e) => {
+                let released = self.disk.on_disk_full(what);
+                if released && class == WriteClass::Essential {
+                    f().await
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
     }
 }
 
@@ -383,7 +446,19 @@ fn user_from_row(r: &sqlx::sqlite::SqliteRow) -> UserRecord {
 
 impl Store for SqliteStore {
     fn commit_batch<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, StoreResult<Vec<i64>>> {
-        Box::pin(self.commit_batch_impl(batch))
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "committing alarm records",
+            move || self.commit_batch_impl(batch),
+        ))
+    }
+
+    fn disk_full(&self) -> bool {
+        self.disk.is_full()
+    }
+
+    fn disk(&self) -> Option<&DiskGuard> {
+        Some(&self.disk)
     }
 
     fn list_journal<'a>(
@@ -415,7 +490,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_events<'a>(&'a self, events: &'a [EventRecord]) -> BoxFuture<'a, StoreResult<u64>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Deferrable, "storing agent events", move || async move {
             let mut tx = self.pool.begin().await?;
             let mut inserted = 0;
             for e in events {
@@ -441,7 +516,7 @@ impl Store for SqliteStore {
             }
             tx.commit().await?;
             Ok(inserted)
-        })
+        }))
     }
 
     fn list_events<'a>(
@@ -479,7 +554,7 @@ impl Store for SqliteStore {
     }
 
     fn upsert_agent<'a>(&'a self, a: &'a AgentRecord) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Deferrable, "storing an agent state", move || async move {
             sqlx::query(
                 "INSERT INTO agents (agent, site, online, ts_ms, version, spool_pending, thinned_samples, last_seen_ms) VALUES (?,?,?,?,?,?,?,?)
                  ON CONFLICT(agent) DO UPDATE SET site=excluded.site, online=excluded.online, ts_ms=excluded.ts_ms, version=excluded.version,
@@ -496,7 +571,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
             Ok(())
-        })
+        }))
     }
 
     fn list_agents<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<AgentRecord>>> {
@@ -521,7 +596,7 @@ impl Store for SqliteStore {
     }
 
     fn save_stream_seq<'a>(&'a self, marks: &'a [StreamMark]) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Deferrable, "saving stream marks", move || async move {
             let mut tx = self.pool.begin().await?;
             for (agent, epoch, stream, seq) in marks {
                 sqlx::query(
@@ -535,7 +610,7 @@ impl Store for SqliteStore {
                 .await?;
             }
             tx.commit().await
-        })
+        }))
     }
 
     fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<StreamMark>>> {
@@ -567,7 +642,7 @@ impl Store for SqliteStore {
     }
 
     fn create_user<'a>(&'a self, u: &'a UserRecord) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Essential, "creating a user", move || async move {
             let r = sqlx::query(
                 "INSERT OR IGNORE INTO users (name, role, password_hash, created_ms, disabled) VALUES (?,?,?,?,?)",
             )
@@ -579,7 +654,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
             Ok(r.rows_affected() == 1)
-        })
+        }))
     }
 
     fn set_password<'a>(
@@ -587,14 +662,18 @@ impl Store for SqliteStore {
         name: &'a str,
         hash: &'a str,
     ) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(async move {
-            let r = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
-                .bind(hash)
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
-            Ok(r.rows_affected() == 1)
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "setting a password",
+            move || async move {
+                let r = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
+                    .bind(hash)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            },
+        ))
     }
 
     fn get_user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>> {
@@ -617,7 +696,7 @@ impl Store for SqliteStore {
     }
 
     fn create_session<'a>(&'a self, s: &'a SessionRecord) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Essential, "creating a session", move || async move {
             let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM sessions WHERE expires_ms < ?")
                 .bind(s.created_ms)
@@ -634,7 +713,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
             tx.commit().await
-        })
+        }))
     }
 
     fn get_session<'a>(
@@ -657,13 +736,17 @@ impl Store for SqliteStore {
     }
 
     fn delete_session<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-                .bind(token_hash)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "deleting a session",
+            move || async move {
+                sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            },
+        ))
     }
 
     fn create_token<'a>(
@@ -673,18 +756,22 @@ impl Store for SqliteStore {
         name: &'a str,
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO api_tokens (token_hash, user, name, created_ms) VALUES (?,?,?,?)",
-            )
-            .bind(token_hash)
-            .bind(user)
-            .bind(name)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "creating an API token",
+            move || async move {
+                sqlx::query(
+                    "INSERT INTO api_tokens (token_hash, user, name, created_ms) VALUES (?,?,?,?)",
+                )
+                .bind(token_hash)
+                .bind(user)
+                .bind(name)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            },
+        ))
     }
 
     fn token_user<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>> {
@@ -706,19 +793,23 @@ impl Store for SqliteStore {
         target: &'a str,
         detail: &'a serde_json::Value,
     ) -> BoxFuture<'a, StoreResult<i64>> {
-        Box::pin(async move {
-            let r = sqlx::query(
-                "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?,?,?,?,?)",
-            )
-            .bind(ts_ms)
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(detail.to_string())
-            .execute(&self.pool)
-            .await?;
-            Ok(r.last_insert_rowid())
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "writing an audit record",
+            move || async move {
+                let r = sqlx::query(
+                    "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?,?,?,?,?)",
+                )
+                .bind(ts_ms)
+                .bind(actor)
+                .bind(action)
+                .bind(target)
+                .bind(detail.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(r.last_insert_rowid())
+            },
+        ))
     }
 
     fn list_audit<'a>(
@@ -752,7 +843,7 @@ impl Store for SqliteStore {
         doc: &'a DocRecord,
         audit: Option<(&'a str, &'a str, &'a serde_json::Value)>,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Essential, "writing a document", move || async move {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
                 "INSERT INTO docs (kind, id, updated_ms, body) VALUES (?,?,?,?) ON CONFLICT(kind, id) DO UPDATE SET updated_ms=excluded.updated_ms, body=excluded.body",
@@ -776,7 +867,7 @@ impl Store for SqliteStore {
                 .await?;
             }
             tx.commit().await
-        })
+        }))
     }
 
     fn list_docs<'a>(&'a self, kind: &'a str) -> BoxFuture<'a, StoreResult<Vec<DocRecord>>> {

@@ -55,7 +55,7 @@ pub struct Energy {
     pub mismatch: Option<String>,
 }
 
-fn fresh<'a>(s: Option<&'a Sample>, now_ms: i64, stale_after_ms: i64) -> Option<&'a Value> {
+fn fresh(s: Option<&Sample>, now_ms: i64, stale_after_ms: i64) -> Option<&Value> {
     let s = s?;
     (s.quality == Quality::Good && now_ms - s.ts_ms <= stale_after_ms)
         .then_some(s.value.as_ref())

@@ -97,16 +97,19 @@ pub enum HoldError {
     TooMany,
 }
 
+/// A spool epoch and a sequence number in it.
+type EpochSeq = (String, u64);
+
 /// Per-connection state machine. Pure: no I/O, no clock (`now_ms` is passed in).
 #[derive(Debug, Default)]
 pub struct AckHold {
     /// Events publishes relayed to the broker and not yet acknowledged by it: packet id ->
     /// epoch and highest `seq` of the batch.
-    awaiting: HashMap<u16, (String, u64)>,
+    awaiting: HashMap<u16, EpochSeq>,
     /// PUBACKs received from the broker and not yet forwarded, in order: packet id, the
     /// `(epoch, seq)` the server must have handled first (None: nothing), and since when it
     /// is held.
-    held: VecDeque<(u16, Option<(String, u64)>, i64)>,
+    held: VecDeque<(u16, Option<EpochSeq>, i64)>,
     /// The agent's handled high-water per epoch as last seen.
     handled: HashMap<String, u64>,
 }

@@ -86,8 +86,10 @@ pub fn url(server: &Server, path: &str) -> String {
 
 pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
     let r = client.get(url).bearer_auth(token).send().await.unwrap();
-    assert!(r.status().is_success(), "GET {url}: {}", r.status());
-    serde_json::from_str(&r.text().await.unwrap()).unwrap()
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "GET {url}: {status}: {text}");
+    serde_json::from_str(&text).unwrap()
 }
 
 pub async fn metric(client: &reqwest::Client, server: &Server, token: &str, name: &str) -> f64 {
