@@ -386,6 +386,25 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
     })
 }
 
+/// The scenario lines of the banner. The stages come from the fire logic's stage table, the
+/// stage reached from the simulator's thresholds (the scenario heats past stage3's).
+pub fn scenario_banner() -> String {
+    let reached = fire_logic::Stage::Stage3.info();
+    let pre = fire_logic::Stage::PreAlarm.info();
+    let t = |s: &fire_logic::StageInfo| s.default_threshold.unwrap_or(0) / 10;
+    format!(
+        "\n  Scenario:  0:30 utility line A lost (2N -> N), 1:00 chiller 1 trips (buffer tank\n\
+         \x20            ride-through, about an hour), 1:30-4:05 a battery string in battery\n\
+         \x20            room 2 heats through the fire stages ({} {} °C ... {} \"{}\" {} °C),\n\
+         \x20            5:30 line A back, 6:30 chiller 1 reset.\n",
+        pre.name,
+        t(pre),
+        reached.key,
+        reached.name,
+        t(reached),
+    )
+}
+
 /// The banner printed at start.
 pub fn banner(demo: &Demo, opts: &DemoOptions) -> String {
     let mut s = String::new();
@@ -431,11 +450,7 @@ pub fn banner(demo: &Demo, opts: &DemoOptions) -> String {
         opts.data_dir.display()
     ));
     if opts.scenario {
-        s.push_str(
-            "\n  Scenario:  0:30 utility line A lost (2N -> N), 1:00 chiller 1 trips (buffer tank\n\
-             \x20            ride-through), 1:30-4:05 a battery string in battery room 2 heats to\n\
-             \x20            fire stage 3, 5:30 line A back, 6:30 chiller 1 reset.\n",
-        );
+        s.push_str(&scenario_banner());
     }
     s.push_str(&format!("\n  Stop with Ctrl-C.\n{line}\n"));
     s

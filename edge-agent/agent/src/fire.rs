@@ -242,9 +242,18 @@ impl RackRunner {
                 "logic_seq": ev.seq,
                 "detail": format!("{:?}", ev.kind),
             });
+            data["stage_name"] = out.stage.title().into();
+            let mut message = format!("rack {}: {:?}", self.cfg.id, ev.kind);
             if let EventKind::StageEntered { stage, cause } = &ev.kind {
                 data["entered"] = stage.name().into();
                 data["cause"] = format!("{cause:?}").into();
+                // Named from the stage table, never by its code alone.
+                message = format!(
+                    "rack {}: stage {} ({}) entered ({cause:?})",
+                    self.cfg.id,
+                    stage.title(),
+                    stage.name()
+                );
             }
             let zone = self.cfg.dc09_zone;
             let rack = self.cfg.number.min(9999) as u16;
@@ -262,7 +271,7 @@ impl RackRunner {
                 device: self.cfg.id.clone(),
                 kind: event_kind(&ev.kind).into(),
                 severity: severity(ev.class()),
-                message: format!("rack {}: {:?}", self.cfg.id, ev.kind),
+                message,
                 data,
                 test: self.logic.test_mode(),
             };

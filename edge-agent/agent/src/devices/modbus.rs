@@ -65,7 +65,7 @@ pub fn stage_events(known: &mut BTreeMap<String, u8>, samples: &[Sample]) -> Vec
         .iter()
         .filter(|s| s.role.as_str() == "fire.stage" && s.quality == dcim_points::Quality::Good)
     {
-        // The controller profile maps the code to a label (`stage1_power_cut`); plain codes
+        // The controller profile maps the code to the stage key (`stage1`); plain codes
         // are accepted too.
         let code = match &s.value {
             Some(Value::Number(x)) if *x >= 0.0 && *x < 7.0 => Some(*x as u8),
@@ -101,10 +101,16 @@ pub fn stage_events(known: &mut BTreeMap<String, u8>, samples: &[Sample]) -> Vec
             device: s.device.clone(),
             kind: "fire.stage".into(),
             severity,
-            message: format!("rack {}: stage {}", s.device, stage.name()),
+            message: format!(
+                "rack {}: stage {} ({})",
+                s.device,
+                stage.title(),
+                stage.name()
+            ),
             data: serde_json::json!({
                 "rack": s.device,
                 "stage": stage.name(),
+                "stage_name": stage.title(),
                 "stage_code": stage.code(),
                 "entered": stage.name(),
                 "previous": before.and_then(fire_logic::Stage::from_code).map(|p| p.name()),
@@ -202,6 +208,17 @@ mod tests {
         );
         assert_eq!(e[0].data["entered"], "stage1");
         assert_eq!(e[0].data["previous"], "normal");
+        // The wire event names the stage from the fire logic's stage table.
+        assert_eq!(
+            e[0].message,
+            "rack rc-07: stage Power cut and fire blanket (stage1)"
+        );
+        assert_eq!(
+            e[0].data["stage_name"],
+            fire_logic::STAGE_TABLE[2].name,
+            "{}",
+            e[0].data
+        );
         assert!(stage_events(&mut known, &[stage(2.0)]).is_empty());
         assert_eq!(
             stage_events(&mut known, &[stage(0.0)])[0].severity,
