@@ -301,8 +301,8 @@ impl Facility {
                         "{} lost, {} degraded; down: {}; single points of failure: {}",
                         sub.lost.len(),
                         sub.degraded.len(),
-                        sub.down.join(", "),
-                        sub.single_points_of_failure.join(", ")
+                        list(&sub.down, 12),
+                        list(&sub.single_points_of_failure, 12)
                     )
                 };
                 records.extend(self.engine.on_redundancy(

@@ -283,7 +283,9 @@ fn load_roles(kind: Kind, role: &str) -> &'static [Subsystem] {
 /// - otherwise any bound state point without usable evidence (missing, older than
 ///   `stale_after_ms`, or quality stale/bad/comm_lost) -> `Unknown`;
 /// - otherwise `Up`; when no state point is bound at all the component is *unmonitored*:
-///   assumed up, with `monitored = false` and the reason saying so (the engine lists it).
+///   assumed up, with `monitored = false` and the reason saying so (the engine lists it), as
+///   long as at least one of its points is fresh; unmonitored equipment none of whose points
+///   is fresh is `Unknown` (racks and places excepted: they carry no supply of their own).
 ///
 /// Unknown does not last for ever: [`crate::unknown::UnknownTimer`] turns a component Unknown
 /// for longer than `down_after_ms` into Down. Energisation (`energised`, `mismatch`) comes
@@ -305,9 +307,11 @@ pub fn component_state(
     let mut unknown = None;
     let mut unknown_since: Option<i64> = None;
     let mut monitored = false;
+    let mut any_fresh = false;
     for b in &c.bindings {
         monitored |= is_state_role(c.kind, b.role.as_str());
         let s = live.get(b);
+        any_fresh |= s.is_some_and(|s| fresh(s, now_ms, site.stale_after_ms));
         if let Some(s) = s
             && fresh(s, now_ms, site.stale_after_ms)
             && let Some(x) = s.value.as_ref().and_then(Value::as_f64)
@@ -336,6 +340,18 @@ pub fn component_state(
         (CompState::Down, r)
     } else if let Some(r) = unknown {
         (CompState::Unknown, r)
+    } else if !monitored
+        && !any_fresh
+        && !c.bindings.is_empty()
+        && c.kind != Kind::Rack
+        && !c.kind.is_passive()
+    {
+        // Equipment watched only by measurements, none of them fresh: whatever watched it is
+        // gone, so it is not assumed up any more.
+        (
+            CompState::Unknown,
+            "unmonitored and no fresh reading from any of its points".to_owned(),
+        )
     } else if !monitored {
         (
             CompState::Up,

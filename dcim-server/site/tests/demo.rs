@@ -282,6 +282,11 @@ fn a_site_that_never_reported_is_not_green() {
         );
         assert_eq!(s.min_live_paths, 0);
     }
+    // An unmonitored transformer whose meter never reported is not assumed up either; a rack
+    // or a room (no supply of its own) keeps its place.
+    let tx = ev.component(&site, "tx-1").unwrap();
+    assert_eq!((tx.state, tx.monitored), (CompState::Unknown, false));
+    assert_eq!(ev.component(&site, "r001").unwrap().state, CompState::Up);
     let rt = &ev.ride_through[0];
     assert_eq!((rt.chillers_available, rt.chillers_unknown), (0, 2));
     assert_eq!(rt.minutes, None, "no tank temperature, no figure");
