@@ -298,6 +298,8 @@ async function main() {
       const other = 'tr.alarm[data-id="feed-breaker-open:meter-a"]';
       await page.waitForSelector(other);
       await page.selectOption(`${other} select.shelve-min`, '60');
+      // Shelving asks for a reason (the server refuses it without one).
+      page.once('dialog', (d) => d.accept('Utility crew on site'));
       await page.click(`${other} button.shelve-btn`);
       const shelved = await waitFor('shelved on the server', async () => {
         const r = await op.get('/api/alarms');

@@ -467,7 +467,12 @@ const alarms = {
       table.querySelectorAll('tr.alarm').forEach((tr, i) => tr.classList.toggle('sel', i === self.sel));
     };
     const ack = (a) => act(() => post(`/api/alarms/${encodeURIComponent(a.id)}/ack`), `Acknowledged ${a.id}`).then(() => loadAlarms());
-    const shelve = (a, minutes) => act(() => post(`/api/alarms/${encodeURIComponent(a.id)}/shelve`, { minutes }), `Shelved ${a.id} for ${minutes} min`).then(() => loadAlarms());
+    // The server requires a reason (and refuses fire-stage and battery-temperature alarms).
+    const shelve = (a, minutes) => {
+      const reason = (window.prompt(`Reason for shelving ${a.id} for ${minutes} min`) ?? '').trim();
+      if (!reason) return Promise.resolve(toast('Shelving needs a reason', 'error'));
+      return act(() => post(`/api/alarms/${encodeURIComponent(a.id)}/shelve`, { minutes, reason }), `Shelved ${a.id} for ${minutes} min`).then(() => loadAlarms());
+    };
     self.ack = ack;
     self.shelve = shelve;
     const showDetail = async (a, focusComment) => {
