@@ -55,7 +55,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/health",
         None,
-        "Liveness and database state (`degraded` with `store: disk full` while writes fail); no authentication.",
+        "Liveness and database state: `degraded` with `store: \"disk full\"`, `free_bytes` and `reserve_bytes` for the whole disk-full episode, or `store: \"write failed\"`; no authentication.",
     ),
     r(
         "POST",
@@ -139,7 +139,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "POST",
         "/api/alarms/{id}/{action}",
         Some(Access::Operate),
-        "ack | shelve {until_ms|minutes, reason (journalled as a comment)} | unshelve | comment {text} | out_of_service | return_to_service.",
+        "ack | shelve {until_ms|minutes, reason} (a reason is required and journalled as a comment; fire-stage and battery-temperature alarms are never shelved: 403, audited as alarm.shelve.refused) | unshelve | comment {text} | out_of_service | return_to_service.",
     ),
     r(
         "GET",
@@ -218,7 +218,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/site/redundancy",
         Some(Access::Read),
-        "Designed and current redundancy per subsystem, ride-through (components=true: per component).",
+        "Redundancy per subsystem (`SubsystemHealth`: `current` is the level proven by components that are Up, `if_unknown_up` what Unknown ones would give, `verified`, `unverified`, `summary`) and buffer-tank ride-through (`RideThrough`); components=true adds every component (`ComponentHealth`, with `energised` from measurement and per-supply `SupplyHealth`).",
     ),
     r(
         "GET",
@@ -452,9 +452,19 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 }
 
 async fn health(State(app): AppState) -> Json<serde_json::Value> {
+    // Alive, but what arrives now is not committed (nor acknowledged) until it can be.
+    if let Some(d) = app.store.disk()
+        && d.is_full()
+    {
+        return Json(json!({
+            "status": "degraded",
+            "store": "disk full",
+            "free_bytes": d.free(),
+            "reserve_bytes": d.reserve_held(),
+        }));
+    }
     let store = *app.metrics.store_error.lock().expect("store status lock");
     Json(match store {
-        // Alive, but what arrives now is not committed (nor acknowledged) until it can be.
         Some(why) => json!({"status": "degraded", "store": why}),
         None => json!({"status": "ok"}),
     })
@@ -863,13 +873,32 @@ pub fn openapi_doc() -> serde_json::Value {
         }
         entry[rt.method.to_lowercase()] = op;
     }
+    if let Some(op) = paths
+        .get_mut("/api/site/redundancy")
+        .and_then(|p| p.get_mut("get"))
+    {
+        op["responses"]["200"] = json!({
+            "description": "OK",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Redundancy"}}}
+        });
+    }
+    if let Some(op) = paths
+        .get_mut("/api/alarms/{id}/{action}")
+        .and_then(|p| p.get_mut("post"))
+    {
+        op["responses"]["400"] =
+            json!({"description": "Bad request, e.g. shelving without a reason"});
+        op["responses"]["403"] = json!({"description": "Role too weak, CSRF/origin check failed, or the alarm may never be shelved (fire stage, battery temperature)"});
+    }
+    let mut components = json!({"securitySchemes": {
+        "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
+        "bearer": {"type": "http", "scheme": "bearer"}
+    }});
+    components["schemas"] = crate::api_facility::schemas();
     json!({
         "openapi": "3.0.3",
         "info": {"title": "dcim-server API", "version": env!("CARGO_PKG_VERSION")},
-        "components": {"securitySchemes": {
-            "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
-            "bearer": {"type": "http", "scheme": "bearer"}
-        }},
+        "components": components,
         "security": [{"session": []}, {"bearer": []}],
         "paths": paths
     })

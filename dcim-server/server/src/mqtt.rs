@@ -17,6 +17,15 @@
 //!   handled by their own worker at once. The batch still follows in the bulk lane, in which
 //!   those samples are then no longer new.
 //!
+//! An events batch the store cannot commit (a full disk) is not retried on the priority
+//! worker, which would hold up every alarm behind it: it is deferred ([`crate::deferred`]),
+//! unacknowledged and with its budget charge kept, and a retry task commits it, in order, once
+//! the store can; the lanes go on meanwhile.
+//!
+//! Every message is stamped with its arrival when the reader takes it; both passes of a
+//! telemetry batch (priority and bulk) give the ingest that time, so a sample stamped a little
+//! in the future is clamped to the same time in both (see `crate::ingest::clock`).
+//!
 //! With the embedded broker, every message carries the gate's budget charge
 //! (`broker::budget`), given back when a worker has handled it; the link reader also checks
 //! rumqttd's log offsets and counts and raises a skipped range (`ingest-loss` alarm, metric
@@ -64,6 +73,8 @@ pub struct Incoming {
     pub ack: Option<Publish>,
     /// The gate's charge to give back once handled (embedded broker).
     pub charge: Option<(Lane, usize)>,
+    /// When the reader took the message (the ingest's `now_ms` for it).
+    pub received_ms: i64,
 }
 
 /// A telemetry message not decoded yet, on its way to the decoder.
@@ -72,6 +83,7 @@ struct Raw {
     payload: Bytes,
     ack: Option<Publish>,
     charge: Option<(Lane, usize)>,
+    received_ms: i64,
 }
 
 /// What the priority lane handles: events, agent state, command results, and the samples of
@@ -82,6 +94,8 @@ enum Priority {
     Samples {
         topic: String,
         batch: TelemetryBatch,
+        /// The batch's arrival, as the bulk lane gets it.
+        received_ms: i64,
     },
 }
 
@@ -109,11 +123,13 @@ impl Lanes {
         charge: Option<(Lane, usize)>,
     ) -> bool {
         self.pending.fetch_add(1, Ordering::Relaxed);
+        let received_ms = now_ms();
         if topic.ends_with("/telemetry") {
             if let Some(batch) = self.roles.extract(&payload) {
                 let _ = self.priority.send(Priority::Samples {
                     topic: topic.clone(),
                     batch,
+                    received_ms,
                 });
             }
             let raw = Raw {
@@ -121,6 +137,7 @@ impl Lanes {
                 payload,
                 ack,
                 charge,
+                received_ms,
             };
             return self.raw.send(raw).await.is_ok();
         }
@@ -131,6 +148,7 @@ impl Lanes {
                 msg,
                 ack,
                 charge,
+                received_ms,
             }))
             .is_ok()
     }
@@ -381,6 +399,7 @@ pub fn spawn(
                 msg,
                 ack: r.ack,
                 charge: r.charge,
+                received_ms: r.received_ms,
             };
             if bulk_tx.send(m).await.is_err() {
                 break;
@@ -399,9 +418,10 @@ pub fn spawn(
                 break;
             }
             let pause = bulk_app.bulk_pause.read().await;
-            let handled = handle_decoded(&bulk_app, &m.topic, m.msg, &bulk_stop).await;
+            let handled = process(&bulk_app, &m.topic, m.msg, m.received_ms, &bulk_stop).await;
             drop(pause);
-            if handled {
+            // Only events are ever deferred, and they take the priority lane.
+            if let Handled::Ack = handled {
                 finish(
                     &bulk_client,
                     bulk_budgets.as_deref(),
@@ -414,28 +434,104 @@ pub fn spawn(
         }
     });
 
+    let deferred = Arc::new(crate::deferred::DeferredEvents::default());
     let prio_app = app.clone();
     let prio_stop = stop.clone();
+    let (prio_deferred, prio_client, prio_budgets, prio_pending, prio_handled) = (
+        deferred.clone(),
+        client.clone(),
+        budgets.clone(),
+        pending.clone(),
+        events_handled.clone(),
+    );
     let priority = tokio::spawn(async move {
         while let Some(p) = prio_rx.recv().await {
             if *prio_stop.borrow() {
                 break;
             }
             let m = match p {
-                Priority::Samples { topic, batch } => {
-                    handle_priority_samples(&prio_app, &topic, batch).await;
+                Priority::Samples {
+                    topic,
+                    batch,
+                    received_ms,
+                } => {
+                    handle_priority_samples(&prio_app, &topic, batch, received_ms).await;
                     continue;
                 }
                 Priority::Message(m) => m,
             };
-            let mark = events_handled
-                .as_ref()
-                .and_then(|_| crate::broker::events_mark(&m.msg).map(|(a, s)| (a.to_owned(), s)));
-            if handle_decoded(&prio_app, &m.topic, m.msg, &prio_stop).await {
-                finish(&client, budgets.as_deref(), &pending, m.ack, m.charge).await;
-                // Committed, duplicate or refused for good: the gate may release the PUBACK.
-                if let (Some(h), Some((agent, seq))) = (&events_handled, mark) {
-                    h.mark(&agent, seq);
+            let mark = prio_handled.as_ref().and_then(|_| {
+                crate::broker::events_mark(&m.msg).map(|(a, e, s)| (a.to_owned(), e.to_owned(), s))
+            });
+            // Events of an agent whose earlier events wait for the store wait behind them
+            // (commit order is sequence order); everything else goes on.
+            if let Some(agent) = crate::deferred::events_agent(&m.msg)
+                && prio_deferred.holds(agent)
+            {
+                let p = crate::deferred::Pending {
+                    topic: m.topic,
+                    msg: m.msg,
+                    ack: m.ack,
+                    charge: m.charge,
+                    mark,
+                    received_ms: m.received_ms,
+                };
+                prio_deferred.push(&prio_app, p, &prio_stop).await;
+                continue;
+            }
+            match process(&prio_app, &m.topic, m.msg, m.received_ms, &prio_stop).await {
+                Handled::Ack => {
+                    finish(
+                        &prio_client,
+                        prio_budgets.as_deref(),
+                        &prio_pending,
+                        m.ack,
+                        m.charge,
+                    )
+                    .await;
+                    // Committed, duplicate or refused for good: the gate may release the
+                    // PUBACK.
+                    if let (Some(h), Some((agent, epoch, seq))) = (&prio_handled, mark) {
+                        h.mark(&agent, &epoch, seq);
+                    }
+                }
+                Handled::Hold => {}
+                Handled::Defer(msg) => {
+                    let p = crate::deferred::Pending {
+                        topic: m.topic,
+                        msg,
+                        ack: m.ack,
+                        charge: m.charge,
+                        mark,
+                        received_ms: m.received_ms,
+                    };
+                    prio_deferred.push(&prio_app, p, &prio_stop).await;
+                }
+            }
+        }
+    });
+    // Events that could not be committed (a full disk) are tried again in order, without
+    // holding up either lane meanwhile.
+    let retry_app = app.clone();
+    let mut retry_stop = stop.clone();
+    let retry = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = crate::stopped(&mut retry_stop) => break,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            while let Some((topic, msg, received_ms)) = deferred.front() {
+                match process(&retry_app, &topic, msg, received_ms, &retry_stop).await {
+                    Handled::Ack => {
+                        if let Some(p) = deferred.pop(&retry_app) {
+                            finish(&client, budgets.as_deref(), &pending, p.ack, p.charge).await;
+                            if let (Some(h), Some((agent, epoch, seq))) = (&events_handled, p.mark)
+                            {
+                                h.mark(&agent, &epoch, seq);
+                            }
+                        }
+                    }
+                    Handled::Hold | Handled::Defer(_) => break,
                 }
             }
         }
@@ -451,7 +547,7 @@ pub fn spawn(
             }
         }
     });
-    tasks.extend([poller, decoder, bulk, priority, marks]);
+    tasks.extend([poller, decoder, bulk, priority, retry, marks]);
     tasks
 }
 
@@ -460,11 +556,11 @@ pub fn spawn(
 /// nothing, so a replayed batch raises nothing), feed the live table and the alarm engine, and
 /// what that changes is committed now. The batch itself follows in the bulk lane, where these
 /// samples are no longer new.
-async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch) {
+async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch, received_ms: i64) {
     let now = now_ms();
     let samples = {
         let mut ing = app.ingest.lock().expect("ingest lock");
-        ing.apply_priority(topic, batch, None, now)
+        ing.apply_priority(topic, batch, None, received_ms)
     };
     if samples.is_empty() {
         return;
@@ -489,11 +585,11 @@ async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch) 
 
 /// Persists the telemetry high-water marks (events have theirs in the events table).
 pub async fn save_marks(app: &App) {
-    let marks: Vec<(String, String, i64)> = {
+    let marks: Vec<crate::store::StreamMark> = {
         let ing = app.ingest.lock().expect("ingest lock");
         ing.high_waters()
-            .filter(|(_, s, _)| *s == TELEMETRY)
-            .map(|(a, s, q)| (a.to_owned(), s.to_owned(), q as i64))
+            .filter(|(_, _, s, _)| *s == TELEMETRY)
+            .map(|(a, e, s, q)| (a.to_owned(), e.to_owned(), s.to_owned(), q as i64))
             .collect()
     };
     if !marks.is_empty()
@@ -509,6 +605,27 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
     handle_decoded(app, topic, crate::ingest::decode(topic, payload), stop).await
 }
 
+/// What became of one message.
+pub enum Handled {
+    /// Committed, applied, a duplicate or refused for good: acknowledge it.
+    Ack,
+    /// Not acknowledged (the server is stopping): the broker or the agent sends it again.
+    Hold,
+    /// Events the store could not commit (a full disk): try them again later, in order.
+    Defer(Decoded),
+}
+
+/// Processes one decoded message received now; returns whether it may be acknowledged to the
+/// broker (events the store cannot commit now are not).
+pub async fn handle_decoded(
+    app: &App,
+    topic: &str,
+    msg: Decoded,
+    stop: &watch::Receiver<bool>,
+) -> bool {
+    matches!(process(app, topic, msg, now_ms(), stop).await, Handled::Ack)
+}
+
 /// The live `points` event: serialised straight from the samples.
 #[derive(serde::Serialize)]
 struct PointsEvent<'a> {
@@ -517,19 +634,22 @@ struct PointsEvent<'a> {
     site: &'a str,
 }
 
-/// Processes one decoded message; returns whether it may be acknowledged to the broker.
-pub async fn handle_decoded(
+/// Processes one decoded message that arrived at `received_ms` (see [`Handled`]).
+pub async fn process(
     app: &App,
     topic: &str,
     msg: Decoded,
+    received_ms: i64,
     stop: &watch::Receiver<bool>,
-) -> bool {
+) -> Handled {
     let m = &app.metrics;
     inc(&m.ingest_messages_total, 1);
     let now = now_ms();
+    // An events batch is kept until committed: it is deferred when the store refuses it.
+    let keep = matches!(msg, Decoded::Events(..)).then(|| msg.clone());
     let outcome = {
         let mut ing = app.ingest.lock().expect("ingest lock");
-        let o = ing.apply(msg, None, now);
+        let o = ing.apply(msg, None, received_ms);
         m.points.store(ing.point_count() as i64, Ordering::Relaxed);
         o
     };
@@ -540,9 +660,15 @@ pub async fn handle_decoded(
             samples,
             taken,
             refused_new,
+            new_epoch,
+            future,
             ..
         } => {
             inc(&m.ingest_samples_total, taken);
+            if let Some(n) = &new_epoch {
+                crate::stream_report::new_epoch(app, &site, &agent, n, now).await;
+            }
+            crate::stream_report::future_samples(app, &agent, &future, now).await;
             if refused_new > 0 {
                 inc(&m.ingest_new_points_refused_total, refused_new);
                 // Once per agent and window: the first refusals of the minute.
@@ -582,14 +708,19 @@ pub async fn handle_decoded(
                     );
                 }
             }
-            true
+            Handled::Ack
         }
         Outcome::Events {
             site,
             agent,
+            epoch,
             events,
             gap,
+            new_epoch,
         } => {
+            if let Some(n) = &new_epoch {
+                crate::stream_report::new_epoch(app, &site, &agent, n, now).await;
+            }
             if gap > 0 {
                 inc(&m.ingest_event_gaps_total, gap);
                 tracing::warn!(%agent, gap, "event sequence has a gap");
@@ -599,6 +730,7 @@ pub async fn handle_decoded(
                 .map(|e| EventRecord {
                     site: site.clone(),
                     agent: agent.clone(),
+                    epoch: epoch.clone(),
                     seq: e.seq as i64,
                     id: e.id.clone(),
                     ts_ms: e.ts_ms,
@@ -611,34 +743,30 @@ pub async fn handle_decoded(
                     message: e.message.clone(),
                     data: e.data.clone(),
                     test: e.test,
-                    received_ms: now,
+                    received_ms,
                 })
                 .collect();
-            // Events are never dropped: retry the commit until it succeeds or the server stops
-            // (then the message is not acknowledged and the broker redelivers it).
-            let mut delay = Duration::from_millis(200);
-            loop {
-                match app.store.insert_events(&records).await {
-                    Ok(_) => {
-                        app.store_write_ok();
-                        break;
+            // Events are never dropped: a failed commit defers the batch (tried again in order,
+            // acknowledged only once committed), and the lanes go on meanwhile.
+            match app.store.insert_events(&records).await {
+                Ok(_) => app.store_write_ok(),
+                Err(e) => {
+                    app.store_write_failed("committing events", &e);
+                    tracing::error!(%agent, "committing events: {e}; kept and tried again");
+                    if *stop.borrow() {
+                        return Handled::Hold;
                     }
-                    Err(e) => {
-                        app.store_write_failed("committing events", &e);
-                        tracing::error!(%agent, "committing events: {e}; retrying");
-                        if *stop.borrow() {
-                            return false;
-                        }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
+                    return match keep {
+                        Some(msg) => Handled::Defer(msg),
+                        None => Handled::Hold,
+                    };
                 }
             }
             let last = events.iter().map(|e| e.seq).max().unwrap_or(0);
             app.ingest
                 .lock()
                 .expect("ingest lock")
-                .events_committed(&agent, last);
+                .events_committed(&agent, &epoch, last);
             inc(&m.ingest_events_total, records.len() as u64);
             for r in &records {
                 app.publish_live("event", r);
@@ -652,7 +780,7 @@ pub async fn handle_decoded(
                     tracing::error!("committing alarm changes: {e:#}");
                 }
             }
-            true
+            Handled::Ack
         }
         Outcome::State { site, state } => {
             let rec = AgentRecord {
@@ -673,7 +801,7 @@ pub async fn handle_decoded(
                 }
             }
             app.publish_live("agent", &rec);
-            true
+            Handled::Ack
         }
         Outcome::CommandResult {
             site,
@@ -688,7 +816,7 @@ pub async fn handle_decoded(
                     serde_json::to_value(&result).unwrap_or_default(),
                 )
                 .await;
-            true
+            Handled::Ack
         }
         Outcome::Duplicate {
             agent,
@@ -699,7 +827,7 @@ pub async fn handle_decoded(
             inc(&m.ingest_duplicate_items_total, count);
             tracing::debug!(%agent, stream, count, "duplicate batch dropped");
             let _ = EVENTS;
-            true
+            Handled::Ack
         }
         Outcome::Rejected(r) => {
             if r.is_acl() {
@@ -723,7 +851,7 @@ pub async fn handle_decoded(
                 inc(&m.ingest_malformed_total, 1);
                 tracing::warn!(topic = %topic, ?r, "malformed message dropped");
             }
-            true
+            Handled::Ack
         }
     }
 }

@@ -228,7 +228,7 @@ export const alarms = {
       const j = await act(() => get(`/api/alarms/${encodeURIComponent(a.id)}/journal`));
       const recs = j?.journal ?? j?.records ?? (Array.isArray(j) ? j : []);
       panel.appendChild(h('ul.log', null, recs.map((row) => row.record ?? row).sort((x, y) => (y.ts_ms ?? 0) - (x.ts_ms ?? 0)).map((r) => h('li', null, h('span.ts', null, fmtTime(r.ts_ms, { tz: true })),
-        ` ${(r.event?.type ?? '').replace(/_/g, ' ')}: ${stateLabel(r.from ?? '')} → ${stateLabel(r.to ?? '')}${r.event?.text ? ` “${r.event.text}”` : ''}${r.user ? ` (${r.user})` : ''}`))));
+        ` ${(r.event?.type ?? '').replace(/_/g, ' ')}: ${stateLabel(r.from ?? '')} → ${stateLabel(r.to ?? '')}${r.event?.text ?? r.event?.reason ? ` “${r.event.text ?? r.event.reason}”` : ''}${r.user ? ` (${r.user})` : ''}`))));
       detail.appendChild(panel);
       detail.scrollIntoView({ block: 'nearest' });
     };
