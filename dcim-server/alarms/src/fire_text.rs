@@ -174,7 +174,12 @@ points = ["fire.stage"]
         let coolant = fire::stage_of(&dcim_points::Value::Number(5.0)).unwrap();
         let m = fire_message("F", "r1", Some(coolant), None, None);
         assert!(m.contains("Continuous coolant (stage4)"), "{m}");
-        assert!(m.contains("Entered when temperature not fallen"), "{m}");
+        // Stages without a temperature threshold state their condition from the table.
+        assert!(
+            m.contains(&format!("Entered when {};", coolant.condition)),
+            "{m}"
+        );
+        assert!(m.contains("not fallen"), "{m}");
         assert!(m.contains("no temperature reading now"), "{m}");
         assert!(m.contains("coolant water on"), "{m}");
     }
