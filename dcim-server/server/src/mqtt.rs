@@ -569,9 +569,16 @@ async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch, 
         &app.metrics.ingest_priority_samples_total,
         samples.len() as u64,
     );
-    let agent = dcim_wire::Topic::parse(topic)
-        .map(|t| t.agent)
+    let (site, agent) = dcim_wire::Topic::parse(topic)
+        .map(|t| (t.site, t.agent))
         .unwrap_or_default();
+    // The bulk pass finds these samples already taken (not a change), so everything it does
+    // with changed samples is done here for them: the time-series export, the alarm engine,
+    // the fire authority's view and the live `points` event (the console learns of a breaker
+    // or a fire stage at once, not at the next reading of another point).
+    if let Some(influx) = &app.influx {
+        influx.push(&site, &agent, &samples);
+    }
     {
         let mut f = app.facility.lock().await;
         let changes = f.on_samples(&samples, now);
@@ -581,6 +588,16 @@ async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch, 
         }
     }
     crate::api_authority::on_samples(app, &agent, &samples).await;
+    if app.metrics.sse_points_clients.load(Ordering::Relaxed) > 0 {
+        app.publish_live(
+            "points",
+            &PointsEvent {
+                agent: &agent,
+                samples: &samples,
+                site: &site,
+            },
+        );
+    }
 }
 
 /// Persists the telemetry high-water marks (events have theirs in the events table).

@@ -331,6 +331,11 @@ function onLiveEvent(name, d, at) {
       if (fire) refreshFire();
       break;
     }
+    case 'redundancy':
+      // A level changed at the server's tick: also without any new sample (a component
+      // Unknown for longer than down_after turning Down, a level becoming unverified).
+      refreshRedundancy();
+      break;
     case 'alarm':
       refreshAlarms();
       refreshMaintenance();
