@@ -212,7 +212,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/alarm-rules",
         Some(Access::Read),
-        "The alarm rules in force (id, name, grade, condition and the role it reads).",
+        "The alarm rules in force (id, name, grade, condition, the role it reads, and `shelvable`: false for fire-stage and battery-temperature rules, whose alarms are never shelved).",
     ),
     r(
         "GET",

@@ -38,6 +38,23 @@ export function redBadge(cur, des) {
   return h(`span.red.${ok ? 'ok' : cur === 'below_n' ? 'bad' : 'warn'}`, null, cur === 'below_n' ? 'below N' : cur ?? '?');
 }
 
+/// Whether a redundancy level (a subsystem's or a supply's, as the API gives it) is healthy:
+/// at its designed level *and* verified. `current` is the level proven by components that are
+/// Up; a level that Unknown components could change is never shown as healthy.
+export function levelOk(x) {
+  return x.verified !== false && (RANK[x.current] ?? 0) >= (RANK[x.designed] ?? 0);
+}
+
+/// A redundancy level for people: the proven level, or, when it is not verified, the server's
+/// summary ("unverified: N proven, 2N if the 1 unknown component is up"), never in green.
+export function levelBadge(x) {
+  if (x.verified === false) {
+    const text = x.summary || `unverified: ${x.current === 'below_n' ? 'below N' : x.current ?? '?'} proven`;
+    return h(`span.red.unverified.${x.current === 'below_n' ? 'bad' : 'warn'}`, { 'data-verified': 'false', title: 'Not every component this level depends on has reported: only what is proven is counted.' }, text);
+  }
+  return redBadge(x.current, x.designed);
+}
+
 /// Runs an API call; a toast says what happened (success when `okMsg` is given, refusal
 /// always). Resolves with the answer, or null when refused.
 export async function act(fn, okMsg) {

@@ -1,7 +1,7 @@
 // Alarms: a list that can hold hundreds: search, filters (grade, subsystem, state), sorting by
 // any column, the current value of what each alarm watches (with its unit and age), ages that
 // keep counting, and the operator's actions. Shelving asks for a reason (and a confirmation
-// for grade 1); fire alarms are not offered for shelving.
+// for grade 1); fire-stage and battery-temperature alarms are not offered for shelving.
 
 import { get, post } from './api.js';
 import { h, clear, fmtTime, ago, formDialog, toast } from './ui.js';
@@ -33,10 +33,19 @@ export function isFireAlarm(a) {
   return r?.condition?.type === 'fire_stage' || String(r?.role ?? '').startsWith('fire.') || /^fire[-_.]/.test(a.rule ?? '');
 }
 
+/// Alarms the server never shelves (its rules say `shelvable: false`: fire stages, the
+/// pre-alarm, battery temperature; it answers 403): no shelve control is offered for them.
+export function notShelvable(a) {
+  if (a.shelvable === false) return true;
+  const r = ruleOf(a);
+  if (r && typeof r.shelvable === 'boolean') return !r.shelvable;
+  return isFireAlarm(a);
+}
+
 export function alarmSubsystem(a) {
   const r = ruleOf(a);
   if (isFireAlarm(a)) return 'fire';
-  if (r?.condition?.type === 'redundancy') return String(a.subject).split('/')[0];
+  if (r?.condition?.type === 'redundancy' || r?.condition?.type === 'redundancy_unverified') return String(a.subject).split('/')[0];
   if (r?.condition?.type === 'comm_lost') return 'communication';
   const kind = state.byId.get(a.component)?.kind;
   if (kind && KIND_SUBSYSTEM[kind]) return KIND_SUBSYSTEM[kind];
@@ -48,12 +57,14 @@ export function alarmSubsystem(a) {
 /// What the alarm watches, now: the live value of its point, or the current redundancy.
 function currentNode(a) {
   const r = ruleOf(a);
-  if (r?.condition?.type === 'redundancy') {
+  const cond = r?.condition?.type;
+  if (cond === 'redundancy' || cond === 'redundancy_unverified') {
     const [sub, rack] = String(a.subject).split('/');
-    let cur;
-    if (rack) cur = state.compState.get(rack)?.supply?.find((x) => x.subsystem === sub)?.current;
-    else cur = state.redundancy?.subsystems?.find((x) => x.subsystem === sub)?.current;
-    return h('span', null, cur === 'below_n' ? 'below N' : cur ?? 'not evaluated');
+    const x = rack ? state.compState.get(rack)?.supply?.find((y) => y.subsystem === sub) : state.redundancy?.subsystems?.find((y) => y.subsystem === sub);
+    if (!x) return h('span', null, 'not evaluated');
+    // The proven level; when Unknown components could change it, the server's summary.
+    if (x.verified === false) return h('span.unverified', null, x.summary || `unverified: ${x.current === 'below_n' ? 'below N' : x.current} proven`);
+    return h('span', null, x.current === 'below_n' ? 'below N' : x.current ?? 'not evaluated');
   }
   if (!r?.role) return h('span.muted', null, '—');
   const p = point(deviceOf(a), r.role);
@@ -183,7 +194,7 @@ export const alarms = {
           const acts = h('td.actions');
           if (s2 === 'unacknowledged' || s2 === 'rtn_unacknowledged') acts.appendChild(h('button.ack', { type: 'button', onclick: () => ack(a) }, 'Acknowledge'));
           if (s2 === 'shelved') acts.appendChild(h('button', { type: 'button', onclick: () => act(() => post(`/api/alarms/${encodeURIComponent(a.id)}/unshelve`), 'Unshelved').then(() => loadAlarms()) }, 'Unshelve'));
-          else if (isFireAlarm(a)) acts.appendChild(h('span.muted.noshelve', null, 'fire alarms cannot be shelved'));
+          else if (notShelvable(a)) acts.appendChild(h('span.muted.noshelve', null, isFireAlarm(a) ? 'fire alarms cannot be shelved' : 'safety alarm: cannot be shelved'));
           else {
             const why = refusedWhy('alarm_shelve');
             acts.appendChild(h('button.shelve-btn', { type: 'button', disabled: !!why, title: why ?? 'Shelve: hide for a while (reason required)', onclick: () => shelve(a) }, 'Shelve…'));
@@ -202,7 +213,7 @@ export const alarms = {
     };
     const ack = (a) => act(() => post(`/api/alarms/${encodeURIComponent(a.id)}/ack`), `Acknowledged ${a.id}`).then(() => loadAlarms());
     const shelve = async (a) => {
-      if (isFireAlarm(a)) return toast('Fire alarms cannot be shelved.', 'error');
+      if (notShelvable(a)) return toast('Fire-stage and battery-temperature alarms cannot be shelved.', 'error');
       const why = refusedWhy('alarm_shelve');
       if (why) return toast(why, 'error');
       const fields = [

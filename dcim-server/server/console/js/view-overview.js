@@ -3,16 +3,16 @@
 
 import { h, clear, fmtValue, trendChart, ago } from './ui.js';
 import { state, on, computePue } from './state.js';
-import { GRADE_LABEL, RANK, redBadge, tableWrap } from './common.js';
+import { GRADE_LABEL, levelOk, levelBadge, tableWrap } from './common.js';
 import { stageChip, placeText, sinceNode } from './fire.js';
 import { PHASE_LABEL } from './view-incidents.js';
 
 function subsystemCard(sub, go) {
   return h(
-    `section.card.sub.${(RANK[sub.current] ?? 0) >= (RANK[sub.designed] ?? 0) ? 'ok' : 'bad'}`,
-    { 'data-subsystem': sub.subsystem },
+    `section.card.sub.${levelOk(sub) ? 'ok' : sub.verified === false ? 'unverified' : 'bad'}`,
+    { 'data-subsystem': sub.subsystem, 'data-verified': String(sub.verified !== false) },
     h('h2', null, h('a', { href: `/console/${sub.subsystem}`, onclick: (e) => { e.preventDefault(); go(sub.subsystem); } }, sub.subsystem[0].toUpperCase() + sub.subsystem.slice(1))),
-    h('div.big', null, redBadge(sub.current, sub.designed), h('span.of', null, ` designed ${sub.designed}`)),
+    h('div.big', null, levelBadge(sub), h('span.of', null, ` designed ${sub.designed}`)),
     h(
       'dl.kv',
       null,
@@ -26,8 +26,23 @@ function subsystemCard(sub, go) {
       h('dd', null, `${sub.down?.length ?? 0} / ${sub.lost?.length ?? 0} / ${sub.degraded?.length ?? 0}`),
       h('dt', null, 'Unknown'),
       h('dd', null, sub.unknown?.length ? `${sub.unknown.length} (no current reading)` : 'none'),
+      sub.unverified?.length ? h('dt', null, 'Not proven (unknown, relied on)') : null,
+      sub.unverified?.length ? h('dd.unverified-list', null, sub.unverified.length > 8 ? `${sub.unverified.slice(0, 8).join(', ')} and ${sub.unverified.length - 8} more` : sub.unverified.join(', ')) : null,
+      sub.unmonitored?.length ? h('dt', null, 'Unmonitored (no state point)') : null,
+      sub.unmonitored?.length ? h('dd', null, String(sub.unmonitored.length)) : null,
     ),
   );
+}
+
+/// The ride-through of a tank in words. `minutes` is set only while the tank is drawn (the
+/// chillers that are Up cannot carry the heat load); not drawn, the figure that matters is how
+/// long it would last if every chiller stopped. Never a number the inputs do not support.
+export function rideThroughText(t) {
+  if (t.minutes != null) return `${fmtValue(t.minutes)} min (tank drawn)`;
+  if (t.heat_load_kw == null) return '— (heat load unknown)';
+  if (t.drawing) return '— (drawn; tank temperature unknown)';
+  const stop = t.minutes_if_chillers_stop;
+  return stop == null ? 'not drawing (tank temperature unknown)' : `not drawing (${fmtValue(stop)} min if the chillers stop)`;
 }
 
 /// Racks and battery rooms in a fire stage, most severe first.
@@ -84,9 +99,11 @@ export const overview = {
       row.appendChild(pueCard);
       root.appendChild(row);
       if (rt.length) {
-        root.appendChild(h('section.card', null, h('h2', null, 'Cooling ride-through (buffer tank)'),
-          tableWrap(h('table.data', null, h('thead', null, h('tr', null, ['Tank', 'Chillers', 'Tank °C', 'Level %', 'Heat load kW', 'Minutes'].map((x) => h('th', { scope: 'col' }, x)))),
-            h('tbody', null, rt.map((t) => h('tr', null, h('td', null, t.tank), h('td', null, `${t.chillers_available}/${t.chillers_total}`), h('td', null, fmtValue(t.tank_temp_c)), h('td', null, fmtValue(t.level_pct)), h('td', null, fmtValue(t.heat_load_kw)), h('td.big2', null, t.minutes == null ? '—' : fmtValue(t.minutes)))))), 'Ride-through')));
+        root.appendChild(h('section.card#ride-through', null, h('h2', null, 'Cooling ride-through (buffer tank)'),
+          tableWrap(h('table.data', null, h('thead', null, h('tr', null, ['Tank', 'Chillers up (proven)', 'Tank °C', 'Level %', 'Heat load kW', 'Minutes'].map((x) => h('th', { scope: 'col' }, x)))),
+            h('tbody', null, rt.map((t) => h('tr', { 'data-tank': t.tank, 'data-drawing': String(!!t.drawing) }, h('td', null, t.tank),
+              h('td', null, `${t.chillers_available}/${t.chillers_total}${t.chillers_unknown ? `, ${t.chillers_unknown} unknown` : ''}`),
+              h('td', null, fmtValue(t.tank_temp_c)), h('td', null, fmtValue(t.level_pct)), h('td', null, fmtValue(t.heat_load_kw)), h('td.big2', null, rideThroughText(t)))))), 'Ride-through')));
       }
     };
     draw();

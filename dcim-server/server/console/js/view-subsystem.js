@@ -5,8 +5,20 @@
 import { h, clear, trendChart, fmtUnit } from './ui.js';
 import { state, on, key, point, seedHistory, roleInfo } from './state.js';
 import { diagram, recolour, recolourGroups, displayState, rackSummary, groupState } from './diagram.js';
-import { alarmState, stateLabel, redBadge, pointValue, pointAge, maintenanceControl, tableWrap } from './common.js';
+import { alarmState, stateLabel, levelBadge, pointValue, pointAge, maintenanceControl, tableWrap } from './common.js';
 import { placeText } from './fire.js';
+
+/// Energised or not, as the server decides it from measurement (voltage, then current or
+/// power, then the switch position), what decided it, and a breaker that disagrees with the
+/// measurement. Null for components the server says nothing about.
+export function energisedNode(cs) {
+  if (!cs || !('energised' in cs) || (cs.energised == null && !cs.energised_by && !cs.mismatch)) return null;
+  const word = cs.energised === true ? 'LIVE (energised)' : cs.energised === false ? 'de-energised' : 'not known — treat as live';
+  const by = cs.energised_by ? ` by ${roleInfo(cs.energised_by).description ?? cs.energised_by}${/breaker|contactor/.test(cs.energised_by) ? ' (switch position only, nothing measured)' : ''}` : '';
+  return h('div.energised', { 'data-energised': String(cs.energised) },
+    h('p', null, h('strong', null, 'Energised: '), word, by),
+    cs.mismatch ? h('p.warn.mismatch', null, `Breaker and measurement disagree: ${cs.mismatch}`) : null);
+}
 
 export function componentPanel(id, subsystem, close, ctx) {
   const c = state.byId.get(id);
@@ -26,9 +38,14 @@ export function componentPanel(id, subsystem, close, ctx) {
     panel.appendChild(h('div.panel-head', null, h('h2', null, c.id), h('button.close', { type: 'button', onclick: close, 'aria-label': 'Close panel' }, '✕')));
     panel.appendChild(h('p', null, c.name ?? c.kind, ' ', h(`span.state.st-${st}`, null, st)));
     if (state.places?.[id]) panel.appendChild(h('p.muted', null, `Where: ${placeText(id, { building: true })}`));
+    if (cs?.reason) panel.appendChild(h('p.muted.reason', null, `Why ${cs.state}: ${cs.reason}`));
+    if (cs && cs.monitored === false) panel.appendChild(h('p.warn.unmonitored', null, 'Unmonitored: no state point is bound; assumed up only while one of its points is current.'));
+    const en = energisedNode(cs);
+    if (en) panel.appendChild(en);
     if (cs?.supply?.length) {
-      panel.appendChild(tableWrap(h('table.data', null, h('thead', null, h('tr', null, ['Subsystem', 'Designed', 'Current', 'Live paths', 'SPOF'].map((x) => h('th', { scope: 'col' }, x)))),
-        h('tbody', null, cs.supply.map((x) => h('tr', null, h('td', null, x.subsystem), h('td', null, x.designed), h('td', null, redBadge(x.current, x.designed)), h('td', null, `${x.live_paths}/${x.designed_paths}`), h('td', null, x.single_points_of_failure.join(', ') || '—'))))), 'Supply'));
+      panel.appendChild(tableWrap(h('table.data', null, h('thead', null, h('tr', null, ['Subsystem', 'Designed', 'Current (proven)', 'Live paths', 'SPOF'].map((x) => h('th', { scope: 'col' }, x)))),
+        h('tbody', null, cs.supply.map((x) => h('tr', { 'data-subsystem': x.subsystem, 'data-verified': String(x.verified !== false) }, h('td', null, x.subsystem), h('td', null, x.designed), h('td', null, levelBadge(x)),
+          h('td', null, `${x.live_paths}/${x.designed_paths}${x.live_paths_if_unknown_up != null && x.live_paths_if_unknown_up !== x.live_paths ? ` (${x.live_paths_if_unknown_up} if unknown up)` : ''}`), h('td', null, x.single_points_of_failure.join(', ') || '—'))))), 'Supply'));
     }
     panel.appendChild(h('h3', null, 'Points'));
     const tb = h('tbody');
@@ -148,7 +165,7 @@ export function subsystemView(subsystem, title) {
         clear(head);
         const x = sub();
         const racks = rackSummary(subsystem);
-        if (x) head.appendChild(h('p.summary', null, 'Redundancy ', redBadge(x.current, x.designed), ` designed ${x.designed}. SPOF: ${x.single_points_of_failure.join(', ') || 'none'}. `,
+        if (x) head.appendChild(h('p.summary', null, 'Redundancy ', levelBadge(x), ` designed ${x.designed}. SPOF: ${x.single_points_of_failure.join(', ') || 'none'}. `,
           `Racks: ${racks.up} full, ${racks.degraded} degraded, ${racks.down} without ${subsystem}, ${racks.unknown} unknown.`));
         head.appendChild(h('p.legend', null, ['up', 'degraded', 'down', 'maintenance', 'unknown'].map((st) => h(`span.state.st-${st}`, null, st))));
       };
