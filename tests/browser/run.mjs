@@ -328,12 +328,50 @@ async function main() {
       noErrors('overview');
     });
 
+    await check('a UPS that stops reporting leaves power unverified, never green; the ride-through says the tank is not drawn', async () => {
+      // Hazard: no data read as good news. The level shown is the one proven by what reports;
+      // a UPS whose points are comm-lost keeps its racks at N proven (2N only if it is up).
+      const ups = site.components.find((c) => c.id === 'ups-z3');
+      const keys = (ups.bindings ?? []).map((b) => [b.device, b.role]);
+      for (const [d, r] of keys) silenced.add(`${d}|${r}`);
+      await feeder.send(keys.map(([d, r]) => ({ ...feeder.sample(d, r, null), quality: 'comm_lost' })));
+      const card = 'section.card.sub[data-subsystem="power"]';
+      await page.waitForSelector(`${card}[data-verified="false"]`, { timeout: 5000 });
+      const text = await page.textContent(`${card} .big`);
+      assert(/unverified: N proven, 2N if the 1 unknown component is up/.test(text), `power card: ${text}`);
+      assert(!(await page.getAttribute(card, 'class')).split(' ').includes('ok'), 'an unverified level drawn as healthy');
+      assert((await page.textContent(card)).includes('ups-z3'), 'the card does not name the unknown component');
+      await shot(page, 'overview-unverified.png');
+      // The floor plans never draw a rack whose power level is unverified as normal.
+      const comps = (await op.get('/api/site/redundancy?components=true')).json.components ?? [];
+      const kinds = new Map(site.components.map((c) => [c.id, c.kind]));
+      const rack = comps.find((c) => kinds.get(c.id) === 'rack' && c.state === 'up' && c.supply?.some((x) => x.subsystem === 'power' && x.verified === false));
+      assert(rack, 'no rack with an unverified power level while ups-z3 is silent');
+      await nav('racks', `button.rack[data-id="${rack.id}"]`);
+      await page.waitForSelector(`button.rack[data-id="${rack.id}"][data-worst="power-unverified"].w-unknown`, { timeout: 5000 });
+      assert(!(await page.getAttribute(`button.rack[data-id="${rack.id}"]`, 'class')).split(' ').includes('w-ok'), 'an unverified rack drawn normal');
+      await nav('overview', card);
+      for (const [d, r] of keys) silenced.delete(`${d}|${r}`);
+      await publishAll();
+      await page.waitForSelector(`${card}[data-verified="true"].ok`, { timeout: 5000 });
+      await nav('racks', `button.rack[data-id="${rack.id}"][data-worst="ok"].w-ok`);
+      await nav('overview', `${card}[data-verified="true"].ok`);
+      const rt = await page.textContent('#ride-through tr[data-tank="tank-1"]');
+      assert(/not drawing \(\d+(\.\d+)? min if the chillers stop\)/.test(rt), `ride-through: ${rt}`);
+      noErrors('unverified');
+    });
+
     await check('a feed loss recolours the power view within 2 seconds', async () => {
       await nav('power', 'svg.diagram g.node[data-id="feed-a"][data-state="up"]');
       const t0 = Date.now();
       await set('meter-a', 'feed.breaker_closed', false);
       await page.waitForSelector('svg.diagram g.node[data-id="feed-a"][data-state="down"]', { timeout: 2000 });
       const dt = Date.now() - t0;
+      // The open breaker carries no load any more (a breaker reported open while its meter
+      // measures power flowing is a breaker-mismatch trouble).
+      await set('meter-a', 'feed.power_kw', 0);
+      // Feed B now carries the whole facility (the PUE stays 1800 kW / 1500 kW).
+      await set('meter-b', 'feed.power_kw', 1800);
       await page.waitForSelector('svg.diagram g.node[data-id="ats-1"][data-state="degraded"]', { timeout: 2000 });
       console.log(`      feed-a recoloured ${dt} ms after the breaker-open sample was published`);
       await page.click('svg.diagram g.node[data-id="ups-z1"]');
@@ -513,6 +551,12 @@ async function main() {
       assert(all.length >= 8, `only ${all.length} alarms listed`);
       const fireRow = 'tr.alarm[data-id="fire-stage:bms-r027"]';
       assert((await page.$$(`${fireRow} button.shelve-btn`)).length === 0, 'a fire alarm is offered for shelving');
+      // Every alarm of a rule the server never shelves (fire stages, pre-alarm, battery
+      // temperature: it answers 403) is listed without a shelve control.
+      const never = (await op.get('/api/alarm-rules')).json.rules.filter((r) => r.shelvable === false).map((r) => r.id);
+      assert(['fire-stage', 'battery-hot'].every((x) => never.includes(x)), `rules never shelved: ${never}`);
+      const offered = await page.$$eval('#alarm-table tr.alarm', (trs, never) => trs.filter((t) => never.includes(t.dataset.id.split(':')[0]) && t.querySelector('button.shelve-btn')).map((t) => t.dataset.id), never);
+      assert(offered.length === 0, `not shelvable, yet offered for shelving: ${offered}`);
       assert((await page.textContent(fireRow)).includes('Room gas'), 'the fire alarm does not show the stage by name now');
       await page.selectOption('#filter-subsystem', 'fire');
       await waitFor('fire filter', async () => (await ids()).every((i) => i.startsWith('fire-')) && (await ids()).length > 0, 3000);
@@ -539,8 +583,10 @@ async function main() {
       await sleep(2100);
       assert((await since()) !== s1, `"Since" stopped at ${s1}`);
       // Shelving a grade-1 alarm needs a confirmation: the subsystem's power goes below N.
-      await set('pdu-h1-01a', 'pdu.breaker_closed', false);
-      await set('pdu-h1-01b', 'pdu.breaker_closed', false);
+      for (const pdu of ['pdu-h1-01a', 'pdu-h1-01b']) {
+        await set(pdu, 'pdu.breaker_closed', false);
+        await set(pdu, 'pdu.power_kw', 0);
+      }
       const g1 = 'tr.alarm[data-id="redundancy:power"][data-grade="1"]';
       await page.waitForSelector(g1, { timeout: 8000 });
       await page.click(`${g1} button.shelve-btn`);
@@ -553,16 +599,22 @@ async function main() {
       await page.click('dialog#shelve-dialog button.primary');
       await waitFor('grade-1 shelved after confirmation', async () => (await op.get('/api/alarms')).json.alarms.find((x) => x.id === 'redundancy:power')?.overlays?.shelved_until, 5000);
       await op.post('/api/alarms/redundancy:power/unshelve');
-      await set('pdu-h1-01a', 'pdu.breaker_closed', true);
-      await set('pdu-h1-01b', 'pdu.breaker_closed', true);
+      for (const pdu of ['pdu-h1-01a', 'pdu-h1-01b']) {
+        await set(pdu, 'pdu.breaker_closed', true);
+        await set(pdu, 'pdu.power_kw', 25);
+      }
       noErrors('alarm filters');
     });
 
     await check('floor plans: every rack where the site model puts it, by its worst state; battery racks; a rack\'s contents, redundancy and alarms', async () => {
       // Hazard: a rack whose supply is down drawn like a healthy one, or placed elsewhere than
       // it stands, sending people to the wrong place.
-      await set('pdu-h1-01a', 'pdu.breaker_closed', false);
-      await set('pdu-h1-01b', 'pdu.breaker_closed', false);
+      // Both PDUs of row 1 open (and carry no load: an open breaker with power flowing is a
+      // breaker-mismatch trouble, and the measurement would say the rack is still fed).
+      for (const pdu of ['pdu-h1-01a', 'pdu-h1-01b']) {
+        await set(pdu, 'pdu.breaker_closed', false);
+        await set(pdu, 'pdu.power_kw', 0);
+      }
       await nav('racks', 'section.planroom[data-room="hall-1"] .plangrid');
       assert((await page.getAttribute('#mode-worst', 'aria-pressed')) === 'true', 'the plans do not open in worst-state mode');
       // r017 stands at tile (9, 3) of hall-1's plan: grid column 10, row 4.
@@ -589,8 +641,10 @@ async function main() {
       assert(red[1] === '2N' && red[2] === 'N', `r017 power redundancy (designed, current): ${red}`);
       await page.waitForSelector('#rack-alarms li[data-id="fire-stage:bms-r017"]');
       await shot(page, 'rack-panel.png');
-      await set('pdu-h1-01a', 'pdu.breaker_closed', true);
-      await set('pdu-h1-01b', 'pdu.breaker_closed', true);
+      for (const pdu of ['pdu-h1-01a', 'pdu-h1-01b']) {
+        await set(pdu, 'pdu.breaker_closed', true);
+        await set(pdu, 'pdu.power_kw', 25);
+      }
       noErrors('floor plans');
     });
 
@@ -886,17 +940,27 @@ async function main() {
         for (const want of ['Extinguishing patch', 'hall-1', 'row h1-02', 'position 7', '68.4 °C', 'UTC']) assert(row.includes(want), `fire view r017 row lacks "${want}": ${row}`);
         const first = await fp.getAttribute('#fire-stages tbody tr >> nth=0', 'data-stage');
         assert(first === '6', `the fire view does not lead with the worst stage (first row ${first})`);
-        const liveFeeds = await fp.textContent('#fire-power tr[data-kind="utility_feed"] td.live');
-        assert(liveFeeds.includes('feed-b') && !liveFeeds.includes('feed-a'), `live feeds shown: ${liveFeeds}`);
-        // A lost utility line whose breaker is still closed is not LIVE: no voltage, no supply.
-        await set('meter-a', 'feed.voltage', 0);
-        await set('meter-a', 'feed.breaker_closed', true);
-        await fp.waitForFunction(() => {
+        // Live or not comes from measurement. Feed A's breaker is open (an earlier check) and
+        // its meter still measures the line: the line side is live, and it is shown so (the
+        // meter may sit on the line side; a live conductor is never shown dead).
+        const feedRow = (want) => fp.waitForFunction((want) => {
           const row = document.querySelector('#fire-power tr[data-kind="utility_feed"]');
-          return row && row.querySelector('td.dead').textContent.includes('feed-a') && !row.querySelector('td.live').textContent.includes('feed-a');
-        }, null, { timeout: 5000 });
+          const live = row?.querySelector('td.live').textContent ?? '';
+          const dead = row?.querySelector('td.dead').textContent ?? '';
+          return live.includes('feed-b') && (want === 'live' ? live.includes('feed-a') && !dead.includes('feed-a') : dead.includes('feed-a') && !live.includes('feed-a'));
+        }, want, { timeout: 5000 });
+        await feedRow('live');
+        // No voltage on the line: not live.
+        await set('meter-a', 'feed.voltage', 0);
+        await feedRow('dead');
+        // A lost utility line whose breaker is still closed is not LIVE either (no voltage, no
+        // supply), and the breaker's disagreement with the meter is spelled out.
+        await set('meter-a', 'feed.breaker_closed', true);
+        await feedRow('dead');
+        await fp.waitForSelector('#fire-mismatch li[data-id="feed-a"] >> text=reports closed', { timeout: 5000 });
         await set('meter-a', 'feed.breaker_closed', false);
         await set('meter-a', 'feed.voltage', 22900);
+        await fp.waitForSelector('#fire-mismatch', { state: 'detached', timeout: 5000 });
         const flow = await fp.textContent('#fire-coolant tr[data-role="loop.flow"]');
         assert(flow.includes('Chilled-water loop flow') && flow.includes('m³/h') && !flow.includes('loop.flow'), `loop flow row: ${flow}`);
         const drain = await fp.textContent('#fire-coolant tr[data-role="drain_tank.level_pct"]');

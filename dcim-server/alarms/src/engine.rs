@@ -47,6 +47,9 @@ pub enum Event {
     Acknowledged,
     Shelved {
         until_ms: i64,
+        /// Why the operator shelved it (required).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
     },
     Unshelved,
     ShelfExpired,
@@ -143,9 +146,17 @@ impl Snapshot {
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Ack,
-    Shelve { until_ms: i64 },
+    /// Shelve until `until_ms`, for a `reason` (required). Refused for alarms whose rule is
+    /// not shelvable ([`Rule::shelvable`]: fire-stage and battery-temperature alarms).
+    Shelve {
+        until_ms: i64,
+        #[serde(default)]
+        reason: String,
+    },
     Unshelve,
-    Comment { text: String },
+    Comment {
+        text: String,
+    },
     OutOfService,
     ReturnToService,
 }
@@ -165,6 +176,10 @@ pub enum ActionError {
     BadShelveTime,
     #[error("an operator action needs a user")]
     NoUser,
+    #[error("alarm `{alarm}` cannot be shelved: {why}")]
+    NotShelvable { alarm: String, why: String },
+    #[error("{action} needs a reason")]
+    ReasonRequired { action: &'static str },
 }
 
 /// Decides whether an alarm is suppressed by design, e.g. because the upstream feed of its
@@ -206,6 +221,12 @@ pub struct Engine {
     maintenance: std::collections::BTreeSet<String>,
     /// Device -> component, for suppression and grouping (from the site model).
     device_component: BTreeMap<String, String>,
+    /// Device -> where it is (from the site model), for fire alarm texts.
+    places: BTreeMap<String, String>,
+    /// Latest good fire temperatures per device (`FIRE_TEMPERATURE_ROLES`): role -> °C.
+    fire_temps: BTreeMap<String, Vec<(&'static str, f64)>>,
+    /// Alarm ids of rules on `fire.stage`, per device, whose texts follow the temperature.
+    fire_alarms: BTreeMap<String, Vec<String>>,
 }
 
 impl Engine {
@@ -223,7 +244,91 @@ impl Engine {
             flooding: None,
             maintenance: Default::default(),
             device_component: BTreeMap::new(),
+            places: BTreeMap::new(),
+            fire_temps: BTreeMap::new(),
+            fire_alarms: BTreeMap::new(),
         })
+    }
+
+    /// Tells the engine where each device is (e.g. `crate::fire_text::device_places`), for
+    /// the texts of fire alarms.
+    pub fn set_places(&mut self, places: BTreeMap<String, String>) {
+        self.places = places;
+        let fire: Vec<(String, String)> = self
+            .fire_alarms
+            .iter()
+            .flat_map(|(d, ids)| ids.iter().map(move |id| (d.clone(), id.clone())))
+            .collect();
+        for (device, id) in fire {
+            self.refresh_fire_text(&id, &device);
+        }
+    }
+
+    fn is_fire_rule(r: &Rule) -> bool {
+        r.role() == Some("fire.stage")
+    }
+
+    /// Rebuilds the text of a fire alarm from its stage value, the device's hottest fire
+    /// temperature and its place.
+    fn refresh_fire_text(&mut self, id: &str, device: &str) {
+        let Some(a) = self.alarms.get(id) else { return };
+        let Some(rule) = self.rules.iter().find(|r| r.id == a.rule) else {
+            return;
+        };
+        let stage = a
+            .value
+            .and_then(|x| dcim_site::fire::stage_of(&dcim_points::Value::Number(x)));
+        let hottest = self
+            .fire_temps
+            .get(device)
+            .and_then(|v| v.iter().copied().max_by(|x, y| x.1.total_cmp(&y.1)));
+        let text = crate::fire_text::fire_message(
+            &rule.name,
+            &a.subject,
+            stage,
+            self.places.get(device).map(String::as_str),
+            hottest,
+        );
+        if let Some(a) = self.alarms.get_mut(id) {
+            a.message = text;
+        }
+    }
+
+    /// Keeps the latest fire temperature of a device and refreshes its fire alarms' texts.
+    fn note_fire_temperature(&mut self, s: &Sample) {
+        let Some(role) = crate::fire_text::FIRE_TEMPERATURE_ROLES
+            .iter()
+            .find(|r| **r == s.role.as_str())
+        else {
+            return;
+        };
+        let Some(x) = s.value.as_ref().and_then(dcim_points::Value::as_f64) else {
+            return;
+        };
+        let temps = match self.fire_temps.get_mut(&s.device) {
+            Some(t) => t,
+            None => self.fire_temps.entry(s.device.clone()).or_default(),
+        };
+        match temps.iter_mut().find(|(r, _)| r == role) {
+            Some(e) => e.1 = x,
+            None => temps.push((role, x)),
+        }
+        let Some(ids) = self.fire_alarms.get(&s.device) else {
+            return;
+        };
+        let live: Vec<String> = ids
+            .iter()
+            .filter(|id| {
+                self.alarms
+                    .get(id.as_str())
+                    .is_some_and(|a| a.state() != AlarmState::Normal || a.active)
+            })
+            .cloned()
+            .collect();
+        let device = s.device.clone();
+        for id in live {
+            self.refresh_fire_text(&id, &device);
+        }
     }
 
     /// Tells the engine which component each device belongs to (e.g. from
@@ -311,6 +416,20 @@ impl Engine {
             .collect();
         self.annunciations = snap.annunciations.into_iter().collect();
         self.flooding = snap.flooding;
+        self.fire_alarms.clear();
+        let fire: Vec<(String, String)> = self
+            .alarms
+            .values()
+            .filter(|a| {
+                self.rules
+                    .iter()
+                    .any(|r| r.id == a.rule && Self::is_fire_rule(r))
+            })
+            .map(|a| (device_of(&a.subject).to_owned(), a.id.clone()))
+            .collect();
+        for (d, id) in fire {
+            self.fire_alarms.entry(d).or_default().push(id);
+        }
     }
 
     fn record(
@@ -361,6 +480,12 @@ impl Engine {
             );
             a.component = self.device_component.get(device_of(subject)).cloned();
             a.message = format!("{}: {}", r.name, subject);
+            if Self::is_fire_rule(r) {
+                self.fire_alarms
+                    .entry(device_of(subject).to_owned())
+                    .or_default()
+                    .push(id.clone());
+            }
             let maintenance = self.in_maintenance(&a);
             self.alarms.insert(id.clone(), a);
             if maintenance {
@@ -401,6 +526,22 @@ impl Engine {
         let Some(v) = s.value.as_ref() else {
             return out;
         };
+        self.note_fire_temperature(s);
+        // A stage reported as its key (`stage3`, from an `enum` profile) is its code for every
+        // rule, through the stage table.
+        let code;
+        let v = match v {
+            dcim_points::Value::Text(_) if s.role.as_str() == "fire.stage" => {
+                match dcim_site::fire::stage_of(v) {
+                    Some(st) => {
+                        code = dcim_points::Value::Number(f64::from(st.code));
+                        &code
+                    }
+                    None => v,
+                }
+            }
+            _ => v,
+        };
         // The alarm id `rule:subject`, built in one buffer reused across the rules (the
         // steady case allocates nothing else).
         let mut id = String::new();
@@ -431,11 +572,27 @@ impl Engine {
                     hi || lo
                 }),
                 Condition::Binary { alarm_when, .. } => v.as_bool().map(|b| b == *alarm_when),
-                Condition::FireStage => Some(v.as_f64().is_some_and(|x| x >= 2.0)),
-                Condition::CommLost | Condition::Redundancy => None,
+                // Stage 1 or later; a code the table does not know still alarms from 2 up
+                // (an implausible stage is never read as normal).
+                Condition::FireStage => Some(match dcim_site::fire::stage_of(v) {
+                    Some(st) => dcim_site::fire::cuts_power(st),
+                    None => v.as_f64().is_some_and(|x| x >= 2.0),
+                }),
+                Condition::CommLost
+                | Condition::Redundancy
+                | Condition::RedundancyUnverified
+                | Condition::Trouble { .. } => None,
             };
+            let fire = Self::is_fire_rule(r);
             if let (Some(a), Some(raw)) = (existing, raw) {
+                let changed = a.value != v.as_f64();
                 a.value = v.as_f64();
+                if fire && changed {
+                    // The text shows the present stage, not the one at activation.
+                    let id = id.clone();
+                    self.refresh_fire_text(&id, &s.device);
+                }
+                let a = self.alarms.get(id.as_str()).expect("exists");
                 if raw == a.raw && a.raw == a.active {
                     // Steady: nothing pending, nothing to record (the fast path).
                     continue;
@@ -453,7 +610,10 @@ impl Engine {
             if raw == a.raw && a.raw == a.active {
                 continue;
             }
-            if raw != a.raw {
+            if fire {
+                let id = id.clone();
+                self.refresh_fire_text(&id, &s.device);
+            } else if raw != a.raw {
                 a.message = format!("{}: {} = {}", r.name, &id[subject_at..], fmt_value(v));
             }
             self.set_raw(&id, raw, now_ms, &mut out);
@@ -474,6 +634,76 @@ impl Engine {
             }
             let id = self.instance(ri, device, now_ms, &mut out);
             self.set_raw(&id, comm_lost, now_ms, &mut out);
+        }
+        out
+    }
+
+    /// A trouble the server detects itself (rules with `Condition::Trouble { kind }`): active or
+    /// not for `subject` (an agent, a component, `database`), with the text to show. `component`
+    /// is the site component it is about, when there is one (for suppression and grouping).
+    pub fn on_trouble(
+        &mut self,
+        kind: &str,
+        subject: &str,
+        component: Option<&str>,
+        active: bool,
+        message: &str,
+        now_ms: i64,
+    ) -> Vec<Record> {
+        let mut out = Vec::new();
+        for ri in 0..self.rules.len() {
+            let r = &self.rules[ri];
+            if !matches!(&r.condition, Condition::Trouble { kind: k } if k == kind)
+                || !subject.starts_with(&r.device_prefix)
+            {
+                continue;
+            }
+            if !active && !self.alarms.contains_key(&format!("{}:{subject}", r.id)) {
+                continue;
+            }
+            let name = r.name.clone();
+            let id = self.instance(ri, subject, now_ms, &mut out);
+            let a = self.alarms.get_mut(&id).expect("just made");
+            if let Some(c) = component {
+                a.component = Some(c.to_owned());
+            }
+            if active && !message.is_empty() {
+                a.message = format!("{name}: {message}");
+            }
+            self.set_raw(&id, active, now_ms, &mut out);
+        }
+        out
+    }
+
+    /// Whether a subsystem's level is verified (rules with `Condition::RedundancyUnverified`):
+    /// active while Unknown components keep the proven level below what they would give.
+    /// `detail` says what is proven and what is unknown.
+    pub fn on_unverified(
+        &mut self,
+        subsystem: &str,
+        unverified: bool,
+        detail: &str,
+        now_ms: i64,
+    ) -> Vec<Record> {
+        let mut out = Vec::new();
+        for ri in 0..self.rules.len() {
+            if self.rules[ri].condition != Condition::RedundancyUnverified {
+                continue;
+            }
+            if !unverified
+                && !self
+                    .alarms
+                    .contains_key(&format!("{}:{subsystem}", self.rules[ri].id))
+            {
+                continue;
+            }
+            let name = self.rules[ri].name.clone();
+            let id = self.instance(ri, subsystem, now_ms, &mut out);
+            if unverified {
+                self.alarms.get_mut(&id).expect("just made").message =
+                    format!("{name}: {subsystem} {detail}");
+            }
+            self.set_raw(&id, unverified, now_ms, &mut out);
         }
         out
     }
@@ -676,7 +906,13 @@ impl Engine {
         }
         let new_base = Alarm::base_on_condition(a.base, active);
         a.base = new_base;
-        let chatter = active && a.recent_activations.len() >= cfg.chatter_count;
+        // Safety alarms are never shelved, not even automatically for chattering.
+        let shelvable = self
+            .rules
+            .iter()
+            .find(|r| r.id == a.rule)
+            .is_none_or(Rule::shelvable);
+        let chatter = active && shelvable && a.recent_activations.len() >= cfg.chatter_count;
         let ev = if active {
             Event::Activated
         } else {
@@ -979,7 +1215,19 @@ impl Engine {
                     now_ms,
                 );
             }
-            Action::Shelve { until_ms } => {
+            Action::Shelve { until_ms, reason } => {
+                let rule = self.rules.iter().find(|r| r.id == a.rule);
+                if rule.is_some_and(|r| !r.shelvable()) {
+                    return Err(ActionError::NotShelvable {
+                        alarm: alarm.to_owned(),
+                        why: "fire-stage and battery-temperature alarms are never shelved \
+                              (ISA-18.2 safety alarms); acknowledge it instead"
+                            .into(),
+                    });
+                }
+                if reason.trim().is_empty() {
+                    return Err(ActionError::ReasonRequired { action: "shelving" });
+                }
                 if until_ms <= now_ms || until_ms - now_ms > self.config.max_shelve_ms {
                     return Err(ActionError::BadShelveTime);
                 }
@@ -992,7 +1240,10 @@ impl Engine {
                 self.record(
                     &mut out,
                     alarm,
-                    Event::Shelved { until_ms },
+                    Event::Shelved {
+                        until_ms,
+                        reason: reason.trim().to_owned(),
+                    },
                     state,
                     Some(user),
                     now_ms,

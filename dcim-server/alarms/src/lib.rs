@@ -6,7 +6,10 @@
 //! engine.set_device_components(suppression::device_components(&site))
 //! engine.on_sample(&sample, now)                      -> Vec<Record>
 //! engine.on_comm("meter-a", comm_lost, now)           -> Vec<Record>
+//! engine.set_places(fire_text::device_places(&site))   (where devices are, for fire texts)
 //! engine.on_redundancy("power", designed, current, detail, now) -> Vec<Record>
+//! engine.on_unverified("power", unverified, detail, now)       -> Vec<Record>
+//! engine.on_trouble("disk_full", "database", None, active, text, now) -> Vec<Record>
 //! engine.tick(now, &SiteSuppression::new(&site, &evaluation))  -> Vec<Record>
 //!     (on/off delays, shelf expiry, suppression by design, late-recovery grade raise, flood end)
 //! engine.act("feed-breaker-open:meter-a", Action::Ack, "alice", now) -> Result<Vec<Record>, _>
@@ -27,10 +30,13 @@
 //!
 //! Invariants: every record with `from != to` satisfies [`alarm::valid_transition`]; an alarm
 //! that needs acknowledgement is always in [`Engine::active`]; shelving always ends (operator
-//! shelving is bounded by `max_shelve_ms`, chatter shelving by `chatter_shelve_ms`).
+//! shelving is bounded by `max_shelve_ms`, chatter shelving by `chatter_shelve_ms`); fire-stage
+//! and battery-temperature alarms are never shelved ([`Rule::shelvable`]), and an operator's
+//! shelving carries a reason.
 
 pub mod alarm;
 pub mod engine;
+pub mod fire_text;
 pub mod incident;
 pub mod notify;
 pub mod rules;
@@ -40,6 +46,7 @@ pub use alarm::{Alarm, AlarmState, valid_transition};
 pub use engine::{
     Action, ActionError, Engine, EngineConfig, Event, NoSuppression, Record, Snapshot, Suppression,
 };
+pub use fire_text::device_places;
 pub use incident::{
     Field, Incident, IncidentConfig, IncidentError, IncidentEvent, Incidents, Phase, RoleKind,
 };

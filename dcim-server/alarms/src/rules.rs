@@ -21,10 +21,20 @@ pub enum Condition {
     /// The device stopped answering (`comm_lost` from the agent or the status engine).
     CommLost,
     /// A subsystem's redundancy below its design: losing 2N (or N+1) while still at N or above
-    /// is graded `grade`; below N is always grade 1.
+    /// is graded `grade`; below N is always grade 1. Fed with the level known from what
+    /// reported (Unknown components counted as up until they turn Down).
     Redundancy,
-    /// `fire.stage` at stage 1 or above (value >= 2: 0 normal, 1 pre-alarm): grade 1.
+    /// A subsystem's level is not verified: Unknown components keep the level proven by
+    /// measurement below what they would give (no data is never "redundant").
+    RedundancyUnverified,
+    /// `fire.stage` at stage 1 (`stage1`, code 2: power cut and fire blanket) or later, read
+    /// through `fire_logic::STAGE_TABLE` (codes and keys): grade 1.
     FireStage,
+    /// A trouble the server detects itself, fed by `Engine::on_trouble` with this `kind`:
+    /// `breaker_mismatch` (a switch position disagrees with the measurement), `clock_ahead`
+    /// (an agent's samples stamped in the future, refused), `spool_epoch` (an agent's spool
+    /// restarted: a new stream), `disk_full` (the database cannot be written).
+    Trouble { kind: String },
 }
 
 /// One alarm rule.
@@ -65,6 +75,19 @@ impl Rule {
             off_delay_ms: 0,
             expected_recovery_ms: 0,
         }
+    }
+
+    /// Whether operators may shelve this rule's alarms. Fire-stage and battery-temperature
+    /// alarms may not (ISA-18.2: safety alarms are not shelvable): a `fire_stage` condition,
+    /// or any condition on `fire.stage`, `battery.cell_temp.*` or `battery.temp*`. Derived
+    /// from the condition, so a rules file cannot make them shelvable.
+    pub fn shelvable(&self) -> bool {
+        if self.condition == Condition::FireStage {
+            return false;
+        }
+        !self.role().is_some_and(|r| {
+            r == "fire.stage" || r.starts_with("battery.cell_temp") || r.starts_with("battery.temp")
+        })
     }
 
     /// The role a sample must have to be evaluated by this rule.
@@ -210,6 +233,61 @@ impl Rule {
                     2,
                 )
             },
+            // A minute without proof: probes run at least once a minute, and a start-up or
+            // a reconnecting agent reports everything within it.
+            Rule {
+                on_delay_ms: 60_000,
+                expected_recovery_ms: 3_600_000,
+                ..Rule::new(
+                    "redundancy-unverified",
+                    "Redundancy unverified (no data from components)",
+                    Condition::RedundancyUnverified,
+                    2,
+                )
+            },
+            Rule {
+                on_delay_ms: 5_000,
+                off_delay_ms: 5_000,
+                expected_recovery_ms: 3_600_000,
+                ..Rule::new(
+                    "breaker-mismatch",
+                    "Breaker position disagrees with the measurement",
+                    Condition::Trouble {
+                        kind: "breaker_mismatch".into(),
+                    },
+                    3,
+                )
+            },
+            Rule {
+                expected_recovery_ms: 3_600_000,
+                ..Rule::new(
+                    "agent-clock-ahead",
+                    "Agent clock ahead: samples from the future refused",
+                    Condition::Trouble {
+                        kind: "clock_ahead".into(),
+                    },
+                    3,
+                )
+            },
+            Rule::new(
+                "agent-spool-new",
+                "Agent spool restarted: a new stream began",
+                Condition::Trouble {
+                    kind: "spool_epoch".into(),
+                },
+                3,
+            ),
+            Rule {
+                expected_recovery_ms: 900_000,
+                ..Rule::new(
+                    "store-disk-full",
+                    "Database disk full: new data is not stored",
+                    Condition::Trouble {
+                        kind: "disk_full".into(),
+                    },
+                    2,
+                )
+            },
         ];
         for r in &mut v {
             debug_assert!(r.validate().is_ok());
@@ -227,7 +305,8 @@ struct RulesFile {
 }
 
 /// Loads rules from a TOML file of `[[rule]]` tables (the fields of [`Rule`]; `condition` is an
-/// inline table with a `type`: `threshold`, `binary`, `comm_lost`, `redundancy`, `fire_stage`).
+/// inline table with a `type`: `threshold`, `binary`, `comm_lost`, `redundancy`,
+/// `redundancy_unverified`, `fire_stage`, `trouble` with a `kind`).
 /// Errors name the file, the line and what was expected.
 pub fn rules_from_toml(src: &str, file: &str) -> Result<Vec<Rule>, String> {
     let line = |off: usize| src[..off.min(src.len())].matches('\n').count() + 1;
@@ -283,6 +362,31 @@ condition = { type = "redundancy" }
         assert_eq!(rules[0].on_delay_ms, 30_000);
         assert_eq!(rules[1].device_prefix, "meter-");
         assert_eq!(rules[2].condition, Condition::Redundancy);
+    }
+
+    #[test]
+    fn fire_and_battery_temperature_rules_are_never_shelvable() {
+        // Hazard: a grade-1 battery-fire alarm hidden for 8 h with one click.
+        let d = Rule::defaults();
+        let shelvable: Vec<&str> = d
+            .iter()
+            .filter(|r| !r.shelvable())
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(shelvable, ["fire-stage", "fire-prealarm", "battery-hot"]);
+        // Not even from a rules file.
+        let r = rules_from_toml(
+            "[[rule]]\nid = \"hot\"\nname = \"Hot\"\ngrade = 3\ncondition = { type = \"threshold\", role = \"battery.cell_temp.max\", high = 40.0 }\n",
+            "r.toml",
+        )
+        .unwrap();
+        assert!(!r[0].shelvable());
+        let t = rules_from_toml(
+            "[[rule]]\nid = \"t\"\nname = \"T\"\ngrade = 3\ncondition = { type = \"trouble\", kind = \"disk_full\" }\n",
+            "r.toml",
+        )
+        .unwrap();
+        assert!(t[0].shelvable());
     }
 
     #[test]

@@ -1,16 +1,26 @@
 //! Suppression by design from the site model: an alarm about a component is suppressed when one
 //! of the component's upstream groups is no longer satisfied (the component has lost its supply,
 //! so its alarms are consequences of an upstream loss); the cause names the root components
-//! (unavailable although their own supply is fine). Fire, battery-temperature and redundancy
-//! alarms are never suppressed.
+//! (unavailable although their own supply is fine). Fire, battery-temperature, redundancy and
+//! the server's own troubles are never suppressed ([`NEVER_SUPPRESSED`]).
 
 use crate::alarm::Alarm;
 use crate::engine::Suppression;
 use dcim_site::{Evaluation, Site};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Rules never suppressed by design: fire and redundancy alarms must always be seen.
-pub const NEVER_SUPPRESSED: &[&str] = &["fire-stage", "fire-prealarm", "battery-hot", "redundancy"];
+/// Rules never suppressed by design: fire, redundancy and the server's own blindness (no data,
+/// full disk) must always be seen.
+pub const NEVER_SUPPRESSED: &[&str] = &[
+    "fire-stage",
+    "fire-prealarm",
+    "battery-hot",
+    "redundancy",
+    "redundancy-unverified",
+    "store-disk-full",
+    "agent-clock-ahead",
+    "agent-spool-new",
+];
 
 /// A snapshot of "component -> cause" computed from one evaluation.
 #[derive(Debug, Clone, Default)]

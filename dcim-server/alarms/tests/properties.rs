@@ -107,7 +107,7 @@ proptest! {
                 Op::Value(d, v, g) => e.on_sample(&sample(d, "ups.on_battery", Value::Bool(v), g, now), now),
                 Op::Temp(d, t) => e.on_sample(&sample(d, "battery.cell_temp.max", Value::Number(t), true, now), now),
                 Op::Ack(d, r) => e.act(&alarm_id(d, r), Action::Ack, "op", now).unwrap_or_default(),
-                Op::Shelve(d, r, dt) => e.act(&alarm_id(d, r), Action::Shelve { until_ms: now + dt }, "op", now).unwrap_or_default(),
+                Op::Shelve(d, r, dt) => e.act(&alarm_id(d, r), Action::Shelve { until_ms: now + dt, reason: "test".into() }, "op", now).unwrap_or_default(),
                 Op::Unshelve(d, r) => e.act(&alarm_id(d, r), Action::Unshelve, "op", now).unwrap_or_default(),
                 Op::Comment(d, r) => e.act(&alarm_id(d, r), Action::Comment { text: "x".into() }, "op", now).unwrap_or_default(),
                 Op::OutOfService(d, r) => e.act(&alarm_id(d, r), Action::OutOfService, "op", now).unwrap_or_default(),

@@ -166,6 +166,7 @@ fn unacknowledged_to_shelved_and_back_to_unacknowledged_when_the_shelf_expires()
             ID,
             Action::Shelve {
                 until_ms: T0 + 60_000,
+                reason: "test".into(),
             },
             "alice",
             T0 + 1,
@@ -189,8 +190,16 @@ fn acknowledged_to_shelved_and_back_to_acknowledged_when_the_shelf_expires() {
     let mut e = engine();
     set(&mut e, true, T0);
     e.act(ID, Action::Ack, "a", T0 + 1).unwrap();
-    e.act(ID, Action::Shelve { until_ms: T0 + 10 }, "a", T0 + 2)
-        .unwrap();
+    e.act(
+        ID,
+        Action::Shelve {
+            until_ms: T0 + 10,
+            reason: "test".into(),
+        },
+        "a",
+        T0 + 2,
+    )
+    .unwrap();
     let r = e.tick(T0 + 10, &NoSuppression);
     assert_eq!(r[0].to, AlarmState::Acknowledged);
 }
@@ -200,8 +209,16 @@ fn shelved_to_normal_when_the_condition_cleared_while_shelved() {
     let mut e = engine();
     set(&mut e, true, T0);
     e.act(ID, Action::Ack, "a", T0 + 1).unwrap();
-    e.act(ID, Action::Shelve { until_ms: T0 + 100 }, "a", T0 + 2)
-        .unwrap();
+    e.act(
+        ID,
+        Action::Shelve {
+            until_ms: T0 + 100,
+            reason: "test".into(),
+        },
+        "a",
+        T0 + 2,
+    )
+    .unwrap();
     let r = set(&mut e, false, T0 + 3);
     assert_eq!(r[0].event, Event::ConditionWhileHidden { active: false });
     assert_eq!(state(&e), AlarmState::Shelved);
@@ -216,8 +233,16 @@ fn shelved_to_normal_when_the_condition_cleared_while_shelved() {
 fn normal_to_shelved_then_unacknowledged_when_it_activated_while_shelved() {
     let mut e = engine();
     set(&mut e, false, T0);
-    e.act(ID, Action::Shelve { until_ms: T0 + 100 }, "a", T0 + 1)
-        .unwrap();
+    e.act(
+        ID,
+        Action::Shelve {
+            until_ms: T0 + 100,
+            reason: "test".into(),
+        },
+        "a",
+        T0 + 1,
+    )
+    .unwrap();
     set(&mut e, true, T0 + 2);
     assert_eq!(state(&e), AlarmState::Shelved);
     let r = e.tick(T0 + 100, &NoSuppression);
@@ -229,12 +254,28 @@ fn shelving_is_bounded_and_needs_a_future_end() {
     let mut e = engine();
     set(&mut e, true, T0);
     assert_eq!(
-        e.act(ID, Action::Shelve { until_ms: T0 }, "a", T0),
+        e.act(
+            ID,
+            Action::Shelve {
+                until_ms: T0,
+                reason: "test".into()
+            },
+            "a",
+            T0
+        ),
         Err(ActionError::BadShelveTime)
     );
     let too_long = T0 + e.config.max_shelve_ms + 1;
     assert_eq!(
-        e.act(ID, Action::Shelve { until_ms: too_long }, "a", T0),
+        e.act(
+            ID,
+            Action::Shelve {
+                until_ms: too_long,
+                reason: "test".into()
+            },
+            "a",
+            T0
+        ),
         Err(ActionError::BadShelveTime)
     );
     assert!(e.act(ID, Action::Unshelve, "a", T0).is_err());
@@ -604,6 +645,7 @@ fn snapshot_and_restore_resume_where_the_engine_stopped() {
         ID,
         Action::Shelve {
             until_ms: T0 + 1_000,
+            reason: "test".into(),
         },
         "a",
         T0 + 1,
@@ -831,4 +873,197 @@ fn a_rack_losing_redundancy_on_its_own_is_annunciated() {
     assert_eq!(rack.overlays.suppressed_by, None);
     assert_eq!(rack.state(), AlarmState::Unacknowledged);
     assert_eq!(e.group_parent(rack).as_deref(), Some("redundancy:power"));
+}
+
+#[test]
+fn fire_and_battery_temperature_alarms_cannot_be_shelved_and_others_need_a_reason() {
+    // Hazard: a grade-1 battery-fire alarm hidden for 8 hours with one click and no reason.
+    let mut e = Engine::new(Rule::defaults(), EngineConfig::default()).unwrap();
+    e.on_sample(&s("bms-z2", "fire.stage", Value::Number(2.0), T0), T0);
+    e.on_sample(
+        &s("bms-z2", "battery.cell_temp.max", Value::Number(70.0), T0),
+        T0,
+    );
+    e.tick(T0 + 20_000, &NoSuppression);
+    for id in [
+        "fire-stage:bms-z2",
+        "fire-prealarm:bms-z2",
+        "battery-hot:bms-z2",
+    ] {
+        let a = e.get(id).unwrap_or_else(|| panic!("{id}"));
+        assert!(a.active, "{id}");
+        let err = e
+            .act(
+                id,
+                Action::Shelve {
+                    until_ms: T0 + 60_000,
+                    reason: "noisy".into(),
+                },
+                "op",
+                T0 + 20_001,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, ActionError::NotShelvable { .. }),
+            "{id}: {err}"
+        );
+        assert!(err.to_string().contains("never shelved"), "{err}");
+        assert_eq!(e.get(id).unwrap().state(), AlarmState::Unacknowledged);
+    }
+    // Any other alarm needs a reason, which the journal keeps.
+    let mut e = engine();
+    set(&mut e, true, T0);
+    let blank = Action::Shelve {
+        until_ms: T0 + 60_000,
+        reason: "  ".into(),
+    };
+    assert_eq!(
+        e.act(ID, blank, "op", T0 + 1),
+        Err(ActionError::ReasonRequired { action: "shelving" })
+    );
+    let r = e
+        .act(
+            ID,
+            Action::Shelve {
+                until_ms: T0 + 60_000,
+                reason: "UPS vendor on site, bypass test".into(),
+            },
+            "op",
+            T0 + 1,
+        )
+        .unwrap();
+    assert_eq!(
+        r[0].event,
+        Event::Shelved {
+            until_ms: T0 + 60_000,
+            reason: "UPS vendor on site, bypass test".into()
+        }
+    );
+}
+
+#[test]
+fn a_chattering_battery_temperature_alarm_is_not_shelved_automatically() {
+    // Hazard: a battery hovering at the threshold auto-shelved for 15 minutes as "chatter".
+    let mut rule = Rule::defaults()
+        .into_iter()
+        .find(|r| r.id == "battery-hot")
+        .unwrap();
+    rule.on_delay_ms = 0;
+    rule.off_delay_ms = 0;
+    let mut e = Engine::new(vec![rule], EngineConfig::default()).unwrap();
+    let mut t = T0;
+    for _ in 0..10 {
+        e.on_sample(
+            &s("bms-z1", "battery.cell_temp.max", Value::Number(50.0), t),
+            t,
+        );
+        e.on_sample(
+            &s(
+                "bms-z1",
+                "battery.cell_temp.max",
+                Value::Number(30.0),
+                t + 1,
+            ),
+            t + 1,
+        );
+        t += 2;
+    }
+    e.on_sample(
+        &s("bms-z1", "battery.cell_temp.max", Value::Number(50.0), t),
+        t,
+    );
+    let a = e.get("battery-hot:bms-z1").unwrap();
+    assert_eq!(a.overlays.shelved_until, None);
+    assert!(a.state().needs_ack());
+}
+
+#[test]
+fn fire_text_names_the_stage_its_temperature_actions_and_place_and_stays_current() {
+    // Hazard: "Battery fire stage: bms-z2 = 2" while the rack was already at stage 3 and 90 °C:
+    // operators and firefighters read the value at activation, not the present one.
+    let mut e = Engine::new(Rule::defaults(), EngineConfig::default()).unwrap();
+    e.set_places(
+        [(
+            "bms-z2".to_string(),
+            "battery room batt-z2, zone z2".to_string(),
+        )]
+        .into(),
+    );
+    let t = |x: f64, at: i64| s("bms-z2", "battery.cell_temp.max", Value::Number(x), at);
+    e.on_sample(&t(61.0, T0), T0);
+    // A controller with an `enum` profile reports the table's key.
+    let r = e.on_sample(
+        &s("bms-z2", "fire.stage", Value::Text("stage1".into()), T0),
+        T0,
+    );
+    let act = r
+        .iter()
+        .find(|r| r.alarm == "fire-stage:bms-z2")
+        .expect("the stage key activates the fire-stage alarm");
+    assert_eq!(act.grade, 1);
+    assert!(
+        act.message
+            .starts_with("Battery fire stage: Power cut and fire blanket (stage1) at bms-z2, battery room batt-z2, zone z2. Entered at 60 °C or above; now 61.0 °C (battery.cell_temp.max)."),
+        "{}",
+        act.message
+    );
+    assert!(act.message.contains("fire blanket dropped"));
+    assert!(!act.message.contains("agent"), "{}", act.message);
+    // The stage advances and the battery heats: the alarm shows the present values.
+    e.on_sample(
+        &s("bms-z2", "fire.stage", Value::Number(4.0), T0 + 1),
+        T0 + 1,
+    );
+    e.on_sample(&t(83.25, T0 + 2), T0 + 2);
+    let a = e.get("fire-stage:bms-z2").unwrap();
+    assert_eq!(a.value, Some(4.0));
+    assert!(
+        a.message.contains("Extinguishing agent (stage3)")
+            && a.message.contains("Entered at 80 °C or above; now 83.2 °C")
+            && a.message.contains("extinguishing agent released"),
+        "{}",
+        a.message
+    );
+    assert!(
+        !a.message.contains("= 4"),
+        "never the bare code: {}",
+        a.message
+    );
+}
+
+#[test]
+fn troubles_and_unverified_redundancy_come_and_go_with_their_condition() {
+    let mut e = Engine::new(Rule::defaults(), EngineConfig::default()).unwrap();
+    let r = e.on_trouble(
+        "disk_full",
+        "database",
+        None,
+        true,
+        "/data/dcim.sqlite3: no space left",
+        T0,
+    );
+    assert_eq!(r[0].alarm, "store-disk-full:database");
+    assert_eq!((r[0].event.clone(), r[0].grade), (Event::Activated, 2));
+    assert!(r[0].message.contains("no space left"));
+    let r = e.on_trouble("disk_full", "database", None, false, "", T0 + 1);
+    assert_eq!(r[0].event, Event::Cleared);
+    assert!(
+        e.on_trouble("clock_ahead", "a1", None, false, "", T0)
+            .is_empty(),
+        "nothing to clear"
+    );
+    // Unverified redundancy: after its on-delay (a minute without proof).
+    assert!(
+        e.on_unverified("power", true, "N proven, 2N if 4 unknown are up", T0)
+            .is_empty()
+    );
+    let r = e.tick(T0 + 60_000, &NoSuppression);
+    let a = r
+        .iter()
+        .find(|r| r.alarm == "redundancy-unverified:power")
+        .unwrap();
+    assert_eq!(a.event, Event::Activated);
+    assert!(a.message.contains("2N if 4 unknown"), "{}", a.message);
+    let r = e.on_unverified("power", false, "", T0 + 61_000);
+    assert_eq!(r[0].event, Event::Cleared);
 }

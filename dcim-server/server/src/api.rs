@@ -55,7 +55,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/health",
         None,
-        "Health of every part (store, disk, broker, ingest, essential tasks, time-series store, DC-09 paths): status ok|degraded|failing with a reason per check; 503 while failing; no authentication.",
+        "Health of every part (store, disk, broker, ingest, essential tasks, time-series store, DC-09 paths): status ok|degraded|failing with a reason per check; 503 while failing; no authentication. For the whole disk-full episode: `degraded` with top-level `store: \"disk full\"`, `free_bytes` and `reserve_bytes` (and the store and disk checks say so); a failed write: top-level `store: \"write failed\"`.",
     ),
     r(
         "POST",
@@ -109,7 +109,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/stream",
         Some(Access::Read),
-        "Server-sent events: points, event, agent, alarm, incident, audit, authority, maintenance (the maintenance schedule changed), redundancy (a subsystem's or rack's current level changed: subsystem, rack, designed, before, current, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
+        "Server-sent events: points, event, agent, alarm, incident, audit, authority, maintenance (the maintenance schedule changed), redundancy (a subsystem's or rack's level changed: subsystem, rack, designed, before and current (proven), if_unknown_up, verified, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
     ),
     r(
         "GET",
@@ -139,7 +139,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "POST",
         "/api/alarms/{id}/{action}",
         Some(Access::Operate),
-        "ack | shelve {until_ms|minutes, reason (journalled as a comment)} | unshelve | comment {text} | out_of_service | return_to_service.",
+        "ack | shelve {until_ms|minutes, reason} (a reason is required and journalled as a comment; fire-stage and battery-temperature alarms are never shelved: 403, audited as alarm.shelve.refused) | unshelve | comment {text} | out_of_service | return_to_service.",
     ),
     r(
         "GET",
@@ -260,13 +260,13 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/alarm-rules",
         Some(Access::Read),
-        "The alarm rules in force (id, name, grade, condition and the role it reads).",
+        "The alarm rules in force (id, name, grade, condition, the role it reads, and `shelvable`: false for fire-stage and battery-temperature rules, whose alarms are never shelved).",
     ),
     r(
         "GET",
         "/api/site/redundancy",
         Some(Access::Read),
-        "Designed and current redundancy per subsystem, ride-through (components=true: per component).",
+        "Redundancy per subsystem (`SubsystemHealth`: `current` is the level proven by components that are Up, `if_unknown_up` what Unknown ones would give, `verified`, `unverified`, `summary`) and buffer-tank ride-through (`RideThrough`); components=true adds every component (`ComponentHealth`, with `energised` from measurement and per-supply `SupplyHealth`).",
     ),
     r(
         "GET",
@@ -876,13 +876,32 @@ pub fn openapi_doc() -> serde_json::Value {
         }
         entry[rt.method.to_lowercase()] = op;
     }
+    if let Some(op) = paths
+        .get_mut("/api/site/redundancy")
+        .and_then(|p| p.get_mut("get"))
+    {
+        op["responses"]["200"] = json!({
+            "description": "OK",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Redundancy"}}}
+        });
+    }
+    if let Some(op) = paths
+        .get_mut("/api/alarms/{id}/{action}")
+        .and_then(|p| p.get_mut("post"))
+    {
+        op["responses"]["400"] =
+            json!({"description": "Bad request, e.g. shelving without a reason"});
+        op["responses"]["403"] = json!({"description": "Role too weak, CSRF/origin check failed, or the alarm may never be shelved (fire stage, battery temperature)"});
+    }
+    let mut components = json!({"securitySchemes": {
+        "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
+        "bearer": {"type": "http", "scheme": "bearer"}
+    }});
+    components["schemas"] = crate::api_facility::schemas();
     json!({
         "openapi": "3.0.3",
         "info": {"title": "dcim-server API", "version": env!("CARGO_PKG_VERSION")},
-        "components": {"securitySchemes": {
-            "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
-            "bearer": {"type": "http", "scheme": "bearer"}
-        }},
+        "components": components,
         "security": [{"session": []}, {"bearer": []}],
         "paths": paths
     })

@@ -181,6 +181,9 @@ async fn alarm_rules(
         .map(|r| {
             let mut v = json!(r);
             v["role"] = json!(r.role());
+            // Fire-stage and battery-temperature alarms are never shelved (the console does
+            // not offer it; the server refuses it).
+            v["shelvable"] = json!(r.shelvable());
             v
         })
         .collect();

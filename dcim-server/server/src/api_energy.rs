@@ -110,6 +110,9 @@ fn observe(app: &App, meters: &[Meter], stale_after_ms: i64) {
 pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let Some((meters, stale)) = site_meters(&app).await else {
+            // No site model: nothing to meter. The task stays until the server stops (it is
+            // an essential task: its end would read as a failure in /health).
+            crate::stopped(&mut stop).await;
             return;
         };
         let mut interval = tokio::time::interval(std::time::Duration::from_millis(SAMPLE_MS));

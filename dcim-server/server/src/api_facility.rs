@@ -40,7 +40,11 @@ fn action_error(e: ActionError) -> ApiError {
     let code = match e {
         ActionError::UnknownAlarm(_) => StatusCode::NOT_FOUND,
         ActionError::NotAllowed { .. } => StatusCode::CONFLICT,
-        ActionError::BadShelveTime | ActionError::NoUser => StatusCode::BAD_REQUEST,
+        ActionError::BadShelveTime | ActionError::NoUser | ActionError::ReasonRequired { .. } => {
+            StatusCode::BAD_REQUEST
+        }
+        // Never shelvable (fire-stage, battery temperature): a policy, not a bad request.
+        ActionError::NotShelvable { .. } => StatusCode::FORBIDDEN,
     };
     ApiError(code, e.to_string())
 }
@@ -115,7 +119,7 @@ async fn alarm_journal(
 struct ShelveBody {
     until_ms: Option<i64>,
     minutes: Option<i64>,
-    /// Why (the console always asks): journalled as a comment on the alarm and audited.
+    /// Why (required; kept in the alarm's journal with the shelving and in the audit log).
     reason: Option<String>,
 }
 
@@ -165,7 +169,10 @@ async fn alarm_action(
                     ));
                 }
             };
-            Action::Shelve { until_ms }
+            Action::Shelve {
+                until_ms,
+                reason: reason.clone().unwrap_or_default(),
+            }
         }
         "unshelve" => Action::Unshelve,
         "comment" => Action::Comment {
@@ -191,22 +198,22 @@ async fn alarm_action(
         .unwrap_or(crate::authority::ActionKind::AlarmShelve);
     let _authority = crate::api_authority::guard(&app, &p, kind, &format!("alarm/{id}")).await?;
     let mut f = app.facility.lock().await;
-    let mut changes = f.act(&id, act, &p.user, now).map_err(action_error)?;
-    if let Some(r) = reason {
-        // The reason goes in the alarm's own journal, next to the shelving.
-        let more = f
-            .act(
-                &id,
-                Action::Comment {
-                    text: format!("shelved: {r}"),
-                },
+    let changes = match f.act(&id, act, &p.user, now) {
+        Ok(c) => c,
+        // A refusal by policy (never shelvable, no reason) is audited like the attempt.
+        Err(e @ (ActionError::NotShelvable { .. } | ActionError::ReasonRequired { .. })) => {
+            drop(f);
+            app.audit(
                 &p.user,
-                now,
+                &format!("alarm.{action}.refused"),
+                &format!("alarm/{id}"),
+                json!({"request": detail, "error": e.to_string()}),
             )
-            .map_err(action_error)?;
-        changes.records.extend(more.records);
-        changes.incidents.extend(more.incidents);
-    }
+            .await?;
+            return Err(action_error(e));
+        }
+        Err(e) => return Err(action_error(e)),
+    };
     commit(
         &app,
         &f,
@@ -432,6 +439,99 @@ async fn incident_op(
     )
     .await?;
     Ok(Json(json!({"incident": f.incidents.get(id)})).into_response())
+}
+
+/// OpenAPI schemas of `/api/site/redundancy` (see `dcim_site::engine` for the definitions).
+pub fn schemas() -> serde_json::Value {
+    let level = json!({"type": "string", "enum": ["2N", "N+1", "N", "below_n"]});
+    let ids = json!({"type": "array", "items": {"type": "string"}});
+    json!({
+        "Level": level,
+        "Redundancy": {
+            "type": "object",
+            "properties": {
+                "subsystems": {"type": "array", "items": {"$ref": "#/components/schemas/SubsystemHealth"}},
+                "ride_through": {"type": "array", "items": {"$ref": "#/components/schemas/RideThrough"}},
+                "components": {"type": "array", "items": {"$ref": "#/components/schemas/ComponentHealth"},
+                    "description": "With components=true."}
+            }
+        },
+        "SubsystemHealth": {
+            "type": "object",
+            "description": "A subsystem (power, cooling, network): the worst over its consumers (racks).",
+            "properties": {
+                "subsystem": {"type": "string"},
+                "designed": {"$ref": "#/components/schemas/Level"},
+                "current": {"$ref": "#/components/schemas/Level", "description": "Proven by components that are Up: below_n on a site that has not reported."},
+                "if_unknown_up": {"$ref": "#/components/schemas/Level", "description": "The level if every Unknown component were up."},
+                "verified": {"type": "boolean", "description": "Unknown components change no consumer's level."},
+                "unverified": {"type": "array", "items": {"type": "string"}, "description": "Unknown components the consumers depend on."},
+                "unverified_consumers": {"type": "array", "items": {"type": "string"}},
+                "summary": {"type": "string", "description": "For people: `2N`, or `unverified: N proven, 2N if the 4 unknown components are up`."},
+                "consumers": {"type": "integer"},
+                "min_live_paths": {"type": "integer", "description": "Fewest proven live paths of any consumer."},
+                "lost": ids, "degraded": ids,
+                "spare_after_one": {"type": "number", "nullable": true},
+                "spare_after_one_at": {"type": "string", "nullable": true},
+                "single_points_of_failure": ids,
+                "unknown": ids, "maintenance": ids, "down": ids,
+                "unmonitored": {"type": "array", "items": {"type": "string"}, "description": "Components with no state point bound (assumed up while a point of theirs is fresh)."}
+            }
+        },
+        "SupplyHealth": {
+            "type": "object",
+            "properties": {
+                "subsystem": {"type": "string"},
+                "supplied": {"type": "boolean", "description": "Not known to be lost (Unknown counted as up)."},
+                "proven_supplied": {"type": "boolean"},
+                "designed": {"$ref": "#/components/schemas/Level"},
+                "current": {"$ref": "#/components/schemas/Level", "description": "Proven."},
+                "if_unknown_up": {"$ref": "#/components/schemas/Level"},
+                "verified": {"type": "boolean"},
+                "unverified": ids,
+                "summary": {"type": "string"},
+                "designed_paths": {"type": "integer"},
+                "live_paths": {"type": "integer", "description": "Proven."},
+                "live_paths_if_unknown_up": {"type": "integer"},
+                "spare_after_one": {"type": "number", "nullable": true},
+                "single_points_of_failure": ids
+            }
+        },
+        "ComponentHealth": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"}, "kind": {"type": "string"},
+                "state": {"type": "string", "enum": ["up", "down", "unknown", "maintenance"], "description": "Unknown for longer than [status] down_after_ms is down."},
+                "reason": {"type": "string"},
+                "monitored": {"type": "boolean"},
+                "unknown_since_ms": {"type": "integer", "nullable": true},
+                "energised": {"type": "boolean", "nullable": true, "description": "From measured voltage, else flow, else the switch position; null when unknown or not a power component."},
+                "energised_by": {"type": "string", "nullable": true},
+                "mismatch": {"type": "string", "nullable": true, "description": "Switch position and measurement disagree (a breaker-mismatch trouble)."},
+                "available": {"type": "boolean"}, "proven_available": {"type": "boolean"},
+                "load": {"type": "array", "items": {"type": "number", "nullable": true}},
+                "supply": {"type": "array", "items": {"$ref": "#/components/schemas/SupplyHealth"}}
+            }
+        },
+        "RideThrough": {
+            "type": "object",
+            "description": "Stored cooling over the deficit (heat load - capacity of the chillers that are Up).",
+            "properties": {
+                "tank": {"type": "string"},
+                "minutes": {"type": "number", "nullable": true, "description": "At the present deficit; null when the tank is not drawn or inputs are unknown."},
+                "minutes_if_chillers_stop": {"type": "number", "nullable": true},
+                "drawing": {"type": "boolean"},
+                "heat_load_kw": {"type": "number", "nullable": true},
+                "chiller_capacity_kw": {"type": "number"},
+                "deficit_kw": {"type": "number", "nullable": true},
+                "tank_temp_c": {"type": "number", "nullable": true},
+                "level_pct": {"type": "number", "nullable": true},
+                "chillers_available": {"type": "integer", "description": "Proven (Up)."},
+                "chillers_unknown": {"type": "integer"},
+                "chillers_total": {"type": "integer"}
+            }
+        }
+    })
 }
 
 fn no_site() -> ApiError {

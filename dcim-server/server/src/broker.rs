@@ -519,13 +519,14 @@ struct Hold {
     /// The agent whose events are held: the logged-in agent, or in open mode the agent of the
     /// first events publish (events of other agents on that connection are not held).
     agent: Option<String>,
-    handled: Option<watch::Receiver<u64>>,
+    handled: Option<watch::Receiver<ack::Marks>>,
 }
 
 impl Hold {
     fn bind(&mut self, agent: &str, marks: &EventsHandled) {
         let rx = marks.subscribe(agent);
-        self.state.on_handled(*rx.borrow());
+        let current = rx.borrow().clone();
+        self.state.on_handled(&current);
         self.agent = Some(agent.to_owned());
         self.handled = Some(rx);
     }
@@ -546,7 +547,7 @@ fn hold_events_publish(
     };
     // The same decoding as the ingest's: a batch it will refuse is not held.
     let decoded = crate::ingest::decode(topic, payload);
-    let Some((agent, seq)) = events_mark(&decoded) else {
+    let Some((agent, epoch, seq)) = events_mark(&decoded) else {
         return Ok(());
     };
     let mut h = hold.lock().expect("hold lock");
@@ -557,7 +558,7 @@ fn hold_events_publish(
         return Ok(());
     }
     h.state
-        .on_publish(pkid, seq)
+        .on_publish(pkid, epoch, seq)
         .map_err(|e| Closed::Protocol(format!("events acknowledgements: {e:?}")))
 }
 
@@ -569,11 +570,11 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
     cw: W,
     hold: Arc<std::sync::Mutex<Hold>>,
 ) -> Result<(), Closed> {
-    async fn changed(rx: &mut Option<watch::Receiver<u64>>) -> u64 {
+    async fn changed(rx: &mut Option<watch::Receiver<ack::Marks>>) -> ack::Marks {
         if let Some(rx) = rx
             && rx.changed().await.is_ok()
         {
-            return *rx.borrow_and_update();
+            return rx.borrow_and_update().clone();
         }
         std::future::pending().await
     }
@@ -588,7 +589,7 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
         Ok(())
     }
     let mut cw = BufWriter::with_capacity(16 * 1024, cw);
-    let mut handled: Option<watch::Receiver<u64>> = None;
+    let mut handled: Option<watch::Receiver<ack::Marks>> = None;
     loop {
         let until = {
             let h = hold.lock().expect("hold lock");
@@ -628,8 +629,8 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
                     cw.flush().await?;
                 }
             }
-            seq = changed(&mut handled) => {
-                let out = hold.lock().expect("hold lock").state.on_handled(seq);
+            marks = changed(&mut handled) => {
+                let out = hold.lock().expect("hold lock").state.on_handled(&marks);
                 if !out.is_empty() {
                     write_pubacks(&mut cw, &out).await?;
                     cw.flush().await?;

@@ -108,6 +108,12 @@ pub struct Config {
     pub log: LogConfig,
     /// `[metrics]`: how Prometheus scrapes `/metrics` without a user account.
     pub metrics: MetricsConfig,
+    /// `[status]`: when missing data turns a component or device Unknown, then Down.
+    pub status: StatusConfig,
+    /// `[ingest]`: what the ingest accepts (clock skew of agents).
+    pub ingest: IngestConfig,
+    /// `[store]`: the database's free-space reserve.
+    pub store: StoreConfig,
     /// Where this file was read from (empty when built from defaults).
     #[serde(skip)]
     pub source: PathBuf,
@@ -129,6 +135,9 @@ impl Default for Config {
             history: Default::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            status: StatusConfig::default(),
+            ingest: IngestConfig::default(),
+            store: StoreConfig::default(),
             source: PathBuf::new(),
         }
     }
@@ -157,6 +166,40 @@ impl Default for LogConfig {
     }
 }
 
+/// `[status]`: the seed rule "an Unknown that lasts turns into Down".
+///
+/// ```toml
+/// [status]
+/// unknown_after_ms = 60000   # a device with no good evidence for this long is Unknown
+/// down_after_ms = 300000     # Unknown (a device, or a component of the site model) for this
+///                            # long is Down: it then counts as lost in every level and alarm
+/// ```
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    pub unknown_after_ms: i64,
+    pub down_after_ms: i64,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        let p = dcim_site::StatusPolicy::default();
+        StatusConfig {
+            unknown_after_ms: p.unknown_after_ms,
+            down_after_ms: p.down_after_ms,
+        }
+    }
+}
+
+impl StatusConfig {
+    pub fn policy(&self) -> dcim_site::StatusPolicy {
+        dcim_site::StatusPolicy {
+            unknown_after_ms: self.unknown_after_ms,
+            down_after_ms: self.down_after_ms,
+        }
+    }
+}
+
 /// `[metrics]`: scraping `/metrics` without a user account. Either a listener of its own
 /// (serving only `/metrics` and `/health`, e.g. on an address only Prometheus reaches), or a
 /// bearer token accepted on `/metrics` of the main listener and nowhere else, or both.
@@ -179,6 +222,50 @@ impl MetricsConfig {
                 .and_then(|v| std::env::var(v).ok())
                 .filter(|t| !t.is_empty())
         })
+    }
+}
+
+/// `[ingest]`.
+///
+/// ```toml
+/// [ingest]
+/// max_clock_skew_ms = 60000   # samples stamped further than this ahead of the server's clock
+///                             # are refused (counted in dcim_ingest_future_samples_total, and
+///                             # the agent gets an `agent-clock-ahead` trouble); samples ahead
+///                             # by less are taken as received now
+/// ```
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub max_clock_skew_ms: i64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_clock_skew_ms: crate::ingest::DEFAULT_MAX_CLOCK_SKEW_MS,
+        }
+    }
+}
+
+/// `[store]`.
+///
+/// ```toml
+/// [store]
+/// reserve_kb = 8192   # a file of this size is kept in the data directory and deleted when the
+///                     # disk fills, so that alarm and journal commits still fit; while it is
+///                     # gone, writes that can wait (events stay in the agents' spools, agent
+///                     # states, stream marks) are refused; 0 = no reserve
+/// ```
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub reserve_kb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { reserve_kb: 8192 }
     }
 }
 
@@ -695,6 +782,15 @@ impl Config {
             && l.port() != 0
         {
             return Err(self.invalid("metrics.listen", format!("{l} is already http.listen")));
+        }
+        if self.status.unknown_after_ms <= 0 {
+            return Err(self.invalid("status.unknown_after_ms", "must be at least 1 ms"));
+        }
+        if self.status.down_after_ms <= 0 {
+            return Err(self.invalid("status.down_after_ms", "must be at least 1 ms"));
+        }
+        if self.ingest.max_clock_skew_ms < 0 {
+            return Err(self.invalid("ingest.max_clock_skew_ms", "must be 0 or more"));
         }
         if self.auth.argon2_memory_kib < 64 {
             return Err(self.invalid("auth.argon2_memory_kib", "must be at least 64"));

@@ -346,25 +346,35 @@ pub struct Planner {
     pub state: PlannerState,
 }
 
-/// The DC-09 kind of each `fire.stage` code (0 normal, 1 pre-alarm, 2..=4 stages 1..3,
-/// 5 coolant, 6 room gas), in stage order: the agent sends every stage as its own event.
-const STAGE_ALARMS: [EventKind; 6] = [
-    EventKind::FirePreAlarm,
-    EventKind::FireStage1,
-    EventKind::FireStage2Patch,
-    EventKind::FireStage3Agent,
-    EventKind::FireStage4Coolant,
-    EventKind::FireStage5Gas,
-];
+/// The DC-09 kind of each stage of the fire logic's stage table (`fire_logic::STAGE_TABLE`):
+/// the agent sends every stage as its own event. Normal has none.
+pub fn stage_kind(stage: fire_logic::Stage) -> Option<EventKind> {
+    use fire_logic::Stage;
+    Some(match stage {
+        Stage::Normal => return None,
+        Stage::PreAlarm => EventKind::FirePreAlarm,
+        Stage::Stage1 => EventKind::FireStage1,
+        Stage::Stage2 => EventKind::FireStage2Patch,
+        Stage::Stage3 => EventKind::FireStage3Agent,
+        Stage::Stage4 => EventKind::FireStage4Coolant,
+        Stage::Stage5 => EventKind::FireStage5Gas,
+    })
+}
 
-/// The stage events active at a `fire.stage` value: every stage up to the current one (stages
-/// are latched until a local reset, which restores them all).
-pub fn stage_kinds(value: f64) -> Vec<EventKind> {
-    STAGE_ALARMS
+/// Every stage's DC-09 kind, in stage order.
+pub fn stage_alarms() -> impl Iterator<Item = EventKind> {
+    fire_logic::STAGE_TABLE
         .iter()
-        .enumerate()
-        .filter(|(i, _)| value >= (*i + 1) as f64)
-        .map(|(_, k)| *k)
+        .filter_map(|r| stage_kind(r.stage))
+}
+
+/// The stage events active at a `fire.stage` code: every stage of the table up to the current
+/// one (stages are latched until a local reset, which restores them all).
+pub fn stage_kinds(value: f64) -> Vec<EventKind> {
+    fire_logic::STAGE_TABLE
+        .iter()
+        .filter(|r| f64::from(r.code) <= value)
+        .filter_map(|r| stage_kind(r.stage))
         .collect()
 }
 
@@ -424,7 +434,7 @@ impl Planner {
             return Vec::new();
         };
         let active = stage_kinds(code);
-        for kind in STAGE_ALARMS {
+        for kind in stage_alarms() {
             let id = Identity { zone, rack, kind };
             if active.contains(&kind) {
                 self.state
@@ -511,7 +521,7 @@ impl Planner {
                 .any(|i| i.zone == z.number && i.kind.is_fire_alarm())
                 || self.state.agent_reported.keys().any(|k| {
                     k.starts_with(&format!("z{}:", z.number))
-                        && STAGE_ALARMS.iter().any(|s| k.ends_with(s.name()))
+                        && stage_alarms().any(|s| k.ends_with(s.name()))
                 });
             for agent in &z.agents {
                 let Some(v) = inp.agents.iter().find(|v| &v.id == agent) else {
@@ -852,8 +862,14 @@ async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
     let high = app.store.event_high_water().await?;
     let mut planner = dc09.planner.lock().await;
     let before = planner.state.clone();
-    for (agent, seq) in high {
-        let cursor = planner.state.cursors.get(&agent).copied().unwrap_or(0);
+    for (agent, epoch, seq) in high {
+        // One cursor per spool epoch: a wiped spool's new stream starts again at 1.
+        let key = if epoch.is_empty() {
+            agent.clone()
+        } else {
+            format!("{agent}@{epoch}")
+        };
+        let cursor = planner.state.cursors.get(&key).copied().unwrap_or(0);
         if seq <= cursor {
             continue;
         }
@@ -867,7 +883,7 @@ async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
             .list_events(&q)
             .await?
             .into_iter()
-            .filter(|e| e.seq > cursor)
+            .filter(|e| e.epoch == epoch && e.seq > cursor)
             .collect();
         evs.sort_by_key(|e| e.seq);
         for e in &evs {
@@ -876,7 +892,7 @@ async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
                 tracing::info!(agent = %e.agent, event = %e.id, ?covered, "fire event sent by the agent over its own DC-09 link; the server does not send it");
             }
         }
-        planner.state.cursors.insert(agent, seq);
+        planner.state.cursors.insert(key, seq);
     }
     let alarms: Vec<AlarmView> = {
         let f = app.facility.lock().await;

@@ -60,6 +60,10 @@ pub struct DemoOptions {
     /// The server's `[dc09]` section (site-level events to the fire authority); off when
     /// `None`. `--dc09 LINK.toml` sets it with the demo's battery-room zones.
     pub dc09: Option<crate::dc09::Dc09Config>,
+    /// The server's `[status] down_after_ms` (default 5 min): tests shorten it.
+    pub down_after: Option<Duration>,
+    /// The server's `[store] reserve_kb` (default 8 MiB).
+    pub reserve_kb: Option<u64>,
 }
 
 impl Default for DemoOptions {
@@ -73,6 +77,8 @@ impl Default for DemoOptions {
             light_hashing: false,
             mqtt_period: Duration::from_secs(1),
             dc09: None,
+            down_after: None,
+            reserve_kb: None,
         }
     }
 }
@@ -145,6 +151,28 @@ pub struct Demo {
     pub site_model: PathBuf,
     agent_stop: watch::Sender<bool>,
     agent_task: JoinHandle<()>,
+}
+
+impl Demo {
+    /// Stops the edge agent and starts it again with the same configuration; with
+    /// `wipe_spool`, its spool directory is deleted in between (a disk replaced, a reinstall):
+    /// the new spool draws a new epoch and its sequence numbers start again at 1.
+    pub async fn restart_agent(&mut self, wipe_spool: bool) -> anyhow::Result<()> {
+        let _ = self.agent_stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.agent_task).await;
+        self.agent_task.abort();
+        if wipe_spool {
+            let dir = &self.agent_config.spool.dir;
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("wiping the agent spool {}", dir.display()))?;
+        }
+        let agent = dcim_edge_agent::Agent::start(self.agent_config.clone())
+            .map_err(|e| anyhow::anyhow!("starting the edge agent again: {e}"))?;
+        let (agent_stop, agent_stop_rx) = watch::channel(false);
+        self.agent_stop = agent_stop;
+        self.agent_task = tokio::spawn(agent.run(agent_stop_rx));
+        Ok(())
+    }
 }
 
 impl Demo {
@@ -333,6 +361,12 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
     config.http.listen = opts.http;
     config.broker.listen = opts.broker;
     config.dc09 = opts.dc09.clone();
+    if let Some(d) = opts.down_after {
+        config.status.down_after_ms = d.as_millis() as i64;
+    }
+    if let Some(r) = opts.reserve_kb {
+        config.store.reserve_kb = r;
+    }
     if opts.light_hashing {
         config.auth.argon2_memory_kib = 64;
         config.auth.argon2_iterations = 1;
@@ -386,6 +420,25 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
     })
 }
 
+/// The scenario lines of the banner. The stages come from the fire logic's stage table, the
+/// stage reached from the simulator's thresholds (the scenario heats past stage3's).
+pub fn scenario_banner() -> String {
+    let reached = fire_logic::Stage::Stage3.info();
+    let pre = fire_logic::Stage::PreAlarm.info();
+    let t = |s: &fire_logic::StageInfo| s.default_threshold.unwrap_or(0) / 10;
+    format!(
+        "\n  Scenario:  0:30 utility line A lost (2N -> N), 1:00 chiller 1 trips (buffer tank\n\
+         \x20            ride-through, about an hour), 1:30-4:05 a battery string in battery\n\
+         \x20            room 2 heats through the fire stages ({} {} °C ... {} \"{}\" {} °C),\n\
+         \x20            5:30 line A back, 6:30 chiller 1 reset.\n",
+        pre.name,
+        t(pre),
+        reached.key,
+        reached.name,
+        t(reached),
+    )
+}
+
 /// The banner printed at start.
 pub fn banner(demo: &Demo, opts: &DemoOptions) -> String {
     let mut s = String::new();
@@ -431,11 +484,7 @@ pub fn banner(demo: &Demo, opts: &DemoOptions) -> String {
         opts.data_dir.display()
     ));
     if opts.scenario {
-        s.push_str(
-            "\n  Scenario:  0:30 utility line A lost (2N -> N), 1:00 chiller 1 trips (buffer tank\n\
-             \x20            ride-through), 1:30-4:05 a battery string in battery room 2 heats to\n\
-             \x20            fire stage 3, 5:30 line A back, 6:30 chiller 1 reset.\n",
-        );
+        s.push_str(&scenario_banner());
     }
     s.push_str(&format!("\n  Stop with Ctrl-C.\n{line}\n"));
     s

@@ -10,7 +10,8 @@ use dcim_alarms::{
 };
 use dcim_points::Sample;
 use dcim_site::{
-    ComponentState, Evaluation, Live, Redundancy, Site, StatusPolicy, UnknownComponent, WhatIf,
+    ComponentState, Evaluation, Live, Redundancy, Site, StatusPolicy, UnknownComponent,
+    UnknownTimer, WhatIf,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -34,8 +35,12 @@ pub struct RedundancyChange {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
     pub designed: Redundancy,
+    /// Proven level before and now.
     pub before: Redundancy,
     pub current: Redundancy,
+    /// The level now if every Unknown component were up, and whether the two agree.
+    pub if_unknown_up: Redundancy,
+    pub verified: bool,
     pub ts_ms: i64,
 }
 
@@ -91,6 +96,10 @@ pub fn alarm_roles() -> Vec<String> {
     v
 }
 
+/// An agent's `agent-clock-ahead` trouble clears once none of its samples has been refused for
+/// this long.
+pub const CLOCK_AHEAD_CLEAR_MS: i64 = 60_000;
+
 pub struct Facility {
     /// Shared, so that the expensive part of a tick and the API's JSON run outside the lock.
     pub site: Option<Arc<Site>>,
@@ -109,16 +118,24 @@ pub struct Facility {
     /// After a restore: until then, a subsystem with components not yet known keeps its
     /// restored redundancy alarm as it is (see [`RESTORE_WARMUP_MS`]).
     warmup_until_ms: Option<i64>,
-    /// Current redundancy at the last tick, by `(subsystem, rack)` (`""` for the subsystem).
-    /// (Nested, so that a tick looks levels up without building keys.)
-    levels: HashMap<String, HashMap<String, Redundancy>>,
-    /// The rack levels last given to the alarm engine, by subsystem and rack: a rack at its
-    /// designed level that was already given that level is not given it again (nothing
-    /// would change), so a healthy site's tick does not call the engine once per rack.
+    /// Current redundancy at the last tick, by subsystem and rack (`""` for the subsystem):
+    /// proven level, level if unknown up, verified. (Nested, so that a tick looks levels up
+    /// without building keys.)
+    levels: HashMap<String, HashMap<String, (Redundancy, Redundancy, bool)>>,
+    /// The rack levels (if unknown up, what the rack alarms follow) last given to the alarm
+    /// engine, by subsystem and rack: a rack at its designed level that was already given that
+    /// level is not given it again (nothing would change), so a healthy site's tick does not
+    /// call the engine once per rack.
     fed: HashMap<String, HashMap<String, Redundancy>>,
     /// When the ingest last lost messages (the `ingest-loss` condition holds until
     /// [`INGEST_LOSS_HOLD_MS`] after it).
     ingest_loss_ms: Option<i64>,
+    /// Turns components Unknown for longer than `status_policy.down_after_ms` into Down.
+    unknown_timer: UnknownTimer,
+    /// Components whose breaker-mismatch trouble is active.
+    mismatches: BTreeSet<String>,
+    /// Agents with refused future samples: when the last one was refused.
+    clock_ahead: BTreeMap<String, i64>,
 }
 
 impl Facility {
@@ -127,6 +144,7 @@ impl Facility {
         let mut site_devices = BTreeSet::new();
         if let Some(s) = &site {
             engine.set_device_components(dcim_alarms::device_components(s));
+            engine.set_places(dcim_alarms::device_places(s));
             site_devices = s.devices().into_iter().collect();
         }
         Ok(Facility {
@@ -144,6 +162,9 @@ impl Facility {
             levels: HashMap::new(),
             fed: HashMap::new(),
             ingest_loss_ms: None,
+            unknown_timer: UnknownTimer::new(),
+            mismatches: BTreeSet::new(),
+            clock_ahead: BTreeMap::new(),
         })
     }
 
@@ -157,6 +178,7 @@ impl Facility {
             // Components follow the current site model, not the stored one.
             self.engine
                 .set_device_components(dcim_alarms::device_components(s));
+            self.engine.set_places(dcim_alarms::device_places(s));
         }
         self.dirty = true;
     }
@@ -220,6 +242,43 @@ impl Facility {
         self.finish(records, now_ms)
     }
 
+    /// A trouble the server detects itself (see `dcim_alarms::Condition::Trouble`): disk full,
+    /// an agent's clock ahead, an agent's new spool epoch.
+    pub fn trouble(
+        &mut self,
+        kind: &str,
+        subject: &str,
+        active: bool,
+        message: &str,
+        now_ms: i64,
+    ) -> Changes {
+        let records = self
+            .engine
+            .on_trouble(kind, subject, None, active, message, now_ms);
+        self.finish(records, now_ms)
+    }
+
+    /// Samples of `agent` stamped too far in the future were refused: its `agent-clock-ahead`
+    /// trouble (cleared by [`Facility::tick`] after [`CLOCK_AHEAD_CLEAR_MS`] without refusals).
+    pub fn future_samples(
+        &mut self,
+        agent: &str,
+        refused: u64,
+        latest_ts_ms: i64,
+        now_ms: i64,
+    ) -> Changes {
+        self.clock_ahead.insert(agent.to_owned(), now_ms);
+        let ahead_s = (latest_ts_ms - now_ms) / 1000;
+        let text = format!(
+            "{agent}: {refused} sample(s) stamped up to {ahead_s} s ahead of the server's clock \
+             (ts_ms {latest_ts_ms}) refused; check the agent's time synchronisation"
+        );
+        let records = self
+            .engine
+            .on_trouble("clock_ahead", agent, None, true, &text, now_ms);
+        self.finish(records, now_ms)
+    }
+
     fn evaluate(&mut self, now_ms: i64) {
         if let Some((site, states)) = self.tick_inputs(now_ms) {
             let ev = dcim_site::evaluate(&site, &states);
@@ -242,10 +301,14 @@ impl Facility {
     }
 
     /// The first step of a tick (under the lock): the component states from the live values
-    /// (one lookup per bound point) and the site to evaluate them on; None without a site.
+    /// (one lookup per bound point, then the seed rule: Unknown for longer than
+    /// `status_policy.down_after_ms` is Down) and the site to evaluate them on; None without a
+    /// site.
     pub fn tick_inputs(&mut self, now_ms: i64) -> Option<(Arc<Site>, Vec<ComponentState>)> {
         let site = self.site.clone()?;
-        let states = dcim_site::component_states(&site, &self.live, &self.maintenance, now_ms);
+        let mut states = dcim_site::component_states(&site, &self.live, &self.maintenance, now_ms);
+        self.unknown_timer
+            .apply(&site, &mut states, now_ms, self.status_policy.down_after_ms);
         // Samples that arrive from here on mark it dirty again.
         self.dirty = false;
         Some((site, states))
@@ -272,36 +335,66 @@ impl Facility {
                     .on_sample(&Self::ingest_loss_sample(false, now_ms), now_ms),
             );
         }
+        let calm: Vec<String> = self
+            .clock_ahead
+            .iter()
+            .filter(|(_, t)| now_ms - **t >= CLOCK_AHEAD_CLEAR_MS)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for agent in calm {
+            self.clock_ahead.remove(&agent);
+            records.extend(
+                self.engine
+                    .on_trouble("clock_ahead", &agent, None, false, "", now_ms),
+            );
+        }
         let mut redundancy = Vec::new();
         if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
-            let mut level = |subsystem: &str, rack: &str, designed, current| {
+            let mut level = |subsystem: &str, rack: &str, designed, current, if_up, verified| {
                 let racks = match self.levels.get_mut(subsystem) {
                     Some(r) => r,
                     None => self.levels.entry(subsystem.to_owned()).or_default(),
                 };
+                let now = (current, if_up, verified);
                 let before = match racks.get_mut(rack) {
-                    Some(l) => Some(std::mem::replace(l, current)),
-                    None => racks.insert(rack.to_owned(), current),
+                    Some(l) => Some(std::mem::replace(l, now)),
+                    None => racks.insert(rack.to_owned(), now),
                 };
                 match before {
-                    Some(before) if before != current => redundancy.push(RedundancyChange {
+                    Some(before) if before != now => redundancy.push(RedundancyChange {
                         subsystem: subsystem.to_owned(),
                         rack: (!rack.is_empty()).then(|| rack.to_owned()),
                         designed,
-                        before,
+                        before: before.0,
                         current,
+                        if_unknown_up: if_up,
+                        verified,
                         ts_ms: now_ms,
                     }),
                     _ => {}
                 }
             };
             for sub in &ev.subsystems {
-                level(sub.subsystem.as_str(), "", sub.designed, sub.current);
+                level(
+                    sub.subsystem.as_str(),
+                    "",
+                    sub.designed,
+                    sub.current,
+                    sub.if_unknown_up,
+                    sub.verified,
+                );
             }
             for (c, h) in site.components.iter().zip(&ev.components) {
                 if c.kind == dcim_site::Kind::Rack {
                     for sup in &h.supply {
-                        level(sup.subsystem.as_str(), &c.id, sup.designed, sup.current);
+                        level(
+                            sup.subsystem.as_str(),
+                            &c.id,
+                            sup.designed,
+                            sup.current,
+                            sup.if_unknown_up,
+                            sup.verified,
+                        );
                     }
                 }
             }
@@ -315,6 +408,9 @@ impl Facility {
                 })
                 .map(|sub| sub.subsystem.as_str())
                 .collect();
+            // The redundancy alarm follows what is known: Unknown components count as up until
+            // they have been Unknown for `down_after_ms` (then they are Down). What is not
+            // proven raises its own alarm, `redundancy-unverified`.
             for sub in &ev.subsystems {
                 if warming.contains(sub.subsystem.as_str()) {
                     continue;
@@ -323,20 +419,61 @@ impl Facility {
                     String::new()
                 } else {
                     format!(
-                        "{} lost, {} degraded; single points of failure: {}",
+                        "{} lost, {} degraded; down: {}; single points of failure: {}",
                         sub.lost.len(),
                         sub.degraded.len(),
-                        sub.single_points_of_failure.join(", ")
+                        list(&sub.down, 12),
+                        list(&sub.single_points_of_failure, 12)
                     )
                 };
                 records.extend(self.engine.on_redundancy(
                     sub.subsystem.as_str(),
                     sub.designed,
-                    sub.current,
+                    sub.if_unknown_up,
                     &detail,
                     now_ms,
                 ));
+                let unverified = format!(
+                    "designed {}, {}; unknown: {}; {} of {} consumers unverified",
+                    sub.designed,
+                    sub.summary,
+                    list(&sub.unverified, 12),
+                    sub.unverified_consumers.len(),
+                    sub.consumers
+                );
+                records.extend(self.engine.on_unverified(
+                    sub.subsystem.as_str(),
+                    !sub.verified,
+                    &unverified,
+                    now_ms,
+                ));
             }
+            // Breaker position against measurement, per component.
+            let mut mismatches = BTreeSet::new();
+            for h in &ev.components {
+                if let Some(m) = &h.mismatch {
+                    mismatches.insert(h.id.clone());
+                    records.extend(self.engine.on_trouble(
+                        "breaker_mismatch",
+                        &h.id,
+                        Some(&h.id),
+                        true,
+                        &format!("{}: {m}", h.id),
+                        now_ms,
+                    ));
+                }
+            }
+            for gone in self.mismatches.difference(&mismatches) {
+                records.extend(self.engine.on_trouble(
+                    "breaker_mismatch",
+                    gone,
+                    Some(gone),
+                    false,
+                    "",
+                    now_ms,
+                ));
+            }
+            self.mismatches = mismatches;
             // Every rack, after the subsystems (the rack alarms are grouped under theirs).
             for (c, h) in site.components.iter().zip(&ev.components) {
                 if c.kind != dcim_site::Kind::Rack {
@@ -354,16 +491,16 @@ impl Facility {
                             .or_default(),
                     };
                     let before = match racks.get_mut(c.id.as_str()) {
-                        Some(l) => Some(std::mem::replace(l, sup.current)),
-                        None => racks.insert(c.id.clone(), sup.current),
+                        Some(l) => Some(std::mem::replace(l, sup.if_unknown_up)),
+                        None => racks.insert(c.id.clone(), sup.if_unknown_up),
                     };
-                    if sup.current >= sup.designed && before == Some(sup.current) {
+                    if sup.if_unknown_up >= sup.designed && before == Some(sup.if_unknown_up) {
                         continue;
                     }
-                    let detail = if sup.current < sup.designed {
+                    let detail = if sup.if_unknown_up < sup.designed {
                         format!(
                             "{} of {} paths live; single points of failure: {}",
-                            sup.live_paths,
+                            sup.live_paths_if_unknown_up,
                             sup.designed_paths,
                             sup.single_points_of_failure.join(", ")
                         )
@@ -374,7 +511,7 @@ impl Facility {
                         sup.subsystem.as_str(),
                         &c.id,
                         sup.designed,
-                        sup.current,
+                        sup.if_unknown_up,
                         &detail,
                         now_ms,
                     ));
@@ -495,6 +632,18 @@ pub fn device_statuses(
             (d.to_owned(), dcim_site::status(&o, now_ms, &inputs.policy))
         })
         .collect()
+}
+
+/// At most `n` ids, then how many more.
+fn list(ids: &[String], n: usize) -> String {
+    if ids.is_empty() {
+        return "none".into();
+    }
+    let mut s = ids.iter().take(n).cloned().collect::<Vec<_>>().join(", ");
+    if ids.len() > n {
+        s.push_str(&format!(" and {} more", ids.len() - n));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -650,6 +799,7 @@ mod tests {
                 let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
                     v: dcim_wire::VERSION,
                     agent: "a".into(),
+                    epoch: String::new(),
                     seq: seq as u64 + 1,
                     samples,
                 });
@@ -694,5 +844,168 @@ mod tests {
             // Linear: one lookup per device, each point read once.
             assert_eq!(counted.1.get(), (devices + 1, devices * 5));
         }
+    }
+
+    fn demo_site() -> Site {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../site/sites/demo.toml");
+        Site::load(std::path::Path::new(path)).expect("demo site loads")
+    }
+
+    fn active(f: &Facility, id: &str) -> Option<dcim_alarms::Alarm> {
+        f.engine.get(id).filter(|a| a.active).cloned()
+    }
+
+    #[test]
+    fn a_site_that_never_reported_raises_unverified_alarms_not_green() {
+        // Hazard: a fresh site with nothing reporting reads 2N / N+1 / 2N and stays quiet.
+        let now = 1_700_000_000_000;
+        let mut f = Facility::new(Some(demo_site()), None).unwrap();
+        let c = f.tick(now);
+        assert!(c.records.is_empty(), "{:?}", c.records);
+        let ev = f.evaluation(now).unwrap();
+        for s in &ev.subsystems {
+            assert_eq!(s.current, Redundancy::BelowN);
+            assert!(!s.verified);
+        }
+        // A minute without proof: one unverified alarm per subsystem, grade 2; the known
+        // levels are still at design, so no redundancy alarm yet.
+        let c = f.tick(now + 60_000);
+        let mut act: Vec<&str> = c
+            .records
+            .iter()
+            .filter(|r| r.event == dcim_alarms::Event::Activated)
+            .map(|r| r.alarm.as_str())
+            .collect();
+        act.sort();
+        assert_eq!(
+            act,
+            [
+                "redundancy-unverified:cooling",
+                "redundancy-unverified:network",
+                "redundancy-unverified:power"
+            ]
+        );
+        let a = active(&f, "redundancy-unverified:power").unwrap();
+        assert_eq!(a.grade, 2);
+        assert!(
+            a.message.contains("unverified: below N proven, 2N if the"),
+            "{}",
+            a.message
+        );
+        // Unknown for longer than down_after: Down, and the redundancy alarm is grade 1.
+        let down_after = f.status_policy.down_after_ms;
+        let c = f.tick(now + down_after);
+        let red = c
+            .records
+            .iter()
+            .find(|r| r.alarm == "redundancy:power" && r.event == dcim_alarms::Event::Activated)
+            .expect("power redundancy alarm once everything is Down");
+        assert_eq!(red.grade, 1);
+        assert!(
+            active(&f, "redundancy-unverified:power").is_none(),
+            "known now: below N"
+        );
+    }
+
+    #[test]
+    fn the_whole_power_plant_going_silent_is_unverified_then_down_with_an_alarm() {
+        let now = 1_700_000_000_000;
+        let site = demo_site();
+        let power: BTreeSet<String> = site
+            .components
+            .iter()
+            .filter(|c| c.kind.subsystem() == Some(dcim_site::Subsystem::Power))
+            .flat_map(|c| c.bindings.iter().map(|b| b.device.clone()))
+            .collect();
+        let samples = dcim_site::fixture::healthy_samples(&site, now);
+        let mut f = Facility::new(Some(site), None).unwrap();
+        f.status_policy.down_after_ms = 30_000;
+        f.on_samples(&samples, now);
+        assert!(f.tick(now).records.is_empty());
+        // Every power device reports comm-lost (its agent's verdict); the rest stays fresh.
+        let mut t;
+        let step = |f: &mut Facility, t: i64| {
+            let batch: Vec<Sample> =
+                dcim_site::fixture::healthy_samples(f.site.as_ref().unwrap(), t)
+                    .into_iter()
+                    .map(|mut s| {
+                        if power.contains(&s.device) {
+                            s.quality = dcim_points::Quality::CommLost;
+                        }
+                        s
+                    })
+                    .collect();
+            f.on_samples(&batch, t);
+            f.tick(t)
+        };
+        t = now + 5_000;
+        let c = step(&mut f, t);
+        let p = f
+            .evaluation(t)
+            .unwrap()
+            .subsystem(dcim_site::Subsystem::Power)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (p.current, p.if_unknown_up, p.verified),
+            (Redundancy::BelowN, Redundancy::TwoN, false)
+        );
+        assert!(
+            c.redundancy
+                .iter()
+                .any(|r| r.subsystem == "power" && r.rack.is_none() && !r.verified)
+        );
+        for _ in 0..6 {
+            t += 5_000;
+            step(&mut f, t);
+        }
+        let p = f
+            .evaluation(t)
+            .unwrap()
+            .subsystem(dcim_site::Subsystem::Power)
+            .unwrap()
+            .clone();
+        assert_eq!(p.if_unknown_up, Redundancy::BelowN, "{p:?}");
+        let a = active(&f, "redundancy:power").expect("alarm raised");
+        assert_eq!(a.grade, 1);
+        assert!(active(&f, "redundancy:cooling").is_none());
+    }
+
+    #[test]
+    fn a_feed_lost_with_its_breaker_closed_raises_a_breaker_mismatch_trouble() {
+        let now = 1_700_000_000_000;
+        let site = demo_site();
+        let samples = dcim_site::fixture::healthy_samples(&site, now);
+        let mut f = Facility::new(Some(site), None).unwrap();
+        f.on_samples(&samples, now);
+        f.tick(now);
+        let lost: Vec<Sample> = samples
+            .iter()
+            .filter(|s| s.device == "meter-a" && s.role.as_str() != "feed.breaker_closed")
+            .map(|s| {
+                let mut s = s.clone();
+                s.value = Some(dcim_points::Value::Number(0.0));
+                s.ts_ms = now + 1_000;
+                s
+            })
+            .collect();
+        f.on_samples(&lost, now + 1_000);
+        f.tick(now + 1_000);
+        f.tick(now + 6_000);
+        let a = active(&f, "breaker-mismatch:feed-a").expect("trouble after its on-delay");
+        assert_eq!(a.grade, 3);
+        assert_eq!(a.component.as_deref(), Some("feed-a"));
+        assert!(
+            a.message
+                .contains("reports closed but feed.voltage measures 0 V"),
+            "{}",
+            a.message
+        );
+        let site = f.site.clone().unwrap();
+        let ev = f.evaluation(now + 6_000).unwrap();
+        assert_eq!(
+            ev.component(&site, "feed-a").unwrap().energised,
+            Some(false)
+        );
     }
 }

@@ -6,8 +6,9 @@
 //! job: an essential task has ended, the ingest is stalled). Nothing is reported `ok` for lack
 //! of information: a part that cannot be assessed is `degraded` with the reason.
 //!
-//! The parts: `store` (last write result and a periodic read probe), `disk` (free space where
-//! the database lives), `broker` (the ingest's connection), `ingest` (messages waiting and how
+//! The parts: `store` (last write result, the store's disk-full mode and a periodic read
+//! probe), `disk` (free space where the database lives; "full" for as long as the store's
+//! guard, `crate::disk`, is in disk-full mode, whatever the free-space figure says), `broker` (the ingest's connection), `ingest` (messages waiting and how
 //! long the oldest progress is ago), `tasks` (each essential task alive; the engines' ticker
 //! beating), `tsdb` (the on-disk buffer and the store behind it) and `dc09` (each path to the
 //! fire authority, messages queued).
@@ -111,6 +112,8 @@ pub struct Readings {
     pub store_error: Option<String>,
     pub store_probe_ok_ms: i64,
     pub store_probe_error: Option<String>,
+    /// The store's disk-full mode (`crate::disk::DiskGuard`), when the store has a guard.
+    pub disk_full: Option<DiskFullReadings>,
     /// `(free bytes, total bytes)` of the data directory's file system, `None` if unknown.
     pub disk: Option<(u64, u64)>,
     pub broker_connected: bool,
@@ -124,6 +127,17 @@ pub struct Readings {
     pub ticker_beat_ms: i64,
     pub tsdb: Option<TsdbReadings>,
     pub dc09: Option<Dc09Readings>,
+}
+
+/// The store's disk-full mode: one answer for `/health`, the `store-disk-full` alarm and
+/// `dcim_store_disk_full`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskFullReadings {
+    pub full: bool,
+    /// Free bytes when the guard last measured.
+    pub free_bytes: u64,
+    /// Bytes of the reserve still held (0 while it has been given back).
+    pub reserve_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -146,7 +160,7 @@ pub struct Dc09Readings {
 
 /// Free space under which the disk is reported `degraded`: 1 GiB or 5 % of the file system,
 /// whichever is smaller (a small dedicated volume is not "low" at 100 MiB of 200). A full disk
-/// is reported by the store's write errors.
+/// is reported by the store's disk guard (`crate::disk`), which also gives its reserve back.
 pub const DISK_LOW_BYTES: u64 = 1 << 30;
 /// Waiting ingest work with no progress for this long means the ingest is stalled.
 pub const INGEST_STALLED_MS: i64 = 30_000;
@@ -167,10 +181,18 @@ pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
 
     // Store.
     let probe_age = r.now_ms - r.store_probe_ok_ms;
-    let detail = json!({"last_read_probe_ms": r.store_probe_ok_ms, "write_error": r.store_error, "probe_error": r.store_probe_error});
+    let full = r.disk_full.filter(|d| d.full);
+    let detail = json!({"last_read_probe_ms": r.store_probe_ok_ms, "write_error": r.store_error, "probe_error": r.store_probe_error,
+        "disk_full": full.is_some(), "reserve_bytes": r.disk_full.map(|d| d.reserve_bytes)});
     out.push((
         "store",
         match (&r.store_error, &r.store_probe_error) {
+            _ if full.is_some() => Check::with(
+                Level::Degraded,
+                "disk full: only alarm, journal and audit commits are written (from the reserve); \
+                 agent events wait in the agents' spools",
+                detail,
+            ),
             (Some(w), _) => Check::with(Level::Degraded, format!("writes fail: {w}"), detail),
             (None, Some(e)) => {
                 Check::with(Level::Degraded, format!("read probe failed: {e}"), detail)
@@ -193,6 +215,14 @@ pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
     out.push((
         "disk",
         match r.disk {
+            _ if full.is_some() => Check::with(
+                Level::Degraded,
+                format!(
+                    "full: the database cannot grow ({} MiB free, reserve given back)",
+                    full.map_or(0, |d| d.free_bytes) >> 20
+                ),
+                json!({"free_bytes": full.map(|d| d.free_bytes), "total_bytes": r.disk.map(|d| d.1)}),
+            ),
             None => Check::with(
                 Level::Degraded,
                 "free space of the data directory unknown",
@@ -410,6 +440,11 @@ pub fn readings(app: &App) -> Readings {
             .lock()
             .expect("probe lock")
             .clone(),
+        disk_full: app.store.disk().map(|d| DiskFullReadings {
+            full: d.is_full(),
+            free_bytes: d.free(),
+            reserve_bytes: d.reserve_held(),
+        }),
         disk: disk_space(&app.config.data_dir),
         broker_connected: m.mqtt_connected.load(Ordering::Relaxed) == 1,
         broker_clients: m.broker_clients.load(Ordering::Relaxed),
@@ -450,8 +485,13 @@ pub fn report(app: &App) -> (Level, serde_json::Value) {
         "version": env!("CARGO_PKG_VERSION"),
         "checks": checks.iter().map(|(n, c)| (n.to_string(), serde_json::to_value(c).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
     });
-    // Kept from the first version of /health: the store's write problem at the top level.
-    if let Some(why) = &r.store_error {
+    // Kept from the first version of /health: the store's state at the top level; the
+    // disk-full episode first, with the free space and the reserve still held.
+    if let Some(d) = r.disk_full.filter(|d| d.full) {
+        doc["store"] = "disk full".into();
+        doc["free_bytes"] = d.free_bytes.into();
+        doc["reserve_bytes"] = d.reserve_bytes.into();
+    } else if let Some(why) = &r.store_error {
         doc["store"] = why.as_str().into();
     }
     (level, doc)
@@ -644,6 +684,36 @@ mod tests {
                 .unwrap()
                 .contains("backup")
         );
+    }
+
+    #[test]
+    fn the_store_disk_full_mode_is_one_answer_for_store_and_disk() {
+        // Hazard: the store's guard refuses writes (disk full) while /health reads a free-space
+        // figure above its threshold (the reserve just given back) and says "ok": the center is
+        // deaf to new events and nobody is told.
+        let mut r = healthy();
+        r.disk_full = Some(DiskFullReadings {
+            full: true,
+            free_bytes: 8 << 20,
+            reserve_bytes: 0,
+        });
+        let (level, c) = assess(&r);
+        assert_eq!(level, Level::Degraded);
+        assert!(
+            check(&c, "store")
+                .reason
+                .as_ref()
+                .unwrap()
+                .contains("disk full")
+        );
+        assert!(check(&c, "disk").reason.as_ref().unwrap().contains("full"));
+        // Out of the mode, the guard's presence alone changes nothing.
+        r.disk_full = Some(DiskFullReadings {
+            full: false,
+            free_bytes: 50 << 30,
+            reserve_bytes: 8 << 20,
+        });
+        assert_eq!(assess(&r).0, Level::Ok);
     }
 
     #[test]

@@ -1,16 +1,26 @@
 //! Pure ingest core: topic/payload in, decision out. No sockets, no clock (`now_ms` is passed).
 //!
 //! It checks what an agent may publish (its own agent id in the topic and payload, its own site,
-//! only its own devices), de-duplicates on `(agent, stream, seq)` and keeps the latest value of
-//! every point. Events are de-duplicated against a high-water mark that the shell advances only
-//! after the events are committed ([`Ingest::events_committed`]), so a failed commit does not
-//! swallow events.
+//! only its own devices), de-duplicates on `(agent, epoch, stream, seq)` and keeps the latest
+//! value of every point. Events are de-duplicated against a high-water mark that the shell
+//! advances only after the events are committed ([`Ingest::events_committed`]), so a failed
+//! commit does not swallow events.
+//!
+//! A spool epoch the server has not seen for an agent that it knows under another epoch is a new
+//! stream (the agent's spool was wiped or replaced): accepted from its first sequence number and
+//! reported once in the outcome ([`NewEpoch`]), never dropped as duplicates of the old stream.
 //!
 //! Telemetry may also arrive in two parts (the shell's priority lane): the samples of a batch
 //! that feed an alarm rule first ([`Ingest::apply_priority`], which does not move the
 //! high-water), then the whole batch ([`Ingest::apply`]). A sample equal to the latest value of
 //! its point (same time, value and quality) is not a change, so the second pass does not feed
 //! the alarm engine twice.
+//!
+//! Sample timestamps are checked against the server's clock ([`clock`]) where the latest values
+//! are updated, so both passes apply it: a sample from the future beyond the tolerance is
+//! refused (counted in the bulk pass's outcome), one ahead by less is taken as received at
+//! `now_ms`. The shell passes both passes of a batch the same `now_ms` (the batch's arrival),
+//! so a clamped sample gets the same timestamp in both and is not a change the second time.
 //!
 //! Each agent may add at most `new_point_limit` new points (device and point never seen) per
 //! minute; samples of further new points are refused and counted (`refused_new`), so that one
@@ -22,8 +32,10 @@ use dcim_wire::{AgentState, Channel, CommandResult, Event, EventBatch, Telemetry
 use serde::Serialize;
 use std::collections::HashMap;
 
+pub mod clock;
 mod fast;
 mod history;
+pub use clock::{Admit, DEFAULT_MAX_CLOCK_SKEW_MS, admit};
 pub use history::{Bucket, History, HistoryConfig};
 
 /// Why a message was refused.
@@ -59,26 +71,60 @@ impl Rejection {
     }
 }
 
+/// The first batch of a spool epoch the server had not seen for an agent it knows under other
+/// epochs: the agent's spool was wiped or replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewEpoch {
+    /// The new epoch (empty: an agent that stopped sending epochs).
+    pub epoch: String,
+    /// The epochs known before, sorted (empty string: the agent's stream before epochs).
+    pub previous: Vec<String>,
+    pub stream: &'static str,
+    pub first_seq: u64,
+    /// The new stream's first sequence number is not above the old stream's high-water: the
+    /// spool started over, and what the old one had not delivered is lost.
+    pub restarted: bool,
+}
+
+/// Samples of one batch stamped too far in the future (see [`clock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Future {
+    /// Refused samples.
+    pub refused: u64,
+    /// The latest refused timestamp.
+    pub latest_ts_ms: i64,
+    /// Samples a little ahead, taken as received now.
+    pub clamped: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// New telemetry; `samples` are the ones that changed the latest value of their point.
     Telemetry {
         site: String,
         agent: String,
+        epoch: String,
         seq: u64,
         samples: Vec<Sample>,
         /// Samples in the batch (taken in, changed or not).
         taken: u64,
         /// Samples of new points refused: the agent's budget of new points is spent.
         refused_new: u64,
+        /// Set on the first batch of an epoch new for a known agent.
+        new_epoch: Option<NewEpoch>,
+        /// Samples of the batch stamped in the future.
+        future: Future,
     },
     /// Events not seen before (in sequence order); commit, then call `events_committed`.
     Events {
         site: String,
         agent: String,
+        epoch: String,
         events: Vec<Event>,
         /// Events whose sequence skipped numbers (should never happen).
         gap: u64,
+        /// Set on the first batch of an epoch new for a known agent.
+        new_epoch: Option<NewEpoch>,
     },
     State {
         site: String,
@@ -111,8 +157,12 @@ pub struct Latest {
 #[derive(Default)]
 pub struct Ingest {
     agents: HashMap<String, AgentConfig>,
-    /// `(agent, stream) -> highest seq accepted`.
-    high_water: HashMap<(String, &'static str), u64>,
+    /// `(agent, epoch, stream) -> highest seq accepted`.
+    high_water: HashMap<(String, String, &'static str), u64>,
+    /// `(agent, epoch)` pairs reported as new (once each).
+    reported_epochs: std::collections::HashSet<(String, String)>,
+    /// Samples stamped further ahead than this are refused (see [`clock`]).
+    max_skew_ms: i64,
     /// `site -> device -> point -> latest value and recent history` (nested so that a lookup
     /// borrows the sample's strings instead of allocating a key). The rest of a sample is kept
     /// compact: role, unit, labels and agent as ids into the tables below (shared by every
@@ -207,6 +257,7 @@ impl Ingest {
         Ingest {
             agents: agents.iter().map(|a| (a.id.clone(), a.clone())).collect(),
             open: agents.is_empty(),
+            max_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
             ..Default::default()
         }
     }
@@ -221,27 +272,83 @@ impl Ingest {
         self.new_points.get(agent).copied()
     }
 
-    pub fn set_high_water(&mut self, agent: &str, stream: &'static str, seq: u64) {
+    /// How far ahead of the server's clock a sample may be stamped (`[ingest]
+    /// max_clock_skew_ms`).
+    pub fn set_max_clock_skew(&mut self, ms: i64) {
+        self.max_skew_ms = ms;
+    }
+
+    pub fn set_high_water(&mut self, agent: &str, epoch: &str, stream: &'static str, seq: u64) {
         let e = self
             .high_water
-            .entry((agent.to_owned(), stream))
+            .entry((agent.to_owned(), epoch.to_owned(), stream))
             .or_insert(0);
         *e = (*e).max(seq);
     }
 
-    pub fn high_water(&self, agent: &str, stream: &'static str) -> Option<u64> {
-        self.high_water.get(&(agent.to_owned(), stream)).copied()
+    pub fn high_water(&self, agent: &str, epoch: &str, stream: &'static str) -> Option<u64> {
+        self.high_water
+            .get(&(agent.to_owned(), epoch.to_owned(), stream))
+            .copied()
     }
 
-    pub fn high_waters(&self) -> impl Iterator<Item = (&str, &'static str, u64)> {
+    /// `(agent, epoch, stream, seq)` of every stream seen.
+    pub fn high_waters(&self) -> impl Iterator<Item = (&str, &str, &'static str, u64)> {
         self.high_water
             .iter()
-            .map(|((a, s), q)| (a.as_str(), *s, *q))
+            .map(|((a, e, s), q)| (a.as_str(), e.as_str(), *s, *q))
     }
 
     /// Advance the events high-water mark after the events were committed.
-    pub fn events_committed(&mut self, agent: &str, last_seq: u64) {
-        self.set_high_water(agent, EVENTS, last_seq);
+    pub fn events_committed(&mut self, agent: &str, epoch: &str, last_seq: u64) {
+        self.set_high_water(agent, epoch, EVENTS, last_seq);
+    }
+
+    /// Whether `(agent, epoch)` is a new stream of a known agent (reported once): the first
+    /// batch of a spool that was wiped or replaced.
+    fn new_epoch(
+        &mut self,
+        agent: &str,
+        epoch: &str,
+        stream: &'static str,
+        first_seq: u64,
+    ) -> Option<NewEpoch> {
+        // The common case, a stream already seen: one lookup instead of a scan of every
+        // stream of every agent.
+        if self.high_water(agent, epoch, stream).is_some() {
+            return None;
+        }
+        let mut previous: Vec<String> = Vec::new();
+        let mut old_high = 0;
+        for ((a, e, s), q) in &self.high_water {
+            if a != agent {
+                continue;
+            }
+            if e == epoch {
+                return None;
+            }
+            if !previous.contains(e) {
+                previous.push(e.clone());
+            }
+            if *s == stream {
+                old_high = old_high.max(*q);
+            }
+        }
+        if previous.is_empty()
+            || !self
+                .reported_epochs
+                .insert((agent.to_owned(), epoch.to_owned()))
+        {
+            return None;
+        }
+        previous.sort();
+        Some(NewEpoch {
+            epoch: epoch.to_owned(),
+            previous,
+            stream,
+            first_seq,
+            restarted: first_seq <= old_high,
+        })
     }
 
     fn to_latest(&self, site: &str, device: &str, point: &str, p: &Point) -> Latest {
@@ -431,7 +538,13 @@ impl Ingest {
                 {
                     return Outcome::Rejected(r);
                 }
-                let hw = self.high_water(&batch.agent, EVENTS);
+                let first = batch.events.iter().map(|e| e.seq).min().unwrap_or(0);
+                let new_epoch = if batch.events.is_empty() {
+                    None
+                } else {
+                    self.new_epoch(&batch.agent, &batch.epoch, EVENTS, first)
+                };
+                let hw = self.high_water(&batch.agent, &batch.epoch, EVENTS);
                 let total = batch.events.len() as u64;
                 let mut events: Vec<Event> = batch
                     .events
@@ -458,8 +571,10 @@ impl Ingest {
                 Outcome::Events {
                     site: topic.site,
                     agent: batch.agent,
+                    epoch: batch.epoch,
                     events,
                     gap,
+                    new_epoch,
                 }
             }
             Decoded::State(topic, state) => {
@@ -499,7 +614,7 @@ impl Ingest {
             return Outcome::Rejected(r);
         }
         if self
-            .high_water(&batch.agent, TELEMETRY)
+            .high_water(&batch.agent, &batch.epoch, TELEMETRY)
             .is_some_and(|hw| batch.seq <= hw)
         {
             return Outcome::Duplicate {
@@ -508,24 +623,29 @@ impl Ingest {
                 count: batch.samples.len() as u64,
             };
         }
-        self.set_high_water(&batch.agent, TELEMETRY, batch.seq);
+        let new_epoch = self.new_epoch(&batch.agent, &batch.epoch, TELEMETRY, batch.seq);
+        self.set_high_water(&batch.agent, &batch.epoch, TELEMETRY, batch.seq);
         let taken = batch.samples.len() as u64;
-        let (samples, refused_new) =
+        let (samples, refused_new, future) =
             self.update_latest(&topic.site, &batch.agent, batch.samples, now_ms);
         Outcome::Telemetry {
             site: topic.site,
             agent: batch.agent,
+            epoch: batch.epoch,
             seq: batch.seq,
             samples,
             taken,
             refused_new,
+            new_epoch,
+            future,
         }
     }
 
     /// The priority lane's part of a telemetry batch (see the module documentation): the
     /// same checks as [`Ingest::apply`] (a refused batch gives nothing; the bulk pass reports
     /// it), the same latest-value rule, but the high-water does not move. Returns the samples
-    /// that changed their point.
+    /// that changed their point. Samples from the future are refused or clamped as in the bulk
+    /// pass (which counts them): give both passes of a batch the same `now_ms`.
     pub fn apply_priority(
         &mut self,
         topic: &str,
@@ -544,7 +664,7 @@ impl Ingest {
         };
         if Self::check_devices(cfg, batch.samples.iter().map(|s| s.device.as_str())).is_err()
             || self
-                .high_water(&batch.agent, TELEMETRY)
+                .high_water(&batch.agent, &batch.epoch, TELEMETRY)
                 .is_some_and(|hw| batch.seq <= hw)
         {
             return Vec::new();
@@ -553,17 +673,20 @@ impl Ingest {
             .0
     }
 
-    /// Takes samples into the latest values: returns those that changed their point, and how
-    /// many samples of new points were refused (the agent's budget).
+    /// Takes samples into the latest values: returns those that changed their point, how many
+    /// samples of new points were refused (the agent's budget), and the samples stamped in the
+    /// future (refused beyond the clock-skew tolerance, else taken as received at `now_ms`).
     fn update_latest(
         &mut self,
         site_id: &str,
         agent: &str,
         samples: Vec<Sample>,
         now_ms: i64,
-    ) -> (Vec<Sample>, u64) {
+    ) -> (Vec<Sample>, u64, Future) {
         let mut changed = Vec::with_capacity(samples.len());
         let mut refused = 0;
+        let mut future = Future::default();
+        let max_skew = self.max_skew_ms;
         let Ingest {
             latest,
             roles,
@@ -582,7 +705,20 @@ impl Ingest {
             None => latest.entry(site_id.to_owned()).or_default(),
         };
         let agent_id = agent_names.id(agent);
-        for s in samples {
+        for mut s in samples {
+            // A timestamp from the future never outranks a later arrival (see `clock`).
+            match admit(s.ts_ms, now_ms, max_skew) {
+                Admit::Keep => {}
+                Admit::Clamp => {
+                    s.ts_ms = now_ms;
+                    future.clamped += 1;
+                }
+                Admit::Refuse => {
+                    future.refused += 1;
+                    future.latest_ts_ms = future.latest_ts_ms.max(s.ts_ms);
+                    continue;
+                }
+            }
             let numeric = s
                 .value
                 .as_ref()
@@ -658,7 +794,7 @@ impl Ingest {
             }
             changed.push(s);
         }
-        (changed, refused)
+        (changed, refused, future)
     }
 }
 
@@ -774,6 +910,7 @@ mod tests {
         dcim_wire::encode(&TelemetryBatch {
             v: VERSION,
             agent: agent.into(),
+            epoch: String::new(),
             seq,
             samples,
         })
@@ -783,6 +920,7 @@ mod tests {
         dcim_wire::encode(&EventBatch {
             v: VERSION,
             agent: agent.into(),
+            epoch: String::new(),
             events: seqs
                 .iter()
                 .map(|&seq| Event {
@@ -804,9 +942,19 @@ mod tests {
     fn replayed_telemetry_is_a_duplicate_and_latest_keeps_newest() {
         let mut ing = Ingest::new(&agents());
         let t = "dcim/v1/s1/a1/telemetry";
-        let o = ing.handle(t, &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]), None, 1);
+        let o = ing.handle(
+            t,
+            &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]),
+            None,
+            1001,
+        );
         assert!(matches!(o, Outcome::Telemetry { ref samples, .. } if samples.len() == 1));
-        let o = ing.handle(t, &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]), None, 2);
+        let o = ing.handle(
+            t,
+            &tele("a1", 1, vec![sample("ups-1", 10.0, 100)]),
+            None,
+            1002,
+        );
         assert_eq!(
             o,
             Outcome::Duplicate {
@@ -816,7 +964,12 @@ mod tests {
             }
         );
         // Newer batch with an older sample timestamp does not overwrite.
-        ing.handle(t, &tele("a1", 2, vec![sample("ups-1", 5.0, 50)]), None, 3);
+        ing.handle(
+            t,
+            &tele("a1", 2, vec![sample("ups-1", 5.0, 50)]),
+            None,
+            1003,
+        );
         let l: Vec<_> = ing.latest().collect();
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].sample.value, Some(Value::Number(10.0)));
@@ -840,7 +993,7 @@ mod tests {
             vec![sample("ups-1", 40.0, 3000)],
         ];
         for (i, b) in batches.into_iter().enumerate() {
-            ing.handle(t, &tele("a1", i as u64 + 1, b), None, 0);
+            ing.handle(t, &tele("a1", i as u64 + 1, b), None, 10_000);
         }
         let (site, h) = ing.history(None, "ups-1", "load", 0, 10_000, 0).unwrap();
         assert_eq!(site, "s1");
@@ -884,7 +1037,7 @@ mod tests {
             ing.handle(t, &events("a1", &[1, 2]), None, 0),
             Outcome::Events { .. }
         ));
-        ing.events_committed("a1", 2);
+        ing.events_committed("a1", "", 2);
         assert!(matches!(
             ing.handle(t, &events("a1", &[1, 2]), None, 0),
             Outcome::Duplicate { count: 2, .. }
@@ -960,6 +1113,7 @@ mod tests {
         let batch = |seq, fire: &Sample| TelemetryBatch {
             v: VERSION,
             agent: "a1".into(),
+            epoch: String::new(),
             seq,
             samples: vec![sample("ups-1", 10.0, 100), fire.clone()],
         };
@@ -968,15 +1122,15 @@ mod tests {
             samples: vec![fire.clone()],
             ..batch(seq, fire)
         };
-        let pre = ing.apply_priority(t, only(1, &fire), None, 1);
+        let pre = ing.apply_priority(t, only(1, &fire), None, 101);
         assert_eq!(pre, vec![fire.clone()]);
         assert_eq!(
-            ing.high_water("a1", TELEMETRY),
+            ing.high_water("a1", "", TELEMETRY),
             None,
             "the high-water did not move"
         );
         let Outcome::Telemetry { samples, taken, .. } =
-            ing.handle(t, &tele("a1", 1, batch(1, &fire).samples), None, 2)
+            ing.handle(t, &tele("a1", 1, batch(1, &fire).samples), None, 102)
         else {
             panic!()
         };
@@ -987,13 +1141,53 @@ mod tests {
             "the fire stage was not new"
         );
         // A replay of the batch gives the priority lane nothing.
-        assert!(ing.apply_priority(t, only(1, &fire), None, 3).is_empty());
+        assert!(ing.apply_priority(t, only(1, &fire), None, 103).is_empty());
         // Nor does a refused one (a device the agent does not own).
         let mut foreign = fire.clone();
         foreign.device = "crah-1".into();
         foreign.ts_ms = 200;
-        assert!(ing.apply_priority(t, only(2, &foreign), None, 4).is_empty());
+        assert!(
+            ing.apply_priority(t, only(2, &foreign), None, 204)
+                .is_empty()
+        );
         assert!(ing.get("s1", "crah-1", "stage").is_none());
+        // A stage stamped a little ahead of the server's clock (within the tolerance) is taken
+        // as received at the batch's arrival by both passes: the bulk pass finds it already
+        // there, not a second change; and one stamped far ahead is refused by both, counted
+        // once (by the bulk pass).
+        let mut ahead = fire.clone();
+        ahead.value = Some(Value::Number(4.0));
+        ahead.ts_ms = 30_300;
+        let arrival = 300;
+        let pre = ing.apply_priority(t, only(2, &ahead), None, arrival);
+        assert_eq!(pre.len(), 1);
+        assert_eq!(pre[0].ts_ms, arrival, "clamped to the arrival");
+        let Outcome::Telemetry {
+            samples, future, ..
+        } = ing.handle(t, &tele("a1", 2, vec![ahead.clone()]), None, arrival)
+        else {
+            panic!()
+        };
+        assert!(
+            samples.is_empty(),
+            "not a change the second time: {samples:?}"
+        );
+        assert_eq!((future.clamped, future.refused), (1, 0));
+        let mut far = ahead.clone();
+        far.value = Some(Value::Number(6.0));
+        far.ts_ms = 4_102_444_800_000;
+        assert!(ing.apply_priority(t, only(3, &far), None, 400).is_empty());
+        let Outcome::Telemetry { future, .. } =
+            ing.handle(t, &tele("a1", 3, vec![far.clone()]), None, 400)
+        else {
+            panic!()
+        };
+        assert_eq!(future.refused, 1);
+        let l = ing.get("s1", "rack-1", "stage").unwrap();
+        assert_eq!(
+            (l.sample.value, l.sample.ts_ms),
+            (Some(Value::Number(4.0)), arrival)
+        );
     }
 
     #[test]
@@ -1054,12 +1248,12 @@ mod tests {
         b.role = Role::new("rack.temp").unwrap();
         b.unit = "degC".into();
         b.quality = Quality::Bad;
-        ing.handle(t, &tele("a1", 1, vec![a.clone(), b.clone()]), None, 5);
+        ing.handle(t, &tele("a1", 1, vec![a.clone(), b.clone()]), None, 15);
         assert_eq!(ing.get("s1", "ups-1", "load").unwrap().sample, a);
         let l = ing.get("s1", "rack-2", "t").unwrap();
         assert_eq!(
             (l.sample.clone(), l.agent.as_str(), l.received_ms),
-            (b.clone(), "a1", 5)
+            (b.clone(), "a1", 15)
         );
         // Role, unit and labels that change are followed.
         b.unit = "K".into();
@@ -1067,12 +1261,196 @@ mod tests {
         b.ts_ms = 11;
         a.labels.clear();
         a.ts_ms = 11;
-        ing.handle(t, &tele("a1", 2, vec![a.clone(), b.clone()]), None, 6);
+        ing.handle(t, &tele("a1", 2, vec![a.clone(), b.clone()]), None, 16);
         let mut all: Vec<Latest> = ing.latest().collect();
         all.sort_by(|x, y| x.sample.device.cmp(&y.sample.device));
         assert_eq!(all.iter().map(|l| &l.sample).collect::<Vec<_>>(), [&b, &a]);
         assert_eq!(ing.latest_of(Some("ups-1")).count(), 1);
         let obs: Vec<_> = ing.device_points("rack-2").collect();
         assert_eq!((obs.len(), obs[0].role, obs[0].ts_ms), (1, "room.temp", 11));
+    }
+
+    fn tele_in(agent: &str, epoch: &str, seq: u64, samples: Vec<Sample>) -> Vec<u8> {
+        dcim_wire::encode(&TelemetryBatch {
+            v: VERSION,
+            agent: agent.into(),
+            epoch: epoch.into(),
+            seq,
+            samples,
+        })
+    }
+
+    #[test]
+    fn a_sample_from_the_future_never_freezes_a_point() {
+        // Hazard: one sample stamped in 2100 became the latest value and every later, correct
+        // reading of a battery rack at 95 °C went to history only: alarms ran on a stale value.
+        let mut ing = Ingest::new(&agents());
+        let t = "dcim/v1/s1/a1/telemetry";
+        let now = 1_800_000_000_000;
+        ing.handle(
+            t,
+            &tele("a1", 1, vec![sample("ups-1", 10.0, now - 1000)]),
+            None,
+            now,
+        );
+        let Outcome::Telemetry {
+            samples, future, ..
+        } = ing.handle(
+            t,
+            &tele("a1", 2, vec![sample("ups-1", 99.0, 4_102_444_800_000)]),
+            None,
+            now,
+        )
+        else {
+            panic!()
+        };
+        assert!(samples.is_empty(), "refused, not forwarded to the alarms");
+        assert_eq!(
+            (future.refused, future.latest_ts_ms),
+            (1, 4_102_444_800_000)
+        );
+        assert_eq!(
+            ing.get("s1", "ups-1", "load").unwrap().sample.value,
+            Some(Value::Number(10.0))
+        );
+        // The next correct reading is the latest value.
+        ing.handle(
+            t,
+            &tele("a1", 3, vec![sample("ups-1", 95.0, now + 500)]),
+            None,
+            now + 1000,
+        );
+        let l = ing.get("s1", "ups-1", "load").unwrap();
+        assert_eq!(l.sample.value, Some(Value::Number(95.0)));
+        // A little ahead (clock skew within the tolerance): taken as received now, so a later
+        // arrival still replaces it.
+        let Outcome::Telemetry { future, .. } = ing.handle(
+            t,
+            &tele("a1", 4, vec![sample("ups-1", 96.0, now + 30_000)]),
+            None,
+            now + 2000,
+        ) else {
+            panic!()
+        };
+        assert_eq!((future.refused, future.clamped), (0, 1));
+        assert_eq!(
+            ing.get("s1", "ups-1", "load").unwrap().sample.ts_ms,
+            now + 2000
+        );
+        ing.handle(
+            t,
+            &tele("a1", 5, vec![sample("ups-1", 97.0, now + 3000)]),
+            None,
+            now + 3000,
+        );
+        assert_eq!(
+            ing.get("s1", "ups-1", "load").unwrap().sample.value,
+            Some(Value::Number(97.0))
+        );
+    }
+
+    #[test]
+    fn a_wiped_spool_is_a_new_stream_reported_once_never_duplicates() {
+        // Hazard: an agent's spool wiped (disk replaced); its sequence numbers restart at 1 and
+        // the server acknowledged and dropped 38 batches and 616 items as duplicates, silently.
+        let mut ing = Ingest::new(&agents());
+        let t = "dcim/v1/s1/a1/telemetry";
+        for seq in 1..=38 {
+            let o = ing.handle(
+                t,
+                &tele_in("a1", "e1", seq, vec![sample("ups-1", 1.0, seq as i64)]),
+                None,
+                100,
+            );
+            assert!(
+                matches!(
+                    o,
+                    Outcome::Telemetry {
+                        new_epoch: None,
+                        ..
+                    }
+                ),
+                "first epoch: {o:?}"
+            );
+        }
+        let o = ing.handle(
+            t,
+            &tele_in("a1", "e2", 1, vec![sample("ups-1", 2.0, 200)]),
+            None,
+            300,
+        );
+        let Outcome::Telemetry {
+            new_epoch: Some(n),
+            samples,
+            ..
+        } = o
+        else {
+            panic!("{o:?}")
+        };
+        assert_eq!(samples.len(), 1, "accepted");
+        assert_eq!(
+            n,
+            NewEpoch {
+                epoch: "e2".into(),
+                previous: vec!["e1".into()],
+                stream: TELEMETRY,
+                first_seq: 1,
+                restarted: true
+            }
+        );
+        // Reported once; within the new stream duplicates are duplicates again.
+        assert!(matches!(
+            ing.handle(t, &tele_in("a1", "e2", 2, vec![]), None, 300),
+            Outcome::Telemetry {
+                new_epoch: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            ing.handle(t, &tele_in("a1", "e2", 2, vec![]), None, 300),
+            Outcome::Duplicate { .. }
+        ));
+        // A late replay of the old stream is still a duplicate of it.
+        assert!(matches!(
+            ing.handle(t, &tele_in("a1", "e1", 30, vec![]), None, 300),
+            Outcome::Duplicate { .. }
+        ));
+        // Events: the same seq in a new epoch is new.
+        let ev = |epoch: &str, seqs: &[u64]| {
+            let mut b: EventBatch = dcim_wire::decode(&events("a1", seqs)).unwrap();
+            b.epoch = epoch.into();
+            dcim_wire::encode(&b)
+        };
+        let e = "dcim/v1/s1/a1/events";
+        ing.handle(e, &ev("e1", &[1, 2, 3]), None, 0);
+        ing.events_committed("a1", "e1", 3);
+        let Outcome::Events {
+            events,
+            epoch,
+            new_epoch,
+            ..
+        } = ing.handle(e, &ev("e2", &[1, 2]), None, 0)
+        else {
+            panic!()
+        };
+        assert_eq!((events.len(), epoch.as_str()), (2, "e2"));
+        assert!(
+            new_epoch.is_none(),
+            "e2 was already reported by the telemetry stream"
+        );
+        assert!(matches!(
+            ing.handle(e, &ev("e1", &[2]), None, 0),
+            Outcome::Duplicate { .. }
+        ));
+        // An agent upgraded to epochs: its numbers continue, so nothing restarted.
+        let mut ing = Ingest::new(&agents());
+        ing.handle(t, &tele_in("a1", "", 7, vec![]), None, 0);
+        let Outcome::Telemetry {
+            new_epoch: Some(n), ..
+        } = ing.handle(t, &tele_in("a1", "e9", 8, vec![]), None, 0)
+        else {
+            panic!()
+        };
+        assert_eq!((n.previous, n.restarted), (vec![String::new()], false));
     }
 }

@@ -17,7 +17,9 @@ pub mod broker;
 pub mod config;
 pub mod console;
 pub mod dc09;
+pub mod deferred;
 pub mod demo;
+pub mod disk;
 pub mod drill;
 pub mod energy;
 pub mod export;
@@ -36,6 +38,7 @@ pub mod observe;
 pub mod reload;
 pub mod search;
 pub mod store;
+pub mod stream_report;
 pub mod tls;
 pub mod tsdb;
 
@@ -292,32 +295,71 @@ impl App {
                 || e.downcast_ref::<std::io::Error>()
                     .is_some_and(|io| io.raw_os_error() == Some(28))
         });
-        let was_full = self.metrics.store_disk_full.swap(disk_full as i64, Relaxed) == 1;
-        if disk_full && !was_full {
-            tracing::error!(
-                "disk full: the database {} cannot be written ({what}: {e}); nothing new is \
-                 acknowledged until it is committed, retrying",
-                store::db_path(&self.config.data_dir).display()
-            );
-        }
-        *self.metrics.store_error.lock().expect("store status lock") = Some(if disk_full {
-            "disk full"
+        if disk_full {
+            // The disk guard keeps the mode (and releases the reserve); its change is reported
+            // by the ticker ([`App::check_disk`]), and `/health` reads it.
+            if let Some(d) = self.store.disk() {
+                d.on_disk_full(what);
+            }
+            let was_full = self.metrics.store_disk_full.swap(1, Relaxed) == 1;
+            if !was_full {
+                tracing::error!(
+                    "disk full: the database {} cannot be written ({what}: {e}); writes that \
+                     can wait are refused and nothing new is acknowledged until it is \
+                     committed; alarm and journal commits use the reserve",
+                    store::db_path(&self.config.data_dir).display()
+                );
+            }
         } else {
-            "write failed"
-        });
+            *self.metrics.store_error.lock().expect("store status lock") = Some("write failed");
+        }
     }
 
     /// Clears what [`App::store_write_failed`] recorded, after a successful write.
     pub fn store_write_ok(&self) {
         let mut status = self.metrics.store_error.lock().expect("store status lock");
         if let Some(was) = status.take() {
-            self.metrics
-                .store_disk_full
-                .store(0, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
                 "the database {} is writable again (it was: {was})",
                 store::db_path(&self.config.data_dir).display()
             );
+        }
+    }
+
+    /// Measures the database's disk (every second from the ticker): updates the gauges and,
+    /// when disk-full mode began or ended, raises or clears the `store-disk-full` alarm (its
+    /// commit is essential: it goes to the reserve).
+    pub async fn check_disk(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(d) = self.store.disk() else { return };
+        d.check();
+        self.metrics
+            .store_disk_full
+            .store(d.is_full() as i64, Relaxed);
+        self.metrics
+            .store_free_bytes
+            .store(d.free() as i64, Relaxed);
+        self.metrics
+            .store_reserve_bytes
+            .store(d.reserve_held() as i64, Relaxed);
+        let Some(change) = d.take_change() else {
+            return;
+        };
+        if change.full {
+            tracing::error!("DISK FULL: {}", change.detail);
+        } else {
+            tracing::warn!("disk space is back: {}", change.detail);
+        }
+        let mut f = self.facility.lock().await;
+        let changes = f.trouble(
+            "disk_full",
+            "database",
+            change.full,
+            &change.detail,
+            now_ms(),
+        );
+        if let Err(e) = self.commit_changes(&f, &changes, None).await {
+            tracing::error!("committing the disk-full alarm: {e:#}");
         }
     }
 }
@@ -452,7 +494,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     // One server per data directory (and no `restore` under a running one).
     let data_lock = backup::lock_data_dir(&config.data_dir)?;
     let sqlite = Arc::new(
-        SqliteStore::open(&config.data_dir)
+        SqliteStore::open_with_reserve(&config.data_dir, config.store.reserve_kb * 1024)
             .await
             .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
     );
@@ -491,12 +533,13 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     let mut ingest = ingest::Ingest::new(&config.agents);
     ingest.set_history(config.history);
     ingest.set_new_point_limit(config.broker.new_points_per_agent_per_min);
-    for (agent, seq) in store.event_high_water().await? {
-        ingest.set_high_water(&agent, ingest::EVENTS, seq.max(0) as u64);
+    ingest.set_max_clock_skew(config.ingest.max_clock_skew_ms);
+    for (agent, epoch, seq) in store.event_high_water().await? {
+        ingest.set_high_water(&agent, &epoch, ingest::EVENTS, seq.max(0) as u64);
     }
-    for (agent, stream, seq) in store.stream_seqs().await? {
+    for (agent, epoch, stream, seq) in store.stream_seqs().await? {
         if stream == ingest::TELEMETRY {
-            ingest.set_high_water(&agent, ingest::TELEMETRY, seq.max(0) as u64);
+            ingest.set_high_water(&agent, &epoch, ingest::TELEMETRY, seq.max(0) as u64);
         }
     }
 
@@ -517,6 +560,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     };
     let mut facility = facility::Facility::new(site, incidents)
         .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
+    facility.status_policy = config.status.policy();
     // Alarm states as last committed, before any ingest: acknowledged and shelved alarms stay
     // so, and a condition still present raises no second activation.
     if let Some(snap) = store::load_alarm_snapshot(store.as_ref()).await? {
@@ -665,6 +709,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
             "ingest.decoder",
             "ingest.bulk",
             "ingest.priority",
+            "ingest.retry",
             "ingest.marks",
         ]
     } else {
@@ -673,6 +718,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
             "ingest.decoder",
             "ingest.bulk",
             "ingest.priority",
+            "ingest.retry",
             "ingest.marks",
         ]
     };
@@ -787,6 +833,7 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
                 _ = interval.tick() => {}
             }
             app.health.beat_ticker();
+            app.check_disk().await;
             // The evaluation, the costly part, runs without the facility lock (alarms and
             // API requests do not wait for it).
             let now = now_ms();

@@ -20,6 +20,10 @@ macro_rules! counters {
             pub mqtt_connected: AtomicI64,
             pub influx_queue: AtomicI64,
             pub store_disk_full: AtomicI64,
+            pub store_free_bytes: AtomicI64,
+            /// Events batches waiting for the store (see `deferred`).
+            pub ingest_deferred_batches: AtomicI64,
+            pub store_reserve_bytes: AtomicI64,
             /// Why database writes fail (`disk full`, `write failed`) while they do; cleared by
             /// the next successful write. Shown by `/health`.
             pub store_error: std::sync::Mutex<Option<&'static str>>,
@@ -37,7 +41,10 @@ macro_rules! counters {
                     ("sse_points_clients", "Open /api/stream connections that receive points events.", &self.sse_points_clients),
                     ("mqtt_connected", "1 when the ingest client is connected to the broker.", &self.mqtt_connected),
                     ("influx_queue", "Lines waiting for the time-series store (in the on-disk buffer).", &self.influx_queue),
-                    ("store_disk_full", "1 while database writes fail because its disk is full.", &self.store_disk_full),
+                    ("store_disk_full", "1 while the database's disk is full (writes that can wait are refused; alarm and journal commits use the reserve).", &self.store_disk_full),
+                    ("store_free_bytes", "Free bytes on the file system of the data directory.", &self.store_free_bytes),
+                    ("ingest_deferred_batches", "Events batches kept unacknowledged until the store can commit them (a full disk).", &self.ingest_deferred_batches),
+                    ("store_reserve_bytes", "Bytes of the free-space reserve held now (0 while released for a full disk).", &self.store_reserve_bytes),
                 ] {
                     f(name, false, help, v.load(Ordering::Relaxed) as f64);
                 }
@@ -56,8 +63,11 @@ macro_rules! counters {
                     ("sse_clients", "Open /api/stream connections.", &self.sse_clients),
                     ("sse_points_clients", "Open /api/stream connections that receive points events.", &self.sse_points_clients),
                     ("mqtt_connected", "1 when the ingest client is connected to the broker.", &self.mqtt_connected),
-                    ("influx_queue", "Lines waiting for the time-series store.", &self.influx_queue),
-                    ("store_disk_full", "1 while database writes fail because its disk is full.", &self.store_disk_full),
+                    ("influx_queue", "Lines waiting for the time-series store (in the on-disk buffer).", &self.influx_queue),
+                    ("store_disk_full", "1 while the database's disk is full (writes that can wait are refused; alarm and journal commits use the reserve).", &self.store_disk_full),
+                    ("store_free_bytes", "Free bytes on the file system of the data directory.", &self.store_free_bytes),
+                    ("ingest_deferred_batches", "Events batches kept unacknowledged until the store can commit them (a full disk).", &self.ingest_deferred_batches),
+                    ("store_reserve_bytes", "Bytes of the free-space reserve held now (0 while released for a full disk).", &self.store_reserve_bytes),
                 ] {
                     let _ = writeln!(out, "# HELP dcim_{name} {help}");
                     let _ = writeln!(out, "# TYPE dcim_{name} gauge");
@@ -81,6 +91,9 @@ counters! {
     ingest_priority_samples_total: "counter", "Alarm-rule samples applied ahead of their telemetry batch by the priority lane.";
     ingest_new_points_refused_total: "counter", "Samples refused because their agent exceeded its budget of new points per minute.";
     broker_budget_resyncs_total: "counter", "Times the gate's log budget gave back charges of publishes the ingest never received.";
+    ingest_future_samples_total: "counter", "Samples refused because they were stamped further in the future than [ingest] max_clock_skew_ms.";
+    ingest_clamped_samples_total: "counter", "Samples stamped a little in the future (within the clock-skew tolerance), taken as received now.";
+    ingest_new_epochs_total: "counter", "Agent spool epochs seen for the first time for a known agent (a spool wiped or replaced: a new stream).";
     acl_rejections_total: "counter", "Messages or connections refused by access control (broker gate or ingest).";
     broker_auth_failures_total: "counter", "MQTT connections refused for bad credentials.";
     store_errors_total: "counter", "Failed store operations (retried for events).";

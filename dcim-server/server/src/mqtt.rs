@@ -17,6 +17,15 @@
 //!   handled by their own worker at once. The batch still follows in the bulk lane, in which
 //!   those samples are then no longer new.
 //!
+//! An events batch the store cannot commit (a full disk) is not retried on the priority
+//! worker, which would hold up every alarm behind it: it is deferred ([`crate::deferred`]),
+//! unacknowledged and with its budget charge kept, and a retry task commits it, in order, once
+//! the store can; the lanes go on meanwhile.
+//!
+//! Every message is stamped with its arrival when the reader takes it; both passes of a
+//! telemetry batch (priority and bulk) give the ingest that time, so a sample stamped a little
+//! in the future is clamped to the same time in both (see `crate::ingest::clock`).
+//!
 //! With the embedded broker, every message carries the gate's budget charge
 //! (`broker::budget`), given back when a worker has handled it; the link reader also checks
 //! rumqttd's log offsets and counts and raises a skipped range (`ingest-loss` alarm, metric
@@ -66,6 +75,8 @@ pub struct Incoming {
     pub charge: Option<(Lane, usize)>,
     /// When the reader took it off the broker (ingest lag, ingest-to-alarm latency).
     pub received: std::time::Instant,
+    /// When the reader took the message (the ingest's `now_ms` for it).
+    pub received_ms: i64,
 }
 
 /// A telemetry message not decoded yet, on its way to the decoder.
@@ -75,6 +86,7 @@ struct Raw {
     ack: Option<Publish>,
     charge: Option<(Lane, usize)>,
     received: std::time::Instant,
+    received_ms: i64,
 }
 
 /// What the priority lane handles: events, agent state, command results, and the samples of
@@ -86,6 +98,8 @@ enum Priority {
         topic: String,
         batch: TelemetryBatch,
         received: std::time::Instant,
+        /// The batch's arrival, as the bulk lane gets it.
+        received_ms: i64,
     },
 }
 
@@ -114,12 +128,14 @@ impl Lanes {
     ) -> bool {
         self.pending.fetch_add(1, Ordering::Relaxed);
         let received = std::time::Instant::now();
+        let received_ms = now_ms();
         if topic.ends_with("/telemetry") {
             if let Some(batch) = self.roles.extract(&payload) {
                 let _ = self.priority.send(Priority::Samples {
                     topic: topic.clone(),
                     batch,
                     received,
+                    received_ms,
                 });
             }
             let raw = Raw {
@@ -128,6 +144,7 @@ impl Lanes {
                 ack,
                 charge,
                 received,
+                received_ms,
             };
             return self.raw.send(raw).await.is_ok();
         }
@@ -139,6 +156,7 @@ impl Lanes {
                 ack,
                 charge,
                 received,
+                received_ms,
             }))
             .is_ok()
     }
@@ -153,13 +171,24 @@ async fn finish(
     ack: Option<Publish>,
     charge: Option<(Lane, usize)>,
 ) {
+    release(client, budgets, ack, charge).await;
+    pending.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Acknowledges and gives the charge back, for a message no longer counted as waiting for a
+/// worker (a deferred events batch, once committed).
+async fn release(
+    client: &AsyncClient,
+    budgets: Option<&crate::broker::budget::Budgets>,
+    ack: Option<Publish>,
+    charge: Option<(Lane, usize)>,
+) {
     if let Some(p) = &ack {
         let _ = client.ack(p).await;
     }
     if let (Some(b), Some((lane, n))) = (budgets, charge) {
         b.lane(lane).release(n);
     }
-    pending.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// rumqttd dropped `skipped` messages of a filter before the ingest read them: counted,
@@ -390,6 +419,7 @@ pub fn spawn(
                 ack: r.ack,
                 charge: r.charge,
                 received: r.received,
+                received_ms: r.received_ms,
             };
             if bulk_tx.send(m).await.is_err() {
                 break;
@@ -411,11 +441,12 @@ pub fn spawn(
             let handled = crate::observe::RECEIVED
                 .scope(
                     m.received,
-                    handle_decoded(&bulk_app, &m.topic, m.msg, &bulk_stop),
+                    process(&bulk_app, &m.topic, m.msg, m.received_ms, &bulk_stop),
                 )
                 .await;
             drop(pause);
-            if handled {
+            // Only events are ever deferred, and they take the priority lane.
+            if let Handled::Ack = handled {
                 bulk_app.ops.ingest_handled(m.received);
                 finish(
                     &bulk_client,
@@ -429,8 +460,16 @@ pub fn spawn(
         }
     });
 
+    let deferred = Arc::new(crate::deferred::DeferredEvents::default());
     let prio_app = app.clone();
     let prio_stop = stop.clone();
+    let (prio_deferred, prio_client, prio_budgets, prio_pending, prio_handled) = (
+        deferred.clone(),
+        client.clone(),
+        budgets.clone(),
+        pending.clone(),
+        events_handled.clone(),
+    );
     let priority = tokio::spawn(async move {
         while let Some(p) = prio_rx.recv().await {
             if *prio_stop.borrow() {
@@ -441,30 +480,105 @@ pub fn spawn(
                     topic,
                     batch,
                     received,
+                    received_ms,
                 } => {
                     crate::observe::RECEIVED
-                        .scope(received, handle_priority_samples(&prio_app, &topic, batch))
+                        .scope(
+                            received,
+                            handle_priority_samples(&prio_app, &topic, batch, received_ms),
+                        )
                         .await;
                     continue;
                 }
                 Priority::Message(m) => m,
             };
-            let mark = events_handled
-                .as_ref()
-                .and_then(|_| crate::broker::events_mark(&m.msg).map(|(a, s)| (a.to_owned(), s)));
+            let mark = prio_handled.as_ref().and_then(|_| {
+                crate::broker::events_mark(&m.msg).map(|(a, e, s)| (a.to_owned(), e.to_owned(), s))
+            });
+            // Events of an agent whose earlier events wait for the store wait behind them
+            // (commit order is sequence order); everything else goes on.
             let received = m.received;
-            if crate::observe::RECEIVED
+            if let Some(agent) = crate::deferred::events_agent(&m.msg)
+                && prio_deferred.holds(agent)
+            {
+                // Handed on: it waits for the store now, not for a worker (the store's
+                // disk-full state says why; /health must not call the ingest stalled).
+                prio_app.ops.ingest_handled(received);
+                prio_pending.fetch_sub(1, Ordering::Relaxed);
+                let p = crate::deferred::Pending {
+                    topic: m.topic,
+                    msg: m.msg,
+                    ack: m.ack,
+                    charge: m.charge,
+                    mark,
+                    received_ms: m.received_ms,
+                };
+                prio_deferred.push(&prio_app, p, &prio_stop).await;
+                continue;
+            }
+            let handled = crate::observe::RECEIVED
                 .scope(
                     received,
-                    handle_decoded(&prio_app, &m.topic, m.msg, &prio_stop),
+                    process(&prio_app, &m.topic, m.msg, m.received_ms, &prio_stop),
                 )
-                .await
-            {
-                prio_app.ops.ingest_handled(received);
-                finish(&client, budgets.as_deref(), &pending, m.ack, m.charge).await;
-                // Committed, duplicate or refused for good: the gate may release the PUBACK.
-                if let (Some(h), Some((agent, seq))) = (&events_handled, mark) {
-                    h.mark(&agent, seq);
+                .await;
+            match handled {
+                Handled::Ack => {
+                    prio_app.ops.ingest_handled(received);
+                    finish(
+                        &prio_client,
+                        prio_budgets.as_deref(),
+                        &prio_pending,
+                        m.ack,
+                        m.charge,
+                    )
+                    .await;
+                    // Committed, duplicate or refused for good: the gate may release the
+                    // PUBACK.
+                    if let (Some(h), Some((agent, epoch, seq))) = (&prio_handled, mark) {
+                        h.mark(&agent, &epoch, seq);
+                    }
+                }
+                Handled::Hold => {}
+                Handled::Defer(msg) => {
+                    prio_app.ops.ingest_handled(received);
+                    prio_pending.fetch_sub(1, Ordering::Relaxed);
+                    let p = crate::deferred::Pending {
+                        topic: m.topic,
+                        msg,
+                        ack: m.ack,
+                        charge: m.charge,
+                        mark,
+                        received_ms: m.received_ms,
+                    };
+                    prio_deferred.push(&prio_app, p, &prio_stop).await;
+                }
+            }
+        }
+    });
+    // Events that could not be committed (a full disk) are tried again in order, without
+    // holding up either lane meanwhile.
+    let retry_app = app.clone();
+    let mut retry_stop = stop.clone();
+    let retry = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = crate::stopped(&mut retry_stop) => break,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            while let Some((topic, msg, received_ms)) = deferred.front() {
+                match process(&retry_app, &topic, msg, received_ms, &retry_stop).await {
+                    Handled::Ack => {
+                        if let Some(p) = deferred.pop(&retry_app) {
+                            // Its pending count was given back when it was deferred.
+                            release(&client, budgets.as_deref(), p.ack, p.charge).await;
+                            if let (Some(h), Some((agent, epoch, seq))) = (&events_handled, p.mark)
+                            {
+                                h.mark(&agent, &epoch, seq);
+                            }
+                        }
+                    }
+                    Handled::Hold | Handled::Defer(_) => break,
                 }
             }
         }
@@ -480,7 +594,7 @@ pub fn spawn(
             }
         }
     });
-    tasks.extend([poller, decoder, bulk, priority, marks]);
+    tasks.extend([poller, decoder, bulk, priority, retry, marks]);
     tasks
 }
 
@@ -489,11 +603,11 @@ pub fn spawn(
 /// nothing, so a replayed batch raises nothing), feed the live table and the alarm engine, and
 /// what that changes is committed now. The batch itself follows in the bulk lane, where these
 /// samples are no longer new.
-async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch) {
+async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch, received_ms: i64) {
     let now = now_ms();
     let samples = {
         let mut ing = app.ingest.lock().expect("ingest lock");
-        ing.apply_priority(topic, batch, None, now)
+        ing.apply_priority(topic, batch, None, received_ms)
     };
     if samples.is_empty() {
         return;
@@ -502,9 +616,16 @@ async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch) 
         &app.metrics.ingest_priority_samples_total,
         samples.len() as u64,
     );
-    let agent = dcim_wire::Topic::parse(topic)
-        .map(|t| t.agent)
+    let (site, agent) = dcim_wire::Topic::parse(topic)
+        .map(|t| (t.site, t.agent))
         .unwrap_or_default();
+    // The bulk pass finds these samples already taken (not a change), so everything it does
+    // with changed samples is done here for them: the time-series export, the alarm engine,
+    // the fire authority's view and the live `points` event (the console learns of a breaker
+    // or a fire stage at once, not at the next reading of another point).
+    if let Some(influx) = &app.influx {
+        influx.push(&site, &agent, &samples);
+    }
     {
         let mut f = app.facility.lock().await;
         let changes = f.on_samples(&samples, now);
@@ -514,15 +635,25 @@ async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch) 
         }
     }
     crate::api_authority::on_samples(app, &agent, &samples).await;
+    if app.metrics.sse_points_clients.load(Ordering::Relaxed) > 0 {
+        app.publish_live(
+            "points",
+            &PointsEvent {
+                agent: &agent,
+                samples: &samples,
+                site: &site,
+            },
+        );
+    }
 }
 
 /// Persists the telemetry high-water marks (events have theirs in the events table).
 pub async fn save_marks(app: &App) {
-    let marks: Vec<(String, String, i64)> = {
+    let marks: Vec<crate::store::StreamMark> = {
         let ing = app.ingest.lock().expect("ingest lock");
         ing.high_waters()
-            .filter(|(_, s, _)| *s == TELEMETRY)
-            .map(|(a, s, q)| (a.to_owned(), s.to_owned(), q as i64))
+            .filter(|(_, _, s, _)| *s == TELEMETRY)
+            .map(|(a, e, s, q)| (a.to_owned(), e.to_owned(), s.to_owned(), q as i64))
             .collect()
     };
     if !marks.is_empty()
@@ -538,6 +669,27 @@ pub async fn handle(app: &App, topic: &str, payload: &[u8], stop: &watch::Receiv
     handle_decoded(app, topic, crate::ingest::decode(topic, payload), stop).await
 }
 
+/// What became of one message.
+pub enum Handled {
+    /// Committed, applied, a duplicate or refused for good: acknowledge it.
+    Ack,
+    /// Not acknowledged (the server is stopping): the broker or the agent sends it again.
+    Hold,
+    /// Events the store could not commit (a full disk): try them again later, in order.
+    Defer(Decoded),
+}
+
+/// Processes one decoded message received now; returns whether it may be acknowledged to the
+/// broker (events the store cannot commit now are not).
+pub async fn handle_decoded(
+    app: &App,
+    topic: &str,
+    msg: Decoded,
+    stop: &watch::Receiver<bool>,
+) -> bool {
+    matches!(process(app, topic, msg, now_ms(), stop).await, Handled::Ack)
+}
+
 /// The live `points` event: serialised straight from the samples.
 #[derive(serde::Serialize)]
 struct PointsEvent<'a> {
@@ -546,19 +698,22 @@ struct PointsEvent<'a> {
     site: &'a str,
 }
 
-/// Processes one decoded message; returns whether it may be acknowledged to the broker.
-pub async fn handle_decoded(
+/// Processes one decoded message that arrived at `received_ms` (see [`Handled`]).
+pub async fn process(
     app: &App,
     topic: &str,
     msg: Decoded,
+    received_ms: i64,
     stop: &watch::Receiver<bool>,
-) -> bool {
+) -> Handled {
     let m = &app.metrics;
     inc(&m.ingest_messages_total, 1);
     let now = now_ms();
+    // An events batch is kept until committed: it is deferred when the store refuses it.
+    let keep = matches!(msg, Decoded::Events(..)).then(|| msg.clone());
     let outcome = {
         let mut ing = app.ingest.lock().expect("ingest lock");
-        let o = ing.apply(msg, None, now);
+        let o = ing.apply(msg, None, received_ms);
         m.points.store(ing.point_count() as i64, Ordering::Relaxed);
         o
     };
@@ -569,9 +724,15 @@ pub async fn handle_decoded(
             samples,
             taken,
             refused_new,
+            new_epoch,
+            future,
             ..
         } => {
             inc(&m.ingest_samples_total, taken);
+            if let Some(n) = &new_epoch {
+                crate::stream_report::new_epoch(app, &site, &agent, n, now).await;
+            }
+            crate::stream_report::future_samples(app, &agent, &future, now).await;
             if refused_new > 0 {
                 inc(&m.ingest_new_points_refused_total, refused_new);
                 // Once per agent and window: the first refusals of the minute.
@@ -611,14 +772,19 @@ pub async fn handle_decoded(
                     );
                 }
             }
-            true
+            Handled::Ack
         }
         Outcome::Events {
             site,
             agent,
+            epoch,
             events,
             gap,
+            new_epoch,
         } => {
+            if let Some(n) = &new_epoch {
+                crate::stream_report::new_epoch(app, &site, &agent, n, now).await;
+            }
             if gap > 0 {
                 inc(&m.ingest_event_gaps_total, gap);
                 tracing::warn!(%agent, gap, "event sequence has a gap");
@@ -628,6 +794,7 @@ pub async fn handle_decoded(
                 .map(|e| EventRecord {
                     site: site.clone(),
                     agent: agent.clone(),
+                    epoch: epoch.clone(),
                     seq: e.seq as i64,
                     id: e.id.clone(),
                     ts_ms: e.ts_ms,
@@ -640,37 +807,33 @@ pub async fn handle_decoded(
                     message: e.message.clone(),
                     data: e.data.clone(),
                     test: e.test,
-                    received_ms: now,
+                    received_ms,
                 })
                 .collect();
-            // Events are never dropped: retry the commit until it succeeds or the server stops
-            // (then the message is not acknowledged and the broker redelivers it).
-            let mut delay = Duration::from_millis(200);
-            loop {
-                let t0 = std::time::Instant::now();
-                let inserted = app.store.insert_events(&records).await;
-                app.ops.commit_took("events", t0);
-                match inserted {
-                    Ok(_) => {
-                        app.store_write_ok();
-                        break;
+            // Events are never dropped: a failed commit defers the batch (tried again in order,
+            // acknowledged only once committed), and the lanes go on meanwhile.
+            let t0 = std::time::Instant::now();
+            let inserted = app.store.insert_events(&records).await;
+            app.ops.commit_took("events", t0);
+            match inserted {
+                Ok(_) => app.store_write_ok(),
+                Err(e) => {
+                    app.store_write_failed("committing events", &e);
+                    tracing::error!(%agent, "committing events: {e}; kept and tried again");
+                    if *stop.borrow() {
+                        return Handled::Hold;
                     }
-                    Err(e) => {
-                        app.store_write_failed("committing events", &e);
-                        tracing::error!(%agent, "committing events: {e}; retrying");
-                        if *stop.borrow() {
-                            return false;
-                        }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
+                    return match keep {
+                        Some(msg) => Handled::Defer(msg),
+                        None => Handled::Hold,
+                    };
                 }
             }
             let last = events.iter().map(|e| e.seq).max().unwrap_or(0);
             app.ingest
                 .lock()
                 .expect("ingest lock")
-                .events_committed(&agent, last);
+                .events_committed(&agent, &epoch, last);
             inc(&m.ingest_events_total, records.len() as u64);
             for r in &records {
                 app.publish_live("event", r);
@@ -684,7 +847,7 @@ pub async fn handle_decoded(
                     tracing::error!("committing alarm changes: {e:#}");
                 }
             }
-            true
+            Handled::Ack
         }
         Outcome::State { site, state } => {
             let rec = AgentRecord {
@@ -708,7 +871,7 @@ pub async fn handle_decoded(
                 }
             }
             app.publish_live("agent", &rec);
-            true
+            Handled::Ack
         }
         Outcome::CommandResult {
             site,
@@ -723,7 +886,7 @@ pub async fn handle_decoded(
                     serde_json::to_value(&result).unwrap_or_default(),
                 )
                 .await;
-            true
+            Handled::Ack
         }
         Outcome::Duplicate {
             agent,
@@ -734,7 +897,7 @@ pub async fn handle_decoded(
             inc(&m.ingest_duplicate_items_total, count);
             tracing::debug!(%agent, stream, count, "duplicate batch dropped");
             let _ = EVENTS;
-            true
+            Handled::Ack
         }
         Outcome::Rejected(r) => {
             if r.is_acl() {
@@ -758,7 +921,7 @@ pub async fn handle_decoded(
                 inc(&m.ingest_malformed_total, 1);
                 tracing::warn!(topic = %topic, ?r, "malformed message dropped");
             }
-            true
+            Handled::Ack
         }
     }
 }

@@ -9,7 +9,17 @@
 //! resets a statement that was not read to the end later, on its worker thread, and until then
 //! the pooled connection keeps an old WAL snapshot, so a read right after a commit could miss
 //! it (sqlx issue #2543).
+//!
+//! A full disk: writes go through [`crate::disk::DiskGuard`] (a free-space reserve kept for
+//! alarm and journal commits; writes that can wait are refused while the disk is full). And no
+//! connection goes back to the pool inside a transaction: when SQLite rolls a transaction back
+//! by itself (it may on SQLITE_FULL), sqlx's rollback on drop fails ("no transaction is
+//! active") and leaves its transaction depth at 1, so the next `begin` on that connection
+//! issues a SAVEPOINT, whose rollback ends nothing: the connection keeps the write lock and
+//! every other connection gets "database is locked" for as long as it stays in the pool. The
+//! pool's `after_release` check closes any connection whose depth is not 0.
 
+use crate::disk::{DiskGuard, WriteClass};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -23,6 +33,8 @@ pub type StoreResult<T> = Result<T, sqlx::Error>;
 pub struct EventRecord {
     pub site: String,
     pub agent: String,
+    /// The agent's spool epoch (empty for agents without one): with `agent` and `seq`, the key.
+    pub epoch: String,
     pub seq: i64,
     pub id: String,
     pub ts_ms: i64,
@@ -101,6 +113,9 @@ pub struct JournalRecord {
     pub record: serde_json::Value,
 }
 
+/// A stream's high-water mark: `(agent, epoch, stream, seq)`.
+pub type StreamMark = (String, String, String, i64);
+
 /// Writes committed together, in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
@@ -114,21 +129,18 @@ pub struct Batch {
 
 /// Everything the server persists. Implementations commit before they return.
 pub trait Store: Send + Sync + 'static {
-    /// Inserts the events not already stored (unique on `(agent, seq)`); returns how many
-    /// were new.
+    /// Inserts the events not already stored (unique on `(agent, epoch, seq)`); returns how
+    /// many were new.
     fn insert_events<'a>(&'a self, events: &'a [EventRecord]) -> BoxFuture<'a, StoreResult<u64>>;
     fn list_events<'a>(&'a self, q: &'a EventQuery)
     -> BoxFuture<'a, StoreResult<Vec<EventRecord>>>;
-    /// Highest stored event sequence per agent.
-    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, i64)>>>;
+    /// Highest stored event sequence per agent and epoch: `(agent, epoch, seq)`.
+    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>>;
     fn upsert_agent<'a>(&'a self, a: &'a AgentRecord) -> BoxFuture<'a, StoreResult<()>>;
     fn list_agents<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<AgentRecord>>>;
-    /// Stream sequence high-water marks (telemetry), `(agent, stream) -> seq`.
-    fn save_stream_seq<'a>(
-        &'a self,
-        marks: &'a [(String, String, i64)],
-    ) -> BoxFuture<'a, StoreResult<()>>;
-    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>>;
+    /// Stream sequence high-water marks (telemetry): `(agent, epoch, stream, seq)`.
+    fn save_stream_seq<'a>(&'a self, marks: &'a [StreamMark]) -> BoxFuture<'a, StoreResult<()>>;
+    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<StreamMark>>>;
 
     fn count_users<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>>;
     /// Creates a user; returns false when the name is taken.
@@ -186,6 +198,16 @@ pub trait Store: Send + Sync + 'static {
         since_id: i64,
         limit: i64,
     ) -> BoxFuture<'a, StoreResult<Vec<JournalRecord>>>;
+
+    /// Whether the store is in disk-full mode (see [`crate::disk`]).
+    fn disk_full(&self) -> bool {
+        false
+    }
+
+    /// The guard of the store's disk, when it has one.
+    fn disk(&self) -> Option<&DiskGuard> {
+        None
+    }
 }
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
@@ -241,6 +263,31 @@ CREATE TABLE alarm_journal (
 CREATE INDEX alarm_journal_alarm ON alarm_journal (alarm, id);
 "#,
     ),
+    (
+        3,
+        r#"
+CREATE TABLE events_v3 (
+    agent TEXT NOT NULL, epoch TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL, site TEXT NOT NULL,
+    id TEXT NOT NULL, ts_ms INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL,
+    severity TEXT NOT NULL, message TEXT NOT NULL, data TEXT NOT NULL, test INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (agent, epoch, seq)
+);
+INSERT INTO events_v3 (agent, epoch, seq, site, id, ts_ms, device, kind, severity, message, data, test, received_ms)
+    SELECT agent, '', seq, site, id, ts_ms, device, kind, severity, message, data, test, received_ms FROM events;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+CREATE INDEX events_ts ON events (ts_ms);
+CREATE INDEX events_received ON events (received_ms);
+CREATE TABLE stream_seq_v3 (
+    agent TEXT NOT NULL, epoch TEXT NOT NULL DEFAULT '', stream TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (agent, epoch, stream)
+);
+INSERT INTO stream_seq_v3 (agent, epoch, stream, seq) SELECT agent, '', stream, seq FROM stream_seq;
+DROP TABLE stream_seq;
+ALTER TABLE stream_seq_v3 RENAME TO stream_seq;
+"#,
+    ),
 ];
 
 /// The newest schema this binary knows. A database whose schema is newer (written by a newer
@@ -249,6 +296,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    disk: DiskGuard,
 }
 
 /// The database file in a data directory.
@@ -277,9 +325,17 @@ pub fn is_disk_full(e: &sqlx::Error) -> bool {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) `dir/dcim.sqlite3` and applies the migrations.
+    /// Opens (creating if needed) `dir/dcim.sqlite3` and applies the migrations, without a
+    /// free-space reserve (tools and tests; the server uses [`SqliteStore::open_with_reserve`]).
     pub async fn open(dir: &Path) -> StoreResult<SqliteStore> {
+        Self::open_with_reserve(dir, 0).await
+    }
+
+    /// Opens the store with a free-space reserve of `reserve_bytes` in `dir` (see
+    /// [`crate::disk`]).
+    pub async fn open_with_reserve(dir: &Path, reserve_bytes: u64) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+        let disk = DiskGuard::new(dir, reserve_bytes);
         let path = db_path(dir);
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -289,9 +345,17 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection left in a transaction holds the write lock: never reuse it (see the
+            // module docs).
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(opts)
             .await?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore { pool, disk };
         store.migrate().await?;
         Ok(store)
     }
@@ -330,6 +394,32 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Runs a write through the disk guard: refused at once when it can wait and the disk is
+    /// full; an essential write that failed for lack of space is tried once more after the
+    /// reserve was released.
+    async fn guarded<T, Fut>(
+        &self,
+        class: WriteClass,
+        what: &str,
+        f: impl Fn() -> Fut,
+    ) -> StoreResult<T>
+    where
+        Fut: std::future::Future<Output = StoreResult<T>>,
+    {
+        self.disk.admit(class)?;
+        match f().await {
+            Err(e) if is_disk_full(&e) => {
+                let released = self.disk.on_disk_full(what);
+                if released && class == WriteClass::Essential {
+                    f().await
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
 }
 
 /// A JSON text column; text that does not parse (written by an older version) reads as null.
@@ -341,6 +431,7 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> EventRecord {
     EventRecord {
         site: r.get("site"),
         agent: r.get("agent"),
+        epoch: r.get("epoch"),
         seq: r.get("seq"),
         id: r.get("id"),
         ts_ms: r.get("ts_ms"),
@@ -366,7 +457,19 @@ fn user_from_row(r: &sqlx::sqlite::SqliteRow) -> UserRecord {
 
 impl Store for SqliteStore {
     fn commit_batch<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, StoreResult<Vec<i64>>> {
-        Box::pin(self.commit_batch_impl(batch))
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "committing alarm records",
+            move || self.commit_batch_impl(batch),
+        ))
+    }
+
+    fn disk_full(&self) -> bool {
+        self.disk.is_full()
+    }
+
+    fn disk(&self) -> Option<&DiskGuard> {
+        Some(&self.disk)
     }
 
     fn list_journal<'a>(
@@ -398,14 +501,15 @@ impl Store for SqliteStore {
     }
 
     fn insert_events<'a>(&'a self, events: &'a [EventRecord]) -> BoxFuture<'a, StoreResult<u64>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Deferrable, "storing agent events", move || async move {
             let mut tx = self.pool.begin().await?;
             let mut inserted = 0;
             for e in events {
                 let r = sqlx::query(
-                    "INSERT OR IGNORE INTO events (agent, seq, site, id, ts_ms, device, kind, severity, message, data, test, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR IGNORE INTO events (agent, epoch, seq, site, id, ts_ms, device, kind, severity, message, data, test, received_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 )
                 .bind(&e.agent)
+                .bind(&e.epoch)
                 .bind(e.seq)
                 .bind(&e.site)
                 .bind(&e.id)
@@ -423,7 +527,7 @@ impl Store for SqliteStore {
             }
             tx.commit().await?;
             Ok(inserted)
-        })
+        }))
     }
 
     fn list_events<'a>(
@@ -446,20 +550,22 @@ impl Store for SqliteStore {
         })
     }
 
-    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, i64)>>> {
+    fn event_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT agent, MAX(seq) AS seq FROM events GROUP BY agent")
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT agent, epoch, MAX(seq) AS seq FROM events GROUP BY agent, epoch",
+            )
+            .fetch_all(&self.pool)
+            .await?;
             Ok(rows
                 .iter()
-                .map(|r| (r.get("agent"), r.get("seq")))
+                .map(|r| (r.get("agent"), r.get("epoch"), r.get("seq")))
                 .collect())
         })
     }
 
     fn upsert_agent<'a>(&'a self, a: &'a AgentRecord) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Deferrable, "storing an agent state", move || async move {
             sqlx::query(
                 "INSERT INTO agents (agent, site, online, ts_ms, version, spool_pending, thinned_samples, last_seen_ms) VALUES (?,?,?,?,?,?,?,?)
                  ON CONFLICT(agent) DO UPDATE SET site=excluded.site, online=excluded.online, ts_ms=excluded.ts_ms, version=excluded.version,
@@ -476,7 +582,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
             Ok(())
-        })
+        }))
     }
 
     fn list_agents<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<AgentRecord>>> {
@@ -500,34 +606,39 @@ impl Store for SqliteStore {
         })
     }
 
-    fn save_stream_seq<'a>(
-        &'a self,
-        marks: &'a [(String, String, i64)],
-    ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+    fn save_stream_seq<'a>(&'a self, marks: &'a [StreamMark]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(self.guarded(WriteClass::Deferrable, "saving stream marks", move || async move {
             let mut tx = self.pool.begin().await?;
-            for (agent, stream, seq) in marks {
+            for (agent, epoch, stream, seq) in marks {
                 sqlx::query(
-                    "INSERT INTO stream_seq (agent, stream, seq) VALUES (?,?,?) ON CONFLICT(agent, stream) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                    "INSERT INTO stream_seq (agent, epoch, stream, seq) VALUES (?,?,?,?) ON CONFLICT(agent, epoch, stream) DO UPDATE SET seq = MAX(seq, excluded.seq)",
                 )
                 .bind(agent)
+                .bind(epoch)
                 .bind(stream)
                 .bind(seq)
                 .execute(&mut *tx)
                 .await?;
             }
             tx.commit().await
-        })
+        }))
     }
 
-    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<(String, String, i64)>>> {
+    fn stream_seqs<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<StreamMark>>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT agent, stream, seq FROM stream_seq")
+            let rows = sqlx::query("SELECT agent, epoch, stream, seq FROM stream_seq")
                 .fetch_all(&self.pool)
                 .await?;
             Ok(rows
                 .iter()
-                .map(|r| (r.get("agent"), r.get("stream"), r.get("seq")))
+                .map(|r| {
+                    (
+                        r.get("agent"),
+                        r.get("epoch"),
+                        r.get("stream"),
+                        r.get("seq"),
+                    )
+                })
                 .collect())
         })
     }
@@ -542,7 +653,7 @@ impl Store for SqliteStore {
     }
 
     fn create_user<'a>(&'a self, u: &'a UserRecord) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Essential, "creating a user", move || async move {
             let r = sqlx::query(
                 "INSERT OR IGNORE INTO users (name, role, password_hash, created_ms, disabled) VALUES (?,?,?,?,?)",
             )
@@ -554,7 +665,7 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
             Ok(r.rows_affected() == 1)
-        })
+        }))
     }
 
     fn set_password<'a>(
@@ -562,14 +673,18 @@ impl Store for SqliteStore {
         name: &'a str,
         hash: &'a str,
     ) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(async move {
-            let r = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
-                .bind(hash)
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
-            Ok(r.rows_affected() == 1)
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "setting a password",
+            move || async move {
+                let r = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
+                    .bind(hash)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            },
+        ))
     }
 
     fn get_user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>> {
@@ -592,7 +707,7 @@ impl Store for SqliteStore {
     }
 
     fn create_session<'a>(&'a self, s: &'a SessionRecord) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Essential, "creating a session", move || async move {
             let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM sessions WHERE expires_ms < ?")
                 .bind(s.created_ms)
@@ -609,7 +724,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
             tx.commit().await
-        })
+        }))
     }
 
     fn get_session<'a>(
@@ -632,13 +747,17 @@ impl Store for SqliteStore {
     }
 
     fn delete_session<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-                .bind(token_hash)
-                .execute(&self.pool)
-                .await?;
-            Ok(())
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "deleting a session",
+            move || async move {
+                sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            },
+        ))
     }
 
     fn create_token<'a>(
@@ -648,18 +767,22 @@ impl Store for SqliteStore {
         name: &'a str,
         now_ms: i64,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO api_tokens (token_hash, user, name, created_ms) VALUES (?,?,?,?)",
-            )
-            .bind(token_hash)
-            .bind(user)
-            .bind(name)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "creating an API token",
+            move || async move {
+                sqlx::query(
+                    "INSERT INTO api_tokens (token_hash, user, name, created_ms) VALUES (?,?,?,?)",
+                )
+                .bind(token_hash)
+                .bind(user)
+                .bind(name)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            },
+        ))
     }
 
     fn token_user<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>> {
@@ -681,19 +804,23 @@ impl Store for SqliteStore {
         target: &'a str,
         detail: &'a serde_json::Value,
     ) -> BoxFuture<'a, StoreResult<i64>> {
-        Box::pin(async move {
-            let r = sqlx::query(
-                "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?,?,?,?,?)",
-            )
-            .bind(ts_ms)
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(detail.to_string())
-            .execute(&self.pool)
-            .await?;
-            Ok(r.last_insert_rowid())
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "writing an audit record",
+            move || async move {
+                let r = sqlx::query(
+                    "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?,?,?,?,?)",
+                )
+                .bind(ts_ms)
+                .bind(actor)
+                .bind(action)
+                .bind(target)
+                .bind(detail.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(r.last_insert_rowid())
+            },
+        ))
     }
 
     fn list_audit<'a>(
@@ -727,7 +854,7 @@ impl Store for SqliteStore {
         doc: &'a DocRecord,
         audit: Option<(&'a str, &'a str, &'a serde_json::Value)>,
     ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async move {
+        Box::pin(self.guarded(WriteClass::Essential, "writing a document", move || async move {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
                 "INSERT INTO docs (kind, id, updated_ms, body) VALUES (?,?,?,?) ON CONFLICT(kind, id) DO UPDATE SET updated_ms=excluded.updated_ms, body=excluded.body",
@@ -751,7 +878,7 @@ impl Store for SqliteStore {
                 .await?;
             }
             tx.commit().await
-        })
+        }))
     }
 
     fn list_docs<'a>(&'a self, kind: &'a str) -> BoxFuture<'a, StoreResult<Vec<DocRecord>>> {
@@ -890,6 +1017,7 @@ mod tests {
         EventRecord {
             site: "s".into(),
             agent: agent.into(),
+            epoch: String::new(),
             seq,
             id: format!("{agent}:{seq}"),
             ts_ms: 1000 + seq,
@@ -925,7 +1053,17 @@ mod tests {
         assert_eq!(all[0].data, serde_json::json!({"stage": 1}));
         let mut hw = s.event_high_water().await.unwrap();
         hw.sort();
-        assert_eq!(hw, vec![("a".into(), 3), ("b".into(), 1)]);
+        assert_eq!(
+            hw,
+            vec![
+                ("a".into(), String::new(), 3),
+                ("b".into(), String::new(), 1)
+            ]
+        );
+        // A new epoch of the same agent is a new stream: its seq 1 is not a duplicate.
+        let mut e = ev("a", 1);
+        e.epoch = "e2".into();
+        assert_eq!(s.insert_events(&[e]).await.unwrap(), 1);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&s.pool)
             .await
@@ -936,6 +1074,52 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_epochs_keeps_its_events_and_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let opts = SqliteConnectOptions::from_str(&format!(
+                "sqlite://{}",
+                db_path(dir.path()).display()
+            ))
+            .unwrap()
+            .create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+            sqlx::raw_sql("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)")
+                .execute(&pool).await.unwrap();
+            for (v, sql) in &MIGRATIONS[..2] {
+                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+                sqlx::query("INSERT INTO schema_migrations VALUES (?, 0)")
+                    .bind(v)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            sqlx::raw_sql(
+                "INSERT INTO events VALUES ('a', 7, 's', 'a:7', 1, 'd', 'k', 'alarm', 'm', '{}', 0, 2);
+                 INSERT INTO stream_seq VALUES ('a', 'telemetry', 99);",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let s = SqliteStore::open(dir.path()).await.unwrap();
+        assert_eq!(
+            s.event_high_water().await.unwrap(),
+            vec![("a".to_string(), String::new(), 7)]
+        );
+        assert_eq!(
+            s.stream_seqs().await.unwrap(),
+            vec![("a".into(), String::new(), "telemetry".into(), 99)]
+        );
+        // The old stream's seq 7 is a duplicate; the same seq in a new epoch is not.
+        let mut e = ev("a", 7);
+        assert_eq!(s.insert_events(&[e.clone()]).await.unwrap(), 0);
+        e.epoch = "e1".into();
+        assert_eq!(s.insert_events(&[e]).await.unwrap(), 1);
     }
 
     #[tokio::test]
@@ -986,6 +1170,7 @@ mod tests {
         );
         let shelve = Action::Shelve {
             until_ms: t + 60_000,
+            reason: "test".into(),
         };
         recs.extend(e.act("ups-on-battery:ups-2", shelve, "op", t + 2).unwrap());
         recs.extend(e.set_maintenance("ups-9", true, "op", t + 3));

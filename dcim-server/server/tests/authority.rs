@@ -251,6 +251,7 @@ fn key_telemetry(seq: u64, device: &str, on: bool) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
+        epoch: String::new(),
         seq,
         samples: vec![key_sample(device, on)],
     })
@@ -265,6 +266,7 @@ fn key_event(seq: u64, device: &str, on: bool) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::EventBatch {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
+        epoch: String::new(),
         events: vec![dcim_wire::Event {
             id: format!("a1:{seq}"),
             seq,

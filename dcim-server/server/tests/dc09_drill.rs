@@ -41,6 +41,7 @@ fn stage_sample(agent: &str, seq: u64, device: &str, stage: f64) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: agent.into(),
+        epoch: String::new(),
         seq,
         samples: vec![dcim_points::Sample {
             device: device.into(),
@@ -67,6 +68,7 @@ fn stage_event(agent: &str, seq: u64, device: &str, code: u8) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::EventBatch {
         v: dcim_wire::VERSION,
         agent: agent.into(),
+        epoch: String::new(),
         events: vec![dcim_wire::Event {
             id: format!("{agent}:{seq}"),
             seq,

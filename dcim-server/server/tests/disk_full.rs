@@ -1,12 +1,16 @@
 //! The disk holding the database fills up under the running server (`dcim-server` binary, data
 //! directory on a small tmpfs, agents through an external mosquitto):
 //!
-//! - the failure is clear: logged with the database path and "disk full", `/health` reports it,
-//!   `/metrics` has `dcim_store_disk_full 1`;
-//! - nothing that was not committed is acknowledged: the events stay unacknowledged at the
-//!   broker, so a server killed with SIGKILL while the disk is full gets them again at restart;
-//! - the server recovers without a restart once space returns (the failed commits are retried:
-//!   the events, and the journal record of an alarm raised while the disk was full);
+//! - the failure is loud: logged with the database path and "disk full", `/health` reports it
+//!   (and stays so, never flipping back to ok while the disk is full), `/metrics` has
+//!   `dcim_store_disk_full 1`, and the `store-disk-full` alarm is raised;
+//! - the free-space reserve keeps alarm and journal commits and logins working: an alarm raised
+//!   while the disk is full is journalled at once, and an operator can log in;
+//! - nothing that was not committed is acknowledged: events wait unacknowledged at the broker
+//!   (deferred, without holding up the ingest), so a server killed with SIGKILL while the disk
+//!   is full gets them again at restart;
+//! - the server recovers by itself within seconds once space returns (the deferred events are
+//!   committed, the alarm clears, `/health` is ok);
 //! - every event is stored exactly once and in order, and `PRAGMA integrity_check` is `ok`.
 //!
 //! Mounting a tmpfs needs root (or CAP_SYS_ADMIN); without it the test prints "skipped" and
@@ -161,11 +165,31 @@ where
     }
 }
 
+/// Polls `f` every 100 ms until it returns `Some`, for at most `secs` seconds.
+async fn within_value<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Publishes one telemetry batch: `ups-1` on battery (the default rules alarm on it at once).
 async fn publish_on_battery(port: u16) {
     let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: AGENT.into(),
+        epoch: String::new(),
         seq: 1,
         samples: vec![dcim_points::Sample {
             device: "ups-1".into(),
@@ -280,6 +304,8 @@ client_id = "dcim-server-disk-full"
 [auth]
 argon2_memory_kib = 64
 argon2_iterations = 1
+[store]
+reserve_kb = 256
 [[agents]]
 id = "{AGENT}"
 site = "s1"
@@ -352,6 +378,7 @@ devices = ["rack-*", "ups-*"]
     })
     .await;
     let journal = format!("/api/alarms/{ALARM}/journal");
+    let full_since = std::time::Instant::now();
     publish_events(mport, 101, 200).await;
     within(20, "the disk-full state in /health", || async {
         health(&client, http)
@@ -374,17 +401,76 @@ devices = ["rack-*", "ups-*"]
         .unwrap_or_else(|| panic!("no `disk full` in the log:\n{text}"));
     assert!(line.contains(&db.display().to_string()), "{line}");
     println!("logged: {line}");
-    let during = stored_seqs(&client, http, &token).await;
-    assert_eq!(
-        get(&client, http, &journal, &token).await["journal"],
-        serde_json::json!([]),
-        "nothing journalled while the disk is full"
-    );
+    let during = {
+        let r = client
+            .get(format!("http://127.0.0.1:{http}/api/events?limit=10000"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if !r.status().is_success() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for l in std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("ERROR"))
+                .collect::<Vec<_>>()
+                .iter()
+                .rev()
+                .take(6)
+            {
+                println!("DEBUGLOG {l}");
+            }
+        }
+        stored_seqs(&client, http, &token).await
+    };
+    // The reserve: the alarm raised while the disk is full is journalled all the same, the
+    // disk-full alarm too, and logins work.
+    within(
+        10,
+        "the on-battery alarm journalled from the reserve",
+        || async {
+            get(&client, http, &journal, &token).await["journal"]
+                .as_array()
+                .is_some_and(|j| !j.is_empty())
+        },
+    )
+    .await;
+    let disk_alarm = within_value(10, "the store-disk-full alarm", || async {
+        get(&client, http, "/api/alarms", &token).await["alarms"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x["id"] == "store-disk-full:database" && x["active"] == true)
+                    .cloned()
+            })
+    })
+    .await;
+    assert_eq!(disk_alarm["grade"], 2, "{disk_alarm}");
+    let login = client
+        .post(format!("http://127.0.0.1:{http}/api/login"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"username": "ops", "password": PASSWORD}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "a login while the disk is full");
     assert!(
         during.len() < 200,
         "the disk was full yet every event was stored ({filled} bytes filled)"
     );
+    // Never flips back to ok while the disk stays full.
+    for _ in 0..10 {
+        let h = health(&client, http).await.unwrap();
+        assert_eq!(h["store"], "disk full", "{h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "disk full for {:?} before space is freed",
+        full_since.elapsed()
+    );
     std::fs::remove_file(mnt.join("filler")).unwrap();
+    let freed = std::time::Instant::now();
     within(30, "events 1..=200 stored after space returned", || async {
         stored_seqs(&client, http, &token).await.len() == 200
     })
@@ -405,10 +491,20 @@ devices = ["rack-*", "ups-*"]
             .is_some_and(|h| h["status"] == "ok")
     })
     .await;
+    println!("recovered {:?} after space was freed", freed.elapsed());
     assert_eq!(
         metric_value(&client, http, &token, "dcim_store_disk_full").await,
         0.0
     );
+    within(10, "the store-disk-full alarm cleared", || async {
+        get(&client, http, "/api/alarms?all=true", &token).await["alarms"]
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|x| x["id"] == "store-disk-full:database" && x["active"] == false)
+            })
+    })
+    .await;
 
     // 3. The disk fills again and the server is killed while it cannot commit: what it had not
     //    committed was not acknowledged, so the broker delivers it again after the restart.
@@ -468,4 +564,93 @@ devices = ["rack-*", "ups-*"]
 
 fn http_client() -> reqwest::Client {
     http()
+}
+
+/// Writes the store as the server does (transactions of alarm documents and journal rows, and
+/// plain statements) until the disk refuses them.
+async fn write_some(s: &dcim_server::store::SqliteStore, n: usize, tag: &str) -> (usize, usize) {
+    use dcim_server::store::{Batch, DocRecord, Store};
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..n {
+        let mut b = Batch::default();
+        for k in 0..20 {
+            b.docs.push((
+                "alarm".into(),
+                DocRecord {
+                    id: format!("{tag}-{i}-{k}"),
+                    updated_ms: 1,
+                    body: serde_json::json!({"pad": "x".repeat(2000)}),
+                },
+            ));
+        }
+        b.journal.push((
+            1,
+            format!("{tag}-{i}"),
+            serde_json::json!({"pad": "y".repeat(2000)}),
+        ));
+        match s.commit_batch(&b).await {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+        if s.audit(
+            1,
+            "t",
+            tag,
+            "x",
+            &serde_json::json!({"pad": "z".repeat(500)}),
+        )
+        .await
+        .is_err()
+        {
+            failed += 1;
+        }
+    }
+    (ok, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_recovers_within_seconds_once_space_returns() {
+    // Hazard: after a full disk, SQLite rolled a failed transaction back by itself, sqlx's
+    // rollback then failed and its connection went back to the pool believing it was inside
+    // a transaction; the next "begin" on it opened a savepoint that never ended, so the
+    // connection kept the write lock and every write answered "database is locked" for
+    // minutes after space came back.
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let _tmpfs = match Tmpfs::mount(&mnt, "2m") {
+        Ok(t) => t,
+        Err(e) => {
+            return skip_or_fail(&format!(
+                "cannot mount a tmpfs for the data directory (needs root): {e}"
+            ));
+        }
+    };
+    let s = dcim_server::store::SqliteStore::open(&mnt).await.unwrap();
+    let (ok, _) = write_some(&s, 5, "before").await;
+    assert_eq!(ok, 5);
+    fill(&mnt);
+    let (_, failed) = write_some(&s, 40, "full").await;
+    assert!(failed > 0, "the disk was full yet nothing failed");
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    let start = std::time::Instant::now();
+    let mut writes_ok = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        let (ok, failed) = write_some(&s, 1, "after").await;
+        if ok == 1 && failed == 0 {
+            writes_ok += 1;
+            if writes_ok == 5 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        writes_ok,
+        5,
+        "the store still refuses writes {:?} after space returned",
+        start.elapsed()
+    );
+    println!(
+        "store writable again {:?} after space returned",
+        start.elapsed()
+    );
 }

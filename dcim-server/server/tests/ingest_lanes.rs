@@ -34,6 +34,7 @@ fn telemetry(agent: &str, seq: u64, samples: Vec<Sample>) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: agent.into(),
+        epoch: String::new(),
         seq,
         samples,
     })
@@ -220,6 +221,7 @@ async fn alarms_and_events_pass_a_telemetry_backlog() {
     let event = dcim_wire::encode(&dcim_wire::EventBatch {
         v: dcim_wire::VERSION,
         agent: "a2".into(),
+        epoch: String::new(),
         events: vec![dcim_wire::Event {
             id: "a2:1".into(),
             seq: 1,

@@ -41,6 +41,7 @@ fn batch(seq: u64, samples: Vec<Sample>) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
+        epoch: String::new(),
         seq,
         samples,
     })

@@ -25,16 +25,18 @@ fn batch(seq: u64) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
+        epoch: String::new(),
         seq,
         samples: vec![
             sample("ups-1", "ups.on_battery", Value::Bool(true)),
-            sample("rack-1", "fire.stage", Value::Number(1.0)),
+            // (A fire pre-alarm cannot be shelved: a rack's own UPS on battery can.)
+            sample("rack-ups-1", "ups.on_battery", Value::Bool(true)),
         ],
     })
 }
 
 const ACKED: &str = "ups-on-battery:ups-1";
-const SHELVED: &str = "fire-prealarm:rack-1";
+const SHELVED: &str = "ups-on-battery:rack-ups-1";
 
 async fn state(server: &dcim_server::Server, id: &str) -> Option<(AlarmState, Option<String>)> {
     let f = server.app.facility.lock().await;
@@ -93,7 +95,7 @@ async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
     act(url(&server, &format!("/api/alarms/{ACKED}/ack")), "").await;
     act(
         url(&server, &format!("/api/alarms/{SHELVED}/shelve")),
-        r#"{"minutes": 30}"#,
+        r#"{"minutes": 30, "reason": "maintenance window"}"#,
     )
     .await;
     let before_acked = journal(&server, ACKED).await;

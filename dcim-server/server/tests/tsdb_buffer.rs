@@ -35,6 +35,7 @@ fn telemetry_at(seq: u64, ts_ms: i64, value: f64) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
+        epoch: String::new(),
         seq,
         samples: vec![dcim_points::Sample {
             device: "ups-1".into(),

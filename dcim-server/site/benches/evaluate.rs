@@ -22,6 +22,15 @@ fn bench(c: &mut Criterion) {
     c.bench_function("demo: full evaluation", |b| {
         b.iter(|| evaluate(black_box(&site), black_box(&states)))
     });
+    // The proven and the if-unknown-up views differ only when something is Unknown: the
+    // engine then computes both, plus the unknown components each supply depends on.
+    let mut unknown = states.clone();
+    for id in ["feed-a", "chiller-1", "core-1"] {
+        unknown[site.index_of(id).unwrap()].state = CompState::Unknown;
+    }
+    c.bench_function("demo: full evaluation, 3 components unknown", |b| {
+        b.iter(|| evaluate(black_box(&site), black_box(&unknown)))
+    });
     c.bench_function("demo: what-if feed-a fails", |b| {
         b.iter(|| what_if(black_box(&site), black_box(&states), &before, &["feed-a"]).unwrap())
     });

@@ -1,9 +1,15 @@
 //! The redundancy engine: supply, redundancy levels, independent paths, N-1 spare capacity,
 //! single points of failure, buffer-tank ride-through, and what-if queries.
 //!
+//! Every quantity is computed twice: *proven*, where only components that are Up conduct
+//! (what measurement supports: `current`, `live_paths`, `spare_after_one`, the tank's chillers),
+//! and *if unknown up*, where Unknown components conduct too (`supplied`, `if_unknown_up`,
+//! what-if, suppression by design: an unreachable meter does not cut power). A level is
+//! *verified* when the two agree; the Unknown components it depends on are listed.
+//!
 //! Definitions (for a component `c` and a subsystem `s` it consumes):
-//! - *available*: `c` conducts (state up or unknown) and every group of `c` has at least `need`
-//!   available members.
+//! - *available*: `c` conducts (proven: state up; if unknown up: up or unknown) and every group
+//!   of `c` has at least `need` available members.
 //! - *supplied in `s`*: `c` conducts and every group of `c` in `s` is satisfied.
 //! - *group level*: with `a` available members and `k = max(need, k_cap)` required, where
 //!   `k_cap` is the fewest available members whose ratings cover the group's demand: `a >= 2k` -> 2N,
@@ -24,6 +30,9 @@
 //!   the site file declares `design` for the component.
 //! - *subsystem*: the worst level over its consumers (components that consume `s` and that
 //!   nothing consumes from in `s`; the racks in a normal site).
+//! - *ride-through* of a buffer tank: stored cooling `volume x level x 1000 x 4.186 x
+//!   (max_supply_c - tank temperature)` kJ over the deficit `heat load - rated capacity of the
+//!   chillers that are Up` kW (see [`RideThrough`]).
 //!
 //! Every failure can only lower levels and paths: availability is monotone in the set of
 //! working components, loads do not depend on availability, and the cap by single points of
@@ -34,19 +43,42 @@ use crate::state::{CompState, ComponentState};
 use serde::Serialize;
 
 /// Supply health of one component in one subsystem.
+///
+/// Two views of the same supply: *proven* (only components that are Up carry supply: what
+/// measurement supports) and *if unknown up* (Unknown components carry supply too: what the
+/// plant gives if the silent ones are fine, the view used for impact and what-if). `current`,
+/// `live_paths` and `spare_after_one` are proven; `supplied` is "not known to be lost".
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SupplyHealth {
     pub subsystem: Subsystem,
+    /// Supplied with Unknown components counted as up: `false` means known to be lost.
     pub supplied: bool,
+    /// Supplied through components that are Up.
+    pub proven_supplied: bool,
     pub designed: Redundancy,
+    /// The level proven by Up components (below N when the supply is not proven at all).
     pub current: Redundancy,
+    /// The level if every Unknown component were up.
+    pub if_unknown_up: Redundancy,
+    /// Unknown components do not change the answer: `current == if_unknown_up` and the supply
+    /// is proven exactly when it is not known to be lost.
+    pub verified: bool,
+    /// Unknown components this supply depends on (upstream, in any subsystem), sorted.
+    pub unverified: Vec<String>,
     pub designed_paths: u32,
+    /// Node-disjoint chains of Up equipment from the sources.
     pub live_paths: u32,
+    /// The same with Unknown components counted as up.
+    pub live_paths_if_unknown_up: u32,
     /// Spare capacity of the component's own groups if any one more member fails (worst
-    /// group), in the subsystem's unit; `None` when ratings or loads are unknown.
+    /// group, proven members only), in the subsystem's unit; `None` when ratings or loads are
+    /// unknown.
     pub spare_after_one: Option<f64>,
-    /// Ids of ancestors whose failure alone would cut this supply.
+    /// Ids of ancestors whose failure alone would cut this supply (on the proven state when
+    /// the supply is proven, else with Unknown components counted as up).
     pub single_points_of_failure: Vec<String>,
+    /// For people: `2N`, or `unverified: N proven, 2N if the 4 unknown components are up`.
+    pub summary: String,
 }
 
 /// Health of one component.
@@ -55,7 +87,23 @@ pub struct ComponentHealth {
     pub id: String,
     pub kind: Kind,
     pub state: CompState,
+    /// Why the state is what it is (empty when Up and monitored).
+    pub reason: String,
+    /// Whether a bound point tells its state (else it is assumed up: unmonitored).
+    pub monitored: bool,
+    /// Since when it has been Unknown (or, once Down for that, since when it was).
+    pub unknown_since_ms: Option<i64>,
+    /// Energised, from measurement where there is one; `None` unknown or not a power
+    /// component (see [`crate::energy`]).
+    pub energised: Option<bool>,
+    /// The role that decided `energised`.
+    pub energised_by: Option<String>,
+    /// Switch position and measurement disagree: what they say.
+    pub mismatch: Option<String>,
+    /// Available with Unknown components counted as up (used for impact and suppression).
     pub available: bool,
+    /// Available through Up components only.
+    pub proven_available: bool,
     /// Effective load (measured or estimated) per subsystem.
     pub load: [Option<f64>; 3],
     pub supply: Vec<SupplyHealth>,
@@ -72,14 +120,24 @@ impl ComponentHealth {
 pub struct SubsystemHealth {
     pub subsystem: Subsystem,
     pub designed: Redundancy,
+    /// Worst proven level over the consumers.
     pub current: Redundancy,
+    /// Worst level over the consumers with Unknown components counted as up.
+    pub if_unknown_up: Redundancy,
+    /// Every consumer's level is verified (Unknown components change no answer).
+    pub verified: bool,
+    /// Unknown components the consumers depend on, sorted.
+    pub unverified: Vec<String>,
+    /// Consumers whose level is not verified.
+    pub unverified_consumers: Vec<String>,
     /// Consumers the level is taken over (racks, normally).
     pub consumers: u32,
-    /// Fewest live paths of any consumer.
+    /// Fewest proven live paths of any consumer.
     pub min_live_paths: u32,
-    /// Consumers that have lost this supply.
+    /// Consumers known to have lost this supply.
     pub lost: Vec<String>,
-    /// Consumers whose level is below their designed level.
+    /// Consumers still supplied whose level (with Unknown counted as up) is below their
+    /// designed level: known degradation.
     pub degraded: Vec<String>,
     /// Worst spare capacity after one more failure over every group in the subsystem.
     pub spare_after_one: Option<f64>,
@@ -91,19 +149,42 @@ pub struct SubsystemHealth {
     pub unknown: Vec<String>,
     pub maintenance: Vec<String>,
     pub down: Vec<String>,
+    /// Components of the subsystem with no state point bound (assumed up).
+    pub unmonitored: Vec<String>,
+    /// For people, as [`SupplyHealth::summary`].
+    pub summary: String,
 }
 
 /// Buffer-tank ride-through at the current heat load.
+///
+/// The tank supplies what the running chillers cannot: stored cooling
+/// `E = volume x level x 1000 kg/m3 x 4.186 kJ/(kg K) x (max_supply_c - tank temperature)`
+/// (kJ), drawn at the deficit `D = heat load - capacity of the chillers that are Up` (kW), lasts
+/// `E / D` seconds. With no deficit the tank is not drawn (`drawing` false, `minutes` `None`);
+/// `minutes_if_chillers_stop` is always `E / heat load`, the figure for a stop of every
+/// chiller (e.g. a loss of both utility lines: chillers are not on UPS).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RideThrough {
     pub tank: String,
-    /// Minutes of cooling the stored water gives at the current heat load; `None` when the
-    /// tank temperature or the heat load is unknown.
+    /// Minutes the stored water lasts at the present deficit; `None` when the tank is not
+    /// drawn (no deficit) or the tank temperature or heat load is unknown; `Some(0)` when the
+    /// tank is not available.
     pub minutes: Option<f64>,
+    /// Minutes at the full heat load, as if every chiller stopped now.
+    pub minutes_if_chillers_stop: Option<f64>,
+    /// Whether the chillers that are Up cannot carry the heat load (the tank is being drawn).
+    pub drawing: bool,
     pub heat_load_kw: Option<f64>,
+    /// Rated capacity of the chillers that are Up (a chiller without `rating_kw` counts 0).
+    pub chiller_capacity_kw: f64,
+    /// Heat load minus that capacity, when the heat load is known.
+    pub deficit_kw: Option<f64>,
     pub tank_temp_c: Option<f64>,
     pub level_pct: Option<f64>,
+    /// Chillers proven available (Up, with their supply).
     pub chillers_available: u32,
+    /// Chillers whose state is Unknown (not counted as available).
+    pub chillers_unknown: u32,
     pub chillers_total: u32,
 }
 
@@ -477,6 +558,7 @@ struct Flow {
     q: std::collections::VecDeque<usize>,
 }
 
+#[derive(Clone)]
 struct PairResult {
     supplied: bool,
     level: Redundancy,
@@ -577,6 +659,63 @@ fn compute(ctx: &mut Ctx<'_>, with_spofs: bool) -> Vec<Vec<(Subsystem, PairResul
     out
 }
 
+/// Unknown components among the ancestors of `c` reached through its groups in `s` (and, from
+/// there, through every group of each ancestor), sorted by index.
+fn unknown_ancestors(
+    site: &Site,
+    states: &[ComponentState],
+    c: CompIdx,
+    s: Subsystem,
+    mark: &mut [u32],
+    stamp: u32,
+) -> Vec<CompIdx> {
+    let mut stack: Vec<CompIdx> = Vec::new();
+    let mut out = Vec::new();
+    for g in site.components[c]
+        .groups
+        .iter()
+        .filter(|g| g.subsystem == s)
+    {
+        for &m in &g.members {
+            if mark[m] != stamp {
+                mark[m] = stamp;
+                stack.push(m);
+            }
+        }
+    }
+    while let Some(x) = stack.pop() {
+        if states[x].state == CompState::Unknown {
+            out.push(x);
+        }
+        for g in &site.components[x].groups {
+            for &m in &g.members {
+                if mark[m] != stamp {
+                    mark[m] = stamp;
+                    stack.push(m);
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The text of a level for people (see [`SupplyHealth::summary`]).
+fn summary_text(current: Redundancy, if_up: Redundancy, verified: bool, unknown: usize) -> String {
+    let n = |k: usize| {
+        if k == 1 {
+            "the 1 unknown component is".to_owned()
+        } else {
+            format!("the {k} unknown components are")
+        }
+    };
+    if verified {
+        current.to_string()
+    } else {
+        format!("unverified: {current} proven, {if_up} if {} up", n(unknown))
+    }
+}
+
 /// Evaluates the whole site from the component states (see the module docs for definitions).
 pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
     assert_eq!(
@@ -584,42 +723,77 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
         site.components.len(),
         "one state per component, in site order"
     );
+    let n = site.components.len();
+    // With Unknown counted as up (impact), and proven (Up only). Without Unknown components
+    // the two are the same computation.
     let conducts: Vec<bool> = states.iter().map(|s| s.state.conducts()).collect();
     let mut ctx = Ctx::new(site, conducts, states, true);
-    let current = compute(&mut ctx, true);
+    let optimistic = compute(&mut ctx, true);
+    let any_unknown = states.iter().any(|s| s.state == CompState::Unknown);
+    let (proven, proven_avail) = if any_unknown {
+        let conducts: Vec<bool> = states.iter().map(|s| s.state == CompState::Up).collect();
+        let mut pctx = Ctx::new(site, conducts, states, true);
+        let p = compute(&mut pctx, true);
+        (p, pctx.avail)
+    } else {
+        (optimistic.clone(), ctx.avail.clone())
+    };
     let designed = site.designed.get_or_init(|| {
-        let mut dctx = Ctx::new(site, vec![true; site.components.len()], states, false);
+        let mut dctx = Ctx::new(site, vec![true; n], states, false);
         compute(&mut dctx, true)
             .into_iter()
             .map(|v| v.into_iter().map(|(_, r)| (r.level, r.paths)).collect())
             .collect()
     });
 
-    let mut components = Vec::with_capacity(site.components.len());
+    let ids = |v: &[CompIdx]| -> Vec<String> {
+        v.iter().map(|&a| site.components[a].id.clone()).collect()
+    };
+    let mut mark = vec![0u32; n];
+    let mut stamp = 0u32;
+    let mut components = Vec::with_capacity(n);
     for (i, c) in site.components.iter().enumerate() {
-        let supply = current[i]
-            .iter()
-            .zip(&designed[i])
-            .map(|((s, r), &(dl, dp))| SupplyHealth {
+        let mut supply = Vec::with_capacity(optimistic[i].len());
+        for (((s, o), (_, p)), &(dl, dp)) in optimistic[i].iter().zip(&proven[i]).zip(&designed[i])
+        {
+            let unknown = if any_unknown {
+                stamp += 1;
+                unknown_ancestors(site, states, i, *s, &mut mark, stamp)
+            } else {
+                Vec::new()
+            };
+            let verified = p.level == o.level && p.supplied == o.supplied;
+            let spofs = if p.supplied { &p.spofs } else { &o.spofs };
+            supply.push(SupplyHealth {
                 subsystem: *s,
-                supplied: r.supplied,
+                supplied: o.supplied,
+                proven_supplied: p.supplied,
                 designed: c.design.unwrap_or(dl),
-                current: r.level,
+                current: p.level,
+                if_unknown_up: o.level,
+                verified,
+                summary: summary_text(p.level, o.level, verified, unknown.len()),
+                unverified: ids(&unknown),
                 designed_paths: dp,
-                live_paths: r.paths,
-                spare_after_one: r.spare,
-                single_points_of_failure: r
-                    .spofs
-                    .iter()
-                    .map(|&a| site.components[a].id.clone())
-                    .collect(),
-            })
-            .collect();
+                live_paths: p.paths,
+                live_paths_if_unknown_up: o.paths,
+                spare_after_one: p.spare,
+                single_points_of_failure: ids(spofs),
+            });
+        }
+        let st = &states[i];
         components.push(ComponentHealth {
             id: c.id.clone(),
             kind: c.kind,
-            state: states[i].state,
+            state: st.state,
+            reason: st.reason.clone(),
+            monitored: st.monitored,
+            unknown_since_ms: st.unknown_since_ms,
+            energised: st.energised,
+            energised_by: st.energised_by.clone(),
+            mismatch: st.mismatch.clone(),
             available: ctx.avail[i],
+            proven_available: proven_avail[i],
             load: ctx.load[i],
             supply,
         });
@@ -627,7 +801,7 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
 
     let mut subsystems = Vec::new();
     for s in Subsystem::ALL {
-        let members: Vec<CompIdx> = (0..site.components.len())
+        let members: Vec<CompIdx> = (0..n)
             .filter(|&i| {
                 site.components[i].kind.subsystem() == Some(s) || site.components[i].consumes(s)
             })
@@ -652,6 +826,10 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             subsystem: s,
             designed: Redundancy::TwoN,
             current: Redundancy::TwoN,
+            if_unknown_up: Redundancy::TwoN,
+            verified: true,
+            unverified: Vec::new(),
+            unverified_consumers: Vec::new(),
             consumers: consumers.len() as u32,
             min_live_paths: u32::MAX,
             lost: Vec::new(),
@@ -662,6 +840,8 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             unknown: Vec::new(),
             maintenance: Vec::new(),
             down: Vec::new(),
+            unmonitored: Vec::new(),
+            summary: String::new(),
         };
         for &i in &consumers {
             let Some(sh) = components[i].supply(s) else {
@@ -669,12 +849,18 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             };
             h.designed = h.designed.min(sh.designed);
             h.current = h.current.min(sh.current);
+            h.if_unknown_up = h.if_unknown_up.min(sh.if_unknown_up);
             h.min_live_paths = h.min_live_paths.min(sh.live_paths);
             if !sh.supplied {
                 h.lost.push(site.components[i].id.clone());
-            } else if sh.current < sh.designed {
+            } else if sh.if_unknown_up < sh.designed {
                 h.degraded.push(site.components[i].id.clone());
             }
+            if !sh.verified {
+                h.verified = false;
+                h.unverified_consumers.push(site.components[i].id.clone());
+            }
+            h.unverified.extend(sh.unverified.iter().cloned());
             h.single_points_of_failure
                 .extend(sh.single_points_of_failure.iter().cloned());
         }
@@ -683,6 +869,8 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
         }
         h.single_points_of_failure.sort();
         h.single_points_of_failure.dedup();
+        h.unverified.sort();
+        h.unverified.dedup();
         for &i in &members {
             if let Some(sh) = components[i].supply(s)
                 && let Some(sp) = sh.spare_after_one
@@ -693,6 +881,9 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             }
             if site.components[i].kind.subsystem() == Some(s) {
                 let id = site.components[i].id.clone();
+                if !states[i].monitored {
+                    h.unmonitored.push(id.clone());
+                }
                 match states[i].state {
                     CompState::Unknown => h.unknown.push(id),
                     CompState::Maintenance => h.maintenance.push(id),
@@ -701,13 +892,23 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
                 }
             }
         }
+        h.summary = summary_text(h.current, h.if_unknown_up, h.verified, h.unverified.len());
         subsystems.push(h);
     }
 
-    let chillers: Vec<CompIdx> = (0..site.components.len())
+    let chillers: Vec<CompIdx> = (0..n)
         .filter(|&i| site.components[i].kind == Kind::Chiller)
         .collect();
-    let chillers_available = chillers.iter().filter(|&&i| ctx.avail[i]).count() as u32;
+    let chillers_available = chillers.iter().filter(|&&i| proven_avail[i]).count() as u32;
+    let chillers_unknown = chillers
+        .iter()
+        .filter(|&&i| states[i].state == CompState::Unknown)
+        .count() as u32;
+    let capacity: f64 = chillers
+        .iter()
+        .filter(|&&i| proven_avail[i])
+        .map(|&i| site.components[i].rating.unwrap_or(0.0))
+        .sum();
     let mut ride_through = Vec::new();
     for (i, c) in site.components.iter().enumerate() {
         let Some(t) = &c.tank else { continue };
@@ -718,22 +919,36 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             .fold(None, |a, x| Some(a.unwrap_or(0.0) + x));
         let temp = states[i].readings.get("buffer_tank.temp").copied();
         let level = states[i].readings.get("buffer_tank.level_pct").copied();
-        let minutes = match (heat, temp) {
-            (Some(q), Some(tc)) if q > 0.0 && ctx.conducts[i] => {
+        let stored_kj = temp.map(|tc| {
+            if proven_avail[i] {
                 let frac = level.map(|l| (l / 100.0).clamp(0.0, 1.0)).unwrap_or(1.0);
-                let kj = t.volume_m3 * frac * 1000.0 * 4.186 * (t.max_supply_c - tc).max(0.0);
-                Some(kj / q / 60.0)
+                t.volume_m3 * frac * 1000.0 * 4.186 * (t.max_supply_c - tc).max(0.0)
+            } else {
+                0.0
             }
-            (Some(_), Some(_)) => Some(0.0),
+        });
+        let deficit = heat.map(|q| q - capacity);
+        let drawing = deficit.is_some_and(|d| d > 0.0);
+        let minutes = match (stored_kj, deficit) {
+            (Some(e), Some(d)) if d > 0.0 => Some(e / d / 60.0),
+            _ => None,
+        };
+        let minutes_if_chillers_stop = match (stored_kj, heat) {
+            (Some(e), Some(q)) if q > 0.0 => Some(e / q / 60.0),
             _ => None,
         };
         ride_through.push(RideThrough {
             tank: c.id.clone(),
             minutes,
+            minutes_if_chillers_stop,
+            drawing,
             heat_load_kw: heat,
+            chiller_capacity_kw: capacity,
+            deficit_kw: deficit,
             tank_temp_c: temp,
             level_pct: level,
             chillers_available,
+            chillers_unknown,
             chillers_total: chillers.len() as u32,
         });
     }
@@ -746,7 +961,9 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
 }
 
 /// Fails `failed` on a copy of the states and reports what loses supply or redundancy
-/// compared with `before` (the evaluation of `states`, usually cached by the caller).
+/// compared with `before` (the evaluation of `states`, usually cached by the caller). Impact is
+/// judged with Unknown components counted as up (`supplied`, `if_unknown_up`): an unreachable
+/// meter does not make its feed's failure harmless.
 pub fn what_if(
     site: &Site,
     states: &[ComponentState],
@@ -789,12 +1006,12 @@ pub fn what_if(
                     Subsystem::Cooling => w.loses_cooling.push(b.id.clone()),
                     Subsystem::Network => w.loses_network.push(b.id.clone()),
                 }
-            } else if sa.supplied && sa.current < sb.current {
+            } else if sa.supplied && sa.if_unknown_up < sb.if_unknown_up {
                 w.loses_redundancy.push(LevelChange {
                     id: b.id.clone(),
                     subsystem: sb.subsystem,
-                    before: sb.current,
-                    after: sa.current,
+                    before: sb.if_unknown_up,
+                    after: sa.if_unknown_up,
                 });
             }
         }

@@ -5,6 +5,7 @@
 //! Site::load(path) / Site::from_toml_str(src, file)   -> Site        (schema: README.md)
 //! Live::from_samples(&samples) / live.update(sample)  -> Live        (latest sample per point)
 //! component_states(&site, &live, &maintenance, now)   -> Vec<ComponentState>
+//! timer.apply(&site, &mut states, now, down_after)    Unknown for down_after -> Down
 //! evaluate(&site, &states)                            -> Evaluation  (per component, subsystem,
 //!                                                                      tank ride-through)
 //! what_if(&site, &states, &evaluation, &["feed-a"])   -> WhatIf      (loses_power/cooling/
@@ -13,18 +14,27 @@
 //! status::device_statuses(&live, devices, &maint, now, &policy)
 //! ```
 //!
-//! A typical server loop keeps one [`Live`], updates it with every ingested sample, and on a
-//! tick (or on a state-relevant sample) recomputes states and the evaluation, then diffs the
-//! subsystem and rack levels against the previous evaluation to raise redundancy alarms.
+//! A typical server loop keeps one [`Live`] and one [`UnknownTimer`], updates the table with
+//! every ingested sample, and on a tick (or on a state-relevant sample) recomputes states, lets
+//! the timer turn lasting Unknowns into Down, evaluates, then diffs the subsystem and rack
+//! levels against the previous evaluation to raise redundancy alarms.
+//!
+//! Missing information is never good news: the `current` level of every supply is the one
+//! *proven* by components that are Up; what Unknown components could add is reported apart
+//! (`if_unknown_up`, `unverified`). Unknown still conducts supply for impact questions
+//! (`supplied`, what-if, suppression by design): an unreachable meter does not cut power.
 //!
 //! Definitions of every number are in [`engine`]; state rules in [`state::component_state`].
 
+pub mod energy;
 pub mod engine;
+pub mod fire;
 pub mod fixture;
 pub mod layout;
 pub mod model;
 pub mod state;
 pub mod status;
+pub mod unknown;
 
 pub use engine::{
     ComponentHealth, Evaluation, LevelChange, RideThrough, SubsystemHealth, SupplyHealth,
@@ -34,5 +44,8 @@ pub use layout::{Asset, Cell, CellKind, Direction, Layout, Plan, PlanRow};
 pub use model::{
     Binding, CompIdx, Component, Group, Kind, Redundancy, Site, SiteError, Subsystem, TankSpec,
 };
-pub use state::{CompState, ComponentState, Live, component_state, component_states};
+pub use state::{
+    CompState, ComponentState, Live, component_state, component_states, is_state_role,
+};
 pub use status::{Observation, StatusPolicy, device_statuses, status};
+pub use unknown::UnknownTimer;

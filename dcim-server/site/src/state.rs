@@ -35,6 +35,20 @@ pub struct ComponentState {
     pub reason: String,
     /// Fresh, good numeric readings of the bound points, by role (e.g. `buffer_tank.temp`).
     pub readings: BTreeMap<String, f64>,
+    /// Whether any bound point tells the state. An unmonitored component (nothing bound, or
+    /// only measurements such as a transformer's temperature) is assumed Up by the engine and
+    /// listed as unmonitored wherever its level is reported.
+    pub monitored: bool,
+    /// Energised, from measurement where there is one ([`crate::energy`]); `None` unknown or
+    /// not a power component.
+    pub energised: Option<bool>,
+    /// The role that decided `energised`.
+    pub energised_by: Option<String>,
+    /// Switch position and measurement disagree (a trouble): what they say.
+    pub mismatch: Option<String>,
+    /// While Unknown: since when (see [`crate::unknown::UnknownTimer`]); for a good sample
+    /// that went stale, the time it went stale.
+    pub unknown_since_ms: Option<i64>,
 }
 
 impl ComponentState {
@@ -44,6 +58,11 @@ impl ComponentState {
             load: [None; 3],
             reason: String::new(),
             readings: BTreeMap::new(),
+            monitored: true,
+            energised: None,
+            energised_by: None,
+            mismatch: None,
+            unknown_since_ms: None,
         }
     }
     pub fn load(&self, s: Subsystem) -> Option<f64> {
@@ -160,19 +179,16 @@ impl Live {
 enum Verdict {
     Up,
     Down(String),
-    /// A state point without usable evidence.
-    NoEvidence(String),
+    /// A state point without usable evidence; since when, when the sample says so (a good
+    /// sample that went stale).
+    NoEvidence(String, Option<i64>),
     /// A point that does not decide the state (e.g. a measurement).
     Neutral,
 }
 
-fn fresh(s: &Sample, now_ms: i64, stale_after_ms: i64) -> bool {
-    s.quality == Quality::Good && now_ms - s.ts_ms <= stale_after_ms && s.value.is_some()
-}
-
-fn judge(site: &Site, c: &Component, b: &Binding, s: Option<&Sample>, now_ms: i64) -> Verdict {
-    let role = b.role.as_str();
-    let is_state = matches!(
+/// Whether a bound role tells the component's state (see [`component_state`]).
+pub fn is_state_role(kind: Kind, role: &str) -> bool {
+    matches!(
         role,
         "feed.breaker_closed"
             | "pdu.breaker_closed"
@@ -187,21 +203,33 @@ fn judge(site: &Site, c: &Component, b: &Binding, s: Option<&Sample>, now_ms: i6
             | "link.up"
             | "device.online"
             | "battery.contactor_closed"
-    ) || (role == "fire.stage" && c.kind == Kind::BatteryRoom);
-    if !is_state {
+    ) || (role == "fire.stage" && kind == Kind::BatteryRoom)
+}
+
+fn fresh(s: &Sample, now_ms: i64, stale_after_ms: i64) -> bool {
+    s.quality == Quality::Good && now_ms - s.ts_ms <= stale_after_ms && s.value.is_some()
+}
+
+fn judge(site: &Site, c: &Component, b: &Binding, s: Option<&Sample>, now_ms: i64) -> Verdict {
+    let role = b.role.as_str();
+    if !is_state_role(c.kind, role) {
         return Verdict::Neutral;
     }
     let what = format!("{} {}", b.device, role);
     let Some(s) = s else {
-        return Verdict::NoEvidence(format!("{what}: no sample"));
+        return Verdict::NoEvidence(format!("{what}: no sample"), None);
     };
     if !fresh(s, now_ms, site.stale_after_ms) {
-        let q = if s.quality == Quality::Good {
-            "stale"
+        let (q, since) = if s.quality == Quality::Good {
+            if s.value.is_none() {
+                ("no value", None)
+            } else {
+                ("stale", Some(s.ts_ms.saturating_add(site.stale_after_ms)))
+            }
         } else {
-            s.quality.as_str()
+            (s.quality.as_str(), None)
         };
-        return Verdict::NoEvidence(format!("{what}: {q}"));
+        return Verdict::NoEvidence(format!("{what}: {q}"), since);
     }
     let v = s.value.as_ref().expect("fresh implies a value");
     let down = |why: &str| Verdict::Down(format!("{what}: {why}"));
@@ -215,15 +243,15 @@ fn judge(site: &Site, c: &Component, b: &Binding, s: Option<&Sample>, now_ms: i6
         | "battery.contactor_closed" => match v.as_bool() {
             Some(true) => Verdict::Up,
             Some(false) => down("false"),
-            None => Verdict::NoEvidence(format!("{what}: not a boolean")),
+            None => Verdict::NoEvidence(format!("{what}: not a boolean"), None),
         },
         "chiller.fault" | "crah.fault" => match v.as_bool() {
             Some(false) => Verdict::Up,
             Some(true) => down("fault"),
-            None => Verdict::NoEvidence(format!("{what}: not a boolean")),
+            None => Verdict::NoEvidence(format!("{what}: not a boolean"), None),
         },
         "feed.voltage" | "ups.output_voltage" => match v.as_f64() {
-            None => Verdict::NoEvidence(format!("{what}: not a number")),
+            None => Verdict::NoEvidence(format!("{what}: not a number"), None),
             Some(x) => match c.nominal_v {
                 Some(nom) if nom > 0.0 => {
                     if (x - nom).abs() <= nom * site.voltage_tolerance {
@@ -257,13 +285,16 @@ fn judge(site: &Site, c: &Component, b: &Binding, s: Option<&Sample>, now_ms: i6
         "loop.flow" => match v.as_f64() {
             Some(x) if x > 0.0 => Verdict::Up,
             Some(_) => down("no flow"),
-            None => Verdict::NoEvidence(format!("{what}: not a number")),
+            None => Verdict::NoEvidence(format!("{what}: not a number"), None),
         },
-        "fire.stage" => match v.as_f64() {
-            // Stage values: 0 normal, 1 pre-alarm, 2 = stage 1 (battery power cut) and above.
-            Some(x) if x >= 2.0 => down(&format!("fire stage value {x}: battery power cut")),
+        // Through the fire logic's stage table: stage 1 and later open the battery contactor.
+        "fire.stage" => match crate::fire::stage_of(v) {
+            Some(st) if crate::fire::cuts_power(st) => down(&format!(
+                "fire stage {}: battery power cut",
+                crate::fire::label(st)
+            )),
             Some(_) => Verdict::Up,
-            None => Verdict::NoEvidence(format!("{what}: not a number")),
+            None => Verdict::NoEvidence(format!("{what}: not a fire stage ({v:?})"), None),
         },
         _ => Verdict::Neutral,
     }
@@ -291,10 +322,18 @@ fn load_roles(kind: Kind, role: &str) -> &'static [Subsystem] {
 ///   outside `nominal_v` ± tolerance (or <= 0 without a nominal); `ats.source` = none/0;
 ///   `chiller.running`/`crah.running`/`link.up`/`device.online`/`battery.contactor_closed`
 ///   false; `chiller.fault`/`crah.fault` true; `loop.flow` <= 0; for a battery room,
-///   `fire.stage` >= 2 (stage 1 or above: battery power cut);
+///   `fire.stage` at stage 1 or later (code >= 2 or the key, read through
+///   `fire_logic::STAGE_TABLE`: the battery contactor is open);
 /// - otherwise any bound state point without usable evidence (missing, older than
 ///   `stale_after_ms`, or quality stale/bad/comm_lost) -> `Unknown`;
-/// - otherwise `Up` (also when nothing is bound: unmonitored plant is assumed up).
+/// - otherwise `Up`; when no state point is bound at all the component is *unmonitored*:
+///   assumed up, with `monitored = false` and the reason saying so (the engine lists it), as
+///   long as at least one of its points is fresh; unmonitored equipment none of whose points
+///   is fresh is `Unknown` (racks and places excepted: they carry no supply of their own).
+///
+/// Unknown does not last for ever: [`crate::unknown::UnknownTimer`] turns a component Unknown
+/// for longer than `down_after_ms` into Down. Energisation (`energised`, `mismatch`) comes
+/// from [`crate::energy::energy`].
 ///
 /// Loads: `feed.power_kw`, `ups.output_kw`, `pdu.power_kw`, `it.power_kw` (power; a rack's
 /// also counts as its heat load), `chiller.load_kw`, `crah.cooling_kw` (cooling),
@@ -310,8 +349,13 @@ pub fn component_state(
     let mut readings = BTreeMap::new();
     let mut down = None;
     let mut unknown = None;
+    let mut unknown_since: Option<i64> = None;
+    let mut monitored = false;
+    let mut any_fresh = false;
     for b in &c.bindings {
+        monitored |= is_state_role(c.kind, b.role.as_str());
         let s = live.get(b);
+        any_fresh |= s.is_some_and(|s| fresh(s, now_ms, site.stale_after_ms));
         if let Some(s) = s
             && fresh(s, now_ms, site.stale_after_ms)
             && let Some(x) = s.value.as_ref().and_then(Value::as_f64)
@@ -325,8 +369,11 @@ pub fn component_state(
             Verdict::Down(r) => {
                 down.get_or_insert(r);
             }
-            Verdict::NoEvidence(r) => {
+            Verdict::NoEvidence(r, since) => {
                 unknown.get_or_insert(r);
+                if let Some(t) = since {
+                    unknown_since = Some(unknown_since.map_or(t, |u: i64| u.min(t)));
+                }
             }
             Verdict::Up | Verdict::Neutral => {}
         }
@@ -337,14 +384,39 @@ pub fn component_state(
         (CompState::Down, r)
     } else if let Some(r) = unknown {
         (CompState::Unknown, r)
+    } else if !monitored
+        && !any_fresh
+        && !c.bindings.is_empty()
+        && c.kind != Kind::Rack
+        && !c.kind.is_passive()
+    {
+        // Equipment watched only by measurements, none of them fresh: whatever watched it is
+        // gone, so it is not assumed up any more.
+        (
+            CompState::Unknown,
+            "unmonitored and no fresh reading from any of its points".to_owned(),
+        )
+    } else if !monitored {
+        (
+            CompState::Up,
+            "unmonitored: no state point bound, assumed up".to_owned(),
+        )
     } else {
         (CompState::Up, String::new())
     };
+    let energy = crate::energy::energy(site, c, live, now_ms);
     ComponentState {
+        unknown_since_ms: (state == CompState::Unknown)
+            .then_some(unknown_since)
+            .flatten(),
         state,
         load,
         reason,
         readings,
+        monitored,
+        energised: energy.energised,
+        energised_by: energy.by,
+        mismatch: energy.mismatch,
     }
 }
 

@@ -71,7 +71,21 @@ fn healthy_demo_is_at_design_everywhere() {
     assert_eq!(c.current, Redundancy::NPlus1);
     let n = ev.subsystem(Subsystem::Network).unwrap();
     assert_eq!(n.current, Redundancy::TwoN);
-    assert!(ev.ride_through[0].minutes.unwrap() > 0.0);
+    for s in &ev.subsystems {
+        assert!(s.verified && s.unverified.is_empty(), "{s:?}");
+        assert_eq!(s.summary, s.current.to_string());
+    }
+    // Transformers bind only measurements: unmonitored, assumed up, and listed as such.
+    let p = ev.subsystem(Subsystem::Power).unwrap();
+    assert_eq!(p.unmonitored, ["tx-1", "tx-2", "tx-3", "tx-4"]);
+    let tx = ev.component(&site, "tx-1").unwrap();
+    assert!(!tx.monitored && tx.reason.contains("unmonitored"), "{tx:?}");
+    // Both chillers carry the heat: the tank is not drawn; if both stopped it would last
+    // 60 m3 x 1000 x 4.186 x (14 - 8) K / 1500 kW = 1004.6 s.
+    let rt = &ev.ride_through[0];
+    assert!(!rt.drawing && rt.minutes.is_none(), "{rt:?}");
+    let stop = rt.minutes_if_chillers_stop.unwrap();
+    assert!((stop - 16.744).abs() < 0.01, "{stop}");
 }
 
 #[test]
@@ -124,6 +138,9 @@ fn feed_voltage_out_of_band_is_a_lost_feed() {
 
 #[test]
 fn losing_a_chiller_shows_ride_through_minutes() {
+    // Hazard: ride-through computed as if the tank carried the whole heat load (17 min) while
+    // the remaining chiller carries most of it, so operators would shed load or call for
+    // help an hour early, and with both chillers running the figure looked like a countdown.
     let site = demo();
     let (_, ev) = eval_with(
         &site,
@@ -135,9 +152,45 @@ fn losing_a_chiller_shows_ride_through_minutes() {
     assert_eq!(c.single_points_of_failure, vec!["chiller-2".to_string()]);
     let rt = &ev.ride_through[0];
     assert_eq!((rt.chillers_available, rt.chillers_total), (1, 2));
-    // 60 m3 x 4.186 kJ/kg.K x 6 K over 300 racks x 5 kW of heat = 16.7 min.
+    // Worked example: 60 m3 full, 8 degC, usable to 14 degC: 60 x 1000 kg x 4.186 kJ/(kg K)
+    // x 6 K = 1,506,960 kJ. Heat 300 racks x 5 kW = 1500 kW, chiller-2 gives 1200 kW: the
+    // tank covers 300 kW, 1,506,960 / 300 = 5023 s = 83.7 min.
+    assert!(rt.drawing);
+    assert_eq!(rt.chiller_capacity_kw, 1200.0);
+    assert_eq!(rt.deficit_kw, Some(300.0));
     let m = rt.minutes.unwrap();
-    assert!((m - 16.744).abs() < 0.01, "{m}");
+    assert!((m - 83.72).abs() < 0.01, "{m}");
+    assert!((rt.minutes_if_chillers_stop.unwrap() - 16.744).abs() < 0.01);
+}
+
+#[test]
+fn ride_through_of_the_demo_scenario_is_about_an_hour() {
+    // The simulator's plant in the demo scenario: 1.54 MW of IT plus 5 % other heat, tank at
+    // 7 degC and 96 %, one 1200 kW chiller left after the trip. E = 60 x 0.96 x 1000 x 4.186
+    // x 7 = 1,687,795 kJ; D = 1617 - 1200 = 417 kW; E / D = 4047 s = 67.5 min.
+    let site = demo();
+    let mut live = healthy_live(&site, NOW - 1000);
+    for (d, r, v) in [
+        ("chiller-1", "chiller.running", Value::Bool(false)),
+        ("chiller-1", "chiller.load_kw", Value::Number(0.0)),
+        ("chiller-2", "chiller.load_kw", Value::Number(1200.0)),
+        ("tank-1", "buffer_tank.temp", Value::Number(7.0)),
+        ("tank-1", "buffer_tank.level_pct", Value::Number(96.0)),
+    ] {
+        live.update(sample(d, r, v, NOW - 500));
+    }
+    for i in 1..=300 {
+        live.update(sample(
+            &format!("bms-r{i:03}"),
+            "it.power_kw",
+            Value::Number(1617.0 / 300.0),
+            NOW - 500,
+        ));
+    }
+    let states = component_states(&site, &live, &BTreeSet::new(), NOW);
+    let rt = &evaluate(&site, &states).ride_through[0];
+    let m = rt.minutes.unwrap();
+    assert!((m - 67.46).abs() < 0.05, "{m} min: {rt:?}");
 }
 
 #[test]
@@ -153,12 +206,16 @@ fn losing_both_chillers_loses_cooling_of_every_rack() {
     let c = ev.subsystem(Subsystem::Cooling).unwrap();
     assert_eq!(c.current, Redundancy::BelowN);
     assert_eq!(c.lost.len(), 300);
-    assert_eq!(ev.ride_through[0].chillers_available, 0);
-    assert!(ev.ride_through[0].minutes.unwrap() > 10.0);
+    let rt = &ev.ride_through[0];
+    assert_eq!(rt.chillers_available, 0);
+    // No chiller: the tank carries everything.
+    assert_eq!(rt.minutes, rt.minutes_if_chillers_stop);
+    assert!(rt.minutes.unwrap() > 10.0);
 }
 
 #[test]
-fn stale_meter_is_unknown_but_still_carries_power() {
+fn stale_meter_is_unknown_and_the_level_it_would_give_is_unverified() {
+    // Hazard: a meter gone silent counted as a healthy feed, so the overview kept saying 2N.
     let site = demo();
     let mut live = healthy_live(&site, NOW - 1000);
     let mut s = sample(
@@ -176,16 +233,112 @@ fn stale_meter_is_unknown_but_still_carries_power() {
     );
     let ev = evaluate(&site, &states);
     let p = ev.subsystem(Subsystem::Power).unwrap();
-    assert_eq!(p.current, Redundancy::TwoN);
+    // Proven: only feed B. Feed A still carries power for impact (nothing is lost).
+    assert_eq!(p.current, Redundancy::N);
+    assert_eq!(p.if_unknown_up, Redundancy::TwoN);
+    assert!(!p.verified);
+    assert!(p.lost.is_empty() && p.degraded.is_empty(), "{p:?}");
     assert_eq!(p.unknown, vec!["feed-a".to_string()]);
+    assert_eq!(p.unverified, vec!["feed-a".to_string()]);
+    assert_eq!(p.unverified_consumers.len(), 300);
+    assert_eq!(
+        p.summary,
+        "unverified: N proven, 2N if the 1 unknown component is up"
+    );
+    let r = ev
+        .component(&site, "r001")
+        .unwrap()
+        .supply(Subsystem::Power)
+        .unwrap();
+    assert!(r.supplied && r.proven_supplied && !r.verified);
+    assert_eq!((r.live_paths, r.live_paths_if_unknown_up), (1, 2));
+    assert_eq!(r.single_points_of_failure, ["feed-b"]);
     // Much later the whole table is stale: everything unknown.
     let states = component_states(&site, &live, &BTreeSet::new(), NOW + 60_000);
     assert!(
         states
             .iter()
-            .filter(|s| !s.reason.is_empty())
+            .filter(|s| s.monitored)
             .all(|s| s.state == CompState::Unknown)
     );
+}
+
+#[test]
+fn a_site_that_never_reported_is_not_green() {
+    // Hazard: on a fresh site where nothing has reported the overview said power 2N,
+    // cooling N+1, network 2N and "chillers 2/2".
+    let site = demo();
+    let states = component_states(&site, &Live::new(), &BTreeSet::new(), NOW);
+    let ev = evaluate(&site, &states);
+    for s in &ev.subsystems {
+        assert_eq!(s.current, Redundancy::BelowN, "{s:?}");
+        assert_eq!(s.if_unknown_up, s.designed, "{s:?}");
+        assert!(!s.verified && !s.unverified.is_empty());
+        assert!(s.lost.is_empty(), "nothing is known lost either");
+        assert!(
+            s.summary.starts_with("unverified: below N proven, "),
+            "{}",
+            s.summary
+        );
+        assert_eq!(s.min_live_paths, 0);
+    }
+    // An unmonitored transformer whose meter never reported is not assumed up either; a rack
+    // or a room (no supply of its own) keeps its place.
+    let tx = ev.component(&site, "tx-1").unwrap();
+    assert_eq!((tx.state, tx.monitored), (CompState::Unknown, false));
+    assert_eq!(ev.component(&site, "r001").unwrap().state, CompState::Up);
+    let rt = &ev.ride_through[0];
+    assert_eq!((rt.chillers_available, rt.chillers_unknown), (0, 2));
+    assert_eq!(rt.minutes, None, "no tank temperature, no figure");
+}
+
+#[test]
+fn unknown_for_longer_than_down_after_is_down_in_every_level() {
+    // Hazard: a feed meter silent for hours still counted (as unknown) as half of 2N.
+    let site = demo();
+    let mut timer = UnknownTimer::new();
+    let mut at = |now: i64| {
+        // Everything else keeps reporting; the meter's points come back comm-lost.
+        let mut live = healthy_live(&site, now - 1000);
+        let mut s = sample("meter-a", "feed.voltage", Value::Number(22_900.0), now);
+        s.quality = dcim_points::Quality::CommLost;
+        live.update(s);
+        let mut st = component_states(&site, &live, &BTreeSet::new(), now);
+        timer.apply(&site, &mut st, now, 300_000);
+        let ev = evaluate(&site, &st);
+        ev.subsystem(Subsystem::Power).unwrap().clone()
+    };
+    let p = at(NOW);
+    assert_eq!(
+        (p.current, p.if_unknown_up),
+        (Redundancy::N, Redundancy::TwoN)
+    );
+    let p = at(NOW + 300_000);
+    assert_eq!((p.current, p.if_unknown_up), (Redundancy::N, Redundancy::N));
+    assert!(p.verified);
+    assert_eq!(p.down, vec!["feed-a".to_string()]);
+    assert_eq!(p.degraded.len(), 300);
+}
+
+#[test]
+fn a_lost_feed_is_de_energised_although_its_breaker_is_closed() {
+    // Hazard: utility line A lost (0 V) shown to the fire authority as LIVE because its
+    // breaker stayed closed.
+    let site = demo();
+    let (_, ev) = eval_with(
+        &site,
+        &[
+            ("meter-a", "feed.voltage", Value::Number(0.0)),
+            ("meter-a", "feed.power_kw", Value::Number(0.0)),
+        ],
+    );
+    let a = ev.component(&site, "feed-a").unwrap();
+    assert_eq!(a.state, CompState::Down);
+    assert_eq!(a.energised, Some(false));
+    assert_eq!(a.energised_by.as_deref(), Some("feed.voltage"));
+    assert!(a.mismatch.as_deref().unwrap().contains("reports closed"));
+    let b = ev.component(&site, "feed-b").unwrap();
+    assert_eq!((b.energised, b.mismatch.as_deref()), (Some(true), None));
 }
 
 #[test]
@@ -248,4 +401,15 @@ fn a_battery_room_fire_stage_cuts_that_battery_only() {
         ev.subsystem(Subsystem::Power).unwrap().down,
         vec!["batt-z2".to_string()]
     );
+    assert!(
+        states[i].reason.contains("Extinguishing patch (stage2)"),
+        "{}",
+        states[i].reason
+    );
+    // A controller that reports its stage as the table's key (an `enum` profile) cuts it too.
+    let (states, _) = eval_with(
+        &site,
+        &[("bms-z2", "fire.stage", Value::Text("stage1".into()))],
+    );
+    assert_eq!(states[i].state, CompState::Down);
 }

@@ -39,7 +39,7 @@ fn main() {
         for _ in 0..BATCHES {
             spool
                 .append(Class::Telemetry, SAMPLES as u32, 0, |seq| {
-                    let p = payload::telemetry_record("bench", seq, samples.clone());
+                    let p = payload::telemetry_record("bench", "0123456789abcdef", seq, samples.clone());
                     bytes += p.len() as u64;
                     p
                 })

@@ -318,6 +318,7 @@ impl RackRunner {
                 "logic_seq": ev.seq,
                 "detail": format!("{:?}", ev.kind),
             });
+            data["stage_name"] = out.stage.title().into();
             if let EventKind::StageEntered { stage, cause } = &ev.kind {
                 data["entered"] = stage.name().into();
                 data["cause"] = format!("{cause:?}").into();
@@ -445,7 +446,7 @@ pub async fn run(
         for (e, dc09) in c.events {
             let logic_seq = e.data["logic_seq"].clone();
             let wire_id = match ingest.event(e) {
-                Ok(seq) => format!("{}:{seq}", ingest.shared().agent),
+                Ok(seq) => ingest.shared().event_id(seq),
                 // Not spooled yet (disk full): still a stable, unique id for this event.
                 Err(_) => format!(
                     "{}:{}:logic-{logic_seq}",

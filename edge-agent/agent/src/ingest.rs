@@ -28,6 +28,8 @@ use tracing::{debug, error, warn};
 pub struct Shared {
     pub site: String,
     pub agent: String,
+    /// The spool's epoch (drawn when the spool was created): part of every event id.
+    pub epoch: String,
     pub devices: Vec<String>,
     spool: Mutex<Spool>,
     /// Bumped whenever new records may have become visible in the spool.
@@ -50,6 +52,7 @@ impl Shared {
         Arc::new(Shared {
             site,
             agent,
+            epoch: spool.epoch().to_owned(),
             devices,
             spool: Mutex::new(spool),
             spooled: watch::Sender::new(0),
@@ -104,6 +107,12 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    /// The wire id of this agent's event `seq` (`{agent}:{epoch}:{seq}`): never repeats, even
+    /// after the spool is wiped (a new spool is a new epoch).
+    pub fn event_id(&self, seq: u64) -> String {
+        dcim_wire::event_id(&self.agent, &self.epoch, seq)
     }
 
     /// Milliseconds since the agent started (the spool's clock).
@@ -300,8 +309,9 @@ impl Ingest {
         let agent = self.shared.agent.clone();
         let now = self.shared.now_ms();
         let result = self.shared.with_spool(|s| {
+            let epoch = s.epoch().to_owned();
             let r = s.append(Class::Telemetry, count, now, |seq| {
-                payload::telemetry_record(&agent, seq, samples)
+                payload::telemetry_record(&agent, &epoch, seq, samples)
             });
             if let Err(SpoolError::DiskFull { .. } | SpoolError::Io { .. }) = &r {
                 s.note_lost_telemetry(count);
@@ -349,8 +359,9 @@ impl Ingest {
             let agent = self.shared.agent.clone();
             let now = self.shared.now_ms();
             let r = self.shared.with_spool(|s| {
+                let epoch = s.epoch().to_owned();
                 s.append(Class::Event, 1, now, |seq| {
-                    payload::event_record(&agent, seq, next)
+                    payload::event_record(&agent, &epoch, seq, next)
                 })
             });
             match r {

@@ -1,8 +1,9 @@
 //! Spool record payloads and the wire payloads built from them. Pure.
 //!
 //! A telemetry record holds one complete `TelemetryBatch` (its `seq` is the record's sequence
-//! number), so it is published as it is. An event record holds one `Event` (id `{agent}:{seq}`);
-//! several consecutive event records are published together as one `EventBatch`.
+//! number, its `epoch` the spool's), so it is published as it is. An event record holds one
+//! `Event` (id `{agent}:{epoch}:{seq}`, see `dcim_wire::event_id`); several consecutive event
+//! records of one epoch are published together as one `EventBatch`.
 
 use dcim_points::Sample;
 use dcim_wire::{Event, Severity, TelemetryBatch, VERSION};
@@ -19,18 +20,19 @@ pub struct EventDraft {
     pub test: bool,
 }
 
-pub fn telemetry_record(agent: &str, seq: u64, samples: Vec<Sample>) -> Vec<u8> {
+pub fn telemetry_record(agent: &str, epoch: &str, seq: u64, samples: Vec<Sample>) -> Vec<u8> {
     dcim_wire::encode(&TelemetryBatch {
         v: VERSION,
         agent: agent.to_owned(),
+        epoch: epoch.to_owned(),
         seq,
         samples,
     })
 }
 
-pub fn event_record(agent: &str, seq: u64, draft: EventDraft) -> Vec<u8> {
+pub fn event_record(agent: &str, epoch: &str, seq: u64, draft: EventDraft) -> Vec<u8> {
     dcim_wire::encode(&Event {
-        id: format!("{agent}:{seq}"),
+        id: dcim_wire::event_id(agent, epoch, seq),
         seq,
         ts_ms: draft.ts_ms,
         device: draft.device,
@@ -42,10 +44,19 @@ pub fn event_record(agent: &str, seq: u64, draft: EventDraft) -> Vec<u8> {
     })
 }
 
-/// An `EventBatch` from consecutive event records (each an encoded `Event`).
-pub fn event_batch<'a>(agent: &str, events: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+/// An `EventBatch` from consecutive event records of one epoch (each an encoded `Event`).
+pub fn event_batch<'a>(
+    agent: &str,
+    epoch: &str,
+    events: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<u8> {
+    let epoch = if epoch.is_empty() {
+        String::new()
+    } else {
+        format!(",\"epoch\":{}", serde_json::Value::from(epoch))
+    };
     let mut out = format!(
-        "{{\"v\":{VERSION},\"agent\":{},\"events\":[",
+        "{{\"v\":{VERSION},\"agent\":{}{epoch},\"events\":[",
         serde_json::Value::from(agent)
     )
     .into_bytes();
@@ -80,21 +91,27 @@ mod tests {
     #[test]
     fn an_event_batch_decodes_with_the_wire_contract() {
         let recs: Vec<Vec<u8>> = (1..=3)
-            .map(|s| event_record("ag-1", s, draft(s as i64)))
+            .map(|s| event_record("ag-1", "e0", s, draft(s as i64)))
             .collect();
-        let batch: EventBatch =
-            decode(&event_batch("ag-1", recs.iter().map(|r| r.as_slice()))).unwrap();
+        let batch: EventBatch = decode(&event_batch(
+            "ag-1",
+            "e0",
+            recs.iter().map(|r| r.as_slice()),
+        ))
+        .unwrap();
         assert_eq!(batch.agent, "ag-1");
+        assert_eq!(batch.epoch, "e0");
         assert_eq!(batch.events.len(), 3);
         for (i, e) in batch.events.iter().enumerate() {
             let seq = i as u64 + 1;
             assert_eq!(e.seq, seq);
-            assert_eq!(e.id, format!("ag-1:{seq}"));
+            assert_eq!(e.id, format!("ag-1:e0:{seq}"));
             assert_eq!(e.message, format!("stage {seq} \"quoted\""));
             assert_eq!(e.test, seq.is_multiple_of(2));
         }
-        let empty: EventBatch = decode(&event_batch("a", [])).unwrap();
+        let empty: EventBatch = decode(&event_batch("a", "", [])).unwrap();
         assert!(empty.events.is_empty());
+        assert_eq!(empty.epoch, "");
     }
 
     #[test]
@@ -109,8 +126,8 @@ mod tests {
             quality: Quality::Good,
             ts_ms: 5,
         };
-        let b: TelemetryBatch = decode(&telemetry_record("a", 9, vec![s.clone()])).unwrap();
-        assert_eq!(b.seq, 9);
+        let b: TelemetryBatch = decode(&telemetry_record("a", "e1", 9, vec![s.clone()])).unwrap();
+        assert_eq!((b.seq, b.epoch.as_str()), (9, "e1"));
         assert_eq!(b.samples, vec![s]);
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! {dir}/LOCK                               exclusive lock (one process per spool)
-//! {dir}/meta.json                          sequence floors, ack cursors, loss counters
+//! {dir}/meta.json                          epoch, sequence floors, ack cursors, loss counters
 //! {dir}/event-{first_seq:020}.seg          event segments, append-only
 //! {dir}/telemetry-{first_seq:020}.seg      telemetry segments, append-only
 //! ```
@@ -17,6 +17,14 @@
 //! the wire sequence numbers of `dcim-wire`. `meta.json` is replaced atomically (write to a
 //! temporary file, fsync, rename, fsync the directory) and is always written before any segment
 //! file is deleted, so a sequence number is never handed out twice.
+//!
+//! # Epoch
+//!
+//! A spool draws a random *epoch* (16 hex digits from the operating system's random source)
+//! when it is created and keeps it in `meta.json`; a spool opened without one (created by an
+//! older version) draws one then. Sequence numbers are unique only within an epoch: a spool that
+//! is wiped and created again starts at 1 under a new epoch, which the wire carries
+//! (`dcim_wire::TelemetryBatch::epoch`) so that receivers take it as a new stream.
 //!
 //! # Durability (fsync policy)
 //!
@@ -215,6 +223,13 @@ pub struct Stats {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Meta {
     format: u32,
+    /// Random id drawn when the spool was created (see the module docs).
+    #[serde(default)]
+    epoch: String,
+    /// Per class, the first sequence number under `epoch`: records before it were written
+    /// before the spool had an epoch (the empty epoch). Absent: every record.
+    #[serde(default)]
+    epoch_from: BTreeMap<Class, u64>,
     /// Lowest sequence number that may be handed out next, per class.
     next_seq: BTreeMap<Class, u64>,
     thinned_samples: u64,
@@ -268,6 +283,23 @@ pub struct Spool {
 }
 
 const META: &str = "meta.json";
+
+/// A new epoch: 16 hex digits from `/dev/urandom`, or, where that cannot be read, from the
+/// clock, the process id and an address (distinct between two creations in practice).
+fn new_epoch() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if random.is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let x = t ^ (u64::from(std::process::id()) << 32) ^ (&b as *const _ as u64);
+        b = x.to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
@@ -413,6 +445,17 @@ impl Spool {
             recovery.segments += state.segments.len();
         }
         let mut meta = meta;
+        if meta.epoch.is_empty() {
+            meta.epoch = new_epoch();
+            // Records already here were sent (or will be) without an epoch.
+            for class in Class::ALL {
+                let next = classes[class.index()].next_seq;
+                if next > 1 {
+                    meta.epoch_from.insert(class, next);
+                }
+            }
+            info!(dir = %dir.display(), epoch = %meta.epoch, "spool epoch drawn");
+        }
         meta.acked.retain(|name, _| cfg.consumers.contains(name));
         for c in &cfg.consumers {
             let cursors = meta.acked.entry(c.clone()).or_default();
@@ -449,6 +492,20 @@ impl Spool {
 
     pub fn config(&self) -> &SpoolConfig {
         &self.cfg
+    }
+
+    /// The spool's epoch (see the module docs): sequence numbers are unique within it.
+    pub fn epoch(&self) -> &str {
+        &self.meta.epoch
+    }
+
+    /// The epoch of record `seq` of `class`: the spool's, or empty for a record written before
+    /// the spool had an epoch.
+    pub fn epoch_of(&self, class: Class, seq: u64) -> &str {
+        match self.meta.epoch_from.get(&class) {
+            Some(&from) if seq < from => "",
+            _ => &self.meta.epoch,
+        }
     }
 
     /// Append one record. `build` receives the sequence number assigned to the record and returns

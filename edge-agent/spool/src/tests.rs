@@ -52,6 +52,51 @@ fn sequence_numbers_start_at_one_and_survive_a_reopen() {
 }
 
 #[test]
+fn a_spool_keeps_its_epoch_and_a_wiped_one_draws_a_new_one() {
+    // Hazard: a wiped spool restarting its sequence numbers at 1 under the same identity, so
+    // the server drops everything it sends as duplicates of the old stream.
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = Spool::open(cfg(dir.path())).unwrap();
+    let epoch = s.epoch().to_owned();
+    assert_eq!(epoch.len(), 16);
+    assert!(epoch.chars().all(|c| c.is_ascii_hexdigit()), "{epoch}");
+    drop(s);
+    let (s, _) = Spool::open(cfg(dir.path())).unwrap();
+    assert_eq!(s.epoch(), epoch, "kept across a reopen");
+    drop(s);
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    let (s, _) = Spool::open(cfg(dir.path())).unwrap();
+    assert_ne!(s.epoch(), epoch, "a new spool is a new epoch");
+    drop(s);
+    // A spool written before epochs (no `epoch` in meta.json) draws one and keeps its numbers.
+    let old = tempfile::tempdir().unwrap();
+    std::fs::write(
+        old.path().join("meta.json"),
+        r#"{"format":1,"next_seq":{"event":41},"thinned_samples":0,"thinned_batches":0,"refused_batches":0,"acked":{}}"#,
+    )
+    .unwrap();
+    let (mut s, _) = Spool::open(cfg(old.path())).unwrap();
+    assert_eq!(s.epoch().len(), 16);
+    assert_eq!(
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 1))
+            .unwrap(),
+        41
+    );
+    // Records before the epoch was drawn are still sent without one.
+    assert_eq!(s.epoch_of(Class::Event, 40), "");
+    assert_eq!(s.epoch_of(Class::Event, 41), s.epoch());
+    assert_eq!(
+        s.epoch_of(Class::Telemetry, 1),
+        s.epoch(),
+        "no old telemetry"
+    );
+    let e = s.epoch().to_owned();
+    drop(s);
+    let (s, _) = Spool::open(cfg(old.path())).unwrap();
+    assert_eq!((s.epoch(), s.epoch_of(Class::Event, 40)), (e.as_str(), ""));
+}
+
+#[test]
 fn the_payload_builder_sees_the_assigned_sequence_number() {
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();

@@ -11,11 +11,17 @@
 //! | `dcim/v1/{site}/{agent}/cmd_result`     | agent -> server | 1   | [`CommandResult`]  |
 //!
 //! Delivery: every batch carries a sequence number that is strictly increasing per
-//! `(agent, stream)` and survives agent restarts (it is assigned when the batch is spooled).
-//! The agent replays unacknowledged batches in order after a reconnect, so a receiver can see a
-//! batch more than once and must be idempotent on `(agent, stream, seq)`. Telemetry may have gaps
-//! (thinned when the agent's spool was full; the agent reports the count in [`AgentState`]);
-//! events never have gaps.
+//! `(agent, epoch, stream)` and survives agent restarts (it is assigned when the batch is
+//! spooled). The *epoch* is a random id the agent's spool draws when it is created: a spool
+//! that is wiped (disk replaced, reinstall) starts a new epoch and its sequence numbers start
+//! again at 1, so a receiver must treat a new epoch as a new stream, never as duplicates of the
+//! old one. The agent replays unacknowledged batches in order after a reconnect, so a receiver
+//! can see a batch more than once and must be idempotent on `(agent, epoch, stream, seq)`.
+//! Telemetry may have gaps (thinned when the agent's spool was full; the agent reports the count
+//! in [`AgentState`]); events never have gaps within an epoch.
+//!
+//! Compatibility: `epoch` is optional on the wire (absent or empty = the one stream of an agent
+//! from before epochs); a receiver accepts both, and writers leave it out when empty.
 //!
 //! Payloads are JSON objects with a `v` field; a receiver rejects a `v` it does not know.
 
@@ -142,7 +148,11 @@ impl fmt::Display for Topic {
 pub struct TelemetryBatch {
     pub v: u32,
     pub agent: String,
-    /// Strictly increasing per agent for the telemetry stream.
+    /// The agent's spool epoch (random id drawn when the spool was created); empty from agents
+    /// that predate epochs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
+    /// Strictly increasing per agent and epoch for the telemetry stream.
     pub seq: u64,
     pub samples: Vec<Sample>,
 }
@@ -160,10 +170,11 @@ pub enum Severity {
 /// Something that happened at the edge: a fire-logic transition, a device going silent, ...
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// Globally unique and stable across retries: `{agent}:{seq}`. The DC-09 link and the
-    /// server use it to avoid raising the same alarm twice.
+    /// Globally unique and stable across retries: `{agent}:{epoch}:{seq}` (`{agent}:{seq}`
+    /// from agents without an epoch). The DC-09 link and the server use it to avoid raising
+    /// the same alarm twice, so it must never repeat, even after the agent's spool is wiped.
     pub id: String,
-    /// Strictly increasing per agent for the events stream, without gaps.
+    /// Strictly increasing per agent and epoch for the events stream, without gaps.
     pub seq: u64,
     pub ts_ms: i64,
     pub device: String,
@@ -185,7 +196,19 @@ pub struct Event {
 pub struct EventBatch {
     pub v: u32,
     pub agent: String,
+    /// The agent's spool epoch (see [`TelemetryBatch::epoch`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
     pub events: Vec<Event>,
+}
+
+/// The id of an event: `{agent}:{epoch}:{seq}`, or `{agent}:{seq}` without an epoch.
+pub fn event_id(agent: &str, epoch: &str, seq: u64) -> String {
+    if epoch.is_empty() {
+        format!("{agent}:{seq}")
+    } else {
+        format!("{agent}:{epoch}:{seq}")
+    }
 }
 
 /// Agent health, published retained on connect and as the MQTT will (with `online: false`).
@@ -322,6 +345,7 @@ mod tests {
         let batch = TelemetryBatch {
             v: VERSION,
             agent: "a1".into(),
+            epoch: String::new(),
             seq: 7,
             samples: vec![Sample {
                 device: "ups-z1".into(),
@@ -336,6 +360,29 @@ mod tests {
         };
         let back: TelemetryBatch = decode(&encode(&batch)).unwrap();
         assert_eq!(back, batch);
+    }
+
+    #[test]
+    fn the_epoch_is_optional_on_the_wire_both_ways() {
+        // Hazard: an agent from before epochs refused by a newer server (or the reverse), or a
+        // wiped spool's new stream taken for duplicates of the old one.
+        let old = br#"{"v":1,"agent":"a","seq":3,"samples":[]}"#;
+        let b: TelemetryBatch = decode(old).unwrap();
+        assert_eq!((b.epoch.as_str(), b.seq), ("", 3));
+        assert!(!String::from_utf8(encode(&b)).unwrap().contains("epoch"));
+        let new = TelemetryBatch {
+            epoch: "7f3a9c01d2e4b5a6".into(),
+            ..b
+        };
+        let text = String::from_utf8(encode(&new)).unwrap();
+        assert!(text.contains(r#""epoch":"7f3a9c01d2e4b5a6""#), "{text}");
+        assert_eq!(decode::<TelemetryBatch>(text.as_bytes()).unwrap(), new);
+        let ev: EventBatch = decode(br#"{"v":1,"agent":"a","events":[]}"#).unwrap();
+        assert_eq!(ev.epoch, "");
+        let ev: EventBatch = decode(br#"{"v":1,"agent":"a","epoch":"e1","events":[]}"#).unwrap();
+        assert_eq!(ev.epoch, "e1");
+        assert_eq!(event_id("a", "", 7), "a:7");
+        assert_eq!(event_id("a", "e1", 7), "a:e1:7");
     }
 
     #[test]

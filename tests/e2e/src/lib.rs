@@ -25,8 +25,25 @@ pub struct Harness {
 impl Harness {
     /// Starts the demo (no scenario) and creates an admin API token.
     pub async fn start() -> anyhow::Result<Harness> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`Harness::start`], with the test's changes to the demo options (e.g. a shorter
+    /// `down_after`).
+    pub async fn start_with(change: impl FnOnce(&mut DemoOptions)) -> anyhow::Result<Harness> {
         let dir = tempfile::tempdir()?;
-        let demo = dcim_server::demo::start(DemoOptions::for_tests(dir.path())).await?;
+        Self::start_in(dir, change).await
+    }
+
+    /// As [`Harness::start_with`], with the data directory under `dir` (e.g. a small file
+    /// system for disk-full tests).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        change: impl FnOnce(&mut DemoOptions),
+    ) -> anyhow::Result<Harness> {
+        let mut opts = DemoOptions::for_tests(dir.path().join("data"));
+        change(&mut opts);
+        let demo = dcim_server::demo::start(opts).await?;
         let token = dcim_server::auth::new_token("dcim_");
         demo.server
             .app
@@ -67,6 +84,46 @@ impl Harness {
         let text = r.text().await?;
         anyhow::ensure!(status.is_success(), "GET {path}: {status}: {text}");
         serde_json::from_str(&text).with_context(|| format!("GET {path}: body is not JSON"))
+    }
+
+    /// POST a JSON body with the bearer token: the status and the body as JSON (or as a JSON
+    /// string when it is not JSON).
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// The value of a metric at `/metrics`.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let (_, text) = self.get_text("/metrics").await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .with_context(|| format!("no metric {name}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("metric {name}"))
+    }
+
+    /// An alarm by id from `/api/alarms?all=true` (active or not).
+    pub async fn alarm(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let r = self.get("/api/alarms?all=true").await?;
+        Ok(r["alarms"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == id))
+            .cloned())
     }
 
     /// GET with the bearer token; the body as text.

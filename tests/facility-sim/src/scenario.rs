@@ -8,7 +8,7 @@
 //! | `breaker <meter> A open` / `... close` | opens or closes a meter's feed breaker |
 //! | `heat <bms> [rate]` | the rack's cells heat up at `rate` °C/min (default 2) through the fire stages |
 //! | `cool <bms>` | stops the heating; the rack cools back |
-//! | `fire-reset <bms>` | local reset of a latched fire stage (demo battery rooms and racks; refused above 45 °C) |
+//! | `fire-reset <bms>` | local reset of a latched fire stage (demo battery rooms and racks; refused above the fire logic's reset threshold, 45 °C) |
 //! | `link-down <probe>` / `link-up <probe>` | a network link or device (demo network probes) goes down / comes back |
 //! | `sensor-fail <device> <point>` | the point reads its fault code (first `health.invalid` value, else 0xFFFF) |
 //! | `sensor-ok <device> <point>` | the point reads normally again |

@@ -1,7 +1,7 @@
 """Reads the rack controller simulator with pymodbus (a third-party Modbus TCP master).
 
-Usage: read_controller.py HOST PORT
-Reads the whole input-register table in one request, writes the silence coil, tries a register
+Usage: read_controller.py HOST PORT [COUNT]
+Reads the whole input-register table (COUNT registers, default 91: register map v2) in one request, writes the silence coil, tries a register
 write (must be refused), and prints one JSON object with what it saw.
 """
 import json
@@ -12,12 +12,13 @@ from pymodbus.client import ModbusTcpClient
 
 def main() -> int:
     host, port = sys.argv[1], int(sys.argv[2])
+    count = int(sys.argv[3]) if len(sys.argv) > 3 else 91
     client = ModbusTcpClient(host, port=port, timeout=3)
     if not client.connect():
         print(json.dumps({"error": "connect failed"}))
         return 1
     try:
-        regs = client.read_input_registers(0, count=72, device_id=1)
+        regs = client.read_input_registers(0, count=count, device_id=1)
         if regs.isError():
             print(json.dumps({"error": f"read inputs: {regs}"}))
             return 1

@@ -42,6 +42,31 @@ export function redBadge(cur, des) {
   return h(`span.red.${ok ? 'ok' : cur === 'below_n' ? 'bad' : 'warn'}`, null, redLabel(cur));
 }
 
+/// Whether a redundancy level (a subsystem's or a supply's, as the API gives it) is healthy:
+/// at its designed level *and* verified. `current` is the level proven by components that are
+/// Up; a level that Unknown components could change is never shown as healthy.
+export function levelOk(x) {
+  return x.verified !== false && (RANK[x.current] ?? 0) >= (RANK[x.designed] ?? 0);
+}
+
+/// A level that Unknown components could change, for people: "unverified: N proven, 2N if the
+/// 1 unknown component is up" (the server's `summary`, from the catalogue in the user's
+/// language: built from `current`, `if_unknown_up` and the unverified components).
+export function unverifiedText(x) {
+  const n = x.unverified?.length ?? 0;
+  if (x.if_unknown_up == null || n === 0) return t('level.unverifiedShort', { cur: redLabel(x.current) });
+  return t('level.unverified', { cur: redLabel(x.current), ifUp: redLabel(x.if_unknown_up), n });
+}
+
+/// A redundancy level for people: the proven level, or, when it is not verified, what is proven
+/// and what it would be if the unknown components are up ([`unverifiedText`]), never in green.
+export function levelBadge(x) {
+  if (x.verified === false) {
+    return h(`span.red.unverified.${x.current === 'below_n' ? 'bad' : 'warn'}`, { 'data-verified': 'false', title: t('level.unverifiedTitle') }, unverifiedText(x));
+  }
+  return redBadge(x.current, x.designed);
+}
+
 /// Runs an API call; a toast says what happened (success when `okMsg` is given, refusal
 /// always). Resolves with the answer, or null when refused.
 export async function act(fn, okMsg) {

@@ -31,8 +31,10 @@ function rank(r) {
   return RANK[r] ?? 1;
 }
 
+/// A node's level: the proven one, marked unverified when Unknown components could change it.
 function supText(sup, short) {
   const r = (x) => (x === 'below_n' ? '<N' : x ?? '?');
+  if (sup.verified === false) return short ? `${r(sup.current)}? / ${r(sup.designed)}` : t('diagram.supplyUnverified', { cur: r(sup.current), des: r(sup.designed) });
   if (!short) return t('diagram.supply', { cur: r(sup.current), des: r(sup.designed) });
   return `${r(sup.current)} / ${r(sup.designed)}`;
 }
@@ -46,6 +48,10 @@ export function displayState(id, subsystem) {
   const sup = (cs.supply ?? []).find((x) => !subsystem || x.subsystem === subsystem) ?? (cs.supply ?? [])[0];
   if (sup) {
     if (!sup.supplied) return 'down';
+    // Known degradation (even with Unknown components counted as up).
+    if (rank(sup.if_unknown_up ?? sup.current) < rank(sup.designed)) return 'degraded';
+    // Not proven: what it depends on has not all reported. Never drawn healthy.
+    if (sup.verified === false) return 'unknown';
     if (rank(sup.current) < rank(sup.designed)) return 'degraded';
   }
   return 'up';

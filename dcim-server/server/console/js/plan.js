@@ -2,7 +2,8 @@
 // battery racks and other equipment where the file puts them), or, for a room without a plan,
 // its rows of racks stacked as the site graph gives them (said so on the plan). Every rack is
 // coloured by its worst state: a fire stage first, then power, cooling and network (down, then
-// degraded), then no reading; maintenance and maintenance windows are marked on top. The same
+// degraded), then no reading or a level the server could not prove ("unverified"); maintenance
+// and maintenance windows are marked on top. The same
 // renderer serves the racks page (buttons), the fire authority's view and the wall (read-only).
 //
 // Layout uses CSS grid placement set through the CSSOM (element.style), which the console's
@@ -21,7 +22,8 @@ const SEV = { down: 3, degraded: 2, unknown: 1 };
 /// A rack's worst state: {key, cls, rank, text}. Fire first: a fire stage (1 and up), then a
 /// missing stage reading (a rack whose fire reading is lost may be burning: never normal, and
 /// above any supply state); then down, degraded and unknown supply, power before cooling before
-/// network; maintenance below that; `ok` only when everything is known good.
+/// network (an unknown supply includes a level the server could not prove: `verified: false`,
+/// named "unverified"); maintenance below that; `ok` only when everything is known good.
 export function rackWorst(c) {
   const st = stageOf(c);
   if (st !== null && st >= 1) return { key: `stage-${st}`, cls: stageClass(st), rank: 100 + st, text: stageName(st) };
@@ -33,11 +35,22 @@ export function rackWorst(c) {
     const sev = SEV[ds];
     if (!sev) return;
     const rank = sev * 10 + (3 - i);
-    if (!best || rank > best.rank) best = { key: `${sub}-${ds}`, cls: `w-${ds}`, rank, text: t('plan.worst', { sub: t(`subsystem.${sub}`), state: t(`compState.${ds}`) }) };
+    if (best && rank <= best.rank) return;
+    // Up, yet drawn unknown: its supply level is not proven (what it depends on has not all
+    // reported). Said so, never normal.
+    const unverified = ds === 'unknown' && supplyOf(c.id, sub)?.verified === false && state.compState.get(c.id)?.state === 'up';
+    best = unverified
+      ? { key: `${sub}-unverified`, cls: 'w-unknown', rank, text: t('plan.worstUnverified', { sub: t(`subsystem.${sub}`) }) }
+      : { key: `${sub}-${ds}`, cls: `w-${ds}`, rank, text: t('plan.worst', { sub: t(`subsystem.${sub}`), state: t(`compState.${ds}`) }) };
   });
   if (best) return best;
   if (state.maintenance.has(c.id) || SUBS.some((s) => displayState(c.id, s) === 'maintenance')) return { key: 'maintenance', cls: 'w-maintenance', rank: 5, text: t('compState.maintenance') };
   return { key: 'ok', cls: 'w-ok', rank: 0, text: t('plan.ok') };
+}
+
+/// A component's supply in one subsystem, as the server evaluated it.
+function supplyOf(id, sub) {
+  return (state.compState.get(id)?.supply ?? []).find((x) => x.subsystem === sub);
 }
 
 export function tempClass(v) {
@@ -208,6 +221,7 @@ export function planLegend(mode) {
     h('span.chip.w-down', null, t('plan.legendDown')),
     h('span.chip.w-degraded', null, t('plan.legendDegraded')),
     h('span.chip.stage-x', null, t('plan.legendUnknown')),
+    h('span.chip.w-unknown', null, t('plan.legendUnverified')),
     h('span.chip.w-maintenance', null, t('compState.maintenance')),
     h('span.chip.w-ok', null, t('plan.ok')),
     h('span.chip.in-maint.w-ok', null, t('plan.legendWindow')));

@@ -333,6 +333,11 @@ function onLiveEvent(name, d, at) {
       refreshWindows();
       refreshMaintenance();
       break;
+    case 'redundancy':
+      // A level changed at the server's tick: also without any new sample (a component
+      // Unknown for longer than down_after turning Down, a level becoming unverified).
+      refreshRedundancy();
+      break;
     case 'alarm':
       refreshAlarms();
       refreshMaintenance();

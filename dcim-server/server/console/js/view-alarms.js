@@ -2,13 +2,13 @@
 // sorting by any column, the current value of what each alarm watches (with its unit and
 // age), ages that keep counting, the maintenance window an alarm's component is in, CSV export
 // of what the filters show (the server applies the same filters), and the operator's actions.
-// Shelving asks for a reason (and a confirmation for grade 1); fire alarms are not offered for
-// shelving.
+// Shelving asks for a reason (and a confirmation for grade 1); fire-stage and
+// battery-temperature alarms are not offered for shelving.
 
 import { get, post } from './api.js';
 import { h, clear, fmtTime, ago, formDialog, toast } from './ui.js';
 import { state, on, point, loadAlarms, refusedWhy, windowOf } from './state.js';
-import { alarmState, stateLabel, act, compLabel, pointValue, tableWrap, gradeLabel, redLabel, windowText } from './common.js';
+import { alarmState, stateLabel, act, compLabel, pointValue, tableWrap, gradeLabel, redLabel, windowText, unverifiedText } from './common.js';
 import { stageChip } from './fire.js';
 import { t, tOr } from './i18n.js';
 
@@ -42,11 +42,20 @@ export function isFireAlarm(a) {
   return r?.condition?.type === 'fire_stage' || String(r?.role ?? '').startsWith('fire.') || /^fire[-_.]/.test(a.rule ?? '');
 }
 
+/// Alarms the server never shelves (its rules say `shelvable: false`: fire stages, the
+/// pre-alarm, battery temperature; it answers 403): no shelve control is offered for them.
+export function notShelvable(a) {
+  if (a.shelvable === false) return true;
+  const r = ruleOf(a);
+  if (r && typeof r.shelvable === 'boolean') return !r.shelvable;
+  return isFireAlarm(a);
+}
+
 /// The subsystem an alarm is filed under (the server's CSV export uses the same rules).
 export function alarmSubsystem(a) {
   const r = ruleOf(a);
   if (isFireAlarm(a)) return 'fire';
-  if (r?.condition?.type === 'redundancy') return String(a.subject).split('/')[0];
+  if (r?.condition?.type === 'redundancy' || r?.condition?.type === 'redundancy_unverified') return String(a.subject).split('/')[0];
   if (r?.condition?.type === 'comm_lost') return 'communication';
   const kind = state.byId.get(a.component)?.kind;
   if (kind && kind !== 'rack' && KIND_SUBSYSTEM[kind]) return KIND_SUBSYSTEM[kind];
@@ -73,12 +82,15 @@ export function alarmRoom(a) {
 /// What the alarm watches, now: the live value of its point, or the current redundancy.
 function currentNode(a) {
   const r = ruleOf(a);
-  if (r?.condition?.type === 'redundancy') {
+  const cond = r?.condition?.type;
+  if (cond === 'redundancy' || cond === 'redundancy_unverified') {
     const [sub, rack] = String(a.subject).split('/');
-    let cur;
-    if (rack) cur = state.compState.get(rack)?.supply?.find((x) => x.subsystem === sub)?.current;
-    else cur = state.redundancy?.subsystems?.find((x) => x.subsystem === sub)?.current;
-    return h('span', null, cur ? redLabel(cur) : t('alarms.notEvaluated'));
+    const x = rack ? state.compState.get(rack)?.supply?.find((y) => y.subsystem === sub) : state.redundancy?.subsystems?.find((y) => y.subsystem === sub);
+    if (!x?.current) return h('span', null, t('alarms.notEvaluated'));
+    // The proven level; when Unknown components could change it, what is proven and what
+    // it would be if they are up.
+    if (x.verified === false) return h('span.unverified', null, unverifiedText(x));
+    return h('span', null, redLabel(x.current));
   }
   if (!r?.role) return h('span.muted', null, '—');
   const p = point(deviceOf(a), r.role);
@@ -243,7 +255,7 @@ export const alarms = {
           const acts = h('td.actions');
           if (s2 === 'unacknowledged' || s2 === 'rtn_unacknowledged') acts.appendChild(h('button.ack', { type: 'button', onclick: () => ack(a) }, t('alarms.ack')));
           if (s2 === 'shelved') acts.appendChild(h('button', { type: 'button', onclick: () => act(() => post(`/api/alarms/${encodeURIComponent(a.id)}/unshelve`), t('alarms.unshelved')).then(() => loadAlarms()) }, t('alarms.unshelve')));
-          else if (isFireAlarm(a)) acts.appendChild(h('span.muted.noshelve', null, t('alarms.fireNoShelve')));
+          else if (notShelvable(a)) acts.appendChild(h('span.muted.noshelve', null, isFireAlarm(a) ? t('alarms.fireNoShelve') : t('alarms.safetyNoShelve')));
           else {
             const why = refusedWhy('alarm_shelve');
             acts.appendChild(h('button.shelve-btn', { type: 'button', disabled: !!why, title: why ?? t('alarms.shelveTitle'), onclick: () => shelve(a) }, t('alarms.shelve')));
@@ -262,7 +274,7 @@ export const alarms = {
     };
     const ack = (a) => act(() => post(`/api/alarms/${encodeURIComponent(a.id)}/ack`), t('alarms.acked', { id: a.id })).then(() => loadAlarms());
     const shelve = async (a) => {
-      if (isFireAlarm(a)) return toast(t('alarms.fireNoShelveToast'), 'error');
+      if (notShelvable(a)) return toast(t('alarms.fireNoShelveToast'), 'error');
       const why = refusedWhy('alarm_shelve');
       if (why) return toast(why, 'error');
       const fields = [
@@ -288,7 +300,7 @@ export const alarms = {
       const j = await act(() => get(`/api/alarms/${encodeURIComponent(a.id)}/journal`));
       const recs = j?.journal ?? j?.records ?? (Array.isArray(j) ? j : []);
       panel.appendChild(h('ul.log', null, recs.map((row) => row.record ?? row).sort((x, y) => (y.ts_ms ?? 0) - (x.ts_ms ?? 0)).map((r) => h('li', null, h('span.ts', null, fmtTime(r.ts_ms, { tz: true })),
-        ` ${tOr(`journalEvent.${r.event?.type}`, (r.event?.type ?? '').replace(/_/g, ' '))}: ${stateLabel(r.from ?? '')} → ${stateLabel(r.to ?? '')}${r.event?.text ? ` “${r.event.text}”` : ''}${r.user ? ` (${r.user})` : ''}`))));
+        ` ${tOr(`journalEvent.${r.event?.type}`, (r.event?.type ?? '').replace(/_/g, ' '))}: ${stateLabel(r.from ?? '')} → ${stateLabel(r.to ?? '')}${r.event?.text ?? r.event?.reason ? ` “${r.event.text ?? r.event.reason}”` : ''}${r.user ? ` (${r.user})` : ''}`))));
       detail.appendChild(panel);
       detail.scrollIntoView({ block: 'nearest' });
     };

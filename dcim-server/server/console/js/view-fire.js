@@ -13,13 +13,15 @@ import { tableWrap, pointValue } from './common.js';
 import { roomPlan, planRooms } from './plan.js';
 import { t } from './i18n.js';
 
-/// Energised or not, as the API says: the evaluation's `energised` when it has one (from
-/// measurement), otherwise its breaker or contactor reading, then its evaluated state (a feed
-/// voltage out of band or a lost supply is down). `null`: not known (no current reading, or in
-/// maintenance) — never shown as live or dead.
+/// Energised or not, as the API says: the evaluation's `energised` when it decided it (from a
+/// voltage, else current or power, else the switch position: `energised_by`), otherwise its
+/// breaker or contactor reading, then its evaluated state (a lost supply is down). `null`: not
+/// known (no current reading, or in maintenance) — never shown as live or dead.
 function energised(c) {
   const cs = state.compState.get(c.id);
-  if (cs && 'energised' in cs) return cs.energised === true ? true : cs.energised === false ? false : null;
+  if (cs?.energised === true || cs?.energised === false) return cs.energised;
+  // The server has measurement or switch points for it, none of them current: not known.
+  if (cs && cs.energised_by == null && hasEnergyPoint(c)) return null;
   const role = { utility_feed: 'feed.breaker_closed', pdu: 'pdu.breaker_closed', battery_room: 'battery.contactor_closed' }[c.kind];
   const p = role ? compPoint(c, role) : null;
   if (p && !readingStale(p) && p.value === false) return false;
@@ -29,6 +31,18 @@ function energised(c) {
   const st = displayState(c.id, 'power');
   if (st === 'unknown' || st === 'maintenance') return null;
   return st !== 'down';
+}
+
+const ENERGY_ROLES = ['feed.voltage', 'ups.output_voltage', 'ups.input_voltage', 'feed.current', 'feed.power_kw', 'ups.output_kw', 'pdu.power_kw', 'feed.breaker_closed', 'pdu.breaker_closed', 'battery.contactor_closed'];
+
+function hasEnergyPoint(c) {
+  return (c.bindings ?? []).some((b) => ENERGY_ROLES.includes(b.role));
+}
+
+/// Decided by a switch position alone (nothing measured).
+function bySwitchOnly(c) {
+  const by = state.compState.get(c.id)?.energised_by ?? '';
+  return /breaker|contactor/.test(by);
 }
 
 const POWER_ROWS = ['utility_feed', 'generator', 'ups', 'battery_room', 'pdu'];
@@ -116,12 +130,16 @@ export const fire = {
           const e = energised(c);
           (e === true ? live : e === false ? dead : unknown).push(c);
         }
-        const names = (list) => list.map((c) => (c.name && list.length < 8 ? `${c.id} (${c.name})` : c.id)).join(', ');
+        const names = (list) => list.map((c) => `${c.name && list.length < 8 ? `${c.id} (${c.name})` : c.id}${bySwitchOnly(c) ? ` ${t('firev.breakerOnly')}` : ''}`).join(', ');
         const liveText = live.length === xs.length && xs.length > 12 ? t('firev.allN', { n: xs.length }) : live.length > 12 ? t('firev.nOfAll', { n: live.length, total: xs.length }) : names(live);
         rows.push(h('tr', { 'data-kind': kind }, h('th', { scope: 'row' }, t(`firev.kind.${kind}`)), h('td.live', null, live.length ? liveText : '—'), h('td.dead', null, dead.length ? names(dead) : '—'), h('td.unknown', null, unknown.length ? names(unknown) : '—')));
       }
+      const mismatches = comps.map((c) => [c, state.compState.get(c.id)?.mismatch]).filter(([, m]) => m);
       root.appendChild(h('section.card#fire-power', null, h('h2', null, t('firev.live')),
         tableWrap(h('table.data', null, h('thead', null, h('tr', null, [t('col.equipment'), t('firev.colLive'), t('firev.colDead'), t('firev.colUnknown')].map((x) => h('th', { scope: 'col' }, x)))), h('tbody', null, rows)), t('firev.live')),
+        mismatches.length ? h('div.warn#fire-mismatch', null, h('p', null, h('strong', null, t('firev.mismatch'))),
+          h('ul.plain', null, mismatches.map(([c, m]) => h('li', { 'data-id': c.id }, `${c.id}${c.name ? ` (${c.name})` : ''}: ${m}`)))) : null,
+        h('p.muted', null, t('firev.measuredNote')),
         h('p.muted', null, t('firev.unknownNote'))));
       // 4. Coolant and tanks.
       const devComp = deviceComponents();

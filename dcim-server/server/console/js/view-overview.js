@@ -4,17 +4,17 @@
 
 import { h, clear, fmtValue, trendChart, ago, fmtTime } from './ui.js';
 import { state, on } from './state.js';
-import { RANK, redBadge, redLabel, tableWrap, gradeLabel, subsystemLabel, windowText } from './common.js';
+import { levelOk, levelBadge, redLabel, tableWrap, gradeLabel, subsystemLabel, windowText } from './common.js';
 import { stageChip, placeText, sinceNode } from './fire.js';
 import { phaseLabel } from './view-incidents.js';
 import { t, fmtNumber } from './i18n.js';
 
 function subsystemCard(sub, go) {
   return h(
-    `section.card.sub.${(RANK[sub.current] ?? 0) >= (RANK[sub.designed] ?? 0) ? 'ok' : 'bad'}`,
-    { 'data-subsystem': sub.subsystem },
+    `section.card.sub.${levelOk(sub) ? 'ok' : sub.verified === false ? 'unverified' : 'bad'}`,
+    { 'data-subsystem': sub.subsystem, 'data-verified': String(sub.verified !== false) },
     h('h2', null, h('a', { href: `/console/${sub.subsystem}`, onclick: (e) => { e.preventDefault(); go(sub.subsystem); } }, subsystemLabel(sub.subsystem))),
-    h('div.big', null, redBadge(sub.current, sub.designed), h('span.of', null, ` ${t('overview.designed', { level: redLabel(sub.designed) })}`)),
+    h('div.big', null, levelBadge(sub), h('span.of', null, ` ${t('overview.designed', { level: redLabel(sub.designed) })}`)),
     h(
       'dl.kv',
       null,
@@ -28,8 +28,23 @@ function subsystemCard(sub, go) {
       h('dd', null, `${sub.down?.length ?? 0} / ${sub.lost?.length ?? 0} / ${sub.degraded?.length ?? 0}`),
       h('dt', null, t('overview.unknown')),
       h('dd', null, sub.unknown?.length ? t('overview.unknownN', { n: sub.unknown.length }) : t('overview.none')),
+      sub.unverified?.length ? h('dt', null, t('overview.unverified')) : null,
+      sub.unverified?.length ? h('dd.unverified-list', null, sub.unverified.length > 8 ? t('overview.andMore', { list: sub.unverified.slice(0, 8).join(', '), n: sub.unverified.length - 8 }) : sub.unverified.join(', ')) : null,
+      sub.unmonitored?.length ? h('dt', null, t('overview.unmonitored')) : null,
+      sub.unmonitored?.length ? h('dd', null, String(sub.unmonitored.length)) : null,
     ),
   );
+}
+
+/// The ride-through of a tank in words. `minutes` is set only while the tank is drawn (the
+/// chillers that are Up cannot carry the heat load); not drawn, the figure that matters is how
+/// long it would last if every chiller stopped. Never a number the inputs do not support.
+export function rideThroughText(x) {
+  if (x.minutes != null) return t('ride.drawn', { min: fmtValue(x.minutes) });
+  if (x.heat_load_kw == null) return t('ride.noLoad');
+  if (x.drawing) return t('ride.drawnNoTemp');
+  const stop = x.minutes_if_chillers_stop;
+  return stop == null ? t('ride.notDrawingNoTemp') : t('ride.notDrawing', { min: fmtValue(stop) });
 }
 
 /// The fire card: every rack and battery room in a stage, worst first (from the server's
@@ -112,9 +127,11 @@ export const overview = {
         next.length ? h('ul.plain', null, next.map((w) => h('li', { 'data-window': w.id }, h('span.chip.maintsoon', null, t('window.scheduledAt', { from: fmtTime(w.from_ms, { minutes: true }) })), ' ', w.subjects.join(', ')))) : null));
       root.appendChild(row);
       if (rt.length) {
-        root.appendChild(h('section.card', null, h('h2', null, t('overview.rideThrough')),
-          tableWrap(h('table.data', null, h('thead', null, h('tr', null, [t('col.tank'), t('col.chillers'), t('col.tankTemp'), t('col.level'), t('col.heatLoad'), t('col.minutes')].map((x) => h('th', { scope: 'col' }, x)))),
-            h('tbody', null, rt.map((x) => h('tr', null, h('td', null, x.tank), h('td', null, `${x.chillers_available}/${x.chillers_total}`), h('td', null, fmtValue(x.tank_temp_c)), h('td', null, fmtValue(x.level_pct)), h('td', null, fmtValue(x.heat_load_kw)), h('td.big2', null, x.minutes == null ? '—' : fmtValue(x.minutes)))))), t('overview.rideThrough'))));
+        root.appendChild(h('section.card#ride-through', null, h('h2', null, t('overview.rideThrough')),
+          tableWrap(h('table.data', null, h('thead', null, h('tr', null, [t('col.tank'), t('col.chillersProven'), t('col.tankTemp'), t('col.level'), t('col.heatLoad'), t('col.minutes')].map((x) => h('th', { scope: 'col' }, x)))),
+            h('tbody', null, rt.map((x) => h('tr', { 'data-tank': x.tank, 'data-drawing': String(!!x.drawing) }, h('td', null, x.tank),
+              h('td', null, `${x.chillers_available}/${x.chillers_total}${x.chillers_unknown ? `, ${t('ride.unknownChillers', { n: x.chillers_unknown })}` : ''}`),
+              h('td', null, fmtValue(x.tank_temp_c)), h('td', null, fmtValue(x.level_pct)), h('td', null, fmtValue(x.heat_load_kw)), h('td.big2', null, rideThroughText(x)))))), t('overview.rideThrough'))));
       }
     };
     draw();

@@ -10,7 +10,7 @@ import { post } from './api.js';
 import { h, clear, fmtTime, trendChart, withUnit } from './ui.js';
 import { state, on, key, point, compValue, compPoint, refusedWhy, seedHistory, roleInfo } from './state.js';
 import { displayState } from './diagram.js';
-import { act, pointValue, pointAge, maintenanceControl, tableWrap, redBadge, redLabel, alarmState, stateLabel, subsystemLabel, compStateLabel, windowChip } from './common.js';
+import { act, pointValue, pointAge, maintenanceControl, tableWrap, levelBadge, redLabel, alarmState, stateLabel, subsystemLabel, compStateLabel, windowChip } from './common.js';
 import { stageChip, stageClass, stageOf, stageStale, fireEntry, placeText, triggerText, actionList, sinceNode, eventText } from './fire.js';
 import { roomPlan, planRooms, planLegend, rackLook, rackText } from './plan.js';
 import { t } from './i18n.js';
@@ -175,8 +175,8 @@ export const racks = {
       // Redundancy per subsystem, and what it hangs off.
       const cs = state.compState.get(c.id);
       panel.appendChild(h('h3', null, t('rack.redundancy')));
-      panel.appendChild(tableWrap(h('table.data#rack-redundancy', null, h('thead', null, h('tr', null, [t('col.subsystem'), t('col.designed'), t('col.current'), t('col.livePaths'), t('col.spof')].map((x) => h('th', { scope: 'col' }, x)))),
-        h('tbody', null, (cs?.supply ?? []).map((x) => h('tr', { 'data-subsystem': x.subsystem }, h('td', null, subsystemLabel(x.subsystem)), h('td', null, redLabel(x.designed)), h('td', null, redBadge(x.current, x.designed)), h('td', null, `${x.live_paths}/${x.designed_paths}`), h('td', null, x.single_points_of_failure.join(', ') || '—'))))), t('rack.redundancy')));
+      panel.appendChild(tableWrap(h('table.data#rack-redundancy', null, h('thead', null, h('tr', null, [t('col.subsystem'), t('col.designed'), t('col.currentProven'), t('col.livePaths'), t('col.spof')].map((x) => h('th', { scope: 'col' }, x)))),
+        h('tbody', null, (cs?.supply ?? []).map((x) => h('tr', { 'data-subsystem': x.subsystem, 'data-verified': String(x.verified !== false) }, h('td', null, subsystemLabel(x.subsystem)), h('td', null, redLabel(x.designed)), h('td', null, levelBadge(x)), h('td', null, `${x.live_paths}/${x.designed_paths}`), h('td', null, x.single_points_of_failure.join(', ') || '—'))))), t('rack.redundancy')));
       const inputs = h('tbody');
       const comps = state.site.components;
       for (const g of c.groups ?? []) {

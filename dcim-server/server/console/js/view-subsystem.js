@@ -5,9 +5,29 @@
 import { h, clear, trendChart, fmtUnit } from './ui.js';
 import { state, on, key, point, seedHistory, roleInfo } from './state.js';
 import { diagram, recolour, recolourGroups, displayState, rackSummary, groupState } from './diagram.js';
-import { alarmState, stateLabel, redBadge, redLabel, pointValue, pointAge, maintenanceControl, tableWrap, compStateLabel, subsystemLabel } from './common.js';
+import { alarmState, stateLabel, levelBadge, redLabel, pointValue, pointAge, maintenanceControl, tableWrap, compStateLabel, subsystemLabel } from './common.js';
 import { placeText } from './fire.js';
 import { t } from './i18n.js';
+
+/// Energised or not, as the server decides it from measurement (voltage, then current or
+/// power, then the switch position), what decided it, and a breaker that disagrees with the
+/// measurement. Null for components the server says nothing about.
+export function energisedNode(cs) {
+  if (!cs || !('energised' in cs) || (cs.energised == null && !cs.energised_by && !cs.mismatch)) return null;
+  const word = cs.energised === true ? t('energised.live') : cs.energised === false ? t('energised.dead') : t('energised.unknown');
+  const by = cs.energised_by ? ` ${t('energised.by', { what: roleInfo(cs.energised_by).description ?? cs.energised_by })}${/breaker|contactor/.test(cs.energised_by) ? ` ${t('energised.switchOnly')}` : ''}` : '';
+  return h('div.energised', { 'data-energised': String(cs.energised) },
+    h('p', null, h('strong', null, `${t('energised.label')} `), word, by),
+    cs.mismatch ? h('p.warn.mismatch', null, t('energised.mismatch', { what: cs.mismatch })) : null);
+}
+
+/// A component's supply per subsystem: the proven level (an unverified one never green) and
+/// the live paths, with the paths the unknown components would add.
+export function supplyTable(supply) {
+  return tableWrap(h('table.data', null, h('thead', null, h('tr', null, [t('col.subsystem'), t('col.designed'), t('col.currentProven'), t('col.livePaths'), t('col.spof')].map((x) => h('th', { scope: 'col' }, x)))),
+    h('tbody', null, supply.map((x) => h('tr', { 'data-subsystem': x.subsystem, 'data-verified': String(x.verified !== false) }, h('td', null, subsystemLabel(x.subsystem)), h('td', null, redLabel(x.designed)), h('td', null, levelBadge(x)),
+      h('td', null, `${x.live_paths}/${x.designed_paths}${x.live_paths_if_unknown_up != null && x.live_paths_if_unknown_up !== x.live_paths ? ` ${t('comp.ifUnknownUp', { n: x.live_paths_if_unknown_up })}` : ''}`), h('td', null, x.single_points_of_failure.join(', ') || '—'))))), t('comp.supply'));
+}
 
 export function componentPanel(id, subsystem, close, ctx) {
   const c = state.byId.get(id);
@@ -27,10 +47,11 @@ export function componentPanel(id, subsystem, close, ctx) {
     panel.appendChild(h('div.panel-head', null, h('h2', null, c.id), h('button.close', { type: 'button', onclick: close, 'aria-label': t('panel.close') }, '✕')));
     panel.appendChild(h('p', null, c.name ?? t(`kind.${c.kind}`), ' ', h(`span.state.st-${st}`, null, compStateLabel(st))));
     if (state.places?.[id]) panel.appendChild(h('p.muted', null, t('rack.where', { place: placeText(id, { building: true }) })));
-    if (cs?.supply?.length) {
-      panel.appendChild(tableWrap(h('table.data', null, h('thead', null, h('tr', null, [t('col.subsystem'), t('col.designed'), t('col.current'), t('col.livePaths'), t('col.spof')].map((x) => h('th', { scope: 'col' }, x)))),
-        h('tbody', null, cs.supply.map((x) => h('tr', null, h('td', null, subsystemLabel(x.subsystem)), h('td', null, redLabel(x.designed)), h('td', null, redBadge(x.current, x.designed)), h('td', null, `${x.live_paths}/${x.designed_paths}`), h('td', null, x.single_points_of_failure.join(', ') || '—'))))), t('comp.supply')));
-    }
+    if (cs?.reason) panel.appendChild(h('p.muted.reason', null, t('comp.why', { state: compStateLabel(cs.state), reason: cs.reason })));
+    if (cs && cs.monitored === false) panel.appendChild(h('p.warn.unmonitored', null, t('comp.unmonitored')));
+    const en = energisedNode(cs);
+    if (en) panel.appendChild(en);
+    if (cs?.supply?.length) panel.appendChild(supplyTable(cs.supply));
     panel.appendChild(h('h3', null, t('comp.points')));
     const tb = h('tbody');
     for (const b of bindings) {
@@ -151,7 +172,7 @@ export function subsystemView(subsystem, title) {
         clear(head);
         const x = sub();
         const racks = rackSummary(subsystem);
-        if (x) head.appendChild(h('p.summary', null, `${t('comp.redundancy')} `, redBadge(x.current, x.designed), ` ${t('comp.summary', { designed: redLabel(x.designed), spof: x.single_points_of_failure.join(', ') || t('overview.none') })} `,
+        if (x) head.appendChild(h('p.summary', null, `${t('comp.redundancy')} `, levelBadge(x), ` ${t('comp.summary', { designed: redLabel(x.designed), spof: x.single_points_of_failure.join(', ') || t('overview.none') })} `,
           t('comp.racks', { up: racks.up, degraded: racks.degraded, down: racks.down, unknown: racks.unknown, sub: subsystemLabel(subsystem) })));
         head.appendChild(h('p.legend', null, ['up', 'degraded', 'down', 'maintenance', 'unknown'].map((st) => h(`span.state.st-${st}`, null, compStateLabel(st)))));
       };

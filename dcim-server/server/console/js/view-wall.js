@@ -7,7 +7,7 @@
 
 import { h, clear, fmtTime, ago } from './ui.js';
 import { state, on } from './state.js';
-import { redBadge, redLabel, gradeLabel, subsystemLabel, RANK, alarmState, stateLabel, windowText } from './common.js';
+import { levelOk, levelBadge, redLabel, gradeLabel, subsystemLabel, alarmState, stateLabel, windowText } from './common.js';
 import { pueNode } from './view-overview.js';
 import { roomPlan, planRooms, planLegend } from './plan.js';
 import { stageChip, placeText, sinceNode } from './fire.js';
@@ -19,10 +19,11 @@ const VIEWS = ['status', 'plans', 'alarms', 'fire'];
 function statusView() {
   const box = h('div.wallgrid.wallstatus');
   for (const sub of state.redundancy?.subsystems ?? []) {
-    const ok = (RANK[sub.current] ?? 0) >= (RANK[sub.designed] ?? 0);
-    box.appendChild(h(`section.wallcard.sub.${ok ? 'ok' : 'bad'}`, { 'data-subsystem': sub.subsystem },
+    // A level Unknown components could change is never shown healthy (nor as a failure).
+    const cls = levelOk(sub) ? 'ok' : sub.verified === false ? 'unverified' : 'bad';
+    box.appendChild(h(`section.wallcard.sub.${cls}`, { 'data-subsystem': sub.subsystem, 'data-verified': String(sub.verified !== false) },
       h('h2', null, subsystemLabel(sub.subsystem)),
-      h('div.huge', null, redBadge(sub.current, sub.designed)),
+      h('div.huge', null, levelBadge(sub)),
       h('p', null, t('overview.designed', { level: redLabel(sub.designed) })),
       sub.unknown?.length ? h('p.warn', null, t('overview.unknownN', { n: sub.unknown.length })) : null));
   }

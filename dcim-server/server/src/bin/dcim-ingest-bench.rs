@@ -140,6 +140,7 @@ async fn probe_latencies(port: u16, waiters: &Waiters, n: usize, tag: &str) -> V
         let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
             v: dcim_wire::VERSION,
             agent: "probe".into(),
+            epoch: String::new(),
             seq: (i + 1) as u64 + if tag == "load" { 1_000_000 } else { 0 },
             samples: vec![sample(device, "fire.stage", 3.0, ts)],
         });
@@ -283,6 +284,7 @@ async fn main() -> anyhow::Result<()> {
                 let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
                     v: dcim_wire::VERSION,
                     agent: id.clone(),
+                    epoch: String::new(),
                     seq,
                     samples,
                 });

@@ -101,6 +101,7 @@ fn pass(
             let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
                 v: dcim_wire::VERSION,
                 agent: "mem".into(),
+                epoch: String::new(),
                 seq: *seq,
                 samples: std::mem::take(&mut samples),
             });

@@ -22,6 +22,8 @@ use std::collections::BTreeMap;
 struct BatchIn {
     v: u32,
     agent: String,
+    #[serde(default)]
+    epoch: String,
     seq: u64,
     samples: Vec<SampleIn>,
 }
@@ -95,6 +97,7 @@ pub fn telemetry(payload: &[u8]) -> Result<TelemetryBatch, WireError> {
         Ok(b) if b.v == dcim_wire::VERSION => Ok(TelemetryBatch {
             v: b.v,
             agent: b.agent,
+            epoch: b.epoch,
             seq: b.seq,
             samples: b.samples.into_iter().map(Sample::from).collect(),
         }),
@@ -108,6 +111,8 @@ struct BatchRef<'a> {
     v: u32,
     #[serde(borrow)]
     agent: Cow<'a, str>,
+    #[serde(default, borrow)]
+    epoch: Cow<'a, str>,
     seq: u64,
     #[serde(borrow)]
     samples: Vec<SampleRef<'a>>,
@@ -130,8 +135,8 @@ struct SampleRef<'a> {
     ts_ms: i64,
 }
 
-/// The samples of a telemetry payload whose role `keep` selects, with the batch's agent and
-/// seq; the other samples are read but not copied. None when the payload is not a valid batch
+/// The samples of a telemetry payload whose role `keep` selects, with the batch's agent, epoch
+/// and seq; the other samples are read but not copied. None when the payload is not a valid batch
 /// of this version (the bulk lane reports it) or no sample is selected.
 pub fn select(payload: &[u8], keep: impl Fn(&str) -> bool) -> Option<TelemetryBatch> {
     let b: BatchRef = serde_json::from_slice(payload).ok()?;
@@ -158,6 +163,7 @@ pub fn select(payload: &[u8], keep: impl Fn(&str) -> bool) -> Option<TelemetryBa
     (!samples.is_empty()).then(|| TelemetryBatch {
         v: b.v,
         agent: b.agent.into_owned(),
+        epoch: b.epoch.into_owned(),
         seq: b.seq,
         samples,
     })
@@ -190,6 +196,8 @@ mod tests {
                 r#"{{"v":{v},"agent":"a","seq":2,"samples":[{{"device":"d","point":"p","role":"feed.breaker_closed","labels":{{"feed":"A"}},"value":true,"quality":"good","ts_ms":5}},{{"device":"d","point":"q","role":"custom.x","value":"on","quality":"bad","ts_ms":6}},{{"device":"d","point":"r","role":"custom.x","value":null,"quality":"comm_lost","ts_ms":7}},{{"device":"d","point":"s","role":"custom.x","quality":"good","ts_ms":8}},{{"device":"d","point":"t","role":"custom.x","value":-3,"quality":"good","ts_ms":9,"extra":1}}]}}"#
             ),
             format!(r#"{{"v":{v},"agent":"a","seq":3,"samples":[]}}"#),
+            format!(r#"{{"v":{v},"agent":"a","epoch":"e9","seq":4,"samples":[]}}"#),
+            format!(r#"{{"v":{v},"agent":"a","epoch":7,"seq":4,"samples":[]}}"#),
             // Refused by both: arrays and objects are not values, unknown roles, bad version,
             // missing fields, not JSON.
             format!(
@@ -212,18 +220,23 @@ mod tests {
         }
         // The cases exercise both outcomes.
         assert!(telemetry(cases[1].as_bytes()).unwrap().samples.len() == 5);
-        assert!(telemetry(cases[3].as_bytes()).is_err());
+        assert!(telemetry(cases[5].as_bytes()).is_err());
+        assert_eq!(telemetry(cases[3].as_bytes()).unwrap().epoch, "e9");
     }
 
     #[test]
     fn select_keeps_the_chosen_roles_as_the_full_decoder_reads_them() {
         let v = dcim_wire::VERSION;
         let json = format!(
-            r#"{{"v":{v},"agent":"a","seq":7,"samples":[{{"device":"d","point":"p","role":"rack.temp","value":21.5,"unit":"degC","quality":"good","ts_ms":5}},{{"device":"r\u002d1","point":"s","role":"fire.stage","labels":{{"k":"v"}},"value":3,"quality":"good","ts_ms":6}}]}}"#
+            r#"{{"v":{v},"agent":"a","epoch":"e1","seq":7,"samples":[{{"device":"d","point":"p","role":"rack.temp","value":21.5,"unit":"degC","quality":"good","ts_ms":5}},{{"device":"r\u002d1","point":"s","role":"fire.stage","labels":{{"k":"v"}},"value":3,"quality":"good","ts_ms":6}}]}}"#
         );
         let full = telemetry(json.as_bytes()).unwrap();
         let sel = select(json.as_bytes(), |r| r == "fire.stage").unwrap();
-        assert_eq!((sel.agent.as_str(), sel.seq), ("a", 7));
+        // The epoch too: the priority lane checks duplicates in the batch's own stream.
+        assert_eq!(
+            (sel.agent.as_str(), sel.epoch.as_str(), sel.seq),
+            ("a", "e1", 7)
+        );
         assert_eq!(sel.samples, vec![full.samples[1].clone()]);
         assert_eq!(sel.samples[0].device, "r-1", "escaped strings are decoded");
         assert!(select(json.as_bytes(), |r| r == "ups.on_battery").is_none());

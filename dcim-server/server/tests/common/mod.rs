@@ -86,8 +86,10 @@ pub fn url(server: &Server, path: &str) -> String {
 
 pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
     let r = client.get(url).bearer_auth(token).send().await.unwrap();
-    assert!(r.status().is_success(), "GET {url}: {}", r.status());
-    serde_json::from_str(&r.text().await.unwrap()).unwrap()
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "GET {url}: {status}: {text}");
+    serde_json::from_str(&text).unwrap()
 }
 
 pub async fn metric(client: &reqwest::Client, server: &Server, token: &str, name: &str) -> f64 {
@@ -176,6 +178,7 @@ pub fn telemetry(agent: &str, seq: u64, device: &str, value: f64) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: agent.into(),
+        epoch: String::new(),
         seq,
         samples: vec![dcim_points::Sample {
             device: device.into(),
@@ -194,6 +197,7 @@ pub fn events(agent: &str, device: &str, seqs: std::ops::RangeInclusive<u64>) ->
     dcim_wire::encode(&dcim_wire::EventBatch {
         v: dcim_wire::VERSION,
         agent: agent.into(),
+        epoch: String::new(),
         events: seqs
             .map(|seq| dcim_wire::Event {
                 id: format!("{agent}:{seq}"),

@@ -103,7 +103,7 @@ pub fn stage_events(known: &mut BTreeMap<String, u8>, samples: &[Sample]) -> Vec
         .iter()
         .filter(|s| s.role.as_str() == "fire.stage" && s.quality == dcim_points::Quality::Good)
     {
-        // The controller profile maps the code to a label (`stage1_power_cut`); plain codes
+        // The controller profile maps the code to the stage key (`stage1`); plain codes
         // are accepted too.
         let code = match &s.value {
             Some(Value::Number(x)) if *x >= 0.0 && *x < 7.0 => Some(*x as u8),
@@ -143,6 +143,7 @@ pub fn stage_events(known: &mut BTreeMap<String, u8>, samples: &[Sample]) -> Vec
             data: serde_json::json!({
                 "rack": s.device,
                 "stage": stage.name(),
+                "stage_name": stage.title(),
                 "stage_code": stage.code(),
                 "entered": stage.name(),
                 "previous": before.and_then(fire_logic::Stage::from_code).map(|p| p.name()),
@@ -247,6 +248,17 @@ mod tests {
         );
         assert_eq!(e[0].data["entered"], "stage1");
         assert_eq!(e[0].data["previous"], "normal");
+        // The wire event names the stage from the fire logic's stage table.
+        assert_eq!(
+            e[0].message,
+            "rack rc-07: fire stage entered: Power cut and fire blanket"
+        );
+        assert_eq!(
+            e[0].data["stage_name"],
+            fire_logic::STAGE_TABLE[2].name,
+            "{}",
+            e[0].data
+        );
         assert!(stage_events(&mut known, &[stage(2.0)]).is_empty());
         assert_eq!(
             stage_events(&mut known, &[stage(0.0)])[0].severity,

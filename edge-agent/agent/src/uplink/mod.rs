@@ -207,6 +207,8 @@ impl Link {
         );
         while self.tracker.spool_in_flight() < self.cfg.inflight {
             let after_ev = self.sent[0];
+            // One batch carries one epoch: records written before the spool had an epoch go
+            // out without one.
             let events = self.shared.with_spool(|s| {
                 s.read_after(
                     Class::Event,
@@ -214,8 +216,16 @@ impl Link {
                     EVENTS_PER_PUBLISH,
                     BYTES_PER_PUBLISH,
                 )
+                .map(|mut recs| {
+                    let epoch = recs
+                        .first()
+                        .map(|r| s.epoch_of(Class::Event, r.seq).to_owned())
+                        .unwrap_or_default();
+                    recs.retain(|r| s.epoch_of(Class::Event, r.seq) == epoch);
+                    (epoch, recs)
+                })
             });
-            let events = match events {
+            let (epoch, events) = match events {
                 Ok(e) => e,
                 Err(e) => {
                     warn!(broker = %self.cfg.name, error = %e, "spool read failed");
@@ -225,6 +235,7 @@ impl Link {
             if let Some(last) = events.last().map(|r| r.seq) {
                 let body = payload::event_batch(
                     &self.shared.agent,
+                    &epoch,
                     events.iter().map(|r| r.payload.as_slice()),
                 );
                 let tag = Tag::Spool {

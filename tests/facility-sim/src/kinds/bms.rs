@@ -66,13 +66,16 @@ impl SimDevice for Bms {
             23.2 + 0.4 * wobble(t, 650.0, ph + 1.0) + 0.6 * self.extra_c,
         ];
         let current = 12.0 + 4.0 * wobble(t, 300.0, ph);
-        let contactor = self.cell_max < 60.0;
-        let smoke = self.cell_max >= 68.0;
+        // The fire logic's stage table: contactor open from stage1, smoke from stage2's
+        // temperature, the warning bit from the pre-alarm.
+        use super::racks::{PRE_ALARM_C, STAGE_C};
+        let contactor = self.cell_max < STAGE_C[0];
+        let smoke = self.cell_max >= STAGE_C[1];
         let mut alarm = 0u16;
-        if self.cell_max >= 45.0 {
+        if self.cell_max >= PRE_ALARM_C {
             alarm |= 1;
         }
-        if self.cell_max >= 60.0 {
+        if self.cell_max >= STAGE_C[0] {
             alarm |= 2;
         }
         if smoke {

@@ -1,8 +1,10 @@
 //! Demo racks: the master BMS of a UPS battery room (`battery-room-bms`, eight battery strings
 //! watched by the room's thermal camera) and IT racks behind their row's serial gateway
-//! (`it-rack`). Both report the latched fire stage of the staged fire logic
-//! (role `fire.stage`: 0 normal, 1 pre-alarm, 2 stage 1 at 60 °C power cut, 3 stage 2 at 68 °C
-//! patch, 4 stage 3 at 80 °C agent).
+//! (`it-rack`). Both report the latched fire stage of the staged fire logic as its code
+//! (role `fire.stage`), with the thresholds of the fire logic's stage table
+//! (`fire_logic::STAGE_TABLE`): pre-alarm, stage1 "Power cut and fire blanket", stage2
+//! "Extinguishing patch" and stage3 "Extinguishing agent" at their default temperatures. The
+//! simulator does not model the coolant and room-gas stages (stage4, stage5).
 
 use super::wobble;
 use crate::modbus::{ModbusShared, SimValue};
@@ -10,19 +12,37 @@ use crate::{DeviceCommand, Env, SimDevice};
 use dcim_profiles::Profile;
 use std::sync::Arc;
 
-/// Pre-alarm threshold and the stage thresholds (°C) of the default fire configuration.
-pub const PRE_ALARM_C: f64 = 45.0;
-pub const STAGE_C: [f64; 3] = [60.0, 68.0, 80.0];
-
-/// The `fire.stage` value a governing temperature reaches.
-pub fn stage_for(temp_c: f64) -> u16 {
-    match temp_c {
-        x if x >= STAGE_C[2] => 4,
-        x if x >= STAGE_C[1] => 3,
-        x if x >= STAGE_C[0] => 2,
-        x if x >= PRE_ALARM_C => 1,
-        _ => 0,
+/// Default threshold (°C) of a stage in the fire logic's stage table.
+const fn table_c(s: fire_logic::Stage) -> f64 {
+    match s.info().default_threshold {
+        Some(t) => t as f64 / 10.0,
+        None => f64::INFINITY,
     }
+}
+
+/// Pre-alarm threshold and the thresholds of stage1..stage3 (°C): the fire logic's defaults.
+pub const PRE_ALARM_C: f64 = table_c(fire_logic::Stage::PreAlarm);
+pub const STAGE_C: [f64; 3] = [
+    table_c(fire_logic::Stage::Stage1),
+    table_c(fire_logic::Stage::Stage2),
+    table_c(fire_logic::Stage::Stage3),
+];
+/// A local reset is refused while the rack is at or above this (°C): the fire logic's default.
+pub fn reset_max_c() -> f64 {
+    f64::from(fire_logic::Config::default().reset_max) / 10.0
+}
+
+/// The `fire.stage` code a governing temperature reaches.
+pub fn stage_for(temp_c: f64) -> u16 {
+    use fire_logic::Stage;
+    let stage = match temp_c {
+        x if x >= STAGE_C[2] => Stage::Stage3,
+        x if x >= STAGE_C[1] => Stage::Stage2,
+        x if x >= STAGE_C[0] => Stage::Stage1,
+        x if x >= PRE_ALARM_C => Stage::PreAlarm,
+        _ => Stage::Normal,
+    };
+    u16::from(stage.code())
 }
 
 /// Heating of one rack or string and its latched stage.
@@ -50,9 +70,10 @@ impl FireLatch {
             DeviceCommand::Heat { rate_c_per_min } => self.heating = Some(*rate_c_per_min),
             DeviceCommand::Cool => self.heating = None,
             DeviceCommand::FireReset => {
-                if temp_now >= PRE_ALARM_C {
+                let max = reset_max_c();
+                if temp_now >= max {
                     return Err(format!(
-                        "reset refused: {temp_now:.1} °C is above the reset threshold {PRE_ALARM_C} °C"
+                        "reset refused: {temp_now:.1} °C is above the reset threshold {max} °C"
                     ));
                 }
                 self.stage = 0;
