@@ -247,14 +247,7 @@ impl RackRunner {
         restored: Option<&LatchRecord>,
         now_ms: u64,
     ) -> Result<RackRunner, String> {
-        let mut lc = cfg.logic;
-        lc.fitted.bms = cfg.bms.is_some();
-        lc.fitted.rack_temp1 = cfg.temp1.is_some();
-        lc.fitted.rack_temp2 = cfg.temp2.is_some();
-        lc.fitted.camera = cfg.camera.is_some();
-        lc.fitted.smoke = cfg.smoke.is_some();
-        lc.fitted.offgas = cfg.offgas.is_some();
-        lc.fitted.feedback = cfg.feedback.each_ref().map(Option::is_some);
+        let lc = crate::config::rack_logic(&cfg);
         let logic = match restored {
             Some(r) => RackLogic::restore(lc, r, now_ms),
             None => RackLogic::new(lc),
