@@ -61,6 +61,8 @@ pub struct Reading {
     pub status: u16,
     pub troubles: u32,
     pub event_seq: u32,
+    /// Cause of the controller's last reset (`map::reset_cause` bits).
+    pub reset_cause: u16,
     /// Newest first, as in the window.
     pub events: Vec<LogEntry>,
 }
@@ -104,6 +106,7 @@ pub fn decode(regs: &[u16]) -> Result<Reading, String> {
         status: regs[usize::from(input::STATUS)],
         troubles: u32_at(regs, input::TROUBLES),
         event_seq: u32_at(regs, input::EVENT_SEQ),
+        reset_cause: regs[usize::from(input::RESET_CAUSE)],
         events,
     })
 }
@@ -247,6 +250,7 @@ impl Out<'_> {
 /// contact (nothing reported yet): the log is not replayed then, the present state is reported.
 pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident) -> Cursor {
     let mut c = cursor.cloned().unwrap_or_else(|| Cursor::new(now_ms));
+    let mut new_boot = false;
     if !c.seen {
         // First contact: the log is not replayed, the present state is reported below.
         c.seen = true;
@@ -255,6 +259,7 @@ pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident)
         // A new boot: its window is fresh and its sequence numbers may repeat old ones.
         c.boot = now_ms.max(c.boot + 1);
         c.last_seq = 0;
+        new_boot = true;
     }
     c.uptime_s = r.uptime_s;
     let test = r.status & map::status::TEST_MODE != 0;
@@ -296,6 +301,16 @@ pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident)
         out.c.last_seq = e.seq;
     }
     out.c.last_seq = out.c.last_seq.max(r.event_seq);
+    // Backstop: a new boot whose reset entry left the window before this read (a busy first
+    // second) still reports an unexpected cause, from the register.
+    let reset_seen = r
+        .events
+        .iter()
+        .any(|e| e.kind == event_kind::CONTROLLER_RESET);
+    if new_boot && !reset_seen && r.reset_cause & map::reset_cause::UNEXPECTED != 0 {
+        let id = out.state_id();
+        unexpected_resets.push(id);
+    }
     // Backstop: the registers are the truth for the stage.
     if r.stage < out.c.stage {
         out.restore_stages(None);
@@ -555,6 +570,7 @@ mod tests {
             status: 0,
             troubles: 0,
             event_seq: log.iter().map(|e| e.seq).max().unwrap_or(0),
+            reset_cause: 0,
             events,
         }
     }
@@ -900,6 +916,25 @@ mod tests {
             &ident(),
         );
         assert_eq!(troubles(&c), Vec::<bool>::new());
+        // The reset entry already pushed out of the window by the new boot's first events:
+        // the register still tells, once per boot.
+        let mut c0 = advance(None, &flag_reading(&[], 100, board, 0), 1, &ident());
+        c0.pending.clear();
+        let later: Vec<LogEntry> = (2..12)
+            .map(|s| entry(s, event_kind::SOURCE_INVALID, 1))
+            .collect();
+        let mut r = flag_reading(&later, 1, board, 0);
+        r.reset_cause = rc::IWDG;
+        let c = advance(Some(&c0), &r, 2, &ident());
+        assert_eq!(troubles(&c), [false]);
+        let mut c1 = c.clone();
+        c1.pending.clear();
+        let mut r = flag_reading(&later, 2, board, 0);
+        r.reset_cause = rc::IWDG;
+        assert_eq!(
+            troubles(&advance(Some(&c1), &r, 3, &ident())),
+            Vec::<bool>::new()
+        );
     }
 
     #[test]
@@ -1007,6 +1042,7 @@ mod tests {
                     status: 0,
                     troubles: 0,
                     event_seq: window.first().map_or(0, |e| e.seq),
+                    reset_cause: 0,
                     events: window.iter().take(8).copied().collect(),
                 };
                 let c = advance(cursor.as_ref(), &r, 1, &ident());

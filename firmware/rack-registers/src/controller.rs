@@ -197,7 +197,8 @@ impl<F: Flash> Controller<F> {
                 (RackLogic::new(config).map_err(BootError::Config)?, state)
             }
         };
-        let next_seq = logic.latch_record().next_event_seq.wrapping_add(1);
+        // The logic numbers its events on from the restored record's head (0 when fresh).
+        let next_seq = record.map_or(1, |r| r.next_event_seq.wrapping_add(1));
         Ok(Controller {
             boot_ms: now_ms,
             next_seq,
