@@ -23,8 +23,9 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterRequest,
 )
 
-# Register map v2 (firmware/rack-registers/src/map.rs), as wire addresses.
+# Register map v3 (firmware/rack-registers/src/map.rs), as wire addresses.
 MAP_VERSION = 3
+MAP_VERSION_VALUE = 3
 ACTIONS = 7
 STATUS = 8
 TROUBLES = 9
@@ -40,7 +41,13 @@ RESET_CAUSE = 35
 BOOT_COUNT = 36
 CYCLE_MAX_US = 40
 STACK_PEAK = 42
-COUNT = 91
+ROOM_GAS_RELEASE = 43
+EVENT_WINDOW_LEN = 23
+EVENT_WINDOW = 44
+EVENT_ENTRY_REGS = 6
+COUNT = 92
+KIND_CONTROLLER_RESET = 29
+STATE_NOT_FITTED = 3
 
 TROUBLE_BOARD = 1 << 27
 BT_ADC = 1 << 2
@@ -152,10 +159,10 @@ def main():
         while time.monotonic() < deadline:
             regs = link.registers()
             # The image needs a few cycles to confirm its line states.
-            if regs is not None and regs[MAP_VERSION] == 2 and regs[LINE_FAULT] != 0:
+            if regs is not None and regs[MAP_VERSION] == MAP_VERSION_VALUE and regs[LINE_FAULT] != 0:
                 break
             time.sleep(0.1)
-        check(regs is not None and regs[MAP_VERSION] == 2,
+        check(regs is not None and regs[MAP_VERSION] == MAP_VERSION_VALUE,
               "the board image answers a Modbus RTU read of all %d input registers "
               "(map version %s)" % (COUNT, regs and regs[MAP_VERSION]))
         if regs is None:
@@ -185,6 +192,16 @@ def main():
         check(cause & RC_UNKNOWN != 0 and board & BT_UNEXPECTED_RESET != 0,
               "a reset without readable flags is unknown and unexpected (cause %#06x, "
               "boot count %d)" % (cause, u32(regs, BOOT_COUNT)))
+        n = regs[EVENT_WINDOW_LEN]
+        oldest = EVENT_WINDOW + (n - 1) * EVENT_ENTRY_REGS if n else None
+        check(oldest is not None and regs[oldest + 4] & 0xFF == KIND_CONTROLLER_RESET
+              and regs[oldest + 5] == cause and regs[oldest + 4] >> 8 == 3,
+              "the boot's reset cause is the first event of the window, as a trouble "
+              "(code %s, detail %s)" % (oldest and hex(regs[oldest + 4]),
+                                        oldest and hex(regs[oldest + 5])))
+        check(regs[ROOM_GAS_RELEASE] == STATE_NOT_FITTED,
+              "the room's gas release, not wired to board rev B, reads not wired, never "
+              "'not operated' (state %d)" % regs[ROOM_GAS_RELEASE])
         peak = regs[STACK_PEAK]
         check(0 < peak <= STACK_BOUND,
               "stack peak %d bytes of %d, bound %d" % (peak, STACK_BYTES, STACK_BOUND))

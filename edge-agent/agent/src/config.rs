@@ -83,7 +83,11 @@
 //! authority_key = "rio-r07/authority"  # fire-authority key switch: battery power off
 //! thresholds = { stage1_c = 60.0, stage2_c = 68.0, stage3_c = 80.0 }  # optional, °C
 //! # Inputs sharing an ADC, a supply, a module or a cable: the same group id (1..=15); they
-//! # never corroborate each other (omitted: no shared cause declared).
+//! # never corroborate each other (omitted: no shared cause declared). Different ids declare
+//! # inputs independent. temp1 and temp2, when both fitted, MUST be declared (either way), and
+//! # so must any two temperature inputs when one is the only corroboration of the other: the
+//! # rack is refused otherwise (hazard #11.4, firmware/HAZARDS.md F6). Undeclared temperature
+//! # inputs read from one device are a warning at start and in --check-config.
 //! common_cause = { temp1 = 1, temp2 = 1 }
 //!
 //! [[controller]]                  # a rack WITH its own controller (firmware/board/rack-controller)
@@ -1245,6 +1249,48 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
                 "a rack needs at least one temperature input",
             ));
         }
+        // The logic as it will run (fitted = the configured inputs), checked now rather than
+        // when the rack's task starts: a rack whose logic cannot run is a configuration error.
+        let cause_span = r.common_cause.as_ref().map_or(span.clone(), |g| g.span());
+        let logic = rack_logic(&rack);
+        if let Err(e) = logic.validate() {
+            return Err(ctx.err(
+                cause_span,
+                &f(e.field),
+                format!(
+                    "{}; the rack's fitted inputs are the ones configured here",
+                    e.reason
+                ),
+            ));
+        }
+        // Hazard #11.4: two temperature inputs on one ADC, supply, module or cable drift
+        // together and, undeclared, corroborate each other into an agent release with no fire.
+        // The rack transmitters (temp1, temp2) must be declared; so must any pair that would
+        // be the only corroboration one of its inputs has.
+        if let Some(p) = logic
+            .undeclared_pairs()
+            .find(|p| p.only_corroboration || is_partner(p))
+        {
+            let (a, b) = (input_name(p.a), input_name(p.b));
+            return Err(ctx.err(
+                cause_span,
+                &f("common_cause"),
+                format!(
+                    "{a} and {b} could corroborate each other{only}, but nothing declares \
+                     whether they share an ADC, a supply, a module or a cable (two inputs \
+                     drifting together would then release agent with no fire): declare \
+                     `common_cause = {{ {a} = 1, {b} = 1 }}` when they share one (stage 2 \
+                     and later then need an independent input: smoke, off-gas or another \
+                     temperature), or `common_cause = {{ {a} = 1, {b} = 2 }}` when they are \
+                     independent",
+                    only = if p.only_corroboration {
+                        " and for one of them the other is the only possible corroboration"
+                    } else {
+                        ""
+                    },
+                ),
+            ));
+        }
         racks.push(rack);
     }
 
@@ -1405,6 +1451,75 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&file, &text, base)
+}
+
+/// The fire logic configuration of a `[[rack]]` as its task runs it: the rack's thresholds and
+/// common-cause groups, fitted inputs = the configured ones.
+pub fn rack_logic(r: &RackConfig) -> fire_logic::Config {
+    let mut lc = r.logic;
+    lc.fitted.bms = r.bms.is_some();
+    lc.fitted.rack_temp1 = r.temp1.is_some();
+    lc.fitted.rack_temp2 = r.temp2.is_some();
+    lc.fitted.camera = r.camera.is_some();
+    lc.fitted.smoke = r.smoke.is_some();
+    lc.fitted.offgas = r.offgas.is_some();
+    lc.fitted.feedback = r.feedback.each_ref().map(Option::is_some);
+    lc
+}
+
+/// The `[[rack]]` key of a fire-logic source (as in `common_cause`).
+fn input_name(id: fire_logic::SourceId) -> &'static str {
+    use fire_logic::SourceId as S;
+    match id {
+        S::Bms => "bms_max",
+        S::RackTemp1 => "temp1",
+        S::RackTemp2 => "temp2",
+        S::Camera => "camera",
+        S::Smoke => "smoke",
+        S::OffGas => "offgas",
+    }
+}
+
+fn is_partner(p: &fire_logic::UndeclaredPair) -> bool {
+    p.a == fire_logic::SourceId::RackTemp1 && p.b == fire_logic::SourceId::RackTemp2
+}
+
+/// Warnings about the configuration that do not stop the agent, to be shown loudly at start
+/// and by `--check-config`: temperature inputs of a `[[rack]]` read from the same device (its
+/// module, converter, supply and cable) that may corroborate each other with no `common_cause`
+/// declaration (the pairs that must be declared are refused by [`parse`] already).
+pub fn warnings(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &cfg.racks {
+        let point = |id: fire_logic::SourceId| {
+            use fire_logic::SourceId as S;
+            match id {
+                S::Bms => r.bms.as_ref(),
+                S::RackTemp1 => r.temp1.as_ref(),
+                S::RackTemp2 => r.temp2.as_ref(),
+                S::Camera => r.camera.as_ref(),
+                S::Smoke => r.smoke.as_ref(),
+                S::OffGas => r.offgas.as_ref(),
+            }
+        };
+        for p in rack_logic(r).undeclared_pairs() {
+            let (Some(pa), Some(pb)) = (point(p.a), point(p.b)) else {
+                continue;
+            };
+            if pa.0 == pb.0 {
+                let (a, b) = (input_name(p.a), input_name(p.b));
+                out.push(format!(
+                    "rack `{}`: {a} and {b} are both read from device `{}` and may corroborate \
+                     each other with no common_cause declaration: if they share its converter, \
+                     supply or cable, declare `common_cause = {{ {a} = 1, {b} = 1 }}` (a fault \
+                     of the device would otherwise release agent with no fire); if they are \
+                     independent, `common_cause = {{ {a} = 1, {b} = 2 }}`",
+                    r.id, pa.0
+                ));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1629,7 +1744,7 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
 
     #[test]
     fn racks_are_checked() {
-        let rack = "\n[[rack]]\nid = \"r1\"\nnumber = 1\nzone = \"z\"\ntemp1 = \"ups-1/t\"\nrelay = \"ups-1\"\ncoils = { contactor_open = \"c1\" }\n";
+        let rack = "\n[[rack]]\nid = \"r1\"\nnumber = 1\nzone = \"z\"\ntemp1 = \"ups-1/t\"\nsmoke = \"ups-1/s\"\nrelay = \"ups-1\"\ncoils = { contactor_open = \"c1\" }\n";
         let c = parse_str(&format!("{GOOD}{rack}")).unwrap();
         assert_eq!(c.racks[0].coils["contactor_open"], "c1");
         assert_eq!(c.racks[0].cycle, Duration::from_millis(100));
@@ -1654,7 +1769,7 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
 
     #[test]
     fn rack_panel_feedback_and_thresholds() {
-        let rack = "\n[[rack]]\nid = \"r1\"\ntemp1 = \"ups-1/t\"\nfeedback = { contactor_open = \"ups-1/fb\" }\nreset_key = \"ups-1/key\"\nauthority_key = \"ups-1/auth\"\nthresholds = { stage1_c = 55.0, stage2_c = 66.5 }\n";
+        let rack = "\n[[rack]]\nid = \"r1\"\ntemp1 = \"ups-1/t\"\nsmoke = \"ups-1/s\"\nfeedback = { contactor_open = \"ups-1/fb\" }\nreset_key = \"ups-1/key\"\nauthority_key = \"ups-1/auth\"\nthresholds = { stage1_c = 55.0, stage2_c = 66.5 }\n";
         let c = parse_str(&format!("{GOOD}{rack}")).unwrap();
         let r = &c.racks[0];
         assert_eq!(r.feedback[0], Some(("ups-1".into(), "fb".into())));
@@ -1682,7 +1797,7 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
     #[test]
     fn rack_room_gas_release_and_common_cause_groups() {
         // Hazard: two inputs read through one I/O module "corroborating" each other.
-        let rack = "\n[[rack]]\nid = \"r1\"\ntemp1 = \"ups-1/t\"\ntemp2 = \"ups-1/t2\"\nroom_gas_release = \"ups-1/gas\"\ncommon_cause = { temp1 = 1, temp2 = 1 }\n";
+        let rack = "\n[[rack]]\nid = \"r1\"\ntemp1 = \"ups-1/t\"\ntemp2 = \"ups-1/t2\"\nsmoke = \"ups-1/s\"\nroom_gas_release = \"ups-1/gas\"\ncommon_cause = { temp1 = 1, temp2 = 1 }\n";
         let c = parse_str(&format!("{GOOD}{rack}")).unwrap();
         let r = &c.racks[0];
         assert_eq!(
@@ -1697,6 +1812,65 @@ synthetic = { points = 3, period_ms = 50, event_every = 5 }
             rack.replace("temp2 = 1", "temp2 = 16")
         ));
         assert_eq!(e.field, "rack[0].common_cause");
+    }
+
+    #[test]
+    fn undeclared_rack_transmitters_are_refused_and_one_device_pairs_warned() {
+        // Hazard #11.4: temp1 and temp2 on one I/O module drift to 87 C together (reference
+        // sag) and, with no declaration, corroborate each other: agent with no fire.
+        let base = "\n[[rack]]\nid = \"r1\"\ntemp1 = \"ups-1/t\"\ntemp2 = \"ups-1/t2\"\n";
+        // Their only corroboration is each other: refused, and the message says what to write.
+        let e = err_of(&format!("{GOOD}{base}"));
+        assert_eq!(e.field, "rack[0].common_cause");
+        assert!(
+            e.message.contains("only possible corroboration")
+                && e.message
+                    .contains("common_cause = { temp1 = 1, temp2 = 1 }")
+                && e.message
+                    .contains("common_cause = { temp1 = 1, temp2 = 2 }"),
+            "{e}"
+        );
+        // With smoke fitted they could still corroborate each other: still refused.
+        let smoke = format!("{base}smoke = \"ups-1/s\"\n");
+        let e = err_of(&format!("{GOOD}{smoke}"));
+        assert_eq!(e.field, "rack[0].common_cause");
+        assert!(!e.message.contains("only possible"), "{e}");
+        // Declared shared: accepted (smoke corroborates), and they never corroborate each other.
+        let c = parse_str(&format!(
+            "{GOOD}{smoke}common_cause = {{ temp1 = 1, temp2 = 1 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.racks[0].logic.common_cause, [0, 1, 1, 0, 0, 0]);
+        assert!(warnings(&c).is_empty());
+        // Declared shared with nothing independent: refused by the logic's own rule, at load
+        // (before, the rack's fire logic refused to start only when its task ran).
+        let e = err_of(&format!(
+            "{GOOD}{base}common_cause = {{ temp1 = 1, temp2 = 1 }}\n"
+        ));
+        assert_eq!(e.field, "rack[0].corroboration");
+        // Declared independent: accepted with no smoke.
+        let c = parse_str(&format!(
+            "{GOOD}{base}common_cause = {{ temp1 = 1, temp2 = 2 }}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.racks[0].logic.common_cause, [0, 1, 2, 0, 0, 0]);
+        // Two other temperature inputs read from one device, undeclared: a warning naming the
+        // device and the declaration (another independent input exists, so not refused).
+        let one_device = "\n[[rack]]\nid = \"r2\"\nbms_max = \"ups-1/bt\"\ntemp1 = \"ups-1/t\"\nsmoke = \"cam-1/s\"\n";
+        let c = parse_str(&format!("{GOOD}{one_device}")).unwrap();
+        let w = warnings(&c);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("rack `r2`: bms_max and temp1 are both read from device `ups-1`"),
+            "{w:?}"
+        );
+        // ... and refused when they are each other's only corroboration.
+        let e = err_of(&format!(
+            "{GOOD}{}",
+            one_device.replace("smoke = \"cam-1/s\"\n", "")
+        ));
+        assert_eq!(e.field, "rack[0].common_cause");
+        assert!(e.message.contains("bms_max and temp1"), "{e}");
     }
 
     #[test]

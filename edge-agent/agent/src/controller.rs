@@ -8,13 +8,17 @@
 //!
 //! What comes from where:
 //! - the event log (sequence numbers): stage entries (every stage, pre-alarm to stage 5, its
-//!   own alarm), local resets (restores of every stage alarm sent), gas released, battery
-//!   isolated;
+//!   own alarm), the room's gas release (stage 5, as the agent's own `[[rack]]` logic reports
+//!   it: the stage it gives), local resets and resets with the key held (restores of every stage
+//!   alarm sent), gas released, battery isolated, and unexpected controller resets (a fire
+//!   trouble: carried by the trouble condition when that condition is raised in the same read,
+//!   else its own trouble message, with its restore when no trouble is standing);
 //! - the registers (reconciled on every read): the stage, as a backstop when log entries were
 //!   missed (window overrun, controller reboot, first contact); aggregated conditions with
 //!   alarm and restore: sensor trouble (trouble bits 0..=6), other troubles (bits 7..), off-gas
-//!   supervisory, manual-only bypass, fire authority in command (status bits 1..=3); and the
-//!   controller not answering (a fire trouble of that rack).
+//!   supervisory, manual-only bypass, fire authority in command (status bits 1..=3), the
+//!   reset-loop lockout (status bit 13: battery isolated, restored when a local reset ends it);
+//!   and the controller not answering (a fire trouble of that rack).
 //!
 //! Exactly once across agent restarts: [`advance`] is pure and returns the next [`Cursor`] with
 //! the messages to send in `pending`, each with a unique id (`{agent}:{device}:{boot}:s{seq}` for a
@@ -37,7 +41,7 @@ use std::path::Path;
 use std::time::Duration;
 use tracing::{error, info, warn};
 
-/// Input registers read per poll (the whole map, 72 registers).
+/// Input registers read per poll (the whole map).
 pub const BLOCK: u16 = input::COUNT;
 
 /// One log entry of the controller's window.
@@ -57,6 +61,8 @@ pub struct Reading {
     pub status: u16,
     pub troubles: u32,
     pub event_seq: u32,
+    /// Cause of the controller's last reset (`map::reset_cause` bits).
+    pub reset_cause: u16,
     /// Newest first, as in the window.
     pub events: Vec<LogEntry>,
 }
@@ -100,12 +106,13 @@ pub fn decode(regs: &[u16]) -> Result<Reading, String> {
         status: regs[usize::from(input::STATUS)],
         troubles: u32_at(regs, input::TROUBLES),
         event_seq: u32_at(regs, input::EVENT_SEQ),
+        reset_cause: regs[usize::from(input::RESET_CAUSE)],
         events,
     })
 }
 
 /// Conditions reported with alarm and restore, as bits of [`Cursor::flags`].
-const CONDITIONS: [(u8, K); 6] = [
+const CONDITIONS: [(u8, K); 7] = [
     (0, K::FireTroubleSensor),
     (1, K::FireTrouble),
     (2, K::FireSupervisoryOffgas),
@@ -113,8 +120,11 @@ const CONDITIONS: [(u8, K); 6] = [
     (4, K::FireAuthority),
     // the controller does not answer
     (5, K::FireTrouble),
+    // the reset-loop lockout holds the battery isolated
+    (6, K::BatteryIsolated),
 ];
 const COMM_FLAG: u8 = 5;
+const TROUBLE_FLAG: u8 = 1;
 
 /// Sensor-invalid and no-valid-temperature trouble bits.
 const SENSOR_TROUBLES: u32 = 0x7F;
@@ -135,6 +145,9 @@ fn conditions(r: &Reading) -> u8 {
     }
     if r.status & map::status::AUTHORITY != 0 {
         f |= 1 << 4;
+    }
+    if r.status & map::status::RESET_LOOP != 0 {
+        f |= 1 << 6;
     }
     f
 }
@@ -237,6 +250,7 @@ impl Out<'_> {
 /// contact (nothing reported yet): the log is not replayed then, the present state is reported.
 pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident) -> Cursor {
     let mut c = cursor.cloned().unwrap_or_else(|| Cursor::new(now_ms));
+    let mut new_boot = false;
     if !c.seen {
         // First contact: the log is not replayed, the present state is reported below.
         c.seen = true;
@@ -245,6 +259,7 @@ pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident)
         // A new boot: its window is fresh and its sequence numbers may repeat old ones.
         c.boot = now_ms.max(c.boot + 1);
         c.last_seq = 0;
+        new_boot = true;
     }
     c.uptime_s = r.uptime_s;
     let test = r.status & map::status::TEST_MODE != 0;
@@ -255,6 +270,7 @@ pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident)
     };
     let mut new: Vec<&LogEntry> = r.events.iter().filter(|e| e.seq > out.c.last_seq).collect();
     new.sort_by_key(|e| e.seq);
+    let mut unexpected_resets = Vec::new();
     for e in new {
         let log_id = format!("{}:{}:s{}", ident.prefix, out.c.boot, e.seq);
         match e.kind {
@@ -267,6 +283,17 @@ pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident)
             event_kind::RESET_ACCEPTED | event_kind::RESET_OVERRIDE => {
                 out.restore_stages(Some(&log_id))
             }
+            // The room's gas release gives stage 5 (its stage entry follows in the same cycle
+            // unless stage 5 was latched already): the stage-5 alarm, once.
+            event_kind::ROOM_GAS_RELEASE => {
+                let to = fire_logic::Stage::Stage5.code().into();
+                if to > out.c.stage {
+                    out.raise_stages(to, Some(&log_id));
+                }
+            }
+            event_kind::CONTROLLER_RESET if e.detail & map::reset_cause::UNEXPECTED != 0 => {
+                unexpected_resets.push(log_id)
+            }
             event_kind::GAS_RELEASED => out.push(log_id, K::FireGasReleased, false),
             event_kind::BATTERY_ISOLATED => out.push(log_id, K::BatteryIsolated, false),
             _ => {}
@@ -274,6 +301,16 @@ pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident)
         out.c.last_seq = e.seq;
     }
     out.c.last_seq = out.c.last_seq.max(r.event_seq);
+    // Backstop: a new boot whose reset entry left the window before this read (a busy first
+    // second) still reports an unexpected cause, from the register.
+    let reset_seen = r
+        .events
+        .iter()
+        .any(|e| e.kind == event_kind::CONTROLLER_RESET);
+    if new_boot && !reset_seen && r.reset_cause & map::reset_cause::UNEXPECTED != 0 {
+        let id = out.state_id();
+        unexpected_resets.push(id);
+    }
     // Backstop: the registers are the truth for the stage.
     if r.stage < out.c.stage {
         out.restore_stages(None);
@@ -282,7 +319,24 @@ pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident)
         out.raise_stages(r.stage, None);
     }
     // Conditions; this read succeeded, so a reported comm loss is restored too.
-    flags_to(&mut out, conditions(r));
+    let target = conditions(r);
+    // An unexpected controller reset is a fire trouble. When the trouble condition is raised
+    // by this read, its alarm carries it; when a trouble is already standing, the reset gets
+    // its own trouble message (a second fault never hidden behind the first, closed by the
+    // standing trouble's restore); when no trouble stands after this read (acknowledged
+    // already), its own trouble message and the restore.
+    let trouble = |f: u8| f & (1 << TROUBLE_FLAG) != 0;
+    let (before, after) = (trouble(out.c.flags), trouble(target));
+    for id in unexpected_resets {
+        if before {
+            out.push(id, K::FireTrouble, false);
+        } else if !after {
+            let restore = format!("{id}/r");
+            out.push(id, K::FireTrouble, false);
+            out.push(restore, K::FireTrouble, true);
+        }
+    }
+    flags_to(&mut out, target);
     c
 }
 
@@ -516,6 +570,7 @@ mod tests {
             status: 0,
             troubles: 0,
             event_seq: log.iter().map(|e| e.seq).max().unwrap_or(0),
+            reset_cause: 0,
             events,
         }
     }
@@ -799,5 +854,241 @@ mod tests {
         assert_eq!(load(&p).unwrap(), Some(c));
         std::fs::write(&p, b"{").unwrap();
         assert!(load(&p).is_err());
+    }
+
+    fn flag_reading(log: &[LogEntry], uptime_s: u32, troubles: u32, status: u16) -> Reading {
+        let mut r = reading(uptime_s, 0, log);
+        r.troubles = troubles;
+        r.status = status;
+        r
+    }
+
+    #[test]
+    fn an_unexpected_controller_reset_is_one_fire_trouble_however_the_trouble_condition_stands() {
+        // Hazard: a controller that reset itself (watchdog, fault) while another trouble was
+        // already reported: the aggregated trouble condition does not change, and the fire
+        // authority never hears of the reset.
+        use map::reset_cause as rc;
+        let board = map::trouble::BOARD;
+        let boot = |cause: u16| vec![entry(1, event_kind::CONTROLLER_RESET, cause)];
+        let troubles = |c: &Cursor| -> Vec<bool> {
+            c.pending
+                .iter()
+                .filter(|(_, e)| e.kind == K::FireTrouble)
+                .map(|(_, e)| e.restore)
+                .collect()
+        };
+        // 1. No trouble before; the reset raises the board trouble: one alarm, from the
+        // condition (nothing extra).
+        let c0 = advance(None, &flag_reading(&[], 100, 0, 0), 1, &ident());
+        let c = advance(
+            Some(&c0),
+            &flag_reading(&boot(rc::IWDG), 1, board, 0),
+            2,
+            &ident(),
+        );
+        assert_eq!(troubles(&c), [false]);
+        // 2. A trouble already standing: the reset gets its own trouble message.
+        let mut c0 = advance(None, &flag_reading(&[], 100, board, 0), 1, &ident());
+        c0.pending.clear();
+        let c = advance(
+            Some(&c0),
+            &flag_reading(&boot(rc::FAULT), 1, board, 0),
+            2,
+            &ident(),
+        );
+        assert_eq!(troubles(&c), [false]);
+        assert!(c.pending[0].0.ends_with(":s1"), "{:?}", codes(&c));
+        // 3. Acknowledged before the agent read it: its own trouble and restore.
+        let c0 = advance(None, &flag_reading(&[], 100, 0, 0), 1, &ident());
+        let c = advance(
+            Some(&c0),
+            &flag_reading(&boot(rc::WWDG), 1, 0, 0),
+            2,
+            &ident(),
+        );
+        assert_eq!(troubles(&c), [false, true]);
+        // A power-up is not a trouble.
+        let c = advance(
+            Some(&c0),
+            &flag_reading(&boot(rc::POWER_ON), 1, 0, 0),
+            2,
+            &ident(),
+        );
+        assert_eq!(troubles(&c), Vec::<bool>::new());
+        // The reset entry already pushed out of the window by the new boot's first events:
+        // the register still tells, once per boot.
+        let mut c0 = advance(None, &flag_reading(&[], 100, board, 0), 1, &ident());
+        c0.pending.clear();
+        let later: Vec<LogEntry> = (2..12)
+            .map(|s| entry(s, event_kind::SOURCE_INVALID, 1))
+            .collect();
+        let mut r = flag_reading(&later, 1, board, 0);
+        r.reset_cause = rc::IWDG;
+        let c = advance(Some(&c0), &r, 2, &ident());
+        assert_eq!(troubles(&c), [false]);
+        let mut c1 = c.clone();
+        c1.pending.clear();
+        let mut r = flag_reading(&later, 2, board, 0);
+        r.reset_cause = rc::IWDG;
+        assert_eq!(
+            troubles(&advance(Some(&c1), &r, 3, &ident())),
+            Vec::<bool>::new()
+        );
+    }
+
+    #[test]
+    fn the_reset_loop_lockout_is_a_battery_isolated_alarm_until_a_local_reset_ends_it() {
+        // Hazard: the controller holds the battery isolated after a reset loop and the fire
+        // authority is told nothing (or is never told that it ended).
+        let st = map::status::RESET_LOOP;
+        let c0 = advance(None, &flag_reading(&[], 100, 0, 0), 1, &ident());
+        let c = advance(Some(&c0), &flag_reading(&[], 101, 0, st), 2, &ident());
+        let iso: Vec<_> = codes(&c)
+            .into_iter()
+            .filter(|x| x.1 == K::BatteryIsolated)
+            .collect();
+        assert_eq!(iso.len(), 1);
+        assert!(!iso[0].2);
+        let mut c1 = c.clone();
+        c1.pending.clear();
+        let c = advance(Some(&c1), &flag_reading(&[], 102, 0, st), 3, &ident());
+        assert!(c.pending.is_empty(), "reported once");
+        let c = advance(Some(&c), &flag_reading(&[], 103, 0, 0), 4, &ident());
+        assert_eq!(
+            codes(&c)
+                .into_iter()
+                .map(|x| (x.1, x.2))
+                .collect::<Vec<_>>(),
+            [(K::BatteryIsolated, true)]
+        );
+    }
+
+    #[test]
+    fn the_controller_and_the_agents_own_logic_send_the_same_fire_alarms() {
+        // Hazard: the same fire reported differently to the fire authority depending on whether
+        // the rack has its own controller: here the room's gas release in manual-only mode
+        // (kind 28), the gas after its warning, and a reset with the key held (kind 27).
+        use crate::config::RackConfig;
+        use crate::fire::RackRunner;
+        use dcim_points::{Quality, Value};
+        use std::collections::BTreeMap;
+        let p = |pt: &str| Some(("rio".to_owned(), pt.to_owned()));
+        let mut cfg = RackConfig {
+            id: "r8".into(),
+            number: 8,
+            zone: "room".into(),
+            dc09_zone: 2,
+            bms: p("bms"),
+            temp1: p("t1"),
+            temp2: p("t2"),
+            camera: None,
+            smoke: p("smoke"),
+            offgas: None,
+            relay: None,
+            coils: Default::default(),
+            feedback: Default::default(),
+            panel: Default::default(),
+            cycle: Duration::from_millis(100),
+            latch_file: "unused".into(),
+            logic: fire_logic::Config::default(),
+        };
+        cfg.logic.common_cause = [0, 1, 1, 0, 0, 0];
+        cfg.panel.room_gas_release = p("gas");
+        cfg.panel.manual_only = p("occupied");
+        cfg.panel.reset_key = p("key");
+        let mut runner = RackRunner::new(cfg, None, 0).unwrap();
+        // The controller's logic: the same configuration, the same inputs.
+        let mut logic = fire_logic::RackLogic::new(*runner.logic.config()).unwrap();
+        let mut latest: BTreeMap<(String, String), (Option<Value>, Quality)> = BTreeMap::new();
+        let set = |l: &mut BTreeMap<_, _>, pt: &str, v: Value| {
+            l.insert(("rio".to_owned(), pt.to_owned()), (Some(v), Quality::Good));
+        };
+        for pt in ["bms", "t1", "t2"] {
+            set(&mut latest, pt, Value::Number(25.0));
+        }
+        for pt in ["smoke", "gas", "key"] {
+            set(&mut latest, pt, Value::Bool(false));
+        }
+        set(&mut latest, "occupied", Value::Bool(true));
+        let mut local = Vec::new();
+        let mut window: Vec<LogEntry> = Vec::new();
+        let mut cursor: Option<Cursor> = None;
+        let mut remote = Vec::new();
+        let mut now = 0u64;
+        let mut run = |latest: &BTreeMap<_, _>, ms: u64, now: &mut u64| {
+            let end = *now + ms;
+            while *now < end {
+                for (_, dc09) in runner.step(*now, 0, latest).events {
+                    local.extend(dc09.into_iter().map(|e| (e.kind, e.restore)));
+                }
+                let inputs = runner.inputs(latest);
+                logic.step(*now, &inputs);
+                while let Some(ev) = logic.take_event() {
+                    let e = rack_registers::controller::event_entry(&ev);
+                    window.insert(
+                        0,
+                        LogEntry {
+                            seq: e.seq,
+                            time_s: e.time_s,
+                            kind: e.kind,
+                            detail: e.detail,
+                        },
+                    );
+                }
+                let r = Reading {
+                    uptime_s: (*now / 1000) as u32 + 1,
+                    stage: u16::from(logic.stage().code()),
+                    status: 0,
+                    troubles: 0,
+                    event_seq: window.first().map_or(0, |e| e.seq),
+                    reset_cause: 0,
+                    events: window.iter().take(8).copied().collect(),
+                };
+                let c = advance(cursor.as_ref(), &r, 1, &ident());
+                remote.extend(c.pending.iter().map(|(_, e)| (e.kind, e.restore)));
+                let mut c = c;
+                c.pending.clear();
+                cursor = Some(c);
+                *now += 100;
+            }
+        };
+        run(&latest, 3_000, &mut now);
+        set(&mut latest, "gas", Value::Bool(true));
+        run(&latest, 35_000, &mut now);
+        set(&mut latest, "gas", Value::Bool(false));
+        set(&mut latest, "occupied", Value::Bool(false));
+        // A dead transmitter: the reset is refused, then accepted with the key held 10 s.
+        latest.insert(("rio".into(), "t2".into()), (None, Quality::Bad));
+        run(&latest, 3_000, &mut now);
+        set(&mut latest, "key", Value::Bool(true));
+        run(&latest, 12_000, &mut now);
+        assert_eq!(logic.stage(), Stage::Normal, "reset with the key held");
+        let fire = |v: &[(K, bool)]| -> Vec<(K, bool)> {
+            v.iter()
+                .copied()
+                .filter(|(k, _)| {
+                    matches!(
+                        k,
+                        K::FirePreAlarm
+                            | K::FireStage1
+                            | K::FireStage2Patch
+                            | K::FireStage3Agent
+                            | K::FireStage4Coolant
+                            | K::FireStage5Gas
+                            | K::FireGasReleased
+                            | K::BatteryIsolated
+                    )
+                })
+                .collect()
+        };
+        let (l, r) = (fire(&local), fire(&remote));
+        assert!(l.contains(&(K::FireStage5Gas, false)), "{l:?}");
+        assert!(l.contains(&(K::FireGasReleased, false)), "{l:?}");
+        assert!(
+            l.contains(&(K::FireStage5Gas, true)),
+            "reset restores: {l:?}"
+        );
+        assert_eq!(l, r, "the [[rack]] logic and the controller path differ");
     }
 }

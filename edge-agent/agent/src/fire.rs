@@ -82,6 +82,21 @@ pub fn digital(latest: Option<&(Option<Value>, Quality)>) -> Digital {
     }
 }
 
+/// A local panel switch from the latest value of its point: like [`digital`], but a point that
+/// is `bad` or whose device is lost is a line fault, never "not operated": the logic then
+/// raises `switch_fault`, counts a faulted hold switch as held and a faulted manual-only switch
+/// as occupied, and a release or reset switch as not pressed (never a press). The authority
+/// key is not read this way: a lost key keeps its last level (a fault would count as off and
+/// end a forced isolation).
+pub fn switch(latest: Option<&(Option<Value>, Quality)>) -> Digital {
+    match latest {
+        Some((_, Quality::Bad | Quality::CommLost)) => Digital::Fault,
+        Some((Some(_), Quality::Good)) => digital(latest),
+        Some((None, Quality::Good)) => Digital::Fault,
+        None | Some((_, Quality::Stale)) => Digital::NoSample,
+    }
+}
+
 /// The DC-09 event kind of a latched stage (none for `Normal`).
 pub fn stage_kind(stage: Stage) -> Option<sia_dc09::EventKind> {
     use sia_dc09::EventKind as K;
@@ -247,14 +262,7 @@ impl RackRunner {
         restored: Option<&LatchRecord>,
         now_ms: u64,
     ) -> Result<RackRunner, String> {
-        let mut lc = cfg.logic;
-        lc.fitted.bms = cfg.bms.is_some();
-        lc.fitted.rack_temp1 = cfg.temp1.is_some();
-        lc.fitted.rack_temp2 = cfg.temp2.is_some();
-        lc.fitted.camera = cfg.camera.is_some();
-        lc.fitted.smoke = cfg.smoke.is_some();
-        lc.fitted.offgas = cfg.offgas.is_some();
-        lc.fitted.feedback = cfg.feedback.each_ref().map(Option::is_some);
+        let lc = crate::config::rack_logic(&cfg);
         let logic = match restored {
             Some(r) => RackLogic::restore(lc, r, now_ms),
             None => RackLogic::new(lc),
@@ -279,11 +287,11 @@ impl RackRunner {
             smoke: digital(get(&self.cfg.smoke)),
             offgas: analog(get(&self.cfg.offgas)),
             feedback: self.cfg.feedback.each_ref().map(|r| digital(get(r))),
-            reset: digital(get(&self.cfg.panel.reset_key)),
-            hold: digital(get(&self.cfg.panel.hold)),
-            manual_release: digital(get(&self.cfg.panel.manual_release)),
-            room_gas_release: digital(get(&self.cfg.panel.room_gas_release)),
-            manual_only: digital(get(&self.cfg.panel.manual_only)),
+            reset: switch(get(&self.cfg.panel.reset_key)),
+            hold: switch(get(&self.cfg.panel.hold)),
+            manual_release: switch(get(&self.cfg.panel.manual_release)),
+            room_gas_release: switch(get(&self.cfg.panel.room_gas_release)),
+            manual_only: switch(get(&self.cfg.panel.manual_only)),
             authority: digital(get(&self.cfg.panel.authority_key)),
         }
     }
@@ -621,6 +629,53 @@ mod tests {
         assert_eq!(r.len(), 7);
         assert_eq!(r[0], K::FireGasReleased);
         assert!(dc09_reset(Stage::Normal, 0, 0).is_empty());
+    }
+
+    #[test]
+    fn a_lost_room_gas_release_or_hold_switch_is_a_fault_never_not_operated() {
+        // Hazard: the room panel's I/O module goes silent; its gas release and hold switch
+        // read as "not operated" and nobody is told that the room's release path is cut.
+        let lost = (Some(Value::Bool(false)), Quality::CommLost);
+        let bad = (None, Quality::Bad);
+        assert_eq!(switch(Some(&lost)), Digital::Fault);
+        assert_eq!(switch(Some(&bad)), Digital::Fault);
+        assert_eq!(switch(Some(&(None, Quality::Good))), Digital::Fault);
+        assert_eq!(
+            switch(Some(&(Some(Value::Bool(true)), Quality::Good))),
+            Digital::On
+        );
+        assert_eq!(switch(None), Digital::NoSample);
+        assert_eq!(
+            switch(Some(&(Some(Value::Bool(true)), Quality::Stale))),
+            Digital::NoSample
+        );
+        // Through a runner: the switch fault is a trouble, and a faulted hold counts as held.
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = rack(dir.path());
+        cfg.panel.room_gas_release = Some(("panel".into(), "gas".into()));
+        cfg.panel.authority_key = Some(("panel".into(), "auth".into()));
+        let mut r = RackRunner::new(cfg, None, 0).unwrap();
+        let mut v = values(25.0, Quality::Good);
+        v.insert(("panel".into(), "gas".into()), lost.clone());
+        v.insert(("panel".into(), "auth".into()), lost);
+        let i = r.inputs(&v);
+        assert_eq!(i.room_gas_release, Digital::Fault);
+        assert_eq!(
+            i.authority,
+            Digital::NoSample,
+            "a lost authority key keeps its level: a fault would count as off"
+        );
+        let mut t = 0;
+        for _ in 0..10 {
+            r.step(t, 0, &v);
+            t += 100;
+        }
+        assert!(
+            r.logic
+                .outputs()
+                .troubles
+                .contains(fire_logic::Trouble::SwitchFault)
+        );
     }
 
     #[test]

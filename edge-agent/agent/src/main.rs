@@ -75,6 +75,13 @@ fn main() -> ExitCode {
         .and_then(|f| dcim_service::LogFormat::parse(&f))
         .unwrap_or(cfg.log_format);
     dcim_service::init_logging(format, &cfg.log_level);
+    for w in config::warnings(&cfg) {
+        if check_only {
+            eprintln!("dcim-edge-agent: WARNING: {w}");
+        } else {
+            tracing::warn!("CONFIGURATION WARNING: {w}");
+        }
+    }
     if check_only {
         for d in &cfg.devices {
             if let Err(e) = dcim_edge_agent::devices::prepare(d) {

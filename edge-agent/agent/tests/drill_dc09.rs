@@ -173,6 +173,9 @@ zone = "room-1"
 dc09_zone = 1
 temp1 = "rio/t1"
 temp2 = "rio/t2"
+# Two simulated transmitters of the test rig, declared independent: the test drives them to
+# corroborate each other.
+common_cause = {{ temp1 = 1, temp2 = 2 }}
 "#
         ),
     )

@@ -74,6 +74,9 @@ number = 7
 zone = "room-1"
 temp1 = "rio/t1"
 temp2 = "rio/t2"
+# Two simulated transmitters of the test rig, declared independent: the test drives them to
+# corroborate each other.
+common_cause = {{ temp1 = 1, temp2 = 2 }}
 relay = "rio"
 coils = {{ contactor_open = "do1", blanket_drop = "do2" }}
 latch_file = "fire/rack-07.latch"

@@ -195,6 +195,20 @@ impl Default for Config {
     }
 }
 
+/// Two fitted temperature sources that may corroborate each other with no common-cause
+/// declaration saying they are independent ([`Config::undeclared_pairs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UndeclaredPair {
+    /// The first source (in [`SourceId`] order).
+    pub a: SourceId,
+    /// The second source.
+    pub b: SourceId,
+    /// For one of the two, the other is its only possible corroboration (no other independent
+    /// temperature, no smoke, no off-gas): exactly the common-mode hazard, with nothing else
+    /// to catch it.
+    pub only_corroboration: bool,
+}
+
 /// Why a configuration was rejected: the field and what was expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConfigError {
@@ -242,6 +256,55 @@ impl Config {
         let ga = self.common_cause.get(a.index()).copied().unwrap_or(0);
         let gb = self.common_cause.get(b.index()).copied().unwrap_or(0);
         ga == 0 || ga != gb
+    }
+
+    /// Pairs of fitted temperature sources that may corroborate each other although nothing
+    /// in the configuration says they are independent: the second-temperature rule is enabled
+    /// and at least one of the two has no declared common-cause group (0). Two sources are
+    /// *declared* when both have a group: the same group (they never corroborate each other)
+    /// or different groups (declared independent). Hazard #11.4: two transmitters on one ADC
+    /// and one supply drift up together and, undeclared, "corroborate" each other into an
+    /// agent release with no fire. The logic cannot know the wiring; every deployment path
+    /// (the board's configuration, the edge agent's `[[rack]]` loader, `fire-replay`) checks
+    /// these pairs and refuses or warns (see `firmware/HAZARDS.md`, F6).
+    pub fn undeclared_pairs(&self) -> impl Iterator<Item = UndeclaredPair> + '_ {
+        let t = SourceId::TEMPERATURES;
+        (0..t.len())
+            .flat_map(move |i| (i.saturating_add(1)..t.len()).map(move |j| (i, j)))
+            .filter_map(move |(i, j)| {
+                let (a, b) = (*t.get(i)?, *t.get(j)?);
+                let group = |s: SourceId| self.common_cause.get(s.index()).copied().unwrap_or(0);
+                let fitted = self.fitted.source(a.index()) && self.fitted.source(b.index());
+                let undeclared = group(a) == 0 || group(b) == 0;
+                (self.corroboration.second_temperature && fitted && undeclared).then(|| {
+                    UndeclaredPair {
+                        a,
+                        b,
+                        only_corroboration: !self.corroborated_without(a, b)
+                            || !self.corroborated_without(b, a),
+                    }
+                })
+            })
+    }
+
+    /// The undeclared rack-transmitter partner pair (`rack_temp1`, `rack_temp2`), if any: the
+    /// pair hazard #11.4 is about (one rack, one kind of transmitter, usually one module).
+    pub fn undeclared_partner(&self) -> Option<UndeclaredPair> {
+        self.undeclared_pairs()
+            .find(|p| p.a == SourceId::RackTemp1 && p.b == SourceId::RackTemp2)
+    }
+
+    /// True if `t` has an enabled corroboration rule with a fitted source independent of it
+    /// other than `partner`.
+    fn corroborated_without(&self, t: SourceId, partner: SourceId) -> bool {
+        let f = &self.fitted;
+        let rules = &self.corroboration;
+        (rules.second_temperature
+            && SourceId::TEMPERATURES
+                .iter()
+                .any(|o| *o != partner && f.source(o.index()) && self.independent(t, *o)))
+            || (rules.smoke && f.smoke && self.independent(t, SourceId::Smoke))
+            || (rules.offgas && f.offgas && self.independent(t, SourceId::OffGas))
     }
 
     /// True if some fitted temperature source has an enabled corroboration rule whose source is

@@ -85,7 +85,9 @@ mod source;
 mod stages;
 mod types;
 
-pub use config::{Config, ConfigError, Corroboration, Fitted, MAX_COMMON_CAUSE_GROUP};
+pub use config::{
+    Config, ConfigError, Corroboration, Fitted, MAX_COMMON_CAUSE_GROUP, UndeclaredPair,
+};
 pub use events::{
     Cause, Corroborator, EVENT_LOG_CAPACITY, Event, EventClass, EventKind, EventLog, NotFallen,
     Refused, ResetRefusal,

@@ -396,6 +396,20 @@ impl RackLogic {
         }
     }
 
+    /// True while something is latched that only an accepted local reset clears (a stage, the
+    /// isolation, a released agent, a room gas sequence).
+    pub fn is_latched(&self) -> bool {
+        self.latched()
+    }
+
+    /// Why a local reset would be refused now (`None`: it would be accepted), judged as the
+    /// reset key is: every fitted source valid and below its reset level, on the raw samples.
+    /// For a board that latches something of its own until a local reset (the rack
+    /// controller's reset-loop lockout), so that it clears on exactly the logic's conditions.
+    pub fn reset_refusal_now(&self) -> Option<ResetRefusal> {
+        self.reset_refusal(false)
+    }
+
     /// Wall-clock time (unix ms) at logic time `now_ms`, once a time sync was received.
     pub fn wall_clock_ms(&self, now_ms: u64) -> Option<i64> {
         let now = i64::try_from(now_ms).ok()?;

@@ -306,6 +306,40 @@ fn h4_a_configuration_without_independent_corroboration_is_rejected() {
     assert_eq!(cfg.validate().unwrap_err().field, "common_cause");
 }
 
+#[test]
+fn h4_undeclared_transmitters_that_could_corroborate_each_other_are_reported() {
+    // Hazard: `Config::default()` declares no group, so a rack whose two transmitters share an
+    // ADC lets them corroborate each other (agent on a reference sag) unless somebody looks.
+    // The deployment paths (edge agent loader, fire-replay) act on this report.
+    let mut cfg = Config::default();
+    cfg.fitted.bms = false;
+    cfg.fitted.camera = false;
+    cfg.fitted.smoke = false;
+    let p = cfg.undeclared_partner().expect("undeclared pair reported");
+    assert_eq!((p.a, p.b), (SourceId::RackTemp1, SourceId::RackTemp2));
+    assert!(p.only_corroboration, "nothing else can corroborate them");
+    assert_eq!(cfg.undeclared_pairs().count(), 1);
+    // With an independent smoke detector the pair is still reported (it can still corroborate
+    // itself on a common-mode drift), but not as the only corroboration.
+    cfg.fitted.smoke = true;
+    let p = cfg.undeclared_partner().unwrap();
+    assert!(!p.only_corroboration);
+    // One group declared, the other not: still undeclared.
+    cfg.common_cause[SourceId::RackTemp1 as usize] = 1;
+    assert!(cfg.undeclared_partner().is_some());
+    // Declared: one group (never corroborate each other), or two (declared independent).
+    cfg.common_cause[SourceId::RackTemp2 as usize] = 1;
+    assert_eq!(cfg.undeclared_partner(), None);
+    cfg.common_cause[SourceId::RackTemp2 as usize] = 2;
+    assert_eq!(cfg.undeclared_partner(), None);
+    // The rule that would let them corroborate is off: nothing to declare.
+    cfg.common_cause = [0; 6];
+    cfg.corroboration.second_temperature = false;
+    assert_eq!(cfg.undeclared_pairs().count(), 0);
+    // The default fits four temperature sources, none declared: six pairs.
+    assert_eq!(Config::default().undeclared_pairs().count(), 6);
+}
+
 // ------------------------------------------------------- 5: room gas without warning
 
 #[test]

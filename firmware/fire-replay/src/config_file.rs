@@ -44,7 +44,7 @@ fn boolean(v: &Value) -> Result<bool, String> {
         .ok_or_else(|| format!("expected true or false, found {}", v.type_str()))
 }
 
-const SOURCES: [&str; 6] = [
+pub(crate) const SOURCES: [&str; 6] = [
     "bms",
     "rack_temp1",
     "rack_temp2",

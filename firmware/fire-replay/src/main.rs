@@ -84,6 +84,11 @@ fn run(args: Args) -> Result<(), String> {
     };
     let trace = std::fs::read_to_string(&args.trace)
         .map_err(|e| format!("cannot read {}: {e}", args.trace))?;
+    if let Ok(effective) = fire_trace::trace_config(&trace, &config) {
+        for w in corroboration_warnings(&effective) {
+            eprintln!("fire-replay: WARNING: {w}");
+        }
+    }
     let stdout = std::io::stdout().lock();
     let mut out = Out {
         inner: std::io::BufWriter::new(stdout),
@@ -101,6 +106,41 @@ fn run(args: Args) -> Result<(), String> {
         )),
         Err(e) => Err(format!("{}: {e}", args.trace)),
     }
+}
+
+/// Column name of a temperature source in a trace.
+fn column(id: fire_logic::SourceId) -> String {
+    format!("{}_c", id.name())
+}
+
+/// Warnings for temperature sources that may corroborate each other with no declaration
+/// saying they are independent (hazard #11.4, `firmware/HAZARDS.md` F6): the rack transmitter
+/// pair always, any other pair when it is the only corroboration one of them has.
+fn corroboration_warnings(cfg: &fire_logic::Config) -> Vec<String> {
+    cfg.undeclared_pairs()
+        .filter(|p| {
+            p.only_corroboration
+                || (p.a == fire_logic::SourceId::RackTemp1
+                    && p.b == fire_logic::SourceId::RackTemp2)
+        })
+        .map(|p| {
+            let (a, b) = (column(p.a), column(p.b));
+            format!(
+                "{a} and {b} may corroborate each other, and no common-cause declaration says \
+                 they are independent{only}: two transmitters on one ADC, supply or cable drift \
+                 together and would release agent with no fire. Declare the wiring: \
+                 `#! common_cause: {a} {b}` in the trace when they share a cause, or \
+                 `common_cause = {{ {an} = 1, {bn} = 2 }}` in --config when they are independent",
+                only = if p.only_corroboration {
+                    " (for one of them the other is the ONLY possible corroboration)"
+                } else {
+                    ""
+                },
+                an = config_file::SOURCES[p.a as usize],
+                bn = config_file::SOURCES[p.b as usize],
+            )
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {

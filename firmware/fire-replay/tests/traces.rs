@@ -301,3 +301,66 @@ fn cli_help_and_usage_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn cli_warns_when_the_two_rack_transmitters_could_corroborate_each_other_undeclared() {
+    // Hazard #11.4: two transmitters on one ADC drift to 87 C together and, with no
+    // common-cause declaration, corroborate each other into an agent release. A replay of such
+    // a wiring must say so loudly (stderr; the JSON output stays as it is).
+    let only = temp_file(
+        "undeclared.csv",
+        "t_ms,rack_temp1_c,rack_temp2_c\n0,25.0,25.0\n500,25.0,25.0\n",
+    );
+    let out = bin()
+        .args(["--trace", only.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARNING: rack_temp1_c and rack_temp2_c may corroborate each other")
+            && err.contains("ONLY possible corroboration")
+            && err.contains("#! common_cause: rack_temp1_c rack_temp2_c"),
+        "{err}"
+    );
+    // With smoke fitted the pair still warns (it can still corroborate itself), not as "only".
+    let smoke = temp_file(
+        "undeclared-smoke.csv",
+        "t_ms,rack_temp1_c,rack_temp2_c,smoke\n0,25.0,25.0,0\n",
+    );
+    let out = bin()
+        .args(["--trace", smoke.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("may corroborate each other") && !err.contains("ONLY"),
+        "{err}"
+    );
+    // Declared (shared in the trace, or independent in the configuration): no warning.
+    let declared = temp_file(
+        "declared.csv",
+        "#! common_cause: rack_temp1_c rack_temp2_c\nt_ms,rack_temp1_c,rack_temp2_c,smoke\n0,25.0,25.0,0\n",
+    );
+    let out = bin()
+        .args(["--trace", declared.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+    let cfg = temp_file(
+        "independent.toml",
+        "common_cause = { rack_temp1 = 1, rack_temp2 = 2 }\n",
+    );
+    let out = bin()
+        .args([
+            "--trace",
+            smoke.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+}

@@ -705,46 +705,63 @@ pub fn write_summary<W: Write>(out: &mut W, s: &Summary) -> fmt::Result {
     )
 }
 
-/// Replays a whole trace through a fresh [`RackLogic`] and writes the JSON lines to `out`.
-/// The fitted sensors and feedbacks are taken from the trace header; everything else from
-/// `config`. Pure: the same trace and configuration always give the same bytes.
-pub fn replay<W: Write>(trace: &str, config: &Config, out: &mut W) -> Result<Summary, ReplayError> {
+/// The directives and the header line (number, text) of a trace.
+fn prelude(trace: &str) -> Result<(Directives, usize, &str), ReplayError> {
     let mut directives = Directives::default();
-    let mut header_line: Option<(usize, &str)> = None;
-    let mut lines = trace
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i.saturating_add(1), l));
-    for (line_no, text) in lines.by_ref() {
+    for (i, text) in trace.lines().enumerate() {
+        let line_no = i.saturating_add(1);
         let t = text.trim_start();
         if t.starts_with("#!") {
             directives
                 .parse(text, line_no)
                 .map_err(ReplayError::Trace)?;
         } else if !t.trim().is_empty() && !t.starts_with('#') {
-            header_line = Some((line_no, text));
-            break;
+            return Ok((directives, line_no, text));
         }
     }
-    let mut lines = lines.filter(|(_, l)| {
-        let t = l.trim_start();
-        !t.trim().is_empty() && (!t.starts_with('#') || t.starts_with("#!"))
-    });
-    let Some((hline, htext)) = header_line else {
-        return Err(ReplayError::Trace(TraceError::new(
-            1,
-            0,
-            "",
-            "",
-            TraceErrorKind::Empty,
-        )));
-    };
+    Err(ReplayError::Trace(TraceError::new(
+        1,
+        0,
+        "",
+        "",
+        TraceErrorKind::Empty,
+    )))
+}
+
+/// The configuration a trace is replayed with: `config` with the fitted sensors and feedbacks
+/// of the trace header and the common-cause groups of its `#! common_cause:` lines (when it
+/// has any). Not validated here (the replay does that).
+pub fn trace_config(trace: &str, config: &Config) -> Result<Config, ReplayError> {
+    let (directives, hline, htext) = prelude(trace)?;
     let header = Header::parse(htext, hline).map_err(ReplayError::Trace)?;
+    Ok(apply(config, &header, &directives))
+}
+
+fn apply(config: &Config, header: &Header, directives: &Directives) -> Config {
     let mut cfg = *config;
     cfg.fitted = header.fitted(cfg.fitted);
     if let Some(groups) = directives.common_cause {
         cfg.common_cause = groups;
     }
+    cfg
+}
+
+/// Replays a whole trace through a fresh [`RackLogic`] and writes the JSON lines to `out`.
+/// The fitted sensors and feedbacks are taken from the trace header; everything else from
+/// `config`. Pure: the same trace and configuration always give the same bytes.
+pub fn replay<W: Write>(trace: &str, config: &Config, out: &mut W) -> Result<Summary, ReplayError> {
+    let (directives, hline, htext) = prelude(trace)?;
+    let mut lines = trace
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i.saturating_add(1), l))
+        .skip(hline)
+        .filter(|(_, l)| {
+            let t = l.trim_start();
+            !t.trim().is_empty() && (!t.starts_with('#') || t.starts_with("#!"))
+        });
+    let header = Header::parse(htext, hline).map_err(ReplayError::Trace)?;
+    let cfg = apply(config, &header, &directives);
     let mut logic = RackLogic::new(cfg).map_err(ReplayError::Config)?;
     let mut summary = Summary {
         rows: 0,

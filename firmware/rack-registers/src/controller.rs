@@ -10,10 +10,16 @@
 //!   silence, peaks), never trusted when its CRC or format is wrong (trouble
 //!   [`map::trouble::NV_RECORD`]), and a failed write is a trouble ([`map::trouble::NV_WRITE`]);
 //! - network commands only reach the logic through [`fire_logic::NetworkCommand`], whose
-//!   vocabulary cannot start, stop or reset anything.
+//!   vocabulary cannot start, stop or reset anything;
+//! - the reset-loop lockout ([`Controller::set_reset_loop`], decided by the board from its
+//!   non-volatile reset history) holds the contactor open on top of the logic's outputs until a
+//!   local reset: a reset the logic accepts, or the local reset key while no stage is latched,
+//!   on the logic's own reset conditions. No network command ends it;
+//! - the event window holds the logic's events and the controller's own (the reset cause at
+//!   boot, the reset loop and its end), numbered in one increasing sequence.
 
 use fire_logic::{
-    Analog, Config, ConfigError, Digital, Event, EventClass, EventKind, Inputs, Invalidity,
+    Action, Analog, Config, ConfigError, Digital, Event, EventClass, EventKind, Inputs, Invalidity,
     LatchRecord, NetworkCommand, Outputs, RackLogic, Refused, ResetRefusal, SourceId,
 };
 
@@ -53,6 +59,7 @@ struct Samples {
     smoke: Digital,
     feedback: [Digital; 6],
     hold: Digital,
+    room_gas: Digital,
 }
 
 fn keep_analog(slot: &mut Option<i32>, a: Analog) {
@@ -84,6 +91,7 @@ impl Samples {
             keep_digital(slot, d);
         }
         keep_digital(&mut self.hold, i.hold);
+        keep_digital(&mut self.room_gas, i.room_gas_release);
     }
 }
 
@@ -136,6 +144,15 @@ pub struct Controller<F: Flash> {
     reset: ResetInfo,
     reset_unacked: bool,
     cycle_max_us: u32,
+    boot_ms: u64,
+    /// Sequence number the next window entry gets at least.
+    next_seq: u32,
+    room_gas_wired: bool,
+    /// Unexpected resets counted when the reset-loop lockout is in force.
+    reset_loop: Option<u32>,
+    reset_loop_cleared: bool,
+    reset_key_level: bool,
+    reset_key_armed: bool,
 }
 
 impl<F: Flash> Controller<F> {
@@ -180,7 +197,16 @@ impl<F: Flash> Controller<F> {
                 (RackLogic::new(config).map_err(BootError::Config)?, state)
             }
         };
+        // The logic numbers its events on from the restored record's head (0 when fresh).
+        let next_seq = record.map_or(1, |r| r.next_event_seq.wrapping_add(1));
         Ok(Controller {
+            boot_ms: now_ms,
+            next_seq,
+            room_gas_wired: false,
+            reset_loop: None,
+            reset_loop_cleared: false,
+            reset_key_level: false,
+            reset_key_armed: false,
             persisted: record,
             logic,
             store,
@@ -230,13 +256,77 @@ impl<F: Flash> Controller<F> {
     }
 
     /// The outputs to drive now: the safe state until the logic has run once, then the
-    /// logic's outputs.
+    /// logic's outputs (with the contactor held open during a reset-loop lockout).
     pub fn drive(&self) -> Outputs {
         if self.running {
-            self.logic.outputs()
+            self.forced(self.logic.outputs())
         } else {
             Outputs::default()
         }
+    }
+
+    /// The logic's outputs with what the controller itself forces: the contactor open during a
+    /// reset-loop lockout (the battery isolated, whatever the logic's stage).
+    fn forced(&self, mut out: Outputs) -> Outputs {
+        if self.reset_loop.is_some() {
+            out.actions.insert(Action::ContactorOpen);
+        }
+        out
+    }
+
+    /// Declares whether the room's gas release input is wired to this controller (default:
+    /// not wired, published as [`input_state::NOT_FITTED`], never as "not operated"). The
+    /// host simulator wires it; board rev B does not (a room panel input).
+    pub fn set_room_gas_release_wired(&mut self, wired: bool) {
+        self.room_gas_wired = wired;
+    }
+
+    /// Starts the reset-loop lockout (decided by the board at boot from its non-volatile reset
+    /// history: `count` unexpected resets within the window). The contactor is held open and
+    /// [`board_trouble::RESET_LOOP`] raised until a local reset; logged as
+    /// [`map::event_kind::RESET_LOOP`].
+    pub fn set_reset_loop(&mut self, count: u32) {
+        if self.reset_loop.is_none() {
+            let detail = u16::try_from(count).unwrap_or(u16::MAX);
+            self.push_own(self.boot_ms, ek::RESET_LOOP, detail, priority::SUPERVISORY);
+        }
+        self.reset_loop = Some(count);
+    }
+
+    /// The unexpected resets counted while the reset-loop lockout is in force.
+    pub fn reset_loop(&self) -> Option<u32> {
+        self.reset_loop
+    }
+
+    /// True once after the reset-loop lockout ended (the board then clears its non-volatile
+    /// reset history).
+    pub fn take_reset_loop_cleared(&mut self) -> bool {
+        core::mem::take(&mut self.reset_loop_cleared)
+    }
+
+    /// Adds one of the controller's own events to the window.
+    fn push_own(&mut self, now_ms: u64, kind: u8, detail: u16, priority: u8) {
+        self.push_entry(EventEntry {
+            seq: 0,
+            time_s: u32::try_from(now_ms / 1000).unwrap_or(u32::MAX),
+            priority,
+            kind,
+            detail,
+        });
+    }
+
+    /// Adds an entry to the window with the next sequence number: at least one more than the
+    /// previous entry's, and the logic's own number when that is higher (so a window without
+    /// controller events numbers the logic's events as before).
+    fn push_entry(&mut self, mut entry: EventEntry) {
+        entry.seq = entry.seq.max(self.next_seq);
+        self.next_seq = entry.seq.wrapping_add(1);
+        self.event_seq = entry.seq;
+        if self.window.is_full() {
+            self.window.pop_back();
+        }
+        // Cannot fail: one slot was just freed if needed.
+        let _ = self.window.push_front(entry);
     }
 
     /// One control cycle: runs the logic on `inputs`, persists the latch if it changed and
@@ -256,8 +346,57 @@ impl<F: Flash> Controller<F> {
         self.samples.update(inputs);
         let out = self.logic.step(now_ms, inputs);
         self.running = true;
-        self.after_logic(observe);
-        out
+        let logic_reset = self.after_logic(observe);
+        self.reset_loop_key(now_ms, inputs.reset, logic_reset);
+        self.forced(out)
+    }
+
+    /// The local end of the reset-loop lockout: a reset the logic accepted in this cycle, or,
+    /// while the logic has nothing latched (so it ignores the key), a press of the reset key
+    /// (an Off -> On edge seen since boot, as the logic judges its switches) on the logic's
+    /// own reset conditions. A refused press is logged as a refused reset with its reason.
+    fn reset_loop_key(&mut self, now_ms: u64, key: Digital, logic_reset: bool) {
+        let prev = self.reset_key_level;
+        self.reset_key_level = match key {
+            Digital::On => true,
+            Digital::Off | Digital::Fault => false,
+            Digital::NoSample => prev,
+        };
+        let press = self.reset_key_level && !prev && self.reset_key_armed;
+        if matches!(key, Digital::Off | Digital::Fault) {
+            self.reset_key_armed = true;
+        }
+        if self.reset_loop.is_none() {
+            return;
+        }
+        let by = if logic_reset {
+            Some(0)
+        } else if press && !self.logic.is_latched() {
+            match self.logic.reset_refusal_now() {
+                None => Some(1),
+                Some(r) => {
+                    self.push_own(
+                        now_ms,
+                        ek::RESET_REFUSED,
+                        refusal_code(&r),
+                        priority::SUPERVISORY,
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(detail) = by {
+            self.reset_loop = None;
+            self.reset_loop_cleared = true;
+            self.push_own(
+                now_ms,
+                ek::RESET_LOOP_CLEARED,
+                detail,
+                priority::SUPERVISORY,
+            );
+        }
     }
 
     /// Publishes what the board's diagnostics found in this cycle.
@@ -268,9 +407,18 @@ impl<F: Flash> Controller<F> {
     /// Records the cause of the last reset (from the board, at boot). A cause in
     /// [`reset_cause::UNEXPECTED`] raises [`board_trouble::UNEXPECTED_RESET`] until the
     /// acknowledge coil is written.
+    /// The cause also goes into the event window as [`map::event_kind::CONTROLLER_RESET`]
+    /// (detail = the cause bits; priority trouble when unexpected), so that whoever reads the
+    /// window sees every restart, not only the last one in the registers.
     pub fn set_reset_info(&mut self, info: ResetInfo) {
         self.reset = info;
         self.reset_unacked = info.cause & reset_cause::UNEXPECTED != 0;
+        let p = if self.reset_unacked {
+            priority::TROUBLE
+        } else {
+            priority::INFO
+        };
+        self.push_own(self.boot_ms, ek::CONTROLLER_RESET, info.cause, p);
     }
 
     /// Records the duration of a control cycle (the longest is published).
@@ -316,7 +464,8 @@ impl<F: Flash> Controller<F> {
         observe: &mut impl FnMut(&Event),
     ) -> Result<(), Refused> {
         let result = self.logic.command(now_ms, command);
-        self.after_logic(observe);
+        // Network commands cannot reset the logic (nor end a reset-loop lockout).
+        let _ = self.after_logic(observe);
         result
     }
 
@@ -330,7 +479,9 @@ impl<F: Flash> Controller<F> {
         self.ctl_troubles
     }
 
-    fn after_logic(&mut self, observe: &mut impl FnMut(&Event)) {
+    /// Persists the latch and moves the logic's events to the window; true if the logic
+    /// accepted a local reset.
+    fn after_logic(&mut self, observe: &mut impl FnMut(&Event)) -> bool {
         let record = self.logic.latch_record();
         let changed = self.persisted.map(|p| latched_part(&p)) != Some(latched_part(&record));
         if changed {
@@ -342,16 +493,16 @@ impl<F: Flash> Controller<F> {
                 Err(_) => self.ctl_troubles |= trouble::NV_WRITE,
             }
         }
+        let mut reset = false;
         while let Some(ev) = self.logic.take_event() {
             observe(&ev);
-            let entry = event_entry(&ev);
-            self.event_seq = entry.seq;
-            if self.window.is_full() {
-                self.window.pop_back();
-            }
-            // Cannot fail: one slot was just freed if needed.
-            let _ = self.window.push_front(entry);
+            reset |= matches!(
+                ev.kind,
+                EventKind::ResetAccepted | EventKind::ResetOverride { .. }
+            );
+            self.push_entry(event_entry(&ev));
         }
+        reset
     }
 
     /// Everything the controller publishes, at `now_ms` (for the uptime).
@@ -399,6 +550,9 @@ impl<F: Flash> Controller<F> {
         if self.running {
             st |= status::RUNNING;
         }
+        if self.reset_loop.is_some() {
+            st |= status::RESET_LOOP;
+        }
         if self.boot_state == BootState::Restored {
             st |= status::RESTORED;
         }
@@ -427,6 +581,9 @@ impl<F: Flash> Controller<F> {
         let mut board = self.board;
         if self.reset_unacked {
             board.troubles |= board_trouble::UNEXPECTED_RESET;
+        }
+        if self.reset_loop.is_some() {
+            board.troubles |= board_trouble::RESET_LOOP;
         }
         let mut troubles = out.troubles.bits() | self.ctl_troubles;
         if board.troubles != 0 {
@@ -458,6 +615,16 @@ impl<F: Flash> Controller<F> {
                 None
             },
             smoke,
+            room_gas_release: if !self.room_gas_wired {
+                input_state::NOT_FITTED
+            } else {
+                // Wired but never sampled since boot is a fault, never "not operated".
+                match self.samples.room_gas {
+                    Digital::On => input_state::ALARM,
+                    Digital::Off => input_state::NORMAL,
+                    Digital::Fault | Digital::NoSample => input_state::FAULT,
+                }
+            },
             event_seq: self.event_seq,
             events,
             board,
@@ -478,16 +645,7 @@ pub fn event_code(kind: &EventKind) -> (u8, u16) {
     match kind {
         EventKind::StageEntered { stage, .. } => (ek::STAGE_ENTERED, u16::from(stage.code())),
         EventKind::ResetAccepted => (ek::RESET_ACCEPTED, 0),
-        EventKind::ResetRefused(r) => (
-            ek::RESET_REFUSED,
-            match r {
-                ResetRefusal::TemperatureHigh { .. } => 0,
-                ResetRefusal::SmokePresent => 1,
-                ResetRefusal::OffGasPresent => 2,
-                ResetRefusal::NoValidTemperature => 3,
-                ResetRefusal::SourceInvalid { source } => 4 | (src(source) << 8),
-            },
-        ),
+        EventKind::ResetRefused(r) => (ek::RESET_REFUSED, refusal_code(r)),
         EventKind::ResetOverride { out_of_service } => {
             (ek::RESET_OVERRIDE, u16::from(out_of_service.bits()))
         }
@@ -529,6 +687,17 @@ pub fn event_code(kind: &EventKind) -> (u8, u16) {
             },
         ),
         EventKind::Restored { stage } => (ek::RESTORED, u16::from(stage.code())),
+    }
+}
+
+/// Detail of a refused reset ([`map::event_kind::RESET_REFUSED`]).
+fn refusal_code(r: &ResetRefusal) -> u16 {
+    match r {
+        ResetRefusal::TemperatureHigh { .. } => 0,
+        ResetRefusal::SmokePresent => 1,
+        ResetRefusal::OffGasPresent => 2,
+        ResetRefusal::NoValidTemperature => 3,
+        ResetRefusal::SourceInvalid { source } => 4 | ((*source as u16) << 8),
     }
 }
 

@@ -13,8 +13,10 @@ pub const NO_VALUE: i16 = i16::MIN;
 
 /// Version of this register layout, readable at [`input::MAP_VERSION`]. Bumped on any change of
 /// address or meaning. Version 2 added the board diagnostics block (registers 24..=42) and moved
-/// the event window behind it.
-pub const MAP_VERSION: u16 = 2;
+/// the event window behind it. Version 3 added the room gas release input state (register 43,
+/// the window moved to 44), the reset-loop lockout (status bit 13, board trouble bit 11) and the
+/// event kinds 29..=31 (controller reset, reset loop, reset loop cleared).
+pub const MAP_VERSION: u16 = 3;
 
 /// Duration of a sensor inhibit asked through a coil (capped by the logic's `inhibit_max_ms`).
 pub const INHIBIT_DURATION_MS: u32 = 3_600_000;
@@ -103,9 +105,14 @@ pub mod input {
     pub const CYCLE_MAX_US: u16 = 40;
     /// Deepest stack use since boot, bytes (0 = not measured).
     pub const STACK_PEAK: u16 = 42;
+    /// The room's gas release input as the controller sees it ([`super::input_state`]): 0 not
+    /// operated, 1 operated, 2 line fault, 3 not wired to this controller (board rev B: the
+    /// room's gas release is a room panel input, given to the logic as "no sample", so it can
+    /// never release the room gas from here; never read as "not operated").
+    pub const ROOM_GAS_RELEASE: u16 = 43;
     /// First register of the event window: the newest events, newest first,
     /// [`super::EVENT_ENTRY_REGS`] registers each.
-    pub const EVENT_WINDOW: u16 = 43;
+    pub const EVENT_WINDOW: u16 = 44;
     /// Number of input registers.
     pub const COUNT: u16 = EVENT_WINDOW + super::EVENT_WINDOW_ENTRIES * super::EVENT_ENTRY_REGS;
 }
@@ -186,8 +193,55 @@ pub mod event_kind {
     /// Local reset accepted with the reset key held, invalid sources taken out of service;
     /// detail = bit mask of those sensors (bit = sensor index).
     pub const RESET_OVERRIDE: u8 = 27;
-    /// The room's manual gas release was operated (the gas follows the pre-discharge warning).
+    /// The room's manual gas release was operated (the gas follows the pre-discharge warning;
+    /// the stage-5 entry follows in the same cycle unless stage 5 was already latched).
     pub const ROOM_GAS_RELEASE: u8 = 28;
+    /// The controller (re)started; detail = [`super::reset_cause`] bits of the reset. Priority
+    /// trouble when the cause is in [`super::reset_cause::UNEXPECTED`], information otherwise.
+    /// The first entry of every boot.
+    pub const CONTROLLER_RESET: u8 = 29;
+    /// Reset loop: too many unexpected resets within the window; the contactor is held tripped
+    /// (battery isolated) until a local reset. Detail = unexpected resets counted.
+    pub const RESET_LOOP: u8 = 30;
+    /// The reset-loop lockout ended; detail = 0 with a reset the logic accepted, 1 with the
+    /// local reset key while no stage was latched (on the logic's reset conditions).
+    pub const RESET_LOOP_CLEARED: u8 = 31;
+
+    /// Every kind with its name, as the device profile documents them (checked by
+    /// `tests/profile.rs`). Codes are contiguous from 1.
+    pub const ALL: [(u8, &str); 31] = [
+        (STAGE_ENTERED, "stage_entered"),
+        (RESET_ACCEPTED, "reset_accepted"),
+        (RESET_REFUSED, "reset_refused"),
+        (MANUAL_RELEASE, "manual_release"),
+        (AGENT_RELEASED, "agent_released"),
+        (AGENT_INHIBITED_MANUAL_ONLY, "agent_inhibited_manual_only"),
+        (GAS_WARNING_STARTED, "gas_warning_started"),
+        (GAS_HELD, "gas_held"),
+        (GAS_WAITING_MANUAL_ONLY, "gas_waiting_manual_only"),
+        (GAS_RELEASED, "gas_released"),
+        (BATTERY_ISOLATED, "battery_isolated"),
+        (SOURCE_INVALID, "source_invalid"),
+        (SOURCE_VALID, "source_valid"),
+        (TROUBLE_RAISED, "trouble_raised"),
+        (TROUBLE_CLEARED, "trouble_cleared"),
+        (SUPERVISORY_RAISED, "supervisory_raised"),
+        (SUPERVISORY_CLEARED, "supervisory_cleared"),
+        (ACKNOWLEDGED, "acknowledged"),
+        (TIME_SYNCED, "time_synced"),
+        (TEST_MODE_STARTED, "test_mode_started"),
+        (TEST_MODE_ENDED, "test_mode_ended"),
+        (SENSOR_INHIBITED, "sensor_inhibited"),
+        (INHIBIT_ENDED, "inhibit_ended"),
+        (COMMAND_REFUSED, "command_refused"),
+        (RESTORED, "restored"),
+        (NV_RECORD_CORRUPT, "nv_record_corrupt"),
+        (RESET_OVERRIDE, "reset_override"),
+        (ROOM_GAS_RELEASE, "room_gas_release"),
+        (CONTROLLER_RESET, "controller_reset"),
+        (RESET_LOOP, "reset_loop"),
+        (RESET_LOOP_CLEARED, "reset_loop_cleared"),
+    ];
 }
 
 /// Coil addresses (function codes 1, 5, 15). Writing 1 asks for the command; writing 0 ends
@@ -278,6 +332,9 @@ pub mod status {
     pub const RESTORED: u16 = 1 << 11;
     /// The smoke detector is in alarm.
     pub const SMOKE_ALARM: u16 = 1 << 12;
+    /// Reset-loop lockout: the contactor is held tripped (battery isolated) after too many
+    /// unexpected resets, until a local reset ([`super::board_trouble::RESET_LOOP`]).
+    pub const RESET_LOOP: u16 = 1 << 13;
 }
 
 /// Bits of [`input::TROUBLES`] (u32). Bits 0..=17 are the fire logic's `Troubles` bits (pinned
@@ -359,6 +416,10 @@ pub mod board_trouble {
     pub const STACK: u32 = 1 << 9;
     /// The brown-out reset level could not be set (option bytes).
     pub const BROWN_OUT_CONFIG: u32 = 1 << 10;
+    /// Reset loop: too many unexpected resets (watchdog, fault, brown-out, unknown) within the
+    /// window; the battery is isolated until a local reset ([`super::status::RESET_LOOP`]). Not
+    /// cleared by the acknowledge coil.
+    pub const RESET_LOOP: u32 = 1 << 11;
 }
 
 /// Indexes of the line-monitored inputs (bits of [`input::LINE_FAULT`] and the other line
@@ -479,11 +540,12 @@ pub mod feedback {
     pub const GAS_RELEASED: u16 = 1 << 5;
 }
 
-/// Values of discrete input-state registers such as [`input::SMOKE`].
+/// Values of discrete input-state registers such as [`input::SMOKE`] and
+/// [`input::ROOM_GAS_RELEASE`].
 pub mod input_state {
-    /// Normal.
+    /// Normal (a switch: not operated).
     pub const NORMAL: u16 = 0;
-    /// Alarm.
+    /// Alarm (a switch: operated).
     pub const ALARM: u16 = 1;
     /// Fault.
     pub const FAULT: u16 = 2;
@@ -682,6 +744,12 @@ pub const POINTS: &[PointDef] = &[
         input::STATUS,
         status::AUTHORITY,
     ),
+    bit(
+        "reset_loop_isolated",
+        "custom.reset_loop_isolated",
+        input::STATUS,
+        status::RESET_LOOP,
+    ),
     PointDef {
         labels: &[("sensor", "1")],
         ..bit(
@@ -828,6 +896,12 @@ pub const POINTS: &[PointDef] = &[
         "stack_peak",
         "custom.stack_peak_bytes",
         input::STACK_PEAK,
+        U16,
+    ),
+    ir(
+        "room_gas_release",
+        "custom.room_gas_release_state",
+        input::ROOM_GAS_RELEASE,
         U16,
     ),
     cl("silence_buzzer", "custom.cmd_silence", coil::SILENCE_BUZZER),

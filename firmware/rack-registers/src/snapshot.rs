@@ -114,6 +114,8 @@ pub struct Snapshot {
     pub offgas_dpct: Option<i16>,
     /// Smoke state ([`map::input_state`]).
     pub smoke: u16,
+    /// Room gas release input state ([`map::input_state`]; `NOT_FITTED` when not wired here).
+    pub room_gas_release: u16,
     /// Sequence number of the newest event (0 = none).
     pub event_seq: u32,
     /// Newest events, newest first.
@@ -145,6 +147,7 @@ impl Default for Snapshot {
             governing_dc: None,
             offgas_dpct: None,
             smoke: map::input_state::NOT_FITTED,
+            room_gas_release: map::input_state::NOT_FITTED,
             event_seq: 0,
             events: heapless::Vec::new(),
             board: BoardStatus::default(),
@@ -226,6 +229,7 @@ impl Snapshot {
         put32(regs, input::BOOT_COUNT, self.reset.boot_count);
         put32(regs, input::FAULT_PC, self.reset.fault_pc);
         put32(regs, input::CYCLE_MAX_US, self.cycle_max_us);
+        put(regs, input::ROOM_GAS_RELEASE, self.room_gas_release);
         let mut base = input::EVENT_WINDOW;
         for e in &self.events {
             put32(regs, base + event_entry::SEQ, e.seq);

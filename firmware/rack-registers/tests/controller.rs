@@ -453,3 +453,218 @@ fn observed_events_are_the_events_of_the_register_window() {
         seen.len().min(map::EVENT_WINDOW_ENTRIES as usize)
     );
 }
+
+/// Healthy inputs at 25 C (the default fitted sources, smoke clear), the reset key at `key`.
+fn calm(key: fire_logic::Digital, t_dc: i32) -> fire_logic::Inputs {
+    let s = ThermalRunaway {
+        ambient_dc: t_dc,
+        ..ThermalRunaway::default()
+    };
+    let mut i = s.inputs(0, Actions::NONE);
+    for a in [
+        &mut i.bms_max,
+        &mut i.rack_temp1,
+        &mut i.rack_temp2,
+        &mut i.camera_max,
+    ] {
+        *a = fire_logic::Analog::Value(t_dc);
+    }
+    i.smoke = fire_logic::Digital::Off;
+    i.reset = key;
+    i
+}
+
+fn window_kinds(c: &Controller<Fake>, now: u64) -> Vec<(u8, u16, u8)> {
+    c.snapshot(now)
+        .events
+        .iter()
+        .rev()
+        .map(|e| (e.kind, e.detail, e.priority))
+        .collect()
+}
+
+#[test]
+fn every_boot_logs_its_reset_cause_in_the_event_window_before_the_logic_events() {
+    // Hazard: the reset cause only in registers that the next reset overwrites; a master
+    // reading the window (the edge agent) never sees that the controller restarted.
+    use rack_registers::map::{event_kind as ek, reset_cause};
+    use rack_registers::snapshot::{ResetInfo, priority};
+    let mut c = boot(flash());
+    c.set_reset_info(ResetInfo {
+        cause: reset_cause::IWDG | reset_cause::PIN,
+        boot_count: 4,
+        fault_pc: 0,
+    });
+    let snap = c.snapshot(0);
+    assert_eq!(snap.events.len(), 1);
+    let e = snap.events[0];
+    assert_eq!(
+        (e.kind, e.detail, e.priority),
+        (
+            ek::CONTROLLER_RESET,
+            reset_cause::IWDG | reset_cause::PIN,
+            priority::TROUBLE
+        )
+    );
+    assert_eq!(snap.event_seq, e.seq);
+    // The logic's events come after it, in one increasing sequence.
+    run_to(&mut c, Stage::Stage1);
+    let snap = c.snapshot(0);
+    assert!(snap.events.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert!(snap.event_seq > e.seq);
+    // A power-up is information, not a trouble.
+    let mut c = boot(flash());
+    c.set_reset_info(ResetInfo {
+        cause: reset_cause::POWER_ON,
+        boot_count: 1,
+        fault_pc: 0,
+    });
+    assert_eq!(
+        window_kinds(&c, 0),
+        [(ek::CONTROLLER_RESET, reset_cause::POWER_ON, priority::INFO)]
+    );
+}
+
+#[test]
+fn a_reset_loop_lockout_holds_the_contactor_open_until_a_local_reset() {
+    // Hazard: a controller resetting itself again and again (watchdog, fault, brown-out) keeps
+    // the battery connected, the contactor's hold-up riding through every short reset.
+    use fire_logic::Digital::{Off, On};
+    use rack_registers::map::{board_trouble, event_kind as ek};
+    let mut c = boot(flash());
+    c.set_reset_loop(3);
+    let mut now = 0;
+    for _ in 0..20 {
+        let out = c.cycle(now, &calm(Off, 250));
+        assert_eq!(out.stage, Stage::Normal);
+        assert!(
+            out.actions.contains(Action::ContactorOpen),
+            "battery isolated"
+        );
+        assert!(c.drive().actions.contains(Action::ContactorOpen));
+        now += PERIOD_MS;
+    }
+    let snap = c.snapshot(now);
+    assert_ne!(snap.status & status::RESET_LOOP, 0);
+    assert_ne!(snap.board.troubles & board_trouble::RESET_LOOP, 0);
+    assert_ne!(snap.troubles & trouble::BOARD, 0);
+    assert_ne!(snap.actions & action::CONTACTOR_OPEN, 0);
+    assert!(window_kinds(&c, now).contains(&(ek::RESET_LOOP, 3, 2)));
+    // No network command ends it.
+    c.command(now, Command::SilenceBuzzer).unwrap();
+    let _ = c.command(now, Command::TestMode(true));
+    assert!(
+        c.cycle(now, &calm(Off, 250))
+            .actions
+            .contains(Action::ContactorOpen)
+    );
+    assert_ne!(
+        c.snapshot(now).board.troubles & board_trouble::RESET_LOOP,
+        0
+    );
+    // The local reset key, pressed while a sensor is still warm (46 C >= 45 C): refused, the
+    // refusal is logged, the battery stays isolated.
+    now += PERIOD_MS;
+    c.cycle(now, &calm(On, 460));
+    now += PERIOD_MS;
+    let out = c.cycle(now, &calm(Off, 250));
+    assert!(out.actions.contains(Action::ContactorOpen));
+    assert!(
+        window_kinds(&c, now)
+            .iter()
+            .any(|k| k.0 == ek::RESET_REFUSED)
+    );
+    assert!(!c.take_reset_loop_cleared());
+    // Pressed with everything cool: the lockout ends, the contactor closes.
+    now += PERIOD_MS;
+    let out = c.cycle(now, &calm(On, 250));
+    assert!(!out.actions.contains(Action::ContactorOpen), "{out:?}");
+    assert_eq!(c.reset_loop(), None);
+    assert!(c.take_reset_loop_cleared(), "the board clears its history");
+    assert!(!c.take_reset_loop_cleared(), "once");
+    assert!(window_kinds(&c, now).contains(&(ek::RESET_LOOP_CLEARED, 1, 2)));
+    let snap = c.snapshot(now);
+    assert_eq!(snap.status & status::RESET_LOOP, 0);
+    assert_eq!(snap.board.troubles & board_trouble::RESET_LOOP, 0);
+}
+
+#[test]
+fn a_reset_key_held_through_the_boot_is_not_a_press_that_ends_the_lockout() {
+    // Hazard: a stuck or shorted reset key (or one held through the reboot) ending the
+    // lockout by itself at every boot.
+    use fire_logic::Digital::{Off, On};
+    let mut c = boot(flash());
+    c.set_reset_loop(5);
+    let mut now = 0;
+    for _ in 0..10 {
+        assert!(
+            c.cycle(now, &calm(On, 250))
+                .actions
+                .contains(Action::ContactorOpen)
+        );
+        now += PERIOD_MS;
+    }
+    assert_eq!(c.reset_loop(), Some(5));
+    c.cycle(now, &calm(Off, 250));
+    now += PERIOD_MS;
+    assert!(
+        !c.cycle(now, &calm(On, 250))
+            .actions
+            .contains(Action::ContactorOpen)
+    );
+}
+
+#[test]
+fn in_a_latched_stage_the_logics_accepted_reset_also_ends_the_lockout() {
+    use fire_logic::Digital::{Off, On};
+    use rack_registers::map::event_kind as ek;
+    let mut c = boot(flash());
+    let mut now = run_to(&mut c, Stage::Stage1);
+    c.set_reset_loop(3);
+    // Cool down, release the key, press it: the logic accepts its reset.
+    for _ in 0..20 {
+        now += PERIOD_MS;
+        c.cycle(now, &calm(Off, 250));
+    }
+    now += PERIOD_MS;
+    let out = c.cycle(now, &calm(On, 250));
+    assert_eq!(out.stage, Stage::Normal);
+    assert!(!out.actions.contains(Action::ContactorOpen));
+    let kinds = window_kinds(&c, now);
+    assert!(kinds.iter().any(|k| k.0 == ek::RESET_ACCEPTED));
+    assert!(kinds.contains(&(ek::RESET_LOOP_CLEARED, 0, 2)));
+}
+
+#[test]
+fn the_room_gas_release_is_published_not_wired_unless_declared_and_never_as_normal_unseen() {
+    // Hazard: board rev B does not wire the room's gas release; publishing "not operated" (0)
+    // tells a reader the release path is supervised and idle.
+    use fire_logic::Digital::{Fault, NoSample, Off, On};
+    use map::input_state as st;
+    let state = |c: &Controller<Fake>| {
+        let mut regs = [0u16; INPUT_COUNT];
+        c.snapshot(0).encode_inputs(&mut regs);
+        regs[usize::from(input::ROOM_GAS_RELEASE)]
+    };
+    let mut c = boot(flash());
+    let mut i = calm(Off, 250);
+    i.room_gas_release = NoSample;
+    c.cycle(0, &i);
+    assert_eq!(state(&c), st::NOT_FITTED);
+    c.set_room_gas_release_wired(true);
+    assert_eq!(
+        state(&c),
+        st::FAULT,
+        "wired, never sampled: not 'not operated'"
+    );
+    for (d, want) in [
+        (Off, st::NORMAL),
+        (On, st::ALARM),
+        (NoSample, st::ALARM),
+        (Fault, st::FAULT),
+    ] {
+        i.room_gas_release = d;
+        c.cycle(PERIOD_MS, &i);
+        assert_eq!(state(&c), want, "{d:?}");
+    }
+}

@@ -199,3 +199,49 @@ fn header_comment_states_the_event_window_the_firmware_uses() {
     );
     assert!(text.contains(&format!("newest {} events", map::EVENT_WINDOW_ENTRIES)));
 }
+
+#[test]
+fn header_comment_documents_every_event_kind_by_code_and_name() {
+    // Hazard: a master (the edge agent, a SCADA) decoding the event window from the profile's
+    // documentation misreads a kind the firmware added (a reset loop read as "unknown").
+    let text = std::fs::read_to_string(PROFILE).unwrap();
+    let header: String = text
+        .lines()
+        .take_while(|l| l.starts_with('#') || l.is_empty())
+        .map(|l| l.trim_start_matches('#').trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (i, (code, name)) in map::event_kind::ALL.iter().enumerate() {
+        assert_eq!(usize::from(*code), i + 1, "kinds are contiguous from 1");
+        assert!(
+            header.contains(&format!("{code} {name}")),
+            "profile header does not document event kind `{code} {name}`"
+        );
+    }
+    // The newest kind documented is the newest the firmware has: nothing beyond it.
+    let next = map::event_kind::ALL.len() + 1;
+    assert!(
+        !header.contains(&format!(" {next} ")),
+        "kind {next} documented but not in the map"
+    );
+}
+
+#[test]
+fn the_room_gas_release_register_is_an_enum_whose_not_wired_state_is_not_normal() {
+    // Hazard: the room's gas release, not wired to board rev B, published as 0 ("not
+    // operated"): a reader concludes the release path is supervised and idle.
+    let doc = load();
+    let p = doc["point"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_table().unwrap())
+        .find(|p| p["id"].as_str() == Some("room_gas_release"))
+        .expect("room_gas_release point");
+    let e = p["enum"].as_table().expect("an enum");
+    let state = |v: u16| e.get(&v.to_string()).and_then(|x| x.as_str());
+    assert_eq!(state(map::input_state::NORMAL), Some("not_operated"));
+    assert_eq!(state(map::input_state::ALARM), Some("operated"));
+    assert_eq!(state(map::input_state::FAULT), Some("fault"));
+    assert_eq!(state(map::input_state::NOT_FITTED), Some("not_wired"));
+}

@@ -88,6 +88,8 @@ bms_max = "bms-z2/cell_temp_max"
 temp1 = "bms-z2/rack_temp_1"
 temp2 = "bms-z2/rack_temp_2"
 smoke = "bms-z2/smoke"
+# The two rack transmitters of one BMS share its converter: they never corroborate each other.
+common_cause = { temp1 = 1, temp2 = 1 }
 "#,
     );
     let cfg = dcim_edge_agent::config::parse("fire-authority.toml", &text, dir.path())

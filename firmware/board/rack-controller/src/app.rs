@@ -12,9 +12,11 @@
 use fire_logic::{Config, Event, NetworkCommand, Outputs, Refused};
 use rack_registers::controller::{BootError, Controller, CycleMonitor};
 use rack_registers::map::reset_cause;
+use rack_registers::snapshot::ResetInfo;
 use rack_registers::{COIL_COUNT, Commands, INPUT_COUNT, Proto, Response, Slave};
 
 use crate::board::Board;
+use crate::reset::ResetHistory;
 use crate::rtu::{Frame, RtuReceiver};
 use crate::watchdog::{Checkpoint, FlowMonitor};
 
@@ -66,6 +68,9 @@ pub struct App<B: Board> {
     next_ms: u64,
     frames: u32,
     feed_due: bool,
+    history: ResetHistory,
+    last_start_ms: Option<u64>,
+    boot_reset: Option<ResetInfo>,
 }
 
 impl<B: Board> App<B> {
@@ -81,10 +86,11 @@ impl<B: Board> App<B> {
         board.drive_safe();
         let now_ms = board.now_us() / 1000;
         let reset = board.reset_info();
-        let mut ctrl = Controller::boot(config, nv, now_ms, settings.fw_version)?;
-        ctrl.set_reset_info(reset);
-        // Built in place (the controller is several KiB: no copy on the stack); the registers
-        // are published by the first cycle, which `run` starts with.
+        let history = board.reset_history();
+        let ctrl = Controller::boot(config, nv, now_ms, settings.fw_version)?;
+        // Built in place (the controller is several KiB: no copy on the stack; so the reset
+        // cause and history reach it in the first cycle, which drives nothing before them);
+        // the registers are published by the first cycle, which `run` starts with.
         Ok(App {
             board,
             ctrl,
@@ -97,7 +103,22 @@ impl<B: Board> App<B> {
             next_ms: now_ms,
             frames: 0,
             feed_due: false,
+            history,
+            last_start_ms: None,
+            boot_reset: Some(reset),
         })
+    }
+
+    /// Hands the boot's reset cause and reset-loop history to the controller, once, before
+    /// the first cycle's step (and before anything but the boot's safe state is driven).
+    fn report_boot(&mut self) {
+        if let Some(reset) = self.boot_reset.take() {
+            self.ctrl.set_reset_info(reset);
+            // Too many unexpected resets: the battery stays isolated until a local reset.
+            if self.history.lockout {
+                self.ctrl.set_reset_loop(self.history.count);
+            }
+        }
     }
 
     /// The controller core.
@@ -152,6 +173,7 @@ impl<B: Board> App<B> {
     /// scheduled start.
     pub fn cycle_observed(&mut self, observe: &mut impl FnMut(&Event)) -> CycleReport {
         let scheduled = self.next_ms;
+        self.report_boot();
         self.flow.begin();
         let start_us = self.board.now_us();
         if core::mem::take(&mut self.feed_due) {
@@ -165,6 +187,18 @@ impl<B: Board> App<B> {
         self.flow.pass(Checkpoint::Stepped);
         self.board.drive(&outputs);
         self.flow.pass(Checkpoint::Driven);
+        // The reset-loop window runs on the controller's run time; a local reset that ended
+        // the lockout starts the count again.
+        let ran = self.last_start_ms.map_or(0, |p| start.saturating_sub(p));
+        self.last_start_ms = Some(start);
+        let mut store = self.history.ran(ran);
+        if self.ctrl.take_reset_loop_cleared() {
+            self.history.clear();
+            store = true;
+        }
+        if store {
+            self.board.store_reset_history(&self.history);
+        }
         self.ctrl.set_board_status(status);
         let end_us = self.board.now_us().max(start_us);
         let duration_us = end_us - start_us;
@@ -198,6 +232,7 @@ impl<B: Board> App<B> {
         command: NetworkCommand,
         observe: &mut impl FnMut(&Event),
     ) -> Result<(), Refused> {
+        self.report_boot();
         let r = self.ctrl.network_command_observed(now_ms, command, observe);
         self.publish(now_ms);
         r
@@ -287,6 +322,8 @@ mod tests {
         driven: Vec<Drive>,
         feeds: u32,
         reset: ResetInfo,
+        history: ResetHistory,
+        stored: Vec<ResetHistory>,
         rx: std::collections::VecDeque<(u8, u64)>,
         tx: Vec<Vec<u8>>,
     }
@@ -308,6 +345,8 @@ mod tests {
                     boot_count: 1,
                     fault_pc: 0,
                 },
+                history: ResetHistory::default(),
+                stored: Vec::new(),
                 rx: Default::default(),
                 tx: Vec::new(),
             }
@@ -338,6 +377,12 @@ mod tests {
         }
         fn reset_info(&mut self) -> ResetInfo {
             self.reset
+        }
+        fn reset_history(&mut self) -> ResetHistory {
+            self.history
+        }
+        fn store_reset_history(&mut self, h: &ResetHistory) {
+            self.stored.push(*h);
         }
         fn sample(&mut self, _now_ms: u64) -> Inputs {
             self.advance(self.sample_cost_us);
@@ -674,5 +719,139 @@ mod tests {
         }
         assert_eq!(reg(&a, input::OUTPUT_LINE_FAULT), 1 << output::AGENT);
         assert_eq!(reg(&a, input::OUTPUT_MISMATCH), 0);
+    }
+
+    /// A board whose non-volatile history has counted `resets` unexpected resets of `cause`.
+    fn after_resets(resets: u32, cause: u16) -> SimBoard {
+        let mut h = ResetHistory::default();
+        for _ in 0..resets {
+            h = ResetHistory::at_boot(Some(h), cause);
+        }
+        SimBoard {
+            reset: ResetInfo {
+                cause,
+                boot_count: 10 + resets,
+                fault_pc: 0,
+            },
+            history: h,
+            ..SimBoard::default()
+        }
+    }
+
+    #[test]
+    fn a_reset_loop_keeps_the_contactor_tripped_from_boot_until_the_local_reset_key() {
+        // Hazard: the controller resets again and again (watchdog, fault, brown-out); each
+        // time the contactor's hold-up rides through the reset, so the battery stays connected
+        // to a rack watched by a controller that keeps failing.
+        use crate::reset::RESET_LOOP_COUNT;
+        let mut a = app(
+            after_resets(RESET_LOOP_COUNT, map::reset_cause::IWDG),
+            Nv::new(1024),
+        );
+        for _ in 0..30 {
+            step(&mut a);
+        }
+        assert!(
+            a.board
+                .driven
+                .iter()
+                .all(|d| !d.energised(output::CONTACTOR_HOLD)),
+            "the contactor hold was never energised"
+        );
+        assert_eq!(a.controller().logic().stage(), Stage::Normal);
+        assert_ne!(
+            reg32(&a, input::BOARD_TROUBLES) & board_trouble::RESET_LOOP,
+            0
+        );
+        assert_ne!(reg(&a, input::STATUS) & status::RESET_LOOP, 0);
+        // The window shows the boot's cause and the loop, oldest first at the end.
+        let n = usize::from(reg(&a, input::EVENT_WINDOW_LEN));
+        let kinds: Vec<u16> = (0..n)
+            .rev()
+            .map(|i| {
+                reg(
+                    &a,
+                    input::EVENT_WINDOW + i as u16 * map::EVENT_ENTRY_REGS + map::event_entry::CODE,
+                ) & 0xFF
+            })
+            .collect();
+        assert_eq!(
+            kinds[..2],
+            [
+                u16::from(map::event_kind::CONTROLLER_RESET),
+                u16::from(map::event_kind::RESET_LOOP)
+            ]
+        );
+        // The network acknowledge does not end it.
+        request(&mut a, &[1, 5, 0, coil::SILENCE_BUZZER as u8, 0xFF, 0]);
+        step(&mut a);
+        assert!(
+            !a.board
+                .driven
+                .last()
+                .unwrap()
+                .energised(output::CONTACTOR_HOLD)
+        );
+        assert!(
+            a.board.stored.is_empty(),
+            "nothing to store during a lockout"
+        );
+        // The local reset key: held off since power-up until seen normal, then pressed.
+        a.board.field.lines[usize::from(line::RESET)] = Some(LineState::Active);
+        for _ in 0..3 {
+            step(&mut a);
+        }
+        a.board.field.lines[usize::from(line::RESET)] = None;
+        for _ in 0..3 {
+            step(&mut a);
+        }
+        assert!(
+            a.board
+                .driven
+                .last()
+                .unwrap()
+                .energised(output::CONTACTOR_HOLD)
+        );
+        assert_eq!(a.board.stored.last(), Some(&ResetHistory::default()));
+        assert_eq!(reg(&a, input::STATUS) & status::RESET_LOOP, 0);
+    }
+
+    #[test]
+    fn fewer_unexpected_resets_run_their_window_and_store_it_once_a_second() {
+        use crate::reset::RESET_LOOP_COUNT;
+        let mut a = app(
+            after_resets(RESET_LOOP_COUNT - 1, map::reset_cause::FAULT),
+            Nv::new(1024),
+        );
+        for _ in 0..25 {
+            step(&mut a);
+        }
+        assert!(
+            a.board
+                .driven
+                .last()
+                .unwrap()
+                .energised(output::CONTACTOR_HOLD)
+        );
+        assert_eq!(
+            reg32(&a, input::BOARD_TROUBLES) & board_trouble::RESET_LOOP,
+            0
+        );
+        let stored = &a.board.stored;
+        assert!((2..=3).contains(&stored.len()), "{stored:?}");
+        assert_eq!(stored.last().unwrap().count, RESET_LOOP_COUNT - 1);
+        assert!(stored.last().unwrap().window_s >= 2);
+    }
+
+    #[test]
+    fn board_rev_b_publishes_the_room_gas_release_as_not_wired() {
+        // Hazard: the room's gas release (a room panel input, not on this board) read as "not
+        // operated" from the rack controller's registers.
+        let mut a = app(SimBoard::default(), Nv::new(1024));
+        step(&mut a);
+        assert_eq!(
+            reg(&a, input::ROOM_GAS_RELEASE),
+            map::input_state::NOT_FITTED
+        );
     }
 }

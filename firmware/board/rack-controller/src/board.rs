@@ -5,6 +5,8 @@ use fire_logic::{Inputs, Outputs};
 use rack_registers::nvstore::Flash;
 use rack_registers::snapshot::{BoardStatus, ResetInfo};
 
+use crate::reset::ResetHistory;
+
 /// What the application needs from a board.
 pub trait Board {
     /// The non-volatile region holding the latch record (battery-backed SRAM on rev B).
@@ -15,6 +17,14 @@ pub trait Board {
 
     /// Why the controller last reset (read and recorded by the board at boot).
     fn reset_info(&mut self) -> ResetInfo;
+
+    /// The reset-loop history of this boot, decided at boot ([`ResetHistory::at_boot`], with
+    /// [`crate::nv::record_boot`]).
+    fn reset_history(&mut self) -> ResetHistory;
+
+    /// Writes the reset-loop history to the non-volatile area (the window's run time, at most
+    /// once a second; the end of a lockout).
+    fn store_reset_history(&mut self, h: &ResetHistory);
 
     /// Samples every input once: a converter scan through the front end
     /// ([`crate::frontend::FrontEnd`]). A source this board does not have is `NoSample` (and

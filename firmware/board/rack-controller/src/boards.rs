@@ -121,6 +121,8 @@ mod tests {
             cfg.common_cause[SourceId::RackTemp2 as usize]
         );
         assert_eq!(cfg.common_cause[SourceId::Smoke as usize], 0);
+        // Nothing left undeclared that the deployment checks would warn about or refuse.
+        assert_eq!(cfg.undeclared_pairs().count(), 0);
         // Every member of every group is a source this board has.
         let c = stm32f407_rev_b();
         for grp in g {

@@ -19,8 +19,12 @@
 //! measurements (worst cycle, worst Modbus answer, stack peak); then it heats a controller to
 //! stage 2 on the non-volatile area and overflows its stack. The fault handler trips the
 //! contactor and records the fault; the second boot checks the reset cause, the boot count and
-//! that the latch comes back without the contactor ever closing. PASS/FAIL lines and the
-//! `MEASURE` lines go out through semihosting; the exit status is the verdict.
+//! that the latch comes back without the contactor ever closing, then faults once more from a
+//! healthy normal state; the third boot is the third unexpected reset (the first boot's cause
+//! is unknown: QEMU has no reset flags) and checks the reset-loop lockout: the contactor held
+//! tripped from boot in the normal stage, the reset cause and the loop in the event window,
+//! and its end with the local reset key. PASS/FAIL lines and the `MEASURE` lines go out
+//! through semihosting; the exit status is the verdict.
 
 use core::fmt;
 use core::mem::MaybeUninit;
@@ -36,9 +40,12 @@ use rack_controller::clock::Monotonic;
 use rack_controller::field::Field;
 use rack_controller::frontend::{FrontEnd, LINE_COUNT};
 use rack_controller::line::LineState;
-use rack_controller::nv::{LatchArea, NV_BYTES, NvMemory, read_records, write_boot, write_crumb};
+use rack_controller::nv::{
+    LatchArea, NV_BYTES, NvMemory, RESERVED_OFFSET, read_history, record_boot, write_crumb,
+    write_history,
+};
 use rack_controller::outputs::{Drive, Sense};
-use rack_controller::reset::{Breadcrumb, at_boot};
+use rack_controller::reset::{Breadcrumb, RESET_LOOP_COUNT, ResetHistory};
 use rack_registers::controller::BootState;
 use rack_registers::map::{self, board_trouble as bt, input, line, output, reset_cause as rc};
 use rack_registers::nvstore::RamFlash;
@@ -60,7 +67,7 @@ const CORE_HZ: u32 = 168_000_000;
 static mut NV_AREA: MaybeUninit<[u8; NV_BYTES]> = MaybeUninit::uninit();
 
 /// Offset of the phase record (checks and measurements of the first boot) in the reserved part.
-const PHASE_OFFSET: usize = 896;
+const PHASE_OFFSET: usize = RESERVED_OFFSET;
 /// Offset of the emulated output pins (a word, like GPIOD's output register).
 const PINS_OFFSET: usize = 960;
 const PHASE_MAGIC: u32 = 0x4553_4850;
@@ -126,6 +133,9 @@ pub struct EmuBoard {
     fe: FrontEnd,
     status: BoardStatus,
     reset: ResetInfo,
+    history: ResetHistory,
+    /// The reset history is the kept area's (written there), not a scenario's.
+    kept: bool,
     clock: Clock,
     feeds: u32,
     stack: mcu::StackWatch,
@@ -142,6 +152,8 @@ impl EmuBoard {
             fe: FrontEnd::new(c.open_code, c.short_code),
             status: BoardStatus::default(),
             reset,
+            history: ResetHistory::default(),
+            kept: false,
             clock: Clock::Scripted(0),
             feeds: 0,
             stack: mcu::StackWatch::new(),
@@ -172,6 +184,15 @@ impl Board for EmuBoard {
     }
     fn reset_info(&mut self) -> ResetInfo {
         self.reset
+    }
+    fn reset_history(&mut self) -> ResetHistory {
+        self.history
+    }
+    fn store_reset_history(&mut self, h: &ResetHistory) {
+        self.history = *h;
+        if self.kept {
+            write_history(&mut EmuNv, h);
+        }
     }
     fn sample(&mut self, _now_ms: u64) -> Inputs {
         let scan = self.field.scan(self.fe.drive());
@@ -264,6 +285,10 @@ impl Board for ReplayBoard {
             fault_pc: 0,
         }
     }
+    fn reset_history(&mut self) -> ResetHistory {
+        ResetHistory::default()
+    }
+    fn store_reset_history(&mut self, _h: &ResetHistory) {}
     fn sample(&mut self, _now_ms: u64) -> Inputs {
         self.inputs
     }
@@ -767,6 +792,9 @@ fn replay_one(csv: &str, out: &mut Compare<'_>, t: &mut Tally) -> Result<u32, &'
 // --- Phases -------------------------------------------------------------------------------------
 
 struct PhaseRecord {
+    /// 1: the first boot's checks are done (the stack overflow follows); 2: the second boot's
+    /// too (its fault follows).
+    phase: u32,
     checks: u32,
     failures: u32,
     worst_cycle_us: u32,
@@ -782,18 +810,19 @@ fn write_phase(p: &PhaseRecord) {
         p.worst_cycle_us,
         p.worst_modbus_us,
         p.stack_peak,
+        p.phase,
     ];
-    let mut bytes = [0u8; 28];
+    let mut bytes = [0u8; 32];
     for (i, w) in words.iter().enumerate() {
         bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
     }
-    let crc = rack_registers::nvstore::crc32(&bytes[..24]);
-    bytes[24..].copy_from_slice(&crc.to_le_bytes());
+    let crc = rack_registers::nvstore::crc32(&bytes[..28]);
+    bytes[28..].copy_from_slice(&crc.to_le_bytes());
     EmuNv.write(PHASE_OFFSET, &bytes);
 }
 
 fn read_phase() -> Option<PhaseRecord> {
-    let mut bytes = [0u8; 28];
+    let mut bytes = [0u8; 32];
     EmuNv.read(PHASE_OFFSET, &mut bytes);
     let w = |i: usize| {
         u32::from_le_bytes([
@@ -803,10 +832,11 @@ fn read_phase() -> Option<PhaseRecord> {
             bytes[i * 4 + 3],
         ])
     };
-    if w(0) != PHASE_MAGIC || w(6) != rack_registers::nvstore::crc32(&bytes[..24]) {
+    if w(0) != PHASE_MAGIC || w(7) != rack_registers::nvstore::crc32(&bytes[..28]) {
         return None;
     }
     Some(PhaseRecord {
+        phase: w(6),
         checks: w(1),
         failures: w(2),
         worst_cycle_us: w(3),
@@ -946,6 +976,7 @@ fn first_boot(record: ResetInfo) -> ! {
         mcu::stack_peak()
     );
     write_phase(&PhaseRecord {
+        phase: 1,
         checks: t.checks,
         failures: t.failures,
         worst_cycle_us: u32::try_from(t.worst_cycle_us).unwrap_or(u32::MAX),
@@ -994,6 +1025,7 @@ fn restored_after_fault(record: ResetInfo, t: &mut Tally) {
     );
 }
 
+#[inline(never)]
 fn second_boot(record: ResetInfo, phase: PhaseRecord) -> ! {
     let mut t = Tally {
         checks: phase.checks,
@@ -1028,6 +1060,19 @@ fn second_boot(record: ResetInfo, phase: PhaseRecord) -> ! {
         phase.worst_modbus_us,
         phase.stack_peak
     );
+    // The loop: a healthy normal state (the latch store formatted), then one more fault.
+    EmuNv.write(0, &[0xFF; 768]);
+    write_phase(&PhaseRecord {
+        phase: 2,
+        checks: t.checks,
+        failures: t.failures,
+        ..phase
+    });
+    hprintln!("faulting once more from the normal stage (the third unexpected reset)");
+    mcu::fault_path(rc::FAULT, 0, 0)
+}
+
+fn verdict(t: &Tally) -> ! {
     if t.failures == 0 {
         hprintln!("rack-controller (emulated): all {} checks passed", t.checks);
         debug::exit(debug::EXIT_SUCCESS);
@@ -1044,6 +1089,87 @@ fn second_boot(record: ResetInfo, phase: PhaseRecord) -> ! {
     }
 }
 
+/// The third boot: three unexpected resets (unknown, stack overflow, fault) within the window.
+/// Never inlined: its controller must not sit in `main`'s frame under the first boot's stack
+/// measurement.
+#[inline(never)]
+fn third_boot(record: ResetInfo, history: ResetHistory, phase: PhaseRecord) -> ! {
+    let mut t = Tally {
+        checks: phase.checks,
+        failures: phase.failures,
+        worst_cycle_us: 0,
+        worst_modbus_us: 0,
+    };
+    t.check(
+        history.lockout && history.count == RESET_LOOP_COUNT && record.boot_count == 3,
+        format_args!(
+            "reset loop counted across the resets: {} unexpected resets, lockout {}, boot {}",
+            history.count, history.lockout, record.boot_count
+        ),
+    );
+    let mut b = EmuBoard::new(record);
+    b.history = history;
+    b.kept = true;
+    let mut a = app(b, LatchArea(EmuNvOrRam::Kept(EmuNv)));
+    let fresh = a.controller().boot_state() == BootState::Fresh;
+    for _ in 0..20 {
+        step(&mut a, &mut t);
+    }
+    let window: heapless::Vec<u16, 8> = (0..reg(&a, input::EVENT_WINDOW_LEN))
+        .rev()
+        .map(|i| {
+            reg(
+                &a,
+                input::EVENT_WINDOW + i * map::EVENT_ENTRY_REGS + map::event_entry::CODE,
+            ) & 0xFF
+        })
+        .collect();
+    let cause_detail = reg(
+        &a,
+        input::EVENT_WINDOW
+            + (reg(&a, input::EVENT_WINDOW_LEN) - 1) * map::EVENT_ENTRY_REGS
+            + map::event_entry::DETAIL,
+    );
+    t.check(
+        fresh
+            && a.controller().logic().stage() == Stage::Normal
+            && !a.board_mut().hold_ever_energised
+            && reg32(&a, input::BOARD_TROUBLES) & bt::RESET_LOOP != 0
+            && reg(&a, input::STATUS) & map::status::RESET_LOOP != 0
+            && window.first() == Some(&u16::from(map::event_kind::CONTROLLER_RESET))
+            && window.get(1) == Some(&u16::from(map::event_kind::RESET_LOOP))
+            && cause_detail & rc::FAULT != 0,
+        format_args!(
+            "reset loop: normal stage, contactor never closed, trouble and status set, window {:?} (cause {:#06x})",
+            window.as_slice(),
+            cause_detail
+        ),
+    );
+    // The local reset key (held off since power-up until seen normal, then pressed).
+    a.board_mut().field.lines[usize::from(line::RESET)] = Some(LineState::Active);
+    for _ in 0..3 {
+        step(&mut a, &mut t);
+    }
+    a.board_mut().field.lines[usize::from(line::RESET)] = None;
+    for _ in 0..3 {
+        step(&mut a, &mut t);
+    }
+    a.board_mut().field.lines[usize::from(line::RESET)] = Some(LineState::Active);
+    for _ in 0..3 {
+        step(&mut a, &mut t);
+    }
+    t.check(
+        pins() & (1 << output::CONTACTOR_HOLD) != 0
+            && reg(&a, input::STATUS) & map::status::RESET_LOOP == 0
+            && read_history(&mut EmuNv) == Some(ResetHistory::default()),
+        format_args!(
+            "reset loop ended by the local reset key: contactor closed (pins {:#04x}), history cleared",
+            pins()
+        ),
+    );
+    verdict(&t)
+}
+
 #[cortex_m_rt::entry]
 fn main() -> ! {
     let Some(mut cp) = cortex_m::Peripherals::take() else {
@@ -1052,17 +1178,15 @@ fn main() -> ! {
     mcu::start_clock(&mut cp.SYST, &mut cp.SCB, CORE_HZ);
     // The reset cause, as the board does it (QEMU models no reset flags: RCC_CSR reads 0).
     let flags = mcu::rd(mcu::RCC_CSR);
-    let (crumb, previous) = read_records(&mut EmuNv);
     let phase = read_phase();
-    let previous = if phase.is_some() { previous } else { None };
-    let record = at_boot(flags, crumb, previous);
-    write_boot(&mut EmuNv, &record);
+    let (crumb, record, history) = record_boot(&mut EmuNv, flags, phase.is_some());
     hprintln!(
         "rack-controller {} on the emulated STM32F405 (netduinoplus2), boot {}",
         env!("CARGO_PKG_VERSION"),
         record.boot_count
     );
     match (phase, crumb) {
+        (Some(p), Some(_)) if p.phase >= 2 => third_boot(record.info(), history, p),
         (Some(p), Some(_)) => second_boot(record.info(), p),
         (Some(_), None) => {
             hprintln!("FAIL reset after the first boot without a fault record");

@@ -7,6 +7,7 @@
 //! | 0 | 768 | latch record store (`rack_registers::nvstore`), three 256-byte pages |
 //! | 768 | 20 | breadcrumb ([`crate::reset::Breadcrumb`]), erased at every boot |
 //! | 832 | 20 | boot record ([`crate::reset::BootRecord`]) |
+//! | 864 | 20 | reset history of the reset-loop rule ([`crate::reset::ResetHistory`]) |
 //! | 896 | 128 | reserved |
 //!
 //! SRAM needs no erase: [`LatchArea`] presents the first 768 bytes as three "pages" to the record
@@ -16,7 +17,7 @@
 use fire_logic::LatchRecord;
 use rack_registers::nvstore::{Flash, FlashError, slot_size};
 
-use crate::reset::{BootRecord, Breadcrumb, RECORD_LEN};
+use crate::reset::{BootRecord, Breadcrumb, RECORD_LEN, ResetHistory, at_boot};
 
 /// Bytes of the area.
 pub const NV_BYTES: usize = 1024;
@@ -28,13 +29,19 @@ pub const LATCH_PAGES: usize = 3;
 pub const CRUMB_OFFSET: usize = 768;
 /// Offset of the boot record.
 pub const BOOT_OFFSET: usize = 832;
+/// Offset of the reset history.
+pub const HISTORY_OFFSET: usize = 864;
+/// Offset of the reserved part.
+pub const RESERVED_OFFSET: usize = 896;
 
 // The latch record must fit one page (a longer record needs a new layout, not a silent
 // overflow into the breadcrumb).
 const _: () = assert!(slot_size(LatchRecord::LEN) <= LATCH_PAGE);
 const _: () = assert!(LATCH_PAGE * LATCH_PAGES <= CRUMB_OFFSET);
 const _: () = assert!(CRUMB_OFFSET + RECORD_LEN <= BOOT_OFFSET);
-const _: () = assert!(BOOT_OFFSET + RECORD_LEN <= NV_BYTES);
+const _: () = assert!(BOOT_OFFSET + RECORD_LEN <= HISTORY_OFFSET);
+const _: () = assert!(HISTORY_OFFSET + RECORD_LEN <= RESERVED_OFFSET);
+const _: () = assert!(RESERVED_OFFSET <= NV_BYTES);
 
 /// Byte access to the area (volatile on the board).
 pub trait NvMemory {
@@ -142,6 +149,43 @@ pub fn write_boot<M: NvMemory>(m: &mut M, record: &BootRecord) -> bool {
         && BootRecord::decode(&check) == Some(*record)
 }
 
+/// Reads the reset history (`None`: erased or corrupt).
+pub fn read_history<M: NvMemory>(m: &mut M) -> Option<ResetHistory> {
+    let mut b = [0u8; RECORD_LEN];
+    m.read(HISTORY_OFFSET, &mut b)
+        .then(|| ResetHistory::decode(&b))
+        .flatten()
+}
+
+/// Writes the reset history. False if the area did not take it.
+pub fn write_history<M: NvMemory>(m: &mut M, h: &ResetHistory) -> bool {
+    m.write(HISTORY_OFFSET, &h.encode())
+}
+
+/// What every boot does with the area, before anything else: reads the breadcrumb, the boot
+/// record and the reset history, decides this boot's record from the reset flags `csr`
+/// ([`at_boot`]) and history ([`ResetHistory::at_boot`]), writes both and erases the
+/// breadcrumb. `previous_trusted` false ignores the stored boot record and history (the
+/// emulated image's first boot on a RAM area of unknown content).
+pub fn record_boot<M: NvMemory>(
+    m: &mut M,
+    csr: u32,
+    previous_trusted: bool,
+) -> (Option<Breadcrumb>, BootRecord, ResetHistory) {
+    let (crumb, previous) = read_records(m);
+    let history = if previous_trusted {
+        read_history(m)
+    } else {
+        None
+    };
+    let previous = if previous_trusted { previous } else { None };
+    let record = at_boot(csr, crumb, previous);
+    let history = ResetHistory::at_boot(history, record.cause);
+    write_boot(m, &record);
+    write_history(m, &history);
+    (crumb, record, history)
+}
+
 /// Writes a breadcrumb (from the fault path, just before the reset).
 pub fn write_crumb<M: NvMemory>(m: &mut M, crumb: &Breadcrumb) -> bool {
     m.write(CRUMB_OFFSET, &crumb.encode())
@@ -197,5 +241,37 @@ mod tests {
         assert!(a.program(LATCH_PAGE * LATCH_PAGES - 2, &[0; 4]).is_err());
         let mut b = [0u8; 4];
         assert!(a.read(CRUMB_OFFSET, &mut b).is_err());
+    }
+
+    #[test]
+    fn the_reset_history_survives_boots_beside_the_other_records() {
+        // Hazard: the reset-loop count kept where a boot record or the latch store overwrites
+        // it: the loop never adds up.
+        use crate::reset::{RESET_LOOP_COUNT, csr};
+        let mut mem = [0xFFu8; NV_BYTES];
+        let (_, first, h) = record_boot(&mut mem, csr::PORRSTF | csr::BORRSTF, true);
+        assert_eq!((first.boot_count, h.count), (1, 0));
+        let mut last = h;
+        for n in 1..=RESET_LOOP_COUNT {
+            write_crumb(
+                &mut mem,
+                &Breadcrumb {
+                    cause: rc::FAULT,
+                    pc: 0x0800_0000,
+                    cfsr: 0,
+                },
+            );
+            let (crumb, rec, h) = record_boot(&mut mem, csr::SFTRSTF | csr::PINRSTF, true);
+            assert!(crumb.is_some());
+            assert_eq!((rec.boot_count, h.count), (1 + n, n));
+            last = h;
+        }
+        assert!(last.lockout);
+        assert_eq!(read_history(&mut mem), Some(last));
+        // The latch store's pages are untouched by all of it.
+        assert!(mem[..LATCH_PAGE * LATCH_PAGES].iter().all(|b| *b == 0xFF));
+        // Untrusted (emulated first boot): a fresh count.
+        let (_, _, h) = record_boot(&mut mem, 0, false);
+        assert_eq!(h.count, 1, "unknown cause counted from nothing");
     }
 }

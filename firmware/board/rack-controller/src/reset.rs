@@ -62,6 +62,13 @@ pub const fn decode_csr(csr: u32) -> u16 {
 
 const CRUMB_MAGIC: u32 = 0x4255_5243; // "CRUB"
 const BOOT_MAGIC: u32 = 0x544F_4F42; // "BOOT"
+const HISTORY_MAGIC: u32 = 0x504F_4F4C; // "LOOP"
+
+/// Unexpected resets within [`RESET_LOOP_WINDOW_S`] that start the reset-loop lockout.
+pub const RESET_LOOP_COUNT: u32 = 3;
+/// The window of the reset-loop rule, in seconds of the controller's own run time (the time it
+/// is off is not known and not counted, so the window only ever lasts longer in wall time).
+pub const RESET_LOOP_WINDOW_S: u32 = 3_600;
 
 /// What the firmware records just before it resets itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +201,94 @@ pub fn at_boot(csr: u32, crumb: Option<Breadcrumb>, previous: Option<BootRecord>
     }
 }
 
+/// The reset-loop rule's record in the non-volatile area: unexpected resets (watchdog, fault,
+/// brown-out, unknown: [`rc::UNEXPECTED`]) counted since the first one of the current window,
+/// the run time since then, and the lockout. [`RESET_LOOP_COUNT`] unexpected resets within
+/// [`RESET_LOOP_WINDOW_S`] of run time start the lockout: the controller holds the contactor
+/// tripped (battery isolated) until a local reset, whatever the logic's stage. A power-up or
+/// the reset pin neither counts nor clears anything; only the local reset ends the lockout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResetHistory {
+    /// Unexpected resets in the current window (0: no window running).
+    pub count: u32,
+    /// Run time since the window's first unexpected reset, whole seconds.
+    pub window_s: u32,
+    /// The lockout is in force.
+    pub lockout: bool,
+    /// Run time not yet counted in `window_s`, ms (not persisted: a reset loses it, which only
+    /// lengthens the window).
+    sub_ms: u64,
+}
+
+impl ResetHistory {
+    /// This boot's history from the previous one and the cause of this reset. A missing or
+    /// corrupt previous record (the area lost: battery-backed SRAM without its battery) starts
+    /// from nothing; the boot record then says `NV_LOST`.
+    pub fn at_boot(previous: Option<ResetHistory>, cause: u16) -> ResetHistory {
+        let mut h = previous.unwrap_or_default();
+        h.sub_ms = 0;
+        if cause & rc::UNEXPECTED != 0 {
+            if h.count == 0 {
+                h.window_s = 0;
+            }
+            h.count = h.count.saturating_add(1);
+        }
+        if h.count >= RESET_LOOP_COUNT {
+            h.lockout = true;
+        }
+        h
+    }
+
+    /// `ms` of run time passed; true when the persisted part changed (at most once a second
+    /// while a window runs). The window ends, and its count with it, after
+    /// [`RESET_LOOP_WINDOW_S`] of run time; a lockout does not end with time.
+    pub fn ran(&mut self, ms: u64) -> bool {
+        if self.count == 0 || self.lockout {
+            return false;
+        }
+        self.sub_ms = self.sub_ms.saturating_add(ms);
+        if self.sub_ms < 1_000 {
+            return false;
+        }
+        let whole = self.sub_ms / 1_000;
+        self.sub_ms %= 1_000;
+        self.window_s = self
+            .window_s
+            .saturating_add(u32::try_from(whole).unwrap_or(u32::MAX));
+        if self.window_s >= RESET_LOOP_WINDOW_S {
+            self.count = 0;
+            self.window_s = 0;
+        }
+        true
+    }
+
+    /// A local reset ended the lockout: the count starts again from nothing.
+    pub fn clear(&mut self) {
+        *self = ResetHistory::default();
+    }
+
+    /// Encodes (magic, count, window, flags, CRC-32).
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        seal(
+            HISTORY_MAGIC,
+            self.count,
+            self.window_s,
+            u32::from(self.lockout),
+        )
+    }
+
+    /// Decodes; `None` for an erased or corrupt record.
+    pub fn decode(bytes: &[u8]) -> Option<ResetHistory> {
+        let (count, window_s, flags) = unseal(bytes, HISTORY_MAGIC)?;
+        Some(ResetHistory {
+            count,
+            window_s,
+            lockout: flags & 1 != 0,
+            sub_ms: 0,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +363,72 @@ mod tests {
         assert_eq!(Breadcrumb::decode(&[0xFF; RECORD_LEN]), None);
         assert_eq!(BootRecord::decode(&[0; RECORD_LEN]), None);
         assert_eq!(BootRecord::decode(&[0; 3]), None);
+    }
+
+    #[test]
+    fn three_unexpected_resets_within_the_window_start_the_lockout() {
+        // Hazard: a controller resetting itself again and again (watchdog, fault, brown-out)
+        // keeps the battery connected, the contactor's hold-up riding through every reset.
+        let mut h = ResetHistory::at_boot(None, rc::POWER_ON);
+        assert_eq!((h.count, h.lockout), (0, false));
+        for n in 1..RESET_LOOP_COUNT {
+            h = ResetHistory::at_boot(Some(h), rc::IWDG);
+            assert_eq!((h.count, h.lockout), (n, false));
+            assert!(h.ran(20_000), "a window runs: persisted once a second");
+        }
+        // A power-up in between neither counts nor clears.
+        h = ResetHistory::at_boot(Some(h), rc::POWER_ON);
+        assert_eq!(h.count, RESET_LOOP_COUNT - 1);
+        h = ResetHistory::at_boot(Some(h), rc::FAULT | rc::SOFTWARE);
+        assert!(h.lockout);
+        // Time does not end a lockout; only the local reset does.
+        assert!(!h.ran(u64::from(RESET_LOOP_WINDOW_S) * 2_000));
+        let again = ResetHistory::at_boot(Some(h), rc::POWER_ON);
+        assert!(again.lockout, "a power cycle does not end it");
+        h.clear();
+        assert_eq!(h, ResetHistory::default());
+    }
+
+    #[test]
+    fn unexpected_resets_further_apart_than_the_window_never_add_up() {
+        let mut h = ResetHistory::default();
+        for _ in 0..10 {
+            h = ResetHistory::at_boot(Some(h), rc::WWDG);
+            assert!(!h.lockout);
+            // Runs for the whole window (in 100 ms cycles' worth of steps) between resets.
+            let mut changed = 0;
+            for _ in 0..RESET_LOOP_WINDOW_S {
+                changed += u32::from(h.ran(1_000));
+            }
+            assert_eq!(changed, RESET_LOOP_WINDOW_S);
+            assert_eq!(h.count, 0, "the window ended");
+        }
+        // A brown-out, an unknown cause and a flow error count like the watchdog.
+        for cause in [rc::BROWN_OUT, rc::UNKNOWN, rc::FLOW | rc::IWDG] {
+            h = ResetHistory::at_boot(Some(h), cause);
+        }
+        assert!(h.lockout);
+        // Sub-second run time is not lost between calls, and is lost (only) across a reset.
+        let mut h = ResetHistory::at_boot(None, rc::IWDG);
+        assert!(!h.ran(600));
+        assert!(h.ran(600));
+        assert_eq!(h.window_s, 1);
+    }
+
+    #[test]
+    fn the_history_round_trips_and_a_corrupt_one_is_rejected() {
+        let h = ResetHistory {
+            count: 2,
+            window_s: 1_234,
+            lockout: true,
+            sub_ms: 0,
+        };
+        let mut b = h.encode();
+        assert_eq!(ResetHistory::decode(&b), Some(h));
+        b[9] ^= 4;
+        assert_eq!(ResetHistory::decode(&b), None);
+        assert_eq!(ResetHistory::decode(&[0xFF; RECORD_LEN]), None);
+        // Not a boot record, and the other way round.
+        assert_eq!(BootRecord::decode(&h.encode()), None);
     }
 }

@@ -30,9 +30,9 @@ use rack_controller::board::Board;
 use rack_controller::boards::{LINES, OUTPUT_SENSE, SELF_TEST, TRANSMITTERS, VREFINT};
 use rack_controller::clock::Monotonic;
 use rack_controller::frontend::{FrontEnd, RawScan};
-use rack_controller::nv::{LatchArea, NV_BYTES, NvMemory, read_records, write_boot, write_crumb};
+use rack_controller::nv::{LatchArea, NV_BYTES, NvMemory, record_boot, write_crumb, write_history};
 use rack_controller::outputs::Drive;
-use rack_controller::reset::{Breadcrumb, at_boot, csr};
+use rack_controller::reset::{Breadcrumb, ResetHistory, csr};
 use rack_controller::watchdog::{IWDG_RELOAD, WWDG_COUNTER, WWDG_WINDOW};
 use rack_registers::map::board_trouble as bt;
 use rack_registers::snapshot::{BoardStatus, ResetInfo};
@@ -139,6 +139,7 @@ pub struct Stm32f407 {
     fe: FrontEnd,
     status: BoardStatus,
     reset: ResetInfo,
+    history: ResetHistory,
     clock: Monotonic,
     bor_ok: bool,
     stack: mcu::StackWatch,
@@ -188,12 +189,9 @@ impl Stm32f407 {
         modify(PWR_CSR, 0, 1 << 9);
         wait(|| rd(PWR_CSR) & CSR_BRR != 0);
 
-        // Reset cause: flags, breadcrumb, boot record.
+        // Reset cause: flags, breadcrumb, boot record, reset-loop history.
         let flags = rd(RCC_CSR);
-        let mut nv = BackupSram;
-        let (crumb, previous) = read_records(&mut nv);
-        let record = at_boot(flags, crumb, previous);
-        write_boot(&mut nv, &record);
+        let (_, record, history) = record_boot(&mut BackupSram, flags, true);
         modify(RCC_CSR, 0, csr::RMVF);
 
         // ADCs: PCLK2 / 4, VREFINT on; each one on, 84-cycle sampling, 480 for VREFINT.
@@ -223,6 +221,7 @@ impl Stm32f407 {
                 fe: FrontEnd::new(config.open_code, config.short_code),
                 status: BoardStatus::default(),
                 reset: record.info(),
+                history,
                 clock: Monotonic::new(),
                 stack: mcu::StackWatch::new(),
                 bor_ok,
@@ -267,6 +266,14 @@ impl Board for Stm32f407 {
 
     fn reset_info(&mut self) -> ResetInfo {
         self.reset
+    }
+
+    fn reset_history(&mut self) -> ResetHistory {
+        self.history
+    }
+
+    fn store_reset_history(&mut self, h: &ResetHistory) {
+        write_history(&mut BackupSram, h);
     }
 
     fn sample(&mut self, _now_ms: u64) -> Inputs {

@@ -388,8 +388,10 @@ async fn run(args: Args) -> Result<(), String> {
     let mut config = Config::default();
     let (mut scenario, scenario_name) = Scenario::load(&args.scenario, &mut config)?;
     let flash = FileFlash::open(args.state.as_deref())?;
-    let ctrl = Controller::boot(config, flash, 0, parse_version(env!("CARGO_PKG_VERSION")))
+    let mut ctrl = Controller::boot(config, flash, 0, parse_version(env!("CARGO_PKG_VERSION")))
         .map_err(|e| format!("boot: {e:?}"))?;
+    // The simulated rack has the room's gas release wired (its scenarios drive it).
+    ctrl.set_room_gas_release_wired(true);
     let boot_state = ctrl.boot_state();
     let sim = Arc::new(Mutex::new(Sim {
         ctrl,
