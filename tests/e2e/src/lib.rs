@@ -25,8 +25,15 @@ pub struct Harness {
 impl Harness {
     /// Starts the demo (no scenario) and creates an admin API token.
     pub async fn start() -> anyhow::Result<Harness> {
+        Harness::start_with(|_| {}).await
+    }
+
+    /// [`Harness::start`] with the test options changed by `configure` first.
+    pub async fn start_with(configure: impl FnOnce(&mut DemoOptions)) -> anyhow::Result<Harness> {
         let dir = tempfile::tempdir()?;
-        let demo = dcim_server::demo::start(DemoOptions::for_tests(dir.path())).await?;
+        let mut opts = DemoOptions::for_tests(dir.path());
+        configure(&mut opts);
+        let demo = dcim_server::demo::start(opts).await?;
         let token = dcim_server::auth::new_token("dcim_");
         demo.server
             .app
