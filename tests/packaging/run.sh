@@ -7,13 +7,17 @@
 # systemd: READY=1 and WATCHDOG=1 must arrive and /health must answer), then purges them and
 # checks nothing is left but the system users.
 #
-# CI packages the dev-profile binaries that `cargo test` already built (`--profile dev`,
-# stripped by cargo-deb), so this step costs seconds, not a release build. Releases use
-# `cargo deb -p dcim-server` (the release profile).
+# CI packages the dev-profile binaries that `cargo test --workspace` already built
+# (`--profile dev`, stripped by cargo-deb), so this step costs seconds, not a release build:
+# `cargo test --workspace --no-run` finds everything fresh and puts those binaries back in
+# target/debug/. (`cargo build -p dcim-server` would not: without the workspace's
+# dev-dependencies its features differ, e.g. rustix's, and it recompiles the server.) Run on its
+# own, the same command builds the tests once. Releases use `cargo deb -p dcim-server` (the
+# release profile).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-step() { printf '[packaging] %s\n' "$*"; }
+step() { printf '[packaging %3ds] %s\n' "$((SECONDS - started))" "$*"; }
 fail() { printf '[packaging] FAIL: %s\n' "$*" >&2; exit 1; }
 started=$SECONDS
 [ "$(id -u)" = 0 ] || { echo "[packaging] skipped: needs root (dpkg -i)"; exit 0; }
@@ -24,20 +28,28 @@ purge() { dpkg --purge dcim-server dcim-edge-agent >/dev/null 2>&1 || true; }
 purge
 trap purge EXIT
 
-step "build (dev profile) and package"
-cargo build -q -p dcim-server -p dcim-edge-agent --bins
+step "build (dev profile: what cargo test built) and package"
+built=$SECONDS
+cargo test -q --workspace --no-run 2>/dev/null || cargo test --workspace --no-run
+step "binaries ready in $((SECONDS - built)) s"
 out=target/debian
 rm -rf "$out"
 for p in dcim-server dcim-edge-agent; do
-    cargo deb -q -p "$p" --profile dev --no-build -o "$out/" >/dev/null
+    # --fast: quicker compression (a larger .deb); CI only checks what is in it.
+    cargo deb -q -p "$p" --profile dev --no-build --fast -o "$out/" >/dev/null
 done
 server_deb=$(ls "$out"/dcim-server_*.deb)
 agent_deb=$(ls "$out"/dcim-edge-agent_*.deb)
 ls -l "$out"
 dpkg-deb --info "$server_deb" | grep -E "Package|Depends|Version"
-dpkg-deb --contents "$server_deb" | grep -q "./usr/bin/dcim-server" || fail "no binary in the package"
-dpkg-deb --contents "$server_deb" | grep -q "lib/systemd/system/dcim-server.service" || fail "no unit in the package"
-dpkg-deb --contents "$server_deb" | grep -q "./usr/share/doc/dcim-server/server.example.toml" || fail "no example config"
+# Listed to a file first: `dpkg-deb --contents | grep -q` fails under pipefail whenever grep
+# stops reading before dpkg-deb has written everything (SIGPIPE).
+dpkg-deb --contents "$server_deb" > "$out/contents-server.txt"
+grep -q "./usr/bin/dcim-server" "$out/contents-server.txt" || fail "no binary in the package"
+grep -q "lib/systemd/system/dcim-server.service" "$out/contents-server.txt" || fail "no unit in the package"
+grep -q "./usr/share/doc/dcim-server/server.example.toml" "$out/contents-server.txt" || fail "no example config"
+grep -q "./usr/share/dcim-server/dashboards/dcim-power.json" "$out/contents-server.txt" || fail "no dashboards"
+grep -q "./usr/share/dcim-server/dashboards/provisioning/datasources/dcim-victoriametrics.yaml" "$out/contents-server.txt" || fail "no datasource provisioning"
 dpkg-deb -e "$server_deb" "$out/ctl-server"
 grep -qx "/etc/dcim/server.toml" "$out/ctl-server/conffiles" || fail "server.toml is not a conffile"
 

@@ -64,6 +64,25 @@ pub struct DemoOptions {
     pub down_after: Option<Duration>,
     /// The server's `[store] reserve_kb` (default 8 MiB).
     pub reserve_kb: Option<u64>,
+    /// The server's `[influx]` section (time series to an InfluxDB v2 compatible store, history
+    /// from its query API); off when `None`. `--influx URL` sets it for VictoriaMetrics
+    /// ([`influx_for`]).
+    pub influx: Option<crate::config::InfluxConfig>,
+}
+
+/// `[influx]` for a VictoriaMetrics at `url` (e.g. `http://127.0.0.1:8428`): lines written to
+/// its `/api/v2/write`, the console's history read from its Prometheus API, other settings
+/// their defaults.
+pub fn influx_for(url: &str) -> anyhow::Result<crate::config::InfluxConfig> {
+    let url = url.trim_end_matches('/');
+    anyhow::ensure!(
+        url.starts_with("http://") || url.starts_with("https://"),
+        "--influx `{url}`: expected http://HOST:PORT"
+    );
+    toml::from_str(&format!(
+        "url = {url:?}\norg = \"dcim\"\nbucket = \"dcim\"\nquery_url = {url:?}\n"
+    ))
+    .context("the demo's [influx] section")
 }
 
 impl Default for DemoOptions {
@@ -79,6 +98,7 @@ impl Default for DemoOptions {
             dc09: None,
             down_after: None,
             reserve_kb: None,
+            influx: None,
         }
     }
 }
@@ -97,7 +117,7 @@ impl DemoOptions {
         }
     }
 
-    /// Applies `--http`, `--broker` and `--data` (as parsed by `main`).
+    /// Applies `--http`, `--broker`, `--data`, `--dc09` and `--influx` (as parsed by `main`).
     pub fn from_args(opts: &[(String, String)]) -> anyhow::Result<DemoOptions> {
         let mut o = DemoOptions::default();
         if let Ok(p) = std::env::var("DCIM_ADMIN_PASSWORD")
@@ -118,6 +138,7 @@ impl DemoOptions {
                         .with_context(|| format!("--broker `{v}`: expected IP:PORT"))?
                 }
                 "data" => o.data_dir = PathBuf::from(v),
+                "influx" => o.influx = Some(influx_for(v)?),
                 "dc09" => {
                     let link = dc09_link::LinkConfig::from_file(std::path::Path::new(v))
                         .map_err(|e| anyhow::anyhow!("--dc09: {e}"))?;
@@ -367,6 +388,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
     if let Some(r) = opts.reserve_kb {
         config.store.reserve_kb = r;
     }
+    config.influx = opts.influx.clone();
     if opts.light_hashing {
         config.auth.argon2_memory_kib = 64;
         config.auth.argon2_iterations = 1;

@@ -616,7 +616,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     app.health.essential("ticker", ticker.abort_handle());
     tasks.push(ticker);
     let energy = api_energy::spawn(app.clone(), stop_rx.clone());
-    app.health.essential("energy", energy.abort_handle());
+    // Without a site model the energy sampler has nothing to meter and ends at once: essential
+    // only when there is a site (else /health would fail and the watchdog stop for good).
+    if config.site_model.is_some() {
+        app.health.essential("energy", energy.abort_handle());
+    }
     tasks.push(energy);
     let windows = api_windows::spawn(app.clone(), stop_rx.clone());
     app.health

@@ -31,6 +31,8 @@ USAGE:
                                                 (defaults 127.0.0.1:8080, 127.0.0.1:1883, ./.data/demo)
                                                 --dc09 LINK.toml: site-level events of the demo's
                                                 battery rooms to a DC-09 receiver
+                                                --influx URL: time series to a VictoriaMetrics
+                                                (e.g. http://127.0.0.1:8428) for the dashboards
     dcim-server drill SCENARIO.toml [--dc09 LINK.toml] [--http ADDR] [--broker ADDR] [--data DIR]
                                                 run a scripted drill on the demo facility (format in
                                                 tests/drills/README.md); writes the report to
@@ -67,7 +69,8 @@ fn parse_args() -> Result<Args, String> {
                 args.config = Some(it.next().ok_or("--check-config needs a file")?.into());
                 args.words.insert(0, "check-config".into());
             }
-            "--name" | "--role" | "--label" | "--http" | "--broker" | "--data" | "--dc09" => {
+            "--name" | "--role" | "--label" | "--http" | "--broker" | "--data" | "--dc09"
+            | "--influx" => {
                 let v = it.next().ok_or(format!("{a} needs a value"))?;
                 args.opts.push((a.trim_start_matches('-').to_string(), v));
             }

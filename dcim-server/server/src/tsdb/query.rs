@@ -2,7 +2,9 @@
 //! VictoriaMetrics is the tested store).
 //!
 //! The writer's lines become series `{measurement}_value{site, agent, device, point, role,
-//! quality, <labels>}` in VictoriaMetrics. A point's buckets are four range queries over the
+//! quality, <labels>}` in VictoriaMetrics ([`series_name`]; selected by `__name__`, since the
+//! measurement is kept as written). String fields become a series `{measurement}_text` whose
+//! values are 0 (VictoriaMetrics keeps no strings); nothing reads them. A point's buckets are four range queries over the
 //! good-quality series of that point (the in-memory ring keeps good samples only, too):
 //! `min_over_time`, `max_over_time`, `last_over_time` and `count_over_time` with a window of
 //! one step, evaluated at the end of each bucket, so that the bucket starting at `t` covers
@@ -46,8 +48,8 @@ pub fn quote(s: &str) -> String {
 /// The selector of a point's good-quality series.
 pub fn selector(measurement: &str, site: Option<&str>, device: &str, point: &str) -> String {
     let mut s = format!(
-        "{}_value{{device={},point={},quality=\"good\"",
-        metric_name(measurement),
+        "{{__name__={},device={},point={},quality=\"good\"",
+        quote(&series_name(measurement)),
         quote(device),
         quote(point)
     );
@@ -58,19 +60,12 @@ pub fn selector(measurement: &str, site: Option<&str>, device: &str, point: &str
     s
 }
 
-/// VictoriaMetrics' metric name for a measurement: characters outside `[A-Za-z0-9_:]` become
-/// `_`.
-pub fn metric_name(measurement: &str) -> String {
-    measurement
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// The name VictoriaMetrics gives the numeric field of the writer's lines:
+/// `{measurement}_{field}` with the field `value` (`-influxMeasurementFieldSeparator`, default
+/// `_`). The measurement is kept as written (`my-dcim.ts` gives `my-dcim.ts_value`, which is
+/// not a valid PromQL identifier), so queries select it by `__name__`.
+pub fn series_name(measurement: &str) -> String {
+    format!("{measurement}_value")
 }
 
 /// The four queries: `(stat, promql)`, stat in `min`, `max`, `last`, `n`.
@@ -231,9 +226,14 @@ mod tests {
         // an error read as "no data").
         assert_eq!(
             selector("dcim", Some("s1"), "ups \"1\"", "load"),
-            "dcim_value{device=\"ups \\\"1\\\"\",point=\"load\",quality=\"good\",site=\"s1\"}"
+            "{__name__=\"dcim_value\",device=\"ups \\\"1\\\"\",point=\"load\",quality=\"good\",site=\"s1\"}"
         );
-        assert_eq!(metric_name("my-dcim.ts"), "my_dcim_ts");
+        // VictoriaMetrics keeps the measurement as written; a PromQL identifier made of it
+        // (`my_dcim_ts_value`) would select nothing, read as "no history".
+        assert_eq!(
+            selector("my-dcim.ts", None, "d", "p"),
+            "{__name__=\"my-dcim.ts_value\",device=\"d\",point=\"p\",quality=\"good\"}"
+        );
         let q = queries("x{}", 60_000);
         assert_eq!(q[3].1, "sum(count_over_time(x{}[60000ms]))");
     }
