@@ -41,7 +41,8 @@ pub use engine::{
     Action, ActionError, Engine, EngineConfig, Event, NoSuppression, Record, Snapshot, Suppression,
 };
 pub use incident::{
-    Field, Incident, IncidentConfig, IncidentError, IncidentEvent, Incidents, Phase, RoleKind,
+    Field, Incident, IncidentConfig, IncidentError, IncidentEvent, Incidents, IncidentsMeta, Phase,
+    RoleKind,
 };
 pub use notify::{
     Breaker, BreakerConfig, BreakerState, Channel, ChannelKind, Delivery, EscalationStep, Notifier,
