@@ -3,6 +3,7 @@
 //! it around a shutdown future (that is what `main` and a future `demo` mode call).
 
 pub mod api;
+pub mod api_auth;
 pub mod api_authority;
 pub mod api_console;
 pub mod api_drill;
@@ -11,19 +12,24 @@ pub mod auth;
 pub mod authority;
 pub mod broker;
 pub mod config;
+pub mod conn_limits;
 pub mod console;
 pub mod dc09;
 pub mod demo;
 pub mod drill;
 pub mod facility;
 pub mod fire_view;
+pub mod http_limits;
+pub mod incident_store;
 pub mod influx;
 pub mod ingest;
 pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod notify_io;
+pub mod security;
 pub mod store;
+pub mod stream_access;
 pub mod tls;
 
 use anyhow::Context;
@@ -87,10 +93,17 @@ pub struct App {
     /// for writing pauses that lane alone (tests and benchmarks use it to build a telemetry
     /// backlog and check that the priority lane does not wait for it).
     pub bulk_pause: tokio::sync::RwLock<()>,
+    /// Limits of the public surfaces: sign-in back-off, coalesced failure audit, the hashing
+    /// gate, connection counts (see `security`).
+    pub security: security::Security,
 }
 
 impl App {
     pub fn publish_live<T: serde::Serialize>(&self, event: &'static str, data: &T) {
+        debug_assert!(
+            stream_access::EVENTS.iter().any(|(e, _, _)| *e == event),
+            "live event `{event}` has no permission in stream_access::EVENTS"
+        );
         if self.live.receiver_count() == 0 {
             return;
         }
@@ -174,14 +187,17 @@ impl App {
             }
         }
         if !changes.incidents.is_empty() {
-            batch.docs.push((
-                "incidents".into(),
-                store::DocRecord {
-                    id: "state".into(),
-                    updated_ms: now,
-                    body: serde_json::to_value(&f.incidents)?,
-                },
-            ));
+            // One document per changed incident (see `incident_store`).
+            let ids = changes.incidents.iter().map(|e| match e {
+                dcim_alarms::IncidentEvent::Opened { id, .. }
+                | dcim_alarms::IncidentEvent::AlarmJoined { id, .. }
+                | dcim_alarms::IncidentEvent::PhaseChanged { id, .. }
+                | dcim_alarms::IncidentEvent::GradeRaised { id, .. }
+                | dcim_alarms::IncidentEvent::Updated { id } => *id,
+            });
+            batch
+                .docs
+                .extend(incident_store::docs(&f.incidents, ids, now)?);
         }
         if let Some((actor, action, target, detail)) = &audit {
             batch.audit.push((
@@ -323,7 +339,8 @@ impl Server {
 }
 
 /// Creates the users listed in the config and, when there is no user at all, the bootstrap
-/// admin (password from `DCIM_ADMIN_PASSWORD`, or generated and logged once).
+/// admin (password from `DCIM_ADMIN_PASSWORD`, or generated and shown once: on the terminal,
+/// or in `<data_dir>/initial-admin-password` with mode 0600; never in the log).
 async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
     let hash = |pw: &str| {
         auth::hash_password(
@@ -342,6 +359,9 @@ async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<(
                 "user `{}`: environment variable {} (its initial password) is not set",
                 u.name, u.password_env
             )
+        })?;
+        auth::password::check_new(&pw).map_err(|e| {
+            anyhow::anyhow!("user `{}`: the password in {}: {e}", u.name, u.password_env)
         })?;
         store
             .create_user(&UserRecord {
@@ -366,7 +386,11 @@ async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<(
     if store.count_users().await? == 0 {
         let name = &config.auth.bootstrap_admin;
         let (pw, generated) = match std::env::var("DCIM_ADMIN_PASSWORD") {
-            Ok(p) if !p.is_empty() => (p, false),
+            Ok(p) if !p.is_empty() => {
+                auth::password::check_new(&p)
+                    .map_err(|e| anyhow::anyhow!("DCIM_ADMIN_PASSWORD: {e}"))?;
+                (p, false)
+            }
             _ => (auth::new_token("")[..24].to_string(), true),
         };
         store
@@ -388,15 +412,53 @@ async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<(
             )
             .await?;
         if generated {
-            tracing::warn!(
-                "created bootstrap admin `{name}` with generated password `{pw}` (shown once; change it or set DCIM_ADMIN_PASSWORD)"
-            );
+            show_generated_password(config, name, &pw)?;
         } else {
             tracing::info!(
                 "created bootstrap admin `{name}` with the password from DCIM_ADMIN_PASSWORD"
             );
         }
     }
+    Ok(())
+}
+
+/// File in the data directory that holds a generated bootstrap admin password when the server
+/// does not run on a terminal.
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Shows a generated bootstrap password once, never through the log (which is kept, shipped
+/// and read by many): on the terminal when stderr is one, else in a 0600 file in the data
+/// directory whose path (only) is logged. Delete the file after the first sign-in.
+fn show_generated_password(config: &Config, name: &str, pw: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\n  created the bootstrap admin `{name}` with the password\n\n      {pw}\n\n  It is shown only now and is not in the log: sign in and change it\n  (POST /api/me/password), or set DCIM_ADMIN_PASSWORD before the first start.\n"
+        );
+        tracing::warn!(
+            "created bootstrap admin `{name}` with a generated password (shown on the terminal, not logged)"
+        );
+        return Ok(());
+    }
+    let path = config.data_dir.join(INITIAL_PASSWORD_FILE);
+    {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        o.mode(0o600);
+        let mut f = o
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln!(f, "{pw}")?;
+        f.sync_all()?;
+    }
+    tracing::warn!(
+        path = %path.display(),
+        "created bootstrap admin `{name}` with a generated password, written to this file (mode 0600), not to the log: sign in, change it, then delete the file"
+    );
     Ok(())
 }
 
@@ -459,15 +521,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         }
         None => None,
     };
-    let incidents = match store
-        .list_docs("incidents")
-        .await?
-        .into_iter()
-        .find(|d| d.id == "state")
-    {
-        Some(d) => Some(serde_json::from_value(d.body).context("stored incidents do not decode")?),
-        None => None,
-    };
+    let incidents = incident_store::load(store.as_ref()).await?;
     let mut facility = facility::Facility::new(site, incidents)
         .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
     // Alarm states as last committed, before any ingest: acknowledged and shelved alarms stay
@@ -512,7 +566,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         dc09: std::sync::OnceLock::new(),
         drill: std::sync::RwLock::new(drill_state),
         bulk_pause: tokio::sync::RwLock::new(()),
+        security: security::Security::new(&config),
     });
+    tasks.push(security::spawn(app.clone(), stop_rx.clone()));
     tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
     if let Some((tx, t)) = notify_io::spawn(app.clone(), stop_rx.clone()).await? {
         let _ = app.notify.set(tx);
@@ -589,21 +645,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("binding http.listen {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
     let router = api::router(app.clone());
-    let mut http_stop = stop_rx.clone();
-    let shutdown = async move {
-        crate::stopped(&mut http_stop).await;
-    };
-    match &http_tls {
-        None => tasks.push(tokio::spawn(async move {
-            let r = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await;
-            if let Err(e) = r {
-                tracing::error!("http server: {e}");
-            }
-        })),
+    let (router, tls_config) = match &http_tls {
+        None => (router, None),
         Some((tls, hsts_max_age_s)) => {
-            let listener = tls::TlsListener::new(listener, tls.clone(), stop_rx.clone())?;
             let router = match *hsts_max_age_s {
                 0 => router,
                 age => {
@@ -620,16 +664,18 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
                     ))
                 }
             };
-            tasks.push(tokio::spawn(async move {
-                let r = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!("https server: {e}");
-                }
-            }));
+            (router, Some(tls.clone()))
         }
-    }
+    };
+    // Our own accept loop: connection limits, header/request/idle timeouts, the Host check.
+    tasks.push(tokio::spawn(http_limits::serve(
+        listener,
+        tls_config,
+        router,
+        app.clone(),
+        stop_rx.clone(),
+    )));
+    warn_descriptor_limit(&config);
     tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, data_dir = %config.data_dir.display(), "dcim-server started");
     Ok(Server {
         app,
@@ -641,6 +687,37 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         tasks,
         sqlite,
     })
+}
+
+/// Warns when the process's open-file limit is below what the connection limits can use
+/// (`http.max_connections`, three descriptors per MQTT connection at the gate, and room for
+/// the database, the broker and the time-series writer): at the usual 1,024 the console,
+/// sign-in and the broker gate stop answering once it is reached. The systemd unit sets
+/// `LimitNOFILE`.
+fn warn_descriptor_limit(config: &Config) {
+    let need = config.http.max_connections
+        + match config.broker.mode {
+            BrokerMode::Embedded => 3 * config.broker.max_connections,
+            BrokerMode::External => 0,
+        }
+        + 256;
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+        });
+    if let Some(soft) = soft
+        && soft < need
+    {
+        tracing::warn!(
+            soft_limit = soft,
+            needed = need,
+            "the open-file limit is below what the connection limits allow: raise it (systemd: LimitNOFILE={}) or lower http.max_connections / broker.max_connections",
+            need.next_power_of_two().max(65536)
+        );
+    }
 }
 
 /// Runs the engines' timers once a second: redundancy re-evaluation, alarm delays and shelf
