@@ -2,12 +2,16 @@
 //! every record (pure; time passed in). A full disk used to log ~50 errors a second.
 //!
 //! [`Episode::failed`] returns a report for the first failure of an episode and a reminder
-//! every [`REMIND_MS`] while it lasts; [`Episode::succeeded`] returns the summary when the
-//! first write after failures goes through: how long it lasted, how many telemetry samples
-//! were lost and how many events waited in memory at most (none is lost: they wait in order).
+//! every [`REMIND_MS`] while it lasts; [`Episode::succeeded`] returns the summary once writes
+//! have gone through for [`QUIET_MS`] without a failure: how long it lasted, how many
+//! telemetry samples were lost and how many events waited in memory at most (none is lost:
+//! they wait in order). On a full disk writes fail and succeed in turn (an event frees room
+//! that telemetry fills again): that is one episode, not one per turn.
 
 /// A reminder while writes keep failing.
 pub const REMIND_MS: u64 = 5 * 60_000;
+/// Writes working for this long without a failure end an episode.
+pub const QUIET_MS: u64 = 30_000;
 
 /// What failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,7 @@ pub enum Report {
 #[derive(Debug, Default)]
 pub struct Episode {
     since_ms: Option<u64>,
+    last_failure_ms: u64,
     reported_ms: u64,
     failures: u64,
     samples_lost: u64,
@@ -52,6 +57,7 @@ pub struct Episode {
 impl Episode {
     pub fn failed(&mut self, now_ms: u64, what: Failure) -> Option<Report> {
         self.failures += 1;
+        self.last_failure_ms = now_ms;
         match what {
             Failure::Event { waiting } => {
                 self.events_waiting = waiting;
@@ -81,11 +87,15 @@ impl Episode {
         }
     }
 
-    /// A write went through; the summary if an episode ends with it.
+    /// A write went through; the summary if the episode ends with it (no failure for
+    /// [`QUIET_MS`]).
     pub fn succeeded(&mut self, now_ms: u64) -> Option<Report> {
         let since = self.since_ms?;
+        if now_ms.saturating_sub(self.last_failure_ms) < QUIET_MS {
+            return None;
+        }
         let r = Report::Over {
-            lasted_ms: now_ms.saturating_sub(since),
+            lasted_ms: self.last_failure_ms.saturating_sub(since),
             telemetry_samples_lost: self.samples_lost,
             telemetry_batches_lost: self.batches_lost,
             events_waited_max: self.events_waited_max,
@@ -129,24 +139,31 @@ mod tests {
             }
         }
         assert_eq!(said, 0, "100 s of failures, nothing more said");
+        // Writes between failures (an event freed room) do not end the episode.
+        assert_eq!(e.succeeded(101_100), None);
+        assert!(
+            e.failed(101_200, Failure::Telemetry { samples: 0 })
+                .is_none()
+        );
         assert!(matches!(
             e.failed(1_000 + REMIND_MS, Failure::Sync),
             Some(Report::Continuing { .. })
         ));
-        match e.succeeded(400_000) {
+        assert_eq!(e.succeeded(1_000 + REMIND_MS + 1), None, "not quiet yet");
+        match e.succeeded(1_000 + REMIND_MS + QUIET_MS) {
             Some(Report::Over {
                 lasted_ms,
                 telemetry_samples_lost,
                 events_waited_max,
                 ..
             }) => {
-                assert_eq!(lasted_ms, 399_000);
+                assert_eq!(lasted_ms, REMIND_MS);
                 assert_eq!(telemetry_samples_lost, 25_000);
                 assert_eq!(events_waited_max, 2_499);
             }
             other => panic!("{other:?}"),
         }
         assert!(!e.active());
-        assert_eq!(e.succeeded(400_001), None);
+        assert_eq!(e.succeeded(1_000_000), None);
     }
 }

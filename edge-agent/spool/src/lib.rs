@@ -673,6 +673,13 @@ impl Spool {
             return;
         }
         self.reserve_tried_ms = Some(now_ms);
+        // Not on a disk that is still (nearly) full: the attempt would fill it for a moment.
+        if self.write_budget.is_none()
+            && rustix::fs::statvfs(&self.cfg.dir)
+                .is_ok_and(|v| v.f_bavail.saturating_mul(v.f_frsize) < 2 * size)
+        {
+            return;
+        }
         let path = self.cfg.dir.join(RESERVE);
         let tmp = self.cfg.dir.join("RESERVE.tmp");
         let budget = &mut self.write_budget;
@@ -736,7 +743,7 @@ impl Spool {
     /// [`Spool::drop_segments`] for a full disk: the meta file is written first if it can be
     /// (else right after the delete), so the loss is counted.
     fn drop_segments_on_full_disk(&mut self, victims: &[(Class, u64)]) -> Result<(), SpoolError> {
-        match self.drop_segments(victims) {
+        match self.drop_segments_logged(victims, true) {
             Err(SpoolError::DiskFull { .. }) => {}
             r => return r,
         }
@@ -894,11 +901,21 @@ impl Spool {
     /// Delete whole segments; unacknowledged telemetry in them is counted as thinned. The meta
     /// file (with the sequence floors) is saved before any file is removed.
     fn drop_segments(&mut self, victims: &[(Class, u64)]) -> Result<(), SpoolError> {
+        self.drop_segments_logged(victims, false)
+    }
+
+    /// [`Spool::drop_segments`]; `disk_full`: the thinning is reported by the caller's
+    /// episode, not logged per segment.
+    fn drop_segments_logged(
+        &mut self,
+        victims: &[(Class, u64)],
+        disk_full: bool,
+    ) -> Result<(), SpoolError> {
         if victims.is_empty() {
             return Ok(());
         }
         let counted = (self.meta.thinned_batches, self.meta.thinned_samples);
-        self.count_thinned(victims, false);
+        self.count_thinned(victims, disk_full);
         for class in Class::ALL {
             let state = &self.classes[class.index()];
             self.meta.next_seq.insert(class, state.next_seq);
