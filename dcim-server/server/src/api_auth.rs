@@ -97,10 +97,12 @@ struct LoginBody {
 }
 
 /// Verifies `password` for `name` through the hashing gate: against the user's hash, or a
-/// dummy hash when there is no such (enabled) user. `Err(response)` when the gate is full.
+/// dummy hash when there is no such (enabled) user. `Err(response)` when the gate is full;
+/// not verified (false) when one of `subjects` was locked while the attempt waited.
 async fn verify(
     app: &Arc<App>,
     address: &str,
+    subjects: &[Subject],
     name: &str,
     password: String,
 ) -> Result<(Option<crate::store::UserRecord>, bool), Response> {
@@ -119,10 +121,18 @@ async fn verify(
         app.config.auth.argon2_iterations,
     );
     let a = app.clone();
+    let unlocked = || {
+        app.security
+            .logins
+            .lock()
+            .expect("login limiter")
+            .check(subjects, now_ms())
+            .is_ok()
+    };
     let ok = ticket
-        .run(move || {
+        .run(unlocked, move |mem| {
             let hash = hash.unwrap_or_else(|| a.security.dummy_hash(m, t));
-            auth::verify_password(&password, &hash)
+            auth::verify_password_in(&password, &hash, mem)
         })
         .await
         .unwrap_or(false);
@@ -181,7 +191,7 @@ async fn login(State(app): AppState, req: Request) -> Result<Response, ApiError>
     let plausible =
         dcim_wire::check_identifier(&name).is_ok() && password::plausible(&body.password);
     let (user, ok) = if plausible {
-        match verify(&app, &address_key, &name, body.password).await {
+        match verify(&app, &address_key, &subjects, &name, body.password).await {
             Ok(r) => r,
             Err(resp) => return Ok(resp),
         }
@@ -271,7 +281,7 @@ async fn new_hash(app: &Arc<App>, address: &str, pw: String) -> Result<String, R
         app.config.auth.argon2_iterations,
     );
     ticket
-        .run(move || auth::hash_password(&pw, m, t))
+        .run(|| true, move |_| auth::hash_password(&pw, m, t))
         .await
         .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "hashing failed".into()))
         .and_then(|r| r.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)))
@@ -321,7 +331,7 @@ async fn change_own_password(State(app): AppState, req: Request) -> Result<Respo
             "current password is wrong".into(),
         ));
     }
-    let ok = match verify(&app, &address_key, &p.user, b.current).await {
+    let ok = match verify(&app, &address_key, &subjects, &p.user, b.current).await {
         Ok((_, ok)) => ok,
         Err(r) => return Ok(r),
     };

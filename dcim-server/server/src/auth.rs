@@ -44,6 +44,43 @@ pub fn hash_password(password: &str, memory_kib: u32, iterations: u32) -> Result
         .map_err(|e| e.to_string())
 }
 
+/// Verifies `password` against a PHC `hash` in the argon2 memory `blocks` (grown to the
+/// hash's memory cost if needed and kept by the caller): nothing is allocated per attempt,
+/// so a flood of sign-ins cannot leave the allocator holding a hash's memory per thread.
+pub fn verify_password_in(password: &str, hash: &str, blocks: &mut Vec<argon2::Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let need = params.block_count();
+    if blocks.len() < need {
+        blocks.resize(need, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let a = Argon2::new(algorithm, version, params);
+    a.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut blocks[..need])
+        .is_ok()
+        && out.len() == expected.len()
+        && out
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 pub fn verify_password(password: &str, hash: &str) -> bool {
     match PasswordHash::new(hash) {
         Ok(parsed) => Argon2::default()
@@ -144,6 +181,14 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong", &h));
         assert!(!verify_password("x", "not a hash"));
+        let mut blocks = Vec::new();
+        assert!(verify_password_in("correct horse", &h, &mut blocks));
+        assert_eq!(blocks.len(), 64, "one block per KiB of memory cost");
+        assert!(!verify_password_in("correct horsf", &h, &mut blocks));
+        assert!(!verify_password_in("x", "not a hash", &mut blocks));
+        let other = hash_password("other one here", 128, 2).unwrap();
+        assert!(verify_password_in("other one here", &other, &mut blocks));
+        assert_eq!(blocks.len(), 128, "grown to the larger cost, then kept");
         assert_ne!(h, hash_password("correct horse", 64, 1).unwrap(), "salted");
     }
 

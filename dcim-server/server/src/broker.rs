@@ -182,6 +182,7 @@ pub async fn start_embedded(
     let events_handled = EventsHandled::default();
     let budgets = Arc::new(Budgets::new(
         budget::log_budget(&config.broker),
+        budget::agent_share(&config.broker),
         crate::ingest::PriorityRoles::new(&crate::facility::alarm_roles()),
     ));
     let mut gate_tasks = Vec::new();
@@ -674,9 +675,19 @@ impl Gate<'_> {
         let max = budget::max_message(&app.config.broker);
         let (mut cr, mut cw) = tokio::io::split(client);
         let mut buf = BytesMut::with_capacity(1024);
-        let connect = tokio::time::timeout_at(deadline, read_connect(&mut cr, &mut buf))
-            .await
-            .map_err(|_| Closed::ConnectTimeout)??;
+        let connect = match tokio::time::timeout_at(deadline, read_connect(&mut cr, &mut buf)).await
+        {
+            Err(_) => return Err(Closed::ConnectTimeout),
+            Ok(Err(Closed::Io)) => return Err(Closed::Io),
+            // Bytes that are no CONNECT (or one over the limit) count as a failed login.
+            Ok(Err(e)) => {
+                return Err(Closed::Refused(session::Refusal::Malformed {
+                    why: format!("{e:?}"),
+                    connack: None,
+                }));
+            }
+            Ok(Ok(f)) => f,
+        };
         let accepted = match session::connect(&connect, creds) {
             Ok(a) => a,
             Err(r) => {
@@ -760,6 +771,16 @@ impl Gate<'_> {
                             let bytes = budget::charge_of(topic.len(), payload.len());
                             let alarm = lane == budget::Lane::Telemetry
                                 && budgets.alarm_roles.matches(f.body());
+                            // The agent's share first (telemetry): one agent cannot fill
+                            // the lane ahead of the others.
+                            let share = b.charge_for(bytes);
+                            if lane == budget::Lane::Telemetry
+                                && let Ok(t) = dcim_wire::Topic::parse(&topic)
+                                && !budgets.shares.try_reserve(&t.agent, share, alarm)
+                            {
+                                uw.flush().await?;
+                                budgets.shares.reserve(&t.agent, share).await;
+                            }
                             if b.try_reserve(bytes, alarm).is_none() {
                                 uw.flush().await?;
                                 b.reserve(bytes).await;

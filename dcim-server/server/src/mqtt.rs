@@ -63,7 +63,7 @@ pub struct Incoming {
     /// The rumqttc message to acknowledge after processing (external broker).
     pub ack: Option<Publish>,
     /// The gate's charge to give back once handled (embedded broker).
-    pub charge: Option<(Lane, usize)>,
+    pub charge: Option<crate::broker::budget::Charge>,
 }
 
 /// A telemetry message not decoded yet, on its way to the decoder.
@@ -71,7 +71,7 @@ struct Raw {
     topic: String,
     payload: Bytes,
     ack: Option<Publish>,
-    charge: Option<(Lane, usize)>,
+    charge: Option<crate::broker::budget::Charge>,
 }
 
 /// What the priority lane handles: events, agent state, command results, and the samples of
@@ -106,7 +106,7 @@ impl Lanes {
         topic: String,
         payload: Bytes,
         ack: Option<Publish>,
-        charge: Option<(Lane, usize)>,
+        charge: Option<crate::broker::budget::Charge>,
     ) -> bool {
         self.pending.fetch_add(1, Ordering::Relaxed);
         if topic.ends_with("/telemetry") {
@@ -143,13 +143,13 @@ async fn finish(
     budgets: Option<&crate::broker::budget::Budgets>,
     pending: &AtomicUsize,
     ack: Option<Publish>,
-    charge: Option<(Lane, usize)>,
+    charge: Option<crate::broker::budget::Charge>,
 ) {
     if let Some(p) = &ack {
         let _ = client.ack(p).await;
     }
-    if let (Some(b), Some((lane, n))) = (budgets, charge) {
-        b.lane(lane).release(n);
+    if let (Some(b), Some(c)) = (budgets, charge) {
+        b.release(&c);
     }
     pending.fetch_sub(1, Ordering::Relaxed);
 }
@@ -258,6 +258,7 @@ pub fn spawn(
                         if last_read.elapsed() >= Duration::from_secs(2)
                             && lanes.pending.load(Ordering::Relaxed) == 0
                         {
+                            link_budgets.shares.resync();
                             for lane in [Lane::Telemetry, Lane::Events, Lane::Other] {
                                 let n = link_budgets.lane(lane).resync();
                                 if n > 0 {
@@ -281,13 +282,13 @@ pub fn spawn(
                                 report_skip(&app, lane, skipped).await;
                             }
                         }
-                        let charge = lane.map(|l| {
-                            let bytes = crate::broker::budget::charge_of(
+                        let charge = link_budgets.charge_of_message(
+                            &topic,
+                            crate::broker::budget::charge_of(
                                 f.publish.topic.len(),
                                 f.publish.payload.len(),
-                            );
-                            (l, link_budgets.lane(l).charge_for(bytes))
-                        });
+                            ),
+                        );
                         if !lanes.route(topic, f.publish.payload, None, charge).await {
                             break;
                         }

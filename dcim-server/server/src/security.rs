@@ -35,6 +35,9 @@ pub struct Security {
     pub mqtt_logins: Mutex<LoginLimiter>,
     failures: Mutex<FailureAudit>,
     hashing: Semaphore,
+    /// argon2 memory of each hashing slot, allocated once and reused (see
+    /// `auth::verify_password_in`).
+    memory: Mutex<Vec<Vec<argon2::Block>>>,
     waiting: Mutex<HashMap<String, usize>>,
     dummy: OnceLock<String>,
     device_key: tokio::sync::OnceCell<Vec<u8>>,
@@ -68,10 +71,33 @@ impl Drop for HashTicket<'_> {
 
 impl HashTicket<'_> {
     /// Runs `f` (a password hash or verification) on the blocking pool once a hashing slot is
-    /// free.
-    pub async fn run<R: Send + 'static>(self, f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    /// free, if `still_wanted` (asked once the slot is there: a sign-in locked while it waited
+    /// is not hashed) says so.
+    pub async fn run<R: Send + 'static>(
+        self,
+        still_wanted: impl FnOnce() -> bool,
+        f: impl FnOnce(&mut Vec<argon2::Block>) -> R + Send + 'static,
+    ) -> Option<R> {
         let _permit = self.security.hashing.acquire().await.ok()?;
-        tokio::task::spawn_blocking(f).await.ok()
+        if !still_wanted() {
+            return None;
+        }
+        // One memory per slot: at most `max_concurrent_hashes` of them exist.
+        let mut mem = self
+            .security
+            .memory
+            .lock()
+            .expect("hash memory")
+            .pop()
+            .unwrap_or_default();
+        let (r, mem) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut mem);
+            (r, mem)
+        })
+        .await
+        .ok()?;
+        self.security.memory.lock().expect("hash memory").push(mem);
+        Some(r)
     }
 }
 
@@ -95,6 +121,7 @@ impl Security {
             mqtt_logins: Mutex::new(LoginLimiter::new(mqtt)),
             failures: Mutex::new(FailureAudit::default()),
             hashing: Semaphore::new(config.auth.max_concurrent_hashes.max(1)),
+            memory: Mutex::new(Vec::new()),
             waiting: Mutex::new(HashMap::new()),
             dummy: OnceLock::new(),
             device_key: tokio::sync::OnceCell::new(),
@@ -249,6 +276,14 @@ impl Security {
 /// Flushes the coalesced failure audit once a second until `stop`.
 pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
+        // The dummy hash is ready before the first sign-in of an unknown name (which would
+        // otherwise take twice as long once: a timing difference).
+        let a = app.clone();
+        let (m, t) = (
+            app.config.auth.argon2_memory_kib,
+            app.config.auth.argon2_iterations,
+        );
+        let _ = tokio::task::spawn_blocking(move || a.security.dummy_hash(m, t)).await;
         let mut iv = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
