@@ -109,7 +109,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/stream",
         Some(Access::Read),
-        "Server-sent events (each only to roles its REST twin allows: audit to admins only; the stream ends when its session or token is revoked or its user disabled, checked every 10 s): points, event, agent, alarm, incident, audit, authority, redundancy (a subsystem's or rack's current level changed: subsystem, rack, designed, before, current, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
+        "Server-sent events (each only to roles its REST twin allows: audit to admins only; the stream ends when its session or token is revoked or its user disabled, checked every 5 s): points, event, agent, alarm, incident, audit, authority, redundancy (a subsystem's or rack's current level changed: subsystem, rack, designed, before, current, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
     ),
     r(
         "GET",
@@ -715,7 +715,7 @@ impl Drop for SseGuard {
 }
 
 /// How often a live stream's credentials are checked again.
-pub const STREAM_REAUTH: std::time::Duration = std::time::Duration::from_secs(10);
+pub const STREAM_REAUTH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a live stream needs to check its credentials again.
 struct StreamAuth {

@@ -23,6 +23,37 @@
 //! client_ca_file = "tls/agents-ca.pem" # optional: agents need a certificate as well as a password
 //! plain_listener = false           # default true: also keep plain MQTT on broker.listen
 //! ```
+//!
+//! Limits of the public surfaces (all optional; the defaults shown). The process's open-file
+//! limit must cover `http.max_connections + 3 x broker.max_connections + 256` (the server
+//! warns at start when it does not; the systemd unit sets `LimitNOFILE=65536`):
+//!
+//! ```toml
+//! [http]
+//! allowed_hosts = []               # Host names besides IP literals, localhost and the hosts of
+//!                                  # allowed_origins; a browser request for another is refused
+//!                                  # with 421 (DNS rebinding). Add the name users type.
+//! header_timeout_s = 10            # headers (and the TLS handshake) within; also keep-alive idle
+//! request_timeout_s = 30           # a request, body included, handled within (else 408)
+//! idle_timeout_s = 60              # no byte either way for this long closes the connection
+//! max_connections = 1024
+//! max_connections_per_address = 128
+//!
+//! [broker]
+//! max_connections = 1024
+//! max_connections_per_address = 64
+//! max_pending_connects = 128       # connections not logged in yet (a quarter per address)
+//! connect_timeout_ms = 5000        # CONNECT (and TLS handshake) within
+//! address_failures_before_lock = 20  # failed MQTT logins before an address is locked out
+//!
+//! [auth]
+//! user_failures_before_lock = 5    # failed sign-ins of one name (without its device cookie)
+//! address_failures_before_lock = 20 # failed sign-ins from one address (raise behind a proxy)
+//! first_lock_s = 60                # then doubling ...
+//! max_lock_s = 900                 # ... up to this
+//! max_concurrent_hashes = 2        # argon2 computations at once (each argon2_memory_kib)
+//! token_days = 90                  # lifetime of a new API token unless the request says
+//! ```
 
 use serde::Deserialize;
 use std::net::SocketAddr;
