@@ -480,19 +480,15 @@ impl Spool {
             reserve_tried_ms: None,
             disk_full_thinned: 0,
         };
-        // A full disk does not stop the start: make room as for an event, and if there is
-        // still none, `meta.json` is written at the next tick that can.
-        loop {
-            match spool.save_meta() {
-                Ok(()) => break,
-                Err(SpoolError::DiskFull { .. }) if spool.free_disk_for_event()? => continue,
-                Err(SpoolError::DiskFull { path, .. }) => {
-                    warn!(path = %path.display(), "disk full at start: meta.json is written once there is room");
-                    spool.meta_dirty = true;
-                    break;
-                }
-                Err(e) => return Err(e),
+        // A full disk does not stop the start: `meta.json` is written at the next tick that
+        // can (what it would hold now is implied by the segments, found again by a restart).
+        match spool.save_meta() {
+            Ok(()) => {}
+            Err(SpoolError::DiskFull { path, .. }) => {
+                warn!(path = %path.display(), "disk full at start: meta.json is written once there is room");
+                spool.meta_dirty = true;
             }
+            Err(e) => return Err(e),
         }
         spool.ensure_reserve(0);
         Ok((spool, recovery))
