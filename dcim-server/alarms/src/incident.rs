@@ -158,6 +158,48 @@ pub enum IncidentError {
     NoCause { id: u64 },
     #[error("an incident action needs a user")]
     NoUser,
+    #[error("{what}: at most {max} characters (this one has {len})")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("incident {id} already has {max} {what}: open a follow-up incident")]
+    TooMany {
+        id: u64,
+        what: &'static str,
+        max: usize,
+    },
+}
+
+/// Longest incident title, in characters.
+pub const MAX_TITLE: usize = 200;
+/// Longest note, in characters.
+pub const MAX_NOTE: usize = 8_000;
+/// Longest cause, impact, recovery or retrospective text, in characters.
+pub const MAX_FIELD: usize = 20_000;
+/// Longest follow-up item or person name, in characters.
+pub const MAX_ITEM: usize = 2_000;
+/// Notes an operator may add to one incident (alarm records are always journalled).
+pub const MAX_NOTES: usize = 1_000;
+/// Follow-up items of one incident.
+pub const MAX_FOLLOW_UPS: usize = 200;
+
+/// Refuses a text longer than `max` characters.
+fn bounded(what: &'static str, text: &str, max: usize) -> Result<(), IncidentError> {
+    let len = text.chars().count();
+    if len > max {
+        return Err(IncidentError::TooLong { what, len, max });
+    }
+    Ok(())
+}
+
+/// Everything of [`Incidents`] but the list: stored on its own, with one document per
+/// incident, so that a large incident costs only its own writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentsMeta {
+    pub config: IncidentConfig,
+    pub next_id: u64,
 }
 
 /// Editable text fields of an incident.
@@ -199,6 +241,25 @@ impl Incidents {
 
     pub fn get(&self, id: u64) -> Option<&Incident> {
         self.list.iter().find(|i| i.id == id)
+    }
+
+    /// The configuration and id counter (see [`IncidentsMeta`]).
+    pub fn meta(&self) -> IncidentsMeta {
+        IncidentsMeta {
+            config: self.config.clone(),
+            next_id: self.next_id,
+        }
+    }
+
+    /// Incidents put back together from their meta and their list (any order).
+    pub fn from_parts(meta: IncidentsMeta, mut list: Vec<Incident>) -> Incidents {
+        list.sort_by_key(|i| i.id);
+        let next_id = meta.next_id.max(list.last().map_or(1, |i| i.id + 1)).max(1);
+        Incidents {
+            config: meta.config,
+            list,
+            next_id,
+        }
     }
 
     fn get_mut(&mut self, id: u64) -> Result<&mut Incident, IncidentError> {
@@ -348,6 +409,7 @@ impl Incidents {
         if user.is_empty() {
             return Err(IncidentError::NoUser);
         }
+        bounded("title", title, MAX_TITLE)?;
         let inc = self.new_incident(title.to_owned(), grade, now_ms);
         inc.journal.push(JournalEntry {
             ts_ms: now_ms,
@@ -446,6 +508,7 @@ impl Incidents {
         user: &str,
         now_ms: i64,
     ) -> Result<IncidentEvent, IncidentError> {
+        bounded("person", person, MAX_ITEM)?;
         let inc = self.get_mut(id)?;
         match role {
             RoleKind::ControlTower => inc.roles.control_tower = Some(person.to_owned()),
@@ -476,7 +539,20 @@ impl Incidents {
         if user.is_empty() {
             return Err(IncidentError::NoUser);
         }
+        bounded("note", text, MAX_NOTE)?;
         let inc = self.get_mut(id)?;
+        let notes = inc
+            .journal
+            .iter()
+            .filter(|j| j.kind == EntryKind::Note)
+            .count();
+        if notes >= MAX_NOTES {
+            return Err(IncidentError::TooMany {
+                id,
+                what: "notes",
+                max: MAX_NOTES,
+            });
+        }
         inc.journal.push(JournalEntry {
             ts_ms: now_ms,
             kind: EntryKind::Note,
@@ -494,6 +570,10 @@ impl Incidents {
         user: &str,
         now_ms: i64,
     ) -> Result<IncidentEvent, IncidentError> {
+        match field {
+            Field::Title => bounded("title", text, MAX_TITLE)?,
+            _ => bounded("text", text, MAX_FIELD)?,
+        }
         let inc = self.get_mut(id)?;
         let slot = match field {
             Field::Cause => &mut inc.cause,
@@ -520,7 +600,16 @@ impl Incidents {
         user: &str,
         now_ms: i64,
     ) -> Result<IncidentEvent, IncidentError> {
+        bounded("follow-up", text, MAX_ITEM)?;
+        bounded("owner", owner.unwrap_or_default(), MAX_ITEM)?;
         let inc = self.get_mut(id)?;
+        if inc.follow_ups.len() >= MAX_FOLLOW_UPS {
+            return Err(IncidentError::TooMany {
+                id,
+                what: "follow-up items",
+                max: MAX_FOLLOW_UPS,
+            });
+        }
         inc.follow_ups.push(FollowUpItem {
             text: text.to_owned(),
             owner: owner.map(str::to_owned),
@@ -694,5 +783,69 @@ impl Incident {
     /// The incident as JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("incidents serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hazard: notes of 2 MB were accepted; twenty of them made every incident operation take
+    /// up to a second (one document of all incidents rewritten each time).
+    #[test]
+    fn texts_and_counts_are_bounded() {
+        let mut inc = Incidents::new(IncidentConfig::default());
+        let id = inc.open("fire", 1, "op", 0).unwrap();
+        assert!(matches!(
+            inc.note(id, &"x".repeat(MAX_NOTE + 1), "op", 1),
+            Err(IncidentError::TooLong { .. })
+        ));
+        // Characters, not bytes.
+        assert!(inc.note(id, &"é".repeat(MAX_NOTE), "op", 1).is_ok());
+        assert!(matches!(
+            inc.open(&"t".repeat(MAX_TITLE + 1), 1, "op", 0),
+            Err(IncidentError::TooLong { .. })
+        ));
+        assert!(
+            inc.set_field(id, Field::Cause, &"c".repeat(MAX_FIELD + 1), "op", 2)
+                .is_err()
+        );
+        assert!(
+            inc.set_field(id, Field::Title, &"c".repeat(MAX_TITLE + 1), "op", 2)
+                .is_err()
+        );
+        assert!(
+            inc.add_follow_up(id, "x", Some(&"o".repeat(MAX_ITEM + 1)), "op", 3)
+                .is_err()
+        );
+        for i in 1..MAX_NOTES {
+            inc.note(id, "n", "op", i as i64).unwrap();
+        }
+        assert!(matches!(
+            inc.note(id, "one too many", "op", 9),
+            Err(IncidentError::TooMany { .. })
+        ));
+        let before = inc.get(id).unwrap().journal.len();
+        assert_eq!(before, MAX_NOTES + 1, "opened + notes");
+    }
+
+    #[test]
+    fn incidents_come_back_from_meta_and_list_in_any_order() {
+        let mut inc = Incidents::new(IncidentConfig::default());
+        let a = inc.open("a", 2, "op", 0).unwrap();
+        let b = inc.open("b", 3, "op", 0).unwrap();
+        let mut list = inc.list.clone();
+        list.reverse();
+        let mut back = Incidents::from_parts(inc.meta(), list);
+        assert_eq!(back.list.iter().map(|i| i.id).collect::<Vec<_>>(), [a, b]);
+        let c = back.open("c", 1, "op", 1).unwrap();
+        assert!(c > b, "ids are never reused");
+        // A lost meta counter is repaired from the list.
+        let meta = IncidentsMeta {
+            config: IncidentConfig::default(),
+            next_id: 1,
+        };
+        let mut back = Incidents::from_parts(meta, inc.list.clone());
+        assert!(back.open("d", 1, "op", 1).unwrap() > b);
     }
 }

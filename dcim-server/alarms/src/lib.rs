@@ -48,7 +48,8 @@ pub use engine::{
 };
 pub use fire_text::device_places;
 pub use incident::{
-    Field, Incident, IncidentConfig, IncidentError, IncidentEvent, Incidents, Phase, RoleKind,
+    Field, Incident, IncidentConfig, IncidentError, IncidentEvent, Incidents, IncidentsMeta, Phase,
+    RoleKind,
 };
 pub use notify::{
     Breaker, BreakerConfig, BreakerState, Channel, ChannelKind, Delivery, EscalationStep, Notifier,

@@ -61,7 +61,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "POST",
         "/api/login",
         None,
-        "Sign in with {username, password}; sets the session and CSRF cookies.",
+        "Sign in with {username, password} (body at most 8 KiB); sets the session, CSRF and device cookies. 401 on a wrong name or password (known and unknown names answer alike); 429 with Retry-After while the address, the user name or the device is locked after repeated failures; 503 with Retry-After when too many sign-ins wait for a password hash.",
     ),
     r(
         "POST",
@@ -109,7 +109,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/api/stream",
         Some(Access::Read),
-        "Server-sent events: points, event, agent, alarm, incident, audit, authority, maintenance (the maintenance schedule changed), redundancy (a subsystem's or rack's level changed: subsystem, rack, designed, before and current (proven), if_unknown_up, verified, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
+        "Server-sent events (each only to roles its REST twin allows: audit to admins only; the stream ends when its session or token is revoked or its user disabled, checked every 5 s): points, event, agent, alarm, incident, audit, authority, maintenance (the maintenance schedule changed), redundancy (a subsystem's or rack's level changed: subsystem, rack, designed, before and current (proven), if_unknown_up, verified, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
     ),
     r(
         "GET",
@@ -321,7 +321,55 @@ pub const ROUTES: &[RouteDoc] = &[
         "POST",
         "/api/users/{name}/tokens",
         Some(Access::Admin),
-        "Create an API bearer token for a user {name}; shown once.",
+        "Create an API bearer token for a user {name, days (lifetime, 1..=3650, default auth.token_days)}; the token is shown once; answers its id and expires_ms.",
+    ),
+    r(
+        "GET",
+        "/api/users/{name}/tokens",
+        Some(Access::Admin),
+        "A user's API tokens: id (first 16 hex digits of its hash), name, created_ms, expires_ms; never the token.",
+    ),
+    r(
+        "POST",
+        "/api/users/{name}/tokens/{id}/revoke",
+        Some(Access::Admin),
+        "Revoke one API token of a user (refused under authority control).",
+    ),
+    r(
+        "POST",
+        "/api/users/{name}/password",
+        Some(Access::Admin),
+        "Set a user's password {password} (12-256 characters, not only spaces, no control characters); ends every session of the user (refused under authority control).",
+    ),
+    r(
+        "POST",
+        "/api/users/{name}/disable",
+        Some(Access::Admin),
+        "Disable a user: sessions end, tokens are refused; not oneself, not the last enabled admin (refused under authority control).",
+    ),
+    r(
+        "POST",
+        "/api/users/{name}/enable",
+        Some(Access::Admin),
+        "Enable a disabled user.",
+    ),
+    r(
+        "POST",
+        "/api/me/password",
+        Some(Access::Read),
+        "Change one's own password {current, new}; other sessions of the user end. Wrong current passwords count towards the sign-in back-off.",
+    ),
+    r(
+        "GET",
+        "/api/auth/lockouts",
+        Some(Access::Admin),
+        "Sign-in back-off: every user name, device cookie and address with recent failures or a lock (http and mqtt), with locked_until_ms.",
+    ),
+    r(
+        "POST",
+        "/api/auth/lockouts/clear",
+        Some(Access::Admin),
+        "End a sign-in lock {kind: user | address | device, name, channel: http | mqtt}; audited.",
     ),
     r(
         "GET",
@@ -429,6 +477,7 @@ pub async fn authorize(
                 header_str(headers, header::ORIGIN),
                 header_str(headers, header::HOST),
                 &app.config.http.allowed_origins,
+                app.config.http.secure_cookies,
             ) {
                 return Err(ApiError(
                     StatusCode::FORBIDDEN,
@@ -463,7 +512,6 @@ pub async fn authorize(
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
         .route("/api/points", get(points))
@@ -476,7 +524,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/audit", get(audit))
         .route("/api/users", get(users).post(create_user))
-        .route("/api/users/{name}/tokens", post(create_token))
+        .merge(crate::api_auth::routes())
         .merge(crate::api_facility::routes())
         .merge(crate::api_drill::routes())
         .merge(crate::api_authority::routes())
@@ -511,81 +559,6 @@ pub async fn health(State(app): AppState) -> Response {
         StatusCode::OK
     };
     (status, Json(doc)).into_response()
-}
-
-#[derive(Deserialize)]
-struct LoginBody {
-    username: String,
-    password: String,
-}
-
-async fn login(
-    State(app): AppState,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let body: LoginBody = parse_body(&body)?;
-    if !auth::origin_ok(
-        header_str(&headers, header::ORIGIN),
-        header_str(&headers, header::HOST),
-        &app.config.http.allowed_origins,
-    ) {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            "cross-origin request refused".into(),
-        ));
-    }
-    let user = app.store.get_user(&body.username).await?;
-    let ok = match &user {
-        Some(u) if !u.disabled => {
-            let (pw, hash) = (body.password.clone(), u.password_hash.clone());
-            tokio::task::spawn_blocking(move || auth::verify_password(&pw, &hash))
-                .await
-                .unwrap_or(false)
-        }
-        _ => false,
-    };
-    let Some(user) = user.filter(|_| ok) else {
-        app.audit(&body.username, "login.failed", "session", json!({}))
-            .await?;
-        return Err(unauthorized(&app, "wrong user name or password"));
-    };
-    let token = auth::new_token("s_");
-    let csrf = auth::new_token("");
-    let now = now_ms();
-    let ttl = app.config.http.session_ttl_s;
-    let expires_ms = now + (ttl as i64) * 1000;
-    app.store
-        .create_session(&crate::store::SessionRecord {
-            token_hash: auth::token_hash(&token),
-            user: user.name.clone(),
-            csrf: csrf.clone(),
-            created_ms: now,
-            expires_ms,
-        })
-        .await?;
-    app.audit(&user.name, "login", "session", json!({})).await?;
-    let secure = if app.config.http.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let mut resp = Json(json!({
-        "user": user.name, "role": user.role, "csrf_token": csrf, "expires_ms": expires_ms
-    }))
-    .into_response();
-    let h = resp.headers_mut();
-    for cookie in [
-        format!(
-            "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{secure}"
-        ),
-        format!("{CSRF_COOKIE}={csrf}; SameSite=Strict; Path=/; Max-Age={ttl}{secure}"),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            h.append(header::SET_COOKIE, v);
-        }
-    }
-    Ok(resp)
 }
 
 async fn logout(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -753,6 +726,17 @@ impl Drop for SseGuard {
     }
 }
 
+/// How often a live stream's credentials are checked again.
+pub const STREAM_REAUTH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a live stream needs to check its credentials again.
+struct StreamAuth {
+    app: Arc<App>,
+    headers: HeaderMap,
+    role: Role,
+    next_check: tokio::time::Instant,
+}
+
 #[derive(Deserialize, Default)]
 struct StreamQuery {
     /// Comma-separated event names to receive (default: all): points, event, agent, alarm,
@@ -767,7 +751,7 @@ async fn stream(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
+    let principal = authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: StreamQuery = parse_query(raw.as_deref())?;
     let wanted: Option<Vec<String>> = q
         .events
@@ -788,13 +772,30 @@ async fn stream(
         .as_ref()
         .is_none_or(|w| w.iter().any(|e| e == "points"));
     let guard = SseGuard::new(app.clone(), points);
+    // Every event is filtered by the permission of its REST twin (`stream_access`), and the
+    // credentials are checked again every `STREAM_REAUTH`: a stream ends when its session or
+    // token is revoked or expires, or its user is disabled, and follows a change of role.
+    let auth = StreamAuth {
+        app: app.clone(),
+        headers,
+        role: principal.role,
+        next_check: tokio::time::Instant::now() + STREAM_REAUTH,
+    };
     let s = futures_util::stream::unfold(
-        (rx, stop, guard, wanted),
-        move |(mut rx, mut stop, guard, wanted)| async move {
+        (rx, stop, guard, wanted, auth),
+        move |(mut rx, mut stop, guard, wanted, mut auth)| async move {
             // The heartbeat is due `heartbeat` after the last event sent (events filtered out
             // do not count).
             let due = heartbeat.map(|d| tokio::time::Instant::now() + d);
             let ev = loop {
+                if tokio::time::Instant::now() >= auth.next_check {
+                    match authorize(&auth.app, &auth.headers, &Method::GET, Access::Read).await {
+                        Ok(p) => auth.role = p.role,
+                        Err(_) => return None,
+                    }
+                    auth.next_check = tokio::time::Instant::now() + STREAM_REAUTH;
+                }
+                let recheck = tokio::time::sleep_until(auth.next_check);
                 let beat = async {
                     match due {
                         Some(t) => tokio::time::sleep_until(t).await,
@@ -803,12 +804,15 @@ async fn stream(
                 };
                 tokio::select! {
                     _ = crate::stopped(&mut stop) => return None,
+                    _ = recheck => continue,
                     _ = beat => {
                         break SseEvent::default().event("heartbeat").data(crate::now_ms().to_string());
                     }
                     r = rx.recv() => match r {
                         Ok(m) => {
-                            if wanted.as_ref().is_some_and(|w| !w.iter().any(|e| e == m.event)) {
+                            if wanted.as_ref().is_some_and(|w| !w.iter().any(|e| e == m.event))
+                                || !crate::stream_access::may_receive(auth.role, m.event)
+                            {
                                 continue;
                             }
                             break SseEvent::default().event(m.event).data(m.data.as_str());
@@ -820,7 +824,7 @@ async fn stream(
                     },
                 }
             };
-            Some((Ok::<_, Infallible>(ev), (rx, stop, guard, wanted)))
+            Some((Ok::<_, Infallible>(ev), (rx, stop, guard, wanted, auth)))
         },
     );
     Ok(Sse::new(s).keep_alive(KeepAlive::default()).into_response())
@@ -1006,21 +1010,10 @@ async fn create_user(
             "name: 1-64 of [A-Za-z0-9._-]".into(),
         ));
     }
-    if body.password.len() < 12 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "password: at least 12 characters".into(),
-        ));
-    }
-    let (m, t) = (
-        app.config.auth.argon2_memory_kib,
-        app.config.auth.argon2_iterations,
-    );
-    let pw = body.password.clone();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw, m, t))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let hash = match crate::api_auth::hash_new_password(&app, body.password).await {
+        Ok(h) => h,
+        Err(r) => return Ok(r),
+    };
     let created = app
         .store
         .create_user(&UserRecord {
@@ -1039,35 +1032,6 @@ async fn create_user(
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": body.name, "role": role})),
-    )
-        .into_response())
-}
-
-#[derive(Deserialize)]
-struct NewToken {
-    name: String,
-}
-
-async fn create_token(
-    State(app): AppState,
-    headers: HeaderMap,
-    Path(user): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
-    let body: NewToken = parse_body(&body)?;
-    if app.store.get_user(&user).await?.is_none() {
-        return Err(ApiError(StatusCode::NOT_FOUND, "no such user".into()));
-    }
-    let token = auth::new_token("dcim_");
-    app.store
-        .create_token(&auth::token_hash(&token), &user, &body.name, now_ms())
-        .await?;
-    app.audit(&p.user, "token.create", &user, json!({"name": body.name}))
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"user": user, "name": body.name, "token": token})),
     )
         .into_response())
 }

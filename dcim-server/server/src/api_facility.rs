@@ -54,7 +54,9 @@ fn incident_error(e: IncidentError) -> ApiError {
         IncidentError::Unknown(_) => StatusCode::NOT_FOUND,
         IncidentError::BadPhase { .. }
         | IncidentError::NoCause { .. }
-        | IncidentError::SameGrade { .. } => StatusCode::CONFLICT,
+        | IncidentError::SameGrade { .. }
+        | IncidentError::TooMany { .. } => StatusCode::CONFLICT,
+        IncidentError::TooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError(code, e.to_string())

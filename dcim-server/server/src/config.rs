@@ -23,6 +23,37 @@
 //! client_ca_file = "tls/agents-ca.pem" # optional: agents need a certificate as well as a password
 //! plain_listener = false           # default true: also keep plain MQTT on broker.listen
 //! ```
+//!
+//! Limits of the public surfaces (all optional; the defaults shown). The process's open-file
+//! limit must cover `http.max_connections + 3 x broker.max_connections + 256` (the server
+//! warns at start when it does not; the systemd unit sets `LimitNOFILE=65536`):
+//!
+//! ```toml
+//! [http]
+//! allowed_hosts = []               # Host names besides IP literals, localhost and the hosts of
+//!                                  # allowed_origins; a browser request for another is refused
+//!                                  # with 421 (DNS rebinding). Add the name users type.
+//! header_timeout_s = 10            # headers (and the TLS handshake) within; also keep-alive idle
+//! request_timeout_s = 30           # a request, body included, handled within (else 408)
+//! idle_timeout_s = 60              # no byte either way for this long closes the connection
+//! max_connections = 1024
+//! max_connections_per_address = 128
+//!
+//! [broker]
+//! max_connections = 1024
+//! max_connections_per_address = 64
+//! max_pending_connects = 128       # connections not logged in yet (a quarter per address)
+//! connect_timeout_ms = 5000        # CONNECT (and TLS handshake) within
+//! address_failures_before_lock = 20  # failed MQTT logins before an address is locked out
+//!
+//! [auth]
+//! user_failures_before_lock = 5    # failed sign-ins of one name (without its device cookie)
+//! address_failures_before_lock = 20 # failed sign-ins from one address (raise behind a proxy)
+//! first_lock_s = 60                # then doubling ...
+//! max_lock_s = 900                 # ... up to this
+//! max_concurrent_hashes = 2        # argon2 computations at once (each argon2_memory_kib)
+//! token_days = 90                  # lifetime of a new API token unless the request says
+//! ```
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -282,6 +313,26 @@ pub struct HttpConfig {
     pub secure_cookies: bool,
     /// Serve HTTPS on `listen` instead of plain HTTP.
     pub tls: Option<HttpTlsConfig>,
+    /// Host names the server is reached by (`Host` header), besides IP literals, `localhost`
+    /// and the hosts of `allowed_origins`. A browser request (no bearer token) naming another
+    /// host is refused with 421: a DNS-rebinding page reaches a loopback or LAN server under
+    /// its own name. Example: `["dcim.example.org"]`.
+    pub allowed_hosts: Vec<String>,
+    /// A client must send a request's headers within this many seconds of connecting or of
+    /// its previous response (also the keep-alive idle time between requests). Default 10.
+    pub header_timeout_s: u64,
+    /// A request (body included) must be handled within this many seconds; the live stream's
+    /// events are not counted. Default 30.
+    pub request_timeout_s: u64,
+    /// A connection on which no byte moved either way for this long is closed (the live
+    /// stream sends a keep-alive every 15 s). Default 60.
+    pub idle_timeout_s: u64,
+    /// Open HTTP connections at most (further ones are closed at accept). Keep
+    /// `max_connections + 3 x broker.max_connections + 64` under the process's descriptor
+    /// limit (`LimitNOFILE`). Default 1024.
+    pub max_connections: usize,
+    /// Open HTTP connections from one address (IPv6: one /64) at most. Default 128.
+    pub max_connections_per_address: usize,
 }
 
 /// `[http.tls]`: HTTPS for the API and the console.
@@ -338,6 +389,12 @@ impl Default for HttpConfig {
             session_ttl_s: 12 * 3600,
             secure_cookies: false,
             tls: None,
+            allowed_hosts: Vec::new(),
+            header_timeout_s: 10,
+            request_timeout_s: 30,
+            idle_timeout_s: 60,
+            max_connections: 1024,
+            max_connections_per_address: 128,
         }
     }
 }
@@ -382,6 +439,21 @@ pub struct BrokerConfig {
     /// samples of further new points are refused and counted
     /// (`dcim_ingest_new_points_refused_total`) until the next minute. 0 = no limit.
     pub new_points_per_agent_per_min: usize,
+    /// Embedded broker: open MQTT connections at most (each costs the gate three file
+    /// descriptors). Default 1024.
+    pub max_connections: usize,
+    /// Embedded broker: open MQTT connections from one address (IPv6: one /64). Default 64.
+    pub max_connections_per_address: usize,
+    /// Embedded broker: connections that have not completed their login yet, at most (a
+    /// quarter of them from one address). Default 128.
+    pub max_pending_connects: usize,
+    /// Embedded broker: a client must send its CONNECT within this many milliseconds
+    /// (TLS handshake included). Default 5000.
+    pub connect_timeout_ms: u64,
+    /// Embedded broker: failed MQTT logins from one address before it is locked out for a
+    /// while (doubling, up to `auth.max_lock_s`); 0 = never. Agent ids are never locked by
+    /// name: anyone could then cut an agent off. Default 20.
+    pub address_failures_before_lock: u32,
 }
 
 impl Default for BrokerConfig {
@@ -400,6 +472,11 @@ impl Default for BrokerConfig {
             log_segment_bytes: 32 * 1024 * 1024,
             log_segments: 4,
             new_points_per_agent_per_min: 100_000,
+            max_connections: 1024,
+            max_connections_per_address: 64,
+            max_pending_connects: 128,
+            connect_timeout_ms: 5000,
+            address_failures_before_lock: 20,
         }
     }
 }
@@ -411,8 +488,27 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     /// Name of the admin created on first start when the user table is empty. Its password comes
-    /// from `DCIM_ADMIN_PASSWORD`, or is generated and printed once to the log.
+    /// from `DCIM_ADMIN_PASSWORD`, or is generated and shown once: on the terminal when the
+    /// server runs on one, else written to `<data_dir>/initial-admin-password` (mode 0600).
+    /// It is never written to the log.
     pub bootstrap_admin: String,
+    /// Failed sign-ins of one user name (from browsers without that user's device cookie)
+    /// before it is locked; every further lock doubles, up to `max_lock_s`. 0 = never.
+    /// Default 5.
+    pub user_failures_before_lock: u32,
+    /// Failed sign-ins from one address (IPv6: one /64) before it is locked. 0 = never.
+    /// Default 20. Behind a reverse proxy every client has the proxy's address: raise it.
+    pub address_failures_before_lock: u32,
+    /// First lock, in seconds. Default 60.
+    pub first_lock_s: u64,
+    /// Longest lock, in seconds. Default 900.
+    pub max_lock_s: u64,
+    /// Password hashes computed at once (each takes `argon2_memory_kib`); further sign-ins
+    /// wait, at most 64 of them (4 per address), the rest are refused with 503. Default 2.
+    pub max_concurrent_hashes: usize,
+    /// Lifetime of a new API token when the request names none, in days (at most 3650).
+    /// Default 90.
+    pub token_days: u32,
 }
 
 impl Default for AuthConfig {
@@ -421,6 +517,12 @@ impl Default for AuthConfig {
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             bootstrap_admin: "admin".into(),
+            user_failures_before_lock: 5,
+            address_failures_before_lock: 20,
+            first_lock_s: 60,
+            max_lock_s: 900,
+            max_concurrent_hashes: 2,
+            token_days: 90,
         }
     }
 }
@@ -795,6 +897,7 @@ impl Config {
         if self.auth.argon2_memory_kib < 64 {
             return Err(self.invalid("auth.argon2_memory_kib", "must be at least 64"));
         }
+        self.validate_limits()?;
         if let Some(influx) = &self.influx {
             if !(influx.url.starts_with("http://") || influx.url.starts_with("https://")) {
                 return Err(self.invalid("influx.url", "expected http:// or https:// URL"));
@@ -817,6 +920,63 @@ impl Config {
         self.notify
             .validate()
             .map_err(|(field, message)| self.invalid(field, message))?;
+        Ok(())
+    }
+
+    /// The connection, timeout and sign-in limits (issue: nothing unauthenticated may exhaust
+    /// memory, descriptors or the disk).
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("http.header_timeout_s", self.http.header_timeout_s as usize),
+            (
+                "http.request_timeout_s",
+                self.http.request_timeout_s as usize,
+            ),
+            ("http.idle_timeout_s", self.http.idle_timeout_s as usize),
+            ("http.max_connections", self.http.max_connections),
+            (
+                "http.max_connections_per_address",
+                self.http.max_connections_per_address,
+            ),
+            ("broker.max_connections", self.broker.max_connections),
+            (
+                "broker.max_connections_per_address",
+                self.broker.max_connections_per_address,
+            ),
+            (
+                "broker.max_pending_connects",
+                self.broker.max_pending_connects,
+            ),
+            (
+                "broker.connect_timeout_ms",
+                self.broker.connect_timeout_ms as usize,
+            ),
+            ("auth.first_lock_s", self.auth.first_lock_s as usize),
+            (
+                "auth.max_concurrent_hashes",
+                self.auth.max_concurrent_hashes,
+            ),
+            ("auth.token_days", self.auth.token_days as usize),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(self.invalid(field, "must be at least 1"));
+            }
+        }
+        if self.auth.max_lock_s < self.auth.first_lock_s {
+            return Err(self.invalid("auth.max_lock_s", "must be at least auth.first_lock_s"));
+        }
+        if self.auth.token_days > 3650 {
+            return Err(self.invalid("auth.token_days", "at most 3650 (ten years)"));
+        }
+        for (i, h) in self.http.allowed_hosts.iter().enumerate() {
+            if h.is_empty() || h.contains('/') || h.contains(char::is_whitespace) {
+                return Err(self.invalid(
+                    format!("http.allowed_hosts[{i}]"),
+                    format!("`{h}`: expected a host name such as dcim.example.org"),
+                ));
+            }
+        }
         Ok(())
     }
 

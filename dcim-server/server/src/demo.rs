@@ -149,10 +149,8 @@ impl DemoOptions {
                 other => anyhow::bail!("`demo` does not take --{other}"),
             }
         }
-        anyhow::ensure!(
-            o.password.len() >= 12,
-            "DCIM_ADMIN_PASSWORD must have at least 12 characters"
-        );
+        crate::auth::password::check_new(&o.password)
+            .map_err(|e| anyhow::anyhow!("DCIM_ADMIN_PASSWORD: {e}"))?;
         Ok(o)
     }
 }

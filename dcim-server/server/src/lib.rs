@@ -3,6 +3,7 @@
 //! it around a shutdown future (that is what `main` and a future `demo` mode call).
 
 pub mod api;
+pub mod api_auth;
 pub mod api_authority;
 pub mod api_console;
 pub mod api_drill;
@@ -15,6 +16,7 @@ pub mod authority;
 pub mod backup;
 pub mod broker;
 pub mod config;
+pub mod conn_limits;
 pub mod console;
 pub mod dc09;
 pub mod deferred;
@@ -26,6 +28,8 @@ pub mod export;
 pub mod facility;
 pub mod fire_view;
 pub mod health;
+pub mod http_limits;
+pub mod incident_store;
 pub mod influx;
 pub mod ingest;
 pub mod maint_windows;
@@ -37,7 +41,9 @@ pub mod notify_templates;
 pub mod observe;
 pub mod reload;
 pub mod search;
+pub mod security;
 pub mod store;
+pub mod stream_access;
 pub mod stream_report;
 pub mod tls;
 pub mod tsdb;
@@ -114,10 +120,17 @@ pub struct App {
     pub health: health::Health,
     /// The configuration parts a reload (SIGHUP) may change: notification channels and users.
     pub reloadable: reload::Reloadable,
+    /// Limits of the public surfaces: sign-in back-off, coalesced failure audit, the hashing
+    /// gate, connection counts (see `security`).
+    pub security: security::Security,
 }
 
 impl App {
     pub fn publish_live<T: serde::Serialize>(&self, event: &'static str, data: &T) {
+        debug_assert!(
+            stream_access::EVENTS.iter().any(|(e, _, _)| *e == event),
+            "live event `{event}` has no permission in stream_access::EVENTS"
+        );
         if self.live.receiver_count() == 0 {
             return;
         }
@@ -201,14 +214,17 @@ impl App {
             }
         }
         if !changes.incidents.is_empty() {
-            batch.docs.push((
-                "incidents".into(),
-                store::DocRecord {
-                    id: "state".into(),
-                    updated_ms: now,
-                    body: serde_json::to_value(&f.incidents)?,
-                },
-            ));
+            // One document per changed incident (see `incident_store`).
+            let ids = changes.incidents.iter().map(|e| match e {
+                dcim_alarms::IncidentEvent::Opened { id, .. }
+                | dcim_alarms::IncidentEvent::AlarmJoined { id, .. }
+                | dcim_alarms::IncidentEvent::PhaseChanged { id, .. }
+                | dcim_alarms::IncidentEvent::GradeRaised { id, .. }
+                | dcim_alarms::IncidentEvent::Updated { id } => *id,
+            });
+            batch
+                .docs
+                .extend(incident_store::docs(&f.incidents, ids, now)?);
         }
         if let Some((actor, action, target, detail)) = &audit {
             batch.audit.push((
@@ -399,7 +415,8 @@ impl Server {
 }
 
 /// Creates the users listed in the config and, when there is no user at all, the bootstrap
-/// admin (password from `DCIM_ADMIN_PASSWORD`, or generated and logged once).
+/// admin (password from `DCIM_ADMIN_PASSWORD`, or generated and shown once: on the terminal,
+/// or in `<data_dir>/initial-admin-password` with mode 0600; never in the log).
 pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
     let hash = |pw: &str| {
         auth::hash_password(
@@ -418,6 +435,9 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
                 "user `{}`: environment variable {} (its initial password) is not set",
                 u.name, u.password_env
             )
+        })?;
+        auth::password::check_new(&pw).map_err(|e| {
+            anyhow::anyhow!("user `{}`: the password in {}: {e}", u.name, u.password_env)
         })?;
         store
             .create_user(&UserRecord {
@@ -442,7 +462,11 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
     if store.count_users().await? == 0 {
         let name = &config.auth.bootstrap_admin;
         let (pw, generated) = match std::env::var("DCIM_ADMIN_PASSWORD") {
-            Ok(p) if !p.is_empty() => (p, false),
+            Ok(p) if !p.is_empty() => {
+                auth::password::check_new(&p)
+                    .map_err(|e| anyhow::anyhow!("DCIM_ADMIN_PASSWORD: {e}"))?;
+                (p, false)
+            }
             _ => (auth::new_token("")[..24].to_string(), true),
         };
         store
@@ -464,15 +488,53 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
             )
             .await?;
         if generated {
-            tracing::warn!(
-                "created bootstrap admin `{name}` with generated password `{pw}` (shown once; change it or set DCIM_ADMIN_PASSWORD)"
-            );
+            show_generated_password(config, name, &pw)?;
         } else {
             tracing::info!(
                 "created bootstrap admin `{name}` with the password from DCIM_ADMIN_PASSWORD"
             );
         }
     }
+    Ok(())
+}
+
+/// File in the data directory that holds a generated bootstrap admin password when the server
+/// does not run on a terminal.
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
+/// Shows a generated bootstrap password once, never through the log (which is kept, shipped
+/// and read by many): on the terminal when stderr is one, else in a 0600 file in the data
+/// directory whose path (only) is logged. Delete the file after the first sign-in.
+fn show_generated_password(config: &Config, name: &str, pw: &str) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\n  created the bootstrap admin `{name}` with the password\n\n      {pw}\n\n  It is shown only now and is not in the log: sign in and change it\n  (POST /api/me/password), or set DCIM_ADMIN_PASSWORD before the first start.\n"
+        );
+        tracing::warn!(
+            "created bootstrap admin `{name}` with a generated password (shown on the terminal, not logged)"
+        );
+        return Ok(());
+    }
+    let path = config.data_dir.join(INITIAL_PASSWORD_FILE);
+    {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        o.mode(0o600);
+        let mut f = o
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln!(f, "{pw}")?;
+        f.sync_all()?;
+    }
+    tracing::warn!(
+        path = %path.display(),
+        "created bootstrap admin `{name}` with a generated password, written to this file (mode 0600), not to the log: sign in, change it, then delete the file"
+    );
     Ok(())
 }
 
@@ -549,15 +611,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         }
         None => None,
     };
-    let incidents = match store
-        .list_docs("incidents")
-        .await?
-        .into_iter()
-        .find(|d| d.id == "state")
-    {
-        Some(d) => Some(serde_json::from_value(d.body).context("stored incidents do not decode")?),
-        None => None,
-    };
+    let incidents = incident_store::load(store.as_ref()).await?;
     let mut facility = facility::Facility::new(site, incidents)
         .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
     facility.status_policy = config.status.policy();
@@ -611,7 +665,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         ops,
         health,
         reloadable: reload::Reloadable::new(&config),
+        security: security::Security::new(&config),
     });
+    let security_task = security::spawn(app.clone(), stop_rx.clone());
+    app.health.essential("security", security_task.abort_handle());
+    tasks.push(security_task);
     let ticker = spawn_ticker(app.clone(), stop_rx.clone());
     app.health.essential("ticker", ticker.abort_handle());
     tasks.push(ticker);
@@ -737,10 +795,6 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         .with_context(|| format!("binding http.listen {}", config.http.listen))?;
     let http_addr = listener.local_addr()?;
     let router = api::router(app.clone());
-    let mut http_stop = stop_rx.clone();
-    let shutdown = async move {
-        crate::stopped(&mut http_stop).await;
-    };
     let metrics_addr = match config.metrics.listen {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
@@ -763,17 +817,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         }
         None => None,
     };
-    let http_task = match &http_tls {
-        None => tokio::spawn(async move {
-            let r = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await;
-            if let Err(e) = r {
-                tracing::error!("http server: {e}");
-            }
-        }),
+    let (router, tls_config) = match &http_tls {
+        None => (router, None),
         Some((tls, hsts_max_age_s)) => {
-            let listener = tls::TlsListener::new(listener, tls.clone(), stop_rx.clone())?;
             let router = match *hsts_max_age_s {
                 0 => router,
                 age => {
@@ -790,16 +836,17 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
                     ))
                 }
             };
-            tokio::spawn(async move {
-                let r = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!("https server: {e}");
-                }
-            })
+            (router, Some(tls.clone()))
         }
     };
+    // Our own accept loop: connection limits, header/request/idle timeouts, the Host check.
+    let http_task = tokio::spawn(http_limits::serve(
+        listener,
+        tls_config,
+        router,
+        app.clone(),
+        stop_rx.clone(),
+    ));
     app.health.essential("http", http_task.abort_handle());
     tasks.push(http_task);
     tasks.push(tokio::spawn(health::supervise(
@@ -810,6 +857,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     app.health
         .ready_ms
         .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    warn_descriptor_limit(&config);
     tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, metrics = ?metrics_addr, data_dir = %config.data_dir.display(), "dcim-server started");
     Ok(Server {
         app,
@@ -823,6 +871,37 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         sqlite,
         _data_lock: data_lock,
     })
+}
+
+/// Warns when the process's open-file limit is below what the connection limits can use
+/// (`http.max_connections`, three descriptors per MQTT connection at the gate, and room for
+/// the database, the broker and the time-series writer): at the usual 1,024 the console,
+/// sign-in and the broker gate stop answering once it is reached. The systemd unit sets
+/// `LimitNOFILE`.
+fn warn_descriptor_limit(config: &Config) {
+    let need = config.http.max_connections
+        + match config.broker.mode {
+            BrokerMode::Embedded => 3 * config.broker.max_connections,
+            BrokerMode::External => 0,
+        }
+        + 256;
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+        });
+    if let Some(soft) = soft
+        && soft < need
+    {
+        tracing::warn!(
+            soft_limit = soft,
+            needed = need,
+            "the open-file limit is below what the connection limits allow: raise it (systemd: LimitNOFILE={}) or lower http.max_connections / broker.max_connections",
+            need.next_power_of_two().max(65536)
+        );
+    }
 }
 
 /// Runs the engines' timers once a second: redundancy re-evaluation, alarm delays and shelf

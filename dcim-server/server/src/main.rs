@@ -23,8 +23,20 @@ USAGE:
     dcim-server user add --name NAME --role ROLE [--config FILE]
                                                 create a user; the password is read from the
                                                 environment variable DCIM_NEW_PASSWORD or stdin
-    dcim-server user token --name NAME --label LABEL [--config FILE]
-                                                create an API bearer token (printed once)
+                                                (12-256 characters, not only spaces, no control
+                                                characters)
+    dcim-server user passwd --name NAME [--config FILE]
+                                                set a user's password (as for `add`); ends its
+                                                sessions
+    dcim-server user disable --name NAME | user enable --name NAME [--config FILE]
+                                                disable (sessions end, tokens refused) or enable
+    dcim-server user token --name NAME --label LABEL [--days DAYS] [--config FILE]
+                                                create an API bearer token (printed once) that
+                                                expires after DAYS (default auth.token_days)
+    dcim-server user tokens --name NAME [--config FILE]
+                                                list a user's tokens (id, label, expiry)
+    dcim-server user revoke --name NAME --token ID [--config FILE]
+                                                revoke a token by its id
     dcim-server demo [--http ADDR] [--broker ADDR] [--data DIR]
                                                 run the demo facility in one process: server,
                                                 embedded broker, facility simulator, edge agent
@@ -69,8 +81,8 @@ fn parse_args() -> Result<Args, String> {
                 args.config = Some(it.next().ok_or("--check-config needs a file")?.into());
                 args.words.insert(0, "check-config".into());
             }
-            "--name" | "--role" | "--label" | "--http" | "--broker" | "--data" | "--dc09"
-            | "--influx" => {
+            "--name" | "--role" | "--label" | "--days" | "--token" | "--http" | "--broker"
+            | "--data" | "--dc09" | "--influx" => {
                 let v = it.next().ok_or(format!("{a} needs a value"))?;
                 args.opts.push((a.trim_start_matches('-').to_string(), v));
             }
@@ -106,27 +118,48 @@ fn read_password() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
+fn new_password_hash(config: &Config) -> anyhow::Result<String> {
+    let pw = read_password()?;
+    dcim_server::auth::password::check_new(&pw).map_err(|e| anyhow::anyhow!("password: {e}"))?;
+    dcim_server::auth::hash_password(
+        &pw,
+        config.auth.argon2_memory_kib,
+        config.auth.argon2_iterations,
+    )
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn audit_cli(
+    store: &SqliteStore,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    store
+        .audit(dcim_server::now_ms(), "cli", action, target, &detail)
+        .await?;
+    Ok(())
+}
+
 async fn user_command(args: &Args) -> anyhow::Result<()> {
     let config = load_config(args)?;
     let store = SqliteStore::open(&config.data_dir).await?;
     let name = opt(args, "name")?;
+    let exists = || async {
+        anyhow::ensure!(store.get_user(name).await?.is_some(), "no user `{name}`");
+        Ok(())
+    };
     match args.words.get(1).map(String::as_str) {
         Some("add") => {
             let role_s = opt(args, "role")?;
             let role = Role::parse(role_s).with_context(|| {
                 format!("--role `{role_s}`: expected viewer, operator, admin or fire_authority")
             })?;
-            let pw = read_password()?;
             anyhow::ensure!(
-                pw.len() >= 12,
-                "the password must have at least 12 characters"
+                dcim_wire::check_identifier(name).is_ok(),
+                "--name `{name}`: 1-64 of [A-Za-z0-9._-]"
             );
-            let hash = dcim_server::auth::hash_password(
-                &pw,
-                config.auth.argon2_memory_kib,
-                config.auth.argon2_iterations,
-            )
-            .map_err(|e| anyhow::anyhow!(e))?;
+            let hash = new_password_hash(&config)?;
             let created = store
                 .create_user(&UserRecord {
                     name: name.to_string(),
@@ -137,42 +170,98 @@ async fn user_command(args: &Args) -> anyhow::Result<()> {
                 })
                 .await?;
             anyhow::ensure!(created, "user `{name}` already exists");
-            store
-                .audit(
-                    dcim_server::now_ms(),
-                    "cli",
-                    "user.create",
-                    name,
-                    &serde_json::json!({"role": role}),
-                )
-                .await?;
+            audit_cli(
+                &store,
+                "user.create",
+                name,
+                serde_json::json!({"role": role}),
+            )
+            .await?;
             println!("created user {name} ({})", role.as_str());
+        }
+        Some("passwd") => {
+            exists().await?;
+            let hash = new_password_hash(&config)?;
+            store.set_password(name, &hash).await?;
+            let ended = store.delete_sessions_of(name, None).await?;
+            audit_cli(
+                &store,
+                "user.password",
+                name,
+                serde_json::json!({"by": "cli", "sessions_ended": ended}),
+            )
+            .await?;
+            println!("password of {name} set; {ended} sessions ended");
+        }
+        Some(w @ ("disable" | "enable")) => {
+            exists().await?;
+            let disable = w == "disable";
+            store.set_user_disabled(name, disable).await?;
+            let ended = if disable {
+                store.delete_sessions_of(name, None).await?
+            } else {
+                0
+            };
+            audit_cli(
+                &store,
+                &format!("user.{w}"),
+                name,
+                serde_json::json!({"sessions_ended": ended}),
+            )
+            .await?;
+            println!("{name} {w}d");
         }
         Some("token") => {
             let label = opt(args, "label")?;
-            anyhow::ensure!(store.get_user(name).await?.is_some(), "no user `{name}`");
+            exists().await?;
+            let days: u32 = match args.opts.iter().find(|(k, _)| k == "days") {
+                Some((_, d)) => d.parse().ok().filter(|d| *d <= 3650).with_context(|| {
+                    format!("--days `{d}`: expected 0..=3650 (0: never expires)")
+                })?,
+                None => config.auth.token_days,
+            };
             let token = dcim_server::auth::new_token("dcim_");
+            let now = dcim_server::now_ms();
+            let expires = (days > 0).then(|| now + i64::from(days) * 86_400_000);
+            let hash = dcim_server::auth::token_hash(&token);
             store
-                .create_token(
-                    &dcim_server::auth::token_hash(&token),
-                    name,
-                    label,
-                    dcim_server::now_ms(),
-                )
+                .create_token_until(&hash, name, label, now, expires)
                 .await?;
-            store
-                .audit(
-                    dcim_server::now_ms(),
-                    "cli",
-                    "token.create",
-                    name,
-                    &serde_json::json!({"name": label}),
-                )
-                .await?;
+            audit_cli(
+                &store,
+                "token.create",
+                name,
+                serde_json::json!({"name": label, "id": &hash[..dcim_server::store::TOKEN_ID_LEN], "expires_ms": expires}),
+            )
+            .await?;
             println!("{token}");
         }
+        Some("tokens") => {
+            exists().await?;
+            for t in store.list_tokens(Some(name)).await? {
+                let expires = match t.expires_ms {
+                    Some(ms) => format!("expires at {ms} ms"),
+                    None => "never expires".into(),
+                };
+                println!(
+                    "{}  {}  created at {} ms, {expires}",
+                    t.id, t.name, t.created_ms
+                );
+            }
+        }
+        Some("revoke") => {
+            let id = opt(args, "token")?;
+            anyhow::ensure!(
+                store.revoke_token(name, id).await?,
+                "no token `{id}` of user `{name}` (ids: `user tokens --name {name}`)"
+            );
+            audit_cli(&store, "token.revoke", name, serde_json::json!({"id": id})).await?;
+            println!("token {id} of {name} revoked");
+        }
         other => {
-            anyhow::bail!("unknown user command {other:?}: expected `user add` or `user token`")
+            anyhow::bail!(
+                "unknown user command {other:?}: expected add, passwd, disable, enable, token, tokens or revoke"
+            )
         }
     }
     store.close().await;

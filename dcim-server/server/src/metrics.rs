@@ -101,6 +101,12 @@ counters! {
     influx_lines_dropped_total: "counter", "Lines dropped: the on-disk buffer was full (oldest first) or the store refused them for good.";
     influx_write_errors_total: "counter", "Failed writes to the time-series store.";
     http_auth_failures_total: "counter", "HTTP requests refused for missing or bad credentials.";
+    login_locks_total: "counter", "Sign-in locks started (user name, device or address; HTTP and MQTT).";
+    login_refused_total: "counter", "Sign-ins refused unhashed: subject locked, or too many waiting for a password hash.";
+    audit_failures_coalesced_total: "counter", "Failed sign-ins and refusals counted in a summary audit row instead of a row of their own.";
+    http_connections_refused_total: "counter", "HTTP connections closed at accept: connection limit (total or per address) reached.";
+    http_timeouts_total: "counter", "HTTP connections or requests ended by the header, request or idle timeout.";
+    broker_connections_refused_total: "counter", "MQTT connections closed at accept: connection limit, logins in progress or a locked address.";
     notify_attempts_total: "counter", "Notification sends attempted (each channel tried counts).";
     notify_sent_total: "counter", "Notifications delivered.";
     notify_failures_total: "counter", "Notification sends that failed (then the fallback is tried).";

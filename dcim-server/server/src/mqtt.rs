@@ -72,7 +72,7 @@ pub struct Incoming {
     /// The rumqttc message to acknowledge after processing (external broker).
     pub ack: Option<Publish>,
     /// The gate's charge to give back once handled (embedded broker).
-    pub charge: Option<(Lane, usize)>,
+    pub charge: Option<crate::broker::budget::Charge>,
     /// When the reader took it off the broker (ingest lag, ingest-to-alarm latency).
     pub received: std::time::Instant,
     /// When the reader took the message (the ingest's `now_ms` for it).
@@ -84,7 +84,7 @@ struct Raw {
     topic: String,
     payload: Bytes,
     ack: Option<Publish>,
-    charge: Option<(Lane, usize)>,
+    charge: Option<crate::broker::budget::Charge>,
     received: std::time::Instant,
     received_ms: i64,
 }
@@ -124,7 +124,7 @@ impl Lanes {
         topic: String,
         payload: Bytes,
         ack: Option<Publish>,
-        charge: Option<(Lane, usize)>,
+        charge: Option<crate::broker::budget::Charge>,
     ) -> bool {
         self.pending.fetch_add(1, Ordering::Relaxed);
         let received = std::time::Instant::now();
@@ -169,7 +169,7 @@ async fn finish(
     budgets: Option<&crate::broker::budget::Budgets>,
     pending: &AtomicUsize,
     ack: Option<Publish>,
-    charge: Option<(Lane, usize)>,
+    charge: Option<crate::broker::budget::Charge>,
 ) {
     release(client, budgets, ack, charge).await;
     pending.fetch_sub(1, Ordering::Relaxed);
@@ -181,13 +181,13 @@ async fn release(
     client: &AsyncClient,
     budgets: Option<&crate::broker::budget::Budgets>,
     ack: Option<Publish>,
-    charge: Option<(Lane, usize)>,
+    charge: Option<crate::broker::budget::Charge>,
 ) {
     if let Some(p) = &ack {
         let _ = client.ack(p).await;
     }
-    if let (Some(b), Some((lane, n))) = (budgets, charge) {
-        b.lane(lane).release(n);
+    if let (Some(b), Some(c)) = (budgets, charge) {
+        b.release(&c);
     }
 }
 
@@ -295,6 +295,7 @@ pub fn spawn(
                         if last_read.elapsed() >= Duration::from_secs(2)
                             && lanes.pending.load(Ordering::Relaxed) == 0
                         {
+                            link_budgets.shares.resync();
                             for lane in [Lane::Telemetry, Lane::Events, Lane::Other] {
                                 let n = link_budgets.lane(lane).resync();
                                 if n > 0 {
@@ -318,13 +319,13 @@ pub fn spawn(
                                 report_skip(&app, lane, skipped).await;
                             }
                         }
-                        let charge = lane.map(|l| {
-                            let bytes = crate::broker::budget::charge_of(
+                        let charge = link_budgets.charge_of_message(
+                            &topic,
+                            crate::broker::budget::charge_of(
                                 f.publish.topic.len(),
                                 f.publish.payload.len(),
-                            );
-                            (l, link_budgets.lane(l).charge_for(bytes))
-                        });
+                            ),
+                        );
                         if !lanes.route(topic, f.publish.payload, None, charge).await {
                             break;
                         }

@@ -78,6 +78,21 @@ pub struct SessionRecord {
     pub expires_ms: i64,
 }
 
+/// An API token as listed to admins (never the token itself, nor its full hash).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenRecord {
+    /// The first [`TOKEN_ID_LEN`] hex digits of the token's SHA-256: names it for revocation.
+    pub id: String,
+    pub user: String,
+    pub name: String,
+    pub created_ms: i64,
+    /// `None`: never expires (tokens made before expiry existed, and the CLI's with `--days 0`).
+    pub expires_ms: Option<i64>,
+}
+
+/// Hex digits of a token hash shown as its id.
+pub const TOKEN_ID_LEN: usize = 16;
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AuditRecord {
     pub id: i64,
@@ -147,6 +162,13 @@ pub trait Store: Send + Sync + 'static {
     fn create_user<'a>(&'a self, u: &'a UserRecord) -> BoxFuture<'a, StoreResult<bool>>;
     fn set_password<'a>(&'a self, name: &'a str, hash: &'a str)
     -> BoxFuture<'a, StoreResult<bool>>;
+    /// Disables or enables a user; false when there is no such user. A disabled user's
+    /// sessions and tokens are refused (`api::authorize`); the caller deletes the sessions.
+    fn set_user_disabled<'a>(
+        &'a self,
+        name: &'a str,
+        disabled: bool,
+    ) -> BoxFuture<'a, StoreResult<bool>>;
     fn get_user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>>;
     fn list_users<'a>(&'a self) -> BoxFuture<'a, StoreResult<Vec<UserRecord>>>;
 
@@ -156,15 +178,40 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &'a str,
     ) -> BoxFuture<'a, StoreResult<Option<SessionRecord>>>;
     fn delete_session<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<()>>;
-    /// API tokens: `(token_hash, user, name, created_ms)`.
+    /// Deletes every session of `user` except the one whose hash is `keep`; returns how many.
+    fn delete_sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        keep: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<u64>>;
+    /// API tokens: `(token_hash, user, name, created_ms)`, never expiring.
     fn create_token<'a>(
         &'a self,
         token_hash: &'a str,
         user: &'a str,
         name: &'a str,
         now_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        self.create_token_until(token_hash, user, name, now_ms, None)
+    }
+    /// An API token that is refused from `expires_ms` on (`None`: never expires).
+    fn create_token_until<'a>(
+        &'a self,
+        token_hash: &'a str,
+        user: &'a str,
+        name: &'a str,
+        now_ms: i64,
+        expires_ms: Option<i64>,
     ) -> BoxFuture<'a, StoreResult<()>>;
+    /// The user of a token that exists and has not expired at `now_ms`.
     fn token_user<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>>;
+    /// The tokens of `user` (all users when `None`), oldest first.
+    fn list_tokens<'a>(
+        &'a self,
+        user: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<Vec<TokenRecord>>>;
+    /// Deletes the token of `user` whose id ([`TokenRecord::id`]) is `id`; whether one was.
+    fn revoke_token<'a>(&'a self, user: &'a str, id: &'a str) -> BoxFuture<'a, StoreResult<bool>>;
 
     fn audit<'a>(
         &'a self,
@@ -288,6 +335,13 @@ DROP TABLE stream_seq;
 ALTER TABLE stream_seq_v3 RENAME TO stream_seq;
 "#,
     ),
+    (
+        4,
+        r#"
+ALTER TABLE api_tokens ADD COLUMN expires_ms INTEGER;
+CREATE INDEX sessions_user ON sessions (user);
+"#,
+    ),
 ];
 
 /// The newest schema this binary knows. A database whose schema is newer (written by a newer
@@ -337,6 +391,10 @@ impl SqliteStore {
         std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         let disk = DiskGuard::new(dir, reserve_bytes);
         let path = db_path(dir);
+        // Private: the database holds password hashes and session CSRF tokens.
+        for c in crate::security::secure_data_dir(dir, &path).map_err(sqlx::Error::Io)? {
+            tracing::warn!("permissions tightened: {c}");
+        }
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -687,6 +745,21 @@ impl Store for SqliteStore {
         ))
     }
 
+    fn set_user_disabled<'a>(
+        &'a self,
+        name: &'a str,
+        disabled: bool,
+    ) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            let r = sqlx::query("UPDATE users SET disabled = ? WHERE name = ?")
+                .bind(disabled as i64)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
     fn get_user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>> {
         Box::pin(async move {
             let rows = sqlx::query("SELECT * FROM users WHERE name = ?")
@@ -760,24 +833,44 @@ impl Store for SqliteStore {
         ))
     }
 
-    fn create_token<'a>(
+    fn delete_sessions_of<'a>(
+        &'a self,
+        user: &'a str,
+        keep: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<u64>> {
+        Box::pin(async move {
+            let r = sqlx::query(
+                "DELETE FROM sessions WHERE user = ? AND (? IS NULL OR token_hash <> ?)",
+            )
+            .bind(user)
+            .bind(keep)
+            .bind(keep)
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected())
+        })
+    }
+
+    fn create_token_until<'a>(
         &'a self,
         token_hash: &'a str,
         user: &'a str,
         name: &'a str,
         now_ms: i64,
+        expires_ms: Option<i64>,
     ) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(self.guarded(
             WriteClass::Essential,
             "creating an API token",
             move || async move {
                 sqlx::query(
-                    "INSERT INTO api_tokens (token_hash, user, name, created_ms) VALUES (?,?,?,?)",
+                    "INSERT INTO api_tokens (token_hash, user, name, created_ms, expires_ms) VALUES (?,?,?,?,?)",
                 )
                 .bind(token_hash)
                 .bind(user)
                 .bind(name)
                 .bind(now_ms)
+                .bind(expires_ms)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -787,12 +880,56 @@ impl Store for SqliteStore {
 
     fn token_user<'a>(&'a self, token_hash: &'a str) -> BoxFuture<'a, StoreResult<Option<String>>> {
         Box::pin(async move {
-            let users: Vec<String> =
-                sqlx::query_scalar("SELECT user FROM api_tokens WHERE token_hash = ?")
-                    .bind(token_hash)
-                    .fetch_all(&self.pool)
-                    .await?;
+            let users: Vec<String> = sqlx::query_scalar(
+                "SELECT user FROM api_tokens WHERE token_hash = ? AND (expires_ms IS NULL OR expires_ms > ?)",
+            )
+            .bind(token_hash)
+            .bind(crate::now_ms())
+            .fetch_all(&self.pool)
+            .await?;
             Ok(users.into_iter().next())
+        })
+    }
+
+    fn list_tokens<'a>(
+        &'a self,
+        user: Option<&'a str>,
+    ) -> BoxFuture<'a, StoreResult<Vec<TokenRecord>>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT token_hash, user, name, created_ms, expires_ms FROM api_tokens WHERE (? IS NULL OR user = ?) ORDER BY created_ms, token_hash",
+            )
+            .bind(user)
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| TokenRecord {
+                    id: r.get::<String, _>("token_hash")[..TOKEN_ID_LEN].to_string(),
+                    user: r.get("user"),
+                    name: r.get("name"),
+                    created_ms: r.get("created_ms"),
+                    expires_ms: r.get("expires_ms"),
+                })
+                .collect())
+        })
+    }
+
+    fn revoke_token<'a>(&'a self, user: &'a str, id: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(false);
+            }
+            let r = sqlx::query(
+                "DELETE FROM api_tokens WHERE user = ? AND substr(token_hash, 1, ?) = ?",
+            )
+            .bind(user)
+            .bind(TOKEN_ID_LEN as i64)
+            .bind(id.to_ascii_lowercase())
+            .execute(&self.pool)
+            .await?;
+            Ok(r.rows_affected() > 0)
         })
     }
 

@@ -4,25 +4,14 @@
 //! - [`server_config`] reads a PEM certificate chain, a PEM private key and, optionally, a PEM
 //!   CA bundle for client certificates (mutual TLS), and reports which file is missing,
 //!   unreadable or not valid PEM as a [`TlsFileError`] (the config layer adds file/line/field).
-//! - [`TlsListener`] is an `axum::serve::Listener` that accepts TCP, runs each TLS handshake in
-//!   its own task (bounded by a timeout and a limit on handshakes in progress, so a slow or
-//!   silent client never blocks the accept loop) and hands out finished TLS streams.
+//! - The handshakes run in each connection's own task, bounded by the listener's timeout and
+//!   connection limits (`http_limits` for HTTPS, the broker gate for MQTT over TLS), so a slow
+//!   or silent client never blocks an accept loop.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-
-/// A client has this long to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress per listener; more connections wait in the kernel's backlog.
-const MAX_HANDSHAKES: usize = 256;
 
 /// Which TLS file is wrong, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,98 +149,6 @@ pub fn server_config(
         })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
-}
-
-/// Runs the TLS handshake of one accepted connection, bounded by [`HANDSHAKE_TIMEOUT`].
-pub async fn handshake(
-    acceptor: &TlsAcceptor,
-    sock: TcpStream,
-) -> std::io::Result<TlsStream<TcpStream>> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
-        Ok(r) => r,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "TLS handshake timed out",
-        )),
-    }
-}
-
-/// A TLS listener for `axum::serve`: TCP accept and handshakes run in a background task, the
-/// listener yields only connections whose handshake completed.
-pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl TlsListener {
-    /// Starts accepting on `tcp`; the accept loop ends when `stop` becomes true or the listener
-    /// is dropped.
-    pub fn new(
-        tcp: TcpListener,
-        config: Arc<rustls::ServerConfig>,
-        mut stop: watch::Receiver<bool>,
-    ) -> std::io::Result<TlsListener> {
-        let local = tcp.local_addr()?;
-        let acceptor = TlsAcceptor::from(config);
-        let (tx, rx) = mpsc::channel(64);
-        let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let (sock, peer) = tokio::select! {
-                    _ = crate::stopped(&mut stop) => break,
-                    _ = tx.closed() => break,
-                    r = tcp.accept() => match r {
-                        Ok(x) => x,
-                        Err(e) => {
-                            tracing::warn!("https accept: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    },
-                };
-                let _ = sock.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match handshake(&acceptor, sock).await {
-                        Ok(tls) => {
-                            drop(permit);
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Err(e) => tracing::debug!(%peer, "https: TLS handshake failed: {e}"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { rx, local, task })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(x) => x,
-            // The accept loop stopped (server stopping): no more connections.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 /// `Strict-Transport-Security` value for a max-age in seconds.

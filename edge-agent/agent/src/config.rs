@@ -15,6 +15,7 @@
 //! event_fsync = "always"          # always | interval | never
 //! telemetry_fsync = "interval"
 //! fsync_interval_ms = 1000
+//! reserve_kb = 1024               # kept free for events when the disk fills (at most max_mb/16)
 //!
 //! [batch]
 //! max_samples = 500               # a telemetry batch is spooled when it has this many samples
@@ -255,6 +256,8 @@ pub struct SpoolSettings {
     pub segment_bytes: u64,
     pub event_fsync: FsyncPolicy,
     pub telemetry_fsync: FsyncPolicy,
+    /// Disk space the spool keeps in its `RESERVE` file for events on a full disk.
+    pub reserve_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -462,6 +465,12 @@ struct RawSpool {
     telemetry_fsync: Spanned<String>,
     #[serde(default = "d_fsync_ms")]
     fsync_interval_ms: u64,
+    #[serde(default = "d_reserve_kb")]
+    reserve_kb: u64,
+}
+
+fn d_reserve_kb() -> u64 {
+    1024
 }
 
 fn d_max_mb() -> Spanned<u64> {
@@ -778,6 +787,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
             &sp.telemetry_fsync,
             sp.fsync_interval_ms,
         )?,
+        reserve_bytes: sp.reserve_kb.saturating_mul(1024),
     };
 
     let log_format = match &raw.log_format {

@@ -11,9 +11,13 @@
 //! interval; events still wait for their fsync.
 //! Events go to [`Ingest::event`], which returns only once the event is in the spool (fsynced
 //! under the default policy): that return is the "acknowledged as spooled" point. If the disk is
-//! full, events wait in memory in order and are retried on every tick (and logged loudly);
-//! telemetry that cannot be written is counted as lost.
+//! full, the spool makes room for events from old telemetry and its reserve (see `dcim-spool`);
+//! an event that still cannot be written waits in memory, in order, and is retried on every
+//! tick; telemetry that cannot be written is counted as lost. A full disk is logged once per
+//! episode (`disk_full`), with a reminder every five minutes and a summary when it ends. At
+//! shutdown waiting events are written before the last telemetry batch.
 
+use crate::disk_full::{Episode, Failure, Report};
 use crate::payload::{self, EventDraft};
 use crate::test_mode::{self, TestMode};
 use dcim_points::Sample;
@@ -227,6 +231,8 @@ pub struct Ingest {
     backlog: Mutex<VecDeque<EventDraft>>,
     last_refusal_log: Mutex<Option<Instant>>,
     latest: Arc<Latest>,
+    /// Spool writes failing (a full disk): said once per episode.
+    episode: Mutex<Episode>,
 }
 
 impl Ingest {
@@ -244,6 +250,7 @@ impl Ingest {
             backlog: Mutex::new(VecDeque::new()),
             last_refusal_log: Mutex::new(None),
             latest: Arc::new(Latest::default()),
+            episode: Mutex::new(Episode::default()),
         })
     }
 
@@ -304,6 +311,60 @@ impl Ingest {
         }
     }
 
+    /// Records a failed spool write of the episode and logs what is due (once, then every
+    /// five minutes).
+    fn write_failed(&self, what: Failure, error: &SpoolError) {
+        let now = self.shared.now_ms();
+        let report = self
+            .episode
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .failed(now, what);
+        match report {
+            Some(Report::Started) => error!(
+                error = %error,
+                "SPOOL CANNOT WRITE (disk full?): events wait in memory in order and are retried, telemetry that cannot be written is counted as lost; said once, a summary follows when writes work again"
+            ),
+            Some(Report::Continuing {
+                for_ms,
+                telemetry_samples_lost,
+                events_waiting,
+            }) => error!(
+                error = %error,
+                for_s = for_ms / 1000,
+                telemetry_samples_lost,
+                events_waiting,
+                "SPOOL STILL CANNOT WRITE"
+            ),
+            _ => {}
+        }
+    }
+
+    /// Records a successful spool write; logs the summary when it ends an episode.
+    fn write_succeeded(&self) {
+        let mut e = self.episode.lock().unwrap_or_else(|p| p.into_inner());
+        if !e.active() {
+            return;
+        }
+        if let Some(Report::Over {
+            lasted_ms,
+            telemetry_samples_lost,
+            telemetry_batches_lost,
+            events_waited_max,
+            failures,
+        }) = e.succeeded(self.shared.now_ms())
+        {
+            warn!(
+                lasted_s = lasted_ms / 1000,
+                telemetry_samples_lost,
+                telemetry_batches_lost,
+                events_waited_max,
+                failures,
+                "spool writes work again: no event was lost; the telemetry lost is counted and reported"
+            );
+        }
+    }
+
     fn spool_batch(&self, samples: Vec<Sample>) {
         let count = samples.len() as u32;
         let agent = self.shared.agent.clone();
@@ -321,6 +382,7 @@ impl Ingest {
         match result {
             Ok(seq) => {
                 debug!(target: "dcim_edge_agent::spooled", stream = "telemetry", seq, samples = count, "spooled");
+                self.write_succeeded();
                 self.shared.wake_uplinks();
             }
             Err(e @ SpoolError::FullOfEvents { .. }) => {
@@ -332,6 +394,9 @@ impl Ingest {
                     error!(error = %e, "SPOOL FULL OF EVENTS: telemetry is being refused and counted as lost");
                     *last = Some(Instant::now());
                 }
+            }
+            Err(e @ (SpoolError::DiskFull { .. } | SpoolError::Io { .. })) => {
+                self.write_failed(Failure::Telemetry { samples: count }, &e)
             }
             Err(e) => {
                 error!(error = %e, samples = count, "telemetry batch could not be spooled and is counted as lost")
@@ -368,11 +433,17 @@ impl Ingest {
                 Ok(seq) => {
                     backlog.pop_front();
                     debug!(target: "dcim_edge_agent::spooled", stream = "event", seq, "spooled");
+                    self.write_succeeded();
                     self.shared.wake_uplinks();
                     last = seq;
                 }
                 Err(e) => {
-                    error!(error = %e, waiting = backlog.len(), "EVENT NOT SPOOLED: kept in memory and retried");
+                    self.write_failed(
+                        Failure::Event {
+                            waiting: backlog.len(),
+                        },
+                        &e,
+                    );
                     return Err(e);
                 }
             }
@@ -396,8 +467,12 @@ impl Ingest {
             }
         }
         let now = self.shared.now_ms();
-        if let Err(e) = self.shared.with_spool(|s| s.tick(now)) {
-            error!(error = %e, "spool fsync failed");
+        match self.shared.with_spool(|s| s.tick(now)) {
+            Ok(()) => {}
+            Err(e @ (SpoolError::DiskFull { .. } | SpoolError::Io { .. })) => {
+                self.write_failed(Failure::Sync, &e)
+            }
+            Err(e) => error!(error = %e, "spool fsync failed"),
         }
         self.shared.wake_uplinks();
     }
@@ -426,16 +501,31 @@ impl Ingest {
         }
     }
 
-    /// Spool everything held in memory and fsync the spool (shutdown).
+    /// Spool everything held in memory and fsync the spool (shutdown). Waiting events go
+    /// first, so the last telemetry batch cannot take the room they need.
     pub fn flush(&self) -> Result<(), SpoolError> {
-        self.flush_batch();
-        let waiting = self.backlog.lock().map(|b| b.len()).unwrap_or(0);
+        let waiting = {
+            let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+            if !b.is_empty() {
+                let _ = self.drain(&mut b);
+            }
+            b.len()
+        };
         if waiting > 0 {
-            warn!(waiting, "events still waiting for disk space at shutdown");
+            error!(
+                waiting,
+                "EVENTS LOST AT SHUTDOWN: no disk space for them even after thinning all telemetry and using the spool's reserve"
+            );
         }
+        self.flush_batch();
         let r = self.shared.with_spool(|s| s.flush());
         self.shared.wake_uplinks();
         r
+    }
+
+    /// Events waiting in memory for disk space.
+    pub fn events_waiting(&self) -> usize {
+        self.backlog.lock().map(|b| b.len()).unwrap_or(0)
     }
 }
 
@@ -460,7 +550,9 @@ mod tests {
     #[test]
     fn events_wait_in_order_while_the_disk_is_full() {
         let dir = tempfile::tempdir().unwrap();
-        let (spool, _) = Spool::open(SpoolConfig::new(dir.path())).unwrap();
+        let mut cfg = SpoolConfig::new(dir.path());
+        cfg.reserve_bytes = 0; // nothing to free: events must wait
+        let (spool, _) = Spool::open(cfg).unwrap();
         let shared = Shared::new("s".into(), "a".into(), vec![], spool);
         let ingest = Ingest::new(shared.clone(), 10, Duration::from_millis(10));
         assert_eq!(ingest.event(draft(1)).unwrap(), 1);
@@ -482,6 +574,40 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec![(1, 1), (2, 2), (3, 3)]);
+    }
+
+    /// Hazard: on a full disk 613 events waited in memory and 13 were lost at shutdown,
+    /// while old telemetry kept the space.
+    #[test]
+    fn on_a_full_disk_events_take_the_room_of_telemetry_and_none_is_lost_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = SpoolConfig::new(dir.path());
+        cfg.segment_bytes = 4096;
+        cfg.reserve_bytes = 0;
+        let (spool, _) = Spool::open(cfg.clone()).unwrap();
+        let shared = Shared::new("s".into(), "a".into(), vec![], spool);
+        let ingest = Ingest::new(shared.clone(), 50, Duration::from_secs(60));
+        for i in 0..20 {
+            let (samples, _) = crate::devices::synthetic::tick("gen", 50, i, 1, 0);
+            ingest.samples(samples);
+        }
+        shared.with_spool(|s| s.fail_writes_after(Some(0)));
+        for n in 1..=30 {
+            ingest.event(draft(n)).unwrap();
+        }
+        // A batch left in memory at shutdown, with the disk full: events go first.
+        let (samples, _) = crate::devices::synthetic::tick("gen", 10, 99, 1, 0);
+        ingest.samples(samples);
+        assert_eq!(ingest.events_waiting(), 0);
+        ingest.flush().ok();
+        let st = shared.with_spool(|s| s.stats());
+        assert!(st.disk_full_thinned_batches > 0, "{st:?}");
+        assert!(st.thinned_samples > 0);
+        drop(ingest);
+        drop(shared);
+        let (s, _) = Spool::open(cfg).unwrap();
+        let events = s.read_after(Class::Event, 0, 100, usize::MAX).unwrap();
+        assert_eq!(events.len(), 30);
     }
 
     /// Hazard: a fire- or power-critical value waiting a second for its batch (and another for

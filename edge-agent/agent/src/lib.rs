@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod controller;
 pub mod devices;
+pub mod disk_full;
 mod drill;
 pub mod fire;
 pub mod ingest;
@@ -62,6 +63,7 @@ impl Agent {
         sc.segment_bytes = cfg.spool.segment_bytes;
         sc.event_fsync = cfg.spool.event_fsync;
         sc.telemetry_fsync = cfg.spool.telemetry_fsync;
+        sc.reserve_bytes = cfg.spool.reserve_bytes;
         sc.consumers = cfg.brokers.iter().map(|b| b.name.clone()).collect();
         // Publish telemetry as soon as it is written; its sequence numbers are protected by
         // the spool's durable reservation (events still wait for their fsync).

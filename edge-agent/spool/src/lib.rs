@@ -68,6 +68,17 @@
 //! while events alone fill the spool, and an event is written even over budget (both reported in
 //! [`Stats`]). A full disk (`ENOSPC`) is reported as [`SpoolError::DiskFull`]; the partial write
 //! is cut off again so the spool stays valid.
+//!
+//! # A full disk
+//!
+//! The file system can fill up before the budget does (other files on it, a small partition).
+//! Then an event still gets room: when its write fails with `ENOSPC` the spool frees space and
+//! tries again, first by deleting closed telemetry segments oldest-first (a counted loss, like
+//! thinning), then by deleting `RESERVE`, a file of [`SpoolConfig::reserve_bytes`] (at most a
+//! sixteenth of the budget) written at open and re-created by [`Spool::tick`] once space is
+//! back. Telemetry that cannot be written is refused and counted by the caller. A spool whose
+//! disk is full still opens: `meta.json` is written once there is room (the floors it holds
+//! are also implied by the newest segment of each class, which is never deleted for room).
 
 pub mod format;
 pub mod policy;
@@ -113,6 +124,9 @@ pub struct SpoolConfig {
     /// Under `FsyncPolicy::Interval`, make telemetry visible to readers (publishable) before it
     /// is fsynced, its sequence number covered by a durable reservation (see the module docs).
     pub telemetry_visible_before_sync: bool,
+    /// Disk space kept in `RESERVE` for events when the file system fills up (see the module
+    /// docs); at most `max_bytes / 16`; 0 = none. Default 1 MiB.
+    pub reserve_bytes: u64,
 }
 
 /// Sequence numbers reserved per `meta.json` write for records visible before their fsync.
@@ -129,7 +143,13 @@ impl SpoolConfig {
             consumers: vec!["default".into()],
             meta_interval: Duration::from_secs(1),
             telemetry_visible_before_sync: false,
+            reserve_bytes: 1 << 20,
         }
+    }
+
+    /// The size of `RESERVE`: `reserve_bytes`, at most a sixteenth of the budget.
+    pub fn reserve_size(&self) -> u64 {
+        self.reserve_bytes.min(self.max_bytes / 16)
     }
 
     fn policy(&self, class: Class) -> FsyncPolicy {
@@ -218,6 +238,11 @@ pub struct Stats {
     pub next_seq: [u64; 2],
     /// Records found damaged on disk when read back (skipped, lost) since the spool was opened.
     pub corrupt_skipped: u64,
+    /// Bytes held in `RESERVE` for events on a full disk (0 once it was used up).
+    pub reserve_bytes: u64,
+    /// Telemetry batches deleted to make room for events on a full disk (also counted in
+    /// `thinned_batches`) since the spool was opened.
+    pub disk_full_thinned_batches: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -280,9 +305,18 @@ pub struct Spool {
     write_budget: Option<u64>,
     /// Records found damaged when read back, and skipped.
     corrupt_skipped: std::sync::atomic::AtomicU64,
+    /// Size of `RESERVE` on disk (0 when absent).
+    reserve_present: u64,
+    /// When `RESERVE` was last tried (ms, the caller's clock), so a full disk is not probed at
+    /// every tick.
+    reserve_tried_ms: Option<u64>,
+    disk_full_thinned: u64,
 }
 
 const META: &str = "meta.json";
+const RESERVE: &str = "RESERVE";
+/// How often a missing `RESERVE` is tried again.
+const RESERVE_RETRY_MS: u64 = 10_000;
 
 /// A new epoch: 16 hex digits from `/dev/urandom`, or, where that cannot be read, from the
 /// clock, the process id and an address (distinct between two creations in practice).
@@ -485,8 +519,21 @@ impl Spool {
             events_over_budget: false,
             write_budget: None,
             corrupt_skipped: Default::default(),
+            reserve_present: fs::metadata(dir.join(RESERVE)).map_or(0, |m| m.len()),
+            reserve_tried_ms: None,
+            disk_full_thinned: 0,
         };
-        spool.save_meta()?;
+        // A full disk does not stop the start: `meta.json` is written at the next tick that
+        // can (what it would hold now is implied by the segments, found again by a restart).
+        match spool.save_meta() {
+            Ok(()) => {}
+            Err(SpoolError::DiskFull { path, .. }) => {
+                warn!(path = %path.display(), "disk full at start: meta.json is written once there is room");
+                spool.meta_dirty = true;
+            }
+            Err(e) => return Err(e),
+        }
+        spool.ensure_reserve(0);
         Ok((spool, recovery))
     }
 
@@ -523,10 +570,28 @@ impl Spool {
         if payload.len() > format::MAX_RECORD_PAYLOAD {
             return Err(SpoolError::TooLarge(payload.len()));
         }
+        loop {
+            match self.append_built(class, seq, count, now_ms, &payload) {
+                // An event gets room on a full disk: older telemetry, then the reserve.
+                Err(SpoolError::DiskFull { .. })
+                    if class == Class::Event && self.free_disk_for_event()? => {}
+                r => return r,
+            }
+        }
+    }
+
+    fn append_built(
+        &mut self,
+        class: Class,
+        seq: u64,
+        count: u32,
+        now_ms: u64,
+        payload: &[u8],
+    ) -> Result<u64, SpoolError> {
         let framed = (format::RECORD_HEADER_LEN + payload.len()) as u64;
         self.make_room(class, framed, count)?;
         let mut buf = Vec::with_capacity(framed as usize);
-        format::encode_record(seq, count, &payload, &mut buf);
+        format::encode_record(seq, count, payload, &mut buf);
 
         let needs_new = match self.classes[class.index()].segments.last() {
             None => true,
@@ -642,6 +707,109 @@ impl Spool {
         {
             self.save_meta()?;
             self.meta_saved_ms = now_ms;
+        }
+        self.ensure_reserve(now_ms);
+        Ok(())
+    }
+
+    /// Writes `RESERVE` when it is missing (at most every 10 s): real blocks, not a sparse
+    /// file, so deleting it frees space. A disk too full for it is left alone.
+    fn ensure_reserve(&mut self, now_ms: u64) {
+        let size = self.cfg.reserve_size();
+        if size == 0 || self.reserve_present >= size {
+            return;
+        }
+        if self
+            .reserve_tried_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) < RESERVE_RETRY_MS)
+        {
+            return;
+        }
+        self.reserve_tried_ms = Some(now_ms);
+        // Not on a disk that is still (nearly) full: the attempt would fill it for a moment.
+        if self.write_budget.is_none()
+            && rustix::fs::statvfs(&self.cfg.dir)
+                .is_ok_and(|v| v.f_bavail.saturating_mul(v.f_frsize) < 2 * size)
+        {
+            return;
+        }
+        let path = self.cfg.dir.join(RESERVE);
+        let tmp = self.cfg.dir.join("RESERVE.tmp");
+        let budget = &mut self.write_budget;
+        let written = (|| {
+            let f = File::create(&tmp)?;
+            let chunk = vec![0u8; 64 * 1024];
+            let mut at = 0u64;
+            while at < size {
+                let n = (size - at).min(chunk.len() as u64);
+                if let Some(left) = budget.as_mut() {
+                    if *left < n {
+                        return Err(io::Error::from(ErrorKind::StorageFull));
+                    }
+                    *left -= n;
+                }
+                f.write_all_at(&chunk[..n as usize], at)?;
+                at += n;
+            }
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        match written {
+            Ok(()) => {
+                self.reserve_present = size;
+                let _ = sync_dir(&self.cfg.dir);
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
+    }
+
+    /// Frees disk space for an event that did not fit: closed telemetry segments oldest-first
+    /// (counted as thinned), then `RESERVE`. Whether anything was freed.
+    fn free_disk_for_event(&mut self) -> Result<bool, SpoolError> {
+        let closed = &self.classes[Class::Telemetry.index()].segments;
+        if closed.len() > 1 {
+            let first = closed[0].first_seq;
+            // The newest telemetry segment stays: it carries the class's sequence floor, so
+            // this needs no meta.json write first (there may be no room for one).
+            self.drop_segments_on_full_disk(&[(Class::Telemetry, first)])?;
+            self.disk_full_thinned += 1;
+            return Ok(true);
+        }
+        if self.reserve_present > 0 {
+            let path = self.cfg.dir.join(RESERVE);
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            if let Some(left) = self.write_budget.as_mut() {
+                *left += self.reserve_present;
+            }
+            self.reserve_present = 0;
+            warn!(
+                path = %path.display(),
+                "disk full: the spool's reserve was released to keep events"
+            );
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// [`Spool::drop_segments`] for a full disk: the meta file is written first if it can be
+    /// (else right after the delete), so the loss is counted.
+    fn drop_segments_on_full_disk(&mut self, victims: &[(Class, u64)]) -> Result<(), SpoolError> {
+        match self.drop_segments_logged(victims, true) {
+            Err(SpoolError::DiskFull { .. }) => {}
+            r => return r,
+        }
+        // The meta file could not be written: count, delete, then write it with the room
+        // the delete made.
+        self.count_thinned(victims, true);
+        for &(class, first) in victims {
+            self.remove_segment(class, first)?;
+        }
+        self.meta_dirty = true;
+        let _ = sync_dir(&self.cfg.dir);
+        if self.save_meta().is_ok() {
+            self.meta_dirty = false;
         }
         Ok(())
     }
@@ -786,9 +954,53 @@ impl Spool {
     /// Delete whole segments; unacknowledged telemetry in them is counted as thinned. The meta
     /// file (with the sequence floors) is saved before any file is removed.
     fn drop_segments(&mut self, victims: &[(Class, u64)]) -> Result<(), SpoolError> {
+        self.drop_segments_logged(victims, false)
+    }
+
+    /// [`Spool::drop_segments`]; `disk_full`: the thinning is reported by the caller's
+    /// episode, not logged per segment.
+    fn drop_segments_logged(
+        &mut self,
+        victims: &[(Class, u64)],
+        disk_full: bool,
+    ) -> Result<(), SpoolError> {
         if victims.is_empty() {
             return Ok(());
         }
+        let counted = (self.meta.thinned_batches, self.meta.thinned_samples);
+        self.count_thinned(victims, disk_full);
+        for class in Class::ALL {
+            let state = &self.classes[class.index()];
+            self.meta.next_seq.insert(class, state.next_seq);
+        }
+        if let Err(e) = self.save_meta() {
+            // Nothing deleted: the count is taken back (the caller may count it again).
+            (self.meta.thinned_batches, self.meta.thinned_samples) = counted;
+            return Err(e);
+        }
+        for &(class, first) in victims {
+            self.remove_segment(class, first)?;
+        }
+        sync_dir(&self.cfg.dir)
+    }
+
+    fn remove_segment(&mut self, class: Class, first: u64) -> Result<(), SpoolError> {
+        let state = &mut self.classes[class.index()];
+        if let Some(pos) = state.segments.iter().position(|s| s.first_seq == first) {
+            let seg = state.segments.remove(pos);
+            fs::remove_file(&seg.path).map_err(|e| io_err(&seg.path, e))?;
+            self.total_bytes -= seg.len;
+            // The test hook's simulated disk gets the space back.
+            if let Some(left) = self.write_budget.as_mut() {
+                *left += seg.len;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts the unacknowledged telemetry in `victims` as thinned (logged, unless on a full
+    /// disk, where the caller reports the episode once).
+    fn count_thinned(&mut self, victims: &[(Class, u64)], disk_full: bool) {
         for &(class, first) in victims {
             let min = self.min_acked(class);
             let state = &self.classes[class.index()];
@@ -796,32 +1008,26 @@ impl Spool {
                 let lost: Vec<&RecordPos> = seg.records.iter().filter(|r| r.seq > min).collect();
                 if !lost.is_empty() {
                     let samples: u64 = lost.iter().map(|r| u64::from(r.count)).sum();
-                    warn!(
-                        class = %class,
-                        batches = lost.len(),
-                        samples,
-                        first_seq = lost[0].seq,
-                        "spool full: thinning oldest telemetry"
-                    );
+                    if disk_full {
+                        tracing::debug!(
+                            batches = lost.len(),
+                            samples,
+                            "disk full: oldest telemetry deleted to keep events"
+                        );
+                    } else {
+                        warn!(
+                            class = %class,
+                            batches = lost.len(),
+                            samples,
+                            first_seq = lost[0].seq,
+                            "spool full: thinning oldest telemetry"
+                        );
+                    }
                     self.meta.thinned_batches += lost.len() as u64;
                     self.meta.thinned_samples += samples;
                 }
             }
         }
-        for class in Class::ALL {
-            let state = &self.classes[class.index()];
-            self.meta.next_seq.insert(class, state.next_seq);
-        }
-        self.save_meta()?;
-        for &(class, first) in victims {
-            let state = &mut self.classes[class.index()];
-            if let Some(pos) = state.segments.iter().position(|s| s.first_seq == first) {
-                let seg = state.segments.remove(pos);
-                fs::remove_file(&seg.path).map_err(|e| io_err(&seg.path, e))?;
-                self.total_bytes -= seg.len;
-            }
-        }
-        sync_dir(&self.cfg.dir)
     }
 
     /// Remove closed segments that every consumer has acknowledged.
@@ -963,6 +1169,8 @@ impl Spool {
             corrupt_skipped: self
                 .corrupt_skipped
                 .load(std::sync::atomic::Ordering::Relaxed),
+            reserve_bytes: self.reserve_present,
+            disk_full_thinned_batches: self.disk_full_thinned,
         }
     }
 
@@ -976,7 +1184,9 @@ impl Spool {
             .map(|s| (s.path.clone(), s.synced_len))
     }
 
-    /// Make writes fail with ENOSPC once `bytes` more bytes have been written. For tests.
+    /// Make writes fail with ENOSPC once `bytes` more bytes have been written (segments,
+    /// `meta.json`, `RESERVE`); deleting a segment or the reserve gives its bytes back, like a
+    /// file system with `bytes` free. For tests.
     #[doc(hidden)]
     pub fn fail_writes_after(&mut self, bytes: Option<u64>) {
         self.write_budget = bytes;
@@ -991,8 +1201,14 @@ impl Spool {
         let path = self.cfg.dir.join(META);
         let tmp = self.cfg.dir.join("meta.json.tmp");
         let bytes = serde_json::to_vec_pretty(&self.meta).unwrap_or_default();
+        let budget = self.write_budget;
         let written = (|| {
             let f = File::create(&tmp)?;
+            // Test hook: a rewrite of meta.json fits unless the disk is completely full (it
+            // replaces the previous one).
+            if budget.is_some_and(|left| left == 0) {
+                return Err(io::Error::from(ErrorKind::StorageFull));
+            }
             f.write_all_at(&bytes, 0)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)

@@ -16,6 +16,7 @@ pub mod bacnet;
 pub mod dc09;
 pub mod files;
 pub mod fire;
+pub mod gate;
 pub mod modbus;
 pub mod mqtt;
 pub mod spool;
@@ -32,6 +33,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("bacnet_device", bacnet::device),
     ("mqtt_payload", mqtt::payload),
     ("mqtt_camera", mqtt::camera),
+    ("mqtt_gate", gate::mqtt_gate),
     ("dc09_frame", dc09::frame),
     ("profile_toml", files::profile_toml),
     ("site_toml", files::site_toml),

@@ -24,13 +24,22 @@
 //! reserve first. An agent that marks every batch cannot take more than the reserve: then it
 //! waits like the others.
 //!
+//! One agent's share of the telemetry budget is bounded too ([`Shares`]): at most
+//! [`agent_share`] bytes (an eighth of the budget, at least two of the largest messages) of
+//! one agent's telemetry are relayed and not yet handled. Without it an agent flooding the
+//! lane (25 batches of 20,000 new points) filled the whole budget, and the other agents'
+//! telemetry queued behind all of it in the ordered bulk lane; now it queues behind one
+//! share at most, and the flooding agent waits in the gate (TCP backpressure, its spool keeps
+//! the data). Alarm publishes are charged to the share but never wait for it.
+//!
 //! A message the gate charged but rumqttd never logged (a connection cut between the two)
 //! would keep its charge for ever; [`LogBudget::resync`] gives back everything outstanding and
 //! is called by the ingest only when the link has been idle with nothing queued (so nothing can
 //! be unread). Each resync is counted (`dcim_broker_budget_resyncs_total`).
 
-use std::sync::Mutex;
-use tokio::sync::Semaphore;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, Semaphore};
 
 /// Largest message the gate relays: the payload limit plus room for the topic and header.
 pub fn max_message(b: &crate::config::BrokerConfig) -> usize {
@@ -44,6 +53,11 @@ pub fn log_budget(b: &crate::config::BrokerConfig) -> usize {
         .saturating_sub(1)
         .saturating_mul(b.log_segment_bytes)
         .saturating_sub(max_message(b))
+}
+
+/// The most telemetry of one agent relayed and not yet handled (see [`Shares`]).
+pub fn agent_share(b: &crate::config::BrokerConfig) -> usize {
+    (log_budget(b) / 8).max(2 * max_message(b))
 }
 
 /// rumqttd's size of a publish in its log (`Storage::size` of its `PublishData`).
@@ -169,21 +183,121 @@ impl LogBudget {
     }
 }
 
+/// One agent's telemetry relayed and not yet handled.
+#[derive(Default)]
+struct Share {
+    outstanding: Mutex<usize>,
+    freed: Notify,
+}
+
+/// Per-agent shares of the telemetry lane (see the module documentation): an agent may add
+/// a publish while its outstanding bytes plus the publish fit in `cap`, or when it has
+/// nothing outstanding (a message larger than the share passes alone); an alarm publish
+/// never waits.
+pub struct Shares {
+    cap: usize,
+    agents: Mutex<HashMap<String, Arc<Share>>>,
+}
+
+impl Shares {
+    pub fn new(cap: usize) -> Shares {
+        Shares {
+            cap: cap.max(1),
+            agents: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn share(&self, agent: &str) -> Arc<Share> {
+        self.agents
+            .lock()
+            .expect("shares lock")
+            .entry(agent.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Charges `bytes` to `agent` if they fit now (or `priority`); whether they were.
+    pub fn try_reserve(&self, agent: &str, bytes: usize, priority: bool) -> bool {
+        let s = self.share(agent);
+        let mut o = s.outstanding.lock().expect("share lock");
+        if priority || *o == 0 || *o + bytes <= self.cap {
+            *o += bytes;
+            return true;
+        }
+        false
+    }
+
+    /// Charges `bytes` to `agent`, waiting until they fit.
+    pub async fn reserve(&self, agent: &str, bytes: usize) {
+        let s = self.share(agent);
+        loop {
+            let freed = s.freed.notified();
+            {
+                let mut o = s.outstanding.lock().expect("share lock");
+                if *o == 0 || *o + bytes <= self.cap {
+                    *o += bytes;
+                    return;
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// Gives back `bytes` of `agent` (never more than it has outstanding).
+    pub fn release(&self, agent: &str, bytes: usize) {
+        let s = self.share(agent);
+        let mut o = s.outstanding.lock().expect("share lock");
+        *o -= bytes.min(*o);
+        drop(o);
+        s.freed.notify_waiters();
+    }
+
+    /// Outstanding bytes of `agent`.
+    pub fn outstanding(&self, agent: &str) -> usize {
+        *self.share(agent).outstanding.lock().expect("share lock")
+    }
+
+    /// Gives back everything (with [`LogBudget::resync`]).
+    pub fn resync(&self) {
+        for s in self.agents.lock().expect("shares lock").values() {
+            *s.outstanding.lock().expect("share lock") = 0;
+            s.freed.notify_waiters();
+        }
+    }
+}
+
+/// What one relayed message holds of the budgets, given back when the ingest has handled it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    pub lane: Lane,
+    /// Of the lane's budget; the same bytes of the agent's share (telemetry).
+    pub n: usize,
+    /// The agent whose share it is charged to (telemetry).
+    pub agent: Option<Arc<str>>,
+}
+
 /// The three budgets of the embedded broker's ingest filters.
 pub struct Budgets {
     pub telemetry: LogBudget,
     pub events: LogBudget,
     pub other: LogBudget,
+    /// Each agent's share of the telemetry budget.
+    pub shares: Shares,
     /// Which telemetry publishes may take the reserve.
     pub alarm_roles: crate::ingest::PriorityRoles,
 }
 
 impl Budgets {
-    pub fn new(capacity: usize, alarm_roles: crate::ingest::PriorityRoles) -> Budgets {
+    pub fn new(
+        capacity: usize,
+        share: usize,
+        alarm_roles: crate::ingest::PriorityRoles,
+    ) -> Budgets {
         Budgets {
             telemetry: LogBudget::new(capacity),
             events: LogBudget::new(capacity),
             other: LogBudget::new(capacity),
+            shares: Shares::new(share),
             alarm_roles,
         }
     }
@@ -193,6 +307,25 @@ impl Budgets {
             Lane::Telemetry => &self.telemetry,
             Lane::Events => &self.events,
             Lane::Other => &self.other,
+        }
+    }
+
+    /// The charge of a message on `topic` of `bytes` (rumqttd's size), as the gate took it.
+    pub fn charge_of_message(&self, topic: &str, bytes: usize) -> Option<Charge> {
+        let t = dcim_wire::Topic::parse(topic).ok()?;
+        let lane = Lane::of_topic(topic)?;
+        Some(Charge {
+            lane,
+            n: self.lane(lane).charge_for(bytes),
+            agent: (lane == Lane::Telemetry).then(|| Arc::from(t.agent.as_str())),
+        })
+    }
+
+    /// Gives a handled message's charge back.
+    pub fn release(&self, c: &Charge) {
+        self.lane(c.lane).release(c.n);
+        if let Some(agent) = &c.agent {
+            self.shares.release(agent, c.n);
         }
     }
 }
@@ -295,6 +428,66 @@ mod tests {
         assert_eq!(b.try_reserve(875, false), Some(875));
         assert_eq!(b.try_reserve(125, true), Some(125));
         assert_eq!(b.try_reserve(1, true), None);
+    }
+
+    /// Hazard: one agent publishing 25 batches of 20,000 new points filled the telemetry
+    /// budget; every other agent's telemetry queued behind all of it (170 s stale).
+    #[tokio::test]
+    async fn one_agent_holds_at_most_its_share_of_the_telemetry_lane() {
+        let s = std::sync::Arc::new(Shares::new(1000));
+        assert!(s.try_reserve("flood", 600, false));
+        assert!(!s.try_reserve("flood", 600, false), "over its share");
+        assert!(
+            s.try_reserve("other", 600, false),
+            "another agent is not held"
+        );
+        assert!(s.try_reserve("flood", 600, true), "an alarm never waits");
+        assert_eq!(s.outstanding("flood"), 1200);
+        let waiter = {
+            let s = s.clone();
+            tokio::spawn(async move { s.reserve("flood", 500).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        s.release("flood", 600);
+        s.release("flood", 600);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("given back")
+            .unwrap();
+        assert_eq!(s.outstanding("flood"), 500);
+        // A message larger than the share passes alone.
+        s.release("flood", 500);
+        assert!(s.try_reserve("flood", 5000, false));
+        assert!(!s.try_reserve("flood", 1, false));
+        s.resync();
+        assert_eq!(s.outstanding("flood"), 0);
+        s.release("flood", 99);
+        assert_eq!(
+            s.outstanding("flood"),
+            0,
+            "a late release cannot go below zero"
+        );
+    }
+
+    #[test]
+    fn charges_name_the_lane_and_the_agent() {
+        let b = Budgets::new(10_000, 2_000, crate::ingest::PriorityRoles::new(&[]));
+        assert_eq!(
+            b.charge_of_message("dcim/v1/s/a1/telemetry", 300),
+            Some(Charge {
+                lane: Lane::Telemetry,
+                n: 300,
+                agent: Some("a1".into())
+            })
+        );
+        assert_eq!(
+            b.charge_of_message("dcim/v1/s/a1/events", 300)
+                .unwrap()
+                .agent,
+            None
+        );
+        assert_eq!(b.charge_of_message("dcim/v1/s/a1/cmd/x", 300), None);
     }
 
     #[test]

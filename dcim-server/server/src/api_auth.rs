@@ -1,0 +1,623 @@
+//! Sign-in and accounts: `POST /api/login` with its limits, password changes, disabling
+//! users, token expiry and revocation, and the admins' view of sign-in locks.
+//!
+//! Sign-in, in order, before any password is hashed: the body is at most [`LOGIN_BODY_MAX`]
+//! bytes; the `Origin` check; the back-off (`auth::limits`: the address, and the user name or
+//! the browser's device cookie of that user; 429 with `Retry-After` while locked); a user
+//! name that cannot exist (not 1-64 of `[A-Za-z0-9._-]`) or a password over
+//! `auth::password::MAX_BYTES` fails without a hash; the hashing gate (`security`: bounded
+//! concurrency and queue, 503 when full). A name without an account is hashed against a dummy
+//! hash, so known and unknown names answer alike. Failures are audited through the coalescer
+//! (`auth::coalesce`): bounded rows whatever an attacker sends.
+
+use crate::api::{ApiError, CSRF_COOKIE, Principal, SESSION_COOKIE, authorize, parse_body};
+use crate::api_authority::guard;
+use crate::auth::limits::Subject;
+use crate::auth::{self, Access, password};
+use crate::authority::ActionKind;
+use crate::config::Role;
+use crate::metrics::inc;
+use crate::{App, now_ms};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// Largest sign-in request body.
+pub const LOGIN_BODY_MAX: usize = 8 * 1024;
+/// The browser's device cookie (see `auth::limits`).
+pub const DEVICE_COOKIE: &str = "dcim_device";
+/// Lifetime of a device cookie.
+const DEVICE_COOKIE_DAYS: u64 = 180;
+
+type AppState = State<Arc<App>>;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/login", post(login))
+        .route("/api/me/password", post(change_own_password))
+        .route("/api/users/{name}/password", post(set_password))
+        .route("/api/users/{name}/disable", post(disable_user))
+        .route("/api/users/{name}/enable", post(enable_user))
+        .route(
+            "/api/users/{name}/tokens",
+            get(list_tokens).post(create_token),
+        )
+        .route("/api/users/{name}/tokens/{id}/revoke", post(revoke_token))
+        .route("/api/auth/lockouts", get(lockouts))
+        .route("/api/auth/lockouts/clear", post(clear_lockout))
+}
+
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The peer address of a request (set by `http_limits`; unspecified when absent, e.g. a
+/// router driven without a listener).
+fn peer_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+fn too_many(until_ms: i64, why: &str) -> Response {
+    let secs = ((until_ms - now_ms()).max(0) + 999) / 1000;
+    let mut r = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({"error": format!("{why}: try again in {secs} s"), "retry_after_s": secs})),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+fn busy() -> Response {
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": "too many sign-ins at once: try again in a second"})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+/// Verifies `password` for `name` through the hashing gate: against the user's hash, or a
+/// dummy hash when there is no such (enabled) user. `Err(response)` when the gate is full;
+/// not verified (false) when one of `subjects` was locked while the attempt waited.
+async fn verify(
+    app: &Arc<App>,
+    address: &str,
+    subjects: &[Subject],
+    name: &str,
+    password: String,
+) -> Result<(Option<crate::store::UserRecord>, bool), Response> {
+    let ticket = app.security.hash_ticket(address).map_err(|_| {
+        inc(&app.metrics.login_refused_total, 1);
+        busy()
+    })?;
+    let user = app
+        .store
+        .get_user(name)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let (m, t) = (
+        app.config.auth.argon2_memory_kib,
+        app.config.auth.argon2_iterations,
+    );
+    let a = app.clone();
+    let unlocked = || {
+        app.security
+            .logins
+            .lock()
+            .expect("login limiter")
+            .check(subjects, now_ms())
+            .is_ok()
+    };
+    let ok = ticket
+        .run(unlocked, move |mem| {
+            let hash = hash.unwrap_or_else(|| a.security.dummy_hash(m, t));
+            auth::verify_password_in(&password, &hash, mem)
+        })
+        .await
+        .unwrap_or(false);
+    let ok = ok && user.as_ref().is_some_and(|u| !u.disabled);
+    Ok((user, ok))
+}
+
+async fn login(State(app): AppState, req: Request) -> Result<Response, ApiError> {
+    let ip = peer_ip(&req);
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    let body = axum::body::to_bytes(body, LOGIN_BODY_MAX)
+        .await
+        .map_err(|_| {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body: at most {LOGIN_BODY_MAX} bytes"),
+            )
+        })?;
+    let body: LoginBody = parse_body(&body)?;
+    if !auth::origin_ok(
+        header_str(&headers, header::ORIGIN),
+        header_str(&headers, header::HOST),
+        &app.config.http.allowed_origins,
+        app.config.http.secure_cookies,
+    ) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "cross-origin request refused".into(),
+        ));
+    }
+    let name = body.username;
+    let address = Subject::address(ip);
+    let address_key = crate::auth::limits::address_key(ip);
+    let key = app.security.device_key(&app).await?.to_vec();
+    let device = header_str(&headers, header::COOKIE)
+        .and_then(|c| auth::cookie(c, DEVICE_COOKIE))
+        .and_then(|v| password::device_of(&key, v, &name))
+        .map(str::to_owned);
+    let who = match &device {
+        Some(d) => Subject::Device(d.clone()),
+        None => Subject::User(name.clone()),
+    };
+    let subjects = [address, who];
+    let locked = |app: &App| {
+        app.security
+            .logins
+            .lock()
+            .expect("login limiter")
+            .check(&subjects, now_ms())
+    };
+    if let Err(l) = locked(&app) {
+        inc(&app.metrics.login_refused_total, 1);
+        return Ok(too_many(l.until_ms, "too many failed sign-ins"));
+    }
+    let plausible =
+        dcim_wire::check_identifier(&name).is_ok() && password::plausible(&body.password);
+    let (user, ok) = if plausible {
+        match verify(&app, &address_key, &subjects, &name, body.password).await {
+            Ok(r) => r,
+            Err(resp) => return Ok(resp),
+        }
+    } else {
+        (None, false)
+    };
+    // Locked while this attempt waited (concurrent failures): refused even when right.
+    if let Err(l) = locked(&app) {
+        inc(&app.metrics.login_refused_total, 1);
+        return Ok(too_many(l.until_ms, "too many failed sign-ins"));
+    }
+    let peer = ip.to_string();
+    let real = user.is_some();
+    let Some(user) = user.filter(|_| ok) else {
+        let locks =
+            app.security
+                .logins
+                .lock()
+                .expect("login limiter")
+                .failed(&subjects, real, now_ms());
+        app.security
+            .audit_failure(&app, "login.failed", &name, "session", &peer, json!({}))
+            .await;
+        app.security.audit_locks(&app, "http", &peer, &locks).await;
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "wrong user name or password".into(),
+        ));
+    };
+    app.security
+        .logins
+        .lock()
+        .expect("login limiter")
+        .succeeded(&subjects);
+    let token = auth::new_token("s_");
+    let csrf = auth::new_token("");
+    let now = now_ms();
+    let ttl = app.config.http.session_ttl_s;
+    let expires_ms = now + (ttl as i64) * 1000;
+    app.store
+        .create_session(&crate::store::SessionRecord {
+            token_hash: auth::token_hash(&token),
+            user: user.name.clone(),
+            csrf: csrf.clone(),
+            created_ms: now,
+            expires_ms,
+        })
+        .await?;
+    app.audit(&user.name, "login", "session", json!({"peer": peer}))
+        .await?;
+    let secure = if app.config.http.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let nonce = device.unwrap_or_else(|| auth::new_token("")[..32].to_string());
+    let device_value = password::device_cookie(&key, &nonce, &user.name);
+    let mut resp = Json(json!({
+        "user": user.name, "role": user.role, "csrf_token": csrf, "expires_ms": expires_ms
+    }))
+    .into_response();
+    let h = resp.headers_mut();
+    for cookie in [
+        format!(
+            "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={ttl}{secure}"
+        ),
+        format!("{CSRF_COOKIE}={csrf}; SameSite=Strict; Path=/; Max-Age={ttl}{secure}"),
+        format!(
+            "{DEVICE_COOKIE}={device_value}; HttpOnly; SameSite=Strict; Path=/api/login; Max-Age={}{secure}",
+            DEVICE_COOKIE_DAYS * 86_400
+        ),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// Hashes a new password (checked first) through the hashing gate.
+async fn new_hash(app: &Arc<App>, address: &str, pw: String) -> Result<String, Response> {
+    password::check_new(&pw)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("password: {e}")).into_response())?;
+    let ticket = app.security.hash_ticket(address).map_err(|_| busy())?;
+    let (m, t) = (
+        app.config.auth.argon2_memory_kib,
+        app.config.auth.argon2_iterations,
+    );
+    ticket
+        .run(|| true, move |_| auth::hash_password(&pw, m, t))
+        .await
+        .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "hashing failed".into()))
+        .and_then(|r| r.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)))
+        .map_err(IntoResponse::into_response)
+}
+
+/// Hashes a new user's password (for `POST /api/users`).
+pub async fn hash_new_password(app: &Arc<App>, pw: String) -> Result<String, Response> {
+    new_hash(app, "admin", pw).await
+}
+
+#[derive(Deserialize)]
+struct OwnPassword {
+    current: String,
+    new: String,
+}
+
+/// `POST /api/me/password {current, new}`: the current password is verified like a sign-in
+/// (same back-off); every other session of the user ends.
+async fn change_own_password(State(app): AppState, req: Request) -> Result<Response, ApiError> {
+    let ip = peer_ip(&req);
+    let (parts, body) = req.into_parts();
+    let p = authorize(&app, &parts.headers, &Method::POST, Access::Read).await?;
+    let body = axum::body::to_bytes(body, LOGIN_BODY_MAX)
+        .await
+        .map_err(|_| {
+            ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large".into(),
+            )
+        })?;
+    let b: OwnPassword = parse_body(&body)?;
+    let address_key = crate::auth::limits::address_key(ip);
+    let subjects = [Subject::address(ip), Subject::User(p.user.clone())];
+    if let Err(l) = app
+        .security
+        .logins
+        .lock()
+        .expect("login limiter")
+        .check(&subjects, now_ms())
+    {
+        return Ok(too_many(l.until_ms, "too many failed attempts"));
+    }
+    if !password::plausible(&b.current) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "current password is wrong".into(),
+        ));
+    }
+    let ok = match verify(&app, &address_key, &subjects, &p.user, b.current).await {
+        Ok((_, ok)) => ok,
+        Err(r) => return Ok(r),
+    };
+    if !ok {
+        let locks =
+            app.security
+                .logins
+                .lock()
+                .expect("login limiter")
+                .failed(&subjects, true, now_ms());
+        app.security
+            .audit_locks(&app, "http", &ip.to_string(), &locks)
+            .await;
+        app.audit(&p.user, "user.password_failed", &p.user, json!({}))
+            .await?;
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "current password is wrong".into(),
+        ));
+    }
+    let hash = match new_hash(&app, &address_key, b.new).await {
+        Ok(h) => h,
+        Err(r) => return Ok(r),
+    };
+    app.store.set_password(&p.user, &hash).await?;
+    let ended = app
+        .store
+        .delete_sessions_of(&p.user, p.session.as_deref())
+        .await?;
+    app.audit(
+        &p.user,
+        "user.password",
+        &p.user,
+        json!({"by": "self", "sessions_ended": ended}),
+    )
+    .await?;
+    Ok(Json(json!({"ok": true, "sessions_ended": ended})).into_response())
+}
+
+async fn existing_user(app: &App, name: &str) -> Result<crate::store::UserRecord, ApiError> {
+    app.store
+        .get_user(name)
+        .await?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no user `{name}`")))
+}
+
+#[derive(Deserialize)]
+struct NewPassword {
+    password: String,
+}
+
+/// `POST /api/users/{name}/password {password}` (admin): sets a user's password and ends
+/// every session of that user.
+async fn set_password(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
+    let b: NewPassword = parse_body(&body)?;
+    let _held = guard(&app, &p, ActionKind::UserModify, &name).await?;
+    existing_user(&app, &name).await?;
+    let hash = match new_hash(&app, "admin", b.password).await {
+        Ok(h) => h,
+        Err(r) => return Ok(r),
+    };
+    app.store.set_password(&name, &hash).await?;
+    let ended = app.store.delete_sessions_of(&name, None).await?;
+    app.audit(
+        &p.user,
+        "user.password",
+        &name,
+        json!({"by": "admin", "sessions_ended": ended}),
+    )
+    .await?;
+    Ok(Json(json!({"ok": true, "sessions_ended": ended})).into_response())
+}
+
+async fn enabled_admins(app: &App) -> Result<usize, ApiError> {
+    Ok(app
+        .store
+        .list_users()
+        .await?
+        .iter()
+        .filter(|u| !u.disabled && u.role == Role::Admin.as_str())
+        .count())
+}
+
+/// `POST /api/users/{name}/disable` (admin): the user's sessions end and its tokens are
+/// refused. An admin cannot disable itself, nor the last enabled admin.
+async fn disable_user(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
+    let _held = guard(&app, &p, ActionKind::UserModify, &name).await?;
+    let u = existing_user(&app, &name).await?;
+    if name == p.user {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "an admin cannot disable itself".into(),
+        ));
+    }
+    if u.role == Role::Admin.as_str() && !u.disabled && enabled_admins(&app).await? <= 1 {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "the last enabled admin cannot be disabled".into(),
+        ));
+    }
+    app.store.set_user_disabled(&name, true).await?;
+    let ended = app.store.delete_sessions_of(&name, None).await?;
+    app.audit(
+        &p.user,
+        "user.disable",
+        &name,
+        json!({"sessions_ended": ended}),
+    )
+    .await?;
+    Ok(Json(json!({"name": name, "disabled": true, "sessions_ended": ended})).into_response())
+}
+
+/// `POST /api/users/{name}/enable` (admin).
+async fn enable_user(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
+    let _held = guard(&app, &p, ActionKind::UserCreate, &name).await?;
+    existing_user(&app, &name).await?;
+    app.store.set_user_disabled(&name, false).await?;
+    app.audit(&p.user, "user.enable", &name, json!({})).await?;
+    Ok(Json(json!({"name": name, "disabled": false})).into_response())
+}
+
+async fn list_tokens(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Admin).await?;
+    existing_user(&app, &name).await?;
+    Ok(Json(
+        json!({"tokens": app.store.list_tokens(Some(&name)).await?}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    name: String,
+    /// Lifetime in days (1..=3650); default `auth.token_days`.
+    days: Option<u32>,
+}
+
+/// `POST /api/users/{name}/tokens {name, days}` (admin): a bearer token, shown once, that
+/// expires after `days`.
+async fn create_token(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
+    let body: NewToken = parse_body(&body)?;
+    let days = body.days.unwrap_or(app.config.auth.token_days);
+    if !(1..=3650).contains(&days) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "days: expected 1..=3650".into(),
+        ));
+    }
+    if body.name.is_empty() || body.name.chars().count() > 100 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "name: 1-100 characters".into(),
+        ));
+    }
+    existing_user(&app, &user).await?;
+    let token = auth::new_token("dcim_");
+    let now = now_ms();
+    let expires_ms = now + i64::from(days) * 86_400_000;
+    let hash = auth::token_hash(&token);
+    app.store
+        .create_token_until(&hash, &user, &body.name, now, Some(expires_ms))
+        .await?;
+    let id = &hash[..crate::store::TOKEN_ID_LEN];
+    app.audit(
+        &p.user,
+        "token.create",
+        &user,
+        json!({"name": body.name, "id": id, "expires_ms": expires_ms}),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"user": user, "name": body.name, "id": id, "token": token, "expires_ms": expires_ms})),
+    )
+        .into_response())
+}
+
+/// `POST /api/users/{name}/tokens/{id}/revoke` (admin).
+async fn revoke_token(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path((user, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
+    let _held = guard(&app, &p, ActionKind::TokenRevoke, &user).await?;
+    if !app.store.revoke_token(&user, &id).await? {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no token `{id}` of user `{user}`"),
+        ));
+    }
+    app.audit(&p.user, "token.revoke", &user, json!({"id": id}))
+        .await?;
+    Ok(Json(json!({"user": user, "id": id, "revoked": true})).into_response())
+}
+
+/// `GET /api/auth/lockouts` (admin): every sign-in subject with failures or a lock, HTTP and
+/// MQTT.
+async fn lockouts(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, &Method::GET, Access::Admin).await?;
+    let now = now_ms();
+    let http = app.security.logins.lock().expect("login limiter").view(now);
+    let mqtt = app
+        .security
+        .mqtt_logins
+        .lock()
+        .expect("mqtt login limiter")
+        .view(now);
+    Ok(Json(json!({"http": http, "mqtt": mqtt, "now_ms": now})))
+}
+
+#[derive(Deserialize)]
+struct ClearLock {
+    /// `user`, `address` or `device`.
+    kind: String,
+    name: String,
+    /// `http` (default) or `mqtt`.
+    channel: Option<String>,
+}
+
+/// `POST /api/auth/lockouts/clear {kind, name, channel}` (admin): ends a lock and its
+/// counters (audited).
+async fn clear_lockout(
+    State(app): AppState,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p: Principal = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
+    let b: ClearLock = parse_body(&body)?;
+    let subject = match b.kind.as_str() {
+        "user" => Subject::User(b.name.clone()),
+        "address" => Subject::Address(b.name.clone()),
+        "device" => Subject::Device(b.name.clone()),
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "kind: expected user, address or device".into(),
+            ));
+        }
+    };
+    let channel = b.channel.as_deref().unwrap_or("http");
+    let limiter = match channel {
+        "http" => &app.security.logins,
+        "mqtt" => &app.security.mqtt_logins,
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "channel: expected http or mqtt".into(),
+            ));
+        }
+    };
+    let cleared = limiter.lock().expect("login limiter").clear(&subject);
+    app.audit(
+        &p.user,
+        "login.unlock",
+        &b.name,
+        json!({"kind": b.kind, "channel": channel, "was_tracked": cleared}),
+    )
+    .await?;
+    Ok(Json(json!({"cleared": cleared})).into_response())
+}
