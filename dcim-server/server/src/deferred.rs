@@ -15,7 +15,6 @@
 //! budget stops agents' events publishes long before that.
 
 use crate::App;
-use crate::broker::budget::Lane;
 use crate::ingest::Decoded;
 use rumqttc::Publish;
 use std::collections::VecDeque;
@@ -33,7 +32,7 @@ pub struct Pending {
     pub msg: Decoded,
     pub ack: Option<Publish>,
     /// The gate's budget charge, given back once committed (embedded broker).
-    pub charge: Option<(Lane, usize)>,
+    pub charge: Option<crate::broker::budget::Charge>,
     /// The gate's mark to set once committed: `(agent, epoch, highest seq)`.
     pub mark: Option<(String, String, u64)>,
     /// When the batch arrived.

@@ -668,7 +668,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         security: security::Security::new(&config),
     });
     let security_task = security::spawn(app.clone(), stop_rx.clone());
-    app.health.essential("security", security_task.abort_handle());
+    app.health
+        .essential("security", security_task.abort_handle());
     tasks.push(security_task);
     let ticker = spawn_ticker(app.clone(), stop_rx.clone());
     app.health.essential("ticker", ticker.abort_handle());

@@ -175,8 +175,11 @@ fn variables(d: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every `(dashboard, panel title, query text)`.
-fn queries(sub: &str, key: &str) -> Vec<(String, String, String, Vec<(String, String)>)> {
+/// `(dashboard, panel title, query text, the dashboard's variables)`.
+type Query = (String, String, String, Vec<(String, String)>);
+
+/// Every query of the dashboards under `sub`.
+fn queries(sub: &str, key: &str) -> Vec<Query> {
     let mut out = Vec::new();
     for (name, d) in dashboards(sub) {
         let vars = variables(&d);

@@ -87,7 +87,7 @@ fn teams_refusal(b: &Json) -> Option<String> {
         if a["contentType"] != "application/vnd.microsoft.card.adaptive"
             || c["type"] != "AdaptiveCard"
             || !c["version"].as_str().is_some_and(|v| v.starts_with("1."))
-            || !c["body"].as_array().is_some_and(|b| !b.is_empty())
+            || c["body"].as_array().is_none_or(|b| b.is_empty())
         {
             return Some(format!("not an adaptive card: {a}"));
         }
@@ -265,6 +265,7 @@ fn on_battery(seq: u64) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
+        epoch: String::new(),
         seq,
         samples: vec![Sample {
             device: "ups-1".into(),

@@ -164,6 +164,7 @@ fn on_battery(seq: u64, ups: &str) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
+        epoch: String::new(),
         seq,
         samples: vec![dcim_points::Sample {
             device: ups.into(),

@@ -731,6 +731,7 @@ async fn an_agent_flooding_new_points_does_not_stall_another() {
             dcim_wire::encode(&dcim_wire::TelemetryBatch {
                 v: dcim_wire::VERSION,
                 agent: "a2".into(),
+                epoch: String::new(),
                 seq: b + 1,
                 samples: (0..20_000)
                     .map(|i| dcim_points::Sample {

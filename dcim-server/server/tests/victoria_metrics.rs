@@ -299,6 +299,7 @@ async fn alarm_rule_samples_reach_the_store_too() {
     let batch = dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
+        epoch: String::new(),
         seq: 1,
         samples: vec![
             sample("rack-1", "fire.stage", 1.0),
