@@ -277,6 +277,12 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "GET",
+        "/api/cluster",
+        Some(Access::Read),
+        "Multi-site: this replica, whether it leads (and at which epoch), who leads, the other replicas (heard through the database, only through the witness, gone or unknown) and the verdict on every agent (lost only when every replica that can be heard agrees). `{enabled: false}` on a single server. On a follower, writes that need the leader (alarm actions, maintenance, incidents, authority control, device commands) are answered 503 with the leader's replica, site and console address.",
+    ),
+    r(
+        "GET",
         "/api/authority",
         Some(Access::Read),
         "Authority control: active, since, cause (key switch at a device, or user and reason), keys on, refused action kinds.",
@@ -434,6 +440,12 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::api_authority::routes())
         .merge(crate::api_console::routes())
         .merge(crate::console::router())
+        .merge(crate::cluster::routes())
+        // Multi-site: a follower refuses the writes that need the leader, naming it.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::cluster::refuse_writes_on_follower,
+        ))
         .with_state(app)
 }
 

@@ -58,6 +58,11 @@ pub enum ConfigError {
 pub struct Config {
     /// Directory of the SQLite database and other state.
     pub data_dir: PathBuf,
+    /// `[store]`: SQLite in `data_dir` (default) or PostgreSQL (`store::StoreConfig`).
+    pub store: crate::store::StoreConfig,
+    /// `[cluster]`: this server is one replica of a multi-site deployment (`cluster::
+    /// ClusterConfig`); off when absent.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Site model (TOML), read by the site engine; optional.
     pub site_model: Option<PathBuf>,
     pub http: HttpConfig,
@@ -85,6 +90,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("dcim-data"),
+            store: Default::default(),
+            cluster: None,
             site_model: None,
             http: HttpConfig::default(),
             broker: BrokerConfig::default(),
@@ -520,6 +527,10 @@ impl Config {
             ));
         }
         self.validate_dc09()?;
+        self.store.validate().map_err(|(f, m)| self.invalid(f, m))?;
+        if let Some(c) = &self.cluster {
+            c.validate(self).map_err(|(f, m)| self.invalid(f, m))?;
+        }
         self.history
             .validate()
             .map_err(|(f, m)| self.invalid(f, m))?;

@@ -67,6 +67,10 @@ pub struct Facility {
     warmup_until_ms: Option<i64>,
     /// Current redundancy at the last tick, by `(subsystem, rack)` (`""` for the subsystem).
     levels: BTreeMap<(String, String), Redundancy>,
+    /// Multi-site follower (`cluster`): samples update the live values and the redundancy
+    /// evaluation, but the alarm engine is not run (the leader runs it; its committed state is
+    /// restored here instead), so nothing is produced to commit.
+    passive: bool,
 }
 
 impl Facility {
@@ -90,7 +94,17 @@ impl Facility {
             status_policy: StatusPolicy::default(),
             warmup_until_ms: None,
             levels: BTreeMap::new(),
+            passive: false,
         })
+    }
+
+    /// See the `passive` field: on for a multi-site follower, off for the leader.
+    pub fn set_passive(&mut self, passive: bool) {
+        self.passive = passive;
+    }
+
+    pub fn is_passive(&self) -> bool {
+        self.passive
     }
 
     /// Resumes the alarm engine from a stored snapshot (and the maintenance set the site
@@ -125,7 +139,9 @@ impl Facility {
                 self.dirty = true;
             }
             self.live.update(s.clone());
-            records.extend(self.engine.on_sample(s, now_ms));
+            if !self.passive {
+                records.extend(self.engine.on_sample(s, now_ms));
+            }
         }
         if records.is_empty() {
             return Changes::default();
@@ -135,6 +151,9 @@ impl Facility {
 
     /// An edge event: communication loss and return feed the comm-lost rule.
     pub fn on_event(&mut self, kind: &str, device: &str, now_ms: i64) -> Changes {
+        if self.passive {
+            return Changes::default();
+        }
         let records = match kind {
             "device.comm_lost" => self.engine.on_comm(device, true, now_ms),
             "device.comm_restored" | "device.comm_ok" => self.engine.on_comm(device, false, now_ms),
@@ -156,31 +175,17 @@ impl Facility {
         self.evaluate(now_ms);
         let mut records = Vec::new();
         let mut redundancy = Vec::new();
-        if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
-            let mut level = |subsystem: &str, rack: &str, designed, current| {
-                let key = (subsystem.to_owned(), rack.to_owned());
-                match self.levels.insert(key, current) {
-                    Some(before) if before != current => redundancy.push(RedundancyChange {
-                        subsystem: subsystem.to_owned(),
-                        rack: (!rack.is_empty()).then(|| rack.to_owned()),
-                        designed,
-                        before,
-                        current,
-                        ts_ms: now_ms,
-                    }),
-                    _ => {}
-                }
+        if self.passive {
+            if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
+                level_changes(site, ev, &mut self.levels, &mut redundancy, now_ms);
+            }
+            return Changes {
+                redundancy,
+                ..Default::default()
             };
-            for sub in &ev.subsystems {
-                level(sub.subsystem.as_str(), "", sub.designed, sub.current);
-            }
-            for (c, h) in site.components.iter().zip(&ev.components) {
-                if c.kind == dcim_site::Kind::Rack {
-                    for sup in &h.supply {
-                        level(sup.subsystem.as_str(), &c.id, sup.designed, sup.current);
-                    }
-                }
-            }
+        }
+        if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
+            level_changes(site, ev, &mut self.levels, &mut redundancy, now_ms);
             // Just restored: in a subsystem whose components have not all reported yet, no data
             // is not a change of redundancy (for the subsystem's alarm and its racks' alarms).
             let warming: BTreeSet<&str> = ev
@@ -306,6 +311,41 @@ impl Facility {
             now_ms,
             &self.status_policy,
         )
+    }
+}
+
+/// The redundancy level changes since the last evaluation (the live `redundancy` event), with
+/// `levels` updated: every subsystem's, then every rack's.
+fn level_changes(
+    site: &Site,
+    ev: &Evaluation,
+    levels: &mut BTreeMap<(String, String), Redundancy>,
+    out: &mut Vec<RedundancyChange>,
+    now_ms: i64,
+) {
+    let mut level = |subsystem: &str, rack: &str, designed, current| {
+        let key = (subsystem.to_owned(), rack.to_owned());
+        match levels.insert(key, current) {
+            Some(before) if before != current => out.push(RedundancyChange {
+                subsystem: subsystem.to_owned(),
+                rack: (!rack.is_empty()).then(|| rack.to_owned()),
+                designed,
+                before,
+                current,
+                ts_ms: now_ms,
+            }),
+            _ => {}
+        }
+    };
+    for sub in &ev.subsystems {
+        level(sub.subsystem.as_str(), "", sub.designed, sub.current);
+    }
+    for (c, h) in site.components.iter().zip(&ev.components) {
+        if c.kind == dcim_site::Kind::Rack {
+            for sup in &h.supply {
+                level(sup.subsystem.as_str(), &c.id, sup.designed, sup.current);
+            }
+        }
     }
 }
 

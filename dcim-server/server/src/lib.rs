@@ -10,6 +10,7 @@ pub mod api_facility;
 pub mod auth;
 pub mod authority;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod dc09;
@@ -19,6 +20,7 @@ pub mod facility;
 pub mod fire_view;
 pub mod influx;
 pub mod ingest;
+pub mod leader;
 pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
@@ -30,7 +32,7 @@ use anyhow::Context;
 use config::{BrokerMode, Config, Role};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use store::{SqliteStore, Store, UserRecord};
+use store::{Store, UserRecord};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -83,6 +85,9 @@ pub struct App {
     pub dc09: std::sync::OnceLock<Arc<dc09::Dc09>>,
     /// The drill in progress: alarm records, incidents and DC-09 messages are tagged as test.
     pub drill: std::sync::RwLock<Option<drill::ActiveDrill>>,
+    /// Multi-site (`[cluster]`): this server is one replica; only the leader runs the work
+    /// that must happen once (see `cluster`, `App::leader_fence`).
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl App {
@@ -121,8 +126,16 @@ impl App {
         if records.is_empty() && changes.is_empty() && audit.is_none() {
             return Ok(());
         }
+        // Multi-site: only the leader commits alarm-engine changes, and its commit carries the
+        // term's fence, so a deposed leader's late commit fails (see `cluster`).
+        let Ok(fence) = self.leader_fence() else {
+            return Ok(());
+        };
         let now = now_ms();
-        let mut batch = store::Batch::default();
+        let mut batch = store::Batch {
+            fence,
+            ..Default::default()
+        };
         let mut touched = std::collections::BTreeSet::new();
         let drill = drill::active_id(self);
         for r in &records {
@@ -301,7 +314,7 @@ pub struct Server {
     pub mqtt_internal_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    sqlite: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
 }
 
 impl Server {
@@ -314,7 +327,7 @@ impl Server {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
         }
         mqtt::save_marks(&self.app).await;
-        self.sqlite.close().await;
+        self.store.close().await;
     }
 }
 
@@ -411,12 +424,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         }
         None => None,
     };
-    let sqlite = Arc::new(
-        SqliteStore::open(&config.data_dir)
-            .await
-            .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
-    );
-    let store: Arc<dyn Store> = sqlite.clone();
+    let store = store::open(&config).await?;
     bootstrap_users(&config, store.as_ref()).await?;
     if config.agents.is_empty() {
         tracing::warn!(
@@ -465,6 +473,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     };
     let mut facility = facility::Facility::new(site, incidents)
         .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
+    // A replica starts as a follower; it runs the engine once it leads (`cluster`).
+    facility.set_passive(config.cluster.is_some());
     // Alarm states as last committed, before any ingest: acknowledged and shelved alarms stay
     // so, and a condition still present raises no second activation.
     if let Some(snap) = store::load_alarm_snapshot(store.as_ref()).await? {
@@ -506,7 +516,12 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         authority: tokio::sync::Mutex::new(authority_state),
         dc09: std::sync::OnceLock::new(),
         drill: std::sync::RwLock::new(drill_state),
+        cluster: config
+            .cluster
+            .as_ref()
+            .map(|c| Arc::new(cluster::Cluster::new(c.clone()))),
     });
+    tasks.extend(cluster::start(app.clone(), stop_rx.clone()));
     tasks.push(spawn_ticker(app.clone(), stop_rx.clone()));
     if let Some((tx, t)) = notify_io::spawn(app.clone(), stop_rx.clone()).await? {
         let _ = app.notify.set(tx);
@@ -625,6 +640,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         }
     }
     tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, data_dir = %config.data_dir.display(), "dcim-server started");
+    let store = app.store.clone();
     Ok(Server {
         app,
         http_addr,
@@ -633,7 +649,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         mqtt_internal_addr,
         stop,
         tasks,
-        sqlite,
+        store,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use dcim_server::config::{Config, Role};
-use dcim_server::store::{SqliteStore, Store, UserRecord};
+use dcim_server::store::UserRecord;
 use std::path::PathBuf;
 
 const USAGE: &str = "dcim-server {version}
@@ -93,7 +93,7 @@ fn read_password() -> anyhow::Result<String> {
 
 async fn user_command(args: &Args) -> anyhow::Result<()> {
     let config = load_config(args)?;
-    let store = SqliteStore::open(&config.data_dir).await?;
+    let store = dcim_server::store::open(&config).await?;
     let name = opt(args, "name")?;
     match args.words.get(1).map(String::as_str) {
         Some("add") => {

@@ -393,6 +393,8 @@ pub async fn handle_decoded(
                 thinned_samples: state.thinned_samples as i64,
                 last_seen_ms: now,
             };
+            // Multi-site: this replica's view, and `online` as every replica sees it.
+            let rec = crate::cluster::agent_state(app, rec);
             match app.store.upsert_agent(&rec).await {
                 Ok(()) => app.store_write_ok(),
                 Err(e) => {

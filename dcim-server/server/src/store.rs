@@ -110,6 +110,9 @@ pub struct Batch {
     pub journal: Vec<(i64, String, serde_json::Value)>,
     /// `(actor, action, target, detail)` appended to the audit log.
     pub audit: Vec<(String, String, String, serde_json::Value)>,
+    /// Multi-site: commit only while this is the current lease epoch (a deposed leader's late
+    /// write fails with [`Fenced`] and changes nothing). `None`: unconditional.
+    pub fence: Option<Fence>,
 }
 
 /// Everything the server persists. Implementations commit before they return.
@@ -186,7 +189,47 @@ pub trait Store: Send + Sync + 'static {
         since_id: i64,
         limit: i64,
     ) -> BoxFuture<'a, StoreResult<Vec<JournalRecord>>>;
+
+    /// Highest alarm-journal id (0 when empty): where a reader that starts now begins.
+    fn journal_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>>;
+
+    // Multi-site (see `lease.rs`): a leader lease with a fencing epoch, and the replicas'
+    // heartbeats. Times of these rows are the database's clock, so replicas whose clocks differ
+    // still agree on who holds the lease.
+
+    /// Takes or renews lease `name` for `holder` for `ttl_ms`, in one transaction: renewed when
+    /// `holder` holds it and it has not expired; taken with the next epoch when it is free or
+    /// expired; otherwise left as it is. Returns the lease as it is after the call.
+    fn try_lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        info: &'a serde_json::Value,
+        ttl_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<LeaseRecord>>;
+    /// Ends `holder`'s lease at once (a graceful stop), so another replica need not wait for
+    /// it to expire. No effect when someone else holds it.
+    fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str)
+    -> BoxFuture<'a, StoreResult<()>>;
+    /// A replica's heartbeat and view, stamped with the database's clock; returns that time.
+    fn put_replica<'a>(
+        &'a self,
+        id: &'a str,
+        body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, StoreResult<i64>>;
+    /// Every replica's last heartbeat, and the database's clock now.
+    fn list_replicas<'a>(&'a self) -> BoxFuture<'a, StoreResult<(Vec<ReplicaRecord>, i64)>>;
+
+    /// Closes the connections (on shutdown).
+    fn close<'a>(&'a self) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
+
+mod lease;
+pub mod postgres;
+pub use lease::{Fence, Fenced, LeaseRecord, ReplicaRecord, fenced};
+pub use postgres::{PgStore, StoreBackend, StoreConfig, open};
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -241,6 +284,7 @@ CREATE TABLE alarm_journal (
 CREATE INDEX alarm_journal_alarm ON alarm_journal (alarm, id);
 "#,
     ),
+    (3, lease::SQLITE_MIGRATION),
 ];
 
 pub struct SqliteStore {
@@ -258,6 +302,9 @@ pub fn db_path(dir: &Path) -> std::path::PathBuf {
 pub fn is_disk_full(e: &sqlx::Error) -> bool {
     const SQLITE_FULL: i64 = 13;
     const ENOSPC: i32 = 28;
+    if postgres::is_disk_full(e) {
+        return true;
+    }
     match e {
         sqlx::Error::Database(db) => {
             db.code()
@@ -356,6 +403,50 @@ fn user_from_row(r: &sqlx::sqlite::SqliteRow) -> UserRecord {
 impl Store for SqliteStore {
     fn commit_batch<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, StoreResult<Vec<i64>>> {
         Box::pin(self.commit_batch_impl(batch))
+    }
+
+    fn try_lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        info: &'a serde_json::Value,
+        ttl_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<LeaseRecord>> {
+        Box::pin(lease::sqlite_try_lease(&self.pool, name, holder, info, ttl_ms))
+    }
+
+    fn release_lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(lease::sqlite_release_lease(&self.pool, name, holder))
+    }
+
+    fn put_replica<'a>(
+        &'a self,
+        id: &'a str,
+        body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, StoreResult<i64>> {
+        Box::pin(lease::sqlite_put_replica(&self.pool, id, body))
+    }
+
+    fn list_replicas<'a>(&'a self) -> BoxFuture<'a, StoreResult<(Vec<ReplicaRecord>, i64)>> {
+        Box::pin(lease::sqlite_list_replicas(&self.pool))
+    }
+
+    fn close<'a>(&'a self) -> BoxFuture<'a, ()> {
+        Box::pin(self.pool.close())
+    }
+
+    fn journal_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>> {
+        Box::pin(async move {
+            let v: Vec<i64> =
+                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM alarm_journal")
+                    .fetch_all(&self.pool)
+                    .await?;
+            Ok(v.first().copied().unwrap_or(0))
+        })
     }
 
     fn list_journal<'a>(
@@ -765,6 +856,9 @@ impl Store for SqliteStore {
 impl SqliteStore {
     async fn commit_batch_impl(&self, batch: &Batch) -> StoreResult<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(f) = &batch.fence {
+            lease::sqlite_check_fence(&mut tx, f).await?;
+        }
         for (kind, doc) in &batch.docs {
             sqlx::query(
                 "INSERT INTO docs (kind, id, updated_ms, body) VALUES (?,?,?,?) ON CONFLICT(kind, id) DO UPDATE SET updated_ms=excluded.updated_ms, body=excluded.body",
