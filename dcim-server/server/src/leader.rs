@@ -243,7 +243,10 @@ mod tests {
     #[test]
     fn a_granted_lease_leads_until_sent_plus_ttl_minus_margin() {
         let mut c = Core::new("a", t());
-        assert_eq!(c.on_lease(1000, 1010, seen("a", 1)), [Change::Lead { epoch: 1 }]);
+        assert_eq!(
+            c.on_lease(1000, 1010, seen("a", 1)),
+            [Change::Lead { epoch: 1 }]
+        );
         assert_eq!(c.leading(1010), Some(1));
         // 1000 + 5000 - 500: the deadline counts from when the request was sent, not answered
         assert_eq!(c.deadline(), Some(5500));
@@ -258,10 +261,16 @@ mod tests {
         let mut c = Core::new("a", t());
         c.on_lease(0, 5, seen("a", 3));
         assert!(c.on_failure(1000).is_empty());
-        assert!(c.on_failure(4000).is_empty(), "a failed renewal is not yet a loss");
+        assert!(
+            c.on_failure(4000).is_empty(),
+            "a failed renewal is not yet a loss"
+        );
         assert_eq!(c.leading(4000), Some(3));
         let ch = c.on_tick(4500);
-        assert!(matches!(ch.as_slice(), [Change::StepDown { epoch: 3, .. }]), "{ch:?}");
+        assert!(
+            matches!(ch.as_slice(), [Change::StepDown { epoch: 3, .. }]),
+            "{ch:?}"
+        );
         assert_eq!(c.leading(4500), None);
         assert!(c.on_tick(9000).is_empty(), "steps down once");
     }
@@ -271,7 +280,10 @@ mod tests {
         let mut c = Core::new("a", t());
         c.on_lease(0, 5, seen("a", 1));
         let ch = c.on_lease(1000, 1005, seen("b", 2));
-        assert!(matches!(ch.as_slice(), [Change::StepDown { epoch: 1, .. }]), "{ch:?}");
+        assert!(
+            matches!(ch.as_slice(), [Change::StepDown { epoch: 1, .. }]),
+            "{ch:?}"
+        );
         match c.role() {
             Role::Follower { leader: Some(l) } => assert_eq!(l.holder, "b"),
             r => panic!("{r:?}"),
@@ -286,7 +298,10 @@ mod tests {
         c.on_lease(0, 5, seen("a", 1));
         let ch = c.on_lease(1000, 1005, seen("a", 2));
         assert!(
-            matches!(ch.as_slice(), [Change::StepDown { epoch: 1, .. }, Change::Lead { epoch: 2 }]),
+            matches!(
+                ch.as_slice(),
+                [Change::StepDown { epoch: 1, .. }, Change::Lead { epoch: 2 }]
+            ),
             "{ch:?}"
         );
     }

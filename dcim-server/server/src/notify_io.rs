@@ -916,7 +916,11 @@ impl Worker {
         self.cursor = cursor;
         self.saved_cursor = cursor;
         if let Some(f) = &fence {
-            tracing::info!(epoch = f.epoch, after_id = cursor, "notifier: leading, carrying on from the stored cursor");
+            tracing::info!(
+                epoch = f.epoch,
+                after_id = cursor,
+                "notifier: leading, carrying on from the stored cursor"
+            );
         }
         self.term = Some(fence);
         Ok(())
@@ -943,7 +947,10 @@ impl Worker {
                 let records = match serde_json::from_value::<Record>(row.record.clone()) {
                     Ok(r) => vec![r],
                     Err(e) => {
-                        tracing::warn!(id = row.id, "journal row does not decode, not notified: {e}");
+                        tracing::warn!(
+                            id = row.id,
+                            "journal row does not decode, not notified: {e}"
+                        );
                         Vec::new()
                     }
                 };

@@ -209,8 +209,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, StoreResult<LeaseRecord>>;
     /// Ends `holder`'s lease at once (a graceful stop), so another replica need not wait for
     /// it to expire. No effect when someone else holds it.
-    fn release_lease<'a>(&'a self, name: &'a str, holder: &'a str)
-    -> BoxFuture<'a, StoreResult<()>>;
+    fn release_lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>>;
     /// A replica's heartbeat and view, stamped with the database's clock; returns that time.
     fn put_replica<'a>(
         &'a self,
@@ -412,7 +415,9 @@ impl Store for SqliteStore {
         info: &'a serde_json::Value,
         ttl_ms: i64,
     ) -> BoxFuture<'a, StoreResult<LeaseRecord>> {
-        Box::pin(lease::sqlite_try_lease(&self.pool, name, holder, info, ttl_ms))
+        Box::pin(lease::sqlite_try_lease(
+            &self.pool, name, holder, info, ttl_ms,
+        ))
     }
 
     fn release_lease<'a>(
@@ -441,10 +446,9 @@ impl Store for SqliteStore {
 
     fn journal_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>> {
         Box::pin(async move {
-            let v: Vec<i64> =
-                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM alarm_journal")
-                    .fetch_all(&self.pool)
-                    .await?;
+            let v: Vec<i64> = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM alarm_journal")
+                .fetch_all(&self.pool)
+                .await?;
             Ok(v.first().copied().unwrap_or(0))
         })
     }

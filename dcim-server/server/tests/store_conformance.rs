@@ -150,7 +150,13 @@ async fn agents_users_sessions_and_tokens(open: Open) {
     assert!(s.set_password("op", "h2").await.unwrap());
     assert!(!s.set_password("nobody", "h2").await.unwrap());
     assert_eq!(s.get_user("op").await.unwrap().unwrap().password_hash, "h2");
-    let names: Vec<String> = s.list_users().await.unwrap().into_iter().map(|u| u.name).collect();
+    let names: Vec<String> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
     assert_eq!(names, ["Admin", "op"], "byte order, as SQLite sorts");
     // Sessions: an expired one is removed when a new one is created.
     let sess = |h: &str, exp: i64| SessionRecord {
@@ -180,14 +186,21 @@ async fn agents_users_sessions_and_tokens(open: Open) {
 async fn docs_carry_their_audit_and_ids_increase(open: Open) {
     let s = open().await;
     let d = doc("a1", serde_json::json!({"state": "acked"}));
-    s.put_doc("alarm", &d, Some(("op", "alarm.ack", &serde_json::json!({}))))
-        .await
-        .unwrap();
+    s.put_doc(
+        "alarm",
+        &d,
+        Some(("op", "alarm.ack", &serde_json::json!({}))),
+    )
+    .await
+    .unwrap();
     s.put_doc("alarm", &doc("a0", serde_json::json!(1)), None)
         .await
         .unwrap();
     let docs = s.list_docs("alarm").await.unwrap();
-    assert_eq!(docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["a0", "a1"]);
+    assert_eq!(
+        docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["a0", "a1"]
+    );
     assert_eq!(docs[1], d);
     let id2 = s
         .audit(9, "op", "login", "session", &serde_json::json!({"x": 1}))
@@ -213,7 +226,12 @@ async fn batches_commit_together_and_the_journal_reads_by_cursor(open: Open) {
             (2, "y".into(), serde_json::json!({"n": 2})),
             (3, "x".into(), serde_json::json!({"n": 3})),
         ],
-        audit: vec![("op".into(), "alarm.ack".into(), "alarm/x".into(), serde_json::json!({}))],
+        audit: vec![(
+            "op".into(),
+            "alarm.ack".into(),
+            "alarm/x".into(),
+            serde_json::json!({}),
+        )],
         fence: None,
     };
     let ids = s.commit_batch(&batch).await.unwrap();
@@ -222,8 +240,16 @@ async fn batches_commit_together_and_the_journal_reads_by_cursor(open: Open) {
     assert_eq!(all.len(), 3);
     assert_eq!(s.journal_high_water().await.unwrap(), all[2].id);
     let x = s.list_journal(Some("x"), 0, 100).await.unwrap();
-    assert_eq!(x.iter().map(|r| r.record["n"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 3]);
-    assert_eq!(s.list_journal(None, all[0].id, 1).await.unwrap()[0].id, all[1].id);
+    assert_eq!(
+        x.iter()
+            .map(|r| r.record["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert_eq!(
+        s.list_journal(None, all[0].id, 1).await.unwrap()[0].id,
+        all[1].id
+    );
 }
 
 /// Hazard: a journal reader (the notifier, a follower) steps over a row that commits after a
@@ -250,7 +276,10 @@ async fn concurrent_journal_writers_commit_in_id_order(open: Open) {
         let mut seen = 0;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while seen < 120 {
-            assert!(std::time::Instant::now() < deadline, "reader saw only {seen} rows");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reader saw only {seen} rows"
+            );
             let rows = reader.list_journal(None, cursor, 1000).await.unwrap();
             seen += rows.len();
             if let Some(r) = rows.last() {
@@ -259,9 +288,21 @@ async fn concurrent_journal_writers_commit_in_id_order(open: Open) {
         }
         (seen, cursor)
     };
-    let ((), (seen, cursor)) = futures_util::future::join(async { writers.await; }, read).await;
+    let ((), (seen, cursor)) = futures_util::future::join(
+        async {
+            writers.await;
+        },
+        read,
+    )
+    .await;
     assert_eq!(seen, 120, "a reader by cursor saw every row exactly once");
-    assert!(reader.list_journal(None, cursor, 1000).await.unwrap().is_empty());
+    assert!(
+        reader
+            .list_journal(None, cursor, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Hazard: two replicas both believe they lead, or a deposed leader's late write lands after
@@ -297,7 +338,10 @@ async fn the_lease_has_one_holder_and_fences_a_deposed_one(open: Open) {
     let lb = b.try_lease("L", "b", &info, 60_000).await.unwrap();
     assert!(lb.held_by("b"));
     assert_eq!(lb.epoch, 2, "a new holder is a new epoch");
-    let err = a.commit_batch(&write(fence_a.clone(), 2)).await.unwrap_err();
+    let err = a
+        .commit_batch(&write(fence_a.clone(), 2))
+        .await
+        .unwrap_err();
     let f = store::fenced(&err).expect("a Fenced error");
     assert_eq!(f.current, Some(("b".into(), 2)));
     assert!(err.to_string().contains("fenced"), "{err}");
@@ -315,7 +359,12 @@ async fn the_lease_has_one_holder_and_fences_a_deposed_one(open: Open) {
     assert_eq!(b.list_audit(0, 10).await.unwrap().len(), 2);
     // Releasing someone else's lease does nothing.
     a.release_lease("L", "a").await.unwrap();
-    assert!(b.try_lease("L", "b", &info, 60_000).await.unwrap().held_by("b"));
+    assert!(
+        b.try_lease("L", "b", &info, 60_000)
+            .await
+            .unwrap()
+            .held_by("b")
+    );
     // An expired lease is taken by the next caller, with the next epoch.
     let short = b.try_lease("S", "b", &info, 1).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -332,19 +381,21 @@ async fn racing_contenders_get_one_holder(open: Open) {
         for _ in 0..3 {
             stores.push(open().await);
         }
-        let holders = futures_util::future::join_all(
-            stores.iter().zip(["a", "b", "c"]).map(|(s, who)| {
+        let holders =
+            futures_util::future::join_all(stores.iter().zip(["a", "b", "c"]).map(|(s, who)| {
                 let name = name.clone();
                 async move {
                     s.try_lease(&name, who, &serde_json::json!({}), 60_000)
                         .await
                         .unwrap()
                 }
-            }),
-        )
-        .await;
+            }))
+            .await;
         let first = &holders[0].holder;
-        assert!(holders.iter().all(|l| &l.holder == first && l.epoch == 1), "{holders:?}");
+        assert!(
+            holders.iter().all(|l| &l.holder == first && l.epoch == 1),
+            "{holders:?}"
+        );
     }
 }
 
@@ -358,7 +409,10 @@ async fn replica_heartbeats_use_one_clock(open: Open) {
         .await
         .unwrap();
     let (list, now) = s.list_replicas().await.unwrap();
-    assert_eq!(list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(
+        list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
     assert_eq!(list[0].seen_ms, t);
     assert!(now >= t, "the database's clock goes forward");
     assert_eq!(list[1].body["site"], "B");
@@ -369,7 +423,12 @@ async fn replica_heartbeats_use_one_clock(open: Open) {
 async fn the_alarm_engine_snapshot_round_trips(open: Open) {
     use dcim_alarms::{Action, Engine, EngineConfig, Rule};
     let s = open().await;
-    assert!(store::load_alarm_snapshot(s.as_ref()).await.unwrap().is_none());
+    assert!(
+        store::load_alarm_snapshot(s.as_ref())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let mut e = Engine::new(Rule::defaults(), EngineConfig::default()).unwrap();
     let t = 1_800_000_000_000;
     let sample = |device: &str, on: bool, ts: i64| dcim_points::Sample {
@@ -420,16 +479,37 @@ type Case = (&'static str, fn(Open) -> LocalBoxFuture<'static, ()>);
 
 fn cases() -> Vec<Case> {
     vec![
-        ("events_are_unique_ordered_and_durable", |o| Box::pin(events_are_unique_ordered_and_durable(o))),
-        ("stream_marks_never_go_back", |o| Box::pin(stream_marks_never_go_back(o))),
-        ("agents_users_sessions_and_tokens", |o| Box::pin(agents_users_sessions_and_tokens(o))),
-        ("docs_carry_their_audit_and_ids_increase", |o| Box::pin(docs_carry_their_audit_and_ids_increase(o))),
-        ("batches_commit_together_and_the_journal_reads_by_cursor", |o| Box::pin(batches_commit_together_and_the_journal_reads_by_cursor(o))),
-        ("concurrent_journal_writers_commit_in_id_order", |o| Box::pin(concurrent_journal_writers_commit_in_id_order(o))),
-        ("the_lease_has_one_holder_and_fences_a_deposed_one", |o| Box::pin(the_lease_has_one_holder_and_fences_a_deposed_one(o))),
-        ("racing_contenders_get_one_holder", |o| Box::pin(racing_contenders_get_one_holder(o))),
-        ("replica_heartbeats_use_one_clock", |o| Box::pin(replica_heartbeats_use_one_clock(o))),
-        ("the_alarm_engine_snapshot_round_trips", |o| Box::pin(the_alarm_engine_snapshot_round_trips(o))),
+        ("events_are_unique_ordered_and_durable", |o| {
+            Box::pin(events_are_unique_ordered_and_durable(o))
+        }),
+        ("stream_marks_never_go_back", |o| {
+            Box::pin(stream_marks_never_go_back(o))
+        }),
+        ("agents_users_sessions_and_tokens", |o| {
+            Box::pin(agents_users_sessions_and_tokens(o))
+        }),
+        ("docs_carry_their_audit_and_ids_increase", |o| {
+            Box::pin(docs_carry_their_audit_and_ids_increase(o))
+        }),
+        (
+            "batches_commit_together_and_the_journal_reads_by_cursor",
+            |o| Box::pin(batches_commit_together_and_the_journal_reads_by_cursor(o)),
+        ),
+        ("concurrent_journal_writers_commit_in_id_order", |o| {
+            Box::pin(concurrent_journal_writers_commit_in_id_order(o))
+        }),
+        ("the_lease_has_one_holder_and_fences_a_deposed_one", |o| {
+            Box::pin(the_lease_has_one_holder_and_fences_a_deposed_one(o))
+        }),
+        ("racing_contenders_get_one_holder", |o| {
+            Box::pin(racing_contenders_get_one_holder(o))
+        }),
+        ("replica_heartbeats_use_one_clock", |o| {
+            Box::pin(replica_heartbeats_use_one_clock(o))
+        }),
+        ("the_alarm_engine_snapshot_round_trips", |o| {
+            Box::pin(the_alarm_engine_snapshot_round_trips(o))
+        }),
     ]
 }
 

@@ -583,7 +583,10 @@ mod tests {
         let d = ob
             .enqueue_with_seq("x", ev(EventKind::FireStage1), Seq::new(43).unwrap(), 2)
             .unwrap();
-        assert!(d.duplicate && d.seq.get() == 42, "an event id is queued once");
+        assert!(
+            d.duplicate && d.seq.get() == 42,
+            "an event id is queued once"
+        );
         ob.raise_counter(10).unwrap();
         assert!(ob.counter() >= 501, "never back");
         drop(ob);

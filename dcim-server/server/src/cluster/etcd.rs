@@ -164,7 +164,10 @@ mod tests {
 
     #[test]
     fn gateway_ids_may_be_strings_or_numbers() {
-        assert_eq!(id_of(&json!("7587862115234718000")), Some(7587862115234718000));
+        assert_eq!(
+            id_of(&json!("7587862115234718000")),
+            Some(7587862115234718000)
+        );
         assert_eq!(id_of(&json!(12)), Some(12));
         assert_eq!(id_of(&json!(null)), None);
     }

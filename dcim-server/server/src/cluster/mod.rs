@@ -497,7 +497,9 @@ pub fn start(app: Arc<App>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> 
 }
 
 fn cluster(app: &App) -> &Cluster {
-    app.cluster.as_ref().expect("cluster tasks run only with [cluster]")
+    app.cluster
+        .as_ref()
+        .expect("cluster tasks run only with [cluster]")
 }
 
 async fn lease_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
@@ -563,7 +565,11 @@ async fn lease_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         }
     }
     // Graceful stop: hand over at once instead of letting the lease expire.
-    let changes = c.core.lock().expect("lease core").step_down("shutting down");
+    let changes = c
+        .core
+        .lock()
+        .expect("lease core")
+        .step_down("shutting down");
     let was_leader = !changes.is_empty();
     apply(&app, changes).await;
     if was_leader {
@@ -710,7 +716,10 @@ async fn heartbeat_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             "agents": own,
         });
         let (put, witness_put) = tokio::join!(
-            tokio::time::timeout(call_timeout, app.store.put_replica(&c.config.replica, &body)),
+            tokio::time::timeout(
+                call_timeout,
+                app.store.put_replica(&c.config.replica, &body)
+            ),
             async {
                 match &c.witness {
                     Some(w) => Some(w.beat(&c.config.replica, &body).await),
@@ -792,7 +801,9 @@ fn update_peers(
             .flatten()
             .max_by_key(|b| b["ts_ms"].as_i64().unwrap_or(0));
         let prev = peers.get(&id).cloned();
-        let view = newest.and_then(view_of).or(prev.as_ref().and_then(|p| p.view.clone()));
+        let view = newest
+            .and_then(view_of)
+            .or(prev.as_ref().and_then(|p| p.view.clone()));
         let site = newest
             .and_then(|b| b["site"].as_str())
             .map(str::to_owned)
@@ -892,7 +903,9 @@ async fn follow(
         .await?
         .into_iter()
         .find(|d| d.id == "state");
-    let key = engine.as_ref().map(|d| (d.updated_ms, d.body["seq"].clone()));
+    let key = engine
+        .as_ref()
+        .map(|d| (d.updated_ms, d.body["seq"].clone()));
     if key != *last {
         let snap = crate::store::load_alarm_snapshot(store).await?;
         let incidents = store

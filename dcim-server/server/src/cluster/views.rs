@@ -198,7 +198,10 @@ mod tests {
         assert!(!v["edge-b"].lost);
         assert_eq!(v["edge-b"].online_at, ["b"]);
         assert!(v["edge-b"].held.as_deref().unwrap().contains("cut"));
-        assert!(!v["edge-a"].lost, "B's view of A's agent does not count against A's");
+        assert!(
+            !v["edge-a"].lost,
+            "B's view of A's agent does not count against A's"
+        );
     }
 
     #[test]
@@ -212,7 +215,10 @@ mod tests {
         }];
         let v = agents("a", &own, &peers);
         assert!(v["edge-1"].lost);
-        assert_eq!(v["edge-1"].since_ms, 250, "counted from when the last replica lost it");
+        assert_eq!(
+            v["edge-1"].since_ms, 250,
+            "counted from when the last replica lost it"
+        );
     }
 
     #[test]
@@ -227,7 +233,10 @@ mod tests {
             view: Some(&b),
         }];
         let v = agents("a", &own, &peers);
-        assert!(v["edge-1"].lost, "the dead replica's stale 'online' is not evidence");
+        assert!(
+            v["edge-1"].lost,
+            "the dead replica's stale 'online' is not evidence"
+        );
     }
 
     #[test]
@@ -274,8 +283,14 @@ mod tests {
             peer_state(h(Some(9000), Some(true), true), 5000),
             PeerState::WitnessOnly
         );
-        assert_eq!(peer_state(h(None, Some(false), true), 5000), PeerState::Gone);
-        assert_eq!(peer_state(h(Some(9000), None, true), 5000), PeerState::Unknown);
+        assert_eq!(
+            peer_state(h(None, Some(false), true), 5000),
+            PeerState::Gone
+        );
+        assert_eq!(
+            peer_state(h(Some(9000), None, true), 5000),
+            PeerState::Unknown
+        );
         assert_eq!(
             peer_state(h(Some(9000), None, false), 5000),
             PeerState::Gone,

@@ -190,12 +190,13 @@ pub(super) async fn sqlite_check_fence(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     f: &Fence,
 ) -> StoreResult<()> {
-    let r = sqlx::query("UPDATE leases SET epoch = epoch WHERE name = ? AND holder = ? AND epoch = ?")
-        .bind(&f.lease)
-        .bind(&f.holder)
-        .bind(f.epoch)
-        .execute(&mut **tx)
-        .await?;
+    let r =
+        sqlx::query("UPDATE leases SET epoch = epoch WHERE name = ? AND holder = ? AND epoch = ?")
+            .bind(&f.lease)
+            .bind(&f.holder)
+            .bind(f.epoch)
+            .execute(&mut **tx)
+            .await?;
     if r.rows_affected() == 1 {
         return Ok(());
     }

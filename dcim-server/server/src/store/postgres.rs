@@ -121,13 +121,11 @@ impl StoreConfig {
 pub async fn open(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Store>> {
     use anyhow::Context;
     Ok(match config.store.backend {
-        StoreBackend::Sqlite => Arc::new(
-            SqliteStore::open(&config.data_dir)
-                .await
-                .with_context(|| {
-                    format!("opening the database in {}", config.data_dir.display())
-                })?,
-        ),
+        StoreBackend::Sqlite => {
+            Arc::new(SqliteStore::open(&config.data_dir).await.with_context(|| {
+                format!("opening the database in {}", config.data_dir.display())
+            })?)
+        }
         StoreBackend::Postgres => Arc::new(PgStore::open(&config.store).await?),
     })
 }
@@ -463,7 +461,8 @@ async fn order_ids(tx: &mut Transaction<'_, Postgres>) -> StoreResult<()> {
 }
 
 const UPSERT_DOC: &str = "INSERT INTO docs (kind, id, updated_ms, body) VALUES ($1,$2,$3,$4) ON CONFLICT (kind, id) DO UPDATE SET updated_ms = excluded.updated_ms, body = excluded.body";
-const INSERT_AUDIT: &str = "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES ($1,$2,$3,$4,$5) RETURNING id";
+const INSERT_AUDIT: &str =
+    "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES ($1,$2,$3,$4,$5) RETURNING id";
 
 async fn commit_batch(pool: PgPool, batch: &Batch) -> StoreResult<Vec<i64>> {
     let mut tx = pool.begin().await?;
@@ -1008,9 +1007,10 @@ impl Store for PgStore {
     fn list_replicas<'a>(&'a self) -> BoxFuture<'a, StoreResult<(Vec<ReplicaRecord>, i64)>> {
         Box::pin(self.run(move |pool| async move {
             let mut tx = pool.begin().await?;
-            let rows = sqlx::query(r#"SELECT id, seen_ms, body FROM replicas ORDER BY id COLLATE "C""#)
-                .fetch_all(&mut *tx)
-                .await?;
+            let rows =
+                sqlx::query(r#"SELECT id, seen_ms, body FROM replicas ORDER BY id COLLATE "C""#)
+                    .fetch_all(&mut *tx)
+                    .await?;
             let now: i64 = sqlx::query_scalar(&format!("SELECT {DB_NOW}"))
                 .fetch_one(&mut *tx)
                 .await?;

@@ -121,7 +121,15 @@ impl PgServer {
         let out = command(bin.join("initdb"), ids)
             .arg("-D")
             .arg(&data)
-            .args(["-U", "dcim", "--auth=trust", "-E", "UTF8", "--locale=C", "-N"])
+            .args([
+                "-U",
+                "dcim",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("initdb: {e}"))?;
@@ -141,7 +149,8 @@ impl PgServer {
         for (k, v) in settings {
             c.args(["-c", &format!("{k}={v}")]);
         }
-        let log = std::fs::File::create(dir.path().join("postgres.log")).map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(dir.path().join("postgres.log")).map_err(|e| e.to_string())?;
         let child = c
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
