@@ -393,7 +393,9 @@ pub async fn handle_decoded(
                 thinned_samples: state.thinned_samples as i64,
                 last_seen_ms: now,
             };
-            // Multi-site: this replica's view, and `online` as every replica sees it.
+            // Multi-site: this replica's view, and `online` as every replica sees it; an
+            // uplink the agent detached (its site gone) is alarmed.
+            crate::cluster::uplink_alarms(app, &state.agent, &state.detached).await;
             let rec = crate::cluster::agent_state(app, rec);
             match app.store.upsert_agent(&rec).await {
                 Ok(()) => app.store_write_ok(),

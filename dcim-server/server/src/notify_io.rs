@@ -1002,11 +1002,11 @@ impl Worker {
                 return;
             }
         };
-        if self.term.as_ref() != Some(&fence) {
-            if let Err(e) = self.begin_term(fence).await {
-                tracing::error!("notifier: loading its state: {e:#}");
-                return;
-            }
+        if self.term.as_ref() != Some(&fence)
+            && let Err(e) = self.begin_term(fence).await
+        {
+            tracing::error!("notifier: loading its state: {e:#}");
+            return;
         }
         self.catch_up().await;
         self.on_tick().await;

@@ -60,6 +60,7 @@ fn state(online: bool) -> Vec<u8> {
         thinned_samples: 0,
         test: false,
         test_until_ms: None,
+        detached: Vec::new(),
     })
 }
 

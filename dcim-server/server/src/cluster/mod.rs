@@ -362,6 +362,44 @@ pub fn agent_state(app: &App, mut rec: crate::store::AgentRecord) -> crate::stor
     rec
 }
 
+/// An agent reported which of its brokers it detached (lagging past their limit: a site
+/// gone): each detached uplink is a communication loss of the device `{agent}/uplink/{broker}`
+/// (the `comm-lost` rule), cleared when the agent no longer lists it. Leader only (a
+/// follower's engine is passive). Works without `[cluster]` too.
+pub async fn uplink_alarms(app: &App, agent: &str, detached: &[String]) {
+    let prefix = format!("{agent}/uplink/");
+    let now = now_ms();
+    let mut f = app.facility.lock().await;
+    if f.is_passive() {
+        return;
+    }
+    let raised: Vec<String> = f
+        .engine
+        .alarms()
+        .filter(|a| a.rule == "comm-lost" && a.subject.starts_with(&prefix) && a.raw)
+        .map(|a| a.subject.clone())
+        .collect();
+    let mut changes = crate::facility::Changes::default();
+    for b in detached {
+        let device = format!("{prefix}{b}");
+        if !raised.contains(&device) {
+            let c = f.on_event("device.comm_lost", &device, now);
+            changes.records.extend(c.records);
+            changes.incidents.extend(c.incidents);
+        }
+    }
+    for device in raised {
+        if !detached.iter().any(|b| device.ends_with(&format!("/{b}"))) {
+            let c = f.on_event("device.comm_restored", &device, now);
+            changes.records.extend(c.records);
+            changes.incidents.extend(c.incidents);
+        }
+    }
+    if let Err(e) = app.commit_changes(&f, &changes, None).await {
+        tracing::error!("committing the uplink alarms: {e:#}");
+    }
+}
+
 /// The agents as the DC-09 planner must see them in a cluster: offline only when lost by
 /// every replica that can be heard (`None` without `[cluster]`).
 pub fn agent_views(app: &App) -> Option<Vec<crate::dc09::AgentView>> {
