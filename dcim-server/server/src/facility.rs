@@ -149,6 +149,29 @@ impl Facility {
         self.finish(records, now_ms)
     }
 
+    /// Multi-site takeover: the alarm rules on every live sample newer than `since_ms` (when
+    /// the previous leader last committed), so that what this replica ingested while it was a
+    /// follower (and the previous leader may never have seen) is not left unevaluated until
+    /// the device reports again.
+    pub fn replay_live_since(&mut self, since_ms: i64, now_ms: i64) -> Changes {
+        let samples: Vec<Sample> = self
+            .live
+            .devices()
+            .into_iter()
+            .flat_map(|d| self.live.device_samples(d))
+            .filter(|s| s.ts_ms > since_ms)
+            .cloned()
+            .collect();
+        let mut records = Vec::new();
+        for s in &samples {
+            records.extend(self.engine.on_sample(s, now_ms));
+        }
+        if records.is_empty() {
+            return Changes::default();
+        }
+        self.finish(records, now_ms)
+    }
+
     /// An edge event: communication loss and return feed the comm-lost rule.
     pub fn on_event(&mut self, kind: &str, device: &str, now_ms: i64) -> Changes {
         if self.passive {

@@ -675,6 +675,12 @@ async fn take_over(app: &Arc<App>, epoch: i64) -> anyhow::Result<()> {
     let c = cluster(app);
     let t0 = Instant::now();
     let store = app.store.as_ref();
+    let committed_ms = store
+        .list_docs(crate::store::ALARM_ENGINE_DOC)
+        .await?
+        .into_iter()
+        .find(|d| d.id == "state")
+        .map_or(0, |d| d.updated_ms);
     let snap = crate::store::load_alarm_snapshot(store).await?;
     let incidents = store
         .list_docs("incidents")
@@ -709,6 +715,11 @@ async fn take_over(app: &Arc<App>, epoch: i64) -> anyhow::Result<()> {
         s.leading = Some(fence);
         s.terms += 1;
     });
+    // What this replica ingested as a follower since the previous leader's last commit.
+    let changes = f.replay_live_since(committed_ms, now_ms());
+    if let Err(e) = app.commit_changes(&f, &changes, None).await {
+        tracing::error!("committing the alarms of samples ingested while following: {e:#}");
+    }
     drop(f);
     drop(a);
     tracing::warn!(

@@ -126,7 +126,11 @@ pub async fn open(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Stor
                 format!("opening the database in {}", config.data_dir.display())
             })?)
         }
-        StoreBackend::Postgres => Arc::new(PgStore::open(&config.store).await?),
+        StoreBackend::Postgres => {
+            let s = Arc::new(PgStore::open(&config.store).await?);
+            s.watch_nodes(Duration::from_secs(2));
+            s
+        }
     })
 }
 
@@ -342,41 +346,81 @@ impl PgStore {
         self.current.read().expect("pool lock").1.clone()
     }
 
-    /// Looks for the primary among the nodes (the one in use first) and switches to it.
+    /// Looks for the primary among the nodes and switches to it. Every node is asked; when
+    /// more than one says it is a primary (an old primary still running after a failover,
+    /// e.g. its Patroni died without a watchdog to stop it), the one on the newest timeline is
+    /// the real one: a promotion always starts a new timeline.
     async fn find_primary(&self) -> anyhow::Result<()> {
         let _one = self.probing.lock().await;
-        let start = self.current.read().expect("pool lock").0;
+        let current = self.current.read().expect("pool lock").0;
         let timeout = Duration::from_millis(self.opts.connect_timeout_ms);
-        let mut why = Vec::new();
-        for k in 0..self.nodes.len() {
-            let i = (start + k) % self.nodes.len();
-            let (label, opts) = &self.nodes[i];
+        let probes = self.nodes.iter().map(|(label, opts)| async move {
             let probe = async {
                 let mut c = sqlx::PgConnection::connect_with(opts).await?;
-                let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
-                    .fetch_one(&mut c)
-                    .await?;
+                let row: (bool, Option<i32>) = sqlx::query_as(
+                    "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END",
+                )
+                .fetch_one(&mut c)
+                .await?;
                 let _ = c.close().await;
-                Ok::<bool, sqlx::Error>(standby)
+                Ok::<_, sqlx::Error>(row)
             };
-            match tokio::time::timeout(timeout, probe).await {
-                Ok(Ok(false)) => {
-                    let mut cur = self.current.write().expect("pool lock");
-                    if cur.0 != i {
-                        tracing::warn!(node = %label, "PostgreSQL: switching to the primary");
-                        let old = std::mem::replace(&mut *cur, (i, pool_for(&self.opts, opts)));
-                        drop(cur);
-                        old.1.close_event();
-                        tokio::spawn(async move { old.1.close().await });
+            (label, tokio::time::timeout(timeout, probe).await)
+        });
+        let results = futures_util::future::join_all(probes).await;
+        let mut why = Vec::new();
+        let mut best: Option<(usize, i32)> = None;
+        for (i, (label, r)) in results.into_iter().enumerate() {
+            match r {
+                Ok(Ok((false, timeline))) => {
+                    let tl = timeline.unwrap_or(0);
+                    // Newest timeline wins; on a tie the node in use stays.
+                    if best.is_none_or(|(b, btl)| {
+                        tl > btl || (tl == btl && i == current && b != current)
+                    }) {
+                        best = Some((i, tl));
                     }
-                    return Ok(());
+                    why.push(format!("{label}: primary on timeline {tl}"));
                 }
-                Ok(Ok(true)) => why.push(format!("{label}: a standby")),
+                Ok(Ok((true, _))) => why.push(format!("{label}: a standby")),
                 Ok(Err(e)) => why.push(format!("{label}: {e}")),
                 Err(_) => why.push(format!("{label}: no answer in {timeout:?}")),
             }
         }
-        anyhow::bail!("no PostgreSQL primary among the nodes ({})", why.join("; "))
+        let Some((i, tl)) = best else {
+            anyhow::bail!("no PostgreSQL primary among the nodes ({})", why.join("; "));
+        };
+        let mut cur = self.current.write().expect("pool lock");
+        if cur.0 != i {
+            tracing::warn!(node = %self.nodes[i].0, timeline = tl, nodes = %why.join("; "), "PostgreSQL: switching to the primary");
+            let old = std::mem::replace(&mut *cur, (i, pool_for(&self.opts, &self.nodes[i].1)));
+            drop(cur);
+            old.1.close_event();
+            tokio::spawn(async move { old.1.close().await });
+        }
+        Ok(())
+    }
+
+    /// With several nodes, every `period` asks all of them which is the primary, so that a
+    /// failover is followed even when the node in use does not fail loudly (a surviving old
+    /// primary whose synchronous commits hang).
+    fn watch_nodes(self: &Arc<Self>, period: Duration) {
+        if self.nodes.len() < 2 {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(store) = weak.upgrade() else { return };
+                if store.pool().is_closed() {
+                    return;
+                }
+                if let Err(e) = store.find_primary().await {
+                    tracing::warn!("PostgreSQL: {e}");
+                }
+            }
+        });
     }
 
     /// Called with a failed call's error: looks for the primary again when the error says
