@@ -37,6 +37,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace
 
+step "multi-site: a site killed and a link cut (etcd, Patroni, PostgreSQL, two replicas)"
+# Built by the workspace tests above; about a minute, bounded inside the test (300 s).
+timeout 420 cargo test -p dcim-e2e --test multisite -- --ignored --test-threads=1
+
 step "fire-logic builds for thumbv7em-none-eabihf"
 cargo build -p fire-logic -p fire-trace --target thumbv7em-none-eabihf
 

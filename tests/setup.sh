@@ -29,6 +29,11 @@ command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 # dcim-server tests: VictoriaMetrics as the InfluxDB v2 compatible store, openssl for test certs.
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v openssl >/dev/null || missing+=(openssl)
+# Multi-site: PostgreSQL (the store's second backend, started by the tests in a temporary
+# directory), Patroni and etcd (the site-loss test's cluster).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v patroni >/dev/null || missing+=(patroni)
+command -v etcd >/dev/null || missing+=(etcd-server)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

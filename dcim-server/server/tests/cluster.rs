@@ -50,6 +50,10 @@ fn batch(seq: u64, samples: Vec<Sample>) -> Vec<u8> {
 }
 
 fn state(online: bool) -> Vec<u8> {
+    state_detached(online, &[])
+}
+
+fn state_detached(online: bool, detached: &[&str]) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::AgentState {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
@@ -60,7 +64,7 @@ fn state(online: bool) -> Vec<u8> {
         thinned_samples: 0,
         test: false,
         test_until_ms: None,
-        detached: Vec::new(),
+        detached: detached.iter().map(|d| d.to_string()).collect(),
     })
 }
 
@@ -308,8 +312,26 @@ async fn two_replicas_one_leader_follower_console_and_takeover() {
         cluster_status(&http, &a, &op).await["agents"]["a1"]["lost"] == true
     })
     .await;
-    publish(&ca, &mut ea, st, state(true)).await.unwrap();
     publish(&cb, &mut eb, st, state(true)).await.unwrap();
+    // The agent detached site b's broker (its lag limit): the leader raises the uplink's
+    // communication loss, and clears it when the agent no longer lists it.
+    publish(&ca, &mut ea, st, state_detached(true, &["site-b"]))
+        .await
+        .unwrap();
+    let uplink = "comm-lost:a1/uplink/site-b";
+    wait_for("the detached uplink's alarm condition", 10, || async {
+        alarm(&http, &a, &op, uplink)
+            .await
+            .is_some_and(|a| a["raw"] == true)
+    })
+    .await;
+    publish(&ca, &mut ea, st, state(true)).await.unwrap();
+    wait_for("the uplink's condition to clear", 10, || async {
+        alarm(&http, &a, &op, uplink)
+            .await
+            .is_some_and(|a| a["raw"] == false)
+    })
+    .await;
 
     // The leader stops; b takes over and restores the engine.
     let t0 = std::time::Instant::now();
