@@ -1,4 +1,7 @@
-//! Durable storage behind the [`Store`] trait; [`SqliteStore`] is the default implementation.
+//! Durable storage behind the [`Store`] trait; [`SqliteStore`] is the default implementation,
+//! [`PgStore`] (`store/postgres.rs`, `[store] backend = "postgres"`) the multi-site one, with the
+//! same schema and semantics. Both hold the leader lease and the replica heartbeats
+//! (`store/lease.rs`); the contract is tested against both (`tests/store_conformance.rs`).
 //!
 //! Every method returns only after the transaction is committed (SQLite in WAL mode with
 //! `synchronous=FULL`, so a commit is on disk), which is what lets callers acknowledge a write

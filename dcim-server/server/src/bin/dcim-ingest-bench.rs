@@ -199,7 +199,9 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "store: {}",
-        o.store_url.as_deref().unwrap_or("SQLite (temporary directory)")
+        o.store_url
+            .as_deref()
+            .unwrap_or("SQLite (temporary directory)")
     );
     let mut agents: Vec<AgentConfig> = (0..o.agents)
         .map(|i| AgentConfig {
