@@ -55,7 +55,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/health",
         None,
-        "Liveness and database state (`degraded` with `store: disk full` while writes fail); no authentication.",
+        "Liveness and database state (`degraded` with `store: disk full` while writes fail; on a multi-site follower that cannot reload the leader's alarm state, `degraded` with `cluster`: why what it shows may be out of date); no authentication.",
     ),
     r(
         "POST",
@@ -465,11 +465,17 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 
 async fn health(State(app): AppState) -> Json<serde_json::Value> {
     let store = *app.metrics.store_error.lock().expect("store status lock");
-    Json(match store {
+    let mut h = match store {
         // Alive, but what arrives now is not committed (nor acknowledged) until it can be.
         Some(why) => json!({"status": "degraded", "store": why}),
         None => json!({"status": "ok"}),
-    })
+    };
+    // Multi-site: a follower that cannot reload the leader's state says so.
+    if let Some(why) = crate::cluster::health(&app) {
+        h["status"] = "degraded".into();
+        h["cluster"] = why.into();
+    }
+    Json(h)
 }
 
 #[derive(Deserialize)]

@@ -183,6 +183,12 @@ async fn two_replicas_one_leader_follower_console_and_takeover() {
         s["role"] == "follower" && s["leader"]["replica"] == "a"
     })
     .await;
+    // A follower that reloads the leader's state is healthy (it says so when it cannot).
+    wait_for("the follower's health", 10, || async {
+        let h = get_json(&http, &url(&b, "/health"), &op).await;
+        h["status"] == "ok" && h.get("cluster").is_none()
+    })
+    .await;
 
     // One agent, publishing to both sites' brokers (as an edge agent with two uplinks).
     let (ca, mut ea, r) =

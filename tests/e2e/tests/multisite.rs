@@ -18,9 +18,11 @@
 //! agent's path to the other site's broker (agent `edge-a` is at site A, `edge-b` at site B).
 //!
 //! 1. **Link cut** (15 s): no agent-loss trouble reaches the fire authority (the agent loss
-//!    delay is 5 s, so a single detector would have sent one for each site's agent); the
-//!    leader sees the other replica only through the witness and raises a communication loss
-//!    for it. Healed, the standby is synchronous again.
+//!    delay is 5 s, so a single detector would have sent one for the other site's agent); the
+//!    leader hears the other replica only through the witness; that replica's `/health` says
+//!    its alarm view may be out of date. Healed, the standby is synchronous again. (The etcd
+//!    members' own links are not cut: on loopback each member has one address for both other
+//!    members.)
 //! 2. Operators acknowledge, shelve and comment alarms on site A; site A's leader notifies
 //!    them and sends the fire stage of zone 1 to the fire authority. With the receiver's link
 //!    cut, stage 2 of zone 1 is recorded (queued, with its sequence number) but not delivered.
@@ -983,7 +985,13 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
     let cut_at = Instant::now();
     let mut witness_only = false;
     let mut held = false;
+    let mut b_says_stale = false;
+    let b_health = format!("http://127.0.0.1:{}/health", b.http);
     while cut_at.elapsed() < CUT {
+        // Site B's replica cannot reload the leader's state: it must say so, not look healthy.
+        if let Some((_, h)) = http_get(&b_health).await {
+            b_says_stale |= h["status"] == "degraded" && h["cluster"].is_string();
+        }
         if let Ok(s) = api_a.get("/api/cluster").await {
             witness_only |= s["peers"]
                 .as_array()

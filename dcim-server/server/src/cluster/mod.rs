@@ -220,7 +220,12 @@ pub struct Cluster {
     alarmed: tokio::sync::Mutex<BTreeSet<String>>,
     witness: Option<etcd::Witness>,
     origin: Instant,
+    /// When a follower last reloaded the leader's state (wall clock ms; 0: never).
+    reloaded_ms: std::sync::atomic::AtomicI64,
 }
+
+/// A follower whose reload is older than this says its state may be out of date.
+const RELOAD_STALE_MS: i64 = 3000;
 
 impl Cluster {
     pub fn new(config: ClusterConfig) -> Cluster {
@@ -248,8 +253,29 @@ impl Cluster {
             alarmed: Default::default(),
             witness,
             origin: Instant::now(),
+            reloaded_ms: std::sync::atomic::AtomicI64::new(0),
             config,
         }
+    }
+
+    /// On a follower that could not reload the leader's committed state lately (the database
+    /// is unreachable from here): why what it shows may be out of date. `None` on the leader.
+    pub fn stale(&self, now: i64) -> Option<String> {
+        if self.fence().is_some() {
+            return None;
+        }
+        let at = self.reloaded_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if at > 0 && now - at <= RELOAD_STALE_MS {
+            return None;
+        }
+        Some(if at == 0 {
+            "follower: the leader's alarm state has not been loaded from the database yet; alarms shown may be out of date".into()
+        } else {
+            format!(
+                "follower: the leader's alarm state could not be reloaded for {} s (database unreachable from this replica); alarms shown may be out of date",
+                (now - at) / 1000
+            )
+        })
     }
 
     /// Monotonic milliseconds since start (the lease core's clock).
@@ -511,6 +537,7 @@ async fn cluster_status(
         "leader": st.leader,
         "since_ms": st.since_ms,
         "terms": st.terms,
+        "stale": c.stale(now_ms()),
         "peers": peers,
         "agents": c.verdicts(),
         "witness": c.witness.is_some(),
@@ -932,8 +959,11 @@ async fn follower_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             cursor = None;
             continue;
         }
-        if let Err(e) = follow(&app, &mut last, &mut cursor).await {
-            tracing::debug!("follower reload: {e:#}");
+        match follow(&app, &mut last, &mut cursor).await {
+            Ok(()) => cluster(&app)
+                .reloaded_ms
+                .store(now_ms(), std::sync::atomic::Ordering::Relaxed),
+            Err(e) => tracing::debug!("follower reload: {e:#}"),
         }
     }
 }
@@ -1004,6 +1034,12 @@ async fn follow(
     let drill = crate::drill::load_active(store).await?;
     *app.drill.write().expect("drill lock") = drill;
     Ok(())
+}
+
+/// For `/health`: why this replica's view may be out of date (a follower that cannot reload
+/// the leader's state), if so. `None` without `[cluster]`.
+pub fn health(app: &App) -> Option<String> {
+    app.cluster.as_ref()?.stale(now_ms())
 }
 
 /// For tests: the lease core's view of the role.
