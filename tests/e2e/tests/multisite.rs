@@ -1014,6 +1014,10 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
         held,
         "the leader held edge-b's loss because site B still saw it"
     );
+    ensure!(
+        b_says_stale,
+        "site B's /health said its alarm view may be out of date during the cut"
+    );
     let troubles: Vec<_> = dc09_rows(&rcv.rows())
         .into_iter()
         .filter(|(c, _, _)| c == "FT")
