@@ -37,6 +37,11 @@ command -v cc >/dev/null || missing+=(gcc)
 # sets that take a simulated link down).
 [ -x /usr/sbin/snmpd ] || missing+=(snmpd)
 command -v snmptrap >/dev/null || missing+=(snmp)
+# Multi-site: PostgreSQL (the store's second backend, started by the tests in a temporary
+# directory), Patroni and etcd (the site-loss test's cluster).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v patroni >/dev/null || missing+=(patroni)
+command -v etcd >/dev/null || missing+=(etcd-server)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -55,7 +55,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/health",
         None,
-        "Health of every part (store, disk, broker, ingest, essential tasks, time-series store, DC-09 paths): status ok|degraded|failing with a reason per check; 503 while failing; no authentication. For the whole disk-full episode: `degraded` with top-level `store: \"disk full\"`, `free_bytes` and `reserve_bytes` (and the store and disk checks say so); a failed write: top-level `store: \"write failed\"`.",
+        "Health of every part (store, disk, broker, ingest, essential tasks, time-series store, DC-09 paths): status ok|degraded|failing with a reason per check; 503 while failing; no authentication. For the whole disk-full episode: `degraded` with top-level `store: \"disk full\"`, `free_bytes` and `reserve_bytes` (and the store and disk checks say so); a failed write: top-level `store: \"write failed\"`. On a multi-site replica, the `cluster` check: a follower that cannot reload the leader's alarm state is `degraded` (what it shows may be out of date).",
     ),
     r(
         "POST",
@@ -373,6 +373,12 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "GET",
+        "/api/cluster",
+        Some(Access::Read),
+        "Multi-site: this replica, whether it leads (and at which epoch), who leads, the other replicas (heard through the database, only through the witness, gone or unknown) and the verdict on every agent (lost only when every replica that can be heard agrees). `{enabled: false}` on a single server. On a follower, writes that need the leader (alarm actions, maintenance, incidents, authority control, device commands) are answered 503 with the leader's replica, site and console address.",
+    ),
+    r(
+        "GET",
         "/api/authority",
         Some(Access::Read),
         "Authority control: active, since, cause (key switch at a device, or user and reason), keys on, refused action kinds.",
@@ -533,6 +539,12 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::api_energy::routes())
         .merge(crate::api_export::routes())
         .merge(crate::console::router())
+        .merge(crate::cluster::routes())
+        // Multi-site: a follower refuses the writes that need the leader, naming it.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::cluster::refuse_writes_on_follower,
+        ))
         .with_state(app)
 }
 

@@ -66,8 +66,14 @@ async fn commit(
     actor: &str,
     target: &str,
 ) -> anyhow::Result<()> {
+    // Multi-site: the leader stores it (a follower applies key switches in memory only and
+    // reloads the leader's state); the fence refuses a deposed leader's late write.
+    let Ok(fence) = app.leader_fence() else {
+        return Ok(());
+    };
     let now = now_ms();
     let batch = Batch {
+        fence,
         docs: vec![(
             DOC_KIND.into(),
             DocRecord {

@@ -68,7 +68,11 @@ async fn dc09(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiE
     let Some(d) = app.dc09.get() else {
         return Ok(Json(json!({"enabled": false, "messages": []})).into_response());
     };
-    let stats = d.link.stats().borrow().clone();
+    // A multi-site follower runs no transmitter: its counters are empty.
+    let stats = d
+        .link()
+        .map(|l| l.stats().borrow().clone())
+        .unwrap_or_default();
     let messages = crate::dc09::messages(&app).await?;
     Ok(Json(json!({
         "enabled": true,

@@ -52,6 +52,11 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<EnergyMeter> {
 
 /// Stores the hour buckets that changed (the sampler does this once a minute).
 pub async fn flush(app: &App) {
+    // Multi-site: only the leader stores the hours (a follower meters the same telemetry for
+    // its own console and keeps its hours dirty, so that it stores them once it leads).
+    if !app.leads() {
+        return;
+    }
     let dirty = app.energy.lock().expect("energy lock").take_dirty();
     for b in dirty {
         let doc = DocRecord {

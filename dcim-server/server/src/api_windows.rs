@@ -61,7 +61,36 @@ async fn store(
         body: serde_json::to_value(s)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
     };
-    app.store.put_doc(DOC_KIND, &doc, audit).await?;
+    match app.leader_fence() {
+        // A single server.
+        Ok(None) => app.store.put_doc(DOC_KIND, &doc, audit).await?,
+        // The leader: with its term's fence, so a deposed leader's late write changes nothing.
+        Ok(Some(fence)) => {
+            let batch = crate::store::Batch {
+                audit: audit
+                    .map(|(actor, action, detail)| {
+                        vec![(
+                            actor.to_owned(),
+                            action.to_owned(),
+                            format!("{DOC_KIND}/{DOC_ID}"),
+                            detail.clone(),
+                        )]
+                    })
+                    .unwrap_or_default(),
+                docs: vec![(DOC_KIND.into(), doc)],
+                fence: Some(fence),
+                ..Default::default()
+            };
+            app.store.commit_batch(&batch).await?;
+        }
+        // A follower never writes the schedule (the leader's ticker applies it).
+        Err(crate::cluster::NotLeader) => {
+            return Err(ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this replica is not the leader: change maintenance windows on the leader".into(),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -176,6 +205,11 @@ async fn run_steps(app: &App, s: &Schedule, steps: &[Step]) {
 
 /// One pass of the ticker.
 async fn tick(app: &App) {
+    // Multi-site: only the leader applies windows (a follower reloads the leader's schedule,
+    // see `cluster`); two replicas applying one window would both write the schedule.
+    if !app.leads() {
+        return;
+    }
     let authority = app.authority.lock().await;
     let mut s = app.windows.lock().await;
     let maint = app.facility.lock().await.maintenance().clone();

@@ -99,12 +99,23 @@ pub async fn check_file(file: &Path) -> anyhow::Result<Checked> {
     })
 }
 
+/// `backup` and `restore` are SQLite's: with a PostgreSQL store they would copy (or replace) a
+/// SQLite file the server does not use, and report success.
+fn sqlite_only(config: &Config, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.store.backend == store::StoreBackend::Sqlite,
+        "{what}: the store is PostgreSQL ([store] backend = \"postgres\"); use its own tools (pg_dump --format=custom and pg_restore, or the cluster's base backups; see docs/deploy/multisite.md)"
+    );
+    Ok(())
+}
+
 fn fsync(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
 }
 
 /// Writes a consistent copy of the server's database to `dest` (which must not exist).
 pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<Checked> {
+    sqlite_only(config, "backup")?;
     let db = store::db_path(&config.data_dir);
     anyhow::ensure!(db.exists(), "no database at {}", db.display());
     anyhow::ensure!(!dest.exists(), "{} exists already", dest.display());
@@ -131,6 +142,7 @@ pub async fn backup(config: &Config, dest: &Path) -> anyhow::Result<Checked> {
 /// Replaces the database of a stopped server by `src`. Returns where the previous database
 /// was kept.
 pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<(Checked, Option<PathBuf>)> {
+    sqlite_only(config, "restore")?;
     let checked = check_file(src).await?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let db = store::db_path(&config.data_dir);
@@ -172,6 +184,25 @@ mod tests {
             data_dir: dir.to_path_buf(),
             ..Config::default()
         }
+    }
+
+    /// Hazard: `backup` on a PostgreSQL deployment copies a stale SQLite file left in the data
+    /// directory and reports success; the operator believes the site is backed up.
+    #[tokio::test]
+    async fn backup_and_restore_refuse_a_postgres_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        store::SqliteStore::open(&data).await.unwrap().close().await;
+        let mut c = cfg(&data);
+        c.store.backend = store::StoreBackend::Postgres;
+        c.store.urls = vec!["postgres://dcim@127.0.0.1:1/dcim".into()];
+        let e = backup(&c, &dir.path().join("b.sqlite3")).await.unwrap_err();
+        assert!(e.to_string().contains("pg_dump"), "{e}");
+        assert!(!dir.path().join("b.sqlite3").exists());
+        let e = restore(&c, &dir.path().join("b.sqlite3"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("PostgreSQL"), "{e}");
     }
 
     #[tokio::test]

@@ -117,6 +117,12 @@ impl ConfigError {
 pub struct Config {
     /// Directory of the SQLite database and other state.
     pub data_dir: PathBuf,
+    /// `[store]`: SQLite in `data_dir` (default, with its free-space reserve) or PostgreSQL
+    /// (`store::StoreConfig`).
+    pub store: crate::store::StoreConfig,
+    /// `[cluster]`: this server is one replica of a multi-site deployment (`cluster::
+    /// ClusterConfig`); off when absent.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// Site model (TOML), read by the site engine; optional.
     pub site_model: Option<PathBuf>,
     pub http: HttpConfig,
@@ -143,8 +149,6 @@ pub struct Config {
     pub status: StatusConfig,
     /// `[ingest]`: what the ingest accepts (clock skew of agents).
     pub ingest: IngestConfig,
-    /// `[store]`: the database's free-space reserve.
-    pub store: StoreConfig,
     /// Where this file was read from (empty when built from defaults).
     #[serde(skip)]
     pub source: PathBuf,
@@ -154,6 +158,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("dcim-data"),
+            store: Default::default(),
+            cluster: None,
             site_model: None,
             http: HttpConfig::default(),
             broker: BrokerConfig::default(),
@@ -168,7 +174,6 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             status: StatusConfig::default(),
             ingest: IngestConfig::default(),
-            store: StoreConfig::default(),
             source: PathBuf::new(),
         }
     }
@@ -276,27 +281,6 @@ impl Default for IngestConfig {
         IngestConfig {
             max_clock_skew_ms: crate::ingest::DEFAULT_MAX_CLOCK_SKEW_MS,
         }
-    }
-}
-
-/// `[store]`.
-///
-/// ```toml
-/// [store]
-/// reserve_kb = 8192   # a file of this size is kept in the data directory and deleted when the
-///                     # disk fills, so that alarm and journal commits still fit; while it is
-///                     # gone, writes that can wait (events stay in the agents' spools, agent
-///                     # states, stream marks) are refused; 0 = no reserve
-/// ```
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    pub reserve_kb: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig { reserve_kb: 8192 }
     }
 }
 
@@ -853,6 +837,10 @@ impl Config {
             ));
         }
         self.validate_dc09()?;
+        self.store.validate().map_err(|(f, m)| self.invalid(f, m))?;
+        if let Some(c) = &self.cluster {
+            c.validate(self).map_err(|(f, m)| self.invalid(f, m))?;
+        }
         self.history
             .validate()
             .map_err(|(f, m)| self.invalid(f, m))?;

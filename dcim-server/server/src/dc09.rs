@@ -31,7 +31,7 @@
 //! and carries the drill id.
 
 use crate::App;
-use crate::store::{DocRecord, EventQuery};
+use crate::store::{Batch, DocRecord, EventQuery, Fence};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sia_dc09::{Event as SiaEvent, EventKind};
@@ -644,19 +644,59 @@ pub struct MessageRecord {
 }
 
 /// The running server-side transmitter.
+///
+/// A term: the transmitter and the delivery-report task of one leader term (a single server
+/// has one term, started with the server). Multi-site: a replica runs a term only while it
+/// leads, each with a fresh outbox (`<outbox_dir>/term-{epoch}`); the store is the outbox that
+/// survives the site: every message is recorded (`dc09.msg`, with the sequence number it was
+/// given) before it is queued, in the same fenced transaction as the planner state, and a new
+/// term queues again every recorded message not yet delivered, with its recorded number (the
+/// receiver sees a retransmission of what the old leader may have sent, never a new alarm).
+/// Numbers are reserved ahead in the store (`dc09.state/seq`, blocks of [`SEQ_BLOCK`]), so a new
+/// term never reuses one the old leader may have used.
 pub struct Dc09 {
-    pub link: dc09_link::Handle,
+    cfg: Dc09Config,
+    link_cfg: dc09_link::LinkConfig,
+    outbox: PathBuf,
+    term: std::sync::Mutex<Option<Term>>,
     planner: tokio::sync::Mutex<Planner>,
     /// Serialises read-modify-write of the message records (queued vs delivery reports).
     records: Arc<tokio::sync::Mutex<()>>,
     wake: tokio::sync::Notify,
 }
 
+struct Term {
+    fence: Option<Fence>,
+    link: dc09_link::Handle,
+    reports: JoinHandle<()>,
+    /// Sequence counters below this are reserved in the store for this term.
+    reserved: u64,
+}
+
+/// Sequence numbers reserved in the store ahead of use.
+pub const SEQ_BLOCK: u64 = 1000;
+/// `dc09.state/seq`: `{"upto": counter}`: every counter below it may have been used.
+const SEQ_ID: &str = "seq";
+
 impl Dc09 {
     /// Runs a planner cycle now rather than at the next poll (called after alarm changes are
     /// committed, so that a fire alarm does not wait for the poll interval).
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// The transmitter of the current term (none on a follower).
+    pub fn link(&self) -> Option<dc09_link::Handle> {
+        self.term
+            .lock()
+            .expect("dc09 term")
+            .as_ref()
+            .map(|t| t.link.clone())
+    }
+
+    /// Messages waiting for an ACK in this replica's transmitter.
+    pub fn pending(&self) -> usize {
+        self.link().map_or(0, |l| l.pending().len())
     }
 
     /// The planner's state (for tests and the API).
@@ -674,9 +714,63 @@ impl Dc09 {
             .values()
             .any(|s| s.identity.kind == EventKind::DrillTest)
     }
+
+    fn term_fence(&self) -> Option<Option<Fence>> {
+        self.term
+            .lock()
+            .expect("dc09 term")
+            .as_ref()
+            .map(|t| t.fence.clone())
+    }
+
+    /// Ends the current term: the transmitter stops after the exchange in progress.
+    async fn end_term(&self, why: &str) {
+        let t = self.term.lock().expect("dc09 term").take();
+        if let Some(t) = t {
+            tracing::warn!(%why, "server DC-09 transmitter stopped");
+            t.reports.abort();
+            t.link.shutdown().await;
+        }
+    }
 }
 
-/// Opens the outbox, starts the transmitter and the planner loop. Errors name the config.
+/// The `dc09.state/seq` reservation.
+async fn stored_seq_floor(app: &App) -> anyhow::Result<u64> {
+    Ok(app
+        .store
+        .list_docs(STATE_DOC)
+        .await?
+        .into_iter()
+        .find(|d| d.id == SEQ_ID)
+        .and_then(|d| d.body["upto"].as_u64())
+        .unwrap_or(0))
+}
+
+fn seq_doc(upto: u64) -> (String, DocRecord) {
+    (
+        STATE_DOC.into(),
+        DocRecord {
+            id: SEQ_ID.into(),
+            updated_ms: crate::now_ms(),
+            body: serde_json::json!({ "upto": upto }),
+        },
+    )
+}
+
+/// The event a message record describes (to queue it again in a new term).
+fn event_of(m: &MessageRecord) -> Option<SiaEvent> {
+    let mut e = SiaEvent::new(EventKind::from_name(&m.kind)?, m.zone, m.rack);
+    if m.restore {
+        e = e.restored();
+    }
+    if m.test {
+        e = e.as_test();
+    }
+    Some(e)
+}
+
+/// Opens the planner; the transmitter starts with the first term (at once on a single server,
+/// when the replica leads in a cluster). Errors name the config.
 pub async fn start(
     app: Arc<App>,
     cfg: &Dc09Config,
@@ -689,82 +783,27 @@ pub async fn start(
         None => dc09_link::LinkConfig::from_file(&cfg.link_config)
             .map_err(|e| anyhow::anyhow!("[dc09] link_config: {e}"))?,
     };
+    link_cfg
+        .validate()
+        .map_err(|e| anyhow::anyhow!("[dc09] link_config: {e}"))?;
     let outbox = cfg
         .outbox_dir
         .clone()
         .unwrap_or_else(|| app.config.data_dir.join("dc09-outbox"));
-    let link = dc09_link::Transmitter::start(link_cfg, &outbox)
-        .await
-        .with_context(|| {
-            format!(
-                "[dc09] starting the transmitter (outbox {})",
-                outbox.display()
-            )
-        })?;
-    let state = match app
-        .store
-        .list_docs(STATE_DOC)
-        .await?
-        .into_iter()
-        .find(|d| d.id == "planner")
-    {
-        Some(d) => serde_json::from_value(d.body).context("stored DC-09 planner state")?,
-        None => PlannerState::default(),
-    };
-    let mut planner = Planner::new(cfg, state);
-    planner.hold_restores_until(
-        crate::now_ms().saturating_add((cfg.restart_grace_s as i64).saturating_mul(1000)),
-    );
-    let records = Arc::new(tokio::sync::Mutex::new(()));
     let dc09 = Arc::new(Dc09 {
-        link: link.clone(),
-        planner: tokio::sync::Mutex::new(planner),
-        records: records.clone(),
+        cfg: cfg.clone(),
+        link_cfg,
+        outbox: outbox.clone(),
+        term: std::sync::Mutex::new(None),
+        planner: tokio::sync::Mutex::new(Planner::new(cfg, PlannerState::default())),
+        records: Arc::new(tokio::sync::Mutex::new(())),
         wake: tokio::sync::Notify::new(),
     });
-    let mut tasks = Vec::new();
-    // Delivery reports -> message documents.
-    {
-        let app = app.clone();
-        let mut rx = link.subscribe();
-        let mut stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let ev = tokio::select! {
-                    _ = crate::stopped(&mut stop) => break,
-                    ev = rx.recv() => ev,
-                };
-                match ev {
-                    Ok(dc09_link::LinkEvent::Delivered {
-                        event_id,
-                        path,
-                        acked_ms,
-                        ..
-                    }) => {
-                        update_msg(&app, &records, &event_id, |m| {
-                            m.acked_ms = Some(acked_ms);
-                            m.path = Some(path.clone());
-                            m.status = "delivered".into();
-                        })
-                        .await;
-                    }
-                    Ok(dc09_link::LinkEvent::Rejected { event_id, path, .. }) => {
-                        update_msg(&app, &records, &event_id, |m| {
-                            m.path = Some(path.clone());
-                            m.status = "rejected".into();
-                        })
-                        .await;
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("DC-09 delivery reports lagged by {n}");
-                    }
-                    Err(_) => break,
-                }
-            }
-        }));
+    // A single server starts its term now, so that a bad outbox stops the start.
+    if let Ok(None) = app.leader_fence() {
+        begin_term(&app, &dc09, None).await?;
     }
-    // The planner loop.
+    let mut tasks = Vec::new();
     {
         let app = app.clone();
         let dc09 = dc09.clone();
@@ -779,20 +818,198 @@ pub async fn start(
                     _ = iv.tick() => {}
                     _ = dc09.wake.notified() => {}
                 }
-                if let Err(e) = cycle(&app, &dc09).await {
-                    tracing::error!("DC-09 planner: {e:#}");
+                let fence = match app.leader_fence() {
+                    Ok(f) => f,
+                    Err(crate::cluster::NotLeader) => {
+                        dc09.end_term("this replica is not the leader").await;
+                        continue;
+                    }
+                };
+                if dc09.term_fence().as_ref() != Some(&fence) {
+                    dc09.end_term("a new term").await;
+                    if let Err(e) = begin_term(&app, &dc09, fence.clone()).await {
+                        tracing::error!("DC-09: starting the transmitter: {e:#}");
+                        continue;
+                    }
+                }
+                if let Err(e) = cycle(&app, &dc09, &fence).await {
+                    if e.downcast_ref::<sqlx::Error>()
+                        .and_then(crate::store::fenced)
+                        .is_some()
+                    {
+                        dc09.end_term(&format!("{e}")).await;
+                    } else {
+                        tracing::error!("DC-09 planner: {e:#}");
+                    }
                 }
             }
-            dc09.link.shutdown().await;
+            dc09.end_term("the server stops").await;
         }));
     }
-    tracing::info!(outbox = %outbox.display(), zones = cfg.zone.len(), "server DC-09 transmitter started");
+    tracing::info!(outbox = %outbox.display(), zones = cfg.zone.len(), "server DC-09 planner started");
     Ok((dc09, tasks))
+}
+
+/// Starts a term: the planner state and the sequence reservation from the store, a
+/// transmitter past every number reserved before, the delivery reports, and every recorded
+/// message not delivered yet queued again with its number.
+async fn begin_term(app: &Arc<App>, dc09: &Arc<Dc09>, fence: Option<Fence>) -> anyhow::Result<()> {
+    let state = match app
+        .store
+        .list_docs(STATE_DOC)
+        .await?
+        .into_iter()
+        .find(|d| d.id == "planner")
+    {
+        Some(d) => serde_json::from_value(d.body).context("stored DC-09 planner state")?,
+        None => PlannerState::default(),
+    };
+    let mut planner = Planner::new(&dc09.cfg, state);
+    planner.hold_restores_until(
+        crate::now_ms().saturating_add((dc09.cfg.restart_grace_s as i64).saturating_mul(1000)),
+    );
+    *dc09.planner.lock().await = planner;
+    let floor = stored_seq_floor(app).await?;
+    let dir = match &fence {
+        None => dc09.outbox.clone(),
+        Some(f) => {
+            // Earlier terms' outboxes: whatever they held is in the store (recorded before it
+            // was queued) and is queued again below.
+            if let Ok(entries) = std::fs::read_dir(&dc09.outbox) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("term-") {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+            dc09.outbox.join(format!("term-{}", f.epoch))
+        }
+    };
+    // Reserve ahead before anything is sent.
+    let reserved = floor + SEQ_BLOCK;
+    app.store
+        .commit_batch(&Batch {
+            docs: vec![seq_doc(reserved)],
+            fence: fence.clone(),
+            ..Default::default()
+        })
+        .await?;
+    let link = dc09_link::Transmitter::start_with_seq_floor(dc09.link_cfg.clone(), &dir, floor)
+        .await
+        .with_context(|| format!("[dc09] starting the transmitter (outbox {})", dir.display()))?;
+    let reports = tokio::spawn(delivery_reports(
+        app.clone(),
+        dc09.records.clone(),
+        link.clone(),
+        fence.clone(),
+    ));
+    *dc09.term.lock().expect("dc09 term") = Some(Term {
+        fence: fence.clone(),
+        link: link.clone(),
+        reports,
+        reserved,
+    });
+    ensure_reserved(app, dc09, &fence).await?;
+    let mut again = 0;
+    for m in messages(app).await? {
+        if m.status != "queued" {
+            continue;
+        }
+        let Some(event) = event_of(&m) else {
+            tracing::error!(event = %m.event_id, kind = %m.kind, "recorded DC-09 message has an unknown kind; NOT SENT");
+            continue;
+        };
+        let sub = dc09_link::Submission {
+            event_id: m.event_id.clone(),
+            event,
+        };
+        let r = match sia_dc09::Seq::new(m.seq) {
+            Some(seq) => link.submit_with_seq(sub, seq).await,
+            None => link.submit(sub).await,
+        };
+        match r {
+            Ok(q) if !q.duplicate => again += 1,
+            Ok(_) => {}
+            Err(e) => tracing::error!(event = %m.event_id, "DC-09 MESSAGE NOT QUEUED: {e}"),
+        }
+    }
+    tracing::info!(
+        outbox = %dir.display(),
+        seq_floor = floor,
+        queued_again = again,
+        epoch = fence.as_ref().map(|f| f.epoch),
+        "server DC-09 transmitter started"
+    );
+    Ok(())
+}
+
+/// Moves the store's reservation ahead of the transmitter's counter when it comes near.
+async fn ensure_reserved(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<()> {
+    let (counter, reserved) = {
+        let t = dc09.term.lock().expect("dc09 term");
+        let Some(t) = t.as_ref() else { return Ok(()) };
+        (t.link.seq_counter(), t.reserved)
+    };
+    if counter + SEQ_BLOCK / 2 < reserved {
+        return Ok(());
+    }
+    let upto = counter + SEQ_BLOCK;
+    app.store
+        .commit_batch(&Batch {
+            docs: vec![seq_doc(upto)],
+            fence: fence.clone(),
+            ..Default::default()
+        })
+        .await?;
+    if let Some(t) = dc09.term.lock().expect("dc09 term").as_mut() {
+        t.reserved = upto;
+    }
+    Ok(())
+}
+
+/// Delivery reports of a term's transmitter -> message records.
+async fn delivery_reports(
+    app: Arc<App>,
+    records: Arc<tokio::sync::Mutex<()>>,
+    link: dc09_link::Handle,
+    fence: Option<Fence>,
+) {
+    let mut rx = link.subscribe();
+    loop {
+        match rx.recv().await {
+            Ok(dc09_link::LinkEvent::Delivered {
+                event_id,
+                path,
+                acked_ms,
+                ..
+            }) => {
+                update_msg(&app, &records, &fence, &event_id, |m| {
+                    m.acked_ms = Some(acked_ms);
+                    m.path = Some(path.clone());
+                    m.status = "delivered".into();
+                })
+                .await;
+            }
+            Ok(dc09_link::LinkEvent::Rejected { event_id, path, .. }) => {
+                update_msg(&app, &records, &fence, &event_id, |m| {
+                    m.path = Some(path.clone());
+                    m.status = "rejected".into();
+                })
+                .await;
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("DC-09 delivery reports lagged by {n}");
+            }
+            Err(_) => break,
+        }
+    }
 }
 
 async fn update_msg(
     app: &App,
     lock: &tokio::sync::Mutex<()>,
+    fence: &Option<Fence>,
     event_id: &str,
     f: impl Fn(&mut MessageRecord),
 ) {
@@ -811,7 +1028,9 @@ async fn update_msg(
             && let Ok(mut m) = serde_json::from_value::<MessageRecord>(d.body)
         {
             f(&mut m);
-            put_msg(app, &m).await;
+            if let Err(e) = put_msgs(app, std::slice::from_ref(&m), None, fence).await {
+                tracing::error!("storing DC-09 message record {}: {e}", m.event_id);
+            }
             return;
         }
         drop(_guard);
@@ -820,15 +1039,39 @@ async fn update_msg(
     tracing::debug!(%event_id, "delivery report for a message not sent by the planner");
 }
 
-async fn put_msg(app: &App, m: &MessageRecord) {
-    let doc = DocRecord {
-        id: m.event_id.clone(),
-        updated_ms: crate::now_ms(),
-        body: serde_json::to_value(m).unwrap_or_default(),
+/// Stores message records (and the planner state) in one transaction, fenced.
+async fn put_msgs(
+    app: &App,
+    msgs: &[MessageRecord],
+    planner: Option<&PlannerState>,
+    fence: &Option<Fence>,
+) -> Result<(), sqlx::Error> {
+    let now = crate::now_ms();
+    let mut batch = Batch {
+        fence: fence.clone(),
+        ..Default::default()
     };
-    if let Err(e) = app.store.put_doc(MSG_DOC, &doc, None).await {
-        tracing::error!("storing DC-09 message record {}: {e}", m.event_id);
+    for m in msgs {
+        batch.docs.push((
+            MSG_DOC.into(),
+            DocRecord {
+                id: m.event_id.clone(),
+                updated_ms: now,
+                body: serde_json::to_value(m).unwrap_or_default(),
+            },
+        ));
     }
+    if let Some(p) = planner {
+        batch.docs.push((
+            STATE_DOC.into(),
+            DocRecord {
+                id: "planner".into(),
+                updated_ms: now,
+                body: serde_json::to_value(p).unwrap_or_default(),
+            },
+        ));
+    }
+    app.store.commit_batch(&batch).await.map(|_| ())
 }
 
 /// Every server-sent DC-09 message recorded, oldest first.
@@ -845,20 +1088,29 @@ pub async fn messages(app: &App) -> anyhow::Result<Vec<MessageRecord>> {
 }
 
 /// One planner cycle: new agent events, then alarms and agent states, then submissions.
-async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
+async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<()> {
+    let Some(link) = dc09.link() else {
+        return Ok(());
+    };
+    ensure_reserved(app, dc09, fence).await?;
     let now = crate::now_ms();
-    let agents: Vec<AgentView> = app
-        .store
-        .list_agents()
-        .await?
-        .into_iter()
-        .map(|a| AgentView {
-            id: a.agent,
-            online: a.online,
-            // when the server received the state: for the will, the moment contact was lost
-            since_ms: a.last_seen_ms,
-        })
-        .collect();
+    // Multi-site: an agent is offline for the planner only when every replica that can be
+    // heard has lost it (`cluster::views`).
+    let agents: Vec<AgentView> = match crate::cluster::agent_views(app) {
+        Some(v) => v,
+        None => app
+            .store
+            .list_agents()
+            .await?
+            .into_iter()
+            .map(|a| AgentView {
+                id: a.agent,
+                online: a.online,
+                // when the server received the state: for the will, the moment contact was lost
+                since_ms: a.last_seen_ms,
+            })
+            .collect(),
+    };
     let high = app.store.event_high_water().await?;
     let mut planner = dc09.planner.lock().await;
     let before = planner.state.clone();
@@ -916,17 +1168,31 @@ async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
         drill: drill.as_deref(),
         authority,
     });
-    if planner.state != before {
-        let doc = DocRecord {
-            id: "planner".into(),
-            updated_ms: now,
-            body: serde_json::to_value(&planner.state)?,
-        };
-        app.store.put_doc(STATE_DOC, &doc, None).await?;
+    if planner.state == before && out.is_empty() {
+        return Ok(());
     }
-    drop(planner);
+    // Each message gets its sequence number now and is recorded with it, together with the
+    // planner state that decided it, in one fenced transaction, before it is queued: a
+    // leader that dies after this leaves it to the next one, with the same number.
+    let existing: BTreeSet<String> = if out.is_empty() {
+        BTreeSet::new()
+    } else {
+        app.store
+            .list_docs(MSG_DOC)
+            .await?
+            .into_iter()
+            .map(|d| d.id)
+            .collect()
+    };
+    let mut recs = Vec::new();
+    let mut subs = Vec::new();
     for o in out {
-        let rec = MessageRecord {
+        if existing.contains(&o.event_id) {
+            tracing::debug!(event = %o.event_id, "already recorded; not queued again");
+            continue;
+        }
+        let seq = link.reserve_seq().await?;
+        recs.push(MessageRecord {
             event_id: o.event_id.clone(),
             kind: o.event.kind.name().into(),
             zone: o.identity.zone,
@@ -935,36 +1201,36 @@ async fn cycle(app: &App, dc09: &Dc09) -> anyhow::Result<()> {
             test: o.event.test,
             drill: o.drill.clone(),
             source: o.source.clone(),
-            seq: 0,
+            seq: seq.get(),
             queued_ms: crate::now_ms(),
             acked_ms: None,
             path: None,
             status: "queued".into(),
-        };
-        // Recorded before the submission so that a delivery report always finds it; an
-        // event id already in the outbox (restart) keeps its first record.
-        let existing = app
-            .store
-            .list_docs(MSG_DOC)
-            .await?
-            .into_iter()
-            .any(|d| d.id == o.event_id);
-        if !existing {
-            let _guard = dc09.records.lock().await;
-            put_msg(app, &rec).await;
+        });
+        subs.push((o, seq));
+    }
+    {
+        let _guard = dc09.records.lock().await;
+        if let Err(e) = put_msgs(app, &recs, Some(&planner.state), fence).await {
+            // Not recorded, so not sent: the planner decides again from the stored state.
+            planner.state = before;
+            return Err(e.into());
         }
-        match dc09
-            .link
-            .submit(dc09_link::Submission {
-                event_id: o.event_id.clone(),
-                event: o.event,
-            })
+    }
+    drop(planner);
+    for (o, seq) in subs {
+        match link
+            .submit_with_seq(
+                dc09_link::Submission {
+                    event_id: o.event_id.clone(),
+                    event: o.event,
+                },
+                seq,
+            )
             .await
         {
             Ok(q) if !q.duplicate => {
                 tracing::info!(event = %o.event_id, seq = q.seq.get(), source = %o.source, "DC-09 message queued");
-                let seq = q.seq.get();
-                update_msg(app, &dc09.records, &rec.event_id, move |m| m.seq = seq).await;
             }
             Ok(_) => tracing::debug!(event = %o.event_id, "already in the DC-09 outbox"),
             Err(e) => {

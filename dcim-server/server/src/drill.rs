@@ -680,8 +680,18 @@ async fn put_drill(app: &App, d: &ActiveDrill) -> anyhow::Result<()> {
         "drill.start"
     };
     let detail = serde_json::json!({"name": d.name});
+    // Multi-site: drills are the leader's; its write carries the term's fence.
+    let fence = app
+        .leader_fence()
+        .map_err(|_| anyhow::anyhow!("this replica is not the leader: drills run on the leader"))?;
+    let target = format!("{DRILL_DOC}/{}", doc.id);
     app.store
-        .put_doc(DRILL_DOC, &doc, Some(("drill", action, &detail)))
+        .commit_batch(&crate::store::Batch {
+            docs: vec![(DRILL_DOC.into(), doc)],
+            audit: vec![("drill".into(), action.into(), target, detail)],
+            fence,
+            ..Default::default()
+        })
         .await?;
     Ok(())
 }
@@ -689,6 +699,9 @@ async fn put_drill(app: &App, d: &ActiveDrill) -> anyhow::Result<()> {
 /// Puts the site in drill mode (persisted, audited) for at most `max_ms` (then it ends by
 /// itself). Refused while another drill runs.
 pub async fn begin(app: &App, name: &str, max_ms: i64) -> anyhow::Result<ActiveDrill> {
+    if !app.leads() {
+        anyhow::bail!("this replica is not the leader: drills run on the leader");
+    }
     if let Some(id) = active_id(app) {
         anyhow::bail!("drill {id} is still running");
     }
@@ -898,7 +911,7 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(scenario.drain_s);
     if let Some(d) = app.dc09.get() {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        while !d.link.pending().is_empty() && tokio::time::Instant::now() < deadline {
+        while d.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -907,7 +920,7 @@ pub async fn run(
     // The end of the drill bracket goes out once the planner sees the drill ended.
     if let Some(d) = app.dc09.get() {
         let deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(2));
-        while (d.drill_bracket_open().await || !d.link.pending().is_empty())
+        while (d.drill_bracket_open().await || d.pending() > 0)
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -136,6 +136,10 @@ pub struct Facility {
     mismatches: BTreeSet<String>,
     /// Agents with refused future samples: when the last one was refused.
     clock_ahead: BTreeMap<String, i64>,
+    /// Multi-site follower (`cluster`): samples update the live values and the redundancy
+    /// evaluation, but the alarm engine is not run (the leader runs it; its committed state is
+    /// restored here instead), so nothing is produced to commit.
+    passive: bool,
 }
 
 impl Facility {
@@ -165,7 +169,17 @@ impl Facility {
             unknown_timer: UnknownTimer::new(),
             mismatches: BTreeSet::new(),
             clock_ahead: BTreeMap::new(),
+            passive: false,
         })
+    }
+
+    /// See the `passive` field: on for a multi-site follower, off for the leader.
+    pub fn set_passive(&mut self, passive: bool) {
+        self.passive = passive;
+    }
+
+    pub fn is_passive(&self) -> bool {
+        self.passive
     }
 
     /// Resumes the alarm engine from a stored snapshot (and the maintenance set the site
@@ -201,6 +215,32 @@ impl Facility {
                 self.dirty = true;
                 self.live.update(s.clone());
             }
+            if !self.passive {
+                records.extend(self.engine.on_sample(s, now_ms));
+            }
+        }
+        if records.is_empty() {
+            return Changes::default();
+        }
+        self.finish(records, now_ms)
+    }
+
+    /// Multi-site takeover: the alarm rules on every live sample newer than `since_ms` (when
+    /// the previous leader last committed), so that what this replica ingested while it was a
+    /// follower (and the previous leader may never have seen) is not left unevaluated until
+    /// the device reports again. The live table holds the site model's devices; a device
+    /// outside the model is evaluated again when it next reports.
+    pub fn replay_live_since(&mut self, since_ms: i64, now_ms: i64) -> Changes {
+        let samples: Vec<Sample> = self
+            .live
+            .devices()
+            .into_iter()
+            .flat_map(|d| self.live.device_samples(d))
+            .filter(|s| s.ts_ms > since_ms)
+            .cloned()
+            .collect();
+        let mut records = Vec::new();
+        for s in &samples {
             records.extend(self.engine.on_sample(s, now_ms));
         }
         if records.is_empty() {
@@ -225,6 +265,11 @@ impl Facility {
     /// The ingest lost messages (rumqttd skipped them unread; the caller counts them):
     /// raises `ingest-loss`, which holds until [`INGEST_LOSS_HOLD_MS`] without a new loss.
     pub fn on_ingest_loss(&mut self, now_ms: i64) -> Changes {
+        if self.passive {
+            // A follower's own loss: counted in its metrics; the leader's engine alarms
+            // its own (a follower's alarm would be dropped by the commit anyway).
+            return Changes::default();
+        }
         self.ingest_loss_ms = Some(now_ms);
         let records = self
             .engine
@@ -234,6 +279,9 @@ impl Facility {
 
     /// An edge event: communication loss and return feed the comm-lost rule.
     pub fn on_event(&mut self, kind: &str, device: &str, now_ms: i64) -> Changes {
+        if self.passive {
+            return Changes::default();
+        }
         let records = match kind {
             "device.comm_lost" => self.engine.on_comm(device, true, now_ms),
             "device.comm_restored" | "device.comm_ok" => self.engine.on_comm(device, false, now_ms),
@@ -252,6 +300,10 @@ impl Facility {
         message: &str,
         now_ms: i64,
     ) -> Changes {
+        if self.passive {
+            // The leader runs the engine; a follower's own disk shows in its /health.
+            return Changes::default();
+        }
         let records = self
             .engine
             .on_trouble(kind, subject, None, active, message, now_ms);
@@ -267,6 +319,10 @@ impl Facility {
         latest_ts_ms: i64,
         now_ms: i64,
     ) -> Changes {
+        if self.passive {
+            // The leader ingests the same stream and raises it.
+            return Changes::default();
+        }
         self.clock_ahead.insert(agent.to_owned(), now_ms);
         let ahead_s = (latest_ts_ms - now_ms) / 1000;
         let text = format!(
@@ -325,6 +381,17 @@ impl Facility {
             self.states = states;
             self.evaluation = Some(Arc::new(ev));
         }
+        if self.passive {
+            // A follower: the redundancy levels for its console; the leader runs the engine.
+            let mut redundancy = Vec::new();
+            if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
+                level_changes(site, ev, &mut self.levels, &mut redundancy, now_ms);
+            }
+            return Changes {
+                redundancy,
+                ..Default::default()
+            };
+        }
         let mut records = Vec::new();
         if let Some(t) = self.ingest_loss_ms
             && now_ms - t >= INGEST_LOSS_HOLD_MS
@@ -350,54 +417,7 @@ impl Facility {
         }
         let mut redundancy = Vec::new();
         if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
-            let mut level = |subsystem: &str, rack: &str, designed, current, if_up, verified| {
-                let racks = match self.levels.get_mut(subsystem) {
-                    Some(r) => r,
-                    None => self.levels.entry(subsystem.to_owned()).or_default(),
-                };
-                let now = (current, if_up, verified);
-                let before = match racks.get_mut(rack) {
-                    Some(l) => Some(std::mem::replace(l, now)),
-                    None => racks.insert(rack.to_owned(), now),
-                };
-                match before {
-                    Some(before) if before != now => redundancy.push(RedundancyChange {
-                        subsystem: subsystem.to_owned(),
-                        rack: (!rack.is_empty()).then(|| rack.to_owned()),
-                        designed,
-                        before: before.0,
-                        current,
-                        if_unknown_up: if_up,
-                        verified,
-                        ts_ms: now_ms,
-                    }),
-                    _ => {}
-                }
-            };
-            for sub in &ev.subsystems {
-                level(
-                    sub.subsystem.as_str(),
-                    "",
-                    sub.designed,
-                    sub.current,
-                    sub.if_unknown_up,
-                    sub.verified,
-                );
-            }
-            for (c, h) in site.components.iter().zip(&ev.components) {
-                if c.kind == dcim_site::Kind::Rack {
-                    for sup in &h.supply {
-                        level(
-                            sup.subsystem.as_str(),
-                            &c.id,
-                            sup.designed,
-                            sup.current,
-                            sup.if_unknown_up,
-                            sup.verified,
-                        );
-                    }
-                }
-            }
+            level_changes(site, ev, &mut self.levels, &mut redundancy, now_ms);
             // Just restored: in a subsystem whose components have not all reported yet, no data
             // is not a change of redundancy (for the subsystem's alarm and its racks' alarms).
             let warming: BTreeSet<&str> = ev
@@ -644,6 +664,68 @@ fn list(ids: &[String], n: usize) -> String {
         s.push_str(&format!(" and {} more", ids.len() - n));
     }
     s
+}
+
+/// The redundancy levels of one tick, by subsystem and rack (see `Facility::levels`).
+type Levels = HashMap<String, HashMap<String, (Redundancy, Redundancy, bool)>>;
+
+/// The redundancy level changes since the last evaluation (the live `redundancy` event), with
+/// `levels` updated: every subsystem's, then every rack's.
+fn level_changes(
+    site: &Site,
+    ev: &Evaluation,
+    levels: &mut Levels,
+    out: &mut Vec<RedundancyChange>,
+    now_ms: i64,
+) {
+    let mut level = |subsystem: &str, rack: &str, designed, current, if_up, verified| {
+        let racks = match levels.get_mut(subsystem) {
+            Some(r) => r,
+            None => levels.entry(subsystem.to_owned()).or_default(),
+        };
+        let now = (current, if_up, verified);
+        let before = match racks.get_mut(rack) {
+            Some(l) => Some(std::mem::replace(l, now)),
+            None => racks.insert(rack.to_owned(), now),
+        };
+        match before {
+            Some(before) if before != now => out.push(RedundancyChange {
+                subsystem: subsystem.to_owned(),
+                rack: (!rack.is_empty()).then(|| rack.to_owned()),
+                designed,
+                before: before.0,
+                current,
+                if_unknown_up: if_up,
+                verified,
+                ts_ms: now_ms,
+            }),
+            _ => {}
+        }
+    };
+    for sub in &ev.subsystems {
+        level(
+            sub.subsystem.as_str(),
+            "",
+            sub.designed,
+            sub.current,
+            sub.if_unknown_up,
+            sub.verified,
+        );
+    }
+    for (c, h) in site.components.iter().zip(&ev.components) {
+        if c.kind == dcim_site::Kind::Rack {
+            for sup in &h.supply {
+                level(
+                    sup.subsystem.as_str(),
+                    &c.id,
+                    sup.designed,
+                    sup.current,
+                    sup.if_unknown_up,
+                    sup.verified,
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //! guard, `crate::disk`, is in disk-full mode, whatever the free-space figure says), `broker` (the ingest's connection), `ingest` (messages waiting and how
 //! long the oldest progress is ago), `tasks` (each essential task alive; the engines' ticker
 //! beating), `tsdb` (the on-disk buffer and the store behind it) and `dc09` (each path to the
-//! fire authority, messages queued).
+//! fire authority, messages queued) and, on a multi-site replica (`[cluster]`), `cluster` (its
+//! role and the leader; a follower that cannot reload the leader's alarm state is `degraded`,
+//! since what it shows may be out of date, also said at the top level as `cluster`).
 //!
 //! [`supervise`] runs once a second: it computes the report, logs changes, sets the systemd
 //! status line, and sends `WATCHDOG=1` only while no part is `failing`, so that systemd
@@ -127,6 +129,19 @@ pub struct Readings {
     pub ticker_beat_ms: i64,
     pub tsdb: Option<TsdbReadings>,
     pub dc09: Option<Dc09Readings>,
+    /// Multi-site (`[cluster]`): this replica's role.
+    pub cluster: Option<ClusterReadings>,
+}
+
+/// A multi-site replica's role, for the `cluster` check.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterReadings {
+    pub replica: String,
+    pub leading: bool,
+    /// The leader as last read from the lease (`None`: unknown, a takeover in progress).
+    pub leader: Option<String>,
+    /// Why a follower's view may be out of date (`crate::cluster::Cluster::stale`).
+    pub stale: Option<String>,
 }
 
 /// The store's disk-full mode: one answer for `/health`, the `store-disk-full` alarm and
@@ -410,6 +425,23 @@ pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
             },
         ));
     }
+    // Multi-site role.
+    if let Some(c) = &r.cluster {
+        let detail = json!({"replica": c.replica, "role": if c.leading { "leader" } else { "follower" },
+            "leader": c.leader});
+        out.push((
+            "cluster",
+            match &c.stale {
+                Some(why) => Check::with(Level::Degraded, why.clone(), detail),
+                None if !c.leading && c.leader.is_none() && !starting => Check::with(
+                    Level::Degraded,
+                    "follower: no leader is known (a takeover is in progress or the database cannot be reached)",
+                    detail,
+                ),
+                None => Check::ok(detail),
+            },
+        ));
+    }
     let level = out.iter().map(|(_, c)| c.status).max().unwrap_or(Level::Ok);
     (level, out)
 }
@@ -425,8 +457,9 @@ pub fn readings(app: &App) -> Readings {
     let m = &app.metrics;
     let ops = &app.ops;
     let (tasks, ended_tasks) = app.health.ended_tasks();
+    let r_now = crate::now_ms();
     Readings {
-        now_ms: crate::now_ms(),
+        now_ms: r_now,
         ready_ms: app.health.ready_ms.load(Ordering::Relaxed),
         store_error: m
             .store_error
@@ -465,8 +498,18 @@ pub fn readings(app: &App) -> Readings {
             last_ok_ms: ops.tsdb_last_ok_ms.load(Ordering::Relaxed),
             last_error_ms: ops.tsdb_last_error_ms.load(Ordering::Relaxed),
         }),
-        dc09: app.dc09.get().map(|d| {
-            let s = d.link.stats().borrow().clone();
+        cluster: app.cluster.as_ref().map(|c| {
+            let st = c.status();
+            ClusterReadings {
+                replica: st.replica.clone(),
+                leading: c.fence().is_some(),
+                leader: st.leader.as_ref().map(|l| l.replica.clone()),
+                stale: c.stale(r_now),
+            }
+        }),
+        // A multi-site follower has no transmitter (the leader's runs): no DC-09 check here.
+        dc09: app.dc09.get().and_then(|d| d.link()).map(|link| {
+            let s = link.stats().borrow().clone();
             Dc09Readings {
                 pending: s.pending,
                 rejected: s.rejected,
@@ -493,6 +536,10 @@ pub fn report(app: &App) -> (Level, serde_json::Value) {
         doc["reserve_bytes"] = d.reserve_bytes.into();
     } else if let Some(why) = &r.store_error {
         doc["store"] = why.as_str().into();
+    }
+    // Kept from the multi-site `/health`: a follower whose view may be out of date says why.
+    if let Some(why) = r.cluster.as_ref().and_then(|c| c.stale.as_ref()) {
+        doc["cluster"] = why.as_str().into();
     }
     (level, doc)
 }
@@ -587,6 +634,41 @@ mod tests {
     fn a_healthy_server_is_ok() {
         let (level, checks) = assess(&healthy());
         assert_eq!(level, Level::Ok, "{checks:?}");
+    }
+
+    /// Hazard: a multi-site follower cut off from the database keeps showing the alarm state
+    /// it last loaded; reported `ok`, operators would trust alarms that may be long over (or
+    /// miss new ones).
+    #[test]
+    fn a_follower_that_cannot_reload_or_knows_no_leader_is_degraded() {
+        let mut r = healthy();
+        r.cluster = Some(ClusterReadings {
+            replica: "b".into(),
+            leading: false,
+            leader: Some("a".into()),
+            stale: None,
+        });
+        let (level, checks) = assess(&r);
+        assert_eq!(level, Level::Ok, "a follower that reloads: {checks:?}");
+        assert_eq!(check(&checks, "cluster").detail["role"], "follower");
+        r.cluster.as_mut().unwrap().stale = Some("follower: could not reload for 9 s".into());
+        let (level, checks) = assess(&r);
+        assert_eq!(level, Level::Degraded);
+        assert!(
+            check(&checks, "cluster")
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("could not reload")
+        );
+        r.cluster.as_mut().unwrap().stale = None;
+        r.cluster.as_mut().unwrap().leader = None;
+        assert_eq!(assess(&r).0, Level::Degraded, "no leader known");
+        r.cluster.as_mut().unwrap().leading = true;
+        r.cluster.as_mut().unwrap().leader = Some("b".into());
+        let (level, checks) = assess(&r);
+        assert_eq!(level, Level::Ok);
+        assert_eq!(check(&checks, "cluster").detail["role"], "leader");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod authority;
 pub mod backup;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod conn_limits;
 pub mod console;
@@ -32,6 +33,7 @@ pub mod http_limits;
 pub mod incident_store;
 pub mod influx;
 pub mod ingest;
+pub mod leader;
 pub mod maint_windows;
 pub mod metrics;
 pub mod mosquitto;
@@ -52,7 +54,7 @@ use anyhow::Context;
 use config::{BrokerMode, Config, Role};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use store::{SqliteStore, Store, UserRecord};
+use store::{Store, UserRecord};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -123,6 +125,9 @@ pub struct App {
     /// Limits of the public surfaces: sign-in back-off, coalesced failure audit, the hashing
     /// gate, connection counts (see `security`).
     pub security: security::Security,
+    /// Multi-site (`[cluster]`): this server is one replica; only the leader runs the work
+    /// that must happen once (see `cluster`, `App::leader_fence`).
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl App {
@@ -165,8 +170,16 @@ impl App {
         if records.is_empty() && changes.is_empty() && audit.is_none() {
             return Ok(());
         }
+        // Multi-site: only the leader commits alarm-engine changes, and its commit carries the
+        // term's fence, so a deposed leader's late commit fails (see `cluster`).
+        let Ok(fence) = self.leader_fence() else {
+            return Ok(());
+        };
         let now = now_ms();
-        let mut batch = store::Batch::default();
+        let mut batch = store::Batch {
+            fence,
+            ..Default::default()
+        };
         let mut touched = std::collections::BTreeSet::new();
         let drill = drill::active_id(self);
         for r in &records {
@@ -395,7 +408,7 @@ pub struct Server {
     pub metrics_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    sqlite: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     /// `<data_dir>/server.lock`, held while the server runs.
     _data_lock: std::fs::File,
 }
@@ -410,7 +423,7 @@ impl Server {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
         }
         mqtt::save_marks(&self.app).await;
-        self.sqlite.close().await;
+        self.store.close().await;
     }
 }
 
@@ -555,12 +568,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     };
     // One server per data directory (and no `restore` under a running one).
     let data_lock = backup::lock_data_dir(&config.data_dir)?;
-    let sqlite = Arc::new(
-        SqliteStore::open_with_reserve(&config.data_dir, config.store.reserve_kb * 1024)
-            .await
-            .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
-    );
-    let store: Arc<dyn Store> = sqlite.clone();
+    let store = store::open(&config).await?;
     bootstrap_users(&config, store.as_ref()).await?;
     if config.agents.is_empty() {
         tracing::warn!(
@@ -615,6 +623,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     let mut facility = facility::Facility::new(site, incidents)
         .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
     facility.status_policy = config.status.policy();
+    // A replica starts as a follower; it runs the engine once it leads (`cluster`).
+    facility.set_passive(config.cluster.is_some());
     // Alarm states as last committed, before any ingest: acknowledged and shelved alarms stay
     // so, and a condition still present raises no second activation.
     if let Some(snap) = store::load_alarm_snapshot(store.as_ref()).await? {
@@ -666,7 +676,20 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         health,
         reloadable: reload::Reloadable::new(&config),
         security: security::Security::new(&config),
+        cluster: config
+            .cluster
+            .as_ref()
+            .map(|c| Arc::new(cluster::Cluster::new(c.clone()))),
     });
+    // `cluster::start` returns the lease, heartbeat and follower tasks, in this order: a
+    // replica whose lease task died would lead on, or never lead, without anyone seeing it.
+    for (name, t) in ["cluster.lease", "cluster.heartbeat", "cluster.follower"]
+        .iter()
+        .zip(cluster::start(app.clone(), stop_rx.clone()))
+    {
+        app.health.essential(*name, t.abort_handle());
+        tasks.push(t);
+    }
     let security_task = security::spawn(app.clone(), stop_rx.clone());
     app.health
         .essential("security", security_task.abort_handle());
@@ -860,6 +883,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
     warn_descriptor_limit(&config);
     tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, metrics = ?metrics_addr, data_dir = %config.data_dir.display(), "dcim-server started");
+    let store = app.store.clone();
     Ok(Server {
         app,
         http_addr,
@@ -869,7 +893,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
         metrics_addr,
         stop,
         tasks,
-        sqlite,
+        store,
         _data_lock: data_lock,
     })
 }

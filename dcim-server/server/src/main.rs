@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use dcim_server::config::{Config, Role};
-use dcim_server::store::{SqliteStore, Store, UserRecord};
+use dcim_server::store::UserRecord;
 use std::path::PathBuf;
 
 const USAGE: &str = "dcim-server {version}
@@ -130,7 +130,7 @@ fn new_password_hash(config: &Config) -> anyhow::Result<String> {
 }
 
 async fn audit_cli(
-    store: &SqliteStore,
+    store: &dyn dcim_server::store::Store,
     action: &str,
     target: &str,
     detail: serde_json::Value,
@@ -143,7 +143,7 @@ async fn audit_cli(
 
 async fn user_command(args: &Args) -> anyhow::Result<()> {
     let config = load_config(args)?;
-    let store = SqliteStore::open(&config.data_dir).await?;
+    let store = dcim_server::store::open(&config).await?;
     let name = opt(args, "name")?;
     let exists = || async {
         anyhow::ensure!(store.get_user(name).await?.is_some(), "no user `{name}`");
@@ -171,7 +171,7 @@ async fn user_command(args: &Args) -> anyhow::Result<()> {
                 .await?;
             anyhow::ensure!(created, "user `{name}` already exists");
             audit_cli(
-                &store,
+                store.as_ref(),
                 "user.create",
                 name,
                 serde_json::json!({"role": role}),
@@ -185,7 +185,7 @@ async fn user_command(args: &Args) -> anyhow::Result<()> {
             store.set_password(name, &hash).await?;
             let ended = store.delete_sessions_of(name, None).await?;
             audit_cli(
-                &store,
+                store.as_ref(),
                 "user.password",
                 name,
                 serde_json::json!({"by": "cli", "sessions_ended": ended}),
@@ -203,7 +203,7 @@ async fn user_command(args: &Args) -> anyhow::Result<()> {
                 0
             };
             audit_cli(
-                &store,
+                store.as_ref(),
                 &format!("user.{w}"),
                 name,
                 serde_json::json!({"sessions_ended": ended}),
@@ -228,7 +228,7 @@ async fn user_command(args: &Args) -> anyhow::Result<()> {
                 .create_token_until(&hash, name, label, now, expires)
                 .await?;
             audit_cli(
-                &store,
+                store.as_ref(),
                 "token.create",
                 name,
                 serde_json::json!({"name": label, "id": &hash[..dcim_server::store::TOKEN_ID_LEN], "expires_ms": expires}),
@@ -255,7 +255,13 @@ async fn user_command(args: &Args) -> anyhow::Result<()> {
                 store.revoke_token(name, id).await?,
                 "no token `{id}` of user `{name}` (ids: `user tokens --name {name}`)"
             );
-            audit_cli(&store, "token.revoke", name, serde_json::json!({"id": id})).await?;
+            audit_cli(
+                store.as_ref(),
+                "token.revoke",
+                name,
+                serde_json::json!({"id": id}),
+            )
+            .await?;
             println!("token {id} of {name} revoked");
         }
         other => {

@@ -861,6 +861,10 @@ pub async fn process(
                 thinned_samples: state.thinned_samples as i64,
                 last_seen_ms: now,
             };
+            // Multi-site: this replica's view, and `online` as every replica sees it; an
+            // uplink the agent detached (its site gone) is alarmed.
+            crate::cluster::uplink_alarms(app, &state.agent, &state.detached).await;
+            let rec = crate::cluster::agent_state(app, rec);
             let t0 = std::time::Instant::now();
             let upserted = app.store.upsert_agent(&rec).await;
             app.ops.commit_took("agent_state", t0);

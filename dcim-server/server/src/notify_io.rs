@@ -1,11 +1,20 @@
 //! Notification I/O: the shell around [`dcim_alarms::Notifier`] (pure policy: which channel,
 //! circuit breakers with fallback chains, escalation steps).
 //!
-//! One tokio task owns the notifier. It is fed the alarm records after they are committed
-//! ([`crate::App::commit_changes`] hands them over through a bounded queue; a full queue drops
-//! the batch and counts it, the alarm itself is already stored), plans the deliveries, sends
-//! each on the channel the breakers allow (falling back along the chain when a send fails),
-//! and once a tick asks for the escalations of alarms still unacknowledged.
+//! One tokio task owns the notifier. The alarm journal is its outbox: it reads the committed
+//! records from the store after its cursor (the `notifier/journal` doc), plans the deliveries,
+//! sends each on the channel the breakers allow (falling back along the chain when a send
+//! fails), moves the cursor, and once a tick asks for the escalations of alarms still
+//! unacknowledged. [`crate::App::commit_changes`] wakes it through a bounded queue after each
+//! commit (a full queue only delays the records to the next tick; they are in the journal).
+//!
+//! Multi-site: only the leader notifies. When a replica becomes the leader it reloads the
+//! cursor, the breakers and the escalation progress from the store and carries on where the
+//! previous leader stopped; its writes of them carry the term's fence, so a deposed leader
+//! cannot move them. A delivery has a stable id (`delivery_id` in the JSON, `X-Dcim-Delivery`
+//! on webhooks: `j{journal id}-{n}` or `esc:{alarm}:{step}:{since}`): the cursor is stored
+//! after each record that produced a delivery, so the only repeat possible is the delivery in
+//! flight when a leader died, with the same id, which a receiver can discard.
 //!
 //! Channels: webhook (HTTP POST of JSON, optional HMAC-SHA256 signature), e-mail (SMTP through
 //! `lettre`: plain to a relay, STARTTLS or implicit TLS, optional AUTH) and MQTT (JSON to a
@@ -676,8 +685,21 @@ async fn mqtt_loop(
     }
 }
 
+/// [`payload`] with the delivery's stable id.
+fn payload_with_id(d: &Delivery, channel: &str, id: &str) -> serde_json::Value {
+    let mut p = payload(d, channel, now_ms());
+    p["delivery_id"] = id.into();
+    p
+}
+
 impl Sender {
-    async fn send(&self, d: &Delivery, channel: &str, timeout: Duration) -> Result<(), String> {
+    async fn send(
+        &self,
+        d: &Delivery,
+        channel: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
         match self {
             Sender::Webhook {
                 client,
@@ -685,12 +707,17 @@ impl Sender {
                 secret,
                 format,
             } => {
-                let doc = crate::notify_templates::render(format, d, channel, now_ms())?;
+                let mut doc = crate::notify_templates::render(format, d, channel, now_ms())?;
+                if matches!(format, crate::notify_templates::Format::Json) {
+                    // The stable id a receiver discards a repeat by (also in X-Dcim-Delivery).
+                    doc["delivery_id"] = id.into();
+                }
                 let body = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
                 let mut req = client
                     .post(url)
                     .header("content-type", "application/json")
-                    .header("user-agent", "dcim-server");
+                    .header("user-agent", "dcim-server")
+                    .header("x-dcim-delivery", id);
                 if let Some(s) = secret {
                     req = req.header("x-dcim-signature", sign(s, &body));
                 }
@@ -731,7 +758,7 @@ impl Sender {
                     .map_err(|e| e.to_string())
             }
             Sender::Mqtt { topic, link } => {
-                let body = serde_json::to_vec(&payload(d, channel, now_ms()))
+                let body = serde_json::to_vec(&payload_with_id(d, channel, id))
                     .map_err(|e| e.to_string())?;
                 match link {
                     MqttLink::Server(app) => {
@@ -771,16 +798,29 @@ fn extract_address(body: &str) -> Option<&str> {
 /// The running notifier.
 struct Worker {
     app: Arc<App>,
+    /// The notifier as configured (breakers closed, nothing escalated): each term starts from
+    /// it and the stored state.
+    configured: Notifier,
     notifier: Notifier,
     senders: BTreeMap<String, (Sender, Duration)>,
     unacked: Unacked,
     /// The notifier state last stored (escalation steps sent, breakers).
     saved: NotifierState,
+    /// Journal id up to which records are notified.
+    cursor: i64,
+    saved_cursor: i64,
+    /// The journal's end when this process started: where a notifier with no stored cursor
+    /// begins (nothing older is notified twice, nothing newer skipped).
+    initial_cursor: i64,
+    /// The term being served: `Some(fence)` (None inside: a single server).
+    term: Option<Option<crate::store::Fence>>,
 }
 
 /// Doc (`notifier/state`) with the notifier's run-time state: escalation steps already sent,
 /// so that a restart does not send them again, and the breakers.
 pub const NOTIFIER_DOC: &str = "notifier";
+/// Doc `notifier/journal`: `{"after_id": n}`, the journal id up to which records are notified.
+pub const CURSOR_ID: &str = "journal";
 
 impl Worker {
     /// Applies a reloaded `[notify]`: new senders and policy, the state kept (escalation steps
@@ -844,6 +884,8 @@ impl Worker {
                 }
             }
         }
+        // The next term (multi-site takeover) starts from the reloaded policy too.
+        self.configured = notifier.clone();
         notifier.restore_state(self.notifier.state());
         self.notifier = notifier;
         self.senders = senders;
@@ -873,7 +915,7 @@ impl Worker {
 
     /// Sends one delivery: the planned channel or, when its breaker is open or the send
     /// fails, along its fallback chain.
-    async fn deliver(&mut self, d: &Delivery) {
+    async fn deliver(&mut self, d: &Delivery, id: &str) {
         let m = self.app.metrics.clone();
         let mut planned = d.channel.clone();
         let mut tried: Vec<String> = Vec::new();
@@ -901,7 +943,7 @@ impl Worker {
             };
             inc(&m.notify_attempts_total, 1);
             let t0 = Instant::now();
-            let r = sender.send(d, &ch, *timeout).await;
+            let r = sender.send(d, &ch, id, *timeout).await;
             let latency = t0.elapsed().as_millis() as i64;
             self.notifier.report(&ch, r.is_ok(), latency, now_ms());
             tried.push(ch.clone());
@@ -915,7 +957,7 @@ impl Worker {
                     self.audit(
                         "notify.sent",
                         d,
-                        serde_json::json!({"channel": ch, "planned_channel": d.channel, "latency_ms": latency, "subject": d.subject, "escalation": d.escalation}),
+                        serde_json::json!({"channel": ch, "planned_channel": d.channel, "latency_ms": latency, "subject": d.subject, "escalation": d.escalation, "delivery_id": id}),
                     )
                     .await;
                     return;
@@ -943,31 +985,149 @@ impl Worker {
         }
     }
 
-    /// Stores the notifier's state when it changed.
-    async fn save(&mut self) {
+    /// Stores the notifier's state and cursor when they changed (with the term's fence).
+    /// Returns false when the fence refused it: this replica no longer leads.
+    async fn save(&mut self) -> bool {
         let state = self.notifier.state();
-        if state == self.saved {
-            return;
+        if state == self.saved && self.cursor == self.saved_cursor {
+            return true;
         }
-        let doc = crate::store::DocRecord {
-            id: "state".into(),
-            updated_ms: now_ms(),
-            body: serde_json::to_value(&state).unwrap_or_default(),
+        let Some(fence) = self.term.clone() else {
+            return false;
         };
-        match self.app.store.put_doc(NOTIFIER_DOC, &doc, None).await {
-            Ok(()) => self.saved = state,
+        let now = now_ms();
+        let batch = crate::store::Batch {
+            docs: vec![
+                (
+                    NOTIFIER_DOC.into(),
+                    crate::store::DocRecord {
+                        id: "state".into(),
+                        updated_ms: now,
+                        body: serde_json::to_value(&state).unwrap_or_default(),
+                    },
+                ),
+                (
+                    NOTIFIER_DOC.into(),
+                    crate::store::DocRecord {
+                        id: CURSOR_ID.into(),
+                        updated_ms: now,
+                        body: serde_json::json!({"after_id": self.cursor}),
+                    },
+                ),
+            ],
+            fence,
+            ..Default::default()
+        };
+        match self.app.store.commit_batch(&batch).await {
+            Ok(_) => {
+                self.saved = state;
+                self.saved_cursor = self.cursor;
+                true
+            }
+            Err(e) if crate::store::fenced(&e).is_some() => {
+                tracing::warn!("notifier: {e}; stopping (another replica leads)");
+                self.term = None;
+                false
+            }
             Err(e) => {
                 inc(&self.app.metrics.store_errors_total, 1);
                 tracing::error!("storing the notifier state: {e}");
+                true
             }
         }
     }
 
-    async fn on_records(&mut self, records: &[Record]) {
-        self.unacked.on_records(records);
-        let deliveries = self.notifier.plan(records);
-        for d in &deliveries {
-            self.deliver(d).await;
+    /// Whether this worker may still act for its term.
+    fn in_term(&self) -> bool {
+        match (&self.term, self.app.leader_fence()) {
+            (Some(t), Ok(f)) => *t == f,
+            _ => false,
+        }
+    }
+
+    /// Starts serving a term (or a single server's run): the stored state and cursor, and the
+    /// alarms unacknowledged now.
+    async fn begin_term(&mut self, fence: Option<crate::store::Fence>) -> anyhow::Result<()> {
+        let docs = self.app.store.list_docs(NOTIFIER_DOC).await?;
+        let mut notifier = self.configured.clone();
+        if let Some(d) = docs.iter().find(|d| d.id == "state") {
+            match serde_json::from_value::<NotifierState>(d.body.clone()) {
+                Ok(state) => notifier.restore_state(state),
+                Err(e) => {
+                    tracing::warn!("stored notifier state does not decode, starting afresh: {e}")
+                }
+            }
+        }
+        let cursor = docs
+            .iter()
+            .find(|d| d.id == CURSOR_ID)
+            .and_then(|d| d.body["after_id"].as_i64())
+            .unwrap_or(self.initial_cursor);
+        let mut unacked = Unacked::default();
+        {
+            let f = self.app.facility.lock().await;
+            for a in f.engine.active() {
+                if a.state() == AlarmState::Unacknowledged {
+                    unacked
+                        .alarms
+                        .insert(a.id.clone(), (a.last_change_ms, a.grade, a.message.clone()));
+                }
+            }
+        }
+        self.saved = notifier.state();
+        self.notifier = notifier;
+        self.unacked = unacked;
+        self.cursor = cursor;
+        self.saved_cursor = cursor;
+        if let Some(f) = &fence {
+            tracing::info!(
+                epoch = f.epoch,
+                after_id = cursor,
+                "notifier: leading, carrying on from the stored cursor"
+            );
+        }
+        self.term = Some(fence);
+        Ok(())
+    }
+
+    /// Notifies the committed records after the cursor, in journal order.
+    async fn catch_up(&mut self) {
+        loop {
+            let rows = match self.app.store.list_journal(None, self.cursor, 200).await {
+                Ok(r) => r,
+                Err(e) => {
+                    inc(&self.app.metrics.store_errors_total, 1);
+                    tracing::error!("notifier: reading the alarm journal: {e}");
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                if !self.in_term() {
+                    return;
+                }
+                let records = match serde_json::from_value::<Record>(row.record.clone()) {
+                    Ok(r) => vec![r],
+                    Err(e) => {
+                        tracing::warn!(
+                            id = row.id,
+                            "journal row does not decode, not notified: {e}"
+                        );
+                        Vec::new()
+                    }
+                };
+                self.unacked.on_records(&records);
+                let deliveries = self.notifier.plan(&records);
+                for (n, d) in deliveries.iter().enumerate() {
+                    self.deliver(d, &format!("j{}-{n}", row.id)).await;
+                }
+                self.cursor = row.id;
+                if !deliveries.is_empty() && !self.save().await {
+                    return;
+                }
+            }
         }
         self.save().await;
     }
@@ -982,12 +1142,38 @@ impl Worker {
             now,
         );
         for d in &due {
+            if !self.in_term() {
+                return;
+            }
             inc(&self.app.metrics.notify_escalations_total, 1);
-            self.deliver(d).await;
+            let since = self.unacked.alarms.get(&d.alarm).map_or(0, |a| a.0);
+            let id = format!("esc:{}:{}:{since}", d.alarm, d.escalation.unwrap_or(0));
+            self.deliver(d, &id).await;
         }
         if !due.is_empty() {
             self.save().await;
         }
+    }
+
+    /// One wake-up: start or stop serving a term as leadership goes, then notify.
+    async fn step(&mut self) {
+        let fence = match self.app.leader_fence() {
+            Ok(f) => f,
+            Err(crate::cluster::NotLeader) => {
+                if self.term.take().is_some() {
+                    tracing::info!("notifier: not the leader, paused");
+                }
+                return;
+            }
+        };
+        if self.term.as_ref() != Some(&fence)
+            && let Err(e) = self.begin_term(fence).await
+        {
+            tracing::error!("notifier: loading its state: {e:#}");
+            return;
+        }
+        self.catch_up().await;
+        self.on_tick().await;
     }
 }
 
@@ -1029,38 +1215,15 @@ async fn start(
     cfg: &NotifyConfig,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(mpsc::Sender<Vec<Record>>, Vec<JoinHandle<()>>)> {
-    let mut notifier = cfg
+    let configured = cfg
         .notifier()
         .map_err(|e| anyhow::anyhow!("[notify]: {e}"))?;
-    if let Some(d) = app
-        .store
-        .list_docs(NOTIFIER_DOC)
-        .await?
-        .into_iter()
-        .find(|d| d.id == "state")
-    {
-        match serde_json::from_value::<NotifierState>(d.body) {
-            Ok(state) => notifier.restore_state(state),
-            Err(e) => tracing::warn!("stored notifier state does not decode, starting afresh: {e}"),
-        }
-    }
-    let saved = notifier.state();
+    let initial_cursor = app.store.journal_high_water().await?;
     let mut tasks = Vec::new();
     let mut senders = BTreeMap::new();
     for c in &cfg.channels {
         let s = build_sender(&app, c, &stop, &mut tasks)?;
         senders.insert(c.name.clone(), (s, Duration::from_millis(c.timeout_ms)));
-    }
-    let mut unacked = Unacked::default();
-    {
-        let f = app.facility.lock().await;
-        for a in f.engine.active() {
-            if a.state() == AlarmState::Unacknowledged {
-                unacked
-                    .alarms
-                    .insert(a.id.clone(), (a.last_change_ms, a.grade, a.message.clone()));
-            }
-        }
     }
     let (tx, mut rx) = mpsc::channel::<Vec<Record>>(cfg.queue);
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<NotifyConfig>();
@@ -1068,11 +1231,20 @@ async fn start(
     let tick = Duration::from_millis(cfg.tick_ms);
     let mut worker = Worker {
         app,
-        notifier,
+        notifier: configured.clone(),
+        saved: configured.state(),
+        configured,
         senders,
-        unacked,
-        saved,
+        unacked: Unacked::default(),
+        cursor: initial_cursor,
+        saved_cursor: initial_cursor,
+        initial_cursor,
+        term: None,
     };
+    // A single server serves its one term from the start (state read before any commit).
+    if let Ok(None) = worker.app.leader_fence() {
+        worker.begin_term(None).await?;
+    }
     let mut stop = stop;
     tasks.push(tokio::spawn(async move {
         let mut interval = tokio::time::interval(tick);
@@ -1082,13 +1254,11 @@ async fn start(
         loop {
             tokio::select! {
                 _ = crate::stopped(&mut stop) => break,
-                r = rx.recv() => match r {
-                    Some(records) => worker.on_records(&records).await,
-                    None => break,
-                },
+                r = rx.recv() => if r.is_none() { break },
                 Some(cfg) = reload_rx.recv() => worker.reconfigure(&cfg, &stop, &mut reloaded_tasks),
-                _ = interval.tick() => worker.on_tick().await,
+                _ = interval.tick() => {}
             }
+            worker.step().await;
         }
     }));
     Ok((tx, tasks))

@@ -214,8 +214,9 @@ pub fn render(app: &App) -> String {
             ConstCounter::new(ops.history_fallback_total.load(Ordering::Relaxed)),
         );
     }
-    if let Some(d) = app.dc09.get() {
-        let s = d.link.stats().borrow().clone();
+    // A multi-site follower has no transmitter: the leader's metrics have the DC-09 queue.
+    if let Some(link) = app.dc09.get().and_then(|d| d.link()) {
+        let s = link.stats().borrow().clone();
         reg.register(
             "dc09_queue_depth",
             "DC-09 messages queued in the outbox and not yet acknowledged by a receiver.",

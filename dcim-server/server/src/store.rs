@@ -1,4 +1,7 @@
-//! Durable storage behind the [`Store`] trait; [`SqliteStore`] is the default implementation.
+//! Durable storage behind the [`Store`] trait; [`SqliteStore`] is the default implementation,
+//! [`PgStore`] (`store/postgres.rs`, `[store] backend = "postgres"`) the multi-site one, with the
+//! same schema and semantics. Both hold the leader lease and the replica heartbeats
+//! (`store/lease.rs`); the contract is tested against both (`tests/store_conformance.rs`).
 //!
 //! Every method returns only after the transaction is committed (SQLite in WAL mode with
 //! `synchronous=FULL`, so a commit is on disk), which is what lets callers acknowledge a write
@@ -140,6 +143,9 @@ pub struct Batch {
     pub journal: Vec<(i64, String, serde_json::Value)>,
     /// `(actor, action, target, detail)` appended to the audit log.
     pub audit: Vec<(String, String, String, serde_json::Value)>,
+    /// Multi-site: commit only while this is the current lease epoch (a deposed leader's late
+    /// write fails with [`Fenced`] and changes nothing). `None`: unconditional.
+    pub fence: Option<Fence>,
 }
 
 /// Everything the server persists. Implementations commit before they return.
@@ -255,7 +261,50 @@ pub trait Store: Send + Sync + 'static {
     fn disk(&self) -> Option<&DiskGuard> {
         None
     }
+
+    /// Highest alarm-journal id (0 when empty): where a reader that starts now begins.
+    fn journal_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>>;
+
+    // Multi-site (see `lease.rs`): a leader lease with a fencing epoch, and the replicas'
+    // heartbeats. Times of these rows are the database's clock, so replicas whose clocks differ
+    // still agree on who holds the lease.
+
+    /// Takes or renews lease `name` for `holder` for `ttl_ms`, in one transaction: renewed when
+    /// `holder` holds it and it has not expired; taken with the next epoch when it is free or
+    /// expired; otherwise left as it is. Returns the lease as it is after the call.
+    fn try_lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        info: &'a serde_json::Value,
+        ttl_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<LeaseRecord>>;
+    /// Ends `holder`'s lease at once (a graceful stop), so another replica need not wait for
+    /// it to expire. No effect when someone else holds it.
+    fn release_lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>>;
+    /// A replica's heartbeat and view, stamped with the database's clock; returns that time.
+    fn put_replica<'a>(
+        &'a self,
+        id: &'a str,
+        body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, StoreResult<i64>>;
+    /// Every replica's last heartbeat, and the database's clock now.
+    fn list_replicas<'a>(&'a self) -> BoxFuture<'a, StoreResult<(Vec<ReplicaRecord>, i64)>>;
+
+    /// Closes the connections (on shutdown).
+    fn close<'a>(&'a self) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
+
+mod lease;
+pub mod postgres;
+pub use lease::{Fence, Fenced, LeaseRecord, ReplicaRecord, fenced};
+pub use postgres::{PgStore, StoreBackend, StoreConfig, open};
 
 /// Schema migrations, applied in order and recorded in `schema_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -342,6 +391,7 @@ ALTER TABLE api_tokens ADD COLUMN expires_ms INTEGER;
 CREATE INDEX sessions_user ON sessions (user);
 "#,
     ),
+    (5, lease::SQLITE_MIGRATION),
 ];
 
 /// The newest schema this binary knows. A database whose schema is newer (written by a newer
@@ -364,6 +414,9 @@ pub fn db_path(dir: &Path) -> std::path::PathBuf {
 pub fn is_disk_full(e: &sqlx::Error) -> bool {
     const SQLITE_FULL: i64 = 13;
     const ENOSPC: i32 = 28;
+    if postgres::is_disk_full(e) {
+        return true;
+    }
     match e {
         sqlx::Error::Database(db) => {
             db.code()
@@ -528,6 +581,51 @@ impl Store for SqliteStore {
 
     fn disk(&self) -> Option<&DiskGuard> {
         Some(&self.disk)
+    }
+
+    fn try_lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        info: &'a serde_json::Value,
+        ttl_ms: i64,
+    ) -> BoxFuture<'a, StoreResult<LeaseRecord>> {
+        Box::pin(lease::sqlite_try_lease(
+            &self.pool, name, holder, info, ttl_ms,
+        ))
+    }
+
+    fn release_lease<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(lease::sqlite_release_lease(&self.pool, name, holder))
+    }
+
+    fn put_replica<'a>(
+        &'a self,
+        id: &'a str,
+        body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, StoreResult<i64>> {
+        Box::pin(lease::sqlite_put_replica(&self.pool, id, body))
+    }
+
+    fn list_replicas<'a>(&'a self) -> BoxFuture<'a, StoreResult<(Vec<ReplicaRecord>, i64)>> {
+        Box::pin(lease::sqlite_list_replicas(&self.pool))
+    }
+
+    fn close<'a>(&'a self) -> BoxFuture<'a, ()> {
+        Box::pin(self.pool.close())
+    }
+
+    fn journal_high_water<'a>(&'a self) -> BoxFuture<'a, StoreResult<i64>> {
+        Box::pin(async move {
+            let v: Vec<i64> = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM alarm_journal")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(v.first().copied().unwrap_or(0))
+        })
     }
 
     fn list_journal<'a>(
@@ -1040,6 +1138,9 @@ impl Store for SqliteStore {
 impl SqliteStore {
     async fn commit_batch_impl(&self, batch: &Batch) -> StoreResult<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(f) = &batch.fence {
+            lease::sqlite_check_fence(&mut tx, f).await?;
+        }
         for (kind, doc) in &batch.docs {
             sqlx::query(
                 "INSERT INTO docs (kind, id, updated_ms, body) VALUES (?,?,?,?) ON CONFLICT(kind, id) DO UPDATE SET updated_ms=excluded.updated_ms, body=excluded.body",

@@ -126,6 +126,9 @@ fn every_setting_of_every_section_is_in_the_example() {
         "notify",
         "notify.channels",
         "notify.escalation",
+        "store",
+        "cluster",
+        "cluster.witness",
     ] {
         assert!(in_example.contains(section), "section {section} missing");
     }

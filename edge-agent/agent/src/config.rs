@@ -284,6 +284,10 @@ pub struct BrokerConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub inflight: usize,
+    /// Past this lag (unacknowledged bytes, or time without any acknowledgement while records
+    /// wait) the broker is detached while the other one flows (`uplink::lag`). Default: half
+    /// the spool, 15 minutes.
+    pub lag_limits: crate::uplink::lag::Limits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -524,6 +528,8 @@ struct RawBroker {
     backoff_max_ms: u64,
     #[serde(default = "d_inflight")]
     inflight: Spanned<usize>,
+    max_lag_bytes: Option<Spanned<u64>>,
+    max_lag_s: Option<Spanned<u64>>,
 }
 
 fn d_keep_alive() -> Spanned<u64> {
@@ -902,6 +908,27 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
         if *b.inflight.get_ref() == 0 || *b.inflight.get_ref() > 64 {
             return Err(ctx.err(b.inflight.span(), &f("inflight"), "must be from 1 to 64"));
         }
+        let max_lag_bytes = match &b.max_lag_bytes {
+            Some(v) if *v.get_ref() < 64 * 1024 || *v.get_ref() > spool.max_bytes => {
+                return Err(ctx.err(
+                    v.span(),
+                    &f("max_lag_bytes"),
+                    format!(
+                        "must be from 65536 to the spool's size ({} bytes)",
+                        spool.max_bytes
+                    ),
+                ));
+            }
+            Some(v) => *v.get_ref(),
+            None => spool.max_bytes / 2,
+        };
+        let max_lag_s = match &b.max_lag_s {
+            Some(v) if *v.get_ref() < 5 => {
+                return Err(ctx.err(v.span(), &f("max_lag_s"), "must be at least 5"));
+            }
+            Some(v) => *v.get_ref(),
+            None => 900,
+        };
         brokers.push(BrokerConfig {
             name,
             endpoint,
@@ -912,6 +939,10 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError>
             backoff_initial: Duration::from_millis(b.backoff_initial_ms.max(10)),
             backoff_max: Duration::from_millis(b.backoff_max_ms.max(b.backoff_initial_ms).max(10)),
             inflight: *b.inflight.get_ref(),
+            lag_limits: crate::uplink::lag::Limits {
+                max_bytes: max_lag_bytes,
+                max_stuck_ms: (max_lag_s as i64).saturating_mul(1000),
+            },
         });
     }
 

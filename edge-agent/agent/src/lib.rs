@@ -126,6 +126,11 @@ impl Agent {
         &self.shared
     }
 
+    /// Where drivers hand samples and events (for tests that play the devices).
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.ingest
+    }
+
     /// Run until `shutdown` turns true, then flush the spool and close the broker links.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -225,6 +230,9 @@ impl Agent {
             self.cfg.devices.len(),
             self.cfg.brokers.len()
         ));
+        // The brokers' lag limits (a dead site's broker is detached while the other flows).
+        let mut lag = tokio::time::interval(Duration::from_secs(1));
+        lag.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = urgent.tick() => self.ingest.flush_urgent(),
@@ -232,6 +240,12 @@ impl Agent {
                     self.ingest.tick();
                     if let Some(w) = &mut watchdog {
                         w.ping(std::time::Instant::now());
+                    }
+                }
+                _ = lag.tick() => {
+                    if uplink::lag::supervise(&self.shared, &self.cfg.brokers, &self.links, uplink::unix_ms()) {
+                        // The retained state shows the detached brokers at once.
+                        self.shared.state_changed.send_modify(|n| *n += 1);
                     }
                 }
                 _ = health.tick() => log_health(&self.shared, &self.links),
@@ -286,11 +300,19 @@ fn fast_points(cfg: &Config) -> ingest::FastPoints {
 
 fn log_health(shared: &Shared, links: &[Arc<LinkStatus>]) {
     let st = shared.with_spool(|s| s.stats());
+    let now = uplink::unix_ms();
     let brokers: Vec<String> = links
         .iter()
         .map(|l| {
+            let (lag, detached, detaches) = shared.with_spool(|s| {
+                (
+                    s.lag(&l.name, now),
+                    s.is_detached(&l.name),
+                    s.detach_count(&l.name),
+                )
+            });
             format!(
-                "{}:{}:published={}:acked_event_seq={}:acked_batch_seq={}",
+                "{}:{}:published={}:acked_event_seq={}:acked_batch_seq={}:lag_bytes={}:stuck_s={}{}:detaches={}:missed_events={}:missed_batches={}",
                 l.name,
                 if l.connected.load(Ordering::Relaxed) {
                     "up"
@@ -300,6 +322,12 @@ fn log_health(shared: &Shared, links: &[Arc<LinkStatus>]) {
                 l.published.load(Ordering::Relaxed),
                 l.acked_events.load(Ordering::Relaxed),
                 l.acked_batches.load(Ordering::Relaxed),
+                lag.bytes,
+                lag.stuck_ms / 1000,
+                if detached { ":DETACHED" } else { "" },
+                detaches,
+                lag.missed[0],
+                lag.missed[1],
             )
         })
         .collect();

@@ -162,11 +162,26 @@ impl Transmitter {
         config: LinkConfig,
         outbox_dir: impl AsRef<Path>,
     ) -> Result<Handle, StartError> {
+        Transmitter::start_with_seq_floor(config, outbox_dir, 0).await
+    }
+
+    /// [`Transmitter::start`] with the sequence counter moved to at least `seq_floor` before
+    /// anything is sent: when another transmitter sent for the same account before (a server
+    /// replica taking over from another), numbers it may have used are not used again.
+    pub async fn start_with_seq_floor(
+        config: LinkConfig,
+        outbox_dir: impl AsRef<Path>,
+        seq_floor: u64,
+    ) -> Result<Handle, StartError> {
         config.validate()?;
         let dir = outbox_dir.as_ref().to_path_buf();
-        let (outbox, recovery) = tokio::task::spawn_blocking(move || Outbox::open(&dir))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let (outbox, recovery) = tokio::task::spawn_blocking(move || {
+            let (mut ob, rec) = Outbox::open(&dir)?;
+            ob.raise_counter(seq_floor)?;
+            Ok::<_, std::io::Error>((ob, rec))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
         let (events, _) = broadcast::channel(1024);
         let stats = Stats {
             pending: outbox.pending_len(),
@@ -230,6 +245,64 @@ impl Handle {
             seq: r.seq,
             duplicate: r.duplicate,
         })
+    }
+
+    /// Takes the next sequence number for a message that will be submitted later with
+    /// [`Handle::submit_with_seq`]; the caller records it first (so that whoever sends the
+    /// message later uses the same number). The reservation is on disk when this returns.
+    pub async fn reserve_seq(&self) -> Result<Seq, SubmitError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            shared
+                .outbox
+                .lock()
+                .expect("outbox lock")
+                .next_unlogged_seq()
+        })
+        .await
+        .map_err(|_| SubmitError::Stopped)?
+        .map_err(SubmitError::Io)
+    }
+
+    /// [`Handle::submit`] with a sequence number reserved earlier (here or by another
+    /// transmitter of the same account).
+    pub async fn submit_with_seq(&self, sub: Submission, seq: Seq) -> Result<Queued, SubmitError> {
+        if sub.event_id.is_empty() || sub.event_id.len() > 200 {
+            return Err(SubmitError::EventId);
+        }
+        if self.shared.stop.load(Ordering::SeqCst) {
+            return Err(SubmitError::Stopped);
+        }
+        let mut event = sub.event;
+        if self.shared.test_mode.load(Ordering::SeqCst) {
+            event.test = true;
+        }
+        self.shared
+            .cfg
+            .codes
+            .payload(&self.shared.cfg.header.account, &event)?;
+        let shared = self.shared.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut ob = shared.outbox.lock().expect("outbox lock");
+            let r = ob.enqueue_with_seq(&sub.event_id, event, seq, now_ms());
+            let pending = ob.pending_len();
+            drop(ob);
+            shared.stats.send_modify(|s| s.pending = pending);
+            r
+        })
+        .await
+        .map_err(|_| SubmitError::Stopped)??;
+        self.shared.wake.notify_one();
+        Ok(Queued {
+            seq: r.seq,
+            duplicate: r.duplicate,
+        })
+    }
+
+    /// The next sequence counter: every counter below it may have been used by this
+    /// transmitter (for a floor handed to the next one).
+    pub fn seq_counter(&self) -> u64 {
+        self.shared.outbox.lock().expect("outbox lock").counter()
     }
 
     /// Drill mode: while on, every submitted event is flagged as test.

@@ -309,6 +309,58 @@ impl Outbox {
         })
     }
 
+    /// Queues an event with a sequence number the caller reserved earlier with
+    /// [`Outbox::next_unlogged_seq`] (and recorded elsewhere before this call), so that another
+    /// transmitter that takes over the message later sends it with the same number: a receiver
+    /// sees a retransmission, not a second message. Same de-duplication as [`Outbox::enqueue`].
+    pub fn enqueue_with_seq(
+        &mut self,
+        event_id: &str,
+        event: Event,
+        seq: Seq,
+        now_ms: i64,
+    ) -> io::Result<Enqueued> {
+        if self.seen.contains_key(event_id) {
+            return self.enqueue(event_id, event, now_ms);
+        }
+        let id = self.next_id;
+        let rec = Record::Queued {
+            id,
+            event_id: event_id.to_string(),
+            // a counter that maps to the same sequence number; the counter never goes back
+            counter: u64::from(seq.get() - 1),
+            event,
+            queued_ms: now_ms,
+        };
+        self.append(std::slice::from_ref(&rec))?;
+        self.apply(rec);
+        Ok(Enqueued {
+            id,
+            seq,
+            duplicate: false,
+        })
+    }
+
+    /// Moves the sequence counter to at least `floor` (never back): numbers below it may have
+    /// been used by another transmitter sending for the same account.
+    pub fn raise_counter(&mut self, floor: u64) -> io::Result<()> {
+        if floor > self.next_counter {
+            self.next_counter = floor;
+        }
+        if self.next_counter > self.reserved_upto {
+            let upto = self.next_counter;
+            self.append(&[Record::SeqReserve { upto }])?;
+            self.reserved_upto = upto;
+            self.dead_records += 1;
+        }
+        Ok(())
+    }
+
+    /// The next sequence counter: every counter below it may have been used.
+    pub fn counter(&self) -> u64 {
+        self.next_counter.max(self.reserved_upto)
+    }
+
     /// A sequence number for a message that is not logged (NULL supervision).
     pub fn next_unlogged_seq(&mut self) -> io::Result<Seq> {
         if self.next_counter >= self.reserved_upto {
@@ -612,5 +664,37 @@ mod tests {
         ob.reserved_upto = 20_000;
         assert_eq!(ob.next_unlogged_seq().unwrap().get(), 9999);
         assert_eq!(ob.next_unlogged_seq().unwrap().get(), 1);
+    }
+
+    #[test]
+    fn a_reserved_number_is_kept_and_a_raised_counter_never_goes_back() {
+        // Hazard: a transmitter taking over another's messages re-sends one with a new number,
+        // and the receiver reports the alarm twice; or it reuses a number the other already
+        // sent, and the receiver drops a new alarm as a repeat.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ob, _) = Outbox::open(dir.path()).unwrap();
+        ob.raise_counter(500).unwrap();
+        assert_eq!(ob.counter(), 500);
+        let r = ob.next_unlogged_seq().unwrap();
+        assert_eq!(r.get(), 501);
+        let q = ob
+            .enqueue_with_seq("x", ev(EventKind::FireStage1), Seq::new(42).unwrap(), 1)
+            .unwrap();
+        assert_eq!(q.seq.get(), 42);
+        assert_eq!(ob.next().unwrap().seq.get(), 42);
+        let d = ob
+            .enqueue_with_seq("x", ev(EventKind::FireStage1), Seq::new(43).unwrap(), 2)
+            .unwrap();
+        assert!(
+            d.duplicate && d.seq.get() == 42,
+            "an event id is queued once"
+        );
+        ob.raise_counter(10).unwrap();
+        assert!(ob.counter() >= 501, "never back");
+        drop(ob);
+        let (mut ob, rec) = Outbox::open(dir.path()).unwrap();
+        assert_eq!(rec.pending, 1);
+        assert_eq!(ob.next().unwrap().seq.get(), 42, "kept across a restart");
+        assert!(ob.next_unlogged_seq().unwrap().get() > 501);
     }
 }

@@ -262,6 +262,26 @@ struct Meta {
     refused_batches: u64,
     /// Per consumer and class: every record with `seq <= cursor` is acknowledged.
     acked: BTreeMap<String, BTreeMap<Class, u64>>,
+    /// Consumers detached for lagging past their limit, with since when (Unix ms): they no
+    /// longer hold records in the spool (see [`Spool::detach`]).
+    #[serde(default)]
+    detached: BTreeMap<String, i64>,
+    /// How many times each consumer was detached since the spool was created.
+    #[serde(default)]
+    detaches: BTreeMap<String, u64>,
+}
+
+/// How far one consumer is behind (see [`Spool::lag`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lag {
+    /// Records not acknowledged by it that are still in the spool, per class.
+    pub records: [u64; 2],
+    /// Their framed size in bytes.
+    pub bytes: u64,
+    /// How long it has acknowledged nothing while records waited for it (ms).
+    pub stuck_ms: i64,
+    /// Records it will never get from this spool (removed while it was detached), per class.
+    pub missed: [u64; 2],
 }
 
 #[derive(Debug)]
@@ -311,6 +331,10 @@ pub struct Spool {
     /// every tick.
     reserve_tried_ms: Option<u64>,
     disk_full_thinned: u64,
+    /// Per consumer: its cursors when last looked at by [`Spool::lag`] and since when
+    /// (Unix ms) it has made no progress. In memory: after a restart every consumer gets a
+    /// fresh period.
+    progress: BTreeMap<String, ([u64; 2], i64)>,
 }
 
 const META: &str = "meta.json";
@@ -491,6 +515,7 @@ impl Spool {
             info!(dir = %dir.display(), epoch = %meta.epoch, "spool epoch drawn");
         }
         meta.acked.retain(|name, _| cfg.consumers.contains(name));
+        meta.detached.retain(|name, _| cfg.consumers.contains(name));
         for c in &cfg.consumers {
             let cursors = meta.acked.entry(c.clone()).or_default();
             // A cursor can never cover a record that does not exist yet.
@@ -522,6 +547,7 @@ impl Spool {
             reserve_present: fs::metadata(dir.join(RESERVE)).map_or(0, |m| m.len()),
             reserve_tried_ms: None,
             disk_full_thinned: 0,
+            progress: BTreeMap::new(),
         };
         // A full disk does not stop the start: `meta.json` is written at the next tick that
         // can (what it would hold now is implied by the segments, found again by a restart).
@@ -887,14 +913,105 @@ impl Spool {
         Ok(())
     }
 
-    /// Lowest cursor over all consumers: records up to it may be removed.
+    /// Lowest cursor over the consumers that hold records (every consumer not detached, or
+    /// every consumer when all are detached): records up to it may be removed.
     fn min_acked(&self, class: Class) -> u64 {
-        self.cfg
+        let attached: Vec<&String> = self
+            .cfg
             .consumers
             .iter()
+            .filter(|c| !self.meta.detached.contains_key(*c))
+            .collect();
+        let holders = if attached.is_empty() {
+            self.cfg.consumers.iter().collect()
+        } else {
+            attached
+        };
+        holders
+            .into_iter()
             .map(|c| self.acked(c, class))
             .min()
             .unwrap_or(0)
+    }
+
+    /// How far `consumer` is behind at `now_ms`. A consumer that has nothing pending, or whose
+    /// cursor moved since the last call, has made progress now.
+    pub fn lag(&mut self, consumer: &str, now_ms: i64) -> Lag {
+        let cursors = Class::ALL.map(|c| self.acked(consumer, c));
+        let mut lag = Lag::default();
+        for class in Class::ALL {
+            let cur = cursors[class.index()];
+            let segs = &self.classes[class.index()].segments;
+            for seg in segs {
+                let first = seg.records.partition_point(|r| r.seq <= cur);
+                lag.records[class.index()] += (seg.records.len() - first) as u64;
+                lag.bytes += seg.records[first..]
+                    .iter()
+                    .map(|r| u64::from(r.framed_len))
+                    .sum::<u64>();
+            }
+            let oldest = segs
+                .iter()
+                .find_map(|s| s.records.first())
+                .map(|r| r.seq)
+                .unwrap_or(self.classes[class.index()].next_seq);
+            lag.missed[class.index()] = oldest.saturating_sub(1).saturating_sub(cur);
+        }
+        let pending = lag.records.iter().sum::<u64>() > 0;
+        let entry = self
+            .progress
+            .entry(consumer.to_owned())
+            .or_insert((cursors, now_ms));
+        if !pending || entry.0 != cursors {
+            *entry = (cursors, now_ms);
+        }
+        lag.stuck_ms = now_ms - entry.1;
+        lag
+    }
+
+    /// Stops `consumer` from holding records: from now on a record leaves the spool once
+    /// every other consumer has it. Persisted and counted. Returns whether it was attached.
+    /// A detached consumer still reads and acknowledges as before; records removed meanwhile
+    /// are [`Lag::missed`] for it.
+    pub fn detach(&mut self, consumer: &str, now_ms: i64) -> Result<bool, SpoolError> {
+        if !self.cfg.consumers.iter().any(|c| c == consumer) {
+            return Err(SpoolError::UnknownConsumer(consumer.to_owned()));
+        }
+        if self.meta.detached.contains_key(consumer) {
+            return Ok(false);
+        }
+        self.meta.detached.insert(consumer.to_owned(), now_ms);
+        *self.meta.detaches.entry(consumer.to_owned()).or_insert(0) += 1;
+        self.save_meta()?;
+        self.collect_garbage()?;
+        Ok(true)
+    }
+
+    /// `consumer` holds records again. Returns whether it was detached.
+    pub fn attach(&mut self, consumer: &str) -> Result<bool, SpoolError> {
+        if self.meta.detached.remove(consumer).is_none() {
+            return Ok(false);
+        }
+        self.save_meta()?;
+        Ok(true)
+    }
+
+    /// Detached consumers and since when (Unix ms).
+    pub fn detached(&self) -> Vec<(String, i64)> {
+        self.meta
+            .detached
+            .iter()
+            .map(|(c, t)| (c.clone(), *t))
+            .collect()
+    }
+
+    pub fn is_detached(&self, consumer: &str) -> bool {
+        self.meta.detached.contains_key(consumer)
+    }
+
+    /// How many times `consumer` was detached since the spool was created.
+    pub fn detach_count(&self, consumer: &str) -> u64 {
+        self.meta.detaches.get(consumer).copied().unwrap_or(0)
     }
 
     fn make_room(&mut self, class: Class, need: u64, count: u32) -> Result<(), SpoolError> {

@@ -182,6 +182,82 @@ fn a_record_is_removed_only_when_every_consumer_acknowledged_it() {
 }
 
 #[test]
+fn a_detached_consumer_no_longer_holds_records_and_misses_what_went_meanwhile() {
+    // Hazard: site B is dead, its broker never acknowledges; without detaching, the spool
+    // fills with records site A already has, and then site A's telemetry is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.consumers = vec!["site-a".into(), "site-b".into()];
+    let (mut s, _) = Spool::open(c.clone()).unwrap();
+    for _ in 0..60 {
+        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 200))
+            .unwrap();
+    }
+    s.ack("site-a", Class::Event, 60).unwrap();
+    let lag = s.lag("site-b", 1_000);
+    assert_eq!(lag.records, [60, 0]);
+    assert!(lag.bytes > 60 * 200);
+    assert_eq!((lag.stuck_ms, lag.missed), (0, [0, 0]));
+    assert_eq!(
+        s.lag("site-b", 9_000).stuck_ms,
+        8_000,
+        "no progress for 8 s"
+    );
+    assert_eq!(
+        s.lag("site-a", 9_000).stuck_ms,
+        0,
+        "nothing pending: no lag"
+    );
+    assert!(s.detach("site-b", 9_000).unwrap());
+    assert!(!s.detach("site-b", 9_500).unwrap(), "once");
+    assert_eq!(s.detach_count("site-b"), 1);
+    let left = seqs(&all(&s, Class::Event));
+    assert!(left[0] > 50, "segments site A has are removed: {left:?}");
+    assert_eq!(
+        s.stats().pending[0],
+        0,
+        "pending counts the consumers that hold records"
+    );
+    // A reopen keeps the detachment and its count.
+    s.flush().unwrap();
+    drop(s);
+    let (mut s, _) = Spool::open(c.clone()).unwrap();
+    assert_eq!(s.detached().len(), 1);
+    assert!(s.is_detached("site-b"));
+    // Site B returns: it gets what is still in the spool after its cursor; the rest is missed.
+    let lag = s.lag("site-b", 20_000);
+    assert!(lag.missed[0] >= 50, "{lag:?}");
+    assert_eq!(lag.missed[0] + lag.records[0], 60);
+    let first = left[0];
+    assert_eq!(
+        s.read_after(Class::Event, 0, 1000, 1 << 20).unwrap()[0].seq,
+        first
+    );
+    s.ack("site-b", Class::Event, 60).unwrap();
+    assert_eq!(s.lag("site-b", 21_000).records, [0, 0]);
+    assert!(s.attach("site-b").unwrap());
+    assert!(!s.attach("site-b").unwrap());
+    // Attached again, it holds records as before.
+    s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 200))
+        .unwrap();
+    s.ack("site-a", Class::Event, 61).unwrap();
+    assert_eq!(s.pending_for("site-b", Class::Event), 1);
+    assert_eq!(s.stats().pending[0], 1);
+    // Both detached: nothing is let go that nobody acknowledged.
+    s.detach("site-a", 30_000).unwrap();
+    s.detach("site-b", 30_000).unwrap();
+    assert_eq!(
+        s.stats().pending[0],
+        1,
+        "every consumer holds records again"
+    );
+    assert!(matches!(
+        s.detach("nobody", 1),
+        Err(SpoolError::UnknownConsumer(_))
+    ));
+}
+
+#[test]
 fn a_torn_tail_is_cut_and_everything_before_it_kept() {
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();

@@ -233,6 +233,10 @@ pub struct AgentState {
     /// When the drill ends by itself (Unix ms), while `test` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_until_ms: Option<i64>,
+    /// Brokers the agent detached because they lag past their limit (a dead site): records
+    /// no longer wait in the spool for them. Absent when none (and from older agents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detached: Vec<String>,
 }
 
 /// The only commands the network may send towards devices. Anything that could start, stop,
@@ -397,11 +401,19 @@ mod tests {
         let drill = AgentState {
             test: true,
             test_until_ms: Some(99),
-            ..s
+            ..s.clone()
         };
         let text = String::from_utf8(encode(&drill)).unwrap();
         assert!(text.contains(r#""test":true,"test_until_ms":99"#), "{text}");
         assert_eq!(decode::<AgentState>(text.as_bytes()).unwrap(), drill);
+        assert!(s.detached.is_empty() && !text.contains("detached"));
+        let detached = AgentState {
+            detached: vec!["site-b".into()],
+            ..s
+        };
+        let text = String::from_utf8(encode(&detached)).unwrap();
+        assert!(text.contains(r#""detached":["site-b"]"#), "{text}");
+        assert_eq!(decode::<AgentState>(text.as_bytes()).unwrap(), detached);
     }
 
     #[test]

@@ -2,8 +2,13 @@
 //! publish to the SSE `alarm` event, on this machine (loopback only, bounded in time).
 //!
 //! ```sh
-//! cargo run --release -p dcim-server --bin dcim-ingest-bench -- [--seconds 10] [--agents 4] [--batch 500] [--probes 200]
+//! cargo run --release -p dcim-server --bin dcim-ingest-bench -- [--seconds 10] [--agents 4] [--batch 500] [--probes 200] [--store-url postgres://...]
 //! ```
+//!
+//! `--store-url` runs the server on that PostgreSQL database (`[store] backend = "postgres"`,
+//! e.g. the pair `tests/multisite/pg-pair.sh` starts, with a synchronous standby) instead of
+//! SQLite in the temporary directory; the database must be empty (the bench's users and
+//! agents are created in it).
 //!
 //! It starts a server in-process (temp data dir, embedded broker, its ACL gate), connects
 //! `--agents` MQTT clients that publish telemetry batches of `--batch` samples at QoS 1 as fast
@@ -33,6 +38,7 @@ struct Opts {
     agents: usize,
     batch: usize,
     probes: usize,
+    store_url: Option<String>,
 }
 
 fn opts() -> Opts {
@@ -41,9 +47,16 @@ fn opts() -> Opts {
         agents: 4,
         batch: 500,
         probes: 200,
+        store_url: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
+        if pair[0] == "--store-url"
+            && let Some(u) = pair.get(1)
+        {
+            o.store_url = Some(u.clone());
+            continue;
+        }
         let v = pair.get(1).and_then(|v| v.parse().ok());
         match (pair[0].as_str(), v) {
             ("--seconds", Some(v)) => o.seconds = v as u64,
@@ -52,7 +65,7 @@ fn opts() -> Opts {
             ("--probes", Some(v)) => o.probes = v,
             _ => {
                 eprintln!(
-                    "usage: dcim-ingest-bench [--seconds N] [--agents N] [--batch N] [--probes N]"
+                    "usage: dcim-ingest-bench [--seconds N] [--agents N] [--batch N] [--probes N] [--store-url postgres://...]"
                 );
                 std::process::exit(2);
             }
@@ -194,6 +207,19 @@ async fn main() -> anyhow::Result<()> {
     config.broker.max_payload = 8 << 20;
     config.auth.argon2_memory_kib = 64;
     config.auth.argon2_iterations = 1;
+    if let Some(url) = &o.store_url {
+        config.store = dcim_server::store::StoreConfig {
+            backend: dcim_server::store::StoreBackend::Postgres,
+            urls: vec![url.clone()],
+            ..Default::default()
+        };
+    }
+    println!(
+        "store: {}",
+        o.store_url
+            .as_deref()
+            .unwrap_or("SQLite (temporary directory)")
+    );
     let mut agents: Vec<AgentConfig> = (0..o.agents)
         .map(|i| AgentConfig {
             id: format!("load{i}"),

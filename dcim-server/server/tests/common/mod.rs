@@ -2,6 +2,8 @@
 //! every role with bearer tokens, an HTTP client and MQTT agent clients.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use dcim_server::config::{AgentConfig, Config, Role};
 use dcim_server::store::UserRecord;
 use dcim_server::{Server, auth};

@@ -9,6 +9,7 @@
 //! The will is the retained `AgentState` with `online: false`.
 
 pub mod backoff;
+pub mod lag;
 pub mod tracker;
 
 use crate::commands::{self, Outcome};
@@ -63,10 +64,11 @@ fn topic(shared: &Shared, channel: Channel) -> String {
 }
 
 fn state_payload(shared: &Shared, broker: &str, online: bool) -> Vec<u8> {
-    let (pending, thinned) = shared.with_spool(|s| {
+    let (pending, thinned, detached) = shared.with_spool(|s| {
         (
             s.pending_for(broker, Class::Event) + s.pending_for(broker, Class::Telemetry),
             s.stats().thinned_samples,
+            s.detached().into_iter().map(|(b, _)| b).collect(),
         )
     });
     let now = unix_ms();
@@ -85,6 +87,7 @@ fn state_payload(shared: &Shared, broker: &str, online: bool) -> Vec<u8> {
         thinned_samples: thinned,
         test: drill.is_some(),
         test_until_ms: drill.map(|d| d.until_ms),
+        detached,
     })
 }
 
