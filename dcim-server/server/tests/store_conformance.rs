@@ -73,7 +73,12 @@ async fn events_are_unique_ordered_and_durable(open: Open) {
         ts_ms: 5,
         ..ev("a", 1, 5, "r3")
     };
-    assert_eq!(s.insert_events(&[reborn.clone()]).await.unwrap(), 1);
+    assert_eq!(
+        s.insert_events(std::slice::from_ref(&reborn))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(s.insert_events(&[reborn]).await.unwrap(), 0);
     s.close().await;
     let s = open().await;
