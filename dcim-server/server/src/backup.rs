@@ -35,7 +35,13 @@ pub const LOCK_FILE: &str = "server.lock";
 /// Takes the data directory's lock (exclusive, released when the file is closed): one server
 /// per data directory, and no restore under a running server.
 pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Private from the start (it will hold the database: password hashes, sessions).
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(LOCK_FILE);
     let f = std::fs::OpenOptions::new()
         .create(true)

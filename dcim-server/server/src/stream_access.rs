@@ -16,6 +16,7 @@ pub const EVENTS: &[(&str, &str, Access)] = &[
     ("incident", "GET /api/incidents", Access::Read),
     ("redundancy", "GET /api/site/redundancy", Access::Read),
     ("authority", "GET /api/authority", Access::Read),
+    ("maintenance", "GET /api/maintenance/windows", Access::Read),
     ("audit", "GET /api/audit", Access::Admin),
 ];
 
