@@ -12,6 +12,7 @@ pub const EVENTS: &[(&str, &str, Access)] = &[
     ("points", "GET /api/points", Access::Read),
     ("event", "GET /api/events", Access::Read),
     ("agent", "GET /api/agents", Access::Read),
+    ("agent_epoch", "GET /api/agents", Access::Read),
     ("alarm", "GET /api/alarms", Access::Read),
     ("incident", "GET /api/incidents", Access::Read),
     ("redundancy", "GET /api/site/redundancy", Access::Read),
