@@ -100,6 +100,18 @@ impl Health {
         )
     }
 
+    /// Aborts the registered task `name` (what a panic in it does); false if there is none.
+    /// Nothing in the server calls it: the supervision tests kill a task with it.
+    pub fn abort(&self, name: &str) -> bool {
+        let t = self.tasks.lock().expect("health tasks");
+        let found = t
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, h)| h.abort())
+            .count();
+        found > 0
+    }
+
     pub fn beat_ticker(&self) {
         self.ticker_beat_ms
             .store(crate::now_ms(), Ordering::Relaxed);

@@ -976,26 +976,55 @@ pub async fn run(
     let server = start(config).await?;
     let notifier = dcim_service::Notifier::from_env();
     notifier.ready(&format!("serving HTTP on {}", server.http_addr));
-    tokio::pin!(shutdown);
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    loop {
-        #[cfg(unix)]
-        let reload = async {
-            match hup.as_mut() {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let reload = std::future::pending::<Option<()>>();
-        tokio::select! {
-            _ = &mut shutdown => break,
-            Some(()) = reload => reload::on_sighup(&server.app, &notifier).await,
-        }
-    }
+    let ended = server.run_until(shutdown, &notifier).await;
     notifier.stopping();
     tracing::info!("shutting down");
     server.shutdown().await;
-    Ok(())
+    match ended {
+        Some(tasks) => anyhow::bail!(
+            "essential tasks ended while the server ran: {}",
+            tasks.join(", ")
+        ),
+        None => Ok(()),
+    }
+}
+
+impl Server {
+    /// Serves until `shutdown` (then `None`), reloading on SIGHUP, or until an essential task
+    /// ends on its own (then their names): a server without its ingest, ticker or HTTP listener
+    /// must not stay up looking alive, so `main` stops it and exits with a failure status (the
+    /// service manager restarts it). `/health` names the task in the meantime.
+    pub async fn run_until(
+        &self,
+        shutdown: impl std::future::Future<Output = ()>,
+        notifier: &dcim_service::Notifier,
+    ) -> Option<Vec<String>> {
+        tokio::pin!(shutdown);
+        let mut check = tokio::time::interval(std::time::Duration::from_millis(500));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let reload = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let reload = std::future::pending::<Option<()>>();
+            tokio::select! {
+                _ = &mut shutdown => return None,
+                Some(()) = reload => reload::on_sighup(&self.app, notifier).await,
+                _ = check.tick() => {
+                    let (_, ended) = self.app.health.ended_tasks();
+                    if !ended.is_empty() {
+                        tracing::error!(tasks = %ended.join(", "), "essential tasks ended while the server runs: stopping with a failure status so that the service manager restarts it");
+                        return Some(ended);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -400,3 +400,36 @@ async fn a_quiet_stream_sends_heartbeats_so_a_client_can_tell_it_from_a_dead_one
     drop(plain);
     server.shutdown().await;
 }
+
+/// Hazard: an essential task dies (here the ticker that runs the alarm engine's timers and the
+/// redundancy re-evaluation) and the server stays up looking alive: `/health` green, no alarm
+/// ever escalated. The server must say which task is gone and stop with a failure status.
+#[tokio::test]
+async fn a_dead_essential_task_fails_health_and_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dcim_server::start(config(dir.path())).await.unwrap();
+    let url = format!("http://{}/health", server.http_addr);
+    assert_eq!(http().get(&url).send().await.unwrap().status(), 200);
+    assert!(
+        server.app.health.abort("ticker"),
+        "the ticker is supervised"
+    );
+    let notifier = dcim_service::Notifier::from_env();
+    let ended = tokio::time::timeout(
+        Duration::from_secs(5),
+        server.run_until(std::future::pending(), &notifier),
+    )
+    .await
+    .expect("the server notices the dead task within seconds");
+    assert_eq!(ended, Some(vec!["ticker".to_string()]));
+    let resp = http().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["checks"]["tasks"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ticker")),
+        "/health names the task: {body}"
+    );
+    server.shutdown().await;
+}

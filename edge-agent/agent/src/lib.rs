@@ -8,6 +8,8 @@
 //! - [`fire`]: local fire logic of racks without a controller;
 //! - [`controller`]: fire events of racks with their own controller, forwarded over DC-09;
 //! - [`commands`]: answers to `cmd/{device}`;
+//! - [`supervisor`]: the agent's tasks under watch (one ending early stops the agent with a
+//!   failure status);
 //! - [`test_mode`]: drills commanded by the center (DC-09 test codes, `test` flags);
 //! - [`payload`]: spool records and wire payloads.
 
@@ -21,6 +23,7 @@ pub mod fire;
 pub mod ingest;
 pub mod payload;
 pub mod snmp_config;
+pub mod supervisor;
 pub mod test_mode;
 pub mod uplink;
 
@@ -131,10 +134,13 @@ impl Agent {
         &self.ingest
     }
 
-    /// Run until `shutdown` turns true, then flush the spool and close the broker links.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Run until `shutdown` turns true, then flush the spool and close the broker links. Every
+    /// task it spawns is essential: one that ends before (a panic, an error it cannot get past)
+    /// stops the agent the same orderly way and is returned as [`Stopped::TaskEnded`], so that
+    /// `main` exits with a failure status and the service manager restarts it.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Stopped {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut device_tasks = Vec::new();
+        let mut device_tasks = supervisor::Supervisor::default();
         let mut devices = self.devices;
         let mut traps = devices::snmp::TrapRouter::default();
         if self.cfg.snmp_traps.is_some() {
@@ -145,18 +151,16 @@ impl Agent {
             }
         }
         if let Some(settings) = self.cfg.snmp_traps.clone() {
-            device_tasks.push(tokio::spawn(devices::snmp::receive_traps(
-                settings,
-                traps,
-                stop_rx.clone(),
-            )));
+            device_tasks.spawn(
+                "SNMP trap receiver",
+                devices::snmp::receive_traps(settings, traps, stop_rx.clone()),
+            );
         }
         for drv in devices {
-            device_tasks.push(tokio::spawn(devices::run(
-                self.ingest.clone(),
-                drv,
-                stop_rx.clone(),
-            )));
+            device_tasks.spawn(
+                format!("driver {}", drv.name()),
+                devices::run(self.ingest.clone(), drv, stop_rx.clone()),
+            );
         }
         let dc09 = match (&self.cfg.dc09, self.dc09) {
             (Some(d), Some(lc)) => match dc09_link::Transmitter::start(lc, &d.outbox_dir).await {
@@ -171,12 +175,15 @@ impl Agent {
         match &dc09 {
             Some(link) => {
                 for c in &self.cfg.controllers {
-                    device_tasks.push(tokio::spawn(controller::run(
-                        self.shared.agent.clone(),
-                        c.clone(),
-                        link.clone(),
-                        stop_rx.clone(),
-                    )));
+                    device_tasks.spawn(
+                        format!("rack controller {}", c.id),
+                        controller::run(
+                            self.shared.agent.clone(),
+                            c.clone(),
+                            link.clone(),
+                            stop_rx.clone(),
+                        ),
+                    );
                 }
             }
             None if !self.cfg.controllers.is_empty() => error!(
@@ -185,33 +192,42 @@ impl Agent {
             None => {}
         }
         if let Some(rx) = self.shared.take_test_changes() {
-            device_tasks.push(tokio::spawn(drill::run(
-                self.ingest.clone(),
-                self.cfg.test_mode.state_file.clone(),
-                dc09.clone(),
-                rx,
-                stop_rx.clone(),
-            )));
+            device_tasks.spawn(
+                "drills",
+                drill::run(
+                    self.ingest.clone(),
+                    self.cfg.test_mode.state_file.clone(),
+                    dc09.clone(),
+                    rx,
+                    stop_rx.clone(),
+                ),
+            );
         }
         for rack in &self.cfg.racks {
-            device_tasks.push(tokio::spawn(fire::run(
-                self.ingest.clone(),
-                self.ingest.latest().clone(),
-                rack.clone(),
-                dc09.clone(),
-                stop_rx.clone(),
-            )));
+            device_tasks.spawn(
+                format!("fire logic of rack {}", rack.id),
+                fire::run(
+                    self.ingest.clone(),
+                    self.ingest.latest().clone(),
+                    rack.clone(),
+                    dc09.clone(),
+                    stop_rx.clone(),
+                ),
+            );
         }
         let (link_stop_tx, link_stop_rx) = watch::channel(false);
-        let mut link_tasks = Vec::new();
+        let mut link_tasks = supervisor::Supervisor::default();
         for (b, status) in self.cfg.brokers.iter().zip(&self.links) {
-            link_tasks.push(tokio::spawn(uplink::run(
-                self.shared.clone(),
-                b.clone(),
-                status.clone(),
-                self.cfg.health_interval,
-                link_stop_rx.clone(),
-            )));
+            link_tasks.spawn(
+                format!("broker link {}", b.name),
+                uplink::run(
+                    self.shared.clone(),
+                    b.clone(),
+                    status.clone(),
+                    self.cfg.health_interval,
+                    link_stop_rx.clone(),
+                ),
+            );
         }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut urgent = tokio::time::interval(ingest::URGENT_FLUSH);
@@ -222,6 +238,7 @@ impl Agent {
         // (the one that moves ingest into the spool), never from a timer of its own, so a
         // stuck loop stops the pings and systemd restarts the agent.
         let notifier = dcim_service::Notifier::from_env();
+        let mut ended = None;
         let mut watchdog = dcim_service::Watchdog::from_env(&notifier);
         notifier.ready(&format!(
             "site {} agent {}: {} devices, {} brokers",
@@ -250,13 +267,19 @@ impl Agent {
                 }
                 _ = health.tick() => log_health(&self.shared, &self.links),
                 r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
+                t = device_tasks.ended() => { ended = Some(t); break }
+                t = link_tasks.ended() => { ended = Some(t); break }
             }
+        }
+        if let Some(t) = &ended {
+            // No more watchdog pings from here: a shutdown that hangs is ended by systemd.
+            error!(task = %t, "an essential task ended while the agent runs: stopping with a failure status so that the service manager restarts the agent");
         }
         notifier.stopping();
         info!("shutting down: stopping drivers, flushing the spool");
         let _ = stop_tx.send(true);
-        for t in device_tasks {
-            let _ = t.await;
+        for t in device_tasks.join_all().await {
+            error!(task = %t, "task panicked while stopping");
         }
         if let Err(e) = self.ingest.flush() {
             error!(error = %e, "final spool flush failed");
@@ -265,15 +288,34 @@ impl Agent {
             h.shutdown().await;
         }
         let _ = link_stop_tx.send(true);
-        for t in link_tasks {
-            let _ = t.await;
+        for t in link_tasks.join_all().await {
+            error!(task = %t, "task panicked while stopping");
         }
         if let Err(e) = self.shared.with_spool(|s| s.flush()) {
             error!(error = %e, "final spool flush failed");
         }
         log_health(&self.shared, &self.links);
-        info!("stopped");
+        match ended {
+            Some(t) => {
+                error!(task = %t, "stopped after an essential task ended");
+                Stopped::TaskEnded(t)
+            }
+            None => {
+                info!("stopped");
+                Stopped::Asked
+            }
+        }
     }
+}
+
+/// How [`Agent::run`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The shutdown signal: a clean stop.
+    Asked,
+    /// An essential task ended on its own (see [`supervisor`]): the agent stopped itself, and
+    /// its process must exit with a failure status.
+    TaskEnded(supervisor::EndedTask),
 }
 
 /// The `fast` poll-class points of every device with a profile (profiles were checked by

@@ -136,7 +136,12 @@ fn main() -> ExitCode {
             }
             let _ = tx.send(true);
         });
-        agent.run(rx).await;
-        ExitCode::SUCCESS
+        match agent.run(rx).await {
+            dcim_edge_agent::Stopped::Asked => ExitCode::SUCCESS,
+            dcim_edge_agent::Stopped::TaskEnded(t) => {
+                eprintln!("dcim-edge-agent: stopped because a task ended: {t}");
+                ExitCode::FAILURE
+            }
+        }
     })
 }

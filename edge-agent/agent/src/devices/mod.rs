@@ -33,6 +33,24 @@ pub enum Driver {
     },
 }
 
+impl Driver {
+    /// The device ids this driver reads (a serial line reads several), for logs.
+    pub fn name(&self) -> String {
+        match self {
+            Driver::Modbus(line) => line
+                .devices
+                .iter()
+                .map(|d| d.id.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            Driver::Mqtt(d) => d.0.id().to_string(),
+            Driver::Bacnet(d) => d.device.clone(),
+            Driver::Snmp(d) => d.dev.device.clone(),
+            Driver::Synthetic { id, .. } => id.clone(),
+        }
+    }
+}
+
 /// Load the profile and check that the connection fits it.
 pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
     let profile = match &d.profile {

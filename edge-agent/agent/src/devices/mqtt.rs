@@ -30,6 +30,11 @@ pub struct MqttDevice {
 }
 
 impl MqttDevice {
+    /// The device's id.
+    pub fn id(&self) -> &str {
+        &self.device
+    }
+
     pub fn new(device: &str, profile: Profile, now_ms: i64) -> Result<MqttDevice, String> {
         if profile.protocol != Protocol::Mqtt {
             return Err(format!(
