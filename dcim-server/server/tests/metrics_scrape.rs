@@ -9,29 +9,9 @@
 
 mod common;
 use common::*;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const TOKEN: &str = "scrape-token-0123456789";
-
-struct Vm(Child);
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn vm_bin() -> Option<PathBuf> {
-    [
-        "/usr/bin/victoria-metrics",
-        "/usr/local/bin/victoria-metrics",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
 
 async fn status(req: reqwest::RequestBuilder) -> (u16, String, String) {
     let r = req.send().await.unwrap();
@@ -118,14 +98,10 @@ async fn prometheus_scrapes_with_the_token_and_on_the_metrics_listener() {
     }
 
     // A real scraper.
-    let Some(bin) = vm_bin() else {
-        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("required peer missing: victoria-metrics (apt-get install victoria-metrics)");
-        }
-        println!("skipped the scrape by VictoriaMetrics: not installed");
+    if !vm_or_skip("the scrape by VictoriaMetrics") {
         server.shutdown().await;
         return;
-    };
+    }
     let scrape = dir.path().join("scrape.yml");
     std::fs::write(
         &scrape,
@@ -148,18 +124,11 @@ scrape_configs:
     )
     .unwrap();
     let port = free_port();
-    let _vm = Vm(Command::new(bin)
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg(format!(
-            "-storageDataPath={}",
-            dir.path().join("vm").display()
-        ))
-        .arg(format!("-promscrape.config={}", scrape.display()))
-        .arg("-search.latencyOffset=0s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _vm = start_vm(
+        &dir.path().join("vm"),
+        port,
+        &[format!("-promscrape.config={}", scrape.display())],
+    );
     let query = |q: &str| {
         let url = format!(
             "http://127.0.0.1:{port}/api/v1/query?query={}&nocache=1",

@@ -10,26 +10,6 @@
 mod common;
 use common::*;
 use dcim_server::config::InfluxConfig;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
-struct Vm(Child);
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn vm_bin() -> Option<PathBuf> {
-    [
-        "/usr/bin/victoria-metrics",
-        "/usr/local/bin/victoria-metrics",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
 
 fn telemetry_at(seq: u64, ts_ms: i64, value: f64) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
@@ -52,11 +32,7 @@ fn telemetry_at(seq: u64, ts_ms: i64, value: f64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
-    if vm_bin().is_none() {
-        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("required peer missing: victoria-metrics (apt-get install victoria-metrics)");
-        }
-        println!("skipped: victoria-metrics is not installed");
+    if !vm_or_skip("this test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -156,19 +132,7 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
         .unwrap();
     }
     // The store comes back: everything of both runs arrives, nothing dropped.
-    let _vm = Vm(Command::new(vm_bin().unwrap())
-        .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
-        .arg(format!(
-            "-storageDataPath={}",
-            dir.path().join("vm").display()
-        ))
-        .arg("-retentionPeriod=100y")
-        .arg("-search.disableCache")
-        .arg("-search.latencyOffset=0s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while metric(&client, &server, &admin, "dcim_influx_lines_written_total").await < 10.0
         || metric(&client, &server, &admin, "dcim_tsdb_buffer_batches").await > 0.0

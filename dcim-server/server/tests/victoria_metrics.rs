@@ -5,46 +5,10 @@
 mod common;
 use common::*;
 use dcim_server::config::InfluxConfig;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
-struct Vm(Child);
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn vm_bin() -> Option<PathBuf> {
-    [
-        "/usr/bin/victoria-metrics",
-        "/usr/local/bin/victoria-metrics",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-}
-
-fn start_vm(dir: &std::path::Path, port: u16) -> Vm {
-    Vm(Command::new(vm_bin().unwrap())
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg(format!("-storageDataPath={}", dir.display()))
-        .arg("-retentionPeriod=100y")
-        .arg("-search.disableCache")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap())
-}
 
 #[tokio::test]
 async fn samples_reach_victoria_metrics_and_survive_its_outage() {
-    if vm_bin().is_none() {
-        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("required peer missing: victoria-metrics (apt-get install victoria-metrics)");
-        }
-        println!("skipped: victoria-metrics is not installed (apt-get install victoria-metrics)");
+    if !vm_or_skip("this test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -90,7 +54,7 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
         1.0
     );
 
-    let _vm = start_vm(&dir.path().join("vm"), vm_port);
+    let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
     publish(
         &c,
         &mut el,
@@ -163,16 +127,12 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
 /// the console would draw as "no samples in this range" although the store has them all.
 #[tokio::test]
 async fn history_is_read_from_the_store_under_the_name_it_stores() {
-    if vm_bin().is_none() {
-        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("required peer missing: victoria-metrics (apt-get install victoria-metrics)");
-        }
-        println!("skipped: victoria-metrics is not installed (apt-get install victoria-metrics)");
+    if !vm_or_skip("this test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let vm_port = free_port();
-    let _vm = start_vm(&dir.path().join("vm"), vm_port);
+    let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
     let mut cfg = config(&dir.path().join("data"));
     let measurement = "dcim-lab.ts";
     cfg.influx = Some(InfluxConfig {
@@ -253,16 +213,12 @@ async fn history_is_read_from_the_store_under_the_name_it_stores() {
 /// temperatures) missing from the store and its dashboards, while every other point is there.
 #[tokio::test]
 async fn alarm_rule_samples_reach_the_store_too() {
-    if vm_bin().is_none() {
-        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("required peer missing: victoria-metrics (apt-get install victoria-metrics)");
-        }
-        println!("skipped: victoria-metrics is not installed (apt-get install victoria-metrics)");
+    if !vm_or_skip("this test") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let vm_port = free_port();
-    let _vm = start_vm(&dir.path().join("vm"), vm_port);
+    let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
     let mut cfg = config(&dir.path().join("data"));
     cfg.influx = Some(InfluxConfig {
         url: format!("http://127.0.0.1:{vm_port}"),

@@ -264,3 +264,56 @@ pub fn spawn(config: &Path) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// A VictoriaMetrics child process (the time-series store and Prometheus scraper the tests run
+/// against), killed when dropped.
+pub struct Vm(std::process::Child);
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `victoria-metrics` binary (Debian's package), if installed.
+pub fn vm_bin() -> Option<std::path::PathBuf> {
+    [
+        "/usr/bin/victoria-metrics",
+        "/usr/local/bin/victoria-metrics",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists())
+}
+
+/// True when VictoriaMetrics is installed; without it the test is skipped, or fails under
+/// `DCIM_REQUIRE_PEERS=1` (CI): a missing peer must not pass as a green test.
+pub fn vm_or_skip(what: &str) -> bool {
+    if vm_bin().is_some() {
+        return true;
+    }
+    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("required peer missing: victoria-metrics (apt-get install victoria-metrics)");
+    }
+    println!("skipped {what}: victoria-metrics is not installed");
+    false
+}
+
+/// Starts VictoriaMetrics on `127.0.0.1:port` with its data in `dir`, nothing cached, samples
+/// queryable at once, plus `extra` flags.
+pub fn start_vm(dir: &Path, port: u16, extra: &[String]) -> Vm {
+    Vm(
+        std::process::Command::new(vm_bin().expect("victoria-metrics installed"))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-storageDataPath={}", dir.display()))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.disableCache")
+            .arg("-search.latencyOffset=0s")
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("victoria-metrics starts"),
+    )
+}
