@@ -169,7 +169,7 @@ pub struct Demo {
     pub users: Vec<(String, Role, String)>,
     pub site_model: PathBuf,
     agent_stop: watch::Sender<bool>,
-    agent_task: JoinHandle<()>,
+    agent_task: JoinHandle<dcim_edge_agent::Stopped>,
 }
 
 impl Demo {

@@ -176,7 +176,7 @@ impl Agent {
             Some(link) => {
                 for c in &self.cfg.controllers {
                     device_tasks.spawn(
-                        format!("rack controller {}", c.id),
+                        format!("rack controller {}", c.device),
                         controller::run(
                             self.shared.agent.clone(),
                             c.clone(),

@@ -143,18 +143,18 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn running_tasks_and_an_empty_set_report_nothing() {
         let mut s = Supervisor::default();
         assert!(
-            tokio::time::timeout(Duration::from_secs(60), s.ended())
+            tokio::time::timeout(Duration::from_millis(300), s.ended())
                 .await
                 .is_err(),
             "an empty set never reports"
         );
         s.spawn("driver", std::future::pending());
         assert!(
-            tokio::time::timeout(Duration::from_secs(60), s.ended())
+            tokio::time::timeout(Duration::from_millis(300), s.ended())
                 .await
                 .is_err(),
             "a running task is not reported"

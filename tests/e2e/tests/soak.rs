@@ -353,7 +353,7 @@ struct AgentSpec {
 
 struct RunningAgent {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<dcim_edge_agent::Stopped>,
 }
 
 /// `[[device]]` entries of the BACnet/IP plant (the rendered configuration lists them as
