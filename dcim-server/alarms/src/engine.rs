@@ -1,6 +1,12 @@
 //! The alarm engine: rules applied to inputs, debouncing, ISA-18.2 transitions, operator
 //! actions, shelving expiry, suppression, chattering and flood detection, grade escalation.
 //! Every change is an output [`Record`] for the journal and audit.
+//!
+//! Per-rack redundancy alarms `redundancy:{subsystem}/{rack}` are grouped under
+//! `redundancy:{subsystem}` (`Engine::group_parent`): while the parent is active at the same or a
+//! worse grade, a rack alarm is suppressed by design before it activates, so a feed loss
+//! annunciates one alarm per subsystem (`GET /api/alarms?grouped=true` lists the rack alarms); a
+//! rack that degrades on its own is announced.
 
 use crate::alarm::{Alarm, AlarmState};
 use crate::rules::{Condition, Rule};

@@ -1,5 +1,11 @@
 //! Alarm definitions: rules that turn samples, device communication and redundancy levels into
 //! alarm conditions.
+//!
+//! `Rule::shelvable` is derived from the condition: fire-stage and battery-temperature alarms are
+//! never shelved, by an operator or for chattering; every other shelve needs a reason. The
+//! redundancy rule grades the known level (losing 2N is grade 2, below N grade 1); the
+//! redundancy-unverified rule fires when the proven level stays below what Unknown components
+//! would give for a minute.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

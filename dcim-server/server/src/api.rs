@@ -4,6 +4,12 @@
 //! is audited and committed before the response is sent.
 //!
 //! [`ROUTES`] is the single list of routes: it feeds the OpenAPI document and the auth tests.
+//!
+//! `/api/stream?heartbeat_ms=N` adds a `heartbeat` event after N ms without another one, so a
+//! client can tell a quiet stream from a dead one; the stream checks its credentials again every
+//! 5 s (a revoked session or token, a disabled user ends it). Shelving takes an optional `reason`
+//! (journalled on the alarm as a comment), maintenance an optional `reason` (audited); the console
+//! always asks for both.
 
 use crate::auth::{self, Access};
 use crate::config::Role;

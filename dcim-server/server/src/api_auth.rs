@@ -9,6 +9,15 @@
 //! concurrency and queue, 503 when full). A name without an account is hashed against a dummy
 //! hash, so known and unknown names answer alike. Failures are audited through the coalescer
 //! (`auth::coalesce`): bounded rows whatever an attacker sends.
+//!
+//! Details: the sign-in body is at most `LOGIN_BODY_MAX` (8 KiB); back-off happens before any hash
+//! (429 with `Retry-After`); names that cannot exist and passwords over 1 KiB fail unhashed; the
+//! device cookie has `Path=/api/login`. Password changes, disable and enable refuse oneself and the
+//! last admin, end the user's sessions and are refused under authority control. Tokens expire
+//! after `auth.token_days` (default 90). `GET /api/auth/lockouts` and
+//! `POST /api/auth/lockouts/clear` are for admins. The CLI has the same (`user passwd|disable|
+//! enable|token --days|tokens|revoke`). A generated bootstrap password is shown on the terminal or
+//! written to `<data>/initial-admin-password` (0600), never logged.
 
 use crate::api::{ApiError, CSRF_COOKIE, Principal, SESSION_COOKIE, authorize, parse_body};
 use crate::api_authority::guard;

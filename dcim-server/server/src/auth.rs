@@ -1,5 +1,12 @@
 //! Pure authentication helpers: password hashing (argon2id), opaque tokens, role checks,
 //! cookie and CSRF parsing. The HTTP wiring is in `api`.
+//!
+//! Roles: viewer < operator < admin; fire_authority reads everything and changes nothing but its
+//! own password. Session cookies are HttpOnly and SameSite=Strict, with a double-submit CSRF
+//! token and an Origin check on cookie-authenticated writes (scheme included: `https://` behind
+//! TLS or `secure_cookies`); `host_ok` guards against DNS rebinding; `verify_password_in`
+//! verifies in argon2 memory kept by the caller (`crate::security`). Pure submodules: `password`
+//! (rules and the device cookie), `limits` (`LoginLimiter`), `coalesce` (`FailureAudit`).
 
 use crate::config::Role;
 use argon2::password_hash::phc::PasswordHash;

@@ -34,6 +34,14 @@
 //!
 //! Invariants: `active` is `Some` whenever `keys` is non-empty (a key report always enters);
 //! [`Authority::exit`] succeeds only with `keys` empty.
+//!
+//! # Guard and lock order
+//!
+//! `guard()` is called by each write route before acting: a refusal is audited as
+//! `authority.refused` and answered 423 (Locked); the lock is held while the action runs and is
+//! always taken before the facility lock (with maintenance windows: authority, then the schedule,
+//! then the facility). The state is the `authority/state` document, stored with its audit row and
+//! pushed as the live `authority` event.
 
 use crate::config::Role;
 use dcim_points::{Quality, Sample, Value};

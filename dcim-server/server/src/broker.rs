@@ -34,6 +34,19 @@
 //! relays it, and the ingest gives the charge back when it has handled the message, so
 //! rumqttd's log can never drop a message the ingest has not read (an acknowledged one); see
 //! [`budget`].
+//!
+//! # Before a login
+//!
+//! A locked address is closed at accept; connections are limited in total
+//! (`broker.max_connections`, default 1,024), per address (`max_connections_per_address`, 64) and
+//! while logging in (`max_pending_connects`, 128, a quarter of it per address); the first packet
+//! must be a CONNECT of at most 4 KiB (`dcim_mqtt_gate::codec::CONNECT_MAX`), read in 4 KiB
+//! chunks, within `connect_timeout_ms` (5 s, TLS handshake included). A failed login, a malformed
+//! CONNECT or a timeout counts against the peer's address (locked after
+//! `broker.address_failures_before_lock`, 20, then doubling); agent ids are never locked by name
+//! (anyone could cut an agent off). Nothing is allocated for a length a peer claims, only for
+//! bytes that arrived (a connection buffers at most one frame plus one read). The gate refuses the
+//! server's own client id.
 
 use crate::App;
 use crate::auth::limits::Subject;

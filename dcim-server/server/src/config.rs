@@ -312,7 +312,7 @@ pub struct HttpConfig {
     /// stream sends a keep-alive every 15 s). Default 60.
     pub idle_timeout_s: u64,
     /// Open HTTP connections at most (further ones are closed at accept). Keep
-    /// `max_connections + 3 x broker.max_connections + 64` under the process's descriptor
+    /// `max_connections + 3 x broker.max_connections + 256` under the process's descriptor
     /// limit (`LimitNOFILE`). Default 1024.
     pub max_connections: usize,
     /// Open HTTP connections from one address (IPv6: one /64) at most. Default 128.

@@ -5,6 +5,68 @@
 //!
 //! The assets are public (they hold no data); everything they show comes from the
 //! authenticated API.
+//!
+//! `resolve` (pure) maps a path to an asset, the index or 404 and refuses `..` and dot-files; the
+//! HTML shell is `no-cache`, other assets `max-age=300` with an ETag; every response carries a
+//! same-origin-only Content-Security-Policy, so the console uses no inline script or style (layout
+//! that depends on data, such as a rack's tile on a floor plan, is set through the CSSOM, which the
+//! policy allows).
+//!
+//! # The client modules (`console/js/`)
+//!
+//! - `i18n.js` with `i18n/en.js` and `i18n/ko.js`: every text goes through `t(key, params)` (plural
+//!   forms by `Intl.PluralRules`); the language is the user's choice (localStorage), else the
+//!   browser's, else English. English is the reference; Korean has every key. Names the server
+//!   gives in English (stage, action, role and alarm-rule names) are translated under `srv.` in
+//!   Korean. Dates, times and numbers use `Intl`; a time that matters carries its UTC offset. A
+//!   missing key shows `⟦key⟧` and logs an error, so tests find it.
+//! - `api.js` (fetch; CSRF token on writes); `live.js` and `live-worker.js`: one live connection
+//!   per browser. A SharedWorker holds the only `EventSource` on `/api/stream?heartbeat_ms=1500`
+//!   and fans events out to every tab (a tab without SharedWorker opens its own); a stream silent
+//!   for 3.5 s is reconnected, an HTTP error retried with back-off. Ten tabs hold one connection,
+//!   which leaves the browser's other five per host (HTTP/1.1) for API calls.
+//! - `state.js`: site model (floor plans, rack contents), places, latest points plus a history
+//!   kept since page load and seeded on demand from the server's point history, redundancy,
+//!   alarms, incidents, maintenance and its windows, PUE as the server computes it, the fire
+//!   summary, the stage table, roles and alarm rules. Stream events (`points`, and `redundancy`: a
+//!   level changed at the server's tick) trigger re-fetches at most every 250 ms (the fire summary
+//!   at most every 1.5 s; PUE every 5 s). Liveness: with the stream down, or nothing (not even a
+//!   heartbeat) heard for 4 s, `state.stale` is set; when the stream is back everything is loaded
+//!   again before it clears.
+//! - `fire.js`: stage names, colours (`stage-0` .. `stage-6`, `stage-x` for no reading), places,
+//!   triggers, actions and event texts, all from the server's tables. `diagram.js`: layered SVG
+//!   per subsystem, each component a `g.node[data-id][data-state]`; a layer of more than 40
+//!   components is drawn per room (`g.node.group`, worst member state and counts).
+//! - `plan.js`: floor plans as CSS grids of floor tiles from the site model's `[[plan]]` (a room
+//!   without one shows its rows stacked, and says so). A rack's worst state: a fire stage first,
+//!   then a missing stage reading (never normal), then down, degraded, unknown supply (power
+//!   before cooling before network), maintenance, normal; maintenance windows are marked on top.
+//!   The racks page, the fire authority's (printable) view and the wall use the same plans.
+//! - `chart.js`: the history chart (SVG, no library): one or two series on their own axes,
+//!   min-max band and last-value step line per bucket, a gap where the server has no bucket, the
+//!   part of the range the server does not keep hatched and named, drag to zoom.
+//! - `search.js` (the header's global search, `/` focuses it), `view-*.js` (one per page),
+//!   `common.js`, `ui.js`, `app.js` (sign-in, navigation, the user menu with language, theme and
+//!   the wall screen, the lost-data banner with the time of the last word from the server).
+//! - Themes: dark (default) and light, every theme-dependent colour a CSS variable
+//!   (`:root[data-theme=light]`); the system's preference unless the user chose.
+//! - Wall screen (`/console/wall`, kiosk, 3840x2160): no navigation; cycles status, floor plans,
+//!   alarms and fire (`?cycle=SECONDS`) or stays pinned (`?pin=`); any fire stage is always on
+//!   screen; lost data turns the whole wall into a striped frame with the time of the last data.
+//!
+//! Invariants: the console hides controls from roles without `Operate` (and shelving of alarms
+//! whose rule says `shelvable: false`), but the server enforces. Missing data is never drawn as
+//! healthy: no reading is its own colour and label, a stale value is marked, a lost stream is said
+//! across the page within 5 s; a range of history the server does not keep is said, not drawn;
+//! PUE is never a division of partial sums; a redundancy level is the one proven by what reports
+//! (`current`), and one that is not `verified` is shown with the server's `summary` and drawn
+//! unknown, never green (a rack whose levels are unverified is never normal). Feeds and breakers
+//! are live as the server decides from measurement (`energised`; a `mismatch` is listed).
+//!
+//! Decision: no library for plans or charts. The plans are tiles on a grid, which CSS grid draws
+//! (and prints) directly, and the charts need a handful of SVG paths; D3, uPlot or ECharts would
+//! add a dependency and a build or vendoring step for what ~300 lines do, and none handles the
+//! "not kept by the server" region the console must show anyway.
 
 use axum::Router;
 use axum::extract::Path;

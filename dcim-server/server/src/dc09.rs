@@ -29,6 +29,16 @@
 //! planner decides, and records every message (queued, ACK time, path) as a `dc09.msg` document.
 //! During a drill every message is flagged as test (`Event::as_test`: the authority's test code)
 //! and carries the drill id.
+//!
+//! # Terms, restarts and multi-site
+//!
+//! Restores of what a previous process sent wait `restart_grace_s`. The transmitter runs per term:
+//! a single server has one, with `<data>/dc09-outbox`; a replica has one per leadership, in
+//! `term-{epoch}`. A new term reserves sequence numbers ahead in the store (`dc09.state/seq`, in
+//! blocks of `SEQ_BLOCK`) and queues again every recorded message not delivered, with its recorded
+//! number. In multi-site, an agent is offline for the planner only when every replica that can be
+//! heard lost it (`cluster::agent_views`). Each message is a `dc09.msg` document (queued, seq, ACK
+//! time, path, status, drill), served by `GET /api/dc09`.
 
 use crate::App;
 use crate::store::{Batch, DocRecord, EventQuery, Fence};

@@ -15,6 +15,11 @@
 //! free block left, and leaves it once there is room for the reserve again plus as much
 //! headroom, recreating the reserve first. The state is shown by `/health`, the gauge
 //! `dcim_store_disk_full` and the `store-disk-full` alarm.
+//!
+//! Alarm records of a failed commit are still carried into the next commit (`App::unjournaled`,
+//! retried by the 1 s ticker). No pooled connection is reused inside a transaction
+//! (`store::SqliteStore`, `after_release`): SQLite may roll back by itself on SQLITE_FULL and
+//! leave the connection holding the write lock.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};

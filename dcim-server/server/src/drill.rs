@@ -12,6 +12,12 @@
 //!
 //! The scenario format is documented in `tests/drills/README.md`. [`Scenario::parse`] and
 //! [`build_report`] / [`Report::markdown`] are pure; [`run`] is the shell.
+//!
+//! `ActiveDrill` (the `drill` document, restored at start) ends by itself at `until_ms`; while it
+//! runs, `App::commit_changes` adds `"drill"` to journal records and tags incidents, DC-09
+//! messages are test-flagged, and every agent gets `TestMode { on }`. `run` executes a scenario's
+//! steps against the demo facility and writes `<data>/drills/<id>.{md,json}`
+//! (`GET /api/drills/{id}/report`). A drill cannot start under authority control.
 
 use crate::App;
 use crate::store::DocRecord;

@@ -19,6 +19,11 @@
 //!
 //! Buckets: one minute wide for the last [`MINUTES_KEPT`] minutes (memory only), one hour wide
 //! for [`HOURS_KEPT`] hours (stored by `api_energy`, so the monthly report survives restarts).
+//!
+//! Shell (`api_energy`): a sampler every 10 s; minute buckets kept `MINUTES_KEPT` (48 h, memory),
+//! hour buckets `HOURS_KEPT` (400 days, `energy.hour` documents stored once a minute and at stop).
+//! `GET /api/energy/pue` (now and history), `GET /api/energy/report` (per local day of a month at
+//! `offset_min`, JSON or CSV, with covered time).
 
 use dcim_points::{Quality, Sample, Value};
 use dcim_site::{Kind, Site};

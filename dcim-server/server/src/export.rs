@@ -8,6 +8,11 @@
 //! milliseconds beside them). UTF-8 with a byte order mark, so spreadsheet programs read Korean
 //! names right. A text cell that a spreadsheet would run as a formula (starting with `=`, `+`,
 //! `-`, `@`, a tab or a carriage return) is prefixed with `'`.
+//!
+//! Files are UTF-8 with a byte order mark (`BOM`), times in ISO 8601 with
+//! their offset, and spreadsheet formulas defused (`GET /api/export/alarms.csv`,
+//! `/api/export/events.csv`). The global search is `crate::search` (`GET /api/search`: every word
+//! required, exact ids first).
 
 use crate::energy::{DAY_MS, MINUTE_MS, civil_from_days};
 use crate::fire_view::Place;

@@ -3,6 +3,25 @@
 //! in); the shell (`lib.rs`, `mqtt.rs`, `api.rs`) commits what it returns before telling anyone.
 //!
 //! Kept deliberately small so that changes in the engines' APIs stay cheap to follow.
+//!
+//! # The tick and the commit
+//!
+//! A 1 s ticker re-evaluates the site in three steps so that the costly evaluation runs without
+//! the facility lock: `tick_inputs` (under the lock), then `dcim_site::evaluate`, then `tick_with`
+//! (under the lock). The site and the evaluation are shared (`Arc`), so the API serialises them
+//! after releasing the lock; device statuses are computed from the ingest's table
+//! (`device_statuses`: each device looked up once, each point read once) with only a copy of the
+//! maintenance set taken under the lock. `tick` feeds every subsystem's and then every rack's known
+//! redundancy, each subsystem's verification and each component's breaker mismatch to the alarm
+//! engine, clears the clock troubles of agents quiet for `CLOCK_AHEAD_CLEAR_MS`, and returns the
+//! level changes (proven, if unknown up, verified), which the shell publishes as the `redundancy`
+//! live event. `App::commit_changes` writes journal, snapshots and the operator audit in one
+//! transaction, then pushes to SSE.
+//!
+//! The rules are `rules()`: the engine's defaults (with the `trouble` rules: breaker mismatch,
+//! agent clock ahead, new spool epoch, disk full) plus the server's own `ingest-loss` (grade 2).
+//! After a restore (`Facility::restore`, before ingest starts) a subsystem whose components have
+//! not all reported within `RESTORE_WARMUP_MS` (20 s) keeps its restored redundancy alarm.
 
 use dcim_alarms::{
     Action, ActionError, Engine, EngineConfig, IncidentConfig, IncidentEvent, Incidents, Record,

@@ -13,6 +13,11 @@
 //! Missing information is never good news here: a rack whose stage reading is stale, bad or
 //! lost keeps the last stage it reported (flagged `stale`), and racks with no current reading
 //! at all are listed apart, never counted as normal.
+//!
+//! Invariants: a stale, bad or lost stage reading keeps its last reported stage (flagged), and a
+//! rack with no usable reading is listed under `no_reading`, never counted normal. `places(site)`
+//! comes from the floor plan when the site file has one (building, floor, room, row, position,
+//! tile), else from the site, the room and the rack's `row` network group.
 
 use dcim_points::{Quality, Sample, Value};
 use dcim_site::{Kind, Site};

@@ -20,6 +20,13 @@
 //! restarts a server whose ingest or engines are stuck (`WatchdogSec=` in the unit).
 //!
 //! The rules ([`assess`]) are pure; time and readings are passed in.
+//!
+//! The store's disk-full mode (`crate::disk`) is the one answer for the store and disk checks and
+//! the top-level `store: "disk full"` (with `free_bytes`, `reserve_bytes`), whatever the free-space
+//! figure says; events deferred for it count as handled, not as a stalled ingest. On a multi-site
+//! replica `cluster` says its role and the leader; a follower that cannot reload the leader's
+//! state, or knows no leader, is `degraded`. Essential tasks are registered at start by their
+//! abort handles; `Server::run_until` stops the server within a second of one ending.
 
 use crate::App;
 use serde::Serialize;

@@ -13,6 +13,12 @@
 //!   ([`crate::auth::host_ok`]) is refused with 421 (DNS rebinding); `/health` is exempt.
 //! - Each request carries the peer address (`axum::extract::ConnectInfo<SocketAddr>`), used
 //!   by the sign-in back-off.
+//!
+//! Defaults (`[http]`): `max_connections` 1,024, `max_connections_per_address` 128,
+//! `header_timeout_s` 10, `request_timeout_s` 30, `idle_timeout_s` 60. The open-file limit must
+//! cover `http.max_connections + 3 x broker.max_connections + 256` (three descriptors per MQTT
+//! connection at the gate): the server warns at start when `/proc/self/limits` is lower, and the
+//! systemd unit sets `LimitNOFILE`.
 
 use crate::App;
 use crate::metrics::inc;

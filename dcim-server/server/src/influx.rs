@@ -5,6 +5,10 @@
 //! and store outages, and sends each batch until the store answered 2xx. Points: measurement `dcim` (configurable), tags `site`, `agent`,
 //! `device`, `point`, `role`, `quality` and the sample's labels, field `value` (float; booleans
 //! as 0/1) or `text` (strings), timestamp in ms.
+//!
+//! The ingest stages encoded lines in memory (bounded, overflow counted). Both lanes stage what
+//! they take in: the priority lane its alarm-rule samples (the bulk lane then finds them no longer
+//! new), the bulk lane the rest. The `tsdb` writer moves staged lines to its on-disk buffer.
 
 use crate::config::InfluxConfig;
 use crate::metrics::{Metrics, inc};

@@ -25,6 +25,21 @@
 //! Each agent may add at most `new_point_limit` new points (device and point never seen) per
 //! minute; samples of further new points are refused and counted (`refused_new`), so that one
 //! agent publishing endless new names cannot grow the tables without bound.
+//!
+//! # Limits and layout
+//!
+//! Each agent may add `broker.new_points_per_agent_per_min` new points per minute (default
+//! 100,000); further samples of new points are refused and counted
+//! (`dcim_ingest_new_points_refused_total`). A sample stamped more than `[ingest]
+//! max_clock_skew_ms` ahead (default 60 s, `clock`) is refused and counted; one ahead by less is
+//! taken as received now, so no timestamp outranks a later arrival. A point is compact: value,
+//! quality and times in place; role, unit, labels and agent as ids into shared tables
+//! (`Interned`); device and point names only as map keys. `PriorityRoles` finds the alarm-rule
+//! roles in a raw payload with one Aho-Corasick scan, then `fast::select` decodes only those
+//! samples; `fast` is a one-pass decoder equivalent to `dcim_wire::decode` (it falls back to it
+//! on any refusal, so errors are unchanged). `history` is the bounded in-memory ring behind
+//! `GET /api/points/{device}/{point}/history` (`[history]`, default one-minute buckets for an
+//! hour), empty after a restart.
 
 use crate::config::AgentConfig;
 use dcim_points::{Quality, Sample};

@@ -1,6 +1,27 @@
 //! Central DCIM server: MQTT ingest, storage, authentication, REST/SSE API and the time-series
 //! writer. [`start`] starts everything and returns a [`Server`] handle; [`run`] starts and stops
-//! it around a shutdown future (that is what `main` and a future `demo` mode call).
+//! it around a shutdown future (what `main` runs: [`Server::run_until`] stops the server within a
+//! second of an essential task ending, and `main` then exits with a failure status). The
+//! one-process demo (`demo`) and the drill runner (`drill`) call [`start`] themselves.
+//!
+//! # Module groups
+//!
+//! - Input: `broker` (rumqttd behind the ACL gate; `broker::ack`, `broker::budget`), `mqtt`
+//!   (the two ingest lanes), `ingest` (pure), `deferred`, `stream_report`.
+//! - Engines and planners: `facility` (adapter over `dcim-site` and `dcim-alarms`),
+//!   `authority`, `drill`, `dc09`, `maint_windows`, `energy`, `fire_view`, `leader`, `export`,
+//!   `search`, `notify_templates` (the pure ones say so in their docs).
+//! - Storage: `store`, `disk`, `incident_store`, `backup`, `tsdb`, `influx`.
+//! - Output: `api` and the `api_*` modules, `console`, `notify_io`, `observe`, `health`,
+//!   `metrics`, `mosquitto` (ACL file generator for an external broker).
+//! - Security: `auth`, `api_auth`, `security`, `stream_access`, `tls`, `http_limits`,
+//!   `conn_limits`.
+//! - Operations: `config`, `reload`, `cluster`, `demo`; the load generators in `src/bin/`
+//!   (`dcim-ingest-bench`, `dcim-memory-bench`, `dcim-scale-bench`, results in BENCHMARKS.md).
+//!
+//! Invariant: a store method returns only after commit, and nothing is acknowledged to anyone
+//! (HTTP response, SSE event, MQTT PUBACK) before that. With PostgreSQL under Patroni's
+//! synchronous mode, a commit is on both sites.
 
 pub mod api;
 pub mod api_auth;

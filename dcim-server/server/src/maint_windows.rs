@@ -23,6 +23,11 @@
 //! window's new `applied` list is stored before the maintenance is set, so a crash in between
 //! leaves the subject out of maintenance (alarms annunciated), never in maintenance with no
 //! window to end it.
+//!
+//! Shell: a 1 s ticker (`api_windows`) asks `Schedule::due` what starts or ends and applies it
+//! through `Facility::set_maintenance`, committed with an audit record (actor `window:{id}`); the
+//! schedule (one `maintenance.windows` document) is stored before the maintenance it implies.
+//! Changes are pushed as the live event `maintenance`. Lock order: authority, schedule, facility.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;

@@ -37,6 +37,9 @@
 //! Why not rumqttc over loopback for the embedded ingest: rumqttd 0.20 does not set
 //! TCP_NODELAY on accepted sockets, so each large publish it forwards waits for the client's
 //! delayed ACK (~40 ms): about 20 batches/s. The in-process link has no such limit.
+//!
+//! `App::bulk_pause` pauses the bulk lane alone (tests use it to prove the priority lane does not
+//! wait). `points` live events are serialised only while a stream listens to them.
 
 use crate::broker::budget::Lane;
 use crate::ingest::{Decoded, EVENTS, Outcome, TELEMETRY};

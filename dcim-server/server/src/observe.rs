@@ -11,6 +11,16 @@
 //! - the standard `process_*` metrics, read from `/proc/self` at each scrape.
 //!
 //! [`Ops`] holds what the server updates as it runs; [`render`] reads the rest at scrape time.
+//!
+//! `[metrics]`: a scrape token valid on `/metrics` only, or a listener of its own serving
+//! `/metrics` and `/health`. Families: the `metrics` counters, `dcim_ingest_to_alarm_seconds`,
+//! `dcim_store_commit_seconds{what}`, `dcim_ingest_queue_seconds`, `dcim_build_info`,
+//! `dcim_dc09_*`, `dcim_tsdb_*`, and `process_*` from `/proc/self`.
+//!
+//! Why `prometheus-client` (the Prometheus project's Rust client): OpenMetrics text, histograms
+//! and label families, usable without a global registry (one is built per scrape from the
+//! existing atomics); the `prometheus` crate brings protobuf and a global registry. Process
+//! metrics are read from `/proc/self` here (`rustix` for page size and clock ticks, no `unsafe`).
 
 use crate::App;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};

@@ -21,6 +21,22 @@
 //! issues a SAVEPOINT, whose rollback ends nothing: the connection keeps the write lock and
 //! every other connection gets "database is locked" for as long as it stays in the pool. The
 //! pool's `after_release` check closes any connection whose depth is not 0.
+//!
+//! # Backends, migrations and contents
+//!
+//! `SqliteStore` is the default (WAL, `synchronous=FULL`, times as i64 ms);
+//! `postgres::PgStore` is chosen with `[store] backend = "postgres"`. Both have the same numbered
+//! migrations: 1 base tables, 2 alarm journal, 3 the spool epoch in the event and stream-mark keys,
+//! 4 token expiry and the sessions-by-user index, 5 leases and replicas (`SCHEMA_VERSION` is the
+//! last; a database with a newer schema is refused at open by both). Contents: events (unique on
+//! agent + epoch + seq), agent states, telemetry sequence marks (agent, epoch, stream), users,
+//! sessions, API tokens, audit log, alarm/incident snapshots, alarm journal, and JSON documents
+//! (`put_doc`/`list_docs`) for small state. The alarm engine is stored as one `alarm` document
+//! per alarm plus `alarm-engine/state`, in the same transaction as the journal rows they reflect.
+//! Both backends hold the leader lease row with its fencing epoch (`try_lease`, `release_lease`;
+//! `Batch.fence` makes a batch commit only at that epoch, else `Fenced`) and replica heartbeats
+//! (`put_replica`, `list_replicas`), stamped with the database's clock (`lease`). The contract
+//! runs against both in `tests/store_conformance.rs`.
 
 use crate::disk::{DiskGuard, WriteClass};
 use futures_util::future::BoxFuture;

@@ -25,6 +25,9 @@
 //! (`supplied`, what-if, suppression by design): an unreachable meter does not cut power.
 //!
 //! Definitions of every number are in [`engine`]; state rules in [`state::component_state`].
+//!
+//! The loader finds line numbers by binary search over the newline offsets (`Lines`), so a site of
+//! 10,000 racks loads in linear time.
 
 pub mod energy;
 pub mod engine;

@@ -10,6 +10,9 @@
 //! shell: the cycle timer, coil writes (active outputs re-asserted every cycle and never
 //! cleared by the agent: only the logic's local reset clears a latched stage), and the latch
 //! file (temp file + fsync + rename on every change, restored at start).
+//!
+//! Fire events go to the DC-09 link with the wire event id as `event_id`, so the outbox never sends
+//! one product event twice.
 
 use crate::config::RackConfig;
 use crate::ingest::{Ingest, Latest};

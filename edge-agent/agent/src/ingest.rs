@@ -16,6 +16,11 @@
 //! tick; telemetry that cannot be written is counted as lost. A full disk is logged once per
 //! episode (`disk_full`), with a reminder every five minutes and a summary when it ends. At
 //! shutdown waiting events are written before the last telemetry batch.
+//!
+//! On a full disk the spool makes room for events from old telemetry and its reserve; an event that
+//! still cannot be written waits in an ordered in-memory backlog, written first at shutdown.
+//! `crate::disk_full::Episode` (pure) logs a failing spool once per episode, a reminder every
+//! 5 minutes and a summary after 30 s without a failure.
 
 use crate::disk_full::{Episode, Failure, Report};
 use crate::payload::{self, EventDraft};

@@ -4,6 +4,10 @@
 //! number, its `epoch` the spool's), so it is published as it is. An event record holds one
 //! `Event` (id `{agent}:{epoch}:{seq}`, see `dcim_wire::event_id`); several consecutive event
 //! records of one epoch are published together as one `EventBatch`.
+//!
+//! Fire events (local logic and controllers' stage changes) name the stage from
+//! `fire_logic::STAGE_TABLE` (`stage_name` in their data, `fire stage entered: <name>` in their
+//! text).
 
 use dcim_points::Sample;
 use dcim_wire::{Event, Severity, TelemetryBatch, VERSION};

@@ -7,6 +7,10 @@
 //! name and its panic message; the agent then stops with a failure status so that the service
 //! manager restarts it (and the center sees the agent go, rather than a quiet agent that
 //! protects nothing).
+//!
+//! Release builds use `panic = "abort"` (workspace `Cargo.toml`): a panic ends the daemon at once
+//! and systemd (`Restart=on-failure`) restarts it. `Agent::run` returns `Stopped::TaskEnded`, and
+//! `dcim-edge-agent` exits with a failure status.
 
 use std::collections::HashMap;
 use std::fmt;

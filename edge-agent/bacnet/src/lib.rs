@@ -6,6 +6,11 @@
 //! - [`client`]: tokio UDP client (discovery, ReadPropertyMultiple, SubscribeCOV with renewal).
 //! - [`quality`]: pure tracking of per-point quality from read outcomes.
 //! - [`chiller_plant`]: a ready-made device model of a chiller plant for simulators.
+//!
+//! Why in-crate: `bacnet-rs` has only a blocking client without COV, and the "Rusty BACnet" crates
+//! break often. Segmented PDUs are recognised, never reassembled; a reply that would exceed the
+//! requester's max APDU is aborted (segmentation-not-supported), and `BacnetClient::read_multiple`
+//! splits requests that would need segmentation.
 
 pub mod chiller_plant;
 pub mod client;

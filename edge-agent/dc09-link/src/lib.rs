@@ -17,6 +17,19 @@
 //! with NULL messages every `down_probe_ms` and reported restored when one is ACKed. Working
 //! paths get a NULL message every `supervision_ms` when idle, and a periodic test report is
 //! queued every `test_interval_ms`.
+//!
+//! # Invariants and takeover
+//!
+//! A message's Seq is fixed at queue time (or at its recorded fallback) and reused for every retry
+//! and restart; a fire alarm is never dropped for a DUH while a generic code remains to try; the
+//! Seq counter never goes back (NULL numbers come from reserved blocks); a delivered message is
+//! never handed out again; one event id is queued at most once per outbox. De-duplication is per
+//! outbox, so a product event must be submitted to one transmitter only (the edge agent's for fire
+//! events; the server submits only site-level events). For a transmitter taking over another's
+//! messages (a server replica's new term): `Transmitter::start_with_seq_floor` (the counter starts
+//! past every number the previous one may have used), `Handle::reserve_seq` +
+//! `Handle::submit_with_seq` (a number recorded by the caller before the message is queued, so
+//! whoever sends it later uses the same number), and `Handle::seq_counter`.
 
 pub mod config;
 pub mod outbox;

@@ -12,6 +12,20 @@
 //! - [`event`]: product event kinds with zone/rack identity, and the per-authority code table
 //!   ([`CodeTable`], loadable from TOML) that turns them into SIA-DCS or ADM-CID payloads.
 //! - [`timestamp`]: the `_HH:MM:SS,MM-DD-YYYY` timestamp (UTC).
+//!
+//! # Details
+//!
+//! - Frame: `<LF>CRC 0LLL"id"seq R L #acct[data]_ts<CR>`, CRC-16/ARC over the body, hex length,
+//!   decimal Seq 0001-9999 wrapping to 0001; optional AES-CBC (zero IV; 1-16 random pad characters
+//!   excluding `|[]`, then `|`, so the encrypted part is whole blocks; `*` on the id). The random
+//!   padding comes from the caller: nothing inside reads a clock or draws randomness.
+//! - Replies: an encrypted ACK must decrypt to a timestamp; a NAK must carry the receiver time;
+//!   R/L of replies are not validated because pysiaalarm echoes a missing R as "None".
+//! - `crypto::Key` from hex (binary key) or ASCII characters (pysiaalarm style).
+//! - Codes: every stage has its own code (reasons in `codes.example.toml`), and a drill is
+//!   bracketed by FI/FK (Contact ID 1604/3604). `CodeTable::fallback_payload` gives a fire alarm's
+//!   generic code (`[fallback]`, default FA/FH and Contact ID 110) for a receiver that refused its
+//!   own; never for a test message. Every alarm, trouble and supervisory kind has a restore.
 
 pub mod crypto;
 pub mod event;

@@ -4,6 +4,9 @@
 //!
 //! The site is implied by the agent that publishes a sample (see `dcim-wire`), so a sample
 //! carries only the device and point identifiers.
+//!
+//! `vocabulary_markdown()` renders `ROLES` as the table in `device-profiles/README.md` (a
+//! `dcim-profiles` test keeps the two equal).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

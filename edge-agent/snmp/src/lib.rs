@@ -10,7 +10,23 @@
 //!   link, UPS-MIB, cold/warm start, anything else as `snmp.trap`) and whether to poll at once.
 //! - [`value`]: the values the pure core reads.
 //! - [`client`] (shell): requests and the notification receiver over UDP with `async-snmp`
-//!   (pinned; see ARCHITECTURE.md, "Dependency decisions").
+//!   (pinned exactly; see "Why `async-snmp`" below).
+//!
+//! # Why `async-snmp`
+//!
+//! `async-snmp` is pinned exactly (`=0.18.1`) and used only in `client.rs`, over `snmp2` 0.5:
+//! tokio-native with concurrent requests on one client (snmp2's async session takes `&mut self`,
+//! one request at a time); SNMPv3 USM with engine discovery, SHA-2 and AES-192/256 and
+//! time-window handling; GETBULK walks with ordering checks and result limits; a notification
+//! receiver that acknowledges informs and accepts v3 notifications (snmp2 only parses trap PDUs);
+//! `deny(unsafe_code)`; and it uses the RustCrypto generation already in the tree for DC-09
+//! (`aes` 0.9, `cbc` 0.2, `digest` 0.11), where snmp2 pulls the previous one as duplicates. Risk:
+//! pre-1.0 with breaking releases, hence the exact pin and this wrapper; checked against
+//! net-snmp's snmpd/snmptrap/snmpinform and snmpsim in `tests/`.
+//!
+//! Network link state and redundancy come from the switches: `link.up` samples labelled per link
+//! are bound by label to network components in the site model, so the server needs no SNMP
+//! knowledge.
 
 pub mod client;
 pub mod device;

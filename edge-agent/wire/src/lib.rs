@@ -24,6 +24,11 @@
 //! from before epochs); a receiver accepts both, and writers leave it out when empty.
 //!
 //! Payloads are JSON objects with a `v` field; a receiver rejects a `v` it does not know.
+//!
+//! Event ids are `{agent}:{epoch}:{seq}` (`event_id`), so a wiped spool never repeats an id the
+//! DC-09 outbox has delivered. `AgentState.detached` lists the brokers the agent detached (lag
+//! limit). `CommandKind` is the whole vocabulary of network commands towards devices: safety
+//! actions are not representable.
 
 use dcim_points::Sample;
 use serde::{Deserialize, Serialize};

@@ -2,6 +2,12 @@
 //!
 //! [`Config::validate`] rejects an invalid configuration with the field and the reason; nothing
 //! is ever clamped.
+//!
+//! `undeclared_pairs()` names fitted temperature sources that may corroborate each other with no
+//! declaration that they are independent: the default declares no `common_cause` group (the logic
+//! cannot know the wiring), so every deployment path checks it. The board declares its groups,
+//! the edge agent's `[[rack]]` loader refuses an undeclared `temp1`/`temp2` pair (and any pair
+//! that is the only corroboration), and `fire-replay` warns (HAZARDS.md F6).
 
 use core::fmt;
 

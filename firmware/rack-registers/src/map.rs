@@ -7,6 +7,15 @@
 //!
 //! Everything safety-related is an input register (function 4, read-only). The only writable
 //! objects are the coils in [`coil`], one per allowed network command.
+//!
+//! Layout notes: bits 24 and up of the trouble word are the controller's own (27: a board fault,
+//! detailed in the board block). The board block (registers 24..=42) carries the board's own
+//! diagnostics: board troubles, line-monitored inputs (fault, open, short, active, held off at
+//! power-up), output read-back (mismatch, line fault, energised), the reference reading, the reset
+//! cause, boot count and fault PC, the longest cycle and the stack peak; register 43 is the
+//! room's gas release as an input state (3 = not wired, board rev B); the event window follows
+//! at 44. The controller's own event kinds: the reset cause as the first entry of every boot
+//! (29), the reset loop (30) and its end (31).
 
 /// Raw value of a temperature or percentage register that holds no valid reading.
 pub const NO_VALUE: i16 = i16::MIN;

@@ -22,6 +22,30 @@
 //!   counts as lost for the fire authority only when every replica that can be heard agrees.
 //!   A peer heard only through the witness is alive behind a cut link; it is reported as a
 //!   communication loss with that replica (`comm-lost:replica:{id}`), not as lost agents.
+//!
+//! # Tasks, hooks and what only the leader does
+//!
+//! Three essential tasks (`cluster.lease`, `cluster.heartbeat`, `cluster.follower` in `/health`):
+//! the lease (renew every `renew_ms`; on `Lead`, restore the alarm engine, incidents, authority,
+//! drill state and maintenance-window schedule from the store, evaluate the live samples newer
+//! than the last commit, then publish the fence; on `StepDown`, stop leader work first), the
+//! heartbeat (this replica's view of the agents to the store and to the witness, etcd through its
+//! v3 JSON gateway, `etcd`; the peers' states), and the follower reload (the leader's committed
+//! state every second; journal records streamed live). Hooks: `App::leader_fence` (the fence for
+//! leader-only writes: `commit_changes`, authority, drills, notifier, DC-09),
+//! `Facility::set_passive`, and `refuse_writes_on_follower` (503 with header `X-Dcim-Leader`, for
+//! alarm actions, maintenance and its windows, incidents, authority control, device commands).
+//! Accounts (passwords, disable/enable, tokens and revocation) are served by any replica: plain
+//! store writes, read back on every request. Also leader only: the maintenance-window ticker and
+//! the energy flush (a follower meters for its console and stores its hours once it leads). A
+//! follower raises no ingest-loss, clock-ahead or disk-full troubles of its own; its `/health`
+//! shows them.
+//!
+//! Why a database row and not an etcd lease: the fence must be checked in the same transaction as
+//! the write it guards (`SELECT ... FOR SHARE` on the lease row inside the batch), so a deposed
+//! leader's write fails atomically; leading needs a writable primary anyway, and the database
+//! already fails over through Patroni and etcd, so the lease adds no failure domain. etcd serves
+//! what needs the third site: heartbeats and views, readable while the database link is cut.
 
 pub mod etcd;
 pub mod views;

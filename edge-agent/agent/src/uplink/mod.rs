@@ -7,6 +7,14 @@
 //! the spool. Events are always read before telemetry. A spool cursor moves only on PUBACK (see
 //! [`tracker`]). Errors drop the connection and reconnect after an exponential back-off.
 //! The will is the retained `AgentState` with `online: false`.
+//!
+//! Two brokers each have their own cursor, and a record leaves the spool only after every
+//! attached broker PUBACKed it. `lag` (pure `decide`, shell supervision once a second): past its
+//! limit (`max_lag_bytes`, `max_lag_s` per `[[broker]]`) a broker is detached in the spool while
+//! another broker is connected and within its limits (never the last one that flows), logged and
+//! listed in `AgentState.detached`; it is attached again once under half of both limits. A
+//! returning broker gets what is still in the spool after its cursor; what was removed meanwhile
+//! is counted as missed. The MQTT client is rumqttc with rustls + ring.
 
 pub mod backoff;
 pub mod lag;
