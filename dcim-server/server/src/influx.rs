@@ -199,9 +199,11 @@ impl InfluxHandle {
                     q.body.truncate(before);
                 }
             }
+            // Staged here plus waiting in the on-disk buffer (as the writer last saw it).
+            let buffered = self.shared.ops.tsdb_buffer_lines.load(Ordering::Relaxed);
             self.metrics
                 .influx_queue
-                .store(q.lines as i64, Ordering::Relaxed);
+                .store(q.lines as i64 + buffered, Ordering::Relaxed);
             if q.lines >= self.staging.batch {
                 self.staging.full.notify_one();
             }

@@ -61,7 +61,10 @@ pub struct Ops {
     pub tsdb_buffer_bytes: AtomicI64,
     pub tsdb_buffer_max_bytes: AtomicI64,
     pub tsdb_buffer_batches: AtomicI64,
+    pub tsdb_buffer_lines: AtomicI64,
     pub tsdb_oldest_pending_ms: AtomicI64,
+    /// Lines appended to the on-disk buffer since the server started.
+    pub tsdb_lines_buffered_total: AtomicU64,
     /// Lines dropped by the buffer because it was full (oldest first), since it was created.
     pub tsdb_buffer_dropped_lines: AtomicU64,
     /// Time of the last write the store accepted, and of the last failure (ms; 0 = never).
@@ -85,7 +88,9 @@ impl Default for Ops {
             tsdb_buffer_bytes: AtomicI64::new(0),
             tsdb_buffer_max_bytes: AtomicI64::new(0),
             tsdb_buffer_batches: AtomicI64::new(0),
+            tsdb_buffer_lines: AtomicI64::new(0),
             tsdb_oldest_pending_ms: AtomicI64::new(0),
+            tsdb_lines_buffered_total: AtomicU64::new(0),
             tsdb_buffer_dropped_lines: AtomicU64::new(0),
             tsdb_last_ok_ms: AtomicI64::new(0),
             tsdb_last_error_ms: AtomicI64::new(0),
@@ -195,9 +200,19 @@ pub fn render(app: &App) -> String {
                 "Batches in the on-disk buffer not yet accepted by the store.",
                 &ops.tsdb_buffer_batches,
             ),
+            (
+                "tsdb_buffer_lines",
+                "Lines in the on-disk buffer not yet accepted by the store.",
+                &ops.tsdb_buffer_lines,
+            ),
         ] {
             reg.register(name, help, ConstGauge::new(v.load(Ordering::Relaxed)));
         }
+        reg.register(
+            "tsdb_buffer_appended_lines",
+            "Lines appended to the on-disk buffer since the server started.",
+            ConstCounter::new(ops.tsdb_lines_buffered_total.load(Ordering::Relaxed)),
+        );
         let oldest = ops.tsdb_oldest_pending_ms.load(Ordering::Relaxed);
         reg.register(
             "tsdb_buffer_oldest_age_seconds",

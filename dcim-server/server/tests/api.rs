@@ -424,7 +424,7 @@ async fn a_dead_essential_task_fails_health_and_stops_the_server() {
     assert_eq!(ended, Some(vec!["ticker".to_string()]));
     let resp = http().get(&url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     assert!(
         body["checks"]["tasks"]["reason"]
             .as_str()

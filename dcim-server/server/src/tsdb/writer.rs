@@ -40,6 +40,12 @@ impl Shared {
             .store(s.max_bytes as i64, Ordering::Relaxed);
         ops.tsdb_buffer_batches
             .store(s.batches as i64, Ordering::Relaxed);
+        ops.tsdb_buffer_lines
+            .store(s.lines as i64, Ordering::Relaxed);
+        self.metrics.influx_queue.store(
+            (self.staging.lines() as u64 + s.lines) as i64,
+            Ordering::Relaxed,
+        );
         let before = ops
             .tsdb_buffer_dropped_lines
             .swap(s.dropped_lines, Ordering::Relaxed);
@@ -70,6 +76,7 @@ pub fn flush_staging(shared: &Shared, now_ms: i64) -> usize {
     let mut b = shared.buffer.lock().expect("tsdb buffer");
     match b.append(payload, n as u32, now_ms.max(0) as u64) {
         Ok(_) => {
+            inc(&shared.ops.tsdb_lines_buffered_total, n as u64);
             shared.publish_status(&b);
             drop(b);
             shared.appended.notify_one();
@@ -226,11 +233,10 @@ pub fn spawn(
                     let s = shared.clone();
                     let _ = tokio::task::spawn_blocking(move || {
                         let mut b = s.buffer.lock().expect("tsdb buffer");
-                        if let Err(e) = b.done(batch.seq) {
+                        if let Err(e) = b.done(batch.seq, batch.lines) {
                             tracing::error!("time-series buffer: {e}");
                         }
                         s.publish_status(&b);
-                        shared_pending(&s, &b);
                     })
                     .await;
                 } else {
@@ -244,12 +250,4 @@ pub fn spawn(
         })
     };
     Ok(vec![flusher, sender])
-}
-
-/// `dcim_influx_queue`: lines staged in memory plus batches waiting on disk (as batches).
-fn shared_pending(s: &Shared, b: &Buffer) {
-    s.metrics.influx_queue.store(
-        s.staging.lines() as i64 + b.status().batches as i64,
-        Ordering::Relaxed,
-    );
 }
