@@ -56,7 +56,7 @@ fmt() { python3 -c 'import sys; v=sys.argv[1]; print(f"{float(v):,.0f}" if v not
 
 if [ "${BUILD:-1}" = 1 ]; then
     say "building (release): dcim-server, facility-sim, the dcim-modbus poll_throughput bench, tests/bench/loadgen"
-    cargo build --release -q -p dcim-server --bin dcim-server --bin dcim-scale-bench || exit 1
+    cargo build --release -q -p dcim-server --bin dcim-server && cargo build --release -q -p dcim-demo --bin dcim-scale-bench || exit 1
     cargo build --release -q -p facility-sim --bin facility-sim || exit 1
     POLL_BENCH=$(cargo bench -p dcim-modbus --bench poll_throughput --no-run 2>&1 | sed -n 's/.*Executable .*(\(.*poll_throughput-[0-9a-f]*\)).*/\1/p' | tail -1)
     [ -x "$POLL_BENCH" ] || { echo "cannot build the dcim-modbus poll_throughput bench" >&2; exit 1; }

@@ -11,12 +11,15 @@
 //!   end, so that what the agents send over their own DC-09 links is marked as test too.
 //!
 //! The scenario format is documented in `tests/drills/README.md`. [`Scenario::parse`] and
-//! [`build_report`] / [`Report::markdown`] are pure; [`run`] is the shell.
+//! [`build_report`] / [`Report::markdown`] are pure; [`run`] is the shell. The facility a
+//! scenario's `sim` steps act on is not part of the server: the runner passes it as a
+//! [`SimDriver`] (and the grammar of its commands to [`Scenario::parse`]). The demo crate
+//! (`dcim-demo`, `cargo run -p dcim-demo -- drill FILE`) drives its facility simulator this way.
 //!
 //! `ActiveDrill` (the `drill` document, restored at start) ends by itself at `until_ms`; while it
 //! runs, `App::commit_changes` adds `"drill"` to journal records and tags incidents, DC-09
 //! messages are test-flagged, and every agent gets `TestMode { on }`. `run` executes a scenario's
-//! steps against the demo facility and writes `<data>/drills/<id>.{md,json}`
+//! steps against the facility it is given and writes `<data>/drills/<id>.{md,json}`
 //! (`GET /api/drills/{id}/report`). A drill cannot start under authority control.
 
 use crate::App;
@@ -95,7 +98,8 @@ pub async fn load_active(store: &dyn crate::store::Store) -> anyhow::Result<Opti
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// A facility-simulator command (`heat bms-z2 1200`, `feed-loss A`, `chiller-trip
-    /// chiller-1`, ...; the grammar of `facility_sim::Command`).
+    /// chiller-1`, ...; the grammar of `facility_sim::Command`, checked by the grammar passed to
+    /// [`Scenario::parse`] and run by the [`SimDriver`] passed to [`run`]).
     Sim(String),
     /// An operator acknowledges the alarms whose id equals or starts with this.
     Ack { alarm: String, user: String },
@@ -175,7 +179,13 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 impl Scenario {
     /// Parses a scenario; errors are `origin:line: field: message`.
-    pub fn parse(text: &str, origin: &str) -> Result<Scenario, String> {
+    /// `sim_grammar` checks each `sim` step's command (the facility simulator's grammar; its
+    /// error is reported with the file, line and field).
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        sim_grammar: &dyn Fn(&str) -> Result<(), String>,
+    ) -> Result<Scenario, String> {
         let raw: RawScenario = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(0, |s| line_of(text, s.start));
             format!("{origin}:{line}: {}", e.message())
@@ -205,7 +215,7 @@ impl Scenario {
             }
             let action = match (&s.sim, &s.ack, &s.note) {
                 (Some(c), None, None) => {
-                    facility_sim::Command::parse(c)
+                    sim_grammar(c)
                         .map_err(|e| err(span.clone(), &f("sim"), format!("`{c}`: {e}")))?;
                     Action::Sim(c.clone())
                 }
@@ -286,10 +296,14 @@ impl Scenario {
         })
     }
 
-    pub fn load(path: &std::path::Path) -> anyhow::Result<Scenario> {
+    pub fn load(
+        path: &std::path::Path,
+        sim_grammar: &dyn Fn(&str) -> Result<(), String>,
+    ) -> anyhow::Result<Scenario> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading drill scenario {}", path.display()))?;
-        Scenario::parse(&text, &path.display().to_string()).map_err(|e| anyhow::anyhow!(e))
+        Scenario::parse(&text, &path.display().to_string(), sim_grammar)
+            .map_err(|e| anyhow::anyhow!(e))
     }
 }
 
@@ -821,18 +835,22 @@ async fn test_mode(app: &App, drill: &ActiveDrill, on: bool) -> Vec<AgentCommand
     out
 }
 
-async fn do_step(app: &App, sim: Option<&facility_sim::SimHandle>, a: &Action) -> (bool, String) {
+/// The facility a drill's `sim` steps act on (the demo's facility simulator, driven by
+/// `dcim-demo`). The server has no facility of its own to act on.
+pub trait SimDriver: Sync {
+    /// Runs one `sim` step's command: what it did, or why it failed (reported as a failed step).
+    fn command(&self, line: &str) -> Result<String, String>;
+}
+
+async fn do_step(app: &App, sim: Option<&dyn SimDriver>, a: &Action) -> (bool, String) {
     match a {
         Action::Sim(line) => {
             let Some(sim) = sim else {
                 return (false, "no simulator in this run".into());
             };
-            match facility_sim::Command::parse(line) {
-                Ok(c) => match sim.command(&c) {
-                    Ok(m) => (true, m),
-                    Err(e) => (false, e),
-                },
-                Err(e) => (false, e.to_string()),
+            match sim.command(line) {
+                Ok(m) => (true, m),
+                Err(e) => (false, e),
             }
         }
         Action::Note(n) => (true, n.clone()),
@@ -886,7 +904,7 @@ async fn do_step(app: &App, sim: Option<&facility_sim::SimHandle>, a: &Action) -
 /// `.json` under the data directory and stored for `GET /api/drills/{id}/report`).
 pub async fn run(
     app: &Arc<App>,
-    sim: Option<&facility_sim::SimHandle>,
+    sim: Option<&dyn SimDriver>,
     scenario: &Scenario,
 ) -> anyhow::Result<Report> {
     // The drill ends by itself a minute after its planned end if this runner dies.
@@ -1081,34 +1099,18 @@ pub async fn wait_agents_online(app: &App, timeout: Duration) -> anyhow::Result<
     }
 }
 
-/// `dcim-server drill SCENARIO.toml [--dc09 LINK.toml] [--http] [--broker] [--data]`: the demo
-/// facility, the drill, the report, then stop.
-pub async fn run_cli(scenario: &std::path::Path, opts: &[(String, String)]) -> anyhow::Result<()> {
-    let scenario = Scenario::load(scenario)?;
-    let mut o = crate::demo::DemoOptions::from_args(opts)?;
-    o.scenario = false;
-    if o.dc09.is_none() {
-        tracing::warn!(
-            "no --dc09 link file: the drill runs without the server's DC-09 transmitter"
-        );
-    }
-    let demo = crate::demo::start(o.clone()).await?;
-    print!("{}", crate::demo::banner(&demo, &o));
-    if !wait_agents_online(&demo.server.app, Duration::from_secs(30)).await? {
-        tracing::warn!("not every agent is online; the drill starts anyway");
-    }
-    let result = run(&demo.server.app, Some(&demo.sim), &scenario).await;
-    demo.shutdown().await;
-    let report = result?;
-    let dir = o.data_dir.join("drills");
-    println!("{}", report.markdown());
-    println!("report: {}/{}.md and .json", dir.display(), report.drill.id);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stands in for the facility simulator's grammar (in `dcim-demo`): `heat ...` only.
+    fn grammar(c: &str) -> Result<(), String> {
+        if c.starts_with("heat ") {
+            Ok(())
+        } else {
+            Err("unknown command".into())
+        }
+    }
 
     const SCENARIO: &str = r#"
 name = "t"
@@ -1151,7 +1153,7 @@ within_s = 6
 
     #[test]
     fn parses_and_orders_steps() {
-        let s = Scenario::parse(SCENARIO, "s.toml").unwrap();
+        let s = Scenario::parse(SCENARIO, "s.toml", &grammar).unwrap();
         assert_eq!(s.steps[0].action, Action::Sim("heat bms-z2 1200".into()));
         assert_eq!(
             s.steps[1].action,
@@ -1169,23 +1171,30 @@ within_s = 6
         let e = Scenario::parse(
             "name='x'\nduration_s=5\n[[step]]\nat_s=1\nsim='boil it'\n",
             "d.toml",
+            &grammar,
         )
         .unwrap_err();
         assert!(e.starts_with("d.toml:3: step[0].sim"), "{e}");
         let e = Scenario::parse(
             "name='x'\nduration_s=5\n[[step]]\nat_s=9\nnote='n'\n",
             "d.toml",
+            &grammar,
         )
         .unwrap_err();
         assert!(e.contains("step[0].at_s"), "{e}");
-        let e =
-            Scenario::parse("name='x'\nduration_s=5\n[[step]]\nat_s=1\n", "d.toml").unwrap_err();
+        let e = Scenario::parse(
+            "name='x'\nduration_s=5\n[[step]]\nat_s=1\n",
+            "d.toml",
+            &grammar,
+        )
+        .unwrap_err();
         assert!(e.contains("exactly one"), "{e}");
-        let e = Scenario::parse("name='x'\nduration_s=5\nfoo=1\n", "d.toml").unwrap_err();
+        let e = Scenario::parse("name='x'\nduration_s=5\nfoo=1\n", "d.toml", &grammar).unwrap_err();
         assert!(e.starts_with("d.toml:3:") && e.contains("foo"), "{e}");
         let e = Scenario::parse(
             "name='x'\nduration_s=5\n[[expect]]\ndc09='fire.big'\nwithin_s=1\n",
             "d.toml",
+            &grammar,
         )
         .unwrap_err();
         assert!(e.contains("expect[0].dc09"), "{e}");
@@ -1193,7 +1202,7 @@ within_s = 6
 
     #[test]
     fn report_takes_only_this_drills_records() {
-        let s = Scenario::parse(SCENARIO, "s.toml").unwrap();
+        let s = Scenario::parse(SCENARIO, "s.toml", &grammar).unwrap();
         let d = ActiveDrill {
             id: "drill-1".into(),
             name: "t".into(),

@@ -2,7 +2,8 @@
 //! writer. [`start`] starts everything and returns a [`Server`] handle; [`run`] starts and stops
 //! it around a shutdown future (what `main` runs: [`Server::run_until`] stops the server within a
 //! second of an essential task ending, and `main` then exits with a failure status). The
-//! one-process demo (`demo`) and the drill runner (`drill`) call [`start`] themselves.
+//! one-process demo and the drill runner live in the `dcim-demo` crate (`dcim-server/demo`),
+//! which calls [`start`] itself: this crate links no simulator and no edge agent.
 //!
 //! # Module groups
 //!
@@ -16,8 +17,9 @@
 //!   `metrics`, `mosquitto` (ACL file generator for an external broker).
 //! - Security: `auth`, `api_auth`, `security`, `stream_access`, `tls`, `http_limits`,
 //!   `conn_limits`.
-//! - Operations: `config`, `reload`, `cluster`, `demo`; the load generators in `src/bin/`
-//!   (`dcim-ingest-bench`, `dcim-memory-bench`, `dcim-scale-bench`, results in BENCHMARKS.md).
+//! - Operations: `config`, `reload`, `cluster`. The load generators (`dcim-ingest-bench`,
+//!   `dcim-memory-bench`, `dcim-scale-bench`, results in BENCHMARKS.md) are binaries of
+//!   `dcim-demo`.
 //!
 //! Invariant: a store method returns only after commit, and nothing is acknowledged to anyone
 //! (HTTP response, SSE event, MQTT PUBACK) before that. With PostgreSQL under Patroni's
@@ -42,7 +44,6 @@ pub mod conn_limits;
 pub mod console;
 pub mod dc09;
 pub mod deferred;
-pub mod demo;
 pub mod disk;
 pub mod drill;
 pub mod energy;

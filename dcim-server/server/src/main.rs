@@ -37,18 +37,7 @@ USAGE:
                                                 list a user's tokens (id, label, expiry)
     dcim-server user revoke --name NAME --token ID [--config FILE]
                                                 revoke a token by its id
-    dcim-server demo [--http ADDR] [--broker ADDR] [--data DIR]
-                                                run the demo facility in one process: server,
-                                                embedded broker, facility simulator, edge agent
-                                                (defaults 127.0.0.1:8080, 127.0.0.1:1883, ./.data/demo)
-                                                --dc09 LINK.toml: site-level events of the demo's
-                                                battery rooms to a DC-09 receiver
-                                                --influx URL: time series to a VictoriaMetrics
-                                                (e.g. http://127.0.0.1:8428) for the dashboards
-    dcim-server drill SCENARIO.toml [--dc09 LINK.toml] [--http ADDR] [--broker ADDR] [--data DIR]
-                                                run a scripted drill on the demo facility (format in
-                                                tests/drills/README.md); writes the report to
-                                                DIR/drills/<id>.md and .json, then stops
+    (the demo and the drill runner: cargo run -p dcim-demo [-- drill SCENARIO.toml])
     dcim-server --help | --version
 
 ROLES: viewer, operator, admin, fire_authority (read-only)
@@ -341,15 +330,28 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some("demo") => dcim_server::demo::run_cli(&args.opts, shutdown_signal()).await,
-        Some("drill") => {
-            let scenario = args
-                .words
-                .get(1)
-                .context("`drill` needs a scenario file: dcim-server drill SCENARIO.toml")?;
-            dcim_server::drill::run_cli(std::path::Path::new(scenario), &args.opts).await
-        }
         Some(other) => anyhow::bail!("unknown command `{other}`"),
+    }
+}
+
+/// `demo` and `drill` moved to the `dcim-demo` binary (the server links no simulator and no
+/// edge agent): the message that says where, instead of `unknown command`.
+fn moved_command(args: &Args) -> Option<String> {
+    match args.words.first().map(String::as_str) {
+        Some("demo") => Some(
+            "`demo` is no longer part of the server; run `cargo run -p dcim-demo` \
+             (or the `dcim-demo` binary) with the same options"
+                .into(),
+        ),
+        Some("drill") => Some(format!(
+            "`drill` is no longer part of the server; run `cargo run -p dcim-demo -- drill {}` \
+             (or `dcim-demo drill ...`) with the same options",
+            args.words
+                .get(1)
+                .map(String::as_str)
+                .unwrap_or("SCENARIO.toml")
+        )),
+        _ => None,
     }
 }
 
@@ -425,6 +427,10 @@ fn main() {
             return;
         }
         _ => {}
+    }
+    if let Some(moved) = moved_command(&args) {
+        eprintln!("dcim-server: {moved}");
+        std::process::exit(2);
     }
     if args.words.first().map(String::as_str) == Some("check-config") {
         std::process::exit(check_config(&args));

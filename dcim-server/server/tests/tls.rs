@@ -66,8 +66,28 @@ impl Pki {
 }
 
 fn client_tls(ca: &Path, client: Option<(PathBuf, PathBuf)>) -> rustls::ClientConfig {
-    // The edge agent's own TLS setup for its uplink (ca_file, optional client certificate).
-    dcim_edge_agent::uplink::tls_config(Some(ca), client.as_ref()).unwrap()
+    // A client set up as the edge agent's uplink is (ring provider, the CA file as the only
+    // root, an optional client certificate); the agent's own `uplink::tls_config` is tested
+    // against a TLS broker in edge-agent/agent/tests/tls_auth.rs. The server links no agent.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in dcim_server::tls::read_certs("ca_file", ca).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                dcim_server::tls::read_certs("cert_file", &cert).unwrap(),
+                dcim_server::tls::read_key("key_file", &key).unwrap(),
+            )
+            .unwrap(),
+    }
 }
 
 fn https_client(tls: rustls::ClientConfig) -> reqwest::Client {

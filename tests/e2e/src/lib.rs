@@ -1,5 +1,5 @@
 //! End-to-end test harness: the demo facility in one process (facility simulator -> edge agent
-//! -> embedded broker -> server, see `dcim_server::demo`) on ephemeral loopback ports with a
+//! -> embedded broker -> server, see `dcim_demo::demo`) on ephemeral loopback ports with a
 //! temporary data directory, and a small HTTP client for the server's API.
 //!
 //! Everything a test asserts is read through the server's REST API with a bearer token, the way
@@ -25,12 +25,12 @@
 //! leader's site (RPO 0, RTO printed, every notification and DC-09 message exactly once).
 
 use anyhow::Context;
-use dcim_server::demo::{Demo, DemoOptions};
+use dcim_demo::demo::{Demo, DemoOptions};
 use serde_json::Value;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use dcim_server::demo;
+pub use dcim_demo::demo;
 
 /// A running demo plus an authenticated API client.
 pub struct Harness {
@@ -61,7 +61,7 @@ impl Harness {
     ) -> anyhow::Result<Harness> {
         let mut opts = DemoOptions::for_tests(dir.path().join("data"));
         change(&mut opts);
-        let demo = dcim_server::demo::start(opts).await?;
+        let demo = dcim_demo::demo::start(opts).await?;
         let token = dcim_server::auth::new_token("dcim_");
         demo.server
             .app

@@ -433,7 +433,7 @@ async fn every_dashboard_panel_answers_from_victoria_metrics_with_the_demos_data
         .build()?;
     let started_ms = dcim_server::now_ms();
     let h = dcim_e2e::Harness::start_with(|o| {
-        let mut influx = dcim_server::demo::influx_for(&vm.url).expect("influx section");
+        let mut influx = dcim_demo::demo::influx_for(&vm.url).expect("influx section");
         influx.flush_interval_ms = 200;
         o.influx = Some(influx);
     })

@@ -622,7 +622,7 @@ async fn soak_broker_restart_server_sigkill_and_uplink_cut_lose_nothing() -> any
     let agent_ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
     let http_port = free_port();
     let site_model = root.join("site-demo.toml");
-    std::fs::write(&site_model, dcim_server::demo::SITE_MODEL)?;
+    std::fs::write(&site_model, dcim_demo::demo::SITE_MODEL)?;
     let server_password = "server-soak-secret";
     let mut conf = format!(
         r#"data_dir = "data"

@@ -2,7 +2,7 @@
 //! publish to the SSE `alarm` event, on this machine (loopback only, bounded in time).
 //!
 //! ```sh
-//! cargo run --release -p dcim-server --bin dcim-ingest-bench -- [--seconds 10] [--agents 4] [--batch 500] [--probes 200] [--store-url postgres://...]
+//! cargo run --release -p dcim-demo --bin dcim-ingest-bench -- [--seconds 10] [--agents 4] [--batch 500] [--probes 200] [--store-url postgres://...]
 //! ```
 //!
 //! `--store-url` runs the server on that PostgreSQL database (`[store] backend = "postgres"`,

@@ -2,7 +2,7 @@
 //! resident memory they take (VmRSS from `/proc/self/status`, before and after).
 //!
 //! ```sh
-//! cargo run --release -p dcim-server --bin dcim-memory-bench -- [--devices 10000] [--points 100] [--batch 500] [--facility 0] [--fill-history 1]
+//! cargo run --release -p dcim-demo --bin dcim-memory-bench -- [--devices 10000] [--points 100] [--batch 500] [--facility 0] [--fill-history 1]
 //! ```
 //!
 //! Every point is sent once as JSON telemetry batches of `--batch` samples and goes through

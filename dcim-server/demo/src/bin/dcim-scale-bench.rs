@@ -3,8 +3,8 @@
 //! per-request cost grows linearly with the site.
 //!
 //! ```sh
-//! cargo run --release -p dcim-server --bin dcim-scale-bench -- [--racks 300,1000,4000,10000] [--repeat 5]
-//! cargo run --release -p dcim-server --bin dcim-scale-bench -- --racks 4000 --write-site site.toml
+//! cargo run --release -p dcim-demo --bin dcim-scale-bench -- [--racks 300,1000,4000,10000] [--repeat 5]
+//! cargo run --release -p dcim-demo --bin dcim-scale-bench -- --racks 4000 --write-site site.toml
 //! ```
 //!
 //! `--write-site PATH` only writes the site file of the first size (`tests/bench/run.sh` runs

@@ -1,10 +1,10 @@
-//! `dcim-server demo`: the whole product in one process, for a first look and for end-to-end
-//! tests.
+//! `dcim-demo` (`cargo run -p dcim-demo`): the whole product in one process, for a first look
+//! and for end-to-end tests.
 //!
 //! [`start`] brings up, in this order:
 //! 1. the facility simulator's demo preset (`facility_sim::SimConfig::demo`): every device of the
 //!    demo site model on its own loopback port (Modbus TCP, RTU-over-TCP row gateways, BACnet/IP);
-//! 2. the server ([`crate::start`]) with the demo site model, SQLite in the data directory and the
+//! 2. the server ([`dcim_server::start`]) with the demo site model, SQLite in the data directory and the
 //!    embedded broker; the demo edge agent is its only `[[agents]]` entry, with a random
 //!    per-run password and the exact device ids it polls as its ACL;
 //! 3. a small device-side MQTT bus (a second, unauthenticated rumqttd on an ephemeral loopback
@@ -17,10 +17,10 @@
 //! The demo users (`admin`, `operator`, `viewer`) are created or have their password reset at
 //! every start, so the credentials printed by [`run_cli`] always work.
 
-use crate::Server;
-use crate::config::{AgentConfig, Config, Role};
-use crate::store::{SqliteStore, Store, UserRecord};
 use anyhow::Context;
+use dcim_server::Server;
+use dcim_server::config::{AgentConfig, Config, Role};
+use dcim_server::store::{SqliteStore, Store, UserRecord};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,7 +59,7 @@ pub struct DemoOptions {
     pub mqtt_period: Duration,
     /// The server's `[dc09]` section (site-level events to the fire authority); off when
     /// `None`. `--dc09 LINK.toml` sets it with the demo's battery-room zones.
-    pub dc09: Option<crate::dc09::Dc09Config>,
+    pub dc09: Option<dcim_server::dc09::Dc09Config>,
     /// The server's `[status] down_after_ms` (default 5 min): tests shorten it.
     pub down_after: Option<Duration>,
     /// The server's `[store] reserve_kb` (default 8 MiB).
@@ -67,13 +67,13 @@ pub struct DemoOptions {
     /// The server's `[influx]` section (time series to an InfluxDB v2 compatible store, history
     /// from its query API); off when `None`. `--influx URL` sets it for VictoriaMetrics
     /// ([`influx_for`]).
-    pub influx: Option<crate::config::InfluxConfig>,
+    pub influx: Option<dcim_server::config::InfluxConfig>,
 }
 
 /// `[influx]` for a VictoriaMetrics at `url` (e.g. `http://127.0.0.1:8428`): lines written to
 /// its `/api/v2/write`, the console's history read from its Prometheus API, other settings
 /// their defaults.
-pub fn influx_for(url: &str) -> anyhow::Result<crate::config::InfluxConfig> {
+pub fn influx_for(url: &str) -> anyhow::Result<dcim_server::config::InfluxConfig> {
     let url = url.trim_end_matches('/');
     anyhow::ensure!(
         url.starts_with("http://") || url.starts_with("https://"),
@@ -142,14 +142,14 @@ impl DemoOptions {
                 "dc09" => {
                     let link = dc09_link::LinkConfig::from_file(std::path::Path::new(v))
                         .map_err(|e| anyhow::anyhow!("--dc09: {e}"))?;
-                    let mut d = crate::dc09::Dc09Config::with_link(link);
-                    d.zone = crate::dc09::Dc09Config::demo_zones(AGENT);
+                    let mut d = dcim_server::dc09::Dc09Config::with_link(link);
+                    d.zone = dcim_server::dc09::Dc09Config::demo_zones(AGENT);
                     o.dc09 = Some(d);
                 }
                 other => anyhow::bail!("`demo` does not take --{other}"),
             }
         }
-        crate::auth::password::check_new(&o.password)
+        dcim_server::auth::password::check_new(&o.password)
             .map_err(|e| anyhow::anyhow!("DCIM_ADMIN_PASSWORD: {e}"))?;
         Ok(o)
     }
@@ -294,7 +294,7 @@ async fn demo_users(
     let store = SqliteStore::open(&config.data_dir)
         .await
         .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
-    let hash = crate::auth::hash_password(
+    let hash = dcim_server::auth::hash_password(
         password,
         config.auth.argon2_memory_kib,
         config.auth.argon2_iterations,
@@ -311,7 +311,7 @@ async fn demo_users(
                 name: name.into(),
                 role: role.as_str().into(),
                 password_hash: hash.clone(),
-                created_ms: crate::now_ms(),
+                created_ms: dcim_server::now_ms(),
                 disabled: false,
             })
             .await?;
@@ -371,7 +371,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         .map(|d| d.id.clone())
         .collect();
 
-    let agent_secret = crate::auth::new_token("");
+    let agent_secret = dcim_server::auth::new_token("");
     let mut config = Config {
         data_dir: data_dir.clone(),
         site_model: Some(site_model.clone()),
@@ -399,7 +399,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         devices: device_ids,
     }];
     let users = demo_users(&config, &opts.password).await?;
-    let server = crate::start(config).await?;
+    let server = dcim_server::start(config).await?;
     let broker = server
         .mqtt_addr
         .context("the embedded broker has no public address")?;
@@ -510,7 +510,7 @@ pub fn banner(demo: &Demo, opts: &DemoOptions) -> String {
     s
 }
 
-/// `dcim-server demo [--http ADDR] [--broker ADDR] [--data DIR]`.
+/// `dcim-demo [--http ADDR] [--broker ADDR] [--data DIR] [--dc09 LINK.toml] [--influx URL]`.
 pub async fn run_cli(
     opts: &[(String, String)],
     shutdown: impl std::future::Future<Output = ()>,
