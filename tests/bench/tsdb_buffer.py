@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """How fast the on-disk time-series buffer fills at demo load while the store is down.
 
-Runs `dcim-server demo` (simulator, edge agent, server; the demo scenario included) with
+Runs `dcim-demo` (simulator, edge agent, server; the demo scenario included) with
 `--influx` pointing at a port where nothing listens, so every line the server writes stays in
 the buffer (`<data>/tsdb-buffer`). After a warm-up it reads the server's /metrics twice, SECONDS
 apart: `dcim_tsdb_buffer_appended_lines_total` (lines appended to the buffer) and
 `dcim_tsdb_buffer_bytes` (its size on disk: gzip bodies plus the spool's framing), and prints lines per second, bytes per line,
 MiB per hour and how many hours the default budget (`influx.buffer_max_mb` = 2048) holds.
 
-    cargo build --release -p dcim-server
-    python3 tests/bench/tsdb_buffer.py --seconds 600 [--warmup 60] [--bin target/release/dcim-server]
+    cargo build --release -p dcim-demo
+    python3 tests/bench/tsdb_buffer.py --seconds 600 [--warmup 60] [--bin target/release/dcim-demo]
 """
 import argparse
 import http.cookiejar
@@ -47,7 +47,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=600)
     ap.add_argument("--warmup", type=int, default=60)
-    ap.add_argument("--bin", default="target/release/dcim-server")
+    ap.add_argument("--bin", default="target/release/dcim-demo")
     ap.add_argument("--budget-mb", type=int, default=2048)
     a = ap.parse_args()
     data = tempfile.mkdtemp(prefix="dcim-tsdb-bench-")
@@ -55,7 +55,7 @@ def main():
     base = f"http://127.0.0.1:{http_port}"
     env = dict(os.environ, DCIM_ADMIN_PASSWORD="tsdb-buffer-bench", RUST_LOG="warn")
     proc = subprocess.Popen(
-        [a.bin, "demo", "--http", f"127.0.0.1:{http_port}", "--broker", f"127.0.0.1:{broker_port}",
+        [a.bin, "--http", f"127.0.0.1:{http_port}", "--broker", f"127.0.0.1:{broker_port}",
          "--data", data, "--influx", f"http://127.0.0.1:{dead_port}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
