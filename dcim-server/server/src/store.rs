@@ -864,14 +864,18 @@ impl Store for SqliteStore {
         name: &'a str,
         disabled: bool,
     ) -> BoxFuture<'a, StoreResult<bool>> {
-        Box::pin(async move {
-            let r = sqlx::query("UPDATE users SET disabled = ? WHERE name = ?")
-                .bind(disabled as i64)
-                .bind(name)
-                .execute(&self.pool)
-                .await?;
-            Ok(r.rows_affected() == 1)
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "disabling or enabling a user",
+            move || async move {
+                let r = sqlx::query("UPDATE users SET disabled = ? WHERE name = ?")
+                    .bind(disabled as i64)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            },
+        ))
     }
 
     fn get_user<'a>(&'a self, name: &'a str) -> BoxFuture<'a, StoreResult<Option<UserRecord>>> {
@@ -952,17 +956,21 @@ impl Store for SqliteStore {
         user: &'a str,
         keep: Option<&'a str>,
     ) -> BoxFuture<'a, StoreResult<u64>> {
-        Box::pin(async move {
-            let r = sqlx::query(
-                "DELETE FROM sessions WHERE user = ? AND (? IS NULL OR token_hash <> ?)",
-            )
-            .bind(user)
-            .bind(keep)
-            .bind(keep)
-            .execute(&self.pool)
-            .await?;
-            Ok(r.rows_affected())
-        })
+        Box::pin(self.guarded(
+            WriteClass::Essential,
+            "ending a user's sessions",
+            move || async move {
+                let r = sqlx::query(
+                    "DELETE FROM sessions WHERE user = ? AND (? IS NULL OR token_hash <> ?)",
+                )
+                .bind(user)
+                .bind(keep)
+                .bind(keep)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected())
+            },
+        ))
     }
 
     fn create_token_until<'a>(
@@ -1035,15 +1043,19 @@ impl Store for SqliteStore {
             if id.len() != TOKEN_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Ok(false);
             }
-            let r = sqlx::query(
-                "DELETE FROM api_tokens WHERE user = ? AND substr(token_hash, 1, ?) = ?",
-            )
-            .bind(user)
-            .bind(TOKEN_ID_LEN as i64)
-            .bind(id.to_ascii_lowercase())
-            .execute(&self.pool)
-            .await?;
-            Ok(r.rows_affected() > 0)
+            let id = id.to_ascii_lowercase();
+            self.guarded(WriteClass::Essential, "revoking an API token", || async {
+                let r = sqlx::query(
+                    "DELETE FROM api_tokens WHERE user = ? AND substr(token_hash, 1, ?) = ?",
+                )
+                .bind(user)
+                .bind(TOKEN_ID_LEN as i64)
+                .bind(&id)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() > 0)
+            })
+            .await
         })
     }
 
