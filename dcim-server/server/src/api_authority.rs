@@ -13,7 +13,7 @@
 //! transaction, then pushed on the live stream as an `authority` event. Lock order: the
 //! authority lock is taken before the facility lock, never after it.
 
-use crate::api::{ApiError, Principal, authorize, parse_body};
+use crate::api_base::{ApiError, Principal, authorize, parse_body};
 use crate::auth::Access;
 use crate::authority::{ActionKind, Authority, ChangeError, Transition};
 use crate::store::{Batch, DocRecord, Store};

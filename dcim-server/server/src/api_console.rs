@@ -4,7 +4,7 @@
 //! is in [`crate::fire_view`] (pure); this module only gathers its inputs.
 
 use crate::App;
-use crate::api::{ApiError, authorize};
+use crate::api_base::{ApiError, authorize};
 use crate::auth::Access;
 use crate::fire_view::{self, FireEvent};
 use crate::store::EventQuery;

@@ -2,7 +2,7 @@
 //! messages. Listed in `api::ROUTES`.
 
 use crate::App;
-use crate::api::{ApiError, authorize, parse_query};
+use crate::api_base::{ApiError, authorize, parse_query};
 use crate::auth::Access;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};

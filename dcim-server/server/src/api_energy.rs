@@ -6,7 +6,7 @@
 //! changed are stored as `energy.hour` documents, so a restart loses at most a minute of
 //! energy, and the time the server was down is not covered (never guessed).
 
-use crate::api::{ApiError, authorize, parse_query};
+use crate::api_base::{ApiError, authorize, parse_query};
 use crate::auth::Access;
 use crate::energy::{self, EnergyBucket, EnergyMeter, HOUR_MS, Meter, PowerNow};
 use crate::store::{DocRecord, Store};

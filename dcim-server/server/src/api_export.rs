@@ -1,7 +1,7 @@
 //! CSV export of the alarm and event lists and the global search: routes over
 //! [`crate::export`] and [`crate::search`] (pure). Listed in `api::ROUTES`.
 
-use crate::api::{ApiError, authorize, parse_query};
+use crate::api_base::{ApiError, authorize, parse_query};
 use crate::auth::Access;
 use crate::export::{self, AlarmFilter, EventFilter};
 use crate::store::EventQuery;

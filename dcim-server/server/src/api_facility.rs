@@ -2,7 +2,7 @@
 //! and device status. Writes go through [`App::commit_changes`]: the journal, the snapshots and
 //! the operator's audit record are committed in one transaction before the response.
 
-use crate::api::{ApiError, authorize, parse_body};
+use crate::api_base::{ApiError, authorize, parse_body};
 use crate::auth::Access;
 use crate::facility::Changes;
 use crate::{App, now_ms};
@@ -76,7 +76,7 @@ async fn alarms(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    let q: AlarmsQuery = crate::api::parse_query(raw.as_deref())?;
+    let q: AlarmsQuery = crate::api_base::parse_query(raw.as_deref())?;
     let f = app.facility.lock().await;
     let list: Vec<_> = if q.all.unwrap_or(false) {
         f.engine.alarms().collect()
@@ -105,7 +105,7 @@ async fn alarm_journal(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    let q: JournalQuery = crate::api::parse_query(raw.as_deref())?;
+    let q: JournalQuery = crate::api_base::parse_query(raw.as_deref())?;
     let rows = app
         .store
         .list_journal(
@@ -316,7 +316,7 @@ async fn export_incident(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    let q: ExportQuery = crate::api::parse_query(raw.as_deref())?;
+    let q: ExportQuery = crate::api_base::parse_query(raw.as_deref())?;
     let id = incident_id(&id)?;
     let f = app.facility.lock().await;
     let inc = f
@@ -564,7 +564,7 @@ async fn redundancy(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    let q: RedundancyQuery = crate::api::parse_query(raw.as_deref())?;
+    let q: RedundancyQuery = crate::api_base::parse_query(raw.as_deref())?;
     // Serialised without the lock.
     let ev = app
         .facility
@@ -591,7 +591,7 @@ async fn what_if(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    let q: WhatIfQuery = crate::api::parse_query(raw.as_deref())?;
+    let q: WhatIfQuery = crate::api_base::parse_query(raw.as_deref())?;
     let fail = need(q.fail, "fail")?;
     let failed: Vec<&str> = fail
         .split(',')

@@ -9,7 +9,7 @@
 //! facility; the authority lock is held while a step is applied, as the write routes do.
 //! Every change of the schedule is pushed as the live event `maintenance`.
 
-use crate::api::{ApiError, Principal, authorize, parse_body};
+use crate::api_base::{ApiError, Principal, authorize, parse_body};
 use crate::auth::Access;
 use crate::authority::ActionKind;
 use crate::maint_windows::{NewWindow, Schedule, Step, WindowError};

@@ -69,12 +69,7 @@ impl ActiveDrill {
 
 /// The id of the drill in progress, if any (an expired drill is not in progress).
 pub fn active_id(app: &App) -> Option<String> {
-    let now = crate::now_ms();
-    app.drill.read().ok().and_then(|d| {
-        d.as_ref()
-            .filter(|d| d.is_active_at(now))
-            .map(|d| d.id.clone())
-    })
+    app.active_drill_id()
 }
 
 /// The drill left running by a previous process (a drill flag survives restarts).
@@ -420,7 +415,7 @@ pub struct Facts<'a> {
     /// Alarm-journal records (as stored: engine records with a `drill` field).
     pub journal: Vec<serde_json::Value>,
     pub incidents: Vec<(u64, String, u8, i64)>,
-    pub dc09: Vec<crate::dc09::MessageRecord>,
+    pub dc09: Vec<crate::dc09_plan::MessageRecord>,
     pub agents: Vec<AgentCommand>,
     /// Agent events received during the drill.
     pub edge_events: Vec<crate::store::EventRecord>,
@@ -1216,7 +1211,7 @@ within_s = 6
                 "message": "m", "user": user, "drill": drill})
         };
         let msg =
-            |kind: &str, drill: Option<&str>, acked: Option<i64>| crate::dc09::MessageRecord {
+            |kind: &str, drill: Option<&str>, acked: Option<i64>| crate::dc09_plan::MessageRecord {
                 event_id: format!("srv:{kind}"),
                 kind: kind.into(),
                 zone: 2,

@@ -26,8 +26,10 @@
 //! synchronous mode, a commit is on both sites.
 
 pub mod api;
+pub mod api_base;
 pub mod api_auth;
 pub mod api_authority;
+pub mod api_cluster;
 pub mod api_console;
 pub mod api_drill;
 pub mod api_energy;
@@ -39,10 +41,12 @@ pub mod authority;
 pub mod backup;
 pub mod broker;
 pub mod cluster;
+pub mod cluster_tasks;
 pub mod config;
 pub mod conn_limits;
 pub mod console;
 pub mod dc09;
+pub mod dc09_plan;
 pub mod deferred;
 pub mod disk;
 pub mod drill;
@@ -53,7 +57,7 @@ pub mod fire_view;
 pub mod health;
 pub mod http_limits;
 pub mod incident_store;
-pub mod influx;
+pub use tsdb::influx;
 pub mod ingest;
 pub mod leader;
 pub mod maint_windows;
@@ -150,6 +154,18 @@ pub struct App {
     /// Multi-site (`[cluster]`): this server is one replica; only the leader runs the work
     /// that must happen once (see `cluster`, `App::leader_fence`).
     pub cluster: Option<Arc<cluster::Cluster>>,
+}
+
+impl App {
+    /// The id of the drill in progress, if any (an expired drill is not in progress).
+    pub fn active_drill_id(&self) -> Option<String> {
+        let now = now_ms();
+        self.drill.read().ok().and_then(|d| {
+            d.as_ref()
+                .filter(|d| d.is_active_at(now))
+                .map(|d| d.id.clone())
+        })
+    }
 }
 
 impl App {
@@ -707,7 +723,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     // replica whose lease task died would lead on, or never lead, without anyone seeing it.
     for (name, t) in ["cluster.lease", "cluster.heartbeat", "cluster.follower"]
         .iter()
-        .zip(cluster::start(app.clone(), stop_rx.clone()))
+        .zip(cluster_tasks::start(app.clone(), stop_rx.clone()))
     {
         app.health.essential(*name, t.abort_handle());
         tasks.push(t);

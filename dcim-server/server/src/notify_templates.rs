@@ -74,7 +74,7 @@ pub fn render(format: &Format, d: &Delivery, channel: &str, now_ms: i64) -> Resu
     let time = rfc3339(now_ms);
     let title = format!("[G{}] {}", d.grade, d.subject);
     Ok(match format {
-        Format::Json => crate::notify_io::payload(d, channel, now_ms),
+        Format::Json => payload(d, channel, now_ms),
         Format::Slack => json!({
             "text": title,
             "blocks": [
@@ -190,6 +190,20 @@ pub fn sample_delivery() -> Delivery {
         body: "line 1\nline 2 with \"quotes\" and \\ backslash".into(),
         escalation: Some(0),
     }
+}
+
+/// The JSON document sent by webhook and MQTT channels.
+pub fn payload(d: &Delivery, channel: &str, now_ms: i64) -> serde_json::Value {
+    serde_json::json!({
+        "alarm": d.alarm,
+        "grade": d.grade,
+        "subject": d.subject,
+        "body": d.body,
+        "escalation": d.escalation,
+        "planned_channel": d.channel,
+        "channel": channel,
+        "ts_ms": now_ms,
+    })
 }
 
 #[cfg(test)]

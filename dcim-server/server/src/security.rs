@@ -294,56 +294,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     })
 }
 
-/// Makes the data directory private (0700 when created; an existing one loses every
-/// permission for others and write for the group, so 0750 at most) and the database files
-/// 0600 (created so, tightened if found wider): they hold password hashes, session CSRF
-/// tokens and the device-cookie key. Returns what was tightened, for the log.
-#[cfg(unix)]
-pub fn secure_data_dir(
-    dir: &std::path::Path,
-    db: &std::path::Path,
-) -> std::io::Result<Vec<String>> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    let mut changed = Vec::new();
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o027 != 0 {
-        let tight = mode & 0o750;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(tight))?;
-        changed.push(format!("{} {mode:o} -> {tight:o}", dir.display()));
-    }
-    if !db.exists() {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(db)?;
-    }
-    let mut files = vec![db.to_owned()];
-    for suffix in ["-wal", "-shm"] {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        files.push(p.into());
-    }
-    for f in files.iter().filter(|f| f.exists()) {
-        let mode = std::fs::metadata(f)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600))?;
-            changed.push(format!("{} {mode:o} -> 600", f.display()));
-        }
-    }
-    Ok(changed)
-}
-
-#[cfg(not(unix))]
-pub fn secure_data_dir(_: &std::path::Path, _: &std::path::Path) -> std::io::Result<Vec<String>> {
-    Ok(Vec::new())
-}
+pub use crate::disk::secure_data_dir;
 
 #[cfg(test)]
 mod tests {

@@ -461,7 +461,7 @@ impl SqliteStore {
         let disk = DiskGuard::new(dir, reserve_bytes);
         let path = db_path(dir);
         // Private: the database holds password hashes and session CSRF tokens.
-        for c in crate::security::secure_data_dir(dir, &path).map_err(sqlx::Error::Io)? {
+        for c in crate::disk::secure_data_dir(dir, &path).map_err(sqlx::Error::Io)? {
             tracing::warn!("permissions tightened: {c}");
         }
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?

@@ -41,18 +41,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, Semaphore};
 
-/// Largest message the gate relays: the payload limit plus room for the topic and header.
+/// Largest message the gate relays (see [`crate::config::BrokerConfig::max_message`]).
 pub fn max_message(b: &crate::config::BrokerConfig) -> usize {
-    b.max_payload + 64 * 1024
+    b.max_message()
 }
 
-/// The bytes one filter's log may hold unread (see the module documentation); at least one
-/// largest message even for a configuration that skipped validation.
+/// The bytes one filter's log may hold unread (see the module documentation and
+/// [`crate::config::BrokerConfig::log_budget`]).
 pub fn log_budget(b: &crate::config::BrokerConfig) -> usize {
-    b.log_segments
-        .saturating_sub(1)
-        .saturating_mul(b.log_segment_bytes)
-        .saturating_sub(max_message(b))
+    b.log_budget()
 }
 
 /// The most telemetry of one agent relayed and not yet handled (see [`Shares`]).

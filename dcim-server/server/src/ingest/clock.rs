@@ -14,8 +14,7 @@
 //! No sample in the server is therefore later than its arrival, and a newer arrival always
 //! carries a timestamp at least as new as any earlier one's, up to the agents' real skew.
 
-/// Default tolerance for agents' clocks running ahead (`[ingest] max_clock_skew_ms`).
-pub const DEFAULT_MAX_CLOCK_SKEW_MS: i64 = 60_000;
+pub use crate::config::DEFAULT_MAX_CLOCK_SKEW_MS;
 
 /// What to do with a sample's timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

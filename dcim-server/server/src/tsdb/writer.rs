@@ -1,7 +1,7 @@
 //! The tasks between the ingest and the store.
 //!
 //! - The **flusher** takes the lines the ingest staged in memory
-//!   ([`crate::influx::InfluxHandle::push`]) every `flush_interval_ms` (or as soon as
+//!   ([`crate::tsdb::influx::InfluxHandle::push`]) every `flush_interval_ms` (or as soon as
 //!   `batch_size` lines wait), compresses them and appends one batch to the on-disk buffer.
 //! - The **sender** posts the oldest batch in the buffer to `/api/v2/write` and removes it
 //!   only when the store answered 2xx. A refusal for the batch's own sake (400, 413, 422) drops
@@ -10,7 +10,7 @@
 //!   a misconfigured token loses nothing either.
 
 use crate::config::InfluxConfig;
-use crate::influx::Staging;
+use crate::tsdb::influx::Staging;
 use crate::metrics::{Metrics, inc};
 use crate::observe::Ops;
 use crate::tsdb::buffer::{self, Buffer};
@@ -106,8 +106,8 @@ pub fn spawn(
     let url = format!(
         "{}/api/v2/write?org={}&bucket={}&precision=ms",
         cfg.url.trim_end_matches('/'),
-        crate::influx::urlencode(&cfg.org),
-        crate::influx::urlencode(&cfg.bucket)
+        crate::tsdb::influx::urlencode(&cfg.org),
+        crate::tsdb::influx::urlencode(&cfg.bucket)
     );
     {
         let b = shared.buffer.lock().expect("tsdb buffer");

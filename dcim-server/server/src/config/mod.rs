@@ -55,6 +55,12 @@
 //! token_days = 90                  # lifetime of a new API token unless the request says
 //! ```
 
+pub mod cluster;
+pub mod dc09;
+pub mod history;
+pub mod notify;
+pub mod store;
+
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -112,6 +118,9 @@ impl ConfigError {
     }
 }
 
+/// Default tolerance for agents' clocks running ahead (`[ingest] max_clock_skew_ms`).
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: i64 = 60_000;
+
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -119,10 +128,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `[store]`: SQLite in `data_dir` (default, with its free-space reserve) or PostgreSQL
     /// (`store::StoreConfig`).
-    pub store: crate::store::StoreConfig,
+    pub store: store::StoreConfig,
     /// `[cluster]`: this server is one replica of a multi-site deployment (`cluster::
     /// ClusterConfig`); off when absent.
-    pub cluster: Option<crate::cluster::ClusterConfig>,
+    pub cluster: Option<cluster::ClusterConfig>,
     /// Site model (TOML), read by the site engine; optional.
     pub site_model: Option<PathBuf>,
     pub http: HttpConfig,
@@ -134,13 +143,13 @@ pub struct Config {
     pub users: Vec<UserBootstrap>,
     pub influx: Option<InfluxConfig>,
     /// `[notify]`: notifications of alarms (webhook, e-mail, MQTT); off by default.
-    pub notify: crate::notify_io::NotifyConfig,
+    pub notify: notify::NotifyConfig,
     /// SIA DC-09 to the fire authority for site-level events (`dc09::Dc09Config`); off when
     /// absent.
-    pub dc09: Option<crate::dc09::Dc09Config>,
+    pub dc09: Option<dc09::Dc09Config>,
     /// `[history]`: recent history kept in memory per point (`resolution_ms`, default 60000;
     /// `buckets`, default 60: one hour; about 40 bytes per bucket and point once full).
-    pub history: crate::ingest::HistoryConfig,
+    pub history: history::HistoryConfig,
     /// `[log]`: level and format of the log lines.
     pub log: LogConfig,
     /// `[metrics]`: how Prometheus scrapes `/metrics` without a user account.
@@ -279,7 +288,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            max_clock_skew_ms: crate::ingest::DEFAULT_MAX_CLOCK_SKEW_MS,
+            max_clock_skew_ms: DEFAULT_MAX_CLOCK_SKEW_MS,
         }
     }
 }
@@ -438,6 +447,22 @@ pub struct BrokerConfig {
     /// while (doubling, up to `auth.max_lock_s`); 0 = never. Agent ids are never locked by
     /// name: anyone could then cut an agent off. Default 20.
     pub address_failures_before_lock: u32,
+}
+
+impl BrokerConfig {
+    /// Largest message the gate relays: the payload limit plus room for the topic and header.
+    pub fn max_message(&self) -> usize {
+        self.max_payload + 64 * 1024
+    }
+
+    /// The bytes one filter's log may hold unread (`broker::budget`); at least one largest
+    /// message even for a configuration that skipped validation.
+    pub fn log_budget(&self) -> usize {
+        self.log_segments
+            .saturating_sub(1)
+            .saturating_mul(self.log_segment_bytes)
+            .saturating_sub(self.max_message())
+    }
 }
 
 impl Default for BrokerConfig {
@@ -809,14 +834,14 @@ impl Config {
         if self.broker.log_segments < 2 {
             return Err(self.invalid("broker.log_segments", "must be at least 2"));
         }
-        if crate::broker::budget::log_budget(&self.broker)
-            < crate::broker::budget::max_message(&self.broker)
+        if self.broker.log_budget()
+            < self.broker.max_message()
         {
             return Err(self.invalid(
                 "broker.log_segment_bytes",
                 format!(
                     "(log_segments - 1) x log_segment_bytes must hold at least two of the largest messages (2 x (max_payload + 64 KiB) = {} bytes)",
-                    2 * crate::broker::budget::max_message(&self.broker)
+                    2 * self.broker.max_message()
                 ),
             ));
         }

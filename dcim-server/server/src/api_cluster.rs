@@ -1,0 +1,122 @@
+//! HTTP side of the cluster: `/api/cluster`, and the middleware that refuses leader-only
+//! writes on a follower (503 with `X-Dcim-Leader` naming the leader's console).
+
+use crate::App;
+use crate::cluster::{Cluster, PeerInfo};
+use crate::now_ms;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Whether a write route needs the leader (it changes the alarm engine, incidents, authority
+/// control, the maintenance windows the leader's ticker applies, or sends to devices).
+///
+/// Any replica serves the rest: users, passwords, disabling and enabling accounts, API tokens
+/// and their revocation, sessions and sign-in lockouts are plain store writes with no state
+/// kept in memory (every request reads the account, session and token from the shared store,
+/// so a change made on one replica holds on the other at its next request); lockouts are per
+/// replica by design (each replica limits the sign-ins it serves).
+pub fn leader_only(method: &Method, path: &str) -> bool {
+    *method == Method::POST
+        && (path.starts_with("/api/alarms/")
+            || path == "/api/maintenance"
+            || path.starts_with("/api/maintenance/")
+            || path.starts_with("/api/incidents")
+            || path.starts_with("/api/authority/")
+            || (path.starts_with("/api/devices/") && path.ends_with("/commands")))
+}
+
+/// The refusal of a follower: 503 with the leader's replica, site and console address.
+pub fn not_leader(c: &Cluster) -> Response {
+    let st = c.status();
+    let (msg, leader) = match &st.leader {
+        Some(l) => (
+            format!(
+                "replica `{}` ({}) is not the leader: replica `{}` ({}) is{}; make this change there",
+                st.replica,
+                st.site,
+                l.replica,
+                l.site,
+                l.url
+                    .as_deref()
+                    .map(|u| format!(" at {u}"))
+                    .unwrap_or_default()
+            ),
+            json!(l),
+        ),
+        None => (
+            format!(
+                "replica `{}` ({}) is not the leader and no leader is known right now (a takeover is in progress or the database cannot be reached); retry shortly",
+                st.replica, st.site
+            ),
+            Value::Null,
+        ),
+    };
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": msg, "leader": leader})),
+    )
+        .into_response();
+    let h = r.headers_mut();
+    h.insert("retry-after", HeaderValue::from_static("2"));
+    if let Some(u) = st.leader.as_ref().and_then(|l| l.url.as_deref())
+        && let Ok(v) = HeaderValue::from_str(u)
+    {
+        h.insert("x-dcim-leader", v);
+    }
+    r
+}
+
+/// Middleware: on a follower, a leader-only write from an authenticated client is refused
+/// with 503 naming the leader (an unauthenticated one goes on to get its 401).
+pub async fn refuse_writes_on_follower(
+    State(app): State<Arc<App>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(c) = &app.cluster
+        && leader_only(req.method(), req.uri().path())
+        && c.fence().is_none()
+        && crate::api_base::authorize(&app, req.headers(), &Method::GET, crate::auth::Access::Read)
+            .await
+            .is_ok()
+    {
+        return not_leader(c);
+    }
+    next.run(req).await
+}
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new().route("/api/cluster", axum::routing::get(cluster_status))
+}
+
+async fn cluster_status(
+    State(app): State<Arc<App>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, crate::api_base::ApiError> {
+    crate::api_base::authorize(&app, &headers, &Method::GET, crate::auth::Access::Read).await?;
+    let Some(c) = &app.cluster else {
+        return Ok(Json(json!({"enabled": false})).into_response());
+    };
+    let st = c.status();
+    let peers: Vec<PeerInfo> = c.peers.lock().expect("peers").values().cloned().collect();
+    Ok(Json(json!({
+        "enabled": true,
+        "replica": st.replica,
+        "site": st.site,
+        "role": if c.fence().is_some() { "leader" } else { "follower" },
+        "epoch": st.leading.as_ref().map(|f| f.epoch),
+        "leader": st.leader,
+        "since_ms": st.since_ms,
+        "terms": st.terms,
+        "stale": c.stale(now_ms()),
+        "peers": peers,
+        "agents": c.verdicts(),
+        "witness": c.witness.is_some(),
+    }))
+    .into_response())
+}
