@@ -28,7 +28,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-pub use crate::api_base::{ApiError, header_str, CSRF_COOKIE, CSRF_HEADER, Principal, ROUTES, RouteDoc, SESSION_COOKIE, authorize, parse_body, parse_query};
+pub use crate::api_base::{
+    ApiError, CSRF_COOKIE, CSRF_HEADER, Principal, ROUTES, RouteDoc, SESSION_COOKIE, authorize,
+    header_str, parse_body, parse_query,
+};
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -64,7 +67,6 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 type AppState = State<Arc<App>>;
-
 
 /// `/health` (see `crate::health`): 200 while `ok` or `degraded`, 503 while `failing`.
 pub async fn health(State(app): AppState) -> Response {

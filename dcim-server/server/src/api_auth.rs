@@ -19,8 +19,8 @@
 //! enable|token --days|tokens|revoke`). A generated bootstrap password is shown on the terminal or
 //! written to `<data>/initial-admin-password` (0600), never logged.
 
-use crate::api_base::{ApiError, CSRF_COOKIE, Principal, SESSION_COOKIE, authorize, parse_body};
 use crate::api_authority::guard;
+use crate::api_base::{ApiError, CSRF_COOKIE, Principal, SESSION_COOKIE, authorize, parse_body};
 use crate::auth::limits::Subject;
 use crate::auth::{self, Access, password};
 use crate::authority::ActionKind;

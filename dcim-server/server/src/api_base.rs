@@ -3,12 +3,12 @@
 //! request (session cookie with CSRF, or bearer token) and parsing of queries and bodies after
 //! authorisation. The route modules (`api`, `api_*`) sit above it; it imports none of them.
 
-use crate::{App, now_ms};
 use crate::auth::{self, Access};
 use crate::config::Role;
 use crate::metrics::inc;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use crate::{App, now_ms};
 use axum::Json;
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -503,7 +503,6 @@ pub async fn authorize(
         session,
     })
 }
-
 
 /// Query strings are parsed after authorization too.
 pub fn parse_query<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {

@@ -400,7 +400,6 @@ impl Planner {
     }
 }
 
-
 /// A server-sent message as recorded in the `dc09.msg` documents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageRecord {

@@ -5,30 +5,38 @@
 //! one-process demo and the drill runner live in the `dcim-demo` crate (`dcim-server/demo`),
 //! which calls [`start`] itself: this crate links no simulator and no edge agent.
 //!
-//! # Module groups
+//! # Layers
 //!
-//! - Input: `broker` (rumqttd behind the ACL gate; `broker::ack`, `broker::budget`), `mqtt`
-//!   (the two ingest lanes), `ingest` (pure), `deferred`, `stream_report`.
-//! - Engines and planners: `facility` (adapter over `dcim-site` and `dcim-alarms`),
-//!   `authority`, `drill`, `dc09`, `maint_windows`, `energy`, `fire_view`, `leader`, `export`,
-//!   `search`, `notify_templates` (the pure ones say so in their docs).
-//! - Storage: `store`, `disk`, `incident_store`, `backup`, `tsdb`, `influx`.
-//! - Output: `api` and the `api_*` modules, `console`, `notify_io`, `observe`, `health`,
-//!   `metrics`, `mosquitto` (ACL file generator for an external broker).
-//! - Security: `auth`, `api_auth`, `security`, `stream_access`, `tls`, `http_limits`,
-//!   `conn_limits`.
-//! - Operations: `config`, `reload`, `cluster`. The load generators (`dcim-ingest-bench`,
-//!   `dcim-memory-bench`, `dcim-scale-bench`, results in BENCHMARKS.md) are binaries of
-//!   `dcim-demo`.
+//! Each module imports only modules of a lower layer (`python3 tests/arch/module_cycles.py`
+//! checks there is no cycle; CI runs it):
+//!
+//! 1. Leaves: `leader`, `maint_windows`, `energy`, `fire_view`, `notify_templates` (pure),
+//!    `metrics`, `observe`, `disk`, `tls`, `console` (embedded files).
+//! 2. `config` (every section type, `config/*.rs`), then the pure engines and planners:
+//!    `ingest`, `authority`, `dc09_plan`, `drill_plan`, `search`, `export`; the adapter over
+//!    `dcim-site` and `dcim-alarms`, `facility`.
+//! 3. Storage and security primitives: `store` (SQLite, PostgreSQL), `incident_store`, `backup`,
+//!    `tsdb` (with `tsdb::influx`), `auth`, `conn_limits`, `http_limits`, `stream_access`,
+//!    `health`.
+//! 4. Shell: `broker` (rumqttd behind the ACL gate), `mqtt` (the two ingest lanes),
+//!    `deferred`, `stream_report`, `cluster` (this replica's view), `security`, `dc09`,
+//!    `notify_io`, `drill`, `reload`, `cluster_tasks` (lease, heartbeat, takeover).
+//! 5. HTTP: `api_base` (routes table, errors, authorisation), the `api_*` route modules, and
+//!    `api` on top, which builds the router.
+//!
+//! The crate root holds [`App`], the shared state every shell module receives, and [`start`],
+//! which wires the layers together. The load generators (`dcim-ingest-bench`,
+//! `dcim-memory-bench`, `dcim-scale-bench`, results in BENCHMARKS.md) are binaries of
+//! `dcim-demo`.
 //!
 //! Invariant: a store method returns only after commit, and nothing is acknowledged to anyone
 //! (HTTP response, SSE event, MQTT PUBACK) before that. With PostgreSQL under Patroni's
 //! synchronous mode, a commit is on both sites.
 
 pub mod api;
-pub mod api_base;
 pub mod api_auth;
 pub mod api_authority;
+pub mod api_base;
 pub mod api_cluster;
 pub mod api_console;
 pub mod api_drill;
@@ -50,6 +58,7 @@ pub mod dc09_plan;
 pub mod deferred;
 pub mod disk;
 pub mod drill;
+pub mod drill_plan;
 pub mod energy;
 pub mod export;
 pub mod facility;

@@ -35,17 +35,16 @@
 use crate::metrics::inc;
 use crate::{App, now_ms};
 use anyhow::Context;
-use dcim_alarms::{
-    AlarmState, Delivery, Event,
-    Notifier, NotifierState, Record,
-};
+use dcim_alarms::{AlarmState, Delivery, Event, Notifier, NotifierState, Record};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use crate::config::notify::{BreakerToml, ChannelConfig, EscalationConfig, Kind, NotifyConfig, SmtpSecurity, parse_smtp_url};
+pub use crate::config::notify::{
+    BreakerToml, ChannelConfig, EscalationConfig, Kind, NotifyConfig, SmtpSecurity, parse_smtp_url,
+};
 
 pub use crate::notify_templates::payload;
 

@@ -12,7 +12,7 @@
 //! - **Followers** keep their alarm engine passive (live values and redundancy only) and
 //!   reload the leader's committed alarm, incident, authority and drill state from the store
 //!   every second, so their console shows every acknowledged action; they refuse the writes
-//!   that need the leader with 503 naming the leader ([`refuse_writes_on_follower`]).
+//!   that need the leader with 503 naming the leader (`api_cluster::refuse_writes_on_follower`).
 //! - **Takeover**: when the lease is free or expired, a follower takes it with the next epoch,
 //!   restores the engines from the store (after the lease is committed, so it reads everything
 //!   the old leader committed), then leads; the notifier and the DC-09 planner pick up their
@@ -25,7 +25,8 @@
 //!
 //! # Tasks, hooks and what only the leader does
 //!
-//! Three essential tasks (`cluster.lease`, `cluster.heartbeat`, `cluster.follower` in `/health`):
+//! This module holds the replica's view and the hooks; the tasks are in `cluster_tasks` (above
+//! the engines they restore) and the HTTP side in `api_cluster`. Three essential tasks (`cluster.lease`, `cluster.heartbeat`, `cluster.follower` in `/health`):
 //! the lease (renew every `renew_ms`; on `Lead`, restore the alarm engine, incidents, authority,
 //! drill state and maintenance-window schedule from the store, evaluate the live samples newer
 //! than the last commit, then publish the fence; on `StepDown`, stop leader work first), the

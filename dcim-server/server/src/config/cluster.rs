@@ -3,7 +3,6 @@
 use crate::leader::Timing;
 use serde::{Deserialize, Serialize};
 
-
 /// `[cluster]` in the server configuration.
 ///
 /// ```toml

@@ -834,9 +834,7 @@ impl Config {
         if self.broker.log_segments < 2 {
             return Err(self.invalid("broker.log_segments", "must be at least 2"));
         }
-        if self.broker.log_budget()
-            < self.broker.max_message()
-        {
+        if self.broker.log_budget() < self.broker.max_message() {
             return Err(self.invalid(
                 "broker.log_segment_bytes",
                 format!(

@@ -1,9 +1,7 @@
 //! `[notify]`: notification channels, escalation policy and circuit breakers.
 
-use dcim_alarms::{
-    Breaker, BreakerConfig, Channel, ChannelKind, EscalationStep, Notifier, Policy,
-};
 use anyhow::Context;
+use dcim_alarms::{Breaker, BreakerConfig, Channel, ChannelKind, EscalationStep, Notifier, Policy};
 use serde::Deserialize;
 use std::path::PathBuf;
 

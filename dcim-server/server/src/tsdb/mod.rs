@@ -18,7 +18,7 @@
 //! - [`history`]: the history endpoint, saying which source answered and what range it covers.
 
 pub mod buffer;
-pub mod influx;
 pub mod history;
+pub mod influx;
 pub mod query;
 pub mod writer;

@@ -10,10 +10,10 @@
 //!   a misconfigured token loses nothing either.
 
 use crate::config::InfluxConfig;
-use crate::tsdb::influx::Staging;
 use crate::metrics::{Metrics, inc};
 use crate::observe::Ops;
 use crate::tsdb::buffer::{self, Buffer};
+use crate::tsdb::influx::Staging;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
