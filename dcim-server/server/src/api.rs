@@ -11,10 +11,11 @@
 //! (journalled on the alarm as a comment), maintenance an optional `reason` (audited); the console
 //! always asks for both.
 
+use crate::app::App;
 use crate::auth::{self, Access};
+use crate::clock::now_ms;
 use crate::config::Role;
 use crate::store::{EventQuery, UserRecord};
-use crate::{App, now_ms};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -70,7 +71,7 @@ type AppState = State<Arc<App>>;
 
 /// `/health` (see `crate::health`): 200 while `ok` or `degraded`, 503 while `failing`.
 pub async fn health(State(app): AppState) -> Response {
-    let (level, doc) = crate::health::report(&app);
+    let (level, doc) = crate::health_probe::report(&app);
     let status = if level == crate::health::Level::Failing {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -161,8 +162,8 @@ async fn point_history(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    let q: crate::tsdb::history::Params = parse_query(raw.as_deref())?;
-    crate::tsdb::history::point_history(&app, &device, &point, q)
+    let q: crate::api_history::Params = parse_query(raw.as_deref())?;
+    crate::api_history::point_history(&app, &device, &point, q)
         .await
         .map(Json)
         .map_err(|(status, msg)| ApiError(status, msg))
@@ -321,10 +322,10 @@ async fn stream(
                     }
                 };
                 tokio::select! {
-                    _ = crate::stopped(&mut stop) => return None,
+                    _ = crate::clock::stopped(&mut stop) => return None,
                     _ = recheck => continue,
                     _ = beat => {
-                        break SseEvent::default().event("heartbeat").data(crate::now_ms().to_string());
+                        break SseEvent::default().event("heartbeat").data(crate::clock::now_ms().to_string());
                     }
                     r = rx.recv() => match r {
                         Ok(m) => {
@@ -454,7 +455,7 @@ async fn metrics(State(app): AppState, headers: HeaderMap) -> Result<Response, A
 pub fn metrics_response(app: &App) -> Response {
     (
         [(header::CONTENT_TYPE, crate::observe::CONTENT_TYPE)],
-        crate::observe::render(app),
+        crate::openmetrics::render(app),
     )
         .into_response()
 }

@@ -21,12 +21,13 @@
 
 use crate::api_authority::guard;
 use crate::api_base::{ApiError, CSRF_COOKIE, Principal, SESSION_COOKIE, authorize, parse_body};
+use crate::app::App;
 use crate::auth::limits::Subject;
 use crate::auth::{self, Access, password};
 use crate::authority::ActionKind;
+use crate::clock::now_ms;
 use crate::config::Role;
 use crate::metrics::inc;
-use crate::{App, now_ms};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};

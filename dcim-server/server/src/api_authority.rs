@@ -14,10 +14,11 @@
 //! authority lock is taken before the facility lock, never after it.
 
 use crate::api_base::{ApiError, Principal, authorize, parse_body};
+use crate::app::App;
 use crate::auth::Access;
 use crate::authority::{ActionKind, Authority, ChangeError, Transition};
+use crate::clock::now_ms;
 use crate::store::{Batch, DocRecord, Store};
-use crate::{App, now_ms};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};

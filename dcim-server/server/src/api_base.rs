@@ -3,10 +3,11 @@
 //! request (session cookie with CSRF, or bearer token) and parsing of queries and bodies after
 //! authorisation. The route modules (`api`, `api_*`) sit above it; it imports none of them.
 
+use crate::app::App;
 use crate::auth::{self, Access};
+use crate::clock::now_ms;
 use crate::config::Role;
 use crate::metrics::inc;
-use crate::{App, now_ms};
 use axum::Json;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};

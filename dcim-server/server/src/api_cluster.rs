@@ -1,9 +1,9 @@
 //! HTTP side of the cluster: `/api/cluster`, and the middleware that refuses leader-only
 //! writes on a follower (503 with `X-Dcim-Leader` naming the leader's console).
 
-use crate::App;
+use crate::app::App;
+use crate::clock::now_ms;
 use crate::cluster::{Cluster, PeerInfo};
-use crate::now_ms;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;

@@ -3,8 +3,8 @@
 //! vocabulary (names and units) and the alarm rules. Listed in `api::ROUTES`. The data shaping
 //! is in [`crate::fire_view`] (pure); this module only gathers its inputs.
 
-use crate::App;
 use crate::api_base::{ApiError, authorize};
+use crate::app::App;
 use crate::auth::Access;
 use crate::fire_view::{self, FireEvent};
 use crate::store::EventQuery;
@@ -56,7 +56,7 @@ async fn summary(
         let site = f.site.as_ref().ok_or_else(no_site)?;
         fire_view::devices_of_interest(site).into_iter().collect()
     };
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     // The latest samples of those devices, and the recent stage history of those in a stage.
     let (samples, stage_history) = {
         let ing = app.ingest.lock().expect("ingest lock");

@@ -1,8 +1,8 @@
 //! Drill and server DC-09 routes (read-only): drills, a drill's report, the server's DC-09
 //! messages. Listed in `api::ROUTES`.
 
-use crate::App;
 use crate::api_base::{ApiError, authorize, parse_query};
+use crate::app::App;
 use crate::auth::Access;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};

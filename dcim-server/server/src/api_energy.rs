@@ -7,10 +7,11 @@
 //! energy, and the time the server was down is not covered (never guessed).
 
 use crate::api_base::{ApiError, authorize, parse_query};
+use crate::app::App;
 use crate::auth::Access;
+use crate::clock::now_ms;
 use crate::energy::{self, EnergyBucket, EnergyMeter, HOUR_MS, Meter, PowerNow};
 use crate::store::{DocRecord, Store};
-use crate::{App, now_ms};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -117,7 +118,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         let Some((meters, stale)) = site_meters(&app).await else {
             // No site model: nothing to meter. The task stays until the server stops (it is
             // an essential task: its end would read as a failure in /health).
-            crate::stopped(&mut stop).await;
+            crate::clock::stopped(&mut stop).await;
             return;
         };
         let mut interval = tokio::time::interval(std::time::Duration::from_millis(SAMPLE_MS));
@@ -125,7 +126,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         let mut flushed = now_ms();
         loop {
             tokio::select! {
-                _ = crate::stopped(&mut stop) => break,
+                _ = crate::clock::stopped(&mut stop) => break,
                 _ = interval.tick() => {}
             }
             observe(&app, &meters, stale);

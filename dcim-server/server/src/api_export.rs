@@ -2,10 +2,11 @@
 //! [`crate::export`] and [`crate::search`] (pure). Listed in `api::ROUTES`.
 
 use crate::api_base::{ApiError, authorize, parse_query};
+use crate::app::App;
 use crate::auth::Access;
+use crate::clock::now_ms;
 use crate::export::{self, AlarmFilter, EventFilter};
 use crate::store::EventQuery;
-use crate::{App, now_ms};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};

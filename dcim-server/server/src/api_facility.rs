@@ -3,9 +3,10 @@
 //! the operator's audit record are committed in one transaction before the response.
 
 use crate::api_base::{ApiError, authorize, parse_body};
+use crate::app::App;
 use crate::auth::Access;
+use crate::clock::now_ms;
 use crate::facility::Changes;
-use crate::{App, now_ms};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};

@@ -10,11 +10,12 @@
 //! Every change of the schedule is pushed as the live event `maintenance`.
 
 use crate::api_base::{ApiError, Principal, authorize, parse_body};
+use crate::app::App;
 use crate::auth::Access;
 use crate::authority::ActionKind;
+use crate::clock::now_ms;
 use crate::maint_windows::{NewWindow, Schedule, Step, WindowError};
 use crate::store::{DocRecord, Store};
-use crate::{App, now_ms};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -239,7 +240,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = crate::stopped(&mut stop) => break,
+                _ = crate::clock::stopped(&mut stop) => break,
                 _ = interval.tick() => {}
             }
             tick(&app).await;

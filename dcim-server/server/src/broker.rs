@@ -48,7 +48,7 @@
 //! bytes that arrived (a connection buffers at most one frame plus one read). The gate refuses the
 //! server's own client id.
 
-use crate::App;
+use crate::app::App;
 use crate::auth::limits::Subject;
 use crate::config::Config;
 use crate::metrics::{Metrics, inc};
@@ -299,7 +299,7 @@ async fn gate(
     let connect_timeout = Duration::from_millis(app.config.broker.connect_timeout_ms);
     loop {
         let (sock, peer) = tokio::select! {
-            _ = crate::stopped(&mut stop) => break,
+            _ = crate::clock::stopped(&mut stop) => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -318,7 +318,7 @@ async fn gate(
             .mqtt_logins
             .lock()
             .expect("mqtt login limiter")
-            .check(&[Subject::address(ip)], crate::now_ms())
+            .check(&[Subject::address(ip)], crate::clock::now_ms())
             .is_err();
         let permits = if locked {
             None
@@ -373,7 +373,7 @@ async fn gate(
                 }
             };
             tokio::select! {
-                _ = crate::stopped(&mut conn_stop) => {}
+                _ = crate::clock::stopped(&mut conn_stop) => {}
                 _ = session => {}
             }
             app.metrics.broker_clients.fetch_sub(1, Ordering::Relaxed);
@@ -406,7 +406,11 @@ impl Closed {
                 .mqtt_logins
                 .lock()
                 .expect("mqtt login limiter")
-                .failed(&[Subject::address(peer.ip())], false, crate::now_ms())
+                .failed(
+                    &[Subject::address(peer.ip())],
+                    false,
+                    crate::clock::now_ms(),
+                )
         };
         let sec = &app.security;
         let peer_s = peer.ip().to_string();
@@ -623,7 +627,7 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
         let timeout = async {
             match until {
                 Some(t) => {
-                    let ms = (t - crate::now_ms()).max(0) as u64;
+                    let ms = (t - crate::clock::now_ms()).max(0) as u64;
                     tokio::time::sleep(Duration::from_millis(ms)).await
                 }
                 None => std::future::pending().await,
@@ -640,7 +644,7 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
                         .lock()
                         .expect("hold lock")
                         .state
-                        .on_puback(pkid, crate::now_ms())
+                        .on_puback(pkid, crate::clock::now_ms())
                         .map_err(|e| Closed::Protocol(format!("events acknowledgements: {e:?}")))?;
                     write_pubacks(&mut cw, &out).await?;
                 } else {

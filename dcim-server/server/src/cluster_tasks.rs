@@ -4,11 +4,12 @@
 //! leader acts. It sits above the modules whose state it restores; `cluster` below holds the
 //! replica's view and the hooks the rest of the server asks.
 
+use crate::app::App;
+use crate::clock::now_ms;
 use crate::cluster::views::{self, Heard, PeerState, View};
 use crate::cluster::{Cluster, LEASE, LeaderInfo, PeerInfo};
 use crate::leader::{Change, Role, Seen};
 use crate::store::Fence;
-use crate::{App, now_ms};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -60,7 +61,7 @@ async fn lease_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         let r = tokio::select! {
             r = call => Some(r),
             _ = tokio::time::sleep(until_deadline) => None,
-            _ = crate::stopped(&mut stop) => break,
+            _ = crate::clock::stopped(&mut stop) => break,
         };
         let now = c.mono();
         let changes = {
@@ -97,7 +98,7 @@ async fn lease_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = crate::stopped(&mut stop) => break,
+            _ = crate::clock::stopped(&mut stop) => break,
         }
     }
     // Graceful stop: hand over at once instead of letting the lease expire.
@@ -252,7 +253,7 @@ async fn heartbeat_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = iv.tick() => {}
-            _ = crate::stopped(&mut stop) => break,
+            _ = crate::clock::stopped(&mut stop) => break,
         }
         let own = c.own.lock().expect("own view").clone();
         let body = json!({
@@ -424,7 +425,7 @@ async fn follower_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = iv.tick() => {}
-            _ = crate::stopped(&mut stop) => break,
+            _ = crate::clock::stopped(&mut stop) => break,
         }
         if app.leads() {
             last = None;

@@ -37,15 +37,14 @@
 //! `term-{epoch}`. A new term reserves sequence numbers ahead in the store (`dc09.state/seq`, in
 //! blocks of `SEQ_BLOCK`) and queues again every recorded message not delivered, with its recorded
 //! number. In multi-site, an agent is offline for the planner only when every replica that can be
-//! heard lost it (`cluster::agent_views`). Each message is a `dc09.msg` document (queued, seq, ACK
+//! heard lost it (`cluster_hooks::agent_views`). Each message is a `dc09.msg` document (queued, seq, ACK
 //! time, path, status, drill), served by `GET /api/dc09`.
 
-use crate::App;
+use crate::app::App;
 use crate::store::{Batch, DocRecord, EventQuery, Fence};
 use anyhow::Context;
 use sia_dc09::{Event as SiaEvent, EventKind};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -63,94 +62,8 @@ pub use crate::dc09_plan::*;
 // The shell
 // ---------------------------------------------------------------------------------------------
 
-/// The running server-side transmitter.
-///
-/// A term: the transmitter and the delivery-report task of one leader term (a single server
-/// has one term, started with the server). Multi-site: a replica runs a term only while it
-/// leads, each with a fresh outbox (`<outbox_dir>/term-{epoch}`); the store is the outbox that
-/// survives the site: every message is recorded (`dc09.msg`, with the sequence number it was
-/// given) before it is queued, in the same fenced transaction as the planner state, and a new
-/// term queues again every recorded message not yet delivered, with its recorded number (the
-/// receiver sees a retransmission of what the old leader may have sent, never a new alarm).
-/// Numbers are reserved ahead in the store (`dc09.state/seq`, blocks of [`SEQ_BLOCK`]), so a new
-/// term never reuses one the old leader may have used.
-pub struct Dc09 {
-    cfg: Dc09Config,
-    link_cfg: dc09_link::LinkConfig,
-    outbox: PathBuf,
-    term: std::sync::Mutex<Option<Term>>,
-    planner: tokio::sync::Mutex<Planner>,
-    /// Serialises read-modify-write of the message records (queued vs delivery reports).
-    records: Arc<tokio::sync::Mutex<()>>,
-    wake: tokio::sync::Notify,
-}
-
-struct Term {
-    fence: Option<Fence>,
-    link: dc09_link::Handle,
-    reports: JoinHandle<()>,
-    /// Sequence counters below this are reserved in the store for this term.
-    reserved: u64,
-}
-
-/// Sequence numbers reserved in the store ahead of use.
-pub const SEQ_BLOCK: u64 = 1000;
-/// `dc09.state/seq`: `{"upto": counter}`: every counter below it may have been used.
-const SEQ_ID: &str = "seq";
-
-impl Dc09 {
-    /// Runs a planner cycle now rather than at the next poll (called after alarm changes are
-    /// committed, so that a fire alarm does not wait for the poll interval).
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// The transmitter of the current term (none on a follower).
-    pub fn link(&self) -> Option<dc09_link::Handle> {
-        self.term
-            .lock()
-            .expect("dc09 term")
-            .as_ref()
-            .map(|t| t.link.clone())
-    }
-
-    /// Messages waiting for an ACK in this replica's transmitter.
-    pub fn pending(&self) -> usize {
-        self.link().map_or(0, |l| l.pending().len())
-    }
-
-    /// The planner's state (for tests and the API).
-    pub async fn state(&self) -> PlannerState {
-        self.planner.lock().await.state.clone()
-    }
-
-    /// Whether a drill's begin bracket was sent and its end not yet.
-    pub async fn drill_bracket_open(&self) -> bool {
-        self.planner
-            .lock()
-            .await
-            .state
-            .has_open(EventKind::DrillTest)
-    }
-
-    fn term_fence(&self) -> Option<Option<Fence>> {
-        self.term
-            .lock()
-            .expect("dc09 term")
-            .as_ref()
-            .map(|t| t.fence.clone())
-    }
-
-    /// Ends the current term: the transmitter stops after the exchange in progress.
-    async fn end_term(&self, why: &str) {
-        let t = self.term.lock().expect("dc09 term").take();
-        if let Some(t) = t {
-            tracing::warn!(%why, "server DC-09 transmitter stopped");
-            t.reports.abort();
-            t.link.shutdown().await;
-        }
-    }
-}
+pub use crate::dc09_tx::{Dc09, SEQ_BLOCK};
+use crate::dc09_tx::{SEQ_ID, Term};
 
 /// The `dc09.state/seq` reservation.
 async fn stored_seq_floor(app: &App) -> anyhow::Result<u64> {
@@ -169,7 +82,7 @@ fn seq_doc(upto: u64) -> (String, DocRecord) {
         STATE_DOC.into(),
         DocRecord {
             id: SEQ_ID.into(),
-            updated_ms: crate::now_ms(),
+            updated_ms: crate::clock::now_ms(),
             body: serde_json::json!({ "upto": upto }),
         },
     )
@@ -232,7 +145,7 @@ pub async fn start(
             iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = crate::stopped(&mut stop) => break,
+                    _ = crate::clock::stopped(&mut stop) => break,
                     _ = iv.tick() => {}
                     _ = dc09.wake.notified() => {}
                 }
@@ -284,7 +197,8 @@ async fn begin_term(app: &Arc<App>, dc09: &Arc<Dc09>, fence: Option<Fence>) -> a
     };
     let mut planner = Planner::new(&dc09.cfg, state);
     planner.hold_restores_until(
-        crate::now_ms().saturating_add((dc09.cfg.restart_grace_s as i64).saturating_mul(1000)),
+        crate::clock::now_ms()
+            .saturating_add((dc09.cfg.restart_grace_s as i64).saturating_mul(1000)),
     );
     *dc09.planner.lock().await = planner;
     let floor = stored_seq_floor(app).await?;
@@ -464,7 +378,7 @@ async fn put_msgs(
     planner: Option<&PlannerState>,
     fence: &Option<Fence>,
 ) -> Result<(), sqlx::Error> {
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let mut batch = Batch {
         fence: fence.clone(),
         ..Default::default()
@@ -511,10 +425,10 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
         return Ok(());
     };
     ensure_reserved(app, dc09, fence).await?;
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     // Multi-site: an agent is offline for the planner only when every replica that can be
     // heard has lost it (`cluster::views`).
-    let agents: Vec<AgentView> = match crate::cluster::agent_views(app) {
+    let agents: Vec<AgentView> = match crate::cluster_hooks::agent_views(app) {
         Some(v) => v,
         None => app
             .store
@@ -620,7 +534,7 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
             drill: o.drill.clone(),
             source: o.source.clone(),
             seq: seq.get(),
-            queued_ms: crate::now_ms(),
+            queued_ms: crate::clock::now_ms(),
             acked_ms: None,
             path: None,
             status: "queued".into(),

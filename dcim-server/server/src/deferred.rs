@@ -14,7 +14,7 @@
 //! the broker) instead of growing without bound. With the embedded broker the gate's events
 //! budget stops agents' events publishes long before that.
 
-use crate::App;
+use crate::app::App;
 use crate::ingest::Decoded;
 use rumqttc::Publish;
 use std::collections::VecDeque;

@@ -20,7 +20,7 @@
 //! connection at the gate): the server warns at start when `/proc/self/limits` is lower, and the
 //! systemd unit sets `LimitNOFILE`.
 
-use crate::App;
+use crate::app::App;
 use crate::metrics::inc;
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -149,7 +149,7 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (sock, peer) = tokio::select! {
-            _ = crate::stopped(&mut stop) => break,
+            _ = crate::clock::stopped(&mut stop) => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -260,7 +260,7 @@ async fn connection<S>(
                     return;
                 }
             }
-            _ = crate::stopped(&mut stop) => {
+            _ = crate::clock::stopped(&mut stop) => {
                 conn.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await;
                 return;

@@ -65,7 +65,7 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<Option<Incidents>> {
             serde_json::from_value(meta.body).context("stored incidents do not decode")?;
         let n = old.list.len();
         let batch = Batch {
-            docs: docs(&old, old.list.iter().map(|i| i.id), crate::now_ms())?,
+            docs: docs(&old, old.list.iter().map(|i| i.id), crate::clock::now_ms())?,
             ..Default::default()
         };
         store.commit_batch(&batch).await?;

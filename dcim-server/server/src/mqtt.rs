@@ -41,11 +41,12 @@
 //! `App::bulk_pause` pauses the bulk lane alone (tests use it to prove the priority lane does not
 //! wait). `points` live events are serialised only while a stream listens to them.
 
+use crate::app::App;
 use crate::broker::budget::Lane;
+use crate::clock::now_ms;
 use crate::ingest::{Decoded, EVENTS, Outcome, TELEMETRY};
 use crate::metrics::inc;
 use crate::store::{AgentRecord, EventRecord};
-use crate::{App, now_ms};
 use bytes::Bytes;
 use dcim_wire::TelemetryBatch;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
@@ -290,7 +291,7 @@ pub fn spawn(
             let mut idle = tokio::time::interval(Duration::from_secs(1));
             loop {
                 let n = tokio::select! {
-                    _ = crate::stopped(&mut stop) => break,
+                    _ = crate::clock::stopped(&mut stop) => break,
                     _ = idle.tick() => {
                         // Idle with nothing queued: nothing charged can still be unread, so
                         // a charge left over (a publish cut between the gate and rumqttd) is
@@ -360,7 +361,7 @@ pub fn spawn(
         let mut backoff = Duration::from_millis(100);
         loop {
             let ev = tokio::select! {
-                _ = crate::stopped(&mut loop_stop) => break,
+                _ = crate::clock::stopped(&mut loop_stop) => break,
                 ev = eventloop.poll() => ev,
             };
             match ev {
@@ -402,7 +403,7 @@ pub fn spawn(
                     }
                     tracing::warn!("broker connection: {e}; retrying in {backoff:?}");
                     tokio::select! {
-                        _ = crate::stopped(&mut loop_stop) => break,
+                        _ = crate::clock::stopped(&mut loop_stop) => break,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -567,7 +568,7 @@ pub fn spawn(
     let retry = tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = crate::stopped(&mut retry_stop) => break,
+                _ = crate::clock::stopped(&mut retry_stop) => break,
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             while let Some((topic, msg, received_ms)) = deferred.front() {
@@ -593,7 +594,7 @@ pub fn spawn(
     let marks = tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = crate::stopped(&mut marks_stop) => break,
+                _ = crate::clock::stopped(&mut marks_stop) => break,
                 _ = tokio::time::sleep(Duration::from_secs(2)) => save_marks(&marks_app).await,
             }
         }
@@ -866,8 +867,8 @@ pub async fn process(
             };
             // Multi-site: this replica's view, and `online` as every replica sees it; an
             // uplink the agent detached (its site gone) is alarmed.
-            crate::cluster::uplink_alarms(app, &state.agent, &state.detached).await;
-            let rec = crate::cluster::agent_state(app, rec);
+            crate::cluster_hooks::uplink_alarms(app, &state.agent, &state.detached).await;
+            let rec = crate::cluster_hooks::agent_state(app, rec);
             let t0 = std::time::Instant::now();
             let upserted = app.store.upsert_agent(&rec).await;
             app.ops.commit_took("agent_state", t0);

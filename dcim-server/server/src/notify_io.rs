@@ -5,7 +5,7 @@
 //! records from the store after its cursor (the `notifier/journal` doc), plans the deliveries,
 //! sends each on the channel the breakers allow (falling back along the chain when a send
 //! fails), moves the cursor, and once a tick asks for the escalations of alarms still
-//! unacknowledged. [`crate::App::commit_changes`] wakes it through a bounded queue after each
+//! unacknowledged. [`crate::app::App::commit_changes`] wakes it through a bounded queue after each
 //! commit (a full queue only delays the records to the next tick; they are in the journal).
 //!
 //! Multi-site: only the leader notifies. When a replica becomes the leader it reloads the
@@ -32,8 +32,9 @@
 //! Deliveries are sent one at a time, each bounded by its channel's timeout: a slow channel
 //! delays the ones behind it but never blocks ingest (the queue is between them).
 
+use crate::app::App;
+use crate::clock::now_ms;
 use crate::metrics::inc;
-use crate::{App, now_ms};
 use anyhow::Context;
 use dcim_alarms::{AlarmState, Delivery, Event, Notifier, NotifierState, Record};
 use std::collections::BTreeMap;
@@ -253,7 +254,7 @@ async fn mqtt_loop(
             return;
         }
         let ev = tokio::select! {
-            _ = crate::stopped(&mut stop) => return,
+            _ = crate::clock::stopped(&mut stop) => return,
             ev = el.poll() => ev,
         };
         match ev {
@@ -265,7 +266,7 @@ async fn mqtt_loop(
                 tracing::warn!(channel = %name, "notify mqtt connection: {e}");
                 let _ = tx.try_send(Err(e.to_string()));
                 tokio::select! {
-                    _ = crate::stopped(&mut stop) => return,
+                    _ = crate::clock::stopped(&mut stop) => return,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
@@ -841,7 +842,7 @@ async fn start(
         let mut reloaded_tasks = Vec::new();
         loop {
             tokio::select! {
-                _ = crate::stopped(&mut stop) => break,
+                _ = crate::clock::stopped(&mut stop) => break,
                 r = rx.recv() => if r.is_none() { break },
                 Some(cfg) = reload_rx.recv() => worker.reconfigure(&cfg, &stop, &mut reloaded_tasks),
                 _ = interval.tick() => {}

@@ -18,29 +18,10 @@
 //! and sequence numbers), `[influx]` (its buffer), `[history]`, `data_dir`, `[auth]`, `[log]`
 //! and `[metrics]`.
 
-use crate::App;
+use crate::app::App;
 use crate::config::Config;
-use crate::notify_io::NotifyConfig;
-use std::sync::{Mutex, OnceLock};
-use tokio::sync::mpsc;
 
-/// What a reload can change, and the way to the running notifier.
-#[derive(Debug)]
-pub struct Reloadable {
-    /// The configuration as last loaded (at start or by the last successful reload).
-    pub current: Mutex<Config>,
-    /// The running notifier's reconfiguration queue (set when it starts).
-    pub notify_tx: OnceLock<mpsc::UnboundedSender<NotifyConfig>>,
-}
-
-impl Reloadable {
-    pub fn new(config: &Config) -> Reloadable {
-        Reloadable {
-            current: Mutex::new(config.clone()),
-            notify_tx: OnceLock::new(),
-        }
-    }
-}
+pub use crate::app::Reloadable;
 
 /// Top-level sections that differ between two configurations, other than `notify` and
 /// `users` (what a reload cannot apply).

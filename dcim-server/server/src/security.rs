@@ -9,23 +9,20 @@
 //! sign-in for a name without an account is hashed against a dummy hash with the same
 //! parameters, so the answer takes as long as for a real user (no enumeration by timing).
 
-use crate::App;
 use crate::auth::coalesce::FailureAudit;
-use crate::auth::limits::{LimitConfig, Locked, LoginLimiter, Subject};
+use crate::auth::limits::{LimitConfig, LoginLimiter};
 use crate::config::Config;
 use crate::conn_limits::{ConnLimits, ConnTracker};
-use crate::metrics::inc;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
 
 /// Sign-ins waiting for a hashing slot, at most.
 pub const MAX_WAITING: usize = 64;
 /// Sign-ins from one address waiting for a hashing slot, at most.
 pub const MAX_WAITING_PER_ADDRESS: usize = 4;
 /// Doc kind and id of the device-cookie key (32 random bytes, hex).
-const KEY_DOC: (&str, &str) = ("auth", "device-cookie-key");
+pub(crate) const KEY_DOC: (&str, &str) = ("auth", "device-cookie-key");
 
 pub struct Security {
     /// HTTP sign-ins: per address, per user name, per device cookie.
@@ -33,14 +30,14 @@ pub struct Security {
     /// MQTT logins at the broker gate: per address only (an agent id is never locked, or
     /// anyone could cut the agent off by failing its name).
     pub mqtt_logins: Mutex<LoginLimiter>,
-    failures: Mutex<FailureAudit>,
-    hashing: Semaphore,
+    pub(crate) failures: Mutex<FailureAudit>,
+    pub(crate) hashing: Semaphore,
     /// argon2 memory of each hashing slot, allocated once and reused (see
     /// `auth::verify_password_in`).
-    memory: Mutex<Vec<Vec<argon2::Block>>>,
-    waiting: Mutex<HashMap<String, usize>>,
-    dummy: OnceLock<String>,
-    device_key: tokio::sync::OnceCell<Vec<u8>>,
+    pub(crate) memory: Mutex<Vec<Vec<argon2::Block>>>,
+    pub(crate) waiting: Mutex<HashMap<String, usize>>,
+    pub(crate) dummy: OnceLock<String>,
+    pub(crate) device_key: tokio::sync::OnceCell<Vec<u8>>,
     pub http_conns: Arc<ConnTracker>,
     pub mqtt_conns: Arc<ConnTracker>,
     /// MQTT connections that have not completed their login.
@@ -165,136 +162,7 @@ impl Security {
             })
             .clone()
     }
-
-    /// The key of the device cookies, created on first use and kept in the store (so every
-    /// replica and restart accepts the same cookies).
-    pub async fn device_key(&self, app: &App) -> anyhow::Result<&[u8]> {
-        let key = self
-            .device_key
-            .get_or_try_init(|| async {
-                let docs = app.store.list_docs(KEY_DOC.0).await?;
-                if let Some(k) = docs
-                    .iter()
-                    .find(|d| d.id == KEY_DOC.1)
-                    .and_then(|d| d.body["key"].as_str())
-                    .and_then(|h| hex::decode(h).ok())
-                    .filter(|k| k.len() == 32)
-                {
-                    return Ok::<_, anyhow::Error>(k);
-                }
-                let key = crate::auth::new_token("");
-                app.store
-                    .put_doc(
-                        KEY_DOC.0,
-                        &crate::store::DocRecord {
-                            id: KEY_DOC.1.into(),
-                            updated_ms: crate::now_ms(),
-                            body: serde_json::json!({"key": key}),
-                        },
-                        None,
-                    )
-                    .await?;
-                Ok(hex::decode(key)?)
-            })
-            .await?;
-        Ok(key.as_slice())
-    }
-
-    /// Audits a failure anyone can cause (failed sign-in, refusal) through the coalescer: a
-    /// row now, or a count in the window's summary row.
-    pub async fn audit_failure(
-        &self,
-        app: &App,
-        action: &str,
-        actor: &str,
-        target: &str,
-        peer: &str,
-        detail: serde_json::Value,
-    ) {
-        let row = self.failures.lock().expect("failures lock").failure(
-            crate::now_ms(),
-            action,
-            actor,
-            target,
-            peer,
-            detail,
-        );
-        match row {
-            Some((actor, action, target, detail)) => {
-                if let Err(e) = app.audit(&actor, &action, &target, detail).await {
-                    tracing::warn!("audit of {action}: {e:#}");
-                }
-            }
-            None => inc(&app.metrics.audit_failures_coalesced_total, 1),
-        }
-    }
-
-    /// Audits the locks a failure started (coalesced like failures).
-    pub async fn audit_locks(&self, app: &App, channel: &str, peer: &str, locks: &[Locked]) {
-        for l in locks {
-            inc(&app.metrics.login_locks_total, 1);
-            let (kind, name) = match &l.subject {
-                Subject::Address(a) => ("address", a.as_str()),
-                Subject::User(u) => ("user", u.as_str()),
-                Subject::Device(d) => ("device", d.as_str()),
-            };
-            tracing::warn!(
-                channel,
-                kind,
-                name,
-                until_ms = l.until_ms,
-                failures = l.failures,
-                "sign-ins locked after repeated failures"
-            );
-            self.audit_failure(
-                app,
-                "login.locked",
-                name,
-                channel,
-                peer,
-                serde_json::json!({"kind": kind, "until_ms": l.until_ms, "failures": l.failures, "locks": l.locks}),
-            )
-            .await;
-        }
-    }
-
-    /// Writes the summary row of the last window's coalesced failures, if due.
-    pub async fn flush(&self, app: &App) {
-        let row = self
-            .failures
-            .lock()
-            .expect("failures lock")
-            .flush(crate::now_ms());
-        if let Some((actor, action, target, detail)) = row
-            && let Err(e) = app.audit(&actor, &action, &target, detail).await
-        {
-            tracing::warn!("audit of coalesced failures: {e:#}");
-        }
-    }
 }
-
-/// Flushes the coalesced failure audit once a second until `stop`.
-pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        // The dummy hash is ready before the first sign-in of an unknown name (which would
-        // otherwise take twice as long once: a timing difference).
-        let a = app.clone();
-        let (m, t) = (
-            app.config.auth.argon2_memory_kib,
-            app.config.auth.argon2_iterations,
-        );
-        let _ = tokio::task::spawn_blocking(move || a.security.dummy_hash(m, t)).await;
-        let mut iv = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = crate::stopped(&mut stop) => break,
-                _ = iv.tick() => app.security.flush(&app).await,
-            }
-        }
-    })
-}
-
-pub use crate::disk::secure_data_dir;
 
 #[cfg(test)]
 mod tests {
@@ -307,7 +175,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         let db = dir.join("dcim.sqlite3");
-        assert!(super::secure_data_dir(&dir, &db).unwrap().is_empty());
+        assert!(crate::disk::secure_data_dir(&dir, &db).unwrap().is_empty());
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&db), 0o600);
@@ -316,7 +184,7 @@ mod tests {
         let wal = dir.join("dcim.sqlite3-wal");
         std::fs::write(&wal, b"").unwrap();
         std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(super::secure_data_dir(&dir, &db).unwrap().len(), 3);
+        assert_eq!(crate::disk::secure_data_dir(&dir, &db).unwrap().len(), 3);
         assert_eq!(mode(&dir), 0o750);
         assert_eq!(mode(&db), 0o600);
         assert_eq!(mode(&wal), 0o600);

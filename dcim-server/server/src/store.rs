@@ -511,7 +511,7 @@ impl SqliteStore {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)")
                 .bind(version)
-                .bind(crate::now_ms())
+                .bind(crate::clock::now_ms())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -1006,7 +1006,7 @@ impl Store for SqliteStore {
                 "SELECT user FROM api_tokens WHERE token_hash = ? AND (expires_ms IS NULL OR expires_ms > ?)",
             )
             .bind(token_hash)
-            .bind(crate::now_ms())
+            .bind(crate::clock::now_ms())
             .fetch_all(&self.pool)
             .await?;
             Ok(users.into_iter().next())
@@ -1189,7 +1189,7 @@ impl SqliteStore {
                 .await?;
         }
         let mut ids = Vec::new();
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         for (actor, action, target, detail) in &batch.audit {
             let r = sqlx::query(
                 "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?,?,?,?,?)",

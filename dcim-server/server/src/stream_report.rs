@@ -13,7 +13,7 @@
 //!   were refused, the `agent-clock-ahead` trouble for that agent, cleared by the ticker once no
 //!   sample has been refused for [`crate::facility::CLOCK_AHEAD_CLEAR_MS`].
 
-use crate::App;
+use crate::app::App;
 use crate::ingest::{Future, NewEpoch};
 use crate::metrics::inc;
 

@@ -120,7 +120,7 @@ pub(super) async fn sqlite_try_lease(
     info: &serde_json::Value,
     ttl_ms: i64,
 ) -> StoreResult<LeaseRecord> {
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let mut tx = pool.begin().await?;
     // A write first, so that the transaction holds SQLite's write lock before it reads.
     sqlx::query(
@@ -216,7 +216,7 @@ pub(super) async fn sqlite_put_replica(
     id: &str,
     body: &serde_json::Value,
 ) -> StoreResult<i64> {
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     sqlx::query(
         "INSERT INTO replicas (id, seen_ms, body) VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET seen_ms = excluded.seen_ms, body = excluded.body",
     )
@@ -242,6 +242,6 @@ pub(super) async fn sqlite_list_replicas(
                 body: json(r.get::<&str, _>("body")),
             })
             .collect(),
-        crate::now_ms(),
+        crate::clock::now_ms(),
     ))
 }

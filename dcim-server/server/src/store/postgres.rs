@@ -417,7 +417,7 @@ impl PgStore {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
                 .bind(version)
-                .bind(crate::now_ms())
+                .bind(crate::clock::now_ms())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -494,7 +494,7 @@ async fn commit_batch(pool: PgPool, batch: &Batch) -> StoreResult<Vec<i64>> {
             .await?;
     }
     let mut ids = Vec::new();
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     for (actor, action, target, detail) in &batch.audit {
         let id: i64 = sqlx::query_scalar(INSERT_AUDIT)
             .bind(now)
@@ -821,7 +821,7 @@ impl Store for PgStore {
                 r#"SELECT "user" FROM api_tokens WHERE token_hash = $1 AND (expires_ms IS NULL OR expires_ms > $2)"#,
             )
             .bind(token_hash)
-            .bind(crate::now_ms())
+            .bind(crate::clock::now_ms())
             .fetch_all(&pool)
             .await?;
             Ok(users.into_iter().next())

@@ -4,7 +4,7 @@
 //! ingest ─► influx::InfluxHandle::push (line protocol, in memory, bounded)
 //!        ─► flusher: gzip, one record per batch ─► buffer (on disk, bounded, survives restarts)
 //!        ─► sender: POST /api/v2/write (Content-Encoding: gzip) ─► InfluxDB v2 / VictoriaMetrics
-//! console ─► GET /api/points/{device}/{point}/history ─► history: the store's Prometheus query
+//! console ─► GET /api/points/{device}/{point}/history ─► api_history: the store's Prometheus query
 //!            API (VictoriaMetrics) when `[influx] query_url` is set, else the in-memory ring
 //! ```
 //!
@@ -15,10 +15,10 @@
 //!   `degraded`): never silently, and never the newest data.
 //! - [`writer`]: the flusher and sender tasks.
 //! - [`query`]: PromQL for a point's buckets, and the pure conversion of the answers.
-//! - [`history`]: the history endpoint, saying which source answered and what range it covers.
+//! - `crate::api_history`: the history endpoint (above the server state), saying which source
+//!   answered and what range it covers.
 
 pub mod buffer;
-pub mod history;
 pub mod influx;
 pub mod query;
 pub mod writer;

@@ -122,18 +122,18 @@ pub fn spawn(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let stopping = tokio::select! {
-                    _ = crate::stopped(&mut stop) => true,
+                    _ = crate::clock::stopped(&mut stop) => true,
                     _ = tick.tick() => false,
                     _ = shared.staging.full.notified() => false,
                 };
                 let s = shared.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    flush_staging(&s, crate::now_ms());
+                    flush_staging(&s, crate::clock::now_ms());
                     let mut b = s.buffer.lock().expect("tsdb buffer");
                     let r = if stopping {
                         b.flush()
                     } else {
-                        b.tick(crate::now_ms().max(0) as u64)
+                        b.tick(crate::clock::now_ms().max(0) as u64)
                     };
                     if let Err(e) = r {
                         tracing::error!("time-series buffer: {e}");
@@ -166,7 +166,7 @@ pub fn spawn(
                             .tsdb_oldest_pending_ms
                             .store(0, Ordering::Relaxed);
                         tokio::select! {
-                            _ = crate::stopped(&mut stop) => return,
+                            _ = crate::clock::stopped(&mut stop) => return,
                             _ = shared.appended.notified() => {}
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         }
@@ -175,7 +175,7 @@ pub fn spawn(
                     Err(e) => {
                         tracing::error!("time-series buffer read: {e}");
                         tokio::select! {
-                            _ = crate::stopped(&mut stop) => return,
+                            _ = crate::clock::stopped(&mut stop) => return,
                             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                         }
                         continue;
@@ -194,7 +194,7 @@ pub fn spawn(
                     req = req.header("Authorization", format!("Token {t}"));
                 }
                 let outcome = req.send().await;
-                let now = crate::now_ms();
+                let now = crate::clock::now_ms();
                 let done = match &outcome {
                     Ok(r) if r.status().is_success() => {
                         inc(
@@ -241,7 +241,7 @@ pub fn spawn(
                     .await;
                 } else {
                     tokio::select! {
-                        _ = crate::stopped(&mut stop) => return,
+                        _ = crate::clock::stopped(&mut stop) => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -9,7 +9,7 @@
 //! why and the ring answers for what it holds (the last hour by default, since the server
 //! started). Missing data is never filled in: a bucket exists only where samples were.
 
-use crate::App;
+use crate::app::App;
 use crate::tsdb::query::{Bucket, MAX_BUCKETS};
 use axum::http::StatusCode;
 use serde_json::json;
@@ -45,7 +45,7 @@ pub async fn point_history(
     point: &str,
     q: Params,
 ) -> Result<serde_json::Value, (StatusCode, String)> {
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let (cfg, memory) = {
         let ing = app.ingest.lock().expect("ingest lock");
         let cfg = ing.history_config();
