@@ -5,8 +5,7 @@
 //! ACKed when, and everything the drill produced is tagged as test (the receiver sees the test
 //! code, never a fire alarm code; alarm journal and incidents carry the drill id).
 
-#[path = "../../../../edge-agent/dc09-link/tests/it/common/mod.rs"]
-mod sia;
+use dcim_test_support::sia;
 
 use dcim_server::dc09::Dc09Config;
 use std::time::Duration;

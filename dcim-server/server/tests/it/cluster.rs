@@ -132,19 +132,12 @@ async fn cluster_status(http: &reqwest::Client, s: &Server, token: &str) -> Json
     get_json(http, &url(s, "/api/cluster"), token).await
 }
 
-async fn wait_for<F, Fut>(what: &str, secs: u64, mut f: F)
+async fn wait_for<F, Fut>(what: &str, secs: u64, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    dcim_test_support::wait::wait_until(what, Duration::from_secs(secs), f).await
 }
 
 async fn alarm(http: &reqwest::Client, s: &Server, token: &str, id: &str) -> Option<Json> {

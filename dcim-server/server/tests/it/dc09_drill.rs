@@ -8,8 +8,7 @@
 //! - The drill flag survives a restart.
 
 use crate::common;
-#[path = "../../../../edge-agent/dc09-link/tests/it/common/mod.rs"]
-mod sia;
+use dcim_test_support::sia;
 
 use common::*;
 use dcim_server::dc09::{Dc09Config, ZoneConfig};

@@ -237,6 +237,9 @@ async fn publish_events(port: u16, first: u64, last: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_disk_full_is_reported_never_acknowledged_and_recovered() {
+    if !dcim_test_support::slow::run("the server's full-disk test") {
+        return;
+    }
     let Some(mosquitto) = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .iter()
         .map(PathBuf::from)
@@ -610,6 +613,9 @@ async fn write_some(s: &dcim_server::store::SqliteStore, n: usize, tag: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_recovers_within_seconds_once_space_returns() {
+    if !dcim_test_support::slow::run("the store's full-disk recovery test") {
+        return;
+    }
     // Hazard: after a full disk, SQLite rolled a failed transaction back by itself, sqlx's
     // rollback then failed and its connection went back to the pool believing it was inside
     // a transaction; the next "begin" on it opened a savepoint that never ended, so the

@@ -4,8 +4,7 @@
 //! The agent is stopped gracefully and then aborted (a crash) while the controller goes on:
 //! every stage alarm reaches the receiver exactly once, with the controller's zone and rack.
 
-#[path = "../../../dc09-link/tests/it/common/mod.rs"]
-mod dc09_common;
+use dcim_test_support::sia as dc09_common;
 
 use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
 use fire_logic::{Analog, Config, Digital, Inputs};

@@ -3,8 +3,7 @@
 //! Modbus sample that crossed a threshold to the receiver's ACK is measured and printed.
 
 use crate::common;
-#[path = "../../../dc09-link/tests/it/common/mod.rs"]
-mod dc09_common;
+use dcim_test_support::sia as dc09_common;
 
 use common::rack_io_profile;
 use dc09_common::{Receiver, ReceiverOpts, python, repo_root};

@@ -7,8 +7,7 @@
 //! ends when the fire authority takes command (key switch).
 
 use crate::common;
-#[path = "../../../dc09-link/tests/it/common/mod.rs"]
-mod dc09_common;
+use dcim_test_support::sia as dc09_common;
 
 use common::{Mosquitto, Received, mosquitto_available, rack_io_profile, states, subscribe};
 use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
@@ -16,7 +15,7 @@ use facility_sim::{ModbusShared, SimValue, serve_tcp};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The rack I/O module: the two temperatures of `common::rack_io_profile` plus these.
 const RIO_EXTRA: &str = r#"
@@ -62,11 +61,7 @@ fn codes(rcv: &Receiver) -> Vec<String> {
 }
 
 async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    dcim_test_support::wait::wait_until(what, timeout, || std::future::ready(f())).await
 }
 
 fn events(got: &Received) -> Vec<dcim_wire::Event> {

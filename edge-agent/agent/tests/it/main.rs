@@ -4,10 +4,10 @@
 //! `tests/full_disk.rs` is a binary of its own: it installs the process-wide tracing subscriber
 //! and asserts on everything logged, which other tests in the same process would add to.
 
-mod common;
 mod bacnet_device;
 mod bacnet_identity;
 mod broker_outage;
+mod common;
 mod controller_dc09;
 mod dc09_rack;
 mod dead_site;

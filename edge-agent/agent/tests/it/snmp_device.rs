@@ -7,8 +7,7 @@
 //! Hazard: a carrier link lost on the switch while the center still shows the network 2N.
 
 use crate::common;
-#[path = "../../../snmp/tests/it/common/mod.rs"]
-mod snmp_peers;
+use dcim_test_support::snmp as snmp_peers;
 
 use common::*;
 use dcim_edge_agent::{Agent, config};

@@ -11,8 +11,7 @@
 //!
 //! `DCIM_FIRE_AUTHORITY_RUNS=N` repeats the whole run N times (default 1) and prints p50/p99.
 
-#[path = "../../../../edge-agent/dc09-link/tests/it/common/mod.rs"]
-mod dc09_common;
+use dcim_test_support::sia as dc09_common;
 
 use dc09_common::{Receiver, ReceiverOpts, python};
 use serde_json::Value;

@@ -41,8 +41,7 @@
 //! `DCIM_REQUIRE_PEERS=1`. Run by `tests/multisite/run.sh` (and `tests/run.sh`); bounded by a
 //! 300 s timeout. `DCIM_MULTISITE_KEEP=1` keeps the directory (logs of every process).
 
-#[path = "../../../../edge-agent/dc09-link/tests/it/common/mod.rs"]
-mod dc09_common;
+use dcim_test_support::sia as dc09_common;
 
 use anyhow::{Context, bail, ensure};
 use dcim_edge_agent::Agent;
@@ -99,21 +98,7 @@ fn server_process() {
 // ---------------------------------------------------------------------------------------------
 // Processes, process groups, proxies.
 
-/// Ports handed out in this run: a port probed free and released for a process to bind must
-/// not be handed out again (to a proxy of this test) before that process binds it.
-static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-
-fn free_port() -> u16 {
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
-        if TAKEN.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
+use dcim_test_support::free_port;
 
 fn which(bin: &str) -> Option<PathBuf> {
     let out = Command::new("sh")
@@ -241,7 +226,7 @@ impl Proxy {
         let (listener, port) = loop {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let port = l.local_addr()?.port();
-            if TAKEN.lock().unwrap().insert(port) {
+            if dcim_test_support::claim_port(port) {
                 break (l, port);
             }
         };

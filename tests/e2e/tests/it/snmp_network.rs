@@ -8,8 +8,7 @@
 //! Hazard: network redundancy learned only from a probe: a carrier link lost on the switch
 //! while the center still shows 2N.
 
-#[path = "../../../../edge-agent/snmp/tests/it/common/mod.rs"]
-mod snmp_peers;
+use dcim_test_support::snmp as snmp_peers;
 
 use dcim_server::config::{AgentConfig, Config};
 use serde_json::Value;

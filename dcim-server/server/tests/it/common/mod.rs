@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a server on ephemeral ports in a temp dir, users of
 //! every role with bearer tokens, an HTTP client and MQTT agent clients.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod pg;
 
@@ -112,19 +112,12 @@ pub async fn metric(client: &reqwest::Client, server: &Server, token: &str, name
 }
 
 /// Polls `f` until it returns true or 10 s pass.
-pub async fn eventually<F, Fut>(what: &str, mut f: F)
+pub async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    dcim_test_support::wait::wait_until(what, Duration::from_secs(10), f).await
 }
 
 /// An MQTT client for an agent; returns once the CONNACK arrived (or the refusal).
@@ -216,14 +209,7 @@ pub fn events(agent: &str, device: &str, seqs: std::ops::RangeInclusive<u64>) ->
     })
 }
 
-/// A free TCP port on 127.0.0.1 (for a server started as a separate process).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use dcim_test_support::free_port;
 
 /// A server configuration file for the `dcim-server` binary: data under `dir/data`, agent `a1`
 /// of site `s1` (password `a1-secret`) owning `rack-*`.

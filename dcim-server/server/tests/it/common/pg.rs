@@ -6,7 +6,7 @@
 //! Binaries: `DCIM_PG_BIN` if set, else Debian's `/usr/lib/postgresql/<newest>/bin`, else the
 //! `PATH`. When they are missing, [`PgServer::start`] returns `Err` with the reason; tests then
 //! skip with that message unless `DCIM_REQUIRE_PEERS=1` ([`skip_or_fail`]).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -93,12 +93,7 @@ pub fn hand_over(path: &Path, ids: Option<(u32, u32)>) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+pub use dcim_test_support::free_port;
 
 pub struct PgServer {
     pub port: u16,
@@ -250,10 +245,4 @@ impl Drop for PgServer {
     }
 }
 
-/// A missing peer: skip with a message, or fail when `DCIM_REQUIRE_PEERS=1` (CI).
-pub fn skip_or_fail(why: &str) {
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("required peer missing: {why}");
-    }
-    eprintln!("skipped: {why} (set DCIM_REQUIRE_PEERS=1 to make this a failure)");
-}
+pub use dcim_test_support::peers::skip_or_fail;

@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -22,10 +21,8 @@ pub fn mosquitto_available() -> bool {
     false
 }
 
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+#[allow(unused_imports)]
+pub use dcim_test_support::free_port;
 
 /// A mosquitto broker on 127.0.0.1 with persistence in its own directory, so that a persistent
 /// subscriber session survives a restart.
@@ -195,16 +192,8 @@ pub fn states(got: &Received) -> Vec<dcim_wire::AgentState> {
         .collect()
 }
 
-pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cond()
-}
+#[allow(unused_imports)]
+pub use dcim_test_support::wait::poll_until as wait_until;
 
 /// A rack I/O module profile (Modbus): rack temperatures `t1`/`t2` in holding registers 0 and
 /// 1 (0.1 °C), followed by `extra_points` (`[[point]]` tables).

@@ -1,54 +1,35 @@
-//! Helpers for tests against the pysiaalarm receiver (`tests/interop/dc09/receiver.py`).
-#![allow(dead_code)]
+//! The pysiaalarm DC-09 receiver (`tests/interop/dc09/receiver.py`) as a test peer.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+pub use crate::repo_root;
+/// Polls `f` (on this thread) until it returns true or `timeout` passes.
+pub use crate::wait::poll_until_blocking as wait_until;
 
 /// The Python interpreter with pysiaalarm, or `None` (test skipped) when it is not available
 /// and `DCIM_REQUIRE_PEERS` is not `1`.
 pub fn python(test: &str) -> Option<String> {
-    let py = std::env::var("DCIM_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .args(["-c", "import pysiaalarm"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if ok {
+    let py = crate::peers::python();
+    if crate::peers::python_imports(&py, "pysiaalarm") {
         return Some(py);
     }
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
+    if crate::peers::required() {
         panic!("{test}: pysiaalarm cannot be imported with {py} and DCIM_REQUIRE_PEERS=1");
     }
     println!("skipped: {test}: pysiaalarm not importable with {py} (set DCIM_PYTHON)");
     None
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port (bound, then released), UDP or TCP.
 pub fn free_port(udp: bool) -> u16 {
     if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        crate::free_udp_port()
     } else {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        crate::free_port()
     }
 }
 
@@ -139,16 +120,4 @@ pub fn rows(log: &Path) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-/// Polls `f` until it returns true or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }

@@ -2,23 +2,21 @@
 //! snmpd (Debian) as a real agent, and net-snmp's command-line tools (snmpset, snmptrap,
 //! snmpinform). Missing peers skip the test with a message, or fail it under
 //! `DCIM_REQUIRE_PEERS=1` (CI).
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn python() -> String {
-    std::env::var("DCIM_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
+pub use crate::free_udp_port;
+pub use crate::peers::python;
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    crate::repo_root()
 }
 
 fn missing(what: &str) -> bool {
     let msg = format!("{what} is not available (run `bash tests/setup.sh`)");
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
+    if crate::peers::required() {
         panic!("{msg} and DCIM_REQUIRE_PEERS=1");
     }
     println!("skipped: {msg}");
@@ -46,14 +44,6 @@ pub fn netsnmp_available() -> bool {
                 .is_ok()
         });
     ok || missing("net-snmp (snmpd, snmp)")
-}
-
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child process killed when dropped.

@@ -1,14 +1,15 @@
 //! The security suite: every attack of the public-surface audit, run against the real
 //! `dcim-server` binary (a child process, so its memory, descriptors and disk are measured
 //! alone), each with a bound on time and count, asserting the bound that must hold. The
-//! figures are printed (`cargo test -p dcim-server --test it -- security:: --nocapture`) and
+//! figures are printed (`cargo test -p dcim-server --test security -- --nocapture`) and
 //! recorded in BENCHMARKS.md ("Security bounds").
 //!
 //! Attackers connect from other loopback addresses (127.0.0.2 and up) than the legitimate
 //! agent and operator (127.0.0.1), as they would from other hosts: the per-address limits are
 //! part of what is tested. The tests run one at a time (they measure).
 
-use crate::common;
+#[path = "it/common/mod.rs"]
+mod common;
 use common::*;
 use rumqttc::mqttbytes::v4;
 use std::net::{IpAddr, SocketAddr};
