@@ -9,6 +9,8 @@ export DCIM_PYTHON="$DCIM_TEST_VENV/bin/python"
 export DCIM_REQUIRE_PEERS=1
 # The full-scale soak runs about six minutes here, with the uplink cut for two of them.
 export DCIM_SOAK_SECS="${DCIM_SOAK_SECS:-360}"
+# The slow tests (the soak, the full-disk tests) run here; a plain `cargo test` skips them.
+export DCIM_SLOW_TESTS=1
 
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
