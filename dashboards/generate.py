@@ -3,9 +3,9 @@
 
 - json/  PromQL (MetricsQL-compatible) for a Prometheus datasource on VictoriaMetrics, the
          tested store (the default; every query is run against VictoriaMetrics with the demo's
-         data by tests/e2e/tests/dashboards.rs);
+         data by tests/e2e/tests/it/dashboards.rs);
 - flux/  Flux for an InfluxDB v2 datasource (optional; checked against the server's encoder by
-         dcim-server/server/tests/dashboards.rs, not run against a store).
+         dcim-server/server/tests/it/dashboards.rs, not run against a store).
 
 What dcim-server writes (dcim-server/server/src/influx.rs): InfluxDB line protocol, measurement
 `dcim` (the `influx.measurement` setting), tags site, agent, device, point, role, quality and the

@@ -9,6 +9,8 @@ export DCIM_PYTHON="$DCIM_TEST_VENV/bin/python"
 export DCIM_REQUIRE_PEERS=1
 # The full-scale soak runs about six minutes here, with the uplink cut for two of them.
 export DCIM_SOAK_SECS="${DCIM_SOAK_SECS:-360}"
+# The slow tests (the soak, the full-disk tests) run here; a plain `cargo test` skips them.
+export DCIM_SLOW_TESTS=1
 
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
@@ -42,7 +44,7 @@ step "packages: build, install, verify the units, run as the service users, purg
 timeout 600 bash tests/packaging/run.sh
 step "multi-site: a site killed and a link cut (etcd, Patroni, PostgreSQL, two replicas)"
 # Built by the workspace tests above; about a minute, bounded inside the test (300 s).
-timeout 420 cargo test -p dcim-e2e --test multisite -- --ignored --test-threads=1
+timeout 420 cargo test -p dcim-e2e --test it -- multisite:: --ignored --test-threads=1
 
 step "fire-logic builds for thumbv7em-none-eabihf"
 cargo build -p fire-logic -p fire-trace --target thumbv7em-none-eabihf

@@ -4,7 +4,7 @@
 # acceptance-cycle search), then checks that the model reaches every statement, then seeds a
 # few known faults into a copy of the model and checks that a claim catches each of them (a
 # claim that cannot fail proves nothing). The model's thresholds and delays are tied to
-# `fire_logic::Config::default()` by `cargo test -p fire-logic --test model`.
+# `fire_logic::Config::default()` by `cargo test -p fire-logic --test it -- model::`.
 #
 # Prints one PASS/FAIL line per check and a closing "N passed, M failed"; exits non-zero on
 # any failure. Bounded: every step has a timeout (the whole run takes a few seconds).

@@ -5,7 +5,7 @@ Every sensor is sampled every 500 ms, like the default configuration expects. Th
 simplified but plausible: a lithium-ion thermal runaway heats the hottest cell first (BMS),
 the rack air sensors follow with a lag, the thermal camera sees the hot spot, smoke appears
 late. Run `python3 tests/traces/generate.py` and then regenerate the expected outputs with
-`FIRE_TRACES_BLESS=1 cargo test -p fire-replay --test traces` (review the diff!).
+`FIRE_TRACES_BLESS=1 cargo test -p fire-replay --test it -- traces::` (review the diff!).
 """
 
 import os

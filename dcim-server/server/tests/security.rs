@@ -8,6 +8,7 @@
 //! agent and operator (127.0.0.1), as they would from other hosts: the per-address limits are
 //! part of what is tested. The tests run one at a time (they measure).
 
+#[path = "it/common/mod.rs"]
 mod common;
 use common::*;
 use rumqttc::mqttbytes::v4;

@@ -9,7 +9,7 @@
 //!
 //! `cargo bench -p dcim-edge-agent --bench fast_point_latency` (needs /usr/sbin/mosquitto)
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use dcim_edge_agent::{Agent, config};

@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p dcim-edge-agent --bench uplink` (needs /usr/sbin/mosquitto)
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use dcim_edge_agent::ingest::Shared;

@@ -119,6 +119,9 @@ async fn run_for(cfg: dcim_edge_agent::config::Config, d: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_starts_on_a_full_disk_and_keeps_every_event() {
+    if !dcim_test_support::slow::run("the agent's full-disk test") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let mnt = root.join("mnt");

@@ -56,12 +56,7 @@ const HALLS: usize = 20;
 /// The rack heated during the uplink cut (hall 17, third agent).
 const HEATED: &str = "bms-r1650";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use dcim_test_support::free_port;
 
 fn unix_ms() -> i64 {
     dcim_server::now_ms()
@@ -538,15 +533,13 @@ fn soak_secs() -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn skip_or_fail(why: &str) {
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("required peer missing: {why}");
-    }
-    println!("skipped: {why}");
-}
+use dcim_test_support::peers::skip_or_fail;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_broker_restart_server_sigkill_and_uplink_cut_lose_nothing() -> anyhow::Result<()> {
+    if !dcim_test_support::slow::run("the soak") {
+        return Ok(());
+    }
     let Some(mosquitto) = mosquitto_bin() else {
         skip_or_fail("mosquitto is not installed (apt-get install mosquitto)");
         return Ok(());
@@ -1159,6 +1152,9 @@ fn fill(dir: &Path) -> std::io::Result<u64> {
 /// reopens without damage, and the loss the agent reports is the spool's count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_spool_on_a_full_disk_keeps_events_and_counts_lost_telemetry() -> anyhow::Result<()> {
+    if !dcim_test_support::slow::run("the agent spool's full-disk soak") {
+        return Ok(());
+    }
     let Some(mosquitto) = mosquitto_bin() else {
         skip_or_fail("mosquitto is not installed (apt-get install mosquitto)");
         return Ok(());

@@ -1,5 +1,5 @@
 """Captures BACnet/IP datagrams produced by bacpypes3, for the golden-byte tests of the
-dcim-bacnet codec (edge-agent/bacnet/tests/golden.rs).
+dcim-bacnet codec (edge-agent/bacnet/tests/it/golden.rs).
 
 Part A: a bacpypes3 device answers requests sent from a raw UDP socket; its responses are
 printed. Part B: a bacpypes3 client sends requests to a raw UDP socket; the requests are

@@ -1,0 +1,235 @@
+//! Test helpers: a private mosquitto instance and a recording subscriber.
+#![allow(dead_code)]
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+/// `None` (with a printed reason) when mosquitto is missing and peers are not required.
+pub fn mosquitto_available() -> bool {
+    if Path::new(MOSQUITTO).exists() {
+        return true;
+    }
+    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{MOSQUITTO} is missing and DCIM_REQUIRE_PEERS=1 (run tests/setup.sh)");
+    }
+    println!("skipped: {MOSQUITTO} is not installed");
+    false
+}
+
+#[allow(unused_imports)]
+pub use dcim_test_support::free_port;
+
+/// A mosquitto broker on 127.0.0.1 with persistence in its own directory, so that a persistent
+/// subscriber session survives a restart.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: PathBuf,
+    prelude: String,
+    extra: String,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path, port: u16) -> Mosquitto {
+        Mosquitto::start_with(dir, port, "allow_anonymous true\n")
+    }
+
+    /// `extra` is appended to the listener section (TLS files, auth).
+    pub fn start_with(dir: &Path, port: u16, extra: &str) -> Mosquitto {
+        Mosquitto::start_full(dir, port, "", extra)
+    }
+
+    /// `prelude` goes before everything (e.g. `per_listener_settings true`).
+    pub fn start_full(dir: &Path, port: u16, prelude: &str, extra: &str) -> Mosquitto {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut m = Mosquitto {
+            port,
+            dir: dir.to_owned(),
+            prelude: prelude.to_owned(),
+            extra: extra.to_owned(),
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let conf = self.dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{}user root\npersistence true\npersistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 0\n\
+                 log_dest file {}/mosquitto.log\nlog_type all\nlistener {} 127.0.0.1\n{}",
+                self.prelude,
+                self.dir.display(),
+                self.dir.display(),
+                self.port,
+                self.extra
+            ),
+        )
+        .unwrap();
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM and wait: mosquitto saves its persistence file on the way out.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Everything a subscriber received: (topic, payload), in arrival order.
+pub type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A persistent-session (clean_session = false) QoS 1 subscriber to `dcim/v1/#`; keeps
+/// reconnecting until the returned handle is aborted.
+pub async fn subscribe(port: u16, id: &str) -> (Received, tokio::task::JoinHandle<()>) {
+    let got: Received = Arc::default();
+    let sink = got.clone();
+    let id = id.to_owned();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(32 << 20, 1 << 20);
+        let (client, mut el) = AsyncClient::new(o, 64);
+        let mut ready = Some(ready_tx);
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client
+                        .subscribe("dcim/v1/#", QoS::AtLeastOnce)
+                        .await
+                        .unwrap();
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    sink.lock()
+                        .unwrap()
+                        .push((p.topic.clone(), p.payload.to_vec()));
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), ready_rx)
+        .await
+        .expect("subscriber did not get its SUBACK")
+        .unwrap();
+    (got, task)
+}
+
+/// Event sequence numbers and telemetry sequence numbers received, in arrival order.
+pub fn sequences(got: &Received) -> (Vec<u64>, Vec<u64>) {
+    let mut events = Vec::new();
+    let mut telemetry = Vec::new();
+    for (topic, payload) in got.lock().unwrap().iter() {
+        if topic.ends_with("/events") {
+            let b: dcim_wire::EventBatch = dcim_wire::decode(payload).expect("valid EventBatch");
+            events.extend(b.events.iter().map(|e| e.seq));
+        } else if topic.ends_with("/telemetry") {
+            let b: dcim_wire::TelemetryBatch =
+                dcim_wire::decode(payload).expect("valid TelemetryBatch");
+            telemetry.push(b.seq);
+        }
+    }
+    (events, telemetry)
+}
+
+/// The retained/last `AgentState` messages received.
+pub fn states(got: &Received) -> Vec<dcim_wire::AgentState> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _)| t.ends_with("/state"))
+        .map(|(_, p)| dcim_wire::decode(p).expect("valid AgentState"))
+        .collect()
+}
+
+#[allow(unused_imports)]
+pub use dcim_test_support::wait::poll_until as wait_until;
+
+/// A rack I/O module profile (Modbus): rack temperatures `t1`/`t2` in holding registers 0 and
+/// 1 (0.1 °C), followed by `extra_points` (`[[point]]` tables).
+pub fn rack_io_profile(extra_points: &str) -> String {
+    format!("{RACK_IO_TEMPS}{extra_points}")
+}
+
+const RACK_IO_TEMPS: &str = r#"[profile]
+name = "rack-io-test"
+protocol = "modbus"
+[comm]
+timeout_ms = 300
+retries = 0
+comm_lost_after_ms = 2000
+[poll]
+fast_ms = 100
+[modbus]
+address_base = 0
+[[point]]
+id = "t1"
+role = "rack.temp"
+labels = { sensor = "1" }
+unit = "degC"
+table = "holding"
+register = 0
+type = "i16"
+scale = 0.1
+poll = "fast"
+[[point]]
+id = "t2"
+role = "rack.temp"
+labels = { sensor = "2" }
+unit = "degC"
+table = "holding"
+register = 1
+type = "i16"
+scale = 0.1
+poll = "fast"
+"#;

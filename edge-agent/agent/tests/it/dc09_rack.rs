@@ -1,0 +1,134 @@
+//! A rack without a controller forwards its fire alarms over SIA DC-09 to a pysiaalarm
+//! receiver (`tests/interop/dc09/receiver.py`), which acknowledges them; the time from the
+//! Modbus sample that crossed a threshold to the receiver's ACK is measured and printed.
+
+use crate::common;
+use dcim_test_support::sia as dc09_common;
+
+use common::rack_io_profile;
+use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
+use dcim_edge_agent::{Agent, config};
+use facility_sim::{ModbusShared, SimValue, serve_tcp};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn wait_code(rcv: &Receiver, code: &str, timeout: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if rcv
+            .rows()
+            .iter()
+            .any(|r| r["code"] == code && r["response"] == "ACK")
+        {
+            return Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fire_alarms_of_a_local_rack_reach_the_receiver() {
+    let Some(py) = python("fire_alarms_of_a_local_rack_reach_the_receiver") else {
+        return;
+    };
+    let mut latencies = Vec::new();
+    for run in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let rcv = Receiver::start(&py, &dir.path().join("rcv.log"), ReceiverOpts::default());
+        std::fs::write(
+            dir.path().join("link.toml"),
+            format!(
+                "account = \"1234\"\nack_timeout_ms = 1000\nattempts_per_path = 3\n\
+                 test_interval_ms = 0\ncodes_file = \"{}\"\n[[path]]\nname = \"main\"\n\
+                 addr = \"127.0.0.1:{}\"\ntransport = \"tcp\"\nsupervision_ms = 0\n",
+                repo_root()
+                    .join("edge-agent/dc09/codes.example.toml")
+                    .display(),
+                rcv.port
+            ),
+        )
+        .unwrap();
+        let rio_profile = rack_io_profile("");
+        std::fs::write(dir.path().join("rio.toml"), &rio_profile).unwrap();
+        let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
+        let rio = Arc::new(ModbusShared::default());
+        rio.write_values(
+            &profile,
+            &[
+                ("t1", SimValue::Number(25.0)),
+                ("t2", SimValue::Number(25.0)),
+            ],
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = serve_tcp(listener, rio.clone());
+        // The broker is never started: fire forwarding must not depend on the center.
+        let broker_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = format!(
+            r#"
+site = "s"
+agent = "fire-agent"
+log_level = "warn"
+[spool]
+dir = "spool"
+[[broker]]
+name = "center"
+url = "mqtt://127.0.0.1:{broker_port}"
+[dc09]
+link_config = "link.toml"
+[[device]]
+id = "rio"
+profile = "rio.toml"
+modbus = {{ tcp = "{addr}", unit = 1 }}
+[[rack]]
+id = "rack-07"
+number = 7
+zone = "room-1"
+dc09_zone = 1
+temp1 = "rio/t1"
+temp2 = "rio/t2"
+# Two simulated transmitters of the test rig, declared independent: the test drives them to
+# corroborate each other.
+common_cause = {{ temp1 = 1, temp2 = 2 }}
+"#
+        );
+        let agent = Agent::start(config::parse("agent.toml", &text, dir.path()).unwrap()).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let run_task = tokio::spawn(agent.run(stop_rx));
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mut steps = Vec::new();
+        for (temp, code) in [(61.0, "KA"), (69.0, "FA"), (81.0, "SA")] {
+            rio.write_values(
+                &profile,
+                &[
+                    ("t1", SimValue::Number(temp)),
+                    ("t2", SimValue::Number(temp)),
+                ],
+            );
+            let got = wait_code(&rcv, code, Duration::from_secs(10)).await;
+            steps.push((code, got));
+        }
+        stop_tx.send(true).unwrap();
+        run_task.await.unwrap();
+        server.abort();
+        for (code, got) in &steps {
+            let d = got.unwrap_or_else(|| panic!("run {run}: {code} not ACKed: {:?}", rcv.rows()));
+            latencies.push(d);
+        }
+        let rows = rcv.rows();
+        let ka: Vec<_> = rows.iter().filter(|r| r["code"] == "KA").collect();
+        assert_eq!(ka.len(), 1, "stage 1 sent once: {rows:?}");
+    }
+    latencies.sort();
+    println!(
+        "threshold sample -> DC-09 ACK: n={} p50={:?} max={:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies.last().unwrap()
+    );
+}

@@ -1,0 +1,159 @@
+//! One site dead: its broker lags past its limit and is detached, the live site keeps
+//! getting everything, the spool stays bounded; when the site returns, its broker gets what
+//! is still in the spool (the rest is counted as missed) and is attached again.
+//!
+//! Hazard: a record leaves the spool only when every broker has it; without the lag limit a
+//! dead site's broker makes the spool fill and then the surviving site's telemetry is thinned
+//! or refused.
+
+use crate::common;
+
+use common::*;
+use dcim_edge_agent::{Agent, config};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_sites_broker_is_detached_and_the_live_one_keeps_flowing() {
+    if !mosquitto_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = Mosquitto::start(&dir.path().join("a"), port_a);
+    let mut b = Mosquitto::start(&dir.path().join("b"), port_b);
+    let (got_a, sub_a) = subscribe(port_a, "site-a-sub").await;
+    let (got_b, sub_b) = subscribe(port_b, "site-b-sub").await;
+    let cfg_text = format!(
+        r#"
+site = "s"
+agent = "dual"
+log_level = "warn"
+[spool]
+dir = "spool"
+max_mb = 2
+segment_kb = 64
+[batch]
+max_samples = 20
+max_delay_ms = 20
+[[broker]]
+name = "site-a"
+url = "mqtt://127.0.0.1:{port_a}"
+backoff_initial_ms = 50
+backoff_max_ms = 200
+[[broker]]
+name = "site-b"
+url = "mqtt://127.0.0.1:{port_b}"
+backoff_initial_ms = 50
+backoff_max_ms = 200
+max_lag_bytes = 262144
+max_lag_s = 5
+[[device]]
+id = "gen"
+synthetic = {{ points = 20, period_ms = 10, event_every = 1 }}
+"#
+    );
+    let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
+    let limits = cfg.brokers[1].lag_limits;
+    assert_eq!((limits.max_bytes, limits.max_stuck_ms), (262_144, 5000));
+    let agent = Agent::start(cfg).unwrap();
+    let shared = agent.shared().clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(agent.run(stop_rx));
+    assert!(
+        wait_until(Duration::from_secs(10), || sequences(&got_b).0.len() >= 20).await,
+        "both sites receive at first"
+    );
+
+    // Site B dies.
+    b.stop();
+    let detached = wait_until(Duration::from_secs(20), || {
+        shared.with_spool(|s| s.is_detached("site-b"))
+    })
+    .await;
+    assert!(detached, "the dead site's broker is detached");
+    assert_eq!(shared.with_spool(|s| s.detach_count("site-b")), 1);
+    // The retained state at the live site says so (the center alarms it).
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            states(&got_a)
+                .last()
+                .is_some_and(|s| s.detached == ["site-b"])
+        })
+        .await,
+        "AgentState.detached"
+    );
+    // Keep producing for a while: the spool stays bounded and nothing is thinned or refused.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let st = shared.with_spool(|s| s.stats());
+    assert_eq!(
+        (st.thinned_samples, st.refused_batches),
+        (0, 0),
+        "no telemetry lost for the live site: {st:?}"
+    );
+    assert!(
+        st.bytes < 1 << 20,
+        "the spool no longer keeps what only site B lacks: {st:?}"
+    );
+
+    // Site B returns: it gets what is still in the spool, the rest is missed; then it is
+    // attached again.
+    let missed_before =
+        shared.with_spool(|s| s.lag("site-b", dcim_edge_agent::uplink::unix_ms()).missed[0]);
+    assert!(
+        missed_before > 0,
+        "records removed while it was detached are counted"
+    );
+    b.restart();
+    let attached = wait_until(Duration::from_secs(20), || {
+        shared.with_spool(|s| !s.is_detached("site-b"))
+    })
+    .await;
+    assert!(attached, "attached again once it caught up");
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            states(&got_b)
+                .last()
+                .is_some_and(|s| s.detached.is_empty() && s.online)
+        })
+        .await,
+        "the returning site sees the agent online and attached"
+    );
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .unwrap()
+        .unwrap();
+    let last_event = shared.with_spool(|s| s.stats().next_seq[0] - 1);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            sequences(&got_a).0.last().copied() == Some(last_event)
+        })
+        .await
+    );
+    // Site A: every event, in order, none missing.
+    let mut seen = BTreeSet::new();
+    let a: Vec<u64> = sequences(&got_a)
+        .0
+        .into_iter()
+        .filter(|s| seen.insert(*s))
+        .collect();
+    assert_eq!(
+        a,
+        (1..=last_event).collect::<Vec<_>>(),
+        "site A got everything"
+    );
+    // Site B: a gap where it was detached, then every event to the end, in order.
+    let mut seen = BTreeSet::new();
+    let bseq: Vec<u64> = sequences(&got_b)
+        .0
+        .into_iter()
+        .filter(|s| seen.insert(*s))
+        .collect();
+    assert_eq!(bseq.last().copied(), Some(last_event));
+    assert!(bseq.windows(2).all(|w| w[1] > w[0]), "in order");
+    let gaps = bseq.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    assert!(gaps >= 1, "what went while it was detached is not resent");
+    sub_a.abort();
+    sub_b.abort();
+}

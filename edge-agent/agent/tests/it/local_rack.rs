@@ -1,0 +1,136 @@
+//! A rack without a controller: its temperatures come from a Modbus device, the agent runs the
+//! fire logic and drives the relay module's coils through the Modbus write path; events reach
+//! the center and the latch record is on disk.
+
+use crate::common;
+
+use common::*;
+use dcim_edge_agent::{Agent, config};
+use dcim_profiles::Table;
+use facility_sim::{ModbusShared, SimValue, serve_tcp};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The rack I/O module: the two temperatures of `common::rack_io_profile` plus these.
+const RIO_EXTRA: &str = r#"
+[[point]]
+id = "do1"
+role = "custom.relay1"
+table = "coil"
+register = 0
+poll = "fast"
+[[point]]
+id = "do2"
+role = "custom.relay2"
+table = "coil"
+register = 1
+poll = "fast"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_local_rack_latches_its_relays_and_reports_stages() {
+    if !mosquitto_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _broker = Mosquitto::start(&dir.path().join("broker"), port);
+    let (got, sub) = subscribe(port, "rack-test-sub").await;
+    let rio_profile = rack_io_profile(RIO_EXTRA);
+    std::fs::write(dir.path().join("rio.toml"), &rio_profile).unwrap();
+    let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
+    let rio = Arc::new(ModbusShared::default());
+    rio.write_values(
+        &profile,
+        &[
+            ("t1", SimValue::Number(25.0)),
+            ("t2", SimValue::Number(25.0)),
+        ],
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = serve_tcp(listener, rio.clone());
+    let text = format!(
+        r#"
+site = "s"
+agent = "rack-agent"
+log_level = "warn"
+[spool]
+dir = "spool"
+[batch]
+max_samples = 100
+max_delay_ms = 20
+[[broker]]
+name = "center"
+url = "mqtt://127.0.0.1:{port}"
+backoff_initial_ms = 50
+[[device]]
+id = "rio"
+profile = "rio.toml"
+modbus = {{ tcp = "{addr}", unit = 1 }}
+[[rack]]
+id = "rack-07"
+number = 7
+zone = "room-1"
+temp1 = "rio/t1"
+temp2 = "rio/t2"
+# Two simulated transmitters of the test rig, declared independent: the test drives them to
+# corroborate each other.
+common_cause = {{ temp1 = 1, temp2 = 2 }}
+relay = "rio"
+coils = {{ contactor_open = "do1", blanket_drop = "do2" }}
+latch_file = "fire/rack-07.latch"
+"#
+    );
+    let agent = Agent::start(config::parse("agent.toml", &text, dir.path()).unwrap()).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(agent.run(stop_rx));
+    let events = || -> Vec<dcim_wire::Event> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t.ends_with("/events"))
+            .flat_map(|(_, p)| {
+                dcim_wire::decode::<dcim_wire::EventBatch>(p)
+                    .unwrap()
+                    .events
+            })
+            .collect()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let coils = |rio: &ModbusShared| rio.bank.lock().unwrap().bits(Table::Coil, 0, 2);
+    assert_eq!(coils(&rio), vec![false, false], "no output at 25 C");
+    rio.write_values(
+        &profile,
+        &[
+            ("t1", SimValue::Number(65.0)),
+            ("t2", SimValue::Number(65.0)),
+        ],
+    );
+    let relays = wait_until(Duration::from_secs(10), || coils(&rio) == vec![true, true]).await;
+    let stage1 = wait_until(Duration::from_secs(10), || {
+        events()
+            .iter()
+            .any(|e| e.kind == "fire.stage" && e.data["entered"] == "stage1")
+    })
+    .await;
+    // Someone clears a relay behind the agent's back: it is asserted again.
+    rio.bank.lock().unwrap().set_bit(Table::Coil, 0, false);
+    let reasserted = wait_until(Duration::from_secs(5), || coils(&rio) == vec![true, true]).await;
+    stop_tx.send(true).unwrap();
+    run.await.unwrap();
+    sub.abort();
+    server.abort();
+    assert!(relays, "relay coils not driven: {:?}", coils(&rio));
+    assert!(stage1, "no fire.stage event: {:?}", events());
+    assert!(reasserted, "a latched output was not re-asserted");
+    let latch = std::fs::read(dir.path().join("fire/rack-07.latch")).unwrap();
+    let rec = fire_logic::LatchRecord::from_bytes(&latch).unwrap();
+    assert!(rec.stage >= fire_logic::Stage::Stage1, "{rec:?}");
+    let e = events()
+        .into_iter()
+        .find(|e| e.data["entered"] == "stage1")
+        .unwrap();
+    assert_eq!(e.device, "rack-07");
+    assert_eq!(e.severity, dcim_wire::Severity::Alarm);
+}

@@ -1,0 +1,110 @@
+//! Two brokers in different sites: each gets every event in order, and a record stays in the
+//! spool until both have acknowledged it.
+
+use crate::common;
+
+use common::*;
+use dcim_edge_agent::{Agent, config};
+use dcim_spool::Class;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_leaves_the_spool_only_when_both_brokers_acknowledged_it() {
+    if !mosquitto_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = Mosquitto::start(&dir.path().join("a"), port_a);
+    let mut b = Mosquitto::start(&dir.path().join("b"), port_b);
+    let (got_a, sub_a) = subscribe(port_a, "site-a-sub").await;
+    let (got_b, sub_b) = subscribe(port_b, "site-b-sub").await;
+    b.stop(); // site B is down when the agent starts
+
+    let cfg_text = format!(
+        r#"
+site = "s"
+agent = "dual"
+log_level = "warn"
+[spool]
+dir = "spool"
+max_mb = 16
+segment_kb = 64
+[batch]
+max_samples = 10
+max_delay_ms = 20
+[[broker]]
+name = "site-a"
+url = "mqtt://127.0.0.1:{port_a}"
+backoff_initial_ms = 50
+backoff_max_ms = 200
+[[broker]]
+name = "site-b"
+url = "mqtt://127.0.0.1:{port_b}"
+backoff_initial_ms = 50
+backoff_max_ms = 200
+[[device]]
+id = "gen"
+synthetic = {{ points = 10, period_ms = 10, event_every = 2 }}
+"#
+    );
+    let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
+    let agent = Agent::start(cfg).unwrap();
+    let shared = agent.shared().clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(agent.run(stop_rx));
+
+    // A acknowledges everything; B none of it: nothing may leave the spool.
+    let a_caught_up = wait_until(Duration::from_secs(10), || sequences(&got_a).0.len() >= 50).await;
+    assert!(a_caught_up, "site A receives while site B is down");
+    // A subscriber can see a message before the agent has processed the broker's PUBACK for it.
+    let a_acked = wait_until(Duration::from_secs(10), || {
+        shared.with_spool(|s| s.acked("site-a", Class::Event)) >= 50
+    })
+    .await;
+    assert!(a_acked, "site A's acknowledgements reach the spool");
+    let (acked_a, acked_b, pending_b, stats) = shared.with_spool(|s| {
+        (
+            s.acked("site-a", Class::Event),
+            s.acked("site-b", Class::Event),
+            s.pending_for("site-b", Class::Event),
+            s.stats(),
+        )
+    });
+    assert!(acked_a >= 50);
+    assert_eq!(acked_b, 0);
+    assert!(
+        pending_b >= acked_a,
+        "B's backlog is kept: {pending_b} < {acked_a}"
+    );
+    assert!(
+        stats.pending[0] >= acked_a,
+        "records acked by A alone stay: {stats:?}"
+    );
+
+    // B comes back and catches up; then everything can go.
+    b.restart();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .unwrap()
+        .unwrap();
+    let (last_event, pending) =
+        shared.with_spool(|s| (s.stats().next_seq[0] - 1, s.stats().pending));
+    assert_eq!(pending, [0, 0], "both brokers acknowledged everything");
+    for (name, got) in [("A", &got_a), ("B", &got_b)] {
+        let ok = wait_until(Duration::from_secs(10), || {
+            sequences(got).0.last().copied() == Some(last_event)
+        })
+        .await;
+        assert!(ok, "site {name} did not get event {last_event}");
+        let (events, _) = sequences(got);
+        let mut seen = BTreeSet::new();
+        let firsts: Vec<u64> = events.iter().copied().filter(|s| seen.insert(*s)).collect();
+        assert_eq!(firsts, (1..=last_event).collect::<Vec<_>>(), "site {name}");
+    }
+    sub_a.abort();
+    sub_b.abort();
+}

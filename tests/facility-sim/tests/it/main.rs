@@ -1,0 +1,6 @@
+//! Integration tests of `facility-sim`, one test binary with a module per area (each module's doc says
+//! what it guards against). One area: `cargo test -p facility-sim --test it -- MODULE::`.
+
+mod bacnet;
+mod demo;
+mod sim;
