@@ -13,7 +13,6 @@
 
 use crate::app::App;
 use crate::auth::{self, Access};
-use crate::clock::now_ms;
 use crate::config::Role;
 use crate::store::{EventQuery, UserRecord};
 use axum::body::Bytes;
@@ -325,7 +324,7 @@ async fn stream(
                     _ = crate::clock::stopped(&mut stop) => return None,
                     _ = recheck => continue,
                     _ = beat => {
-                        break SseEvent::default().event("heartbeat").data(crate::clock::now_ms().to_string());
+                        break SseEvent::default().event("heartbeat").data(auth.app.now_ms().to_string());
                     }
                     r = rx.recv() => match r {
                         Ok(m) => {
@@ -539,7 +538,7 @@ async fn create_user(
             name: body.name.clone(),
             role: role.as_str().into(),
             password_hash: hash,
-            created_ms: now_ms(),
+            created_ms: app.now_ms(),
             disabled: false,
         })
         .await?;

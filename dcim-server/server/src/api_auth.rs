@@ -25,7 +25,6 @@ use crate::app::App;
 use crate::auth::limits::Subject;
 use crate::auth::{self, Access, password};
 use crate::authority::ActionKind;
-use crate::clock::now_ms;
 use crate::config::Role;
 use crate::metrics::inc;
 use axum::body::Bytes;
@@ -77,7 +76,7 @@ fn peer_ip(req: &Request) -> IpAddr {
 }
 
 fn too_many(until_ms: i64, why: &str) -> Response {
-    let secs = ((until_ms - now_ms()).max(0) + 999) / 1000;
+    let secs = ((until_ms - crate::clock::now_ms()).max(0) + 999) / 1000;
     let mut r = (
         StatusCode::TOO_MANY_REQUESTS,
         Json(json!({"error": format!("{why}: try again in {secs} s"), "retry_after_s": secs})),
@@ -136,7 +135,7 @@ async fn verify(
             .logins
             .lock()
             .expect("login limiter")
-            .check(subjects, now_ms())
+            .check(subjects, app.now_ms())
             .is_ok()
     };
     let ok = ticket
@@ -192,7 +191,7 @@ async fn login(State(app): AppState, req: Request) -> Result<Response, ApiError>
             .logins
             .lock()
             .expect("login limiter")
-            .check(&subjects, now_ms())
+            .check(&subjects, app.now_ms())
     };
     if let Err(l) = locked(&app) {
         inc(&app.metrics.login_refused_total, 1);
@@ -216,12 +215,11 @@ async fn login(State(app): AppState, req: Request) -> Result<Response, ApiError>
     let peer = ip.to_string();
     let real = user.is_some();
     let Some(user) = user.filter(|_| ok) else {
-        let locks =
-            app.security
-                .logins
-                .lock()
-                .expect("login limiter")
-                .failed(&subjects, real, now_ms());
+        let locks = app.security.logins.lock().expect("login limiter").failed(
+            &subjects,
+            real,
+            app.now_ms(),
+        );
         app.security
             .audit_failure(&app, "login.failed", &name, "session", &peer, json!({}))
             .await;
@@ -238,7 +236,7 @@ async fn login(State(app): AppState, req: Request) -> Result<Response, ApiError>
         .succeeded(&subjects);
     let token = auth::new_token("s_");
     let csrf = auth::new_token("");
-    let now = now_ms();
+    let now = app.now_ms();
     let ttl = app.config.http.session_ttl_s;
     let expires_ms = now + (ttl as i64) * 1000;
     app.store
@@ -331,7 +329,7 @@ async fn change_own_password(State(app): AppState, req: Request) -> Result<Respo
         .logins
         .lock()
         .expect("login limiter")
-        .check(&subjects, now_ms())
+        .check(&subjects, app.now_ms())
     {
         return Ok(too_many(l.until_ms, "too many failed attempts"));
     }
@@ -346,12 +344,11 @@ async fn change_own_password(State(app): AppState, req: Request) -> Result<Respo
         Err(r) => return Ok(r),
     };
     if !ok {
-        let locks =
-            app.security
-                .logins
-                .lock()
-                .expect("login limiter")
-                .failed(&subjects, true, now_ms());
+        let locks = app.security.logins.lock().expect("login limiter").failed(
+            &subjects,
+            true,
+            app.now_ms(),
+        );
         app.security
             .audit_locks(&app, "http", &ip.to_string(), &locks)
             .await;
@@ -523,7 +520,7 @@ async fn create_token(
     }
     existing_user(&app, &user).await?;
     let token = auth::new_token("dcim_");
-    let now = now_ms();
+    let now = app.now_ms();
     let expires_ms = now + i64::from(days) * 86_400_000;
     let hash = auth::token_hash(&token);
     app.store
@@ -570,7 +567,7 @@ async fn lockouts(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Admin).await?;
-    let now = now_ms();
+    let now = app.now_ms();
     let http = app.security.logins.lock().expect("login limiter").view(now);
     let mqtt = app
         .security

@@ -17,7 +17,6 @@ use crate::api_base::{ApiError, Principal, authorize, parse_body};
 use crate::app::App;
 use crate::auth::Access;
 use crate::authority::{ActionKind, Authority, ChangeError, Transition};
-use crate::clock::now_ms;
 use crate::store::{Batch, DocRecord, Store};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -72,7 +71,7 @@ async fn commit(
     let Ok(fence) = app.leader_fence() else {
         return Ok(());
     };
-    let now = now_ms();
+    let now = app.now_ms();
     let batch = Batch {
         fence,
         docs: vec![(
@@ -127,7 +126,7 @@ async fn apply_keys(app: &App, agent: &str, reports: &[(&str, bool)]) {
     let mut a = app.authority.lock().await;
     let actor = format!("mqtt:{agent}");
     for (device, on) in reports {
-        let Some(t) = a.key_report(device, agent, *on, now_ms()) else {
+        let Some(t) = a.key_report(device, agent, *on, app.now_ms()) else {
             continue;
         };
         match &t {
@@ -183,7 +182,7 @@ async fn state(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let a = app.authority.lock().await;
-    Ok(Json(json!({"authority": a.view(now_ms())})))
+    Ok(Json(json!({"authority": a.view(app.now_ms())})))
 }
 
 #[derive(Deserialize)]
@@ -202,7 +201,7 @@ async fn change(
     let b: ReasonBody = parse_body(body)?;
     let mut a = app.authority.lock().await;
     let before = a.clone();
-    let now = now_ms();
+    let now = app.now_ms();
     let t = match f(&mut a, &b.reason, now) {
         Ok(t) => t,
         Err(e) => {

@@ -5,7 +5,6 @@
 
 use crate::app::App;
 use crate::auth::{self, Access};
-use crate::clock::now_ms;
 use crate::config::Role;
 use crate::metrics::inc;
 use axum::Json;
@@ -457,7 +456,7 @@ pub async fn authorize(
         let Some(s) = app.store.get_session(&hash).await? else {
             return Err(unauthorized(app, "no such session"));
         };
-        if now_ms() >= s.expires_ms {
+        if app.now_ms() >= s.expires_ms {
             app.store.delete_session(&hash).await?;
             return Err(unauthorized(app, "session expired"));
         }

@@ -2,7 +2,6 @@
 //! writes on a follower (503 with `X-Dcim-Leader` naming the leader's console).
 
 use crate::app::App;
-use crate::clock::now_ms;
 use crate::cluster::{Cluster, PeerInfo};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -113,7 +112,7 @@ async fn cluster_status(
         "leader": st.leader,
         "since_ms": st.since_ms,
         "terms": st.terms,
-        "stale": c.stale(now_ms()),
+        "stale": c.stale(app.now_ms()),
         "peers": peers,
         "agents": c.verdicts(),
         "witness": c.witness.is_some(),

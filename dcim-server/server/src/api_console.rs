@@ -56,7 +56,7 @@ async fn summary(
         let site = f.site.as_ref().ok_or_else(no_site)?;
         fire_view::devices_of_interest(site).into_iter().collect()
     };
-    let now = crate::clock::now_ms();
+    let now = app.now_ms();
     // The latest samples of those devices, and the recent stage history of those in a stage.
     let (samples, stage_history) = {
         let ing = app.ingest.lock().expect("ingest lock");

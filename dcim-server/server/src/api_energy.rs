@@ -9,7 +9,6 @@
 use crate::api_base::{ApiError, authorize, parse_query};
 use crate::app::App;
 use crate::auth::Access;
-use crate::clock::now_ms;
 use crate::energy::{self, EnergyBucket, EnergyMeter, HOUR_MS, Meter, PowerNow};
 use crate::store::{DocRecord, Store};
 use axum::extract::{RawQuery, State};
@@ -62,7 +61,7 @@ pub async fn flush(app: &App) {
     for b in dirty {
         let doc = DocRecord {
             id: format!("{:015}", b.t_ms),
-            updated_ms: now_ms(),
+            updated_ms: app.now_ms(),
             body: json!(b),
         };
         if let Err(e) = app.store.put_doc(DOC_KIND, &doc, None).await {
@@ -104,7 +103,7 @@ pub async fn sample_once(app: &App) {
 }
 
 fn observe(app: &App, meters: &[Meter], stale_after_ms: i64) {
-    let now = now_ms();
+    let now = app.now_ms();
     let p = power(app, meters, stale_after_ms, now);
     app.energy
         .lock()
@@ -123,14 +122,14 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         };
         let mut interval = tokio::time::interval(std::time::Duration::from_millis(SAMPLE_MS));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut flushed = now_ms();
+        let mut flushed = app.now_ms();
         loop {
             tokio::select! {
                 _ = crate::clock::stopped(&mut stop) => break,
                 _ = interval.tick() => {}
             }
             observe(&app, &meters, stale);
-            let now = now_ms();
+            let now = app.now_ms();
             if now - flushed >= FLUSH_MS {
                 flushed = now;
                 flush(&app).await;
@@ -161,7 +160,7 @@ async fn pue(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: PueQuery = parse_query(raw.as_deref())?;
-    let now = now_ms();
+    let now = app.now_ms();
     let to = q.to.unwrap_or(now);
     let from = q.from.unwrap_or(to - HOUR_MS);
     if from > to {
@@ -212,7 +211,7 @@ async fn report(
     let q: ReportQuery = parse_query(raw.as_deref())?;
     let offset = crate::export::check_offset(q.offset_min.unwrap_or(0))
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, format!("query: {m}")))?;
-    let now = now_ms();
+    let now = app.now_ms();
     let (year, month) = match q.month.as_deref() {
         Some(m) => energy::parse_month(m).ok_or_else(|| {
             ApiError(

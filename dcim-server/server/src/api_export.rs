@@ -4,7 +4,6 @@
 use crate::api_base::{ApiError, authorize, parse_query};
 use crate::app::App;
 use crate::auth::Access;
-use crate::clock::now_ms;
 use crate::export::{self, AlarmFilter, EventFilter};
 use crate::store::EventQuery;
 use axum::extract::{RawQuery, State};
@@ -47,7 +46,7 @@ fn offset(o: Option<i32>) -> Result<i32, ApiError> {
 
 /// `alarms-20260501-1403.csv` in the requester's local time.
 fn file_name(what: &str, offset_min: i32) -> String {
-    let iso = export::iso_local(now_ms(), offset_min);
+    let iso = export::iso_local(crate::clock::now_ms(), offset_min);
     format!(
         "{what}-{}{}{}-{}{}.csv",
         &iso[0..4],

@@ -5,7 +5,6 @@
 use crate::api_base::{ApiError, authorize, parse_body};
 use crate::app::App;
 use crate::auth::Access;
-use crate::clock::now_ms;
 use crate::facility::Changes;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -152,7 +151,7 @@ async fn alarm_action(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
-    let now = now_ms();
+    let now = app.now_ms();
     let mut reason = None;
     let act = match action.as_str() {
         "ack" => Action::Ack,
@@ -262,7 +261,7 @@ async fn set_maintenance(
     )
     .await?;
     let mut f = app.facility.lock().await;
-    let changes = f.set_maintenance(&b.subject, b.on, &p.user, now_ms());
+    let changes = f.set_maintenance(&b.subject, b.on, &p.user, app.now_ms());
     commit(
         &app,
         &f,
@@ -356,7 +355,7 @@ async fn open_incident(
     let mut f = app.facility.lock().await;
     let id = f
         .incidents
-        .open(&b.title, b.grade, &p.user, now_ms())
+        .open(&b.title, b.grade, &p.user, app.now_ms())
         .map_err(incident_error)?;
     let changes = Changes {
         records: Vec::new(),
@@ -406,7 +405,7 @@ async fn incident_op(
     let id = incident_id(&id)?;
     let b: OpBody = parse_body(if body.is_empty() { b"{}" } else { &body })?;
     let detail: serde_json::Value = serde_json::from_slice(&body).unwrap_or(json!({}));
-    let now = now_ms();
+    let now = app.now_ms();
     let u = p.user.as_str();
     let mut f = app.facility.lock().await;
     let inc = &mut f.incidents;
@@ -571,7 +570,7 @@ async fn redundancy(
         .facility
         .lock()
         .await
-        .evaluation(now_ms())
+        .evaluation(app.now_ms())
         .ok_or_else(no_site)?;
     let mut out = json!({"subsystems": ev.subsystems, "ride_through": ev.ride_through});
     if q.components.unwrap_or(false) {
@@ -601,7 +600,7 @@ async fn what_if(
         .collect();
     let mut f = app.facility.lock().await;
     let w = f
-        .what_if(&failed, now_ms())
+        .what_if(&failed, app.now_ms())
         .ok_or_else(no_site)?
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok(Json(json!({
@@ -624,7 +623,7 @@ async fn statuses(
     let inputs = app.facility.lock().await.status_inputs();
     let statuses = {
         let ing = app.ingest.lock().expect("ingest lock");
-        crate::facility::device_statuses(&inputs, &*ing, now_ms())
+        crate::facility::device_statuses(&inputs, &*ing, app.now_ms())
     };
     Ok(Json(json!({"devices": statuses})))
 }

@@ -45,7 +45,7 @@ pub async fn point_history(
     point: &str,
     q: Params,
 ) -> Result<serde_json::Value, (StatusCode, String)> {
-    let now = crate::clock::now_ms();
+    let now = app.now_ms();
     let (cfg, memory) = {
         let ing = app.ingest.lock().expect("ingest lock");
         let cfg = ing.history_config();

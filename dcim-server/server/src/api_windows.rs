@@ -13,7 +13,6 @@ use crate::api_base::{ApiError, Principal, authorize, parse_body};
 use crate::app::App;
 use crate::auth::Access;
 use crate::authority::ActionKind;
-use crate::clock::now_ms;
 use crate::maint_windows::{NewWindow, Schedule, Step, WindowError};
 use crate::store::{DocRecord, Store};
 use axum::body::Bytes;
@@ -58,7 +57,7 @@ async fn store(
 ) -> Result<(), ApiError> {
     let doc = DocRecord {
         id: DOC_ID.into(),
-        updated_ms: now_ms(),
+        updated_ms: app.now_ms(),
         body: serde_json::to_value(s)
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
     };
@@ -122,7 +121,7 @@ async fn apply(
     let user = format!("{created_by} (window {id})");
     let mut f = app.facility.lock().await;
     for s in subjects {
-        let changes = f.set_maintenance(s, on, &user, now_ms());
+        let changes = f.set_maintenance(s, on, &user, app.now_ms());
         app.commit_changes(
             &f,
             &changes,
@@ -214,7 +213,7 @@ async fn tick(app: &App) {
     let authority = app.authority.lock().await;
     let mut s = app.windows.lock().await;
     let maint = app.facility.lock().await.maintenance().clone();
-    let now = now_ms();
+    let now = app.now_ms();
     let mut probe = s.clone();
     let steps = probe.due(now, |x| maint.contains(x), authority.is_active());
     let pruned = probe.prune(now);
@@ -254,7 +253,7 @@ async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let s = app.windows.lock().await;
-    Ok(Json(json!({"windows": s.windows, "now_ms": now_ms()})))
+    Ok(Json(json!({"windows": s.windows, "now_ms": app.now_ms()})))
 }
 
 async fn create(
@@ -288,7 +287,7 @@ async fn create(
     let mut s = app.windows.lock().await;
     let mut next = s.clone();
     let w = next
-        .create(req, &p.user, now_ms(), |x| known.contains(x))
+        .create(req, &p.user, app.now_ms(), |x| known.contains(x))
         .map_err(window_error)?
         .clone();
     let detail = json!(w);
@@ -307,7 +306,7 @@ async fn create(
 fn publish(app: &App, p: &Principal, action: &str, id: u64) {
     app.publish_live(
         "maintenance",
-        &json!({"windows": true, "window": id, "action": action, "user": p.user, "ts_ms": now_ms()}),
+        &json!({"windows": true, "window": id, "action": action, "user": p.user, "ts_ms": app.now_ms()}),
     );
 }
 
@@ -352,7 +351,7 @@ async fn cancel(
     }
     let mut next = s.clone();
     let step = next
-        .cancel(id, &p.user, &b.reason, now_ms())
+        .cancel(id, &p.user, &b.reason, app.now_ms())
         .map_err(window_error)?;
     let detail = json!({"window": id, "reason": b.reason.trim(), "was_active": step.is_some()});
     store(

@@ -11,7 +11,6 @@
 //! stored in the order they were made) → the std mutexes (`ingest`, `energy`, `unjournaled`,
 //! `drill`), which are never held across an `.await`.
 
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::store::{self, Store};
 use crate::{
@@ -31,6 +30,8 @@ pub struct LiveMsg {
 
 /// Shared state of a running server.
 pub struct App {
+    /// Where the shells read the time (`now_ms`); the system clock outside tests.
+    pub clock: crate::clock::Clock,
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub ingest: Mutex<ingest::Ingest>,
@@ -82,9 +83,14 @@ pub struct App {
 }
 
 impl App {
+    /// The server's time (ms since the Unix epoch), from its [`Clock`](crate::clock::Clock).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// The id of the drill in progress, if any (an expired drill is not in progress).
     pub fn active_drill_id(&self) -> Option<String> {
-        let now = now_ms();
+        let now = self.now_ms();
         self.drill.read().ok().and_then(|d| {
             d.as_ref()
                 .filter(|d| d.is_active_at(now))
@@ -138,7 +144,7 @@ impl App {
         let Ok(fence) = self.leader_fence() else {
             return Ok(());
         };
-        let now = now_ms();
+        let now = self.now_ms();
         let mut batch = store::Batch {
             fence,
             ..Default::default()
@@ -265,7 +271,7 @@ impl App {
         target: &str,
         detail: serde_json::Value,
     ) -> anyhow::Result<i64> {
-        let ts = now_ms();
+        let ts = self.now_ms();
         let id = self.store.audit(ts, actor, action, target, &detail).await?;
         self.publish_live(
             "audit",
@@ -348,7 +354,7 @@ impl App {
             "database",
             change.full,
             &change.detail,
-            now_ms(),
+            self.now_ms(),
         );
         if let Err(e) = self.commit_changes(&f, &changes, None).await {
             tracing::error!("committing the disk-full alarm: {e:#}");

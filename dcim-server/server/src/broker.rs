@@ -318,7 +318,7 @@ async fn gate(
             .mqtt_logins
             .lock()
             .expect("mqtt login limiter")
-            .check(&[Subject::address(ip)], crate::clock::now_ms())
+            .check(&[Subject::address(ip)], app.now_ms())
             .is_err();
         let permits = if locked {
             None
@@ -406,11 +406,7 @@ impl Closed {
                 .mqtt_logins
                 .lock()
                 .expect("mqtt login limiter")
-                .failed(
-                    &[Subject::address(peer.ip())],
-                    false,
-                    crate::clock::now_ms(),
-                )
+                .failed(&[Subject::address(peer.ip())], false, app.now_ms())
         };
         let sec = &app.security;
         let peer_s = peer.ip().to_string();

@@ -4,7 +4,6 @@
 //! `[cluster]` they answer for a single server.
 
 use crate::app::App;
-use crate::clock::now_ms;
 use crate::cluster::*;
 use crate::leader;
 use crate::store::Fence;
@@ -44,7 +43,7 @@ pub fn agent_state(app: &App, mut rec: crate::store::AgentRecord) -> crate::stor
 /// follower's engine is passive). Works without `[cluster]` too.
 pub async fn uplink_alarms(app: &App, agent: &str, detached: &[String]) {
     let prefix = format!("{agent}/uplink/");
-    let now = now_ms();
+    let now = app.now_ms();
     let mut f = app.facility.lock().await;
     if f.is_passive() {
         return;
@@ -95,7 +94,7 @@ pub fn agent_views(app: &App) -> Option<Vec<crate::dc09_plan::AgentView>> {
 /// For `/health`: why this replica's view may be out of date (a follower that cannot reload
 /// the leader's state), if so. `None` without `[cluster]`.
 pub fn health(app: &App) -> Option<String> {
-    app.cluster.as_ref()?.stale(now_ms())
+    app.cluster.as_ref()?.stale(app.now_ms())
 }
 
 /// For tests: the lease core's view of the role.

@@ -5,7 +5,6 @@
 //! replica's view and the hooks the rest of the server asks.
 
 use crate::app::App;
-use crate::clock::now_ms;
 use crate::cluster::views::{self, Heard, PeerState, View};
 use crate::cluster::{Cluster, LEASE, LeaderInfo, PeerInfo};
 use crate::leader::{Change, Role, Seen};
@@ -193,7 +192,7 @@ async fn take_over(app: &Arc<App>, epoch: i64) -> anyhow::Result<()> {
     let mut w = app.windows.lock().await;
     let mut f = app.facility.lock().await;
     if let Some(s) = snap {
-        f.restore(s, now_ms());
+        f.restore(s, app.now_ms());
     }
     if let Some(i) = incidents {
         f.incidents = i;
@@ -216,7 +215,7 @@ async fn take_over(app: &Arc<App>, epoch: i64) -> anyhow::Result<()> {
         s.terms += 1;
     });
     // What this replica ingested as a follower since the previous leader's last commit.
-    let changes = f.replay_live_since(committed_ms, now_ms());
+    let changes = f.replay_live_since(committed_ms, app.now_ms());
     if let Err(e) = app.commit_changes(&f, &changes, None).await {
         tracing::error!("committing the alarms of samples ingested while following: {e:#}");
     }
@@ -261,7 +260,7 @@ async fn heartbeat_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             "site": c.config.site,
             "url": c.config.advertise_url,
             "leading": c.fence().map(|f| f.epoch),
-            "ts_ms": now_ms(),
+            "ts_ms": app.now_ms(),
             "agents": own,
         });
         let (put, witness_put) = tokio::join!(
@@ -388,7 +387,7 @@ async fn alarm_peers(app: &Arc<App>) {
         .map(|p| (p.replica.clone(), p.state))
         .collect();
     let mut alarmed = c.alarmed.lock().await;
-    let now = now_ms();
+    let now = app.now_ms();
     for (id, state) in states {
         let lost = state != PeerState::Fresh;
         if lost == alarmed.contains(&id) {
@@ -435,7 +434,7 @@ async fn follower_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         match follow(&app, &mut last, &mut cursor).await {
             Ok(()) => cluster(&app)
                 .reloaded_ms
-                .store(now_ms(), std::sync::atomic::Ordering::Relaxed),
+                .store(app.now_ms(), std::sync::atomic::Ordering::Relaxed),
             Err(e) => tracing::debug!("follower reload: {e:#}"),
         }
     }
@@ -469,7 +468,7 @@ async fn follow(
             return Ok(());
         }
         if let Some(s) = snap {
-            f.restore(s, now_ms());
+            f.restore(s, app.now_ms());
         }
         let incidents_changed = incidents.is_some();
         if let Some(i) = incidents {
@@ -495,7 +494,7 @@ async fn follow(
         }
         if *a != authority {
             *a = authority;
-            app.publish_live(crate::api_authority::DOC_KIND, &a.view(now_ms()));
+            app.publish_live(crate::api_authority::DOC_KIND, &a.view(app.now_ms()));
         }
     }
     let drill = crate::drill::load_active(store).await?;
@@ -510,7 +509,10 @@ async fn follow(
         }
         if *w != windows {
             *w = windows;
-            app.publish_live("maintenance", &json!({"windows": true, "ts_ms": now_ms()}));
+            app.publish_live(
+                "maintenance",
+                &json!({"windows": true, "ts_ms": app.now_ms()}),
+            );
         }
     }
     Ok(())

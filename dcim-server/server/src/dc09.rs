@@ -197,7 +197,7 @@ async fn begin_term(app: &Arc<App>, dc09: &Arc<Dc09>, fence: Option<Fence>) -> a
     };
     let mut planner = Planner::new(&dc09.cfg, state);
     planner.hold_restores_until(
-        crate::clock::now_ms()
+        app.now_ms()
             .saturating_add((dc09.cfg.restart_grace_s as i64).saturating_mul(1000)),
     );
     *dc09.planner.lock().await = planner;
@@ -378,7 +378,7 @@ async fn put_msgs(
     planner: Option<&PlannerState>,
     fence: &Option<Fence>,
 ) -> Result<(), sqlx::Error> {
-    let now = crate::clock::now_ms();
+    let now = app.now_ms();
     let mut batch = Batch {
         fence: fence.clone(),
         ..Default::default()
@@ -425,7 +425,7 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
         return Ok(());
     };
     ensure_reserved(app, dc09, fence).await?;
-    let now = crate::clock::now_ms();
+    let now = app.now_ms();
     // Multi-site: an agent is offline for the planner only when every replica that can be
     // heard has lost it (`cluster::views`).
     let agents: Vec<AgentView> = match crate::cluster_hooks::agent_views(app) {
@@ -534,7 +534,7 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
             drill: o.drill.clone(),
             source: o.source.clone(),
             seq: seq.get(),
-            queued_ms: crate::clock::now_ms(),
+            queued_ms: app.now_ms(),
             acked_ms: None,
             path: None,
             status: "queued".into(),

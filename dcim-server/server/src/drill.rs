@@ -55,7 +55,7 @@ pub async fn load_active(store: &dyn crate::store::Store) -> anyhow::Result<Opti
 async fn put_drill(app: &App, d: &ActiveDrill) -> anyhow::Result<()> {
     let doc = DocRecord {
         id: d.id.clone(),
-        updated_ms: crate::clock::now_ms(),
+        updated_ms: app.now_ms(),
         body: serde_json::to_value(d)?,
     };
     let action = if d.ended_ms.is_some() {
@@ -105,7 +105,7 @@ pub async fn begin(app: &App, name: &str, max_ms: i64) -> anyhow::Result<ActiveD
         .await?;
         anyhow::bail!("{}", r.message);
     }
-    let now = crate::clock::now_ms();
+    let now = app.now_ms();
     let audit_from = app
         .store
         .list_audit(0, i64::MAX)
@@ -132,7 +132,7 @@ pub async fn end(app: &App) -> anyhow::Result<Option<ActiveDrill>> {
     let Some(mut d) = current else {
         return Ok(None);
     };
-    d.ended_ms = Some(crate::clock::now_ms());
+    d.ended_ms = Some(app.now_ms());
     put_drill(app, &d).await?;
     *app.drill.write().expect("drill lock") = None;
     tracing::warn!(drill = %d.id, "drill ended");
@@ -188,7 +188,7 @@ async fn test_mode(app: &App, drill: &ActiveDrill, on: bool) -> Vec<AgentCommand
             agent: a.id.clone(),
             command_id: cmd.id.clone(),
             on,
-            sent_ms: crate::clock::now_ms(),
+            sent_ms: app.now_ms(),
             accepted: None,
             reason: match r {
                 Ok(()) => String::new(),
@@ -219,7 +219,7 @@ async fn do_step(app: &App, sim: Option<&dyn SimDriver>, a: &Action) -> (bool, S
         }
         Action::Note(n) => (true, n.clone()),
         Action::Ack { alarm, user } => {
-            let now = crate::clock::now_ms();
+            let now = app.now_ms();
             let mut f = app.facility.lock().await;
             let ids: Vec<String> = f
                 .engine
@@ -288,7 +288,7 @@ pub async fn run(
         tracing::info!(drill = %drill.id, at_s = s.at_s, %action, ok, %result, "drill step");
         steps.push(StepResult {
             at_s: s.at_s,
-            done_ms: crate::clock::now_ms(),
+            done_ms: app.now_ms(),
             action,
             ok,
             result,
@@ -408,7 +408,7 @@ async fn save_report(app: &App, r: &Report) -> anyhow::Result<()> {
     std::fs::write(dir.join(format!("{}.md", r.drill.id)), r.markdown())?;
     let doc = DocRecord {
         id: r.drill.id.clone(),
-        updated_ms: crate::clock::now_ms(),
+        updated_ms: app.now_ms(),
         body: serde_json::to_value(r)?,
     };
     app.store.put_doc(REPORT_DOC, &doc, None).await?;

@@ -13,7 +13,7 @@ pub fn readings(app: &App) -> Readings {
     let m = &app.metrics;
     let ops = &app.ops;
     let (tasks, ended_tasks) = app.health.ended_tasks();
-    let r_now = crate::clock::now_ms();
+    let r_now = app.now_ms();
     Readings {
         now_ms: r_now,
         ready_ms: app.health.ready_ms.load(Ordering::Relaxed),
@@ -155,7 +155,7 @@ async fn probe_store(app: &App) {
         Ok(Ok(_)) => {
             app.health
                 .store_probe_ok_ms
-                .store(crate::clock::now_ms(), Ordering::Relaxed);
+                .store(app.now_ms(), Ordering::Relaxed);
             None
         }
         Ok(Err(e)) => Some(e.to_string()),

@@ -167,13 +167,13 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
                 name: u.name.clone(),
                 role: u.role.as_str().into(),
                 password_hash: hash(&pw)?,
-                created_ms: now_ms(),
+                created_ms: clock::now_ms(),
                 disabled: false,
             })
             .await?;
         store
             .audit(
-                now_ms(),
+                clock::now_ms(),
                 "system",
                 "user.create",
                 &u.name,
@@ -197,13 +197,13 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
                 name: name.clone(),
                 role: Role::Admin.as_str().into(),
                 password_hash: hash(&pw)?,
-                created_ms: now_ms(),
+                created_ms: clock::now_ms(),
                 disabled: false,
             })
             .await?;
         store
             .audit(
-                now_ms(),
+                clock::now_ms(),
                 "system",
                 "user.create",
                 name,
@@ -262,8 +262,14 @@ fn show_generated_password(config: &Config, name: &str, pw: &str) -> anyhow::Res
 }
 
 /// Starts everything: store, broker (embedded) or broker connection, ingest, time-series writer
-/// and the HTTP API. Returns once all listeners are bound.
-pub async fn start(mut config: Config) -> anyhow::Result<Server> {
+/// and the HTTP API, on the system clock. Returns once all listeners are bound.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    start_with_clock(config, clock::Clock::system()).await
+}
+
+/// [`start`] on a given clock: the server's shells read the time from it (`App::now_ms`), so a
+/// test can run them on tokio's paused time ([`clock::Clock::tokio`]) or a manual clock.
+pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow::Result<Server> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     // TLS files are read before anything else starts, so a bad file stops the start at once.
     let http_tls = match &config.http.tls {
@@ -343,7 +349,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
             seq = snap.seq,
             "restored the alarm engine state"
         );
-        facility.restore(snap, now_ms());
+        facility.restore(snap, clock::now_ms());
     }
 
     let authority_state = api_authority::load(store.as_ref()).await?;
@@ -364,6 +370,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
 
     let (live, _) = broadcast::channel(4096);
     let app = Arc::new(App {
+        clock,
         config: config.clone(),
         store,
         ingest: Mutex::new(ingest),
@@ -590,7 +597,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Server> {
     )));
     app.health
         .ready_ms
-        .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+        .store(app.now_ms(), std::sync::atomic::Ordering::Relaxed);
     warn_descriptor_limit(&config);
     tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, metrics = ?metrics_addr, data_dir = %config.data_dir.display(), "dcim-server started");
     let store = app.store.clone();
@@ -654,7 +661,7 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
             app.check_disk().await;
             // The evaluation, the costly part, runs without the facility lock (alarms and
             // API requests do not wait for it).
-            let now = now_ms();
+            let now = app.now_ms();
             let inputs = app.facility.lock().await.tick_inputs(now);
             let evaluated = match inputs {
                 Some((site, states)) => tokio::task::spawn_blocking(move || {

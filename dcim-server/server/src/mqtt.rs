@@ -43,7 +43,6 @@
 
 use crate::app::App;
 use crate::broker::budget::Lane;
-use crate::clock::now_ms;
 use crate::ingest::{Decoded, EVENTS, Outcome, TELEMETRY};
 use crate::metrics::inc;
 use crate::store::{AgentRecord, EventRecord};
@@ -132,7 +131,7 @@ impl Lanes {
     ) -> bool {
         self.pending.fetch_add(1, Ordering::Relaxed);
         let received = std::time::Instant::now();
-        let received_ms = now_ms();
+        let received_ms = crate::clock::now_ms();
         if topic.ends_with("/telemetry") {
             if let Some(batch) = self.roles.extract(&payload) {
                 let _ = self.priority.send(Priority::Samples {
@@ -205,7 +204,7 @@ async fn report_skip(app: &App, lane: Lane, skipped: u64) {
         skipped,
         "the embedded broker dropped messages before the ingest read them"
     );
-    let now = now_ms();
+    let now = app.now_ms();
     let mut f = app.facility.lock().await;
     let changes = f.on_ingest_loss(now);
     if let Err(e) = app.commit_changes(&f, &changes, None).await {
@@ -609,7 +608,7 @@ pub fn spawn(
 /// what that changes is committed now. The batch itself follows in the bulk lane, where these
 /// samples are no longer new.
 async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch, received_ms: i64) {
-    let now = now_ms();
+    let now = app.now_ms();
     let samples = {
         let mut ing = app.ingest.lock().expect("ingest lock");
         ing.apply_priority(topic, batch, None, received_ms)
@@ -692,7 +691,10 @@ pub async fn handle_decoded(
     msg: Decoded,
     stop: &watch::Receiver<bool>,
 ) -> bool {
-    matches!(process(app, topic, msg, now_ms(), stop).await, Handled::Ack)
+    matches!(
+        process(app, topic, msg, app.now_ms(), stop).await,
+        Handled::Ack
+    )
 }
 
 /// The live `points` event: serialised straight from the samples.
@@ -713,7 +715,7 @@ pub async fn process(
 ) -> Handled {
     let m = &app.metrics;
     inc(&m.ingest_messages_total, 1);
-    let now = now_ms();
+    let now = app.now_ms();
     // An events batch is kept until committed: it is deferred when the store refuses it.
     let keep = matches!(msg, Decoded::Events(..)).then(|| msg.clone());
     let outcome = {

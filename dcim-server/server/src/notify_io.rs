@@ -33,7 +33,6 @@
 //! delays the ones behind it but never blocks ingest (the queue is between them).
 
 use crate::app::App;
-use crate::clock::now_ms;
 use crate::metrics::inc;
 use anyhow::Context;
 use dcim_alarms::{AlarmState, Delivery, Event, Notifier, NotifierState, Record};
@@ -276,7 +275,7 @@ async fn mqtt_loop(
 
 /// [`payload`] with the delivery's stable id.
 fn payload_with_id(d: &Delivery, channel: &str, id: &str) -> serde_json::Value {
-    let mut p = payload(d, channel, now_ms());
+    let mut p = payload(d, channel, crate::clock::now_ms());
     p["delivery_id"] = id.into();
     p
 }
@@ -296,7 +295,8 @@ impl Sender {
                 secret,
                 format,
             } => {
-                let mut doc = crate::notify_templates::render(format, d, channel, now_ms())?;
+                let mut doc =
+                    crate::notify_templates::render(format, d, channel, crate::clock::now_ms())?;
                 if matches!(format, crate::notify_templates::Format::Json) {
                     // The stable id a receiver discards a repeat by (also in X-Dcim-Delivery).
                     doc["delivery_id"] = id.into();
@@ -509,7 +509,7 @@ impl Worker {
         let mut planned = d.channel.clone();
         let mut tried: Vec<String> = Vec::new();
         loop {
-            let now = now_ms();
+            let now = crate::clock::now_ms();
             let Some(ch) = self.notifier.route(&planned, now) else {
                 inc(&m.notify_undelivered_total, 1);
                 tracing::error!(alarm = %d.alarm, channel = %d.channel, tried = ?tried, "notification undelivered: every channel of the chain is open or failed");
@@ -534,7 +534,8 @@ impl Worker {
             let t0 = Instant::now();
             let r = sender.send(d, &ch, id, *timeout).await;
             let latency = t0.elapsed().as_millis() as i64;
-            self.notifier.report(&ch, r.is_ok(), latency, now_ms());
+            self.notifier
+                .report(&ch, r.is_ok(), latency, crate::clock::now_ms());
             tried.push(ch.clone());
             match r {
                 Ok(()) => {
@@ -584,7 +585,7 @@ impl Worker {
         let Some(fence) = self.term.clone() else {
             return false;
         };
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         let batch = crate::store::Batch {
             docs: vec![
                 (
@@ -722,7 +723,7 @@ impl Worker {
     }
 
     async fn on_tick(&mut self) {
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         let due = self.notifier.escalations(
             self.unacked
                 .alarms

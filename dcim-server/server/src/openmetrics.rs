@@ -93,7 +93,7 @@ pub fn render(app: &App) -> String {
             "tsdb_buffer_oldest_age_seconds",
             "Age of the oldest batch waiting for the store (0 when none waits).",
             ConstGauge::new(if oldest > 0 {
-                (crate::clock::now_ms() - oldest).max(0) as f64 / 1000.0
+                (app.now_ms() - oldest).max(0) as f64 / 1000.0
             } else {
                 0.0
             }),

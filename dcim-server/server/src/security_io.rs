@@ -32,7 +32,7 @@ impl Security {
                         KEY_DOC.0,
                         &crate::store::DocRecord {
                             id: KEY_DOC.1.into(),
-                            updated_ms: crate::clock::now_ms(),
+                            updated_ms: app.now_ms(),
                             body: serde_json::json!({"key": key}),
                         },
                         None,
@@ -56,7 +56,7 @@ impl Security {
         detail: serde_json::Value,
     ) {
         let row = self.failures.lock().expect("failures lock").failure(
-            crate::clock::now_ms(),
+            app.now_ms(),
             action,
             actor,
             target,
@@ -108,7 +108,7 @@ impl Security {
             .failures
             .lock()
             .expect("failures lock")
-            .flush(crate::clock::now_ms());
+            .flush(app.now_ms());
         if let Some((actor, action, target, detail)) = row
             && let Err(e) = app.audit(&actor, &action, &target, detail).await
         {

@@ -366,7 +366,7 @@ mod tests {
         assert_eq!(log_budget(&tiny), 0, "one segment leaves nothing safe");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_full_budget_makes_the_relay_wait_until_the_ingest_gives_back() {
         // Hazard: relaying more than the log can hold unread drops acknowledged telemetry.
         // 1,000 bytes: 875 bulk, 125 kept for alarm samples.
@@ -429,7 +429,7 @@ mod tests {
 
     /// Hazard: one agent publishing 25 batches of 20,000 new points filled the telemetry
     /// budget; every other agent's telemetry queued behind all of it (170 s stale).
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn one_agent_holds_at_most_its_share_of_the_telemetry_lane() {
         let s = std::sync::Arc::new(Shares::new(1000));
         assert!(s.try_reserve("flood", 600, false));

@@ -51,7 +51,6 @@
 pub mod etcd;
 pub mod views;
 
-use crate::clock::now_ms;
 use crate::leader::Core;
 use crate::store::Fence;
 use serde::Serialize;
@@ -134,7 +133,7 @@ impl Cluster {
             site: config.site.clone(),
             leading: None,
             leader: None,
-            since_ms: now_ms(),
+            since_ms: crate::clock::now_ms(),
             terms: 0,
         });
         Cluster {
@@ -237,7 +236,7 @@ impl Cluster {
             let before = (s.leading.clone(), s.leader.clone());
             f(s);
             if (s.leading.clone(), s.leader.clone()) != before {
-                s.since_ms = now_ms();
+                s.since_ms = crate::clock::now_ms();
             }
         });
     }
