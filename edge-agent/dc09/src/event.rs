@@ -357,14 +357,6 @@ struct RawEntry {
     cid: Option<toml::Spanned<i64>>,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
-}
-
 impl CodeTable {
     /// Loads a table from TOML; kinds not listed keep the built-in codes. `origin` names the
     /// source (usually the file path) in error messages.
@@ -381,9 +373,10 @@ impl CodeTable {
     /// cid = 114
     /// ```
     pub fn from_toml(text: &str, origin: &str) -> Result<CodeTable, TableError> {
+        let lines = dcim_source_lines::LineIndex::new(text);
         let err = |span: Option<std::ops::Range<usize>>, field: &str, message: String| TableError {
             origin: origin.to_string(),
-            line: span.map(|s| line_of(text, s.start)).unwrap_or(0),
+            line: span.map(|s| lines.line(s.start)).unwrap_or(0),
             field: field.to_string(),
             message,
         };
