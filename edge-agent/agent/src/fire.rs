@@ -17,7 +17,6 @@
 use crate::config::RackConfig;
 use crate::ingest::{Ingest, Latest};
 use crate::payload::EventDraft;
-use crate::uplink::unix_ms;
 use dcim_points::{Quality, Role, Sample, Value};
 use dcim_wire::Severity;
 use fire_logic::{
@@ -26,7 +25,7 @@ use fire_logic::{
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -424,7 +423,7 @@ pub async fn run(
     dc09_link: Option<dc09_link::Handle>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let started = Instant::now();
+    let started = ingest.clock().instant();
     if let Some(dir) = cfg.latch_file.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -447,8 +446,8 @@ pub async fn run(
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
         let snapshot = latest.snapshot();
-        let now = started.elapsed().as_millis() as u64;
-        let c = runner.step(now, unix_ms(), &snapshot);
+        let now = (ingest.clock().instant() - started).as_millis() as u64;
+        let c = runner.step(now, ingest.clock().unix_ms(), &snapshot);
         if let Some(l) = &c.latch
             && let Err(e) = persist_latch(&runner.cfg.latch_file, l)
         {

@@ -1,7 +1,8 @@
 //! The edge agent: reads facility devices, spools every event and sample to disk and forwards
 //! them to one or two MQTT brokers (see `ARCHITECTURE.md`).
 //!
-//! - [`config`]: the TOML configuration file;
+//! - [`config`]: the TOML configuration file (the bottom layer, one file per section);
+//! - [`clock`]: wall and monotonic time, passed to the tasks (a manual clock in tests);
 //! - [`ingest`]: from drivers into the spool (telemetry batching, events);
 //! - [`uplink`]: one task per broker publishing the spool, PUBACK-driven acknowledgement;
 //! - [`devices`]: drivers (MQTT devices, a signal generator);
@@ -13,6 +14,7 @@
 //! - [`test_mode`]: drills commanded by the center (DC-09 test codes, `test` flags);
 //! - [`payload`]: spool records and wire payloads.
 
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod controller;
@@ -22,10 +24,12 @@ mod drill;
 pub mod fire;
 pub mod ingest;
 pub mod payload;
-pub mod snmp_config;
 pub mod supervisor;
 pub mod test_mode;
 pub mod uplink;
+
+/// The SNMP parts of the configuration, at their former path.
+pub use config::snmp as snmp_config;
 
 use config::Config;
 use dcim_spool::{Spool, SpoolConfig};
@@ -179,6 +183,7 @@ impl Agent {
                         format!("rack controller {}", c.device),
                         controller::run(
                             self.shared.agent.clone(),
+                            self.shared.clock.clone(),
                             c.clone(),
                             link.clone(),
                             stop_rx.clone(),
@@ -260,7 +265,7 @@ impl Agent {
                     }
                 }
                 _ = lag.tick() => {
-                    if uplink::lag::supervise(&self.shared, &self.cfg.brokers, &self.links, uplink::unix_ms()) {
+                    if uplink::lag::supervise(&self.shared, &self.cfg.brokers, &self.links, self.shared.clock.unix_ms()) {
                         // The retained state shows the detached brokers at once.
                         self.shared.state_changed.send_modify(|n| *n += 1);
                     }
@@ -342,7 +347,7 @@ fn fast_points(cfg: &Config) -> ingest::FastPoints {
 
 fn log_health(shared: &Shared, links: &[Arc<LinkStatus>]) {
     let st = shared.with_spool(|s| s.stats());
-    let now = uplink::unix_ms();
+    let now = shared.clock.unix_ms();
     let brokers: Vec<String> = links
         .iter()
         .map(|l| {

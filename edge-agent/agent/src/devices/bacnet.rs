@@ -11,7 +11,6 @@
 
 use crate::ingest::Ingest;
 use crate::payload::EventDraft;
-use crate::uplink::unix_ms;
 use dcim_bacnet::{
     BacnetClient, BacnetError, ClientConfig, ClientError, CovEvent, CovOptions, DeviceInfo,
     ObjectId, ObjectType, PropertyId, PropertyRef, StatusFlags, Value as BValue,
@@ -25,17 +24,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-/// Where and how to reach a BACnet device (from the `bacnet = { ... }` connection).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BacnetTarget {
-    /// The device's address; with `discover`, where the Who-Is goes (broadcast or unicast).
-    pub address: SocketAddr,
-    pub instance: u32,
-    /// Local UDP address of the client socket.
-    pub bind: SocketAddr,
-    /// Find the device by Who-Is/I-Am instead of using `address` as its address.
-    pub discover: bool,
-}
+/// Where and how to reach a BACnet device (defined with the configuration).
+pub use crate::config::BacnetTarget;
 
 /// One polled point: its index in the profile and what to read.
 #[derive(Debug, Clone, PartialEq)]
@@ -563,21 +553,21 @@ pub async fn run(ingest: Arc<Ingest>, mut dev: BacnetDevice, mut shutdown: watch
         tokio::select! {
             m = rx.recv() => match m {
                 Some(Msg::Identity(r)) => {
-                    let e = dev.on_identity(&r, unix_ms(), &mut out);
+                    let e = dev.on_identity(&r, ingest.clock().unix_ms(), &mut out);
                     deliver(&ingest, &mut out, e);
                 }
                 Some(Msg::Poll(class, r)) => {
-                    let e = dev.on_poll(class, &r, unix_ms(), &mut out);
+                    let e = dev.on_poll(class, &r, ingest.clock().unix_ms(), &mut out);
                     deliver(&ingest, &mut out, e);
                 }
                 Some(Msg::Cov(o, n)) => {
-                    let e = dev.on_cov(o, &n, unix_ms(), &mut out);
+                    let e = dev.on_cov(o, &n, ingest.clock().unix_ms(), &mut out);
                     deliver(&ingest, &mut out, e);
                 }
                 None => break,
             },
             _ = ticker.tick() => {
-                let e = dev.tick(unix_ms(), &mut out);
+                let e = dev.tick(ingest.clock().unix_ms(), &mut out);
                 deliver(&ingest, &mut out, e);
             }
             _ = shutdown.changed() => if *shutdown.borrow() { break },

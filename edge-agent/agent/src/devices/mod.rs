@@ -79,7 +79,7 @@ pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
             },
             Some(profile),
         ) => {
-            let dev = mqtt::MqttDevice::new(&d.id, profile, crate::uplink::unix_ms())?;
+            let dev = mqtt::MqttDevice::new(&d.id, profile, crate::clock::unix_ms())?;
             let tls = if endpoint.tls {
                 Some(crate::uplink::tls_config(ca_file.as_deref(), None)?)
             } else {
@@ -133,10 +133,10 @@ pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
             })))
         }
         (Connection::Snmp(cfg), Some(profile)) => Ok(Driver::Snmp(Box::new(
-            snmp::SnmpDriver::new(&d.id, cfg, &profile, crate::uplink::unix_ms())?,
+            snmp::SnmpDriver::new(&d.id, cfg, &profile, crate::clock::unix_ms())?,
         ))),
         (Connection::Bacnet(target), Some(profile)) => Ok(Driver::Bacnet(Box::new(
-            bacnet::BacnetDevice::new(&d.id, target.clone(), profile, crate::uplink::unix_ms())?,
+            bacnet::BacnetDevice::new(&d.id, target.clone(), profile, crate::clock::unix_ms())?,
         ))),
         (_, None) => Err("this device needs a profile".into()),
     }
@@ -178,5 +178,33 @@ pub async fn run(ingest: Arc<Ingest>, driver: Driver, shutdown: watch::Receiver<
             period,
             event_every,
         } => synthetic::run(ingest, id, points, period, event_every, shutdown).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Hazard: the shipped example configuration (or a profile it names) no longer loads, so
+    // an installation started from it polls nothing.
+    #[test]
+    fn the_example_file_is_valid_and_its_profiles_load() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml"));
+        let c = crate::config::load(path).unwrap();
+        assert_eq!(c.brokers.len(), 2);
+        assert_eq!(c.devices.len(), 10);
+        assert!(c.snmp_traps.is_some());
+        assert_eq!(c.racks.len(), 1);
+        assert_eq!(
+            c.racks[0].bms,
+            Some(("bms-r02".to_string(), "cell_temp_max".to_string()))
+        );
+        for d in &c.devices {
+            let drv = prepare(d);
+            assert!(drv.is_ok(), "{}: {:?}", d.id, drv.err());
+        }
+        let drivers: Vec<_> = c.devices.iter().map(|d| prepare(d).unwrap()).collect();
+        // The two BMS on /dev/ttyUSB0 share one poller.
+        assert_eq!(group_lines(drivers).len(), 9);
     }
 }

@@ -6,7 +6,6 @@
 
 use crate::ingest::Ingest;
 use crate::payload::EventDraft;
-use crate::uplink::unix_ms;
 use dcim_points::Sample;
 use dcim_profiles::{PollClass, Profile};
 use dcim_snmp::{Notice, PollAnswer, SnmpClient, SnmpDevice, SnmpTarget, Trap, TrapReceiver};
@@ -29,7 +28,7 @@ pub struct SnmpDriver {
 impl SnmpDriver {
     pub fn new(
         id: &str,
-        cfg: &crate::snmp_config::SnmpDeviceConfig,
+        cfg: &crate::config::snmp::SnmpDeviceConfig,
         profile: &Profile,
         now_ms: i64,
     ) -> Result<SnmpDriver, String> {
@@ -161,11 +160,11 @@ pub async fn run(ingest: Arc<Ingest>, d: SnmpDriver, mut shutdown: watch::Receiv
                         }
                         _ => {}
                     }
-                    let n = dev.on_poll(class, &r, unix_ms(), &mut out);
+                    let n = dev.on_poll(class, &r, ingest.clock().unix_ms(), &mut out);
                     deliver(&ingest, &mut out, n);
                 }
                 Some(Msg::Trap(t)) => {
-                    let (n, poll) = dcim_snmp::classify(&t, &dev.device, dev.links(), unix_ms());
+                    let (n, poll) = dcim_snmp::classify(&t, &dev.device, dev.links(), ingest.clock().unix_ms());
                     if poll {
                         poll_now.notify_waiters();
                     }
@@ -174,7 +173,7 @@ pub async fn run(ingest: Arc<Ingest>, d: SnmpDriver, mut shutdown: watch::Receiv
                 None => break,
             },
             _ = ticker.tick() => {
-                let n = dev.tick(unix_ms(), &mut out);
+                let n = dev.tick(ingest.clock().unix_ms(), &mut out);
                 deliver(&ingest, &mut out, n);
             }
             _ = shutdown.changed() => if *shutdown.borrow() { break },

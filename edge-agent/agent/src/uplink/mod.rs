@@ -33,7 +33,7 @@ use rumqttc::{
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use tracker::{Tag, Tracker};
@@ -55,12 +55,8 @@ pub struct LinkStatus {
     pub acked_batches: AtomicU64,
 }
 
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The wall clock, at its former path (see [`crate::clock`]).
+pub use crate::clock::unix_ms;
 
 fn topic(shared: &Shared, channel: Channel) -> String {
     Topic {
@@ -79,7 +75,7 @@ fn state_payload(shared: &Shared, broker: &str, online: bool) -> Vec<u8> {
             s.detached().into_iter().map(|(b, _)| b).collect(),
         )
     });
-    let now = unix_ms();
+    let now = shared.clock.unix_ms();
     let drill = if online {
         shared.test_mode_at(now)
     } else {
@@ -351,9 +347,12 @@ impl Link {
                 self.publish(t, false, dcim_wire::encode(&result), Tag::Other);
             }
             Outcome::TestMode { on, command } => {
-                let reason =
-                    self.shared
-                        .command_test_mode(on, unix_ms(), &command.user, &command.id);
+                let reason = self.shared.command_test_mode(
+                    on,
+                    self.shared.clock.unix_ms(),
+                    &command.user,
+                    &command.id,
+                );
                 warn!(
                     broker = %self.cfg.name,
                     id = %command.id,
@@ -424,7 +423,7 @@ pub async fn run(
     let mut wake = shared.spooled.subscribe();
     let mut state_changed = shared.state_changed.subscribe();
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
-    let mut seed = (unix_ms() as u64) ^ (std::process::id() as u64);
+    let mut seed = (shared.clock.unix_ms() as u64) ^ (std::process::id() as u64);
     loop {
         let (client, mut eventloop) = new_client(&shared, &cfg, tls.as_ref());
         let mut link = Link {

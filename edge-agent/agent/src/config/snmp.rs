@@ -1,4 +1,4 @@
-//! The SNMP parts of the agent's configuration, kept apart from `config::parse`:
+//! The SNMP parts of the agent's configuration (SNMP device connections and `[snmp_traps]`):
 //!
 //! ```toml
 //! [[device]]
@@ -31,7 +31,7 @@
 //!
 //! Traps are matched to devices by the source IP address of the notification.
 
-use crate::config::{ConfigError, Ctx};
+use super::{ConfigError, Ctx};
 use dcim_snmp::{AuthAlg, Credentials, LinkConfig, PrivAlg, ReceiverSettings, SnmpTarget, UsmUser};
 use serde::Deserialize;
 use std::collections::BTreeMap;
