@@ -13,6 +13,13 @@
 //!   failure status);
 //! - [`test_mode`]: drills commanded by the center (DC-09 test codes, `test` flags);
 //! - [`payload`]: spool records and wire payloads.
+//!
+//! Layers, bottom up (a module imports only modules of the layers below it):
+//! 1. [`clock`], [`config`]: time and the configuration types, importing nothing of the crate;
+//! 2. pure rules: [`payload`], [`test_mode`], [`disk_full`], [`commands`], [`supervisor`];
+//! 3. [`ingest`] (drivers into the spool) and [`fire`] (local fire logic);
+//! 4. I/O tasks: [`uplink`], [`devices`], [`controller`], drills;
+//! 5. [`Agent`] here, which starts and watches them.
 
 pub mod clock;
 pub mod commands;
