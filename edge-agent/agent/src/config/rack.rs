@@ -178,6 +178,12 @@ fn rack(
     Ok(rack)
 }
 
+/// A rack input: `(device, point)`, or `None` when not fitted.
+type Input = Option<(String, String)>;
+
+/// How a `device/point` field of a rack is read ([`rack_point`] with the rack's devices).
+type PointRef<'a> = dyn Fn(&str, &Option<Spanned<String>>) -> Result<Input, ConfigError> + 'a;
+
 /// A `device/point` reference to a declared device.
 fn rack_point(
     ctx: &Ctx,
@@ -279,7 +285,7 @@ fn feedback(
     ctx: &Ctx,
     f: &dyn Fn(&str) -> String,
     r: &RawRack,
-    point: &dyn Fn(&str, &Option<Spanned<String>>) -> Result<Option<(String, String)>, ConfigError>,
+    point: &PointRef<'_>,
 ) -> Result<[Option<(String, String)>; 6], ConfigError> {
     let mut feedback: [Option<(String, String)>; 6] = Default::default();
     for (name, v) in &r.feedback {
@@ -403,7 +409,7 @@ fn check_logic(
     // The logic as it will run (fitted = the configured inputs), checked now rather than
     // when the rack's task starts: a rack whose logic cannot run is a configuration error.
     let cause_span = r.common_cause.as_ref().map_or(span.clone(), |g| g.span());
-    let logic = rack_logic(&rack);
+    let logic = rack_logic(rack);
     if let Err(e) = logic.validate() {
         return Err(ctx.err(
             cause_span,
