@@ -35,8 +35,41 @@ def strip_tests(text):
 
 
 def strip_comments(text):
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    return re.sub(r"//[^\n]*", "", text)
+    """Blanks comments and the contents of string and char literals (a `"mqtt://..."` is no
+    comment, and a `"crate::x"` in a message is no import); keeps newlines so lines still count."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        two = text[i : i + 2]
+        if two == "//":
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            i = j
+        elif two == "/*":
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append("\n" * text.count("\n", i, j))
+            i = j
+        elif text[i] == '"' or (text[i] == "r" and re.match(r'r#*"', text[i:]) and not (i and (text[i - 1].isalnum() or text[i - 1] == "_"))):
+            m = re.match(r'r(#*)"', text[i:])
+            if m:
+                end = '"' + m.group(1)
+                j = text.find(end, i + len(m.group(0)))
+                j = n if j < 0 else j + len(end)
+            else:
+                j = i + 1
+                while j < n and text[j] != '"':
+                    j += 2 if text[j] == "\\" else 1
+                j += 1
+            out.append('""' + "\n" * text.count("\n", i, j))
+            i = j
+        elif text[i] == "'" and re.match(r"'(\\.|[^\\'])'", text[i:]):
+            j = i + len(re.match(r"'(\\.|[^\\'])'", text[i:]).group(0))
+            out.append("' '")
+            i = j
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def group_heads(text, start):
@@ -55,6 +88,8 @@ def group_heads(text, start):
             continue
         if depth == 1:
             if ch == ",":
+                if expect_head and token:
+                    heads.append(token)
                 expect_head = True
                 token = ""
             elif expect_head and (ch.isalnum() or ch == "_"):
