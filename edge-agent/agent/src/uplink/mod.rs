@@ -376,6 +376,13 @@ impl Link {
         }
     }
 
+    /// Publishes the retained state (online, pending count, thinned samples, test mode).
+    fn publish_state(&mut self) {
+        let state = state_payload(&self.shared, &self.cfg.name, true);
+        let t = topic(&self.shared, Channel::State);
+        self.publish(t, true, state, Tag::Other);
+    }
+
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Incoming(Packet::ConnAck(ack)) => self.on_connack(ack.session_present),
@@ -435,43 +442,21 @@ pub async fn run(
             sent: [0, 0],
             connected: false,
         };
-        let mut state_tick = tokio::time::interval(state_interval);
-        state_tick.tick().await;
-        let err: ConnectionError = loop {
-            tokio::select! {
-                // (its sender lives in `Shared`, which this task holds: it never closes)
-                _ = state_changed.changed(), if link.connected => {
-                    // Test mode started or ended: the retained state shows it at once.
-                    let state = state_payload(&link.shared, &link.cfg.name, true);
-                    let t = topic(&link.shared, Channel::State);
-                    link.publish(t, true, state, Tag::Other);
-                }
-                _ = state_tick.tick(), if link.connected => {
-                    // Refresh the retained state (pending count, thinned samples).
-                    let state = state_payload(&link.shared, &link.cfg.name, true);
-                    let t = topic(&link.shared, Channel::State);
-                    link.publish(t, true, state, Tag::Other);
-                }
-                ev = eventloop.poll() => match ev {
-                    Ok(ev) => {
-                        if matches!(ev, Event::Incoming(Packet::ConnAck(_))) {
-                            backoff.reset();
-                        }
-                        link.handle(ev);
-                    }
-                    Err(e) => break e,
-                },
-                // Only while connected: winning this branch cancels `eventloop.poll()`, and a
-                // poll cancelled mid-connect drops the half-open connection (the agent then
-                // needed many attempts to reconnect under load).
-                _ = wake.changed(), if link.connected => link.fill(),
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        graceful_close(&mut link, &mut eventloop).await;
-                        return;
-                    }
-                }
-            }
+        let watches = Watches {
+            wake: &mut wake,
+            state_changed: &mut state_changed,
+            shutdown: &mut shutdown,
+        };
+        let Some(err) = session(
+            &mut link,
+            &mut eventloop,
+            state_interval,
+            &mut backoff,
+            watches,
+        )
+        .await
+        else {
+            return;
         };
         status.connected.store(false, Ordering::Relaxed);
         // xorshift for jitter
@@ -489,6 +474,60 @@ pub async fn run(
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
                     return;
+                }
+            }
+        }
+    }
+}
+
+/// What a broker session waits on besides the connection itself.
+struct Watches<'a> {
+    /// New records in the spool.
+    wake: &'a mut watch::Receiver<u64>,
+    /// Test mode or detached brokers changed: the retained state is republished.
+    state_changed: &'a mut watch::Receiver<u64>,
+    shutdown: &'a mut watch::Receiver<bool>,
+}
+
+/// One connection to the broker, from the connect attempt until it fails (the error is
+/// returned) or shutdown (drained and closed, `None`).
+async fn session(
+    link: &mut Link,
+    eventloop: &mut EventLoop,
+    state_interval: Duration,
+    backoff: &mut Backoff,
+    w: Watches<'_>,
+) -> Option<ConnectionError> {
+    let mut state_tick = tokio::time::interval(state_interval);
+    state_tick.tick().await;
+    loop {
+        tokio::select! {
+            // (its sender lives in `Shared`, which this task holds: it never closes)
+            _ = w.state_changed.changed(), if link.connected => {
+                // Test mode started or ended: the retained state shows it at once.
+                link.publish_state();
+            }
+            _ = state_tick.tick(), if link.connected => {
+                // Refresh the retained state (pending count, thinned samples).
+                link.publish_state();
+            }
+            ev = eventloop.poll() => match ev {
+                Ok(ev) => {
+                    if matches!(ev, Event::Incoming(Packet::ConnAck(_))) {
+                        backoff.reset();
+                    }
+                    link.handle(ev);
+                }
+                Err(e) => return Some(e),
+            },
+            // Only while connected: winning this branch cancels `eventloop.poll()`, and a
+            // poll cancelled mid-connect drops the half-open connection (the agent then
+            // needed many attempts to reconnect under load).
+            _ = w.wake.changed(), if link.connected => link.fill(),
+            _ = w.shutdown.changed() => {
+                if *w.shutdown.borrow() {
+                    graceful_close(link, eventloop).await;
+                    return None;
                 }
             }
         }
