@@ -128,6 +128,11 @@ fn judge(site: &Site, c: &Component, b: &Binding, s: Option<&Sample>, now_ms: i6
         return Verdict::NoEvidence(format!("{what}: {q}"), since);
     }
     let v = s.value.as_ref().expect("fresh implies a value");
+    judge_value(site, c, role, &what, v)
+}
+
+/// The verdict of a fresh, good value `v` of the state role `role` (`what` names it).
+fn judge_value(site: &Site, c: &Component, role: &str, what: &str, v: &Value) -> Verdict {
     let down = |why: &str| Verdict::Down(format!("{what}: {why}"));
     match role {
         "feed.breaker_closed"
@@ -274,7 +279,34 @@ pub fn component_state(
             Verdict::Up | Verdict::Neutral => {}
         }
     }
-    let (state, reason) = if maintenance {
+    let (state, reason) = decide(c, maintenance, down, unknown, monitored, any_fresh);
+    let energy = crate::energy::energy(site, c, live, now_ms);
+    ComponentState {
+        unknown_since_ms: (state == CompState::Unknown)
+            .then_some(unknown_since)
+            .flatten(),
+        state,
+        load,
+        reason,
+        readings,
+        monitored,
+        energised: energy.energised,
+        energised_by: energy.by,
+        mismatch: energy.mismatch,
+    }
+}
+
+/// The state and its reason from the verdicts of a component's points (the first Down and the
+/// first missing evidence), in the order of the rules of [`component_state`].
+fn decide(
+    c: &Component,
+    maintenance: bool,
+    down: Option<String>,
+    unknown: Option<String>,
+    monitored: bool,
+    any_fresh: bool,
+) -> (CompState, String) {
+    if maintenance {
         (CompState::Maintenance, "in maintenance".to_owned())
     } else if let Some(r) = down {
         (CompState::Down, r)
@@ -299,20 +331,6 @@ pub fn component_state(
         )
     } else {
         (CompState::Up, String::new())
-    };
-    let energy = crate::energy::energy(site, c, live, now_ms);
-    ComponentState {
-        unknown_since_ms: (state == CompState::Unknown)
-            .then_some(unknown_since)
-            .flatten(),
-        state,
-        load,
-        reason,
-        readings,
-        monitored,
-        energised: energy.energised,
-        energised_by: energy.by,
-        mismatch: energy.mismatch,
     }
 }
 
