@@ -920,48 +920,16 @@ fn foreign_fields(cx: &mut Ctx<'_>, i: usize, p: &RawPoint, protocol: Protocol) 
     let foreign: [(&str, Option<Range<usize>>, Protocol); 12] = [
         ("oid", p.oid.as_ref().map(|s| s.span()), Protocol::Snmp),
         ("index", p.index.as_ref().map(|s| s.span()), Protocol::Snmp),
-        (
-            "table",
-            p.table.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
-        (
-            "register",
-            p.register.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
-        (
-            "type",
-            p.wire_type.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
-        (
-            "order",
-            p.order.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
+        ("table", span_of(&p.table), Protocol::Modbus),
+        ("register", span_of(&p.register), Protocol::Modbus),
+        ("type", span_of(&p.wire_type), Protocol::Modbus),
+        ("order", span_of(&p.order), Protocol::Modbus),
         ("bit", p.bit.as_ref().map(|s| s.span()), Protocol::Modbus),
-        (
-            "length",
-            p.length.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
-        (
-            "object",
-            p.object.as_ref().map(|s| s.span()),
-            Protocol::Bacnet,
-        ),
-        (
-            "instance",
-            p.instance.as_ref().map(|s| s.span()),
-            Protocol::Bacnet,
-        ),
+        ("length", span_of(&p.length), Protocol::Modbus),
+        ("object", span_of(&p.object), Protocol::Bacnet),
+        ("instance", span_of(&p.instance), Protocol::Bacnet),
         ("topic", p.topic.as_ref().map(|s| s.span()), Protocol::Mqtt),
-        (
-            "pointer",
-            p.pointer.as_ref().map(|s| s.span()),
-            Protocol::Mqtt,
-        ),
+        ("pointer", span_of(&p.pointer), Protocol::Mqtt),
     ];
     for (name, sp, owner) in foreign {
         if let Some(sp) = sp
@@ -978,10 +946,7 @@ fn foreign_fields(cx: &mut Ctx<'_>, i: usize, p: &RawPoint, protocol: Protocol) 
             );
         }
     }
-    for (name, sp) in [
-        ("property", p.property.as_ref().map(|s| s.span())),
-        ("cov", p.cov.as_ref().map(|s| s.span())),
-    ] {
+    for (name, sp) in [("property", span_of(&p.property)), ("cov", span_of(&p.cov))] {
         if let Some(sp) = sp
             && protocol != Protocol::Bacnet
         {
@@ -995,6 +960,11 @@ fn foreign_fields(cx: &mut Ctx<'_>, i: usize, p: &RawPoint, protocol: Protocol) 
             );
         }
     }
+}
+
+/// The span of an optional field, when it is present.
+fn span_of<T>(field: &Option<Spanned<T>>) -> Option<Range<usize>> {
+    field.as_ref().map(|s| s.span())
 }
 
 /// A BACnet point's object, instance and property.
@@ -1211,6 +1181,7 @@ fn snmp_address(
     })
 }
 
+/// A Modbus point's table, register, wire type and word order (the profile's when not set).
 fn modbus_address(
     cx: &mut Ctx<'_>,
     i: usize,
@@ -1220,31 +1191,7 @@ fn modbus_address(
 ) -> Option<ModbusAddress> {
     let f = |name: &str| format!("point[{i}].{name}");
     let settings = modbus?;
-    let table = match &p.table {
-        None => {
-            cx.err(
-                span.clone(),
-                f("table"),
-                format!("missing; expected one of {}", Table::NAMES),
-            );
-            return None;
-        }
-        Some(t) => match Table::parse(t.get_ref()) {
-            Some(t) => t,
-            None => {
-                cx.err(
-                    t.span(),
-                    f("table"),
-                    format!(
-                        "unknown table `{}`; expected one of {}",
-                        t.get_ref(),
-                        Table::NAMES
-                    ),
-                );
-                return None;
-            }
-        },
-    };
+    let table = modbus_table(cx, i, span, p)?;
     let wire = match &p.wire_type {
         None => {
             if table.is_bits() {
@@ -1270,6 +1217,57 @@ fn modbus_address(
         );
     }
     let order = parse_order(cx, &p.order, &f("order")).unwrap_or(settings.order);
+    let address = modbus_register(cx, i, span, p, settings, table, wire)?;
+    Some(ModbusAddress {
+        table,
+        address,
+        wire,
+        order,
+    })
+}
+
+/// A Modbus point's `table`.
+fn modbus_table(cx: &mut Ctx<'_>, i: usize, span: &Range<usize>, p: &RawPoint) -> Option<Table> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    match &p.table {
+        None => {
+            cx.err(
+                span.clone(),
+                f("table"),
+                format!("missing; expected one of {}", Table::NAMES),
+            );
+            None
+        }
+        Some(t) => match Table::parse(t.get_ref()) {
+            Some(t) => Some(t),
+            None => {
+                cx.err(
+                    t.span(),
+                    f("table"),
+                    format!(
+                        "unknown table `{}`; expected one of {}",
+                        t.get_ref(),
+                        Table::NAMES
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// A Modbus point's `register` as printed in the manual, turned into the address on the wire:
+/// the whole value within the table, and readable in one request unless it is text.
+fn modbus_register(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    span: &Range<usize>,
+    p: &RawPoint,
+    settings: &ModbusSettings,
+    table: Table,
+    wire: WireType,
+) -> Option<u16> {
+    let f = |name: &str| format!("point[{i}].{name}");
     let register = match &p.register {
         None => {
             cx.err(
@@ -1323,12 +1321,7 @@ fn modbus_address(
         );
         return None;
     }
-    Some(ModbusAddress {
-        table,
-        address: wire_addr as u16,
-        wire,
-        order,
-    })
+    Some(wire_addr as u16)
 }
 
 /// A Modbus point's `type` (with `bit` or `length` where the type needs one), readable from
@@ -1351,45 +1344,8 @@ fn wire_type(
         "f32" => WireType::F32,
         "f64" => WireType::F64,
         "bool" => WireType::Bool,
-        "bit" => match &p.bit {
-            None => {
-                cx.err(
-                    t.span(),
-                    f("bit"),
-                    "missing; `type = \"bit\"` needs `bit = 0..15` (0 = least significant)",
-                );
-                return None;
-            }
-            Some(b) if (0..=15).contains(b.get_ref()) => WireType::Bit(*b.get_ref() as u8),
-            Some(b) => {
-                cx.err(
-                    b.span(),
-                    f("bit"),
-                    format!("{} is out of range; expected 0 to 15", b.get_ref()),
-                );
-                return None;
-            }
-        },
-        "string" => {
-            match &p.length {
-                None => {
-                    cx.err(t.span(), f("length"), "missing; `type = \"string\"` needs `length` = number of characters (1 to 250)");
-                    return None;
-                }
-                Some(l) if (1..=250).contains(l.get_ref()) => WireType::String(*l.get_ref() as u16),
-                Some(l) => {
-                    cx.err(
-                        l.span(),
-                        f("length"),
-                        format!(
-                            "{} is out of range; expected 1 to 250 characters",
-                            l.get_ref()
-                        ),
-                    );
-                    return None;
-                }
-            }
-        }
+        "bit" => bit_type(cx, i, p, t)?,
+        "string" => string_type(cx, i, p, t)?,
         other => {
             cx.err(
                 t.span(),
@@ -1419,4 +1375,55 @@ fn wire_type(
         return None;
     }
     Some(w)
+}
+
+/// `type = "bit"`: which bit of the register (`bit`, 0 = least significant).
+fn bit_type(cx: &mut Ctx<'_>, i: usize, p: &RawPoint, t: &S<String>) -> Option<WireType> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    Some(match &p.bit {
+        None => {
+            cx.err(
+                t.span(),
+                f("bit"),
+                "missing; `type = \"bit\"` needs `bit = 0..15` (0 = least significant)",
+            );
+            return None;
+        }
+        Some(b) if (0..=15).contains(b.get_ref()) => WireType::Bit(*b.get_ref() as u8),
+        Some(b) => {
+            cx.err(
+                b.span(),
+                f("bit"),
+                format!("{} is out of range; expected 0 to 15", b.get_ref()),
+            );
+            return None;
+        }
+    })
+}
+
+/// `type = "string"`: its `length` in characters.
+fn string_type(cx: &mut Ctx<'_>, i: usize, p: &RawPoint, t: &S<String>) -> Option<WireType> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    Some(match &p.length {
+        None => {
+            cx.err(
+                t.span(),
+                f("length"),
+                "missing; `type = \"string\"` needs `length` = number of characters (1 to 250)",
+            );
+            return None;
+        }
+        Some(l) if (1..=250).contains(l.get_ref()) => WireType::String(*l.get_ref() as u16),
+        Some(l) => {
+            cx.err(
+                l.span(),
+                f("length"),
+                format!(
+                    "{} is out of range; expected 1 to 250 characters",
+                    l.get_ref()
+                ),
+            );
+            return None;
+        }
+    })
 }
