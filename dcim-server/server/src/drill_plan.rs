@@ -121,13 +121,6 @@ struct RawExpect {
     within_s: f64,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
-}
 
 impl Scenario {
     /// Parses a scenario; errors are `origin:line: field: message`.
@@ -138,12 +131,13 @@ impl Scenario {
         origin: &str,
         sim_grammar: &dyn Fn(&str) -> Result<(), String>,
     ) -> Result<Scenario, String> {
+        let lines = dcim_source_lines::LineIndex::new(text);
         let raw: RawScenario = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(0, |s| line_of(text, s.start));
+            let line = e.span().map_or(0, |s| lines.line(s.start));
             format!("{origin}:{line}: {}", e.message())
         })?;
         let err = |span: std::ops::Range<usize>, field: &str, msg: String| {
-            format!("{origin}:{}: {field}: {msg}", line_of(text, span.start))
+            format!("{origin}:{}: {field}: {msg}", lines.line(span.start))
         };
         let duration = *raw.duration_s.get_ref();
         if !(duration.is_finite() && duration > 0.0) {

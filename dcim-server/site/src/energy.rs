@@ -17,8 +17,8 @@
 //! closed with no voltage measured, or reported open with current or power flowing. (A switch
 //! reported open with voltage present is not one: the meter may sit on the line side.)
 
+use crate::live::Live;
 use crate::model::{Component, Site};
-use crate::state::Live;
 use dcim_points::{Quality, Sample, Value};
 use serde::Serialize;
 

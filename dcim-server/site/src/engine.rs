@@ -464,35 +464,18 @@ impl<'a> Ctx<'a> {
         let nodes = 2 * n + 2;
         let pos = |x: CompIdx| anc.binary_search(&x).ok();
         let (src, sink) = (2 * n, 2 * n + 1);
-        if f.adj.len() < nodes {
-            f.adj.resize_with(nodes, Vec::new);
-        }
-        for a in &mut f.adj[..nodes] {
-            a.clear();
-        }
-        f.to.clear();
-        f.cap.clear();
-        let Flow { adj, to, cap, .. } = f;
-        let mut add = |u: usize, v: usize, c: u32| {
-            adj[u].push(to.len());
-            to.push(v);
-            cap.push(c);
-            adj[v].push(to.len());
-            to.push(u);
-            cap.push(0);
-        };
-        const INF: u32 = u32::MAX / 4;
+        f.reset(nodes);
         for (j, &x) in anc.iter().enumerate() {
             let comp = &site.components[x];
-            let node_cap = if comp.kind.is_passive() { INF } else { 1 };
-            add(2 * j, 2 * j + 1, node_cap);
+            let node_cap = if comp.kind.is_passive() { Flow::INF } else { 1 };
+            f.add(2 * j, 2 * j + 1, node_cap);
             if comp.groups.is_empty() {
-                add(src, 2 * j, 1);
+                f.add(src, 2 * j, 1);
             }
             for g in &comp.groups {
                 for &m in &g.members {
                     if let Some(p) = pos(m) {
-                        add(2 * p + 1, 2 * j, INF);
+                        f.add(2 * p + 1, 2 * j, Flow::INF);
                     }
                 }
             }
@@ -504,46 +487,11 @@ impl<'a> Ctx<'a> {
         {
             for &m in &g.members {
                 if let Some(p) = pos(m) {
-                    add(2 * p + 1, sink, INF);
+                    f.add(2 * p + 1, sink, Flow::INF);
                 }
             }
         }
-        const NONE: usize = usize::MAX;
-        let mut flow = 0u32;
-        loop {
-            f.prev.clear();
-            f.prev.resize(nodes, NONE);
-            f.seen.clear();
-            f.seen.resize(nodes, false);
-            f.seen[src] = true;
-            f.q.clear();
-            f.q.push_back(src);
-            while let Some(u) = f.q.pop_front() {
-                if u == sink {
-                    break;
-                }
-                for &e in &f.adj[u] {
-                    let v = f.to[e];
-                    if f.cap[e] > 0 && !f.seen[v] {
-                        f.seen[v] = true;
-                        f.prev[v] = e;
-                        f.q.push_back(v);
-                    }
-                }
-            }
-            if !f.seen[sink] {
-                break;
-            }
-            let mut v = sink;
-            while f.prev[v] != NONE {
-                let e = f.prev[v];
-                f.cap[e] -= 1;
-                f.cap[e ^ 1] += 1;
-                v = f.to[e ^ 1];
-            }
-            flow += 1;
-        }
-        flow
+        f.max_flow(nodes, src, sink)
     }
 }
 
@@ -556,6 +504,76 @@ struct Flow {
     prev: Vec<usize>,
     seen: Vec<bool>,
     q: std::collections::VecDeque<usize>,
+}
+
+impl Flow {
+    /// Capacity of an edge that never limits the flow (wires, places).
+    const INF: u32 = u32::MAX / 4;
+
+    /// Empties the graph for `nodes` nodes, keeping the buffers.
+    fn reset(&mut self, nodes: usize) {
+        if self.adj.len() < nodes {
+            self.adj.resize_with(nodes, Vec::new);
+        }
+        for a in &mut self.adj[..nodes] {
+            a.clear();
+        }
+        self.to.clear();
+        self.cap.clear();
+    }
+
+    /// Adds the edge `u -> v` of capacity `c` and its residual twin `v -> u` (index `e ^ 1`).
+    fn add(&mut self, u: usize, v: usize, c: u32) {
+        self.adj[u].push(self.to.len());
+        self.to.push(v);
+        self.cap.push(c);
+        self.adj[v].push(self.to.len());
+        self.to.push(u);
+        self.cap.push(0);
+    }
+
+    /// Edmonds-Karp: augments along shortest paths until the sink is unreachable.
+    fn max_flow(&mut self, nodes: usize, src: usize, sink: usize) -> u32 {
+        let mut flow = 0u32;
+        while self.augmenting_path(nodes, src, sink) {
+            let mut v = sink;
+            while self.prev[v] != Self::NONE {
+                let e = self.prev[v];
+                self.cap[e] -= 1;
+                self.cap[e ^ 1] += 1;
+                v = self.to[e ^ 1];
+            }
+            flow += 1;
+        }
+        flow
+    }
+
+    const NONE: usize = usize::MAX;
+
+    /// Breadth-first search over edges with capacity left; `prev` holds the path found.
+    fn augmenting_path(&mut self, nodes: usize, src: usize, sink: usize) -> bool {
+        self.prev.clear();
+        self.prev.resize(nodes, Self::NONE);
+        self.seen.clear();
+        self.seen.resize(nodes, false);
+        self.seen[src] = true;
+        self.q.clear();
+        self.q.push_back(src);
+        while let Some(u) = self.q.pop_front() {
+            if u == sink {
+                break;
+            }
+            for &e in &self.adj[u] {
+                let v = self.to[e];
+                if self.cap[e] > 0 && !self.seen[v] {
+                    self.seen[v] = true;
+                    self.prev[v] = e;
+                    self.q.push_back(v);
+                }
+            }
+        }
+        self.seen[sink]
+    }
 }
 
 #[derive(Clone)]
@@ -745,69 +763,121 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             .map(|v| v.into_iter().map(|(_, r)| (r.level, r.paths)).collect())
             .collect()
     });
-
-    let ids = |v: &[CompIdx]| -> Vec<String> {
-        v.iter().map(|&a| site.components[a].id.clone()).collect()
+    let views = Views {
+        site,
+        states,
+        optimistic: &optimistic,
+        proven: &proven,
+        designed,
+        avail: &ctx.avail,
+        proven_avail: &proven_avail,
+        load: &ctx.load,
+        any_unknown,
     };
-    let mut mark = vec![0u32; n];
-    let mut stamp = 0u32;
-    let mut components = Vec::with_capacity(n);
-    for (i, c) in site.components.iter().enumerate() {
-        let mut supply = Vec::with_capacity(optimistic[i].len());
-        for (((s, o), (_, p)), &(dl, dp)) in optimistic[i].iter().zip(&proven[i]).zip(&designed[i])
-        {
-            let unknown = if any_unknown {
-                stamp += 1;
-                unknown_ancestors(site, states, i, *s, &mut mark, stamp)
-            } else {
-                Vec::new()
-            };
-            let verified = p.level == o.level && p.supplied == o.supplied;
-            let spofs = if p.supplied { &p.spofs } else { &o.spofs };
-            supply.push(SupplyHealth {
-                subsystem: *s,
-                supplied: o.supplied,
-                proven_supplied: p.supplied,
-                designed: c.design.unwrap_or(dl),
-                current: p.level,
-                if_unknown_up: o.level,
-                verified,
-                summary: summary_text(p.level, o.level, verified, unknown.len()),
-                unverified: ids(&unknown),
-                designed_paths: dp,
-                live_paths: p.paths,
-                live_paths_if_unknown_up: o.paths,
-                spare_after_one: p.spare,
-                single_points_of_failure: ids(spofs),
-            });
-        }
-        let st = &states[i];
-        components.push(ComponentHealth {
-            id: c.id.clone(),
-            kind: c.kind,
-            state: st.state,
-            reason: st.reason.clone(),
-            monitored: st.monitored,
-            unknown_since_ms: st.unknown_since_ms,
-            energised: st.energised,
-            energised_by: st.energised_by.clone(),
-            mismatch: st.mismatch.clone(),
-            available: ctx.avail[i],
-            proven_available: proven_avail[i],
-            load: ctx.load[i],
-            supply,
-        });
+    let components = views.components();
+    let subsystems = Subsystem::ALL
+        .into_iter()
+        .filter_map(|s| views.subsystem(&components, s))
+        .collect();
+    let ride_through = views.ride_through();
+    Evaluation {
+        components,
+        subsystems,
+        ride_through,
+    }
+}
+
+/// The three computations of one evaluation (with Unknown counted as up, proven, designed) and
+/// the inputs every part of the result is built from.
+struct Views<'a> {
+    site: &'a Site,
+    states: &'a [ComponentState],
+    optimistic: &'a [Vec<(Subsystem, PairResult)>],
+    proven: &'a [Vec<(Subsystem, PairResult)>],
+    designed: &'a [Vec<(Redundancy, u32)>],
+    /// Available with Unknown counted as up.
+    avail: &'a [bool],
+    proven_avail: &'a [bool],
+    load: &'a [[Option<f64>; 3]],
+    any_unknown: bool,
+}
+
+impl Views<'_> {
+    fn ids(&self, v: &[CompIdx]) -> Vec<String> {
+        v.iter()
+            .map(|&a| self.site.components[a].id.clone())
+            .collect()
     }
 
-    let mut subsystems = Vec::new();
-    for s in Subsystem::ALL {
+    /// Health of every component, with one [`SupplyHealth`] per subsystem it takes part in.
+    fn components(&self) -> Vec<ComponentHealth> {
+        let (site, states) = (self.site, self.states);
+        let n = site.components.len();
+        let mut mark = vec![0u32; n];
+        let mut stamp = 0u32;
+        let mut components = Vec::with_capacity(n);
+        for (i, c) in site.components.iter().enumerate() {
+            let mut supply = Vec::with_capacity(self.optimistic[i].len());
+            for (((s, o), (_, p)), &(dl, dp)) in self.optimistic[i]
+                .iter()
+                .zip(&self.proven[i])
+                .zip(&self.designed[i])
+            {
+                let unknown = if self.any_unknown {
+                    stamp += 1;
+                    unknown_ancestors(site, states, i, *s, &mut mark, stamp)
+                } else {
+                    Vec::new()
+                };
+                let verified = p.level == o.level && p.supplied == o.supplied;
+                let spofs = if p.supplied { &p.spofs } else { &o.spofs };
+                supply.push(SupplyHealth {
+                    subsystem: *s,
+                    supplied: o.supplied,
+                    proven_supplied: p.supplied,
+                    designed: c.design.unwrap_or(dl),
+                    current: p.level,
+                    if_unknown_up: o.level,
+                    verified,
+                    summary: summary_text(p.level, o.level, verified, unknown.len()),
+                    unverified: self.ids(&unknown),
+                    designed_paths: dp,
+                    live_paths: p.paths,
+                    live_paths_if_unknown_up: o.paths,
+                    spare_after_one: p.spare,
+                    single_points_of_failure: self.ids(spofs),
+                });
+            }
+            let st = &states[i];
+            components.push(ComponentHealth {
+                id: c.id.clone(),
+                kind: c.kind,
+                state: st.state,
+                reason: st.reason.clone(),
+                monitored: st.monitored,
+                unknown_since_ms: st.unknown_since_ms,
+                energised: st.energised,
+                energised_by: st.energised_by.clone(),
+                mismatch: st.mismatch.clone(),
+                available: self.avail[i],
+                proven_available: self.proven_avail[i],
+                load: self.load[i],
+                supply,
+            });
+        }
+        components
+    }
+
+    /// Health of subsystem `s` from its consumers' supply (`None` when nothing takes part).
+    fn subsystem(&self, components: &[ComponentHealth], s: Subsystem) -> Option<SubsystemHealth> {
+        let (site, n) = (self.site, self.site.components.len());
         let members: Vec<CompIdx> = (0..n)
             .filter(|&i| {
                 site.components[i].kind.subsystem() == Some(s) || site.components[i].consumes(s)
             })
             .collect();
         if members.is_empty() {
-            continue;
+            return None;
         }
         let mut consumers: Vec<CompIdx> = members
             .iter()
@@ -843,7 +913,22 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             unmonitored: Vec::new(),
             summary: String::new(),
         };
-        for &i in &consumers {
+        self.add_consumers(&mut h, components, &consumers);
+        self.add_members(&mut h, components, &members);
+        h.summary = summary_text(h.current, h.if_unknown_up, h.verified, h.unverified.len());
+        Some(h)
+    }
+
+    /// The levels, losses and single points of failure of a subsystem: the worst over its
+    /// consumers.
+    fn add_consumers(
+        &self,
+        h: &mut SubsystemHealth,
+        components: &[ComponentHealth],
+        consumers: &[CompIdx],
+    ) {
+        let s = h.subsystem;
+        for &i in consumers {
             let Some(sh) = components[i].supply(s) else {
                 continue;
             };
@@ -852,13 +937,14 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             h.if_unknown_up = h.if_unknown_up.min(sh.if_unknown_up);
             h.min_live_paths = h.min_live_paths.min(sh.live_paths);
             if !sh.supplied {
-                h.lost.push(site.components[i].id.clone());
+                h.lost.push(self.site.components[i].id.clone());
             } else if sh.if_unknown_up < sh.designed {
-                h.degraded.push(site.components[i].id.clone());
+                h.degraded.push(self.site.components[i].id.clone());
             }
             if !sh.verified {
                 h.verified = false;
-                h.unverified_consumers.push(site.components[i].id.clone());
+                h.unverified_consumers
+                    .push(self.site.components[i].id.clone());
             }
             h.unverified.extend(sh.unverified.iter().cloned());
             h.single_points_of_failure
@@ -871,7 +957,17 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
         h.single_points_of_failure.dedup();
         h.unverified.sort();
         h.unverified.dedup();
-        for &i in &members {
+    }
+
+    /// The smallest spare capacity and the subsystem's own equipment by state.
+    fn add_members(
+        &self,
+        h: &mut SubsystemHealth,
+        components: &[ComponentHealth],
+        members: &[CompIdx],
+    ) {
+        let (site, states, s) = (self.site, self.states, h.subsystem);
+        for &i in members {
             if let Some(sh) = components[i].supply(s)
                 && let Some(sp) = sh.spare_after_one
                 && h.spare_after_one.is_none_or(|cur| sp < cur)
@@ -892,35 +988,49 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
                 }
             }
         }
-        h.summary = summary_text(h.current, h.if_unknown_up, h.verified, h.unverified.len());
-        subsystems.push(h);
     }
 
-    let chillers: Vec<CompIdx> = (0..n)
-        .filter(|&i| site.components[i].kind == Kind::Chiller)
-        .collect();
-    let chillers_available = chillers.iter().filter(|&&i| proven_avail[i]).count() as u32;
-    let chillers_unknown = chillers
-        .iter()
-        .filter(|&&i| states[i].state == CompState::Unknown)
-        .count() as u32;
-    let capacity: f64 = chillers
-        .iter()
-        .filter(|&&i| proven_avail[i])
-        .map(|&i| site.components[i].rating.unwrap_or(0.0))
-        .sum();
-    let mut ride_through = Vec::new();
-    for (i, c) in site.components.iter().enumerate() {
-        let Some(t) = &c.tank else { continue };
+    /// Ride-through of every buffer tank on the proven chiller capacity.
+    fn ride_through(&self) -> Vec<RideThrough> {
+        let (site, states, n) = (self.site, self.states, self.site.components.len());
+        let chillers: Vec<CompIdx> = (0..n)
+            .filter(|&i| site.components[i].kind == Kind::Chiller)
+            .collect();
+        let plant = ChillerPlant {
+            available: chillers.iter().filter(|&&i| self.proven_avail[i]).count() as u32,
+            unknown: chillers
+                .iter()
+                .filter(|&&i| states[i].state == CompState::Unknown)
+                .count() as u32,
+            total: chillers.len() as u32,
+            capacity: chillers
+                .iter()
+                .filter(|&&i| self.proven_avail[i])
+                .map(|&i| site.components[i].rating.unwrap_or(0.0))
+                .sum(),
+        };
+        let mut ride_through = Vec::new();
+        for (i, c) in site.components.iter().enumerate() {
+            if let Some(t) = &c.tank {
+                ride_through.push(self.tank(i, t, &plant));
+            }
+        }
+        ride_through
+    }
+
+    /// How long tank `i` carries the heat load the available chillers cannot.
+    fn tank(&self, i: CompIdx, t: &crate::model::TankSpec, plant: &ChillerPlant) -> RideThrough {
+        let states = self.states;
+        let capacity = plant.capacity;
         let heat: Option<f64> = t
             .covers
             .iter()
-            .filter_map(|&r| ctx.load[r][Subsystem::Cooling.idx()])
+            .filter_map(|&r| self.load[r][Subsystem::Cooling.idx()])
             .fold(None, |a, x| Some(a.unwrap_or(0.0) + x));
         let temp = states[i].readings.get("buffer_tank.temp").copied();
         let level = states[i].readings.get("buffer_tank.level_pct").copied();
         let stored_kj = temp.map(|tc| {
-            if proven_avail[i] {
+            if self.proven_avail[i] {
                 let frac = level.map(|l| (l / 100.0).clamp(0.0, 1.0)).unwrap_or(1.0);
                 t.volume_m3 * frac * 1000.0 * 4.186 * (t.max_supply_c - tc).max(0.0)
             } else {
@@ -937,8 +1047,8 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             (Some(e), Some(q)) if q > 0.0 => Some(e / q / 60.0),
             _ => None,
         };
-        ride_through.push(RideThrough {
-            tank: c.id.clone(),
+        RideThrough {
+            tank: self.site.components[i].id.clone(),
             minutes,
             minutes_if_chillers_stop,
             drawing,
@@ -947,17 +1057,19 @@ pub fn evaluate(site: &Site, states: &[ComponentState]) -> Evaluation {
             deficit_kw: deficit,
             tank_temp_c: temp,
             level_pct: level,
-            chillers_available,
-            chillers_unknown,
-            chillers_total: chillers.len() as u32,
-        });
+            chillers_available: plant.available,
+            chillers_unknown: plant.unknown,
+            chillers_total: plant.total,
+        }
     }
+}
 
-    Evaluation {
-        components,
-        subsystems,
-        ride_through,
-    }
+/// The chillers as the ride-through sees them: proven available ones and their capacity.
+struct ChillerPlant {
+    available: u32,
+    unknown: u32,
+    total: u32,
+    capacity: f64,
 }
 
 /// Fails `failed` on a copy of the states and reports what loses supply or redundancy

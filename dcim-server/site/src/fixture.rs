@@ -1,8 +1,8 @@
 //! Healthy live values for any site, for tests, benchmarks and simulators: one good sample per
 //! binding with a plausible value for its role.
 
+use crate::live::Live;
 use crate::model::{Kind, Site};
-use crate::state::Live;
 use dcim_points::{Quality, Sample, Value};
 
 /// A plausible healthy value for a bound role on a component of `kind`.

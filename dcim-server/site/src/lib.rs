@@ -26,7 +26,10 @@
 //!
 //! Definitions of every number are in [`engine`]; state rules in [`state::component_state`].
 //!
-//! The loader finds line numbers by binary search over the newline offsets (`Lines`), so a site of
+//! Layers, bottom up: [`model`] and [`layout`] (the site's types), [`live`] (latest samples),
+//! [`energy`] and [`state`] (component state from samples), [`unknown`], [`fire`], [`status`],
+//! [`engine`] (the redundancy engine). `load` reads a site file into a [`Site`]; it finds line
+//! numbers with one `dcim_source_lines::LineIndex` (a binary search per lookup), so a site of
 //! 10,000 racks loads in linear time.
 
 pub mod energy;
@@ -34,6 +37,8 @@ pub mod engine;
 pub mod fire;
 pub mod fixture;
 pub mod layout;
+pub mod live;
+mod load;
 pub mod model;
 pub mod state;
 pub mod status;

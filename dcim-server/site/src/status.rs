@@ -1,7 +1,7 @@
 //! Status of devices and services (Up, Down, Warning, Maintenance, Unknown), as a pure function
 //! of what was last seen and `now_ms`. Unknown that lasts past `down_after_ms` becomes Down.
 
-use crate::state::Live;
+use crate::live::Live;
 use dcim_points::{Quality, Sample, Status, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

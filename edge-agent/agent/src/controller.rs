@@ -250,57 +250,14 @@ impl Out<'_> {
 /// contact (nothing reported yet): the log is not replayed then, the present state is reported.
 pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident) -> Cursor {
     let mut c = cursor.cloned().unwrap_or_else(|| Cursor::new(now_ms));
-    let mut new_boot = false;
-    if !c.seen {
-        // First contact: the log is not replayed, the present state is reported below.
-        c.seen = true;
-        c.last_seq = r.event_seq;
-    } else if r.uptime_s < c.uptime_s || r.event_seq < c.last_seq {
-        // A new boot: its window is fresh and its sequence numbers may repeat old ones.
-        c.boot = now_ms.max(c.boot + 1);
-        c.last_seq = 0;
-        new_boot = true;
-    }
-    c.uptime_s = r.uptime_s;
+    let new_boot = c.note_boot(r, now_ms);
     let test = r.status & map::status::TEST_MODE != 0;
     let mut out = Out {
         c: &mut c,
         id: ident,
         test,
     };
-    let mut new: Vec<&LogEntry> = r.events.iter().filter(|e| e.seq > out.c.last_seq).collect();
-    new.sort_by_key(|e| e.seq);
-    let mut unexpected_resets = Vec::new();
-    for e in new {
-        let log_id = format!("{}:{}:s{}", ident.prefix, out.c.boot, e.seq);
-        match e.kind {
-            event_kind::STAGE_ENTERED => {
-                let to = e.detail.min(6);
-                if to > out.c.stage {
-                    out.raise_stages(to, Some(&log_id));
-                }
-            }
-            event_kind::RESET_ACCEPTED | event_kind::RESET_OVERRIDE => {
-                out.restore_stages(Some(&log_id))
-            }
-            // The room's gas release gives stage 5 (its stage entry follows in the same cycle
-            // unless stage 5 was latched already): the stage-5 alarm, once.
-            event_kind::ROOM_GAS_RELEASE => {
-                let to = fire_logic::Stage::Stage5.code().into();
-                if to > out.c.stage {
-                    out.raise_stages(to, Some(&log_id));
-                }
-            }
-            event_kind::CONTROLLER_RESET if e.detail & map::reset_cause::UNEXPECTED != 0 => {
-                unexpected_resets.push(log_id)
-            }
-            event_kind::GAS_RELEASED => out.push(log_id, K::FireGasReleased, false),
-            event_kind::BATTERY_ISOLATED => out.push(log_id, K::BatteryIsolated, false),
-            _ => {}
-        }
-        out.c.last_seq = e.seq;
-    }
-    out.c.last_seq = out.c.last_seq.max(r.event_seq);
+    let mut unexpected_resets = out.replay_log(r);
     // Backstop: a new boot whose reset entry left the window before this read (a busy first
     // second) still reports an unexpected cause, from the register.
     let reset_seen = r
@@ -320,24 +277,93 @@ pub fn advance(cursor: Option<&Cursor>, r: &Reading, now_ms: i64, ident: &Ident)
     }
     // Conditions; this read succeeded, so a reported comm loss is restored too.
     let target = conditions(r);
-    // An unexpected controller reset is a fire trouble. When the trouble condition is raised
-    // by this read, its alarm carries it; when a trouble is already standing, the reset gets
-    // its own trouble message (a second fault never hidden behind the first, closed by the
-    // standing trouble's restore); when no trouble stands after this read (acknowledged
-    // already), its own trouble message and the restore.
-    let trouble = |f: u8| f & (1 << TROUBLE_FLAG) != 0;
-    let (before, after) = (trouble(out.c.flags), trouble(target));
-    for id in unexpected_resets {
-        if before {
-            out.push(id, K::FireTrouble, false);
-        } else if !after {
-            let restore = format!("{id}/r");
-            out.push(id, K::FireTrouble, false);
-            out.push(restore, K::FireTrouble, true);
-        }
-    }
+    out.unexpected_resets(unexpected_resets, target);
     flags_to(&mut out, target);
     c
+}
+
+impl Cursor {
+    /// Takes the uptime of a successful read; true when the controller booted since the last
+    /// one (its window is fresh and its sequence numbers may repeat old ones).
+    fn note_boot(&mut self, r: &Reading, now_ms: i64) -> bool {
+        let mut new_boot = false;
+        if !self.seen {
+            // First contact: the log is not replayed, the present state is reported below.
+            self.seen = true;
+            self.last_seq = r.event_seq;
+        } else if r.uptime_s < self.uptime_s || r.event_seq < self.last_seq {
+            // A new boot: its window is fresh and its sequence numbers may repeat old ones.
+            self.boot = now_ms.max(self.boot + 1);
+            self.last_seq = 0;
+            new_boot = true;
+        }
+        self.uptime_s = r.uptime_s;
+        new_boot
+    }
+}
+
+impl Out<'_> {
+    /// Reports the log entries not reported yet, in sequence order; returns the ids of the
+    /// unexpected controller resets among them (reported with the conditions).
+    fn replay_log(&mut self, r: &Reading) -> Vec<String> {
+        let mut new: Vec<&LogEntry> = r
+            .events
+            .iter()
+            .filter(|e| e.seq > self.c.last_seq)
+            .collect();
+        new.sort_by_key(|e| e.seq);
+        let mut unexpected_resets = Vec::new();
+        for e in new {
+            let log_id = format!("{}:{}:s{}", self.id.prefix, self.c.boot, e.seq);
+            match e.kind {
+                event_kind::STAGE_ENTERED => {
+                    let to = e.detail.min(6);
+                    if to > self.c.stage {
+                        self.raise_stages(to, Some(&log_id));
+                    }
+                }
+                event_kind::RESET_ACCEPTED | event_kind::RESET_OVERRIDE => {
+                    self.restore_stages(Some(&log_id))
+                }
+                // The room's gas release gives stage 5 (its stage entry follows in the same
+                // cycle unless stage 5 was latched already): the stage-5 alarm, once.
+                event_kind::ROOM_GAS_RELEASE => {
+                    let to = fire_logic::Stage::Stage5.code().into();
+                    if to > self.c.stage {
+                        self.raise_stages(to, Some(&log_id));
+                    }
+                }
+                event_kind::CONTROLLER_RESET if e.detail & map::reset_cause::UNEXPECTED != 0 => {
+                    unexpected_resets.push(log_id)
+                }
+                event_kind::GAS_RELEASED => self.push(log_id, K::FireGasReleased, false),
+                event_kind::BATTERY_ISOLATED => self.push(log_id, K::BatteryIsolated, false),
+                _ => {}
+            }
+            self.c.last_seq = e.seq;
+        }
+        self.c.last_seq = self.c.last_seq.max(r.event_seq);
+        unexpected_resets
+    }
+
+    /// An unexpected controller reset is a fire trouble. When the trouble condition is raised
+    /// by this read (`target`), its alarm carries it; when a trouble is already standing, the
+    /// reset gets its own trouble message (a second fault never hidden behind the first,
+    /// closed by the standing trouble's restore); when no trouble stands after this read
+    /// (acknowledged already), its own trouble message and the restore.
+    fn unexpected_resets(&mut self, ids: Vec<String>, target: u8) {
+        let trouble = |f: u8| f & (1 << TROUBLE_FLAG) != 0;
+        let (before, after) = (trouble(self.c.flags), trouble(target));
+        for id in ids {
+            if before {
+                self.push(id, K::FireTrouble, false);
+            } else if !after {
+                let restore = format!("{id}/r");
+                self.push(id, K::FireTrouble, false);
+                self.push(restore, K::FireTrouble, true);
+            }
+        }
+    }
 }
 
 fn flags_to(out: &mut Out<'_>, target: u8) {
@@ -472,6 +498,7 @@ async fn submit_pending(link: &dc09_link::Handle, c: &Cursor, device: &str) -> b
 /// Polls one controller until `shutdown`, forwarding its fire events to `link`.
 pub async fn run(
     agent: String,
+    clock: crate::clock::Clock,
     cfg: ControllerConfig,
     link: dc09_link::Handle,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -505,13 +532,13 @@ pub async fn run(
                     info!(controller = %cfg.device, "controller answers again");
                 }
                 failures = 0;
-                Some(advance(cursor.as_ref(), &r, dc09_link::now_ms(), &ident))
+                Some(advance(cursor.as_ref(), &r, clock.unix_ms(), &ident))
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 if failures == COMM_LOST_AFTER {
                     warn!(controller = %cfg.device, error = %e, "controller not answering: reported as a fire trouble");
-                    Some(comm(cursor.as_ref(), true, dc09_link::now_ms(), &ident))
+                    Some(comm(cursor.as_ref(), true, clock.unix_ms(), &ident))
                 } else {
                     None
                 }

@@ -10,7 +10,6 @@
 
 use crate::ingest::Ingest;
 use crate::test_mode::{self, Active, Change, EndReason};
-use crate::uplink::unix_ms;
 use sia_dc09::{Event, EventKind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,7 +131,7 @@ pub async fn run(
                 // ends an expired drill, or any drill once the fire authority is in command
                 // (the change arrives on `changes`)
                 let shared = ingest.shared();
-                if shared.test_mode_at(unix_ms()).is_some() && !shared.authority_keys.on().is_empty() {
+                if shared.test_mode_at(shared.clock.unix_ms()).is_some() && !shared.authority_keys.on().is_empty() {
                     shared.end_test_mode(EndReason::Authority);
                 }
             }

@@ -17,16 +17,15 @@
 use crate::config::RackConfig;
 use crate::ingest::{Ingest, Latest};
 use crate::payload::EventDraft;
-use crate::uplink::unix_ms;
 use dcim_points::{Quality, Role, Sample, Value};
 use dcim_wire::Severity;
 use fire_logic::{
-    Action, Analog, Digital, EventClass, EventKind, Inputs, LatchRecord, RackLogic, Stage,
+    Action, Analog, Digital, EventClass, EventKind, Inputs, LatchRecord, Outputs, RackLogic, Stage,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -309,54 +308,10 @@ impl RackRunner {
         let inputs = self.inputs(latest);
         let out = self.logic.step(now_ms, &inputs);
         let mut c = Cycle::default();
-        let actions: Vec<&str> = Action::ALL
-            .iter()
-            .filter(|a| out.actions.contains(**a))
-            .map(|a| a.name())
-            .collect();
-        let troubles = format!("{:?}", out.troubles);
-        let supervisory = format!("{:?}", out.supervisory);
+        let summary = OutputSummary::of(&out);
         while let Some(ev) = self.logic.take_event() {
-            let mut data = serde_json::json!({
-                "rack": self.cfg.id,
-                "rack_number": self.cfg.number,
-                "zone": self.cfg.zone,
-                "stage": out.stage.name(),
-                "stage_code": out.stage.code(),
-                "actions": actions,
-                "troubles": troubles,
-                "supervisory": supervisory,
-                "logic_seq": ev.seq,
-                "detail": format!("{:?}", ev.kind),
-            });
-            data["stage_name"] = out.stage.title().into();
-            if let EventKind::StageEntered { stage, cause } = &ev.kind {
-                data["entered"] = stage.name().into();
-                data["cause"] = format!("{cause:?}").into();
-                data["trigger"] = cause_trigger(cause);
-            }
-            let zone = self.cfg.dc09_zone;
-            let rack = self.cfg.number.min(9999) as u16;
-            let mut dc09: Vec<sia_dc09::Event> = match ev.kind {
-                // A reset with dead sensors taken out of service ends the alarms like any reset.
-                EventKind::ResetAccepted | EventKind::ResetOverride { .. } => {
-                    dc09_reset(self.last_stage.unwrap_or(Stage::Stage5), zone, rack)
-                }
-                k => dc09_event(&k, zone, rack).into_iter().collect(),
-            };
-            if self.logic.test_mode() {
-                dc09 = dc09.into_iter().map(sia_dc09::Event::as_test).collect();
-            }
-            let draft = EventDraft {
-                ts_ms: wall_ms,
-                device: self.cfg.id.clone(),
-                kind: event_kind(&ev.kind).into(),
-                severity: severity(ev.class()),
-                message: event_message(&self.cfg.id, &ev.kind),
-                data,
-                test: self.logic.test_mode(),
-            };
-            c.events.push((draft, dc09));
+            c.events
+                .push(self.event_record(&ev, &out, &summary, wall_ms));
         }
         if self.last_stage != Some(out.stage) {
             self.last_stage = Some(out.stage);
@@ -384,6 +339,77 @@ impl RackRunner {
             c.latch = Some(latch);
         }
         c
+    }
+
+    /// A logic event as a wire event draft and its DC-09 events (marked as tests in test mode).
+    fn event_record(
+        &self,
+        ev: &fire_logic::Event,
+        out: &Outputs,
+        summary: &OutputSummary,
+        wall_ms: i64,
+    ) -> (EventDraft, Vec<sia_dc09::Event>) {
+        let mut data = serde_json::json!({
+            "rack": self.cfg.id,
+            "rack_number": self.cfg.number,
+            "zone": self.cfg.zone,
+            "stage": out.stage.name(),
+            "stage_code": out.stage.code(),
+            "actions": summary.actions,
+            "troubles": summary.troubles,
+            "supervisory": summary.supervisory,
+            "logic_seq": ev.seq,
+            "detail": format!("{:?}", ev.kind),
+        });
+        data["stage_name"] = out.stage.title().into();
+        if let EventKind::StageEntered { stage, cause } = &ev.kind {
+            data["entered"] = stage.name().into();
+            data["cause"] = format!("{cause:?}").into();
+            data["trigger"] = cause_trigger(cause);
+        }
+        let zone = self.cfg.dc09_zone;
+        let rack = self.cfg.number.min(9999) as u16;
+        let mut dc09: Vec<sia_dc09::Event> = match ev.kind {
+            // A reset with dead sensors taken out of service ends the alarms like any reset.
+            EventKind::ResetAccepted | EventKind::ResetOverride { .. } => {
+                dc09_reset(self.last_stage.unwrap_or(Stage::Stage5), zone, rack)
+            }
+            k => dc09_event(&k, zone, rack).into_iter().collect(),
+        };
+        if self.logic.test_mode() {
+            dc09 = dc09.into_iter().map(sia_dc09::Event::as_test).collect();
+        }
+        let draft = EventDraft {
+            ts_ms: wall_ms,
+            device: self.cfg.id.clone(),
+            kind: event_kind(&ev.kind).into(),
+            severity: severity(ev.class()),
+            message: event_message(&self.cfg.id, &ev.kind),
+            data,
+            test: self.logic.test_mode(),
+        };
+        (draft, dc09)
+    }
+}
+
+/// The state of one step's outputs as every event of that step reports it.
+struct OutputSummary {
+    actions: Vec<&'static str>,
+    troubles: String,
+    supervisory: String,
+}
+
+impl OutputSummary {
+    fn of(out: &Outputs) -> Self {
+        OutputSummary {
+            actions: Action::ALL
+                .iter()
+                .filter(|a| out.actions.contains(**a))
+                .map(|a| a.name())
+                .collect(),
+            troubles: format!("{:?}", out.troubles),
+            supervisory: format!("{:?}", out.supervisory),
+        }
     }
 }
 
@@ -417,6 +443,8 @@ pub fn load_latch(path: &Path) -> Option<LatchRecord> {
     }
 }
 
+/// Runs the fire logic of one rack: restores its latch, then every cycle steps the logic on
+/// the latest values, persists the latch, spools and forwards the events and asserts the coils.
 pub async fn run(
     ingest: Arc<Ingest>,
     latest: Arc<Latest>,
@@ -424,7 +452,7 @@ pub async fn run(
     dc09_link: Option<dc09_link::Handle>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let started = Instant::now();
+    let started = ingest.clock().instant();
     if let Some(dir) = cfg.latch_file.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -447,64 +475,79 @@ pub async fn run(
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
         let snapshot = latest.snapshot();
-        let now = started.elapsed().as_millis() as u64;
-        let c = runner.step(now, unix_ms(), &snapshot);
+        let now = (ingest.clock().instant() - started).as_millis() as u64;
+        let c = runner.step(now, ingest.clock().unix_ms(), &snapshot);
         if let Some(l) = &c.latch
             && let Err(e) = persist_latch(&runner.cfg.latch_file, l)
         {
             error!(rack = %runner.cfg.id, error = %e, "FIRE LATCH NOT PERSISTED");
         }
         for (e, dc09) in c.events {
-            let logic_seq = e.data["logic_seq"].clone();
-            let wire_id = match ingest.event(e) {
-                Ok(seq) => ingest.shared().event_id(seq),
-                // Not spooled yet (disk full): still a stable, unique id for this event.
-                Err(_) => format!(
-                    "{}:{}:logic-{logic_seq}",
-                    ingest.shared().agent,
-                    runner.cfg.id
-                ),
-            };
-            if let Some(link) = &dc09_link {
-                for (i, ev) in dc09.into_iter().enumerate() {
-                    let event_id = if i == 0 {
-                        wire_id.clone()
-                    } else {
-                        format!("{wire_id}/{i}")
-                    };
-                    match link
-                        .submit(dc09_link::Submission {
-                            event_id,
-                            event: ev,
-                        })
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(err) => {
-                            error!(rack = %runner.cfg.id, error = %err, "FIRE EVENT NOT QUEUED FOR THE FIRE AUTHORITY LINK")
-                        }
-                    }
-                }
-            }
+            forward_event(&ingest, &runner.cfg, dc09_link.as_ref(), e, dc09).await;
         }
         ingest.samples(c.samples);
         if let Some(relay) = &runner.cfg.relay {
-            for coil in c.coils_on {
-                match latest.writer(relay) {
-                    Some(w) => {
-                        let r = tokio::time::timeout(
-                            Duration::from_secs(2),
-                            w.write(relay, &coil, Value::Bool(true)),
-                        )
-                        .await;
-                        if !matches!(r, Ok(Ok(()))) {
-                            warn!(rack = %runner.cfg.id, relay = %relay, coil = %coil, result = ?r, "fire output not confirmed; re-asserted next cycle");
-                        }
-                    }
-                    None => {
-                        warn!(rack = %runner.cfg.id, relay = %relay, "relay module has no Modbus write handle (yet)")
-                    }
+            assert_coils(&latest, &runner.cfg, relay, c.coils_on).await;
+        }
+    }
+}
+
+/// Spools one fire event and queues its DC-09 events under the wire event id (`id/1`, `id/2`
+/// for the second and later), so the outbox never sends one product event twice.
+async fn forward_event(
+    ingest: &Ingest,
+    cfg: &RackConfig,
+    dc09_link: Option<&dc09_link::Handle>,
+    e: EventDraft,
+    dc09: Vec<sia_dc09::Event>,
+) {
+    let logic_seq = e.data["logic_seq"].clone();
+    let wire_id = match ingest.event(e) {
+        Ok(seq) => ingest.shared().event_id(seq),
+        // Not spooled yet (disk full): still a stable, unique id for this event.
+        Err(_) => format!("{}:{}:logic-{logic_seq}", ingest.shared().agent, cfg.id),
+    };
+    let Some(link) = dc09_link else {
+        return;
+    };
+    for (i, ev) in dc09.into_iter().enumerate() {
+        let event_id = if i == 0 {
+            wire_id.clone()
+        } else {
+            format!("{wire_id}/{i}")
+        };
+        match link
+            .submit(dc09_link::Submission {
+                event_id,
+                event: ev,
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(err) => {
+                error!(rack = %cfg.id, error = %err, "FIRE EVENT NOT QUEUED FOR THE FIRE AUTHORITY LINK")
+            }
+        }
+    }
+}
+
+/// Writes every active output coil of the relay module (re-asserted each cycle, never cleared
+/// here).
+async fn assert_coils(latest: &Latest, cfg: &RackConfig, relay: &str, coils_on: Vec<String>) {
+    for coil in coils_on {
+        match latest.writer(relay) {
+            Some(w) => {
+                let r = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    w.write(relay, &coil, Value::Bool(true)),
+                )
+                .await;
+                if !matches!(r, Ok(Ok(()))) {
+                    warn!(rack = %cfg.id, relay = %relay, coil = %coil, result = ?r, "fire output not confirmed; re-asserted next cycle");
                 }
+            }
+            None => {
+                warn!(rack = %cfg.id, relay = %relay, "relay module has no Modbus write handle (yet)")
             }
         }
     }

@@ -22,6 +22,7 @@
 //! `crate::disk_full::Episode` (pure) logs a failing spool once per episode, a reminder every
 //! 5 minutes and a summary after 30 s without a failure.
 
+use crate::clock::Clock;
 use crate::disk_full::{Episode, Failure, Report};
 use crate::payload::{self, EventDraft};
 use crate::test_mode::{self, TestMode};
@@ -29,8 +30,9 @@ use dcim_points::Sample;
 use dcim_spool::{Class, Spool, SpoolError};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 /// State shared by the ingest path, the uplinks and the health reporter.
@@ -53,10 +55,24 @@ pub struct Shared {
     test_changes_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<test_mode::Change>>>,
     /// Devices whose fire-authority key switch reads on (commands to them are refused).
     pub authority_keys: crate::commands::AuthorityKeys,
+    /// Where every task of the agent reads the time.
+    pub clock: Clock,
 }
 
 impl Shared {
+    /// Shared state reading the system clock.
     pub fn new(site: String, agent: String, devices: Vec<String>, spool: Spool) -> Arc<Shared> {
+        Shared::with_clock(site, agent, devices, spool, Clock::system())
+    }
+
+    /// Shared state reading `clock` (a manual one in tests).
+    pub fn with_clock(
+        site: String,
+        agent: String,
+        devices: Vec<String>,
+        spool: Spool,
+        clock: Clock,
+    ) -> Arc<Shared> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         Arc::new(Shared {
             site,
@@ -66,11 +82,12 @@ impl Shared {
             spool: Mutex::new(spool),
             spooled: watch::Sender::new(0),
             state_changed: watch::Sender::new(0),
-            started: Instant::now(),
+            started: clock.instant(),
             test_mode: Mutex::new(TestMode::new(test_mode::DEFAULT_MAX_MS)),
             test_changes: tx,
             test_changes_rx: Mutex::new(Some(rx)),
             authority_keys: Default::default(),
+            clock,
         })
     }
 
@@ -124,9 +141,14 @@ impl Shared {
         dcim_wire::event_id(&self.agent, &self.epoch, seq)
     }
 
+    /// Where the agent reads the time (the shared [`Clock`]).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Milliseconds since the agent started (the spool's clock).
     pub fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        (self.clock.instant() - self.started).as_millis() as u64
     }
 
     /// Run `f` on the spool. Spool calls may fsync, so they run where blocking is allowed.
@@ -241,6 +263,11 @@ pub struct Ingest {
 }
 
 impl Ingest {
+    /// Where the agent reads the time (the shared [`Clock`]).
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+
     pub fn new(shared: Arc<Shared>, max_samples: usize, max_delay: Duration) -> Arc<Ingest> {
         Arc::new(Ingest {
             shared,
@@ -296,7 +323,7 @@ impl Ingest {
         self.shared.authority_keys.update(&samples);
         let full: Vec<Vec<Sample>> = {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.oldest.get_or_insert_with(Instant::now);
+            p.oldest.get_or_insert_with(|| self.shared.clock.instant());
             p.samples.append(&mut samples);
             let mut out = Vec::new();
             while p.samples.len() >= self.max_samples {
@@ -414,7 +441,11 @@ impl Ingest {
     ///
     /// While a drill runs every event is marked `test`.
     pub fn event(&self, mut draft: EventDraft) -> Result<u64, SpoolError> {
-        if self.shared.test_mode_at(crate::uplink::unix_ms()).is_some() {
+        if self
+            .shared
+            .test_mode_at(self.shared.clock.unix_ms())
+            .is_some()
+        {
             draft.test = true;
         }
         let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
@@ -460,7 +491,8 @@ impl Ingest {
     pub fn tick(&self) {
         let due = {
             let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.oldest.is_some_and(|t| t.elapsed() >= self.max_delay)
+            p.oldest
+                .is_some_and(|t| self.shared.clock.instant() - t >= self.max_delay)
         };
         if due {
             self.flush_batch();
@@ -646,13 +678,16 @@ mod tests {
         assert_eq!(batches().len(), 1, "nothing urgent left");
     }
 
+    /// Hazard: a last sample that waits for a full batch forever is never sent. (A manual
+    /// clock: the batch ages without the test sleeping.)
     #[test]
     fn telemetry_is_batched_by_size_and_by_age() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = SpoolConfig::new(dir.path());
         cfg.telemetry_fsync = dcim_spool::FsyncPolicy::Never;
         let (spool, _) = Spool::open(cfg).unwrap();
-        let shared = Shared::new("s".into(), "a".into(), vec![], spool);
+        let clock = crate::clock::Clock::manual(1_700_000_000_000);
+        let shared = Shared::with_clock("s".into(), "a".into(), vec![], spool, clock.clone());
         let ingest = Ingest::new(shared.clone(), 3, Duration::from_millis(30));
         let (samples, _) = crate::devices::synthetic::tick("gen", 7, 0, 1, 0);
         ingest.samples(samples);
@@ -664,7 +699,10 @@ mod tests {
         );
         ingest.tick();
         assert_eq!(batches().len(), 2, "the last sample waits for max_delay");
-        std::thread::sleep(Duration::from_millis(40));
+        clock.advance(Duration::from_millis(29));
+        ingest.tick();
+        assert_eq!(batches().len(), 2, "not before max_delay");
+        clock.advance(Duration::from_millis(11));
         ingest.tick();
         assert_eq!(
             batches().iter().map(|r| r.count).collect::<Vec<_>>(),

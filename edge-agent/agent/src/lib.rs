@@ -1,7 +1,8 @@
 //! The edge agent: reads facility devices, spools every event and sample to disk and forwards
 //! them to one or two MQTT brokers (see `ARCHITECTURE.md`).
 //!
-//! - [`config`]: the TOML configuration file;
+//! - [`config`]: the TOML configuration file (the bottom layer, one file per section);
+//! - [`clock`]: wall and monotonic time, passed to the tasks (a manual clock in tests);
 //! - [`ingest`]: from drivers into the spool (telemetry batching, events);
 //! - [`uplink`]: one task per broker publishing the spool, PUBACK-driven acknowledgement;
 //! - [`devices`]: drivers (MQTT devices, a signal generator);
@@ -12,7 +13,15 @@
 //!   failure status);
 //! - [`test_mode`]: drills commanded by the center (DC-09 test codes, `test` flags);
 //! - [`payload`]: spool records and wire payloads.
+//!
+//! Layers, bottom up (a module imports only modules of the layers below it):
+//! 1. [`clock`], [`config`]: time and the configuration types, importing nothing of the crate;
+//! 2. pure rules: [`payload`], [`test_mode`], [`disk_full`], [`commands`], [`supervisor`];
+//! 3. [`ingest`] (drivers into the spool) and [`fire`] (local fire logic);
+//! 4. I/O tasks: [`uplink`], [`devices`], [`controller`], drills;
+//! 5. [`Agent`] here, which starts and watches them.
 
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod controller;
@@ -22,10 +31,12 @@ mod drill;
 pub mod fire;
 pub mod ingest;
 pub mod payload;
-pub mod snmp_config;
 pub mod supervisor;
 pub mod test_mode;
 pub mod uplink;
+
+/// The SNMP parts of the configuration, at their former path.
+pub use config::snmp as snmp_config;
 
 use config::Config;
 use dcim_spool::{Spool, SpoolConfig};
@@ -138,114 +149,249 @@ impl Agent {
     /// task it spawns is essential: one that ends before (a panic, an error it cannot get past)
     /// stops the agent the same orderly way and is returned as [`Stopped::TaskEnded`], so that
     /// `main` exits with a failure status and the service manager restarts it.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Stopped {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Stopped {
+        let Agent {
+            cfg,
+            shared,
+            ingest,
+            links,
+            devices,
+            dc09,
+        } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut device_tasks = supervisor::Supervisor::default();
-        let mut devices = self.devices;
-        let mut traps = devices::snmp::TrapRouter::default();
-        if self.cfg.snmp_traps.is_some() {
-            for d in devices.iter_mut() {
-                if let devices::Driver::Snmp(s) = d {
-                    traps.register(s);
-                }
-            }
-        }
-        if let Some(settings) = self.cfg.snmp_traps.clone() {
-            device_tasks.spawn(
-                "SNMP trap receiver",
-                devices::snmp::receive_traps(settings, traps, stop_rx.clone()),
-            );
-        }
-        for drv in devices {
-            device_tasks.spawn(
-                format!("driver {}", drv.name()),
-                devices::run(self.ingest.clone(), drv, stop_rx.clone()),
-            );
-        }
-        let dc09 = match (&self.cfg.dc09, self.dc09) {
-            (Some(d), Some(lc)) => match dc09_link::Transmitter::start(lc, &d.outbox_dir).await {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    error!(error = %e, "DC-09 link cannot start: fire events are NOT forwarded to the fire authority");
-                    None
-                }
-            },
-            _ => None,
-        };
-        match &dc09 {
-            Some(link) => {
-                for c in &self.cfg.controllers {
-                    device_tasks.spawn(
-                        format!("rack controller {}", c.device),
-                        controller::run(
-                            self.shared.agent.clone(),
-                            c.clone(),
-                            link.clone(),
-                            stop_rx.clone(),
-                        ),
-                    );
-                }
-            }
-            None if !self.cfg.controllers.is_empty() => error!(
-                "DC-09 link not running: fire events of rack controllers are NOT forwarded to the fire authority"
-            ),
-            None => {}
-        }
-        if let Some(rx) = self.shared.take_test_changes() {
+        spawn_drivers(&cfg, &ingest, devices, &mut device_tasks, &stop_rx);
+        let dc09 = start_dc09(&cfg, dc09).await;
+        spawn_controllers(&cfg, &shared, dc09.as_ref(), &mut device_tasks, &stop_rx);
+        if let Some(rx) = shared.take_test_changes() {
             device_tasks.spawn(
                 "drills",
                 drill::run(
-                    self.ingest.clone(),
-                    self.cfg.test_mode.state_file.clone(),
+                    ingest.clone(),
+                    cfg.test_mode.state_file.clone(),
                     dc09.clone(),
                     rx,
                     stop_rx.clone(),
                 ),
             );
         }
-        for rack in &self.cfg.racks {
-            device_tasks.spawn(
-                format!("fire logic of rack {}", rack.id),
-                fire::run(
-                    self.ingest.clone(),
-                    self.ingest.latest().clone(),
-                    rack.clone(),
-                    dc09.clone(),
-                    stop_rx.clone(),
-                ),
-            );
-        }
+        spawn_fire_logic(&cfg, &ingest, &dc09, &mut device_tasks, &stop_rx);
         let (link_stop_tx, link_stop_rx) = watch::channel(false);
         let mut link_tasks = supervisor::Supervisor::default();
-        for (b, status) in self.cfg.brokers.iter().zip(&self.links) {
+        for (b, status) in cfg.brokers.iter().zip(&links) {
             link_tasks.spawn(
                 format!("broker link {}", b.name),
                 uplink::run(
-                    self.shared.clone(),
+                    shared.clone(),
                     b.clone(),
                     status.clone(),
-                    self.cfg.health_interval,
+                    cfg.health_interval,
                     link_stop_rx.clone(),
                 ),
             );
         }
+        let running = Running {
+            cfg: &cfg,
+            shared: &shared,
+            ingest: &ingest,
+            links: &links,
+        };
+        let notifier = dcim_service::Notifier::from_env();
+        let ended = running
+            .pump(&notifier, shutdown, &mut device_tasks, &mut link_tasks)
+            .await;
+        if let Some(t) = &ended {
+            // No more watchdog pings from here: a shutdown that hangs is ended by systemd.
+            error!(task = %t, "an essential task ended while the agent runs: stopping with a failure status so that the service manager restarts the agent");
+        }
+        notifier.stopping();
+        running
+            .stop(
+                stop_tx,
+                device_tasks,
+                dc09.as_ref(),
+                link_stop_tx,
+                link_tasks,
+            )
+            .await;
+        log_health(&shared, &links);
+        match ended {
+            Some(t) => {
+                error!(task = %t, "stopped after an essential task ended");
+                Stopped::TaskEnded(t)
+            }
+            None => {
+                info!("stopped");
+                Stopped::Asked
+            }
+        }
+    }
+}
+
+/// The device drivers, one task each, and the SNMP trap receiver routing traps to them.
+fn spawn_drivers(
+    cfg: &Config,
+    ingest: &Arc<Ingest>,
+    mut devices: Vec<devices::Driver>,
+    tasks: &mut supervisor::Supervisor,
+    stop_rx: &watch::Receiver<bool>,
+) {
+    let mut traps = devices::snmp::TrapRouter::default();
+    if cfg.snmp_traps.is_some() {
+        for d in devices.iter_mut() {
+            if let devices::Driver::Snmp(s) = d {
+                traps.register(s);
+            }
+        }
+    }
+    if let Some(settings) = cfg.snmp_traps.clone() {
+        tasks.spawn(
+            "SNMP trap receiver",
+            devices::snmp::receive_traps(settings, traps, stop_rx.clone()),
+        );
+    }
+    for drv in devices {
+        tasks.spawn(
+            format!("driver {}", drv.name()),
+            devices::run(ingest.clone(), drv, stop_rx.clone()),
+        );
+    }
+}
+
+/// The DC-09 link to the fire authority, when configured; a link that cannot start is logged
+/// loudly (fire events would not reach the authority) and the agent runs on without it.
+async fn start_dc09(
+    cfg: &Config,
+    link: Option<dc09_link::LinkConfig>,
+) -> Option<dc09_link::Handle> {
+    match (&cfg.dc09, link) {
+        (Some(d), Some(lc)) => match dc09_link::Transmitter::start(lc, &d.outbox_dir).await {
+            Ok(h) => Some(h),
+            Err(e) => {
+                error!(error = %e, "DC-09 link cannot start: fire events are NOT forwarded to the fire authority");
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
+/// One task per rack controller, forwarding its fire events over the DC-09 link.
+fn spawn_controllers(
+    cfg: &Config,
+    shared: &Arc<Shared>,
+    dc09: Option<&dc09_link::Handle>,
+    tasks: &mut supervisor::Supervisor,
+    stop_rx: &watch::Receiver<bool>,
+) {
+    match dc09 {
+        Some(link) => {
+            for c in &cfg.controllers {
+                tasks.spawn(
+                    format!("rack controller {}", c.device),
+                    controller::run(
+                        shared.agent.clone(),
+                        shared.clock.clone(),
+                        c.clone(),
+                        link.clone(),
+                        stop_rx.clone(),
+                    ),
+                );
+            }
+        }
+        None if !cfg.controllers.is_empty() => error!(
+            "DC-09 link not running: fire events of rack controllers are NOT forwarded to the fire authority"
+        ),
+        None => {}
+    }
+}
+
+/// The local fire logic, one task per rack without a controller of its own.
+fn spawn_fire_logic(
+    cfg: &Config,
+    ingest: &Arc<Ingest>,
+    dc09: &Option<dc09_link::Handle>,
+    tasks: &mut supervisor::Supervisor,
+    stop_rx: &watch::Receiver<bool>,
+) {
+    for rack in &cfg.racks {
+        tasks.spawn(
+            format!("fire logic of rack {}", rack.id),
+            fire::run(
+                ingest.clone(),
+                ingest.latest().clone(),
+                rack.clone(),
+                dc09.clone(),
+                stop_rx.clone(),
+            ),
+        );
+    }
+}
+
+/// What the agent's own loop works on while the tasks run.
+struct Running<'a> {
+    cfg: &'a Config,
+    shared: &'a Arc<Shared>,
+    ingest: &'a Arc<Ingest>,
+    links: &'a [Arc<LinkStatus>],
+}
+
+impl Running<'_> {
+    /// Stops the drivers, flushes ingest into the spool, closes the DC-09 link, then the broker
+    /// links (which publish what the flush added), and flushes the spool.
+    async fn stop(
+        &self,
+        stop_tx: watch::Sender<bool>,
+        mut device_tasks: supervisor::Supervisor,
+        dc09: Option<&dc09_link::Handle>,
+        link_stop_tx: watch::Sender<bool>,
+        mut link_tasks: supervisor::Supervisor,
+    ) {
+        info!("shutting down: stopping drivers, flushing the spool");
+        let _ = stop_tx.send(true);
+        for t in device_tasks.join_all().await {
+            error!(task = %t, "task panicked while stopping");
+        }
+        if let Err(e) = self.ingest.flush() {
+            error!(error = %e, "final spool flush failed");
+        }
+        if let Some(h) = dc09 {
+            h.shutdown().await;
+        }
+        let _ = link_stop_tx.send(true);
+        for t in link_tasks.join_all().await {
+            error!(task = %t, "task panicked while stopping");
+        }
+        if let Err(e) = self.shared.with_spool(|s| s.flush()) {
+            error!(error = %e, "final spool flush failed");
+        }
+    }
+
+    /// Moves ingest into the spool, watches the brokers' lag and logs health until `shutdown`
+    /// or until an essential task ends (returned).
+    async fn pump(
+        &self,
+        notifier: &dcim_service::Notifier,
+        mut shutdown: watch::Receiver<bool>,
+        device_tasks: &mut supervisor::Supervisor,
+        link_tasks: &mut supervisor::Supervisor,
+    ) -> Option<supervisor::EndedTask> {
+        let (cfg, shared) = (self.cfg, self.shared);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut urgent = tokio::time::interval(ingest::URGENT_FLUSH);
         urgent.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut health = tokio::time::interval(self.cfg.health_interval);
+        let mut health = tokio::time::interval(cfg.health_interval);
         health.tick().await;
         // systemd: ready once the drivers and links run; the watchdog is pinged from this loop
         // (the one that moves ingest into the spool), never from a timer of its own, so a
         // stuck loop stops the pings and systemd restarts the agent.
-        let notifier = dcim_service::Notifier::from_env();
-        let mut ended = None;
-        let mut watchdog = dcim_service::Watchdog::from_env(&notifier);
+        let mut watchdog = dcim_service::Watchdog::from_env(notifier);
         notifier.ready(&format!(
             "site {} agent {}: {} devices, {} brokers",
-            self.cfg.site,
-            self.cfg.agent,
-            self.cfg.devices.len(),
-            self.cfg.brokers.len()
+            cfg.site,
+            cfg.agent,
+            cfg.devices.len(),
+            cfg.brokers.len()
         ));
         // The brokers' lag limits (a dead site's broker is detached while the other flows).
         let mut lag = tokio::time::interval(Duration::from_secs(1));
@@ -260,49 +406,15 @@ impl Agent {
                     }
                 }
                 _ = lag.tick() => {
-                    if uplink::lag::supervise(&self.shared, &self.cfg.brokers, &self.links, uplink::unix_ms()) {
+                    if uplink::lag::supervise(shared, &cfg.brokers, self.links, shared.clock.unix_ms()) {
                         // The retained state shows the detached brokers at once.
-                        self.shared.state_changed.send_modify(|n| *n += 1);
+                        shared.state_changed.send_modify(|n| *n += 1);
                     }
                 }
-                _ = health.tick() => log_health(&self.shared, &self.links),
-                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { break },
-                t = device_tasks.ended() => { ended = Some(t); break }
-                t = link_tasks.ended() => { ended = Some(t); break }
-            }
-        }
-        if let Some(t) = &ended {
-            // No more watchdog pings from here: a shutdown that hangs is ended by systemd.
-            error!(task = %t, "an essential task ended while the agent runs: stopping with a failure status so that the service manager restarts the agent");
-        }
-        notifier.stopping();
-        info!("shutting down: stopping drivers, flushing the spool");
-        let _ = stop_tx.send(true);
-        for t in device_tasks.join_all().await {
-            error!(task = %t, "task panicked while stopping");
-        }
-        if let Err(e) = self.ingest.flush() {
-            error!(error = %e, "final spool flush failed");
-        }
-        if let Some(h) = &dc09 {
-            h.shutdown().await;
-        }
-        let _ = link_stop_tx.send(true);
-        for t in link_tasks.join_all().await {
-            error!(task = %t, "task panicked while stopping");
-        }
-        if let Err(e) = self.shared.with_spool(|s| s.flush()) {
-            error!(error = %e, "final spool flush failed");
-        }
-        log_health(&self.shared, &self.links);
-        match ended {
-            Some(t) => {
-                error!(task = %t, "stopped after an essential task ended");
-                Stopped::TaskEnded(t)
-            }
-            None => {
-                info!("stopped");
-                Stopped::Asked
+                _ = health.tick() => log_health(shared, self.links),
+                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return None },
+                t = device_tasks.ended() => return Some(t),
+                t = link_tasks.ended() => return Some(t),
             }
         }
     }
@@ -342,7 +454,7 @@ fn fast_points(cfg: &Config) -> ingest::FastPoints {
 
 fn log_health(shared: &Shared, links: &[Arc<LinkStatus>]) {
     let st = shared.with_spool(|s| s.stats());
-    let now = uplink::unix_ms();
+    let now = shared.clock.unix_ms();
     let brokers: Vec<String> = links
         .iter()
         .map(|l| {

@@ -83,14 +83,7 @@ fn main() -> ExitCode {
         }
     }
     if check_only {
-        for d in &cfg.devices {
-            if let Err(e) = dcim_edge_agent::devices::prepare(d) {
-                eprintln!("dcim-edge-agent: device `{}`: {e}", d.id);
-                return ExitCode::from(2);
-            }
-        }
-        println!("{}: configuration is valid", path.display());
-        return ExitCode::SUCCESS;
+        return check_devices(&cfg, &path);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -102,46 +95,61 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
-        tracing::info!(
-            site = %cfg.site,
-            agent = %cfg.agent,
-            brokers = cfg.brokers.len(),
-            devices = cfg.devices.len(),
-            config = %path.display(),
-            "dcim-edge-agent {} starting",
-            env!("CARGO_PKG_VERSION")
-        );
-        let agent = match Agent::start(cfg) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start");
-                eprintln!("dcim-edge-agent: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let (tx, rx) = watch::channel(false);
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                tracing::error!("cannot install signal handlers");
-                return;
-            };
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = int.recv() => tracing::info!("SIGINT received"),
-            }
-            let _ = tx.send(true);
-        });
-        match agent.run(rx).await {
-            dcim_edge_agent::Stopped::Asked => ExitCode::SUCCESS,
-            dcim_edge_agent::Stopped::TaskEnded(t) => {
-                eprintln!("dcim-edge-agent: stopped because a task ended: {t}");
-                ExitCode::FAILURE
-            }
+    rt.block_on(run(cfg, path))
+}
+
+/// `--check-config`: every device's profile loads and fits its device.
+fn check_devices(cfg: &config::Config, path: &std::path::Path) -> ExitCode {
+    for d in &cfg.devices {
+        if let Err(e) = dcim_edge_agent::devices::prepare(d) {
+            eprintln!("dcim-edge-agent: device `{}`: {e}", d.id);
+            return ExitCode::from(2);
         }
-    })
+    }
+    println!("{}: configuration is valid", path.display());
+    ExitCode::SUCCESS
+}
+
+/// Starts the agent and runs it until SIGTERM or SIGINT, or until an essential task ends.
+async fn run(cfg: config::Config, path: PathBuf) -> ExitCode {
+    tracing::info!(
+        site = %cfg.site,
+        agent = %cfg.agent,
+        brokers = cfg.brokers.len(),
+        devices = cfg.devices.len(),
+        config = %path.display(),
+        "dcim-edge-agent {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
+    let agent = match Agent::start(cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("dcim-edge-agent: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        let _ = tx.send(true);
+    });
+    match agent.run(rx).await {
+        dcim_edge_agent::Stopped::Asked => ExitCode::SUCCESS,
+        dcim_edge_agent::Stopped::TaskEnded(t) => {
+            eprintln!("dcim-edge-agent: stopped because a task ended: {t}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -112,7 +112,7 @@ mod tests {
 
     /// Hazard: a rack's fire-logic task that panics leaves the rack unprotected while the
     /// agent keeps publishing and looks healthy.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_panicking_task_is_reported_by_name_with_its_message() {
         let mut s = Supervisor::default();
         s.spawn("driver ups-1", std::future::pending());
@@ -131,7 +131,7 @@ mod tests {
 
     /// Hazard: a task that gives up and returns (an error it cannot get past) is as silent as
     /// a panic.
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_task_that_returns_early_is_reported() {
         let mut s = Supervisor::default();
         s.spawn("broker link site-a", async {});
@@ -147,7 +147,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    /// Hazard: a supervisor that reports a healthy task as ended restarts the agent for
+    /// nothing, over and over. (Paused time: the 300 ms waits take no real time.)
+    #[tokio::test(start_paused = true)]
     async fn running_tasks_and_an_empty_set_report_nothing() {
         let mut s = Supervisor::default();
         assert!(

@@ -400,23 +400,7 @@ impl Shared {
                 data,
                 ..
             } => {
-                let response = if service == confirmed::CONFIRMED_COV_NOTIFICATION {
-                    match CovNotification::decode(&data) {
-                        Ok(n) => {
-                            self.on_cov(n);
-                            Apdu::SimpleAck { invoke_id, service }
-                        }
-                        Err(_) => Apdu::Reject {
-                            invoke_id,
-                            reason: reject_reason::INVALID_TAG,
-                        },
-                    }
-                } else {
-                    Apdu::Reject {
-                        invoke_id,
-                        reason: reject_reason::UNRECOGNIZED_SERVICE,
-                    }
-                };
+                let response = self.confirmed_request(invoke_id, service, &data);
                 self.send_reply(addr, &reply_npdu, response).await;
             }
             Apdu::SegmentedConfirmedRequest { invoke_id, .. } => {
@@ -428,24 +412,51 @@ impl Shared {
                 self.send_reply(addr, &reply_npdu, abort).await;
             }
             response if response.is_response() => {
-                let Some(invoke_id) = response.invoke_id() else {
-                    return;
-                };
-                if matches!(response, Apdu::SegmentedComplexAck { .. }) {
-                    // Tell the server we will not take the other segments.
-                    let abort = Apdu::Abort {
-                        server: false,
-                        invoke_id,
-                        reason: abort_reason::SEGMENTATION_NOT_SUPPORTED,
-                    };
-                    self.send_reply(from, &reply_npdu, abort).await;
-                }
-                let waiter = lock(&self.pending).remove(&(from, invoke_id));
-                if let Some(tx) = waiter {
-                    let _ = tx.send(response);
-                }
+                self.on_response(from, &reply_npdu, response).await
             }
             _ => {}
+        }
+    }
+
+    /// The answer to a confirmed request from a server: only COV notifications are served.
+    fn confirmed_request(&self, invoke_id: u8, service: u8, data: &[u8]) -> Apdu {
+        if service == confirmed::CONFIRMED_COV_NOTIFICATION {
+            match CovNotification::decode(data) {
+                Ok(n) => {
+                    self.on_cov(n);
+                    Apdu::SimpleAck { invoke_id, service }
+                }
+                Err(_) => Apdu::Reject {
+                    invoke_id,
+                    reason: reject_reason::INVALID_TAG,
+                },
+            }
+        } else {
+            Apdu::Reject {
+                invoke_id,
+                reason: reject_reason::UNRECOGNIZED_SERVICE,
+            }
+        }
+    }
+
+    /// A response to one of our requests, handed to its waiter; the other segments of a
+    /// segmented answer are refused.
+    async fn on_response(&self, from: SocketAddr, reply_npdu: &Npdu, response: Apdu) {
+        let Some(invoke_id) = response.invoke_id() else {
+            return;
+        };
+        if matches!(response, Apdu::SegmentedComplexAck { .. }) {
+            // Tell the server we will not take the other segments.
+            let abort = Apdu::Abort {
+                server: false,
+                invoke_id,
+                reason: abort_reason::SEGMENTATION_NOT_SUPPORTED,
+            };
+            self.send_reply(from, reply_npdu, abort).await;
+        }
+        let waiter = lock(&self.pending).remove(&(from, invoke_id));
+        if let Some(tx) = waiter {
+            let _ = tx.send(response);
         }
     }
 

@@ -236,6 +236,39 @@ pub enum DeviceError {
     WrongValueType { object: ObjectId, value: Value },
 }
 
+/// A response datagram to `peer`.
+fn reply(peer: &Peer, apdu: Apdu) -> Outgoing {
+    Outgoing {
+        to: peer.addr,
+        bytes: encode_frame(false, &peer.npdu(false), &apdu),
+        delay_ms: 0,
+    }
+}
+
+/// The response to a confirmed request, or an abort when it exceeds the requester's
+/// `max_apdu` (this device does not segment).
+fn reply_within(peer: &Peer, invoke_id: u8, response: Apdu, max_apdu: u16) -> Outgoing {
+    let resp = reply(peer, response);
+    let limit = usize::from(max_apdu.min(MAX_APDU));
+    // The APDU is what follows BVLC (4) and NPDU headers; compare its length.
+    let apdu_len = {
+        let mut n = Vec::new();
+        crate::codec::npdu::encode(&peer.npdu(false), &mut n);
+        resp.bytes.len() - 4 - n.len()
+    };
+    if apdu_len > limit {
+        return reply(
+            peer,
+            Apdu::Abort {
+                server: true,
+                invoke_id,
+                reason: abort_reason::SEGMENTATION_NOT_SUPPORTED,
+            },
+        );
+    }
+    resp
+}
+
 impl Device {
     pub fn new(instance: u32, name: &str) -> Self {
         Device {
@@ -682,11 +715,6 @@ impl Device {
             addr,
             route: frame.npdu.source.as_ref().map(|s| (s.net, s.mac.clone())),
         };
-        let reply = |peer: &Peer, apdu: Apdu| Outgoing {
-            to: peer.addr,
-            bytes: encode_frame(false, &peer.npdu(false), &apdu),
-            delay_ms: 0,
-        };
         match apdu {
             Apdu::UnconfirmedRequest { service, data } => {
                 if service == unconfirmed::WHO_IS
@@ -694,22 +722,15 @@ impl Device {
                     && w.matches(self.instance)
                 {
                     // Answered by unicast to the requester: works on loopback and through NAT.
-                    return vec![Outgoing {
-                        to: peer.addr,
-                        bytes: {
-                            let mut d = Vec::new();
-                            self.i_am().encode(&mut d);
-                            encode_frame(
-                                false,
-                                &peer.npdu(false),
-                                &Apdu::UnconfirmedRequest {
-                                    service: unconfirmed::I_AM,
-                                    data: d,
-                                },
-                            )
+                    let mut d = Vec::new();
+                    self.i_am().encode(&mut d);
+                    return vec![reply(
+                        &peer,
+                        Apdu::UnconfirmedRequest {
+                            service: unconfirmed::I_AM,
+                            data: d,
                         },
-                        delay_ms: 0,
-                    }];
+                    )];
                 }
                 Vec::new()
             }
@@ -730,25 +751,7 @@ impl Device {
             } => {
                 let mut out = Vec::new();
                 let response = self.confirmed(&peer, invoke_id, service, &data, now_ms, &mut out);
-                let mut resp = reply(&peer, response);
-                let limit = usize::from(max_apdu.min(MAX_APDU));
-                // The APDU is what follows BVLC (4) and NPDU headers; compare its length.
-                let apdu_len = {
-                    let mut n = Vec::new();
-                    crate::codec::npdu::encode(&peer.npdu(false), &mut n);
-                    resp.bytes.len() - 4 - n.len()
-                };
-                if apdu_len > limit {
-                    resp = reply(
-                        &peer,
-                        Apdu::Abort {
-                            server: true,
-                            invoke_id,
-                            reason: abort_reason::SEGMENTATION_NOT_SUPPORTED,
-                        },
-                    );
-                }
-                let mut all = vec![resp];
+                let mut all = vec![reply_within(&peer, invoke_id, response, max_apdu)];
                 all.extend(out);
                 all
             }

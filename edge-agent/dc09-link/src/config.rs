@@ -128,23 +128,7 @@ impl LinkConfig {
                 &err.to_string(),
             )
         })?;
-        let mut paths = Vec::new();
-        for (i, p) in raw.path.iter().enumerate() {
-            let addr: SocketAddr = p.addr.get_ref().parse().map_err(|_| {
-                ConfigError::new(
-                    origin,
-                    line(p.addr.span()),
-                    &format!("path[{i}].addr"),
-                    &format!("expected IP:port, got {:?}", p.addr.get_ref()),
-                )
-            })?;
-            paths.push(PathConfig {
-                name: p.name.clone().unwrap_or_else(|| format!("path{}", i + 1)),
-                addr,
-                transport: p.transport.unwrap_or(Transport::Tcp),
-                supervision_ms: p.supervision_ms.unwrap_or(90_000),
-            });
-        }
+        let paths = raw_paths(&raw.path, origin, &line)?;
         let mut cfg = LinkConfig::new(account, paths);
         cfg.header.receiver = raw.receiver;
         if let Some(l) = raw.line {
@@ -163,23 +147,7 @@ impl LinkConfig {
                 ));
             }
         }
-        cfg.key = match (&raw.key_hex, &raw.key_ascii) {
-            (Some(_), Some(s)) => {
-                return Err(ConfigError::new(
-                    origin,
-                    line(s.span()),
-                    "key_ascii",
-                    "give either key_hex or key_ascii, not both",
-                ));
-            }
-            (Some(h), None) => Some(Key::from_hex(h.get_ref()).map_err(|err| {
-                ConfigError::new(origin, line(h.span()), "key_hex", &err.to_string())
-            })?),
-            (None, Some(a)) => Some(Key::from_ascii(a.get_ref()).map_err(|err| {
-                ConfigError::new(origin, line(a.span()), "key_ascii", &err.to_string())
-            })?),
-            (None, None) => None,
-        };
+        cfg.key = raw_key(&raw, origin, &line)?;
         macro_rules! set {
             ($f:ident) => {
                 if let Some(v) = raw.$f {
@@ -206,6 +174,57 @@ impl LinkConfig {
         })?;
         Ok(cfg)
     }
+}
+
+/// The `[[path]]` entries, named `path1`, `path2`... when they have no name.
+fn raw_paths(
+    raw: &[RawPath],
+    origin: &str,
+    line: &dyn Fn(std::ops::Range<usize>) -> usize,
+) -> Result<Vec<PathConfig>, ConfigError> {
+    let mut paths = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let addr: SocketAddr = p.addr.get_ref().parse().map_err(|_| {
+            ConfigError::new(
+                origin,
+                line(p.addr.span()),
+                &format!("path[{i}].addr"),
+                &format!("expected IP:port, got {:?}", p.addr.get_ref()),
+            )
+        })?;
+        paths.push(PathConfig {
+            name: p.name.clone().unwrap_or_else(|| format!("path{}", i + 1)),
+            addr,
+            transport: p.transport.unwrap_or(Transport::Tcp),
+            supervision_ms: p.supervision_ms.unwrap_or(90_000),
+        });
+    }
+    Ok(paths)
+}
+
+/// The encryption key, from `key_hex` or `key_ascii` (not both).
+fn raw_key(
+    raw: &RawConfig,
+    origin: &str,
+    line: &dyn Fn(std::ops::Range<usize>) -> usize,
+) -> Result<Option<Key>, ConfigError> {
+    Ok(match (&raw.key_hex, &raw.key_ascii) {
+        (Some(_), Some(s)) => {
+            return Err(ConfigError::new(
+                origin,
+                line(s.span()),
+                "key_ascii",
+                "give either key_hex or key_ascii, not both",
+            ));
+        }
+        (Some(h), None) => Some(Key::from_hex(h.get_ref()).map_err(|err| {
+            ConfigError::new(origin, line(h.span()), "key_hex", &err.to_string())
+        })?),
+        (None, Some(a)) => Some(Key::from_ascii(a.get_ref()).map_err(|err| {
+            ConfigError::new(origin, line(a.span()), "key_ascii", &err.to_string())
+        })?),
+        (None, None) => None,
+    })
 }
 
 #[derive(Deserialize)]

@@ -464,17 +464,8 @@ impl Sender {
                 return;
             }
             let now = now_ms();
-            // periodic test report
             if now >= self.next_test_ms {
-                let ev = Event::new(EventKind::PeriodicTest, 0, 0);
-                let id = format!("test.periodic:{now}");
-                if let Err(e) = self
-                    .outbox(move |ob| ob.enqueue(&id, ev, now).map(|_| ()))
-                    .await
-                {
-                    tracing::error!("cannot queue periodic test: {e}");
-                }
-                self.next_test_ms = now + self.sh.cfg.test_interval_ms as i64;
+                self.queue_periodic_test(now).await;
             }
             // supervision / probes that are due (not while a fire alarm waits)
             let alarm_waiting = self
@@ -502,92 +493,11 @@ impl Sender {
             };
             if let Some(entry) = next {
                 match self.deliver(&entry).await {
-                    Delivery::Acked(p) => {
-                        let path = self.paths[p].name.clone();
-                        let acked = now_ms();
-                        let id = entry.id;
-                        let pth = path.clone();
-                        if let Err(e) = self
-                            .outbox(move |ob| ob.mark_delivered(id, &pth, acked))
-                            .await
-                        {
-                            tracing::error!("cannot record delivery of {}: {e}", entry.event_id);
-                        }
-                        self.sh.stats.send_modify(|s| s.delivered += 1);
-                        self.emit(LinkEvent::Delivered {
-                            event_id: entry.event_id.clone(),
-                            seq: entry.seq,
-                            event: entry.event,
-                            path,
-                            queued_ms: entry.queued_ms,
-                            acked_ms: acked,
-                            fallback: entry.fallback.clone(),
-                        });
-                    }
+                    Delivery::Acked(p) => self.acked(p, entry).await,
                     Delivery::FallBack(p, refused, generic) => {
-                        let path = self.paths[p].name.clone();
-                        tracing::error!(
-                            "receiver on {path} answered DUH to fire alarm {} ({}, code {}): sending it again with the generic fire alarm code {}",
-                            entry.event_id,
-                            entry.event.kind,
-                            refused.code,
-                            generic.code
-                        );
-                        let id = entry.id;
-                        let (r, g) = (refused.code.clone(), generic.code.clone());
-                        match self
-                            .outbox(move |ob| ob.mark_fallback(id, &r, &g, now_ms()))
-                            .await
-                        {
-                            Ok(seq) => self.emit(LinkEvent::FallingBack {
-                                event_id: entry.event_id.clone(),
-                                seq,
-                                event: entry.event,
-                                path,
-                                fallback: Fallback {
-                                    refused: refused.code,
-                                    code: generic.code,
-                                },
-                            }),
-                            Err(e) => {
-                                // Not recorded: the entry keeps its own code and is tried
-                                // again after the back-off rather than dropped.
-                                tracing::error!("cannot record the fallback: {e}");
-                                self.backoff_until_ms =
-                                    now_ms() + self.sh.cfg.all_paths_down_backoff_ms as i64;
-                            }
-                        }
+                        self.fall_back(p, entry, refused, generic).await
                     }
-                    Delivery::Rejected(p) => {
-                        let path = self.paths[p].name.clone();
-                        if entry.event.priority() == 0 {
-                            tracing::error!(
-                                "FIRE ALARM REFUSED: receiver on {path} answered DUH to {} ({}) even with the generic fire alarm code: check the account and the receiver's code table",
-                                entry.event_id,
-                                entry.event.kind
-                            );
-                        } else {
-                            tracing::error!(
-                                "receiver on {path} answered DUH to {} ({}): local trouble, not retried",
-                                entry.event_id,
-                                entry.event.kind
-                            );
-                        }
-                        let id = entry.id;
-                        if let Err(e) = self
-                            .outbox(move |ob| ob.mark_rejected(id, "DUH", now_ms()))
-                            .await
-                        {
-                            tracing::error!("cannot record rejection: {e}");
-                        }
-                        self.sh.stats.send_modify(|s| s.rejected += 1);
-                        self.emit(LinkEvent::Rejected {
-                            event_id: entry.event_id.clone(),
-                            seq: entry.seq,
-                            event: entry.event,
-                            path,
-                        });
-                    }
+                    Delivery::Rejected(p) => self.rejected(p, entry).await,
                     Delivery::Preempted => {}
                     Delivery::AllFailed => {
                         self.backoff_until_ms =
@@ -596,22 +506,131 @@ impl Sender {
                 }
                 continue;
             }
-            // idle: sleep until the next timer or a submission
-            // (probes are held back while a fire alarm waits out a back-off: do not spin on them)
-            let wake_at = self
-                .paths
-                .iter()
-                .filter(|_| !alarm_waiting)
-                .map(|p| p.next_probe_ms)
-                .chain([self.next_test_ms])
-                .chain((self.backoff_until_ms > now_ms()).then_some(self.backoff_until_ms))
-                .min()
-                .unwrap_or(i64::MAX);
-            let sleep_ms = (wake_at - now_ms()).clamp(0, 3_600_000) as u64;
-            tokio::select! {
-                _ = self.sh.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+            self.idle(alarm_waiting).await;
+        }
+    }
+
+    /// Queues the periodic test report and sets the time of the next one.
+    async fn queue_periodic_test(&mut self, now: i64) {
+        let ev = Event::new(EventKind::PeriodicTest, 0, 0);
+        let id = format!("test.periodic:{now}");
+        if let Err(e) = self
+            .outbox(move |ob| ob.enqueue(&id, ev, now).map(|_| ()))
+            .await
+        {
+            tracing::error!("cannot queue periodic test: {e}");
+        }
+        self.next_test_ms = now + self.sh.cfg.test_interval_ms as i64;
+    }
+
+    /// `entry` acknowledged on path `p`: recorded as delivered.
+    async fn acked(&mut self, p: usize, entry: Entry) {
+        let path = self.paths[p].name.clone();
+        let acked = now_ms();
+        let id = entry.id;
+        let pth = path.clone();
+        if let Err(e) = self
+            .outbox(move |ob| ob.mark_delivered(id, &pth, acked))
+            .await
+        {
+            tracing::error!("cannot record delivery of {}: {e}", entry.event_id);
+        }
+        self.sh.stats.send_modify(|s| s.delivered += 1);
+        self.emit(LinkEvent::Delivered {
+            event_id: entry.event_id.clone(),
+            seq: entry.seq,
+            event: entry.event,
+            path,
+            queued_ms: entry.queued_ms,
+            acked_ms: acked,
+            fallback: entry.fallback.clone(),
+        });
+    }
+
+    /// The receiver refused the own code of `entry` on path `p`: recorded so that it goes out
+    /// again with the generic fire alarm code.
+    async fn fall_back(&mut self, p: usize, entry: Entry, refused: Payload, generic: Payload) {
+        let path = self.paths[p].name.clone();
+        tracing::error!(
+            "receiver on {path} answered DUH to fire alarm {} ({}, code {}): sending it again with the generic fire alarm code {}",
+            entry.event_id,
+            entry.event.kind,
+            refused.code,
+            generic.code
+        );
+        let id = entry.id;
+        let (r, g) = (refused.code.clone(), generic.code.clone());
+        match self
+            .outbox(move |ob| ob.mark_fallback(id, &r, &g, now_ms()))
+            .await
+        {
+            Ok(seq) => self.emit(LinkEvent::FallingBack {
+                event_id: entry.event_id.clone(),
+                seq,
+                event: entry.event,
+                path,
+                fallback: Fallback {
+                    refused: refused.code,
+                    code: generic.code,
+                },
+            }),
+            Err(e) => {
+                // Not recorded: the entry keeps its own code and is tried
+                // again after the back-off rather than dropped.
+                tracing::error!("cannot record the fallback: {e}");
+                self.backoff_until_ms = now_ms() + self.sh.cfg.all_paths_down_backoff_ms as i64;
             }
+        }
+    }
+
+    /// The receiver refused `entry` on path `p` for good: recorded as rejected.
+    async fn rejected(&mut self, p: usize, entry: Entry) {
+        let path = self.paths[p].name.clone();
+        if entry.event.priority() == 0 {
+            tracing::error!(
+                "FIRE ALARM REFUSED: receiver on {path} answered DUH to {} ({}) even with the generic fire alarm code: check the account and the receiver's code table",
+                entry.event_id,
+                entry.event.kind
+            );
+        } else {
+            tracing::error!(
+                "receiver on {path} answered DUH to {} ({}): local trouble, not retried",
+                entry.event_id,
+                entry.event.kind
+            );
+        }
+        let id = entry.id;
+        if let Err(e) = self
+            .outbox(move |ob| ob.mark_rejected(id, "DUH", now_ms()))
+            .await
+        {
+            tracing::error!("cannot record rejection: {e}");
+        }
+        self.sh.stats.send_modify(|s| s.rejected += 1);
+        self.emit(LinkEvent::Rejected {
+            event_id: entry.event_id.clone(),
+            seq: entry.seq,
+            event: entry.event,
+            path,
+        });
+    }
+
+    /// Sleeps until the next timer or a submission (probes are held back while a fire alarm
+    /// waits out a back-off: do not spin on them).
+    async fn idle(&self, alarm_waiting: bool) {
+        let wake_at = self
+            .paths
+            .iter()
+            .filter(|_| !alarm_waiting)
+            .map(|p| p.next_probe_ms)
+            .chain([self.next_test_ms])
+            .chain((self.backoff_until_ms > now_ms()).then_some(self.backoff_until_ms))
+            .min()
+            .unwrap_or(i64::MAX);
+        let sleep_ms = (wake_at - now_ms()).clamp(0, 3_600_000) as u64;
+        tokio::select! {
+            _ = self.sh.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
         }
     }
 

@@ -357,12 +357,90 @@ struct RawEntry {
     cid: Option<toml::Spanned<i64>>,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
+/// Checks of a code table's fields, with errors naming the source, line and field.
+struct TableCx<'a> {
+    origin: &'a str,
+    lines: dcim_source_lines::LineIndex,
+}
+
+impl TableCx<'_> {
+    fn err(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        field: &str,
+        message: String,
+    ) -> TableError {
+        TableError {
+            origin: self.origin.to_string(),
+            line: span.map(|s| self.lines.line(s.start)).unwrap_or(0),
+            field: field.to_string(),
+            message,
+        }
+    }
+
+    fn sia(&self, s: &toml::Spanned<String>, field: &str) -> Result<String, TableError> {
+        let v = s.get_ref();
+        if v.len() == 2 && v.bytes().all(|c| c.is_ascii_uppercase()) {
+            Ok(v.clone())
+        } else {
+            Err(self.err(
+                Some(s.span()),
+                field,
+                format!("expected a SIA code of two uppercase letters, got {v:?}"),
+            ))
+        }
+    }
+
+    fn cid(&self, c: &toml::Spanned<i64>, field: &str) -> Result<u16, TableError> {
+        match u16::try_from(*c.get_ref()) {
+            Ok(v) if (1..=999).contains(&v) => Ok(v),
+            _ => Err(self.err(
+                Some(c.span()),
+                field,
+                format!("expected a Contact ID code 1..=999, got {}", c.get_ref()),
+            )),
+        }
+    }
+
+    /// One `[codes."kind"]` entry over the built-in codes of that kind.
+    fn code(
+        &self,
+        table: &mut CodeTable,
+        name: &toml::Spanned<String>,
+        entry: &RawEntry,
+    ) -> Result<(), TableError> {
+        let kind = EventKind::from_name(name.get_ref()).ok_or_else(|| {
+            let known: Vec<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
+            self.err(
+                Some(name.span()),
+                &format!("codes.{:?}", name.get_ref()),
+                format!("unknown event kind; known kinds: {}", known.join(", ")),
+            )
+        })?;
+        let field = |f: &str| format!("codes.\"{}\".{f}", kind.name());
+        let slot = table
+            .entries
+            .get_mut(&kind)
+            .expect("default table covers every kind");
+        if let Some(s) = &entry.sia {
+            slot.sia = self.sia(s, &field("sia"))?;
+        }
+        match (&entry.sia_restore, kind.has_restore()) {
+            (Some(s), true) => slot.sia_restore = Some(self.sia(s, &field("sia_restore"))?),
+            (Some(s), false) => {
+                return Err(self.err(
+                    Some(s.span()),
+                    &field("sia_restore"),
+                    format!("{kind} has no restore; remove this field"),
+                ));
+            }
+            (None, _) => {}
+        }
+        if let Some(c) = &entry.cid {
+            slot.cid = self.cid(c, &field("cid"))?;
+        }
+        Ok(())
+    }
 }
 
 impl CodeTable {
@@ -381,14 +459,12 @@ impl CodeTable {
     /// cid = 114
     /// ```
     pub fn from_toml(text: &str, origin: &str) -> Result<CodeTable, TableError> {
-        let err = |span: Option<std::ops::Range<usize>>, field: &str, message: String| TableError {
-            origin: origin.to_string(),
-            line: span.map(|s| line_of(text, s.start)).unwrap_or(0),
-            field: field.to_string(),
-            message,
+        let cx = TableCx {
+            origin,
+            lines: dcim_source_lines::LineIndex::new(text),
         };
-        let raw: RawTable =
-            toml::from_str(text).map_err(|e| err(e.span(), "(syntax)", e.message().to_string()))?;
+        let raw: RawTable = toml::from_str(text)
+            .map_err(|e| cx.err(e.span(), "(syntax)", e.message().to_string()))?;
         let mut table = CodeTable::default();
         if let Some(a) = raw.authority {
             table.authority = a;
@@ -398,7 +474,7 @@ impl CodeTable {
                 "sia-dcs" => Format::SiaDcs,
                 "adm-cid" => Format::AdmCid,
                 other => {
-                    return Err(err(
+                    return Err(cx.err(
                         Some(f.span()),
                         "format",
                         format!("expected \"sia-dcs\" or \"adm-cid\", got {other:?}"),
@@ -406,78 +482,27 @@ impl CodeTable {
                 }
             };
         }
-        let check_sia = |s: &toml::Spanned<String>, field: &str| -> Result<String, TableError> {
-            let v = s.get_ref();
-            if v.len() == 2 && v.bytes().all(|c| c.is_ascii_uppercase()) {
-                Ok(v.clone())
-            } else {
-                Err(err(
-                    Some(s.span()),
-                    field,
-                    format!("expected a SIA code of two uppercase letters, got {v:?}"),
-                ))
-            }
-        };
-        let check_cid = |c: &toml::Spanned<i64>, field: &str| -> Result<u16, TableError> {
-            match u16::try_from(*c.get_ref()) {
-                Ok(v) if (1..=999).contains(&v) => Ok(v),
-                _ => Err(err(
-                    Some(c.span()),
-                    field,
-                    format!("expected a Contact ID code 1..=999, got {}", c.get_ref()),
-                )),
-            }
-        };
         if let Some(t) = raw.test {
             if let Some(s) = &t.sia {
-                table.test_sia = check_sia(s, "test.sia")?;
+                table.test_sia = cx.sia(s, "test.sia")?;
             }
             if let Some(c) = &t.cid {
-                table.test_cid = check_cid(c, "test.cid")?;
+                table.test_cid = cx.cid(c, "test.cid")?;
             }
         }
         if let Some(f) = raw.fallback {
             if let Some(s) = &f.sia {
-                table.fallback_sia = check_sia(s, "fallback.sia")?;
+                table.fallback_sia = cx.sia(s, "fallback.sia")?;
             }
             if let Some(s) = &f.sia_restore {
-                table.fallback_sia_restore = check_sia(s, "fallback.sia_restore")?;
+                table.fallback_sia_restore = cx.sia(s, "fallback.sia_restore")?;
             }
             if let Some(c) = &f.cid {
-                table.fallback_cid = check_cid(c, "fallback.cid")?;
+                table.fallback_cid = cx.cid(c, "fallback.cid")?;
             }
         }
         for (name, entry) in &raw.codes {
-            let kind = EventKind::from_name(name.get_ref()).ok_or_else(|| {
-                let known: Vec<_> = EventKind::ALL.iter().map(|k| k.name()).collect();
-                err(
-                    Some(name.span()),
-                    &format!("codes.{:?}", name.get_ref()),
-                    format!("unknown event kind; known kinds: {}", known.join(", ")),
-                )
-            })?;
-            let field = |f: &str| format!("codes.\"{}\".{f}", kind.name());
-            let slot = table
-                .entries
-                .get_mut(&kind)
-                .expect("default table covers every kind");
-            if let Some(s) = &entry.sia {
-                slot.sia = check_sia(s, &field("sia"))?;
-            }
-            match (&entry.sia_restore, kind.has_restore()) {
-                (Some(s), true) => slot.sia_restore = Some(check_sia(s, &field("sia_restore"))?),
-                (Some(s), false) => {
-                    return Err(err(
-                        Some(s.span()),
-                        &field("sia_restore"),
-                        format!("{kind} has no restore; remove this field"),
-                    ));
-                }
-                (None, _) => {}
-            }
-            if let Some(c) = &entry.cid {
-                slot.cid = check_cid(c, &field("cid"))?;
-            }
+            cx.code(&mut table, name, entry)?;
         }
         Ok(table)
     }

@@ -291,6 +291,28 @@ impl DeviceState {
             .min()
     }
 
+    /// The reads of class `ci`, then the refused points due for a probe, each read alone
+    /// (`true`: a probe).
+    fn work_list(&self, ci: usize, limits: Limits) -> std::collections::VecDeque<(Read, bool)> {
+        let now = Instant::now();
+        let c = &self.classes[ci];
+        let probes: Vec<Read> = c
+            .refused
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .flat_map(|(p, _)| {
+                let its: Vec<Item> = c.items.iter().filter(|i| i.point == *p).copied().collect();
+                plan(&its, limits)
+            })
+            .collect();
+        c.reads
+            .iter()
+            .cloned()
+            .map(|r| (r, false))
+            .chain(probes.into_iter().map(|r| (r, true)))
+            .collect()
+    }
+
     /// Every point the device polls.
     fn all_points(&self) -> Vec<usize> {
         self.classes
@@ -305,6 +327,134 @@ struct Line {
     devices: Vec<DeviceState>,
     ctx: Option<Context>,
     notices: Option<mpsc::UnboundedSender<Notice>>,
+}
+
+/// The bookkeeping of one class poll: what is left to read and what the answers taught.
+#[derive(Default)]
+struct PollRun {
+    work: std::collections::VecDeque<(Read, bool)>,
+    /// The reads that were answered, in order: the class's plan from now on.
+    learned: Vec<Read>,
+    split: bool,
+    accepted_again: bool,
+    notices: Vec<Notice>,
+    /// Registers of text points read in parts, by point.
+    parts: std::collections::BTreeMap<usize, Vec<Option<u16>>>,
+}
+
+impl PollRun {
+    /// An exception answer: a refusal splits the read (a single point refused on its own is
+    /// left out of the reads from now on); any other exception makes the read's points bad
+    /// for this poll, plan unchanged.
+    #[allow(clippy::too_many_arguments)]
+    fn exception(
+        &mut self,
+        d: &mut DeviceState,
+        ci: usize,
+        read: Read,
+        probe: bool,
+        code: u8,
+        limits: Limits,
+        now_ms: i64,
+        out: &mut Vec<Sample>,
+    ) {
+        if classify_exception(code) == ExceptionClass::Refusal {
+            let profile = d.dev.profile.clone();
+            let class = &mut d.classes[ci];
+            if let Some(parts) = bisect(&read, &class.items, limits) {
+                self.split = true;
+                for part in parts.into_iter().rev() {
+                    self.work.push_front((part, probe));
+                }
+                return;
+            }
+            // One point, refused on its own: left out of the reads from now on.
+            self.split = true;
+            let pi = read.points[0];
+            let again_at = Instant::now() + Duration::from_millis(profile.comm.refused_retry_ms);
+            let new = class.refused.insert(pi, (code, again_at)).is_none();
+            d.tracker.reading(pi, Reading::bad(None), now_ms, out);
+            if new {
+                let point = &profile.points[pi];
+                let notice = Notice::Refused {
+                    device: d.dev.id.clone(),
+                    point: point.id.clone(),
+                    table: read.table,
+                    address: read.address,
+                    exception: code,
+                };
+                self.notices.push(notice);
+            }
+            return;
+        }
+        // The device answered without values: bad for this poll, plan unchanged.
+        for &pi in &read.points {
+            d.tracker.reading(pi, Reading::bad(None), now_ms, out);
+        }
+        if !probe {
+            self.learned.push(read);
+        }
+    }
+
+    /// A probe answered: its points are served again.
+    fn accepted(&mut self, d: &mut DeviceState, ci: usize, read: &Read) {
+        for &pi in &read.points {
+            if d.classes[ci].refused.remove(&pi).is_some() {
+                self.accepted_again = true;
+                let notice = Notice::Accepted {
+                    device: d.dev.id.clone(),
+                    point: d.dev.profile.points[pi].id.clone(),
+                };
+                self.notices.push(notice);
+            }
+        }
+    }
+
+    /// The readings of an answered read; parts of text points are kept until the last part.
+    fn values(
+        &mut self,
+        d: &mut DeviceState,
+        read: &Read,
+        outcome: &ReadOutcome,
+        now_ms: i64,
+        out: &mut Vec<Sample>,
+    ) {
+        let profile = d.dev.profile.clone();
+        for &pi in &read.points {
+            let point = &profile.points[pi];
+            let Some(addr) = point.modbus() else { continue };
+            let (start, count) = (u32::from(addr.address), u32::from(addr.count()));
+            if start < u32::from(read.address) || start + count > read.end() {
+                // A text point read in parts: keep this part, decode after the last one.
+                if let ReadOutcome::Registers(regs) = outcome {
+                    let buf = self
+                        .parts
+                        .entry(pi)
+                        .or_insert_with(|| vec![None; count as usize]);
+                    for (k, r) in regs.iter().enumerate() {
+                        let a = u32::from(read.address) + k as u32;
+                        if (start..start + count).contains(&a) {
+                            buf[(a - start) as usize] = Some(*r);
+                        }
+                    }
+                }
+                continue;
+            }
+            let off = (addr.address - read.address) as usize;
+            let reading = match outcome {
+                ReadOutcome::Registers(regs) => match regs.get(off..) {
+                    Some(r) => point.reading_from_registers(r),
+                    None => Reading::bad(None),
+                },
+                ReadOutcome::Bits(bits) => match bits.get(off) {
+                    Some(b) => point.reading_from_bit(*b),
+                    None => Reading::bad(None),
+                },
+                ReadOutcome::Exception(_) => Reading::bad(None),
+            };
+            d.tracker.reading(pi, reading, now_ms, out);
+        }
+    }
 }
 
 enum ReadOutcome {
@@ -460,35 +610,11 @@ impl Line {
             (Duration::from_millis(comm.timeout_ms), attempts)
         };
         let limits = limits_of(&self.devices[di].dev.profile);
-        let now = Instant::now();
-        // Refused points due for a probe are read alone, after the class's reads.
-        let probes: Vec<Read> = {
-            let c = &self.devices[di].classes[ci];
-            c.refused
-                .iter()
-                .filter(|(_, (_, at))| *at <= now)
-                .flat_map(|(p, _)| {
-                    let its: Vec<Item> =
-                        c.items.iter().filter(|i| i.point == *p).copied().collect();
-                    plan(&its, limits)
-                })
-                .collect()
+        let mut run = PollRun {
+            work: self.devices[di].work_list(ci, limits),
+            ..PollRun::default()
         };
-        let mut work: std::collections::VecDeque<(Read, bool)> = self.devices[di].classes[ci]
-            .reads
-            .iter()
-            .cloned()
-            .map(|r| (r, false))
-            .chain(probes.into_iter().map(|r| (r, true)))
-            .collect();
-        // The reads that were answered, in order: the class's plan from now on.
-        let mut learned: Vec<Read> = Vec::new();
-        let mut split = false;
-        let mut accepted_again = false;
-        let mut notices = Vec::new();
-        // Registers of text points read in parts, by point.
-        let mut parts: std::collections::BTreeMap<usize, Vec<Option<u16>>> = Default::default();
-        while let Some((read, probe)) = work.pop_front() {
+        while let Some((read, probe)) = run.work.pop_front() {
             let mut outcome = None;
             for _ in 0..attempts {
                 outcome = self.read_once(&read, limit).await;
@@ -510,96 +636,18 @@ impl Line {
             d.failures = 0;
             d.retry_at = Instant::now();
             d.tracker.answered(now_ms, out);
-            let profile = d.dev.profile.clone();
             if let ReadOutcome::Exception(code) = outcome {
-                if classify_exception(code) == ExceptionClass::Refusal {
-                    let class = &mut d.classes[ci];
-                    if let Some(parts) = bisect(&read, &class.items, limits) {
-                        split = true;
-                        for part in parts.into_iter().rev() {
-                            work.push_front((part, probe));
-                        }
-                        continue;
-                    }
-                    // One point, refused on its own: left out of the reads from now on.
-                    split = true;
-                    let pi = read.points[0];
-                    let again_at =
-                        Instant::now() + Duration::from_millis(profile.comm.refused_retry_ms);
-                    let new = class.refused.insert(pi, (code, again_at)).is_none();
-                    d.tracker.reading(pi, Reading::bad(None), now_ms, out);
-                    if new {
-                        let point = &profile.points[pi];
-                        let notice = Notice::Refused {
-                            device: d.dev.id.clone(),
-                            point: point.id.clone(),
-                            table: read.table,
-                            address: read.address,
-                            exception: code,
-                        };
-                        notices.push(notice);
-                    }
-                    continue;
-                }
-                // The device answered without values: bad for this poll, plan unchanged.
-                for &pi in &read.points {
-                    d.tracker.reading(pi, Reading::bad(None), now_ms, out);
-                }
-                if !probe {
-                    learned.push(read);
-                }
+                run.exception(d, ci, read, probe, code, limits, now_ms, out);
                 continue;
             }
             if probe {
-                for &pi in &read.points {
-                    if d.classes[ci].refused.remove(&pi).is_some() {
-                        accepted_again = true;
-                        let notice = Notice::Accepted {
-                            device: d.dev.id.clone(),
-                            point: profile.points[pi].id.clone(),
-                        };
-                        notices.push(notice);
-                    }
-                }
+                run.accepted(d, ci, &read);
             } else {
-                learned.push(read.clone());
+                run.learned.push(read.clone());
             }
-            let d = &mut self.devices[di];
-            for &pi in &read.points {
-                let point = &profile.points[pi];
-                let Some(addr) = point.modbus() else { continue };
-                let (start, count) = (u32::from(addr.address), u32::from(addr.count()));
-                if start < u32::from(read.address) || start + count > read.end() {
-                    // A text point read in parts: keep this part, decode after the last one.
-                    if let ReadOutcome::Registers(regs) = &outcome {
-                        let buf = parts
-                            .entry(pi)
-                            .or_insert_with(|| vec![None; count as usize]);
-                        for (k, r) in regs.iter().enumerate() {
-                            let a = u32::from(read.address) + k as u32;
-                            if (start..start + count).contains(&a) {
-                                buf[(a - start) as usize] = Some(*r);
-                            }
-                        }
-                    }
-                    continue;
-                }
-                let off = (addr.address - read.address) as usize;
-                let reading = match &outcome {
-                    ReadOutcome::Registers(regs) => match regs.get(off..) {
-                        Some(r) => point.reading_from_registers(r),
-                        None => Reading::bad(None),
-                    },
-                    ReadOutcome::Bits(bits) => match bits.get(off) {
-                        Some(b) => point.reading_from_bit(*b),
-                        None => Reading::bad(None),
-                    },
-                    ReadOutcome::Exception(_) => Reading::bad(None),
-                };
-                d.tracker.reading(pi, reading, now_ms, out);
-            }
+            run.values(d, &read, &outcome, now_ms, out);
         }
-        for n in notices {
+        for n in std::mem::take(&mut run.notices) {
             self.notice(n);
         }
         if self.devices[di].failures > 0 {
@@ -607,7 +655,7 @@ impl Line {
         }
         let now_ms = wall_ms();
         let d = &mut self.devices[di];
-        for (pi, buf) in parts {
+        for (pi, buf) in std::mem::take(&mut run.parts) {
             let regs: Option<Vec<u16>> = buf.into_iter().collect();
             let reading = match regs {
                 Some(regs) => d.dev.profile.points[pi].reading_from_registers(&regs),
@@ -617,11 +665,11 @@ impl Line {
             d.tracker.reading(pi, reading, now_ms, out);
         }
         let class = &mut self.devices[di].classes[ci];
-        if accepted_again {
+        if run.accepted_again {
             // Merge the point back; a refusal of the merged read is learned again.
             class.replan(limits);
-        } else if split {
-            class.reads = learned;
+        } else if run.split {
+            class.reads = run.learned;
         }
     }
 

@@ -2,7 +2,8 @@
 //! was expected.
 
 use crate::model::*;
-use dcim_points::Role;
+use dcim_points::{Role, RoleDef};
+use dcim_source_lines::LineIndex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -167,22 +168,13 @@ struct RawPoint {
 
 struct Ctx<'a> {
     file: &'a str,
-    text: &'a str,
+    lines: LineIndex,
     errors: Vec<ProfileError>,
 }
 
 impl Ctx<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
-    }
-
     fn err(&mut self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) {
-        let line = self.line_of(span.start);
+        let line = self.lines.line(span.start);
         self.errors.push(ProfileError {
             file: self.file.to_owned(),
             line,
@@ -240,15 +232,12 @@ fn key_at(text: &str, offset: usize) -> String {
 
 /// Loads a profile from TOML text; `file` names it in errors.
 pub fn load_str(file: &str, text: &str) -> Result<Profile, ProfileErrors> {
+    let lines = LineIndex::new(text);
     let raw: RawFile = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let line = text.as_bytes()[..span.start.min(text.len())]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count()
-                + 1;
+            let line = lines.line(span.start);
             let mut message = e.message().trim().to_owned();
             if message.starts_with("missing field") {
                 message.push_str(" (required here)");
@@ -268,7 +257,7 @@ pub fn load_str(file: &str, text: &str) -> Result<Profile, ProfileErrors> {
     };
     let mut cx = Ctx {
         file,
-        text,
+        lines,
         errors: Vec::new(),
     };
     let profile = validate(&mut cx, raw);
@@ -343,6 +332,31 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Profile>, ProfileErrors> {
 fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
     let header_span = raw.profile.span();
     let h = raw.profile.into_inner();
+    let protocol = protocol(cx, &h);
+    let comm = comm(cx, &raw.comm);
+    let poll = poll(cx, &raw.poll);
+    let modbus = modbus_settings(cx, &raw.modbus, protocol, &header_span);
+    let snmp = snmp_settings(cx, &raw.snmp, protocol);
+    let points = points(cx, raw.point, protocol, modbus.as_ref(), header_span);
+
+    Profile {
+        name: h.name.into_inner(),
+        vendor: h.vendor.unwrap_or_default(),
+        model: h.model.unwrap_or_default(),
+        description: h.description.unwrap_or_default(),
+        protocol,
+        comm,
+        poll,
+        modbus,
+        snmp,
+        points,
+        source: cx.file.to_owned(),
+    }
+}
+
+/// The `[profile]` header: a valid name and a known protocol (modbus when it is not, so that
+/// the rest of the file is still checked).
+fn protocol(cx: &mut Ctx<'_>, h: &RawHeader) -> Protocol {
     if !is_identifier(h.name.get_ref()) {
         cx.err(
             h.name.span(),
@@ -350,7 +364,7 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
             "expected an identifier of letters, digits, `-`, `_` or `.`",
         );
     }
-    let protocol = Protocol::parse(h.protocol.get_ref()).unwrap_or_else(|| {
+    Protocol::parse(h.protocol.get_ref()).unwrap_or_else(|| {
         cx.err(
             h.protocol.span(),
             "profile.protocol",
@@ -361,10 +375,13 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
             ),
         );
         Protocol::Modbus
-    });
+    })
+}
 
+/// The `[comm]` section, defaults for what it leaves out.
+fn comm(cx: &mut Ctx<'_>, raw: &Option<S<RawComm>>) -> Comm {
     let d = Comm::default();
-    let comm = match &raw.comm {
+    match raw {
         None => d,
         Some(c) => {
             let c = c.get_ref();
@@ -420,10 +437,13 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
             }
             comm
         }
-    };
+    }
+}
 
+/// The `[poll]` section: the period of each poll class.
+fn poll(cx: &mut Ctx<'_>, raw: &Option<S<RawPoll>>) -> PollPeriods {
     let dp = PollPeriods::default();
-    let poll = match &raw.poll {
+    match raw {
         None => dp,
         Some(p) => {
             let p = p.get_ref();
@@ -451,9 +471,17 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
                 ) as u64,
             }
         }
-    };
+    }
+}
 
-    let modbus = match (&raw.modbus, protocol) {
+/// The `[modbus]` section: required by a modbus profile, refused by any other.
+fn modbus_settings(
+    cx: &mut Ctx<'_>,
+    raw: &Option<S<RawModbus>>,
+    protocol: Protocol,
+    header_span: &Range<usize>,
+) -> Option<ModbusSettings> {
+    match (raw, protocol) {
         (None, Protocol::Modbus) => {
             cx.err(
                 header_span.clone(),
@@ -510,9 +538,16 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
             None
         }
         (None, _) => None,
-    };
+    }
+}
 
-    let snmp = match (&raw.snmp, protocol) {
+/// The `[snmp]` section: defaults in an snmp profile, refused by any other.
+fn snmp_settings(
+    cx: &mut Ctx<'_>,
+    raw: &Option<S<RawSnmp>>,
+    protocol: Protocol,
+) -> Option<SnmpSettings> {
+    match (raw, protocol) {
         (Some(sn), Protocol::Snmp) => {
             let sn = sn.get_ref();
             let d = SnmpSettings::default();
@@ -546,9 +581,18 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
             None
         }
         (None, _) => None,
-    };
+    }
+}
 
-    if raw.point.is_empty() {
+/// Every `[[point]]`, ids unique; the points that are valid.
+fn points(
+    cx: &mut Ctx<'_>,
+    raw: Vec<S<RawPoint>>,
+    protocol: Protocol,
+    modbus: Option<&ModbusSettings>,
+    header_span: Range<usize>,
+) -> Vec<Point> {
+    if raw.is_empty() {
         cx.err(
             header_span,
             "point",
@@ -557,7 +601,7 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
     }
     let mut seen = HashSet::new();
     let mut points = Vec::new();
-    for (i, p) in raw.point.into_iter().enumerate() {
+    for (i, p) in raw.into_iter().enumerate() {
         let span = p.span();
         let p = p.into_inner();
         if !seen.insert(p.id.get_ref().clone()) {
@@ -570,24 +614,11 @@ fn validate(cx: &mut Ctx<'_>, raw: RawFile) -> Profile {
                 ),
             );
         }
-        if let Some(point) = validate_point(cx, i, span, p, protocol, modbus.as_ref()) {
+        if let Some(point) = validate_point(cx, i, span, p, protocol, modbus) {
             points.push(point);
         }
     }
-
-    Profile {
-        name: h.name.into_inner(),
-        vendor: h.vendor.unwrap_or_default(),
-        model: h.model.unwrap_or_default(),
-        description: h.description.unwrap_or_default(),
-        protocol,
-        comm,
-        poll,
-        modbus,
-        snmp,
-        points,
-        source: cx.file.to_owned(),
-    }
+    points
 }
 
 fn parse_order(cx: &mut Ctx<'_>, v: &Option<S<String>>, field: &str) -> Option<Order> {
@@ -617,9 +648,69 @@ fn validate_point(
     protocol: Protocol,
     modbus: Option<&ModbusSettings>,
 ) -> Option<Point> {
-    let f = |name: &str| format!("point[{i}].{name}");
     let errors_before = cx.errors.len();
+    let (role, labels, def) = point_role(cx, i, &p);
+    let value = point_value(cx, i, &p, def);
+    let report = point_reporting(cx, i, &p);
+    foreign_fields(cx, i, &p, protocol);
+    let address = match protocol {
+        Protocol::Modbus => modbus_address(cx, i, &span, &p, modbus).map(Address::Modbus),
+        Protocol::Bacnet => bacnet_address(cx, i, &span, &p).map(Address::Bacnet),
+        Protocol::Mqtt => mqtt_address(cx, i, &span, &p).map(Address::Mqtt),
+        Protocol::Snmp => snmp_address(cx, i, &span, &p).map(Address::Snmp),
+    };
 
+    if cx.errors.len() > errors_before {
+        return None;
+    }
+    Some(Point {
+        id: p.id.into_inner(),
+        role: role?,
+        labels,
+        unit: value.unit,
+        address: address?,
+        scale: value.scale,
+        offset: value.offset,
+        invert: p.invert.unwrap_or(false),
+        true_values: value.true_values,
+        enum_map: value.enum_map,
+        poll: report.poll,
+        deadband: report.deadband,
+        report_every_ms: report.report_every_ms,
+        health: report.health,
+        alarm: report.alarm,
+    })
+}
+
+/// The value conversion fields of a point ([`point_value`]).
+struct ValueMap {
+    unit: String,
+    scale: f64,
+    offset: f64,
+    enum_map: Option<BTreeMap<i64, String>>,
+    true_values: Vec<i64>,
+}
+
+/// The reporting fields of a point ([`point_reporting`]).
+struct Reporting {
+    poll: PollClass,
+    deadband: Option<f64>,
+    report_every_ms: u64,
+    health: Option<Health>,
+    alarm: Option<AlarmHint>,
+}
+
+/// The point's id, role and labels (the labels its role needs, well-formed ones).
+fn point_role(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    p: &RawPoint,
+) -> (
+    Option<Role>,
+    BTreeMap<String, String>,
+    Option<&'static RoleDef>,
+) {
+    let f = |name: &str| format!("point[{i}].{name}");
     if !is_identifier(p.id.get_ref()) {
         cx.err(
             p.id.span(),
@@ -668,6 +759,17 @@ fn validate_point(
             }
         }
     }
+    (role, labels, def)
+}
+
+/// How a raw value becomes the role's value: unit, scale, offset, enum names, true values.
+fn point_value(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    p: &RawPoint,
+    def: Option<&'static RoleDef>,
+) -> ValueMap {
+    let f = |name: &str| format!("point[{i}].{name}");
     let role_unit = def.map(|d| d.unit).unwrap_or("");
     let unit = match &p.unit {
         None => role_unit.to_owned(),
@@ -733,6 +835,18 @@ fn validate_point(
             t.get_ref().clone()
         }
     };
+    ValueMap {
+        unit,
+        scale,
+        offset,
+        enum_map,
+        true_values,
+    }
+}
+
+/// When and how the point is reported: poll class, deadband, heartbeat, health, alarm hint.
+fn point_reporting(cx: &mut Ctx<'_>, i: usize, p: &RawPoint) -> Reporting {
+    let f = |name: &str| format!("point[{i}].{name}");
     let poll = match &p.poll {
         None => PollClass::Normal,
         Some(s) => PollClass::parse(s.get_ref()).unwrap_or_else(|| {
@@ -791,53 +905,31 @@ fn validate_point(
         }
         a.get_ref().clone()
     });
+    Reporting {
+        poll,
+        deadband,
+        report_every_ms,
+        health,
+        alarm,
+    }
+}
 
-    // Fields that belong to another protocol.
+/// Fields that belong to another protocol than the profile's are refused.
+fn foreign_fields(cx: &mut Ctx<'_>, i: usize, p: &RawPoint, protocol: Protocol) {
+    let f = |name: &str| format!("point[{i}].{name}");
     let foreign: [(&str, Option<Range<usize>>, Protocol); 12] = [
         ("oid", p.oid.as_ref().map(|s| s.span()), Protocol::Snmp),
         ("index", p.index.as_ref().map(|s| s.span()), Protocol::Snmp),
-        (
-            "table",
-            p.table.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
-        (
-            "register",
-            p.register.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
-        (
-            "type",
-            p.wire_type.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
-        (
-            "order",
-            p.order.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
+        ("table", span_of(&p.table), Protocol::Modbus),
+        ("register", span_of(&p.register), Protocol::Modbus),
+        ("type", span_of(&p.wire_type), Protocol::Modbus),
+        ("order", span_of(&p.order), Protocol::Modbus),
         ("bit", p.bit.as_ref().map(|s| s.span()), Protocol::Modbus),
-        (
-            "length",
-            p.length.as_ref().map(|s| s.span()),
-            Protocol::Modbus,
-        ),
-        (
-            "object",
-            p.object.as_ref().map(|s| s.span()),
-            Protocol::Bacnet,
-        ),
-        (
-            "instance",
-            p.instance.as_ref().map(|s| s.span()),
-            Protocol::Bacnet,
-        ),
+        ("length", span_of(&p.length), Protocol::Modbus),
+        ("object", span_of(&p.object), Protocol::Bacnet),
+        ("instance", span_of(&p.instance), Protocol::Bacnet),
         ("topic", p.topic.as_ref().map(|s| s.span()), Protocol::Mqtt),
-        (
-            "pointer",
-            p.pointer.as_ref().map(|s| s.span()),
-            Protocol::Mqtt,
-        ),
+        ("pointer", span_of(&p.pointer), Protocol::Mqtt),
     ];
     for (name, sp, owner) in foreign {
         if let Some(sp) = sp
@@ -854,10 +946,7 @@ fn validate_point(
             );
         }
     }
-    for (name, sp) in [
-        ("property", p.property.as_ref().map(|s| s.span())),
-        ("cov", p.cov.as_ref().map(|s| s.span())),
-    ] {
+    for (name, sp) in [("property", span_of(&p.property)), ("cov", span_of(&p.cov))] {
         if let Some(sp) = sp
             && protocol != Protocol::Bacnet
         {
@@ -871,139 +960,145 @@ fn validate_point(
             );
         }
     }
+}
 
-    let address = match protocol {
-        Protocol::Modbus => modbus_address(cx, i, &span, &p, modbus).map(Address::Modbus),
-        Protocol::Bacnet => {
-            let object = match &p.object {
-                None => {
-                    cx.err(
-                        span.clone(),
-                        f("object"),
-                        format!(
-                            "missing; expected a BACnet object type: {}",
-                            ObjectType::NAMES
-                        ),
-                    );
-                    None
-                }
-                Some(o) => ObjectType::parse(o.get_ref()).or_else(|| {
-                    cx.err(
-                        o.span(),
-                        f("object"),
-                        format!(
-                            "unknown object type `{}`; expected one of {}",
-                            o.get_ref(),
-                            ObjectType::NAMES
-                        ),
-                    );
-                    None
-                }),
-            };
-            let instance = match &p.instance {
-                None => {
-                    cx.err(
-                        span.clone(),
-                        f("instance"),
-                        "missing; expected the object instance number (0 to 4194302)",
-                    );
-                    None
-                }
-                Some(n) if (0..=4_194_302).contains(n.get_ref()) => Some(*n.get_ref() as u32),
-                Some(n) => {
-                    cx.err(
-                        n.span(),
-                        f("instance"),
-                        format!("{} is out of range; expected 0 to 4194302", n.get_ref()),
-                    );
-                    None
-                }
-            };
-            let property = p
-                .property
-                .as_ref()
-                .map_or("present-value".to_owned(), |s| s.get_ref().clone());
-            if let Some(s) = &p.property
-                && !(is_identifier(s.get_ref())
-                    && s.get_ref()
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c == '-'))
-            {
-                cx.err(
-                    s.span(),
-                    f("property"),
-                    "expected a BACnet property name in lower-case with dashes, e.g. present-value",
-                );
-            }
-            match (object, instance) {
-                (Some(object), Some(instance)) => Some(Address::Bacnet(BacnetAddress {
-                    object,
-                    instance,
-                    property,
-                    cov: p.cov.as_ref().is_some_and(|c| *c.get_ref()),
-                })),
-                _ => None,
-            }
+/// The span of an optional field, when it is present.
+fn span_of<T>(field: &Option<Spanned<T>>) -> Option<Range<usize>> {
+    field.as_ref().map(|s| s.span())
+}
+
+/// A BACnet point's object, instance and property.
+fn bacnet_address(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    span: &Range<usize>,
+    p: &RawPoint,
+) -> Option<BacnetAddress> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    let object = match &p.object {
+        None => {
+            cx.err(
+                span.clone(),
+                f("object"),
+                format!(
+                    "missing; expected a BACnet object type: {}",
+                    ObjectType::NAMES
+                ),
+            );
+            None
         }
-        Protocol::Mqtt => {
-            let topic = match &p.topic {
-                None => {
-                    cx.err(
-                        span.clone(),
-                        f("topic"),
-                        "missing; expected the MQTT topic the value is published on",
-                    );
-                    None
-                }
-                Some(t) if t.get_ref().is_empty() || t.get_ref().contains(['+', '#']) => {
-                    cx.err(
-                        t.span(),
-                        f("topic"),
-                        "expected a non-empty topic without the wildcards + and #",
-                    );
-                    None
-                }
-                Some(t) => Some(t.get_ref().clone()),
-            };
-            let pointer = match &p.pointer {
-                None => {
-                    cx.err(span.clone(), f("pointer"), "missing; expected a JSON pointer such as \"/max_c\" (\"\" for the whole message)");
-                    None
-                }
-                Some(t) if !(t.get_ref().is_empty() || t.get_ref().starts_with('/')) => {
-                    cx.err(t.span(), f("pointer"), format!("`{}` is not a JSON pointer; expected it to start with `/`, e.g. \"/max_c\"", t.get_ref()));
-                    None
-                }
-                Some(t) => Some(t.get_ref().clone()),
-            };
-            match (topic, pointer) {
-                (Some(topic), Some(pointer)) => Some(Address::Mqtt(MqttAddress { topic, pointer })),
-                _ => None,
-            }
-        }
-        Protocol::Snmp => snmp_address(cx, i, &span, &p).map(Address::Snmp),
+        Some(o) => ObjectType::parse(o.get_ref()).or_else(|| {
+            cx.err(
+                o.span(),
+                f("object"),
+                format!(
+                    "unknown object type `{}`; expected one of {}",
+                    o.get_ref(),
+                    ObjectType::NAMES
+                ),
+            );
+            None
+        }),
     };
-
-    if cx.errors.len() > errors_before {
-        return None;
+    let instance = match &p.instance {
+        None => {
+            cx.err(
+                span.clone(),
+                f("instance"),
+                "missing; expected the object instance number (0 to 4194302)",
+            );
+            None
+        }
+        Some(n) if (0..=4_194_302).contains(n.get_ref()) => Some(*n.get_ref() as u32),
+        Some(n) => {
+            cx.err(
+                n.span(),
+                f("instance"),
+                format!("{} is out of range; expected 0 to 4194302", n.get_ref()),
+            );
+            None
+        }
+    };
+    let property = p
+        .property
+        .as_ref()
+        .map_or("present-value".to_owned(), |s| s.get_ref().clone());
+    if let Some(s) = &p.property
+        && !(is_identifier(s.get_ref())
+            && s.get_ref()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-'))
+    {
+        cx.err(
+            s.span(),
+            f("property"),
+            "expected a BACnet property name in lower-case with dashes, e.g. present-value",
+        );
     }
-    Some(Point {
-        id: p.id.into_inner(),
-        role: role?,
-        labels,
-        unit,
-        address: address?,
-        scale,
-        offset,
-        invert: p.invert.unwrap_or(false),
-        true_values,
-        enum_map,
-        poll,
-        deadband,
-        report_every_ms,
-        health,
-        alarm,
-    })
+    match (object, instance) {
+        (Some(object), Some(instance)) => Some(BacnetAddress {
+            object,
+            instance,
+            property,
+            cov: p.cov.as_ref().is_some_and(|c| *c.get_ref()),
+        }),
+        _ => None,
+    }
+}
+
+/// An MQTT point's topic (no wildcards) and JSON pointer.
+fn mqtt_address(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    span: &Range<usize>,
+    p: &RawPoint,
+) -> Option<MqttAddress> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    let topic = match &p.topic {
+        None => {
+            cx.err(
+                span.clone(),
+                f("topic"),
+                "missing; expected the MQTT topic the value is published on",
+            );
+            None
+        }
+        Some(t) if t.get_ref().is_empty() || t.get_ref().contains(['+', '#']) => {
+            cx.err(
+                t.span(),
+                f("topic"),
+                "expected a non-empty topic without the wildcards + and #",
+            );
+            None
+        }
+        Some(t) => Some(t.get_ref().clone()),
+    };
+    let pointer = match &p.pointer {
+        None => {
+            cx.err(
+                span.clone(),
+                f("pointer"),
+                "missing; expected a JSON pointer such as \"/max_c\" (\"\" for the whole message)",
+            );
+            None
+        }
+        Some(t) if !(t.get_ref().is_empty() || t.get_ref().starts_with('/')) => {
+            cx.err(
+                t.span(),
+                f("pointer"),
+                format!(
+                    "`{}` is not a JSON pointer; expected it to start with `/`, e.g. \"/max_c\"",
+                    t.get_ref()
+                ),
+            );
+            None
+        }
+        Some(t) => Some(t.get_ref().clone()),
+    };
+    match (topic, pointer) {
+        (Some(topic), Some(pointer)) => Some(MqttAddress { topic, pointer }),
+        _ => None,
+    }
 }
 
 /// Checks one component list of an SNMP OID or index pattern: numbers, placeholders and (in an
@@ -1086,6 +1181,7 @@ fn snmp_address(
     })
 }
 
+/// A Modbus point's table, register, wire type and word order (the profile's when not set).
 fn modbus_address(
     cx: &mut Ctx<'_>,
     i: usize,
@@ -1095,31 +1191,7 @@ fn modbus_address(
 ) -> Option<ModbusAddress> {
     let f = |name: &str| format!("point[{i}].{name}");
     let settings = modbus?;
-    let table = match &p.table {
-        None => {
-            cx.err(
-                span.clone(),
-                f("table"),
-                format!("missing; expected one of {}", Table::NAMES),
-            );
-            return None;
-        }
-        Some(t) => match Table::parse(t.get_ref()) {
-            Some(t) => t,
-            None => {
-                cx.err(
-                    t.span(),
-                    f("table"),
-                    format!(
-                        "unknown table `{}`; expected one of {}",
-                        t.get_ref(),
-                        Table::NAMES
-                    ),
-                );
-                return None;
-            }
-        },
-    };
+    let table = modbus_table(cx, i, span, p)?;
     let wire = match &p.wire_type {
         None => {
             if table.is_bits() {
@@ -1128,86 +1200,7 @@ fn modbus_address(
                 WireType::U16
             }
         }
-        Some(t) => {
-            let w = match t.get_ref().as_str() {
-                "u16" => WireType::U16,
-                "i16" => WireType::I16,
-                "u32" => WireType::U32,
-                "i32" => WireType::I32,
-                "u64" => WireType::U64,
-                "i64" => WireType::I64,
-                "f32" => WireType::F32,
-                "f64" => WireType::F64,
-                "bool" => WireType::Bool,
-                "bit" => {
-                    match &p.bit {
-                        None => {
-                            cx.err(t.span(), f("bit"), "missing; `type = \"bit\"` needs `bit = 0..15` (0 = least significant)");
-                            return None;
-                        }
-                        Some(b) if (0..=15).contains(b.get_ref()) => {
-                            WireType::Bit(*b.get_ref() as u8)
-                        }
-                        Some(b) => {
-                            cx.err(
-                                b.span(),
-                                f("bit"),
-                                format!("{} is out of range; expected 0 to 15", b.get_ref()),
-                            );
-                            return None;
-                        }
-                    }
-                }
-                "string" => match &p.length {
-                    None => {
-                        cx.err(t.span(), f("length"), "missing; `type = \"string\"` needs `length` = number of characters (1 to 250)");
-                        return None;
-                    }
-                    Some(l) if (1..=250).contains(l.get_ref()) => {
-                        WireType::String(*l.get_ref() as u16)
-                    }
-                    Some(l) => {
-                        cx.err(
-                            l.span(),
-                            f("length"),
-                            format!(
-                                "{} is out of range; expected 1 to 250 characters",
-                                l.get_ref()
-                            ),
-                        );
-                        return None;
-                    }
-                },
-                other => {
-                    cx.err(
-                        t.span(),
-                        f("type"),
-                        format!(
-                            "unknown wire type `{other}`; expected one of {}",
-                            WireType::NAMES
-                        ),
-                    );
-                    return None;
-                }
-            };
-            if table.is_bits() && w != WireType::Bool {
-                cx.err(
-                    t.span(),
-                    f("type"),
-                    format!(
-                        "`{}` cannot be read from a {} table; expected bool (or leave `type` out)",
-                        t.get_ref(),
-                        if table == Table::Coil {
-                            "coil"
-                        } else {
-                            "discrete"
-                        }
-                    ),
-                );
-                return None;
-            }
-            w
-        }
+        Some(t) => wire_type(cx, i, p, table, t)?,
     };
     if !matches!(wire, WireType::Bit(_))
         && let Some(b) = &p.bit
@@ -1224,6 +1217,57 @@ fn modbus_address(
         );
     }
     let order = parse_order(cx, &p.order, &f("order")).unwrap_or(settings.order);
+    let address = modbus_register(cx, i, span, p, settings, table, wire)?;
+    Some(ModbusAddress {
+        table,
+        address,
+        wire,
+        order,
+    })
+}
+
+/// A Modbus point's `table`.
+fn modbus_table(cx: &mut Ctx<'_>, i: usize, span: &Range<usize>, p: &RawPoint) -> Option<Table> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    match &p.table {
+        None => {
+            cx.err(
+                span.clone(),
+                f("table"),
+                format!("missing; expected one of {}", Table::NAMES),
+            );
+            None
+        }
+        Some(t) => match Table::parse(t.get_ref()) {
+            Some(t) => Some(t),
+            None => {
+                cx.err(
+                    t.span(),
+                    f("table"),
+                    format!(
+                        "unknown table `{}`; expected one of {}",
+                        t.get_ref(),
+                        Table::NAMES
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// A Modbus point's `register` as printed in the manual, turned into the address on the wire:
+/// the whole value within the table, and readable in one request unless it is text.
+fn modbus_register(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    span: &Range<usize>,
+    p: &RawPoint,
+    settings: &ModbusSettings,
+    table: Table,
+    wire: WireType,
+) -> Option<u16> {
+    let f = |name: &str| format!("point[{i}].{name}");
     let register = match &p.register {
         None => {
             cx.err(
@@ -1277,10 +1321,109 @@ fn modbus_address(
         );
         return None;
     }
-    Some(ModbusAddress {
-        table,
-        address: wire_addr as u16,
-        wire,
-        order,
+    Some(wire_addr as u16)
+}
+
+/// A Modbus point's `type` (with `bit` or `length` where the type needs one), readable from
+/// its table.
+fn wire_type(
+    cx: &mut Ctx<'_>,
+    i: usize,
+    p: &RawPoint,
+    table: Table,
+    t: &S<String>,
+) -> Option<WireType> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    let w = match t.get_ref().as_str() {
+        "u16" => WireType::U16,
+        "i16" => WireType::I16,
+        "u32" => WireType::U32,
+        "i32" => WireType::I32,
+        "u64" => WireType::U64,
+        "i64" => WireType::I64,
+        "f32" => WireType::F32,
+        "f64" => WireType::F64,
+        "bool" => WireType::Bool,
+        "bit" => bit_type(cx, i, p, t)?,
+        "string" => string_type(cx, i, p, t)?,
+        other => {
+            cx.err(
+                t.span(),
+                f("type"),
+                format!(
+                    "unknown wire type `{other}`; expected one of {}",
+                    WireType::NAMES
+                ),
+            );
+            return None;
+        }
+    };
+    if table.is_bits() && w != WireType::Bool {
+        cx.err(
+            t.span(),
+            f("type"),
+            format!(
+                "`{}` cannot be read from a {} table; expected bool (or leave `type` out)",
+                t.get_ref(),
+                if table == Table::Coil {
+                    "coil"
+                } else {
+                    "discrete"
+                }
+            ),
+        );
+        return None;
+    }
+    Some(w)
+}
+
+/// `type = "bit"`: which bit of the register (`bit`, 0 = least significant).
+fn bit_type(cx: &mut Ctx<'_>, i: usize, p: &RawPoint, t: &S<String>) -> Option<WireType> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    Some(match &p.bit {
+        None => {
+            cx.err(
+                t.span(),
+                f("bit"),
+                "missing; `type = \"bit\"` needs `bit = 0..15` (0 = least significant)",
+            );
+            return None;
+        }
+        Some(b) if (0..=15).contains(b.get_ref()) => WireType::Bit(*b.get_ref() as u8),
+        Some(b) => {
+            cx.err(
+                b.span(),
+                f("bit"),
+                format!("{} is out of range; expected 0 to 15", b.get_ref()),
+            );
+            return None;
+        }
+    })
+}
+
+/// `type = "string"`: its `length` in characters.
+fn string_type(cx: &mut Ctx<'_>, i: usize, p: &RawPoint, t: &S<String>) -> Option<WireType> {
+    let f = |name: &str| format!("point[{i}].{name}");
+    Some(match &p.length {
+        None => {
+            cx.err(
+                t.span(),
+                f("length"),
+                "missing; `type = \"string\"` needs `length` = number of characters (1 to 250)",
+            );
+            return None;
+        }
+        Some(l) if (1..=250).contains(l.get_ref()) => WireType::String(*l.get_ref() as u16),
+        Some(l) => {
+            cx.err(
+                l.span(),
+                f("length"),
+                format!(
+                    "{} is out of range; expected 1 to 250 characters",
+                    l.get_ref()
+                ),
+            );
+            return None;
+        }
     })
 }

@@ -44,10 +44,43 @@ pub fn classify(trap: &Trap, device: &str, links: &[LinkConfig], ts_ms: i64) -> 
         (None, Some(i)) => format!("port with ifIndex {i} (not a configured link)"),
         (None, None) => "a port".to_owned(),
     };
-    let (kind, severity, message, poll) = match trap.trap_oid.as_str() {
+    let (kind, severity, message, poll) = meaning(&trap.trap_oid, device, &port, link.is_some());
+    let varbinds: serde_json::Map<String, serde_json::Value> = trap
+        .varbinds
+        .iter()
+        .map(|(o, v)| (o.clone(), serde_json::Value::String(v.to_string())))
+        .collect();
+    let notice = Notice {
+        ts_ms,
+        device: device.to_owned(),
+        kind: kind.into(),
+        severity,
+        message,
+        data: serde_json::json!({
+            "trap_oid": trap.trap_oid,
+            "inform": trap.inform,
+            "security": trap.security,
+            "link": link.map(|l| l.name.clone()),
+            "if_index": if_index,
+            "varbinds": varbinds,
+        }),
+    };
+    (notice, poll)
+}
+
+/// The event kind, severity and message of a notification, and whether it calls for a poll at
+/// once; `port` names the port of a link notification, `known_link` whether it is a configured
+/// link (a configured link going down is a trouble).
+fn meaning(
+    trap_oid: &str,
+    device: &str,
+    port: &str,
+    known_link: bool,
+) -> (&'static str, Severity, String, bool) {
+    match trap_oid {
         LINK_DOWN => (
             "link.down",
-            if link.is_some() {
+            if known_link {
                 Severity::Trouble
             } else {
                 Severity::Info
@@ -97,28 +130,7 @@ pub fn classify(trap: &Trap, device: &str, links: &[LinkConfig], ts_ms: i64) -> 
             format!("{device} sent notification {other}"),
             false,
         ),
-    };
-    let varbinds: serde_json::Map<String, serde_json::Value> = trap
-        .varbinds
-        .iter()
-        .map(|(o, v)| (o.clone(), serde_json::Value::String(v.to_string())))
-        .collect();
-    let notice = Notice {
-        ts_ms,
-        device: device.to_owned(),
-        kind: kind.into(),
-        severity,
-        message,
-        data: serde_json::json!({
-            "trap_oid": trap.trap_oid,
-            "inform": trap.inform,
-            "security": trap.security,
-            "link": link.map(|l| l.name.clone()),
-            "if_index": if_index,
-            "varbinds": varbinds,
-        }),
-    };
-    (notice, poll)
+    }
 }
 
 #[cfg(test)]

@@ -365,6 +365,174 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
         .map_err(|e| io_err(dir, e))
 }
 
+/// Writes `buf` at `offset`, within the test hook's write budget when one is set: a write
+/// past it stops where the budget ends, as on a full disk.
+fn write_within(
+    file: &File,
+    write_budget: &mut Option<u64>,
+    buf: &[u8],
+    offset: u64,
+) -> io::Result<()> {
+    match write_budget {
+        Some(left) if *left < buf.len() as u64 => {
+            let part = *left as usize;
+            *left = 0;
+            file.write_all_at(&buf[..part], offset)
+                .and(Err(io::Error::from(ErrorKind::StorageFull)))
+        }
+        Some(left) => {
+            *left -= buf.len() as u64;
+            file.write_all_at(buf, offset)
+        }
+        None => file.write_all_at(buf, offset),
+    }
+}
+
+impl ClassState {
+    fn empty() -> Self {
+        ClassState {
+            segments: Vec::new(),
+            next_seq: 1,
+            visible_seq: 0,
+            dirty_since_ms: None,
+        }
+    }
+}
+
+/// Takes the spool directory's `LOCK` file: one process per spool.
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let lock_path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| io_err(&lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Locked(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(e)) => Err(io_err(&lock_path, e)),
+    }
+}
+
+/// `meta.json`, or a fresh one when there is none.
+fn read_meta(dir: &Path) -> Result<Meta, SpoolError> {
+    let meta_path = dir.join(META);
+    match fs::read(&meta_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SpoolError::Corrupt {
+            path: meta_path.clone(),
+            reason: e.to_string(),
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Meta {
+            format: 1,
+            ..Meta::default()
+        }),
+        Err(e) => Err(io_err(&meta_path, e)),
+    }
+}
+
+/// The segment files of the directory, sorted by class and first sequence number; leftover
+/// `.tmp` files are removed.
+fn segment_files(dir: &Path) -> Result<Vec<(Class, u64, PathBuf)>, SpoolError> {
+    let mut found: Vec<(Class, u64, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some((class, first)) = format::parse_segment_file_name(name) {
+            found.push((class, first, entry.path()));
+        } else if name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Scans one segment file, makes its records durable and cuts a damaged tail (noted in
+/// `recovery`); `None` when the file is removed (its header never reached the disk).
+fn recover_segment(
+    class: Class,
+    first_seq: u64,
+    path: PathBuf,
+    recovery: &mut Recovery,
+) -> Result<Option<Segment>, SpoolError> {
+    let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
+    let scan = format::scan_segment(&bytes).map_err(|e| SpoolError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    });
+    let scan = match scan {
+        Ok(s) if s.header.class == class && s.header.first_seq == first_seq => s,
+        // A segment whose header never reached the disk (crash right after creation).
+        _ if bytes.len() < format::SEGMENT_HEADER_LEN => {
+            warn!(path = %path.display(), "removing segment with an incomplete header");
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            return Ok(None);
+        }
+        Ok(_) => {
+            return Err(SpoolError::Corrupt {
+                path,
+                reason: "header does not match the file name".into(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err(&path, e))?;
+    // Records written before a process crash may still be only in the page cache;
+    // make them durable before they become visible (and publishable) again.
+    file.sync_data().map_err(|e| io_err(&path, e))?;
+    if let Some(why) = scan.damage {
+        let cut = bytes.len() as u64 - scan.valid_len;
+        warn!(path = %path.display(), bytes = cut, reason = why, "truncating damaged spool tail");
+        file.set_len(scan.valid_len)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io_err(&path, e))?;
+        recovery.truncated.push((path.clone(), cut, why));
+    }
+    Ok(Some(Segment {
+        path,
+        file,
+        first_seq,
+        records: scan.records,
+        len: scan.valid_len,
+        synced_len: scan.valid_len,
+    }))
+}
+
+/// The metadata after recovery: an epoch drawn when there is none, cursors of the configured
+/// consumers only, none beyond the records that exist.
+fn settle_meta(mut meta: Meta, classes: &[ClassState; 2], cfg: &SpoolConfig, dir: &Path) -> Meta {
+    if meta.epoch.is_empty() {
+        meta.epoch = new_epoch();
+        // Records already here were sent (or will be) without an epoch.
+        for class in Class::ALL {
+            let next = classes[class.index()].next_seq;
+            if next > 1 {
+                meta.epoch_from.insert(class, next);
+            }
+        }
+        info!(dir = %dir.display(), epoch = %meta.epoch, "spool epoch drawn");
+    }
+    meta.acked.retain(|name, _| cfg.consumers.contains(name));
+    meta.detached.retain(|name, _| cfg.consumers.contains(name));
+    for c in &cfg.consumers {
+        let cursors = meta.acked.entry(c.clone()).or_default();
+        // A cursor can never cover a record that does not exist yet.
+        for class in Class::ALL {
+            let limit = classes[class.index()].next_seq - 1;
+            if let Some(cur) = cursors.get_mut(&class) {
+                *cur = (*cur).min(limit);
+            }
+        }
+    }
+    meta
+}
+
 impl Spool {
     /// Open (or create) the spool in `cfg.dir`, recovering from any crash.
     pub fn open(cfg: SpoolConfig) -> Result<(Spool, Recovery), SpoolError> {
@@ -373,121 +541,27 @@ impl Spool {
             dir: dir.clone(),
             source,
         })?;
-        let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| io_err(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(SpoolError::Locked(dir)),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, e)),
-        }
-
-        let meta_path = dir.join(META);
-        let meta: Meta = match fs::read(&meta_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SpoolError::Corrupt {
-                path: meta_path.clone(),
-                reason: e.to_string(),
-            })?,
-            Err(e) if e.kind() == ErrorKind::NotFound => Meta {
-                format: 1,
-                ..Meta::default()
-            },
-            Err(e) => return Err(io_err(&meta_path, e)),
-        };
-
-        let mut found: Vec<(Class, u64, PathBuf)> = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
-            let entry = entry.map_err(|e| io_err(&dir, e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some((class, first)) = format::parse_segment_file_name(name) {
-                found.push((class, first, entry.path()));
-            } else if name.ends_with(".tmp") {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-        found.sort();
-
+        let lock = lock_dir(&dir)?;
+        let meta = read_meta(&dir)?;
         let mut recovery = Recovery::default();
-        let mut classes = [
-            ClassState {
-                segments: Vec::new(),
-                next_seq: 1,
-                visible_seq: 0,
-                dirty_since_ms: None,
-            },
-            ClassState {
-                segments: Vec::new(),
-                next_seq: 1,
-                visible_seq: 0,
-                dirty_since_ms: None,
-            },
-        ];
+        let mut classes = [ClassState::empty(), ClassState::empty()];
         let mut total_bytes = 0;
-        for (class, first_seq, path) in found {
-            let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
-            let scan = format::scan_segment(&bytes).map_err(|e| SpoolError::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            });
-            let scan = match scan {
-                Ok(s) if s.header.class == class && s.header.first_seq == first_seq => s,
-                // A segment whose header never reached the disk (crash right after creation).
-                _ if bytes.len() < format::SEGMENT_HEADER_LEN => {
-                    warn!(path = %path.display(), "removing segment with an incomplete header");
-                    fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
-                    continue;
-                }
-                Ok(_) => {
-                    return Err(SpoolError::Corrupt {
-                        path,
-                        reason: "header does not match the file name".into(),
-                    });
-                }
-                Err(e) => return Err(e),
+        for (class, first_seq, path) in segment_files(&dir)? {
+            let Some(seg) = recover_segment(class, first_seq, path, &mut recovery)? else {
+                continue;
             };
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| io_err(&path, e))?;
-            // Records written before a process crash may still be only in the page cache;
-            // make them durable before they become visible (and publishable) again.
-            file.sync_data().map_err(|e| io_err(&path, e))?;
-            if let Some(why) = scan.damage {
-                let cut = bytes.len() as u64 - scan.valid_len;
-                warn!(path = %path.display(), bytes = cut, reason = why, "truncating damaged spool tail");
-                file.set_len(scan.valid_len)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| io_err(&path, e))?;
-                recovery.truncated.push((path.clone(), cut, why));
-            }
             let state = &mut classes[class.index()];
             // Records must continue the class's sequence across files.
+            let mut seg = seg;
             let prev_last = state
                 .segments
                 .last()
                 .and_then(Segment::last_seq)
                 .unwrap_or(0);
-            let records: Vec<RecordPos> = scan
-                .records
-                .into_iter()
-                .filter(|r| r.seq > prev_last)
-                .collect();
-            recovery.records[class.index()] += records.len() as u64;
-            total_bytes += scan.valid_len;
-            state.segments.push(Segment {
-                path,
-                file,
-                first_seq,
-                records,
-                len: scan.valid_len,
-                synced_len: scan.valid_len,
-            });
+            seg.records.retain(|r| r.seq > prev_last);
+            recovery.records[class.index()] += seg.records.len() as u64;
+            total_bytes += seg.len;
+            state.segments.push(seg);
         }
         for class in Class::ALL {
             let state = &mut classes[class.index()];
@@ -502,30 +576,7 @@ impl Spool {
             state.visible_seq = last;
             recovery.segments += state.segments.len();
         }
-        let mut meta = meta;
-        if meta.epoch.is_empty() {
-            meta.epoch = new_epoch();
-            // Records already here were sent (or will be) without an epoch.
-            for class in Class::ALL {
-                let next = classes[class.index()].next_seq;
-                if next > 1 {
-                    meta.epoch_from.insert(class, next);
-                }
-            }
-            info!(dir = %dir.display(), epoch = %meta.epoch, "spool epoch drawn");
-        }
-        meta.acked.retain(|name, _| cfg.consumers.contains(name));
-        meta.detached.retain(|name, _| cfg.consumers.contains(name));
-        for c in &cfg.consumers {
-            let cursors = meta.acked.entry(c.clone()).or_default();
-            // A cursor can never cover a record that does not exist yet.
-            for class in Class::ALL {
-                let limit = classes[class.index()].next_seq - 1;
-                if let Some(cur) = cursors.get_mut(&class) {
-                    *cur = (*cur).min(limit);
-                }
-            }
-        }
+        let meta = settle_meta(meta, &classes, &cfg, &dir);
         info!(
             dir = %dir.display(),
             events = recovery.records[0],
@@ -633,21 +684,7 @@ impl Spool {
             return Err(no_active_segment());
         };
         let offset = seg.len;
-        let result = match write_budget {
-            Some(left) if *left < buf.len() as u64 => {
-                let part = *left as usize;
-                *left = 0;
-                seg.file
-                    .write_all_at(&buf[..part], offset)
-                    .and(Err(io::Error::from(ErrorKind::StorageFull)))
-            }
-            Some(left) => {
-                *left -= buf.len() as u64;
-                seg.file.write_all_at(&buf, offset)
-            }
-            None => seg.file.write_all_at(&buf, offset),
-        };
-        if let Err(e) = result {
+        if let Err(e) = write_within(&seg.file, write_budget, &buf, offset) {
             // Cut off whatever part of the record reached the file, so the spool stays valid.
             if let Err(trunc) = seg.file.set_len(offset) {
                 warn!(path = %seg.path.display(), error = %trunc, "could not cut a partial record");

@@ -11,7 +11,6 @@
 
 use crate::ingest::Ingest;
 use crate::payload::EventDraft;
-use crate::uplink::unix_ms;
 use dcim_bacnet::{
     BacnetClient, BacnetError, ClientConfig, ClientError, CovEvent, CovOptions, DeviceInfo,
     ObjectId, ObjectType, PropertyId, PropertyRef, StatusFlags, Value as BValue,
@@ -25,17 +24,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-/// Where and how to reach a BACnet device (from the `bacnet = { ... }` connection).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BacnetTarget {
-    /// The device's address; with `discover`, where the Who-Is goes (broadcast or unicast).
-    pub address: SocketAddr,
-    pub instance: u32,
-    /// Local UDP address of the client socket.
-    pub bind: SocketAddr,
-    /// Find the device by Who-Is/I-Am instead of using `address` as its address.
-    pub discover: bool,
-}
+/// Where and how to reach a BACnet device (defined with the configuration).
+pub use crate::config::BacnetTarget;
 
 /// One polled point: its index in the profile and what to read.
 #[derive(Debug, Clone, PartialEq)]
@@ -458,7 +448,42 @@ enum Msg {
     Cov(ObjectId, dcim_bacnet::CovNotification),
 }
 
+/// Runs one BACnet device: opens the socket, polls per poll class (after the device's identity
+/// is confirmed), subscribes to COV and turns every answer into samples and events.
 pub async fn run(ingest: Arc<Ingest>, mut dev: BacnetDevice, mut shutdown: watch::Receiver<bool>) {
+    let Some(client) = open_client(&dev, &mut shutdown).await else {
+        return;
+    };
+    if !dev.target.discover {
+        client.add_device(DeviceInfo::fixed(dev.target.instance, dev.target.address));
+    }
+    let (tx, rx) = mpsc::channel::<Msg>(64);
+    // Set by the receiving loop from the device's identity: polls wait until who answers is
+    // checked.
+    let confirmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = spawn_polls(&dev, &client, &tx, &confirmed);
+    let cov = dev.cov_objects();
+    if !cov.is_empty() {
+        tasks.push(tokio::spawn(subscribe_cov(
+            client.clone(),
+            dev.target.instance,
+            dev.device.clone(),
+            cov,
+            tx.clone(),
+        )));
+    }
+    drop(tx);
+    receive(&ingest, &mut dev, rx, &confirmed, shutdown).await;
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// The client socket, retried every 5 s until it opens; `None` when shut down first.
+async fn open_client(
+    dev: &BacnetDevice,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Arc<BacnetClient>> {
     let comm = dev.profile.comm;
     let config = ClientConfig {
         broadcast: dev.target.address,
@@ -466,27 +491,31 @@ pub async fn run(ingest: Arc<Ingest>, mut dev: BacnetDevice, mut shutdown: watch
         retries: comm.retries.min(5),
         ..ClientConfig::default()
     };
-    let client = loop {
+    loop {
         match BacnetClient::bind_with(dev.target.bind, config.clone()).await {
-            Ok(c) => break Arc::new(c),
+            Ok(c) => return Some(Arc::new(c)),
             Err(e) => {
                 warn!(device = %dev.device, bind = %dev.target.bind, error = %e, "cannot open the BACnet socket; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    _ = shutdown.changed() => if *shutdown.borrow() { return },
+                    _ = shutdown.changed() => if *shutdown.borrow() { return None },
                 }
             }
         }
-    };
-    let instance = dev.target.instance;
-    if !dev.target.discover {
-        client.add_device(DeviceInfo::fixed(instance, dev.target.address));
     }
-    let (tx, mut rx) = mpsc::channel::<Msg>(64);
-    let mut tasks = Vec::new();
-    // Set by this loop from the device's identity: polls wait until who answers is checked.
-    let confirmed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+}
+
+/// One polling task per poll class: reads the class's properties every period once the
+/// identity is confirmed, the identity until then.
+fn spawn_polls(
+    dev: &BacnetDevice,
+    client: &Arc<BacnetClient>,
+    tx: &mpsc::Sender<Msg>,
+    confirmed: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let instance = dev.target.instance;
     let fallback = dev.identity_request_fallback();
+    let mut tasks = Vec::new();
     for (class, period) in dev.schedule() {
         let props = dev.request(class);
         let client = client.clone();
@@ -516,69 +545,82 @@ pub async fn run(ingest: Arc<Ingest>, mut dev: BacnetDevice, mut shutdown: watch
             }
         }));
     }
-    let cov = dev.cov_objects();
-    if !cov.is_empty() {
-        let client = client.clone();
-        let tx = tx.clone();
-        let device = dev.device.clone();
-        tasks.push(tokio::spawn(async move {
-            // Forwarders live in the set: dropping it (task aborted) cancels the subscriptions.
-            let mut forwarders = tokio::task::JoinSet::new();
-            let mut pending = cov;
-            loop {
-                let mut still = Vec::new();
-                for object in pending {
-                    match client
-                        .subscribe_cov(instance, object, CovOptions::default())
-                        .await
-                    {
-                        Ok(mut s) => {
-                            let tx = tx.clone();
-                            forwarders.spawn(async move {
-                                while let Some(ev) = s.next().await {
-                                    if let CovEvent::Notification(n) = ev
-                                        && tx.send(Msg::Cov(s.object(), n)).await.is_err()
-                                    {
-                                        break;
-                                    }
-                                }
-                            });
+    tasks
+}
+
+/// Subscribes to COV for `objects`, retrying the refused ones every 60 s (they stay polled).
+async fn subscribe_cov(
+    client: Arc<BacnetClient>,
+    instance: u32,
+    device: String,
+    objects: Vec<ObjectId>,
+    tx: mpsc::Sender<Msg>,
+) {
+    // Forwarders live in the set: dropping it (task aborted) cancels the subscriptions.
+    let mut forwarders = tokio::task::JoinSet::new();
+    let mut pending = objects;
+    loop {
+        let mut still = Vec::new();
+        for object in pending {
+            match client
+                .subscribe_cov(instance, object, CovOptions::default())
+                .await
+            {
+                Ok(mut s) => {
+                    let tx = tx.clone();
+                    forwarders.spawn(async move {
+                        while let Some(ev) = s.next().await {
+                            if let CovEvent::Notification(n) = ev
+                                && tx.send(Msg::Cov(s.object(), n)).await.is_err()
+                            {
+                                break;
+                            }
                         }
-                        Err(e) => {
-                            info!(device = %device, object = ?object, error = %e, "COV subscription failed; the point stays polled, retry in 60 s");
-                            still.push(object);
-                        }
-                    }
+                    });
                 }
-                pending = still;
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                while forwarders.try_join_next().is_some() {}
+                Err(e) => {
+                    info!(device = %device, object = ?object, error = %e, "COV subscription failed; the point stays polled, retry in 60 s");
+                    still.push(object);
+                }
             }
-        }));
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        while forwarders.try_join_next().is_some() {}
     }
-    drop(tx);
+}
+
+/// Feeds the answers to the device (and its comm-loss check every second) into ingest until
+/// shutdown or until every sender is gone; keeps `confirmed` in step with the identity.
+async fn receive(
+    ingest: &Ingest,
+    dev: &mut BacnetDevice,
+    mut rx: mpsc::Receiver<Msg>,
+    confirmed: &std::sync::atomic::AtomicBool,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut out = Vec::new();
     loop {
         tokio::select! {
             m = rx.recv() => match m {
                 Some(Msg::Identity(r)) => {
-                    let e = dev.on_identity(&r, unix_ms(), &mut out);
-                    deliver(&ingest, &mut out, e);
+                    let e = dev.on_identity(&r, ingest.clock().unix_ms(), &mut out);
+                    deliver(ingest, &mut out, e);
                 }
                 Some(Msg::Poll(class, r)) => {
-                    let e = dev.on_poll(class, &r, unix_ms(), &mut out);
-                    deliver(&ingest, &mut out, e);
+                    let e = dev.on_poll(class, &r, ingest.clock().unix_ms(), &mut out);
+                    deliver(ingest, &mut out, e);
                 }
                 Some(Msg::Cov(o, n)) => {
-                    let e = dev.on_cov(o, &n, unix_ms(), &mut out);
-                    deliver(&ingest, &mut out, e);
+                    let e = dev.on_cov(o, &n, ingest.clock().unix_ms(), &mut out);
+                    deliver(ingest, &mut out, e);
                 }
                 None => break,
             },
             _ = ticker.tick() => {
-                let e = dev.tick(unix_ms(), &mut out);
-                deliver(&ingest, &mut out, e);
+                let e = dev.tick(ingest.clock().unix_ms(), &mut out);
+                deliver(ingest, &mut out, e);
             }
             _ = shutdown.changed() => if *shutdown.borrow() { break },
         }
@@ -586,9 +628,6 @@ pub async fn run(ingest: Arc<Ingest>, mut dev: BacnetDevice, mut shutdown: watch
             dev.identity() == Identity::Confirmed,
             std::sync::atomic::Ordering::SeqCst,
         );
-    }
-    for t in tasks {
-        t.abort();
     }
 }
 

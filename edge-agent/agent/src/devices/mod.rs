@@ -71,75 +71,83 @@ pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
             period: *period,
             event_every: *event_every,
         }),
-        (
-            Connection::Mqtt {
-                endpoint,
-                credentials,
-                ca_file,
-            },
-            Some(profile),
-        ) => {
-            let dev = mqtt::MqttDevice::new(&d.id, profile, crate::uplink::unix_ms())?;
-            let tls = if endpoint.tls {
-                Some(crate::uplink::tls_config(ca_file.as_deref(), None)?)
-            } else {
-                None
-            };
-            Ok(Driver::Mqtt(Box::new((
-                dev,
-                mqtt::MqttConn {
-                    endpoint: endpoint.clone(),
-                    credentials: credentials.clone(),
-                    tls,
-                },
-            ))))
-        }
+        (Connection::Mqtt { .. }, Some(profile)) => prepare_mqtt(d, profile),
         (
             Connection::ModbusTcp { .. }
             | Connection::ModbusRtu { .. }
             | Connection::ModbusRtuOverTcp { .. },
             Some(profile),
-        ) => {
-            let (connection, unit_id) = match &d.connection {
-                Connection::ModbusTcp { addr, unit } => {
-                    (dcim_modbus::Connection::Tcp { addr: *addr }, *unit)
-                }
-                Connection::ModbusRtuOverTcp { addr, unit } => {
-                    (dcim_modbus::Connection::RtuOverTcp { addr: *addr }, *unit)
-                }
-                Connection::ModbusRtu { port, baud, unit } => (
-                    dcim_modbus::Connection::Rtu {
-                        path: port.clone(),
-                        baud_rate: *baud,
-                    },
-                    *unit,
-                ),
-                _ => return Err("internal: not a Modbus connection".into()),
-            };
-            if profile.protocol != dcim_profiles::Protocol::Modbus || profile.modbus.is_none() {
-                return Err(format!(
-                    "profile `{}` is for {}, not modbus",
-                    profile.name,
-                    profile.protocol.as_str()
-                ));
-            }
-            Ok(Driver::Modbus(Box::new(modbus::ModbusLine {
-                connection,
-                devices: vec![dcim_modbus::ModbusDevice {
-                    id: d.id.clone(),
-                    unit_id,
-                    profile: Arc::new(profile),
-                }],
-            })))
-        }
+        ) => prepare_modbus(d, profile),
         (Connection::Snmp(cfg), Some(profile)) => Ok(Driver::Snmp(Box::new(
-            snmp::SnmpDriver::new(&d.id, cfg, &profile, crate::uplink::unix_ms())?,
+            snmp::SnmpDriver::new(&d.id, cfg, &profile, crate::clock::unix_ms())?,
         ))),
         (Connection::Bacnet(target), Some(profile)) => Ok(Driver::Bacnet(Box::new(
-            bacnet::BacnetDevice::new(&d.id, target.clone(), profile, crate::uplink::unix_ms())?,
+            bacnet::BacnetDevice::new(&d.id, target.clone(), profile, crate::clock::unix_ms())?,
         ))),
         (_, None) => Err("this device needs a profile".into()),
     }
+}
+
+/// An MQTT device: its profile's topics, the broker connection and its TLS settings.
+fn prepare_mqtt(d: &DeviceConfig, profile: dcim_profiles::Profile) -> Result<Driver, String> {
+    let Connection::Mqtt {
+        endpoint,
+        credentials,
+        ca_file,
+    } = &d.connection
+    else {
+        return Err("internal: not an MQTT connection".into());
+    };
+    let dev = mqtt::MqttDevice::new(&d.id, profile, crate::clock::unix_ms())?;
+    let tls = if endpoint.tls {
+        Some(crate::uplink::tls_config(ca_file.as_deref(), None)?)
+    } else {
+        None
+    };
+    Ok(Driver::Mqtt(Box::new((
+        dev,
+        mqtt::MqttConn {
+            endpoint: endpoint.clone(),
+            credentials: credentials.clone(),
+            tls,
+        },
+    ))))
+}
+
+/// A Modbus device (TCP, RTU or RTU over TCP) on a line of its own; [`group_lines`] merges
+/// the devices of one line afterwards.
+fn prepare_modbus(d: &DeviceConfig, profile: dcim_profiles::Profile) -> Result<Driver, String> {
+    let (connection, unit_id) = match &d.connection {
+        Connection::ModbusTcp { addr, unit } => {
+            (dcim_modbus::Connection::Tcp { addr: *addr }, *unit)
+        }
+        Connection::ModbusRtuOverTcp { addr, unit } => {
+            (dcim_modbus::Connection::RtuOverTcp { addr: *addr }, *unit)
+        }
+        Connection::ModbusRtu { port, baud, unit } => (
+            dcim_modbus::Connection::Rtu {
+                path: port.clone(),
+                baud_rate: *baud,
+            },
+            *unit,
+        ),
+        _ => return Err("internal: not a Modbus connection".into()),
+    };
+    if profile.protocol != dcim_profiles::Protocol::Modbus || profile.modbus.is_none() {
+        return Err(format!(
+            "profile `{}` is for {}, not modbus",
+            profile.name,
+            profile.protocol.as_str()
+        ));
+    }
+    Ok(Driver::Modbus(Box::new(modbus::ModbusLine {
+        connection,
+        devices: vec![dcim_modbus::ModbusDevice {
+            id: d.id.clone(),
+            unit_id,
+            profile: Arc::new(profile),
+        }],
+    })))
 }
 
 /// Merge Modbus devices that share a serial line or a serial gateway into one poller each (one
@@ -178,5 +186,33 @@ pub async fn run(ingest: Arc<Ingest>, driver: Driver, shutdown: watch::Receiver<
             period,
             event_every,
         } => synthetic::run(ingest, id, points, period, event_every, shutdown).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Hazard: the shipped example configuration (or a profile it names) no longer loads, so
+    // an installation started from it polls nothing.
+    #[test]
+    fn the_example_file_is_valid_and_its_profiles_load() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/agent.example.toml"));
+        let c = crate::config::load(path).unwrap();
+        assert_eq!(c.brokers.len(), 2);
+        assert_eq!(c.devices.len(), 10);
+        assert!(c.snmp_traps.is_some());
+        assert_eq!(c.racks.len(), 1);
+        assert_eq!(
+            c.racks[0].bms,
+            Some(("bms-r02".to_string(), "cell_temp_max".to_string()))
+        );
+        for d in &c.devices {
+            let drv = prepare(d);
+            assert!(drv.is_ok(), "{}: {:?}", d.id, drv.err());
+        }
+        let drivers: Vec<_> = c.devices.iter().map(|d| prepare(d).unwrap()).collect();
+        // The two BMS on /dev/ttyUSB0 share one poller.
+        assert_eq!(group_lines(drivers).len(), 9);
     }
 }

@@ -10,7 +10,7 @@
 use crate::config::Endpoint;
 use crate::ingest::Ingest;
 use crate::payload::EventDraft;
-use crate::uplink::{backoff::Backoff, unix_ms};
+use crate::uplink::backoff::Backoff;
 use dcim_points::Sample;
 use dcim_profiles::{Address, DeviceTracker, Profile, Protocol, Reading};
 use dcim_wire::Severity;
@@ -177,7 +177,7 @@ pub async fn run(
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let mut out = Vec::new();
-                        let ev = dev.on_message(&p.topic, &p.payload, unix_ms(), &mut out);
+                        let ev = dev.on_message(&p.topic, &p.payload, ingest.clock().unix_ms(), &mut out);
                         deliver(&ingest, out, ev);
                     }
                     Ok(_) => {}
@@ -185,7 +185,7 @@ pub async fn run(
                 },
                 _ = ticker.tick() => {
                     let mut out = Vec::new();
-                    let ev = dev.tick(unix_ms(), &mut out);
+                    let ev = dev.tick(ingest.clock().unix_ms(), &mut out);
                     deliver(&ingest, out, ev);
                 }
                 _ = shutdown.changed() => if *shutdown.borrow() { return },
@@ -199,7 +199,7 @@ pub async fn run(
                 _ = tokio::time::sleep_until(until) => break,
                 _ = ticker.tick() => {
                     let mut out = Vec::new();
-                    let ev = dev.tick(unix_ms(), &mut out);
+                    let ev = dev.tick(ingest.clock().unix_ms(), &mut out);
                     deliver(&ingest, out, ev);
                 }
                 _ = shutdown.changed() => if *shutdown.borrow() { return },

@@ -6,7 +6,6 @@
 
 use crate::ingest::Ingest;
 use crate::payload::EventDraft;
-use crate::uplink::unix_ms;
 use dcim_points::Sample;
 use dcim_profiles::{PollClass, Profile};
 use dcim_snmp::{Notice, PollAnswer, SnmpClient, SnmpDevice, SnmpTarget, Trap, TrapReceiver};
@@ -29,7 +28,7 @@ pub struct SnmpDriver {
 impl SnmpDriver {
     pub fn new(
         id: &str,
-        cfg: &crate::snmp_config::SnmpDeviceConfig,
+        cfg: &crate::config::snmp::SnmpDeviceConfig,
         profile: &Profile,
         now_ms: i64,
     ) -> Result<SnmpDriver, String> {
@@ -89,6 +88,8 @@ enum Msg {
     Trap(Trap),
 }
 
+/// Runs one SNMP device: polls per poll class, forwards its traps, and turns both into samples
+/// and events (a trap that says something changed triggers a poll at once).
 pub async fn run(ingest: Arc<Ingest>, d: SnmpDriver, mut shutdown: watch::Receiver<bool>) {
     let SnmpDriver {
         mut dev,
@@ -109,10 +110,36 @@ pub async fn run(ingest: Arc<Ingest>, d: SnmpDriver, mut shutdown: watch::Receiv
             }
         }
     };
-    let (tx, mut rx) = mpsc::channel::<Msg>(64);
+    let (tx, rx) = mpsc::channel::<Msg>(64);
     let poll_now = Arc::new(Notify::new());
-    let mut tasks = Vec::new();
+    let mut tasks = spawn_polls(&dev, &client, &tx, &poll_now);
+    if let Some(mut traps) = traps {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(t) = traps.recv().await {
+                if tx.send(Msg::Trap(t)).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    receive(&ingest, &mut dev, &target, rx, &poll_now, shutdown).await;
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// One polling task per poll class, each polling every period or at once when `poll_now` is
+/// notified.
+fn spawn_polls(
+    dev: &SnmpDevice,
+    client: &Arc<SnmpClient>,
+    tx: &mpsc::Sender<Msg>,
+    poll_now: &Arc<Notify>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let max_rep = dev.max_repetitions();
+    let mut tasks = Vec::new();
     for (class, period) in dev.schedule() {
         let req = dev.request(class);
         let client = client.clone();
@@ -133,17 +160,19 @@ pub async fn run(ingest: Arc<Ingest>, d: SnmpDriver, mut shutdown: watch::Receiv
             }
         }));
     }
-    if let Some(mut traps) = traps {
-        let tx = tx.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(t) = traps.recv().await {
-                if tx.send(Msg::Trap(t)).await.is_err() {
-                    return;
-                }
-            }
-        }));
-    }
-    drop(tx);
+    tasks
+}
+
+/// Feeds poll answers, traps and the comm-loss check every second into ingest until shutdown
+/// or until every sender is gone; logs a failing poll once per distinct error.
+async fn receive(
+    ingest: &Ingest,
+    dev: &mut SnmpDevice,
+    target: &SnmpTarget,
+    mut rx: mpsc::Receiver<Msg>,
+    poll_now: &Notify,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let mut out = Vec::new();
     let mut last_error: Option<String> = None;
@@ -161,27 +190,24 @@ pub async fn run(ingest: Arc<Ingest>, d: SnmpDriver, mut shutdown: watch::Receiv
                         }
                         _ => {}
                     }
-                    let n = dev.on_poll(class, &r, unix_ms(), &mut out);
-                    deliver(&ingest, &mut out, n);
+                    let n = dev.on_poll(class, &r, ingest.clock().unix_ms(), &mut out);
+                    deliver(ingest, &mut out, n);
                 }
                 Some(Msg::Trap(t)) => {
-                    let (n, poll) = dcim_snmp::classify(&t, &dev.device, dev.links(), unix_ms());
+                    let (n, poll) = dcim_snmp::classify(&t, &dev.device, dev.links(), ingest.clock().unix_ms());
                     if poll {
                         poll_now.notify_waiters();
                     }
-                    deliver(&ingest, &mut out, vec![n]);
+                    deliver(ingest, &mut out, vec![n]);
                 }
                 None => break,
             },
             _ = ticker.tick() => {
-                let n = dev.tick(unix_ms(), &mut out);
-                deliver(&ingest, &mut out, n);
+                let n = dev.tick(ingest.clock().unix_ms(), &mut out);
+                deliver(ingest, &mut out, n);
             }
             _ = shutdown.changed() => if *shutdown.borrow() { break },
         }
-    }
-    for t in tasks {
-        t.abort();
     }
 }
 

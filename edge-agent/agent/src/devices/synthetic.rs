@@ -5,7 +5,6 @@
 
 use crate::ingest::Ingest;
 use crate::payload::EventDraft;
-use crate::uplink::unix_ms;
 use dcim_points::{Quality, Role, Sample, Value};
 use dcim_wire::Severity;
 use std::sync::Arc;
@@ -67,7 +66,7 @@ pub async fn run(
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
         n += 1;
-        let (samples, event) = tick(&device, points, event_every, n, unix_ms());
+        let (samples, event) = tick(&device, points, event_every, n, ingest.clock().unix_ms());
         if let Some(e) = event {
             // Errors are logged by the ingest path; the event stays queued in memory.
             let _ = ingest.event(e);

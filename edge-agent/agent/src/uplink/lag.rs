@@ -28,12 +28,8 @@ use dcim_spool::Lag;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-/// A broker's lag limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_bytes: u64,
-    pub max_stuck_ms: i64,
-}
+/// A broker's lag limits (defined with the configuration, `[[broker]]`).
+pub use crate::config::Limits;
 
 /// One broker as the decision needs it.
 #[derive(Debug, Clone, PartialEq)]

@@ -33,7 +33,7 @@ use rumqttc::{
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use tracker::{Tag, Tracker};
@@ -55,12 +55,8 @@ pub struct LinkStatus {
     pub acked_batches: AtomicU64,
 }
 
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The wall clock, at its former path (see [`crate::clock`]).
+pub use crate::clock::unix_ms;
 
 fn topic(shared: &Shared, channel: Channel) -> String {
     Topic {
@@ -79,7 +75,7 @@ fn state_payload(shared: &Shared, broker: &str, online: bool) -> Vec<u8> {
             s.detached().into_iter().map(|(b, _)| b).collect(),
         )
     });
-    let now = unix_ms();
+    let now = shared.clock.unix_ms();
     let drill = if online {
         shared.test_mode_at(now)
     } else {
@@ -351,9 +347,12 @@ impl Link {
                 self.publish(t, false, dcim_wire::encode(&result), Tag::Other);
             }
             Outcome::TestMode { on, command } => {
-                let reason =
-                    self.shared
-                        .command_test_mode(on, unix_ms(), &command.user, &command.id);
+                let reason = self.shared.command_test_mode(
+                    on,
+                    self.shared.clock.unix_ms(),
+                    &command.user,
+                    &command.id,
+                );
                 warn!(
                     broker = %self.cfg.name,
                     id = %command.id,
@@ -375,6 +374,13 @@ impl Link {
                 self.publish(topic(&self.shared, Channel::State), true, state, Tag::Other);
             }
         }
+    }
+
+    /// Publishes the retained state (online, pending count, thinned samples, test mode).
+    fn publish_state(&mut self) {
+        let state = state_payload(&self.shared, &self.cfg.name, true);
+        let t = topic(&self.shared, Channel::State);
+        self.publish(t, true, state, Tag::Other);
     }
 
     fn handle(&mut self, ev: Event) {
@@ -424,7 +430,7 @@ pub async fn run(
     let mut wake = shared.spooled.subscribe();
     let mut state_changed = shared.state_changed.subscribe();
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
-    let mut seed = (unix_ms() as u64) ^ (std::process::id() as u64);
+    let mut seed = (shared.clock.unix_ms() as u64) ^ (std::process::id() as u64);
     loop {
         let (client, mut eventloop) = new_client(&shared, &cfg, tls.as_ref());
         let mut link = Link {
@@ -436,43 +442,21 @@ pub async fn run(
             sent: [0, 0],
             connected: false,
         };
-        let mut state_tick = tokio::time::interval(state_interval);
-        state_tick.tick().await;
-        let err: ConnectionError = loop {
-            tokio::select! {
-                // (its sender lives in `Shared`, which this task holds: it never closes)
-                _ = state_changed.changed(), if link.connected => {
-                    // Test mode started or ended: the retained state shows it at once.
-                    let state = state_payload(&link.shared, &link.cfg.name, true);
-                    let t = topic(&link.shared, Channel::State);
-                    link.publish(t, true, state, Tag::Other);
-                }
-                _ = state_tick.tick(), if link.connected => {
-                    // Refresh the retained state (pending count, thinned samples).
-                    let state = state_payload(&link.shared, &link.cfg.name, true);
-                    let t = topic(&link.shared, Channel::State);
-                    link.publish(t, true, state, Tag::Other);
-                }
-                ev = eventloop.poll() => match ev {
-                    Ok(ev) => {
-                        if matches!(ev, Event::Incoming(Packet::ConnAck(_))) {
-                            backoff.reset();
-                        }
-                        link.handle(ev);
-                    }
-                    Err(e) => break e,
-                },
-                // Only while connected: winning this branch cancels `eventloop.poll()`, and a
-                // poll cancelled mid-connect drops the half-open connection (the agent then
-                // needed many attempts to reconnect under load).
-                _ = wake.changed(), if link.connected => link.fill(),
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        graceful_close(&mut link, &mut eventloop).await;
-                        return;
-                    }
-                }
-            }
+        let watches = Watches {
+            wake: &mut wake,
+            state_changed: &mut state_changed,
+            shutdown: &mut shutdown,
+        };
+        let Some(err) = session(
+            &mut link,
+            &mut eventloop,
+            state_interval,
+            &mut backoff,
+            watches,
+        )
+        .await
+        else {
+            return;
         };
         status.connected.store(false, Ordering::Relaxed);
         // xorshift for jitter
@@ -490,6 +474,60 @@ pub async fn run(
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
                     return;
+                }
+            }
+        }
+    }
+}
+
+/// What a broker session waits on besides the connection itself.
+struct Watches<'a> {
+    /// New records in the spool.
+    wake: &'a mut watch::Receiver<u64>,
+    /// Test mode or detached brokers changed: the retained state is republished.
+    state_changed: &'a mut watch::Receiver<u64>,
+    shutdown: &'a mut watch::Receiver<bool>,
+}
+
+/// One connection to the broker, from the connect attempt until it fails (the error is
+/// returned) or shutdown (drained and closed, `None`).
+async fn session(
+    link: &mut Link,
+    eventloop: &mut EventLoop,
+    state_interval: Duration,
+    backoff: &mut Backoff,
+    w: Watches<'_>,
+) -> Option<ConnectionError> {
+    let mut state_tick = tokio::time::interval(state_interval);
+    state_tick.tick().await;
+    loop {
+        tokio::select! {
+            // (its sender lives in `Shared`, which this task holds: it never closes)
+            _ = w.state_changed.changed(), if link.connected => {
+                // Test mode started or ended: the retained state shows it at once.
+                link.publish_state();
+            }
+            _ = state_tick.tick(), if link.connected => {
+                // Refresh the retained state (pending count, thinned samples).
+                link.publish_state();
+            }
+            ev = eventloop.poll() => match ev {
+                Ok(ev) => {
+                    if matches!(ev, Event::Incoming(Packet::ConnAck(_))) {
+                        backoff.reset();
+                    }
+                    link.handle(ev);
+                }
+                Err(e) => return Some(e),
+            },
+            // Only while connected: winning this branch cancels `eventloop.poll()`, and a
+            // poll cancelled mid-connect drops the half-open connection (the agent then
+            // needed many attempts to reconnect under load).
+            _ = w.wake.changed(), if link.connected => link.fill(),
+            _ = w.shutdown.changed() => {
+                if *w.shutdown.borrow() {
+                    graceful_close(link, eventloop).await;
+                    return None;
                 }
             }
         }

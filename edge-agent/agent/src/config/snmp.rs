@@ -1,4 +1,4 @@
-//! The SNMP parts of the agent's configuration, kept apart from `config::parse`:
+//! The SNMP parts of the agent's configuration (SNMP device connections and `[snmp_traps]`):
 //!
 //! ```toml
 //! [[device]]
@@ -31,7 +31,7 @@
 //!
 //! Traps are matched to devices by the source IP address of the notification.
 
-use crate::config::{ConfigError, Ctx};
+use super::{ConfigError, Ctx};
 use dcim_snmp::{AuthAlg, Credentials, LinkConfig, PrivAlg, ReceiverSettings, SnmpTarget, UsmUser};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -264,7 +264,26 @@ pub(crate) fn device(
             ),
         )
     })?;
-    let credentials = match c.version.as_deref().unwrap_or("2c") {
+    let credentials = credentials(ctx, f, span, c)?;
+    let links = device_links(ctx, f, links)?;
+    Ok(SnmpDeviceConfig {
+        target: SnmpTarget {
+            address,
+            credentials,
+        },
+        links,
+        labels: labels.clone().unwrap_or_default(),
+    })
+}
+
+/// The SNMPv2c community or the SNMPv3 user of a device, by `version`.
+fn credentials(
+    ctx: &Ctx,
+    f: &dyn Fn(&str) -> String,
+    span: std::ops::Range<usize>,
+    c: &RawSnmpConn,
+) -> Result<Credentials, ConfigError> {
+    Ok(match c.version.as_deref().unwrap_or("2c") {
         "2c" => {
             if c.user.is_some() || c.auth.is_some() || c.privacy.is_some() {
                 return Err(ctx.err(
@@ -313,7 +332,15 @@ pub(crate) fn device(
                 format!("`{other}`: expected \"2c\" or \"3\" (SNMPv1 is not supported)"),
             ));
         }
-    };
+    })
+}
+
+/// The `[[device.link]]` entries: names as in the site model, unique names and interfaces.
+fn device_links(
+    ctx: &Ctx,
+    f: &dyn Fn(&str) -> String,
+    links: &[Spanned<RawLink>],
+) -> Result<Vec<LinkConfig>, ConfigError> {
     let mut out_links: Vec<LinkConfig> = Vec::new();
     for (i, l) in links.iter().enumerate() {
         let lspan = l.span();
@@ -354,14 +381,7 @@ pub(crate) fn device(
             neighbor: l.neighbor.clone().filter(|n| !n.is_empty()),
         });
     }
-    Ok(SnmpDeviceConfig {
-        target: SnmpTarget {
-            address,
-            credentials,
-        },
-        links: out_links,
-        labels: labels.clone().unwrap_or_default(),
-    })
+    Ok(out_links)
 }
 
 /// The `[snmp_traps]` section. `agent` and `spool_dir` give the defaults of the engine id and
