@@ -3,7 +3,10 @@
 //! header, double-submitted from the `dcim_csrf` cookie) and an acceptable `Origin`. Every write
 //! is audited and committed before the response is sent.
 //!
-//! [`ROUTES`] is the single list of routes: it feeds the OpenAPI document and the auth tests.
+//! [`ROUTES`] is the single declaration of routes: the router is built from it, each route's
+//! authorisation runs from its declared access before the handler (`api_base::authorize_route`;
+//! handlers receive the principal as `Authorized`), and the OpenAPI document and the auth tests
+//! read it.
 //!
 //! `/api/stream?heartbeat_ms=N` adds a `heartbeat` event after N ms without another one, so a
 //! client can tell a quiet stream from a dead one; the stream checks its credentials again every
@@ -11,8 +14,10 @@
 //! (journalled on the alarm as a comment), maintenance an optional `reason` (audited); the console
 //! always asks for both.
 
+use crate::api_base::Authorized;
+use crate::api_base::r;
 use crate::app::App;
-use crate::auth::{self, Access};
+use crate::auth::Access;
 use crate::config::Role;
 use crate::store::{EventQuery, UserRecord};
 use axum::body::Bytes;
@@ -20,7 +25,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, on};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -29,35 +34,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 pub use crate::api_base::{
-    ApiError, CSRF_COOKIE, CSRF_HEADER, Principal, ROUTES, RouteDoc, SESSION_COOKIE, authorize,
-    header_str, parse_body, parse_query,
+    ApiError, CSRF_COOKIE, CSRF_HEADER, Principal, RouteDoc, SESSION_COOKIE, authorize, header_str,
+    parse_body, parse_query,
 };
 
+/// The API: every route of [`ROUTES`] with its authorisation, the console's files, and the
+/// follower's refusal of leader-only writes.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/api/logout", post(logout))
-        .route("/api/me", get(me))
-        .route("/api/points", get(points))
-        .route("/api/points/{device}", get(device_points))
-        .route("/api/points/{device}/{point}/history", get(point_history))
-        .route("/api/agents", get(agents))
-        .route("/api/events", get(events))
-        .route("/api/stream", get(stream))
-        .route("/api/openapi.json", get(openapi))
-        .route("/metrics", get(metrics))
-        .route("/api/audit", get(audit))
-        .route("/api/users", get(users).post(create_user))
-        .merge(crate::api_auth::routes())
-        .merge(crate::api_facility::routes())
-        .merge(crate::api_drill::routes())
-        .merge(crate::api_authority::routes())
-        .merge(crate::api_console::routes())
-        .merge(crate::api_windows::routes())
-        .merge(crate::api_energy::routes())
-        .merge(crate::api_export::routes())
+    let mut router = Router::new();
+    for route in ROUTES {
+        router = router.route(route.path, route.method_router(&app));
+    }
+    router
         .merge(crate::console::router())
-        .merge(crate::api_cluster::routes())
         // Multi-site: a follower refuses the writes that need the leader, naming it.
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -65,6 +54,425 @@ pub fn router(app: Arc<App>) -> Router {
         ))
         .with_state(app)
 }
+
+/// Every API route, declared once: routing, authorisation ([`crate::api_base::authorize_route`]),
+/// the OpenAPI document and the auth tests all read this table.
+pub const ROUTES: &[RouteDoc] = &[
+    r(
+        "GET",
+        "/health",
+        None,
+        "Health of every part (store, disk, broker, ingest, essential tasks, time-series store, DC-09 paths): status ok|degraded|failing with a reason per check; 503 while failing; no authentication. For the whole disk-full episode: `degraded` with top-level `store: \"disk full\"`, `free_bytes` and `reserve_bytes` (and the store and disk checks say so); a failed write: top-level `store: \"write failed\"`. On a multi-site replica, the `cluster` check: a follower that cannot reload the leader's alarm state is `degraded` (what it shows may be out of date).",
+        |m| on(m, health),
+    ),
+    r(
+        "POST",
+        "/api/login",
+        None,
+        "Sign in with {username, password} (body at most 8 KiB); sets the session, CSRF and device cookies. 401 on a wrong name or password (known and unknown names answer alike); 429 with Retry-After while the address, the user name or the device is locked after repeated failures; 503 with Retry-After when too many sign-ins wait for a password hash.",
+        |m| on(m, crate::api_auth::login),
+    ),
+    r(
+        "POST",
+        "/api/logout",
+        Some(Access::Read),
+        "End the current session.",
+        |m| on(m, logout),
+    ),
+    r(
+        "GET",
+        "/api/me",
+        Some(Access::Read),
+        "The signed-in user and role.",
+        |m| on(m, me),
+    ),
+    r(
+        "GET",
+        "/api/points",
+        Some(Access::Read),
+        "Latest value of every point; filters: site, agent, device, role, limit.",
+        |m| on(m, points),
+    ),
+    r(
+        "GET",
+        "/api/points/{device}",
+        Some(Access::Read),
+        "Latest values of one device's points.",
+        |m| on(m, device_points),
+    ),
+    r(
+        "GET",
+        "/api/points/{device}/{point}/history",
+        Some(Access::Read),
+        "History of one numeric point: time buckets {t_ms, n, min, max, last} of good-quality samples; query from, to (ms, default the last hour), step (ms, a multiple of [history] resolution_ms), site. From the time-series store when [influx] query_url is set (what it does not hold yet from memory), else from the in-memory ring (since the server started, the last hour by default); `source` (store, memory, store+memory), `covers` {from, to} and `sources` say which answered for which range, `fallback_reason` why the store did not.",
+        |m| on(m, point_history),
+    ),
+    r(
+        "GET",
+        "/api/agents",
+        Some(Access::Read),
+        "Configured and seen edge agents with their last state.",
+        |m| on(m, agents),
+    ),
+    r(
+        "GET",
+        "/api/events",
+        Some(Access::Read),
+        "Stored events, newest first; filters: since_ms, agent, device, limit.",
+        |m| on(m, events),
+    ),
+    r(
+        "GET",
+        "/api/stream",
+        Some(Access::Read),
+        "Server-sent events (each only to roles its REST twin allows: audit to admins only; the stream ends when its session or token is revoked or its user disabled, checked every 5 s): points, event, agent, alarm, incident, audit, authority, maintenance (the maintenance schedule changed), redundancy (a subsystem's or rack's level changed: subsystem, rack, designed, before and current (proven), if_unknown_up, verified, ts_ms), lagged; events=a,b to filter; heartbeat_ms=N (500..=60000): a `heartbeat` event (data: the server time in ms) after N ms without another event, so a client can tell a silent stream from a dead one.",
+        |m| on(m, stream),
+    ),
+    r(
+        "GET",
+        "/api/openapi.json",
+        Some(Access::Read),
+        "This document.",
+        |m| on(m, openapi),
+    ),
+    r(
+        "GET",
+        "/metrics",
+        Some(Access::Read),
+        "Metrics of the server itself (OpenMetrics): counters, histograms (ingest-to-alarm, commit time), build, process, time-series buffer and DC-09; also with the [metrics] scrape token, or without authentication on [metrics] listen.",
+        |m| on(m, metrics),
+    )
+    .with_scrape_token(),
+    r(
+        "GET",
+        "/api/alarms",
+        Some(Access::Read),
+        "Alarms not in normal (all=true: every alarm; grouped=true: with the per-rack alarms hidden under their subsystem's), and the flood flag.",
+        |m| on(m, crate::api_facility::alarms),
+    ),
+    r(
+        "GET",
+        "/api/alarms/{id}/journal",
+        Some(Access::Read),
+        "Journal of one alarm (every transition and action).",
+        |m| on(m, crate::api_facility::alarm_journal),
+    ),
+    r(
+        "POST",
+        "/api/alarms/{id}/{action}",
+        Some(Access::Operate),
+        "ack | shelve {until_ms|minutes, reason} (a reason is required and journalled as a comment; fire-stage and battery-temperature alarms are never shelved: 403, audited as alarm.shelve.refused) | unshelve | comment {text} | out_of_service | return_to_service.",
+        |m| on(m, crate::api_facility::alarm_action),
+    ),
+    r(
+        "GET",
+        "/api/maintenance",
+        Some(Access::Read),
+        "Devices and components in maintenance.",
+        |m| on(m, crate::api_facility::maintenance),
+    ),
+    r(
+        "POST",
+        "/api/maintenance",
+        Some(Access::Operate),
+        "Put a device or component in maintenance, or take it out {subject, on, reason (audited)}.",
+        |m| on(m, crate::api_facility::set_maintenance),
+    ),
+    r(
+        "GET",
+        "/api/maintenance/windows",
+        Some(Access::Read),
+        "Maintenance windows scheduled in advance: subjects, who, reason, from_ms, to_ms, status (scheduled, active, ended, cancelled), the subjects each put in maintenance, held under authority control.",
+        |m| on(m, crate::api_windows::list),
+    ),
+    r(
+        "POST",
+        "/api/maintenance/windows",
+        Some(Access::Operate),
+        "Schedule a maintenance window {subjects: [component or device ids], who, reason, from_ms, to_ms}: it puts its subjects in maintenance at from_ms and takes them out at to_ms by itself (audited; held under authority control).",
+        |m| on(m, crate::api_windows::create),
+    ),
+    r(
+        "POST",
+        "/api/maintenance/windows/{id}/cancel",
+        Some(Access::Operate),
+        "Cancel a scheduled window, or end an active one now {reason}; ending an active one is refused (423) under authority control.",
+        |m| on(m, crate::api_windows::cancel),
+    ),
+    r(
+        "GET",
+        "/api/energy/pue",
+        Some(Access::Read),
+        "PUE computed on the server: now (facility and IT power, only when every meter reports; what is missing otherwise) and its history from integrated energy; query from, to (ms), step (ms): minute buckets for the last 48 h, hour buckets for 400 days, each with its covered time.",
+        |m| on(m, crate::api_energy::pue),
+    ),
+    r(
+        "GET",
+        "/api/energy/report",
+        Some(Access::Read),
+        "Monthly energy report: facility and IT energy (kWh), PUE and covered time per local day and for the month; query month (YYYY-MM), offset_min (minutes east of UTC), format=json (default) or csv.",
+        |m| on(m, crate::api_energy::report),
+    ),
+    r(
+        "GET",
+        "/api/export/alarms.csv",
+        Some(Access::Read),
+        "The alarm list as CSV (UTF-8), filtered like the console: grade, subsystem, state (a state, needs_ack or suppressed), room, q (words), all=true; times at offset_min (minutes east of UTC).",
+        |m| on(m, crate::api_export::alarms_csv),
+    ),
+    r(
+        "GET",
+        "/api/export/events.csv",
+        Some(Access::Read),
+        "The event list as CSV (UTF-8): since_ms, until_ms, severity, kind (or a prefix ending in `.`), room, device, q (words), limit (default 1000); times at offset_min.",
+        |m| on(m, crate::api_export::events_csv),
+    ),
+    r(
+        "GET",
+        "/api/search",
+        Some(Access::Read),
+        "Search racks, components, devices and points by id, name, room, row, role or description: q (words, all must match), limit (default 20, at most 100).",
+        |m| on(m, crate::api_export::search),
+    ),
+    r(
+        "GET",
+        "/api/incidents",
+        Some(Access::Read),
+        "Incidents with their journals.",
+        |m| on(m, crate::api_facility::incidents),
+    ),
+    r(
+        "POST",
+        "/api/incidents",
+        Some(Access::Operate),
+        "Open an incident {title, grade}.",
+        |m| on(m, crate::api_facility::open_incident),
+    ),
+    r(
+        "GET",
+        "/api/incidents/{id}",
+        Some(Access::Read),
+        "One incident.",
+        |m| on(m, crate::api_facility::incident),
+    ),
+    r(
+        "GET",
+        "/api/incidents/{id}/export",
+        Some(Access::Read),
+        "Export as format=markdown (default) or json.",
+        |m| on(m, crate::api_facility::export_incident),
+    ),
+    r(
+        "POST",
+        "/api/incidents/{id}/{op}",
+        Some(Access::Operate),
+        "advance {phase} | grade {grade} | note {text} | assign {role, person} | field {field, text} | follow_up {text, owner} | complete_follow_up {index}.",
+        |m| on(m, crate::api_facility::incident_op),
+    ),
+    r(
+        "GET",
+        "/api/site",
+        Some(Access::Read),
+        "The site model.",
+        |m| on(m, crate::api_facility::site),
+    ),
+    r(
+        "GET",
+        "/api/site/places",
+        Some(Access::Read),
+        "Where each rack, battery room, row, room, PDU and CRAH is: building (the site), room, row and position in the row (the site model has no coordinates).",
+        |m| on(m, crate::api_console::places),
+    ),
+    r(
+        "GET",
+        "/api/fire/stages",
+        Some(Access::Read),
+        "The fire stage table of the fire logic: code, key, name, entry condition, default threshold (°C), actions added and all actions commanded at the stage; every action with its name and feedback role.",
+        |m| on(m, crate::api_console::stages),
+    ),
+    r(
+        "GET",
+        "/api/fire/summary",
+        Some(Access::Read),
+        "Every rack and battery room at pre-alarm or above, most severe first: stage by name, the reading behind it (stale ones keep their last stage), since when, the trigger (source and °C), the actions with their feedback, the place; the racks with no usable stage reading; counts per stage.",
+        |m| on(m, crate::api_console::summary),
+    ),
+    r(
+        "GET",
+        "/api/roles",
+        Some(Access::Read),
+        "The point role vocabulary: name, unit, kind, labels, description.",
+        |m| on(m, crate::api_console::roles),
+    ),
+    r(
+        "GET",
+        "/api/alarm-rules",
+        Some(Access::Read),
+        "The alarm rules in force (id, name, grade, condition, the role it reads, and `shelvable`: false for fire-stage and battery-temperature rules, whose alarms are never shelved).",
+        |m| on(m, crate::api_console::alarm_rules),
+    ),
+    r(
+        "GET",
+        "/api/site/redundancy",
+        Some(Access::Read),
+        "Redundancy per subsystem (`SubsystemHealth`: `current` is the level proven by components that are Up, `if_unknown_up` what Unknown ones would give, `verified`, `unverified`, `summary`) and buffer-tank ride-through (`RideThrough`); components=true adds every component (`ComponentHealth`, with `energised` from measurement and per-supply `SupplyHealth`).",
+        |m| on(m, crate::api_facility::redundancy),
+    ),
+    r(
+        "GET",
+        "/api/site/whatif",
+        Some(Access::Read),
+        "fail=a,b: what loses power, cooling, network or redundancy if these components fail.",
+        |m| on(m, crate::api_facility::what_if),
+    ),
+    r(
+        "GET",
+        "/api/status",
+        Some(Access::Read),
+        "Up/Down/Warning/Maintenance/Unknown of every device.",
+        |m| on(m, crate::api_facility::statuses),
+    ),
+    r(
+        "POST",
+        "/api/devices/{device}/commands",
+        Some(Access::Operate),
+        "Send a command to a device's agent: {kind: acknowledge | time_sync {unix_ms} | test_mode {on} | inhibit_sensor {sensor, seconds}}.",
+        |m| on(m, crate::api_facility::send_command),
+    ),
+    r(
+        "GET",
+        "/api/audit",
+        Some(Access::Admin),
+        "Audit log; filters: since_id, limit.",
+        |m| on(m, audit),
+    ),
+    r(
+        "GET",
+        "/api/drills",
+        Some(Access::Read),
+        "Drills, newest first, and the one in progress.",
+        |m| on(m, crate::api_drill::drills),
+    ),
+    r(
+        "GET",
+        "/api/drills/{id}/report",
+        Some(Access::Read),
+        "Report of a finished drill: what was detected, acknowledged and sent to the fire authority when; format=json (default) or markdown.",
+        |m| on(m, crate::api_drill::report),
+    ),
+    r(
+        "GET",
+        "/api/dc09",
+        Some(Access::Read),
+        "The server's DC-09 transmitter: paths, counters and every site-level message with its ACK time.",
+        |m| on(m, crate::api_drill::dc09),
+    ),
+    r(
+        "GET",
+        "/api/users",
+        Some(Access::Admin),
+        "Users and roles.",
+        |m| on(m, users),
+    ),
+    r(
+        "POST",
+        "/api/users",
+        Some(Access::Admin),
+        "Create a user {name, role, password}.",
+        |m| on(m, create_user),
+    ),
+    r(
+        "POST",
+        "/api/users/{name}/tokens",
+        Some(Access::Admin),
+        "Create an API bearer token for a user {name, days (lifetime, 1..=3650, default auth.token_days)}; the token is shown once; answers its id and expires_ms.",
+        |m| on(m, crate::api_auth::create_token),
+    ),
+    r(
+        "GET",
+        "/api/users/{name}/tokens",
+        Some(Access::Admin),
+        "A user's API tokens: id (first 16 hex digits of its hash), name, created_ms, expires_ms; never the token.",
+        |m| on(m, crate::api_auth::list_tokens),
+    ),
+    r(
+        "POST",
+        "/api/users/{name}/tokens/{id}/revoke",
+        Some(Access::Admin),
+        "Revoke one API token of a user (refused under authority control).",
+        |m| on(m, crate::api_auth::revoke_token),
+    ),
+    r(
+        "POST",
+        "/api/users/{name}/password",
+        Some(Access::Admin),
+        "Set a user's password {password} (12-256 characters, not only spaces, no control characters); ends every session of the user (refused under authority control).",
+        |m| on(m, crate::api_auth::set_password),
+    ),
+    r(
+        "POST",
+        "/api/users/{name}/disable",
+        Some(Access::Admin),
+        "Disable a user: sessions end, tokens are refused; not oneself, not the last enabled admin (refused under authority control).",
+        |m| on(m, crate::api_auth::disable_user),
+    ),
+    r(
+        "POST",
+        "/api/users/{name}/enable",
+        Some(Access::Admin),
+        "Enable a disabled user.",
+        |m| on(m, crate::api_auth::enable_user),
+    ),
+    r(
+        "POST",
+        "/api/me/password",
+        Some(Access::Read),
+        "Change one's own password {current, new}; other sessions of the user end. Wrong current passwords count towards the sign-in back-off.",
+        |m| on(m, crate::api_auth::change_own_password),
+    ),
+    r(
+        "GET",
+        "/api/auth/lockouts",
+        Some(Access::Admin),
+        "Sign-in back-off: every user name, device cookie and address with recent failures or a lock (http and mqtt), with locked_until_ms.",
+        |m| on(m, crate::api_auth::lockouts),
+    ),
+    r(
+        "POST",
+        "/api/auth/lockouts/clear",
+        Some(Access::Admin),
+        "End a sign-in lock {kind: user | address | device, name, channel: http | mqtt}; audited.",
+        |m| on(m, crate::api_auth::clear_lockout),
+    ),
+    r(
+        "GET",
+        "/api/cluster",
+        Some(Access::Read),
+        "Multi-site: this replica, whether it leads (and at which epoch), who leads, the other replicas (heard through the database, only through the witness, gone or unknown) and the verdict on every agent (lost only when every replica that can be heard agrees). `{enabled: false}` on a single server. On a follower, writes that need the leader (alarm actions, maintenance, incidents, authority control, device commands) are answered 503 with the leader's replica, site and console address.",
+        |m| on(m, crate::api_cluster::cluster_status),
+    ),
+    r(
+        "GET",
+        "/api/authority",
+        Some(Access::Read),
+        "Authority control: active, since, cause (key switch at a device, or user and reason), keys on, refused action kinds.",
+        |m| on(m, crate::api_authority::state),
+    ),
+    r(
+        "POST",
+        "/api/authority/enter",
+        Some(Access::TakeCommand),
+        "Enter authority control {reason}: device commands, maintenance, shelving and out-of-service are refused (423) until an operator leaves it.",
+        |m| on(m, crate::api_authority::enter),
+    ),
+    r(
+        "POST",
+        "/api/authority/exit",
+        Some(Access::Operate),
+        "Leave authority control {reason}; 423 while any authority key switch is still on; audited with the duration.",
+        |m| on(m, crate::api_authority::exit),
+    ),
+];
 
 type AppState = State<Arc<App>>;
 
@@ -79,8 +487,11 @@ pub async fn health(State(app): AppState) -> Response {
     (status, Json(doc)).into_response()
 }
 
-async fn logout(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Read).await?;
+async fn logout(
+    Authorized(p): Authorized,
+    State(app): AppState,
+    _headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(s) = &p.session {
         app.store.delete_session(s).await?;
     }
@@ -94,8 +505,11 @@ async fn logout(State(app): AppState, headers: HeaderMap) -> Result<Response, Ap
     Ok(resp)
 }
 
-async fn me(State(app): AppState, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
-    let p = authorize(&app, &headers, &Method::GET, Access::Read).await?;
+async fn me(
+    Authorized(p): Authorized,
+    State(_app): AppState,
+    _headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(json!({"user": p.user, "role": p.role})))
 }
 
@@ -133,20 +547,18 @@ fn select_points(app: &App, q: &PointsQuery) -> Vec<crate::ingest::Latest> {
 
 async fn points(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: PointsQuery = crate::api::parse_query(raw.as_deref())?;
     Ok(Json(json!({"points": select_points(&app, &q)})))
 }
 
 async fn device_points(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(device): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q = PointsQuery {
         device: Some(device),
         ..Default::default()
@@ -156,11 +568,10 @@ async fn device_points(
 
 async fn point_history(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path((device, point)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: crate::api_history::Params = parse_query(raw.as_deref())?;
     crate::api_history::point_history(&app, &device, &point, q)
         .await
@@ -170,9 +581,8 @@ async fn point_history(
 
 async fn agents(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let seen = app.store.list_agents().await?;
     let mut out = Vec::new();
     for a in &app.config.agents {
@@ -201,10 +611,9 @@ struct EventsQuery {
 
 async fn events(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: EventsQuery = crate::api::parse_query(raw.as_deref())?;
     let ev = app
         .store
@@ -265,11 +674,11 @@ struct StreamQuery {
 }
 
 async fn stream(
+    Authorized(principal): Authorized,
     State(app): AppState,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let principal = authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: StreamQuery = parse_query(raw.as_deref())?;
     let wanted: Option<Vec<String>> = q
         .events
@@ -430,23 +839,15 @@ pub fn openapi_doc() -> serde_json::Value {
 }
 
 async fn openapi(
-    State(app): AppState,
-    headers: HeaderMap,
+    State(_app): AppState,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     Ok(Json(openapi_doc()))
 }
 
-async fn metrics(State(app): AppState, headers: HeaderMap) -> Result<Response, ApiError> {
-    // A scrape token (`[metrics] scrape_token`) is accepted here and nowhere else.
-    let scrape = app.config.metrics.token().is_some_and(|t| {
-        header_str(&headers, header::AUTHORIZATION)
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|b| auth::same_secret(b.trim(), &t))
-    });
-    if !scrape {
-        authorize(&app, &headers, &Method::GET, Access::Read).await?;
-    }
+/// `/metrics`: admitted by a session or token with read access, or by the scrape token
+/// (declared in [`ROUTES`]).
+async fn metrics(State(app): AppState) -> Result<Response, ApiError> {
     Ok(metrics_response(&app))
 }
 
@@ -479,10 +880,9 @@ struct AuditQuery {
 
 async fn audit(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Admin).await?;
     let q: AuditQuery = crate::api::parse_query(raw.as_deref())?;
     let rows = app
         .store
@@ -496,9 +896,8 @@ async fn audit(
 
 async fn users(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Admin).await?;
     Ok(Json(json!({"users": app.store.list_users().await?})))
 }
 
@@ -510,11 +909,11 @@ struct NewUser {
 }
 
 async fn create_user(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
     let body: NewUser = parse_body(&body)?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         ApiError(

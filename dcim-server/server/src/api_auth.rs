@@ -20,19 +20,19 @@
 //! written to `<data>/initial-admin-password` (0600), never logged.
 
 use crate::api_authority::guard;
-use crate::api_base::{ApiError, CSRF_COOKIE, Principal, SESSION_COOKIE, authorize, parse_body};
+use crate::api_base::Authorized;
+use crate::api_base::{ApiError, CSRF_COOKIE, SESSION_COOKIE, parse_body};
 use crate::app::App;
 use crate::auth::limits::Subject;
-use crate::auth::{self, Access, password};
+use crate::auth::{self, password};
 use crate::authority::ActionKind;
 use crate::config::Role;
 use crate::metrics::inc;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -46,22 +46,6 @@ pub const DEVICE_COOKIE: &str = "dcim_device";
 const DEVICE_COOKIE_DAYS: u64 = 180;
 
 type AppState = State<Arc<App>>;
-
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/login", post(login))
-        .route("/api/me/password", post(change_own_password))
-        .route("/api/users/{name}/password", post(set_password))
-        .route("/api/users/{name}/disable", post(disable_user))
-        .route("/api/users/{name}/enable", post(enable_user))
-        .route(
-            "/api/users/{name}/tokens",
-            get(list_tokens).post(create_token),
-        )
-        .route("/api/users/{name}/tokens/{id}/revoke", post(revoke_token))
-        .route("/api/auth/lockouts", get(lockouts))
-        .route("/api/auth/lockouts/clear", post(clear_lockout))
-}
 
 fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -149,7 +133,7 @@ async fn verify(
     Ok((user, ok))
 }
 
-async fn login(State(app): AppState, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn login(State(app): AppState, req: Request) -> Result<Response, ApiError> {
     let ip = peer_ip(&req);
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
@@ -309,10 +293,13 @@ struct OwnPassword {
 
 /// `POST /api/me/password {current, new}`: the current password is verified like a sign-in
 /// (same back-off); every other session of the user ends.
-async fn change_own_password(State(app): AppState, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn change_own_password(
+    State(app): AppState,
+    Authorized(p): Authorized,
+    req: Request,
+) -> Result<Response, ApiError> {
     let ip = peer_ip(&req);
-    let (parts, body) = req.into_parts();
-    let p = authorize(&app, &parts.headers, &Method::POST, Access::Read).await?;
+    let (_parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, LOGIN_BODY_MAX)
         .await
         .map_err(|_| {
@@ -392,13 +379,13 @@ struct NewPassword {
 
 /// `POST /api/users/{name}/password {password}` (admin): sets a user's password and ends
 /// every session of that user.
-async fn set_password(
+pub(crate) async fn set_password(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
     let b: NewPassword = parse_body(&body)?;
     let _held = guard(&app, &p, ActionKind::UserModify, &name).await?;
     existing_user(&app, &name).await?;
@@ -430,12 +417,12 @@ async fn enabled_admins(app: &App) -> Result<usize, ApiError> {
 
 /// `POST /api/users/{name}/disable` (admin): the user's sessions end and its tokens are
 /// refused. An admin cannot disable itself, nor the last enabled admin.
-async fn disable_user(
+pub(crate) async fn disable_user(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
     let _held = guard(&app, &p, ActionKind::UserModify, &name).await?;
     let u = existing_user(&app, &name).await?;
     if name == p.user {
@@ -463,12 +450,12 @@ async fn disable_user(
 }
 
 /// `POST /api/users/{name}/enable` (admin).
-async fn enable_user(
+pub(crate) async fn enable_user(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
     let _held = guard(&app, &p, ActionKind::UserCreate, &name).await?;
     existing_user(&app, &name).await?;
     app.store.set_user_disabled(&name, false).await?;
@@ -476,12 +463,11 @@ async fn enable_user(
     Ok(Json(json!({"name": name, "disabled": false})).into_response())
 }
 
-async fn list_tokens(
+pub(crate) async fn list_tokens(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Admin).await?;
     existing_user(&app, &name).await?;
     Ok(Json(
         json!({"tokens": app.store.list_tokens(Some(&name)).await?}),
@@ -497,13 +483,13 @@ struct NewToken {
 
 /// `POST /api/users/{name}/tokens {name, days}` (admin): a bearer token, shown once, that
 /// expires after `days`.
-async fn create_token(
+pub(crate) async fn create_token(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(user): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
     let body: NewToken = parse_body(&body)?;
     let days = body.days.unwrap_or(app.config.auth.token_days);
     if !(1..=3650).contains(&days) {
@@ -542,12 +528,12 @@ async fn create_token(
 }
 
 /// `POST /api/users/{name}/tokens/{id}/revoke` (admin).
-async fn revoke_token(
+pub(crate) async fn revoke_token(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path((user, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
     let _held = guard(&app, &p, ActionKind::TokenRevoke, &user).await?;
     if !app.store.revoke_token(&user, &id).await? {
         return Err(ApiError(
@@ -562,11 +548,10 @@ async fn revoke_token(
 
 /// `GET /api/auth/lockouts` (admin): every sign-in subject with failures or a lock, HTTP and
 /// MQTT.
-async fn lockouts(
+pub(crate) async fn lockouts(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Admin).await?;
     let now = app.now_ms();
     let http = app.security.logins.lock().expect("login limiter").view(now);
     let mqtt = app
@@ -589,12 +574,11 @@ struct ClearLock {
 
 /// `POST /api/auth/lockouts/clear {kind, name, channel}` (admin): ends a lock and its
 /// counters (audited).
-async fn clear_lockout(
+pub(crate) async fn clear_lockout(
     State(app): AppState,
-    headers: HeaderMap,
+    Authorized(p): Authorized,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p: Principal = authorize(&app, &headers, &Method::POST, Access::Admin).await?;
     let b: ClearLock = parse_body(&body)?;
     let subject = match b.kind.as_str() {
         "user" => Subject::User(b.name.clone()),

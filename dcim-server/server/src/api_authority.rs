@@ -13,17 +13,16 @@
 //! transaction, then pushed on the live stream as an `authority` event. Lock order: the
 //! authority lock is taken before the facility lock, never after it.
 
-use crate::api_base::{ApiError, Principal, authorize, parse_body};
+use crate::api_base::Authorized;
+use crate::api_base::{ApiError, Principal, parse_body};
 use crate::app::App;
-use crate::auth::Access;
 use crate::authority::{ActionKind, Authority, ChangeError, Transition};
 use crate::store::{Batch, DocRecord, Store};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -33,13 +32,6 @@ pub const DOC_KIND: &str = "authority";
 pub const DOC_ID: &str = "state";
 
 type AppState = State<Arc<App>>;
-
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/authority", get(state))
-        .route("/api/authority/enter", post(enter))
-        .route("/api/authority/exit", post(exit))
-}
 
 /// The stored state (default: not under authority control).
 pub async fn load(store: &dyn Store) -> anyhow::Result<Authority> {
@@ -176,11 +168,10 @@ fn change_error(e: ChangeError) -> ApiError {
     ApiError(code, e.to_string())
 }
 
-async fn state(
+pub(crate) async fn state(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let a = app.authority.lock().await;
     Ok(Json(json!({"authority": a.view(app.now_ms())})))
 }
@@ -231,12 +222,12 @@ async fn change(
     Ok(Json(json!({"authority": a.view(now)})).into_response())
 }
 
-async fn enter(
+pub(crate) async fn enter(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::TakeCommand).await?;
     let (user, role) = (p.user.clone(), p.role);
     change(
         &app,
@@ -248,8 +239,12 @@ async fn enter(
     .await
 }
 
-async fn exit(State(app): AppState, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
+pub(crate) async fn exit(
+    Authorized(p): Authorized,
+    State(app): AppState,
+    _headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let (user, role) = (p.user.clone(), p.role);
     change(
         &app,

@@ -2,39 +2,21 @@
 //! and device status. Writes go through [`App::commit_changes`]: the journal, the snapshots and
 //! the operator's audit record are committed in one transaction before the response.
 
-use crate::api_base::{ApiError, authorize, parse_body};
+use crate::api_base::Authorized;
+use crate::api_base::{ApiError, parse_body};
 use crate::app::App;
-use crate::auth::Access;
 use crate::facility::Changes;
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use dcim_alarms::{Action, ActionError, Field, IncidentError, Phase, RoleKind};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
 type AppState = State<Arc<App>>;
-
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/alarms", get(alarms))
-        .route("/api/alarms/{id}/journal", get(alarm_journal))
-        .route("/api/alarms/{id}/{action}", post(alarm_action))
-        .route("/api/maintenance", get(maintenance).post(set_maintenance))
-        .route("/api/incidents", get(incidents).post(open_incident))
-        .route("/api/incidents/{id}", get(incident))
-        .route("/api/incidents/{id}/export", get(export_incident))
-        .route("/api/incidents/{id}/{op}", post(incident_op))
-        .route("/api/site", get(site))
-        .route("/api/site/redundancy", get(redundancy))
-        .route("/api/site/whatif", get(what_if))
-        .route("/api/status", get(statuses))
-        .route("/api/devices/{device}/commands", post(send_command))
-}
 
 fn action_error(e: ActionError) -> ApiError {
     let code = match e {
@@ -70,12 +52,11 @@ struct AlarmsQuery {
     grouped: Option<bool>,
 }
 
-async fn alarms(
+pub(crate) async fn alarms(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: AlarmsQuery = crate::api_base::parse_query(raw.as_deref())?;
     let f = app.facility.lock().await;
     let list: Vec<_> = if q.all.unwrap_or(false) {
@@ -98,13 +79,12 @@ struct JournalQuery {
     limit: Option<i64>,
 }
 
-async fn alarm_journal(
+pub(crate) async fn alarm_journal(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: JournalQuery = crate::api_base::parse_query(raw.as_deref())?;
     let rows = app
         .store
@@ -144,13 +124,13 @@ async fn commit(
         .map_err(ApiError::from)
 }
 
-async fn alarm_action(
+pub(crate) async fn alarm_action(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
     let now = app.now_ms();
     let mut reason = None;
     let act = match action.as_str() {
@@ -229,11 +209,10 @@ async fn alarm_action(
     Ok(Json(json!({"alarm": f.engine.get(&id), "records": changes.records})).into_response())
 }
 
-async fn maintenance(
+pub(crate) async fn maintenance(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let f = app.facility.lock().await;
     Ok(Json(json!({"maintenance": f.maintenance()})))
 }
@@ -246,12 +225,12 @@ struct MaintenanceBody {
     reason: Option<String>,
 }
 
-async fn set_maintenance(
+pub(crate) async fn set_maintenance(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
     let b: MaintenanceBody = parse_body(&body)?;
     let _authority = crate::api_authority::guard(
         &app,
@@ -275,11 +254,10 @@ async fn set_maintenance(
     Ok(Json(json!({"maintenance": f.maintenance(), "records": changes.records})).into_response())
 }
 
-async fn incidents(
+pub(crate) async fn incidents(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let f = app.facility.lock().await;
     Ok(Json(json!({"incidents": f.incidents.list})))
 }
@@ -289,12 +267,11 @@ fn incident_id(s: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError(StatusCode::NOT_FOUND, format!("no incident `{s}`")))
 }
 
-async fn incident(
+pub(crate) async fn incident(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let id = incident_id(&id)?;
     let f = app.facility.lock().await;
     let inc = f
@@ -309,13 +286,12 @@ struct ExportQuery {
     format: Option<String>,
 }
 
-async fn export_incident(
+pub(crate) async fn export_incident(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: ExportQuery = crate::api_base::parse_query(raw.as_deref())?;
     let id = incident_id(&id)?;
     let f = app.facility.lock().await;
@@ -345,12 +321,12 @@ struct OpenBody {
     grade: u8,
 }
 
-async fn open_incident(
+pub(crate) async fn open_incident(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
     let b: OpenBody = parse_body(&body)?;
     let mut f = app.facility.lock().await;
     let id = f
@@ -395,13 +371,13 @@ fn need<T>(v: Option<T>, what: &str) -> Result<T, ApiError> {
     v.ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("missing `{what}`")))
 }
 
-async fn incident_op(
+pub(crate) async fn incident_op(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path((id, op)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
     let id = incident_id(&id)?;
     let b: OpBody = parse_body(if body.is_empty() { b"{}" } else { &body })?;
     let detail: serde_json::Value = serde_json::from_slice(&body).unwrap_or(json!({}));
@@ -543,11 +519,10 @@ fn no_site() -> ApiError {
     )
 }
 
-async fn site(
+pub(crate) async fn site(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     // Serialised without the lock.
     let site = app.facility.lock().await.site.clone().ok_or_else(no_site)?;
     Ok(Json(json!({"site": site.as_ref()})))
@@ -558,12 +533,11 @@ struct RedundancyQuery {
     components: Option<bool>,
 }
 
-async fn redundancy(
+pub(crate) async fn redundancy(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: RedundancyQuery = crate::api_base::parse_query(raw.as_deref())?;
     // Serialised without the lock.
     let ev = app
@@ -585,12 +559,11 @@ struct WhatIfQuery {
     fail: Option<String>,
 }
 
-async fn what_if(
+pub(crate) async fn what_if(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let q: WhatIfQuery = crate::api_base::parse_query(raw.as_deref())?;
     let fail = need(q.fail, "fail")?;
     let failed: Vec<&str> = fail
@@ -614,11 +587,10 @@ async fn what_if(
     })))
 }
 
-async fn statuses(
+pub(crate) async fn statuses(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     // Linear in the devices and their points; serialised without the lock.
     let inputs = app.facility.lock().await.status_inputs();
     let statuses = {
@@ -632,13 +604,13 @@ async fn statuses(
 /// inhibit_sensor) to the agent that owns the device. Safety actions are not representable in
 /// `dcim_wire::CommandKind`, so they cannot be sent. The audit record is committed before the
 /// command is published; the agent's `cmd_result` is audited when it arrives.
-async fn send_command(
+pub(crate) async fn send_command(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(device): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
     let kind: dcim_wire::CommandKind = parse_body(&body)?;
     if dcim_wire::check_identifier(&device).is_err() {
         return Err(ApiError(

@@ -9,18 +9,17 @@
 //! facility; the authority lock is held while a step is applied, as the write routes do.
 //! Every change of the schedule is pushed as the live event `maintenance`.
 
-use crate::api_base::{ApiError, Principal, authorize, parse_body};
+use crate::api_base::Authorized;
+use crate::api_base::{ApiError, Principal, parse_body};
 use crate::app::App;
-use crate::auth::Access;
 use crate::authority::ActionKind;
 use crate::maint_windows::{NewWindow, Schedule, Step, WindowError};
 use crate::store::{DocRecord, Store};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -29,12 +28,6 @@ use tokio::task::JoinHandle;
 
 pub const DOC_KIND: &str = "maintenance.windows";
 const DOC_ID: &str = "schedule";
-
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/maintenance/windows", get(list).post(create))
-        .route("/api/maintenance/windows/{id}/cancel", post(cancel))
-}
 
 type AppState = State<Arc<App>>;
 
@@ -247,21 +240,20 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     })
 }
 
-async fn list(
+pub(crate) async fn list(
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorize(&app, &headers, &Method::GET, Access::Read).await?;
     let s = app.windows.lock().await;
     Ok(Json(json!({"windows": s.windows, "now_ms": app.now_ms()})))
 }
 
-async fn create(
+pub(crate) async fn create(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
     let req: NewWindow = parse_body(&body)?;
     // Scheduling changes nothing in the plant; the ticker applies it (and holds it under
     // authority control).
@@ -315,13 +307,13 @@ struct CancelBody {
     reason: String,
 }
 
-async fn cancel(
+pub(crate) async fn cancel(
+    Authorized(p): Authorized,
     State(app): AppState,
-    headers: HeaderMap,
+    _headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authorize(&app, &headers, &Method::POST, Access::Operate).await?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError(
             StatusCode::NOT_FOUND,

@@ -51,7 +51,7 @@ mod tests {
         ] {
             for (event, route, access) in EVENTS {
                 let path = route.trim_start_matches("GET ");
-                let doc = crate::api_base::ROUTES
+                let doc = crate::api::ROUTES
                     .iter()
                     .find(|r| r.method == "GET" && r.path == path)
                     .unwrap_or_else(|| panic!("{event}: no route {route}"));
