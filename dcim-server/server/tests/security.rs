@@ -192,20 +192,7 @@ devices = ["crah-*"]
     }
 
     async fn metric(&self, name: &str) -> f64 {
-        let text = http_client()
-            .get(self.url("/metrics"))
-            .bearer_auth(&self.admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap_or_else(|| panic!("no metric {name}"))
-            .parse()
-            .unwrap()
+        metric_at(&http_client(), &self.url(""), &self.admin, name).await
     }
 }
 

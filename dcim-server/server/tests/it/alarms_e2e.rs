@@ -96,9 +96,14 @@ async fn feed_loss_raises_a_grade_2_redundancy_alarm_end_to_end() {
             .await
             .unwrap();
     }
-    eventually("all healthy samples ingested", || async {
-        metric(&client, &server, &admin, "dcim_points").await == healthy.len() as f64
-    })
+    eventually_metric(
+        "all healthy samples ingested",
+        &client,
+        &server,
+        &admin,
+        "dcim_points",
+        healthy.len() as f64,
+    )
     .await;
     let red = get_json(&client, &format!("{base}/api/site/redundancy"), &admin).await;
     let power = red["subsystems"]
@@ -239,12 +244,8 @@ async fn feed_loss_raises_a_grade_2_redundancy_alarm_end_to_end() {
     let md = client
         .get(format!("{base}/api/incidents/1/export?format=markdown"))
         .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .body_text()
+        .await;
     assert!(md.contains("switching to line B confirmed"), "{md}");
     server.shutdown().await;
 }

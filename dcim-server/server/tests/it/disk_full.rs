@@ -124,20 +124,7 @@ async fn stored_seqs(client: &reqwest::Client, http: u16, token: &str) -> Vec<i6
 }
 
 async fn metric_value(client: &reqwest::Client, http: u16, token: &str, name: &str) -> f64 {
-    let text = client
-        .get(format!("http://127.0.0.1:{http}/metrics"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
-        .parse()
-        .unwrap()
+    metric_at(client, &format!("http://127.0.0.1:{http}"), token, name).await
 }
 
 async fn health(client: &reqwest::Client, http: u16) -> Option<serde_json::Value> {

@@ -146,9 +146,14 @@ async fn agents_cannot_publish_or_subscribe_as_another_agent() {
     )
     .await
     .unwrap();
-    eventually("the ingest rejection", || async {
-        metric(&client, &server, &admin, "dcim_acl_rejections_total").await == 3.0
-    })
+    eventually_metric(
+        "the ingest rejection",
+        &client,
+        &server,
+        &admin,
+        "dcim_acl_rejections_total",
+        3.0,
+    )
     .await;
     let pts = get_json(&client, &url(&server, "/api/points"), &admin).await;
     let devices: Vec<&str> = pts["points"]

@@ -139,9 +139,14 @@ async fn mosquitto_with_the_generated_acl_refuses_an_agent_publishing_as_another
     let tokens = users_with_tokens(&server).await;
     let admin = tokens[2].1.clone();
     let client = http();
-    eventually("server connected over TLS", || async {
-        metric(&client, &server, &admin, "dcim_mqtt_connected").await == 1.0
-    })
+    eventually_metric(
+        "server connected over TLS",
+        &client,
+        &server,
+        &admin,
+        "dcim_mqtt_connected",
+        1.0,
+    )
     .await;
     // Subscriptions are in place once the SUBACK went through; give mosquitto a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;

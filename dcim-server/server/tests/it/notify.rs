@@ -254,9 +254,14 @@ helo_name = "dcim.example.org"
     );
 
     // Counted and on the record.
-    eventually("notification metrics", || async {
-        metric(&client, &server, &admin, "dcim_notify_sent_total").await == 3.0
-    })
+    eventually_metric(
+        "notification metrics",
+        &client,
+        &server,
+        &admin,
+        "dcim_notify_sent_total",
+        3.0,
+    )
     .await;
     assert_eq!(
         metric(&client, &server, &admin, "dcim_notify_failures_total").await,

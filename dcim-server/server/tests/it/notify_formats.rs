@@ -418,9 +418,14 @@ template = '{{"summary": "{{{{subject}}}}", "alarm": "{{{{alarm}}}}", "grade": {
 
     // Every 2xx answer (Slack 200 "ok", Teams and PagerDuty 202) is a success: nothing failed,
     // nothing went to a fallback.
-    eventually("five sends counted", || async {
-        metric(&client, &server, &admin, "dcim_notify_sent_total").await == 5.0
-    })
+    eventually_metric(
+        "five sends counted",
+        &client,
+        &server,
+        &admin,
+        "dcim_notify_sent_total",
+        5.0,
+    )
     .await;
     assert_eq!(
         metric(&client, &server, &admin, "dcim_notify_failures_total").await,

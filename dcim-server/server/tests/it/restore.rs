@@ -128,9 +128,14 @@ async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
     publish(&c, &mut el, "dcim/v1/s1/a1/telemetry", batch(2))
         .await
         .unwrap();
-    eventually("the new batch ingested", || async {
-        metric(&client, &server, &admin, "dcim_ingest_samples_total").await == 2.0
-    })
+    eventually_metric(
+        "the new batch ingested",
+        &client,
+        &server,
+        &admin,
+        "dcim_ingest_samples_total",
+        2.0,
+    )
     .await;
     // Let the ticker run over the restored state as well.
     tokio::time::sleep(Duration::from_millis(1100)).await;

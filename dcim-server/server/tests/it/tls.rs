@@ -185,12 +185,8 @@ async fn https_api_and_mqtt_over_tls_through_the_gate() {
     let me = client
         .get(format!("{base}/api/me"))
         .header(reqwest::header::COOKIE, pair)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .body_text()
+        .await;
     let me: serde_json::Value = serde_json::from_str(&me).unwrap();
     assert_eq!(me["user"], "u-admin");
 
@@ -257,12 +253,8 @@ async fn https_api_and_mqtt_over_tls_through_the_gate() {
     let metrics = client
         .get(format!("{base}/metrics"))
         .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .body_text()
+        .await;
     assert!(
         metrics.lines().any(|l| l == "dcim_acl_rejections_total 1"),
         "{metrics}"

@@ -80,17 +80,8 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
     })
     .await;
     eventually("every line in the on-disk buffer", || async {
-        let h: serde_json::Value = serde_json::from_str(
-            &client
-                .get(url(&server, "/health"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        )
-        .unwrap();
+        let h: serde_json::Value =
+            serde_json::from_str(&client.get(url(&server, "/health")).body_text().await).unwrap();
         h["checks"]["tsdb"]["status"] == "degraded"
             && metric(&client, &server, &admin, "dcim_tsdb_buffer_lines").await == 15.0
     })

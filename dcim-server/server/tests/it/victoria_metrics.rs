@@ -63,9 +63,14 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
     )
     .await
     .unwrap();
-    eventually("both lines written", || async {
-        metric(&client, &server, &admin, "dcim_influx_lines_written_total").await == 2.0
-    })
+    eventually_metric(
+        "both lines written",
+        &client,
+        &server,
+        &admin,
+        "dcim_influx_lines_written_total",
+        2.0,
+    )
     .await;
     assert_eq!(
         metric(&client, &server, &admin, "dcim_influx_lines_dropped_total").await,
@@ -82,14 +87,7 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
             .get(format!("http://127.0.0.1:{vm_port}/internal/force_flush"))
             .send()
             .await;
-        let text = client
-            .get(&export)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = client.get(&export).body_text().await;
         text.lines().map(str::to_owned).collect::<Vec<_>>()
     };
     eventually("samples visible in VictoriaMetrics", || async {
@@ -169,9 +167,14 @@ async fn history_is_read_from_the_store_under_the_name_it_stores() {
         .await
         .unwrap();
     }
-    eventually("both lines written", || async {
-        metric(&client, &server, &admin, "dcim_influx_lines_written_total").await == 2.0
-    })
+    eventually_metric(
+        "both lines written",
+        &client,
+        &server,
+        &admin,
+        "dcim_influx_lines_written_total",
+        2.0,
+    )
     .await;
     let t0 = 1_700_000_000_001i64;
     let path = format!(
@@ -280,14 +283,7 @@ async fn alarm_rule_samples_reach_the_store_too() {
             .get(format!("http://127.0.0.1:{vm_port}/internal/force_flush"))
             .send()
             .await;
-        let text = client
-            .get(&export)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = client.get(&export).body_text().await;
         roles = text
             .lines()
             .map(|l| {

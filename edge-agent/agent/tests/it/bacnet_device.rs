@@ -7,7 +7,6 @@ use common::*;
 use dcim_bacnet::chiller_plant::{self, ChillerPlant};
 use dcim_bacnet::{BacnetClient, ClientConfig, CovEvent, CovOptions, DeviceInfo, DeviceServer};
 use dcim_edge_agent::devices::bacnet::{BacnetDevice, BacnetTarget, Identity};
-use dcim_edge_agent::{Agent, config};
 use dcim_points::{Quality, Value};
 use dcim_profiles::PollClass;
 use std::net::SocketAddr;
@@ -237,53 +236,17 @@ async fn the_agent_forwards_a_bacnet_device_and_its_comm_loss() {
     let (server, _plant) = plant_server().await;
     let addr = server.local_addr();
     std::fs::write(dir.path().join("plant.toml"), PLANT_PROFILE).unwrap();
+    let head = config_head("bn-agent", port, true);
     let text = format!(
-        r#"
-site = "s"
-agent = "bn-agent"
-log_level = "warn"
-[spool]
-dir = "spool"
-[batch]
-max_samples = 100
-max_delay_ms = 20
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{port}"
-backoff_initial_ms = 50
-[[device]]
+        r#"{head}[[device]]
 id = "plant"
 profile = "plant.toml"
 bacnet = {{ address = "{addr}", instance = {PLANT_INSTANCE}, bind = "127.0.0.1:0" }}
 "#
     );
-    let agent = Agent::start(config::parse("agent.toml", &text, dir.path()).unwrap()).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
-    let samples = || -> Vec<dcim_points::Sample> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/telemetry"))
-            .flat_map(|(_, p)| {
-                dcim_wire::decode::<dcim_wire::TelemetryBatch>(p)
-                    .unwrap()
-                    .samples
-            })
-            .collect()
-    };
-    let events = || -> Vec<dcim_wire::Event> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/events"))
-            .flat_map(|(_, p)| {
-                dcim_wire::decode::<dcim_wire::EventBatch>(p)
-                    .unwrap()
-                    .events
-            })
-            .collect()
-    };
+    let agent = RunningAgent::start(&text, dir.path());
+    let samples = || common::samples(&got);
+    let events = || common::events(&got);
     let arrived = wait_until(Duration::from_secs(10), || {
         samples()
             .iter()
@@ -295,8 +258,7 @@ bacnet = {{ address = "{addr}", instance = {PLANT_INSTANCE}, bind = "127.0.0.1:0
         events().iter().any(|e| e.kind == "device.comm_lost")
     })
     .await;
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    agent.stop().await;
     sub.abort();
     assert!(arrived, "BACnet values did not reach the center");
     assert!(lost, "comm loss was not reported: {:?}", events());

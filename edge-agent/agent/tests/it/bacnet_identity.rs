@@ -12,7 +12,6 @@
 use crate::common;
 
 use common::*;
-use dcim_edge_agent::{Agent, config};
 use dcim_points::Quality;
 use std::process::Stdio;
 use std::time::Duration;
@@ -108,53 +107,17 @@ async fn a_second_bacpypes3_device_at_the_configured_address_is_never_good_data(
     // Device 600 answers where device 599 is configured.
     let wrong = bacpypes3_device(bacnet_port, 600).await;
     std::fs::write(dir.path().join("chiller.toml"), PROFILE).unwrap();
+    let head = config_head("bn-identity", port, true);
     let text = format!(
-        r#"
-site = "s"
-agent = "bn-identity"
-log_level = "warn"
-[spool]
-dir = "spool"
-[batch]
-max_samples = 100
-max_delay_ms = 20
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{port}"
-backoff_initial_ms = 50
-[[device]]
+        r#"{head}[[device]]
 id = "chiller-1"
 profile = "chiller.toml"
 bacnet = {{ address = "127.0.0.1:{bacnet_port}", instance = 599, bind = "127.0.0.1:0" }}
 "#
     );
-    let agent = Agent::start(config::parse("agent.toml", &text, dir.path()).unwrap()).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
-    let samples = || -> Vec<dcim_points::Sample> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/telemetry"))
-            .flat_map(|(_, p)| {
-                dcim_wire::decode::<dcim_wire::TelemetryBatch>(p)
-                    .unwrap()
-                    .samples
-            })
-            .collect()
-    };
-    let events = || -> Vec<dcim_wire::Event> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/events"))
-            .flat_map(|(_, p)| {
-                dcim_wire::decode::<dcim_wire::EventBatch>(p)
-                    .unwrap()
-                    .events
-            })
-            .collect()
-    };
+    let agent = RunningAgent::start(&text, dir.path());
+    let samples = || common::samples(&got);
+    let events = || common::events(&got);
     let kinds = |kind: &str| events().iter().filter(|e| e.kind == kind).count();
     let mismatch = wait_until(Duration::from_secs(15), || {
         kinds("device.identity_mismatch") > 0 && kinds("device.comm_lost") > 0
@@ -182,8 +145,7 @@ bacnet = {{ address = "127.0.0.1:{bacnet_port}", instance = 599, bind = "127.0.0
                 .any(|s| s.point == "supply_temp" && s.quality == Quality::Good)
     })
     .await;
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    agent.stop().await;
     sub.abort();
 
     assert!(

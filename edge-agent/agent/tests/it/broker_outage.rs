@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use dcim_edge_agent::{Agent, config};
+use dcim_edge_agent::config;
 use dcim_spool::{Spool, SpoolConfig};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -58,9 +58,7 @@ synthetic = {{ points = 100, period_ms = 5, event_every = 4 }}
 "#
     );
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
-    let agent = Agent::start(cfg).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
+    let agent = RunningAgent::start_config(cfg);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before_outage = sequences(&got).0.len();
@@ -69,11 +67,7 @@ synthetic = {{ points = 100, period_ms = 5, event_every = 4 }}
     tokio::time::sleep(Duration::from_millis(3000)).await;
     broker.restart();
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), run)
-        .await
-        .expect("agent stops within its drain timeout")
-        .unwrap();
+    agent.stop_within(Duration::from_secs(15)).await;
 
     // What the agent spooled, from the spool itself.
     let mut sc = SpoolConfig::new(dir.path().join("spool"));

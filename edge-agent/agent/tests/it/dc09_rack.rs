@@ -5,9 +5,8 @@
 use crate::common;
 use dcim_test_support::sia as dc09_common;
 
-use common::rack_io_profile;
+use common::{RunningAgent, rack_io_profile};
 use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
-use dcim_edge_agent::{Agent, config};
 use facility_sim::{ModbusShared, SimValue, serve_tcp};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,9 +96,7 @@ temp2 = "rio/t2"
 common_cause = {{ temp1 = 1, temp2 = 2 }}
 "#
         );
-        let agent = Agent::start(config::parse("agent.toml", &text, dir.path()).unwrap()).unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let run_task = tokio::spawn(agent.run(stop_rx));
+        let agent = RunningAgent::start(&text, dir.path());
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let mut steps = Vec::new();
         for (temp, code) in [(61.0, "KA"), (69.0, "FA"), (81.0, "SA")] {
@@ -113,8 +110,7 @@ common_cause = {{ temp1 = 1, temp2 = 2 }}
             let got = wait_code(&rcv, code, Duration::from_secs(10)).await;
             steps.push((code, got));
         }
-        stop_tx.send(true).unwrap();
-        run_task.await.unwrap();
+        agent.stop().await;
         server.abort();
         for (code, got) in &steps {
             let d = got.unwrap_or_else(|| panic!("run {run}: {code} not ACKed: {:?}", rcv.rows()));

@@ -9,7 +9,7 @@
 use crate::common;
 
 use common::*;
-use dcim_edge_agent::{Agent, config};
+use dcim_edge_agent::config;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -56,10 +56,8 @@ synthetic = {{ points = 20, period_ms = 10, event_every = 1 }}
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
     let limits = cfg.brokers[1].lag_limits;
     assert_eq!((limits.max_bytes, limits.max_stuck_ms), (262_144, 5000));
-    let agent = Agent::start(cfg).unwrap();
-    let shared = agent.shared().clone();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
+    let agent = RunningAgent::start_config(cfg);
+    let shared = agent.shared.clone();
     assert!(
         wait_until(Duration::from_secs(10), || sequences(&got_b).0.len() >= 20).await,
         "both sites receive at first"
@@ -119,11 +117,7 @@ synthetic = {{ points = 20, period_ms = 10, event_every = 1 }}
         .await,
         "the returning site sees the agent online and attached"
     );
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), run)
-        .await
-        .unwrap()
-        .unwrap();
+    agent.stop_within(Duration::from_secs(15)).await;
     let last_event = shared.with_spool(|s| s.stats().next_seq[0] - 1);
     assert!(
         wait_until(Duration::from_secs(10), || {

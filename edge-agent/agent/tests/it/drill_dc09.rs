@@ -9,7 +9,9 @@
 use crate::common;
 use dcim_test_support::sia as dc09_common;
 
-use common::{Mosquitto, Received, mosquitto_available, rack_io_profile, states, subscribe};
+use common::{
+    Mosquitto, Received, events, mosquitto_available, rack_io_profile, states, subscribe,
+};
 use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
 use facility_sim::{ModbusShared, SimValue, serve_tcp};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
@@ -62,19 +64,6 @@ fn codes(rcv: &Receiver) -> Vec<String> {
 
 async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     dcim_test_support::wait::wait_until(what, timeout, || std::future::ready(f())).await
-}
-
-fn events(got: &Received) -> Vec<dcim_wire::Event> {
-    got.lock()
-        .unwrap()
-        .iter()
-        .filter(|(t, _)| t.ends_with("/events"))
-        .flat_map(|(_, p)| {
-            dcim_wire::decode::<dcim_wire::EventBatch>(p)
-                .expect("valid EventBatch")
-                .events
-        })
-        .collect()
 }
 
 fn result(got: &Received, id: &str) -> Option<dcim_wire::CommandResult> {

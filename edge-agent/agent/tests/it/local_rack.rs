@@ -5,7 +5,6 @@
 use crate::common;
 
 use common::*;
-use dcim_edge_agent::{Agent, config};
 use dcim_profiles::Table;
 use facility_sim::{ModbusShared, SimValue, serve_tcp};
 use std::sync::Arc;
@@ -50,21 +49,9 @@ async fn a_local_rack_latches_its_relays_and_reports_stages() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = serve_tcp(listener, rio.clone());
+    let head = config_head("rack-agent", port, true);
     let text = format!(
-        r#"
-site = "s"
-agent = "rack-agent"
-log_level = "warn"
-[spool]
-dir = "spool"
-[batch]
-max_samples = 100
-max_delay_ms = 20
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{port}"
-backoff_initial_ms = 50
-[[device]]
+        r#"{head}[[device]]
 id = "rio"
 profile = "rio.toml"
 modbus = {{ tcp = "{addr}", unit = 1 }}
@@ -82,21 +69,8 @@ coils = {{ contactor_open = "do1", blanket_drop = "do2" }}
 latch_file = "fire/rack-07.latch"
 "#
     );
-    let agent = Agent::start(config::parse("agent.toml", &text, dir.path()).unwrap()).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
-    let events = || -> Vec<dcim_wire::Event> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/events"))
-            .flat_map(|(_, p)| {
-                dcim_wire::decode::<dcim_wire::EventBatch>(p)
-                    .unwrap()
-                    .events
-            })
-            .collect()
-    };
+    let agent = RunningAgent::start(&text, dir.path());
+    let events = || common::events(&got);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let coils = |rio: &ModbusShared| rio.bank.lock().unwrap().bits(Table::Coil, 0, 2);
     assert_eq!(coils(&rio), vec![false, false], "no output at 25 C");
@@ -117,8 +91,7 @@ latch_file = "fire/rack-07.latch"
     // Someone clears a relay behind the agent's back: it is asserted again.
     rio.bank.lock().unwrap().set_bit(Table::Coil, 0, false);
     let reasserted = wait_until(Duration::from_secs(5), || coils(&rio) == vec![true, true]).await;
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    agent.stop().await;
     sub.abort();
     server.abort();
     assert!(relays, "relay coils not driven: {:?}", coils(&rio));

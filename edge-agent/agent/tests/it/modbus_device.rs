@@ -4,7 +4,6 @@
 use crate::common;
 
 use common::*;
-use dcim_edge_agent::{Agent, config};
 use dcim_points::{Quality, Value};
 use facility_sim::{ModbusShared, SimValue, serve_tcp};
 use std::sync::Arc;
@@ -37,49 +36,23 @@ async fn a_modbus_ups_is_polled_and_forwarded() {
     let addr = listener.local_addr().unwrap();
     let server = serve_tcp(listener, ups.clone());
 
+    let head = config_head("mb-agent", port, true);
     let text = format!(
-        r#"
-site = "s"
-agent = "mb-agent"
-log_level = "warn"
-[spool]
-dir = "spool"
-[batch]
-max_samples = 100
-max_delay_ms = 20
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{port}"
-backoff_initial_ms = 50
-[[device]]
+        r#"{head}[[device]]
 id = "ups-z1"
 profile = "{profile_path}"
 modbus = {{ tcp = "{addr}", unit = 1 }}
 "#
     );
-    let agent = Agent::start(config::parse("agent.toml", &text, dir.path()).unwrap()).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
+    let agent = RunningAgent::start(&text, dir.path());
 
-    let samples = || -> Vec<dcim_points::Sample> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/telemetry"))
-            .flat_map(|(_, p)| {
-                dcim_wire::decode::<dcim_wire::TelemetryBatch>(p)
-                    .unwrap()
-                    .samples
-            })
-            .collect()
-    };
+    let samples = || common::samples(&got);
     let arrived = wait_until(Duration::from_secs(10), || {
         let s = samples();
         s.iter().any(|s| s.point == "load_pct") && s.iter().any(|s| s.point == "on_battery")
     })
     .await;
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    agent.stop().await;
     sub.abort();
     server.abort();
     assert!(arrived, "UPS values did not reach the center");

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use dcim_edge_agent::{Agent, commands, config};
+use dcim_edge_agent::commands;
 use dcim_points::{Quality, Value};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use std::time::Duration;
@@ -22,29 +22,15 @@ async fn camera_json_becomes_telemetry_and_commands_are_answered() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../device-profiles/thermal-camera-battery-room.toml"
     );
+    let head = config_head("cam-agent", port, true);
     let text = format!(
-        r#"
-site = "s"
-agent = "cam-agent"
-log_level = "warn"
-[spool]
-dir = "spool"
-[batch]
-max_samples = 100
-max_delay_ms = 20
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{port}"
-backoff_initial_ms = 50
-[[device]]
+        r#"{head}[[device]]
 id = "cam-1"
 profile = "{profile}"
 mqtt = {{ url = "mqtt://127.0.0.1:{port}" }}
 "#
     );
-    let agent = Agent::start(config::parse("agent.toml", &text, dir.path()).unwrap()).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
+    let agent = RunningAgent::start(&text, dir.path());
 
     // The camera and the operator's command, from a separate client.
     let mut o = MqttOptions::new("camera", "127.0.0.1", port);
@@ -121,7 +107,6 @@ mqtt = {{ url = "mqtt://127.0.0.1:{port}" }}
     assert!(!result.accepted);
     assert_eq!(result.reason, commands::NO_PATH);
 
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    agent.stop().await;
     sub.abort();
 }

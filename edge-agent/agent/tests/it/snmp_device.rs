@@ -10,7 +10,7 @@ use crate::common;
 use dcim_test_support::snmp as snmp_peers;
 
 use common::*;
-use dcim_edge_agent::{Agent, config};
+use dcim_edge_agent::config;
 use dcim_points::{Quality, Value};
 use std::time::{Duration, Instant};
 
@@ -38,18 +38,9 @@ async fn a_switch_link_going_down_reaches_the_center_as_event_and_sample() {
                 "[poll]\nfast_ms = 60000\nnormal_ms = 60000\n\n[snmp]",
             );
     std::fs::write(dir.path().join("switch.toml"), profile).unwrap();
+    let head = config_head("snmp-agent", port, false);
     let text = format!(
-        r#"
-site = "s"
-agent = "snmp-agent"
-log_level = "warn"
-[spool]
-dir = "spool"
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{port}"
-backoff_initial_ms = 50
-[[device]]
+        r#"{head}[[device]]
 id = "sw-row-h1-01"
 profile = "switch.toml"
 snmp = {{ address = "127.0.0.1:{sim}", community = "switch" }}
@@ -68,33 +59,9 @@ communities = ["switch-traps"]
         sim = sim.port
     );
     let cfg = config::parse("agent.toml", &text, dir.path()).unwrap();
-    let agent = Agent::start(cfg).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
-    let samples = || -> Vec<dcim_points::Sample> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/telemetry"))
-            .flat_map(|(_, p)| {
-                dcim_wire::decode::<dcim_wire::TelemetryBatch>(p)
-                    .unwrap()
-                    .samples
-            })
-            .collect()
-    };
-    let events = || -> Vec<dcim_wire::Event> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| t.ends_with("/events"))
-            .flat_map(|(_, p)| {
-                dcim_wire::decode::<dcim_wire::EventBatch>(p)
-                    .unwrap()
-                    .events
-            })
-            .collect()
-    };
+    let agent = RunningAgent::start_config(cfg);
+    let samples = || common::samples(&got);
+    let events = || common::events(&got);
     let link_up = |link: &str, up: bool| {
         samples().iter().any(|s| {
             s.role.as_str() == "link.up"
@@ -141,8 +108,7 @@ communities = ["switch-traps"]
     })
     .await;
     let took = down_at.elapsed();
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    agent.stop().await;
     sub.abort();
     assert!(both_up, "per-link samples did not arrive: {:?}", samples());
     assert!(

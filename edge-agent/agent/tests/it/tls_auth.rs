@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use dcim_edge_agent::{Agent, config};
+use dcim_edge_agent::config;
 use dcim_spool::Class;
 use std::path::Path;
 use std::process::Command;
@@ -95,19 +95,14 @@ async fn tls_with_client_certificate_and_password() {
     let (got, sub) = subscribe(plain_port, "tls-test-sub").await;
 
     // Right password: events flow over TLS.
-    let agent = Agent::start(agent_config(dir.path(), tls_port, "s3cret")).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
+    let agent = RunningAgent::start_config(agent_config(dir.path(), tls_port, "s3cret"));
     let flowing = wait_until(Duration::from_secs(10), || sequences(&got).0.len() >= 10).await;
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    agent.stop().await;
     assert!(flowing, "no events over TLS; broker log:\n{}", broker.log());
 
     // Wrong password: refused, nothing acknowledged, the spool keeps it all.
-    let agent = Agent::start(agent_config(dir.path(), tls_port, "wrong")).unwrap();
-    let shared = agent.shared().clone();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
+    let agent = RunningAgent::start_config(agent_config(dir.path(), tls_port, "wrong"));
+    let shared = agent.shared.clone();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let (acked, pending) = shared.with_spool(|s| {
         (
@@ -115,8 +110,7 @@ async fn tls_with_client_certificate_and_password() {
             s.pending_for("center", Class::Event),
         )
     });
-    stop_tx.send(true).unwrap();
-    run.await.unwrap();
+    agent.stop().await;
     sub.abort();
     assert_eq!(acked, 0);
     assert!(

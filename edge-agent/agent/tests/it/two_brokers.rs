@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use dcim_edge_agent::{Agent, config};
+use dcim_edge_agent::config;
 use dcim_spool::Class;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -50,10 +50,8 @@ synthetic = {{ points = 10, period_ms = 10, event_every = 2 }}
 "#
     );
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
-    let agent = Agent::start(cfg).unwrap();
-    let shared = agent.shared().clone();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agent.run(stop_rx));
+    let agent = RunningAgent::start_config(cfg);
+    let shared = agent.shared.clone();
 
     // A acknowledges everything; B none of it: nothing may leave the spool.
     let a_caught_up = wait_until(Duration::from_secs(10), || sequences(&got_a).0.len() >= 50).await;
@@ -86,11 +84,7 @@ synthetic = {{ points = 10, period_ms = 10, event_every = 2 }}
     // B comes back and catches up; then everything can go.
     b.restart();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), run)
-        .await
-        .unwrap()
-        .unwrap();
+    agent.stop_within(Duration::from_secs(15)).await;
     let (last_event, pending) =
         shared.with_spool(|s| (s.stats().next_seq[0] - 1, s.stats().pending));
     assert_eq!(pending, [0, 0], "both brokers acknowledged everything");

@@ -82,6 +82,17 @@ pub async fn users_with_tokens(server: &Server) -> Vec<(Role, String)> {
     out
 }
 
+/// Sends a request and reads the whole answer as text (whatever the status: callers check it).
+pub trait BodyText {
+    fn body_text(self) -> impl std::future::Future<Output = String>;
+}
+
+impl BodyText for reqwest::RequestBuilder {
+    async fn body_text(self) -> String {
+        self.send().await.unwrap().text().await.unwrap()
+    }
+}
+
 pub fn url(server: &Server, path: &str) -> String {
     format!("http://{}{}", server.http_addr, path)
 }
@@ -95,20 +106,37 @@ pub async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> serde
 }
 
 pub async fn metric(client: &reqwest::Client, server: &Server, token: &str, name: &str) -> f64 {
+    metric_at(client, &url(server, ""), token, name).await
+}
+
+/// The value of the metric `name` at `base` (`http://host:port`) read with `token`; panics when
+/// the metric is missing (a missing metric is no zero).
+pub async fn metric_at(client: &reqwest::Client, base: &str, token: &str, name: &str) -> f64 {
     let text = client
-        .get(url(server, "/metrics"))
+        .get(format!("{base}/metrics"))
         .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .body_text()
+        .await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no metric {name}"))
+        .unwrap_or_else(|| panic!("no metric {name} in {text}"))
         .parse()
         .unwrap()
+}
+
+/// Polls the metric `name` until it equals `want` or 10 s pass (then panics naming `what`).
+pub async fn eventually_metric(
+    what: &str,
+    client: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    name: &str,
+    want: f64,
+) {
+    eventually(what, || async {
+        metric(client, server, token, name).await == want
+    })
+    .await
 }
 
 /// Polls `f` until it returns true or 10 s pass.
