@@ -2,10 +2,13 @@
 """Fails when the top-level modules of a crate import each other in a circle.
 
 A cycle means no module of it can be read, tested or moved without the others: the layers the
-code map promises stop being true. For every crate of the workspace, each `crate::name` path in
-a module (its file and sub-folder, test modules excluded) is an edge from that module to `name`;
-the strongly connected components of more than one module are reported with one import line per
-edge, and the exit status is 1.
+code map promises stop being true. For every crate of the workspace and every folder of it (the
+crate root included), each path a module names (`crate::a::b`, `super::x`, `self::y`, the names
+of a `use crate::{...}` group; test modules, comments and strings excluded) is an edge between
+the sibling modules that hold the two ends. Strongly connected components of more than one
+sibling are reported with one import line per edge, and the exit status is 1. A folder's own
+file (`lib.rs`, `mod.rs`) is not a sibling: it may declare shared types its children use and
+call into them (the module tree itself).
 
 Usage: python3 tests/arch/module_cycles.py [CRATE_SRC_DIR ...]   (default: every crate)
 """
@@ -103,26 +106,86 @@ def group_heads(text, start):
     return heads
 
 
+PATH_REF = re.compile(r"\b((?:crate|self|super)(?:::(?:super|self))*)::(\{|[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*)")
+
+
+def module_path(src, f):
+    """Module path of a source file: `a/b.rs` and `a/b/mod.rs` are `a::b`; lib.rs and main.rs
+    are the crate root `()`."""
+    rel = f.relative_to(src).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "mod" or (len(parts) == 1 and parts[0] in ("lib", "main")):
+        parts = parts[:-1]
+    return tuple(parts)
+
+
+BARE_REF = re.compile(r"(?<![:\w])([a-z_][a-z0-9_]*)::(\{|[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*)")
+
+
+REEXPORT = re.compile(r"(?m)^\s*pub(?:\([a-z]+\))?\s+use\s+(?:self::)?[a-z_][a-z0-9_]*(?:::[^;]*)?;")
+
+
+def references(text, here, kids=()):
+    """Absolute paths named in a file of module `here`: `crate::a::b`, `super::x`, `self::y`,
+    a path that starts with one of its own child modules (`kids`), and each head of a
+    `use crate::{a, b::c}` group. Pairs of (path, offset)."""
+    for m in BARE_REF.finditer(text):
+        if m.group(1) in kids:
+            tail = m.group(2)
+            heads = group_heads(text, m.start(2)) if tail == "{" else [tail]
+            for h in heads:
+                yield tuple(list(here) + [m.group(1)] + h.split("::")), m.start()
+    for m in PATH_REF.finditer(text):
+        base = list(here)
+        for seg in m.group(1).split("::"):
+            if seg == "crate":
+                base = []
+            elif seg == "super":
+                base = base[:-1]
+        tail = m.group(2)
+        heads = group_heads(text, m.start(2)) if tail == "{" else [tail]
+        for h in heads:
+            yield tuple(base + h.split("::")), m.start()
+
+
 def module_graph(src):
+    """Edges between sibling modules, for every folder of the crate (the root included): for
+    a folder `P`, the nodes are its child modules and `P` itself (its own file, `(self)`); a
+    file under child `a` naming anything under child `b` is an edge `a -> b`, naming an item
+    of `P`'s own file is `a -> (self)`, and `P`'s own file naming a child is `(self) -> a`."""
     files = {}
     for f in src.rglob("*.rs"):
         rel = f.relative_to(src)
-        if rel.parts[0] in ("bin",) or rel.name in ("lib.rs", "main.rs") and len(rel.parts) == 1:
+        if rel.parts[0] == "bin" or (len(rel.parts) == 1 and rel.name == "main.rs" and (src / "lib.rs").exists()):
             continue
-        top = rel.parts[0].removesuffix(".rs")
-        files.setdefault(top, []).append(f)
+        files[f] = module_path(src, f)
+    modules = set(files.values())
+    children = {}
+    for mod in modules:
+        for i in range(len(mod)):
+            children.setdefault(mod[:i], set()).add(mod[i])
     edges = {}
-    for module, paths in files.items():
-        for f in paths:
-            raw = f.read_text()
-            text = strip_tests(strip_comments(raw))
-            for m in CRATE_PATH.finditer(text):
-                names = group_heads(text, m.start(1)) if m.group(1) == "{" else [m.group(1)]
-                for name in names:
-                    if name in files and name != module:
-                        line = raw[: raw.find(m.group(0))].count("\n") + 1 if m.group(0) in raw else 0
-                        edges.setdefault((module, name), (f, line))
-    return set(files), edges
+    for f, here in files.items():
+        raw = f.read_text()
+        text = strip_tests(strip_comments(raw))
+        # A folder's re-exports (`pub use child::Item;`) are its facade, not a use: blanked.
+        text = REEXPORT.sub(lambda m: " " * len(m.group(0)), text)
+        for path, offset in references(text, here, children.get(here, ())):
+            for parent, kids in children.items():
+                n = len(parent)
+                if here[:n] != parent or path[:n] != parent:
+                    continue
+                a = here[n] if len(here) > n else "(self)"
+                if len(path) > n and path[n] in kids:
+                    b = path[n]
+                elif len(path) > n:
+                    b = "(self)"
+                else:
+                    continue
+                if a != b:
+                    line = text[:offset].count("\n") + 1
+                    edges.setdefault((parent, a, b), (f, line))
+    return children, edges
 
 
 def cycles(nodes, edges):
@@ -172,13 +235,23 @@ def main(argv):
     sources = [pathlib.Path(a).resolve() for a in argv] or list(crate_sources())
     found = 0
     for src in sources:
-        nodes, edges = module_graph(src)
-        for comp in cycles(nodes, edges):
-            found += 1
-            print(f"{src.relative_to(ROOT)}: modules in a cycle: {', '.join(comp)}")
-            for (a, b), (f, line) in sorted(edges.items()):
-                if a in comp and b in comp:
-                    print(f"  {a} -> {b}   ({f.relative_to(ROOT)}:{line})")
+        children, edges = module_graph(src)
+        for parent in sorted(children):
+            # A folder's own file and its children may use each other (the module tree: shared
+            # types above, parts below); the siblings must not.
+            nodes = set(children[parent])
+            level = {
+                (a, b): v
+                for (p, a, b), v in edges.items()
+                if p == parent and "(self)" not in (a, b)
+            }
+            for comp in cycles(nodes, level):
+                found += 1
+                where = "::".join(parent) or "crate root"
+                print(f"{src.relative_to(ROOT)} ({where}): modules in a cycle: {', '.join(comp)}")
+                for (a, b), (f, line) in sorted(level.items()):
+                    if a in comp and b in comp:
+                        print(f"  {a} -> {b}   ({f.relative_to(ROOT)}:{line})")
     checked = len(sources)
     if found:
         print(f"{found} module cycle(s) in {checked} crates")

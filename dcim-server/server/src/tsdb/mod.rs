@@ -20,5 +20,6 @@
 
 pub mod buffer;
 pub mod influx;
+pub mod line;
 pub mod query;
 pub mod writer;

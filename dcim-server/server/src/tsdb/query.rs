@@ -182,7 +182,7 @@ impl Client {
             let url = format!(
                 "{}/api/v1/query_range?query={}&start={:.3}&end={:.3}&step={step}ms&nocache=1",
                 self.base,
-                crate::tsdb::influx::urlencode(q),
+                crate::tsdb::line::urlencode(q),
                 start as f64 / 1000.0,
                 end as f64 / 1000.0,
             );

@@ -13,7 +13,7 @@ use crate::config::InfluxConfig;
 use crate::metrics::{Metrics, inc};
 use crate::observe::Ops;
 use crate::tsdb::buffer::{self, Buffer};
-use crate::tsdb::influx::Staging;
+use crate::tsdb::line::Staging;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -106,8 +106,8 @@ pub fn spawn(
     let url = format!(
         "{}/api/v2/write?org={}&bucket={}&precision=ms",
         cfg.url.trim_end_matches('/'),
-        crate::tsdb::influx::urlencode(&cfg.org),
-        crate::tsdb::influx::urlencode(&cfg.bucket)
+        crate::tsdb::line::urlencode(&cfg.org),
+        crate::tsdb::line::urlencode(&cfg.bucket)
     );
     {
         let b = shared.buffer.lock().expect("tsdb buffer");
