@@ -10,24 +10,25 @@
 //! Each module imports only modules of a lower layer (`python3 tests/arch/module_cycles.py`
 //! checks there is no cycle; CI runs it):
 //!
-//! 1. Leaves: `leader`, `maint_windows`, `energy`, `fire_view`, `notify_templates` (pure),
-//!    `metrics`, `observe`, `disk`, `tls`, `console` (embedded files).
+//! 1. Leaves: `clock`, `leader`, `maint_windows`, `energy`, `fire_view`, `notify_templates`
+//!    (pure), `metrics`, `observe`, `disk`, `tls`, `console` (embedded files).
 //! 2. `config` (every section type, `config/*.rs`), then the pure engines and planners:
 //!    `ingest`, `authority`, `dc09_plan`, `drill_plan`, `search`, `export`; the adapter over
 //!    `dcim-site` and `dcim-alarms`, `facility`.
-//! 3. Storage and security primitives: `store` (SQLite, PostgreSQL), `incident_store`, `backup`,
-//!    `tsdb` (with `tsdb::influx`), `auth`, `conn_limits`, `http_limits`, `stream_access`,
-//!    `health`.
-//! 4. Shell: `broker` (rumqttd behind the ACL gate), `mqtt` (the two ingest lanes),
-//!    `deferred`, `stream_report`, `cluster` (this replica's view), `security`, `dc09`,
-//!    `notify_io`, `drill`, `reload`, `cluster_tasks` (lease, heartbeat, takeover).
-//! 5. HTTP: `api_base` (routes table, errors, authorisation), the `api_*` route modules, and
-//!    `api` on top, which builds the router.
+//! 3. Storage and primitives: `store` (SQLite, PostgreSQL), `incident_store`, `backup`, `tsdb`
+//!    (`line`, `buffer`, `writer`, `query`, `influx`), `auth`, `conn_limits`, `http_limits`,
+//!    `stream_access`, `health`, `cluster` (this replica's view), `security`, `dc09_tx`.
+//! 4. `app`: [`App`], the shared state every shell receives (its docs give the lock order).
+//! 5. Shells: `broker` (rumqttd behind the ACL gate), `mqtt` (the two ingest lanes),
+//!    `deferred`, `stream_report`, `cluster_hooks`, `security_io`, `health_probe`,
+//!    `openmetrics`, `authority_io`, `windows_io`, `energy_io`, `dc09`, `notify_io`, `drill`,
+//!    `reload`, `cluster_tasks` (lease, heartbeat, takeover).
+//! 6. HTTP: `api_base` (`RouteDoc`, errors, `authorize_route`), the `api_*` handlers, and `api`
+//!    on top, whose `ROUTES` declares every route once and builds the router.
 //!
-//! The crate root holds [`App`], the shared state every shell module receives, and [`start`],
-//! which wires the layers together. The load generators (`dcim-ingest-bench`,
-//! `dcim-memory-bench`, `dcim-scale-bench`, results in BENCHMARKS.md) are binaries of
-//! `dcim-demo`.
+//! The crate root only wires the layers together ([`start`], [`Server`]). The load generators
+//! (`dcim-ingest-bench`, `dcim-memory-bench`, `dcim-scale-bench`, results in BENCHMARKS.md) are
+//! binaries of `dcim-demo`.
 //!
 //! Invariant: a store method returns only after commit, and nothing is acknowledged to anyone
 //! (HTTP response, SSE event, MQTT PUBACK) before that. With PostgreSQL under Patroni's
@@ -48,6 +49,7 @@ pub mod api_windows;
 pub mod app;
 pub mod auth;
 pub mod authority;
+pub mod authority_io;
 pub mod backup;
 pub mod broker;
 pub mod clock;
@@ -65,6 +67,7 @@ pub mod disk;
 pub mod drill;
 pub mod drill_plan;
 pub mod energy;
+pub mod energy_io;
 pub mod export;
 pub mod facility;
 pub mod fire_view;
@@ -93,6 +96,7 @@ pub mod store;
 pub mod stream_access;
 pub mod stream_report;
 pub mod tls;
+pub mod windows_io;
 pub mod tsdb;
 
 use anyhow::Context;
