@@ -121,7 +121,6 @@ struct RawExpect {
     within_s: f64,
 }
 
-
 impl Scenario {
     /// Parses a scenario; errors are `origin:line: field: message`.
     /// `sim_grammar` checks each `sim` step's command (the facility simulator's grammar; its
