@@ -22,7 +22,7 @@ use dcim_server::Server;
 use dcim_server::config::{AgentConfig, Config, Role};
 use dcim_server::store::{SqliteStore, Store, UserRecord};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -324,16 +324,69 @@ async fn demo_users(
     Ok(users)
 }
 
-/// Starts the simulator, the server, the device bus and the edge agent (see the module docs).
-pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
-    std::fs::create_dir_all(&opts.data_dir)
-        .with_context(|| format!("creating the data directory {}", opts.data_dir.display()))?;
-    let data_dir = std::fs::canonicalize(&opts.data_dir)
-        .with_context(|| format!("resolving {}", opts.data_dir.display()))?;
+/// Creates the data directory and writes the demo's site model into it; returns both paths
+/// (the directory canonical).
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let data_dir =
+        std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
 
     let site_model = data_dir.join("site-demo.toml");
     std::fs::write(&site_model, SITE_MODEL)
         .with_context(|| format!("writing {}", site_model.display()))?;
+    Ok((data_dir, site_model))
+}
+
+/// The server's configuration for the demo: the options' listeners, DC-09, time-series store
+/// and timings, and the one agent with its devices.
+fn server_config(
+    opts: &DemoOptions,
+    data_dir: &Path,
+    site_model: &Path,
+    agent_secret: &str,
+    device_ids: Vec<String>,
+) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        site_model: Some(site_model.to_path_buf()),
+        ..Config::default()
+    };
+    config.http.listen = opts.http;
+    config.broker.listen = opts.broker;
+    config.dc09 = opts.dc09.clone();
+    if let Some(d) = opts.down_after {
+        config.status.down_after_ms = d.as_millis() as i64;
+    }
+    if let Some(r) = opts.reserve_kb {
+        config.store.reserve_kb = r;
+    }
+    config.influx = opts.influx.clone();
+    if opts.light_hashing {
+        config.auth.argon2_memory_kib = 64;
+        config.auth.argon2_iterations = 1;
+    }
+    config.agents = vec![AgentConfig {
+        id: AGENT.into(),
+        site: SITE.into(),
+        password: Some(agent_secret.to_owned()),
+        password_env: None,
+        devices: device_ids,
+    }];
+    config
+}
+
+/// Plays the demo scenario on the simulator (in the background).
+fn run_scenario(sim: &mut facility_sim::SimHandle) -> anyhow::Result<()> {
+    let steps = facility_sim::parse_scenario(SCENARIO)
+        .map_err(|e| anyhow::anyhow!("demo scenario: {e}"))?;
+    sim.run_scenario(steps, true);
+    Ok(())
+}
+
+/// Starts the simulator, the server, the device bus and the edge agent (see the module docs).
+pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
+    let (data_dir, site_model) = prepare_data_dir(&opts.data_dir)?;
 
     let mut sim = facility_sim::start(facility_sim::SimConfig::demo(
         facility_sim::default_profiles_dir(),
@@ -372,32 +425,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         .collect();
 
     let agent_secret = dcim_server::auth::new_token("");
-    let mut config = Config {
-        data_dir: data_dir.clone(),
-        site_model: Some(site_model.clone()),
-        ..Config::default()
-    };
-    config.http.listen = opts.http;
-    config.broker.listen = opts.broker;
-    config.dc09 = opts.dc09.clone();
-    if let Some(d) = opts.down_after {
-        config.status.down_after_ms = d.as_millis() as i64;
-    }
-    if let Some(r) = opts.reserve_kb {
-        config.store.reserve_kb = r;
-    }
-    config.influx = opts.influx.clone();
-    if opts.light_hashing {
-        config.auth.argon2_memory_kib = 64;
-        config.auth.argon2_iterations = 1;
-    }
-    config.agents = vec![AgentConfig {
-        id: AGENT.into(),
-        site: SITE.into(),
-        password: Some(agent_secret.clone()),
-        password_env: None,
-        devices: device_ids,
-    }];
+    let config = server_config(&opts, &data_dir, &site_model, &agent_secret, device_ids);
     let users = demo_users(&config, &opts.password).await?;
     let server = dcim_server::start(config).await?;
     let broker = server
@@ -422,9 +450,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
     let agent_task = tokio::spawn(agent.run(agent_stop_rx));
 
     if opts.scenario {
-        let steps = facility_sim::parse_scenario(SCENARIO)
-            .map_err(|e| anyhow::anyhow!("demo scenario: {e}"))?;
-        sim.run_scenario(steps, true);
+        run_scenario(&mut sim)?;
     }
 
     Ok(Demo {

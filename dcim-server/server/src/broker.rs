@@ -672,7 +672,132 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
 
 pub use dcim_mqtt_gate::acl::{may_publish, may_subscribe};
 
+/// Reads the CONNECT (within `deadline`) and checks the login; a refusal with a CONNACK code
+/// is answered with it. Bytes that are no CONNECT (or one over the limit) count as a failed
+/// login.
+async fn login<R, W>(
+    cr: &mut R,
+    cw: &mut W,
+    buf: &mut BytesMut,
+    deadline: tokio::time::Instant,
+    creds: &Credentials,
+) -> Result<session::Accepted, Closed>
+where
+    R: AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let connect = match tokio::time::timeout_at(deadline, read_connect(cr, buf)).await {
+        Err(_) => return Err(Closed::ConnectTimeout),
+        Ok(Err(Closed::Io)) => return Err(Closed::Io),
+        // Bytes that are no CONNECT (or one over the limit) count as a failed login.
+        Ok(Err(e)) => {
+            return Err(Closed::Refused(session::Refusal::Malformed {
+                why: format!("{e:?}"),
+                connack: None,
+            }));
+        }
+        Ok(Ok(f)) => f,
+    };
+    match session::connect(&connect, creds) {
+        Ok(a) => Ok(a),
+        Err(r) => {
+            if let Some(code) = r.connack() {
+                let _ = cw.write_all(&session::connack_packet(code)).await;
+            }
+            Err(Closed::Refused(r))
+        }
+    }
+}
+
+/// rumqttd -> gate: reads frames until the connection closes or the writer is gone.
+async fn read_upstream(
+    mut ur: tokio::net::tcp::OwnedReadHalf,
+    frame_tx: mpsc::Sender<Frame>,
+    max: usize,
+) {
+    let mut ubuf = BytesMut::with_capacity(16 * 1024);
+    while let Ok(f) = read_frame(&mut ur, &mut ubuf, max, codec::READ_CHUNK).await {
+        if frame_tx.send(f).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// An agent's frame the access rules refuse: the connection closes with the reason.
+fn violation(v: Violation, identity: Option<&(String, String)>) -> Closed {
+    let agent = || identity.map(|(_, a)| a.clone()).unwrap_or_default();
+    match v {
+        Violation::Publish { topic } => Closed::Acl {
+            user: agent(),
+            what: "publish",
+            topic,
+        },
+        Violation::Subscribe { filter } => Closed::Acl {
+            user: agent(),
+            what: "subscribe",
+            topic: filter,
+        },
+        Violation::Protocol(p) => Closed::Protocol(p),
+    }
+}
+
+/// Backpressure for one publish of `lane`: waits until rumqttd's log has room the ingest has
+/// read past. What is buffered for rumqttd (`uw`) goes first, so that the ingest can drain it.
+#[inline]
+async fn reserve(
+    budgets: &Budgets,
+    lane: budget::Lane,
+    topic: &str,
+    payload_len: usize,
+    body: &[u8],
+    uw: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+) -> Result<(), Closed> {
+    let b = budgets.lane(lane);
+    let bytes = budget::charge_of(topic.len(), payload_len);
+    let alarm = lane == budget::Lane::Telemetry && budgets.alarm_roles.matches(body);
+    // The agent's share first (telemetry): one agent cannot fill the lane ahead of the others.
+    let share = b.charge_for(bytes);
+    if lane == budget::Lane::Telemetry
+        && let Ok(t) = dcim_wire::Topic::parse(topic)
+        && !budgets.shares.try_reserve(&t.agent, share, alarm)
+    {
+        uw.flush().await?;
+        budgets.shares.reserve(&t.agent, share).await;
+    }
+    if b.try_reserve(bytes, alarm).is_none() {
+        uw.flush().await?;
+        b.reserve(bytes).await;
+    }
+    Ok(())
+}
+
 impl Gate<'_> {
+    /// Connects to rumqttd (no Nagle delay) and forwards the agent's CONNECT with the gate's
+    /// own login.
+    async fn connect_upstream(
+        &self,
+        connect: &rumqttc::mqttbytes::v4::Connect,
+    ) -> Result<
+        (
+            tokio::net::tcp::OwnedReadHalf,
+            BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+        ),
+        Closed,
+    > {
+        let up = TcpStream::connect(self.upstream).await?;
+        let _ = up.set_nodelay(true);
+        let (ur, uw) = up.into_split();
+        let mut uw = BufWriter::with_capacity(64 * 1024, uw);
+        uw.write_all(&session::with_login(
+            connect,
+            GATE_USER,
+            &self.creds.gate_secret,
+        ))
+        .await?;
+        uw.flush().await?;
+        Ok((ur, uw))
+    }
+
     /// One agent connection: the CONNECT (within `deadline`, at most `CONNECT_MAX` bytes),
     /// then both directions until either side closes. `pending` is the place among the logins
     /// in progress, given back once the login is checked.
@@ -689,41 +814,10 @@ impl Gate<'_> {
         let max = budget::max_message(&app.config.broker);
         let (mut cr, mut cw) = tokio::io::split(client);
         let mut buf = BytesMut::with_capacity(1024);
-        let connect = match tokio::time::timeout_at(deadline, read_connect(&mut cr, &mut buf)).await
-        {
-            Err(_) => return Err(Closed::ConnectTimeout),
-            Ok(Err(Closed::Io)) => return Err(Closed::Io),
-            // Bytes that are no CONNECT (or one over the limit) count as a failed login.
-            Ok(Err(e)) => {
-                return Err(Closed::Refused(session::Refusal::Malformed {
-                    why: format!("{e:?}"),
-                    connack: None,
-                }));
-            }
-            Ok(Ok(f)) => f,
-        };
-        let accepted = match session::connect(&connect, creds) {
-            Ok(a) => a,
-            Err(r) => {
-                if let Some(code) = r.connack() {
-                    let _ = cw.write_all(&session::connack_packet(code)).await;
-                }
-                return Err(Closed::Refused(r));
-            }
-        };
+        let accepted = login(&mut cr, &mut cw, &mut buf, deadline, creds).await?;
         drop(pending);
         let identity = accepted.identity;
-        let up = TcpStream::connect(self.upstream).await?;
-        let _ = up.set_nodelay(true);
-        let (ur, uw) = up.into_split();
-        let mut uw = BufWriter::with_capacity(64 * 1024, uw);
-        uw.write_all(&session::with_login(
-            &accepted.connect,
-            GATE_USER,
-            &creds.gate_secret,
-        ))
-        .await?;
-        uw.flush().await?;
+        let (ur, mut uw) = self.connect_upstream(&accepted.connect).await?;
         let hold = Arc::new(std::sync::Mutex::new(Hold {
             state: AckHold::default(),
             agent: None,
@@ -735,41 +829,13 @@ impl Gate<'_> {
         // rumqttd -> agent: a reader task (so the writer can wait for frames, commits and a
         // deadline at once without losing a partly read frame) and the writer.
         let (frame_tx, frame_rx) = mpsc::channel::<Frame>(64);
-        let reader = tokio::spawn(async move {
-            let mut ur = ur;
-            let mut ubuf = BytesMut::with_capacity(16 * 1024);
-            while let Ok(f) = read_frame(&mut ur, &mut ubuf, max, codec::READ_CHUNK).await {
-                if frame_tx.send(f).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let reader = tokio::spawn(read_upstream(ur, frame_tx, max));
         let mut down = tokio::spawn(downstream(frame_rx, cw, hold.clone()));
         let up = async {
             loop {
                 let f = read_frame(&mut cr, &mut buf, max, codec::READ_CHUNK).await?;
-                let agent = || {
-                    identity
-                        .as_ref()
-                        .map(|(_, a)| a.clone())
-                        .unwrap_or_default()
-                };
                 match session::inbound(identity.as_ref(), &f) {
-                    Err(Violation::Publish { topic }) => {
-                        return Err(Closed::Acl {
-                            user: agent(),
-                            what: "publish",
-                            topic,
-                        });
-                    }
-                    Err(Violation::Subscribe { filter }) => {
-                        return Err(Closed::Acl {
-                            user: agent(),
-                            what: "subscribe",
-                            topic: filter,
-                        });
-                    }
-                    Err(Violation::Protocol(p)) => return Err(Closed::Protocol(p)),
+                    Err(v) => return Err(violation(v, identity.as_ref())),
                     Ok(Inbound::Publish {
                         topic,
                         qos,
@@ -781,24 +847,8 @@ impl Gate<'_> {
                         // past. What is buffered for rumqttd goes first, so that the ingest
                         // can drain it.
                         if let Some(lane) = budget::Lane::of_topic(&topic) {
-                            let b = budgets.lane(lane);
-                            let bytes = budget::charge_of(topic.len(), payload.len());
-                            let alarm = lane == budget::Lane::Telemetry
-                                && budgets.alarm_roles.matches(f.body());
-                            // The agent's share first (telemetry): one agent cannot fill
-                            // the lane ahead of the others.
-                            let share = b.charge_for(bytes);
-                            if lane == budget::Lane::Telemetry
-                                && let Ok(t) = dcim_wire::Topic::parse(&topic)
-                                && !budgets.shares.try_reserve(&t.agent, share, alarm)
-                            {
-                                uw.flush().await?;
-                                budgets.shares.reserve(&t.agent, share).await;
-                            }
-                            if b.try_reserve(bytes, alarm).is_none() {
-                                uw.flush().await?;
-                                b.reserve(bytes).await;
-                            }
+                            reserve(budgets, lane, &topic, payload.len(), f.body(), &mut uw)
+                                .await?;
                         }
                     }
                     Ok(Inbound::Disconnect) => {

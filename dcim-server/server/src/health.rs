@@ -29,6 +29,7 @@
 //! abort handles; `Server::run_until` stops the server within a second of one ending.
 
 use serde::Serialize;
+use serde_json::json;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::task::AbortHandle;
@@ -206,260 +207,258 @@ pub const START_GRACE_MS: i64 = 15_000;
 
 /// The pure verdict: one check per part, and the overall level (the worst).
 pub fn assess(r: &Readings) -> (Level, Vec<(&'static str, Check)>) {
-    use serde_json::json;
-    let mut out = Vec::new();
     let starting = r.ready_ms == 0 || r.now_ms - r.ready_ms < START_GRACE_MS;
-
-    // Store.
-    let probe_age = r.now_ms - r.store_probe_ok_ms;
-    let full = r.disk_full.filter(|d| d.full);
-    let detail = json!({"last_read_probe_ms": r.store_probe_ok_ms, "write_error": r.store_error, "probe_error": r.store_probe_error,
-        "disk_full": full.is_some(), "reserve_bytes": r.disk_full.map(|d| d.reserve_bytes)});
-    out.push((
-        "store",
-        match (&r.store_error, &r.store_probe_error) {
-            _ if full.is_some() => Check::with(
-                Level::Degraded,
-                "disk full: only alarm, journal and audit commits are written (from the reserve); \
-                 agent events wait in the agents' spools",
-                detail,
-            ),
-            (Some(w), _) => Check::with(Level::Degraded, format!("writes fail: {w}"), detail),
-            (None, Some(e)) => {
-                Check::with(Level::Degraded, format!("read probe failed: {e}"), detail)
-            }
-            (None, None) if r.store_probe_ok_ms == 0 && !starting => {
-                Check::with(Level::Degraded, "not probed yet", detail)
-            }
-            (None, None) if r.store_probe_ok_ms > 0 && probe_age > STORE_PROBE_STALE_MS => {
-                Check::with(
-                    Level::Degraded,
-                    format!("no successful read probe for {} s", probe_age / 1000),
-                    detail,
-                )
-            }
-            _ => Check::ok(detail),
-        },
-    ));
-
-    // Disk.
-    out.push((
-        "disk",
-        match r.disk {
-            _ if full.is_some() => Check::with(
-                Level::Degraded,
-                format!(
-                    "full: the database cannot grow ({} MiB free, reserve given back)",
-                    full.map_or(0, |d| d.free_bytes) >> 20
-                ),
-                json!({"free_bytes": full.map(|d| d.free_bytes), "total_bytes": r.disk.map(|d| d.1)}),
-            ),
-            None => Check::with(
-                Level::Degraded,
-                "free space of the data directory unknown",
-                json!({}),
-            ),
-            Some((free, total)) => {
-                let detail = json!({"free_bytes": free, "total_bytes": total});
-                let low = DISK_LOW_BYTES.min(total / 20);
-                if free < low {
-                    Check::with(
-                        Level::Degraded,
-                        format!(
-                            "{} MiB free on the data directory's file system",
-                            free >> 20
-                        ),
-                        detail,
-                    )
-                } else {
-                    Check::ok(detail)
-                }
-            }
-        },
-    ));
-
-    // Broker.
-    let detail = json!({"connected": r.broker_connected, "embedded": r.embedded_broker, "clients": r.broker_clients});
-    out.push((
-        "broker",
-        if r.broker_connected {
-            Check::ok(detail)
-        } else {
-            Check::with(
-                Level::Degraded,
-                "the ingest is not connected to the broker",
-                detail,
-            )
-        },
-    ));
-
-    // Ingest.
     let since_progress = if r.ingest_progress_ms > 0 {
         r.now_ms - r.ingest_progress_ms
     } else {
         r.now_ms - r.ready_ms.max(1)
     };
-    let detail = json!({"pending_messages": r.ingest_pending, "last_progress_ms": r.ingest_progress_ms, "last_wait_ms": r.ingest_last_wait_ms});
-    out.push((
-        "ingest",
-        if r.ingest_pending > 0 && since_progress > INGEST_STALLED_MS && !starting {
-            Check::with(
-                Level::Failing,
-                format!(
-                    "stalled: {} messages waiting, nothing handled for {} s",
-                    r.ingest_pending,
-                    since_progress / 1000
-                ),
-                detail,
-            )
-        } else if r.ingest_last_wait_ms > INGEST_BEHIND_MS && r.ingest_pending > 0 {
-            Check::with(
-                Level::Degraded,
-                format!(
-                    "behind: the last message waited {} ms",
-                    r.ingest_last_wait_ms
-                ),
-                detail,
-            )
-        } else {
-            Check::ok(detail)
-        },
-    ));
-
-    // Tasks.
-    let ticker_age = r.now_ms - r.ticker_beat_ms;
-    let detail = json!({"essential": r.tasks, "ended": r.ended_tasks, "ticker_last_beat_ms": r.ticker_beat_ms});
-    out.push((
-        "tasks",
-        if !r.ended_tasks.is_empty() {
-            Check::with(
-                Level::Failing,
-                format!("essential tasks ended: {}", r.ended_tasks.join(", ")),
-                detail,
-            )
-        } else if (r.ticker_beat_ms == 0 && !starting)
-            || (r.ticker_beat_ms > 0 && ticker_age > TICKER_STUCK_MS)
-        {
-            Check::with(
-                Level::Failing,
-                format!(
-                    "the engines' ticker is stuck ({} s since its last beat)",
-                    if r.ticker_beat_ms == 0 {
-                        since_progress / 1000
-                    } else {
-                        ticker_age / 1000
-                    }
-                ),
-                detail,
-            )
-        } else {
-            Check::ok(detail)
-        },
-    ));
-
-    // Time-series store.
+    let mut out = vec![
+        ("store", store_check(r, starting)),
+        ("disk", disk_check(r)),
+        ("broker", broker_check(r)),
+        ("ingest", ingest_check(r, starting, since_progress)),
+        ("tasks", tasks_check(r, starting, since_progress)),
+    ];
     if let Some(t) = &r.tsdb {
-        let detail = json!({
-            "buffer_bytes": t.buffer_bytes, "buffer_max_bytes": t.buffer_max_bytes,
-            "batches_waiting": t.batches, "oldest_waiting_ms": t.oldest_pending_ms,
-            "dropped_lines": t.dropped_lines, "last_write_ok_ms": t.last_ok_ms,
-            "last_write_error_ms": t.last_error_ms,
-        });
-        let failing_now = t.last_error_ms > t.last_ok_ms;
-        out.push((
-            "tsdb",
-            if t.dropped_lines > 0 && t.buffer_bytes * 10 >= t.buffer_max_bytes * 9 {
-                Check::with(
-                    Level::Degraded,
-                    format!(
-                        "the on-disk buffer is full: {} lines dropped (oldest first)",
-                        t.dropped_lines
-                    ),
-                    detail,
-                )
-            } else if failing_now && t.batches > 0 {
-                Check::with(
-                    Level::Degraded,
-                    format!(
-                        "the store does not accept writes; {} batches wait in the on-disk buffer",
-                        t.batches
-                    ),
-                    detail,
-                )
-            } else if t.dropped_lines > 0 {
-                Check::with(
-                    Level::Degraded,
-                    format!(
-                        "{} lines were dropped (buffer full or refused by the store)",
-                        t.dropped_lines
-                    ),
-                    detail,
-                )
-            } else {
-                Check::ok(detail)
-            },
-        ));
+        out.push(("tsdb", tsdb_check(t)));
     }
-
-    // DC-09.
     if let Some(d) = &r.dc09 {
-        let down: Vec<&str> = d
-            .paths
-            .iter()
-            .filter(|(_, up)| !up)
-            .map(|(n, _)| n.as_str())
-            .collect();
-        let detail = json!({"queued": d.pending, "rejected": d.rejected,
-            "paths": d.paths.iter().map(|(n, up)| json!({"path": n, "up": up})).collect::<Vec<_>>()});
-        out.push((
-            "dc09",
-            if d.paths.is_empty() {
-                Check::with(Level::Degraded, "no DC-09 path configured", detail)
-            } else if down.len() == d.paths.len() {
-                Check::with(
-                    Level::Degraded,
-                    format!(
-                        "every path to the fire authority is down ({} queued)",
-                        d.pending
-                    ),
-                    detail,
-                )
-            } else if !down.is_empty() {
-                Check::with(
-                    Level::Degraded,
-                    format!("path(s) down: {}", down.join(", ")),
-                    detail,
-                )
-            } else if d.rejected > 0 {
-                Check::with(
-                    Level::Degraded,
-                    format!("{} messages refused by the receiver", d.rejected),
-                    detail,
-                )
-            } else {
-                Check::ok(detail)
-            },
-        ));
+        out.push(("dc09", dc09_check(d)));
     }
-    // Multi-site role.
     if let Some(c) = &r.cluster {
-        let detail = json!({"replica": c.replica, "role": if c.leading { "leader" } else { "follower" },
-            "leader": c.leader});
-        out.push((
-            "cluster",
-            match &c.stale {
-                Some(why) => Check::with(Level::Degraded, why.clone(), detail),
-                None if !c.leading && c.leader.is_none() && !starting => Check::with(
-                    Level::Degraded,
-                    "follower: no leader is known (a takeover is in progress or the database cannot be reached)",
-                    detail,
-                ),
-                None => Check::ok(detail),
-            },
-        ));
+        out.push(("cluster", cluster_check(c, starting)));
     }
     let level = out.iter().map(|(_, c)| c.status).max().unwrap_or(Level::Ok);
     (level, out)
+}
+
+/// The store: disk full, failing writes, a failed or stale read probe.
+fn store_check(r: &Readings, starting: bool) -> Check {
+    let probe_age = r.now_ms - r.store_probe_ok_ms;
+    let full = r.disk_full.filter(|d| d.full);
+    let detail = json!({"last_read_probe_ms": r.store_probe_ok_ms, "write_error": r.store_error, "probe_error": r.store_probe_error,
+        "disk_full": full.is_some(), "reserve_bytes": r.disk_full.map(|d| d.reserve_bytes)});
+    match (&r.store_error, &r.store_probe_error) {
+        _ if full.is_some() => Check::with(
+            Level::Degraded,
+            "disk full: only alarm, journal and audit commits are written (from the reserve); \
+             agent events wait in the agents' spools",
+            detail,
+        ),
+        (Some(w), _) => Check::with(Level::Degraded, format!("writes fail: {w}"), detail),
+        (None, Some(e)) => Check::with(Level::Degraded, format!("read probe failed: {e}"), detail),
+        (None, None) if r.store_probe_ok_ms == 0 && !starting => {
+            Check::with(Level::Degraded, "not probed yet", detail)
+        }
+        (None, None) if r.store_probe_ok_ms > 0 && probe_age > STORE_PROBE_STALE_MS => Check::with(
+            Level::Degraded,
+            format!("no successful read probe for {} s", probe_age / 1000),
+            detail,
+        ),
+        _ => Check::ok(detail),
+    }
+}
+
+/// The data directory's file system: full, unknown or low.
+fn disk_check(r: &Readings) -> Check {
+    let full = r.disk_full.filter(|d| d.full);
+    match r.disk {
+        _ if full.is_some() => Check::with(
+            Level::Degraded,
+            format!(
+                "full: the database cannot grow ({} MiB free, reserve given back)",
+                full.map_or(0, |d| d.free_bytes) >> 20
+            ),
+            json!({"free_bytes": full.map(|d| d.free_bytes), "total_bytes": r.disk.map(|d| d.1)}),
+        ),
+        None => Check::with(
+            Level::Degraded,
+            "free space of the data directory unknown",
+            json!({}),
+        ),
+        Some((free, total)) => {
+            let detail = json!({"free_bytes": free, "total_bytes": total});
+            let low = DISK_LOW_BYTES.min(total / 20);
+            if free < low {
+                Check::with(
+                    Level::Degraded,
+                    format!(
+                        "{} MiB free on the data directory's file system",
+                        free >> 20
+                    ),
+                    detail,
+                )
+            } else {
+                Check::ok(detail)
+            }
+        }
+    }
+}
+
+/// The ingest's broker connection.
+fn broker_check(r: &Readings) -> Check {
+    let detail = json!({"connected": r.broker_connected, "embedded": r.embedded_broker, "clients": r.broker_clients});
+    if r.broker_connected {
+        Check::ok(detail)
+    } else {
+        Check::with(
+            Level::Degraded,
+            "the ingest is not connected to the broker",
+            detail,
+        )
+    }
+}
+
+/// The ingest: stalled (messages wait, nothing handled) or behind.
+fn ingest_check(r: &Readings, starting: bool, since_progress: i64) -> Check {
+    let detail = json!({"pending_messages": r.ingest_pending, "last_progress_ms": r.ingest_progress_ms, "last_wait_ms": r.ingest_last_wait_ms});
+    if r.ingest_pending > 0 && since_progress > INGEST_STALLED_MS && !starting {
+        Check::with(
+            Level::Failing,
+            format!(
+                "stalled: {} messages waiting, nothing handled for {} s",
+                r.ingest_pending,
+                since_progress / 1000
+            ),
+            detail,
+        )
+    } else if r.ingest_last_wait_ms > INGEST_BEHIND_MS && r.ingest_pending > 0 {
+        Check::with(
+            Level::Degraded,
+            format!(
+                "behind: the last message waited {} ms",
+                r.ingest_last_wait_ms
+            ),
+            detail,
+        )
+    } else {
+        Check::ok(detail)
+    }
+}
+
+/// Essential tasks that ended, and the engines' ticker.
+fn tasks_check(r: &Readings, starting: bool, since_progress: i64) -> Check {
+    let ticker_age = r.now_ms - r.ticker_beat_ms;
+    let detail = json!({"essential": r.tasks, "ended": r.ended_tasks, "ticker_last_beat_ms": r.ticker_beat_ms});
+    if !r.ended_tasks.is_empty() {
+        Check::with(
+            Level::Failing,
+            format!("essential tasks ended: {}", r.ended_tasks.join(", ")),
+            detail,
+        )
+    } else if (r.ticker_beat_ms == 0 && !starting)
+        || (r.ticker_beat_ms > 0 && ticker_age > TICKER_STUCK_MS)
+    {
+        Check::with(
+            Level::Failing,
+            format!(
+                "the engines' ticker is stuck ({} s since its last beat)",
+                if r.ticker_beat_ms == 0 {
+                    since_progress / 1000
+                } else {
+                    ticker_age / 1000
+                }
+            ),
+            detail,
+        )
+    } else {
+        Check::ok(detail)
+    }
+}
+
+/// The time-series writer's on-disk buffer and store.
+fn tsdb_check(t: &TsdbReadings) -> Check {
+    let detail = json!({
+        "buffer_bytes": t.buffer_bytes, "buffer_max_bytes": t.buffer_max_bytes,
+        "batches_waiting": t.batches, "oldest_waiting_ms": t.oldest_pending_ms,
+        "dropped_lines": t.dropped_lines, "last_write_ok_ms": t.last_ok_ms,
+        "last_write_error_ms": t.last_error_ms,
+    });
+    let failing_now = t.last_error_ms > t.last_ok_ms;
+    if t.dropped_lines > 0 && t.buffer_bytes * 10 >= t.buffer_max_bytes * 9 {
+        Check::with(
+            Level::Degraded,
+            format!(
+                "the on-disk buffer is full: {} lines dropped (oldest first)",
+                t.dropped_lines
+            ),
+            detail,
+        )
+    } else if failing_now && t.batches > 0 {
+        Check::with(
+            Level::Degraded,
+            format!(
+                "the store does not accept writes; {} batches wait in the on-disk buffer",
+                t.batches
+            ),
+            detail,
+        )
+    } else if t.dropped_lines > 0 {
+        Check::with(
+            Level::Degraded,
+            format!(
+                "{} lines were dropped (buffer full or refused by the store)",
+                t.dropped_lines
+            ),
+            detail,
+        )
+    } else {
+        Check::ok(detail)
+    }
+}
+
+/// The DC-09 paths to the fire authority.
+fn dc09_check(d: &Dc09Readings) -> Check {
+    let down: Vec<&str> = d
+        .paths
+        .iter()
+        .filter(|(_, up)| !up)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let detail = json!({"queued": d.pending, "rejected": d.rejected,
+        "paths": d.paths.iter().map(|(n, up)| json!({"path": n, "up": up})).collect::<Vec<_>>()});
+    if d.paths.is_empty() {
+        Check::with(Level::Degraded, "no DC-09 path configured", detail)
+    } else if down.len() == d.paths.len() {
+        Check::with(
+            Level::Degraded,
+            format!(
+                "every path to the fire authority is down ({} queued)",
+                d.pending
+            ),
+            detail,
+        )
+    } else if !down.is_empty() {
+        Check::with(
+            Level::Degraded,
+            format!("path(s) down: {}", down.join(", ")),
+            detail,
+        )
+    } else if d.rejected > 0 {
+        Check::with(
+            Level::Degraded,
+            format!("{} messages refused by the receiver", d.rejected),
+            detail,
+        )
+    } else {
+        Check::ok(detail)
+    }
+}
+
+/// A multi-site replica's role and view.
+fn cluster_check(c: &ClusterReadings, starting: bool) -> Check {
+    let detail = json!({"replica": c.replica, "role": if c.leading { "leader" } else { "follower" },
+        "leader": c.leader});
+    match &c.stale {
+        Some(why) => Check::with(Level::Degraded, why.clone(), detail),
+        None if !c.leading && c.leader.is_none() && !starting => Check::with(
+            Level::Degraded,
+            "follower: no leader is known (a takeover is in progress or the database cannot be reached)",
+            detail,
+        ),
+        None => Check::ok(detail),
+    }
 }
 
 /// Free and total bytes of the file system holding `dir`.

@@ -715,6 +715,11 @@ impl Ingest {
             ..
         } = self;
         let history = *history;
+        let mut tables = Tables {
+            roles,
+            units,
+            label_sets,
+        };
         let site = match latest.get_mut(site_id) {
             Some(m) => m,
             None => latest.entry(site_id.to_owned()).or_default(),
@@ -722,23 +727,10 @@ impl Ingest {
         let agent_id = agent_names.id(agent);
         for mut s in samples {
             // A timestamp from the future never outranks a later arrival (see `clock`).
-            match admit(s.ts_ms, now_ms, max_skew) {
-                Admit::Keep => {}
-                Admit::Clamp => {
-                    s.ts_ms = now_ms;
-                    future.clamped += 1;
-                }
-                Admit::Refuse => {
-                    future.refused += 1;
-                    future.latest_ts_ms = future.latest_ts_ms.max(s.ts_ms);
-                    continue;
-                }
+            if !admit_sample(&mut s, now_ms, max_skew, &mut future) {
+                continue;
             }
-            let numeric = s
-                .value
-                .as_ref()
-                .and_then(|v| v.as_f64())
-                .filter(|_| s.quality == Quality::Good);
+            let numeric = good_number(&s);
             match site.get_mut(&s.device).and_then(|p| p.get_mut(&s.point)) {
                 // An older reading (replayed after a newer one) never overwrites the latest
                 // value; the history takes it in its time bucket.
@@ -756,60 +748,129 @@ impl Ingest {
                     if let Some(x) = numeric {
                         p.history.add(&history, s.ts_ms, x);
                     }
-                    // In place: device and point are the keys, the rest rarely changes (each
-                    // shared value is compared before it is looked up), so the common case
-                    // allocates nothing.
-                    p.value.clone_from(&s.value);
-                    p.quality = s.quality;
-                    p.ts_ms = s.ts_ms;
-                    p.received_ms = now_ms;
-                    p.agent = agent_id;
-                    roles.update(&mut p.role, &s.role);
-                    units.update(&mut p.unit, s.unit.as_str());
-                    label_sets.update(&mut p.labels, &s.labels);
+                    tables.update(p, &s, now_ms, agent_id);
                 }
                 None => {
-                    if *new_point_limit > 0 {
-                        let w = match new_points.get_mut(agent) {
-                            Some(w) => w,
-                            None => new_points.entry(agent.to_owned()).or_insert((now_ms, 0, 0)),
-                        };
-                        if now_ms - w.0 >= NEW_POINT_WINDOW_MS {
-                            *w = (now_ms, 0, 0);
-                        }
-                        if w.1 >= *new_point_limit {
-                            w.2 += 1;
-                            refused += 1;
-                            continue;
-                        }
-                        w.1 += 1;
+                    if *new_point_limit > 0
+                        && !take_new_point(new_points, *new_point_limit, agent, now_ms)
+                    {
+                        refused += 1;
+                        continue;
                     }
                     let mut h = History::default();
                     if let Some(x) = numeric {
                         h.add(&history, s.ts_ms, x);
                     }
-                    let p = Point {
-                        value: s.value.clone(),
-                        ts_ms: s.ts_ms,
-                        received_ms: now_ms,
-                        role: roles.id(&s.role),
-                        unit: units.id(s.unit.as_str()),
-                        labels: label_sets.id(&s.labels),
-                        agent: agent_id,
-                        quality: s.quality,
-                        history: h,
-                    };
-                    let points = match site.get_mut(&s.device) {
-                        Some(m) => m,
-                        None => site.entry(s.device.clone()).or_default(),
-                    };
-                    points.insert(s.point.clone(), p);
+                    let p = tables.point(&s, h, now_ms, agent_id);
+                    insert_point(site, &s, p);
                     *count += 1;
                 }
             }
             changed.push(s);
         }
         (changed, refused, future)
+    }
+}
+
+/// A sample's value for the history: numeric and of good quality.
+#[inline]
+fn good_number(s: &Sample) -> Option<f64> {
+    s.value
+        .as_ref()
+        .and_then(|v| v.as_f64())
+        .filter(|_| s.quality == Quality::Good)
+}
+
+/// Inserts a new point under its device (borrowing the device name when the device is known).
+#[inline]
+fn insert_point(site: &mut HashMap<String, HashMap<String, Point>>, s: &Sample, p: Point) {
+    let points = match site.get_mut(&s.device) {
+        Some(m) => m,
+        None => site.entry(s.device.clone()).or_default(),
+    };
+    points.insert(s.point.clone(), p);
+}
+
+/// Admits a sample's timestamp (see [`clock`]): kept, clamped to `now_ms` (counted), or
+/// refused (false; counted, with the latest such timestamp).
+#[inline]
+fn admit_sample(s: &mut Sample, now_ms: i64, max_skew: i64, future: &mut Future) -> bool {
+    match admit(s.ts_ms, now_ms, max_skew) {
+        Admit::Keep => true,
+        Admit::Clamp => {
+            s.ts_ms = now_ms;
+            future.clamped += 1;
+            true
+        }
+        Admit::Refuse => {
+            future.refused += 1;
+            future.latest_ts_ms = future.latest_ts_ms.max(s.ts_ms);
+            false
+        }
+    }
+}
+
+/// The agent's budget of new points per minute: true when one more point may be added (and
+/// counts it), false when the budget is spent (and counts the refused sample).
+#[inline]
+fn take_new_point(
+    new_points: &mut HashMap<String, (i64, usize, u64)>,
+    limit: usize,
+    agent: &str,
+    now_ms: i64,
+) -> bool {
+    let w = match new_points.get_mut(agent) {
+        Some(w) => w,
+        None => new_points.entry(agent.to_owned()).or_insert((now_ms, 0, 0)),
+    };
+    if now_ms - w.0 >= NEW_POINT_WINDOW_MS {
+        *w = (now_ms, 0, 0);
+    }
+    if w.1 >= limit {
+        w.2 += 1;
+        return false;
+    }
+    w.1 += 1;
+    true
+}
+
+/// The shared tables a point's role, unit and labels are ids into, borrowed for one batch.
+struct Tables<'a> {
+    roles: &'a mut Interned<dcim_points::Role>,
+    units: &'a mut Interned<String>,
+    label_sets: &'a mut Interned<std::collections::BTreeMap<String, String>>,
+}
+
+impl Tables<'_> {
+    /// A newer sample of a known point, in place: device and point are the keys, the rest
+    /// rarely changes (each shared value is compared before it is looked up), so the common
+    /// case allocates nothing.
+    #[inline]
+    fn update(&mut self, p: &mut Point, s: &Sample, now_ms: i64, agent_id: u32) {
+        p.value.clone_from(&s.value);
+        p.quality = s.quality;
+        p.ts_ms = s.ts_ms;
+        p.received_ms = now_ms;
+        p.agent = agent_id;
+        self.roles.update(&mut p.role, &s.role);
+        self.units.update(&mut p.unit, s.unit.as_str());
+        self.label_sets.update(&mut p.labels, &s.labels);
+    }
+
+    /// A new point from its first sample.
+    #[inline]
+    fn point(&mut self, s: &Sample, history: History, now_ms: i64, agent_id: u32) -> Point {
+        Point {
+            value: s.value.clone(),
+            ts_ms: s.ts_ms,
+            received_ms: now_ms,
+            role: self.roles.id(&s.role),
+            unit: self.units.id(s.unit.as_str()),
+            labels: self.label_sets.id(&s.labels),
+            agent: agent_id,
+            quality: s.quality,
+            history,
+        }
     }
 }
 

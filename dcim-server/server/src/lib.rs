@@ -276,16 +276,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
 pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow::Result<Server> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     // TLS files are read before anything else starts, so a bad file stops the start at once.
-    let http_tls = match &config.http.tls {
-        Some(t) => {
-            // Cookies set over HTTPS are never sent back over plain HTTP.
-            config.http.secure_cookies = true;
-            let server_config = tls::server_config(t.files(), &[b"http/1.1"])
-                .map_err(|e| anyhow::anyhow!("http.tls.{e}"))?;
-            Some((server_config, t.hsts_max_age_s))
-        }
-        None => None,
-    };
+    let http_tls = http_tls(&mut config)?;
     // One server per data directory (and no `restore` under a running one).
     let data_lock = backup::lock_data_dir(&config.data_dir)?;
     let store = store::open(&config).await?;
@@ -297,11 +288,86 @@ pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow
     }
 
     let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let app = Arc::new(build_app(&config, clock, store, &stop_rx, &mut tasks).await?);
+    spawn_shell_tasks(&app, &config, &stop_rx, &mut tasks).await?;
+    let broker = connect_broker(&app, &config, &stop_rx, &mut tasks).await?;
+    spawn_ingest(&app, broker.target, broker.link, &stop_rx, &mut tasks);
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen {}", config.http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let metrics_addr = match config.metrics.listen {
+        Some(addr) => Some(spawn_metrics_listener(&app, addr, &stop_rx, &mut tasks).await?),
+        None => None,
+    };
+    let (router, tls_config) = with_tls(api::router(app.clone()), http_tls.as_ref())?;
+    // Our own accept loop: connection limits, header/request/idle timeouts, the Host check.
+    let http_task = tokio::spawn(http_limits::serve(
+        listener,
+        tls_config,
+        router,
+        app.clone(),
+        stop_rx.clone(),
+    ));
+    app.health.essential("http", http_task.abort_handle());
+    tasks.push(http_task);
+    tasks.push(tokio::spawn(health_probe::supervise(
+        app.clone(),
+        dcim_service::Notifier::from_env(),
+        stop_rx.clone(),
+    )));
+    app.health
+        .ready_ms
+        .store(app.now_ms(), std::sync::atomic::Ordering::Relaxed);
+    warn_descriptor_limit(&config);
+    let mqtt_addr = broker.public_addr;
+    let mqtts_addr = broker.tls_addr;
+    tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, metrics = ?metrics_addr, data_dir = %config.data_dir.display(), "dcim-server started");
+    let store = app.store.clone();
+    Ok(Server {
+        app,
+        http_addr,
+        mqtt_addr,
+        mqtts_addr,
+        mqtt_internal_addr: broker.internal_addr,
+        metrics_addr,
+        stop,
+        tasks,
+        store,
+        _data_lock: data_lock,
+    })
+}
+
+/// The HTTPS configuration and HSTS max-age of `[http.tls]`, read now so that a bad file stops
+/// the start at once. Cookies set over HTTPS are never sent back over plain HTTP.
+fn http_tls(config: &mut Config) -> anyhow::Result<Option<(Arc<rustls::ServerConfig>, u64)>> {
+    match &config.http.tls {
+        Some(t) => {
+            // Cookies set over HTTPS are never sent back over plain HTTP.
+            config.http.secure_cookies = true;
+            let server_config = tls::server_config(t.files(), &[b"http/1.1"])
+                .map_err(|e| anyhow::anyhow!("http.tls.{e}"))?;
+            Ok(Some((server_config, t.hsts_max_age_s)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Loads what the shared state starts from (the ingest's high-water marks, the facility and its
+/// alarm snapshot, the authority and drill modes, the energy meter, the maintenance windows),
+/// starts the time-series writer, and builds [`App`].
+async fn build_app(
+    config: &Config,
+    clock: clock::Clock,
+    store: Arc<dyn Store>,
+    stop_rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<App> {
     let metrics = Arc::new(metrics::Metrics::default());
     let ops = Arc::new(observe::Ops::default());
     let health = health::Health::default();
-    let mut tasks = Vec::new();
-
     let influx = match &config.influx {
         Some(ic) => {
             let (handle, t) = influx::spawn(
@@ -319,42 +385,8 @@ pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow
         }
         None => None,
     };
-
-    let mut ingest = ingest::Ingest::new(&config.agents);
-    ingest.set_history(config.history);
-    ingest.set_new_point_limit(config.broker.new_points_per_agent_per_min);
-    ingest.set_max_clock_skew(config.ingest.max_clock_skew_ms);
-    for (agent, epoch, seq) in store.event_high_water().await? {
-        ingest.set_high_water(&agent, &epoch, ingest::EVENTS, seq.max(0) as u64);
-    }
-    for (agent, epoch, stream, seq) in store.stream_seqs().await? {
-        if stream == ingest::TELEMETRY {
-            ingest.set_high_water(&agent, &epoch, ingest::TELEMETRY, seq.max(0) as u64);
-        }
-    }
-
-    let site = match &config.site_model {
-        Some(path) => {
-            Some(dcim_site::Site::load(path).map_err(|e| anyhow::anyhow!("site model: {e}"))?)
-        }
-        None => None,
-    };
-    let incidents = incident_store::load(store.as_ref()).await?;
-    let mut facility = facility::Facility::new(site, incidents)
-        .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
-    facility.status_policy = config.status.policy();
-    // A replica starts as a follower; it runs the engine once it leads (`cluster`).
-    facility.set_passive(config.cluster.is_some());
-    // Alarm states as last committed, before any ingest: acknowledged and shelved alarms stay
-    // so, and a condition still present raises no second activation.
-    if let Some(snap) = store::load_alarm_snapshot(store.as_ref()).await? {
-        tracing::info!(
-            alarms = snap.alarms.len(),
-            seq = snap.seq,
-            "restored the alarm engine state"
-        );
-        facility.restore(snap, clock::now_ms());
-    }
+    let ingest = load_ingest(config, store.as_ref()).await?;
+    let facility = load_facility(config, store.as_ref()).await?;
 
     let authority_state = api_authority::load(store.as_ref()).await?;
     if authority_state.is_active() {
@@ -373,13 +405,13 @@ pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow
     let schedule = api_windows::load(store.as_ref()).await?;
 
     let (live, _) = broadcast::channel(4096);
-    let app = Arc::new(App {
+    Ok(App {
         clock,
         config: config.clone(),
         store,
         ingest: Mutex::new(ingest),
         live,
-        metrics: metrics.clone(),
+        metrics,
         influx,
         stopping: stop_rx.clone(),
         facility: tokio::sync::Mutex::new(facility),
@@ -395,13 +427,68 @@ pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow
         windows: tokio::sync::Mutex::new(schedule),
         ops,
         health,
-        reloadable: reload::Reloadable::new(&config),
-        security: security::Security::new(&config),
+        reloadable: reload::Reloadable::new(config),
+        security: security::Security::new(config),
         cluster: config
             .cluster
             .as_ref()
             .map(|c| Arc::new(cluster::Cluster::new(c.clone()))),
-    });
+    })
+}
+
+/// The ingest with its limits and the high-water marks of the committed streams (a batch
+/// already committed is a duplicate after a restart).
+async fn load_ingest(config: &Config, store: &dyn Store) -> anyhow::Result<ingest::Ingest> {
+    let mut ingest = ingest::Ingest::new(&config.agents);
+    ingest.set_history(config.history);
+    ingest.set_new_point_limit(config.broker.new_points_per_agent_per_min);
+    ingest.set_max_clock_skew(config.ingest.max_clock_skew_ms);
+    for (agent, epoch, seq) in store.event_high_water().await? {
+        ingest.set_high_water(&agent, &epoch, ingest::EVENTS, seq.max(0) as u64);
+    }
+    for (agent, epoch, stream, seq) in store.stream_seqs().await? {
+        if stream == ingest::TELEMETRY {
+            ingest.set_high_water(&agent, &epoch, ingest::TELEMETRY, seq.max(0) as u64);
+        }
+    }
+    Ok(ingest)
+}
+
+/// The site model, the incidents and the alarm engine's last committed state.
+async fn load_facility(config: &Config, store: &dyn Store) -> anyhow::Result<facility::Facility> {
+    let site = match &config.site_model {
+        Some(path) => {
+            Some(dcim_site::Site::load(path).map_err(|e| anyhow::anyhow!("site model: {e}"))?)
+        }
+        None => None,
+    };
+    let incidents = incident_store::load(store).await?;
+    let mut facility = facility::Facility::new(site, incidents)
+        .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
+    facility.status_policy = config.status.policy();
+    // A replica starts as a follower; it runs the engine once it leads (`cluster`).
+    facility.set_passive(config.cluster.is_some());
+    // Alarm states as last committed, before any ingest: acknowledged and shelved alarms stay
+    // so, and a condition still present raises no second activation.
+    if let Some(snap) = store::load_alarm_snapshot(store).await? {
+        tracing::info!(
+            alarms = snap.alarms.len(),
+            seq = snap.seq,
+            "restored the alarm engine state"
+        );
+        facility.restore(snap, clock::now_ms());
+    }
+    Ok(facility)
+}
+
+/// The essential shell tasks: cluster (lease, heartbeat, follower), security, the alarm
+/// ticker, the energy sampler, maintenance windows, notifications and DC-09.
+async fn spawn_shell_tasks(
+    app: &Arc<App>,
+    config: &Config,
+    stop_rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<()> {
     // `cluster::start` returns the lease, heartbeat and follower tasks, in this order: a
     // replica whose lease task died would lead on, or never lead, without anyone seeing it.
     for (name, t) in ["cluster.lease", "cluster.heartbeat", "cluster.follower"]
@@ -444,12 +531,26 @@ pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow
         }
         tasks.extend(t);
     }
+    Ok(())
+}
 
-    // Broker: embedded, or the external one by URL.
-    let mut link = None;
-    let mut mqtts_addr = None;
-    let mut mqtt_internal_addr = None;
-    let (mqtt_target, mqtt_addr) = match config.broker.mode {
+/// Where the ingest reads from: the embedded broker's link, or the external broker.
+struct BrokerEnds {
+    target: mqtt::Target,
+    link: Option<broker::IngestLink>,
+    public_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    internal_addr: Option<SocketAddr>,
+}
+
+/// Broker: embedded (started here, with its gate tasks), or the external one by URL.
+async fn connect_broker(
+    app: &Arc<App>,
+    config: &Config,
+    stop_rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<BrokerEnds> {
+    match config.broker.mode {
         BrokerMode::Embedded => {
             let server_secret = auth::new_token("");
             let b = broker::start_embedded(app.clone(), &server_secret, stop_rx.clone()).await?;
@@ -457,11 +558,8 @@ pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow
                 app.health.essential("broker.gate", t.abort_handle());
             }
             tasks.extend(b.gate_tasks);
-            link = Some(b.link);
-            mqtts_addr = b.tls_addr;
-            mqtt_internal_addr = Some(b.internal_addr);
-            (
-                mqtt::Target {
+            Ok(BrokerEnds {
+                target: mqtt::Target {
                     host: b.internal_addr.ip().to_string(),
                     port: b.internal_addr.port(),
                     tls_ca: None,
@@ -469,45 +567,64 @@ pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow
                     password: Some(server_secret),
                     clean_session: true,
                 },
-                b.public_addr,
-            )
+                link: Some(b.link),
+                public_addr: b.public_addr,
+                tls_addr: b.tls_addr,
+                internal_addr: Some(b.internal_addr),
+            })
         }
-        BrokerMode::External => {
-            let url = config.broker.url.as_deref().unwrap_or_default();
-            let (tls, host, port) =
-                config::parse_broker_url(url).with_context(|| format!("broker.url `{url}`"))?;
-            let tls_ca = if tls {
-                let path = config
-                    .broker
-                    .ca_file
-                    .as_ref()
-                    .context("broker.ca_file is required for mqtts://")?;
-                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-            } else {
-                None
-            };
-            let password = config.broker.password.clone().or_else(|| {
-                config
-                    .broker
-                    .password_env
-                    .as_ref()
-                    .and_then(|v| std::env::var(v).ok())
-            });
-            (
-                mqtt::Target {
-                    host,
-                    port,
-                    tls_ca,
-                    username: config.broker.username.clone(),
-                    password,
-                    clean_session: false,
-                },
-                None,
-            )
-        }
+        BrokerMode::External => Ok(BrokerEnds {
+            target: external_broker(config)?,
+            link: None,
+            public_addr: None,
+            tls_addr: None,
+            internal_addr: None,
+        }),
+    }
+}
+
+/// The external broker's address, CA and credentials, from `[broker]`.
+fn external_broker(config: &Config) -> anyhow::Result<mqtt::Target> {
+    let url = config.broker.url.as_deref().unwrap_or_default();
+    let (tls, host, port) =
+        config::parse_broker_url(url).with_context(|| format!("broker.url `{url}`"))?;
+    let tls_ca = if tls {
+        let path = config
+            .broker
+            .ca_file
+            .as_ref()
+            .context("broker.ca_file is required for mqtts://")?;
+        Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+    } else {
+        None
     };
+    let password = config.broker.password.clone().or_else(|| {
+        config
+            .broker
+            .password_env
+            .as_ref()
+            .and_then(|v| std::env::var(v).ok())
+    });
+    Ok(mqtt::Target {
+        host,
+        port,
+        tls_ca,
+        username: config.broker.username.clone(),
+        password,
+        clean_session: false,
+    })
+}
+
+/// The ingest tasks ([`mqtt::spawn`]), each essential under its own name.
+fn spawn_ingest(
+    app: &Arc<App>,
+    target: mqtt::Target,
+    link: Option<broker::IngestLink>,
+    stop_rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) {
     let embedded = link.is_some();
-    let ingest_tasks = mqtt::spawn(app.clone(), mqtt_target, link, stop_rx.clone());
+    let ingest_tasks = mqtt::spawn(app.clone(), target, link, stop_rx.clone());
     // `mqtt::spawn` returns its tasks in this order (the link reader only when embedded).
     let names: &[&str] = if embedded {
         &[
@@ -534,89 +651,60 @@ pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow
         app.health.essential(name, t.abort_handle());
     }
     tasks.extend(ingest_tasks);
+}
 
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
+/// `[metrics] listen`: `/metrics` and `/health` without authentication, on its own listener.
+async fn spawn_metrics_listener(
+    app: &Arc<App>,
+    addr: SocketAddr,
+    stop_rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<SocketAddr> {
+    let l = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding http.listen {}", config.http.listen))?;
-    let http_addr = listener.local_addr()?;
-    let router = api::router(app.clone());
-    let metrics_addr = match config.metrics.listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding metrics.listen {addr}"))?;
-            let bound = l.local_addr()?;
-            let mut s = stop_rx.clone();
-            let metrics_router = api::metrics_router(app.clone());
-            let t = tokio::spawn(async move {
-                let r = axum::serve(l, metrics_router)
-                    .with_graceful_shutdown(async move { crate::stopped(&mut s).await })
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!("metrics listener: {e}");
-                }
-            });
-            app.health.essential("metrics.http", t.abort_handle());
-            tasks.push(t);
-            Some(bound)
+        .with_context(|| format!("binding metrics.listen {addr}"))?;
+    let bound = l.local_addr()?;
+    let mut s = stop_rx.clone();
+    let metrics_router = api::metrics_router(app.clone());
+    let t = tokio::spawn(async move {
+        let r = axum::serve(l, metrics_router)
+            .with_graceful_shutdown(async move { crate::stopped(&mut s).await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!("metrics listener: {e}");
         }
-        None => None,
+    });
+    app.health.essential("metrics.http", t.abort_handle());
+    tasks.push(t);
+    Ok(bound)
+}
+
+/// The router with the HSTS header when serving HTTPS (`hsts_max_age_s` 0: none), and the TLS
+/// configuration for the accept loop.
+fn with_tls(
+    router: axum::Router,
+    http_tls: Option<&(Arc<rustls::ServerConfig>, u64)>,
+) -> anyhow::Result<(axum::Router, Option<Arc<rustls::ServerConfig>>)> {
+    let Some((tls, hsts_max_age_s)) = http_tls else {
+        return Ok((router, None));
     };
-    let (router, tls_config) = match &http_tls {
-        None => (router, None),
-        Some((tls, hsts_max_age_s)) => {
-            let router = match *hsts_max_age_s {
-                0 => router,
-                age => {
-                    let hsts = axum::http::HeaderValue::from_str(&tls::hsts_value(age))?;
-                    router.layer(axum::middleware::map_response(
-                        move |mut r: axum::response::Response| {
-                            let hsts = hsts.clone();
-                            async move {
-                                r.headers_mut()
-                                    .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, hsts);
-                                r
-                            }
-                        },
-                    ))
-                }
-            };
-            (router, Some(tls.clone()))
+    let router = match *hsts_max_age_s {
+        0 => router,
+        age => {
+            let hsts = axum::http::HeaderValue::from_str(&tls::hsts_value(age))?;
+            router.layer(axum::middleware::map_response(
+                move |mut r: axum::response::Response| {
+                    let hsts = hsts.clone();
+                    async move {
+                        r.headers_mut()
+                            .insert(axum::http::header::STRICT_TRANSPORT_SECURITY, hsts);
+                        r
+                    }
+                },
+            ))
         }
     };
-    // Our own accept loop: connection limits, header/request/idle timeouts, the Host check.
-    let http_task = tokio::spawn(http_limits::serve(
-        listener,
-        tls_config,
-        router,
-        app.clone(),
-        stop_rx.clone(),
-    ));
-    app.health.essential("http", http_task.abort_handle());
-    tasks.push(http_task);
-    tasks.push(tokio::spawn(health_probe::supervise(
-        app.clone(),
-        dcim_service::Notifier::from_env(),
-        stop_rx.clone(),
-    )));
-    app.health
-        .ready_ms
-        .store(app.now_ms(), std::sync::atomic::Ordering::Relaxed);
-    warn_descriptor_limit(&config);
-    tracing::info!(%http_addr, https = http_tls.is_some(), mqtt = ?mqtt_addr, mqtts = ?mqtts_addr, metrics = ?metrics_addr, data_dir = %config.data_dir.display(), "dcim-server started");
-    let store = app.store.clone();
-    Ok(Server {
-        app,
-        http_addr,
-        mqtt_addr,
-        mqtts_addr,
-        mqtt_internal_addr,
-        metrics_addr,
-        stop,
-        tasks,
-        store,
-        _data_lock: data_lock,
-    })
+    Ok((router, Some(tls.clone())))
 }
 
 /// Warns when the process's open-file limit is below what the connection limits can use

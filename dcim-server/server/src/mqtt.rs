@@ -43,11 +43,11 @@
 
 use crate::app::App;
 use crate::broker::budget::Lane;
-use crate::ingest::{Decoded, EVENTS, Outcome, TELEMETRY};
+use crate::ingest::{Decoded, Outcome, TELEMETRY};
 use crate::metrics::inc;
 use crate::store::{AgentRecord, EventRecord};
 use bytes::Bytes;
-use dcim_wire::TelemetryBatch;
+use dcim_wire::{CommandResult, TelemetryBatch};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -224,6 +224,72 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let subscribe = link.is_none();
+    let (client, eventloop) = AsyncClient::new(client_options(&app, &target, subscribe), 1024);
+    let _ = app.mqtt.set(client.clone());
+    // The embedded broker's gate bounds what is unread by its budget, so the raw queue never
+    // blocks the link (which would hold events behind telemetry); an external broker's
+    // client is bounded here instead (the broker keeps the rest in the persistent session).
+    let raw_capacity = if subscribe { 1024 } else { 1 << 20 };
+    let (raw_tx, raw_rx) = mpsc::channel::<Raw>(raw_capacity);
+    let (bulk_tx, bulk_rx) = mpsc::channel::<Incoming>(16);
+    let (prio_tx, prio_rx) = mpsc::unbounded_channel::<Priority>();
+    let roles = Arc::new(crate::ingest::PriorityRoles::new(
+        &crate::facility::alarm_roles(),
+    ));
+    let lanes = Lanes {
+        raw: raw_tx,
+        priority: prio_tx,
+        roles,
+        pending: app.ops.ingest_pending.clone(),
+    };
+    let mut tasks = Vec::new();
+    // Tells the broker's gate which events are handled, so it releases the agents' PUBACKs.
+    let events_handled = link.as_ref().map(|l| l.events_handled.clone());
+    let ends = Ends {
+        client: client.clone(),
+        budgets: link.as_ref().map(|l| l.budgets.clone()),
+        pending: lanes.pending.clone(),
+    };
+    if let Some(link) = link {
+        let reader = read_link(app.clone(), link, lanes.clone(), stop.clone());
+        tasks.push(tokio::spawn(reader));
+    }
+    let poller = tokio::spawn(poll_client(
+        app.clone(),
+        client,
+        eventloop,
+        subscribe,
+        lanes,
+        stop.clone(),
+    ));
+    let decoder = tokio::spawn(decode_telemetry(raw_rx, bulk_tx));
+    let bulk = tokio::spawn(bulk_lane(app.clone(), bulk_rx, ends.clone(), stop.clone()));
+    let deferred = Arc::new(crate::deferred::DeferredEvents::default());
+    let priority = tokio::spawn(priority_lane(
+        app.clone(),
+        prio_rx,
+        ends.clone(),
+        deferred.clone(),
+        events_handled.clone(),
+        stop.clone(),
+    ));
+    // Events that could not be committed (a full disk) are tried again in order, without
+    // holding up either lane meanwhile.
+    let retry = tokio::spawn(retry_deferred(
+        app.clone(),
+        deferred,
+        ends,
+        events_handled,
+        stop.clone(),
+    ));
+    let marks = tokio::spawn(save_marks_every(app, stop));
+    tasks.extend([poller, decoder, bulk, priority, retry, marks]);
+    tasks
+}
+
+/// The broker client's options: keep-alive, session, manual acknowledgements when it
+/// subscribes (external broker), credentials and TLS.
+fn client_options(app: &App, target: &Target, subscribe: bool) -> MqttOptions {
     let mut opts = MqttOptions::new(
         app.config.broker.client_id.clone(),
         target.host.clone(),
@@ -244,362 +310,379 @@ pub fn spawn(
             client_auth: None,
         }));
     }
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-    let _ = app.mqtt.set(client.clone());
-    // The embedded broker's gate bounds what is unread by its budget, so the raw queue never
-    // blocks the link (which would hold events behind telemetry); an external broker's
-    // client is bounded here instead (the broker keeps the rest in the persistent session).
-    let raw_capacity = if subscribe { 1024 } else { 1 << 20 };
-    let (raw_tx, mut raw_rx) = mpsc::channel::<Raw>(raw_capacity);
-    let (bulk_tx, mut bulk_rx) = mpsc::channel::<Incoming>(16);
-    let (prio_tx, mut prio_rx) = mpsc::unbounded_channel::<Priority>();
-    let roles = Arc::new(crate::ingest::PriorityRoles::new(
-        &crate::facility::alarm_roles(),
-    ));
-    let lanes = Lanes {
-        raw: raw_tx,
-        priority: prio_tx,
-        roles,
-        pending: app.ops.ingest_pending.clone(),
-    };
-    let pending = lanes.pending.clone();
-    let mut tasks = Vec::new();
-    // Tells the broker's gate which events are handled, so it releases the agents' PUBACKs.
-    let events_handled = link.as_ref().map(|l| l.events_handled.clone());
-    let budgets = link.as_ref().map(|l| l.budgets.clone());
-    if let Some(crate::broker::IngestLink {
+    opts
+}
+
+/// What a worker needs to finish a handled message ([`finish`], [`release`]).
+#[derive(Clone)]
+struct Ends {
+    client: AsyncClient,
+    budgets: Option<Arc<crate::broker::budget::Budgets>>,
+    pending: Arc<AtomicUsize>,
+}
+
+/// The embedded broker's in-process link reader: subscribes, routes every forwarded message
+/// to the lanes, checks rumqttd's log offsets, and gives back stale budget charges when idle.
+async fn read_link(app: Arc<App>, link: Link, lanes: Lanes, mut stop: watch::Receiver<bool>) {
+    let crate::broker::IngestLink {
         tx: mut link_tx,
         rx: mut link_rx,
         budgets: link_budgets,
         ..
-    }) = link
-    {
-        let lanes = lanes.clone();
-        let app = app.clone();
-        let mut stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            for leaf in SUBSCRIPTIONS {
-                if let Err(e) = link_tx.subscribe(dcim_wire::Topic::filter_all(leaf)) {
-                    tracing::error!("subscribing the in-process link: {e}");
-                    return;
-                }
-            }
-            app.metrics.mqtt_connected.store(1, Ordering::Relaxed);
-            let mut offsets = [crate::broker::budget::OffsetTracker::default(); 3];
-            let mut last_read = tokio::time::Instant::now();
-            let mut idle = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                let n = tokio::select! {
-                    _ = crate::clock::stopped(&mut stop) => break,
-                    _ = idle.tick() => {
-                        // Idle with nothing queued: nothing charged can still be unread, so
-                        // a charge left over (a publish cut between the gate and rumqttd) is
-                        // given back.
-                        if last_read.elapsed() >= Duration::from_secs(2)
-                            && lanes.pending.load(Ordering::Relaxed) == 0
-                        {
-                            link_budgets.shares.resync();
-                            for lane in [Lane::Telemetry, Lane::Events, Lane::Other] {
-                                let n = link_budgets.lane(lane).resync();
-                                if n > 0 {
-                                    inc(&app.metrics.broker_budget_resyncs_total, 1);
-                                    tracing::warn!(?lane, bytes = n, "broker budget: gave back charges of publishes the ingest never received");
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    n = link_rx.next() => n,
-                };
-                match n {
-                    Ok(Some(rumqttd::Notification::Forward(f))) => {
-                        last_read = tokio::time::Instant::now();
-                        let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
-                        let lane = Lane::of_topic(&topic);
-                        if let (Some(lane), Some((_, offset))) = (lane, f.cursor) {
-                            let skipped = offsets[lane as usize].on_read(offset);
-                            if skipped > 0 {
-                                report_skip(&app, lane, skipped).await;
-                            }
-                        }
-                        let charge = link_budgets.charge_of_message(
-                            &topic,
-                            crate::broker::budget::charge_of(
-                                f.publish.topic.len(),
-                                f.publish.payload.len(),
-                            ),
-                        );
-                        if !lanes.route(topic, f.publish.payload, None, charge).await {
-                            break;
-                        }
-                    }
-                    // Without this the router stops scheduling the link (#582).
-                    Ok(Some(rumqttd::Notification::Unschedule)) => {
-                        if let Err(e) = link_rx.wake().await {
-                            tracing::error!("in-process link: {e}");
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!("in-process link to the embedded broker closed: {e}");
-                        break;
-                    }
-                }
-            }
-            app.metrics.mqtt_connected.store(0, Ordering::Relaxed);
-            drop(link_tx);
-        }));
+    } = link;
+    for leaf in SUBSCRIPTIONS {
+        if let Err(e) = link_tx.subscribe(dcim_wire::Topic::filter_all(leaf)) {
+            tracing::error!("subscribing the in-process link: {e}");
+            return;
+        }
     }
-
-    let loop_app = app.clone();
-    let loop_client = client.clone();
-    let mut loop_stop = stop.clone();
-    let loop_lanes = lanes.clone();
-    let poller = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let ev = tokio::select! {
-                _ = crate::clock::stopped(&mut loop_stop) => break,
-                ev = eventloop.poll() => ev,
-            };
-            match ev {
-                // In embedded mode this client only publishes commands, yet rumqttd 0.20 also
-                // forwards it what the in-process link subscribed to (observed: every message
-                // twice). Those copies are ignored; the link is the ingest path.
-                Ok(Event::Incoming(Packet::Publish(_))) if !subscribe => {}
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let payload = p.payload.clone();
-                    if !loop_lanes
-                        .route(p.topic.clone(), payload, Some(p), None)
-                        .await
-                    {
-                        break;
-                    }
+    app.metrics.mqtt_connected.store(1, Ordering::Relaxed);
+    let mut offsets = [crate::broker::budget::OffsetTracker::default(); 3];
+    let mut last_read = tokio::time::Instant::now();
+    let mut idle = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let n = tokio::select! {
+            _ = crate::clock::stopped(&mut stop) => break,
+            _ = idle.tick() => {
+                // Idle with nothing queued: nothing charged can still be unread, so
+                // a charge left over (a publish cut between the gate and rumqttd) is
+                // given back.
+                if last_read.elapsed() >= Duration::from_secs(2)
+                    && lanes.pending.load(Ordering::Relaxed) == 0
+                {
+                    resync_budgets(&app, &link_budgets);
                 }
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    backoff = Duration::from_millis(100);
-                    loop_app.metrics.mqtt_connected.store(1, Ordering::Relaxed);
-                    tracing::info!(
-                        session_present = ack.session_present,
-                        "ingest connected to the broker"
-                    );
-                    // rumqttc does not resubscribe by itself (#250).
-                    if !ack.session_present {
-                        let filters = SUBSCRIPTIONS.iter().map(|leaf| rumqttc::SubscribeFilter {
-                            path: dcim_wire::Topic::filter_all(leaf),
-                            qos: QoS::AtLeastOnce,
-                        });
-                        if let Err(e) = loop_client.try_subscribe_many(filters) {
-                            tracing::error!("subscribing: {e}");
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    if subscribe {
-                        loop_app.metrics.mqtt_connected.store(0, Ordering::Relaxed);
-                    }
-                    tracing::warn!("broker connection: {e}; retrying in {backoff:?}");
-                    tokio::select! {
-                        _ = crate::clock::stopped(&mut loop_stop) => break,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-        let _ = loop_client.try_disconnect();
-    });
-    drop(lanes);
-
-    // The decoder: telemetry JSON to batches, in order, on its own task.
-    let decoder = tokio::spawn(async move {
-        while let Some(r) = raw_rx.recv().await {
-            let msg = crate::ingest::decode(&r.topic, &r.payload);
-            let m = Incoming {
-                topic: r.topic,
-                msg,
-                ack: r.ack,
-                charge: r.charge,
-                received: r.received,
-                received_ms: r.received_ms,
-            };
-            if bulk_tx.send(m).await.is_err() {
-                break;
-            }
-        }
-    });
-
-    let bulk_app = app.clone();
-    let bulk_stop = stop.clone();
-    let bulk_client = client.clone();
-    let bulk_budgets = budgets.clone();
-    let bulk_pending = pending.clone();
-    let bulk = tokio::spawn(async move {
-        while let Some(m) = bulk_rx.recv().await {
-            if *bulk_stop.borrow() {
-                break;
-            }
-            let pause = bulk_app.bulk_pause.read().await;
-            let handled = crate::observe::RECEIVED
-                .scope(
-                    m.received,
-                    process(&bulk_app, &m.topic, m.msg, m.received_ms, &bulk_stop),
-                )
-                .await;
-            drop(pause);
-            // Only events are ever deferred, and they take the priority lane.
-            if let Handled::Ack = handled {
-                bulk_app.ops.ingest_handled(m.received);
-                finish(
-                    &bulk_client,
-                    bulk_budgets.as_deref(),
-                    &bulk_pending,
-                    m.ack,
-                    m.charge,
-                )
-                .await;
-            }
-        }
-    });
-
-    let deferred = Arc::new(crate::deferred::DeferredEvents::default());
-    let prio_app = app.clone();
-    let prio_stop = stop.clone();
-    let (prio_deferred, prio_client, prio_budgets, prio_pending, prio_handled) = (
-        deferred.clone(),
-        client.clone(),
-        budgets.clone(),
-        pending.clone(),
-        events_handled.clone(),
-    );
-    let priority = tokio::spawn(async move {
-        while let Some(p) = prio_rx.recv().await {
-            if *prio_stop.borrow() {
-                break;
-            }
-            let m = match p {
-                Priority::Samples {
-                    topic,
-                    batch,
-                    received,
-                    received_ms,
-                } => {
-                    crate::observe::RECEIVED
-                        .scope(
-                            received,
-                            handle_priority_samples(&prio_app, &topic, batch, received_ms),
-                        )
-                        .await;
-                    continue;
-                }
-                Priority::Message(m) => m,
-            };
-            let mark = prio_handled.as_ref().and_then(|_| {
-                crate::broker::events_mark(&m.msg).map(|(a, e, s)| (a.to_owned(), e.to_owned(), s))
-            });
-            // Events of an agent whose earlier events wait for the store wait behind them
-            // (commit order is sequence order); everything else goes on.
-            let received = m.received;
-            if let Some(agent) = crate::deferred::events_agent(&m.msg)
-                && prio_deferred.holds(agent)
-            {
-                // Handed on: it waits for the store now, not for a worker (the store's
-                // disk-full state says why; /health must not call the ingest stalled).
-                prio_app.ops.ingest_handled(received);
-                prio_pending.fetch_sub(1, Ordering::Relaxed);
-                let p = crate::deferred::Pending {
-                    topic: m.topic,
-                    msg: m.msg,
-                    ack: m.ack,
-                    charge: m.charge,
-                    mark,
-                    received_ms: m.received_ms,
-                };
-                prio_deferred.push(&prio_app, p, &prio_stop).await;
                 continue;
             }
-            let handled = crate::observe::RECEIVED
-                .scope(
-                    received,
-                    process(&prio_app, &m.topic, m.msg, m.received_ms, &prio_stop),
-                )
-                .await;
-            match handled {
-                Handled::Ack => {
-                    prio_app.ops.ingest_handled(received);
-                    finish(
-                        &prio_client,
-                        prio_budgets.as_deref(),
-                        &prio_pending,
-                        m.ack,
-                        m.charge,
+            n = link_rx.next() => n,
+        };
+        match n {
+            Ok(Some(rumqttd::Notification::Forward(f))) => {
+                last_read = tokio::time::Instant::now();
+                let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
+                let lane = Lane::of_topic(&topic);
+                if let (Some(lane), Some((_, offset))) = (lane, f.cursor) {
+                    let skipped = offsets[lane as usize].on_read(offset);
+                    if skipped > 0 {
+                        report_skip(&app, lane, skipped).await;
+                    }
+                }
+                let charge = link_budgets.charge_of_message(
+                    &topic,
+                    crate::broker::budget::charge_of(
+                        f.publish.topic.len(),
+                        f.publish.payload.len(),
+                    ),
+                );
+                if !lanes.route(topic, f.publish.payload, None, charge).await {
+                    break;
+                }
+            }
+            // Without this the router stops scheduling the link (#582).
+            Ok(Some(rumqttd::Notification::Unschedule)) => {
+                if let Err(e) = link_rx.wake().await {
+                    tracing::error!("in-process link: {e}");
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!("in-process link to the embedded broker closed: {e}");
+                break;
+            }
+        }
+    }
+    app.metrics.mqtt_connected.store(0, Ordering::Relaxed);
+    drop(link_tx);
+}
+
+/// Gives back the budget charges of publishes the ingest never received (the link is idle
+/// with nothing queued).
+fn resync_budgets(app: &App, budgets: &crate::broker::budget::Budgets) {
+    budgets.shares.resync();
+    for lane in [Lane::Telemetry, Lane::Events, Lane::Other] {
+        let n = budgets.lane(lane).resync();
+        if n > 0 {
+            inc(&app.metrics.broker_budget_resyncs_total, 1);
+            tracing::warn!(
+                ?lane,
+                bytes = n,
+                "broker budget: gave back charges of publishes the ingest never received"
+            );
+        }
+    }
+}
+
+/// The rumqttc client's event loop: routes what it receives (external broker), resubscribes
+/// after a connection without session, and reconnects with backoff.
+async fn poll_client(
+    app: Arc<App>,
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+    subscribe: bool,
+    lanes: Lanes,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ev = tokio::select! {
+            _ = crate::clock::stopped(&mut stop) => break,
+            ev = eventloop.poll() => ev,
+        };
+        match ev {
+            // In embedded mode this client only publishes commands, yet rumqttd 0.20 also
+            // forwards it what the in-process link subscribed to (observed: every message
+            // twice). Those copies are ignored; the link is the ingest path.
+            Ok(Event::Incoming(Packet::Publish(_))) if !subscribe => {}
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let payload = p.payload.clone();
+                if !lanes.route(p.topic.clone(), payload, Some(p), None).await {
+                    break;
+                }
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = Duration::from_millis(100);
+                app.metrics.mqtt_connected.store(1, Ordering::Relaxed);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "ingest connected to the broker"
+                );
+                // rumqttc does not resubscribe by itself (#250).
+                if !ack.session_present {
+                    let filters = SUBSCRIPTIONS.iter().map(|leaf| rumqttc::SubscribeFilter {
+                        path: dcim_wire::Topic::filter_all(leaf),
+                        qos: QoS::AtLeastOnce,
+                    });
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        tracing::error!("subscribing: {e}");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if subscribe {
+                    app.metrics.mqtt_connected.store(0, Ordering::Relaxed);
+                }
+                tracing::warn!("broker connection: {e}; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = crate::clock::stopped(&mut stop) => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+}
+
+/// The decoder: telemetry JSON to batches, in order, on its own task.
+async fn decode_telemetry(mut raw_rx: mpsc::Receiver<Raw>, bulk_tx: mpsc::Sender<Incoming>) {
+    while let Some(r) = raw_rx.recv().await {
+        let msg = crate::ingest::decode(&r.topic, &r.payload);
+        let m = Incoming {
+            topic: r.topic,
+            msg,
+            ack: r.ack,
+            charge: r.charge,
+            received: r.received,
+            received_ms: r.received_ms,
+        };
+        if bulk_tx.send(m).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The bulk worker: decoded telemetry batches, in order, each under the bulk pause lock.
+async fn bulk_lane(
+    app: Arc<App>,
+    mut bulk_rx: mpsc::Receiver<Incoming>,
+    ends: Ends,
+    stop: watch::Receiver<bool>,
+) {
+    while let Some(m) = bulk_rx.recv().await {
+        if *stop.borrow() {
+            break;
+        }
+        let pause = app.bulk_pause.read().await;
+        let handled = crate::observe::RECEIVED
+            .scope(
+                m.received,
+                process(&app, &m.topic, m.msg, m.received_ms, &stop),
+            )
+            .await;
+        drop(pause);
+        // Only events are ever deferred, and they take the priority lane.
+        if let Handled::Ack = handled {
+            app.ops.ingest_handled(m.received);
+            finish(
+                &ends.client,
+                ends.budgets.as_deref(),
+                &ends.pending,
+                m.ack,
+                m.charge,
+            )
+            .await;
+        }
+    }
+}
+
+/// The priority worker: alarm samples of telemetry, events (deferred behind an agent's
+/// earlier events that wait for the store), agent state and command results.
+async fn priority_lane(
+    app: Arc<App>,
+    mut prio_rx: mpsc::UnboundedReceiver<Priority>,
+    ends: Ends,
+    deferred: Arc<crate::deferred::DeferredEvents>,
+    events_handled: Option<crate::broker::EventsHandled>,
+    stop: watch::Receiver<bool>,
+) {
+    while let Some(p) = prio_rx.recv().await {
+        if *stop.borrow() {
+            break;
+        }
+        let m = match p {
+            Priority::Samples {
+                topic,
+                batch,
+                received,
+                received_ms,
+            } => {
+                crate::observe::RECEIVED
+                    .scope(
+                        received,
+                        handle_priority_samples(&app, &topic, batch, received_ms),
                     )
                     .await;
-                    // Committed, duplicate or refused for good: the gate may release the
-                    // PUBACK.
-                    if let (Some(h), Some((agent, epoch, seq))) = (&prio_handled, mark) {
-                        h.mark(&agent, &epoch, seq);
-                    }
-                }
-                Handled::Hold => {}
-                Handled::Defer(msg) => {
-                    prio_app.ops.ingest_handled(received);
-                    prio_pending.fetch_sub(1, Ordering::Relaxed);
-                    let p = crate::deferred::Pending {
-                        topic: m.topic,
-                        msg,
-                        ack: m.ack,
-                        charge: m.charge,
-                        mark,
-                        received_ms: m.received_ms,
-                    };
-                    prio_deferred.push(&prio_app, p, &prio_stop).await;
-                }
+                continue;
+            }
+            Priority::Message(m) => m,
+        };
+        priority_message(&app, &ends, &deferred, events_handled.as_ref(), m, &stop).await;
+    }
+}
+
+/// One message of the priority lane: deferred behind the agent's events that wait for the
+/// store, or processed, then finished (and its events marked handled for the gate) or
+/// deferred.
+async fn priority_message(
+    app: &App,
+    ends: &Ends,
+    deferred: &crate::deferred::DeferredEvents,
+    events_handled: Option<&crate::broker::EventsHandled>,
+    m: Incoming,
+    stop: &watch::Receiver<bool>,
+) {
+    let mark = events_handled.and_then(|_| {
+        crate::broker::events_mark(&m.msg).map(|(a, e, s)| (a.to_owned(), e.to_owned(), s))
+    });
+    // Events of an agent whose earlier events wait for the store wait behind them
+    // (commit order is sequence order); everything else goes on.
+    let received = m.received;
+    if let Some(agent) = crate::deferred::events_agent(&m.msg)
+        && deferred.holds(agent)
+    {
+        // Handed on: it waits for the store now, not for a worker (the store's
+        // disk-full state says why; /health must not call the ingest stalled).
+        let p = crate::deferred::Pending {
+            topic: m.topic,
+            msg: m.msg,
+            ack: m.ack,
+            charge: m.charge,
+            mark,
+            received_ms: m.received_ms,
+        };
+        defer(app, ends, deferred, p, received, stop).await;
+        return;
+    }
+    let handled = crate::observe::RECEIVED
+        .scope(received, process(app, &m.topic, m.msg, m.received_ms, stop))
+        .await;
+    match handled {
+        Handled::Ack => {
+            app.ops.ingest_handled(received);
+            finish(
+                &ends.client,
+                ends.budgets.as_deref(),
+                &ends.pending,
+                m.ack,
+                m.charge,
+            )
+            .await;
+            // Committed, duplicate or refused for good: the gate may release the
+            // PUBACK.
+            if let (Some(h), Some((agent, epoch, seq))) = (events_handled, mark) {
+                h.mark(&agent, &epoch, seq);
             }
         }
-    });
-    // Events that could not be committed (a full disk) are tried again in order, without
-    // holding up either lane meanwhile.
-    let retry_app = app.clone();
-    let mut retry_stop = stop.clone();
-    let retry = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = crate::clock::stopped(&mut retry_stop) => break,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-            while let Some((topic, msg, received_ms)) = deferred.front() {
-                match process(&retry_app, &topic, msg, received_ms, &retry_stop).await {
-                    Handled::Ack => {
-                        if let Some(p) = deferred.pop(&retry_app) {
-                            // Its pending count was given back when it was deferred.
-                            release(&client, budgets.as_deref(), p.ack, p.charge).await;
-                            if let (Some(h), Some((agent, epoch, seq))) = (&events_handled, p.mark)
-                            {
-                                h.mark(&agent, &epoch, seq);
-                            }
+        Handled::Hold => {}
+        Handled::Defer(msg) => {
+            let p = crate::deferred::Pending {
+                topic: m.topic,
+                msg,
+                ack: m.ack,
+                charge: m.charge,
+                mark,
+                received_ms: m.received_ms,
+            };
+            defer(app, ends, deferred, p, received, stop).await;
+        }
+    }
+}
+
+/// Hands an events message on to the deferred queue: it no longer waits for a worker (so
+/// `/health` does not call the ingest stalled) but for the store.
+async fn defer(
+    app: &App,
+    ends: &Ends,
+    deferred: &crate::deferred::DeferredEvents,
+    p: crate::deferred::Pending,
+    received: std::time::Instant,
+    stop: &watch::Receiver<bool>,
+) {
+    app.ops.ingest_handled(received);
+    ends.pending.fetch_sub(1, Ordering::Relaxed);
+    deferred.push(app, p, stop).await;
+}
+
+/// Retries the deferred events every half second, in order, until one cannot be committed.
+async fn retry_deferred(
+    app: Arc<App>,
+    deferred: Arc<crate::deferred::DeferredEvents>,
+    ends: Ends,
+    events_handled: Option<crate::broker::EventsHandled>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = crate::clock::stopped(&mut stop) => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        while let Some((topic, msg, received_ms)) = deferred.front() {
+            match process(&app, &topic, msg, received_ms, &stop).await {
+                Handled::Ack => {
+                    if let Some(p) = deferred.pop(&app) {
+                        // Its pending count was given back when it was deferred.
+                        release(&ends.client, ends.budgets.as_deref(), p.ack, p.charge).await;
+                        if let (Some(h), Some((agent, epoch, seq))) = (&events_handled, p.mark) {
+                            h.mark(&agent, &epoch, seq);
                         }
                     }
-                    Handled::Hold | Handled::Defer(_) => break,
                 }
+                Handled::Hold | Handled::Defer(_) => break,
             }
         }
-    });
+    }
+}
 
-    let marks_app = app;
-    let mut marks_stop = stop;
-    let marks = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = crate::clock::stopped(&mut marks_stop) => break,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => save_marks(&marks_app).await,
-            }
+/// Saves the agents' sequence marks every two seconds.
+async fn save_marks_every(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = crate::clock::stopped(&mut stop) => break,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => save_marks(&app).await,
         }
-    });
-    tasks.extend([poller, decoder, bulk, priority, retry, marks]);
-    tasks
+    }
 }
 
 /// The priority lane's share of a telemetry batch: its alarm samples go through the same
@@ -718,13 +801,7 @@ pub async fn process(
     let now = app.now_ms();
     // An events batch is kept until committed: it is deferred when the store refuses it.
     let keep = matches!(msg, Decoded::Events(..)).then(|| msg.clone());
-    let outcome = {
-        let mut ing = app.ingest.lock().expect("ingest lock");
-        let o = ing.apply(msg, None, received_ms);
-        m.points.store(ing.point_count() as i64, Ordering::Relaxed);
-        o
-    };
-    match outcome {
+    match apply_decoded(app, msg, received_ms) {
         Outcome::Telemetry {
             site,
             agent,
@@ -736,50 +813,17 @@ pub async fn process(
             ..
         } => {
             inc(&m.ingest_samples_total, taken);
-            if let Some(n) = &new_epoch {
-                crate::stream_report::new_epoch(app, &site, &agent, n, now).await;
-            }
-            crate::stream_report::future_samples(app, &agent, &future, now).await;
-            if refused_new > 0 {
-                inc(&m.ingest_new_points_refused_total, refused_new);
-                // Once per agent and window: the first refusals of the minute.
-                let w = app
-                    .ingest
-                    .lock()
-                    .expect("ingest lock")
-                    .new_point_window(&agent);
-                if w.is_some_and(|(_, _, r)| r == refused_new) {
-                    tracing::warn!(
-                        %agent,
-                        limit = app.config.broker.new_points_per_agent_per_min,
-                        "agent exceeds its budget of new points per minute: samples of further new points are refused until the next minute"
-                    );
-                }
-            }
-            if let Some(influx) = &app.influx {
-                influx.push(&site, &agent, &samples);
-            }
-            if !samples.is_empty() {
-                let mut f = app.facility.lock().await;
-                let changes = f.on_samples(&samples, now);
-                if let Err(e) = app.commit_changes(&f, &changes, None).await {
-                    app.store_write_failed("committing alarm changes", e.as_ref());
-                    tracing::error!("committing alarm changes: {e:#}");
-                }
-                drop(f);
-                crate::api_authority::on_samples(app, &agent, &samples).await;
-                if app.metrics.sse_points_clients.load(Ordering::Relaxed) > 0 {
-                    app.publish_live(
-                        "points",
-                        &PointsEvent {
-                            agent: &agent,
-                            samples: &samples,
-                            site: &site,
-                        },
-                    );
-                }
-            }
-            Handled::Ack
+            report_telemetry(
+                app,
+                &site,
+                &agent,
+                new_epoch.as_ref(),
+                &future,
+                refused_new,
+                now,
+            )
+            .await;
+            apply_samples(app, &site, &agent, &samples, now).await;
         }
         Outcome::Events {
             site,
@@ -789,116 +833,21 @@ pub async fn process(
             gap,
             new_epoch,
         } => {
-            if let Some(n) = &new_epoch {
-                crate::stream_report::new_epoch(app, &site, &agent, n, now).await;
-            }
-            if gap > 0 {
-                inc(&m.ingest_event_gaps_total, gap);
-                tracing::warn!(%agent, gap, "event sequence has a gap");
-            }
-            let records: Vec<EventRecord> = events
-                .iter()
-                .map(|e| EventRecord {
-                    site: site.clone(),
-                    agent: agent.clone(),
-                    epoch: epoch.clone(),
-                    seq: e.seq as i64,
-                    id: e.id.clone(),
-                    ts_ms: e.ts_ms,
-                    device: e.device.clone(),
-                    kind: e.kind.clone(),
-                    severity: serde_json::to_value(e.severity)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    message: e.message.clone(),
-                    data: e.data.clone(),
-                    test: e.test,
-                    received_ms,
-                })
-                .collect();
+            report_events(app, &site, &agent, new_epoch.as_ref(), gap, now).await;
+            let records = event_records(&site, &agent, &epoch, &events, received_ms);
             // Events are never dropped: a failed commit defers the batch (tried again in order,
             // acknowledged only once committed), and the lanes go on meanwhile.
-            let t0 = std::time::Instant::now();
-            let inserted = app.store.insert_events(&records).await;
-            app.ops.commit_took("events", t0);
-            match inserted {
-                Ok(_) => app.store_write_ok(),
-                Err(e) => {
-                    app.store_write_failed("committing events", &e);
-                    tracing::error!(%agent, "committing events: {e}; kept and tried again");
-                    if *stop.borrow() {
-                        return Handled::Hold;
-                    }
-                    return match keep {
-                        Some(msg) => Handled::Defer(msg),
-                        None => Handled::Hold,
-                    };
-                }
+            if let Err(held) = commit_events(app, &agent, &records, keep, stop).await {
+                return held;
             }
-            let last = events.iter().map(|e| e.seq).max().unwrap_or(0);
-            app.ingest
-                .lock()
-                .expect("ingest lock")
-                .events_committed(&agent, &epoch, last);
-            inc(&m.ingest_events_total, records.len() as u64);
-            for r in &records {
-                app.publish_live("event", r);
-            }
-            crate::api_authority::on_events(app, &agent, &events).await;
-            let mut f = app.facility.lock().await;
-            for e in &events {
-                let changes = f.on_event(&e.kind, &e.device, now);
-                if let Err(e) = app.commit_changes(&f, &changes, None).await {
-                    app.store_write_failed("committing alarm changes", e.as_ref());
-                    tracing::error!("committing alarm changes: {e:#}");
-                }
-            }
-            Handled::Ack
+            events_committed(app, &agent, &epoch, &events, &records, now).await;
         }
-        Outcome::State { site, state } => {
-            let rec = AgentRecord {
-                agent: state.agent.clone(),
-                site,
-                online: state.online,
-                ts_ms: state.ts_ms,
-                version: state.version.clone(),
-                spool_pending: state.spool_pending as i64,
-                thinned_samples: state.thinned_samples as i64,
-                last_seen_ms: now,
-            };
-            // Multi-site: this replica's view, and `online` as every replica sees it; an
-            // uplink the agent detached (its site gone) is alarmed.
-            crate::cluster_hooks::uplink_alarms(app, &state.agent, &state.detached).await;
-            let rec = crate::cluster_hooks::agent_state(app, rec);
-            let t0 = std::time::Instant::now();
-            let upserted = app.store.upsert_agent(&rec).await;
-            app.ops.commit_took("agent_state", t0);
-            match upserted {
-                Ok(()) => app.store_write_ok(),
-                Err(e) => {
-                    app.store_write_failed("storing agent state", &e);
-                    tracing::error!("storing agent state: {e}");
-                }
-            }
-            app.publish_live("agent", &rec);
-            Handled::Ack
-        }
+        Outcome::State { site, state } => store_agent_state(app, site, &state, now).await,
         Outcome::CommandResult {
             site,
             agent,
             result,
-        } => {
-            let _ = app
-                .audit(
-                    &format!("mqtt:{agent}"),
-                    "command.result",
-                    &format!("{site}/{agent}"),
-                    serde_json::to_value(&result).unwrap_or_default(),
-                )
-                .await;
-            Handled::Ack
-        }
+        } => audit_command_result(app, &site, &agent, &result).await,
         Outcome::Duplicate {
             agent,
             stream,
@@ -907,32 +856,264 @@ pub async fn process(
             inc(&m.ingest_duplicate_batches_total, 1);
             inc(&m.ingest_duplicate_items_total, count);
             tracing::debug!(%agent, stream, count, "duplicate batch dropped");
-            let _ = EVENTS;
-            Handled::Ack
         }
-        Outcome::Rejected(r) => {
-            if r.is_acl() {
-                inc(&m.acl_rejections_total, 1);
-                tracing::warn!(topic = %topic, ?r, "message refused by access control");
-                let agent = dcim_wire::Topic::parse(topic)
-                    .map(|t| t.agent)
-                    .unwrap_or_default();
-                if let Err(e) = app
-                    .audit(
-                        &format!("mqtt:{agent}"),
-                        "mqtt.rejected",
-                        topic,
-                        serde_json::to_value(&r).unwrap_or_default(),
-                    )
-                    .await
-                {
-                    tracing::error!("auditing a rejection: {e}");
-                }
-            } else {
-                inc(&m.ingest_malformed_total, 1);
-                tracing::warn!(topic = %topic, ?r, "malformed message dropped");
+        Outcome::Rejected(r) => report_rejected(app, topic, &r).await,
+    }
+    Handled::Ack
+}
+
+/// A telemetry batch's stream anomalies: a new epoch, samples stamped in the future, and
+/// samples of new points refused (logged once per agent and minute).
+async fn report_telemetry(
+    app: &App,
+    site: &str,
+    agent: &str,
+    new_epoch: Option<&crate::ingest::NewEpoch>,
+    future: &crate::ingest::Future,
+    refused_new: u64,
+    now: i64,
+) {
+    if let Some(n) = new_epoch {
+        crate::stream_report::new_epoch(app, site, agent, n, now).await;
+    }
+    crate::stream_report::future_samples(app, agent, future, now).await;
+    if refused_new > 0 {
+        inc(&app.metrics.ingest_new_points_refused_total, refused_new);
+        // Once per agent and window: the first refusals of the minute.
+        let w = app
+            .ingest
+            .lock()
+            .expect("ingest lock")
+            .new_point_window(agent);
+        if w.is_some_and(|(_, _, r)| r == refused_new) {
+            tracing::warn!(
+                %agent,
+                limit = app.config.broker.new_points_per_agent_per_min,
+                "agent exceeds its budget of new points per minute: samples of further new points are refused until the next minute"
+            );
+        }
+    }
+}
+
+/// The samples that changed their point's latest value: the time-series writer, the alarm engine (its changes
+/// committed), the authority's view, and the live stream when someone watches it.
+async fn apply_samples(
+    app: &App,
+    site: &str,
+    agent: &str,
+    samples: &[dcim_points::Sample],
+    now: i64,
+) {
+    if let Some(influx) = &app.influx {
+        influx.push(site, agent, samples);
+    }
+    if samples.is_empty() {
+        return;
+    }
+    let mut f = app.facility.lock().await;
+    let changes = f.on_samples(samples, now);
+    if let Err(e) = app.commit_changes(&f, &changes, None).await {
+        app.store_write_failed("committing alarm changes", e.as_ref());
+        tracing::error!("committing alarm changes: {e:#}");
+    }
+    drop(f);
+    crate::api_authority::on_samples(app, agent, samples).await;
+    if app.metrics.sse_points_clients.load(Ordering::Relaxed) > 0 {
+        app.publish_live(
+            "points",
+            &PointsEvent {
+                agent,
+                samples,
+                site,
+            },
+        );
+    }
+}
+
+/// Runs a decoded message through the ingest (under its lock) and updates the point count.
+#[inline]
+fn apply_decoded(app: &App, msg: Decoded, received_ms: i64) -> Outcome {
+    let mut ing = app.ingest.lock().expect("ingest lock");
+    let o = ing.apply(msg, None, received_ms);
+    app.metrics
+        .points
+        .store(ing.point_count() as i64, Ordering::Relaxed);
+    o
+}
+
+/// An events batch's stream anomalies: a new epoch, and a gap in the sequence.
+async fn report_events(
+    app: &App,
+    site: &str,
+    agent: &str,
+    new_epoch: Option<&crate::ingest::NewEpoch>,
+    gap: u64,
+    now: i64,
+) {
+    if let Some(n) = new_epoch {
+        crate::stream_report::new_epoch(app, site, agent, n, now).await;
+    }
+    if gap > 0 {
+        inc(&app.metrics.ingest_event_gaps_total, gap);
+        tracing::warn!(%agent, gap, "event sequence has a gap");
+    }
+}
+
+/// A command's result, in the audit log.
+async fn audit_command_result(app: &App, site: &str, agent: &str, result: &CommandResult) {
+    let _ = app
+        .audit(
+            &format!("mqtt:{agent}"),
+            "command.result",
+            &format!("{site}/{agent}"),
+            serde_json::to_value(result).unwrap_or_default(),
+        )
+        .await;
+}
+
+/// The store's rows for an events batch.
+fn event_records(
+    site: &str,
+    agent: &str,
+    epoch: &str,
+    events: &[dcim_wire::Event],
+    received_ms: i64,
+) -> Vec<EventRecord> {
+    events
+        .iter()
+        .map(|e| EventRecord {
+            site: site.to_owned(),
+            agent: agent.to_owned(),
+            epoch: epoch.to_owned(),
+            seq: e.seq as i64,
+            id: e.id.clone(),
+            ts_ms: e.ts_ms,
+            device: e.device.clone(),
+            kind: e.kind.clone(),
+            severity: serde_json::to_value(e.severity)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            message: e.message.clone(),
+            data: e.data.clone(),
+            test: e.test,
+            received_ms,
+        })
+        .collect()
+}
+
+/// Commits an events batch. On failure, the batch is held (stopping) or deferred (`keep`).
+async fn commit_events(
+    app: &App,
+    agent: &str,
+    records: &[EventRecord],
+    keep: Option<Decoded>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), Handled> {
+    let t0 = std::time::Instant::now();
+    let inserted = app.store.insert_events(records).await;
+    app.ops.commit_took("events", t0);
+    match inserted {
+        Ok(_) => {
+            app.store_write_ok();
+            Ok(())
+        }
+        Err(e) => {
+            app.store_write_failed("committing events", &e);
+            tracing::error!(%agent, "committing events: {e}; kept and tried again");
+            if *stop.borrow() {
+                return Err(Handled::Hold);
             }
-            Handled::Ack
+            Err(match keep {
+                Some(msg) => Handled::Defer(msg),
+                None => Handled::Hold,
+            })
         }
+    }
+}
+
+/// After an events batch is committed: the ingest's committed mark, the live stream, the
+/// authority's view and the alarm engine (its changes committed).
+async fn events_committed(
+    app: &App,
+    agent: &str,
+    epoch: &str,
+    events: &[dcim_wire::Event],
+    records: &[EventRecord],
+    now: i64,
+) {
+    let last = events.iter().map(|e| e.seq).max().unwrap_or(0);
+    app.ingest
+        .lock()
+        .expect("ingest lock")
+        .events_committed(agent, epoch, last);
+    inc(&app.metrics.ingest_events_total, records.len() as u64);
+    for r in records {
+        app.publish_live("event", r);
+    }
+    crate::api_authority::on_events(app, agent, events).await;
+    let mut f = app.facility.lock().await;
+    for e in events {
+        let changes = f.on_event(&e.kind, &e.device, now);
+        if let Err(e) = app.commit_changes(&f, &changes, None).await {
+            app.store_write_failed("committing alarm changes", e.as_ref());
+            tracing::error!("committing alarm changes: {e:#}");
+        }
+    }
+}
+
+/// An agent's state: stored (this replica's view, `online` as every replica sees it) and
+/// published; an uplink the agent detached (its site gone) is alarmed.
+async fn store_agent_state(app: &App, site: String, state: &dcim_wire::AgentState, now: i64) {
+    let rec = AgentRecord {
+        agent: state.agent.clone(),
+        site,
+        online: state.online,
+        ts_ms: state.ts_ms,
+        version: state.version.clone(),
+        spool_pending: state.spool_pending as i64,
+        thinned_samples: state.thinned_samples as i64,
+        last_seen_ms: now,
+    };
+    // Multi-site: this replica's view, and `online` as every replica sees it; an
+    // uplink the agent detached (its site gone) is alarmed.
+    crate::cluster_hooks::uplink_alarms(app, &state.agent, &state.detached).await;
+    let rec = crate::cluster_hooks::agent_state(app, rec);
+    let t0 = std::time::Instant::now();
+    let upserted = app.store.upsert_agent(&rec).await;
+    app.ops.commit_took("agent_state", t0);
+    match upserted {
+        Ok(()) => app.store_write_ok(),
+        Err(e) => {
+            app.store_write_failed("storing agent state", &e);
+            tracing::error!("storing agent state: {e}");
+        }
+    }
+    app.publish_live("agent", &rec);
+}
+
+/// A refused message: an access-control refusal is counted, logged and audited; anything
+/// else is counted and logged as malformed.
+async fn report_rejected(app: &App, topic: &str, r: &crate::ingest::Rejection) {
+    if r.is_acl() {
+        inc(&app.metrics.acl_rejections_total, 1);
+        tracing::warn!(topic = %topic, ?r, "message refused by access control");
+        let agent = dcim_wire::Topic::parse(topic)
+            .map(|t| t.agent)
+            .unwrap_or_default();
+        if let Err(e) = app
+            .audit(
+                &format!("mqtt:{agent}"),
+                "mqtt.rejected",
+                topic,
+                serde_json::to_value(r).unwrap_or_default(),
+            )
+            .await
+        {
+            tracing::error!("auditing a rejection: {e}");
+        }
+    } else {
+        inc(&app.metrics.ingest_malformed_total, 1);
+        tracing::warn!(topic = %topic, ?r, "malformed message dropped");
     }
 }

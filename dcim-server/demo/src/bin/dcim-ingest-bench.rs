@@ -198,45 +198,7 @@ fn report(name: &str, probes: usize, v: Vec<(f64, f64)>) {
 async fn main() -> anyhow::Result<()> {
     let o = opts();
     let dir = tempfile_dir()?;
-    let mut config = Config {
-        data_dir: dir.clone(),
-        ..Default::default()
-    };
-    config.http.listen = "127.0.0.1:0".parse()?;
-    config.broker.listen = "127.0.0.1:0".parse()?;
-    config.broker.max_payload = 8 << 20;
-    config.auth.argon2_memory_kib = 64;
-    config.auth.argon2_iterations = 1;
-    if let Some(url) = &o.store_url {
-        config.store = dcim_server::store::StoreConfig {
-            backend: dcim_server::store::StoreBackend::Postgres,
-            urls: vec![url.clone()],
-            ..Default::default()
-        };
-    }
-    println!(
-        "store: {}",
-        o.store_url
-            .as_deref()
-            .unwrap_or("SQLite (temporary directory)")
-    );
-    let mut agents: Vec<AgentConfig> = (0..o.agents)
-        .map(|i| AgentConfig {
-            id: format!("load{i}"),
-            site: "bench".into(),
-            password: Some(format!("load{i}-secret")),
-            password_env: None,
-            devices: vec![format!("dev{i}-*")],
-        })
-        .collect();
-    agents.push(AgentConfig {
-        id: "probe".into(),
-        site: "bench".into(),
-        password: Some("probe-secret".into()),
-        password_env: None,
-        devices: vec!["rack-*".into()],
-    });
-    config.agents = agents;
+    let config = bench_config(&o, &dir)?;
     let server = dcim_server::start(config).await?;
     let port = server.mqtt_addr.expect("embedded broker").port();
     let token = dcim_server::auth::new_token("dcim_");
@@ -272,63 +234,9 @@ async fn main() -> anyhow::Result<()> {
         let running = running.clone();
         let published = published.clone();
         let batch = o.batch;
-        publishers.push(tokio::spawn(async move {
-            let id = format!("load{i}");
-            let (c, mut el) = connect(port, &id).await;
-            let topic = format!("dcim/v1/bench/{id}/telemetry");
-            // Counts what the broker acknowledged: a publish handed to the client is only
-            // queued (and lost when the client stops), so only PUBACKs count as published.
-            let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let pump_acked = acked.clone();
-            let pump_published = published.clone();
-            let pump = tokio::spawn(async move {
-                loop {
-                    match el.poll().await {
-                        Ok(Event::Incoming(Packet::PubAck(_))) => {
-                            pump_acked.fetch_add(1, Ordering::Relaxed);
-                            pump_published.fetch_add(batch as u64, Ordering::Relaxed);
-                        }
-                        Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
-                        _ => {}
-                    }
-                }
-            });
-            let mut seq = 0u64;
-            while running.load(Ordering::Relaxed) {
-                seq += 1;
-                let ts = dcim_server::now_ms();
-                let samples = (0..batch)
-                    .map(|k| {
-                        sample(
-                            format!("dev{i}-{:04}", k % 1000),
-                            "ups.load_pct",
-                            (seq % 100) as f64,
-                            ts,
-                        )
-                    })
-                    .collect();
-                let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
-                    v: dcim_wire::VERSION,
-                    agent: id.clone(),
-                    epoch: String::new(),
-                    seq,
-                    samples,
-                });
-                if c.publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            // Let the queued and in-flight publishes be acknowledged before leaving.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while acked.load(Ordering::Relaxed) < seq && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            let _ = c.disconnect().await;
-            pump.abort();
-        }));
+        publishers.push(tokio::spawn(publish_load(
+            i, port, batch, running, published,
+        )));
     }
     let m = server.app.metrics.clone();
     let start_samples = m.ingest_samples_total.load(Ordering::Relaxed);
@@ -405,4 +313,115 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("dcim-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// The server's configuration for the bench: ephemeral listeners, light hashing, the store
+/// (SQLite in `dir`, or PostgreSQL at `--store-url`), the load agents and the probe agent.
+fn bench_config(o: &Opts, dir: &std::path::Path) -> anyhow::Result<Config> {
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse()?;
+    config.broker.listen = "127.0.0.1:0".parse()?;
+    config.broker.max_payload = 8 << 20;
+    config.auth.argon2_memory_kib = 64;
+    config.auth.argon2_iterations = 1;
+    if let Some(url) = &o.store_url {
+        config.store = dcim_server::store::StoreConfig {
+            backend: dcim_server::store::StoreBackend::Postgres,
+            urls: vec![url.clone()],
+            ..Default::default()
+        };
+    }
+    println!(
+        "store: {}",
+        o.store_url
+            .as_deref()
+            .unwrap_or("SQLite (temporary directory)")
+    );
+    let mut agents: Vec<AgentConfig> = (0..o.agents)
+        .map(|i| AgentConfig {
+            id: format!("load{i}"),
+            site: "bench".into(),
+            password: Some(format!("load{i}-secret")),
+            password_env: None,
+            devices: vec![format!("dev{i}-*")],
+        })
+        .collect();
+    agents.push(AgentConfig {
+        id: "probe".into(),
+        site: "bench".into(),
+        password: Some("probe-secret".into()),
+        password_env: None,
+        devices: vec!["rack-*".into()],
+    });
+    config.agents = agents;
+    Ok(config)
+}
+
+/// One load agent: publishes telemetry batches of `batch` samples until `running` clears,
+/// counting in `published` the samples of each batch the broker acknowledged.
+async fn publish_load(
+    i: usize,
+    port: u16,
+    batch: usize,
+    running: Arc<AtomicBool>,
+    published: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let id = format!("load{i}");
+    let (c, mut el) = connect(port, &id).await;
+    let topic = format!("dcim/v1/bench/{id}/telemetry");
+    // Counts what the broker acknowledged: a publish handed to the client is only
+    // queued (and lost when the client stops), so only PUBACKs count as published.
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let pump_acked = acked.clone();
+    let pump_published = published.clone();
+    let pump = tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    pump_acked.fetch_add(1, Ordering::Relaxed);
+                    pump_published.fetch_add(batch as u64, Ordering::Relaxed);
+                }
+                Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => break,
+                _ => {}
+            }
+        }
+    });
+    let mut seq = 0u64;
+    while running.load(Ordering::Relaxed) {
+        seq += 1;
+        let ts = dcim_server::now_ms();
+        let samples = (0..batch)
+            .map(|k| {
+                sample(
+                    format!("dev{i}-{:04}", k % 1000),
+                    "ups.load_pct",
+                    (seq % 100) as f64,
+                    ts,
+                )
+            })
+            .collect();
+        let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
+            v: dcim_wire::VERSION,
+            agent: id.clone(),
+            epoch: String::new(),
+            seq,
+            samples,
+        });
+        if c.publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Let the queued and in-flight publishes be acknowledged before leaving.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.load(Ordering::Relaxed) < seq && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = c.disconnect().await;
+    pump.abort();
 }

@@ -769,96 +769,8 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut seen = std::collections::HashSet::new();
-        for (i, a) in self.agents.iter().enumerate() {
-            let field = |f: &str| format!("agents[{i}].{f}");
-            if dcim_wire::check_identifier(&a.id).is_err() {
-                return Err(self.invalid(
-                    field("id"),
-                    format!("`{}` must be 1-64 of [A-Za-z0-9._-]", a.id),
-                ));
-            }
-            if dcim_wire::check_identifier(&a.site).is_err() {
-                return Err(self.invalid(
-                    field("site"),
-                    format!("`{}` must be 1-64 of [A-Za-z0-9._-]", a.site),
-                ));
-            }
-            if !seen.insert(a.id.clone()) {
-                return Err(self.invalid(field("id"), format!("agent `{}` is listed twice", a.id)));
-            }
-            if a.password.is_none() && a.password_env.is_none() {
-                return Err(self.invalid(
-                    field("password"),
-                    "each agent needs `password` or `password_env`",
-                ));
-            }
-            if a.devices.is_empty() {
-                return Err(self.invalid(
-                    field("devices"),
-                    "list the devices the agent may publish for (exact ids or `prefix*`)",
-                ));
-            }
-            if a.id == self.broker.client_id {
-                return Err(self.invalid(
-                    field("id"),
-                    "an agent may not use the server's broker client id",
-                ));
-            }
-        }
-        match self.broker.mode {
-            BrokerMode::External => {
-                let Some(url) = &self.broker.url else {
-                    return Err(
-                        self.invalid("broker.url", "required when broker.mode = \"external\"")
-                    );
-                };
-                if parse_broker_url(url).is_none() {
-                    return Err(self.invalid(
-                        "broker.url",
-                        format!("`{url}`: expected mqtt://host:port or mqtts://host:port"),
-                    ));
-                }
-            }
-            BrokerMode::Embedded => {
-                if self.broker.url.is_some() {
-                    return Err(
-                        self.invalid("broker.url", "only used with broker.mode = \"external\"")
-                    );
-                }
-            }
-        }
-        if self.broker.log_segment_bytes < 1024 {
-            return Err(self.invalid("broker.log_segment_bytes", "must be at least 1024"));
-        }
-        if self.broker.log_segments < 2 {
-            return Err(self.invalid("broker.log_segments", "must be at least 2"));
-        }
-        if self.broker.log_budget() < self.broker.max_message() {
-            return Err(self.invalid(
-                "broker.log_segment_bytes",
-                format!(
-                    "(log_segments - 1) x log_segment_bytes must hold at least two of the largest messages (2 x (max_payload + 64 KiB) = {} bytes)",
-                    2 * self.broker.max_message()
-                ),
-            ));
-        }
-        if self.broker.tls.is_some() && self.broker.mode == BrokerMode::External {
-            return Err(self.invalid(
-                "broker.tls",
-                "only for the embedded broker; an external broker has its own TLS settings",
-            ));
-        }
-        if let Some(t) = &self.broker.tls
-            && t.listen == self.broker.listen
-            && t.listen.port() != 0
-            && t.plain_listener
-        {
-            return Err(self.invalid(
-                "broker.tls.listen",
-                format!("{} is already broker.listen", t.listen),
-            ));
-        }
+        self.validate_agents()?;
+        self.validate_broker()?;
         self.validate_dc09()?;
         self.store.validate().map_err(|(f, m)| self.invalid(f, m))?;
         if let Some(c) = &self.cluster {
@@ -931,6 +843,106 @@ impl Config {
         self.notify
             .validate()
             .map_err(|(field, message)| self.invalid(field, message))?;
+        Ok(())
+    }
+
+    /// `[[agents]]`: identifiers, unique ids, a password, the devices they may publish for.
+    fn validate_agents(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let field = |f: &str| format!("agents[{i}].{f}");
+            if dcim_wire::check_identifier(&a.id).is_err() {
+                return Err(self.invalid(
+                    field("id"),
+                    format!("`{}` must be 1-64 of [A-Za-z0-9._-]", a.id),
+                ));
+            }
+            if dcim_wire::check_identifier(&a.site).is_err() {
+                return Err(self.invalid(
+                    field("site"),
+                    format!("`{}` must be 1-64 of [A-Za-z0-9._-]", a.site),
+                ));
+            }
+            if !seen.insert(a.id.clone()) {
+                return Err(self.invalid(field("id"), format!("agent `{}` is listed twice", a.id)));
+            }
+            if a.password.is_none() && a.password_env.is_none() {
+                return Err(self.invalid(
+                    field("password"),
+                    "each agent needs `password` or `password_env`",
+                ));
+            }
+            if a.devices.is_empty() {
+                return Err(self.invalid(
+                    field("devices"),
+                    "list the devices the agent may publish for (exact ids or `prefix*`)",
+                ));
+            }
+            if a.id == self.broker.client_id {
+                return Err(self.invalid(
+                    field("id"),
+                    "an agent may not use the server's broker client id",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[broker]`: the mode and its address, the log's size and budget, TLS.
+    fn validate_broker(&self) -> Result<(), ConfigError> {
+        match self.broker.mode {
+            BrokerMode::External => {
+                let Some(url) = &self.broker.url else {
+                    return Err(
+                        self.invalid("broker.url", "required when broker.mode = \"external\"")
+                    );
+                };
+                if parse_broker_url(url).is_none() {
+                    return Err(self.invalid(
+                        "broker.url",
+                        format!("`{url}`: expected mqtt://host:port or mqtts://host:port"),
+                    ));
+                }
+            }
+            BrokerMode::Embedded => {
+                if self.broker.url.is_some() {
+                    return Err(
+                        self.invalid("broker.url", "only used with broker.mode = \"external\"")
+                    );
+                }
+            }
+        }
+        if self.broker.log_segment_bytes < 1024 {
+            return Err(self.invalid("broker.log_segment_bytes", "must be at least 1024"));
+        }
+        if self.broker.log_segments < 2 {
+            return Err(self.invalid("broker.log_segments", "must be at least 2"));
+        }
+        if self.broker.log_budget() < self.broker.max_message() {
+            return Err(self.invalid(
+                "broker.log_segment_bytes",
+                format!(
+                    "(log_segments - 1) x log_segment_bytes must hold at least two of the largest messages (2 x (max_payload + 64 KiB) = {} bytes)",
+                    2 * self.broker.max_message()
+                ),
+            ));
+        }
+        if self.broker.tls.is_some() && self.broker.mode == BrokerMode::External {
+            return Err(self.invalid(
+                "broker.tls",
+                "only for the embedded broker; an external broker has its own TLS settings",
+            ));
+        }
+        if let Some(t) = &self.broker.tls
+            && t.listen == self.broker.listen
+            && t.listen.port() != 0
+            && t.plain_listener
+        {
+            return Err(self.invalid(
+                "broker.tls.listen",
+                format!("{} is already broker.listen", t.listen),
+            ));
+        }
         Ok(())
     }
 

@@ -218,101 +218,7 @@ impl NotifyConfig {
             if c.name.is_empty() || !names.insert(c.name.as_str()) {
                 return err(f("name"), "channel names must be non-empty and unique");
             }
-            if c.timeout_ms == 0 {
-                return err(f("timeout_ms"), "must be at least 1");
-            }
-            let b = c.breaker.config();
-            if b.consecutive_failures == 0 || !(0.0..=1.0).contains(&b.error_rate) {
-                return err(
-                    f("breaker"),
-                    "consecutive_failures must be at least 1 and error_rate within 0..1",
-                );
-            }
-            match c.kind {
-                Kind::Webhook => {
-                    match &c.url {
-                        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
-                        _ => return err(f("url"), "a webhook needs an http:// or https:// url"),
-                    }
-                    match c.format.as_deref().unwrap_or("json") {
-                        "json" | "slack" | "teams" | "kakaowork" => {}
-                        "pagerduty" => {
-                            if c.routing_key.is_none() && c.routing_key_env.is_none() {
-                                return err(
-                                    f("routing_key"),
-                                    "a pagerduty channel needs `routing_key` or `routing_key_env`",
-                                );
-                            }
-                        }
-                        "custom" => {
-                            let Some(t) = &c.template else {
-                                return err(f("template"), "format = \"custom\" needs `template`");
-                            };
-                            let fmt = crate::notify_templates::Format::Custom {
-                                template: t.clone(),
-                            };
-                            if let Err(e) = crate::notify_templates::render(
-                                &fmt,
-                                &crate::notify_templates::sample_delivery(),
-                                &c.name,
-                                0,
-                            ) {
-                                return err(f("template"), &e);
-                            }
-                        }
-                        other => {
-                            return err(
-                                f("format"),
-                                &format!(
-                                    "`{other}`: expected {}",
-                                    crate::notify_templates::FORMATS
-                                ),
-                            );
-                        }
-                    }
-                }
-                Kind::Email => {
-                    if c.url.as_deref().and_then(parse_smtp_url).is_none() {
-                        return err(
-                            f("url"),
-                            "expected smtp://host[:port], smtp+starttls://host[:port] or smtps://host[:port]",
-                        );
-                    }
-                    match &c.from {
-                        Some(a) if a.parse::<lettre::message::Mailbox>().is_ok() => {}
-                        _ => {
-                            return err(
-                                f("from"),
-                                "an e-mail channel needs a valid `from` address",
-                            );
-                        }
-                    }
-                    if c.to.is_empty() {
-                        return err(f("to"), "an e-mail channel needs at least one recipient");
-                    }
-                    for a in &c.to {
-                        if a.parse::<lettre::message::Mailbox>().is_err() {
-                            return err(f("to"), &format!("`{a}` is not an e-mail address"));
-                        }
-                    }
-                }
-                Kind::Mqtt => {
-                    if c.topic
-                        .as_deref()
-                        .is_none_or(|t| t.is_empty() || t.contains('+') || t.contains('#'))
-                    {
-                        return err(
-                            f("topic"),
-                            "an mqtt channel needs a topic without wildcards",
-                        );
-                    }
-                    if let Some(u) = &c.url
-                        && crate::config::parse_broker_url(u).is_none()
-                    {
-                        return err(f("url"), "expected mqtt://host:port or mqtts://host:port");
-                    }
-                }
-            }
+            validate_channel(i, c)?;
         }
         for (g, list) in [(1, &self.grade1), (2, &self.grade2), (3, &self.grade3)] {
             for n in list {
@@ -390,6 +296,110 @@ impl NotifyConfig {
         };
         Notifier::new(channels, policy)
     }
+}
+
+/// One `[[notify.channels]]` entry (its name is checked for uniqueness by the caller): the
+/// timeout, the breaker and what its kind needs.
+fn validate_channel(i: usize, c: &ChannelConfig) -> Result<(), (String, String)> {
+    let err = |f: String, m: &str| Err((f, m.to_string()));
+    let f = |n: &str| format!("notify.channels[{i}].{n}");
+    if c.timeout_ms == 0 {
+        return err(f("timeout_ms"), "must be at least 1");
+    }
+    let b = c.breaker.config();
+    if b.consecutive_failures == 0 || !(0.0..=1.0).contains(&b.error_rate) {
+        return err(
+            f("breaker"),
+            "consecutive_failures must be at least 1 and error_rate within 0..1",
+        );
+    }
+    match c.kind {
+        Kind::Webhook => validate_webhook(i, c)?,
+        Kind::Email => {
+            if c.url.as_deref().and_then(parse_smtp_url).is_none() {
+                return err(
+                    f("url"),
+                    "expected smtp://host[:port], smtp+starttls://host[:port] or smtps://host[:port]",
+                );
+            }
+            match &c.from {
+                Some(a) if a.parse::<lettre::message::Mailbox>().is_ok() => {}
+                _ => {
+                    return err(f("from"), "an e-mail channel needs a valid `from` address");
+                }
+            }
+            if c.to.is_empty() {
+                return err(f("to"), "an e-mail channel needs at least one recipient");
+            }
+            for a in &c.to {
+                if a.parse::<lettre::message::Mailbox>().is_err() {
+                    return err(f("to"), &format!("`{a}` is not an e-mail address"));
+                }
+            }
+        }
+        Kind::Mqtt => {
+            if c.topic
+                .as_deref()
+                .is_none_or(|t| t.is_empty() || t.contains('+') || t.contains('#'))
+            {
+                return err(
+                    f("topic"),
+                    "an mqtt channel needs a topic without wildcards",
+                );
+            }
+            if let Some(u) = &c.url
+                && crate::config::parse_broker_url(u).is_none()
+            {
+                return err(f("url"), "expected mqtt://host:port or mqtts://host:port");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A webhook channel: its url, and what its format needs (a routing key, a template that
+/// renders).
+fn validate_webhook(i: usize, c: &ChannelConfig) -> Result<(), (String, String)> {
+    let err = |f: String, m: &str| Err((f, m.to_string()));
+    let f = |n: &str| format!("notify.channels[{i}].{n}");
+    match &c.url {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+        _ => return err(f("url"), "a webhook needs an http:// or https:// url"),
+    }
+    match c.format.as_deref().unwrap_or("json") {
+        "json" | "slack" | "teams" | "kakaowork" => {}
+        "pagerduty" => {
+            if c.routing_key.is_none() && c.routing_key_env.is_none() {
+                return err(
+                    f("routing_key"),
+                    "a pagerduty channel needs `routing_key` or `routing_key_env`",
+                );
+            }
+        }
+        "custom" => {
+            let Some(t) = &c.template else {
+                return err(f("template"), "format = \"custom\" needs `template`");
+            };
+            let fmt = crate::notify_templates::Format::Custom {
+                template: t.clone(),
+            };
+            if let Err(e) = crate::notify_templates::render(
+                &fmt,
+                &crate::notify_templates::sample_delivery(),
+                &c.name,
+                0,
+            ) {
+                return err(f("template"), &e);
+            }
+        }
+        other => {
+            return err(
+                f("format"),
+                &format!("`{other}`: expected {}", crate::notify_templates::FORMATS),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A secret given in the file or named by an environment variable.

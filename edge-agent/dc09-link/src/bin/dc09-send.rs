@@ -89,23 +89,8 @@ fn parse_line(line: &str) -> Result<Submission, String> {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (mut config, mut outbox) = (None, None);
-    if args.iter().skip(1).any(|a| a == "--help" || a == "-h") {
-        print!("{HELP}");
+    let Some((config, outbox)) = parse_args() else {
         return;
-    }
-    let mut i = 1;
-    while i < args.len() {
-        match (args[i].as_str(), args.get(i + 1)) {
-            ("--config", Some(v)) => config = Some(PathBuf::from(v)),
-            ("--outbox", Some(v)) => outbox = Some(PathBuf::from(v)),
-            _ => usage(),
-        }
-        i += 2;
-    }
-    let (Some(config), Some(outbox)) = (config, outbox) else {
-        usage()
     };
     let cfg = match LinkConfig::from_file(&config) {
         Ok(c) => c,
@@ -124,42 +109,7 @@ async fn main() {
     let mut events = handle.subscribe();
     tokio::spawn(async move {
         while let Ok(e) = events.recv().await {
-            match e {
-                LinkEvent::Delivered {
-                    seq,
-                    event_id,
-                    path,
-                    fallback: None,
-                    ..
-                } => println!("DELIVERED {seq} {event_id} {path}"),
-                LinkEvent::Delivered {
-                    seq,
-                    event_id,
-                    path,
-                    fallback: Some(f),
-                    ..
-                } => println!("DELIVERED-FALLBACK {seq} {event_id} {path} {}", f.code),
-                LinkEvent::FallingBack {
-                    seq,
-                    event_id,
-                    path,
-                    fallback,
-                    ..
-                } => println!(
-                    "FALLBACK {seq} {event_id} {path} {} {}",
-                    fallback.refused, fallback.code
-                ),
-                LinkEvent::Rejected {
-                    seq,
-                    event_id,
-                    path,
-                    ..
-                } => println!("REJECTED {seq} {event_id} {path}"),
-                LinkEvent::PathDown { path, reason } => println!("PATH-DOWN {path} {reason}"),
-                LinkEvent::PathUp { path } => println!("PATH-UP {path}"),
-                LinkEvent::Nak { path, offset_ms } => println!("NAK {path} {offset_ms}"),
-                LinkEvent::SupervisionAcked { .. } => {}
-            }
+            print_event(e);
         }
     });
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -180,4 +130,67 @@ async fn main() {
         }
     }
     std::future::pending::<()>().await;
+}
+
+/// `--config FILE --outbox DIR` (both required); None after `--help` printed the help.
+fn parse_args() -> Option<(PathBuf, PathBuf)> {
+    let args: Vec<String> = std::env::args().collect();
+    let (mut config, mut outbox) = (None, None);
+    if args.iter().skip(1).any(|a| a == "--help" || a == "-h") {
+        print!("{HELP}");
+        return None;
+    }
+    let mut i = 1;
+    while i < args.len() {
+        match (args[i].as_str(), args.get(i + 1)) {
+            ("--config", Some(v)) => config = Some(PathBuf::from(v)),
+            ("--outbox", Some(v)) => outbox = Some(PathBuf::from(v)),
+            _ => usage(),
+        }
+        i += 2;
+    }
+    let (Some(config), Some(outbox)) = (config, outbox) else {
+        usage()
+    };
+    Some((config, outbox))
+}
+
+/// One line on stdout per link event (the protocol the callers read).
+fn print_event(e: LinkEvent) {
+    match e {
+        LinkEvent::Delivered {
+            seq,
+            event_id,
+            path,
+            fallback: None,
+            ..
+        } => println!("DELIVERED {seq} {event_id} {path}"),
+        LinkEvent::Delivered {
+            seq,
+            event_id,
+            path,
+            fallback: Some(f),
+            ..
+        } => println!("DELIVERED-FALLBACK {seq} {event_id} {path} {}", f.code),
+        LinkEvent::FallingBack {
+            seq,
+            event_id,
+            path,
+            fallback,
+            ..
+        } => println!(
+            "FALLBACK {seq} {event_id} {path} {} {}",
+            fallback.refused, fallback.code
+        ),
+        LinkEvent::Rejected {
+            seq,
+            event_id,
+            path,
+            ..
+        } => println!("REJECTED {seq} {event_id} {path}"),
+        LinkEvent::PathDown { path, reason } => println!("PATH-DOWN {path} {reason}"),
+        LinkEvent::PathUp { path } => println!("PATH-UP {path}"),
+        LinkEvent::Nak { path, offset_ms } => println!("NAK {path} {offset_ms}"),
+        LinkEvent::SupervisionAcked { .. } => {}
+    }
 }
