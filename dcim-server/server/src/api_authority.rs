@@ -26,11 +26,10 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub use crate::authority_io::{DOC_ID, DOC_KIND, load, on_events, on_samples};
 use crate::authority_io::commit;
+pub use crate::authority_io::{DOC_ID, DOC_KIND, load, on_events, on_samples};
 
 type AppState = State<Arc<App>>;
-
 
 /// Checks that `kind` is allowed now. On refusal, audits `authority.refused` (who, what
 /// action, on what, why) and answers 423. The returned guard keeps the state from changing
@@ -55,7 +54,6 @@ pub async fn guard<'a>(
     }
     Ok(a)
 }
-
 
 fn change_error(e: ChangeError) -> ApiError {
     let code = match e {

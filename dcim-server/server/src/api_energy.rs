@@ -20,9 +20,7 @@ use std::sync::Arc;
 pub use crate::energy_io::{DOC_KIND, SAMPLE_MS, flush, load, sample_once, spawn};
 use crate::energy_io::{power, site_meters};
 
-
 type AppState = State<Arc<App>>;
-
 
 fn no_site() -> ApiError {
     ApiError(

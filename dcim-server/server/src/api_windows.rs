@@ -24,11 +24,22 @@ use serde_json::json;
 use std::sync::Arc;
 
 pub use crate::windows_io::{DOC_KIND, load, spawn};
-use crate::windows_io::{run_steps, store};
-
+use crate::windows_io::{ScheduleWriteError, run_steps, store};
 
 type AppState = State<Arc<App>>;
 
+impl From<ScheduleWriteError> for ApiError {
+    fn from(e: ScheduleWriteError) -> ApiError {
+        match e {
+            ScheduleWriteError::NotLeader => {
+                ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+            ScheduleWriteError::Encode(m) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, m),
+            // 503 "storage unavailable", logged, as every other store failure of a route.
+            ScheduleWriteError::Failed(e) => ApiError::from(e),
+        }
+    }
+}
 
 fn window_error(e: WindowError) -> ApiError {
     let code = match e {
@@ -38,8 +49,6 @@ fn window_error(e: WindowError) -> ApiError {
     };
     ApiError(code, e.to_string())
 }
-
-
 
 pub(crate) async fn list(
     State(app): AppState,

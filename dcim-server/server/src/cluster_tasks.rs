@@ -182,11 +182,11 @@ async fn take_over(app: &Arc<App>, epoch: i64) -> anyhow::Result<()> {
     let snap = crate::store::load_alarm_snapshot(store).await?;
     // One document per incident plus their meta document (`incident_store`).
     let incidents = crate::incident_store::load(store).await?;
-    let authority = crate::api_authority::load(store).await?;
+    let authority = crate::authority_io::load(store).await?;
     let drill = crate::drill::load_active(store).await?;
     // The maintenance windows the previous leader scheduled (its ticker applied them; this
     // replica's ticker carries on from here).
-    let windows = crate::api_windows::load(store).await?;
+    let windows = crate::windows_io::load(store).await?;
     // Lock order: authority, maintenance windows, then facility.
     let mut a = app.authority.lock().await;
     let mut w = app.windows.lock().await;
@@ -486,7 +486,7 @@ async fn follow(
         }
         *last = key;
     }
-    let authority = crate::api_authority::load(store).await?;
+    let authority = crate::authority_io::load(store).await?;
     {
         let mut a = app.authority.lock().await;
         if app.leads() {
@@ -494,14 +494,14 @@ async fn follow(
         }
         if *a != authority {
             *a = authority;
-            app.publish_live(crate::api_authority::DOC_KIND, &a.view(app.now_ms()));
+            app.publish_live(crate::authority_io::DOC_KIND, &a.view(app.now_ms()));
         }
     }
     let drill = crate::drill::load_active(store).await?;
     *app.drill.write().expect("drill lock") = drill;
     // The maintenance windows the leader schedules and applies (its ticker's; a follower's
     // does not run).
-    let windows = crate::api_windows::load(store).await?;
+    let windows = crate::windows_io::load(store).await?;
     {
         let mut w = app.windows.lock().await;
         if app.leads() {

@@ -13,14 +13,15 @@
 //! 1. Leaves: `clock`, `leader`, `maint_windows`, `energy`, `fire_view`, `notify_templates`
 //!    (pure), `metrics`, `observe`, `disk`, `tls`, `console` (embedded files).
 //! 2. `config` (every section type, `config/*.rs`), then the pure engines and planners:
-//!    `ingest`, `authority`, `dc09_plan`, `drill_plan`, `search`, `export`; the adapter over
-//!    `dcim-site` and `dcim-alarms`, `facility`.
+//!    `ingest`, `authority`, `dc09_plan`, `search`; the adapter over `dcim-site` and
+//!    `dcim-alarms`, `facility`; `mosquitto` (ACL file for an external broker).
 //! 3. Storage and primitives: `store` (SQLite, PostgreSQL), `incident_store`, `backup`, `tsdb`
-//!    (`line`, `buffer`, `writer`, `query`, `influx`), `auth`, `conn_limits`, `http_limits`,
-//!    `stream_access`, `health`, `cluster` (this replica's view), `security`, `dc09_tx`.
+//!    (`line`, `buffer`, `writer`, `query`, `influx`), `auth`, `conn_limits`, `stream_access`,
+//!    `health`, `cluster` (this replica's view), `security`, `dc09_tx`; the pure `export` and
+//!    `drill_plan`, over the store's records.
 //! 4. `app`: [`App`], the shared state every shell receives (its docs give the lock order).
 //! 5. Shells: `broker` (rumqttd behind the ACL gate), `mqtt` (the two ingest lanes),
-//!    `deferred`, `stream_report`, `cluster_hooks`, `security_io`, `health_probe`,
+//!    `http_limits`, `deferred`, `stream_report`, `cluster_hooks`, `security_io`, `health_probe`,
 //!    `openmetrics`, `authority_io`, `windows_io`, `energy_io`, `dc09`, `notify_io`, `drill`,
 //!    `reload`, `cluster_tasks` (lease, heartbeat, takeover).
 //! 6. HTTP: `api_base` (`RouteDoc`, errors, `authorize_route`), the `api_*` handlers, and `api`
@@ -96,8 +97,8 @@ pub mod store;
 pub mod stream_access;
 pub mod stream_report;
 pub mod tls;
-pub mod windows_io;
 pub mod tsdb;
+pub mod windows_io;
 
 use anyhow::Context;
 use config::{BrokerMode, Config, Role};
@@ -388,7 +389,7 @@ async fn build_app(
     let ingest = load_ingest(config, store.as_ref()).await?;
     let facility = load_facility(config, store.as_ref()).await?;
 
-    let authority_state = api_authority::load(store.as_ref()).await?;
+    let authority_state = authority_io::load(store.as_ref()).await?;
     if authority_state.is_active() {
         tracing::warn!(
             state = ?authority_state,
@@ -401,8 +402,8 @@ async fn build_app(
         tracing::warn!(drill = %d.id, "the site is in drill mode (restored from the database)");
     }
 
-    let energy_meter = api_energy::load(store.as_ref()).await?;
-    let schedule = api_windows::load(store.as_ref()).await?;
+    let energy_meter = energy_io::load(store.as_ref()).await?;
+    let schedule = windows_io::load(store.as_ref()).await?;
 
     let (live, _) = broadcast::channel(4096);
     Ok(App {
@@ -505,14 +506,14 @@ async fn spawn_shell_tasks(
     let ticker = spawn_ticker(app.clone(), stop_rx.clone());
     app.health.essential("ticker", ticker.abort_handle());
     tasks.push(ticker);
-    let energy = api_energy::spawn(app.clone(), stop_rx.clone());
+    let energy = energy_io::spawn(app.clone(), stop_rx.clone());
     // Without a site model the energy sampler has nothing to meter and ends at once: essential
     // only when there is a site (else /health would fail and the watchdog stop for good).
     if config.site_model.is_some() {
         app.health.essential("energy", energy.abort_handle());
     }
     tasks.push(energy);
-    let windows = api_windows::spawn(app.clone(), stop_rx.clone());
+    let windows = windows_io::spawn(app.clone(), stop_rx.clone());
     app.health
         .essential("maintenance-windows", windows.abort_handle());
     tasks.push(windows);

@@ -721,7 +721,7 @@ async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch, 
             tracing::error!("committing alarm changes: {e:#}");
         }
     }
-    crate::api_authority::on_samples(app, &agent, &samples).await;
+    crate::authority_io::on_samples(app, &agent, &samples).await;
     if app.metrics.sse_points_clients.load(Ordering::Relaxed) > 0 {
         app.publish_live(
             "points",
@@ -917,7 +917,7 @@ async fn apply_samples(
         tracing::error!("committing alarm changes: {e:#}");
     }
     drop(f);
-    crate::api_authority::on_samples(app, agent, samples).await;
+    crate::authority_io::on_samples(app, agent, samples).await;
     if app.metrics.sse_points_clients.load(Ordering::Relaxed) > 0 {
         app.publish_live(
             "points",
@@ -1051,7 +1051,7 @@ async fn events_committed(
     for r in records {
         app.publish_live("event", r);
     }
-    crate::api_authority::on_events(app, agent, events).await;
+    crate::authority_io::on_events(app, agent, events).await;
     let mut f = app.facility.lock().await;
     for e in events {
         let changes = f.on_event(&e.kind, &e.device, now);

@@ -3,10 +3,8 @@
 //! through the maintenance mechanism (`Facility::set_maintenance`, audited as `window:{id}`).
 //! The routes are in `api_windows`; locks in the order authority, schedule, facility.
 
-use crate::api_base::ApiError;
 use crate::app::App;
 use crate::authority::ActionKind;
-use axum::http::StatusCode;
 use crate::maint_windows::{Schedule, Step};
 use crate::store::{DocRecord, Store};
 use serde_json::json;
@@ -28,21 +26,47 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<Schedule> {
     }
 }
 
+/// Why the schedule was not stored.
+#[derive(Debug)]
+pub enum ScheduleWriteError {
+    /// A follower never writes the schedule (the leader's ticker applies it).
+    NotLeader,
+    /// The schedule does not encode (a bug).
+    Encode(String),
+    /// The store refused or failed the write.
+    Failed(anyhow::Error),
+}
+
+impl std::fmt::Display for ScheduleWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScheduleWriteError::NotLeader => f.write_str(
+                "this replica is not the leader: change maintenance windows on the leader",
+            ),
+            ScheduleWriteError::Encode(e) => f.write_str(e),
+            ScheduleWriteError::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
 /// Stores the schedule, with an audit record when given.
 pub(crate) async fn store(
     app: &App,
     s: &Schedule,
     audit: Option<(&str, &str, &serde_json::Value)>,
-) -> Result<(), ApiError> {
+) -> Result<(), ScheduleWriteError> {
     let doc = DocRecord {
         id: DOC_ID.into(),
         updated_ms: app.now_ms(),
-        body: serde_json::to_value(s)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+        body: serde_json::to_value(s).map_err(|e| ScheduleWriteError::Encode(e.to_string()))?,
     };
     match app.leader_fence() {
         // A single server.
-        Ok(None) => app.store.put_doc(DOC_KIND, &doc, audit).await?,
+        Ok(None) => app
+            .store
+            .put_doc(DOC_KIND, &doc, audit)
+            .await
+            .map_err(|e| ScheduleWriteError::Failed(e.into()))?,
         // The leader: with its term's fence, so a deposed leader's late write changes nothing.
         Ok(Some(fence)) => {
             let batch = crate::store::Batch {
@@ -60,14 +84,14 @@ pub(crate) async fn store(
                 fence: Some(fence),
                 ..Default::default()
             };
-            app.store.commit_batch(&batch).await?;
+            app.store
+                .commit_batch(&batch)
+                .await
+                .map_err(|e| ScheduleWriteError::Failed(e.into()))?;
         }
         // A follower never writes the schedule (the leader's ticker applies it).
         Err(crate::cluster::NotLeader) => {
-            return Err(ApiError(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "this replica is not the leader: change maintenance windows on the leader".into(),
-            ));
+            return Err(ScheduleWriteError::NotLeader);
         }
     }
     Ok(())
@@ -159,7 +183,7 @@ pub(crate) async fn tick(app: &App) {
     // The schedule first (the intent), then the plant: a crash in between leaves alarms
     // visible, never a maintenance nobody ends.
     if let Err(e) = store(app, &probe, None).await {
-        tracing::error!("storing the maintenance schedule: {}", e.1);
+        tracing::error!("storing the maintenance schedule: {e}");
         return;
     }
     *s = probe;

@@ -122,7 +122,6 @@ pub fn spawn(
     ))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,7 +147,6 @@ impl Staging {
     }
 }
 
-
 /// Percent-encodes a query parameter (RFC 3986 unreserved characters kept).
 pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
