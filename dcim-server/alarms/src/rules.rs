@@ -315,7 +315,8 @@ struct RulesFile {
 /// `redundancy_unverified`, `fire_stage`, `trouble` with a `kind`).
 /// Errors name the file, the line and what was expected.
 pub fn rules_from_toml(src: &str, file: &str) -> Result<Vec<Rule>, String> {
-    let line = |off: usize| src[..off.min(src.len())].matches('\n').count() + 1;
+    let lines = dcim_source_lines::LineIndex::new(src);
+    let line = |off: usize| lines.line(off);
     let f: RulesFile = toml::from_str(src).map_err(|e| {
         let l = e.span().map(|s| line(s.start)).unwrap_or(0);
         format!("{file}:{l}: {}", e.message().trim())

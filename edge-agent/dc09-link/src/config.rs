@@ -110,13 +110,8 @@ impl LinkConfig {
         origin: &str,
         base_dir: Option<&Path>,
     ) -> Result<LinkConfig, ConfigError> {
-        let line = |span: std::ops::Range<usize>| {
-            text[..span.start.min(text.len())]
-                .bytes()
-                .filter(|&b| b == b'\n')
-                .count()
-                + 1
-        };
+        let lines = dcim_source_lines::LineIndex::new(text);
+        let line = |span: std::ops::Range<usize>| lines.line(span.start);
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             ConfigError::new(origin, e.span().map_or(0, line), "(syntax)", e.message())
         })?;

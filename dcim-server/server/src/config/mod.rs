@@ -1049,7 +1049,7 @@ pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
         }
     }
     let (_, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *last)?;
-    Some(text[..v.span().start].matches('\n').count() + 1)
+    Some(dcim_source_lines::LineIndex::new(text).line(v.span().start))
 }
 
 /// 1-based line of a field named as in error messages (`agents[1].password`,
@@ -1058,7 +1058,8 @@ pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
 pub fn line_of_field(text: &str, field: &str) -> Option<usize> {
     use toml::de::DeValue;
     let root = toml::de::DeTable::parse(text).ok()?;
-    let line = |start: usize| text[..start].matches('\n').count() + 1;
+    let lines = dcim_source_lines::LineIndex::new(text);
+    let line = |start: usize| lines.line(start);
     let mut table = root.get_ref();
     let mut found: Option<usize> = None;
     for part in field.split('.') {
