@@ -126,16 +126,7 @@ impl App {
         changes: &facility::Changes,
         audit: Option<(&str, &str, &str, serde_json::Value)>,
     ) -> anyhow::Result<()> {
-        // Records whose commit failed earlier go first, in their order (callers hold the
-        // facility lock, so commits do not interleave).
-        let records: Vec<dcim_alarms::Record> = {
-            let carried = self.unjournaled.lock().expect("unjournaled lock");
-            carried
-                .iter()
-                .chain(changes.records.iter())
-                .cloned()
-                .collect()
-        };
+        let records = self.pending_records(changes);
         if records.is_empty() && changes.is_empty() && audit.is_none() {
             return Ok(());
         }
@@ -149,65 +140,8 @@ impl App {
             fence,
             ..Default::default()
         };
-        let mut touched = std::collections::BTreeSet::new();
-        let drill = self.active_drill_id();
-        for r in &records {
-            let mut record = serde_json::to_value(r)?;
-            if let Some(d) = &drill {
-                record["drill"] = d.as_str().into();
-            }
-            batch.journal.push((r.ts_ms, r.alarm.clone(), record));
-            touched.insert(r.alarm.clone());
-        }
-        if let Some(d) = &drill {
-            for e in &changes.incidents {
-                if let dcim_alarms::IncidentEvent::Opened { id, .. } = e {
-                    batch.docs.push((
-                        drill_plan::INCIDENT_DOC.into(),
-                        store::DocRecord {
-                            id: id.to_string(),
-                            updated_ms: now,
-                            body: serde_json::json!({"drill": d, "incident": id}),
-                        },
-                    ));
-                }
-            }
-        }
-        // The engine's state is persisted with the records it follows, in the same
-        // transaction: the rows of the alarms this step touched and the rest of the snapshot
-        // (`store::load_alarm_snapshot` puts them together at start).
-        if self
-            .alarms_resync
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
-            touched.extend(f.engine.alarms().map(|a| a.id.clone()));
-        }
-        batch.docs.push(store::alarm_engine_doc(&f.engine, now)?);
-        for id in &touched {
-            if let Some(a) = f.engine.get(id) {
-                batch.docs.push((
-                    "alarm".into(),
-                    store::DocRecord {
-                        id: id.clone(),
-                        updated_ms: now,
-                        body: serde_json::to_value(a)?,
-                    },
-                ));
-            }
-        }
-        if !changes.incidents.is_empty() {
-            // One document per changed incident (see `incident_store`).
-            let ids = changes.incidents.iter().map(|e| match e {
-                dcim_alarms::IncidentEvent::Opened { id, .. }
-                | dcim_alarms::IncidentEvent::AlarmJoined { id, .. }
-                | dcim_alarms::IncidentEvent::PhaseChanged { id, .. }
-                | dcim_alarms::IncidentEvent::GradeRaised { id, .. }
-                | dcim_alarms::IncidentEvent::Updated { id } => *id,
-            });
-            batch
-                .docs
-                .extend(incident_store::docs(&f.incidents, ids, now)?);
-        }
+        let touched = self.journal_records(&mut batch, &records, changes, now)?;
+        self.snapshot_docs(&mut batch, f, changes, touched, now)?;
         if let Some((actor, action, target, detail)) = &audit {
             batch.audit.push((
                 actor.to_string(),
@@ -230,12 +164,119 @@ impl App {
             }
         };
         self.unjournaled.lock().expect("unjournaled lock").clear();
+        self.announce_committed(changes, &records, &ids, audit.as_ref(), now);
+        Ok(())
+    }
+
+    /// The records to journal: those whose commit failed earlier first, in their order
+    /// (callers hold the facility lock, so commits do not interleave), then this step's.
+    fn pending_records(&self, changes: &facility::Changes) -> Vec<dcim_alarms::Record> {
+        let carried = self.unjournaled.lock().expect("unjournaled lock");
+        carried
+            .iter()
+            .chain(changes.records.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Appends the alarm journal rows (tagged with the active drill, if any) and, during a
+    /// drill, the incident-to-drill links; returns the alarms the records touched.
+    fn journal_records(
+        &self,
+        batch: &mut store::Batch,
+        records: &[dcim_alarms::Record],
+        changes: &facility::Changes,
+        now: i64,
+    ) -> anyhow::Result<std::collections::BTreeSet<String>> {
+        let mut touched = std::collections::BTreeSet::new();
+        let drill = self.active_drill_id();
+        for r in records {
+            let mut record = serde_json::to_value(r)?;
+            if let Some(d) = &drill {
+                record["drill"] = d.as_str().into();
+            }
+            batch.journal.push((r.ts_ms, r.alarm.clone(), record));
+            touched.insert(r.alarm.clone());
+        }
+        if let Some(d) = &drill {
+            for e in &changes.incidents {
+                if let dcim_alarms::IncidentEvent::Opened { id, .. } = e {
+                    batch.docs.push((
+                        drill_plan::INCIDENT_DOC.into(),
+                        store::DocRecord {
+                            id: id.to_string(),
+                            updated_ms: now,
+                            body: serde_json::json!({"drill": d, "incident": id}),
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(touched)
+    }
+
+    /// The engine's state is persisted with the records it follows, in the same transaction:
+    /// the rows of the alarms this step touched and the rest of the snapshot
+    /// (`store::load_alarm_snapshot` puts them together at start), then one document per
+    /// changed incident (see `incident_store`).
+    fn snapshot_docs(
+        &self,
+        batch: &mut store::Batch,
+        f: &facility::Facility,
+        changes: &facility::Changes,
+        mut touched: std::collections::BTreeSet<String>,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        if self
+            .alarms_resync
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            touched.extend(f.engine.alarms().map(|a| a.id.clone()));
+        }
+        batch.docs.push(store::alarm_engine_doc(&f.engine, now)?);
+        for id in &touched {
+            if let Some(a) = f.engine.get(id) {
+                batch.docs.push((
+                    "alarm".into(),
+                    store::DocRecord {
+                        id: id.clone(),
+                        updated_ms: now,
+                        body: serde_json::to_value(a)?,
+                    },
+                ));
+            }
+        }
+        if !changes.incidents.is_empty() {
+            let ids = changes.incidents.iter().map(|e| match e {
+                dcim_alarms::IncidentEvent::Opened { id, .. }
+                | dcim_alarms::IncidentEvent::AlarmJoined { id, .. }
+                | dcim_alarms::IncidentEvent::PhaseChanged { id, .. }
+                | dcim_alarms::IncidentEvent::GradeRaised { id, .. }
+                | dcim_alarms::IncidentEvent::Updated { id } => *id,
+            });
+            batch
+                .docs
+                .extend(incident_store::docs(&f.incidents, ids, now)?);
+        }
+        Ok(())
+    }
+
+    /// After the commit: notification queue, DC-09 sender, live stream (alarms, incidents,
+    /// the audit record).
+    fn announce_committed(
+        &self,
+        changes: &facility::Changes,
+        records: &[dcim_alarms::Record],
+        ids: &[i64],
+        audit: Option<&(&str, &str, &str, serde_json::Value)>,
+        now: i64,
+    ) {
         if !records.is_empty() {
             observe::observe_alarm_commit(&self.ops);
         }
         if !records.is_empty()
             && let Some(tx) = self.notify.get()
-            && tx.try_send(records.clone()).is_err()
+            && tx.try_send(records.to_vec()).is_err()
         {
             metrics::inc(&self.metrics.notify_queue_dropped_total, 1);
             tracing::error!(
@@ -248,19 +289,18 @@ impl App {
         {
             d.wake();
         }
-        for r in &records {
+        for r in records {
             self.publish_live("alarm", r);
         }
         for e in &changes.incidents {
             self.publish_live("incident", e);
         }
-        if let (Some(id), Some((actor, action, target, _))) = (ids.first(), &audit) {
+        if let (Some(id), Some((actor, action, target, _))) = (ids.first(), audit) {
             self.publish_live(
                 "audit",
                 &serde_json::json!({"id": id, "ts_ms": now, "actor": actor, "action": action, "target": target}),
             );
         }
-        Ok(())
     }
 
     /// Writes an audit record; returns its id after it is committed.

@@ -141,12 +141,8 @@ fn free_loopback_port() -> anyhow::Result<SocketAddr> {
     Ok(l.local_addr()?)
 }
 
-pub async fn start_embedded(
-    app: Arc<App>,
-    server_secret: &str,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<EmbeddedBroker> {
-    let config = &app.config;
+/// Who may log in: the server, the gate's own relay login, every agent with a password.
+fn credentials(config: &Config, server_secret: &str) -> Credentials {
     let creds = Credentials {
         server_user: config.broker.client_id.clone(),
         server_secret: server_secret.to_owned(),
@@ -162,8 +158,17 @@ pub async fn start_embedded(
             tracing::warn!(agent = %a.id, "agent has no password (password_env unset): it cannot connect");
         }
     }
-    let internal_addr = free_loopback_port()?;
-    let rumqttd_config = rumqttd_config(config, internal_addr, creds.clone());
+    creds
+}
+
+/// Runs rumqttd on its own thread, listening on `internal_addr` (loopback, behind the gate);
+/// returns the in-process link of the ingest once the port answers.
+async fn run_rumqttd(
+    config: &Config,
+    internal_addr: SocketAddr,
+    creds: Credentials,
+) -> anyhow::Result<(rumqttd::local::LinkTx, rumqttd::local::LinkRx)> {
+    let rumqttd_config = rumqttd_config(config, internal_addr, creds);
     let (link_tx, link_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("rumqttd".into())
@@ -191,6 +196,18 @@ pub async fn start_embedded(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(link)
+}
+
+pub async fn start_embedded(
+    app: Arc<App>,
+    server_secret: &str,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<EmbeddedBroker> {
+    let config = &app.config;
+    let creds = credentials(config, server_secret);
+    let internal_addr = free_loopback_port()?;
+    let link = run_rumqttd(config, internal_addr, creds.clone()).await?;
     let creds = Arc::new(creds);
     let events_handled = EventsHandled::default();
     let budgets = Arc::new(Budgets::new(
@@ -287,6 +304,18 @@ fn rumqttd_config(config: &Config, listen: SocketAddr, creds: Credentials) -> ru
     }
 }
 
+/// What every connection of a gate listener shares.
+#[derive(Clone)]
+struct GateCtx {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    upstream: SocketAddr,
+    creds: Arc<Credentials>,
+    handled: EventsHandled,
+    budgets: Arc<Budgets>,
+    app: Arc<App>,
+    connect_timeout: Duration,
+}
+
 async fn gate(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -296,7 +325,15 @@ async fn gate(
     app: Arc<App>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let connect_timeout = Duration::from_millis(app.config.broker.connect_timeout_ms);
+    let ctx = GateCtx {
+        connect_timeout: Duration::from_millis(app.config.broker.connect_timeout_ms),
+        tls,
+        upstream,
+        creds,
+        handled,
+        budgets,
+        app,
+    };
     loop {
         let (sock, peer) = tokio::select! {
             _ = crate::clock::stopped(&mut stop) => break,
@@ -310,75 +347,96 @@ async fn gate(
                 }
             },
         };
-        // Limits before anything is read: a locked address, the connection counts (total and
-        // per address), the logins in progress.
-        let ip = peer.ip();
-        let locked = app
-            .security
-            .mqtt_logins
-            .lock()
-            .expect("mqtt login limiter")
-            .check(&[Subject::address(ip)], app.now_ms())
-            .is_err();
-        let permits = if locked {
-            None
-        } else {
-            match (
-                app.security.mqtt_conns.try_acquire(ip),
-                app.security.mqtt_pending.try_acquire(ip),
-            ) {
-                (Ok(c), Ok(p)) => Some((c, p)),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::debug!(%peer, "broker gate: connection refused: {e}");
-                    None
-                }
-            }
-        };
-        let Some((conn_permit, pending)) = permits else {
-            inc(&app.metrics.broker_connections_refused_total, 1);
+        let Some((conn_permit, pending)) = admit(&ctx.app, peer) else {
+            inc(&ctx.app.metrics.broker_connections_refused_total, 1);
             drop(sock);
             continue;
         };
         let _ = sock.set_nodelay(true);
-        let creds = creds.clone();
-        let handled = handled.clone();
-        let budgets = budgets.clone();
-        let app = app.clone();
-        let mut conn_stop = stop.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _conn_permit = conn_permit;
-            app.metrics.broker_clients.fetch_add(1, Ordering::Relaxed);
-            let deadline = tokio::time::Instant::now() + connect_timeout;
-            let session = async {
-                let gate = Gate {
-                    upstream,
-                    creds: &creds,
-                    marks: &handled,
-                    budgets: &budgets,
-                    app: &app,
-                };
-                let r = match &tls {
-                    None => gate.relay(sock, pending, deadline).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout_at(deadline, acceptor.accept(sock)).await {
-                            Ok(Ok(s)) => gate.relay(s, pending, deadline).await,
-                            Ok(Err(e)) => Err(Closed::Protocol(format!("TLS handshake: {e}"))),
-                            Err(_) => Err(Closed::ConnectTimeout),
-                        }
-                    }
-                };
-                if let Err(v) = r {
-                    v.report(&app, peer).await;
-                }
-            };
-            tokio::select! {
-                _ = crate::clock::stopped(&mut conn_stop) => {}
-                _ = session => {}
-            }
-            app.metrics.broker_clients.fetch_sub(1, Ordering::Relaxed);
-        });
+        tokio::spawn(serve(
+            ctx.clone(),
+            sock,
+            peer,
+            (conn_permit, pending),
+            stop.clone(),
+        ));
     }
+}
+
+/// Limits before anything is read: a locked address, the connection counts (total and per
+/// address), the logins in progress. `None`: refused.
+fn admit(
+    app: &App,
+    peer: SocketAddr,
+) -> Option<(
+    crate::conn_limits::ConnPermit,
+    crate::conn_limits::ConnPermit,
+)> {
+    let ip = peer.ip();
+    let locked = app
+        .security
+        .mqtt_logins
+        .lock()
+        .expect("mqtt login limiter")
+        .check(&[Subject::address(ip)], app.now_ms())
+        .is_err();
+    if locked {
+        return None;
+    }
+    match (
+        app.security.mqtt_conns.try_acquire(ip),
+        app.security.mqtt_pending.try_acquire(ip),
+    ) {
+        (Ok(c), Ok(p)) => Some((c, p)),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(%peer, "broker gate: connection refused: {e}");
+            None
+        }
+    }
+}
+
+/// One admitted connection: the TLS handshake if any, then the relay, within the connect
+/// deadline for the CONNECT; the connection permit is held until it ends.
+async fn serve(
+    ctx: GateCtx,
+    sock: TcpStream,
+    peer: SocketAddr,
+    (_conn_permit, pending): (
+        crate::conn_limits::ConnPermit,
+        crate::conn_limits::ConnPermit,
+    ),
+    mut conn_stop: watch::Receiver<bool>,
+) {
+    let app = &ctx.app;
+    app.metrics.broker_clients.fetch_add(1, Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + ctx.connect_timeout;
+    let session = async {
+        let gate = Gate {
+            upstream: ctx.upstream,
+            creds: &ctx.creds,
+            marks: &ctx.handled,
+            budgets: &ctx.budgets,
+            app,
+        };
+        let r = match &ctx.tls {
+            None => gate.relay(sock, pending, deadline).await,
+            Some(acceptor) => {
+                match tokio::time::timeout_at(deadline, acceptor.accept(sock)).await {
+                    Ok(Ok(s)) => gate.relay(s, pending, deadline).await,
+                    Ok(Err(e)) => Err(Closed::Protocol(format!("TLS handshake: {e}"))),
+                    Err(_) => Err(Closed::ConnectTimeout),
+                }
+            }
+        };
+        if let Err(v) = r {
+            v.report(app, peer).await;
+        }
+    };
+    tokio::select! {
+        _ = crate::clock::stopped(&mut conn_stop) => {}
+        _ = session => {}
+    }
+    app.metrics.broker_clients.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Why the gate closed a connection.
@@ -584,6 +642,28 @@ fn hold_events_publish(
         .map_err(|e| Closed::Protocol(format!("events acknowledgements: {e:?}")))
 }
 
+/// The next handled marks of the ingest; pending while there is no receiver yet.
+async fn changed(rx: &mut Option<watch::Receiver<ack::Marks>>) -> ack::Marks {
+    if let Some(rx) = rx
+        && rx.changed().await.is_ok()
+    {
+        return rx.borrow_and_update().clone();
+    }
+    std::future::pending().await
+}
+
+/// Writes a PUBACK per packet id.
+async fn write_pubacks<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    pkids: &[u16],
+) -> std::io::Result<()> {
+    for p in pkids {
+        let [hi, lo] = p.to_be_bytes();
+        w.write_all(&[0x40, 0x02, hi, lo]).await?;
+    }
+    Ok(())
+}
+
 /// Forwards what rumqttd sends to the agent, holding events PUBACKs until the ingest has
 /// handled their batch. Ends when rumqttd closes, or with an error when a hold lasts longer
 /// than [`HOLD_LIMIT_MS`] (closing the connection makes the agent send the batch again).
@@ -592,24 +672,6 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
     cw: W,
     hold: Arc<std::sync::Mutex<Hold>>,
 ) -> Result<(), Closed> {
-    async fn changed(rx: &mut Option<watch::Receiver<ack::Marks>>) -> ack::Marks {
-        if let Some(rx) = rx
-            && rx.changed().await.is_ok()
-        {
-            return rx.borrow_and_update().clone();
-        }
-        std::future::pending().await
-    }
-    async fn write_pubacks<W: tokio::io::AsyncWrite + Unpin>(
-        w: &mut W,
-        pkids: &[u16],
-    ) -> std::io::Result<()> {
-        for p in pkids {
-            let [hi, lo] = p.to_be_bytes();
-            w.write_all(&[0x40, 0x02, hi, lo]).await?;
-        }
-        Ok(())
-    }
     let mut cw = BufWriter::with_capacity(16 * 1024, cw);
     let mut handled: Option<watch::Receiver<ack::Marks>> = None;
     loop {

@@ -185,38 +185,9 @@ pub async fn start(
 /// transmitter past every number reserved before, the delivery reports, and every recorded
 /// message not delivered yet queued again with its number.
 async fn begin_term(app: &Arc<App>, dc09: &Arc<Dc09>, fence: Option<Fence>) -> anyhow::Result<()> {
-    let state = match app
-        .store
-        .list_docs(STATE_DOC)
-        .await?
-        .into_iter()
-        .find(|d| d.id == "planner")
-    {
-        Some(d) => serde_json::from_value(d.body).context("stored DC-09 planner state")?,
-        None => PlannerState::default(),
-    };
-    let mut planner = Planner::new(&dc09.cfg, state);
-    planner.hold_restores_until(
-        app.now_ms()
-            .saturating_add((dc09.cfg.restart_grace_s as i64).saturating_mul(1000)),
-    );
-    *dc09.planner.lock().await = planner;
+    *dc09.planner.lock().await = load_planner(app, dc09).await?;
     let floor = stored_seq_floor(app).await?;
-    let dir = match &fence {
-        None => dc09.outbox.clone(),
-        Some(f) => {
-            // Earlier terms' outboxes: whatever they held is in the store (recorded before it
-            // was queued) and is queued again below.
-            if let Ok(entries) = std::fs::read_dir(&dc09.outbox) {
-                for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().starts_with("term-") {
-                        let _ = std::fs::remove_dir_all(e.path());
-                    }
-                }
-            }
-            dc09.outbox.join(format!("term-{}", f.epoch))
-        }
-    };
+    let dir = term_outbox(dc09, &fence);
     // Reserve ahead before anything is sent.
     let reserved = floor + SEQ_BLOCK;
     app.store
@@ -242,6 +213,60 @@ async fn begin_term(app: &Arc<App>, dc09: &Arc<Dc09>, fence: Option<Fence>) -> a
         reserved,
     });
     ensure_reserved(app, dc09, &fence).await?;
+    let again = queue_undelivered(app, &link).await?;
+    tracing::info!(
+        outbox = %dir.display(),
+        seq_floor = floor,
+        queued_again = again,
+        epoch = fence.as_ref().map(|f| f.epoch),
+        "server DC-09 transmitter started"
+    );
+    Ok(())
+}
+
+/// The planner from its stored state, holding restores for `restart_grace_s`.
+async fn load_planner(app: &App, dc09: &Dc09) -> anyhow::Result<Planner> {
+    let state = match app
+        .store
+        .list_docs(STATE_DOC)
+        .await?
+        .into_iter()
+        .find(|d| d.id == "planner")
+    {
+        Some(d) => serde_json::from_value(d.body).context("stored DC-09 planner state")?,
+        None => PlannerState::default(),
+    };
+    let mut planner = Planner::new(&dc09.cfg, state);
+    planner.hold_restores_until(
+        app.now_ms()
+            .saturating_add((dc09.cfg.restart_grace_s as i64).saturating_mul(1000)),
+    );
+    Ok(planner)
+}
+
+/// The term's outbox: the configured one for a single server, `term-{epoch}` under it for a
+/// replica (earlier terms' outboxes removed).
+fn term_outbox(dc09: &Dc09, fence: &Option<Fence>) -> std::path::PathBuf {
+    match fence {
+        None => dc09.outbox.clone(),
+        Some(f) => {
+            // Earlier terms' outboxes: whatever they held is in the store (recorded before it
+            // was queued) and is queued again below.
+            if let Ok(entries) = std::fs::read_dir(&dc09.outbox) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("term-") {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+            dc09.outbox.join(format!("term-{}", f.epoch))
+        }
+    }
+}
+
+/// Queues again every recorded message still `queued`, with its recorded number; returns how
+/// many were new to the outbox.
+async fn queue_undelivered(app: &App, link: &dc09_link::Handle) -> anyhow::Result<usize> {
     let mut again = 0;
     for m in messages(app).await? {
         if m.status != "queued" {
@@ -265,14 +290,7 @@ async fn begin_term(app: &Arc<App>, dc09: &Arc<Dc09>, fence: Option<Fence>) -> a
             Err(e) => tracing::error!(event = %m.event_id, "DC-09 MESSAGE NOT QUEUED: {e}"),
         }
     }
-    tracing::info!(
-        outbox = %dir.display(),
-        seq_floor = floor,
-        queued_again = again,
-        epoch = fence.as_ref().map(|f| f.epoch),
-        "server DC-09 transmitter started"
-    );
-    Ok(())
+    Ok(again)
 }
 
 /// Moves the store's reservation ahead of the transmitter's counter when it comes near.
@@ -426,9 +444,47 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
     };
     ensure_reserved(app, dc09, fence).await?;
     let now = app.now_ms();
-    // Multi-site: an agent is offline for the planner only when every replica that can be
-    // heard has lost it (`cluster::views`).
-    let agents: Vec<AgentView> = match crate::cluster_hooks::agent_views(app) {
+    let agents = agent_views(app).await?;
+    let mut planner = dc09.planner.lock().await;
+    let before = planner.state.clone();
+    feed_agent_events(app, &mut planner).await?;
+    let alarms: Vec<AlarmView> = {
+        let f = app.facility.lock().await;
+        f.engine.alarms().map(AlarmView::of).collect()
+    };
+    let drill = app.active_drill_id();
+    let authority = authority_by_user(app).await;
+    let out = planner.step(&Inputs {
+        now_ms: now,
+        alarms: &alarms,
+        agents: &agents,
+        drill: drill.as_deref(),
+        authority,
+    });
+    if planner.state == before && out.is_empty() {
+        return Ok(());
+    }
+    // Each message gets its sequence number now and is recorded with it, together with the
+    // planner state that decided it, in one fenced transaction, before it is queued: a
+    // leader that dies after this leaves it to the next one, with the same number.
+    let (recs, subs) = number_new(app, &link, out).await?;
+    {
+        let _guard = dc09.records.lock().await;
+        if let Err(e) = put_msgs(app, &recs, Some(&planner.state), fence).await {
+            // Not recorded, so not sent: the planner decides again from the stored state.
+            planner.state = before;
+            return Err(e.into());
+        }
+    }
+    drop(planner);
+    submit_recorded(&link, subs).await;
+    Ok(())
+}
+
+/// The agents as the planner sees them. Multi-site: an agent is offline for the planner only
+/// when every replica that can be heard has lost it (`cluster::views`).
+async fn agent_views(app: &App) -> anyhow::Result<Vec<AgentView>> {
+    Ok(match crate::cluster_hooks::agent_views(app) {
         Some(v) => v,
         None => app
             .store
@@ -442,10 +498,13 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
                 since_ms: a.last_seen_ms,
             })
             .collect(),
-    };
+    })
+}
+
+/// Feeds the planner the agent events stored since its cursors (what the agents sent over
+/// their own DC-09 links) and moves the cursors.
+async fn feed_agent_events(app: &App, planner: &mut Planner) -> anyhow::Result<()> {
     let high = app.store.event_high_water().await?;
-    let mut planner = dc09.planner.lock().await;
-    let before = planner.state.clone();
     for (agent, epoch, seq) in high {
         // One cursor per spool epoch: a wiped spool's new stream starts again at 1.
         let key = if epoch.is_empty() {
@@ -478,34 +537,29 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
         }
         planner.state.cursors.insert(key, seq);
     }
-    let alarms: Vec<AlarmView> = {
-        let f = app.facility.lock().await;
-        f.engine.alarms().map(AlarmView::of).collect()
-    };
-    let drill = app.active_drill_id();
-    let authority = {
-        let a = app.authority.lock().await;
-        match &a.active {
-            Some(crate::authority::Control {
-                since_ms,
-                cause: cause @ crate::authority::Cause::User { .. },
-            }) => Some((*since_ms, cause.describe())),
-            _ => None,
-        }
-    };
-    let out = planner.step(&Inputs {
-        now_ms: now,
-        alarms: &alarms,
-        agents: &agents,
-        drill: drill.as_deref(),
-        authority,
-    });
-    if planner.state == before && out.is_empty() {
-        return Ok(());
+    Ok(())
+}
+
+/// Authority control entered by a user (console or API): since when and the cause; a key
+/// switch is the rack's own to report.
+async fn authority_by_user(app: &App) -> Option<(i64, String)> {
+    let a = app.authority.lock().await;
+    match &a.active {
+        Some(crate::authority::Control {
+            since_ms,
+            cause: cause @ crate::authority::Cause::User { .. },
+        }) => Some((*since_ms, cause.describe())),
+        _ => None,
     }
-    // Each message gets its sequence number now and is recorded with it, together with the
-    // planner state that decided it, in one fenced transaction, before it is queued: a
-    // leader that dies after this leaves it to the next one, with the same number.
+}
+
+/// Gives each message not recorded yet its sequence number: the records to store and the
+/// submissions to queue after.
+async fn number_new(
+    app: &App,
+    link: &dc09_link::Handle,
+    out: Vec<Outgoing>,
+) -> anyhow::Result<(Vec<MessageRecord>, Vec<(Outgoing, sia_dc09::Seq)>)> {
     let existing: BTreeSet<String> = if out.is_empty() {
         BTreeSet::new()
     } else {
@@ -541,15 +595,11 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
         });
         subs.push((o, seq));
     }
-    {
-        let _guard = dc09.records.lock().await;
-        if let Err(e) = put_msgs(app, &recs, Some(&planner.state), fence).await {
-            // Not recorded, so not sent: the planner decides again from the stored state.
-            planner.state = before;
-            return Err(e.into());
-        }
-    }
-    drop(planner);
+    Ok((recs, subs))
+}
+
+/// Queues the recorded messages with their numbers.
+async fn submit_recorded(link: &dc09_link::Handle, subs: Vec<(Outgoing, sia_dc09::Seq)>) {
     for (o, seq) in subs {
         match link
             .submit_with_seq(
@@ -570,7 +620,6 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -148,88 +148,12 @@ impl Scenario {
         }
         let mut steps = Vec::new();
         for (i, s) in raw.step.iter().enumerate() {
-            let span = s.span();
-            let s = s.get_ref();
-            let f = |x: &str| format!("step[{i}].{x}");
-            if !(s.at_s.is_finite() && s.at_s >= 0.0 && s.at_s <= duration) {
-                return Err(err(
-                    span,
-                    &f("at_s"),
-                    format!("{}: expected 0..=duration_s ({duration})", s.at_s),
-                ));
-            }
-            let action = match (&s.sim, &s.ack, &s.note) {
-                (Some(c), None, None) => {
-                    sim_grammar(c)
-                        .map_err(|e| err(span.clone(), &f("sim"), format!("`{c}`: {e}")))?;
-                    Action::Sim(c.clone())
-                }
-                (None, Some(a), None) => Action::Ack {
-                    alarm: a.clone(),
-                    user: s.user.clone().unwrap_or_else(|| "operator".into()),
-                },
-                (None, None, Some(n)) => Action::Note(n.clone()),
-                _ => {
-                    return Err(err(
-                        span,
-                        &format!("step[{i}]"),
-                        "give exactly one of sim, ack or note".into(),
-                    ));
-                }
-            };
-            if s.user.is_some() && s.ack.is_none() {
-                return Err(err(span, &f("user"), "only used with ack".into()));
-            }
-            steps.push(Step {
-                at_s: s.at_s,
-                action,
-            });
+            steps.push(parse_step(i, s, duration, &err, sim_grammar)?);
         }
         steps.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         let mut expect = Vec::new();
         for (i, e) in raw.expect.iter().enumerate() {
-            let span = e.span();
-            let e = e.get_ref();
-            if !(e.within_s.is_finite() && e.within_s > 0.0) {
-                return Err(err(
-                    span,
-                    &format!("expect[{i}].within_s"),
-                    "expected seconds > 0".into(),
-                ));
-            }
-            let w = e.within_s;
-            expect.push(match (&e.alarm, &e.dc09, &e.ack) {
-                (Some(a), None, None) => Expect::Alarm {
-                    alarm: a.clone(),
-                    within_s: w,
-                },
-                (None, Some(k), None) => {
-                    if sia_dc09::EventKind::from_name(k).is_none() {
-                        return Err(err(
-                            span,
-                            &format!("expect[{i}].dc09"),
-                            format!(
-                                "`{k}` is not a DC-09 event kind (fire.stage1, fire.trouble, ...)"
-                            ),
-                        ));
-                    }
-                    Expect::Dc09 {
-                        kind: k.clone(),
-                        within_s: w,
-                    }
-                }
-                (None, None, Some(a)) => Expect::Ack {
-                    alarm: a.clone(),
-                    within_s: w,
-                },
-                _ => {
-                    return Err(err(
-                        span,
-                        &format!("expect[{i}]"),
-                        "give exactly one of alarm, dc09 or ack".into(),
-                    ));
-                }
-            });
+            expect.push(parse_expect(i, e, &err)?);
         }
         Ok(Scenario {
             name: raw.name,
@@ -250,6 +174,100 @@ impl Scenario {
         Scenario::parse(&text, &path.display().to_string(), sim_grammar)
             .map_err(|e| anyhow::anyhow!(e))
     }
+}
+
+/// Builds the error `origin:line: field: message` of the byte at a span's start.
+type ErrAt<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> String + 'a;
+
+/// `[[step]]` number `i`: `at_s` within the drill, exactly one of sim (checked against the
+/// simulator's grammar), ack (with its optional user) or note.
+fn parse_step(
+    i: usize,
+    s: &toml::Spanned<RawStep>,
+    duration: f64,
+    err: &ErrAt<'_>,
+    sim_grammar: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<Step, String> {
+    let span = s.span();
+    let s = s.get_ref();
+    let f = |x: &str| format!("step[{i}].{x}");
+    if !(s.at_s.is_finite() && s.at_s >= 0.0 && s.at_s <= duration) {
+        return Err(err(
+            span,
+            &f("at_s"),
+            format!("{}: expected 0..=duration_s ({duration})", s.at_s),
+        ));
+    }
+    let action = match (&s.sim, &s.ack, &s.note) {
+        (Some(c), None, None) => {
+            sim_grammar(c).map_err(|e| err(span.clone(), &f("sim"), format!("`{c}`: {e}")))?;
+            Action::Sim(c.clone())
+        }
+        (None, Some(a), None) => Action::Ack {
+            alarm: a.clone(),
+            user: s.user.clone().unwrap_or_else(|| "operator".into()),
+        },
+        (None, None, Some(n)) => Action::Note(n.clone()),
+        _ => {
+            return Err(err(
+                span,
+                &format!("step[{i}]"),
+                "give exactly one of sim, ack or note".into(),
+            ));
+        }
+    };
+    if s.user.is_some() && s.ack.is_none() {
+        return Err(err(span, &f("user"), "only used with ack".into()));
+    }
+    Ok(Step {
+        at_s: s.at_s,
+        action,
+    })
+}
+
+/// `[[expect]]` number `i`: `within_s` > 0 and exactly one of alarm, dc09 (a DC-09 event
+/// kind) or ack.
+fn parse_expect(i: usize, e: &toml::Spanned<RawExpect>, err: &ErrAt<'_>) -> Result<Expect, String> {
+    let span = e.span();
+    let e = e.get_ref();
+    if !(e.within_s.is_finite() && e.within_s > 0.0) {
+        return Err(err(
+            span,
+            &format!("expect[{i}].within_s"),
+            "expected seconds > 0".into(),
+        ));
+    }
+    let w = e.within_s;
+    Ok(match (&e.alarm, &e.dc09, &e.ack) {
+        (Some(a), None, None) => Expect::Alarm {
+            alarm: a.clone(),
+            within_s: w,
+        },
+        (None, Some(k), None) => {
+            if sia_dc09::EventKind::from_name(k).is_none() {
+                return Err(err(
+                    span,
+                    &format!("expect[{i}].dc09"),
+                    format!("`{k}` is not a DC-09 event kind (fire.stage1, fire.trouble, ...)"),
+                ));
+            }
+            Expect::Dc09 {
+                kind: k.clone(),
+                within_s: w,
+            }
+        }
+        (None, None, Some(a)) => Expect::Ack {
+            alarm: a.clone(),
+            within_s: w,
+        },
+        _ => {
+            return Err(err(
+                span,
+                &format!("expect[{i}]"),
+                "give exactly one of alarm, dc09 or ack".into(),
+            ));
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -384,6 +402,39 @@ pub fn id_matches(id: &str, pattern: &str) -> bool {
 /// Builds the report (pure).
 pub fn build_report(f: Facts<'_>) -> Report {
     let start = f.drill.started_ms;
+    let (detected, acknowledged) = journal_lines(&f, start);
+    let incidents: Vec<IncidentLine> = f
+        .incidents
+        .iter()
+        .map(|(id, title, grade, opened)| IncidentLine {
+            id: *id,
+            title: title.clone(),
+            grade: *grade,
+            opened_ms: *opened,
+            after_s: after(start, *opened),
+        })
+        .collect();
+    let dc09 = transmissions(&f, start);
+    let expectations = expectations(f.scenario, &detected, &acknowledged, &dc09);
+    let edge_events = edge_events(&f, start);
+    Report {
+        drill: f.drill.clone(),
+        scenario: f.scenario.name.clone(),
+        description: f.scenario.description.clone(),
+        steps: f.steps,
+        detected,
+        edge_events,
+        acknowledged,
+        incidents,
+        dc09,
+        agents: f.agents,
+        expectations,
+    }
+}
+
+/// The drill's alarm journal records: the first activation of each alarm, and every
+/// acknowledgement.
+fn journal_lines(f: &Facts<'_>, start: i64) -> (Vec<Detection>, Vec<Acknowledgement>) {
     let mine: Vec<&serde_json::Value> = f
         .journal
         .iter()
@@ -413,19 +464,12 @@ pub fn build_report(f: Facts<'_>) -> Report {
             _ => {}
         }
     }
-    let incidents: Vec<IncidentLine> = f
-        .incidents
-        .iter()
-        .map(|(id, title, grade, opened)| IncidentLine {
-            id: *id,
-            title: title.clone(),
-            grade: *grade,
-            opened_ms: *opened,
-            after_s: after(start, *opened),
-        })
-        .collect();
-    let dc09: Vec<Transmission> = f
-        .dc09
+    (detected, acknowledged)
+}
+
+/// The server's DC-09 messages tagged with the drill.
+fn transmissions(f: &Facts<'_>, start: i64) -> Vec<Transmission> {
+    f.dc09
         .iter()
         .filter(|m| m.drill.as_deref() == Some(f.drill.id.as_str()))
         .map(|m| Transmission {
@@ -443,9 +487,17 @@ pub fn build_report(f: Facts<'_>) -> Report {
             path: m.path.clone(),
             status: m.status.clone(),
         })
-        .collect();
-    let expectations = f
-        .scenario
+        .collect()
+}
+
+/// Each expectation of the scenario against the earliest matching fact.
+fn expectations(
+    scenario: &Scenario,
+    detected: &[Detection],
+    acknowledged: &[Acknowledgement],
+    dc09: &[Transmission],
+) -> Vec<ExpectResult> {
+    scenario
         .expect
         .iter()
         .map(|e| {
@@ -484,7 +536,11 @@ pub fn build_report(f: Facts<'_>) -> Report {
                 met: at.is_some_and(|a| a <= within),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The edge agents' events received while the drill ran, by their own time.
+fn edge_events(f: &Facts<'_>, start: i64) -> Vec<EdgeEvent> {
     let end = f.drill.ended_ms.unwrap_or(i64::MAX);
     let mut edge_events: Vec<EdgeEvent> = f
         .edge_events
@@ -501,19 +557,7 @@ pub fn build_report(f: Facts<'_>) -> Report {
         })
         .collect();
     edge_events.sort_by_key(|e| e.ts_ms);
-    Report {
-        drill: f.drill.clone(),
-        scenario: f.scenario.name.clone(),
-        description: f.scenario.description.clone(),
-        steps: f.steps,
-        detected,
-        edge_events,
-        acknowledged,
-        incidents,
-        dc09,
-        agents: f.agents,
-        expectations,
-    }
+    edge_events
 }
 
 fn opt_s(v: Option<f64>) -> String {
@@ -521,8 +565,21 @@ fn opt_s(v: Option<f64>) -> String {
 }
 
 impl Report {
-    /// The report as Markdown (times relative to the drill start).
+    /// The report as Markdown (times relative to the drill start), its sections in order.
     pub fn markdown(&self) -> String {
+        let mut o = self.md_header();
+        self.md_timeline(&mut o);
+        self.md_detected(&mut o);
+        self.md_edge_events(&mut o);
+        self.md_acknowledged(&mut o);
+        self.md_incidents(&mut o);
+        self.md_dc09(&mut o);
+        self.md_agents(&mut o);
+        self.md_expectations(&mut o);
+        o
+    }
+
+    fn md_header(&self) -> String {
         let d = &self.drill;
         let mut o = format!(
             "# Drill report: {}\n\n- Drill id: `{}`\n- Scenario: {}\n- Started: {} ms (Unix)\n- Ended: {}\n- Everything below was tagged as test (alarm journal `drill` field, incident tags, DC-09 test code).\n",
@@ -538,16 +595,23 @@ impl Report {
         if !self.description.is_empty() {
             o.push_str(&format!("\n{}\n", self.description.trim()));
         }
+        o
+    }
+
+    fn md_timeline(&self, o: &mut String) {
         o.push_str("\n## Timeline of the scenario\n\n| at | action | result |\n|---|---|---|\n");
         for s in &self.steps {
             o.push_str(&format!(
                 "| {:.3} s | {} | {}{} |\n",
-                after(d.started_ms, s.done_ms),
+                after(self.drill.started_ms, s.done_ms),
                 s.action,
                 if s.ok { "" } else { "FAILED: " },
                 s.result.replace('|', "/").replace('\n', " ")
             ));
         }
+    }
+
+    fn md_detected(&self, o: &mut String) {
         o.push_str("\n## Detected\n\n| after | alarm | grade | message |\n|---|---|---|---|\n");
         for x in &self.detected {
             o.push_str(&format!(
@@ -555,6 +619,9 @@ impl Report {
                 x.after_s, x.alarm, x.grade, x.message
             ));
         }
+    }
+
+    fn md_edge_events(&self, o: &mut String) {
         o.push_str(
             "\n## Edge events\n\n| after | agent | device | kind | test | message |\n|---|---|---|---|---|---|\n",
         );
@@ -569,6 +636,9 @@ impl Report {
                 x.message.replace('|', "/")
             ));
         }
+    }
+
+    fn md_acknowledged(&self, o: &mut String) {
         o.push_str("\n## Acknowledged\n\n| after | alarm | by |\n|---|---|---|\n");
         for x in &self.acknowledged {
             o.push_str(&format!(
@@ -576,6 +646,9 @@ impl Report {
                 x.after_s, x.alarm, x.user
             ));
         }
+    }
+
+    fn md_incidents(&self, o: &mut String) {
         o.push_str("\n## Incidents opened\n\n| after | id | grade | title |\n|---|---|---|---|\n");
         for x in &self.incidents {
             o.push_str(&format!(
@@ -583,6 +656,9 @@ impl Report {
                 x.after_s, x.id, x.grade, x.title
             ));
         }
+    }
+
+    fn md_dc09(&self, o: &mut String) {
         o.push_str(
             "\n## Reached the fire authority's receiver (server DC-09, test code)\n\n| queued | ACKed | kind | zone | rack | restore | seq | path | status |\n|---|---|---|---|---|---|---|---|---|\n",
         );
@@ -600,6 +676,9 @@ impl Report {
                 x.status
             ));
         }
+    }
+
+    fn md_agents(&self, o: &mut String) {
         o.push_str("\n## Agents (test mode)\n\n| agent | test mode | answer |\n|---|---|---|\n");
         for a in &self.agents {
             o.push_str(&format!(
@@ -613,20 +692,21 @@ impl Report {
                 }
             ));
         }
-        if !self.expectations.is_empty() {
-            o.push_str(
-                "\n## Expectations\n\n| expected | within | at | met |\n|---|---|---|---|\n",
-            );
-            for e in &self.expectations {
-                o.push_str(&format!(
-                    "| {} | {:.0} s | {} | {} |\n",
-                    e.what,
-                    e.within_s,
-                    opt_s(e.at_s),
-                    if e.met { "yes" } else { "NO" }
-                ));
-            }
+    }
+
+    fn md_expectations(&self, o: &mut String) {
+        if self.expectations.is_empty() {
+            return;
         }
-        o
+        o.push_str("\n## Expectations\n\n| expected | within | at | met |\n|---|---|---|---|\n");
+        for e in &self.expectations {
+            o.push_str(&format!(
+                "| {} | {:.0} s | {} | {} |\n",
+                e.what,
+                e.within_s,
+                opt_s(e.at_s),
+                if e.met { "yes" } else { "NO" }
+            ));
+        }
     }
 }

@@ -401,17 +401,57 @@ impl Facility {
             self.evaluation = Some(Arc::new(ev));
         }
         if self.passive {
-            // A follower: the redundancy levels for its console; the leader runs the engine.
-            let mut redundancy = Vec::new();
-            if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
-                level_changes(site, ev, &mut self.levels, &mut redundancy, now_ms);
-            }
-            return Changes {
-                redundancy,
-                ..Default::default()
-            };
+            return self.follower_tick(now_ms);
         }
         let mut records = Vec::new();
+        self.clear_timed_troubles(now_ms, &mut records);
+        let mut redundancy = Vec::new();
+        if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
+            level_changes(site, ev, &mut self.levels, &mut redundancy, now_ms);
+            let warming = warming_subsystems(ev, self.warmup_until_ms, now_ms);
+            judge_subsystems(&mut self.engine, ev, &warming, &mut records, now_ms);
+            judge_breakers(
+                &mut self.engine,
+                &mut self.mismatches,
+                ev,
+                &mut records,
+                now_ms,
+            );
+            // Every rack, after the subsystems (the rack alarms are grouped under theirs).
+            judge_racks(
+                &mut self.engine,
+                &mut self.fed,
+                site,
+                ev,
+                &warming,
+                &mut records,
+                now_ms,
+            );
+            let suppression = SiteSuppression::new(site, ev);
+            records.extend(self.engine.tick(now_ms, &suppression));
+        } else {
+            records.extend(self.engine.tick(now_ms, &dcim_alarms::NoSuppression));
+        }
+        let mut changes = self.finish(records, now_ms);
+        changes.redundancy = redundancy;
+        changes
+    }
+
+    /// A follower's tick: the redundancy levels for its console; the leader runs the engine.
+    fn follower_tick(&mut self, now_ms: i64) -> Changes {
+        let mut redundancy = Vec::new();
+        if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
+            level_changes(site, ev, &mut self.levels, &mut redundancy, now_ms);
+        }
+        Changes {
+            redundancy,
+            ..Default::default()
+        }
+    }
+
+    /// Clears the troubles that end with time: the ingest loss after `INGEST_LOSS_HOLD_MS`,
+    /// the clock troubles of agents quiet for `CLOCK_AHEAD_CLEAR_MS`.
+    fn clear_timed_troubles(&mut self, now_ms: i64, records: &mut Vec<Record>) {
         if let Some(t) = self.ingest_loss_ms
             && now_ms - t >= INGEST_LOSS_HOLD_MS
         {
@@ -434,136 +474,6 @@ impl Facility {
                     .on_trouble("clock_ahead", &agent, None, false, "", now_ms),
             );
         }
-        let mut redundancy = Vec::new();
-        if let (Some(site), Some(ev)) = (&self.site, &self.evaluation) {
-            level_changes(site, ev, &mut self.levels, &mut redundancy, now_ms);
-            // Just restored: in a subsystem whose components have not all reported yet, no data
-            // is not a change of redundancy (for the subsystem's alarm and its racks' alarms).
-            let warming: BTreeSet<&str> = ev
-                .subsystems
-                .iter()
-                .filter(|sub| {
-                    !sub.unknown.is_empty() && self.warmup_until_ms.is_some_and(|t| now_ms < t)
-                })
-                .map(|sub| sub.subsystem.as_str())
-                .collect();
-            // The redundancy alarm follows what is known: Unknown components count as up until
-            // they have been Unknown for `down_after_ms` (then they are Down). What is not
-            // proven raises its own alarm, `redundancy-unverified`.
-            for sub in &ev.subsystems {
-                if warming.contains(sub.subsystem.as_str()) {
-                    continue;
-                }
-                let detail = if sub.lost.is_empty() && sub.degraded.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "{} lost, {} degraded; down: {}; single points of failure: {}",
-                        sub.lost.len(),
-                        sub.degraded.len(),
-                        list(&sub.down, 12),
-                        list(&sub.single_points_of_failure, 12)
-                    )
-                };
-                records.extend(self.engine.on_redundancy(
-                    sub.subsystem.as_str(),
-                    sub.designed,
-                    sub.if_unknown_up,
-                    &detail,
-                    now_ms,
-                ));
-                let unverified = format!(
-                    "designed {}, {}; unknown: {}; {} of {} consumers unverified",
-                    sub.designed,
-                    sub.summary,
-                    list(&sub.unverified, 12),
-                    sub.unverified_consumers.len(),
-                    sub.consumers
-                );
-                records.extend(self.engine.on_unverified(
-                    sub.subsystem.as_str(),
-                    !sub.verified,
-                    &unverified,
-                    now_ms,
-                ));
-            }
-            // Breaker position against measurement, per component.
-            let mut mismatches = BTreeSet::new();
-            for h in &ev.components {
-                if let Some(m) = &h.mismatch {
-                    mismatches.insert(h.id.clone());
-                    records.extend(self.engine.on_trouble(
-                        "breaker_mismatch",
-                        &h.id,
-                        Some(&h.id),
-                        true,
-                        &format!("{}: {m}", h.id),
-                        now_ms,
-                    ));
-                }
-            }
-            for gone in self.mismatches.difference(&mismatches) {
-                records.extend(self.engine.on_trouble(
-                    "breaker_mismatch",
-                    gone,
-                    Some(gone),
-                    false,
-                    "",
-                    now_ms,
-                ));
-            }
-            self.mismatches = mismatches;
-            // Every rack, after the subsystems (the rack alarms are grouped under theirs).
-            for (c, h) in site.components.iter().zip(&ev.components) {
-                if c.kind != dcim_site::Kind::Rack {
-                    continue;
-                }
-                for sup in &h.supply {
-                    if warming.contains(sup.subsystem.as_str()) {
-                        continue;
-                    }
-                    let racks = match self.fed.get_mut(sup.subsystem.as_str()) {
-                        Some(r) => r,
-                        None => self
-                            .fed
-                            .entry(sup.subsystem.as_str().to_owned())
-                            .or_default(),
-                    };
-                    let before = match racks.get_mut(c.id.as_str()) {
-                        Some(l) => Some(std::mem::replace(l, sup.if_unknown_up)),
-                        None => racks.insert(c.id.clone(), sup.if_unknown_up),
-                    };
-                    if sup.if_unknown_up >= sup.designed && before == Some(sup.if_unknown_up) {
-                        continue;
-                    }
-                    let detail = if sup.if_unknown_up < sup.designed {
-                        format!(
-                            "{} of {} paths live; single points of failure: {}",
-                            sup.live_paths_if_unknown_up,
-                            sup.designed_paths,
-                            sup.single_points_of_failure.join(", ")
-                        )
-                    } else {
-                        String::new()
-                    };
-                    records.extend(self.engine.on_rack_redundancy(
-                        sup.subsystem.as_str(),
-                        &c.id,
-                        sup.designed,
-                        sup.if_unknown_up,
-                        &detail,
-                        now_ms,
-                    ));
-                }
-            }
-            let suppression = SiteSuppression::new(site, ev);
-            records.extend(self.engine.tick(now_ms, &suppression));
-        } else {
-            records.extend(self.engine.tick(now_ms, &dcim_alarms::NoSuppression));
-        }
-        let mut changes = self.finish(records, now_ms);
-        changes.redundancy = redundancy;
-        changes
     }
 
     pub fn act(
@@ -671,6 +581,150 @@ pub fn device_statuses(
             (d.to_owned(), dcim_site::status(&o, now_ms, &inputs.policy))
         })
         .collect()
+}
+
+/// Just restored: in a subsystem whose components have not all reported yet, no data is not a
+/// change of redundancy (for the subsystem's alarm and its racks' alarms).
+fn warming_subsystems(
+    ev: &Evaluation,
+    warmup_until_ms: Option<i64>,
+    now_ms: i64,
+) -> BTreeSet<&str> {
+    ev.subsystems
+        .iter()
+        .filter(|sub| !sub.unknown.is_empty() && warmup_until_ms.is_some_and(|t| now_ms < t))
+        .map(|sub| sub.subsystem.as_str())
+        .collect()
+}
+
+/// The redundancy alarm follows what is known: Unknown components count as up until they have
+/// been Unknown for `down_after_ms` (then they are Down). What is not proven raises its own
+/// alarm, `redundancy-unverified`.
+fn judge_subsystems(
+    engine: &mut Engine,
+    ev: &Evaluation,
+    warming: &BTreeSet<&str>,
+    records: &mut Vec<Record>,
+    now_ms: i64,
+) {
+    for sub in &ev.subsystems {
+        if warming.contains(sub.subsystem.as_str()) {
+            continue;
+        }
+        let detail = if sub.lost.is_empty() && sub.degraded.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} lost, {} degraded; down: {}; single points of failure: {}",
+                sub.lost.len(),
+                sub.degraded.len(),
+                list(&sub.down, 12),
+                list(&sub.single_points_of_failure, 12)
+            )
+        };
+        records.extend(engine.on_redundancy(
+            sub.subsystem.as_str(),
+            sub.designed,
+            sub.if_unknown_up,
+            &detail,
+            now_ms,
+        ));
+        let unverified = format!(
+            "designed {}, {}; unknown: {}; {} of {} consumers unverified",
+            sub.designed,
+            sub.summary,
+            list(&sub.unverified, 12),
+            sub.unverified_consumers.len(),
+            sub.consumers
+        );
+        records.extend(engine.on_unverified(
+            sub.subsystem.as_str(),
+            !sub.verified,
+            &unverified,
+            now_ms,
+        ));
+    }
+}
+
+/// Breaker position against measurement, per component: raises each mismatch, clears those
+/// gone since the last tick.
+fn judge_breakers(
+    engine: &mut Engine,
+    last: &mut BTreeSet<String>,
+    ev: &Evaluation,
+    records: &mut Vec<Record>,
+    now_ms: i64,
+) {
+    let mut mismatches = BTreeSet::new();
+    for h in &ev.components {
+        if let Some(m) = &h.mismatch {
+            mismatches.insert(h.id.clone());
+            records.extend(engine.on_trouble(
+                "breaker_mismatch",
+                &h.id,
+                Some(&h.id),
+                true,
+                &format!("{}: {m}", h.id),
+                now_ms,
+            ));
+        }
+    }
+    for gone in last.difference(&mismatches) {
+        records.extend(engine.on_trouble("breaker_mismatch", gone, Some(gone), false, "", now_ms));
+    }
+    *last = mismatches;
+}
+
+/// Every rack's redundancy per supplying subsystem (outside warming ones), fed to the engine
+/// when it is below design or changed since the level last fed (`fed`).
+fn judge_racks(
+    engine: &mut Engine,
+    fed: &mut HashMap<String, HashMap<String, Redundancy>>,
+    site: &Site,
+    ev: &Evaluation,
+    warming: &BTreeSet<&str>,
+    records: &mut Vec<Record>,
+    now_ms: i64,
+) {
+    for (c, h) in site.components.iter().zip(&ev.components) {
+        if c.kind != dcim_site::Kind::Rack {
+            continue;
+        }
+        for sup in &h.supply {
+            if warming.contains(sup.subsystem.as_str()) {
+                continue;
+            }
+            let racks = match fed.get_mut(sup.subsystem.as_str()) {
+                Some(r) => r,
+                None => fed.entry(sup.subsystem.as_str().to_owned()).or_default(),
+            };
+            let before = match racks.get_mut(c.id.as_str()) {
+                Some(l) => Some(std::mem::replace(l, sup.if_unknown_up)),
+                None => racks.insert(c.id.clone(), sup.if_unknown_up),
+            };
+            if sup.if_unknown_up >= sup.designed && before == Some(sup.if_unknown_up) {
+                continue;
+            }
+            let detail = if sup.if_unknown_up < sup.designed {
+                format!(
+                    "{} of {} paths live; single points of failure: {}",
+                    sup.live_paths_if_unknown_up,
+                    sup.designed_paths,
+                    sup.single_points_of_failure.join(", ")
+                )
+            } else {
+                String::new()
+            };
+            records.extend(engine.on_rack_redundancy(
+                sup.subsystem.as_str(),
+                &c.id,
+                sup.designed,
+                sup.if_unknown_up,
+                &detail,
+                now_ms,
+            ));
+        }
+    }
 }
 
 /// At most `n` ids, then how many more.

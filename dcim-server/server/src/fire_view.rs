@@ -20,7 +20,7 @@
 //! tile), else from the site, the room and the rack's `row` network group.
 
 use dcim_points::{Quality, Sample, Value};
-use dcim_site::{Kind, Site};
+use dcim_site::{Component, Kind, Plan, Site};
 use fire_logic::{Action, STAGE_TABLE, SourceId};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
@@ -143,11 +143,6 @@ pub struct Place {
 pub fn places(site: &Site) -> BTreeMap<String, Place> {
     let mut out = BTreeMap::new();
     let mut in_row: BTreeMap<&str, usize> = BTreeMap::new();
-    let room_name = |room: &Option<String>| {
-        room.as_deref()
-            .and_then(|r| site.get(r))
-            .and_then(|c| c.name.clone())
-    };
     let layout = &site.layout;
     for c in &site.components {
         let cell = layout.cell_of(&c.id);
@@ -160,25 +155,12 @@ pub fn places(site: &Site) -> BTreeMap<String, Place> {
             continue;
         }
         let row = (c.kind == Kind::Rack)
-            .then(|| {
-                c.groups
-                    .iter()
-                    .flat_map(|g| &g.members)
-                    .map(|&m| &site.components[m])
-                    .find(|m| m.kind == Kind::Row)
-                    .map(|m| m.id.clone())
-            })
+            .then(|| group_member(site, c, Kind::Row))
             .flatten();
         // A rack without a room of its own is in the room it is cooled by.
         let room = c.room.clone().or_else(|| match c.kind {
             Kind::Room => Some(c.id.clone()),
-            Kind::Rack => c
-                .groups
-                .iter()
-                .flat_map(|g| &g.members)
-                .map(|&m| &site.components[m])
-                .find(|m| m.kind == Kind::Room)
-                .map(|m| m.id.clone()),
+            Kind::Rack => group_member(site, c, Kind::Room),
             _ => None,
         });
         let position = row.as_deref().map(|r| {
@@ -189,34 +171,14 @@ pub fn places(site: &Site) -> BTreeMap<String, Place> {
             *n
         });
         // A room or battery room with a plan of its own is where that plan is.
-        let own = layout.plan(&c.id);
-        let place = match (cell, own) {
-            (Some((plan, cell)), _) => {
-                let room = Some(plan.room.clone());
-                Place {
-                    building: plan.building.clone().unwrap_or_else(|| site.name.clone()),
-                    floor: plan.floor.clone(),
-                    room_name: room_name(&room),
-                    room,
-                    row: cell.row.clone().or(row),
-                    position: cell.position.map(|p| p as usize).or(position),
-                    zone: c.zone.clone(),
-                    tile: Some([cell.x, cell.y]),
-                }
-            }
-            (None, Some(plan)) => {
-                let room = Some(c.id.clone());
-                Place {
-                    building: plan.building.clone().unwrap_or_else(|| site.name.clone()),
-                    floor: plan.floor.clone(),
-                    room_name: room_name(&room),
-                    room,
-                    row: None,
-                    position: None,
-                    zone: c.zone.clone(),
-                    tile: None,
-                }
-            }
+        let place = match (cell, layout.plan(&c.id)) {
+            (Some((plan, cell)), _) => Place {
+                row: cell.row.clone().or(row),
+                position: cell.position.map(|p| p as usize).or(position),
+                tile: Some([cell.x, cell.y]),
+                ..plan_place(site, c, plan, plan.room.clone())
+            },
+            (None, Some(plan)) => plan_place(site, c, plan, c.id.clone()),
             (None, None) => {
                 // In a room with a plan, the building and floor are the plan's.
                 let plan = room.as_deref().and_then(|r| layout.plan(r));
@@ -225,7 +187,7 @@ pub fn places(site: &Site) -> BTreeMap<String, Place> {
                         .and_then(|p| p.building.clone())
                         .unwrap_or_else(|| site.name.clone()),
                     floor: plan.and_then(|p| p.floor.clone()),
-                    room_name: room_name(&room),
+                    room_name: room_name(site, &room),
                     room,
                     row,
                     position,
@@ -237,6 +199,38 @@ pub fn places(site: &Site) -> BTreeMap<String, Place> {
         out.insert(c.id.clone(), place);
     }
     out
+}
+
+/// The first component of `kind` in one of `c`'s groups (the row a rack hangs off, the room
+/// it is cooled by).
+fn group_member(site: &Site, c: &Component, kind: Kind) -> Option<String> {
+    c.groups
+        .iter()
+        .flat_map(|g| &g.members)
+        .map(|&m| &site.components[m])
+        .find(|m| m.kind == kind)
+        .map(|m| m.id.clone())
+}
+
+fn room_name(site: &Site, room: &Option<String>) -> Option<String> {
+    room.as_deref()
+        .and_then(|r| site.get(r))
+        .and_then(|c| c.name.clone())
+}
+
+/// A place in `room` on a floor plan: the plan's building and floor, no row, position or tile.
+fn plan_place(site: &Site, c: &Component, plan: &Plan, room: String) -> Place {
+    let room = Some(room);
+    Place {
+        building: plan.building.clone().unwrap_or_else(|| site.name.clone()),
+        floor: plan.floor.clone(),
+        room_name: room_name(site, &room),
+        room,
+        row: None,
+        position: None,
+        zone: c.zone.clone(),
+        tile: None,
+    }
 }
 
 /// The latest samples of the devices of interest, by `(device, role)`; several per key when
@@ -493,28 +487,12 @@ pub fn summary(site: &Site, input: &SummaryInput<'_>) -> FireSummary {
             _ => continue,
         };
         let place = places.get(&c.id).cloned().unwrap_or_default();
-        let devices: Vec<&str> = {
-            let mut d: Vec<&str> = c.bindings.iter().map(|b| b.device.as_str()).collect();
-            d.dedup();
-            d
-        };
         // The stage: the binding of role fire.stage (the first device that has a value).
-        let stage_sample = c
-            .bindings
-            .iter()
-            .filter(|b| b.role.as_str() == "fire.stage")
-            .filter_map(|b| input.readings.get(&(b.device.as_str(), "fire.stage")))
-            .flatten()
+        let stage_sample = stage_samples(c, input.readings)
             .filter(|s| s.value.as_ref().and_then(stage_code).is_some())
             .max_by_key(|s| s.ts_ms);
         let Some(s) = stage_sample else {
-            let last = c
-                .bindings
-                .iter()
-                .filter(|b| b.role.as_str() == "fire.stage")
-                .filter_map(|b| input.readings.get(&(b.device.as_str(), "fire.stage")))
-                .flatten()
-                .max_by_key(|s| s.ts_ms);
+            let last = stage_samples(c, input.readings).max_by_key(|s| s.ts_ms);
             no_reading.push(NoReading {
                 id: c.id.clone(),
                 kind,
@@ -541,101 +519,7 @@ pub fn summary(site: &Site, input: &SummaryInput<'_>) -> FireSummary {
             continue;
         }
         counts[usize::from(code)] += 1;
-        let events: Vec<&FireEvent> = devices
-            .iter()
-            .filter_map(|d| input.events.get(*d))
-            .flatten()
-            .collect();
-        // The newest event entering this stage.
-        let entry = events
-            .iter()
-            .filter(|e| event_stage(e) == Some(code))
-            .max_by_key(|e| e.ts_ms);
-        let (since_ms, since_basis) = match entry {
-            Some(e) => (Some(e.ts_ms), Some("event")),
-            None => match input
-                .stage_history
-                .get(&s.device)
-                .and_then(|h| since_from_history(h, code))
-            {
-                Some(t) => (Some(t), Some("history")),
-                None => (None, None),
-            },
-        };
-        // What triggered it: the event that entered the first fire stage of this episode
-        // carries the cause; a later stage's event carries its own.
-        let trigger = entry.and_then(|e| trigger_from_event(e)).or_else(|| {
-            let best = TEMP_ROLES
-                .iter()
-                .flat_map(|role| devices.iter().map(move |d| (*d, *role)))
-                .filter_map(|k| input.readings.get(&k))
-                .flatten()
-                .filter(|s| s.quality == Quality::Good)
-                .filter_map(|s| Some((s, s.value.as_ref()?.as_f64()?)))
-                .max_by(|a, b| a.1.total_cmp(&b.1))?;
-            Some(Trigger {
-                value_c: Some(best.1),
-                source: best.0.role.as_str().to_owned(),
-                source_name: best
-                    .0
-                    .role
-                    .def()
-                    .map_or(best.0.role.as_str(), |d| d.description)
-                    .to_owned(),
-                basis: "reading",
-                ts_ms: Some(best.0.ts_ms),
-                detail: None,
-            })
-        });
-        let mut actions = Vec::new();
-        for row in STAGE_TABLE.iter().take(usize::from(code) + 1) {
-            for a in row.actions {
-                let feedback = action_feedback_role(*a).and_then(|role| {
-                    let f = devices
-                        .iter()
-                        .filter_map(|d| input.readings.get(&(*d, role)))
-                        .flatten()
-                        .max_by_key(|s| s.ts_ms)?;
-                    let confirmed = match (role, f.value.as_ref()) {
-                        (_, None) => None,
-                        ("fire.agent_pressure", _) => None,
-                        ("fire.coolant_flow", Some(v)) => v.as_f64().map(|x| x > 0.0),
-                        (_, Some(v)) => v.as_bool(),
-                    };
-                    Some(Feedback {
-                        device: f.device.clone(),
-                        role,
-                        value: f.value.clone(),
-                        ts_ms: f.ts_ms,
-                        confirmed,
-                        stale: is_stale(f, now, stale_after),
-                    })
-                });
-                actions.push(ActionState {
-                    key: a.name(),
-                    name: action_name(*a),
-                    stage_code: row.code,
-                    feedback,
-                });
-            }
-        }
-        racks.push(FireRack {
-            id: c.id.clone(),
-            kind,
-            name: c.name.clone(),
-            stage: StageRef::of(code).expect("stage_code is in the table"),
-            reading: Reading {
-                device: s.device.clone(),
-                ts_ms: s.ts_ms,
-                quality: s.quality,
-                stale,
-            },
-            since_ms,
-            since_basis,
-            trigger,
-            actions,
-            place,
-        });
+        racks.push(fire_rack(c, kind, place, s, code, input, stale_after));
     }
     racks.sort_by(|a, b| {
         b.stage
@@ -655,6 +539,158 @@ pub fn summary(site: &Site, input: &SummaryInput<'_>) -> FireSummary {
         no_reading,
         counts,
     }
+}
+
+/// The latest `fire.stage` samples of a component's `fire.stage` bindings.
+fn stage_samples<'a>(
+    c: &'a Component,
+    readings: &'a Readings<'a>,
+) -> impl Iterator<Item = &'a &'a Sample> + 'a {
+    c.bindings
+        .iter()
+        .filter(|b| b.role.as_str() == "fire.stage")
+        .filter_map(move |b| readings.get(&(b.device.as_str(), "fire.stage")))
+        .flatten()
+}
+
+/// A rack or battery room in a fire stage (`code` > 0) read from `s`: since when, what
+/// triggered it, the actions its stage commands with their feedback.
+fn fire_rack(
+    c: &Component,
+    kind: &'static str,
+    place: Place,
+    s: &Sample,
+    code: u8,
+    input: &SummaryInput<'_>,
+    stale_after: i64,
+) -> FireRack {
+    let devices: Vec<&str> = {
+        let mut d: Vec<&str> = c.bindings.iter().map(|b| b.device.as_str()).collect();
+        d.dedup();
+        d
+    };
+    let events: Vec<&FireEvent> = devices
+        .iter()
+        .filter_map(|d| input.events.get(*d))
+        .flatten()
+        .collect();
+    // The newest event entering this stage.
+    let entry = events
+        .iter()
+        .filter(|e| event_stage(e) == Some(code))
+        .max_by_key(|e| e.ts_ms);
+    let (since_ms, since_basis) = match entry {
+        Some(e) => (Some(e.ts_ms), Some("event")),
+        None => match input
+            .stage_history
+            .get(&s.device)
+            .and_then(|h| since_from_history(h, code))
+        {
+            Some(t) => (Some(t), Some("history")),
+            None => (None, None),
+        },
+    };
+    // What triggered it: the event that entered the first fire stage of this episode
+    // carries the cause; a later stage's event carries its own.
+    let trigger = entry
+        .and_then(|e| trigger_from_event(e))
+        .or_else(|| hottest_reading(&devices, input.readings));
+    FireRack {
+        id: c.id.clone(),
+        kind,
+        name: c.name.clone(),
+        stage: StageRef::of(code).expect("stage_code is in the table"),
+        reading: Reading {
+            device: s.device.clone(),
+            ts_ms: s.ts_ms,
+            quality: s.quality,
+            stale: is_stale(s, input.now_ms, stale_after),
+        },
+        since_ms,
+        since_basis,
+        trigger,
+        actions: stage_actions(code, &devices, input, stale_after),
+        place,
+    }
+}
+
+/// The trigger when the fire logic did not say: the highest good temperature reading of the
+/// rack's devices.
+fn hottest_reading(devices: &[&str], readings: &Readings<'_>) -> Option<Trigger> {
+    let best = TEMP_ROLES
+        .iter()
+        .flat_map(|role| devices.iter().map(move |d| (*d, *role)))
+        .filter_map(|k| readings.get(&k))
+        .flatten()
+        .filter(|s| s.quality == Quality::Good)
+        .filter_map(|s| Some((s, s.value.as_ref()?.as_f64()?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some(Trigger {
+        value_c: Some(best.1),
+        source: best.0.role.as_str().to_owned(),
+        source_name: best
+            .0
+            .role
+            .def()
+            .map_or(best.0.role.as_str(), |d| d.description)
+            .to_owned(),
+        basis: "reading",
+        ts_ms: Some(best.0.ts_ms),
+        detail: None,
+    })
+}
+
+/// Every action stage `code` and the stages before it command, in stage order, each with
+/// the latest reading of its feedback point.
+fn stage_actions(
+    code: u8,
+    devices: &[&str],
+    input: &SummaryInput<'_>,
+    stale_after: i64,
+) -> Vec<ActionState> {
+    let mut actions = Vec::new();
+    for row in STAGE_TABLE.iter().take(usize::from(code) + 1) {
+        for a in row.actions {
+            let feedback = action_feedback_role(*a)
+                .and_then(|role| feedback(role, devices, input, stale_after));
+            actions.push(ActionState {
+                key: a.name(),
+                name: action_name(*a),
+                stage_code: row.code,
+                feedback,
+            });
+        }
+    }
+    actions
+}
+
+/// The latest reading of a feedback point over the rack's devices, and whether it confirms
+/// the action.
+fn feedback(
+    role: &'static str,
+    devices: &[&str],
+    input: &SummaryInput<'_>,
+    stale_after: i64,
+) -> Option<Feedback> {
+    let f = devices
+        .iter()
+        .filter_map(|d| input.readings.get(&(*d, role)))
+        .flatten()
+        .max_by_key(|s| s.ts_ms)?;
+    let confirmed = match (role, f.value.as_ref()) {
+        (_, None) => None,
+        ("fire.agent_pressure", _) => None,
+        ("fire.coolant_flow", Some(v)) => v.as_f64().map(|x| x > 0.0),
+        (_, Some(v)) => v.as_bool(),
+    };
+    Some(Feedback {
+        device: f.device.clone(),
+        role,
+        value: f.value.clone(),
+        ts_ms: f.ts_ms,
+        confirmed,
+        stale: is_stale(f, input.now_ms, stale_after),
+    })
 }
 
 #[cfg(test)]

@@ -134,125 +134,14 @@ async fn user_command(args: &Args) -> anyhow::Result<()> {
     let config = load_config(args)?;
     let store = dcim_server::store::open(&config).await?;
     let name = opt(args, "name")?;
-    let exists = || async {
-        anyhow::ensure!(store.get_user(name).await?.is_some(), "no user `{name}`");
-        Ok(())
-    };
+    let st = store.as_ref();
     match args.words.get(1).map(String::as_str) {
-        Some("add") => {
-            let role_s = opt(args, "role")?;
-            let role = Role::parse(role_s).with_context(|| {
-                format!("--role `{role_s}`: expected viewer, operator, admin or fire_authority")
-            })?;
-            anyhow::ensure!(
-                dcim_wire::check_identifier(name).is_ok(),
-                "--name `{name}`: 1-64 of [A-Za-z0-9._-]"
-            );
-            let hash = new_password_hash(&config)?;
-            let created = store
-                .create_user(&UserRecord {
-                    name: name.to_string(),
-                    role: role.as_str().into(),
-                    password_hash: hash,
-                    created_ms: dcim_server::now_ms(),
-                    disabled: false,
-                })
-                .await?;
-            anyhow::ensure!(created, "user `{name}` already exists");
-            audit_cli(
-                store.as_ref(),
-                "user.create",
-                name,
-                serde_json::json!({"role": role}),
-            )
-            .await?;
-            println!("created user {name} ({})", role.as_str());
-        }
-        Some("passwd") => {
-            exists().await?;
-            let hash = new_password_hash(&config)?;
-            store.set_password(name, &hash).await?;
-            let ended = store.delete_sessions_of(name, None).await?;
-            audit_cli(
-                store.as_ref(),
-                "user.password",
-                name,
-                serde_json::json!({"by": "cli", "sessions_ended": ended}),
-            )
-            .await?;
-            println!("password of {name} set; {ended} sessions ended");
-        }
-        Some(w @ ("disable" | "enable")) => {
-            exists().await?;
-            let disable = w == "disable";
-            store.set_user_disabled(name, disable).await?;
-            let ended = if disable {
-                store.delete_sessions_of(name, None).await?
-            } else {
-                0
-            };
-            audit_cli(
-                store.as_ref(),
-                &format!("user.{w}"),
-                name,
-                serde_json::json!({"sessions_ended": ended}),
-            )
-            .await?;
-            println!("{name} {w}d");
-        }
-        Some("token") => {
-            let label = opt(args, "label")?;
-            exists().await?;
-            let days: u32 = match args.opts.iter().find(|(k, _)| k == "days") {
-                Some((_, d)) => d.parse().ok().filter(|d| *d <= 3650).with_context(|| {
-                    format!("--days `{d}`: expected 0..=3650 (0: never expires)")
-                })?,
-                None => config.auth.token_days,
-            };
-            let token = dcim_server::auth::new_token("dcim_");
-            let now = dcim_server::now_ms();
-            let expires = (days > 0).then(|| now + i64::from(days) * 86_400_000);
-            let hash = dcim_server::auth::token_hash(&token);
-            store
-                .create_token_until(&hash, name, label, now, expires)
-                .await?;
-            audit_cli(
-                store.as_ref(),
-                "token.create",
-                name,
-                serde_json::json!({"name": label, "id": &hash[..dcim_server::store::TOKEN_ID_LEN], "expires_ms": expires}),
-            )
-            .await?;
-            println!("{token}");
-        }
-        Some("tokens") => {
-            exists().await?;
-            for t in store.list_tokens(Some(name)).await? {
-                let expires = match t.expires_ms {
-                    Some(ms) => format!("expires at {ms} ms"),
-                    None => "never expires".into(),
-                };
-                println!(
-                    "{}  {}  created at {} ms, {expires}",
-                    t.id, t.name, t.created_ms
-                );
-            }
-        }
-        Some("revoke") => {
-            let id = opt(args, "token")?;
-            anyhow::ensure!(
-                store.revoke_token(name, id).await?,
-                "no token `{id}` of user `{name}` (ids: `user tokens --name {name}`)"
-            );
-            audit_cli(
-                store.as_ref(),
-                "token.revoke",
-                name,
-                serde_json::json!({"id": id}),
-            )
-            .await?;
-            println!("token {id} of {name} revoked");
-        }
+        Some("add") => user_add(args, &config, st, name).await?,
+        Some("passwd") => user_passwd(&config, st, name).await?,
+        Some(w @ ("disable" | "enable")) => user_enable(st, name, w).await?,
+        Some("token") => user_token(args, &config, st, name).await?,
+        Some("tokens") => user_tokens(st, name).await?,
+        Some("revoke") => user_revoke(args, st, name).await?,
         other => {
             anyhow::bail!(
                 "unknown user command {other:?}: expected add, passwd, disable, enable, token, tokens or revoke"
@@ -260,6 +149,151 @@ async fn user_command(args: &Args) -> anyhow::Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+type DynStore = dyn dcim_server::store::Store;
+
+async fn user_exists(store: &DynStore, name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(store.get_user(name).await?.is_some(), "no user `{name}`");
+    Ok(())
+}
+
+/// `user add --name N --role R`: the password from stdin or `DCIM_NEW_PASSWORD`.
+async fn user_add(
+    args: &Args,
+    config: &Config,
+    store: &DynStore,
+    name: &str,
+) -> anyhow::Result<()> {
+    let role_s = opt(args, "role")?;
+    let role = Role::parse(role_s).with_context(|| {
+        format!("--role `{role_s}`: expected viewer, operator, admin or fire_authority")
+    })?;
+    anyhow::ensure!(
+        dcim_wire::check_identifier(name).is_ok(),
+        "--name `{name}`: 1-64 of [A-Za-z0-9._-]"
+    );
+    let hash = new_password_hash(config)?;
+    let created = store
+        .create_user(&UserRecord {
+            name: name.to_string(),
+            role: role.as_str().into(),
+            password_hash: hash,
+            created_ms: dcim_server::now_ms(),
+            disabled: false,
+        })
+        .await?;
+    anyhow::ensure!(created, "user `{name}` already exists");
+    audit_cli(
+        store,
+        "user.create",
+        name,
+        serde_json::json!({"role": role}),
+    )
+    .await?;
+    println!("created user {name} ({})", role.as_str());
+    Ok(())
+}
+
+/// `user passwd --name N`: a new password; the user's sessions end.
+async fn user_passwd(config: &Config, store: &DynStore, name: &str) -> anyhow::Result<()> {
+    user_exists(store, name).await?;
+    let hash = new_password_hash(config)?;
+    store.set_password(name, &hash).await?;
+    let ended = store.delete_sessions_of(name, None).await?;
+    audit_cli(
+        store,
+        "user.password",
+        name,
+        serde_json::json!({"by": "cli", "sessions_ended": ended}),
+    )
+    .await?;
+    println!("password of {name} set; {ended} sessions ended");
+    Ok(())
+}
+
+/// `user disable|enable --name N`: disabling ends the user's sessions.
+async fn user_enable(store: &DynStore, name: &str, w: &str) -> anyhow::Result<()> {
+    user_exists(store, name).await?;
+    let disable = w == "disable";
+    store.set_user_disabled(name, disable).await?;
+    let ended = if disable {
+        store.delete_sessions_of(name, None).await?
+    } else {
+        0
+    };
+    audit_cli(
+        store,
+        &format!("user.{w}"),
+        name,
+        serde_json::json!({"sessions_ended": ended}),
+    )
+    .await?;
+    println!("{name} {w}d");
+    Ok(())
+}
+
+/// `user token --name N --label L [--days D]`: prints a new API token (shown once).
+async fn user_token(
+    args: &Args,
+    config: &Config,
+    store: &DynStore,
+    name: &str,
+) -> anyhow::Result<()> {
+    let label = opt(args, "label")?;
+    user_exists(store, name).await?;
+    let days: u32 = match args.opts.iter().find(|(k, _)| k == "days") {
+        Some((_, d)) => d
+            .parse()
+            .ok()
+            .filter(|d| *d <= 3650)
+            .with_context(|| format!("--days `{d}`: expected 0..=3650 (0: never expires)"))?,
+        None => config.auth.token_days,
+    };
+    let token = dcim_server::auth::new_token("dcim_");
+    let now = dcim_server::now_ms();
+    let expires = (days > 0).then(|| now + i64::from(days) * 86_400_000);
+    let hash = dcim_server::auth::token_hash(&token);
+    store
+        .create_token_until(&hash, name, label, now, expires)
+        .await?;
+    audit_cli(
+        store,
+        "token.create",
+        name,
+        serde_json::json!({"name": label, "id": &hash[..dcim_server::store::TOKEN_ID_LEN], "expires_ms": expires}),
+    )
+    .await?;
+    println!("{token}");
+    Ok(())
+}
+
+/// `user tokens --name N`: the user's tokens (id, label, created, expiry).
+async fn user_tokens(store: &DynStore, name: &str) -> anyhow::Result<()> {
+    user_exists(store, name).await?;
+    for t in store.list_tokens(Some(name)).await? {
+        let expires = match t.expires_ms {
+            Some(ms) => format!("expires at {ms} ms"),
+            None => "never expires".into(),
+        };
+        println!(
+            "{}  {}  created at {} ms, {expires}",
+            t.id, t.name, t.created_ms
+        );
+    }
+    Ok(())
+}
+
+/// `user revoke --name N --token ID`.
+async fn user_revoke(args: &Args, store: &DynStore, name: &str) -> anyhow::Result<()> {
+    let id = opt(args, "token")?;
+    anyhow::ensure!(
+        store.revoke_token(name, id).await?,
+        "no token `{id}` of user `{name}` (ids: `user tokens --name {name}`)"
+    );
+    audit_cli(store, "token.revoke", name, serde_json::json!({"id": id})).await?;
+    println!("token {id} of {name} revoked");
     Ok(())
 }
 

@@ -134,108 +134,117 @@ fn build_sender(
                 .webhook_format()
                 .map_err(|e| anyhow::anyhow!("{what}: {e}"))?,
         },
-        Kind::Email => {
-            use lettre::transport::smtp::authentication::Credentials;
-            use lettre::transport::smtp::extension::ClientId;
-            use lettre::{AsyncSmtpTransport, Tokio1Executor};
-            let url = c.url.as_deref().unwrap_or_default();
-            let (sec, host, port) = parse_smtp_url(url).context("smtp url")?;
-            let mut b = match (sec, &c.ca_file) {
-                (SmtpSecurity::Plain, _) => {
-                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
-                }
-                (SmtpSecurity::StartTls, None) => {
-                    AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)?
-                }
-                (SmtpSecurity::Tls, None) => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)?,
-                // A private CA: only it is trusted (not the system roots).
-                (sec, Some(path)) => {
-                    use lettre::transport::smtp::client::{
-                        Certificate, CertificateStore, Tls, TlsParameters,
-                    };
-                    let pem = std::fs::read(path)
-                        .with_context(|| format!("{what}: reading {}", path.display()))?;
-                    let params = TlsParameters::builder(host.clone())
-                        .certificate_store(CertificateStore::None)
-                        .add_root_certificate(Certificate::from_pem(&pem).with_context(|| {
-                            format!("{what}: {} is not a PEM certificate", path.display())
-                        })?)
-                        .build()?;
-                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host).tls(
-                        if sec == SmtpSecurity::Tls {
-                            Tls::Wrapper(params)
-                        } else {
-                            Tls::Required(params)
-                        },
-                    )
-                }
-            }
-            .port(port)
-            .timeout(Some(timeout));
-            if let Some(h) = &c.helo_name {
-                b = b.hello_name(ClientId::Domain(h.clone()));
-            }
-            if let Some(user) = &c.username {
-                let pw = secret_of(&c.password, &c.password_env, &what)?.unwrap_or_default();
-                b = b.credentials(Credentials::new(user.clone(), pw));
-            }
-            let parse = |a: &str| {
-                a.parse::<lettre::message::Mailbox>()
-                    .with_context(|| format!("{what}: address `{a}`"))
-            };
-            Sender::Email {
-                transport: b.build(),
-                from: parse(c.from.as_deref().unwrap_or_default())?,
-                to: c
-                    .to
-                    .iter()
-                    .map(|a| parse(a))
-                    .collect::<anyhow::Result<_>>()?,
-            }
+        Kind::Email => email_sender(c, &what, timeout)?,
+        Kind::Mqtt => Sender::Mqtt {
+            topic: c.topic.clone().unwrap_or_default(),
+            link: mqtt_link(app, c, &what, stop, tasks)?,
+        },
+    })
+}
+
+/// An e-mail channel: the SMTP transport (plain, STARTTLS or TLS; with `ca_file`, only that
+/// CA is trusted), its credentials and the addresses.
+fn email_sender(c: &ChannelConfig, what: &str, timeout: Duration) -> anyhow::Result<Sender> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::extension::ClientId;
+    use lettre::{AsyncSmtpTransport, Tokio1Executor};
+    let url = c.url.as_deref().unwrap_or_default();
+    let (sec, host, port) = parse_smtp_url(url).context("smtp url")?;
+    let mut b = match (sec, &c.ca_file) {
+        (SmtpSecurity::Plain, _) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
+        (SmtpSecurity::StartTls, None) => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)?
         }
-        Kind::Mqtt => {
-            let topic = c.topic.clone().unwrap_or_default();
-            let link = match &c.url {
-                None => MqttLink::Server(app.clone()),
-                Some(url) => {
-                    let (tls, host, port) =
-                        crate::config::parse_broker_url(url).context("mqtt url")?;
-                    let id = format!("{}-notify-{}", app.config.broker.client_id, c.name);
-                    let mut o = rumqttc::MqttOptions::new(id, host, port);
-                    o.set_keep_alive(Duration::from_secs(30));
-                    if let Some(u) = &c.username {
-                        let pw =
-                            secret_of(&c.password, &c.password_env, &what)?.unwrap_or_default();
-                        o.set_credentials(u.clone(), pw);
-                    }
-                    if tls {
-                        let path = c.ca_file.as_ref().context("mqtts:// needs ca_file")?;
-                        let ca = std::fs::read(path)
-                            .with_context(|| format!("{what}: reading {}", path.display()))?;
-                        o.set_transport(rumqttc::Transport::tls_with_config(
-                            rumqttc::TlsConfiguration::Simple {
-                                ca,
-                                alpn: None,
-                                client_auth: None,
-                            },
-                        ));
-                    }
-                    let (client, el) = rumqttc::AsyncClient::new(o, 16);
-                    let (tx, rx) = mpsc::channel(64);
-                    tasks.push(tokio::spawn(mqtt_loop(
-                        el,
-                        tx,
-                        stop.clone(),
-                        c.name.clone(),
-                    )));
-                    MqttLink::Own {
-                        client,
-                        acks: tokio::sync::Mutex::new(rx),
-                    }
-                }
+        (SmtpSecurity::Tls, None) => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)?,
+        // A private CA: only it is trusted (not the system roots).
+        (sec, Some(path)) => {
+            use lettre::transport::smtp::client::{
+                Certificate, CertificateStore, Tls, TlsParameters,
             };
-            Sender::Mqtt { topic, link }
+            let pem = std::fs::read(path)
+                .with_context(|| format!("{what}: reading {}", path.display()))?;
+            let params = TlsParameters::builder(host.clone())
+                .certificate_store(CertificateStore::None)
+                .add_root_certificate(Certificate::from_pem(&pem).with_context(|| {
+                    format!("{what}: {} is not a PEM certificate", path.display())
+                })?)
+                .build()?;
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host).tls(
+                if sec == SmtpSecurity::Tls {
+                    Tls::Wrapper(params)
+                } else {
+                    Tls::Required(params)
+                },
+            )
         }
+    }
+    .port(port)
+    .timeout(Some(timeout));
+    if let Some(h) = &c.helo_name {
+        b = b.hello_name(ClientId::Domain(h.clone()));
+    }
+    if let Some(user) = &c.username {
+        let pw = secret_of(&c.password, &c.password_env, what)?.unwrap_or_default();
+        b = b.credentials(Credentials::new(user.clone(), pw));
+    }
+    let parse = |a: &str| {
+        a.parse::<lettre::message::Mailbox>()
+            .with_context(|| format!("{what}: address `{a}`"))
+    };
+    Ok(Sender::Email {
+        transport: b.build(),
+        from: parse(c.from.as_deref().unwrap_or_default())?,
+        to: c
+            .to
+            .iter()
+            .map(|a| parse(a))
+            .collect::<anyhow::Result<_>>()?,
+    })
+}
+
+/// An MQTT channel's link: the server's broker connection without `url`, else an own
+/// connection (TLS with `ca_file` for `mqtts://`) whose task is pushed to `tasks`.
+fn mqtt_link(
+    app: &Arc<App>,
+    c: &ChannelConfig,
+    what: &str,
+    stop: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<MqttLink> {
+    let Some(url) = &c.url else {
+        return Ok(MqttLink::Server(app.clone()));
+    };
+    let (tls, host, port) = crate::config::parse_broker_url(url).context("mqtt url")?;
+    let id = format!("{}-notify-{}", app.config.broker.client_id, c.name);
+    let mut o = rumqttc::MqttOptions::new(id, host, port);
+    o.set_keep_alive(Duration::from_secs(30));
+    if let Some(u) = &c.username {
+        let pw = secret_of(&c.password, &c.password_env, what)?.unwrap_or_default();
+        o.set_credentials(u.clone(), pw);
+    }
+    if tls {
+        let path = c.ca_file.as_ref().context("mqtts:// needs ca_file")?;
+        let ca =
+            std::fs::read(path).with_context(|| format!("{what}: reading {}", path.display()))?;
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            },
+        ));
+    }
+    let (client, el) = rumqttc::AsyncClient::new(o, 16);
+    let (tx, rx) = mpsc::channel(64);
+    tasks.push(tokio::spawn(mqtt_loop(
+        el,
+        tx,
+        stop.clone(),
+        c.name.clone(),
+    )));
+    Ok(MqttLink::Own {
+        client,
+        acks: tokio::sync::Mutex::new(rx),
     })
 }
 
@@ -294,83 +303,113 @@ impl Sender {
                 url,
                 secret,
                 format,
-            } => {
-                let mut doc =
-                    crate::notify_templates::render(format, d, channel, crate::clock::now_ms())?;
-                if matches!(format, crate::notify_templates::Format::Json) {
-                    // The stable id a receiver discards a repeat by (also in X-Dcim-Delivery).
-                    doc["delivery_id"] = id.into();
-                }
-                let body = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
-                let mut req = client
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .header("user-agent", "dcim-server")
-                    .header("x-dcim-delivery", id);
-                if let Some(s) = secret {
-                    req = req.header("x-dcim-signature", sign(s, &body));
-                }
-                let r = req.body(body).send().await.map_err(|e| format!("{e}"))?;
-                if r.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!("HTTP {}", r.status()))
-                }
-            }
+            } => send_webhook(client, url, secret.as_deref(), format, d, channel, id).await,
             Sender::Email {
                 transport,
                 from,
                 to,
-            } => {
-                use lettre::AsyncTransport;
-                let mut b = lettre::Message::builder()
-                    .from(from.clone())
-                    .subject(d.subject.clone())
-                    .header(lettre::message::header::ContentType::TEXT_PLAIN);
-                let step_to = d
-                    .escalation
-                    .and(extract_address(&d.body))
-                    .and_then(|a| a.parse::<lettre::message::Mailbox>().ok());
-                match step_to {
-                    Some(a) => b = b.to(a),
-                    None => {
-                        for a in to {
-                            b = b.to(a.clone());
-                        }
-                    }
-                }
-                let msg = b.body(d.body.clone()).map_err(|e| e.to_string())?;
-                tokio::time::timeout(timeout, transport.send(msg))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
+            } => send_email(transport, from, to, d, timeout).await,
             Sender::Mqtt { topic, link } => {
                 let body = serde_json::to_vec(&payload_with_id(d, channel, id))
                     .map_err(|e| e.to_string())?;
-                match link {
-                    MqttLink::Server(app) => {
-                        let client = app.mqtt.get().ok_or("no broker connection yet")?;
-                        client
-                            .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
-                            .map_err(|e| e.to_string())
-                    }
-                    MqttLink::Own { client, acks } => {
-                        let mut acks = acks.lock().await;
-                        while acks.try_recv().is_ok() {}
-                        client
-                            .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
-                            .map_err(|e| e.to_string())?;
-                        // One delivery at a time: the next PUBACK is this message's.
-                        match tokio::time::timeout(timeout, acks.recv()).await {
-                            Ok(Some(Ok(_))) => Ok(()),
-                            Ok(Some(Err(e))) => Err(e),
-                            Ok(None) => Err("connection task ended".into()),
-                            Err(_) => Err("no PUBACK in time".into()),
-                        }
-                    }
-                }
+                send_mqtt(link, topic, body, timeout).await
+            }
+        }
+    }
+}
+
+/// Posts the rendered delivery, signed with the channel's secret if any; 2xx is sent.
+async fn send_webhook(
+    client: &reqwest::Client,
+    url: &str,
+    secret: Option<&[u8]>,
+    format: &crate::notify_templates::Format,
+    d: &Delivery,
+    channel: &str,
+    id: &str,
+) -> Result<(), String> {
+    let mut doc = crate::notify_templates::render(format, d, channel, crate::clock::now_ms())?;
+    if matches!(format, crate::notify_templates::Format::Json) {
+        // The stable id a receiver discards a repeat by (also in X-Dcim-Delivery).
+        doc["delivery_id"] = id.into();
+    }
+    let body = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("user-agent", "dcim-server")
+        .header("x-dcim-delivery", id);
+    if let Some(s) = secret {
+        req = req.header("x-dcim-signature", sign(s, &body));
+    }
+    let r = req.body(body).send().await.map_err(|e| format!("{e}"))?;
+    if r.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", r.status()))
+    }
+}
+
+/// Mails the delivery to the channel's addresses, or to the escalation step's own address.
+async fn send_email(
+    transport: &lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: &lettre::message::Mailbox,
+    to: &[lettre::message::Mailbox],
+    d: &Delivery,
+    timeout: Duration,
+) -> Result<(), String> {
+    use lettre::AsyncTransport;
+    let mut b = lettre::Message::builder()
+        .from(from.clone())
+        .subject(d.subject.clone())
+        .header(lettre::message::header::ContentType::TEXT_PLAIN);
+    let step_to = d
+        .escalation
+        .and(extract_address(&d.body))
+        .and_then(|a| a.parse::<lettre::message::Mailbox>().ok());
+    match step_to {
+        Some(a) => b = b.to(a),
+        None => {
+            for a in to {
+                b = b.to(a.clone());
+            }
+        }
+    }
+    let msg = b.body(d.body.clone()).map_err(|e| e.to_string())?;
+    tokio::time::timeout(timeout, transport.send(msg))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Publishes at QoS 1: through the server's connection, queued is sent; over an own
+/// connection, sent on the broker's PUBACK.
+async fn send_mqtt(
+    link: &MqttLink,
+    topic: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(), String> {
+    match link {
+        MqttLink::Server(app) => {
+            let client = app.mqtt.get().ok_or("no broker connection yet")?;
+            client
+                .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
+                .map_err(|e| e.to_string())
+        }
+        MqttLink::Own { client, acks } => {
+            let mut acks = acks.lock().await;
+            while acks.try_recv().is_ok() {}
+            client
+                .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
+                .map_err(|e| e.to_string())?;
+            // One delivery at a time: the next PUBACK is this message's.
+            match tokio::time::timeout(timeout, acks.recv()).await {
+                Ok(Some(Ok(_))) => Ok(()),
+                Ok(Some(Err(e))) => Err(e),
+                Ok(None) => Err("connection task ended".into()),
+                Err(_) => Err("no PUBACK in time".into()),
             }
         }
     }

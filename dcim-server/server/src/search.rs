@@ -87,40 +87,7 @@ pub fn search(
     let mut out = Vec::new();
     let mut device_comp: BTreeMap<&str, &str> = BTreeMap::new();
     if let Some(site) = site {
-        for c in &site.components {
-            for b in &c.bindings {
-                device_comp
-                    .entry(b.device.as_str())
-                    .or_insert(c.id.as_str());
-            }
-            let place = places.get(&c.id);
-            let other = format!(
-                "{} {} {} {} {}",
-                c.name.as_deref().unwrap_or(""),
-                c.kind.as_str(),
-                place.and_then(|p| p.room.as_deref()).unwrap_or(""),
-                place.and_then(|p| p.row.as_deref()).unwrap_or(""),
-                c.zone.as_deref().unwrap_or(""),
-            );
-            if let Some(s) = score(&c.id, &other, &q, &words) {
-                out.push(SearchResult {
-                    kind: if c.kind == dcim_site::Kind::Rack {
-                        Hit::Rack
-                    } else {
-                        Hit::Component
-                    },
-                    id: c.id.clone(),
-                    detail: c.kind.as_str().to_owned(),
-                    name: c.name.clone(),
-                    component: None,
-                    subsystem: c.kind.subsystem().map(|x| x.as_str()),
-                    place: place.cloned(),
-                    device: None,
-                    point: None,
-                    score: s,
-                });
-            }
-        }
+        component_hits(site, places, &q, &words, &mut device_comp, &mut out);
     }
     let comp_of = |device: &str| -> (Option<String>, Option<&'static str>) {
         let c = device_comp.get(device).copied();
@@ -150,25 +117,8 @@ pub fn search(
         }
     }
     for p in points {
-        let id = format!("{}/{}", p.device, p.point);
         let desc = descriptions.get(p.role).copied().unwrap_or("");
-        let (component, subsystem) = comp_of(p.device);
-        let other = format!("{} {desc} {}", p.role, component.as_deref().unwrap_or(""));
-        if let Some(s) = score(&id, &other, &q, &words) {
-            out.push(SearchResult {
-                kind: Hit::Point,
-                id,
-                detail: p.role.to_owned(),
-                name: (!desc.is_empty()).then(|| desc.to_owned()),
-                place: component.as_deref().and_then(|c| places.get(c)).cloned(),
-                component,
-                subsystem,
-                device: Some(p.device.to_owned()),
-                point: Some(p.point.to_owned()),
-                // Points rank below what they belong to at an equal match.
-                score: s.saturating_sub(1),
-            });
-        }
+        out.extend(point_hit(p, desc, comp_of(p.device), places, &q, &words));
     }
     out.sort_by(|a, b| {
         b.score
@@ -178,6 +128,79 @@ pub fn search(
     });
     out.truncate(limit.clamp(1, MAX_RESULTS));
     out
+}
+
+/// The site's components that match (by id, name, kind, room, row, zone); notes each bound
+/// device's component (the first that binds it) in `device_comp`.
+fn component_hits<'a>(
+    site: &'a Site,
+    places: &BTreeMap<String, Place>,
+    q: &str,
+    words: &[String],
+    device_comp: &mut BTreeMap<&'a str, &'a str>,
+    out: &mut Vec<SearchResult>,
+) {
+    for c in &site.components {
+        for b in &c.bindings {
+            device_comp
+                .entry(b.device.as_str())
+                .or_insert(c.id.as_str());
+        }
+        let place = places.get(&c.id);
+        let other = format!(
+            "{} {} {} {} {}",
+            c.name.as_deref().unwrap_or(""),
+            c.kind.as_str(),
+            place.and_then(|p| p.room.as_deref()).unwrap_or(""),
+            place.and_then(|p| p.row.as_deref()).unwrap_or(""),
+            c.zone.as_deref().unwrap_or(""),
+        );
+        if let Some(s) = score(&c.id, &other, q, words) {
+            out.push(SearchResult {
+                kind: if c.kind == dcim_site::Kind::Rack {
+                    Hit::Rack
+                } else {
+                    Hit::Component
+                },
+                id: c.id.clone(),
+                detail: c.kind.as_str().to_owned(),
+                name: c.name.clone(),
+                component: None,
+                subsystem: c.kind.subsystem().map(|x| x.as_str()),
+                place: place.cloned(),
+                device: None,
+                point: None,
+                score: s,
+            });
+        }
+    }
+}
+
+/// A point that matches (by `device/point`, role, role description, component).
+fn point_hit(
+    p: &PointRef<'_>,
+    desc: &str,
+    (component, subsystem): (Option<String>, Option<&'static str>),
+    places: &BTreeMap<String, Place>,
+    q: &str,
+    words: &[String],
+) -> Option<SearchResult> {
+    let id = format!("{}/{}", p.device, p.point);
+    let other = format!("{} {desc} {}", p.role, component.as_deref().unwrap_or(""));
+    let s = score(&id, &other, q, words)?;
+    Some(SearchResult {
+        kind: Hit::Point,
+        id,
+        detail: p.role.to_owned(),
+        name: (!desc.is_empty()).then(|| desc.to_owned()),
+        place: component.as_deref().and_then(|c| places.get(c)).cloned(),
+        component,
+        subsystem,
+        device: Some(p.device.to_owned()),
+        point: Some(p.point.to_owned()),
+        // Points rank below what they belong to at an equal match.
+        score: s.saturating_sub(1),
+    })
 }
 
 #[cfg(test)]

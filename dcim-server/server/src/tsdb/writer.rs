@@ -91,6 +91,13 @@ pub fn flush_staging(shared: &Shared, now_ms: i64) -> usize {
     }
 }
 
+/// The sender's peer: the write URL and the token, when one is configured.
+struct Target {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
 pub fn spawn(
     cfg: &InfluxConfig,
     shared: Arc<Shared>,
@@ -114,140 +121,153 @@ pub fn spawn(
         shared.publish_status(&b);
     }
     let interval = Duration::from_millis(cfg.flush_interval_ms.max(10));
-    let flusher = {
-        let shared = shared.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                let stopping = tokio::select! {
-                    _ = crate::clock::stopped(&mut stop) => true,
-                    _ = tick.tick() => false,
-                    _ = shared.staging.full.notified() => false,
-                };
-                let s = shared.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    flush_staging(&s, crate::clock::now_ms());
-                    let mut b = s.buffer.lock().expect("tsdb buffer");
-                    let r = if stopping {
-                        b.flush()
-                    } else {
-                        b.tick(crate::clock::now_ms().max(0) as u64)
-                    };
-                    if let Err(e) = r {
-                        tracing::error!("time-series buffer: {e}");
-                    }
-                })
-                .await;
-                if stopping {
-                    return;
-                }
+    let flusher = tokio::spawn(flush_loop(shared.clone(), stop.clone(), interval));
+    let target = Target { client, url, token };
+    let sender = tokio::spawn(send_loop(shared, stop, target));
+    Ok(vec![flusher, sender])
+}
+
+/// The flusher: every `interval`, or when the staging is full, moves the staged lines into
+/// the buffer; at stop, a last flush.
+async fn flush_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = crate::clock::stopped(&mut stop) => true,
+            _ = tick.tick() => false,
+            _ = shared.staging.full.notified() => false,
+        };
+        let s = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            flush_staging(&s, crate::clock::now_ms());
+            let mut b = s.buffer.lock().expect("tsdb buffer");
+            let r = if stopping {
+                b.flush()
+            } else {
+                b.tick(crate::clock::now_ms().max(0) as u64)
+            };
+            if let Err(e) = r {
+                tracing::error!("time-series buffer: {e}");
             }
         })
-    };
-    let sender = {
-        let mut stop = stop;
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                if *stop.borrow() {
-                    return;
-                }
-                let next = {
-                    let b = shared.buffer.lock().expect("tsdb buffer");
-                    b.next()
-                };
-                let batch = match next {
-                    Ok(Some(b)) => b,
-                    Ok(None) => {
-                        shared
-                            .ops
-                            .tsdb_oldest_pending_ms
-                            .store(0, Ordering::Relaxed);
-                        tokio::select! {
-                            _ = crate::clock::stopped(&mut stop) => return,
-                            _ = shared.appended.notified() => {}
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!("time-series buffer read: {e}");
-                        tokio::select! {
-                            _ = crate::clock::stopped(&mut stop) => return,
-                            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                        }
-                        continue;
-                    }
-                };
+        .await;
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// The sender: posts the oldest batch, removes it once the store took it or refused it for
+/// good, else retries with back-off.
+async fn send_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>, target: Target) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let next = {
+            let b = shared.buffer.lock().expect("tsdb buffer");
+            b.next()
+        };
+        let batch = match next {
+            Ok(Some(b)) => b,
+            Ok(None) => {
                 shared
                     .ops
                     .tsdb_oldest_pending_ms
-                    .store(batch.oldest_ms, Ordering::Relaxed);
-                let mut req = client
-                    .post(&url)
-                    .header("Content-Type", "text/plain; charset=utf-8")
-                    .header("Content-Encoding", "gzip")
-                    .body(batch.gzip.clone());
-                if let Some(t) = &token {
-                    req = req.header("Authorization", format!("Token {t}"));
+                    .store(0, Ordering::Relaxed);
+                tokio::select! {
+                    _ = crate::clock::stopped(&mut stop) => return,
+                    _ = shared.appended.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
-                let outcome = req.send().await;
-                let now = crate::clock::now_ms();
-                let done = match &outcome {
-                    Ok(r) if r.status().is_success() => {
-                        inc(
-                            &shared.metrics.influx_lines_written_total,
-                            batch.lines as u64,
-                        );
-                        shared.ops.tsdb_last_ok_ms.store(now, Ordering::Relaxed);
-                        backoff = Duration::from_millis(200);
-                        true
-                    }
-                    Ok(r) if matches!(r.status().as_u16(), 400 | 413 | 422) => {
-                        inc(&shared.metrics.influx_write_errors_total, 1);
-                        inc(
-                            &shared.metrics.influx_lines_dropped_total,
-                            batch.lines as u64,
-                        );
-                        shared.ops.tsdb_last_error_ms.store(now, Ordering::Relaxed);
-                        tracing::error!(status = %r.status(), lines = batch.lines, "the time-series store refused a batch for good: dropped");
-                        true
-                    }
-                    other => {
-                        inc(&shared.metrics.influx_write_errors_total, 1);
-                        shared.ops.tsdb_last_error_ms.store(now, Ordering::Relaxed);
-                        match other {
-                            Ok(r) => {
-                                tracing::warn!(status = %r.status(), "time-series store: retrying in {backoff:?}")
-                            }
-                            Err(e) => {
-                                tracing::warn!("time-series store: {e}; retrying in {backoff:?}")
-                            }
-                        }
-                        false
-                    }
-                };
-                if done {
-                    let s = shared.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        let mut b = s.buffer.lock().expect("tsdb buffer");
-                        if let Err(e) = b.done(batch.seq, batch.lines) {
-                            tracing::error!("time-series buffer: {e}");
-                        }
-                        s.publish_status(&b);
-                    })
-                    .await;
-                } else {
-                    tokio::select! {
-                        _ = crate::clock::stopped(&mut stop) => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("time-series buffer read: {e}");
+                tokio::select! {
+                    _ = crate::clock::stopped(&mut stop) => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
+        };
+        shared
+            .ops
+            .tsdb_oldest_pending_ms
+            .store(batch.oldest_ms, Ordering::Relaxed);
+        if post(&shared, &target, &batch, &mut backoff).await {
+            let s = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut b = s.buffer.lock().expect("tsdb buffer");
+                if let Err(e) = b.done(batch.seq, batch.lines) {
+                    tracing::error!("time-series buffer: {e}");
+                }
+                s.publish_status(&b);
+            })
+            .await;
+        } else {
+            tokio::select! {
+                _ = crate::clock::stopped(&mut stop) => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+/// Posts one batch and counts the outcome; true when the batch is done with (written, or
+/// refused for its own sake and dropped), false to retry after `backoff` (reset on success).
+async fn post(
+    shared: &Shared,
+    target: &Target,
+    batch: &buffer::Batch,
+    backoff: &mut Duration,
+) -> bool {
+    let mut req = target
+        .client
+        .post(&target.url)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Content-Encoding", "gzip")
+        .body(batch.gzip.clone());
+    if let Some(t) = &target.token {
+        req = req.header("Authorization", format!("Token {t}"));
+    }
+    let outcome = req.send().await;
+    let now = crate::clock::now_ms();
+    match &outcome {
+        Ok(r) if r.status().is_success() => {
+            inc(
+                &shared.metrics.influx_lines_written_total,
+                batch.lines as u64,
+            );
+            shared.ops.tsdb_last_ok_ms.store(now, Ordering::Relaxed);
+            *backoff = Duration::from_millis(200);
+            true
+        }
+        Ok(r) if matches!(r.status().as_u16(), 400 | 413 | 422) => {
+            inc(&shared.metrics.influx_write_errors_total, 1);
+            inc(
+                &shared.metrics.influx_lines_dropped_total,
+                batch.lines as u64,
+            );
+            shared.ops.tsdb_last_error_ms.store(now, Ordering::Relaxed);
+            tracing::error!(status = %r.status(), lines = batch.lines, "the time-series store refused a batch for good: dropped");
+            true
+        }
+        other => {
+            inc(&shared.metrics.influx_write_errors_total, 1);
+            shared.ops.tsdb_last_error_ms.store(now, Ordering::Relaxed);
+            match other {
+                Ok(r) => {
+                    tracing::warn!(status = %r.status(), "time-series store: retrying in {backoff:?}")
+                }
+                Err(e) => {
+                    tracing::warn!("time-series store: {e}; retrying in {backoff:?}")
                 }
             }
-        })
-    };
-    Ok(vec![flusher, sender])
+            false
+        }
+    }
 }
