@@ -533,30 +533,14 @@ impl Engine {
             return out;
         };
         self.note_fire_temperature(s);
-        // A stage reported as its key (`stage3`, from an `enum` profile) is its code for every
-        // rule, through the stage table.
-        let code;
-        let v = match v {
-            dcim_points::Value::Text(_) if s.role.as_str() == "fire.stage" => {
-                match dcim_site::fire::stage_of(v) {
-                    Some(st) => {
-                        code = dcim_points::Value::Number(f64::from(st.code));
-                        &code
-                    }
-                    None => v,
-                }
-            }
-            _ => v,
-        };
+        let code = stage_as_code(s, v);
+        let v = code.as_ref().unwrap_or(v);
         // The alarm id `rule:subject`, built in one buffer reused across the rules (the
         // steady case allocates nothing else).
         let mut id = String::new();
         for ri in 0..self.rules.len() {
             let r = &self.rules[ri];
-            if r.role() != Some(s.role.as_str())
-                || !s.device.starts_with(&r.device_prefix)
-                || !r.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
-            {
+            if !rule_matches(r, s) {
                 continue;
             }
             id.clear();
@@ -566,29 +550,7 @@ impl Engine {
             let subject_at = r.id.len() + 1;
             let existing = self.alarms.get_mut(id.as_str());
             let was_raw = existing.as_ref().is_some_and(|a| a.raw);
-            let raw = match &r.condition {
-                Condition::Threshold {
-                    high,
-                    low,
-                    deadband,
-                    ..
-                } => v.as_f64().map(|x| {
-                    let hi = high.is_some_and(|h| if was_raw { x > h - deadband } else { x > h });
-                    let lo = low.is_some_and(|l| if was_raw { x < l + deadband } else { x < l });
-                    hi || lo
-                }),
-                Condition::Binary { alarm_when, .. } => v.as_bool().map(|b| b == *alarm_when),
-                // Stage 1 or later; a code the table does not know still alarms from 2 up
-                // (an implausible stage is never read as normal).
-                Condition::FireStage => Some(match dcim_site::fire::stage_of(v) {
-                    Some(st) => dcim_site::fire::cuts_power(st),
-                    None => v.as_f64().is_some_and(|x| x >= 2.0),
-                }),
-                Condition::CommLost
-                | Condition::Redundancy
-                | Condition::RedundancyUnverified
-                | Condition::Trouble { .. } => None,
-            };
+            let raw = raw_condition(&r.condition, v, was_raw);
             let fire = Self::is_fire_rule(r);
             if let (Some(a), Some(raw)) = (existing, raw) {
                 let changed = a.value != v.as_f64();
@@ -990,7 +952,21 @@ impl Engine {
     /// raises, flood end.
     pub fn tick(&mut self, now_ms: i64, suppression: &dyn Suppression) -> Vec<Record> {
         let mut out = Vec::new();
-        // One cheap pass to find the alarms that need work now.
+        for (id, cause) in self.due(now_ms, suppression) {
+            let id = &id;
+            self.settle(id, now_ms, &mut out);
+            self.expire_shelf(id, now_ms, &mut out);
+            self.suppress_by_design(id, cause, now_ms, &mut out);
+            self.raise_late_grade(id, now_ms, &mut out);
+        }
+        self.prune_flood(now_ms);
+        self.end_flood(now_ms, &mut out);
+        out
+    }
+
+    /// One cheap pass to find the alarms that need work now, each with its present cause of
+    /// suppression by design.
+    fn due(&self, now_ms: i64, suppression: &dyn Suppression) -> Vec<(String, Option<String>)> {
         let mut todo: Vec<(String, Option<String>)> = Vec::new();
         for (id, a) in &self.alarms {
             let cause = self.group_cause(a).or_else(|| suppression.suppressed_by(a));
@@ -998,95 +974,99 @@ impl Engine {
             let due = a.raw != a.active
                 || a.overlays.shelved_until.is_some_and(|t| now_ms >= t)
                 || cause != a.overlays.suppressed_by
-                || (a.active
-                    && !a.grade_raised
-                    && a.grade > 1
-                    && rule.expected_recovery_ms > 0
-                    && a.active_since_ms
-                        .is_some_and(|t| now_ms - t > rule.expected_recovery_ms));
+                || recovery_overdue(a, rule, now_ms);
             if due {
                 todo.push((id.clone(), cause));
             }
         }
-        for (id, cause) in todo {
-            let id = &id;
-            self.settle(id, now_ms, &mut out);
-            // Shelving expiry.
-            let a = &self.alarms[id];
-            if a.overlays.shelved_until.is_some_and(|t| now_ms >= t) {
+        todo
+    }
+
+    /// Shelving expiry.
+    fn expire_shelf(&mut self, id: &str, now_ms: i64, out: &mut Vec<Record>) {
+        let a = &self.alarms[id];
+        if a.overlays.shelved_until.is_some_and(|t| now_ms >= t) {
+            self.remove_overlay(
+                id,
+                now_ms,
+                out,
+                |o| {
+                    o.shelved_until = None;
+                    o.shelved_by = None;
+                },
+                Event::ShelfExpired,
+                Some("system:shelf"),
+            );
+        }
+    }
+
+    /// Suppression by design: the alarm's cause (`None`: not suppressed) as `due` found it.
+    fn suppress_by_design(
+        &mut self,
+        id: &str,
+        cause: Option<String>,
+        now_ms: i64,
+        out: &mut Vec<Record>,
+    ) {
+        let cur = self.alarms[id].overlays.suppressed_by.clone();
+        match (cur, cause) {
+            (None, Some(c)) => {
+                let a = self.alarms.get_mut(id).expect("exists");
+                let from = a.state();
+                a.overlays.suppressed_by = Some(c.clone());
+                self.record(
+                    out,
+                    id,
+                    Event::SuppressedByDesign { cause: c },
+                    from,
+                    Some("system:design"),
+                    now_ms,
+                );
+            }
+            (Some(_), None) => {
                 self.remove_overlay(
                     id,
                     now_ms,
-                    &mut out,
-                    |o| {
-                        o.shelved_until = None;
-                        o.shelved_by = None;
-                    },
-                    Event::ShelfExpired,
-                    Some("system:shelf"),
+                    out,
+                    |o| o.suppressed_by = None,
+                    Event::Unsuppressed,
+                    Some("system:design"),
                 );
             }
-            // Suppression by design.
-            let cur = self.alarms[id].overlays.suppressed_by.clone();
-            match (cur, cause) {
-                (None, Some(c)) => {
-                    let a = self.alarms.get_mut(id).expect("exists");
-                    let from = a.state();
-                    a.overlays.suppressed_by = Some(c.clone());
-                    self.record(
-                        &mut out,
-                        id,
-                        Event::SuppressedByDesign { cause: c },
-                        from,
-                        Some("system:design"),
-                        now_ms,
-                    );
-                }
-                (Some(_), None) => {
-                    self.remove_overlay(
-                        id,
-                        now_ms,
-                        &mut out,
-                        |o| o.suppressed_by = None,
-                        Event::Unsuppressed,
-                        Some("system:design"),
-                    );
-                }
-                (Some(a), Some(b)) if a != b => {
-                    self.alarms
-                        .get_mut(id)
-                        .expect("exists")
-                        .overlays
-                        .suppressed_by = Some(b);
-                }
-                _ => {}
+            (Some(a), Some(b)) if a != b => {
+                self.alarms
+                    .get_mut(id)
+                    .expect("exists")
+                    .overlays
+                    .suppressed_by = Some(b);
             }
-            // Recovery later than expected: raise the grade once.
-            let a = &self.alarms[id];
-            let rule = self.rules.iter().find(|r| r.id == a.rule).expect("rule");
-            if a.active
-                && !a.grade_raised
-                && a.grade > 1
-                && rule.expected_recovery_ms > 0
-                && a.active_since_ms
-                    .is_some_and(|t| now_ms - t > rule.expected_recovery_ms)
-            {
-                let a = self.alarms.get_mut(id).expect("exists");
-                let from = a.grade;
-                a.grade -= 1;
-                a.grade_raised = true;
-                let st = a.state();
-                self.record(
-                    &mut out,
-                    id,
-                    Event::GradeRaised { from, to: from - 1 },
-                    st,
-                    Some("system:recovery"),
-                    now_ms,
-                );
-            }
+            _ => {}
         }
-        self.prune_flood(now_ms);
+    }
+
+    /// Recovery later than expected: raise the grade once.
+    fn raise_late_grade(&mut self, id: &str, now_ms: i64, out: &mut Vec<Record>) {
+        let a = &self.alarms[id];
+        let rule = self.rules.iter().find(|r| r.id == a.rule).expect("rule");
+        if recovery_overdue(a, rule, now_ms) {
+            let a = self.alarms.get_mut(id).expect("exists");
+            let from = a.grade;
+            a.grade -= 1;
+            a.grade_raised = true;
+            let st = a.state();
+            self.record(
+                out,
+                id,
+                Event::GradeRaised { from, to: from - 1 },
+                st,
+                Some("system:recovery"),
+                now_ms,
+            );
+        }
+    }
+
+    /// The flood ends once the annunciations in the window fall to half the flood count.
+    fn end_flood(&mut self, now_ms: i64, out: &mut Vec<Record>) {
         if let Some(total) = self.flooding
             && self.annunciations.len() <= self.config.flood_count / 2
         {
@@ -1106,7 +1086,6 @@ impl Engine {
                 in_flood: false,
             });
         }
-        out
     }
 
     fn remove_overlay(
@@ -1180,7 +1159,9 @@ impl Engine {
         out
     }
 
-    /// An operator action. Refused (with nothing changed) when the state does not allow it.
+    /// An operator action. Refused (with nothing changed) when the state does not allow it:
+    /// every check ([`Engine::check_action`]) runs before the first change
+    /// ([`Engine::apply_action`]).
     pub fn act(
         &mut self,
         alarm: &str,
@@ -1195,33 +1176,34 @@ impl Engine {
             return Err(ActionError::UnknownAlarm(alarm.to_owned()));
         };
         let state = a.state();
+        self.check_action(alarm, a, &action, now_ms)?;
+        Ok(self.apply_action(alarm, action, state, user, now_ms))
+    }
+
+    /// Whether the alarm's state allows the action; the first failing check is the error.
+    fn check_action(
+        &self,
+        alarm: &str,
+        a: &Alarm,
+        action: &Action,
+        now_ms: i64,
+    ) -> Result<(), ActionError> {
         let refuse = |action: &'static str| ActionError::NotAllowed {
             alarm: alarm.to_owned(),
-            state: state.as_str(),
+            state: a.state().as_str(),
             action,
         };
-        let mut out = Vec::new();
         match action {
             Action::Ack => {
                 if a.overlays.visible().is_some() {
                     return Err(refuse("acknowledge"));
                 }
-                let Some(nb) = Alarm::base_on_ack(a.base) else {
+                if Alarm::base_on_ack(a.base).is_none() {
                     return Err(refuse("acknowledge"));
-                };
-                let a = self.alarms.get_mut(alarm).expect("exists");
-                a.base = nb;
-                a.acked_by = Some(user.to_owned());
-                self.record(
-                    &mut out,
-                    alarm,
-                    Event::Acknowledged,
-                    state,
-                    Some(user),
-                    now_ms,
-                );
+                }
             }
             Action::Shelve { until_ms, reason } => {
+                let until_ms = *until_ms;
                 let rule = self.rules.iter().find(|r| r.id == a.rule);
                 if rule.is_some_and(|r| !r.shelvable()) {
                     return Err(ActionError::NotShelvable {
@@ -1240,25 +1222,60 @@ impl Engine {
                 if a.overlays.shelved_until.is_some() || a.overlays.out_of_service_by.is_some() {
                     return Err(refuse("shelve"));
                 }
-                let a = self.alarms.get_mut(alarm).expect("exists");
-                a.overlays.shelved_until = Some(until_ms);
-                a.overlays.shelved_by = Some(user.to_owned());
-                self.record(
-                    &mut out,
-                    alarm,
-                    Event::Shelved {
-                        until_ms,
-                        reason: reason.trim().to_owned(),
-                    },
-                    state,
-                    Some(user),
-                    now_ms,
-                );
             }
             Action::Unshelve => {
                 if a.overlays.shelved_until.is_none() {
                     return Err(refuse("unshelve"));
                 }
+            }
+            Action::Comment { .. } => {}
+            Action::OutOfService => {
+                if a.overlays.out_of_service_by.is_some() {
+                    return Err(refuse("take out of service"));
+                }
+            }
+            Action::ReturnToService => {
+                if a.overlays.out_of_service_by.is_none() {
+                    return Err(refuse("return to service"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an action [`Engine::check_action`] allowed; `state` is the alarm's state before.
+    /// An overlay's removal records its own event; every other action changes the alarm and
+    /// then records its event.
+    fn apply_action(
+        &mut self,
+        alarm: &str,
+        action: Action,
+        state: AlarmState,
+        user: &str,
+        now_ms: i64,
+    ) -> Vec<Record> {
+        let mut out = Vec::new();
+        let a = self.alarms.get_mut(alarm).expect("exists");
+        let event = match action {
+            Action::Ack => {
+                a.base = Alarm::base_on_ack(a.base).expect("checked");
+                a.acked_by = Some(user.to_owned());
+                Event::Acknowledged
+            }
+            Action::Shelve { until_ms, reason } => {
+                a.overlays.shelved_until = Some(until_ms);
+                a.overlays.shelved_by = Some(user.to_owned());
+                Event::Shelved {
+                    until_ms,
+                    reason: reason.trim().to_owned(),
+                }
+            }
+            Action::Comment { text } => Event::Comment { text },
+            Action::OutOfService => {
+                a.overlays.out_of_service_by = Some(user.to_owned());
+                Event::OutOfService
+            }
+            Action::Unshelve => {
                 self.remove_overlay(
                     alarm,
                     now_ms,
@@ -1270,36 +1287,9 @@ impl Engine {
                     Event::Unshelved,
                     Some(user),
                 );
-            }
-            Action::Comment { text } => {
-                self.record(
-                    &mut out,
-                    alarm,
-                    Event::Comment { text },
-                    state,
-                    Some(user),
-                    now_ms,
-                );
-            }
-            Action::OutOfService => {
-                if a.overlays.out_of_service_by.is_some() {
-                    return Err(refuse("take out of service"));
-                }
-                let a = self.alarms.get_mut(alarm).expect("exists");
-                a.overlays.out_of_service_by = Some(user.to_owned());
-                self.record(
-                    &mut out,
-                    alarm,
-                    Event::OutOfService,
-                    state,
-                    Some(user),
-                    now_ms,
-                );
+                return out;
             }
             Action::ReturnToService => {
-                if a.overlays.out_of_service_by.is_none() {
-                    return Err(refuse("return to service"));
-                }
                 self.remove_overlay(
                     alarm,
                     now_ms,
@@ -1308,9 +1298,70 @@ impl Engine {
                     Event::ReturnedToService,
                     Some(user),
                 );
+                return out;
             }
+        };
+        self.record(&mut out, alarm, event, state, Some(user), now_ms);
+        out
+    }
+}
+
+/// An active alarm of grade 2 or 3 whose grade was not raised yet, active for longer than its
+/// rule's expected recovery time: its grade goes up one step (once).
+fn recovery_overdue(a: &Alarm, rule: &Rule, now_ms: i64) -> bool {
+    a.active
+        && !a.grade_raised
+        && a.grade > 1
+        && rule.expected_recovery_ms > 0
+        && a.active_since_ms
+            .is_some_and(|t| now_ms - t > rule.expected_recovery_ms)
+}
+
+/// A stage reported as its key (`stage3`, from an `enum` profile) is its code for every rule,
+/// through the stage table; `None` when the value is used as it is.
+fn stage_as_code(s: &Sample, v: &dcim_points::Value) -> Option<dcim_points::Value> {
+    match v {
+        dcim_points::Value::Text(_) if s.role.as_str() == "fire.stage" => {
+            dcim_site::fire::stage_of(v).map(|st| dcim_points::Value::Number(f64::from(st.code)))
         }
-        Ok(out)
+        _ => None,
+    }
+}
+
+/// Whether a rule watches this sample: its role, a device under the rule's prefix, and every
+/// label the rule names.
+fn rule_matches(r: &Rule, s: &Sample) -> bool {
+    r.role() == Some(s.role.as_str())
+        && s.device.starts_with(&r.device_prefix)
+        && r.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+}
+
+/// The raw (undelayed) condition of a value-driven rule for one value, `None` when the value
+/// cannot drive it (wrong type, or a condition that samples do not drive). `was_raw` applies
+/// the threshold's deadband: an alarm clears only `deadband` inside the limit.
+fn raw_condition(c: &Condition, v: &dcim_points::Value, was_raw: bool) -> Option<bool> {
+    match c {
+        Condition::Threshold {
+            high,
+            low,
+            deadband,
+            ..
+        } => v.as_f64().map(|x| {
+            let hi = high.is_some_and(|h| if was_raw { x > h - deadband } else { x > h });
+            let lo = low.is_some_and(|l| if was_raw { x < l + deadband } else { x < l });
+            hi || lo
+        }),
+        Condition::Binary { alarm_when, .. } => v.as_bool().map(|b| b == *alarm_when),
+        // Stage 1 or later; a code the table does not know still alarms from 2 up
+        // (an implausible stage is never read as normal).
+        Condition::FireStage => Some(match dcim_site::fire::stage_of(v) {
+            Some(st) => dcim_site::fire::cuts_power(st),
+            None => v.as_f64().is_some_and(|x| x >= 2.0),
+        }),
+        Condition::CommLost
+        | Condition::Redundancy
+        | Condition::RedundancyUnverified
+        | Condition::Trouble { .. } => None,
     }
 }
 

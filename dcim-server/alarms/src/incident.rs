@@ -314,85 +314,101 @@ impl Incidents {
             if r.alarm == "flood" {
                 continue;
             }
-            let key = cause_key(r);
-            let attached = self
-                .list
-                .iter()
-                .position(|i| i.phase < Phase::Closed && i.alarms.contains(&r.alarm));
-            let idx = match attached {
-                Some(ix) => Some(ix),
-                None if matches!(r.event, Event::Activated) => {
-                    let cfg = self.config.clone();
-                    let join = self.list.iter().position(|i| {
-                        i.phase < Phase::Closed
-                            && ((i.cause_key.as_deref() == Some(key.as_str())
-                                && r.ts_ms - i.last_alarm_ms <= cfg.group_window_ms)
-                                || (i.cause_key.is_some()
-                                    && r.ts_ms - i.opened_ms <= cfg.burst_window_ms))
-                    });
-                    match join {
-                        Some(ix) => Some(ix),
-                        None if r.grade <= 2 => {
-                            let inc = self.new_incident(r.message.clone(), r.grade, r.ts_ms);
-                            inc.cause_key = Some(key.clone());
-                            inc.journal.push(JournalEntry {
-                                ts_ms: r.ts_ms,
-                                kind: EntryKind::Phase,
-                                user: "system:alarms".into(),
-                                text: format!("detected from alarm {}", r.alarm),
-                            });
-                            out.push(IncidentEvent::Opened {
-                                id: inc.id,
-                                grade: inc.grade,
-                            });
-                            Some(self.list.len() - 1)
-                        }
-                        None => None,
-                    }
-                }
-                None => None,
+            let Some(ix) = self.incident_for(r, &mut out) else {
+                continue;
             };
-            let Some(ix) = idx else { continue };
-            let inc = &mut self.list[ix];
-            if !inc.alarms.contains(&r.alarm) {
-                inc.alarms.push(r.alarm.clone());
-                out.push(IncidentEvent::AlarmJoined {
-                    id: inc.id,
-                    alarm: r.alarm.clone(),
-                });
-            }
-            if matches!(r.event, Event::Activated) {
-                inc.last_alarm_ms = r.ts_ms;
-                if r.grade < inc.grade {
-                    let from = inc.grade;
-                    inc.grade = r.grade;
-                    out.push(IncidentEvent::GradeRaised {
-                        id: inc.id,
-                        from,
-                        to: r.grade,
-                    });
-                }
-            }
-            inc.journal.push(JournalEntry {
-                ts_ms: r.ts_ms,
-                kind: if r.user.as_deref().is_some_and(|u| !u.starts_with("system:")) {
-                    EntryKind::Action
-                } else {
-                    EntryKind::Alarm
-                },
-                user: r.user.clone().unwrap_or_else(|| "system:alarms".into()),
-                text: format!(
-                    "{} {} ({} -> {}, grade {}): {}",
-                    r.alarm,
-                    event_name(&r.event),
-                    r.from.as_str(),
-                    r.to.as_str(),
-                    r.grade,
-                    r.message
-                ),
-            });
+            self.attach(ix, r, &mut out);
         }
         out
+    }
+
+    /// The index of the incident a record belongs to: the open one its alarm is attached to;
+    /// for an activation, else, an open one it groups with or (grade 1 or 2) a new one.
+    fn incident_for(&mut self, r: &Record, out: &mut Vec<IncidentEvent>) -> Option<usize> {
+        let key = cause_key(r);
+        let attached = self
+            .list
+            .iter()
+            .position(|i| i.phase < Phase::Closed && i.alarms.contains(&r.alarm));
+        match attached {
+            Some(ix) => Some(ix),
+            None if matches!(r.event, Event::Activated) => {
+                let cfg = self.config.clone();
+                let join = self.list.iter().position(|i| {
+                    i.phase < Phase::Closed
+                        && ((i.cause_key.as_deref() == Some(key.as_str())
+                            && r.ts_ms - i.last_alarm_ms <= cfg.group_window_ms)
+                            || (i.cause_key.is_some()
+                                && r.ts_ms - i.opened_ms <= cfg.burst_window_ms))
+                });
+                match join {
+                    Some(ix) => Some(ix),
+                    None if r.grade <= 2 => Some(self.open_from(r, key, out)),
+                    None => None,
+                }
+            }
+            None => None,
+        }
+    }
+
+    /// Opens an incident detected from an alarm's activation; returns its index.
+    fn open_from(&mut self, r: &Record, key: String, out: &mut Vec<IncidentEvent>) -> usize {
+        let inc = self.new_incident(r.message.clone(), r.grade, r.ts_ms);
+        inc.cause_key = Some(key);
+        inc.journal.push(JournalEntry {
+            ts_ms: r.ts_ms,
+            kind: EntryKind::Phase,
+            user: "system:alarms".into(),
+            text: format!("detected from alarm {}", r.alarm),
+        });
+        out.push(IncidentEvent::Opened {
+            id: inc.id,
+            grade: inc.grade,
+        });
+        self.list.len() - 1
+    }
+
+    /// Attaches the record's alarm to incident `ix` (once), raises the incident's grade to an
+    /// activation's, and journals the record.
+    fn attach(&mut self, ix: usize, r: &Record, out: &mut Vec<IncidentEvent>) {
+        let inc = &mut self.list[ix];
+        if !inc.alarms.contains(&r.alarm) {
+            inc.alarms.push(r.alarm.clone());
+            out.push(IncidentEvent::AlarmJoined {
+                id: inc.id,
+                alarm: r.alarm.clone(),
+            });
+        }
+        if matches!(r.event, Event::Activated) {
+            inc.last_alarm_ms = r.ts_ms;
+            if r.grade < inc.grade {
+                let from = inc.grade;
+                inc.grade = r.grade;
+                out.push(IncidentEvent::GradeRaised {
+                    id: inc.id,
+                    from,
+                    to: r.grade,
+                });
+            }
+        }
+        inc.journal.push(JournalEntry {
+            ts_ms: r.ts_ms,
+            kind: if r.user.as_deref().is_some_and(|u| !u.starts_with("system:")) {
+                EntryKind::Action
+            } else {
+                EntryKind::Alarm
+            },
+            user: r.user.clone().unwrap_or_else(|| "system:alarms".into()),
+            text: format!(
+                "{} {} ({} -> {}, grade {}): {}",
+                r.alarm,
+                event_name(&r.event),
+                r.from.as_str(),
+                r.to.as_str(),
+                r.grade,
+                r.message
+            ),
+        });
     }
 
     /// An operator opens an incident by hand.

@@ -711,50 +711,64 @@ async fn stream(
     let s = futures_util::stream::unfold(
         (rx, stop, guard, wanted, auth),
         move |(mut rx, mut stop, guard, wanted, mut auth)| async move {
-            // The heartbeat is due `heartbeat` after the last event sent (events filtered out
-            // do not count).
-            let due = heartbeat.map(|d| tokio::time::Instant::now() + d);
-            let ev = loop {
-                if tokio::time::Instant::now() >= auth.next_check {
-                    match authorize(&auth.app, &auth.headers, &Method::GET, Access::Read).await {
-                        Ok(p) => auth.role = p.role,
-                        Err(_) => return None,
-                    }
-                    auth.next_check = tokio::time::Instant::now() + STREAM_REAUTH;
-                }
-                let recheck = tokio::time::sleep_until(auth.next_check);
-                let beat = async {
-                    match due {
-                        Some(t) => tokio::time::sleep_until(t).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = crate::clock::stopped(&mut stop) => return None,
-                    _ = recheck => continue,
-                    _ = beat => {
-                        break SseEvent::default().event("heartbeat").data(auth.app.now_ms().to_string());
-                    }
-                    r = rx.recv() => match r {
-                        Ok(m) => {
-                            if wanted.as_ref().is_some_and(|w| !w.iter().any(|e| e == m.event))
-                                || !crate::stream_access::may_receive(auth.role, m.event)
-                            {
-                                continue;
-                            }
-                            break SseEvent::default().event(m.event).data(m.data.as_str());
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                            break SseEvent::default().event("lagged").data(n.to_string());
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                    },
-                }
-            };
+            let ev =
+                next_event(&mut rx, &mut stop, wanted.as_deref(), &mut auth, heartbeat).await?;
             Some((Ok::<_, Infallible>(ev), (rx, stop, guard, wanted, auth)))
         },
     );
     Ok(Sse::new(s).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// The next event a stream sends: a live message it wants and may receive, `lagged` when it
+/// fell behind, or `heartbeat` after `heartbeat` without another; `None` ends the stream (the
+/// server stops, the channel closes, or the credentials no longer hold).
+async fn next_event(
+    rx: &mut tokio::sync::broadcast::Receiver<crate::app::LiveMsg>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    wanted: Option<&[String]>,
+    auth: &mut StreamAuth,
+    heartbeat: Option<std::time::Duration>,
+) -> Option<SseEvent> {
+    // The heartbeat is due `heartbeat` after the last event sent (events filtered out
+    // do not count).
+    let due = heartbeat.map(|d| tokio::time::Instant::now() + d);
+    loop {
+        if tokio::time::Instant::now() >= auth.next_check {
+            match authorize(&auth.app, &auth.headers, &Method::GET, Access::Read).await {
+                Ok(p) => auth.role = p.role,
+                Err(_) => return None,
+            }
+            auth.next_check = tokio::time::Instant::now() + STREAM_REAUTH;
+        }
+        let recheck = tokio::time::sleep_until(auth.next_check);
+        let beat = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = crate::clock::stopped(stop) => return None,
+            _ = recheck => continue,
+            _ = beat => {
+                break Some(SseEvent::default().event("heartbeat").data(auth.app.now_ms().to_string()));
+            }
+            r = rx.recv() => match r {
+                Ok(m) => {
+                    if wanted.is_some_and(|w| !w.iter().any(|e| e == m.event))
+                        || !crate::stream_access::may_receive(auth.role, m.event)
+                    {
+                        continue;
+                    }
+                    break Some(SseEvent::default().event(m.event).data(m.data.as_str()));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    break Some(SseEvent::default().event("lagged").data(n.to_string()));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            },
+        }
+    }
 }
 
 pub fn openapi_doc() -> serde_json::Value {

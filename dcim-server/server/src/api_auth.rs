@@ -133,8 +133,46 @@ async fn verify(
     Ok((user, ok))
 }
 
+/// `POST /api/login`, in the order of the module docs: the request, the back-off, the
+/// verification through the hashing gate, the back-off again, then the failure or the session.
 pub(crate) async fn login(State(app): AppState, req: Request) -> Result<Response, ApiError> {
     let ip = peer_ip(&req);
+    let (headers, body) = login_request(&app, req).await?;
+    let name = body.username;
+    let (key, device, subjects) = login_subjects(&app, ip, &headers, &name).await?;
+    if let Some(resp) = locked_out(&app, &subjects) {
+        return Ok(resp);
+    }
+    let plausible =
+        dcim_wire::check_identifier(&name).is_ok() && password::plausible(&body.password);
+    let address_key = crate::auth::limits::address_key(ip);
+    let (user, ok) = if plausible {
+        match verify(&app, &address_key, &subjects, &name, body.password).await {
+            Ok(r) => r,
+            Err(resp) => return Ok(resp),
+        }
+    } else {
+        (None, false)
+    };
+    // Locked while this attempt waited (concurrent failures): refused even when right.
+    if let Some(resp) = locked_out(&app, &subjects) {
+        return Ok(resp);
+    }
+    let peer = ip.to_string();
+    let real = user.is_some();
+    let Some(user) = user.filter(|_| ok) else {
+        return Err(login_failed(&app, &subjects, real, &name, &peer).await);
+    };
+    app.security
+        .logins
+        .lock()
+        .expect("login limiter")
+        .succeeded(&subjects);
+    start_session(&app, &user, device, &key, &peer).await
+}
+
+/// The sign-in request: its body (at most [`LOGIN_BODY_MAX`] bytes) and the `Origin` check.
+async fn login_request(app: &App, req: Request) -> Result<(HeaderMap, LoginBody), ApiError> {
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
     let body = axum::body::to_bytes(body, LOGIN_BODY_MAX)
@@ -157,67 +195,80 @@ pub(crate) async fn login(State(app): AppState, req: Request) -> Result<Response
             "cross-origin request refused".into(),
         ));
     }
-    let name = body.username;
+    Ok((headers, body))
+}
+
+/// Who the back-off counts the attempt against: the address, and the browser's device (its
+/// cookie, when valid for this user name) or else the user name. Also the device key and the
+/// device nonce, for the cookie a session renews.
+async fn login_subjects(
+    app: &Arc<App>,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<(Vec<u8>, Option<String>, [Subject; 2]), ApiError> {
     let address = Subject::address(ip);
-    let address_key = crate::auth::limits::address_key(ip);
-    let key = app.security.device_key(&app).await?.to_vec();
-    let device = header_str(&headers, header::COOKIE)
+    let key = app.security.device_key(app).await?.to_vec();
+    let device = header_str(headers, header::COOKIE)
         .and_then(|c| auth::cookie(c, DEVICE_COOKIE))
-        .and_then(|v| password::device_of(&key, v, &name))
+        .and_then(|v| password::device_of(&key, v, name))
         .map(str::to_owned);
     let who = match &device {
         Some(d) => Subject::Device(d.clone()),
-        None => Subject::User(name.clone()),
+        None => Subject::User(name.to_owned()),
     };
-    let subjects = [address, who];
-    let locked = |app: &App| {
+    Ok((key, device, [address, who]))
+}
+
+/// The 429 answer while one of `subjects` is locked by the back-off.
+fn locked_out(app: &App, subjects: &[Subject]) -> Option<Response> {
+    let locked = app
+        .security
+        .logins
+        .lock()
+        .expect("login limiter")
+        .check(subjects, app.now_ms());
+    if let Err(l) = locked {
+        inc(&app.metrics.login_refused_total, 1);
+        return Some(too_many(l.until_ms, "too many failed sign-ins"));
+    }
+    None
+}
+
+/// A failed sign-in: counted by the back-off (`real`: the user exists), audited, and the one
+/// answer for a wrong name and a wrong password alike.
+async fn login_failed(
+    app: &Arc<App>,
+    subjects: &[Subject],
+    real: bool,
+    name: &str,
+    peer: &str,
+) -> ApiError {
+    let locks =
         app.security
             .logins
             .lock()
             .expect("login limiter")
-            .check(&subjects, app.now_ms())
-    };
-    if let Err(l) = locked(&app) {
-        inc(&app.metrics.login_refused_total, 1);
-        return Ok(too_many(l.until_ms, "too many failed sign-ins"));
-    }
-    let plausible =
-        dcim_wire::check_identifier(&name).is_ok() && password::plausible(&body.password);
-    let (user, ok) = if plausible {
-        match verify(&app, &address_key, &subjects, &name, body.password).await {
-            Ok(r) => r,
-            Err(resp) => return Ok(resp),
-        }
-    } else {
-        (None, false)
-    };
-    // Locked while this attempt waited (concurrent failures): refused even when right.
-    if let Err(l) = locked(&app) {
-        inc(&app.metrics.login_refused_total, 1);
-        return Ok(too_many(l.until_ms, "too many failed sign-ins"));
-    }
-    let peer = ip.to_string();
-    let real = user.is_some();
-    let Some(user) = user.filter(|_| ok) else {
-        let locks = app.security.logins.lock().expect("login limiter").failed(
-            &subjects,
-            real,
-            app.now_ms(),
-        );
-        app.security
-            .audit_failure(&app, "login.failed", &name, "session", &peer, json!({}))
-            .await;
-        app.security.audit_locks(&app, "http", &peer, &locks).await;
-        return Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "wrong user name or password".into(),
-        ));
-    };
+            .failed(subjects, real, app.now_ms());
     app.security
-        .logins
-        .lock()
-        .expect("login limiter")
-        .succeeded(&subjects);
+        .audit_failure(app, "login.failed", name, "session", peer, json!({}))
+        .await;
+    app.security.audit_locks(app, "http", peer, &locks).await;
+    ApiError(
+        StatusCode::UNAUTHORIZED,
+        "wrong user name or password".into(),
+    )
+}
+
+/// A successful sign-in: the session stored and audited, its token and CSRF token in cookies,
+/// and the device cookie renewed (a new nonce when the browser had none).
+async fn start_session(
+    app: &Arc<App>,
+    user: &crate::store::UserRecord,
+    device: Option<String>,
+    key: &[u8],
+    peer: &str,
+) -> Result<Response, ApiError> {
     let token = auth::new_token("s_");
     let csrf = auth::new_token("");
     let now = app.now_ms();
@@ -240,7 +291,7 @@ pub(crate) async fn login(State(app): AppState, req: Request) -> Result<Response
         ""
     };
     let nonce = device.unwrap_or_else(|| auth::new_token("")[..32].to_string());
-    let device_value = password::device_cookie(&key, &nonce, &user.name);
+    let device_value = password::device_cookie(key, &nonce, &user.name);
     let mut resp = Json(json!({
         "user": user.name, "role": user.role, "csrf_token": csrf, "expires_ms": expires_ms
     }))

@@ -44,45 +44,83 @@ pub(crate) async fn summary(
         fire_view::devices_of_interest(site).into_iter().collect()
     };
     let now = app.now_ms();
-    // The latest samples of those devices, and the recent stage history of those in a stage.
-    let (samples, stage_history) = {
-        let ing = app.ingest.lock().expect("ingest lock");
-        let samples: Vec<Sample> = ing
-            .latest()
-            .filter(|l| devices.contains(&l.sample.device))
-            .map(|l| l.sample.clone())
-            .collect();
-        let cfg = ing.history_config();
-        let mut hist = BTreeMap::new();
-        for s in samples.iter().filter(|s| {
-            s.role.as_str() == "fire.stage"
-                && s.value
-                    .as_ref()
-                    .and_then(fire_view::stage_code)
-                    .is_some_and(|c| c > 0)
-        }) {
-            if let Some((_, buckets)) = ing.history(
-                None,
-                &s.device,
-                &s.point,
-                now - cfg.retention_ms(),
-                now,
-                cfg.resolution_ms,
-            ) {
-                hist.insert(
-                    s.device.clone(),
-                    buckets
-                        .iter()
-                        .filter(|b| b.n > 0)
-                        .map(|b| (b.t_ms, b.max))
-                        .collect::<Vec<_>>(),
-                );
-            }
+    let (samples, stage_history) = latest_and_stage_history(&app, &devices, now);
+    let events = fire_events(&app, stage_history.keys()).await?;
+    let mut readings: fire_view::Readings<'_> = BTreeMap::new();
+    for s in &samples {
+        readings
+            .entry((s.device.as_str(), s.role.as_str()))
+            .or_default()
+            .push(s);
+    }
+    let f = app.facility.lock().await;
+    let site = f.site.as_ref().ok_or_else(no_site)?;
+    let out = fire_view::summary(
+        site,
+        &fire_view::SummaryInput {
+            readings: &readings,
+            events: &events,
+            stage_history: &stage_history,
+            now_ms: now,
+        },
+    );
+    Ok(Json(json!(out)))
+}
+
+/// `(bucket start, max)` of a device's recent `fire.stage` history, oldest first.
+type StageHistory = BTreeMap<String, Vec<(i64, f64)>>;
+
+/// The latest samples of `devices`, and the recent stage history (the ring's retention) of
+/// those in a stage, read under one ingest lock.
+fn latest_and_stage_history(
+    app: &App,
+    devices: &HashSet<String>,
+    now: i64,
+) -> (Vec<Sample>, StageHistory) {
+    let ing = app.ingest.lock().expect("ingest lock");
+    let samples: Vec<Sample> = ing
+        .latest()
+        .filter(|l| devices.contains(&l.sample.device))
+        .map(|l| l.sample.clone())
+        .collect();
+    let cfg = ing.history_config();
+    let mut hist = BTreeMap::new();
+    for s in samples.iter().filter(|s| {
+        s.role.as_str() == "fire.stage"
+            && s.value
+                .as_ref()
+                .and_then(fire_view::stage_code)
+                .is_some_and(|c| c > 0)
+    }) {
+        if let Some((_, buckets)) = ing.history(
+            None,
+            &s.device,
+            &s.point,
+            now - cfg.retention_ms(),
+            now,
+            cfg.resolution_ms,
+        ) {
+            hist.insert(
+                s.device.clone(),
+                buckets
+                    .iter()
+                    .filter(|b| b.n > 0)
+                    .map(|b| (b.t_ms, b.max))
+                    .collect::<Vec<_>>(),
+            );
         }
-        (samples, hist)
-    };
+    }
+    (samples, hist)
+}
+
+/// The stored `fire.*` events of each device (the newest [`EVENTS_PER_RACK`] events looked at),
+/// newest first.
+async fn fire_events(
+    app: &App,
+    devices: impl Iterator<Item = &String>,
+) -> Result<BTreeMap<String, Vec<FireEvent>>, ApiError> {
     let mut events: BTreeMap<String, Vec<FireEvent>> = BTreeMap::new();
-    for device in stage_history.keys() {
+    for device in devices {
         let rows = app
             .store
             .list_events(&EventQuery {
@@ -104,25 +142,7 @@ pub(crate) async fn summary(
                 .collect(),
         );
     }
-    let mut readings: fire_view::Readings<'_> = BTreeMap::new();
-    for s in &samples {
-        readings
-            .entry((s.device.as_str(), s.role.as_str()))
-            .or_default()
-            .push(s);
-    }
-    let f = app.facility.lock().await;
-    let site = f.site.as_ref().ok_or_else(no_site)?;
-    let out = fire_view::summary(
-        site,
-        &fire_view::SummaryInput {
-            readings: &readings,
-            events: &events,
-            stage_history: &stage_history,
-            now_ms: now,
-        },
-    );
-    Ok(Json(json!(out)))
+    Ok(events)
 }
 
 pub(crate) async fn places(

@@ -124,19 +124,18 @@ async fn commit(
         .map_err(ApiError::from)
 }
 
-pub(crate) async fn alarm_action(
-    Authorized(p): Authorized,
-    State(app): AppState,
-    _headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let now = app.now_ms();
+/// The engine action an `/api/alarms/{id}/{action}` request asks for, and the shelving reason
+/// (trimmed; `None` when empty or not shelving).
+fn parse_alarm_action(
+    action: &str,
+    body: &Bytes,
+    now: i64,
+) -> Result<(Action, Option<String>), ApiError> {
     let mut reason = None;
-    let act = match action.as_str() {
+    let act = match action {
         "ack" => Action::Ack,
         "shelve" => {
-            let b: ShelveBody = parse_body(&body)?;
+            let b: ShelveBody = parse_body(body)?;
             reason = b
                 .reason
                 .map(|r| r.trim().to_owned())
@@ -158,7 +157,7 @@ pub(crate) async fn alarm_action(
         }
         "unshelve" => Action::Unshelve,
         "comment" => Action::Comment {
-            text: parse_body::<TextBody>(&body)?.text,
+            text: parse_body::<TextBody>(body)?.text,
         },
         "out_of_service" => Action::OutOfService,
         "return_to_service" => Action::ReturnToService,
@@ -171,6 +170,18 @@ pub(crate) async fn alarm_action(
             ));
         }
     };
+    Ok((act, reason))
+}
+
+pub(crate) async fn alarm_action(
+    Authorized(p): Authorized,
+    State(app): AppState,
+    _headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let now = app.now_ms();
+    let (act, reason) = parse_alarm_action(&action, &body, now)?;
     let mut detail = serde_json::to_value(&act).unwrap_or_default();
     if let Some(r) = &reason {
         detail["reason"] = json!(r);
@@ -422,7 +433,6 @@ pub(crate) async fn incident_op(
 /// OpenAPI schemas of `/api/site/redundancy` (see `dcim_site::engine` for the definitions).
 pub fn schemas() -> serde_json::Value {
     let level = json!({"type": "string", "enum": ["2N", "N+1", "N", "below_n"]});
-    let ids = json!({"type": "array", "items": {"type": "string"}});
     json!({
         "Level": level,
         "Redundancy": {
@@ -434,80 +444,107 @@ pub fn schemas() -> serde_json::Value {
                     "description": "With components=true."}
             }
         },
-        "SubsystemHealth": {
-            "type": "object",
-            "description": "A subsystem (power, cooling, network): the worst over its consumers (racks).",
-            "properties": {
-                "subsystem": {"type": "string"},
-                "designed": {"$ref": "#/components/schemas/Level"},
-                "current": {"$ref": "#/components/schemas/Level", "description": "Proven by components that are Up: below_n on a site that has not reported."},
-                "if_unknown_up": {"$ref": "#/components/schemas/Level", "description": "The level if every Unknown component were up."},
-                "verified": {"type": "boolean", "description": "Unknown components change no consumer's level."},
-                "unverified": {"type": "array", "items": {"type": "string"}, "description": "Unknown components the consumers depend on."},
-                "unverified_consumers": {"type": "array", "items": {"type": "string"}},
-                "summary": {"type": "string", "description": "For people: `2N`, or `unverified: N proven, 2N if the 4 unknown components are up`."},
-                "consumers": {"type": "integer"},
-                "min_live_paths": {"type": "integer", "description": "Fewest proven live paths of any consumer."},
-                "lost": ids, "degraded": ids,
-                "spare_after_one": {"type": "number", "nullable": true},
-                "spare_after_one_at": {"type": "string", "nullable": true},
-                "single_points_of_failure": ids,
-                "unknown": ids, "maintenance": ids, "down": ids,
-                "unmonitored": {"type": "array", "items": {"type": "string"}, "description": "Components with no state point bound (assumed up while a point of theirs is fresh)."}
-            }
-        },
-        "SupplyHealth": {
-            "type": "object",
-            "properties": {
-                "subsystem": {"type": "string"},
-                "supplied": {"type": "boolean", "description": "Not known to be lost (Unknown counted as up)."},
-                "proven_supplied": {"type": "boolean"},
-                "designed": {"$ref": "#/components/schemas/Level"},
-                "current": {"$ref": "#/components/schemas/Level", "description": "Proven."},
-                "if_unknown_up": {"$ref": "#/components/schemas/Level"},
-                "verified": {"type": "boolean"},
-                "unverified": ids,
-                "summary": {"type": "string"},
-                "designed_paths": {"type": "integer"},
-                "live_paths": {"type": "integer", "description": "Proven."},
-                "live_paths_if_unknown_up": {"type": "integer"},
-                "spare_after_one": {"type": "number", "nullable": true},
-                "single_points_of_failure": ids
-            }
-        },
-        "ComponentHealth": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"}, "kind": {"type": "string"},
-                "state": {"type": "string", "enum": ["up", "down", "unknown", "maintenance"], "description": "Unknown for longer than [status] down_after_ms is down."},
-                "reason": {"type": "string"},
-                "monitored": {"type": "boolean"},
-                "unknown_since_ms": {"type": "integer", "nullable": true},
-                "energised": {"type": "boolean", "nullable": true, "description": "From measured voltage, else flow, else the switch position; null when unknown or not a power component."},
-                "energised_by": {"type": "string", "nullable": true},
-                "mismatch": {"type": "string", "nullable": true, "description": "Switch position and measurement disagree (a breaker-mismatch trouble)."},
-                "available": {"type": "boolean"}, "proven_available": {"type": "boolean"},
-                "load": {"type": "array", "items": {"type": "number", "nullable": true}},
-                "supply": {"type": "array", "items": {"$ref": "#/components/schemas/SupplyHealth"}}
-            }
-        },
-        "RideThrough": {
-            "type": "object",
-            "description": "Stored cooling over the deficit (heat load - capacity of the chillers that are Up).",
-            "properties": {
-                "tank": {"type": "string"},
-                "minutes": {"type": "number", "nullable": true, "description": "At the present deficit; null when the tank is not drawn or inputs are unknown."},
-                "minutes_if_chillers_stop": {"type": "number", "nullable": true},
-                "drawing": {"type": "boolean"},
-                "heat_load_kw": {"type": "number", "nullable": true},
-                "chiller_capacity_kw": {"type": "number"},
-                "deficit_kw": {"type": "number", "nullable": true},
-                "tank_temp_c": {"type": "number", "nullable": true},
-                "level_pct": {"type": "number", "nullable": true},
-                "chillers_available": {"type": "integer", "description": "Proven (Up)."},
-                "chillers_unknown": {"type": "integer"},
-                "chillers_total": {"type": "integer"}
-            }
+        "SubsystemHealth": subsystem_health_schema(),
+        "SupplyHealth": supply_health_schema(),
+        "ComponentHealth": component_health_schema(),
+        "RideThrough": ride_through_schema()
+    })
+}
+
+/// A list of component or consumer ids.
+fn ids_schema() -> serde_json::Value {
+    json!({"type": "array", "items": {"type": "string"}})
+}
+
+/// `SubsystemHealth`: one subsystem's redundancy, the worst over its consumers.
+fn subsystem_health_schema() -> serde_json::Value {
+    let ids = ids_schema();
+    json!({
+        "type": "object",
+        "description": "A subsystem (power, cooling, network): the worst over its consumers (racks).",
+        "properties": {
+            "subsystem": {"type": "string"},
+            "designed": {"$ref": "#/components/schemas/Level"},
+            "current": {"$ref": "#/components/schemas/Level", "description": "Proven by components that are Up: below_n on a site that has not reported."},
+            "if_unknown_up": {"$ref": "#/components/schemas/Level", "description": "The level if every Unknown component were up."},
+            "verified": {"type": "boolean", "description": "Unknown components change no consumer's level."},
+            "unverified": {"type": "array", "items": {"type": "string"}, "description": "Unknown components the consumers depend on."},
+            "unverified_consumers": {"type": "array", "items": {"type": "string"}},
+            "summary": {"type": "string", "description": "For people: `2N`, or `unverified: N proven, 2N if the 4 unknown components are up`."},
+            "consumers": {"type": "integer"},
+            "min_live_paths": {"type": "integer", "description": "Fewest proven live paths of any consumer."},
+            "lost": ids, "degraded": ids,
+            "spare_after_one": {"type": "number", "nullable": true},
+            "spare_after_one_at": {"type": "string", "nullable": true},
+            "single_points_of_failure": ids,
+            "unknown": ids, "maintenance": ids, "down": ids,
+            "unmonitored": {"type": "array", "items": {"type": "string"}, "description": "Components with no state point bound (assumed up while a point of theirs is fresh)."}
+        }
+    })
+}
+
+/// `SupplyHealth`: one component's supply in one subsystem.
+fn supply_health_schema() -> serde_json::Value {
+    let ids = ids_schema();
+    json!({
+        "type": "object",
+        "properties": {
+            "subsystem": {"type": "string"},
+            "supplied": {"type": "boolean", "description": "Not known to be lost (Unknown counted as up)."},
+            "proven_supplied": {"type": "boolean"},
+            "designed": {"$ref": "#/components/schemas/Level"},
+            "current": {"$ref": "#/components/schemas/Level", "description": "Proven."},
+            "if_unknown_up": {"$ref": "#/components/schemas/Level"},
+            "verified": {"type": "boolean"},
+            "unverified": ids,
+            "summary": {"type": "string"},
+            "designed_paths": {"type": "integer"},
+            "live_paths": {"type": "integer", "description": "Proven."},
+            "live_paths_if_unknown_up": {"type": "integer"},
+            "spare_after_one": {"type": "number", "nullable": true},
+            "single_points_of_failure": ids
+        }
+    })
+}
+
+/// `ComponentHealth`: one component's state, energisation and supplies.
+fn component_health_schema() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "kind": {"type": "string"},
+            "state": {"type": "string", "enum": ["up", "down", "unknown", "maintenance"], "description": "Unknown for longer than [status] down_after_ms is down."},
+            "reason": {"type": "string"},
+            "monitored": {"type": "boolean"},
+            "unknown_since_ms": {"type": "integer", "nullable": true},
+            "energised": {"type": "boolean", "nullable": true, "description": "From measured voltage, else flow, else the switch position; null when unknown or not a power component."},
+            "energised_by": {"type": "string", "nullable": true},
+            "mismatch": {"type": "string", "nullable": true, "description": "Switch position and measurement disagree (a breaker-mismatch trouble)."},
+            "available": {"type": "boolean"}, "proven_available": {"type": "boolean"},
+            "load": {"type": "array", "items": {"type": "number", "nullable": true}},
+            "supply": {"type": "array", "items": {"$ref": "#/components/schemas/SupplyHealth"}}
+        }
+    })
+}
+
+/// `RideThrough`: stored cooling over the chillers' deficit.
+fn ride_through_schema() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "description": "Stored cooling over the deficit (heat load - capacity of the chillers that are Up).",
+        "properties": {
+            "tank": {"type": "string"},
+            "minutes": {"type": "number", "nullable": true, "description": "At the present deficit; null when the tank is not drawn or inputs are unknown."},
+            "minutes_if_chillers_stop": {"type": "number", "nullable": true},
+            "drawing": {"type": "boolean"},
+            "heat_load_kw": {"type": "number", "nullable": true},
+            "chiller_capacity_kw": {"type": "number"},
+            "deficit_kw": {"type": "number", "nullable": true},
+            "tank_temp_c": {"type": "number", "nullable": true},
+            "level_pct": {"type": "number", "nullable": true},
+            "chillers_available": {"type": "integer", "description": "Proven (Up)."},
+            "chillers_unknown": {"type": "integer"},
+            "chillers_total": {"type": "integer"}
         }
     })
 }

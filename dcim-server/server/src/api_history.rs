@@ -46,6 +46,47 @@ pub async fn point_history(
     q: Params,
 ) -> Result<serde_json::Value, (StatusCode, String)> {
     let now = app.now_ms();
+    let (cfg, r) = request(app, device, point, &q, now)?;
+    let ring = ring_buckets(app, q.site.as_deref(), &r);
+    let started = app.health.ready_ms.load(Ordering::Relaxed).max(1);
+    let memory_from = r.from.max(now - cfg.retention_ms()).max(started);
+    let site = q
+        .site
+        .clone()
+        .or_else(|| ring.as_ref().map(|(s, _)| s.clone()));
+    let mut doc = json!({
+        "device": device,
+        "point": point,
+        "from": r.from,
+        "to": r.to,
+        "step_ms": r.step,
+        "resolution_ms": cfg.resolution_ms,
+        "retention_ms": cfg.retention_ms(),
+    });
+    match from_store(app, &r, &site, &ring, memory_from, &mut doc).await? {
+        StoreAnswer::Answered => Ok(doc),
+        StoreAnswer::Fallback(fallback) => from_memory(doc, ring, fallback, memory_from, &r),
+    }
+}
+
+/// One request, checked: the range, and the bucket step rounded up to the ring's resolution.
+struct Request<'a> {
+    device: &'a str,
+    point: &'a str,
+    from: i64,
+    to: i64,
+    step: i64,
+}
+
+/// Checks the query's range and step against the ring's configuration (defaults: up to now,
+/// over the ring's retention, at its resolution).
+fn request<'a>(
+    app: &App,
+    device: &'a str,
+    point: &'a str,
+    q: &Params,
+    now: i64,
+) -> Result<(crate::ingest::HistoryConfig, Request<'a>), (StatusCode, String)> {
     let (cfg, memory) = {
         let ing = app.ingest.lock().expect("ingest lock");
         let cfg = ing.history_config();
@@ -63,99 +104,133 @@ pub async fn point_history(
     }
     let res = cfg.resolution_ms.max(1);
     let step = (step.max(res) + res - 1) / res * res;
-    let ring = {
-        let ing = app.ingest.lock().expect("ingest lock");
-        ing.history(q.site.as_deref(), device, point, from, to, step)
-            .map(|(site, b)| {
-                (
-                    site,
-                    b.iter()
-                        .map(|b| Bucket {
-                            t_ms: b.t_ms,
-                            n: b.n,
-                            min: b.min,
-                            max: b.max,
-                            last: b.last,
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            })
-    };
-    let started = app.health.ready_ms.load(Ordering::Relaxed).max(1);
-    let memory_from = from.max(now - cfg.retention_ms()).max(started);
-    let site = q
-        .site
-        .clone()
-        .or_else(|| ring.as_ref().map(|(s, _)| s.clone()));
-    let mut doc = json!({
-        "device": device,
-        "point": point,
-        "from": from,
-        "to": to,
-        "step_ms": step,
-        "resolution_ms": cfg.resolution_ms,
-        "retention_ms": cfg.retention_ms(),
-    });
+    Ok((
+        cfg,
+        Request {
+            device,
+            point,
+            from,
+            to,
+            step,
+        },
+    ))
+}
+
+/// The in-memory ring's buckets of the point and the site it found them under, if it holds
+/// the point.
+fn ring_buckets(app: &App, site: Option<&str>, r: &Request) -> Option<(String, Vec<Bucket>)> {
+    let ing = app.ingest.lock().expect("ingest lock");
+    ing.history(site, r.device, r.point, r.from, r.to, r.step)
+        .map(|(site, b)| {
+            (
+                site,
+                b.iter()
+                    .map(|b| Bucket {
+                        t_ms: b.t_ms,
+                        n: b.n,
+                        min: b.min,
+                        max: b.max,
+                        last: b.last,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+}
+
+/// What the time-series store made of a request.
+enum StoreAnswer {
+    /// The answer is in the document.
+    Answered,
+    /// The ring answers, with why the store did not (`None`: no store is configured).
+    Fallback(Option<String>),
+}
+
+/// Asks the store (when one is configured) for the range it may have, the ring supplying the
+/// tail it does not have yet.
+async fn from_store(
+    app: &App,
+    r: &Request<'_>,
+    site: &Option<String>,
+    ring: &Option<(String, Vec<Bucket>)>,
+    memory_from: i64,
+    doc: &mut serde_json::Value,
+) -> Result<StoreAnswer, (StatusCode, String)> {
+    let (device, point, from, to, step) = (r.device, r.point, r.from, r.to, r.step);
     let client = app.influx.as_ref().and_then(|i| i.query.clone());
-    let mut fallback = None;
-    if let Some(client) = client {
-        let store_to = match oldest_unsent(app) {
-            Some(t) => to.min(t - 1),
-            None => to,
-        };
-        if (to - from) / step > MAX_BUCKETS {
-            fallback = Some(format!(
-                "the store answers at most {MAX_BUCKETS} buckets per request: raise `step` or narrow `from`..`to`"
-            ));
-        } else if from <= store_to {
-            match client
-                .history(site.as_deref(), device, point, from, store_to, step)
-                .await
+    let Some(client) = client else {
+        return Ok(StoreAnswer::Fallback(None));
+    };
+    let store_to = match oldest_unsent(app) {
+        Some(t) => to.min(t - 1),
+        None => to,
+    };
+    if (to - from) / step > MAX_BUCKETS {
+        return Ok(StoreAnswer::Fallback(Some(format!(
+            "the store answers at most {MAX_BUCKETS} buckets per request: raise `step` or narrow `from`..`to`"
+        ))));
+    }
+    if from > store_to {
+        return Ok(StoreAnswer::Fallback(Some(
+            "the time-series store has nothing of this range yet".into(),
+        )));
+    }
+    match client
+        .history(site.as_deref(), device, point, from, store_to, step)
+        .await
+    {
+        Ok(mut buckets) => {
+            app.ops
+                .history_from_store_total
+                .fetch_add(1, Ordering::Relaxed);
+            let mut sources = vec![json!({"source": "store", "from": from, "to": store_to})];
+            let mut covers_to = store_to;
+            let mut source = "store";
+            if store_to < to
+                && let Some((_, ring_buckets)) = ring
+                && memory_from <= store_to + 1
             {
-                Ok(mut buckets) => {
-                    app.ops
-                        .history_from_store_total
-                        .fetch_add(1, Ordering::Relaxed);
-                    let mut sources =
-                        vec![json!({"source": "store", "from": from, "to": store_to})];
-                    let mut covers_to = store_to;
-                    let mut source = "store";
-                    if store_to < to
-                        && let Some((_, ring_buckets)) = &ring
-                        && memory_from <= store_to + 1
-                    {
-                        // The tail the store does not have yet, from the ring: its buckets
-                        // replace the store's partial ones from the first bucket that
-                        // reaches past `store_to`.
-                        let cut = store_to.div_euclid(step) * step;
-                        buckets.retain(|b| b.t_ms < cut);
-                        buckets.extend(ring_buckets.iter().filter(|b| b.t_ms >= cut));
-                        sources.push(json!({"source": "memory", "from": cut, "to": to}));
-                        covers_to = to;
-                        source = "store+memory";
-                    }
-                    if buckets.is_empty() && ring.is_none() {
-                        return Err(not_found(device, point));
-                    }
-                    doc["site"] = json!(site);
-                    doc["source"] = json!(source);
-                    doc["sources"] = json!(sources);
-                    doc["covers"] = json!({"from": from, "to": covers_to});
-                    doc["buckets"] = json!(buckets);
-                    return Ok(doc);
-                }
-                Err(e) => {
-                    app.ops
-                        .history_fallback_total
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%device, %point, "point history: the store did not answer ({e}); answering from memory");
-                    fallback = Some(format!("the time-series store did not answer: {e}"));
-                }
+                // The tail the store does not have yet, from the ring: its buckets
+                // replace the store's partial ones from the first bucket that
+                // reaches past `store_to`.
+                let cut = store_to.div_euclid(step) * step;
+                buckets.retain(|b| b.t_ms < cut);
+                buckets.extend(ring_buckets.iter().filter(|b| b.t_ms >= cut));
+                sources.push(json!({"source": "memory", "from": cut, "to": to}));
+                covers_to = to;
+                source = "store+memory";
             }
-        } else {
-            fallback = Some("the time-series store has nothing of this range yet".into());
+            if buckets.is_empty() && ring.is_none() {
+                return Err(not_found(device, point));
+            }
+            doc["site"] = json!(site);
+            doc["source"] = json!(source);
+            doc["sources"] = json!(sources);
+            doc["covers"] = json!({"from": from, "to": covers_to});
+            doc["buckets"] = json!(buckets);
+            Ok(StoreAnswer::Answered)
+        }
+        Err(e) => {
+            app.ops
+                .history_fallback_total
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%device, %point, "point history: the store did not answer ({e}); answering from memory");
+            Ok(StoreAnswer::Fallback(Some(format!(
+                "the time-series store did not answer: {e}"
+            ))))
         }
     }
+}
+
+/// The ring's answer (since `memory_from`), with the store's `fallback` reason when it did not
+/// answer; 503 when the store failed and the ring does not hold the point either.
+fn from_memory(
+    mut doc: serde_json::Value,
+    ring: Option<(String, Vec<Bucket>)>,
+    fallback: Option<String>,
+    memory_from: i64,
+    r: &Request,
+) -> Result<serde_json::Value, (StatusCode, String)> {
+    let (device, point, to) = (r.device, r.point, r.to);
     let Some((site, buckets)) = ring else {
         return Err(match fallback {
             Some(why) => (

@@ -63,51 +63,74 @@ async fn lease_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = crate::clock::stopped(&mut stop) => break,
         };
         let now = c.mono();
-        let changes = {
-            let mut core = c.core.lock().expect("lease core");
-            match r {
-                Some(Ok(Ok(l))) => {
-                    let seen = Seen {
-                        holder: l.holder.clone(),
-                        epoch: l.epoch,
-                        valid: l.expires_ms > l.now_ms,
-                        info: l.info.clone(),
-                    };
-                    core.on_lease(sent, now, seen)
-                }
-                Some(Ok(Err(e))) => {
-                    tracing::warn!("leader lease: {e}");
-                    core.on_failure(now)
-                }
-                Some(Err(_)) => {
-                    tracing::warn!("leader lease: no answer from the database in time");
-                    core.on_failure(now)
-                }
-                None => core.on_tick(now),
-            }
-        };
+        let changes = lease_changes(c, sent, now, r);
         apply(&app, changes).await;
         publish_leader(c);
-        let next = Duration::from_millis(timing.renew_ms as u64)
-            .saturating_sub(Duration::from_millis((c.mono() - sent).max(0) as u64));
-        let deadline = c.core.lock().expect("lease core").deadline();
-        let wait = match deadline {
-            Some(d) => next.min(Duration::from_millis((d - c.mono()).max(0) as u64)),
-            None => next,
-        };
+        let wait = next_attempt(c, timing.renew_ms, sent);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = crate::clock::stopped(&mut stop) => break,
         }
     }
-    // Graceful stop: hand over at once instead of letting the lease expire.
+    hand_over(&app, c).await;
+}
+
+/// The lease core's changes after one attempt: the lease the store answered (`sent` is when
+/// the attempt began), a failure (an error, or no answer within two renewals), or `None` when
+/// the deadline came first (a tick).
+fn lease_changes(
+    c: &Cluster,
+    sent: i64,
+    now: i64,
+    r: Option<
+        Result<crate::store::StoreResult<crate::store::LeaseRecord>, tokio::time::error::Elapsed>,
+    >,
+) -> Vec<Change> {
+    let mut core = c.core.lock().expect("lease core");
+    match r {
+        Some(Ok(Ok(l))) => {
+            let seen = Seen {
+                holder: l.holder.clone(),
+                epoch: l.epoch,
+                valid: l.expires_ms > l.now_ms,
+                info: l.info.clone(),
+            };
+            core.on_lease(sent, now, seen)
+        }
+        Some(Ok(Err(e))) => {
+            tracing::warn!("leader lease: {e}");
+            core.on_failure(now)
+        }
+        Some(Err(_)) => {
+            tracing::warn!("leader lease: no answer from the database in time");
+            core.on_failure(now)
+        }
+        None => core.on_tick(now),
+    }
+}
+
+/// How long until the next attempt: one renewal period after `sent`, sooner when the lease's
+/// deadline comes first.
+fn next_attempt(c: &Cluster, renew_ms: i64, sent: i64) -> Duration {
+    let next = Duration::from_millis(renew_ms as u64)
+        .saturating_sub(Duration::from_millis((c.mono() - sent).max(0) as u64));
+    let deadline = c.core.lock().expect("lease core").deadline();
+    match deadline {
+        Some(d) => next.min(Duration::from_millis((d - c.mono()).max(0) as u64)),
+        None => next,
+    }
+}
+
+/// Graceful stop: hand over at once instead of letting the lease expire, and leave the
+/// witness.
+async fn hand_over(app: &Arc<App>, c: &Cluster) {
     let changes = c
         .core
         .lock()
         .expect("lease core")
         .step_down("shutting down");
     let was_leader = !changes.is_empty();
-    apply(&app, changes).await;
+    apply(app, changes).await;
     if was_leader {
         let _ = tokio::time::timeout(
             Duration::from_secs(2),

@@ -161,6 +161,40 @@ pub fn stage_kinds(value: f64) -> Vec<EventKind> {
         .collect()
 }
 
+/// The site-wide brackets: a drill test while a drill runs, and authority control while the
+/// fire authority holds it.
+fn site_candidates(inp: &Inputs<'_>, out: &mut BTreeMap<Identity, Candidate>) {
+    if let Some(d) = inp.drill {
+        // the drill bracket: begins with the drill, restored when it ends
+        out.insert(
+            Identity {
+                zone: 0,
+                rack: 0,
+                kind: EventKind::DrillTest,
+            },
+            Candidate {
+                since_ms: inp.now_ms,
+                source: format!("drill {d}"),
+                site_only: true,
+            },
+        );
+    }
+    if let Some((since_ms, who)) = &inp.authority {
+        out.insert(
+            Identity {
+                zone: 0,
+                rack: 0,
+                kind: EventKind::FireAuthority,
+            },
+            Candidate {
+                since_ms: *since_ms,
+                source: format!("authority control entered by {who}"),
+                site_only: true,
+            },
+        );
+    }
+}
+
 impl Planner {
     pub fn new(cfg: &Dc09Config, state: PlannerState) -> Planner {
         Planner {
@@ -246,8 +280,19 @@ impl Planner {
             .cloned()
     }
 
+    /// What should be reported now, before coverage and what was sent: the active alarms'
+    /// events, the site-wide drill and authority brackets, and the zones' lost agents.
     fn candidates(&self, inp: &Inputs<'_>) -> BTreeMap<Identity, Candidate> {
         let mut out: BTreeMap<Identity, Candidate> = BTreeMap::new();
+        self.alarm_candidates(inp, &mut out);
+        site_candidates(inp, &mut out);
+        self.agent_loss_candidates(inp, &mut out);
+        out
+    }
+
+    /// The events of the active alarms mapped to DC-09, per zone and rack (a fire stage's
+    /// events from its value).
+    fn alarm_candidates(&self, inp: &Inputs<'_>, out: &mut BTreeMap<Identity, Candidate>) {
         for a in inp.alarms.iter().filter(|a| a.active) {
             let Some(map) = self.alarms.iter().find(|m| m.rule == a.rule) else {
                 continue;
@@ -269,35 +314,11 @@ impl Planner {
                     });
             }
         }
-        if let Some(d) = inp.drill {
-            // the drill bracket: begins with the drill, restored when it ends
-            out.insert(
-                Identity {
-                    zone: 0,
-                    rack: 0,
-                    kind: EventKind::DrillTest,
-                },
-                Candidate {
-                    since_ms: inp.now_ms,
-                    source: format!("drill {d}"),
-                    site_only: true,
-                },
-            );
-        }
-        if let Some((since_ms, who)) = &inp.authority {
-            out.insert(
-                Identity {
-                    zone: 0,
-                    rack: 0,
-                    kind: EventKind::FireAuthority,
-                },
-                Candidate {
-                    since_ms: *since_ms,
-                    source: format!("authority control entered by {who}"),
-                    site_only: true,
-                },
-            );
-        }
+    }
+
+    /// A trouble for each zone whose fire agent is offline, once it has been away for
+    /// `loss_after_ms` or at once while a fire alarm is active in that zone.
+    fn agent_loss_candidates(&self, inp: &Inputs<'_>, out: &mut BTreeMap<Identity, Candidate>) {
         for z in &self.zones {
             let fire_in_zone = out
                 .keys()
@@ -330,7 +351,6 @@ impl Planner {
                 c.since_ms = c.since_ms.min(v.since_ms);
             }
         }
-        out
     }
 
     /// One decision step: new alarms to send, and restores of what the server sent whose

@@ -223,60 +223,8 @@ pub fn alarm_rows<'a>(
             .collect();
     let mut out: Vec<AlarmRow<'a>> = alarms
         .into_iter()
-        .filter_map(|a| {
-            let rule = rules.get(&a.rule);
-            let state = shown_state(a);
-            let subsystem = alarm_subsystem(a, rule, site);
-            let component = alarm_component(a, site);
-            let component_name = component
-                .as_deref()
-                .and_then(|c| site?.get(c)?.name.clone());
-            let room = component
-                .as_deref()
-                .and_then(|c| places.get(c))
-                .and_then(|p| p.room.clone());
-            if f.grade.is_some_and(|g| g != a.grade)
-                || f.subsystem
-                    .as_deref()
-                    .is_some_and(|s| !s.is_empty() && s != subsystem)
-                || f.state
-                    .as_deref()
-                    .is_some_and(|s| !s.is_empty() && !state_matches(state, s))
-                || f.room
-                    .as_deref()
-                    .is_some_and(|r| !r.is_empty() && room.as_deref() != Some(r))
-            {
-                return None;
-            }
-            if !words.is_empty() {
-                let hay = [
-                    Some(a.message.as_str()),
-                    Some(a.id.as_str()),
-                    a.component.as_deref(),
-                    Some(a.subject.as_str()),
-                    component_name.as_deref(),
-                    rule.map(|r| r.name.as_str()),
-                ]
-                .iter()
-                .flatten()
-                .copied()
-                .collect::<Vec<&str>>()
-                .join(" ")
-                .to_lowercase();
-                if !words.iter().all(|w| hay.contains(w.as_str())) {
-                    return None;
-                }
-            }
-            Some(AlarmRow {
-                alarm: a,
-                rule,
-                state,
-                subsystem,
-                component,
-                component_name,
-                room,
-            })
-        })
+        .map(|a| alarm_row(a, rules, site, places))
+        .filter(|row| passes(row, f) && has_words(row, &words))
         .collect();
     out.sort_by(|x, y| {
         x.alarm.grade.cmp(&y.alarm.grade).then(
@@ -287,6 +235,73 @@ pub fn alarm_rows<'a>(
         )
     });
     out
+}
+
+/// One alarm's row: its rule, shown state, subsystem, component (with its name) and room.
+fn alarm_row<'a>(
+    a: &'a Alarm,
+    rules: &'a BTreeMap<String, Rule>,
+    site: Option<&Site>,
+    places: &BTreeMap<String, Place>,
+) -> AlarmRow<'a> {
+    let rule = rules.get(&a.rule);
+    let state = shown_state(a);
+    let subsystem = alarm_subsystem(a, rule, site);
+    let component = alarm_component(a, site);
+    let component_name = component
+        .as_deref()
+        .and_then(|c| site?.get(c)?.name.clone());
+    let room = component
+        .as_deref()
+        .and_then(|c| places.get(c))
+        .and_then(|p| p.room.clone());
+    AlarmRow {
+        alarm: a,
+        rule,
+        state,
+        subsystem,
+        component,
+        component_name,
+        room,
+    }
+}
+
+/// Whether a row passes the filter's grade, subsystem, state and room (an empty one passes).
+fn passes(row: &AlarmRow<'_>, f: &AlarmFilter) -> bool {
+    !(f.grade.is_some_and(|g| g != row.alarm.grade)
+        || f.subsystem
+            .as_deref()
+            .is_some_and(|s| !s.is_empty() && s != row.subsystem)
+        || f.state
+            .as_deref()
+            .is_some_and(|s| !s.is_empty() && !state_matches(row.state, s))
+        || f.room
+            .as_deref()
+            .is_some_and(|r| !r.is_empty() && row.room.as_deref() != Some(r)))
+}
+
+/// Whether every search word (lower case) is in the row's message, ids, subject, component
+/// name or rule name.
+fn has_words(row: &AlarmRow<'_>, words: &[String]) -> bool {
+    if words.is_empty() {
+        return true;
+    }
+    let a = row.alarm;
+    let hay = [
+        Some(a.message.as_str()),
+        Some(a.id.as_str()),
+        a.component.as_deref(),
+        Some(a.subject.as_str()),
+        row.component_name.as_deref(),
+        row.rule.map(|r| r.name.as_str()),
+    ]
+    .iter()
+    .flatten()
+    .copied()
+    .collect::<Vec<&str>>()
+    .join(" ")
+    .to_lowercase();
+    words.iter().all(|w| hay.contains(w.as_str()))
 }
 
 pub const ALARM_COLUMNS: [&str; 17] = [

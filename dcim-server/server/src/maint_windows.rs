@@ -141,6 +141,69 @@ pub enum Step {
     Held { id: u64, what: &'static str },
 }
 
+/// The request's subjects, trimmed, blanks skipped, duplicates dropped; each must be `known`
+/// (a component or device of the site), 1 to [`MAX_SUBJECTS`] of them.
+fn subjects_of(
+    requested: &[String],
+    known: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, WindowError> {
+    let mut subjects: Vec<String> = Vec::new();
+    for s in requested {
+        let s = s.trim();
+        if s.is_empty() {
+            continue;
+        }
+        if !known(s) {
+            return Err(invalid(
+                "subjects",
+                format!("`{s}`: expected the id of a component or device of the site"),
+            ));
+        }
+        if !subjects.iter().any(|x| x == s) {
+            subjects.push(s.to_owned());
+        }
+    }
+    if subjects.is_empty() || subjects.len() > MAX_SUBJECTS {
+        return Err(invalid(
+            "subjects",
+            format!("expected 1 to {MAX_SUBJECTS} components or devices"),
+        ));
+    }
+    Ok(subjects)
+}
+
+/// Checks the request's `who` and `reason` (returned trimmed) and its times: a start from now
+/// on (within [`START_SLACK_MS`]), an end after it, at most [`MAX_DURATION_MS`] long.
+fn who_reason_and_times(req: &NewWindow, now_ms: i64) -> Result<(&str, &str), WindowError> {
+    let who = req.who.trim();
+    if who.is_empty() || who.chars().count() > 200 {
+        return Err(invalid(
+            "who",
+            "expected who does the work (1 to 200 characters)",
+        ));
+    }
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_TEXT {
+        return Err(invalid(
+            "reason",
+            format!("expected why (1 to {MAX_TEXT} characters)"),
+        ));
+    }
+    if req.from_ms < now_ms - START_SLACK_MS {
+        return Err(invalid(
+            "from_ms",
+            "expected a start from now on (a window is scheduled in advance)",
+        ));
+    }
+    if req.to_ms <= req.from_ms {
+        return Err(invalid("to_ms", "expected an end after the start"));
+    }
+    if req.to_ms - req.from_ms > MAX_DURATION_MS {
+        return Err(invalid("to_ms", "expected a window of at most 31 days"));
+    }
+    Ok((who, reason))
+}
+
 /// Every window, and the next id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
@@ -158,54 +221,8 @@ impl Schedule {
         now_ms: i64,
         known: impl Fn(&str) -> bool,
     ) -> Result<&Window, WindowError> {
-        let mut subjects: Vec<String> = Vec::new();
-        for s in &req.subjects {
-            let s = s.trim();
-            if s.is_empty() {
-                continue;
-            }
-            if !known(s) {
-                return Err(invalid(
-                    "subjects",
-                    format!("`{s}`: expected the id of a component or device of the site"),
-                ));
-            }
-            if !subjects.iter().any(|x| x == s) {
-                subjects.push(s.to_owned());
-            }
-        }
-        if subjects.is_empty() || subjects.len() > MAX_SUBJECTS {
-            return Err(invalid(
-                "subjects",
-                format!("expected 1 to {MAX_SUBJECTS} components or devices"),
-            ));
-        }
-        let who = req.who.trim();
-        if who.is_empty() || who.chars().count() > 200 {
-            return Err(invalid(
-                "who",
-                "expected who does the work (1 to 200 characters)",
-            ));
-        }
-        let reason = req.reason.trim();
-        if reason.is_empty() || reason.chars().count() > MAX_TEXT {
-            return Err(invalid(
-                "reason",
-                format!("expected why (1 to {MAX_TEXT} characters)"),
-            ));
-        }
-        if req.from_ms < now_ms - START_SLACK_MS {
-            return Err(invalid(
-                "from_ms",
-                "expected a start from now on (a window is scheduled in advance)",
-            ));
-        }
-        if req.to_ms <= req.from_ms {
-            return Err(invalid("to_ms", "expected an end after the start"));
-        }
-        if req.to_ms - req.from_ms > MAX_DURATION_MS {
-            return Err(invalid("to_ms", "expected a window of at most 31 days"));
-        }
+        let subjects = subjects_of(&req.subjects, known)?;
+        let (who, reason) = who_reason_and_times(&req, now_ms)?;
         let open = self
             .windows
             .iter()

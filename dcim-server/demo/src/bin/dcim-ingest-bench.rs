@@ -201,6 +201,36 @@ async fn main() -> anyhow::Result<()> {
     let config = bench_config(&o, &dir)?;
     let server = dcim_server::start(config).await?;
     let port = server.mqtt_addr.expect("embedded broker").port();
+    let waiters = watch_alarms(&server).await?;
+
+    println!(
+        "dcim-ingest-bench: {} agents x batches of {} samples, {} s, QoS 1 through the embedded broker and its ACL gate",
+        o.agents, o.batch, o.seconds
+    );
+    let idle = probe_latencies(port, &waiters, o.probes, "idle").await;
+    let m = server.app.metrics.clone();
+    let load = run_load(&o, port, &waiters, &m).await?;
+    // The probes' own samples (one per probe batch) are taken in too.
+    let accepted = wait_taken_in(&m, &load, o.probes as u64).await;
+    let skipped = print_ingest(&m, &load, accepted);
+    report("idle broker", o.probes, idle);
+    report("during the ingest load", o.probes, load.probed);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let sent = load.sent;
+    if accepted != sent || skipped > 0 {
+        eprintln!(
+            "FAILED: {} acknowledged samples not taken in, {skipped} broker messages skipped",
+            sent.saturating_sub(accepted)
+        );
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Subscribes to the server's alarm stream with an admin token; the probes' waiters are
+/// answered from it.
+async fn watch_alarms(server: &dcim_server::Server) -> anyhow::Result<Waiters> {
     let token = dcim_server::auth::new_token("dcim_");
     let store = &server.app.store;
     store
@@ -219,14 +249,32 @@ async fn main() -> anyhow::Result<()> {
     let waiters: Waiters = Arc::default();
     tokio::spawn(watch_stream(resp, waiters.clone()));
     tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(waiters)
+}
 
-    println!(
-        "dcim-ingest-bench: {} agents x batches of {} samples, {} s, QoS 1 through the embedded broker and its ACL gate",
-        o.agents, o.batch, o.seconds
-    );
-    let idle = probe_latencies(port, &waiters, o.probes, "idle").await;
+/// What the throughput phase measured.
+struct Load {
+    /// Samples acknowledged by the broker.
+    sent: u64,
+    /// The ingest counter when the phase began.
+    start_samples: u64,
+    /// Samples taken in while the publishers ran, over `publish_s` seconds.
+    during: u64,
+    publish_s: f64,
+    t0: Instant,
+    /// When the publishers stopped.
+    stopped: Instant,
+    /// The probes' latencies under load.
+    probed: Vec<(f64, f64)>,
+}
 
-    // Throughput phase (probes run alongside).
+/// The throughput phase: `o.agents` publishers for `o.seconds`, probes running alongside.
+async fn run_load(
+    o: &Opts,
+    port: u16,
+    waiters: &Waiters,
+    m: &dcim_server::metrics::Metrics,
+) -> anyhow::Result<Load> {
     let running = Arc::new(AtomicBool::new(true));
     let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut publishers = Vec::new();
@@ -238,7 +286,6 @@ async fn main() -> anyhow::Result<()> {
             i, port, batch, running, published,
         )));
     }
-    let m = server.app.metrics.clone();
     let start_samples = m.ingest_samples_total.load(Ordering::Relaxed);
     let t0 = Instant::now();
     let probes_port = port;
@@ -256,15 +303,27 @@ async fn main() -> anyhow::Result<()> {
     }
     let sent = published.load(Ordering::Relaxed);
     let stopped = Instant::now();
-    // The probes' own samples (one per probe batch) are taken in too.
-    let loaded = under_load.await?;
-    let probe_samples = o.probes as u64;
-    // Wait until everything acknowledged was taken in (bounded).
+    let probed = under_load.await?;
+    Ok(Load {
+        sent,
+        start_samples,
+        during,
+        publish_s,
+        t0,
+        stopped,
+        probed,
+    })
+}
+
+/// Waits until everything acknowledged was taken in (bounded, 60 s); returns the samples taken
+/// in, the probes' own `probe_samples` left out.
+async fn wait_taken_in(m: &dcim_server::metrics::Metrics, load: &Load, probe_samples: u64) -> u64 {
+    let (sent, t0) = (load.sent, load.t0);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = 0;
     let mut progress = Instant::now();
     while Instant::now() < deadline {
-        last = (m.ingest_samples_total.load(Ordering::Relaxed) - start_samples)
+        last = (m.ingest_samples_total.load(Ordering::Relaxed) - load.start_samples)
             .saturating_sub(probe_samples);
         if last >= sent {
             break;
@@ -278,9 +337,19 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let drain = stopped.elapsed().as_secs_f64();
-    let accepted = last;
+    last
+}
+
+/// Prints the ingest line; returns the broker messages skipped.
+fn print_ingest(m: &dcim_server::metrics::Metrics, load: &Load, accepted: u64) -> u64 {
+    let Load {
+        sent,
+        during,
+        publish_s,
+        ..
+    } = *load;
+    let elapsed = load.t0.elapsed().as_secs_f64();
+    let drain = load.stopped.elapsed().as_secs_f64();
     let skipped = m.ingest_skipped_messages_total.load(Ordering::Relaxed);
     println!(
         "ingest: {sent} samples acknowledged by the broker, {accepted} taken in ({}); {:.0} points/s taken in while publishing ({during} in {publish_s:.1} s), drained {drain:.1} s after the publishers stopped, {:.0} points/s end to end (duplicates {}, ACL rejections {}, broker messages skipped {skipped}, points in memory {})",
@@ -295,18 +364,7 @@ async fn main() -> anyhow::Result<()> {
         m.acl_rejections_total.load(Ordering::Relaxed),
         m.points.load(Ordering::Relaxed),
     );
-    report("idle broker", o.probes, idle);
-    report("during the ingest load", o.probes, loaded);
-    server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    if accepted != sent || skipped > 0 {
-        eprintln!(
-            "FAILED: {} acknowledged samples not taken in, {skipped} broker messages skipped",
-            sent.saturating_sub(accepted)
-        );
-        std::process::exit(1);
-    }
-    Ok(())
+    skipped
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -186,89 +186,117 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for racks in sizes {
-        let dir = std::env::temp_dir().join(format!("dcim-scale-{}-{racks}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("site.toml");
-        std::fs::write(&path, site_toml(racks))?;
-        let t = Instant::now();
-        let site = dcim_site::Site::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let load_ms = ms(t.elapsed());
-        let mut config = Config {
-            data_dir: dir.join("data"),
-            site_model: Some(path.clone()),
-            ..Default::default()
-        };
-        config.http.listen = "127.0.0.1:0".parse()?;
-        config.broker.listen = "127.0.0.1:0".parse()?;
-        config.auth.argon2_memory_kib = 64;
-        config.auth.argon2_iterations = 1;
-        let t = Instant::now();
-        let server = dcim_server::start(config).await?;
-        let start_ms = ms(t.elapsed());
-        let token = dcim_server::auth::new_token("dcim_");
-        server
-            .app
-            .store
-            .create_token(&dcim_server::auth::token_hash(&token), "admin", "bench", 0)
-            .await?;
-        let now = dcim_server::now_ms();
-        let samples = dcim_site::fixture::healthy_samples(&site, now);
-        let samples_ms = {
-            let mut f = server.app.facility.lock().await;
-            let t = Instant::now();
-            f.on_samples(&samples, now);
-            ms(t.elapsed())
-        };
-        // The tick as the server's ticker runs it: states under the lock, the evaluation
-        // without it, then the alarm engine under the lock again.
-        let (mut ticks, mut locked) = (Vec::new(), Vec::new());
-        for i in 0..repeat {
-            let at = now + i as i64;
-            let t = Instant::now();
-            let (inputs, l1) = {
-                let mut f = server.app.facility.lock().await;
-                let t = Instant::now();
-                (f.tick_inputs(at), t.elapsed())
-            };
-            let evaluated = inputs.map(|(site, states)| {
-                let ev = dcim_site::evaluate(&site, &states);
-                (states, ev)
-            });
-            let l2 = {
-                let mut f = server.app.facility.lock().await;
-                let t = Instant::now();
-                f.tick_with(at, evaluated);
-                t.elapsed()
-            };
-            ticks.push(ms(t.elapsed()));
-            locked.push(ms(l1 + l2));
-        }
-        let (tick_ms, locked_ms) = (median(ticks), median(locked));
-        let http = reqwest::Client::new();
-        let get = async |path: &str| -> anyhow::Result<f64> {
-            let mut v = Vec::new();
-            for _ in 0..repeat {
-                let t = Instant::now();
-                let r = http
-                    .get(format!("http://{}{path}", server.http_addr))
-                    .bearer_auth(&token)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().is_success(), "{path}: {}", r.status());
-                let _ = r.bytes().await?;
-                v.push(ms(t.elapsed()));
-            }
-            Ok(median(v))
-        };
-        let status_ms = get("/api/status").await?;
-        let redundancy_ms = get("/api/site/redundancy").await?;
-        println!(
-            "| {racks} | {} | {} | {start_ms:.0} | {load_ms:.0} | {samples_ms:.1} | {tick_ms:.1} | {locked_ms:.1} | {status_ms:.1} | {redundancy_ms:.1} |",
-            site.components.len(),
-            samples.len(),
-        );
-        server.shutdown().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        measure(racks, repeat).await?;
     }
     Ok(())
+}
+
+/// One row of the table: a site of `racks` racks loaded, a server started on it, one round of
+/// healthy samples, `repeat` ticks and `repeat` requests of each timed route.
+async fn measure(racks: usize, repeat: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("dcim-scale-{}-{racks}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("site.toml");
+    std::fs::write(&path, site_toml(racks))?;
+    let t = Instant::now();
+    let site = dcim_site::Site::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let load_ms = ms(t.elapsed());
+    let config = bench_config(&dir, &path)?;
+    let t = Instant::now();
+    let server = dcim_server::start(config).await?;
+    let start_ms = ms(t.elapsed());
+    let token = dcim_server::auth::new_token("dcim_");
+    server
+        .app
+        .store
+        .create_token(&dcim_server::auth::token_hash(&token), "admin", "bench", 0)
+        .await?;
+    let now = dcim_server::now_ms();
+    let samples = dcim_site::fixture::healthy_samples(&site, now);
+    let samples_ms = {
+        let mut f = server.app.facility.lock().await;
+        let t = Instant::now();
+        f.on_samples(&samples, now);
+        ms(t.elapsed())
+    };
+    let (tick_ms, locked_ms) = time_ticks(&server, now, repeat).await;
+    // One client for both routes, its connection reused.
+    let http = reqwest::Client::new();
+    let status_ms = time_get(&http, &server, &token, "/api/status", repeat).await?;
+    let redundancy_ms = time_get(&http, &server, &token, "/api/site/redundancy", repeat).await?;
+    println!(
+        "| {racks} | {} | {} | {start_ms:.0} | {load_ms:.0} | {samples_ms:.1} | {tick_ms:.1} | {locked_ms:.1} | {status_ms:.1} | {redundancy_ms:.1} |",
+        site.components.len(),
+        samples.len(),
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The server's configuration: data under `dir`, the site model at `path`, ephemeral
+/// listeners, light hashing.
+fn bench_config(dir: &std::path::Path, path: &std::path::Path) -> anyhow::Result<Config> {
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        site_model: Some(path.to_path_buf()),
+        ..Default::default()
+    };
+    config.http.listen = "127.0.0.1:0".parse()?;
+    config.broker.listen = "127.0.0.1:0".parse()?;
+    config.auth.argon2_memory_kib = 64;
+    config.auth.argon2_iterations = 1;
+    Ok(config)
+}
+
+/// The tick as the server's ticker runs it: states under the lock, the evaluation without it,
+/// then the alarm engine under the lock again. Medians over `repeat` ticks, in ms: the whole
+/// tick, and the time the facility lock was held.
+async fn time_ticks(server: &dcim_server::Server, now: i64, repeat: usize) -> (f64, f64) {
+    let (mut ticks, mut locked) = (Vec::new(), Vec::new());
+    for i in 0..repeat {
+        let at = now + i as i64;
+        let t = Instant::now();
+        let (inputs, l1) = {
+            let mut f = server.app.facility.lock().await;
+            let t = Instant::now();
+            (f.tick_inputs(at), t.elapsed())
+        };
+        let evaluated = inputs.map(|(site, states)| {
+            let ev = dcim_site::evaluate(&site, &states);
+            (states, ev)
+        });
+        let l2 = {
+            let mut f = server.app.facility.lock().await;
+            let t = Instant::now();
+            f.tick_with(at, evaluated);
+            t.elapsed()
+        };
+        ticks.push(ms(t.elapsed()));
+        locked.push(ms(l1 + l2));
+    }
+    (median(ticks), median(locked))
+}
+
+/// The median time in ms of `repeat` authenticated GETs of `path`, body read.
+async fn time_get(
+    http: &reqwest::Client,
+    server: &dcim_server::Server,
+    token: &str,
+    path: &str,
+    repeat: usize,
+) -> anyhow::Result<f64> {
+    let mut v = Vec::new();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let r = http
+            .get(format!("http://{}{path}", server.http_addr))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "{path}: {}", r.status());
+        let _ = r.bytes().await?;
+        v.push(ms(t.elapsed()));
+    }
+    Ok(median(v))
 }
