@@ -55,10 +55,13 @@ fn opts() -> (Vec<usize>, usize, Option<std::path::PathBuf>) {
 const DEMO: &str = include_str!("../../../site/sites/demo.toml");
 
 /// The demo file's lines `from..to` (1-based, `to` excluded).
-fn demo_lines(from: usize, to: usize) -> String {
-    DEMO.lines()
-        .skip(from - 1)
-        .take(to - from)
+fn demo_section(starts: impl Fn(&str) -> bool, ends: impl Fn(&str) -> bool) -> String {
+    // By the demo's own section markers, not line numbers: the demo file grows (floor plans
+    // were added) and a fixed range would cut a table in two.
+    let mut lines = DEMO.lines().skip_while(|l| !starts(l));
+    let first = lines.next().unwrap_or_default();
+    std::iter::once(first)
+        .chain(lines.take_while(|l| !ends(l)))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -67,11 +70,17 @@ fn demo_lines(from: usize, to: usize) -> String {
 fn site_toml(racks: usize) -> String {
     // The plant above the halls, as in the demo: power (to the UPS zones and battery rooms),
     // cooling (chillers, loops, tank) and network (carriers, MMRs, core).
-    let mut s = demo_lines(1, 172);
+    let mut s = demo_section(|_| true, |l| l.starts_with("# Row PDUs"));
     s.push('\n');
-    s.push_str(&demo_lines(280, 327));
+    s.push_str(&demo_section(
+        |l| l.starts_with("# ---") && l.ends_with(" cooling"),
+        |l| l.starts_with("[[generate]]"),
+    ));
     s.push('\n');
-    s.push_str(&demo_lines(393, 449));
+    s.push_str(&demo_section(
+        |l| l.starts_with("# ---") && l.ends_with(" network"),
+        |l| l.starts_with("[[generate]]"),
+    ));
     s.push('\n');
     let halls = racks.div_ceil(100);
     for h in 1..=halls {
