@@ -27,7 +27,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -487,11 +487,7 @@ pub async fn health(State(app): AppState) -> Response {
     (status, Json(doc)).into_response()
 }
 
-async fn logout(
-    Authorized(p): Authorized,
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Response, ApiError> {
+async fn logout(Authorized(p): Authorized, State(app): AppState) -> Result<Response, ApiError> {
     if let Some(s) = &p.session {
         app.store.delete_session(s).await?;
     }
@@ -505,12 +501,18 @@ async fn logout(
     Ok(resp)
 }
 
-async fn me(
-    Authorized(p): Authorized,
-    State(_app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(json!({"user": p.user, "role": p.role})))
+/// `GET /api/me`.
+#[derive(Serialize)]
+pub struct Me {
+    pub user: String,
+    pub role: Role,
+}
+
+async fn me(Authorized(p): Authorized) -> Result<Json<Me>, ApiError> {
+    Ok(Json(Me {
+        user: p.user,
+        role: p.role,
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -545,30 +547,34 @@ fn select_points(app: &App, q: &PointsQuery) -> Vec<crate::ingest::Latest> {
     out
 }
 
-async fn points(
-    State(app): AppState,
-    _headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/points`, `GET /api/points/{device}`: latest values.
+#[derive(Serialize)]
+pub struct Points {
+    pub points: Vec<crate::ingest::Latest>,
+}
+
+async fn points(State(app): AppState, RawQuery(raw): RawQuery) -> Result<Json<Points>, ApiError> {
     let q: PointsQuery = crate::api::parse_query(raw.as_deref())?;
-    Ok(Json(json!({"points": select_points(&app, &q)})))
+    Ok(Json(Points {
+        points: select_points(&app, &q),
+    }))
 }
 
 async fn device_points(
     State(app): AppState,
-    _headers: HeaderMap,
     Path(device): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Points>, ApiError> {
     let q = PointsQuery {
         device: Some(device),
         ..Default::default()
     };
-    Ok(Json(json!({"points": select_points(&app, &q)})))
+    Ok(Json(Points {
+        points: select_points(&app, &q),
+    }))
 }
 
 async fn point_history(
     State(app): AppState,
-    _headers: HeaderMap,
     Path((device, point)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -579,12 +585,29 @@ async fn point_history(
         .map_err(|(status, msg)| ApiError(status, msg))
 }
 
-async fn agents(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/agents`: every configured agent (`unknown` until it has said anything), then the
+/// ones that reported without being configured.
+#[derive(Serialize)]
+pub struct Agents {
+    pub agents: Vec<AgentEntry>,
+}
+
+#[derive(Serialize)]
+pub struct AgentEntry {
+    pub id: String,
+    pub site: String,
+    /// Only for a configured agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<String>>,
+    pub configured: bool,
+    /// `up`, `down` or `unknown` (never heard from).
+    pub status: &'static str,
+    pub state: Option<crate::store::AgentRecord>,
+}
+
+async fn agents(State(app): AppState) -> Result<Json<Agents>, ApiError> {
     let seen = app.store.list_agents().await?;
-    let mut out = Vec::new();
+    let mut agents = Vec::new();
     for a in &app.config.agents {
         let state = seen.iter().find(|s| s.agent == a.id);
         let status = match state {
@@ -592,13 +615,26 @@ async fn agents(
             Some(_) => "down",
             None => "unknown",
         };
-        out.push(json!({"id": a.id, "site": a.site, "devices": a.devices, "configured": true, "status": status, "state": state}));
+        agents.push(AgentEntry {
+            id: a.id.clone(),
+            site: a.site.clone(),
+            devices: Some(a.devices.clone()),
+            configured: true,
+            status,
+            state: state.cloned(),
+        });
     }
     for s in seen.iter().filter(|s| app.config.agent(&s.agent).is_none()) {
-        out.push(json!({"id": s.agent, "site": s.site, "configured": false,
-            "status": if s.online {"up"} else {"down"}, "state": s}));
+        agents.push(AgentEntry {
+            id: s.agent.clone(),
+            site: s.site.clone(),
+            devices: None,
+            configured: false,
+            status: if s.online { "up" } else { "down" },
+            state: Some(s.clone()),
+        });
     }
-    Ok(Json(json!({"agents": out})))
+    Ok(Json(Agents { agents }))
 }
 
 #[derive(Deserialize)]
@@ -609,11 +645,13 @@ struct EventsQuery {
     limit: Option<i64>,
 }
 
-async fn events(
-    State(app): AppState,
-    _headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/events`.
+#[derive(Serialize)]
+pub struct Events {
+    pub events: Vec<crate::store::EventRecord>,
+}
+
+async fn events(State(app): AppState, RawQuery(raw): RawQuery) -> Result<Json<Events>, ApiError> {
     let q: EventsQuery = crate::api::parse_query(raw.as_deref())?;
     let ev = app
         .store
@@ -624,7 +662,7 @@ async fn events(
             limit: q.limit.unwrap_or(100).clamp(1, 10_000),
         })
         .await?;
-    Ok(Json(json!({"events": ev})))
+    Ok(Json(Events { events: ev }))
 }
 
 /// Counts an open stream (and whether it receives `points`, which the ingest serialises only
@@ -852,10 +890,7 @@ pub fn openapi_doc() -> serde_json::Value {
     })
 }
 
-async fn openapi(
-    State(_app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn openapi() -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(openapi_doc()))
 }
 
@@ -892,11 +927,13 @@ struct AuditQuery {
     limit: Option<i64>,
 }
 
-async fn audit(
-    State(app): AppState,
-    _headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/audit`.
+#[derive(Serialize)]
+pub struct Audit {
+    pub audit: Vec<crate::store::AuditRecord>,
+}
+
+async fn audit(State(app): AppState, RawQuery(raw): RawQuery) -> Result<Json<Audit>, ApiError> {
     let q: AuditQuery = crate::api::parse_query(raw.as_deref())?;
     let rows = app
         .store
@@ -905,14 +942,19 @@ async fn audit(
             q.limit.unwrap_or(500).clamp(1, 10_000),
         )
         .await?;
-    Ok(Json(json!({"audit": rows})))
+    Ok(Json(Audit { audit: rows }))
 }
 
-async fn users(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(json!({"users": app.store.list_users().await?})))
+/// `GET /api/users` (password hashes are never serialised).
+#[derive(Serialize)]
+pub struct Users {
+    pub users: Vec<UserRecord>,
+}
+
+async fn users(State(app): AppState) -> Result<Json<Users>, ApiError> {
+    Ok(Json(Users {
+        users: app.store.list_users().await?,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -925,7 +967,6 @@ struct NewUser {
 async fn create_user(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body: NewUser = parse_body(&body)?;

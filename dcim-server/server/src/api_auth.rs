@@ -433,7 +433,6 @@ struct NewPassword {
 pub(crate) async fn set_password(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -471,7 +470,6 @@ async fn enabled_admins(app: &App) -> Result<usize, ApiError> {
 pub(crate) async fn disable_user(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let _held = guard(&app, &p, ActionKind::UserModify, &name).await?;
@@ -504,7 +502,6 @@ pub(crate) async fn disable_user(
 pub(crate) async fn enable_user(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let _held = guard(&app, &p, ActionKind::UserCreate, &name).await?;
@@ -516,7 +513,6 @@ pub(crate) async fn enable_user(
 
 pub(crate) async fn list_tokens(
     State(app): AppState,
-    _headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     existing_user(&app, &name).await?;
@@ -537,7 +533,6 @@ struct NewToken {
 pub(crate) async fn create_token(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     Path(user): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -582,7 +577,6 @@ pub(crate) async fn create_token(
 pub(crate) async fn revoke_token(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     Path((user, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let _held = guard(&app, &p, ActionKind::TokenRevoke, &user).await?;
@@ -599,10 +593,7 @@ pub(crate) async fn revoke_token(
 
 /// `GET /api/auth/lockouts` (admin): every sign-in subject with failures or a lock, HTTP and
 /// MQTT.
-pub(crate) async fn lockouts(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn lockouts(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let now = app.now_ms();
     let http = app.security.logins.lock().expect("login limiter").view(now);
     let mqtt = app

@@ -20,7 +20,7 @@ use crate::authority::{ActionKind, Authority, ChangeError, Transition};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -65,10 +65,7 @@ fn change_error(e: ChangeError) -> ApiError {
     ApiError(code, e.to_string())
 }
 
-pub(crate) async fn state(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn state(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let a = app.authority.lock().await;
     Ok(Json(json!({"authority": a.view(app.now_ms())})))
 }
@@ -122,7 +119,6 @@ async fn change(
 pub(crate) async fn enter(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (user, role) = (p.user.clone(), p.role);
@@ -139,7 +135,6 @@ pub(crate) async fn enter(
 pub(crate) async fn exit(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (user, role) = (p.user.clone(), p.role);

@@ -91,7 +91,6 @@ pub async fn refuse_writes_on_follower(
 
 pub(crate) async fn cluster_status(
     State(app): State<Arc<App>>,
-    _headers: axum::http::HeaderMap,
 ) -> Result<Response, crate::api_base::ApiError> {
     let Some(c) = &app.cluster else {
         return Ok(Json(json!({"enabled": false})).into_response());

@@ -9,7 +9,7 @@ use crate::fire_view::{self, FireEvent};
 use crate::store::EventQuery;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use dcim_points::Sample;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
@@ -27,17 +27,11 @@ fn no_site() -> ApiError {
     )
 }
 
-pub(crate) async fn stages(
-    State(_app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn stages() -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(fire_view::stage_table_json()))
 }
 
-pub(crate) async fn summary(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn summary(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let devices: HashSet<String> = {
         let f = app.facility.lock().await;
         let site = f.site.as_ref().ok_or_else(no_site)?;
@@ -145,19 +139,13 @@ async fn fire_events(
     Ok(events)
 }
 
-pub(crate) async fn places(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn places(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let f = app.facility.lock().await;
     let site = f.site.as_ref().ok_or_else(no_site)?;
     Ok(Json(json!({"places": fire_view::places(site)})))
 }
 
-pub(crate) async fn roles(
-    State(_app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn roles() -> Result<Json<serde_json::Value>, ApiError> {
     let roles: Vec<_> = dcim_points::ROLES
         .iter()
         .map(|r| {
@@ -173,10 +161,7 @@ pub(crate) async fn roles(
     Ok(Json(json!({"roles": roles})))
 }
 
-pub(crate) async fn alarm_rules(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn alarm_rules(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let f = app.facility.lock().await;
     let rules: Vec<_> = f
         .engine

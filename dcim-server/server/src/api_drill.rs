@@ -13,10 +13,7 @@ use std::sync::Arc;
 
 type AppState = State<Arc<App>>;
 
-pub(crate) async fn drills(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Response, ApiError> {
+pub(crate) async fn drills(State(app): AppState) -> Result<Response, ApiError> {
     let active = app.drill.read().expect("drill lock").clone();
     let list = crate::drill::list(&app).await?;
     Ok(Json(json!({"active": active, "drills": list})).into_response())
@@ -30,7 +27,6 @@ struct ReportQuery {
 
 pub(crate) async fn report(
     State(app): AppState,
-    _headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {

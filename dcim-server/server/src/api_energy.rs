@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::energy::{self, HOUR_MS};
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -38,7 +38,6 @@ struct PueQuery {
 
 pub(crate) async fn pue(
     State(app): AppState,
-    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q: PueQuery = parse_query(raw.as_deref())?;
@@ -86,7 +85,6 @@ struct ReportQuery {
 
 pub(crate) async fn report(
     State(app): AppState,
-    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q: ReportQuery = parse_query(raw.as_deref())?;

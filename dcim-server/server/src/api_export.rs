@@ -7,7 +7,7 @@ use crate::export::{self, AlarmFilter, EventFilter};
 use crate::store::EventQuery;
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -62,7 +62,6 @@ struct AlarmsQuery {
 
 pub(crate) async fn alarms_csv(
     State(app): AppState,
-    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q: AlarmsQuery = parse_query(raw.as_deref())?;
@@ -115,7 +114,6 @@ struct EventsQuery {
 
 pub(crate) async fn events_csv(
     State(app): AppState,
-    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q: EventsQuery = parse_query(raw.as_deref())?;
@@ -157,7 +155,6 @@ struct SearchQuery {
 
 pub(crate) async fn search(
     State(app): AppState,
-    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q: SearchQuery = parse_query(raw.as_deref())?;

@@ -9,7 +9,7 @@ use crate::facility::Changes;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dcim_alarms::{Action, ActionError, Field, IncidentError, Phase, RoleKind};
 use serde::Deserialize;
@@ -54,7 +54,6 @@ struct AlarmsQuery {
 
 pub(crate) async fn alarms(
     State(app): AppState,
-    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q: AlarmsQuery = crate::api_base::parse_query(raw.as_deref())?;
@@ -81,7 +80,6 @@ struct JournalQuery {
 
 pub(crate) async fn alarm_journal(
     State(app): AppState,
-    _headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -176,7 +174,6 @@ fn parse_alarm_action(
 pub(crate) async fn alarm_action(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -220,10 +217,7 @@ pub(crate) async fn alarm_action(
     Ok(Json(json!({"alarm": f.engine.get(&id), "records": changes.records})).into_response())
 }
 
-pub(crate) async fn maintenance(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn maintenance(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let f = app.facility.lock().await;
     Ok(Json(json!({"maintenance": f.maintenance()})))
 }
@@ -239,7 +233,6 @@ struct MaintenanceBody {
 pub(crate) async fn set_maintenance(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: MaintenanceBody = parse_body(&body)?;
@@ -265,10 +258,7 @@ pub(crate) async fn set_maintenance(
     Ok(Json(json!({"maintenance": f.maintenance(), "records": changes.records})).into_response())
 }
 
-pub(crate) async fn incidents(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn incidents(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let f = app.facility.lock().await;
     Ok(Json(json!({"incidents": f.incidents.list})))
 }
@@ -280,7 +270,6 @@ fn incident_id(s: &str) -> Result<u64, ApiError> {
 
 pub(crate) async fn incident(
     State(app): AppState,
-    _headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = incident_id(&id)?;
@@ -299,7 +288,6 @@ struct ExportQuery {
 
 pub(crate) async fn export_incident(
     State(app): AppState,
-    _headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -335,7 +323,6 @@ struct OpenBody {
 pub(crate) async fn open_incident(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let b: OpenBody = parse_body(&body)?;
@@ -385,7 +372,6 @@ fn need<T>(v: Option<T>, what: &str) -> Result<T, ApiError> {
 pub(crate) async fn incident_op(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     Path((id, op)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -556,10 +542,7 @@ fn no_site() -> ApiError {
     )
 }
 
-pub(crate) async fn site(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn site(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     // Serialised without the lock.
     let site = app.facility.lock().await.site.clone().ok_or_else(no_site)?;
     Ok(Json(json!({"site": site.as_ref()})))
@@ -572,7 +555,6 @@ struct RedundancyQuery {
 
 pub(crate) async fn redundancy(
     State(app): AppState,
-    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q: RedundancyQuery = crate::api_base::parse_query(raw.as_deref())?;
@@ -598,7 +580,6 @@ struct WhatIfQuery {
 
 pub(crate) async fn what_if(
     State(app): AppState,
-    _headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q: WhatIfQuery = crate::api_base::parse_query(raw.as_deref())?;
@@ -624,10 +605,7 @@ pub(crate) async fn what_if(
     })))
 }
 
-pub(crate) async fn statuses(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn statuses(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     // Linear in the devices and their points; serialised without the lock.
     let inputs = app.facility.lock().await.status_inputs();
     let statuses = {
@@ -644,7 +622,6 @@ pub(crate) async fn statuses(
 pub(crate) async fn send_command(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     Path(device): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {

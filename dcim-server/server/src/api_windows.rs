@@ -17,7 +17,7 @@ use crate::maint_windows::{NewWindow, WindowError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -50,10 +50,7 @@ fn window_error(e: WindowError) -> ApiError {
     ApiError(code, e.to_string())
 }
 
-pub(crate) async fn list(
-    State(app): AppState,
-    _headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn list(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
     let s = app.windows.lock().await;
     Ok(Json(json!({"windows": s.windows, "now_ms": app.now_ms()})))
 }
@@ -61,7 +58,6 @@ pub(crate) async fn list(
 pub(crate) async fn create(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: NewWindow = parse_body(&body)?;
@@ -120,7 +116,6 @@ struct CancelBody {
 pub(crate) async fn cancel(
     Authorized(p): Authorized,
     State(app): AppState,
-    _headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
