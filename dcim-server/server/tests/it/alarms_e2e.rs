@@ -22,16 +22,6 @@ fn site_config(dir: &Path) -> Config {
     c
 }
 
-fn batch(seq: u64, samples: &[Sample]) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples: samples.to_vec(),
-    })
-}
-
 /// Collects `(event, data)` of the live stream.
 async fn live(
     client: &reqwest::Client,
@@ -141,9 +131,14 @@ async fn feed_loss_raises_a_grade_2_redundancy_alarm_end_to_end() {
         .collect();
     assert!(!open.is_empty());
     seq += 1;
-    publish(&c, &mut el, "dcim/v1/demo/a1/telemetry", batch(seq, &open))
-        .await
-        .unwrap();
+    publish(
+        &c,
+        &mut el,
+        "dcim/v1/demo/a1/telemetry",
+        batch(seq, open.clone()),
+    )
+    .await
+    .unwrap();
 
     // The redundancy alarm arrives on the live stream (after its journal row was committed).
     let record = tokio::time::timeout(Duration::from_secs(10), async {

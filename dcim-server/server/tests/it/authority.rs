@@ -284,36 +284,28 @@ fn key_event(seq: u64, device: &str, on: bool) -> Vec<u8> {
 #[tokio::test]
 async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let (operator, admin) = (tokens[1].1.clone(), tokens[2].1.clone());
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let (
+        server,
+        client,
+        Tokens {
+            operator, admin, ..
+        },
+    ) = started(config(dir.path())).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
     let state = || async {
         get_json(&client, &url(&server, "/api/authority"), &operator).await["authority"].clone()
     };
 
     // A key switch reading "off" changes nothing.
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         "dcim/v1/s1/a1/telemetry",
         key_telemetry(1, "rack-07", false),
     )
-    .await
-    .unwrap();
+    .await;
     // The rack controller at rack-07 reports its key on (telemetry, as the profile's
     // `fire.authority` point).
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/telemetry",
-        key_telemetry(2, "rack-07", true),
-    )
-    .await
-    .unwrap();
+    a1.send("dcim/v1/s1/a1/telemetry", key_telemetry(2, "rack-07", true))
+        .await;
     eventually("authority control by the key at rack-07", || async {
         state().await["active"] == true
     })
@@ -323,14 +315,8 @@ async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exi
     assert_eq!(s["cause"]["device"], "rack-07");
     assert_eq!(s["cause"]["agent"], "a1");
     // The local fire logic of another rack reports its key on as an event.
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/events",
-        key_event(1, "rack-08", true),
-    )
-    .await
-    .unwrap();
+    a1.send("dcim/v1/s1/a1/events", key_event(1, "rack-08", true))
+        .await;
     eventually("two keys on", || async {
         state().await["keys_on"].as_array().unwrap().len() == 2
     })
@@ -361,22 +347,13 @@ async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exi
     );
 
     // Keys off (telemetry for rack-07, event for rack-08): still under authority control.
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         "dcim/v1/s1/a1/telemetry",
         key_telemetry(3, "rack-07", false),
     )
-    .await
-    .unwrap();
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/events",
-        key_event(2, "rack-08", false),
-    )
-    .await
-    .unwrap();
+    .await;
+    a1.send("dcim/v1/s1/a1/events", key_event(2, "rack-08", false))
+        .await;
     eventually("keys off", || async {
         state().await["keys_on"].as_array().unwrap().is_empty()
     })

@@ -23,16 +23,6 @@ fn site_config(dir: &Path) -> Config {
     c
 }
 
-fn batch(seq: u64, samples: &[Sample]) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples: samples.to_vec(),
-    })
-}
-
 async fn post(client: &reqwest::Client, url: &str, token: &str, body: Json) -> (StatusCode, Json) {
     let r = client
         .post(url)
@@ -225,27 +215,10 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
 
     // The schedule survives a restart.
     let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens_again(&server).await;
+    let tokens = token_again(&server, "u-viewer").await;
     let list = get_json(&client, &url(&server, "/api/maintenance/windows"), &tokens).await;
     assert_eq!(list["windows"].as_array().unwrap().len(), 2, "{list}");
     server.shutdown().await;
-}
-
-/// A viewer token for a restarted server whose users already exist.
-async fn users_with_tokens_again(server: &dcim_server::Server) -> String {
-    let token = dcim_server::auth::new_token("dcim_");
-    server
-        .app
-        .store
-        .create_token(
-            &dcim_server::auth::token_hash(&token),
-            "u-viewer",
-            "again",
-            0,
-        )
-        .await
-        .unwrap();
-    token
 }
 
 #[tokio::test]
@@ -335,7 +308,7 @@ async fn pue_is_computed_on_the_server_never_from_a_partial_sum_and_energy_survi
     );
     server.shutdown().await;
     let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let token = users_with_tokens_again(&server).await;
+    let token = token_again(&server, "u-viewer").await;
     let r = get_json(
         &client,
         &url(&server, "/api/energy/report?offset_min=540"),

@@ -25,13 +25,6 @@ use std::time::Duration;
 
 const AGENT: &str = "a1";
 
-fn skip_or_fail(why: &str) {
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("required for this test: {why}");
-    }
-    println!("skipped: {why}");
-}
-
 /// A tmpfs mounted for the test, unmounted on drop.
 struct Tmpfs(PathBuf);
 

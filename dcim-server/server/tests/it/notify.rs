@@ -6,7 +6,7 @@
 
 use crate::common;
 use common::*;
-use dcim_points::{Quality, Role, Sample, Value};
+use dcim_points::Value;
 use dcim_server::config::Config;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,36 +16,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 const SECRET: &str = "webhook-secret";
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("required peer missing: {why}");
-    }
-    println!("skipped: {why}");
-}
-
-fn sample(device: &str, role: &str, v: Value) -> Sample {
-    Sample {
-        device: device.into(),
-        point: role.replace('.', "_"),
-        role: Role::new(role).unwrap(),
-        labels: Default::default(),
-        value: Some(v),
-        unit: String::new(),
-        quality: Quality::Good,
-        ts_ms: dcim_server::now_ms(),
-    }
-}
-
-fn batch(seq: u64, samples: Vec<Sample>) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples,
-    })
-}
 
 /// A webhook receiver: `(signature header, JSON body)` of each POST; answers 500 while `fail`.
 async fn webhook() -> (
@@ -185,27 +155,19 @@ helo_name = "dcim.example.org"
 "#
         ),
     );
-    let server = dcim_server::start(cfg).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let (server, client, Tokens { admin, .. }) = started(cfg).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
     let topic = "dcim/v1/s1/a1/telemetry";
 
     // 1. A grade-2 alarm: the webhook gets it, signed.
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         topic,
         batch(
             1,
-            vec![sample("ups-1", "ups.on_battery", Value::Bool(true))],
+            vec![sample_now("ups-1", "ups.on_battery", Value::Bool(true))],
         ),
     )
-    .await
-    .unwrap();
+    .await;
     let (_, body) = next(&mut hooks, "the webhook notification").await;
     assert_eq!(body["alarm"], "ups-on-battery:ups-1", "{body}");
     assert_eq!(body["grade"], 2);
@@ -214,14 +176,14 @@ helo_name = "dcim.example.org"
 
     // 2. The webhook fails: its breaker opens and the e-mail fallback carries the alarm.
     hook_fails.store(true, Ordering::SeqCst);
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         topic,
-        batch(2, vec![sample("rack-1", "fire.stage", Value::Number(1.0))]),
+        batch(
+            2,
+            vec![sample_now("rack-1", "fire.stage", Value::Number(1.0))],
+        ),
     )
-    .await
-    .unwrap();
+    .await;
     let mail = next(&mut mails, "the fallback e-mail").await;
     assert_eq!(mail["from"], "dcim@example.org");
     assert_eq!(mail["to"], serde_json::json!(["ops@example.org"]));
@@ -232,14 +194,14 @@ helo_name = "dcim.example.org"
 
     // 3. With the breaker open the webhook is not even tried: straight to e-mail.
     hook_fails.store(false, Ordering::SeqCst);
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         topic,
-        batch(3, vec![sample("rack-2", "fire.stage", Value::Number(1.0))]),
+        batch(
+            3,
+            vec![sample_now("rack-2", "fire.stage", Value::Number(1.0))],
+        ),
     )
-    .await
-    .unwrap();
+    .await;
     let mail = next(&mut mails, "the second e-mail").await;
     assert!(
         mail["data"]
@@ -307,7 +269,7 @@ helo_name = "dcim.example.org"
             s("notify.sent", "alarm/fire-prealarm:rack-2", "mail"),
         ]
     );
-    drop(c);
+    drop(a1);
     server.shutdown().await;
     // kill_on_drop ends aiosmtpd.
     drop(sink);
@@ -415,27 +377,25 @@ to = "shift lead"
 "#
         ),
     );
-    let server = dcim_server::start(cfg.clone()).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let (operator, admin) = (tokens[1].1.clone(), tokens[2].1.clone());
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(
-        &c,
-        &mut el,
+    let (
+        server,
+        client,
+        Tokens {
+            operator, admin, ..
+        },
+    ) = started(cfg.clone()).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send(
         "dcim/v1/s1/a1/telemetry",
         batch(
             1,
             vec![
-                sample("ups-1", "ups.on_battery", Value::Bool(true)),
-                sample("rack-1", "fire.stage", Value::Number(1.0)),
+                sample_now("ups-1", "ups.on_battery", Value::Bool(true)),
+                sample_now("rack-1", "fire.stage", Value::Number(1.0)),
             ],
         ),
     )
-    .await
-    .unwrap();
+    .await;
     let mut first = vec![
         next(&mut hooks, "first notification").await.1["alarm"].clone(),
         next(&mut hooks, "second notification").await.1["alarm"].clone(),
@@ -476,7 +436,7 @@ to = "shift lead"
         metric(&client, &server, &admin, "dcim_notify_escalations_total").await,
         1.0
     );
-    drop(c);
+    drop(a1);
     server.shutdown().await;
 
     // After a restart the alarm is still unacknowledged (restored), but its escalation step
@@ -533,20 +493,15 @@ to = ["ops@example.org"]
         ),
     );
     let server = dcim_server::start(cfg).await.unwrap();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(
-        &c,
-        &mut el,
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send(
         "dcim/v1/s1/a1/telemetry",
         batch(
             1,
-            vec![sample("ups-1", "ups.on_battery", Value::Bool(true))],
+            vec![sample_now("ups-1", "ups.on_battery", Value::Bool(true))],
         ),
     )
-    .await
-    .unwrap();
+    .await;
     let mail = next(&mut mails, "the e-mail over STARTTLS").await;
     assert_eq!(mail["tls"], true, "{mail}");
     assert!(
@@ -556,7 +511,7 @@ to = ["ops@example.org"]
             .contains("ups-on-battery:ups-1"),
         "{mail}"
     );
-    drop(c);
+    drop(a1);
     server.shutdown().await;
     drop(sink);
 }

@@ -331,3 +331,189 @@ pub fn start_vm(dir: &Path, port: u16, extra: &[String]) -> Vm {
             .expect("victoria-metrics starts"),
     )
 }
+
+/// The bearer tokens of the users [`started`] creates, one per role.
+pub struct Tokens {
+    pub viewer: String,
+    pub operator: String,
+    pub admin: String,
+    pub authority: String,
+}
+
+/// Starts the server in-process with `cfg`, creates a user of every role and returns the server,
+/// an HTTP client and the users' tokens.
+pub async fn started(cfg: Config) -> (Server, reqwest::Client, Tokens) {
+    let server = dcim_server::start(cfg).await.unwrap();
+    let t = users_with_tokens(&server).await;
+    let tokens = Tokens {
+        viewer: t[0].1.clone(),
+        operator: t[1].1.clone(),
+        admin: t[2].1.clone(),
+        authority: t[3].1.clone(),
+    };
+    (server, http(), tokens)
+}
+
+/// An agent connected to a server's embedded broker over MQTT (the client and its event loop).
+pub struct Agent {
+    pub c: AsyncClient,
+    pub el: EventLoop,
+}
+
+impl Agent {
+    /// Connects as agent `id` with its configured password (`{id}-secret`); panics when refused.
+    pub async fn connect(server: &Server, id: &str) -> Agent {
+        let mq = server.mqtt_addr.unwrap();
+        Self::connect_to(&mq.ip().to_string(), mq.port(), id).await
+    }
+
+    /// Connects as agent `id` (password `{id}-secret`) to the broker at `host:port`.
+    pub async fn connect_to(host: &str, port: u16, id: &str) -> Agent {
+        let (c, el, r) = mqtt_agent(host, port, id, &format!("{id}-secret")).await;
+        r.unwrap();
+        Agent { c, el }
+    }
+
+    /// Publishes at QoS 1 and waits for the PUBACK; panics when the broker refuses or closes.
+    pub async fn send(&mut self, topic: &str, payload: Vec<u8>) {
+        publish(&self.c, &mut self.el, topic, payload)
+            .await
+            .unwrap_or_else(|e| panic!("publish on {topic}: {e}"));
+    }
+
+    /// Publishes at QoS 1: Ok on the PUBACK, Err when the broker closes the connection.
+    pub async fn try_send(&mut self, topic: &str, payload: Vec<u8>) -> Result<(), String> {
+        publish(&self.c, &mut self.el, topic, payload).await
+    }
+
+    /// Subscribes to `filter`: true once the SUBACK arrives, false when the broker closes the
+    /// connection instead (5 s at most).
+    pub async fn subscribe(&mut self, filter: &str) -> bool {
+        self.c.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match self.el.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .expect("neither SUBACK nor close within 5 s")
+    }
+
+    /// The next message delivered to this agent (5 s at most).
+    pub async fn next_publish(&mut self) -> rumqttc::Publish {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(Event::Incoming(Packet::Publish(p))) = self.el.poll().await {
+                    return p;
+                }
+            }
+        })
+        .await
+        .expect("no message within 5 s")
+    }
+}
+
+/// The audit record's actions, oldest or newest first as the API lists them.
+pub async fn audit_actions(client: &reqwest::Client, server: &Server, token: &str) -> Vec<String> {
+    get_json(client, &url(server, "/api/audit"), token).await["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The time-series writer's configuration for a VictoriaMetrics on `127.0.0.1:vm_port`: small
+/// batches flushed every 100 ms, history read back from the same store.
+pub fn influx(vm_port: u16) -> dcim_server::config::InfluxConfig {
+    dcim_server::config::InfluxConfig {
+        url: format!("http://127.0.0.1:{vm_port}"),
+        org: "dcim".into(),
+        bucket: "dcim".into(),
+        token: None,
+        token_env: None,
+        batch_size: 100,
+        flush_interval_ms: 100,
+        queue_capacity: 1000,
+        measurement: "dcim".into(),
+        buffer_dir: None,
+        buffer_max_mb: 16,
+        query_url: Some(format!("http://127.0.0.1:{vm_port}")),
+        query_timeout_ms: 3000,
+    }
+}
+
+/// Every raw sample VictoriaMetrics on `127.0.0.1:vm_port` holds of the measurement `dcim`
+/// (its export API, one JSON series a line), after asking it to flush what it buffered.
+pub async fn vm_export(client: &reqwest::Client, vm_port: u16) -> Vec<serde_json::Value> {
+    let _ = client
+        .get(format!("http://127.0.0.1:{vm_port}/internal/force_flush"))
+        .send()
+        .await;
+    let export = format!(
+        "http://127.0.0.1:{vm_port}/api/v1/export?match[]={}&start=0",
+        "%7B__name__%3D%22dcim_value%22%7D"
+    );
+    let text = client.get(&export).body_text().await;
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A new token for the existing user `user` (e.g. `u-admin`) of a restarted server: the users
+/// are in the database, their old tokens with the test that made them.
+pub async fn token_again(server: &Server, user: &str) -> String {
+    let token = auth::new_token("dcim_");
+    server
+        .app
+        .store
+        .create_token(&auth::token_hash(&token), user, "again", 0)
+        .await
+        .unwrap();
+    token
+}
+
+/// A test that needs a peer which is missing: skipped with a line saying so, or failed under
+/// `DCIM_REQUIRE_PEERS=1` (CI), where a missing peer must not pass as a green test.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("required peer missing: {why}");
+    }
+    println!("skipped: {why}");
+}
+
+/// A good sample of `role` at `device` taken now (point named after the role).
+pub fn sample_now(device: &str, role: &str, v: dcim_points::Value) -> dcim_points::Sample {
+    dcim_points::Sample {
+        device: device.into(),
+        point: role.replace('.', "_"),
+        role: dcim_points::Role::new(role).unwrap(),
+        labels: Default::default(),
+        value: Some(v),
+        unit: String::new(),
+        quality: dcim_points::Quality::Good,
+        ts_ms: dcim_server::now_ms(),
+    }
+}
+
+/// A telemetry batch of agent `a1` numbered `seq`.
+pub fn batch(seq: u64, samples: impl Into<Vec<dcim_points::Sample>>) -> Vec<u8> {
+    dcim_wire::encode(&dcim_wire::TelemetryBatch {
+        v: dcim_wire::VERSION,
+        agent: "a1".into(),
+        epoch: String::new(),
+        seq,
+        samples: samples.into(),
+    })
+}
+
+/// Agent `a1`'s batch `seq`: the UPS `ups` is on battery now (point `on_battery`).
+pub fn on_battery(seq: u64, ups: &str) -> Vec<u8> {
+    let mut s = sample_now(ups, "ups.on_battery", dcim_points::Value::Bool(true));
+    s.point = "on_battery".into();
+    batch(seq, vec![s])
+}
