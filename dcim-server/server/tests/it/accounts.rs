@@ -37,13 +37,7 @@ async fn sign_in(
     user: &str,
     pw: &str,
 ) -> Result<String, StatusCode> {
-    let r = client
-        .post(format!("{base}/api/login"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({"username": user, "password": pw}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = login_response(client, base, user, pw).await;
     if r.status() != StatusCode::OK {
         return Err(r.status());
     }

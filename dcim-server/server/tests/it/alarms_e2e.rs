@@ -6,21 +6,8 @@
 use crate::common;
 use common::*;
 use dcim_points::{Sample, Value};
-use dcim_server::config::Config;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-fn demo_site() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../site/sites/demo.toml")
-}
-
-fn site_config(dir: &Path) -> Config {
-    let mut c = config(dir);
-    c.site_model = Some(demo_site());
-    c.agents = vec![agent("a1", "demo", &["*"])];
-    c
-}
 
 /// Collects `(event, data)` of the live stream.
 async fn live(

@@ -151,13 +151,7 @@ async fn every_route_but_health_refuses_without_credentials_or_with_a_weak_role(
 }
 
 async fn login(client: &reqwest::Client, base: &str, user: &str) -> (String, String) {
-    let r = client
-        .post(format!("{base}/api/login"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({"username": user, "password": PASSWORD}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = login_response(client, base, user, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::OK);
     let cookies: Vec<String> = r
         .headers()

@@ -8,20 +8,6 @@ use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 
-async fn post(client: &reqwest::Client, url: &str, token: &str, body: Json) -> (StatusCode, Json) {
-    let r = client
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    let text = r.text().await.unwrap();
-    (st, serde_json::from_str(&text).unwrap_or(Json::Null))
-}
-
 async fn audit(client: &reqwest::Client, server: &dcim_server::Server, admin: &str) -> Vec<Json> {
     get_json(client, &url(server, "/api/audit"), admin).await["audit"]
         .as_array()
@@ -73,11 +59,11 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
         .unwrap();
     assert_eq!(sse.status(), StatusCode::OK);
 
-    let (st, _) = post(&client, &enter, &viewer, json!({"reason": "x"})).await;
+    let (st, _) = post_json(&client, &enter, &viewer, json!({"reason": "x"})).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "a viewer cannot enter");
-    let (st, _) = post(&client, &enter, &operator, json!({"reason": "  "})).await;
+    let (st, _) = post_json(&client, &enter, &operator, json!({"reason": "  "})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "a reason is required");
-    let (st, body) = post(
+    let (st, body) = post_json(
         &client,
         &enter,
         &operator,
@@ -103,17 +89,17 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
         "{live}"
     );
     drop(sse);
-    let (st, _) = post(&client, &enter, &fire, json!({"reason": "again"})).await;
+    let (st, _) = post_json(&client, &enter, &fire, json!({"reason": "again"})).await;
     assert_eq!(st, StatusCode::CONFLICT, "already under authority control");
 
     // Refused: device command, maintenance (on and off), shelving, out of service.
-    let (st, body) = post(&client, &command, &operator, json!({"kind": "acknowledge"})).await;
+    let (st, body) = post_json(&client, &command, &operator, json!({"kind": "acknowledge"})).await;
     assert_eq!(st, StatusCode::LOCKED, "{body}");
     let why = body["error"].as_str().unwrap();
     assert!(why.contains("authority control"), "{why}");
     assert!(why.contains("u-operator"), "{why}");
     for on in [true, false] {
-        let (st, body) = post(
+        let (st, body) = post_json(
             &client,
             &maintenance,
             &admin,
@@ -123,7 +109,7 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
         assert_eq!(st, StatusCode::LOCKED, "{body}");
     }
     for action in ["shelve", "out_of_service"] {
-        let (st, _) = post(
+        let (st, _) = post_json(
             &client,
             &url(&server, &format!("/api/alarms/feed-breaker:ups-1/{action}")),
             &operator,
@@ -135,7 +121,7 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     // Allowed: acknowledging and commenting (here: no such alarm, so 404, not 423), incidents,
     // reads.
     for action in ["ack", "comment"] {
-        let (st, _) = post(
+        let (st, _) = post_json(
             &client,
             &url(&server, &format!("/api/alarms/nope/{action}")),
             &operator,
@@ -144,7 +130,7 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
         .await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{action} is not refused");
     }
-    let (st, _) = post(
+    let (st, _) = post_json(
         &client,
         &url(&server, "/api/incidents"),
         &operator,
@@ -183,11 +169,11 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     assert!(rows(&log, "command.send").is_empty(), "no command was sent");
 
     // Leaving: not the fire authority, not without a reason; then audited with the duration.
-    let (st, _) = post(&client, &exit, &fire, json!({"reason": "done"})).await;
+    let (st, _) = post_json(&client, &exit, &fire, json!({"reason": "done"})).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = post(&client, &exit, &admin, json!({})).await;
+    let (st, _) = post_json(&client, &exit, &admin, json!({})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    let (st, body) = post(
+    let (st, body) = post_json(
         &client,
         &exit,
         &admin,
@@ -204,9 +190,9 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     assert_eq!(d["reason"], "brigade handed the site back");
     assert!(d["duration_ms"].as_i64().unwrap() >= 0);
     assert_eq!(d["entered"]["user"], "u-operator");
-    let (st, _) = post(&client, &exit, &admin, json!({"reason": "again"})).await;
+    let (st, _) = post_json(&client, &exit, &admin, json!({"reason": "again"})).await;
     assert_eq!(st, StatusCode::CONFLICT, "not under authority control");
-    let (st, body) = post(
+    let (st, body) = post_json(
         &client,
         &maintenance,
         &operator,
@@ -216,14 +202,14 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     assert_eq!(st, StatusCode::OK, "maintenance allowed again: {body}");
 
     // The state survives a restart.
-    let (st, _) = post(&client, &enter, &fire, json!({"reason": "taking command"})).await;
+    let (st, _) = post_json(&client, &enter, &fire, json!({"reason": "taking command"})).await;
     assert_eq!(st, StatusCode::OK);
     server.shutdown().await;
     let server = dcim_server::start(config(dir.path())).await.unwrap();
     let st = get_json(&client, &url(&server, "/api/authority"), &viewer).await;
     assert_eq!(st["authority"]["active"], true, "{st}");
     assert_eq!(st["authority"]["cause"]["role"], "fire_authority");
-    let (st, _) = post(
+    let (st, _) = post_json(
         &client,
         &url(&server, "/api/devices/ups-1/commands"),
         &operator,
@@ -284,13 +270,8 @@ fn key_event(seq: u64, device: &str, on: bool) -> Vec<u8> {
 #[tokio::test]
 async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let (
-        server,
-        client,
-        Tokens {
-            operator, admin, ..
-        },
-    ) = started(config(dir.path())).await;
+    let (server, client, t) = started(config(dir.path())).await;
+    let (operator, admin) = (t.operator, t.admin);
     let mut a1 = Agent::connect(&server, "a1").await;
     let state = || async {
         get_json(&client, &url(&server, "/api/authority"), &operator).await["authority"].clone()
@@ -321,7 +302,7 @@ async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exi
         state().await["keys_on"].as_array().unwrap().len() == 2
     })
     .await;
-    let (st, body) = post(
+    let (st, body) = post_json(
         &client,
         &url(&server, "/api/devices/rack-07/commands"),
         &operator,
@@ -339,7 +320,7 @@ async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exi
 
     // Leaving is refused while a key is on (and the refusal is audited).
     let exit = url(&server, "/api/authority/exit");
-    let (st, body) = post(&client, &exit, &operator, json!({"reason": "all clear"})).await;
+    let (st, body) = post_json(&client, &exit, &operator, json!({"reason": "all clear"})).await;
     assert_eq!(st, StatusCode::LOCKED, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("rack-07, rack-08"),
@@ -359,7 +340,7 @@ async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exi
     })
     .await;
     assert_eq!(state().await["active"], true, "the keys do not leave");
-    let (st, body) = post(&client, &exit, &operator, json!({"reason": "all clear"})).await;
+    let (st, body) = post_json(&client, &exit, &operator, json!({"reason": "all clear"})).await;
     assert_eq!(st, StatusCode::OK, "{body}");
 
     let log = audit(&client, &server, &admin).await;

@@ -6,38 +6,9 @@
 use crate::common;
 use common::*;
 use dcim_points::{Quality, Sample, Value};
-use dcim_server::config::Config;
 use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn demo_site() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../site/sites/demo.toml")
-}
-
-fn site_config(dir: &Path) -> Config {
-    let mut c = config(dir);
-    c.site_model = Some(demo_site());
-    c.agents = vec![agent("a1", "demo", &["*"])];
-    c
-}
-
-async fn post(client: &reqwest::Client, url: &str, token: &str, body: Json) -> (StatusCode, Json) {
-    let r = client
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (
-        st,
-        serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Json::Null),
-    )
-}
 
 struct Feed {
     c: rumqttc::AsyncClient,
@@ -96,7 +67,7 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     let now = dcim_server::now_ms();
 
     // Refused field by field; viewers and the fire authority cannot schedule.
-    let (st, body) = post(&client, &windows, op, json!({"subjects": ["ups-z9"], "who": "Kim", "reason": "x", "from_ms": now, "to_ms": now + 60_000})).await;
+    let (st, body) = post_json(&client, &windows, op, json!({"subjects": ["ups-z9"], "who": "Kim", "reason": "x", "from_ms": now, "to_ms": now + 60_000})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]
@@ -105,14 +76,14 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
             .starts_with("subjects: `ups-z9`"),
         "{body}"
     );
-    let (st, _) = post(&client, &windows, op, json!({"subjects": ["ups-z1"], "who": "Kim", "reason": "x", "from_ms": now + 9_000, "to_ms": now + 8_000})).await;
+    let (st, _) = post_json(&client, &windows, op, json!({"subjects": ["ups-z1"], "who": "Kim", "reason": "x", "from_ms": now + 9_000, "to_ms": now + 8_000})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     for t in [viewer, fire] {
-        let (st, _) = post(&client, &windows, t, json!({"subjects": ["ups-z1"], "who": "Kim", "reason": "x", "from_ms": now + 2_000, "to_ms": now + 4_000})).await;
+        let (st, _) = post_json(&client, &windows, t, json!({"subjects": ["ups-z1"], "who": "Kim", "reason": "x", "from_ms": now + 2_000, "to_ms": now + 4_000})).await;
         assert_eq!(st, StatusCode::FORBIDDEN);
     }
 
-    let (st, w) = post(&client, &windows, op, json!({"subjects": ["ups-z1", "pdu-h1-01a"], "who": "Kim (UPS vendor)", "reason": "Battery string replacement", "from_ms": now + 1_500, "to_ms": now + 4_500})).await;
+    let (st, w) = post_json(&client, &windows, op, json!({"subjects": ["ups-z1", "pdu-h1-01a"], "who": "Kim (UPS vendor)", "reason": "Battery string replacement", "from_ms": now + 1_500, "to_ms": now + 4_500})).await;
     assert_eq!(st, StatusCode::CREATED, "{w}");
     assert_eq!(w["window"]["status"], "scheduled");
     assert!(!in_maintenance(&client, &base, viewer, "ups-z1").await);
@@ -143,7 +114,7 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     }
 
     // Under authority control the next window waits, then starts when it is left.
-    let (st, _) = post(
+    let (st, _) = post_json(
         &client,
         &format!("{base}/api/authority/enter"),
         op,
@@ -152,7 +123,7 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     .await;
     assert_eq!(st, StatusCode::OK);
     let now = dcim_server::now_ms();
-    let (st, w) = post(&client, &windows, op, json!({"subjects": ["ups-z2"], "who": "Lee", "reason": "Fan swap", "from_ms": now + 500, "to_ms": now + 60_000})).await;
+    let (st, w) = post_json(&client, &windows, op, json!({"subjects": ["ups-z2"], "who": "Lee", "reason": "Fan swap", "from_ms": now + 500, "to_ms": now + 60_000})).await;
     assert_eq!(st, StatusCode::CREATED);
     let id = w["window"]["id"].as_u64().unwrap();
     eventually("the window to be held", || async {
@@ -170,7 +141,7 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
             .to_string()
             .contains("authority.refused")
     );
-    let (st, _) = post(
+    let (st, _) = post_json(
         &client,
         &format!("{base}/api/authority/exit"),
         op,
@@ -183,7 +154,7 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     })
     .await;
     // Ending it early is refused under authority control, and allowed after.
-    post(
+    post_json(
         &client,
         &format!("{base}/api/authority/enter"),
         op,
@@ -191,17 +162,17 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     )
     .await;
     let cancel = format!("{base}/api/maintenance/windows/{id}/cancel");
-    let (st, _) = post(&client, &cancel, op, json!({"reason": "done"})).await;
+    let (st, _) = post_json(&client, &cancel, op, json!({"reason": "done"})).await;
     assert_eq!(st, StatusCode::LOCKED);
     assert!(in_maintenance(&client, &base, viewer, "ups-z2").await);
-    post(
+    post_json(
         &client,
         &format!("{base}/api/authority/exit"),
         op,
         json!({"reason": "Handed back"}),
     )
     .await;
-    let (st, w) = post(&client, &cancel, op, json!({"reason": "Finished early"})).await;
+    let (st, w) = post_json(&client, &cancel, op, json!({"reason": "Finished early"})).await;
     assert_eq!(st, StatusCode::OK, "{w}");
     assert_eq!(
         (

@@ -299,30 +299,7 @@ devices = ["rack-*", "ups-*"]
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_dcim-server"))
-        .args([
-            "user", "add", "--name", "ops", "--role", "admin", "--config",
-        ])
-        .arg(&cfg)
-        .env("DCIM_NEW_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_dcim-server"))
-        .args(["user", "token", "--name", "ops", "--label", "t", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = cli_admin_token(Path::new(env!("CARGO_BIN_EXE_dcim-server")), &cfg, "t");
 
     let log = dir.path().join("server.log");
     let mut srv = server(&cfg, &log);

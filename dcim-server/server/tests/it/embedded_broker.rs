@@ -178,14 +178,16 @@ async fn replayed_batches_do_not_duplicate_events_even_across_restarts() {
             >= 4.0
     })
     .await;
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_ingest_events_total").await,
-        6.0
-    );
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_ingest_samples_total").await,
-        1.0
-    );
+    assert_metrics(
+        &client,
+        &server,
+        &admin,
+        &[
+            ("dcim_ingest_events_total", 6.0),
+            ("dcim_ingest_samples_total", 1.0),
+        ],
+    )
+    .await;
     drop(a1);
     server.shutdown().await;
 
@@ -235,13 +237,8 @@ impl<F: std::future::Future<Output = usize>> MapEq for F {
 #[tokio::test]
 async fn operators_send_only_contract_commands_to_the_owning_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let (
-        server,
-        client,
-        Tokens {
-            operator, admin, ..
-        },
-    ) = started(config(dir.path())).await;
+    let (server, client, t) = started(config(dir.path())).await;
+    let (operator, admin) = (t.operator, t.admin);
     let mut a1 = Agent::connect(&server, "a1").await;
     assert!(a1.subscribe("dcim/v1/s1/a1/cmd/+").await);
     let send = |device: &str, body: &str| {

@@ -7,7 +7,6 @@
 use crate::common;
 use common::*;
 use dcim_points::Value;
-use dcim_server::config::Config;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,14 +117,6 @@ async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
         .unwrap()
 }
 
-fn notify_config(dir: &std::path::Path, extra: &str) -> Config {
-    let text = format!("[notify]\nenabled = true\ntick_ms = 200\n{extra}");
-    let parsed = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
-    let mut c = config(dir);
-    c.notify = parsed.notify;
-    c
-}
-
 #[tokio::test]
 async fn webhook_gets_the_alarm_and_email_carries_it_when_the_webhook_fails() {
     let Some((smtp_port, mut mails, sink)) = smtp_sink(&[]).await else {
@@ -225,18 +216,17 @@ helo_name = "dcim.example.org"
         3.0,
     )
     .await;
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_notify_failures_total").await,
-        1.0
-    );
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_notify_fallbacks_total").await,
-        2.0
-    );
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_notify_attempts_total").await,
-        4.0
-    );
+    assert_metrics(
+        &client,
+        &server,
+        &admin,
+        &[
+            ("dcim_notify_failures_total", 1.0),
+            ("dcim_notify_fallbacks_total", 2.0),
+            ("dcim_notify_attempts_total", 4.0),
+        ],
+    )
+    .await;
     let notes = || async {
         let audit = get_json(&client, &url(&server, "/api/audit"), &admin).await;
         audit["audit"]
@@ -377,13 +367,8 @@ to = "shift lead"
 "#
         ),
     );
-    let (
-        server,
-        client,
-        Tokens {
-            operator, admin, ..
-        },
-    ) = started(cfg.clone()).await;
+    let (server, client, t) = started(cfg.clone()).await;
+    let (operator, admin) = (t.operator, t.admin);
     let mut a1 = Agent::connect(&server, "a1").await;
     a1.send(
         "dcim/v1/s1/a1/telemetry",

@@ -14,7 +14,6 @@
 
 use crate::common;
 use common::*;
-use dcim_server::config::Config;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -264,11 +263,10 @@ async fn receivers() -> (String, mpsc::UnboundedReceiver<Received>) {
 async fn each_service_gets_a_body_it_accepts_about_the_alarm() {
     let (base, mut got) = receivers().await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"[notify]
-enabled = true
-tick_ms = 200
-grade2 = ["slack", "teams", "kakaowork", "pagerduty", "custom"]
+    let cfg = notify_config(
+        dir.path(),
+        &format!(
+            r#"grade2 = ["slack", "teams", "kakaowork", "pagerduty", "custom"]
 [[notify.channels]]
 name = "slack"
 kind = "webhook"
@@ -298,10 +296,8 @@ secret = "{SECRET}"
 url = "{base}/custom"
 template = '{{"summary": "{{{{subject}}}}", "alarm": "{{{{alarm}}}}", "grade": {{{{grade}}}}, "severity": "{{{{severity}}}}", "at": "{{{{time}}}}", "details": "{{{{body}}}}"}}'
 "#
+        ),
     );
-    let parsed = Config::parse(&text, std::path::Path::new("notify.toml")).unwrap();
-    let mut cfg = config(dir.path());
-    cfg.notify = parsed.notify;
     let (server, client, Tokens { admin, .. }) = started(cfg).await;
     let mut a1 = Agent::connect(&server, "a1").await;
     let before = dcim_server::now_ms();
@@ -433,11 +429,10 @@ async fn a_refused_body_is_a_failure_and_goes_to_the_fallback() {
     let (base, mut got) = receivers().await;
     let dir = tempfile::tempdir().unwrap();
     // The JSON format is not what Slack accepts (no text, no blocks): Slack answers 400.
-    let text = format!(
-        r#"[notify]
-enabled = true
-tick_ms = 200
-grade2 = ["wrong-format"]
+    let cfg = notify_config(
+        dir.path(),
+        &format!(
+            r#"grade2 = ["wrong-format"]
 [[notify.channels]]
 name = "wrong-format"
 kind = "webhook"
@@ -450,10 +445,8 @@ format = "pagerduty"
 url = "{base}/pagerduty"
 routing_key = "{ROUTING_KEY}"
 "#
+        ),
     );
-    let parsed = Config::parse(&text, std::path::Path::new("notify.toml")).unwrap();
-    let mut cfg = config(dir.path());
-    cfg.notify = parsed.notify;
     let (server, client, Tokens { admin, .. }) = started(cfg).await;
     let mut a1 = Agent::connect(&server, "a1").await;
     a1.send("dcim/v1/s1/a1/telemetry", on_battery(1, "ups-1"))

@@ -168,13 +168,8 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<String>, what: &str) -> String {
 }
 
 async fn login(client: &reqwest::Client, base: &str, user: &str, pw: &str) -> u16 {
-    client
-        .post(format!("{base}/api/login"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({"username": user, "password": pw}).to_string())
-        .send()
+    login_response(client, base, user, pw)
         .await
-        .unwrap()
         .status()
         .as_u16()
 }

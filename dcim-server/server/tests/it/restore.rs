@@ -47,13 +47,8 @@ async fn journal(server: &dcim_server::Server, id: &str) -> (usize, usize) {
 #[tokio::test]
 async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (
-        server,
-        client,
-        Tokens {
-            operator, admin, ..
-        },
-    ) = started(config(dir.path())).await;
+    let (server, client, t) = started(config(dir.path())).await;
+    let (operator, admin) = (t.operator, t.admin);
     let mut a1 = Agent::connect(&server, "a1").await;
     a1.send("dcim/v1/s1/a1/telemetry", both_on_battery(1)).await;
     eventually("both alarms raised", || async {

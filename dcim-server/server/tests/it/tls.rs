@@ -112,19 +112,7 @@ async fn mqtts_agent(
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
         Arc::new(tls),
     )));
-    let (c, mut el) = AsyncClient::new(o, 100);
-    let r = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| Err("timeout".into()));
-    (c, el, r)
+    connect_with(o).await
 }
 
 fn cookie<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {

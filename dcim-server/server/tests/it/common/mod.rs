@@ -159,6 +159,11 @@ pub async fn mqtt_agent(
     o.set_credentials(id, password);
     o.set_keep_alive(Duration::from_secs(5));
     o.set_max_packet_size(4 << 20, 4 << 20);
+    connect_with(o).await
+}
+
+/// An MQTT client with options `o`; returns once the CONNACK arrived (or the refusal).
+pub async fn connect_with(o: MqttOptions) -> (AsyncClient, EventLoop, Result<(), String>) {
     let (c, mut el) = AsyncClient::new(o, 100);
     let r = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -516,4 +521,112 @@ pub fn on_battery(seq: u64, ups: &str) -> Vec<u8> {
     let mut s = sample_now(ups, "ups.on_battery", dcim_points::Value::Bool(true));
     s.point = "on_battery".into();
     batch(seq, vec![s])
+}
+
+/// The test configuration with notifications on (ticking every 200 ms) and `extra` (TOML lines
+/// of the `[notify]` section and its channels) parsed as the configuration file would be.
+pub fn notify_config(dir: &Path, extra: &str) -> Config {
+    let text = format!("[notify]\nenabled = true\ntick_ms = 200\n{extra}");
+    let parsed = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let mut c = config(dir);
+    c.notify = parsed.notify;
+    c
+}
+
+/// Asserts each metric `(name, want)` of the server's `/metrics`, naming the one that differs.
+pub async fn assert_metrics(
+    client: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    want: &[(&str, f64)],
+) {
+    for (name, want) in want {
+        assert_eq!(metric(client, server, token, name).await, *want, "{name}");
+    }
+}
+
+/// Runs the command (the `dcim-server` CLI) and returns its standard output; panics with its
+/// standard error when it fails.
+pub fn cli_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Creates the admin `ops` (password [`PASSWORD`]) with the server binary's CLI on the
+/// configuration `cfg`, and returns a new API token of it (labelled `label`).
+pub fn cli_admin_token(bin: &Path, cfg: &Path, label: &str) -> String {
+    use std::process::Command;
+    cli_ok(
+        Command::new(bin)
+            .args(["user", "add", "--name", "ops", "--role", "admin"])
+            .arg("--config")
+            .arg(cfg)
+            .env("DCIM_NEW_PASSWORD", PASSWORD),
+    );
+    cli_ok(
+        Command::new(bin)
+            .args(["user", "token", "--name", "ops", "--label", label])
+            .arg("--config")
+            .arg(cfg),
+    )
+    .trim()
+    .to_string()
+}
+
+/// POSTs the JSON `body` with `token`: the status and the answer's JSON (`Null` when none).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    let text = r.text().await.unwrap();
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// POSTs a login of `user` with password `pw` to `base`.
+pub async fn login_response(
+    client: &reqwest::Client,
+    base: &str,
+    user: &str,
+    pw: &str,
+) -> reqwest::Response {
+    client
+        .post(format!("{base}/api/login"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"username": user, "password": pw}).to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The demo site model shipped with the site crate.
+pub fn demo_site() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../site/sites/demo.toml")
+}
+
+/// The test configuration with the demo site model and one agent `a1` of site `demo` owning
+/// every device.
+pub fn site_config(dir: &Path) -> Config {
+    let mut c = config(dir);
+    c.site_model = Some(demo_site());
+    c.agents = vec![agent("a1", "demo", &["*"])];
+    c
 }
