@@ -37,7 +37,10 @@
 //! `DCIM_SOAK_SERVER_CONFIG` set: `server_process` below is its entry point (it returns at once
 //! when that variable is absent), so the soak needs no other binary to be built.
 
+mod common;
+
 use anyhow::Context;
+use common::{Tmpfs, is_root};
 use dcim_edge_agent::Agent;
 use facility_sim::demo;
 use serde_json::Value;
@@ -69,29 +72,7 @@ fn unix_ms() -> i64 {
 /// `DCIM_SOAK_SERVER_CONFIG` it does nothing.
 #[test]
 fn server_process() {
-    let Ok(path) = std::env::var("DCIM_SOAK_SERVER_CONFIG") else {
-        return;
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,dcim_server=info".into()),
-        ))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async move {
-        let config = dcim_server::config::Config::load(Path::new(&path)).expect("server config");
-        let term = async {
-            let mut s = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
-            s.recv().await;
-        };
-        dcim_server::run(config, term).await.expect("server run");
-    });
+    common::serve_config_from_env("DCIM_SOAK_SERVER_CONFIG");
 }
 
 struct ServerProcess {
@@ -127,28 +108,13 @@ impl ServerProcess {
 
     /// SIGKILL: no shutdown code runs.
     fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        common::kill_child(self.child.take());
     }
 
     /// SIGTERM and wait (SIGKILL after 15 s).
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let grace = (Duration::from_secs(15), Duration::from_millis(50));
+        common::stop_child(self.child.take(), "-TERM", grace.0, grace.1);
     }
 }
 
@@ -196,38 +162,15 @@ impl Mosquitto {
 
     /// SIGTERM: mosquitto writes its persistence file (sessions, queued QoS 1 messages) and exits.
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let grace = (Duration::from_secs(10), Duration::from_millis(20));
+        common::stop_child(self.child.take(), "-TERM", grace.0, grace.1);
     }
 }
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        common::kill_child(self.child.take());
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1334,33 +1277,6 @@ fn print_summary(
 
 // ---------------------------------------------------------------------------------------------
 // The agent's spool on a full disk.
-
-/// A tmpfs mounted for a test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(dir.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// Fills the file system of `dir` with `dir/filler` until it refuses to grow.
 fn fill(dir: &Path) -> std::io::Result<u64> {

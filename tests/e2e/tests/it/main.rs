@@ -7,6 +7,9 @@
 //! (`--test it -- --ignored multisite::`, tests/multisite/run.sh); it re-executes this binary
 //! as `multisite::server_process` for its server replicas.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod battery_fire;
 mod chiller_trip;
 mod dashboards;

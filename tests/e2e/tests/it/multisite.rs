@@ -43,6 +43,7 @@
 
 use dcim_test_support::sia as dc09_common;
 
+use super::common::is_root;
 use anyhow::{Context, bail, ensure};
 use dcim_edge_agent::Agent;
 use dcim_points::{Quality, Role, Sample, Value};
@@ -70,29 +71,7 @@ const CUT: Duration = Duration::from_secs(15);
 /// nothing as an ordinary test.
 #[test]
 fn server_process() {
-    let Ok(path) = std::env::var(SERVER_ENV) else {
-        return;
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,dcim_server=info".into()),
-        ))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async move {
-        let config = dcim_server::config::Config::load(Path::new(&path)).expect("server config");
-        let term = async {
-            let mut s = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
-            s.recv().await;
-        };
-        dcim_server::run(config, term).await.expect("server run");
-    });
+    super::common::serve_config_from_env(SERVER_ENV);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -122,14 +101,6 @@ fn pg_bin() -> Option<PathBuf> {
         .collect();
     v.sort();
     v.pop().map(|(_, b)| b)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 fn postgres_ids() -> Option<(u32, u32)> {
