@@ -281,12 +281,7 @@ async fn passwords_users_and_tokens_can_be_changed_disabled_revoked_and_expire()
     .await;
     assert_eq!(st, StatusCode::LOCKED);
     let audit = get_json(&client, &u("/api/audit?limit=1000"), &admin).await;
-    let actions: Vec<&str> = audit["audit"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap())
-        .collect();
+    let actions = audit_action_names(&audit);
     for a in [
         "user.password",
         "user.disable",

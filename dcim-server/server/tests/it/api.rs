@@ -215,12 +215,7 @@ async fn sessions_expire_and_wrong_passwords_are_refused_and_audited() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let admin = &tokens[2].1;
     let audit = get_json(&client, &format!("{base}/api/audit"), admin).await;
-    let actions: Vec<&str> = audit["audit"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap())
-        .collect();
+    let actions = audit_action_names(&audit);
     assert!(
         actions.contains(&"login") && actions.contains(&"login.failed"),
         "{actions:?}"

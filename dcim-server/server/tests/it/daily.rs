@@ -10,6 +10,18 @@ use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 
+/// An operator enters or exits (`action`) authority control with `reason`.
+async fn authority(
+    client: &reqwest::Client,
+    base: &str,
+    op: &str,
+    action: &str,
+    reason: &str,
+) -> (StatusCode, Json) {
+    let url = format!("{base}/api/authority/{action}");
+    post_json(client, &url, op, json!({ "reason": reason })).await
+}
+
 struct Feed {
     c: rumqttc::AsyncClient,
     el: rumqttc::EventLoop,
@@ -114,13 +126,7 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     }
 
     // Under authority control the next window waits, then starts when it is left.
-    let (st, _) = post_json(
-        &client,
-        &format!("{base}/api/authority/enter"),
-        op,
-        json!({"reason": "Brigade on site"}),
-    )
-    .await;
+    let (st, _) = authority(&client, &base, op, "enter", "Brigade on site").await;
     assert_eq!(st, StatusCode::OK);
     let now = dcim_server::now_ms();
     let (st, w) = post_json(&client, &windows, op, json!({"subjects": ["ups-z2"], "who": "Lee", "reason": "Fan swap", "from_ms": now + 500, "to_ms": now + 60_000})).await;
@@ -141,37 +147,19 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
             .to_string()
             .contains("authority.refused")
     );
-    let (st, _) = post_json(
-        &client,
-        &format!("{base}/api/authority/exit"),
-        op,
-        json!({"reason": "Handed back"}),
-    )
-    .await;
+    let (st, _) = authority(&client, &base, op, "exit", "Handed back").await;
     assert_eq!(st, StatusCode::OK);
     eventually("the held window to start", || async {
         in_maintenance(&client, &base, viewer, "ups-z2").await
     })
     .await;
     // Ending it early is refused under authority control, and allowed after.
-    post_json(
-        &client,
-        &format!("{base}/api/authority/enter"),
-        op,
-        json!({"reason": "Again"}),
-    )
-    .await;
+    authority(&client, &base, op, "enter", "Again").await;
     let cancel = format!("{base}/api/maintenance/windows/{id}/cancel");
     let (st, _) = post_json(&client, &cancel, op, json!({"reason": "done"})).await;
     assert_eq!(st, StatusCode::LOCKED);
     assert!(in_maintenance(&client, &base, viewer, "ups-z2").await);
-    post_json(
-        &client,
-        &format!("{base}/api/authority/exit"),
-        op,
-        json!({"reason": "Handed back"}),
-    )
-    .await;
+    authority(&client, &base, op, "exit", "Handed back").await;
     let (st, w) = post_json(&client, &cancel, op, json!({"reason": "Finished early"})).await;
     assert_eq!(st, StatusCode::OK, "{w}");
     assert_eq!(

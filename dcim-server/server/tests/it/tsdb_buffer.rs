@@ -32,11 +32,9 @@ fn telemetry_at(seq: u64, ts_ms: i64, value: f64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
-    if !vm_or_skip("this test") {
+    let Some((dir, vm_port)) = vm_test_dir("this test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let vm_port = free_port();
+    };
     let mut cfg = config(&dir.path().join("data"));
     cfg.influx = Some(InfluxConfig {
         batch_size: 10,

@@ -8,11 +8,9 @@ use dcim_server::config::InfluxConfig;
 
 #[tokio::test]
 async fn samples_reach_victoria_metrics_and_survive_its_outage() {
-    if !vm_or_skip("this test") {
+    let Some((dir, vm_port)) = vm_test_dir("this test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let vm_port = free_port();
+    };
     let mut cfg = config(&dir.path().join("data"));
     cfg.influx = Some(InfluxConfig {
         token: Some("unused-by-vm".into()),
@@ -85,11 +83,9 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
 /// the console would draw as "no samples in this range" although the store has them all.
 #[tokio::test]
 async fn history_is_read_from_the_store_under_the_name_it_stores() {
-    if !vm_or_skip("this test") {
+    let Some((dir, vm_port)) = vm_test_dir("this test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let vm_port = free_port();
+    };
     let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
     let mut cfg = config(&dir.path().join("data"));
     let measurement = "dcim-lab.ts";
@@ -154,11 +150,9 @@ async fn history_is_read_from_the_store_under_the_name_it_stores() {
 /// temperatures) missing from the store and its dashboards, while every other point is there.
 #[tokio::test]
 async fn alarm_rule_samples_reach_the_store_too() {
-    if !vm_or_skip("this test") {
+    let Some((dir, vm_port)) = vm_test_dir("this test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let vm_port = free_port();
+    };
     let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
     let mut cfg = config(&dir.path().join("data"));
     cfg.influx = Some(InfluxConfig {

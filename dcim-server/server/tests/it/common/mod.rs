@@ -630,3 +630,19 @@ pub fn site_config(dir: &Path) -> Config {
     c.agents = vec![agent("a1", "demo", &["*"])];
     c
 }
+
+/// The `action` of each record of an `/api/audit` answer.
+pub fn audit_action_names(audit: &serde_json::Value) -> Vec<&str> {
+    audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect()
+}
+
+/// For a test against VictoriaMetrics: a temp dir and a free port for it, or `None` when it
+/// is not installed (see [`vm_or_skip`]: skipped, or failed under `DCIM_REQUIRE_PEERS=1`).
+pub fn vm_test_dir(what: &str) -> Option<(tempfile::TempDir, u16)> {
+    vm_or_skip(what).then(|| (tempfile::tempdir().unwrap(), free_port()))
+}
