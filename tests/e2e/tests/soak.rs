@@ -40,7 +40,7 @@
 mod common;
 
 use anyhow::Context;
-use common::{Tmpfs, is_root};
+use common::{Proxy, Tmpfs, is_root};
 use dcim_edge_agent::Agent;
 use facility_sim::demo;
 use serde_json::Value;
@@ -175,57 +175,6 @@ impl Drop for Mosquitto {
 
 // ---------------------------------------------------------------------------------------------
 // The uplink: a TCP proxy between the agents and the broker that can be cut.
-
-struct Proxy {
-    addr: std::net::SocketAddr,
-    up: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: u16) -> anyhow::Result<Proxy> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (up, up_rx) = watch::channel(true);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if !*up_rx.borrow() {
-                    drop(inbound); // cut: refused
-                    continue;
-                }
-                let mut up_rx = up_rx.clone();
-                tokio::spawn(async move {
-                    let Ok(outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    else {
-                        return;
-                    };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    let (mut a, mut b) = (inbound, outbound);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-                        _ = up_rx.wait_for(|u| !*u) => {} // cut: both sides closed
-                    }
-                });
-            }
-        });
-        Ok(Proxy { addr, up, task })
-    }
-
-    fn set_up(&self, up: bool) {
-        let _ = self.up.send(up);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // An independent subscriber: which telemetry batches reached the broker.

@@ -100,3 +100,69 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// A TCP proxy on loopback to `127.0.0.1:upstream` that the test can cut: while cut, new
+/// connections are refused and open ones are closed on both sides.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    pub port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts the proxy (up) on a port no other test of this process claimed.
+    pub async fn start(upstream: u16) -> anyhow::Result<Proxy> {
+        let (listener, addr) = loop {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = l.local_addr()?;
+            if dcim_test_support::claim_port(addr.port()) {
+                break (l, addr);
+            }
+        };
+        let (up, up_rx) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !*up_rx.borrow() {
+                    drop(inbound); // cut: refused
+                    continue;
+                }
+                let mut up_rx = up_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let (mut a, mut b) = (inbound, outbound);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                        _ = up_rx.wait_for(|u| !*u) => {} // cut: both sides closed
+                    }
+                });
+            }
+        });
+        Ok(Proxy {
+            addr,
+            port: addr.port(),
+            up,
+            task,
+        })
+    }
+
+    /// Restores (`true`) or cuts (`false`) the link.
+    pub fn set_up(&self, up: bool) {
+        let _ = self.up.send(up);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

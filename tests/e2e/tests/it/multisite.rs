@@ -43,7 +43,7 @@
 
 use dcim_test_support::sia as dc09_common;
 
-use super::common::is_root;
+use super::common::{Proxy, is_root};
 use anyhow::{Context, bail, ensure};
 use dcim_edge_agent::Agent;
 use dcim_points::{Quality, Role, Sample, Value};
@@ -182,63 +182,6 @@ impl Group {
 impl Drop for Group {
     fn drop(&mut self) {
         self.kill9();
-    }
-}
-
-/// A TCP proxy that can be cut (connections closed, new ones refused).
-struct Proxy {
-    port: u16,
-    up: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: u16) -> anyhow::Result<Proxy> {
-        let (listener, port) = loop {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let port = l.local_addr()?.port();
-            if dcim_test_support::claim_port(port) {
-                break (l, port);
-            }
-        };
-        let (up, up_rx) = watch::channel(true);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if !*up_rx.borrow() {
-                    drop(inbound);
-                    continue;
-                }
-                let mut up_rx = up_rx.clone();
-                tokio::spawn(async move {
-                    let Ok(outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    else {
-                        return;
-                    };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    let (mut a, mut b) = (inbound, outbound);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-                        _ = up_rx.wait_for(|u| !*u) => {}
-                    }
-                });
-            }
-        });
-        Ok(Proxy { port, up, task })
-    }
-
-    fn set_up(&self, up: bool) {
-        let _ = self.up.send(up);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
