@@ -427,15 +427,24 @@ fn soak_secs() -> Option<u64> {
 
 use dcim_test_support::peers::skip_or_fail;
 
+/// For a slow test that needs mosquitto: its binary, or `None` when slow tests are off or
+/// mosquitto is missing (then skipped, or failed under `DCIM_REQUIRE_PEERS=1`).
+fn slow_with_mosquitto(what: &str) -> Option<PathBuf> {
+    if !dcim_test_support::slow::run(what) {
+        return None;
+    }
+    let bin = mosquitto_bin();
+    if bin.is_none() {
+        skip_or_fail("mosquitto is not installed (apt-get install mosquitto)");
+    }
+    bin
+}
+
 /// The soak's phases in order: each is a function below, and each check says what would have gone
 /// wrong. The faults are injected while the agents run; the checks run on the store afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_broker_restart_server_sigkill_and_uplink_cut_lose_nothing() -> anyhow::Result<()> {
-    if !dcim_test_support::slow::run("the soak") {
-        return Ok(());
-    }
-    let Some(mosquitto) = mosquitto_bin() else {
-        skip_or_fail("mosquitto is not installed (apt-get install mosquitto)");
+    let Some(mosquitto) = slow_with_mosquitto("the soak") else {
         return Ok(());
     };
     if Command::new("mosquitto_passwd").arg("-h").output().is_err() {
@@ -1253,11 +1262,7 @@ fn fill(dir: &Path) -> std::io::Result<u64> {
 /// reopens without damage, and the loss the agent reports is the spool's count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_spool_on_a_full_disk_keeps_events_and_counts_lost_telemetry() -> anyhow::Result<()> {
-    if !dcim_test_support::slow::run("the agent spool's full-disk soak") {
-        return Ok(());
-    }
-    let Some(mosquitto) = mosquitto_bin() else {
-        skip_or_fail("mosquitto is not installed (apt-get install mosquitto)");
+    let Some(mosquitto) = slow_with_mosquitto("the agent spool's full-disk soak") else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;

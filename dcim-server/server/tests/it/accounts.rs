@@ -70,10 +70,8 @@ async fn me(client: &reqwest::Client, base: &str, auth: (&str, &str)) -> StatusC
 #[tokio::test]
 async fn passwords_users_and_tokens_can_be_changed_disabled_revoked_and_expire() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
+    let (server, client, tokens) = started_with_users(config(dir.path())).await;
     let admin = tokens[2].1.clone();
-    let client = http();
     let base = format!("http://{}", server.http_addr);
     let u = |p: &str| format!("{base}{p}");
 

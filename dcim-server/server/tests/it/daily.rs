@@ -68,10 +68,8 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     // Hazard: a window that never ends hides a UPS's alarms for good; one applied while the
     // fire authority is in command changes what it sees behind its back.
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
+    let (server, client, tokens) = started_with_users(site_config(dir.path())).await;
     let (viewer, op, admin, fire) = (&tokens[0].1, &tokens[1].1, &tokens[2].1, &tokens[3].1);
-    let client = http();
     let base = format!("http://{}", server.http_addr);
     let mut feed = Feed::connect(&server).await;
     feed.send(&healthy()).await;
@@ -184,10 +182,8 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
 async fn pue_is_computed_on_the_server_never_from_a_partial_sum_and_energy_survives_a_restart() {
     // Hazard: a silent feed meter makes the PUE look better than it is.
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
+    let (server, client, tokens) = started_with_users(site_config(dir.path())).await;
     let viewer = &tokens[0].1;
-    let client = http();
     let base = format!("http://{}", server.http_addr);
     let mut feed = Feed::connect(&server).await;
     let samples = healthy();
@@ -286,10 +282,8 @@ async fn pue_is_computed_on_the_server_never_from_a_partial_sum_and_energy_survi
 async fn alarm_and_event_lists_export_as_csv_with_the_console_filters_and_search_finds_racks_and_points()
  {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
+    let (server, client, tokens) = started_with_users(site_config(dir.path())).await;
     let viewer = &tokens[0].1;
-    let client = http();
     let base = format!("http://{}", server.http_addr);
     let mut feed = Feed::connect(&server).await;
     let mut samples = healthy();

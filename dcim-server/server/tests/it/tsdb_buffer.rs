@@ -12,22 +12,7 @@ use common::*;
 use dcim_server::config::InfluxConfig;
 
 fn telemetry_at(seq: u64, ts_ms: i64, value: f64) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples: vec![dcim_points::Sample {
-            device: "ups-1".into(),
-            point: "load".into(),
-            role: dcim_points::Role::new("ups.load_pct").unwrap(),
-            labels: Default::default(),
-            value: Some(dcim_points::Value::Number(value)),
-            unit: "%".into(),
-            quality: dcim_points::Quality::Good,
-            ts_ms,
-        }],
-    })
+    batch(seq, vec![load_sample("ups-1", value, ts_ms)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -166,3 +166,17 @@ impl Drop for Proxy {
         self.task.abort();
     }
 }
+
+/// Polls the harness's active alarms until one matches `pred` (or fails after `timeout`
+/// naming `what`), and returns it.
+pub async fn wait_active_alarm(
+    h: &dcim_e2e::Harness,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    dcim_e2e::wait_for(what, timeout, || async {
+        Ok(h.active_alarms().await?.into_iter().find(|a| pred(a)))
+    })
+    .await
+}

@@ -202,22 +202,37 @@ pub async fn publish(
     .unwrap_or_else(|_| Err("timeout".into()))
 }
 
+/// Agent `agent`'s batch `seq`: the load of UPS `device` is `value` %, at 2023-11-14 plus
+/// `seq` ms.
 pub fn telemetry(agent: &str, seq: u64, device: &str, value: f64) -> Vec<u8> {
+    batch_of(
+        agent,
+        seq,
+        vec![load_sample(device, value, 1_700_000_000_000 + seq as i64)],
+    )
+}
+
+/// A good reading of a UPS load (`load`, `ups.load_pct`, in %) taken at `ts_ms`.
+pub fn load_sample(device: &str, value: f64, ts_ms: i64) -> dcim_points::Sample {
+    let mut s = sample_at(
+        device,
+        "ups.load_pct",
+        dcim_points::Value::Number(value),
+        ts_ms,
+    );
+    s.point = "load".into();
+    s.unit = "%".into();
+    s
+}
+
+/// A telemetry batch of `agent` numbered `seq`.
+pub fn batch_of(agent: &str, seq: u64, samples: Vec<dcim_points::Sample>) -> Vec<u8> {
     dcim_wire::encode(&dcim_wire::TelemetryBatch {
         v: dcim_wire::VERSION,
         agent: agent.into(),
         epoch: String::new(),
         seq,
-        samples: vec![dcim_points::Sample {
-            device: device.into(),
-            point: "load".into(),
-            role: dcim_points::Role::new("ups.load_pct").unwrap(),
-            labels: Default::default(),
-            value: Some(dcim_points::Value::Number(value)),
-            unit: "%".into(),
-            quality: dcim_points::Quality::Good,
-            ts_ms: 1_700_000_000_000 + seq as i64,
-        }],
+        samples,
     })
 }
 
@@ -348,14 +363,20 @@ pub struct Tokens {
 /// Starts the server in-process with `cfg`, creates a user of every role and returns the server,
 /// an HTTP client and the users' tokens.
 pub async fn started(cfg: Config) -> (Server, reqwest::Client, Tokens) {
-    let server = dcim_server::start(cfg).await.unwrap();
-    let t = users_with_tokens(&server).await;
+    let (server, client, t) = started_with_users(cfg).await;
     let tokens = Tokens {
         viewer: t[0].1.clone(),
         operator: t[1].1.clone(),
         admin: t[2].1.clone(),
         authority: t[3].1.clone(),
     };
+    (server, client, tokens)
+}
+
+/// [`started`] with the tokens as [`users_with_tokens`] lists them, `(role, token)`.
+pub async fn started_with_users(cfg: Config) -> (Server, reqwest::Client, Vec<(Role, String)>) {
+    let server = dcim_server::start(cfg).await.unwrap();
+    let tokens = users_with_tokens(&server).await;
     (server, http(), tokens)
 }
 
@@ -493,6 +514,16 @@ pub fn skip_or_fail(why: &str) {
 
 /// A good sample of `role` at `device` taken now (point named after the role).
 pub fn sample_now(device: &str, role: &str, v: dcim_points::Value) -> dcim_points::Sample {
+    sample_at(device, role, v, dcim_server::now_ms())
+}
+
+/// A good sample of `role` at `device` taken at `ts_ms` (point named after the role).
+pub fn sample_at(
+    device: &str,
+    role: &str,
+    v: dcim_points::Value,
+    ts_ms: i64,
+) -> dcim_points::Sample {
     dcim_points::Sample {
         device: device.into(),
         point: role.replace('.', "_"),
@@ -501,19 +532,13 @@ pub fn sample_now(device: &str, role: &str, v: dcim_points::Value) -> dcim_point
         value: Some(v),
         unit: String::new(),
         quality: dcim_points::Quality::Good,
-        ts_ms: dcim_server::now_ms(),
+        ts_ms,
     }
 }
 
 /// A telemetry batch of agent `a1` numbered `seq`.
 pub fn batch(seq: u64, samples: impl Into<Vec<dcim_points::Sample>>) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples: samples.into(),
-    })
+    batch_of("a1", seq, samples.into())
 }
 
 /// Agent `a1`'s batch `seq`: the UPS `ups` is on battery now (point `on_battery`).
