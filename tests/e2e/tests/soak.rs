@@ -142,6 +142,18 @@ struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Starts `bin` with the configuration `conf` and waits until it listens on `port`.
+    fn started(bin: PathBuf, conf: PathBuf, port: u16) -> anyhow::Result<Mosquitto> {
+        let mut m = Mosquitto {
+            bin,
+            conf,
+            port,
+            child: None,
+        };
+        m.start()?;
+        Ok(m)
+    }
+
     fn start(&mut self) -> anyhow::Result<()> {
         let child = Command::new(&self.bin)
             .arg("-c")
@@ -621,13 +633,7 @@ async fn start_site_and_device_bus(
         root.join("bus.conf"),
         format!("{user}listener {bus_port} 127.0.0.1\nallow_anonymous true\n"),
     )?;
-    let mut bus = Mosquitto {
-        bin: mosquitto.to_owned(),
-        conf: root.join("bus.conf"),
-        port: bus_port,
-        child: None,
-    };
-    bus.start()?;
+    let bus = Mosquitto::started(mosquitto.to_owned(), root.join("bus.conf"), bus_port)?;
     sim.publish_mqtt(
         &format!("mqtt://127.0.0.1:{bus_port}"),
         Duration::from_secs(1),
@@ -720,13 +726,7 @@ fn start_center_broker(
             broker_log.display()
         ),
     )?;
-    let mut broker = Mosquitto {
-        bin: mosquitto,
-        conf: root.join("mosquitto.conf"),
-        port,
-        child: None,
-    };
-    broker.start()?;
+    let broker = Mosquitto::started(mosquitto, root.join("mosquitto.conf"), port)?;
     Ok((broker, broker_log))
 }
 
@@ -1283,13 +1283,7 @@ async fn agent_spool_on_a_full_disk_keeps_events_and_counts_lost_telemetry() -> 
         root.join("mosquitto.conf"),
         format!("{user}listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"),
     )?;
-    let mut broker = Mosquitto {
-        bin: mosquitto,
-        conf: root.join("mosquitto.conf"),
-        port,
-        child: None,
-    };
-    broker.start()?;
+    let mut broker = Mosquitto::started(mosquitto, root.join("mosquitto.conf"), port)?;
 
     // What reaches the broker: event seqs in arrival order, and the last agent state.
     let events: Arc<Mutex<Vec<u64>>> = Arc::default();

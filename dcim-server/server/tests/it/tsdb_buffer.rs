@@ -17,10 +17,9 @@ fn telemetry_at(seq: u64, ts_ms: i64, value: f64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
-    let Some((dir, vm_port)) = vm_test_dir("this test") else {
+    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
         return;
     };
-    let mut cfg = config(&dir.path().join("data"));
     cfg.influx = Some(InfluxConfig {
         batch_size: 10,
         queue_capacity: 10_000,

@@ -8,10 +8,9 @@ use dcim_server::config::InfluxConfig;
 
 #[tokio::test]
 async fn samples_reach_victoria_metrics_and_survive_its_outage() {
-    let Some((dir, vm_port)) = vm_test_dir("this test") else {
+    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
         return;
     };
-    let mut cfg = config(&dir.path().join("data"));
     cfg.influx = Some(InfluxConfig {
         token: Some("unused-by-vm".into()),
         buffer_max_mb: 64,
@@ -83,11 +82,10 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
 /// the console would draw as "no samples in this range" although the store has them all.
 #[tokio::test]
 async fn history_is_read_from_the_store_under_the_name_it_stores() {
-    let Some((dir, vm_port)) = vm_test_dir("this test") else {
+    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
         return;
     };
     let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
-    let mut cfg = config(&dir.path().join("data"));
     let measurement = "dcim-lab.ts";
     cfg.influx = Some(InfluxConfig {
         measurement: measurement.into(),
@@ -150,11 +148,10 @@ async fn history_is_read_from_the_store_under_the_name_it_stores() {
 /// temperatures) missing from the store and its dashboards, while every other point is there.
 #[tokio::test]
 async fn alarm_rule_samples_reach_the_store_too() {
-    let Some((dir, vm_port)) = vm_test_dir("this test") else {
+    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
         return;
     };
     let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
-    let mut cfg = config(&dir.path().join("data"));
     cfg.influx = Some(InfluxConfig {
         query_url: None,
         ..influx(vm_port)

@@ -666,8 +666,14 @@ pub fn audit_action_names(audit: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
-/// For a test against VictoriaMetrics: a temp dir and a free port for it, or `None` when it
-/// is not installed (see [`vm_or_skip`]: skipped, or failed under `DCIM_REQUIRE_PEERS=1`).
-pub fn vm_test_dir(what: &str) -> Option<(tempfile::TempDir, u16)> {
-    vm_or_skip(what).then(|| (tempfile::tempdir().unwrap(), free_port()))
+/// For a test against VictoriaMetrics: a temp dir, a free port for VictoriaMetrics and the
+/// test configuration with its data under `dir/data`; `None` when VictoriaMetrics is not
+/// installed (see [`vm_or_skip`]: skipped, or failed under `DCIM_REQUIRE_PEERS=1`).
+pub fn vm_test(what: &str) -> Option<(tempfile::TempDir, u16, Config)> {
+    if !vm_or_skip(what) {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir.path().join("data"));
+    Some((dir, free_port(), cfg))
 }
