@@ -243,10 +243,7 @@ async fn database_disk_full_is_reported_never_acknowledged_and_recovered() {
     // mosquitto: anonymous, on loopback, kept up for the whole test (the server's persistent
     // session and its unacknowledged messages live there).
     let mport = free_port();
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let is_root = is_root();
     let mconf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &mconf,

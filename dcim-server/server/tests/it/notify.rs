@@ -277,7 +277,7 @@ async fn mosquitto(dir: &std::path::Path) -> Option<(u16, tokio::process::Child)
     let port = free_port();
     let conf = dir.join("mosquitto.conf");
     let mut text = String::new();
-    if std::env::var("USER").as_deref() == Ok("root") || unsafe_is_root() {
+    if std::env::var("USER").as_deref() == Ok("root") || is_root() {
         text.push_str("user root\n");
     }
     text.push_str(&format!(
@@ -299,18 +299,6 @@ async fn mosquitto(dir: &std::path::Path) -> Option<(u16, tokio::process::Child)
     })
     .await;
     Some((port, child))
-}
-
-/// Whether the test runs as root (mosquitto then needs `user root` to keep its privileges).
-fn unsafe_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|u| u.split_whitespace().next() == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 #[tokio::test]

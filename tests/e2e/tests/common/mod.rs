@@ -64,14 +64,7 @@ pub fn kill_child(child: Option<Child>) {
     }
 }
 
-/// Whether the test runs as root.
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
+pub use dcim_test_support::peers::is_root;
 
 /// A tmpfs mounted for a test, unmounted on drop.
 pub struct Tmpfs(PathBuf);

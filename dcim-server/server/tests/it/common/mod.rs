@@ -503,14 +503,7 @@ pub async fn token_again(server: &Server, user: &str) -> String {
     token
 }
 
-/// A test that needs a peer which is missing: skipped with a line saying so, or failed under
-/// `DCIM_REQUIRE_PEERS=1` (CI), where a missing peer must not pass as a green test.
-pub fn skip_or_fail(why: &str) {
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("required peer missing: {why}");
-    }
-    println!("skipped: {why}");
-}
+pub use dcim_test_support::peers::{is_root, skip_or_fail};
 
 /// A good sample of `role` at `device` taken now (point named after the role).
 pub fn sample_now(device: &str, role: &str, v: dcim_points::Value) -> dcim_points::Sample {
