@@ -259,6 +259,19 @@ async fn receivers() -> (String, mpsc::UnboundedReceiver<Received>) {
     (base, rx)
 }
 
+/// A `[[notify.channels]]` webhook `name` posting `format` bodies to the receiver of that
+/// format at `base`.
+fn webhook(name: &str, format: &str, base: &str) -> String {
+    format!(
+        "[[notify.channels]]\nname = \"{name}\"\nkind = \"webhook\"\nformat = \"{format}\"\nurl = \"{base}/{format}\"\n"
+    )
+}
+
+/// A PagerDuty Events v2 channel `name` with the test's routing key.
+fn pagerduty(name: &str, base: &str) -> String {
+    webhook(name, "pagerduty", base) + &format!("routing_key = \"{ROUTING_KEY}\"\n")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_service_gets_a_body_it_accepts_about_the_alarm() {
     let (base, mut got) = receivers().await;
@@ -267,35 +280,18 @@ async fn each_service_gets_a_body_it_accepts_about_the_alarm() {
         dir.path(),
         &format!(
             r#"grade2 = ["slack", "teams", "kakaowork", "pagerduty", "custom"]
-[[notify.channels]]
-name = "slack"
-kind = "webhook"
-format = "slack"
-url = "{base}/slack"
-[[notify.channels]]
-name = "teams"
-kind = "webhook"
-format = "teams"
-url = "{base}/teams"
-[[notify.channels]]
-name = "kakaowork"
-kind = "webhook"
-format = "kakaowork"
-url = "{base}/kakaowork"
-[[notify.channels]]
-name = "pagerduty"
-kind = "webhook"
-format = "pagerduty"
-url = "{base}/pagerduty"
-routing_key = "{ROUTING_KEY}"
-[[notify.channels]]
+{}{}[[notify.channels]]
 name = "custom"
 kind = "webhook"
 format = "custom"
 secret = "{SECRET}"
 url = "{base}/custom"
 template = '{{"summary": "{{{{subject}}}}", "alarm": "{{{{alarm}}}}", "grade": {{{{grade}}}}, "severity": "{{{{severity}}}}", "at": "{{{{time}}}}", "details": "{{{{body}}}}"}}'
-"#
+"#,
+            ["slack", "teams", "kakaowork"]
+                .map(|f| webhook(f, f, &base))
+                .concat(),
+            pagerduty("pagerduty", &base),
         ),
     );
     let (server, client, Tokens { admin, .. }) = started(cfg).await;
@@ -438,13 +434,8 @@ name = "wrong-format"
 kind = "webhook"
 url = "{base}/slack"
 fallback = "pd"
-[[notify.channels]]
-name = "pd"
-kind = "webhook"
-format = "pagerduty"
-url = "{base}/pagerduty"
-routing_key = "{ROUTING_KEY}"
-"#
+{}"#,
+            pagerduty("pd", &base)
         ),
     );
     let (server, client, Tokens { admin, .. }) = started(cfg).await;
