@@ -1,5 +1,15 @@
-//! Helpers shared by the integration tests: a server on ephemeral ports in a temp dir, users of
-//! every role with bearer tokens, an HTTP client and MQTT agent clients.
+//! Helpers shared by the integration tests, so that each module shows only what it checks:
+//! - a server on ephemeral ports in a temp dir ([`config`], [`site_config`], [`notify_config`]),
+//!   started with users of every role and an HTTP client ([`started`], [`started_with_users`]);
+//! - agents over MQTT ([`Agent`]: connect, send, subscribe, receive) and what they publish
+//!   ([`batch`], [`batch_of`], [`sample_now`], [`sample_at`], [`telemetry`], [`on_battery`],
+//!   [`events`]);
+//! - the API ([`get_json`], [`post_json`], [`login_response`], [`audit_actions`]) and metrics
+//!   ([`metric`], [`eventually_metric`], [`assert_metrics`]), never reading a missing metric
+//!   as zero;
+//! - the `dcim-server` binary and its CLI ([`write_config`], [`spawn`], [`cli_admin_token`]);
+//! - VictoriaMetrics as a peer ([`vm_test`], [`start_vm`], [`influx`], [`vm_export`]); a
+//!   missing peer skips, or fails under `DCIM_REQUIRE_PEERS=1` ([`skip_or_fail`]).
 #![allow(dead_code, unused_imports)]
 
 pub mod pg;
