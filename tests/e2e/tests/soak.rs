@@ -37,7 +37,10 @@
 //! `DCIM_SOAK_SERVER_CONFIG` set: `server_process` below is its entry point (it returns at once
 //! when that variable is absent), so the soak needs no other binary to be built.
 
+mod common;
+
 use anyhow::Context;
+use common::{Proxy, Tmpfs, is_root};
 use dcim_edge_agent::Agent;
 use facility_sim::demo;
 use serde_json::Value;
@@ -69,29 +72,7 @@ fn unix_ms() -> i64 {
 /// `DCIM_SOAK_SERVER_CONFIG` it does nothing.
 #[test]
 fn server_process() {
-    let Ok(path) = std::env::var("DCIM_SOAK_SERVER_CONFIG") else {
-        return;
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,dcim_server=info".into()),
-        ))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async move {
-        let config = dcim_server::config::Config::load(Path::new(&path)).expect("server config");
-        let term = async {
-            let mut s = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
-            s.recv().await;
-        };
-        dcim_server::run(config, term).await.expect("server run");
-    });
+    common::serve_config_from_env("DCIM_SOAK_SERVER_CONFIG");
 }
 
 struct ServerProcess {
@@ -127,28 +108,13 @@ impl ServerProcess {
 
     /// SIGKILL: no shutdown code runs.
     fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        common::kill_child(self.child.take());
     }
 
     /// SIGTERM and wait (SIGKILL after 15 s).
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let grace = (Duration::from_secs(15), Duration::from_millis(50));
+        common::stop_child(self.child.take(), "-TERM", grace.0, grace.1);
     }
 }
 
@@ -176,6 +142,18 @@ struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Starts `bin` with the configuration `conf` and waits until it listens on `port`.
+    fn started(bin: PathBuf, conf: PathBuf, port: u16) -> anyhow::Result<Mosquitto> {
+        let mut m = Mosquitto {
+            bin,
+            conf,
+            port,
+            child: None,
+        };
+        m.start()?;
+        Ok(m)
+    }
+
     fn start(&mut self) -> anyhow::Result<()> {
         let child = Command::new(&self.bin)
             .arg("-c")
@@ -196,93 +174,19 @@ impl Mosquitto {
 
     /// SIGTERM: mosquitto writes its persistence file (sessions, queued QoS 1 messages) and exits.
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let grace = (Duration::from_secs(10), Duration::from_millis(20));
+        common::stop_child(self.child.take(), "-TERM", grace.0, grace.1);
     }
 }
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        common::kill_child(self.child.take());
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------------------------------------
 // The uplink: a TCP proxy between the agents and the broker that can be cut.
-
-struct Proxy {
-    addr: std::net::SocketAddr,
-    up: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: u16) -> anyhow::Result<Proxy> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (up, up_rx) = watch::channel(true);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if !*up_rx.borrow() {
-                    drop(inbound); // cut: refused
-                    continue;
-                }
-                let mut up_rx = up_rx.clone();
-                tokio::spawn(async move {
-                    let Ok(outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    else {
-                        return;
-                    };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    let (mut a, mut b) = (inbound, outbound);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-                        _ = up_rx.wait_for(|u| !*u) => {} // cut: both sides closed
-                    }
-                });
-            }
-        });
-        Ok(Proxy { addr, up, task })
-    }
-
-    fn set_up(&self, up: bool) {
-        let _ = self.up.send(up);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // An independent subscriber: which telemetry batches reached the broker.
@@ -535,15 +439,24 @@ fn soak_secs() -> Option<u64> {
 
 use dcim_test_support::peers::skip_or_fail;
 
+/// For a slow test that needs mosquitto: its binary, or `None` when slow tests are off or
+/// mosquitto is missing (then skipped, or failed under `DCIM_REQUIRE_PEERS=1`).
+fn slow_with_mosquitto(what: &str) -> Option<PathBuf> {
+    if !dcim_test_support::slow::run(what) {
+        return None;
+    }
+    let bin = mosquitto_bin();
+    if bin.is_none() {
+        skip_or_fail("mosquitto is not installed (apt-get install mosquitto)");
+    }
+    bin
+}
+
 /// The soak's phases in order: each is a function below, and each check says what would have gone
 /// wrong. The faults are injected while the agents run; the checks run on the store afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_broker_restart_server_sigkill_and_uplink_cut_lose_nothing() -> anyhow::Result<()> {
-    if !dcim_test_support::slow::run("the soak") {
-        return Ok(());
-    }
-    let Some(mosquitto) = mosquitto_bin() else {
-        skip_or_fail("mosquitto is not installed (apt-get install mosquitto)");
+    let Some(mosquitto) = slow_with_mosquitto("the soak") else {
         return Ok(());
     };
     if Command::new("mosquitto_passwd").arg("-h").output().is_err() {
@@ -720,13 +633,7 @@ async fn start_site_and_device_bus(
         root.join("bus.conf"),
         format!("{user}listener {bus_port} 127.0.0.1\nallow_anonymous true\n"),
     )?;
-    let mut bus = Mosquitto {
-        bin: mosquitto.to_owned(),
-        conf: root.join("bus.conf"),
-        port: bus_port,
-        child: None,
-    };
-    bus.start()?;
+    let bus = Mosquitto::started(mosquitto.to_owned(), root.join("bus.conf"), bus_port)?;
     sim.publish_mqtt(
         &format!("mqtt://127.0.0.1:{bus_port}"),
         Duration::from_secs(1),
@@ -819,13 +726,7 @@ fn start_center_broker(
             broker_log.display()
         ),
     )?;
-    let mut broker = Mosquitto {
-        bin: mosquitto,
-        conf: root.join("mosquitto.conf"),
-        port,
-        child: None,
-    };
-    broker.start()?;
+    let broker = Mosquitto::started(mosquitto, root.join("mosquitto.conf"), port)?;
     Ok((broker, broker_log))
 }
 
@@ -1335,33 +1236,6 @@ fn print_summary(
 // ---------------------------------------------------------------------------------------------
 // The agent's spool on a full disk.
 
-/// A tmpfs mounted for a test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(dir.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// Fills the file system of `dir` with `dir/filler` until it refuses to grow.
 fn fill(dir: &Path) -> std::io::Result<u64> {
     use std::io::Write;
@@ -1388,11 +1262,7 @@ fn fill(dir: &Path) -> std::io::Result<u64> {
 /// reopens without damage, and the loss the agent reports is the spool's count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_spool_on_a_full_disk_keeps_events_and_counts_lost_telemetry() -> anyhow::Result<()> {
-    if !dcim_test_support::slow::run("the agent spool's full-disk soak") {
-        return Ok(());
-    }
-    let Some(mosquitto) = mosquitto_bin() else {
-        skip_or_fail("mosquitto is not installed (apt-get install mosquitto)");
+    let Some(mosquitto) = slow_with_mosquitto("the agent spool's full-disk soak") else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
@@ -1413,13 +1283,7 @@ async fn agent_spool_on_a_full_disk_keeps_events_and_counts_lost_telemetry() -> 
         root.join("mosquitto.conf"),
         format!("{user}listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"),
     )?;
-    let mut broker = Mosquitto {
-        bin: mosquitto,
-        conf: root.join("mosquitto.conf"),
-        port,
-        child: None,
-    };
-    broker.start()?;
+    let mut broker = Mosquitto::started(mosquitto, root.join("mosquitto.conf"), port)?;
 
     // What reaches the broker: event seqs in arrival order, and the last agent state.
     let events: Arc<Mutex<Vec<u64>>> = Arc::default();

@@ -37,13 +37,7 @@ async fn sign_in(
     user: &str,
     pw: &str,
 ) -> Result<String, StatusCode> {
-    let r = client
-        .post(format!("{base}/api/login"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({"username": user, "password": pw}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = login_response(client, base, user, pw).await;
     if r.status() != StatusCode::OK {
         return Err(r.status());
     }
@@ -76,10 +70,8 @@ async fn me(client: &reqwest::Client, base: &str, auth: (&str, &str)) -> StatusC
 #[tokio::test]
 async fn passwords_users_and_tokens_can_be_changed_disabled_revoked_and_expire() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
+    let (server, client, tokens) = started_with_users(config(dir.path())).await;
     let admin = tokens[2].1.clone();
-    let client = http();
     let base = format!("http://{}", server.http_addr);
     let u = |p: &str| format!("{base}{p}");
 
@@ -287,12 +279,7 @@ async fn passwords_users_and_tokens_can_be_changed_disabled_revoked_and_expire()
     .await;
     assert_eq!(st, StatusCode::LOCKED);
     let audit = get_json(&client, &u("/api/audit?limit=1000"), &admin).await;
-    let actions: Vec<&str> = audit["audit"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap())
-        .collect();
+    let actions = audit_action_names(&audit);
     for a in [
         "user.password",
         "user.disable",

@@ -6,31 +6,8 @@
 use crate::common;
 use common::*;
 use dcim_points::{Sample, Value};
-use dcim_server::config::Config;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-fn demo_site() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../site/sites/demo.toml")
-}
-
-fn site_config(dir: &Path) -> Config {
-    let mut c = config(dir);
-    c.site_model = Some(demo_site());
-    c.agents = vec![agent("a1", "demo", &["*"])];
-    c
-}
-
-fn batch(seq: u64, samples: &[Sample]) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples: samples.to_vec(),
-    })
-}
 
 /// Collects `(event, data)` of the live stream.
 async fn live(
@@ -141,9 +118,14 @@ async fn feed_loss_raises_a_grade_2_redundancy_alarm_end_to_end() {
         .collect();
     assert!(!open.is_empty());
     seq += 1;
-    publish(&c, &mut el, "dcim/v1/demo/a1/telemetry", batch(seq, &open))
-        .await
-        .unwrap();
+    publish(
+        &c,
+        &mut el,
+        "dcim/v1/demo/a1/telemetry",
+        batch(seq, open.clone()),
+    )
+    .await
+    .unwrap();
 
     // The redundancy alarm arrives on the live stream (after its journal row was committed).
     let record = tokio::time::timeout(Duration::from_secs(10), async {

@@ -46,9 +46,7 @@ async fn call(
 #[tokio::test]
 async fn every_route_but_health_refuses_without_credentials_or_with_a_weak_role() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let client = http();
+    let (server, client, tokens) = started_with_users(config(dir.path())).await;
     let base = format!("http://{}", server.http_addr);
     let mut checked = 0;
     for rt in ROUTES {
@@ -151,13 +149,7 @@ async fn every_route_but_health_refuses_without_credentials_or_with_a_weak_role(
 }
 
 async fn login(client: &reqwest::Client, base: &str, user: &str) -> (String, String) {
-    let r = client
-        .post(format!("{base}/api/login"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({"username": user, "password": PASSWORD}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = login_response(client, base, user, PASSWORD).await;
     assert_eq!(r.status(), StatusCode::OK);
     let cookies: Vec<String> = r
         .headers()
@@ -187,9 +179,7 @@ async fn sessions_expire_and_wrong_passwords_are_refused_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.http.session_ttl_s = 1;
-    let server = dcim_server::start(cfg).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let client = http();
+    let (server, client, tokens) = started_with_users(cfg).await;
     let base = format!("http://{}", server.http_addr);
     let (cookie, _) = login(&client, &base, "u-viewer").await;
     let me = |c: String| {
@@ -221,12 +211,7 @@ async fn sessions_expire_and_wrong_passwords_are_refused_and_audited() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let admin = &tokens[2].1;
     let audit = get_json(&client, &format!("{base}/api/audit"), admin).await;
-    let actions: Vec<&str> = audit["audit"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].as_str().unwrap())
-        .collect();
+    let actions = audit_action_names(&audit);
     assert!(
         actions.contains(&"login") && actions.contains(&"login.failed"),
         "{actions:?}"
@@ -331,9 +316,7 @@ async fn a_quiet_stream_sends_heartbeats_so_a_client_can_tell_it_from_a_dead_one
     // Hazard: a console that cannot tell "nothing happened" from "the server is gone" keeps
     // showing the last values as live (the lost-data banner needs a beat to miss).
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let client = http();
+    let (server, client, tokens) = started_with_users(config(dir.path())).await;
     let base = format!("http://{}", server.http_addr);
     let viewer = &tokens[0].1;
     let bad = client

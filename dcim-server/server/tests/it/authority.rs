@@ -8,20 +8,6 @@ use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 
-async fn post(client: &reqwest::Client, url: &str, token: &str, body: Json) -> (StatusCode, Json) {
-    let r = client
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    let text = r.text().await.unwrap();
-    (st, serde_json::from_str(&text).unwrap_or(Json::Null))
-}
-
 async fn audit(client: &reqwest::Client, server: &dcim_server::Server, admin: &str) -> Vec<Json> {
     get_json(client, &url(server, "/api/audit"), admin).await["audit"]
         .as_array()
@@ -73,11 +59,11 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
         .unwrap();
     assert_eq!(sse.status(), StatusCode::OK);
 
-    let (st, _) = post(&client, &enter, &viewer, json!({"reason": "x"})).await;
+    let (st, _) = post_json(&client, &enter, &viewer, json!({"reason": "x"})).await;
     assert_eq!(st, StatusCode::FORBIDDEN, "a viewer cannot enter");
-    let (st, _) = post(&client, &enter, &operator, json!({"reason": "  "})).await;
+    let (st, _) = post_json(&client, &enter, &operator, json!({"reason": "  "})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "a reason is required");
-    let (st, body) = post(
+    let (st, body) = post_json(
         &client,
         &enter,
         &operator,
@@ -103,17 +89,17 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
         "{live}"
     );
     drop(sse);
-    let (st, _) = post(&client, &enter, &fire, json!({"reason": "again"})).await;
+    let (st, _) = post_json(&client, &enter, &fire, json!({"reason": "again"})).await;
     assert_eq!(st, StatusCode::CONFLICT, "already under authority control");
 
     // Refused: device command, maintenance (on and off), shelving, out of service.
-    let (st, body) = post(&client, &command, &operator, json!({"kind": "acknowledge"})).await;
+    let (st, body) = post_json(&client, &command, &operator, json!({"kind": "acknowledge"})).await;
     assert_eq!(st, StatusCode::LOCKED, "{body}");
     let why = body["error"].as_str().unwrap();
     assert!(why.contains("authority control"), "{why}");
     assert!(why.contains("u-operator"), "{why}");
     for on in [true, false] {
-        let (st, body) = post(
+        let (st, body) = post_json(
             &client,
             &maintenance,
             &admin,
@@ -123,7 +109,7 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
         assert_eq!(st, StatusCode::LOCKED, "{body}");
     }
     for action in ["shelve", "out_of_service"] {
-        let (st, _) = post(
+        let (st, _) = post_json(
             &client,
             &url(&server, &format!("/api/alarms/feed-breaker:ups-1/{action}")),
             &operator,
@@ -135,7 +121,7 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     // Allowed: acknowledging and commenting (here: no such alarm, so 404, not 423), incidents,
     // reads.
     for action in ["ack", "comment"] {
-        let (st, _) = post(
+        let (st, _) = post_json(
             &client,
             &url(&server, &format!("/api/alarms/nope/{action}")),
             &operator,
@@ -144,7 +130,7 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
         .await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{action} is not refused");
     }
-    let (st, _) = post(
+    let (st, _) = post_json(
         &client,
         &url(&server, "/api/incidents"),
         &operator,
@@ -183,11 +169,11 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     assert!(rows(&log, "command.send").is_empty(), "no command was sent");
 
     // Leaving: not the fire authority, not without a reason; then audited with the duration.
-    let (st, _) = post(&client, &exit, &fire, json!({"reason": "done"})).await;
+    let (st, _) = post_json(&client, &exit, &fire, json!({"reason": "done"})).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = post(&client, &exit, &admin, json!({})).await;
+    let (st, _) = post_json(&client, &exit, &admin, json!({})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    let (st, body) = post(
+    let (st, body) = post_json(
         &client,
         &exit,
         &admin,
@@ -204,9 +190,9 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     assert_eq!(d["reason"], "brigade handed the site back");
     assert!(d["duration_ms"].as_i64().unwrap() >= 0);
     assert_eq!(d["entered"]["user"], "u-operator");
-    let (st, _) = post(&client, &exit, &admin, json!({"reason": "again"})).await;
+    let (st, _) = post_json(&client, &exit, &admin, json!({"reason": "again"})).await;
     assert_eq!(st, StatusCode::CONFLICT, "not under authority control");
-    let (st, body) = post(
+    let (st, body) = post_json(
         &client,
         &maintenance,
         &operator,
@@ -216,14 +202,14 @@ async fn operator_enters_then_commands_maintenance_and_shelving_are_refused_and_
     assert_eq!(st, StatusCode::OK, "maintenance allowed again: {body}");
 
     // The state survives a restart.
-    let (st, _) = post(&client, &enter, &fire, json!({"reason": "taking command"})).await;
+    let (st, _) = post_json(&client, &enter, &fire, json!({"reason": "taking command"})).await;
     assert_eq!(st, StatusCode::OK);
     server.shutdown().await;
     let server = dcim_server::start(config(dir.path())).await.unwrap();
     let st = get_json(&client, &url(&server, "/api/authority"), &viewer).await;
     assert_eq!(st["authority"]["active"], true, "{st}");
     assert_eq!(st["authority"]["cause"]["role"], "fire_authority");
-    let (st, _) = post(
+    let (st, _) = post_json(
         &client,
         &url(&server, "/api/devices/ups-1/commands"),
         &operator,
@@ -284,36 +270,23 @@ fn key_event(seq: u64, device: &str, on: bool) -> Vec<u8> {
 #[tokio::test]
 async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let (operator, admin) = (tokens[1].1.clone(), tokens[2].1.clone());
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let (server, client, t) = started(config(dir.path())).await;
+    let (operator, admin) = (t.operator, t.admin);
+    let mut a1 = Agent::connect(&server, "a1").await;
     let state = || async {
         get_json(&client, &url(&server, "/api/authority"), &operator).await["authority"].clone()
     };
 
     // A key switch reading "off" changes nothing.
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         "dcim/v1/s1/a1/telemetry",
         key_telemetry(1, "rack-07", false),
     )
-    .await
-    .unwrap();
+    .await;
     // The rack controller at rack-07 reports its key on (telemetry, as the profile's
     // `fire.authority` point).
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/telemetry",
-        key_telemetry(2, "rack-07", true),
-    )
-    .await
-    .unwrap();
+    a1.send("dcim/v1/s1/a1/telemetry", key_telemetry(2, "rack-07", true))
+        .await;
     eventually("authority control by the key at rack-07", || async {
         state().await["active"] == true
     })
@@ -323,19 +296,13 @@ async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exi
     assert_eq!(s["cause"]["device"], "rack-07");
     assert_eq!(s["cause"]["agent"], "a1");
     // The local fire logic of another rack reports its key on as an event.
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/events",
-        key_event(1, "rack-08", true),
-    )
-    .await
-    .unwrap();
+    a1.send("dcim/v1/s1/a1/events", key_event(1, "rack-08", true))
+        .await;
     eventually("two keys on", || async {
         state().await["keys_on"].as_array().unwrap().len() == 2
     })
     .await;
-    let (st, body) = post(
+    let (st, body) = post_json(
         &client,
         &url(&server, "/api/devices/rack-07/commands"),
         &operator,
@@ -353,7 +320,7 @@ async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exi
 
     // Leaving is refused while a key is on (and the refusal is audited).
     let exit = url(&server, "/api/authority/exit");
-    let (st, body) = post(&client, &exit, &operator, json!({"reason": "all clear"})).await;
+    let (st, body) = post_json(&client, &exit, &operator, json!({"reason": "all clear"})).await;
     assert_eq!(st, StatusCode::LOCKED, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("rack-07, rack-08"),
@@ -361,28 +328,19 @@ async fn a_rack_key_switch_over_mqtt_enters_authority_control_and_blocks_the_exi
     );
 
     // Keys off (telemetry for rack-07, event for rack-08): still under authority control.
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         "dcim/v1/s1/a1/telemetry",
         key_telemetry(3, "rack-07", false),
     )
-    .await
-    .unwrap();
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/events",
-        key_event(2, "rack-08", false),
-    )
-    .await
-    .unwrap();
+    .await;
+    a1.send("dcim/v1/s1/a1/events", key_event(2, "rack-08", false))
+        .await;
     eventually("keys off", || async {
         state().await["keys_on"].as_array().unwrap().is_empty()
     })
     .await;
     assert_eq!(state().await["active"], true, "the keys do not leave");
-    let (st, body) = post(&client, &exit, &operator, json!({"reason": "all clear"})).await;
+    let (st, body) = post_json(&client, &exit, &operator, json!({"reason": "all clear"})).await;
     assert_eq!(st, StatusCode::OK, "{body}");
 
     let log = audit(&client, &server, &admin).await;

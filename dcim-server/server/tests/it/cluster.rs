@@ -40,16 +40,6 @@ fn sample(device: &str, on: bool) -> Sample {
     }
 }
 
-fn batch(seq: u64, samples: Vec<Sample>) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: Default::default(),
-        seq,
-        samples,
-    })
-}
-
 fn state(online: bool) -> Vec<u8> {
     state_detached(online, &[])
 }

@@ -6,47 +6,20 @@
 use crate::common;
 use common::*;
 use dcim_points::{Quality, Sample, Value};
-use dcim_server::config::Config;
 use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-fn demo_site() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../site/sites/demo.toml")
-}
-
-fn site_config(dir: &Path) -> Config {
-    let mut c = config(dir);
-    c.site_model = Some(demo_site());
-    c.agents = vec![agent("a1", "demo", &["*"])];
-    c
-}
-
-fn batch(seq: u64, samples: &[Sample]) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples: samples.to_vec(),
-    })
-}
-
-async fn post(client: &reqwest::Client, url: &str, token: &str, body: Json) -> (StatusCode, Json) {
-    let r = client
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (
-        st,
-        serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Json::Null),
-    )
+/// An operator enters or exits (`action`) authority control with `reason`.
+async fn authority(
+    client: &reqwest::Client,
+    base: &str,
+    op: &str,
+    action: &str,
+    reason: &str,
+) -> (StatusCode, Json) {
+    let url = format!("{base}/api/authority/{action}");
+    post_json(client, &url, op, json!({ "reason": reason })).await
 }
 
 struct Feed {
@@ -95,10 +68,8 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     // Hazard: a window that never ends hides a UPS's alarms for good; one applied while the
     // fire authority is in command changes what it sees behind its back.
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
+    let (server, client, tokens) = started_with_users(site_config(dir.path())).await;
     let (viewer, op, admin, fire) = (&tokens[0].1, &tokens[1].1, &tokens[2].1, &tokens[3].1);
-    let client = http();
     let base = format!("http://{}", server.http_addr);
     let mut feed = Feed::connect(&server).await;
     feed.send(&healthy()).await;
@@ -106,7 +77,7 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     let now = dcim_server::now_ms();
 
     // Refused field by field; viewers and the fire authority cannot schedule.
-    let (st, body) = post(&client, &windows, op, json!({"subjects": ["ups-z9"], "who": "Kim", "reason": "x", "from_ms": now, "to_ms": now + 60_000})).await;
+    let (st, body) = post_json(&client, &windows, op, json!({"subjects": ["ups-z9"], "who": "Kim", "reason": "x", "from_ms": now, "to_ms": now + 60_000})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(
         body["error"]
@@ -115,14 +86,14 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
             .starts_with("subjects: `ups-z9`"),
         "{body}"
     );
-    let (st, _) = post(&client, &windows, op, json!({"subjects": ["ups-z1"], "who": "Kim", "reason": "x", "from_ms": now + 9_000, "to_ms": now + 8_000})).await;
+    let (st, _) = post_json(&client, &windows, op, json!({"subjects": ["ups-z1"], "who": "Kim", "reason": "x", "from_ms": now + 9_000, "to_ms": now + 8_000})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     for t in [viewer, fire] {
-        let (st, _) = post(&client, &windows, t, json!({"subjects": ["ups-z1"], "who": "Kim", "reason": "x", "from_ms": now + 2_000, "to_ms": now + 4_000})).await;
+        let (st, _) = post_json(&client, &windows, t, json!({"subjects": ["ups-z1"], "who": "Kim", "reason": "x", "from_ms": now + 2_000, "to_ms": now + 4_000})).await;
         assert_eq!(st, StatusCode::FORBIDDEN);
     }
 
-    let (st, w) = post(&client, &windows, op, json!({"subjects": ["ups-z1", "pdu-h1-01a"], "who": "Kim (UPS vendor)", "reason": "Battery string replacement", "from_ms": now + 1_500, "to_ms": now + 4_500})).await;
+    let (st, w) = post_json(&client, &windows, op, json!({"subjects": ["ups-z1", "pdu-h1-01a"], "who": "Kim (UPS vendor)", "reason": "Battery string replacement", "from_ms": now + 1_500, "to_ms": now + 4_500})).await;
     assert_eq!(st, StatusCode::CREATED, "{w}");
     assert_eq!(w["window"]["status"], "scheduled");
     assert!(!in_maintenance(&client, &base, viewer, "ups-z1").await);
@@ -153,16 +124,10 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     }
 
     // Under authority control the next window waits, then starts when it is left.
-    let (st, _) = post(
-        &client,
-        &format!("{base}/api/authority/enter"),
-        op,
-        json!({"reason": "Brigade on site"}),
-    )
-    .await;
+    let (st, _) = authority(&client, &base, op, "enter", "Brigade on site").await;
     assert_eq!(st, StatusCode::OK);
     let now = dcim_server::now_ms();
-    let (st, w) = post(&client, &windows, op, json!({"subjects": ["ups-z2"], "who": "Lee", "reason": "Fan swap", "from_ms": now + 500, "to_ms": now + 60_000})).await;
+    let (st, w) = post_json(&client, &windows, op, json!({"subjects": ["ups-z2"], "who": "Lee", "reason": "Fan swap", "from_ms": now + 500, "to_ms": now + 60_000})).await;
     assert_eq!(st, StatusCode::CREATED);
     let id = w["window"]["id"].as_u64().unwrap();
     eventually("the window to be held", || async {
@@ -180,38 +145,20 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
             .to_string()
             .contains("authority.refused")
     );
-    let (st, _) = post(
-        &client,
-        &format!("{base}/api/authority/exit"),
-        op,
-        json!({"reason": "Handed back"}),
-    )
-    .await;
+    let (st, _) = authority(&client, &base, op, "exit", "Handed back").await;
     assert_eq!(st, StatusCode::OK);
     eventually("the held window to start", || async {
         in_maintenance(&client, &base, viewer, "ups-z2").await
     })
     .await;
     // Ending it early is refused under authority control, and allowed after.
-    post(
-        &client,
-        &format!("{base}/api/authority/enter"),
-        op,
-        json!({"reason": "Again"}),
-    )
-    .await;
+    authority(&client, &base, op, "enter", "Again").await;
     let cancel = format!("{base}/api/maintenance/windows/{id}/cancel");
-    let (st, _) = post(&client, &cancel, op, json!({"reason": "done"})).await;
+    let (st, _) = post_json(&client, &cancel, op, json!({"reason": "done"})).await;
     assert_eq!(st, StatusCode::LOCKED);
     assert!(in_maintenance(&client, &base, viewer, "ups-z2").await);
-    post(
-        &client,
-        &format!("{base}/api/authority/exit"),
-        op,
-        json!({"reason": "Handed back"}),
-    )
-    .await;
-    let (st, w) = post(&client, &cancel, op, json!({"reason": "Finished early"})).await;
+    authority(&client, &base, op, "exit", "Handed back").await;
+    let (st, w) = post_json(&client, &cancel, op, json!({"reason": "Finished early"})).await;
     assert_eq!(st, StatusCode::OK, "{w}");
     assert_eq!(
         (
@@ -225,37 +172,18 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
 
     // The schedule survives a restart.
     let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens_again(&server).await;
+    let tokens = token_again(&server, "u-viewer").await;
     let list = get_json(&client, &url(&server, "/api/maintenance/windows"), &tokens).await;
     assert_eq!(list["windows"].as_array().unwrap().len(), 2, "{list}");
     server.shutdown().await;
-}
-
-/// A viewer token for a restarted server whose users already exist.
-async fn users_with_tokens_again(server: &dcim_server::Server) -> String {
-    let token = dcim_server::auth::new_token("dcim_");
-    server
-        .app
-        .store
-        .create_token(
-            &dcim_server::auth::token_hash(&token),
-            "u-viewer",
-            "again",
-            0,
-        )
-        .await
-        .unwrap();
-    token
 }
 
 #[tokio::test]
 async fn pue_is_computed_on_the_server_never_from_a_partial_sum_and_energy_survives_a_restart() {
     // Hazard: a silent feed meter makes the PUE look better than it is.
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
+    let (server, client, tokens) = started_with_users(site_config(dir.path())).await;
     let viewer = &tokens[0].1;
-    let client = http();
     let base = format!("http://{}", server.http_addr);
     let mut feed = Feed::connect(&server).await;
     let samples = healthy();
@@ -335,7 +263,7 @@ async fn pue_is_computed_on_the_server_never_from_a_partial_sum_and_energy_survi
     );
     server.shutdown().await;
     let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let token = users_with_tokens_again(&server).await;
+    let token = token_again(&server, "u-viewer").await;
     let r = get_json(
         &client,
         &url(&server, "/api/energy/report?offset_min=540"),
@@ -354,10 +282,8 @@ async fn pue_is_computed_on_the_server_never_from_a_partial_sum_and_energy_survi
 async fn alarm_and_event_lists_export_as_csv_with_the_console_filters_and_search_finds_racks_and_points()
  {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(site_config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
+    let (server, client, tokens) = started_with_users(site_config(dir.path())).await;
     let viewer = &tokens[0].1;
-    let client = http();
     let base = format!("http://{}", server.http_addr);
     let mut feed = Feed::connect(&server).await;
     let mut samples = healthy();

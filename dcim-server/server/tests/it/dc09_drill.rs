@@ -34,22 +34,8 @@ fn link_named(port: u16, name: &str) -> dc09_link::LinkConfig {
 }
 
 fn stage_sample(agent: &str, seq: u64, device: &str, stage: f64) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: agent.into(),
-        epoch: String::new(),
-        seq,
-        samples: vec![dcim_points::Sample {
-            device: device.into(),
-            point: "fire_stage".into(),
-            role: dcim_points::Role::new("fire.stage").unwrap(),
-            labels: Default::default(),
-            value: Some(dcim_points::Value::Number(stage)),
-            unit: String::new(),
-            quality: dcim_points::Quality::Good,
-            ts_ms: dcim_server::now_ms(),
-        }],
-    })
+    let stage = sample_now(device, "fire.stage", dcim_points::Value::Number(stage));
+    batch_of(agent, seq, vec![stage])
 }
 
 fn state(agent: &str, online: bool) -> Vec<u8> {

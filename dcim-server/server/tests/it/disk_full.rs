@@ -25,13 +25,6 @@ use std::time::Duration;
 
 const AGENT: &str = "a1";
 
-fn skip_or_fail(why: &str) {
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("required for this test: {why}");
-    }
-    println!("skipped: {why}");
-}
-
 /// A tmpfs mounted for the test, unmounted on drop.
 struct Tmpfs(PathBuf);
 
@@ -250,10 +243,7 @@ async fn database_disk_full_is_reported_never_acknowledged_and_recovered() {
     // mosquitto: anonymous, on loopback, kept up for the whole test (the server's persistent
     // session and its unacknowledged messages live there).
     let mport = free_port();
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let is_root = is_root();
     let mconf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &mconf,
@@ -306,30 +296,7 @@ devices = ["rack-*", "ups-*"]
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_dcim-server"))
-        .args([
-            "user", "add", "--name", "ops", "--role", "admin", "--config",
-        ])
-        .arg(&cfg)
-        .env("DCIM_NEW_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(env!("CARGO_BIN_EXE_dcim-server"))
-        .args(["user", "token", "--name", "ops", "--label", "t", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = cli_admin_token(Path::new(env!("CARGO_BIN_EXE_dcim-server")), &cfg, "t");
 
     let log = dir.path().join("server.log");
     let mut srv = server(&cfg, &log);

@@ -3,7 +3,7 @@
 
 use crate::common;
 use common::*;
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
@@ -28,32 +28,7 @@ async fn events_seen_on_the_live_stream_survive_sigkill() {
     let (hport, mqtt) = (free_port(), free_port());
     let cfg = write_config(dir.path(), hport, mqtt);
     // A user and a token, with the CLI.
-    let out = Command::new(bin())
-        .args([
-            "user", "add", "--name", "ops", "--role", "admin", "--config",
-        ])
-        .arg(&cfg)
-        .env("DCIM_NEW_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(bin())
-        .args([
-            "user", "token", "--name", "ops", "--label", "test", "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = cli_admin_token(Path::new(bin()), &cfg, "test");
 
     let client = http();
     let mut child = spawn(&cfg);

@@ -3,16 +3,11 @@
 
 use crate::common;
 use common::*;
-use rumqttc::QoS;
-use std::time::Duration;
 
 #[tokio::test]
 async fn agents_cannot_publish_or_subscribe_as_another_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
+    let (server, client, Tokens { admin, .. }) = started(config(dir.path())).await;
     let mq = server.mqtt_addr.unwrap();
     let (host, port) = (mq.ip().to_string(), mq.port());
 
@@ -23,16 +18,9 @@ async fn agents_cannot_publish_or_subscribe_as_another_agent() {
     assert!(r.is_err(), "a1's password accepted for a2");
 
     // a1 publishes its own telemetry: accepted.
-    let (c, mut el, r) = mqtt_agent(&host, port, "a1", "a1-secret").await;
-    r.unwrap();
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/telemetry",
-        telemetry("a1", 1, "ups-1", 40.0),
-    )
-    .await
-    .unwrap();
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", 1, "ups-1", 40.0))
+        .await;
     eventually("a1's point", || async {
         get_json(&client, &url(&server, "/api/points?device=ups-1"), &admin).await["points"]
             .as_array()
@@ -81,13 +69,9 @@ async fn agents_cannot_publish_or_subscribe_as_another_agent() {
     }
 
     // a1 publishes on a2's topic (with a2's payload): the gate closes the connection.
-    let r = publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a2/telemetry",
-        telemetry("a2", 1, "crah-1", 1.0),
-    )
-    .await;
+    let r = a1
+        .try_send("dcim/v1/s1/a2/telemetry", telemetry("a2", 1, "crah-1", 1.0))
+        .await;
     assert!(r.is_err(), "publish as a2 was acknowledged");
     assert_eq!(
         metric(&client, &server, &admin, "dcim_acl_rejections_total").await,
@@ -95,24 +79,9 @@ async fn agents_cannot_publish_or_subscribe_as_another_agent() {
     );
 
     // a1 subscribes to a2's commands: closed too.
-    let (c, mut el, r) = mqtt_agent(&host, port, "a1", "a1-secret").await;
-    r.unwrap();
-    c.subscribe("dcim/v1/s1/a2/cmd/+", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match el.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => return false,
-                Ok(_) => {}
-                Err(_) => return true,
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let mut a1 = Agent::connect(&server, "a1").await;
     assert!(
-        closed,
+        !a1.subscribe("dcim/v1/s1/a2/cmd/+").await,
         "subscription to another agent's commands was granted"
     );
     assert_eq!(
@@ -121,31 +90,15 @@ async fn agents_cannot_publish_or_subscribe_as_another_agent() {
     );
 
     // Its own commands: granted.
-    let (c, mut el, r) = mqtt_agent(&host, port, "a1", "a1-secret").await;
-    r.unwrap();
-    c.subscribe("dcim/v1/s1/a1/cmd/+", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let granted = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) = el.poll().await {
-                return true;
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert!(granted);
+    let mut a1 = Agent::connect(&server, "a1").await;
+    assert!(
+        a1.subscribe("dcim/v1/s1/a1/cmd/+").await,
+        "own commands refused"
+    );
 
     // A device a1 does not own, on a1's own topic: passes the broker, refused at ingest.
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/telemetry",
-        telemetry("a1", 2, "crah-1", 2.0),
-    )
-    .await
-    .unwrap();
+    a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", 2, "crah-1", 2.0))
+        .await;
     eventually_metric(
         "the ingest rejection",
         &client,
@@ -188,39 +141,16 @@ async fn agents_cannot_publish_or_subscribe_as_another_agent() {
 #[tokio::test]
 async fn replayed_batches_do_not_duplicate_events_even_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let (server, client, Tokens { admin, .. }) = started(config(dir.path())).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
     for _ in 0..3 {
-        publish(
-            &c,
-            &mut el,
-            "dcim/v1/s1/a1/events",
-            events("a1", "rack-1", 1..=5),
-        )
-        .await
-        .unwrap();
-        publish(
-            &c,
-            &mut el,
-            "dcim/v1/s1/a1/telemetry",
-            telemetry("a1", 7, "ups-1", 1.0),
-        )
-        .await
-        .unwrap();
+        a1.send("dcim/v1/s1/a1/events", events("a1", "rack-1", 1..=5))
+            .await;
+        a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", 7, "ups-1", 1.0))
+            .await;
     }
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/events",
-        events("a1", "rack-1", 4..=6),
-    )
-    .await
-    .unwrap();
+    a1.send("dcim/v1/s1/a1/events", events("a1", "rack-1", 4..=6))
+        .await;
     let count = |server_url: String, token: String| {
         let client = client.clone();
         async move {
@@ -248,48 +178,30 @@ async fn replayed_batches_do_not_duplicate_events_even_across_restarts() {
             >= 4.0
     })
     .await;
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_ingest_events_total").await,
-        6.0
-    );
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_ingest_samples_total").await,
-        1.0
-    );
-    drop(c);
+    assert_metrics(
+        &client,
+        &server,
+        &admin,
+        &[
+            ("dcim_ingest_events_total", 6.0),
+            ("dcim_ingest_samples_total", 1.0),
+        ],
+    )
+    .await;
+    drop(a1);
     server.shutdown().await;
 
     // Same data dir, new ports: the stored events and the de-dup marks are still there.
     let server = dcim_server::start(config(dir.path())).await.unwrap();
     let base = format!("http://{}", server.http_addr);
     assert_eq!(count(base.clone(), admin.clone()).await, 6);
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/events",
-        events("a1", "rack-1", 1..=6),
-    )
-    .await
-    .unwrap();
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/telemetry",
-        telemetry("a1", 7, "ups-1", 1.0),
-    )
-    .await
-    .unwrap();
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/events",
-        events("a1", "rack-1", 7..=7),
-    )
-    .await
-    .unwrap();
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send("dcim/v1/s1/a1/events", events("a1", "rack-1", 1..=6))
+        .await;
+    a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", 7, "ups-1", 1.0))
+        .await;
+    a1.send("dcim/v1/s1/a1/events", events("a1", "rack-1", 7..=7))
+        .await;
     eventually("7 events", || count(base.clone(), admin.clone()).map_eq(7)).await;
     assert_eq!(
         metric(
@@ -325,25 +237,10 @@ impl<F: std::future::Future<Output = usize>> MapEq for F {
 #[tokio::test]
 async fn operators_send_only_contract_commands_to_the_owning_agent() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let (operator, admin) = (tokens[1].1.clone(), tokens[2].1.clone());
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    c.subscribe("dcim/v1/s1/a1/cmd/+", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) = el.poll().await {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let (server, client, t) = started(config(dir.path())).await;
+    let (operator, admin) = (t.operator, t.admin);
+    let mut a1 = Agent::connect(&server, "a1").await;
+    assert!(a1.subscribe("dcim/v1/s1/a1/cmd/+").await);
     let send = |device: &str, body: &str| {
         client
             .post(url(&server, &format!("/api/devices/{device}/commands")))
@@ -373,15 +270,7 @@ async fn operators_send_only_contract_commands_to_the_owning_agent() {
     .await
     .unwrap();
     assert_eq!(r.status(), 202);
-    let got = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) = el.poll().await {
-                return p;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let got = a1.next_publish().await;
     assert_eq!(got.topic, "dcim/v1/s1/a1/cmd/rack-1");
     let cmd: dcim_wire::Command = dcim_wire::decode(&got.payload).unwrap();
     assert_eq!(cmd.user, "u-operator");
@@ -399,22 +288,10 @@ async fn operators_send_only_contract_commands_to_the_owning_agent() {
         accepted: true,
         reason: String::new(),
     };
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/cmd_result",
-        dcim_wire::encode(&result),
-    )
-    .await
-    .unwrap();
+    a1.send("dcim/v1/s1/a1/cmd_result", dcim_wire::encode(&result))
+        .await;
     eventually("command result audited", || async {
-        let audit = get_json(&client, &url(&server, "/api/audit"), &admin).await;
-        let actions: Vec<String> = audit["audit"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["action"].as_str().unwrap().to_string())
-            .collect();
+        let actions = audit_actions(&client, &server, &admin).await;
         actions.contains(&"command.send".to_string())
             && actions.contains(&"command.result".to_string())
     })

@@ -30,16 +30,6 @@ fn sample(device: String, point: String, role: &str, value: f64, ts: i64) -> Sam
     }
 }
 
-fn telemetry(agent: &str, seq: u64, samples: Vec<Sample>) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: agent.into(),
-        epoch: String::new(),
-        seq,
-        samples,
-    })
-}
-
 /// Batch `seq` of agent a1: `n` rack temperatures (racks 0-49, points t0..).
 fn rack_batch(seq: u64, n: usize) -> Vec<u8> {
     let ts = dcim_server::now_ms() + seq as i64;
@@ -54,7 +44,7 @@ fn rack_batch(seq: u64, n: usize) -> Vec<u8> {
             )
         })
         .collect();
-    telemetry("a1", seq, samples)
+    batch_of("a1", seq, samples)
 }
 
 async fn client(port: u16, id: &str, inflight: u16) -> (AsyncClient, EventLoop) {
@@ -214,7 +204,7 @@ async fn alarms_and_events_pass_a_telemetry_backlog() {
         "dcim/v1/s1/a2/telemetry",
         QoS::AtLeastOnce,
         false,
-        telemetry("a2", 1, probe),
+        batch_of("a2", 1, probe),
     )
     .await
     .unwrap();

@@ -15,13 +15,6 @@ fn mosquitto_bin() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn skip_or_fail(why: &str) {
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("required peer missing: {why}");
-    }
-    println!("skipped: {why}");
-}
-
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
     assert!(
@@ -135,10 +128,7 @@ async fn mosquitto_with_the_generated_acl_refuses_an_agent_publishing_as_another
     })
     .await;
 
-    let server = dcim_server::start(cfg).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
+    let (server, client, Tokens { admin, .. }) = started(cfg).await;
     eventually_metric(
         "server connected over TLS",
         &client,
@@ -151,26 +141,13 @@ async fn mosquitto_with_the_generated_acl_refuses_an_agent_publishing_as_another
     // Subscriptions are in place once the SUBACK went through; give mosquitto a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let (c, mut el, r) = mqtt_agent("127.0.0.1", plain, "a1", "a1-secret").await;
-    r.unwrap();
+    let mut a1 = Agent::connect_to("127.0.0.1", plain, "a1").await;
     // As a2: mosquitto acknowledges (MQTT 3.1.1) but does not deliver.
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a2/telemetry",
-        telemetry("a2", 1, "crah-1", 9.0),
-    )
-    .await
-    .unwrap();
+    a1.send("dcim/v1/s1/a2/telemetry", telemetry("a2", 1, "crah-1", 9.0))
+        .await;
     // Then its own message, which is delivered after the refused one would have been.
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/telemetry",
-        telemetry("a1", 1, "ups-1", 40.0),
-    )
-    .await
-    .unwrap();
+    a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", 1, "ups-1", 40.0))
+        .await;
     eventually("a1's point", || async {
         !get_json(&client, &url(&server, "/api/points?device=ups-1"), &admin).await["points"]
             .as_array()

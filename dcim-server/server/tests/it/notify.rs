@@ -6,8 +6,7 @@
 
 use crate::common;
 use common::*;
-use dcim_points::{Quality, Role, Sample, Value};
-use dcim_server::config::Config;
+use dcim_points::Value;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,36 +15,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 const SECRET: &str = "webhook-secret";
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("required peer missing: {why}");
-    }
-    println!("skipped: {why}");
-}
-
-fn sample(device: &str, role: &str, v: Value) -> Sample {
-    Sample {
-        device: device.into(),
-        point: role.replace('.', "_"),
-        role: Role::new(role).unwrap(),
-        labels: Default::default(),
-        value: Some(v),
-        unit: String::new(),
-        quality: Quality::Good,
-        ts_ms: dcim_server::now_ms(),
-    }
-}
-
-fn batch(seq: u64, samples: Vec<Sample>) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples,
-    })
-}
 
 /// A webhook receiver: `(signature header, JSON body)` of each POST; answers 500 while `fail`.
 async fn webhook() -> (
@@ -148,14 +117,6 @@ async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
         .unwrap()
 }
 
-fn notify_config(dir: &std::path::Path, extra: &str) -> Config {
-    let text = format!("[notify]\nenabled = true\ntick_ms = 200\n{extra}");
-    let parsed = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
-    let mut c = config(dir);
-    c.notify = parsed.notify;
-    c
-}
-
 #[tokio::test]
 async fn webhook_gets_the_alarm_and_email_carries_it_when_the_webhook_fails() {
     let Some((smtp_port, mut mails, sink)) = smtp_sink(&[]).await else {
@@ -185,27 +146,19 @@ helo_name = "dcim.example.org"
 "#
         ),
     );
-    let server = dcim_server::start(cfg).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let (server, client, Tokens { admin, .. }) = started(cfg).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
     let topic = "dcim/v1/s1/a1/telemetry";
 
     // 1. A grade-2 alarm: the webhook gets it, signed.
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         topic,
         batch(
             1,
-            vec![sample("ups-1", "ups.on_battery", Value::Bool(true))],
+            vec![sample_now("ups-1", "ups.on_battery", Value::Bool(true))],
         ),
     )
-    .await
-    .unwrap();
+    .await;
     let (_, body) = next(&mut hooks, "the webhook notification").await;
     assert_eq!(body["alarm"], "ups-on-battery:ups-1", "{body}");
     assert_eq!(body["grade"], 2);
@@ -214,14 +167,14 @@ helo_name = "dcim.example.org"
 
     // 2. The webhook fails: its breaker opens and the e-mail fallback carries the alarm.
     hook_fails.store(true, Ordering::SeqCst);
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         topic,
-        batch(2, vec![sample("rack-1", "fire.stage", Value::Number(1.0))]),
+        batch(
+            2,
+            vec![sample_now("rack-1", "fire.stage", Value::Number(1.0))],
+        ),
     )
-    .await
-    .unwrap();
+    .await;
     let mail = next(&mut mails, "the fallback e-mail").await;
     assert_eq!(mail["from"], "dcim@example.org");
     assert_eq!(mail["to"], serde_json::json!(["ops@example.org"]));
@@ -232,14 +185,14 @@ helo_name = "dcim.example.org"
 
     // 3. With the breaker open the webhook is not even tried: straight to e-mail.
     hook_fails.store(false, Ordering::SeqCst);
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         topic,
-        batch(3, vec![sample("rack-2", "fire.stage", Value::Number(1.0))]),
+        batch(
+            3,
+            vec![sample_now("rack-2", "fire.stage", Value::Number(1.0))],
+        ),
     )
-    .await
-    .unwrap();
+    .await;
     let mail = next(&mut mails, "the second e-mail").await;
     assert!(
         mail["data"]
@@ -263,18 +216,17 @@ helo_name = "dcim.example.org"
         3.0,
     )
     .await;
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_notify_failures_total").await,
-        1.0
-    );
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_notify_fallbacks_total").await,
-        2.0
-    );
-    assert_eq!(
-        metric(&client, &server, &admin, "dcim_notify_attempts_total").await,
-        4.0
-    );
+    assert_metrics(
+        &client,
+        &server,
+        &admin,
+        &[
+            ("dcim_notify_failures_total", 1.0),
+            ("dcim_notify_fallbacks_total", 2.0),
+            ("dcim_notify_attempts_total", 4.0),
+        ],
+    )
+    .await;
     let notes = || async {
         let audit = get_json(&client, &url(&server, "/api/audit"), &admin).await;
         audit["audit"]
@@ -307,7 +259,7 @@ helo_name = "dcim.example.org"
             s("notify.sent", "alarm/fire-prealarm:rack-2", "mail"),
         ]
     );
-    drop(c);
+    drop(a1);
     server.shutdown().await;
     // kill_on_drop ends aiosmtpd.
     drop(sink);
@@ -325,7 +277,7 @@ async fn mosquitto(dir: &std::path::Path) -> Option<(u16, tokio::process::Child)
     let port = free_port();
     let conf = dir.join("mosquitto.conf");
     let mut text = String::new();
-    if std::env::var("USER").as_deref() == Ok("root") || unsafe_is_root() {
+    if std::env::var("USER").as_deref() == Ok("root") || is_root() {
         text.push_str("user root\n");
     }
     text.push_str(&format!(
@@ -347,18 +299,6 @@ async fn mosquitto(dir: &std::path::Path) -> Option<(u16, tokio::process::Child)
     })
     .await;
     Some((port, child))
-}
-
-/// Whether the test runs as root (mosquitto then needs `user root` to keep its privileges).
-fn unsafe_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|u| u.split_whitespace().next() == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 #[tokio::test]
@@ -415,27 +355,20 @@ to = "shift lead"
 "#
         ),
     );
-    let server = dcim_server::start(cfg.clone()).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let (operator, admin) = (tokens[1].1.clone(), tokens[2].1.clone());
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(
-        &c,
-        &mut el,
+    let (server, client, t) = started(cfg.clone()).await;
+    let (operator, admin) = (t.operator, t.admin);
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send(
         "dcim/v1/s1/a1/telemetry",
         batch(
             1,
             vec![
-                sample("ups-1", "ups.on_battery", Value::Bool(true)),
-                sample("rack-1", "fire.stage", Value::Number(1.0)),
+                sample_now("ups-1", "ups.on_battery", Value::Bool(true)),
+                sample_now("rack-1", "fire.stage", Value::Number(1.0)),
             ],
         ),
     )
-    .await
-    .unwrap();
+    .await;
     let mut first = vec![
         next(&mut hooks, "first notification").await.1["alarm"].clone(),
         next(&mut hooks, "second notification").await.1["alarm"].clone(),
@@ -476,7 +409,7 @@ to = "shift lead"
         metric(&client, &server, &admin, "dcim_notify_escalations_total").await,
         1.0
     );
-    drop(c);
+    drop(a1);
     server.shutdown().await;
 
     // After a restart the alarm is still unacknowledged (restored), but its escalation step
@@ -533,20 +466,15 @@ to = ["ops@example.org"]
         ),
     );
     let server = dcim_server::start(cfg).await.unwrap();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(
-        &c,
-        &mut el,
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send(
         "dcim/v1/s1/a1/telemetry",
         batch(
             1,
-            vec![sample("ups-1", "ups.on_battery", Value::Bool(true))],
+            vec![sample_now("ups-1", "ups.on_battery", Value::Bool(true))],
         ),
     )
-    .await
-    .unwrap();
+    .await;
     let mail = next(&mut mails, "the e-mail over STARTTLS").await;
     assert_eq!(mail["tls"], true, "{mail}");
     assert!(
@@ -556,7 +484,7 @@ to = ["ops@example.org"]
             .contains("ups-on-battery:ups-1"),
         "{mail}"
     );
-    drop(c);
+    drop(a1);
     server.shutdown().await;
     drop(sink);
 }

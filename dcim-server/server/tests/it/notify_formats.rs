@@ -14,8 +14,6 @@
 
 use crate::common;
 use common::*;
-use dcim_points::{Quality, Role, Sample, Value};
-use dcim_server::config::Config;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -261,78 +259,46 @@ async fn receivers() -> (String, mpsc::UnboundedReceiver<Received>) {
     (base, rx)
 }
 
-fn on_battery(seq: u64) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples: vec![Sample {
-            device: "ups-1".into(),
-            point: "on_battery".into(),
-            role: Role::new("ups.on_battery").unwrap(),
-            labels: Default::default(),
-            value: Some(Value::Bool(true)),
-            unit: String::new(),
-            quality: Quality::Good,
-            ts_ms: dcim_server::now_ms(),
-        }],
-    })
+/// A `[[notify.channels]]` webhook `name` posting `format` bodies to the receiver of that
+/// format at `base`.
+fn webhook(name: &str, format: &str, base: &str) -> String {
+    format!(
+        "[[notify.channels]]\nname = \"{name}\"\nkind = \"webhook\"\nformat = \"{format}\"\nurl = \"{base}/{format}\"\n"
+    )
+}
+
+/// A PagerDuty Events v2 channel `name` with the test's routing key.
+fn pagerduty(name: &str, base: &str) -> String {
+    webhook(name, "pagerduty", base) + &format!("routing_key = \"{ROUTING_KEY}\"\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_service_gets_a_body_it_accepts_about_the_alarm() {
     let (base, mut got) = receivers().await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"[notify]
-enabled = true
-tick_ms = 200
-grade2 = ["slack", "teams", "kakaowork", "pagerduty", "custom"]
-[[notify.channels]]
-name = "slack"
-kind = "webhook"
-format = "slack"
-url = "{base}/slack"
-[[notify.channels]]
-name = "teams"
-kind = "webhook"
-format = "teams"
-url = "{base}/teams"
-[[notify.channels]]
-name = "kakaowork"
-kind = "webhook"
-format = "kakaowork"
-url = "{base}/kakaowork"
-[[notify.channels]]
-name = "pagerduty"
-kind = "webhook"
-format = "pagerduty"
-url = "{base}/pagerduty"
-routing_key = "{ROUTING_KEY}"
-[[notify.channels]]
+    let cfg = notify_config(
+        dir.path(),
+        &format!(
+            r#"grade2 = ["slack", "teams", "kakaowork", "pagerduty", "custom"]
+{}{}[[notify.channels]]
 name = "custom"
 kind = "webhook"
 format = "custom"
 secret = "{SECRET}"
 url = "{base}/custom"
 template = '{{"summary": "{{{{subject}}}}", "alarm": "{{{{alarm}}}}", "grade": {{{{grade}}}}, "severity": "{{{{severity}}}}", "at": "{{{{time}}}}", "details": "{{{{body}}}}"}}'
-"#
+"#,
+            ["slack", "teams", "kakaowork"]
+                .map(|f| webhook(f, f, &base))
+                .concat(),
+            pagerduty("pagerduty", &base),
+        ),
     );
-    let parsed = Config::parse(&text, std::path::Path::new("notify.toml")).unwrap();
-    let mut cfg = config(dir.path());
-    cfg.notify = parsed.notify;
-    let server = dcim_server::start(cfg).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let (server, client, Tokens { admin, .. }) = started(cfg).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
     let before = dcim_server::now_ms();
-    publish(&c, &mut el, "dcim/v1/s1/a1/telemetry", on_battery(1))
-        .await
-        .unwrap();
+    a1.send("dcim/v1/s1/a1/telemetry", on_battery(1, "ups-1"))
+        .await;
 
     let mut by_service = std::collections::BTreeMap::new();
     while by_service.len() < 5 {
@@ -432,7 +398,7 @@ template = '{{"summary": "{{{{subject}}}}", "alarm": "{{{{alarm}}}}", "grade": {
         0.0
     );
     assert!(dcim_server::now_ms() - before < 10_000);
-    drop(c);
+    drop(a1);
     server.shutdown().await;
 }
 
@@ -459,37 +425,23 @@ async fn a_refused_body_is_a_failure_and_goes_to_the_fallback() {
     let (base, mut got) = receivers().await;
     let dir = tempfile::tempdir().unwrap();
     // The JSON format is not what Slack accepts (no text, no blocks): Slack answers 400.
-    let text = format!(
-        r#"[notify]
-enabled = true
-tick_ms = 200
-grade2 = ["wrong-format"]
+    let cfg = notify_config(
+        dir.path(),
+        &format!(
+            r#"grade2 = ["wrong-format"]
 [[notify.channels]]
 name = "wrong-format"
 kind = "webhook"
 url = "{base}/slack"
 fallback = "pd"
-[[notify.channels]]
-name = "pd"
-kind = "webhook"
-format = "pagerduty"
-url = "{base}/pagerduty"
-routing_key = "{ROUTING_KEY}"
-"#
+{}"#,
+            pagerduty("pd", &base)
+        ),
     );
-    let parsed = Config::parse(&text, std::path::Path::new("notify.toml")).unwrap();
-    let mut cfg = config(dir.path());
-    cfg.notify = parsed.notify;
-    let server = dcim_server::start(cfg).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(&c, &mut el, "dcim/v1/s1/a1/telemetry", on_battery(1))
-        .await
-        .unwrap();
+    let (server, client, Tokens { admin, .. }) = started(cfg).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send("dcim/v1/s1/a1/telemetry", on_battery(1, "ups-1"))
+        .await;
     let first = tokio::time::timeout(Duration::from_secs(10), got.recv())
         .await
         .unwrap()
@@ -511,6 +463,6 @@ routing_key = "{ROUTING_KEY}"
             && metric(&client, &server, &admin, "dcim_notify_sent_total").await == 1.0
     })
     .await;
-    drop(c);
+    drop(a1);
     server.shutdown().await;
 }

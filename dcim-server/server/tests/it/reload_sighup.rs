@@ -160,25 +160,6 @@ timeout_ms = 2000
     )
 }
 
-fn on_battery(seq: u64, ups: &str) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples: vec![dcim_points::Sample {
-            device: ups.into(),
-            point: "on_battery".into(),
-            role: dcim_points::Role::new("ups.on_battery").unwrap(),
-            labels: Default::default(),
-            value: Some(dcim_points::Value::Bool(true)),
-            unit: String::new(),
-            quality: dcim_points::Quality::Good,
-            ts_ms: dcim_server::now_ms(),
-        }],
-    })
-}
-
 async fn next(rx: &mut mpsc::UnboundedReceiver<String>, what: &str) -> String {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -187,13 +168,8 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<String>, what: &str) -> String {
 }
 
 async fn login(client: &reqwest::Client, base: &str, user: &str, pw: &str) -> u16 {
-    client
-        .post(format!("{base}/api/login"))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({"username": user, "password": pw}).to_string())
-        .send()
+    login_response(client, base, user, pw)
         .await
-        .unwrap()
         .status()
         .as_u16()
 }

@@ -5,34 +5,18 @@
 use crate::common;
 use common::*;
 use dcim_alarms::AlarmState;
-use dcim_points::{Quality, Role, Sample, Value};
+use dcim_points::{Sample, Value};
 use std::time::Duration;
 
-fn sample(device: &str, role: &str, v: Value) -> Sample {
-    Sample {
-        device: device.into(),
-        point: role.replace('.', "_"),
-        role: Role::new(role).unwrap(),
-        labels: Default::default(),
-        value: Some(v),
-        unit: String::new(),
-        quality: Quality::Good,
-        ts_ms: dcim_server::now_ms(),
-    }
-}
-
-fn batch(seq: u64) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
+fn both_on_battery(seq: u64) -> Vec<u8> {
+    batch(
         seq,
-        samples: vec![
-            sample("ups-1", "ups.on_battery", Value::Bool(true)),
+        vec![
+            sample_now("ups-1", "ups.on_battery", Value::Bool(true)),
             // (A fire pre-alarm cannot be shelved: a rack's own UPS on battery can.)
-            sample("rack-ups-1", "ups.on_battery", Value::Bool(true)),
+            sample_now("rack-ups-1", "ups.on_battery", Value::Bool(true)),
         ],
-    })
+    )
 }
 
 const ACKED: &str = "ups-on-battery:ups-1";
@@ -63,16 +47,10 @@ async fn journal(server: &dcim_server::Server, id: &str) -> (usize, usize) {
 #[tokio::test]
 async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let server = dcim_server::start(config(dir.path())).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let (operator, admin) = (tokens[1].1.clone(), tokens[2].1.clone());
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(&c, &mut el, "dcim/v1/s1/a1/telemetry", batch(1))
-        .await
-        .unwrap();
+    let (server, client, t) = started(config(dir.path())).await;
+    let (operator, admin) = (t.operator, t.admin);
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send("dcim/v1/s1/a1/telemetry", both_on_battery(1)).await;
     eventually("both alarms raised", || async {
         state(&server, ACKED).await.map(|s| s.0) == Some(AlarmState::Unacknowledged)
             && state(&server, SHELVED).await.map(|s| s.0) == Some(AlarmState::Unacknowledged)
@@ -103,7 +81,7 @@ async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
     assert_eq!(before_acked.0, 1);
     assert_eq!(before_shelved.0, 1);
     let seq_before = server.app.facility.lock().await.engine.snapshot().seq;
-    drop(c);
+    drop(a1);
     server.shutdown().await;
 
     // Restart on the same data directory.
@@ -122,12 +100,8 @@ async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
         "the record sequence continues"
     );
     // The agent reports the same conditions again: nothing is raised a second time.
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(&c, &mut el, "dcim/v1/s1/a1/telemetry", batch(2))
-        .await
-        .unwrap();
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send("dcim/v1/s1/a1/telemetry", both_on_battery(2)).await;
     eventually_metric(
         "the new batch ingested",
         &client,
@@ -149,7 +123,7 @@ async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
         state(&server, SHELVED).await.map(|s| s.0),
         Some(AlarmState::Shelved)
     );
-    drop(c);
+    drop(a1);
     server.shutdown().await;
 }
 

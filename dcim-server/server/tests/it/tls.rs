@@ -112,19 +112,7 @@ async fn mqtts_agent(
     o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
         Arc::new(tls),
     )));
-    let (c, mut el) = AsyncClient::new(o, 100);
-    let r = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| Err("timeout".into()));
-    (c, el, r)
+    connect_with(o).await
 }
 
 fn cookie<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
@@ -212,16 +200,11 @@ async fn https_api_and_mqtt_over_tls_through_the_gate() {
     let tls = client_tls(&pki.ca_file(), None);
     let (_c, _el, r) = mqtts_agent(mqtts, "a1", "wrong", tls.clone()).await;
     assert!(r.is_err(), "bad password accepted over TLS");
-    let (c, mut el, r) = mqtts_agent(mqtts, "a1", "a1-secret", tls.clone()).await;
+    let (c, el, r) = mqtts_agent(mqtts, "a1", "a1-secret", tls.clone()).await;
     r.unwrap();
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/telemetry",
-        telemetry("a1", 1, "ups-1", 41.0),
-    )
-    .await
-    .unwrap();
+    let mut a1 = Agent { c, el };
+    a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", 1, "ups-1", 41.0))
+        .await;
     let points = |device: &'static str| {
         let (client, base, admin) = (client.clone(), base.clone(), admin.clone());
         async move {
@@ -242,13 +225,9 @@ async fn https_api_and_mqtt_over_tls_through_the_gate() {
     .await;
 
     // The ACL still holds over TLS: publishing as a2 closes the connection.
-    let r = publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a2/telemetry",
-        telemetry("a2", 1, "crah-1", 1.0),
-    )
-    .await;
+    let r = a1
+        .try_send("dcim/v1/s1/a2/telemetry", telemetry("a2", 1, "crah-1", 1.0))
+        .await;
     assert!(r.is_err(), "publish as a2 over TLS was acknowledged");
     let metrics = client
         .get(format!("{base}/metrics"))
@@ -409,31 +388,21 @@ async fn broker_internal_port_refuses_everyone_but_the_server() {
     assert!(internal.ip().is_loopback());
 
     // Through the gate, a1 may publish (the gate's relayed login is accepted internally).
-    let (c, mut el, r) = mqtt_agent("127.0.0.1", public.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/telemetry",
-        telemetry("a1", 1, "ups-1", 1.0),
-    )
-    .await
-    .unwrap();
+    let mut a1 = Agent::connect_to("127.0.0.1", public.port(), "a1").await;
+    a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", 1, "ups-1", 1.0))
+        .await;
 
     // Directly on the internal port, a1's valid credentials are refused, so it cannot publish
     // as a2 there.
-    let (c, mut el, r) = mqtt_agent("127.0.0.1", internal.port(), "a1", "a1-secret").await;
+    let (c, el, r) = mqtt_agent("127.0.0.1", internal.port(), "a1", "a1-secret").await;
     assert!(
         r.is_err(),
         "agent credentials accepted on the internal port"
     );
-    let r = publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a2/telemetry",
-        telemetry("a2", 1, "crah-1", 1.0),
-    )
-    .await;
+    let mut direct = Agent { c, el };
+    let r = direct
+        .try_send("dcim/v1/s1/a2/telemetry", telemetry("a2", 1, "crah-1", 1.0))
+        .await;
     assert!(r.is_err(), "publish on the internal port acknowledged");
     // Nor do the gate's or the server's user names with a guessed password, or no login.
     for user in ["dcim-gate", "dcim-server"] {

@@ -12,46 +12,19 @@ use common::*;
 use dcim_server::config::InfluxConfig;
 
 fn telemetry_at(seq: u64, ts_ms: i64, value: f64) -> Vec<u8> {
-    dcim_wire::encode(&dcim_wire::TelemetryBatch {
-        v: dcim_wire::VERSION,
-        agent: "a1".into(),
-        epoch: String::new(),
-        seq,
-        samples: vec![dcim_points::Sample {
-            device: "ups-1".into(),
-            point: "load".into(),
-            role: dcim_points::Role::new("ups.load_pct").unwrap(),
-            labels: Default::default(),
-            value: Some(dcim_points::Value::Number(value)),
-            unit: "%".into(),
-            quality: dcim_points::Quality::Good,
-            ts_ms,
-        }],
-    })
+    batch(seq, vec![load_sample("ups-1", value, ts_ms)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
-    if !vm_or_skip("this test") {
+    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let vm_port = free_port();
-    let mut cfg = config(&dir.path().join("data"));
+    };
     cfg.influx = Some(InfluxConfig {
-        url: format!("http://127.0.0.1:{vm_port}"),
-        org: "dcim".into(),
-        bucket: "dcim".into(),
-        token: None,
-        token_env: None,
         batch_size: 10,
-        flush_interval_ms: 100,
         queue_capacity: 10_000,
-        measurement: "dcim".into(),
-        buffer_dir: None,
         buffer_max_mb: 64,
-        query_url: Some(format!("http://127.0.0.1:{vm_port}")),
-        query_timeout_ms: 3000,
+        ..influx(vm_port)
     });
     // Samples over the last 30 minutes, one a minute-ish, written while the store is down.
     let now = dcim_server::now_ms();
@@ -62,18 +35,10 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
     // First run: the store is down the whole time.
     let server = dcim_server::start(cfg.clone()).await.unwrap();
     let admin = users_with_tokens(&server).await[2].1.clone();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let mut a1 = Agent::connect(&server, "a1").await;
     for i in 1..=15u64 {
-        publish(
-            &c,
-            &mut el,
-            "dcim/v1/s1/a1/telemetry",
-            telemetry_at(i, ts(i), i as f64),
-        )
-        .await
-        .unwrap();
+        a1.send("dcim/v1/s1/a1/telemetry", telemetry_at(i, ts(i), i as f64))
+            .await;
     }
     eventually("failed writes while the store is down", || async {
         metric(&client, &server, &admin, "dcim_influx_write_errors_total").await >= 1.0
@@ -117,31 +82,22 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
     )
     .await;
     assert_eq!(h["source"], "memory", "{h}");
-    drop(c);
+    drop(a1);
     server.shutdown().await;
 
     // Second run, the store still down: the buffer is reopened with what it held.
     let server = dcim_server::start(cfg.clone()).await.unwrap();
-    let tokens = users_with_tokens_again(&server).await;
-    let admin = tokens;
+    let admin = token_again(&server, "u-admin").await;
     assert!(metric(&client, &server, &admin, "dcim_tsdb_buffer_batches").await >= 1.0);
     assert_eq!(
         metric(&client, &server, &admin, "dcim_tsdb_buffer_lines").await,
         15.0,
         "the lines of the first run, counted at open"
     );
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let mut a1 = Agent::connect(&server, "a1").await;
     for i in 16..=25u64 {
-        publish(
-            &c,
-            &mut el,
-            "dcim/v1/s1/a1/telemetry",
-            telemetry_at(i, ts(i), i as f64),
-        )
-        .await
-        .unwrap();
+        a1.send("dcim/v1/s1/a1/telemetry", telemetry_at(i, ts(i), i as f64))
+            .await;
     }
     // The store comes back: everything of both runs arrives, nothing dropped.
     let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
@@ -188,23 +144,6 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
         "the first run's samples, from the store: {h}"
     );
     assert!(h["sources"][0]["source"] == "store", "{h}");
-    drop(c);
+    drop(a1);
     server.shutdown().await;
-}
-
-/// A token for the existing admin of a restarted server (the users are in the database).
-async fn users_with_tokens_again(server: &dcim_server::Server) -> String {
-    let token = dcim_server::auth::new_token("dcim_");
-    server
-        .app
-        .store
-        .create_token(
-            &dcim_server::auth::token_hash(&token),
-            "u-admin",
-            "again",
-            dcim_server::now_ms(),
-        )
-        .await
-        .unwrap();
-    token
 }

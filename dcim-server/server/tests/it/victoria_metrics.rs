@@ -8,43 +8,19 @@ use dcim_server::config::InfluxConfig;
 
 #[tokio::test]
 async fn samples_reach_victoria_metrics_and_survive_its_outage() {
-    if !vm_or_skip("this test") {
+    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let vm_port = free_port();
-    let mut cfg = config(&dir.path().join("data"));
+    };
     cfg.influx = Some(InfluxConfig {
-        url: format!("http://127.0.0.1:{vm_port}"),
-        org: "dcim".into(),
-        bucket: "dcim".into(),
         token: Some("unused-by-vm".into()),
-        token_env: None,
-        batch_size: 100,
-        flush_interval_ms: 100,
-        queue_capacity: 1000,
-        measurement: "dcim".into(),
-        buffer_dir: None,
         buffer_max_mb: 64,
-        query_url: Some(format!("http://127.0.0.1:{vm_port}")),
-        query_timeout_ms: 3000,
+        ..influx(vm_port)
     });
     // The store is down when the server starts and the first samples arrive.
-    let server = dcim_server::start(cfg).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
-    publish(
-        &c,
-        &mut el,
-        "dcim/v1/s1/a1/telemetry",
-        telemetry("a1", 1, "ups-1", 41.5),
-    )
-    .await
-    .unwrap();
+    let (server, client, Tokens { admin, .. }) = started(cfg).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
+    a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", 1, "ups-1", 41.5))
+        .await;
     eventually("a failed write", || async {
         metric(&client, &server, &admin, "dcim_influx_write_errors_total").await >= 1.0
     })
@@ -55,14 +31,11 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
     );
 
     let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
-    publish(
-        &c,
-        &mut el,
+    a1.send(
         "dcim/v1/s1/a1/telemetry",
         telemetry("a1", 2, "rack-7", 42.5),
     )
-    .await
-    .unwrap();
+    .await;
     eventually_metric(
         "both lines written",
         &client,
@@ -78,27 +51,11 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
     );
 
     // Query back through VictoriaMetrics' export API (raw samples, no caching).
-    let export = format!(
-        "http://127.0.0.1:{vm_port}/api/v1/export?match[]={}&start=0",
-        "%7B__name__%3D%22dcim_value%22%7D"
-    );
-    let fetch = || async {
-        let _ = client
-            .get(format!("http://127.0.0.1:{vm_port}/internal/force_flush"))
-            .send()
-            .await;
-        let text = client.get(&export).body_text().await;
-        text.lines().map(str::to_owned).collect::<Vec<_>>()
-    };
     eventually("samples visible in VictoriaMetrics", || async {
-        fetch().await.len() == 2
+        vm_export(&client, vm_port).await.len() == 2
     })
     .await;
-    let lines = fetch().await;
-    let series: Vec<serde_json::Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let series = vm_export(&client, vm_port).await;
     let ups = series
         .iter()
         .find(|s| s["metric"]["device"] == "ups-1")
@@ -125,47 +82,22 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
 /// the console would draw as "no samples in this range" although the store has them all.
 #[tokio::test]
 async fn history_is_read_from_the_store_under_the_name_it_stores() {
-    if !vm_or_skip("this test") {
+    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let vm_port = free_port();
+    };
     let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
-    let mut cfg = config(&dir.path().join("data"));
     let measurement = "dcim-lab.ts";
     cfg.influx = Some(InfluxConfig {
-        url: format!("http://127.0.0.1:{vm_port}"),
-        org: "dcim".into(),
-        bucket: "dcim".into(),
-        token: None,
-        token_env: None,
-        batch_size: 100,
-        flush_interval_ms: 100,
-        queue_capacity: 1000,
         measurement: measurement.into(),
-        buffer_dir: None,
-        buffer_max_mb: 16,
-        query_url: Some(format!("http://127.0.0.1:{vm_port}")),
-        query_timeout_ms: 3000,
+        ..influx(vm_port)
     });
-    let server = dcim_server::start(cfg).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let (server, client, Tokens { admin, .. }) = started(cfg).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
     // Samples from 2023 (the telemetry helper's times): older than the in-memory ring holds,
     // so only the store can answer.
     for (seq, v) in [(1, 41.5), (2, 43.5)] {
-        publish(
-            &c,
-            &mut el,
-            "dcim/v1/s1/a1/telemetry",
-            telemetry("a1", seq, "ups-1", v),
-        )
-        .await
-        .unwrap();
+        a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", seq, "ups-1", v))
+            .await;
     }
     eventually_metric(
         "both lines written",
@@ -204,7 +136,7 @@ async fn history_is_read_from_the_store_under_the_name_it_stores() {
     assert_eq!(b["min"], 41.5, "{h}");
     assert_eq!(b["max"], 43.5, "{h}");
     assert_eq!(b["last"], 43.5, "{h}");
-    drop(c);
+    drop(a1);
     server.shutdown().await;
 }
 
@@ -216,35 +148,16 @@ async fn history_is_read_from_the_store_under_the_name_it_stores() {
 /// temperatures) missing from the store and its dashboards, while every other point is there.
 #[tokio::test]
 async fn alarm_rule_samples_reach_the_store_too() {
-    if !vm_or_skip("this test") {
+    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let vm_port = free_port();
+    };
     let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
-    let mut cfg = config(&dir.path().join("data"));
     cfg.influx = Some(InfluxConfig {
-        url: format!("http://127.0.0.1:{vm_port}"),
-        org: "dcim".into(),
-        bucket: "dcim".into(),
-        token: None,
-        token_env: None,
-        batch_size: 100,
-        flush_interval_ms: 100,
-        queue_capacity: 1000,
-        measurement: "dcim".into(),
-        buffer_dir: None,
-        buffer_max_mb: 16,
         query_url: None,
-        query_timeout_ms: 3000,
+        ..influx(vm_port)
     });
-    let server = dcim_server::start(cfg).await.unwrap();
-    let tokens = users_with_tokens(&server).await;
-    let admin = tokens[2].1.clone();
-    let client = http();
-    let mq = server.mqtt_addr.unwrap();
-    let (c, mut el, r) = mqtt_agent(&mq.ip().to_string(), mq.port(), "a1", "a1-secret").await;
-    r.unwrap();
+    let (server, client, Tokens { admin, .. }) = started(cfg).await;
+    let mut a1 = Agent::connect(&server, "a1").await;
     let sample = |device: &str, role: &str, v: f64| dcim_points::Sample {
         device: device.into(),
         point: role.replace('.', "_"),
@@ -266,30 +179,17 @@ async fn alarm_rule_samples_reach_the_store_too() {
             sample("ups-1", "ups.load_pct", 40.0),
         ],
     });
-    publish(&c, &mut el, "dcim/v1/s1/a1/telemetry", batch)
-        .await
-        .unwrap();
+    a1.send("dcim/v1/s1/a1/telemetry", batch).await;
     eventually("three lines written", || async {
         metric(&client, &server, &admin, "dcim_influx_lines_written_total").await >= 3.0
     })
     .await;
-    let export = format!(
-        "http://127.0.0.1:{vm_port}/api/v1/export?match[]={}&start=0",
-        "%7B__name__%3D%22dcim_value%22%7D"
-    );
     let mut roles = Vec::new();
     for _ in 0..50 {
-        let _ = client
-            .get(format!("http://127.0.0.1:{vm_port}/internal/force_flush"))
-            .send()
-            .await;
-        let text = client.get(&export).body_text().await;
-        roles = text
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["metric"]["role"].as_str().unwrap().to_string()
-            })
+        roles = vm_export(&client, vm_port)
+            .await
+            .iter()
+            .map(|v| v["metric"]["role"].as_str().unwrap().to_string())
             .collect();
         roles.sort();
         if roles.len() == 3 {
@@ -307,6 +207,6 @@ async fn alarm_rule_samples_reach_the_store_too() {
         3.0,
         "each sample written once"
     );
-    drop(c);
+    drop(a1);
     server.shutdown().await;
 }

@@ -5,6 +5,7 @@
 //! the battery room, and follows the present values. It cannot be shelved (refused, audited);
 //! another alarm can, with a reason.
 
+use super::common::wait_active_alarm;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,14 +50,11 @@ async fn battery_heating_to_stage_3_raises_grade_1_alarm_and_incident() -> anyho
         .expect("cell temperature");
     assert!(temp["value"].as_f64().unwrap_or(0.0) >= 80.0, "{temp}");
 
-    let alarm = dcim_e2e::wait_for(
+    let alarm = wait_active_alarm(
+        &h,
         "a grade-1 alarm for bms-z2",
         Duration::from_secs(15),
-        || async {
-            Ok(h.active_alarms().await?.into_iter().find(|a| {
-                a["grade"] == 1 && a["id"].as_str().is_some_and(|id| id.contains("bms-z2"))
-            }))
-        },
+        |a| a["grade"] == 1 && a["id"].as_str().is_some_and(|id| id.contains("bms-z2")),
     )
     .await?;
     let inc = dcim_e2e::wait_for(

@@ -4,6 +4,7 @@
 //! the whole heat load (17 min with both chillers running, 18 min after the trip) where the
 //! scenario's tank covers only what the remaining 1200 kW chiller cannot: about an hour.
 
+use super::common::wait_active_alarm;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,15 +52,11 @@ async fn chiller_trip_shows_ride_through_and_cooling_alarm() -> anyhow::Result<(
     assert!(minutes > 40.0 && minutes < 120.0, "{rt}");
     assert_eq!(rt["drawing"], true, "{rt}");
 
-    let chiller = dcim_e2e::wait_for(
+    let chiller = wait_active_alarm(
+        &h,
         "the chiller-1 fault alarm",
         Duration::from_secs(20),
-        || async {
-            Ok(h.active_alarms()
-                .await?
-                .into_iter()
-                .find(|a| a["id"] == "chiller-fault:chiller-1"))
-        },
+        |a| a["id"] == "chiller-fault:chiller-1",
     )
     .await?;
     println!("chiller alarm grade {}", chiller["grade"]);
@@ -68,15 +65,11 @@ async fn chiller_trip_shows_ride_through_and_cooling_alarm() -> anyhow::Result<(
         "cooling redundancy after the trip: designed {} current {} down {}",
         cooling["designed"], cooling["current"], cooling["down"]
     );
-    let alarm = dcim_e2e::wait_for(
+    let alarm = wait_active_alarm(
+        &h,
         "the cooling redundancy alarm",
         Duration::from_secs(20),
-        || async {
-            Ok(h.active_alarms()
-                .await?
-                .into_iter()
-                .find(|a| a["id"] == "redundancy:cooling"))
-        },
+        |a| a["id"] == "redundancy:cooling",
     )
     .await?;
     println!(

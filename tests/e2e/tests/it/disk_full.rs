@@ -11,32 +11,11 @@
 //! Mounting a tmpfs needs root; without it the test prints "skipped" and passes, unless
 //! `DCIM_REQUIRE_PEERS=1`.
 
+use super::common::Tmpfs;
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("mount: {e}"))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
-    }
-    Ok(Tmpfs(dir.to_owned()))
-}
 
 /// Fills the file system of `dir` until it refuses to grow.
 fn fill(dir: &Path) {
@@ -54,7 +33,7 @@ async fn a_full_disk_is_loud_keeps_alarms_and_logins_and_recovers_by_itself() ->
     }
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let _tmpfs = match mount(&data, "64m") {
+    let _tmpfs = match Tmpfs::mount(&data, "64m") {
         Ok(t) => t,
         Err(e) => {
             if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {

@@ -6,6 +6,7 @@
 //! `breaker-mismatch` trouble. The chain ends at a webhook receiver: the grade-2 alarm's
 //! notification arrives, and no other.
 
+use super::common::wait_active_alarm;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -80,15 +81,11 @@ async fn feed_a_lost_drops_power_from_2n_to_n_with_one_grade_2_alarm() -> anyhow
         "feed B should be the single point of failure: {power}"
     );
 
-    let alarm = dcim_e2e::wait_for(
+    let alarm = wait_active_alarm(
+        &h,
         "the power redundancy alarm",
         Duration::from_secs(15),
-        || async {
-            Ok(h.active_alarms()
-                .await?
-                .into_iter()
-                .find(|a| a["rule"] == "redundancy" && a["subject"] == "power"))
-        },
+        |a| a["rule"] == "redundancy" && a["subject"] == "power",
     )
     .await?;
     assert_eq!(alarm["grade"], 2, "{alarm}");

@@ -6,6 +6,12 @@
 //! here never share the machine with it. `multisite` is `#[ignore]`d and run by name
 //! (`--test it -- --ignored multisite::`, tests/multisite/run.sh); it re-executes this binary
 //! as `multisite::server_process` for its server replicas.
+//!
+//! `tests/common` is shared by both binaries: the re-executed server process, stopping child
+//! processes, a cuttable TCP proxy, tmpfs mounts and waiting for an active alarm.
+
+#[path = "../common/mod.rs"]
+mod common;
 
 mod battery_fire;
 mod chiller_trip;

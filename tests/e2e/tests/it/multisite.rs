@@ -43,6 +43,7 @@
 
 use dcim_test_support::sia as dc09_common;
 
+use super::common::{Proxy, is_root};
 use anyhow::{Context, bail, ensure};
 use dcim_edge_agent::Agent;
 use dcim_points::{Quality, Role, Sample, Value};
@@ -70,29 +71,7 @@ const CUT: Duration = Duration::from_secs(15);
 /// nothing as an ordinary test.
 #[test]
 fn server_process() {
-    let Ok(path) = std::env::var(SERVER_ENV) else {
-        return;
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,dcim_server=info".into()),
-        ))
-        .with_writer(std::io::stderr)
-        .try_init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async move {
-        let config = dcim_server::config::Config::load(Path::new(&path)).expect("server config");
-        let term = async {
-            let mut s = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
-            s.recv().await;
-        };
-        dcim_server::run(config, term).await.expect("server run");
-    });
+    super::common::serve_config_from_env(SERVER_ENV);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -122,14 +101,6 @@ fn pg_bin() -> Option<PathBuf> {
         .collect();
     v.sort();
     v.pop().map(|(_, b)| b)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 fn postgres_ids() -> Option<(u32, u32)> {
@@ -211,63 +182,6 @@ impl Group {
 impl Drop for Group {
     fn drop(&mut self) {
         self.kill9();
-    }
-}
-
-/// A TCP proxy that can be cut (connections closed, new ones refused).
-struct Proxy {
-    port: u16,
-    up: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: u16) -> anyhow::Result<Proxy> {
-        let (listener, port) = loop {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let port = l.local_addr()?.port();
-            if dcim_test_support::claim_port(port) {
-                break (l, port);
-            }
-        };
-        let (up, up_rx) = watch::channel(true);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                if !*up_rx.borrow() {
-                    drop(inbound);
-                    continue;
-                }
-                let mut up_rx = up_rx.clone();
-                tokio::spawn(async move {
-                    let Ok(outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    else {
-                        return;
-                    };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    let (mut a, mut b) = (inbound, outbound);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-                        _ = up_rx.wait_for(|u| !*u) => {}
-                    }
-                });
-            }
-        });
-        Ok(Proxy { port, up, task })
-    }
-
-    fn set_up(&self, up: bool) {
-        let _ = self.up.send(up);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

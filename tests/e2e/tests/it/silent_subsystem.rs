@@ -6,6 +6,7 @@
 //! are Down, the known level is below N, and the grade-1 power redundancy alarm is raised.
 //! Hazard: the Korean incident's "the detector of failures failed and nobody saw".
 
+use super::common::wait_active_alarm;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -90,15 +91,11 @@ async fn a_silent_power_plant_is_unverified_then_down_with_an_alarm() -> anyhow:
     .await?;
     let t_down = silenced.elapsed();
     assert_eq!(p["current"], "below_n", "{p}");
-    let alarm = dcim_e2e::wait_for(
+    let alarm = wait_active_alarm(
+        &h,
         "the power redundancy alarm",
         Duration::from_secs(15),
-        || async {
-            Ok(h.active_alarms()
-                .await?
-                .into_iter()
-                .find(|a| a["id"] == "redundancy:power"))
-        },
+        |a| a["id"] == "redundancy:power",
     )
     .await?;
     assert_eq!(alarm["grade"], 1, "{alarm}");

@@ -40,13 +40,7 @@ pub fn bin_dir() -> Option<PathBuf> {
     (!p.is_empty()).then(|| PathBuf::from(p).parent().map(Path::to_path_buf))?
 }
 
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
+pub use dcim_test_support::peers::is_root;
 
 /// `(uid, gid)` of a user from /etc/passwd.
 pub fn user_ids(name: &str) -> Option<(u32, u32)> {
