@@ -318,3 +318,77 @@ type = "i16"
 scale = 0.1
 poll = "fast"
 "#;
+
+/// The agent binary on `config`, its stderr appended to `log` (tests read what it logged, and a
+/// restarted agent appends to the same log).
+pub fn spawn_agent(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_dcim-edge-agent"))
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start dcim-edge-agent")
+}
+
+/// Sends `sig` (`-TERM`, `-KILL`) to `child` with kill(1).
+pub fn signal(child: &Child, sig: &str) {
+    Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// Writes `dir/link.toml`: account 1234, one TCP path `main` to the receiver on `port`, no test
+/// reports, no path supervision; with `codes`, the example event-code table of `dcim-dc09`.
+pub fn write_link_toml(dir: &Path, port: u16, codes: bool) {
+    let codes = if codes {
+        let file = dcim_test_support::repo_root().join("edge-agent/dc09/codes.example.toml");
+        format!("codes_file = \"{}\"\n", file.display())
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        dir.join("link.toml"),
+        format!(
+            "account = \"1234\"\nack_timeout_ms = 1000\nattempts_per_path = 3\n\
+             test_interval_ms = 0\n{codes}[[path]]\nname = \"main\"\n\
+             addr = \"127.0.0.1:{port}\"\ntransport = \"tcp\"\nsupervision_ms = 0\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// A simulated rack I/O module on an ephemeral Modbus/TCP port: its profile
+/// ([`rack_io_profile`] of `extra_points`, also written to `dir/rio.toml` for the agent), its
+/// registers (both temperatures at a normal 25 °C, then `extra_values`), its address and its
+/// server task.
+pub async fn serve_rack_io(
+    dir: &Path,
+    extra_points: &str,
+    extra_values: &[(&str, facility_sim::SimValue)],
+) -> (
+    dcim_profiles::Profile,
+    Arc<facility_sim::ModbusShared>,
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let rio_profile = rack_io_profile(extra_points);
+    std::fs::write(dir.join("rio.toml"), &rio_profile).unwrap();
+    let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
+    let rio = Arc::new(facility_sim::ModbusShared::default());
+    let normal = facility_sim::SimValue::Number(25.0);
+    rio.write_values(&profile, &[("t1", normal.clone()), ("t2", normal)]);
+    rio.write_values(&profile, extra_values);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = facility_sim::serve_tcp(listener, rio.clone());
+    (profile, rio, addr, server)
+}
