@@ -24,6 +24,9 @@ async fn a_dead_sites_broker_is_detached_and_the_live_one_keeps_flowing() {
     let mut b = Mosquitto::start(&dir.path().join("b"), port_b);
     let (got_a, sub_a) = subscribe(port_a, "site-a-sub").await;
     let (got_b, sub_b) = subscribe(port_b, "site-b-sub").await;
+    let site_a = broker_toml("site-a", port_a, "");
+    let site_b = broker_toml("site-b", port_b, "max_lag_bytes = 262144\nmax_lag_s = 5\n");
+    let device = synthetic_toml(20, 10, 1);
     let cfg_text = format!(
         r#"
 site = "s"
@@ -36,22 +39,7 @@ segment_kb = 64
 [batch]
 max_samples = 20
 max_delay_ms = 20
-[[broker]]
-name = "site-a"
-url = "mqtt://127.0.0.1:{port_a}"
-backoff_initial_ms = 50
-backoff_max_ms = 200
-[[broker]]
-name = "site-b"
-url = "mqtt://127.0.0.1:{port_b}"
-backoff_initial_ms = 50
-backoff_max_ms = 200
-max_lag_bytes = 262144
-max_lag_s = 5
-[[device]]
-id = "gen"
-synthetic = {{ points = 20, period_ms = 10, event_every = 1 }}
-"#
+{site_a}{site_b}{device}"#
     );
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
     let limits = cfg.brokers[1].lag_limits;

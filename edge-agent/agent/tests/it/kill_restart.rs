@@ -37,6 +37,8 @@ async fn sigkill_with_a_full_spool_loses_nothing_spooled() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("agent.toml");
+    let center = broker_toml("center", port, "keep_alive_s = 5\n");
+    let device = synthetic_toml(20, 5, 2);
     std::fs::write(
         &config,
         format!(
@@ -50,16 +52,7 @@ max_mb = 64
 [batch]
 max_samples = 20
 max_delay_ms = 20
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{port}"
-keep_alive_s = 5
-backoff_initial_ms = 50
-backoff_max_ms = 200
-[[device]]
-id = "gen"
-synthetic = {{ points = 20, period_ms = 5, event_every = 2 }}
-"#
+{center}{device}"#
         ),
     )
     .unwrap();

@@ -392,3 +392,21 @@ pub async fn serve_rack_io(
     let server = facility_sim::serve_tcp(listener, rio.clone());
     (profile, rio, addr, server)
 }
+
+/// A `[[broker]]` section `name` on 127.0.0.1:`port`, retried after 50 ms and at most every
+/// 200 ms, followed by the `extra` lines (e.g. `keep_alive_s = 5\n`).
+pub fn broker_toml(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[[broker]]\nname = \"{name}\"\nurl = \"mqtt://127.0.0.1:{port}\"\n\
+         backoff_initial_ms = 50\nbackoff_max_ms = 200\n{extra}"
+    )
+}
+
+/// The synthetic device `gen`: `points` points produced every `period_ms`, with an event every
+/// `event_every` rounds.
+pub fn synthetic_toml(points: u32, period_ms: u32, event_every: u32) -> String {
+    format!(
+        "[[device]]\nid = \"gen\"\n\
+         synthetic = {{ points = {points}, period_ms = {period_ms}, event_every = {event_every} }}\n"
+    )
+}
