@@ -410,3 +410,17 @@ pub fn synthetic_toml(points: u32, period_ms: u32, event_every: u32) -> String {
          synthetic = {{ points = {points}, period_ms = {period_ms}, event_every = {event_every} }}\n"
     )
 }
+
+/// A bench's `main`: runs `bench` on a multi-threaded runtime, or says it is skipped when
+/// mosquitto is not installed.
+pub fn bench_with_mosquitto<F: std::future::Future<Output = ()>>(bench: impl FnOnce() -> F) {
+    if !Path::new(MOSQUITTO).exists() {
+        println!("skipped: {MOSQUITTO} is not installed");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(bench());
+}
