@@ -420,19 +420,13 @@ impl SnmpDevice {
     }
 
     fn transition(&self, before: Option<bool>, now_ms: i64) -> Option<Notice> {
-        let (kind, severity, message) = match (before, self.tracker.online()) {
-            (b, Some(false)) if b != Some(false) => (
-                "device.comm_lost",
-                Severity::Trouble,
-                format!("{} stopped answering", self.device),
-            ),
-            (Some(false), Some(true)) => (
-                "device.comm_restored",
-                Severity::Info,
-                format!("{} answers again", self.device),
-            ),
-            _ => return None,
-        };
+        let (kind, severity, message) = dcim_wire::comm_change(
+            &self.device,
+            before,
+            self.tracker.online(),
+            "stopped answering",
+            "answers again",
+        )?;
         Some(Notice {
             ts_ms: now_ms,
             device: self.device.clone(),
