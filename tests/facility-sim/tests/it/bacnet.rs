@@ -279,18 +279,9 @@ fn the_buffer_tank_rides_through_while_the_chillers_are_down() {
 
 #[tokio::test]
 async fn bacpypes3_reads_a_tripped_simulated_chiller() {
-    let python = std::env::var("DCIM_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import bacpypes3"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("bacpypes3 cannot be imported with `{python}` (DCIM_REQUIRE_PEERS=1)");
-        }
-        println!("skipped: bacpypes3 cannot be imported with `{python}`");
+    let Some(python) = dcim_test_support::peers::python_with("bacpypes3") else {
         return;
-    }
+    };
     let sim = facility_sim::start(plant_only()).await.unwrap();
     sim.command(&Command::parse("chiller-trip chiller-2").unwrap())
         .unwrap();
