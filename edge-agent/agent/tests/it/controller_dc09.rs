@@ -198,20 +198,9 @@ async fn controller_fire_events_reach_the_receiver_exactly_once_across_agent_res
     let (ctl, addr) = start_controller().await;
     let profile = repo_root().join("device-profiles/rack-controller.toml");
     // The broker is never started: forwarding must not depend on the center.
-    let broker_port = dc09_common::free_port(false);
+    let head = common::dc09_agent_head(dc09_common::free_port(false));
     let text = format!(
-        r#"
-site = "s"
-agent = "fire-agent"
-log_level = "warn"
-[spool]
-dir = "spool"
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{broker_port}"
-[dc09]
-link_config = "link.toml"
-[[device]]
+        r#"{head}[[device]]
 id = "rc-08"
 profile = "{}"
 modbus = {{ tcp = "{addr}", unit = 1 }}

@@ -37,35 +37,9 @@ async fn fire_alarms_of_a_local_rack_reach_the_receiver() {
         common::write_link_toml(dir.path(), rcv.port, true);
         let (profile, rio, addr, server) = common::serve_rack_io(dir.path(), "", &[]).await;
         // The broker is never started: fire forwarding must not depend on the center.
-        let broker_port = common::free_port();
-        let text = format!(
-            r#"
-site = "s"
-agent = "fire-agent"
-log_level = "warn"
-[spool]
-dir = "spool"
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{broker_port}"
-[dc09]
-link_config = "link.toml"
-[[device]]
-id = "rio"
-profile = "rio.toml"
-modbus = {{ tcp = "{addr}", unit = 1 }}
-[[rack]]
-id = "rack-07"
-number = 7
-zone = "room-1"
-dc09_zone = 1
-temp1 = "rio/t1"
-temp2 = "rio/t2"
-# Two simulated transmitters of the test rig, declared independent: the test drives them to
-# corroborate each other.
-common_cause = {{ temp1 = 1, temp2 = 2 }}
-"#
-        );
+        let head = common::dc09_agent_head(common::free_port());
+        let rack = common::rack_07_toml(addr, Some(1));
+        let text = format!(r#"{head}{rack}"#);
         let agent = RunningAgent::start(&text, dir.path());
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let mut steps = Vec::new();

@@ -79,6 +79,7 @@ async fn a_drill_marks_dc09_messages_and_events_as_test_and_never_resumes_after_
     common::write_link_toml(dir.path(), rcv.port, true);
     let (profile, rio, addr, _server) =
         common::serve_rack_io(dir.path(), RIO_EXTRA, &[("key", SimValue::Number(0.0))]).await;
+    let rack = common::rack_07_toml(addr, Some(1));
     std::fs::write(
         dir.path().join("agent.toml"),
         format!(
@@ -98,21 +99,7 @@ backoff_max_ms = 500
 link_config = "link.toml"
 [test_mode]
 max_minutes = 30
-[[device]]
-id = "rio"
-profile = "rio.toml"
-modbus = {{ tcp = "{addr}", unit = 1 }}
-[[rack]]
-id = "rack-07"
-number = 7
-zone = "room-1"
-dc09_zone = 1
-temp1 = "rio/t1"
-temp2 = "rio/t2"
-# Two simulated transmitters of the test rig, declared independent: the test drives them to
-# corroborate each other.
-common_cause = {{ temp1 = 1, temp2 = 2 }}
-"#
+{rack}"#
         ),
     )
     .unwrap();

@@ -36,21 +36,9 @@ async fn a_local_rack_latches_its_relays_and_reports_stages() {
     let (got, sub) = subscribe(port, "rack-test-sub").await;
     let (profile, rio, addr, server) = common::serve_rack_io(dir.path(), RIO_EXTRA, &[]).await;
     let head = config_head("rack-agent", port, true);
+    let rack = common::rack_07_toml(addr, None);
     let text = format!(
-        r#"{head}[[device]]
-id = "rio"
-profile = "rio.toml"
-modbus = {{ tcp = "{addr}", unit = 1 }}
-[[rack]]
-id = "rack-07"
-number = 7
-zone = "room-1"
-temp1 = "rio/t1"
-temp2 = "rio/t2"
-# Two simulated transmitters of the test rig, declared independent: the test drives them to
-# corroborate each other.
-common_cause = {{ temp1 = 1, temp2 = 2 }}
-relay = "rio"
+        r#"{head}{rack}relay = "rio"
 coils = {{ contactor_open = "do1", blanket_drop = "do2" }}
 latch_file = "fire/rack-07.latch"
 "#

@@ -424,3 +424,29 @@ pub fn bench_with_mosquitto<F: std::future::Future<Output = ()>>(bench: impl FnO
         .unwrap();
     rt.block_on(bench());
 }
+
+/// The head of a fire-forwarding agent's configuration: site `s`, agent `fire-agent`, log level
+/// `warn`, a spool in `spool`, the broker `center` on 127.0.0.1:`broker_port` and DC-09 through
+/// `link.toml` ([`write_link_toml`]).
+pub fn dc09_agent_head(broker_port: u16) -> String {
+    format!(
+        "\nsite = \"s\"\nagent = \"fire-agent\"\nlog_level = \"warn\"\n[spool]\ndir = \"spool\"\n\
+         [[broker]]\nname = \"center\"\nurl = \"mqtt://127.0.0.1:{broker_port}\"\n\
+         [dc09]\nlink_config = \"link.toml\"\n"
+    )
+}
+
+/// The rack I/O module at `addr` ([`serve_rack_io`]) as device `rio`, and the rack `rack-07`
+/// (number 7, zone `room-1`, DC-09 zone `dc09_zone` when given) measured by its two
+/// temperatures, declared independent: the tests drive them to corroborate each other. Further
+/// `[[rack]]` keys may follow.
+pub fn rack_07_toml(addr: std::net::SocketAddr, dc09_zone: Option<u8>) -> String {
+    let dc09_zone = dc09_zone.map_or(String::new(), |z| format!("dc09_zone = {z}\n"));
+    format!(
+        "[[device]]\nid = \"rio\"\nprofile = \"rio.toml\"\n\
+         modbus = {{ tcp = \"{addr}\", unit = 1 }}\n\
+         [[rack]]\nid = \"rack-07\"\nnumber = 7\nzone = \"room-1\"\n{dc09_zone}\
+         temp1 = \"rio/t1\"\ntemp2 = \"rio/t2\"\n\
+         common_cause = {{ temp1 = 1, temp2 = 2 }}\n"
+    )
+}
