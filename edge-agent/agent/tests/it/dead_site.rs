@@ -27,20 +27,7 @@ async fn a_dead_sites_broker_is_detached_and_the_live_one_keeps_flowing() {
     let site_a = broker_toml("site-a", port_a, "");
     let site_b = broker_toml("site-b", port_b, "max_lag_bytes = 262144\nmax_lag_s = 5\n");
     let device = synthetic_toml(20, 10, 1);
-    let cfg_text = format!(
-        r#"
-site = "s"
-agent = "dual"
-log_level = "warn"
-[spool]
-dir = "spool"
-max_mb = 2
-segment_kb = 64
-[batch]
-max_samples = 20
-max_delay_ms = 20
-{site_a}{site_b}{device}"#
-    );
+    let cfg_text = dual_agent_toml(2, 20, &format!("{site_a}{site_b}{device}"));
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
     let limits = cfg.brokers[1].lag_limits;
     assert_eq!((limits.max_bytes, limits.max_stuck_ms), (262_144, 5000));

@@ -25,20 +25,7 @@ async fn a_record_leaves_the_spool_only_when_both_brokers_acknowledged_it() {
     let site_a = broker_toml("site-a", port_a, "");
     let site_b = broker_toml("site-b", port_b, "");
     let device = synthetic_toml(10, 10, 2);
-    let cfg_text = format!(
-        r#"
-site = "s"
-agent = "dual"
-log_level = "warn"
-[spool]
-dir = "spool"
-max_mb = 16
-segment_kb = 64
-[batch]
-max_samples = 10
-max_delay_ms = 20
-{site_a}{site_b}{device}"#
-    );
+    let cfg_text = dual_agent_toml(16, 10, &format!("{site_a}{site_b}{device}"));
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
     let agent = RunningAgent::start_config(cfg);
     let shared = agent.shared.clone();

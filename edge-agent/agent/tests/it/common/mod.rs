@@ -450,3 +450,14 @@ pub fn rack_07_toml(addr: std::net::SocketAddr, dc09_zone: Option<u8>) -> String
          common_cause = {{ temp1 = 1, temp2 = 2 }}\n"
     )
 }
+
+/// The agent `dual` of site `s` (log level `warn`): a spool in `spool` of `spool_mb` MiB in
+/// 64 KiB segments, batches of at most `max_samples` samples or 20 ms, then `sections` (its
+/// brokers and devices).
+pub fn dual_agent_toml(spool_mb: u32, max_samples: u32, sections: &str) -> String {
+    format!(
+        "\nsite = \"s\"\nagent = \"dual\"\nlog_level = \"warn\"\n\
+         [spool]\ndir = \"spool\"\nmax_mb = {spool_mb}\nsegment_kb = 64\n\
+         [batch]\nmax_samples = {max_samples}\nmax_delay_ms = 20\n{sections}"
+    )
+}
