@@ -1,6 +1,6 @@
 //! The simulator's devices agree with the profiles the agent reads them with.
 
-use crate::common::{num, read};
+use crate::common::{num, read, run_peer};
 use dcim_points::{Quality, Value};
 use dcim_profiles::{WireType, load_file};
 use facility_sim::{Command, Facility, SimConfig, parse_scenario};
@@ -322,23 +322,15 @@ async fn a_third_party_client_reads_the_simulated_meter() {
         .unwrap();
     let port = sim.endpoint("meter-1").unwrap().modbus.unwrap().port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/modbus/read_meter.py");
-    let out = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::process::Command::new(&python)
-            .arg(script)
-            .arg(port.to_string())
-            .kill_on_drop(true)
-            .output(),
+    let limit = Duration::from_secs(20);
+    let stdout = run_peer(
+        &python,
+        &script,
+        &[port.to_string()],
+        limit,
+        "pymodbus client",
     )
-    .await
-    .expect("pymodbus client finished")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     assert_eq!(
         stdout.trim(),
         "feed_a_voltage=0.000 ats_source=2",
@@ -346,13 +338,14 @@ async fn a_third_party_client_reads_the_simulated_meter() {
     );
     sim.command(&Command::parse("feed-restore A").unwrap())
         .unwrap();
-    let out = tokio::process::Command::new(&python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/modbus/read_meter.py"))
-        .arg(port.to_string())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = run_peer(
+        &python,
+        &script,
+        &[port.to_string()],
+        limit,
+        "pymodbus client",
+    )
+    .await;
     let v: f64 = stdout
         .trim()
         .strip_prefix("feed_a_voltage=")
