@@ -19,11 +19,16 @@ async fn a_dead_sites_broker_is_detached_and_the_live_one_keeps_flowing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
-    let _a = Mosquitto::start(&dir.path().join("a"), port_a);
-    let mut b = Mosquitto::start(&dir.path().join("b"), port_b);
-    let (got_a, sub_a) = subscribe(port_a, "site-a-sub").await;
-    let (got_b, sub_b) = subscribe(port_b, "site-b-sub").await;
+    let TwoSites {
+        port_a,
+        port_b,
+        a: _a,
+        mut b,
+        got_a,
+        sub_a,
+        got_b,
+        sub_b,
+    } = TwoSites::start(dir.path()).await;
     let site_a = broker_toml("site-a", port_a, "");
     let site_b = broker_toml("site-b", port_b, "max_lag_bytes = 262144\nmax_lag_s = 5\n");
     let device = synthetic_toml(20, 10, 1);

@@ -15,11 +15,16 @@ async fn a_record_leaves_the_spool_only_when_both_brokers_acknowledged_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
-    let _a = Mosquitto::start(&dir.path().join("a"), port_a);
-    let mut b = Mosquitto::start(&dir.path().join("b"), port_b);
-    let (got_a, sub_a) = subscribe(port_a, "site-a-sub").await;
-    let (got_b, sub_b) = subscribe(port_b, "site-b-sub").await;
+    let TwoSites {
+        port_a,
+        port_b,
+        a: _a,
+        mut b,
+        got_a,
+        sub_a,
+        got_b,
+        sub_b,
+    } = TwoSites::start(dir.path()).await;
     b.stop(); // site B is down when the agent starts
 
     let site_a = broker_toml("site-a", port_a, "");

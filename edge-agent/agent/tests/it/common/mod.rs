@@ -461,3 +461,36 @@ pub fn dual_agent_toml(spool_mb: u32, max_samples: u32, sections: &str) -> Strin
          [batch]\nmax_samples = {max_samples}\nmax_delay_ms = 20\n{sections}"
     )
 }
+
+/// The brokers of two sites (`a` and `b` under a directory) on free ports, each with a
+/// recording subscriber ([`subscribe`]).
+pub struct TwoSites {
+    pub port_a: u16,
+    pub port_b: u16,
+    pub a: Mosquitto,
+    pub b: Mosquitto,
+    pub got_a: Received,
+    pub sub_a: tokio::task::JoinHandle<()>,
+    pub got_b: Received,
+    pub sub_b: tokio::task::JoinHandle<()>,
+}
+
+impl TwoSites {
+    pub async fn start(dir: &Path) -> TwoSites {
+        let (port_a, port_b) = (free_port(), free_port());
+        let a = Mosquitto::start(&dir.join("a"), port_a);
+        let b = Mosquitto::start(&dir.join("b"), port_b);
+        let (got_a, sub_a) = subscribe(port_a, "site-a-sub").await;
+        let (got_b, sub_b) = subscribe(port_b, "site-b-sub").await;
+        TwoSites {
+            port_a,
+            port_b,
+            a,
+            b,
+            got_a,
+            sub_a,
+            got_b,
+            sub_b,
+        }
+    }
+}
