@@ -159,13 +159,7 @@ impl SnmpDevice {
         device_labels: &BTreeMap<String, String>,
         now_ms: i64,
     ) -> Result<SnmpDevice, String> {
-        if profile.protocol != Protocol::Snmp {
-            return Err(format!(
-                "profile `{}` is for {}, not snmp",
-                profile.name,
-                profile.protocol.as_str()
-            ));
-        }
+        profile.require_protocol(Protocol::Snmp)?;
         let profile = expand(profile, &links, device_labels);
         if let Some((p, (k, v))) = profile.points.iter().find_map(|p| {
             p.labels

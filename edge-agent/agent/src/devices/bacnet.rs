@@ -90,13 +90,7 @@ impl BacnetDevice {
         profile: Profile,
         now_ms: i64,
     ) -> Result<BacnetDevice, String> {
-        if profile.protocol != Protocol::Bacnet {
-            return Err(format!(
-                "profile `{}` is for {}, not bacnet",
-                profile.name,
-                profile.protocol.as_str()
-            ));
-        }
+        profile.require_protocol(Protocol::Bacnet)?;
         let mut classes: [Vec<Polled>; 3] = Default::default();
         for (idx, p) in profile.points.iter().enumerate() {
             let Address::Bacnet(a) = &p.address else {

@@ -35,13 +35,7 @@ impl MqttDevice {
     }
 
     pub fn new(device: &str, profile: Profile, now_ms: i64) -> Result<MqttDevice, String> {
-        if profile.protocol != Protocol::Mqtt {
-            return Err(format!(
-                "profile `{}` is for {}, not mqtt",
-                profile.name,
-                profile.protocol.as_str()
-            ));
-        }
+        profile.require_protocol(Protocol::Mqtt)?;
         let mut by_topic: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, p) in profile.points.iter().enumerate() {
             if let Address::Mqtt(a) = &p.address {
