@@ -3,22 +3,13 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dcim_alarms::*;
-use dcim_points::{Quality, Role, Sample, Value};
+use dcim_points::{Role, Sample, Value};
 use std::hint::black_box;
 
 const T0: i64 = 1_800_000_000_000;
 
 fn sample(device: String, role: &str, v: Value) -> Sample {
-    Sample {
-        device,
-        point: role.replace('.', "_"),
-        role: Role::new(role).unwrap(),
-        labels: Default::default(),
-        value: Some(v),
-        unit: String::new(),
-        quality: Quality::Good,
-        ts_ms: T0,
-    }
+    Sample::of_role(device, Role::new(role).unwrap(), v, T0)
 }
 
 fn bench(c: &mut Criterion) {

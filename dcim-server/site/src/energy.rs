@@ -144,11 +144,8 @@ mod tests {
     const T: i64 = 1_800_000_000_000;
 
     fn site() -> Site {
-        Site::from_toml_str(
-            r#"
-[site]
-name = "t"
-[[component]]
+        crate::fixture::test_site(
+            r#"[[component]]
 id = "feed-a"
 kind = "utility_feed"
 nominal_v = 22900
@@ -165,9 +162,7 @@ kind = "transformer"
 device = "tx-1"
 points = ["transformer.temp"]
 "#,
-            "t.toml",
         )
-        .unwrap()
     }
 
     fn of(site: &Site, live: &Live, id: &str) -> Energy {

@@ -9,13 +9,7 @@ use dcim_points::{Quality, Sample, Value};
 pub fn healthy_value(kind: Kind, role: &str, nominal_v: Option<f64>) -> Value {
     use Value::{Bool, Number, Text};
     match role {
-        "feed.breaker_closed"
-        | "pdu.breaker_closed"
-        | "chiller.running"
-        | "crah.running"
-        | "link.up"
-        | "device.online"
-        | "battery.contactor_closed" => Bool(true),
+        r if crate::state::TRUE_WHEN_UP.contains(&r) => Bool(true),
         "chiller.fault" | "crah.fault" | "ups.on_battery" | "ups.alarm" => Bool(false),
         "feed.voltage" | "ups.output_voltage" => Number(nominal_v.unwrap_or(400.0)),
         "ats.source" => Text("A".into()),
@@ -65,14 +59,11 @@ pub fn healthy_live(site: &Site, ts_ms: i64) -> Live {
 
 /// A sample for `device`/`role` (no labels), to override a healthy value in tests.
 pub fn sample(device: &str, role: &str, value: Value, ts_ms: i64) -> Sample {
-    Sample {
-        device: device.into(),
-        point: role.replace('.', "_"),
-        role: dcim_points::Role::new(role).expect("a vocabulary role"),
-        labels: Default::default(),
-        value: Some(value),
-        unit: String::new(),
-        quality: Quality::Good,
-        ts_ms,
-    }
+    let role = dcim_points::Role::new(role).expect("a vocabulary role");
+    Sample::of_role(device, role, value, ts_ms)
+}
+
+/// The site `t` of the `[site]` keys and sections in `rest` (from `t.toml`), for unit tests.
+pub fn test_site(rest: &str) -> Site {
+    Site::from_toml_str(&format!("[site]\nname = \"t\"\n{rest}"), "t.toml").unwrap()
 }

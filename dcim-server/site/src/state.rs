@@ -131,17 +131,23 @@ fn judge(site: &Site, c: &Component, b: &Binding, s: Option<&Sample>, now_ms: i6
     judge_value(site, c, role, &what, v)
 }
 
+/// The boolean state roles that are `true` while the component is up (a breaker closed, a
+/// machine running, a link up); `false` is down.
+pub(crate) const TRUE_WHEN_UP: [&str; 7] = [
+    "feed.breaker_closed",
+    "pdu.breaker_closed",
+    "chiller.running",
+    "crah.running",
+    "link.up",
+    "device.online",
+    "battery.contactor_closed",
+];
+
 /// The verdict of a fresh, good value `v` of the state role `role` (`what` names it).
 fn judge_value(site: &Site, c: &Component, role: &str, what: &str, v: &Value) -> Verdict {
     let down = |why: &str| Verdict::Down(format!("{what}: {why}"));
     match role {
-        "feed.breaker_closed"
-        | "pdu.breaker_closed"
-        | "chiller.running"
-        | "crah.running"
-        | "link.up"
-        | "device.online"
-        | "battery.contactor_closed" => match v.as_bool() {
+        r if TRUE_WHEN_UP.contains(&r) => match v.as_bool() {
             Some(true) => Verdict::Up,
             Some(false) => down("false"),
             None => Verdict::NoEvidence(format!("{what}: not a boolean"), None),
@@ -355,11 +361,8 @@ mod tests {
     const T: i64 = 1_800_000_000_000;
 
     fn site() -> Site {
-        Site::from_toml_str(
-            r#"
-[site]
-name = "t"
-stale_after_ms = 10000
+        crate::fixture::test_site(
+            r#"stale_after_ms = 10000
 
 [[component]]
 id = "ats"
@@ -386,9 +389,7 @@ nominal_v = 400
 device = "ups-z1"
 points = ["ups.output_voltage", "ups.output_kw"]
 "#,
-            "t.toml",
         )
-        .unwrap()
     }
 
     fn state_of(site: &Site, live: &Live, id: &str, now: i64) -> ComponentState {

@@ -76,20 +76,15 @@ mod tests {
     const T: i64 = 1_800_000_000_000;
 
     fn site() -> Site {
-        Site::from_toml_str(
-            r#"
-[site]
-name = "t"
-stale_after_ms = 10000
+        crate::fixture::test_site(
+            r#"stale_after_ms = 10000
 [[component]]
 id = "ch"
 kind = "chiller"
 device = "chiller-1"
 points = ["chiller.running"]
 "#,
-            "t.toml",
         )
-        .unwrap()
     }
 
     #[test]

@@ -22,15 +22,7 @@ use std::time::{Duration, Instant};
 const CHANGES: u32 = 20;
 
 fn main() {
-    if !std::path::Path::new(common::MOSQUITTO).exists() {
-        println!("skipped: {} is not installed", common::MOSQUITTO);
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run());
+    common::bench_with_mosquitto(run);
 }
 
 async fn run() {

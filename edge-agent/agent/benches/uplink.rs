@@ -16,15 +16,7 @@ const BATCHES: u64 = 5_000;
 const SAMPLES: usize = 100;
 
 fn main() {
-    if !std::path::Path::new(common::MOSQUITTO).exists() {
-        println!("skipped: {} is not installed", common::MOSQUITTO);
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    common::bench_with_mosquitto(|| async {
         let dir = tempfile::tempdir().unwrap();
         let port = common::free_port();
         let _broker = common::Mosquitto::start(&dir.path().join("broker"), port);
@@ -39,7 +31,12 @@ fn main() {
         for _ in 0..BATCHES {
             spool
                 .append(Class::Telemetry, SAMPLES as u32, 0, |seq| {
-                    let p = payload::telemetry_record("bench", "0123456789abcdef", seq, samples.clone());
+                    let p = payload::telemetry_record(
+                        "bench",
+                        "0123456789abcdef",
+                        seq,
+                        samples.clone(),
+                    );
                     bytes += p.len() as u64;
                     p
                 })

@@ -399,23 +399,13 @@ pub fn comm(cursor: Option<&Cursor>, lost: bool, now_ms: i64, ident: &Ident) -> 
 
 /// Writes the cursor durably: temp file, fsync, rename, fsync of the directory.
 pub fn save(path: &Path, c: &Cursor) -> std::io::Result<()> {
-    use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::fire::write_durably(
+        path,
+        &serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?,
+    )
 }
 
 /// Reads a saved cursor. A missing file is a first contact; a damaged one is an error (the

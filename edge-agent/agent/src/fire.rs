@@ -413,13 +413,19 @@ impl OutputSummary {
     }
 }
 
-/// Writes the latch record durably: temp file, fsync, rename, fsync of the directory.
+/// Writes the latch record durably (see [`write_durably`]).
 pub fn persist_latch(path: &Path, record: &LatchRecord) -> std::io::Result<()> {
+    write_durably(path, &record.to_bytes())
+}
+
+/// Writes `bytes` to `path` durably: temp file, fsync, rename, fsync of the directory (a crash
+/// leaves the old file or the new one, never a torn one).
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&record.to_bytes())?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;

@@ -9,52 +9,11 @@
 //! `DCIM_REQUIRE_PEERS=1`.
 
 use dcim_edge_agent::Agent;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use dcim_test_support::tmpfs::{Tmpfs, fill};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(Tmpfs(dir.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Fills the file system of `dir` until it refuses one more byte.
-fn fill(dir: &Path) -> u64 {
-    use std::io::Write;
-    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
-    let chunk = vec![0u8; 4096];
-    let mut n = 0u64;
-    while let Ok(k) = f.write(&chunk) {
-        if k == 0 {
-            break;
-        }
-        n += k as u64;
-    }
-    while f.write(&[0]).is_ok_and(|k| k == 1) {
-        n += 1;
-    }
-    n
-}
 
 /// Log lines, captured.
 #[derive(Clone, Default)]
@@ -125,15 +84,8 @@ async fn the_agent_starts_on_a_full_disk_and_keeps_every_event() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let mnt = root.join("mnt");
-    let _tmpfs = match Tmpfs::mount(&mnt, "2m") {
-        Ok(t) => t,
-        Err(e) => {
-            if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-                panic!("cannot mount a tmpfs for the spool (needs root): {e}");
-            }
-            println!("skipped: cannot mount a tmpfs (needs root): {e}");
-            return;
-        }
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&mnt, "2m", "the spool") else {
+        return;
     };
     let log = Log::default();
     let writer = log.clone();

@@ -227,37 +227,7 @@ impl Transmitter {
 impl Handle {
     /// Queues an event; returns once it is fsynced in the outbox.
     pub async fn submit(&self, sub: Submission) -> Result<Queued, SubmitError> {
-        if sub.event_id.is_empty() || sub.event_id.len() > 200 {
-            return Err(SubmitError::EventId);
-        }
-        if self.shared.stop.load(Ordering::SeqCst) {
-            return Err(SubmitError::Stopped);
-        }
-        let mut event = sub.event;
-        if self.shared.test_mode.load(Ordering::SeqCst) {
-            event.test = true;
-        }
-        // reject what can never be encoded before it reaches the disk
-        self.shared
-            .cfg
-            .codes
-            .payload(&self.shared.cfg.header.account, &event)?;
-        let shared = self.shared.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            let mut ob = shared.outbox.lock().expect("outbox lock");
-            let r = ob.enqueue(&sub.event_id, event, now_ms());
-            let pending = ob.pending_len();
-            drop(ob);
-            shared.stats.send_modify(|s| s.pending = pending);
-            r
-        })
-        .await
-        .map_err(|_| SubmitError::Stopped)??;
-        self.shared.wake.notify_one();
-        Ok(Queued {
-            seq: r.seq,
-            duplicate: r.duplicate,
-        })
+        self.enqueue(sub, None).await
     }
 
     /// Takes the next sequence number for a message that will be submitted later with
@@ -280,6 +250,13 @@ impl Handle {
     /// [`Handle::submit`] with a sequence number reserved earlier (here or by another
     /// transmitter of the same account).
     pub async fn submit_with_seq(&self, sub: Submission, seq: Seq) -> Result<Queued, SubmitError> {
+        self.enqueue(sub, Some(seq)).await
+    }
+
+    /// Checks a submission, marks it as a test while test mode is on and writes it to the
+    /// outbox (with the reserved `seq`, if any) off the async threads; returns once it is
+    /// fsynced.
+    async fn enqueue(&self, sub: Submission, seq: Option<Seq>) -> Result<Queued, SubmitError> {
         if sub.event_id.is_empty() || sub.event_id.len() > 200 {
             return Err(SubmitError::EventId);
         }
@@ -290,6 +267,7 @@ impl Handle {
         if self.shared.test_mode.load(Ordering::SeqCst) {
             event.test = true;
         }
+        // reject what can never be encoded before it reaches the disk
         self.shared
             .cfg
             .codes
@@ -297,7 +275,10 @@ impl Handle {
         let shared = self.shared.clone();
         let r = tokio::task::spawn_blocking(move || {
             let mut ob = shared.outbox.lock().expect("outbox lock");
-            let r = ob.enqueue_with_seq(&sub.event_id, event, seq, now_ms());
+            let r = match seq {
+                None => ob.enqueue(&sub.event_id, event, now_ms()),
+                Some(seq) => ob.enqueue_with_seq(&sub.event_id, event, seq, now_ms()),
+            };
             let pending = ob.pending_len();
             drop(ob);
             shared.stats.send_modify(|s| s.pending = pending);

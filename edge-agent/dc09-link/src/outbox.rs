@@ -291,8 +291,24 @@ impl Outbox {
                 duplicate: true,
             });
         }
-        let id = self.next_id;
         let counter = self.next_counter;
+        let id = self.queue(event_id, event, counter, now_ms)?;
+        Ok(Enqueued {
+            id,
+            seq: Seq::from_counter(counter),
+            duplicate: false,
+        })
+    }
+
+    /// Logs (fsynced) and applies a new queued event with sequence counter `counter`; its id.
+    fn queue(
+        &mut self,
+        event_id: &str,
+        event: Event,
+        counter: u64,
+        now_ms: i64,
+    ) -> io::Result<u64> {
+        let id = self.next_id;
         let rec = Record::Queued {
             id,
             event_id: event_id.to_string(),
@@ -302,11 +318,7 @@ impl Outbox {
         };
         self.append(std::slice::from_ref(&rec))?;
         self.apply(rec);
-        Ok(Enqueued {
-            id,
-            seq: Seq::from_counter(counter),
-            duplicate: false,
-        })
+        Ok(id)
     }
 
     /// Queues an event with a sequence number the caller reserved earlier with
@@ -323,17 +335,8 @@ impl Outbox {
         if self.seen.contains_key(event_id) {
             return self.enqueue(event_id, event, now_ms);
         }
-        let id = self.next_id;
-        let rec = Record::Queued {
-            id,
-            event_id: event_id.to_string(),
-            // a counter that maps to the same sequence number; the counter never goes back
-            counter: u64::from(seq.get() - 1),
-            event,
-            queued_ms: now_ms,
-        };
-        self.append(std::slice::from_ref(&rec))?;
-        self.apply(rec);
+        // a counter that maps to the same sequence number; the counter never goes back
+        let id = self.queue(event_id, event, u64::from(seq.get() - 1), now_ms)?;
         Ok(Enqueued {
             id,
             seq,

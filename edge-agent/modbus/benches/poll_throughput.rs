@@ -59,6 +59,23 @@ fn profile(points: usize, period_ms: u64) -> Profile {
     p
 }
 
+/// Writes point `t{i}` of a simulated device as 20 + ((`phase` + i) mod 10) °C.
+fn write_temps(shared: &ModbusShared, profile: &Profile, points: usize, phase: usize) {
+    let values: Vec<(String, SimValue)> = (0..points)
+        .map(|i| {
+            (
+                format!("t{i}"),
+                SimValue::Number(20.0 + ((phase + i) % 10) as f64),
+            )
+        })
+        .collect();
+    let refs: Vec<_> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    shared.write_values(profile, &refs);
+}
+
 fn main() {
     let mut devices = 80usize;
     let mut points = 125usize;
@@ -94,19 +111,7 @@ fn main() {
             let mut all = Vec::new();
             for d in 0..devices {
                 let shared = Arc::new(ModbusShared::default());
-                let values: Vec<(String, SimValue)> = (0..points)
-                    .map(|i| {
-                        (
-                            format!("t{i}"),
-                            SimValue::Number(20.0 + (d + i) as f64 % 10.0),
-                        )
-                    })
-                    .collect();
-                let refs: Vec<_> = values
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.clone()))
-                    .collect();
-                shared.write_values(&p2, &refs);
+                write_temps(&shared, &p2, points, d);
                 let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx
                     .send((l.local_addr().unwrap(), shared.clone()))
@@ -119,19 +124,7 @@ fn main() {
             for k in 0usize.. {
                 tick.tick().await;
                 for (d, shared) in all.iter().enumerate() {
-                    let values: Vec<(String, SimValue)> = (0..points)
-                        .map(|i| {
-                            (
-                                format!("t{i}"),
-                                SimValue::Number(20.0 + ((d + i + k) % 10) as f64),
-                            )
-                        })
-                        .collect();
-                    let refs: Vec<_> = values
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.clone()))
-                        .collect();
-                    shared.write_values(&p2, &refs);
+                    write_temps(shared, &p2, points, d + k);
                 }
             }
         });

@@ -93,30 +93,27 @@ pub fn plan(items: &[Item], limits: Limits) -> Vec<Read> {
                     points.push(it.point);
                 }
                 _ => {
-                    if let Some((s, en, p)) = cur.take() {
-                        reads.push(Read {
-                            unit,
-                            table,
-                            address: s as u16,
-                            count: (en - s) as u16,
-                            points: p,
-                        });
-                    }
+                    reads.extend(cur.take().map(|run| Read::of_run(unit, table, run)));
                     cur = Some((a, e, vec![it.point]));
                 }
             }
         }
-        if let Some((s, en, p)) = cur {
-            reads.push(Read {
-                unit,
-                table,
-                address: s as u16,
-                count: (en - s) as u16,
-                points: p,
-            });
-        }
+        reads.extend(cur.map(|run| Read::of_run(unit, table, run)));
     }
     reads
+}
+
+impl Read {
+    /// The read of a run of registers or bits: (start, end, points).
+    fn of_run(unit: u8, table: Table, (start, end, points): (u32, u32, Vec<usize>)) -> Read {
+        Read {
+            unit,
+            table,
+            address: start as u16,
+            count: (end - start) as u16,
+            points,
+        }
+    }
 }
 
 /// Splits a read the device refused (a Modbus exception) in two: its points in address order,

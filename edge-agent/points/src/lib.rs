@@ -166,6 +166,21 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A good, unitless, unlabelled sample whose point is named after its role
+    /// (`ups.on_battery` → `ups_on_battery`), as simulators, benches and tests build them.
+    pub fn of_role(device: impl Into<String>, role: Role, value: Value, ts_ms: i64) -> Sample {
+        Sample {
+            device: device.into(),
+            point: role.as_str().replace('.', "_"),
+            role,
+            labels: BTreeMap::new(),
+            value: Some(value),
+            unit: String::new(),
+            quality: Quality::Good,
+            ts_ms,
+        }
+    }
+
     /// The key of the point within its site: `device/point`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.device, self.point)

@@ -28,6 +28,26 @@ impl Profile {
     pub fn point(&self, id: &str) -> Option<&Point> {
         self.points.iter().find(|p| p.id == id)
     }
+
+    /// `Ok` when the profile is for `wanted`; otherwise the message of [`Profile::not_for`] (a
+    /// driver handed another protocol's profile).
+    pub fn require_protocol(&self, wanted: Protocol) -> Result<(), String> {
+        if self.protocol == wanted {
+            Ok(())
+        } else {
+            Err(self.not_for(wanted))
+        }
+    }
+
+    /// "profile `NAME` is for PROTOCOL, not WANTED".
+    pub fn not_for(&self, wanted: Protocol) -> String {
+        format!(
+            "profile `{}` is for {}, not {}",
+            self.name,
+            self.protocol.as_str(),
+            wanted.as_str()
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -159,13 +159,7 @@ impl SnmpDevice {
         device_labels: &BTreeMap<String, String>,
         now_ms: i64,
     ) -> Result<SnmpDevice, String> {
-        if profile.protocol != Protocol::Snmp {
-            return Err(format!(
-                "profile `{}` is for {}, not snmp",
-                profile.name,
-                profile.protocol.as_str()
-            ));
-        }
+        profile.require_protocol(Protocol::Snmp)?;
         let profile = expand(profile, &links, device_labels);
         if let Some((p, (k, v))) = profile.points.iter().find_map(|p| {
             p.labels
@@ -420,19 +414,13 @@ impl SnmpDevice {
     }
 
     fn transition(&self, before: Option<bool>, now_ms: i64) -> Option<Notice> {
-        let (kind, severity, message) = match (before, self.tracker.online()) {
-            (b, Some(false)) if b != Some(false) => (
-                "device.comm_lost",
-                Severity::Trouble,
-                format!("{} stopped answering", self.device),
-            ),
-            (Some(false), Some(true)) => (
-                "device.comm_restored",
-                Severity::Info,
-                format!("{} answers again", self.device),
-            ),
-            _ => return None,
-        };
+        let (kind, severity, message) = dcim_wire::comm_change(
+            &self.device,
+            before,
+            self.tracker.online(),
+            "stopped answering",
+            "answers again",
+        )?;
         Some(Notice {
             ts_ms: now_ms,
             device: self.device.clone(),

@@ -162,6 +162,33 @@ pub struct TelemetryBatch {
     pub samples: Vec<Sample>,
 }
 
+/// The kind, severity and message of the event for a change of a device's online state from
+/// `before` to `after` (`None`: not known yet): `device.comm_lost` when it goes offline from
+/// online or unknown, `device.comm_restored` when it comes back from offline, `None` for
+/// anything else. The message is `"{device} {lost}"` or `"{device} {restored}"` (e.g.
+/// `stopped answering` / `answers again`).
+pub fn comm_change(
+    device: &str,
+    before: Option<bool>,
+    after: Option<bool>,
+    lost: &str,
+    restored: &str,
+) -> Option<(&'static str, Severity, String)> {
+    match (before, after) {
+        (b, Some(false)) if b != Some(false) => Some((
+            "device.comm_lost",
+            Severity::Trouble,
+            format!("{device} {lost}"),
+        )),
+        (Some(false), Some(true)) => Some((
+            "device.comm_restored",
+            Severity::Info,
+            format!("{device} {restored}"),
+        )),
+        _ => None,
+    }
+}
+
 /// How urgent an event is; the order is the order of delivery priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

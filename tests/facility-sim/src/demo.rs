@@ -28,8 +28,10 @@ use crate::kinds::{
     camera::Camera, meter::Meter, network, plant, power, racks, room, ups::Ups, wobble,
 };
 use crate::{Connection, Endpoint, Env, SimDevice, load_profile};
+use dcim_profiles::Profile;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Halls, rows per hall, racks per row.
 pub const HALLS: usize = 3;
@@ -236,32 +238,7 @@ pub fn build_devices(profiles_dir: &Path) -> Result<Vec<Box<dyn SimDevice>>, Str
     let rack = load("it-rack")?;
     let pdu = [load("pdu-row-a")?, load("pdu-row-b")?];
     for hall in 1..=HALLS {
-        for row in 1..=ROWS {
-            let gw = gateway_name(hall, row);
-            for pos in 0..RACKS_PER_ROW {
-                let n = (hall - 1) * ROWS * RACKS_PER_ROW + (row - 1) * RACKS_PER_ROW + pos + 1;
-                d.push(Box::new(racks::ItRack::new(
-                    &rack_id(n),
-                    n,
-                    &format!("hall-{hall}"),
-                    &gw,
-                    pos as u8 + 1,
-                    rack.clone(),
-                )));
-            }
-            d.push(Box::new(power::Pdu::new(
-                &pdu_id(hall, row, 'a'),
-                &gw,
-                101,
-                pdu[0].clone(),
-            )));
-            d.push(Box::new(power::Pdu::new(
-                &pdu_id(hall, row, 'b'),
-                &gw,
-                102,
-                pdu[1].clone(),
-            )));
-        }
+        push_hall(&mut d, hall, &rack, &pdu);
     }
     d.push(Box::new(plant::Plant::new(plant_layout(), profiles_dir)?));
     for z in 1..=4 {
@@ -339,30 +316,41 @@ pub fn extra_halls(profiles_dir: &Path, halls: usize) -> Result<Vec<Box<dyn SimD
     let pdu = [load("pdu-row-a")?, load("pdu-row-b")?];
     let mut d: Vec<Box<dyn SimDevice>> = Vec::new();
     for hall in HALLS + 1..=halls {
-        for row in 1..=ROWS {
-            let gw = gateway_name(hall, row);
-            for pos in 0..RACKS_PER_ROW {
-                let n = first_rack_of_hall(hall) + (row - 1) * RACKS_PER_ROW + pos;
-                d.push(Box::new(racks::ItRack::new(
-                    &rack_id(n),
-                    n,
-                    &format!("hall-{hall}"),
-                    &gw,
-                    pos as u8 + 1,
-                    rack.clone(),
-                )));
-            }
-            for (side, unit, p) in [('a', 101, &pdu[0]), ('b', 102, &pdu[1])] {
-                d.push(Box::new(power::Pdu::new(
-                    &pdu_id(hall, row, side),
-                    &gw,
-                    unit,
-                    p.clone(),
-                )));
-            }
-        }
+        push_hall(&mut d, hall, &rack, &pdu);
     }
     Ok(d)
+}
+
+/// The IT racks and the two row PDUs of every row of `hall`, each row behind its gateway
+/// (racks at units 1-10, PDUs at 101/102).
+fn push_hall(
+    d: &mut Vec<Box<dyn SimDevice>>,
+    hall: usize,
+    rack: &Arc<Profile>,
+    pdu: &[Arc<Profile>; 2],
+) {
+    for row in 1..=ROWS {
+        let gw = gateway_name(hall, row);
+        for pos in 0..RACKS_PER_ROW {
+            let n = first_rack_of_hall(hall) + (row - 1) * RACKS_PER_ROW + pos;
+            d.push(Box::new(racks::ItRack::new(
+                &rack_id(n),
+                n,
+                &format!("hall-{hall}"),
+                &gw,
+                pos as u8 + 1,
+                rack.clone(),
+            )));
+        }
+        for (side, unit, p) in [('a', 101, &pdu[0]), ('b', 102, &pdu[1])] {
+            d.push(Box::new(power::Pdu::new(
+                &pdu_id(hall, row, side),
+                &gw,
+                unit,
+                p.clone(),
+            )));
+        }
+    }
 }
 
 /// Loads of the extra halls of the large preset (racks of 4.6-5.8 kW, each row split over its

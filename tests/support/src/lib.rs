@@ -9,11 +9,13 @@
 //!   missing peer never passes as a green test.
 //! - [`slow`]: the `DCIM_SLOW_TESTS=1` switch for tests that take minutes (soak, full disk).
 //! - [`sia`]: the pysiaalarm DC-09 receiver; [`snmp`]: snmpsim, snmpd and net-snmp's tools.
+//! - [`tmpfs`]: a small tmpfs (needs root) and filling it, for the full-disk tests.
 
 pub mod peers;
 pub mod sia;
 pub mod slow;
 pub mod snmp;
+pub mod tmpfs;
 pub mod wait;
 
 use std::collections::BTreeSet;

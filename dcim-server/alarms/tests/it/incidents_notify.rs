@@ -328,16 +328,8 @@ fn plan_notifies_annunciations_by_grade_fire_to_the_authority_and_floods_once() 
 }
 
 fn fire_sample(v: f64) -> dcim_points::Sample {
-    dcim_points::Sample {
-        device: "bms-r001".into(),
-        point: "fire_stage".into(),
-        role: dcim_points::Role::new("fire.stage").unwrap(),
-        labels: Default::default(),
-        value: Some(dcim_points::Value::Number(v)),
-        unit: String::new(),
-        quality: dcim_points::Quality::Good,
-        ts_ms: T0,
-    }
+    let role = dcim_points::Role::new("fire.stage").unwrap();
+    dcim_points::Sample::of_role("bms-r001", role, dcim_points::Value::Number(v), T0)
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Random operator actions and process values never produce an invalid transition, never lose
 //! an unacknowledged alarm from the active list, and shelving always expires.
 
+use crate::common;
 use dcim_alarms::*;
 use dcim_points::{Quality, Role, Sample, Value};
 use proptest::prelude::*;
@@ -41,18 +42,9 @@ fn op() -> impl Strategy<Value = Op> {
 fn rules() -> Vec<Rule> {
     vec![
         Rule {
-            id: "onbat".into(),
-            name: "UPS on battery".into(),
-            condition: Condition::Binary {
-                role: "ups.on_battery".into(),
-                alarm_when: true,
-            },
-            grade: 2,
-            device_prefix: String::new(),
-            labels: Default::default(),
-            on_delay_ms: 0,
             off_delay_ms: 5_000,
             expected_recovery_ms: 300_000,
+            ..common::binary_rule("onbat")
         },
         Rule {
             id: "hot".into(),
@@ -78,16 +70,11 @@ fn alarm_id(d: usize, r: u8) -> String {
 }
 
 fn sample(d: usize, role: &str, v: Value, good: bool, ts: i64) -> Sample {
-    Sample {
-        device: DEVICES[d].into(),
-        point: role.into(),
-        role: Role::new(role).unwrap(),
-        labels: Default::default(),
-        value: Some(v),
-        unit: String::new(),
-        quality: if good { Quality::Good } else { Quality::Bad },
-        ts_ms: ts,
+    let mut s = Sample::of_role(DEVICES[d], Role::new(role).unwrap(), v, ts);
+    if !good {
+        s.quality = Quality::Bad;
     }
+    s
 }
 
 proptest! {

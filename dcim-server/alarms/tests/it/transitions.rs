@@ -1,5 +1,6 @@
 //! One test per ISA-18.2 transition and per engine feature.
 
+use crate::common;
 use dcim_alarms::*;
 use dcim_points::{Quality, Role, Sample, Value};
 use dcim_site::Redundancy;
@@ -7,33 +8,11 @@ use dcim_site::Redundancy;
 const T0: i64 = 1_800_000_000_000;
 
 fn s(device: &str, role: &str, v: Value, ts: i64) -> Sample {
-    Sample {
-        device: device.into(),
-        point: role.replace('.', "_"),
-        role: Role::new(role).unwrap(),
-        labels: Default::default(),
-        value: Some(v),
-        unit: String::new(),
-        quality: Quality::Good,
-        ts_ms: ts,
-    }
+    Sample::of_role(device, Role::new(role).unwrap(), v, ts)
 }
 
 fn binary_rule() -> Rule {
-    Rule {
-        id: "ups-on-battery".into(),
-        name: "UPS on battery".into(),
-        condition: Condition::Binary {
-            role: "ups.on_battery".into(),
-            alarm_when: true,
-        },
-        grade: 2,
-        device_prefix: String::new(),
-        labels: Default::default(),
-        on_delay_ms: 0,
-        off_delay_ms: 0,
-        expected_recovery_ms: 0,
-    }
+    common::binary_rule("ups-on-battery")
 }
 
 fn engine() -> Engine {

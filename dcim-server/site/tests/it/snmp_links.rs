@@ -12,53 +12,8 @@ use std::collections::BTreeSet;
 
 const NOW: i64 = 1_800_000_000_000;
 
-const SITE: &str = r#"
-[site]
-name = "links"
-
-[[component]]
-id = "carrier-a"
-kind = "carrier"
-rating_gbps = 100
-device = "sw-edge-1"
-labels = { link = "carrier-a" }
-points = ["link.up"]
-
-[[component]]
-id = "carrier-b"
-kind = "carrier"
-rating_gbps = 100
-device = "sw-edge-1"
-labels = { link = "carrier-b" }
-points = ["link.up"]
-
-[[component]]
-id = "core-1"
-kind = "core"
-rating_gbps = 400
-upstream = ["carrier-a", "carrier-b"]
-need = 1
-
-[[component]]
-id = "core-2"
-kind = "core"
-rating_gbps = 400
-upstream = ["carrier-a", "carrier-b"]
-need = 1
-
-[[component]]
-id = "row-1"
-kind = "row"
-rating_gbps = 100
-upstream = ["core-1", "core-2"]
-need = 1
-
-[[component]]
-id = "r01"
-kind = "rack"
-rating_kw = 8
-upstream = [{ of = ["row-1"] }]
-"#;
+/// Two carriers on one edge switch, two cores each fed by either carrier, a row and a rack.
+const SITE: &str = include_str!("snmp_links.toml");
 
 /// A sample as the SNMP driver publishes it for link `link` of switch `sw-edge-1`.
 fn link_up(link: &str, up: bool, quality: Quality) -> Sample {

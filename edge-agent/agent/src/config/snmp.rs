@@ -468,8 +468,13 @@ pub(crate) fn traps(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Connection, parse};
+    use crate::config::{ConfigError, Connection, parse};
     use std::path::Path;
+
+    /// The configuration error of `cfg(device, extra)`.
+    fn err(device: &str, extra: &str) -> ConfigError {
+        parse("a.toml", &cfg(device, extra), Path::new(".")).unwrap_err()
+    }
 
     fn cfg(device: &str, extra: &str) -> String {
         format!(
@@ -499,52 +504,27 @@ mod tests {
     /// facility's state in clear or with broken crypto while the operator believes it secured.
     #[test]
     fn v3_needs_auth_priv_with_strong_algorithms_and_errors_name_line_and_field() {
-        let e = parse(
-            "a.toml",
-            &cfg(
-                "snmp = { address = \"10.0.0.60:161\", version = \"3\", user = \"dcim\", auth = \"sha256\", auth_password = \"authpass123\" }",
-                "",
-            ),
-            Path::new("."),
-        )
-        .unwrap_err();
+        let e = err(
+            "snmp = { address = \"10.0.0.60:161\", version = \"3\", user = \"dcim\", auth = \"sha256\", auth_password = \"authpass123\" }",
+            "",
+        );
         assert_eq!((e.line, e.field.as_str()), (8, "device[0].snmp.privacy"));
-        let e = parse(
-            "a.toml",
-            &cfg(
-                "snmp = { address = \"10.0.0.60\", version = \"3\", user = \"dcim\", auth = \"md5\", auth_password = \"authpass123\", privacy = \"aes\", privacy_password = \"privpass123\" }",
-                "",
-            ),
-            Path::new("."),
-        )
-        .unwrap_err();
+        let e = err(
+            "snmp = { address = \"10.0.0.60\", version = \"3\", user = \"dcim\", auth = \"md5\", auth_password = \"authpass123\", privacy = \"aes\", privacy_password = \"privpass123\" }",
+            "",
+        );
         assert!(e.message.contains("MD5 is not accepted"), "{e}");
-        let e = parse(
-            "a.toml",
-            &cfg(
-                "snmp = { address = \"10.0.0.60\", version = \"3\", user = \"dcim\", auth = \"sha\", auth_password = \"short\", privacy = \"aes\", privacy_password = \"privpass123\" }",
-                "",
-            ),
-            Path::new("."),
-        )
-        .unwrap_err();
+        let e = err(
+            "snmp = { address = \"10.0.0.60\", version = \"3\", user = \"dcim\", auth = \"sha\", auth_password = \"short\", privacy = \"aes\", privacy_password = \"privpass123\" }",
+            "",
+        );
         assert!(e.message.contains("at least 8"), "{e}");
-        let e = parse(
-            "a.toml",
-            &cfg("snmp = { address = \"10.0.0.60\" }", ""),
-            Path::new("."),
-        )
-        .unwrap_err();
+        let e = err("snmp = { address = \"10.0.0.60\" }", "");
         assert!(e.message.contains("community"), "{e}");
-        let e = parse(
-            "a.toml",
-            &cfg(
-                "snmp = { address = \"10.0.0.60\", community = \"c\" }",
-                "[snmp_traps]\nlisten = \"0.0.0.0:162\"",
-            ),
-            Path::new("."),
-        )
-        .unwrap_err();
+        let e = err(
+            "snmp = { address = \"10.0.0.60\", community = \"c\" }",
+            "[snmp_traps]\nlisten = \"0.0.0.0:162\"",
+        );
         assert_eq!(e.field, "snmp_traps");
     }
 }

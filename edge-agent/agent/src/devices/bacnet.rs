@@ -90,13 +90,7 @@ impl BacnetDevice {
         profile: Profile,
         now_ms: i64,
     ) -> Result<BacnetDevice, String> {
-        if profile.protocol != Protocol::Bacnet {
-            return Err(format!(
-                "profile `{}` is for {}, not bacnet",
-                profile.name,
-                profile.protocol.as_str()
-            ));
-        }
+        profile.require_protocol(Protocol::Bacnet)?;
         let mut classes: [Vec<Polled>; 3] = Default::default();
         for (idx, p) in profile.points.iter().enumerate() {
             let Address::Bacnet(a) = &p.address else {
@@ -397,19 +391,13 @@ impl BacnetDevice {
                 self.unverify();
             }
         }
-        let (kind, severity, message) = match (before, self.tracker.online()) {
-            (b, Some(false)) if b != Some(false) => (
-                "device.comm_lost",
-                Severity::Trouble,
-                format!("{} stopped answering", self.device),
-            ),
-            (Some(false), Some(true)) => (
-                "device.comm_restored",
-                Severity::Info,
-                format!("{} answers again", self.device),
-            ),
-            _ => return None,
-        };
+        let (kind, severity, message) = dcim_wire::comm_change(
+            &self.device,
+            before,
+            self.tracker.online(),
+            "stopped answering",
+            "answers again",
+        )?;
         Some(EventDraft {
             ts_ms: now_ms,
             device: self.device.clone(),

@@ -134,11 +134,7 @@ fn prepare_modbus(d: &DeviceConfig, profile: dcim_profiles::Profile) -> Result<D
         _ => return Err("internal: not a Modbus connection".into()),
     };
     if profile.protocol != dcim_profiles::Protocol::Modbus || profile.modbus.is_none() {
-        return Err(format!(
-            "profile `{}` is for {}, not modbus",
-            profile.name,
-            profile.protocol.as_str()
-        ));
+        return Err(profile.not_for(dcim_profiles::Protocol::Modbus));
     }
     Ok(Driver::Modbus(Box::new(modbus::ModbusLine {
         connection,

@@ -30,18 +30,14 @@ pub fn online_events(known: &mut BTreeMap<String, bool>, samples: &[Sample]) -> 
             continue;
         };
         let before = known.insert(s.device.clone(), online);
-        let (kind, severity, message) = match (before, online) {
-            (Some(true) | None, false) => (
-                "device.comm_lost",
-                Severity::Trouble,
-                format!("{} stopped answering", s.device),
-            ),
-            (Some(false), true) => (
-                "device.comm_restored",
-                Severity::Info,
-                format!("{} answers again", s.device),
-            ),
-            _ => continue,
+        let Some((kind, severity, message)) = dcim_wire::comm_change(
+            &s.device,
+            before,
+            Some(online),
+            "stopped answering",
+            "answers again",
+        ) else {
+            continue;
         };
         out.push(EventDraft {
             ts_ms: s.ts_ms,

@@ -13,7 +13,6 @@ use crate::payload::EventDraft;
 use crate::uplink::backoff::Backoff;
 use dcim_points::Sample;
 use dcim_profiles::{Address, DeviceTracker, Profile, Protocol, Reading};
-use dcim_wire::Severity;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,13 +35,7 @@ impl MqttDevice {
     }
 
     pub fn new(device: &str, profile: Profile, now_ms: i64) -> Result<MqttDevice, String> {
-        if profile.protocol != Protocol::Mqtt {
-            return Err(format!(
-                "profile `{}` is for {}, not mqtt",
-                profile.name,
-                profile.protocol.as_str()
-            ));
-        }
+        profile.require_protocol(Protocol::Mqtt)?;
         let mut by_topic: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, p) in profile.points.iter().enumerate() {
             if let Address::Mqtt(a) = &p.address {
@@ -96,20 +89,13 @@ impl MqttDevice {
     }
 
     fn transition(&self, before: Option<bool>, now_ms: i64) -> Option<EventDraft> {
-        let after = self.tracker.online();
-        let (kind, severity, message) = match (before, after) {
-            (b, Some(false)) if b != Some(false) => (
-                "device.comm_lost",
-                Severity::Trouble,
-                format!("{} stopped publishing", self.device),
-            ),
-            (Some(false), Some(true)) => (
-                "device.comm_restored",
-                Severity::Info,
-                format!("{} publishes again", self.device),
-            ),
-            _ => return None,
-        };
+        let (kind, severity, message) = dcim_wire::comm_change(
+            &self.device,
+            before,
+            self.tracker.online(),
+            "stopped publishing",
+            "publishes again",
+        )?;
         Some(EventDraft {
             ts_ms: now_ms,
             device: self.device.clone(),
@@ -261,7 +247,7 @@ mod tests {
         out.clear();
         let ev = d.tick(1000 + 10_000, &mut out).expect("comm lost event");
         assert_eq!(ev.kind, "device.comm_lost");
-        assert_eq!(ev.severity, Severity::Trouble);
+        assert_eq!(ev.severity, dcim_wire::Severity::Trouble);
         assert!(out.iter().any(|s| s.quality == Quality::CommLost));
         assert!(d.tick(30_000, &mut Vec::new()).is_none(), "reported once");
         let ev = d

@@ -13,30 +13,15 @@ use crate::common;
 
 use common::*;
 use dcim_points::Quality;
+use dcim_test_support::peers::python;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-fn python() -> String {
-    std::env::var("DCIM_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
+/// True if bacpypes3 is importable; otherwise skips (or fails under DCIM_REQUIRE_PEERS=1).
 fn bacpypes3_available() -> bool {
-    let ok = std::process::Command::new(python())
-        .args(["-c", "import bacpypes3"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let msg = format!("bacpypes3 is not importable with {}", python());
-        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("{msg} (DCIM_REQUIRE_PEERS=1; run `bash tests/setup.sh`)");
-        }
-        println!("skipped: {msg}");
-    }
-    ok
+    dcim_test_support::peers::python_with("bacpypes3").is_some()
 }
 
 /// Starts the bacpypes3 device with `instance` on UDP `port`; returns once it serves.

@@ -34,6 +34,8 @@ async fn broker_outage_under_load_loses_nothing_and_keeps_order() {
     let (got, sub) = subscribe(port, "outage-test-sub").await;
 
     // A 1 MiB spool, so that a few seconds of outage at this rate forces telemetry thinning.
+    let center = broker_toml("center", port, "keep_alive_s = 5\n");
+    let device = synthetic_toml(100, 5, 4);
     let cfg_text = format!(
         r#"
 site = "test-site"
@@ -46,16 +48,7 @@ segment_kb = 64
 [batch]
 max_samples = 100
 max_delay_ms = 50
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{port}"
-keep_alive_s = 5
-backoff_initial_ms = 50
-backoff_max_ms = 200
-[[device]]
-id = "gen"
-synthetic = {{ points = 100, period_ms = 5, event_every = 4 }}
-"#
+{center}{device}"#
     );
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
     let agent = RunningAgent::start_config(cfg);

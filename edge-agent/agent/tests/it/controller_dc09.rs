@@ -4,14 +4,16 @@
 //! The agent is stopped gracefully and then aborted (a crash) while the controller goes on:
 //! every stage alarm reaches the receiver exactly once, with the controller's zone and rack.
 
+use crate::common;
 use dcim_test_support::sia as dc09_common;
 
+use common::signal;
 use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
 use fire_logic::{Analog, Config, Digital, Inputs};
 use rack_registers::controller::Controller;
 use rack_registers::nvstore::{Flash, FlashError};
 use rack_registers::{COIL_COUNT, Commands, INPUT_COUNT, Proto, Response, Slave};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -182,27 +184,7 @@ async fn wait_acked(rcv: &Receiver, code: &str, timeout: Duration) {
 
 /// The agent binary on `dir/agent.toml`, logging to `dir/agent.log`.
 fn start_agent(dir: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("agent.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_dcim-edge-agent"))
-        .arg("--config")
-        .arg(dir.join("agent.toml"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start dcim-edge-agent")
-}
-
-fn signal(child: &Child, sig: &str) {
-    Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
+    common::spawn_agent(&dir.join("agent.toml"), &dir.join("agent.log"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -212,33 +194,13 @@ async fn controller_fire_events_reach_the_receiver_exactly_once_across_agent_res
     };
     let dir = tempfile::tempdir().unwrap();
     let rcv = Receiver::start(&py, &dir.path().join("rcv.log"), ReceiverOpts::default());
-    std::fs::write(
-        dir.path().join("link.toml"),
-        format!(
-            "account = \"1234\"\nack_timeout_ms = 1000\nattempts_per_path = 3\n\
-             test_interval_ms = 0\n[[path]]\nname = \"main\"\n\
-             addr = \"127.0.0.1:{}\"\ntransport = \"tcp\"\nsupervision_ms = 0\n",
-            rcv.port
-        ),
-    )
-    .unwrap();
+    common::write_link_toml(dir.path(), rcv.port, false);
     let (ctl, addr) = start_controller().await;
     let profile = repo_root().join("device-profiles/rack-controller.toml");
     // The broker is never started: forwarding must not depend on the center.
-    let broker_port = dc09_common::free_port(false);
+    let head = common::dc09_agent_head(dc09_common::free_port(false));
     let text = format!(
-        r#"
-site = "s"
-agent = "fire-agent"
-log_level = "warn"
-[spool]
-dir = "spool"
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{broker_port}"
-[dc09]
-link_config = "link.toml"
-[[device]]
+        r#"{head}[[device]]
 id = "rc-08"
 profile = "{}"
 modbus = {{ tcp = "{addr}", unit = 1 }}

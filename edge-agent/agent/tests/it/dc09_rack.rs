@@ -5,10 +5,9 @@
 use crate::common;
 use dcim_test_support::sia as dc09_common;
 
-use common::{RunningAgent, rack_io_profile};
-use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
-use facility_sim::{ModbusShared, SimValue, serve_tcp};
-use std::sync::Arc;
+use common::RunningAgent;
+use dc09_common::{Receiver, ReceiverOpts, python};
+use facility_sim::SimValue;
 use std::time::{Duration, Instant};
 
 async fn wait_code(rcv: &Receiver, code: &str, timeout: Duration) -> Option<Duration> {
@@ -35,67 +34,12 @@ async fn fire_alarms_of_a_local_rack_reach_the_receiver() {
     for run in 0..3 {
         let dir = tempfile::tempdir().unwrap();
         let rcv = Receiver::start(&py, &dir.path().join("rcv.log"), ReceiverOpts::default());
-        std::fs::write(
-            dir.path().join("link.toml"),
-            format!(
-                "account = \"1234\"\nack_timeout_ms = 1000\nattempts_per_path = 3\n\
-                 test_interval_ms = 0\ncodes_file = \"{}\"\n[[path]]\nname = \"main\"\n\
-                 addr = \"127.0.0.1:{}\"\ntransport = \"tcp\"\nsupervision_ms = 0\n",
-                repo_root()
-                    .join("edge-agent/dc09/codes.example.toml")
-                    .display(),
-                rcv.port
-            ),
-        )
-        .unwrap();
-        let rio_profile = rack_io_profile("");
-        std::fs::write(dir.path().join("rio.toml"), &rio_profile).unwrap();
-        let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
-        let rio = Arc::new(ModbusShared::default());
-        rio.write_values(
-            &profile,
-            &[
-                ("t1", SimValue::Number(25.0)),
-                ("t2", SimValue::Number(25.0)),
-            ],
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = serve_tcp(listener, rio.clone());
+        common::write_link_toml(dir.path(), rcv.port, true);
+        let (profile, rio, addr, server) = common::serve_rack_io(dir.path(), "", &[]).await;
         // The broker is never started: fire forwarding must not depend on the center.
-        let broker_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let text = format!(
-            r#"
-site = "s"
-agent = "fire-agent"
-log_level = "warn"
-[spool]
-dir = "spool"
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{broker_port}"
-[dc09]
-link_config = "link.toml"
-[[device]]
-id = "rio"
-profile = "rio.toml"
-modbus = {{ tcp = "{addr}", unit = 1 }}
-[[rack]]
-id = "rack-07"
-number = 7
-zone = "room-1"
-dc09_zone = 1
-temp1 = "rio/t1"
-temp2 = "rio/t2"
-# Two simulated transmitters of the test rig, declared independent: the test drives them to
-# corroborate each other.
-common_cause = {{ temp1 = 1, temp2 = 2 }}
-"#
-        );
+        let head = common::dc09_agent_head(common::free_port());
+        let rack = common::rack_07_toml(addr, Some(1));
+        let text = format!(r#"{head}{rack}"#);
         let agent = RunningAgent::start(&text, dir.path());
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let mut steps = Vec::new();

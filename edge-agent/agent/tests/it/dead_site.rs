@@ -19,40 +19,20 @@ async fn a_dead_sites_broker_is_detached_and_the_live_one_keeps_flowing() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
-    let _a = Mosquitto::start(&dir.path().join("a"), port_a);
-    let mut b = Mosquitto::start(&dir.path().join("b"), port_b);
-    let (got_a, sub_a) = subscribe(port_a, "site-a-sub").await;
-    let (got_b, sub_b) = subscribe(port_b, "site-b-sub").await;
-    let cfg_text = format!(
-        r#"
-site = "s"
-agent = "dual"
-log_level = "warn"
-[spool]
-dir = "spool"
-max_mb = 2
-segment_kb = 64
-[batch]
-max_samples = 20
-max_delay_ms = 20
-[[broker]]
-name = "site-a"
-url = "mqtt://127.0.0.1:{port_a}"
-backoff_initial_ms = 50
-backoff_max_ms = 200
-[[broker]]
-name = "site-b"
-url = "mqtt://127.0.0.1:{port_b}"
-backoff_initial_ms = 50
-backoff_max_ms = 200
-max_lag_bytes = 262144
-max_lag_s = 5
-[[device]]
-id = "gen"
-synthetic = {{ points = 20, period_ms = 10, event_every = 1 }}
-"#
-    );
+    let TwoSites {
+        port_a,
+        port_b,
+        a: _a,
+        mut b,
+        got_a,
+        sub_a,
+        got_b,
+        sub_b,
+    } = TwoSites::start(dir.path()).await;
+    let site_a = broker_toml("site-a", port_a, "");
+    let site_b = broker_toml("site-b", port_b, "max_lag_bytes = 262144\nmax_lag_s = 5\n");
+    let device = synthetic_toml(20, 10, 1);
+    let cfg_text = dual_agent_toml(2, 20, &format!("{site_a}{site_b}{device}"));
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
     let limits = cfg.brokers[1].lag_limits;
     assert_eq!((limits.max_bytes, limits.max_stuck_ms), (262_144, 5000));

@@ -9,14 +9,11 @@
 use crate::common;
 use dcim_test_support::sia as dc09_common;
 
-use common::{
-    Mosquitto, Received, events, mosquitto_available, rack_io_profile, states, subscribe,
-};
-use dc09_common::{Receiver, ReceiverOpts, python, repo_root};
-use facility_sim::{ModbusShared, SimValue, serve_tcp};
+use common::{Mosquitto, Received, events, mosquitto_available, signal, states, subscribe};
+use dc09_common::{Receiver, ReceiverOpts, python};
+use facility_sim::{ModbusShared, SimValue};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Child;
 use std::time::Duration;
 
 /// The rack I/O module: the two temperatures of `common::rack_io_profile` plus these.
@@ -31,27 +28,7 @@ poll = "fast"
 "#;
 
 fn start_agent(dir: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("agent.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_dcim-edge-agent"))
-        .arg("--config")
-        .arg(dir.join("agent.toml"))
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start dcim-edge-agent")
-}
-
-fn signal(child: &Child, sig: &str) {
-    Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
+    common::spawn_agent(&dir.join("agent.toml"), &dir.join("agent.log"))
 }
 
 fn codes(rcv: &Receiver) -> Vec<String> {
@@ -99,34 +76,10 @@ async fn a_drill_marks_dc09_messages_and_events_as_test_and_never_resumes_after_
     let port = common::free_port();
     let _broker = Mosquitto::start(&dir.path().join("mosquitto"), port);
     let rcv = Receiver::start(&py, &dir.path().join("rcv.log"), ReceiverOpts::default());
-    std::fs::write(
-        dir.path().join("link.toml"),
-        format!(
-            "account = \"1234\"\nack_timeout_ms = 1000\nattempts_per_path = 3\n\
-             test_interval_ms = 0\ncodes_file = \"{}\"\n[[path]]\nname = \"main\"\n\
-             addr = \"127.0.0.1:{}\"\ntransport = \"tcp\"\nsupervision_ms = 0\n",
-            repo_root()
-                .join("edge-agent/dc09/codes.example.toml")
-                .display(),
-            rcv.port
-        ),
-    )
-    .unwrap();
-    let rio_profile = rack_io_profile(RIO_EXTRA);
-    std::fs::write(dir.path().join("rio.toml"), &rio_profile).unwrap();
-    let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
-    let rio = Arc::new(ModbusShared::default());
-    rio.write_values(
-        &profile,
-        &[
-            ("t1", SimValue::Number(25.0)),
-            ("t2", SimValue::Number(25.0)),
-            ("key", SimValue::Number(0.0)),
-        ],
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let _server = serve_tcp(listener, rio.clone());
+    common::write_link_toml(dir.path(), rcv.port, true);
+    let (profile, rio, addr, _server) =
+        common::serve_rack_io(dir.path(), RIO_EXTRA, &[("key", SimValue::Number(0.0))]).await;
+    let rack = common::rack_07_toml(addr, Some(1));
     std::fs::write(
         dir.path().join("agent.toml"),
         format!(
@@ -146,21 +99,7 @@ backoff_max_ms = 500
 link_config = "link.toml"
 [test_mode]
 max_minutes = 30
-[[device]]
-id = "rio"
-profile = "rio.toml"
-modbus = {{ tcp = "{addr}", unit = 1 }}
-[[rack]]
-id = "rack-07"
-number = 7
-zone = "room-1"
-dc09_zone = 1
-temp1 = "rio/t1"
-temp2 = "rio/t2"
-# Two simulated transmitters of the test rig, declared independent: the test drives them to
-# corroborate each other.
-common_cause = {{ temp1 = 1, temp2 = 2 }}
-"#
+{rack}"#
         ),
     )
     .unwrap();

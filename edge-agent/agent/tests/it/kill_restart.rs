@@ -6,26 +6,7 @@ use crate::common;
 
 use common::*;
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn start_agent(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_dcim-edge-agent"))
-        .arg("--config")
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start dcim-edge-agent")
-}
 
 /// Sequence numbers the agent logged as spooled, per stream.
 fn spooled(log: &str) -> (BTreeSet<u64>, BTreeSet<u64>) {
@@ -48,13 +29,6 @@ fn spooled(log: &str) -> (BTreeSet<u64>, BTreeSet<u64>) {
     (events, batches)
 }
 
-fn signal(child: &Child, sig: &str) {
-    Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_a_full_spool_loses_nothing_spooled() {
     if !mosquitto_available() {
@@ -63,6 +37,8 @@ async fn sigkill_with_a_full_spool_loses_nothing_spooled() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("agent.toml");
+    let center = broker_toml("center", port, "keep_alive_s = 5\n");
+    let device = synthetic_toml(20, 5, 2);
     std::fs::write(
         &config,
         format!(
@@ -76,23 +52,14 @@ max_mb = 64
 [batch]
 max_samples = 20
 max_delay_ms = 20
-[[broker]]
-name = "center"
-url = "mqtt://127.0.0.1:{port}"
-keep_alive_s = 5
-backoff_initial_ms = 50
-backoff_max_ms = 200
-[[device]]
-id = "gen"
-synthetic = {{ points = 20, period_ms = 5, event_every = 2 }}
-"#
+{center}{device}"#
         ),
     )
     .unwrap();
     let log = dir.path().join("agent.log");
 
     // Phase 1: no broker; the agent spools, then dies without any chance to flush.
-    let mut agent = start_agent(&config, &log);
+    let mut agent = spawn_agent(&config, &log);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (ev, tel) = spooled(&std::fs::read_to_string(&log).unwrap_or_default());
@@ -115,7 +82,7 @@ synthetic = {{ points = 20, period_ms = 5, event_every = 2 }}
     // Phase 2: broker up, subscriber listening, agent restarted.
     let broker = Mosquitto::start(&dir.path().join("broker"), port);
     let (got, sub) = subscribe(port, "kill-test-sub").await;
-    let mut agent = start_agent(&config, &log);
+    let mut agent = spawn_agent(&config, &log);
     let all_there = wait_until(Duration::from_secs(20), || {
         let (ev, tel) = sequences(&got);
         let ev: BTreeSet<u64> = ev.into_iter().collect();
@@ -170,7 +137,7 @@ async fn a_killed_agent_is_reported_offline_by_its_will() {
         ),
     )
     .unwrap();
-    let mut agent = start_agent(&config, &dir.path().join("agent.log"));
+    let mut agent = spawn_agent(&config, &dir.path().join("agent.log"));
     let online = wait_until(Duration::from_secs(10), || {
         states(&got).last().is_some_and(|s| s.online)
     })

@@ -6,8 +6,7 @@ use crate::common;
 
 use common::*;
 use dcim_profiles::Table;
-use facility_sim::{ModbusShared, SimValue, serve_tcp};
-use std::sync::Arc;
+use facility_sim::{ModbusShared, SimValue};
 use std::time::Duration;
 
 /// The rack I/O module: the two temperatures of `common::rack_io_profile` plus these.
@@ -35,36 +34,11 @@ async fn a_local_rack_latches_its_relays_and_reports_stages() {
     let port = free_port();
     let _broker = Mosquitto::start(&dir.path().join("broker"), port);
     let (got, sub) = subscribe(port, "rack-test-sub").await;
-    let rio_profile = rack_io_profile(RIO_EXTRA);
-    std::fs::write(dir.path().join("rio.toml"), &rio_profile).unwrap();
-    let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
-    let rio = Arc::new(ModbusShared::default());
-    rio.write_values(
-        &profile,
-        &[
-            ("t1", SimValue::Number(25.0)),
-            ("t2", SimValue::Number(25.0)),
-        ],
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = serve_tcp(listener, rio.clone());
+    let (profile, rio, addr, server) = common::serve_rack_io(dir.path(), RIO_EXTRA, &[]).await;
     let head = config_head("rack-agent", port, true);
+    let rack = common::rack_07_toml(addr, None);
     let text = format!(
-        r#"{head}[[device]]
-id = "rio"
-profile = "rio.toml"
-modbus = {{ tcp = "{addr}", unit = 1 }}
-[[rack]]
-id = "rack-07"
-number = 7
-zone = "room-1"
-temp1 = "rio/t1"
-temp2 = "rio/t2"
-# Two simulated transmitters of the test rig, declared independent: the test drives them to
-# corroborate each other.
-common_cause = {{ temp1 = 1, temp2 = 2 }}
-relay = "rio"
+        r#"{head}{rack}relay = "rio"
 coils = {{ contactor_open = "do1", blanket_drop = "do2" }}
 latch_file = "fire/rack-07.latch"
 "#

@@ -15,40 +15,22 @@ async fn a_record_leaves_the_spool_only_when_both_brokers_acknowledged_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
-    let _a = Mosquitto::start(&dir.path().join("a"), port_a);
-    let mut b = Mosquitto::start(&dir.path().join("b"), port_b);
-    let (got_a, sub_a) = subscribe(port_a, "site-a-sub").await;
-    let (got_b, sub_b) = subscribe(port_b, "site-b-sub").await;
+    let TwoSites {
+        port_a,
+        port_b,
+        a: _a,
+        mut b,
+        got_a,
+        sub_a,
+        got_b,
+        sub_b,
+    } = TwoSites::start(dir.path()).await;
     b.stop(); // site B is down when the agent starts
 
-    let cfg_text = format!(
-        r#"
-site = "s"
-agent = "dual"
-log_level = "warn"
-[spool]
-dir = "spool"
-max_mb = 16
-segment_kb = 64
-[batch]
-max_samples = 10
-max_delay_ms = 20
-[[broker]]
-name = "site-a"
-url = "mqtt://127.0.0.1:{port_a}"
-backoff_initial_ms = 50
-backoff_max_ms = 200
-[[broker]]
-name = "site-b"
-url = "mqtt://127.0.0.1:{port_b}"
-backoff_initial_ms = 50
-backoff_max_ms = 200
-[[device]]
-id = "gen"
-synthetic = {{ points = 10, period_ms = 10, event_every = 2 }}
-"#
-    );
+    let site_a = broker_toml("site-a", port_a, "");
+    let site_b = broker_toml("site-b", port_b, "");
+    let device = synthetic_toml(10, 10, 2);
+    let cfg_text = dual_agent_toml(16, 10, &format!("{site_a}{site_b}{device}"));
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
     let agent = RunningAgent::start_config(cfg);
     let shared = agent.shared.clone();

@@ -11,15 +11,12 @@ use dcim_bacnet::chiller_plant::{self, ChillerPlant};
 use dcim_bacnet::client::{BacnetClient, ClientConfig, CovOptions, PropertyRef};
 use dcim_bacnet::codec::types::*;
 use dcim_bacnet::server::DeviceServer;
+use dcim_test_support::peers::python;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
-
-fn python() -> String {
-    std::env::var("DCIM_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
 
 fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -29,24 +26,7 @@ fn script(name: &str) -> PathBuf {
 
 /// True if bacpypes3 is importable; otherwise skips (or fails under DCIM_REQUIRE_PEERS=1).
 fn peer_available() -> bool {
-    let ok = std::process::Command::new(python())
-        .args(["-c", "import bacpypes3"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return true;
-    }
-    let msg = format!(
-        "bacpypes3 is not importable with {} (run `bash tests/setup.sh` and set DCIM_PYTHON)",
-        python()
-    );
-    if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    eprintln!("skipped: {msg}");
-    false
+    dcim_test_support::peers::python_with("bacpypes3").is_some()
 }
 
 fn free_udp_port() -> u16 {

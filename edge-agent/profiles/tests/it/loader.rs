@@ -25,6 +25,18 @@ fn every_shipped_profile_loads() {
     }
 }
 
+/// Hazard: a driver handed another protocol's profile would read its points as garbage; it
+/// refuses it, naming the profile and both protocols.
+#[test]
+fn a_profile_for_another_protocol_is_refused_by_name() {
+    let p = load_file(&profiles_dir().join("power-meter-dual-feed-ats.toml")).unwrap();
+    assert_eq!(p.require_protocol(Protocol::Modbus), Ok(()));
+    assert_eq!(
+        p.require_protocol(Protocol::Snmp),
+        Err(format!("profile `{}` is for modbus, not snmp", p.name))
+    );
+}
+
 #[test]
 fn shipped_meter_profile_has_word_swapped_floats_on_wire_addresses() {
     let p = load_file(&profiles_dir().join("power-meter-dual-feed-ats.toml")).unwrap();

@@ -279,18 +279,9 @@ fn the_buffer_tank_rides_through_while_the_chillers_are_down() {
 
 #[tokio::test]
 async fn bacpypes3_reads_a_tripped_simulated_chiller() {
-    let python = std::env::var("DCIM_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import bacpypes3"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("bacpypes3 cannot be imported with `{python}` (DCIM_REQUIRE_PEERS=1)");
-        }
-        println!("skipped: bacpypes3 cannot be imported with `{python}`");
+    let Some(python) = dcim_test_support::peers::python_with("bacpypes3") else {
         return;
-    }
+    };
     let sim = facility_sim::start(plant_only()).await.unwrap();
     sim.command(&Command::parse("chiller-trip chiller-2").unwrap())
         .unwrap();
@@ -302,31 +293,18 @@ async fn bacpypes3_reads_a_tripped_simulated_chiller() {
         panic!("chiller-2 is not a BACnet device");
     };
     // A free UDP port for the peer.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dcim_test_support::free_udp_port();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/read_chiller.py");
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new(&python)
-            .arg(script)
-            .args(["--port", &port.to_string()])
-            .args(["--device-port", &addr.port().to_string()])
-            .args(["--instance", &instance.to_string()])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("bacpypes3 client finished")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "--port".to_string(),
+        port.to_string(),
+        "--device-port".to_string(),
+        addr.port().to_string(),
+        "--instance".to_string(),
+        instance.to_string(),
+    ];
+    let limit = Duration::from_secs(30);
+    let stdout = crate::common::run_peer(&python, &script, &args, limit, "bacpypes3 client").await;
     // Chiller 2 tripped: not running, fault set, no load; its leaving water drifts slowly from
     // 7 °C towards the loop return (2-minute time constant).
     let fields: std::collections::BTreeMap<&str, &str> = stdout

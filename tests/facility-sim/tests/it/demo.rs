@@ -2,6 +2,7 @@
 //! their profiles, plausible values, over real sockets (row gateways, BACnet), and the rendered
 //! edge-agent configuration is accepted by the agent's own loader.
 
+use crate::common::{num, read};
 use dcim_points::{Quality, Value};
 use dcim_profiles::{Profile, load_file};
 use facility_sim::demo::{AgentOptions, agent_config};
@@ -14,26 +15,6 @@ use std::time::Duration;
 
 fn site_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dcim-server/site/sites/demo.toml")
-}
-
-fn read(f: &Facility, device: &str, point: &str) -> (Option<Value>, Quality) {
-    let d = f.devices().find(|d| d.id() == device).unwrap();
-    let (shared, profile) = d.modbus().unwrap();
-    let p = profile.point(point).unwrap();
-    let a = p.modbus().unwrap();
-    let bank = shared.bank.lock().unwrap();
-    let r = if a.table.is_bits() {
-        p.reading_from_bit(bank.bits(a.table, a.address, 1)[0])
-    } else {
-        p.reading_from_registers(&bank.registers(a.table, a.address, a.wire.registers()))
-    };
-    (r.value, r.quality)
-}
-
-fn num(f: &Facility, device: &str, point: &str) -> f64 {
-    let (v, q) = read(f, device, point);
-    assert_eq!(q, Quality::Good, "{device}/{point}");
-    v.unwrap().as_f64().unwrap()
 }
 
 fn text(f: &Facility, device: &str, point: &str) -> String {

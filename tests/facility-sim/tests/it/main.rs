@@ -2,5 +2,6 @@
 //! what it guards against). One area: `cargo test -p facility-sim --test it -- MODULE::`.
 
 mod bacnet;
+mod common;
 mod demo;
 mod sim;

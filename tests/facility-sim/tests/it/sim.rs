@@ -1,5 +1,6 @@
 //! The simulator's devices agree with the profiles the agent reads them with.
 
+use crate::common::{num, read, run_peer};
 use dcim_points::{Quality, Value};
 use dcim_profiles::{WireType, load_file};
 use facility_sim::{Command, Facility, SimConfig, parse_scenario};
@@ -14,27 +15,6 @@ fn cfg() -> SimConfig {
         camera: true,
         ..SimConfig::default()
     }
-}
-
-/// Reads a point from a device's register bank with the agent's decoder.
-fn read(f: &Facility, device: &str, point: &str) -> (Option<Value>, Quality) {
-    let d = f.devices().find(|d| d.id() == device).unwrap();
-    let (shared, profile) = d.modbus().unwrap();
-    let p = profile.point(point).unwrap();
-    let a = p.modbus().unwrap();
-    let bank = shared.bank.lock().unwrap();
-    let r = if a.table.is_bits() {
-        p.reading_from_bit(bank.bits(a.table, a.address, 1)[0])
-    } else {
-        p.reading_from_registers(&bank.registers(a.table, a.address, a.wire.registers()))
-    };
-    (r.value, r.quality)
-}
-
-fn num(f: &Facility, device: &str, point: &str) -> f64 {
-    let (v, q) = read(f, device, point);
-    assert_eq!(q, Quality::Good, "{device}/{point}");
-    v.unwrap().as_f64().unwrap()
 }
 
 #[test]
@@ -326,18 +306,9 @@ async fn camera_publishes_region_json_matching_the_camera_profile() {
 
 #[tokio::test]
 async fn a_third_party_client_reads_the_simulated_meter() {
-    let python = std::env::var("DCIM_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import pymodbus"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("pymodbus cannot be imported with `{python}` (DCIM_REQUIRE_PEERS=1)");
-        }
-        println!("skipped: pymodbus cannot be imported with `{python}`");
+    let Some(python) = dcim_test_support::peers::python_with("pymodbus") else {
         return;
-    }
+    };
     let sim = facility_sim::start(SimConfig {
         racks: 0,
         ups: 0,
@@ -351,23 +322,15 @@ async fn a_third_party_client_reads_the_simulated_meter() {
         .unwrap();
     let port = sim.endpoint("meter-1").unwrap().modbus.unwrap().port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/modbus/read_meter.py");
-    let out = tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::process::Command::new(&python)
-            .arg(script)
-            .arg(port.to_string())
-            .kill_on_drop(true)
-            .output(),
+    let limit = Duration::from_secs(20);
+    let stdout = run_peer(
+        &python,
+        &script,
+        &[port.to_string()],
+        limit,
+        "pymodbus client",
     )
-    .await
-    .expect("pymodbus client finished")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     assert_eq!(
         stdout.trim(),
         "feed_a_voltage=0.000 ats_source=2",
@@ -375,13 +338,14 @@ async fn a_third_party_client_reads_the_simulated_meter() {
     );
     sim.command(&Command::parse("feed-restore A").unwrap())
         .unwrap();
-    let out = tokio::process::Command::new(&python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/modbus/read_meter.py"))
-        .arg(port.to_string())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = run_peer(
+        &python,
+        &script,
+        &[port.to_string()],
+        limit,
+        "pymodbus client",
+    )
+    .await;
     let v: f64 = stdout
         .trim()
         .strip_prefix("feed_a_voltage=")

@@ -318,3 +318,179 @@ type = "i16"
 scale = 0.1
 poll = "fast"
 "#;
+
+/// The agent binary on `config`, its stderr appended to `log` (tests read what it logged, and a
+/// restarted agent appends to the same log).
+pub fn spawn_agent(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_dcim-edge-agent"))
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start dcim-edge-agent")
+}
+
+/// Sends `sig` (`-TERM`, `-KILL`) to `child` with kill(1).
+pub fn signal(child: &Child, sig: &str) {
+    Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+}
+
+/// Writes `dir/link.toml`: account 1234, one TCP path `main` to the receiver on `port`, no test
+/// reports, no path supervision; with `codes`, the example event-code table of `dcim-dc09`.
+pub fn write_link_toml(dir: &Path, port: u16, codes: bool) {
+    let codes = if codes {
+        let file = dcim_test_support::repo_root().join("edge-agent/dc09/codes.example.toml");
+        format!("codes_file = \"{}\"\n", file.display())
+    } else {
+        String::new()
+    };
+    std::fs::write(
+        dir.join("link.toml"),
+        format!(
+            "account = \"1234\"\nack_timeout_ms = 1000\nattempts_per_path = 3\n\
+             test_interval_ms = 0\n{codes}[[path]]\nname = \"main\"\n\
+             addr = \"127.0.0.1:{port}\"\ntransport = \"tcp\"\nsupervision_ms = 0\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// A simulated rack I/O module on an ephemeral Modbus/TCP port: its profile
+/// ([`rack_io_profile`] of `extra_points`, also written to `dir/rio.toml` for the agent), its
+/// registers (both temperatures at a normal 25 °C, then `extra_values`), its address and its
+/// server task.
+pub async fn serve_rack_io(
+    dir: &Path,
+    extra_points: &str,
+    extra_values: &[(&str, facility_sim::SimValue)],
+) -> (
+    dcim_profiles::Profile,
+    Arc<facility_sim::ModbusShared>,
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let rio_profile = rack_io_profile(extra_points);
+    std::fs::write(dir.join("rio.toml"), &rio_profile).unwrap();
+    let profile = dcim_profiles::load_str("rio.toml", &rio_profile).unwrap();
+    let rio = Arc::new(facility_sim::ModbusShared::default());
+    let normal = facility_sim::SimValue::Number(25.0);
+    rio.write_values(&profile, &[("t1", normal.clone()), ("t2", normal)]);
+    rio.write_values(&profile, extra_values);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = facility_sim::serve_tcp(listener, rio.clone());
+    (profile, rio, addr, server)
+}
+
+/// A `[[broker]]` section `name` on 127.0.0.1:`port`, retried after 50 ms and at most every
+/// 200 ms, followed by the `extra` lines (e.g. `keep_alive_s = 5\n`).
+pub fn broker_toml(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[[broker]]\nname = \"{name}\"\nurl = \"mqtt://127.0.0.1:{port}\"\n\
+         backoff_initial_ms = 50\nbackoff_max_ms = 200\n{extra}"
+    )
+}
+
+/// The synthetic device `gen`: `points` points produced every `period_ms`, with an event every
+/// `event_every` rounds.
+pub fn synthetic_toml(points: u32, period_ms: u32, event_every: u32) -> String {
+    format!(
+        "[[device]]\nid = \"gen\"\n\
+         synthetic = {{ points = {points}, period_ms = {period_ms}, event_every = {event_every} }}\n"
+    )
+}
+
+/// A bench's `main`: runs `bench` on a multi-threaded runtime, or says it is skipped when
+/// mosquitto is not installed.
+pub fn bench_with_mosquitto<F: std::future::Future<Output = ()>>(bench: impl FnOnce() -> F) {
+    if !Path::new(MOSQUITTO).exists() {
+        println!("skipped: {MOSQUITTO} is not installed");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(bench());
+}
+
+/// The head of a fire-forwarding agent's configuration: site `s`, agent `fire-agent`, log level
+/// `warn`, a spool in `spool`, the broker `center` on 127.0.0.1:`broker_port` and DC-09 through
+/// `link.toml` ([`write_link_toml`]).
+pub fn dc09_agent_head(broker_port: u16) -> String {
+    format!(
+        "\nsite = \"s\"\nagent = \"fire-agent\"\nlog_level = \"warn\"\n[spool]\ndir = \"spool\"\n\
+         [[broker]]\nname = \"center\"\nurl = \"mqtt://127.0.0.1:{broker_port}\"\n\
+         [dc09]\nlink_config = \"link.toml\"\n"
+    )
+}
+
+/// The rack I/O module at `addr` ([`serve_rack_io`]) as device `rio`, and the rack `rack-07`
+/// (number 7, zone `room-1`, DC-09 zone `dc09_zone` when given) measured by its two
+/// temperatures, declared independent: the tests drive them to corroborate each other. Further
+/// `[[rack]]` keys may follow.
+pub fn rack_07_toml(addr: std::net::SocketAddr, dc09_zone: Option<u8>) -> String {
+    let dc09_zone = dc09_zone.map_or(String::new(), |z| format!("dc09_zone = {z}\n"));
+    format!(
+        "[[device]]\nid = \"rio\"\nprofile = \"rio.toml\"\n\
+         modbus = {{ tcp = \"{addr}\", unit = 1 }}\n\
+         [[rack]]\nid = \"rack-07\"\nnumber = 7\nzone = \"room-1\"\n{dc09_zone}\
+         temp1 = \"rio/t1\"\ntemp2 = \"rio/t2\"\n\
+         common_cause = {{ temp1 = 1, temp2 = 2 }}\n"
+    )
+}
+
+/// The agent `dual` of site `s` (log level `warn`): a spool in `spool` of `spool_mb` MiB in
+/// 64 KiB segments, batches of at most `max_samples` samples or 20 ms, then `sections` (its
+/// brokers and devices).
+pub fn dual_agent_toml(spool_mb: u32, max_samples: u32, sections: &str) -> String {
+    format!(
+        "\nsite = \"s\"\nagent = \"dual\"\nlog_level = \"warn\"\n\
+         [spool]\ndir = \"spool\"\nmax_mb = {spool_mb}\nsegment_kb = 64\n\
+         [batch]\nmax_samples = {max_samples}\nmax_delay_ms = 20\n{sections}"
+    )
+}
+
+/// The brokers of two sites (`a` and `b` under a directory) on free ports, each with a
+/// recording subscriber ([`subscribe`]).
+pub struct TwoSites {
+    pub port_a: u16,
+    pub port_b: u16,
+    pub a: Mosquitto,
+    pub b: Mosquitto,
+    pub got_a: Received,
+    pub sub_a: tokio::task::JoinHandle<()>,
+    pub got_b: Received,
+    pub sub_b: tokio::task::JoinHandle<()>,
+}
+
+impl TwoSites {
+    pub async fn start(dir: &Path) -> TwoSites {
+        let (port_a, port_b) = (free_port(), free_port());
+        let a = Mosquitto::start(&dir.join("a"), port_a);
+        let b = Mosquitto::start(&dir.join("b"), port_b);
+        let (got_a, sub_a) = subscribe(port_a, "site-a-sub").await;
+        let (got_b, sub_b) = subscribe(port_b, "site-b-sub").await;
+        TwoSites {
+            port_a,
+            port_b,
+            a,
+            b,
+            got_a,
+            sub_a,
+            got_b,
+            sub_b,
+        }
+    }
+}
