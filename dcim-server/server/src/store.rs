@@ -1,7 +1,7 @@
 //! Durable storage behind the [`Store`] trait; [`SqliteStore`] is the default implementation,
 //! [`PgStore`] (`store/postgres.rs`, `[store] backend = "postgres"`) the multi-site one, with the
 //! same schema and semantics. Both hold the leader lease and the replica heartbeats
-//! (`store/lease.rs`); the contract is tested against both (`tests/store_conformance.rs`).
+//! (`store/lease.rs`); the contract is tested against both (`tests/it/store_conformance.rs`).
 //!
 //! Every method returns only after the transaction is committed (SQLite in WAL mode with
 //! `synchronous=FULL`, so a commit is on disk), which is what lets callers acknowledge a write
@@ -36,7 +36,7 @@
 //! Both backends hold the leader lease row with its fencing epoch (`try_lease`, `release_lease`;
 //! `Batch.fence` makes a batch commit only at that epoch, else `Fenced`) and replica heartbeats
 //! (`put_replica`, `list_replicas`), stamped with the database's clock (`lease`). The contract
-//! runs against both in `tests/store_conformance.rs`.
+//! runs against both in `tests/it/store_conformance.rs`.
 
 use crate::disk::{DiskGuard, WriteClass};
 use futures_util::future::BoxFuture;

@@ -68,7 +68,7 @@
 //! - `step` never panics and does bounded work (no loop over unbounded data).
 //!
 //! `model/stages.pml` is a Spin model of the stage machine with safety and liveness claims in LTL,
-//! checked in CI by `tests/model/run.sh`; `tests/model.rs` ties its numbers to the defaults.
+//! checked in CI by `tests/model/run.sh`; `tests/it/model.rs` ties its numbers to the defaults.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(

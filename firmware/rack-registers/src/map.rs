@@ -217,7 +217,7 @@ pub mod event_kind {
     pub const RESET_LOOP_CLEARED: u8 = 31;
 
     /// Every kind with its name, as the device profile documents them (checked by
-    /// `tests/profile.rs`). Codes are contiguous from 1.
+    /// `tests/it/profile.rs`). Codes are contiguous from 1.
     pub const ALL: [(u8, &str); 31] = [
         (STAGE_ENTERED, "stage_entered"),
         (RESET_ACCEPTED, "reset_accepted"),
@@ -692,7 +692,7 @@ const fn cl(id: &'static str, role: &'static str, register: u16) -> PointDef {
 use DataType::{U16, U32};
 
 /// Every point of the map. `device-profiles/rack-controller.toml` must list exactly these
-/// (checked by `tests/profile.rs`).
+/// (checked by `tests/it/profile.rs`).
 pub const POINTS: &[PointDef] = &[
     ir(
         "fw_version_major",
