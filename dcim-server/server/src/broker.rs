@@ -211,7 +211,7 @@ pub async fn start_embedded(
     let creds = Arc::new(creds);
     let events_handled = EventsHandled::default();
     let budgets = Arc::new(Budgets::new(
-        budget::log_budget(&config.broker),
+        config.broker.log_budget(),
         budget::agent_share(&config.broker),
         crate::ingest::PriorityRoles::new(&crate::facility::alarm_roles()),
     ));
@@ -272,7 +272,7 @@ fn rumqttd_config(config: &Config, listen: SocketAddr, creds: Credentials) -> ru
         connection_timeout_ms: 10_000,
         // The gate's own limit (it refuses larger packets first, so rumqttd never drops a
         // relayed publish the gate has charged to a budget).
-        max_payload_size: budget::max_message(&config.broker),
+        max_payload_size: config.broker.max_message(),
         max_inflight_count: 500,
         auth: None,
         external_auth: None,
@@ -873,7 +873,7 @@ impl Gate<'_> {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
         let (creds, marks, budgets, app) = (self.creds, self.marks, self.budgets, self.app);
-        let max = budget::max_message(&app.config.broker);
+        let max = app.config.broker.max_message();
         let (mut cr, mut cw) = tokio::io::split(client);
         let mut buf = BytesMut::with_capacity(1024);
         let accepted = login(&mut cr, &mut cw, &mut buf, deadline, creds).await?;

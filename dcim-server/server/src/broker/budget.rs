@@ -41,20 +41,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, Semaphore};
 
-/// Largest message the gate relays (see [`crate::config::BrokerConfig::max_message`]).
-pub fn max_message(b: &crate::config::BrokerConfig) -> usize {
-    b.max_message()
-}
-
-/// The bytes one filter's log may hold unread (see the module documentation and
-/// [`crate::config::BrokerConfig::log_budget`]).
-pub fn log_budget(b: &crate::config::BrokerConfig) -> usize {
-    b.log_budget()
-}
-
 /// The most telemetry of one agent relayed and not yet handled (see [`Shares`]).
 pub fn agent_share(b: &crate::config::BrokerConfig) -> usize {
-    (log_budget(b) / 8).max(2 * max_message(b))
+    (b.log_budget() / 8).max(2 * b.max_message())
 }
 
 /// rumqttd's size of a publish in its log (`Storage::size` of its `PublishData`).
@@ -358,12 +347,12 @@ mod tests {
             max_payload: 4 << 20,
             ..Default::default()
         };
-        assert_eq!(log_budget(&b), 3 * (32 << 20) - (4 << 20) - 64 * 1024);
+        assert_eq!(b.log_budget(), 3 * (32 << 20) - (4 << 20) - 64 * 1024);
         let tiny = crate::config::BrokerConfig {
             log_segments: 1,
             ..b
         };
-        assert_eq!(log_budget(&tiny), 0, "one segment leaves nothing safe");
+        assert_eq!(tiny.log_budget(), 0, "one segment leaves nothing safe");
     }
 
     #[tokio::test(start_paused = true)]
