@@ -30,11 +30,6 @@ use std::time::Duration;
 
 pub use crate::drill_plan::*;
 
-/// The id of the drill in progress, if any (an expired drill is not in progress).
-pub fn active_id(app: &App) -> Option<String> {
-    app.active_drill_id()
-}
-
 /// The drill left running by a previous process (a drill flag survives restarts).
 pub async fn load_active(store: &dyn crate::store::Store) -> anyhow::Result<Option<ActiveDrill>> {
     let mut running: Vec<ActiveDrill> = store
@@ -86,7 +81,7 @@ pub async fn begin(app: &App, name: &str, max_ms: i64) -> anyhow::Result<ActiveD
     if !app.leads() {
         anyhow::bail!("this replica is not the leader: drills run on the leader");
     }
-    if let Some(id) = active_id(app) {
+    if let Some(id) = app.active_drill_id() {
         anyhow::bail!("drill {id} is still running");
     }
     // A drill marks real alarms as test: never while the fire authority is in command.
@@ -241,7 +236,7 @@ async fn do_step(app: &App, sim: Option<&dyn SimDriver>, a: &Action) -> (bool, S
                             user.as_str(),
                             "alarm.ack",
                             format!("alarm/{id}"),
-                            serde_json::json!({"drill": active_id(app)}),
+                            serde_json::json!({"drill": app.active_drill_id()}),
                         );
                         if let Err(e) = app
                             .commit_changes(

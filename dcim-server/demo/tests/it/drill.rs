@@ -81,7 +81,7 @@ async fn battery_room_fire_drill_reports_and_tags_everything_as_test() {
     println!("{}", report.markdown());
 
     // The drill is over and persisted as such.
-    assert!(dcim_server::drill::active_id(&app).is_none());
+    assert!(app.active_drill_id().is_none());
     assert!(report.drill.ended_ms.is_some());
     assert!(report.steps.iter().all(|s| s.ok), "{:?}", report.steps);
 

@@ -265,7 +265,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
 
     let server = dcim_server::start(config()).await.unwrap();
     let app = server.app.clone();
-    assert_eq!(dcim_server::drill::active_id(&app), Some(d.id.clone()));
+    assert_eq!(app.active_drill_id(), Some(d.id.clone()));
     // An alarm record made now carries the drill id; after the end it does not.
     let sample = |v: f64| dcim_points::Sample {
         device: "bms-z9".into(),
@@ -314,7 +314,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
     );
     server.shutdown().await;
     let server = dcim_server::start(config()).await.unwrap();
-    assert_eq!(dcim_server::drill::active_id(&server.app), None);
+    assert_eq!(server.app.active_drill_id(), None);
     // Under authority control a drill is refused (it would mark real alarms as test), and
     // the refusal is audited.
     server
@@ -336,7 +336,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
         refused.to_string().contains("authority control"),
         "{refused:#}"
     );
-    assert_eq!(dcim_server::drill::active_id(&server.app), None);
+    assert_eq!(server.app.active_drill_id(), None);
     let audit = server.app.store.list_audit(0, i64::MAX).await.unwrap();
     assert!(
         audit.iter().any(|a| a.action == "authority.refused"),
