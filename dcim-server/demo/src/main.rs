@@ -50,23 +50,9 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 async fn real_main(args: Args) -> anyhow::Result<()> {
     match args.words.first().map(String::as_str) {
-        None => dcim_demo::demo::run_cli(&args.opts, shutdown_signal()).await,
+        None => dcim_demo::demo::run_cli(&args.opts, dcim_server::clock::shutdown_signal()).await,
         Some("drill") => {
             let scenario = args
                 .words

@@ -297,25 +297,11 @@ async fn user_revoke(args: &Args, store: &DynStore, name: &str) -> anyhow::Resul
     Ok(())
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 async fn real_main(args: Args) -> anyhow::Result<()> {
     match args.words.first().map(String::as_str) {
         None => {
             let config = load_config(&args)?;
-            dcim_server::run(config, shutdown_signal()).await
+            dcim_server::run(config, dcim_server::clock::shutdown_signal()).await
         }
         Some("mosquitto-acl") => {
             let config = load_config(&args)?;
