@@ -1,5 +1,5 @@
-//! Authority control over HTTP and from the ingest path (the imperative shell around the pure
-//! [`crate::authority`] state):
+//! Authority control over HTTP (around the pure [`crate::authority`] state; its document and
+//! the ingest's key switch reports are in `crate::authority_io`):
 //!
 //! - `GET /api/authority`, `POST /api/authority/enter {reason}` (operator, admin, fire
 //!   authority), `POST /api/authority/exit {reason}` (operator, admin; 423 while a key switch is
@@ -7,11 +7,10 @@
 //! - [`guard`]: the check every write route calls before it acts; a refusal answers 423 Locked
 //!   with a reason naming authority control and is written to the audit log. The returned lock
 //!   is held while the action runs, so an action and a key switch coming on are ordered.
-//! - key switch reports from the MQTT ingest: `crate::authority_io`.
 //!
-//! Every change is stored (document `authority/state`) together with its audit record in one
-//! transaction, then pushed on the live stream as an `authority` event. Lock order: the
-//! authority lock is taken before the facility lock, never after it.
+//! Every change is stored (document `authority/state`, `authority_io::commit`) together with its
+//! audit record in one transaction, then pushed on the live stream as an `authority` event.
+//! Lock order: the authority lock is taken before the facility lock, never after it.
 
 use crate::api_base::Authorized;
 use crate::api_base::{ApiError, Principal, parse_body};
@@ -27,7 +26,6 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::authority_io::commit;
-pub use crate::authority_io::{DOC_ID, DOC_KIND, load, on_events, on_samples};
 
 type AppState = State<Arc<App>>;
 

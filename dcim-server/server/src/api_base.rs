@@ -1,7 +1,7 @@
-//! What every route module shares: the list of routes ([`ROUTES`], which feeds routing checks,
-//! the OpenAPI document and the live stream's filter), the error type, authorisation of a
-//! request (session cookie with CSRF, or bearer token) and parsing of queries and bodies after
-//! authorisation. The route modules (`api`, `api_*`) sit above it; it imports none of them.
+//! What every route module shares: a route's declaration ([`RouteDoc`]; the table is
+//! `crate::api::ROUTES`) and its authorisation before the handler ([`authorize_route`]), the
+//! error type, authorisation of a request (session cookie with CSRF, or bearer token) and
+//! parsing of queries and bodies after authorisation. The route modules (`api`, `api_*`) sit above it; it imports none of them.
 
 use crate::app::App;
 use crate::auth::{self, Access};

@@ -1,10 +1,6 @@
-//! PUE and energy: the sampler task and the routes over [`crate::energy`] (pure). Listed in
+//! PUE and energy over HTTP: `GET /api/energy/pue` and `GET /api/energy/report`, over
+//! [`crate::energy`] (pure) and the meter the sampler in `crate::energy_io` feeds. Listed in
 //! `api::ROUTES`.
-//!
-//! Every [`SAMPLE_MS`] the sampler computes facility and IT power from the latest readings and
-//! feeds the energy meter; once a minute (and when the server stops) the hour buckets that
-//! changed are stored as `energy.hour` documents, so a restart loses at most a minute of
-//! energy, and the time the server was down is not covered (never guessed).
 
 use crate::api_base::{ApiError, parse_query};
 use crate::app::App;
@@ -17,8 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub use crate::energy_io::{DOC_KIND, SAMPLE_MS, flush, load, sample_once, spawn};
-use crate::energy_io::{power, site_meters};
+use crate::energy_io::{SAMPLE_MS, power, site_meters};
 
 type AppState = State<Arc<App>>;
 

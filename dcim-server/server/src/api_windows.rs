@@ -1,13 +1,8 @@
-//! Maintenance windows scheduled in advance: the routes and the ticker around
-//! [`crate::maint_windows`] (pure). Listed in `api::ROUTES`.
-//!
-//! Every second the ticker asks the schedule what is due and applies it through the existing
-//! maintenance mechanism (`Facility::set_maintenance`, committed with an audit record
-//! `maintenance.set` whose actor is `window:{id}`). The schedule is one document
-//! (`maintenance.windows/schedule`), stored **before** the maintenance it implies is set (see
-//! the module doc of `maint_windows` for why). Locks are taken in the order authority, schedule,
-//! facility; the authority lock is held while a step is applied, as the write routes do.
-//! Every change of the schedule is pushed as the live event `maintenance`.
+//! Maintenance windows scheduled in advance, over HTTP: list, create and cancel, around
+//! [`crate::maint_windows`] (pure). Listed in `api::ROUTES`. The schedule document and the
+//! ticker that applies what is due are in `crate::windows_io` (locks in the order authority,
+//! schedule, facility). Every change of the schedule is pushed as the live event
+//! `maintenance`.
 
 use crate::api_base::Authorized;
 use crate::api_base::{ApiError, Principal, parse_body};
@@ -23,7 +18,6 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub use crate::windows_io::{DOC_KIND, load, spawn};
 use crate::windows_io::{ScheduleWriteError, run_steps, store};
 
 type AppState = State<Arc<App>>;

@@ -1,6 +1,6 @@
 //! `/health` and the systemd watchdog.
 //!
-//! [`report`] looks at every part the server needs and says, per part, `ok`, `degraded`
+//! `health_probe::report` looks at every part the server needs and says, per part, `ok`, `degraded`
 //! (working but something an operator must see: a broker away, a store down while the buffer
 //! holds the data, a disk filling, a DC-09 path down) or `failing` (the process cannot do its
 //! job: an essential task has ended, the ingest is stalled). Nothing is reported `ok` for lack
@@ -15,7 +15,7 @@
 //! role and the leader; a follower that cannot reload the leader's alarm state is `degraded`,
 //! since what it shows may be out of date, also said at the top level as `cluster`).
 //!
-//! [`supervise`] runs once a second: it computes the report, logs changes, sets the systemd
+//! `health_probe::supervise` runs once a second: it computes the report, logs changes, sets the systemd
 //! status line, and sends `WATCHDOG=1` only while no part is `failing`, so that systemd
 //! restarts a server whose ingest or engines are stuck (`WatchdogSec=` in the unit).
 //!

@@ -10,7 +10,8 @@
 //!   `dcim_dc09_undelivered`, `dcim_dc09_rejected_total`, `dcim_dc09_path_up{path}`);
 //! - the standard `process_*` metrics, read from `/proc/self` at each scrape.
 //!
-//! [`Ops`] holds what the server updates as it runs; [`render`] reads the rest at scrape time.
+//! [`Ops`] holds what the server updates as it runs; `crate::openmetrics::render` reads the
+//! rest at scrape time.
 //!
 //! `[metrics]`: a scrape token valid on `/metrics` only, or a listener of its own serving
 //! `/metrics` and `/health`. Families: the `metrics` counters, `dcim_ingest_to_alarm_seconds`,
