@@ -488,7 +488,7 @@ async fn submit_pending(link: &dc09_link::Handle, c: &Cursor, device: &str) -> b
 /// Polls one controller until `shutdown`, forwarding its fire events to `link`.
 pub async fn run(
     agent: String,
-    clock: crate::clock::Clock,
+    clock: dcim_clock::Clock,
     cfg: ControllerConfig,
     link: dc09_link::Handle,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -522,13 +522,13 @@ pub async fn run(
                     info!(controller = %cfg.device, "controller answers again");
                 }
                 failures = 0;
-                Some(advance(cursor.as_ref(), &r, clock.unix_ms(), &ident))
+                Some(advance(cursor.as_ref(), &r, clock.now_ms(), &ident))
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 if failures == COMM_LOST_AFTER {
                     warn!(controller = %cfg.device, error = %e, "controller not answering: reported as a fire trouble");
-                    Some(comm(cursor.as_ref(), true, clock.unix_ms(), &ident))
+                    Some(comm(cursor.as_ref(), true, clock.now_ms(), &ident))
                 } else {
                     None
                 }

@@ -131,7 +131,7 @@ pub async fn run(
                 // ends an expired drill, or any drill once the fire authority is in command
                 // (the change arrives on `changes`)
                 let shared = ingest.shared();
-                if shared.test_mode_at(shared.clock.unix_ms()).is_some() && !shared.authority_keys.on().is_empty() {
+                if shared.test_mode_at(shared.clock.now_ms()).is_some() && !shared.authority_keys.on().is_empty() {
                     shared.end_test_mode(EndReason::Authority);
                 }
             }

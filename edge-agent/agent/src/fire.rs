@@ -482,7 +482,7 @@ pub async fn run(
         }
         let snapshot = latest.snapshot();
         let now = (ingest.clock().instant() - started).as_millis() as u64;
-        let c = runner.step(now, ingest.clock().unix_ms(), &snapshot);
+        let c = runner.step(now, ingest.clock().now_ms(), &snapshot);
         if let Some(l) = &c.latch
             && let Err(e) = persist_latch(&runner.cfg.latch_file, l)
         {

@@ -22,17 +22,17 @@
 //! `crate::disk_full::Episode` (pure) logs a failing spool once per episode, a reminder every
 //! 5 minutes and a summary after 30 s without a failure.
 
-use crate::clock::Clock;
 use crate::disk_full::{Episode, Failure, Report};
 use crate::payload::{self, EventDraft};
 use crate::test_mode::{self, TestMode};
+use dcim_clock::Clock;
 use dcim_points::Sample;
 use dcim_spool::{Class, Spool, SpoolError};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tracing::{debug, error, warn};
 
 /// State shared by the ingest path, the uplinks and the health reporter.
@@ -422,9 +422,10 @@ impl Ingest {
                     .last_refusal_log
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                let now = self.shared.clock.instant();
+                if last.is_none_or(|t| now - t > Duration::from_secs(10)) {
                     error!(error = %e, "SPOOL FULL OF EVENTS: telemetry is being refused and counted as lost");
-                    *last = Some(Instant::now());
+                    *last = Some(now);
                 }
             }
             Err(e @ (SpoolError::DiskFull { .. } | SpoolError::Io { .. })) => {
@@ -443,7 +444,7 @@ impl Ingest {
     pub fn event(&self, mut draft: EventDraft) -> Result<u64, SpoolError> {
         if self
             .shared
-            .test_mode_at(self.shared.clock.unix_ms())
+            .test_mode_at(self.shared.clock.now_ms())
             .is_some()
         {
             draft.test = true;
@@ -686,7 +687,7 @@ mod tests {
         let mut cfg = SpoolConfig::new(dir.path());
         cfg.telemetry_fsync = dcim_spool::FsyncPolicy::Never;
         let (spool, _) = Spool::open(cfg).unwrap();
-        let clock = crate::clock::Clock::manual(1_700_000_000_000);
+        let clock = Clock::manual(1_700_000_000_000);
         let shared = Shared::with_clock("s".into(), "a".into(), vec![], spool, clock.clone());
         let ingest = Ingest::new(shared.clone(), 3, Duration::from_millis(30));
         let (samples, _) = crate::devices::synthetic::tick("gen", 7, 0, 1, 0);

@@ -2,7 +2,8 @@
 //! them to one or two MQTT brokers (see `ARCHITECTURE.md`).
 //!
 //! - [`config`]: the TOML configuration file (the bottom layer, one file per section);
-//! - [`clock`]: wall and monotonic time, passed to the tasks (a manual clock in tests);
+//! - the time comes from a [`dcim_clock::Clock`] in [`ingest::Shared`], passed to the tasks (a
+//!   manual one or tokio's paused time in tests); no module reads the system clocks itself;
 //! - [`ingest`]: from drivers into the spool (telemetry batching, events);
 //! - [`uplink`]: one task per broker publishing the spool, PUBACK-driven acknowledgement;
 //! - [`devices`]: drivers (MQTT devices, a signal generator);
@@ -15,13 +16,12 @@
 //! - [`payload`]: spool records and wire payloads.
 //!
 //! Layers, bottom up (a module imports only modules of the layers below it):
-//! 1. [`clock`], [`config`]: time and the configuration types, importing nothing of the crate;
+//! 1. [`config`]: the configuration types, importing nothing of the crate;
 //! 2. pure rules: [`payload`], [`test_mode`], [`disk_full`], [`commands`], [`supervisor`];
 //! 3. [`ingest`] (drivers into the spool) and [`fire`] (local fire logic);
 //! 4. I/O tasks: [`uplink`], [`devices`], [`controller`], drills;
 //! 5. [`Agent`] here, which starts and watches them.
 
-pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod controller;
@@ -39,6 +39,7 @@ pub mod uplink;
 pub use config::snmp as snmp_config;
 
 use config::Config;
+use dcim_clock::Clock;
 use dcim_spool::{Spool, SpoolConfig};
 use ingest::{Ingest, Shared};
 use std::sync::Arc;
@@ -70,8 +71,14 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Open the spool (recovering it), load the device profiles.
+    /// Open the spool (recovering it), load the device profiles; the agent runs on the system
+    /// clock.
     pub fn start(cfg: Config) -> Result<Agent, StartError> {
+        Agent::start_with_clock(cfg, Clock::system())
+    }
+
+    /// [`Agent::start`] on `clock` (tokio's paused time or a manual clock in tests).
+    pub fn start_with_clock(cfg: Config, clock: Clock) -> Result<Agent, StartError> {
         let mut sc = SpoolConfig::new(&cfg.spool.dir);
         sc.max_bytes = cfg.spool.max_bytes;
         sc.segment_bytes = cfg.spool.segment_bytes;
@@ -96,15 +103,23 @@ impl Agent {
             "spool ready"
         );
         let device_ids = cfg.devices.iter().map(|d| d.id.clone()).collect();
-        let shared = Shared::new(cfg.site.clone(), cfg.agent.clone(), device_ids, spool);
+        let shared = Shared::with_clock(
+            cfg.site.clone(),
+            cfg.agent.clone(),
+            device_ids,
+            spool,
+            clock,
+        );
         shared.set_test_mode_max(cfg.test_mode.max);
         let ingest = Ingest::new(shared.clone(), cfg.batch.max_samples, cfg.batch.max_delay);
         ingest.set_fast_points(fast_points(&cfg));
         let mut drivers = Vec::new();
         for d in &cfg.devices {
-            let drv = devices::prepare(d).map_err(|message| StartError::Device {
-                device: d.id.clone(),
-                message,
+            let drv = devices::prepare(d, shared.clock.now_ms()).map_err(|message| {
+                StartError::Device {
+                    device: d.id.clone(),
+                    message,
+                }
             })?;
             drivers.push(drv);
         }
@@ -161,7 +176,7 @@ impl Agent {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut device_tasks = supervisor::Supervisor::default();
         spawn_drivers(&cfg, &ingest, devices, &mut device_tasks, &stop_rx);
-        let dc09 = start_dc09(&cfg, dc09).await;
+        let dc09 = start_dc09(&cfg, dc09, &shared.clock).await;
         spawn_controllers(&cfg, &shared, dc09.as_ref(), &mut device_tasks, &stop_rx);
         if let Some(rx) = shared.take_test_changes() {
             device_tasks.spawn(
@@ -263,15 +278,20 @@ fn spawn_drivers(
 async fn start_dc09(
     cfg: &Config,
     link: Option<dc09_link::LinkConfig>,
+    clock: &Clock,
 ) -> Option<dc09_link::Handle> {
     match (&cfg.dc09, link) {
-        (Some(d), Some(lc)) => match dc09_link::Transmitter::start(lc, &d.outbox_dir).await {
-            Ok(h) => Some(h),
-            Err(e) => {
-                error!(error = %e, "DC-09 link cannot start: fire events are NOT forwarded to the fire authority");
-                None
+        (Some(d), Some(lc)) => {
+            match dc09_link::Transmitter::start_with_clock(lc, &d.outbox_dir, 0, clock.clone())
+                .await
+            {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    error!(error = %e, "DC-09 link cannot start: fire events are NOT forwarded to the fire authority");
+                    None
+                }
             }
-        },
+        }
         _ => None,
     }
 }
@@ -406,7 +426,7 @@ impl Running<'_> {
                     }
                 }
                 _ = lag.tick() => {
-                    if uplink::lag::supervise(shared, &cfg.brokers, self.links, shared.clock.unix_ms()) {
+                    if uplink::lag::supervise(shared, &cfg.brokers, self.links, shared.clock.now_ms()) {
                         // The retained state shows the detached brokers at once.
                         shared.state_changed.send_modify(|n| *n += 1);
                     }
@@ -454,7 +474,7 @@ fn fast_points(cfg: &Config) -> ingest::FastPoints {
 
 fn log_health(shared: &Shared, links: &[Arc<LinkStatus>]) {
     let st = shared.with_spool(|s| s.stats());
-    let now = shared.clock.unix_ms();
+    let now = shared.clock.now_ms();
     let brokers: Vec<String> = links
         .iter()
         .map(|l| {

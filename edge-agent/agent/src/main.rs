@@ -101,7 +101,8 @@ fn main() -> ExitCode {
 /// `--check-config`: every device's profile loads and fits its device.
 fn check_devices(cfg: &config::Config, path: &std::path::Path) -> ExitCode {
     for d in &cfg.devices {
-        if let Err(e) = dcim_edge_agent::devices::prepare(d) {
+        // Wall time genuinely meant: a one-off check of the configuration, no timer runs.
+        if let Err(e) = dcim_edge_agent::devices::prepare(d, dcim_clock::now_ms()) {
             eprintln!("dcim-edge-agent: device `{}`: {e}", d.id);
             return ExitCode::from(2);
         }

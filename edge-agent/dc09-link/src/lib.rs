@@ -18,6 +18,10 @@
 //! paths get a NULL message every `supervision_ms` when idle, and a periodic test report is
 //! queued every `test_interval_ms`.
 //!
+//! Time (queue and delivery times, supervision, probes, back-off, the timestamp sent) comes from
+//! the [`dcim_clock::Clock`] the transmitter was started with ([`Transmitter::start_with_clock`];
+//! the system clock otherwise), so its timers can run on tokio's paused time in tests.
+//!
 //! # Invariants and takeover
 //!
 //! A message's Seq is fixed at queue time (or at its recorded fallback) and reused for every retry
@@ -38,22 +42,20 @@ mod transport;
 pub use config::{ConfigError, LinkConfig, PathConfig, Transport};
 pub use outbox::{Entry, Fallback, Recovery};
 
+use dcim_clock::Clock;
 use outbox::Outbox;
 use sia_dc09::{Event, EventKind, Message, Payload, ResponseKind, Seq, Token, encode_message};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 use transport::{Conn, Exchange};
 
-/// Wall-clock Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+/// The system wall clock (Unix ms), at its former path: for tests and tools. The transmitter
+/// itself reads the [`Clock`] it was started with ([`Transmitter::start_with_clock`]).
+pub use dcim_clock::now_ms;
 
 /// An event to transmit, with the caller's id (the same product event must always carry the
 /// same id: it is what prevents duplicate alarms at the receiver).
@@ -157,6 +159,7 @@ struct Shared {
     test_mode: AtomicBool,
     events: broadcast::Sender<LinkEvent>,
     stats: watch::Sender<Stats>,
+    clock: Clock,
 }
 
 /// Handle to a running transmitter (cheap to clone).
@@ -175,7 +178,7 @@ impl Transmitter {
         config: LinkConfig,
         outbox_dir: impl AsRef<Path>,
     ) -> Result<Handle, StartError> {
-        Transmitter::start_with_seq_floor(config, outbox_dir, 0).await
+        Transmitter::start_with_clock(config, outbox_dir, 0, Clock::system()).await
     }
 
     /// [`Transmitter::start`] with the sequence counter moved to at least `seq_floor` before
@@ -185,6 +188,18 @@ impl Transmitter {
         config: LinkConfig,
         outbox_dir: impl AsRef<Path>,
         seq_floor: u64,
+    ) -> Result<Handle, StartError> {
+        Transmitter::start_with_clock(config, outbox_dir, seq_floor, Clock::system()).await
+    }
+
+    /// [`Transmitter::start_with_seq_floor`] reading the time (queue and delivery times,
+    /// supervision, probes, back-off, the clock offset sent to the receiver) from `clock`
+    /// instead of the system clock: the daemon's own clock, tokio's paused time in tests.
+    pub async fn start_with_clock(
+        config: LinkConfig,
+        outbox_dir: impl AsRef<Path>,
+        seq_floor: u64,
+        clock: Clock,
     ) -> Result<Handle, StartError> {
         config.validate()?;
         let dir = outbox_dir.as_ref().to_path_buf();
@@ -215,6 +230,7 @@ impl Transmitter {
             test_mode: AtomicBool::new(false),
             events,
             stats: stats_tx,
+            clock,
         });
         let task = tokio::spawn(Sender::new(shared.clone()).run());
         Ok(Handle {
@@ -276,8 +292,8 @@ impl Handle {
         let r = tokio::task::spawn_blocking(move || {
             let mut ob = shared.outbox.lock().expect("outbox lock");
             let r = match seq {
-                None => ob.enqueue(&sub.event_id, event, now_ms()),
-                Some(seq) => ob.enqueue_with_seq(&sub.event_id, event, seq, now_ms()),
+                None => ob.enqueue(&sub.event_id, event, shared.clock.now_ms()),
+                Some(seq) => ob.enqueue_with_seq(&sub.event_id, event, seq, shared.clock.now_ms()),
             };
             let pending = ob.pending_len();
             drop(ob);
@@ -362,16 +378,22 @@ struct Sender {
 
 fn random16() -> [u8; 16] {
     let mut b = [0u8; 16];
-    // without OS randomness fall back to the clock: the pad only has to vary
+    // without OS randomness fall back to the system clock (not the injected one: the pad only
+    // has to vary, and a test clock standing still would not)
     if getrandom::fill(&mut b).is_err() {
-        b = (now_ms() as u128).to_le_bytes();
+        b = (dcim_clock::now_ms() as u128).to_le_bytes();
     }
     b
 }
 
 impl Sender {
+    /// The transmitter's wall time (Unix ms), from its clock.
+    fn now_ms(&self) -> i64 {
+        self.sh.clock.now_ms()
+    }
+
     fn new(sh: Arc<Shared>) -> Sender {
-        let now = now_ms();
+        let now = sh.clock.now_ms();
         let paths = sh
             .cfg
             .paths
@@ -444,7 +466,7 @@ impl Sender {
             if self.sh.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let now = now_ms();
+            let now = self.now_ms();
             if now >= self.next_test_ms {
                 self.queue_periodic_test(now).await;
             }
@@ -459,13 +481,13 @@ impl Sender {
                 if alarm_waiting {
                     break;
                 }
-                if now_ms() >= self.paths[i].next_probe_ms {
+                if self.now_ms() >= self.paths[i].next_probe_ms {
                     self.supervise(i).await;
-                    self.paths[i].next_probe_ms = now_ms() + self.probe_interval(i);
+                    self.paths[i].next_probe_ms = self.now_ms() + self.probe_interval(i);
                 }
             }
             // next message
-            let next = if now_ms() >= self.backoff_until_ms {
+            let next = if self.now_ms() >= self.backoff_until_ms {
                 let sh = self.sh.clone();
                 let ob = sh.outbox.lock().expect("outbox lock");
                 ob.next().cloned()
@@ -482,7 +504,7 @@ impl Sender {
                     Delivery::Preempted => {}
                     Delivery::AllFailed => {
                         self.backoff_until_ms =
-                            now_ms() + self.sh.cfg.all_paths_down_backoff_ms as i64;
+                            self.now_ms() + self.sh.cfg.all_paths_down_backoff_ms as i64;
                     }
                 }
                 continue;
@@ -507,7 +529,7 @@ impl Sender {
     /// `entry` acknowledged on path `p`: recorded as delivered.
     async fn acked(&mut self, p: usize, entry: Entry) {
         let path = self.paths[p].name.clone();
-        let acked = now_ms();
+        let acked = self.now_ms();
         let id = entry.id;
         let pth = path.clone();
         if let Err(e) = self
@@ -541,8 +563,9 @@ impl Sender {
         );
         let id = entry.id;
         let (r, g) = (refused.code.clone(), generic.code.clone());
+        let now = self.now_ms();
         match self
-            .outbox(move |ob| ob.mark_fallback(id, &r, &g, now_ms()))
+            .outbox(move |ob| ob.mark_fallback(id, &r, &g, now))
             .await
         {
             Ok(seq) => self.emit(LinkEvent::FallingBack {
@@ -559,7 +582,8 @@ impl Sender {
                 // Not recorded: the entry keeps its own code and is tried
                 // again after the back-off rather than dropped.
                 tracing::error!("cannot record the fallback: {e}");
-                self.backoff_until_ms = now_ms() + self.sh.cfg.all_paths_down_backoff_ms as i64;
+                self.backoff_until_ms =
+                    self.now_ms() + self.sh.cfg.all_paths_down_backoff_ms as i64;
             }
         }
     }
@@ -581,8 +605,9 @@ impl Sender {
             );
         }
         let id = entry.id;
+        let now = self.now_ms();
         if let Err(e) = self
-            .outbox(move |ob| ob.mark_rejected(id, "DUH", now_ms()))
+            .outbox(move |ob| ob.mark_rejected(id, "DUH", now))
             .await
         {
             tracing::error!("cannot record rejection: {e}");
@@ -605,10 +630,10 @@ impl Sender {
             .filter(|_| !alarm_waiting)
             .map(|p| p.next_probe_ms)
             .chain([self.next_test_ms])
-            .chain((self.backoff_until_ms > now_ms()).then_some(self.backoff_until_ms))
+            .chain((self.backoff_until_ms > self.now_ms()).then_some(self.backoff_until_ms))
             .min()
             .unwrap_or(i64::MAX);
-        let sleep_ms = (wake_at - now_ms()).clamp(0, 3_600_000) as u64;
+        let sleep_ms = (wake_at - self.now_ms()).clamp(0, 3_600_000) as u64;
         tokio::select! {
             _ = self.sh.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
@@ -637,7 +662,7 @@ impl Sender {
             seq,
             header: &cfg.header,
             data,
-            timestamp_ms: now_ms() + self.paths[i].offset_ms,
+            timestamp_ms: self.now_ms() + self.paths[i].offset_ms,
         };
         let frame = match encode_message(&msg, cfg.key.as_ref(), &random16()) {
             Ok(f) => f,
@@ -654,7 +679,7 @@ impl Sender {
             && let Some(t) = resp.timestamp_ms
         {
             // receiver time minus ours, at second resolution of the timestamps
-            let offset = t - now_ms();
+            let offset = t - self.now_ms();
             self.paths[i].offset_ms = offset;
             self.sh.stats.send_modify(|s| s.naks += 1);
             self.emit(LinkEvent::Nak {
@@ -679,8 +704,8 @@ impl Sender {
         tracing::info!("DC-09 path {name} restored");
         self.emit(LinkEvent::PathUp { path: name.clone() });
         self.publish_paths();
-        self.paths[i].next_probe_ms = now_ms() + self.probe_interval(i);
-        let now = now_ms();
+        self.paths[i].next_probe_ms = self.now_ms() + self.probe_interval(i);
+        let now = self.now_ms();
         let ev = Event::new(EventKind::PathFail, 0, (self.paths[i].index + 1) as u16).restored();
         let id = format!("path.restore:{name}:{now}");
         if let Err(e) = self
@@ -703,8 +728,8 @@ impl Sender {
             reason,
         });
         self.publish_paths();
-        self.paths[i].next_probe_ms = now_ms() + self.probe_interval(i);
-        let now = now_ms();
+        self.paths[i].next_probe_ms = self.now_ms() + self.probe_interval(i);
+        let now = self.now_ms();
         let ev = Event::new(EventKind::PathFail, 0, (self.paths[i].index + 1) as u16);
         let id = format!("path.fail:{name}:{now}");
         if let Err(e) = self
@@ -784,7 +809,7 @@ impl Sender {
                     Exchange::Reply(r) => match r.kind {
                         ResponseKind::Ack | ResponseKind::Rsp => {
                             self.path_up(i).await;
-                            self.paths[i].next_probe_ms = now_ms() + self.probe_interval(i);
+                            self.paths[i].next_probe_ms = self.now_ms() + self.probe_interval(i);
                             return Delivery::Acked(i);
                         }
                         ResponseKind::Duh => {

@@ -593,21 +593,21 @@ async fn receive(
         tokio::select! {
             m = rx.recv() => match m {
                 Some(Msg::Identity(r)) => {
-                    let e = dev.on_identity(&r, ingest.clock().unix_ms(), &mut out);
+                    let e = dev.on_identity(&r, ingest.clock().now_ms(), &mut out);
                     deliver(ingest, &mut out, e);
                 }
                 Some(Msg::Poll(class, r)) => {
-                    let e = dev.on_poll(class, &r, ingest.clock().unix_ms(), &mut out);
+                    let e = dev.on_poll(class, &r, ingest.clock().now_ms(), &mut out);
                     deliver(ingest, &mut out, e);
                 }
                 Some(Msg::Cov(o, n)) => {
-                    let e = dev.on_cov(o, &n, ingest.clock().unix_ms(), &mut out);
+                    let e = dev.on_cov(o, &n, ingest.clock().now_ms(), &mut out);
                     deliver(ingest, &mut out, e);
                 }
                 None => break,
             },
             _ = ticker.tick() => {
-                let e = dev.tick(ingest.clock().unix_ms(), &mut out);
+                let e = dev.tick(ingest.clock().now_ms(), &mut out);
                 deliver(ingest, &mut out, e);
             }
             _ = shutdown.changed() => if *shutdown.borrow() { break },

@@ -51,8 +51,9 @@ impl Driver {
     }
 }
 
-/// Load the profile and check that the connection fits it.
-pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
+/// Load the profile and check that the connection fits it; `now_ms` (wall time) starts the
+/// drivers' own timers.
+pub fn prepare(d: &DeviceConfig, now_ms: i64) -> Result<Driver, String> {
     let profile = match &d.profile {
         Some(p) => Some(dcim_profiles::load_file(p).map_err(|e| e.to_string())?),
         None => None,
@@ -71,7 +72,7 @@ pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
             period: *period,
             event_every: *event_every,
         }),
-        (Connection::Mqtt { .. }, Some(profile)) => prepare_mqtt(d, profile),
+        (Connection::Mqtt { .. }, Some(profile)) => prepare_mqtt(d, profile, now_ms),
         (
             Connection::ModbusTcp { .. }
             | Connection::ModbusRtu { .. }
@@ -79,17 +80,21 @@ pub fn prepare(d: &DeviceConfig) -> Result<Driver, String> {
             Some(profile),
         ) => prepare_modbus(d, profile),
         (Connection::Snmp(cfg), Some(profile)) => Ok(Driver::Snmp(Box::new(
-            snmp::SnmpDriver::new(&d.id, cfg, &profile, crate::clock::unix_ms())?,
+            snmp::SnmpDriver::new(&d.id, cfg, &profile, now_ms)?,
         ))),
         (Connection::Bacnet(target), Some(profile)) => Ok(Driver::Bacnet(Box::new(
-            bacnet::BacnetDevice::new(&d.id, target.clone(), profile, crate::clock::unix_ms())?,
+            bacnet::BacnetDevice::new(&d.id, target.clone(), profile, now_ms)?,
         ))),
         (_, None) => Err("this device needs a profile".into()),
     }
 }
 
 /// An MQTT device: its profile's topics, the broker connection and its TLS settings.
-fn prepare_mqtt(d: &DeviceConfig, profile: dcim_profiles::Profile) -> Result<Driver, String> {
+fn prepare_mqtt(
+    d: &DeviceConfig,
+    profile: dcim_profiles::Profile,
+    now_ms: i64,
+) -> Result<Driver, String> {
     let Connection::Mqtt {
         endpoint,
         credentials,
@@ -98,7 +103,7 @@ fn prepare_mqtt(d: &DeviceConfig, profile: dcim_profiles::Profile) -> Result<Dri
     else {
         return Err("internal: not an MQTT connection".into());
     };
-    let dev = mqtt::MqttDevice::new(&d.id, profile, crate::clock::unix_ms())?;
+    let dev = mqtt::MqttDevice::new(&d.id, profile, now_ms)?;
     let tls = if endpoint.tls {
         Some(crate::uplink::tls_config(ca_file.as_deref(), None)?)
     } else {
@@ -204,10 +209,14 @@ mod tests {
             Some(("bms-r02".to_string(), "cell_temp_max".to_string()))
         );
         for d in &c.devices {
-            let drv = prepare(d);
+            let drv = prepare(d, 1_700_000_000_000);
             assert!(drv.is_ok(), "{}: {:?}", d.id, drv.err());
         }
-        let drivers: Vec<_> = c.devices.iter().map(|d| prepare(d).unwrap()).collect();
+        let drivers: Vec<_> = c
+            .devices
+            .iter()
+            .map(|d| prepare(d, 1_700_000_000_000).unwrap())
+            .collect();
         // The two BMS on /dev/ttyUSB0 share one poller.
         assert_eq!(group_lines(drivers).len(), 9);
     }

@@ -191,7 +191,7 @@ pub async fn run(ingest: Arc<Ingest>, line: ModbusLine, mut shutdown: watch::Rec
                 }
             },
             Some(n) = notices.recv() => {
-                let e = notice_event(&n, ingest.clock().unix_ms());
+                let e = notice_event(&n, ingest.clock().now_ms());
                 warn!(device = %e.device, kind = %e.kind, "{}", e.message);
                 let _ = ingest.event(e);
             }

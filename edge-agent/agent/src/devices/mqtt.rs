@@ -163,7 +163,7 @@ pub async fn run(
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let mut out = Vec::new();
-                        let ev = dev.on_message(&p.topic, &p.payload, ingest.clock().unix_ms(), &mut out);
+                        let ev = dev.on_message(&p.topic, &p.payload, ingest.clock().now_ms(), &mut out);
                         deliver(&ingest, out, ev);
                     }
                     Ok(_) => {}
@@ -171,7 +171,7 @@ pub async fn run(
                 },
                 _ = ticker.tick() => {
                     let mut out = Vec::new();
-                    let ev = dev.tick(ingest.clock().unix_ms(), &mut out);
+                    let ev = dev.tick(ingest.clock().now_ms(), &mut out);
                     deliver(&ingest, out, ev);
                 }
                 _ = shutdown.changed() => if *shutdown.borrow() { return },
@@ -185,7 +185,7 @@ pub async fn run(
                 _ = tokio::time::sleep_until(until) => break,
                 _ = ticker.tick() => {
                     let mut out = Vec::new();
-                    let ev = dev.tick(ingest.clock().unix_ms(), &mut out);
+                    let ev = dev.tick(ingest.clock().now_ms(), &mut out);
                     deliver(&ingest, out, ev);
                 }
                 _ = shutdown.changed() => if *shutdown.borrow() { return },

@@ -190,11 +190,11 @@ async fn receive(
                         }
                         _ => {}
                     }
-                    let n = dev.on_poll(class, &r, ingest.clock().unix_ms(), &mut out);
+                    let n = dev.on_poll(class, &r, ingest.clock().now_ms(), &mut out);
                     deliver(ingest, &mut out, n);
                 }
                 Some(Msg::Trap(t)) => {
-                    let (n, poll) = dcim_snmp::classify(&t, &dev.device, dev.links(), ingest.clock().unix_ms());
+                    let (n, poll) = dcim_snmp::classify(&t, &dev.device, dev.links(), ingest.clock().now_ms());
                     if poll {
                         poll_now.notify_waiters();
                     }
@@ -203,7 +203,7 @@ async fn receive(
                 None => break,
             },
             _ = ticker.tick() => {
-                let n = dev.tick(ingest.clock().unix_ms(), &mut out);
+                let n = dev.tick(ingest.clock().now_ms(), &mut out);
                 deliver(ingest, &mut out, n);
             }
             _ = shutdown.changed() => if *shutdown.borrow() { break },

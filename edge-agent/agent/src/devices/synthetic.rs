@@ -66,7 +66,7 @@ pub async fn run(
             _ = shutdown.changed() => if *shutdown.borrow() { return },
         }
         n += 1;
-        let (samples, event) = tick(&device, points, event_every, n, ingest.clock().unix_ms());
+        let (samples, event) = tick(&device, points, event_every, n, ingest.clock().now_ms());
         if let Some(e) = event {
             // Errors are logged by the ingest path; the event stays queued in memory.
             let _ = ingest.event(e);

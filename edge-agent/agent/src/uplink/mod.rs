@@ -55,8 +55,9 @@ pub struct LinkStatus {
     pub acked_batches: AtomicU64,
 }
 
-/// The wall clock, at its former path (see [`crate::clock`]).
-pub use crate::clock::unix_ms;
+/// The system wall clock (Unix ms), at its former path: for tests and tools; the agent's tasks
+/// read the [`dcim_clock::Clock`] in [`crate::ingest::Shared`].
+pub use dcim_clock::now_ms as unix_ms;
 
 fn topic(shared: &Shared, channel: Channel) -> String {
     Topic {
@@ -75,7 +76,7 @@ fn state_payload(shared: &Shared, broker: &str, online: bool) -> Vec<u8> {
             s.detached().into_iter().map(|(b, _)| b).collect(),
         )
     });
-    let now = shared.clock.unix_ms();
+    let now = shared.clock.now_ms();
     let drill = if online {
         shared.test_mode_at(now)
     } else {
@@ -349,7 +350,7 @@ impl Link {
             Outcome::TestMode { on, command } => {
                 let reason = self.shared.command_test_mode(
                     on,
-                    self.shared.clock.unix_ms(),
+                    self.shared.clock.now_ms(),
                     &command.user,
                     &command.id,
                 );
@@ -430,7 +431,7 @@ pub async fn run(
     let mut wake = shared.spooled.subscribe();
     let mut state_changed = shared.state_changed.subscribe();
     let mut backoff = Backoff::new(cfg.backoff_initial, cfg.backoff_max);
-    let mut seed = (shared.clock.unix_ms() as u64) ^ (std::process::id() as u64);
+    let mut seed = (shared.clock.now_ms() as u64) ^ (std::process::id() as u64);
     loop {
         let (client, mut eventloop) = new_client(&shared, &cfg, tls.as_ref());
         let mut link = Link {
