@@ -60,7 +60,7 @@ fn peer_ip(req: &Request) -> IpAddr {
 }
 
 fn too_many(until_ms: i64, why: &str) -> Response {
-    let secs = ((until_ms - crate::clock::now_ms()).max(0) + 999) / 1000;
+    let secs = ((until_ms - dcim_clock::now_ms()).max(0) + 999) / 1000;
     let mut r = (
         StatusCode::TOO_MANY_REQUESTS,
         Json(json!({"error": format!("{why}: try again in {secs} s"), "retry_after_s": secs})),

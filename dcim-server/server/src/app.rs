@@ -31,7 +31,7 @@ pub struct LiveMsg {
 /// Shared state of a running server.
 pub struct App {
     /// Where the shells read the time (`now_ms`); the system clock outside tests.
-    pub clock: crate::clock::Clock,
+    pub clock: dcim_clock::Clock,
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub ingest: Mutex<ingest::Ingest>,
@@ -83,7 +83,7 @@ pub struct App {
 }
 
 impl App {
-    /// The server's time (ms since the Unix epoch), from its [`Clock`](crate::clock::Clock).
+    /// The server's time (ms since the Unix epoch), from its [`Clock`](dcim_clock::Clock).
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }

@@ -152,7 +152,8 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<(Checked, Op
     let checked = check_file(src).await?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let db = store::db_path(&config.data_dir);
-    let stamp = crate::clock::now_ms();
+    // Wall time genuinely meant: it names the kept file for an operator (the server is stopped).
+    let stamp = dcim_clock::now_ms();
     let mut kept = None;
     if db.exists() {
         for suffix in ["", "-wal", "-shm"] {

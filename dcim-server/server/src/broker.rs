@@ -685,7 +685,7 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
         let timeout = async {
             match until {
                 Some(t) => {
-                    let ms = (t - crate::clock::now_ms()).max(0) as u64;
+                    let ms = (t - dcim_clock::now_ms()).max(0) as u64;
                     tokio::time::sleep(Duration::from_millis(ms)).await
                 }
                 None => std::future::pending().await,
@@ -702,7 +702,7 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
                         .lock()
                         .expect("hold lock")
                         .state
-                        .on_puback(pkid, crate::clock::now_ms())
+                        .on_puback(pkid, dcim_clock::now_ms())
                         .map_err(|e| Closed::Protocol(format!("events acknowledgements: {e:?}")))?;
                     write_pubacks(&mut cw, &out).await?;
                 } else {

@@ -206,7 +206,7 @@ async fn take_over(app: &Arc<App>, epoch: i64) -> anyhow::Result<()> {
     // One document per incident plus their meta document (`incident_store`).
     let incidents = crate::incident_store::load(store).await?;
     let authority = crate::authority_io::load(store).await?;
-    let drill = crate::drill::load_active(store).await?;
+    let drill = crate::drill::load_active(store, app.now_ms()).await?;
     // The maintenance windows the previous leader scheduled (its ticker applied them; this
     // replica's ticker carries on from here).
     let windows = crate::windows_io::load(store).await?;
@@ -520,7 +520,7 @@ async fn follow(
             app.publish_live(crate::authority_io::DOC_KIND, &a.view(app.now_ms()));
         }
     }
-    let drill = crate::drill::load_active(store).await?;
+    let drill = crate::drill::load_active(store, app.now_ms()).await?;
     *app.drill.write().expect("drill lock") = drill;
     // The maintenance windows the leader schedules and applies (its ticker's; a follower's
     // does not run).

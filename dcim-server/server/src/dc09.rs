@@ -77,12 +77,12 @@ async fn stored_seq_floor(app: &App) -> anyhow::Result<u64> {
         .unwrap_or(0))
 }
 
-fn seq_doc(upto: u64) -> (String, DocRecord) {
+fn seq_doc(upto: u64, now_ms: i64) -> (String, DocRecord) {
     (
         STATE_DOC.into(),
         DocRecord {
             id: SEQ_ID.into(),
-            updated_ms: crate::clock::now_ms(),
+            updated_ms: now_ms,
             body: serde_json::json!({ "upto": upto }),
         },
     )
@@ -192,14 +192,19 @@ async fn begin_term(app: &Arc<App>, dc09: &Arc<Dc09>, fence: Option<Fence>) -> a
     let reserved = floor + SEQ_BLOCK;
     app.store
         .commit_batch(&Batch {
-            docs: vec![seq_doc(reserved)],
+            docs: vec![seq_doc(reserved, app.now_ms())],
             fence: fence.clone(),
             ..Default::default()
         })
         .await?;
-    let link = dc09_link::Transmitter::start_with_seq_floor(dc09.link_cfg.clone(), &dir, floor)
-        .await
-        .with_context(|| format!("[dc09] starting the transmitter (outbox {})", dir.display()))?;
+    let link = dc09_link::Transmitter::start_with_clock(
+        dc09.link_cfg.clone(),
+        &dir,
+        floor,
+        app.clock.clone(),
+    )
+    .await
+    .with_context(|| format!("[dc09] starting the transmitter (outbox {})", dir.display()))?;
     let reports = tokio::spawn(delivery_reports(
         app.clone(),
         dc09.records.clone(),
@@ -306,7 +311,7 @@ async fn ensure_reserved(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyho
     let upto = counter + SEQ_BLOCK;
     app.store
         .commit_batch(&Batch {
-            docs: vec![seq_doc(upto)],
+            docs: vec![seq_doc(upto, app.now_ms())],
             fence: fence.clone(),
             ..Default::default()
         })

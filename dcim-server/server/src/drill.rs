@@ -31,13 +31,16 @@ use std::time::Duration;
 pub use crate::drill_plan::*;
 
 /// The drill left running by a previous process (a drill flag survives restarts).
-pub async fn load_active(store: &dyn crate::store::Store) -> anyhow::Result<Option<ActiveDrill>> {
+pub async fn load_active(
+    store: &dyn crate::store::Store,
+    now_ms: i64,
+) -> anyhow::Result<Option<ActiveDrill>> {
     let mut running: Vec<ActiveDrill> = store
         .list_docs(DRILL_DOC)
         .await?
         .into_iter()
         .filter_map(|d| serde_json::from_value::<ActiveDrill>(d.body).ok())
-        .filter(|d| d.is_active_at(crate::clock::now_ms()))
+        .filter(|d| d.is_active_at(now_ms))
         .collect();
     running.sort_by_key(|d| d.started_ms);
     Ok(running.pop())

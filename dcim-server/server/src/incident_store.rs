@@ -45,7 +45,8 @@ pub fn docs(
 }
 
 /// The stored incidents (`None` on a fresh database), moving an old single document to one
-/// document per incident first.
+/// document per incident first (stamped with the old document's time: their contents are
+/// as old as it, and no clock is read here).
 pub async fn load(store: &dyn Store) -> anyhow::Result<Option<Incidents>> {
     use anyhow::Context;
     let meta = store
@@ -61,11 +62,12 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<Option<Incidents>> {
         .get("list")
         .is_some_and(|l| l.as_array().is_some_and(|a| !a.is_empty()))
     {
+        let written_ms = meta.updated_ms;
         let old: Incidents =
             serde_json::from_value(meta.body).context("stored incidents do not decode")?;
         let n = old.list.len();
         let batch = Batch {
-            docs: docs(&old, old.list.iter().map(|i| i.id), crate::clock::now_ms())?,
+            docs: docs(&old, old.list.iter().map(|i| i.id), written_ms)?,
             ..Default::default()
         };
         store.commit_batch(&batch).await?;

@@ -77,7 +77,10 @@ pub mod health_probe;
 pub mod http_limits;
 pub mod incident_store;
 pub use app::{App, LiveMsg};
-pub use clock::{now_ms, stopped};
+pub use clock::stopped;
+/// The system wall clock (Unix ms), at its former path: for tests and tools. The server reads
+/// the time from its [`dcim_clock::Clock`] (`App::now_ms`).
+pub use dcim_clock::now_ms;
 pub use tsdb::influx;
 pub mod ingest;
 pub mod leader;
@@ -102,6 +105,7 @@ pub mod windows_io;
 
 use anyhow::Context;
 use config::{BrokerMode, Config, Role};
+use dcim_clock::Clock;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use store::{Store, UserRecord};
@@ -144,8 +148,13 @@ impl Server {
 
 /// Creates the users listed in the config and, when there is no user at all, the bootstrap
 /// admin (password from `DCIM_ADMIN_PASSWORD`, or generated and shown once: on the terminal,
-/// or in `<data_dir>/initial-admin-password` with mode 0600; never in the log).
-pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
+/// or in `<data_dir>/initial-admin-password` with mode 0600; never in the log). The users and
+/// their audit rows are stamped `now_ms`.
+pub(crate) async fn bootstrap_users(
+    config: &Config,
+    store: &dyn Store,
+    now_ms: i64,
+) -> anyhow::Result<()> {
     let hash = |pw: &str| {
         auth::hash_password(
             pw,
@@ -172,13 +181,13 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
                 name: u.name.clone(),
                 role: u.role.as_str().into(),
                 password_hash: hash(&pw)?,
-                created_ms: clock::now_ms(),
+                created_ms: now_ms,
                 disabled: false,
             })
             .await?;
         store
             .audit(
-                clock::now_ms(),
+                now_ms,
                 "system",
                 "user.create",
                 &u.name,
@@ -202,13 +211,13 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
                 name: name.clone(),
                 role: Role::Admin.as_str().into(),
                 password_hash: hash(&pw)?,
-                created_ms: clock::now_ms(),
+                created_ms: now_ms,
                 disabled: false,
             })
             .await?;
         store
             .audit(
-                clock::now_ms(),
+                now_ms,
                 "system",
                 "user.create",
                 name,
@@ -269,19 +278,20 @@ fn show_generated_password(config: &Config, name: &str, pw: &str) -> anyhow::Res
 /// Starts everything: store, broker (embedded) or broker connection, ingest, time-series writer
 /// and the HTTP API, on the system clock. Returns once all listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<Server> {
-    start_with_clock(config, clock::Clock::system()).await
+    start_with_clock(config, Clock::system()).await
 }
 
 /// [`start`] on a given clock: the server's shells read the time from it (`App::now_ms`), so a
-/// test can run them on tokio's paused time ([`clock::Clock::tokio`]) or a manual clock.
-pub async fn start_with_clock(mut config: Config, clock: clock::Clock) -> anyhow::Result<Server> {
+/// test can run them on tokio's paused time ([`Clock::tokio`]) or a manual clock. The store,
+/// the time-series writer and the start-up steps take their time from it too.
+pub async fn start_with_clock(mut config: Config, clock: Clock) -> anyhow::Result<Server> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     // TLS files are read before anything else starts, so a bad file stops the start at once.
     let http_tls = http_tls(&mut config)?;
     // One server per data directory (and no `restore` under a running one).
     let data_lock = backup::lock_data_dir(&config.data_dir)?;
-    let store = store::open(&config).await?;
-    bootstrap_users(&config, store.as_ref()).await?;
+    let store = store::open(&config, clock.clone()).await?;
+    bootstrap_users(&config, store.as_ref(), clock.now_ms()).await?;
     if config.agents.is_empty() {
         tracing::warn!(
             "no [[agents]] configured: any client with the server's broker credentials is trusted and topic ACLs are not enforced"
@@ -361,13 +371,13 @@ fn http_tls(config: &mut Config) -> anyhow::Result<Option<(Arc<rustls::ServerCon
 /// starts the time-series writer, and builds [`App`].
 async fn build_app(
     config: &Config,
-    clock: clock::Clock,
+    clock: Clock,
     store: Arc<dyn Store>,
     stop_rx: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<App> {
     let metrics = Arc::new(metrics::Metrics::default());
-    let ops = Arc::new(observe::Ops::default());
+    let ops = Arc::new(observe::Ops::with_clock(clock.clone()));
     let health = health::Health::default();
     let influx = match &config.influx {
         Some(ic) => {
@@ -376,6 +386,7 @@ async fn build_app(
                 &config.data_dir,
                 metrics.clone(),
                 ops.clone(),
+                clock.clone(),
                 stop_rx.clone(),
             )?;
             for (name, t) in ["tsdb.flusher", "tsdb.sender"].iter().zip(&t) {
@@ -387,7 +398,7 @@ async fn build_app(
         None => None,
     };
     let ingest = load_ingest(config, store.as_ref()).await?;
-    let facility = load_facility(config, store.as_ref()).await?;
+    let facility = load_facility(config, store.as_ref(), clock.now_ms()).await?;
 
     let authority_state = authority_io::load(store.as_ref()).await?;
     if authority_state.is_active() {
@@ -397,7 +408,7 @@ async fn build_app(
         );
     }
 
-    let drill_state = drill::load_active(store.as_ref()).await?;
+    let drill_state = drill::load_active(store.as_ref(), clock.now_ms()).await?;
     if let Some(d) = &drill_state {
         tracing::warn!(drill = %d.id, "the site is in drill mode (restored from the database)");
     }
@@ -407,7 +418,6 @@ async fn build_app(
 
     let (live, _) = broadcast::channel(4096);
     Ok(App {
-        clock,
         config: config.clone(),
         store,
         ingest: Mutex::new(ingest),
@@ -433,7 +443,8 @@ async fn build_app(
         cluster: config
             .cluster
             .as_ref()
-            .map(|c| Arc::new(cluster::Cluster::new(c.clone()))),
+            .map(|c| Arc::new(cluster::Cluster::new(c.clone(), clock.clone()))),
+        clock,
     })
 }
 
@@ -456,7 +467,11 @@ async fn load_ingest(config: &Config, store: &dyn Store) -> anyhow::Result<inges
 }
 
 /// The site model, the incidents and the alarm engine's last committed state.
-async fn load_facility(config: &Config, store: &dyn Store) -> anyhow::Result<facility::Facility> {
+async fn load_facility(
+    config: &Config,
+    store: &dyn Store,
+    now_ms: i64,
+) -> anyhow::Result<facility::Facility> {
     let site = match &config.site_model {
         Some(path) => {
             Some(dcim_site::Site::load(path).map_err(|e| anyhow::anyhow!("site model: {e}"))?)
@@ -477,7 +492,7 @@ async fn load_facility(config: &Config, store: &dyn Store) -> anyhow::Result<fac
             seq = snap.seq,
             "restored the alarm engine state"
         );
-        facility.restore(snap, clock::now_ms());
+        facility.restore(snap, now_ms);
     }
     Ok(facility)
 }
@@ -750,7 +765,7 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
                 _ = stopped(&mut stop) => break,
                 _ = interval.tick() => {}
             }
-            app.health.beat_ticker();
+            app.health.beat_ticker(app.now_ms());
             app.check_disk().await;
             // The evaluation, the costly part, runs without the facility lock (alarms and
             // API requests do not wait for it).

@@ -124,15 +124,17 @@ async fn audit_cli(
     target: &str,
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
+    // Wall time genuinely meant (here and in the user and token commands below): an operator's
+    // command-line action, stamped when it happens; no timer of the server runs here.
     store
-        .audit(dcim_server::now_ms(), "cli", action, target, &detail)
+        .audit(dcim_clock::now_ms(), "cli", action, target, &detail)
         .await?;
     Ok(())
 }
 
 async fn user_command(args: &Args) -> anyhow::Result<()> {
     let config = load_config(args)?;
-    let store = dcim_server::store::open(&config).await?;
+    let store = dcim_server::store::open(&config, dcim_clock::Clock::system()).await?;
     let name = opt(args, "name")?;
     let st = store.as_ref();
     match args.words.get(1).map(String::as_str) {
@@ -180,7 +182,7 @@ async fn user_add(
             name: name.to_string(),
             role: role.as_str().into(),
             password_hash: hash,
-            created_ms: dcim_server::now_ms(),
+            created_ms: dcim_clock::now_ms(),
             disabled: false,
         })
         .await?;
@@ -252,7 +254,7 @@ async fn user_token(
         None => config.auth.token_days,
     };
     let token = dcim_server::auth::new_token("dcim_");
-    let now = dcim_server::now_ms();
+    let now = dcim_clock::now_ms();
     let expires = (days > 0).then(|| now + i64::from(days) * 86_400_000);
     let hash = dcim_server::auth::token_hash(&token);
     store

@@ -131,7 +131,7 @@ impl Lanes {
     ) -> bool {
         self.pending.fetch_add(1, Ordering::Relaxed);
         let received = std::time::Instant::now();
-        let received_ms = crate::clock::now_ms();
+        let received_ms = dcim_clock::now_ms();
         if topic.ends_with("/telemetry") {
             if let Some(batch) = self.roles.extract(&payload) {
                 let _ = self.priority.send(Priority::Samples {

@@ -283,19 +283,21 @@ async fn mqtt_loop(
 }
 
 /// [`payload`] with the delivery's stable id.
-fn payload_with_id(d: &Delivery, channel: &str, id: &str) -> serde_json::Value {
-    let mut p = payload(d, channel, crate::clock::now_ms());
+fn payload_with_id(d: &Delivery, channel: &str, id: &str, now_ms: i64) -> serde_json::Value {
+    let mut p = payload(d, channel, now_ms);
     p["delivery_id"] = id.into();
     p
 }
 
 impl Sender {
+    /// Sends `d` over this channel, the documents stamped `now_ms` (the server's time).
     async fn send(
         &self,
         d: &Delivery,
         channel: &str,
         id: &str,
         timeout: Duration,
+        now_ms: i64,
     ) -> Result<(), String> {
         match self {
             Sender::Webhook {
@@ -303,14 +305,17 @@ impl Sender {
                 url,
                 secret,
                 format,
-            } => send_webhook(client, url, secret.as_deref(), format, d, channel, id).await,
+            } => {
+                let doc = webhook_doc(format, d, channel, id, now_ms)?;
+                send_webhook(client, url, secret.as_deref(), &doc, id).await
+            }
             Sender::Email {
                 transport,
                 from,
                 to,
             } => send_email(transport, from, to, d, timeout).await,
             Sender::Mqtt { topic, link } => {
-                let body = serde_json::to_vec(&payload_with_id(d, channel, id))
+                let body = serde_json::to_vec(&payload_with_id(d, channel, id, now_ms))
                     .map_err(|e| e.to_string())?;
                 send_mqtt(link, topic, body, timeout).await
             }
@@ -318,22 +323,31 @@ impl Sender {
     }
 }
 
+/// The webhook document of a delivery in the channel's format.
+fn webhook_doc(
+    format: &crate::notify_templates::Format,
+    d: &Delivery,
+    channel: &str,
+    id: &str,
+    now_ms: i64,
+) -> Result<serde_json::Value, String> {
+    let mut doc = crate::notify_templates::render(format, d, channel, now_ms)?;
+    if matches!(format, crate::notify_templates::Format::Json) {
+        // The stable id a receiver discards a repeat by (also in X-Dcim-Delivery).
+        doc["delivery_id"] = id.into();
+    }
+    Ok(doc)
+}
+
 /// Posts the rendered delivery, signed with the channel's secret if any; 2xx is sent.
 async fn send_webhook(
     client: &reqwest::Client,
     url: &str,
     secret: Option<&[u8]>,
-    format: &crate::notify_templates::Format,
-    d: &Delivery,
-    channel: &str,
+    doc: &serde_json::Value,
     id: &str,
 ) -> Result<(), String> {
-    let mut doc = crate::notify_templates::render(format, d, channel, crate::clock::now_ms())?;
-    if matches!(format, crate::notify_templates::Format::Json) {
-        // The stable id a receiver discards a repeat by (also in X-Dcim-Delivery).
-        doc["delivery_id"] = id.into();
-    }
-    let body = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(doc).map_err(|e| e.to_string())?;
     let mut req = client
         .post(url)
         .header("content-type", "application/json")
@@ -548,7 +562,7 @@ impl Worker {
         let mut planned = d.channel.clone();
         let mut tried: Vec<String> = Vec::new();
         loop {
-            let now = crate::clock::now_ms();
+            let now = self.app.now_ms();
             let Some(ch) = self.notifier.route(&planned, now) else {
                 inc(&m.notify_undelivered_total, 1);
                 tracing::error!(alarm = %d.alarm, channel = %d.channel, tried = ?tried, "notification undelivered: every channel of the chain is open or failed");
@@ -571,10 +585,10 @@ impl Worker {
             };
             inc(&m.notify_attempts_total, 1);
             let t0 = Instant::now();
-            let r = sender.send(d, &ch, id, *timeout).await;
+            let r = sender.send(d, &ch, id, *timeout, now).await;
             let latency = t0.elapsed().as_millis() as i64;
             self.notifier
-                .report(&ch, r.is_ok(), latency, crate::clock::now_ms());
+                .report(&ch, r.is_ok(), latency, self.app.now_ms());
             tried.push(ch.clone());
             match r {
                 Ok(()) => {
@@ -624,7 +638,7 @@ impl Worker {
         let Some(fence) = self.term.clone() else {
             return false;
         };
-        let now = crate::clock::now_ms();
+        let now = self.app.now_ms();
         let batch = crate::store::Batch {
             docs: vec![
                 (
@@ -762,7 +776,7 @@ impl Worker {
     }
 
     async fn on_tick(&mut self) {
-        let now = crate::clock::now_ms();
+        let now = self.app.now_ms();
         let due = self.notifier.escalations(
             self.unacked
                 .alarms

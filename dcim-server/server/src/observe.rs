@@ -72,6 +72,9 @@ pub struct Ops {
     pub history_from_store_total: AtomicU64,
     pub history_fallback_total: AtomicU64,
     pub started: Instant,
+    /// The server's clock (the times stored above are its wall time, as `/health` compares
+    /// them with `App::now_ms`).
+    pub clock: dcim_clock::Clock,
 }
 
 impl Default for Ops {
@@ -95,11 +98,20 @@ impl Default for Ops {
             history_from_store_total: AtomicU64::new(0),
             history_fallback_total: AtomicU64::new(0),
             started: Instant::now(),
+            clock: dcim_clock::Clock::system(),
         }
     }
 }
 
 impl Ops {
+    /// Empty counters whose times come from `clock` (the server's).
+    pub fn with_clock(clock: dcim_clock::Clock) -> Ops {
+        Ops {
+            clock,
+            ..Ops::default()
+        }
+    }
+
     /// Records the time of one store commit of `what`.
     pub fn commit_took(&self, what: &'static str, started: Instant) {
         self.store_commit
@@ -114,7 +126,7 @@ impl Ops {
         self.ingest_last_wait_ms
             .store(waited.as_millis() as i64, Ordering::Relaxed);
         self.ingest_progress_ms
-            .store(crate::clock::now_ms(), Ordering::Relaxed);
+            .store(self.clock.now_ms(), Ordering::Relaxed);
     }
 }
 

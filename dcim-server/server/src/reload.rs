@@ -63,7 +63,7 @@ pub async fn reload(app: &std::sync::Arc<App>) -> anyhow::Result<Outcome> {
         ..Default::default()
     };
     let before = app.store.count_users().await?;
-    crate::bootstrap_users(&new, app.store.as_ref()).await?;
+    crate::bootstrap_users(&new, app.store.as_ref(), app.now_ms()).await?;
     out.users_created = (app.store.count_users().await? - before).max(0) as usize;
     let old_notify = serde_json::to_value(&old.notify).unwrap_or_default();
     let new_notify = serde_json::to_value(&new.notify).unwrap_or_default();

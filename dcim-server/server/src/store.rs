@@ -6,7 +6,9 @@
 //! Every method returns only after the transaction is committed (SQLite in WAL mode with
 //! `synchronous=FULL`, so a commit is on disk), which is what lets callers acknowledge a write
 //! to anyone only after it returned. Times are `i64` milliseconds since the Unix epoch, so that a
-//! PostgreSQL implementation can use plain `bigint` columns.
+//! PostgreSQL implementation can use plain `bigint` columns. The times a store stamps itself
+//! (audit rows, migrations, token expiry, SQLite's leases) come from the [`dcim_clock::Clock`]
+//! it was opened with ([`open`]; `open` of each backend without one uses the system clock).
 //!
 //! Reads use `fetch_all`, never `fetch_one`/`fetch_optional` on the pool: sqlx's SQLite driver
 //! resets a statement that was not read to the end later, on its worker thread, and until then
@@ -39,6 +41,7 @@
 //! runs against both in `tests/it/store_conformance.rs`.
 
 use crate::disk::{DiskGuard, WriteClass};
+use dcim_clock::Clock;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -417,6 +420,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 pub struct SqliteStore {
     pool: SqlitePool,
     disk: DiskGuard,
+    clock: Clock,
 }
 
 /// The database file in a data directory.
@@ -449,14 +453,19 @@ pub fn is_disk_full(e: &sqlx::Error) -> bool {
 
 impl SqliteStore {
     /// Opens (creating if needed) `dir/dcim.sqlite3` and applies the migrations, without a
-    /// free-space reserve (tools and tests; the server uses [`SqliteStore::open_with_reserve`]).
+    /// free-space reserve and on the system clock (tools and tests; the server uses
+    /// [`SqliteStore::open_with_reserve`]).
     pub async fn open(dir: &Path) -> StoreResult<SqliteStore> {
-        Self::open_with_reserve(dir, 0).await
+        Self::open_with_reserve(dir, 0, Clock::system()).await
     }
 
     /// Opens the store with a free-space reserve of `reserve_bytes` in `dir` (see
-    /// [`crate::disk`]).
-    pub async fn open_with_reserve(dir: &Path, reserve_bytes: u64) -> StoreResult<SqliteStore> {
+    /// [`crate::disk`]), stamping its own times from `clock`.
+    pub async fn open_with_reserve(
+        dir: &Path,
+        reserve_bytes: u64,
+        clock: Clock,
+    ) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         let disk = DiskGuard::new(dir, reserve_bytes);
         let path = db_path(dir);
@@ -482,7 +491,7 @@ impl SqliteStore {
             })
             .connect_with(opts)
             .await?;
-        let store = SqliteStore { pool, disk };
+        let store = SqliteStore { pool, disk, clock };
         store.migrate().await?;
         Ok(store)
     }
@@ -511,7 +520,7 @@ impl SqliteStore {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)")
                 .bind(version)
-                .bind(crate::clock::now_ms())
+                .bind(self.clock.now_ms())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -607,7 +616,12 @@ impl Store for SqliteStore {
         ttl_ms: i64,
     ) -> BoxFuture<'a, StoreResult<LeaseRecord>> {
         Box::pin(lease::sqlite_try_lease(
-            &self.pool, name, holder, info, ttl_ms,
+            &self.pool,
+            name,
+            holder,
+            info,
+            ttl_ms,
+            self.clock.now_ms(),
         ))
     }
 
@@ -624,11 +638,16 @@ impl Store for SqliteStore {
         id: &'a str,
         body: &'a serde_json::Value,
     ) -> BoxFuture<'a, StoreResult<i64>> {
-        Box::pin(lease::sqlite_put_replica(&self.pool, id, body))
+        Box::pin(lease::sqlite_put_replica(
+            &self.pool,
+            id,
+            body,
+            self.clock.now_ms(),
+        ))
     }
 
     fn list_replicas<'a>(&'a self) -> BoxFuture<'a, StoreResult<(Vec<ReplicaRecord>, i64)>> {
-        Box::pin(lease::sqlite_list_replicas(&self.pool))
+        Box::pin(lease::sqlite_list_replicas(&self.pool, self.clock.now_ms()))
     }
 
     fn close<'a>(&'a self) -> BoxFuture<'a, ()> {
@@ -1006,7 +1025,7 @@ impl Store for SqliteStore {
                 "SELECT user FROM api_tokens WHERE token_hash = ? AND (expires_ms IS NULL OR expires_ms > ?)",
             )
             .bind(token_hash)
-            .bind(crate::clock::now_ms())
+            .bind(self.clock.now_ms())
             .fetch_all(&self.pool)
             .await?;
             Ok(users.into_iter().next())
@@ -1189,7 +1208,7 @@ impl SqliteStore {
                 .await?;
         }
         let mut ids = Vec::new();
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         for (actor, action, target, detail) in &batch.audit {
             let r = sqlx::query(
                 "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES (?,?,?,?,?)",

@@ -113,13 +113,15 @@ pub struct Cluster {
     pub(crate) origin: Instant,
     /// When a follower last reloaded the leader's state (wall clock ms; 0: never).
     pub(crate) reloaded_ms: std::sync::atomic::AtomicI64,
+    /// The server's clock (`Status::since_ms`).
+    clock: dcim_clock::Clock,
 }
 
 /// A follower whose reload is older than this says its state may be out of date.
 const RELOAD_STALE_MS: i64 = 3000;
 
 impl Cluster {
-    pub fn new(config: ClusterConfig) -> Cluster {
+    pub fn new(config: ClusterConfig, clock: dcim_clock::Clock) -> Cluster {
         let witness = config.witness.as_ref().map(|w| {
             etcd::Witness::new(
                 w.etcd.clone(),
@@ -133,7 +135,7 @@ impl Cluster {
             site: config.site.clone(),
             leading: None,
             leader: None,
-            since_ms: crate::clock::now_ms(),
+            since_ms: clock.now_ms(),
             terms: 0,
         });
         Cluster {
@@ -146,6 +148,7 @@ impl Cluster {
             origin: Instant::now(),
             reloaded_ms: std::sync::atomic::AtomicI64::new(0),
             config,
+            clock,
         }
     }
 
@@ -236,7 +239,7 @@ impl Cluster {
             let before = (s.leading.clone(), s.leader.clone());
             f(s);
             if (s.leading.clone(), s.leader.clone()) != before {
-                s.since_ms = crate::clock::now_ms();
+                s.since_ms = self.clock.now_ms();
             }
         });
     }

@@ -9,7 +9,7 @@
 //! [`Fenced`] and changes nothing, whatever its clock says.
 //!
 //! Times are the database's clock (PostgreSQL's `clock_timestamp()`; for SQLite, which only
-//! ever serves one machine, the local clock).
+//! ever serves one machine, the store's [`dcim_clock::Clock`], passed in as `now`).
 
 use super::StoreResult;
 use serde::Serialize;
@@ -119,8 +119,8 @@ pub(super) async fn sqlite_try_lease(
     holder: &str,
     info: &serde_json::Value,
     ttl_ms: i64,
+    now: i64,
 ) -> StoreResult<LeaseRecord> {
-    let now = crate::clock::now_ms();
     let mut tx = pool.begin().await?;
     // A write first, so that the transaction holds SQLite's write lock before it reads.
     sqlx::query(
@@ -215,8 +215,8 @@ pub(super) async fn sqlite_put_replica(
     pool: &SqlitePool,
     id: &str,
     body: &serde_json::Value,
+    now: i64,
 ) -> StoreResult<i64> {
-    let now = crate::clock::now_ms();
     sqlx::query(
         "INSERT INTO replicas (id, seen_ms, body) VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET seen_ms = excluded.seen_ms, body = excluded.body",
     )
@@ -230,6 +230,7 @@ pub(super) async fn sqlite_put_replica(
 
 pub(super) async fn sqlite_list_replicas(
     pool: &SqlitePool,
+    now: i64,
 ) -> StoreResult<(Vec<ReplicaRecord>, i64)> {
     let rows = sqlx::query("SELECT id, seen_ms, body FROM replicas ORDER BY id")
         .fetch_all(pool)
@@ -242,6 +243,6 @@ pub(super) async fn sqlite_list_replicas(
                 body: json(r.get::<&str, _>("body")),
             })
             .collect(),
-        crate::clock::now_ms(),
+        now,
     ))
 }

@@ -32,6 +32,7 @@ use super::{
     SessionRecord, SqliteStore, Store, StoreResult, StreamMark, TOKEN_ID_LEN, TokenRecord,
     UserRecord,
 };
+use dcim_clock::Clock;
 use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgPool, Postgres, Row, Transaction};
@@ -41,19 +42,20 @@ use std::time::Duration;
 
 pub use crate::config::store::{StoreBackend, StoreConfig};
 
-/// Opens the configured store: SQLite in `data_dir` (the default), or PostgreSQL.
-pub async fn open(config: &crate::config::Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the configured store: SQLite in `data_dir` (the default), or PostgreSQL; the times
+/// the store stamps itself come from `clock`.
+pub async fn open(config: &crate::config::Config, clock: Clock) -> anyhow::Result<Arc<dyn Store>> {
     use anyhow::Context;
     Ok(match config.store.backend {
         StoreBackend::Sqlite => Arc::new(
-            SqliteStore::open_with_reserve(&config.data_dir, config.store.reserve_kb * 1024)
+            SqliteStore::open_with_reserve(&config.data_dir, config.store.reserve_kb * 1024, clock)
                 .await
                 .with_context(|| {
                     format!("opening the database in {}", config.data_dir.display())
                 })?,
         ),
         StoreBackend::Postgres => {
-            let s = Arc::new(PgStore::open(&config.store).await?);
+            let s = Arc::new(PgStore::open_with_clock(&config.store, clock).await?);
             s.watch_nodes(Duration::from_secs(2));
             s
         }
@@ -167,6 +169,9 @@ pub struct PgStore {
     current: std::sync::RwLock<(usize, PgPool)>,
     /// One search for the primary at a time.
     probing: tokio::sync::Mutex<()>,
+    /// Stamps the times the server sets (audit rows, migrations, token expiry checks); leases
+    /// and heartbeats use the database's clock (`DB_NOW`).
+    clock: Clock,
 }
 
 /// Whether an error means the node is gone, unreachable, or no longer a primary.
@@ -246,8 +251,14 @@ fn pool_for(opts: &StoreConfig, node: &PgConnectOptions) -> PgPool {
 }
 
 impl PgStore {
-    /// Connects to the primary among `config.urls` and applies the migrations.
+    /// Connects to the primary among `config.urls` and applies the migrations, on the system
+    /// clock (tools and tests; the server uses [`open`]).
     pub async fn open(config: &StoreConfig) -> anyhow::Result<PgStore> {
+        PgStore::open_with_clock(config, Clock::system()).await
+    }
+
+    /// [`PgStore::open`] stamping the server's times from `clock`.
+    pub async fn open_with_clock(config: &StoreConfig, clock: Clock) -> anyhow::Result<PgStore> {
         config
             .validate()
             .map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
@@ -272,6 +283,7 @@ impl PgStore {
             opts: config.clone(),
             current: std::sync::RwLock::new((0, first)),
             probing: tokio::sync::Mutex::new(()),
+            clock,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -417,7 +429,7 @@ impl PgStore {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)")
                 .bind(version)
-                .bind(crate::clock::now_ms())
+                .bind(self.clock.now_ms())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -468,7 +480,7 @@ const UPSERT_DOC: &str = "INSERT INTO docs (kind, id, updated_ms, body) VALUES (
 const INSERT_AUDIT: &str =
     "INSERT INTO audit (ts_ms, actor, action, target, detail) VALUES ($1,$2,$3,$4,$5) RETURNING id";
 
-async fn commit_batch(pool: PgPool, batch: &Batch) -> StoreResult<Vec<i64>> {
+async fn commit_batch(pool: PgPool, batch: &Batch, now: i64) -> StoreResult<Vec<i64>> {
     let mut tx = pool.begin().await?;
     if let Some(f) = &batch.fence {
         check_fence(&mut tx, f).await?;
@@ -494,7 +506,6 @@ async fn commit_batch(pool: PgPool, batch: &Batch) -> StoreResult<Vec<i64>> {
             .await?;
     }
     let mut ids = Vec::new();
-    let now = crate::clock::now_ms();
     for (actor, action, target, detail) in &batch.audit {
         let id: i64 = sqlx::query_scalar(INSERT_AUDIT)
             .bind(now)
@@ -821,7 +832,7 @@ impl Store for PgStore {
                 r#"SELECT "user" FROM api_tokens WHERE token_hash = $1 AND (expires_ms IS NULL OR expires_ms > $2)"#,
             )
             .bind(token_hash)
-            .bind(crate::clock::now_ms())
+            .bind(self.clock.now_ms())
             .fetch_all(&pool)
             .await?;
             Ok(users.into_iter().next())
@@ -970,7 +981,8 @@ impl Store for PgStore {
     }
 
     fn commit_batch<'a>(&'a self, batch: &'a Batch) -> BoxFuture<'a, StoreResult<Vec<i64>>> {
-        Box::pin(self.run(move |pool| commit_batch(pool, batch)))
+        let now = self.clock.now_ms();
+        Box::pin(self.run(move |pool| commit_batch(pool, batch, now)))
     }
 
     fn list_journal<'a>(

@@ -85,6 +85,7 @@ pub fn spawn(
     data_dir: &std::path::Path,
     metrics: Arc<Metrics>,
     ops: Arc<crate::observe::Ops>,
+    clock: dcim_clock::Clock,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(InfluxHandle, Vec<JoinHandle<()>>)> {
     let dir = cfg
@@ -100,6 +101,7 @@ pub fn spawn(
         appended: Notify::new(),
         metrics: metrics.clone(),
         ops,
+        clock,
     });
     let tasks = crate::tsdb::writer::spawn(&cfg, shared.clone(), stop)?;
     let query = match &cfg.query_url {

@@ -8,6 +8,9 @@
 //!   it and counts its lines (`dcim_influx_lines_dropped_total`); anything else (the store
 //!   down, 401/403 from a wrong token, 5xx) keeps it and retries with back-off up to 30 s, so
 //!   a misconfigured token loses nothing either.
+//!
+//! Both read the time (the buffer's age-based sync, the last success and error times in
+//! `/health`) from the server's clock, handed over at spawn in [`Shared::clock`].
 
 use crate::config::InfluxConfig;
 use crate::metrics::{Metrics, inc};
@@ -28,6 +31,8 @@ pub struct Shared {
     pub appended: Notify,
     pub metrics: Arc<Metrics>,
     pub ops: Arc<Ops>,
+    /// The server's clock.
+    pub clock: dcim_clock::Clock,
 }
 
 impl Shared {
@@ -140,12 +145,12 @@ async fn flush_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>, interv
         };
         let s = shared.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            flush_staging(&s, crate::clock::now_ms());
+            flush_staging(&s, s.clock.now_ms());
             let mut b = s.buffer.lock().expect("tsdb buffer");
             let r = if stopping {
                 b.flush()
             } else {
-                b.tick(crate::clock::now_ms().max(0) as u64)
+                b.tick(s.clock.now_ms().max(0) as u64)
             };
             if let Err(e) = r {
                 tracing::error!("time-series buffer: {e}");
@@ -235,7 +240,7 @@ async fn post(
         req = req.header("Authorization", format!("Token {t}"));
     }
     let outcome = req.send().await;
-    let now = crate::clock::now_ms();
+    let now = shared.clock.now_ms();
     match &outcome {
         Ok(r) if r.status().is_success() => {
             inc(
