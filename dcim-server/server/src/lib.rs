@@ -176,24 +176,14 @@ pub(crate) async fn bootstrap_users(
         auth::password::check_new(&pw).map_err(|e| {
             anyhow::anyhow!("user `{}`: the password in {}: {e}", u.name, u.password_env)
         })?;
-        store
-            .create_user(&UserRecord {
-                name: u.name.clone(),
-                role: u.role.as_str().into(),
-                password_hash: hash(&pw)?,
-                created_ms: now_ms,
-                disabled: false,
-            })
-            .await?;
-        store
-            .audit(
-                now_ms,
-                "system",
-                "user.create",
-                &u.name,
-                &serde_json::json!({"role": u.role, "from": "config"}),
-            )
-            .await?;
+        let user = UserRecord {
+            name: u.name.clone(),
+            role: u.role.as_str().into(),
+            password_hash: hash(&pw)?,
+            created_ms: now_ms,
+            disabled: false,
+        };
+        create_audited(store, &user, "config").await?;
         tracing::info!(user = %u.name, role = u.role.as_str(), "created user from config");
     }
     if store.count_users().await? == 0 {
@@ -206,24 +196,14 @@ pub(crate) async fn bootstrap_users(
             }
             _ => (auth::new_token("")[..24].to_string(), true),
         };
-        store
-            .create_user(&UserRecord {
-                name: name.clone(),
-                role: Role::Admin.as_str().into(),
-                password_hash: hash(&pw)?,
-                created_ms: now_ms,
-                disabled: false,
-            })
-            .await?;
-        store
-            .audit(
-                now_ms,
-                "system",
-                "user.create",
-                name,
-                &serde_json::json!({"role": "admin", "from": "bootstrap"}),
-            )
-            .await?;
+        let user = UserRecord {
+            name: name.clone(),
+            role: Role::Admin.as_str().into(),
+            password_hash: hash(&pw)?,
+            created_ms: now_ms,
+            disabled: false,
+        };
+        create_audited(store, &user, "bootstrap").await?;
         if generated {
             show_generated_password(config, name, &pw)?;
         } else {
@@ -232,6 +212,23 @@ pub(crate) async fn bootstrap_users(
             );
         }
     }
+    Ok(())
+}
+
+/// Creates `user` with its audit row (`from`: where it was configured), both stamped at its
+/// creation time.
+async fn create_audited(store: &dyn Store, user: &UserRecord, from: &str) -> anyhow::Result<()> {
+    store.create_user(user).await?;
+    let detail = serde_json::json!({"role": user.role, "from": from});
+    store
+        .audit(
+            user.created_ms,
+            "system",
+            "user.create",
+            &user.name,
+            &detail,
+        )
+        .await?;
     Ok(())
 }
 

@@ -1316,6 +1316,65 @@ mod tests {
         }
     }
 
+    /// Hazard: a store that read the system clock itself would expire leases and tokens and
+    /// stamp audit rows by real time whatever clock the server runs on: a failover test would
+    /// have to sleep out a lease, and one on a manual clock would see a lease expire (or not)
+    /// by the machine's speed instead of by the clock it set.
+    #[tokio::test]
+    async fn the_store_stamps_leases_tokens_and_audit_rows_from_its_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(1_000_000);
+        let s = SqliteStore::open_with_reserve(dir.path(), 0, clock.clone())
+            .await
+            .unwrap();
+        let info = serde_json::json!({});
+        let a = s.try_lease("leader", "a", &info, 10_000).await.unwrap();
+        assert!(a.held_by("a"));
+        assert_eq!((a.now_ms, a.expires_ms), (1_000_000, 1_010_000));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        clock.advance(std::time::Duration::from_millis(9_999));
+        let still = s.try_lease("leader", "b", &info, 10_000).await.unwrap();
+        assert!(
+            still.held_by("a"),
+            "taken before the clock reached the expiry"
+        );
+        clock.advance(std::time::Duration::from_millis(1));
+        let b = s.try_lease("leader", "b", &info, 10_000).await.unwrap();
+        assert!(b.held_by("b"));
+        assert_eq!(b.epoch, a.epoch + 1);
+        assert_eq!(s.put_replica("r1", &info).await.unwrap(), 1_010_000);
+        assert_eq!(s.list_replicas().await.unwrap().1, 1_010_000);
+
+        s.create_user(&UserRecord {
+            name: "u".into(),
+            role: "viewer".into(),
+            password_hash: "x".into(),
+            created_ms: 0,
+            disabled: false,
+        })
+        .await
+        .unwrap();
+        s.create_token_until("h", "u", "t", 0, Some(1_020_000))
+            .await
+            .unwrap();
+        assert_eq!(s.token_user("h").await.unwrap().as_deref(), Some("u"));
+        clock.advance(std::time::Duration::from_millis(10_000));
+        assert_eq!(
+            s.token_user("h").await.unwrap(),
+            None,
+            "expired by the clock"
+        );
+
+        s.commit_batch(&Batch {
+            audit: vec![("op".into(), "x".into(), "y".into(), info.clone())],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let audit = s.list_audit(0, 10).await.unwrap();
+        assert_eq!(audit.last().unwrap().ts_ms, 1_020_000);
+    }
+
     #[tokio::test]
     async fn events_are_unique_per_agent_and_seq_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
