@@ -402,3 +402,46 @@ fn dc09_send_help_documents_its_input_and_output_lines() {
         );
     }
 }
+
+/// Hazard: a transmitter that read the system clock instead of the one it was started with
+/// would stamp queue and delivery times and the message timestamps by real time: its
+/// supervision, probes and back-off could not be tested on paused or hand-set time, and the
+/// daemon's records and the receiver's would disagree with the daemon's own clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_delivery_and_message_times_come_from_the_transmitters_clock() {
+    const T: i64 = 1_600_000_000_000;
+    let key =
+        Key::from_hex("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F").unwrap();
+    let rcv = RustReceiver::start(Mode::Ack { delay_ms: 0 }, Some(key.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(&[rcv.port]);
+    c.key = Some(key);
+    let clock = dcim_clock::Clock::manual(T);
+    let h = Transmitter::start_with_clock(c, dir.path(), 0, clock.clone())
+        .await
+        .unwrap();
+    let mut events = h.subscribe();
+    h.submit(sub("clocked", Event::new(EventKind::FireSmoke, 1, 1)))
+        .await
+        .unwrap();
+    let times = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(LinkEvent::Delivered {
+                event_id,
+                queued_ms,
+                acked_ms,
+                ..
+            }) = events.recv().await
+                && event_id == "clocked"
+            {
+                return (queued_ms, acked_ms);
+            }
+        }
+    })
+    .await
+    .expect("delivered");
+    assert_eq!(times, (T, T));
+    let sent: Vec<Option<i64>> = rcv.events().iter().map(|m| m.timestamp_ms).collect();
+    assert_eq!(sent, vec![Some(T)], "the message carries the clock's time");
+    h.shutdown().await;
+}
