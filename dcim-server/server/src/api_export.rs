@@ -37,7 +37,7 @@ fn offset(o: Option<i32>) -> Result<i32, ApiError> {
 
 /// `alarms-20260501-1403.csv` in the requester's local time.
 fn file_name(what: &str, offset_min: i32) -> String {
-    let iso = export::iso_local(dcim_clock::now_ms(), offset_min);
+    let iso = export::iso_local(dcim_clock::now_ms(), offset_min); // wall time: names a download
     format!(
         "{what}-{}{}{}-{}{}.csv",
         &iso[0..4],
