@@ -11,7 +11,6 @@ use axum::Json;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
-use serde_json::json;
 use std::sync::Arc;
 
 pub const SESSION_COOKIE: &str = "dcim_session";
@@ -141,9 +140,15 @@ pub async fn authorize_route(
 #[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
 
+/// The body of every error answer: `{"error": "what went wrong"}`.
+#[derive(serde::Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
