@@ -767,3 +767,33 @@ pub(crate) async fn clear_lockout(
     .await?;
     Ok(Json(Cleared { cleared }).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn enabling_a_user_answers_no_sessions_ended_and_disabling_does() {
+        // Hazard: `sessions_ended: null` on enabling would read as "unknown how many sessions
+        // ended"; the old answer had no such key, the disabling answer a number.
+        let enabled = UserDisabled {
+            name: "ops".into(),
+            disabled: false,
+            sessions_ended: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&enabled).unwrap(),
+            json!({"name": "ops", "disabled": false})
+        );
+        let disabled = UserDisabled {
+            name: "ops".into(),
+            disabled: true,
+            sessions_ended: Some(3),
+        };
+        assert_eq!(
+            serde_json::to_value(&disabled).unwrap(),
+            json!({"name": "ops", "disabled": true, "sessions_ended": 3})
+        );
+    }
+}

@@ -157,3 +157,37 @@ pub(crate) async fn cluster_status(
         }),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_single_server_answers_enabled_false_and_nothing_else() {
+        // Hazard: a single server answering `role: null`, `peers: []`... would read as a
+        // cluster without a leader or peers; it must answer only `{enabled: false}`.
+        let body = ClusterState {
+            enabled: false,
+            replica: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"enabled": false})
+        );
+    }
+
+    #[test]
+    fn a_follower_without_a_leader_says_so_with_null() {
+        // Hazard: `leader` absent instead of null: a console cannot tell "no leader known" from
+        // an answer of an older server.
+        let body = NotLeader {
+            error: "no leader".into(),
+            leader: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"error": "no leader", "leader": null})
+        );
+    }
+}

@@ -219,3 +219,32 @@ pub(crate) async fn alarm_rules(State(app): AppState) -> Result<Json<AlarmRules>
         .collect();
     Ok(Json(AlarmRules { rules }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_rule_is_served_with_every_field_of_its_own_plus_role_and_shelvable() {
+        // Hazard: a rule field lost (or renamed) in the flattened body: the console reads it as
+        // absent and shows an alarm without its condition or, for `shelvable`, offers to shelve
+        // a fire-stage alarm. The body must be the rule's own JSON with the two keys added.
+        for rule in dcim_alarms::Rule::defaults() {
+            let mut old = json!(rule);
+            old["role"] = json!(rule.role());
+            old["shelvable"] = json!(rule.shelvable());
+            let body = RuleEntry {
+                role: rule.role().map(str::to_owned),
+                shelvable: rule.shelvable(),
+                rule: rule.clone(),
+            };
+            assert_eq!(
+                serde_json::to_value(&body).unwrap(),
+                old,
+                "rule {}",
+                rule.id
+            );
+        }
+    }
+}

@@ -117,3 +117,42 @@ pub(crate) async fn dc09(
         messages,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_dc09_answer_has_counters_only_with_a_transmitter() {
+        // Hazard: counters of 0 served without a transmitter would read as "nothing pending,
+        // nothing rejected"; without one the answer is only `enabled: false` and no messages.
+        let off = Dc09 {
+            enabled: false,
+            link: None,
+            messages: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(&off).unwrap(),
+            json!({"enabled": false, "messages": []})
+        );
+        let on = Dc09 {
+            enabled: true,
+            link: Some(Dc09Link {
+                pending: 2,
+                delivered: 5,
+                rejected: 1,
+                paths: vec![Dc09Path {
+                    name: "primary".into(),
+                    up: false,
+                }],
+            }),
+            messages: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(&on).unwrap(),
+            json!({"enabled": true, "pending": 2, "delivered": 5, "rejected": 1,
+                   "paths": [{"name": "primary", "up": false}], "messages": []})
+        );
+    }
+}

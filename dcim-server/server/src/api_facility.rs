@@ -812,3 +812,42 @@ pub(crate) async fn send_command(
         }),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redundancy_lists_components_only_when_asked() {
+        // Hazard: `components: null` without `components=true` would read as a site with no
+        // components; the key is absent unless asked for, as before.
+        let body = Redundancy {
+            subsystems: Vec::new(),
+            ride_through: Vec::new(),
+            components: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"subsystems": [], "ride_through": []})
+        );
+        let body = Redundancy {
+            components: Some(Vec::new()),
+            ..body
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"subsystems": [], "ride_through": [], "components": []})
+        );
+    }
+
+    #[test]
+    fn an_operation_on_a_gone_incident_answers_null() {
+        // Hazard: the key missing instead of null when the incident is gone.
+        let body = IncidentBody { incident: None };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"incident": null})
+        );
+    }
+}

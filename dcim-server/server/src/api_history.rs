@@ -363,3 +363,69 @@ fn not_found(device: &str, point: &str) -> (StatusCode, String) {
         format!("no point `{point}` of device `{device}` has been received"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn head() -> Head {
+        Head {
+            device: "r07".into(),
+            point: "temp".into(),
+            from: 0,
+            to: 60_000,
+            step_ms: 10_000,
+            resolution_ms: 10_000,
+            retention_ms: 3_600_000,
+        }
+    }
+
+    #[test]
+    fn the_store_answer_has_no_fallback_reason_and_keeps_a_null_site() {
+        // Hazard: a `fallback_reason: null` (or a missing `site`) in the store's answer: the
+        // console tells "the store answered" by the key being absent.
+        let h = head().answer(
+            None,
+            "store",
+            vec![Supplied {
+                source: "store",
+                from: 0,
+                to: 60_000,
+            }],
+            Range {
+                from: 0,
+                to: 60_000,
+            },
+            None,
+            Vec::new(),
+        );
+        assert_eq!(
+            serde_json::to_value(&h).unwrap(),
+            json!({"device": "r07", "point": "temp", "from": 0, "to": 60_000, "step_ms": 10_000,
+                   "resolution_ms": 10_000, "retention_ms": 3_600_000, "site": null,
+                   "source": "store", "sources": [{"source": "store", "from": 0, "to": 60_000}],
+                   "covers": {"from": 0, "to": 60_000}, "buckets": []})
+        );
+    }
+
+    #[test]
+    fn the_memory_answer_says_why_the_store_did_not() {
+        // Hazard: the ring's answer after a store failure without the reason reads as the
+        // complete history.
+        let h = head().answer(
+            Some("s1".into()),
+            "memory",
+            Vec::new(),
+            Range { from: 0, to: 1 },
+            Some("the time-series store did not answer: timeout".into()),
+            Vec::new(),
+        );
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(
+            v["fallback_reason"],
+            "the time-series store did not answer: timeout"
+        );
+        assert_eq!(v["site"], "s1");
+    }
+}
