@@ -1,7 +1,10 @@
 //! What every route module shares: a route's declaration ([`RouteDoc`]; the table is
 //! `crate::api::ROUTES`) and its authorisation before the handler ([`authorize_route`]), the
 //! error type, authorisation of a request (session cookie with CSRF, or bearer token) and
-//! parsing of queries and bodies after authorisation. The route modules (`api`, `api_*`) sit above it; it imports none of them.
+//! parsing of queries and bodies after authorisation. Handlers answer typed bodies: a named
+//! `Serialize` struct per answer, kept next to the handler that returns it (or the domain type
+//! when the body is that type); an error is always [`ApiError`], `{"error": "..."}`. The route
+//! modules (`api`, `api_*`) sit above it; it imports none of them.
 
 use crate::app::App;
 use crate::auth::{self, Access};
