@@ -487,12 +487,18 @@ pub async fn health(State(app): AppState) -> Response {
     (status, Json(doc)).into_response()
 }
 
+/// `POST /api/logout`.
+#[derive(Serialize)]
+pub struct LoggedOut {
+    pub ok: bool,
+}
+
 async fn logout(Authorized(p): Authorized, State(app): AppState) -> Result<Response, ApiError> {
     if let Some(s) = &p.session {
         app.store.delete_session(s).await?;
     }
     app.audit(&p.user, "logout", "session", json!({})).await?;
-    let mut resp = Json(json!({"ok": true})).into_response();
+    let mut resp = Json(LoggedOut { ok: true }).into_response();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
         if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path=/; Max-Age=0")) {
             resp.headers_mut().append(header::SET_COOKIE, v);
@@ -577,7 +583,7 @@ async fn point_history(
     State(app): AppState,
     Path((device, point)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::api_history::History>, ApiError> {
     let q: crate::api_history::Params = parse_query(raw.as_deref())?;
     crate::api_history::point_history(&app, &device, &point, q)
         .await
@@ -890,6 +896,8 @@ pub fn openapi_doc() -> serde_json::Value {
     })
 }
 
+/// The document is assembled as JSON (its shape is OpenAPI's, open-ended), so it stays a
+/// `serde_json::Value`.
 async fn openapi() -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(openapi_doc()))
 }
@@ -957,6 +965,13 @@ async fn users(State(app): AppState) -> Result<Json<Users>, ApiError> {
     }))
 }
 
+/// `POST /api/users`: the user created.
+#[derive(Serialize)]
+pub struct UserCreated {
+    pub name: String,
+    pub role: Role,
+}
+
 #[derive(Deserialize)]
 struct NewUser {
     name: String,
@@ -1003,7 +1018,10 @@ async fn create_user(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"name": body.name, "role": role})),
+        Json(UserCreated {
+            name: body.name,
+            role,
+        }),
     )
         .into_response())
 }

@@ -33,7 +33,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -59,11 +59,21 @@ fn peer_ip(req: &Request) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
+/// The 429 body while a sign-in subject is locked: the error and the seconds to wait.
+#[derive(Serialize)]
+pub struct TooMany {
+    pub error: String,
+    pub retry_after_s: i64,
+}
+
 fn too_many(until_ms: i64, why: &str) -> Response {
     let secs = ((until_ms - dcim_clock::now_ms()).max(0) + 999) / 1000;
     let mut r = (
         StatusCode::TOO_MANY_REQUESTS,
-        Json(json!({"error": format!("{why}: try again in {secs} s"), "retry_after_s": secs})),
+        Json(TooMany {
+            error: format!("{why}: try again in {secs} s"),
+            retry_after_s: secs,
+        }),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
@@ -73,11 +83,11 @@ fn too_many(until_ms: i64, why: &str) -> Response {
 }
 
 fn busy() -> Response {
-    let mut r = (
+    let mut r = ApiError(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": "too many sign-ins at once: try again in a second"})),
+        "too many sign-ins at once: try again in a second".into(),
     )
-        .into_response();
+    .into_response();
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
@@ -260,6 +270,16 @@ async fn login_failed(
     )
 }
 
+/// `POST /api/login`: the signed-in user, its role, the CSRF token to send with writes and
+/// when the session ends.
+#[derive(Serialize)]
+pub struct Session {
+    pub user: String,
+    pub role: String,
+    pub csrf_token: String,
+    pub expires_ms: i64,
+}
+
 /// A successful sign-in: the session stored and audited, its token and CSRF token in cookies,
 /// and the device cookie renewed (a new nonce when the browser had none).
 async fn start_session(
@@ -292,9 +312,12 @@ async fn start_session(
     };
     let nonce = device.unwrap_or_else(|| auth::new_token("")[..32].to_string());
     let device_value = password::device_cookie(key, &nonce, &user.name);
-    let mut resp = Json(json!({
-        "user": user.name, "role": user.role, "csrf_token": csrf, "expires_ms": expires_ms
-    }))
+    let mut resp = Json(Session {
+        user: user.name.clone(),
+        role: user.role.clone(),
+        csrf_token: csrf.clone(),
+        expires_ms,
+    })
     .into_response();
     let h = resp.headers_mut();
     for cookie in [
@@ -334,6 +357,14 @@ async fn new_hash(app: &Arc<App>, address: &str, pw: String) -> Result<String, R
 /// Hashes a new user's password (for `POST /api/users`).
 pub async fn hash_new_password(app: &Arc<App>, pw: String) -> Result<String, Response> {
     new_hash(app, "admin", pw).await
+}
+
+/// `POST /api/me/password`, `POST /api/users/{name}/password`: how many sessions of the user
+/// ended.
+#[derive(Serialize)]
+pub struct PasswordSet {
+    pub ok: bool,
+    pub sessions_ended: u64,
 }
 
 #[derive(Deserialize)]
@@ -413,7 +444,11 @@ pub(crate) async fn change_own_password(
         json!({"by": "self", "sessions_ended": ended}),
     )
     .await?;
-    Ok(Json(json!({"ok": true, "sessions_ended": ended})).into_response())
+    Ok(Json(PasswordSet {
+        ok: true,
+        sessions_ended: ended,
+    })
+    .into_response())
 }
 
 async fn existing_user(app: &App, name: &str) -> Result<crate::store::UserRecord, ApiError> {
@@ -452,7 +487,11 @@ pub(crate) async fn set_password(
         json!({"by": "admin", "sessions_ended": ended}),
     )
     .await?;
-    Ok(Json(json!({"ok": true, "sessions_ended": ended})).into_response())
+    Ok(Json(PasswordSet {
+        ok: true,
+        sessions_ended: ended,
+    })
+    .into_response())
 }
 
 async fn enabled_admins(app: &App) -> Result<usize, ApiError> {
@@ -463,6 +502,16 @@ async fn enabled_admins(app: &App) -> Result<usize, ApiError> {
         .iter()
         .filter(|u| !u.disabled && u.role == Role::Admin.as_str())
         .count())
+}
+
+/// `POST /api/users/{name}/disable` and `/enable`: the user's new state; disabling also says
+/// how many sessions ended (enabling has no `sessions_ended`).
+#[derive(Serialize)]
+pub struct UserDisabled {
+    pub name: String,
+    pub disabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions_ended: Option<u64>,
 }
 
 /// `POST /api/users/{name}/disable` (admin): the user's sessions end and its tokens are
@@ -495,7 +544,12 @@ pub(crate) async fn disable_user(
         json!({"sessions_ended": ended}),
     )
     .await?;
-    Ok(Json(json!({"name": name, "disabled": true, "sessions_ended": ended})).into_response())
+    Ok(Json(UserDisabled {
+        name,
+        disabled: true,
+        sessions_ended: Some(ended),
+    })
+    .into_response())
 }
 
 /// `POST /api/users/{name}/enable` (admin).
@@ -508,17 +562,28 @@ pub(crate) async fn enable_user(
     existing_user(&app, &name).await?;
     app.store.set_user_disabled(&name, false).await?;
     app.audit(&p.user, "user.enable", &name, json!({})).await?;
-    Ok(Json(json!({"name": name, "disabled": false})).into_response())
+    Ok(Json(UserDisabled {
+        name,
+        disabled: false,
+        sessions_ended: None,
+    })
+    .into_response())
+}
+
+/// `GET /api/users/{name}/tokens`: the user's tokens (never the token itself).
+#[derive(Serialize)]
+pub struct Tokens {
+    pub tokens: Vec<crate::store::TokenRecord>,
 }
 
 pub(crate) async fn list_tokens(
     State(app): AppState,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Tokens>, ApiError> {
     existing_user(&app, &name).await?;
-    Ok(Json(
-        json!({"tokens": app.store.list_tokens(Some(&name)).await?}),
-    ))
+    Ok(Json(Tokens {
+        tokens: app.store.list_tokens(Some(&name)).await?,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -526,6 +591,17 @@ struct NewToken {
     name: String,
     /// Lifetime in days (1..=3650); default `auth.token_days`.
     days: Option<u32>,
+}
+
+/// `POST /api/users/{name}/tokens`: the new token, shown this once.
+#[derive(Serialize)]
+pub struct TokenCreated {
+    pub user: String,
+    pub name: String,
+    /// First hex digits of the token's hash (what revoking and listing name it by).
+    pub id: String,
+    pub token: String,
+    pub expires_ms: i64,
 }
 
 /// `POST /api/users/{name}/tokens {name, days}` (admin): a bearer token, shown once, that
@@ -568,9 +644,23 @@ pub(crate) async fn create_token(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"user": user, "name": body.name, "id": id, "token": token, "expires_ms": expires_ms})),
+        Json(TokenCreated {
+            id: id.to_owned(),
+            user,
+            name: body.name,
+            token,
+            expires_ms,
+        }),
     )
         .into_response())
+}
+
+/// `POST /api/users/{name}/tokens/{id}/revoke`.
+#[derive(Serialize)]
+pub struct TokenRevoked {
+    pub user: String,
+    pub id: String,
+    pub revoked: bool,
 }
 
 /// `POST /api/users/{name}/tokens/{id}/revoke` (admin).
@@ -588,12 +678,25 @@ pub(crate) async fn revoke_token(
     }
     app.audit(&p.user, "token.revoke", &user, json!({"id": id}))
         .await?;
-    Ok(Json(json!({"user": user, "id": id, "revoked": true})).into_response())
+    Ok(Json(TokenRevoked {
+        user,
+        id,
+        revoked: true,
+    })
+    .into_response())
+}
+
+/// `GET /api/auth/lockouts`: the sign-in subjects tracked per channel.
+#[derive(Serialize)]
+pub struct Lockouts {
+    pub http: Vec<crate::auth::limits::SubjectView>,
+    pub mqtt: Vec<crate::auth::limits::SubjectView>,
+    pub now_ms: i64,
 }
 
 /// `GET /api/auth/lockouts` (admin): every sign-in subject with failures or a lock, HTTP and
 /// MQTT.
-pub(crate) async fn lockouts(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn lockouts(State(app): AppState) -> Result<Json<Lockouts>, ApiError> {
     let now = app.now_ms();
     let http = app.security.logins.lock().expect("login limiter").view(now);
     let mqtt = app
@@ -602,7 +705,11 @@ pub(crate) async fn lockouts(State(app): AppState) -> Result<Json<serde_json::Va
         .lock()
         .expect("mqtt login limiter")
         .view(now);
-    Ok(Json(json!({"http": http, "mqtt": mqtt, "now_ms": now})))
+    Ok(Json(Lockouts {
+        http,
+        mqtt,
+        now_ms: now,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -612,6 +719,12 @@ struct ClearLock {
     name: String,
     /// `http` (default) or `mqtt`.
     channel: Option<String>,
+}
+
+/// `POST /api/auth/lockouts/clear`: whether the subject was tracked.
+#[derive(Serialize)]
+pub struct Cleared {
+    pub cleared: bool,
 }
 
 /// `POST /api/auth/lockouts/clear {kind, name, channel}` (admin): ends a lock and its
@@ -652,5 +765,35 @@ pub(crate) async fn clear_lockout(
         json!({"kind": b.kind, "channel": channel, "was_tracked": cleared}),
     )
     .await?;
-    Ok(Json(json!({"cleared": cleared})).into_response())
+    Ok(Json(Cleared { cleared }).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn enabling_a_user_answers_no_sessions_ended_and_disabling_does() {
+        // Hazard: `sessions_ended: null` on enabling would read as "unknown how many sessions
+        // ended"; the old answer had no such key, the disabling answer a number.
+        let enabled = UserDisabled {
+            name: "ops".into(),
+            disabled: false,
+            sessions_ended: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&enabled).unwrap(),
+            json!({"name": "ops", "disabled": false})
+        );
+        let disabled = UserDisabled {
+            name: "ops".into(),
+            disabled: true,
+            sessions_ended: Some(3),
+        };
+        assert_eq!(
+            serde_json::to_value(&disabled).unwrap(),
+            json!({"name": "ops", "disabled": true, "sessions_ended": 3})
+        );
+    }
 }

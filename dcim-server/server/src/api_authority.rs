@@ -20,8 +20,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -63,9 +62,17 @@ fn change_error(e: ChangeError) -> ApiError {
     ApiError(code, e.to_string())
 }
 
-pub(crate) async fn state(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/authority`, and the answer of entering and leaving it.
+#[derive(Serialize)]
+pub struct AuthorityState {
+    pub authority: crate::authority::View,
+}
+
+pub(crate) async fn state(State(app): AppState) -> Result<Json<AuthorityState>, ApiError> {
     let a = app.authority.lock().await;
-    Ok(Json(json!({"authority": a.view(app.now_ms())})))
+    Ok(Json(AuthorityState {
+        authority: a.view(app.now_ms()),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -80,7 +87,7 @@ async fn change(
     body: &[u8],
     f: impl FnOnce(&mut Authority, &str, i64) -> Result<Transition, ChangeError>,
     refused_action: &str,
-) -> Result<Response, ApiError> {
+) -> Result<Json<AuthorityState>, ApiError> {
     let b: ReasonBody = parse_body(body)?;
     let mut a = app.authority.lock().await;
     let before = a.clone();
@@ -111,14 +118,16 @@ async fn change(
         }
         _ => tracing::warn!(user = %p.user, "entered authority control"),
     }
-    Ok(Json(json!({"authority": a.view(now)})).into_response())
+    Ok(Json(AuthorityState {
+        authority: a.view(now),
+    }))
 }
 
 pub(crate) async fn enter(
     Authorized(p): Authorized,
     State(app): AppState,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Json<AuthorityState>, ApiError> {
     let (user, role) = (p.user.clone(), p.role);
     change(
         &app,
@@ -134,7 +143,7 @@ pub(crate) async fn exit(
     Authorized(p): Authorized,
     State(app): AppState,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Json<AuthorityState>, ApiError> {
     let (user, role) = (p.user.clone(), p.role);
     change(
         &app,

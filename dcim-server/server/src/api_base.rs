@@ -1,7 +1,10 @@
 //! What every route module shares: a route's declaration ([`RouteDoc`]; the table is
 //! `crate::api::ROUTES`) and its authorisation before the handler ([`authorize_route`]), the
 //! error type, authorisation of a request (session cookie with CSRF, or bearer token) and
-//! parsing of queries and bodies after authorisation. The route modules (`api`, `api_*`) sit above it; it imports none of them.
+//! parsing of queries and bodies after authorisation. Handlers answer typed bodies: a named
+//! `Serialize` struct per answer, kept next to the handler that returns it (or the domain type
+//! when the body is that type); an error is always [`ApiError`], `{"error": "..."}`. The route
+//! modules (`api`, `api_*`) sit above it; it imports none of them.
 
 use crate::app::App;
 use crate::auth::{self, Access};
@@ -11,7 +14,6 @@ use axum::Json;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
-use serde_json::json;
 use std::sync::Arc;
 
 pub const SESSION_COOKIE: &str = "dcim_session";
@@ -141,9 +143,15 @@ pub async fn authorize_route(
 #[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
 
+/// The body of every error answer: `{"error": "what went wrong"}`.
+#[derive(serde::Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 

@@ -9,8 +9,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::energy_io::{SAMPLE_MS, power, site_meters};
@@ -31,10 +30,20 @@ struct PueQuery {
     step: Option<i64>,
 }
 
+/// `GET /api/energy/pue`: power and PUE now, and the PUE history over `from`..`to`.
+#[derive(Serialize)]
+pub struct Pue {
+    pub now: energy::PowerNow,
+    pub from: i64,
+    pub to: i64,
+    pub sample_ms: u64,
+    pub history: energy::History,
+}
+
 pub(crate) async fn pue(
     State(app): AppState,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Pue>, ApiError> {
     let q: PueQuery = parse_query(raw.as_deref())?;
     let now = app.now_ms();
     let to = q.to.unwrap_or(now);
@@ -59,13 +68,13 @@ pub(crate) async fn pue(
         .lock()
         .expect("energy lock")
         .history(from, to, step, now);
-    Ok(Json(json!({
-        "now": p,
-        "from": from,
-        "to": to,
-        "sample_ms": SAMPLE_MS,
-        "history": h,
-    })))
+    Ok(Json(Pue {
+        now: p,
+        from,
+        to,
+        sample_ms: SAMPLE_MS,
+        history: h,
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -107,7 +116,7 @@ pub(crate) async fn report(
         energy::month_report(e.hours(), year, month, offset, now)
     };
     Ok(match q.format.as_deref().unwrap_or("json") {
-        "json" => Json(json!(r)).into_response(),
+        "json" => Json(r).into_response(),
         "csv" => {
             let mut resp =
                 format!("{}{}", crate::export::BOM, energy::month_csv(&r)).into_response();

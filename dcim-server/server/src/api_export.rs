@@ -9,8 +9,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -153,10 +152,17 @@ struct SearchQuery {
     limit: Option<usize>,
 }
 
+/// `GET /api/search`: the query as understood and what matched, best first.
+#[derive(Serialize)]
+pub struct Search {
+    pub query: String,
+    pub results: Vec<crate::search::SearchResult>,
+}
+
 pub(crate) async fn search(
     State(app): AppState,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Search>, ApiError> {
     let q: SearchQuery = parse_query(raw.as_deref())?;
     let text = q.q.unwrap_or_default();
     if text.chars().count() > 200 {
@@ -203,5 +209,8 @@ pub(crate) async fn search(
         &text,
         q.limit.unwrap_or(20),
     );
-    Ok(Json(json!({"query": text, "results": results})))
+    Ok(Json(Search {
+        query: text,
+        results,
+    }))
 }

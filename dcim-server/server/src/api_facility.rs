@@ -11,9 +11,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dcim_alarms::{Action, ActionError, Field, IncidentError, Phase, RoleKind};
-use serde::Deserialize;
+use dcim_alarms::{
+    Action, ActionError, Alarm, Field, Incident, IncidentError, Phase, Record, RoleKind,
+};
+use dcim_site::{ComponentHealth, LevelChange, RideThrough, SubsystemHealth};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 type AppState = State<Arc<App>>;
@@ -52,24 +56,33 @@ struct AlarmsQuery {
     grouped: Option<bool>,
 }
 
+/// `GET /api/alarms`: the alarms asked for, and whether the engine is in a flood.
+#[derive(Serialize)]
+pub struct Alarms {
+    pub alarms: Vec<Alarm>,
+    pub flooding: bool,
+}
+
 pub(crate) async fn alarms(
     State(app): AppState,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Alarms>, ApiError> {
     let q: AlarmsQuery = crate::api_base::parse_query(raw.as_deref())?;
     let f = app.facility.lock().await;
-    let list: Vec<_> = if q.all.unwrap_or(false) {
-        f.engine.alarms().collect()
+    let alarms: Vec<Alarm> = if q.all.unwrap_or(false) {
+        f.engine.alarms().cloned().collect()
     } else {
         let grouped = q.grouped.unwrap_or(false);
         f.engine
             .active()
             .filter(|a| grouped || !f.engine.is_grouped_out(a))
+            .cloned()
             .collect()
     };
-    Ok(Json(
-        json!({"alarms": list, "flooding": f.engine.is_flooding()}),
-    ))
+    Ok(Json(Alarms {
+        alarms,
+        flooding: f.engine.is_flooding(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -78,11 +91,17 @@ struct JournalQuery {
     limit: Option<i64>,
 }
 
+/// `GET /api/alarms/{id}/journal`.
+#[derive(Serialize)]
+pub struct Journal {
+    pub journal: Vec<crate::store::JournalRecord>,
+}
+
 pub(crate) async fn alarm_journal(
     State(app): AppState,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Journal>, ApiError> {
     let q: JournalQuery = crate::api_base::parse_query(raw.as_deref())?;
     let rows = app
         .store
@@ -92,7 +111,7 @@ pub(crate) async fn alarm_journal(
             q.limit.unwrap_or(500).clamp(1, 10_000),
         )
         .await?;
-    Ok(Json(json!({"journal": rows})))
+    Ok(Json(Journal { journal: rows }))
 }
 
 #[derive(Deserialize)]
@@ -171,12 +190,20 @@ fn parse_alarm_action(
     Ok((act, reason))
 }
 
+/// `POST /api/alarms/{id}/{action}`: the alarm after the action (`null` if it is gone) and the
+/// engine's records of it.
+#[derive(Serialize)]
+pub struct AlarmActed {
+    pub alarm: Option<Alarm>,
+    pub records: Vec<Record>,
+}
+
 pub(crate) async fn alarm_action(
     Authorized(p): Authorized,
     State(app): AppState,
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Json<AlarmActed>, ApiError> {
     let now = app.now_ms();
     let (act, reason) = parse_alarm_action(&action, &body, now)?;
     let mut detail = serde_json::to_value(&act).unwrap_or_default();
@@ -214,12 +241,30 @@ pub(crate) async fn alarm_action(
         detail,
     )
     .await?;
-    Ok(Json(json!({"alarm": f.engine.get(&id), "records": changes.records})).into_response())
+    Ok(Json(AlarmActed {
+        alarm: f.engine.get(&id).cloned(),
+        records: changes.records,
+    }))
 }
 
-pub(crate) async fn maintenance(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/maintenance`: the devices and components in maintenance.
+#[derive(Serialize)]
+pub struct Maintenance {
+    pub maintenance: BTreeSet<String>,
+}
+
+pub(crate) async fn maintenance(State(app): AppState) -> Result<Json<Maintenance>, ApiError> {
     let f = app.facility.lock().await;
-    Ok(Json(json!({"maintenance": f.maintenance()})))
+    Ok(Json(Maintenance {
+        maintenance: f.maintenance().clone(),
+    }))
+}
+
+/// `POST /api/maintenance`: the set after the change and the engine's records of it.
+#[derive(Serialize)]
+pub struct MaintenanceSet {
+    pub maintenance: BTreeSet<String>,
+    pub records: Vec<Record>,
 }
 
 #[derive(Deserialize)]
@@ -234,7 +279,7 @@ pub(crate) async fn set_maintenance(
     Authorized(p): Authorized,
     State(app): AppState,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Json<MaintenanceSet>, ApiError> {
     let b: MaintenanceBody = parse_body(&body)?;
     let _authority = crate::api_authority::guard(
         &app,
@@ -255,12 +300,30 @@ pub(crate) async fn set_maintenance(
         json!({"on": b.on, "reason": b.reason}),
     )
     .await?;
-    Ok(Json(json!({"maintenance": f.maintenance(), "records": changes.records})).into_response())
+    Ok(Json(MaintenanceSet {
+        maintenance: f.maintenance().clone(),
+        records: changes.records,
+    }))
 }
 
-pub(crate) async fn incidents(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/incidents`.
+#[derive(Serialize)]
+pub struct Incidents {
+    pub incidents: Vec<Incident>,
+}
+
+pub(crate) async fn incidents(State(app): AppState) -> Result<Json<Incidents>, ApiError> {
     let f = app.facility.lock().await;
-    Ok(Json(json!({"incidents": f.incidents.list})))
+    Ok(Json(Incidents {
+        incidents: f.incidents.list.clone(),
+    }))
+}
+
+/// One incident: `GET /api/incidents/{id}`, and the answer of opening one and of every
+/// operation on one.
+#[derive(Serialize)]
+pub struct IncidentBody {
+    pub incident: Option<Incident>,
 }
 
 fn incident_id(s: &str) -> Result<u64, ApiError> {
@@ -271,14 +334,16 @@ fn incident_id(s: &str) -> Result<u64, ApiError> {
 pub(crate) async fn incident(
     State(app): AppState,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<IncidentBody>, ApiError> {
     let id = incident_id(&id)?;
     let f = app.facility.lock().await;
     let inc = f
         .incidents
         .get(id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
-    Ok(Json(json!({"incident": inc})))
+    Ok(Json(IncidentBody {
+        incident: Some(inc.clone()),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -324,7 +389,7 @@ pub(crate) async fn open_incident(
     Authorized(p): Authorized,
     State(app): AppState,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<IncidentBody>), ApiError> {
     let b: OpenBody = parse_body(&body)?;
     let mut f = app.facility.lock().await;
     let id = f
@@ -348,9 +413,10 @@ pub(crate) async fn open_incident(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"incident": f.incidents.get(id)})),
-    )
-        .into_response())
+        Json(IncidentBody {
+            incident: f.incidents.get(id).cloned(),
+        }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -374,7 +440,7 @@ pub(crate) async fn incident_op(
     State(app): AppState,
     Path((id, op)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Json<IncidentBody>, ApiError> {
     let id = incident_id(&id)?;
     let b: OpBody = parse_body(if body.is_empty() { b"{}" } else { &body })?;
     let detail: serde_json::Value = serde_json::from_slice(&body).unwrap_or(json!({}));
@@ -413,7 +479,9 @@ pub(crate) async fn incident_op(
         detail,
     )
     .await?;
-    Ok(Json(json!({"incident": f.incidents.get(id)})).into_response())
+    Ok(Json(IncidentBody {
+        incident: f.incidents.get(id).cloned(),
+    }))
 }
 
 /// OpenAPI schemas of `/api/site/redundancy` (see `dcim_site::engine` for the definitions).
@@ -542,10 +610,22 @@ fn no_site() -> ApiError {
     )
 }
 
-pub(crate) async fn site(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/site`: the site model.
+#[derive(Serialize)]
+pub struct SiteModel {
+    #[serde(serialize_with = "shared")]
+    pub site: Arc<dcim_site::Site>,
+}
+
+/// Serialises what an `Arc` holds (the facility shares the site model).
+fn shared<S: serde::Serializer, T: Serialize>(v: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+    T::serialize(v, s)
+}
+
+pub(crate) async fn site(State(app): AppState) -> Result<Json<SiteModel>, ApiError> {
     // Serialised without the lock.
     let site = app.facility.lock().await.site.clone().ok_or_else(no_site)?;
-    Ok(Json(json!({"site": site.as_ref()})))
+    Ok(Json(SiteModel { site }))
 }
 
 #[derive(Deserialize)]
@@ -553,10 +633,20 @@ struct RedundancyQuery {
     components: Option<bool>,
 }
 
+/// `GET /api/site/redundancy` (its OpenAPI schema is `Redundancy` in [`schemas`]).
+#[derive(Serialize)]
+pub struct Redundancy {
+    pub subsystems: Vec<SubsystemHealth>,
+    pub ride_through: Vec<RideThrough>,
+    /// Only with `components=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<ComponentHealth>>,
+}
+
 pub(crate) async fn redundancy(
     State(app): AppState,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Redundancy>, ApiError> {
     let q: RedundancyQuery = crate::api_base::parse_query(raw.as_deref())?;
     // Serialised without the lock.
     let ev = app
@@ -565,11 +655,11 @@ pub(crate) async fn redundancy(
         .await
         .evaluation(app.now_ms())
         .ok_or_else(no_site)?;
-    let mut out = json!({"subsystems": ev.subsystems, "ride_through": ev.ride_through});
-    if q.components.unwrap_or(false) {
-        out["components"] = json!(ev.components);
-    }
-    Ok(Json(out))
+    Ok(Json(Redundancy {
+        subsystems: ev.subsystems.clone(),
+        ride_through: ev.ride_through.clone(),
+        components: q.components.unwrap_or(false).then(|| ev.components.clone()),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -578,10 +668,22 @@ struct WhatIfQuery {
     fail: Option<String>,
 }
 
+/// `GET /api/site/whatif`: what the failures take away, and the evaluation after them.
+#[derive(Serialize)]
+pub struct WhatIf {
+    pub failed: Vec<String>,
+    pub loses_power: Vec<String>,
+    pub loses_cooling: Vec<String>,
+    pub loses_network: Vec<String>,
+    pub loses_redundancy: Vec<LevelChange>,
+    pub subsystems_after: Vec<SubsystemHealth>,
+    pub ride_through_after: Vec<RideThrough>,
+}
+
 pub(crate) async fn what_if(
     State(app): AppState,
     RawQuery(raw): RawQuery,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<WhatIf>, ApiError> {
     let q: WhatIfQuery = crate::api_base::parse_query(raw.as_deref())?;
     let fail = need(q.fail, "fail")?;
     let failed: Vec<&str> = fail
@@ -594,25 +696,38 @@ pub(crate) async fn what_if(
         .what_if(&failed, app.now_ms())
         .ok_or_else(no_site)?
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    Ok(Json(json!({
-        "failed": w.failed,
-        "loses_power": w.loses_power,
-        "loses_cooling": w.loses_cooling,
-        "loses_network": w.loses_network,
-        "loses_redundancy": w.loses_redundancy,
-        "subsystems_after": w.after.subsystems,
-        "ride_through_after": w.after.ride_through,
-    })))
+    Ok(Json(WhatIf {
+        failed: w.failed,
+        loses_power: w.loses_power,
+        loses_cooling: w.loses_cooling,
+        loses_network: w.loses_network,
+        loses_redundancy: w.loses_redundancy,
+        subsystems_after: w.after.subsystems,
+        ride_through_after: w.after.ride_through,
+    }))
 }
 
-pub(crate) async fn statuses(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/status`: the status of every device, by id.
+#[derive(Serialize)]
+pub struct Statuses {
+    pub devices: BTreeMap<String, dcim_points::Status>,
+}
+
+pub(crate) async fn statuses(State(app): AppState) -> Result<Json<Statuses>, ApiError> {
     // Linear in the devices and their points; serialised without the lock.
     let inputs = app.facility.lock().await.status_inputs();
     let statuses = {
         let ing = app.ingest.lock().expect("ingest lock");
         crate::facility::device_statuses(&inputs, &*ing, app.now_ms())
     };
-    Ok(Json(json!({"devices": statuses})))
+    Ok(Json(Statuses { devices: statuses }))
+}
+
+/// `POST /api/devices/{device}/commands`: the command as published and its topic.
+#[derive(Serialize)]
+pub struct CommandSent {
+    pub command: dcim_wire::Command,
+    pub topic: String,
 }
 
 /// Sends one of the wire contract's commands (acknowledge, time_sync, test_mode,
@@ -624,7 +739,7 @@ pub(crate) async fn send_command(
     State(app): AppState,
     Path(device): Path<String>,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<CommandSent>), ApiError> {
     let kind: dcim_wire::CommandKind = parse_body(&body)?;
     if dcim_wire::check_identifier(&device).is_err() {
         return Err(ApiError(
@@ -691,7 +806,48 @@ pub(crate) async fn send_command(
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("broker: {e}")))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"command": cmd, "topic": topic.to_string()})),
-    )
-        .into_response())
+        Json(CommandSent {
+            command: cmd,
+            topic: topic.to_string(),
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redundancy_lists_components_only_when_asked() {
+        // Hazard: `components: null` without `components=true` would read as a site with no
+        // components; the key is absent unless asked for, as before.
+        let body = Redundancy {
+            subsystems: Vec::new(),
+            ride_through: Vec::new(),
+            components: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"subsystems": [], "ride_through": []})
+        );
+        let body = Redundancy {
+            components: Some(Vec::new()),
+            ..body
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"subsystems": [], "ride_through": [], "components": []})
+        );
+    }
+
+    #[test]
+    fn an_operation_on_a_gone_incident_answers_null() {
+        // Hazard: the key missing instead of null when the incident is gone.
+        let body = IncidentBody { incident: None };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"incident": null})
+        );
+    }
 }

@@ -12,7 +12,7 @@
 use crate::app::App;
 use crate::tsdb::query::{Bucket, MAX_BUCKETS};
 use axum::http::StatusCode;
-use serde_json::json;
+use serde::Serialize;
 use std::sync::atomic::Ordering;
 
 /// Query parameters (ms).
@@ -22,6 +22,86 @@ pub struct Params {
     pub to: Option<i64>,
     pub step: Option<i64>,
     pub site: Option<String>,
+}
+
+/// The answer: the request as checked, which source answered for which range, and the
+/// buckets (only where samples were).
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub device: String,
+    pub point: String,
+    pub from: i64,
+    pub to: i64,
+    pub step_ms: i64,
+    pub resolution_ms: i64,
+    pub retention_ms: i64,
+    /// The site the point was found under (`null` when the store answered for a point the
+    /// ring does not hold and no site was asked for).
+    pub site: Option<String>,
+    /// `store`, `memory` or `store+memory`.
+    pub source: &'static str,
+    pub sources: Vec<Supplied>,
+    /// The range the buckets are complete for.
+    pub covers: Range,
+    /// Why the store did not answer (only when the ring answered in its place).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    pub buckets: Vec<Bucket>,
+}
+
+/// The range one source supplied.
+#[derive(Debug, Serialize)]
+pub struct Supplied {
+    /// `store` or `memory`.
+    pub source: &'static str,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// A time range (ms).
+#[derive(Debug, Serialize)]
+pub struct Range {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// What every answer says of the request, whichever source answers.
+struct Head {
+    device: String,
+    point: String,
+    from: i64,
+    to: i64,
+    step_ms: i64,
+    resolution_ms: i64,
+    retention_ms: i64,
+}
+
+impl Head {
+    fn answer(
+        self,
+        site: Option<String>,
+        source: &'static str,
+        sources: Vec<Supplied>,
+        covers: Range,
+        fallback_reason: Option<String>,
+        buckets: Vec<Bucket>,
+    ) -> History {
+        History {
+            device: self.device,
+            point: self.point,
+            from: self.from,
+            to: self.to,
+            step_ms: self.step_ms,
+            resolution_ms: self.resolution_ms,
+            retention_ms: self.retention_ms,
+            site,
+            source,
+            sources,
+            covers,
+            fallback_reason,
+            buckets,
+        }
+    }
 }
 
 fn bad(msg: &str) -> (StatusCode, String) {
@@ -44,7 +124,7 @@ pub async fn point_history(
     device: &str,
     point: &str,
     q: Params,
-) -> Result<serde_json::Value, (StatusCode, String)> {
+) -> Result<History, (StatusCode, String)> {
     let now = app.now_ms();
     let (cfg, r) = request(app, device, point, &q, now)?;
     let ring = ring_buckets(app, q.site.as_deref(), &r);
@@ -54,18 +134,20 @@ pub async fn point_history(
         .site
         .clone()
         .or_else(|| ring.as_ref().map(|(s, _)| s.clone()));
-    let mut doc = json!({
-        "device": device,
-        "point": point,
-        "from": r.from,
-        "to": r.to,
-        "step_ms": r.step,
-        "resolution_ms": cfg.resolution_ms,
-        "retention_ms": cfg.retention_ms(),
-    });
-    match from_store(app, &r, &site, &ring, memory_from, &mut doc).await? {
-        StoreAnswer::Answered => Ok(doc),
-        StoreAnswer::Fallback(fallback) => from_memory(doc, ring, fallback, memory_from, &r),
+    let head = Head {
+        device: device.to_owned(),
+        point: point.to_owned(),
+        from: r.from,
+        to: r.to,
+        step_ms: r.step,
+        resolution_ms: cfg.resolution_ms,
+        retention_ms: cfg.retention_ms(),
+    };
+    match from_store(app, &r, &site, &ring, memory_from).await? {
+        StoreAnswer::Answered(a) => {
+            Ok(head.answer(site, a.source, a.sources, a.covers, None, a.buckets))
+        }
+        StoreAnswer::Fallback(fallback) => from_memory(head, ring, fallback, memory_from, &r),
     }
 }
 
@@ -137,10 +219,18 @@ fn ring_buckets(app: &App, site: Option<&str>, r: &Request) -> Option<(String, V
         })
 }
 
+/// The store's answer (with the ring's tail when the store does not have it yet).
+struct Answered {
+    source: &'static str,
+    sources: Vec<Supplied>,
+    covers: Range,
+    buckets: Vec<Bucket>,
+}
+
 /// What the time-series store made of a request.
 enum StoreAnswer {
-    /// The answer is in the document.
-    Answered,
+    /// The store answered.
+    Answered(Answered),
     /// The ring answers, with why the store did not (`None`: no store is configured).
     Fallback(Option<String>),
 }
@@ -153,7 +243,6 @@ async fn from_store(
     site: &Option<String>,
     ring: &Option<(String, Vec<Bucket>)>,
     memory_from: i64,
-    doc: &mut serde_json::Value,
 ) -> Result<StoreAnswer, (StatusCode, String)> {
     let (device, point, from, to, step) = (r.device, r.point, r.from, r.to, r.step);
     let client = app.influx.as_ref().and_then(|i| i.query.clone());
@@ -178,36 +267,15 @@ async fn from_store(
         .history(site.as_deref(), device, point, from, store_to, step)
         .await
     {
-        Ok(mut buckets) => {
+        Ok(buckets) => {
             app.ops
                 .history_from_store_total
                 .fetch_add(1, Ordering::Relaxed);
-            let mut sources = vec![json!({"source": "store", "from": from, "to": store_to})];
-            let mut covers_to = store_to;
-            let mut source = "store";
-            if store_to < to
-                && let Some((_, ring_buckets)) = ring
-                && memory_from <= store_to + 1
-            {
-                // The tail the store does not have yet, from the ring: its buckets
-                // replace the store's partial ones from the first bucket that
-                // reaches past `store_to`.
-                let cut = store_to.div_euclid(step) * step;
-                buckets.retain(|b| b.t_ms < cut);
-                buckets.extend(ring_buckets.iter().filter(|b| b.t_ms >= cut));
-                sources.push(json!({"source": "memory", "from": cut, "to": to}));
-                covers_to = to;
-                source = "store+memory";
-            }
-            if buckets.is_empty() && ring.is_none() {
+            let a = with_ring_tail(r, buckets, store_to, ring, memory_from);
+            if a.buckets.is_empty() && ring.is_none() {
                 return Err(not_found(device, point));
             }
-            doc["site"] = json!(site);
-            doc["source"] = json!(source);
-            doc["sources"] = json!(sources);
-            doc["covers"] = json!({"from": from, "to": covers_to});
-            doc["buckets"] = json!(buckets);
-            Ok(StoreAnswer::Answered)
+            Ok(StoreAnswer::Answered(a))
         }
         Err(e) => {
             app.ops
@@ -221,15 +289,59 @@ async fn from_store(
     }
 }
 
+/// The store's buckets up to `store_to`, and the tail the store does not have yet from the
+/// ring when the ring reaches back that far: its buckets replace the store's partial ones from
+/// the first bucket that reaches past `store_to`.
+fn with_ring_tail(
+    r: &Request<'_>,
+    mut buckets: Vec<Bucket>,
+    store_to: i64,
+    ring: &Option<(String, Vec<Bucket>)>,
+    memory_from: i64,
+) -> Answered {
+    let (from, to, step) = (r.from, r.to, r.step);
+    let mut sources = vec![Supplied {
+        source: "store",
+        from,
+        to: store_to,
+    }];
+    let mut covers_to = store_to;
+    let mut source = "store";
+    if store_to < to
+        && let Some((_, ring_buckets)) = ring
+        && memory_from <= store_to + 1
+    {
+        let cut = store_to.div_euclid(step) * step;
+        buckets.retain(|b| b.t_ms < cut);
+        buckets.extend(ring_buckets.iter().filter(|b| b.t_ms >= cut));
+        sources.push(Supplied {
+            source: "memory",
+            from: cut,
+            to,
+        });
+        covers_to = to;
+        source = "store+memory";
+    }
+    Answered {
+        source,
+        sources,
+        covers: Range {
+            from,
+            to: covers_to,
+        },
+        buckets,
+    }
+}
+
 /// The ring's answer (since `memory_from`), with the store's `fallback` reason when it did not
 /// answer; 503 when the store failed and the ring does not hold the point either.
 fn from_memory(
-    mut doc: serde_json::Value,
+    head: Head,
     ring: Option<(String, Vec<Bucket>)>,
     fallback: Option<String>,
     memory_from: i64,
     r: &Request,
-) -> Result<serde_json::Value, (StatusCode, String)> {
+) -> Result<History, (StatusCode, String)> {
     let (device, point, to) = (r.device, r.point, r.to);
     let Some((site, buckets)) = ring else {
         return Err(match fallback {
@@ -240,15 +352,21 @@ fn from_memory(
             None => not_found(device, point),
         });
     };
-    doc["site"] = json!(site);
-    doc["source"] = json!("memory");
-    doc["sources"] = json!([{"source": "memory", "from": memory_from, "to": to}]);
-    doc["covers"] = json!({"from": memory_from.min(to), "to": to});
-    if let Some(f) = fallback {
-        doc["fallback_reason"] = json!(f);
-    }
-    doc["buckets"] = json!(buckets);
-    Ok(doc)
+    Ok(head.answer(
+        Some(site),
+        "memory",
+        vec![Supplied {
+            source: "memory",
+            from: memory_from,
+            to,
+        }],
+        Range {
+            from: memory_from.min(to),
+            to,
+        },
+        fallback,
+        buckets,
+    ))
 }
 
 fn not_found(device: &str, point: &str) -> (StatusCode, String) {
@@ -256,4 +374,119 @@ fn not_found(device: &str, point: &str) -> (StatusCode, String) {
         StatusCode::NOT_FOUND,
         format!("no point `{point}` of device `{device}` has been received"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn head() -> Head {
+        Head {
+            device: "r07".into(),
+            point: "temp".into(),
+            from: 0,
+            to: 60_000,
+            step_ms: 10_000,
+            resolution_ms: 10_000,
+            retention_ms: 3_600_000,
+        }
+    }
+
+    #[test]
+    fn the_store_answer_has_no_fallback_reason_and_keeps_a_null_site() {
+        // Hazard: a `fallback_reason: null` (or a missing `site`) in the store's answer: the
+        // console tells "the store answered" by the key being absent.
+        let h = head().answer(
+            None,
+            "store",
+            vec![Supplied {
+                source: "store",
+                from: 0,
+                to: 60_000,
+            }],
+            Range {
+                from: 0,
+                to: 60_000,
+            },
+            None,
+            Vec::new(),
+        );
+        assert_eq!(
+            serde_json::to_value(&h).unwrap(),
+            json!({"device": "r07", "point": "temp", "from": 0, "to": 60_000, "step_ms": 10_000,
+                   "resolution_ms": 10_000, "retention_ms": 3_600_000, "site": null,
+                   "source": "store", "sources": [{"source": "store", "from": 0, "to": 60_000}],
+                   "covers": {"from": 0, "to": 60_000}, "buckets": []})
+        );
+    }
+
+    fn bucket(t_ms: i64, last: f64) -> Bucket {
+        Bucket {
+            t_ms,
+            n: 1,
+            min: last,
+            max: last,
+            last,
+        }
+    }
+
+    #[test]
+    fn the_ring_supplies_the_tail_the_store_does_not_have_yet() {
+        // Hazard: the store's partial last bucket kept next to the ring's (a half-filled bucket
+        // shown as the whole), or `covers` ending where the store ends while the ring has the
+        // rest (a gap read as no data).
+        let r = Request {
+            device: "r07",
+            point: "temp",
+            from: 0,
+            to: 60_000,
+            step: 10_000,
+        };
+        let store = vec![bucket(0, 1.0), bucket(10_000, 2.0), bucket(20_000, 99.0)];
+        let ring = Some((
+            "s1".to_owned(),
+            vec![bucket(20_000, 3.0), bucket(30_000, 4.0)],
+        ));
+        let a = with_ring_tail(&r, store.clone(), 25_000, &ring, 0);
+        assert_eq!(a.source, "store+memory");
+        assert_eq!(
+            a.buckets,
+            vec![
+                bucket(0, 1.0),
+                bucket(10_000, 2.0),
+                bucket(20_000, 3.0),
+                bucket(30_000, 4.0)
+            ]
+        );
+        assert_eq!((a.covers.from, a.covers.to), (0, 60_000));
+        assert_eq!(a.sources.len(), 2);
+        assert_eq!((a.sources[1].from, a.sources[1].to), (20_000, 60_000));
+        // A ring that does not reach back to where the store ends: the store alone, and the
+        // answer covers only what the store had.
+        let a = with_ring_tail(&r, store.clone(), 25_000, &ring, 40_000);
+        assert_eq!(a.source, "store");
+        assert_eq!(a.buckets, store);
+        assert_eq!(a.covers.to, 25_000);
+    }
+
+    #[test]
+    fn the_memory_answer_says_why_the_store_did_not() {
+        // Hazard: the ring's answer after a store failure without the reason reads as the
+        // complete history.
+        let h = head().answer(
+            Some("s1".into()),
+            "memory",
+            Vec::new(),
+            Range { from: 0, to: 1 },
+            Some("the time-series store did not answer: timeout".into()),
+            Vec::new(),
+        );
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(
+            v["fallback_reason"],
+            "the time-series store did not answer: timeout"
+        );
+        assert_eq!(v["site"], "s1");
+    }
 }

@@ -8,13 +8,12 @@ use crate::api_base::Authorized;
 use crate::api_base::{ApiError, Principal, parse_body};
 use crate::app::App;
 use crate::authority::ActionKind;
-use crate::maint_windows::{NewWindow, WindowError};
+use crate::maint_windows::{NewWindow, Window, WindowError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -44,16 +43,32 @@ fn window_error(e: WindowError) -> ApiError {
     ApiError(code, e.to_string())
 }
 
-pub(crate) async fn list(State(app): AppState) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/maintenance/windows`: every window and the server's time.
+#[derive(Serialize)]
+pub struct Windows {
+    pub windows: Vec<Window>,
+    pub now_ms: i64,
+}
+
+pub(crate) async fn list(State(app): AppState) -> Result<Json<Windows>, ApiError> {
     let s = app.windows.lock().await;
-    Ok(Json(json!({"windows": s.windows, "now_ms": app.now_ms()})))
+    Ok(Json(Windows {
+        windows: s.windows.clone(),
+        now_ms: app.now_ms(),
+    }))
+}
+
+/// One window: the answer of scheduling (always one) and of cancelling (`null` if it is gone).
+#[derive(Serialize)]
+pub struct WindowBody {
+    pub window: Option<Window>,
 }
 
 pub(crate) async fn create(
     Authorized(p): Authorized,
     State(app): AppState,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<WindowBody>), ApiError> {
     let req: NewWindow = parse_body(&body)?;
     // Scheduling changes nothing in the plant; the ticker applies it (and holds it under
     // authority control).
@@ -92,13 +107,30 @@ pub(crate) async fn create(
     *s = next;
     drop(s);
     publish(&app, &p, "maintenance.window.create", w.id);
-    Ok((StatusCode::CREATED, Json(json!({"window": w}))).into_response())
+    Ok((StatusCode::CREATED, Json(WindowBody { window: Some(w) })))
+}
+
+/// The live `maintenance` event of a change of the schedule.
+#[derive(Serialize)]
+struct ScheduleChanged<'a> {
+    /// Always true: the schedule changed (not the maintenance set).
+    windows: bool,
+    window: u64,
+    action: &'a str,
+    user: &'a str,
+    ts_ms: i64,
 }
 
 fn publish(app: &App, p: &Principal, action: &str, id: u64) {
     app.publish_live(
         "maintenance",
-        &json!({"windows": true, "window": id, "action": action, "user": p.user, "ts_ms": app.now_ms()}),
+        &ScheduleChanged {
+            windows: true,
+            window: id,
+            action,
+            user: &p.user,
+            ts_ms: app.now_ms(),
+        },
     );
 }
 
@@ -112,7 +144,7 @@ pub(crate) async fn cancel(
     State(app): AppState,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Json<WindowBody>, ApiError> {
     let id: u64 = id.parse().map_err(|_| {
         ApiError(
             StatusCode::NOT_FOUND,
@@ -159,5 +191,5 @@ pub(crate) async fn cancel(
     drop(s);
     drop(authority);
     publish(&app, &p, "maintenance.window.cancel", id);
-    Ok(Json(json!({"window": w})).into_response())
+    Ok(Json(WindowBody { window: w }))
 }

@@ -416,23 +416,63 @@ impl Authority {
     }
 
     /// The state as the API and the console show it.
-    pub fn view(&self, now_ms: i64) -> serde_json::Value {
-        let refused: Vec<_> = ActionKind::ALL
+    pub fn view(&self, now_ms: i64) -> View {
+        let refused_actions = ActionKind::ALL
             .iter()
             .filter_map(|k| {
-                k.refused_under_control()
-                    .map(|why| serde_json::json!({"kind": k.as_str(), "why": why}))
+                k.refused_under_control().map(|why| RefusedView {
+                    kind: k.as_str(),
+                    why,
+                })
             })
             .collect();
-        serde_json::json!({
-            "active": self.active.is_some(),
-            "since_ms": self.active.as_ref().map(|c| c.since_ms),
-            "duration_ms": self.active.as_ref().map(|c| now_ms.saturating_sub(c.since_ms).max(0)),
-            "cause": self.active.as_ref().map(|c| &c.cause),
-            "keys_on": self.keys.iter().map(|(d, k)| serde_json::json!({"device": d, "agent": k.agent, "since_ms": k.since_ms})).collect::<Vec<_>>(),
-            "refused_actions": refused,
-        })
+        View {
+            active: self.active.is_some(),
+            since_ms: self.active.as_ref().map(|c| c.since_ms),
+            duration_ms: self
+                .active
+                .as_ref()
+                .map(|c| now_ms.saturating_sub(c.since_ms).max(0)),
+            cause: self.active.as_ref().map(|c| c.cause.clone()),
+            keys_on: self
+                .keys
+                .iter()
+                .map(|(d, k)| KeyView {
+                    device: d.clone(),
+                    agent: k.agent.clone(),
+                    since_ms: k.since_ms,
+                })
+                .collect(),
+            refused_actions,
+        }
     }
+}
+
+/// The state as the API (`GET /api/authority`) and the live `authority` event show it; the
+/// unset fields are `null` when not under authority control.
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    pub active: bool,
+    pub since_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub cause: Option<Cause>,
+    pub keys_on: Vec<KeyView>,
+    pub refused_actions: Vec<RefusedView>,
+}
+
+/// A key switch that is on.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub device: String,
+    pub agent: String,
+    pub since_ms: i64,
+}
+
+/// An action kind refused under authority control, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedView {
+    pub kind: &'static str,
+    pub why: &'static str,
 }
 
 /// The key-switch state a sample reports: `Some(on)` for a good `fire.authority` reading.
@@ -710,7 +750,7 @@ mod tests {
         let json = serde_json::to_value(&a).unwrap();
         let back: Authority = serde_json::from_value(json).unwrap();
         assert_eq!(back, a);
-        let v = a.view(4000);
+        let v = serde_json::to_value(a.view(4000)).unwrap();
         assert_eq!(v["active"], true);
         assert_eq!(v["duration_ms"], 3000);
         assert_eq!(v["cause"]["by"], "key_switch");
@@ -722,6 +762,11 @@ mod tests {
             .map(|r| r["kind"].as_str().unwrap())
             .collect();
         assert!(kinds.contains(&"device_command") && !kinds.contains(&"alarm_ack"));
-        assert_eq!(Authority::default().view(0)["active"], false);
+        let idle = serde_json::to_value(Authority::default().view(0)).unwrap();
+        assert_eq!(idle["active"], false);
+        // Not under authority control: the times and the cause are null, not absent (the
+        // console tells "not active" from "no answer").
+        assert!(idle["since_ms"].is_null() && idle.get("since_ms").is_some());
+        assert!(idle.get("cause").is_some_and(|c| c.is_null()));
     }
 }

@@ -23,7 +23,7 @@ use dcim_points::{Quality, Sample, Value};
 use dcim_site::{Component, Kind, Plan, Site};
 use fire_logic::{Action, STAGE_TABLE, SourceId};
 use serde::Serialize;
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
 /// People's name of an action a stage commands.
@@ -72,28 +72,63 @@ pub fn source_name(key: &str) -> &'static str {
 /// The stage table as served by `GET /api/fire/stages`: every stage in code order with its
 /// key, name, entry condition, default threshold (°C), the actions it adds and all actions a
 /// rack at that stage has had commanded; and every action with its name and feedback role.
-pub fn stage_table_json() -> Json {
+pub fn stage_table() -> StageTable {
     let mut all: Vec<Action> = Vec::new();
-    let stages: Vec<Json> = STAGE_TABLE
+    let stages = STAGE_TABLE
         .iter()
         .map(|row| {
             all.extend(row.actions.iter().copied());
-            json!({
-                "code": row.code,
-                "key": row.key,
-                "name": row.name,
-                "condition": row.condition,
-                "default_threshold_c": row.default_threshold.map(|t| f64::from(t) / 10.0),
-                "actions": row.actions.iter().map(|a| a.name()).collect::<Vec<_>>(),
-                "all_actions": all.iter().map(|a| a.name()).collect::<Vec<_>>(),
-            })
+            StageView {
+                code: row.code,
+                key: row.key,
+                name: row.name,
+                condition: row.condition,
+                default_threshold_c: row.default_threshold.map(|t| f64::from(t) / 10.0),
+                actions: row.actions.iter().map(|a| a.name()).collect(),
+                all_actions: all.iter().map(|a| a.name()).collect(),
+            }
         })
         .collect();
-    let actions: Vec<Json> = Action::ALL
+    let actions = Action::ALL
         .iter()
-        .map(|a| json!({"key": a.name(), "name": action_name(*a), "feedback_role": action_feedback_role(*a)}))
+        .map(|a| ActionView {
+            key: a.name(),
+            name: action_name(*a),
+            feedback_role: action_feedback_role(*a),
+        })
         .collect();
-    json!({"stages": stages, "actions": actions})
+    StageTable { stages, actions }
+}
+
+/// `GET /api/fire/stages`: the stages in code order and every action.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTable {
+    pub stages: Vec<StageView>,
+    pub actions: Vec<ActionView>,
+}
+
+/// One stage of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageView {
+    pub code: u8,
+    pub key: &'static str,
+    pub name: &'static str,
+    pub condition: &'static str,
+    /// `null` for the stages entered otherwise than by a temperature.
+    pub default_threshold_c: Option<f64>,
+    /// The actions this stage adds.
+    pub actions: Vec<&'static str>,
+    /// Every action a rack at this stage has had commanded.
+    pub all_actions: Vec<&'static str>,
+}
+
+/// One action a stage commands.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionView {
+    pub key: &'static str,
+    pub name: &'static str,
+    /// The role of the point that confirms it (`null`: no feedback).
+    pub feedback_role: Option<&'static str>,
 }
 
 /// The stage code of a `fire.stage` value: a number 0..=6, or a profile's text label
@@ -697,6 +732,7 @@ fn feedback(
 mod tests {
     use super::*;
     use dcim_points::Role;
+    use serde_json::json;
 
     const SITE: &str = r#"
 [site]
@@ -783,7 +819,7 @@ upstream = [{ of = ["pdu-1"] }, { of = ["hall-1"] }, { of = ["row-1"] }]
     fn the_stage_table_is_served_by_name_with_cumulative_actions() {
         // Hazard: the console calling the 60 °C power cut "stage 2: alarm" because it numbers
         // codes itself instead of reading the firmware's table.
-        let t = stage_table_json();
+        let t = serde_json::to_value(stage_table()).unwrap();
         let stages = t["stages"].as_array().unwrap();
         assert_eq!(stages.len(), 7);
         assert_eq!(stages[2]["name"], "Power cut and fire blanket");

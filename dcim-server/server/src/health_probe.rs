@@ -75,27 +75,50 @@ pub fn readings(app: &App) -> Readings {
     }
 }
 
+/// The `/health` document.
+#[derive(Debug, serde::Serialize)]
+pub struct HealthDoc {
+    pub status: Level,
+    pub version: &'static str,
+    pub checks: std::collections::BTreeMap<&'static str, Check>,
+    /// Kept from the first version of /health: the store's state at the top level (absent
+    /// while it is fine): `disk full` during the disk-full episode, else why a write failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// With `store: "disk full"`: the free space and the reserve still held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserve_bytes: Option<u64>,
+    /// Kept from the multi-site `/health`: why a follower's view may be out of date (absent
+    /// otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
 /// The `/health` document and whether it is `failing` (then served with 503).
-pub fn report(app: &App) -> (Level, serde_json::Value) {
+pub fn report(app: &App) -> (Level, HealthDoc) {
     let r = readings(app);
     let (level, checks) = assess(&r);
-    let mut doc = serde_json::json!({
-        "status": level,
-        "version": env!("CARGO_PKG_VERSION"),
-        "checks": checks.iter().map(|(n, c)| (n.to_string(), serde_json::to_value(c).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
-    });
-    // Kept from the first version of /health: the store's state at the top level; the
-    // disk-full episode first, with the free space and the reserve still held.
+    let mut doc = HealthDoc {
+        status: level,
+        version: env!("CARGO_PKG_VERSION"),
+        checks: checks.into_iter().collect(),
+        store: None,
+        free_bytes: None,
+        reserve_bytes: None,
+        cluster: None,
+    };
+    // The disk-full episode first, with the free space and the reserve still held.
     if let Some(d) = r.disk_full.filter(|d| d.full) {
-        doc["store"] = "disk full".into();
-        doc["free_bytes"] = d.free_bytes.into();
-        doc["reserve_bytes"] = d.reserve_bytes.into();
+        doc.store = Some("disk full".into());
+        doc.free_bytes = Some(d.free_bytes);
+        doc.reserve_bytes = Some(d.reserve_bytes);
     } else if let Some(why) = &r.store_error {
-        doc["store"] = why.as_str().into();
+        doc.store = Some(why.clone());
     }
-    // Kept from the multi-site `/health`: a follower whose view may be out of date says why.
     if let Some(why) = r.cluster.as_ref().and_then(|c| c.stale.as_ref()) {
-        doc["cluster"] = why.as_str().into();
+        doc.cluster = Some(why.clone());
     }
     (level, doc)
 }
