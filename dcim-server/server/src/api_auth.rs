@@ -66,8 +66,8 @@ pub struct TooMany {
     pub retry_after_s: i64,
 }
 
-fn too_many(until_ms: i64, why: &str) -> Response {
-    let secs = ((until_ms - dcim_clock::now_ms()).max(0) + 999) / 1000;
+fn too_many(until_ms: i64, now_ms: i64, why: &str) -> Response {
+    let secs = ((until_ms - now_ms).max(0) + 999) / 1000;
     let mut r = (
         StatusCode::TOO_MANY_REQUESTS,
         Json(TooMany {
@@ -240,7 +240,7 @@ fn locked_out(app: &App, subjects: &[Subject]) -> Option<Response> {
         .check(subjects, app.now_ms());
     if let Err(l) = locked {
         inc(&app.metrics.login_refused_total, 1);
-        return Some(too_many(l.until_ms, "too many failed sign-ins"));
+        return Some(too_many(l.until_ms, app.now_ms(), "too many failed sign-ins"));
     }
     None
 }
@@ -400,7 +400,7 @@ pub(crate) async fn change_own_password(
         .expect("login limiter")
         .check(&subjects, app.now_ms())
     {
-        return Ok(too_many(l.until_ms, "too many failed attempts"));
+        return Ok(too_many(l.until_ms, app.now_ms(), "too many failed attempts"));
     }
     if !password::plausible(&b.current) {
         return Err(ApiError(
