@@ -146,14 +146,6 @@ impl Server {
 /// admin (password from `DCIM_ADMIN_PASSWORD`, or generated and shown once: on the terminal,
 /// or in `<data_dir>/initial-admin-password` with mode 0600; never in the log).
 pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyhow::Result<()> {
-    let hash = |pw: &str| {
-        auth::hash_password(
-            pw,
-            config.auth.argon2_memory_kib,
-            config.auth.argon2_iterations,
-        )
-        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
-    };
     for u in &config.users {
         if store.get_user(&u.name).await?.is_some() {
             continue;
@@ -167,24 +159,7 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
         auth::password::check_new(&pw).map_err(|e| {
             anyhow::anyhow!("user `{}`: the password in {}: {e}", u.name, u.password_env)
         })?;
-        store
-            .create_user(&UserRecord {
-                name: u.name.clone(),
-                role: u.role.as_str().into(),
-                password_hash: hash(&pw)?,
-                created_ms: clock::now_ms(),
-                disabled: false,
-            })
-            .await?;
-        store
-            .audit(
-                clock::now_ms(),
-                "system",
-                "user.create",
-                &u.name,
-                &serde_json::json!({"role": u.role, "from": "config"}),
-            )
-            .await?;
+        create_user(config, store, &u.name, u.role, &pw, "config").await?;
         tracing::info!(user = %u.name, role = u.role.as_str(), "created user from config");
     }
     if store.count_users().await? == 0 {
@@ -197,24 +172,7 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
             }
             _ => (auth::new_token("")[..24].to_string(), true),
         };
-        store
-            .create_user(&UserRecord {
-                name: name.clone(),
-                role: Role::Admin.as_str().into(),
-                password_hash: hash(&pw)?,
-                created_ms: clock::now_ms(),
-                disabled: false,
-            })
-            .await?;
-        store
-            .audit(
-                clock::now_ms(),
-                "system",
-                "user.create",
-                name,
-                &serde_json::json!({"role": "admin", "from": "bootstrap"}),
-            )
-            .await?;
+        create_user(config, store, name, Role::Admin, &pw, "bootstrap").await?;
         if generated {
             show_generated_password(config, name, &pw)?;
         } else {
@@ -223,6 +181,43 @@ pub(crate) async fn bootstrap_users(config: &Config, store: &dyn Store) -> anyho
             );
         }
     }
+    Ok(())
+}
+
+/// Creates the user `name` with `role` and the password `pw` (hashed with the configured
+/// argon2 cost), and audits it as created by the system `from` the config or the bootstrap.
+async fn create_user(
+    config: &Config,
+    store: &dyn Store,
+    name: &str,
+    role: Role,
+    pw: &str,
+    from: &str,
+) -> anyhow::Result<()> {
+    let password_hash = auth::hash_password(
+        pw,
+        config.auth.argon2_memory_kib,
+        config.auth.argon2_iterations,
+    )
+    .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
+    store
+        .create_user(&UserRecord {
+            name: name.to_owned(),
+            role: role.as_str().into(),
+            password_hash,
+            created_ms: clock::now_ms(),
+            disabled: false,
+        })
+        .await?;
+    store
+        .audit(
+            clock::now_ms(),
+            "system",
+            "user.create",
+            name,
+            &serde_json::json!({"role": role, "from": from}),
+        )
+        .await?;
     Ok(())
 }
 
@@ -627,26 +622,16 @@ fn spawn_ingest(
     let embedded = link.is_some();
     let ingest_tasks = mqtt::spawn(app.clone(), target, link, stop_rx.clone());
     // `mqtt::spawn` returns its tasks in this order (the link reader only when embedded).
-    let names: &[&str] = if embedded {
-        &[
-            "ingest.link",
-            "ingest.client",
-            "ingest.decoder",
-            "ingest.bulk",
-            "ingest.priority",
-            "ingest.retry",
-            "ingest.marks",
-        ]
-    } else {
-        &[
-            "ingest.client",
-            "ingest.decoder",
-            "ingest.bulk",
-            "ingest.priority",
-            "ingest.retry",
-            "ingest.marks",
-        ]
-    };
+    const NAMES: [&str; 7] = [
+        "ingest.link",
+        "ingest.client",
+        "ingest.decoder",
+        "ingest.bulk",
+        "ingest.priority",
+        "ingest.retry",
+        "ingest.marks",
+    ];
+    let names = if embedded { &NAMES[..] } else { &NAMES[1..] };
     for (i, t) in ingest_tasks.iter().enumerate() {
         let name = names.get(i).copied().unwrap_or("ingest");
         app.health.essential(name, t.abort_handle());
