@@ -269,8 +269,8 @@ async fn start_device_bus() -> anyhow::Result<SocketAddr> {
 }
 
 /// `[[device]]` entries for the simulator's BACnet/IP devices (chiller plant), polled from a
-/// loopback socket.
-fn bacnet_devices(endpoints: &[facility_sim::Endpoint]) -> String {
+/// loopback socket (the soak test's agents poll them the same way).
+pub fn bacnet_devices(endpoints: &[facility_sim::Endpoint]) -> String {
     let mut o = String::new();
     for e in endpoints {
         if let (facility_sim::Connection::Bacnet { addr, instance }, Some(profile)) =

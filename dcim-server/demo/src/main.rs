@@ -25,33 +25,18 @@ ENV:   DCIM_ADMIN_PASSWORD (password of the demo users), RUST_LOG (log filter),
 SIGNALS: SIGTERM/SIGINT stop the demo
 ";
 
-struct Args {
-    words: Vec<String>,
-    opts: Vec<(String, String)>,
-}
+use dcim_service::cli::Args;
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        words: Vec::new(),
-        opts: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--http" | "--broker" | "--data" | "--dc09" | "--influx" => {
-                let v = it.next().ok_or(format!("{a} needs a value"))?;
-                args.opts.push((a.trim_start_matches('-').to_string(), v));
-            }
-            "--help" | "-h" | "--version" | "-V" => args.words.insert(0, a),
-            s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
-            _ => args.words.push(a),
-        }
-    }
-    Ok(args)
+    Args::parse(
+        std::env::args().skip(1),
+        &["--http", "--broker", "--data", "--dc09", "--influx"],
+        |_, _, _| Ok(false),
+    )
 }
 
 async fn real_main(args: Args) -> anyhow::Result<()> {
-    match args.words.first().map(String::as_str) {
+    match args.command() {
         None => dcim_demo::demo::run_cli(&args.opts, dcim_server::clock::shutdown_signal()).await,
         Some("drill") => {
             let scenario = args
@@ -68,30 +53,13 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
 
 fn main() {
     let usage = USAGE.replace("{version}", env!("CARGO_PKG_VERSION"));
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("dcim-demo: {e}\n\n{usage}");
-            std::process::exit(2);
-        }
-    };
-    match args.words.first().map(String::as_str) {
-        Some("--help") | Some("-h") => {
-            print!("{usage}");
-            return;
-        }
-        Some("--version") | Some("-V") => {
-            println!("dcim-demo {}", env!("CARGO_PKG_VERSION"));
-            return;
-        }
-        _ => {}
+    let args = dcim_service::cli::or_exit("dcim-demo", &usage, parse_args());
+    let version = env!("CARGO_PKG_VERSION");
+    if dcim_service::cli::help_or_version("dcim-demo", version, &usage, args.command()) {
+        return;
     }
     let log = dcim_server::config::LogConfig::default();
-    let format = std::env::var("DCIM_LOG_FORMAT")
-        .ok()
-        .and_then(|f| dcim_service::LogFormat::parse(&f))
-        .or_else(|| dcim_service::LogFormat::parse(&log.format))
-        .unwrap_or_default();
+    let format = dcim_service::log::format_from_env_or(&log.format);
     dcim_service::init_logging(format, &log.level);
     let rt = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     if let Err(e) = rt.block_on(real_main(args)) {

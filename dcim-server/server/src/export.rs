@@ -214,13 +214,7 @@ pub fn alarm_rows<'a>(
     places: &BTreeMap<String, Place>,
     f: &AlarmFilter,
 ) -> Vec<AlarmRow<'a>> {
-    let words: Vec<String> =
-        f.q.as_deref()
-            .unwrap_or("")
-            .to_lowercase()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
+    let words = query_words(f.q.as_deref());
     let mut out: Vec<AlarmRow<'a>> = alarms
         .into_iter()
         .map(|a| alarm_row(a, rules, site, places))
@@ -251,10 +245,7 @@ fn alarm_row<'a>(
     let component_name = component
         .as_deref()
         .and_then(|c| site?.get(c)?.name.clone());
-    let room = component
-        .as_deref()
-        .and_then(|c| places.get(c))
-        .and_then(|p| p.room.clone());
+    let room = room_of(component.as_deref(), places);
     AlarmRow {
         alarm: a,
         rule,
@@ -278,6 +269,22 @@ fn passes(row: &AlarmRow<'_>, f: &AlarmFilter) -> bool {
         || f.room
             .as_deref()
             .is_some_and(|r| !r.is_empty() && row.room.as_deref() != Some(r)))
+}
+
+/// The words of a search query, in lower case (none: everything matches).
+fn query_words(q: Option<&str>) -> Vec<String> {
+    q.unwrap_or("")
+        .to_lowercase()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The room of a component, as far as the places say.
+fn room_of(component: Option<&str>, places: &BTreeMap<String, Place>) -> Option<String> {
+    component
+        .and_then(|c| places.get(c))
+        .and_then(|p| p.room.clone())
 }
 
 /// Whether every search word (lower case) is in the row's message, ids, subject, component
@@ -384,13 +391,7 @@ pub fn event_rows<'a>(
     places: &BTreeMap<String, Place>,
     f: &EventFilter,
 ) -> Vec<EventRow<'a>> {
-    let words: Vec<String> =
-        f.q.as_deref()
-            .unwrap_or("")
-            .to_lowercase()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
+    let words = query_words(f.q.as_deref());
     events
         .iter()
         .filter_map(|e| {
@@ -399,10 +400,7 @@ pub fn event_rows<'a>(
                     .first()
                     .map(|&i| s.components[i].id.clone())
             });
-            let room = component
-                .as_deref()
-                .and_then(|c| places.get(c))
-                .and_then(|p| p.room.clone());
+            let room = room_of(component.as_deref(), places);
             let kind_ok = f.kind.as_deref().is_none_or(|k| {
                 k.is_empty()
                     || if k.ends_with('.') {

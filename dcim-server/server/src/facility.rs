@@ -1062,6 +1062,15 @@ mod tests {
         );
     }
 
+    /// The power subsystem's evaluation at `t`.
+    fn power_health(f: &mut Facility, t: i64) -> dcim_site::SubsystemHealth {
+        f.evaluation(t)
+            .unwrap()
+            .subsystem(dcim_site::Subsystem::Power)
+            .unwrap()
+            .clone()
+    }
+
     #[test]
     fn the_whole_power_plant_going_silent_is_unverified_then_down_with_an_alarm() {
         let now = 1_700_000_000_000;
@@ -1095,12 +1104,7 @@ mod tests {
         };
         t = now + 5_000;
         let c = step(&mut f, t);
-        let p = f
-            .evaluation(t)
-            .unwrap()
-            .subsystem(dcim_site::Subsystem::Power)
-            .unwrap()
-            .clone();
+        let p = power_health(&mut f, t);
         assert_eq!(
             (p.current, p.if_unknown_up, p.verified),
             (Redundancy::BelowN, Redundancy::TwoN, false)
@@ -1114,12 +1118,7 @@ mod tests {
             t += 5_000;
             step(&mut f, t);
         }
-        let p = f
-            .evaluation(t)
-            .unwrap()
-            .subsystem(dcim_site::Subsystem::Power)
-            .unwrap()
-            .clone();
+        let p = power_health(&mut f, t);
         assert_eq!(p.if_unknown_up, Redundancy::BelowN, "{p:?}");
         let a = active(&f, "redundancy:power").expect("alarm raised");
         assert_eq!(a.grade, 1);

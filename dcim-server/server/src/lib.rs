@@ -155,14 +155,6 @@ pub(crate) async fn bootstrap_users(
     store: &dyn Store,
     now_ms: i64,
 ) -> anyhow::Result<()> {
-    let hash = |pw: &str| {
-        auth::hash_password(
-            pw,
-            config.auth.argon2_memory_kib,
-            config.auth.argon2_iterations,
-        )
-        .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
-    };
     for u in &config.users {
         if store.get_user(&u.name).await?.is_some() {
             continue;
@@ -176,14 +168,7 @@ pub(crate) async fn bootstrap_users(
         auth::password::check_new(&pw).map_err(|e| {
             anyhow::anyhow!("user `{}`: the password in {}: {e}", u.name, u.password_env)
         })?;
-        let user = UserRecord {
-            name: u.name.clone(),
-            role: u.role.as_str().into(),
-            password_hash: hash(&pw)?,
-            created_ms: now_ms,
-            disabled: false,
-        };
-        create_audited(store, &user, "config").await?;
+        create_user(config, store, &u.name, u.role, &pw, "config", now_ms).await?;
         tracing::info!(user = %u.name, role = u.role.as_str(), "created user from config");
     }
     if store.count_users().await? == 0 {
@@ -196,14 +181,7 @@ pub(crate) async fn bootstrap_users(
             }
             _ => (auth::new_token("")[..24].to_string(), true),
         };
-        let user = UserRecord {
-            name: name.clone(),
-            role: Role::Admin.as_str().into(),
-            password_hash: hash(&pw)?,
-            created_ms: now_ms,
-            disabled: false,
-        };
-        create_audited(store, &user, "bootstrap").await?;
+        create_user(config, store, name, Role::Admin, &pw, "bootstrap", now_ms).await?;
         if generated {
             show_generated_password(config, name, &pw)?;
         } else {
@@ -215,18 +193,40 @@ pub(crate) async fn bootstrap_users(
     Ok(())
 }
 
-/// Creates `user` with its audit row (`from`: where it was configured), both stamped at its
-/// creation time.
-async fn create_audited(store: &dyn Store, user: &UserRecord, from: &str) -> anyhow::Result<()> {
-    store.create_user(user).await?;
-    let detail = serde_json::json!({"role": user.role, "from": from});
+/// Creates the user `name` with `role` and the password `pw` (hashed with the configured
+/// argon2 cost), and audits it as created by the system `from` the config or the bootstrap;
+/// both stamped `now_ms`.
+async fn create_user(
+    config: &Config,
+    store: &dyn Store,
+    name: &str,
+    role: Role,
+    pw: &str,
+    from: &str,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    let password_hash = auth::hash_password(
+        pw,
+        config.auth.argon2_memory_kib,
+        config.auth.argon2_iterations,
+    )
+    .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))?;
+    store
+        .create_user(&UserRecord {
+            name: name.to_owned(),
+            role: role.as_str().into(),
+            password_hash,
+            created_ms: now_ms,
+            disabled: false,
+        })
+        .await?;
     store
         .audit(
-            user.created_ms,
+            now_ms,
             "system",
             "user.create",
-            &user.name,
-            &detail,
+            name,
+            &serde_json::json!({"role": role, "from": from}),
         )
         .await?;
     Ok(())
@@ -639,26 +639,16 @@ fn spawn_ingest(
     let embedded = link.is_some();
     let ingest_tasks = mqtt::spawn(app.clone(), target, link, stop_rx.clone());
     // `mqtt::spawn` returns its tasks in this order (the link reader only when embedded).
-    let names: &[&str] = if embedded {
-        &[
-            "ingest.link",
-            "ingest.client",
-            "ingest.decoder",
-            "ingest.bulk",
-            "ingest.priority",
-            "ingest.retry",
-            "ingest.marks",
-        ]
-    } else {
-        &[
-            "ingest.client",
-            "ingest.decoder",
-            "ingest.bulk",
-            "ingest.priority",
-            "ingest.retry",
-            "ingest.marks",
-        ]
-    };
+    const NAMES: [&str; 7] = [
+        "ingest.link",
+        "ingest.client",
+        "ingest.decoder",
+        "ingest.bulk",
+        "ingest.priority",
+        "ingest.retry",
+        "ingest.marks",
+    ];
+    let names = if embedded { &NAMES[..] } else { &NAMES[1..] };
     for (i, t) in ingest_tasks.iter().enumerate() {
         let name = names.get(i).copied().unwrap_or("ingest");
         app.health.essential(name, t.abort_handle());

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use dcim_server::config::{Config, Role};
 use dcim_server::store::UserRecord;
+use dcim_service::cli;
 use std::path::PathBuf;
 
 const USAGE: &str = "dcim-server {version}
@@ -48,39 +49,46 @@ TLS:   [http.tls] (HTTPS, HSTS, Secure cookies) and [broker.tls] (MQTT over TLS 
        gate), each with cert_file, key_file and an optional client_ca_file, in the config file
 ";
 
+/// The command line: `config` from `--config`/`-c` (or `--check-config`, which also makes
+/// `check-config` the command), else `DCIM_CONFIG`.
 struct Args {
     config: Option<PathBuf>,
     words: Vec<String>,
     opts: Vec<(String, String)>,
 }
 
+impl Args {
+    fn command(&self) -> Option<&str> {
+        self.words.first().map(String::as_str)
+    }
+}
+
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        config: std::env::var_os("DCIM_CONFIG").map(PathBuf::from),
-        words: Vec::new(),
-        opts: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
+    let mut config = std::env::var_os("DCIM_CONFIG").map(PathBuf::from);
+    let cli::Args { words, opts } = cli::Args::parse(
+        std::env::args().skip(1),
+        &[
+            "--name", "--role", "--label", "--days", "--token", "--http", "--broker", "--data",
+            "--dc09", "--influx",
+        ],
+        |a, it, args| match a {
             "--config" | "-c" => {
-                args.config = Some(it.next().ok_or("--config needs a file")?.into())
+                config = Some(it.next().ok_or("--config needs a file")?.into());
+                Ok(true)
             }
             "--check-config" => {
-                args.config = Some(it.next().ok_or("--check-config needs a file")?.into());
+                config = Some(it.next().ok_or("--check-config needs a file")?.into());
                 args.words.insert(0, "check-config".into());
+                Ok(true)
             }
-            "--name" | "--role" | "--label" | "--days" | "--token" | "--http" | "--broker"
-            | "--data" | "--dc09" | "--influx" => {
-                let v = it.next().ok_or(format!("{a} needs a value"))?;
-                args.opts.push((a.trim_start_matches('-').to_string(), v));
-            }
-            "--help" | "-h" | "--version" | "-V" => args.words.insert(0, a),
-            s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
-            _ => args.words.push(a),
-        }
-    }
-    Ok(args)
+            _ => Ok(false),
+        },
+    )?;
+    Ok(Args {
+        config,
+        words,
+        opts,
+    })
 }
 
 fn opt<'a>(args: &'a Args, name: &str) -> anyhow::Result<&'a str> {
@@ -300,7 +308,7 @@ async fn user_revoke(args: &Args, store: &DynStore, name: &str) -> anyhow::Resul
 }
 
 async fn real_main(args: Args) -> anyhow::Result<()> {
-    match args.words.first().map(String::as_str) {
+    match args.command() {
         None => {
             let config = load_config(&args)?;
             dcim_server::run(config, dcim_server::clock::shutdown_signal()).await
@@ -359,7 +367,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
 /// `demo` and `drill` moved to the `dcim-demo` binary (the server links no simulator and no
 /// edge agent): the message that says where, instead of `unknown command`.
 fn moved_command(args: &Args) -> Option<String> {
-    match args.words.first().map(String::as_str) {
+    match args.command() {
         Some("demo") => Some(
             "`demo` is no longer part of the server; run `cargo run -p dcim-demo` \
              (or the `dcim-demo` binary) with the same options"
@@ -432,29 +440,16 @@ fn check_config(args: &Args) -> i32 {
 
 fn main() {
     let usage = USAGE.replace("{version}", env!("CARGO_PKG_VERSION"));
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("dcim-server: {e}\n\n{usage}");
-            std::process::exit(2);
-        }
-    };
-    match args.words.first().map(String::as_str) {
-        Some("--help") | Some("-h") => {
-            print!("{usage}");
-            return;
-        }
-        Some("--version") | Some("-V") => {
-            println!("dcim-server {}", env!("CARGO_PKG_VERSION"));
-            return;
-        }
-        _ => {}
+    let args = cli::or_exit("dcim-server", &usage, parse_args());
+    let version = env!("CARGO_PKG_VERSION");
+    if cli::help_or_version("dcim-server", version, &usage, args.command()) {
+        return;
     }
     if let Some(moved) = moved_command(&args) {
         eprintln!("dcim-server: {moved}");
         std::process::exit(2);
     }
-    if args.words.first().map(String::as_str) == Some("check-config") {
+    if args.command() == Some("check-config") {
         std::process::exit(check_config(&args));
     }
     // The log settings come from the file (the run itself loads it again, which reports any
@@ -469,11 +464,7 @@ fn main() {
         },
         _ => dcim_server::config::LogConfig::default(),
     };
-    let format = std::env::var("DCIM_LOG_FORMAT")
-        .ok()
-        .and_then(|f| dcim_service::LogFormat::parse(&f))
-        .or_else(|| dcim_service::LogFormat::parse(&log.format))
-        .unwrap_or_default();
+    let format = dcim_service::log::format_from_env_or(&log.format);
     dcim_service::init_logging(format, &log.level);
     let rt = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
     if let Err(e) = rt.block_on(real_main(args)) {

@@ -628,10 +628,9 @@ mod tests {
         assert!(!plant.has("ups-z2"), "and ends it");
     }
 
-    #[test]
-    fn authority_control_holds_starts_and_ends_until_it_is_left() {
-        // Hazard: alarms hidden (or changed) behind the fire authority's back.
-        let plant = Plant::new();
+    /// Window 1 for `ups-z1` from a minute on to ten, window 2 for `ups-z2` from now to
+    /// `z2_end`.
+    fn z1_later_and_z2_now(z2_end: i64) -> Schedule {
         let mut s = Schedule::default();
         s.create(
             req(&["ups-z1"], NOW + MIN, NOW + 10 * MIN),
@@ -640,8 +639,16 @@ mod tests {
             known,
         )
         .unwrap();
-        s.create(req(&["ups-z2"], NOW, NOW + 3 * MIN), "op", NOW, known)
+        s.create(req(&["ups-z2"], NOW, z2_end), "op", NOW, known)
             .unwrap();
+        s
+    }
+
+    #[test]
+    fn authority_control_holds_starts_and_ends_until_it_is_left() {
+        // Hazard: alarms hidden (or changed) behind the fire authority's back.
+        let plant = Plant::new();
+        let mut s = z1_later_and_z2_now(NOW + 3 * MIN);
         plant.run(&mut s, NOW, false); // window 2 starts
         let steps = plant.run(&mut s, NOW + MIN, true);
         assert_eq!(
@@ -690,16 +697,7 @@ mod tests {
     #[test]
     fn cancelling_a_scheduled_window_changes_nothing_and_an_active_one_ends_it() {
         let plant = Plant::new();
-        let mut s = Schedule::default();
-        s.create(
-            req(&["ups-z1"], NOW + MIN, NOW + 10 * MIN),
-            "op",
-            NOW,
-            known,
-        )
-        .unwrap();
-        s.create(req(&["ups-z2"], NOW, NOW + 10 * MIN), "op", NOW, known)
-            .unwrap();
+        let mut s = z1_later_and_z2_now(NOW + 10 * MIN);
         plant.run(&mut s, NOW, false);
         assert_eq!(s.cancel(1, "op2", "vendor postponed", NOW), Ok(None));
         assert!(matches!(

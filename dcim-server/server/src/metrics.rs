@@ -30,11 +30,9 @@ macro_rules! counters {
         }
 
         impl Metrics {
-            /// Calls `f(name, is_counter, help, value)` for every counter and gauge (names
-            /// without the `dcim_` prefix).
-            pub fn visit(&self, mut f: impl FnMut(&'static str, bool, &'static str, f64)) {
-                $( f(stringify!($name), $kind == "counter", $help, self.$name.load(Ordering::Relaxed) as f64); )*
-                for (name, help, v) in [
+            /// The gauges: (name without the `dcim_` prefix, help, value).
+            fn gauges(&self) -> [(&'static str, &'static str, &AtomicI64); 10] {
+                [
                     ("points", "Points with a latest value in memory.", &self.points),
                     ("broker_clients", "Clients connected to the embedded broker.", &self.broker_clients),
                     ("sse_clients", "Open /api/stream connections.", &self.sse_clients),
@@ -45,7 +43,14 @@ macro_rules! counters {
                     ("store_free_bytes", "Free bytes on the file system of the data directory.", &self.store_free_bytes),
                     ("ingest_deferred_batches", "Events batches kept unacknowledged until the store can commit them (a full disk).", &self.ingest_deferred_batches),
                     ("store_reserve_bytes", "Bytes of the free-space reserve held now (0 while released for a full disk).", &self.store_reserve_bytes),
-                ] {
+                ]
+            }
+
+            /// Calls `f(name, is_counter, help, value)` for every counter and gauge (names
+            /// without the `dcim_` prefix).
+            pub fn visit(&self, mut f: impl FnMut(&'static str, bool, &'static str, f64)) {
+                $( f(stringify!($name), $kind == "counter", $help, self.$name.load(Ordering::Relaxed) as f64); )*
+                for (name, help, v) in self.gauges() {
                     f(name, false, help, v.load(Ordering::Relaxed) as f64);
                 }
             }
@@ -57,18 +62,7 @@ macro_rules! counters {
                     let _ = writeln!(out, "# TYPE dcim_{} {}", stringify!($name), $kind);
                     let _ = writeln!(out, "dcim_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
                 )*
-                for (name, help, v) in [
-                    ("points", "Points with a latest value in memory.", &self.points),
-                    ("broker_clients", "Clients connected to the embedded broker.", &self.broker_clients),
-                    ("sse_clients", "Open /api/stream connections.", &self.sse_clients),
-                    ("sse_points_clients", "Open /api/stream connections that receive points events.", &self.sse_points_clients),
-                    ("mqtt_connected", "1 when the ingest client is connected to the broker.", &self.mqtt_connected),
-                    ("influx_queue", "Lines waiting for the time-series store (staged in memory and in the on-disk buffer).", &self.influx_queue),
-                    ("store_disk_full", "1 while the database's disk is full (writes that can wait are refused; alarm and journal commits use the reserve).", &self.store_disk_full),
-                    ("store_free_bytes", "Free bytes on the file system of the data directory.", &self.store_free_bytes),
-                    ("ingest_deferred_batches", "Events batches kept unacknowledged until the store can commit them (a full disk).", &self.ingest_deferred_batches),
-                    ("store_reserve_bytes", "Bytes of the free-space reserve held now (0 while released for a full disk).", &self.store_reserve_bytes),
-                ] {
+                for (name, help, v) in self.gauges() {
                     let _ = writeln!(out, "# HELP dcim_{name} {help}");
                     let _ = writeln!(out, "# TYPE dcim_{name} gauge");
                     let _ = writeln!(out, "dcim_{name} {}", v.load(Ordering::Relaxed));

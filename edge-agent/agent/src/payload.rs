@@ -10,19 +10,8 @@
 //! text).
 
 use dcim_points::Sample;
-use dcim_wire::{Event, Severity, TelemetryBatch, VERSION};
-
-/// An event before the spool gave it a sequence number.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventDraft {
-    pub ts_ms: i64,
-    pub device: String,
-    pub kind: String,
-    pub severity: Severity,
-    pub message: String,
-    pub data: serde_json::Value,
-    pub test: bool,
-}
+pub use dcim_wire::EventDraft;
+use dcim_wire::{Event, TelemetryBatch, VERSION};
 
 pub fn telemetry_record(agent: &str, epoch: &str, seq: u64, samples: Vec<Sample>) -> Vec<u8> {
     dcim_wire::encode(&TelemetryBatch {
@@ -78,7 +67,7 @@ pub fn event_batch<'a>(
 mod tests {
     use super::*;
     use dcim_points::{Quality, Role, Value};
-    use dcim_wire::{EventBatch, decode};
+    use dcim_wire::{EventBatch, Severity, decode};
 
     fn draft(n: i64) -> EventDraft {
         EventDraft {

@@ -43,6 +43,16 @@ impl LogFormat {
     }
 }
 
+/// The format `DCIM_LOG_FORMAT` names, else `configured` (the `[log] format` of a configuration
+/// file), else text.
+pub fn format_from_env_or(configured: &str) -> LogFormat {
+    std::env::var("DCIM_LOG_FORMAT")
+        .ok()
+        .and_then(|f| LogFormat::parse(&f))
+        .or_else(|| LogFormat::parse(configured))
+        .unwrap_or_default()
+}
+
 /// Whether stderr is the stream journald reads (`JOURNAL_STREAM=dev:inode` of stderr).
 pub fn stderr_is_journal() -> bool {
     let Ok(v) = std::env::var("JOURNAL_STREAM") else {

@@ -24,16 +24,9 @@ pub struct LinkConfig {
     pub neighbor: Option<String>,
 }
 
-/// Something the driver reports besides samples (the agent spools it as an event).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
-    pub ts_ms: i64,
-    pub device: String,
-    pub kind: String,
-    pub severity: Severity,
-    pub message: String,
-    pub data: serde_json::Value,
-}
+/// Something the driver reports besides samples (the agent spools it as an event; `test` is
+/// never set by the driver).
+pub use dcim_wire::EventDraft as Notice;
 
 /// The GET and walk requests of one poll class.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -400,6 +393,7 @@ impl SnmpDevice {
                         "expected": d.expected,
                         "seen": seen,
                     }),
+                    test: false,
                 });
             }
         }
@@ -414,21 +408,14 @@ impl SnmpDevice {
     }
 
     fn transition(&self, before: Option<bool>, now_ms: i64) -> Option<Notice> {
-        let (kind, severity, message) = dcim_wire::comm_change(
+        Notice::comm_change(
             &self.device,
             before,
             self.tracker.online(),
-            "stopped answering",
-            "answers again",
-        )?;
-        Some(Notice {
-            ts_ms: now_ms,
-            device: self.device.clone(),
-            kind: kind.into(),
-            severity,
-            message,
-            data: serde_json::json!({ "profile": self.profile.name }),
-        })
+            ["stopped answering", "answers again"],
+            now_ms,
+            serde_json::json!({ "profile": self.profile.name }),
+        )
     }
 }
 

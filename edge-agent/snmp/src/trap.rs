@@ -64,6 +64,7 @@ pub fn classify(trap: &Trap, device: &str, links: &[LinkConfig], ts_ms: i64) -> 
             "if_index": if_index,
             "varbinds": varbinds,
         }),
+        test: false,
     };
     (notice, poll)
 }

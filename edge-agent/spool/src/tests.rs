@@ -9,10 +9,25 @@ fn cfg(dir: &Path) -> SpoolConfig {
     c
 }
 
+/// An empty spool with [`cfg`] in a new temporary directory.
+fn fresh() -> (tempfile::TempDir, Spool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = Spool::open(cfg(dir.path())).unwrap();
+    (dir, s)
+}
+
 fn payload(class: Class, seq: u64, n: usize) -> Vec<u8> {
     let mut p = format!("{class}:{seq}:").into_bytes();
     p.resize(p.len() + n, b'x');
     p
+}
+
+/// Appends `n` records of `class`, each counting `count` items, with payloads of `len` bytes.
+fn append_n(s: &mut Spool, class: Class, n: usize, count: u32, len: usize) {
+    for _ in 0..n {
+        s.append(class, count, 0, |q| payload(class, q, len))
+            .unwrap();
+    }
 }
 
 fn all(spool: &Spool, class: Class) -> Vec<Record> {
@@ -98,8 +113,7 @@ fn a_spool_keeps_its_epoch_and_a_wiped_one_draws_a_new_one() {
 
 #[test]
 fn the_payload_builder_sees_the_assigned_sequence_number() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
+    let (_dir, mut s) = fresh();
     s.append(Class::Event, 1, 0, |q| format!("seq={q}").into_bytes())
         .unwrap();
     assert_eq!(all(&s, Class::Event)[0].payload, b"seq=1");
@@ -117,12 +131,8 @@ fn a_second_process_cannot_open_the_same_spool() {
 
 #[test]
 fn acknowledged_segments_are_deleted_and_sequence_numbers_never_go_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
-    for _ in 0..100 {
-        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 200))
-            .unwrap();
-    }
+    let (dir, mut s) = fresh();
+    append_n(&mut s, Class::Event, 100, 1, 200);
     let segs_before = s.stats().segments;
     assert!(segs_before > 3, "segments rolled: {segs_before}");
     s.ack("a", Class::Event, 100).unwrap();
@@ -143,27 +153,28 @@ fn acknowledged_segments_are_deleted_and_sequence_numbers_never_go_back() {
     assert_eq!(s.append(Class::Event, 1, 0, |_| vec![1]).unwrap(), 101);
     s.ack("a", Class::Event, 101).unwrap();
     // Roll a new segment so the old active one is collected too.
-    for _ in 0..30 {
-        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 200))
-            .unwrap();
-    }
+    append_n(&mut s, Class::Event, 30, 1, 200);
     s.ack("a", Class::Event, 131).unwrap();
     drop(s);
     let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
     assert_eq!(s.append(Class::Event, 1, 0, |_| vec![1]).unwrap(), 132);
 }
 
-#[test]
-fn a_record_is_removed_only_when_every_consumer_acknowledged_it() {
+/// Two consumers, `site-a` and `site-b`; 60 events (200 bytes each) of which `site-a`
+/// acknowledged all. The configuration is for reopening.
+fn sixty_events_site_a_acked() -> (tempfile::TempDir, SpoolConfig, Spool) {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path());
     c.consumers = vec!["site-a".into(), "site-b".into()];
     let (mut s, _) = Spool::open(c.clone()).unwrap();
-    for _ in 0..60 {
-        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 200))
-            .unwrap();
-    }
+    append_n(&mut s, Class::Event, 60, 1, 200);
     s.ack("site-a", Class::Event, 60).unwrap();
+    (dir, c, s)
+}
+
+#[test]
+fn a_record_is_removed_only_when_every_consumer_acknowledged_it() {
+    let (_dir, c, mut s) = sixty_events_site_a_acked();
     assert_eq!(all(&s, Class::Event).len(), 60, "site-b still needs them");
     assert_eq!(s.pending_for("site-a", Class::Event), 0);
     assert_eq!(s.pending_for("site-b", Class::Event), 60);
@@ -185,15 +196,7 @@ fn a_record_is_removed_only_when_every_consumer_acknowledged_it() {
 fn a_detached_consumer_no_longer_holds_records_and_misses_what_went_meanwhile() {
     // Hazard: site B is dead, its broker never acknowledges; without detaching, the spool
     // fills with records site A already has, and then site A's telemetry is refused.
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = cfg(dir.path());
-    c.consumers = vec!["site-a".into(), "site-b".into()];
-    let (mut s, _) = Spool::open(c.clone()).unwrap();
-    for _ in 0..60 {
-        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 200))
-            .unwrap();
-    }
-    s.ack("site-a", Class::Event, 60).unwrap();
+    let (_dir, c, mut s) = sixty_events_site_a_acked();
     let lag = s.lag("site-b", 1_000);
     assert_eq!(lag.records, [60, 0]);
     assert!(lag.bytes > 60 * 200);
@@ -259,12 +262,8 @@ fn a_detached_consumer_no_longer_holds_records_and_misses_what_went_meanwhile() 
 
 #[test]
 fn a_torn_tail_is_cut_and_everything_before_it_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
-    for _ in 0..5 {
-        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 30))
-            .unwrap();
-    }
+    let (dir, mut s) = fresh();
+    append_n(&mut s, Class::Event, 5, 1, 30);
     let (path, len) = s.durable_tail(Class::Event).unwrap();
     drop(s);
     // A half-written sixth record.
@@ -288,12 +287,7 @@ fn telemetry_is_thinned_oldest_first_and_the_loss_is_counted_and_persisted() {
     c.segment_bytes = 2048;
     c.telemetry_fsync = FsyncPolicy::Never;
     let (mut s, _) = Spool::open(c.clone()).unwrap();
-    for _ in 0..200 {
-        s.append(Class::Telemetry, 10, 0, |q| {
-            payload(Class::Telemetry, q, 180)
-        })
-        .unwrap();
-    }
+    append_n(&mut s, Class::Telemetry, 200, 10, 180);
     let st = s.stats();
     assert!(st.bytes <= c.max_bytes, "{st:?}");
     assert!(st.thinned_batches > 0);
@@ -317,16 +311,8 @@ fn events_are_never_thinned_and_telemetry_is_refused_when_events_fill_the_spool(
     c.event_fsync = FsyncPolicy::Never;
     c.telemetry_fsync = FsyncPolicy::Never;
     let (mut s, _) = Spool::open(c.clone()).unwrap();
-    for _ in 0..10 {
-        s.append(Class::Telemetry, 4, 0, |q| {
-            payload(Class::Telemetry, q, 100)
-        })
-        .unwrap();
-    }
-    for _ in 0..100 {
-        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 100))
-            .unwrap();
-    }
+    append_n(&mut s, Class::Telemetry, 10, 4, 100);
+    append_n(&mut s, Class::Event, 100, 1, 100);
     let st = s.stats();
     assert!(st.events_over_budget);
     assert_eq!(st.thinned_batches, 10, "all telemetry went to make room");
@@ -385,12 +371,7 @@ fn on_a_full_disk_events_take_the_room_of_old_telemetry_then_the_reserve() {
     let (mut s, _) = Spool::open(c.clone()).unwrap();
     assert_eq!(s.stats().reserve_bytes, 8 * 1024);
     // Several closed telemetry segments, then the disk is full.
-    for _ in 0..20 {
-        s.append(Class::Telemetry, 10, 0, |q| {
-            payload(Class::Telemetry, q, 1000)
-        })
-        .unwrap();
-    }
+    append_n(&mut s, Class::Telemetry, 20, 10, 1000);
     let segments = s.stats().segments;
     assert!(segments > 3, "{segments}");
     s.fail_writes_after(Some(0));
@@ -526,12 +507,8 @@ fn telemetry_visible_before_sync_never_reuses_a_published_number_after_a_power_c
 
 #[test]
 fn read_after_respects_limits_and_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
-    for _ in 0..50 {
-        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 100))
-            .unwrap();
-    }
+    let (_dir, mut s) = fresh();
+    append_n(&mut s, Class::Event, 50, 1, 100);
     assert_eq!(
         seqs(&s.read_after(Class::Event, 10, 3, usize::MAX).unwrap()),
         vec![11, 12, 13]
@@ -544,12 +521,8 @@ fn read_after_respects_limits_and_order() {
 
 #[test]
 fn a_record_damaged_after_it_was_written_is_skipped_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut s, _) = Spool::open(cfg(dir.path())).unwrap();
-    for _ in 0..3 {
-        s.append(Class::Event, 1, 0, |q| payload(Class::Event, q, 30))
-            .unwrap();
-    }
+    let (_dir, mut s) = fresh();
+    append_n(&mut s, Class::Event, 3, 1, 30);
     let (path, _) = s.durable_tail(Class::Event).unwrap();
     let second = s.classes[0].segments[0].records[1];
     let f = OpenOptions::new().write(true).open(&path).unwrap();

@@ -189,6 +189,71 @@ pub fn comm_change(
     }
 }
 
+/// The number of fire stage codes: 0 normal, 1 pre-alarm, 2..=6 stages 1 to 5 (the codes of
+/// `fire_logic::STAGE_TABLE`).
+pub const FIRE_STAGE_CODES: u8 = 7;
+
+/// The stage code of a `fire.stage` sample value: a number `0..FIRE_STAGE_CODES`, or a
+/// profile's text label (`normal`, `pre_alarm`, `stage1...` .. `stage5...`); `None` for
+/// anything else (never "normal" for a value it does not know).
+pub fn fire_stage_code(v: &dcim_points::Value) -> Option<u8> {
+    use dcim_points::Value;
+    match v {
+        Value::Number(x) if x.is_finite() && *x >= 0.0 && *x < f64::from(FIRE_STAGE_CODES) => {
+            Some(*x as u8)
+        }
+        Value::Text(t) => match t.as_str() {
+            "normal" => Some(0),
+            "pre_alarm" => Some(1),
+            t => t
+                .strip_prefix("stage")
+                .and_then(|r| r.chars().next())
+                .and_then(|c| c.to_digit(10))
+                .filter(|d| (1..=5).contains(d))
+                .map(|d| d as u8 + 1),
+        },
+        _ => None,
+    }
+}
+
+/// An [`Event`] before a spool gave it its sequence number and id: what a driver or the local
+/// fire logic reports besides samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDraft {
+    pub ts_ms: i64,
+    pub device: String,
+    pub kind: String,
+    pub severity: Severity,
+    pub message: String,
+    pub data: serde_json::Value,
+    /// Set on events produced while a drill runs.
+    pub test: bool,
+}
+
+impl EventDraft {
+    /// The event at `ts_ms` for a change of `device`'s online state ([`comm_change`], with its
+    /// `[lost, restored]` words), carrying `data`; `None` when the change is no event.
+    pub fn comm_change(
+        device: &str,
+        before: Option<bool>,
+        after: Option<bool>,
+        [lost, restored]: [&str; 2],
+        ts_ms: i64,
+        data: serde_json::Value,
+    ) -> Option<EventDraft> {
+        let (kind, severity, message) = comm_change(device, before, after, lost, restored)?;
+        Some(EventDraft {
+            ts_ms,
+            device: device.to_owned(),
+            kind: kind.into(),
+            severity,
+            message,
+            data,
+            test: false,
+        })
+    }
+}
+
 /// How urgent an event is; the order is the order of delivery priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -491,6 +556,28 @@ mod tests {
                 decode::<Command>(json.as_bytes()).is_err(),
                 "{kind} must not decode"
             );
+        }
+    }
+
+    #[test]
+    fn fire_stage_codes_from_numbers_and_labels_and_nothing_else() {
+        // Hazard: a label or number the contract does not know read as stage 0 ("normal")
+        // would hide a rack in fire; it must be no stage at all.
+        for (v, code) in [
+            (Value::Number(0.0), Some(0)),
+            (Value::Number(6.0), Some(6)),
+            (Value::Number(7.0), None),
+            (Value::Number(-1.0), None),
+            (Value::Number(f64::NAN), None),
+            (Value::Text("normal".into()), Some(0)),
+            (Value::Text("pre_alarm".into()), Some(1)),
+            (Value::Text("stage1_power_cut".into()), Some(2)),
+            (Value::Text("stage5".into()), Some(6)),
+            (Value::Text("stage6".into()), None),
+            (Value::Text("fire".into()), None),
+            (Value::Bool(true), None),
+        ] {
+            assert_eq!(fire_stage_code(&v), code, "{v:?}");
         }
     }
 }

@@ -35,9 +35,98 @@ pub use dcim_demo::demo;
 /// A running demo plus an authenticated API client.
 pub struct Harness {
     pub demo: Demo,
-    http: reqwest::Client,
-    token: String,
+    api: Api,
     _dir: tempfile::TempDir,
+}
+
+/// A client of one server's REST API with a bearer token.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// The API at `base` (`http://127.0.0.1:8080`); every request times out after `timeout`.
+    pub fn new(base: impl Into<String>, token: &str, timeout: Duration) -> anyhow::Result<Api> {
+        Ok(Api {
+            base: base.into(),
+            token: token.into(),
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .no_proxy()
+                .build()?,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET with the bearer token; the body as JSON (errors on a non-2xx status).
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let (status, text) = self.get_text(path).await?;
+        anyhow::ensure!((200..300).contains(&status), "GET {path}: {status}: {text}");
+        serde_json::from_str(&text).with_context(|| format!("GET {path}: body is not JSON"))
+    }
+
+    /// GET with the bearer token; the status and the body as text.
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        Ok((r.status().as_u16(), r.text().await?))
+    }
+
+    /// POST a JSON body with the bearer token: the status and the body as JSON (or as a JSON
+    /// string when it is not JSON).
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// An alarm by id from `/api/alarms?all=true` (active or not).
+    pub async fn alarm(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        let r = self.get("/api/alarms?all=true").await?;
+        Ok(r["alarms"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["id"] == id))
+            .cloned())
+    }
+}
+
+/// Creates an admin API token (label `e2e`) in the store of `server`.
+pub async fn admin_token(server: &dcim_server::Server) -> anyhow::Result<String> {
+    let token = dcim_server::auth::new_token("dcim_");
+    server
+        .app
+        .store
+        .create_token(
+            &dcim_server::auth::token_hash(&token),
+            "admin",
+            "e2e",
+            dcim_server::now_ms(),
+        )
+        .await?;
+    Ok(token)
 }
 
 impl Harness {
@@ -62,66 +151,28 @@ impl Harness {
         let mut opts = DemoOptions::for_tests(dir.path().join("data"));
         change(&mut opts);
         let demo = dcim_demo::demo::start(opts).await?;
-        let token = dcim_server::auth::new_token("dcim_");
-        demo.server
-            .app
-            .store
-            .create_token(
-                &dcim_server::auth::token_hash(&token),
-                "admin",
-                "e2e",
-                dcim_server::now_ms(),
-            )
-            .await?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .no_proxy()
-            .build()?;
+        let token = admin_token(&demo.server).await?;
+        let api = Api::new(demo.base_url(), &token, Duration::from_secs(10))?;
         Ok(Harness {
             demo,
-            http,
-            token,
+            api,
             _dir: dir,
         })
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.demo.base_url())
+        self.api.url(path)
     }
 
     /// GET with the bearer token; the body as JSON (errors on a non-2xx status).
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
-        let status = r.status();
-        let text = r.text().await?;
-        anyhow::ensure!(status.is_success(), "GET {path}: {status}: {text}");
-        serde_json::from_str(&text).with_context(|| format!("GET {path}: body is not JSON"))
+        self.api.get(path).await
     }
 
     /// POST a JSON body with the bearer token: the status and the body as JSON (or as a JSON
     /// string when it is not JSON).
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
-        let r = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        let status = r.status().as_u16();
-        let text = r.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        self.api.post(path, body).await
     }
 
     /// The value of a metric at `/metrics`.
@@ -137,28 +188,17 @@ impl Harness {
 
     /// An alarm by id from `/api/alarms?all=true` (active or not).
     pub async fn alarm(&self, id: &str) -> anyhow::Result<Option<Value>> {
-        let r = self.get("/api/alarms?all=true").await?;
-        Ok(r["alarms"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["id"] == id))
-            .cloned())
+        self.api.alarm(id).await
     }
 
     /// GET with the bearer token; the body as text.
     pub async fn get_text(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
-        Ok((r.status().as_u16(), r.text().await?))
+        self.api.get_text(path).await
     }
 
     /// GET without credentials.
     pub async fn get_anonymous(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        let r = self.http.get(self.url(path)).send().await?;
+        let r = self.api.http.get(self.url(path)).send().await?;
         Ok((r.status().as_u16(), r.text().await?))
     }
 
@@ -168,7 +208,7 @@ impl Harness {
         let client = reqwest::Client::builder().no_proxy().build()?;
         let resp = client
             .get(self.url("/api/stream"))
-            .bearer_auth(&self.token)
+            .bearer_auth(&self.api.token)
             .send()
             .await
             .context("GET /api/stream")?;

@@ -40,8 +40,9 @@
 mod common;
 
 use anyhow::Context;
-use common::{Proxy, Tmpfs, is_root};
+use common::{Proxy, is_root};
 use dcim_edge_agent::Agent;
+use dcim_test_support::tmpfs::{Tmpfs, fill};
 use facility_sim::demo;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -255,24 +256,6 @@ struct RunningAgent {
     task: tokio::task::JoinHandle<dcim_edge_agent::Stopped>,
 }
 
-/// `[[device]]` entries of the BACnet/IP plant (the rendered configuration lists them as
-/// comments only), as the demo does.
-fn bacnet_devices(endpoints: &[facility_sim::Endpoint]) -> String {
-    let mut o = String::new();
-    for e in endpoints {
-        if let (facility_sim::Connection::Bacnet { addr, instance }, Some(profile)) =
-            (e.connection, &e.profile_file)
-        {
-            o.push_str(&format!(
-                "\n[[device]]\nid = {:?}\nprofile = {:?}\nbacnet = {{ address = \"{addr}\", instance = {instance}, bind = \"127.0.0.1:0\" }}\n",
-                e.device,
-                profile.display().to_string(),
-            ));
-        }
-    }
-    o
-}
-
 /// Agent 1 polls the demo data center (halls 1-3 and the plant), agents 2 and 3 halls 4-11 and
 /// 12-20. Each also runs a signal generator whose 10 events/s make the event check meaningful.
 fn agent_specs(
@@ -307,7 +290,8 @@ fn agent_specs(
         opts.devices_broker_url = device_bus.into();
         let mut text = demo::agent_config(&mine, &opts);
         if i == 0 {
-            text.push_str(&bacnet_devices(&mine));
+            // The BACnet/IP plant: the rendered configuration lists it as comments only.
+            text.push_str(&dcim_demo::demo::bacnet_devices(&mine));
         }
         // Fast reconnects; a small spool for the last agent so that the cut may thin telemetry.
         text = text.replace(
@@ -1236,26 +1220,6 @@ fn print_summary(
 // ---------------------------------------------------------------------------------------------
 // The agent's spool on a full disk.
 
-/// Fills the file system of `dir` with `dir/filler` until it refuses to grow.
-fn fill(dir: &Path) -> std::io::Result<u64> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(dir.join("filler"))?;
-    let chunk = vec![0u8; 16 * 1024];
-    let mut written = 0u64;
-    loop {
-        match f.write(&chunk) {
-            Ok(0) => break,
-            Ok(n) => written += n as u64,
-            Err(e) if e.raw_os_error() == Some(28) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    while f.write(&[0]).is_ok_and(|n| n == 1) {
-        written += 1;
-    }
-    Ok(written)
-}
-
 /// The agent's spool directory is on a small tmpfs that fills up while the agent produces 20
 /// events/s and telemetry: events wait in memory (in order) and telemetry is counted as lost;
 /// when space returns every event reaches the broker exactly once, in order, the spool
@@ -1268,14 +1232,8 @@ async fn agent_spool_on_a_full_disk_keeps_events_and_counts_lost_telemetry() -> 
     let dir = tempfile::tempdir()?;
     let root = dir.path().canonicalize()?;
     let mnt = root.join("mnt");
-    let _tmpfs = match Tmpfs::mount(&mnt, "1m") {
-        Ok(t) => t,
-        Err(e) => {
-            skip_or_fail(&format!(
-                "cannot mount a tmpfs for the spool (needs root): {e}"
-            ));
-            return Ok(());
-        }
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&mnt, "1m", "the spool") else {
+        return Ok(());
     };
     let port = free_port();
     let user = if is_root() { "user root\n" } else { "" };
@@ -1350,7 +1308,7 @@ synthetic = {{ points = 50, period_ms = 50, event_every = 1 }}
     let task = tokio::spawn(agent.run(stop_rx));
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let filled = fill(&mnt)?;
+    let filled = fill(&mnt);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = events.lock().expect("observer lock").len();
     std::fs::remove_file(mnt.join("filler"))?;

@@ -33,6 +33,17 @@ pub fn free_port(udp: bool) -> u16 {
     }
 }
 
+/// The DC-09 link configuration (the TOML of `dc09_link::LinkConfig::from_toml`) of a
+/// transmitter sending to the [`Receiver`] on `port`: account 1234, one TCP path named `path`
+/// without supervision, a 2 s ACK timeout and no periodic test message.
+pub fn link_toml(port: u16, path: &str) -> String {
+    format!(
+        "account = \"1234\"\nack_timeout_ms = 2000\ntest_interval_ms = 0\n\
+         [[path]]\nname = \"{path}\"\naddr = \"127.0.0.1:{port}\"\ntransport = \"tcp\"\n\
+         supervision_ms = 0\n"
+    )
+}
+
 pub struct Receiver {
     child: Child,
     pub port: u16,

@@ -89,41 +89,16 @@ pub fn snmpsim() -> Peer {
         let f = f.unwrap().path();
         std::fs::copy(&f, data.join(f.file_name().unwrap())).unwrap();
     }
-    let child = Command::new(python())
-        .arg(repo().join("tests/interop/snmp/snmpsim_run.py"))
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/interop/snmp/snmpsim_run.py"))
         .arg(format!("--data-dir={}", data.display()))
         .arg(format!(
             "--cache-dir={}",
             dir.path().join("cache").display()
         ))
         .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"))
-        .arg("--logging-method=null")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start snmpsim");
-    let peer = Peer {
-        child,
-        port,
-        _dir: dir,
-    };
-    let addr = format!("127.0.0.1:{port}");
-    wait_ready(
-        &[
-            "snmpget",
-            "-v2c",
-            "-c",
-            "switch",
-            "-t",
-            "1",
-            "-r",
-            "0",
-            &addr,
-            "1.3.6.1.2.1.1.5.0",
-        ],
-        "snmpsim",
-    );
-    peer
+        .arg("--logging-method=null");
+    started(cmd, dir, port, "snmpsim", &["-v2c", "-c", "switch"])
 }
 
 pub const V3_USER: &str = "dcim";
@@ -143,50 +118,40 @@ pub fn snmpd() -> Peer {
         ),
     )
     .unwrap();
-    let child = Command::new("/usr/sbin/snmpd")
-        .args(["-f", "-Lf", "/dev/null", "-C", "-c"])
+    let mut cmd = Command::new("/usr/sbin/snmpd");
+    cmd.args(["-f", "-Lf", "/dev/null", "-C", "-c"])
         .arg(&conf)
         .arg("-p")
         .arg(dir.path().join("pid"))
         .args(["-M", "/nonexistent"])
         .arg(format!("udp:127.0.0.1:{port}"))
         .env("SNMP_PERSISTENT_DIR", dir.path())
-        .env("MIBS", "")
+        .env("MIBS", "");
+    let v3 = [
+        "-v3", "-l", "authPriv", "-u", V3_USER, "-a", "SHA", "-A", V3_AUTH, "-x", "AES", "-X",
+        V3_PRIV,
+    ];
+    started(cmd, dir, port, "snmpd", &v3)
+}
+
+/// Starts `cmd` (output discarded) as the peer on `port` and waits until an `snmpget` of
+/// `sysName.0` with the `auth` options answers.
+fn started(mut cmd: Command, dir: tempfile::TempDir, port: u16, what: &str, auth: &[&str]) -> Peer {
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start snmpd");
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
     let peer = Peer {
         child,
         port,
         _dir: dir,
     };
     let addr = format!("127.0.0.1:{port}");
-    wait_ready(
-        &[
-            "snmpget",
-            "-v3",
-            "-l",
-            "authPriv",
-            "-u",
-            V3_USER,
-            "-a",
-            "SHA",
-            "-A",
-            V3_AUTH,
-            "-x",
-            "AES",
-            "-X",
-            V3_PRIV,
-            "-t",
-            "1",
-            "-r",
-            "0",
-            &addr,
-            "1.3.6.1.2.1.1.5.0",
-        ],
-        "snmpd",
-    );
+    let mut probe = vec!["snmpget"];
+    probe.extend_from_slice(auth);
+    probe.extend_from_slice(&["-t", "1", "-r", "0", &addr, "1.3.6.1.2.1.1.5.0"]);
+    wait_ready(&probe, what);
     peer
 }
 

@@ -8,7 +8,7 @@ use std::process::Command;
 pub struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (`2m`, `64m`) on `dir`, creating it; the error is mount's own
+    /// Mounts a tmpfs of `size` (`2m`, `64m`) on `dir`, creating it; the error carries mount's own
     /// message.
     pub fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -18,7 +18,10 @@ impl Tmpfs {
             .output()
             .map_err(|e| format!("mount: {e}"))?;
         if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+            return Err(format!(
+                "mount -t tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         Ok(Tmpfs(dir.to_owned()))
     }
@@ -45,17 +48,23 @@ impl Drop for Tmpfs {
 }
 
 /// Fills the file system of `dir` (a file `filler` in it) until it refuses one more byte;
-/// returns the bytes written.
+/// returns the bytes written. Panics when a write fails for another reason than a full disk
+/// (ENOSPC): a test that believed such a disk full would check nothing.
 pub fn fill(dir: &Path) -> u64 {
-    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
-    let chunk = vec![0u8; 4096];
+    let mut f = std::fs::File::create(dir.join("filler")).expect("creating the filler file");
+    let chunk = vec![0u8; 16 * 1024];
     let mut n = 0u64;
-    while let Ok(k) = f.write(&chunk) {
-        if k == 0 {
-            break;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(k) => n += k as u64,
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(28), "filling {}: {e}", dir.display());
+                break;
+            }
         }
-        n += k as u64;
     }
+    // Whatever is left in partial pages: single bytes.
     while f.write(&[0]).is_ok_and(|k| k == 1) {
         n += 1;
     }

@@ -29,6 +29,20 @@ fn state(e: &Engine) -> AlarmState {
     e.get(ID).unwrap().state()
 }
 
+/// Asserts that the first record is the transition `from` -> `to`.
+#[track_caller]
+fn assert_moved(r: &[Record], from: AlarmState, to: AlarmState) {
+    assert_eq!((r[0].from, r[0].to), (from, to), "{r:?}");
+}
+
+/// Shelving until `until_ms` (reason `test`).
+fn shelve(until_ms: i64) -> Action {
+    Action::Shelve {
+        until_ms,
+        reason: "test".into(),
+    }
+}
+
 fn check(recs: &[Record]) {
     for r in recs {
         if r.is_transition() {
@@ -45,10 +59,7 @@ fn normal_to_unacknowledged_on_activation() {
     assert_eq!(state(&e), AlarmState::Normal);
     let r = set(&mut e, true, T0 + 1);
     assert_eq!(r.len(), 1);
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::Normal, AlarmState::Unacknowledged)
-    );
+    assert_moved(&r, AlarmState::Normal, AlarmState::Unacknowledged);
     assert_eq!(r[0].event, Event::Activated);
     assert_eq!(r[0].grade, 2);
     assert_eq!(r[0].ts_ms, T0 + 1);
@@ -60,10 +71,7 @@ fn unacknowledged_to_acknowledged_on_ack_records_the_user() {
     let mut e = engine();
     set(&mut e, true, T0);
     let r = e.act(ID, Action::Ack, "alice", T0 + 5).unwrap();
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::Unacknowledged, AlarmState::Acknowledged)
-    );
+    assert_moved(&r, AlarmState::Unacknowledged, AlarmState::Acknowledged);
     assert_eq!(r[0].user.as_deref(), Some("alice"));
     assert_eq!(e.get(ID).unwrap().acked_by.as_deref(), Some("alice"));
     assert_eq!(e.act(ID, Action::Ack, "", T0), Err(ActionError::NoUser));
@@ -74,9 +82,10 @@ fn unacknowledged_to_rtn_unacknowledged_on_clear() {
     let mut e = engine();
     set(&mut e, true, T0);
     let r = set(&mut e, false, T0 + 1);
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::Unacknowledged, AlarmState::RtnUnacknowledged)
+    assert_moved(
+        &r,
+        AlarmState::Unacknowledged,
+        AlarmState::RtnUnacknowledged,
     );
     // Still in the active list: it needs an acknowledgement.
     assert_eq!(e.active().count(), 1);
@@ -88,10 +97,7 @@ fn acknowledged_to_normal_on_clear() {
     set(&mut e, true, T0);
     e.act(ID, Action::Ack, "alice", T0 + 1).unwrap();
     let r = set(&mut e, false, T0 + 2);
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::Acknowledged, AlarmState::Normal)
-    );
+    assert_moved(&r, AlarmState::Acknowledged, AlarmState::Normal);
     assert_eq!(e.active().count(), 0);
 }
 
@@ -101,10 +107,7 @@ fn rtn_unacknowledged_to_normal_on_ack() {
     set(&mut e, true, T0);
     set(&mut e, false, T0 + 1);
     let r = e.act(ID, Action::Ack, "bob", T0 + 2).unwrap();
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::RtnUnacknowledged, AlarmState::Normal)
-    );
+    assert_moved(&r, AlarmState::RtnUnacknowledged, AlarmState::Normal);
 }
 
 #[test]
@@ -113,9 +116,10 @@ fn rtn_unacknowledged_to_unacknowledged_on_reactivation() {
     set(&mut e, true, T0);
     set(&mut e, false, T0 + 1);
     let r = set(&mut e, true, T0 + 2);
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::RtnUnacknowledged, AlarmState::Unacknowledged)
+    assert_moved(
+        &r,
+        AlarmState::RtnUnacknowledged,
+        AlarmState::Unacknowledged,
     );
 }
 
@@ -140,28 +144,12 @@ fn ack_in_normal_or_acknowledged_is_refused() {
 fn unacknowledged_to_shelved_and_back_to_unacknowledged_when_the_shelf_expires() {
     let mut e = engine();
     set(&mut e, true, T0);
-    let r = e
-        .act(
-            ID,
-            Action::Shelve {
-                until_ms: T0 + 60_000,
-                reason: "test".into(),
-            },
-            "alice",
-            T0 + 1,
-        )
-        .unwrap();
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::Unacknowledged, AlarmState::Shelved)
-    );
+    let r = e.act(ID, shelve(T0 + 60_000), "alice", T0 + 1).unwrap();
+    assert_moved(&r, AlarmState::Unacknowledged, AlarmState::Shelved);
     assert!(e.tick(T0 + 59_999, &NoSuppression).is_empty());
     let r = e.tick(T0 + 60_000, &NoSuppression);
     assert_eq!(r[0].event, Event::ShelfExpired);
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::Shelved, AlarmState::Unacknowledged)
-    );
+    assert_moved(&r, AlarmState::Shelved, AlarmState::Unacknowledged);
 }
 
 #[test]
@@ -169,16 +157,7 @@ fn acknowledged_to_shelved_and_back_to_acknowledged_when_the_shelf_expires() {
     let mut e = engine();
     set(&mut e, true, T0);
     e.act(ID, Action::Ack, "a", T0 + 1).unwrap();
-    e.act(
-        ID,
-        Action::Shelve {
-            until_ms: T0 + 10,
-            reason: "test".into(),
-        },
-        "a",
-        T0 + 2,
-    )
-    .unwrap();
+    e.act(ID, shelve(T0 + 10), "a", T0 + 2).unwrap();
     let r = e.tick(T0 + 10, &NoSuppression);
     assert_eq!(r[0].to, AlarmState::Acknowledged);
 }
@@ -188,40 +167,19 @@ fn shelved_to_normal_when_the_condition_cleared_while_shelved() {
     let mut e = engine();
     set(&mut e, true, T0);
     e.act(ID, Action::Ack, "a", T0 + 1).unwrap();
-    e.act(
-        ID,
-        Action::Shelve {
-            until_ms: T0 + 100,
-            reason: "test".into(),
-        },
-        "a",
-        T0 + 2,
-    )
-    .unwrap();
+    e.act(ID, shelve(T0 + 100), "a", T0 + 2).unwrap();
     let r = set(&mut e, false, T0 + 3);
     assert_eq!(r[0].event, Event::ConditionWhileHidden { active: false });
     assert_eq!(state(&e), AlarmState::Shelved);
     let r = e.act(ID, Action::Unshelve, "a", T0 + 4).unwrap();
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::Shelved, AlarmState::Normal)
-    );
+    assert_moved(&r, AlarmState::Shelved, AlarmState::Normal);
 }
 
 #[test]
 fn normal_to_shelved_then_unacknowledged_when_it_activated_while_shelved() {
     let mut e = engine();
     set(&mut e, false, T0);
-    e.act(
-        ID,
-        Action::Shelve {
-            until_ms: T0 + 100,
-            reason: "test".into(),
-        },
-        "a",
-        T0 + 1,
-    )
-    .unwrap();
+    e.act(ID, shelve(T0 + 100), "a", T0 + 1).unwrap();
     set(&mut e, true, T0 + 2);
     assert_eq!(state(&e), AlarmState::Shelved);
     let r = e.tick(T0 + 100, &NoSuppression);
@@ -233,28 +191,12 @@ fn shelving_is_bounded_and_needs_a_future_end() {
     let mut e = engine();
     set(&mut e, true, T0);
     assert_eq!(
-        e.act(
-            ID,
-            Action::Shelve {
-                until_ms: T0,
-                reason: "test".into()
-            },
-            "a",
-            T0
-        ),
+        e.act(ID, shelve(T0), "a", T0),
         Err(ActionError::BadShelveTime)
     );
     let too_long = T0 + e.config.max_shelve_ms + 1;
     assert_eq!(
-        e.act(
-            ID,
-            Action::Shelve {
-                until_ms: too_long,
-                reason: "test".into()
-            },
-            "a",
-            T0
-        ),
+        e.act(ID, shelve(too_long), "a", T0),
         Err(ActionError::BadShelveTime)
     );
     assert!(e.act(ID, Action::Unshelve, "a", T0).is_err());
@@ -266,9 +208,10 @@ fn unacknowledged_to_suppressed_by_design_and_back() {
     set(&mut e, true, T0);
     let sup = |a: &Alarm| (a.subject == "ups-z1").then(|| "upstream lost: tx-1".to_string());
     let r = e.tick(T0 + 1, &sup);
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::Unacknowledged, AlarmState::SuppressedByDesign)
+    assert_moved(
+        &r,
+        AlarmState::Unacknowledged,
+        AlarmState::SuppressedByDesign,
     );
     assert_eq!(
         r[0].event,
@@ -278,9 +221,10 @@ fn unacknowledged_to_suppressed_by_design_and_back() {
     );
     assert!(e.tick(T0 + 2, &sup).is_empty());
     let r = e.tick(T0 + 3, &NoSuppression);
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::SuppressedByDesign, AlarmState::Unacknowledged)
+    assert_moved(
+        &r,
+        AlarmState::SuppressedByDesign,
+        AlarmState::Unacknowledged,
     );
 }
 
@@ -290,21 +234,17 @@ fn acknowledged_to_suppressed_by_maintenance_and_back() {
     set(&mut e, true, T0);
     e.act(ID, Action::Ack, "a", T0 + 1).unwrap();
     let r = e.set_maintenance("ups-z1", true, "alice", T0 + 2);
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (
-            AlarmState::Acknowledged,
-            AlarmState::SuppressedByMaintenance
-        )
+    assert_moved(
+        &r,
+        AlarmState::Acknowledged,
+        AlarmState::SuppressedByMaintenance,
     );
     assert_eq!(r[0].user.as_deref(), Some("alice"));
     let r = e.set_maintenance("ups-z1", false, "alice", T0 + 3);
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (
-            AlarmState::SuppressedByMaintenance,
-            AlarmState::Acknowledged
-        )
+    assert_moved(
+        &r,
+        AlarmState::SuppressedByMaintenance,
+        AlarmState::Acknowledged,
     );
 }
 
@@ -362,21 +302,16 @@ fn unacknowledged_to_out_of_service_and_return_to_service() {
     let mut e = engine();
     set(&mut e, true, T0);
     let r = e.act(ID, Action::OutOfService, "tech", T0 + 1).unwrap();
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (AlarmState::Unacknowledged, AlarmState::OutOfService)
-    );
+    assert_moved(&r, AlarmState::Unacknowledged, AlarmState::OutOfService);
     assert!(e.act(ID, Action::OutOfService, "tech", T0 + 1).is_err());
     // Out of service beats maintenance; maintenance shows when it returns to service.
     e.set_maintenance("ups-z1", true, "tech", T0 + 2);
     assert_eq!(state(&e), AlarmState::OutOfService);
     let r = e.act(ID, Action::ReturnToService, "tech", T0 + 3).unwrap();
-    assert_eq!(
-        (r[0].from, r[0].to),
-        (
-            AlarmState::OutOfService,
-            AlarmState::SuppressedByMaintenance
-        )
+    assert_moved(
+        &r,
+        AlarmState::OutOfService,
+        AlarmState::SuppressedByMaintenance,
     );
     let r = e.set_maintenance("ups-z1", false, "tech", T0 + 4);
     assert_eq!(r[0].to, AlarmState::Unacknowledged);
@@ -620,16 +555,7 @@ fn invalid_rules_are_rejected() {
 fn snapshot_and_restore_resume_where_the_engine_stopped() {
     let mut e = engine();
     set(&mut e, true, T0);
-    e.act(
-        ID,
-        Action::Shelve {
-            until_ms: T0 + 1_000,
-            reason: "test".into(),
-        },
-        "a",
-        T0 + 1,
-    )
-    .unwrap();
+    e.act(ID, shelve(T0 + 1_000), "a", T0 + 1).unwrap();
     e.set_maintenance("ups-z9", true, "a", T0 + 2);
     let json = serde_json::to_string(&e.snapshot()).unwrap();
     let mut e2 = engine();

@@ -11,18 +11,7 @@ use dcim_server::dc09::Dc09Config;
 use std::time::Duration;
 
 fn link_named(port: u16, name: &str) -> dc09_link::LinkConfig {
-    let mut l = dc09_link::LinkConfig::new(
-        sia_dc09::Account::new("1234").unwrap(),
-        vec![dc09_link::PathConfig {
-            name: name.into(),
-            addr: format!("127.0.0.1:{port}").parse().unwrap(),
-            transport: dc09_link::Transport::Tcp,
-            supervision_ms: 0,
-        }],
-    );
-    l.ack_timeout_ms = 2000;
-    l.test_interval_ms = 0;
-    l
+    dc09_link::LinkConfig::from_toml(&sia::link_toml(port, name), "test link", None).unwrap()
 }
 
 /// A `sim` step with a command the facility simulator does not know is refused when the file

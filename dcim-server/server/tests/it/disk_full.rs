@@ -18,61 +18,12 @@
 
 use crate::common;
 use common::*;
-use std::io::Write;
+use dcim_test_support::tmpfs::{Tmpfs, fill};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const AGENT: &str = "a1";
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs(dir.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-/// Fills the file system of `dir` with `dir/filler` until it refuses to grow.
-fn fill(dir: &Path) -> u64 {
-    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
-    let chunk = vec![0u8; 16 * 1024];
-    let mut written = 0u64;
-    loop {
-        match f.write(&chunk) {
-            Ok(0) => break,
-            Ok(n) => written += n as u64,
-            Err(e) => {
-                assert_eq!(e.raw_os_error(), Some(28), "filling: {e}");
-                break;
-            }
-        }
-    }
-    // Whatever is left in partial pages: single bytes.
-    while f.write(&[0]).is_ok_and(|n| n == 1) {
-        written += 1;
-    }
-    written
-}
 
 struct Proc(Child);
 impl Drop for Proc {
@@ -229,13 +180,8 @@ async fn database_disk_full_is_reported_never_acknowledged_and_recovered() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let _tmpfs = match Tmpfs::mount(&mnt, "4m") {
-        Ok(t) => t,
-        Err(e) => {
-            return skip_or_fail(&format!(
-                "cannot mount a tmpfs for the data directory (needs root): {e}"
-            ));
-        }
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&mnt, "4m", "the data directory") else {
+        return;
     };
     let data = mnt.join("data");
     let db = data.join("dcim.sqlite3");
@@ -577,13 +523,8 @@ async fn the_store_recovers_within_seconds_once_space_returns() {
     // minutes after space came back.
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
-    let _tmpfs = match Tmpfs::mount(&mnt, "2m") {
-        Ok(t) => t,
-        Err(e) => {
-            return skip_or_fail(&format!(
-                "cannot mount a tmpfs for the data directory (needs root): {e}"
-            ));
-        }
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&mnt, "2m", "the data directory") else {
+        return;
     };
     let s = dcim_server::store::SqliteStore::open(&mnt).await.unwrap();
     let (ok, _) = write_some(&s, 5, "before").await;

@@ -6,6 +6,12 @@ use crate::common;
 use common::*;
 use dcim_server::config::InfluxConfig;
 
+/// Waits until the server counts two lines written to the store.
+async fn both_lines_written(client: &reqwest::Client, server: &dcim_server::Server, admin: &str) {
+    let name = "dcim_influx_lines_written_total";
+    eventually_metric("both lines written", client, server, admin, name, 2.0).await;
+}
+
 #[tokio::test]
 async fn samples_reach_victoria_metrics_and_survive_its_outage() {
     let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
@@ -36,15 +42,7 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
         telemetry("a1", 2, "rack-7", 42.5),
     )
     .await;
-    eventually_metric(
-        "both lines written",
-        &client,
-        &server,
-        &admin,
-        "dcim_influx_lines_written_total",
-        2.0,
-    )
-    .await;
+    both_lines_written(&client, &server, &admin).await;
     assert_eq!(
         metric(&client, &server, &admin, "dcim_influx_lines_dropped_total").await,
         0.0
@@ -82,10 +80,9 @@ async fn samples_reach_victoria_metrics_and_survive_its_outage() {
 /// the console would draw as "no samples in this range" although the store has them all.
 #[tokio::test]
 async fn history_is_read_from_the_store_under_the_name_it_stores() {
-    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
+    let Some((_dir, vm_port, mut cfg, _vm)) = vm_running("this test") else {
         return;
     };
-    let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
     let measurement = "dcim-lab.ts";
     cfg.influx = Some(InfluxConfig {
         measurement: measurement.into(),
@@ -99,15 +96,7 @@ async fn history_is_read_from_the_store_under_the_name_it_stores() {
         a1.send("dcim/v1/s1/a1/telemetry", telemetry("a1", seq, "ups-1", v))
             .await;
     }
-    eventually_metric(
-        "both lines written",
-        &client,
-        &server,
-        &admin,
-        "dcim_influx_lines_written_total",
-        2.0,
-    )
-    .await;
+    both_lines_written(&client, &server, &admin).await;
     let t0 = 1_700_000_000_001i64;
     let path = format!(
         "/api/points/ups-1/load/history?from={}&to={}&step=60000",
@@ -148,10 +137,9 @@ async fn history_is_read_from_the_store_under_the_name_it_stores() {
 /// temperatures) missing from the store and its dashboards, while every other point is there.
 #[tokio::test]
 async fn alarm_rule_samples_reach_the_store_too() {
-    let Some((dir, vm_port, mut cfg)) = vm_test("this test") else {
+    let Some((_dir, vm_port, mut cfg, _vm)) = vm_running("this test") else {
         return;
     };
-    let _vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
     cfg.influx = Some(InfluxConfig {
         query_url: None,
         ..influx(vm_port)

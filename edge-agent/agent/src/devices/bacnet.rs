@@ -391,25 +391,17 @@ impl BacnetDevice {
                 self.unverify();
             }
         }
-        let (kind, severity, message) = dcim_wire::comm_change(
+        EventDraft::comm_change(
             &self.device,
             before,
             self.tracker.online(),
-            "stopped answering",
-            "answers again",
-        )?;
-        Some(EventDraft {
-            ts_ms: now_ms,
-            device: self.device.clone(),
-            kind: kind.into(),
-            severity,
-            message,
-            data: serde_json::json!({
+            ["stopped answering", "answers again"],
+            now_ms,
+            serde_json::json!({
                 "profile": self.profile.name,
                 "bacnet_instance": self.target.instance,
             }),
-            test: false,
-        })
+        )
     }
 }
 

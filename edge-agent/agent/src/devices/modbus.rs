@@ -30,24 +30,14 @@ pub fn online_events(known: &mut BTreeMap<String, bool>, samples: &[Sample]) -> 
             continue;
         };
         let before = known.insert(s.device.clone(), online);
-        let Some((kind, severity, message)) = dcim_wire::comm_change(
+        out.extend(EventDraft::comm_change(
             &s.device,
             before,
             Some(online),
-            "stopped answering",
-            "answers again",
-        ) else {
-            continue;
-        };
-        out.push(EventDraft {
-            ts_ms: s.ts_ms,
-            device: s.device.clone(),
-            kind: kind.into(),
-            severity,
-            message,
-            data: serde_json::Value::Null,
-            test: false,
-        });
+            ["stopped answering", "answers again"],
+            s.ts_ms,
+            serde_json::Value::Null,
+        ));
     }
     out
 }
@@ -101,20 +91,7 @@ pub fn stage_events(known: &mut BTreeMap<String, u8>, samples: &[Sample]) -> Vec
     {
         // The controller profile maps the code to the stage key (`stage1`); plain codes
         // are accepted too.
-        let code = match &s.value {
-            Some(Value::Number(x)) if *x >= 0.0 && *x < 7.0 => Some(*x as u8),
-            Some(Value::Text(t)) => match t.as_str() {
-                "normal" => Some(0),
-                "pre_alarm" => Some(1),
-                t => t
-                    .strip_prefix("stage")
-                    .and_then(|r| r.chars().next())
-                    .and_then(|c| c.to_digit(10))
-                    .filter(|d| (1..=5).contains(d))
-                    .map(|d| d as u8 + 1),
-            },
-            _ => None,
-        };
+        let code = s.value.as_ref().and_then(dcim_wire::fire_stage_code);
         let Some(stage) = code.and_then(fire_logic::Stage::from_code) else {
             continue;
         };

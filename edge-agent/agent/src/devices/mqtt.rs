@@ -89,22 +89,14 @@ impl MqttDevice {
     }
 
     fn transition(&self, before: Option<bool>, now_ms: i64) -> Option<EventDraft> {
-        let (kind, severity, message) = dcim_wire::comm_change(
+        EventDraft::comm_change(
             &self.device,
             before,
             self.tracker.online(),
-            "stopped publishing",
-            "publishes again",
-        )?;
-        Some(EventDraft {
-            ts_ms: now_ms,
-            device: self.device.clone(),
-            kind: kind.into(),
-            severity,
-            message,
-            data: serde_json::json!({ "profile": self.profile.name }),
-            test: false,
-        })
+            ["stopped publishing", "publishes again"],
+            now_ms,
+            serde_json::json!({ "profile": self.profile.name }),
+        )
     }
 }
 

@@ -5,7 +5,6 @@
 //! check of designed paths).
 
 use crate::ingest::Ingest;
-use crate::payload::EventDraft;
 use dcim_points::Sample;
 use dcim_profiles::{PollClass, Profile};
 use dcim_snmp::{Notice, PollAnswer, SnmpClient, SnmpDevice, SnmpTarget, Trap, TrapReceiver};
@@ -60,21 +59,8 @@ impl TrapRouter {
     }
 }
 
-pub fn event_of(n: Notice) -> EventDraft {
-    EventDraft {
-        ts_ms: n.ts_ms,
-        device: n.device,
-        kind: n.kind,
-        severity: n.severity,
-        message: n.message,
-        data: n.data,
-        test: false,
-    }
-}
-
 fn deliver(ingest: &Ingest, samples: &mut Vec<Sample>, notices: Vec<Notice>) {
-    for n in notices {
-        let e = event_of(n);
+    for e in notices {
         warn!(device = %e.device, kind = %e.kind, "{}", e.message);
         let _ = ingest.event(e);
     }

@@ -11,24 +11,14 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_record_leaves_the_spool_only_when_both_brokers_acknowledged_it() {
-    if !mosquitto_available() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let TwoSites {
-        port_a,
-        port_b,
-        a: _a,
-        mut b,
-        got_a,
-        sub_a,
-        got_b,
-        sub_b,
-    } = TwoSites::start(dir.path()).await;
-    b.stop(); // site B is down when the agent starts
+    let Some(mut sites) = TwoSites::start_if_available(dir.path()).await else {
+        return;
+    };
+    sites.b.stop(); // site B is down when the agent starts
 
-    let site_a = broker_toml("site-a", port_a, "");
-    let site_b = broker_toml("site-b", port_b, "");
+    let site_a = broker_toml("site-a", sites.port_a, "");
+    let site_b = broker_toml("site-b", sites.port_b, "");
     let device = synthetic_toml(10, 10, 2);
     let cfg_text = dual_agent_toml(16, 10, &format!("{site_a}{site_b}{device}"));
     let cfg = config::parse("agent.toml", &cfg_text, dir.path()).unwrap();
@@ -36,7 +26,10 @@ async fn a_record_leaves_the_spool_only_when_both_brokers_acknowledged_it() {
     let shared = agent.shared.clone();
 
     // A acknowledges everything; B none of it: nothing may leave the spool.
-    let a_caught_up = wait_until(Duration::from_secs(10), || sequences(&got_a).0.len() >= 50).await;
+    let a_caught_up = wait_until(Duration::from_secs(10), || {
+        sequences(&sites.got_a).0.len() >= 50
+    })
+    .await;
     assert!(a_caught_up, "site A receives while site B is down");
     // A subscriber can see a message before the agent has processed the broker's PUBACK for it.
     let a_acked = wait_until(Duration::from_secs(10), || {
@@ -64,13 +57,13 @@ async fn a_record_leaves_the_spool_only_when_both_brokers_acknowledged_it() {
     );
 
     // B comes back and catches up; then everything can go.
-    b.restart();
+    sites.b.restart();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     agent.stop_within(Duration::from_secs(15)).await;
     let (last_event, pending) =
         shared.with_spool(|s| (s.stats().next_seq[0] - 1, s.stats().pending));
     assert_eq!(pending, [0, 0], "both brokers acknowledged everything");
-    for (name, got) in [("A", &got_a), ("B", &got_b)] {
+    for (name, got) in [("A", &sites.got_a), ("B", &sites.got_b)] {
         let ok = wait_until(Duration::from_secs(10), || {
             sequences(got).0.last().copied() == Some(last_event)
         })
@@ -81,6 +74,6 @@ async fn a_record_leaves_the_spool_only_when_both_brokers_acknowledged_it() {
         let firsts: Vec<u64> = events.iter().copied().filter(|s| seen.insert(*s)).collect();
         assert_eq!(firsts, (1..=last_event).collect::<Vec<_>>(), "site {name}");
     }
-    sub_a.abort();
-    sub_b.abort();
+    sites.sub_a.abort();
+    sites.sub_b.abort();
 }

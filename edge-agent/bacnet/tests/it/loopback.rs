@@ -33,13 +33,25 @@ async fn client_for(target: SocketAddr) -> BacnetClient {
     .unwrap()
 }
 
-#[tokio::test]
-async fn discover_read_multiple_and_degrade_when_device_stops() {
-    let plant = ChillerPlant::new(2);
-    let server = DeviceServer::bind(lo(), plant.device(PLANT, "plant"))
+/// The plant served on loopback as device `PLANT` named `name`, and a client for it.
+async fn serve(plant: &ChillerPlant, name: &str) -> (DeviceServer, BacnetClient) {
+    let server = DeviceServer::bind(lo(), plant.device(PLANT, name))
         .await
         .unwrap();
     let client = client_for(server.local_addr()).await;
+    (server, client)
+}
+
+/// The object name of device `PLANT`, read over the network.
+async fn device_name(client: &BacnetClient) -> Value {
+    let name = PropertyRef::new(ObjectId::device(PLANT), PropertyId::OBJECT_NAME);
+    client.read_property(PLANT, name).await.unwrap()
+}
+
+#[tokio::test]
+async fn discover_read_multiple_and_degrade_when_device_stops() {
+    let plant = ChillerPlant::new(2);
+    let (server, client) = serve(&plant, "plant").await;
 
     let found = client
         .discover(None, Duration::from_millis(300))
@@ -67,13 +79,7 @@ async fn discover_read_multiple_and_degrade_when_device_stops() {
         Ok(Value::CharacterString("Buffer tank temp".into()))
     );
 
-    let name = client
-        .read_property(
-            PLANT,
-            PropertyRef::new(ObjectId::device(PLANT), PropertyId::OBJECT_NAME),
-        )
-        .await
-        .unwrap();
+    let name = device_name(&client).await;
     assert_eq!(name, Value::CharacterString("plant".into()));
     let err = client
         .read_property(
@@ -119,10 +125,7 @@ async fn discover_read_multiple_and_degrade_when_device_stops() {
 #[tokio::test]
 async fn device_keyed_by_instance_follows_a_new_address() {
     let plant = ChillerPlant::new(1);
-    let a = DeviceServer::bind(lo(), plant.device(PLANT, "plant-a"))
-        .await
-        .unwrap();
-    let client = client_for(a.local_addr()).await;
+    let (a, client) = serve(&plant, "plant-a").await;
     let d = client
         .find_device(PLANT, a.local_addr(), Duration::from_secs(2))
         .await
@@ -142,23 +145,14 @@ async fn device_keyed_by_instance_follows_a_new_address() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(client.devices().len(), 1);
-    let name = client
-        .read_property(
-            PLANT,
-            PropertyRef::new(ObjectId::device(PLANT), PropertyId::OBJECT_NAME),
-        )
-        .await
-        .unwrap();
+    let name = device_name(&client).await;
     assert_eq!(name, Value::CharacterString("plant-b".into()));
 }
 
 #[tokio::test]
 async fn cov_subscription_notifies_renews_and_cancels() {
     let mut plant = ChillerPlant::new(1);
-    let server = DeviceServer::bind(lo(), plant.device(PLANT, "plant"))
-        .await
-        .unwrap();
-    let client = client_for(server.local_addr()).await;
+    let (server, client) = serve(&plant, "plant").await;
     client
         .find_device(PLANT, server.local_addr(), Duration::from_secs(2))
         .await
@@ -186,27 +180,25 @@ async fn cov_subscription_notifies_renews_and_cancels() {
             Some(&Value::Enumerated(1))
         );
 
-        // Chiller trip: running goes inactive, a notification follows.
-        plant.trip_chiller(1);
-        plant.step(1.0);
-        server
-            .update(|dev, now| ((), plant.write_to(dev, now)))
-            .await;
-        let n = sub.next_notification(Duration::from_secs(2)).await.unwrap();
-        assert_eq!(
-            n.value_of(PropertyId::PRESENT_VALUE),
-            Some(&Value::Enumerated(0))
-        );
-        plant.reset_chiller(1);
-        plant.step(1.0);
-        server
-            .update(|dev, now| ((), plant.write_to(dev, now)))
-            .await;
-        let n = sub.next_notification(Duration::from_secs(2)).await.unwrap();
-        assert_eq!(
-            n.value_of(PropertyId::PRESENT_VALUE),
-            Some(&Value::Enumerated(1))
-        );
+        // Chiller trip: running goes inactive, a notification follows; after the reset, active
+        // again, and a notification follows too.
+        for (trip, running) in [(true, 0), (false, 1)] {
+            if trip {
+                plant.trip_chiller(1);
+            } else {
+                plant.reset_chiller(1);
+            }
+            plant.step(1.0);
+            server
+                .update(|dev, now| ((), plant.write_to(dev, now)))
+                .await;
+            let n = sub.next_notification(Duration::from_secs(2)).await.unwrap();
+            assert_eq!(
+                n.value_of(PropertyId::PRESENT_VALUE),
+                Some(&Value::Enumerated(running)),
+                "trip {trip}"
+            );
+        }
 
         if !confirmed {
             // Renewal at 3/4 of the 2 s lifetime keeps the subscription alive past it.

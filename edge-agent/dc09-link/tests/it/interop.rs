@@ -4,7 +4,9 @@
 use crate::common;
 
 use common::*;
-use dc09_link::{Handle, LinkConfig, LinkEvent, PathConfig, Submission, Transmitter, Transport};
+use dc09_link::{
+    Handle, LinkConfig, LinkEvent, PathConfig, Queued, Submission, Transmitter, Transport,
+};
 use serde_json::Value;
 use sia_dc09::{Account, CodeTable, Event, EventKind, Format, Key};
 use std::time::Duration;
@@ -67,16 +69,30 @@ fn rows_for_seq(rows: &[Value], seq: sia_dc09::Seq) -> Vec<&Value> {
         .collect()
 }
 
+/// Submits `event` under `event_id`.
+async fn submit(h: &Handle, event_id: &str, event: Event) -> Queued {
+    h.submit(Submission {
+        event_id: event_id.into(),
+        event,
+    })
+    .await
+    .unwrap()
+}
+
+/// The transmitter with `cfg` and its outbox in `outbox`, and a subscription to its outcomes.
+async fn start(
+    cfg: LinkConfig,
+    outbox: impl AsRef<std::path::Path>,
+) -> (Handle, broadcast::Receiver<LinkEvent>) {
+    let h = Transmitter::start(cfg, outbox.as_ref()).await.unwrap();
+    let rx = h.subscribe();
+    (h, rx)
+}
+
 async fn submit_all(h: &Handle, events: &[Event], prefix: &str) -> Vec<(Event, sia_dc09::Seq)> {
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {
-        let q = h
-            .submit(Submission {
-                event_id: format!("{prefix}-{i}"),
-                event: *e,
-            })
-            .await
-            .unwrap();
+        let q = submit(h, &format!("{prefix}-{i}"), *e).await;
         assert!(!q.duplicate);
         out.push((*e, q.seq));
     }
@@ -179,10 +195,7 @@ async fn adm_cid_codes_are_acked() {
         );
         cfg.codes.format = Format::AdmCid;
         let table = cfg.codes.clone();
-        let h = Transmitter::start(cfg, dir.path().join("ob"))
-            .await
-            .unwrap();
-        let mut rx = h.subscribe();
+        let (h, mut rx) = start(cfg, dir.path().join("ob")).await;
         let sent = submit_all(&h, &all_events(), "cid").await;
         let out = outcomes(&mut rx, sent.len(), 60).await;
         assert!(
@@ -215,24 +228,9 @@ async fn duh_is_a_local_trouble_without_retry_loop() {
     let mut cfg = config(vec![path("p", rcv.port, Transport::Tcp)], None);
     // a code this receiver does not know
     cfg.codes = CodeTable::from_toml("[codes.\"fire.trouble\"]\nsia = \"ZX\"\n", "test").unwrap();
-    let h = Transmitter::start(cfg, dir.path().join("ob"))
-        .await
-        .unwrap();
-    let mut rx = h.subscribe();
-    let bad = h
-        .submit(Submission {
-            event_id: "bad".into(),
-            event: Event::new(EventKind::FireTrouble, 1, 1),
-        })
-        .await
-        .unwrap();
-    let good = h
-        .submit(Submission {
-            event_id: "good".into(),
-            event: Event::new(EventKind::FireSmoke, 1, 1),
-        })
-        .await
-        .unwrap();
+    let (h, mut rx) = start(cfg, dir.path().join("ob")).await;
+    let bad = submit(&h, "bad", Event::new(EventKind::FireTrouble, 1, 1)).await;
+    let good = submit(&h, "good", Event::new(EventKind::FireSmoke, 1, 1)).await;
     let out = outcomes(&mut rx, 2, 20).await;
     assert!(
         out.iter()
@@ -288,15 +286,8 @@ async fn a_fire_alarm_refused_with_duh_is_delivered_with_the_generic_fire_code()
         let mut cfg = config(vec![path("p", rcv.port, Transport::Tcp)], None);
         cfg.codes = CodeTable::from_toml(table, "test").unwrap();
         let ob_dir = dir.path().join("ob");
-        let h = Transmitter::start(cfg, &ob_dir).await.unwrap();
-        let mut rx = h.subscribe();
-        let q = h
-            .submit(Submission {
-                event_id: "stage4".into(),
-                event: Event::new(EventKind::FireStage4Coolant, 1, 7),
-            })
-            .await
-            .unwrap();
+        let (h, mut rx) = start(cfg, &ob_dir).await;
+        let q = submit(&h, "stage4", Event::new(EventKind::FireStage4Coolant, 1, 7)).await;
         let mut fell_back = None;
         let mut delivered = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -369,17 +360,8 @@ async fn nak_on_skewed_clock_is_recovered() {
         );
         // one attempt per path: the resend after the NAK must not need a second one
         cfg.attempts_per_path = 1;
-        let h = Transmitter::start(cfg, dir.path().join("ob"))
-            .await
-            .unwrap();
-        let mut rx = h.subscribe();
-        let q = h
-            .submit(Submission {
-                event_id: "a".into(),
-                event: Event::new(EventKind::FireStage1, 1, 5),
-            })
-            .await
-            .unwrap();
+        let (h, mut rx) = start(cfg, dir.path().join("ob")).await;
+        let q = submit(&h, "a", Event::new(EventKind::FireStage1, 1, 5)).await;
         let mut nak_offset = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -453,17 +435,8 @@ async fn receiver_down_fails_over_to_backup_and_restore_is_reported() {
         None,
     );
     cfg.ack_timeout_ms = 500;
-    let h = Transmitter::start(cfg, dir.path().join("ob"))
-        .await
-        .unwrap();
-    let mut rx = h.subscribe();
-    let q = h
-        .submit(Submission {
-            event_id: "fire".into(),
-            event: Event::new(EventKind::FireStage3Agent, 1, 7),
-        })
-        .await
-        .unwrap();
+    let (h, mut rx) = start(cfg, dir.path().join("ob")).await;
+    let q = submit(&h, "fire", Event::new(EventKind::FireStage3Agent, 1, 7)).await;
     // alarm first, then the path failure, both over the backup
     let out = outcomes(&mut rx, 2, 20).await;
     match &out[0] {

@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use common::{Collector, is, near};
+use common::{Collector, good, is, near};
 use dcim_modbus::{Connection, ModbusDevice, spawn_line};
 use dcim_points::{Quality, Value};
 use dcim_profiles::{Profile, load_file};
@@ -43,6 +43,24 @@ fn small_sim() -> SimConfig {
     }
 }
 
+/// The small simulated facility with `devices` (id, profile name) polled with [`quick`]
+/// periods into one collector; keep the tasks for as long as the polls should run.
+async fn poll_sim(
+    devices: &[(&str, &str)],
+) -> (
+    facility_sim::SimHandle,
+    Vec<tokio::task::JoinHandle<()>>,
+    Collector,
+) {
+    let sim = facility_sim::start(small_sim()).await.unwrap();
+    let (tx, rx) = mpsc::channel(64);
+    let tasks = devices
+        .iter()
+        .map(|(id, p)| spawn_sim_device(&sim, id, quick(profile(p)), tx.clone()))
+        .collect();
+    (sim, tasks, Collector::new(rx))
+}
+
 fn spawn_sim_device(
     sim: &facility_sim::SimHandle,
     id: &str,
@@ -61,68 +79,28 @@ fn spawn_sim_device(
 
 #[tokio::test]
 async fn polls_meter_ups_and_bms_and_follows_a_feed_loss() {
-    let sim = facility_sim::start(small_sim()).await.unwrap();
-    let (tx, rx) = mpsc::channel(64);
-    let _m = spawn_sim_device(
-        &sim,
-        "meter-1",
-        quick(profile("power-meter-dual-feed-ats")),
-        tx.clone(),
-    );
-    let _u = spawn_sim_device(
-        &sim,
-        "ups-z1",
-        quick(profile("ups-modular-3ph")),
-        tx.clone(),
-    );
-    let _b = spawn_sim_device(&sim, "bms-r01", quick(profile("rack-bms-li-ion")), tx);
-    let mut c = Collector::new(rx);
+    let (sim, _polls, mut c) = poll_sim(&[
+        ("meter-1", "power-meter-dual-feed-ats"),
+        ("ups-z1", "ups-modular-3ph"),
+        ("bms-r01", "rack-bms-li-ion"),
+    ])
+    .await;
     c.until(
         Duration::from_secs(5),
         "every device up with good values",
         |l| {
             near(l, "meter-1/feed_a_voltage", 400.0, 5.0)
                 && near(l, "meter-1/feed_b_voltage", 400.0, 5.0)
-                && is(
-                    l,
-                    "meter-1/ats_source",
-                    Quality::Good,
-                    Some(Value::Text("A".into())),
-                )
-                && is(
-                    l,
-                    "meter-1/feed_a_breaker_closed",
-                    Quality::Good,
-                    Some(Value::Bool(true)),
-                )
+                && good(l, "meter-1/ats_source", Value::Text("A".into()))
+                && good(l, "meter-1/feed_a_breaker_closed", Value::Bool(true))
                 && near(l, "meter-1/feed_a_power", 820.0, 60.0)
-                && is(
-                    l,
-                    "ups-z1/on_battery",
-                    Quality::Good,
-                    Some(Value::Bool(false)),
-                )
+                && good(l, "ups-z1/on_battery", Value::Bool(false))
                 && near(l, "ups-z1/load_pct", 48.0, 7.0)
-                && is(
-                    l,
-                    "ups-z1/firmware",
-                    Quality::Good,
-                    Some(Value::Text("UPS-7.1".into())),
-                )
+                && good(l, "ups-z1/firmware", Value::Text("UPS-7.1".into()))
                 && near(l, "bms-r01/cell_temp_max", 24.0, 2.0)
-                && is(
-                    l,
-                    "bms-r01/firmware",
-                    Quality::Good,
-                    Some(Value::Text("BMS-2.4.1".into())),
-                )
-                && is(
-                    l,
-                    "bms-r01/contactor_closed",
-                    Quality::Good,
-                    Some(Value::Bool(true)),
-                )
-                && is(l, "bms-r01/online", Quality::Good, Some(Value::Bool(true)))
+                && good(l, "bms-r01/firmware", Value::Text("BMS-2.4.1".into()))
+                && good(l, "bms-r01/contactor_closed", Value::Bool(true))
+                && good(l, "bms-r01/online", Value::Bool(true))
                 && l.contains_key("meter-1/feed_a_energy")
         },
     )
@@ -133,19 +111,10 @@ async fn polls_meter_ups_and_bms_and_follows_a_feed_loss() {
     sim.command(&Command::parse("feed-loss A").unwrap())
         .unwrap();
     c.until(Duration::from_secs(5), "ATS on B after feed A loss", |l| {
-        is(
-            l,
-            "meter-1/ats_source",
-            Quality::Good,
-            Some(Value::Text("B".into())),
-        ) && near(l, "meter-1/feed_a_voltage", 0.0, 0.1)
+        good(l, "meter-1/ats_source", Value::Text("B".into()))
+            && near(l, "meter-1/feed_a_voltage", 0.0, 0.1)
             && near(l, "meter-1/feed_b_power", 820.0, 60.0)
-            && is(
-                l,
-                "ups-z1/on_battery",
-                Quality::Good,
-                Some(Value::Bool(false)),
-            )
+            && good(l, "ups-z1/on_battery", Value::Bool(false))
     })
     .await;
     sim.command(&Command::parse("feed-loss B").unwrap())
@@ -154,17 +123,8 @@ async fn polls_meter_ups_and_bms_and_follows_a_feed_loss() {
         Duration::from_secs(5),
         "UPS on battery with both feeds lost",
         |l| {
-            is(
-                l,
-                "ups-z1/on_battery",
-                Quality::Good,
-                Some(Value::Bool(true)),
-            ) && is(
-                l,
-                "meter-1/ats_source",
-                Quality::Good,
-                Some(Value::Text("none".into())),
-            )
+            good(l, "ups-z1/on_battery", Value::Bool(true))
+                && good(l, "meter-1/ats_source", Value::Text("none".into()))
         },
     )
     .await;
@@ -172,10 +132,7 @@ async fn polls_meter_ups_and_bms_and_follows_a_feed_loss() {
 
 #[tokio::test]
 async fn heating_rack_and_failed_sensor() {
-    let sim = facility_sim::start(small_sim()).await.unwrap();
-    let (tx, rx) = mpsc::channel(64);
-    let _b = spawn_sim_device(&sim, "bms-r02", quick(profile("rack-bms-li-ion")), tx);
-    let mut c = Collector::new(rx);
+    let (sim, _polls, mut c) = poll_sim(&[("bms-r02", "rack-bms-li-ion")]).await;
     c.until(Duration::from_secs(5), "rack temp good", |l| {
         near(l, "bms-r02/rack_temp_1", 23.0, 3.0)
     })
@@ -195,13 +152,8 @@ async fn heating_rack_and_failed_sensor() {
         "rack through the fire stages",
         |l| {
             c_at_least(l, "bms-r02/cell_temp_max", 80.0)
-                && is(
-                    l,
-                    "bms-r02/contactor_closed",
-                    Quality::Good,
-                    Some(Value::Bool(false)),
-                )
-                && is(l, "bms-r02/smoke", Quality::Good, Some(Value::Bool(true)))
+                && good(l, "bms-r02/contactor_closed", Value::Bool(false))
+                && good(l, "bms-r02/smoke", Value::Bool(true))
         },
     )
     .await;
@@ -215,10 +167,7 @@ fn c_at_least(l: &HashMap<String, dcim_points::Sample>, key: &str, x: f64) -> bo
 
 #[tokio::test]
 async fn silent_device_goes_stale_then_comm_lost_and_comes_back() {
-    let sim = facility_sim::start(small_sim()).await.unwrap();
-    let (tx, rx) = mpsc::channel(64);
-    let _u = spawn_sim_device(&sim, "ups-z1", quick(profile("ups-modular-3ph")), tx);
-    let mut c = Collector::new(rx);
+    let (sim, _polls, mut c) = poll_sim(&[("ups-z1", "ups-modular-3ph")]).await;
     c.until(Duration::from_secs(5), "ups online", |l| {
         near(l, "ups-z1/load_pct", 48.0, 7.0)
     })
@@ -226,7 +175,7 @@ async fn silent_device_goes_stale_then_comm_lost_and_comes_back() {
     sim.command(&Command::Silent("ups-z1".into())).unwrap();
     c.until(Duration::from_secs(5), "comm lost", |l| {
         is(l, "ups-z1/load_pct", Quality::CommLost, None)
-            && is(l, "ups-z1/online", Quality::Good, Some(Value::Bool(false)))
+            && good(l, "ups-z1/online", Value::Bool(false))
     })
     .await;
     // On the way the points went stale (keeping their last value) before comm_lost.
@@ -246,8 +195,7 @@ async fn silent_device_goes_stale_then_comm_lost_and_comes_back() {
     );
     sim.command(&Command::Revive("ups-z1".into())).unwrap();
     c.until(Duration::from_secs(5), "back online", |l| {
-        is(l, "ups-z1/online", Quality::Good, Some(Value::Bool(true)))
-            && near(l, "ups-z1/load_pct", 48.0, 7.0)
+        good(l, "ups-z1/online", Value::Bool(true)) && near(l, "ups-z1/load_pct", 48.0, 7.0)
     })
     .await;
 }
@@ -256,15 +204,7 @@ async fn silent_device_goes_stale_then_comm_lost_and_comes_back() {
 async fn late_answers_never_corrupt_later_reads() {
     // The device answers after the timeout (tokio-modbus #324: the late reply would otherwise be
     // taken as the answer to the next request); then it answers promptly again.
-    let sim = facility_sim::start(small_sim()).await.unwrap();
-    let (tx, rx) = mpsc::channel(64);
-    let _m = spawn_sim_device(
-        &sim,
-        "meter-1",
-        quick(profile("power-meter-dual-feed-ats")),
-        tx,
-    );
-    let mut c = Collector::new(rx);
+    let (sim, _polls, mut c) = poll_sim(&[("meter-1", "power-meter-dual-feed-ats")]).await;
     c.until(Duration::from_secs(5), "meter good", |l| {
         near(l, "meter-1/feed_a_voltage", 400.0, 5.0)
     })
@@ -325,15 +265,14 @@ async fn reconnects_after_the_server_goes_away() {
     server.abort();
     let _ = server.await;
     c.until(Duration::from_secs(5), "comm lost while unplugged", |l| {
-        is(l, "ups/online", Quality::Good, Some(Value::Bool(false)))
+        good(l, "ups/online", Value::Bool(false))
     })
     .await;
     shared.write_values(&p, &[("load_pct", SimValue::Number(43.0))]);
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let _server = serve_tcp(listener, shared);
     c.until(Duration::from_secs(5), "back after plug-in", |l| {
-        is(l, "ups/online", Quality::Good, Some(Value::Bool(true)))
-            && near(l, "ups/load_pct", 43.0, 0.01)
+        good(l, "ups/online", Value::Bool(true)) && near(l, "ups/load_pct", 43.0, 0.01)
     })
     .await;
 }
@@ -367,7 +306,7 @@ async fn a_dead_unit_on_a_shared_gateway_does_not_stall_the_others() {
         |l| {
             near(l, "ups-1/load_pct", 11.0, 0.01)
                 && near(l, "ups-3/load_pct", 33.0, 0.01)
-                && is(l, "ups-2/online", Quality::Good, Some(Value::Bool(false)))
+                && good(l, "ups-2/online", Value::Bool(false))
         },
     )
     .await;
@@ -437,10 +376,7 @@ async fn rtu_over_a_serial_line_with_a_dead_unit() {
     c.until(
         Duration::from_secs(8),
         "unit 1 good over RTU, unit 2 lost",
-        |l| {
-            near(l, "ups-1/load_pct", 11.0, 0.01)
-                && is(l, "ups-2/online", Quality::Good, Some(Value::Bool(false)))
-        },
+        |l| near(l, "ups-1/load_pct", 11.0, 0.01) && good(l, "ups-2/online", Value::Bool(false)),
     )
     .await;
     units[&2].silent.store(false, Ordering::Relaxed);

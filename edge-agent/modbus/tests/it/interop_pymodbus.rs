@@ -6,15 +6,17 @@
 
 use crate::common;
 
-use common::{Collector, is, near};
+use common::{Collector, good, is, near};
 use dcim_modbus::{Connection, ModbusDevice, Notice, spawn_line_with_writes};
 use dcim_points::{Quality, Value};
-use dcim_profiles::load_file;
-use std::path::Path;
+use dcim_profiles::{Profile, load_file};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 struct Peer(Child);
 
@@ -51,27 +53,31 @@ fn require_peer() -> bool {
     false
 }
 
-#[tokio::test]
-async fn pymodbus_server_with_word_swapped_floats_and_one_based_map() {
-    if !require_peer() {
-        return;
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/modbus");
+/// The folder of the pymodbus scripts and their profiles.
+fn peer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/modbus")
+}
+
+/// Starts the pymodbus `script` on a free port (its arguments: the port, then `args`; stdin and
+/// stdout piped when `piped`, else stdout discarded) and waits until it accepts connections.
+async fn start_peer(script: &str, args: &[&Path], piped: bool) -> (Peer, SocketAddr) {
     // A free port: bind an ephemeral one, release it, hand it to the peer.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let _peer = Peer(
-        Command::new(python())
-            .arg(dir.join("server.py"))
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the pymodbus server"),
-    );
+    let out = || if piped { Stdio::piped() } else { Stdio::null() };
+    let child = Command::new(python())
+        .arg(peer_dir().join(script))
+        .arg(port.to_string())
+        .args(args)
+        .stdin(out())
+        .stdout(out())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the pymodbus server");
+    let peer = Peer(child);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
@@ -81,34 +87,47 @@ async fn pymodbus_server_with_word_swapped_floats_and_one_based_map() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    (peer, addr)
+}
 
-    let mut profile = load_file(&dir.join("meter-cdab-1based.toml")).unwrap();
+/// Polls the peer at `addr` as device `py` (unit 1) with `profile` every 300 ms.
+fn poll_py(mut profile: Profile, addr: SocketAddr) -> (JoinHandle<()>, Collector) {
     profile.poll.normal_ms = 300;
     let (tx, rx) = mpsc::channel(16);
-    let _task = ModbusDevice {
+    let task = ModbusDevice {
         id: "py".into(),
         unit_id: 1,
         profile: Arc::new(profile),
     }
     .spawn(Connection::Tcp { addr }, tx)
     .unwrap();
-    let mut c = Collector::new(rx);
-    let text = |s: &str| Some(Value::Text(s.into()));
-    let b = |x: bool| Some(Value::Bool(x));
+    (task, Collector::new(rx))
+}
+
+#[tokio::test]
+async fn pymodbus_server_with_word_swapped_floats_and_one_based_map() {
+    if !require_peer() {
+        return;
+    }
+    let (_peer, addr) = start_peer("server.py", &[], false).await;
+    let profile = load_file(&peer_dir().join("meter-cdab-1based.toml")).unwrap();
+    let (_task, mut c) = poll_py(profile, addr);
+    let text = |s: &str| Value::Text(s.into());
+    let b = Value::Bool;
     c.until(Duration::from_secs(10), "every point decoded", |l| {
         near(l, "py/voltage", 230.5, 0.0)
             && near(l, "py/negative_float", -12.25, 0.0)
             && near(l, "py/counter", 123_456_789.0, 0.0)
             && near(l, "py/temp", -40.5, 1e-9)
-            && is(l, "py/breaker_a", Quality::Good, b(true))
-            && is(l, "py/breaker_b", Quality::Good, b(false))
+            && good(l, "py/breaker_a", b(true))
+            && good(l, "py/breaker_b", b(false))
             && near(l, "py/energy", 0x0102_0304_0506_0708u64 as f64, 0.0)
-            && is(l, "py/model", Quality::Good, text("PYMODBUS"))
+            && good(l, "py/model", text("PYMODBUS"))
             && near(l, "py/double", 1234.5678, 0.0)
             && near(l, "py/input_voltage", 221.5, 1e-9)
-            && is(l, "py/coil_1", Quality::Good, b(true))
-            && is(l, "py/coil_2", Quality::Good, b(false))
-            && is(l, "py/discrete_3", Quality::Good, b(true))
+            && good(l, "py/coil_1", b(true))
+            && good(l, "py/coil_2", b(false))
+            && good(l, "py/discrete_3", b(true))
     })
     .await;
 }
@@ -123,37 +142,13 @@ async fn a_ups_refusing_one_register_inside_a_block_keeps_the_others_good() {
     if !require_peer() {
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/modbus");
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("requests.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(python())
-        .arg(dir.join("ups_refusing.py"))
-        .arg(port.to_string())
-        .arg(&log)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the pymodbus server");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let _peer = Peer(child);
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pymodbus server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (mut peer, addr) = start_peer("ups_refusing.py", &[&log], true).await;
+    let mut stdin = peer.0.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(peer.0.stdout.take().unwrap());
 
-    let mut profile = load_file(&dir.join("ups-refusing-1based.toml")).unwrap();
+    let mut profile = load_file(&peer_dir().join("ups-refusing-1based.toml")).unwrap();
     profile.poll.normal_ms = 200;
     let (tx, rx) = mpsc::channel(16);
     let (ntx, mut notices) = mpsc::unbounded_channel();
@@ -164,7 +159,7 @@ async fn a_ups_refusing_one_register_inside_a_block_keeps_the_others_good() {
     };
     let _line = spawn_line_with_writes(Connection::Tcp { addr }, vec![dev], tx, Some(ntx)).unwrap();
     let mut c = Collector::new(rx);
-    let b = |x: bool| Some(Value::Bool(x));
+    let b = Value::Bool;
     c.until(
         Duration::from_secs(10),
         "every implemented point good",
@@ -172,9 +167,9 @@ async fn a_ups_refusing_one_register_inside_a_block_keeps_the_others_good() {
             near(l, "ups/output_voltage", 230.5, 0.0)
                 && near(l, "ups/load_pct", 42.25, 0.0)
                 && near(l, "ups/transfers", 123_456_789.0, 0.0)
-                && is(l, "ups/on_battery", Quality::Good, b(false))
-                && is(l, "ups/on_bypass", Quality::Good, b(true))
-                && is(l, "ups/alarm", Quality::Good, b(true))
+                && good(l, "ups/on_battery", b(false))
+                && good(l, "ups/on_bypass", b(true))
+                && good(l, "ups/alarm", b(true))
                 && near(l, "ups/battery_temp", 27.5, 0.0)
                 && near(l, "ups/runtime", 720.0, 0.0)
                 && near(l, "ups/fan_status", 3.0, 0.0)
@@ -265,56 +260,20 @@ async fn a_two_register_limit_reads_text_in_parts_against_pymodbus() {
     if !require_peer() {
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/modbus");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _peer = Peer(
-        Command::new(python())
-            .arg(dir.join("server.py"))
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the pymodbus server"),
-    );
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pymodbus server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_peer, addr) = start_peer("server.py", &[], false).await;
     // The meter's profile without its 4-register numbers, limited to 2 registers per read.
-    let text = std::fs::read_to_string(dir.join("meter-cdab-1based.toml")).unwrap();
+    let text = std::fs::read_to_string(peer_dir().join("meter-cdab-1based.toml")).unwrap();
     let text: String = text
         .split("[[point]]")
         .filter(|p| !p.contains("type = \"u64\"") && !p.contains("type = \"f64\""))
         .collect::<Vec<_>>()
         .join("[[point]]")
         .replace("max_gap = 8", "max_gap = 8\nmax_registers_per_read = 2");
-    let mut profile = dcim_profiles::load_str("limited.toml", &text).unwrap();
-    profile.poll.normal_ms = 300;
-    let (tx, rx) = mpsc::channel(16);
-    let _task = ModbusDevice {
-        id: "py".into(),
-        unit_id: 1,
-        profile: Arc::new(profile),
-    }
-    .spawn(Connection::Tcp { addr }, tx)
-    .unwrap();
-    let mut c = Collector::new(rx);
+    let profile = dcim_profiles::load_str("limited.toml", &text).unwrap();
+    let (_task, mut c) = poll_py(profile, addr);
     c.until(Duration::from_secs(10), "text in parts and numbers", |l| {
-        is(
-            l,
-            "py/model",
-            Quality::Good,
-            Some(Value::Text("PYMODBUS".into())),
-        ) && near(l, "py/voltage", 230.5, 0.0)
+        good(l, "py/model", Value::Text("PYMODBUS".into()))
+            && near(l, "py/voltage", 230.5, 0.0)
             && near(l, "py/counter", 123_456_789.0, 0.0)
     })
     .await;

@@ -34,6 +34,23 @@ fn link(name: &str, if_index: u32, neighbor: Option<&str>) -> LinkConfig {
     }
 }
 
+/// The device `id` read with the profile file `profile_name`, `links` and device `labels`.
+fn device(
+    id: &str,
+    profile_name: &str,
+    links: Vec<LinkConfig>,
+    labels: &BTreeMap<String, String>,
+) -> Result<SnmpDevice, String> {
+    SnmpDevice::new(id, &profile(profile_name), links, labels, 0)
+}
+
+/// A SNMPv2c client of snmpsim's recorded device `community` on `port`.
+async fn recorded(port: u16, community: &str) -> SnmpClient {
+    SnmpClient::connect(&v2c(port, community), Duration::from_secs(2), 1)
+        .await
+        .unwrap()
+}
+
 /// Polls every class once; returns the latest sample per point id, and the notices.
 async fn poll_all(
     dev: &mut SnmpDevice,
@@ -77,17 +94,14 @@ async fn a_recorded_switch_gives_link_state_speed_neighbours_and_a_link_going_do
         link("row-peer", 3, Some("sw-row-h1-99")),
         link("spare", 4, None),
     ];
-    let mut dev = SnmpDevice::new(
+    let mut dev = device(
         "sw-row-h1-01",
-        &profile("switch-if-mib-lldp.toml"),
+        "switch-if-mib-lldp.toml",
         links,
         &BTreeMap::new(),
-        0,
     )
     .unwrap();
-    let client = SnmpClient::connect(&v2c(sim.port, "switch"), Duration::from_secs(2), 1)
-        .await
-        .unwrap();
+    let client = recorded(sim.port, "switch").await;
     let (s, notices) = poll_all(&mut dev, &client, 1000).await;
     assert_eq!(good(&s, "up.core-a-uplink"), Value::Bool(true));
     assert_eq!(good(&s, "up.core-b-uplink"), Value::Bool(true));
@@ -157,17 +171,8 @@ async fn recorded_ups_mib_ups_and_switched_pdu_decode() {
         return;
     }
     let sim = snmpsim();
-    let mut ups = SnmpDevice::new(
-        "ups-z1",
-        &profile("ups-mib-rfc1628.toml"),
-        vec![],
-        &BTreeMap::new(),
-        0,
-    )
-    .unwrap();
-    let client = SnmpClient::connect(&v2c(sim.port, "ups"), Duration::from_secs(2), 1)
-        .await
-        .unwrap();
+    let mut ups = device("ups-z1", "ups-mib-rfc1628.toml", vec![], &BTreeMap::new()).unwrap();
+    let client = recorded(sim.port, "ups").await;
     let (s, _) = poll_all(&mut ups, &client, 1000).await;
     assert_eq!(good(&s, "on_battery"), Value::Bool(false));
     assert_eq!(good(&s, "on_bypass"), Value::Bool(false));
@@ -185,29 +190,19 @@ async fn recorded_ups_mib_ups_and_switched_pdu_decode() {
     assert_eq!(good(&s, "alarms"), Value::Bool(false));
 
     let labels: BTreeMap<String, String> = [("feed".to_string(), "A".to_string())].into();
-    let mut pdu = SnmpDevice::new(
-        "pdu-r07-a",
-        &profile("pdu-switched-apc-rpdu.toml"),
-        vec![],
-        &labels,
-        0,
-    )
-    .unwrap();
-    let client = SnmpClient::connect(&v2c(sim.port, "pdu"), Duration::from_secs(2), 1)
-        .await
-        .unwrap();
+    let mut pdu = device("pdu-r07-a", "pdu-switched-apc-rpdu.toml", vec![], &labels).unwrap();
+    let client = recorded(sim.port, "pdu").await;
     let (s, _) = poll_all(&mut pdu, &client, 1000).await;
     assert_eq!(good(&s, "current"), Value::Number(6.300000000000001));
     assert_eq!(s["current"].labels["feed"], "A");
     assert_eq!(good(&s, "outlet_1"), Value::Bool(true));
     assert_eq!(good(&s, "outlet_4"), Value::Bool(false));
     // A device label the configuration does not give is an error, not an unlabelled value.
-    let e = SnmpDevice::new(
+    let e = device(
         "pdu",
-        &profile("pdu-switched-apc-rpdu.toml"),
+        "pdu-switched-apc-rpdu.toml",
         vec![],
         &BTreeMap::new(),
-        0,
     )
     .err()
     .unwrap();
@@ -232,16 +227,12 @@ async fn snmpv3_auth_priv_against_net_snmp_and_a_wrong_key_is_never_good() {
             privacy_password: priv_password.into(),
         }),
     };
-    let profile = profile("switch-if-mib-lldp.toml");
     // ifIndex 1 of the machine's own IF-MIB is the loopback interface: up.
-    let mut dev = SnmpDevice::new(
-        "lab",
-        &profile,
-        vec![link("lo", 1, None)],
-        &BTreeMap::new(),
-        0,
-    )
-    .unwrap();
+    let lab = || {
+        let links = vec![link("lo", 1, None)];
+        device("lab", "switch-if-mib-lldp.toml", links, &BTreeMap::new()).unwrap()
+    };
+    let mut dev = lab();
     let client = SnmpClient::connect(&target(V3_PRIV), Duration::from_secs(2), 1)
         .await
         .unwrap();
@@ -249,14 +240,7 @@ async fn snmpv3_auth_priv_against_net_snmp_and_a_wrong_key_is_never_good() {
     assert_eq!(good(&s, "name"), Value::Text("snmpd-lab".into()));
     assert_eq!(good(&s, "up.lo"), Value::Bool(true));
 
-    let mut dev = SnmpDevice::new(
-        "lab",
-        &profile,
-        vec![link("lo", 1, None)],
-        &BTreeMap::new(),
-        0,
-    )
-    .unwrap();
+    let mut dev = lab();
     let client = SnmpClient::connect(&target("wrongpass123"), Duration::from_millis(500), 0)
         .await
         .unwrap();

@@ -11,19 +11,9 @@
 //! Mounting a tmpfs needs root; without it the test prints "skipped" and passes, unless
 //! `DCIM_REQUIRE_PEERS=1`.
 
-use super::common::Tmpfs;
+use dcim_test_support::tmpfs::{Tmpfs, fill};
 use serde_json::Value;
-use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Fills the file system of `dir` until it refuses to grow.
-fn fill(dir: &Path) {
-    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    while f.write(&chunk).is_ok_and(|n| n > 0) {}
-    while f.write(&[0]).is_ok_and(|n| n == 1) {}
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_loud_keeps_alarms_and_logins_and_recovers_by_itself() -> anyhow::Result<()>
@@ -33,15 +23,8 @@ async fn a_full_disk_is_loud_keeps_alarms_and_logins_and_recovers_by_itself() ->
     }
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let _tmpfs = match Tmpfs::mount(&data, "64m") {
-        Ok(t) => t,
-        Err(e) => {
-            if std::env::var("DCIM_REQUIRE_PEERS").as_deref() == Ok("1") {
-                panic!("cannot mount a tmpfs (needs root): {e}");
-            }
-            println!("skipped: cannot mount a tmpfs for the data directory (needs root): {e}");
-            return Ok(());
-        }
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&data, "64m", "the data directory") else {
+        return Ok(());
     };
     let h = dcim_e2e::Harness::start_in(dir, |_| {}).await?;
     h.wait_steady(Duration::from_secs(60)).await?;

@@ -45,6 +45,7 @@ use dcim_test_support::sia as dc09_common;
 
 use super::common::{Proxy, is_root};
 use anyhow::{Context, bail, ensure};
+use dcim_e2e::Api;
 use dcim_edge_agent::Agent;
 use dcim_points::{Quality, Role, Sample, Value};
 use dcim_server::store::{PgStore, Store, StoreBackend, StoreConfig, UserRecord};
@@ -337,69 +338,19 @@ where
 }
 
 /// A server replica's REST API with a bearer token.
-#[derive(Clone)]
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
+fn api(port: u16, token: &str) -> Api {
+    Api::new(
+        format!("http://127.0.0.1:{port}"),
+        token,
+        Duration::from_secs(5),
+    )
+    .expect("http client")
 }
 
-impl Api {
-    fn new(port: u16, token: &str) -> Api {
-        Api {
-            base: format!("http://127.0.0.1:{port}"),
-            token: token.into(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .no_proxy()
-                .build()
-                .expect("http client"),
-        }
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Json> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("GET {path}"))?;
-        let st = r.status();
-        let text = r.text().await?;
-        ensure!(st.is_success(), "GET {path}: {st}: {text}");
-        Ok(serde_json::from_str(&text)?)
-    }
-
-    async fn post(&self, path: &str, body: Json) -> anyhow::Result<(u16, Json)> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
-        let st = r.status().as_u16();
-        let text = r.text().await?;
-        Ok((st, serde_json::from_str(&text).unwrap_or(Json::Null)))
-    }
-
-    async fn role(&self) -> Option<String> {
-        let s = self.get("/api/cluster").await.ok()?;
-        s["role"].as_str().map(str::to_owned)
-    }
-
-    async fn alarm(&self, id: &str) -> anyhow::Result<Option<Json>> {
-        let all = self.get("/api/alarms?all=true").await?;
-        Ok(all["alarms"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["id"] == id)
-            .cloned())
-    }
+/// The replica's cluster role (`leader`, `follower`), when it answers.
+async fn role(api: &Api) -> Option<String> {
+    let s = api.get("/api/cluster").await.ok()?;
+    s["role"].as_str().map(str::to_owned)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -810,13 +761,13 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
         }
     }
     let token = "dcim_multisite_op_token";
-    let (api_a, api_b) = (Api::new(a.http, token), Api::new(b.http, token));
+    let (api_a, api_b) = (api(a.http, token), api(b.http, token));
     wait_for("site A to lead", Duration::from_secs(30), || async {
-        (api_a.role().await.as_deref() == Some("leader")).then_some(())
+        (role(&api_a).await.as_deref() == Some("leader")).then_some(())
     })
     .await?;
     wait_for("site B to follow", Duration::from_secs(30), || async {
-        (api_b.role().await.as_deref() == Some("follower")).then_some(())
+        (role(&api_b).await.as_deref() == Some("follower")).then_some(())
     })
     .await?;
 
@@ -945,7 +896,7 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
     )
     .await?;
     ensure!(
-        api_a.role().await.as_deref() == Some("leader"),
+        role(&api_a).await.as_deref() == Some("leader"),
         "site A still leads after the cut"
     );
     println!(

@@ -88,17 +88,7 @@ async fn a_carrier_port_going_down_on_the_switch_drops_network_redundancy_to_n()
         devices: vec!["sw-edge-1".into()],
     }];
     let server = dcim_server::start(c).await?;
-    let token = dcim_server::auth::new_token("dcim_");
-    server
-        .app
-        .store
-        .create_token(
-            &dcim_server::auth::token_hash(&token),
-            "admin",
-            "e2e",
-            dcim_server::now_ms(),
-        )
-        .await?;
+    let token = dcim_e2e::admin_token(&server).await?;
     let mqtt = server.mqtt_addr.expect("embedded broker");
 
     // The edge agent: the recorded switch, its two carrier links (ports 1 and 2, LLDP

@@ -160,7 +160,9 @@ impl Plant {
                 let Address::Bacnet(a) = &p.address else {
                     return None;
                 };
-                let object_type = object_type(a.object.as_str())?;
+                // Analog and binary kinds only.
+                let object_type = ObjectType::from_name(a.object.as_str())
+                    .filter(|t| t.is_analog() || t.is_binary())?;
                 let units = match value {
                     Value::Real(_) => Some(bacnet_units(&p.unit)),
                     _ => None,
@@ -181,19 +183,6 @@ impl Plant {
             objects,
         }
     }
-}
-
-/// BACnet object type of a profile's `object` spelling (analog and binary kinds only).
-fn object_type(name: &str) -> Option<ObjectType> {
-    Some(match name {
-        "analog-input" => ObjectType::ANALOG_INPUT,
-        "analog-output" => ObjectType::ANALOG_OUTPUT,
-        "analog-value" => ObjectType::ANALOG_VALUE,
-        "binary-input" => ObjectType::BINARY_INPUT,
-        "binary-output" => ObjectType::BINARY_OUTPUT,
-        "binary-value" => ObjectType::BINARY_VALUE,
-        _ => return None,
-    })
 }
 
 fn bacnet_units(unit: &str) -> u32 {

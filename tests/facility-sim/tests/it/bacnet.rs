@@ -21,19 +21,6 @@ fn plant_only() -> SimConfig {
     }
 }
 
-fn object_type(name: &str) -> Option<ObjectType> {
-    Some(match name {
-        "analog-input" => ObjectType::ANALOG_INPUT,
-        "analog-output" => ObjectType::ANALOG_OUTPUT,
-        "analog-value" => ObjectType::ANALOG_VALUE,
-        "binary-input" => ObjectType::BINARY_INPUT,
-        "binary-output" => ObjectType::BINARY_OUTPUT,
-        "binary-value" => ObjectType::BINARY_VALUE,
-        "multi-state-value" => ObjectType::MULTI_STATE_VALUE,
-        _ => return None,
-    })
-}
-
 async fn client_for(sim: &facility_sim::SimHandle) -> BacnetClient {
     let client = BacnetClient::bind("127.0.0.1:0".parse().unwrap())
         .await
@@ -62,7 +49,7 @@ async fn every_bacnet_point_of_the_plant_profiles_reads_and_decodes() {
             let Address::Bacnet(a) = &p.address else {
                 panic!("{}: not a BACnet point", p.id)
             };
-            let ty = object_type(a.object.as_str()).unwrap();
+            let ty = ObjectType::from_name(a.object.as_str()).unwrap();
             let obj = ObjectId::new(ty, a.instance);
             let refs = [
                 PropertyRef::present_value(obj),

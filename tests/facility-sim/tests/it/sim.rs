@@ -322,15 +322,10 @@ async fn a_third_party_client_reads_the_simulated_meter() {
         .unwrap();
     let port = sim.endpoint("meter-1").unwrap().modbus.unwrap().port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop/modbus/read_meter.py");
+    let args = [port.to_string()];
     let limit = Duration::from_secs(20);
-    let stdout = run_peer(
-        &python,
-        &script,
-        &[port.to_string()],
-        limit,
-        "pymodbus client",
-    )
-    .await;
+    let read_meter = || run_peer(&python, &script, &args, limit, "pymodbus client");
+    let stdout = read_meter().await;
     assert_eq!(
         stdout.trim(),
         "feed_a_voltage=0.000 ats_source=2",
@@ -338,14 +333,7 @@ async fn a_third_party_client_reads_the_simulated_meter() {
     );
     sim.command(&Command::parse("feed-restore A").unwrap())
         .unwrap();
-    let stdout = run_peer(
-        &python,
-        &script,
-        &[port.to_string()],
-        limit,
-        "pymodbus client",
-    )
-    .await;
+    let stdout = read_meter().await;
     let v: f64 = stdout
         .trim()
         .strip_prefix("feed_a_voltage=")

@@ -680,3 +680,10 @@ pub fn vm_test(what: &str) -> Option<(tempfile::TempDir, u16, Config)> {
     let cfg = config(&dir.path().join("data"));
     Some((dir, free_port(), cfg))
 }
+
+/// [`vm_test`] with VictoriaMetrics running on its port (data under `dir/vm`).
+pub fn vm_running(what: &str) -> Option<(tempfile::TempDir, u16, Config, Vm)> {
+    let (dir, vm_port, cfg) = vm_test(what)?;
+    let vm = start_vm(&dir.path().join("vm"), vm_port, &[]);
+    Some((dir, vm_port, cfg, vm))
+}

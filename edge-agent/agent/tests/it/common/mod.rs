@@ -476,6 +476,14 @@ pub struct TwoSites {
 }
 
 impl TwoSites {
+    /// [`TwoSites::start`] when mosquitto is installed; `None` (the test is skipped) otherwise.
+    pub async fn start_if_available(dir: &Path) -> Option<TwoSites> {
+        if !mosquitto_available() {
+            return None;
+        }
+        Some(TwoSites::start(dir).await)
+    }
+
     pub async fn start(dir: &Path) -> TwoSites {
         let (port_a, port_b) = (free_port(), free_port());
         let a = Mosquitto::start(&dir.join("a"), port_a);

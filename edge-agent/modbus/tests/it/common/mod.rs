@@ -70,6 +70,11 @@ pub fn is(latest: &HashMap<String, Sample>, key: &str, q: Quality, v: Option<Val
         .is_some_and(|s| s.quality == q && (v.is_none() || s.value == v))
 }
 
+/// The latest sample of `key` is good, with the value `v`.
+pub fn good(latest: &HashMap<String, Sample>, key: &str, v: Value) -> bool {
+    is(latest, key, Quality::Good, Some(v))
+}
+
 pub fn near(latest: &HashMap<String, Sample>, key: &str, x: f64, tol: f64) -> bool {
     latest.get(key).is_some_and(|s| {
         s.quality == Quality::Good
