@@ -20,7 +20,7 @@
 use anyhow::Context;
 use dcim_server::Server;
 use dcim_server::config::{AgentConfig, Config, Role};
-use dcim_server::store::{SqliteStore, Store, UserRecord};
+use dcim_server::storage::store::{SqliteStore, Store, UserRecord};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,7 +59,7 @@ pub struct DemoOptions {
     pub mqtt_period: Duration,
     /// The server's `[dc09]` section (site-level events to the fire authority); off when
     /// `None`. `--dc09 LINK.toml` sets it with the demo's battery-room zones.
-    pub dc09: Option<dcim_server::dc09::Dc09Config>,
+    pub dc09: Option<dcim_server::io::dc09::Dc09Config>,
     /// The server's `[status] down_after_ms` (default 5 min): tests shorten it.
     pub down_after: Option<Duration>,
     /// The server's `[store] reserve_kb` (default 8 MiB).
@@ -142,14 +142,14 @@ impl DemoOptions {
                 "dc09" => {
                     let link = dc09_link::LinkConfig::from_file(std::path::Path::new(v))
                         .map_err(|e| anyhow::anyhow!("--dc09: {e}"))?;
-                    let mut d = dcim_server::dc09::Dc09Config::with_link(link);
-                    d.zone = dcim_server::dc09::Dc09Config::demo_zones(AGENT);
+                    let mut d = dcim_server::io::dc09::Dc09Config::with_link(link);
+                    d.zone = dcim_server::io::dc09::Dc09Config::demo_zones(AGENT);
                     o.dc09 = Some(d);
                 }
                 other => anyhow::bail!("`demo` does not take --{other}"),
             }
         }
-        dcim_server::auth::password::check_new(&o.password)
+        dcim_server::state::auth::password::check_new(&o.password)
             .map_err(|e| anyhow::anyhow!("DCIM_ADMIN_PASSWORD: {e}"))?;
         Ok(o)
     }
@@ -294,7 +294,7 @@ async fn demo_users(
     let store = SqliteStore::open(&config.data_dir)
         .await
         .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
-    let hash = dcim_server::auth::hash_password(
+    let hash = dcim_server::state::auth::hash_password(
         password,
         config.auth.argon2_memory_kib,
         config.auth.argon2_iterations,
@@ -424,7 +424,7 @@ pub async fn start(opts: DemoOptions) -> anyhow::Result<Demo> {
         .map(|d| d.id.clone())
         .collect();
 
-    let agent_secret = dcim_server::auth::new_token("");
+    let agent_secret = dcim_server::state::auth::new_token("");
     let config = server_config(&opts, &data_dir, &site_model, &agent_secret, device_ids);
     let users = demo_users(&config, &opts.password).await?;
     let server = dcim_server::start(config).await?;

@@ -1,10 +1,10 @@
 //! The drill runner's facility part: a scenario's `sim` steps act on the demo's facility
 //! simulator. Drill mode, the scenario format, the report and `GET /api/drills/...` are the
-//! server's (`dcim_server::drill`); this module gives them the simulator's grammar
-//! ([`check_sim`]) and a [`dcim_server::drill::SimDriver`] over the simulator ([`run`]), and
+//! server's (`dcim_server::io::drill`); this module gives them the simulator's grammar
+//! ([`check_sim`]) and a [`dcim_server::io::drill::SimDriver`] over the simulator ([`run`]), and
 //! runs a drill on the demo facility from the command line ([`run_cli`]).
 
-use dcim_server::drill::{Report, Scenario, SimDriver};
+use dcim_server::io::drill::{Report, Scenario, SimDriver};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,13 +30,13 @@ impl SimDriver for Simulator<'_> {
     }
 }
 
-/// Runs a scenario (`dcim_server::drill::run`) with its `sim` steps acting on `sim`.
+/// Runs a scenario (`dcim_server::io::drill::run`) with its `sim` steps acting on `sim`.
 pub async fn run(
     app: &Arc<dcim_server::App>,
     sim: &facility_sim::SimHandle,
     scenario: &Scenario,
 ) -> anyhow::Result<Report> {
-    dcim_server::drill::run(app, Some(&Simulator(sim)), scenario).await
+    dcim_server::io::drill::run(app, Some(&Simulator(sim)), scenario).await
 }
 
 /// `dcim-demo drill SCENARIO.toml [--dc09 LINK.toml] [--http ADDR] [--broker ADDR] [--data DIR]`:
@@ -52,7 +52,9 @@ pub async fn run_cli(scenario: &std::path::Path, opts: &[(String, String)]) -> a
     }
     let demo = crate::demo::start(o.clone()).await?;
     print!("{}", crate::demo::banner(&demo, &o));
-    if !dcim_server::drill::wait_agents_online(&demo.server.app, Duration::from_secs(30)).await? {
+    if !dcim_server::io::drill::wait_agents_online(&demo.server.app, Duration::from_secs(30))
+        .await?
+    {
         tracing::warn!("not every agent is online; the drill starts anyway");
     }
     let result = run(&demo.server.app, &demo.sim, &scenario).await;

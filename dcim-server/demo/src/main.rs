@@ -37,7 +37,9 @@ fn parse_args() -> Result<Args, String> {
 
 async fn real_main(args: Args) -> anyhow::Result<()> {
     match args.command() {
-        None => dcim_demo::demo::run_cli(&args.opts, dcim_server::clock::shutdown_signal()).await,
+        None => {
+            dcim_demo::demo::run_cli(&args.opts, dcim_server::base::clock::shutdown_signal()).await
+        }
         Some("drill") => {
             let scenario = args
                 .words

@@ -12,10 +12,11 @@
 //! `drill`), which are never held across an `.await`.
 
 use crate::config::Config;
-use crate::store::{self, Store};
+use crate::storage::store::{self, Store};
 use crate::{
-    authority, cluster, drill_plan, energy, facility, health, incident_store, ingest,
-    maint_windows, metrics, observe, security, stream_access,
+    base::metrics, base::observe, engine::authority, engine::energy, engine::facility,
+    engine::ingest, engine::maint_windows, state::cluster, state::health, state::security,
+    state::stream_access, storage::drill_plan, storage::incident_store,
 };
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
@@ -37,7 +38,7 @@ pub struct App {
     pub ingest: Mutex<ingest::Ingest>,
     pub live: broadcast::Sender<LiveMsg>,
     pub metrics: Arc<metrics::Metrics>,
-    pub influx: Option<crate::tsdb::influx::InfluxHandle>,
+    pub influx: Option<crate::storage::tsdb::influx::InfluxHandle>,
     /// Becomes true when the server stops (ends SSE streams).
     pub stopping: watch::Receiver<bool>,
     /// Site model, redundancy engine, alarm engine and incidents. A tokio mutex: it is held
@@ -56,7 +57,7 @@ pub struct App {
     /// while they act (see `api_authority::guard`); taken before the facility lock.
     pub authority: tokio::sync::Mutex<authority::Authority>,
     /// The server's DC-09 transmitter for site-level events, when `[dc09]` is configured.
-    pub dc09: std::sync::OnceLock<Arc<crate::dc09_tx::Dc09>>,
+    pub dc09: std::sync::OnceLock<Arc<crate::state::dc09_tx::Dc09>>,
     /// The drill in progress: alarm records, incidents and DC-09 messages are tagged as test.
     pub drill: std::sync::RwLock<Option<drill_plan::ActiveDrill>>,
     /// The ingest's bulk lane takes this for reading around each telemetry batch; holding it

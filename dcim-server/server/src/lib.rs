@@ -35,80 +35,27 @@
 //! (HTTP response, SSE event, MQTT PUBACK) before that. With PostgreSQL under Patroni's
 //! synchronous mode, a commit is on both sites.
 
-pub mod api;
-pub mod api_auth;
-pub mod api_authority;
-pub mod api_base;
-pub mod api_cluster;
-pub mod api_console;
-pub mod api_drill;
-pub mod api_energy;
-pub mod api_export;
-pub mod api_facility;
-pub mod api_history;
-pub mod api_windows;
 pub mod app;
-pub mod auth;
-pub mod authority;
-pub mod authority_io;
-pub mod backup;
-pub mod broker;
-pub mod clock;
-pub mod cluster;
-pub mod cluster_hooks;
-pub mod cluster_tasks;
+pub mod base;
 pub mod config;
-pub mod conn_limits;
-pub mod console;
-pub mod dc09;
-pub mod dc09_plan;
-pub mod dc09_tx;
-pub mod deferred;
-pub mod disk;
-pub mod drill;
-pub mod drill_plan;
-pub mod energy;
-pub mod energy_io;
-pub mod export;
-pub mod facility;
-pub mod fire_view;
-pub mod health;
-pub mod health_probe;
-pub mod http_limits;
-pub mod incident_store;
+pub mod engine;
+pub mod http;
+pub mod io;
+pub mod state;
+pub mod storage;
 pub use app::{App, LiveMsg};
-pub use clock::stopped;
+pub use base::clock::stopped;
 /// The system wall clock (Unix ms), at its former path: for tests and tools. The server reads
 /// the time from its [`dcim_clock::Clock`] (`App::now_ms`).
 pub use dcim_clock::now_ms;
-pub use tsdb::influx;
-pub mod ingest;
-pub mod leader;
-pub mod maint_windows;
-pub mod metrics;
-pub mod mosquitto;
-pub mod mqtt;
-pub mod notify_io;
-pub mod notify_templates;
-pub mod observe;
-pub mod openmetrics;
-pub mod reload;
-pub mod search;
-pub mod security;
-pub mod security_io;
-pub mod store;
-pub mod stream_access;
-pub mod stream_report;
-pub mod tls;
-pub mod tsdb;
-pub mod windows_io;
+pub use storage::tsdb::influx;
 
 use anyhow::Context;
 use config::{BrokerMode, Config, Role};
 use dcim_clock::Clock;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use store::{Store, UserRecord};
+use storage::store::{Store, UserRecord};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -141,7 +88,7 @@ impl Server {
         for t in self.tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
         }
-        mqtt::save_marks(&self.app).await;
+        io::mqtt::save_marks(&self.app).await;
         self.store.close().await;
     }
 }
@@ -165,7 +112,7 @@ pub(crate) async fn bootstrap_users(
                 u.name, u.password_env
             )
         })?;
-        auth::password::check_new(&pw).map_err(|e| {
+        state::auth::password::check_new(&pw).map_err(|e| {
             anyhow::anyhow!("user `{}`: the password in {}: {e}", u.name, u.password_env)
         })?;
         create_user(config, store, &u.name, u.role, &pw, "config", now_ms).await?;
@@ -175,11 +122,11 @@ pub(crate) async fn bootstrap_users(
         let name = &config.auth.bootstrap_admin;
         let (pw, generated) = match std::env::var("DCIM_ADMIN_PASSWORD") {
             Ok(p) if !p.is_empty() => {
-                auth::password::check_new(&p)
+                state::auth::password::check_new(&p)
                     .map_err(|e| anyhow::anyhow!("DCIM_ADMIN_PASSWORD: {e}"))?;
                 (p, false)
             }
-            _ => (auth::new_token("")[..24].to_string(), true),
+            _ => (state::auth::new_token("")[..24].to_string(), true),
         };
         create_user(config, store, name, Role::Admin, &pw, "bootstrap", now_ms).await?;
         if generated {
@@ -205,7 +152,7 @@ async fn create_user(
     from: &str,
     now_ms: i64,
 ) -> anyhow::Result<()> {
-    let password_hash = auth::hash_password(
+    let password_hash = state::auth::hash_password(
         pw,
         config.auth.argon2_memory_kib,
         config.auth.argon2_iterations,
@@ -286,8 +233,8 @@ pub async fn start_with_clock(mut config: Config, clock: Clock) -> anyhow::Resul
     // TLS files are read before anything else starts, so a bad file stops the start at once.
     let http_tls = http_tls(&mut config)?;
     // One server per data directory (and no `restore` under a running one).
-    let data_lock = backup::lock_data_dir(&config.data_dir)?;
-    let store = store::open(&config, clock.clone()).await?;
+    let data_lock = storage::backup::lock_data_dir(&config.data_dir)?;
+    let store = storage::store::open(&config, clock.clone()).await?;
     bootstrap_users(&config, store.as_ref(), clock.now_ms()).await?;
     if config.agents.is_empty() {
         tracing::warn!(
@@ -310,9 +257,9 @@ pub async fn start_with_clock(mut config: Config, clock: Clock) -> anyhow::Resul
         Some(addr) => Some(spawn_metrics_listener(&app, addr, &stop_rx, &mut tasks).await?),
         None => None,
     };
-    let (router, tls_config) = with_tls(api::router(app.clone()), http_tls.as_ref())?;
+    let (router, tls_config) = with_tls(http::api::router(app.clone()), http_tls.as_ref())?;
     // Our own accept loop: connection limits, header/request/idle timeouts, the Host check.
-    let http_task = tokio::spawn(http_limits::serve(
+    let http_task = tokio::spawn(http::http_limits::serve(
         listener,
         tls_config,
         router,
@@ -321,7 +268,7 @@ pub async fn start_with_clock(mut config: Config, clock: Clock) -> anyhow::Resul
     ));
     app.health.essential("http", http_task.abort_handle());
     tasks.push(http_task);
-    tasks.push(tokio::spawn(health_probe::supervise(
+    tasks.push(tokio::spawn(io::health_probe::supervise(
         app.clone(),
         dcim_service::Notifier::from_env(),
         stop_rx.clone(),
@@ -355,7 +302,7 @@ fn http_tls(config: &mut Config) -> anyhow::Result<Option<(Arc<rustls::ServerCon
         Some(t) => {
             // Cookies set over HTTPS are never sent back over plain HTTP.
             config.http.secure_cookies = true;
-            let server_config = tls::server_config(t.files(), &[b"http/1.1"])
+            let server_config = base::tls::server_config(t.files(), &[b"http/1.1"])
                 .map_err(|e| anyhow::anyhow!("http.tls.{e}"))?;
             Ok(Some((server_config, t.hsts_max_age_s)))
         }
@@ -373,9 +320,9 @@ async fn build_app(
     stop_rx: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<App> {
-    let metrics = Arc::new(metrics::Metrics::default());
-    let ops = Arc::new(observe::Ops::with_clock(clock.clone()));
-    let health = health::Health::default();
+    let metrics = Arc::new(base::metrics::Metrics::default());
+    let ops = Arc::new(base::observe::Ops::with_clock(clock.clone()));
+    let health = state::health::Health::default();
     let influx = match &config.influx {
         Some(ic) => {
             let (handle, t) = influx::spawn(
@@ -397,7 +344,7 @@ async fn build_app(
     let ingest = load_ingest(config, store.as_ref()).await?;
     let facility = load_facility(config, store.as_ref(), clock.now_ms()).await?;
 
-    let authority_state = authority_io::load(store.as_ref()).await?;
+    let authority_state = io::authority_io::load(store.as_ref()).await?;
     if authority_state.is_active() {
         tracing::warn!(
             state = ?authority_state,
@@ -405,13 +352,13 @@ async fn build_app(
         );
     }
 
-    let drill_state = drill::load_active(store.as_ref(), clock.now_ms()).await?;
+    let drill_state = io::drill::load_active(store.as_ref(), clock.now_ms()).await?;
     if let Some(d) = &drill_state {
         tracing::warn!(drill = %d.id, "the site is in drill mode (restored from the database)");
     }
 
-    let energy_meter = energy_io::load(store.as_ref()).await?;
-    let schedule = windows_io::load(store.as_ref()).await?;
+    let energy_meter = io::energy_io::load(store.as_ref()).await?;
+    let schedule = io::windows_io::load(store.as_ref()).await?;
 
     let (live, _) = broadcast::channel(4096);
     Ok(App {
@@ -435,29 +382,29 @@ async fn build_app(
         windows: tokio::sync::Mutex::new(schedule),
         ops,
         health,
-        reloadable: reload::Reloadable::new(config),
-        security: security::Security::new(config),
+        reloadable: io::reload::Reloadable::new(config),
+        security: state::security::Security::new(config),
         cluster: config
             .cluster
             .as_ref()
-            .map(|c| Arc::new(cluster::Cluster::new(c.clone(), clock.clone()))),
+            .map(|c| Arc::new(state::cluster::Cluster::new(c.clone(), clock.clone()))),
         clock,
     })
 }
 
 /// The ingest with its limits and the high-water marks of the committed streams (a batch
 /// already committed is a duplicate after a restart).
-async fn load_ingest(config: &Config, store: &dyn Store) -> anyhow::Result<ingest::Ingest> {
-    let mut ingest = ingest::Ingest::new(&config.agents);
+async fn load_ingest(config: &Config, store: &dyn Store) -> anyhow::Result<engine::ingest::Ingest> {
+    let mut ingest = engine::ingest::Ingest::new(&config.agents);
     ingest.set_history(config.history);
     ingest.set_new_point_limit(config.broker.new_points_per_agent_per_min);
     ingest.set_max_clock_skew(config.ingest.max_clock_skew_ms);
     for (agent, epoch, seq) in store.event_high_water().await? {
-        ingest.set_high_water(&agent, &epoch, ingest::EVENTS, seq.max(0) as u64);
+        ingest.set_high_water(&agent, &epoch, engine::ingest::EVENTS, seq.max(0) as u64);
     }
     for (agent, epoch, stream, seq) in store.stream_seqs().await? {
-        if stream == ingest::TELEMETRY {
-            ingest.set_high_water(&agent, &epoch, ingest::TELEMETRY, seq.max(0) as u64);
+        if stream == engine::ingest::TELEMETRY {
+            ingest.set_high_water(&agent, &epoch, engine::ingest::TELEMETRY, seq.max(0) as u64);
         }
     }
     Ok(ingest)
@@ -468,22 +415,22 @@ async fn load_facility(
     config: &Config,
     store: &dyn Store,
     now_ms: i64,
-) -> anyhow::Result<facility::Facility> {
+) -> anyhow::Result<engine::facility::Facility> {
     let site = match &config.site_model {
         Some(path) => {
             Some(dcim_site::Site::load(path).map_err(|e| anyhow::anyhow!("site model: {e}"))?)
         }
         None => None,
     };
-    let incidents = incident_store::load(store).await?;
-    let mut facility = facility::Facility::new(site, incidents)
+    let incidents = storage::incident_store::load(store).await?;
+    let mut facility = engine::facility::Facility::new(site, incidents)
         .map_err(|e| anyhow::anyhow!("alarm rules: {e}"))?;
     facility.status_policy = config.status.policy();
     // A replica starts as a follower; it runs the engine once it leads (`cluster`).
     facility.set_passive(config.cluster.is_some());
     // Alarm states as last committed, before any ingest: acknowledged and shelved alarms stay
     // so, and a condition still present raises no second activation.
-    if let Some(snap) = store::load_alarm_snapshot(store).await? {
+    if let Some(snap) = storage::store::load_alarm_snapshot(store).await? {
         tracing::info!(
             alarms = snap.alarms.len(),
             seq = snap.seq,
@@ -502,34 +449,34 @@ async fn spawn_shell_tasks(
     stop_rx: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<()> {
-    // `cluster::start` returns the lease, heartbeat and follower tasks, in this order: a
+    // `state::cluster::start` returns the lease, heartbeat and follower tasks, in this order: a
     // replica whose lease task died would lead on, or never lead, without anyone seeing it.
     for (name, t) in ["cluster.lease", "cluster.heartbeat", "cluster.follower"]
         .iter()
-        .zip(cluster_tasks::start(app.clone(), stop_rx.clone()))
+        .zip(io::cluster_tasks::start(app.clone(), stop_rx.clone()))
     {
         app.health.essential(*name, t.abort_handle());
         tasks.push(t);
     }
-    let security_task = security_io::spawn(app.clone(), stop_rx.clone());
+    let security_task = io::security_io::spawn(app.clone(), stop_rx.clone());
     app.health
         .essential("security", security_task.abort_handle());
     tasks.push(security_task);
     let ticker = spawn_ticker(app.clone(), stop_rx.clone());
     app.health.essential("ticker", ticker.abort_handle());
     tasks.push(ticker);
-    let energy = energy_io::spawn(app.clone(), stop_rx.clone());
+    let energy = io::energy_io::spawn(app.clone(), stop_rx.clone());
     // Without a site model the energy sampler has nothing to meter and ends at once: essential
     // only when there is a site (else /health would fail and the watchdog stop for good).
     if config.site_model.is_some() {
         app.health.essential("energy", energy.abort_handle());
     }
     tasks.push(energy);
-    let windows = windows_io::spawn(app.clone(), stop_rx.clone());
+    let windows = io::windows_io::spawn(app.clone(), stop_rx.clone());
     app.health
         .essential("maintenance-windows", windows.abort_handle());
     tasks.push(windows);
-    if let Some((tx, t)) = notify_io::spawn(app.clone(), stop_rx.clone()).await? {
+    if let Some((tx, t)) = io::notify_io::spawn(app.clone(), stop_rx.clone()).await? {
         let _ = app.notify.set(tx);
         for t in &t {
             app.health.essential("notify", t.abort_handle());
@@ -537,7 +484,7 @@ async fn spawn_shell_tasks(
         tasks.extend(t);
     }
     if let Some(dc) = &config.dc09 {
-        let (d, t) = dc09::start(app.clone(), dc, stop_rx.clone()).await?;
+        let (d, t) = io::dc09::start(app.clone(), dc, stop_rx.clone()).await?;
         let _ = app.dc09.set(d);
         for t in &t {
             app.health.essential("dc09", t.abort_handle());
@@ -549,8 +496,8 @@ async fn spawn_shell_tasks(
 
 /// Where the ingest reads from: the embedded broker's link, or the external broker.
 struct BrokerEnds {
-    target: mqtt::Target,
-    link: Option<broker::IngestLink>,
+    target: io::mqtt::Target,
+    link: Option<io::broker::IngestLink>,
     public_addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
     internal_addr: Option<SocketAddr>,
@@ -565,14 +512,15 @@ async fn connect_broker(
 ) -> anyhow::Result<BrokerEnds> {
     match config.broker.mode {
         BrokerMode::Embedded => {
-            let server_secret = auth::new_token("");
-            let b = broker::start_embedded(app.clone(), &server_secret, stop_rx.clone()).await?;
+            let server_secret = state::auth::new_token("");
+            let b =
+                io::broker::start_embedded(app.clone(), &server_secret, stop_rx.clone()).await?;
             for t in &b.gate_tasks {
                 app.health.essential("broker.gate", t.abort_handle());
             }
             tasks.extend(b.gate_tasks);
             Ok(BrokerEnds {
-                target: mqtt::Target {
+                target: io::mqtt::Target {
                     host: b.internal_addr.ip().to_string(),
                     port: b.internal_addr.port(),
                     tls_ca: None,
@@ -597,7 +545,7 @@ async fn connect_broker(
 }
 
 /// The external broker's address, CA and credentials, from `[broker]`.
-fn external_broker(config: &Config) -> anyhow::Result<mqtt::Target> {
+fn external_broker(config: &Config) -> anyhow::Result<io::mqtt::Target> {
     let url = config.broker.url.as_deref().unwrap_or_default();
     let (tls, host, port) =
         config::parse_broker_url(url).with_context(|| format!("broker.url `{url}`"))?;
@@ -618,7 +566,7 @@ fn external_broker(config: &Config) -> anyhow::Result<mqtt::Target> {
             .as_ref()
             .and_then(|v| std::env::var(v).ok())
     });
-    Ok(mqtt::Target {
+    Ok(io::mqtt::Target {
         host,
         port,
         tls_ca,
@@ -628,17 +576,17 @@ fn external_broker(config: &Config) -> anyhow::Result<mqtt::Target> {
     })
 }
 
-/// The ingest tasks ([`mqtt::spawn`]), each essential under its own name.
+/// The ingest tasks ([`io::mqtt::spawn`]), each essential under its own name.
 fn spawn_ingest(
     app: &Arc<App>,
-    target: mqtt::Target,
-    link: Option<broker::IngestLink>,
+    target: io::mqtt::Target,
+    link: Option<io::broker::IngestLink>,
     stop_rx: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) {
     let embedded = link.is_some();
-    let ingest_tasks = mqtt::spawn(app.clone(), target, link, stop_rx.clone());
-    // `mqtt::spawn` returns its tasks in this order (the link reader only when embedded).
+    let ingest_tasks = io::mqtt::spawn(app.clone(), target, link, stop_rx.clone());
+    // `io::mqtt::spawn` returns its tasks in this order (the link reader only when embedded).
     const NAMES: [&str; 7] = [
         "ingest.link",
         "ingest.client",
@@ -668,7 +616,7 @@ async fn spawn_metrics_listener(
         .with_context(|| format!("binding metrics.listen {addr}"))?;
     let bound = l.local_addr()?;
     let mut s = stop_rx.clone();
-    let metrics_router = api::metrics_router(app.clone());
+    let metrics_router = http::api::metrics_router(app.clone());
     let t = tokio::spawn(async move {
         let r = axum::serve(l, metrics_router)
             .with_graceful_shutdown(async move { crate::stopped(&mut s).await })
@@ -694,7 +642,7 @@ fn with_tls(
     let router = match *hsts_max_age_s {
         0 => router,
         age => {
-            let hsts = axum::http::HeaderValue::from_str(&tls::hsts_value(age))?;
+            let hsts = axum::http::HeaderValue::from_str(&base::tls::hsts_value(age))?;
             router.layer(axum::middleware::map_response(
                 move |mut r: axum::response::Response| {
                     let hsts = hsts.clone();
@@ -828,7 +776,7 @@ impl Server {
             let reload = std::future::pending::<Option<()>>();
             tokio::select! {
                 _ = &mut shutdown => return None,
-                Some(()) = reload => reload::on_sighup(&self.app, notifier).await,
+                Some(()) = reload => io::reload::on_sighup(&self.app, notifier).await,
                 _ = check.tick() => {
                     let (_, ended) = self.app.health.ended_tasks();
                     if !ended.is_empty() {

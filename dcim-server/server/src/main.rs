@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use dcim_server::config::{Config, Role};
-use dcim_server::store::UserRecord;
+use dcim_server::storage::store::UserRecord;
 use dcim_service::cli;
 use std::path::PathBuf;
 
@@ -117,8 +117,9 @@ fn read_password() -> anyhow::Result<String> {
 
 fn new_password_hash(config: &Config) -> anyhow::Result<String> {
     let pw = read_password()?;
-    dcim_server::auth::password::check_new(&pw).map_err(|e| anyhow::anyhow!("password: {e}"))?;
-    dcim_server::auth::hash_password(
+    dcim_server::state::auth::password::check_new(&pw)
+        .map_err(|e| anyhow::anyhow!("password: {e}"))?;
+    dcim_server::state::auth::hash_password(
         &pw,
         config.auth.argon2_memory_kib,
         config.auth.argon2_iterations,
@@ -127,7 +128,7 @@ fn new_password_hash(config: &Config) -> anyhow::Result<String> {
 }
 
 async fn audit_cli(
-    store: &dyn dcim_server::store::Store,
+    store: &dyn dcim_server::storage::store::Store,
     action: &str,
     target: &str,
     detail: serde_json::Value,
@@ -142,7 +143,7 @@ async fn audit_cli(
 
 async fn user_command(args: &Args) -> anyhow::Result<()> {
     let config = load_config(args)?;
-    let store = dcim_server::store::open(&config, dcim_clock::Clock::system()).await?;
+    let store = dcim_server::storage::store::open(&config, dcim_clock::Clock::system()).await?;
     let name = opt(args, "name")?;
     let st = store.as_ref();
     match args.words.get(1).map(String::as_str) {
@@ -162,7 +163,7 @@ async fn user_command(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-type DynStore = dyn dcim_server::store::Store;
+type DynStore = dyn dcim_server::storage::store::Store;
 
 async fn user_exists(store: &DynStore, name: &str) -> anyhow::Result<()> {
     anyhow::ensure!(store.get_user(name).await?.is_some(), "no user `{name}`");
@@ -261,10 +262,10 @@ async fn user_token(
             .with_context(|| format!("--days `{d}`: expected 0..=3650 (0: never expires)"))?,
         None => config.auth.token_days,
     };
-    let token = dcim_server::auth::new_token("dcim_");
+    let token = dcim_server::state::auth::new_token("dcim_");
     let now = dcim_clock::now_ms();
     let expires = (days > 0).then(|| now + i64::from(days) * 86_400_000);
-    let hash = dcim_server::auth::token_hash(&token);
+    let hash = dcim_server::state::auth::token_hash(&token);
     store
         .create_token_until(&hash, name, label, now, expires)
         .await?;
@@ -272,7 +273,7 @@ async fn user_token(
         store,
         "token.create",
         name,
-        serde_json::json!({"name": label, "id": &hash[..dcim_server::store::TOKEN_ID_LEN], "expires_ms": expires}),
+        serde_json::json!({"name": label, "id": &hash[..dcim_server::storage::store::TOKEN_ID_LEN], "expires_ms": expires}),
     )
     .await?;
     println!("{token}");
@@ -311,13 +312,13 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
     match args.command() {
         None => {
             let config = load_config(&args)?;
-            dcim_server::run(config, dcim_server::clock::shutdown_signal()).await
+            dcim_server::run(config, dcim_server::base::clock::shutdown_signal()).await
         }
         Some("mosquitto-acl") => {
             let config = load_config(&args)?;
             print!(
                 "{}",
-                dcim_server::mosquitto::acl_file(
+                dcim_server::engine::mosquitto::acl_file(
                     &config,
                     &config
                         .broker
@@ -335,7 +336,8 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
                 .get(1)
                 .context("`backup` needs a file: dcim-server backup FILE")?;
             let config = load_config(&args)?;
-            let c = dcim_server::backup::backup(&config, std::path::Path::new(file)).await?;
+            let c =
+                dcim_server::storage::backup::backup(&config, std::path::Path::new(file)).await?;
             println!(
                 "backup written to {file}: {} bytes, schema version {}, integrity ok",
                 c.bytes, c.schema_version
@@ -349,7 +351,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
                 .context("`restore` needs a file: dcim-server restore FILE")?;
             let config = load_config(&args)?;
             let (c, kept) =
-                dcim_server::backup::restore(&config, std::path::Path::new(file)).await?;
+                dcim_server::storage::backup::restore(&config, std::path::Path::new(file)).await?;
             println!(
                 "restored {file} (schema version {}) into {}",
                 c.schema_version,
@@ -412,7 +414,7 @@ fn check_config(args: &Args) -> i32 {
         problems.push(format!("dc09.link_config {}: {e}", d.link_config.display()));
     }
     for (i, c) in config.notify.channels.iter().enumerate() {
-        if c.kind == dcim_server::notify_io::Kind::Webhook
+        if c.kind == dcim_server::io::notify_io::Kind::Webhook
             && config.notify.enabled
             && let Err(e) = c.webhook_format()
         {

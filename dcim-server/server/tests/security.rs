@@ -916,8 +916,8 @@ async fn big_incident_notes_are_refused_and_a_big_incident_slows_only_itself() {
 /// its REST twin allows; the failed sign-in reaches no viewer, operator or fire authority.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_stream_gives_each_role_only_what_its_rest_twin_allows() {
-    use dcim_server::auth::allows;
     use dcim_server::config::Role;
+    use dcim_server::state::auth::allows;
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = dcim_server::start(config(dir.path())).await.unwrap();
@@ -938,7 +938,7 @@ async fn the_live_stream_gives_each_role_only_what_its_rest_twin_allows() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Every event kind, published as the server publishes it, marked so it can be found.
-    for (event, _, _) in dcim_server::stream_access::EVENTS {
+    for (event, _, _) in dcim_server::state::stream_access::EVENTS {
         server
             .app
             .publish_live(event, &serde_json::json!({"probe": event}));
@@ -959,7 +959,7 @@ async fn the_live_stream_gives_each_role_only_what_its_rest_twin_allows() {
         {
             got.push_str(&String::from_utf8_lossy(&chunk));
         }
-        for (event, twin, access) in dcim_server::stream_access::EVENTS {
+        for (event, twin, access) in dcim_server::state::stream_access::EVENTS {
             let probe = format!("event: {event}\ndata: {{\"probe\":\"{event}\"}}");
             assert_eq!(
                 got.contains(&probe),
@@ -974,7 +974,7 @@ async fn the_live_stream_gives_each_role_only_what_its_rest_twin_allows() {
         );
         println!(
             "stream as {role:?}: {}",
-            dcim_server::stream_access::EVENTS
+            dcim_server::state::stream_access::EVENTS
                 .iter()
                 .filter(|(_, _, a)| allows(role, *a))
                 .map(|(e, _, _)| *e)

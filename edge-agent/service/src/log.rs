@@ -5,7 +5,7 @@
 //! but handled condition (a retry, a refused message, a thinned buffer); `info` lifecycle and
 //! rare state changes (start, stop, a broker connected, a reload); `debug` and `trace` are for
 //! developers and may be heavy. The filter is `RUST_LOG` when set, else the daemon's
-//! configured level (`EnvFilter` syntax: `info,dcim_server::mqtt=debug`).
+//! configured level (`EnvFilter` syntax: `info,dcim_server::io::mqtt=debug`).
 //!
 //! Two formats:
 //! - `text` (default): one line per event for people. ANSI colours only when stderr is a

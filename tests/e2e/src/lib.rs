@@ -115,12 +115,12 @@ impl Api {
 
 /// Creates an admin API token (label `e2e`) in the store of `server`.
 pub async fn admin_token(server: &dcim_server::Server) -> anyhow::Result<String> {
-    let token = dcim_server::auth::new_token("dcim_");
+    let token = dcim_server::state::auth::new_token("dcim_");
     server
         .app
         .store
         .create_token(
-            &dcim_server::auth::token_hash(&token),
+            &dcim_server::state::auth::token_hash(&token),
             "admin",
             "e2e",
             dcim_server::now_ms(),
@@ -309,7 +309,7 @@ impl Harness {
              [[notify.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\n"
         );
         let cfg = dcim_server::config::Config::parse(&text, std::path::Path::new("e2e.toml"))?;
-        dcim_server::notify_io::attach(&self.demo.server.app, &cfg.notify).await?;
+        dcim_server::io::notify_io::attach(&self.demo.server.app, &cfg.notify).await?;
         Ok(rx)
     }
 }

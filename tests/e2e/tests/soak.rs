@@ -673,7 +673,7 @@ fn start_center_broker(
     port: u16,
 ) -> anyhow::Result<(Mosquitto, PathBuf)> {
     let parsed = dcim_server::config::Config::load(server_conf)?;
-    let mut acl = dcim_server::mosquitto::acl_file(&parsed, SERVER_USER);
+    let mut acl = dcim_server::engine::mosquitto::acl_file(&parsed, SERVER_USER);
     acl.push_str(&format!("\nuser {OBSERVER}\ntopic read dcim/v1/#\n"));
     std::fs::write(root.join("acl"), acl)?;
     let pw = root.join("passwd");
@@ -716,11 +716,11 @@ fn start_center_broker(
 
 /// An API token, written into the store before the server starts.
 async fn create_api_token(data_dir: &Path) -> anyhow::Result<String> {
-    use dcim_server::store::Store;
-    let token = dcim_server::auth::new_token("dcim_");
-    let store = dcim_server::store::SqliteStore::open(data_dir).await?;
+    use dcim_server::storage::store::Store;
+    let token = dcim_server::state::auth::new_token("dcim_");
+    let store = dcim_server::storage::store::SqliteStore::open(data_dir).await?;
     store
-        .create_user(&dcim_server::store::UserRecord {
+        .create_user(&dcim_server::storage::store::UserRecord {
             name: "soak".into(),
             role: "admin".into(),
             password_hash: "!".into(),
@@ -730,7 +730,7 @@ async fn create_api_token(data_dir: &Path) -> anyhow::Result<String> {
         .await?;
     store
         .create_token(
-            &dcim_server::auth::token_hash(&token),
+            &dcim_server::state::auth::token_hash(&token),
             "soak",
             "soak",
             unix_ms(),
@@ -990,15 +990,15 @@ async fn check_every_event_and_batch(
     soak: &Soak,
     last: &BTreeMap<String, dcim_spool::Stats>,
 ) -> anyhow::Result<Totals> {
-    use dcim_server::store::Store;
-    let store = dcim_server::store::SqliteStore::open(&soak.data_dir).await?;
+    use dcim_server::storage::store::Store;
+    let store = dcim_server::storage::store::SqliteStore::open(&soak.data_dir).await?;
     let marks: HashMap<(String, String), i64> = store
         .stream_seqs()
         .await?
         .into_iter()
         .map(|(a, _epoch, s, q)| ((a, s), q))
         .collect();
-    let stored_agents: HashMap<String, dcim_server::store::AgentRecord> = store
+    let stored_agents: HashMap<String, dcim_server::storage::store::AgentRecord> = store
         .list_agents()
         .await?
         .into_iter()
@@ -1021,7 +1021,7 @@ async fn check_every_event_and_batch(
         let last_batch = st.next_seq[1] - 1;
         assert_eq!(st.pending, [0, 0], "{agent}: spool drained: {st:?}");
         let mut events = store
-            .list_events(&dcim_server::store::EventQuery {
+            .list_events(&dcim_server::storage::store::EventQuery {
                 agent: Some(agent.clone()),
                 limit: i64::MAX,
                 ..Default::default()
@@ -1093,8 +1093,8 @@ async fn check_every_event_and_batch(
 
 /// The database survived the SIGKILL intact.
 async fn check_database_integrity(data_dir: &Path) -> anyhow::Result<()> {
-    let opts =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(dcim_server::store::db_path(data_dir));
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dcim_server::storage::store::db_path(data_dir));
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts).await?;
     let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
         .fetch_one(&mut conn)

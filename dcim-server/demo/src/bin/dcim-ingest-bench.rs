@@ -231,10 +231,15 @@ async fn main() -> anyhow::Result<()> {
 /// Subscribes to the server's alarm stream with an admin token; the probes' waiters are
 /// answered from it.
 async fn watch_alarms(server: &dcim_server::Server) -> anyhow::Result<Waiters> {
-    let token = dcim_server::auth::new_token("dcim_");
+    let token = dcim_server::state::auth::new_token("dcim_");
     let store = &server.app.store;
     store
-        .create_token(&dcim_server::auth::token_hash(&token), "admin", "bench", 0)
+        .create_token(
+            &dcim_server::state::auth::token_hash(&token),
+            "admin",
+            "bench",
+            0,
+        )
         .await?;
     let http = reqwest::Client::new();
     let resp = http
@@ -273,7 +278,7 @@ async fn run_load(
     o: &Opts,
     port: u16,
     waiters: &Waiters,
-    m: &dcim_server::metrics::Metrics,
+    m: &dcim_server::base::metrics::Metrics,
 ) -> anyhow::Result<Load> {
     let running = Arc::new(AtomicBool::new(true));
     let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -317,7 +322,11 @@ async fn run_load(
 
 /// Waits until everything acknowledged was taken in (bounded, 60 s); returns the samples taken
 /// in, the probes' own `probe_samples` left out.
-async fn wait_taken_in(m: &dcim_server::metrics::Metrics, load: &Load, probe_samples: u64) -> u64 {
+async fn wait_taken_in(
+    m: &dcim_server::base::metrics::Metrics,
+    load: &Load,
+    probe_samples: u64,
+) -> u64 {
     let (sent, t0) = (load.sent, load.t0);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = 0;
@@ -341,7 +350,7 @@ async fn wait_taken_in(m: &dcim_server::metrics::Metrics, load: &Load, probe_sam
 }
 
 /// Prints the ingest line; returns the broker messages skipped.
-fn print_ingest(m: &dcim_server::metrics::Metrics, load: &Load, accepted: u64) -> u64 {
+fn print_ingest(m: &dcim_server::base::metrics::Metrics, load: &Load, accepted: u64) -> u64 {
     let Load {
         sent,
         during,
@@ -386,8 +395,8 @@ fn bench_config(o: &Opts, dir: &std::path::Path) -> anyhow::Result<Config> {
     config.auth.argon2_memory_kib = 64;
     config.auth.argon2_iterations = 1;
     if let Some(url) = &o.store_url {
-        config.store = dcim_server::store::StoreConfig {
-            backend: dcim_server::store::StoreBackend::Postgres,
+        config.store = dcim_server::storage::store::StoreConfig {
+            backend: dcim_server::storage::store::StoreBackend::Postgres,
             urls: vec![url.clone()],
             ..Default::default()
         };

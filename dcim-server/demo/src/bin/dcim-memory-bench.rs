@@ -20,8 +20,8 @@
 //! SQLite and the SSE stream.
 
 use dcim_points::{Quality, ROLES, Role, Sample, Value};
-use dcim_server::facility::Facility;
-use dcim_server::ingest::{self, Ingest, Outcome};
+use dcim_server::engine::facility::Facility;
+use dcim_server::engine::ingest::{self, Ingest, Outcome};
 use std::time::Instant;
 
 fn rss_kib() -> u64 {

@@ -214,11 +214,16 @@ async fn measure(racks: usize, repeat: usize) -> anyhow::Result<()> {
     let t = Instant::now();
     let server = dcim_server::start(config).await?;
     let start_ms = ms(t.elapsed());
-    let token = dcim_server::auth::new_token("dcim_");
+    let token = dcim_server::state::auth::new_token("dcim_");
     server
         .app
         .store
-        .create_token(&dcim_server::auth::token_hash(&token), "admin", "bench", 0)
+        .create_token(
+            &dcim_server::state::auth::token_hash(&token),
+            "admin",
+            "bench",
+            0,
+        )
         .await?;
     let now = dcim_server::now_ms();
     let samples = dcim_site::fixture::healthy_samples(&site, now);

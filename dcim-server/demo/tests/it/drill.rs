@@ -7,7 +7,7 @@
 
 use dcim_test_support::sia;
 
-use dcim_server::dc09::Dc09Config;
+use dcim_server::io::dc09::Dc09Config;
 use std::time::Duration;
 
 fn link_named(port: u16, name: &str) -> dc09_link::LinkConfig {
@@ -19,14 +19,14 @@ fn link_named(port: u16, name: &str) -> dc09_link::LinkConfig {
 /// reports a step that never acted on the facility).
 #[test]
 fn the_simulator_grammar_checks_sim_steps() {
-    let e = dcim_server::drill::Scenario::parse(
+    let e = dcim_server::io::drill::Scenario::parse(
         "name='x'\nduration_s=5\n[[step]]\nat_s=1\nsim='boil it'\n",
         "d.toml",
         &dcim_demo::drill::check_sim,
     )
     .unwrap_err();
     assert!(e.starts_with("d.toml:3: step[0].sim"), "{e}");
-    dcim_server::drill::Scenario::parse(
+    dcim_server::io::drill::Scenario::parse(
         "name='x'\nduration_s=5\n[[step]]\nat_s=1\nsim='heat bms-z2 1200'\n",
         "d.toml",
         &dcim_demo::drill::check_sim,
@@ -58,7 +58,7 @@ async fn battery_room_fire_drill_reports_and_tags_everything_as_test() {
     let demo = dcim_demo::demo::start(opts).await.unwrap();
     let app = demo.server.app.clone();
     assert!(
-        dcim_server::drill::wait_agents_online(&app, Duration::from_secs(15))
+        dcim_server::io::drill::wait_agents_online(&app, Duration::from_secs(15))
             .await
             .unwrap(),
         "the demo agent came online"

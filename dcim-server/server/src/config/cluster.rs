@@ -1,6 +1,6 @@
 //! `[cluster]`: this replica, its lease timing and the witness (etcd) of a multi-site deployment.
 
-use crate::leader::Timing;
+use crate::base::leader::Timing;
 use serde::{Deserialize, Serialize};
 
 /// `[cluster]` in the server configuration.

@@ -192,7 +192,7 @@ impl Default for Config {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// `tracing` filter (`info`, `warn`, `info,dcim_server::mqtt=debug`); `RUST_LOG` overrides.
+    /// `tracing` filter (`info`, `warn`, `info,dcim_server::io::mqtt=debug`); `RUST_LOG` overrides.
     pub level: String,
     /// `text` (for people; colours only on a terminal) or `json` (one object per line, for
     /// Loki or Vector); `DCIM_LOG_FORMAT` overrides.
@@ -727,7 +727,7 @@ impl Config {
     /// Loads the TLS files named in `[http.tls]` and `[broker.tls]`, so that a missing,
     /// unreadable or invalid PEM file is reported at start with the line of its field in `text`.
     pub fn check_tls_files(&self, text: &str) -> Result<(), ConfigError> {
-        let err = |section: &str, e: crate::tls::TlsFileError| {
+        let err = |section: &str, e: crate::base::tls::TlsFileError| {
             let field = format!("{section}.{}", e.field);
             let message = format!("`{}`: {}", e.path.display(), e.message);
             let path: Vec<&str> = field.split('.').collect();
@@ -742,10 +742,10 @@ impl Config {
             }
         };
         if let Some(t) = &self.http.tls {
-            crate::tls::server_config(t.files(), &[]).map_err(|e| err("http.tls", e))?;
+            crate::base::tls::server_config(t.files(), &[]).map_err(|e| err("http.tls", e))?;
         }
         if let Some(t) = &self.broker.tls {
-            crate::tls::server_config(t.files(), &[]).map_err(|e| err("broker.tls", e))?;
+            crate::base::tls::server_config(t.files(), &[]).map_err(|e| err("broker.tls", e))?;
         }
         Ok(())
     }
@@ -1016,8 +1016,8 @@ impl Config {
 }
 
 impl HttpTlsConfig {
-    pub fn files(&self) -> crate::tls::TlsFiles<'_> {
-        crate::tls::TlsFiles {
+    pub fn files(&self) -> crate::base::tls::TlsFiles<'_> {
+        crate::base::tls::TlsFiles {
             cert_file: &self.cert_file,
             key_file: &self.key_file,
             client_ca_file: self.client_ca_file.as_deref(),
@@ -1026,8 +1026,8 @@ impl HttpTlsConfig {
 }
 
 impl BrokerTlsConfig {
-    pub fn files(&self) -> crate::tls::TlsFiles<'_> {
-        crate::tls::TlsFiles {
+    pub fn files(&self) -> crate::base::tls::TlsFiles<'_> {
+        crate::base::tls::TlsFiles {
             cert_file: &self.cert_file,
             key_file: &self.key_file,
             client_ca_file: self.client_ca_file.as_deref(),

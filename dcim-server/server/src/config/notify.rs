@@ -86,7 +86,7 @@ pub struct ChannelConfig {
     /// mqtt (`mqtts://`) and email (`smtp+starttls://`, `smtps://`): CA certificate (PEM)
     /// trusted instead of the system roots.
     pub ca_file: Option<PathBuf>,
-    /// webhook: the body's format (`crate::notify_templates`): `json` (default), `slack`,
+    /// webhook: the body's format (`crate::base::notify_templates`): `json` (default), `slack`,
     /// `teams`, `kakaowork`, `pagerduty` or `custom` (with `template`).
     pub format: Option<String>,
     /// webhook, `format = "custom"`: the JSON body with `{{placeholders}}`.
@@ -99,8 +99,8 @@ pub struct ChannelConfig {
 
 impl ChannelConfig {
     /// The webhook body format, with its secret read (`routing_key_env`) for PagerDuty.
-    pub fn webhook_format(&self) -> Result<crate::notify_templates::Format, String> {
-        use crate::notify_templates::Format;
+    pub fn webhook_format(&self) -> Result<crate::base::notify_templates::Format, String> {
+        use crate::base::notify_templates::Format;
         Ok(match self.format.as_deref().unwrap_or("json") {
             "json" => Format::Json,
             "slack" => Format::Slack,
@@ -120,7 +120,7 @@ impl ChannelConfig {
             other => {
                 return Err(format!(
                     "`{other}`: expected {}",
-                    crate::notify_templates::FORMATS
+                    crate::base::notify_templates::FORMATS
                 ));
             }
         })
@@ -380,12 +380,12 @@ fn validate_webhook(i: usize, c: &ChannelConfig) -> Result<(), (String, String)>
             let Some(t) = &c.template else {
                 return err(f("template"), "format = \"custom\" needs `template`");
             };
-            let fmt = crate::notify_templates::Format::Custom {
+            let fmt = crate::base::notify_templates::Format::Custom {
                 template: t.clone(),
             };
-            if let Err(e) = crate::notify_templates::render(
+            if let Err(e) = crate::base::notify_templates::render(
                 &fmt,
-                &crate::notify_templates::sample_delivery(),
+                &crate::base::notify_templates::sample_delivery(),
                 &c.name,
                 0,
             ) {
@@ -395,7 +395,10 @@ fn validate_webhook(i: usize, c: &ChannelConfig) -> Result<(), (String, String)>
         other => {
             return err(
                 f("format"),
-                &format!("`{other}`: expected {}", crate::notify_templates::FORMATS),
+                &format!(
+                    "`{other}`: expected {}",
+                    crate::base::notify_templates::FORMATS
+                ),
             );
         }
     }

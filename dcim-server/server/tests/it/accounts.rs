@@ -229,12 +229,12 @@ async fn passwords_users_and_tokens_can_be_changed_disabled_revoked_and_expire()
         me(&client, &base, ("bearer", &token)).await,
         StatusCode::UNAUTHORIZED
     );
-    let old = dcim_server::auth::new_token("dcim_");
+    let old = dcim_server::state::auth::new_token("dcim_");
     server
         .app
         .store
         .create_token_until(
-            &dcim_server::auth::token_hash(&old),
+            &dcim_server::state::auth::token_hash(&old),
             "u2",
             "old",
             0,
@@ -327,7 +327,7 @@ async fn the_bootstrap_password_is_never_logged_and_the_data_is_private() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&file), 0o600);
     assert_eq!(mode(&data), 0o700);
-    assert_eq!(mode(&dcim_server::store::db_path(&data)), 0o600);
+    assert_eq!(mode(&dcim_server::storage::store::db_path(&data)), 0o600);
     assert!(sign_in(&client, &base, "admin", &pw).await.is_ok());
     let _ = child.kill();
     let _ = child.wait();

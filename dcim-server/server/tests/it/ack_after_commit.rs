@@ -19,7 +19,7 @@ use std::time::Duration;
 const EVENTS_TOPIC: &str = "dcim/v1/s1/a1/events";
 
 async fn db(dir: &Path) -> SqliteConnection {
-    let path = dcim_server::store::db_path(dir);
+    let path = dcim_server::storage::store::db_path(dir);
     let opts = SqliteConnectOptions::new()
         .filename(path)
         .busy_timeout(Duration::from_secs(10));

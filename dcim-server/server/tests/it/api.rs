@@ -2,9 +2,9 @@
 
 use crate::common;
 use common::*;
-use dcim_server::api::ROUTES;
-use dcim_server::auth::{Access, allows};
 use dcim_server::config::Role;
+use dcim_server::http::api::ROUTES;
+use dcim_server::state::auth::{Access, allows};
 use reqwest::StatusCode;
 use std::time::Duration;
 
@@ -299,7 +299,7 @@ async fn cookie_writes_need_the_csrf_token_and_a_same_origin() {
 
 #[tokio::test]
 async fn openapi_lists_every_route() {
-    let doc = dcim_server::api::openapi_doc();
+    let doc = dcim_server::http::api::openapi_doc();
     assert_eq!(doc["openapi"], "3.0.3");
     for rt in ROUTES {
         assert!(

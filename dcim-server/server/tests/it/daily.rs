@@ -204,10 +204,10 @@ async fn pue_is_computed_on_the_server_never_from_a_partial_sum_and_energy_survi
     );
     assert_eq!(p["now"]["it_meters"], 300);
     // Two observations a second apart, stored.
-    dcim_server::energy_io::sample_once(&server.app).await;
+    dcim_server::io::energy_io::sample_once(&server.app).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    dcim_server::energy_io::sample_once(&server.app).await;
-    dcim_server::energy_io::flush(&server.app).await;
+    dcim_server::io::energy_io::sample_once(&server.app).await;
+    dcim_server::io::energy_io::flush(&server.app).await;
     let r = get_json(
         &client,
         &format!("{base}/api/energy/report?offset_min=540"),

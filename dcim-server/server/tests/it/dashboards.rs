@@ -266,7 +266,7 @@ fn flux_queries_read_what_the_server_writes() {
 fn promql_queries_read_what_victoria_metrics_stores() {
     let (measurement, tags, fields) = written("feed.power_kw", dcim_points::Value::Number(1.0));
     assert!(fields.contains("value"));
-    let series = dcim_server::tsdb::query::series_name(&measurement);
+    let series = dcim_server::storage::tsdb::query::series_name(&measurement);
     let mut roles_seen = BTreeSet::new();
     for (name, title, q, vars) in queries("json", "expr") {
         let at = format!("{name} `{title}`");

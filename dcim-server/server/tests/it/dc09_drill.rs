@@ -11,7 +11,7 @@ use crate::common;
 use dcim_test_support::sia;
 
 use common::*;
-use dcim_server::dc09::{Dc09Config, ZoneConfig};
+use dcim_server::io::dc09::{Dc09Config, ZoneConfig};
 use std::time::Duration;
 
 fn link(port: u16) -> dc09_link::LinkConfig {
@@ -241,11 +241,11 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
         c
     };
     let server = dcim_server::start(config()).await.unwrap();
-    let d = dcim_server::drill::begin(&server.app, "restart check", 60_000)
+    let d = dcim_server::io::drill::begin(&server.app, "restart check", 60_000)
         .await
         .unwrap();
     assert!(
-        dcim_server::drill::begin(&server.app, "second", 60_000)
+        dcim_server::io::drill::begin(&server.app, "second", 60_000)
             .await
             .is_err(),
         "one drill at a time"
@@ -272,7 +272,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
         assert!(!ch.records.is_empty());
         app.commit_changes(&f, &ch, None).await.unwrap();
     }
-    let ended = dcim_server::drill::end(&app).await.unwrap().unwrap();
+    let ended = dcim_server::io::drill::end(&app).await.unwrap().unwrap();
     assert_eq!(ended.id, d.id);
     {
         let mut f = app.facility.lock().await;
@@ -318,7 +318,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
             dcim_server::now_ms(),
         )
         .unwrap();
-    let refused = dcim_server::drill::begin(&server.app, "under control", 60_000)
+    let refused = dcim_server::io::drill::begin(&server.app, "under control", 60_000)
         .await
         .unwrap_err();
     assert!(

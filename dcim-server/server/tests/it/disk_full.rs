@@ -471,8 +471,12 @@ fn http_client() -> reqwest::Client {
 
 /// Writes the store as the server does (transactions of alarm documents and journal rows, and
 /// plain statements) until the disk refuses them.
-async fn write_some(s: &dcim_server::store::SqliteStore, n: usize, tag: &str) -> (usize, usize) {
-    use dcim_server::store::{Batch, DocRecord, Store};
+async fn write_some(
+    s: &dcim_server::storage::store::SqliteStore,
+    n: usize,
+    tag: &str,
+) -> (usize, usize) {
+    use dcim_server::storage::store::{Batch, DocRecord, Store};
     let (mut ok, mut failed) = (0, 0);
     for i in 0..n {
         let mut b = Batch::default();
@@ -526,7 +530,9 @@ async fn the_store_recovers_within_seconds_once_space_returns() {
     let Some(_tmpfs) = Tmpfs::mount_or_skip(&mnt, "2m", "the data directory") else {
         return;
     };
-    let s = dcim_server::store::SqliteStore::open(&mnt).await.unwrap();
+    let s = dcim_server::storage::store::SqliteStore::open(&mnt)
+        .await
+        .unwrap();
     let (ok, _) = write_some(&s, 5, "before").await;
     assert_eq!(ok, 5);
     fill(&mnt);

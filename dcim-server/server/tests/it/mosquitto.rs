@@ -98,7 +98,11 @@ async fn mosquitto_with_the_generated_acl_refuses_an_agent_publishing_as_another
             .args([u, p]));
     }
     let acl = d.join("acl");
-    std::fs::write(&acl, dcim_server::mosquitto::acl_file(&cfg, "dcim-server")).unwrap();
+    std::fs::write(
+        &acl,
+        dcim_server::engine::mosquitto::acl_file(&cfg, "dcim-server"),
+    )
+    .unwrap();
     let conf = d.join("mosquitto.conf");
     std::fs::write(
         &conf,

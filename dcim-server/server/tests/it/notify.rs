@@ -41,7 +41,7 @@ async fn webhook() -> (
                     .map(str::to_owned);
                 assert_eq!(
                     sig.as_deref(),
-                    Some(dcim_server::notify_io::sign(SECRET.as_bytes(), &body).as_str()),
+                    Some(dcim_server::io::notify_io::sign(SECRET.as_bytes(), &body).as_str()),
                     "signature over the body"
                 );
                 let _ = tx.send((sig, serde_json::from_slice(&body).unwrap()));

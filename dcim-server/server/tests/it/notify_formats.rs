@@ -374,7 +374,7 @@ template = '{{"summary": "{{{{subject}}}}", "alarm": "{{{{alarm}}}}", "grade": {
     assert!(at.ends_with('Z') && at.len() == 24, "{at}");
     assert_eq!(
         custom.signature.as_deref(),
-        Some(dcim_server::notify_io::sign(SECRET.as_bytes(), &custom.raw).as_str()),
+        Some(dcim_server::io::notify_io::sign(SECRET.as_bytes(), &custom.raw).as_str()),
         "the custom body is signed with the channel's secret"
     );
     assert!(

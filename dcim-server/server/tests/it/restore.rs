@@ -133,7 +133,7 @@ async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
 #[test]
 fn restored_redundancy_alarm_waits_for_the_data_instead_of_clearing() {
     use dcim_alarms::Action;
-    use dcim_server::facility::Facility;
+    use dcim_server::engine::facility::Facility;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../site/sites/demo.toml");
     let site = dcim_site::Site::load(&path).unwrap();
     let now = 1_700_000_000_000;

@@ -200,7 +200,7 @@ fn the_register_map_enum_is_the_table_keys() {
 #[test]
 fn the_dc09_mapping_covers_every_stage_by_its_key() {
     for row in STAGE_TABLE.iter().skip(1) {
-        let kind = dcim_server::dc09::stage_kind(row.stage).expect("every stage is sent");
+        let kind = dcim_server::io::dc09::stage_kind(row.stage).expect("every stage is sent");
         let key = row.key.replace('_', "");
         assert!(
             kind.name().starts_with(&format!("fire.{key}")),
@@ -209,6 +209,6 @@ fn the_dc09_mapping_covers_every_stage_by_its_key() {
             kind.name()
         );
     }
-    assert!(dcim_server::dc09::stage_kind(Stage::Normal).is_none());
-    assert_eq!(dcim_server::dc09::stage_kinds(4.0).len(), 4);
+    assert!(dcim_server::io::dc09::stage_kind(Stage::Normal).is_none());
+    assert_eq!(dcim_server::io::dc09::stage_kinds(4.0).len(), 4);
 }

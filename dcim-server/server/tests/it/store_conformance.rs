@@ -9,7 +9,7 @@
 use crate::common;
 
 use common::pg::{PgServer, skip_or_fail};
-use dcim_server::store::{
+use dcim_server::storage::store::{
     self, Batch, DocRecord, EventQuery, EventRecord, Fence, PgStore, SessionRecord, SqliteStore,
     Store, StoreBackend, StoreConfig, UserRecord,
 };
@@ -307,7 +307,7 @@ async fn incidents_round_trip_one_document_each(open: Open) {
     use dcim_alarms::{IncidentConfig, Incidents};
     let s = open().await;
     assert!(
-        dcim_server::incident_store::load(s.as_ref())
+        dcim_server::storage::incident_store::load(s.as_ref())
             .await
             .unwrap()
             .is_none()
@@ -316,12 +316,12 @@ async fn incidents_round_trip_one_document_each(open: Open) {
     let a = inc.open("smoke in hall 2", 2, "op", 1_000).unwrap();
     let b = inc.open("breaker trip", 3, "op", 2_000).unwrap();
     let batch = Batch {
-        docs: dcim_server::incident_store::docs(&inc, [a, b], 3_000).unwrap(),
+        docs: dcim_server::storage::incident_store::docs(&inc, [a, b], 3_000).unwrap(),
         ..Default::default()
     };
     s.commit_batch(&batch).await.unwrap();
     let other = open().await;
-    let back = dcim_server::incident_store::load(other.as_ref())
+    let back = dcim_server::storage::incident_store::load(other.as_ref())
         .await
         .unwrap()
         .unwrap();

@@ -70,7 +70,7 @@ fn client_tls(ca: &Path, client: Option<(PathBuf, PathBuf)>) -> rustls::ClientCo
     // root, an optional client certificate); the agent's own `uplink::tls_config` is tested
     // against a TLS broker in edge-agent/agent/tests/it/tls_auth.rs. The server links no agent.
     let mut roots = rustls::RootCertStore::empty();
-    for c in dcim_server::tls::read_certs("ca_file", ca).unwrap() {
+    for c in dcim_server::base::tls::read_certs("ca_file", ca).unwrap() {
         roots.add(c).unwrap();
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -83,8 +83,8 @@ fn client_tls(ca: &Path, client: Option<(PathBuf, PathBuf)>) -> rustls::ClientCo
         None => builder.with_no_client_auth(),
         Some((cert, key)) => builder
             .with_client_auth_cert(
-                dcim_server::tls::read_certs("cert_file", &cert).unwrap(),
-                dcim_server::tls::read_key("key_file", &key).unwrap(),
+                dcim_server::base::tls::read_certs("cert_file", &cert).unwrap(),
+                dcim_server::base::tls::read_key("key_file", &key).unwrap(),
             )
             .unwrap(),
     }

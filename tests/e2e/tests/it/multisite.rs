@@ -48,7 +48,7 @@ use anyhow::{Context, bail, ensure};
 use dcim_e2e::Api;
 use dcim_edge_agent::Agent;
 use dcim_points::{Quality, Role, Sample, Value};
-use dcim_server::store::{PgStore, Store, StoreBackend, StoreConfig, UserRecord};
+use dcim_server::storage::store::{PgStore, Store, StoreBackend, StoreConfig, UserRecord};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::CommandExt;
@@ -743,7 +743,7 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
                 .create_user(&UserRecord {
                     name: "op".into(),
                     role: "operator".into(),
-                    password_hash: dcim_server::auth::hash_password("op-password-1", 64, 1)
+                    password_hash: dcim_server::state::auth::hash_password("op-password-1", 64, 1)
                         .map_err(|e| anyhow::anyhow!("{e}"))?,
                     created_ms: dcim_server::now_ms(),
                     disabled: false,
@@ -751,7 +751,7 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
                 .await?;
             store
                 .create_token(
-                    &dcim_server::auth::token_hash("dcim_multisite_op_token"),
+                    &dcim_server::state::auth::token_hash("dcim_multisite_op_token"),
                     "op",
                     "multisite",
                     dcim_server::now_ms(),

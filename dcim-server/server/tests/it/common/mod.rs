@@ -15,8 +15,8 @@
 pub mod pg;
 
 use dcim_server::config::{AgentConfig, Config, Role};
-use dcim_server::store::UserRecord;
-use dcim_server::{Server, auth};
+use dcim_server::storage::store::UserRecord;
+use dcim_server::{Server, state::auth};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::path::Path;
 use std::time::Duration;
