@@ -6,18 +6,21 @@
 //!
 //! # Lock order
 //!
-//! Locks are taken in this order, never the other way round: `authority` (tokio) →
-//! `windows` (tokio) → `facility` (tokio; held while a change is committed, so snapshots are
-//! stored in the order they were made) → the std mutexes (`ingest`, `energy`, `unjournaled`,
-//! `drill`), which are never held across an `.await`.
+//! Locks are taken in this order, never the other way round: `control.authority` (tokio) →
+//! `control.windows` (tokio) → `plant.facility` (tokio; held while a change is committed, so
+//! snapshots are stored in the order they were made) → the std mutexes (`intake.ingest`,
+//! `energy`, `plant.unjournaled`, `control.drill`), which are never held across an `.await`.
+//! Each handle's module repeats the part of this order that concerns its own locks.
 
+use crate::base::{metrics, observe};
 use crate::config::Config;
+use crate::engine::{energy, facility};
+use crate::state::control::Control;
+use crate::state::intake::Intake;
+use crate::state::plant::Plant;
+use crate::state::{cluster, health, security, stream_access};
 use crate::storage::store::{self, Store};
-use crate::{
-    base::metrics, base::observe, engine::authority, engine::energy, engine::facility,
-    engine::ingest, engine::maint_windows, state::cluster, state::health, state::security,
-    state::stream_access, storage::drill_plan, storage::incident_store,
-};
+use crate::storage::{drill_plan, incident_store};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, watch};
 
@@ -29,46 +32,26 @@ pub struct LiveMsg {
     pub data: Arc<String>,
 }
 
-/// Shared state of a running server.
+/// Shared state of a running server: the services every shell uses (clock, configuration,
+/// store, live stream, metrics, health) and one handle per subsystem ([`Plant`], [`Control`],
+/// [`Intake`]), each of which documents its own locks.
 pub struct App {
     /// Where the shells read the time (`now_ms`); the system clock outside tests.
     pub clock: dcim_clock::Clock,
     pub config: Config,
     pub store: Arc<dyn Store>,
-    pub ingest: Mutex<ingest::Ingest>,
     pub live: broadcast::Sender<LiveMsg>,
     pub metrics: Arc<metrics::Metrics>,
-    pub influx: Option<crate::storage::tsdb::influx::InfluxHandle>,
     /// Becomes true when the server stops (ends SSE streams).
     pub stopping: watch::Receiver<bool>,
-    /// Site model, redundancy engine, alarm engine and incidents. A tokio mutex: it is held
-    /// while a change is committed, so that snapshots are stored in the order they were made.
-    pub facility: tokio::sync::Mutex<facility::Facility>,
-    /// The broker client (set once the ingest starts), used to send commands to agents.
-    pub mqtt: std::sync::OnceLock<rumqttc::AsyncClient>,
-    /// The notifier's queue (set when `[notify]` is enabled): alarm records after commit.
-    pub notify: std::sync::OnceLock<tokio::sync::mpsc::Sender<Vec<dcim_alarms::Record>>>,
-    /// A commit of alarm changes failed: the next one rewrites every alarm's row.
-    pub alarms_resync: std::sync::atomic::AtomicBool,
-    /// Alarm records of a commit that failed (disk full, ...): journalled, notified and streamed
-    /// with the next commit, which the ticker attempts every second.
-    pub unjournaled: std::sync::Mutex<Vec<dcim_alarms::Record>>,
-    /// Authority control (the fire authority in command). A tokio mutex: write routes hold it
-    /// while they act (see `api_authority::guard`); taken before the facility lock.
-    pub authority: tokio::sync::Mutex<authority::Authority>,
-    /// The server's DC-09 transmitter for site-level events, when `[dc09]` is configured.
-    pub dc09: std::sync::OnceLock<Arc<crate::state::dc09_tx::Dc09>>,
-    /// The drill in progress: alarm records, incidents and DC-09 messages are tagged as test.
-    pub drill: std::sync::RwLock<Option<drill_plan::ActiveDrill>>,
-    /// The ingest's bulk lane takes this for reading around each telemetry batch; holding it
-    /// for writing pauses that lane alone (tests and benchmarks use it to build a telemetry
-    /// backlog and check that the priority lane does not wait for it).
-    pub bulk_pause: tokio::sync::RwLock<()>,
+    /// The site model and its engines, and what their commits leave behind.
+    pub plant: Plant,
+    /// Authority control, maintenance windows, the drill in progress, the DC-09 transmitter.
+    pub control: Control,
+    /// The ingest table, the broker client, the bulk lane's pause and the time-series writer.
+    pub intake: Intake,
     /// Energy integrated from the facility and IT power (`api_energy`).
     pub energy: Mutex<energy::EnergyMeter>,
-    /// Maintenance windows scheduled in advance (`api_windows`). A tokio mutex, taken after
-    /// the authority lock and before the facility lock.
-    pub windows: tokio::sync::Mutex<maint_windows::Schedule>,
     /// Histograms and run-time observations behind `/metrics` (`observe`).
     pub ops: Arc<observe::Ops>,
     /// Essential tasks and beats behind `/health` and the systemd watchdog (`health`).
@@ -92,7 +75,7 @@ impl App {
     /// The id of the drill in progress, if any (an expired drill is not in progress).
     pub fn active_drill_id(&self) -> Option<String> {
         let now = self.now_ms();
-        self.drill.read().ok().and_then(|d| {
+        self.control.drill.read().ok().and_then(|d| {
             d.as_ref()
                 .filter(|d| d.is_active_at(now))
                 .map(|d| d.id.clone())
@@ -157,14 +140,19 @@ impl App {
         let ids = match committed {
             Ok(ids) => ids,
             Err(e) => {
-                self.alarms_resync
+                self.plant
+                    .alarms_resync
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 // Not journalled, notified nor streamed yet: the next commit carries them.
-                *self.unjournaled.lock().expect("unjournaled lock") = records;
+                *self.plant.unjournaled.lock().expect("unjournaled lock") = records;
                 return Err(e.into());
             }
         };
-        self.unjournaled.lock().expect("unjournaled lock").clear();
+        self.plant
+            .unjournaled
+            .lock()
+            .expect("unjournaled lock")
+            .clear();
         self.announce_committed(changes, &records, &ids, audit.as_ref(), now);
         Ok(())
     }
@@ -172,7 +160,7 @@ impl App {
     /// The records to journal: those whose commit failed earlier first, in their order
     /// (callers hold the facility lock, so commits do not interleave), then this step's.
     fn pending_records(&self, changes: &facility::Changes) -> Vec<dcim_alarms::Record> {
-        let carried = self.unjournaled.lock().expect("unjournaled lock");
+        let carried = self.plant.unjournaled.lock().expect("unjournaled lock");
         carried
             .iter()
             .chain(changes.records.iter())
@@ -229,6 +217,7 @@ impl App {
         now: i64,
     ) -> anyhow::Result<()> {
         if self
+            .plant
             .alarms_resync
             .swap(false, std::sync::atomic::Ordering::Relaxed)
         {
@@ -276,7 +265,7 @@ impl App {
             observe::observe_alarm_commit(&self.ops);
         }
         if !records.is_empty()
-            && let Some(tx) = self.notify.get()
+            && let Some(tx) = self.plant.notify.get()
             && tx.try_send(records.to_vec()).is_err()
         {
             metrics::inc(&self.metrics.notify_queue_dropped_total, 1);
@@ -286,7 +275,7 @@ impl App {
             );
         }
         if !records.is_empty()
-            && let Some(d) = self.dc09.get()
+            && let Some(d) = self.control.dc09.get()
         {
             d.wake();
         }
@@ -389,7 +378,7 @@ impl App {
         } else {
             tracing::warn!("disk space is back: {}", change.detail);
         }
-        let mut f = self.facility.lock().await;
+        let mut f = self.plant.facility.lock().await;
         let changes = f.trouble(
             "disk_full",
             "database",

@@ -364,22 +364,13 @@ async fn build_app(
     Ok(App {
         config: config.clone(),
         store,
-        ingest: Mutex::new(ingest),
         live,
         metrics,
-        influx,
         stopping: stop_rx.clone(),
-        facility: tokio::sync::Mutex::new(facility),
-        mqtt: std::sync::OnceLock::new(),
-        notify: std::sync::OnceLock::new(),
-        alarms_resync: std::sync::atomic::AtomicBool::new(false),
-        unjournaled: std::sync::Mutex::new(Vec::new()),
-        authority: tokio::sync::Mutex::new(authority_state),
-        dc09: std::sync::OnceLock::new(),
-        drill: std::sync::RwLock::new(drill_state),
-        bulk_pause: tokio::sync::RwLock::new(()),
+        plant: state::plant::Plant::new(facility),
+        control: state::control::Control::new(authority_state, schedule, drill_state),
+        intake: state::intake::Intake::new(ingest, influx),
         energy: Mutex::new(energy_meter),
-        windows: tokio::sync::Mutex::new(schedule),
         ops,
         health,
         reloadable: io::reload::Reloadable::new(config),
@@ -477,7 +468,7 @@ async fn spawn_shell_tasks(
         .essential("maintenance-windows", windows.abort_handle());
     tasks.push(windows);
     if let Some((tx, t)) = io::notify_io::spawn(app.clone(), stop_rx.clone()).await? {
-        let _ = app.notify.set(tx);
+        let _ = app.plant.notify.set(tx);
         for t in &t {
             app.health.essential("notify", t.abort_handle());
         }
@@ -485,7 +476,7 @@ async fn spawn_shell_tasks(
     }
     if let Some(dc) = &config.dc09 {
         let (d, t) = io::dc09::start(app.clone(), dc, stop_rx.clone()).await?;
-        let _ = app.dc09.set(d);
+        let _ = app.control.dc09.set(d);
         for t in &t {
             app.health.essential("dc09", t.abort_handle());
         }
@@ -705,7 +696,7 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
             // The evaluation, the costly part, runs without the facility lock (alarms and
             // API requests do not wait for it).
             let now = app.now_ms();
-            let inputs = app.facility.lock().await.tick_inputs(now);
+            let inputs = app.plant.facility.lock().await.tick_inputs(now);
             let evaluated = match inputs {
                 Some((site, states)) => tokio::task::spawn_blocking(move || {
                     let ev = dcim_site::evaluate(&site, &states);
@@ -715,7 +706,7 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
                 .ok(),
                 None => None,
             };
-            let mut f = app.facility.lock().await;
+            let mut f = app.plant.facility.lock().await;
             let changes = f.tick_with(now, evaluated);
             if let Err(e) = app.commit_changes(&f, &changes, None).await {
                 app.store_write_failed("committing alarm changes", e.as_ref());

@@ -228,7 +228,7 @@ async fn measure(racks: usize, repeat: usize) -> anyhow::Result<()> {
     let now = dcim_server::now_ms();
     let samples = dcim_site::fixture::healthy_samples(&site, now);
     let samples_ms = {
-        let mut f = server.app.facility.lock().await;
+        let mut f = server.app.plant.facility.lock().await;
         let t = Instant::now();
         f.on_samples(&samples, now);
         ms(t.elapsed())
@@ -272,7 +272,7 @@ async fn time_ticks(server: &dcim_server::Server, now: i64, repeat: usize) -> (f
         let at = now + i as i64;
         let t = Instant::now();
         let (inputs, l1) = {
-            let mut f = server.app.facility.lock().await;
+            let mut f = server.app.plant.facility.lock().await;
             let t = Instant::now();
             (f.tick_inputs(at), t.elapsed())
         };
@@ -281,7 +281,7 @@ async fn time_ticks(server: &dcim_server::Server, now: i64, repeat: usize) -> (f
             (states, ev)
         });
         let l2 = {
-            let mut f = server.app.facility.lock().await;
+            let mut f = server.app.plant.facility.lock().await;
             let t = Instant::now();
             f.tick_with(at, evaluated);
             t.elapsed()

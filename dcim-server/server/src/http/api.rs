@@ -531,7 +531,7 @@ struct PointsQuery {
 }
 
 fn select_points(app: &App, q: &PointsQuery) -> Vec<crate::engine::ingest::Latest> {
-    let ing = app.ingest.lock().expect("ingest lock");
+    let ing = app.intake.ingest.lock().expect("ingest lock");
     let mut out: Vec<_> = ing
         .latest_of(q.device.as_deref())
         .filter(|l| {

@@ -37,7 +37,7 @@ pub async fn guard<'a>(
     kind: ActionKind,
     target: &str,
 ) -> Result<tokio::sync::MutexGuard<'a, Authority>, ApiError> {
-    let a = app.authority.lock().await;
+    let a = app.control.authority.lock().await;
     if let Err(r) = a.check(kind) {
         drop(a);
         app.audit(
@@ -69,7 +69,7 @@ pub struct AuthorityState {
 }
 
 pub(crate) async fn state(State(app): AppState) -> Result<Json<AuthorityState>, ApiError> {
-    let a = app.authority.lock().await;
+    let a = app.control.authority.lock().await;
     Ok(Json(AuthorityState {
         authority: a.view(app.now_ms()),
     }))
@@ -89,7 +89,7 @@ async fn change(
     refused_action: &str,
 ) -> Result<Json<AuthorityState>, ApiError> {
     let b: ReasonBody = parse_body(body)?;
-    let mut a = app.authority.lock().await;
+    let mut a = app.control.authority.lock().await;
     let before = a.clone();
     let now = app.now_ms();
     let t = match f(&mut a, &b.reason, now) {

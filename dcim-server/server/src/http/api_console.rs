@@ -35,7 +35,7 @@ pub(crate) async fn summary(
     State(app): AppState,
 ) -> Result<Json<fire_view::FireSummary>, ApiError> {
     let devices: HashSet<String> = {
-        let f = app.facility.lock().await;
+        let f = app.plant.facility.lock().await;
         let site = f.site.as_ref().ok_or_else(no_site)?;
         fire_view::devices_of_interest(site).into_iter().collect()
     };
@@ -49,7 +49,7 @@ pub(crate) async fn summary(
             .or_default()
             .push(s);
     }
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let site = f.site.as_ref().ok_or_else(no_site)?;
     let out = fire_view::summary(
         site,
@@ -73,7 +73,7 @@ fn latest_and_stage_history(
     devices: &HashSet<String>,
     now: i64,
 ) -> (Vec<Sample>, StageHistory) {
-    let ing = app.ingest.lock().expect("ingest lock");
+    let ing = app.intake.ingest.lock().expect("ingest lock");
     let samples: Vec<Sample> = ing
         .latest()
         .filter(|l| devices.contains(&l.sample.device))
@@ -148,7 +148,7 @@ pub struct Places {
 }
 
 pub(crate) async fn places(State(app): AppState) -> Result<Json<Places>, ApiError> {
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let site = f.site.as_ref().ok_or_else(no_site)?;
     Ok(Json(Places {
         places: fire_view::places(site),
@@ -206,7 +206,7 @@ pub struct RuleEntry {
 }
 
 pub(crate) async fn alarm_rules(State(app): AppState) -> Result<Json<AlarmRules>, ApiError> {
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let rules = f
         .engine
         .rules()

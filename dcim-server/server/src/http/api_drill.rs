@@ -22,7 +22,7 @@ pub struct Drills {
 }
 
 pub(crate) async fn drills(State(app): AppState) -> Result<Json<Drills>, ApiError> {
-    let active = app.drill.read().expect("drill lock").clone();
+    let active = app.control.drill.read().expect("drill lock").clone();
     let drills = crate::io::drill::list(&app).await?;
     Ok(Json(Drills { active, drills }))
 }
@@ -89,7 +89,7 @@ pub(crate) async fn dc09(
     State(app): AppState,
     _headers: HeaderMap,
 ) -> Result<Json<Dc09>, ApiError> {
-    let Some(d) = app.dc09.get() else {
+    let Some(d) = app.control.dc09.get() else {
         return Ok(Json(Dc09 {
             enabled: false,
             link: None,

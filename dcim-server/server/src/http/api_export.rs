@@ -72,7 +72,7 @@ pub(crate) async fn alarms_csv(
         room: q.room,
         q: q.q,
     };
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let rules: BTreeMap<String, dcim_alarms::Rule> = f
         .engine
         .rules()
@@ -134,7 +134,7 @@ pub(crate) async fn events_csv(
         room: q.room,
         q: q.q,
     };
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let places = f
         .site
         .as_deref()
@@ -172,7 +172,7 @@ pub(crate) async fn search(
         ));
     }
     let owned: Vec<(String, String, String)> = {
-        let ing = app.ingest.lock().expect("ingest lock");
+        let ing = app.intake.ingest.lock().expect("ingest lock");
         ing.latest()
             .map(|l| {
                 (
@@ -195,7 +195,7 @@ pub(crate) async fn search(
         .iter()
         .map(|r| (r.name, r.description))
         .collect();
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let places = f
         .site
         .as_deref()

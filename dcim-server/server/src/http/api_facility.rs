@@ -68,7 +68,7 @@ pub(crate) async fn alarms(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Alarms>, ApiError> {
     let q: AlarmsQuery = crate::http::api_base::parse_query(raw.as_deref())?;
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let alarms: Vec<Alarm> = if q.all.unwrap_or(false) {
         f.engine.alarms().cloned().collect()
     } else {
@@ -215,7 +215,7 @@ pub(crate) async fn alarm_action(
         .unwrap_or(crate::engine::authority::ActionKind::AlarmShelve);
     let _authority =
         crate::http::api_authority::guard(&app, &p, kind, &format!("alarm/{id}")).await?;
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     let changes = match f.act(&id, act, &p.user, now) {
         Ok(c) => c,
         // A refusal by policy (never shelvable, no reason) is audited like the attempt.
@@ -255,7 +255,7 @@ pub struct Maintenance {
 }
 
 pub(crate) async fn maintenance(State(app): AppState) -> Result<Json<Maintenance>, ApiError> {
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     Ok(Json(Maintenance {
         maintenance: f.maintenance().clone(),
     }))
@@ -289,7 +289,7 @@ pub(crate) async fn set_maintenance(
         &b.subject,
     )
     .await?;
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     let changes = f.set_maintenance(&b.subject, b.on, &p.user, app.now_ms());
     commit(
         &app,
@@ -314,7 +314,7 @@ pub struct Incidents {
 }
 
 pub(crate) async fn incidents(State(app): AppState) -> Result<Json<Incidents>, ApiError> {
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     Ok(Json(Incidents {
         incidents: f.incidents.list.clone(),
     }))
@@ -337,7 +337,7 @@ pub(crate) async fn incident(
     Path(id): Path<String>,
 ) -> Result<Json<IncidentBody>, ApiError> {
     let id = incident_id(&id)?;
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let inc = f
         .incidents
         .get(id)
@@ -359,7 +359,7 @@ pub(crate) async fn export_incident(
 ) -> Result<Response, ApiError> {
     let q: ExportQuery = crate::http::api_base::parse_query(raw.as_deref())?;
     let id = incident_id(&id)?;
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let inc = f
         .incidents
         .get(id)
@@ -392,7 +392,7 @@ pub(crate) async fn open_incident(
     body: Bytes,
 ) -> Result<(StatusCode, Json<IncidentBody>), ApiError> {
     let b: OpenBody = parse_body(&body)?;
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     let id = f
         .incidents
         .open(&b.title, b.grade, &p.user, app.now_ms())
@@ -447,7 +447,7 @@ pub(crate) async fn incident_op(
     let detail: serde_json::Value = serde_json::from_slice(&body).unwrap_or(json!({}));
     let now = app.now_ms();
     let u = p.user.as_str();
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     let inc = &mut f.incidents;
     let ev = match op.as_str() {
         "advance" => inc.advance(id, need(b.phase, "phase")?, u, now),
@@ -625,7 +625,14 @@ fn shared<S: serde::Serializer, T: Serialize>(v: &Arc<T>, s: S) -> Result<S::Ok,
 
 pub(crate) async fn site(State(app): AppState) -> Result<Json<SiteModel>, ApiError> {
     // Serialised without the lock.
-    let site = app.facility.lock().await.site.clone().ok_or_else(no_site)?;
+    let site = app
+        .plant
+        .facility
+        .lock()
+        .await
+        .site
+        .clone()
+        .ok_or_else(no_site)?;
     Ok(Json(SiteModel { site }))
 }
 
@@ -651,6 +658,7 @@ pub(crate) async fn redundancy(
     let q: RedundancyQuery = crate::http::api_base::parse_query(raw.as_deref())?;
     // Serialised without the lock.
     let ev = app
+        .plant
         .facility
         .lock()
         .await
@@ -692,7 +700,7 @@ pub(crate) async fn what_if(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     let w = f
         .what_if(&failed, app.now_ms())
         .ok_or_else(no_site)?
@@ -716,9 +724,9 @@ pub struct Statuses {
 
 pub(crate) async fn statuses(State(app): AppState) -> Result<Json<Statuses>, ApiError> {
     // Linear in the devices and their points; serialised without the lock.
-    let inputs = app.facility.lock().await.status_inputs();
+    let inputs = app.plant.facility.lock().await.status_inputs();
     let statuses = {
-        let ing = app.ingest.lock().expect("ingest lock");
+        let ing = app.intake.ingest.lock().expect("ingest lock");
         crate::engine::facility::device_statuses(&inputs, &*ing, app.now_ms())
     };
     Ok(Json(Statuses { devices: statuses }))
@@ -768,7 +776,7 @@ pub(crate) async fn send_command(
         &device,
     )
     .await?;
-    let Some(client) = app.mqtt.get() else {
+    let Some(client) = app.intake.mqtt.get() else {
         return Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker client not started".into(),

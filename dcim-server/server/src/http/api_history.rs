@@ -110,7 +110,7 @@ fn bad(msg: &str) -> (StatusCode, String) {
 
 /// The oldest sample time the store may not have yet (staged or buffered), if any.
 fn oldest_unsent(app: &App) -> Option<i64> {
-    let influx = app.influx.as_ref()?;
+    let influx = app.intake.influx.as_ref()?;
     let buffered = app.ops.tsdb_oldest_pending_ms.load(Ordering::Relaxed);
     let staged = influx.staged_oldest();
     [buffered, staged.unwrap_or(0)]
@@ -170,7 +170,7 @@ fn request<'a>(
     now: i64,
 ) -> Result<(crate::engine::ingest::HistoryConfig, Request<'a>), (StatusCode, String)> {
     let (cfg, memory) = {
-        let ing = app.ingest.lock().expect("ingest lock");
+        let ing = app.intake.ingest.lock().expect("ingest lock");
         let cfg = ing.history_config();
         let to = q.to.unwrap_or(now);
         let from = q.from.unwrap_or(to - cfg.retention_ms());
@@ -201,7 +201,7 @@ fn request<'a>(
 /// The in-memory ring's buckets of the point and the site it found them under, if it holds
 /// the point.
 fn ring_buckets(app: &App, site: Option<&str>, r: &Request) -> Option<(String, Vec<Bucket>)> {
-    let ing = app.ingest.lock().expect("ingest lock");
+    let ing = app.intake.ingest.lock().expect("ingest lock");
     ing.history(site, r.device, r.point, r.from, r.to, r.step)
         .map(|(site, b)| {
             (
@@ -245,7 +245,7 @@ async fn from_store(
     memory_from: i64,
 ) -> Result<StoreAnswer, (StatusCode, String)> {
     let (device, point, from, to, step) = (r.device, r.point, r.from, r.to, r.step);
-    let client = app.influx.as_ref().and_then(|i| i.query.clone());
+    let client = app.intake.influx.as_ref().and_then(|i| i.query.clone());
     let Some(client) = client else {
         return Ok(StoreAnswer::Fallback(None));
     };

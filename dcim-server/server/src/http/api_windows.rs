@@ -51,7 +51,7 @@ pub struct Windows {
 }
 
 pub(crate) async fn list(State(app): AppState) -> Result<Json<Windows>, ApiError> {
-    let s = app.windows.lock().await;
+    let s = app.control.windows.lock().await;
     Ok(Json(Windows {
         windows: s.windows.clone(),
         now_ms: app.now_ms(),
@@ -73,7 +73,7 @@ pub(crate) async fn create(
     // Scheduling changes nothing in the plant; the ticker applies it (and holds it under
     // authority control).
     let known: std::collections::BTreeSet<String> = {
-        let f = app.facility.lock().await;
+        let f = app.plant.facility.lock().await;
         let mut k: std::collections::BTreeSet<String> = f
             .site
             .as_ref()
@@ -87,11 +87,11 @@ pub(crate) async fn create(
             .unwrap_or_default();
         drop(f);
         // Devices that report without being bound in the site model can be maintained too.
-        let ing = app.ingest.lock().expect("ingest lock");
+        let ing = app.intake.ingest.lock().expect("ingest lock");
         k.extend(ing.devices().map(str::to_owned));
         k
     };
-    let mut s = app.windows.lock().await;
+    let mut s = app.control.windows.lock().await;
     let mut next = s.clone();
     let w = next
         .create(req, &p.user, app.now_ms(), |x| known.contains(x))
@@ -155,8 +155,8 @@ pub(crate) async fn cancel(
     // Ending an active window takes its subjects out of maintenance: refused (423, audited)
     // under authority control, like any maintenance change. The authority lock is taken
     // first and held while it acts, so the window cannot start in between.
-    let authority = app.authority.lock().await;
-    let mut s = app.windows.lock().await;
+    let authority = app.control.authority.lock().await;
+    let mut s = app.control.windows.lock().await;
     let active = s
         .get(id)
         .is_some_and(|w| w.status == crate::engine::maint_windows::Status::Active);

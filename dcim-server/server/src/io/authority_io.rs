@@ -70,7 +70,7 @@ pub(crate) async fn commit(
 /// Applies key switch reports `(device, on)` from `agent`. A key coming on takes effect in
 /// memory even when it cannot be stored (refusing is the safe side); the error is logged.
 async fn apply_keys(app: &App, agent: &str, reports: &[(&str, bool)]) {
-    let mut a = app.authority.lock().await;
+    let mut a = app.control.authority.lock().await;
     let actor = format!("mqtt:{agent}");
     for (device, on) in reports {
         let Some(t) = a.key_report(device, agent, *on, app.now_ms()) else {

@@ -47,7 +47,7 @@ pub fn agent_state(
 pub async fn uplink_alarms(app: &App, agent: &str, detached: &[String]) {
     let prefix = format!("{agent}/uplink/");
     let now = app.now_ms();
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     if f.is_passive() {
         return;
     }

@@ -214,9 +214,9 @@ async fn take_over(app: &Arc<App>, epoch: i64) -> anyhow::Result<()> {
     // replica's ticker carries on from here).
     let windows = crate::io::windows_io::load(store).await?;
     // Lock order: authority, maintenance windows, then facility.
-    let mut a = app.authority.lock().await;
-    let mut w = app.windows.lock().await;
-    let mut f = app.facility.lock().await;
+    let mut a = app.control.authority.lock().await;
+    let mut w = app.control.windows.lock().await;
+    let mut f = app.plant.facility.lock().await;
     if let Some(s) = snap {
         f.restore(s, app.now_ms());
     }
@@ -227,9 +227,14 @@ async fn take_over(app: &Arc<App>, epoch: i64) -> anyhow::Result<()> {
     *w = windows;
     drop(w);
     *a = authority;
-    *app.drill.write().expect("drill lock") = drill;
-    app.unjournaled.lock().expect("unjournaled lock").clear();
-    app.alarms_resync
+    *app.control.drill.write().expect("drill lock") = drill;
+    app.plant
+        .unjournaled
+        .lock()
+        .expect("unjournaled lock")
+        .clear();
+    app.plant
+        .alarms_resync
         .store(false, std::sync::atomic::Ordering::Relaxed);
     let fence = Fence {
         lease: LEASE.into(),
@@ -260,9 +265,13 @@ async fn step_down(app: &Arc<App>, epoch: i64, reason: &str) {
     let c = cluster(app);
     // First, so that no leader work starts from here on.
     c.set_status(|s| s.leading = None);
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     f.set_passive(true);
-    app.unjournaled.lock().expect("unjournaled lock").clear();
+    app.plant
+        .unjournaled
+        .lock()
+        .expect("unjournaled lock")
+        .clear();
     drop(f);
     c.alarmed.lock().await.clear();
     tracing::warn!(epoch, %reason, replica = %c.config.replica, "NOT LEADING ANY MORE: leader work stopped");
@@ -420,7 +429,7 @@ async fn alarm_peers(app: &Arc<App>) {
             continue;
         }
         let device = format!("replica:{id}");
-        let mut f = app.facility.lock().await;
+        let mut f = app.plant.facility.lock().await;
         let kind = if lost {
             "device.comm_lost"
         } else {
@@ -489,7 +498,7 @@ async fn follow(
         let rows = store
             .list_journal(None, cursor.unwrap_or(0), 10_000)
             .await?;
-        let mut f = app.facility.lock().await;
+        let mut f = app.plant.facility.lock().await;
         if app.leads() {
             return Ok(());
         }
@@ -514,7 +523,7 @@ async fn follow(
     }
     let authority = crate::io::authority_io::load(store).await?;
     {
-        let mut a = app.authority.lock().await;
+        let mut a = app.control.authority.lock().await;
         if app.leads() {
             return Ok(());
         }
@@ -524,12 +533,12 @@ async fn follow(
         }
     }
     let drill = crate::io::drill::load_active(store, app.now_ms()).await?;
-    *app.drill.write().expect("drill lock") = drill;
+    *app.control.drill.write().expect("drill lock") = drill;
     // The maintenance windows the leader schedules and applies (its ticker's; a follower's
     // does not run).
     let windows = crate::io::windows_io::load(store).await?;
     {
-        let mut w = app.windows.lock().await;
+        let mut w = app.control.windows.lock().await;
         if app.leads() {
             return Ok(());
         }

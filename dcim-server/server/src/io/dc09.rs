@@ -454,7 +454,7 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
     let before = planner.state.clone();
     feed_agent_events(app, &mut planner).await?;
     let alarms: Vec<AlarmView> = {
-        let f = app.facility.lock().await;
+        let f = app.plant.facility.lock().await;
         f.engine.alarms().map(AlarmView::of).collect()
     };
     let drill = app.active_drill_id();
@@ -548,7 +548,7 @@ async fn feed_agent_events(app: &App, planner: &mut Planner) -> anyhow::Result<(
 /// Authority control entered by a user (console or API): since when and the cause; a key
 /// switch is the rack's own to report.
 async fn authority_by_user(app: &App) -> Option<(i64, String)> {
-    let a = app.authority.lock().await;
+    let a = app.control.authority.lock().await;
     match &a.active {
         Some(crate::engine::authority::Control {
             since_ms,

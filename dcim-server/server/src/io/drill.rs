@@ -89,6 +89,7 @@ pub async fn begin(app: &App, name: &str, max_ms: i64) -> anyhow::Result<ActiveD
     }
     // A drill marks real alarms as test: never while the fire authority is in command.
     if let Err(r) = app
+        .control
         .authority
         .lock()
         .await
@@ -119,20 +120,20 @@ pub async fn begin(app: &App, name: &str, max_ms: i64) -> anyhow::Result<ActiveD
         until_ms: Some(now.saturating_add(max_ms.clamp(1, MAX_DRILL_MS))),
     };
     put_drill(app, &d).await?;
-    *app.drill.write().expect("drill lock") = Some(d.clone());
+    *app.control.drill.write().expect("drill lock") = Some(d.clone());
     tracing::warn!(drill = %d.id, name, "DRILL STARTED: alarms, incidents and DC-09 messages are tagged as test");
     Ok(d)
 }
 
 /// Ends drill mode (persisted, audited).
 pub async fn end(app: &App) -> anyhow::Result<Option<ActiveDrill>> {
-    let current = app.drill.read().expect("drill lock").clone();
+    let current = app.control.drill.read().expect("drill lock").clone();
     let Some(mut d) = current else {
         return Ok(None);
     };
     d.ended_ms = Some(app.now_ms());
     put_drill(app, &d).await?;
-    *app.drill.write().expect("drill lock") = None;
+    *app.control.drill.write().expect("drill lock") = None;
     tracing::warn!(drill = %d.id, "drill ended");
     Ok(Some(d))
 }
@@ -140,7 +141,7 @@ pub async fn end(app: &App) -> anyhow::Result<Option<ActiveDrill>> {
 /// Sends `TestMode { on }` to every configured agent; returns what was sent.
 async fn test_mode(app: &App, drill: &ActiveDrill, on: bool) -> Vec<AgentCommand> {
     let mut out = Vec::new();
-    let Some(client) = app.mqtt.get() else {
+    let Some(client) = app.intake.mqtt.get() else {
         tracing::warn!("drill: no broker client, agents not told about the drill");
         return out;
     };
@@ -218,7 +219,7 @@ async fn do_step(app: &App, sim: Option<&dyn SimDriver>, a: &Action) -> (bool, S
         Action::Note(n) => (true, n.clone()),
         Action::Ack { alarm, user } => {
             let now = app.now_ms();
-            let mut f = app.facility.lock().await;
+            let mut f = app.plant.facility.lock().await;
             let ids: Vec<String> = f
                 .engine
                 .alarms()
@@ -295,7 +296,7 @@ pub async fn run(
     tokio::time::sleep_until(t0 + Duration::from_secs_f64(scenario.duration_s)).await;
     // Let the planner see the last alarms before drill mode ends, and the receiver ACK them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(scenario.drain_s);
-    if let Some(d) = app.dc09.get() {
+    if let Some(d) = app.control.dc09.get() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         while d.pending() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -304,7 +305,7 @@ pub async fn run(
     agents.extend(test_mode(app, &drill, false).await);
     let ended = end(app).await?.unwrap_or(drill);
     // The end of the drill bracket goes out once the planner sees the drill ended.
-    if let Some(d) = app.dc09.get() {
+    if let Some(d) = app.control.dc09.get() {
         let deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(2));
         while (d.drill_bracket_open().await || d.pending() > 0)
             && tokio::time::Instant::now() < deadline
@@ -370,7 +371,7 @@ async fn report_for(
         .filter_map(|doc| doc.id.parse().ok())
         .collect();
     let incidents = {
-        let f = app.facility.lock().await;
+        let f = app.plant.facility.lock().await;
         tagged
             .iter()
             .filter_map(|id| f.incidents.get(*id))

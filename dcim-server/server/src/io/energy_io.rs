@@ -57,7 +57,7 @@ pub async fn flush(app: &App) {
 
 /// The meters of the site and its staleness limit.
 pub(crate) async fn site_meters(app: &App) -> Option<(Vec<Meter>, i64)> {
-    let f = app.facility.lock().await;
+    let f = app.plant.facility.lock().await;
     let site = f.site.as_ref()?;
     Some((energy::meters(site), site.stale_after_ms))
 }
@@ -68,7 +68,7 @@ pub(crate) fn power(app: &App, meters: &[Meter], stale_after_ms: i64, now: i64) 
     let devices: std::collections::BTreeSet<&str> =
         meters.iter().map(|m| m.device.as_str()).collect();
     let samples: Vec<dcim_points::Sample> = {
-        let ing = app.ingest.lock().expect("ingest lock");
+        let ing = app.intake.ingest.lock().expect("ingest lock");
         devices
             .into_iter()
             .flat_map(|d| ing.latest_of(Some(d)).map(|l| l.sample).collect::<Vec<_>>())

@@ -44,7 +44,7 @@ pub fn readings(app: &App) -> Readings {
         tasks,
         ended_tasks,
         ticker_beat_ms: app.health.ticker_beat_ms.load(Ordering::Relaxed),
-        tsdb: app.influx.as_ref().map(|_| TsdbReadings {
+        tsdb: app.intake.influx.as_ref().map(|_| TsdbReadings {
             buffer_bytes: ops.tsdb_buffer_bytes.load(Ordering::Relaxed),
             buffer_max_bytes: ops.tsdb_buffer_max_bytes.load(Ordering::Relaxed),
             batches: ops.tsdb_buffer_batches.load(Ordering::Relaxed),
@@ -64,7 +64,7 @@ pub fn readings(app: &App) -> Readings {
             }
         }),
         // A multi-site follower has no transmitter (the leader's runs): no DC-09 check here.
-        dc09: app.dc09.get().and_then(|d| d.link()).map(|link| {
+        dc09: app.control.dc09.get().and_then(|d| d.link()).map(|link| {
             let s = link.stats().borrow().clone();
             Dc09Readings {
                 pending: s.pending,

@@ -205,7 +205,7 @@ async fn report_skip(app: &App, lane: Lane, skipped: u64) {
         "the embedded broker dropped messages before the ingest read them"
     );
     let now = app.now_ms();
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     let changes = f.on_ingest_loss(now);
     if let Err(e) = app.commit_changes(&f, &changes, None).await {
         app.store_write_failed("committing alarm changes", e.as_ref());
@@ -225,7 +225,7 @@ pub fn spawn(
 ) -> Vec<JoinHandle<()>> {
     let subscribe = link.is_none();
     let (client, eventloop) = AsyncClient::new(client_options(&app, &target, subscribe), 1024);
-    let _ = app.mqtt.set(client.clone());
+    let _ = app.intake.mqtt.set(client.clone());
     // The embedded broker's gate bounds what is unread by its budget, so the raw queue never
     // blocks the link (which would hold events behind telemetry); an external broker's
     // client is bounded here instead (the broker keeps the rest in the persistent session).
@@ -504,7 +504,7 @@ async fn bulk_lane(
         if *stop.borrow() {
             break;
         }
-        let pause = app.bulk_pause.read().await;
+        let pause = app.intake.bulk_pause.read().await;
         let handled = crate::base::observe::RECEIVED
             .scope(
                 m.received,
@@ -693,7 +693,7 @@ async fn save_marks_every(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch, received_ms: i64) {
     let now = app.now_ms();
     let samples = {
-        let mut ing = app.ingest.lock().expect("ingest lock");
+        let mut ing = app.intake.ingest.lock().expect("ingest lock");
         ing.apply_priority(topic, batch, None, received_ms)
     };
     if samples.is_empty() {
@@ -710,11 +710,11 @@ async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch, 
     // with changed samples is done here for them: the time-series export, the alarm engine,
     // the fire authority's view and the live `points` event (the console learns of a breaker
     // or a fire stage at once, not at the next reading of another point).
-    if let Some(influx) = &app.influx {
+    if let Some(influx) = &app.intake.influx {
         influx.push(&site, &agent, &samples);
     }
     {
-        let mut f = app.facility.lock().await;
+        let mut f = app.plant.facility.lock().await;
         let changes = f.on_samples(&samples, now);
         if let Err(e) = app.commit_changes(&f, &changes, None).await {
             app.store_write_failed("committing alarm changes", e.as_ref());
@@ -737,7 +737,7 @@ async fn handle_priority_samples(app: &App, topic: &str, batch: TelemetryBatch, 
 /// Persists the telemetry high-water marks (events have theirs in the events table).
 pub async fn save_marks(app: &App) {
     let marks: Vec<crate::storage::store::StreamMark> = {
-        let ing = app.ingest.lock().expect("ingest lock");
+        let ing = app.intake.ingest.lock().expect("ingest lock");
         ing.high_waters()
             .filter(|(_, _, s, _)| *s == TELEMETRY)
             .map(|(a, e, s, q)| (a.to_owned(), e.to_owned(), s.to_owned(), q as i64))
@@ -887,6 +887,7 @@ async fn report_telemetry(
         inc(&app.metrics.ingest_new_points_refused_total, refused_new);
         // Once per agent and window: the first refusals of the minute.
         let w = app
+            .intake
             .ingest
             .lock()
             .expect("ingest lock")
@@ -910,13 +911,13 @@ async fn apply_samples(
     samples: &[dcim_points::Sample],
     now: i64,
 ) {
-    if let Some(influx) = &app.influx {
+    if let Some(influx) = &app.intake.influx {
         influx.push(site, agent, samples);
     }
     if samples.is_empty() {
         return;
     }
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     let changes = f.on_samples(samples, now);
     if let Err(e) = app.commit_changes(&f, &changes, None).await {
         app.store_write_failed("committing alarm changes", e.as_ref());
@@ -939,7 +940,7 @@ async fn apply_samples(
 /// Runs a decoded message through the ingest (under its lock) and updates the point count.
 #[inline]
 fn apply_decoded(app: &App, msg: Decoded, received_ms: i64) -> Outcome {
-    let mut ing = app.ingest.lock().expect("ingest lock");
+    let mut ing = app.intake.ingest.lock().expect("ingest lock");
     let o = ing.apply(msg, None, received_ms);
     app.metrics
         .points
@@ -1049,7 +1050,8 @@ async fn events_committed(
     now: i64,
 ) {
     let last = events.iter().map(|e| e.seq).max().unwrap_or(0);
-    app.ingest
+    app.intake
+        .ingest
         .lock()
         .expect("ingest lock")
         .events_committed(agent, epoch, last);
@@ -1058,7 +1060,7 @@ async fn events_committed(
         app.publish_live("event", r);
     }
     crate::io::authority_io::on_events(app, agent, events).await;
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     for e in events {
         let changes = f.on_event(&e.kind, &e.device, now);
         if let Err(e) = app.commit_changes(&f, &changes, None).await {

@@ -407,7 +407,7 @@ async fn send_mqtt(
 ) -> Result<(), String> {
     match link {
         MqttLink::Server(app) => {
-            let client = app.mqtt.get().ok_or("no broker connection yet")?;
+            let client = app.intake.mqtt.get().ok_or("no broker connection yet")?;
             client
                 .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
                 .map_err(|e| e.to_string())
@@ -711,7 +711,7 @@ impl Worker {
             .unwrap_or(self.initial_cursor);
         let mut unacked = Unacked::default();
         {
-            let f = self.app.facility.lock().await;
+            let f = self.app.plant.facility.lock().await;
             for a in f.engine.active() {
                 if a.state() == AlarmState::Unacknowledged {
                     unacked
@@ -847,11 +847,12 @@ pub async fn attach(app: &Arc<App>, cfg: &NotifyConfig) -> anyhow::Result<()> {
     cfg.validate()
         .map_err(|(field, message)| anyhow::anyhow!("{field}: {message}"))?;
     anyhow::ensure!(
-        app.notify.get().is_none(),
+        app.plant.notify.get().is_none(),
         "a notifier is already running on this server"
     );
     let (tx, _tasks) = start(app.clone(), cfg, app.stopping.clone()).await?;
-    app.notify
+    app.plant
+        .notify
         .set(tx)
         .map_err(|_| anyhow::anyhow!("a notifier is already running on this server"))
 }

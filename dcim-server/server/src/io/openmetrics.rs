@@ -58,7 +58,7 @@ pub fn render(app: &App) -> String {
             ),
         ]),
     );
-    if app.influx.is_some() {
+    if app.intake.influx.is_some() {
         for (name, help, v) in [
             (
                 "tsdb_buffer_bytes",
@@ -115,7 +115,7 @@ pub fn render(app: &App) -> String {
         );
     }
     // A multi-site follower has no transmitter: the leader's metrics have the DC-09 queue.
-    if let Some(link) = app.dc09.get().and_then(|d| d.link()) {
+    if let Some(link) = app.control.dc09.get().and_then(|d| d.link()) {
         let s = link.stats().borrow().clone();
         reg.register(
             "dc09_queue_depth",

@@ -58,7 +58,7 @@ pub async fn new_epoch(app: &App, site: &str, agent: &str, n: &NewEpoch, now_ms:
     if !alarm {
         return;
     }
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     let mut changes = f.trouble("spool_epoch", agent, true, &text, now_ms);
     let cleared = f.trouble("spool_epoch", agent, false, "", now_ms);
     changes.records.extend(cleared.records);
@@ -79,7 +79,7 @@ pub async fn future_samples(app: &App, agent: &str, future: &Future, now_ms: i64
         return;
     }
     inc(&app.metrics.ingest_future_samples_total, future.refused);
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     let changes = f.future_samples(agent, future.refused, future.latest_ts_ms, now_ms);
     if !changes.is_empty() {
         tracing::warn!(

@@ -170,9 +170,9 @@ pub(crate) async fn tick(app: &App) {
     if !app.leads() {
         return;
     }
-    let authority = app.authority.lock().await;
-    let mut s = app.windows.lock().await;
-    let maint = app.facility.lock().await.maintenance().clone();
+    let authority = app.control.authority.lock().await;
+    let mut s = app.control.windows.lock().await;
+    let maint = app.plant.facility.lock().await.maintenance().clone();
     let now = app.now_ms();
     let mut probe = s.clone();
     let steps = probe.due(now, |x| maint.contains(x), authority.is_active());
@@ -223,7 +223,7 @@ pub(crate) async fn apply(
     }
     let actor = format!("window:{id}");
     let user = format!("{created_by} (window {id})");
-    let mut f = app.facility.lock().await;
+    let mut f = app.plant.facility.lock().await;
     for s in subjects {
         let changes = f.set_maintenance(s, on, &user, app.now_ms());
         app.commit_changes(

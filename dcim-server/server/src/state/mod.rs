@@ -5,7 +5,10 @@
 pub mod auth;
 pub mod cluster;
 pub mod conn_limits;
+pub mod control;
 pub mod dc09_tx;
 pub mod health;
+pub mod intake;
+pub mod plant;
 pub mod security;
 pub mod stream_access;

@@ -267,7 +267,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
         ts_ms: dcim_server::now_ms(),
     };
     {
-        let mut f = app.facility.lock().await;
+        let mut f = app.plant.facility.lock().await;
         let ch = f.on_samples(&[sample(2.0)], dcim_server::now_ms());
         assert!(!ch.records.is_empty());
         app.commit_changes(&f, &ch, None).await.unwrap();
@@ -275,7 +275,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
     let ended = dcim_server::io::drill::end(&app).await.unwrap().unwrap();
     assert_eq!(ended.id, d.id);
     {
-        let mut f = app.facility.lock().await;
+        let mut f = app.plant.facility.lock().await;
         let ch = f.on_samples(&[sample(0.0)], dcim_server::now_ms());
         app.commit_changes(&f, &ch, None).await.unwrap();
     }
@@ -308,6 +308,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
     // the refusal is audited.
     server
         .app
+        .control
         .authority
         .lock()
         .await

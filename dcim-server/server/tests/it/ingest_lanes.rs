@@ -101,7 +101,7 @@ async fn no_acknowledged_telemetry_is_lost_in_a_burst_larger_than_the_broker_log
     );
 
     // The ingest is stalled (the facility lock held) while the agent publishes.
-    let stall = server.app.facility.lock().await;
+    let stall = server.app.plant.facility.lock().await;
     let publisher = {
         let c = c.clone();
         tokio::spawn(async move {
@@ -162,7 +162,7 @@ async fn alarms_and_events_pass_a_telemetry_backlog() {
     let _p2 = pump(el2, acks2.clone());
 
     // The bulk lane is paused: a1's telemetry piles up until the budget stops a1.
-    let pause = server.app.bulk_pause.write().await;
+    let pause = server.app.intake.bulk_pause.write().await;
     let total = 100 * 100;
     for seq in 1..=100 {
         c1.publish(

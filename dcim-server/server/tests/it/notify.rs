@@ -416,7 +416,7 @@ to = "shift lead"
     // was sent already: it is not sent again, and nothing is re-announced.
     let server = dcim_server::start(cfg).await.unwrap();
     {
-        let f = server.app.facility.lock().await;
+        let f = server.app.plant.facility.lock().await;
         let a = f.engine.get("ups-on-battery:ups-1").unwrap();
         assert_eq!(a.state(), dcim_alarms::AlarmState::Unacknowledged);
     }

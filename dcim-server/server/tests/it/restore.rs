@@ -23,7 +23,7 @@ const ACKED: &str = "ups-on-battery:ups-1";
 const SHELVED: &str = "ups-on-battery:rack-ups-1";
 
 async fn state(server: &dcim_server::Server, id: &str) -> Option<(AlarmState, Option<String>)> {
-    let f = server.app.facility.lock().await;
+    let f = server.app.plant.facility.lock().await;
     f.engine
         .get(id)
         .map(|a| (a.state(), a.overlays.shelved_by.clone()))
@@ -80,7 +80,7 @@ async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
     let before_shelved = journal(&server, SHELVED).await;
     assert_eq!(before_acked.0, 1);
     assert_eq!(before_shelved.0, 1);
-    let seq_before = server.app.facility.lock().await.engine.snapshot().seq;
+    let seq_before = server.app.plant.facility.lock().await.engine.snapshot().seq;
     drop(a1);
     server.shutdown().await;
 
@@ -95,7 +95,7 @@ async fn acknowledged_and_shelved_alarms_keep_their_state_across_a_restart() {
         Some((AlarmState::Shelved, Some("u-operator".into())))
     );
     assert_eq!(
-        server.app.facility.lock().await.engine.snapshot().seq,
+        server.app.plant.facility.lock().await.engine.snapshot().seq,
         seq_before,
         "the record sequence continues"
     );
