@@ -7,25 +7,30 @@
 //!
 //! # Layers
 //!
-//! Each module imports only modules of a lower layer (`python3 tests/arch/module_cycles.py`
-//! checks there is no cycle; CI runs it):
+//! One folder per layer; each module imports only modules of a lower layer
+//! (`python3 tests/arch/module_cycles.py` checks there is no cycle between the folders, nor
+//! between the modules of one folder; CI runs it):
 //!
-//! 1. Leaves: `clock`, `leader`, `maint_windows`, `energy`, `fire_view`, `notify_templates`
-//!    (pure), `metrics`, `observe`, `disk`, `tls`, `console` (embedded files).
-//! 2. `config` (every section type, `config/*.rs`), then the pure engines and planners:
-//!    `ingest`, `authority`, `dc09_plan`, `search`; the adapter over `dcim-site` and
-//!    `dcim-alarms`, `facility`; `mosquitto` (ACL file for an external broker).
-//! 3. Storage and primitives: `store` (SQLite, PostgreSQL), `incident_store`, `backup`, `tsdb`
-//!    (`line`, `buffer`, `writer`, `query`, `influx`), `auth`, `conn_limits`, `stream_access`,
-//!    `health`, `cluster` (this replica's view), `security`, `dc09_tx`; the pure `export` and
-//!    `drill_plan`, over the store's records.
-//! 4. `app`: [`App`], the shared state every shell receives (its docs give the lock order).
-//! 5. Shells: `broker` (rumqttd behind the ACL gate), `mqtt` (the two ingest lanes),
-//!    `http_limits`, `deferred`, `stream_report`, `cluster_hooks`, `security_io`, `health_probe`,
+//! 1. [`base`], leaves: `clock` (the stop signal; time itself is `dcim_clock`), `leader`,
+//!    `metrics`, `observe`, `disk`, `tls`, `console` (embedded files), `notify_templates`.
+//! 2. [`config`] (every section type), then [`engine`], the pure engines and planners:
+//!    `ingest`, `authority`, `dc09_plan`, `maint_windows`, `energy`, `fire_view`, `search`;
+//!    the adapter over `dcim-site` and `dcim-alarms`, `facility`; `mosquitto` (ACL file for an
+//!    external broker).
+//! 3. [`storage`]: `store` (SQLite, PostgreSQL), `incident_store`, `backup`, `tsdb` (`line`,
+//!    `buffer`, `writer`, `query`, `influx`), and the pure `export` and `drill_plan` over the
+//!    store's records. Then [`state`]: `auth`, `conn_limits`, `stream_access`, `health`,
+//!    `cluster` (this replica's view), `security`, `dc09_tx`, and the subsystem handles the
+//!    [`App`] holds: `plant` (the facility and its engines), `control` (authority, windows,
+//!    drill, DC-09 transmitter) and `intake` (ingest table, broker client, tsdb writer).
+//! 4. [`app`]: [`App`], the shared state every shell receives (its docs give the lock order).
+//! 5. [`io`], the shells: `broker` (rumqttd behind the ACL gate), `mqtt` (the two ingest
+//!    lanes), `deferred`, `stream_report`, `cluster_hooks`, `security_io`, `health_probe`,
 //!    `openmetrics`, `authority_io`, `windows_io`, `energy_io`, `dc09`, `notify_io`, `drill`,
 //!    `reload`, `cluster_tasks` (lease, heartbeat, takeover).
-//! 6. HTTP: `api_base` (`RouteDoc`, errors, `authorize_route`), the `api_*` handlers, and `api`
-//!    on top, whose `ROUTES` declares every route once and builds the router.
+//! 6. [`http`]: `api_base` (`RouteDoc`, errors, `authorize_route`), the `api_*` handlers
+//!    (typed response bodies), `http_limits`, and `api` on top, whose `ROUTES` declares every
+//!    route once and builds the router.
 //!
 //! The crate root only wires the layers together ([`start`], [`Server`]). The load generators
 //! (`dcim-ingest-bench`, `dcim-memory-bench`, `dcim-scale-bench`, results in BENCHMARKS.md) are
