@@ -32,9 +32,24 @@ use std::str::FromStr;
 /// The lock file a running server holds in its data directory.
 pub const LOCK_FILE: &str = "server.lock";
 
+/// How long a busy data directory lock is retried before it is reported as held. A lock is
+/// an `flock` on an open file: a child process that another thread forks keeps a copy of the
+/// descriptor until it calls `exec`, so a server restarted in the same process right after a
+/// stop (tests, the demo) can find the lock held for a moment by nobody that runs a server.
+pub const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Takes the data directory's lock (exclusive, released when the file is closed): one server
-/// per data directory, and no restore under a running server.
+/// per data directory, and no restore under a running server. A lock still held after
+/// [`LOCK_GRACE`] is a running server.
 pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    lock_data_dir_within(dir, LOCK_GRACE)
+}
+
+/// [`lock_data_dir`], retrying a busy lock for up to `grace`.
+pub fn lock_data_dir_within(
+    dir: &Path,
+    grace: std::time::Duration,
+) -> anyhow::Result<std::fs::File> {
     // Private from the start (it will hold the database: password hashes, sessions).
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
@@ -49,14 +64,20 @@ pub fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "{} is in use by a running dcim-server (stop it first)",
-            dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", path.display()))
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "{} is in use by a running dcim-server (stop it first)",
+                dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
         }
     }
 }
@@ -247,6 +268,28 @@ mod tests {
         assert!(rows.iter().all(|r| r.action == "before"));
         // A backup never overwrites a file.
         assert!(backup(&cfg(&data), &file).await.is_err());
+    }
+
+    #[test]
+    fn a_lock_released_within_the_grace_is_taken_and_a_held_one_is_refused() {
+        // Hazard: a server restarted right after a stop fails to start because a child process
+        // forked by another thread briefly kept the old lock's descriptor; and, the other way,
+        // two servers on one data directory corrupt each other's state.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let held = lock_data_dir(&data).unwrap();
+        let t0 = std::time::Instant::now();
+        let err = lock_data_dir_within(&data, std::time::Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("in use"), "{err}");
+        assert!(t0.elapsed() >= std::time::Duration::from_millis(100));
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        lock_data_dir_within(&data, std::time::Duration::from_secs(10)).unwrap();
+        release.join().unwrap();
     }
 
     #[tokio::test]
