@@ -19,6 +19,7 @@ use crate::config::Role;
 use crate::http::api_base::Authorized;
 use crate::http::api_base::r;
 use crate::state::auth::Access;
+use crate::state::intake::Intake;
 use crate::storage::store::{EventQuery, UserRecord};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -530,8 +531,8 @@ struct PointsQuery {
     limit: Option<usize>,
 }
 
-fn select_points(app: &App, q: &PointsQuery) -> Vec<crate::engine::ingest::Latest> {
-    let ing = app.intake.ingest.lock().expect("ingest lock");
+fn select_points(intake: &Intake, q: &PointsQuery) -> Vec<crate::engine::ingest::Latest> {
+    let ing = intake.ingest.lock().expect("ingest lock");
     let mut out: Vec<_> = ing
         .latest_of(q.device.as_deref())
         .filter(|l| {
@@ -562,7 +563,7 @@ pub struct Points {
 async fn points(State(app): AppState, RawQuery(raw): RawQuery) -> Result<Json<Points>, ApiError> {
     let q: PointsQuery = crate::http::api::parse_query(raw.as_deref())?;
     Ok(Json(Points {
-        points: select_points(&app, &q),
+        points: select_points(&app.intake, &q),
     }))
 }
 
@@ -575,7 +576,7 @@ async fn device_points(
         ..Default::default()
     };
     Ok(Json(Points {
-        points: select_points(&app, &q),
+        points: select_points(&app.intake, &q),
     }))
 }
 

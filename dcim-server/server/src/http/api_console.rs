@@ -6,6 +6,7 @@
 use crate::app::App;
 use crate::engine::fire_view::{self, FireEvent};
 use crate::http::api_base::ApiError;
+use crate::state::intake::Intake;
 use crate::storage::store::EventQuery;
 use axum::Json;
 use axum::extract::State;
@@ -40,7 +41,7 @@ pub(crate) async fn summary(
         fire_view::devices_of_interest(site).into_iter().collect()
     };
     let now = app.now_ms();
-    let (samples, stage_history) = latest_and_stage_history(&app, &devices, now);
+    let (samples, stage_history) = latest_and_stage_history(&app.intake, &devices, now);
     let events = fire_events(&app, stage_history.keys()).await?;
     let mut readings: fire_view::Readings<'_> = BTreeMap::new();
     for s in &samples {
@@ -69,11 +70,11 @@ type StageHistory = BTreeMap<String, Vec<(i64, f64)>>;
 /// The latest samples of `devices`, and the recent stage history (the ring's retention) of
 /// those in a stage, read under one ingest lock.
 fn latest_and_stage_history(
-    app: &App,
+    intake: &Intake,
     devices: &HashSet<String>,
     now: i64,
 ) -> (Vec<Sample>, StageHistory) {
-    let ing = app.intake.ingest.lock().expect("ingest lock");
+    let ing = intake.ingest.lock().expect("ingest lock");
     let samples: Vec<Sample> = ing
         .latest()
         .filter(|l| devices.contains(&l.sample.device))

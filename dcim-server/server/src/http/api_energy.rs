@@ -61,8 +61,8 @@ pub(crate) async fn pue(
             "query: step: expected a duration in ms >= 0".into(),
         ));
     }
-    let (meters, stale) = site_meters(&app).await.ok_or_else(no_site)?;
-    let p = power(&app, &meters, stale, now);
+    let (meters, stale) = site_meters(&app.plant).await.ok_or_else(no_site)?;
+    let p = power(&app.intake, &meters, stale, now);
     let h = app
         .energy
         .lock()
@@ -108,7 +108,7 @@ pub(crate) async fn report(
             (y, m)
         }
     };
-    if site_meters(&app).await.is_none() {
+    if site_meters(&app.plant).await.is_none() {
         return Err(no_site());
     }
     let r = {

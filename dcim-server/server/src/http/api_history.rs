@@ -10,6 +10,7 @@
 //! started). Missing data is never filled in: a bucket exists only where samples were.
 
 use crate::app::App;
+use crate::state::intake::Intake;
 use crate::storage::tsdb::query::{Bucket, MAX_BUCKETS};
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -126,8 +127,8 @@ pub async fn point_history(
     q: Params,
 ) -> Result<History, (StatusCode, String)> {
     let now = app.now_ms();
-    let (cfg, r) = request(app, device, point, &q, now)?;
-    let ring = ring_buckets(app, q.site.as_deref(), &r);
+    let (cfg, r) = request(&app.intake, device, point, &q, now)?;
+    let ring = ring_buckets(&app.intake, q.site.as_deref(), &r);
     let started = app.health.ready_ms.load(Ordering::Relaxed).max(1);
     let memory_from = r.from.max(now - cfg.retention_ms()).max(started);
     let site = q
@@ -163,14 +164,14 @@ struct Request<'a> {
 /// Checks the query's range and step against the ring's configuration (defaults: up to now,
 /// over the ring's retention, at its resolution).
 fn request<'a>(
-    app: &App,
+    intake: &Intake,
     device: &'a str,
     point: &'a str,
     q: &Params,
     now: i64,
 ) -> Result<(crate::engine::ingest::HistoryConfig, Request<'a>), (StatusCode, String)> {
     let (cfg, memory) = {
-        let ing = app.intake.ingest.lock().expect("ingest lock");
+        let ing = intake.ingest.lock().expect("ingest lock");
         let cfg = ing.history_config();
         let to = q.to.unwrap_or(now);
         let from = q.from.unwrap_or(to - cfg.retention_ms());
@@ -200,8 +201,8 @@ fn request<'a>(
 
 /// The in-memory ring's buckets of the point and the site it found them under, if it holds
 /// the point.
-fn ring_buckets(app: &App, site: Option<&str>, r: &Request) -> Option<(String, Vec<Bucket>)> {
-    let ing = app.intake.ingest.lock().expect("ingest lock");
+fn ring_buckets(intake: &Intake, site: Option<&str>, r: &Request) -> Option<(String, Vec<Bucket>)> {
+    let ing = intake.ingest.lock().expect("ingest lock");
     ing.history(site, r.device, r.point, r.from, r.to, r.step)
         .map(|(site, b)| {
             (

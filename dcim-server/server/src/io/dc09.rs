@@ -41,6 +41,7 @@
 //! time, path, status, drill), served by `GET /api/dc09`.
 
 use crate::app::App;
+use crate::state::control::Control;
 use crate::storage::store::{Batch, DocRecord, EventQuery, Fence};
 use anyhow::Context;
 use sia_dc09::{Event as SiaEvent, EventKind};
@@ -458,7 +459,7 @@ async fn cycle(app: &App, dc09: &Dc09, fence: &Option<Fence>) -> anyhow::Result<
         f.engine.alarms().map(AlarmView::of).collect()
     };
     let drill = app.active_drill_id();
-    let authority = authority_by_user(app).await;
+    let authority = authority_by_user(&app.control).await;
     let out = planner.step(&Inputs {
         now_ms: now,
         alarms: &alarms,
@@ -547,8 +548,8 @@ async fn feed_agent_events(app: &App, planner: &mut Planner) -> anyhow::Result<(
 
 /// Authority control entered by a user (console or API): since when and the cause; a key
 /// switch is the rack's own to report.
-async fn authority_by_user(app: &App) -> Option<(i64, String)> {
-    let a = app.control.authority.lock().await;
+async fn authority_by_user(control: &Control) -> Option<(i64, String)> {
+    let a = control.authority.lock().await;
     match &a.active {
         Some(crate::engine::authority::Control {
             since_ms,

@@ -6,6 +6,8 @@
 
 use crate::app::App;
 use crate::engine::energy::{self, EnergyBucket, EnergyMeter, Meter, PowerNow};
+use crate::state::intake::Intake;
+use crate::state::plant::Plant;
 use crate::storage::store::{DocRecord, Store};
 use serde_json::json;
 use std::sync::Arc;
@@ -56,19 +58,19 @@ pub async fn flush(app: &App) {
 }
 
 /// The meters of the site and its staleness limit.
-pub(crate) async fn site_meters(app: &App) -> Option<(Vec<Meter>, i64)> {
-    let f = app.plant.facility.lock().await;
+pub(crate) async fn site_meters(plant: &Plant) -> Option<(Vec<Meter>, i64)> {
+    let f = plant.facility.lock().await;
     let site = f.site.as_ref()?;
     Some((energy::meters(site), site.stale_after_ms))
 }
 
 /// Facility and IT power now, from the latest readings.
-pub(crate) fn power(app: &App, meters: &[Meter], stale_after_ms: i64, now: i64) -> PowerNow {
+pub(crate) fn power(intake: &Intake, meters: &[Meter], stale_after_ms: i64, now: i64) -> PowerNow {
     // Only the meters' devices are read (the ingest's table holds every point of the site).
     let devices: std::collections::BTreeSet<&str> =
         meters.iter().map(|m| m.device.as_str()).collect();
     let samples: Vec<dcim_points::Sample> = {
-        let ing = app.intake.ingest.lock().expect("ingest lock");
+        let ing = intake.ingest.lock().expect("ingest lock");
         devices
             .into_iter()
             .flat_map(|d| ing.latest_of(Some(d)).map(|l| l.sample).collect::<Vec<_>>())
@@ -79,14 +81,14 @@ pub(crate) fn power(app: &App, meters: &[Meter], stale_after_ms: i64, now: i64) 
 
 /// One observation of the power sums now (what the sampler does every [`SAMPLE_MS`]).
 pub async fn sample_once(app: &App) {
-    if let Some((meters, stale)) = site_meters(app).await {
+    if let Some((meters, stale)) = site_meters(&app.plant).await {
         observe(app, &meters, stale);
     }
 }
 
 pub(crate) fn observe(app: &App, meters: &[Meter], stale_after_ms: i64) {
     let now = app.now_ms();
-    let p = power(app, meters, stale_after_ms, now);
+    let p = power(&app.intake, meters, stale_after_ms, now);
     app.energy
         .lock()
         .expect("energy lock")
@@ -96,7 +98,7 @@ pub(crate) fn observe(app: &App, meters: &[Meter], stale_after_ms: i64) {
 /// Starts the sampler (nothing to do without a site model).
 pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let Some((meters, stale)) = site_meters(&app).await else {
+        let Some((meters, stale)) = site_meters(&app.plant).await else {
             // No site model: nothing to meter. The task stays until the server stops (it is
             // an essential task: its end would read as a failure in /health).
             crate::base::clock::stopped(&mut stop).await;
