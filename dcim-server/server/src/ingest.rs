@@ -695,10 +695,9 @@ impl Ingest {
         &mut self,
         site_id: &str,
         agent: &str,
-        samples: Vec<Sample>,
+        mut samples: Vec<Sample>,
         now_ms: i64,
     ) -> (Vec<Sample>, u64, Future) {
-        let mut changed = Vec::with_capacity(samples.len());
         let mut refused = 0;
         let mut future = Future::default();
         let max_skew = self.max_skew_ms;
@@ -725,12 +724,14 @@ impl Ingest {
             None => latest.entry(site_id.to_owned()).or_default(),
         };
         let agent_id = agent_names.id(agent);
-        for mut s in samples {
+        // In place: the samples that changed their point stay, in order (no second vector,
+        // nothing moved while every sample is a change, the steady case under load).
+        samples.retain_mut(|s| {
             // A timestamp from the future never outranks a later arrival (see `clock`).
-            if !admit_sample(&mut s, now_ms, max_skew, &mut future) {
-                continue;
+            if !admit_sample(s, now_ms, max_skew, &mut future) {
+                return false;
             }
-            let numeric = good_number(&s);
+            let numeric = good_number(s);
             match site.get_mut(&s.device).and_then(|p| p.get_mut(&s.point)) {
                 // An older reading (replayed after a newer one) never overwrites the latest
                 // value; the history takes it in its time bucket.
@@ -738,37 +739,38 @@ impl Ingest {
                     if let Some(x) = numeric {
                         p.history.add(&history, s.ts_ms, x);
                     }
-                    continue;
+                    false
                 }
                 // The same reading again (the priority lane took it first): nothing new.
                 Some(p) if p.ts_ms == s.ts_ms && p.quality == s.quality && p.value == s.value => {
-                    continue;
+                    false
                 }
                 Some(p) => {
                     if let Some(x) = numeric {
                         p.history.add(&history, s.ts_ms, x);
                     }
-                    tables.update(p, &s, now_ms, agent_id);
+                    tables.update(p, s, now_ms, agent_id);
+                    true
                 }
                 None => {
                     if *new_point_limit > 0
                         && !take_new_point(new_points, *new_point_limit, agent, now_ms)
                     {
                         refused += 1;
-                        continue;
+                        return false;
                     }
                     let mut h = History::default();
                     if let Some(x) = numeric {
                         h.add(&history, s.ts_ms, x);
                     }
-                    let p = tables.point(&s, h, now_ms, agent_id);
-                    insert_point(site, &s, p);
+                    let p = tables.point(s, h, now_ms, agent_id);
+                    insert_point(site, s, p);
                     *count += 1;
+                    true
                 }
             }
-            changed.push(s);
-        }
-        (changed, refused, future)
+        });
+        (samples, refused, future)
     }
 }
 

@@ -7,6 +7,11 @@
 //! is converted into the shared types with exhaustive struct literals, so a field added to
 //! `Sample` or `TelemetryBatch` fails to compile here instead of being dropped silently.
 //!
+//! Per sample it allocates only the strings a `Sample` owns (device, point, unit, role): the
+//! role is read borrowed from the payload and checked against the vocabulary once per run of
+//! equal roles (a batch is usually one role after another of the same kind), not once per
+//! sample, and the owned `Role` is a clone of the checked one.
+//!
 //! It accepts exactly what `dcim_wire::decode::<TelemetryBatch>` accepts (tests compare the
 //! two); whenever this decoder refuses a payload, or the version is not ours, the payload is
 //! decoded again by `dcim_wire::decode` so that the error message is the wire crate's.
@@ -19,20 +24,24 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
-struct BatchIn {
+struct BatchIn<'a> {
     v: u32,
     agent: String,
     #[serde(default)]
     epoch: String,
     seq: u64,
-    samples: Vec<SampleIn>,
+    #[serde(borrow)]
+    samples: Vec<SampleIn<'a>>,
 }
 
+/// A sample as `Sample` reads it (same fields, same order: a JSON array form decodes the same),
+/// with the role borrowed until it is checked.
 #[derive(Deserialize)]
-struct SampleIn {
+struct SampleIn<'a> {
     device: String,
     point: String,
-    role: Role,
+    #[serde(borrow)]
+    role: Cow<'a, str>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     value: Option<ValueIn>,
@@ -76,31 +85,65 @@ impl<'de> Deserialize<'de> for ValueIn {
     }
 }
 
-impl From<SampleIn> for Sample {
-    fn from(s: SampleIn) -> Sample {
-        Sample {
-            device: s.device,
-            point: s.point,
-            role: s.role,
-            labels: s.labels,
-            value: s.value.map(|v| v.0),
-            unit: s.unit,
-            quality: s.quality,
-            ts_ms: s.ts_ms,
+/// The last role checked against the vocabulary, reused while the next samples have the same.
+#[derive(Default)]
+struct RoleCache(Option<Role>);
+
+impl RoleCache {
+    /// The role named `name`, or None when the vocabulary does not know it (the wire decoder
+    /// refuses the batch then).
+    #[inline]
+    fn role(&mut self, name: &str) -> Option<Role> {
+        match &self.0 {
+            Some(r) if r.as_str() == name => Some(r.clone()),
+            _ => {
+                let r = Role::new(name).ok()?;
+                self.0 = Some(r.clone());
+                Some(r)
+            }
         }
+    }
+}
+
+impl SampleIn<'_> {
+    /// The shared type, with an exhaustive literal (a field added to `Sample` must be added
+    /// here); None for a role the vocabulary does not know.
+    #[inline]
+    fn into_sample(self, roles: &mut RoleCache) -> Option<Sample> {
+        Some(Sample {
+            device: self.device,
+            point: self.point,
+            role: roles.role(&self.role)?,
+            labels: self.labels,
+            value: self.value.map(|v| v.0),
+            unit: self.unit,
+            quality: self.quality,
+            ts_ms: self.ts_ms,
+        })
     }
 }
 
 /// Decodes a telemetry payload in one pass; errors are the wire crate's.
 pub fn telemetry(payload: &[u8]) -> Result<TelemetryBatch, WireError> {
     match serde_json::from_slice::<BatchIn>(payload) {
-        Ok(b) if b.v == dcim_wire::VERSION => Ok(TelemetryBatch {
-            v: b.v,
-            agent: b.agent,
-            epoch: b.epoch,
-            seq: b.seq,
-            samples: b.samples.into_iter().map(Sample::from).collect(),
-        }),
+        Ok(b) if b.v == dcim_wire::VERSION => {
+            let mut roles = RoleCache::default();
+            let samples: Option<Vec<Sample>> = b
+                .samples
+                .into_iter()
+                .map(|s| s.into_sample(&mut roles))
+                .collect();
+            match samples {
+                Some(samples) => Ok(TelemetryBatch {
+                    v: b.v,
+                    agent: b.agent,
+                    epoch: b.epoch,
+                    seq: b.seq,
+                    samples,
+                }),
+                None => dcim_wire::decode(payload),
+            }
+        }
         _ => dcim_wire::decode(payload),
     }
 }
@@ -207,6 +250,24 @@ mod tests {
                 r#"{{"v":{v},"agent":"a","seq":1,"samples":[{{"device":"d","point":"p","role":"no.such.role","value":1,"quality":"good","ts_ms":5}}]}}"#
             ),
             r#"{"v":99,"agent":"a","seq":1,"samples":[]}"#.to_string(),
+            // The role check is cached across a run of equal roles: roles alternating, an
+            // unknown role after known ones (the whole batch is refused), a role spelled with
+            // escapes, a sample in the array form the derived decoders also read.
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":5,"samples":[{{"device":"d","point":"p","role":"rack.temp","value":1,"quality":"good","ts_ms":5}},{{"device":"d","point":"q","role":"rack.temp","value":2,"quality":"good","ts_ms":5}},{{"device":"d","point":"r","role":"fire.stage","value":3,"quality":"good","ts_ms":5}},{{"device":"d","point":"s","role":"rack.temp","value":4,"quality":"good","ts_ms":5}}]}}"#
+            ),
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":6,"samples":[{{"device":"d","point":"p","role":"rack.temp","value":1,"quality":"good","ts_ms":5}},{{"device":"d","point":"q","role":"rack.tem","value":2,"quality":"good","ts_ms":5}}]}}"#
+            ),
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":7,"samples":[{{"device":"d\u002d1","point":"p","role":"rack\u002etemp","value":1,"quality":"good","ts_ms":5}},{{"device":"d","point":"q","role":"rack.temp","value":2,"quality":"good","ts_ms":5}}]}}"#
+            ),
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":8,"samples":[["d","p","rack.temp",{{}},1.5,"degC","good",5]]}}"#
+            ),
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":9,"samples":[{{"device":"d","point":"p","role":"rack.temp","role":"rack.temp","value":1,"quality":"good","ts_ms":5}}]}}"#
+            ),
             format!(r#"{{"v":{v},"agent":"a","samples":[]}}"#),
             "not json".to_string(),
         ];
@@ -222,6 +283,20 @@ mod tests {
         assert!(telemetry(cases[1].as_bytes()).unwrap().samples.len() == 5);
         assert!(telemetry(cases[5].as_bytes()).is_err());
         assert_eq!(telemetry(cases[3].as_bytes()).unwrap().epoch, "e9");
+        let roles: Vec<String> = telemetry(cases[8].as_bytes())
+            .unwrap()
+            .samples
+            .iter()
+            .map(|s| s.role.as_str().to_owned())
+            .collect();
+        assert_eq!(roles, ["rack.temp", "rack.temp", "fire.stage", "rack.temp"]);
+        assert!(telemetry(cases[9].as_bytes()).is_err(), "unknown role");
+        assert_eq!(
+            telemetry(cases[10].as_bytes()).unwrap().samples[0].device,
+            "d-1"
+        );
+        assert_eq!(telemetry(cases[11].as_bytes()).unwrap().samples.len(), 1);
+        assert!(telemetry(cases[12].as_bytes()).is_err(), "duplicate field");
     }
 
     #[test]
