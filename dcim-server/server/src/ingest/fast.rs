@@ -125,6 +125,15 @@ impl SampleIn<'_> {
 
 /// Decodes a telemetry payload in one pass; errors are the wire crate's.
 pub fn telemetry(payload: &[u8]) -> Result<TelemetryBatch, WireError> {
+    if let Some(b) = scan::batch(payload) {
+        return Ok(b);
+    }
+    serde_decode(payload)
+}
+
+/// The serde path: every payload the scanner leaves (escapes, unknown fields, another
+/// version, errors...).
+fn serde_decode(payload: &[u8]) -> Result<TelemetryBatch, WireError> {
     match serde_json::from_slice::<BatchIn>(payload) {
         Ok(b) if b.v == dcim_wire::VERSION => {
             let mut roles = RoleCache::default();
@@ -212,20 +221,386 @@ pub fn select(payload: &[u8], keep: impl Fn(&str) -> bool) -> Option<TelemetryBa
     })
 }
 
+/// A scanner for the batches agents send (`dcim_wire::encode`'s compact JSON: no escapes in
+/// strings, no unknown fields): one pass over the bytes, each string copied once into the
+/// `Sample` that owns it, no intermediate values. It answers only when it is sure to decode
+/// exactly as serde does; anything else (a backslash or a control character in a string, an
+/// unknown or repeated field, another version, a number it does not parse itself, malformed
+/// JSON) returns None and the serde path decides. Numbers with a fraction or an exponent are
+/// handed to serde_json's own parser, so that a value is the same float either way.
+mod scan {
+    use super::RoleCache;
+    use dcim_points::{Quality, Sample, Value};
+    use dcim_wire::TelemetryBatch;
+    use serde::Deserialize;
+    use serde::de::IntoDeserializer;
+    use std::collections::BTreeMap;
+
+    struct Cur<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Cur<'a> {
+        #[inline]
+        fn ws(&mut self) {
+            while let Some(c) = self.b.get(self.i) {
+                if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                    break;
+                }
+                self.i += 1;
+            }
+        }
+
+        /// Skips whitespace and takes `c`.
+        #[inline]
+        fn eat(&mut self, c: u8) -> Option<()> {
+            self.ws();
+            (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+        }
+
+        /// Skips whitespace and looks at the next byte.
+        #[inline]
+        fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.b.get(self.i).copied()
+        }
+
+        /// A string without escapes or control characters, borrowed.
+        #[inline]
+        fn str(&mut self) -> Option<&'a str> {
+            self.eat(b'"')?;
+            let start = self.i;
+            let len = self.b[start..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            if self.b[start + len] != b'"' {
+                return None;
+            }
+            self.i = start + len + 1;
+            std::str::from_utf8(&self.b[start..start + len]).ok()
+        }
+
+        /// The bytes of a JSON number token (not checked).
+        #[inline]
+        fn number_token(&mut self) -> &'a [u8] {
+            self.ws();
+            let start = self.i;
+            while let Some(c) = self.b.get(self.i) {
+                if !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
+                    break;
+                }
+                self.i += 1;
+            }
+            &self.b[start..self.i]
+        }
+
+        /// A non-negative integer of at most 18 digits without a leading zero (so no
+        /// overflow), or None.
+        #[inline]
+        fn small_uint(&mut self) -> Option<u64> {
+            digits(self.number_token())
+        }
+
+        /// An `i64` as serde reads one (an integer of at most 18 digits, optionally negative).
+        #[inline]
+        fn small_int(&mut self) -> Option<i64> {
+            let t = self.number_token();
+            match t.split_first() {
+                // serde_json reads `-0` as a float (not an integer): left to serde.
+                Some((b'-', rest)) => digits(rest).filter(|&n| n > 0).map(|n| -(n as i64)),
+                _ => digits(t).map(|n| n as i64),
+            }
+        }
+
+        /// A sample's value: null, a boolean, a number or a string.
+        #[inline]
+        fn value(&mut self) -> Option<Option<Value>> {
+            match self.peek()? {
+                b'n' => self.word(b"null").map(|_| None),
+                b't' => self.word(b"true").map(|_| Some(Value::Bool(true))),
+                b'f' => self.word(b"false").map(|_| Some(Value::Bool(false))),
+                b'"' => Some(Some(Value::Text(self.str()?.to_owned()))),
+                b'-' | b'0'..=b'9' => {
+                    let t = self.number_token();
+                    let plain = match t.split_first() {
+                        // `-0` is the float -0.0 for serde_json: its parser below.
+                        Some((b'-', rest)) => {
+                            digits(rest).filter(|&n| n > 0).map(|n| -(n as i64) as f64)
+                        }
+                        _ => digits(t).map(|n| n as f64),
+                    };
+                    match plain {
+                        Some(x) => Some(Some(Value::Number(x))),
+                        // A fraction or an exponent: serde_json's parser, for the same float.
+                        None => serde_json::from_slice::<f64>(t)
+                            .ok()
+                            .map(|x| Some(Value::Number(x))),
+                    }
+                }
+                _ => None,
+            }
+        }
+
+        #[inline]
+        fn word(&mut self, w: &[u8]) -> Option<()> {
+            if self.b[self.i..].starts_with(w) {
+                self.i += w.len();
+                Some(())
+            } else {
+                None
+            }
+        }
+
+        /// `{"k":"v",...}` of strings (a repeated key: the last wins, as serde's map).
+        fn labels(&mut self) -> Option<BTreeMap<String, String>> {
+            self.eat(b'{')?;
+            let mut m = BTreeMap::new();
+            if self.peek()? == b'}' {
+                self.i += 1;
+                return Some(m);
+            }
+            loop {
+                let k = self.str()?;
+                self.eat(b':')?;
+                let v = self.str()?;
+                m.insert(k.to_owned(), v.to_owned());
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        return Some(m);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// One sample object, its fields in any order, each once.
+        fn sample(&mut self, roles: &mut RoleCache) -> Option<Sample> {
+            self.eat(b'{')?;
+            let (mut device, mut point, mut role) = (None, None, None);
+            let (mut labels, mut value, mut unit) = (None, None, None);
+            let (mut quality, mut ts_ms) = (None, None);
+            if self.peek()? == b'}' {
+                return None;
+            }
+            loop {
+                let key = self.str()?;
+                self.eat(b':')?;
+                match key {
+                    "device" if device.is_none() => device = Some(self.str()?.to_owned()),
+                    "point" if point.is_none() => point = Some(self.str()?.to_owned()),
+                    "role" if role.is_none() => role = Some(roles.role(self.str()?)?),
+                    "labels" if labels.is_none() => labels = Some(self.labels()?),
+                    "value" if value.is_none() => value = Some(self.value()?),
+                    "unit" if unit.is_none() => unit = Some(self.str()?.to_owned()),
+                    "quality" if quality.is_none() => {
+                        let q = self.str()?;
+                        let d: serde::de::value::StrDeserializer<serde::de::value::Error> =
+                            q.into_deserializer();
+                        quality = Some(Quality::deserialize(d).ok()?);
+                    }
+                    "ts_ms" if ts_ms.is_none() => ts_ms = Some(self.small_int()?),
+                    _ => return None,
+                }
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+            Some(Sample {
+                device: device?,
+                point: point?,
+                role: role?,
+                labels: labels.unwrap_or_default(),
+                value: value.flatten(),
+                unit: unit.unwrap_or_default(),
+                quality: quality?,
+                ts_ms: ts_ms?,
+            })
+        }
+
+        fn samples(&mut self) -> Option<Vec<Sample>> {
+            self.eat(b'[')?;
+            // Compact samples are 100 to 200 bytes: one allocation for a whole batch.
+            let mut v = Vec::with_capacity(((self.b.len() - self.i) / 100).min(8192));
+            let mut roles = RoleCache::default();
+            if self.peek()? == b']' {
+                self.i += 1;
+                return Some(v);
+            }
+            loop {
+                v.push(self.sample(&mut roles)?);
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        return Some(v);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+
+    /// `[1-9][0-9]{0,17}` or `0`.
+    #[inline]
+    fn digits(t: &[u8]) -> Option<u64> {
+        if t.is_empty() || t.len() > 18 || (t[0] == b'0' && t.len() > 1) {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &c in t {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u64::from(c - b'0');
+        }
+        Some(n)
+    }
+
+    /// The batch, when the scanner can decode it exactly as serde does; else None.
+    pub fn batch(payload: &[u8]) -> Option<TelemetryBatch> {
+        let mut c = Cur { b: payload, i: 0 };
+        c.eat(b'{')?;
+        let (mut v, mut agent, mut epoch, mut seq, mut samples) = (None, None, None, None, None);
+        if c.peek()? == b'}' {
+            return None;
+        }
+        loop {
+            let key = c.str()?;
+            c.eat(b':')?;
+            match key {
+                "v" if v.is_none() => v = Some(c.small_uint()?),
+                "agent" if agent.is_none() => agent = Some(c.str()?.to_owned()),
+                "epoch" if epoch.is_none() => epoch = Some(c.str()?.to_owned()),
+                "seq" if seq.is_none() => seq = Some(c.small_uint()?),
+                "samples" if samples.is_none() => samples = Some(c.samples()?),
+                _ => return None,
+            }
+            match c.peek()? {
+                b',' => c.i += 1,
+                b'}' => {
+                    c.i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        c.ws();
+        if c.i != payload.len() || v? != u64::from(dcim_wire::VERSION) {
+            return None;
+        }
+        Some(TelemetryBatch {
+            v: dcim_wire::VERSION,
+            agent: agent?,
+            epoch: epoch.unwrap_or_default(),
+            seq: seq?,
+            samples: samples?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn both(
-        json: &str,
-    ) -> (
-        Result<TelemetryBatch, WireError>,
-        Result<TelemetryBatch, WireError>,
-    ) {
-        (
-            telemetry(json.as_bytes()),
-            dcim_wire::decode::<TelemetryBatch>(json.as_bytes()),
-        )
+    /// Both decoders give the same batch (to the bit: floats compared by their encoding, so
+    /// `-0.0` is not `0.0`) or the same error.
+    fn same(bytes: &[u8]) -> bool {
+        let fast = telemetry(bytes);
+        let wire = dcim_wire::decode::<TelemetryBatch>(bytes);
+        let shown = String::from_utf8_lossy(bytes);
+        match (&fast, &wire) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a, b, "{shown}");
+                assert_eq!(dcim_wire::encode(a), dcim_wire::encode(b), "{shown}");
+                true
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string(), b.to_string(), "{shown}");
+                false
+            }
+            _ => panic!("decoders disagree on {shown}: {fast:?} vs {wire:?}"),
+        }
+    }
+
+    #[test]
+    fn the_scanner_decodes_as_serde_or_leaves_the_payload_to_it() {
+        // Hazard: the fast scanner reading a value, a timestamp or a quality differently from
+        // the wire decoder (an alarm on a wrong number, a stale sample taken as fresh), or
+        // accepting a payload the wire decoder refuses.
+        let v = dcim_wire::VERSION;
+        let good = [
+            format!(
+                r#"{{"v":{v},"agent":"load0","epoch":"e1","seq":12,"samples":[{{"device":"dev-1","point":"t1","role":"rack.temp","value":20.5,"unit":"°C","quality":"good","ts_ms":1800000000000}},{{"device":"ups-1","point":"on_batt","role":"ups.on_battery","labels":{{"feed":"A","z":"1","feed":"B"}},"value":true,"quality":"stale","ts_ms":-5}},{{"device":"d","point":"s","role":"custom.x","value":"on","quality":"bad","ts_ms":0}},{{"device":"d","point":"n","role":"custom.x","value":null,"quality":"comm_lost","ts_ms":7}},{{"device":"d","point":"m","role":"custom.x","quality":"good","ts_ms":8,"unit":""}},{{"ts_ms":9,"quality":"good","value":-3,"role":"custom.x","point":"o","device":"d"}},{{"device":"d","point":"f","role":"custom.x","value":false,"quality":"good","ts_ms":9}}]}}"#
+            ),
+            format!(
+                " {{ \"v\" : {v} ,\n\"seq\":3, \"agent\":\"a\",\"samples\" : [ {{ \"device\" : \"d\" , \"point\":\"p\",\"role\":\"rack.temp\",\"value\": 1e3,\"quality\":\"good\",\"ts_ms\":1 }} ] }}\t"
+            ),
+            // Numbers at the edges of the scanner's own integer parsing: serde's parser, the
+            // same float either way; -0 (a float for serde_json), 18 and 19 digits.
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":1,"samples":[{{"device":"d","point":"a","role":"custom.x","value":-0,"quality":"good","ts_ms":1}},{{"device":"d","point":"b","role":"custom.x","value":-0.0,"quality":"good","ts_ms":1}},{{"device":"d","point":"c","role":"custom.x","value":123456789012345678,"quality":"good","ts_ms":1}},{{"device":"d","point":"e","role":"custom.x","value":12345678901234567890123,"quality":"good","ts_ms":1}},{{"device":"d","point":"g","role":"custom.x","value":0.30000000000000004,"quality":"good","ts_ms":1}},{{"device":"d","point":"h","role":"custom.x","value":-9223372036854775808,"quality":"good","ts_ms":-999999999999999999}}]}}"#
+            ),
+        ];
+        for g in &good {
+            assert!(same(g.as_bytes()), "valid: {g}");
+        }
+        assert!(
+            scan::batch(good[0].as_bytes()).is_some(),
+            "the scanner takes it"
+        );
+        assert!(scan::batch(good[1].as_bytes()).is_some(), "whitespace too");
+        let refused_by_both = [
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":1,"samples":[{{"device":"d","point":"p","role":"custom.x","quality":"good","ts_ms":-0}}]}}"#
+            ),
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":1,"samples":[{{"device":"d","point":"p","role":"custom.x","quality":"good","ts_ms":1.0}}]}}"#
+            ),
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":1,"samples":[{{"device":"d","point":"p","role":"custom.x","quality":"good","ts_ms":01}}]}}"#
+            ),
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":1,"samples":[{{"device":"d","point":"p","role":"custom.x","quality":"fine","ts_ms":1}}]}}"#
+            ),
+            format!(
+                r#"{{"v":{v},"agent":"a","seq":1,"samples":[{{"device":"d","point":"p","role":"custom.x","quality":"good","ts_ms":1}}]}} x"#
+            ),
+            format!("{{\"v\":{v},\"agent\":\"a\u{1}\",\"seq\":1,\"samples\":[]}}"),
+            format!(r#"{{"v":{v},"v":{v},"agent":"a","seq":1,"samples":[]}}"#),
+        ];
+        for r in &refused_by_both {
+            assert!(!same(r.as_bytes()), "invalid: {r}");
+        }
+        // Every one-byte change of the valid batches (deleted, doubled, replaced by a byte
+        // that matters to JSON): the two decoders agree on each.
+        let swaps = b" \\\"{}[],:-.e0129ntfx\x01\xc3";
+        let mut n = 0;
+        for g in &good {
+            let g = g.as_bytes();
+            for i in 0..g.len() {
+                let mut d = g.to_vec();
+                d.remove(i);
+                same(&d);
+                let mut d = g.to_vec();
+                d.insert(i, g[i]);
+                same(&d);
+                for &b in swaps {
+                    let mut d = g.to_vec();
+                    d[i] = b;
+                    same(&d);
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 10_000);
     }
 
     #[test]
@@ -272,12 +647,7 @@ mod tests {
             "not json".to_string(),
         ];
         for c in &cases {
-            let (fast, wire) = both(c);
-            match (&fast, &wire) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "{c}"),
-                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{c}"),
-                _ => panic!("decoders disagree on {c}: {fast:?} vs {wire:?}"),
-            }
+            same(c.as_bytes());
         }
         // The cases exercise both outcomes.
         assert!(telemetry(cases[1].as_bytes()).unwrap().samples.len() == 5);
