@@ -515,7 +515,15 @@ impl Ingest {
         mut devices: impl Iterator<Item = &'a str>,
     ) -> Result<(), Rejection> {
         let Some(cfg) = cfg else { return Ok(()) };
-        match devices.find(|d| !cfg.may_publish_for(d)) {
+        // A device's points come one after another: each run of one device is checked once.
+        let mut last = None;
+        match devices.find(|d| {
+            if last == Some(*d) {
+                return false;
+            }
+            last = Some(*d);
+            !cfg.may_publish_for(d)
+        }) {
             Some(d) => Err(Rejection::ForeignDevice {
                 agent: cfg.id.clone(),
                 device: d.to_owned(),

@@ -237,6 +237,9 @@ mod scan {
     use std::collections::BTreeMap;
 
     struct Cur<'a> {
+        /// The payload, checked as UTF-8 once (serde_json checks each string; a payload that
+        /// is not UTF-8 is left to it).
+        t: &'a str,
         b: &'a [u8],
         i: usize,
     }
@@ -278,7 +281,8 @@ mod scan {
                 return None;
             }
             self.i = start + len + 1;
-            std::str::from_utf8(&self.b[start..start + len]).ok()
+            // The payload is UTF-8 (checked once) and both ends are at ASCII quotes.
+            self.t.get(start..start + len)
         }
 
         /// The bytes of a JSON number token (not checked).
@@ -466,7 +470,12 @@ mod scan {
 
     /// The batch, when the scanner can decode it exactly as serde does; else None.
     pub fn batch(payload: &[u8]) -> Option<TelemetryBatch> {
-        let mut c = Cur { b: payload, i: 0 };
+        let t = std::str::from_utf8(payload).ok()?;
+        let mut c = Cur {
+            t,
+            b: t.as_bytes(),
+            i: 0,
+        };
         c.eat(b'{')?;
         let (mut v, mut agent, mut epoch, mut seq, mut samples) = (None, None, None, None, None);
         if c.peek()? == b'}' {
