@@ -51,6 +51,7 @@ pub mod clock;
 mod fast;
 mod history;
 pub use clock::{Admit, DEFAULT_MAX_CLOCK_SKEW_MS, admit};
+pub use fast::recycle;
 pub use history::{Bucket, History, HistoryConfig};
 
 /// Why a message was refused.

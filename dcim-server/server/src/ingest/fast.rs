@@ -221,6 +221,39 @@ pub fn select(payload: &[u8], keep: impl Fn(&str) -> bool) -> Option<TelemetryBa
     })
 }
 
+/// Sample vectors given back after a batch was handled ([`recycle`]), reused by the scanner: a
+/// batch's vector is larger than glibc's 64 KiB "consolidation" threshold, and freeing one
+/// after the batch's small strings made every batch sweep the allocator's free lists.
+static SPARE: std::sync::Mutex<Vec<Vec<Sample>>> = std::sync::Mutex::new(Vec::new());
+/// At most this many spare vectors, each of at most `SPARE_CAPACITY` samples (under 3 MB).
+const SPARE_COUNT: usize = 4;
+const SPARE_CAPACITY: usize = 4096;
+
+/// Gives a handled batch's sample vector back for reuse (its samples are dropped here).
+pub fn recycle(mut v: Vec<Sample>) {
+    v.clear();
+    if v.capacity() == 0 || v.capacity() > SPARE_CAPACITY {
+        return;
+    }
+    if let Ok(mut spare) = SPARE.lock()
+        && spare.len() < SPARE_COUNT
+    {
+        spare.push(v);
+    }
+}
+
+/// An empty vector for about `hint` samples: a spare one when there is one.
+fn vector(hint: usize) -> Vec<Sample> {
+    let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
+    match spare {
+        Some(mut v) => {
+            v.reserve(hint);
+            v
+        }
+        None => Vec::with_capacity(hint),
+    }
+}
+
 /// A scanner for the batches agents send (`dcim_wire::encode`'s compact JSON: no escapes in
 /// strings, no unknown fields): one pass over the bytes, each string copied once into the
 /// `Sample` that owns it, no intermediate values. It answers only when it is sure to decode
@@ -229,7 +262,7 @@ pub fn select(payload: &[u8], keep: impl Fn(&str) -> bool) -> Option<TelemetryBa
 /// JSON) returns None and the serde path decides. Numbers with a fraction or an exponent are
 /// handed to serde_json's own parser, so that a value is the same float either way.
 mod scan {
-    use super::RoleCache;
+    use super::{RoleCache, SPARE_CAPACITY};
     use dcim_points::{Quality, Sample, Value};
     use dcim_wire::TelemetryBatch;
     use serde::Deserialize;
@@ -432,7 +465,7 @@ mod scan {
         fn samples(&mut self) -> Option<Vec<Sample>> {
             self.eat(b'[')?;
             // Compact samples are 100 to 200 bytes: one allocation for a whole batch.
-            let mut v = Vec::with_capacity(((self.b.len() - self.i) / 100).min(8192));
+            let mut v = super::vector(((self.b.len() - self.i) / 100).min(SPARE_CAPACITY));
             let mut roles = RoleCache::default();
             if self.peek()? == b']' {
                 self.i += 1;
