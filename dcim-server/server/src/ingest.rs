@@ -35,9 +35,12 @@
 //! taken as received now, so no timestamp outranks a later arrival. A point is compact: value,
 //! quality and times in place; role, unit, labels and agent as ids into shared tables
 //! (`Interned`); device and point names only as map keys. `PriorityRoles` finds the alarm-rule
-//! roles in a raw payload with one Aho-Corasick scan, then `fast::select` decodes only those
-//! samples; `fast` is a one-pass decoder equivalent to `dcim_wire::decode` (it falls back to it
-//! on any refusal, so errors are unchanged). `history` is the bounded in-memory ring behind
+//! roles in a raw payload with one SIMD multi-pattern scan, then `fast::select` decodes only
+//! those samples; `fast` decodes telemetry equivalently to `dcim_wire::decode`: a one-pass
+//! scanner for the compact batches agents send (each string copied once into its sample),
+//! serde for anything the scanner is not sure of, and the wire decoder on any refusal, so
+//! errors are unchanged. The handled batch's sample vector goes back to the decoder
+//! (`recycle`). `history` is the bounded in-memory ring behind
 //! `GET /api/points/{device}/{point}/history` (`[history]`, default one-minute buckets for an
 //! hour), empty after a restart.
 
@@ -742,24 +745,19 @@ impl Ingest {
             }
             let numeric = good_number(s);
             match site.get_mut(&s.device).and_then(|p| p.get_mut(&s.point)) {
-                // An older reading (replayed after a newer one) never overwrites the latest
-                // value; the history takes it in its time bucket.
-                Some(p) if p.ts_ms > s.ts_ms => {
-                    if let Some(x) = numeric {
-                        p.history.add(&history, s.ts_ms, x);
-                    }
-                    false
-                }
-                // The same reading again (the priority lane took it first): nothing new.
-                Some(p) if p.ts_ms == s.ts_ms && p.quality == s.quality && p.value == s.value => {
-                    false
-                }
                 Some(p) => {
-                    if let Some(x) = numeric {
+                    // The same reading again (the priority lane took it first): nothing new.
+                    let same = p.ts_ms == s.ts_ms && p.quality == s.quality && p.value == s.value;
+                    if !same && let Some(x) = numeric {
                         p.history.add(&history, s.ts_ms, x);
                     }
-                    tables.update(p, s, now_ms, agent_id);
-                    true
+                    // An older reading (replayed after a newer one) never overwrites the
+                    // latest value; the history took it in its time bucket.
+                    let newer = !same && p.ts_ms <= s.ts_ms;
+                    if newer {
+                        tables.update(p, s, now_ms, agent_id);
+                    }
+                    newer
                 }
                 None => {
                     if *new_point_limit > 0
