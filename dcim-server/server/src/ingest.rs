@@ -1391,8 +1391,8 @@ mod tests {
             // Short haystacks (below the SIMD block) and the pattern cut at either end.
             let q = format!("\"{role}\"");
             payloads.push(q.clone().into_bytes());
-            payloads.push(q[1..].as_bytes().to_vec());
-            payloads.push(q[..q.len() - 1].as_bytes().to_vec());
+            payloads.push(q.as_bytes()[1..].to_vec());
+            payloads.push(q.as_bytes()[..q.len() - 1].to_vec());
             payloads.push(format!("x{q}").into_bytes());
         }
         payloads.push(Vec::new());
