@@ -13,6 +13,8 @@
 # PARTS ["edge server"] which tables to measure, SITE_RACKS [4000] racks of the site model the
 # server runs (dcim-scale-bench's generated site; 0: none), CONSOLE [1] (1: while each server leg
 # runs, a console polls /api/status, /api/alarms, /api/site/redundancy and /api/points every 2 s).
+# The Node-RED legs count mosquitto's CPU as well as Node-RED's (two per-sample columns: the
+# consumer alone, and with its broker), as dcim-server's figure includes its embedded broker.
 # Not part of CI: it takes a few minutes and the numbers depend on the machine.
 set -uo pipefail
 
