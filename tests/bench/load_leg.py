@@ -1,7 +1,7 @@
 """One offered-load step of the server comparison: run the fixed-rate publisher and measure what
 the consumer (dcim-server or the Node-RED flow) took in.
 
-usage: python load_leg.py --kind server|nodered --stats URL [--token T] --pid PID -- PUBLISHER...
+usage: python load_leg.py --kind server|nodered --stats URL [--token T] --pid PID [--broker-pid PID] -- PUBLISHER...
 
 For `server`, the counter is `ingest_samples_total` of dcim-server's /metrics (bearer token) and
 the alarm latency comes from the publisher's own SSE watcher (`alarm_p99_ms=` in its output).
@@ -10,6 +10,11 @@ and /bench/reset clears it. The consumer's rate is the samples it took in divide
 from the first to the last increase of its counter (sampled every 100 ms; the step ends when the
 counter has not moved for 1.5 s, at most 30 s after the publisher ends). Prints one line of
 `key=value` fields.
+
+CPU is counted for the consumer's process (`--pid`) and, with `--broker-pid`, for a separate
+broker process too (mosquitto in the Node-RED legs: it is part of that pipeline as the embedded
+broker and its gate are part of dcim-server's), so that both per-sample figures are given:
+`cpu_us_per_sample` (the consumer alone) and `cpu_us_per_sample_with_broker`.
 """
 
 import json
@@ -34,6 +39,7 @@ def main():
     pub = argv[sep + 1 :]
     kind, url, pid = opts["--kind"], opts["--stats"], int(opts["--pid"])
     token = opts.get("--token", "")
+    broker = int(opts["--broker-pid"]) if "--broker-pid" in opts else None
 
     def get(u):
         req = urllib.request.Request(u, headers={"Authorization": f"Bearer {token}"})
@@ -62,6 +68,7 @@ def main():
 
     th = threading.Thread(target=sampler, daemon=True)
     c0 = cpu_s(pid)
+    b0 = cpu_s(broker) if broker else 0.0
     t0 = time.monotonic()
     th.start()
     out = subprocess.run(pub, capture_output=True, text=True, timeout=120)
@@ -79,6 +86,7 @@ def main():
     stop.set()
     th.join()
     c1 = cpu_s(pid)
+    b1 = cpu_s(broker) if broker else 0.0
     took = samples[-1][1] if samples else 0
     first = next((t for t, v in samples if v > 0), t0)
     lastt = next((t for t, v in samples if v == took), pub_end)
@@ -100,7 +108,9 @@ def main():
         f"ingest_pps={took / span:.0f} drain_s={max(lastt - pub_end, 0):.1f} "
         f"alarm_probes={fields.get('probes')} alarms_seen={alarms} alarm_p50_ms={p50} alarm_p99_ms={p99} "
         f"stream_p50_ms={s50} stream_p99_ms={s99} "
-        f"consumer_cpu_s={c1 - c0:.2f} cpu_us_per_sample={(c1 - c0) * 1e6 / max(took, 1):.2f}"
+        f"consumer_cpu_s={c1 - c0:.2f} cpu_us_per_sample={(c1 - c0) * 1e6 / max(took, 1):.2f} "
+        f"broker_cpu_s={b1 - b0:.2f} "
+        f"cpu_us_per_sample_with_broker={(c1 - c0 + b1 - b0) * 1e6 / max(took, 1):.2f}"
     )
 
 

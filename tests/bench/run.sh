@@ -13,6 +13,8 @@
 # PARTS ["edge server"] which tables to measure, SITE_RACKS [4000] racks of the site model the
 # server runs (dcim-scale-bench's generated site; 0: none), CONSOLE [1] (1: while each server leg
 # runs, a console polls /api/status, /api/alarms, /api/site/redundancy and /api/points every 2 s).
+# The Node-RED legs count mosquitto's CPU as well as Node-RED's (two per-sample columns: the
+# consumer alone, and with its broker), as dcim-server's figure includes its embedded broker.
 # Not part of CI: it takes a few minutes and the numbers depend on the machine.
 set -uo pipefail
 
@@ -224,10 +226,10 @@ if wait_http "http://127.0.0.1:$HP/health" 30; then
             --seconds "$S" --probe-ms 50 --drain-ms 3000 --sse "127.0.0.1:$HP" --token "$TOKEN" 2>"$T/leg.err" | tail -1)
         [ -n "$CPID" ] && kill "$CPID" 2>/dev/null
         echo "$R" >&2
-        SRV+=("dcim-server $(./target/release/dcim-server --version | awk '{print $2}') (embedded broker, ACL, ingest, alarm engine, SQLite) | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" stream_p99_ms) | $(kv "$R" consumer_cpu_s) | $(kv "$R" cpu_us_per_sample)")
+        SRV+=("dcim-server $(./target/release/dcim-server --version | awk '{print $2}') (embedded broker, ACL, ingest, alarm engine, SQLite) | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" stream_p99_ms) | $(kv "$R" consumer_cpu_s) | (embedded) | $(kv "$R" cpu_us_per_sample) | $(kv "$R" cpu_us_per_sample_with_broker)")
     done
 else
-    SRV+=("dcim-server | not measured: the server did not answer /health (log: $(tail -1 "$T/srv/log")) | | | | | | | | |")
+    SRV+=("dcim-server | not measured: the server did not answer /health (log: $(tail -1 "$T/srv/log")) | | | | | | | | | | |")
 fi
 RSS+=("dcim-server $(peak_mb $SRVPID) MB")
 kill $SRVPID 2>/dev/null
@@ -250,18 +252,18 @@ if ((NODE_RED_OK)) && [ -x /usr/sbin/mosquitto ]; then
         MV=$(/usr/sbin/mosquitto -h 2>/dev/null | head -1 | awk '{print $3}')
         for L in $LOADS; do
             say "Node-RED at $L points/s"
-            R=$("$PY" "$BENCH/load_leg.py" --kind nodered --stats "http://127.0.0.1:$NRP/bench/stats" --pid $NRPID -- \
+            R=$("$PY" "$BENCH/load_leg.py" --kind nodered --stats "http://127.0.0.1:$NRP/bench/stats" --pid $NRPID --broker-pid $MQPID -- \
                 "$LOAD" mqtt --port "$QP" --agents load0,load1 --site bench --rate "$L" --batch "$BATCH" \
                 --seconds "$S" --probe-ms 50 --drain-ms 0 2>"$T/leg.err" | tail -1)
             echo "$R" >&2
-            SRV+=("Node-RED $NRV (mqtt in -> json -> threshold function) on mosquitto $MV | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" stream_p99_ms) | $(kv "$R" consumer_cpu_s) | $(kv "$R" cpu_us_per_sample)")
+            SRV+=("Node-RED $NRV (mqtt in -> json -> threshold function) on mosquitto $MV | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" stream_p99_ms) | $(kv "$R" consumer_cpu_s) | $(kv "$R" broker_cpu_s) | $(kv "$R" cpu_us_per_sample) | $(kv "$R" cpu_us_per_sample_with_broker)")
         done
         RSS+=("Node-RED $(peak_mb $NRPID) MB + mosquitto $(peak_mb $MQPID) MB")
     else
-        SRV+=("Node-RED threshold flow | not measured: Node-RED did not start | | | | | | | | |")
+        SRV+=("Node-RED threshold flow | not measured: Node-RED did not start | | | | | | | | | | |")
     fi
 else
-    SRV+=("Node-RED threshold flow | not measured: ${NR_WHY} or no /usr/sbin/mosquitto | | | | | | | | |")
+    SRV+=("Node-RED threshold flow | not measured: ${NR_WHY} or no /usr/sbin/mosquitto | | | | | | | | | | |")
 fi
 
 fi
@@ -269,8 +271,8 @@ fi
 echo >>"$ROWS"
 if [[ " $PARTS " == *" server "* ]]; then
 {
-    row "Server consumer (publisher: tests/bench/loadgen, QoS 0, $BATCH samples/message, 2 connections, ${S} s per step) | offered points/s | published points/s | taken in points/s | samples taken in | alarms seen/probes | alarm p50 ms (sample time -> decision) | alarm p99 ms (sample time -> decision) | alarm p99 ms (sample time -> committed, on the stream) | consumer CPU s | consumer CPU µs per sample"
-    row "--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:"
+    row "Server consumer (publisher: tests/bench/loadgen, QoS 0, $BATCH samples/message, 2 connections, ${S} s per step) | offered points/s | published points/s | taken in points/s | samples taken in | alarms seen/probes | alarm p50 ms (sample time -> decision) | alarm p99 ms (sample time -> decision) | alarm p99 ms (sample time -> committed, on the stream) | consumer CPU s | broker CPU s (mosquitto; dcim-server's broker is in its own figure) | CPU µs per sample, consumer alone | CPU µs per sample, consumer + broker"
+    row "--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:"
     for e in "${SRV[@]}"; do row "$e"; done
 }
 echo >>"$ROWS"

@@ -830,6 +830,7 @@ pub async fn process(
             )
             .await;
             apply_samples(app, &site, &agent, &samples, now).await;
+            crate::ingest::recycle(samples);
         }
         Outcome::Events {
             site,
