@@ -1362,7 +1362,7 @@ mod tests {
     fn the_packed_priority_scan_answers_as_the_automaton_does() {
         // Hazard: the fast scan missing a fire stage the automaton would find, so the stage
         // waits behind the telemetry backlog instead of taking the priority lane.
-        let roles = crate::facility::alarm_roles();
+        let roles = crate::engine::facility::alarm_roles();
         let pr = PriorityRoles::new(&roles);
         assert!(matches!(pr.scan, Some(Scan::Packed(_))), "SIMD scan in use");
         let quoted: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();

@@ -830,7 +830,7 @@ pub async fn process(
             )
             .await;
             apply_samples(app, &site, &agent, &samples, now).await;
-            crate::ingest::recycle(samples);
+            crate::engine::ingest::recycle(samples);
         }
         Outcome::Events {
             site,
