@@ -38,7 +38,7 @@ fn parse_args() -> Result<Args, String> {
 async fn real_main(args: Args) -> anyhow::Result<()> {
     match args.command() {
         None => {
-            dcim_demo::demo::run_cli(&args.opts, dcim_server::base::clock::shutdown_signal()).await
+            dcim_demo::demo::run_cli(&args.opts, dcim_server::base::stop::shutdown_signal()).await
         }
         Some("drill") => {
             let scenario = args

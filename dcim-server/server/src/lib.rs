@@ -11,7 +11,7 @@
 //! (`python3 tests/arch/module_cycles.py` checks there is no cycle between the folders, nor
 //! between the modules of one folder; CI runs it):
 //!
-//! 1. [`base`], leaves: `clock` (the stop signal; time itself is `dcim_clock`), `leader`,
+//! 1. [`base`], leaves: `stop` (the stop signal; the time is `dcim_clock`), `leader`,
 //!    `metrics`, `observe`, `disk`, `tls`, `console` (embedded files), `notify_templates`.
 //! 2. [`config`] (every section type), then [`engine`], the pure engines and planners:
 //!    `ingest`, `authority`, `dc09_plan`, `maint_windows`, `energy`, `fire_view`, `search`;
@@ -49,7 +49,7 @@ pub mod io;
 pub mod state;
 pub mod storage;
 pub use app::{App, LiveMsg};
-pub use base::clock::stopped;
+pub use base::stop::stopped;
 /// The system wall clock (Unix ms), at its former path: for tests and tools. The server reads
 /// the time from its [`dcim_clock::Clock`] (`App::now_ms`).
 pub use dcim_clock::now_ms;

@@ -312,7 +312,7 @@ async fn real_main(args: Args) -> anyhow::Result<()> {
     match args.command() {
         None => {
             let config = load_config(&args)?;
-            dcim_server::run(config, dcim_server::base::clock::shutdown_signal()).await
+            dcim_server::run(config, dcim_server::base::stop::shutdown_signal()).await
         }
         Some("mosquitto-acl") => {
             let config = load_config(&args)?;

@@ -793,7 +793,7 @@ async fn next_event(
             }
         };
         tokio::select! {
-            _ = crate::base::clock::stopped(stop) => return None,
+            _ = crate::base::stop::stopped(stop) => return None,
             _ = recheck => continue,
             _ = beat => {
                 break Some(SseEvent::default().event("heartbeat").data(auth.app.now_ms().to_string()));

@@ -149,7 +149,7 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (sock, peer) = tokio::select! {
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -260,7 +260,7 @@ async fn connection<S>(
                     return;
                 }
             }
-            _ = crate::base::clock::stopped(&mut stop) => {
+            _ = crate::base::stop::stopped(&mut stop) => {
                 conn.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await;
                 return;

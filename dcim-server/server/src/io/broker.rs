@@ -336,7 +336,7 @@ async fn gate(
     };
     loop {
         let (sock, peer) = tokio::select! {
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -433,7 +433,7 @@ async fn serve(
         }
     };
     tokio::select! {
-        _ = crate::base::clock::stopped(&mut conn_stop) => {}
+        _ = crate::base::stop::stopped(&mut conn_stop) => {}
         _ = session => {}
     }
     app.metrics.broker_clients.fetch_sub(1, Ordering::Relaxed);

@@ -60,7 +60,7 @@ async fn lease_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         let r = tokio::select! {
             r = call => Some(r),
             _ = tokio::time::sleep(until_deadline) => None,
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
         };
         let now = c.mono();
         let changes = lease_changes(c, sent, now, r);
@@ -69,7 +69,7 @@ async fn lease_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         let wait = next_attempt(c, timing.renew_ms, sent);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
         }
     }
     hand_over(&app, c).await;
@@ -287,7 +287,7 @@ async fn heartbeat_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = iv.tick() => {}
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
         }
         let own = c.own.lock().expect("own view").clone();
         let body = json!({
@@ -459,7 +459,7 @@ async fn follower_task(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = iv.tick() => {}
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
         }
         if app.leads() {
             last = None;

@@ -146,7 +146,7 @@ pub async fn start(
             iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = crate::base::clock::stopped(&mut stop) => break,
+                    _ = crate::base::stop::stopped(&mut stop) => break,
                     _ = iv.tick() => {}
                     _ = dc09.wake.notified() => {}
                 }

@@ -101,7 +101,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         let Some((meters, stale)) = site_meters(&app.plant).await else {
             // No site model: nothing to meter. The task stays until the server stops (it is
             // an essential task: its end would read as a failure in /health).
-            crate::base::clock::stopped(&mut stop).await;
+            crate::base::stop::stopped(&mut stop).await;
             return;
         };
         let mut interval = tokio::time::interval(std::time::Duration::from_millis(SAMPLE_MS));
@@ -109,7 +109,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         let mut flushed = app.now_ms();
         loop {
             tokio::select! {
-                _ = crate::base::clock::stopped(&mut stop) => break,
+                _ = crate::base::stop::stopped(&mut stop) => break,
                 _ = interval.tick() => {}
             }
             observe(&app, &meters, stale);

@@ -140,7 +140,7 @@ pub async fn supervise(
     let mut n: u64 = 0;
     loop {
         tokio::select! {
-            _ = crate::base::clock::stopped(&mut stop) => return,
+            _ = crate::base::stop::stopped(&mut stop) => return,
             _ = tick.tick() => {}
         }
         if n.is_multiple_of(5) {

@@ -342,7 +342,7 @@ async fn read_link(app: Arc<App>, link: Link, lanes: Lanes, mut stop: watch::Rec
     let mut idle = tokio::time::interval(Duration::from_secs(1));
     loop {
         let n = tokio::select! {
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
             _ = idle.tick() => {
                 // Idle with nothing queued: nothing charged can still be unread, so
                 // a charge left over (a publish cut between the gate and rumqttd) is
@@ -426,7 +426,7 @@ async fn poll_client(
     let mut backoff = Duration::from_millis(100);
     loop {
         let ev = tokio::select! {
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
             ev = eventloop.poll() => ev,
         };
         match ev {
@@ -465,7 +465,7 @@ async fn poll_client(
                 }
                 tracing::warn!("broker connection: {e}; retrying in {backoff:?}");
                 tokio::select! {
-                    _ = crate::base::clock::stopped(&mut stop) => break,
+                    _ = crate::base::stop::stopped(&mut stop) => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -655,7 +655,7 @@ async fn retry_deferred(
 ) {
     loop {
         tokio::select! {
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
         while let Some((topic, msg, received_ms)) = deferred.front() {
@@ -679,7 +679,7 @@ async fn retry_deferred(
 async fn save_marks_every(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = crate::base::clock::stopped(&mut stop) => break,
+            _ = crate::base::stop::stopped(&mut stop) => break,
             _ = tokio::time::sleep(Duration::from_secs(2)) => save_marks(&app).await,
         }
     }

@@ -262,7 +262,7 @@ async fn mqtt_loop(
             return;
         }
         let ev = tokio::select! {
-            _ = crate::base::clock::stopped(&mut stop) => return,
+            _ = crate::base::stop::stopped(&mut stop) => return,
             ev = el.poll() => ev,
         };
         match ev {
@@ -274,7 +274,7 @@ async fn mqtt_loop(
                 tracing::warn!(channel = %name, "notify mqtt connection: {e}");
                 let _ = tx.try_send(Err(e.to_string()));
                 tokio::select! {
-                    _ = crate::base::clock::stopped(&mut stop) => return,
+                    _ = crate::base::stop::stopped(&mut stop) => return,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
@@ -900,7 +900,7 @@ async fn start(
         let mut reloaded_tasks = Vec::new();
         loop {
             tokio::select! {
-                _ = crate::base::clock::stopped(&mut stop) => break,
+                _ = crate::base::stop::stopped(&mut stop) => break,
                 r = rx.recv() => if r.is_none() { break },
                 Some(cfg) = reload_rx.recv() => worker.reconfigure(&cfg, &stop, &mut reloaded_tasks),
                 _ = interval.tick() => {}

@@ -131,7 +131,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         let mut iv = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tokio::select! {
-                _ = crate::base::clock::stopped(&mut stop) => break,
+                _ = crate::base::stop::stopped(&mut stop) => break,
                 _ = iv.tick() => app.security.flush(&app).await,
             }
         }

@@ -199,7 +199,7 @@ pub fn spawn(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = crate::base::clock::stopped(&mut stop) => break,
+                _ = crate::base::stop::stopped(&mut stop) => break,
                 _ = interval.tick() => {}
             }
             tick(&app).await;

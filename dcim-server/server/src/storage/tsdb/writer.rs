@@ -139,7 +139,7 @@ async fn flush_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>, interv
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let stopping = tokio::select! {
-            _ = crate::base::clock::stopped(&mut stop) => true,
+            _ = crate::base::stop::stopped(&mut stop) => true,
             _ = tick.tick() => false,
             _ = shared.staging.full.notified() => false,
         };
@@ -183,7 +183,7 @@ async fn send_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>, target:
                     .tsdb_oldest_pending_ms
                     .store(0, Ordering::Relaxed);
                 tokio::select! {
-                    _ = crate::base::clock::stopped(&mut stop) => return,
+                    _ = crate::base::stop::stopped(&mut stop) => return,
                     _ = shared.appended.notified() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
@@ -192,7 +192,7 @@ async fn send_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>, target:
             Err(e) => {
                 tracing::error!("time-series buffer read: {e}");
                 tokio::select! {
-                    _ = crate::base::clock::stopped(&mut stop) => return,
+                    _ = crate::base::stop::stopped(&mut stop) => return,
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
                 continue;
@@ -214,7 +214,7 @@ async fn send_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>, target:
             .await;
         } else {
             tokio::select! {
-                _ = crate::base::clock::stopped(&mut stop) => return,
+                _ = crate::base::stop::stopped(&mut stop) => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(30));
