@@ -311,7 +311,7 @@ async fn demo_users(
                 name: name.into(),
                 role: role.as_str().into(),
                 password_hash: hash.clone(),
-                created_ms: dcim_server::now_ms(),
+                created_ms: dcim_clock::now_ms(),
                 disabled: false,
             })
             .await?;

@@ -50,9 +50,6 @@ pub mod state;
 pub mod storage;
 pub use app::{App, LiveMsg};
 pub use base::stop::stopped;
-/// The system wall clock (Unix ms), at its former path: for tests and tools. The server reads
-/// the time from its [`dcim_clock::Clock`] (`App::now_ms`).
-pub use dcim_clock::now_ms;
 pub use storage::tsdb::influx;
 
 use anyhow::Context;

@@ -42,7 +42,7 @@ async fn rust_receiver(key: Option<Key>) -> u16 {
                             Seq::new(m.seq),
                             &m.header,
                             key.as_ref(),
-                            Some(dc09_link::now_ms()),
+                            Some(dcim_clock::now_ms()),
                             &[1; 16],
                         );
                         if s.write_all(&r).await.is_err() {

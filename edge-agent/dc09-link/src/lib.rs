@@ -53,10 +53,6 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 use transport::{Conn, Exchange};
 
-/// The system wall clock (Unix ms), at its former path: for tests and tools. The transmitter
-/// itself reads the [`Clock`] it was started with ([`Transmitter::start_with_clock`]).
-pub use dcim_clock::now_ms;
-
 /// An event to transmit, with the caller's id (the same product event must always carry the
 /// same id: it is what prevents duplicate alarms at the receiver).
 #[derive(Debug, Clone, PartialEq)]

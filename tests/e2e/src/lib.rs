@@ -123,7 +123,7 @@ pub async fn admin_token(server: &dcim_server::Server) -> anyhow::Result<String>
             &dcim_server::state::auth::token_hash(&token),
             "admin",
             "e2e",
-            dcim_server::now_ms(),
+            dcim_clock::now_ms(),
         )
         .await?;
     Ok(token)

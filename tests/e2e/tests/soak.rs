@@ -62,10 +62,6 @@ const HEATED: &str = "bms-r1650";
 
 use dcim_test_support::free_port;
 
-fn unix_ms() -> i64 {
-    dcim_server::now_ms()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The server child process.
 
@@ -724,7 +720,7 @@ async fn create_api_token(data_dir: &Path) -> anyhow::Result<String> {
             name: "soak".into(),
             role: "admin".into(),
             password_hash: "!".into(),
-            created_ms: unix_ms(),
+            created_ms: dcim_clock::now_ms(),
             disabled: false,
         })
         .await?;
@@ -733,7 +729,7 @@ async fn create_api_token(data_dir: &Path) -> anyhow::Result<String> {
             &dcim_server::state::auth::token_hash(&token),
             "soak",
             "soak",
-            unix_ms(),
+            dcim_clock::now_ms(),
         )
         .await?;
     store.close().await;
@@ -763,8 +759,12 @@ struct Startup {
 async fn wait_until_steady(soak: &Soak) -> anyhow::Result<Startup> {
     let api = &soak.api;
     let ready = Instant::now();
-    api.caught_up(&soak.agent_ids, unix_ms(), Duration::from_secs(60))
-        .await?;
+    api.caught_up(
+        &soak.agent_ids,
+        dcim_clock::now_ms(),
+        Duration::from_secs(60),
+    )
+    .await?;
     dcim_e2e::wait_for("power at 2N", Duration::from_secs(60), || async {
         let r = api.get("/api/site/redundancy").await?;
         Ok(r["subsystems"]
@@ -841,7 +841,7 @@ async fn feed_loss_and_broker_restart(
     soak.log("broker stopped");
     tokio::time::sleep(Duration::from_secs(3)).await;
     soak.broker.start()?;
-    let back = unix_ms();
+    let back = dcim_clock::now_ms();
     soak.log("broker started");
     let catch = soak
         .api
@@ -861,7 +861,7 @@ async fn server_sigkill_and_restart(
     soak.log("server killed (SIGKILL)");
     tokio::time::sleep(Duration::from_secs(2)).await;
     soak.server.spawn()?;
-    let back = unix_ms();
+    let back = dcim_clock::now_ms();
     let restarted = Instant::now();
     let api = &soak.api;
     dcim_e2e::wait_for("the restarted server", Duration::from_secs(30), || async {
@@ -890,7 +890,7 @@ async fn uplink_cut_while_a_rack_burns(
     soak.sim_command(&format!("heat {HEATED} 600"))?;
     tokio::time::sleep(cut.saturating_sub(Duration::from_secs(2))).await;
     soak.proxy.set_up(true);
-    let back = unix_ms();
+    let back = dcim_clock::now_ms();
     soak.log("uplink restored");
     let api = &soak.api;
     let catch = api

@@ -149,7 +149,7 @@ async fn probe_latencies(port: u16, waiters: &Waiters, n: usize, tag: &str) -> V
             .lock()
             .await
             .insert(format!("fire-stage:{device}"), tx);
-        let ts = dcim_server::now_ms();
+        let ts = dcim_clock::now_ms();
         let payload = dcim_wire::encode(&dcim_wire::TelemetryBatch {
             v: dcim_wire::VERSION,
             agent: "probe".into(),
@@ -459,7 +459,7 @@ async fn publish_load(
     let mut seq = 0u64;
     while running.load(Ordering::Relaxed) {
         seq += 1;
-        let ts = dcim_server::now_ms();
+        let ts = dcim_clock::now_ms();
         let samples = (0..batch)
             .map(|k| {
                 sample(

@@ -225,7 +225,7 @@ async fn measure(racks: usize, repeat: usize) -> anyhow::Result<()> {
             0,
         )
         .await?;
-    let now = dcim_server::now_ms();
+    let now = dcim_clock::now_ms();
     let samples = dcim_site::fixture::healthy_samples(&site, now);
     let samples_ms = {
         let mut f = server.app.plant.facility.lock().await;

@@ -150,7 +150,7 @@ async fn passwords_users_and_tokens_can_be_changed_disabled_revoked_and_expire()
     let token = t["token"].as_str().unwrap().to_string();
     let id = t["id"].as_str().unwrap().to_string();
     let expires = t["expires_ms"].as_i64().unwrap();
-    assert!((expires - dcim_server::now_ms() - 86_400_000).abs() < 60_000);
+    assert!((expires - dcim_clock::now_ms() - 86_400_000).abs() < 60_000);
     let listed = get_json(&client, &u("/api/users/u2/tokens"), &admin).await;
     assert_eq!(listed["tokens"][0]["id"], id);
     assert!(
@@ -238,7 +238,7 @@ async fn passwords_users_and_tokens_can_be_changed_disabled_revoked_and_expire()
             "u2",
             "old",
             0,
-            Some(dcim_server::now_ms() - 1),
+            Some(dcim_clock::now_ms() - 1),
         )
         .await
         .unwrap();

@@ -60,7 +60,7 @@ async fn feed_loss_raises_a_grade_2_redundancy_alarm_end_to_end() {
     let client = http();
     let base = format!("http://{}", server.http_addr);
     let site = dcim_site::Site::load(&demo_site()).unwrap();
-    let now = dcim_server::now_ms();
+    let now = dcim_clock::now_ms();
     let healthy = dcim_site::fixture::healthy_samples(&site, now);
 
     let mq = server.mqtt_addr.unwrap();
@@ -112,7 +112,7 @@ async fn feed_loss_raises_a_grade_2_redundancy_alarm_end_to_end() {
         .filter(|s| s.device == "meter-a" && s.role.as_str() == "feed.breaker_closed")
         .map(|s| Sample {
             value: Some(Value::Bool(false)),
-            ts_ms: dcim_server::now_ms(),
+            ts_ms: dcim_clock::now_ms(),
             ..s.clone()
         })
         .collect();

@@ -36,7 +36,7 @@ fn sample(device: &str, on: bool) -> Sample {
         value: Some(Value::Bool(on)),
         unit: String::new(),
         quality: Quality::Good,
-        ts_ms: dcim_server::now_ms(),
+        ts_ms: dcim_clock::now_ms(),
     }
 }
 
@@ -49,7 +49,7 @@ fn state_detached(online: bool, detached: &[&str]) -> Vec<u8> {
         v: dcim_wire::VERSION,
         agent: "a1".into(),
         online,
-        ts_ms: dcim_server::now_ms(),
+        ts_ms: dcim_clock::now_ms(),
         version: "t".into(),
         spool_pending: 0,
         thinned_samples: 0,

@@ -52,7 +52,7 @@ impl Feed {
 
 fn healthy() -> Vec<Sample> {
     let site = dcim_site::Site::load(&demo_site()).unwrap();
-    dcim_site::fixture::healthy_samples(&site, dcim_server::now_ms())
+    dcim_site::fixture::healthy_samples(&site, dcim_clock::now_ms())
 }
 
 async fn in_maintenance(client: &reqwest::Client, base: &str, token: &str, id: &str) -> bool {
@@ -74,7 +74,7 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     let mut feed = Feed::connect(&server).await;
     feed.send(&healthy()).await;
     let windows = format!("{base}/api/maintenance/windows");
-    let now = dcim_server::now_ms();
+    let now = dcim_clock::now_ms();
 
     // Refused field by field; viewers and the fire authority cannot schedule.
     let (st, body) = post_json(&client, &windows, op, json!({"subjects": ["ups-z9"], "who": "Kim", "reason": "x", "from_ms": now, "to_ms": now + 60_000})).await;
@@ -126,7 +126,7 @@ async fn a_maintenance_window_starts_and_ends_by_itself_and_waits_under_authorit
     // Under authority control the next window waits, then starts when it is left.
     let (st, _) = authority(&client, &base, op, "enter", "Brigade on site").await;
     assert_eq!(st, StatusCode::OK);
-    let now = dcim_server::now_ms();
+    let now = dcim_clock::now_ms();
     let (st, w) = post_json(&client, &windows, op, json!({"subjects": ["ups-z2"], "who": "Lee", "reason": "Fan swap", "from_ms": now + 500, "to_ms": now + 60_000})).await;
     assert_eq!(st, StatusCode::CREATED);
     let id = w["window"]["id"].as_u64().unwrap();
@@ -225,7 +225,7 @@ async fn pue_is_computed_on_the_server_never_from_a_partial_sum_and_energy_survi
         .filter(|s| s.device == "meter-b" && s.role.as_str() == "feed.power_kw")
         .map(|s| Sample {
             quality: Quality::CommLost,
-            ts_ms: dcim_server::now_ms(),
+            ts_ms: dcim_clock::now_ms(),
             ..s.clone()
         })
         .collect();

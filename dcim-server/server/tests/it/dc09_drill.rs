@@ -30,7 +30,7 @@ fn stage_sample(agent: &str, seq: u64, device: &str, stage: f64) -> Vec<u8> {
 fn state(agent: &str, online: bool) -> Vec<u8> {
     // JSON rather than the struct, so that fields added to `AgentState` keep their defaults.
     serde_json::json!({"v": dcim_wire::VERSION, "agent": agent, "online": online,
-        "ts_ms": dcim_server::now_ms(), "version": "test"})
+        "ts_ms": dcim_clock::now_ms(), "version": "test"})
     .to_string()
     .into_bytes()
 }
@@ -43,7 +43,7 @@ fn stage_event(agent: &str, seq: u64, device: &str, code: u8) -> Vec<u8> {
         events: vec![dcim_wire::Event {
             id: format!("{agent}:{seq}"),
             seq,
-            ts_ms: dcim_server::now_ms(),
+            ts_ms: dcim_clock::now_ms(),
             device: device.into(),
             kind: "fire.stage".into(),
             severity: dcim_wire::Severity::Alarm,
@@ -264,11 +264,11 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
         value: Some(dcim_points::Value::Number(v)),
         unit: String::new(),
         quality: dcim_points::Quality::Good,
-        ts_ms: dcim_server::now_ms(),
+        ts_ms: dcim_clock::now_ms(),
     };
     {
         let mut f = app.plant.facility.lock().await;
-        let ch = f.on_samples(&[sample(2.0)], dcim_server::now_ms());
+        let ch = f.on_samples(&[sample(2.0)], dcim_clock::now_ms());
         assert!(!ch.records.is_empty());
         app.commit_changes(&f, &ch, None).await.unwrap();
     }
@@ -276,7 +276,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
     assert_eq!(ended.id, d.id);
     {
         let mut f = app.plant.facility.lock().await;
-        let ch = f.on_samples(&[sample(0.0)], dcim_server::now_ms());
+        let ch = f.on_samples(&[sample(0.0)], dcim_clock::now_ms());
         app.commit_changes(&f, &ch, None).await.unwrap();
     }
     let journal = app.store.list_journal(None, 0, 1000).await.unwrap();
@@ -316,7 +316,7 @@ async fn drill_flag_survives_a_restart_and_tags_alarm_records() {
             "ops",
             dcim_server::config::Role::Operator,
             "fire brigade on site",
-            dcim_server::now_ms(),
+            dcim_clock::now_ms(),
         )
         .unwrap();
     let refused = dcim_server::io::drill::begin(&server.app, "under control", 60_000)

@@ -130,7 +130,7 @@ async fn publish_on_battery(port: u16) {
             value: Some(dcim_points::Value::Bool(true)),
             unit: String::new(),
             quality: dcim_points::Quality::Good,
-            ts_ms: dcim_server::now_ms(),
+            ts_ms: dcim_clock::now_ms(),
         }],
     });
     let (c, mut el, r) = mqtt_agent("127.0.0.1", port, AGENT, "unused").await;

@@ -32,7 +32,7 @@ fn sample(device: String, point: String, role: &str, value: f64, ts: i64) -> Sam
 
 /// Batch `seq` of agent a1: `n` rack temperatures (racks 0-49, points t0..).
 fn rack_batch(seq: u64, n: usize) -> Vec<u8> {
-    let ts = dcim_server::now_ms() + seq as i64;
+    let ts = dcim_clock::now_ms() + seq as i64;
     let samples = (0..n)
         .map(|k| {
             sample(
@@ -189,7 +189,7 @@ async fn alarms_and_events_pass_a_telemetry_backlog() {
     );
 
     // Behind it, from a2: a fire stage inside an ordinary telemetry batch, and an event.
-    let ts = dcim_server::now_ms();
+    let ts = dcim_clock::now_ms();
     let mut probe: Vec<Sample> = (0..100)
         .map(|k| sample("crah-1".into(), format!("t{k}"), "rack.temp", 21.0, ts))
         .collect();

@@ -27,7 +27,7 @@ async fn the_buffer_survives_a_store_outage_and_a_server_restart() {
         ..influx(vm_port)
     });
     // Samples over the last 30 minutes, one a minute-ish, written while the store is down.
-    let now = dcim_server::now_ms();
+    let now = dcim_clock::now_ms();
     let base = now - 30 * 60_000;
     let ts = |i: u64| base + i as i64 * 60_000;
     let client = http();

@@ -55,10 +55,6 @@ pub struct LinkStatus {
     pub acked_batches: AtomicU64,
 }
 
-/// The system wall clock (Unix ms), at its former path: for tests and tools; the agent's tasks
-/// read the [`dcim_clock::Clock`] in [`crate::ingest::Shared`].
-pub use dcim_clock::now_ms as unix_ms;
-
 fn topic(shared: &Shared, channel: Channel) -> String {
     Topic {
         site: shared.site.clone(),

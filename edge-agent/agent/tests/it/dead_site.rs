@@ -72,8 +72,7 @@ async fn a_dead_sites_broker_is_detached_and_the_live_one_keeps_flowing() {
 
     // Site B returns: it gets what is still in the spool, the rest is missed; then it is
     // attached again.
-    let missed_before =
-        shared.with_spool(|s| s.lag("site-b", dcim_edge_agent::uplink::unix_ms()).missed[0]);
+    let missed_before = shared.with_spool(|s| s.lag("site-b", dcim_clock::now_ms()).missed[0]);
     assert!(
         missed_before > 0,
         "records removed while it was detached are counted"

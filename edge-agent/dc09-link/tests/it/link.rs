@@ -67,7 +67,7 @@ impl RustReceiver {
                                         Seq::new(m.seq),
                                         &m.header,
                                         key.as_ref(),
-                                        Some(dc09_link::now_ms()),
+                                        Some(dcim_clock::now_ms()),
                                         &[3; 16],
                                     )
                                 }

@@ -431,7 +431,7 @@ async fn every_dashboard_panel_answers_from_victoria_metrics_with_the_demos_data
         .timeout(Duration::from_secs(10))
         .no_proxy()
         .build()?;
-    let started_ms = dcim_server::now_ms();
+    let started_ms = dcim_clock::now_ms();
     let h = dcim_e2e::Harness::start_with(|o| {
         let mut influx = dcim_demo::demo::influx_for(&vm.url).expect("influx section");
         influx.flush_interval_ms = 200;
@@ -585,7 +585,7 @@ async fn every_dashboard_panel_answers_from_victoria_metrics_with_the_demos_data
     // The last evaluation's interval lies wholly after the demo started, so every healthy
     // point has a sample in it (each is reported at least every 10 s).
     let ready_at = started_ms + INTERVAL_MS + 2000;
-    let wait = ready_at - dcim_server::now_ms();
+    let wait = ready_at - dcim_clock::now_ms();
     if wait > 0 {
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
     }
@@ -593,7 +593,7 @@ async fn every_dashboard_panel_answers_from_victoria_metrics_with_the_demos_data
         .get(format!("{}/internal/force_flush", vm.url))
         .send()
         .await;
-    let end_ms = dcim_server::now_ms() - 1000;
+    let end_ms = dcim_clock::now_ms() - 1000;
     let points_now = numeric_points().await?;
     // One evaluation before the demo started (nothing may be invented there), then every
     // interval up to the end.

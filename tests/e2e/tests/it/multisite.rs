@@ -375,7 +375,7 @@ fn play_devices(
         let mut iv = tokio::time::interval(Duration::from_millis(500));
         loop {
             iv.tick().await;
-            let now = dcim_server::now_ms();
+            let now = dcim_clock::now_ms();
             let devices = plant.lock().unwrap().clone();
             for (ingest, prefix) in &agents {
                 let samples: Vec<Sample> = devices
@@ -745,7 +745,7 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
                     role: "operator".into(),
                     password_hash: dcim_server::state::auth::hash_password("op-password-1", 64, 1)
                         .map_err(|e| anyhow::anyhow!("{e}"))?,
-                    created_ms: dcim_server::now_ms(),
+                    created_ms: dcim_clock::now_ms(),
                     disabled: false,
                 })
                 .await?;
@@ -754,7 +754,7 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
                     &dcim_server::state::auth::token_hash("dcim_multisite_op_token"),
                     "op",
                     "multisite",
-                    dcim_server::now_ms(),
+                    dcim_clock::now_ms(),
                 )
                 .await?;
             store.close().await;
@@ -980,7 +980,7 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
 
     // 3. Site A is killed: every process at once.
     let t0 = Instant::now();
-    let kill_ms = dcim_server::now_ms();
+    let kill_ms = dcim_clock::now_ms();
     ga.kill9();
     set(&plant, "ups-b2", "ups.on_battery", Value::Bool(true));
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1077,7 +1077,7 @@ async fn run(py: &str, pg_bin: &Path, ids: Option<(u32, u32)>) -> anyhow::Result
     // detached after the lag limit.
     let ev_seq = shared["edge-b"].with_spool(|s| s.stats().next_seq[0]);
     let draft = dcim_edge_agent::payload::EventDraft {
-        ts_ms: dcim_server::now_ms(),
+        ts_ms: dcim_clock::now_ms(),
         device: "bms-z2".into(),
         kind: "fire.note".into(),
         severity: dcim_wire::Severity::Info,

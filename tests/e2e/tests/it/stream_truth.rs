@@ -66,7 +66,7 @@ async fn future_samples_are_refused_and_a_wiped_spool_is_a_new_stream() -> anyho
     h.wait_steady(Duration::from_secs(60)).await?;
 
     // 1. A sample from 2100 for the battery room's hottest cell.
-    let now = dcim_server::now_ms();
+    let now = dcim_clock::now_ms();
     let sample = |value: f64, ts_ms: i64| dcim_points::Sample {
         device: "bms-z2".into(),
         point: "cell_temp_max".into(),
@@ -152,7 +152,7 @@ async fn future_samples_are_refused_and_a_wiped_spool_is_a_new_stream() -> anyho
         .point("ups-z1", "ups.output_kw")
         .await?
         .expect("a UPS point");
-    let restart_ms = dcim_server::now_ms();
+    let restart_ms = dcim_clock::now_ms();
     h.demo.restart_agent(true).await?;
     let new_epoch = epoch_of(&spool)?;
     assert_ne!(new_epoch, old_epoch, "a wiped spool is a new epoch");

@@ -517,7 +517,7 @@ pub use dcim_test_support::peers::{is_root, skip_or_fail};
 
 /// A good sample of `role` at `device` taken now (point named after the role).
 pub fn sample_now(device: &str, role: &str, v: dcim_points::Value) -> dcim_points::Sample {
-    sample_at(device, role, v, dcim_server::now_ms())
+    sample_at(device, role, v, dcim_clock::now_ms())
 }
 
 /// A good sample of `role` at `device` taken at `ts_ms` (point named after the role).
