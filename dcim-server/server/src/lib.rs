@@ -375,7 +375,7 @@ async fn build_app(
         energy: Mutex::new(energy_meter),
         ops,
         health,
-        reloadable: io::reload::Reloadable::new(config),
+        reloadable: app::Reloadable::new(config),
         security: state::security::Security::new(config),
         cluster: config
             .cluster

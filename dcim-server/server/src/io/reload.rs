@@ -21,8 +21,6 @@
 use crate::app::App;
 use crate::config::Config;
 
-pub use crate::app::Reloadable;
-
 /// Top-level sections that differ between two configurations, other than `notify` and
 /// `users` (what a reload cannot apply).
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
