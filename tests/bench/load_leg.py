@@ -46,15 +46,24 @@ def main():
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.read().decode()
 
+    def server_metric(name):
+        m = re.search(rf"^{name}(?:\{{[^}}]*\}})? (\d+)", get(url), re.M)
+        return int(m.group(1)) if m else 0
+
     def counter():
         if kind == "server":
-            m = re.search(r"^dcim_ingest_samples_total(?:\{[^}]*\})? (\d+)", get(url), re.M)
-            return int(m.group(1)) if m else 0
+            return server_metric("dcim_ingest_samples_total")
         return int(json.loads(get(url))["points"])
+
+    # Samples the server dropped as replays of batches it already had (an agent's seq at or
+    # below its high-water): reported, so that a publisher reusing seqs is not read as loss.
+    def duplicates():
+        return server_metric("dcim_ingest_duplicate_items_total") if kind == "server" else 0
 
     if kind == "nodered":
         get(url.replace("/stats", "/reset"))
     base = counter()
+    dup0 = duplicates()
     samples = []  # (time, count)
     stop = threading.Event()
 
@@ -102,9 +111,10 @@ def main():
         p50, p99, alarms = st.get("p50"), st.get("p99"), st.get("alarms")
         s50, s99 = "-", "-"
     published = int(fields.get("published", 0))
+    dups = duplicates() - dup0
     print(
         f"{kind} offered_pps={fields.get('offered_pps')} achieved_pub_pps={fields.get('achieved_pps')} "
-        f"published={published} taken_in={took} ({100.0 * took / max(published, 1):.1f}%) "
+        f"published={published} taken_in={took} ({100.0 * took / max(published, 1):.1f}%) duplicates={dups} "
         f"ingest_pps={took / span:.0f} drain_s={max(lastt - pub_end, 0):.1f} "
         f"alarm_probes={fields.get('probes')} alarms_seen={alarms} alarm_p50_ms={p50} alarm_p99_ms={p99} "
         f"stream_p50_ms={s50} stream_p99_ms={s99} "

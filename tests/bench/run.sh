@@ -54,6 +54,9 @@ wait_http() { # url seconds
     while ((SECONDS < end)); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.3; done
     return 1
 }
+# replays "$R": ", N dropped as replays" when the server dropped samples of batches it had already
+# (a publisher reusing seqs), so that they are not read as loss; nothing otherwise.
+replays() { local d; d=$(kv "$1" duplicates); [ -n "$d" ] && [ "$d" != 0 ] && printf ', %s dropped as replays' "$d"; }
 fmt() { python3 -c 'import sys; v=sys.argv[1]; print(f"{float(v):,.0f}" if v not in ("", "None", "nan") else "-")' "${1:-}"; }
 
 if [ "${BUILD:-1}" = 1 ]; then
@@ -226,7 +229,7 @@ if wait_http "http://127.0.0.1:$HP/health" 30; then
             --seconds "$S" --probe-ms 50 --drain-ms 3000 --sse "127.0.0.1:$HP" --token "$TOKEN" 2>"$T/leg.err" | tail -1)
         [ -n "$CPID" ] && kill "$CPID" 2>/dev/null
         echo "$R" >&2
-        SRV+=("dcim-server $(./target/release/dcim-server --version | awk '{print $2}') (embedded broker, ACL, ingest, alarm engine, SQLite) | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" stream_p99_ms) | $(kv "$R" consumer_cpu_s) | (embedded) | $(kv "$R" cpu_us_per_sample) | $(kv "$R" cpu_us_per_sample_with_broker)")
+        SRV+=("dcim-server $(./target/release/dcim-server --version | awk '{print $2}') (embedded broker, ACL, ingest, alarm engine, SQLite) | $(fmt "$L") | $(fmt "$(kv "$R" achieved_pub_pps)") | $(fmt "$(kv "$R" ingest_pps)") | $(kv "$R" taken_in)$(grep -o ' ([0-9.]*%)' <<<"$R")$(replays "$R") | $(kv "$R" alarms_seen)/$(kv "$R" alarm_probes) | $(kv "$R" alarm_p50_ms) | $(kv "$R" alarm_p99_ms) | $(kv "$R" stream_p99_ms) | $(kv "$R" consumer_cpu_s) | (embedded) | $(kv "$R" cpu_us_per_sample) | $(kv "$R" cpu_us_per_sample_with_broker)")
     done
 else
     SRV+=("dcim-server | not measured: the server did not answer /health (log: $(tail -1 "$T/srv/log")) | | | | | | | | | | |")

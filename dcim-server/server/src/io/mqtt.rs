@@ -1,7 +1,10 @@
 //! The ingest shell. Messages come from either:
 //!
-//! - the embedded broker's in-process link (rumqttd `LinkRx`; no TCP between broker and
-//!   server; `Notification::Unschedule` is answered with `wake()`, or the link stalls, #582), or
+//! - the embedded broker: telemetry straight from its gate, which hands each publish to the
+//!   lanes ([`crate::io::broker::TelemetryIntake`]; no second loopback hop, no copy in rumqttd's
+//!   log), and the other topics through rumqttd's in-process link (`LinkRx`; no TCP between
+//!   broker and server; `Notification::Unschedule` is answered with `wake()`, or the link
+//!   stalls, #582), or
 //! - an rumqttc client subscribed to every agent's streams on an external broker. It uses
 //!   manual acknowledgements: a QoS 1 message is acknowledged to the broker only after what it
 //!   carries is committed (events) or applied (telemetry, state), so a crash before the commit
@@ -116,6 +119,20 @@ struct Lanes {
     roles: Arc<crate::engine::ingest::PriorityRoles>,
     /// Messages handed to a lane and not handled yet (the link's idle check).
     pending: Arc<AtomicUsize>,
+    /// Messages routed so far, from the link or from the gate (the link's idle check).
+    routed: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The gate hands telemetry to the lanes directly (embedded broker).
+impl crate::io::broker::TelemetryIntake for Lanes {
+    fn take(
+        &self,
+        topic: String,
+        payload: Bytes,
+        charge: Option<crate::io::broker::budget::Charge>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(self.route(topic, payload, None, charge))
+    }
 }
 
 impl Lanes {
@@ -130,6 +147,7 @@ impl Lanes {
         charge: Option<crate::io::broker::budget::Charge>,
     ) -> bool {
         self.pending.fetch_add(1, Ordering::Relaxed);
+        self.routed.fetch_add(1, Ordering::Relaxed);
         let received = std::time::Instant::now();
         let received_ms = dcim_clock::now_ms();
         if topic.ends_with("/telemetry") {
@@ -241,6 +259,7 @@ pub fn spawn(
         priority: prio_tx,
         roles,
         pending: app.ops.ingest_pending.clone(),
+        routed: Default::default(),
     };
     let mut tasks = Vec::new();
     // Tells the broker's gate which events are handled, so it releases the agents' PUBACKs.
@@ -251,6 +270,8 @@ pub fn spawn(
         pending: lanes.pending.clone(),
     };
     if let Some(link) = link {
+        // From now on the gate hands telemetry to the lanes itself.
+        link.intake.set(Some(Arc::new(lanes.clone())));
         let reader = read_link(app.clone(), link, lanes.clone(), stop.clone());
         tasks.push(tokio::spawn(reader));
     }
@@ -339,6 +360,7 @@ async fn read_link(app: Arc<App>, link: Link, lanes: Lanes, mut stop: watch::Rec
     app.metrics.mqtt_connected.store(1, Ordering::Relaxed);
     let mut offsets = [crate::io::broker::budget::OffsetTracker::default(); 3];
     let mut last_read = tokio::time::Instant::now();
+    let mut routed = lanes.routed.load(Ordering::Relaxed);
     let mut idle = tokio::time::interval(Duration::from_secs(1));
     loop {
         let n = tokio::select! {
@@ -346,7 +368,12 @@ async fn read_link(app: Arc<App>, link: Link, lanes: Lanes, mut stop: watch::Rec
             _ = idle.tick() => {
                 // Idle with nothing queued: nothing charged can still be unread, so
                 // a charge left over (a publish cut between the gate and rumqttd) is
-                // given back.
+                // given back. Telemetry the gate hands over directly counts as activity.
+                let now_routed = lanes.routed.load(Ordering::Relaxed);
+                if now_routed != routed {
+                    routed = now_routed;
+                    last_read = tokio::time::Instant::now();
+                }
                 if last_read.elapsed() >= Duration::from_secs(2)
                     && lanes.pending.load(Ordering::Relaxed) == 0
                 {

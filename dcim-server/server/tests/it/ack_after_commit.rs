@@ -147,6 +147,60 @@ async fn puback_of_events_waits_for_their_commit() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn telemetry_taken_by_the_gate_is_acknowledged_after_a_held_events_batch_before_it() {
+    // Hazard: the gate takes telemetry itself (not through rumqttd) and acknowledges it; its
+    // PUBACK must not overtake the PUBACK of an events batch sent before it that waits for its
+    // commit (MQTT 3.1.1 §4.6), nor may the telemetry wait for that commit to be taken in.
+    let dir = tempfile::tempdir().unwrap();
+    let server = dcim_server::start(config(dir.path())).await.unwrap();
+    let mqtt = server.mqtt_addr.unwrap();
+    let (c, mut el, r) = mqtt_agent("127.0.0.1", mqtt.port(), "a1", "a1-secret").await;
+    r.unwrap();
+    let mut blocker = db(dir.path()).await;
+    let m = &server.app.metrics;
+    let messages = m.ingest_messages_total.load(Ordering::Relaxed);
+    lock(&mut blocker).await;
+    publish(&c, events("a1", "rack-1", 1..=3)).await;
+    c.publish(
+        "dcim/v1/s1/a1/telemetry",
+        QoS::AtLeastOnce,
+        false,
+        telemetry("a1", 1, "rack-1", 42.0),
+    )
+    .await
+    .unwrap();
+    // Both reach the ingest; the telemetry is applied while the events' commit waits.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while m.ingest_messages_total.load(Ordering::Relaxed) < messages + 2 {
+        assert_eq!(
+            puback_within(&mut el, Duration::from_millis(50)).await,
+            None,
+            "a PUBACK before the events' commit"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "telemetry waited for the events' commit (or did not arrive)"
+        );
+    }
+    assert_eq!(
+        puback_within(&mut el, Duration::from_millis(400)).await,
+        None,
+        "the telemetry's PUBACK overtook the held events PUBACK"
+    );
+    release(&mut blocker).await;
+    let first = puback_within(&mut el, Duration::from_secs(5)).await;
+    let second = puback_within(&mut el, Duration::from_secs(5)).await;
+    assert_eq!(
+        (first, second),
+        (Some(1), Some(2)),
+        "PUBACKs in the order of the publishes"
+    );
+    assert_eq!(stored(&mut blocker, 1..=3).await, 3);
+    drop(blocker);
+    server.shutdown().await;
+}
+
 async fn wait_port(port: u16) {
     eventually("the broker port", || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))

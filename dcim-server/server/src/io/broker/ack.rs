@@ -10,8 +10,10 @@
 //! it only once the agent's handled high-water ([`EventsHandled`], advanced by the ingest
 //! worker) has reached that `seq` ([`AckHold::on_handled`]).
 //!
-//! PUBACKs leave in the order rumqttd sent them (MQTT 3.1.1 §4.6), so PUBACKs behind a held one
-//! wait for it; other packets (PINGRESP, commands, SUBACK) are never delayed.
+//! Telemetry does not pass through rumqttd: the gate hands it to the ingest itself and
+//! acknowledges it once it is queued there ([`AckHold::on_local`]). PUBACKs leave in the order of
+//! the agent's PUBLISHes (MQTT 3.1.1 §4.6), whoever acknowledges them, so PUBACKs behind a held
+//! one wait for it; other packets (PINGRESP, commands, SUBACK) are never delayed.
 //!
 //! The high-water is a maximum over handled batches, per spool epoch of the agent (sequence
 //! numbers start again at 1 in a new epoch, so the marks of an old epoch say nothing about the
@@ -100,16 +102,29 @@ pub enum HoldError {
 /// A spool epoch and a sequence number in it.
 type EpochSeq = (String, u64);
 
+/// Where one QoS 1 publish of the connection stands, in the order the agent sent them.
+#[derive(Debug)]
+struct Slot {
+    pkid: u16,
+    /// Since when its PUBACK may go (None: relayed, the broker has not acknowledged it yet).
+    acked_at: Option<i64>,
+    /// The `(epoch, seq)` the server must have handled first (events), if any.
+    wait: Option<EpochSeq>,
+}
+
 /// Per-connection state machine. Pure: no I/O, no clock (`now_ms` is passed in).
+///
+/// PUBACKs leave in the order of the PUBLISHes (MQTT 3.1.1 §4.6), whoever acknowledges them:
+/// rumqttd for a relayed publish ([`AckHold::on_relay`], then [`AckHold::on_puback`]), the gate
+/// itself for telemetry it hands to the ingest directly ([`AckHold::on_local`]). So a
+/// telemetry PUBACK never overtakes an events PUBACK that waits for its commit.
 #[derive(Debug, Default)]
 pub struct AckHold {
     /// Events publishes relayed to the broker and not yet acknowledged by it: packet id ->
     /// epoch and highest `seq` of the batch.
     awaiting: HashMap<u16, EpochSeq>,
-    /// PUBACKs received from the broker and not yet forwarded, in order: packet id, the
-    /// `(epoch, seq)` the server must have handled first (None: nothing), and since when it
-    /// is held.
-    held: VecDeque<(u16, Option<EpochSeq>, i64)>,
+    /// PUBACKs not forwarded yet, in the order of their publishes.
+    order: VecDeque<Slot>,
     /// The agent's handled high-water per epoch as last seen.
     handled: HashMap<String, u64>,
 }
@@ -147,6 +162,35 @@ impl AckHold {
         Ok(())
     }
 
+    fn push(&mut self, slot: Slot) -> Result<(), HoldError> {
+        if self.order.len() >= MAX_HELD {
+            return Err(HoldError::TooMany);
+        }
+        self.order.push_back(slot);
+        Ok(())
+    }
+
+    /// A QoS 1 publish `pkid` is relayed to the broker (after [`AckHold::on_publish`] if it
+    /// carries events): its PUBACK takes this place in the order, whenever the broker sends it.
+    pub fn on_relay(&mut self, pkid: u16) -> Result<(), HoldError> {
+        self.push(Slot {
+            pkid,
+            acked_at: None,
+            wait: None,
+        })
+    }
+
+    /// A QoS 1 publish `pkid` was taken by the gate itself (telemetry handed to the ingest):
+    /// its PUBACK may go as soon as every earlier one has. Returns nothing: the writer
+    /// collects what is ready with [`AckHold::ready`], so PUBACKs are written in one place.
+    pub fn on_local(&mut self, pkid: u16, now_ms: i64) -> Result<(), HoldError> {
+        self.push(Slot {
+            pkid,
+            acked_at: Some(now_ms),
+            wait: None,
+        })
+    }
+
     /// The broker acknowledged `pkid`. Returns the packet ids whose PUBACK to forward now, in
     /// order (empty: held).
     pub fn on_puback(&mut self, pkid: u16, now_ms: i64) -> Result<Vec<u16>, HoldError> {
@@ -154,14 +198,23 @@ impl AckHold {
             .awaiting
             .remove(&pkid)
             .filter(|(e, s)| !self.is_handled(e, *s));
-        if wait.is_none() && self.held.is_empty() {
-            return Ok(vec![pkid]);
+        match self
+            .order
+            .iter_mut()
+            .find(|s| s.pkid == pkid && s.acked_at.is_none())
+        {
+            Some(slot) => {
+                slot.acked_at = Some(now_ms);
+                slot.wait = wait;
+            }
+            // Not recorded as relayed: it goes behind everything waiting.
+            None => self.push(Slot {
+                pkid,
+                acked_at: Some(now_ms),
+                wait,
+            })?,
         }
-        if self.held.len() >= MAX_HELD {
-            return Err(HoldError::TooMany);
-        }
-        self.held.push_back((pkid, wait, now_ms));
-        Ok(self.release())
+        Ok(self.ready())
     }
 
     /// The agent's handled marks are now `marks`. Returns the PUBACKs to forward now.
@@ -170,27 +223,32 @@ impl AckHold {
             let h = self.handled.entry(e.clone()).or_insert(0);
             *h = (*h).max(*s);
         }
-        self.release()
+        self.ready()
     }
 
-    /// Since when the oldest held PUBACK waits, if any.
+    /// Since when the oldest PUBACK that may go (as far as the broker is concerned) waits, if
+    /// any.
     pub fn held_since(&self) -> Option<i64> {
-        self.held.front().map(|(_, _, t)| *t)
+        self.order.iter().find_map(|s| s.acked_at)
     }
 
-    /// Number of PUBACKs held.
+    /// Number of PUBACKs not forwarded yet (relayed publishes the broker has not acknowledged
+    /// included).
     pub fn held(&self) -> usize {
-        self.held.len()
+        self.order.len()
     }
 
-    fn release(&mut self) -> Vec<u16> {
+    /// Takes the PUBACKs to forward now, in order: from the front, each one the broker (or
+    /// the gate) acknowledged and whose events are handled.
+    pub fn ready(&mut self) -> Vec<u16> {
         let mut out = Vec::new();
-        while let Some((pkid, wait, _)) = self.held.front() {
-            if wait.as_ref().is_some_and(|(e, s)| !self.is_handled(e, *s)) {
+        while let Some(s) = self.order.front() {
+            let handled = s.wait.as_ref().is_none_or(|(e, q)| self.is_handled(e, *q));
+            if s.acked_at.is_none() || !handled {
                 break;
             }
-            out.push(*pkid);
-            self.held.pop_front();
+            out.push(s.pkid);
+            self.order.pop_front();
         }
         out
     }
@@ -258,6 +316,48 @@ mod tests {
         assert_eq!(h.held_since(), Some(2));
         assert_eq!(h.on_handled(&m("", 6)), vec![3, 4]);
         assert_eq!(h.on_puback(5, 4), Ok(vec![5]));
+    }
+
+    #[test]
+    fn a_local_ack_waits_behind_earlier_relayed_publishes() {
+        // Hazard: telemetry acknowledged by the gate overtakes the PUBACK of an events batch
+        // sent before it (order of §4.6 broken; a strict client takes it for a protocol error).
+        let mut h = AckHold::new(0);
+        h.on_publish(1, "", 3).unwrap();
+        h.on_relay(1).unwrap(); // events, to rumqttd
+        h.on_relay(2).unwrap(); // state, to rumqttd
+        h.on_local(3, 10).unwrap(); // telemetry, taken by the gate
+        assert_eq!(h.ready(), NONE, "rumqttd has acknowledged nothing yet");
+        assert_eq!(h.held_since(), Some(10));
+        assert_eq!(h.on_puback(2, 11), Ok(NONE), "behind 1");
+        assert_eq!(h.on_puback(1, 12), Ok(NONE), "1 waits for its commit");
+        assert_eq!(h.on_handled(&m("", 3)), vec![1, 2, 3]);
+        // Nothing ahead: a local ack is ready at once.
+        h.on_local(4, 13).unwrap();
+        assert_eq!(h.ready(), vec![4]);
+        assert_eq!(h.held(), 0);
+    }
+
+    #[test]
+    fn a_relayed_publish_is_not_held_by_a_later_local_one() {
+        let mut h = AckHold::new(0);
+        h.on_relay(7).unwrap();
+        h.on_local(8, 0).unwrap();
+        h.on_relay(9).unwrap();
+        assert_eq!(h.on_puback(7, 1), Ok(vec![7, 8]));
+        assert_eq!(h.on_puback(9, 2), Ok(vec![9]));
+    }
+
+    #[test]
+    fn local_acks_are_bounded_too() {
+        let mut h = AckHold::new(0);
+        h.on_relay(0).unwrap();
+        for p in 1..MAX_HELD as u16 {
+            h.on_local(p, 0).unwrap();
+        }
+        assert_eq!(h.on_local(60_000, 0), Err(HoldError::TooMany));
+        assert_eq!(h.on_relay(60_001), Err(HoldError::TooMany));
+        assert_eq!(h.on_puback(0, 1).map(|v| v.len()), Ok(MAX_HELD));
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //! segments it keeps each hold at least `log_segment_bytes` newer bytes, so nothing unread is
 //! dropped. The charge of a message is rumqttd's own size of it (`4 + topic + payload`).
 //!
+//! Telemetry the gate hands to the ingest directly (not through rumqttd, see the `broker` module)
+//! is charged to the same telemetry budget: there it bounds what is queued in the server, with
+//! the same per-agent shares and alarm reserve.
+//!
 //! An eighth of the budget is kept for telemetry that carries an alarm sample (a role some
 //! alarm rule reads; [`crate::engine::ingest::PriorityRoles`], the same byte scan as the ingest's
 //! priority lane): when the rest is spent, such a publish still passes at once, so a fire
