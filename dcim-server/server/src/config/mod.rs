@@ -423,7 +423,8 @@ pub struct BrokerConfig {
     /// Embedded broker: size of one segment of rumqttd's in-memory log, per subscribed topic
     /// filter (default 32 MiB). The gate never lets the bytes relayed and not yet taken by the
     /// ingest exceed `(log_segments - 1) * log_segment_bytes - (max_payload + 64 KiB)`, so the
-    /// log cannot drop a message before the ingest has read it (see `broker::budget`).
+    /// log cannot drop a message before the ingest has read it (see `broker::budget`). The same
+    /// bound holds the telemetry the gate hands to the ingest directly (not through rumqttd).
     pub log_segment_bytes: usize,
     /// Embedded broker: segments kept per filter (default 4, at least 2).
     pub log_segments: usize,

@@ -31,9 +31,10 @@
 //! subscribe to their own commands), so once the ingest runs the gate hands each telemetry
 //! publish to it directly ([`TelemetryIntake`]) and acknowledges a QoS 1 one itself once it is
 //! queued there. That saves a loopback hop, rumqttd's copy into its log and the forward to the
-//! link (about a third of the server's CPU at 2 M points/s). Events, state and command results
-//! still pass through rumqttd. A connection opened before the ingest started relays its
-//! telemetry through rumqttd for its whole life, so one agent's batches never take two paths.
+//! link: 0.51 → 0.26–0.31 µs of server CPU per sample at 2 M points/s. Events, state and
+//! command results still pass through rumqttd. A connection opened before the ingest started
+//! relays its telemetry through rumqttd for its whole life, so one agent's batches never take
+//! two paths.
 //!
 //! Acknowledge after commit: the gate holds rumqttd's PUBACK of an agent's `events` publish
 //! until the ingest has committed (or dropped for good) every event of the batch; PUBACKs leave
