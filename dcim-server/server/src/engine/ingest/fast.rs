@@ -7,10 +7,11 @@
 //! is converted into the shared types with exhaustive struct literals, so a field added to
 //! `Sample` or `TelemetryBatch` fails to compile here instead of being dropped silently.
 //!
-//! Per sample it allocates only the strings a `Sample` owns (device, point, unit, role): the
-//! role is read borrowed from the payload and checked against the vocabulary once per run of
-//! equal roles (a batch is usually one role after another of the same kind), not once per
-//! sample, and the owned `Role` is a clone of the checked one.
+//! Per sample it allocates at most the strings a `Sample` owns (device, point, unit; none when
+//! a recycled vector lends its strings, see [`recycle`]): the role is read borrowed from the
+//! payload and checked against the vocabulary once per run of equal roles (a batch is usually
+//! one role after another of the same kind), not once per sample, and the owned `Role` is a
+//! clone of the checked one (a vocabulary role is the vocabulary's name: no allocation).
 //!
 //! It accepts exactly what `dcim_wire::decode::<TelemetryBatch>` accepts (tests compare the
 //! two); whenever this decoder refuses a payload, or the version is not ours, the payload is
@@ -224,8 +225,8 @@ pub fn select(payload: &[u8], keep: impl Fn(&str) -> bool) -> Option<TelemetryBa
 /// Sample vectors given back after a batch was handled ([`recycle`]), reused by the scanner with
 /// the samples still in them: the scanner writes each new sample's device, point and unit into
 /// the strings of the old sample at its place (their allocations reused; every field of the new
-/// sample is still set from the payload), so a steady stream of batches allocates one string
-/// per sample (the role) instead of four, and frees as much. And the vector itself is not freed
+/// sample is still set from the payload), so a steady stream of batches allocates no string
+/// per sample (four before this, with the role's), and frees none. And the vector itself is not freed
 /// after the batch's small strings, which made glibc sweep its free lists once per batch.
 static SPARE: std::sync::Mutex<Vec<Vec<Sample>>> = std::sync::Mutex::new(Vec::new());
 /// At most this many spare vectors, each of at most `SPARE_CAPACITY` samples (a few MB).
