@@ -218,6 +218,9 @@ pub const GROUPED_UNDER: &str = "grouped under ";
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: Vec<Rule>,
+    /// Role -> the rules on it, in rule order: a sample is matched against its role's rules
+    /// only (one lookup instead of a comparison with every rule, per sample).
+    rules_by_role: std::collections::HashMap<String, std::sync::Arc<[usize]>>,
     pub config: EngineConfig,
     alarms: BTreeMap<String, Alarm>,
     seq: u64,
@@ -241,7 +244,14 @@ impl Engine {
         for r in &rules {
             r.validate()?;
         }
+        let mut by_role: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        for (i, r) in rules.iter().enumerate() {
+            if let Some(role) = r.role() {
+                by_role.entry(role.to_owned()).or_default().push(i);
+            }
+        }
         Ok(Engine {
+            rules_by_role: by_role.into_iter().map(|(k, v)| (k, v.into())).collect(),
             rules,
             config,
             alarms: BTreeMap::new(),
@@ -535,10 +545,13 @@ impl Engine {
         self.note_fire_temperature(s);
         let code = stage_as_code(s, v);
         let v = code.as_ref().unwrap_or(v);
+        let Some(candidates) = self.rules_by_role.get(s.role.as_str()).cloned() else {
+            return out;
+        };
         // The alarm id `rule:subject`, built in one buffer reused across the rules (the
         // steady case allocates nothing else).
         let mut id = String::new();
-        for ri in 0..self.rules.len() {
+        for &ri in candidates.iter() {
             let r = &self.rules[ri];
             if !rule_matches(r, s) {
                 continue;

@@ -972,3 +972,38 @@ fn troubles_and_unverified_redundancy_come_and_go_with_their_condition() {
     let r = e.on_unverified("power", false, "", T0 + 61_000);
     assert_eq!(r[0].event, Event::Cleared);
 }
+
+#[test]
+fn every_rule_on_a_samples_role_is_evaluated_and_no_other() {
+    // Hazard: rules are looked up by the sample's role; a rule missed by that index would
+    // never raise. Three rules on one role (two device prefixes, interleaved with a rule on
+    // another role) each raise for the sample they match, in rule order.
+    let mut ups_a = common::binary_rule("on-battery-a");
+    ups_a.device_prefix = "ups-a".into();
+    let mut other = common::binary_rule("breaker-open");
+    other.condition = Condition::Binary {
+        role: "feed.breaker_closed".into(),
+        alarm_when: false,
+    };
+    let mut ups_b = common::binary_rule("on-battery-b");
+    ups_b.device_prefix = "ups-b".into();
+    let any = common::binary_rule("on-battery-any");
+    let mut e = Engine::new(vec![ups_a, other, ups_b, any], EngineConfig::default()).unwrap();
+    let raised = |r: Vec<Record>| -> Vec<String> {
+        r.iter()
+            .filter(|r| r.to == AlarmState::Unacknowledged)
+            .map(|r| r.alarm.clone())
+            .collect()
+    };
+    let r = e.on_sample(&s("ups-a1", "ups.on_battery", Value::Bool(true), T0), T0);
+    assert_eq!(raised(r), ["on-battery-a:ups-a1", "on-battery-any:ups-a1"]);
+    let r = e.on_sample(&s("ups-b1", "ups.on_battery", Value::Bool(true), T0), T0);
+    assert_eq!(raised(r), ["on-battery-b:ups-b1", "on-battery-any:ups-b1"]);
+    let r = e.on_sample(
+        &s("pdu-1", "feed.breaker_closed", Value::Bool(false), T0),
+        T0,
+    );
+    assert_eq!(raised(r), ["breaker-open:pdu-1"]);
+    let r = e.on_sample(&s("ups-a1", "ups.load_pct", Value::Number(99.0), T0), T0);
+    assert!(r.is_empty(), "no rule on ups.load_pct: {r:?}");
+}
