@@ -2,9 +2,11 @@
 //! do not wait behind a telemetry backlog.
 //!
 //! - A burst ten times larger than rumqttd's log (made small here, so the test is cheap) while
-//!   the ingest is stalled: without the gate's budget the log would wrap past the ingest and
-//!   drop acknowledged batches ("Read cursor start jumped"); with it the agent is slowed, and
-//!   every acknowledged sample is taken in, none skipped.
+//!   the ingest is stalled. Telemetry no longer passes through that log (the gate hands it to
+//!   the ingest), but the gate's budget, sized from it, still bounds what waits in the server:
+//!   without it the burst would pile up unbounded (and, through rumqttd, the log would wrap past
+//!   the ingest and drop acknowledged batches: "Read cursor start jumped"); with it the agent
+//!   is slowed, and every acknowledged sample is taken in, none skipped.
 //! - A telemetry backlog that fills the gate's budget while the bulk lane is paused: a fire
 //!   stage inside another agent's telemetry batch (it takes the budget's reserve for alarm
 //!   samples) and an events batch are handled while no backlog batch has been taken in.
