@@ -361,6 +361,85 @@ mod tests {
     }
 
     #[test]
+    fn random_interleavings_release_every_puback_in_publish_order_and_only_when_due() {
+        // Hazard: a PUBACK out of publish order, or one sent before the broker acknowledged
+        // its publish or before its events were handled (the agent would delete them from
+        // its spool); liveness: everything is released once acknowledged and handled.
+        #[derive(Clone, Copy, Debug)]
+        enum Kind {
+            Relayed,
+            Events(u64),
+            Local,
+        }
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for _ in 0..3000 {
+            let mut h = AckHold::default();
+            let n = 1 + next(24) as u16;
+            let mut kinds = Vec::new();
+            let mut seq = 0;
+            for pkid in 1..=n {
+                let k = match next(3) {
+                    0 => Kind::Relayed,
+                    1 => {
+                        seq += 1 + next(3);
+                        h.on_publish(pkid, "", seq).unwrap();
+                        Kind::Events(seq)
+                    }
+                    _ => Kind::Local,
+                };
+                match k {
+                    Kind::Local => h.on_local(pkid, 0).unwrap(),
+                    _ => h.on_relay(pkid).unwrap(),
+                }
+                kinds.push(k);
+            }
+            // rumqttd acknowledges relayed publishes in the order it received them.
+            let mut broker: VecDeque<u16> = (1..=n)
+                .filter(|p| !matches!(kinds[*p as usize - 1], Kind::Local))
+                .collect();
+            let (mut acked, mut handled) = (std::collections::HashSet::new(), 0);
+            let mut out: Vec<u16> = h.ready();
+            for _ in 0..200 {
+                let released = match next(3) {
+                    0 if !broker.is_empty() => {
+                        let p = broker.pop_front().unwrap();
+                        acked.insert(p);
+                        h.on_puback(p, 1).unwrap()
+                    }
+                    1 => {
+                        handled += next(3);
+                        h.on_handled(&m("", handled))
+                    }
+                    _ => h.ready(),
+                };
+                for p in &released {
+                    match kinds[*p as usize - 1] {
+                        Kind::Local => {}
+                        Kind::Relayed => assert!(acked.contains(p), "{p} before the broker's"),
+                        Kind::Events(q) => {
+                            assert!(acked.contains(p), "{p} before the broker's");
+                            assert!(q <= handled, "{p} released before its events were handled");
+                        }
+                    }
+                }
+                out.extend(released);
+            }
+            while let Some(p) = broker.pop_front() {
+                out.extend(h.on_puback(p, 2).unwrap());
+            }
+            out.extend(h.on_handled(&m("", u64::MAX)));
+            assert_eq!(out, (1..=n).collect::<Vec<_>>(), "kinds {kinds:?}");
+            assert_eq!(h.held(), 0);
+        }
+    }
+
+    #[test]
     fn reused_packet_id_and_resend() {
         let mut h = AckHold::new(0);
         h.on_publish(1, "", 2).unwrap();
