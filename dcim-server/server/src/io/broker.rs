@@ -935,6 +935,40 @@ impl Gate<'_> {
         Ok(())
     }
 
+    /// An agent's publish, allowed by the access rules: held if it carries events, charged to
+    /// its budget (waiting for room), then handed to the ingest (telemetry; returns false) or
+    /// left to be relayed to rumqttd (returns true).
+    async fn publish(
+        &self,
+        hold: &Held,
+        uw: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+        body: &[u8],
+        (topic, qos, pkid, payload): (String, QoS, u16, bytes::Bytes),
+    ) -> Result<bool, Closed> {
+        hold_events_publish(hold, self.marks, &topic, qos, pkid, &payload)?;
+        // Backpressure: wait until rumqttd's log (or the ingest's queue) has room the ingest
+        // has read past. What is buffered for rumqttd goes first, so that the ingest can drain
+        // it.
+        let lane = budget::Lane::of_topic(&topic);
+        if let Some(lane) = lane {
+            reserve(self.budgets, lane, &topic, payload.len(), body, uw).await?;
+        }
+        match (&self.intake, lane, qos) {
+            (Some(intake), Some(budget::Lane::Telemetry), QoS::AtMostOnce | QoS::AtLeastOnce) => {
+                self.take_telemetry(intake.as_ref(), hold, (topic, qos, pkid), payload)
+                    .await?;
+                return Ok(false);
+            }
+            (_, _, QoS::AtLeastOnce) => hold
+                .lock()
+                .state
+                .on_relay(pkid)
+                .map_err(|e| Closed::Protocol(format!("acknowledgements: {e:?}")))?,
+            _ => {}
+        }
+        Ok(true)
+    }
+
     /// Connects to rumqttd (no Nagle delay) and forwards the agent's CONNECT with the gate's
     /// own login.
     async fn connect_upstream(
@@ -973,7 +1007,7 @@ impl Gate<'_> {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
-        let (creds, marks, budgets, app) = (self.creds, self.marks, self.budgets, self.app);
+        let (creds, marks, app) = (self.creds, self.marks, self.app);
         let max = app.config.broker.max_message();
         let (mut cr, mut cw) = tokio::io::split(client);
         let mut buf = BytesMut::with_capacity(1024);
@@ -1008,39 +1042,12 @@ impl Gate<'_> {
                         pkid,
                         payload,
                     }) => {
-                        hold_events_publish(&hold, marks, &topic, qos, pkid, &payload)?;
-                        // Backpressure: wait until rumqttd's log (or the ingest's queue) has
-                        // room the ingest has read past. What is buffered for rumqttd goes
-                        // first, so that the ingest can drain it.
-                        let lane = budget::Lane::of_topic(&topic);
-                        if let Some(lane) = lane {
-                            reserve(budgets, lane, &topic, payload.len(), f.body(), &mut uw)
-                                .await?;
-                        }
-                        match (&self.intake, lane, qos) {
-                            (
-                                Some(intake),
-                                Some(budget::Lane::Telemetry),
-                                QoS::AtMostOnce | QoS::AtLeastOnce,
-                            ) => {
-                                self.take_telemetry(
-                                    intake.as_ref(),
-                                    &hold,
-                                    (topic, qos, pkid),
-                                    payload,
-                                )
-                                .await?;
-                                if buf.is_empty() {
-                                    uw.flush().await?;
-                                }
-                                continue;
+                        let publish = (topic, qos, pkid, payload);
+                        if !self.publish(&hold, &mut uw, f.body(), publish).await? {
+                            if buf.is_empty() {
+                                uw.flush().await?;
                             }
-                            (_, _, QoS::AtLeastOnce) => {
-                                hold.lock().state.on_relay(pkid).map_err(|e| {
-                                    Closed::Protocol(format!("acknowledgements: {e:?}"))
-                                })?
-                            }
-                            _ => {}
+                            continue;
                         }
                     }
                     Ok(Inbound::Disconnect) => {
