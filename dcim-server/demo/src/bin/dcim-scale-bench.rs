@@ -15,7 +15,8 @@
 //! as needed (per hall: 10 rows with an A and a B PDU each, 4 CRAH, a row switch per row).
 //! For each size it writes the site file, starts a server on it (embedded broker, temp data
 //! directory) and reports: the start-up time (`dcim_server::start`, site load included), the
-//! site load alone, taking in one healthy sample of every bound point (`Facility::on_samples`),
+//! site load alone, the tick before any sample (every component Unknown: the evaluation's
+//! costliest case, as when every agent of a site falls silent), taking in one healthy sample of every bound point (`Facility::on_samples`),
 //! the tick (as the ticker runs it: `Facility::tick_inputs` under the facility lock,
 //! `dcim_site::evaluate` without it, `Facility::tick_with` under it again; the median total and
 //! the median time the lock was held), and the
@@ -191,9 +192,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "| racks | components | bound points | start-up ms | site load ms | samples in ms | tick ms | of which facility lock held ms | /api/status ms | /api/site/redundancy ms |"
+        "| racks | components | bound points | start-up ms | site load ms | tick ms, no data yet (every component Unknown) | samples in ms | tick ms | of which facility lock held ms | /api/status ms | /api/site/redundancy ms |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for racks in sizes {
         measure(racks, repeat).await?;
     }
@@ -226,6 +227,9 @@ async fn measure(racks: usize, repeat: usize) -> anyhow::Result<()> {
         )
         .await?;
     let now = dcim_clock::now_ms();
+    // Before any sample (a site whose agents are all silent): the evaluation's costliest case.
+    let (unknown_tick_ms, _) = time_ticks(&server, now, repeat).await;
+    let now = now + repeat as i64;
     let samples = dcim_site::fixture::healthy_samples(&site, now);
     let samples_ms = {
         let mut f = server.app.plant.facility.lock().await;
@@ -239,7 +243,7 @@ async fn measure(racks: usize, repeat: usize) -> anyhow::Result<()> {
     let status_ms = time_get(&http, &server, &token, "/api/status", repeat).await?;
     let redundancy_ms = time_get(&http, &server, &token, "/api/site/redundancy", repeat).await?;
     println!(
-        "| {racks} | {} | {} | {start_ms:.0} | {load_ms:.0} | {samples_ms:.1} | {tick_ms:.1} | {locked_ms:.1} | {status_ms:.1} | {redundancy_ms:.1} |",
+        "| {racks} | {} | {} | {start_ms:.0} | {load_ms:.0} | {unknown_tick_ms:.1} | {samples_ms:.1} | {tick_ms:.1} | {locked_ms:.1} | {status_ms:.1} | {redundancy_ms:.1} |",
         site.components.len(),
         samples.len(),
     );
