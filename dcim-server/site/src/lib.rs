@@ -46,7 +46,7 @@ pub mod unknown;
 
 pub use engine::{
     ComponentHealth, Evaluation, LevelChange, RideThrough, SubsystemHealth, SupplyHealth,
-    UnknownComponent, WhatIf, evaluate, what_if,
+    UnknownComponent, WhatIf, evaluate, evaluate_without_sharing, what_if,
 };
 pub use layout::{Asset, Cell, CellKind, Direction, Layout, Plan, PlanRow};
 pub use model::{

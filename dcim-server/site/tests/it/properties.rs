@@ -275,6 +275,14 @@ proptest! {
     }
 
     #[test]
+    fn sharing_the_results_of_components_fed_alike_changes_nothing(p in plan()) {
+        // Hazard: a component given the result of another one fed alike that is not its own
+        // (a missed single point of failure, a wrong level or path count).
+        let (site, states) = build(&p);
+        prop_assert_eq!(evaluate(&site, &states), evaluate_without_sharing(&site, &states));
+    }
+
+    #[test]
     fn evaluation_is_deterministic(p in plan()) {
         let (site, states) = build(&p);
         let a = evaluate(&site, &states);
