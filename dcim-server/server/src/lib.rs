@@ -710,6 +710,10 @@ fn spawn_ticker(app: Arc<App>, mut stop: watch::Receiver<bool>) -> JoinHandle<()
             };
             let mut f = app.plant.facility.lock().await;
             let changes = f.tick_with(now, evaluated);
+            // The replaced evaluation is freed off the tick and outside the lock.
+            if let Some(retired) = f.take_retired() {
+                tokio::task::spawn_blocking(move || drop(retired));
+            }
             if let Err(e) = app.commit_changes(&f, &changes, None).await {
                 app.store_write_failed("committing alarm changes", e.as_ref());
                 tracing::error!("committing alarm changes: {e:#}");
