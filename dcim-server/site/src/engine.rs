@@ -660,45 +660,7 @@ fn compute_with(
             {
                 r = known.clone();
             } else if supplied {
-                let mut lvl = Redundancy::TwoN;
-                for g in &groups {
-                    let (gl, spare) = ctx.group_eval(g);
-                    let m0 = g.members[0];
-                    let gl = if g.members.len() == 1
-                        && g.need == 1
-                        && site.components[m0].kind.is_passive()
-                    {
-                        // A place passes the level of its own supply through.
-                        if ctx.avail[m0] {
-                            levels[m0][g.subsystem.idx()]
-                        } else {
-                            Redundancy::BelowN
-                        }
-                    } else {
-                        gl
-                    };
-                    lvl = lvl.min(gl);
-                    r.spare = match (r.spare, spare) {
-                        (Some(a), Some(b)) => Some(f64::min(a, b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                let anc = ctx.closure(i, s);
-                if with_spofs {
-                    for &a in &anc {
-                        if site.components[a].kind.is_passive() {
-                            continue;
-                        }
-                        if !ctx.survives_without(i, s, &anc, a) {
-                            r.spofs.push(a);
-                        }
-                    }
-                }
-                if !r.spofs.is_empty() {
-                    lvl = lvl.min(Redundancy::N);
-                }
-                r.level = lvl;
-                r.paths = ctx.live_paths(i, s, &anc);
+                r = supplied_through(ctx, (i, s), &groups, &levels, with_spofs);
                 same_feeds.insert(feeds_of(s, &groups), r.clone());
             }
             levels[i][s.idx()] = r.level;
@@ -707,6 +669,63 @@ fn compute_with(
         out.push(res);
     }
     out
+}
+
+/// The result of component `i`, supplied in `s` through `groups` (its groups in `s`): the
+/// worst level of its groups, the smallest spare, its single points of failure (with
+/// `with_spofs`) and its live paths. `levels` holds the levels of the components before `i`.
+fn supplied_through(
+    ctx: &mut Ctx<'_>,
+    (i, s): (CompIdx, Subsystem),
+    groups: &[&crate::model::Group],
+    levels: &[[Redundancy; 3]],
+    with_spofs: bool,
+) -> PairResult {
+    let site = ctx.site;
+    let mut r = PairResult {
+        supplied: true,
+        level: Redundancy::BelowN,
+        paths: 0,
+        spare: None,
+        spofs: Vec::new(),
+    };
+    let mut lvl = Redundancy::TwoN;
+    for g in groups {
+        let (gl, spare) = ctx.group_eval(g);
+        let m0 = g.members[0];
+        let gl = if g.members.len() == 1 && g.need == 1 && site.components[m0].kind.is_passive() {
+            // A place passes the level of its own supply through.
+            if ctx.avail[m0] {
+                levels[m0][g.subsystem.idx()]
+            } else {
+                Redundancy::BelowN
+            }
+        } else {
+            gl
+        };
+        lvl = lvl.min(gl);
+        r.spare = match (r.spare, spare) {
+            (Some(a), Some(b)) => Some(f64::min(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let anc = ctx.closure(i, s);
+    if with_spofs {
+        for &a in &anc {
+            if site.components[a].kind.is_passive() {
+                continue;
+            }
+            if !ctx.survives_without(i, s, &anc, a) {
+                r.spofs.push(a);
+            }
+        }
+    }
+    if !r.spofs.is_empty() {
+        lvl = lvl.min(Redundancy::N);
+    }
+    r.level = lvl;
+    r.paths = ctx.live_paths(i, s, &anc);
+    r
 }
 
 /// Unknown components among the ancestors of `c` reached through its groups in `s` (and, from
