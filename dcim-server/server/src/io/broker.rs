@@ -589,6 +589,12 @@ impl From<std::io::Error> for Closed {
     }
 }
 
+impl From<HoldError> for Closed {
+    fn from(e: HoldError) -> Closed {
+        Closed::Protocol(format!("acknowledgements: {e:?}"))
+    }
+}
+
 impl From<codec::FrameError> for Closed {
     fn from(e: codec::FrameError) -> Closed {
         Closed::Protocol(e.to_string())
@@ -704,9 +710,7 @@ fn hold_events_publish(
     if h.agent.as_deref() != Some(agent) {
         return Ok(());
     }
-    h.state
-        .on_publish(pkid, epoch, seq)
-        .map_err(|e| Closed::Protocol(format!("events acknowledgements: {e:?}")))
+    Ok(h.state.on_publish(pkid, epoch, seq)?)
 }
 
 /// The next handled marks of the ingest; pending while there is no receiver yet.
@@ -768,8 +772,7 @@ async fn downstream<W: tokio::io::AsyncWrite + Unpin>(
                     let out = hold
                         .lock()
                         .state
-                        .on_puback(pkid, dcim_clock::now_ms())
-                        .map_err(|e| Closed::Protocol(format!("events acknowledgements: {e:?}")))?;
+                        .on_puback(pkid, dcim_clock::now_ms())?;
                     write_pubacks(&mut cw, &out).await?;
                 } else {
                     cw.write_all(f.raw()).await?;
@@ -880,6 +883,7 @@ fn violation(v: Violation, identity: Option<&(String, String)>) -> Closed {
 
 /// Backpressure for one publish of `lane`: waits until rumqttd's log has room the ingest has
 /// read past. What is buffered for rumqttd (`uw`) goes first, so that the ingest can drain it.
+/// Returns what it charged, to be given back once the ingest has handled the message.
 #[inline]
 async fn reserve(
     budgets: &Budgets,
@@ -888,48 +892,49 @@ async fn reserve(
     payload_len: usize,
     body: &[u8],
     uw: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-) -> Result<(), Closed> {
+) -> Result<budget::Charge, Closed> {
     let b = budgets.lane(lane);
     let bytes = budget::charge_of(topic.len(), payload_len);
     let alarm = lane == budget::Lane::Telemetry && budgets.alarm_roles.matches(body);
     // The agent's share first (telemetry): one agent cannot fill the lane ahead of the others.
     let share = b.charge_for(bytes);
+    let mut agent = None;
     if lane == budget::Lane::Telemetry
         && let Ok(t) = dcim_wire::Topic::parse(topic)
-        && !budgets.shares.try_reserve(&t.agent, share, alarm)
     {
-        uw.flush().await?;
-        budgets.shares.reserve(&t.agent, share).await;
+        if !budgets.shares.try_reserve(&t.agent, share, alarm) {
+            uw.flush().await?;
+            budgets.shares.reserve(&t.agent, share).await;
+        }
+        agent = Some(Arc::from(t.agent.as_str()));
     }
-    if b.try_reserve(bytes, alarm).is_none() {
-        uw.flush().await?;
-        b.reserve(bytes).await;
-    }
-    Ok(())
+    let n = match b.try_reserve(bytes, alarm) {
+        Some(n) => n,
+        None => {
+            uw.flush().await?;
+            b.reserve(bytes).await
+        }
+    };
+    debug_assert_eq!(n, share);
+    Ok(budget::Charge { lane, n, agent })
 }
 
 impl Gate<'_> {
     /// Hands a telemetry publish to the ingest (not through rumqttd: no second loopback hop,
-    /// no copy in rumqttd's log), charged to the budget already; a QoS 1 one is acknowledged
+    /// no copy in rumqttd's log) with the budget `charge` it took; a QoS 1 one is acknowledged
     /// once it is queued there, in its place among the connection's PUBACKs.
     async fn take_telemetry(
         &self,
         intake: &dyn TelemetryIntake,
         hold: &Held,
         (topic, qos, pkid): (String, QoS, u16),
-        payload: bytes::Bytes,
+        (payload, charge): (bytes::Bytes, budget::Charge),
     ) -> Result<(), Closed> {
-        let charge = self
-            .budgets
-            .charge_of_message(&topic, budget::charge_of(topic.len(), payload.len()));
-        if !intake.take(topic, payload, charge).await {
+        if !intake.take(topic, payload, Some(charge)).await {
             return Err(Closed::Protocol("the ingest has stopped".into()));
         }
         if qos == QoS::AtLeastOnce {
-            hold.lock()
-                .state
-                .on_local(pkid, dcim_clock::now_ms())
-                .map_err(|e| Closed::Protocol(format!("acknowledgements: {e:?}")))?;
+            hold.lock().state.on_local(pkid, dcim_clock::now_ms())?;
             hold.local.notify_one();
         }
         Ok(())
@@ -949,21 +954,20 @@ impl Gate<'_> {
         // Backpressure: wait until rumqttd's log (or the ingest's queue) has room the ingest
         // has read past. What is buffered for rumqttd goes first, so that the ingest can drain
         // it.
-        let lane = budget::Lane::of_topic(&topic);
-        if let Some(lane) = lane {
-            reserve(self.budgets, lane, &topic, payload.len(), body, uw).await?;
-        }
-        match (&self.intake, lane, qos) {
-            (Some(intake), Some(budget::Lane::Telemetry), QoS::AtMostOnce | QoS::AtLeastOnce) => {
-                self.take_telemetry(intake.as_ref(), hold, (topic, qos, pkid), payload)
+        let charge = match budget::Lane::of_topic(&topic) {
+            Some(lane) => Some(reserve(self.budgets, lane, &topic, payload.len(), body, uw).await?),
+            None => None,
+        };
+        match (&self.intake, charge, qos) {
+            (Some(intake), Some(c), QoS::AtMostOnce | QoS::AtLeastOnce)
+                if c.lane == budget::Lane::Telemetry =>
+            {
+                let publish = (topic, qos, pkid);
+                self.take_telemetry(intake.as_ref(), hold, publish, (payload, c))
                     .await?;
                 return Ok(false);
             }
-            (_, _, QoS::AtLeastOnce) => hold
-                .lock()
-                .state
-                .on_relay(pkid)
-                .map_err(|e| Closed::Protocol(format!("acknowledgements: {e:?}")))?,
+            (_, _, QoS::AtLeastOnce) => hold.lock().state.on_relay(pkid)?,
             _ => {}
         }
         Ok(true)
