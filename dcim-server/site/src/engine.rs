@@ -654,14 +654,18 @@ fn compute_with(
                     Redundancy::BelowN
                 };
                 r.paths = u32::from(supplied && ctx.avail[i]);
-            } else if supplied
-                && share
-                && let Some(known) = same_feeds.get(&feeds_of(s, &groups))
-            {
-                r = known.clone();
             } else if supplied {
-                r = supplied_through(ctx, (i, s), &groups, &levels, with_spofs);
-                same_feeds.insert(feeds_of(s, &groups), r.clone());
+                let feeds = share.then(|| feeds_of(s, &groups));
+                r = match feeds.as_ref().and_then(|f| same_feeds.get(f)) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let r = supplied_through(ctx, (i, s), &groups, &levels, with_spofs);
+                        if let Some(f) = feeds {
+                            same_feeds.insert(f, r.clone());
+                        }
+                        r
+                    }
+                };
             }
             levels[i][s.idx()] = r.level;
             res.push((s, r));
@@ -726,6 +730,32 @@ fn supplied_through(
     r.level = lvl;
     r.paths = ctx.live_paths(i, s, &anc);
     r
+}
+
+/// The components that take part in subsystem `s` (its own equipment and what consumes it),
+/// and its consumers: those that consume `s` and supply nothing in it (the racks, for power),
+/// or every member when none does.
+fn members_and_consumers(site: &Site, s: Subsystem) -> (Vec<CompIdx>, Vec<CompIdx>) {
+    let n = site.components.len();
+    let members: Vec<CompIdx> = (0..n)
+        .filter(|&i| {
+            site.components[i].kind.subsystem() == Some(s) || site.components[i].consumes(s)
+        })
+        .collect();
+    let mut consumers: Vec<CompIdx> = members
+        .iter()
+        .copied()
+        .filter(|&i| {
+            site.components[i].consumes(s)
+                && !site.children[i]
+                    .iter()
+                    .any(|&(d, gi)| site.components[d].groups[gi].subsystem == s)
+        })
+        .collect();
+    if consumers.is_empty() {
+        consumers = members.clone();
+    }
+    (members, consumers)
 }
 
 /// Unknown components among the ancestors of `c` reached through its groups in `s` (and, from
@@ -958,27 +988,9 @@ impl Views<'_> {
         (components, unknown_of): (&[ComponentHealth], &[Vec<Vec<CompIdx>>]),
         s: Subsystem,
     ) -> Option<SubsystemHealth> {
-        let (site, n) = (self.site, self.site.components.len());
-        let members: Vec<CompIdx> = (0..n)
-            .filter(|&i| {
-                site.components[i].kind.subsystem() == Some(s) || site.components[i].consumes(s)
-            })
-            .collect();
+        let (members, consumers) = members_and_consumers(self.site, s);
         if members.is_empty() {
             return None;
-        }
-        let mut consumers: Vec<CompIdx> = members
-            .iter()
-            .copied()
-            .filter(|&i| {
-                site.components[i].consumes(s)
-                    && !site.children[i]
-                        .iter()
-                        .any(|&(d, gi)| site.components[d].groups[gi].subsystem == s)
-            })
-            .collect();
-        if consumers.is_empty() {
-            consumers = members.clone();
         }
         let mut h = SubsystemHealth {
             subsystem: s,
@@ -1230,25 +1242,7 @@ mod tests {
     /// defined before they were aggregated as indices: every consumer's own lists merged,
     /// sorted, each id once.
     fn merged(site: &Site, ev: &Evaluation, s: Subsystem) -> (Vec<String>, Vec<String>) {
-        let n = site.components.len();
-        let members: Vec<CompIdx> = (0..n)
-            .filter(|&i| {
-                site.components[i].kind.subsystem() == Some(s) || site.components[i].consumes(s)
-            })
-            .collect();
-        let mut consumers: Vec<CompIdx> = members
-            .iter()
-            .copied()
-            .filter(|&i| {
-                site.components[i].consumes(s)
-                    && !site.children[i]
-                        .iter()
-                        .any(|&(d, gi)| site.components[d].groups[gi].subsystem == s)
-            })
-            .collect();
-        if consumers.is_empty() {
-            consumers = members;
-        }
+        let (_, consumers) = members_and_consumers(site, s);
         let (mut spofs, mut unverified) = (Vec::new(), Vec::new());
         for i in consumers {
             if let Some(sh) = ev.components[i].supply(s) {
