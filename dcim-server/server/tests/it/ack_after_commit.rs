@@ -63,6 +63,26 @@ async fn puback_within(el: &mut EventLoop, within: Duration) -> Option<u16> {
     .ok()
 }
 
+/// Drives the event loop until the ingest has received `messages` messages in all (within
+/// 5 s, else `late`), asserting meanwhile that no PUBACK arrives (`early`).
+async fn no_puback_until_received(
+    el: &mut EventLoop,
+    server: &dcim_server::Server,
+    messages: u64,
+    (early, late): (&str, &str),
+) {
+    let received = &server.app.metrics.ingest_messages_total;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while received.load(Ordering::Relaxed) < messages {
+        assert_eq!(
+            puback_within(el, Duration::from_millis(50)).await,
+            None,
+            "{early}"
+        );
+        assert!(tokio::time::Instant::now() < deadline, "{late}");
+    }
+}
+
 async fn publish(c: &AsyncClient, payload: Vec<u8>) {
     c.publish(EVENTS_TOPIC, QoS::AtLeastOnce, false, payload)
         .await
@@ -95,24 +115,11 @@ async fn puback_of_events_waits_for_their_commit() {
         .load(Ordering::Relaxed);
     lock(&mut blocker).await;
     publish(&c, events("a1", "rack-1", 4..=6)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while server
-        .app
-        .metrics
-        .ingest_messages_total
-        .load(Ordering::Relaxed)
-        == received
-    {
-        assert_eq!(
-            puback_within(&mut el, Duration::from_millis(50)).await,
-            None,
-            "PUBACK before the commit"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the batch did not reach the ingest"
-        );
-    }
+    let why = (
+        "PUBACK before the commit",
+        "the batch did not reach the ingest",
+    );
+    no_puback_until_received(&mut el, &server, received + 1, why).await;
     // The ingest has the batch; its commit waits for the lock.
     assert_eq!(
         puback_within(&mut el, Duration::from_millis(600)).await,
@@ -158,8 +165,11 @@ async fn telemetry_taken_by_the_gate_is_acknowledged_after_a_held_events_batch_b
     let (c, mut el, r) = mqtt_agent("127.0.0.1", mqtt.port(), "a1", "a1-secret").await;
     r.unwrap();
     let mut blocker = db(dir.path()).await;
-    let m = &server.app.metrics;
-    let messages = m.ingest_messages_total.load(Ordering::Relaxed);
+    let messages = server
+        .app
+        .metrics
+        .ingest_messages_total
+        .load(Ordering::Relaxed);
     lock(&mut blocker).await;
     publish(&c, events("a1", "rack-1", 1..=3)).await;
     c.publish(
@@ -171,18 +181,11 @@ async fn telemetry_taken_by_the_gate_is_acknowledged_after_a_held_events_batch_b
     .await
     .unwrap();
     // Both reach the ingest; the telemetry is applied while the events' commit waits.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while m.ingest_messages_total.load(Ordering::Relaxed) < messages + 2 {
-        assert_eq!(
-            puback_within(&mut el, Duration::from_millis(50)).await,
-            None,
-            "a PUBACK before the events' commit"
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "telemetry waited for the events' commit (or did not arrive)"
-        );
-    }
+    let why = (
+        "a PUBACK before the events' commit",
+        "telemetry waited for the events' commit (or did not arrive)",
+    );
+    no_puback_until_received(&mut el, &server, messages + 2, why).await;
     assert_eq!(
         puback_within(&mut el, Duration::from_millis(400)).await,
         None,
